@@ -1,0 +1,1 @@
+"""Data plane: segmenting, hashing, encryption, replication and erasure coding."""

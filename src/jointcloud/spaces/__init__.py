@@ -1,0 +1,1 @@
+"""Storage backends (user spaces) behind one ``Space`` protocol."""

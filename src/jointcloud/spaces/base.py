@@ -1,0 +1,82 @@
+"""The ``Space`` protocol every storage backend implements.
+
+A space is one failure domain the user owns (a directory, a cloud bucket).
+Keys are relative ``/``-separated paths under the space's root; backends
+translate vendor errors into ``jointcloud.errors`` space errors here, at this
+boundary, so nothing above knows which cloud it talks to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from jointcloud.errors import BadArgument
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    range_read: bool = True
+    native_multipart: bool = False
+    server_side_copy: bool = False
+    listing: bool = True
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One listed key: its path relative to the listed root, size, mtime (epoch s)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+@runtime_checkable
+class BlockWriter(Protocol):
+    """A streaming write of one key; nothing is visible until ``commit``."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self) -> None:
+        """Make the written bytes durable and visible under the key."""
+
+    async def abort(self) -> None:
+        """Discard everything written; idempotent, never raises for cleanup."""
+
+
+@runtime_checkable
+class Space(Protocol):
+    capabilities: Capabilities
+
+    async def open_writer(self, key: str) -> BlockWriter: ...
+
+    async def put(self, key: str, data: bytes) -> None: ...
+
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Bytes ``[offset, offset+length)``; ``BlockNotFound`` if absent; a short
+        result only at the end of the key."""
+
+    def read_stream(
+        self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
+    ) -> AsyncIterator[bytes]: ...
+
+    async def stat(self, key: str) -> Entry: ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the key; deleting an absent key is not an error."""
+
+    def list(self, prefix: str = "") -> AsyncIterator[Entry]:
+        """Every key under ``prefix`` (a directory-like prefix), recursively."""
+
+    async def close(self) -> None: ...
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape the space's root or confuse backends."""
+    if not key or key.startswith("/") or "\x00" in key or "\\" in key:
+        raise BadArgument(f"invalid storage key {key!r}")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+        raise BadArgument(f"invalid storage key {key!r}")
+    return key
