@@ -1,0 +1,1 @@
+"""Protocol translators: parse → call a core service → serialize."""

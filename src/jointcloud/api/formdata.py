@@ -1,0 +1,137 @@
+"""Pull-based streaming reader of ``multipart/form-data`` bodies.
+
+Starlette's ``request.form()`` spools every file to a temporary file before
+the handler sees it; uploads here must stream straight into the data plane,
+so we drive python-multipart's push parser ourselves and hand each part out
+as an async iterator of its bytes, one request chunk at a time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+from urllib.parse import unquote
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from jointcloud.errors import BadArgument
+
+
+def boundary_of(content_type: str | None) -> bytes:
+    ctype, params = parse_options_header(content_type or "")
+    if ctype != b"multipart/form-data" or not params.get(b"boundary"):
+        raise BadArgument("request must be multipart/form-data with a boundary")
+    return params[b"boundary"]
+
+
+class FormPart:
+    def __init__(self, form: StreamingForm, headers: dict[str, str]) -> None:
+        self._form = form
+        disposition = headers.get("content-disposition", "")
+        _, params = parse_options_header(disposition.encode("latin-1", "replace"))
+        self.name = params.get(b"name", b"").decode("utf-8", "replace")
+        raw = params.get(b"filename*")
+        if raw is not None and b"''" in raw:  # RFC 5987: charset''percent-encoded
+            self.filename: str | None = unquote(raw.split(b"''", 1)[1].decode("latin-1"))
+        elif b"filename" in params:
+            self.filename = params[b"filename"].decode("utf-8", "replace")
+        else:
+            self.filename = None
+        self.content_type = headers.get("content-type")
+        self.done = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            data = await self._form.part_data()
+            if data is None:
+                self.done = True
+            elif data:
+                yield data
+
+    async def read_all(self, limit: int) -> bytes:
+        buf = bytearray()
+        async for chunk in self.chunks():
+            buf += chunk
+            if len(buf) > limit:
+                raise BadArgument(f"form part {self.name!r} is larger than {limit} bytes")
+        return bytes(buf)
+
+    async def drain(self) -> None:
+        async for _ in self.chunks():
+            pass
+
+
+class StreamingForm:
+    def __init__(self, body: AsyncIterator[bytes], boundary: bytes) -> None:
+        self._body = body
+        self._events: deque[tuple[str, bytes]] = deque()
+        self._finished = False
+        cb = self._events.append
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": lambda: cb(("begin", b"")),
+                "on_header_field": lambda d, s, e: cb(("hfield", d[s:e])),
+                "on_header_value": lambda d, s, e: cb(("hvalue", d[s:e])),
+                "on_header_end": lambda: cb(("hend", b"")),
+                "on_headers_finished": lambda: cb(("hdone", b"")),
+                "on_part_data": lambda d, s, e: cb(("data", d[s:e])),
+                "on_part_end": lambda: cb(("end", b"")),
+                "on_end": lambda: cb(("finish", b"")),
+            },
+        )
+
+    async def _next(self) -> tuple[str, bytes]:
+        while not self._events:
+            if self._finished:
+                raise BadArgument("multipart body ended before its closing boundary")
+            try:
+                chunk = await anext(self._body)
+            except StopAsyncIteration:
+                self._finished = True
+                self._parser.finalize()
+                continue
+            try:
+                self._parser.write(chunk)
+            except MultipartParseError as exc:
+                raise BadArgument(f"malformed multipart body: {exc}") from exc
+        return self._events.popleft()
+
+    async def part_data(self) -> bytes | None:
+        """Data of the current part queued so far (joined), or None at its end."""
+        kind, data = await self._next()
+        if kind == "end":
+            return None
+        if kind != "data":
+            raise BadArgument("malformed multipart body")
+        pieces = [data]
+        while self._events and self._events[0][0] == "data":
+            pieces.append(self._events.popleft()[1])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def parts(self) -> AsyncIterator[FormPart]:
+        current: FormPart | None = None
+        while True:
+            if current is not None and not current.done:
+                await current.drain()
+            kind, _ = await self._next()
+            if kind == "finish":
+                return
+            if kind != "begin":
+                raise BadArgument("malformed multipart body")
+            headers: dict[str, str] = {}
+            field = b""
+            while True:
+                kind, data = await self._next()
+                if kind == "hfield":
+                    field += data
+                elif kind == "hvalue":
+                    key = field.decode("latin-1").lower()
+                    headers[key] = headers.get(key, "") + data.decode("utf-8", "replace")
+                elif kind == "hend":
+                    field = b""
+                elif kind == "hdone":
+                    break
+            current = FormPart(self, headers)
+            yield current

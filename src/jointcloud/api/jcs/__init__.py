@@ -1,0 +1,1 @@
+"""The JCS v1 REST API (``spec/jcs-v1.md``)."""

@@ -1,0 +1,91 @@
+"""Streaming download responses with offset/length and standard ``Range``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from jointcloud.api.jcs.envelope import fail
+from jointcloud.context import Context
+from jointcloud.core.models import ObjectInfo, User
+from jointcloud.errors import BadArgument
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range → (offset, length); None means serve it all
+    (multiple ranges or a syntax we ignore, as RFC 9110 allows)."""
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None
+    first, last = m.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise Unsatisfiable
+        return max(0, size - n), min(n, size)
+    start = int(first)
+    if start >= size:
+        raise Unsatisfiable
+    end = min(int(last), size - 1) if last else size - 1
+    if end < start:
+        return None
+    return start, end - start + 1
+
+
+async def send_object(
+    request: Request,
+    ctx: Context,
+    user: User,
+    info: ObjectInfo,
+    offset: int | None,
+    length: int | None,
+) -> Response:
+    status = 200
+    header = request.headers.get("range")
+    if header:
+        if offset is not None or length is not None:
+            raise BadArgument("use either offset/length or a Range header, not both")
+        try:
+            picked = parse_range(header, info.size)
+        except Unsatisfiable:
+            resp = fail("BadArgument", f"range {header!r} is outside the object's {info.size} bytes", 416)
+            resp.headers["Content-Range"] = f"bytes */{info.size}"
+            return resp
+        if picked is not None:
+            offset, length = picked
+            status = 206
+    dl = await ctx.objects.download(user.user_id, info, offset or 0, length)
+    # Pull the first chunk before sending headers so that a read that cannot
+    # be served at all still answers with a JSON error, not a broken stream.
+    first = await anext(dl.body, b"")
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in dl.body:
+            yield chunk
+
+    headers = {
+        "Content-Length": str(dl.length),
+        "Content-Disposition": "attachment; filename=" + quote(info.path.rsplit("/", 1)[-1]),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{dl.info.etag}"',
+    }
+    if status == 206:
+        end = dl.offset + dl.length - 1
+        headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
+    return StreamingResponse(
+        body(), status_code=status, media_type="application/octet-stream", headers=headers
+    )

@@ -1,0 +1,79 @@
+"""The JSON envelope and the ONE table from domain errors to JCS codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from jointcloud import errors
+
+log = structlog.get_logger(__name__)
+
+# Ordered: the first matching class wins (subclasses before their bases).
+ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
+    (errors.BadArgument, "BadArgument", 400),
+    (errors.Unauthorized, "Unauthorized", 401),
+    (errors.Forbidden, "Forbidden", 403),
+    (errors.TaskNotFound, "TaskNotFound", 404),
+    (errors.NotFound, "DataNotFound", 404),
+    (errors.AlreadyExists, "DataExists", 409),
+    (errors.InsufficientSpaces, "OperationFailed", 503),
+    (errors.NotEnoughBlocks, "OperationFailed", 503),
+    (errors.SpaceError, "OperationFailed", 503),
+    (errors.OperationFailed, "OperationFailed", 500),
+]
+
+
+def ok(data: Any = None) -> JSONResponse:
+    return JSONResponse({"code": "OK", "message": "", "data": data})
+
+
+def fail(code: str, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message, "data": None}, status_code=status)
+
+
+def error_response(exc: errors.JcsError) -> JSONResponse:
+    for cls, code, status in ERROR_TABLE:
+        if isinstance(exc, cls):
+            return fail(code, exc.message, status)
+    return fail("OperationFailed", exc.message, 500)
+
+
+async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.JcsError)
+    return error_response(exc)
+
+
+async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query")]
+        problems.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return fail("BadArgument", "; ".join(problems) or "invalid request", 400)
+
+
+async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {401: "Unauthorized", 403: "Forbidden", 404: "DataNotFound"}.get(
+        exc.status_code, "BadArgument" if exc.status_code < 500 else "OperationFailed"
+    )
+    return fail(code, str(exc.detail), exc.status_code)
+
+
+async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", error_type=type(exc).__name__)
+    return fail("OperationFailed", "internal error; see the server log", 500)
+
+
+HANDLERS: dict[Any, Any] = {
+    errors.JcsError: on_domain_error,
+    RequestValidationError: on_validation_error,
+    HTTPException: on_http_error,
+    Exception: on_unexpected,
+}

@@ -1,0 +1,104 @@
+"""Buckets (§1) and packages (§2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import StrictInt
+
+from jointcloud.api.jcs import views
+from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.envelope import ok
+
+router = APIRouter()
+
+
+class BucketCreate(Body):
+    name: Any
+    redundancy: Any = None
+
+
+class BucketId(Body):
+    bucketID: StrictInt
+
+
+class PackageCreate(Body):
+    bucketID: StrictInt
+    name: Any
+    redundancy: Any = None
+
+
+class PackageId(Body):
+    packageID: StrictInt
+
+
+class PackageClone(Body):
+    packageID: StrictInt
+    bucketID: StrictInt
+    name: Any
+
+
+@router.post("/v1/bucket/create")
+async def bucket_create(body: BucketCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    b = await ctx.buckets.create(user.user_id, body.name, body.redundancy)
+    return ok({"bucket": views.bucket(b)})
+
+
+@router.get("/v1/bucket/getByName")
+async def bucket_get_by_name(name: str, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    return ok({"bucket": views.bucket(await ctx.buckets.get_by_name(user.user_id, name))})
+
+
+@router.get("/v1/bucket/listAll")
+async def bucket_list(user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    return ok({"buckets": [views.bucket(b) for b in await ctx.buckets.list(user.user_id)]})
+
+
+@router.post("/v1/bucket/delete")
+async def bucket_delete(body: BucketId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    await ctx.buckets.delete(user.user_id, body.bucketID)
+    return ok(None)
+
+
+@router.post("/v1/package/create")
+async def package_create(body: PackageCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    p = await ctx.packages.create(user.user_id, body.bucketID, body.name, body.redundancy)
+    return ok({"package": views.package(p)})
+
+
+@router.get("/v1/package/get")
+async def package_get(packageID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    return ok({"package": views.package(await ctx.packages.get(user.user_id, packageID))})
+
+
+@router.get("/v1/package/getByFullName")
+async def package_get_by_full_name(
+    bucketName: str, packageName: str, user: CurrentUser, ctx: Ctx
+) -> JSONResponse:
+    p = await ctx.packages.get_by_full_name(user.user_id, bucketName, packageName)
+    return ok({"package": views.package(p)})
+
+
+@router.get("/v1/package/listBucketPackages")
+async def package_list(bucketID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    pkgs = await ctx.packages.list(user.user_id, bucketID)
+    return ok({"packages": [views.package(p) for p in pkgs]})
+
+
+@router.post("/v1/package/delete")
+async def package_delete(body: PackageId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    await ctx.packages.delete(user.user_id, body.packageID)
+    return ok(None)
+
+
+@router.post("/v1/package/clone")
+async def package_clone(body: PackageClone, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    p = await ctx.packages.clone(user.user_id, body.packageID, body.bucketID, body.name)
+    return ok({"package": views.package(p)})

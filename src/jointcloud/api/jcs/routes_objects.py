@@ -1,0 +1,248 @@
+"""Objects (§3): upload, download, list, move, delete, clone, multipart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, StrictInt, StrictStr
+
+from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
+from jointcloud.api.jcs import views
+from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.download import send_object
+from jointcloud.api.jcs.envelope import ok
+from jointcloud.core.models import User
+from jointcloud.errors import BadArgument, Forbidden
+
+router = APIRouter()
+
+INFO_LIMIT = 64 * 1024
+
+
+def _int_field(info: dict[str, Any], name: str, required: bool = True) -> int | None:
+    value = info.get(name)
+    if value is None:
+        if required:
+            raise BadArgument(f"info.{name} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadArgument(f"info.{name} must be an integer")
+    return value
+
+
+async def _info_part(parts: AsyncIterator[FormPart], user: User) -> dict[str, Any]:
+    first = await anext(parts, None)
+    if first is None or first.name != "info":
+        raise BadArgument("the first form part must be named 'info'")
+    raw = await first.read_all(INFO_LIMIT)
+    try:
+        info = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadArgument(f"the 'info' part is not valid JSON: {exc}") from exc
+    if not isinstance(info, dict):
+        raise BadArgument("the 'info' part must be a JSON object")
+    uid = info.get("userID")
+    if uid is not None and uid != user.user_id:
+        raise Forbidden(f"userID {uid} is not the user of this API key")
+    return info
+
+
+def _form(request: Request) -> AsyncIterator[FormPart]:
+    boundary = boundary_of(request.headers.get("content-type"))
+    return StreamingForm(request.stream(), boundary).parts()
+
+
+@router.post("/v1/object/upload")
+async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    parts = _form(request)
+    info = await _info_part(parts, user)
+    package_id = _int_field(info, "packageID")
+    affinity = _int_field(info, "affinity", required=False)
+    assert package_id is not None
+
+    async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        async for part in parts:
+            if part.name != "files":
+                raise BadArgument(f"unexpected form part {part.name!r}; expected 'files'")
+            if not part.filename:
+                raise BadArgument("a 'files' part has no filename")
+            yield unquote(part.filename, errors="strict"), part.chunks()
+
+    uploaded = await ctx.objects.upload(
+        user.user_id, package_id, files(), affinity=affinity, redundancy=info.get("redundancy")
+    )
+    return ok({"uploadeds": [views.obj(o) for o in uploaded]})
+
+
+@router.get("/v1/object/download")
+@router.get("/v1/bucket/download")
+async def download(
+    request: Request,
+    objectID: int,
+    user: CurrentUser,
+    ctx: Ctx,
+    offset: int | None = None,
+    length: int | None = None,
+) -> Response:
+    info = await ctx.objects.get(user.user_id, objectID)
+    return await send_object(request, ctx, user, info, offset, length)
+
+
+@router.get("/v1/object/downloadByPath")
+async def download_by_path(
+    request: Request,
+    packageID: int,
+    path: str,
+    user: CurrentUser,
+    ctx: Ctx,
+    offset: int | None = None,
+    length: int | None = None,
+) -> Response:
+    info = await ctx.objects.get_by_path(user.user_id, packageID, path)
+    return await send_object(request, ctx, user, info, offset, length)
+
+
+@router.get("/v1/object/listByPath")
+async def list_by_path(
+    packageID: int,
+    user: CurrentUser,
+    ctx: Ctx,
+    path: str = "",
+    isPrefix: bool = False,
+    noRecursive: bool = False,
+    continuationToken: str | None = None,
+    maxKeys: int = 1000,
+) -> JSONResponse:
+    listing = await ctx.objects.list_by_path(
+        user.user_id,
+        packageID,
+        path,
+        is_prefix=isPrefix,
+        no_recursive=noRecursive,
+        token=continuationToken,
+        max_keys=maxKeys,
+    )
+    data: dict[str, Any] = {
+        "commonPrefixes": listing.common_prefixes,
+        "objects": [views.obj(o) for o in listing.objects],
+    }
+    if listing.next_token:
+        data["nextContinuationToken"] = listing.next_token
+    return ok(data)
+
+
+@router.get("/v1/object/getPackageObjects")
+async def package_objects(packageID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    objs = await ctx.objects.package_objects(user.user_id, packageID)
+    return ok({"objects": [views.obj(o) for o in objs]})
+
+
+class ObjectIds(Body):
+    objectIDs: list[StrictInt]
+
+
+@router.post("/v1/object/listByIDs")
+async def list_by_ids(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    found = await ctx.objects.by_ids(user.user_id, body.objectIDs)
+    return ok({"object": [views.maybe_obj(o) for o in found]})
+
+
+class Moving(BaseModel):
+    objectID: StrictInt
+    packageID: StrictInt
+    path: StrictStr
+
+
+class MoveBody(Body):
+    movings: list[Moving]
+
+
+@router.post("/v1/object/move")
+async def move(body: MoveBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    done, failed = await ctx.objects.move(
+        user.user_id, [(m.objectID, m.packageID, m.path) for m in body.movings]
+    )
+    return ok(
+        {
+            "successes": done,
+            "failures": [{"objectID": oid, "reason": why} for oid, why in failed],
+        }
+    )
+
+
+@router.post("/v1/object/delete")
+async def delete(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    await ctx.objects.delete(user.user_id, body.objectIDs)
+    return ok(None)
+
+
+class PathBody(Body):
+    packageID: StrictInt
+    path: StrictStr
+
+
+@router.post("/v1/object/deleteByPath")
+async def delete_by_path(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    await ctx.objects.delete_by_path(user.user_id, body.packageID, body.path)
+    return ok(None)
+
+
+class Cloning(BaseModel):
+    objectID: StrictInt
+    newPackageID: StrictInt
+    newPath: StrictStr
+
+
+class CloneBody(Body):
+    clonings: list[Cloning]
+
+
+@router.post("/v1/object/clone")
+async def clone(body: CloneBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    made = await ctx.objects.clone(
+        user.user_id, [(c.objectID, c.newPackageID, c.newPath) for c in body.clonings]
+    )
+    return ok({"objects": [views.maybe_obj(o) for o in made]})
+
+
+@router.post("/v1/object/newMultipartUpload")
+async def new_multipart(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    info = await ctx.multipart.new(user.user_id, body.packageID, body.path)
+    return ok({"object": views.obj(info)})
+
+
+@router.post("/v1/object/uploadPart")
+async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    parts = _form(request)
+    info = await _info_part(parts, user)
+    object_id = _int_field(info, "objectID")
+    index = _int_field(info, "index")
+    assert object_id is not None and index is not None
+    part = await anext(parts, None)
+    if part is None or part.name != "file":
+        raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
+    await ctx.multipart.upload_part(user.user_id, object_id, index, part.chunks())
+    return ok({})
+
+
+class CompleteBody(Body):
+    objectID: StrictInt
+    indexes: list[StrictInt]
+
+
+@router.post("/v1/object/completeMultipartUpload")
+async def complete_multipart(body: CompleteBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    info = await ctx.multipart.complete(user.user_id, body.objectID, body.indexes)
+    return ok({"object": views.obj(info)})

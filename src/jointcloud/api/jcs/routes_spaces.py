@@ -1,0 +1,94 @@
+"""User spaces (§4.1–4.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import StrictInt
+
+from jointcloud.api.jcs import views
+from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.envelope import ok
+from jointcloud.context import Context
+from jointcloud.core.models import UserSpace
+
+router = APIRouter()
+
+
+def _view(ctx: Context, space: UserSpace) -> dict[str, Any]:
+    return views.space(space, ctx.spaces.masked_credential(space))
+
+
+class SpaceCreate(Body):
+    name: Any
+    storage: Any
+    credential: Any = None
+    rootPath: Any = None
+
+
+class SpaceUpdate(Body):
+    userSpaceID: StrictInt
+    name: Any = None
+    storage: Any = None
+    credential: Any = None
+    rootPath: Any = None
+
+
+class SpaceId(Body):
+    userSpaceID: StrictInt
+
+
+class SpaceTest(Body):
+    userSpaceID: StrictInt | None = None
+    storage: Any = None
+    credential: Any = None
+    rootPath: Any = None
+
+
+@router.post("/v1/userSpace/create")
+async def create(body: SpaceCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    space = await ctx.spaces.create(
+        user.user_id, body.name, body.storage, body.credential, body.rootPath
+    )
+    return ok({"userSpace": _view(ctx, space)})
+
+
+@router.post("/v1/userSpace/update")
+async def update(body: SpaceUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    changes = body.model_dump(
+        include={"name", "storage", "credential", "rootPath"}, exclude_unset=True
+    )
+    space = await ctx.spaces.update(user.user_id, body.userSpaceID, changes)
+    return ok({"userSpace": _view(ctx, space)})
+
+
+@router.post("/v1/userSpace/delete")
+async def delete(body: SpaceId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    await ctx.spaces.delete(user.user_id, body.userSpaceID)
+    return ok(None)
+
+
+@router.get("/v1/userSpace/get")
+async def get(userSpaceID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    return ok({"userSpace": _view(ctx, await ctx.spaces.get(user.user_id, userSpaceID))})
+
+
+@router.get("/v1/userSpace/list")
+async def list_spaces(user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    spaces = await ctx.spaces.list(user.user_id)
+    return ok({"userSpaces": [_view(ctx, s) for s in spaces]})
+
+
+@router.post("/v1/userSpace/test")
+async def test(body: SpaceTest, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    body.check_user(user)
+    if body.userSpaceID is not None:
+        latency = await ctx.spaces.test_existing(user.user_id, body.userSpaceID)
+    else:
+        latency = await ctx.spaces.test_config(body.storage, body.credential, body.rootPath)
+    return ok({"ok": True, "latencyMs": round(latency, 2)})

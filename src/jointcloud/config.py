@@ -1,0 +1,45 @@
+"""Settings, loaded once at start-up from flags and ``JCS_*`` environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from jointcloud.errors import BadArgument
+
+DEFAULT_LISTEN = "127.0.0.1:7890"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadArgument(f"listen address must be HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    listen: str = DEFAULT_LISTEN
+    database_url: str | None = None
+    gc_delay: timedelta = timedelta(minutes=10)
+    gc_interval: float = 60.0
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'meta.db'}"
+
+    @classmethod
+    def load(
+        cls, data_dir: str | None = None, listen: str | None = None, database_url: str | None = None
+    ) -> Settings:
+        env = os.environ
+        return cls(
+            data_dir=Path(data_dir or env.get("JCS_DATA_DIR") or "./jcs-data").resolve(),
+            listen=listen or env.get("JCS_LISTEN") or DEFAULT_LISTEN,
+            database_url=database_url or env.get("JCS_DATABASE_URL") or None,
+            gc_delay=timedelta(seconds=float(env.get("JCS_GC_DELAY_SECONDS", "600"))),
+            gc_interval=float(env.get("JCS_GC_INTERVAL_SECONDS", "60")),
+        )

@@ -1,0 +1,81 @@
+"""Composition root: builds every service once, in dependency order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from jointcloud.config import Settings
+from jointcloud.core.accounts import AccountService
+from jointcloud.core.blockstore import BlockStore
+from jointcloud.core.buckets import BucketService, PackageService
+from jointcloud.core.multipart import MultipartService
+from jointcloud.core.objects import ObjectService
+from jointcloud.core.userspaces import SpacePool, UserSpaceService
+from jointcloud.keys.master import MasterKey, write_private
+from jointcloud.meta.db import Database
+
+log = structlog.get_logger(__name__)
+
+ADMIN = "admin"
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    master: MasterKey
+    pool: SpacePool
+    accounts: AccountService
+    spaces: UserSpaceService
+    buckets: BucketService
+    packages: PackageService
+    store: BlockStore
+    objects: ObjectService
+    multipart: MultipartService
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Context:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        await db.migrate()
+        master = MasterKey.load_or_create(settings.data_dir / "master.key")
+        pool = SpacePool(db, master)
+        buckets = BucketService(db)
+        packages = PackageService(db, buckets)
+        store = BlockStore(db, master, pool)
+        return cls(
+            settings=settings,
+            db=db,
+            master=master,
+            pool=pool,
+            accounts=AccountService(db),
+            spaces=UserSpaceService(db, pool),
+            buckets=buckets,
+            packages=packages,
+            store=store,
+            objects=ObjectService(db, packages, store),
+            multipart=MultipartService(db, packages, store),
+        )
+
+    async def bootstrap(self) -> str | None:
+        """First start: the admin user, its root key (returned once) and one
+        local user space under the data dir."""
+        user, key = await self.accounts.ensure_user(ADMIN)
+        key_file = self.settings.data_dir / "root.key"
+        if key is not None:
+            if key_file.exists():
+                key_file.unlink()
+            write_private(key_file, (key + "\n").encode())
+        if not await self.spaces.list(user.user_id):
+            path = self.settings.data_dir / "spaces" / "local"
+            path.mkdir(parents=True, exist_ok=True)
+            await self.spaces.create(
+                user.user_id, "local", {"type": "Local", "path": str(path)}, None, None
+            )
+        return key
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Domain services. No web framework, no wire formats, no HTTP status codes."""

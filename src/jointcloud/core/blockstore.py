@@ -1,0 +1,141 @@
+"""Glue between the metadata of layouts and the data plane.
+
+``stage`` records the intent (pending layout + planned block keys) before any
+byte is written, streams the bytes into the chosen spaces and returns a staged
+layout that the caller commits in its own transaction. Anything that fails is
+cleaned up here; a crash leaves a pending layout that GC removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import structlog
+
+from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout
+from jointcloud.core.placement import choose_spaces
+from jointcloud.core.userspaces import SpacePool
+from jointcloud.keys.master import MasterKey
+from jointcloud.meta import accounts, layouts
+from jointcloud.meta.db import Database
+from jointcloud.redundancy.cipher import new_data_key
+from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.stream import BlockRef, Layout, read_range, write_blocks
+
+log = structlog.get_logger(__name__)
+
+
+def _block_key(name: str, index: int) -> str:
+    return f"blocks/{name[:2]}/{name}.{index}"
+
+
+class BlockStore:
+    def __init__(self, db: Database, master: MasterKey, pool: SpacePool) -> None:
+        self.db = db
+        self.master = master
+        self.pool = pool
+        # Called with (layout_id, block index, error) when a read skips a block;
+        # the repair queue hooks in here.
+        self.on_bad_block: Callable[[int, int, Exception], None] | None = None
+
+    async def stage(
+        self,
+        user_id: int,
+        source: AsyncIterator[bytes],
+        policy: Redundancy,
+        affinity: int | None = None,
+    ) -> StagedLayout:
+        async with self.db.read() as conn:
+            candidates = await accounts.list_spaces(conn, user_id)
+        for rec in candidates:
+            self.pool.records[rec.user_space_id] = rec
+        chosen = choose_spaces(candidates, policy, affinity)
+        data_key = new_data_key()
+        name = uuid.uuid4().hex
+        plan = [(i, s.user_space_id, _block_key(name, i)) for i, s in enumerate(chosen)]
+        async with self.db.write() as conn:
+            layout_id = await layouts.create_pending(
+                conn, policy, self.master.wrap_data_key(data_key), plan
+            )
+        try:
+            refs = [
+                BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=s.user_space_id)
+                for (i, _, k), s in zip(plan, chosen, strict=True)
+            ]
+            result = await write_blocks(source, policy, refs, data_key)
+        except BaseException:
+            # write_blocks already removed what it wrote; drop the intent rows.
+            await asyncio.shield(self._drop_rows([layout_id]))
+            raise
+        return StagedLayout(
+            layout_id=layout_id,
+            size=result.size,
+            sha256=result.sha256,
+            md5=result.md5,
+            segment_size=result.segment_size,
+            chunk_len=result.chunk_len,
+        )
+
+    async def _drop_rows(self, layout_ids: Sequence[int]) -> None:
+        async with self.db.write() as conn:
+            await layouts.delete_layouts(conn, layout_ids)
+
+    async def discard(self, staged: Sequence[StagedLayout]) -> None:
+        """Remove blocks and rows of staged layouts that will never be committed."""
+        ids = [s.layout_id for s in staged]
+        async with self.db.read() as conn:
+            records = await layouts.load(conn, ids)
+        await self.delete_blocks(records.values())
+        await self._drop_rows(ids)
+
+    async def delete_blocks(self, records: object) -> None:
+        for rec in records:  # type: ignore[attr-defined]
+            assert isinstance(rec, LayoutRecord)
+            for block in rec.blocks:
+                try:
+                    space = await self.pool.get_by_id(block.user_space_id)
+                    await space.delete(block.key)
+                except Exception as exc:  # GC retries later
+                    log.warning("block delete failed", key=block.key, error=str(exc))
+
+    async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
+        refs = []
+        for b in rec.blocks:
+            space = await self.pool.get_by_id(b.user_space_id)
+            refs.append(BlockRef(index=b.index, space=space, key=b.key, space_id=b.user_space_id))
+        refs.sort(key=lambda r: self.pool.preference(r.space_id))
+        return refs
+
+    def layout(self, rec: LayoutRecord) -> Layout:
+        return Layout(
+            policy=rec.policy,
+            size=rec.size,
+            segment_size=rec.segment_size,
+            chunk_len=rec.chunk_len,
+            data_key=self.master.unwrap_data_key(rec.wrapped_key),
+        )
+
+    async def read(
+        self, content: ObjectContent, offset: int, length: int
+    ) -> AsyncIterator[bytes]:
+        """Plaintext of ``[offset, offset+length)`` across the object's parts."""
+        end = offset + length
+        for part_offset, rec in content.parts:
+            part_end = part_offset + rec.size
+            if part_end <= offset or part_offset >= end or rec.size == 0:
+                continue
+            lo = max(offset, part_offset) - part_offset
+            hi = min(end, part_end) - part_offset
+            refs = await self._refs(rec)
+
+            def report(index: int, err: Exception, layout_id: int = rec.layout_id) -> None:
+                log.warning("skipped bad block", layout=layout_id, block=index, error=str(err))
+                if self.on_bad_block is not None:
+                    self.on_bad_block(layout_id, index, err)
+
+            async for chunk in read_range(
+                self.layout(rec), refs, lo, hi - lo, on_bad_block=report
+            ):
+                yield chunk

@@ -1,0 +1,139 @@
+"""Buckets and packages: the namespace above objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from jointcloud.core.models import Bucket, Package
+from jointcloud.core.paths import entity_name
+from jointcloud.errors import AlreadyExists, NotFound, OperationFailed
+from jointcloud.meta import catalog
+from jointcloud.meta.db import Database
+from jointcloud.redundancy.policy import NonePolicy, Redundancy, parse_redundancy
+
+
+def optional_policy(raw: Any) -> Redundancy | None:
+    return None if raw is None else parse_redundancy(raw)
+
+
+class BucketService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, user_id: int, name: object, redundancy: object = None) -> Bucket:
+        name = entity_name(name, "name")
+        policy = optional_policy(redundancy)
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_bucket_by_name(conn, user_id, name) is not None:
+                    raise AlreadyExists(f"bucket {name!r} already exists")
+                return await catalog.create_bucket(conn, user_id, name, policy)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"bucket {name!r} already exists") from exc
+
+    async def get(self, user_id: int, bucket_id: int) -> Bucket:
+        async with self.db.read() as conn:
+            bucket = await catalog.get_bucket(conn, user_id, bucket_id)
+        if bucket is None:
+            raise NotFound(f"bucket {bucket_id} not found")
+        return bucket
+
+    async def get_by_name(self, user_id: int, name: str) -> Bucket:
+        async with self.db.read() as conn:
+            bucket = await catalog.get_bucket_by_name(conn, user_id, name)
+        if bucket is None:
+            raise NotFound(f"bucket {name!r} not found")
+        return bucket
+
+    async def list(self, user_id: int) -> list[Bucket]:
+        async with self.db.read() as conn:
+            return await catalog.list_buckets(conn, user_id)
+
+    async def delete(self, user_id: int, bucket_id: int) -> None:
+        async with self.db.write() as conn:
+            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
+                raise NotFound(f"bucket {bucket_id} not found")
+            names = await catalog.count_packages(conn, bucket_id)
+            if names:
+                shown = ", ".join(repr(n) for n in names[:10])
+                more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+                raise OperationFailed(
+                    f"bucket {bucket_id} still holds packages {shown}{more}; delete them first"
+                )
+            await catalog.delete_bucket(conn, bucket_id)
+
+
+class PackageService:
+    def __init__(self, db: Database, buckets: BucketService) -> None:
+        self.db = db
+        self.buckets = buckets
+
+    async def create(
+        self, user_id: int, bucket_id: int, name: object, redundancy: object = None
+    ) -> Package:
+        name = entity_name(name, "name")
+        policy = optional_policy(redundancy)
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_bucket(conn, user_id, bucket_id) is None:
+                    raise NotFound(f"bucket {bucket_id} not found")
+                if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
+                    raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
+                return await catalog.create_package(conn, bucket_id, name, policy)
+        except IntegrityError as exc:
+            raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc
+
+    async def get(self, user_id: int, package_id: int) -> Package:
+        async with self.db.read() as conn:
+            pkg = await catalog.get_package(conn, user_id, package_id)
+        if pkg is None:
+            raise NotFound(f"package {package_id} not found")
+        return pkg
+
+    async def get_by_full_name(self, user_id: int, bucket_name: str, package_name: str) -> Package:
+        bucket = await self.buckets.get_by_name(user_id, bucket_name)
+        async with self.db.read() as conn:
+            pkg = await catalog.get_package_by_name(conn, bucket.bucket_id, package_name)
+        if pkg is None:
+            raise NotFound(f"package {package_name!r} not found in bucket {bucket_name!r}")
+        return pkg
+
+    async def list(self, user_id: int, bucket_id: int) -> list[Package]:
+        await self.buckets.get(user_id, bucket_id)
+        async with self.db.read() as conn:
+            return await catalog.list_packages(conn, bucket_id)
+
+    async def delete(self, user_id: int, package_id: int) -> None:
+        async with self.db.write() as conn:
+            if await catalog.get_package(conn, user_id, package_id) is None:
+                raise NotFound(f"package {package_id} not found")
+            await catalog.delete_package(conn, package_id)
+
+    async def effective_policy(self, user_id: int, package_id: int) -> tuple[Package, Redundancy]:
+        pkg = await self.get(user_id, package_id)
+        if pkg.redundancy is not None:
+            return pkg, pkg.redundancy
+        bucket = await self.buckets.get(user_id, pkg.bucket_id)
+        return pkg, bucket.redundancy or NonePolicy()
+
+    async def clone(self, user_id: int, package_id: int, bucket_id: int, name: object) -> Package:
+        """A new package whose objects share the source's immutable layouts."""
+        name = entity_name(name, "name")
+        src = await self.get(user_id, package_id)
+        async with self.db.write() as conn:
+            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
+                raise NotFound(f"bucket {bucket_id} not found")
+            if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
+                raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
+            dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)
+            after: str | None = None
+            while True:
+                batch = await catalog.list_objects(conn, src.package_id, "", after, 1000)
+                if not batch:
+                    break
+                for obj in batch:
+                    await catalog.clone_object(conn, obj, dst.package_id, obj.path)
+                after = batch[-1].path
+            return dst

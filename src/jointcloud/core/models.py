@@ -1,0 +1,102 @@
+"""Domain records passed between ``meta`` repositories, services and protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from jointcloud.redundancy.policy import Redundancy
+
+SPACE_STATES = ("Normal", "Unavailable", "Draining")
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Bucket:
+    bucket_id: int
+    user_id: int
+    name: str
+    project_id: str
+    redundancy: Redundancy | None
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class Package:
+    package_id: int
+    bucket_id: int
+    name: str
+    redundancy: Redundancy | None
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    object_id: int
+    package_id: int
+    path: str
+    size: int
+    file_hash: str
+    etag: str
+    redundancy: Redundancy
+    create_time: datetime
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class UserSpace:
+    user_space_id: int
+    user_id: int
+    name: str
+    storage: dict[str, Any]
+    sealed_credential: bytes | None = field(repr=False)
+    root_path: str
+    state: str
+    create_time: datetime
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class BlockRecord:
+    index: int
+    user_space_id: int
+    key: str
+
+
+@dataclass(frozen=True)
+class LayoutRecord:
+    """One stored, immutable run of bytes: the blocks of one upload or part."""
+
+    layout_id: int
+    policy: Redundancy
+    size: int
+    segment_size: int
+    chunk_len: int
+    wrapped_key: bytes = field(repr=False)
+    blocks: tuple[BlockRecord, ...]
+
+
+@dataclass(frozen=True)
+class ObjectContent:
+    """An object and the layouts that make up its bytes, in order."""
+
+    info: ObjectInfo
+    parts: tuple[tuple[int, LayoutRecord], ...]  # (offset in object, layout)
+
+
+@dataclass(frozen=True)
+class StagedLayout:
+    """Blocks written for an upload but not yet committed to an object."""
+
+    layout_id: int
+    size: int
+    sha256: str
+    md5: str
+    segment_size: int
+    chunk_len: int

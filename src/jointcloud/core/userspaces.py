@@ -1,0 +1,242 @@
+"""User spaces: the storage backends a user brings, and the pool of open ones.
+
+Credentials are sealed with the master key before they touch the database,
+opened only to build a backend, and shown to users masked.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from jointcloud.core.models import UserSpace
+from jointcloud.core.paths import entity_name
+from jointcloud.errors import (
+    AlreadyExists,
+    BadArgument,
+    BlockNotFound,
+    JcsError,
+    NotFound,
+    OperationFailed,
+    SpaceAuthError,
+)
+from jointcloud.keys.master import MasterKey
+from jointcloud.meta import accounts
+from jointcloud.meta.db import Database
+from jointcloud.spaces.base import Space
+from jointcloud.spaces.registry import open_space, validate_storage
+
+DEFAULT_ROOT = "jcs"
+_SECRET_FIELDS = {"secretAccessKey", "accountKey", "json"}
+
+
+def mask_credential(cred: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Never hand a secret back: keep the type and a hint of the key id only."""
+    if cred is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in cred.items():
+        if key == "type":
+            out[key] = value
+        elif key in _SECRET_FIELDS or not isinstance(value, str):
+            out[key] = "********"
+        else:
+            out[key] = value[:4] + "****" if len(value) > 8 else "****"
+    return out
+
+
+def _root_path(raw: object) -> str:
+    if raw is None:
+        return DEFAULT_ROOT
+    if not isinstance(raw, str):
+        raise BadArgument("rootPath must be a string")
+    root = raw.strip("/")
+    if any(p in ("", ".", "..") for p in root.split("/")) and root != "" or "\x00" in root:
+        raise BadArgument("rootPath must not contain '..', '.', empty segments or NUL")
+    return root
+
+
+class SpacePool:
+    """Open backends by user-space id, cached; rebuilt after an update."""
+
+    def __init__(self, db: Database, master: MasterKey) -> None:
+        self._db = db
+        self._master = master
+        self._open: dict[int, Space] = {}
+        self.records: dict[int, UserSpace] = {}
+
+    def credential(self, space: UserSpace) -> dict[str, Any] | None:
+        if space.sealed_credential is None:
+            return None
+        raw = self._master.open_secret(space.sealed_credential, f"space:{space.user_space_id}")
+        value: dict[str, Any] = json.loads(raw)
+        return value
+
+    def seal(self, space_id: int, credential: dict[str, Any] | None) -> bytes | None:
+        if credential is None:
+            return None
+        return self._master.seal_secret(json.dumps(credential).encode(), f"space:{space_id}")
+
+    async def get(self, space: UserSpace) -> Space:
+        cached = self._open.get(space.user_space_id)
+        if cached is None:
+            cached = open_space(space.storage, self.credential(space), space.root_path)
+            self._open[space.user_space_id] = cached
+        self.records[space.user_space_id] = space
+        return cached
+
+    async def get_by_id(self, space_id: int) -> Space:
+        record = self.records.get(space_id)
+        if record is None:
+            async with self._db.read() as conn:
+                record = await accounts.get_space(conn, space_id)
+            if record is None:
+                raise NotFound(f"user space {space_id} no longer exists")
+        return await self.get(record)
+
+    def preference(self, space_id: int) -> tuple[int, float]:
+        """Sort key for reads: healthy first, then by measured latency."""
+        rec = self.records.get(space_id)
+        if rec is None:
+            return (1, float("inf"))
+        latency = rec.latency_ms if rec.latency_ms is not None else float("inf")
+        return (0 if rec.state == "Normal" else 1, latency)
+
+    async def forget(self, space_id: int) -> None:
+        self.records.pop(space_id, None)
+        old = self._open.pop(space_id, None)
+        if old is not None:
+            await old.close()
+
+    async def close(self) -> None:
+        for sid in list(self._open):
+            await self.forget(sid)
+
+
+async def probe(space: Space) -> float:
+    """Connect, write, read back and delete a probe object; name the failing step."""
+    key = f".jcs-probe/{secrets.token_hex(8)}"
+    payload = secrets.token_bytes(1024)
+    started = time.perf_counter()
+    step = "connect"
+    try:
+        try:
+            await space.stat(key)
+        except BlockNotFound:
+            pass
+        step = "write"
+        await space.put(key, payload)
+        step = "read"
+        if await space.read(key) != payload:
+            raise OperationFailed("probe object read back different bytes")
+        step = "delete"
+        await space.delete(key)
+    except SpaceAuthError as exc:
+        raise OperationFailed(f"user space test failed at step 'auth': {exc.message}") from exc
+    except JcsError as exc:
+        raise OperationFailed(f"user space test failed at step '{step}': {exc.message}") from exc
+    return (time.perf_counter() - started) * 1000
+
+
+class UserSpaceService:
+    def __init__(self, db: Database, pool: SpacePool) -> None:
+        self.db = db
+        self.pool = pool
+
+    def masked_credential(self, space: UserSpace) -> dict[str, Any] | None:
+        return mask_credential(self.pool.credential(space))
+
+    async def get(self, user_id: int, space_id: int) -> UserSpace:
+        async with self.db.read() as conn:
+            space = await accounts.get_space(conn, space_id)
+        if space is None or space.user_id != user_id:
+            raise NotFound(f"user space {space_id} not found")
+        return space
+
+    async def list(self, user_id: int) -> list[UserSpace]:
+        async with self.db.read() as conn:
+            return await accounts.list_spaces(conn, user_id)
+
+    async def create(
+        self,
+        user_id: int,
+        name: object,
+        storage: object,
+        credential: object = None,
+        root_path: object = None,
+    ) -> UserSpace:
+        name = entity_name(name, "name")
+        storage_d, cred_d = self._check(storage, credential)
+        root = _root_path(root_path)
+        async with self.db.write() as conn:
+            if await accounts.get_space_by_name(conn, user_id, name) is not None:
+                raise AlreadyExists(f"user space named {name!r} already exists")
+            space = await accounts.create_space(conn, user_id, name, storage_d, None, root)
+            sealed = self.pool.seal(space.user_space_id, cred_d)
+            if sealed is not None:
+                await accounts.update_space(conn, space.user_space_id, credential=sealed)
+        return await self.get(user_id, space.user_space_id)
+
+    @staticmethod
+    def _check(storage: object, credential: object) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        if not isinstance(storage, dict):
+            raise BadArgument("storage must be an object with a 'type'")
+        if credential is not None and not isinstance(credential, dict):
+            raise BadArgument("credential must be an object with a 'type'")
+        validate_storage(storage, credential)
+        return storage, credential
+
+    async def update(self, user_id: int, space_id: int, changes: dict[str, Any]) -> UserSpace:
+        space = await self.get(user_id, space_id)
+        values: dict[str, Any] = {}
+        if "name" in changes:
+            values["name"] = entity_name(changes["name"], "name")
+        storage = changes.get("storage", space.storage)
+        credential = changes.get("credential", self.pool.credential(space))
+        if "storage" in changes or "credential" in changes:
+            self._check(storage, credential)
+            values["storage"] = storage
+            values["credential"] = self.pool.seal(space_id, credential)
+        if "rootPath" in changes:
+            values["root_path"] = _root_path(changes["rootPath"])
+        async with self.db.write() as conn:
+            moves_data = "storage" in changes or "rootPath" in changes
+            if moves_data and await accounts.count_blocks_in_space(conn, space_id):
+                raise OperationFailed(
+                    f"user space {space_id} holds blocks: its storage and rootPath cannot change"
+                )
+            if "name" in values:
+                other = await accounts.get_space_by_name(conn, user_id, values["name"])
+                if other is not None and other.user_space_id != space_id:
+                    raise AlreadyExists(f"user space named {values['name']!r} already exists")
+            await accounts.update_space(conn, space_id, **values)
+        await self.pool.forget(space_id)
+        return await self.get(user_id, space_id)
+
+    async def delete(self, user_id: int, space_id: int) -> None:
+        await self.get(user_id, space_id)
+        async with self.db.write() as conn:
+            n = await accounts.count_blocks_in_space(conn, space_id)
+            if n:
+                raise OperationFailed(
+                    f"user space {space_id} still holds {n} blocks; drain it before deleting"
+                )
+            await accounts.delete_space(conn, space_id)
+        await self.pool.forget(space_id)
+
+    async def test_existing(self, user_id: int, space_id: int) -> float:
+        space = await self.get(user_id, space_id)
+        latency = await probe(await self.pool.get(space))
+        async with self.db.write() as conn:
+            await accounts.update_space(conn, space_id, latency_ms=latency)
+        return latency
+
+    async def test_config(self, storage: object, credential: object, root_path: object) -> float:
+        storage_d, cred_d = self._check(storage, credential)
+        space = open_space(storage_d, cred_d, _root_path(root_path))
+        try:
+            return await probe(space)
+        finally:
+            await space.close()

@@ -1,0 +1,1 @@
+"""Key material: the server master key, API keys, secret sealing."""

@@ -1,0 +1,1 @@
+"""Metadata database: SQLAlchemy 2 (async) + Alembic. Tables are private here."""

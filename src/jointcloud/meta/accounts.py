@@ -1,0 +1,99 @@
+"""Users, API keys and user spaces."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jointcloud.core.models import User, UserSpace
+from jointcloud.meta import tables as t
+from jointcloud.meta.rows import now, to_space
+
+
+async def create_user(conn: AsyncConnection, name: str) -> User:
+    res = await conn.execute(insert(t.users).values(name=name, created_at=now()))
+    return User(user_id=int(res.inserted_primary_key[0]), name=name)  # type: ignore[index]
+
+
+async def get_user_by_name(conn: AsyncConnection, name: str) -> User | None:
+    row = (await conn.execute(select(t.users).where(t.users.c.name == name))).first()
+    return None if row is None else User(user_id=row.id, name=row.name)
+
+
+async def add_api_key(conn: AsyncConnection, user_id: int, key_hash: str) -> None:
+    await conn.execute(
+        insert(t.api_keys).values(user_id=user_id, key_hash=key_hash, created_at=now())
+    )
+
+
+async def user_for_key(conn: AsyncConnection, key_hash: str) -> User | None:
+    q = (
+        select(t.users.c.id, t.users.c.name)
+        .join(t.api_keys, t.api_keys.c.user_id == t.users.c.id)
+        .where(t.api_keys.c.key_hash == key_hash)
+    )
+    row = (await conn.execute(q)).first()
+    return None if row is None else User(user_id=row.id, name=row.name)
+
+
+async def create_space(
+    conn: AsyncConnection,
+    user_id: int,
+    name: str,
+    storage: dict[str, Any],
+    sealed_credential: bytes | None,
+    root_path: str,
+) -> UserSpace:
+    res = await conn.execute(
+        insert(t.user_spaces).values(
+            user_id=user_id,
+            name=name,
+            storage=json.dumps(storage),
+            credential=sealed_credential,
+            root_path=root_path,
+            state="Normal",
+            created_at=now(),
+        )
+    )
+    space = await get_space(conn, int(res.inserted_primary_key[0]))  # type: ignore[index]
+    assert space is not None
+    return space
+
+
+async def get_space(conn: AsyncConnection, space_id: int) -> UserSpace | None:
+    row = (await conn.execute(select(t.user_spaces).where(t.user_spaces.c.id == space_id))).first()
+    return None if row is None else to_space(row)
+
+
+async def get_space_by_name(conn: AsyncConnection, user_id: int, name: str) -> UserSpace | None:
+    q = select(t.user_spaces).where(
+        t.user_spaces.c.user_id == user_id, t.user_spaces.c.name == name
+    )
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_space(row)
+
+
+async def list_spaces(conn: AsyncConnection, user_id: int) -> list[UserSpace]:
+    q = select(t.user_spaces).where(t.user_spaces.c.user_id == user_id).order_by(t.user_spaces.c.id)
+    return [to_space(r) for r in await conn.execute(q)]
+
+
+async def update_space(conn: AsyncConnection, space_id: int, **values: Any) -> None:
+    if "storage" in values:
+        values["storage"] = json.dumps(values["storage"])
+    if values:
+        await conn.execute(
+            update(t.user_spaces).where(t.user_spaces.c.id == space_id).values(**values)
+        )
+
+
+async def count_blocks_in_space(conn: AsyncConnection, space_id: int) -> int:
+    q = select(func.count()).select_from(t.blocks).where(t.blocks.c.user_space_id == space_id)
+    return int((await conn.execute(q)).scalar_one())
+
+
+async def delete_space(conn: AsyncConnection, space_id: int) -> None:
+    await conn.execute(delete(t.user_spaces).where(t.user_spaces.c.id == space_id))

@@ -1,0 +1,346 @@
+"""Buckets, packages and objects (the namespace), scoped by owner."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jointcloud.core.models import Bucket, LayoutRecord, ObjectContent, ObjectInfo, Package
+from jointcloud.meta import layouts
+from jointcloud.meta import tables as t
+from jointcloud.meta.rows import dump_policy, now, to_bucket, to_object, to_package
+from jointcloud.redundancy.policy import Redundancy
+
+# --- buckets ---------------------------------------------------------------
+
+
+async def create_bucket(
+    conn: AsyncConnection, user_id: int, name: str, policy: Redundancy | None
+) -> Bucket:
+    res = await conn.execute(
+        insert(t.buckets).values(
+            user_id=user_id,
+            name=name,
+            project_id=str(uuid.uuid4()),
+            redundancy=dump_policy(policy),
+            created_at=now(),
+        )
+    )
+    bucket = await get_bucket(conn, user_id, int(res.inserted_primary_key[0]))  # type: ignore[index]
+    assert bucket is not None
+    return bucket
+
+
+async def get_bucket(conn: AsyncConnection, user_id: int, bucket_id: int) -> Bucket | None:
+    q = select(t.buckets).where(t.buckets.c.id == bucket_id, t.buckets.c.user_id == user_id)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_bucket(row)
+
+
+async def get_bucket_by_name(conn: AsyncConnection, user_id: int, name: str) -> Bucket | None:
+    q = select(t.buckets).where(t.buckets.c.name == name, t.buckets.c.user_id == user_id)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_bucket(row)
+
+
+async def list_buckets(conn: AsyncConnection, user_id: int) -> list[Bucket]:
+    q = select(t.buckets).where(t.buckets.c.user_id == user_id).order_by(t.buckets.c.id)
+    return [to_bucket(r) for r in await conn.execute(q)]
+
+
+async def delete_bucket(conn: AsyncConnection, bucket_id: int) -> None:
+    await conn.execute(delete(t.buckets).where(t.buckets.c.id == bucket_id))
+
+
+# --- packages --------------------------------------------------------------
+
+
+async def create_package(
+    conn: AsyncConnection, bucket_id: int, name: str, policy: Redundancy | None
+) -> Package:
+    res = await conn.execute(
+        insert(t.packages).values(
+            bucket_id=bucket_id, name=name, redundancy=dump_policy(policy), created_at=now()
+        )
+    )
+    row = (
+        await conn.execute(
+            select(t.packages).where(t.packages.c.id == res.inserted_primary_key[0])  # type: ignore[index]
+        )
+    ).one()
+    return to_package(row)
+
+
+def _owned_packages(user_id: int):  # type: ignore[no-untyped-def]
+    return (
+        select(t.packages)
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.buckets.c.user_id == user_id)
+    )
+
+
+async def get_package(conn: AsyncConnection, user_id: int, package_id: int) -> Package | None:
+    q = _owned_packages(user_id).where(t.packages.c.id == package_id)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_package(row)
+
+
+async def get_package_by_name(conn: AsyncConnection, bucket_id: int, name: str) -> Package | None:
+    q = select(t.packages).where(t.packages.c.bucket_id == bucket_id, t.packages.c.name == name)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_package(row)
+
+
+async def list_packages(conn: AsyncConnection, bucket_id: int) -> list[Package]:
+    q = select(t.packages).where(t.packages.c.bucket_id == bucket_id).order_by(t.packages.c.id)
+    return [to_package(r) for r in await conn.execute(q)]
+
+
+async def delete_package(conn: AsyncConnection, package_id: int) -> None:
+    ids = [
+        r.id
+        for r in await conn.execute(
+            select(t.objects.c.id).where(t.objects.c.package_id == package_id)
+        )
+    ]
+    await delete_objects(conn, ids)
+    await conn.execute(delete(t.packages).where(t.packages.c.id == package_id))
+
+
+# --- objects ---------------------------------------------------------------
+
+_visible = t.objects.c.committed.is_(True)
+
+
+async def get_object(
+    conn: AsyncConnection, user_id: int, object_id: int, *, include_uncommitted: bool = False
+) -> ObjectInfo | None:
+    q = (
+        select(t.objects)
+        .join(t.packages, t.packages.c.id == t.objects.c.package_id)
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.objects.c.id == object_id, t.buckets.c.user_id == user_id)
+    )
+    if not include_uncommitted:
+        q = q.where(_visible)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_object(row)
+
+
+async def get_object_by_path(
+    conn: AsyncConnection, package_id: int, path: str, *, include_uncommitted: bool = False
+) -> ObjectInfo | None:
+    q = select(t.objects).where(t.objects.c.package_id == package_id, t.objects.c.path == path)
+    if not include_uncommitted:
+        q = q.where(_visible)
+    row = (await conn.execute(q)).first()
+    return None if row is None else to_object(row)
+
+
+async def content(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent:
+    rows = (
+        await conn.execute(
+            select(t.object_parts)
+            .where(t.object_parts.c.object_id == info.object_id)
+            .order_by(t.object_parts.c.seq)
+        )
+    ).all()
+    loaded = await layouts.load(conn, [r.layout_id for r in rows])
+    return ObjectContent(info=info, parts=tuple((r.offset, loaded[r.layout_id]) for r in rows))
+
+
+async def list_objects(
+    conn: AsyncConnection,
+    package_id: int,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    *,
+    inclusive: bool = False,
+) -> list[ObjectInfo]:
+    """Visible objects under ``prefix`` past ``after``, in byte order of path."""
+    path = t.objects.c.path
+    q = select(t.objects).where(_visible, t.objects.c.package_id == package_id)
+    if prefix:
+        # A byte-wise range scan instead of LIKE: no escaping, uses the index.
+        q = q.where(path >= prefix, path < prefix + "\U0010ffff")
+    if after is not None:
+        q = q.where(path >= after if inclusive else path > after)
+    q = q.order_by(path).limit(limit)
+    return [to_object(r) for r in await conn.execute(q)]
+
+
+async def clone_object(
+    conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str
+) -> int:
+    """A new object sharing ``src``'s immutable layouts (no bytes copied)."""
+    ts = now()
+    res = await conn.execute(
+        insert(t.objects).values(
+            package_id=package_id,
+            path=path,
+            size=src.size,
+            file_hash=src.file_hash,
+            etag=src.etag,
+            redundancy=dump_policy(src.redundancy),
+            committed=True,
+            created_at=ts,
+            updated_at=ts,
+        )
+    )
+    object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+    await set_parts(conn, object_id, await part_refs(conn, src.object_id))
+    return object_id
+
+
+async def objects_by_ids(
+    conn: AsyncConnection, user_id: int, ids: Sequence[int]
+) -> dict[int, ObjectInfo]:
+    if not ids:
+        return {}
+    q = (
+        select(t.objects)
+        .join(t.packages, t.packages.c.id == t.objects.c.package_id)
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.objects.c.id.in_(list(ids)), t.buckets.c.user_id == user_id, _visible)
+    )
+    return {r.id: to_object(r) for r in await conn.execute(q)}
+
+
+async def _drop_parts(conn: AsyncConnection, object_id: int) -> list[int]:
+    ids = [
+        int(r.layout_id)
+        for r in await conn.execute(
+            select(t.object_parts.c.layout_id).where(t.object_parts.c.object_id == object_id)
+        )
+    ]
+    await conn.execute(delete(t.object_parts).where(t.object_parts.c.object_id == object_id))
+    return ids
+
+
+async def commit_object(
+    conn: AsyncConnection,
+    package_id: int,
+    path: str,
+    *,
+    size: int,
+    file_hash: str,
+    etag: str,
+    policy: Redundancy,
+    parts: Sequence[tuple[int, int]],
+    ts: datetime,
+) -> int:
+    """Point ``package/path`` at new content in the caller's transaction.
+
+    Keeps the objectID and createTime of an existing object (overwrite);
+    releases the layouts the old content no longer needs."""
+    existing = (
+        await conn.execute(
+            select(t.objects.c.id).where(
+                t.objects.c.package_id == package_id, t.objects.c.path == path
+            )
+        )
+    ).scalar_one_or_none()
+    values = dict(
+        size=size,
+        file_hash=file_hash,
+        etag=etag,
+        redundancy=dump_policy(policy),
+        committed=True,
+        updated_at=ts,
+    )
+    released: list[int] = []
+    if existing is None:
+        res = await conn.execute(
+            insert(t.objects).values(package_id=package_id, path=path, created_at=ts, **values)
+        )
+        object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+    else:
+        object_id = int(existing)
+        released = await _drop_parts(conn, object_id)
+        await conn.execute(update(t.objects).where(t.objects.c.id == object_id).values(**values))
+    await set_parts(conn, object_id, parts)
+    await layouts.release_unreferenced(conn, released)
+    return object_id
+
+
+async def set_parts(
+    conn: AsyncConnection, object_id: int, parts: Sequence[tuple[int, int]]
+) -> None:
+    if parts:
+        await conn.execute(
+            insert(t.object_parts),
+            [
+                {"object_id": object_id, "seq": i, "offset": off, "layout_id": lid}
+                for i, (off, lid) in enumerate(parts)
+            ],
+        )
+
+
+async def part_refs(conn: AsyncConnection, object_id: int) -> list[tuple[int, int]]:
+    rows = await conn.execute(
+        select(t.object_parts.c.offset, t.object_parts.c.layout_id)
+        .where(t.object_parts.c.object_id == object_id)
+        .order_by(t.object_parts.c.seq)
+    )
+    return [(int(r.offset), int(r.layout_id)) for r in rows]
+
+
+async def create_placeholder(
+    conn: AsyncConnection, package_id: int, path: str, policy: Redundancy
+) -> int:
+    """An invisible object row that a multipart upload completes later."""
+    ts = now()
+    res = await conn.execute(
+        insert(t.objects).values(
+            package_id=package_id,
+            path=path,
+            size=0,
+            file_hash="",
+            etag="",
+            redundancy=dump_policy(policy),
+            committed=False,
+            created_at=ts,
+            updated_at=ts,
+        )
+    )
+    return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def move_object(conn: AsyncConnection, object_id: int, package_id: int, path: str) -> None:
+    await conn.execute(
+        update(t.objects)
+        .where(t.objects.c.id == object_id)
+        .values(package_id=package_id, path=path, updated_at=now())
+    )
+
+
+async def delete_objects(conn: AsyncConnection, object_ids: Sequence[int]) -> None:
+    released: list[int] = []
+    for oid in object_ids:
+        released += await _drop_parts(conn, oid)
+        released += await layouts.clear_upload_parts(conn, oid)
+    if object_ids:
+        await conn.execute(delete(t.objects).where(t.objects.c.id.in_(list(object_ids))))
+    await layouts.release_unreferenced(conn, released)
+
+
+async def count_packages(conn: AsyncConnection, bucket_id: int) -> list[str]:
+    q = (
+        select(t.packages.c.name)
+        .where(t.packages.c.bucket_id == bucket_id)
+        .order_by(t.packages.c.name)
+    )
+    return [r.name for r in await conn.execute(q)]
+
+
+async def package_object_count(conn: AsyncConnection, package_id: int) -> int:
+    q = select(func.count()).select_from(t.objects).where(t.objects.c.package_id == package_id)
+    return int((await conn.execute(q)).scalar_one())
+
+
+__all__ = ["LayoutRecord"]

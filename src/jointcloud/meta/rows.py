@@ -1,0 +1,82 @@
+"""Row ↔ model conversion shared by the repositories."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from jointcloud.core.models import Bucket, ObjectInfo, Package, UserSpace
+from jointcloud.redundancy.policy import Redundancy, parse_redundancy
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def dump_policy(policy: Redundancy | None) -> str | None:
+    return None if policy is None else json.dumps(policy.to_json())
+
+
+def load_policy(text: str | None) -> Redundancy | None:
+    return None if text is None else parse_redundancy(json.loads(text))
+
+
+def load_policy_required(text: str) -> Redundancy:
+    return parse_redundancy(json.loads(text))
+
+
+def to_bucket(r: Row[Any]) -> Bucket:
+    return Bucket(
+        bucket_id=r.id,
+        user_id=r.user_id,
+        name=r.name,
+        project_id=r.project_id,
+        redundancy=load_policy(r.redundancy),
+        create_time=aware(r.created_at),
+    )
+
+
+def to_package(r: Row[Any]) -> Package:
+    return Package(
+        package_id=r.id,
+        bucket_id=r.bucket_id,
+        name=r.name,
+        redundancy=load_policy(r.redundancy),
+        create_time=aware(r.created_at),
+    )
+
+
+def to_object(r: Row[Any]) -> ObjectInfo:
+    return ObjectInfo(
+        object_id=r.id,
+        package_id=r.package_id,
+        path=r.path,
+        size=r.size,
+        file_hash=r.file_hash,
+        etag=r.etag,
+        redundancy=load_policy_required(r.redundancy),
+        create_time=aware(r.created_at),
+        update_time=aware(r.updated_at),
+    )
+
+
+def to_space(r: Row[Any]) -> UserSpace:
+    return UserSpace(
+        user_space_id=r.id,
+        user_id=r.user_id,
+        name=r.name,
+        storage=json.loads(r.storage),
+        sealed_credential=r.credential,
+        root_path=r.root_path,
+        state=r.state,
+        create_time=aware(r.created_at),
+        latency_ms=r.latency_ms,
+    )

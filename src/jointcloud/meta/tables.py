@@ -1,0 +1,148 @@
+"""Table definitions used by the repositories (the schema itself is owned by
+the Alembic migrations; a test checks the two agree)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Byte-wise ordering of object paths on every database (listing order, paging).
+PathType = String(1024).with_variant(String(1024, collation="C"), "postgresql")
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+user_spaces = Table(
+    "user_spaces",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("credential", LargeBinary, nullable=True),
+    Column("root_path", String(1024), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("user_id", "name", name="uq_user_spaces_user_name"),
+)
+
+buckets = Table(
+    "buckets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("project_id", String(36), nullable=False, unique=True),
+    Column("redundancy", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("user_id", "name", name="uq_buckets_user_name"),
+)
+
+packages = Table(
+    "packages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("bucket_id", Id, ForeignKey("buckets.id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("redundancy", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("bucket_id", "name", name="uq_packages_bucket_name"),
+)
+
+objects = Table(
+    "objects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("package_id", Id, ForeignKey("packages.id"), nullable=False),
+    Column("path", PathType, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("file_hash", String(80), nullable=False),
+    Column("etag", String(48), nullable=False),
+    Column("redundancy", Text, nullable=False),
+    # False while a multipart upload creates the object: it is not visible yet.
+    Column("committed", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("package_id", "path", name="uq_objects_package_path"),
+)
+
+# A layout is immutable once live; objects (and clones of them) reference it.
+layouts = Table(
+    "layouts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),  # pending | live
+    Column("policy", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("segment_size", BigInteger, nullable=False),
+    Column("chunk_len", BigInteger, nullable=False),
+    Column("wrapped_key", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set when the last reference went away; GC deletes after a safety delay.
+    Column("released_at", DateTime(timezone=True), nullable=True, index=True),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "layout_id", Id, ForeignKey("layouts.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("idx", Integer, nullable=False),
+    Column("user_space_id", Id, ForeignKey("user_spaces.id"), nullable=False, index=True),
+    Column("key", String(1024), nullable=False),
+)
+
+object_parts = Table(
+    "object_parts",
+    metadata,
+    Column("object_id", Id, ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("layout_id", Id, ForeignKey("layouts.id"), nullable=False, index=True),
+    Column("offset", BigInteger, nullable=False),
+)
+
+upload_parts = Table(
+    "upload_parts",
+    metadata,
+    Column("object_id", Id, ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("layout_id", Id, ForeignKey("layouts.id"), nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("md5", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
