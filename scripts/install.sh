@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs everything the project needs into ./.venv (and, with --test, the
+# Debian packages the test suite runs against). Safe to run repeatedly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+extra=""
+if [ "${1:-}" = "--test" ]; then
+  extra="[test]"
+  need=()
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".${extra}"
