@@ -59,13 +59,8 @@ class Database:
     async def migrate(self) -> None:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(jcs_write=True)
-            if self.is_sqlite:
-                # Alembic's batch operations need foreign keys off while they run.
-                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             async with conn.begin():
                 await conn.run_sync(_upgrade)
-            if self.is_sqlite:
-                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
