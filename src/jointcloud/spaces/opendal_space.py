@@ -1,0 +1,303 @@
+"""A space on any service Apache OpenDAL supports (S3, OSS, OBS, COS, Azure Blob, GCS...).
+
+Why by hand: OpenDAL is the only binding with native OSS/OBS/COS (DESIGN §7), but
+its errors, short-read behaviour and writer semantics differ from the ``Space``
+contract, so this adapter pins them down:
+
+* errors become domain errors here; messages are rebuilt from the error kind and
+  the first line of OpenDAL's text, with every secret option value redacted;
+* a read whose range runs past the end returns the short tail (OpenDAL raises);
+* ``abort`` drops the writer *without* closing it, because closing publishes the
+  object (and would clobber an older version of the key). Parts of an unfinished
+  multipart upload are left to the bucket's lifecycle rule, as the binding
+  exposes no abort.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import opendal
+
+from jointcloud.errors import (
+    BadArgument,
+    BlockNotFound,
+    OperationFailed,
+    SpaceAuthError,
+    SpaceError,
+    SpaceUnavailable,
+)
+from jointcloud.spaces.base import Capabilities, Entry, check_key
+
+# Option names whose values are credentials: never shown, redacted from messages.
+SECRET_OPTIONS = frozenset(
+    {
+        "access_key_id",
+        "secret_access_key",
+        "access_key_secret",
+        "secret_id",
+        "secret_key",
+        "account_key",
+        "sas_token",
+        "security_token",
+        "session_token",
+        "credential",
+        "token",
+        "password",
+        "encryption_key",
+    }
+)
+_SHOWN_OPTIONS = frozenset({"bucket", "container", "account_name", "endpoint", "region"})
+_AUTH_KINDS = ("PermissionDenied", "ConfigInvalid")
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0:
+        raise BadArgument(f"read offset must be >= 0, got {offset}")
+    if length is not None and length < 0:
+        raise BadArgument(f"read length must be >= 0, got {length}")
+
+
+def _kind(exc: BaseException) -> str:
+    """OpenDAL's error kind: the class name, or the first word of the text (the
+    file API raises plain ``OSError("NotFound (permanent) at ...")``)."""
+    name = type(exc).__name__
+    if type(exc).__module__.startswith("opendal") and name != "Error":
+        return name
+    words = str(exc).split(maxsplit=1)
+    return words[0] if words else name
+
+
+def _to_str(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class OpenDALWriter:
+    def __init__(self, space: OpenDALSpace, key: str, file: Any) -> None:
+        self._space = space
+        self._key = key
+        self._file: Any = file
+
+    def _open_file(self) -> Any:
+        if self._file is None:
+            raise OperationFailed(f"writer for {self._key!r} is already finished")
+        return self._file
+
+    async def write(self, data: bytes) -> None:
+        file = self._open_file()
+        try:
+            await file.write(bytes(data) if not isinstance(data, bytes) else data)
+        except Exception as exc:
+            self._file = None  # unusable now; dropping it never publishes
+            raise self._space._translate(exc, "write", self._key, writing=True) from None
+
+    async def commit(self) -> None:
+        file = self._open_file()
+        self._file = None
+        try:
+            await file.close()
+        except Exception as exc:
+            raise self._space._translate(exc, "write", self._key, writing=True) from None
+
+    async def abort(self) -> None:
+        self._file = None
+
+
+class OpenDALSpace:
+    """A space over ``opendal.AsyncOperator(scheme, root=root, **options)``."""
+
+    def __init__(
+        self,
+        scheme: str,
+        root: str = "/",
+        *,
+        timeout: float = 60.0,
+        io_timeout: float = 30.0,
+        write_chunk: int = 8 << 20,
+        write_concurrency: int = 2,
+        **options: object,
+    ) -> None:
+        self.scheme = scheme
+        self.root = "/" + root.strip("/")
+        self._write_chunk = write_chunk
+        self._write_concurrency = write_concurrency
+        opts = {k: _to_str(v) for k, v in options.items() if v is not None}
+        self._secrets = tuple(v for k, v in opts.items() if k in SECRET_OPTIONS and len(v) >= 4)
+        self._public = {k: v for k, v in opts.items() if k in _SHOWN_OPTIONS}
+        try:
+            op = opendal.AsyncOperator(scheme, root=self.root, **opts)
+        except Exception as exc:
+            raise BadArgument(
+                f"invalid {scheme} storage configuration: {self._redact(exc)}"
+            ) from None
+        self._op = op.layer(opendal.layers.TimeoutLayer(timeout=timeout, io_timeout=io_timeout))
+        cap = op.capability()
+        self.capabilities = Capabilities(
+            range_read=bool(cap.read),
+            native_multipart=bool(cap.write_can_multi),
+            server_side_copy=False,
+            listing=bool(cap.list),
+        )
+
+    def __repr__(self) -> str:
+        shown = "".join(f", {k}={v!r}" for k, v in sorted(self._public.items()))
+        return f"OpenDALSpace({self.scheme!r}, root={self.root!r}{shown})"
+
+    def _redact(self, exc: BaseException) -> str:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        text = lines[0] if lines else type(exc).__name__
+        if "Source:" in lines:  # e.g. "tcp connect error: Connection refused"
+            i = lines.index("Source:")
+            if i + 1 < len(lines):
+                text += f" ({lines[i + 1]})"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:400]
+
+    def _translate(
+        self, exc: BaseException, op: str, key: str | None, *, writing: bool = False
+    ) -> SpaceError:
+        kind = _kind(exc)
+        where = f"{self.scheme} space {self.root!r}"
+        what = f"{op} {key!r}" if key is not None else op
+        detail = self._redact(exc)
+        if kind == "NotFound" and not writing and "NoSuchBucket" not in detail:
+            return BlockNotFound(f"key {key!r} not found in {where}")
+        if kind in _AUTH_KINDS or "signing http request" in detail:
+            return SpaceAuthError(f"{where} rejected {what}: {detail}")
+        return SpaceUnavailable(f"{where} failed on {what}: {detail}")
+
+    # -- writing -----------------------------------------------------------
+
+    async def open_writer(self, key: str) -> OpenDALWriter:
+        check_key(key)
+        try:
+            file = await self._op.open(
+                key, "wb", chunk=self._write_chunk, concurrent=self._write_concurrency
+            )
+        except Exception as exc:
+            raise self._translate(exc, "write", key, writing=True) from None
+        return OpenDALWriter(self, key, file)
+
+    async def put(self, key: str, data: bytes) -> None:
+        check_key(key)
+        try:
+            await self._op.write(key, bytes(data))
+        except Exception as exc:
+            raise self._translate(exc, "write", key, writing=True) from None
+
+    # -- reading -----------------------------------------------------------
+
+    async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        check_key(key)
+        _check_range(offset, length)
+        if length == 0:
+            await self.stat(key)
+            return b""
+        try:
+            if length is None:
+                return bytes(await self._op.read(key, offset=offset))
+            return bytes(await self._op.read(key, offset=offset, size=length))
+        except Exception as exc:
+            kind = _kind(exc)
+            if kind not in ("RangeNotSatisfied", "Unexpected"):
+                raise self._translate(exc, "read", key) from None
+            first = exc
+        # The range may run past the end (OpenDAL refuses short reads): clip it.
+        try:
+            size = (await self.stat(key)).size
+        except BlockNotFound:
+            raise
+        except SpaceError:
+            raise self._translate(first, "read", key) from None
+        end = size if length is None else min(size, offset + length)
+        if offset >= end:
+            return b""
+        if length is not None and offset + length <= size:
+            raise self._translate(first, "read", key) from None  # a real failure
+        try:
+            return bytes(await self._op.read(key, offset=offset, size=end - offset))
+        except Exception as exc:
+            raise self._translate(exc, "read", key) from None
+
+    async def read_stream(
+        self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
+    ) -> AsyncIterator[bytes]:
+        check_key(key)
+        _check_range(offset, length)
+        size = (await self.stat(key)).size
+        end = size if length is None else min(size, offset + length)
+        if offset >= end:
+            return
+        try:
+            file = await self._op.open(key, "rb", offset=offset, size=end - offset)
+        except Exception as exc:
+            raise self._translate(exc, "read", key) from None
+        try:
+            while True:
+                try:
+                    data = await file.read(chunk)
+                except Exception as exc:
+                    raise self._translate(exc, "read", key) from None
+                if not data:
+                    return
+                yield bytes(data)
+        finally:
+            with contextlib.suppress(Exception):  # a reader's close has nothing to flush
+                await file.close()
+
+    async def stat(self, key: str) -> Entry:
+        check_key(key)
+        try:
+            meta = await self._op.stat(key)
+        except Exception as exc:
+            raise self._translate(exc, "stat", key) from None
+        if meta.is_dir:
+            raise BlockNotFound(f"key {key!r} not found in {self.scheme} space {self.root!r}")
+        modified = meta.last_modified
+        return Entry(
+            key=key,
+            size=int(meta.content_length),
+            mtime=modified.timestamp() if modified is not None else 0.0,
+        )
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        try:
+            await self._op.delete(key)
+        except Exception as exc:
+            if _kind(exc) == "NotFound" and "NoSuchBucket" not in str(exc):
+                return
+            raise self._translate(exc, "delete", key, writing=True) from None
+
+    async def list(self, prefix: str = "") -> AsyncIterator[Entry]:
+        rel = prefix.strip("/")
+        if rel:
+            check_key(rel)
+            rel += "/"
+        try:
+            lister = await self._op.list(rel, recursive=True)
+            async for item in lister:
+                path: str = item.path
+                if path.endswith("/"):
+                    continue
+                meta = item.metadata
+                modified = meta.last_modified
+                yield Entry(
+                    key=path,
+                    size=int(meta.content_length),
+                    mtime=modified.timestamp() if modified is not None else 0.0,
+                )
+        except Exception as exc:
+            if isinstance(exc, SpaceError):
+                raise
+            if _kind(exc) == "NotFound" and "NoSuchBucket" not in str(exc):
+                return  # the prefix does not exist (file-system-like services)
+            raise self._translate(exc, "list", rel or "/", writing=True) from None
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,212 @@
+"""Build a ``Space`` from a JCS user-space record (``storage`` + ``credential`` JSON).
+
+Why by hand: this is the one place that knows both the JCS field names and the
+OpenDAL option names, so every backend is configured the same way, every bad
+field is reported by name, and credentials never reach a message. OpenDAL is
+told not to load credentials from the environment or instance metadata, so the
+server's own cloud identity can never stand in for a user's space.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jointcloud.errors import BadArgument, SpaceUnavailable
+from jointcloud.spaces.base import Space
+from jointcloud.spaces.local import LocalSpace
+from jointcloud.spaces.memory import MemorySpace
+from jointcloud.spaces.opendal_space import OpenDALSpace
+
+# storage type -> (required fields, optional fields with their types)
+_FIELDS: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
+    "Local": (("path",), {}),
+    "S3": (("endpoint", "bucket"), {"region": str, "pathStyle": bool}),
+    "OSS": (("endpoint", "bucket"), {"region": str}),
+    "OBS": (("endpoint", "bucket"), {"region": str}),
+    "COS": (("endpoint", "bucket"), {"region": str}),
+    "AzureBlob": (("accountName", "container"), {"endpoint": str}),
+    "GCS": (("bucket",), {}),
+    "Memory": (("name",), {}),
+}
+# credential type -> required fields, and the storage types it fits
+_CREDENTIALS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
+    "AK": (("accessKeyId", "secretAccessKey"), frozenset({"S3", "OSS", "OBS", "COS"})),
+    "AzureKey": (("accountKey",), frozenset({"AzureBlob"})),
+    "GCSServiceAccount": (("json",), frozenset({"GCS"})),
+}
+_NO_CREDENTIAL = frozenset({"Local", "Memory"})
+
+_memory_spaces: dict[str, MemorySpace] = {}
+_memory_lock = threading.Lock()
+
+
+def _string(obj: Mapping[str, Any], field: str, prefix: str) -> str:
+    value = obj.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise BadArgument(f"{prefix}.{field} is required and must be a non-empty string")
+    return value
+
+
+def _root_path(root_path: str | None) -> str:
+    if root_path is None:
+        return ""
+    if not isinstance(root_path, str):
+        raise BadArgument("rootPath must be a string")
+    root = root_path.strip("/")
+    if root and (
+        "\x00" in root or "\\" in root or any(p in ("", ".", "..") for p in root.split("/"))
+    ):
+        raise BadArgument("rootPath must be a relative path without '.', '..' or empty segments")
+    return root
+
+
+def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] | None) -> None:
+    """Raise ``BadArgument`` naming the first missing or invalid field."""
+    if not isinstance(storage, Mapping):
+        raise BadArgument("storage must be an object")
+    kind = storage.get("type")
+    if kind not in _FIELDS:
+        raise BadArgument(f"storage.type must be one of {', '.join(sorted(_FIELDS))}")
+    required, optional = _FIELDS[kind]
+    for field in required:
+        _string(storage, field, "storage")
+    for field, typ in optional.items():
+        if storage.get(field) is not None and not isinstance(storage[field], typ):
+            raise BadArgument(f"storage.{field} must be a {typ.__name__}")
+    if kind == "Local" and not Path(storage["path"]).is_absolute():
+        raise BadArgument("storage.path must be an absolute path")
+    if kind in ("S3", "OSS", "OBS", "COS") and any(c in storage["bucket"] for c in "/ "):
+        raise BadArgument("storage.bucket must be a bucket name, not a path")
+
+    if credential is None or kind in _NO_CREDENTIAL:
+        return
+    if not isinstance(credential, Mapping):
+        raise BadArgument("credential must be an object")
+    ctype = credential.get("type")
+    if ctype not in _CREDENTIALS:
+        raise BadArgument(f"credential.type must be one of {', '.join(sorted(_CREDENTIALS))}")
+    cfields, fits = _CREDENTIALS[ctype]
+    if kind not in fits:
+        raise BadArgument(f"credential.type {ctype} does not apply to {kind} storage")
+    if ctype == "GCSServiceAccount":
+        _gcs_credential(credential)
+        return
+    for field in cfields:
+        _string(credential, field, "credential")
+
+
+def _gcs_credential(credential: Mapping[str, Any]) -> str:
+    """The service-account JSON, base64-encoded as OpenDAL's ``credential`` option wants."""
+    raw = credential.get("json")
+    if isinstance(raw, Mapping):
+        raw = json.dumps(raw)
+    if not isinstance(raw, str) or not raw.strip():
+        raise BadArgument("credential.json is required: the service-account key JSON")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise BadArgument("credential.json is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise BadArgument("credential.json must be a JSON object")
+    return base64.b64encode(raw.encode()).decode()
+
+
+def open_space(
+    storage: Mapping[str, Any], credential: Mapping[str, Any] | None, root_path: str | None
+) -> Space:
+    """The backend for one user space; keys live under ``root_path`` inside the storage.
+
+    No network I/O happens here: connectivity is checked by the first operation.
+    """
+    validate_storage(storage, credential)
+    root = _root_path(root_path)
+    kind = storage["type"]
+    cred: Mapping[str, Any] = credential or {}
+
+    if kind == "Memory":
+        name = storage["name"]
+        with _memory_lock:
+            base = _memory_spaces.setdefault(name, MemorySpace(name))
+        return base.sub(root)
+
+    if kind == "Local":
+        path = Path(storage["path"]) / root
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise SpaceUnavailable(
+                f"cannot create local space directory {str(path)!r}: {reason}"
+            ) from None
+        return LocalSpace(path)
+
+    opts: dict[str, Any] = {}
+    if kind == "S3":
+        opts = {
+            "endpoint": storage["endpoint"],
+            "region": storage.get("region") or "us-east-1",
+            "bucket": storage["bucket"],
+            "disable_config_load": True,
+            "disable_ec2_metadata": True,
+        }
+        if storage.get("pathStyle") is False:
+            opts["enable_virtual_host_style"] = True
+        if cred:
+            opts["access_key_id"] = cred["accessKeyId"]
+            opts["secret_access_key"] = cred["secretAccessKey"]
+        else:
+            opts["skip_signature"] = True
+        scheme = "s3"
+    elif kind == "OSS":
+        opts = {"endpoint": storage["endpoint"], "bucket": storage["bucket"]}
+        if cred:
+            opts["access_key_id"] = cred["accessKeyId"]
+            opts["access_key_secret"] = cred["secretAccessKey"]
+        else:
+            opts["skip_signature"] = True
+        scheme = "oss"
+    elif kind == "OBS":
+        opts = {"endpoint": storage["endpoint"], "bucket": storage["bucket"]}
+        if cred:
+            opts["access_key_id"] = cred["accessKeyId"]
+            opts["secret_access_key"] = cred["secretAccessKey"]
+        scheme = "obs"
+    elif kind == "COS":
+        opts = {
+            "endpoint": storage["endpoint"],
+            "bucket": storage["bucket"],
+            "disable_config_load": True,
+        }
+        if cred:
+            opts["secret_id"] = cred["accessKeyId"]
+            opts["secret_key"] = cred["secretAccessKey"]
+        scheme = "cos"
+    elif kind == "AzureBlob":
+        account = storage["accountName"]
+        opts = {
+            "account_name": account,
+            "container": storage["container"],
+            "endpoint": storage.get("endpoint") or f"https://{account}.blob.core.windows.net",
+        }
+        if cred:
+            opts["account_key"] = cred["accountKey"]
+        else:
+            opts["skip_signature"] = True
+        scheme = "azblob"
+    else:  # GCS
+        opts = {
+            "bucket": storage["bucket"],
+            "disable_config_load": True,
+            "disable_vm_metadata": True,
+        }
+        if cred:
+            opts["credential"] = _gcs_credential(cred)
+        else:
+            opts["skip_signature"] = True
+        scheme = "gcs"
+    return OpenDALSpace(scheme, "/" + root, **opts)

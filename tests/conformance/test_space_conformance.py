@@ -1,0 +1,305 @@
+"""One behavioural contract, run against every space backend (memory, local, S3 via OpenDAL).
+
+Each test states what a caller of the ``Space`` protocol relies on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jointcloud.errors import BadArgument, BlockNotFound, SpaceUnavailable
+from jointcloud.spaces.base import BlockWriter, Entry, Space
+from jointcloud.spaces.registry import open_space
+from support.s3server import S3Server
+
+MiB = 1 << 20
+MakeSpace = Callable[..., Space]
+
+
+async def listed(space: Space, prefix: str = "") -> dict[str, Entry]:
+    return {e.key: e async for e in space.list(prefix)}
+
+
+async def streamed(space: Space, key: str, **kw: int | None) -> list[bytes]:
+    return [chunk async for chunk in space.read_stream(key, **kw)]
+
+
+async def test_put_then_read_returns_the_same_bytes(space: Space) -> None:
+    data = os.urandom(100_000)
+    await space.put("a/b.bin", data)
+    assert await space.read("a/b.bin") == data
+    assert b"".join(await streamed(space, "a/b.bin")) == data
+
+
+async def test_streaming_writer_many_chunks_round_trip(space: Space) -> None:
+    writer = await space.open_writer("big/blob")
+    assert isinstance(writer, BlockWriter)
+    sent = hashlib.sha256()
+    for _ in range(20):
+        chunk = os.urandom(MiB)
+        sent.update(chunk)
+        await writer.write(chunk)
+    await writer.commit()
+
+    assert (await space.stat("big/blob")).size == 20 * MiB
+    assert hashlib.sha256(await space.read("big/blob")).hexdigest() == sent.hexdigest()
+    got = hashlib.sha256()
+    chunks = await streamed(space, "big/blob", chunk=3 * MiB)
+    for chunk in chunks:
+        assert 0 < len(chunk) <= 3 * MiB
+        got.update(chunk)
+    assert got.hexdigest() == sent.hexdigest()
+
+
+async def test_small_writes_are_kept_in_order(space: Space) -> None:
+    writer = await space.open_writer("small")
+    parts = [bytes([i]) * (i + 1) for i in range(200)]
+    for p in parts:
+        await writer.write(p)
+    await writer.commit()
+    assert await space.read("small") == b"".join(parts)
+
+
+async def test_nothing_is_visible_before_commit(space: Space) -> None:
+    writer = await space.open_writer("pending/key")
+    await writer.write(os.urandom(6 * MiB))
+    with pytest.raises(BlockNotFound):
+        await space.stat("pending/key")
+    with pytest.raises(BlockNotFound):
+        await space.read("pending/key")
+    assert "pending/key" not in await listed(space)
+    await writer.commit()
+    assert (await space.stat("pending/key")).size == 6 * MiB
+
+
+async def test_abort_leaves_nothing(space: Space) -> None:
+    writer = await space.open_writer("aborted/key")
+    for _ in range(3):
+        await writer.write(os.urandom(4 * MiB))  # enough to start a multipart upload
+    await writer.abort()
+    await writer.abort()  # idempotent
+    with pytest.raises(BlockNotFound):
+        await space.read("aborted/key")
+    with pytest.raises(BlockNotFound):
+        await space.stat("aborted/key")
+    assert await listed(space) == {}
+
+
+async def test_abort_keeps_the_previous_version(space: Space) -> None:
+    await space.put("k", b"old contents")
+    writer = await space.open_writer("k")
+    await writer.write(b"new contents that must never appear")
+    await writer.abort()
+    assert await space.read("k") == b"old contents"
+
+
+async def test_empty_object(space: Space) -> None:
+    await space.put("empty", b"")
+    assert await space.read("empty") == b""
+    assert await space.read("empty", 0, 10) == b""
+    assert (await space.stat("empty")).size == 0
+    assert await streamed(space, "empty") == []
+    writer = await space.open_writer("empty-too")
+    await writer.commit()
+    assert (await space.stat("empty-too")).size == 0
+
+
+async def test_ranged_reads(space: Space) -> None:
+    data = bytes(range(256)) * 40
+    n = len(data)
+    await space.put("r", data)
+    assert await space.read("r", 0, 10) == data[:10]
+    assert await space.read("r", 1000, 500) == data[1000:1500]
+    assert await space.read("r", n - 10, 10) == data[-10:]
+    assert await space.read("r", 7) == data[7:]
+    assert await space.read("r", n - 5, 100) == data[-5:]  # past the end: short
+    assert await space.read("r", n, 10) == b""  # at the end: empty
+    assert await space.read("r", n) == b""
+    assert await space.read("r", n + 100, 10) == b""
+    assert await space.read("r", 3, 0) == b""
+    chunks = await streamed(space, "r", offset=100, length=5000, chunk=1000)
+    assert b"".join(chunks) == data[100:5100]
+    assert all(len(c) <= 1000 for c in chunks)
+    assert b"".join(await streamed(space, "r", offset=n - 3, length=50)) == data[-3:]
+    assert await streamed(space, "r", offset=n) == []
+    with pytest.raises(BadArgument):
+        await space.read("r", -1, 5)
+
+
+async def test_missing_key_is_block_not_found(space: Space) -> None:
+    with pytest.raises(BlockNotFound):
+        await space.read("no/such/key")
+    with pytest.raises(BlockNotFound):
+        await space.read("no/such/key", 10, 10)
+    with pytest.raises(BlockNotFound):
+        await space.stat("no/such/key")
+    with pytest.raises(BlockNotFound):
+        await streamed(space, "no/such/key")
+
+
+async def test_stat_reports_size_and_mtime(space: Space) -> None:
+    before = time.time()
+    await space.put("dir/s", b"x" * 12345)
+    entry = await space.stat("dir/s")
+    assert entry.key == "dir/s"
+    assert entry.size == 12345
+    assert before - 5 <= entry.mtime <= time.time() + 5
+
+
+async def test_delete_is_idempotent(space: Space) -> None:
+    await space.put("d/k", b"data")
+    await space.delete("d/k")
+    with pytest.raises(BlockNotFound):
+        await space.read("d/k")
+    await space.delete("d/k")
+    await space.delete("never/existed")
+    assert await listed(space) == {}
+
+
+async def test_list_is_recursive_under_a_directory_prefix(space: Space) -> None:
+    files = {
+        "p/a": b"1",
+        "p/sub/b": b"22",
+        "p/sub/deeper/c": b"333",
+        "pp/e": b"4444",
+        "q/d": b"55555",
+    }
+    for key, data in files.items():
+        await space.put(key, data)
+
+    every = await listed(space)
+    assert {k: e.size for k, e in every.items()} == {k: len(v) for k, v in files.items()}
+    assert set(await listed(space, "p")) == {"p/a", "p/sub/b", "p/sub/deeper/c"}
+    assert set(await listed(space, "p/")) == {"p/a", "p/sub/b", "p/sub/deeper/c"}
+    sub = await listed(space, "p/sub")
+    assert {k: e.size for k, e in sub.items()} == {"p/sub/b": 2, "p/sub/deeper/c": 3}
+    assert await listed(space, "nothing-here") == {}
+
+
+async def test_overwrite_replaces(space: Space) -> None:
+    await space.put("o", b"old" * 1000)
+    await space.put("o", b"new")
+    assert await space.read("o") == b"new"
+    assert (await space.stat("o")).size == 3
+    writer = await space.open_writer("o")
+    await writer.write(b"newer")
+    await writer.commit()
+    assert await space.read("o") == b"newer"
+    assert list(await listed(space)) == ["o"]
+
+
+@pytest.mark.parametrize(
+    "key", ["dir with space/文件 ü.bin", "emoji/😀 x+y=z&%20.txt", "a b/c  d", "Ünïcödé"]
+)
+async def test_unicode_and_space_keys(space: Space, key: str) -> None:
+    await space.put(key, key.encode())
+    assert await space.read(key) == key.encode()
+    assert (await space.stat(key)).size == len(key.encode())
+    assert set(await listed(space)) == {key}
+    await space.delete(key)
+    assert await listed(space) == {}
+
+
+BAD_KEYS = ["../escape", "a/../../b", "/absolute", "a\x00b", "", "a//b", "a/./b", "..", "a\\b"]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+async def test_bad_keys_are_rejected(space: Space, key: str) -> None:
+    with pytest.raises(BadArgument):
+        await space.put(key, b"x")
+    with pytest.raises(BadArgument):
+        await space.open_writer(key)
+    with pytest.raises(BadArgument):
+        await space.read(key)
+    with pytest.raises(BadArgument):
+        await streamed(space, key)
+    with pytest.raises(BadArgument):
+        await space.stat(key)
+    with pytest.raises(BadArgument):
+        await space.delete(key)
+
+
+async def test_bad_list_prefix_is_rejected(space: Space) -> None:
+    with pytest.raises(BadArgument):
+        await listed(space, "../up")
+
+
+async def test_unreachable_space_raises_space_unavailable(dead_space: Space) -> None:
+    with pytest.raises(SpaceUnavailable):
+        await dead_space.put("k", b"data")
+    with pytest.raises(SpaceUnavailable):
+        writer = await dead_space.open_writer("k")
+        await writer.write(b"data")
+        await writer.commit()  # remote backends may only notice here
+    with pytest.raises(SpaceUnavailable):
+        await dead_space.read("k")
+    with pytest.raises(SpaceUnavailable):
+        await streamed(dead_space, "k")
+    with pytest.raises(SpaceUnavailable):
+        await dead_space.stat("k")
+    with pytest.raises(SpaceUnavailable):
+        await dead_space.delete("k")
+    with pytest.raises(SpaceUnavailable):
+        await listed(dead_space)
+
+
+async def test_root_paths_isolate_spaces_in_one_storage(make_space: MakeSpace) -> None:
+    one, two, whole = make_space("one"), make_space("two"), make_space()
+    await one.put("k", b"from one")
+    await two.put("k", b"from two")
+    await one.put("only/in/one", b"1")
+
+    assert await one.read("k") == b"from one"
+    assert await two.read("k") == b"from two"
+    assert set(await listed(one)) == {"k", "only/in/one"}
+    assert set(await listed(two)) == {"k"}
+    with pytest.raises(BlockNotFound):
+        await two.read("only/in/one")
+    # the storage itself sees both, each under its root path
+    assert set(await listed(whole)) == {"one/k", "one/only/in/one", "two/k"}
+    assert await whole.read("two/k") == b"from two"
+
+    await one.delete("k")
+    assert await two.read("k") == b"from two"
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+async def test_local_abort_and_commit_leave_no_temp_files(tmp_path: Path) -> None:
+    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp")
+    writer = await space.open_writer("x/y")
+    await writer.write(b"a" * (2 * MiB))
+    assert any(Path(f).name.startswith(".jcs-tmp-") for f in files_under(tmp_path))
+    assert await listed(space) == {}  # temp files are never listed
+    await writer.abort()
+    writer = await space.open_writer("x/z")
+    await writer.write(b"b" * 10)
+    await writer.commit()
+    assert files_under(tmp_path) == ["sp/x/z"]
+    assert (tmp_path / "sp/x/z").read_bytes() == b"b" * 10
+
+
+async def test_s3_outage_is_unavailable_then_recovers() -> None:
+    """A stopped S3 endpoint is a SpaceUnavailable (not a missing block); restart heals."""
+    with S3Server() as server:
+        space = open_space(server.storage(), server.credential(), f"t-{uuid.uuid4().hex}")
+        await space.put("k", b"before")
+        server.stop()
+        with pytest.raises(SpaceUnavailable):
+            await space.read("k")
+        with pytest.raises(SpaceUnavailable):
+            await space.put("k2", b"during")
+        server.start()  # same port; moto keeps no data across restarts
+        with pytest.raises(BlockNotFound):
+            await space.read("k")
+        await space.put("k", b"after")
+        assert await space.read("k") == b"after"

@@ -1,0 +1,194 @@
+"""``open_space`` / ``validate_storage``: bad input names its field, secrets never leak."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jointcloud.errors import BadArgument, JcsError, SpaceError
+from jointcloud.spaces.local import LocalSpace
+from jointcloud.spaces.memory import MemorySpace
+from jointcloud.spaces.opendal_space import OpenDALSpace
+from jointcloud.spaces.registry import open_space, validate_storage
+
+ACCESS_KEY_ID = "AKIDLEAKCANARY0001"
+SECRET = "sEcReT-LeAk-CaNaRy-0123456789abcdef"
+AZURE_KEY = base64.b64encode(b"azure-leak-canary-key-material!!").decode()
+GCS_PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nGCSLEAKCANARY\n-----END PRIVATE KEY-----\n"
+GCS_JSON = json.dumps(
+    {"type": "service_account", "client_email": "sa@p.iam.example", "private_key": GCS_PRIVATE_KEY}
+)
+CANARIES = [
+    ACCESS_KEY_ID,
+    SECRET,
+    AZURE_KEY,
+    "GCSLEAKCANARY",
+    base64.b64encode(GCS_JSON.encode()).decode(),
+]
+AK = {"type": "AK", "accessKeyId": ACCESS_KEY_ID, "secretAccessKey": SECRET}
+
+
+def closed_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def assert_no_secret(text: str) -> None:
+    for canary in CANARIES:
+        assert canary not in text
+
+
+def bad(storage: Any, credential: Any = None) -> str:
+    with pytest.raises(BadArgument) as info:
+        validate_storage(storage, credential)
+    with pytest.raises(BadArgument):
+        open_space(storage, credential, "")
+    assert_no_secret(str(info.value))
+    return str(info.value)
+
+
+# -- validation names the field ------------------------------------------------
+
+
+def test_missing_or_unknown_type() -> None:
+    assert "storage.type" in bad({})
+    assert "storage.type" in bad({"type": "FTP"})
+    assert "storage" in bad("not an object")
+
+
+@pytest.mark.parametrize(
+    ("storage", "field"),
+    [
+        ({"type": "Local"}, "storage.path"),
+        ({"type": "Local", "path": "relative/dir"}, "storage.path"),
+        ({"type": "S3", "bucket": "b"}, "storage.endpoint"),
+        ({"type": "S3", "endpoint": "http://x"}, "storage.bucket"),
+        ({"type": "S3", "endpoint": "http://x", "bucket": ""}, "storage.bucket"),
+        (
+            {"type": "S3", "endpoint": "http://x", "bucket": "b", "pathStyle": "no"},
+            "storage.pathStyle",
+        ),
+        ({"type": "S3", "endpoint": "http://x", "bucket": "b", "region": 5}, "storage.region"),
+        ({"type": "OSS", "bucket": "b"}, "storage.endpoint"),
+        ({"type": "OBS", "endpoint": "e"}, "storage.bucket"),
+        ({"type": "COS", "endpoint": "e", "bucket": "a/b"}, "storage.bucket"),
+        ({"type": "AzureBlob", "container": "c"}, "storage.accountName"),
+        ({"type": "AzureBlob", "accountName": "a"}, "storage.container"),
+        ({"type": "GCS"}, "storage.bucket"),
+        ({"type": "Memory"}, "storage.name"),
+    ],
+)
+def test_bad_storage_field_is_named(storage: dict[str, Any], field: str) -> None:
+    assert field in bad(storage, AK if storage["type"] in ("S3", "OSS", "OBS", "COS") else None)
+
+
+S3 = {"type": "S3", "endpoint": "http://127.0.0.1:9", "bucket": "b"}
+
+
+@pytest.mark.parametrize(
+    ("storage", "credential", "field"),
+    [
+        (S3, {"type": "Password"}, "credential.type"),
+        (S3, {"type": "AzureKey", "accountKey": AZURE_KEY}, "credential.type"),
+        (S3, {"type": "AK", "secretAccessKey": SECRET}, "credential.accessKeyId"),
+        (S3, {"type": "AK", "accessKeyId": ACCESS_KEY_ID}, "credential.secretAccessKey"),
+        (S3, "not an object", "credential"),
+        (
+            {"type": "AzureBlob", "accountName": "a", "container": "c"},
+            {"type": "AzureKey"},
+            "credential.accountKey",
+        ),
+        ({"type": "GCS", "bucket": "b"}, {"type": "GCSServiceAccount"}, "credential.json"),
+        (
+            {"type": "GCS", "bucket": "b"},
+            {"type": "GCSServiceAccount", "json": "{" + SECRET},
+            "credential.json",
+        ),
+    ],
+)
+def test_bad_credential_field_is_named(storage: Any, credential: Any, field: str) -> None:
+    assert field in bad(storage, credential)
+
+
+@pytest.mark.parametrize("root", ["../up", "a/../../b", "a//b", "x\x00y", "./a"])
+def test_bad_root_path_is_named(root: str, tmp_path: Path) -> None:
+    with pytest.raises(BadArgument, match="rootPath"):
+        open_space({"type": "Local", "path": str(tmp_path)}, None, root)
+
+
+# -- what gets built -------------------------------------------------------------
+
+
+def test_local_space_is_created_under_root_path(tmp_path: Path) -> None:
+    space = open_space({"type": "Local", "path": str(tmp_path / "new")}, None, "/a/b/")
+    assert isinstance(space, LocalSpace)
+    assert space.root == tmp_path / "new" / "a" / "b"
+    assert space.root.is_dir()
+
+
+def test_memory_space_is_shared_per_name() -> None:
+    one = open_space({"type": "Memory", "name": "registry-test"}, None, "")
+    again = open_space({"type": "Memory", "name": "registry-test"}, None, "")
+    other = open_space({"type": "Memory", "name": "registry-test-2"}, None, "")
+    assert isinstance(one, MemorySpace)
+    assert one is again
+    assert other is not one
+
+
+@pytest.mark.parametrize(
+    ("storage", "credential", "scheme"),
+    [
+        ({**S3, "region": "eu-west-1"}, AK, "s3"),
+        ({**S3, "pathStyle": False}, AK, "s3"),
+        ({"type": "OSS", "endpoint": "oss-cn-hangzhou.aliyuncs.com", "bucket": "b"}, AK, "oss"),
+        ({"type": "OBS", "endpoint": "obs.cn-north-4.myhuaweicloud.com", "bucket": "b"}, AK, "obs"),
+        ({"type": "COS", "endpoint": "cos.ap-guangzhou.myqcloud.com", "bucket": "b-1"}, AK, "cos"),
+        (
+            {"type": "AzureBlob", "accountName": "acct", "container": "c"},
+            {"type": "AzureKey", "accountKey": AZURE_KEY},
+            "azblob",
+        ),
+        ({"type": "GCS", "bucket": "b"}, {"type": "GCSServiceAccount", "json": GCS_JSON}, "gcs"),
+    ],
+)
+def test_cloud_spaces_never_show_credentials(
+    storage: dict[str, Any], credential: dict[str, Any], scheme: str
+) -> None:
+    space = open_space(storage, credential, "some/root")
+    assert isinstance(space, OpenDALSpace)
+    assert space.scheme == scheme
+    assert space.root == "/some/root"
+    assert_no_secret(repr(space))
+    assert_no_secret(str(space))
+
+
+async def test_errors_from_a_dead_endpoint_carry_no_credentials() -> None:
+    endpoint = closed_endpoint()
+    spaces = [
+        open_space({**S3, "endpoint": endpoint}, AK, "r"),
+        open_space({"type": "OBS", "endpoint": endpoint, "bucket": "b"}, AK, "r"),
+        open_space(
+            {"type": "AzureBlob", "accountName": "acct", "container": "c", "endpoint": endpoint},
+            {"type": "AzureKey", "accountKey": AZURE_KEY},
+            "r",
+        ),
+        open_space(
+            {"type": "GCS", "bucket": "b"}, {"type": "GCSServiceAccount", "json": GCS_JSON}, "r"
+        ),
+    ]
+    for space in spaces:
+        for op in (space.read("k"), space.put("k", b"x"), space.stat("k"), space.delete("k")):
+            with pytest.raises(SpaceError) as info:
+                await op
+            exc = info.value
+            assert isinstance(exc, JcsError)
+            assert_no_secret(str(exc))
+            assert_no_secret(repr(exc))
+            assert_no_secret("".join(traceback.format_exception(exc)))
