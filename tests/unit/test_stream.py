@@ -1,0 +1,480 @@
+"""write_blocks / read_range / verify_block over dict-backed fake spaces."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jointcloud.errors import BlockCorrupt, BlockNotFound, NotEnoughBlocks, SpaceUnavailable
+from jointcloud.redundancy.cipher import OVERHEAD, new_data_key
+from jointcloud.redundancy.erasure import ErasureCodec
+from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
+from jointcloud.redundancy.stream import (
+    REPLICA_SEGMENT,
+    BlockRef,
+    Layout,
+    WriteResult,
+    read_range,
+    verify_block,
+    write_blocks,
+)
+from unit.fakes import FakeSpace
+
+SMALL_SEG = 16384  # none/rep segment size in these tests
+POLICIES: list[Redundancy] = [
+    NonePolicy(),
+    RepPolicy(3),
+    EcPolicy(4, 6, 4096),
+    EcPolicy(2, 3, 4096),
+]
+IDS = ["none", "rep3", "ec4-6", "ec2-3"]
+
+
+def seg_size(policy: Redundancy) -> int:
+    return policy.segment_size if isinstance(policy, EcPolicy) else SMALL_SEG
+
+
+def make_blocks(policy: Redundancy) -> tuple[list[FakeSpace], list[BlockRef]]:
+    spaces = [FakeSpace(f"s{i}") for i in range(policy.width)]
+    return spaces, [BlockRef(i, s, f"objs/abc/{i}", 100 + i) for i, s in enumerate(spaces)]
+
+
+async def chunked(data: bytes, seed: int = 0, max_chunk: int = 7000) -> AsyncIterator[bytes]:
+    rng = random.Random(seed)
+    pos = 0
+    while pos < len(data):
+        n = rng.randint(1, max_chunk)
+        yield data[pos : pos + n]
+        pos += n
+
+
+async def store(
+    policy: Redundancy, data: bytes, *, seed: int = 0, max_chunk: int = 7000
+) -> tuple[list[FakeSpace], list[BlockRef], Layout, WriteResult]:
+    spaces, blocks = make_blocks(policy)
+    key = new_data_key()
+    seg = None if isinstance(policy, EcPolicy) else SMALL_SEG
+    result = await write_blocks(
+        chunked(data, seed, max_chunk), policy, blocks, key, segment_size=seg
+    )
+    layout = Layout(policy, result.size, result.segment_size, result.chunk_len, key)
+    return spaces, blocks, layout, result
+
+
+async def read_all(
+    layout: Layout, blocks: list[BlockRef], offset: int = 0, length: int | None = None, **kw: object
+) -> bytes:
+    return b"".join([p async for p in read_range(layout, blocks, offset, length, **kw)])  # type: ignore[arg-type]
+
+
+def sizes_for(policy: Redundancy) -> list[int]:
+    s = seg_size(policy)
+    return [0, 1, s - 1, s, s + 1, 3 * s + 17]
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+async def test_round_trip_sizes(policy: Redundancy) -> None:
+    for size in sizes_for(policy):
+        data = os.urandom(size)
+        spaces, blocks, layout, result = await store(policy, data, seed=size)
+        assert result.size == size
+        assert result.sha256 == hashlib.sha256(data).hexdigest()
+        assert result.md5 == hashlib.md5(data).hexdigest()
+        assert result.segment_size == seg_size(policy)
+        nseg = -(-size // result.segment_size)
+        for space, block, stored in zip(spaces, blocks, result.block_sizes, strict=True):
+            assert len(space.objects[block.key]) == stored
+            assert all(w.state == "committed" for w in space.writers)
+            if size % result.segment_size == 0:
+                assert stored == nseg * result.chunk_len
+        assert await read_all(layout, blocks) == data
+        for block in blocks:
+            await verify_block(layout, block)
+
+
+def test_chunk_len_geometry() -> None:
+    async def go() -> None:
+        _, _, _, r = await store(EcPolicy(4, 6, 4096), b"x" * 10)
+        assert r.chunk_len == ErasureCodec(4, 6).fragment_len(4 * 4096) + OVERHEAD
+        _, _, _, r = await store(RepPolicy(2), b"x" * 10)
+        assert r.chunk_len == SMALL_SEG + OVERHEAD
+
+    asyncio.run(go())
+
+
+async def test_empty_object_commits_empty_blocks() -> None:
+    spaces, blocks, layout, result = await store(EcPolicy(4, 6, 4096), b"")
+    assert result.block_sizes == [0] * 6
+    assert all(s.objects[b.key] == b"" for s, b in zip(spaces, blocks, strict=True))
+    assert result.sha256 == hashlib.sha256(b"").hexdigest()
+    assert await read_all(layout, blocks) == b""
+    assert sum(len(s.reads) for s in spaces) == 0
+
+
+async def test_multi_mib_default_segments() -> None:
+    data = os.urandom(9 * 1024 * 1024 + 123)
+    for policy in (EcPolicy(4, 6), RepPolicy(2), NonePolicy()):
+        _spaces, blocks = make_blocks(policy)
+        key = new_data_key()
+        result = await write_blocks(chunked(data, 1, 1 << 20), policy, blocks, key)
+        expected_seg = 4 * 1024 * 1024 if isinstance(policy, EcPolicy) else REPLICA_SEGMENT
+        assert result.segment_size == expected_seg
+        assert result.md5 == hashlib.md5(data).hexdigest()
+        layout = Layout(policy, result.size, result.segment_size, result.chunk_len, key)
+        assert await read_all(layout, blocks) == data
+        start = 5 * 1024 * 1024 - 10
+        assert await read_all(layout, blocks, start, 3 * 1024 * 1024) == data[start:][: 3 << 20]
+
+
+async def test_source_chunk_types_and_big_chunks() -> None:
+    data = os.urandom(5 * SMALL_SEG + 3)
+
+    async def mixed() -> AsyncIterator[bytes]:
+        yield bytearray(data[:100])  # type: ignore[misc]
+        yield memoryview(data)[100 : 3 * SMALL_SEG]  # type: ignore[misc]
+        yield b""
+        yield data[3 * SMALL_SEG :]
+
+    _spaces, blocks = make_blocks(RepPolicy(2))
+    key = new_data_key()
+    result = await write_blocks(mixed(), RepPolicy(2), blocks, key, segment_size=SMALL_SEG)
+    layout = Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
+    assert await read_all(layout, blocks) == data
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+async def test_ranged_reads_at_boundaries(policy: Redundancy) -> None:
+    s = seg_size(policy)
+    data = os.urandom(3 * s + 17)
+    _, blocks, layout, _ = await store(policy, data)
+    points = sorted(
+        {0, 1, 2, s - 1, s, s + 1, 2 * s - 1, 2 * s, 2 * s + 1, 3 * s, 3 * s + 16, 3 * s + 17}
+        | {s // 4 - 1, s // 4, s // 2 + 1}
+    )
+    for off, end in itertools.product(points, [*points, len(data) + 50]):
+        if end < off:
+            continue
+        got = await read_all(layout, blocks, off, end - off)
+        assert got == data[off:end], (off, end)
+    assert await read_all(layout, blocks, 5, None) == data[5:]
+    assert await read_all(layout, blocks, len(data) + 10, 5) == b""
+    with pytest.raises(ValueError):
+        read_range(layout, blocks, -1, 5)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+def test_ranged_reads_property(policy: Redundancy) -> None:
+    s = seg_size(policy)
+    data = os.urandom(4 * s + 123)
+    _, blocks, layout, _ = asyncio.run(store(policy, data))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(data) + 10), st.one_of(st.none(), st.integers(0, len(data) + 10)))
+    def check(offset: int, length: int | None) -> None:
+        got = asyncio.run(read_all(layout, blocks, offset, length))
+        end = len(data) if length is None else offset + length
+        assert got == data[offset:end]
+
+    check()
+
+
+async def test_ranged_reads_fetch_only_needed_chunks() -> None:
+    # rep: a range inside segment 2 reads one chunk of the first replica only
+    data = os.urandom(5 * SMALL_SEG)
+    spaces, blocks, layout, result = await store(RepPolicy(3), data)
+    await read_all(layout, blocks, 2 * SMALL_SEG + 10, 100)
+    assert spaces[0].reads == [(blocks[0].key, 2 * result.chunk_len, result.chunk_len)]
+    assert spaces[1].reads == spaces[2].reads == []
+    # a range across segments 1..3 reads exactly those chunks
+    spaces[0].reset_counters()
+    await read_all(layout, blocks, SMALL_SEG + 5, 2 * SMALL_SEG)
+    assert [r[1] for r in spaces[0].reads] == [result.chunk_len * j for j in (1, 2, 3)]
+    assert spaces[0].bytes_read == 3 * result.chunk_len
+
+    # ec: a small range reads only the one data fragment holding it
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(5 * policy.segment_size)
+    spaces, blocks, layout, result = await store(policy, data)
+    off = 1 * policy.segment_size + 2 * 4096 + 100
+    assert await read_all(layout, blocks, off, 50) == data[off : off + 50]
+    assert [len(s.reads) for s in spaces] == [0, 0, 1, 0, 0, 0]
+    assert spaces[2].reads == [(blocks[2].key, result.chunk_len, result.chunk_len)]
+    # a whole segment reads the k data fragments, no parity
+    for s in spaces:
+        s.reset_counters()
+    await read_all(layout, blocks, 3 * policy.segment_size, policy.segment_size)
+    assert [len(s.reads) for s in spaces] == [1, 1, 1, 1, 0, 0]
+    # whole object: k chunks per segment
+    for s in spaces:
+        s.reset_counters()
+    await read_all(layout, blocks)
+    assert [len(s.reads) for s in spaces] == [5, 5, 5, 5, 0, 0]
+    assert sum(s.bytes_read for s in spaces) == 5 * 4 * result.chunk_len
+
+
+def expected_reports(bad: set[int], k: int, n: int) -> set[int]:
+    """Blocks a full read tries: data fragments, then parity in order until k good."""
+    reported = {i for i in bad if i < k}
+    missing = len(reported)
+    for p in range(k, n):
+        if missing == 0:
+            break
+        if p in bad:
+            reported.add(p)
+        else:
+            missing -= 1
+    return reported
+
+
+@pytest.mark.parametrize("mode", ["missing", "corrupt", "unavailable", "truncated"])
+@pytest.mark.parametrize("policy", [EcPolicy(4, 6, 4096), EcPolicy(2, 3, 4096)], ids=["4-6", "2-3"])
+async def test_ec_survives_any_n_minus_k_bad_blocks(policy: EcPolicy, mode: str) -> None:
+    data = os.urandom(3 * policy.segment_size + 999)
+    spaces, blocks, layout, _ = await store(policy, data)
+    pristine = {s.name: dict(s.objects) for s in spaces}
+    for count in range(1, policy.n - policy.k + 1):
+        for bad in itertools.combinations(range(policy.n), count):
+            for s in spaces:
+                s.objects = dict(pristine[s.name])
+                s.fail_reads = False
+            for i in bad:
+                key = blocks[i].key
+                if mode == "missing":
+                    del spaces[i].objects[key]
+                elif mode == "corrupt":
+                    spaces[i].corrupt(key, at=len(spaces[i].objects[key]) // 2)
+                elif mode == "unavailable":
+                    spaces[i].fail_reads = True
+                else:
+                    spaces[i].objects[key] = spaces[i].objects[key][:-1]
+            reports: list[tuple[int, Exception]] = []
+
+            def report(
+                i: int, e: Exception, reports: list[tuple[int, Exception]] = reports
+            ) -> None:
+                reports.append((i, e))
+
+            got = await read_all(layout, blocks, on_bad_block=report)
+            assert got == data, bad
+            # corruption in the middle is only seen by reads of that segment
+            want = expected_reports(set(bad), policy.k, policy.n)
+            assert sorted(i for i, _ in reports) == sorted(want), (bad, reports)
+            kinds = {"missing": BlockNotFound, "corrupt": BlockCorrupt, "truncated": BlockCorrupt}
+            for _, err in reports:
+                assert isinstance(err, kinds.get(mode, SpaceUnavailable))
+
+
+async def test_ec_too_many_missing_raises_not_enough_blocks() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(2 * policy.segment_size)
+    spaces, blocks, layout, _ = await store(policy, data)
+    for i in (0, 3, 5):
+        del spaces[i].objects[blocks[i].key]
+    reports: list[int] = []
+    with pytest.raises(NotEnoughBlocks) as info:
+        await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append(i))
+    assert (info.value.found, info.value.needed) == (3, 4)
+    assert "found 3 of 4 blocks needed" in info.value.message
+    assert sorted(reports) == [0, 3, 5]
+
+
+async def test_ec_read_with_blocks_omitted_by_caller() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(2 * policy.segment_size + 5)
+    _, blocks, layout, _ = await store(policy, data)
+    assert await read_all(layout, [blocks[i] for i in (5, 1, 4, 2)]) == data
+    with pytest.raises(NotEnoughBlocks):
+        await read_all(layout, blocks[:3])
+
+
+async def test_rep_falls_over_to_next_replica() -> None:
+    data = os.urandom(3 * SMALL_SEG + 1)
+    spaces, blocks, layout, _ = await store(RepPolicy(3), data)
+    spaces[0].corrupt(blocks[0].key, at=SMALL_SEG + OVERHEAD + 5)  # segment 1
+    del spaces[1].objects[blocks[1].key]
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt), (1, BlockNotFound)]
+    # preference order is the caller's
+    for s in spaces:
+        s.reset_counters()
+    assert await read_all(layout, [blocks[2], blocks[0]], 0, 10) == data[:10]
+    assert len(spaces[2].reads) == 1 and spaces[0].reads == []
+    # all replicas bad
+    spaces[2].fail_reads = True
+    with pytest.raises(NotEnoughBlocks) as info:
+        await read_all(layout, blocks)
+    assert (info.value.found, info.value.needed) == (0, 1)
+    assert "found 0 of 1 blocks needed" in info.value.message
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+async def test_blocks_are_ciphertext(policy: Redundancy) -> None:
+    marker = b"PLAINTEXT-MARKER"
+    data = marker * (3 * seg_size(policy) // len(marker) + 7)
+    spaces, blocks, _, _ = await store(policy, data)
+    for s, b in zip(spaces, blocks, strict=True):
+        assert marker not in s.objects[b.key]
+
+
+async def test_replicas_are_identical() -> None:
+    spaces, blocks, _, _ = await store(RepPolicy(3), os.urandom(2 * SMALL_SEG + 9))
+    stored = [s.objects[b.key] for s, b in zip(spaces, blocks, strict=True)]
+    assert stored[0] == stored[1] == stored[2]
+
+
+def assert_nothing_left(spaces: list[FakeSpace]) -> None:
+    for s in spaces:
+        assert s.objects == {}, s.name
+        assert all(w.state != "open" for w in s.writers)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+async def test_space_failing_mid_write_leaves_nothing(policy: Redundancy) -> None:
+    spaces, blocks = make_blocks(policy)
+    spaces[-1].fail_write_after = 2
+    data = os.urandom(6 * seg_size(policy))
+    with pytest.raises(SpaceUnavailable):
+        await write_blocks(chunked(data), policy, blocks, new_data_key(), segment_size=SMALL_SEG)
+    assert_nothing_left(spaces)
+
+
+async def test_commit_failure_deletes_committed_blocks() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    spaces, blocks = make_blocks(policy)
+    spaces[3].fail_commit = True
+    with pytest.raises(SpaceUnavailable):
+        await write_blocks(chunked(os.urandom(50_000)), policy, blocks, new_data_key())
+    assert_nothing_left(spaces)
+
+
+@pytest.mark.parametrize("policy", POLICIES, ids=IDS)
+async def test_failing_source_leaves_nothing(policy: Redundancy) -> None:
+    class Boom(Exception):
+        pass
+
+    async def source() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield os.urandom(5000)
+        raise Boom("client went away")
+
+    spaces, blocks = make_blocks(policy)
+    with pytest.raises(Boom):
+        await write_blocks(source(), policy, blocks, new_data_key(), segment_size=SMALL_SEG)
+    assert_nothing_left(spaces)
+
+
+async def test_cancellation_leaves_nothing() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    spaces, blocks = make_blocks(policy)
+    for s in spaces:
+        s.write_delay = 0.01
+    task = asyncio.create_task(
+        write_blocks(chunked(os.urandom(400_000)), policy, blocks, new_data_key())
+    )
+    await asyncio.sleep(0.05)
+    assert any(s.write_calls for s in spaces)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert_nothing_left(spaces)
+
+
+async def test_block_count_and_indexes_are_checked() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    _, blocks = make_blocks(policy)
+    with pytest.raises(ValueError):
+        await write_blocks(chunked(b"x"), policy, blocks[:5], new_data_key())
+    bad = [*blocks[:5], BlockRef(7, blocks[5].space, "k", 1)]
+    with pytest.raises(ValueError):
+        await write_blocks(chunked(b"x"), policy, bad, new_data_key())
+    # any order of correct indexes is accepted
+    _spaces, blocks = make_blocks(policy)
+    key = new_data_key()
+    r = await write_blocks(chunked(b"y" * 40000), policy, blocks[::-1], key)
+    layout = Layout(policy, r.size, r.segment_size, r.chunk_len, key)
+    assert await read_all(layout, blocks) == b"y" * 40000
+
+
+async def test_memory_stays_bounded() -> None:
+    """The source is never read more than ~3 segments ahead of the writes."""
+    policy = EcPolicy(2, 3, 4096)
+    seg = policy.segment_size
+    spaces, blocks = make_blocks(policy)
+    produced = 0
+    ahead: list[int] = []
+    written = 0
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for _ in range(40):
+            produced += 1000
+            yield os.urandom(1000)
+
+    orig_open = spaces[0].open_writer
+
+    async def open_writer(key: str):  # type: ignore[no-untyped-def]
+        w = await orig_open(key)
+        orig_write = w.write
+
+        async def write(data: bytes) -> None:
+            nonlocal written
+            ahead.append(produced - written)
+            await orig_write(data)
+            await asyncio.sleep(0.001)
+            written += seg
+
+        w.write = write  # type: ignore[method-assign]
+        return w
+
+    spaces[0].open_writer = open_writer  # type: ignore[method-assign]
+    await write_blocks(source(), policy, blocks, new_data_key())
+    assert ahead and max(ahead) <= 3 * seg + 1000
+
+
+async def test_verify_block_detects_damage() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    spaces, blocks, layout, _ = await store(policy, os.urandom(3 * policy.segment_size + 5))
+    for b in blocks:
+        await verify_block(layout, b)
+    spaces[1].corrupt(blocks[1].key, at=len(spaces[1].objects[blocks[1].key]) - 1)
+    with pytest.raises(BlockCorrupt):
+        await verify_block(layout, blocks[1])
+    spaces[2].objects[blocks[2].key] += b"\0"
+    with pytest.raises(BlockCorrupt):
+        await verify_block(layout, blocks[2])
+    spaces[3].objects[blocks[3].key] = spaces[3].objects[blocks[3].key][:-20]
+    with pytest.raises(BlockCorrupt):
+        await verify_block(layout, blocks[3])
+    del spaces[4].objects[blocks[4].key]
+    with pytest.raises(BlockNotFound):
+        await verify_block(layout, blocks[4])
+    # a fragment stored under the wrong index does not authenticate
+    spaces[0].objects[blocks[0].key] = spaces[5].objects[blocks[5].key]
+    with pytest.raises(BlockCorrupt):
+        await verify_block(layout, blocks[0])
+    # replicas verify with the shared nonce
+    spaces, blocks, layout, _ = await store(RepPolicy(2), os.urandom(SMALL_SEG + 1))
+    for b in blocks:
+        await verify_block(layout, b)
+
+
+async def test_abandoned_read_cancels_prefetch() -> None:
+    data = os.urandom(8 * SMALL_SEG)
+    spaces, blocks, layout, _ = await store(NonePolicy(), data)
+    gen = read_range(layout, blocks, 0, None)
+    first = await anext(gen)
+    assert first == data[:SMALL_SEG]
+    await gen.aclose()  # type: ignore[attr-defined]
+    await asyncio.sleep(0)
+    assert len(spaces[0].reads) <= 2
