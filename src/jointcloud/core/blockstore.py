@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import structlog
 
-from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout
+from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout, UserSpace
 from jointcloud.core.placement import choose_spaces
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.keys.master import MasterKey
@@ -46,9 +46,12 @@ class BlockStore:
         source: AsyncIterator[bytes],
         policy: Redundancy,
         affinity: int | None = None,
+        candidates: Sequence[UserSpace] | None = None,
     ) -> StagedLayout:
-        async with self.db.read() as conn:
-            candidates = await accounts.list_spaces(conn, user_id)
+        """Write ``source`` under ``policy``; ``candidates`` are the user's
+        spaces when the caller already loaded them (batch uploads)."""
+        if candidates is None:
+            candidates = await self.user_spaces(user_id)
         for rec in candidates:
             self.pool.records[rec.user_space_id] = rec
         chosen = choose_spaces(candidates, policy, affinity)
@@ -78,6 +81,10 @@ class BlockStore:
             chunk_len=result.chunk_len,
         )
 
+    async def user_spaces(self, user_id: int) -> list[UserSpace]:
+        async with self.db.read() as conn:
+            return await accounts.list_spaces(conn, user_id)
+
     async def _drop_rows(self, layout_ids: Sequence[int]) -> None:
         async with self.db.write() as conn:
             await layouts.delete_layouts(conn, layout_ids)
@@ -90,9 +97,8 @@ class BlockStore:
         await self.delete_blocks(records.values())
         await self._drop_rows(ids)
 
-    async def delete_blocks(self, records: object) -> None:
-        for rec in records:  # type: ignore[attr-defined]
-            assert isinstance(rec, LayoutRecord)
+    async def delete_blocks(self, records: Iterable[LayoutRecord]) -> None:
+        for rec in records:
             for block in rec.blocks:
                 try:
                     space = await self.pool.get_by_id(block.user_space_id)
@@ -117,9 +123,7 @@ class BlockStore:
             data_key=self.master.unwrap_data_key(rec.wrapped_key),
         )
 
-    async def read(
-        self, content: ObjectContent, offset: int, length: int
-    ) -> AsyncIterator[bytes]:
+    async def read(self, content: ObjectContent, offset: int, length: int) -> AsyncIterator[bytes]:
         """Plaintext of ``[offset, offset+length)`` across the object's parts."""
         end = offset + length
         for part_offset, rec in content.parts:
@@ -135,7 +139,5 @@ class BlockStore:
                 if self.on_bad_block is not None:
                     self.on_bad_block(layout_id, index, err)
 
-            async for chunk in read_range(
-                self.layout(rec), refs, lo, hi - lo, on_bad_block=report
-            ):
+            async for chunk in read_range(self.layout(rec), refs, lo, hi - lo, on_bad_block=report):
                 yield chunk

@@ -11,7 +11,7 @@ from jointcloud.core.paths import entity_name
 from jointcloud.errors import AlreadyExists, NotFound, OperationFailed
 from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
-from jointcloud.redundancy.policy import NonePolicy, Redundancy, parse_redundancy
+from jointcloud.redundancy.policy import Redundancy, parse_redundancy
 
 
 def optional_policy(raw: Any) -> Redundancy | None:
@@ -112,11 +112,11 @@ class PackageService:
             await catalog.delete_package(conn, package_id)
 
     async def effective_policy(self, user_id: int, package_id: int) -> tuple[Package, Redundancy]:
-        pkg = await self.get(user_id, package_id)
-        if pkg.redundancy is not None:
-            return pkg, pkg.redundancy
-        bucket = await self.buckets.get(user_id, pkg.bucket_id)
-        return pkg, bucket.redundancy or NonePolicy()
+        async with self.db.read() as conn:
+            found = await catalog.package_policy(conn, user_id, package_id)
+        if found is None:
+            raise NotFound(f"package {package_id} not found")
+        return found
 
     async def clone(self, user_id: int, package_id: int, bucket_id: int, name: object) -> Package:
         """A new package whose objects share the source's immutable layouts."""

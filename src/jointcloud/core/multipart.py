@@ -75,7 +75,10 @@ class MultipartService:
         staged = await self.store.stage(user_id, body, info.redundancy)
         try:
             async with self.db.write() as conn:
-                if await catalog.get_object(conn, user_id, object_id, include_uncommitted=True) is None:
+                if (
+                    await catalog.get_object(conn, user_id, object_id, include_uncommitted=True)
+                    is None
+                ):
                     raise NotFound(f"object {object_id} not found")
                 await layouts.activate(conn, staged)
                 old = await layouts.put_upload_part(conn, object_id, index, staged)

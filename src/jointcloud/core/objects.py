@@ -77,13 +77,16 @@ class ObjectService:
         override = optional_policy(redundancy)
         pkg, default = await self.packages.effective_policy(user_id, package_id)
         policy = override or default
+        spaces = await self.store.user_spaces(user_id)
         staged: list[tuple[str, StagedLayout]] = []
         try:
             async for raw_path, stream in files:
                 path = object_path(raw_path, "files filename")
                 if any(p == path for p, _ in staged):
                     raise BadArgument(f"path {path!r} appears twice in one upload")
-                staged.append((path, await self.store.stage(user_id, stream, policy, affinity)))
+                staged.append(
+                    (path, await self.store.stage(user_id, stream, policy, affinity, spaces))
+                )
             if not staged:
                 raise BadArgument("the upload has no 'files' part")
             ts = now()
@@ -128,9 +131,27 @@ class ObjectService:
             raise NotFound(f"no object at path {path!r} in package {package_id}")
         return info
 
-    async def download(
-        self, user_id: int, info: ObjectInfo, offset: int = 0, length: int | None = None
-    ) -> Download:
+    async def open(
+        self, user_id: int, object_id: int | None = None, *, package_id: int = 0, path: str = ""
+    ) -> ObjectContent:
+        """An object and its layout, read in one snapshot (by id or by path)."""
+        if object_id is None:
+            path = object_path(path)
+        async with self.db.read() as conn:
+            if object_id is not None:
+                info = await catalog.get_object(conn, user_id, object_id)
+                missing = f"object {object_id} not found"
+            else:
+                if await catalog.get_package(conn, user_id, package_id) is None:
+                    raise NotFound(f"package {package_id} not found")
+                info = await catalog.get_object_by_path(conn, package_id, path)
+                missing = f"no object at path {path!r} in package {package_id}"
+            if info is None:
+                raise NotFound(missing)
+            return await catalog.content(conn, info)
+
+    def read(self, content: ObjectContent, offset: int = 0, length: int | None = None) -> Download:
+        info = content.info
         if offset < 0:
             raise BadArgument("offset must not be negative")
         if length is not None and length < 0:
@@ -138,15 +159,12 @@ class ObjectService:
         if offset > info.size:
             raise BadArgument(f"offset {offset} is beyond the object's size {info.size}")
         length = info.size - offset if length is None else min(length, info.size - offset)
-        async with self.db.read() as conn:
-            # Re-read under one snapshot: the content matches the info we return.
-            fresh = await catalog.get_object(conn, user_id, info.object_id)
-            if fresh is None:
-                raise NotFound(f"object {info.object_id} not found")
-            content: ObjectContent = await catalog.content(conn, fresh)
-        if fresh.size != info.size:
-            length = max(0, min(length, fresh.size - offset))
-        return Download(fresh, offset, length, self.store.read(content, offset, length))
+        return Download(info, offset, length, self.store.read(content, offset, length))
+
+    async def download(
+        self, user_id: int, object_id: int, offset: int = 0, length: int | None = None
+    ) -> Download:
+        return self.read(await self.open(user_id, object_id), offset, length)
 
     async def list_by_path(
         self,
@@ -190,7 +208,9 @@ class ObjectService:
                         break
                     objs.append(obj)
                     after, inclusive = obj.path, False
-            more = await catalog.list_objects(conn, package_id, prefix, after, 1, inclusive=inclusive)
+            more = await catalog.list_objects(
+                conn, package_id, prefix, after, 1, inclusive=inclusive
+            )
         next_token = _encode_token(after, inclusive) if more and after is not None else None
         return Listing(prefixes, objs, next_token)
 
@@ -226,7 +246,9 @@ class ObjectService:
                         conn, package_id, path, include_uncommitted=True
                     )
                     if other is not None and other.object_id != object_id:
-                        raise AlreadyExists(f"path {path!r} is already taken in package {package_id}")
+                        raise AlreadyExists(
+                            f"path {path!r} is already taken in package {package_id}"
+                        )
                     await catalog.move_object(conn, object_id, package_id, path)
                 ok.append(object_id)
             except (NotFound, AlreadyExists) as exc:

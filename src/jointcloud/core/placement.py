@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from jointcloud.core.models import UserSpace
 from jointcloud.errors import BadArgument, InsufficientSpaces
-from jointcloud.redundancy.policy import EcPolicy, RepPolicy, Redundancy
+from jointcloud.redundancy.policy import EcPolicy, Redundancy, RepPolicy
 
 
 def describe(policy: Redundancy) -> str:

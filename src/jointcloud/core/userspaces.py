@@ -6,6 +6,7 @@ opened only to build a backend, and shown to users masked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -53,7 +54,7 @@ def _root_path(raw: object) -> str:
     if not isinstance(raw, str):
         raise BadArgument("rootPath must be a string")
     root = raw.strip("/")
-    if any(p in ("", ".", "..") for p in root.split("/")) and root != "" or "\x00" in root:
+    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or "\x00" in root:
         raise BadArgument("rootPath must not contain '..', '.', empty segments or NUL")
     return root
 
@@ -122,10 +123,8 @@ async def probe(space: Space) -> float:
     started = time.perf_counter()
     step = "connect"
     try:
-        try:
+        with contextlib.suppress(BlockNotFound):
             await space.stat(key)
-        except BlockNotFound:
-            pass
         step = "write"
         await space.put(key, payload)
         step = "read"

@@ -5,15 +5,23 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.models import Bucket, LayoutRecord, ObjectContent, ObjectInfo, Package
+from jointcloud.core.models import (
+    BlockRecord,
+    Bucket,
+    LayoutRecord,
+    ObjectContent,
+    ObjectInfo,
+    Package,
+)
 from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import dump_policy, now, to_bucket, to_object, to_package
-from jointcloud.redundancy.policy import Redundancy
+from jointcloud.meta.rows import dump_policy, load_policy, now, to_bucket, to_object, to_package
+from jointcloud.redundancy.policy import NonePolicy, Redundancy
 
 # --- buckets ---------------------------------------------------------------
 
@@ -83,6 +91,22 @@ def _owned_packages(user_id: int):  # type: ignore[no-untyped-def]
     )
 
 
+async def package_policy(
+    conn: AsyncConnection, user_id: int, package_id: int
+) -> tuple[Package, Redundancy] | None:
+    """The package and the policy its uploads get: its own, else its bucket's."""
+    q = (
+        select(t.packages, t.buckets.c.redundancy.label("bucket_redundancy"))
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.packages.c.id == package_id, t.buckets.c.user_id == user_id)
+    )
+    row = (await conn.execute(q)).first()
+    if row is None:
+        return None
+    pkg = to_package(row)
+    return pkg, pkg.redundancy or load_policy(row.bucket_redundancy) or NonePolicy()
+
+
 async def get_package(conn: AsyncConnection, user_id: int, package_id: int) -> Package | None:
     q = _owned_packages(user_id).where(t.packages.c.id == package_id)
     row = (await conn.execute(q)).first()
@@ -142,15 +166,30 @@ async def get_object_by_path(
 
 
 async def content(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent:
-    rows = (
-        await conn.execute(
-            select(t.object_parts)
-            .where(t.object_parts.c.object_id == info.object_id)
-            .order_by(t.object_parts.c.seq)
+    """The object's layouts and blocks, in one query (this is on every read)."""
+    q = (
+        select(
+            t.object_parts.c.offset,
+            t.layouts,
+            t.blocks.c.idx,
+            t.blocks.c.user_space_id,
+            t.blocks.c.key,
         )
-    ).all()
-    loaded = await layouts.load(conn, [r.layout_id for r in rows])
-    return ObjectContent(info=info, parts=tuple((r.offset, loaded[r.layout_id]) for r in rows))
+        .join(t.layouts, t.layouts.c.id == t.object_parts.c.layout_id)
+        .join(t.blocks, t.blocks.c.layout_id == t.layouts.c.id, isouter=True)
+        .where(t.object_parts.c.object_id == info.object_id)
+        .order_by(t.object_parts.c.seq, t.blocks.c.idx)
+    )
+    parts: list[tuple[int, Any, list[BlockRecord]]] = []
+    for r in await conn.execute(q):
+        if not parts or parts[-1][1].id != r.id or parts[-1][0] != r.offset:
+            parts.append((r.offset, r, []))
+        if r.idx is not None:
+            parts[-1][2].append(BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
+    return ObjectContent(
+        info=info,
+        parts=tuple((off, layouts.record(row, tuple(blocks))) for off, row, blocks in parts),
+    )
 
 
 async def list_objects(
@@ -174,9 +213,7 @@ async def list_objects(
     return [to_object(r) for r in await conn.execute(q)]
 
 
-async def clone_object(
-    conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str
-) -> int:
+async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str) -> int:
     """A new object sharing ``src``'s immutable layouts (no bytes copied)."""
     ts = now()
     res = await conn.execute(

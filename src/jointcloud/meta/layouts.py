@@ -103,18 +103,19 @@ async def load(conn: AsyncConnection, layout_ids: Iterable[int]) -> dict[int, La
         by_layout.setdefault(b.layout_id, []).append(
             BlockRecord(index=b.idx, user_space_id=b.user_space_id, key=b.key)
         )
-    return {
-        r.id: LayoutRecord(
-            layout_id=r.id,
-            policy=load_policy_required(r.policy),
-            size=r.size,
-            segment_size=r.segment_size,
-            chunk_len=r.chunk_len,
-            wrapped_key=r.wrapped_key,
-            blocks=tuple(by_layout.get(r.id, [])),
-        )
-        for r in rows
-    }
+    return {r.id: record(r, tuple(by_layout.get(r.id, []))) for r in rows}
+
+
+def record(r: Any, blocks: tuple[BlockRecord, ...]) -> LayoutRecord:
+    return LayoutRecord(
+        layout_id=r.id,
+        policy=load_policy_required(r.policy),
+        size=r.size,
+        segment_size=r.segment_size,
+        chunk_len=r.chunk_len,
+        wrapped_key=r.wrapped_key,
+        blocks=blocks,
+    )
 
 
 async def garbage(conn: AsyncConnection, before: datetime, limit: int = 500) -> list[int]:

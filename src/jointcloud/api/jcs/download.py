@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from jointcloud.api.jcs.envelope import fail
 from jointcloud.context import Context
-from jointcloud.core.models import ObjectInfo, User
+from jointcloud.core.models import ObjectContent
 from jointcloud.errors import BadArgument
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -47,11 +47,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 async def send_object(
     request: Request,
     ctx: Context,
-    user: User,
-    info: ObjectInfo,
+    content: ObjectContent,
     offset: int | None,
     length: int | None,
 ) -> Response:
+    info = content.info
     status = 200
     header = request.headers.get("range")
     if header:
@@ -60,13 +60,15 @@ async def send_object(
         try:
             picked = parse_range(header, info.size)
         except Unsatisfiable:
-            resp = fail("BadArgument", f"range {header!r} is outside the object's {info.size} bytes", 416)
+            resp = fail(
+                "BadArgument", f"range {header!r} is outside the object's {info.size} bytes", 416
+            )
             resp.headers["Content-Range"] = f"bytes */{info.size}"
             return resp
         if picked is not None:
             offset, length = picked
             status = 206
-    dl = await ctx.objects.download(user.user_id, info, offset or 0, length)
+    dl = ctx.objects.read(content, offset or 0, length)
     # Pull the first chunk before sending headers so that a read that cannot
     # be served at all still answers with a JSON error, not a broken stream.
     first = await anext(dl.body, b"")

@@ -89,8 +89,8 @@ async def download(
     offset: int | None = None,
     length: int | None = None,
 ) -> Response:
-    info = await ctx.objects.get(user.user_id, objectID)
-    return await send_object(request, ctx, user, info, offset, length)
+    content = await ctx.objects.open(user.user_id, objectID)
+    return await send_object(request, ctx, content, offset, length)
 
 
 @router.get("/v1/object/downloadByPath")
@@ -103,8 +103,8 @@ async def download_by_path(
     offset: int | None = None,
     length: int | None = None,
 ) -> Response:
-    info = await ctx.objects.get_by_path(user.user_id, packageID, path)
-    return await send_object(request, ctx, user, info, offset, length)
+    content = await ctx.objects.open(user.user_id, package_id=packageID, path=path)
+    return await send_object(request, ctx, content, offset, length)
 
 
 @router.get("/v1/object/listByPath")
