@@ -2,13 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 
+from jointcloud.cli import commands_catalog, commands_objects, commands_spaces
+from jointcloud.cli.common import CliError, GlobalOptions
 from jointcloud.config import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="JointCloud storage")
+
+class JcsTyper(typer.Typer):
+    """Turns a ``CliError`` anywhere into ``error: <Code>: <message>`` on
+    stderr and exit status 1, instead of a traceback."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except CliError as exc:
+            print(f"error: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+
+app = JcsTyper(no_args_is_help=True, add_completion=False, help="JointCloud storage")
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint", help="server URL (else $JCS_ENDPOINT, else http://127.0.0.1:7890)"
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="API key (else $JCS_API_KEY, else DATA_DIR/root.key)"),
+    ] = None,
+    data_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--data-dir",
+            help="server data dir whose root.key to use (else $JCS_DATA_DIR, else ./jcs-data)",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no progress bars")] = False,
+) -> None:
+    """JointCloud: one object store over the storage you own."""
+    ctx.obj = GlobalOptions(endpoint=endpoint, api_key=api_key, data_dir=data_dir, quiet=quiet)
+
+
+app.add_typer(commands_spaces.app, name="space")
+app.add_typer(commands_catalog.bucket_app, name="bucket")
+app.add_typer(commands_catalog.package_app, name="package")
+commands_objects.register(app)
 
 
 @app.command()
