@@ -22,6 +22,7 @@ from jointcloud.errors import (
     NotFound,
     OperationFailed,
     SpaceAuthError,
+    SpaceError,
 )
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts
@@ -114,6 +115,11 @@ class SpacePool:
     async def close(self) -> None:
         for sid in list(self._open):
             await self.forget(sid)
+
+
+def _connect_failed(exc: SpaceError) -> OperationFailed:
+    """Opening the backend (e.g. creating a Local directory) is the 'connect' step."""
+    return OperationFailed(f"user space test failed at step 'connect': {exc.message}")
 
 
 async def probe(space: Space) -> float:
@@ -227,14 +233,21 @@ class UserSpaceService:
 
     async def test_existing(self, user_id: int, space_id: int) -> float:
         space = await self.get(user_id, space_id)
-        latency = await probe(await self.pool.get(space))
+        try:
+            backend = await self.pool.get(space)
+        except SpaceError as exc:
+            raise _connect_failed(exc) from exc
+        latency = await probe(backend)
         async with self.db.write() as conn:
             await accounts.update_space(conn, space_id, latency_ms=latency)
         return latency
 
     async def test_config(self, storage: object, credential: object, root_path: object) -> float:
         storage_d, cred_d = self._check(storage, credential)
-        space = open_space(storage_d, cred_d, _root_path(root_path))
+        try:
+            space = open_space(storage_d, cred_d, _root_path(root_path))
+        except SpaceError as exc:
+            raise _connect_failed(exc) from exc
         try:
             return await probe(space)
         finally:
