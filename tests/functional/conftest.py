@@ -5,12 +5,11 @@ sends no API key."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from jcs_helpers import Api
+from jcs_helpers import Api, Other
 
 from jointcloud.api.app import create_app
 from jointcloud.context import Context
@@ -23,12 +22,6 @@ async def api(client: httpx.AsyncClient, ctx: Context, tmp_path: Path) -> Api:
     for s in await ctx.spaces.list(admin.user_id):
         a.spaces[s.user_space_id] = Path(s.storage["path"])
     return a
-
-
-@dataclass
-class Other:
-    user_id: int
-    api: Api
 
 
 @pytest.fixture

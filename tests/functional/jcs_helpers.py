@@ -253,3 +253,11 @@ def expect_error(r: httpx.Response, code: str, status: int) -> str:
     assert body["data"] is None, body
     assert isinstance(body["message"], str) and body["message"], body
     return str(body["message"])
+
+
+@dataclass
+class Other:
+    """A second user: his ID and his own ``Api``."""
+
+    user_id: int
+    api: Api
