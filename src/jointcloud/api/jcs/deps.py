@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
-from pydantic import BaseModel, ConfigDict, StrictInt
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from jointcloud.context import Context
 from jointcloud.core.models import User
@@ -23,6 +23,12 @@ async def get_user(request: Request) -> User:
     ctx = get_ctx(request)
     return await ctx.accounts.authenticate(key.strip() if scheme.lower() == "bearer" else None)
 
+
+# IDs are int64 on the wire and in the database: a larger number is a
+# BadArgument naming the field, not an overflow deep in the database driver.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+ID = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
+QueryID = Annotated[int, Query(ge=INT64_MIN, le=INT64_MAX)]
 
 Ctx = Annotated[Context, Depends(get_ctx)]
 CurrentUser = Annotated[User, Depends(get_user)]

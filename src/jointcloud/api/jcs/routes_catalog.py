@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import StrictInt
 
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentUser, QueryID
 from jointcloud.api.jcs.envelope import ok
 
 router = APIRouter()
@@ -21,22 +20,22 @@ class BucketCreate(Body):
 
 
 class BucketId(Body):
-    bucketID: StrictInt
+    bucketID: ID
 
 
 class PackageCreate(Body):
-    bucketID: StrictInt
+    bucketID: ID
     name: Any
     redundancy: Any = None
 
 
 class PackageId(Body):
-    packageID: StrictInt
+    packageID: ID
 
 
 class PackageClone(Body):
-    packageID: StrictInt
-    bucketID: StrictInt
+    packageID: ID
+    bucketID: ID
     name: Any
 
 
@@ -72,7 +71,7 @@ async def package_create(body: PackageCreate, user: CurrentUser, ctx: Ctx) -> JS
 
 
 @router.get("/v1/package/get")
-async def package_get(packageID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def package_get(packageID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     return ok({"package": views.package(await ctx.packages.get(user.user_id, packageID))})
 
 
@@ -85,7 +84,7 @@ async def package_get_by_full_name(
 
 
 @router.get("/v1/package/listBucketPackages")
-async def package_list(bucketID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def package_list(bucketID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     pkgs = await ctx.packages.list(user.user_id, bucketID)
     return ok({"packages": [views.package(p) for p in pkgs]})
 

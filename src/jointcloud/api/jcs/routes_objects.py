@@ -9,11 +9,11 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StrictInt, StrictStr
+from pydantic import BaseModel, StrictStr
 
 from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.deps import ID, INT64_MAX, INT64_MIN, Body, Ctx, CurrentUser, QueryID
 from jointcloud.api.jcs.download import send_object
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.models import User
@@ -32,6 +32,8 @@ def _int_field(info: dict[str, Any], name: str, required: bool = True) -> int | 
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadArgument(f"info.{name} must be an integer")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadArgument(f"info.{name} is out of the int64 range")
     return value
 
 
@@ -83,7 +85,7 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 @router.get("/v1/bucket/download")
 async def download(
     request: Request,
-    objectID: int,
+    objectID: QueryID,
     user: CurrentUser,
     ctx: Ctx,
     offset: int | None = None,
@@ -96,7 +98,7 @@ async def download(
 @router.get("/v1/object/downloadByPath")
 async def download_by_path(
     request: Request,
-    packageID: int,
+    packageID: QueryID,
     path: str,
     user: CurrentUser,
     ctx: Ctx,
@@ -109,7 +111,7 @@ async def download_by_path(
 
 @router.get("/v1/object/listByPath")
 async def list_by_path(
-    packageID: int,
+    packageID: QueryID,
     user: CurrentUser,
     ctx: Ctx,
     path: str = "",
@@ -137,13 +139,13 @@ async def list_by_path(
 
 
 @router.get("/v1/object/getPackageObjects")
-async def package_objects(packageID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def package_objects(packageID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     objs = await ctx.objects.package_objects(user.user_id, packageID)
     return ok({"objects": [views.obj(o) for o in objs]})
 
 
 class ObjectIds(Body):
-    objectIDs: list[StrictInt]
+    objectIDs: list[ID]
 
 
 @router.post("/v1/object/listByIDs")
@@ -154,8 +156,8 @@ async def list_by_ids(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONRespo
 
 
 class Moving(BaseModel):
-    objectID: StrictInt
-    packageID: StrictInt
+    objectID: ID
+    packageID: ID
     path: StrictStr
 
 
@@ -185,7 +187,7 @@ async def delete(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 
 
 class PathBody(Body):
-    packageID: StrictInt
+    packageID: ID
     path: StrictStr
 
 
@@ -197,8 +199,8 @@ async def delete_by_path(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONRes
 
 
 class Cloning(BaseModel):
-    objectID: StrictInt
-    newPackageID: StrictInt
+    objectID: ID
+    newPackageID: ID
     newPath: StrictStr
 
 
@@ -237,8 +239,8 @@ async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResp
 
 
 class CompleteBody(Body):
-    objectID: StrictInt
-    indexes: list[StrictInt]
+    objectID: ID
+    indexes: list[ID]
 
 
 @router.post("/v1/object/completeMultipartUpload")

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import StrictInt
 
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import Body, Ctx, CurrentUser
+from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentUser, QueryID
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.context import Context
 from jointcloud.core.models import UserSpace
@@ -29,7 +28,7 @@ class SpaceCreate(Body):
 
 
 class SpaceUpdate(Body):
-    userSpaceID: StrictInt
+    userSpaceID: ID
     name: Any = None
     storage: Any = None
     credential: Any = None
@@ -37,11 +36,11 @@ class SpaceUpdate(Body):
 
 
 class SpaceId(Body):
-    userSpaceID: StrictInt
+    userSpaceID: ID
 
 
 class SpaceTest(Body):
-    userSpaceID: StrictInt | None = None
+    userSpaceID: ID | None = None
     storage: Any = None
     credential: Any = None
     rootPath: Any = None
@@ -74,7 +73,7 @@ async def delete(body: SpaceId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 
 
 @router.get("/v1/userSpace/get")
-async def get(userSpaceID: int, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def get(userSpaceID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     return ok({"userSpace": _view(ctx, await ctx.spaces.get(user.user_id, userSpaceID))})
 
 
