@@ -73,7 +73,13 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
                 raise BadArgument(f"unexpected form part {part.name!r}; expected 'files'")
             if not part.filename:
                 raise BadArgument("a 'files' part has no filename")
-            yield unquote(part.filename, errors="strict"), part.chunks()
+            try:
+                path = unquote(part.filename, errors="strict")
+            except UnicodeDecodeError:
+                raise BadArgument(
+                    f"files filename {part.filename!r} is not URL-encoded UTF-8"
+                ) from None
+            yield path, part.chunks()
 
     uploaded = await ctx.objects.upload(
         user.user_id, package_id, files(), affinity=affinity, redundancy=info.get("redundancy")
