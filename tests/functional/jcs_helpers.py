@@ -261,3 +261,22 @@ class Other:
 
     user_id: int
     api: Api
+
+
+async def snapshot(api: Api) -> dict[str, Any]:
+    """Everything the admin can observe: catalog, contents, spaces, files on disk."""
+    state: dict[str, Any] = {"buckets": await api.get("/v1/bucket/listAll")}
+    for b in state["buckets"]["buckets"]:
+        pkgs = await api.get("/v1/package/listBucketPackages", bucketID=b["bucketID"])
+        state[f"b{b['bucketID']}"] = pkgs
+        for p in pkgs["packages"]:
+            objs = await api.objects(p["packageID"])
+            state[f"p{p['packageID']}"] = objs
+            for o in objs:
+                content = await api.download(o["objectID"])
+                state[f"o{o['objectID']}"] = hashlib.sha256(content).hexdigest()
+    state["spaces"] = await api.get("/v1/userSpace/list")
+    state["files"] = sorted(
+        (str(f), hashlib.sha256(f.read_bytes()).hexdigest()) for f in api.all_block_files()
+    )
+    return state

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from jcs_helpers import Api, Other, expect_error, file_parts, info_part, multipart
+from jcs_helpers import Api, Other, expect_error, file_parts, info_part, multipart, snapshot
 
 
 @dataclass
@@ -48,25 +47,6 @@ async def build_world(api: Api) -> World:
         space_id,
         str(api.tmp_path / "scratch"),
     )
-
-
-async def snapshot(api: Api) -> dict[str, Any]:
-    """Everything the admin can observe: catalog, contents, spaces, files on disk."""
-    state: dict[str, Any] = {"buckets": await api.get("/v1/bucket/listAll")}
-    for b in state["buckets"]["buckets"]:
-        pkgs = await api.get("/v1/package/listBucketPackages", bucketID=b["bucketID"])
-        state[f"b{b['bucketID']}"] = pkgs
-        for p in pkgs["packages"]:
-            objs = await api.objects(p["packageID"])
-            state[f"p{p['packageID']}"] = objs
-            for o in objs:
-                content = await api.download(o["objectID"])
-                state[f"o{o['objectID']}"] = hashlib.sha256(content).hexdigest()
-    state["spaces"] = await api.get("/v1/userSpace/list")
-    state["files"] = sorted(
-        (str(f), hashlib.sha256(f.read_bytes()).hexdigest()) for f in api.all_block_files()
-    )
-    return state
 
 
 def requests_for(w: World, user_id: int | None = None) -> list[tuple[str, str, dict[str, Any]]]:

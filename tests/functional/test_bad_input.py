@@ -1,0 +1,321 @@
+"""Bad input on every endpoint: BadArgument (naming the field) or
+DataNotFound, and nothing changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jcs_helpers import Api, expect_error, file_parts, info_part, multipart, snapshot
+
+BIG = 2**63  # one past int64
+
+
+async def world(api: Api) -> dict[str, int]:
+    bid = await api.bucket("b")
+    pid = await api.package("p", bucket_id=bid)
+    o = await api.upload_one(pid, "dir/f.txt", b"content")
+    pending = await api.post("/v1/object/newMultipartUpload", {"packageID": pid, "path": "mp"})
+    r = await api.upload_part(pending["object"]["objectID"], 0, b"part")
+    assert r.status_code == 200
+    return {"bid": bid, "pid": pid, "oid": o["objectID"], "mp": pending["object"]["objectID"]}
+
+
+def post_cases(w: dict[str, int]) -> list[tuple[str, Any, str]]:
+    """(url, JSON body, the field the message must name)."""
+    bid, pid, oid, mp = w["bid"], w["pid"], w["oid"], w["mp"]
+    return [
+        # missing fields
+        ("/v1/bucket/create", {}, "name"),
+        ("/v1/bucket/delete", {}, "bucketID"),
+        ("/v1/package/create", {"name": "x"}, "bucketID"),
+        ("/v1/package/create", {"bucketID": bid}, "name"),
+        ("/v1/package/delete", {}, "packageID"),
+        ("/v1/package/clone", {"packageID": pid, "name": "x"}, "bucketID"),
+        ("/v1/package/clone", {"packageID": pid, "bucketID": bid}, "name"),
+        ("/v1/object/listByIDs", {}, "objectIDs"),
+        ("/v1/object/move", {}, "movings"),
+        ("/v1/object/move", {"movings": [{"objectID": oid, "packageID": pid}]}, "path"),
+        ("/v1/object/delete", {}, "objectIDs"),
+        ("/v1/object/deleteByPath", {"packageID": pid}, "path"),
+        ("/v1/object/deleteByPath", {"path": "dir/f.txt"}, "packageID"),
+        ("/v1/object/clone", {"clonings": [{"objectID": oid, "newPath": "c"}]}, "newPackageID"),
+        ("/v1/object/newMultipartUpload", {"packageID": pid}, "path"),
+        ("/v1/object/completeMultipartUpload", {"indexes": [0]}, "objectID"),
+        ("/v1/userSpace/update", {"name": "x"}, "userSpaceID"),
+        ("/v1/userSpace/delete", {}, "userSpaceID"),
+        # wrong types
+        ("/v1/bucket/create", {"name": 5}, "name"),
+        ("/v1/bucket/create", {"name": ["a"]}, "name"),
+        ("/v1/bucket/delete", {"bucketID": str(bid)}, "bucketID"),
+        ("/v1/bucket/delete", {"bucketID": 1.5}, "bucketID"),
+        ("/v1/bucket/delete", {"bucketID": True}, "bucketID"),
+        ("/v1/bucket/delete", {"bucketID": None}, "bucketID"),
+        ("/v1/package/create", {"bucketID": bid, "name": None}, "name"),
+        ("/v1/package/delete", {"packageID": [pid]}, "packageID"),
+        ("/v1/object/listByIDs", {"objectIDs": oid}, "objectIDs"),
+        ("/v1/object/listByIDs", {"objectIDs": ["x"]}, "objectIDs"),
+        ("/v1/object/delete", {"objectIDs": [str(oid)]}, "objectIDs"),
+        ("/v1/object/move", {"movings": {"objectID": oid}}, "movings"),
+        (
+            "/v1/object/move",
+            {"movings": [{"objectID": oid, "packageID": pid, "path": 7}]},
+            "path",
+        ),
+        ("/v1/object/deleteByPath", {"packageID": pid, "path": None}, "path"),
+        (
+            "/v1/object/clone",
+            {"clonings": [{"objectID": "x", "newPackageID": pid, "newPath": "c"}]},
+            "objectID",
+        ),
+        ("/v1/object/completeMultipartUpload", {"objectID": mp, "indexes": "0"}, "indexes"),
+        ("/v1/object/completeMultipartUpload", {"objectID": mp, "indexes": [0.5]}, "indexes"),
+        # out of the int64 range
+        ("/v1/bucket/delete", {"bucketID": BIG}, "bucketID"),
+        ("/v1/package/create", {"bucketID": -BIG - 1, "name": "x"}, "bucketID"),
+        ("/v1/object/listByIDs", {"objectIDs": [oid, BIG]}, "objectIDs"),
+        ("/v1/object/delete", {"objectIDs": [BIG]}, "objectIDs"),
+        (
+            "/v1/object/move",
+            {"movings": [{"objectID": oid, "packageID": BIG, "path": "x"}]},
+            "packageID",
+        ),
+        ("/v1/userSpace/delete", {"userSpaceID": BIG}, "userSpaceID"),
+        ("/v1/userSpace/test", {"userSpaceID": BIG}, "userSpaceID"),
+        # invalid names
+        ("/v1/bucket/create", {"name": ""}, "name"),
+        ("/v1/bucket/create", {"name": "a/b"}, "name"),
+        ("/v1/bucket/create", {"name": " padded "}, "name"),
+        ("/v1/bucket/create", {"name": "nul\x00"}, "name"),
+        ("/v1/bucket/create", {"name": "x" * 256}, "name"),
+        ("/v1/package/create", {"bucketID": bid, "name": "a\\b"}, "name"),
+        ("/v1/package/clone", {"packageID": pid, "bucketID": bid, "name": ""}, "name"),
+        # invalid redundancy
+        ("/v1/bucket/create", {"name": "r", "redundancy": "rep"}, "redundancy"),
+        ("/v1/bucket/create", {"name": "r", "redundancy": {"type": "raid"}}, "redundancy.type"),
+        (
+            "/v1/bucket/create",
+            {"name": "r", "redundancy": {"type": "rep", "repCount": 0}},
+            "redundancy.repCount",
+        ),
+        (
+            "/v1/bucket/create",
+            {"name": "r", "redundancy": {"type": "rep"}},
+            "redundancy.repCount",
+        ),
+        (
+            "/v1/package/create",
+            {"bucketID": bid, "name": "r", "redundancy": {"type": "ec", "k": 3, "n": 3}},
+            "redundancy",
+        ),
+        (
+            "/v1/package/create",
+            {"bucketID": bid, "name": "r", "redundancy": {"type": "ec", "k": 2, "n": "3"}},
+            "redundancy.n",
+        ),
+        (
+            "/v1/package/create",
+            {
+                "bucketID": bid,
+                "name": "r",
+                "redundancy": {"type": "ec", "k": 2, "n": 3, "chunkSize": 100},
+            },
+            "redundancy.chunkSize",
+        ),
+        # paths with '..', '.', empty segments or NUL
+        ("/v1/object/deleteByPath", {"packageID": pid, "path": "dir/../dir/f.txt"}, "path"),
+        ("/v1/object/deleteByPath", {"packageID": pid, "path": "dir/f.txt\x00"}, "path"),
+        ("/v1/object/deleteByPath", {"packageID": pid, "path": ""}, "path"),
+        (
+            "/v1/object/move",
+            {"movings": [{"objectID": oid, "packageID": pid, "path": "../up"}]},
+            "path",
+        ),
+        (
+            "/v1/object/move",
+            {"movings": [{"objectID": oid, "packageID": pid, "path": "a//b"}]},
+            "path",
+        ),
+        (
+            "/v1/object/clone",
+            {"clonings": [{"objectID": oid, "newPackageID": pid, "newPath": "a/./b"}]},
+            "newPath",
+        ),
+        (
+            "/v1/object/clone",
+            {"clonings": [{"objectID": oid, "newPackageID": pid, "newPath": "a\x00b"}]},
+            "newPath",
+        ),
+        ("/v1/object/newMultipartUpload", {"packageID": pid, "path": "x/.."}, "path"),
+        ("/v1/object/newMultipartUpload", {"packageID": pid, "path": "x\x00"}, "path"),
+    ]
+
+
+async def test_bad_json_bodies(api: Api) -> None:
+    w = await world(api)
+    before = await snapshot(api)
+    for url, body, field in post_cases(w):
+        r = await api.client.post(url, json=body)
+        msg = expect_error(r, "BadArgument", 400)
+        assert field in msg, (url, body, msg)
+    # Bodies that are not a JSON object at all.
+    for raw in (b"{not json", b"[1, 2]", b'"text"', b""):
+        r = await api.client.post(
+            "/v1/bucket/create", content=raw, headers={"Content-Type": "application/json"}
+        )
+        expect_error(r, "BadArgument", 400)
+    assert await snapshot(api) == before
+
+
+async def test_bad_query_parameters(api: Api) -> None:
+    w = await world(api)
+    pid, oid = w["pid"], w["oid"]
+    before = await snapshot(api)
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("/v1/bucket/getByName", {}, "name"),
+        ("/v1/package/get", {}, "packageID"),
+        ("/v1/package/get", {"packageID": "abc"}, "packageID"),
+        ("/v1/package/get", {"packageID": str(BIG)}, "packageID"),
+        ("/v1/package/getByFullName", {"bucketName": "b"}, "packageName"),
+        ("/v1/package/getByFullName", {"packageName": "p"}, "bucketName"),
+        ("/v1/package/listBucketPackages", {"bucketID": "1.5"}, "bucketID"),
+        ("/v1/object/download", {}, "objectID"),
+        ("/v1/object/download", {"objectID": "x"}, "objectID"),
+        ("/v1/object/download", {"objectID": str(BIG)}, "objectID"),
+        ("/v1/bucket/download", {"objectID": str(-BIG - 1)}, "objectID"),
+        ("/v1/object/download", {"objectID": oid, "offset": "one"}, "offset"),
+        ("/v1/object/download", {"objectID": oid, "length": "1.5"}, "length"),
+        ("/v1/object/downloadByPath", {"packageID": pid}, "path"),
+        ("/v1/object/downloadByPath", {"path": "dir/f.txt"}, "packageID"),
+        ("/v1/object/downloadByPath", {"packageID": pid, "path": "dir/../dir/f.txt"}, "path"),
+        ("/v1/object/downloadByPath", {"packageID": pid, "path": "dir/f.txt\x00"}, "path"),
+        ("/v1/object/listByPath", {"path": ""}, "packageID"),
+        (
+            "/v1/object/listByPath",
+            {"packageID": pid, "path": "", "isPrefix": "perhaps"},
+            "isPrefix",
+        ),
+        (
+            "/v1/object/listByPath",
+            {"packageID": pid, "path": "d", "isPrefix": "true", "noRecursive": "2"},
+            "noRecursive",
+        ),
+        (
+            "/v1/object/listByPath",
+            {"packageID": pid, "path": "", "isPrefix": "true", "maxKeys": "many"},
+            "maxKeys",
+        ),
+        ("/v1/object/listByPath", {"packageID": pid, "path": "../x", "isPrefix": "true"}, "path"),
+        ("/v1/object/listByPath", {"packageID": pid, "path": "a/../b"}, "path"),
+        ("/v1/object/listByPath", {"packageID": pid, "path": "a\x00", "isPrefix": "true"}, "path"),
+        ("/v1/object/getPackageObjects", {}, "packageID"),
+        ("/v1/object/getPackageObjects", {"packageID": "p"}, "packageID"),
+        ("/v1/userSpace/get", {}, "userSpaceID"),
+        ("/v1/userSpace/get", {"userSpaceID": str(BIG)}, "userSpaceID"),
+    ]
+    for url, params, field in cases:
+        r = await api.client.get(url, params=params)
+        msg = expect_error(r, "BadArgument", 400)
+        assert field in msg, (url, params, msg)
+    assert await snapshot(api) == before
+
+
+async def test_unknown_ids(api: Api) -> None:
+    w = await world(api)
+    bid, pid, oid, mp = w["bid"], w["pid"], w["oid"], w["mp"]
+    before = await snapshot(api)
+    n = 987654
+    gets: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/bucket/getByName", {"name": "nope"}),
+        ("/v1/package/get", {"packageID": n}),
+        ("/v1/package/getByFullName", {"bucketName": "b", "packageName": "nope"}),
+        ("/v1/package/listBucketPackages", {"bucketID": n}),
+        ("/v1/object/download", {"objectID": n}),
+        ("/v1/object/download", {"objectID": mp}),  # not completed yet
+        ("/v1/bucket/download", {"objectID": n}),
+        ("/v1/object/downloadByPath", {"packageID": n, "path": "dir/f.txt"}),
+        ("/v1/object/downloadByPath", {"packageID": pid, "path": "dir/nope"}),
+        ("/v1/object/listByPath", {"packageID": n, "path": ""}),
+        ("/v1/object/getPackageObjects", {"packageID": n}),
+        ("/v1/userSpace/get", {"userSpaceID": n}),
+    ]
+    for url, params in gets:
+        r = await api.client.get(url, params=params)
+        msg = expect_error(r, "DataNotFound", 404)
+        assert any(str(v) in msg for v in params.values()), (url, msg)
+    posts: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/bucket/delete", {"bucketID": n}),
+        ("/v1/package/create", {"bucketID": n, "name": "x"}),
+        ("/v1/package/delete", {"packageID": n}),
+        ("/v1/package/clone", {"packageID": n, "bucketID": bid, "name": "x"}),
+        ("/v1/package/clone", {"packageID": pid, "bucketID": n, "name": "x"}),
+        ("/v1/object/delete", {"objectIDs": [oid, n]}),
+        ("/v1/object/deleteByPath", {"packageID": pid, "path": "nope"}),
+        ("/v1/object/deleteByPath", {"packageID": n, "path": "dir/f.txt"}),
+        ("/v1/object/newMultipartUpload", {"packageID": n, "path": "x"}),
+        ("/v1/object/completeMultipartUpload", {"objectID": n, "indexes": [0]}),
+        ("/v1/userSpace/update", {"userSpaceID": n, "name": "x"}),
+        ("/v1/userSpace/delete", {"userSpaceID": n}),
+        ("/v1/userSpace/test", {"userSpaceID": n}),
+    ]
+    for url, body in posts:
+        r = await api.client.post(url, json=body)
+        expect_error(r, "DataNotFound", 404)
+    r = await api.upload_raw([info_part({"packageID": n}), *file_parts([("f", b"x")])])
+    assert str(n) in expect_error(r, "DataNotFound", 404)
+    r = await api.upload_part(n, 0, b"x")
+    expect_error(r, "DataNotFound", 404)
+    assert await snapshot(api) == before
+
+
+BAD_FORMS: list[tuple[list[tuple[str, str | None, bytes]], str]] = [
+    ([info_part(b"{not json"), *file_parts([("f", b"x")])], "info"),
+    ([info_part(b"[1, 2]"), *file_parts([("f", b"x")])], "info"),
+    ([info_part(b"\xff\xfe"), *file_parts([("f", b"x")])], "info"),
+    ([info_part({}), *file_parts([("f", b"x")])], "packageID"),
+    ([info_part({"packageID": "1"}), *file_parts([("f", b"x")])], "packageID"),
+    ([info_part({"packageID": True}), *file_parts([("f", b"x")])], "packageID"),
+    ([info_part({"packageID": BIG}), *file_parts([("f", b"x")])], "packageID"),
+    ([info_part({"packageID": "PID", "affinity": "1"}), *file_parts([("f", b"x")])], "affinity"),
+    (
+        [info_part({"packageID": "PID", "redundancy": {"type": "x"}}), *file_parts([("f", b"x")])],
+        "redundancy",
+    ),
+    ([*file_parts([("f", b"x")]), info_part({"packageID": "PID"})], "info"),
+    ([("files", "f", b"x")], "info"),
+    ([info_part({"packageID": "PID"}), ("files", "a%2F..%2Fb", b"x")], "filename"),
+    ([info_part({"packageID": "PID"}), ("files", "..", b"x")], "filename"),
+    ([info_part({"packageID": "PID"}), ("files", "a%00b", b"x")], "filename"),
+    ([info_part({"packageID": "PID"}), ("files", "a%2F%2Fb", b"x")], "filename"),
+    ([info_part({"packageID": "PID"}), ("files", "%2F", b"x")], "filename"),
+    ([info_part({"packageID": "PID"}), ("files", "%FF%FE", b"x")], "filename"),
+    ([info_part({"packageID": "PID"})], "files"),
+]
+
+
+async def test_bad_upload_forms(api: Api) -> None:
+    w = await world(api)
+    before = await snapshot(api)
+    pid = str(w["pid"]).encode()
+    for parts, field in BAD_FORMS:
+        fixed = [(n, f, c.replace(b'"PID"', pid)) for n, f, c in parts]
+        r = await api.upload_raw(fixed)
+        msg = expect_error(r, "BadArgument", 400)
+        assert field in msg, (parts, msg)
+    assert await snapshot(api) == before
+
+
+async def test_upload_body_that_is_not_a_form(api: Api) -> None:
+    w = await world(api)
+    before = await snapshot(api)
+    body, ctype = multipart([info_part({"packageID": w["pid"]}), *file_parts([("f", b"x")])])
+    for content, headers in (
+        (body, {"Content-Type": "application/json"}),
+        (body, {"Content-Type": "multipart/form-data"}),  # no boundary
+        (body[: len(body) // 2], {"Content-Type": ctype}),  # cut short
+        (b"garbage", {"Content-Type": ctype}),
+    ):
+        r = await api.client.post("/v1/object/upload", content=content, headers=headers)
+        expect_error(r, "BadArgument", 400)
+        r = await api.client.post("/v1/object/uploadPart", content=content, headers=headers)
+        expect_error(r, "BadArgument", 400)
+    assert await snapshot(api) == before
