@@ -116,6 +116,9 @@ class JcsClient:
             headers={"Authorization": f"Bearer {config.api_key}"},
             timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=False,
+            # A plain-http endpoint never uses TLS (and redirects are not
+            # followed), so skip loading the CA bundle: ~80 ms per command.
+            verify=config.endpoint.startswith("https://"),
         )
 
     def __enter__(self) -> JcsClient:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from jointcloud.cli.client import open_client
@@ -55,6 +54,8 @@ def bucket_ls(ctx: typer.Context) -> None:
     """List buckets."""
     with open_client(options_of(ctx)) as client:
         buckets = client.list_buckets()
+    from rich.table import Table
+
     table = Table("id", "name", "redundancy", "created")
     for b in buckets:
         table.add_row(
@@ -104,6 +105,8 @@ def package_ls(ctx: typer.Context, bucket: Annotated[str, typer.Argument(help="b
     with open_client(options_of(ctx)) as client:
         b = client.bucket(bucket.rstrip("/"))
         packages = client.list_packages(int(b["bucketID"]))
+    from rich.table import Table
+
     table = Table("id", "name", "redundancy", "created")
     for p in packages:
         table.add_row(

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from jointcloud.cli.client import JsonObj, open_client
@@ -165,6 +164,8 @@ def ls(ctx: typer.Context) -> None:
     """List user spaces (credentials are never shown)."""
     with open_client(options_of(ctx)) as client:
         spaces = client.list_spaces()
+    from rich.table import Table
+
     table = Table("id", "name", "type", "location", "state", "latency")
     for s in spaces:
         latency = s.get("latencyMs")

@@ -12,18 +12,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:7890"
 DEFAULT_DATA_DIR = "./jcs-data"
@@ -248,6 +243,15 @@ err = Console(stderr=True, highlight=False)
 
 def progress(quiet: bool = False) -> Progress:
     """A transfer bar on stderr (stdout stays for results)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     return Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),

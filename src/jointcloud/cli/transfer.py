@@ -269,7 +269,7 @@ def download_to(
 def local_target(root: Path, rel: str) -> Path:
     """``root/rel`` for an object path relative to the downloaded prefix,
     refusing anything that would land outside ``root``."""
-    parts = PurePosixPath(rel).parts
-    if not parts or any(p in ("", ".", "..") for p in parts) or rel.startswith("/"):
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") or "\x00" in p for p in parts):
         raise CliError("OperationFailed", f"refusing to write object path {rel!r} locally")
     return root.joinpath(*parts)

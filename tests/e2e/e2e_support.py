@@ -1,0 +1,202 @@
+"""End-to-end helpers: a real ``jcs serve`` process on a free loopback port,
+the ``jcs`` command line run as a subprocess, and raw HTTP to the same server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+JCS = Path(sys.executable).with_name("jcs")
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["COLUMNS"] = "200"
+    return env
+
+
+@dataclass
+class JcsServer:
+    """One ``jcs serve`` process over ``data_dir``; restartable on the same
+    data (a new port each start); stopped or killed by its PID."""
+
+    data_dir: Path
+    log_dir: Path
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def key(self) -> str:
+        return (self.data_dir / "root.key").read_text().strip()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def output(self, start: int = -1) -> str:
+        """What the given start (default: the latest) printed."""
+        return self.logs[start].read_text(errors="replace")
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.port = free_port()
+        log = self.log_dir / f"serve-{len(self.logs) + 1}.log"
+        self.logs.append(log)
+        with log.open("wb") as fh:
+            self.proc = subprocess.Popen(
+                [
+                    str(JCS),
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--listen",
+                    f"127.0.0.1:{self.port}",
+                ],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=clean_env(),
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"jcs serve exited with {self.proc.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(self.endpoint + "/healthz", timeout=1.0).status_code == 200:
+                    return
+            time.sleep(0.05)
+        self.kill()
+        pytest.fail(f"jcs serve did not become healthy in {START_TIMEOUT}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM by PID, then SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@dataclass
+class Cli:
+    """Runs ``jcs`` as a subprocess against one server (JCS_ENDPOINT/JCS_API_KEY)."""
+
+    endpoint: str
+    key: str
+    cwd: Path
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = clean_env()
+        full_env.update({"JCS_ENDPOINT": self.endpoint, "JCS_API_KEY": self.key})
+        full_env.update(env or {})
+        return subprocess.run(
+            [str(JCS), *args],
+            cwd=self.cwd,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            timeout=120,
+            check=False,
+        )
+
+    def __call__(self, *args: str) -> str:
+        """Run, require success, return stdout."""
+        r = self.run(*args)
+        if r.returncode != 0:
+            pytest.fail(f"jcs {' '.join(args)} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+        return r.stdout
+
+    def fails(self, *args: str) -> str:
+        """Run, require failure (exit 1), return stderr."""
+        r = self.run(*args)
+        assert r.returncode == 1, f"jcs {' '.join(args)} exited {r.returncode}: {r.stdout}"
+        return r.stderr
+
+
+def api_client(server: JcsServer) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.endpoint,
+        headers={"Authorization": f"Bearer {server.key}"},
+        timeout=60,
+    )
+
+
+@contextlib.contextmanager
+def running_server(base: Path) -> Iterator[JcsServer]:
+    base.mkdir(parents=True, exist_ok=True)
+    server = JcsServer(data_dir=base / "data", log_dir=base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def make_package(
+    api: httpx.Client, bucket: str, package: str, redundancy: dict[str, object] | None = None
+) -> int:
+    """Setup through raw HTTP (the CLI's own commands are tested elsewhere):
+    the bucket (if new) and the package; returns the package id."""
+    r = api.get("/v1/bucket/getByName", params={"name": bucket})
+    if r.status_code == 404:
+        r = api.post("/v1/bucket/create", json={"name": bucket})
+    assert r.status_code == 200, r.text
+    body: dict[str, object] = {"bucketID": r.json()["data"]["bucket"]["bucketID"], "name": package}
+    if redundancy is not None:
+        body["redundancy"] = redundancy
+    r = api.post("/v1/package/create", json=body)
+    assert r.status_code == 200, r.text
+    return int(r.json()["data"]["package"]["packageID"])
+
+
+def fetch(api: httpx.Client, package_id: int, path: str) -> bytes:
+    r = api.get("/v1/object/downloadByPath", params={"packageID": package_id, "path": path})
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def object_at(api: httpx.Client, package_id: int, path: str) -> dict[str, object]:
+    r = api.get("/v1/object/listByPath", params={"packageID": package_id, "path": path})
+    found: list[dict[str, object]] = r.json()["data"]["objects"]
+    assert len(found) == 1, (path, r.text)
+    return found[0]

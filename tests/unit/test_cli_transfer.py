@@ -1,0 +1,204 @@
+"""The CLI's upload planning and atomic downloads, against a fake client."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from jointcloud.cli.client import FileWindow, JcsClient
+from jointcloud.cli.common import CliError, parse_remote
+from jointcloud.cli.transfer import (
+    Cancelled,
+    LocalFile,
+    UploadOptions,
+    download_to,
+    local_target,
+    make_batches,
+    plan_put,
+    run_all,
+    uses_multipart,
+)
+
+
+def test_plan_put_file(tmp_path: Path) -> None:
+    f = tmp_path / "a.txt"
+    f.write_bytes(b"abc")
+    assert [x.object_path for x in plan_put(f, parse_remote("b/p"))] == ["a.txt"]
+    assert [x.object_path for x in plan_put(f, parse_remote("b/p/dir/"))] == ["dir/a.txt"]
+    assert [x.object_path for x in plan_put(f, parse_remote("b/p/new.txt"))] == ["new.txt"]
+    assert plan_put(f, parse_remote("b/p"))[0].size == 3
+
+
+def test_plan_put_tree(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    for rel in ("z.txt", "a/b/c.txt", "ü/é.txt", "a/empty"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x" * len(rel))
+    (root / "emptydir").mkdir()
+    (root / "link").symlink_to(root / "a")  # a symlinked directory is not followed
+    planned = plan_put(root, parse_remote("b/p/pre"))
+    assert [f.object_path for f in planned] == [
+        "pre/z.txt",
+        "pre/a/empty",
+        "pre/a/b/c.txt",
+        "pre/ü/é.txt",
+    ]
+    assert {f.object_path: f.size for f in planned}["pre/a/b/c.txt"] == len("a/b/c.txt")
+    assert plan_put(root, parse_remote("b/p"))[0].object_path == "z.txt"
+
+
+def test_plan_put_missing(tmp_path: Path) -> None:
+    with pytest.raises(CliError, match="no such file"):
+        plan_put(tmp_path / "nope", parse_remote("b/p"))
+
+
+def _files(*sizes: int) -> list[LocalFile]:
+    return [LocalFile(Path(f"f{i}"), f"f{i}", s) for i, s in enumerate(sizes)]
+
+
+def test_make_batches() -> None:
+    opts = UploadOptions(batch_files=3, batch_bytes=100)
+    batches = make_batches(_files(10, 10, 10, 10, 150, 60, 50, 0), opts)
+    assert [[f.object_path for f in b.files] for b in batches] == [
+        ["f0", "f1", "f2"],  # the file-count limit
+        ["f4"],  # at least batch_bytes: a request of its own
+        ["f3", "f5"],
+        ["f6", "f7"],  # 70 + 50 would pass batch_bytes
+    ]
+    assert [b.size for b in batches] == [30, 150, 70, 50]
+
+
+def test_multipart_only_without_overrides() -> None:
+    big = make_batches(_files(300), UploadOptions(batch_bytes=100))[0]
+    assert uses_multipart(big, UploadOptions(multipart_threshold=200))
+    assert not uses_multipart(big, UploadOptions(multipart_threshold=300))
+    assert not uses_multipart(
+        big, UploadOptions(multipart_threshold=200, redundancy={"type": "none"})
+    )
+    assert not uses_multipart(big, UploadOptions(multipart_threshold=200, affinity=1))
+
+
+def test_file_window_reads_a_slice_and_reports_it(tmp_path: Path) -> None:
+    f = tmp_path / "data"
+    f.write_bytes(bytes(range(256)) * 4)
+    seen: list[int] = []
+    w = FileWindow(f, seen.append, offset=100, length=300)
+    assert w.seek(0, 2) == 300 and w.tell() == 300  # what httpx does to learn the length
+    w.seek(0)
+    got = b""
+    while chunk := w.read(128):
+        got += chunk
+    assert got == (bytes(range(256)) * 4)[100:400]
+    assert seen == [128, 128, 44]
+    w.close()
+
+
+def test_file_window_notices_a_shrinking_file(tmp_path: Path) -> None:
+    f = tmp_path / "data"
+    f.write_bytes(b"x" * 100)
+    w = FileWindow(f, lambda n: None)
+    f.write_bytes(b"x" * 10)
+    assert w.read(64) == b"x" * 10
+    with pytest.raises(OSError, match="shorter"):
+        w.read(64)
+    w.close()
+
+
+class FakeClient:
+    def __init__(self, chunks: list[bytes], fail_after: int | None = None) -> None:
+        self.chunks = chunks
+        self.fail_after = fail_after
+
+    def download(self, object_id: int, write: Callable[[bytes], None], **_: Any) -> int:
+        total = 0
+        for i, chunk in enumerate(self.chunks):
+            if self.fail_after is not None and i == self.fail_after:
+                raise CliError("ConnectionFailed", "connection dropped")
+            write(chunk)
+            total += len(chunk)
+        return total
+
+
+def _obj(data: bytes, path: str = "x.bin") -> dict[str, Any]:
+    return {
+        "objectID": 1,
+        "path": path,
+        "size": str(len(data)),
+        "fileHash": "Full" + hashlib.sha256(data).hexdigest().upper(),
+    }
+
+
+def _get(client: FakeClient, obj: dict[str, Any], target: Path) -> int:
+    return download_to(cast(JcsClient, client), obj, target, lambda n: None, threading.Event())
+
+
+def test_download_renames_into_place(tmp_path: Path) -> None:
+    data = b"abc" * 1000
+    target = tmp_path / "sub" / "x.bin"
+    assert _get(FakeClient([data[:1000], data[1000:]]), _obj(data), target) == len(data)
+    assert target.read_bytes() == data
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.bin"]
+
+
+def test_interrupted_download_leaves_nothing(tmp_path: Path) -> None:
+    data = b"abc" * 1000
+    target = tmp_path / "x.bin"
+    with pytest.raises(CliError, match="dropped"):
+        _get(FakeClient([data[:1000], data[1000:]], fail_after=1), _obj(data), target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_download_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(CliError):
+        _get(FakeClient([b"new", b"er"], fail_after=1), _obj(b"newer"), target)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_download_checks_size_and_hash(tmp_path: Path) -> None:
+    target = tmp_path / "x.bin"
+    with pytest.raises(CliError, match="expected 5"):
+        _get(FakeClient([b"abcd"]), _obj(b"abcde"), target)
+    bad_hash = _obj(b"abcde") | {"fileHash": "Full" + "0" * 64}
+    with pytest.raises(CliError, match="SHA-256"):
+        _get(FakeClient([b"abcde"]), bad_hash, target)
+    assert list(tmp_path.iterdir()) == []
+    composite = _obj(b"abcde") | {"fileHash": "Comp" + "0" * 64}  # not checkable: accepted
+    assert _get(FakeClient([b"abcde"]), composite, target) == 5
+
+
+def test_local_target_stays_inside(tmp_path: Path) -> None:
+    assert local_target(tmp_path, "a/b.txt") == tmp_path / "a" / "b.txt"
+    for bad in ("", "../x", "a/../../x", "/etc/passwd", "a//b"):
+        with pytest.raises(CliError):
+            local_target(tmp_path, bad)
+
+
+def test_run_all_keeps_task_order() -> None:
+    def value(i: int) -> Callable[[threading.Event], int]:
+        return lambda cancel: i
+
+    assert run_all(3, [value(i) for i in range(10)], threading.Event()) == list(range(10))
+    assert run_all(1, [value(i) for i in range(3)], threading.Event()) == [0, 1, 2]
+
+
+def test_run_all_reports_the_root_cause_and_cancels_the_rest() -> None:
+    def waits(cancel: threading.Event) -> int:
+        if cancel.wait(5):
+            raise Cancelled
+        return 0
+
+    def boom(cancel: threading.Event) -> int:
+        raise CliError("OperationFailed", "boom")
+
+    cancel = threading.Event()
+    with pytest.raises(CliError, match="boom"):
+        run_all(2, [waits, boom, waits, waits], cancel)
+    assert cancel.is_set()
