@@ -1,0 +1,78 @@
+"""An S3 user space on a real S3 server on loopback, through the v1 API."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from jcs_helpers import Api
+from support.s3server import S3Server, s3_server_fixture
+
+s3_server = s3_server_fixture(scope="module", bucket="jcs-functional")
+
+
+def _keys(server: S3Server) -> list[str]:
+    resp: dict[str, Any] = server.client().list_objects_v2(Bucket=server.bucket)
+    return [o["Key"] for o in resp.get("Contents", [])]
+
+
+async def _s3_space(api: Api, server: S3Server, name: str) -> int:
+    data = await api.post(
+        "/v1/userSpace/create",
+        {
+            "name": name,
+            "storage": server.storage(),
+            "credential": server.credential(),
+            "rootPath": name,
+        },
+    )
+    space = data["userSpace"]
+    assert space["credential"]["secretAccessKey"] == "********"
+    assert server.secret_key not in str(space)
+    return int(space["userSpaceID"])
+
+
+async def test_s3_space_test_and_round_trip(api: Api, s3_server: S3Server) -> None:
+    name = f"s3-{os.getpid()}-{id(api)}"
+    space_id = await _s3_space(api, s3_server, name)
+    result = await api.post("/v1/userSpace/test", {"userSpaceID": space_id})
+    assert result["ok"] is True and result["latencyMs"] >= 0
+
+    # rep(2): one copy on the local space, one in the S3 bucket.
+    pkg = await api.package("s3pkg", {"type": "rep", "repCount": 2})
+    content = os.urandom(5 * 1024 * 1024 + 123)
+    obj = await api.upload_one(pkg, "dir/big.bin", content, affinity=space_id)
+    assert await api.download(obj["objectID"]) == content
+    assert (
+        await api.download(obj["objectID"], offset=4_000_000, length=2_000_000)
+        == (content[4_000_000:6_000_000])
+    )
+
+    stored = [k for k in _keys(s3_server) if k.startswith(f"{name}/blocks/")]
+    assert len(stored) == 1, stored
+    body = s3_server.client().get_object(Bucket=s3_server.bucket, Key=stored[0])["Body"].read()
+    assert content[:4096] not in body  # ciphertext only in the third-party cloud
+
+
+async def test_s3_space_unreachable_fails_upload_cleanly(api: Api, s3_server: S3Server) -> None:
+    space_id = await _s3_space(api, s3_server, f"s3-down-{os.getpid()}-{id(api)}")
+    pkg = await api.package("down", {"type": "rep", "repCount": 2})
+    before_local = api.all_block_files()
+    s3_server.stop()
+    try:
+        r = await api.upload_raw(
+            [
+                ("info", None, b'{"packageID": %d, "affinity": %d}' % (pkg, space_id)),
+                ("files", "x.bin", os.urandom(1 << 20)),
+            ]
+        )
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "OperationFailed"
+        msg = await api.fail(
+            "POST", "/v1/userSpace/test", "OperationFailed", 500, json={"userSpaceID": space_id}
+        )
+        assert "step 'connect'" in msg or "step 'write'" in msg, msg
+    finally:
+        s3_server.start()
+    assert await api.objects(pkg) == []
+    assert api.all_block_files() == before_local  # the local copy was removed too
