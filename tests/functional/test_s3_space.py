@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from jcs_helpers import Api
+
 from support.s3server import S3Server, s3_server_fixture
 
 s3_server = s3_server_fixture(scope="module", bucket="jcs-functional")
