@@ -52,6 +52,7 @@ class MultipartService:
         pkg, policy = await self.packages.effective_policy(user_id, package_id)
         path = object_path(path)
         async with self.db.write() as conn:
+            await catalog.lock_package_paths(conn, pkg.package_id)
             existing = await catalog.get_object_by_path(
                 conn, pkg.package_id, path, include_uncommitted=True
             )

@@ -259,6 +259,18 @@ async def _drop_parts(conn: AsyncConnection, object_id: int) -> list[int]:
     return ids
 
 
+async def lock_package_paths(conn: AsyncConnection, package_id: int) -> None:
+    """Serialise "look a path up, then insert it" within one package.
+
+    Under PostgreSQL's READ COMMITTED two writers could both find a path free
+    and both insert it (a unique violation, i.e. a failed request); with the
+    package row locked the second waits and then sees the first one's row.
+    SQLite already runs one writer at a time and renders no FOR clause."""
+    await conn.execute(
+        select(t.packages.c.id).where(t.packages.c.id == package_id).with_for_update(key_share=True)
+    )
+
+
 async def commit_object(
     conn: AsyncConnection,
     package_id: int,
@@ -275,6 +287,7 @@ async def commit_object(
 
     Keeps the objectID and createTime of an existing object (overwrite);
     releases the layouts the old content no longer needs."""
+    await lock_package_paths(conn, package_id)
     existing = (
         await conn.execute(
             select(t.objects.c.id).where(
