@@ -3,6 +3,7 @@ policies as stored on disk, overwrite, all-or-nothing batches, affinity."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,36 @@ async def test_upload_with_random_binary_content(api: Api) -> None:
     for o, p in zip(ups, payloads, strict=True):
         assert await api.download(o["objectID"]) == p
         assert await api.download(o["objectID"], offset=len(p) // 2) == p[len(p) // 2 :]
+
+
+async def test_concurrent_uploads_to_one_path(api: Api) -> None:
+    """Racing writers of one new path all succeed; one object, one of their contents."""
+    pid = await api.package("p")
+    contents = [b"writer %d " % i * 100 for i in range(8)]
+    results = await asyncio.gather(
+        *(
+            api.upload_raw([info_part({"packageID": pid}), *file_parts([("same", c)])])
+            for c in contents
+        )
+    )
+    for r in results:
+        assert r.status_code == 200, r.text
+    ids = {r.json()["data"]["uploadeds"][0]["objectID"] for r in results}
+    assert len(ids) == 1
+    objs = await api.objects(pid)
+    assert len(objs) == 1 and objs[0]["objectID"] in ids
+    assert await api.download(objs[0]["objectID"]) in contents
+    # Only the winner's content is kept once garbage is collected.
+    await api.gc()
+    assert len(api.all_block_files()) == 1
+
+    # The same for starting multipart uploads of one path.
+    results = await asyncio.gather(
+        *(
+            api.client.post("/v1/object/newMultipartUpload", json={"packageID": pid, "path": "mp"})
+            for _ in range(8)
+        )
+    )
+    for r in results:
+        assert r.status_code == 200, r.text
+    assert len({r.json()["data"]["object"]["objectID"] for r in results}) == 1
