@@ -74,6 +74,17 @@ def _pread_all(fd: int, offset: int, length: int) -> bytes:
     return b"".join(parts)
 
 
+def _drop_opened(opening: asyncio.Future[tuple[int, Path, list[Path]]]) -> None:
+    """Close and remove a temporary file whose ``open_writer`` was cancelled."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    fd, tmp, _ = opening.result()
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
 class LocalWriter:
     def __init__(self, space: LocalSpace, key: str, fd: int, tmp: Path, dirs: list[Path]):
         self._space = space
@@ -200,7 +211,14 @@ class LocalSpace:
 
     async def open_writer(self, key: str) -> LocalWriter:
         check_key(key)
-        fd, tmp, dirs = await self._run(key, self._open_tmp, key, writing=True)
+        opening = asyncio.ensure_future(self._run(key, self._open_tmp, key, writing=True))
+        try:
+            fd, tmp, dirs = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            # The worker thread cannot be stopped and may still create the
+            # temporary file; nobody will own it, so remove it once it exists.
+            opening.add_done_callback(_drop_opened)
+            raise
         return LocalWriter(self, key, fd, tmp, dirs)
 
     async def put(self, key: str, data: bytes) -> None:
