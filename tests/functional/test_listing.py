@@ -213,3 +213,13 @@ async def test_list_by_ids_is_aligned_with_nulls(api: Api) -> None:
     assert set(data) == {"object"}
     assert data["object"] == [None, a, None, a]
     assert await api.post("/v1/object/listByIDs", {"objectIDs": []}) == {"object": []}
+
+
+async def test_prefixes_are_literal(api: Api) -> None:
+    """'%' and '_' in a prefix match only themselves (no LIKE wildcards)."""
+    pid = await api.package("p")
+    paths = ["a%b", "a_b", "axb", "a/b", "ab"]
+    await api.upload(pid, [(p, b"") for p in paths])
+    for prefix, expect in (("a_", ["a_b"]), ("a%", ["a%b"]), ("a/", ["a/b"]), ("ax", ["axb"])):
+        data = await listing(api, pid, prefix, isPrefix=True)
+        assert [o["path"] for o in data["objects"]] == expect, prefix

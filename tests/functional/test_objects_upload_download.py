@@ -436,3 +436,26 @@ async def test_concurrent_uploads_to_one_path(api: Api) -> None:
     for r in results:
         assert r.status_code == 200, r.text
     assert len({r.json()["data"]["object"]["objectID"] for r in results}) == 1
+
+
+async def test_a_failing_space_leaves_nothing_behind(api: Api) -> None:
+    _, s3 = await api.add_spaces(2)
+    # The server has the space open; then its block directory becomes unusable.
+    await api.post("/v1/userSpace/test", {"userSpaceID": s3})
+    (api.spaces[s3] / "jcs" / "blocks").write_bytes(b"in the way")
+    pid = await api.package("p", redundancy=EC23)
+    r = await api.upload_raw(
+        [info_part({"packageID": pid}), *file_parts([("a", text_data(50000)), ("b", b"x")])]
+    )
+    msg = expect_error(r, "OperationFailed", 503)
+    assert "local space" in msg
+    assert await api.objects(pid) == []
+    # No block and no half-written temporary file in any space.
+    for path in api.spaces.values():
+        leftovers = [p for p in (path / "jcs").rglob("*") if p.is_file() and p.name != "blocks"]
+        assert leftovers == [], leftovers
+    assert (await api.gc()).layouts == 0
+    # With the space repaired, the same upload works.
+    (api.spaces[s3] / "jcs" / "blocks").unlink()
+    ups = await api.upload(pid, [("a", text_data(50000)), ("b", b"x")])
+    assert await api.download(ups[0]["objectID"]) == text_data(50000)
