@@ -1,5 +1,6 @@
 """End-to-end fixtures: a real ``jcs serve`` process on a free loopback port
-(shared by the session, or one per test), the CLI and raw HTTP against it."""
+shared by the session, the CLI and raw HTTP against it. Tests that restart or
+kill a server start their own ``JcsServer``."""
 
 from __future__ import annotations
 
@@ -15,13 +16,6 @@ from e2e_support import Cli, JcsServer, api_client, running_server
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JcsServer]:
     """The shared server of this session; tests use their own bucket names."""
     with running_server(tmp_path_factory.mktemp("jcs-server")) as s:
-        yield s
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[JcsServer]:
-    """A server of the test's own, for tests that restart, kill or reconfigure it."""
-    with running_server(tmp_path / "server") as s:
         yield s
 
 

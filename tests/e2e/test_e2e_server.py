@@ -17,36 +17,6 @@ from e2e_support import Cli, JcsServer, api_client
 KEY_LINE = re.compile(r"root API key \(saved to (?P<file>.+)\): (?P<key>\S+)")
 
 
-def test_first_start_prints_the_key_once(tmp_path: Path) -> None:
-    server = JcsServer(data_dir=tmp_path / "data", log_dir=tmp_path)
-    try:
-        server.start()
-        first = server.output()
-        found = KEY_LINE.findall(first)
-        assert len(found) == 1, first
-        key_file, key = found[0]
-        assert Path(key_file) == server.data_dir / "root.key"
-        assert (server.data_dir / "root.key").read_text().strip() == key
-        assert stat.S_IMODE((server.data_dir / "root.key").stat().st_mode) == 0o600
-
-        server.stop()
-        server.start()
-        second = server.output()
-        assert "root API key" not in second and key not in second, second
-        assert server.key == key  # root.key untouched by the restart
-
-        with api_client(server) as api:
-            r = api.get("/v1/bucket/listAll")
-        assert r.status_code == 200 and r.json()["code"] == "OK"
-
-        # The CLI's last resort: the key from --data-dir (no JCS_API_KEY).
-        cli = Cli(server.endpoint, key, tmp_path)
-        r2 = cli.run("--data-dir", str(server.data_dir), "bucket", "ls", env={"JCS_API_KEY": ""})
-        assert r2.returncode == 0, r2.stderr
-    finally:
-        server.stop()
-
-
 BOUNDARY = "e2e-sigkill-boundary-7d0c"
 
 
@@ -55,7 +25,38 @@ def _part_header(name: str, filename: str | None = None) -> bytes:
     return f"--{BOUNDARY}\r\nContent-Disposition: {disp}\r\n\r\n".encode()
 
 
-def test_sigkill_during_upload_leaves_no_object(own_server: JcsServer) -> None:
+def test_first_start_key_then_sigkill_mid_upload_then_restart(tmp_path: Path) -> None:
+    """One server's life: the first start prints the root key once (root.key
+    mode 0600); a SIGKILL lands in the middle of a big upload; the second
+    start prints no key, keeps root.key, and shows no trace of the upload."""
+    own_server = JcsServer(data_dir=tmp_path / "data", log_dir=tmp_path)
+    try:
+        own_server.start()
+        _first_start_printed_the_key(own_server)
+        key = own_server.key
+        _sigkill_mid_upload_then_restart(own_server)
+        second = own_server.output()
+        assert "root API key" not in second and key not in second, second
+        assert own_server.key == key  # root.key untouched by the restart
+        # The CLI's last resort: the key from --data-dir (no JCS_API_KEY).
+        cli = Cli(own_server.endpoint, key, tmp_path)
+        r = cli.run("--data-dir", str(own_server.data_dir), "bucket", "ls", env={"JCS_API_KEY": ""})
+        assert r.returncode == 0 and "crash" in r.stdout, r.stderr
+    finally:
+        own_server.stop()
+
+
+def _first_start_printed_the_key(server: JcsServer) -> None:
+    first = server.output()
+    found = KEY_LINE.findall(first)
+    assert len(found) == 1, first
+    key_file, key = found[0]
+    assert Path(key_file) == server.data_dir / "root.key"
+    assert (server.data_dir / "root.key").read_text().strip() == key
+    assert stat.S_IMODE((server.data_dir / "root.key").stat().st_mode) == 0o600
+
+
+def _sigkill_mid_upload_then_restart(own_server: JcsServer) -> None:
     with api_client(own_server) as api:
         bucket = api.post("/v1/bucket/create", json={"name": "crash"}).json()["data"]["bucket"]
         pkg = api.post(

@@ -6,6 +6,7 @@ with "/" is a prefix (a "directory"); ``-r`` makes ``PATH`` mean ``PATH/``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import threading
@@ -93,24 +94,22 @@ def put(
     """
     g = options_of(ctx)
     remote = parse_remote(dest)
-    files = plan_put(Path(local), remote)
-    part = parse_size(part_size)
-    if part < 1:
+    opts = UploadOptions(
+        redundancy=parse_redundancy(redundancy),
+        jobs=jobs,
+        batch_files=batch_files,
+        batch_bytes=parse_size(batch_size),
+        multipart_threshold=parse_size(multipart_threshold),
+        part_size=parse_size(part_size),
+    )
+    if opts.part_size < 1:
         raise CliError("BadArgument", "--part-size must be at least 1 byte")
+    files = plan_put(Path(local), remote)
     with open_client(g) as client:
         package_id = _package_id(client, remote)
-        affinity_id = None
         if affinity is not None:
-            affinity_id = int(client.find_space(affinity)["userSpaceID"])
-        opts = UploadOptions(
-            redundancy=parse_redundancy(redundancy),
-            affinity=affinity_id,
-            jobs=jobs,
-            batch_files=batch_files,
-            batch_bytes=parse_size(batch_size),
-            multipart_threshold=parse_size(multipart_threshold),
-            part_size=part,
-        )
+            space_id = int(client.find_space(affinity)["userSpaceID"])
+            opts = dataclasses.replace(opts, affinity=space_id)
         if not files:
             _echo(f"nothing to upload in {local}")
             return
@@ -158,7 +157,7 @@ def get(
     src: Annotated[str, typer.Argument(metavar="BUCKET/PACKAGE/PATH")],
     local: Annotated[
         str | None,
-        typer.Argument(metavar="[LOCAL]", help="file or directory (default: the base name)"),
+        typer.Argument(metavar="LOCAL", help="file or directory (default: the base name)"),
     ] = None,
     recursive: Recursive = False,
     jobs: Jobs = 4,
@@ -221,11 +220,14 @@ def ls(
     ctx: typer.Context,
     target: Annotated[
         str | None,
-        typer.Argument(metavar="[BUCKET[/PACKAGE[/PREFIX]]]", help="nothing lists buckets"),
+        typer.Argument(metavar="BUCKET[/PACKAGE[/PREFIX]]", help="nothing lists buckets"),
     ] = None,
     recursive: Annotated[
         bool, typer.Option("-r", "--recursive", help="every object, not just one level")
     ] = False,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=1000, help="entries per listing request")
+    ] = 1000,
 ) -> None:
     """List buckets, packages, or objects and sub-prefixes.
 
@@ -252,7 +254,8 @@ def ls(
             if exact is not None:
                 shown += _print_entries([], [exact])
             prefix = remote.dir_prefix
-        for prefixes, objects in client.list_pages(package_id, prefix, recursive=recursive):
+        pages = client.list_pages(package_id, prefix, recursive=recursive, max_keys=page_size)
+        for prefixes, objects in pages:
             shown += _print_entries(prefixes, objects)
         if shown == 0 and not remote.is_prefix:
             raise CliError("DataNotFound", f"no object or prefix at {remote}")

@@ -42,7 +42,8 @@ def build_storage(
         "container": container,
     }
     if kind == "Local" and path is not None:
-        fields["path"] = str(Path(path).expanduser().resolve())
+        # The server wants an absolute path; a relative one means "from here".
+        fields["path"] = os.path.abspath(Path(path).expanduser())
     storage: JsonObj = {"type": kind}
     storage.update({k: v for k, v in fields.items() if v is not None})
     return storage
@@ -93,7 +94,7 @@ def location(space: JsonObj) -> str:
 @app.command("add")
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="a name for the space")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="a name for the space")],
     kind: Annotated[
         str | None,
         typer.Option("--type", help="Local, S3, OSS, OBS, COS, AzureBlob or GCS"),
@@ -181,7 +182,10 @@ def ls(ctx: typer.Context) -> None:
 
 
 @app.command("test")
-def test(ctx: typer.Context, space: Annotated[str, typer.Argument(help="NAME or ID")]) -> None:
+def test(
+    ctx: typer.Context,
+    space: Annotated[str, typer.Argument(metavar="NAME|ID", help="the space's name or id")],
+) -> None:
     """Check a space: connect, write, read back and delete a probe object."""
     with open_client(options_of(ctx)) as client:
         found = client.find_space(space)
@@ -190,7 +194,10 @@ def test(ctx: typer.Context, space: Annotated[str, typer.Argument(help="NAME or 
 
 
 @app.command("rm")
-def rm(ctx: typer.Context, space: Annotated[str, typer.Argument(help="NAME or ID")]) -> None:
+def rm(
+    ctx: typer.Context,
+    space: Annotated[str, typer.Argument(metavar="NAME|ID", help="the space's name or id")],
+) -> None:
     """Remove a user space that holds no data."""
     with open_client(options_of(ctx)) as client:
         found = client.find_space(space)

@@ -176,7 +176,7 @@ def upload_batch(
     try:
         return client.upload(package_id, bodies, redundancy=opts.redundancy, affinity=opts.affinity)
     except OSError as exc:
-        raise CliError("OperationFailed", f"reading {exc.filename or 'a file'}: {exc}") from exc
+        raise CliError("OperationFailed", str(exc)) from exc
 
 
 def upload_multipart(
