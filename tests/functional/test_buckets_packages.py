@@ -153,8 +153,11 @@ async def test_package_delete_removes_its_objects_and_blocks(api: Api) -> None:
     keep = await api.package("kept")
     ups = await api.upload(pid, [("a.txt", text_data(1000)), ("d/b.txt", text_data(5000, 1))])
     kept = await api.upload_one(keep, "a.txt", b"stays")
+    # An unfinished multipart upload goes with the package too.
+    pending = await api.post("/v1/object/newMultipartUpload", {"packageID": pid, "path": "mp"})
+    assert (await api.upload_part(pending["object"]["objectID"], 0, b"part")).status_code == 200
     blocks_before = api.all_block_files()
-    assert len(blocks_before) == 3
+    assert len(blocks_before) == 4
 
     await api.post("/v1/package/delete", {"packageID": pid})
     ids = [o["objectID"] for o in ups]
@@ -170,7 +173,7 @@ async def test_package_delete_removes_its_objects_and_blocks(api: Api) -> None:
     # Once garbage collection has run, the blocks of the deleted objects are gone
     # from the spaces, and the other package still reads back.
     report = await api.gc()
-    assert report.layouts == 2
+    assert report.layouts == 3
     assert len(api.all_block_files()) == 1
     assert await api.download(kept["objectID"]) == b"stays"
 

@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jcs_helpers import MARKER, Api, expect_error, file_parts, info_part, text_data
+from jcs_helpers import (
+    MARKER,
+    Api,
+    assert_object,
+    expect_error,
+    file_parts,
+    info_part,
+    multipart,
+    text_data,
+)
 
 REP2 = {"type": "rep", "repCount": 2}
 EC23 = {"type": "ec", "k": 2, "n": 3, "chunkSize": 4096}
@@ -459,3 +468,29 @@ async def test_a_failing_space_leaves_nothing_behind(api: Api) -> None:
     (api.spaces[s3] / "jcs" / "blocks").unlink()
     ups = await api.upload(pid, [("a", text_data(50000)), ("b", b"x")])
     assert await api.download(ups[0]["objectID"]) == text_data(50000)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4093])
+async def test_upload_body_arriving_in_small_pieces(api: Api, piece: int) -> None:
+    """The streaming form reader gives the same result however the body is cut."""
+    pid = await api.package("p")
+    files = [
+        ("a%2Fb.txt", text_data(3000 if piece == 1 else 70000)),
+        ("empty", b""),
+        ("z", b"\r\n--"),
+    ]
+    body, ctype = multipart([info_part({"packageID": pid}), *[("files", n, c) for n, c in files]])
+
+    async def pieces() -> Any:
+        for i in range(0, len(body), piece):
+            yield body[i : i + piece]
+
+    r = await api.client.post(
+        "/v1/object/upload", content=pieces(), headers={"Content-Type": ctype}
+    )
+    assert r.status_code == 200, r.text
+    ups = r.json()["data"]["uploadeds"]
+    assert [o["path"] for o in ups] == ["a/b.txt", "empty", "z"]
+    for o, (_, content) in zip(ups, files, strict=True):
+        assert_object(o, data=content)
+        assert await api.download(o["objectID"]) == content
