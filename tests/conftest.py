@@ -12,11 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.postgres import PostgresServer  # noqa: E402
-
-from jointcloud.api.app import create_app  # noqa: E402
-from jointcloud.config import Settings  # noqa: E402
-from jointcloud.context import Context  # noqa: E402
+from jointcloud.api.app import create_app
+from jointcloud.config import Settings
+from jointcloud.context import Context
+from support.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,9 @@ class PostgresServer:
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=300"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w", "start"
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -73,7 +75,17 @@ class PostgresServer:
         """A fresh, empty database; returns its async SQLAlchemy URL."""
         self._counter += 1
         name = f"jcs_{os.getpid()}_{self._counter}"
-        self._run("psql", "-h", str(self.dir), "-p", str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}")
+        self._run(
+            "psql",
+            "-h",
+            str(self.dir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-c",
+            f"CREATE DATABASE {name}",
+        )
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
