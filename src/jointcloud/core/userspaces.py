@@ -226,7 +226,8 @@ class UserSpaceService:
             n = await accounts.count_blocks_in_space(conn, space_id)
             if n:
                 raise OperationFailed(
-                    f"user space {space_id} still holds {n} blocks; drain it before deleting"
+                    f"user space {space_id} still holds {n} block{'s' if n != 1 else ''}; "
+                    "drain it before deleting"
                 )
             await accounts.delete_space(conn, space_id)
         await self.pool.forget(space_id)
@@ -234,13 +235,28 @@ class UserSpaceService:
     async def test_existing(self, user_id: int, space_id: int) -> float:
         space = await self.get(user_id, space_id)
         try:
-            backend = await self.pool.get(space)
-        except SpaceError as exc:
-            raise _connect_failed(exc) from exc
-        latency = await probe(backend)
+            try:
+                backend = await self.pool.get(space)
+            except SpaceError as exc:
+                raise _connect_failed(exc) from exc
+            latency = await probe(backend)
+        except JcsError:
+            # A space that fails its test leaves placement until a test passes.
+            if space.state == "Normal":
+                await self._set_state(space_id, "Unavailable")
+            raise
+        values: dict[str, Any] = {"latency_ms": latency}
+        if space.state == "Unavailable":
+            values["state"] = "Normal"
         async with self.db.write() as conn:
-            await accounts.update_space(conn, space_id, latency_ms=latency)
+            await accounts.update_space(conn, space_id, **values)
+        await self.pool.forget(space_id)
         return latency
+
+    async def _set_state(self, space_id: int, state: str) -> None:
+        async with self.db.write() as conn:
+            await accounts.update_space(conn, space_id, state=state)
+        await self.pool.forget(space_id)
 
     async def test_config(self, storage: object, credential: object, root_path: object) -> float:
         storage_d, cred_d = self._check(storage, credential)

@@ -87,8 +87,8 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     return ok({"uploadeds": [views.obj(o) for o in uploaded]})
 
 
-@router.get("/v1/object/download")
-@router.get("/v1/bucket/download")
+@router.api_route("/v1/object/download", methods=["GET", "HEAD"])
+@router.api_route("/v1/bucket/download", methods=["GET", "HEAD"])
 async def download(
     request: Request,
     objectID: QueryID,
@@ -101,7 +101,7 @@ async def download(
     return await send_object(request, ctx, content, offset, length)
 
 
-@router.get("/v1/object/downloadByPath")
+@router.api_route("/v1/object/downloadByPath", methods=["GET", "HEAD"])
 async def download_by_path(
     request: Request,
     packageID: QueryID,

@@ -1,0 +1,46 @@
+"""A space that fails its test leaves placement until a test passes again;
+HEAD on a download answers the size without a body."""
+
+from __future__ import annotations
+
+import shutil
+
+from jcs_helpers import Api
+
+
+async def test_failed_test_marks_space_unavailable_and_recovers(api: Api) -> None:
+    [extra] = await api.add_spaces(1)
+    pkg = await api.package("p", {"type": "rep", "repCount": 2})
+    path = api.spaces[extra]
+    shutil.rmtree(path, ignore_errors=True)
+    path.write_bytes(b"not a directory any more")
+    await api.fail(
+        "POST", "/v1/userSpace/test", "OperationFailed", 500, json={"userSpaceID": extra}
+    )
+    got = await api.get("/v1/userSpace/get", userSpaceID=extra)
+    assert got["userSpace"]["state"] == "Unavailable"
+
+    # rep(2) now needs two usable spaces and only one is left.
+    r = await api.upload_raw(
+        [("info", None, b'{"packageID": %d}' % pkg), ("files", "a.txt", b"hello")]
+    )
+    assert r.status_code == 503 and r.json()["code"] == "OperationFailed"
+    assert "needs 2 usable user spaces" in r.json()["message"]
+
+    path.unlink()
+    path.mkdir()
+    ok = await api.post("/v1/userSpace/test", {"userSpaceID": extra})
+    assert ok["ok"] is True
+    got = await api.get("/v1/userSpace/get", userSpaceID=extra)
+    assert got["userSpace"]["state"] == "Normal"
+    obj = await api.upload_one(pkg, "a.txt", b"hello")
+    assert await api.download(obj["objectID"]) == b"hello"
+
+
+async def test_head_download_gives_size_without_body(api: Api) -> None:
+    pkg = await api.package("h")
+    obj = await api.upload_one(pkg, "dir/h.bin", b"x" * 1234)
+    r = await api.client.head("/v1/object/download", params={"objectID": obj["objectID"]})
+    assert r.status_code == 200
+    assert r.headers["content-length"] == "1234"
+    assert r.content == b""
