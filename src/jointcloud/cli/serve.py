@@ -12,6 +12,7 @@ import uvicorn
 from jointcloud.api.app import create_app
 from jointcloud.config import Settings, parse_listen
 from jointcloud.context import Context
+from jointcloud.redundancy.erasure import apply_malloc_tuning
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -55,7 +56,10 @@ async def serve(settings: Settings) -> None:
 
 
 def run_server(settings: Settings) -> None:
+    # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
+    apply_malloc_tuning()
     configure_logging()
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         import uvloop
 
