@@ -174,15 +174,21 @@ async def test_redundant_round_trip_and_placement(
         end = big_size if length is None else offset + length
         assert await api.download(oid, **params) == big[offset:end], (offset, length)
 
-    # Losing as many blocks as the policy tolerates still reads back...
-    victims = list(big_blocks.values())[: width - needed]
-    for f in victims:
+    # Losing as many blocks as the policy tolerates still reads back: block 0 (a
+    # data fragment for ec) is corrupted in place, the next ones are deleted...
+    by_index = sorted(big_blocks.values(), key=lambda f: int(f.name.rsplit(".", 1)[1]))
+    raw = bytearray(by_index[0].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    by_index[0].write_bytes(bytes(raw))
+    for f in by_index[1 : width - needed]:
         f.unlink()
     assert await api.download(oid) == big
     edge = min(segment, big_size // 2)
     assert await api.download(oid, offset=edge - 3, length=10) == big[edge - 3 : edge + 7]
-    # ...one more and the object cannot be served: a JSON error, not a broken stream.
-    list(big_blocks.values())[width - needed].unlink()
+    # ...one more (and the corrupted one gone too, so that not even the first
+    # segment can be served) and the answer is a JSON error, not a broken stream.
+    by_index[width - needed].unlink()
+    by_index[0].unlink()
     r = await api.client.get("/v1/object/download", params={"objectID": oid})
     msg = expect_error(r, "OperationFailed", 503)
     assert "block" in msg
