@@ -7,6 +7,8 @@ queue on the lock instead of failing when a read lock is upgraded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +37,9 @@ class Database:
         if not self.is_sqlite:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._writers: contextlib.AbstractAsyncContextManager[Any] = (
+            asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
+        )
         if self.is_sqlite:
             self._tune_sqlite()
 
@@ -64,8 +69,12 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A read-write transaction, committed when the block exits cleanly."""
-        async with self.engine.connect() as conn:
+        """A read-write transaction, committed when the block exits cleanly.
+
+        On SQLite, writers of this process queue on an asyncio lock: SQLite
+        allows one writer anyway, and its busy handler sleeps in steps of up
+        to 100 ms, which under contention costs far more than the queueing."""
+        async with self._writers, self.engine.connect() as conn:
             conn = await conn.execution_options(jcs_write=True)
             async with conn.begin():
                 yield conn

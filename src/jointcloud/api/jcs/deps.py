@@ -12,15 +12,20 @@ from jointcloud.core.models import User
 from jointcloud.errors import Forbidden
 
 
-def get_ctx(request: Request) -> Context:
+def context_of(request: Request) -> Context:
     ctx: Context = request.app.state.ctx
     return ctx
+
+
+async def get_ctx(request: Request) -> Context:
+    # async so FastAPI does not hop to a worker thread for it on every request
+    return context_of(request)
 
 
 async def get_user(request: Request) -> User:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    ctx = get_ctx(request)
+    ctx = context_of(request)
     return await ctx.accounts.authenticate(key.strip() if scheme.lower() == "bearer" else None)
 
 
