@@ -27,13 +27,18 @@ def object_path(raw: str, field: str = "path") -> str:
 
 
 def path_prefix(raw: str, field: str = "path") -> str:
-    """A listing prefix: like a path, but may be empty or end with '/'."""
+    """A listing prefix: like a path, but may be empty or end with '/', and its
+    last segment may be cut short ('.' and '..' begin names like '.git')."""
     if raw == "":
         return ""
     trailing = raw.endswith("/")
     body = raw.rstrip("/")
     if not body:
         return ""
+    if not trailing:
+        head, _, last = body.replace("\\", "/").rpartition("/")
+        if last in (".", ".."):
+            return (object_path(head, field) + "/" if head.strip("/") else "") + last
     return object_path(body, field) + ("/" if trailing else "")
 
 
