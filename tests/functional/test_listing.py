@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from jcs_helpers import Api, assert_object
@@ -223,3 +224,46 @@ async def test_prefixes_are_literal(api: Api) -> None:
     for prefix, expect in (("a_", ["a_b"]), ("a%", ["a%b"]), ("a/", ["a/b"]), ("ax", ["axb"])):
         data = await listing(api, pid, prefix, isPrefix=True)
         assert [o["path"] for o in data["objects"]] == expect, prefix
+
+
+def expected_listing(
+    paths: list[str], prefix: str, no_recursive: bool
+) -> tuple[list[str], list[str]]:
+    under = [p for p in paths if p.startswith(prefix)]
+    if not no_recursive:
+        return byte_order(under), []
+    objects = [p for p in under if "/" not in p[len(prefix) :]]
+    common = {prefix + p[len(prefix) :].split("/", 1)[0] + "/" for p in under if p not in objects}
+    return byte_order(objects), byte_order(list(common))
+
+
+async def test_paging_matches_a_model(api: Api) -> None:
+    """Random paths whose characters sort around '/' ('-', '.' below it, '0' above),
+    listed page by page in every mode: the pages join up to the model's answer."""
+    rng = random.Random(20240624)
+    alphabet = "ab-.0"
+    paths: set[str] = set()
+    while len(paths) < 60:
+        segments = []
+        for _ in range(rng.randint(1, 3)):
+            seg = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+            segments.append("x" if seg in (".", "..") else seg)
+        paths.add("/".join(segments))
+    # A path may also be the "directory" of others ('a' and 'a/b'): both are objects.
+    pid = await api.package("p")
+    await api.upload(pid, [(p, b"") for p in sorted(paths)])
+    all_paths = sorted(paths)
+
+    for prefix in ("", "a", "b", "b/", "-", "-/", ".", "0", "zzz"):
+        for no_recursive in (False, True):
+            want_objects, want_prefixes = expected_listing(all_paths, prefix, no_recursive)
+            for max_keys in (2, 5, 1000):
+                if not want_objects and not want_prefixes:
+                    data = await listing(api, pid, prefix, isPrefix=True, maxKeys=max_keys)
+                    assert data["objects"] == [] and "nextContinuationToken" not in data
+                    continue
+                objects, prefixes, _ = await page_through(
+                    api, pid, prefix, max_keys, noRecursive=no_recursive
+                )
+                assert objects == want_objects, (prefix, no_recursive, max_keys)
+                assert prefixes == want_prefixes, (prefix, no_recursive, max_keys)
