@@ -32,7 +32,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     if not first:  # suffix: the last N bytes
         n = int(last)
-        if n == 0:
+        if n == 0 or size == 0:  # RFC 9110 §14.1.3: no bytes to select
             raise Unsatisfiable
         return max(0, size - n), min(n, size)
     start = int(first)
