@@ -5,14 +5,28 @@ from __future__ import annotations
 import re
 
 import pytest
-from jcs_helpers import Api, assert_object, comp_hash, expect_error, info_part, multipart, text_data
+from jcs_helpers import (
+    OBJECT_KEYS,
+    Api,
+    assert_object,
+    assert_time,
+    comp_hash,
+    expect_error,
+    info_part,
+    multipart,
+    text_data,
+)
 
 
 async def new_upload(api: Api, package_id: int, path: str) -> dict:
     data = await api.post("/v1/object/newMultipartUpload", {"packageID": package_id, "path": path})
     assert set(data) == {"object"}
-    assert data["object"]["path"] == path and data["object"]["packageID"] == package_id
-    return data["object"]
+    obj = data["object"]
+    assert set(obj) == OBJECT_KEYS
+    assert obj["path"] == path and obj["packageID"] == package_id
+    assert isinstance(obj["objectID"], int) and isinstance(obj["size"], str)
+    assert assert_time(obj["updateTime"]) >= assert_time(obj["createTime"])
+    return dict(obj)
 
 
 async def put_part(api: Api, object_id: int, index: int, content: bytes) -> None:
