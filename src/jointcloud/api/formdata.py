@@ -35,7 +35,10 @@ class FormPart:
         if raw is not None and b"''" in raw:  # RFC 5987: charset''percent-encoded
             self.filename: str | None = unquote(raw.split(b"''", 1)[1].decode("latin-1"))
         elif b"filename" in params:
-            self.filename = params[b"filename"].decode("utf-8", "replace")
+            try:
+                self.filename = params[b"filename"].decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadArgument("a form part's filename is not valid UTF-8") from None
         else:
             self.filename = None
         self.content_type = headers.get("content-type")
@@ -128,7 +131,9 @@ class StreamingForm:
                     field += data
                 elif kind == "hvalue":
                     key = field.decode("latin-1").lower()
-                    headers[key] = headers.get(key, "") + data.decode("utf-8", "replace")
+                    # latin-1 keeps the raw bytes: FormPart decodes the filename
+                    # as UTF-8 from them (decoding here lost non-latin-1 names).
+                    headers[key] = headers.get(key, "") + data.decode("latin-1")
                 elif kind == "hend":
                     field = b""
                 elif kind == "hdone":
