@@ -304,6 +304,18 @@ async def test_bad_upload_forms(api: Api) -> None:
     assert await snapshot(api) == before
 
 
+async def test_upload_filename_that_is_not_utf8(api: Api) -> None:
+    w = await world(api)
+    before = await snapshot(api)
+    body, ctype = multipart(
+        [info_part({"packageID": w["pid"]}), *file_parts([("ok", b"1")]), ("files", "BAD", b"2")]
+    )
+    body = body.replace(b'filename="BAD"', b'filename="bad-\xff\xfe.txt"')
+    r = await api.client.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
+    assert "filename" in expect_error(r, "BadArgument", 400)
+    assert await snapshot(api) == before
+
+
 async def test_upload_body_that_is_not_a_form(api: Api) -> None:
     w = await world(api)
     before = await snapshot(api)

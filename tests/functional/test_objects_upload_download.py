@@ -111,11 +111,13 @@ async def test_upload_paths_are_url_decoded_and_backslashes_become_slashes(api: 
             ("files", "win\\dir\\f.txt", b"2"),
             ("files", "pct%252F.txt", b"3"),
             ("files", "%E6%96%87.txt", b"4"),
+            # Many clients send UTF-8 names without encoding them: taken as they are.
+            ("files", "直接/naïve.txt", b"5"),
         ]
     )
     assert r.status_code == 200, r.text
     paths = [o["path"] for o in r.json()["data"]["uploadeds"]]
-    assert paths == ["a/b/test2.txt", "win/dir/f.txt", "pct%2F.txt", "文.txt"]
+    assert paths == ["a/b/test2.txt", "win/dir/f.txt", "pct%2F.txt", "文.txt", "直接/naïve.txt"]
     r = await api.client.get(
         "/v1/object/downloadByPath", params={"packageID": pid, "path": "win/dir/f.txt"}
     )
