@@ -478,3 +478,24 @@ async def test_abandoned_read_cancels_prefetch() -> None:
     await gen.aclose()  # type: ignore[attr-defined]
     await asyncio.sleep(0)
     assert len(spaces[0].reads) <= 2
+
+
+async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(3 * policy.segment_size)
+    spaces, blocks, layout, _ = await store(policy, data)
+    del spaces[2].objects[blocks[2].key]
+    off = policy.segment_size + 2 * 4096 + 7  # inside fragment 2 of segment 1
+    reports: list[int] = []
+    got = await read_all(layout, blocks, off, 100, on_bad_block=lambda i, e: reports.append(i))
+    assert got == data[off : off + 100]
+    assert reports == [2]
+    assert [len(s.reads) for s in spaces] == [1, 1, 1, 1, 1, 0]
+    # a range held by an intact fragment does not notice the missing one
+    for s in spaces:
+        s.reset_counters()
+    reports.clear()
+    got = await read_all(layout, blocks, 10, 100, on_bad_block=lambda i, e: reports.append(i))
+    assert got == data[10:110]
+    assert reports == []
+    assert [len(s.reads) for s in spaces] == [1, 0, 0, 0, 0, 0]

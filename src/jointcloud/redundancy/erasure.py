@@ -14,24 +14,25 @@ pyeclib holds the GIL while it works: call it from a worker thread anyway (keeps
 the event loop free of multi-millisecond stalls).
 
 Speed depends on glibc malloc far more than on the maths, because every call
-allocates multi-MiB fragment buffers. Default glibc grows and trims the heap (or
-mmaps and unmaps) around each one, so every page of every fragment is faulted in
-afresh. Measured on the 2-core dev VM, ec(4,6), 4 MiB segments (``bench/codec.py``
-has the full run; numbers are noisy because the VM is shared):
+allocates multi-MiB fragment buffers. With the defaults, glibc's dynamic mmap
+threshold and a trim threshold of twice that make the heap grow and shrink around
+each segment (worker threads' arenas even unmap whole heaps), so every page of every
+buffer is faulted in afresh. Measured on the 2-core dev VM (KVM Xeon, AVX-512,
+shared with other jobs, so ranges are noisy), ``bench/codec.py`` and ad-hoc runs:
 
-================================  ===========  =====================
-setting                           encode MB/s  decode w/ parity MB/s
-================================  ===========  =====================
-glibc defaults                    ~450         ~600-2800 (varies)
-MALLOC_TOP_PAD_=64 MiB only       ~2900        ~3100
-MMAP_THRESHOLD_ + TRIM_THRESHOLD_ ~2500-3000   ~2600-3100
-tune_malloc_env() (all below)     ~2600-3000   ~2800-3100
-================================  ===========  =====================
-
-With 1 MiB segments the defaults are already fast (~3.7 GB/s): the damage starts
-once buffers exceed the default dynamic mmap threshold's trim window. The same
-churn slows AES-GCM and joins on multi-MiB buffers, so the tuning pays off on the
-whole data path, not only here.
+- ``ErasureCodec(4, 6).encode``, 4 MiB segments: ~400-680 MB/s with defaults,
+  ~2600-3300 MB/s tuned (raw pyeclib on the same buffers: same within noise,
+  ratio 0.9-1.06). 1 MiB segments: ~2900-3900 MB/s defaults, ~4000 tuned.
+- decode with 2 parity fragments, 4 MiB: ~350-2800 MB/s (erratic) defaults,
+  ~2700-3500 tuned. Systematic ``extract``: ~10-12 GB/s.
+- the whole write+read pipeline (``stream.py``), bytes page-faulted per byte moved
+  (in-memory sinks included): none 1.6 -> 1.1, ec(4,6) 2.0 -> 0.6-0.9; write cost
+  per CPU-second: none ~207 -> ~235 MB, ec(4,6) ~170 -> ~205 MB.
+- which settings matter: ``MALLOC_MMAP_THRESHOLD_`` + ``MALLOC_TRIM_THRESHOLD_``.
+  ``MALLOC_TOP_PAD_`` alone fixes a single-threaded encode loop but not the
+  threaded pipeline (2.1 bytes faulted per byte); ``MALLOC_ARENA_MAX=2`` on top
+  changed nothing measurable. The same churn slows AES-GCM and joins on multi-MiB
+  buffers, so the tuning pays off on the whole data path.
 """
 
 from __future__ import annotations

@@ -318,10 +318,14 @@ async def _discard(
         try:
             if writer is not None:
                 await writer.abort()
+        except Exception:
+            log.warning("could not abort block %s of a failed upload", ref.key, exc_info=True)
+        try:
             if commit_started[i]:
                 await ref.space.delete(ref.key)
         except Exception:
-            log.warning("could not remove block %s of a failed upload", ref.key, exc_info=True)
+            # The GC job removes blocks that no committed layout references.
+            log.warning("could not delete block %s of a failed upload", ref.key, exc_info=True)
 
     task = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(len(blocks)))))
     _background.add(task)
