@@ -36,7 +36,6 @@ async def bob(ctx: Context, tmp_path: Path) -> AsyncIterator[Other]:
         timeout=60,
     ) as c:
         b = Api(c, ctx, tmp_path / "bob")
-        b.spaces = {}
         await b.add_spaces(1)
         yield Other(user.user_id, b)
 

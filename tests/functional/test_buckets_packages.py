@@ -103,7 +103,9 @@ async def test_package_create_get_list_delete(api: Api) -> None:
     check_package(p1, "p1", bid)
     p2 = (await api.post("/v1/package/create", {"bucketID": bid, "name": "p2"}))["package"]
     # The same package name is fine in another bucket, not twice in one.
-    (await api.post("/v1/package/create", {"bucketID": other, "name": "p1"}))["package"]
+    twin = (await api.post("/v1/package/create", {"bucketID": other, "name": "p1"}))["package"]
+    check_package(twin, "p1", other)
+    assert twin["packageID"] != p1["packageID"]
     msg = await api.fail(
         "POST", "/v1/package/create", "DataExists", 409, json={"bucketID": bid, "name": "p1"}
     )
