@@ -122,18 +122,21 @@ class PackageService:
         """A new package whose objects share the source's immutable layouts."""
         name = entity_name(name, "name")
         src = await self.get(user_id, package_id)
-        async with self.db.write() as conn:
-            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
-                raise NotFound(f"bucket {bucket_id} not found")
-            if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
-                raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
-            dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)
-            after: str | None = None
-            while True:
-                batch = await catalog.list_objects(conn, src.package_id, "", after, 1000)
-                if not batch:
-                    break
-                for obj in batch:
-                    await catalog.clone_object(conn, obj, dst.package_id, obj.path)
-                after = batch[-1].path
-            return dst
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_bucket(conn, user_id, bucket_id) is None:
+                    raise NotFound(f"bucket {bucket_id} not found")
+                if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
+                    raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
+                dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)
+                after: str | None = None
+                while True:
+                    batch = await catalog.list_objects(conn, src.package_id, "", after, 1000)
+                    if not batch:
+                        break
+                    for obj in batch:
+                        await catalog.clone_object(conn, obj, dst.package_id, obj.path)
+                    after = batch[-1].path
+                return dst
+        except IntegrityError as exc:  # a concurrent create of the same name
+            raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc

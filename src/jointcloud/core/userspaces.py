@@ -12,6 +12,8 @@ import secrets
 import time
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from jointcloud.core.models import UserSpace
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
@@ -175,13 +177,16 @@ class UserSpaceService:
         name = entity_name(name, "name")
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
-        async with self.db.write() as conn:
-            if await accounts.get_space_by_name(conn, user_id, name) is not None:
-                raise AlreadyExists(f"user space named {name!r} already exists")
-            space = await accounts.create_space(conn, user_id, name, storage_d, None, root)
-            sealed = self.pool.seal(space.user_space_id, cred_d)
-            if sealed is not None:
-                await accounts.update_space(conn, space.user_space_id, credential=sealed)
+        try:
+            async with self.db.write() as conn:
+                if await accounts.get_space_by_name(conn, user_id, name) is not None:
+                    raise AlreadyExists(f"user space named {name!r} already exists")
+                space = await accounts.create_space(conn, user_id, name, storage_d, None, root)
+                sealed = self.pool.seal(space.user_space_id, cred_d)
+                if sealed is not None:
+                    await accounts.update_space(conn, space.user_space_id, credential=sealed)
+        except IntegrityError as exc:  # a concurrent create of the same name
+            raise AlreadyExists(f"user space named {name!r} already exists") from exc
         return await self.get(user_id, space.user_space_id)
 
     @staticmethod
