@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import datetime
 
-from jcs_helpers import Api, assert_time, text_data
+from jcs_helpers import Api, assert_time, expect_error, text_data
 
 
 def check_bucket(b: dict, name: str) -> None:
@@ -259,3 +260,37 @@ async def test_bucket_and_package_redundancy_defaults(api: Api) -> None:
     assert c["redundancy"] == {"type": "none"}
     for o, content in ((a, b"inherit"), (b, b"override"), (c, b"explicit")):
         assert await api.download(o["objectID"]) == content
+
+
+async def test_concurrent_creates_of_one_name(api: Api) -> None:
+    """Racing creates of one name: exactly one succeeds, the others are DataExists."""
+    bid = await api.bucket("b")
+    pid = await api.package("p", bucket_id=bid)
+    await api.upload_one(pid, "f", b"x")
+    requests = {
+        "bucket": ("/v1/bucket/create", lambda i: {"name": "same"}),
+        "package": ("/v1/package/create", lambda i: {"bucketID": bid, "name": "same"}),
+        "clone": (
+            "/v1/package/clone",
+            lambda i: {"packageID": pid, "bucketID": bid, "name": "copy"},
+        ),
+        "space": (
+            "/v1/userSpace/create",
+            lambda i: {
+                "name": "same",
+                "storage": {"type": "Local", "path": str(api.tmp_path / f"race{i}")},
+            },
+        ),
+    }
+    for what, (url, body) in requests.items():
+        results = await asyncio.gather(*(api.client.post(url, json=body(i)) for i in range(6)))
+        codes = sorted(r.status_code for r in results)
+        assert codes == [200, 409, 409, 409, 409, 409], (what, [r.text for r in results])
+        for r in results:
+            if r.status_code == 409:
+                expect_error(r, "DataExists", 409)
+    names = [
+        p["name"]
+        for p in (await api.get("/v1/package/listBucketPackages", bucketID=bid))["packages"]
+    ]
+    assert sorted(names) == ["copy", "p", "same"]
