@@ -100,7 +100,7 @@ def parse_redundancy(obj: Any) -> Redundancy:
         chunk = _int_field(obj, "chunkSize", DEFAULT_EC_CHUNK)
         if not 1 <= k < n <= 32:
             raise BadArgument("redundancy must satisfy 1 <= k < n <= 32 for type 'ec'")
-        if not 4096 <= chunk or k * chunk > MAX_EC_SEGMENT:
+        if chunk < 4096 or k * chunk > MAX_EC_SEGMENT:
             raise BadArgument(
                 f"redundancy.chunkSize must be at least 4096 and k*chunkSize at most "
                 f"{MAX_EC_SEGMENT}"
