@@ -331,3 +331,15 @@ async def test_upload_body_that_is_not_a_form(api: Api) -> None:
         r = await api.client.post("/v1/object/uploadPart", content=content, headers=headers)
         expect_error(r, "BadArgument", 400)
     assert await snapshot(api) == before
+
+
+async def test_body_that_is_not_json_says_so(api: Api) -> None:
+    msg = await api.fail(
+        "POST",
+        "/v1/bucket/create",
+        "BadArgument",
+        400,
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert "not valid JSON" in msg

@@ -14,6 +14,7 @@ from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces
 from jointcloud.api.jcs.envelope import HANDLERS
 from jointcloud.context import Context
 from jointcloud.core.gc import collect_garbage
+from jointcloud.logs import ensure_logging
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +31,8 @@ async def _gc_loop(ctx: Context) -> None:
 
 
 def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
+    ensure_logging()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(_gc_loop(ctx)) if background else None

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 
-import structlog
 import uvicorn
 
 from jointcloud.api.app import create_app
 from jointcloud.config import Settings, parse_listen
 from jointcloud.context import Context
+from jointcloud.logs import configure_logging
 from jointcloud.redundancy.erasure import apply_malloc_tuning
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
 
 
 async def serve(settings: Settings) -> None:
@@ -59,7 +43,6 @@ def run_server(settings: Settings) -> None:
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
     configure_logging()
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         import uvloop
 

@@ -53,6 +53,10 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            reason = err.get("ctx", {}).get("error", "")
+            problems.append(f"request body is not valid JSON ({reason})".replace(" ()", ""))
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query")]
         problems.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
     return fail("BadArgument", "; ".join(problems) or "invalid request", 400)
