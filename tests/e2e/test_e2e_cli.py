@@ -94,7 +94,7 @@ def test_spaces_add_ls_test_rm(cli: Cli, api: httpx.Client, tmp_path: Path) -> N
         cli("put", str(blob), "sp/p/", "--affinity", "disk2")
         assert dir_usage(disk) >= 200_000
         err = cli.fails("space", "rm", "disk2")
-        assert err.startswith("error: OperationFailed: user space") and "blocks" in err, err
+        assert err.startswith("error: OperationFailed: user space") and "holds 1 block" in err, err
 
         cli("space", "rm", "cloud")
         ids = {s["name"]: s["userSpaceID"] for s in _spaces(api)}
