@@ -264,26 +264,39 @@ async def _commit(writers: list[BlockWriter], started: list[bool], i: int) -> No
     await writers[i].commit()
 
 
+async def _chain_md5(prev: asyncio.Future[None] | None, md5: Any, seg: bytes) -> None:
+    if prev is not None:
+        await prev
+    await _cpu(md5.update, seg)
+
+
 async def _pump(
     segments: _Segmenter,
     md5: Any,
     encode: Callable[[int, bytes], list[bytes]],
     writers: list[BlockWriter],
 ) -> tuple[int, list[int]]:
-    """The three-stage pipeline; returns (plaintext size, bytes stored per block)."""
+    """The pipeline; returns (plaintext size, bytes stored per block).
+
+    MD5 is the slowest step and strictly sequential, so it runs as its own
+    chain that may lag one segment behind: receiving, encoding and writing do
+    not wait for it segment by segment (that lock-step left a core idle)."""
     size = 0
     stored = [0] * len(writers)
     write: asyncio.Future[list[None]] | None = None
     receive: asyncio.Future[bytes | None] | None = None
-    work: asyncio.Future[tuple[Any, list[bytes]]] | None = None
+    work: asyncio.Future[list[bytes]] | None = None
+    digest: asyncio.Future[None] | None = None
     try:
         seg = await segments.next()
         j = 0
         while seg is not None:
             size += len(seg)
-            work = cpu = asyncio.gather(_cpu(md5.update, seg), _cpu(encode, j, seg))
+            behind = digest
+            digest = asyncio.ensure_future(_chain_md5(behind, md5, seg))
+            work = asyncio.ensure_future(_cpu(encode, j, seg))
             receive = asyncio.ensure_future(segments.next())
-            _, chunks = await cpu
+            chunks = await work
             if write is not None:
                 await write
             if len(chunks) == 1:
@@ -293,14 +306,18 @@ async def _pump(
             write = asyncio.ensure_future(
                 _run_all(w.write(c) for w, c in zip(writers, chunks, strict=True))
             )
+            if behind is not None:
+                await behind  # bounds memory: MD5 lags at most one segment
             seg = await receive
             j += 1
         if write is not None:
             await write
+        if digest is not None:
+            await digest
     except BaseException:
-        for fut in (work, receive, write):
+        for fut in (work, receive, write, digest):
             _forget(fut)
-        pending = [f for f in (receive, write) if f is not None and not f.done()]
+        pending = [f for f in (receive, write, digest) if f is not None and not f.done()]
         if pending:
             await asyncio.wait(pending)
         raise
