@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 
 import uvicorn
 
@@ -44,10 +42,6 @@ async def serve(settings: Settings) -> None:
 def run_server(settings: Settings) -> None:
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
-    # Hash/cipher/EC threads release the GIL while they work and need it back
-    # for a moment to hand over each segment; with the default 5 ms switch
-    # interval they queue behind the event loop and the pipeline stalls.
-    sys.setswitchinterval(float(os.environ.get("JCS_SWITCH_INTERVAL", "0.0005")))
     configure_logging()
     try:
         import uvloop
