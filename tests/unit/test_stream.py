@@ -18,6 +18,7 @@ from jointcloud.redundancy.cipher import OVERHEAD, new_data_key
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
 from jointcloud.redundancy.stream import (
+    READ_AHEAD,
     REPLICA_SEGMENT,
     BlockRef,
     Layout,
@@ -477,7 +478,8 @@ async def test_abandoned_read_cancels_prefetch() -> None:
     assert first == data[:SMALL_SEG]
     await gen.aclose()  # type: ignore[attr-defined]
     await asyncio.sleep(0)
-    assert len(spaces[0].reads) <= 2
+    reads = len(spaces[0].reads)
+    assert reads <= 1 + READ_AHEAD < 8  # the rest of the 8 segments is never read
 
 
 async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:

@@ -27,6 +27,7 @@ fragments fetched to make up ``k`` and decode. Segment ``j+1`` is fetched while
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import os
@@ -151,9 +152,14 @@ async def _run_all(aws: Iterable[Awaitable[T]]) -> list[T]:
 
 def _forget(task: asyncio.Future[Any] | None) -> None:
     """Cancel a task we no longer await, without an unretrieved-exception warning."""
-    if task is not None and not task.done():
-        task.cancel()
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # mark it retrieved
+        return
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 class _Segmenter:
@@ -402,24 +408,34 @@ async def _read_chunk(
         raise BlockCorrupt(f"block {ref.key} chunk {j} failed its integrity check") from None
 
 
+READ_AHEAD = 3  # segments fetched and decrypted ahead of the consumer
+
+
 async def _prefetched(
-    make: Callable[[int], Awaitable[T]], indexes: Iterable[int]
+    make: Callable[[int], Awaitable[T]], indexes: Iterable[int], depth: int = READ_AHEAD
 ) -> AsyncIterator[T]:
-    """Results of ``make(j)`` in order, with ``make(j+1)`` running while ``j`` is used."""
+    """Results of ``make(j)`` in order, with up to ``depth`` later ones running
+    meanwhile (reads and decryption of several segments overlap the send)."""
     it = iter(indexes)
+    window: collections.deque[asyncio.Future[T]] = collections.deque()
 
-    def start() -> asyncio.Future[T] | None:
-        j = next(it, None)
-        return None if j is None else asyncio.ensure_future(make(j))
+    def fill() -> None:
+        while len(window) < depth:
+            j = next(it, None)
+            if j is None:
+                return
+            window.append(asyncio.ensure_future(make(j)))
 
-    task = start()
     try:
-        while task is not None:
-            result = await task
-            task = start()
+        fill()
+        while window:
+            result = await window[0]
+            window.popleft()
+            fill()
             yield result
     finally:
-        _forget(task)
+        for task in window:
+            _forget(task)
 
 
 class _Reader:
