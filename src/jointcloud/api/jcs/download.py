@@ -17,6 +17,18 @@ from jointcloud.errors import BadArgument
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+SEND_PIECE = 1048576
+
+
+def _pieces(chunk: bytes) -> list[bytes]:
+    """Hand the transport 1 MiB at a time: a whole 4 MiB segment overflows the
+    socket buffer and makes the server copy the rest into its own buffer."""
+    if len(chunk) <= SEND_PIECE:
+        return [chunk]
+    view = memoryview(chunk)
+    return [view[i : i + SEND_PIECE] for i in range(0, len(chunk), SEND_PIECE)]  # type: ignore[misc]
+
+
 class Unsatisfiable(Exception):
     pass
 
@@ -75,9 +87,11 @@ async def send_object(
 
     async def body() -> AsyncIterator[bytes]:
         if first:
-            yield first
+            for piece in _pieces(first):
+                yield piece
         async for chunk in dl.body:
-            yield chunk
+            for piece in _pieces(chunk):
+                yield piece
 
     headers = {
         "Content-Length": str(dl.length),
