@@ -61,8 +61,11 @@ HEADER_LEN = 80
 _MALLOC_SETTINGS = {
     # name: (env var, mallopt param, value)
     "mmap_threshold": ("MALLOC_MMAP_THRESHOLD_", -3, 32 * 1024 * 1024),
-    "trim_threshold": ("MALLOC_TRIM_THRESHOLD_", -1, 256 * 1024 * 1024),
-    "top_pad": ("MALLOC_TOP_PAD_", -2, 64 * 1024 * 1024),
+    "trim_threshold": ("MALLOC_TRIM_THRESHOLD_", -1, 64 * 1024 * 1024),
+    "top_pad": ("MALLOC_TOP_PAD_", -2, 16 * 1024 * 1024),
+    # Every worker thread would otherwise get its own arena, each keeping its
+    # freed multi-MiB buffers: RSS crept up request after request.
+    "arena_max": ("MALLOC_ARENA_MAX", -8, 2),
 }
 
 
