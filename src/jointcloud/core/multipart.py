@@ -95,6 +95,8 @@ class MultipartService:
             raise BadArgument("indexes must not repeat a part")
         info = await self._object(user_id, object_id)
         async with self.db.write() as conn:
+            if not await catalog.lock_package_paths(conn, info.package_id):
+                raise NotFound(f"object {object_id} not found")
             parts = await layouts.upload_parts(conn, object_id)
             missing = [i for i in indexes if i not in parts]
             if missing:
@@ -107,7 +109,7 @@ class MultipartService:
             for part in chosen:
                 refs.append((offset, part.layout_id))
                 offset += part.size
-            await catalog.commit_object(
+            done = await catalog.commit_object(
                 conn,
                 info.package_id,
                 info.path,
@@ -120,6 +122,4 @@ class MultipartService:
             )
             leftovers = await layouts.clear_upload_parts(conn, object_id)
             await layouts.release_unreferenced(conn, leftovers)
-            done = await catalog.get_object(conn, user_id, object_id)
-        assert done is not None
         return done

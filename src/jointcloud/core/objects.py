@@ -15,7 +15,7 @@ from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.models import ObjectContent, ObjectInfo, StagedLayout
 from jointcloud.core.paths import object_path, path_prefix
 from jointcloud.errors import AlreadyExists, BadArgument, NotFound
-from jointcloud.meta import catalog, layouts
+from jointcloud.meta import accounts, catalog, layouts
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
@@ -75,9 +75,13 @@ class ObjectService:
     ) -> list[ObjectInfo]:
         """Store every file, then commit all of them in one transaction."""
         override = optional_policy(redundancy)
-        pkg, default = await self.packages.effective_policy(user_id, package_id)
+        async with self.db.read() as conn:  # one snapshot for both look-ups
+            found = await catalog.package_policy(conn, user_id, package_id)
+            spaces = await accounts.list_spaces(conn, user_id)
+        if found is None:
+            raise NotFound(f"package {package_id} not found")
+        pkg, default = found
         policy = override or default
-        spaces = await self.store.user_spaces(user_id)
         staged: list[tuple[str, StagedLayout]] = []
         try:
             async for raw_path, stream in files:
@@ -91,12 +95,12 @@ class ObjectService:
                 raise BadArgument("the upload has no 'files' part")
             ts = now()
             async with self.db.write() as conn:
-                if await catalog.get_package(conn, user_id, pkg.package_id) is None:
+                if not await catalog.lock_package_paths(conn, pkg.package_id):
                     raise NotFound(f"package {package_id} not found")
-                ids = []
+                done = []
                 for path, st in staged:
                     await layouts.activate(conn, st)
-                    ids.append(
+                    done.append(
                         await catalog.commit_object(
                             conn,
                             pkg.package_id,
@@ -109,11 +113,10 @@ class ObjectService:
                             ts=ts,
                         )
                     )
-                found = await catalog.objects_by_ids(conn, user_id, ids)
         except BaseException:
             await asyncio.shield(self.store.discard([s for _, s in staged]))
             raise
-        return [found[i] for i in ids]
+        return done
 
     async def get(self, user_id: int, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:

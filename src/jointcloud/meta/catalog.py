@@ -20,7 +20,15 @@ from jointcloud.core.models import (
 )
 from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import dump_policy, load_policy, now, to_bucket, to_object, to_package
+from jointcloud.meta.rows import (
+    aware,
+    dump_policy,
+    load_policy,
+    now,
+    to_bucket,
+    to_object,
+    to_package,
+)
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 
 # --- buckets ---------------------------------------------------------------
@@ -259,16 +267,18 @@ async def _drop_parts(conn: AsyncConnection, object_id: int) -> list[int]:
     return ids
 
 
-async def lock_package_paths(conn: AsyncConnection, package_id: int) -> None:
+async def lock_package_paths(conn: AsyncConnection, package_id: int) -> bool:
     """Serialise "look a path up, then insert it" within one package.
 
     Under PostgreSQL's READ COMMITTED two writers could both find a path free
     and both insert it (a unique violation, i.e. a failed request); with the
     package row locked the second waits and then sees the first one's row.
-    SQLite already runs one writer at a time and renders no FOR clause."""
-    await conn.execute(
+    SQLite already runs one writer at a time and renders no FOR clause.
+    Returns whether the package (still) exists."""
+    row = await conn.execute(
         select(t.packages.c.id).where(t.packages.c.id == package_id).with_for_update(key_share=True)
     )
+    return row.first() is not None
 
 
 async def commit_object(
@@ -282,19 +292,19 @@ async def commit_object(
     policy: Redundancy,
     parts: Sequence[tuple[int, int]],
     ts: datetime,
-) -> int:
-    """Point ``package/path`` at new content in the caller's transaction.
+) -> ObjectInfo:
+    """Point ``package/path`` at new content in the caller's transaction, which
+    must hold ``lock_package_paths``.
 
     Keeps the objectID and createTime of an existing object (overwrite);
     releases the layouts the old content no longer needs."""
-    await lock_package_paths(conn, package_id)
     existing = (
         await conn.execute(
-            select(t.objects.c.id).where(
+            select(t.objects.c.id, t.objects.c.created_at).where(
                 t.objects.c.package_id == package_id, t.objects.c.path == path
             )
         )
-    ).scalar_one_or_none()
+    ).first()
     values = dict(
         size=size,
         file_hash=file_hash,
@@ -309,13 +319,24 @@ async def commit_object(
             insert(t.objects).values(package_id=package_id, path=path, created_at=ts, **values)
         )
         object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+        created = ts
     else:
-        object_id = int(existing)
+        object_id, created = int(existing.id), aware(existing.created_at)
         released = await _drop_parts(conn, object_id)
         await conn.execute(update(t.objects).where(t.objects.c.id == object_id).values(**values))
     await set_parts(conn, object_id, parts)
     await layouts.release_unreferenced(conn, released)
-    return object_id
+    return ObjectInfo(
+        object_id=object_id,
+        package_id=package_id,
+        path=path,
+        size=size,
+        file_hash=file_hash,
+        etag=etag,
+        redundancy=policy,
+        create_time=created,
+        update_time=ts,
+    )
 
 
 async def set_parts(

@@ -146,3 +146,36 @@ upload_parts = Table(
     Column("md5", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# One row per background job: durable state, progress and the lease that keeps
+# two server processes on one database from running the same job at once.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Column("state", String(16), nullable=False),  # idle | running
+    Column("progress_done", BigInteger, nullable=False),
+    Column("progress_total", BigInteger, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("cursor", Text, nullable=True),  # job-specific resume point (JSON)
+    Column("runs", BigInteger, nullable=False),
+    Column("last_started", DateTime(timezone=True), nullable=True),
+    Column("last_finished", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("next_run", DateTime(timezone=True), nullable=True),
+)
+
+# Layouts that need their redundancy restored (missing, corrupt, or on a
+# draining space), fed by degraded reads, scrub, health and fsck.
+repair_queue = Table(
+    "repair_queue",
+    metadata,
+    Column("layout_id", Id, ForeignKey("layouts.id", ondelete="CASCADE"), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_error", Text, nullable=True),
+)
