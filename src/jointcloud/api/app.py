@@ -13,21 +13,11 @@ from fastapi.responses import JSONResponse
 from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces
 from jointcloud.api.jcs.envelope import HANDLERS
 from jointcloud.context import Context
-from jointcloud.core.gc import collect_garbage
+from jointcloud.jobs.registry import build_jobs
+from jointcloud.jobs.runner import JobRunner
 from jointcloud.logs import ensure_logging
 
 log = structlog.get_logger(__name__)
-
-
-async def _gc_loop(ctx: Context) -> None:
-    while True:
-        await asyncio.sleep(ctx.settings.gc_interval)
-        try:
-            report = await collect_garbage(ctx.db, ctx.store, ctx.settings.gc_delay)
-            if report.layouts:
-                log.info("gc", layouts=report.layouts, blocks=report.blocks)
-        except Exception as exc:  # keep serving; the next round retries
-            log.warning("gc round failed", error=str(exc))
 
 
 def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
@@ -35,12 +25,14 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_gc_loop(ctx)) if background else None
+        runner = JobRunner(ctx.db, build_jobs(ctx)) if background else None
+        task = asyncio.create_task(runner.run_forever()) if runner else None
         app.state.ready = True
         try:
             yield
         finally:
-            if task is not None:
+            if runner is not None and task is not None:
+                runner.stop()
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jointcloud.cli import commands_catalog, commands_objects, commands_spaces
+from jointcloud.cli import commands_admin, commands_catalog, commands_objects, commands_spaces
 from jointcloud.cli.common import CliError, GlobalOptions
 from jointcloud.config import Settings
 
@@ -54,6 +54,7 @@ def main(
 
 
 app.add_typer(commands_spaces.app, name="space")
+app.add_typer(commands_admin.app, name="admin")
 app.add_typer(commands_catalog.bucket_app, name="bucket")
 app.add_typer(commands_catalog.package_app, name="package")
 commands_objects.register(app)

@@ -8,6 +8,7 @@ its blocks are deleted from the spaces and then its rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,7 +24,12 @@ class GcReport:
     blocks: int = 0
 
 
-async def collect_garbage(db: Database, store: BlockStore, delay: timedelta) -> GcReport:
+async def collect_garbage(
+    db: Database,
+    store: BlockStore,
+    delay: timedelta,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> GcReport:
     report = GcReport()
     while True:
         async with db.read() as conn:
@@ -41,3 +47,5 @@ async def collect_garbage(db: Database, store: BlockStore, delay: timedelta) -> 
                 await layouts.delete_layouts(conn, [layout_id])
             report.layouts += 1
             report.blocks += sum(len(r.blocks) for r in records.values())
+            if progress is not None:
+                progress(report.layouts, 0, f"{report.blocks} blocks removed")

@@ -1,0 +1,121 @@
+"""``jcs admin``: operator commands that run on the server machine, against
+its data dir and metadata database (not over HTTP): list jobs, run any job
+once with a progress bar."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jointcloud.cli.common import CliError, GlobalOptions, err, out
+from jointcloud.config import Settings
+from jointcloud.context import Context
+from jointcloud.errors import JcsError
+from jointcloud.jobs.registry import JOB_NAMES, build_jobs
+from jointcloud.jobs.runner import JobRunner
+from jointcloud.meta import jobs as jobs_repo
+
+T = TypeVar("T")
+
+app = typer.Typer(no_args_is_help=True, help="Operator commands (on the server machine).")
+
+
+def _settings(ctx: typer.Context, data_dir: str | None, database_url: str | None) -> Settings:
+    opts = ctx.find_root().obj
+    given = data_dir or (opts.data_dir if isinstance(opts, GlobalOptions) else None)
+    return Settings.load(given, None, database_url)
+
+
+def _run(settings: Settings, body: Callable[[Context], Awaitable[T]]) -> T:
+    async def main() -> T:
+        if not (settings.data_dir / "master.key").exists():
+            raise CliError(
+                "BadArgument", f"{settings.data_dir} is not a jcs data dir (no master.key)"
+            )
+        context = await Context.open(settings)
+        try:
+            return await body(context)
+        finally:
+            await context.close()
+
+    try:
+        return asyncio.run(main())
+    except JcsError as exc:
+        raise CliError(type(exc).__name__, exc.message) from exc
+
+
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="server data dir")]
+DbUrl = Annotated[str | None, typer.Option("--database-url", help="metadata database URL")]
+
+
+@app.command("jobs")
+def list_jobs(ctx: typer.Context, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
+    """Jobs, their state and progress."""
+
+    async def body(context: Context) -> list[jobs_repo.JobState]:
+        await JobRunner(context.db, build_jobs(context)).register()
+        async with context.db.read() as conn:
+            return await jobs_repo.list_all(conn)
+
+    states = _run(_settings(ctx, data_dir, database_url), body)
+    table = Table("job", "state", "progress", "runs", "last finished", "next run", "message")
+    for s in states:
+        prog = f"{s.progress_done}/{s.progress_total}" if s.progress_total else str(s.progress_done)
+        table.add_row(
+            s.name,
+            s.state if s.state != "running" else f"running ({s.lease_owner})",
+            prog,
+            str(s.runs),
+            s.last_finished.astimezone().strftime("%Y-%m-%d %H:%M:%S") if s.last_finished else "-",
+            s.next_run.astimezone().strftime("%Y-%m-%d %H:%M:%S") if s.next_run else "-",
+            (s.last_error or s.message)[:80],
+        )
+    out.print(table)
+
+
+def _job_command(name: str) -> None:
+    def command(
+        ctx: typer.Context,
+        once: Annotated[bool, typer.Option("--once", help="run one pass (the default)")] = True,
+        until_done: Annotated[
+            bool, typer.Option("--until-done", help="repeat passes while work is left")
+        ] = False,
+        data_dir: DataDir = None,
+        database_url: DbUrl = None,
+    ) -> None:
+        async def body(context: Context) -> list[str]:
+            runner = JobRunner(context.db, build_jobs(context))
+            messages = []
+            with Progress(
+                TextColumn(f"{name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.description}", markup=False),
+                TimeElapsedColumn(),
+                console=err,
+            ) as bar:
+                task = bar.add_task("", total=None)
+
+                def report(done: int, total: int, message: str) -> None:
+                    bar.update(task, completed=done, total=total or None, description=message)
+
+                while True:
+                    result = await runner.run_now(name, report)
+                    messages.append(result.message)
+                    if not (until_done and result.more):
+                        return messages
+
+        for line in _run(_settings(ctx, data_dir, database_url), body):
+            out.print(f"{name}: {line}")
+
+    command.__doc__ = f"Run the {name} job (one pass with --once)."
+    app.command(name)(command)
+
+
+for _name in JOB_NAMES:
+    _job_command(_name)

@@ -1,0 +1,143 @@
+"""Runs jobs: leases in the metadata database, renewal, progress, back-off.
+
+Several server processes may share one database: a job runs only in the
+process holding its lease, which is renewed while the pass runs and expires
+if that process dies, so another one takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import structlog
+
+from jointcloud.errors import OperationFailed
+from jointcloud.jobs.base import Job, JobResult, Progress
+from jointcloud.meta import jobs as repo
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+
+log = structlog.get_logger(__name__)
+
+LEASE = timedelta(seconds=60)
+RENEW_EVERY = 10.0
+ERROR_BACKOFF = 30.0
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class JobRunner:
+    def __init__(self, db: Database, jobs: Sequence[Job], owner: str | None = None) -> None:
+        self.db = db
+        self.jobs = {j.name: j for j in jobs}
+        self.owner = owner or new_owner()
+        self._stop = asyncio.Event()
+
+    async def register(self) -> None:
+        async with self.db.write() as conn:
+            for name in self.jobs:
+                await repo.ensure(conn, name)
+
+    async def run_now(self, name: str, progress: Progress | None = None) -> JobResult:
+        """One pass of ``name`` under its lease (``jcs admin <job> --once``)."""
+        job = self.jobs.get(name)
+        if job is None:
+            raise OperationFailed(f"unknown job {name!r}; jobs: {', '.join(sorted(self.jobs))}")
+        await self.register()
+        result = await self._pass(job, progress)
+        if result is None:
+            raise OperationFailed(f"job {name!r} is running in another process; try again later")
+        return result
+
+    async def _pass(self, job: Job, progress: Progress | None) -> JobResult | None:
+        ts = now()
+        async with self.db.write() as conn:
+            if not await repo.acquire(conn, job.name, self.owner, ts + LEASE, ts):
+                return None
+        state = {"done": 0, "total": 0, "message": ""}
+
+        def report(done: int, total: int, message: str) -> None:
+            state.update(done=done, total=total, message=message)
+            if progress is not None:
+                progress(done, total, message)
+
+        keeper = asyncio.create_task(self._keep_lease(job.name, state))
+        error: str | None = None
+        result = JobResult("failed")
+        try:
+            result = await job.run_once(report)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("job pass failed", job=job.name, error=error)
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            delay = ERROR_BACKOFF if error else (1.0 if result.more else job.interval)
+            async with self.db.write() as conn:
+                await repo.release(
+                    conn,
+                    job.name,
+                    self.owner,
+                    now=now(),
+                    next_run=now() + timedelta(seconds=delay),
+                    message=error or result.message,
+                    error=error,
+                    done=result.done or int(state["done"]),  # type: ignore[call-overload]
+                    total=result.total or int(state["total"]),  # type: ignore[call-overload]
+                )
+        return result
+
+    async def _keep_lease(self, name: str, state: dict[str, object]) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            ts = now()
+            async with self.db.write() as conn:
+                kept = await repo.renew(
+                    conn,
+                    name,
+                    self.owner,
+                    ts + LEASE,
+                    int(state["done"]),  # type: ignore[call-overload]
+                    int(state["total"]),  # type: ignore[call-overload]
+                    str(state["message"]),
+                )
+            if not kept:
+                log.warning("job lease lost", job=name)
+
+    async def run_forever(self) -> None:
+        """Run every job when it is due, until ``stop``."""
+        await self.register()
+        while not self._stop.is_set():
+            async with self.db.read() as conn:
+                states = {s.name: s for s in await repo.list_all(conn)}
+            ts = now()
+            for name, job in self.jobs.items():
+                st = states.get(name)
+                if st is not None and (
+                    (st.next_run is not None and st.next_run > ts)
+                    or (st.lease_until is not None and st.lease_until > ts)
+                ):
+                    continue  # not due, or running elsewhere
+                started = time.monotonic()
+                # A failure is recorded on the job row; the next try comes after the back-off.
+                with contextlib.suppress(Exception):
+                    await self._pass(job, None)
+                log.debug("job pass", job=name, seconds=round(time.monotonic() - started, 3))
+                if self._stop.is_set():
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
