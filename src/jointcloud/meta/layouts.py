@@ -200,3 +200,49 @@ async def clear_upload_parts(conn: AsyncConnection, object_id: int) -> list[int]
     ]
     await conn.execute(delete(t.upload_parts).where(t.upload_parts.c.object_id == object_id))
     return ids
+
+
+async def replace_block(
+    conn: AsyncConnection,
+    layout_id: int,
+    index: int,
+    old: tuple[int, str],
+    new: tuple[int, str],
+) -> bool:
+    """Point block ``index`` of a layout at a new (space, key) — only if it
+    still points at ``old`` (compare-and-swap: repair, drain and a concurrent
+    process never overwrite each other's work). Returns whether it swapped."""
+    res = await conn.execute(
+        update(t.blocks)
+        .where(
+            t.blocks.c.layout_id == layout_id,
+            t.blocks.c.idx == index,
+            t.blocks.c.user_space_id == old[0],
+            t.blocks.c.key == old[1],
+        )
+        .values(user_space_id=new[0], key=new[1])
+    )
+    return res.rowcount == 1
+
+
+async def blocks_in_spaces(
+    conn: AsyncConnection, space_ids: Sequence[int], limit: int, after_layout: int = 0
+) -> list[tuple[int, BlockRecord]]:
+    """(layout id, block) for live layouts with a block in one of the spaces."""
+    if not space_ids:
+        return []
+    q = (
+        select(t.blocks.c.layout_id, t.blocks.c.idx, t.blocks.c.user_space_id, t.blocks.c.key)
+        .join(t.layouts, t.layouts.c.id == t.blocks.c.layout_id)
+        .where(
+            t.blocks.c.user_space_id.in_(list(space_ids)),
+            t.layouts.c.state == "live",
+            t.blocks.c.layout_id > after_layout,
+        )
+        .order_by(t.blocks.c.layout_id, t.blocks.c.idx)
+        .limit(limit)
+    )
+    return [
+        (r.layout_id, BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
+        for r in await conn.execute(q)
+    ]
