@@ -236,6 +236,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     data = work / "data"
     env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
+    db_args = ["--database-url", args.database_url] if args.database_url else []
     server = subprocess.Popen(
         [
             str(ROOT / ".venv/bin/jcs"),
@@ -244,6 +245,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             str(data),
             "--listen",
             f"127.0.0.1:{port}",
+            *db_args,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -424,6 +426,9 @@ def main() -> None:
     ap.add_argument("--big-mib", type=int, default=1024)
     ap.add_argument("--small-count", type=int, default=2000)
     ap.add_argument("--tmp", default=None)
+    ap.add_argument(
+        "--database-url", default=None, help="metadata DB (default: SQLite in the data dir)"
+    )
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     results = asyncio.run(run(args))
