@@ -1,0 +1,271 @@
+"""rebuild_blocks over dict-backed fake spaces: rebuilt blocks are byte-identical
+to the lost ones, EC uses reconstruct (not decode + re-encode), failures leave
+nothing behind, and too few intact blocks say how many were found and needed."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from jointcloud.errors import NotEnoughBlocks
+from jointcloud.redundancy.cipher import new_data_key
+from jointcloud.redundancy.erasure import ErasureCodec
+from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
+from jointcloud.redundancy.rebuild import REBUILD_AHEAD, rebuild_blocks
+from jointcloud.redundancy.stream import BlockRef, Layout, read_range, verify_block, write_blocks
+from unit.fakes import FakeSpace
+
+SMALL_SEG = 16384
+
+
+async def chunked(data: bytes, size: int = 5000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def store(policy: Redundancy, data: bytes) -> tuple[list[FakeSpace], list[BlockRef], Layout]:
+    spaces = [FakeSpace(f"s{i}") for i in range(policy.width)]
+    blocks = [BlockRef(i, s, f"blocks/ab/x.{i}", 100 + i) for i, s in enumerate(spaces)]
+    key = new_data_key()
+    seg = None if isinstance(policy, EcPolicy) else SMALL_SEG
+    r = await write_blocks(chunked(data), policy, blocks, key, segment_size=seg)
+    return spaces, blocks, Layout(policy, r.size, r.segment_size, r.chunk_len, key)
+
+
+async def read_all(layout: Layout, blocks: list[BlockRef]) -> bytes:
+    return b"".join([p async for p in read_range(layout, blocks, 0, None)])
+
+
+def new_target(index: int, space: FakeSpace | None = None) -> BlockRef:
+    return BlockRef(index, space or FakeSpace(f"new{index}"), f"blocks/cd/y.{index}", 200 + index)
+
+
+EC = EcPolicy(4, 6, 4096)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4 * 4096 - 1, 4 * 4096, 5 * 4 * 4096 + 777])
+@pytest.mark.parametrize("lost", [[0], [5], [1, 4], [2, 3]])
+async def test_ec_rebuild_is_byte_identical(size: int, lost: list[int]) -> None:
+    data = os.urandom(size)
+    spaces, blocks, layout = await store(EC, data)
+    original = {i: spaces[i].objects[blocks[i].key] for i in range(6)}
+    for i in lost:
+        del spaces[i].objects[blocks[i].key]
+    sources = [b for b in blocks if b.index not in lost]
+    targets = [new_target(i) for i in lost]
+    await rebuild_blocks(layout, sources, targets)
+    for t in targets:
+        assert t.space.objects[t.key] == original[t.index]  # type: ignore[attr-defined]
+        await verify_block(layout, t)
+    healed = [b for b in blocks if b.index not in lost] + targets
+    assert await read_all(layout, sorted(healed, key=lambda b: b.index)) == data
+
+
+@pytest.mark.parametrize("policy", [RepPolicy(2), RepPolicy(3), NonePolicy()], ids=str)
+async def test_replica_rebuild_copies_ciphertext(policy: Redundancy) -> None:
+    data = os.urandom(3 * SMALL_SEG + 11)
+    spaces, blocks, layout = await store(policy, data)
+    original = spaces[0].objects[blocks[0].key]
+    if policy.width > 1:
+        del spaces[0].objects[blocks[0].key]
+        sources, target = blocks[1:], new_target(0)
+    else:  # none: a copy of the one block (a move)
+        sources, target = blocks, new_target(0)
+    await rebuild_blocks(layout, sources, [target])
+    assert target.space.objects[target.key] == original  # type: ignore[attr-defined]
+    assert await read_all(layout, [target]) == data
+
+
+async def test_ec_reconstructs_only_missing_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(3 * EC.segment_size + 5)
+    spaces, blocks, layout = await store(EC, data)
+    calls: list[list[int]] = []
+    orig = ErasureCodec.reconstruct
+
+    def spy(
+        self: ErasureCodec, fragments: dict[int, bytes], missing: list[int]
+    ) -> dict[int, bytes]:
+        calls.append(sorted(missing))
+        assert len(fragments) == self.k
+        return orig(self, fragments, missing)
+
+    def no_encode(self: ErasureCodec, segment: bytes) -> list[bytes]:
+        raise AssertionError("rebuild must not re-encode")
+
+    monkeypatch.setattr(ErasureCodec, "reconstruct", spy)
+    monkeypatch.setattr(ErasureCodec, "encode", no_encode)
+    monkeypatch.setattr(ErasureCodec, "decode", no_encode)
+    del spaces[3].objects[blocks[3].key]
+    for s in spaces:
+        s.reset_counters()
+    await rebuild_blocks(layout, [b for b in blocks if b.index != 3], [new_target(3)])
+    assert calls == [[3]] * 4
+    # k fragments read per segment, each chunk once: the data fragments first
+    assert [len(s.reads) for s in spaces] == [4, 4, 4, 0, 4, 0]
+
+
+async def test_corrupt_chunks_of_different_blocks_still_rebuild() -> None:
+    """Two replicas each with one bad chunk: together they hold every chunk."""
+    policy = RepPolicy(2)
+    data = os.urandom(4 * SMALL_SEG)
+    spaces, blocks, layout = await store(policy, data)
+    chunk_len = layout.chunk_len
+    spaces[0].corrupt(blocks[0].key, at=5)  # chunk 0 of block 0
+    spaces[1].corrupt(blocks[1].key, at=2 * chunk_len + 9)  # chunk 2 of block 1
+    targets = [new_target(0), new_target(1)]
+    await rebuild_blocks(layout, blocks, targets)
+    for t in targets:
+        await verify_block(layout, t)
+    assert await read_all(layout, targets) == data
+
+
+async def test_ec_corrupt_block_used_for_its_good_segments() -> None:
+    data = os.urandom(3 * EC.segment_size)
+    spaces, blocks, layout = await store(EC, data)
+    # lose two fragments entirely and corrupt segment 0 of a third
+    del spaces[4].objects[blocks[4].key]
+    del spaces[5].objects[blocks[5].key]
+    spaces[1].corrupt(blocks[1].key, at=3)
+    targets = [new_target(1), new_target(4), new_target(5)]
+    with pytest.raises(NotEnoughBlocks) as err:
+        await rebuild_blocks(layout, blocks, targets)
+    assert (err.value.found, err.value.needed) == (3, 4)
+    assert "found 3 of 4 blocks needed" in err.value.message
+    assert all(not t.space.objects for t in targets)  # type: ignore[attr-defined]
+    # one lost and two with a bad chunk each (in different segments): every
+    # segment still has k good fragments
+    spaces, blocks, layout = await store(EC, data)
+    original = spaces[1].objects[blocks[1].key]
+    del spaces[5].objects[blocks[5].key]
+    spaces[1].corrupt(blocks[1].key, at=3)
+    spaces[2].corrupt(blocks[2].key, at=layout.chunk_len + 3)
+    targets = [new_target(1), new_target(2), new_target(5)]
+    await rebuild_blocks(layout, blocks, targets)
+    assert targets[0].space.objects[targets[0].key] == original  # type: ignore[attr-defined]
+    for t in targets:
+        await verify_block(layout, t)
+
+
+@pytest.mark.parametrize("policy", [RepPolicy(2), EC], ids=["rep2", "ec4-6"])
+async def test_too_few_sources_leaves_nothing(policy: Redundancy) -> None:
+    data = os.urandom(2 * 16384 + 1)
+    spaces, blocks, layout = await store(policy, data)
+    keep = policy.needed - 1
+    for b in blocks[keep:]:
+        del spaces[b.index].objects[b.key]
+    target_space = FakeSpace("t")
+    targets = [new_target(i, target_space) for i in range(keep, policy.width)]
+    with pytest.raises(NotEnoughBlocks) as err:
+        await rebuild_blocks(layout, blocks[:keep], targets)
+    assert (err.value.found, err.value.needed) == (keep, policy.needed)
+    assert f"found {keep} of {policy.needed} blocks needed" in err.value.message
+    assert target_space.objects == {}
+    assert all(w.state == "aborted" for w in target_space.writers)
+
+
+async def test_unreachable_source_is_skipped() -> None:
+    data = os.urandom(3 * EC.segment_size)
+    spaces, blocks, layout = await store(EC, data)
+    spaces[0].fail_reads = True
+    del spaces[1].objects[blocks[1].key]
+    await rebuild_blocks(layout, [b for b in blocks if b.index != 1], [new_target(1)])
+    # the failing space is not asked again once it failed (segments already in
+    # flight may have asked it too)
+    assert len(spaces[0].reads) <= REBUILD_AHEAD < 3
+
+
+async def test_failed_commit_deletes_committed_targets() -> None:
+    data = os.urandom(2 * EC.segment_size)
+    _, blocks, layout = await store(EC, data)
+    ok_space, bad_space = FakeSpace("ok"), FakeSpace("bad")
+    bad_space.fail_commit = True
+    targets = [new_target(4, ok_space), new_target(5, bad_space)]
+    with pytest.raises(Exception, match="injected commit failure"):
+        await rebuild_blocks(layout, blocks[:4], targets)
+    assert ok_space.objects == {} and bad_space.objects == {}
+
+
+async def test_failed_write_and_cancellation_leave_nothing() -> None:
+    data = os.urandom(6 * EC.segment_size)
+    _, blocks, layout = await store(EC, data)
+    target_space = FakeSpace("t")
+    target_space.fail_write_after = 2
+    with pytest.raises(Exception, match="injected write failure"):
+        await rebuild_blocks(layout, blocks[:4], [new_target(5, target_space)])
+    assert target_space.objects == {}
+
+    slow = FakeSpace("slow")
+    slow.write_delay = 0.05
+    task = asyncio.ensure_future(rebuild_blocks(layout, blocks[:4], [new_target(5, slow)]))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert slow.objects == {}
+    assert all(w.state == "aborted" for w in slow.writers)
+
+
+async def test_bad_arguments() -> None:
+    _, blocks, layout = await store(EC, b"abc")
+    with pytest.raises(ValueError):
+        await rebuild_blocks(layout, blocks[:4], [new_target(6)])
+    with pytest.raises(ValueError):
+        await rebuild_blocks(layout, blocks[:4], [new_target(5), new_target(5)])
+    await rebuild_blocks(layout, blocks, [])  # nothing to do
+
+
+async def test_memory_is_bounded_by_segments() -> None:
+    """Sources are read at most a few segments ahead of the target writes."""
+    data = os.urandom(30 * EC.segment_size)
+    spaces, blocks, layout = await store(EC, data)
+    target = FakeSpace("t")
+    written = 0
+    ahead: list[int] = []
+    orig_read = FakeSpace.read
+    max_read_seg = 0
+
+    async def read(self: FakeSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        nonlocal max_read_seg
+        max_read_seg = max(max_read_seg, offset // layout.chunk_len)
+        return await orig_read(self, key, offset, length)
+
+    orig_open = target.open_writer
+
+    async def open_writer(key: str):  # type: ignore[no-untyped-def]
+        w = await orig_open(key)
+        orig_write = w.write
+
+        async def write(chunk: bytes) -> None:
+            nonlocal written
+            ahead.append(max_read_seg - written)
+            await orig_write(chunk)
+            await asyncio.sleep(0.001)
+            written += 1
+
+        w.write = write  # type: ignore[method-assign]
+        return w
+
+    target.open_writer = open_writer  # type: ignore[method-assign]
+    for s in spaces:
+        s.read = read.__get__(s)  # type: ignore[method-assign]
+    await rebuild_blocks(layout, blocks[:4], [new_target(5, target)])
+    assert ahead and max(ahead) <= 3
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_random_loss_patterns(seed: int) -> None:
+    rng = random.Random(seed)
+    policy = EcPolicy(3, 6, 4096)
+    data = os.urandom(rng.randint(1, 5 * policy.segment_size))
+    spaces, blocks, layout = await store(policy, data)
+    for lost in itertools.islice(itertools.combinations(range(6), 3), seed, None, 5):
+        targets = [new_target(i) for i in lost]
+        sources = [b for b in blocks if b.index not in lost]
+        await rebuild_blocks(layout, sources, targets)
+        for t in targets:
+            assert t.space.objects[t.key] == spaces[t.index].objects[blocks[t.index].key]  # type: ignore[attr-defined]
