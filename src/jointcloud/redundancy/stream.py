@@ -376,6 +376,14 @@ def read_range(
     return _Reader(layout, blocks, on_bad_block).iterate(offset, end)
 
 
+def stored_block_size(layout: Layout) -> int:
+    """Bytes each block of ``layout`` holds (every block has the same size)."""
+    if layout.size == 0:
+        return 0
+    geometry = _Geometry.of(layout)
+    return sum(geometry.stored_len(j) for j in range(geometry.count))
+
+
 async def verify_block(layout: Layout, block: BlockRef) -> None:
     """Check every chunk of one block (size and GCM tag); raise ``BlockCorrupt`` or
     ``BlockNotFound``. For scrub."""

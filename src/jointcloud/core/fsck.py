@@ -1,0 +1,366 @@
+"""fsck: check the metadata against the blocks every user space holds.
+
+For each block of each layout in use (live and not released): ``stat`` it —
+absent is *missing*, a size other than the layout's geometry gives is
+*corrupt*, a space that errors makes it *unreachable*; with ``deep`` every
+chunk is read and authenticated as well (``verify_block``), so a flipped byte
+is *corrupt* too. A layout with fewer intact blocks than its policy's width is
+*under-replicated*; with fewer than it needs to be read it is *lost*.
+
+Then every key under ``blocks/`` in every space is listed: a key no block row
+points at (of any layout: pending, live or released) is an *orphan*. Keys
+younger than the GC safety delay are left out, so the blocks of uploads in
+flight (and of repairs that have not swapped their block in yet) are never
+reported. Spaces that share one physical location (the same directory or
+bucket and root) are listed once and a key is an orphan only if no space of
+that location references it: an orphan is something that may be deleted.
+
+A finding about a block is re-checked against the current metadata before it
+is reported, so a repair or drain that moved the block meanwhile is not
+reported as damage.
+
+``repair=True`` queues the fixes: under-replicated layouts (that can still be
+read) go to the repair queue; orphans are deleted (after checking once more
+that nothing references them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
+from jointcloud.errors import BlockCorrupt, BlockNotFound, JcsError, NotFound
+from jointcloud.meta import fsck as repo
+from jointcloud.meta import repairs
+from jointcloud.redundancy.stream import BlockRef, stored_block_size, verify_block
+from jointcloud.spaces.base import Entry, Space
+
+if TYPE_CHECKING:
+    from jointcloud.context import Context
+
+log = structlog.get_logger(__name__)
+
+BLOCKS_PREFIX = "blocks/"
+PAGE = 100  # layouts per metadata page
+KEYS_BATCH = 500  # listed keys looked up in the metadata at once
+CONCURRENCY = 16  # blocks checked at once
+
+# Finding kinds, in the order a report shows them.
+KINDS = ("lost", "under-replicated", "missing", "corrupt", "unreachable", "orphan")
+_BLOCK_BAD = ("missing", "corrupt", "unreachable")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str  # one of KINDS
+    layout_id: int | None  # None for orphans and whole spaces
+    block_index: int | None  # None for layout-level findings
+    space_id: int | None
+    space_name: str
+    key: str
+    detail: str = ""
+
+
+@dataclass
+class FsckReport:
+    findings: list[Finding] = field(default_factory=list)
+    layouts_checked: int = 0
+    blocks_checked: int = 0
+    keys_listed: int = 0
+    young_keys: int = 0  # unreferenced but younger than the GC delay: not judged
+    unreachable_spaces: dict[str, str] = field(default_factory=dict)  # name -> why not listed
+    deep: bool = False
+    # with repair=True
+    enqueued: int = 0
+    orphans_deleted: int = 0
+
+    def count(self, kind: str) -> int:
+        return self.counts[kind]
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(f.kind for f in self.findings)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings and not self.unreachable_spaces
+
+    def summary(self) -> str:
+        c = self.counts
+        line = (
+            f"fsck: {self.blocks_checked} blocks checked, {c['missing']} missing, "
+            f"{c['corrupt']} corrupt, {c['orphan']} orphans, "
+            f"{c['under-replicated']} under-replicated"
+        )
+        if c["lost"]:
+            line += f", {c['lost']} lost"
+        if c["unreachable"]:
+            line += f", {c['unreachable']} unreachable"
+        if self.unreachable_spaces:
+            line += f"; not listed: {', '.join(sorted(self.unreachable_spaces))}"
+        return line
+
+    def sorted_findings(self) -> list[Finding]:
+        order = {k: i for i, k in enumerate(KINDS)}
+        return sorted(
+            self.findings,
+            key=lambda f: (
+                order.get(f.kind, len(order)),
+                f.layout_id or 0,
+                f.block_index if f.block_index is not None else -1,
+                f.space_id or 0,
+                f.key,
+            ),
+        )
+
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class _Status:
+    block: BlockRecord
+    state: str  # ok | missing | corrupt | unreachable
+    detail: str = ""
+
+
+def _location(space: UserSpace) -> str:
+    """Identity of where a space's keys physically live."""
+    storage = space.storage
+    if storage.get("type") == "Local" and isinstance(storage.get("path"), str):
+        return "Local:" + os.path.realpath(os.path.join(storage["path"], space.root_path))
+    return json.dumps({"storage": storage, "root": space.root_path.strip("/")}, sort_keys=True)
+
+
+class _Checker:
+    def __init__(self, ctx: Context, deep: bool, repair: bool, progress: Progress | None) -> None:
+        self.ctx = ctx
+        self.deep = deep
+        self.repair = repair
+        self.progress = progress
+        self.delay: timedelta = ctx.settings.gc_delay
+        self.report = FsckReport(deep=deep)
+        self.spaces: dict[int, UserSpace] = {}
+        self.down: dict[int, str] = {}  # space id -> why it could not be listed
+        self.sem = asyncio.Semaphore(CONCURRENCY)
+
+    def _progress(self, done: int, total: int, message: str) -> None:
+        if self.progress is not None:
+            self.progress(done, total, message)
+
+    def _name(self, space_id: int) -> str:
+        rec = self.spaces.get(space_id)
+        return rec.name if rec is not None else f"#{space_id}"
+
+    async def _backend(self, space_id: int) -> Space:
+        rec = self.spaces.get(space_id)
+        if rec is None:
+            return await self.ctx.pool.get_by_id(space_id)
+        return await self.ctx.pool.get(rec)
+
+    # -- orphans -----------------------------------------------------------
+
+    async def scan_spaces(self) -> None:
+        async with self.ctx.db.read() as conn:
+            spaces = await repo.all_spaces(conn)
+        self.spaces = {s.user_space_id: s for s in spaces}
+        groups: dict[str, list[UserSpace]] = {}
+        for s in spaces:
+            groups.setdefault(_location(s), []).append(s)
+        for i, members in enumerate(groups.values()):
+            self._progress(i, len(groups), f"listing {members[0].name}")
+            try:
+                await self._scan_location(members)
+            except JcsError as exc:
+                for s in members:
+                    self.down[s.user_space_id] = exc.message
+                    self.report.unreachable_spaces[s.name] = exc.message
+                log.warning("fsck: space cannot be listed", space=members[0].name, error=str(exc))
+
+    async def _scan_location(self, members: list[UserSpace]) -> None:
+        owner = members[0]
+        ids = [s.user_space_id for s in members]
+        backend = await self.ctx.pool.get(owner)
+        cutoff = time.time() - self.delay.total_seconds()
+        batch: list[Entry] = []
+        orphans: list[str] = []
+
+        async def judge() -> None:
+            async with self.ctx.db.read() as conn:
+                known = await repo.referenced_keys(conn, ids, [e.key for e in batch])
+            for e in batch:
+                if e.key in known:
+                    continue
+                if e.mtime > cutoff:
+                    self.report.young_keys += 1
+                else:
+                    orphans.append(e.key)
+            batch.clear()
+
+        # Listed first, looked up after: a block committed meanwhile is found
+        # by the lookup, and one written meanwhile is too young to be judged.
+        async for entry in backend.list(BLOCKS_PREFIX):
+            if not entry.key.startswith(BLOCKS_PREFIX):
+                continue
+            self.report.keys_listed += 1
+            batch.append(entry)
+            if len(batch) >= KEYS_BATCH:
+                await judge()
+        if batch:
+            await judge()
+        deleted = await self._delete_orphans(backend, ids, orphans) if self.repair else set()
+        for key in orphans:
+            self.report.findings.append(
+                Finding(
+                    "orphan",
+                    None,
+                    None,
+                    owner.user_space_id,
+                    owner.name,
+                    key,
+                    "deleted" if key in deleted else "",
+                )
+            )
+
+    async def _delete_orphans(self, backend: Space, ids: list[int], keys: list[str]) -> set[str]:
+        deleted: set[str] = set()
+        for start in range(0, len(keys), KEYS_BATCH):
+            chunk = keys[start : start + KEYS_BATCH]
+            async with self.ctx.db.read() as conn:
+                known = await repo.referenced_keys(conn, ids, chunk)
+            for key in chunk:
+                if key in known:
+                    continue
+                try:
+                    await backend.delete(key)
+                    deleted.add(key)
+                except JcsError as exc:
+                    log.warning("fsck: orphan delete failed", key=key, error=exc.message)
+        self.report.orphans_deleted += len(deleted)
+        return deleted
+
+    # -- layouts -----------------------------------------------------------
+
+    async def _check_block(self, rec: LayoutRecord, block: BlockRecord) -> _Status:
+        if block.user_space_id in self.down:
+            return _Status(block, "unreachable", self.down[block.user_space_id])
+        async with self.sem:
+            try:
+                space = await self._backend(block.user_space_id)
+                if self.deep:
+                    ref = BlockRef(block.index, space, block.key, block.user_space_id)
+                    await verify_block(self.ctx.store.layout(rec), ref)
+                else:
+                    entry = await space.stat(block.key)
+                    expected = stored_block_size(self.ctx.store.layout(rec))
+                    if entry.size != expected:
+                        return _Status(block, "corrupt", f"{entry.size} bytes, expected {expected}")
+            except BlockNotFound:
+                return _Status(block, "missing")
+            except NotFound as exc:  # the space row itself is gone
+                return _Status(block, "missing", exc.message)
+            except BlockCorrupt as exc:
+                return _Status(block, "corrupt", exc.message)
+            except JcsError as exc:
+                return _Status(block, "unreachable", exc.message)
+        return _Status(block, "ok")
+
+    async def _check_layout(self, rec: LayoutRecord) -> list[_Status]:
+        return list(await asyncio.gather(*(self._check_block(rec, b) for b in rec.blocks)))
+
+    async def check_layouts(self) -> list[int]:
+        """Check every layout in use; returns the ids that want repair."""
+        async with self.ctx.db.read() as conn:
+            _, total = await repo.count_live(conn)
+        to_repair: list[int] = []
+        after = 0
+        while True:
+            async with self.ctx.db.read() as conn:
+                page = await repo.live_page(conn, after, PAGE)
+            if not page:
+                return to_repair
+            after = page[-1].layout_id
+            results = await asyncio.gather(*(self._check_layout(r) for r in page))
+            checked = dict(zip((r.layout_id for r in page), results, strict=True))
+            await self._recheck(page, checked)
+            for rec in page:
+                statuses = checked.get(rec.layout_id)
+                if statuses is None:
+                    continue  # released or deleted meanwhile
+                self.report.layouts_checked += 1
+                self.report.blocks_checked += len(statuses)
+                if self._judge(rec, statuses):
+                    to_repair.append(rec.layout_id)
+            self._progress(self.report.blocks_checked, total, "checking blocks")
+
+    async def _recheck(
+        self, page: Sequence[LayoutRecord], checked: dict[int, list[_Status]]
+    ) -> None:
+        """Layouts with a bad block: compare with the current rows; a layout
+        released meanwhile is dropped, one whose blocks moved is checked again."""
+        suspect = [r.layout_id for r in page if any(s.state != "ok" for s in checked[r.layout_id])]
+        if not suspect:
+            return
+        async with self.ctx.db.read() as conn:
+            current = await repo.still_in_use(conn, suspect)
+        for rec in page:
+            if rec.layout_id not in suspect:
+                continue
+            now_rec = current.get(rec.layout_id)
+            if now_rec is None:
+                del checked[rec.layout_id]
+            elif now_rec.blocks != rec.blocks:
+                checked[rec.layout_id] = await self._check_layout(now_rec)
+
+    def _judge(self, rec: LayoutRecord, statuses: list[_Status]) -> bool:
+        """Record the findings of one layout; True if repair can help it."""
+        for s in statuses:
+            if s.state in _BLOCK_BAD:
+                b = s.block
+                self.report.findings.append(
+                    Finding(
+                        s.state,
+                        rec.layout_id,
+                        b.index,
+                        b.user_space_id,
+                        self._name(b.user_space_id),
+                        b.key,
+                        s.detail,
+                    )
+                )
+        intact = len({s.block.index for s in statuses if s.state == "ok"})
+        width, needed = rec.policy.width, rec.policy.needed
+        if intact >= width:
+            return False
+        detail = f"{intact} of {width} blocks intact, {needed} needed to read"
+        kind = "lost" if intact < needed else "under-replicated"
+        self.report.findings.append(Finding(kind, rec.layout_id, None, None, "", "", detail))
+        return kind == "under-replicated"
+
+    async def enqueue(self, layout_ids: list[int]) -> None:
+        if not layout_ids:
+            return
+        async with self.ctx.db.write() as conn:
+            self.report.enqueued = await repairs.enqueue(conn, layout_ids, "fsck: under-replicated")
+
+
+async def fsck(
+    ctx: Context, *, deep: bool = False, repair: bool = False, progress: Progress | None = None
+) -> FsckReport:
+    """Check every space against the metadata; see the module docstring."""
+    checker = _Checker(ctx, deep, repair, progress)
+    await checker.scan_spaces()
+    to_repair = await checker.check_layouts()
+    if repair:
+        await checker.enqueue(to_repair)
+    return checker.report
