@@ -1,6 +1,6 @@
 """``jcs admin``: operator commands that run on the server machine, against
 its data dir and metadata database (not over HTTP): list jobs, run any job
-once with a progress bar."""
+once with a progress bar, check the blocks against the metadata (fsck)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from jointcloud.cli.common import CliError, GlobalOptions, err, out
 from jointcloud.config import Settings
@@ -119,3 +120,73 @@ def _job_command(name: str) -> None:
 
 for _name in JOB_NAMES:
     _job_command(_name)
+
+
+@app.command("fsck")
+def fsck_command(
+    ctx: typer.Context,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="read and authenticate every block, not just its size")
+    ] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="queue under-replicated layouts for repair and delete orphans "
+            "older than the GC delay",
+        ),
+    ] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Check the metadata against the blocks in every user space.
+
+    Reports missing, corrupt, unreachable, orphan (no layout references them)
+    and under-replicated blocks in a table and a summary line.
+
+    Exit status: 0 when everything is clean, 1 when problems were found (or
+    the check itself failed: then an error line is printed on stderr).
+    """
+    from jointcloud.core.fsck import FsckReport, fsck
+
+    async def body(context: Context) -> FsckReport:
+        with Progress(
+            TextColumn("fsck"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}", markup=False),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=None)
+
+            def report(done: int, total: int, message: str) -> None:
+                bar.update(task, completed=done, total=total or None, description=message)
+
+            return await fsck(context, deep=deep, repair=repair, progress=report)
+
+    result = _run(_settings(ctx, data_dir, database_url), body)
+    if result.findings or result.unreachable_spaces:
+        table = Table("kind", "space", "layout", "block", "key", "detail")
+        for name, why in sorted(result.unreachable_spaces.items()):
+            table.add_row(*map(Text, ("unreachable", name, "-", "-", "(not listed)", why[:100])))
+        for f in result.sorted_findings():
+            cells = (
+                f.kind,
+                f.space_name or "-",
+                str(f.layout_id) if f.layout_id is not None else "-",
+                str(f.block_index) if f.block_index is not None else "-",
+                f.key or "-",
+                f.detail[:100],
+            )
+            table.add_row(*map(Text, cells))  # names and keys are not markup
+        out.print(table)
+    out.print(result.summary())
+    if repair:
+        out.print(
+            f"fsck: queued {result.enqueued} layouts for repair, "
+            f"deleted {result.orphans_deleted} orphans"
+        )
+    if not result.clean:
+        raise typer.Exit(1)

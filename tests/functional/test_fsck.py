@@ -1,0 +1,348 @@
+"""fsck in-process (SQLite and PostgreSQL): the metadata checked against the
+block files of Local user spaces, and ``jcs admin fsck`` on a data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from jcs_helpers import Api, multipart, text_data
+
+from jointcloud.api.app import create_app
+from jointcloud.config import Settings
+from jointcloud.context import Context
+from jointcloud.core.fsck import FsckReport, fsck
+from jointcloud.meta import layouts, repairs
+from jointcloud.redundancy.policy import RepPolicy
+
+JCS = Path(sys.executable).with_name("jcs")
+EC = {"type": "ec", "k": 2, "n": 3, "chunkSize": 4096}
+REP = {"type": "rep", "repCount": 2}
+
+
+async def _admin_id(api: Api) -> int:
+    return (
+        await api.ctx.accounts.authenticate(api.client.headers["Authorization"].split()[1])
+    ).user_id
+
+
+async def _block_paths(api: Api, object_id: int) -> list[tuple[int, int, Path]]:
+    """(layout id, block index, file) of every block of an object."""
+    content = await api.ctx.objects.open(await _admin_id(api), object_id)
+    return [
+        (rec.layout_id, b.index, api.spaces[b.user_space_id] / "jcs" / b.key)
+        for _, rec in content.parts
+        for b in rec.blocks
+    ]
+
+
+def _age(path: Path, seconds: float = 3600) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def _kinds(report: FsckReport) -> list[tuple[str, int | None, int | None]]:
+    return sorted((f.kind, f.layout_id, f.block_index) for f in report.findings)
+
+
+async def _store(api: Api) -> dict[str, int]:
+    """Objects under none, rep(2) and ec(2,3) (multi-segment), plus a multipart
+    upload with one part staged; returns object ids by path."""
+    await api.add_spaces(2)
+    ids: dict[str, int] = {}
+    for name, policy in (("none", {"type": "none"}), ("rep", REP), ("ec", EC)):
+        pkg = await api.package(name, policy)
+        obj = await api.upload_one(pkg, f"{name}.bin", text_data(50_000, seed=len(ids)))
+        ids[name] = int(obj["objectID"])
+    pkg = await api.package("mp", REP)
+    r = await api.client.post(
+        "/v1/object/newMultipartUpload", json={"packageID": pkg, "path": "mp.bin"}
+    )
+    assert r.status_code == 200, r.text
+    staged = int(r.json()["data"]["object"]["objectID"])
+    assert (await api.upload_part(staged, 1, b"part one" * 1000)).status_code == 200
+    return ids
+
+
+async def test_clean_store_is_clean(api: Api) -> None:
+    await _store(api)
+    report = await fsck(api.ctx)
+    assert report.findings == [] and report.clean, report.findings
+    assert report.layouts_checked == 4  # three objects + one staged part
+    assert report.blocks_checked == 1 + 2 + 3 + 2
+    assert report.summary() == (
+        "fsck: 8 blocks checked, 0 missing, 0 corrupt, 0 orphans, 0 under-replicated"
+    )
+    deep = await fsck(api.ctx, deep=True)
+    assert deep.clean and deep.blocks_checked == 8
+
+
+async def test_missing_block_is_missing_and_under_replicated(api: Api) -> None:
+    ids = await _store(api)
+    layout_id, index, path = (await _block_paths(api, ids["ec"]))[1]
+    path.unlink()
+
+    report = await fsck(api.ctx)
+    assert _kinds(report) == [("missing", layout_id, index), ("under-replicated", layout_id, None)]
+    missing = next(f for f in report.findings if f.kind == "missing")
+    assert missing.key == path.relative_to(api.spaces[missing.space_id] / "jcs").as_posix()
+    assert missing.space_name.startswith("space-") or missing.space_name == "local"
+    under = next(f for f in report.findings if f.kind == "under-replicated")
+    assert under.detail == "2 of 3 blocks intact, 2 needed to read"
+    assert report.count("missing") == 1 and report.count("under-replicated") == 1
+    assert not report.clean
+    assert report.summary().endswith("1 missing, 0 corrupt, 0 orphans, 1 under-replicated")
+
+    # without --repair nothing is queued; with it the layout is, once
+    async with api.ctx.db.read() as conn:
+        assert await repairs.count(conn) == 0
+    fixed = await fsck(api.ctx, repair=True)
+    assert fixed.enqueued == 1
+    async with api.ctx.db.read() as conn:
+        assert [i.layout_id for i in await repairs.due(conn, 10)] == [layout_id]
+    assert (await fsck(api.ctx, repair=True)).enqueued == 0  # already queued
+
+
+async def test_lost_layout(api: Api) -> None:
+    ids = await _store(api)
+    layout_id, _, path = (await _block_paths(api, ids["none"]))[0]
+    path.unlink()
+    report = await fsck(api.ctx, repair=True)
+    assert _kinds(report) == [("lost", layout_id, None), ("missing", layout_id, 0)]
+    assert report.summary().endswith(", 1 lost")
+    assert report.enqueued == 0  # nothing left to rebuild from
+
+
+async def test_flipped_byte_is_corrupt_with_deep(api: Api) -> None:
+    ids = await _store(api)
+    rep_layout, rep_index, rep_path = (await _block_paths(api, ids["rep"]))[0]
+    ec_layout, ec_index, ec_path = (await _block_paths(api, ids["ec"]))[2]
+    for path, at in ((rep_path, 100), (ec_path, 5000)):
+        raw = bytearray(path.read_bytes())
+        raw[at] ^= 0x01
+        path.write_bytes(bytes(raw))
+
+    shallow = await fsck(api.ctx)
+    assert shallow.clean  # same size: only reading finds it
+
+    deep = await fsck(api.ctx, deep=True)
+    assert _kinds(deep) == sorted(
+        [
+            ("corrupt", rep_layout, rep_index),
+            ("corrupt", ec_layout, ec_index),
+            ("under-replicated", rep_layout, None),
+            ("under-replicated", ec_layout, None),
+        ]
+    )
+    assert all("integrity" in f.detail for f in deep.findings if f.kind == "corrupt")
+    assert deep.summary().endswith("0 missing, 2 corrupt, 0 orphans, 2 under-replicated")
+
+
+async def test_truncated_block_is_corrupt_without_deep(api: Api) -> None:
+    ids = await _store(api)
+    layout_id, index, path = (await _block_paths(api, ids["rep"]))[1]
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size - 1)
+    report = await fsck(api.ctx)
+    assert _kinds(report) == [("corrupt", layout_id, index), ("under-replicated", layout_id, None)]
+    assert "expected" in report.findings[0].detail
+
+
+async def test_stray_file_is_an_orphan_and_repair_deletes_it(api: Api) -> None:
+    await _store(api)
+    sid, root = next(iter(api.spaces.items()))
+    stray = root / "jcs" / "blocks" / "ab" / "abcdef.0"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"left behind")
+    outside = root / "jcs" / "user-file.txt"  # not under blocks/: the user's, not ours
+    outside.write_bytes(b"mine")
+    _age(outside)
+
+    # younger than the GC delay: could be an upload in flight, not judged
+    report = await fsck(api.ctx, repair=True)
+    assert report.clean and report.young_keys == 1 and report.orphans_deleted == 0
+    assert stray.exists()
+
+    _age(stray)
+    report = await fsck(api.ctx)
+    assert _kinds(report) == [("orphan", None, None)]
+    assert report.findings[0].key == "blocks/ab/abcdef.0"
+    assert report.findings[0].space_id == sid
+    assert report.summary().endswith("0 corrupt, 1 orphans, 0 under-replicated")
+    assert stray.exists()  # only reported
+
+    report = await fsck(api.ctx, repair=True)
+    assert report.orphans_deleted == 1 and not stray.exists()
+    assert outside.exists()
+    assert (await fsck(api.ctx)).clean
+
+
+async def test_gc_delay_from_settings(api: Api) -> None:
+    """A zero delay judges fresh keys too (``JCS_GC_DELAY_SECONDS=0``)."""
+    await _store(api)
+    root = next(iter(api.spaces.values()))
+    stray = root / "jcs" / "blocks" / "cd" / "cdef.1"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"x")
+    api.ctx.settings = dataclasses.replace(api.ctx.settings, gc_delay=timedelta(seconds=0))
+    report = await fsck(api.ctx, repair=True)
+    assert report.count("orphan") == 1 and report.orphans_deleted == 1
+    assert not stray.exists()
+
+
+async def test_pending_layout_blocks_are_not_orphans(api: Api) -> None:
+    """An upload in flight (or crashed, awaiting GC) has a pending layout whose
+    planned keys are recorded: its blocks are neither orphans nor checked."""
+    await _store(api)
+    sid, root = next(iter(api.spaces.items()))
+    key = "blocks/ee/" + "ee" * 16 + ".0"
+    async with api.ctx.db.write() as conn:
+        await layouts.create_pending(conn, RepPolicy(1), b"k" * 40, [(0, sid, key)])
+    block = root / "jcs" / key
+    block.parent.mkdir(parents=True, exist_ok=True)
+    block.write_bytes(b"half written")
+    _age(block)
+
+    report = await fsck(api.ctx, repair=True)
+    assert report.clean, report.findings
+    assert report.orphans_deleted == 0 and block.exists()
+    assert report.layouts_checked == 4  # the pending layout is not checked
+
+
+async def test_released_layout_blocks_are_not_orphans(api: Api) -> None:
+    """Overwritten content waits for GC: referenced, so not an orphan; not in use,
+    so not checked; after GC nothing is left over."""
+    ids = await _store(api)
+    old = await _block_paths(api, ids["rep"])
+    pkg = (await api.ctx.objects.get(await _admin_id(api), ids["rep"])).package_id
+    await api.upload_one(pkg, "rep.bin", b"new content")
+    for _, _, path in old:
+        _age(path)
+    report = await fsck(api.ctx, repair=True)
+    assert report.clean and all(p.exists() for _, _, p in old)
+    await api.gc()
+    assert not any(p.exists() for _, _, p in old)
+    assert (await fsck(api.ctx)).clean
+
+
+async def test_shared_location_is_listed_once(api: Api) -> None:
+    """Two user spaces on one directory: each one's blocks are the other's
+    neighbours, never its orphans (fsck --repair must not delete them)."""
+    await _store(api)
+    root = next(iter(api.spaces.values()))
+    await api.post(
+        "/v1/userSpace/create",
+        {"name": "same-dir", "storage": {"type": "Local", "path": str(root)}},
+    )
+    for p in (root / "jcs" / "blocks").rglob("*"):
+        if p.is_file():
+            _age(p)
+    report = await fsck(api.ctx, repair=True)
+    assert report.clean, report.findings
+    assert report.orphans_deleted == 0
+
+
+async def test_unreachable_space(api: Api) -> None:
+    ids = await _store(api)
+    blocks = await _block_paths(api, ids["ec"])
+    layout_id, index, path = blocks[0]
+    space_root = next(root for root in api.spaces.values() if path.is_relative_to(root))
+    moved = space_root.with_name(space_root.name + "-away")
+    space_root.rename(moved)
+    space_root.write_bytes(b"not a directory any more")  # even root cannot write into it
+    try:
+        report = await fsck(api.ctx)
+    finally:
+        space_root.unlink()
+        moved.rename(space_root)
+    assert report.unreachable_spaces and not report.clean
+    kinds = _kinds(report)
+    assert ("unreachable", layout_id, index) in kinds
+    assert ("under-replicated", layout_id, None) in kinds
+    assert "unreachable" in report.summary()
+    assert (await fsck(api.ctx)).clean
+
+
+# --- the command line ------------------------------------------------------
+
+
+def _jcs(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
+    env["COLUMNS"] = "200"
+    return subprocess.run(
+        [str(JCS), *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_cli_fsck_table_and_exit_status(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def setup() -> Path:
+        context = await Context.open(Settings(data_dir=data_dir))
+        try:
+            key = await context.bootstrap()
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(context, background=False)),
+                base_url="http://jcs.test",
+                headers={"Authorization": f"Bearer {key}"},
+            ) as c:
+                r = await c.post("/v1/bucket/create", json={"name": "b"})
+                bucket = r.json()["data"]["bucket"]["bucketID"]
+                r = await c.post("/v1/package/create", json={"bucketID": bucket, "name": "p"})
+                pkg = r.json()["data"]["package"]["packageID"]
+                body, ctype = multipart(
+                    [
+                        ("info", None, f'{{"packageID": {pkg}}}'.encode()),
+                        ("files", "a.txt", b"hello fsck"),
+                    ]
+                )
+                r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
+                assert r.status_code == 200, r.text
+        finally:
+            await context.close()
+        files = [p for p in (data_dir / "spaces").rglob("*") if p.is_file()]
+        assert len(files) == 1
+        return files[0]
+
+    block = asyncio.run(setup())
+
+    help_text = _jcs("admin", "fsck", "--help").stdout
+    assert "--deep" in help_text and "--repair" in help_text and "Exit status" in help_text
+
+    clean = _jcs("admin", "fsck", "--data-dir", str(data_dir))
+    assert clean.returncode == 0, clean.stderr
+    assert clean.stdout.strip() == (
+        "fsck: 1 blocks checked, 0 missing, 0 corrupt, 0 orphans, 0 under-replicated"
+    )
+
+    stray = block.parent / "0123.0"
+    stray.write_bytes(b"stray")
+    _age(stray)
+    block.unlink()
+    bad = _jcs("admin", "fsck", "--deep", "--data-dir", str(data_dir))
+    assert bad.returncode == 1, bad.stderr
+    lines = bad.stdout.splitlines()
+    header = next(line for line in lines if "kind" in line)
+    for column in ("kind", "space", "layout", "block", "key"):
+        assert column in header
+    rows = [line for line in lines if "blocks/" in line]
+    assert any("missing" in r and "local" in r and block.name in r for r in rows), bad.stdout
+    assert any("orphan" in r and "0123.0" in r for r in rows), bad.stdout
+    assert any("lost" in line for line in lines), bad.stdout
+    assert lines[-1] == (
+        "fsck: 1 blocks checked, 1 missing, 0 corrupt, 1 orphans, 0 under-replicated, 1 lost"
+    )
+
+    fixed = _jcs("admin", "fsck", "--repair", "--data-dir", str(data_dir))
+    assert fixed.returncode == 1  # what it found is still reported
+    assert "deleted 1 orphans" in fixed.stdout and not stray.exists()
+
+    nodir = _jcs("admin", "fsck", "--data-dir", str(tmp_path / "nothing"))
+    assert nodir.returncode == 1 and "error:" in nodir.stderr
