@@ -12,6 +12,7 @@ from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.repair import RepairService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import MasterKey, write_private
 from jointcloud.meta.db import Database
@@ -34,6 +35,7 @@ class Context:
     store: BlockStore
     objects: ObjectService
     multipart: MultipartService
+    repair: RepairService
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -45,6 +47,8 @@ class Context:
         buckets = BucketService(db)
         packages = PackageService(db, buckets)
         store = BlockStore(db, master, pool)
+        repair = RepairService(db, store, pool)
+        store.on_bad_block = repair.note_bad_block  # degraded reads queue repair
         return cls(
             settings=settings,
             db=db,
@@ -57,6 +61,7 @@ class Context:
             store=store,
             objects=ObjectService(db, packages, store),
             multipart=MultipartService(db, packages, store),
+            repair=repair,
         )
 
     async def bootstrap(self) -> str | None:
@@ -77,5 +82,6 @@ class Context:
         return key
 
     async def close(self) -> None:
+        await self.repair.close()
         await self.pool.close()
         await self.db.close()
