@@ -112,7 +112,7 @@ def _job_command(name: str) -> None:
                         return messages
 
         for line in _run(_settings(ctx, data_dir, database_url), body):
-            out.print(f"{name}: {line}")
+            out.print(f"{name}: {line}", markup=False)
 
     command.__doc__ = f"Run the {name} job (one pass with --once)."
     app.command(name)(command)
