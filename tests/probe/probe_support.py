@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
 from e2e_support import JCS, JcsServer, clean_env, free_port
 
+__all__ = ["JCS", "JcsServer", "clean_env", "free_port"]
+
 # Jobs of a probe server run only when a test asks (``jcs admin <job> --once``),
 # not on their own timers in the middle of an assertion.
 QUIET_JOBS = {
