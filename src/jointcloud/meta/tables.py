@@ -67,6 +67,9 @@ buckets = Table(
     Column("project_id", String(36), nullable=False, unique=True),
     Column("redundancy", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # When the default policy was last set: objects written before it are
+    # re-encoded to it (unless their package has its own policy).
+    Column("policy_changed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("user_id", "name", name="uq_buckets_user_name"),
 )
 
@@ -78,6 +81,8 @@ packages = Table(
     Column("name", String(255), nullable=False),
     Column("redundancy", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # When the policy was last set: objects written before it are re-encoded.
+    Column("policy_changed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("bucket_id", "name", name="uq_packages_bucket_name"),
 )
 
