@@ -141,3 +141,18 @@ class BlockStore:
 
             async for chunk in read_range(self.layout(rec), refs, lo, hi - lo, on_bad_block=report):
                 yield chunk
+
+    async def read_layout(self, rec: LayoutRecord) -> AsyncIterator[bytes]:
+        """The whole plaintext of one layout (redundancy change streams a
+        layout out through this); bad blocks are reported like on ``read``."""
+        if rec.size == 0:
+            return
+        refs = await self._refs(rec)
+
+        def report(index: int, err: Exception) -> None:
+            log.warning("skipped bad block", layout=rec.layout_id, block=index, error=str(err))
+            if self.on_bad_block is not None:
+                self.on_bad_block(rec.layout_id, index, err)
+
+        async for chunk in read_range(self.layout(rec), refs, 0, rec.size, on_bad_block=report):
+            yield chunk

@@ -9,8 +9,9 @@ from sqlalchemy.exc import IntegrityError
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import AlreadyExists, NotFound, OperationFailed
-from jointcloud.meta import catalog
+from jointcloud.meta import catalog, jobs
 from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy, parse_redundancy
 
 
@@ -50,6 +51,19 @@ class BucketService:
     async def list(self, user_id: int) -> list[Bucket]:
         async with self.db.read() as conn:
             return await catalog.list_buckets(conn, user_id)
+
+    async def set_redundancy(self, user_id: int, bucket_id: int, redundancy: object) -> Bucket:
+        """Change the default policy (``None``: no default, i.e. none). The
+        objects of packages that inherit it are re-encoded in the background."""
+        policy = optional_policy(redundancy)
+        async with self.db.write() as conn:
+            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
+                raise NotFound(f"bucket {bucket_id} not found")
+            await catalog.set_bucket_policy(conn, bucket_id, policy)
+            await jobs.wake(conn, "recode", now())
+            bucket = await catalog.get_bucket(conn, user_id, bucket_id)
+        assert bucket is not None
+        return bucket
 
     async def delete(self, user_id: int, bucket_id: int) -> None:
         async with self.db.write() as conn:
@@ -110,6 +124,19 @@ class PackageService:
             if await catalog.get_package(conn, user_id, package_id) is None:
                 raise NotFound(f"package {package_id} not found")
             await catalog.delete_package(conn, package_id)
+
+    async def set_redundancy(self, user_id: int, package_id: int, redundancy: object) -> Package:
+        """Change the policy (``None``: inherit the bucket's). Its objects are
+        re-encoded in the background."""
+        policy = optional_policy(redundancy)
+        async with self.db.write() as conn:
+            if await catalog.get_package(conn, user_id, package_id) is None:
+                raise NotFound(f"package {package_id} not found")
+            await catalog.set_package_policy(conn, package_id, policy)
+            await jobs.wake(conn, "recode", now())
+            pkg = await catalog.get_package(conn, user_id, package_id)
+        assert pkg is not None
+        return pkg
 
     async def effective_policy(self, user_id: int, package_id: int) -> tuple[Package, Redundancy]:
         async with self.db.read() as conn:

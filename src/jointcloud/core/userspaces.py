@@ -27,8 +27,9 @@ from jointcloud.errors import (
     SpaceError,
 )
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts
+from jointcloud.meta import accounts, jobs
 from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
 from jointcloud.spaces.registry import open_space, validate_storage
 
@@ -211,6 +212,12 @@ class UserSpaceService:
             values["credential"] = self.pool.seal(space_id, credential)
         if "rootPath" in changes:
             values["root_path"] = _root_path(changes["rootPath"])
+        if "state" in changes:
+            if changes["state"] not in ("Normal", "Draining"):
+                raise BadArgument(
+                    "state must be 'Normal' or 'Draining' (health checks set 'Unavailable')"
+                )
+            values["state"] = changes["state"]
         async with self.db.write() as conn:
             moves_data = "storage" in changes or "rootPath" in changes
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
@@ -222,8 +229,15 @@ class UserSpaceService:
                 if other is not None and other.user_space_id != space_id:
                     raise AlreadyExists(f"user space named {values['name']!r} already exists")
             await accounts.update_space(conn, space_id, **values)
+            if values.get("state") == "Draining":
+                await jobs.wake(conn, "drain", now())
         await self.pool.forget(space_id)
         return await self.get(user_id, space_id)
+
+    async def drain(self, user_id: int, space_id: int) -> UserSpace:
+        """Mark a space for removal: placement skips it and the drain job moves
+        its blocks to the owner's other spaces; then it can be deleted."""
+        return await self.update(user_id, space_id, {"state": "Draining"})
 
     async def delete(self, user_id: int, space_id: int) -> None:
         await self.get(user_id, space_id)

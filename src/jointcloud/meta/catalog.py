@@ -68,6 +68,18 @@ async def list_buckets(conn: AsyncConnection, user_id: int) -> list[Bucket]:
     return [to_bucket(r) for r in await conn.execute(q)]
 
 
+async def set_bucket_policy(
+    conn: AsyncConnection, bucket_id: int, policy: Redundancy | None
+) -> None:
+    """Set the default policy; objects of the packages that inherit it and
+    were written before now are re-encoded to it (``meta.recode``)."""
+    await conn.execute(
+        update(t.buckets)
+        .where(t.buckets.c.id == bucket_id)
+        .values(redundancy=dump_policy(policy), policy_changed_at=now())
+    )
+
+
 async def delete_bucket(conn: AsyncConnection, bucket_id: int) -> None:
     await conn.execute(delete(t.buckets).where(t.buckets.c.id == bucket_id))
 
@@ -119,6 +131,18 @@ async def get_package(conn: AsyncConnection, user_id: int, package_id: int) -> P
     q = _owned_packages(user_id).where(t.packages.c.id == package_id)
     row = (await conn.execute(q)).first()
     return None if row is None else to_package(row)
+
+
+async def set_package_policy(
+    conn: AsyncConnection, package_id: int, policy: Redundancy | None
+) -> None:
+    """Set the policy (None: inherit the bucket's); objects written before now
+    are re-encoded to the package's effective policy (``meta.recode``)."""
+    await conn.execute(
+        update(t.packages)
+        .where(t.packages.c.id == package_id)
+        .values(redundancy=dump_policy(policy), policy_changed_at=now())
+    )
 
 
 async def get_package_by_name(conn: AsyncConnection, bucket_id: int, name: str) -> Package | None:

@@ -1,0 +1,271 @@
+"""Drain: move every block off the user spaces their owners marked ``Draining``.
+
+A block's stored bytes do not depend on the space that holds them (chunks
+are sealed with the layout's key and the block index), so a move is a raw
+copy, streamed. Per block:
+
+1. record the intent: a ``pending`` layout whose one block is the copy, so a
+   crash mid-copy leaves rows GC finds (and removes after its delay) rather
+   than an untracked file;
+2. stream the block to a ``Normal`` space of the same owner that holds no
+   block of that layout (a space is a failure domain), least loaded first;
+3. one transaction: compare-and-swap the layout's block from the old
+   location to the copy (``layouts.replace_block``) and drop the intent
+   rows. If the block moved meanwhile (a repair or another drain won), the
+   copy is deleted instead;
+4. delete the old key.
+
+A block that cannot be read from the draining space is queued for repair,
+which rebuilds it from the layout's other blocks. Once a draining space
+holds no block, ``userSpace/delete`` succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from jointcloud.core.blockstore import BlockStore
+from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
+from jointcloud.errors import JcsError, SpaceError
+from jointcloud.meta import accounts, layouts, repairs, spacestate
+from jointcloud.meta.db import Database
+from jointcloud.spaces.base import Space
+
+log = structlog.get_logger(__name__)
+
+DRAIN_BATCH = 256  # blocks looked at per pass
+COPY_CONCURRENCY = 4  # layouts moved at once
+
+
+def new_block_key(index: int) -> str:
+    """A fresh key in the layout's block naming scheme (see ``core.blockstore``):
+    never the old key, so the copy cannot collide with another mover's."""
+    name = uuid.uuid4().hex
+    return f"blocks/{name[:2]}/{name}.{index}"
+
+
+class SourceUnreadable(Exception):
+    """Reading the block from the draining space failed."""
+
+
+@dataclass
+class DrainReport:
+    spaces: int = 0  # draining spaces
+    total: int = 0  # blocks on them when the pass started
+    moved: int = 0
+    failed: int = 0
+    remaining: int = 0
+    repair_queued: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if not self.spaces:
+            return "no user space is draining"
+        n = self.spaces
+        text = (
+            f"moved {self.moved} block{'s' if self.moved != 1 else ''} off {n} draining "
+            f"space{'s' if n != 1 else ''}, {self.remaining} left"
+        )
+        if self.failed:
+            text += f"; {self.failed} failed"
+            if self.repair_queued:
+                text += f" ({self.repair_queued} layouts queued for repair)"
+            text += ": " + "; ".join(self.problems[:3])
+        return text
+
+
+async def _copy(src: Space, key: str, dst: Space, new_key: str) -> int:
+    """Stream ``key`` of ``src`` into ``new_key`` of ``dst``; the copy is
+    committed only when every byte the source holds arrived."""
+    try:
+        size = (await src.stat(key)).size
+    except SpaceError as exc:
+        raise SourceUnreadable(exc.message) from exc
+    writer = await dst.open_writer(new_key)
+    copied = 0
+    try:
+        stream = src.read_stream(key)
+        while True:
+            try:
+                chunk = await anext(stream)
+            except StopAsyncIteration:
+                break
+            except SpaceError as exc:
+                raise SourceUnreadable(exc.message) from exc
+            await writer.write(chunk)
+            copied += len(chunk)
+        if copied != size:
+            raise SourceUnreadable(f"read {copied} of its {size} bytes")
+        await writer.commit()
+    except BaseException:
+        await writer.abort()
+        raise
+    return copied
+
+
+class _Pass:
+    def __init__(self, db: Database, store: BlockStore, report: DrainReport) -> None:
+        self.db = db
+        self.store = store
+        self.pool = store.pool
+        self.report = report
+        self.spaces_of: dict[int, list[UserSpace]] = {}
+        self.load: collections.Counter[int] = collections.Counter()  # copies per target
+        self.repair: set[int] = set()
+
+    def target(self, owner: int, holders: set[int]) -> UserSpace | None:
+        free = [
+            s
+            for s in self.spaces_of.get(owner, [])
+            if s.state == "Normal" and s.user_space_id not in holders
+        ]
+        if not free:
+            return None
+        best = min(
+            free,
+            key=lambda s: (
+                self.load[s.user_space_id],
+                s.latency_ms if s.latency_ms is not None else float("inf"),
+                s.user_space_id,
+            ),
+        )
+        self.load[best.user_space_id] += 1
+        return best
+
+    def fail(self, rec: LayoutRecord, block: BlockRecord, why: str) -> None:
+        self.report.failed += 1
+        self.report.problems.append(
+            f"block {block.index} of layout {rec.layout_id} on space {block.user_space_id}: {why}"
+        )
+        log.warning(
+            "drain: block not moved",
+            layout=rec.layout_id,
+            block=block.index,
+            space=block.user_space_id,
+            error=why,
+        )
+
+    async def move_layout(
+        self, rec: LayoutRecord, moving: list[BlockRecord], owner_of: dict[int, int]
+    ) -> None:
+        holders = {b.user_space_id for b in rec.blocks}
+        for block in moving:
+            dst = self.target(owner_of[block.user_space_id], holders)
+            if dst is None:
+                self.fail(rec, block, "no Normal user space of its owner is free for it")
+                continue
+            try:
+                moved = await self.move_block(rec, block, dst)
+            except SourceUnreadable as exc:
+                self.fail(rec, block, f"cannot read it: {exc}")
+                self.repair.add(rec.layout_id)
+                continue
+            except JcsError as exc:
+                self.fail(rec, block, exc.message)
+                continue
+            except Exception as exc:
+                self.fail(rec, block, f"{type(exc).__name__}: {exc}")
+                continue
+            if moved:
+                holders.discard(block.user_space_id)
+                holders.add(dst.user_space_id)
+                self.report.moved += 1
+
+    async def move_block(self, rec: LayoutRecord, block: BlockRecord, dst: UserSpace) -> bool:
+        try:
+            src = await self.pool.get_by_id(block.user_space_id)
+        except SpaceError as exc:
+            raise SourceUnreadable(exc.message) from exc
+        target = await self.pool.get(dst)
+        new_key = new_block_key(block.index)
+        async with self.db.write() as conn:
+            intent = await layouts.create_pending(
+                conn, rec.policy, rec.wrapped_key, [(block.index, dst.user_space_id, new_key)]
+            )
+        try:
+            await _copy(src, block.key, target, new_key)
+            async with self.db.write() as conn:
+                old = (block.user_space_id, block.key)
+                swapped = await layouts.replace_block(
+                    conn, rec.layout_id, block.index, old, (dst.user_space_id, new_key)
+                )
+                if swapped:
+                    await layouts.delete_layouts(conn, [intent])
+        except BaseException:
+            await asyncio.shield(self._drop(intent, target, new_key))
+            raise
+        if not swapped:  # moved or gone meanwhile: ours is not needed
+            await self._drop(intent, target, new_key)
+            return False
+        try:
+            await src.delete(block.key)
+        except Exception as exc:
+            # The layout no longer points at it: an orphan fsck reports.
+            log.warning("drain: old block not deleted", key=block.key, error=str(exc))
+        return True
+
+    async def _drop(self, intent: int, space: Space, key: str) -> None:
+        """Delete an unneeded copy, then its intent rows; if the delete fails the
+        rows stay and GC retries after its delay."""
+        try:
+            await space.delete(key)
+        except Exception as exc:
+            log.warning("drain: copy not deleted; GC retries", key=key, error=str(exc))
+            return
+        async with self.db.write() as conn:
+            await layouts.delete_layouts(conn, [intent])
+
+
+async def drain_once(
+    db: Database,
+    store: BlockStore,
+    limit: int = DRAIN_BATCH,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> DrainReport:
+    """Move up to ``limit`` blocks off draining spaces."""
+    report = DrainReport()
+    async with db.read() as conn:
+        draining = {s.user_space_id: s for s in await spacestate.list_all(conn, ["Draining"])}
+        if not draining:
+            return report
+        report.spaces = len(draining)
+        report.total = await spacestate.count_live_blocks(conn, list(draining))
+        batch = await layouts.blocks_in_spaces(conn, list(draining), limit)
+        records = await layouts.load(conn, {lid for lid, _ in batch})
+        work = _Pass(db, store, report)
+        for owner in {s.user_id for s in draining.values()}:
+            work.spaces_of[owner] = await accounts.list_spaces(conn, owner)
+    owner_of = {sid: s.user_id for sid, s in draining.items()}
+    by_layout: dict[int, list[BlockRecord]] = {}
+    for layout_id, block in batch:
+        by_layout.setdefault(layout_id, []).append(block)
+
+    limit_sem = asyncio.Semaphore(COPY_CONCURRENCY)
+
+    async def one(layout_id: int, moving: list[BlockRecord]) -> None:
+        rec = records.get(layout_id)
+        if rec is None:  # collected meanwhile
+            return
+        async with limit_sem:
+            await work.move_layout(rec, moving, owner_of)
+        if progress is not None:
+            progress(
+                report.moved + report.failed,
+                report.total,
+                f"moved {report.moved} of {report.total} blocks",
+            )
+
+    await asyncio.gather(*(one(lid, blocks) for lid, blocks in by_layout.items()))
+    async with db.write() as conn:
+        if work.repair:
+            report.repair_queued = await repairs.enqueue(
+                conn, work.repair, "drain: block unreadable on a draining space"
+            )
+        report.remaining = await spacestate.count_live_blocks(conn, list(draining))
+    return report

@@ -1,0 +1,165 @@
+"""Space health: probe every user space, record its latency, and move it
+between ``Normal`` and ``Unavailable``.
+
+A probe really touches the backend (stat of a key, a 1 KiB write, read back
+and delete, the same steps as ``userSpace/test``) under a timeout. A space
+that fails leaves placement until a later probe passes; ``Draining`` is the
+owner's decision and a probe never changes it (its latency is still
+recorded). State changes are compare-and-swap in the database, which is
+what other processes read; this process's ``SpacePool`` records are updated
+at once, so its reads prefer healthy spaces without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from jointcloud.core.models import UserSpace
+from jointcloud.core.userspaces import SpacePool, probe
+from jointcloud.errors import JcsError, OperationFailed, SpaceError
+from jointcloud.meta import spacestate
+from jointcloud.meta.db import Database
+from jointcloud.spaces.registry import open_space
+
+log = structlog.get_logger(__name__)
+
+PROBE_TIMEOUT = 10.0
+PROBE_CONCURRENCY = 8
+
+NORMAL, UNAVAILABLE, DRAINING = "Normal", "Unavailable", "Draining"
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    space: UserSpace  # as read before the probe
+    latency_ms: float | None  # None: the probe failed
+    error: str | None
+    state: str  # after the probe
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def changed(self) -> bool:
+        return self.state != self.space.state
+
+
+@dataclass
+class HealthReport:
+    results: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[ProbeResult]:
+        return [r for r in self.results if not r.ok]
+
+    def summary(self) -> str:
+        n = len(self.results)
+        text = f"probed {n} user space{'s' if n != 1 else ''}: {n - len(self.failed)} ok"
+        if self.failed:
+            text += f", {len(self.failed)} failing"
+        changes = [
+            f"{r.space.name} (id {r.space.user_space_id}) {r.space.state} -> {r.state}"
+            + (f" ({r.error})" if r.error else "")
+            for r in self.results
+            if r.changed
+        ]
+        if changes:
+            text += "; " + ", ".join(changes)
+        return text
+
+
+async def probe_space(
+    pool: SpacePool, space: UserSpace, limit_s: float
+) -> tuple[float | None, str | None]:
+    """(latency in ms, None) or (None, why it failed), within ``limit_s`` seconds."""
+    try:
+        async with asyncio.timeout(limit_s):
+            try:
+                return await probe(await pool.get(space)), None
+            except JcsError:
+                # The open backend may be stale (a Local root directory that went
+                # away and is back, a dropped connection): a fresh one decides, and
+                # replaces it if it works. A failing one stays, so that reads keep
+                # skipping its blocks rather than failing to open it.
+                try:
+                    fresh = open_space(space.storage, pool.credential(space), space.root_path)
+                except SpaceError as exc:
+                    raise OperationFailed(
+                        f"user space test failed at step 'connect': {exc.message}"
+                    ) from exc
+                try:
+                    latency = await probe(fresh)
+                finally:
+                    await fresh.close()
+                await pool.forget(space.user_space_id)
+                return latency, None
+    except TimeoutError:
+        return None, f"probe timed out after {limit_s:g} s"
+    except JcsError as exc:
+        return None, exc.message
+    except Exception as exc:  # a backend bug must not stop the other probes
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def next_state(current: str, ok: bool) -> str:
+    if current == DRAINING:
+        return DRAINING
+    return NORMAL if ok else UNAVAILABLE
+
+
+async def check_health(
+    db: Database,
+    pool: SpacePool,
+    limit_s: float = PROBE_TIMEOUT,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> HealthReport:
+    """Probe every user space of every user once and record the outcome."""
+    async with db.read() as conn:
+        spaces = await spacestate.list_all(conn)
+    limit = asyncio.Semaphore(PROBE_CONCURRENCY)
+    done = 0
+
+    async def one(space: UserSpace) -> ProbeResult:
+        nonlocal done
+        async with limit:
+            latency, error = await probe_space(pool, space, limit_s)
+        done += 1
+        if progress is not None:
+            progress(done, len(spaces), f"probed {space.name}")
+        state = next_state(space.state, error is None)
+        return ProbeResult(space, latency, error, state)
+
+    results = await asyncio.gather(*(one(s) for s in spaces))
+    report = HealthReport(list(results))
+    async with db.write() as conn:
+        for i, r in enumerate(report.results):
+            sid = r.space.user_space_id
+            if r.latency_ms is not None:
+                await spacestate.record_latency(conn, sid, r.latency_ms)
+            if r.changed and not await spacestate.swap_state(conn, sid, [r.space.state], r.state):
+                # Changed meanwhile (drained, updated, deleted): theirs wins.
+                report.results[i] = dataclasses.replace(r, state=r.space.state)
+        fresh = {s.user_space_id: s for s in await spacestate.list_all(conn)}
+    for r in report.results:
+        sid = r.space.user_space_id
+        if r.changed:
+            level = log.warning if r.state == UNAVAILABLE else log.info
+            level(
+                "user space state changed",
+                space=sid,
+                name=r.space.name,
+                old=r.space.state,
+                new=r.state,
+                error=r.error,
+            )
+        if sid in fresh:
+            pool.records[sid] = fresh[sid]
+        else:
+            await pool.forget(sid)
+    return report

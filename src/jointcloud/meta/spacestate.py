@@ -1,0 +1,52 @@
+"""User-space state across all users: what the health and drain jobs read
+and write. State changes are compare-and-swap on the state they expect, so
+a health probe never overwrites a drain that an owner asked for meanwhile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jointcloud.core.models import UserSpace
+from jointcloud.meta import tables as t
+from jointcloud.meta.rows import to_space
+
+
+async def list_all(conn: AsyncConnection, states: Sequence[str] | None = None) -> list[UserSpace]:
+    """Every user's spaces (optionally only those in ``states``), by id."""
+    q = select(t.user_spaces).order_by(t.user_spaces.c.id)
+    if states is not None:
+        q = q.where(t.user_spaces.c.state.in_(list(states)))
+    return [to_space(r) for r in await conn.execute(q)]
+
+
+async def record_latency(conn: AsyncConnection, space_id: int, latency_ms: float) -> None:
+    await conn.execute(
+        update(t.user_spaces).where(t.user_spaces.c.id == space_id).values(latency_ms=latency_ms)
+    )
+
+
+async def swap_state(
+    conn: AsyncConnection, space_id: int, expected: Sequence[str], new: str
+) -> bool:
+    """Set ``new`` only if the state is one of ``expected``; whether it did."""
+    res = await conn.execute(
+        update(t.user_spaces)
+        .where(t.user_spaces.c.id == space_id, t.user_spaces.c.state.in_(list(expected)))
+        .values(state=new)
+    )
+    return res.rowcount == 1
+
+
+async def count_live_blocks(conn: AsyncConnection, space_ids: Sequence[int]) -> int:
+    """Blocks of live layouts held by the spaces (what a drain still has to move)."""
+    if not space_ids:
+        return 0
+    q = (
+        select(func.count())
+        .select_from(t.blocks.join(t.layouts, t.layouts.c.id == t.blocks.c.layout_id))
+        .where(t.blocks.c.user_space_id.in_(list(space_ids)), t.layouts.c.state == "live")
+    )
+    return int((await conn.execute(q)).scalar_one())
