@@ -26,6 +26,9 @@ class Settings:
     database_url: str | None = None
     gc_delay: timedelta = timedelta(minutes=10)
     gc_interval: float = 60.0
+    health_interval: float = 30.0  # seconds between two probes of every user space
+    drain_interval: float = 60.0
+    recode_interval: float = 60.0
     repair_interval: float = 30.0
     scrub_mbps: float = 50.0  # scrub reads at most this many MB (10^6 bytes) per second
     scrub_interval: float = 86400.0  # pause between two full sweeps
@@ -45,6 +48,9 @@ class Settings:
             database_url=database_url or env.get("JCS_DATABASE_URL") or None,
             gc_delay=timedelta(seconds=float(env.get("JCS_GC_DELAY_SECONDS", "600"))),
             gc_interval=float(env.get("JCS_GC_INTERVAL_SECONDS", "60")),
+            health_interval=float(env.get("JCS_HEALTH_INTERVAL_SECONDS", "30")),
+            drain_interval=float(env.get("JCS_DRAIN_INTERVAL_SECONDS", "60")),
+            recode_interval=float(env.get("JCS_RECODE_INTERVAL_SECONDS", "60")),
             repair_interval=float(env.get("JCS_REPAIR_INTERVAL_SECONDS", "30")),
             scrub_mbps=float(env.get("JCS_SCRUB_MBPS", "50")),
             scrub_interval=float(env.get("JCS_SCRUB_INTERVAL_SECONDS", "86400")),

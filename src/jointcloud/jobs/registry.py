@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from jointcloud.context import Context
 from jointcloud.jobs.base import Job
+from jointcloud.jobs.drain import DrainJob
 from jointcloud.jobs.gc import GcJob
+from jointcloud.jobs.health import HealthJob
+from jointcloud.jobs.recode import RecodeJob
 from jointcloud.jobs.repair import RepairJob
 from jointcloud.jobs.scrub import ScrubJob
 
-JOB_NAMES = ("gc", "repair", "scrub")
+JOB_NAMES = ("gc", "repair", "scrub", "health", "drain", "recode")
 
 
 def build_jobs(ctx: Context) -> list[Job]:
@@ -17,4 +20,7 @@ def build_jobs(ctx: Context) -> list[Job]:
         GcJob(ctx, s.gc_interval, s.gc_delay),
         RepairJob(ctx, s.repair_interval),
         ScrubJob(ctx, s.scrub_interval, s.scrub_mbps),
+        HealthJob(ctx, s.health_interval),
+        DrainJob(ctx, s.drain_interval),
+        RecodeJob(ctx, s.recode_interval),
     ]
