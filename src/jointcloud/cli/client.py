@@ -184,6 +184,15 @@ class JcsClient:
     def delete_space(self, space_id: int) -> None:
         self.post("/v1/userSpace/delete", {"userSpaceID": space_id})
 
+    def drain_space(self, space_id: int) -> JsonObj:
+        return cast(
+            JsonObj, self.post("/v1/userSpace/drain", {"userSpaceID": space_id})["userSpace"]
+        )
+
+    def update_space(self, space_id: int, **changes: Any) -> JsonObj:
+        body: JsonObj = {"userSpaceID": space_id, **changes}
+        return cast(JsonObj, self.post("/v1/userSpace/update", body)["userSpace"])
+
     def find_space(self, name_or_id: str) -> JsonObj:
         """By name first, then by numeric id."""
         spaces = self.list_spaces()
@@ -210,6 +219,10 @@ class JcsClient:
             body["redundancy"] = redundancy
         return cast(JsonObj, self.post("/v1/bucket/create", body)["bucket"])
 
+    def set_bucket_redundancy(self, bucket_id: int, redundancy: JsonObj | None) -> JsonObj:
+        body: JsonObj = {"bucketID": bucket_id, "redundancy": redundancy}
+        return cast(JsonObj, self.post("/v1/bucket/update", body)["bucket"])
+
     def delete_bucket(self, bucket_id: int) -> None:
         self.post("/v1/bucket/delete", {"bucketID": bucket_id})
 
@@ -228,6 +241,10 @@ class JcsClient:
         if redundancy is not None:
             body["redundancy"] = redundancy
         return cast(JsonObj, self.post("/v1/package/create", body)["package"])
+
+    def set_package_redundancy(self, package_id: int, redundancy: JsonObj | None) -> JsonObj:
+        body: JsonObj = {"packageID": package_id, "redundancy": redundancy}
+        return cast(JsonObj, self.post("/v1/package/update", body)["package"])
 
     def delete_package(self, package_id: int) -> None:
         self.post("/v1/package/delete", {"packageID": package_id})

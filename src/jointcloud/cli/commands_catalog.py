@@ -22,6 +22,9 @@ RedundancyOpt = Annotated[
 ]
 
 
+POLICY_HELP = 'JSON ({"type":"ec","k":4,"n":6}) or none, rep:N, ec:K,N'
+
+
 def policy_text(policy: Any) -> str:
     if not isinstance(policy, dict):
         return "-"
@@ -65,6 +68,26 @@ def bucket_ls(ctx: typer.Context) -> None:
             short_time(b.get("createTime")),
         )
     out.print(table)
+
+
+@bucket_app.command("set-redundancy")
+def bucket_set_redundancy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="bucket name")],
+    policy: Annotated[str, typer.Argument(metavar="POLICY", help=POLICY_HELP)],
+) -> None:
+    """Change a bucket's default policy; the objects of its packages that
+    inherit it are re-encoded in the background."""
+    redundancy = parse_redundancy(policy)
+    with open_client(options_of(ctx)) as client:
+        b = client.bucket(name)
+        got = client.set_bucket_redundancy(int(b["bucketID"]), redundancy)
+    out.print(
+        Text(
+            f"bucket {got['name']}: redundancy {policy_text(got.get('redundancy'))}; "
+            "its objects are re-encoded in the background (progress: jcs admin jobs)"
+        )
+    )
 
 
 @bucket_app.command("rm")
@@ -116,6 +139,29 @@ def package_ls(ctx: typer.Context, bucket: Annotated[str, typer.Argument(help="b
             short_time(p.get("createTime")),
         )
     out.print(table)
+
+
+@package_app.command("set-redundancy")
+def package_set_redundancy(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="BUCKET/PACKAGE")],
+    policy: Annotated[
+        str, typer.Argument(metavar="POLICY", help=POLICY_HELP + "; inherit: the bucket's")
+    ],
+) -> None:
+    """Change a package's policy; its objects are re-encoded in the background."""
+    bucket, package = parse_package(name)
+    redundancy = None if policy.strip() == "inherit" else parse_redundancy(policy)
+    with open_client(options_of(ctx)) as client:
+        p = client.package(bucket, package)
+        got = client.set_package_redundancy(int(p["packageID"]), redundancy)
+    shown = policy_text(got.get("redundancy")) if redundancy is not None else "inherited"
+    out.print(
+        Text(
+            f"package {bucket}/{got['name']}: redundancy {shown}; "
+            "its objects are re-encoded in the background (progress: jcs admin jobs)"
+        )
+    )
 
 
 @package_app.command("rm")

@@ -193,6 +193,37 @@ def test(
     out.print(Text(f"user space {found['name']} is OK ({latency:.1f} ms)"))
 
 
+@app.command("drain")
+def drain(
+    ctx: typer.Context,
+    space: Annotated[str, typer.Argument(metavar="NAME|ID", help="the space's name or id")],
+) -> None:
+    """Mark a space for removal: new data avoids it and its blocks move to your
+    other spaces in the background; remove it with 'jcs space rm' once empty."""
+    with open_client(options_of(ctx)) as client:
+        found = client.find_space(space)
+        got = client.drain_space(int(found["userSpaceID"]))
+    out.print(
+        Text(
+            f"user space {got['name']} (id {got['userSpaceID']}) is {got['state']}: "
+            "its blocks move to your other spaces in the background "
+            f"(progress: jcs admin jobs); then: jcs space rm {got['name']}"
+        )
+    )
+
+
+@app.command("undrain")
+def undrain(
+    ctx: typer.Context,
+    space: Annotated[str, typer.Argument(metavar="NAME|ID", help="the space's name or id")],
+) -> None:
+    """Stop draining a space: it takes new data again."""
+    with open_client(options_of(ctx)) as client:
+        found = client.find_space(space)
+        got = client.update_space(int(found["userSpaceID"]), state="Normal")
+    out.print(Text(f"user space {got['name']} (id {got['userSpaceID']}) is {got['state']}"))
+
+
 @app.command("rm")
 def rm(
     ctx: typer.Context,

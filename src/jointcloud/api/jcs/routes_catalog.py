@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from jointcloud.api.jcs import views
 from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentUser, QueryID
 from jointcloud.api.jcs.envelope import ok
+from jointcloud.errors import BadArgument
 
 router = APIRouter()
 
@@ -29,8 +30,23 @@ class PackageCreate(Body):
     redundancy: Any = None
 
 
+class BucketUpdate(Body):
+    bucketID: ID
+    redundancy: Any = None
+
+
 class PackageId(Body):
     packageID: ID
+
+
+class PackageUpdate(Body):
+    packageID: ID
+    redundancy: Any = None
+
+
+def _redundancy_given(body: Body) -> None:
+    if "redundancy" not in body.model_fields_set:
+        raise BadArgument("redundancy is required (a policy, or null for no default of its own)")
 
 
 class PackageClone(Body):
@@ -54,6 +70,16 @@ async def bucket_get_by_name(name: str, user: CurrentUser, ctx: Ctx) -> JSONResp
 @router.get("/v1/bucket/listAll")
 async def bucket_list(user: CurrentUser, ctx: Ctx) -> JSONResponse:
     return ok({"buckets": [views.bucket(b) for b in await ctx.buckets.list(user.user_id)]})
+
+
+@router.post("/v1/bucket/update")
+async def bucket_update(body: BucketUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    """Change the bucket's default policy (null: none); the objects of its
+    packages that inherit it are re-encoded in the background."""
+    body.check_user(user)
+    _redundancy_given(body)
+    b = await ctx.buckets.set_redundancy(user.user_id, body.bucketID, body.redundancy)
+    return ok({"bucket": views.bucket(b)})
 
 
 @router.post("/v1/bucket/delete")
@@ -87,6 +113,16 @@ async def package_get_by_full_name(
 async def package_list(bucketID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     pkgs = await ctx.packages.list(user.user_id, bucketID)
     return ok({"packages": [views.package(p) for p in pkgs]})
+
+
+@router.post("/v1/package/update")
+async def package_update(body: PackageUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    """Change the package's policy (null: inherit the bucket's); its objects
+    are re-encoded in the background."""
+    body.check_user(user)
+    _redundancy_given(body)
+    p = await ctx.packages.set_redundancy(user.user_id, body.packageID, body.redundancy)
+    return ok({"package": views.package(p)})
 
 
 @router.post("/v1/package/delete")

@@ -33,6 +33,7 @@ class SpaceUpdate(Body):
     storage: Any = None
     credential: Any = None
     rootPath: Any = None
+    state: Any = None  # "Normal" | "Draining"
 
 
 class SpaceId(Body):
@@ -59,9 +60,18 @@ async def create(body: SpaceCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse
 async def update(body: SpaceUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     body.check_user(user)
     changes = body.model_dump(
-        include={"name", "storage", "credential", "rootPath"}, exclude_unset=True
+        include={"name", "storage", "credential", "rootPath", "state"}, exclude_unset=True
     )
     space = await ctx.spaces.update(user.user_id, body.userSpaceID, changes)
+    return ok({"userSpace": _view(ctx, space)})
+
+
+@router.post("/v1/userSpace/drain")
+async def drain(body: SpaceId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+    """Mark the space Draining: its blocks move to the owner's other spaces
+    in the background, after which it can be deleted."""
+    body.check_user(user)
+    space = await ctx.spaces.drain(user.user_id, body.userSpaceID)
     return ok({"userSpace": _view(ctx, space)})
 
 
