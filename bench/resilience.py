@@ -95,6 +95,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         [JCS, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"],
         env={**os.environ, **PARKED},
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", server)
