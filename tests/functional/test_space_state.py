@@ -44,3 +44,14 @@ async def test_head_download_gives_size_without_body(api: Api) -> None:
     assert r.status_code == 200
     assert r.headers["content-length"] == "1234"
     assert r.content == b""
+
+
+async def test_read_survives_a_space_that_cannot_be_opened_after_restart(api: Api) -> None:
+    [extra] = await api.add_spaces(1)
+    pkg = await api.package("r", {"type": "rep", "repCount": 2})
+    obj = await api.upload_one(pkg, "r.bin", b"survivor" * 1000)
+    # As after a restart: the backend is not open yet, and now it cannot be.
+    await api.ctx.pool.forget(extra)
+    shutil.rmtree(api.spaces[extra])
+    api.spaces[extra].write_bytes(b"a file where the space's directory was")
+    assert await api.download(obj["objectID"]) == b"survivor" * 1000

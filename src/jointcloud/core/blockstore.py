@@ -17,12 +17,15 @@ import structlog
 from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout, UserSpace
 from jointcloud.core.placement import choose_spaces
 from jointcloud.core.userspaces import SpacePool
+from jointcloud.errors import SpaceError
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import Redundancy
 from jointcloud.redundancy.stream import BlockRef, Layout, read_range, write_blocks
+from jointcloud.spaces.base import Space
+from jointcloud.spaces.unreachable import UnreachableSpace
 
 log = structlog.get_logger(__name__)
 
@@ -109,7 +112,11 @@ class BlockStore:
     async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
         refs = []
         for b in rec.blocks:
-            space = await self.pool.get_by_id(b.user_space_id)
+            space: Space
+            try:
+                space = await self.pool.get_by_id(b.user_space_id)
+            except SpaceError as exc:  # the read routes around it like any failing block
+                space = UnreachableSpace(exc.message)
             refs.append(BlockRef(index=b.index, space=space, key=b.key, space_id=b.user_space_id))
         refs.sort(key=lambda r: self.pool.preference(r.space_id))
         return refs
