@@ -25,8 +25,8 @@ from probe_support import (
     sql,
 )
 
-THREADS_PER_KIND = 2
-MIN_ACKS = 24  # acknowledged operations before the kill
+THREADS_PER_KIND = 3
+MIN_ACKS = 30  # acknowledged operations before the kill
 MIN_RUN = 1.5  # seconds of load before the kill
 
 
