@@ -26,6 +26,7 @@ class Settings:
     database_url: str | None = None
     gc_delay: timedelta = timedelta(minutes=10)
     gc_interval: float = 60.0
+    multipart_expiry: timedelta = timedelta(days=1)  # unfinished uploads untouched this long go
     health_interval: float = 30.0  # seconds between two probes of every user space
     drain_interval: float = 60.0
     recode_interval: float = 60.0
@@ -48,6 +49,9 @@ class Settings:
             database_url=database_url or env.get("JCS_DATABASE_URL") or None,
             gc_delay=timedelta(seconds=float(env.get("JCS_GC_DELAY_SECONDS", "600"))),
             gc_interval=float(env.get("JCS_GC_INTERVAL_SECONDS", "60")),
+            multipart_expiry=timedelta(
+                seconds=float(env.get("JCS_MULTIPART_EXPIRY_SECONDS", "86400"))
+            ),
             health_interval=float(env.get("JCS_HEALTH_INTERVAL_SECONDS", "30")),
             drain_interval=float(env.get("JCS_DRAIN_INTERVAL_SECONDS", "60")),
             recode_interval=float(env.get("JCS_RECODE_INTERVAL_SECONDS", "60")),

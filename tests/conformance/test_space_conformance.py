@@ -288,6 +288,28 @@ async def test_local_abort_and_commit_leave_no_temp_files(tmp_path: Path) -> Non
     assert (tmp_path / "sp/x/z").read_bytes() == b"b" * 10
 
 
+async def test_sweep_keeps_committed_keys_and_fresh_writes(space: Space) -> None:
+    await space.put("keep/a", b"committed")
+    writer = await space.open_writer("keep/b")
+    await writer.write(b"in flight")
+    assert await space.sweep_incomplete(time.time() - 3600) == 0  # too young to go
+    await writer.commit()
+    assert await space.read("keep/a") == b"committed"
+    assert await space.read("keep/b") == b"in flight"
+
+
+async def test_local_sweep_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:
+    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp")
+    await space.put("done", b"ok")
+    writer = await space.open_writer("x/lost")
+    await writer.write(b"a" * (2 * MiB))  # the process "dies" here: no commit, no abort
+    leftovers = [f for f in files_under(tmp_path) if Path(f).name.startswith(".jcs-tmp-")]
+    assert len(leftovers) == 1
+    assert await space.sweep_incomplete(time.time() + 1) == 1
+    assert files_under(tmp_path) == ["sp/done"]
+    assert await space.read("done") == b"ok"
+
+
 async def test_s3_outage_is_unavailable_then_recovers() -> None:
     """A stopped S3 endpoint is a SpaceUnavailable (not a missing block); restart heals."""
     with S3Server() as server:

@@ -4,16 +4,23 @@ A layout becomes garbage when its last reference goes (overwrite, delete,
 abandoned multipart part) or when an upload crashed before committing. After
 a safety delay — long enough for in-flight reads of the old content to end —
 its blocks are deleted from the spaces and then its rows.
+
+The same pass drops multipart uploads abandoned for longer than the multipart
+expiry (their parts become garbage like any layout) and removes what crashed
+writers left in the spaces (temporary files older than the delay).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import structlog
 
 from jointcloud.core.blockstore import BlockStore
-from jointcloud.meta import layouts
+from jointcloud.errors import JcsError
+from jointcloud.meta import catalog, layouts, sweeps
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 
@@ -22,6 +29,33 @@ from jointcloud.meta.rows import now
 class GcReport:
     layouts: int = 0
     blocks: int = 0
+    uploads: int = 0  # abandoned multipart uploads dropped
+    temp_files: int = 0  # leftovers of crashed writes removed from spaces
+
+
+log = structlog.get_logger(__name__)
+
+
+async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
+    dropped = 0
+    async with db.read() as conn:
+        ids = await layouts.abandoned_uploads(conn, before)
+    for object_id in ids:
+        async with db.write() as conn:
+            dropped += await catalog.abandon_upload(conn, object_id, before)
+    return dropped
+
+
+async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> int:
+    async with db.read() as conn:
+        spaces = await sweeps.spaces_in_state(conn, ("Normal", "Draining"))
+    removed = 0
+    for record in spaces:
+        try:
+            removed += await (await store.pool.get(record)).sweep_incomplete(before.timestamp())
+        except JcsError as exc:  # an unreachable space is swept on a later run
+            log.info("sweep skipped a space", space=record.user_space_id, error=exc.message)
+    return removed
 
 
 async def collect_garbage(
@@ -29,8 +63,13 @@ async def collect_garbage(
     store: BlockStore,
     delay: timedelta,
     progress: Callable[[int, int, str], None] | None = None,
+    *,
+    multipart_expiry: timedelta | None = None,
 ) -> GcReport:
     report = GcReport()
+    if multipart_expiry is not None:
+        report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
+    report.temp_files = await _sweep_spaces(db, store, now() - delay)
     while True:
         async with db.read() as conn:
             ids = await layouts.garbage(conn, now() - delay)

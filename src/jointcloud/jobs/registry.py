@@ -17,7 +17,7 @@ JOB_NAMES = ("gc", "repair", "scrub", "health", "drain", "recode")
 def build_jobs(ctx: Context) -> list[Job]:
     s = ctx.settings
     return [
-        GcJob(ctx, s.gc_interval, s.gc_delay),
+        GcJob(ctx, s.gc_interval, s.gc_delay, s.multipart_expiry),
         RepairJob(ctx, s.repair_interval),
         ScrubJob(ctx, s.scrub_interval, s.scrub_mbps),
         HealthJob(ctx, s.health_interval),

@@ -439,3 +439,35 @@ async def package_object_count(conn: AsyncConnection, package_id: int) -> int:
 
 
 __all__ = ["LayoutRecord"]
+
+
+async def abandon_upload(conn: AsyncConnection, object_id: int, before: datetime) -> bool:
+    """Drop an unfinished multipart upload that is still untouched since
+    ``before`` (re-checked here, under the write transaction): its staged
+    parts are released for GC, and a placeholder object that never completed
+    goes with them. Returns whether anything was dropped."""
+    row = (
+        await conn.execute(
+            select(t.objects.c.committed, t.objects.c.updated_at).where(t.objects.c.id == object_id)
+        )
+    ).first()
+    if row is None:
+        return False
+    last = (
+        await conn.execute(
+            select(func.max(t.upload_parts.c.created_at)).where(
+                t.upload_parts.c.object_id == object_id
+            )
+        )
+    ).scalar_one_or_none()
+    if last is not None and aware(last) >= before:
+        return False
+    if not row.committed:
+        if last is None and aware(row.updated_at) >= before:
+            return False
+        await delete_objects(conn, [object_id])
+        return True
+    if last is None:
+        return False
+    await layouts.release_unreferenced(conn, await layouts.clear_upload_parts(conn, object_id))
+    return True

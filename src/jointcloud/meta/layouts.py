@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
@@ -246,3 +246,22 @@ async def blocks_in_spaces(
         (r.layout_id, BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
         for r in await conn.execute(q)
     ]
+
+
+async def abandoned_uploads(conn: AsyncConnection, before: datetime, limit: int = 500) -> list[int]:
+    """Objects with an unfinished multipart upload untouched since ``before``:
+    staged parts all older, or an invisible placeholder with no part at all."""
+    newest = (
+        select(t.upload_parts.c.object_id, func.max(t.upload_parts.c.created_at).label("last"))
+        .group_by(t.upload_parts.c.object_id)
+        .subquery()
+    )
+    stale_parts = select(newest.c.object_id).where(newest.c.last < before)
+    bare_placeholders = select(t.objects.c.id).where(
+        t.objects.c.committed.is_(False),
+        t.objects.c.updated_at < before,
+        ~exists().where(t.upload_parts.c.object_id == t.objects.c.id),
+    )
+    ids = {int(r[0]) for r in await conn.execute(stale_parts.limit(limit))}
+    ids |= {int(r[0]) for r in await conn.execute(bare_placeholders.limit(limit))}
+    return sorted(ids)[:limit]

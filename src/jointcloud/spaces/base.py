@@ -69,6 +69,11 @@ class Space(Protocol):
     def list(self, prefix: str = "") -> AsyncIterator[Entry]:
         """Every key under ``prefix`` (a directory-like prefix), recursively."""
 
+    async def sweep_incomplete(self, older_than: float) -> int:
+        """Remove leftovers of writes that never committed (a crashed process's
+        temporary files) last touched before ``older_than`` (epoch seconds);
+        returns how many. Backends whose writes leave nothing behind return 0."""
+
     async def close(self) -> None: ...
 
 

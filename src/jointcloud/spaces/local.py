@@ -383,5 +383,25 @@ class LocalSpace:
             if len(entries) < _LIST_BATCH:
                 return
 
+    def _sweep_sync(self, older_than: float) -> int:
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not name.startswith(TMP_PREFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(path).st_mtime < older_than:
+                        os.unlink(path)
+                        removed += 1
+        return removed
+
+    async def sweep_incomplete(self, older_than: float) -> int:
+        """Temporary files of writers that never committed nor aborted (the
+        process died) stay hidden from listings; they go here, after the delay."""
+        if not self.root.is_dir():
+            return 0
+        return await asyncio.to_thread(self._sweep_sync, older_than)
+
     async def close(self) -> None:
         return None

@@ -152,5 +152,8 @@ class MemorySpace:
             if key.startswith(full):
                 yield Entry(key=key[cut:], size=len(data), mtime=mtime)
 
+    async def sweep_incomplete(self, older_than: float) -> int:
+        return 0  # uncommitted writes live only in their writer
+
     async def close(self) -> None:
         return None

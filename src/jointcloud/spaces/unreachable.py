@@ -48,5 +48,8 @@ class UnreachableSpace:
         self._fail()
         yield Entry("", 0, 0.0)  # pragma: no cover
 
+    async def sweep_incomplete(self, older_than: float) -> int:
+        self._fail()
+
     async def close(self) -> None:
         return None
