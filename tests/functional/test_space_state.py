@@ -55,3 +55,33 @@ async def test_read_survives_a_space_that_cannot_be_opened_after_restart(api: Ap
     shutil.rmtree(api.spaces[extra])
     api.spaces[extra].write_bytes(b"a file where the space's directory was")
     assert await api.download(obj["objectID"]) == b"survivor" * 1000
+
+
+async def test_upload_routes_around_a_space_that_went_away(api: Api) -> None:
+    first, second = await api.add_spaces(2)
+    pkg = await api.package("fallback", {"type": "rep", "repCount": 2})
+    await api.upload_one(pkg, "warm.txt", b"opens every backend")
+    # One space disappears; no health probe has run yet.
+    shutil.rmtree(api.spaces[first], ignore_errors=True)
+    api.spaces[first].write_bytes(b"no longer a directory")
+    obj = await api.upload_one(pkg, "b.txt", b"still two copies")
+    assert await api.download(obj["objectID"]) == b"still two copies"
+    holders = {sid for sid, files in api.block_files().items() if files}
+    assert first not in holders and second in holders
+    got = await api.get("/v1/userSpace/get", userSpaceID=first)
+    assert got["userSpace"]["state"] == "Unavailable"
+
+
+async def test_upload_fails_clearly_when_too_few_spaces_are_left(api: Api) -> None:
+    [extra] = await api.add_spaces(1)
+    pkg = await api.package("fallback2", {"type": "rep", "repCount": 2})
+    shutil.rmtree(api.spaces[extra], ignore_errors=True)
+    api.spaces[extra].write_bytes(b"no longer a directory")
+    r = await api.upload_raw(
+        [("info", None, b'{"packageID": %d}' % pkg), ("files", "a.txt", b"hello")]
+    )
+    assert r.status_code == 503, r.text
+    assert r.json()["message"] == (
+        "redundancy rep(2) needs 2 usable user spaces, but only 1 of your 2 are available"
+    )
+    assert await api.objects(pkg) == []

@@ -9,6 +9,7 @@ cleaned up here; a crash leaves a pending layout that GC removes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
@@ -17,9 +18,9 @@ import structlog
 from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout, UserSpace
 from jointcloud.core.placement import choose_spaces
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import SpaceError
+from jointcloud.errors import BlockNotFound, SpaceError
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts, layouts
+from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import Redundancy
@@ -28,6 +29,21 @@ from jointcloud.spaces.base import Space
 from jointcloud.spaces.unreachable import UnreachableSpace
 
 log = structlog.get_logger(__name__)
+
+
+class _Tracked:
+    """The upload source, noting whether any of it was consumed yet."""
+
+    def __init__(self, source: AsyncIterator[bytes]) -> None:
+        self.source = source
+        self.started = False
+
+    def __aiter__(self) -> _Tracked:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self.started = True
+        return await anext(self.source)
 
 
 def _block_key(name: str, index: int) -> str:
@@ -52,12 +68,37 @@ class BlockStore:
         candidates: Sequence[UserSpace] | None = None,
     ) -> StagedLayout:
         """Write ``source`` under ``policy``; ``candidates`` are the user's
-        spaces when the caller already loaded them (batch uploads)."""
+        spaces when the caller already loaded them (batch uploads).
+
+        A space that fails before any byte of the source was consumed (it
+        cannot even open a block) is marked Unavailable and the placement is
+        made again without it, so an upload does not wait for the health job
+        to notice a cloud that went away."""
         if candidates is None:
             candidates = await self.user_spaces(user_id)
-        for rec in candidates:
+        spaces = list(candidates)
+        for rec in spaces:
             self.pool.records[rec.user_space_id] = rec
-        chosen = choose_spaces(candidates, policy, affinity)
+        tracked = _Tracked(source)
+        while True:
+            chosen = choose_spaces(spaces, policy, affinity)
+            try:
+                return await self._stage_on(chosen, tracked, policy)
+            except SpaceError:
+                if tracked.started:
+                    raise
+                dead = await self._unreachable(chosen)
+                if not dead:
+                    raise
+                await self._mark_unavailable(dead)
+                spaces = [
+                    dataclasses.replace(s, state="Unavailable") if s.user_space_id in dead else s
+                    for s in spaces
+                ]
+
+    async def _stage_on(
+        self, chosen: Sequence[UserSpace], source: AsyncIterator[bytes], policy: Redundancy
+    ) -> StagedLayout:
         data_key = new_data_key()
         name = uuid.uuid4().hex
         plan = [(i, s.user_space_id, _block_key(name, i)) for i, s in enumerate(chosen)]
@@ -83,6 +124,29 @@ class BlockStore:
             segment_size=result.segment_size,
             chunk_len=result.chunk_len,
         )
+
+    async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
+        async def alive(rec: UserSpace) -> bool:
+            try:
+                await (await self.pool.get(rec)).stat(".jcs-probe/alive")
+            except BlockNotFound:
+                return True
+            except SpaceError:
+                return False
+            return True
+
+        answers = await asyncio.gather(*(alive(s) for s in chosen))
+        return {s.user_space_id for s, ok in zip(chosen, answers, strict=True) if not ok}
+
+    async def _mark_unavailable(self, space_ids: set[int]) -> None:
+        async with self.db.write() as conn:
+            for sid in sorted(space_ids):
+                if await spacestate.swap_state(conn, sid, ("Normal",), "Unavailable"):
+                    log.warning("user space unreachable during an upload", space=sid)
+        for sid in space_ids:
+            rec = self.pool.records.get(sid)
+            if rec is not None and rec.state == "Normal":
+                self.pool.records[sid] = dataclasses.replace(rec, state="Unavailable")
 
     async def user_spaces(self, user_id: int) -> list[UserSpace]:
         async with self.db.read() as conn:
