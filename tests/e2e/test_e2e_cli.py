@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import Cli, fetch, free_port, make_package, object_at
+from e2e_support import Cli, JcsServer, fetch, free_port, make_package, object_at
 
 
 def parse_ls(text: str) -> tuple[set[str], dict[str, int]]:
@@ -49,7 +49,9 @@ def dir_usage(path: Path) -> int:
 # -- user spaces -------------------------------------------------------------
 
 
-def test_spaces_add_ls_test_rm(cli: Cli, api: httpx.Client, tmp_path: Path) -> None:
+def test_spaces_add_ls_test_rm(
+    cli: Cli, api: httpx.Client, server: JcsServer, tmp_path: Path
+) -> None:
     disk = tmp_path / "disk2"
     disk.mkdir()
     out = cli("space", "add", "disk2", "--type", "Local", "--path", str(disk))
@@ -84,6 +86,9 @@ def test_spaces_add_ls_test_rm(cli: Cli, api: httpx.Client, tmp_path: Path) -> N
 
         err = cli.fails("space", "test", "cloud")
         assert err.startswith("error: OperationFailed: user space test failed at step"), err
+        assert secret not in err
+        log = server.output()  # the server logged the failure: never the secret
+        assert secret not in log and other_secret not in log
         err = cli.fails("space", "add", "bad", "--type", "S3", "--bucket", "x")
         assert err.startswith("error: BadArgument: storage.endpoint"), err
 
