@@ -69,7 +69,7 @@ class BucketService:
         async with self.db.write() as conn:
             if await catalog.get_bucket(conn, user_id, bucket_id) is None:
                 raise NotFound(f"bucket {bucket_id} not found")
-            names = await catalog.count_packages(conn, bucket_id)
+            names = await catalog.package_names(conn, bucket_id)
             if names:
                 shown = ", ".join(repr(n) for n in names[:10])
                 more = f" and {len(names) - 10} more" if len(names) > 10 else ""

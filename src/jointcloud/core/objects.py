@@ -18,7 +18,6 @@ from jointcloud.errors import AlreadyExists, BadArgument, NotFound
 from jointcloud.meta import accounts, catalog, layouts
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
-from jointcloud.redundancy.policy import Redundancy
 
 MAX_KEYS = 1000
 
@@ -293,6 +292,3 @@ class ObjectService:
             except IntegrityError:
                 out.append(None)
         return out
-
-
-__all__ = ["Redundancy"]

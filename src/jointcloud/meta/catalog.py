@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jointcloud.core.models import (
     BlockRecord,
     Bucket,
-    LayoutRecord,
     ObjectContent,
     ObjectInfo,
     Package,
@@ -424,7 +423,7 @@ async def delete_objects(conn: AsyncConnection, object_ids: Sequence[int]) -> No
     await layouts.release_unreferenced(conn, released)
 
 
-async def count_packages(conn: AsyncConnection, bucket_id: int) -> list[str]:
+async def package_names(conn: AsyncConnection, bucket_id: int) -> list[str]:
     q = (
         select(t.packages.c.name)
         .where(t.packages.c.bucket_id == bucket_id)
@@ -436,9 +435,6 @@ async def count_packages(conn: AsyncConnection, bucket_id: int) -> list[str]:
 async def package_object_count(conn: AsyncConnection, package_id: int) -> int:
     q = select(func.count()).select_from(t.objects).where(t.objects.c.package_id == package_id)
     return int((await conn.execute(q)).scalar_one())
-
-
-__all__ = ["LayoutRecord"]
 
 
 async def abandon_upload(conn: AsyncConnection, object_id: int, before: datetime) -> bool:
