@@ -12,6 +12,7 @@ if [ "${1:-}" = "--test" ]; then
   extra="[test]"
   need=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+  command -v rclone >/dev/null 2>&1 || need+=(rclone)  # bench/sync.py compares against it
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
