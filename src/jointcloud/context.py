@@ -13,6 +13,8 @@ from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.repair import RepairService
+from jointcloud.core.taskrunner import TaskRunner
+from jointcloud.core.transfers import TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import MasterKey, write_private
 from jointcloud.meta.db import Database
@@ -36,6 +38,8 @@ class Context:
     objects: ObjectService
     multipart: MultipartService
     repair: RepairService
+    tasks: TaskRunner
+    transfers: TransferService
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -49,19 +53,25 @@ class Context:
         store = BlockStore(db, master, pool)
         repair = RepairService(db, store, pool)
         store.on_bad_block = repair.note_bad_block  # degraded reads queue repair
+        spaces = UserSpaceService(db, pool)
+        objects = ObjectService(db, packages, store)
+        tasks = TaskRunner(db, pool, objects)
+        tasks.parallel = settings.sync_parallel
         return cls(
             settings=settings,
             db=db,
             master=master,
             pool=pool,
             accounts=AccountService(db),
-            spaces=UserSpaceService(db, pool),
+            spaces=spaces,
             buckets=buckets,
             packages=packages,
             store=store,
-            objects=ObjectService(db, packages, store),
+            objects=objects,
             multipart=MultipartService(db, packages, store),
             repair=repair,
+            tasks=tasks,
+            transfers=TransferService(db, pool, spaces, packages, objects, tasks),
         )
 
     async def bootstrap(self) -> str | None:

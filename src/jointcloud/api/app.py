@@ -10,7 +10,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces
+from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces, routes_transfers
 from jointcloud.api.jcs.envelope import HANDLERS
 from jointcloud.context import Context
 from jointcloud.jobs.registry import build_jobs
@@ -45,7 +45,7 @@ def create_app(ctx: Context, *, background: bool = True) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.ready = False
-    for module in (routes_catalog, routes_objects, routes_spaces):
+    for module in (routes_catalog, routes_objects, routes_spaces, routes_transfers):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -100,3 +100,46 @@ class StagedLayout:
     md5: str
     segment_size: int
     chunk_len: int
+
+
+@dataclass
+class TransferProgress:
+    files_total: int = 0
+    files_done: int = 0
+    files_failed: int = 0
+    files_skipped: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+
+
+@dataclass(frozen=True)
+class TransferTask:
+    """A sync, import or export task as stored; ``spec`` is the normalised request."""
+
+    task_id: int
+    user_id: int
+    kind: str
+    spec: dict[str, Any]
+    state: str
+    run_no: int
+    run_open: bool
+    progress: TransferProgress
+    last_error: str | None
+    result: dict[str, Any] | None
+    create_time: datetime
+    last_run_time: datetime | None
+    last_finish_time: datetime | None
+    next_run_time: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What a task last did with one file for one destination."""
+
+    src_size: int
+    src_mtime: float
+    run_no: int
+    state: str
+    error: str | None = None

@@ -92,6 +92,11 @@ class SpacePool:
         self.records[space.user_space_id] = space
         return cached
 
+    def open_tree(self, space: UserSpace) -> Space:
+        """The space at its storage root (for transfers of user files), not
+        cached: the caller closes it."""
+        return open_space(space.storage, self.credential(space), "")
+
     async def get_by_id(self, space_id: int) -> Space:
         record = self.records.get(space_id)
         if record is None:

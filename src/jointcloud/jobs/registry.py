@@ -10,8 +10,9 @@ from jointcloud.jobs.health import HealthJob
 from jointcloud.jobs.recode import RecodeJob
 from jointcloud.jobs.repair import RepairJob
 from jointcloud.jobs.scrub import ScrubJob
+from jointcloud.jobs.sync import SyncJob
 
-JOB_NAMES = ("gc", "repair", "scrub", "health", "drain", "recode")
+JOB_NAMES = ("gc", "repair", "scrub", "health", "drain", "recode", "sync")
 
 
 def build_jobs(ctx: Context) -> list[Job]:
@@ -23,4 +24,5 @@ def build_jobs(ctx: Context) -> list[Job]:
         HealthJob(ctx, s.health_interval),
         DrainJob(ctx, s.drain_interval),
         RecodeJob(ctx, s.recode_interval),
+        SyncJob(ctx, 1.0),  # due tasks are looked for every second
     ]

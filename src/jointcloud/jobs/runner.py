@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
 import structlog
 
+from jointcloud.core.leases import new_owner, owner_dead
 from jointcloud.errors import OperationFailed
 from jointcloud.jobs.base import Job, JobResult, Progress
 from jointcloud.meta import jobs as repo
@@ -29,10 +27,6 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=60)
 RENEW_EVERY = 10.0
 ERROR_BACKOFF = 30.0
-
-
-def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class JobRunner:
@@ -61,7 +55,9 @@ class JobRunner:
     async def _pass(self, job: Job, progress: Progress | None) -> JobResult | None:
         ts = now()
         async with self.db.write() as conn:
-            if not await repo.acquire(conn, job.name, self.owner, ts + LEASE, ts):
+            holder = await repo.lease_owner(conn, job.name)
+            dead = holder if owner_dead(holder) else None  # a crashed server's lease
+            if not await repo.acquire(conn, job.name, self.owner, ts + LEASE, ts, dead):
                 return None
         state = {"done": 0, "total": 0, "message": ""}
 
@@ -116,28 +112,44 @@ class JobRunner:
                 log.warning("job lease lost", job=name)
 
     async def run_forever(self) -> None:
-        """Run every job when it is due, until ``stop``."""
+        """Run every job when it is due, until ``stop``; each job has its own
+        loop, so a long pass of one (a big sync) does not hold up the others."""
         await self.register()
+        loops = [asyncio.create_task(self._loop(job)) for job in self.jobs.values()]
+        try:
+            await self._stop.wait()
+        finally:
+            for loop in loops:
+                loop.cancel()
+            for loop in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
+
+    async def _loop(self, job: Job) -> None:
+        wake: asyncio.Event | None = getattr(job, "wake", None)
         while not self._stop.is_set():
             async with self.db.read() as conn:
-                states = {s.name: s for s in await repo.list_all(conn)}
+                st = next((s for s in await repo.list_all(conn) if s.name == job.name), None)
             ts = now()
-            for name, job in self.jobs.items():
-                st = states.get(name)
-                if st is not None and (
-                    (st.next_run is not None and st.next_run > ts)
-                    or (st.lease_until is not None and st.lease_until > ts)
-                ):
-                    continue  # not due, or running elsewhere
+            due = st is None or (
+                (st.next_run is None or st.next_run <= ts)
+                and (st.lease_until is None or st.lease_until <= ts or owner_dead(st.lease_owner))
+            )
+            if due or (wake is not None and wake.is_set()):
+                if wake is not None:
+                    wake.clear()
                 started = time.monotonic()
                 # A failure is recorded on the job row; the next try comes after the back-off.
                 with contextlib.suppress(Exception):
                     await self._pass(job, None)
-                log.debug("job pass", job=name, seconds=round(time.monotonic() - started, 3))
-                if self._stop.is_set():
-                    return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+                log.debug("job pass", job=job.name, seconds=round(time.monotonic() - started, 3))
+                continue
+            waits = [asyncio.create_task(self._stop.wait())]
+            if wake is not None:
+                waits.append(asyncio.create_task(wake.wait()))
+            await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
 
     def stop(self) -> None:
         self._stop.set()

@@ -49,16 +49,22 @@ async def ensure(conn: AsyncConnection, name: str) -> None:
 
 
 async def acquire(
-    conn: AsyncConnection, name: str, owner: str, until: datetime, now: datetime
+    conn: AsyncConnection,
+    name: str,
+    owner: str,
+    until: datetime,
+    now: datetime,
+    dead_owner: str | None = None,
 ) -> bool:
-    """Take the lease if it is free, expired, or already ours."""
+    """Take the lease if it is free, expired, ours, or ``dead_owner``'s."""
     res = await conn.execute(
         update(t.jobs)
         .where(
             t.jobs.c.name == name,
             (t.jobs.c.lease_owner.is_(None))
             | (t.jobs.c.lease_until < now)
-            | (t.jobs.c.lease_owner == owner),
+            | (t.jobs.c.lease_owner == owner)
+            | (t.jobs.c.lease_owner == (dead_owner or owner)),
         )
         .values(
             lease_owner=owner,
@@ -159,3 +165,9 @@ async def wake(conn: AsyncConnection, name: str, at: datetime) -> None:
     await conn.execute(
         update(t.jobs).where(t.jobs.c.name == name, t.jobs.c.next_run > at).values(next_run=at)
     )
+
+
+async def lease_owner(conn: AsyncConnection, name: str) -> str | None:
+    row = await conn.execute(select(t.jobs.c.lease_owner).where(t.jobs.c.name == name))
+    value = row.scalar_one_or_none()
+    return None if value is None else str(value)

@@ -184,3 +184,52 @@ repair_queue = Table(
     Column("not_before", DateTime(timezone=True), nullable=False, index=True),
     Column("last_error", Text, nullable=True),
 )
+
+# Transfer tasks (sync, import, export): the request, the schedule, the lease of
+# the process running it and the counters of the current run.
+transfer_tasks = Table(
+    "transfer_tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # sync | import | export
+    Column("spec", Text, nullable=False),  # the normalised request (JSON)
+    Column("state", String(16), nullable=False),
+    Column("run_no", Integer, nullable=False),
+    Column("run_open", Boolean, nullable=False),  # a run started and not finished
+    Column("files_total", BigInteger, nullable=False),
+    Column("files_done", BigInteger, nullable=False),
+    Column("files_failed", BigInteger, nullable=False),
+    Column("files_skipped", BigInteger, nullable=False),
+    Column("bytes_total", BigInteger, nullable=False),
+    Column("bytes_done", BigInteger, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("result", Text, nullable=True),  # JSON answer of a finished import/export
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_run_at", DateTime(timezone=True), nullable=True),
+    Column("last_finish_at", DateTime(timezone=True), nullable=True),
+    Column("next_run_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+)
+
+# One row per file and destination a task has handled: what the source was
+# when it was copied (diff mode compares against it) and in which run (a
+# resumed run skips what it already did).
+transfer_files = Table(
+    "transfer_files",
+    metadata,
+    Column(
+        "task_id",
+        Id,
+        ForeignKey("transfer_tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("dest", Integer, primary_key=True),
+    Column("path", PathType, primary_key=True),
+    Column("src_size", BigInteger, nullable=False),
+    Column("src_mtime", Float, nullable=False),
+    Column("run_no", Integer, nullable=False),
+    Column("state", String(8), nullable=False),  # done | failed
+    Column("error", Text, nullable=True),
+)

@@ -1,0 +1,346 @@
+"""Runs transfer tasks: claims due ones under a lease, builds their two ends,
+saves progress every second, stops on cancel or when a window closes, and
+hands orphaned runs (a dead process's) to whoever claims them next."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from jointcloud.core.leases import new_owner, owner_dead
+from jointcloud.core.models import TransferTask, UserSpace
+from jointcloud.core.objects import ObjectService
+from jointcloud.core.transfer import TransferRun, describe
+from jointcloud.core.transferspec import TransferFilter, Trigger
+from jointcloud.core.trees import Item, PackageSink, PackageSource, Sink, Source, SpaceTree
+from jointcloud.core.userspaces import SpacePool
+from jointcloud.errors import NotFound
+from jointcloud.meta import accounts
+from jointcloud.meta import transfers as repo
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+from jointcloud.spaces.base import Space
+
+log = structlog.get_logger(__name__)
+
+LEASE = timedelta(seconds=60)
+SAVE_EVERY = 1.0
+MAX_TASKS = 4
+
+Progress = Callable[[int, int, str], None]
+
+
+def _reserved(space: UserSpace) -> tuple[str, ...]:
+    return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
+
+
+@dataclass
+class _Stop:
+    reason: str | None = None
+
+
+class TaskRunner:
+    def __init__(
+        self, db: Database, pool: SpacePool, objects: ObjectService, owner: str | None = None
+    ) -> None:
+        self.db = db
+        self.pool = pool
+        self.objects = objects
+        self.owner = owner or new_owner()
+        self.wake = asyncio.Event()
+        self._cancel: dict[int, asyncio.Event] = {}
+        self.parallel = 8
+
+    def poke(self) -> None:
+        """A task became due: a waiting ``run_due`` looks now, not in a second."""
+        self.wake.set()
+
+    def cancelled(self, task_id: int) -> None:
+        event = self._cancel.get(task_id)
+        if event is not None:
+            event.set()
+
+    # -- claiming --------------------------------------------------------------
+
+    async def _claim(self, task: TransferTask, ts: datetime) -> TransferTask | None:
+        async with self.db.write() as conn:
+            if not await repo.claim(conn, task, self.owner, ts + LEASE, ts):
+                return None
+            return await repo.get(conn, task.task_id)
+
+    async def claim_due(self, limit: int) -> list[TransferTask]:
+        ts = now()
+        async with self.db.read() as conn:
+            candidates = await repo.candidates(conn, ts)
+        claimed: list[TransferTask] = []
+        for task in candidates:
+            if len(claimed) >= limit:
+                break
+            if task.task_id in self._cancel:
+                continue  # running here already
+            held = (
+                task.lease_owner is not None
+                and task.lease_until is not None
+                and task.lease_until > ts
+                and not owner_dead(task.lease_owner)
+            )
+            if held:
+                continue
+            got = await self._claim(task, ts)
+            if got is not None:
+                claimed.append(got)
+        return claimed
+
+    async def run_due(self, progress: Progress | None = None) -> tuple[int, int]:
+        """Run every due task, and those becoming due meanwhile, until none is
+        running; returns (runs, failed runs)."""
+        running: dict[int, asyncio.Task[TransferTask]] = {}
+        runs = failed = 0
+        try:
+            while True:
+                self.wake.clear()
+                if len(running) < MAX_TASKS:
+                    for task in await self.claim_due(MAX_TASKS - len(running)):
+                        running[task.task_id] = asyncio.create_task(self.execute(task))
+                        runs += 1
+                if not running:
+                    return runs, failed
+                waker = asyncio.create_task(self.wake.wait())
+                await asyncio.wait(
+                    [*running.values(), waker], timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                )
+                waker.cancel()
+                for task_id, job in list(running.items()):
+                    if job.done():
+                        del running[task_id]
+                        if job.exception() is not None or job.result().state == "failed":
+                            failed += 1
+                if progress is not None:
+                    progress(runs - len(running), runs, f"{len(running)} task(s) running")
+        finally:
+            for job in running.values():
+                job.cancel()
+            for job in running.values():
+                with contextlib.suppress(BaseException):
+                    await job
+
+    async def run_inline(
+        self, user_id: int, kind: str, spec: dict[str, Any], items: list[Item]
+    ) -> TransferTask:
+        """Create a task and run it in the caller (a small import/export)."""
+        ts = now()
+        async with self.db.write() as conn:
+            task = await repo.create(conn, user_id, kind, spec, ts, None)
+        claimed = await self._claim(task, ts)
+        assert claimed is not None
+        return await self.execute(claimed, items)
+
+    # -- one run ---------------------------------------------------------------
+
+    async def _space(self, space_id: int) -> UserSpace:
+        async with self.db.read() as conn:
+            space = await accounts.get_space(conn, space_id)
+        if space is None:
+            raise NotFound(f"user space {space_id} no longer exists")
+        return space
+
+    async def _tree(self, space_id: int, path: str, opened: list[Space]) -> SpaceTree:
+        record = await self._space(space_id)
+        backend = self.pool.open_tree(record)
+        opened.append(backend)
+        return SpaceTree(backend, path, _reserved(record))
+
+    async def _build(
+        self, task: TransferTask, prelisted: list[Item] | None, opened: list[Space]
+    ) -> TransferRun:
+        spec = task.spec
+        source: Source
+        sinks: list[Sink]
+        extra: dict[str, Any] = {}
+        if task.kind == "sync":
+            source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
+            sinks = [await self._tree(d["userSpaceID"], d["path"], opened) for d in spec["dests"]]
+            extra = {
+                "mode": spec["mode"],
+                "compare": spec.get("compare", "sizeMtime"),
+                "select": TransferFilter.parse(spec.get("filter")),
+                "delete_source": bool(spec.get("deleteSource")),
+            }
+        elif task.kind == "import":
+            source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
+            sinks = [
+                PackageSink(
+                    self.objects, task.user_id, spec["packageID"], affinity=spec.get("affinity")
+                )
+            ]
+        else:
+            source = PackageSource(self.objects, task.user_id, spec["packageID"])
+            sinks = [await self._tree(spec["userSpaceID"], spec["rootPath"], opened)]
+        return TransferRun(
+            self.db,
+            task.task_id,
+            task.run_no,
+            source,
+            sinks,
+            parallel=self.parallel,
+            prelisted=prelisted,
+            **extra,
+        )
+
+    async def execute(
+        self, task: TransferTask, prelisted: list[Item] | None = None
+    ) -> TransferTask:
+        """Run (or resume) the claimed task's current run to its end, a pause,
+        or a cancel; returns the task as stored afterwards."""
+        trigger = (
+            Trigger.parse(task.spec.get("trigger")) if task.kind == "sync" else Trigger("once")
+        )
+        started = task.last_run_time or now()
+        window_end: datetime | None = None
+        if trigger.type == "window":
+            window = trigger.window_at(now())
+            if window is None:
+                await self._finish(task, "pending", None, trigger.next_window_start(now()), True)
+                return await self._reload(task)
+            window_end = window[1]
+        self._cancel[task.task_id] = cancel = asyncio.Event()
+        opened: list[Space] = []
+        run: TransferRun | None = None
+        stop = _Stop()
+        work: asyncio.Task[None] | None = None
+        keeper: asyncio.Task[None] | None = None
+        try:
+            run = await self._build(task, prelisted, opened)
+            work = asyncio.create_task(run.run())
+            keeper = asyncio.create_task(self._keep(task, run, work, stop, cancel, window_end))
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                if stop.reason is None:
+                    raise  # we are being shut down
+            outcome = stop.reason or "done"
+            if outcome == "lost":
+                return await self._reload(task)
+            if outcome == "cancelled":
+                await self._finish(task, "cancelled", run, None, False)
+            elif outcome == "window":
+                await self._finish(task, "pending", run, trigger.next_window_start(now()), True)
+            else:
+                state = "failed" if run.progress.files_failed else "succeeded"
+                result = None
+                if task.kind != "sync" and state == "succeeded":
+                    result = self._result(task, run)
+                await self._finish(
+                    task, state, run, trigger.next_run(started, now()), False, result=result
+                )
+        except asyncio.CancelledError:
+            # Shutting down: leave the run open with no lease, so the next
+            # server (or this one, restarted) resumes it at once.
+            await asyncio.shield(self._finish(task, "running", run, now(), True))
+            raise
+        except Exception as exc:
+            log.warning("transfer task failed", task=task.task_id, error=describe(exc))
+            await self._finish(
+                task,
+                "failed",
+                run,
+                trigger.next_run(started, now()),
+                False,
+                error=describe(exc),
+            )
+        finally:
+            for child in (keeper, work):
+                if child is not None and not child.done():
+                    child.cancel()
+                    with contextlib.suppress(BaseException):
+                        await child
+            self._cancel.pop(task.task_id, None)
+            for backend in opened:
+                with contextlib.suppress(Exception):
+                    await backend.close()
+        return await self._reload(task)
+
+    @staticmethod
+    def _result(task: TransferTask, run: TransferRun) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "objectCount": len(run.selected),
+            "totalSize": sum(i.size for i in run.selected),
+        }
+        if task.kind == "import":
+            result["packageID"] = task.spec["packageID"]
+        return result
+
+    async def _reload(self, task: TransferTask) -> TransferTask:
+        async with self.db.read() as conn:
+            found = await repo.get(conn, task.task_id)
+        return found or task
+
+    @staticmethod
+    def _summary(run: TransferRun | None) -> str | None:
+        if run is None or not run.failures:
+            return None
+        path, error = run.failures[0]
+        more = run.progress.files_failed - 1
+        tail = f" (and {more} more)" if more > 0 else ""
+        return f"{path}: {error}{tail}"
+
+    async def _finish(
+        self,
+        task: TransferTask,
+        state: str,
+        run: TransferRun | None,
+        next_run: datetime | None,
+        run_open: bool,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        progress = run.progress if run is not None else task.progress
+        async with self.db.write() as conn:
+            await repo.finish(
+                conn,
+                task.task_id,
+                self.owner,
+                state=state,
+                ts=now(),
+                progress=progress,
+                last_error=error or self._summary(run),
+                next_run=next_run,
+                result=result,
+                run_open=run_open,
+            )
+
+    async def _keep(
+        self,
+        task: TransferTask,
+        run: TransferRun,
+        work: asyncio.Task[None],
+        stop: _Stop,
+        cancel: asyncio.Event,
+        window_end: datetime | None,
+    ) -> None:
+        """Every second: save counters, extend the lease, look for a cancel."""
+        while not work.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cancel.wait(), SAVE_EVERY)
+            ts = now()
+            async with self.db.write() as conn:
+                state = await repo.renew(
+                    conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
+                )
+            if state == "cancelled":
+                stop.reason = "cancelled"
+            elif state is None:
+                stop.reason = "lost"
+            elif window_end is not None and ts >= window_end:
+                stop.reason = "window"
+            if stop.reason is not None:
+                log.info("transfer task stopping", task=task.task_id, reason=stop.reason)
+                work.cancel()
+                return

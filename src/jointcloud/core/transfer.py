@@ -1,0 +1,314 @@
+"""One run of a transfer task: plan, copy in parallel with retries, record.
+
+The plan compares the source listing with what this task recorded (and, in
+diff mode, with what each destination holds). Workers stream each file from
+source to destination; a finished file is recorded durably before it counts,
+through a group commit so that many small files do not mean as many
+transactions. The caller saves ``progress`` periodically and cancels the run
+to stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from jointcloud.core.models import FileRecord, TransferProgress
+from jointcloud.core.transferspec import TransferFilter
+from jointcloud.core.trees import Item, Sink, Source
+from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError
+from jointcloud.meta import transfers as repo
+from jointcloud.meta.db import Database
+
+log = structlog.get_logger(__name__)
+
+ATTEMPTS = 5  # the first try and four retries: 0.5 s, 1 s, 2 s, 4 s (+ jitter)
+PARALLEL = 8
+MAX_FAILURES_KEPT = 100
+
+
+class TransferFailed(JcsError):
+    """A file could not be copied (after its retries, if it was worth retrying)."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth another try: network trouble, a 5xx, a timeout, a source that
+    changed under us. Not: a missing file, bad credentials, bad input."""
+    if isinstance(exc, BlockNotFound | SpaceAuthError):
+        return False
+    if isinstance(exc, SpaceError | TransferFailed):
+        return True
+    return isinstance(exc, TimeoutError | ConnectionError | OSError)
+
+
+def retrying() -> AsyncRetrying:
+    return AsyncRetrying(
+        stop=stop_after_attempt(ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.25),
+        retry=retry_if_exception(transient),
+        reraise=True,
+    )
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, JcsError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+@dataclass
+class Unit:
+    """One source file and the destinations it still has to reach."""
+
+    item: Item
+    dests: list[int]
+    hash_check: list[int] = field(default_factory=list)  # equal size: compare digests first
+    delete_after: bool = False
+
+
+class Recorder:
+    """Group commit of file records: callers wait until theirs is durable."""
+
+    def __init__(self, db: Database, task_id: int) -> None:
+        self.db = db
+        self.task_id = task_id
+        self._pending: list[tuple[int, str, FileRecord, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, dest: int, path: str, rec: FileRecord) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((dest, path, rec, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(fut)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.db.write() as conn:
+                    await repo.save_records(conn, self.task_id, [(d, p, r) for d, p, r, _ in batch])
+            except BaseException as exc:
+                for *_, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for *_, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+@dataclass
+class TransferRun:
+    db: Database
+    task_id: int
+    run_no: int
+    source: Source
+    sinks: Sequence[Sink]
+    mode: str = "full"
+    compare: str = "sizeMtime"
+    select: TransferFilter = field(default_factory=TransferFilter)
+    delete_source: bool = False
+    parallel: int = PARALLEL
+    prelisted: list[Item] | None = None
+    progress: TransferProgress = field(default_factory=TransferProgress)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    copied: list[Item] = field(default_factory=list)
+    selected: list[Item] = field(default_factory=list)
+
+    # -- plan ----------------------------------------------------------------
+
+    async def _list_source(self) -> list[Item]:
+        if self.prelisted is not None:
+            return self.prelisted
+        async for attempt in retrying():
+            with attempt:
+                return [i async for i in self.source.items()]
+        raise AssertionError("unreachable")
+
+    async def _holdings(self) -> list[dict[str, Item]]:
+        out = []
+        for sink in self.sinks:
+            async for attempt in retrying():
+                with attempt:
+                    out.append(await sink.holdings())
+        return out
+
+    async def plan(self) -> list[Unit]:
+        items = [i for i in await self._list_source() if self.select.selects(i.rel, i.size)]
+        self.selected = items
+        async with self.db.read() as conn:
+            records = await repo.load_records(conn, self.task_id)
+        held = await self._holdings() if self.mode == "diff" else []
+        p = self.progress
+        units: list[Unit] = []
+        unchanged: list[tuple[int, str, FileRecord]] = []
+        for item in items:
+            unit = Unit(item, [])
+            done_here = 0
+            for d in range(len(self.sinks)):
+                p.files_total += 1
+                rec = records.get((d, item.rel))
+                same_src = (
+                    rec is not None
+                    and rec.state == "done"
+                    and rec.src_size == item.size
+                    and rec.src_mtime == item.mtime
+                )
+                if same_src and rec is not None and rec.run_no == self.run_no:
+                    p.files_done += 1  # finished earlier in this (resumed) run
+                    p.bytes_total += item.size
+                    p.bytes_done += item.size
+                    done_here += 1
+                    continue
+                if self.mode == "diff":
+                    there = held[d].get(item.rel)
+                    if there is not None and there.size == item.size:
+                        if self.compare == "hash":
+                            unit.hash_check.append(d)
+                            unit.dests.append(d)
+                            p.bytes_total += item.size
+                            continue
+                        if same_src or (rec is None and there.mtime >= item.mtime):
+                            p.files_skipped += 1
+                            if rec is None:
+                                unchanged.append((d, item.rel, self._done(item)))
+                            continue
+                unit.dests.append(d)
+                p.bytes_total += item.size
+            if unit.dests:
+                unit.delete_after = self.delete_source
+                units.append(unit)
+            elif self.delete_source and done_here == len(self.sinks):
+                unit.delete_after = True  # copied and verified before a restart
+                units.append(unit)
+        if unchanged:
+            async with self.db.write() as conn:
+                await repo.save_records(conn, self.task_id, unchanged)
+        return units
+
+    def _done(self, item: Item) -> FileRecord:
+        return FileRecord(item.size, item.mtime, self.run_no, "done")
+
+    # -- copy ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        units = await self.plan()
+        recorder = Recorder(self.db, self.task_id)
+        queue: asyncio.Queue[Unit] = asyncio.Queue()
+        for unit in units:
+            queue.put_nowait(unit)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    unit = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self._unit(unit, recorder)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, min(self.parallel, len(units)))):
+                group.create_task(worker())
+
+    async def _unit(self, unit: Unit, recorder: Recorder) -> None:
+        item = unit.item
+        ok = True
+        for d in unit.dests:
+            try:
+                copied = await self._to_dest(item, d, d in unit.hash_check)
+            except Exception as exc:
+                ok = False
+                message = describe(exc)
+                log.info("transfer file failed", task=self.task_id, path=item.rel, error=message)
+                self.progress.files_failed += 1
+                if len(self.failures) < MAX_FAILURES_KEPT:
+                    self.failures.append((item.rel, message))
+                rec = FileRecord(item.size, item.mtime, self.run_no, "failed", message)
+                await recorder.record(d, item.rel, rec)
+                continue
+            if copied:
+                self.progress.files_done += 1
+            else:
+                self.progress.files_skipped += 1
+            await recorder.record(d, item.rel, self._done(item))
+        if ok:
+            self.copied.append(item)
+            if unit.delete_after:
+                await self._delete_source(item)
+
+    async def _to_dest(self, item: Item, d: int, hash_check: bool) -> bool:
+        """Copy ``item`` to destination ``d``; False when a digest comparison
+        found it already there."""
+        sink = self.sinks[d]
+        if hash_check:
+            async for attempt in retrying():
+                with attempt:
+                    same = await self.source.digest(item.rel) == await sink.digest(item.rel)
+            if same:
+                self.progress.bytes_total -= item.size
+                return False
+        verify = self.delete_source
+        async for attempt in retrying():
+            with attempt:
+                await self._copy_once(item, sink, verify)
+        return True
+
+    async def _copy_once(self, item: Item, sink: Sink, verify: bool) -> None:
+        counted = 0
+        hasher = hashlib.sha256() if verify else None
+
+        def on_chunk(n: int) -> None:
+            nonlocal counted
+            counted += n
+            self.progress.bytes_done += n
+
+        try:
+            written = await sink.write(item, _tap(self.source.open(item), on_chunk, hasher))
+            if written != item.size:
+                raise TransferFailed(
+                    f"source changed while it was copied: listed {item.size} bytes, read {written}"
+                )
+            if hasher is not None and await sink.digest(item.rel) != hasher.hexdigest():
+                raise TransferFailed("the copy read back differs from the source (SHA-256)")
+        except BaseException:
+            self.progress.bytes_done -= counted  # this attempt's bytes start over
+            raise
+
+    async def _delete_source(self, item: Item) -> None:
+        """Delete a verified file unless it changed since it was listed."""
+        try:
+            now = await self.source.stat(item.rel)
+            if now is None:
+                return
+            if now.size != item.size or now.mtime != item.mtime:
+                log.info("source changed after copy; kept", task=self.task_id, path=item.rel)
+                return
+            await self.source.delete(item.rel)
+        except SpaceError as exc:
+            log.info("source delete failed", task=self.task_id, path=item.rel, error=exc.message)
+
+
+def _tap(
+    stream: AsyncIterator[bytes], on_chunk: Callable[[int], None], hasher: hashlib._Hash | None
+) -> AsyncIterator[bytes]:
+    async def gen() -> AsyncIterator[bytes]:
+        async for chunk in stream:
+            if hasher is not None:
+                hasher.update(chunk)
+            on_chunk(len(chunk))
+            yield chunk
+
+    return gen()

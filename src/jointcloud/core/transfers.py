@@ -1,0 +1,235 @@
+"""Transfer tasks as the user sees them: create (sync, import, export), get,
+list, cancel. Running them is ``core.taskrunner``'s job; docs/sync.md has the
+rules."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from jointcloud.core.buckets import PackageService, optional_policy
+from jointcloud.core.models import Package, TransferTask, UserSpace
+from jointcloud.core.objects import ObjectService
+from jointcloud.core.taskrunner import TaskRunner
+from jointcloud.core.transferspec import (
+    TransferFilter,
+    Trigger,
+    bool_field,
+    id_field,
+    inside,
+    parse_mode,
+    transfer_path,
+)
+from jointcloud.core.trees import Item, SpaceTree
+from jointcloud.core.userspaces import SpacePool, UserSpaceService
+from jointcloud.errors import BadArgument, OperationFailed, TaskNotFound
+from jointcloud.meta import transfers as repo
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+
+# Import/export up to this much runs inside the request; above, it is a task.
+INLINE_MAX_FILES = 1000
+INLINE_MAX_BYTES = 64 << 20
+
+
+def reserved(space: UserSpace) -> tuple[str, ...]:
+    """Where the space keeps JointCloud's own blocks, relative to its storage root."""
+    return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
+
+
+def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
+    for area in reserved(space):
+        if inside(path, area):
+            raise BadArgument(
+                f"{field} {path!r} is inside JointCloud's block area {area!r} of user space "
+                f"{space.user_space_id}"
+            )
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task: TransferTask
+    failures: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ImportAnswer:
+    package: Package
+    task: TaskView | None = None
+    object_count: int = 0
+    total_size: int = 0
+
+
+@dataclass(frozen=True)
+class ExportAnswer:
+    task: TaskView | None = None
+    object_count: int = 0
+    total_size: int = 0
+
+
+def _small(items: list[Item]) -> bool:
+    return len(items) <= INLINE_MAX_FILES and sum(i.size for i in items) <= INLINE_MAX_BYTES
+
+
+class TransferService:
+    def __init__(
+        self,
+        db: Database,
+        pool: SpacePool,
+        spaces: UserSpaceService,
+        packages: PackageService,
+        objects: ObjectService,
+        runner: TaskRunner,
+    ) -> None:
+        self.db = db
+        self.pool = pool
+        self.spaces = spaces
+        self.packages = packages
+        self.objects = objects
+        self.runner = runner
+
+    # -- sync ------------------------------------------------------------------
+
+    async def create_sync(self, user_id: int, body: dict[str, Any]) -> TaskView:
+        src_id = id_field(body, "srcUserSpaceID")
+        src_path = transfer_path(body.get("srcPath"), "srcPath")
+        src = await self.spaces.get(user_id, src_id)
+        check_not_reserved(src, src_path, "srcPath")
+        raw_dests = body.get("dests")
+        if not isinstance(raw_dests, list) or not raw_dests:
+            raise BadArgument("dests must list at least one destination {userSpaceID, path}")
+        dests: list[dict[str, Any]] = []
+        for i, raw in enumerate(raw_dests):
+            if not isinstance(raw, dict):
+                raise BadArgument(f"dests[{i}] must be an object {{userSpaceID, path}}")
+            try:
+                dest_id = id_field(raw, "userSpaceID")
+            except BadArgument:
+                raise BadArgument(f"dests[{i}].userSpaceID must be a positive integer") from None
+            path = transfer_path(raw.get("path"), f"dests[{i}].path")
+            space = await self.spaces.get(user_id, dest_id)
+            check_not_reserved(space, path, f"dests[{i}].path")
+            if dest_id == src_id and inside(path, src_path):
+                raise BadArgument(
+                    f"dests[{i}].path {path!r} is inside srcPath {src_path!r} of the same "
+                    "user space: the copy would copy itself"
+                )
+            dest = {"userSpaceID": dest_id, "path": path}
+            if dest in dests:
+                raise BadArgument(f"dests[{i}] repeats an earlier destination")
+            dests.append(dest)
+        mode, compare = parse_mode(body)
+        trigger = Trigger.parse(body.get("trigger"))
+        spec: dict[str, Any] = {
+            "srcUserSpaceID": src_id,
+            "srcPath": src_path,
+            "dests": dests,
+            "mode": mode,
+            "compare": compare,
+            "trigger": trigger.to_json(),
+            "filter": TransferFilter.parse(body.get("filter")).to_json(),
+            "deleteSource": bool_field(body, "deleteSource"),
+        }
+        ts = now()
+        async with self.db.write() as conn:
+            task = await repo.create(conn, user_id, "sync", spec, ts, trigger.first_run(ts))
+        self.runner.poke()
+        return TaskView(task, [])
+
+    # -- import / export -------------------------------------------------------
+
+    async def _list_tree(self, space: UserSpace, path: str) -> list[Item]:
+        tree = self.pool.open_tree(space)
+        try:
+            return [i async for i in SpaceTree(tree, path, reserved(space)).items()]
+        finally:
+            await tree.close()
+
+    async def create_import(self, user_id: int, body: dict[str, Any]) -> ImportAnswer:
+        space_id = id_field(body, "userSpaceID")
+        path = transfer_path(body.get("path"), "path")
+        bucket_id = id_field(body, "bucketID")
+        optional_policy(body.get("redundancy"))
+        affinity = body.get("affinity")
+        if affinity is not None and (isinstance(affinity, bool) or not isinstance(affinity, int)):
+            raise BadArgument("affinity must be a user space ID")
+        background = bool_field(body, "async")
+        space = await self.spaces.get(user_id, space_id)
+        check_not_reserved(space, path, "path")
+        items = await self._list_tree(space, path)
+        if not items:
+            raise BadArgument(f"path {path!r} of user space {space_id} holds no files")
+        package = await self.packages.create(
+            user_id, bucket_id, body.get("name"), body.get("redundancy")
+        )
+        spec: dict[str, Any] = {
+            "srcUserSpaceID": space_id,
+            "srcPath": path,
+            "bucketID": bucket_id,
+            "name": package.name,
+            "packageID": package.package_id,
+            "affinity": affinity,
+        }
+        if background or not _small(items):
+            task = await self._create_task(user_id, "import", spec)
+            return ImportAnswer(package, task=TaskView(task, []))
+        done = await self.runner.run_inline(user_id, "import", spec, items)
+        if done.state != "succeeded":
+            await asyncio.shield(self.packages.delete(user_id, package.package_id))
+            raise OperationFailed(f"import failed: {done.last_error}")
+        return ImportAnswer(package, None, len(items), sum(i.size for i in items))
+
+    async def create_export(self, user_id: int, body: dict[str, Any]) -> ExportAnswer:
+        package_id = id_field(body, "packageID")
+        space_id = id_field(body, "userSpaceID")
+        root = transfer_path(body.get("rootPath"), "rootPath")
+        background = bool_field(body, "async")
+        space = await self.spaces.get(user_id, space_id)
+        check_not_reserved(space, root, "rootPath")
+        objs = await self.objects.package_objects(user_id, package_id)
+        items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
+        spec = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
+        if background or not _small(items):
+            task = await self._create_task(user_id, "export", spec)
+            return ExportAnswer(task=TaskView(task, []))
+        done = await self.runner.run_inline(user_id, "export", spec, items)
+        if done.state != "succeeded":
+            raise OperationFailed(f"export failed: {done.last_error}")
+        return ExportAnswer(None, len(items), sum(i.size for i in items))
+
+    async def _create_task(self, user_id: int, kind: str, spec: dict[str, Any]) -> TransferTask:
+        ts = now()
+        async with self.db.write() as conn:
+            task = await repo.create(conn, user_id, kind, spec, ts, ts)
+        self.runner.poke()
+        return task
+
+    # -- follow ----------------------------------------------------------------
+
+    async def get(self, user_id: int, task_id: object) -> TaskView:
+        if isinstance(task_id, str) and task_id.isdigit():
+            task_id = int(task_id)
+        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
+            raise BadArgument("taskID is required and must be a positive integer")
+        async with self.db.read() as conn:
+            task = await repo.get(conn, task_id, user_id)
+            if task is None:
+                raise TaskNotFound(f"task {task_id} not found")
+            failures = await repo.failures(conn, task_id, task.run_no)
+        return TaskView(task, failures)
+
+    async def list(self, user_id: int) -> list[TransferTask]:
+        async with self.db.read() as conn:
+            return await repo.list_for_user(conn, user_id)
+
+    async def cancel(self, user_id: int, task_id: object) -> None:
+        view = await self.get(user_id, task_id)
+        task = view.task
+        finished_once = task.state in ("succeeded", "failed") and task.next_run_time is None
+        if task.state == "cancelled" or finished_once:
+            return  # nothing left to stop; the outcome stays visible
+        async with self.db.write() as conn:
+            if not await repo.cancel(conn, task.task_id, user_id):
+                raise TaskNotFound(f"task {task.task_id} not found")
+        self.runner.cancelled(task.task_id)

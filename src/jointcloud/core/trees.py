@@ -1,0 +1,178 @@
+"""The two ends of a transfer: a directory tree in a user space, or a package.
+
+A ``Source`` lists files and streams them; a ``Sink`` receives streams and can
+say what it already holds. Sync copies ``SpaceTree → SpaceTree``, import
+``SpaceTree → PackageSink``, export ``PackageSource → SpaceTree``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from jointcloud.core.objects import ObjectService
+from jointcloud.core.transferspec import inside, join
+from jointcloud.errors import BlockNotFound
+from jointcloud.spaces.base import Space
+
+CHUNK = 4 << 20
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file: its path relative to the transfer's root, size and mtime (epoch s)."""
+
+    rel: str
+    size: int
+    mtime: float
+
+
+class Source(Protocol):
+    def items(self) -> AsyncIterator[Item]: ...
+
+    def open(self, item: Item) -> AsyncIterator[bytes]: ...
+
+    async def stat(self, rel: str) -> Item | None: ...
+
+    async def delete(self, rel: str) -> None: ...
+
+    async def digest(self, rel: str) -> str: ...
+
+
+class Sink(Protocol):
+    async def holdings(self) -> dict[str, Item]:
+        """What the destination holds now, by relative path."""
+
+    async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
+        """Store the stream under ``item.rel`` atomically; the bytes written."""
+
+    async def digest(self, rel: str) -> str:
+        """SHA-256 (hex) of what the destination holds at ``rel``."""
+
+
+async def sha256_of(stream: AsyncIterator[bytes]) -> str:
+    h = hashlib.sha256()
+    async for chunk in stream:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+class SpaceTree:
+    """The files under ``base`` of a space opened at its storage root; the
+    space's block area (the directories in ``exclude``) is never listed."""
+
+    def __init__(self, space: Space, base: str, exclude: tuple[str, ...] = ()) -> None:
+        self.space = space
+        self.base = base
+        self.exclude = exclude
+
+    async def items(self) -> AsyncIterator[Item]:
+        cut = len(self.base) + 1 if self.base else 0
+        async for entry in self.space.list(self.base):
+            if any(inside(entry.key, x) for x in self.exclude):
+                continue
+            yield Item(entry.key[cut:], entry.size, entry.mtime)
+
+    async def holdings(self) -> dict[str, Item]:
+        return {item.rel: item async for item in self.items()}
+
+    def open(self, item: Item) -> AsyncIterator[bytes]:
+        return self.space.read_stream(join(self.base, item.rel), chunk=CHUNK)
+
+    async def stat(self, rel: str) -> Item | None:
+        try:
+            entry = await self.space.stat(join(self.base, rel))
+        except BlockNotFound:
+            return None
+        return Item(rel, entry.size, entry.mtime)
+
+    async def delete(self, rel: str) -> None:
+        await self.space.delete(join(self.base, rel))
+
+    async def digest(self, rel: str) -> str:
+        return await sha256_of(self.space.read_stream(join(self.base, rel), chunk=CHUNK))
+
+    async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
+        writer = await self.space.open_writer(join(self.base, item.rel))
+        written = 0
+        try:
+            async for chunk in stream:
+                await writer.write(chunk)
+                written += len(chunk)
+            await writer.commit()
+        except BaseException:
+            await writer.abort()
+            raise
+        return written
+
+
+class PackageSink:
+    """Objects of one package: each file becomes the object at its relative path."""
+
+    def __init__(
+        self,
+        objects: ObjectService,
+        user_id: int,
+        package_id: int,
+        *,
+        redundancy: object = None,
+        affinity: int | None = None,
+    ) -> None:
+        self.objects = objects
+        self.user_id = user_id
+        self.package_id = package_id
+        self.redundancy = redundancy
+        self.affinity = affinity
+
+    async def holdings(self) -> dict[str, Item]:
+        objs = await self.objects.package_objects(self.user_id, self.package_id)
+        return {o.path: Item(o.path, o.size, o.update_time.timestamp()) for o in objs}
+
+    async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
+        async def one() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+            yield item.rel, stream
+
+        done = await self.objects.upload(
+            self.user_id,
+            self.package_id,
+            one(),
+            affinity=self.affinity,
+            redundancy=self.redundancy,
+        )
+        return done[0].size
+
+    async def digest(self, rel: str) -> str:
+        content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)
+        return await sha256_of(self.objects.read(content).body)
+
+
+class PackageSource:
+    """The objects of one package, streamed decrypted and reassembled."""
+
+    def __init__(self, objects: ObjectService, user_id: int, package_id: int) -> None:
+        self.objects = objects
+        self.user_id = user_id
+        self.package_id = package_id
+
+    async def items(self) -> AsyncIterator[Item]:
+        for o in await self.objects.package_objects(self.user_id, self.package_id):
+            yield Item(o.path, o.size, o.update_time.timestamp())
+
+    async def open(self, item: Item) -> AsyncIterator[bytes]:
+        content = await self.objects.open(self.user_id, package_id=self.package_id, path=item.rel)
+        async for chunk in self.objects.read(content).body:
+            yield chunk
+
+    async def stat(self, rel: str) -> Item | None:
+        objs = await self.objects.package_objects(self.user_id, self.package_id)
+        found = next((o for o in objs if o.path == rel), None)
+        return None if found is None else Item(rel, found.size, found.update_time.timestamp())
+
+    async def delete(self, rel: str) -> None:
+        await self.objects.delete_by_path(self.user_id, self.package_id, rel)
+
+    async def digest(self, rel: str) -> str:
+        content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)
+        return await sha256_of(self.objects.read(content).body)

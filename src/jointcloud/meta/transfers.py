@@ -1,0 +1,277 @@
+"""Transfer tasks and their per-file records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jointcloud.core.models import FileRecord, TransferProgress, TransferTask
+from jointcloud.meta import tables as t
+from jointcloud.meta.rows import aware
+
+T = t.transfer_tasks
+F = t.transfer_files
+FINAL = ("cancelled",)
+
+
+def _opt(ts: datetime | None) -> datetime | None:
+    return None if ts is None else aware(ts)
+
+
+def _task(r: Any) -> TransferTask:
+    return TransferTask(
+        task_id=r.id,
+        user_id=r.user_id,
+        kind=r.kind,
+        spec=json.loads(r.spec),
+        state=r.state,
+        run_no=r.run_no,
+        run_open=bool(r.run_open),
+        progress=TransferProgress(
+            files_total=r.files_total,
+            files_done=r.files_done,
+            files_failed=r.files_failed,
+            files_skipped=r.files_skipped,
+            bytes_total=r.bytes_total,
+            bytes_done=r.bytes_done,
+        ),
+        last_error=r.last_error,
+        result=None if r.result is None else json.loads(r.result),
+        create_time=aware(r.created_at),
+        last_run_time=_opt(r.last_run_at),
+        last_finish_time=_opt(r.last_finish_at),
+        next_run_time=_opt(r.next_run_at),
+        lease_owner=r.lease_owner,
+        lease_until=_opt(r.lease_until),
+    )
+
+
+def _counters(p: TransferProgress) -> dict[str, int]:
+    return {
+        "files_total": p.files_total,
+        "files_done": p.files_done,
+        "files_failed": p.files_failed,
+        "files_skipped": p.files_skipped,
+        "bytes_total": p.bytes_total,
+        "bytes_done": p.bytes_done,
+    }
+
+
+async def create(
+    conn: AsyncConnection,
+    user_id: int,
+    kind: str,
+    spec: dict[str, Any],
+    ts: datetime,
+    next_run: datetime | None,
+    state: str = "pending",
+) -> TransferTask:
+    res = await conn.execute(
+        insert(T).values(
+            user_id=user_id,
+            kind=kind,
+            spec=json.dumps(spec),
+            state=state,
+            run_no=0,
+            run_open=False,
+            last_error=None,
+            created_at=ts,
+            next_run_at=next_run,
+            **_counters(TransferProgress()),
+        )
+    )
+    task_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+    found = await get(conn, task_id)
+    assert found is not None
+    return found
+
+
+async def get(
+    conn: AsyncConnection, task_id: int, user_id: int | None = None
+) -> TransferTask | None:
+    q = select(T).where(T.c.id == task_id)
+    if user_id is not None:
+        q = q.where(T.c.user_id == user_id)
+    row = (await conn.execute(q)).first()
+    return None if row is None else _task(row)
+
+
+async def list_for_user(conn: AsyncConnection, user_id: int) -> list[TransferTask]:
+    rows = await conn.execute(select(T).where(T.c.user_id == user_id).order_by(T.c.id))
+    return [_task(r) for r in rows]
+
+
+async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
+    """Tasks that may be due: a run is open (perhaps orphaned by a dead
+    process), or the next run time has come."""
+    q = select(T).where(
+        T.c.state.not_in(FINAL),
+        (T.c.run_open.is_(True) & (T.c.state == "running")) | (T.c.next_run_at <= ts),
+    )
+    return [_task(r) for r in await conn.execute(q.order_by(T.c.id))]
+
+
+async def claim(
+    conn: AsyncConnection,
+    task: TransferTask,
+    owner: str,
+    until: datetime,
+    ts: datetime,
+) -> bool:
+    """Take the task's lease (compare-and-set on the lease we saw) and start
+    or resume its run."""
+    values: dict[str, Any] = {"lease_owner": owner, "lease_until": until, "state": "running"}
+    if not task.run_open:
+        values.update(
+            run_no=T.c.run_no + 1,
+            run_open=True,
+            last_run_at=ts,
+            last_error=None,
+            **_counters(TransferProgress()),
+        )
+    same_lease = (
+        T.c.lease_owner.is_(None)
+        if task.lease_owner is None
+        else (T.c.lease_owner == task.lease_owner)
+    )
+    res = await conn.execute(
+        update(T)
+        .where(T.c.id == task.task_id, T.c.state.not_in(FINAL), same_lease)
+        .values(**values)
+    )
+    return res.rowcount == 1
+
+
+async def renew(
+    conn: AsyncConnection,
+    task_id: int,
+    owner: str,
+    until: datetime,
+    progress: TransferProgress,
+    last_error: str | None,
+) -> str | None:
+    """Extend our lease and save the counters; the task's state afterwards
+    (``cancelled`` tells the runner to stop), or None if the lease is lost."""
+    await conn.execute(
+        update(T)
+        .where(T.c.id == task_id, T.c.lease_owner == owner, T.c.state == "running")
+        .values(lease_until=until, last_error=last_error, **_counters(progress))
+    )
+    row = (await conn.execute(select(T.c.state, T.c.lease_owner).where(T.c.id == task_id))).first()
+    if row is None:
+        return None
+    if row.state != "running":
+        return str(row.state)
+    return "running" if row.lease_owner == owner else None
+
+
+async def finish(
+    conn: AsyncConnection,
+    task_id: int,
+    owner: str,
+    *,
+    state: str,
+    ts: datetime,
+    progress: TransferProgress,
+    last_error: str | None,
+    next_run: datetime | None,
+    result: dict[str, Any] | None = None,
+    run_open: bool = False,
+) -> None:
+    """End (or pause, with ``run_open``) our run; a task cancelled meanwhile
+    stays cancelled, but its counters are saved."""
+    values: dict[str, Any] = {
+        "lease_owner": None,
+        "lease_until": None,
+        "next_run_at": next_run,
+        "last_error": last_error,
+        "run_open": run_open,
+        **_counters(progress),
+    }
+    if not run_open:
+        values["last_finish_at"] = ts
+    if result is not None:
+        values["result"] = json.dumps(result)
+    base = and_(T.c.id == task_id, T.c.lease_owner == owner)
+    await conn.execute(update(T).where(base, T.c.state.not_in(FINAL)).values(state=state, **values))
+    await conn.execute(update(T).where(base, T.c.state.in_(FINAL)).values(**values))
+
+
+async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
+    res = await conn.execute(
+        update(T)
+        .where(T.c.id == task_id, T.c.user_id == user_id)
+        .values(state="cancelled", next_run_at=None)
+    )
+    return res.rowcount == 1
+
+
+async def set_spec(conn: AsyncConnection, task_id: int, spec: dict[str, Any]) -> None:
+    await conn.execute(update(T).where(T.c.id == task_id).values(spec=json.dumps(spec)))
+
+
+async def load_records(conn: AsyncConnection, task_id: int) -> dict[tuple[int, str], FileRecord]:
+    rows = await conn.execute(
+        select(F.c.dest, F.c.path, F.c.src_size, F.c.src_mtime, F.c.run_no, F.c.state).where(
+            F.c.task_id == task_id
+        )
+    )
+    return {(r.dest, r.path): FileRecord(r.src_size, r.src_mtime, r.run_no, r.state) for r in rows}
+
+
+async def failures(
+    conn: AsyncConnection, task_id: int, run_no: int, limit: int = 100
+) -> list[tuple[str, str]]:
+    rows = await conn.execute(
+        select(F.c.path, F.c.error)
+        .where(F.c.task_id == task_id, F.c.run_no == run_no, F.c.state == "failed")
+        .order_by(F.c.path)
+        .limit(limit)
+    )
+    return [(r.path, r.error or "") for r in rows]
+
+
+async def save_records(
+    conn: AsyncConnection, task_id: int, records: Sequence[tuple[int, str, FileRecord]]
+) -> None:
+    """Insert or replace the records of (destination, path)."""
+    if not records:
+        return
+    values = [
+        {
+            "task_id": task_id,
+            "dest": dest,
+            "path": path,
+            "src_size": rec.src_size,
+            "src_mtime": rec.src_mtime,
+            "run_no": rec.run_no,
+            "state": rec.state,
+            "error": rec.error,
+        }
+        for dest, path, rec in records
+    ]
+    maker = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    stmt = maker(F)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[F.c.task_id, F.c.dest, F.c.path],
+        set_={
+            "src_size": stmt.excluded.src_size,
+            "src_mtime": stmt.excluded.src_mtime,
+            "run_no": stmt.excluded.run_no,
+            "state": stmt.excluded.state,
+            "error": stmt.excluded.error,
+        },
+    )
+    await conn.execute(stmt, values)
+
+
+async def forget_paths(conn: AsyncConnection, task_id: int, paths: Iterable[str]) -> None:
+    for path in paths:
+        await conn.execute(delete(F).where(F.c.task_id == task_id, F.c.path == path))
