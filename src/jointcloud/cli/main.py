@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from jointcloud.cli import commands_admin, commands_catalog, commands_objects, commands_spaces
+from jointcloud.cli import (
+    commands_admin,
+    commands_catalog,
+    commands_objects,
+    commands_spaces,
+    commands_transfers,
+)
 from jointcloud.cli.common import CliError, GlobalOptions
 from jointcloud.config import Settings
 
@@ -57,6 +63,7 @@ app.add_typer(commands_spaces.app, name="space")
 app.add_typer(commands_admin.app, name="admin")
 app.add_typer(commands_catalog.bucket_app, name="bucket")
 app.add_typer(commands_catalog.package_app, name="package")
+app.add_typer(commands_transfers.app, name="sync")
 commands_objects.register(app)
 
 

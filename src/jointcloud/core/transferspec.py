@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -244,7 +244,7 @@ class Trigger:
         for d in (0, 1, 2):
             s, _ = self._window_on(local + timedelta(days=d))
             if s > after:
-                return s
+                return s.astimezone(UTC)  # stored as UTC: SQLite keeps no offset
         raise AssertionError("a daily window starts within two days")
 
     # -- schedule --------------------------------------------------------------
