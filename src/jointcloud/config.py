@@ -33,7 +33,7 @@ class Settings:
     repair_interval: float = 30.0
     scrub_mbps: float = 50.0  # scrub reads at most this many MB (10^6 bytes) per second
     scrub_interval: float = 86400.0  # pause between two full sweeps
-    sync_parallel: int = 8  # files copied at once by one transfer task
+    sync_parallel: int = 16  # files copied at once by one transfer task
 
     @property
     def db_url(self) -> str:
@@ -59,5 +59,5 @@ class Settings:
             repair_interval=float(env.get("JCS_REPAIR_INTERVAL_SECONDS", "30")),
             scrub_mbps=float(env.get("JCS_SCRUB_MBPS", "50")),
             scrub_interval=float(env.get("JCS_SCRUB_INTERVAL_SECONDS", "86400")),
-            sync_parallel=max(1, int(env.get("JCS_SYNC_PARALLEL", "8"))),
+            sync_parallel=max(1, int(env.get("JCS_SYNC_PARALLEL", "16"))),
         )

@@ -22,7 +22,9 @@ from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
 from support.s3server import S3Server, free_port, s3_server_fixture
 
-BACKENDS = ["memory", "local", "s3"]
+# "local-tree" is a local space as transfer tasks open user file trees:
+# commits skip the per-file fsync and ``flush`` makes them durable.
+BACKENDS = ["memory", "local", "local-tree", "s3"]
 
 s3_server = s3_server_fixture(scope="session")
 
@@ -40,9 +42,9 @@ def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dic
     base = f"t-{uuid.uuid4().hex[:12]}"
     if backend == "memory":
         return {"storage": {"type": "Memory", "name": base}, "credential": None, "base": ""}
-    if backend == "local":
+    if backend in ("local", "local-tree"):
         store = {"type": "Local", "path": str(tmp_path / "store")}
-        return {"storage": store, "credential": None, "base": ""}
+        return {"storage": store, "credential": None, "base": "", "durable": backend == "local"}
     server: S3Server = request.getfixturevalue("s3_server")
     return {"storage": server.storage(), "credential": server.credential(), "base": base}
 
@@ -51,7 +53,9 @@ def storage(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> dic
 def make_space(storage: dict[str, Any]) -> MakeSpace:
     def make(sub: str = "") -> Space:
         root = "/".join(p for p in (storage["base"], sub) if p)
-        return open_space(storage["storage"], storage["credential"], root)
+        return open_space(
+            storage["storage"], storage["credential"], root, durable=storage.get("durable", True)
+        )
 
     return make
 
@@ -68,10 +72,11 @@ def dead_space(backend: str, tmp_path: Path) -> Iterator[Space]:
         sp = open_space({"type": "Memory", "name": f"dead-{uuid.uuid4().hex}"}, None, "")
         sp.available = False  # type: ignore[attr-defined]
         yield sp
-    elif backend == "local":
+    elif backend in ("local", "local-tree"):
         blocker = tmp_path / "a-regular-file"
         blocker.write_bytes(b"not a directory")
-        yield LocalSpace(blocker / "sub")  # every path below a file is ENOTDIR
+        # every path below a file is ENOTDIR
+        yield LocalSpace(blocker / "sub", durable=backend == "local")
     else:
         port = free_port()  # nothing listens here
         storage = {

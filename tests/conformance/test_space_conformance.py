@@ -325,3 +325,22 @@ async def test_s3_outage_is_unavailable_then_recovers() -> None:
             await space.read("k")
         await space.put("k", b"after")
         assert await space.read("k") == b"after"
+
+
+async def test_flush_keeps_every_committed_write(space: Space) -> None:
+    """``flush`` (what a transfer task calls before it reports success) keeps
+    what was committed, and nothing uncommitted becomes visible."""
+    await space.put("flushed/a", b"first")
+    writer = await space.open_writer("flushed/b")
+    await writer.write(b"second")
+    await writer.commit()
+    pending = await space.open_writer("flushed/c")
+    await pending.write(b"never committed")
+    await space.flush()
+    assert await space.read("flushed/a") == b"first"
+    assert await space.read("flushed/b") == b"second"
+    assert sorted(e.key for e in [e async for e in space.list("flushed")]) == [
+        "flushed/a",
+        "flushed/b",
+    ]
+    await pending.abort()

@@ -99,6 +99,9 @@ class FakeSpace:
             if key.startswith(prefix):
                 yield Entry(key, len(self.objects[key]), time.time())
 
+    async def flush(self) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
@@ -12,8 +13,17 @@ from jointcloud.context import Context
 from jointcloud.logs import configure_logging
 from jointcloud.redundancy.erasure import apply_malloc_tuning
 
+# Blocking file I/O (local spaces) runs in the loop's default thread pool;
+# Python's default of cpu+4 threads leaves a 2-core server mostly waiting on
+# fsync when a sync task moves thousands of small files (measured: 2,000
+# files took 7.9 s with 6 threads, 3.1 s with 32).
+IO_THREADS = 32
+
 
 async def serve(settings: Settings) -> None:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(IO_THREADS, thread_name_prefix="jcs-io")
+    )
     host, port = parse_listen(settings.listen)
     ctx = await Context.open(settings)
     try:

@@ -55,6 +55,7 @@ class TaskRunner:
         self.owner = owner or new_owner()
         self.wake = asyncio.Event()
         self._cancel: dict[int, asyncio.Event] = {}
+        self._resumed: set[int] = set()  # claimed with their run already open
         self.parallel = 8
 
     def poke(self) -> None:
@@ -72,6 +73,8 @@ class TaskRunner:
         async with self.db.write() as conn:
             if not await repo.claim(conn, task, self.owner, ts + LEASE, ts):
                 return None
+            if task.run_open:
+                self._resumed.add(task.task_id)
             return await repo.get(conn, task.task_id)
 
     async def claim_due(self, limit: int) -> list[TransferTask]:
@@ -190,6 +193,8 @@ class TaskRunner:
             sinks,
             parallel=self.parallel,
             prelisted=prelisted,
+            resumed=task.task_id in self._resumed,
+            run_started=(task.last_run_time or now()).timestamp(),
             **extra,
         )
 
@@ -261,6 +266,7 @@ class TaskRunner:
                     with contextlib.suppress(BaseException):
                         await child
             self._cancel.pop(task.task_id, None)
+            self._resumed.discard(task.task_id)
             for backend in opened:
                 with contextlib.suppress(Exception):
                     await backend.close()

@@ -18,6 +18,7 @@ from jointcloud.errors import BlockNotFound
 from jointcloud.spaces.base import Space
 
 CHUNK = 4 << 20
+SMALL = 4 << 20  # files up to this size move in one read and one write
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Source(Protocol):
 
     def open(self, item: Item) -> AsyncIterator[bytes]: ...
 
+    async def read_small(self, item: Item) -> bytes:
+        """The whole file in one call (files up to ``SMALL``: fewer round trips)."""
+
     async def stat(self, rel: str) -> Item | None: ...
 
     async def delete(self, rel: str) -> None: ...
@@ -47,6 +51,12 @@ class Sink(Protocol):
 
     async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
         """Store the stream under ``item.rel`` atomically; the bytes written."""
+
+    async def put_small(self, item: Item, data: bytes) -> None:
+        """Store a small file in one call, atomically."""
+
+    async def flush(self) -> None:
+        """Make everything written so far durable."""
 
     async def digest(self, rel: str) -> str:
         """SHA-256 (hex) of what the destination holds at ``rel``."""
@@ -80,6 +90,15 @@ class SpaceTree:
 
     def open(self, item: Item) -> AsyncIterator[bytes]:
         return self.space.read_stream(join(self.base, item.rel), chunk=CHUNK)
+
+    async def read_small(self, item: Item) -> bytes:
+        return await self.space.read(join(self.base, item.rel))
+
+    async def put_small(self, item: Item, data: bytes) -> None:
+        await self.space.put(join(self.base, item.rel), data)
+
+    async def flush(self) -> None:
+        await self.space.flush()
 
     async def stat(self, rel: str) -> Item | None:
         try:
@@ -143,6 +162,15 @@ class PackageSink:
         )
         return done[0].size
 
+    async def put_small(self, item: Item, data: bytes) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        await self.write(item, chunks())
+
+    async def flush(self) -> None:
+        return None  # objects are durable once committed
+
     async def digest(self, rel: str) -> str:
         content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)
         return await sha256_of(self.objects.read(content).body)
@@ -164,6 +192,9 @@ class PackageSource:
         content = await self.objects.open(self.user_id, package_id=self.package_id, path=item.rel)
         async for chunk in self.objects.read(content).body:
             yield chunk
+
+    async def read_small(self, item: Item) -> bytes:
+        return b"".join([chunk async for chunk in self.open(item)])
 
     async def stat(self, rel: str) -> Item | None:
         objs = await self.objects.package_objects(self.user_id, self.package_id)

@@ -95,7 +95,7 @@ class SpacePool:
     def open_tree(self, space: UserSpace) -> Space:
         """The space at its storage root (for transfers of user files), not
         cached: the caller closes it."""
-        return open_space(space.storage, self.credential(space), "")
+        return open_space(space.storage, self.credential(space), "", durable=False)
 
     async def get_by_id(self, space_id: int) -> Space:
         record = self.records.get(space_id)

@@ -74,6 +74,11 @@ class Space(Protocol):
         temporary files) last touched before ``older_than`` (epoch seconds);
         returns how many. Backends whose writes leave nothing behind return 0."""
 
+    async def flush(self) -> None:
+        """Make every write committed so far durable. Spaces opened for user
+        file trees may skip the per-file fsync (see ``LocalSpace``); elsewhere
+        every commit is already durable and this does nothing."""
+
     async def close(self) -> None: ...
 
 

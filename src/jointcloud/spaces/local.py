@@ -75,6 +75,27 @@ def _load_sync_file_range() -> Callable[[int, int, int], None]:
 _start_writeback = _load_sync_file_range()
 
 
+def _load_syncfs() -> Callable[[int], None]:
+    """``syncfs(fd)``: flush the one file system holding ``fd`` (not in
+    ``os``); falls back to ``os.sync`` for every file system."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return lambda fd: os.sync()
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+
+    def call(fd: int) -> None:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+
+    return call
+
+
+_syncfs = _load_syncfs()
+
+
 def _write_behind(fd: int, offset: int, data: bytes | bytearray | memoryview) -> None:
     _write_all(fd, data)
     _start_writeback(fd, offset, len(data))
@@ -159,16 +180,19 @@ class LocalWriter:
             raise
 
     def _commit_sync(self, fd: int, buf: bytes | bytearray) -> None:
+        durable = self._space.durable
         try:
             if buf:
                 _write_all(fd, buf)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         final = self._space._path(self._key)
         os.replace(self._tmp, final)
-        for d in self._dirs:
-            _fsync_dir(d)
+        if durable:
+            for d in self._dirs:
+                _fsync_dir(d)
 
     async def abort(self) -> None:
         fd, self._fd = self._fd, None
@@ -189,8 +213,13 @@ class LocalSpace:
 
     capabilities = Capabilities(range_read=True, listing=True)
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, durable: bool = True) -> None:
+        """``durable=False`` (user file trees written by transfer tasks) skips
+        the fsync of each commit: still atomic (temp + rename), made durable
+        for the whole tree at once by ``flush`` (one ``syncfs``) before the
+        task reports success. Blocks always use ``durable=True``."""
         self.root = Path(root).absolute()
+        self.durable = durable
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
@@ -402,6 +431,19 @@ class LocalSpace:
         if not self.root.is_dir():
             return 0
         return await asyncio.to_thread(self._sweep_sync, older_than)
+
+    async def flush(self) -> None:
+        if self.durable:
+            return
+
+        def flush_sync() -> None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _syncfs(fd)
+            finally:
+                os.close(fd)
+
+        await self._run(None, flush_sync, writing=True)
 
     async def close(self) -> None:
         return None

@@ -155,5 +155,8 @@ class MemorySpace:
     async def sweep_incomplete(self, older_than: float) -> int:
         return 0  # uncommitted writes live only in their writer
 
+    async def flush(self) -> None:
+        return None  # every commit is durable already
+
     async def close(self) -> None:
         return None

@@ -304,5 +304,8 @@ class OpenDALSpace:
         # the binding cannot list; a bucket lifecycle rule is what removes those.
         return 0
 
+    async def flush(self) -> None:
+        return None  # every commit is durable already
+
     async def close(self) -> None:
         return None

@@ -117,7 +117,11 @@ def _gcs_credential(credential: Mapping[str, Any]) -> str:
 
 
 def open_space(
-    storage: Mapping[str, Any], credential: Mapping[str, Any] | None, root_path: str | None
+    storage: Mapping[str, Any],
+    credential: Mapping[str, Any] | None,
+    root_path: str | None,
+    *,
+    durable: bool = True,
 ) -> Space:
     """The backend for one user space; keys live under ``root_path`` inside the storage.
 
@@ -143,7 +147,7 @@ def open_space(
             raise SpaceUnavailable(
                 f"cannot create local space directory {str(path)!r}: {reason}"
             ) from None
-        return LocalSpace(path)
+        return LocalSpace(path, durable=durable)
 
     opts: dict[str, Any] = {}
     if kind == "S3":
