@@ -40,6 +40,16 @@ def _reserved(space: UserSpace) -> tuple[str, ...]:
     return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
 
 
+def _held(task: TransferTask, ts: datetime) -> bool:
+    """Leased by a live process (ours or another)."""
+    return (
+        task.lease_owner is not None
+        and task.lease_until is not None
+        and task.lease_until > ts
+        and not owner_dead(task.lease_owner)
+    )
+
+
 @dataclass
 class _Stop:
     reason: str | None = None
@@ -87,18 +97,19 @@ class TaskRunner:
                 break
             if task.task_id in self._cancel:
                 continue  # running here already
-            held = (
-                task.lease_owner is not None
-                and task.lease_until is not None
-                and task.lease_until > ts
-                and not owner_dead(task.lease_owner)
-            )
-            if held:
+            if _held(task, ts):
                 continue
             got = await self._claim(task, ts)
             if got is not None:
                 claimed.append(got)
         return claimed
+
+    async def has_due(self) -> bool:
+        """Whether some task is due or orphaned (what ``claim_due`` would take)."""
+        ts = now()
+        async with self.db.read() as conn:
+            candidates = await repo.candidates(conn, ts)
+        return any(t.task_id not in self._cancel and not _held(t, ts) for t in candidates)
 
     async def run_due(self, progress: Progress | None = None) -> tuple[int, int]:
         """Run every due task, and those becoming due meanwhile, until none is

@@ -135,9 +135,12 @@ class JobRunner:
                 (st.next_run is None or st.next_run <= ts)
                 and (st.lease_until is None or st.lease_until <= ts or owner_dead(st.lease_owner))
             )
-            if due or (wake is not None and wake.is_set()):
-                if wake is not None:
-                    wake.clear()
+            woken = wake is not None and wake.is_set()
+            if wake is not None:
+                wake.clear()
+            if due and not woken and not await self._has_work(job):
+                due = False  # nothing to do: no lease, no pass, no row update
+            if due or woken:
                 started = time.monotonic()
                 # A failure is recorded on the job row; the next try comes after the back-off.
                 with contextlib.suppress(Exception):
@@ -150,6 +153,17 @@ class JobRunner:
             await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             for w in waits:
                 w.cancel()
+
+    @staticmethod
+    async def _has_work(job: Job) -> bool:
+        """Jobs polled every second (sync) say cheaply whether a pass is needed."""
+        check = getattr(job, "has_work", None)
+        if check is None:
+            return True
+        try:
+            return bool(await check())
+        except Exception:
+            return True  # let the pass itself report the problem
 
     def stop(self) -> None:
         self._stop.set()

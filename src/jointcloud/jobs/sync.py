@@ -21,6 +21,9 @@ class SyncJob:
         """Set when a task is created, so the runner starts a pass at once."""
         return self.ctx.tasks.wake
 
+    async def has_work(self) -> bool:
+        return await self.ctx.tasks.has_due()
+
     async def run_once(self, progress: Progress) -> JobResult:
         runs, failed = await self.ctx.tasks.run_due(progress)
         if not runs:
