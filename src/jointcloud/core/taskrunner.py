@@ -66,6 +66,7 @@ class TaskRunner:
         self.wake = asyncio.Event()
         self._cancel: dict[int, asyncio.Event] = {}
         self._resumed: set[int] = set()  # claimed with their run already open
+        self._inline: set[int] = set()  # run inside a request (their package goes on failure)
         self.parallel = 8
 
     def poke(self) -> None:
@@ -153,7 +154,11 @@ class TaskRunner:
             task = await repo.create(conn, user_id, kind, spec, ts, None)
         claimed = await self._claim(task, ts)
         assert claimed is not None
-        return await self.execute(claimed, items)
+        self._inline.add(task.task_id)
+        try:
+            return await self.execute(claimed, items)
+        finally:
+            self._inline.discard(task.task_id)
 
     # -- one run ---------------------------------------------------------------
 
@@ -319,6 +324,12 @@ class TaskRunner:
         error: str | None = None,
     ) -> None:
         progress = run.progress if run is not None else task.progress
+        last_error = error or self._summary(run)
+        if task.kind == "import" and state == "failed" and task.task_id not in self._inline:
+            last_error = (
+                f"package {task.spec['packageID']} keeps the {progress.files_done} object(s) "
+                f"imported; {last_error}"
+            )
         async with self.db.write() as conn:
             await repo.finish(
                 conn,
@@ -327,7 +338,7 @@ class TaskRunner:
                 state=state,
                 ts=now(),
                 progress=progress,
-                last_error=error or self._summary(run),
+                last_error=last_error,
                 next_run=next_run,
                 result=result,
                 run_open=run_open,

@@ -55,7 +55,7 @@ def transient(exc: BaseException) -> bool:
 def retrying() -> AsyncRetrying:
     return AsyncRetrying(
         stop=stop_after_attempt(ATTEMPTS),
-        wait=wait_exponential_jitter(initial=0.5, max=8.0, jitter=0.25),
+        wait=wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.25),
         retry=retry_if_exception(transient),
         reraise=True,
     )
@@ -211,7 +211,9 @@ class TransferRun:
                 if self.mode == "diff":
                     there = held[d].get(item.rel)
                     if there is not None and there.size == item.size:
-                        if self.compare == "hash":
+                        # deleteSource: "unchanged" must be proven before the
+                        # source goes, so the bytes are compared too.
+                        if self.compare == "hash" or self.delete_source:
                             unit.hash_check.append(d)
                             unit.dests.append(d)
                             p.bytes_total += item.size

@@ -177,7 +177,7 @@ class TransferService:
         done = await self.runner.run_inline(user_id, "import", spec, items)
         if done.state != "succeeded":
             await asyncio.shield(self.packages.delete(user_id, package.package_id))
-            raise OperationFailed(f"import failed: {done.last_error}")
+            raise OperationFailed(f"import failed, the package was removed: {done.last_error}")
         return ImportAnswer(package, None, len(items), sum(i.size for i in items))
 
     async def create_export(self, user_id: int, body: dict[str, Any]) -> ExportAnswer:

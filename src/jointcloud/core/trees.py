@@ -14,7 +14,7 @@ from typing import Protocol
 
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transferspec import inside, join
-from jointcloud.errors import BlockNotFound
+from jointcloud.errors import BadArgument, BlockNotFound
 from jointcloud.spaces.base import Space
 
 CHUNK = 4 << 20
@@ -95,7 +95,7 @@ class SpaceTree:
         return await self.space.read(join(self.base, item.rel))
 
     async def put_small(self, item: Item, data: bytes) -> None:
-        await self.space.put(join(self.base, item.rel), data)
+        await self.space.put(self._target(item.rel), data)
 
     async def flush(self) -> None:
         await self.space.flush()
@@ -113,8 +113,20 @@ class SpaceTree:
     async def digest(self, rel: str) -> str:
         return await sha256_of(self.space.read_stream(join(self.base, rel), chunk=CHUNK))
 
+    def _target(self, rel: str) -> str:
+        """Where a file lands; never inside the block area (a source tree may
+        well hold a ``jcs/...`` directory of its own)."""
+        key = join(self.base, rel)
+        for area in self.exclude:
+            if inside(key, area):
+                raise BadArgument(
+                    f"{key!r} would land in JointCloud's block area {area!r}; "
+                    "copy to a sub-directory instead"
+                )
+        return key
+
     async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
-        writer = await self.space.open_writer(join(self.base, item.rel))
+        writer = await self.space.open_writer(self._target(item.rel))
         written = 0
         try:
             async for chunk in stream:
