@@ -1,0 +1,786 @@
+"""Sync tasks between user spaces (spec §5, docs/sync.md) through the v1 API:
+full and diff runs, filters, deleteSource, cancel, triggers and isolation
+between users, on Local directories and an S3 server on loopback. Tasks run
+through ``ctx.tasks.run_due()`` (what the ``sync`` job does), not a timer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from jcs_helpers import Api, Other, assert_time, expect_error
+from sqlalchemy import update
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_none
+
+from jointcloud.context import Context
+from jointcloud.core import transfer
+from jointcloud.meta import tables as t
+from jointcloud.spaces.local import LocalSpace
+from support.s3server import S3Server, s3_server_fixture
+
+s3_server = s3_server_fixture(scope="module", bucket="jcs-sync-tasks")
+
+ONCE = {"type": "once"}
+HOURLY = {"type": "interval", "seconds": 3600}
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` (temporary files included)."""
+    if not root.exists():
+        return {}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def identity(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime ns) of every file: a rewritten file (temp + rename) changes."""
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+def s3_put_tree(server: S3Server, prefix: str, files: dict[str, bytes]) -> None:
+    client = server.client()
+    for rel, content in files.items():
+        client.put_object(Bucket=server.bucket, Key=f"{prefix}/{rel}", Body=content)
+
+
+def s3_read_tree(server: S3Server, prefix: str) -> dict[str, bytes]:
+    client = server.client()
+    out: dict[str, bytes] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=server.bucket, Prefix=prefix + "/"
+    ):
+        for o in page.get("Contents", []):
+            body = client.get_object(Bucket=server.bucket, Key=o["Key"])["Body"].read()
+            out[o["Key"][len(prefix) + 1 :]] = body
+    return out
+
+
+async def s3_space(api: Api, server: S3Server) -> int:
+    name = f"s3-{secrets.token_hex(4)}"
+    data = await api.post(
+        "/v1/userSpace/create",
+        {
+            "name": name,
+            "storage": server.storage(),
+            "credential": server.credential(),
+            "rootPath": name,
+        },
+    )
+    return int(data["userSpace"]["userSpaceID"])
+
+
+async def create(
+    api: Api,
+    src: int,
+    src_path: str,
+    dests: list[tuple[int, str]],
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "srcUserSpaceID": src,
+        "srcPath": src_path,
+        "dests": [{"userSpaceID": d, "path": p} for d, p in dests],
+        "mode": "full",
+        "trigger": ONCE,
+        **extra,
+    }
+    task = (await api.post("/v1/spaceSync/createTask", body))["task"]
+    assert isinstance(task["taskID"], int)
+    return dict(task)
+
+
+async def get_task(api: Api, task_id: int) -> dict[str, Any]:
+    return dict((await api.get("/v1/spaceSync/getTask", taskID=task_id))["task"])
+
+
+async def make_due(ctx: Context, task_id: int) -> None:
+    """Bring a recurring task's next run forward to now (instead of waiting)."""
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task_id)
+            .values(next_run_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+def progress(task: dict[str, Any]) -> dict[str, int]:
+    return dict(task["progress"])
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same attempts as the runner's, without the back-off waits."""
+
+    def retrying() -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(transfer.ATTEMPTS),
+            wait=wait_none(),
+            retry=retry_if_exception(transfer.transient),
+            reraise=True,
+        )
+
+    monkeypatch.setattr(transfer, "retrying", retrying)
+
+
+# -- full runs -----------------------------------------------------------------
+
+TREE = {
+    "a.txt": b"alpha",
+    "b.txt": b"bravo bravo",
+    "sub/c.txt": b"charlie",
+    "sub/deeper/d.bin": os.urandom(300_000),
+    "unicode/données 🎉.txt": "é".encode() * 100,
+    "empty": b"",
+}
+
+
+async def test_full_sync_local_to_two_local_dests(api: Api, ctx: Context) -> None:
+    src, d1, d2 = await api.add_spaces(3)
+    write_tree(api.spaces[src] / "data", TREE)
+    task = await create(api, src, "data", [(d1, "copy"), (d2, "x/y")])
+    assert task["type"] == "sync" and task["state"] == "pending"
+    assert task["srcUserSpaceID"] == src and task["srcPath"] == "data"
+    assert task["dests"] == [
+        {"userSpaceID": d1, "path": "copy"},
+        {"userSpaceID": d2, "path": "x/y"},
+    ]
+    assert task["mode"] == "full" and task["trigger"] == ONCE
+    assert task["deleteSource"] is False
+    assert task["runs"] == 0 and task["lastRunTime"] is None
+    assert_time(task["createTime"])
+
+    await ctx.tasks.run_due()
+    assert read_tree(api.spaces[d1] / "copy") == TREE
+    assert read_tree(api.spaces[d2] / "x" / "y") == TREE
+    assert read_tree(api.spaces[src] / "data") == TREE  # nothing deleted at the source
+
+    done = await get_task(api, task["taskID"])
+    total = sum(len(v) for v in TREE.values())
+    assert done["state"] == "succeeded", done
+    assert progress(done) == {
+        "filesTotal": 2 * len(TREE),
+        "filesDone": 2 * len(TREE),
+        "bytesTotal": 2 * total,
+        "bytesDone": 2 * total,
+        "filesFailed": 0,
+        "filesSkipped": 0,
+    }
+    assert done["lastError"] is None and done["failures"] == []
+    assert done["runs"] == 1 and done["nextRunTime"] is None
+    assert assert_time(done["lastFinishTime"]) >= assert_time(done["lastRunTime"])
+
+    # A once task does not run again.
+    assert await ctx.tasks.run_due() == (0, 0)
+
+
+async def test_whole_space_sync_leaves_the_block_area_out(api: Api, ctx: Context) -> None:
+    home = next(iter(api.spaces))  # the admin's first space holds the blocks
+    pid = await api.package("p")
+    await api.upload_one(pid, "obj.bin", os.urandom(10_000))
+    assert api.block_files()[home]
+    write_tree(api.spaces[home], {"mine/file.txt": b"user data", "top.txt": b"top"})
+    (dst,) = await api.add_spaces(1)
+    task = await create(api, home, "", [(dst, "mirror")])
+    await ctx.tasks.run_due()
+    assert (await get_task(api, task["taskID"]))["state"] == "succeeded"
+    assert read_tree(api.spaces[dst] / "mirror") == {
+        "mine/file.txt": b"user data",
+        "top.txt": b"top",
+    }
+
+
+async def test_full_sync_local_to_s3_and_local(api: Api, ctx: Context, s3_server: S3Server) -> None:
+    src, local = await api.add_spaces(2)
+    s3 = await s3_space(api, s3_server)
+    files = {**TREE, "big.bin": os.urandom(5 * 1024 * 1024 + 11)}  # > one 4 MiB chunk
+    write_tree(api.spaces[src] / "up", files)
+    prefix = f"sync-{secrets.token_hex(4)}/dst"
+    task = await create(api, src, "up", [(s3, prefix), (local, "also")])
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert progress(done)["filesDone"] == 2 * len(files)
+    assert s3_read_tree(s3_server, prefix) == files
+    assert read_tree(api.spaces[local] / "also") == files
+
+
+async def test_sync_s3_to_local_diff(api: Api, ctx: Context, s3_server: S3Server) -> None:
+    s3 = await s3_space(api, s3_server)
+    (dst,) = await api.add_spaces(1)
+    prefix = f"sync-{secrets.token_hex(4)}"
+    files = {"one.txt": b"1", "dir/two.txt": b"22", "dir/sub/three.bin": os.urandom(70_000)}
+    s3_put_tree(s3_server, f"{prefix}/src", files)
+    s3_put_tree(s3_server, f"{prefix}/other", {"no.txt": b"not selected"})
+    task = await create(api, s3, f"{prefix}/src", [(dst, "down")], mode="diff", trigger=HOURLY)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert read_tree(api.spaces[dst] / "down") == files
+    before = identity(api.spaces[dst] / "down")
+
+    s3_put_tree(s3_server, f"{prefix}/src", {"dir/two.txt": b"twenty-two", "four.txt": b"4"})
+    await make_due(ctx, task["taskID"])
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert progress(done)["filesDone"] == 2
+    assert progress(done)["filesSkipped"] == 2
+    after = read_tree(api.spaces[dst] / "down")
+    assert after == {**files, "dir/two.txt": b"twenty-two", "four.txt": b"4"}
+    now_ids = identity(api.spaces[dst] / "down")
+    for rel in ("one.txt", "dir/sub/three.bin"):
+        assert now_ids[rel] == before[rel], rel
+
+
+# -- diff runs -----------------------------------------------------------------
+
+
+async def test_diff_rerun_copies_only_new_and_changed(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    root = api.spaces[src] / "src"
+    files = {
+        "same.txt": b"unchanged",
+        "grows.txt": b"short",
+        "rewritten.txt": b"AAAA",
+        "touched.txt": b"same bytes",
+        "dir/same.bin": os.urandom(50_000),
+    }
+    write_tree(root, files)
+    task = await create(api, src, "src", [(dst, "dst")], mode="diff", trigger=HOURLY)
+    assert task["mode"] == "diff" and task["compare"] == "sizeMtime"
+    await ctx.tasks.run_due()
+    first = await get_task(api, task["taskID"])
+    assert first["state"] == "succeeded", first
+    assert progress(first)["filesDone"] == len(files)
+    assert progress(first)["filesSkipped"] == 0
+    out = api.spaces[dst] / "dst"
+    assert read_tree(out) == files
+    before = identity(out)
+
+    (root / "grows.txt").write_bytes(b"much longer now")  # size changed
+    st = (root / "rewritten.txt").stat()
+    (root / "rewritten.txt").write_bytes(b"BBBB")  # same size, later mtime
+    os.utime(root / "rewritten.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    st = (root / "touched.txt").stat()
+    os.utime(root / "touched.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 7_000_000_000))
+    (root / "new" / "file.txt").parent.mkdir()
+    (root / "new" / "file.txt").write_bytes(b"brand new")
+
+    await make_due(ctx, task["taskID"])
+    await ctx.tasks.run_due()
+    second = await get_task(api, task["taskID"])
+    assert second["state"] == "succeeded", second
+    assert second["runs"] == 2
+    assert progress(second)["filesTotal"] == len(files) + 1
+    assert progress(second)["filesDone"] == 4
+    assert progress(second)["filesSkipped"] == 2
+    assert progress(second)["bytesDone"] == len(b"much longer now") + 4 + 10 + 9
+
+    assert read_tree(out) == read_tree(root)
+    after = identity(out)
+    assert after["same.txt"] == before["same.txt"]
+    assert after["dir/same.bin"] == before["dir/same.bin"]
+    for rel in ("grows.txt", "rewritten.txt", "touched.txt"):
+        assert after[rel] != before[rel], rel
+
+    # A third run with nothing changed copies nothing.
+    await make_due(ctx, task["taskID"])
+    await ctx.tasks.run_due()
+    third = await get_task(api, task["taskID"])
+    assert progress(third)["filesDone"] == 0
+    assert progress(third)["filesSkipped"] == len(files) + 1
+    assert identity(out) == after
+
+
+async def test_diff_new_task_trusts_newer_destination_copies(api: Api, ctx: Context) -> None:
+    """With no record, a destination file of the same size that is not older
+    than the source is unchanged; an older one or another size is copied."""
+    src, dst = await api.add_spaces(2)
+    root, out = api.spaces[src] / "s", api.spaces[dst] / "d"
+    write_tree(root, {"fresh.txt": b"12345", "stale.txt": b"12345", "resized.txt": b"12345"})
+    write_tree(out, {"fresh.txt": b"xxxxx", "stale.txt": b"yyyyy", "resized.txt": b"123"})
+    old = time.time() - 3600
+    os.utime(out / "stale.txt", (old, old))
+    before = identity(out)
+    task = await create(api, src, "s", [(dst, "d")], mode="diff")
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert progress(done)["filesSkipped"] == 1
+    assert progress(done)["filesDone"] == 2
+    assert read_tree(out) == {"fresh.txt": b"xxxxx", "stale.txt": b"12345", "resized.txt": b"12345"}
+    assert identity(out)["fresh.txt"] == before["fresh.txt"]
+
+
+async def test_hash_compare_detects_same_size_same_mtime_change(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    root = api.spaces[src] / "h"
+    files = {"a.txt": b"first", "b.txt": b"other", "c/d.txt": b"third"}
+    write_tree(root, files)
+    by_hash = await create(
+        api, src, "h", [(dst, "hash")], mode="diff", compare="hash", trigger=HOURLY
+    )
+    by_time = await create(api, src, "h", [(dst, "time")], mode="diff", trigger=HOURLY)
+    assert by_hash["compare"] == "hash"
+    await ctx.tasks.run_due()
+    assert read_tree(api.spaces[dst] / "hash") == files
+    assert read_tree(api.spaces[dst] / "time") == files
+    before = identity(api.spaces[dst] / "hash")
+
+    st = (root / "a.txt").stat()
+    (root / "a.txt").write_bytes(b"FIRST")  # same size ...
+    os.utime(root / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and same mtime
+
+    for task in (by_hash, by_time):
+        await make_due(ctx, task["taskID"])
+    await ctx.tasks.run_due()
+    hashed = await get_task(api, by_hash["taskID"])
+    assert hashed["state"] == "succeeded", hashed
+    assert progress(hashed)["filesDone"] == 1
+    assert progress(hashed)["filesSkipped"] == 2
+    assert read_tree(api.spaces[dst] / "hash") == {**files, "a.txt": b"FIRST"}
+    after = identity(api.spaces[dst] / "hash")
+    assert after["b.txt"] == before["b.txt"] and after["c/d.txt"] == before["c/d.txt"]
+    # size + mtime cannot see this change (the documented trade-off).
+    timed = await get_task(api, by_time["taskID"])
+    assert progress(timed)["filesSkipped"] == 3
+    assert read_tree(api.spaces[dst] / "time") == files
+
+
+async def test_full_mode_copies_everything_again(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    files = {"a": b"1", "b/c": b"22", "b/d": b"333"}
+    write_tree(api.spaces[src] / "f", files)
+    task = await create(api, src, "f", [(dst, "f")], trigger=HOURLY)
+    await ctx.tasks.run_due()
+    before = identity(api.spaces[dst] / "f")
+    await make_due(ctx, task["taskID"])
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded" and done["runs"] == 2
+    assert progress(done)["filesDone"] == 3
+    assert progress(done)["filesSkipped"] == 0
+    after = identity(api.spaces[dst] / "f")
+    assert read_tree(api.spaces[dst] / "f") == files
+    assert all(after[k][0] != before[k][0] for k in files), (before, after)
+
+
+# -- filters -------------------------------------------------------------------
+
+FILTER_TREE = {
+    "a.TXT": b"x" * 10,
+    "b.txt": b"x" * 100,
+    "c.log": b"x" * 1000,
+    "d": b"x" * 50,
+    "dir/e.txt": b"x" * 20,
+    "dir/sub/f.bin": b"x" * 5,
+    "dirty/h.txt": b"x" * 15,
+    "other/g.txt": b"x" * 30,
+    "x.tar.gz": b"x" * 40,
+}
+
+FILTER_CASES: list[tuple[dict[str, Any], set[str]]] = [
+    ({"minSize": 20, "maxSize": 100}, {"b.txt", "d", "dir/e.txt", "other/g.txt", "x.tar.gz"}),
+    ({"includeExt": ["txt"]}, {"a.TXT", "b.txt", "dir/e.txt", "dirty/h.txt", "other/g.txt"}),
+    (
+        {"includeExt": [".TXT", "Bin"]},
+        {"a.TXT", "b.txt", "dir/e.txt", "dirty/h.txt", "other/g.txt", "dir/sub/f.bin"},
+    ),
+    ({"excludeExt": [".LOG", "gz"]}, set(FILTER_TREE) - {"c.log", "x.tar.gz"}),
+    ({"includePaths": ["dir"]}, {"dir/e.txt", "dir/sub/f.bin"}),
+    ({"includePaths": ["/dir/sub/"]}, {"dir/sub/f.bin"}),
+    ({"includePaths": ["other/*", "d"]}, {"other/g.txt", "d"}),
+    ({"excludePaths": ["dir/sub", "*.txt"]}, {"a.TXT", "c.log", "d", "x.tar.gz"}),
+    ({"excludePaths": ["dir"]}, set(FILTER_TREE) - {"dir/e.txt", "dir/sub/f.bin"}),
+    (
+        {"includeExt": ["txt"], "minSize": 20, "excludePaths": ["other"]},
+        {"b.txt", "dir/e.txt"},
+    ),
+]
+
+
+async def test_filters_select_exactly_what_they_say(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "tree", FILTER_TREE)
+    tasks = []
+    for i, (flt, _) in enumerate(FILTER_CASES):
+        tasks.append(await create(api, src, "tree", [(dst, f"case{i}")], filter=flt))
+    await ctx.tasks.run_due()
+    for i, (flt, expected) in enumerate(FILTER_CASES):
+        got = set(read_tree(api.spaces[dst] / f"case{i}"))
+        assert got == expected, (flt, sorted(got), sorted(expected))
+        done = await get_task(api, tasks[i]["taskID"])
+        assert done["state"] == "succeeded", done
+        assert progress(done)["filesTotal"] == len(expected), (flt, done)
+        assert progress(done)["bytesDone"] == sum(len(FILTER_TREE[k]) for k in expected)
+        assert set(done["filter"]) == set(flt)
+    # Filters select; they never touch the source.
+    assert read_tree(api.spaces[src] / "tree") == FILTER_TREE
+
+
+# -- deleteSource --------------------------------------------------------------
+
+
+async def test_delete_source_after_copy_keeps_failed_and_unselected(
+    api: Api, ctx: Context, fast_retries: None
+) -> None:
+    src, dst = await api.add_spaces(2)
+    root, out = api.spaces[src] / "outbox", api.spaces[dst] / "inbox"
+    files = {
+        "a.txt": b"alpha",
+        "b.txt": os.urandom(200_000),
+        "sub/c.txt": b"charlie",
+        "skip.log": b"filtered out",
+        "blocked/d.txt": b"cannot land",
+    }
+    write_tree(root, files)
+    write_tree(out, {"blocked": b"a regular file where a directory is needed"})
+    task = await create(
+        api, src, "outbox", [(dst, "inbox")], deleteSource=True, filter={"excludeExt": ["log"]}
+    )
+    assert task["deleteSource"] is True
+    await ctx.tasks.run_due()
+
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "failed", done
+    assert "blocked/d.txt" in done["lastError"], done["lastError"]
+    assert [f["path"] for f in done["failures"]] == ["blocked/d.txt"], done["failures"]
+    assert done["failures"][0]["error"]
+    assert progress(done)["filesFailed"] == 1
+    assert progress(done)["filesDone"] == 3
+    assert progress(done)["filesTotal"] == 4
+
+    # Copied files reached the destination and only then left the source.
+    assert read_tree(out) == {
+        "a.txt": files["a.txt"],
+        "b.txt": files["b.txt"],
+        "sub/c.txt": files["sub/c.txt"],
+        "blocked": b"a regular file where a directory is needed",
+    }
+    assert read_tree(root) == {
+        "skip.log": files["skip.log"],
+        "blocked/d.txt": files["blocked/d.txt"],
+    }
+
+
+async def test_delete_source_with_two_dests(api: Api, ctx: Context) -> None:
+    src, d1, d2 = await api.add_spaces(3)
+    files = {"m/1.bin": os.urandom(10_000), "m/2.bin": os.urandom(20_000)}
+    write_tree(api.spaces[src] / "mv", files)
+    task = await create(api, src, "mv", [(d1, "a"), (d2, "b")], deleteSource=True)
+    await ctx.tasks.run_due()
+    assert (await get_task(api, task["taskID"]))["state"] == "succeeded"
+    assert read_tree(api.spaces[d1] / "a") == files
+    assert read_tree(api.spaces[d2] / "b") == files
+    assert read_tree(api.spaces[src] / "mv") == {}
+
+    # diff: the first destination already has a file of the same size, newer,
+    # with other bytes (size + mtime would call it unchanged). The source may
+    # go only once every destination holds a copy verified by SHA-256.
+    write_tree(api.spaces[src] / "s", {"f.txt": b"correct"})
+    write_tree(api.spaces[d1] / "d", {"f.txt": b"WRONG!!"})
+    task = await create(api, src, "s", [(d1, "d"), (d2, "d")], mode="diff", deleteSource=True)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] in ("succeeded", "failed"), done
+    assert read_tree(api.spaces[d2] / "d") == {"f.txt": b"correct"}
+    source_left = read_tree(api.spaces[src] / "s")
+    d1_holds = read_tree(api.spaces[d1] / "d")
+    # Either the source is kept, or every destination really holds its bytes.
+    assert source_left == {"f.txt": b"correct"} or d1_holds == {"f.txt": b"correct"}, (
+        source_left,
+        d1_holds,
+    )
+
+
+async def test_sync_to_storage_root_never_writes_into_block_area(api: Api, ctx: Context) -> None:
+    """A source directory that happens to hold "jcs/..." files, synced to the
+    root of a space whose block area is "jcs": the blocks stay untouched."""
+    src, dst = await api.add_spaces(2)
+    pid = await api.package("victim")
+    content = os.urandom(50_000)
+    victim = await api.upload_one(pid, "v.bin", content, affinity=dst)
+    (block,) = api.block_files()[dst]
+    block_bytes = block.read_bytes()
+    block_rel = block.relative_to(api.spaces[dst]).as_posix()
+    write_tree(
+        api.spaces[src] / "backup",
+        {block_rel: b"junk", "jcs/notes.txt": b"junk", "ok.txt": b"ok"},
+    )
+    await create(api, src, "backup", [(dst, "")])
+    await ctx.tasks.run_due()
+    assert (api.spaces[dst] / "ok.txt").read_bytes() == b"ok"
+    assert block.read_bytes() == block_bytes
+    assert not (api.spaces[dst] / "jcs" / "notes.txt").exists()
+    assert await api.download(victim["objectID"]) == content
+
+
+# -- cancel --------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local files are read slowly (a pause before a whole-file read, and
+    between the halves of every streamed chunk), so that a cancel lands while
+    files are in flight."""
+    read, read_stream = LocalSpace.read, LocalSpace.read_stream
+
+    async def slow_read(self: LocalSpace, key: str, *args: Any, **kw: Any) -> bytes:
+        await asyncio.sleep(0.05)
+        return await read(self, key, *args, **kw)
+
+    async def slow_stream(
+        self: LocalSpace, key: str, *args: Any, **kw: Any
+    ) -> AsyncIterator[bytes]:
+        async for chunk in read_stream(self, key, *args, **kw):
+            half = len(chunk) // 2
+            yield chunk[:half]
+            await asyncio.sleep(0.15)
+            yield chunk[half:]
+
+    monkeypatch.setattr(LocalSpace, "read", slow_read)
+    monkeypatch.setattr(LocalSpace, "read_stream", slow_stream)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".jcs-tmp-*") if p.is_file()]
+
+
+async def test_cancel_mid_run_leaves_no_partial_files(
+    api: Api, ctx: Context, slow_source: None
+) -> None:
+    ctx.tasks.parallel = 2
+    src, dst = await api.add_spaces(2)
+    # Two files large enough to be streamed (written to a temp file as they
+    # come), listed first, then many small ones.
+    files = {f"big/b{i}.bin": os.urandom(4_500_000 + i) for i in range(2)}
+    files.update({f"small/d{i % 3}/f{i:03}.bin": os.urandom(20_000 + i) for i in range(30)})
+    write_tree(api.spaces[src] / "many", files)
+    out = api.spaces[dst] / "many"
+    task = await create(api, src, "many", [(dst, "many")])
+    runner = asyncio.create_task(ctx.tasks.run_due())
+    try:
+        deadline = time.monotonic() + 15
+        # Cancel while a file is half written (or, failing that, mid-run).
+        while not any(p.stat().st_size for p in temp_files(out)):
+            if len(list(out.rglob("f*.bin"))) >= 3:
+                break
+            assert time.monotonic() < deadline, "the task copied nothing"
+            assert not runner.done(), runner
+            await asyncio.sleep(0.01)
+        assert await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]}) is None
+        cancelled_at = time.monotonic()
+        await asyncio.wait_for(asyncio.shield(runner), timeout=5)
+        assert time.monotonic() - cancelled_at < 3
+    finally:
+        if not runner.done():
+            runner.cancel()
+
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "cancelled", done
+    assert done["nextRunTime"] is None
+    assert temp_files(out) == []
+    copied = read_tree(out)
+    assert len(copied) < len(files), len(copied)
+    for rel, content in copied.items():
+        assert content == files[rel], rel  # every file there is complete
+    assert progress(done)["filesDone"] <= len(copied)
+
+    # Cancelled is final: nothing runs later, and a second cancel is a no-op.
+    assert await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]}) is None
+    assert await ctx.tasks.run_due() == (0, 0)
+    assert read_tree(out) == copied
+    assert (await get_task(api, task["taskID"]))["state"] == "cancelled"
+
+
+async def test_cancel_recurring_and_unknown_tasks(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "r", {"f": b"1"})
+    task = await create(api, src, "r", [(dst, "r")], trigger=HOURLY)
+    await ctx.tasks.run_due()
+    assert (await get_task(api, task["taskID"]))["nextRunTime"] is not None
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]})
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "cancelled" and done["nextRunTime"] is None
+    await make_due(ctx, task["taskID"])
+    assert await ctx.tasks.run_due() == (0, 0)
+
+    # A once task that already finished keeps its outcome.
+    once = await create(api, src, "r", [(dst, "once")])
+    await ctx.tasks.run_due()
+    assert await api.post("/v1/spaceSync/cancelTask", {"taskID": once["taskID"]}) is None
+    assert (await get_task(api, once["taskID"]))["state"] == "succeeded"
+
+    r = await api.request("POST", "/v1/spaceSync/cancelTask", json={"taskID": 987654})
+    assert "987654" in expect_error(r, "TaskNotFound", 404)
+    r = await api.request("GET", "/v1/spaceSync/getTask", params={"taskID": 987654})
+    assert "987654" in expect_error(r, "TaskNotFound", 404)
+
+
+# -- triggers ------------------------------------------------------------------
+
+
+async def test_interval_trigger_schedules_next_run(api: Api, ctx: Context) -> None:
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "i", {"f.txt": b"interval"})
+    task = await create(api, src, "i", [(dst, "i")], trigger={"type": "interval", "seconds": 3600})
+    assert task["trigger"] == {"type": "interval", "seconds": 3600}
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded" and done["runs"] == 1
+    started = assert_time(done["lastRunTime"])
+    assert assert_time(done["nextRunTime"]) - started == timedelta(seconds=3600)
+    # Not due yet: nothing runs now.
+    assert await ctx.tasks.run_due() == (0, 0)
+    assert (await get_task(api, task["taskID"]))["runs"] == 1
+
+
+def _window(start: datetime, end: datetime, timezone: str) -> dict[str, Any]:
+    hhmm = "%H:%M"
+    return {
+        "type": "window",
+        "start": start.strftime(hhmm),
+        "end": end.strftime(hhmm),
+        "timezone": timezone,
+    }
+
+
+async def test_window_trigger(api: Api, ctx: Context) -> None:
+    """A window in Asia/Kolkata (+05:30, no DST): created outside it, the task
+    waits for the window's start; inside it, it runs once and next runs at
+    tomorrow's start."""
+    tz = ZoneInfo("Asia/Kolkata")
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "w", {"f.txt": b"window"})
+
+    local_now = datetime.now(tz)
+    start = (local_now + timedelta(hours=2)).replace(second=0, microsecond=0)
+    later = _window(start, start + timedelta(hours=1), "Asia/Kolkata")
+    waiting = await create(api, src, "w", [(dst, "later")], trigger=later)
+    assert waiting["trigger"] == later
+    assert assert_time(waiting["nextRunTime"]) == start
+    assert await ctx.tasks.run_due() == (0, 0)
+    got = await get_task(api, waiting["taskID"])
+    assert got["state"] == "pending" and got["runs"] == 0
+    assert not (api.spaces[dst] / "later").exists()
+
+    start = (local_now - timedelta(hours=1)).replace(second=0, microsecond=0)
+    end = (local_now + timedelta(hours=1)).replace(second=0, microsecond=0)
+    task = await create(api, src, "w", [(dst, "now")], trigger=_window(start, end, "Asia/Kolkata"))
+    assert await ctx.tasks.run_due() == (1, 0)
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert read_tree(api.spaces[dst] / "now") == {"f.txt": b"window"}
+    # One run per window: the next is tomorrow's start, not later today.
+    assert assert_time(done["nextRunTime"]) == start + timedelta(days=1)
+    assert await ctx.tasks.run_due() == (0, 0)
+    assert (await get_task(api, waiting["taskID"]))["runs"] == 0
+
+
+def _gmt_zone_at_hour(hour: int) -> tuple[str, ZoneInfo]:
+    """A fixed-offset zone (no DST) where the local hour now is ``hour``."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    if offset > 12:
+        offset -= 24
+    name = "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/GMT-5 is UTC+5
+    return name, ZoneInfo(name)
+
+
+def _at_23(ts: datetime) -> datetime:
+    return ts.replace(hour=23, minute=0, second=0, microsecond=0)
+
+
+async def test_window_across_midnight(api: Api, ctx: Context) -> None:
+    """23:00-01:00 crosses midnight: at 23:xx local it runs and the next run is
+    tomorrow's 23:00; a task created at noon local waits for tonight's 23:00."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "n", {"f.txt": b"night"})
+    name, tz = _gmt_zone_at_hour(23)
+    night = {"type": "window", "start": "23:00", "end": "01:00", "timezone": name}
+    task = await create(api, src, "n", [(dst, "n")], trigger=night)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert read_tree(api.spaces[dst] / "n") == {"f.txt": b"night"}
+    ran = assert_time(done["lastRunTime"]).astimezone(tz)
+    window_start = _at_23(ran) - timedelta(days=0 if ran.hour == 23 else 1)
+    assert assert_time(done["nextRunTime"]) == window_start + timedelta(days=1)
+
+    name, tz = _gmt_zone_at_hour(12)
+    noon = {**night, "timezone": name}
+    waiting = await create(api, src, "n", [(dst, "later")], trigger=noon)
+    created = assert_time(waiting["createTime"]).astimezone(tz)
+    assert assert_time(waiting["nextRunTime"]) == _at_23(created)
+    assert await ctx.tasks.run_due() == (0, 0)
+    assert (await get_task(api, waiting["taskID"]))["state"] == "pending"
+    assert not (api.spaces[dst] / "later").exists()
+
+
+# -- users ---------------------------------------------------------------------
+
+
+async def test_tasks_are_private_to_their_user(api: Api, ctx: Context, bob: Other) -> None:
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "mine", {"f": b"admin"})
+    mine = await create(api, src, "mine", [(dst, "x")])
+    (bob_space,) = bob.api.spaces
+    write_tree(bob.api.spaces[bob_space] / "his", {"g": b"bob"})
+    (bob_dst,) = await bob.api.add_spaces(1)
+    his = await create(bob.api, bob_space, "his", [(bob_dst, "y")])
+
+    listed = (await api.get("/v1/spaceSync/listTasks"))["tasks"]
+    assert [t["taskID"] for t in listed] == [mine["taskID"]]
+    listed = (await bob.api.get("/v1/spaceSync/listTasks"))["tasks"]
+    assert [t["taskID"] for t in listed] == [his["taskID"]]
+    assert listed[0]["srcPath"] == "his"
+
+    for who, other in ((bob.api, mine), (api, his)):
+        r = await who.request("GET", "/v1/spaceSync/getTask", params={"taskID": other["taskID"]})
+        expect_error(r, "TaskNotFound", 404)
+        r = await who.request("POST", "/v1/spaceSync/cancelTask", json={"taskID": other["taskID"]})
+        expect_error(r, "TaskNotFound", 404)
+
+    # Nor can Bob sync from or into the admin's spaces.
+    r = await bob.api.request(
+        "POST",
+        "/v1/spaceSync/createTask",
+        json={"srcUserSpaceID": src, "srcPath": "mine", "dests": [{"userSpaceID": bob_space}]},
+    )
+    assert str(src) in expect_error(r, "DataNotFound", 404)
+    r = await bob.api.request(
+        "POST",
+        "/v1/spaceSync/createTask",
+        json={"srcUserSpaceID": bob_space, "srcPath": "his", "dests": [{"userSpaceID": dst}]},
+    )
+    assert str(dst) in expect_error(r, "DataNotFound", 404)
+
+    await ctx.tasks.run_due()
+    assert (await get_task(api, mine["taskID"]))["state"] == "succeeded"
+    assert (await get_task(bob.api, his["taskID"]))["state"] == "succeeded"
+    assert read_tree(api.spaces[dst] / "x") == {"f": b"admin"}
+    assert read_tree(bob.api.spaces[bob_dst] / "y") == {"g": b"bob"}
