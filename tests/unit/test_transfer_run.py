@@ -662,3 +662,27 @@ async def test_delete_source_resumed_never_trusts_an_unverified_destination(
     await run.run()
     # The only good copy of the data must survive somewhere.
     assert src.files.get("a") == b"precious" or sink.data("a") == b"precious"
+
+
+async def test_streamed_file_of_wrong_size_never_lands(
+    db: Database, task_id: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that grew after it was listed fails before the destination
+    commits: no file, no temporary file, on a real local destination."""
+    from jointcloud.core.trees import SpaceTree
+    from jointcloud.spaces.local import LocalSpace
+
+    monkeypatch.setattr(transfer_mod, "SMALL", 4)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "grew.bin").write_bytes(bytes(64))
+    source = SpaceTree(LocalSpace(tmp_path / "src"), "")
+    listed = [Item("grew.bin", 40, 1.0)]  # what the listing saw before it grew
+    dest_root = tmp_path / "dst"
+    dest_root.mkdir()
+    sink = SpaceTree(LocalSpace(dest_root, durable=False), "")
+    run = TransferRun(db=db, task_id=task_id, run_no=1, source=source, sinks=[sink])
+    run.prelisted = listed
+    await run.run()
+    assert run.progress.files_failed == 1
+    assert "listed 40 bytes, read more" in run.failures[0][1]
+    assert list(dest_root.rglob("*")) == []

@@ -202,6 +202,13 @@ class TransferRun:
                     this_run = self._copied_unrecorded(item, held[d].get(item.rel))
                     if this_run:
                         unchanged.append((d, item.rel, self._done(item)))
+                if this_run and self.resumed and self.delete_source:
+                    # The source may go only after a verified copy; a crash
+                    # may have cut the verification short: compare bytes.
+                    unit.hash_check.append(d)
+                    unit.dests.append(d)
+                    p.bytes_total += item.size
+                    continue
                 if this_run:
                     p.files_done += 1  # finished earlier in this (resumed) run
                     p.bytes_total += item.size
@@ -352,7 +359,8 @@ class TransferRun:
                     await sink.put_small(item, data)
                     on_chunk(written)
             else:
-                written = await sink.write(item, _tap(self.source.open(item), on_chunk, hasher))
+                stream = _tap(self.source.open(item), item.size, on_chunk, hasher)
+                written = await sink.write(item, stream)
             if written != item.size:
                 raise TransferFailed(
                     f"source changed while it was copied: listed {item.size} bytes, read {written}"
@@ -378,13 +386,28 @@ class TransferRun:
 
 
 def _tap(
-    stream: AsyncIterator[bytes], on_chunk: Callable[[int], None], hasher: hashlib._Hash | None
+    stream: AsyncIterator[bytes],
+    size: int,
+    on_chunk: Callable[[int], None],
+    hasher: hashlib._Hash | None,
 ) -> AsyncIterator[bytes]:
+    """Count (and hash) the chunks; a source that turns out longer or shorter
+    than listed fails the stream *before* the destination commits."""
+
     async def gen() -> AsyncIterator[bytes]:
+        seen = 0
         async for chunk in stream:
+            seen += len(chunk)
+            if seen > size:
+                break
             if hasher is not None:
                 hasher.update(chunk)
             on_chunk(len(chunk))
             yield chunk
+        if seen != size:
+            raise TransferFailed(
+                f"source changed while it was copied: listed {size} bytes, "
+                f"read {'more' if seen > size else seen}"
+            )
 
     return gen()
