@@ -686,3 +686,20 @@ async def test_streamed_file_of_wrong_size_never_lands(
     assert run.progress.files_failed == 1
     assert "listed 40 bytes, read more" in run.failures[0][1]
     assert list(dest_root.rglob("*")) == []
+
+
+def test_local_errors_another_try_cannot_fix_are_not_retried(tmp_path: Path) -> None:
+    """What LocalSpace raises for a path blocked by a file (ENOTDIR) is final;
+    a vanished network is not."""
+    import errno
+
+    blocked = SpaceUnavailable("local space failed on key 'a/b': Not a directory")
+    blocked.__cause__ = NotADirectoryError(errno.ENOTDIR, "Not a directory")
+    assert not transient(blocked)
+    full = SpaceUnavailable("local space failed: No space left on device")
+    full.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    assert not transient(full)
+    reset = SpaceUnavailable("S3 failed: connection reset")
+    reset.__cause__ = ConnectionResetError(errno.ECONNRESET, "reset")
+    assert transient(reset)
+    assert transient(SpaceUnavailable("S3 failed on write: 503 Slow Down"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +43,31 @@ class TransferFailed(JcsError):
     """A file could not be copied (after its retries, if it was worth retrying)."""
 
 
+# Local file-system errors that another try will not fix.
+_PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+        errno.EINVAL,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+    }
+)
+
+
 def transient(exc: BaseException) -> bool:
     """Worth another try: network trouble, a 5xx, a timeout, a source that
-    changed under us. Not: a missing file, bad credentials, bad input."""
+    changed under us. Not: a missing file, bad credentials, bad input, a
+    local error like "not a directory" or "disk full"."""
     if isinstance(exc, BlockNotFound | SpaceAuthError):
+        return False
+    cause = exc.__cause__ if isinstance(exc, SpaceError) else exc
+    if isinstance(cause, OSError) and cause.errno in _PERMANENT_ERRNOS:
         return False
     if isinstance(exc, SpaceError | TransferFailed):
         return True
