@@ -344,3 +344,22 @@ async def test_flush_keeps_every_committed_write(space: Space) -> None:
         "flushed/b",
     ]
     await pending.abort()
+
+
+async def test_local_sweep_stays_inside_prefix_and_out_of_skipped_dirs(tmp_path: Path) -> None:
+    """A resumed transfer sweeps only its destination directory, never the
+    block area beside it, where live uploads have temporary files."""
+    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "", durable=False)
+    lost = await space.open_writer("dest/sub/lost")
+    await lost.write(b"x" * 10)
+    elsewhere = await space.open_writer("other/file")
+    await elsewhere.write(b"y" * 10)
+    block = await space.open_writer("dest/jcs/blocks/ab/block.0")
+    await block.write(b"z" * 10)
+    assert await space.sweep_incomplete(time.time() + 1, "dest", ("dest/jcs",)) == 1
+    leftovers = sorted(
+        str(Path(f).parent) for f in files_under(tmp_path) if Path(f).name.startswith(".jcs-tmp-")
+    )
+    assert leftovers == ["dest/jcs/blocks/ab", "other"]
+    await block.commit()
+    assert await space.read("dest/jcs/blocks/ab/block.0") == b"z" * 10

@@ -133,6 +133,9 @@ class MemSink:
             self.events.append("flush")
         self.flushes += 1
 
+    async def sweep(self, older_than: float) -> int:
+        return 0
+
     async def digest(self, rel: str) -> str:
         return sha(self.files[rel][0])
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -282,6 +283,13 @@ class TransferRun:
     # -- copy ----------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.resumed:
+            # A process that died mid-file left its temporary file behind;
+            # nothing of ours is writing yet, so anything older goes.
+            started = time.time()
+            for sink in self.sinks:
+                with contextlib.suppress(SpaceError):
+                    await sink.sweep(started)
         units = await self.plan()
         recorder = Recorder(self.db, self.task_id)
         queue: asyncio.Queue[Unit] = asyncio.Queue()

@@ -58,6 +58,9 @@ class Sink(Protocol):
     async def flush(self) -> None:
         """Make everything written so far durable."""
 
+    async def sweep(self, older_than: float) -> int:
+        """Remove temporary files of writes a dead process left here."""
+
     async def digest(self, rel: str) -> str:
         """SHA-256 (hex) of what the destination holds at ``rel``."""
 
@@ -99,6 +102,9 @@ class SpaceTree:
 
     async def flush(self) -> None:
         await self.space.flush()
+
+    async def sweep(self, older_than: float) -> int:
+        return await self.space.sweep_incomplete(older_than, self.base, self.exclude)
 
     async def stat(self, rel: str) -> Item | None:
         try:
@@ -182,6 +188,9 @@ class PackageSink:
 
     async def flush(self) -> None:
         return None  # objects are durable once committed
+
+    async def sweep(self, older_than: float) -> int:
+        return 0  # uncommitted blocks are the garbage collector's
 
     async def digest(self, rel: str) -> str:
         content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)

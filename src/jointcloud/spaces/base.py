@@ -69,10 +69,14 @@ class Space(Protocol):
     def list(self, prefix: str = "") -> AsyncIterator[Entry]:
         """Every key under ``prefix`` (a directory-like prefix), recursively."""
 
-    async def sweep_incomplete(self, older_than: float) -> int:
+    async def sweep_incomplete(
+        self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
+    ) -> int:
         """Remove leftovers of writes that never committed (a crashed process's
-        temporary files) last touched before ``older_than`` (epoch seconds);
-        returns how many. Backends whose writes leave nothing behind return 0."""
+        temporary files) last touched before ``older_than`` (epoch seconds),
+        under the directory ``prefix`` but not under the directories in
+        ``skip``; returns how many. Backends whose writes leave nothing behind
+        return 0."""
 
     async def flush(self) -> None:
         """Make every write committed so far durable. Spaces opened for user

@@ -412,9 +412,12 @@ class LocalSpace:
             if len(entries) < _LIST_BATCH:
                 return
 
-    def _sweep_sync(self, older_than: float) -> int:
+    def _sweep_sync(self, older_than: float, prefix: str, skip: tuple[str, ...]) -> int:
         removed = 0
-        for dirpath, _dirs, files in os.walk(self.root):
+        top = self.root / prefix if prefix else self.root
+        skipped = {str(self.root / s) for s in skip}
+        for dirpath, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
             for name in files:
                 if not name.startswith(TMP_PREFIX):
                     continue
@@ -425,12 +428,16 @@ class LocalSpace:
                         removed += 1
         return removed
 
-    async def sweep_incomplete(self, older_than: float) -> int:
+    async def sweep_incomplete(
+        self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
+    ) -> int:
         """Temporary files of writers that never committed nor aborted (the
         process died) stay hidden from listings; they go here, after the delay."""
+        if prefix:
+            check_key(prefix.rstrip("/"))
         if not self.root.is_dir():
             return 0
-        return await asyncio.to_thread(self._sweep_sync, older_than)
+        return await asyncio.to_thread(self._sweep_sync, older_than, prefix.rstrip("/"), skip)
 
     async def flush(self) -> None:
         if self.durable:

@@ -152,7 +152,9 @@ class MemorySpace:
             if key.startswith(full):
                 yield Entry(key=key[cut:], size=len(data), mtime=mtime)
 
-    async def sweep_incomplete(self, older_than: float) -> int:
+    async def sweep_incomplete(
+        self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
+    ) -> int:
         return 0  # uncommitted writes live only in their writer
 
     async def flush(self) -> None:

@@ -299,7 +299,9 @@ class OpenDALSpace:
                 return  # the prefix does not exist (file-system-like services)
             raise self._translate(exc, "list", rel or "/", writing=True) from None
 
-    async def sweep_incomplete(self, older_than: float) -> int:
+    async def sweep_incomplete(
+        self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
+    ) -> int:
         # An aborted writer leaves at most an unfinished multipart upload, which
         # the binding cannot list; a bucket lifecycle rule is what removes those.
         return 0

@@ -48,7 +48,9 @@ class UnreachableSpace:
         self._fail()
         yield Entry("", 0, 0.0)  # pragma: no cover
 
-    async def sweep_incomplete(self, older_than: float) -> int:
+    async def sweep_incomplete(
+        self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
+    ) -> int:
         self._fail()
 
     async def flush(self) -> None:
