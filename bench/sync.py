@@ -459,9 +459,21 @@ class Jcs:
         if self.profile_dir is None or self.proc is None:
             return None
         spy = shutil.which("py-spy") or str(ROOT / ".venv/bin/py-spy")
-        out = self.profile_dir / f"{label}.svg"
+        out = self.profile_dir / f"{label}.txt"  # collapsed stacks (flamegraph.pl, speedscope)
         p = subprocess.Popen(
-            [spy, "record", "-s", "-p", str(self.proc.pid), "-r", "50", "-o", str(out)],
+            [
+                spy,
+                "record",
+                "-s",
+                "-p",
+                str(self.proc.pid),
+                "-r",
+                "50",
+                "-f",
+                "raw",
+                "-o",
+                str(out),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -551,6 +563,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ["rclone", "version"], capture_output=True, text=True, check=False
         ).stdout.splitlines()[0],
         "args": vars(args),
+        "loadavg_start": os.getloadavg()[0],
     }
     s3: S3Server | None = None
     jcs = Jcs(work)
@@ -652,6 +665,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["diff"] = diff
         if jcs.error:
             res["jcs_error"] = jcs.error
+        res["loadavg_end"] = os.getloadavg()[0]
     finally:
         jcs.stop()
         if s3 is not None:
@@ -670,7 +684,8 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         f"{res['machine']}, {res['rclone']}; medians of {args.repeat} run(s); "
-        "times include a final sync(2); source in page cache"
+        "times include a final sync(2); source in page cache; "
+        f"load average {res['loadavg_start']:.1f} at start, {res.get('loadavg_end', 0):.1f} at end"
     )
     head = f"{'workload':<14} {'tool':<24} {'s':>8} {'MB/s':>8} {'files/s':>9} {'ours/this':>10}"
     for workload in ("local->local", "local->S3"):
@@ -715,6 +730,13 @@ def report(res: dict[str, Any], args: argparse.Namespace) -> None:
                 f"{t['second']['seconds']:7.2f} s ({t['second']['files_per_s']:7.0f} files/s), "
                 f"ratio {t['ratio']:.3f}{verdict}"
             )
+            tasks = [t[k].get("task") or {} for k in ("first", "second")]
+            if all("run_s" in x for x in tasks):
+                print(
+                    f"           (task runs {tasks[0]['run_s']:.2f} s and {tasks[1]['run_s']:.2f} s, "
+                    f"queued {tasks[0].get('queued_s', 0):.2f} s and "
+                    f"{tasks[1].get('queued_s', 0):.2f} s)"
+                )
         if "seconds" in d.get("ours", {}).get("second", {}) and "rclone" in d:
             o, r = d["ours"], d["rclone"]
             print(
