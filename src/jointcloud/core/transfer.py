@@ -15,8 +15,9 @@ import contextlib
 import errno
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 from tenacity import (
@@ -34,6 +35,8 @@ from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 ATTEMPTS = 5  # the first try and four retries: 0.5 s, 1 s, 2 s, 4 s (+ jitter)
 PARALLEL = 16
@@ -82,6 +85,26 @@ def retrying() -> AsyncRetrying:
         retry=retry_if_exception(transient),
         reraise=True,
     )
+
+
+async def retried(fn: Callable[[], Awaitable[T]]) -> T:
+    """``fn()`` under the ``retrying`` policy. The first try runs bare: for
+    thousands of small files that all succeed, building the retry machinery
+    per file cost more than copying them; a transient failure is replayed
+    into the policy as its first attempt."""
+    try:
+        return await fn()
+    except Exception as exc:
+        if not transient(exc):
+            raise
+        failed: Exception | None = exc
+    async for attempt in retrying():
+        with attempt:
+            if failed is not None:
+                first, failed = failed, None
+                raise first
+            return await fn()
+    raise AssertionError("the retry policy ends by returning or raising")
 
 
 def describe(exc: BaseException) -> str:
@@ -181,25 +204,34 @@ class TransferRun:
     async def _list_source(self) -> list[Item]:
         if self.prelisted is not None:
             return self.prelisted
-        async for attempt in retrying():
-            with attempt:
-                return [i async for i in self.source.items()]
-        raise AssertionError("unreachable")
+
+        async def listing() -> list[Item]:
+            return [i async for i in self.source.items()]
+
+        return await retried(listing)
 
     async def _holdings(self) -> list[dict[str, Item]]:
-        out = []
-        for sink in self.sinks:
-            async for attempt in retrying():
-                with attempt:
-                    out.append(await sink.holdings())
-        return out
+        return [await retried(sink.holdings) for sink in self.sinks]
 
     async def plan(self) -> list[Unit]:
-        items = [i for i in await self._list_source() if self.select.selects(i.rel, i.size)]
+        async def load_records() -> dict[tuple[int, str], FileRecord]:
+            async with self.db.read() as conn:
+                return await repo.load_records(conn, self.task_id)
+
+        async def no_holdings() -> list[dict[str, Item]]:
+            return []
+
+        # The three listings wait mostly on system calls and the database:
+        # overlap them.
+        listed, records, held = await asyncio.gather(
+            self._list_source(),
+            load_records(),
+            self._holdings() if self.mode == "diff" or self.resumed else no_holdings(),
+        )
+        items = listed
+        if self.select != TransferFilter():
+            items = [i for i in listed if self.select.selects(i.rel, i.size)]
         self.selected = items
-        async with self.db.read() as conn:
-            records = await repo.load_records(conn, self.task_id)
-        held = await self._holdings() if self.mode == "diff" or self.resumed else []
         p = self.progress
         units: list[Unit] = []
         unchanged: list[tuple[int, str, FileRecord]] = []
@@ -249,9 +281,9 @@ class TransferRun:
                             p.bytes_total += item.size
                             continue
                         if same_src or (rec is None and there.mtime >= item.mtime):
+                            # Not recorded: the same rule decides next time,
+                            # and a diff over a big unchanged tree stays cheap.
                             p.files_skipped += 1
-                            if rec is None:
-                                unchanged.append((d, item.rel, self._done(item)))
                             continue
                 unit.dests.append(d)
                 p.bytes_total += item.size
@@ -358,16 +390,15 @@ class TransferRun:
         found it already there."""
         sink = self.sinks[d]
         if hash_check:
-            async for attempt in retrying():
-                with attempt:
-                    same = await self.source.digest(item.rel) == await sink.digest(item.rel)
-            if same:
+
+            async def compare() -> bool:
+                return await self.source.digest(item.rel) == await sink.digest(item.rel)
+
+            if await retried(compare):
                 self.progress.bytes_total -= item.size
                 return False
         verify = self.delete_source
-        async for attempt in retrying():
-            with attempt:
-                await self._copy_once(item, sink, verify)
+        await retried(lambda: self._copy_once(item, sink, verify))
         return True
 
     async def _copy_once(self, item: Item, sink: Sink, verify: bool) -> None:

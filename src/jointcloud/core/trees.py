@@ -83,8 +83,9 @@ class SpaceTree:
 
     async def items(self) -> AsyncIterator[Item]:
         cut = len(self.base) + 1 if self.base else 0
+        areas = tuple(x + "/" for x in self.exclude if x)
         async for entry in self.space.list(self.base):
-            if any(inside(entry.key, x) for x in self.exclude):
+            if areas and entry.key.startswith(areas):
                 continue
             yield Item(entry.key[cut:], entry.size, entry.mtime)
 
