@@ -44,6 +44,7 @@ class JcsServer:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # JCS_* settings of this server
 
     @property
     def endpoint(self) -> str:
@@ -80,7 +81,7 @@ class JcsServer:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=clean_env(),
+                env={**clean_env(), **self.env},
             )
         self._wait_ready()
 

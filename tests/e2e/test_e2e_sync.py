@@ -13,16 +13,15 @@ import hashlib
 import os
 import re
 import stat
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from e2e_support import JCS, Cli, JcsServer, api_client, clean_env, free_port
+from e2e_support import Cli, JcsServer, api_client, free_port
 
 from support.s3server import S3Server, s3_server_fixture
 
@@ -35,32 +34,7 @@ T = TypeVar("T")
 
 @dataclass
 class TaskServer(JcsServer):
-    """A ``JcsServer`` started with extra ``JCS_*`` settings (the shared
-    helper strips them from the environment)."""
-
-    env: dict[str, str] = field(default_factory=dict)
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.port = free_port()
-        log = self.log_dir / f"serve-{len(self.logs) + 1}.log"
-        self.logs.append(log)
-        with log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                [
-                    str(JCS),
-                    "serve",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                ],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**clean_env(), **self.env},
-            )
-        self._wait_ready()
+    """A ``JcsServer`` whose output of every start can be searched at once."""
 
     def all_output(self) -> str:
         return "".join(log.read_text(errors="replace") for log in self.logs)

@@ -198,6 +198,7 @@ class TransferRun:
     copied: list[Item] = field(default_factory=list)
     selected: list[Item] = field(default_factory=list)
     to_delete: list[Item] = field(default_factory=list)
+    written: set[int] = field(default_factory=set)  # destinations this run wrote to
 
     # -- plan ----------------------------------------------------------------
 
@@ -214,20 +215,12 @@ class TransferRun:
         return [await retried(sink.holdings) for sink in self.sinks]
 
     async def plan(self) -> list[Unit]:
-        async def load_records() -> dict[tuple[int, str], FileRecord]:
-            async with self.db.read() as conn:
-                return await repo.load_records(conn, self.task_id)
-
-        async def no_holdings() -> list[dict[str, Item]]:
-            return []
-
-        # The three listings wait mostly on system calls and the database:
-        # overlap them.
-        listed, records, held = await asyncio.gather(
-            self._list_source(),
-            load_records(),
-            self._holdings() if self.mode == "diff" or self.resumed else no_holdings(),
-        )
+        # One after the other: two listing threads fight over the GIL at every
+        # stat (measured: 0.09 s each alone, 0.3-0.4 s each side by side).
+        listed = await self._list_source()
+        async with self.db.read() as conn:
+            records = await repo.load_records(conn, self.task_id)
+        held = await self._holdings() if self.mode == "diff" or self.resumed else []
         items = listed
         if self.select != TransferFilter():
             items = [i for i in listed if self.select.selects(i.rel, i.size)]
@@ -341,9 +334,11 @@ class TransferRun:
                 for _ in range(max(1, min(self.parallel, len(units)))):
                     group.create_task(worker())
             # Success means durable: destinations that skipped per-file
-            # fsyncs flush once, and only then may sources be deleted.
-            for sink in self.sinks:
-                await sink.flush()
+            # fsyncs flush once (if this run wrote to them, or a crashed one
+            # may have), and only then may sources be deleted.
+            for d, sink in enumerate(self.sinks):
+                if d in self.written or self.resumed:
+                    await sink.flush()
             await self._delete_sources()
         finally:
             await recorder.close()
@@ -398,6 +393,7 @@ class TransferRun:
                 self.progress.bytes_total -= item.size
                 return False
         verify = self.delete_source
+        self.written.add(d)
         await retried(lambda: self._copy_once(item, sink, verify))
         return True
 
