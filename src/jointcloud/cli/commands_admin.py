@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,11 +15,12 @@ from rich.text import Text
 
 from jointcloud.cli.common import CliError, GlobalOptions, err, out
 from jointcloud.config import Settings
-from jointcloud.context import Context
 from jointcloud.errors import JcsError
-from jointcloud.jobs.registry import JOB_NAMES, build_jobs
-from jointcloud.jobs.runner import JobRunner
-from jointcloud.meta import jobs as jobs_repo
+from jointcloud.jobs.names import JOB_NAMES
+
+if TYPE_CHECKING:  # the server's modules load only when an admin command runs
+    from jointcloud.context import Context
+    from jointcloud.meta import jobs as jobs_repo
 
 T = TypeVar("T")
 
@@ -38,6 +39,8 @@ def _run(settings: Settings, body: Callable[[Context], Awaitable[T]]) -> T:
             raise CliError(
                 "BadArgument", f"{settings.data_dir} is not a jcs data dir (no master.key)"
             )
+        from jointcloud.context import Context
+
         context = await Context.open(settings)
         try:
             return await body(context)
@@ -57,6 +60,10 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="metadata data
 @app.command("jobs")
 def list_jobs(ctx: typer.Context, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Jobs, their state and progress."""
+
+    from jointcloud.jobs.registry import build_jobs
+    from jointcloud.jobs.runner import JobRunner
+    from jointcloud.meta import jobs as jobs_repo
 
     async def body(context: Context) -> list[jobs_repo.JobState]:
         await JobRunner(context.db, build_jobs(context)).register()
@@ -89,6 +96,9 @@ def _job_command(name: str) -> None:
         data_dir: DataDir = None,
         database_url: DbUrl = None,
     ) -> None:
+        from jointcloud.jobs.registry import build_jobs
+        from jointcloud.jobs.runner import JobRunner
+
         async def body(context: Context) -> list[str]:
             runner = JobRunner(context.db, build_jobs(context))
             messages = []

@@ -7,12 +7,13 @@ from jointcloud.jobs.base import Job
 from jointcloud.jobs.drain import DrainJob
 from jointcloud.jobs.gc import GcJob
 from jointcloud.jobs.health import HealthJob
+from jointcloud.jobs.names import JOB_NAMES
 from jointcloud.jobs.recode import RecodeJob
 from jointcloud.jobs.repair import RepairJob
 from jointcloud.jobs.scrub import ScrubJob
 from jointcloud.jobs.sync import SyncJob
 
-JOB_NAMES = ("gc", "repair", "scrub", "health", "drain", "recode", "sync")
+__all__ = ["JOB_NAMES", "build_jobs"]
 
 
 def build_jobs(ctx: Context) -> list[Job]:
