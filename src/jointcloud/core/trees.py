@@ -7,6 +7,7 @@ say what it already holds. Sync copies ``SpaceTree → SpaceTree``, import
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Protocol
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transferspec import inside, join
 from jointcloud.errors import BadArgument, BlockNotFound
-from jointcloud.spaces.base import Space
+from jointcloud.spaces.base import BlockingSpace, Space
 
 CHUNK = 4 << 20
 SMALL = 4 << 20  # files up to this size move in one read and one write
@@ -90,13 +91,44 @@ class SpaceTree:
             yield Item(entry.key[cut:], entry.size, entry.mtime)
 
     async def holdings(self) -> dict[str, Item]:
-        return {item.rel: item async for item in self.items()}
+        return {item.rel: item for item in await self.all_items()}
+
+    async def all_items(self) -> list[Item]:
+        """The whole listing; from a local disk in one worker-thread call (the
+        per-entry async iteration cost as much as the system calls)."""
+        if not isinstance(self.space, BlockingSpace):
+            return [item async for item in self.items()]
+        space = self.space
+        cut = len(self.base) + 1 if self.base else 0
+        areas = tuple(x + "/" for x in self.exclude if x)
+
+        def walk() -> list[Item]:
+            return [
+                Item(e.key[cut:], e.size, e.mtime)
+                for e in space.list_blocking(self.base)
+                if not (areas and e.key.startswith(areas))
+            ]
+
+        return await asyncio.to_thread(walk)
 
     def open(self, item: Item) -> AsyncIterator[bytes]:
         return self.space.read_stream(join(self.base, item.rel), chunk=CHUNK)
 
     async def read_small(self, item: Item) -> bytes:
         return await self.space.read(join(self.base, item.rel))
+
+    @property
+    def blocking(self) -> bool:
+        """Whether ``read_blocking``/``put_blocking`` may be used (local disks)."""
+        return isinstance(self.space, BlockingSpace)
+
+    def read_blocking(self, item: Item) -> bytes:
+        assert isinstance(self.space, BlockingSpace)
+        return self.space.read_blocking(join(self.base, item.rel))
+
+    def put_blocking(self, item: Item, data: bytes) -> None:
+        assert isinstance(self.space, BlockingSpace)
+        self.space.put_blocking(self._target(item.rel), data)
 
     async def put_small(self, item: Item, data: bytes) -> None:
         await self.space.put(self._target(item.rel), data)

@@ -86,6 +86,21 @@ class Space(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class BlockingSpace(Protocol):
+    """A space whose I/O is local system calls: it can also be driven from a
+    worker thread directly, so a transfer copies a batch of small files in
+    one thread hop instead of two hops per file. Errors are the same space
+    errors as the async methods raise."""
+
+    def read_blocking(self, key: str) -> bytes: ...
+
+    def put_blocking(self, key: str, data: bytes) -> None: ...
+
+    def list_blocking(self, prefix: str = "") -> list[Entry]:
+        """Everything ``list(prefix)`` yields, in one call."""
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the space's root or confuse backends."""
     if not key or key.startswith("/") or "\x00" in key or "\\" in key:

@@ -282,19 +282,44 @@ class LocalSpace:
             raise
         return LocalWriter(self, key, fd, tmp, dirs)
 
+    def _put_sync(self, key: str, data: bytes) -> None:
+        fd, tmp, dirs = self._open_tmp(key)
+        writer = LocalWriter(self, key, fd, tmp, dirs)
+        try:
+            writer._commit_sync(fd, data)
+        except BaseException:
+            writer._discard(None)
+            raise
+
     async def put(self, key: str, data: bytes) -> None:
         check_key(key)
+        await self._run(key, self._put_sync, key, data, writing=True)
 
-        def put_sync() -> None:
-            fd, tmp, dirs = self._open_tmp(key)
-            writer = LocalWriter(self, key, fd, tmp, dirs)
-            try:
-                writer._commit_sync(fd, data)
-            except BaseException:
-                writer._discard(None)
-                raise
+    def put_blocking(self, key: str, data: bytes) -> None:
+        check_key(key)
+        try:
+            self._put_sync(key, data)
+        except OSError as exc:
+            raise self._translate(exc, key, True) from exc
 
-        await self._run(key, put_sync, writing=True)
+    def list_blocking(self, prefix: str = "") -> list[Entry]:
+        rel = prefix.rstrip("/")
+        if rel:
+            check_key(rel)
+        try:
+            if not self.root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "space root is not a directory")
+            base = self.root / rel if rel else self.root
+            return list(self._walk(rel)) if base.is_dir() else []
+        except OSError as exc:
+            raise self._translate(exc, None, False) from exc
+
+    def read_blocking(self, key: str) -> bytes:
+        check_key(key)
+        try:
+            return self._read_sync(key, 0, None)
+        except OSError as exc:
+            raise self._translate(exc, key, False) from exc
 
     # -- reading -----------------------------------------------------------
 
