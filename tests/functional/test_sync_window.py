@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,7 +63,15 @@ async def test_window_closes_mid_run_then_resumes_without_recopying(
         await asyncio.sleep(0.3)
         return await real_read(self, key, *args, **kw)
 
+    real_read_blocking = LocalSpace.read_blocking
+
+    def slow_read_blocking(self: LocalSpace, key: str) -> bytes:
+        reads.append(key)
+        time.sleep(0.3)  # in the worker thread of a batch of small files
+        return real_read_blocking(self, key)
+
     monkeypatch.setattr(LocalSpace, "read", slow_read)
+    monkeypatch.setattr(LocalSpace, "read_blocking", slow_read_blocking)
     ctx.tasks.parallel = 1
     body = {
         "srcUserSpaceID": src,
@@ -97,6 +106,7 @@ async def test_window_closes_mid_run_then_resumes_without_recopying(
     # The next window: the same run resumes and copies only the rest.
     clock.at = NEXT_START + timedelta(minutes=1)
     monkeypatch.setattr(LocalSpace, "read", real_read)
+    monkeypatch.setattr(LocalSpace, "read_blocking", real_read_blocking)
     reads.clear()
     assert await ctx.tasks.run_due() == (1, 0)
     done = await task_json(api, task_id)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -380,10 +381,13 @@ class TransferRun:
         one-file path, with its retries."""
         source: Any = self.source
         sinks: list[Any] = list(self.sinks)
+        stop = threading.Event()  # set on cancel: the thread ends after its current file
+        results: list[list[Exception | None]] = []
 
-        def work() -> list[list[Exception | None]]:
-            results: list[list[Exception | None]] = []
+        def work() -> None:
             for unit in units:
+                if stop.is_set():
+                    return
                 item = unit.item
                 try:
                     data = source.read_blocking(item)
@@ -397,26 +401,44 @@ class TransferRun:
                     continue
                 row: list[Exception | None] = []
                 for d in unit.dests:
+                    if stop.is_set():
+                        return
                     try:
                         sinks[d].put_blocking(item, data)
                         row.append(None)
                     except Exception as exc:
                         row.append(exc)
                 results.append(row)
-            return results
 
         for unit in units:
             self.written.update(unit.dests)
-        results = await asyncio.to_thread(work)
-        for unit, row in zip(units, results, strict=True):
-            again = [d for d, exc in zip(unit.dests, row, strict=True) if exc is not None]
-            for d, exc in zip(unit.dests, row, strict=True):
+        try:
+            await asyncio.to_thread(work)
+        except asyncio.CancelledError:
+            stop.set()
+            self._count_batch(units, list(results), recorder)  # what is already there
+            raise
+        for unit, again in self._count_batch(units, results, recorder):
+            await self._unit(Unit(unit.item, again), recorder)
+
+    def _count_batch(
+        self, units: list[Unit], results: list[list[Exception | None]], recorder: Recorder
+    ) -> list[tuple[Unit, list[int]]]:
+        """Count and record the copies a batch made; the (unit, destinations)
+        left to try again."""
+        retry: list[tuple[Unit, list[int]]] = []
+        for unit, row in zip(units, results, strict=False):
+            again = []
+            for d, exc in zip(unit.dests, row, strict=False):
                 if exc is None:
                     self.progress.files_done += 1
                     self.progress.bytes_done += unit.item.size
                     recorder.note(d, unit.item.rel, self._done(unit.item))
+                else:
+                    again.append(d)
             if again:
-                await self._unit(Unit(unit.item, again), recorder)
+                retry.append((unit, again))
+        return retry
 
     async def _unit(self, unit: Unit, recorder: Recorder) -> None:
         item = unit.item
