@@ -4,6 +4,7 @@ the ``jcs`` command line run as a subprocess, and raw HTTP to the same server.""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -201,3 +202,12 @@ def object_at(api: httpx.Client, package_id: int, path: str) -> dict[str, object
     found: list[dict[str, object]] = r.json()["data"]["objects"]
     assert len(found) == 1, (path, r.text)
     return found[0]
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read a MiB at a time."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

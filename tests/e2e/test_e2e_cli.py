@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -10,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import Cli, JcsServer, fetch, free_port, make_package, object_at
+from e2e_support import Cli, JcsServer, fetch, free_port, make_package, object_at, sha256
+
+from support.trees import read_tree
 
 
 def parse_ls(text: str) -> tuple[set[str], dict[str, int]]:
@@ -24,22 +25,6 @@ def parse_ls(text: str) -> tuple[set[str], dict[str, int]]:
         else:
             objects[path] = int(field)
     return prefixes, objects
-
-
-def tree_files(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dir_usage(path: Path) -> int:
@@ -208,11 +193,11 @@ def test_tree_put_ls_get(cli: Cli, api: httpx.Client, tmp_path: Path) -> None:
 
     out = cli("get", "-r", "trees/p/backup", str(tmp_path / "back"))
     assert f"downloaded {len(files)} objects" in out
-    assert tree_files(tmp_path / "back") == files
+    assert read_tree(tmp_path / "back") == files
 
     # A trailing "/" means the same as -r; a sub-tree lands at its relative paths.
     cli("get", "trees/p/backup/docs/", str(tmp_path / "docs"))
-    assert tree_files(tmp_path / "docs") == {
+    assert read_tree(tmp_path / "docs") == {
         k.removeprefix("docs/"): v for k, v in files.items() if k.startswith("docs/")
     }
     # One unicode object into an existing directory keeps its name.

@@ -9,7 +9,6 @@ module. Timing-sensitive tests slow the server down with JCS_SYNC_PARALLEL."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import stat
@@ -21,9 +20,10 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from e2e_support import Cli, JcsServer, api_client, free_port
+from e2e_support import Cli, JcsServer, api_client, free_port, sha256
 
 from support.s3server import S3Server, s3_server_fixture
+from support.trees import read_tree, s3_read_tree, write_tree
 
 s3 = s3_server_fixture(scope="module", bucket="jcs-e2e-sync")
 
@@ -69,22 +69,6 @@ def http(srv: TaskServer) -> Iterator[httpx.Client]:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-
-def tree_files(root: Path) -> dict[str, bytes]:
-    """Every regular file under ``root`` (hidden ones too), by relative path."""
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def stamps(root: Path) -> dict[str, tuple[int, int]]:
@@ -180,26 +164,6 @@ def create_task(api: httpx.Client, src: tuple[int, str], dest: tuple[int, str]) 
     return int(r.json()["data"]["task"]["taskID"])
 
 
-def s3_files(s3: S3Server, prefix: str) -> dict[str, bytes]:
-    client = s3.client()
-    out: dict[str, bytes] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=s3.bucket, Prefix=prefix + "/"
-    ):
-        for obj in page.get("Contents", []):
-            body = client.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read()
-            out[obj["Key"][len(prefix) + 1 :]] = body
-    return out
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def rnd(n: int) -> bytes:
     return os.urandom(n)
 
@@ -259,14 +223,14 @@ def test_import_then_export_round_trip_local_and_s3(
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"succeeded: {n}/{n} files" in r.stdout, r.stdout
     out = tmp_path / "dst-disk" / "out" / "here"
-    assert tree_files(out) == ROUND_TRIP
+    assert read_tree(out) == ROUND_TRIP
     assert temp_files(tmp_path / "dst-disk") == []
-    assert tree_files(tmp_path / "src-disk" / "photos") == ROUND_TRIP  # source untouched
+    assert read_tree(tmp_path / "src-disk" / "photos") == ROUND_TRIP  # source untouched
 
     r = jcs.run("package", "export", "rtb/pkg", "rt-s3:exported/pkg")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"succeeded: {n}/{n} files" in r.stdout, r.stdout
-    assert s3_files(s3, "exported/pkg") == ROUND_TRIP
+    assert s3_read_tree(s3, "exported/pkg") == ROUND_TRIP
 
 
 # -- 2 full then diff ------------------------------------------------------------
@@ -286,7 +250,7 @@ def test_sync_full_then_diff_rewrites_only_changed_files(
     full = jcs("sync", "create", "diff-a:data", "diff-b:copy", "--wait")
     full_id = created_id(full)
     assert f"task {full_id} succeeded: 30/30 files" in full, full
-    assert tree_files(dst) == original
+    assert read_tree(dst) == original
     before = stamps(dst)
 
     # Change two files (one at the same size), add two, delete one at the source.
@@ -294,7 +258,7 @@ def test_sync_full_then_diff_rewrites_only_changed_files(
     added = {"new/one.txt": b"new", "dir0/sub0/new-two.bin": rnd(7000)}
     write_tree(src, changed | added)
     (src / "gone.txt").unlink()
-    now_src = tree_files(src)
+    now_src = read_tree(src)
 
     diff = jcs("sync", "create", "diff-a:data", "diff-b:copy", "--mode", "diff", "--wait")
     diff_id = created_id(diff)
@@ -308,7 +272,7 @@ def test_sync_full_then_diff_rewrites_only_changed_files(
     assert p["bytesDone"] == p["bytesTotal"] == copied_bytes, p
 
     # Destination: the new source, plus what the source deleted (never deleted there).
-    assert tree_files(dst) == now_src | {"gone.txt": b"bye"}
+    assert read_tree(dst) == now_src | {"gone.txt": b"bye"}
     after = stamps(dst)
     unchanged = set(original) - set(changed)
     rewritten = {rel for rel in unchanged if after[rel] != before[rel]}
@@ -376,9 +340,9 @@ def test_cancel_mid_run_stops_and_leaves_nothing_partial(tmp_path: Path) -> None
             assert 50 <= done < 8000, last
 
         assert temp_files(dst.parent) == []
-        copied = tree_files(dst)
+        copied = read_tree(dst)
         assert done <= len(copied) <= done + 1, (done, len(copied))  # +1: its record was cut
-        source = tree_files(src)
+        source = read_tree(src)
         partial = [rel for rel, data in copied.items() if source.get(rel) != data]
         assert partial == [], f"partial or wrong files in the destination: {partial}"
         assert "cancelled" in cli("sync", "show", str(task_id))
@@ -430,8 +394,8 @@ def test_sigkill_mid_sync_resumes_without_recopying(tmp_path: Path) -> None:
         assert final["runs"] == 1, final  # the run was resumed, not started over
 
         # Temp files a SIGKILL leaves behind: test_sigkill_mid_file_leaves_no_temp_file.
-        copied = {rel: data for rel, data in tree_files(dst).items() if TMP_PREFIX not in rel}
-        assert copied == tree_files(src)
+        copied = {rel: data for rel, data in read_tree(dst).items() if TMP_PREFIX not in rel}
+        assert copied == read_tree(src)
         after = stamps(dst)
         rewritten = sorted(rel for rel, st in before.items() if after.get(rel) != st)
         assert len(rewritten) <= parallel, (
@@ -513,7 +477,7 @@ def test_sync_to_s3_never_reveals_the_secret(
     out = jcs("sync", "create", "sec-src:work", "sec-s3:mirror/work", "--wait")
     task_id = created_id(out)
     assert f"succeeded: {len(files)}/{len(files)} files" in out, out
-    assert s3_files(s3, "mirror/work") == files
+    assert s3_read_tree(s3, "mirror/work") == files
 
     failed = wait_until(
         lambda: (t := get_task(http, failing_id))["state"] not in ("pending", "running") and t,

@@ -1,6 +1,6 @@
 """Helpers for the functional tests of the JCS v1 API: envelope-checking
-calls, raw multipart bodies, extra Local user spaces and a look at the block
-files those spaces hold on disk."""
+calls, raw multipart bodies, extra Local and S3 user spaces, a look at the
+block files those spaces hold on disk, and transfer tasks."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import httpx
 
 from jointcloud.context import Context
 from jointcloud.core.gc import GcReport, collect_garbage
+from support.s3server import S3Server
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?[+-]\d{2}:\d{2}$")
 OBJECT_KEYS = {
@@ -242,6 +243,32 @@ class Api:
     async def gc(self) -> GcReport:
         """Run garbage collection now, without the usual safety delay."""
         return await collect_garbage(self.ctx.db, self.ctx.store, timedelta(seconds=-1))
+
+
+async def create_s3_space(api: Api, server: S3Server, name: str | None = None) -> dict[str, Any]:
+    """An S3 user space in ``server``'s bucket, rooted at its own name (a random
+    ``s3-...`` one unless given): the ``userSpace`` the API answers with."""
+    name = name or f"s3-{secrets.token_hex(4)}"
+    data = await api.post(
+        "/v1/userSpace/create",
+        {
+            "name": name,
+            "storage": server.storage(),
+            "credential": server.credential(),
+            "rootPath": name,
+        },
+    )
+    return dict(data["userSpace"])
+
+
+async def s3_space(api: Api, server: S3Server) -> int:
+    """A new S3 user space with a random name; its ID."""
+    return int((await create_s3_space(api, server))["userSpaceID"])
+
+
+async def get_task(api: Api, task_id: int) -> dict[str, Any]:
+    """A transfer task as ``/v1/spaceSync/getTask`` shows it."""
+    return dict((await api.get("/v1/spaceSync/getTask", taskID=task_id))["task"])
 
 
 def expect_error(r: httpx.Response, code: str, status: int) -> str:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from pathlib import Path
 from typing import Any
 
-from jcs_helpers import Api, assert_time
+from jcs_helpers import Api, assert_time, get_task, s3_space
 
 from jointcloud.context import Context
 from support.s3server import S3Server, s3_server_fixture
+from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
 
 s3_server = s3_server_fixture(scope="module", bucket="jcs-import-export")
 
@@ -34,28 +34,8 @@ def sample_tree(big: int = 3 * 1024 * 1024 + 17) -> dict[str, bytes]:
     }
 
 
-def write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    """Every regular file under ``root`` by relative path (nothing skipped)."""
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def digests(files: dict[str, bytes]) -> dict[str, str]:
     return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
-
-
-async def get_task(api: Api, task_id: int) -> dict[str, Any]:
-    return dict((await api.get("/v1/spaceSync/getTask", taskID=task_id))["task"])
 
 
 async def run_tasks(ctx: Context) -> None:
@@ -64,38 +44,6 @@ async def run_tasks(ctx: Context) -> None:
 
 async def package_contents(api: Api, package_id: int) -> dict[str, bytes]:
     return {o["path"]: await api.download(o["objectID"]) for o in await api.objects(package_id)}
-
-
-def s3_put_tree(server: S3Server, prefix: str, files: dict[str, bytes]) -> None:
-    client = server.client()
-    for rel, content in files.items():
-        client.put_object(Bucket=server.bucket, Key=f"{prefix}/{rel}", Body=content)
-
-
-def s3_read_tree(server: S3Server, prefix: str) -> dict[str, bytes]:
-    client = server.client()
-    out: dict[str, bytes] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=server.bucket, Prefix=prefix + "/"
-    ):
-        for o in page.get("Contents", []):
-            body = client.get_object(Bucket=server.bucket, Key=o["Key"])["Body"].read()
-            out[o["Key"][len(prefix) + 1 :]] = body
-    return out
-
-
-async def s3_space(api: Api, server: S3Server) -> int:
-    name = f"s3-{secrets.token_hex(4)}"
-    data = await api.post(
-        "/v1/userSpace/create",
-        {
-            "name": name,
-            "storage": server.storage(),
-            "credential": server.credential(),
-            "rootPath": name,
-        },
-    )
-    return int(data["userSpace"]["userSpaceID"])
 
 
 # -- inline --------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from jcs_helpers import Api
+from jcs_helpers import Api, create_s3_space
 
 from support.s3server import S3Server, s3_server_fixture
 
@@ -18,16 +18,7 @@ def _keys(server: S3Server) -> list[str]:
 
 
 async def _s3_space(api: Api, server: S3Server, name: str) -> int:
-    data = await api.post(
-        "/v1/userSpace/create",
-        {
-            "name": name,
-            "storage": server.storage(),
-            "credential": server.credential(),
-            "rootPath": name,
-        },
-    )
-    space = data["userSpace"]
+    space = await create_s3_space(api, server, name)
     assert space["credential"]["secretAccessKey"] == "********"
     assert server.secret_key not in str(space)
     return int(space["userSpaceID"])

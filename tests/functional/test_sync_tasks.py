@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from jcs_helpers import Api, Other, assert_time, expect_error
+from jcs_helpers import Api, Other, assert_time, expect_error, get_task, s3_space
 from sqlalchemy import update
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_none
 
@@ -25,6 +25,7 @@ from jointcloud.core import transfer
 from jointcloud.meta import tables as t
 from jointcloud.spaces.local import LocalSpace
 from support.s3server import S3Server, s3_server_fixture
+from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
 
 s3_server = s3_server_fixture(scope="module", bucket="jcs-sync-tasks")
 
@@ -35,24 +36,6 @@ HOURLY = {"type": "interval", "seconds": 3600}
 # -- helpers -------------------------------------------------------------------
 
 
-def write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-
-
-def read_tree(root: Path) -> dict[str, bytes]:
-    """Every regular file under ``root`` (temporary files included)."""
-    if not root.exists():
-        return {}
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def identity(root: Path) -> dict[str, tuple[int, int]]:
     """(inode, mtime ns) of every file: a rewritten file (temp + rename) changes."""
     return {
@@ -60,38 +43,6 @@ def identity(root: Path) -> dict[str, tuple[int, int]]:
         for p in root.rglob("*")
         if p.is_file()
     }
-
-
-def s3_put_tree(server: S3Server, prefix: str, files: dict[str, bytes]) -> None:
-    client = server.client()
-    for rel, content in files.items():
-        client.put_object(Bucket=server.bucket, Key=f"{prefix}/{rel}", Body=content)
-
-
-def s3_read_tree(server: S3Server, prefix: str) -> dict[str, bytes]:
-    client = server.client()
-    out: dict[str, bytes] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=server.bucket, Prefix=prefix + "/"
-    ):
-        for o in page.get("Contents", []):
-            body = client.get_object(Bucket=server.bucket, Key=o["Key"])["Body"].read()
-            out[o["Key"][len(prefix) + 1 :]] = body
-    return out
-
-
-async def s3_space(api: Api, server: S3Server) -> int:
-    name = f"s3-{secrets.token_hex(4)}"
-    data = await api.post(
-        "/v1/userSpace/create",
-        {
-            "name": name,
-            "storage": server.storage(),
-            "credential": server.credential(),
-            "rootPath": name,
-        },
-    )
-    return int(data["userSpace"]["userSpaceID"])
 
 
 async def create(
@@ -112,10 +63,6 @@ async def create(
     task = (await api.post("/v1/spaceSync/createTask", body))["task"]
     assert isinstance(task["taskID"], int)
     return dict(task)
-
-
-async def get_task(api: Api, task_id: int) -> dict[str, Any]:
-    return dict((await api.get("/v1/spaceSync/getTask", taskID=task_id))["task"])
 
 
 async def make_due(ctx: Context, task_id: int) -> None:

@@ -4,23 +4,16 @@ nothing is created or moved."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from jcs_helpers import Api, expect_error
 
 from jointcloud.context import Context
+from support.trees import write_tree
 
 CREATE = "/v1/spaceSync/createTask"
 IMPORT = "/v1/userSpace/createPackage"
 EXPORT = "/v1/userSpace/downloadPackage"
-
-
-def write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, content in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
 
 
 async def refused(api: Api, url: str, body: Any, code: str = "BadArgument") -> str:
