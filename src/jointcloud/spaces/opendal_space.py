@@ -162,7 +162,8 @@ class OpenDALSpace:
         self, exc: BaseException, op: str, key: str | None, *, writing: bool = False
     ) -> SpaceError:
         kind = _kind(exc)
-        where = f"{self.scheme} space {self.root!r}"
+        place = self._public.get("bucket") or self._public.get("container") or ""
+        where = f"{self.scheme} space {(place + self.root).rstrip('/') or '/'!r}"
         what = f"{op} {key!r}" if key is not None else op
         detail = self._redact(exc)
         if kind == "NotFound" and not writing and "NoSuchBucket" not in detail:
