@@ -492,9 +492,9 @@ async def test_sync_to_storage_root_never_writes_into_block_area(api: Api, ctx: 
 
 @pytest.fixture
 def slow_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Local files are read slowly (a pause before a whole-file read, and
-    between the halves of every streamed chunk), so that a cancel lands while
-    files are in flight."""
+    """Local files are read slowly (a pause before a whole-file read, also in
+    a batch of small files, and between the halves of every streamed chunk),
+    so that a cancel lands while files are in flight."""
     read, read_stream = LocalSpace.read, LocalSpace.read_stream
 
     async def slow_read(self: LocalSpace, key: str, *args: Any, **kw: Any) -> bytes:
@@ -510,12 +510,31 @@ def slow_source(monkeypatch: pytest.MonkeyPatch) -> None:
             await asyncio.sleep(0.15)
             yield chunk[half:]
 
+    read_blocking = LocalSpace.read_blocking
+
+    def slow_read_blocking(self: LocalSpace, key: str) -> bytes:
+        time.sleep(0.05)  # small files copied in a worker-thread batch
+        return read_blocking(self, key)
+
     monkeypatch.setattr(LocalSpace, "read", slow_read)
     monkeypatch.setattr(LocalSpace, "read_stream", slow_stream)
+    monkeypatch.setattr(LocalSpace, "read_blocking", slow_read_blocking)
 
 
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".jcs-tmp-*") if p.is_file()]
+
+
+def some_temp_file_has_data(root: Path) -> bool:
+    """A write in flight has bytes in its temporary file (which may be renamed
+    away while we look)."""
+    for p in temp_files(root):
+        try:
+            if p.stat().st_size:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 async def test_cancel_mid_run_leaves_no_partial_files(
@@ -534,7 +553,7 @@ async def test_cancel_mid_run_leaves_no_partial_files(
     try:
         deadline = time.monotonic() + 15
         # Cancel while a file is half written (or, failing that, mid-run).
-        while not any(p.stat().st_size for p in temp_files(out)):
+        while not some_temp_file_has_data(out):
             if len(list(out.rglob("f*.bin"))) >= 3:
                 break
             assert time.monotonic() < deadline, "the task copied nothing"
