@@ -11,6 +11,7 @@ from jcs_helpers import Api
 
 from jointcloud.context import Context
 from jointcloud.spaces.local import LocalSpace
+from support.trees import write_tree
 
 
 async def run_task(api: Api, ctx: Context, src: int, dst: int) -> dict[str, Any]:
@@ -29,10 +30,7 @@ async def run_task(api: Api, ctx: Context, src: int, dst: int) -> dict[str, Any]
 async def test_a_blocked_file_fails_alone_and_the_batch_is_copied(api: Api, ctx: Context) -> None:
     src, dst = await api.add_spaces(2)
     files = {f"d{i % 4}/f{i:03}.txt": os.urandom(100 + i) for i in range(150)}
-    for rel, data in files.items():
-        path = api.spaces[src] / "in" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write_tree(api.spaces[src] / "in", files)
     # "out/d1" is a regular file at the destination: nothing can go under it.
     (api.spaces[dst] / "out").mkdir(parents=True)
     (api.spaces[dst] / "out" / "d1").write_bytes(b"in the way")
@@ -56,10 +54,7 @@ async def test_a_file_gone_since_listing_is_recorded_not_retried_forever(
 ) -> None:
     src, dst = await api.add_spaces(2)
     files = {f"f{i:02}.txt": os.urandom(50 + i) for i in range(20)}
-    for rel, data in files.items():
-        path = api.spaces[src] / "in" / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    write_tree(api.spaces[src] / "in", files)
     real_list = LocalSpace.list_blocking
     gone = api.spaces[src] / "in" / "f07.txt"
 
