@@ -393,22 +393,33 @@ class LocalSpace:
 
     # -- listing -----------------------------------------------------------
 
-    def _walk(self, rel: str) -> Iterator[Entry]:
-        base = self.root / rel if rel else self.root
+    def _entries(self, rel: str) -> Iterator[os.DirEntry[str]]:
         try:
-            with os.scandir(base) as it:
-                items = sorted(it, key=lambda e: e.name)
+            with os.scandir(self.root / rel if rel else self.root) as it:
+                return iter(sorted(it, key=lambda e: e.name))
         except FileNotFoundError:
-            return  # removed while we were listing
-        for item in items:
-            if item.name.startswith(TMP_PREFIX):
-                continue
-            key = f"{rel}/{item.name}" if rel else item.name
-            if item.is_dir(follow_symlinks=False):
-                yield from self._walk(key)
-            elif item.is_file():
-                st = item.stat()
-                yield Entry(key=key, size=st.st_size, mtime=st.st_mtime)
+            return iter(())  # removed while we were listing
+
+    def _walk(self, rel: str) -> Iterator[Entry]:
+        """Depth first in name order, without recursion: every entry passing
+        up through one generator per directory level cost as much as the
+        ``stat`` itself on deep trees."""
+        stack = [(rel, self._entries(rel))]
+        while stack:
+            prefix, items = stack[-1]
+            for item in items:
+                name = item.name
+                if name.startswith(TMP_PREFIX):
+                    continue
+                key = f"{prefix}/{name}" if prefix else name
+                if item.is_dir(follow_symlinks=False):
+                    stack.append((key, self._entries(key)))
+                    break
+                if item.is_file():
+                    st = item.stat()
+                    yield Entry(key, st.st_size, st.st_mtime)
+            else:
+                stack.pop()
 
     async def list(self, prefix: str = "") -> AsyncIterator[Entry]:
         rel = prefix.rstrip("/")
