@@ -18,7 +18,15 @@ from jointcloud.core.models import TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer import TransferRun, describe
 from jointcloud.core.transferspec import TransferFilter, Trigger
-from jointcloud.core.trees import Item, PackageSink, PackageSource, Sink, Source, SpaceTree
+from jointcloud.core.trees import (
+    Item,
+    PackageSink,
+    PackageSource,
+    Sink,
+    Source,
+    SpaceTree,
+    reserved,
+)
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import NotFound
 from jointcloud.meta import accounts
@@ -34,10 +42,6 @@ SAVE_EVERY = 1.0
 MAX_TASKS = 4
 
 Progress = Callable[[int, int, str], None]
-
-
-def _reserved(space: UserSpace) -> tuple[str, ...]:
-    return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
 
 
 def _held(task: TransferTask, ts: datetime) -> bool:
@@ -173,7 +177,7 @@ class TaskRunner:
         record = await self._space(space_id)
         backend = self.pool.open_tree(record)
         opened.append(backend)
-        return SpaceTree(backend, path, _reserved(record))
+        return SpaceTree(backend, path, reserved(record))
 
     async def _build(
         self, task: TransferTask, prelisted: list[Item] | None, opened: list[Space]

@@ -84,6 +84,10 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError | ConnectionError | OSError)
 
 
+def source_changed(listed: int, read: int | str) -> TransferFailed:
+    return TransferFailed(f"source changed while it was copied: listed {listed} bytes, read {read}")
+
+
 def retrying() -> AsyncRetrying:
     return AsyncRetrying(
         stop=stop_after_attempt(ATTEMPTS),
@@ -398,10 +402,7 @@ class TransferRun:
                 try:
                     data = source.read_blocking(item)
                     if len(data) != item.size:
-                        raise TransferFailed(
-                            f"source changed while it was copied: listed {item.size} bytes, "
-                            f"read {len(data)}"
-                        )
+                        raise source_changed(item.size, len(data))
                 except Exception as exc:
                     results.append([exc] * len(unit.dests))
                     continue
@@ -511,9 +512,7 @@ class TransferRun:
                 stream = _tap(self.source.open(item), item.size, on_chunk, hasher)
                 written = await sink.write(item, stream)
             if written != item.size:
-                raise TransferFailed(
-                    f"source changed while it was copied: listed {item.size} bytes, read {written}"
-                )
+                raise source_changed(item.size, written)
             if hasher is not None and await sink.digest(item.rel) != hasher.hexdigest():
                 raise TransferFailed("the copy read back differs from the source (SHA-256)")
         except BaseException:
@@ -554,9 +553,6 @@ def _tap(
             on_chunk(len(chunk))
             yield chunk
         if seen != size:
-            raise TransferFailed(
-                f"source changed while it was copied: listed {size} bytes, "
-                f"read {'more' if seen > size else seen}"
-            )
+            raise source_changed(size, "more" if seen > size else seen)
 
     return gen()

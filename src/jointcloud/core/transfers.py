@@ -21,7 +21,7 @@ from jointcloud.core.transferspec import (
     parse_mode,
     transfer_path,
 )
-from jointcloud.core.trees import Item, SpaceTree
+from jointcloud.core.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import BadArgument, OperationFailed, TaskNotFound
 from jointcloud.meta import transfers as repo
@@ -31,11 +31,6 @@ from jointcloud.meta.rows import now
 # Import/export up to this much runs inside the request; above, it is a task.
 INLINE_MAX_FILES = 1000
 INLINE_MAX_BYTES = 64 << 20
-
-
-def reserved(space: UserSpace) -> tuple[str, ...]:
-    """Where the space keeps JointCloud's own blocks, relative to its storage root."""
-    return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
 
 
 def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
@@ -207,11 +202,8 @@ class TransferService:
 
     # -- follow ----------------------------------------------------------------
 
-    async def get(self, user_id: int, task_id: object) -> TaskView:
-        if isinstance(task_id, str) and task_id.isdigit():
-            task_id = int(task_id)
-        if isinstance(task_id, bool) or not isinstance(task_id, int) or task_id <= 0:
-            raise BadArgument("taskID is required and must be a positive integer")
+    async def get(self, user_id: int, raw_id: object) -> TaskView:
+        task_id = id_field({"taskID": raw_id}, "taskID")
         async with self.db.read() as conn:
             task = await repo.get(conn, task_id, user_id)
             if task is None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from jointcloud.core.models import UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transferspec import inside, join
 from jointcloud.errors import BadArgument, BlockNotFound
@@ -66,11 +67,21 @@ class Sink(Protocol):
         """SHA-256 (hex) of what the destination holds at ``rel``."""
 
 
+def reserved(space: UserSpace) -> tuple[str, ...]:
+    """Where the space keeps JointCloud's own blocks, relative to its storage root."""
+    return (space.root_path,) if space.root_path else ("blocks", ".jcs-probe")
+
+
 async def sha256_of(stream: AsyncIterator[bytes]) -> str:
     h = hashlib.sha256()
     async for chunk in stream:
         h.update(chunk)
     return h.hexdigest()
+
+
+async def object_digest(objects: ObjectService, user_id: int, package_id: int, rel: str) -> str:
+    content = await objects.open(user_id, package_id=package_id, path=rel)
+    return await sha256_of(objects.read(content).body)
 
 
 class SpaceTree:
@@ -226,8 +237,7 @@ class PackageSink:
         return 0  # uncommitted blocks are the garbage collector's
 
     async def digest(self, rel: str) -> str:
-        content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)
-        return await sha256_of(self.objects.read(content).body)
+        return await object_digest(self.objects, self.user_id, self.package_id, rel)
 
 
 class PackageSource:
@@ -259,5 +269,4 @@ class PackageSource:
         await self.objects.delete_by_path(self.user_id, self.package_id, rel)
 
     async def digest(self, rel: str) -> str:
-        content = await self.objects.open(self.user_id, package_id=self.package_id, path=rel)
-        return await sha256_of(self.objects.read(content).body)
+        return await object_digest(self.objects, self.user_id, self.package_id, rel)

@@ -47,5 +47,10 @@ class Body(BaseModel):
     userID: StrictInt | None = None
 
     def check_user(self, user: User) -> None:
-        if self.userID is not None and self.userID != user.user_id:
-            raise Forbidden(f"userID {self.userID} is not the user of this API key")
+        check_user_id(self.userID, user)
+
+
+def check_user_id(user_id: object, user: User) -> None:
+    """A ``userID`` in a request body is accepted only if it is the caller's."""
+    if user_id is not None and user_id != user.user_id:
+        raise Forbidden(f"userID {user_id} is not the user of this API key")

@@ -9,11 +9,11 @@ from fastapi import Body as JsonBody
 from fastapi.responses import JSONResponse
 
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import Ctx, CurrentUser
+from jointcloud.api.jcs.deps import Ctx, CurrentUser, check_user_id
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.models import User
 from jointcloud.core.transfers import TaskView
-from jointcloud.errors import BadArgument, Forbidden
+from jointcloud.errors import BadArgument
 
 router = APIRouter()
 
@@ -25,9 +25,7 @@ Payload = Annotated[Any, JsonBody()]
 def _object(payload: Any, user: User) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadArgument("the request body must be a JSON object")
-    uid = payload.get("userID")
-    if uid is not None and uid != user.user_id:
-        raise Forbidden(f"userID {uid} is not the user of this API key")
+    check_user_id(payload.get("userID"), user)
     return payload
 
 
