@@ -36,7 +36,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def ctx(tmp_path: Path, database_url: str) -> AsyncIterator[Context]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
+    # Tests keep their spaces in tmp_path and talk to S3 on loopback: both
+    # allowed here explicitly (a server allows neither by default).
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        local_roots=(tmp_path,),
+        endpoint_allow=("127.0.0.1",),
+    )
     context = await Context.open(settings)
     await context.bootstrap()
     yield context

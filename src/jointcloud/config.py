@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from jointcloud.errors import BadArgument
+from jointcloud.spaces.rules import SpaceRules, resolve_local
 
 DEFAULT_LISTEN = "127.0.0.1:7890"
 
@@ -34,6 +35,30 @@ class Settings:
     scrub_mbps: float = 50.0  # scrub reads at most this many MB (10^6 bytes) per second
     scrub_interval: float = 86400.0  # pause between two full sweeps
     sync_parallel: int = 16  # files copied at once by one transfer task
+    # Directories that may hold Local user spaces besides <data-dir>/spaces
+    # (--local-root, JCS_LOCAL_ROOTS separated by ':'); see docs/security.md.
+    local_roots: tuple[Path, ...] = ()
+    # Remote space endpoints on loopback/private/link-local addresses
+    # (--allow-private-endpoints, JCS_ALLOW_PRIVATE_ENDPOINTS=1), or only these
+    # ("host", "host:port", CIDR; JCS_ENDPOINT_ALLOW separated by ',').
+    allow_private_endpoints: bool = False
+    endpoint_allow: tuple[str, ...] = ()
+    # ``Memory`` user spaces (process memory, gone on restart): tests only.
+    allow_memory_spaces: bool = False
+
+    def space_rules(self) -> SpaceRules:
+        """The confinement every user space is opened under."""
+        data = resolve_local(self.data_dir)
+        roots = (data / "spaces", *(resolve_local(r) for r in self.local_roots))
+        host, port = parse_listen(self.listen)
+        return SpaceRules(
+            local_roots=tuple(dict.fromkeys(roots)),
+            data_dir=data,
+            private_endpoints=self.allow_private_endpoints,
+            endpoint_allow=self.endpoint_allow,
+            own_listeners=((host, port),),
+            memory=self.allow_memory_spaces,
+        )
 
     @property
     def db_url(self) -> str:
@@ -41,9 +66,17 @@ class Settings:
 
     @classmethod
     def load(
-        cls, data_dir: str | None = None, listen: str | None = None, database_url: str | None = None
+        cls,
+        data_dir: str | None = None,
+        listen: str | None = None,
+        database_url: str | None = None,
+        *,
+        local_roots: list[str] | None = None,
+        allow_private_endpoints: bool = False,
     ) -> Settings:
         env = os.environ
+        roots = local_roots or [r for r in env.get("JCS_LOCAL_ROOTS", "").split(":") if r]
+        allow = [a.strip() for a in env.get("JCS_ENDPOINT_ALLOW", "").split(",") if a.strip()]
         return cls(
             data_dir=Path(data_dir or env.get("JCS_DATA_DIR") or "./jcs-data").resolve(),
             listen=listen or env.get("JCS_LISTEN") or DEFAULT_LISTEN,
@@ -60,4 +93,15 @@ class Settings:
             scrub_mbps=float(env.get("JCS_SCRUB_MBPS", "50")),
             scrub_interval=float(env.get("JCS_SCRUB_INTERVAL_SECONDS", "86400")),
             sync_parallel=max(1, int(env.get("JCS_SYNC_PARALLEL", "16"))),
+            local_roots=tuple(_local_root(r) for r in roots),
+            allow_private_endpoints=allow_private_endpoints
+            or env.get("JCS_ALLOW_PRIVATE_ENDPOINTS", "").lower() in ("1", "true", "yes"),
+            endpoint_allow=tuple(allow),
         )
+
+
+def _local_root(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_absolute() or "\x00" in raw:
+        raise BadArgument(f"--local-root must be an absolute directory, got {raw!r}")
+    return path

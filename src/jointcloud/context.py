@@ -47,7 +47,7 @@ class Context:
         db = Database(settings.db_url)
         await db.migrate()
         master = MasterKey.load_or_create(settings.data_dir / "master.key")
-        pool = SpacePool(db, master)
+        pool = SpacePool(db, master, settings.space_rules())
         buckets = BucketService(db)
         packages = PackageService(db, buckets)
         store = BlockStore(db, master, pool)

@@ -65,6 +65,11 @@ class SpaceUnavailable(SpaceError):
     """The backend cannot be reached (network, permissions, outage)."""
 
 
+class SpaceRefused(SpaceError):
+    """The operator's rules forbid this space (a local path outside the allowed
+    roots, an endpoint on a private network...); the message names the rule."""
+
+
 class SpaceAuthError(SpaceError):
     """The backend rejected the credentials."""
 

@@ -20,6 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # makes `support` 
 from jointcloud.spaces.base import Space
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
+from jointcloud.spaces.rules import SpaceRules
+
+RULES = SpaceRules.unrestricted()  # these tests exercise backends, not the operator rules
 from support.s3server import S3Server, free_port, s3_server_fixture
 
 # "local-tree" is a local space as transfer tasks open user file trees:
@@ -54,7 +57,11 @@ def make_space(storage: dict[str, Any]) -> MakeSpace:
     def make(sub: str = "") -> Space:
         root = "/".join(p for p in (storage["base"], sub) if p)
         return open_space(
-            storage["storage"], storage["credential"], root, durable=storage.get("durable", True)
+            storage["storage"],
+            storage["credential"],
+            root,
+            durable=storage.get("durable", True),
+            rules=RULES,
         )
 
     return make
@@ -69,7 +76,9 @@ def space(make_space: MakeSpace) -> Space:
 def dead_space(backend: str, tmp_path: Path) -> Iterator[Space]:
     """A space of the same backend that cannot be reached."""
     if backend == "memory":
-        sp = open_space({"type": "Memory", "name": f"dead-{uuid.uuid4().hex}"}, None, "")
+        sp = open_space(
+            {"type": "Memory", "name": f"dead-{uuid.uuid4().hex}"}, None, "", rules=RULES
+        )
         sp.available = False  # type: ignore[attr-defined]
         yield sp
     elif backend in ("local", "local-tree"):
@@ -86,4 +95,4 @@ def dead_space(backend: str, tmp_path: Path) -> Iterator[Space]:
             "pathStyle": True,
         }
         cred = {"type": "AK", "accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "x" * 40}
-        yield open_space(storage, cred, "")
+        yield open_space(storage, cred, "", rules=RULES)

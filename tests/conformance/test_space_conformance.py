@@ -17,6 +17,9 @@ import pytest
 from jointcloud.errors import BadArgument, BlockNotFound, SpaceUnavailable
 from jointcloud.spaces.base import BlockWriter, Entry, Space
 from jointcloud.spaces.registry import open_space
+from jointcloud.spaces.rules import SpaceRules
+
+RULES = SpaceRules.unrestricted()  # these tests exercise backends, not the operator rules
 from support.s3server import S3Server
 
 MiB = 1 << 20
@@ -275,7 +278,7 @@ def files_under(root: Path) -> list[str]:
 
 
 async def test_local_abort_and_commit_leave_no_temp_files(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp")
+    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp", rules=RULES)
     writer = await space.open_writer("x/y")
     await writer.write(b"a" * (2 * MiB))
     assert any(Path(f).name.startswith(".jcs-tmp-") for f in files_under(tmp_path))
@@ -299,7 +302,7 @@ async def test_sweep_keeps_committed_keys_and_fresh_writes(space: Space) -> None
 
 
 async def test_local_sweep_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp")
+    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp", rules=RULES)
     await space.put("done", b"ok")
     writer = await space.open_writer("x/lost")
     await writer.write(b"a" * (2 * MiB))  # the process "dies" here: no commit, no abort
@@ -313,7 +316,9 @@ async def test_local_sweep_removes_what_a_crashed_writer_left(tmp_path: Path) ->
 async def test_s3_outage_is_unavailable_then_recovers() -> None:
     """A stopped S3 endpoint is a SpaceUnavailable (not a missing block); restart heals."""
     with S3Server() as server:
-        space = open_space(server.storage(), server.credential(), f"t-{uuid.uuid4().hex}")
+        space = open_space(
+            server.storage(), server.credential(), f"t-{uuid.uuid4().hex}", rules=RULES
+        )
         await space.put("k", b"before")
         server.stop()
         with pytest.raises(SpaceUnavailable):
@@ -349,7 +354,9 @@ async def test_flush_keeps_every_committed_write(space: Space) -> None:
 async def test_local_sweep_stays_inside_prefix_and_out_of_skipped_dirs(tmp_path: Path) -> None:
     """A resumed transfer sweeps only its destination directory, never the
     block area beside it, where live uploads have temporary files."""
-    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "", durable=False)
+    space = open_space(
+        {"type": "Local", "path": str(tmp_path)}, None, "", durable=False, rules=RULES
+    )
     lost = await space.open_writer("dest/sub/lost")
     await lost.write(b"x" * 10)
     elsewhere = await space.open_writer("other/file")

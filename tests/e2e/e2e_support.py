@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ def free_port() -> int:
 
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
+    # Test servers keep Local spaces under the temp dir and reach S3 on
+    # loopback: allowed here explicitly (a server allows neither by default);
+    # a test of the defaults overrides both with "".
+    env["JCS_LOCAL_ROOTS"] = tempfile.gettempdir()
+    env["JCS_ENDPOINT_ALLOW"] = "127.0.0.1"
     env["PYTHONIOENCODING"] = "utf-8"
     env["COLUMNS"] = "200"
     return env

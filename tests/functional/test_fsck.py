@@ -8,6 +8,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -276,6 +277,7 @@ async def test_unreachable_space(api: Api) -> None:
 def _jcs(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
     env["COLUMNS"] = "200"
+    env["JCS_LOCAL_ROOTS"] = tempfile.gettempdir()  # where these tests keep their spaces
     return subprocess.run(
         [str(JCS), *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
@@ -285,7 +287,9 @@ def test_cli_fsck_table_and_exit_status(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
     async def setup() -> Path:
-        context = await Context.open(Settings(data_dir=data_dir))
+        context = await Context.open(
+            Settings(data_dir=data_dir, local_roots=(tmp_path,), endpoint_allow=("127.0.0.1",))
+        )
         try:
             key = await context.bootstrap()
             async with httpx.AsyncClient(

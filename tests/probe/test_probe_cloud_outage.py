@@ -67,7 +67,9 @@ class Store:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    ctx = await Context.open(Settings(data_dir=tmp_path / "data"))
+    ctx = await Context.open(
+        Settings(data_dir=tmp_path / "data", local_roots=(tmp_path,), endpoint_allow=("127.0.0.1",))
+    )
     key = await ctx.bootstrap()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_app(ctx, background=False)),

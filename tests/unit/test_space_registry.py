@@ -15,7 +15,12 @@ from jointcloud.errors import BadArgument, JcsError, SpaceError
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
-from jointcloud.spaces.registry import open_space, validate_storage
+from jointcloud.spaces.registry import open_space
+from jointcloud.spaces.rules import SpaceRules
+
+RULES = (
+    SpaceRules.unrestricted()
+)  # these tests exercise backends, not the operator rules, validate_storage
 
 ACCESS_KEY_ID = "AKIDLEAKCANARY0001"
 SECRET = "sEcReT-LeAk-CaNaRy-0123456789abcdef"
@@ -49,7 +54,7 @@ def bad(storage: Any, credential: Any = None) -> str:
     with pytest.raises(BadArgument) as info:
         validate_storage(storage, credential)
     with pytest.raises(BadArgument):
-        open_space(storage, credential, "")
+        open_space(storage, credential, "", rules=RULES)
     assert_no_secret(str(info.value))
     return str(info.value)
 
@@ -120,23 +125,23 @@ def test_bad_credential_field_is_named(storage: Any, credential: Any, field: str
 @pytest.mark.parametrize("root", ["../up", "a/../../b", "a//b", "x\x00y", "./a"])
 def test_bad_root_path_is_named(root: str, tmp_path: Path) -> None:
     with pytest.raises(BadArgument, match="rootPath"):
-        open_space({"type": "Local", "path": str(tmp_path)}, None, root)
+        open_space({"type": "Local", "path": str(tmp_path)}, None, root, rules=RULES)
 
 
 # -- what gets built -------------------------------------------------------------
 
 
 def test_local_space_is_created_under_root_path(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path / "new")}, None, "/a/b/")
+    space = open_space({"type": "Local", "path": str(tmp_path / "new")}, None, "/a/b/", rules=RULES)
     assert isinstance(space, LocalSpace)
     assert space.root == tmp_path / "new" / "a" / "b"
     assert space.root.is_dir()
 
 
 def test_memory_space_is_shared_per_name() -> None:
-    one = open_space({"type": "Memory", "name": "registry-test"}, None, "")
-    again = open_space({"type": "Memory", "name": "registry-test"}, None, "")
-    other = open_space({"type": "Memory", "name": "registry-test-2"}, None, "")
+    one = open_space({"type": "Memory", "name": "registry-test"}, None, "", rules=RULES)
+    again = open_space({"type": "Memory", "name": "registry-test"}, None, "", rules=RULES)
+    other = open_space({"type": "Memory", "name": "registry-test-2"}, None, "", rules=RULES)
     assert isinstance(one, MemorySpace)
     assert one is again
     assert other is not one
@@ -161,7 +166,7 @@ def test_memory_space_is_shared_per_name() -> None:
 def test_cloud_spaces_never_show_credentials(
     storage: dict[str, Any], credential: dict[str, Any], scheme: str
 ) -> None:
-    space = open_space(storage, credential, "some/root")
+    space = open_space(storage, credential, "some/root", rules=RULES)
     assert isinstance(space, OpenDALSpace)
     assert space.scheme == scheme
     assert space.root == "/some/root"
@@ -172,15 +177,19 @@ def test_cloud_spaces_never_show_credentials(
 async def test_errors_from_a_dead_endpoint_carry_no_credentials() -> None:
     endpoint = closed_endpoint()
     spaces = [
-        open_space({**S3, "endpoint": endpoint}, AK, "r"),
-        open_space({"type": "OBS", "endpoint": endpoint, "bucket": "b"}, AK, "r"),
+        open_space({**S3, "endpoint": endpoint}, AK, "r", rules=RULES),
+        open_space({"type": "OBS", "endpoint": endpoint, "bucket": "b"}, AK, "r", rules=RULES),
         open_space(
             {"type": "AzureBlob", "accountName": "acct", "container": "c", "endpoint": endpoint},
             {"type": "AzureKey", "accountKey": AZURE_KEY},
             "r",
+            rules=RULES,
         ),
         open_space(
-            {"type": "GCS", "bucket": "b"}, {"type": "GCSServiceAccount", "json": GCS_JSON}, "r"
+            {"type": "GCS", "bucket": "b"},
+            {"type": "GCSServiceAccount", "json": GCS_JSON},
+            "r",
+            rules=RULES,
         ),
     ]
     for space in spaces:

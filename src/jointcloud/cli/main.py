@@ -74,11 +74,35 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="SQLAlchemy URL (default SQLite)")
     ] = None,
+    local_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--local-root",
+            help="a directory that may hold Local user spaces (repeatable; "
+            "DATA_DIR/spaces always may; else $JCS_LOCAL_ROOTS)",
+        ),
+    ] = None,
+    allow_private_endpoints: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-endpoints",
+            help="let remote spaces use loopback/private/link-local endpoints "
+            "(else $JCS_ALLOW_PRIVATE_ENDPOINTS; $JCS_ENDPOINT_ALLOW lists single ones)",
+        ),
+    ] = False,
 ) -> None:
     """Run the service (JCS v1 API) on the embedded defaults."""
     from jointcloud.cli.serve import run_server
 
-    run_server(Settings.load(data_dir, listen, database_url))
+    run_server(
+        Settings.load(
+            data_dir,
+            listen,
+            database_url,
+            local_roots=local_root,
+            allow_private_endpoints=allow_private_endpoints,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ class GcReport:
 
 log = structlog.get_logger(__name__)
 
+BLOCK_AREAS = ("blocks", ".jcs-probe")
+
 
 async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
     dropped = 0
@@ -52,7 +54,11 @@ async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> in
     removed = 0
     for record in spaces:
         try:
-            removed += await (await store.pool.get(record)).sweep_incomplete(before.timestamp())
+            space = await store.pool.get(record)
+            # Only the block area and the probe directory are ours to sweep:
+            # the rest of a space's tree holds the user's own files.
+            for area in BLOCK_AREAS:
+                removed += await space.sweep_incomplete(before.timestamp(), area)
         except JcsError as exc:  # an unreachable space is swept on a later run
             log.info("sweep skipped a space", space=record.user_space_id, error=exc.message)
     return removed

@@ -24,7 +24,6 @@ from jointcloud.core.userspaces import SpacePool, probe
 from jointcloud.errors import JcsError, OperationFailed, SpaceError
 from jointcloud.meta import spacestate
 from jointcloud.meta.db import Database
-from jointcloud.spaces.registry import open_space
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +87,7 @@ async def probe_space(
                 # replaces it if it works. A failing one stays, so that reads keep
                 # skipping its blocks rather than failing to open it.
                 try:
-                    fresh = open_space(space.storage, pool.credential(space), space.root_path)
+                    fresh = await pool.open(space, space.root_path)
                 except SpaceError as exc:
                     raise OperationFailed(
                         f"user space test failed at step 'connect': {exc.message}"

@@ -175,7 +175,7 @@ class TaskRunner:
 
     async def _tree(self, space_id: int, path: str, opened: list[Space]) -> SpaceTree:
         record = await self._space(space_id)
-        backend = self.pool.open_tree(record)
+        backend = await self.pool.open_tree(record)
         opened.append(backend)
         return SpaceTree(backend, path, reserved(record))
 

@@ -135,7 +135,7 @@ class TransferService:
     # -- import / export -------------------------------------------------------
 
     async def _list_tree(self, space: UserSpace, path: str) -> list[Item]:
-        tree = self.pool.open_tree(space)
+        tree = await self.pool.open_tree(space)
         try:
             return [i async for i in SpaceTree(tree, path, reserved(space)).items()]
         finally:

@@ -10,6 +10,7 @@ import contextlib
 import json
 import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -25,13 +26,16 @@ from jointcloud.errors import (
     OperationFailed,
     SpaceAuthError,
     SpaceError,
+    SpaceRefused,
 )
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts, jobs
+from jointcloud.meta import accounts, jobs, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
-from jointcloud.spaces.registry import open_space, validate_storage
+from jointcloud.spaces.endpoints import check_endpoint
+from jointcloud.spaces.registry import open_checked, storage_endpoint, validate_storage
+from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local, resolve_local
 
 DEFAULT_ROOT = "jcs"
 _SECRET_FIELDS = {"secretAccessKey", "accountKey", "json"}
@@ -66,9 +70,10 @@ def _root_path(raw: object) -> str:
 class SpacePool:
     """Open backends by user-space id, cached; rebuilt after an update."""
 
-    def __init__(self, db: Database, master: MasterKey) -> None:
+    def __init__(self, db: Database, master: MasterKey, rules: SpaceRules) -> None:
         self._db = db
         self._master = master
+        self.rules = rules
         self._open: dict[int, Space] = {}
         self.records: dict[int, UserSpace] = {}
 
@@ -87,15 +92,39 @@ class SpacePool:
     async def get(self, space: UserSpace) -> Space:
         cached = self._open.get(space.user_space_id)
         if cached is None:
-            cached = open_space(space.storage, self.credential(space), space.root_path)
+            cached = await self.open(space, space.root_path)
             self._open[space.user_space_id] = cached
         self.records[space.user_space_id] = space
         return cached
 
-    def open_tree(self, space: UserSpace) -> Space:
+    async def open(self, space: UserSpace, root_path: str, *, durable: bool = True) -> Space:
+        """A fresh backend for ``space`` under the operator's rules (its Local
+        directory confined and shared with no other space, its endpoint not
+        internal); the caller closes it."""
+        if space.storage.get("type") == "Local":
+            await self.check_disjoint(space.storage, space.user_space_id)
+        return await open_checked(
+            space.storage, self.credential(space), root_path, rules=self.rules, durable=durable
+        )
+
+    async def open_tree(self, space: UserSpace) -> Space:
         """The space at its storage root (for transfers of user files), not
         cached: the caller closes it."""
-        return open_space(space.storage, self.credential(space), "", durable=False)
+        return await self.open(space, "", durable=False)
+
+    async def check_disjoint(self, storage: dict[str, Any], space_id: int | None) -> None:
+        """A Local space's directory may neither contain nor lie inside the
+        directory of any other space, whoever owns it (checked again at every
+        open: rows written before this rule existed are refused too)."""
+        path = check_local(storage["path"], self.rules)
+        async with self._db.read() as conn:
+            every = await spacestate.list_all(conn)
+        others = {
+            s.user_space_id: check_path_of(s)
+            for s in every
+            if s.user_space_id != space_id and s.storage.get("type") == "Local"
+        }
+        check_disjoint(path, {k: v for k, v in others.items() if v is not None})
 
     async def get_by_id(self, space_id: int) -> Space:
         record = self.records.get(space_id)
@@ -123,6 +152,14 @@ class SpacePool:
     async def close(self) -> None:
         for sid in list(self._open):
             await self.forget(sid)
+
+
+def check_path_of(space: UserSpace) -> Path | None:
+    """Where another Local space's directory really is (None: unusable anyway)."""
+    try:
+        return resolve_local(space.storage["path"])
+    except (SpaceRefused, KeyError, TypeError):
+        return None
 
 
 def _connect_failed(exc: SpaceError) -> OperationFailed:
@@ -183,6 +220,7 @@ class UserSpaceService:
         name = entity_name(name, "name")
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
+        await self._admit(storage_d, None)
         try:
             async with self.db.write() as conn:
                 if await accounts.get_space_by_name(conn, user_id, name) is not None:
@@ -194,6 +232,23 @@ class UserSpaceService:
         except IntegrityError as exc:  # a concurrent create of the same name
             raise AlreadyExists(f"user space named {name!r} already exists") from exc
         return await self.get(user_id, space.user_space_id)
+
+    async def _admit(self, storage: dict[str, Any], space_id: int | None) -> None:
+        """The operator's rules, checked before a space is recorded or tested:
+        a refusal is the user's bad argument, naming the rule."""
+        try:
+            kind = storage.get("type")
+            if kind == "Local":
+                await self.pool.check_disjoint(storage, space_id)
+            elif kind == "Memory" and not self.pool.rules.memory:
+                raise SpaceRefused(
+                    "storage.type Memory is for tests; this server does not allow it"
+                )
+            endpoint = storage_endpoint(storage)
+            if endpoint is not None:
+                await check_endpoint(endpoint, self.pool.rules)
+        except SpaceRefused as exc:
+            raise BadArgument(exc.message) from None
 
     @staticmethod
     def _check(storage: object, credential: object) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -213,6 +268,7 @@ class UserSpaceService:
         credential = changes.get("credential", self.pool.credential(space))
         if "storage" in changes or "credential" in changes:
             self._check(storage, credential)
+            await self._admit(storage, space_id)
             values["storage"] = storage
             values["credential"] = self.pool.seal(space_id, credential)
         if "rootPath" in changes:
@@ -284,8 +340,10 @@ class UserSpaceService:
 
     async def test_config(self, storage: object, credential: object, root_path: object) -> float:
         storage_d, cred_d = self._check(storage, credential)
+        root = _root_path(root_path)
+        await self._admit(storage_d, None)
         try:
-            space = open_space(storage_d, cred_d, _root_path(root_path))
+            space = await open_checked(storage_d, cred_d, root, rules=self.pool.rules)
         except SpaceError as exc:
             raise _connect_failed(exc) from exc
         try:

@@ -6,6 +6,12 @@ Why by hand: plain ``os`` calls reach raw disk speed where generic layers do not
 the old bytes, or the complete new bytes. Every blocking call runs in a worker
 thread, batched so one hop moves ~1-8 MiB, and ``OSError`` is translated to
 domain errors inside that thread.
+
+Confinement: the root is resolved once; every key is resolved again at use
+(symlinks included) and must stay inside it, the last component is opened
+with ``O_NOFOLLOW``, and listings never follow a symlink. Users may not reach
+the server's files through a link planted in their directory
+(docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import secrets
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,11 +34,14 @@ from jointcloud.errors import (
     BlockNotFound,
     OperationFailed,
     SpaceError,
+    SpaceRefused,
     SpaceUnavailable,
 )
 from jointcloud.spaces.base import Capabilities, Entry, check_key
 
 TMP_PREFIX = ".jcs-tmp-"
+# Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
+_TMP_NAME = re.compile(r"\.jcs-tmp-[0-9a-f]{16}")
 _DIRECT_WRITE = 1 << 20  # writes at least this big skip the buffer
 _FLUSH_AT = 4 << 20  # buffered small writes are flushed in batches this big
 _LIST_BATCH = 1000
@@ -218,14 +228,27 @@ class LocalSpace:
         the fsync of each commit: still atomic (temp + rename), made durable
         for the whole tree at once by ``flush`` (one ``syncfs``) before the
         task reports success. Blocks always use ``durable=True``."""
-        self.root = Path(root).absolute()
+        self.root = Path(os.path.realpath(root))
         self.durable = durable
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        """The file of ``key``, if every existing component of it resolves
+        inside the root (a symlink out of the space is refused at every use)."""
+        path = self.root / check_key(key)
+        real = os.path.realpath(path)
+        if real != str(path) and not real.startswith(self._root_prefix):
+            raise SpaceRefused(
+                f"key {key!r} resolves outside local space {str(self.root)!r} "
+                "(a symbolic link); it is not followed"
+            )
+        return path
+
+    @property
+    def _root_prefix(self) -> str:
+        return str(self.root).rstrip("/") + "/"
 
     def _translate(self, exc: OSError, key: str | None, writing: bool) -> SpaceError:
         what = f"key {key!r}" if key is not None else "listing"
@@ -309,7 +332,7 @@ class LocalSpace:
         try:
             if not self.root.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "space root is not a directory")
-            base = self.root / rel if rel else self.root
+            base = self._path(rel) if rel else self.root
             return list(self._walk(rel)) if base.is_dir() else []
         except OSError as exc:
             raise self._translate(exc, None, False) from exc
@@ -324,7 +347,7 @@ class LocalSpace:
     # -- reading -----------------------------------------------------------
 
     def _read_sync(self, key: str, offset: int, length: int | None) -> bytes:
-        fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             if length is None:
                 length = max(0, os.fstat(fd).st_size - offset)
@@ -344,7 +367,7 @@ class LocalSpace:
         _check_range(offset, length)
 
         def open_sync() -> tuple[int, int]:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
             try:
                 size = os.fstat(fd).st_size
             except BaseException:
@@ -369,7 +392,7 @@ class LocalSpace:
         path = self._path(key)
 
         def stat_sync() -> Entry:
-            st = os.stat(path)
+            st = os.lstat(path)
             if not stat.S_ISREG(st.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "not a regular file")
             return Entry(key=key, size=st.st_size, mtime=st.st_mtime)
@@ -415,8 +438,8 @@ class LocalSpace:
                 if item.is_dir(follow_symlinks=False):
                     stack.append((key, self._entries(key)))
                     break
-                if item.is_file():
-                    st = item.stat()
+                if item.is_file(follow_symlinks=False):  # never a link out of the space
+                    st = item.stat(follow_symlinks=False)
                     yield Entry(key, st.st_size, st.st_mtime)
             else:
                 stack.pop()
@@ -429,7 +452,7 @@ class LocalSpace:
         def start() -> Iterator[Entry]:
             if not self.root.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "space root is not a directory")
-            base = self.root / rel if rel else self.root
+            base = self._path(rel) if rel else self.root
             return self._walk(rel) if base.is_dir() else iter(())
 
         def batch(it: Iterator[Entry]) -> list[Entry]:
@@ -450,16 +473,17 @@ class LocalSpace:
 
     def _sweep_sync(self, older_than: float, prefix: str, skip: tuple[str, ...]) -> int:
         removed = 0
-        top = self.root / prefix if prefix else self.root
+        top = self._path(prefix) if prefix else self.root
         skipped = {str(self.root / s) for s in skip}
         for dirpath, dirs, files in os.walk(top):
             dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
             for name in files:
-                if not name.startswith(TMP_PREFIX):
+                if not _TMP_NAME.fullmatch(name):
                     continue
                 path = os.path.join(dirpath, name)
                 with contextlib.suppress(FileNotFoundError):
-                    if os.stat(path).st_mtime < older_than:
+                    st = os.lstat(path)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
                         os.unlink(path)
                         removed += 1
         return removed

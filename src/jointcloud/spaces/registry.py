@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jointcloud.errors import BadArgument, SpaceUnavailable
+from jointcloud.errors import BadArgument, SpaceRefused, SpaceUnavailable
 from jointcloud.spaces.base import Space
+from jointcloud.spaces.endpoints import check_endpoint
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
+from jointcloud.spaces.rules import SpaceRules, check_local
 
 # storage type -> (required fields, optional fields with their types)
 _FIELDS: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
@@ -116,16 +118,43 @@ def _gcs_credential(credential: Mapping[str, Any]) -> str:
     return base64.b64encode(raw.encode()).decode()
 
 
+def storage_endpoint(storage: Mapping[str, Any]) -> str | None:
+    """The URL a remote space talks to, if its record names one."""
+    endpoint = storage.get("endpoint")
+    return endpoint if isinstance(endpoint, str) and storage.get("type") != "Local" else None
+
+
+async def open_checked(
+    storage: Mapping[str, Any],
+    credential: Mapping[str, Any] | None,
+    root_path: str | None,
+    *,
+    rules: SpaceRules,
+    durable: bool = True,
+) -> Space:
+    """``open_space`` after the checks that need the network (the endpoint's
+    addresses are resolved and checked against ``rules``): what every user
+    space is opened with."""
+    validate_storage(storage, credential)
+    endpoint = storage_endpoint(storage)
+    if endpoint is not None:
+        await check_endpoint(endpoint, rules)
+    return open_space(storage, credential, root_path, rules=rules, durable=durable)
+
+
 def open_space(
     storage: Mapping[str, Any],
     credential: Mapping[str, Any] | None,
     root_path: str | None,
     *,
+    rules: SpaceRules,
     durable: bool = True,
 ) -> Space:
     """The backend for one user space; keys live under ``root_path`` inside the storage.
 
-    No network I/O happens here: connectivity is checked by the first operation.
+    No network I/O happens here: connectivity is checked by the first operation
+    (and remote endpoints by ``open_checked``). A Local space is confined by
+    ``rules`` here, before any directory is created.
     """
     validate_storage(storage, credential)
     root = _root_path(root_path)
@@ -133,13 +162,16 @@ def open_space(
     cred: Mapping[str, Any] = credential or {}
 
     if kind == "Memory":
+        if not rules.memory:
+            raise SpaceRefused("Memory user spaces are for tests; this server does not allow them")
         name = storage["name"]
         with _memory_lock:
             base = _memory_spaces.setdefault(name, MemorySpace(name))
         return base.sub(root)
 
     if kind == "Local":
-        path = Path(storage["path"]) / root
+        check_local(storage["path"], rules)
+        path = check_local(Path(storage["path"]) / root, rules)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
