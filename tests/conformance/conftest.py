@@ -21,9 +21,9 @@ from jointcloud.spaces.base import Space
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
-
-RULES = SpaceRules.unrestricted()  # these tests exercise backends, not the operator rules
 from support.s3server import S3Server, free_port, s3_server_fixture
+
+RULES = SpaceRules.unrestricted()  # these tests exercise backends, not operator rules
 
 # "local-tree" is a local space as transfer tasks open user file trees:
 # commits skip the per-file fsync and ``flush`` makes them durable.

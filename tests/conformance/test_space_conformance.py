@@ -18,9 +18,9 @@ from jointcloud.errors import BadArgument, BlockNotFound, SpaceUnavailable
 from jointcloud.spaces.base import BlockWriter, Entry, Space
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
-
-RULES = SpaceRules.unrestricted()  # these tests exercise backends, not the operator rules
 from support.s3server import S3Server
+
+RULES = SpaceRules.unrestricted()  # these tests exercise backends, not operator rules
 
 MiB = 1 << 20
 MakeSpace = Callable[..., Space]

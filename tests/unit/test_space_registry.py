@@ -15,12 +15,11 @@ from jointcloud.errors import BadArgument, JcsError, SpaceError
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
-from jointcloud.spaces.registry import open_space
+from jointcloud.spaces.registry import open_space, validate_storage
 from jointcloud.spaces.rules import SpaceRules
 
-RULES = (
-    SpaceRules.unrestricted()
-)  # these tests exercise backends, not the operator rules, validate_storage
+RULES = SpaceRules.unrestricted()  # these tests exercise backends, not operator rules
+
 
 ACCESS_KEY_ID = "AKIDLEAKCANARY0001"
 SECRET = "sEcReT-LeAk-CaNaRy-0123456789abcdef"
