@@ -20,7 +20,7 @@ from jointcloud.api.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core.fsck import FsckReport, fsck
-from jointcloud.meta import layouts, repairs
+from jointcloud.meta import accounts, layouts, repairs
 from jointcloud.redundancy.policy import RepPolicy
 
 JCS = Path(sys.executable).with_name("jcs")
@@ -233,21 +233,32 @@ async def test_released_layout_blocks_are_not_orphans(api: Api) -> None:
     assert (await fsck(api.ctx)).clean
 
 
-async def test_shared_location_is_listed_once(api: Api) -> None:
-    """Two user spaces on one directory: each one's blocks are the other's
-    neighbours, never its orphans (fsck --repair must not delete them)."""
+async def test_overlapping_spaces_from_before_the_rule_delete_nothing(api: Api) -> None:
+    """Two user spaces on one directory can no longer be created; rows written
+    before that rule are refused when opened (naming the rule), and fsck
+    --repair then deletes nothing from the shared directory."""
     await _store(api)
     root = next(iter(api.spaces.values()))
-    await api.post(
+    r = await api.request(
+        "POST",
         "/v1/userSpace/create",
-        {"name": "same-dir", "storage": {"type": "Local", "path": str(root)}},
+        json={"name": "same-dir", "storage": {"type": "Local", "path": str(root)}},
     )
-    for p in (root / "jcs" / "blocks").rglob("*"):
-        if p.is_file():
-            _age(p)
+    assert r.status_code == 400 and "spaces never share directories" in r.json()["message"]
+    admin = await _admin_id(api)
+    async with api.ctx.db.write() as conn:  # as an older version let it be written
+        await accounts.create_space(
+            conn, admin, "same-dir", {"type": "Local", "path": str(root)}, None, "jcs"
+        )
+    blocks = [p for p in (root / "jcs" / "blocks").rglob("*") if p.is_file()]
+    assert blocks
+    for p in blocks:
+        _age(p)
+    await api.ctx.pool.close()  # open spaces again, as a restarted server would
     report = await fsck(api.ctx, repair=True)
-    assert report.clean, report.findings
     assert report.orphans_deleted == 0
+    assert all(p.exists() for p in blocks)
+    assert any("never share directories" in why for why in report.unreachable_spaces.values())
 
 
 async def test_unreachable_space(api: Api) -> None:
