@@ -41,7 +41,8 @@ class BucketService:
             raise NotFound(f"bucket {bucket_id} not found")
         return bucket
 
-    async def get_by_name(self, user_id: int, name: str) -> Bucket:
+    async def get_by_name(self, user_id: int, name: str, field: str = "name") -> Bucket:
+        name = entity_name(name, field)  # no such name can exist: say why
         async with self.db.read() as conn:
             bucket = await catalog.get_bucket_by_name(conn, user_id, name)
         if bucket is None:
@@ -107,7 +108,8 @@ class PackageService:
         return pkg
 
     async def get_by_full_name(self, user_id: int, bucket_name: str, package_name: str) -> Package:
-        bucket = await self.buckets.get_by_name(user_id, bucket_name)
+        bucket = await self.buckets.get_by_name(user_id, bucket_name, "bucketName")
+        package_name = entity_name(package_name, "packageName")
         async with self.db.read() as conn:
             pkg = await catalog.get_package_by_name(conn, bucket.bucket_id, package_name)
         if pkg is None:

@@ -1,4 +1,11 @@
-"""Validation of names and object paths (shared by every protocol)."""
+"""Validation of names and object paths (shared by every protocol).
+
+The bounds every name and path obeys (docs/api.md, "Limits"): no NUL or
+other control character (C0, DEL, C1), no lone surrogate, no segment (or
+name) longer than 255 bytes of UTF-8, no path longer than 1024 bytes, and
+no ``.`` or ``..`` as a name or segment. Each refusal is a ``BadArgument``
+that names the field.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +13,65 @@ import re
 
 from jointcloud.errors import BadArgument
 
-MAX_PATH = 1024
-_NAME = re.compile(r"^[^\x00-\x1f/\\]{1,255}$")
+MAX_PATH = 1024  # bytes of UTF-8
+MAX_SEGMENT = 255  # bytes of UTF-8: a file name on every common file system
+# C0 controls (NUL included), DEL, C1 controls, and lone surrogates (which
+# JSON can carry but UTF-8 cannot).
+_BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_chars(raw: str, field: str) -> None:
+    """Refuse NUL, control characters and lone surrogates in ``raw``."""
+    bad = _BAD_CHAR.search(raw)
+    if bad is not None:
+        what = "NUL" if bad.group() == "\x00" else f"U+{ord(bad.group()):04X}"
+        raise BadArgument(
+            f"{field} must not contain NUL, control characters or lone surrogates "
+            f"(found {what} at index {bad.start()})"
+        )
+
+
+def check_segments(segments: list[str], field: str) -> None:
+    """Refuse a segment longer than ``MAX_SEGMENT`` bytes (after ``check_chars``)."""
+    for s in segments:
+        if len(s.encode()) > MAX_SEGMENT:
+            raise BadArgument(
+                f"{field} has a segment of {len(s.encode())} bytes; at most {MAX_SEGMENT} "
+                f"bytes per name: {s[:40]!r}..."
+            )
+
+
+def check_length(raw: str, field: str, limit: int = MAX_PATH) -> None:
+    """Refuse more than ``limit`` bytes of UTF-8 (after ``check_chars``)."""
+    size = len(raw.encode())
+    if size > limit:
+        raise BadArgument(f"{field} is {size} bytes long; at most {limit} bytes")
 
 
 def object_path(raw: str, field: str = "path") -> str:
     """Normalise an object path: ``\\`` → ``/``; reject ``..``, ``.``, empty
-    segments, NUL and control characters, naming the field."""
+    segments, NUL and control characters, over-long segments and paths,
+    naming the field."""
+    if not isinstance(raw, str):
+        raise BadArgument(f"{field} must be a string")
+    check_chars(raw, field)
     path = raw.replace("\\", "/").lstrip("/")
     if not path:
         raise BadArgument(f"{field} must not be empty")
-    if len(path.encode()) > MAX_PATH:
-        raise BadArgument(f"{field} is longer than {MAX_PATH} bytes")
-    if any(ord(c) < 0x20 for c in path):
-        raise BadArgument(f"{field} must not contain NUL or control characters")
+    check_length(path, field)
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments):
         raise BadArgument(f"{field} must not contain empty, '.' or '..' segments: {raw!r}")
+    check_segments(segments, field)
     return path
 
 
 def path_prefix(raw: str, field: str = "path") -> str:
     """A listing prefix: like a path, but may be empty or end with '/', and its
     last segment may be cut short ('.' and '..' begin names like '.git')."""
+    if not isinstance(raw, str):
+        raise BadArgument(f"{field} must be a string")
+    check_chars(raw, field)
     if raw == "":
         return ""
     trailing = raw.endswith("/")
@@ -43,9 +86,22 @@ def path_prefix(raw: str, field: str = "path") -> str:
 
 
 def entity_name(raw: object, field: str) -> str:
-    if not isinstance(raw, str) or not _NAME.match(raw) or raw.strip() != raw:
-        raise BadArgument(
-            f"{field} must be 1-255 characters without '/', '\\', control characters "
-            "or surrounding spaces"
-        )
+    """A bucket, package or user space name: 1-255 bytes, no '/', '\\',
+    control characters or surrounding spaces, and not '.' or '..'."""
+    rule = (
+        "1-255 bytes without '/', '\\', NUL or control characters or surrounding "
+        "spaces, and not '.' or '..'"
+    )
+    if not isinstance(raw, str):
+        raise BadArgument(f"{field} must be a string of {rule}")
+    check_chars(raw, field)
+    if (
+        not raw
+        or len(raw.encode()) > MAX_SEGMENT
+        or "/" in raw
+        or "\\" in raw
+        or raw.strip() != raw
+        or raw in (".", "..")
+    ):
+        raise BadArgument(f"{field} must be {rule}; got {raw[:40]!r}")
     return raw

@@ -28,7 +28,7 @@ from jointcloud.core.trees import (
     reserved,
 )
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import NotFound
+from jointcloud.errors import BadArgument, NotFound
 from jointcloud.meta import accounts
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
@@ -202,9 +202,11 @@ class TaskRunner:
                     self.objects, task.user_id, spec["packageID"], affinity=spec.get("affinity")
                 )
             ]
+            extra = {"select": TransferFilter.parse(spec.get("filter"))}
         else:
             source = PackageSource(self.objects, task.user_id, spec["packageID"])
             sinks = [await self._tree(spec["userSpaceID"], spec["rootPath"], opened)]
+            extra = {"select": TransferFilter.parse(spec.get("filter"))}
         return TransferRun(
             self.db,
             task.task_id,
@@ -223,9 +225,17 @@ class TaskRunner:
     ) -> TransferTask:
         """Run (or resume) the claimed task's current run to its end, a pause,
         or a cancel; returns the task as stored afterwards."""
-        trigger = (
-            Trigger.parse(task.spec.get("trigger")) if task.kind == "sync" else Trigger("once")
-        )
+        try:
+            trigger = (
+                Trigger.parse(task.spec.get("trigger")) if task.kind == "sync" else Trigger("once")
+            )
+        except BadArgument as exc:
+            # Stored before a bound it breaks existed (e.g. an interval beyond
+            # a year): fail it visibly, once, instead of every lease period.
+            await self._finish(
+                task, "failed", None, None, False, error=f"the task's trigger: {exc.message}"
+            )
+            return await self._reload(task)
         started = task.last_run_time or now()
         window_end: datetime | None = None
         if trigger.type == "window":

@@ -11,6 +11,7 @@ from typing import Any
 from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.models import Package, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.paths import entity_name
 from jointcloud.core.taskrunner import TaskRunner
 from jointcloud.core.transferspec import (
     TransferFilter,
@@ -23,7 +24,7 @@ from jointcloud.core.transferspec import (
 )
 from jointcloud.core.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.errors import BadArgument, OperationFailed, TaskNotFound
+from jointcloud.errors import BadArgument, NotFound, OperationFailed, TaskNotFound
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -31,6 +32,7 @@ from jointcloud.meta.rows import now
 # Import/export up to this much runs inside the request; above, it is a task.
 INLINE_MAX_FILES = 1000
 INLINE_MAX_BYTES = 64 << 20
+MAX_DESTS = 64  # destinations of one sync task
 
 
 def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
@@ -63,6 +65,15 @@ class ExportAnswer:
     total_size: int = 0
 
 
+def _selected(items: list[Item], select: TransferFilter, where: str) -> list[Item]:
+    if select == TransferFilter():
+        return items
+    chosen = [i for i in items if select.selects(i.rel, i.size)]
+    if not chosen:
+        raise BadArgument(f"filter selects none of the {len(items)} files of {where}")
+    return chosen
+
+
 def _small(items: list[Item]) -> bool:
     return len(items) <= INLINE_MAX_FILES and sum(i.size for i in items) <= INLINE_MAX_BYTES
 
@@ -89,20 +100,25 @@ class TransferService:
     async def create_sync(self, user_id: int, body: dict[str, Any]) -> TaskView:
         src_id = id_field(body, "srcUserSpaceID")
         src_path = transfer_path(body.get("srcPath"), "srcPath")
-        src = await self.spaces.get(user_id, src_id)
-        check_not_reserved(src, src_path, "srcPath")
         raw_dests = body.get("dests")
         if not isinstance(raw_dests, list) or not raw_dests:
             raise BadArgument("dests must list at least one destination {userSpaceID, path}")
-        dests: list[dict[str, Any]] = []
+        if len(raw_dests) > MAX_DESTS:
+            raise BadArgument(f"dests lists {len(raw_dests)} destinations; at most {MAX_DESTS}")
+        checked: list[tuple[int, str]] = []
         for i, raw in enumerate(raw_dests):
             if not isinstance(raw, dict):
                 raise BadArgument(f"dests[{i}] must be an object {{userSpaceID, path}}")
-            try:
-                dest_id = id_field(raw, "userSpaceID")
-            except BadArgument:
-                raise BadArgument(f"dests[{i}].userSpaceID must be a positive integer") from None
-            path = transfer_path(raw.get("path"), f"dests[{i}].path")
+            dest_id = id_field(raw, "userSpaceID", f"dests[{i}].userSpaceID")
+            checked.append((dest_id, transfer_path(raw.get("path"), f"dests[{i}].path")))
+        mode, compare = parse_mode(body)
+        trigger = Trigger.parse(body.get("trigger"))
+        select = TransferFilter.parse(body.get("filter"))
+        delete_source = bool_field(body, "deleteSource")
+        src = await self.spaces.get(user_id, src_id)
+        check_not_reserved(src, src_path, "srcPath")
+        dests: list[dict[str, Any]] = []
+        for i, (dest_id, path) in enumerate(checked):
             space = await self.spaces.get(user_id, dest_id)
             check_not_reserved(space, path, f"dests[{i}].path")
             if dest_id == src_id and inside(path, src_path):
@@ -114,8 +130,6 @@ class TransferService:
             if dest in dests:
                 raise BadArgument(f"dests[{i}] repeats an earlier destination")
             dests.append(dest)
-        mode, compare = parse_mode(body)
-        trigger = Trigger.parse(body.get("trigger"))
         spec: dict[str, Any] = {
             "srcUserSpaceID": src_id,
             "srcPath": src_path,
@@ -123,8 +137,8 @@ class TransferService:
             "mode": mode,
             "compare": compare,
             "trigger": trigger.to_json(),
-            "filter": TransferFilter.parse(body.get("filter")).to_json(),
-            "deleteSource": bool_field(body, "deleteSource"),
+            "filter": select.to_json(),
+            "deleteSource": delete_source,
         }
         ts = now()
         async with self.db.write() as conn:
@@ -141,23 +155,36 @@ class TransferService:
         finally:
             await tree.close()
 
+    async def _affinity(self, user_id: int, body: dict[str, Any]) -> int | None:
+        """The optional ``affinity``: one of the caller's user spaces."""
+        if body.get("affinity") is None:
+            return None
+        affinity = id_field(body, "affinity")
+        try:
+            await self.spaces.get(user_id, affinity)
+        except NotFound:
+            raise BadArgument(f"affinity: user space {affinity} does not exist") from None
+        return affinity
+
     async def create_import(self, user_id: int, body: dict[str, Any]) -> ImportAnswer:
+        # Everything is checked before the package is created: a refused
+        # import leaves neither a package nor a task behind.
         space_id = id_field(body, "userSpaceID")
         path = transfer_path(body.get("path"), "path")
         bucket_id = id_field(body, "bucketID")
+        name = entity_name(body.get("name"), "name")
         optional_policy(body.get("redundancy"))
-        affinity = body.get("affinity")
-        if affinity is not None and (isinstance(affinity, bool) or not isinstance(affinity, int)):
-            raise BadArgument("affinity must be a user space ID")
+        select = TransferFilter.parse(body.get("filter"))
         background = bool_field(body, "async")
         space = await self.spaces.get(user_id, space_id)
+        affinity = await self._affinity(user_id, body)
         check_not_reserved(space, path, "path")
+        await self.packages.buckets.get(user_id, bucket_id)
         items = await self._list_tree(space, path)
         if not items:
             raise BadArgument(f"path {path!r} of user space {space_id} holds no files")
-        package = await self.packages.create(
-            user_id, bucket_id, body.get("name"), body.get("redundancy")
-        )
+        items = _selected(items, select, f"path {path!r} of user space {space_id}")
+        package = await self.packages.create(user_id, bucket_id, name, body.get("redundancy"))
         spec: dict[str, Any] = {
             "srcUserSpaceID": space_id,
             "srcPath": path,
@@ -166,6 +193,8 @@ class TransferService:
             "packageID": package.package_id,
             "affinity": affinity,
         }
+        if select != TransferFilter():
+            spec["filter"] = select.to_json()
         if background or not _small(items):
             task = await self._create_task(user_id, "import", spec)
             return ImportAnswer(package, task=TaskView(task, []))
@@ -179,12 +208,16 @@ class TransferService:
         package_id = id_field(body, "packageID")
         space_id = id_field(body, "userSpaceID")
         root = transfer_path(body.get("rootPath"), "rootPath")
+        select = TransferFilter.parse(body.get("filter"))
         background = bool_field(body, "async")
         space = await self.spaces.get(user_id, space_id)
         check_not_reserved(space, root, "rootPath")
         objs = await self.objects.package_objects(user_id, package_id)
         items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
-        spec = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
+        spec: dict[str, Any] = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
+        if select != TransferFilter():
+            spec["filter"] = select.to_json()
+            items = _selected(items, select, f"package {package_id}")
         if background or not _small(items):
             task = await self._create_task(user_id, "export", spec)
             return ExportAnswer(task=TaskView(task, []))
@@ -211,9 +244,16 @@ class TransferService:
             failures = await repo.failures(conn, task_id, task.run_no)
         return TaskView(task, failures)
 
-    async def list(self, user_id: int) -> list[TransferTask]:
+    async def list(self, user_id: int) -> list[TaskView]:
+        """The caller's tasks, each with the failures of its last run."""
         async with self.db.read() as conn:
-            return await repo.list_for_user(conn, user_id)
+            tasks = await repo.list_for_user(conn, user_id)
+            views = []
+            for task in tasks:
+                failed = task.progress.files_failed > 0
+                failures = await repo.failures(conn, task.task_id, task.run_no) if failed else []
+                views.append(TaskView(task, failures))
+        return views
 
     async def cancel(self, user_id: int, task_id: object) -> None:
         view = await self.get(user_id, task_id)

@@ -14,8 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jointcloud.core.paths import MAX_SEGMENT, check_chars, check_length, check_segments
 from jointcloud.errors import BadArgument
 
+INT64_MAX = 2**63 - 1  # IDs, sizes and counters are int64 in the database
+MAX_INTERVAL = 366 * 24 * 3600  # a year (a leap one): "every N seconds" beyond is a mistake
+MAX_LIST = 1000  # entries of one filter list
 MODES = ("full", "diff")
 COMPARES = ("sizeMtime", "hash")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -29,16 +33,18 @@ def transfer_path(raw: object, field: str) -> str:
     if not isinstance(raw, str):
         raise BadArgument(f"{field} must be a string")
     if "\x00" in raw or "\\" in raw:
-        raise BadArgument(f"{field} must not contain NUL or '\\': {raw!r}")
+        raise BadArgument(f"{field} must not contain NUL or '\\': {raw[:80]!r}")
+    check_chars(raw, field)  # control characters, lone surrogates
     path = raw.strip("/")
     if not path:
         return ""
-    if any(p in ("", ".", "..") for p in path.split("/")):
+    check_length(path, field)
+    segments = path.split("/")
+    if any(p in ("", ".", "..") for p in segments):
         raise BadArgument(
-            f"{field} must stay inside the space: no '..', '.' or empty segments in {raw!r}"
+            f"{field} must stay inside the space: no '..', '.' or empty segments in {raw[:80]!r}"
         )
-    if any(ord(c) < 0x20 for c in path):
-        raise BadArgument(f"{field} must not contain control characters")
+    check_segments(segments, field)
     return path
 
 
@@ -51,30 +57,50 @@ def join(base: str, rel: str) -> str:
     return f"{base}/{rel}" if base else rel
 
 
-def int_field(body: dict[str, Any], key: str, field: str, minimum: int = 0) -> int | None:
+def int_field(
+    body: dict[str, Any], key: str, field: str, minimum: int = 0, maximum: int = INT64_MAX
+) -> int | None:
     value = body.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise BadArgument(f"{field} must be an integer ≥ {minimum}")
+    if value > maximum:
+        raise BadArgument(f"{field} must be at most {maximum}, got {value}")
     return value
 
 
-def id_field(body: dict[str, Any], key: str) -> int:
+def id_field(body: dict[str, Any], key: str, field: str | None = None) -> int:
+    """A positive int64 ID given as a JSON integer (not a string, as every
+    other endpoint), named ``field`` (default ``key``) in the message."""
+    name = field or key
     value = body.get(key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
+    if value is None:
+        raise BadArgument(f"{name} is required and must be a positive integer")
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BadArgument(f"{key} is required and must be a positive integer")
+        raise BadArgument(f"{name} must be a positive integer, got {_shown(value)}")
+    if value > INT64_MAX:
+        raise BadArgument(f"{name} must be at most {INT64_MAX} (int64), got {value}")
     return value
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _str_list(body: dict[str, Any], key: str) -> list[str]:
     value = body.get(key)
     if value is None:
         return []
+    field = f"filter.{key}"
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise BadArgument(f"filter.{key} must be a list of non-empty strings")
+        raise BadArgument(f"{field} must be a list of non-empty strings")
+    if len(value) > MAX_LIST:
+        raise BadArgument(f"{field} has {len(value)} entries; at most {MAX_LIST}")
+    for i, v in enumerate(value):
+        check_chars(v, f"{field}[{i}]")
+        check_length(v, f"{field}[{i}]")
     return list(value)
 
 
@@ -103,7 +129,14 @@ class TransferFilter:
             raise BadArgument("filter.minSize must not be larger than filter.maxSize")
 
         def exts(key: str) -> tuple[str, ...]:
-            return tuple(e.lower().lstrip(".") for e in _str_list(raw, key))
+            out = tuple(e.lower().lstrip(".") for e in _str_list(raw, key))
+            for i, e in enumerate(out):
+                if not e or "/" in e or "\\" in e or len(e.encode()) > MAX_SEGMENT:
+                    raise BadArgument(
+                        f"filter.{key}[{i}] must be a file name extension (no '/', '\\', "
+                        f"at most {MAX_SEGMENT} bytes)"
+                    )
+            return out
 
         def pats(key: str) -> tuple[str, ...]:
             out = []
@@ -163,7 +196,7 @@ class TransferFilter:
 
 def _hhmm(raw: object, field: str) -> time:
     if not isinstance(raw, str) or not (m := _HHMM.match(raw.strip())):
-        raise BadArgument(f"{field} must be a time of day 'HH:MM' (00:00–23:59), got {raw!r}")
+        raise BadArgument(f"{field} must be a time of day 'HH:MM' (00:00–23:59), got {_shown(raw)}")
     return time(int(m.group(1)), int(m.group(2)))
 
 
@@ -187,7 +220,7 @@ class Trigger:
         if kind == "once":
             return cls("once")
         if kind == "interval":
-            seconds = int_field(raw, "seconds", "trigger.seconds", minimum=1)
+            seconds = int_field(raw, "seconds", "trigger.seconds", minimum=1, maximum=MAX_INTERVAL)
             if seconds is None:
                 raise BadArgument("trigger.seconds is required for an interval trigger")
             return cls("interval", seconds=seconds)
@@ -197,16 +230,18 @@ class Trigger:
             if start == end:
                 raise BadArgument("trigger.start and trigger.end must differ (the window is empty)")
             tz = raw.get("timezone", "UTC")
-            if not isinstance(tz, str) or not tz:
+            if not isinstance(tz, str) or not tz or len(tz) > 64:
                 raise BadArgument("trigger.timezone must be an IANA time zone name")
+            check_chars(tz, "trigger.timezone")
             try:
                 ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):
                 raise BadArgument(
-                    f"trigger.timezone {tz!r} is not a known IANA time zone (e.g. 'Asia/Shanghai')"
+                    f"trigger.timezone {_shown(tz)} is not a known IANA time zone "
+                    "(e.g. 'Asia/Shanghai')"
                 ) from None
             return cls("window", start=start, end=end, timezone=tz)
-        raise BadArgument(f"trigger.type must be once, interval or window, got {kind!r}")
+        raise BadArgument(f"trigger.type must be once, interval or window, got {_shown(kind)}")
 
     def to_json(self) -> dict[str, Any]:
         if self.type == "interval":
@@ -257,7 +292,10 @@ class Trigger:
     def next_run(self, started: datetime, finished: datetime) -> datetime | None:
         """When the run after one that started and finished at these times begins."""
         if self.type == "interval":
-            return max(started + timedelta(seconds=self.seconds), finished)
+            # Bounded again here: a task stored before the bound existed
+            # must not overflow the date arithmetic on every run.
+            seconds = min(self.seconds, MAX_INTERVAL)
+            return max(started + timedelta(seconds=seconds), finished)
         if self.type == "window":  # one complete run per window
             current = self.window_at(finished)
             return self.next_window_start(current[0] if current else finished)
@@ -267,10 +305,10 @@ class Trigger:
 def parse_mode(body: dict[str, Any]) -> tuple[str, str]:
     mode = body.get("mode", "full")
     if mode not in MODES:
-        raise BadArgument(f"mode must be 'full' or 'diff', got {mode!r}")
+        raise BadArgument(f"mode must be 'full' or 'diff', got {_shown(mode)}")
     compare = body.get("compare", "sizeMtime")
     if compare not in COMPARES:
-        raise BadArgument(f"compare must be 'sizeMtime' or 'hash', got {compare!r}")
+        raise BadArgument(f"compare must be 'sizeMtime' or 'hash', got {_shown(compare)}")
     return mode, compare
 
 

@@ -29,11 +29,14 @@ async def get_user(request: Request) -> User:
     return await ctx.accounts.authenticate(key.strip() if scheme.lower() == "bearer" else None)
 
 
-# IDs are int64 on the wire and in the database: a larger number is a
-# BadArgument naming the field, not an overflow deep in the database driver.
+# IDs are positive int64 on the wire and in the database: a larger (or a
+# negative) number is a BadArgument naming the field, not an overflow deep in
+# the database driver.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-ID = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)]
-QueryID = Annotated[int, Query(ge=INT64_MIN, le=INT64_MAX)]
+ID = Annotated[StrictInt, Field(ge=1, le=INT64_MAX)]
+QueryID = Annotated[int, Query(ge=1, le=INT64_MAX)]
+# Lists of IDs in one request (listByIDs, delete, move, clone).
+MAX_IDS = 1000
 
 Ctx = Annotated[Context, Depends(get_ctx)]
 CurrentUser = Annotated[User, Depends(get_user)]

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StrictStr
+from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import ID, INT64_MAX, INT64_MIN, Body, Ctx, CurrentUser, QueryID
+from jointcloud.api.jcs.deps import (
+    ID,
+    INT64_MAX,
+    INT64_MIN,
+    MAX_IDS,
+    Body,
+    Ctx,
+    CurrentUser,
+    QueryID,
+)
 from jointcloud.api.jcs.download import send_object
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.models import User
+from jointcloud.core.multipart import MAX_PART_INDEX
 from jointcloud.errors import BadArgument, Forbidden
 
 router = APIRouter()
@@ -151,7 +161,7 @@ async def package_objects(packageID: QueryID, user: CurrentUser, ctx: Ctx) -> JS
 
 
 class ObjectIds(Body):
-    objectIDs: list[ID]
+    objectIDs: Annotated[list[ID], Field(max_length=MAX_IDS)]
 
 
 @router.post("/v1/object/listByIDs")
@@ -168,7 +178,7 @@ class Moving(BaseModel):
 
 
 class MoveBody(Body):
-    movings: list[Moving]
+    movings: Annotated[list[Moving], Field(max_length=MAX_IDS)]
 
 
 @router.post("/v1/object/move")
@@ -211,7 +221,7 @@ class Cloning(BaseModel):
 
 
 class CloneBody(Body):
-    clonings: list[Cloning]
+    clonings: Annotated[list[Cloning], Field(max_length=MAX_IDS)]
 
 
 @router.post("/v1/object/clone")
@@ -237,6 +247,8 @@ async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResp
     object_id = _int_field(info, "objectID")
     index = _int_field(info, "index")
     assert object_id is not None and index is not None
+    if object_id <= 0:
+        raise BadArgument("info.objectID must be a positive integer")
     part = await anext(parts, None)
     if part is None or part.name != "file":
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
@@ -244,9 +256,13 @@ async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResp
     return ok({})
 
 
+# Part numbers start at 0 (core.multipart bounds them from above).
+PartIndex = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
+
+
 class CompleteBody(Body):
     objectID: ID
-    indexes: list[ID]
+    indexes: Annotated[list[PartIndex], Field(max_length=MAX_PART_INDEX + 1)]
 
 
 @router.post("/v1/object/completeMultipartUpload")

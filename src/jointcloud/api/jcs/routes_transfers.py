@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -16,6 +17,7 @@ from jointcloud.core.transfers import TaskView
 from jointcloud.errors import BadArgument
 
 router = APIRouter()
+_DIGITS = re.compile(r"[0-9]{1,30}")
 
 # The bodies are validated field by field in the core (messages name the
 # field, e.g. "dests[1].path"); here only "is it a JSON object".
@@ -60,13 +62,16 @@ async def create_task(payload: Payload, user: CurrentUser, ctx: Ctx) -> JSONResp
 
 @router.get("/v1/spaceSync/getTask")
 async def get_task(user: CurrentUser, ctx: Ctx, taskID: str | None = None) -> JSONResponse:
-    return ok({"task": _task(await ctx.transfers.get(user.user_id, taskID))})
+    # A query parameter is text: digits become the integer the core checks
+    # (positive, int64); anything else is refused there, naming taskID.
+    task_id: object = int(taskID) if taskID is not None and _DIGITS.fullmatch(taskID) else taskID
+    return ok({"task": _task(await ctx.transfers.get(user.user_id, task_id))})
 
 
 @router.get("/v1/spaceSync/listTasks")
 async def list_tasks(user: CurrentUser, ctx: Ctx) -> JSONResponse:
     tasks = await ctx.transfers.list(user.user_id)
-    return ok({"tasks": [views.task(t) for t in tasks]})
+    return ok({"tasks": [_task(t) for t in tasks]})
 
 
 @router.post("/v1/spaceSync/cancelTask")
