@@ -137,8 +137,9 @@ class _Status:
 def _location(space: UserSpace) -> str:
     """Identity of where a space's keys physically live."""
     storage = space.storage
-    if storage.get("type") == "Local" and isinstance(storage.get("path"), str):
-        return "Local:" + os.path.realpath(os.path.join(storage["path"], space.root_path))
+    path = storage.get("path")
+    if storage.get("type") == "Local" and isinstance(path, str) and "\x00" not in path:
+        return "Local:" + os.path.realpath(os.path.join(path, space.root_path))
     return json.dumps({"storage": storage, "root": space.root_path.strip("/")}, sort_keys=True)
 
 

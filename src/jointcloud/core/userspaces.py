@@ -35,7 +35,7 @@ from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
 from jointcloud.spaces.endpoints import check_endpoint
 from jointcloud.spaces.registry import open_checked, storage_endpoint, validate_storage
-from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local, resolve_local
+from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
 
 DEFAULT_ROOT = "jcs"
 _SECRET_FIELDS = {"secretAccessKey", "accountKey", "json"}
@@ -119,12 +119,25 @@ class SpacePool:
         path = check_local(storage["path"], self.rules)
         async with self._db.read() as conn:
             every = await spacestate.list_all(conn)
-        others = {
-            s.user_space_id: check_path_of(s)
-            for s in every
-            if s.user_space_id != space_id and s.storage.get("type") == "Local"
-        }
-        check_disjoint(path, {k: v for k, v in others.items() if v is not None})
+        # A new space must keep clear of every usable one; of two existing rows
+        # that overlap (written before this rule), the older one keeps working.
+        # Rows the rules refuse anyway cannot be opened and so cannot harm.
+        others: dict[int, Path] = {}
+        for s in every:
+            if s.user_space_id == space_id or s.storage.get("type") != "Local":
+                continue
+            if space_id is not None and s.user_space_id > space_id:
+                continue
+            other = self._usable_path(s)
+            if other is not None:
+                others[s.user_space_id] = other
+        check_disjoint(path, others)
+
+    def _usable_path(self, space: UserSpace) -> Path | None:
+        try:
+            return check_local(space.storage["path"], self.rules)
+        except (SpaceRefused, KeyError, TypeError):
+            return None
 
     async def get_by_id(self, space_id: int) -> Space:
         record = self.records.get(space_id)
@@ -152,14 +165,6 @@ class SpacePool:
     async def close(self) -> None:
         for sid in list(self._open):
             await self.forget(sid)
-
-
-def check_path_of(space: UserSpace) -> Path | None:
-    """Where another Local space's directory really is (None: unusable anyway)."""
-    try:
-        return resolve_local(space.storage["path"])
-    except (SpaceRefused, KeyError, TypeError):
-        return None
 
 
 def _connect_failed(exc: SpaceError) -> OperationFailed:
