@@ -8,5 +8,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "functional"))
+sys.path.insert(0, str(Path(__file__).parent.parent / "e2e"))  # e2e_support: real servers
 
-from functional.conftest import anon, api, bob  # noqa: E402, F401
+from functional.conftest import anon, api, bob  # noqa: F401
