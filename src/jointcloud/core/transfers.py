@@ -5,6 +5,7 @@ rules."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +20,13 @@ from jointcloud.core.transferspec import (
     bool_field,
     id_field,
     inside,
+    join,
     parse_mode,
     transfer_path,
 )
 from jointcloud.core.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.errors import BadArgument, NotFound, OperationFailed, TaskNotFound
+from jointcloud.errors import BadArgument, BlockNotFound, NotFound, OperationFailed, TaskNotFound
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -212,6 +214,7 @@ class TransferService:
         background = bool_field(body, "async")
         space = await self.spaces.get(user_id, space_id)
         check_not_reserved(space, root, "rootPath")
+        await self._check_destination(space, root)
         objs = await self.objects.package_objects(user_id, package_id)
         items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
         spec: dict[str, Any] = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
@@ -225,6 +228,17 @@ class TransferService:
         if done.state != "succeeded":
             raise OperationFailed(f"export failed: {done.last_error}")
         return ExportAnswer(None, len(items), sum(i.size for i in items))
+
+    async def _check_destination(self, space: UserSpace, root: str) -> None:
+        """A destination the rules refuse (the space, or a link out of it on
+        the way to ``root``) is the caller's error, said before any copying."""
+        tree = await self.pool.open_tree(space)
+        try:
+            if root:
+                with contextlib.suppress(BlockNotFound):
+                    await tree.stat(join(root, ".jcs-check"))
+        finally:
+            await tree.close()
 
     async def _create_task(self, user_id: int, kind: str, spec: dict[str, Any]) -> TransferTask:
         ts = now()
