@@ -4,8 +4,15 @@ Why by hand: OpenDAL is the only binding with native OSS/OBS/COS (DESIGN §7), b
 its errors, short-read behaviour and writer semantics differ from the ``Space``
 contract, so this adapter pins them down:
 
-* errors become domain errors here; messages are rebuilt from the error kind and
-  the first line of OpenDAL's text, with every secret option value redacted;
+* errors become domain errors here. Messages name the operation, the key, the
+  error kind and what happened from a fixed vocabulary: the HTTP status, a
+  well-known service error code, a local network cause (refused, timed out...).
+  OpenDAL's own text carries the remote response body and headers (a remote
+  endpoint could be any HTTP service, issue 8), so none of it is ever echoed;
+  secret option values are redacted as well;
+* a bucket or account name that OpenDAL splices into the host name
+  (``<bucket>.<endpoint host>``) must be made of host-name characters, or the
+  name could move the connection to another host (``x@127.0.0.1#``);
 * a read whose range runs past the end returns the short tail (OpenDAL raises);
 * ``abort`` drops the writer *without* closing it, because closing publishes the
   object (and would clobber an older version of the key). Parts of an unfinished
@@ -16,6 +23,7 @@ contract, so this adapter pins them down:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -52,6 +60,69 @@ SECRET_OPTIONS = frozenset(
 _SHOWN_OPTIONS = frozenset({"bucket", "container", "account_name", "endpoint", "region"})
 _AUTH_KINDS = ("PermissionDenied", "ConfigInvalid")
 
+# The HTTP status OpenDAL saw: its context line "response: Parts { status: 403, ...".
+# The last one counts: an echoed body comes before OpenDAL's own context.
+_STATUS = re.compile(r"^\s*response: Parts \{ status: ([1-5][0-9][0-9])\b", re.MULTILINE)
+# "S3Error { code: "NoSuchBucket", message: ...": only codes from this list are shown.
+_SERVICE_CODE = re.compile(r'=> [A-Za-z0-9]{1,16}Error \{ code: "([A-Za-z0-9.]{1,64})"')
+KNOWN_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccountIsDisabled",
+        "AuthenticationFailed",
+        "AuthorizationFailure",
+        "AuthorizationHeaderMalformed",
+        "BlobNotFound",
+        "ContainerNotFound",
+        "EntityTooLarge",
+        "ExpiredToken",
+        "InternalError",
+        "InvalidAccessKeyId",
+        "InvalidBucketName",
+        "InvalidRange",
+        "InvalidRequest",
+        "InvalidToken",
+        "NoSuchBucket",
+        "NoSuchKey",
+        "NoSuchUpload",
+        "PermanentRedirect",
+        "QuotaExceeded",
+        "RequestTimeTooSkewed",
+        "ServiceUnavailable",
+        "SignatureDoesNotMatch",
+        "SlowDown",
+    }
+)
+_NO_BUCKET = frozenset({"NoSuchBucket", "ContainerNotFound"})
+# Why no response came (the OS, the HTTP client, OpenDAL itself), first match
+# wins; only the fixed phrase is shown. Every needle holds a space, so that a
+# URL or a key name in OpenDAL's context lines cannot match it.
+_CAUSES = (
+    ("timeout reached", "timed out"),
+    ("timed out", "timed out"),
+    ("connection refused", "connection refused"),
+    ("dns error", "host not found"),
+    ("failed to lookup address", "host not found"),
+    ("peer certificate", "TLS handshake failed"),
+    ("certificate verify", "TLS handshake failed"),
+    ("corrupt message", "TLS handshake failed"),
+    ("tls handshake", "TLS handshake failed"),
+    ("connection reset", "connection reset"),
+    ("network is unreachable", "network unreachable"),
+    ("no route to host", "network unreachable"),
+    ("broken pipe", "connection closed"),
+    ("connection closed", "connection closed"),
+    ("request url is invalid", "invalid request URL"),
+    ("endpoint is invalid", "invalid endpoint"),
+    ("building http request", "invalid request"),
+    ("signing http request", "cannot sign the request"),
+    ("error sending request", "request not sent"),
+    ("send http request", "request not sent"),
+)
+# What OpenDAL splices in front of the endpoint's host name.
+_HOST_LABELS = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
+_ACCOUNT = re.compile(r"[A-Za-z0-9]{1,64}")
+
 
 def _check_range(offset: int, length: int | None) -> None:
     if offset < 0:
@@ -70,10 +141,55 @@ def _kind(exc: BaseException) -> str:
     return words[0] if words else name
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the response behind ``exc``, if OpenDAL got one."""
+    found = _STATUS.findall(str(exc))
+    return int(found[-1]) if found else None
+
+
+def service_code(exc: BaseException) -> str | None:
+    """The service's error code (``NoSuchBucket``...), only if it is a known one."""
+    first = str(exc).split("\n", 1)[0]
+    match = _SERVICE_CODE.search(first)
+    return match.group(1) if match and match.group(1) in KNOWN_CODES else None
+
+
+def _cause(exc: BaseException) -> str | None:
+    """Why there was no response (None when there was one: after a response,
+    OpenDAL's message is the remote body)."""
+    if http_status(exc) is not None:
+        return None
+    text = str(exc).lower()
+    return next((phrase for needle, phrase in _CAUSES if needle in text), None)
+
+
+def _no_bucket(exc: BaseException) -> bool:
+    return service_code(exc) in _NO_BUCKET
+
+
 def _to_str(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _check_host_parts(scheme: str, opts: dict[str, str]) -> None:
+    """Names OpenDAL puts into the host of its URLs must be host-name labels."""
+    bucket = opts.get("bucket")
+    in_host = scheme in ("oss", "cos") or (
+        scheme == "s3" and opts.get("enable_virtual_host_style") == "true"
+    )
+    if in_host and bucket is not None and not _HOST_LABELS.fullmatch(bucket):
+        raise BadArgument(
+            f"bucket {bucket[:80]!r} is not a valid {scheme} bucket name: "
+            "letters, digits, '.', '-' and '_' only"
+        )
+    account = opts.get("account_name")
+    if scheme == "azblob" and account is not None and not _ACCOUNT.fullmatch(account):
+        raise BadArgument(
+            f"account name {account[:80]!r} is not a valid Azure storage account name: "
+            "letters and digits only"
+        )
 
 
 class OpenDALWriter:
@@ -126,6 +242,7 @@ class OpenDALSpace:
         self._write_chunk = write_chunk
         self._write_concurrency = write_concurrency
         opts = {k: _to_str(v) for k, v in options.items() if v is not None}
+        _check_host_parts(scheme, opts)
         self._secrets = tuple(v for k, v in opts.items() if k in SECRET_OPTIONS and len(v) >= 4)
         self._public = {k: v for k, v in opts.items() if k in _SHOWN_OPTIONS}
         try:
@@ -148,6 +265,8 @@ class OpenDALSpace:
         return f"OpenDALSpace({self.scheme!r}, root={self.root!r}{shown})"
 
     def _redact(self, exc: BaseException) -> str:
+        """OpenDAL's text, for errors building the operator (no remote text
+        there: nothing was sent yet)."""
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         text = lines[0] if lines else type(exc).__name__
         if "Source:" in lines:  # e.g. "tcp connect error: Connection refused"
@@ -161,14 +280,29 @@ class OpenDALSpace:
     def _translate(
         self, exc: BaseException, op: str, key: str | None, *, writing: bool = False
     ) -> SpaceError:
+        """A domain error naming the operation, the key, the error kind, the
+        HTTP status and a cause from a fixed vocabulary: never the remote text."""
         kind = _kind(exc)
+        if not re.fullmatch(r"[A-Za-z]{1,40}", kind):
+            kind = "Unexpected"
         place = self._public.get("bucket") or self._public.get("container") or ""
         where = f"{self.scheme} space {(place + self.root).rstrip('/') or '/'!r}"
         what = f"{op} {key!r}" if key is not None else op
-        detail = self._redact(exc)
-        if kind == "NotFound" and not writing and "NoSuchBucket" not in detail:
+        status, code, cause = http_status(exc), service_code(exc), _cause(exc)
+        signing = status is None and "signing http request" in str(exc)
+        parts = [kind]
+        if status is not None:
+            parts.append(f"HTTP status {status}")
+        if code is not None:
+            parts.append(code)
+        if cause is not None:
+            parts.append(cause)
+        detail = ", ".join(parts)
+        for secret in self._secrets:
+            detail = detail.replace(secret, "***")
+        if kind == "NotFound" and not writing and not _no_bucket(exc):
             return BlockNotFound(f"key {key!r} not found in {where}")
-        if kind in _AUTH_KINDS or "signing http request" in detail:
+        if kind in _AUTH_KINDS or signing:
             return SpaceAuthError(f"{where} rejected {what}: {detail}")
         return SpaceUnavailable(f"{where} failed on {what}: {detail}")
 
@@ -271,7 +405,7 @@ class OpenDALSpace:
         try:
             await self._op.delete(key)
         except Exception as exc:
-            if _kind(exc) == "NotFound" and "NoSuchBucket" not in str(exc):
+            if _kind(exc) == "NotFound" and not _no_bucket(exc):
                 return
             raise self._translate(exc, "delete", key, writing=True) from None
 
@@ -296,7 +430,7 @@ class OpenDALSpace:
         except Exception as exc:
             if isinstance(exc, SpaceError):
                 raise
-            if _kind(exc) == "NotFound" and "NoSuchBucket" not in str(exc):
+            if _kind(exc) == "NotFound" and not _no_bucket(exc):
                 return  # the prefix does not exist (file-system-like services)
             raise self._translate(exc, "list", rel or "/", writing=True) from None
 
