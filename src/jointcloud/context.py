@@ -16,7 +16,7 @@ from jointcloud.core.repair import RepairService
 from jointcloud.core.taskrunner import TaskRunner
 from jointcloud.core.transfers import TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.keys.master import MasterKey, write_private
+from jointcloud.keys.master import MasterKey, make_private, private_dir, write_private
 from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
@@ -43,7 +43,10 @@ class Context:
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The data dir and everything the server writes there are its alone:
+        # 0700 directories, 0600 files, whatever the umask (and tightened if
+        # an older start left them looser).
+        private_dir(settings.data_dir)
         db = Database(settings.db_url)
         await db.migrate()
         master = MasterKey.load_or_create(settings.data_dir / "master.key")
@@ -83,9 +86,15 @@ class Context:
             if key_file.exists():
                 key_file.unlink()
             write_private(key_file, (key + "\n").encode())
+        make_private(key_file)
+        spaces = self.settings.data_dir / "spaces"
+        private_dir(spaces)
+        for space_dir in spaces.iterdir():  # Local spaces there, older ones too
+            if not space_dir.is_symlink() and space_dir.is_dir():
+                private_dir(space_dir)
         if not await self.spaces.list(user.user_id):
-            path = self.settings.data_dir / "spaces" / "local"
-            path.mkdir(parents=True, exist_ok=True)
+            path = spaces / "local"
+            private_dir(path)
             await self.spaces.create(
                 user.user_id, "local", {"type": "Local", "path": str(path)}, None, None
             )

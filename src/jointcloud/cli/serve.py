@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import uvicorn
 
@@ -20,6 +22,18 @@ from jointcloud.redundancy.erasure import apply_malloc_tuning
 IO_THREADS = 32
 
 
+def _announce_root_key(key: str, key_file: Path) -> None:
+    """First start: the root key is in ``key_file`` (mode 0600). It is shown
+    once on a terminal; when stdout goes elsewhere (a service manager, a log
+    file) only the file is named, so the key does not end up in logs."""
+    if sys.stdout.isatty():
+        print(f"root API key (saved to {key_file}): {key}", flush=True)
+    else:
+        print(
+            f"root API key saved to {key_file} (not printed: stdout is not a terminal)", flush=True
+        )
+
+
 async def serve(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="jcs-io")
@@ -29,8 +43,7 @@ async def serve(settings: Settings) -> None:
     try:
         key = await ctx.bootstrap()
         if key is not None:
-            # Printed once, on first start; it is also in root.key (mode 0600).
-            print(f"root API key (saved to {settings.data_dir / 'root.key'}): {key}", flush=True)
+            _announce_root_key(key, settings.data_dir / "root.key")
         config = uvicorn.Config(
             create_app(ctx),
             host=host,

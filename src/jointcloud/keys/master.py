@@ -21,14 +21,33 @@ from jointcloud.errors import OperationFailed
 _NONCE = 12
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
 def write_private(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 from the first byte on (no umask window)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create ``path`` with mode 0600 from the first byte on (no umask window;
+    set explicitly, so a strange umask changes nothing either)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE)
     try:
+        os.fchmod(fd, PRIVATE_FILE)
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_private(path: Path) -> None:
+    """Tighten an existing file to 0600 (one an older start left looser)."""
+    if path.exists():
+        os.chmod(path, PRIVATE_FILE)
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) if needed; ``path`` itself gets
+    mode 0700 whatever the umask, and is tightened to it if it was looser."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR)
 
 
 class MasterKey:
@@ -46,6 +65,7 @@ class MasterKey:
     def load_or_create(cls, path: Path) -> MasterKey:
         if not path.exists():
             write_private(path, secrets.token_bytes(32))
+        make_private(path)
         return cls(path.read_bytes())
 
     def __repr__(self) -> str:

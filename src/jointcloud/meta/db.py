@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,17 +17,48 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _upgrade(sync_conn: Connection) -> None:
+def _upgrade(sync_conn: Connection, revision: str) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
+
+
+def _foreign_keys(sync_conn: Connection, on: bool) -> None:
+    """Switch SQLite's foreign keys on this connection (outside any
+    transaction: inside one the pragma does nothing)."""
+    cur = sync_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    finally:
+        cur.close()
+
+
+def _private_sqlite_file(url: str) -> None:
+    """The database file is the server's alone (mode 0600): created here
+    before SQLite would create it 0644 less the umask, or tightened if an
+    older start left it looser. SQLite gives the -wal and -shm files it
+    creates the main file's mode; leftovers of an older start are tightened."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no such directory: SQLite reports it on connect
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(database + suffix, 0o600)
 
 
 class Database:
@@ -41,6 +73,7 @@ class Database:
             asyncio.Lock() if self.is_sqlite else contextlib.nullcontext()
         )
         if self.is_sqlite:
+            _private_sqlite_file(url)
             self._tune_sqlite()
 
     def _tune_sqlite(self) -> None:
@@ -61,11 +94,26 @@ class Database:
             immediate = conn.get_execution_options().get("jcs_write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    async def migrate(self) -> None:
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema up to ``revision`` (tests stop at older ones).
+
+        On SQLite the migrations run with foreign keys off: rebuilding a table
+        (batch mode) drops the old one, and with foreign keys on that DROP
+        deletes every row referencing it through ON DELETE CASCADE."""
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(jcs_write=True)
-            async with conn.begin():
-                await conn.run_sync(_upgrade)
+            if self.is_sqlite:
+                await conn.run_sync(_foreign_keys, False)
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade, revision)
+            finally:
+                if self.is_sqlite:
+                    try:
+                        await conn.run_sync(_foreign_keys, True)
+                    except Exception:
+                        # Never back into the pool with foreign keys off.
+                        await conn.invalidate()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

@@ -22,6 +22,10 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT.
+# Every table whose id users or other rows refer to sets sqlite_autoincrement:
+# without it SQLite hands the highest id out again once its row is deleted (a
+# deleted package's id would name the next package, and old task records with
+# it). PostgreSQL ids come from sequences (BIGSERIAL), which never go back.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Byte-wise ordering of object paths on every database (listing order, paging).
 PathType = String(1024).with_variant(String(1024, collation="C"), "postgresql")
@@ -32,6 +36,7 @@ users = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 api_keys = Table(
@@ -41,6 +46,7 @@ api_keys = Table(
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 user_spaces = Table(
@@ -56,6 +62,7 @@ user_spaces = Table(
     Column("latency_ms", Float, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("user_id", "name", name="uq_user_spaces_user_name"),
+    sqlite_autoincrement=True,
 )
 
 buckets = Table(
@@ -71,6 +78,7 @@ buckets = Table(
     # re-encoded to it (unless their package has its own policy).
     Column("policy_changed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("user_id", "name", name="uq_buckets_user_name"),
+    sqlite_autoincrement=True,
 )
 
 packages = Table(
@@ -84,6 +92,7 @@ packages = Table(
     # When the policy was last set: objects written before it are re-encoded.
     Column("policy_changed_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("bucket_id", "name", name="uq_packages_bucket_name"),
+    sqlite_autoincrement=True,
 )
 
 objects = Table(
@@ -101,6 +110,7 @@ objects = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("package_id", "path", name="uq_objects_package_path"),
+    sqlite_autoincrement=True,
 )
 
 # A layout is immutable once live; objects (and clones of them) reference it.
@@ -117,6 +127,7 @@ layouts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # Set when the last reference went away; GC deletes after a safety delay.
     Column("released_at", DateTime(timezone=True), nullable=True, index=True),
+    sqlite_autoincrement=True,
 )
 
 blocks = Table(
@@ -129,6 +140,7 @@ blocks = Table(
     Column("idx", Integer, nullable=False),
     Column("user_space_id", Id, ForeignKey("user_spaces.id"), nullable=False, index=True),
     Column("key", String(1024), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 object_parts = Table(
@@ -211,6 +223,7 @@ transfer_tasks = Table(
     Column("next_run_at", DateTime(timezone=True), nullable=True, index=True),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_until", DateTime(timezone=True), nullable=True),
+    sqlite_autoincrement=True,
 )
 
 # One row per file and destination a task has handled: what the source was
