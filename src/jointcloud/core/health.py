@@ -21,9 +21,10 @@ import structlog
 
 from jointcloud.core.models import UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
-from jointcloud.errors import JcsError, OperationFailed, SpaceError
+from jointcloud.errors import JcsError, OperationFailed, SpaceError, SpaceRefused
 from jointcloud.meta import spacestate
 from jointcloud.meta.db import Database
+from jointcloud.spaces.registry import check_remote
 
 log = structlog.get_logger(__name__)
 
@@ -79,6 +80,14 @@ async def probe_space(
     """(latency in ms, None) or (None, why it failed), within ``limit_s`` seconds."""
     try:
         async with asyncio.timeout(limit_s):
+            try:
+                # Names may resolve differently now than when the backend was
+                # opened: the network rules are checked again at every probe.
+                await check_remote(space.storage, pool.rules)
+            except SpaceRefused as exc:
+                raise OperationFailed(
+                    f"user space test failed at step 'connect': {exc.message}"
+                ) from exc
             try:
                 return await probe(await pool.get(space)), None
             except JcsError:

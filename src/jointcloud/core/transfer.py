@@ -31,7 +31,7 @@ from tenacity import (
 from jointcloud.core.models import FileRecord, TransferProgress
 from jointcloud.core.transferspec import TransferFilter
 from jointcloud.core.trees import SMALL, Item, Sink, Source
-from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError
+from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError, SpaceRefused
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 
@@ -74,7 +74,7 @@ def transient(exc: BaseException) -> bool:
     """Worth another try: network trouble, a 5xx, a timeout, a source that
     changed under us. Not: a missing file, bad credentials, bad input, a
     local error like "not a directory" or "disk full"."""
-    if isinstance(exc, BlockNotFound | SpaceAuthError):
+    if isinstance(exc, BlockNotFound | SpaceAuthError | SpaceRefused):
         return False
     cause = exc.__cause__ if isinstance(exc, SpaceError) else exc
     if isinstance(cause, OSError) and cause.errno in _PERMANENT_ERRNOS:

@@ -33,8 +33,7 @@ from jointcloud.meta import accounts, jobs, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
-from jointcloud.spaces.endpoints import check_endpoint
-from jointcloud.spaces.registry import open_checked, storage_endpoint, validate_storage
+from jointcloud.spaces.registry import check_remote, open_checked, validate_storage
 from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
 
 DEFAULT_ROOT = "jcs"
@@ -249,9 +248,7 @@ class UserSpaceService:
                 raise SpaceRefused(
                     "storage.type Memory is for tests; this server does not allow it"
                 )
-            endpoint = storage_endpoint(storage)
-            if endpoint is not None:
-                await check_endpoint(endpoint, self.pool.rules)
+            await check_remote(storage, self.pool.rules)
         except SpaceRefused as exc:
             raise BadArgument(exc.message) from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,6 +43,10 @@ _CREDENTIALS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "GCSServiceAccount": (("json",), frozenset({"GCS"})),
 }
 _NO_CREDENTIAL = frozenset({"Local", "Memory"})
+
+# Names a backend may put into a host name: nothing that could end the host.
+_BUCKET = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,253}[A-Za-z0-9])?")
+_ACCOUNT = re.compile(r"[A-Za-z0-9]{1,64}")
 
 _memory_spaces: dict[str, MemorySpace] = {}
 _memory_lock = threading.Lock()
@@ -82,8 +87,12 @@ def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] |
             raise BadArgument(f"storage.{field} must be a {typ.__name__}")
     if kind == "Local" and not Path(storage["path"]).is_absolute():
         raise BadArgument("storage.path must be an absolute path")
-    if kind in ("S3", "OSS", "OBS", "COS") and any(c in storage["bucket"] for c in "/ "):
-        raise BadArgument("storage.bucket must be a bucket name, not a path")
+    if kind in ("S3", "OSS", "OBS", "COS") and not _BUCKET.fullmatch(storage["bucket"]):
+        raise BadArgument(
+            "storage.bucket must be a bucket name (letters, digits, '.', '-', '_'), not a path"
+        )
+    if kind == "AzureBlob" and not _ACCOUNT.fullmatch(storage["accountName"]):
+        raise BadArgument("storage.accountName must be letters and digits only")
 
     if credential is None or kind in _NO_CREDENTIAL:
         return
@@ -124,6 +133,25 @@ def storage_endpoint(storage: Mapping[str, Any]) -> str | None:
     return endpoint if isinstance(endpoint, str) and storage.get("type") != "Local" else None
 
 
+def _bucket_in_host(storage: Mapping[str, Any]) -> str | None:
+    """The bucket the backend puts in front of the endpoint's host name
+    (``<bucket>.<host>``), where it does: that name is resolved too."""
+    kind = storage.get("type")
+    if kind in ("OSS", "COS") or (kind == "S3" and storage.get("pathStyle") is False):
+        bucket = storage.get("bucket")
+        return bucket if isinstance(bucket, str) else None
+    return None
+
+
+async def check_remote(storage: Mapping[str, Any], rules: SpaceRules) -> None:
+    """The network rules for a remote space: its endpoint (and the host name
+    the bucket makes of it) must not be internal unless the operator allows it.
+    Run at every open and every health probe (names may resolve differently)."""
+    endpoint = storage_endpoint(storage)
+    if endpoint is not None:
+        await check_endpoint(endpoint, rules, bucket=_bucket_in_host(storage))
+
+
 async def open_checked(
     storage: Mapping[str, Any],
     credential: Mapping[str, Any] | None,
@@ -136,9 +164,7 @@ async def open_checked(
     addresses are resolved and checked against ``rules``): what every user
     space is opened with."""
     validate_storage(storage, credential)
-    endpoint = storage_endpoint(storage)
-    if endpoint is not None:
-        await check_endpoint(endpoint, rules)
+    await check_remote(storage, rules)
     return open_space(storage, credential, root_path, rules=rules, durable=durable)
 
 
