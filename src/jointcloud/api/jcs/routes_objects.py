@@ -34,7 +34,11 @@ router = APIRouter()
 INFO_LIMIT = 64 * 1024
 
 
-def _int_field(info: dict[str, Any], name: str, required: bool = True) -> int | None:
+def _int_field(
+    info: dict[str, Any], name: str, required: bool = True, minimum: int = 1
+) -> int | None:
+    """An integer of the 'info' part: an ID (positive) unless ``minimum`` says
+    otherwise; never beyond int64."""
     value = info.get(name)
     if value is None:
         if required:
@@ -44,6 +48,8 @@ def _int_field(info: dict[str, Any], name: str, required: bool = True) -> int | 
         raise BadArgument(f"info.{name} must be an integer")
     if not INT64_MIN <= value <= INT64_MAX:
         raise BadArgument(f"info.{name} is out of the int64 range")
+    if value < minimum:
+        raise BadArgument(f"info.{name} must be at least {minimum}")
     return value
 
 
@@ -97,8 +103,11 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     return ok({"uploadeds": [views.obj(o) for o in uploaded]})
 
 
-@router.api_route("/v1/object/download", methods=["GET", "HEAD"])
-@router.api_route("/v1/bucket/download", methods=["GET", "HEAD"])
+# One decorator per method: a GET+HEAD route would give both one operationId.
+@router.get("/v1/object/download")
+@router.head("/v1/object/download")
+@router.get("/v1/bucket/download")
+@router.head("/v1/bucket/download")
 async def download(
     request: Request,
     objectID: QueryID,
@@ -111,7 +120,8 @@ async def download(
     return await send_object(request, ctx, content, offset, length)
 
 
-@router.api_route("/v1/object/downloadByPath", methods=["GET", "HEAD"])
+@router.get("/v1/object/downloadByPath")
+@router.head("/v1/object/downloadByPath")
 async def download_by_path(
     request: Request,
     packageID: QueryID,
@@ -240,15 +250,42 @@ async def new_multipart(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResp
     return ok({"object": views.obj(info)})
 
 
-@router.post("/v1/object/uploadPart")
+# The form is read as a stream (not by FastAPI), so its shape is declared
+# here for /openapi.json: 'info' (JSON) first, then the part's bytes.
+PART_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "info": {
+                            "type": "object",
+                            "properties": {
+                                "objectID": {"type": "integer"},
+                                "index": {"type": "integer", "minimum": 0},
+                            },
+                            "required": ["objectID", "index"],
+                        },
+                        "file": {"type": "string", "format": "binary"},
+                    },
+                    "required": ["info", "file"],
+                },
+                "encoding": {"info": {"contentType": "application/json"}},
+            }
+        },
+    }
+}
+
+
+@router.post("/v1/object/uploadPart", openapi_extra=PART_FORM)
 async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
     info = await _info_part(parts, user)
     object_id = _int_field(info, "objectID")
-    index = _int_field(info, "index")
+    index = _int_field(info, "index", minimum=0)
     assert object_id is not None and index is not None
-    if object_id <= 0:
-        raise BadArgument("info.objectID must be a positive integer")
     part = await anext(parts, None)
     if part is None or part.name != "file":
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")

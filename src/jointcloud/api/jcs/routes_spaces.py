@@ -12,12 +12,35 @@ from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentUser, QueryID
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.context import Context
 from jointcloud.core.models import UserSpace
+from jointcloud.core.paths import check_chars, check_length, check_segments
 
 router = APIRouter()
 
 
 def _view(ctx: Context, space: UserSpace) -> dict[str, Any]:
     return views.space(space, ctx.spaces.masked_credential(space))
+
+
+LOCAL_PATH_MAX = 4096  # bytes: PATH_MAX of Linux
+
+
+def _check_location(storage: Any, root_path: Any) -> None:
+    """The text fields that name a place (``storage.*``, ``rootPath``): no
+    control characters, no name over 255 bytes, no over-long path. Types and
+    everything else are checked by the core, which names the field too."""
+    if isinstance(storage, dict):
+        for key, value in storage.items():
+            if not isinstance(value, str):
+                continue
+            field = f"storage.{key}"
+            check_chars(value, field)
+            check_length(value, field, LOCAL_PATH_MAX)
+            if key == "path":
+                check_segments(value.split("/"), field)
+    if isinstance(root_path, str):
+        check_chars(root_path, "rootPath")
+        check_length(root_path, "rootPath")
+        check_segments(root_path.split("/"), "rootPath")
 
 
 class SpaceCreate(Body):
@@ -50,6 +73,7 @@ class SpaceTest(Body):
 @router.post("/v1/userSpace/create")
 async def create(body: SpaceCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     body.check_user(user)
+    _check_location(body.storage, body.rootPath)
     space = await ctx.spaces.create(
         user.user_id, body.name, body.storage, body.credential, body.rootPath
     )
@@ -62,6 +86,7 @@ async def update(body: SpaceUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse
     changes = body.model_dump(
         include={"name", "storage", "credential", "rootPath", "state"}, exclude_unset=True
     )
+    _check_location(changes.get("storage"), changes.get("rootPath"))
     space = await ctx.spaces.update(user.user_id, body.userSpaceID, changes)
     return ok({"userSpace": _view(ctx, space)})
 
@@ -96,6 +121,7 @@ async def list_spaces(user: CurrentUser, ctx: Ctx) -> JSONResponse:
 @router.post("/v1/userSpace/test")
 async def test(body: SpaceTest, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     body.check_user(user)
+    _check_location(body.storage, body.rootPath)
     if body.userSpaceID is not None:
         latency = await ctx.spaces.test_existing(user.user_id, body.userSpaceID)
     else:
