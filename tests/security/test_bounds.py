@@ -596,3 +596,21 @@ async def test_failed_task_lists_its_failures(api: Api, ctx: Context) -> None:
             assert [f["path"] for f in shown["failures"]] == paths, shown
             assert all("Not a directory" in f["error"] for f in shown["failures"]), shown
             assert shown["lastError"], shown
+
+
+# -- Range headers ------------------------------------------------------------------------
+
+
+async def test_range_positions_with_thousands_of_digits(api: Api) -> None:
+    """Once a 500 (int() refuses over 4300 digits): a position that long is
+    past any object, as a 20-digit one is."""
+    w = await make_world(api)
+    nines = "9" * 5000
+    url, params = "/v1/object/download", {"objectID": w.oid}
+    r = await api.request("GET", url, params=params, headers={"Range": f"bytes=0-{nines}"})
+    assert (r.status_code, r.content) == (206, b"x")
+    r = await api.request("GET", url, params=params, headers={"Range": f"bytes=-{nines}"})
+    assert (r.status_code, r.content) == (206, b"x")
+    r = await api.request("GET", url, params=params, headers={"Range": f"bytes={nines}-"})
+    expect_error(r, "BadArgument", 416)
+    assert r.headers["Content-Range"] == "bytes */1"
