@@ -44,6 +44,16 @@ class OperationFailed(JcsError):
     """Anything else, with a message a user can act on."""
 
 
+class Conflict(OperationFailed):
+    """The request conflicts with the state of the user's data (a bucket that
+    is not empty, a space that still holds blocks, a destination in the way);
+    the message says what to change first."""
+
+
+class SpaceTestFailed(OperationFailed):
+    """A user space failed its test; the message names the step."""
+
+
 class InsufficientSpaces(OperationFailed):
     """Fewer usable user spaces than a redundancy policy needs."""
 

@@ -81,7 +81,7 @@ async def test_bucket_delete_refused_while_packages_exist(api: Api) -> None:
     p1 = await api.package("pkg-one", bucket_id=bid)
     await api.package("pkg-two", bucket_id=bid)
     msg = await api.fail(
-        "POST", "/v1/bucket/delete", "OperationFailed", 500, json={"bucketID": bid}
+        "POST", "/v1/bucket/delete", "OperationFailed", 409, json={"bucketID": bid}
     )
     assert "pkg-one" in msg and "pkg-two" in msg
     assert (await api.get("/v1/bucket/getByName", name="full"))["bucket"]["bucketID"] == bid
@@ -90,7 +90,7 @@ async def test_bucket_delete_refused_while_packages_exist(api: Api) -> None:
 
     await api.post("/v1/package/delete", {"packageID": p1})
     msg = await api.fail(
-        "POST", "/v1/bucket/delete", "OperationFailed", 500, json={"bucketID": bid}
+        "POST", "/v1/bucket/delete", "OperationFailed", 409, json={"bucketID": bid}
     )
     assert "pkg-two" in msg and "pkg-one" not in msg
 

@@ -221,7 +221,7 @@ async def test_drain_moves_every_block_then_delete_succeeds(api: Api) -> None:
     assert got["userSpace"]["state"] == "Draining"
     assert await state_of(api, victim) == "Draining"
     msg = await api.fail(
-        "POST", "/v1/userSpace/delete", "OperationFailed", 500, json={"userSpaceID": victim}
+        "POST", "/v1/userSpace/delete", "OperationFailed", 409, json={"userSpaceID": victim}
     )
     assert "still holds 4 blocks" in msg
     # New data avoids it, even when asked for.

@@ -270,7 +270,7 @@ async def test_failed_import_inline_removes_package_task_keeps_it(api: Api, ctx:
         "redundancy": {"type": "rep", "repCount": 5},
     }
     r = await api.request("POST", "/v1/userSpace/createPackage", json=body)
-    assert r.status_code >= 500 and r.json()["code"] == "OperationFailed", r.text
+    assert r.status_code == 409 and r.json()["code"] == "OperationFailed", r.text
     assert "import failed" in r.json()["message"]
     assert (await api.get("/v1/package/listBucketPackages", bucketID=bucket))["packages"] == []
 

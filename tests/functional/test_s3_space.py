@@ -61,7 +61,7 @@ async def test_s3_space_unreachable_fails_upload_cleanly(api: Api, s3_server: S3
         assert r.status_code == 503, r.text
         assert r.json()["code"] == "OperationFailed"
         msg = await api.fail(
-            "POST", "/v1/userSpace/test", "OperationFailed", 500, json={"userSpaceID": space_id}
+            "POST", "/v1/userSpace/test", "OperationFailed", 503, json={"userSpaceID": space_id}
         )
         assert "step 'connect'" in msg or "step 'write'" in msg, msg
     finally:

@@ -15,7 +15,7 @@ async def test_failed_test_marks_space_unavailable_and_recovers(api: Api) -> Non
     shutil.rmtree(path, ignore_errors=True)
     path.write_bytes(b"not a directory any more")
     await api.fail(
-        "POST", "/v1/userSpace/test", "OperationFailed", 500, json={"userSpaceID": extra}
+        "POST", "/v1/userSpace/test", "OperationFailed", 503, json={"userSpaceID": extra}
     )
     got = await api.get("/v1/userSpace/get", userSpaceID=extra)
     assert got["userSpace"]["state"] == "Unavailable"

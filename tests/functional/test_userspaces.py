@@ -213,7 +213,7 @@ async def test_delete_refused_while_holding_blocks(api: Api, tmp_path: Path) -> 
     pid = await api.package("p")
     o = await api.upload_one(pid, "f", b"held", affinity=sid)
     msg = await api.fail(
-        "POST", "/v1/userSpace/delete", "OperationFailed", 500, json={"userSpaceID": sid}
+        "POST", "/v1/userSpace/delete", "OperationFailed", 409, json={"userSpaceID": sid}
     )
     assert "block" in msg
     # Nor may its storage move away from under the blocks; a rename is fine.
@@ -221,7 +221,7 @@ async def test_delete_refused_while_holding_blocks(api: Api, tmp_path: Path) -> 
         "POST",
         "/v1/userSpace/update",
         "OperationFailed",
-        500,
+        409,
         json={
             "userSpaceID": sid,
             "storage": {"type": "Local", "path": str(tmp_path / "elsewhere")},

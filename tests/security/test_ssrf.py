@@ -230,13 +230,13 @@ async def test_allowed_endpoint_errors_name_step_and_status_not_the_body(
 ) -> None:
     async with server(settings(tmp_path, endpoint_allow=("127.0.0.1",))) as (_, client):
         r = await client.post("/v1/userSpace/test", json=s3_body(canary.url))
-        msg = error(r, "OperationFailed", 500)
+        msg = error(r, "OperationFailed", 503)
         assert "step 'connect'" in msg and "HTTP status 500" in msg, msg
         assert canary.requests, "the allowed endpoint was contacted"
 
         canary.status = 403
         r = await client.post("/v1/userSpace/test", json=s3_body(canary.url))
-        msg = error(r, "OperationFailed", 500)
+        msg = error(r, "OperationFailed", 503)
         assert "step 'auth'" in msg and "HTTP status 403" in msg, msg
 
         # A saved space, tested by ID: the same.
@@ -245,7 +245,7 @@ async def test_allowed_endpoint_errors_name_step_and_status_not_the_body(
         sid = r.json()["data"]["userSpace"]["userSpaceID"]
         canary.status = 500
         r = await client.post("/v1/userSpace/test", json={"userSpaceID": sid})
-        msg = error(r, "OperationFailed", 500)
+        msg = error(r, "OperationFailed", 503)
         assert "HTTP status 500" in msg, msg
 
 
@@ -335,7 +335,7 @@ async def test_health_job_does_not_contact_a_refused_endpoint(
 
         # A test by ID is refused the same way, without contacting it either.
         r = await client.post("/v1/userSpace/test", json={"userSpaceID": sid})
-        msg = error(r, "OperationFailed", 500)
+        msg = error(r, "OperationFailed", 503)
         assert "step 'connect'" in msg and "a loopback address" in msg, msg
         space = (await client.get("/v1/userSpace/get", params={"userSpaceID": sid})).json()
         assert space["data"]["userSpace"]["state"] == "Unavailable"

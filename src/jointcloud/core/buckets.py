@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
-from jointcloud.errors import AlreadyExists, NotFound, OperationFailed
+from jointcloud.errors import AlreadyExists, Conflict, NotFound
 from jointcloud.meta import catalog, jobs
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -74,7 +74,7 @@ class BucketService:
             if names:
                 shown = ", ".join(repr(n) for n in names[:10])
                 more = f" and {len(names) - 10} more" if len(names) > 10 else ""
-                raise OperationFailed(
+                raise Conflict(
                     f"bucket {bucket_id} still holds packages {shown}{more}; delete them first"
                 )
             await catalog.delete_bucket(conn, bucket_id)

@@ -21,7 +21,7 @@ import structlog
 
 from jointcloud.core.models import UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
-from jointcloud.errors import JcsError, OperationFailed, SpaceError, SpaceRefused
+from jointcloud.errors import JcsError, SpaceError, SpaceRefused, SpaceTestFailed
 from jointcloud.meta import spacestate
 from jointcloud.meta.db import Database
 from jointcloud.spaces.registry import check_remote
@@ -85,7 +85,7 @@ async def probe_space(
                 # opened: the network rules are checked again at every probe.
                 await check_remote(space.storage, pool.rules)
             except SpaceRefused as exc:
-                raise OperationFailed(
+                raise SpaceTestFailed(
                     f"user space test failed at step 'connect': {exc.message}"
                 ) from exc
             try:
@@ -98,7 +98,7 @@ async def probe_space(
                 try:
                     fresh = await pool.open(space, space.root_path)
                 except SpaceError as exc:
-                    raise OperationFailed(
+                    raise SpaceTestFailed(
                         f"user space test failed at step 'connect': {exc.message}"
                     ) from exc
                 try:

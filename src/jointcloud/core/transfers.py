@@ -26,7 +26,7 @@ from jointcloud.core.transferspec import (
 )
 from jointcloud.core.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.errors import BadArgument, BlockNotFound, NotFound, OperationFailed, TaskNotFound
+from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -203,7 +203,7 @@ class TransferService:
         done = await self.runner.run_inline(user_id, "import", spec, items)
         if done.state != "succeeded":
             await asyncio.shield(self.packages.delete(user_id, package.package_id))
-            raise OperationFailed(f"import failed, the package was removed: {done.last_error}")
+            raise Conflict(f"import failed, the package was removed: {done.last_error}")
         return ImportAnswer(package, None, len(items), sum(i.size for i in items))
 
     async def create_export(self, user_id: int, body: dict[str, Any]) -> ExportAnswer:
@@ -226,7 +226,7 @@ class TransferService:
             return ExportAnswer(task=TaskView(task, []))
         done = await self.runner.run_inline(user_id, "export", spec, items)
         if done.state != "succeeded":
-            raise OperationFailed(f"export failed: {done.last_error}")
+            raise Conflict(f"export failed: {done.last_error}")
         return ExportAnswer(None, len(items), sum(i.size for i in items))
 
     async def _check_destination(self, space: UserSpace, root: str) -> None:

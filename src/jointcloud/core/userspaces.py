@@ -21,12 +21,13 @@ from jointcloud.errors import (
     AlreadyExists,
     BadArgument,
     BlockNotFound,
+    Conflict,
     JcsError,
     NotFound,
-    OperationFailed,
     SpaceAuthError,
     SpaceError,
     SpaceRefused,
+    SpaceTestFailed,
 )
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, jobs, spacestate
@@ -166,9 +167,9 @@ class SpacePool:
             await self.forget(sid)
 
 
-def _connect_failed(exc: SpaceError) -> OperationFailed:
+def _connect_failed(exc: SpaceError) -> SpaceTestFailed:
     """Opening the backend (e.g. creating a Local directory) is the 'connect' step."""
-    return OperationFailed(f"user space test failed at step 'connect': {exc.message}")
+    return SpaceTestFailed(f"user space test failed at step 'connect': {exc.message}")
 
 
 async def probe(space: Space) -> float:
@@ -184,13 +185,13 @@ async def probe(space: Space) -> float:
         await space.put(key, payload)
         step = "read"
         if await space.read(key) != payload:
-            raise OperationFailed("probe object read back different bytes")
+            raise SpaceTestFailed("probe object read back different bytes")
         step = "delete"
         await space.delete(key)
     except SpaceAuthError as exc:
-        raise OperationFailed(f"user space test failed at step 'auth': {exc.message}") from exc
+        raise SpaceTestFailed(f"user space test failed at step 'auth': {exc.message}") from exc
     except JcsError as exc:
-        raise OperationFailed(f"user space test failed at step '{step}': {exc.message}") from exc
+        raise SpaceTestFailed(f"user space test failed at step '{step}': {exc.message}") from exc
     return (time.perf_counter() - started) * 1000
 
 
@@ -284,7 +285,7 @@ class UserSpaceService:
         async with self.db.write() as conn:
             moves_data = "storage" in changes or "rootPath" in changes
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
-                raise OperationFailed(
+                raise Conflict(
                     f"user space {space_id} holds blocks: its storage and rootPath cannot change"
                 )
             if "name" in values:
@@ -307,7 +308,7 @@ class UserSpaceService:
         async with self.db.write() as conn:
             n = await accounts.count_blocks_in_space(conn, space_id)
             if n:
-                raise OperationFailed(
+                raise Conflict(
                     f"user space {space_id} still holds {n} block{'s' if n != 1 else ''}; "
                     "drain it before deleting"
                 )

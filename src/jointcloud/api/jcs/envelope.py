@@ -23,6 +23,8 @@ ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
     (errors.TaskNotFound, "TaskNotFound", 404),
     (errors.NotFound, "DataNotFound", 404),
     (errors.AlreadyExists, "DataExists", 409),
+    (errors.Conflict, "OperationFailed", 409),
+    (errors.SpaceTestFailed, "OperationFailed", 503),
     (errors.InsufficientSpaces, "OperationFailed", 503),
     (errors.NotEnoughBlocks, "OperationFailed", 503),
     (errors.SpaceError, "OperationFailed", 503),
