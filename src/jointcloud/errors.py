@@ -8,7 +8,7 @@ never contain secrets.
 from __future__ import annotations
 
 
-class JcsError(Exception):
+class DomainError(Exception):
     """Base of every error the service reports to a user."""
 
     def __init__(self, message: str) -> None:
@@ -16,23 +16,28 @@ class JcsError(Exception):
         self.message = message
 
 
-class BadArgument(JcsError):
+# The old name, from when the JCS API was the only protocol; new code says
+# DomainError.
+JcsError = DomainError
+
+
+class BadArgument(DomainError):
     """A missing or invalid input; the message names the field."""
 
 
-class Unauthorized(JcsError):
+class Unauthorized(DomainError):
     """No credentials, or credentials that do not verify."""
 
 
-class Forbidden(JcsError):
+class Forbidden(DomainError):
     """Authenticated, but not allowed to do this."""
 
 
-class NotFound(JcsError):
+class NotFound(DomainError):
     """The named thing does not exist (or belongs to someone else)."""
 
 
-class AlreadyExists(JcsError):
+class AlreadyExists(DomainError):
     """The name or path is already taken."""
 
 
@@ -40,7 +45,71 @@ class TaskNotFound(NotFound):
     """Unknown task id."""
 
 
-class OperationFailed(JcsError):
+class SignatureMismatch(Unauthorized):
+    """A request signature (or presigned URL) does not verify."""
+
+
+class AccessDenied(Forbidden):
+    """A principal's scope or caveats refuse the operation; says which."""
+
+
+class BucketNotFound(NotFound):
+    """No such JCS bucket (project) for this principal."""
+
+
+class PackageNotFound(NotFound):
+    """No such package (the S3 bucket)."""
+
+
+class ObjectNotFound(NotFound):
+    """No object at that path or id."""
+
+
+class UploadNotFound(NotFound):
+    """No multipart upload with that id (finished, aborted or never begun)."""
+
+
+class PartNotFound(NotFound):
+    """A completion names a part that was never uploaded."""
+
+
+class SpaceNotFound(NotFound):
+    """No such user space."""
+
+
+class PreconditionFailed(DomainError):
+    """An If-Match / If-None-Match / If-(Un)Modified-Since condition is false."""
+
+
+class NotModified(DomainError):
+    """A conditional read whose condition says the client's copy is current."""
+
+
+class InvalidRange(BadArgument):
+    """A byte range that does not overlap the object."""
+
+
+class EntityTooSmall(BadArgument):
+    """A multipart part (other than the last) below the minimum size."""
+
+
+class EntityTooLarge(BadArgument):
+    """A body or part above the maximum size."""
+
+
+class InvalidPart(BadArgument):
+    """A completion part whose ETag does not match the uploaded part."""
+
+
+class InvalidPartOrder(BadArgument):
+    """A completion part list that is not in ascending part-number order."""
+
+
+class QuotaExceeded(DomainError):
+    """The write would take the user beyond a quota."""
+
+
+class OperationFailed(DomainError):
     """Anything else, with a message a user can act on."""
 
 
@@ -48,6 +117,10 @@ class Conflict(OperationFailed):
     """The request conflicts with the state of the user's data (a bucket that
     is not empty, a space that still holds blocks, a destination in the way);
     the message says what to change first."""
+
+
+class NotEmpty(Conflict):
+    """A container (bucket, package, space) that must be emptied first."""
 
 
 class SpaceTestFailed(OperationFailed):

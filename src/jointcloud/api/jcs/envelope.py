@@ -24,6 +24,8 @@ ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
     (errors.NotFound, "DataNotFound", 404),
     (errors.AlreadyExists, "DataExists", 409),
     (errors.Conflict, "OperationFailed", 409),
+    (errors.PreconditionFailed, "OperationFailed", 412),
+    (errors.QuotaExceeded, "Forbidden", 403),
     (errors.SpaceTestFailed, "OperationFailed", 503),
     (errors.InsufficientSpaces, "OperationFailed", 503),
     (errors.NotEnoughBlocks, "OperationFailed", 503),
