@@ -7,8 +7,9 @@ copy, streamed. Per block:
 1. record the intent: a ``pending`` layout whose one block is the copy, so a
    crash mid-copy leaves rows GC finds (and removes after its delay) rather
    than an untracked file;
-2. stream the block to a ``Normal`` space of the same owner that holds no
-   block of that layout (a space is a failure domain), least loaded first;
+2. stream the block to a space of the same owner chosen by the placement
+   rule (``core.placement``: ``Normal``, no other block of that layout), the
+   one that received fewest copies in this pass first;
 3. one transaction: compare-and-swap the layout's block from the old
    location to the copy (``layouts.replace_block``) and drop the intent
    rows. If the block moved meanwhile (a repair or another drain won), the
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +32,7 @@ import structlog
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
+from jointcloud.core.placement import candidates, new_block_key
 from jointcloud.errors import JcsError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate
 from jointcloud.meta.db import Database
@@ -41,13 +42,6 @@ log = structlog.get_logger(__name__)
 
 DRAIN_BATCH = 256  # blocks looked at per pass
 COPY_CONCURRENCY = 4  # layouts moved at once
-
-
-def new_block_key(index: int) -> str:
-    """A fresh key in the layout's block naming scheme (see ``core.blockstore``):
-    never the old key, so the copy cannot collide with another mover's."""
-    name = uuid.uuid4().hex
-    return f"blocks/{name[:2]}/{name}.{index}"
 
 
 class SourceUnreadable(Exception):
@@ -120,21 +114,10 @@ class _Pass:
         self.repair: set[int] = set()
 
     def target(self, owner: int, holders: set[int]) -> UserSpace | None:
-        free = [
-            s
-            for s in self.spaces_of.get(owner, [])
-            if s.state == "Normal" and s.user_space_id not in holders
-        ]
+        free = candidates(self.spaces_of.get(owner, []), exclude=holders, load=self.load)
         if not free:
             return None
-        best = min(
-            free,
-            key=lambda s: (
-                self.load[s.user_space_id],
-                s.latency_ms if s.latency_ms is not None else float("inf"),
-                s.user_space_id,
-            ),
-        )
+        best = free[0]
         self.load[best.user_space_id] += 1
         return best
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from jointcloud.redundancy.policy import Redundancy
 
-SPACE_STATES = ("Normal", "Unavailable", "Draining")
+
+class SpaceState(StrEnum):
+    """A user space's state: ``Normal`` receives blocks; health probes move a
+    failing one to ``Unavailable`` and back; ``Draining`` is its owner's
+    decision (its blocks move away, then it can be deleted)."""
+
+    NORMAL = "Normal"
+    UNAVAILABLE = "Unavailable"
+    DRAINING = "Draining"
 
 
 @dataclass(frozen=True)

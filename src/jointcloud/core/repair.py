@@ -7,12 +7,13 @@ touched.
 
 ``repair`` rebuilds every block that is not ok:
 
-1. targets: each bad block goes to one of the owner's ``Normal`` spaces that
-   holds no block of the layout (a space is a failure domain), lowest latency
-   first. When none is free, a block that is missing or corrupt on a space
-   that is itself ``Normal`` is rewritten in the same space under a new key
-   (the old key is deleted after the swap, so the space still holds one block
-   of the layout). A block on an unreachable space never stays there.
+1. targets: each bad block goes to one of the owner's spaces chosen by the
+   placement rule (``core.placement``: ``Normal``, holding no block of the
+   layout, lowest latency first). When none is free, a block that is missing
+   or corrupt on a space that is itself ``Normal`` is rewritten in the same
+   space under a new key (the old key is deleted after the swap, so the space
+   still holds one block of the layout). A block on an unreachable space
+   never stays there.
 2. intent: the planned new block keys are recorded as a ``pending`` layout in
    one transaction before any byte is written, so a crash mid-repair leaves
    rows that GC cleans up rather than untracked blocks.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,7 +40,7 @@ import structlog
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import LayoutRecord, UserSpace
-from jointcloud.core.placement import describe
+from jointcloud.core.placement import candidates, describe, new_block_key, usable
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import (
     BlockCorrupt,
@@ -74,12 +74,6 @@ FAILED = "failed"  # anything else (a space failed mid-rebuild, a lost race)
 REPORT_QUIET = 10.0
 
 Throttle = Callable[[int], Awaitable[None]]
-
-
-def new_block_key(index: int) -> str:
-    """A fresh key in the BlockStore's scheme: ``blocks/<2 hex>/<uuid>.<index>``."""
-    name = uuid.uuid4().hex
-    return f"blocks/{name[:2]}/{name}.{index}"
 
 
 @dataclass(frozen=True)
@@ -358,17 +352,7 @@ class RepairService:
         """A target space for each bad block (see the module docstring)."""
         assert ex.record is not None
         holders = {b.user_space_id for b in ex.record.blocks}
-        free = sorted(
-            (
-                s
-                for s in ex.spaces.values()
-                if s.state == "Normal" and s.user_space_id not in holders
-            ),
-            key=lambda s: (
-                s.latency_ms if s.latency_ms is not None else float("inf"),
-                s.user_space_id,
-            ),
-        )
+        free = candidates(ex.spaces.values(), exclude=holders)
         placed: list[tuple[BlockHealth, UserSpace]] = []
         unplaced: list[BlockHealth] = []
         for b in bad:
@@ -384,7 +368,7 @@ class RepairService:
     @staticmethod
     def _no_spaces(ex: _Examined, unplaced: Sequence[BlockHealth]) -> str:
         assert ex.record is not None
-        normal = sum(1 for s in ex.spaces.values() if s.state == "Normal")
+        normal = len(usable(ex.spaces.values()))
         return (
             f"cannot repair block{'s' if len(unplaced) != 1 else ''} "
             f"{', '.join(str(b.index) for b in unplaced)} of layout {ex.health.layout_id}: "
