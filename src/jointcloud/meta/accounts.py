@@ -29,6 +29,11 @@ async def add_api_key(conn: AsyncConnection, user_id: int, key_hash: str) -> Non
     )
 
 
+async def delete_api_key(conn: AsyncConnection, key_hash: str) -> bool:
+    res = await conn.execute(delete(t.api_keys).where(t.api_keys.c.key_hash == key_hash))
+    return bool(res.rowcount)
+
+
 async def user_for_key(conn: AsyncConnection, key_hash: str) -> User | None:
     q = (
         select(t.users.c.id, t.users.c.name)

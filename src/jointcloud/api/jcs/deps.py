@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from jointcloud.context import Context
 from jointcloud.core.models import User
-from jointcloud.errors import Forbidden
+from jointcloud.errors import Forbidden, Unauthorized
 
 
 def context_of(request: Request) -> Context:
@@ -25,8 +25,10 @@ async def get_ctx(request: Request) -> Context:
 async def get_user(request: Request) -> User:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
-    ctx = context_of(request)
-    return await ctx.accounts.authenticate(key.strip() if scheme.lower() == "bearer" else None)
+    key = key.strip() if scheme.lower() == "bearer" else ""
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    return await context_of(request).accounts.authenticate(key)
 
 
 # IDs are positive int64 on the wire and in the database: a larger (or a
