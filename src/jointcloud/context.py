@@ -13,8 +13,7 @@ from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.repair import RepairService
-from jointcloud.core.taskrunner import TaskRunner
-from jointcloud.core.transfers import TransferService
+from jointcloud.core.transfer import TaskRunner, TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import MasterKey, make_private, private_dir, write_private
 from jointcloud.meta.db import Database

@@ -21,7 +21,7 @@ from sqlalchemy import update
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_none
 
 from jointcloud.context import Context
-from jointcloud.core import transfer
+from jointcloud.core.transfer import engine as transfer
 from jointcloud.meta import tables as t
 from jointcloud.spaces.local import LocalSpace
 from support.s3server import S3Server, s3_server_fixture

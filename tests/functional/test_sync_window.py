@@ -15,7 +15,7 @@ import pytest
 from jcs_helpers import Api
 
 from jointcloud.context import Context
-from jointcloud.core import taskrunner
+from jointcloud.core.transfer import runner as taskrunner
 from jointcloud.spaces.local import LocalSpace
 
 WINDOW = {"type": "window", "start": "01:00", "end": "02:00", "timezone": "Asia/Shanghai"}
@@ -37,7 +37,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(INSIDE)
     monkeypatch.setattr(taskrunner, "now", c)
-    monkeypatch.setattr("jointcloud.core.transfers.now", c)
+    monkeypatch.setattr("jointcloud.core.transfer.service.now", c)
     return c
 
 

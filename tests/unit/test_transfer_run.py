@@ -17,11 +17,17 @@ from tenacity import (
     wait_none,
 )
 
-from jointcloud.core import transfer as transfer_mod
 from jointcloud.core.models import FileRecord
-from jointcloud.core.transfer import ATTEMPTS, TransferFailed, TransferRun, retrying, transient
-from jointcloud.core.transferspec import TransferFilter
-from jointcloud.core.trees import Item
+from jointcloud.core.transfer import engine as transfer_mod
+from jointcloud.core.transfer.engine import (
+    ATTEMPTS,
+    TransferFailed,
+    TransferRun,
+    retrying,
+    transient,
+)
+from jointcloud.core.transfer.spec import TransferFilter
+from jointcloud.core.transfer.trees import Item
 from jointcloud.errors import BlockNotFound, SpaceAuthError, SpaceUnavailable
 from jointcloud.meta import accounts
 from jointcloud.meta import transfers as repo
@@ -676,7 +682,7 @@ async def test_streamed_file_of_wrong_size_never_lands(
 ) -> None:
     """A file that grew after it was listed fails before the destination
     commits: no file, no temporary file, on a real local destination."""
-    from jointcloud.core.trees import SpaceTree
+    from jointcloud.core.transfer.trees import SpaceTree
     from jointcloud.spaces.local import LocalSpace
 
     monkeypatch.setattr(transfer_mod, "SMALL", 4)

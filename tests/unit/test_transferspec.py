@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from jointcloud.core.transferspec import TransferFilter, Trigger, inside, transfer_path
+from jointcloud.core.transfer.spec import TransferFilter, Trigger, inside, transfer_path
 from jointcloud.errors import BadArgument
 
 

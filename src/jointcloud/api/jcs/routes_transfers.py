@@ -13,7 +13,7 @@ from jointcloud.api.jcs import views
 from jointcloud.api.jcs.deps import Ctx, CurrentUser, check_user_id
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.models import User
-from jointcloud.core.transfers import TaskView
+from jointcloud.core.transfer import TaskView
 from jointcloud.errors import BadArgument
 
 router = APIRouter()

@@ -29,8 +29,8 @@ from tenacity import (
 )
 
 from jointcloud.core.models import FileRecord, TransferProgress
-from jointcloud.core.transferspec import TransferFilter
-from jointcloud.core.trees import SMALL, Item, Sink, Source
+from jointcloud.core.transfer.spec import TransferFilter
+from jointcloud.core.transfer.trees import SMALL, Item, Sink, Source
 from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError, SpaceRefused
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database

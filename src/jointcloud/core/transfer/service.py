@@ -1,5 +1,5 @@
 """Transfer tasks as the user sees them: create (sync, import, export), get,
-list, cancel. Running them is ``core.taskrunner``'s job; docs/sync.md has the
+list, cancel. Running them is ``core.transfer.runner``'s job; docs/sync.md has the
 rules."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.models import Package, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.paths import entity_name
-from jointcloud.core.taskrunner import TaskRunner
-from jointcloud.core.transferspec import (
+from jointcloud.core.transfer.runner import TaskRunner
+from jointcloud.core.transfer.spec import (
     TransferFilter,
     Trigger,
     bool_field,
@@ -24,7 +24,7 @@ from jointcloud.core.transferspec import (
     parse_mode,
     transfer_path,
 )
-from jointcloud.core.trees import Item, SpaceTree, reserved
+from jointcloud.core.transfer.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
 from jointcloud.meta import transfers as repo

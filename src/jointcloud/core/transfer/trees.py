@@ -15,7 +15,7 @@ from typing import Protocol
 
 from jointcloud.core.models import UserSpace
 from jointcloud.core.objects import ObjectService
-from jointcloud.core.transferspec import inside, join
+from jointcloud.core.transfer.spec import inside, join
 from jointcloud.errors import BadArgument, BlockNotFound
 from jointcloud.spaces.base import BlockingSpace, Space
 

@@ -16,9 +16,9 @@ import structlog
 from jointcloud.core.leases import new_owner, owner_dead
 from jointcloud.core.models import TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
-from jointcloud.core.transfer import TransferRun, describe
-from jointcloud.core.transferspec import TransferFilter, Trigger
-from jointcloud.core.trees import (
+from jointcloud.core.transfer.engine import TransferRun, describe
+from jointcloud.core.transfer.spec import TransferFilter, Trigger
+from jointcloud.core.transfer.trees import (
     Item,
     PackageSink,
     PackageSource,
