@@ -41,6 +41,11 @@ class AlreadyExists(DomainError):
     """The name or path is already taken."""
 
 
+class DuplicateEntry(AlreadyExists):
+    """The database refused a second row with the same unique key (two
+    concurrent creates of one name); services re-raise it naming the thing."""
+
+
 class TaskNotFound(NotFound):
     """Unknown task id."""
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
-from jointcloud.errors import AlreadyExists, Conflict, NotFound
+from jointcloud.errors import AlreadyExists, Conflict, DuplicateEntry, NotFound
 from jointcloud.meta import catalog, jobs
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -31,7 +29,7 @@ class BucketService:
                 if await catalog.get_bucket_by_name(conn, user_id, name) is not None:
                     raise AlreadyExists(f"bucket {name!r} already exists")
                 return await catalog.create_bucket(conn, user_id, name, policy)
-        except IntegrityError as exc:
+        except DuplicateEntry as exc:
             raise AlreadyExists(f"bucket {name!r} already exists") from exc
 
     async def get(self, user_id: int, bucket_id: int) -> Bucket:
@@ -97,7 +95,7 @@ class PackageService:
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
                 return await catalog.create_package(conn, bucket_id, name, policy)
-        except IntegrityError as exc:
+        except DuplicateEntry as exc:
             raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc
 
     async def get(self, user_id: int, package_id: int) -> Package:
@@ -167,5 +165,5 @@ class PackageService:
                         await catalog.clone_object(conn, obj, dst.package_id, obj.path)
                     after = batch[-1].path
                 return dst
-        except IntegrityError as exc:  # a concurrent create of the same name
+        except DuplicateEntry as exc:  # a concurrent create of the same name
             raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from jointcloud.core.models import UserSpace
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
@@ -22,6 +20,7 @@ from jointcloud.errors import (
     BadArgument,
     BlockNotFound,
     Conflict,
+    DuplicateEntry,
     JcsError,
     NotFound,
     SpaceAuthError,
@@ -234,7 +233,7 @@ class UserSpaceService:
                 sealed = self.pool.seal(space.user_space_id, cred_d)
                 if sealed is not None:
                     await accounts.update_space(conn, space.user_space_id, credential=sealed)
-        except IntegrityError as exc:  # a concurrent create of the same name
+        except DuplicateEntry as exc:  # a concurrent create of the same name
             raise AlreadyExists(f"user space named {name!r} already exists") from exc
         return await self.get(user_id, space.user_space_id)
 

@@ -18,9 +18,23 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from jointcloud.errors import Conflict, DomainError, DuplicateEntry
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _domain_conflict(exc: IntegrityError) -> DomainError:
+    """A constraint the database enforced, as a domain error (core never sees
+    SQLAlchemy): a unique key taken by a concurrent writer, or a row another
+    writer removed under a reference."""
+    orig = exc.orig
+    unique = getattr(orig, "sqlstate", None) == "23505" or "UNIQUE" in str(orig).upper()
+    if unique:
+        return DuplicateEntry("that name is already taken (a concurrent request created it)")
+    return Conflict("a concurrent change removed something this request refers to; try again")
 
 
 def _upgrade(sync_conn: Connection, revision: str) -> None:
@@ -124,8 +138,11 @@ class Database:
         to 100 ms, which under contention costs far more than the queueing."""
         async with self._writers, self.engine.connect() as conn:
             conn = await conn.execution_options(jcs_write=True)
-            async with conn.begin():
-                yield conn
+            try:
+                async with conn.begin():
+                    yield conn
+            except IntegrityError as exc:
+                raise _domain_conflict(exc) from exc
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
