@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from jointcloud.core.blockstore import BlockStore
-from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
+from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
 from jointcloud.errors import JcsError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate
@@ -214,7 +214,9 @@ async def drain_once(
     """Move up to ``limit`` blocks off draining spaces."""
     report = DrainReport()
     async with db.read() as conn:
-        draining = {s.user_space_id: s for s in await spacestate.list_all(conn, ["Draining"])}
+        draining = {
+            s.user_space_id: s for s in await spacestate.list_all(conn, [SpaceState.DRAINING])
+        }
         if not draining:
             return report
         report.spaces = len(draining)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from jointcloud.core.models import UserSpace
+from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
 from jointcloud.errors import JcsError, SpaceError, SpaceRefused, SpaceTestFailed
 from jointcloud.meta import spacestate
@@ -31,15 +31,13 @@ log = structlog.get_logger(__name__)
 PROBE_TIMEOUT = 10.0
 PROBE_CONCURRENCY = 8
 
-NORMAL, UNAVAILABLE, DRAINING = "Normal", "Unavailable", "Draining"
-
 
 @dataclass(frozen=True)
 class ProbeResult:
     space: UserSpace  # as read before the probe
     latency_ms: float | None  # None: the probe failed
     error: str | None
-    state: str  # after the probe
+    state: SpaceState  # after the probe
 
     @property
     def ok(self) -> bool:
@@ -115,10 +113,10 @@ async def probe_space(
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def next_state(current: str, ok: bool) -> str:
-    if current == DRAINING:
-        return DRAINING
-    return NORMAL if ok else UNAVAILABLE
+def next_state(current: str, ok: bool) -> SpaceState:
+    if current == SpaceState.DRAINING:
+        return SpaceState.DRAINING
+    return SpaceState.NORMAL if ok else SpaceState.UNAVAILABLE
 
 
 async def check_health(
@@ -152,12 +150,12 @@ async def check_health(
                 await spacestate.record_latency(conn, sid, r.latency_ms)
             if r.changed and not await spacestate.swap_state(conn, sid, [r.space.state], r.state):
                 # Changed meanwhile (drained, updated, deleted): theirs wins.
-                report.results[i] = dataclasses.replace(r, state=r.space.state)
+                report.results[i] = dataclasses.replace(r, state=SpaceState(r.space.state))
         fresh = {s.user_space_id: s for s in await spacestate.list_all(conn)}
     for r in report.results:
         sid = r.space.user_space_id
         if r.changed:
-            level = log.warning if r.state == UNAVAILABLE else log.info
+            level = log.warning if r.state == SpaceState.UNAVAILABLE else log.info
             level(
                 "user space state changed",
                 space=sid,

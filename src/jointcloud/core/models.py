@@ -20,6 +20,48 @@ class SpaceState(StrEnum):
     DRAINING = "Draining"
 
 
+class TaskKind(StrEnum):
+    """What a transfer task does."""
+
+    SYNC = "sync"
+    IMPORT = "import"
+    EXPORT = "export"
+
+
+class TaskState(StrEnum):
+    """A transfer task's state: ``pending`` waits for its next run (or its
+    window), ``running`` has a run open, a finished run leaves ``succeeded``
+    or ``failed`` (a periodic task runs again), ``cancelled`` is final."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class TaskMode(StrEnum):
+    """``full`` copies every selected file; ``diff`` skips those a destination
+    already holds unchanged (see ``Compare``)."""
+
+    FULL = "full"
+    DIFF = "diff"
+
+
+class Compare(StrEnum):
+    """How ``diff`` decides that a destination's file is unchanged."""
+
+    SIZE_MTIME = "sizeMtime"
+    HASH = "hash"
+
+
+class FileState(StrEnum):
+    """What a task last did with one file for one destination."""
+
+    DONE = "done"
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class User:
     user_id: int
@@ -66,9 +108,13 @@ class UserSpace:
     storage: dict[str, Any]
     sealed_credential: bytes | None = field(repr=False)
     root_path: str
-    state: str
+    state: str  # a SpaceState (see __post_init__)
     create_time: datetime
     latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        # The database hands back plain strings; an unknown one fails here.
+        object.__setattr__(self, "state", SpaceState(self.state))
 
 
 @dataclass(frozen=True)
@@ -127,9 +173,9 @@ class TransferTask:
 
     task_id: int
     user_id: int
-    kind: str
+    kind: TaskKind
     spec: dict[str, Any]
-    state: str
+    state: TaskState
     run_no: int
     run_open: bool
     progress: TransferProgress
@@ -142,6 +188,10 @@ class TransferTask:
     lease_owner: str | None
     lease_until: datetime | None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TaskKind(self.kind))
+        object.__setattr__(self, "state", TaskState(self.state))
+
 
 @dataclass(frozen=True)
 class FileRecord:
@@ -150,5 +200,8 @@ class FileRecord:
     src_size: int
     src_mtime: float
     run_no: int
-    state: str
+    state: FileState
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", FileState(self.state))

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jointcloud.core.models import UserSpace
+from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
     AlreadyExists,
@@ -153,7 +153,7 @@ class SpacePool:
         if rec is None:
             return (1, float("inf"))
         latency = rec.latency_ms if rec.latency_ms is not None else float("inf")
-        return (0 if rec.state == "Normal" else 1, latency)
+        return (0 if rec.state == SpaceState.NORMAL else 1, latency)
 
     async def forget(self, space_id: int) -> None:
         self.records.pop(space_id, None)
@@ -276,11 +276,11 @@ class UserSpaceService:
         if "rootPath" in changes:
             values["root_path"] = _root_path(changes["rootPath"])
         if "state" in changes:
-            if changes["state"] not in ("Normal", "Draining"):
+            if changes["state"] not in (SpaceState.NORMAL, SpaceState.DRAINING):
                 raise BadArgument(
                     "state must be 'Normal' or 'Draining' (health checks set 'Unavailable')"
                 )
-            values["state"] = changes["state"]
+            values["state"] = SpaceState(changes["state"])
         async with self.db.write() as conn:
             moves_data = "storage" in changes or "rootPath" in changes
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
@@ -292,7 +292,7 @@ class UserSpaceService:
                 if other is not None and other.user_space_id != space_id:
                     raise AlreadyExists(f"user space named {values['name']!r} already exists")
             await accounts.update_space(conn, space_id, **values)
-            if values.get("state") == "Draining":
+            if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
         await self.pool.forget(space_id)
         return await self.get(user_id, space_id)
@@ -300,7 +300,7 @@ class UserSpaceService:
     async def drain(self, user_id: int, space_id: int) -> UserSpace:
         """Mark a space for removal: placement skips it and the drain job moves
         its blocks to the owner's other spaces; then it can be deleted."""
-        return await self.update(user_id, space_id, {"state": "Draining"})
+        return await self.update(user_id, space_id, {"state": SpaceState.DRAINING})
 
     async def delete(self, user_id: int, space_id: int) -> None:
         await self.get(user_id, space_id)
@@ -324,18 +324,18 @@ class UserSpaceService:
             latency = await probe(backend)
         except JcsError:
             # A space that fails its test leaves placement until a test passes.
-            if space.state == "Normal":
-                await self._set_state(space_id, "Unavailable")
+            if space.state == SpaceState.NORMAL:
+                await self._set_state(space_id, SpaceState.UNAVAILABLE)
             raise
         values: dict[str, Any] = {"latency_ms": latency}
-        if space.state == "Unavailable":
-            values["state"] = "Normal"
+        if space.state == SpaceState.UNAVAILABLE:
+            values["state"] = SpaceState.NORMAL
         async with self.db.write() as conn:
             await accounts.update_space(conn, space_id, **values)
         await self.pool.forget(space_id)
         return latency
 
-    async def _set_state(self, space_id: int, state: str) -> None:
+    async def _set_state(self, space_id: int, state: SpaceState) -> None:
         async with self.db.write() as conn:
             await accounts.update_space(conn, space_id, state=state)
         await self.pool.forget(space_id)

@@ -12,13 +12,20 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.models import FileRecord, TransferProgress, TransferTask
+from jointcloud.core.models import (
+    FileRecord,
+    FileState,
+    TaskKind,
+    TaskState,
+    TransferProgress,
+    TransferTask,
+)
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import aware
 
 T = t.transfer_tasks
 F = t.transfer_files
-FINAL = ("cancelled",)
+FINAL = (TaskState.CANCELLED,)
 
 
 def _opt(ts: datetime | None) -> datetime | None:
@@ -67,11 +74,11 @@ def _counters(p: TransferProgress) -> dict[str, int]:
 async def create(
     conn: AsyncConnection,
     user_id: int,
-    kind: str,
+    kind: TaskKind,
     spec: dict[str, Any],
     ts: datetime,
     next_run: datetime | None,
-    state: str = "pending",
+    state: TaskState = TaskState.PENDING,
 ) -> TransferTask:
     res = await conn.execute(
         insert(T).values(
@@ -113,7 +120,7 @@ async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
     process), or the next run time has come."""
     q = select(T).where(
         T.c.state.not_in(FINAL),
-        (T.c.run_open.is_(True) & (T.c.state == "running")) | (T.c.next_run_at <= ts),
+        (T.c.run_open.is_(True) & (T.c.state == TaskState.RUNNING)) | (T.c.next_run_at <= ts),
     )
     return [_task(r) for r in await conn.execute(q.order_by(T.c.id))]
 
@@ -127,7 +134,11 @@ async def claim(
 ) -> bool:
     """Take the task's lease (compare-and-set on the lease we saw) and start
     or resume its run."""
-    values: dict[str, Any] = {"lease_owner": owner, "lease_until": until, "state": "running"}
+    values: dict[str, Any] = {
+        "lease_owner": owner,
+        "lease_until": until,
+        "state": TaskState.RUNNING,
+    }
     if not task.run_open:
         values.update(
             run_no=T.c.run_no + 1,
@@ -156,20 +167,20 @@ async def renew(
     until: datetime,
     progress: TransferProgress,
     last_error: str | None,
-) -> str | None:
+) -> TaskState | None:
     """Extend our lease and save the counters; the task's state afterwards
     (``cancelled`` tells the runner to stop), or None if the lease is lost."""
     await conn.execute(
         update(T)
-        .where(T.c.id == task_id, T.c.lease_owner == owner, T.c.state == "running")
+        .where(T.c.id == task_id, T.c.lease_owner == owner, T.c.state == TaskState.RUNNING)
         .values(lease_until=until, last_error=last_error, **_counters(progress))
     )
     row = (await conn.execute(select(T.c.state, T.c.lease_owner).where(T.c.id == task_id))).first()
     if row is None:
         return None
-    if row.state != "running":
-        return str(row.state)
-    return "running" if row.lease_owner == owner else None
+    if row.state != TaskState.RUNNING:
+        return TaskState(row.state)
+    return TaskState.RUNNING if row.lease_owner == owner else None
 
 
 async def finish(
@@ -177,7 +188,7 @@ async def finish(
     task_id: int,
     owner: str,
     *,
-    state: str,
+    state: TaskState,
     ts: datetime,
     progress: TransferProgress,
     last_error: str | None,
@@ -208,7 +219,7 @@ async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
     res = await conn.execute(
         update(T)
         .where(T.c.id == task_id, T.c.user_id == user_id)
-        .values(state="cancelled", next_run_at=None)
+        .values(state=TaskState.CANCELLED, next_run_at=None)
     )
     return res.rowcount == 1
 
@@ -231,7 +242,7 @@ async def failures(
 ) -> list[tuple[str, str]]:
     rows = await conn.execute(
         select(F.c.path, F.c.error)
-        .where(F.c.task_id == task_id, F.c.run_no == run_no, F.c.state == "failed")
+        .where(F.c.task_id == task_id, F.c.run_no == run_no, F.c.state == FileState.FAILED)
         .order_by(F.c.path)
         .limit(limit)
     )

@@ -28,7 +28,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from jointcloud.core.models import FileRecord, TransferProgress
+from jointcloud.core.models import Compare, FileRecord, FileState, TaskMode, TransferProgress
 from jointcloud.core.transfer.spec import TransferFilter
 from jointcloud.core.transfer.trees import SMALL, Item, Sink, Source
 from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError, SpaceRefused
@@ -195,8 +195,8 @@ class TransferRun:
     run_no: int
     source: Source
     sinks: Sequence[Sink]
-    mode: str = "full"
-    compare: str = "sizeMtime"
+    mode: TaskMode = TaskMode.FULL
+    compare: Compare = Compare.SIZE_MTIME
     select: TransferFilter = field(default_factory=TransferFilter)
     delete_source: bool = False
     parallel: int = PARALLEL
@@ -234,7 +234,7 @@ class TransferRun:
         listed = await self._list_source()
         async with self.db.read() as conn:
             records = await repo.load_records(conn, self.task_id)
-        held = await self._holdings() if self.mode == "diff" or self.resumed else []
+        held = await self._holdings() if self.mode == TaskMode.DIFF or self.resumed else []
         items = listed
         if self.select != TransferFilter():
             items = [i for i in listed if self.select.selects(i.rel, i.size)]
@@ -250,7 +250,7 @@ class TransferRun:
                 rec = records.get((d, item.rel))
                 same_src = (
                     rec is not None
-                    and rec.state == "done"
+                    and rec.state == FileState.DONE
                     and rec.src_size == item.size
                     and rec.src_mtime == item.mtime
                 )
@@ -277,12 +277,12 @@ class TransferRun:
                     p.bytes_done += item.size
                     done_here += 1
                     continue
-                if self.mode == "diff":
+                if self.mode == TaskMode.DIFF:
                     there = held[d].get(item.rel)
                     if there is not None and there.size == item.size:
                         # deleteSource: "unchanged" must be proven before the
                         # source goes, so the bytes are compared too.
-                        if self.compare == "hash" or self.delete_source:
+                        if self.compare == Compare.HASH or self.delete_source:
                             unit.hash_check.append(d)
                             unit.dests.append(d)
                             p.bytes_total += item.size
@@ -317,7 +317,7 @@ class TransferRun:
         )
 
     def _done(self, item: Item) -> FileRecord:
-        return FileRecord(item.size, item.mtime, self.run_no, "done")
+        return FileRecord(item.size, item.mtime, self.run_no, FileState.DONE)
 
     # -- copy ----------------------------------------------------------------
 
@@ -460,7 +460,7 @@ class TransferRun:
                 self.progress.files_failed += 1
                 if len(self.failures) < MAX_FAILURES_KEPT:
                     self.failures.append((item.rel, message))
-                rec = FileRecord(item.size, item.mtime, self.run_no, "failed", message)
+                rec = FileRecord(item.size, item.mtime, self.run_no, FileState.FAILED, message)
                 recorder.note(d, item.rel, rec)
                 continue
             if copied:

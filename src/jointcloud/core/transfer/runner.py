@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from jointcloud.core.leases import new_owner, owner_dead
-from jointcloud.core.models import TransferTask, UserSpace
+from jointcloud.core.models import Compare, TaskKind, TaskMode, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.engine import TransferRun, describe
 from jointcloud.core.transfer.spec import TransferFilter, Trigger
@@ -138,7 +138,7 @@ class TaskRunner:
                 for task_id, job in list(running.items()):
                     if job.done():
                         del running[task_id]
-                        if job.exception() is not None or job.result().state == "failed":
+                        if job.exception() is not None or job.result().state == TaskState.FAILED:
                             failed += 1
                 if progress is not None:
                     progress(runs - len(running), runs, f"{len(running)} task(s) running")
@@ -150,7 +150,7 @@ class TaskRunner:
                     await job
 
     async def run_inline(
-        self, user_id: int, kind: str, spec: dict[str, Any], items: list[Item]
+        self, user_id: int, kind: TaskKind, spec: dict[str, Any], items: list[Item]
     ) -> TransferTask:
         """Create a task and run it in the caller (a small import/export)."""
         ts = now()
@@ -186,16 +186,16 @@ class TaskRunner:
         source: Source
         sinks: list[Sink]
         extra: dict[str, Any] = {}
-        if task.kind == "sync":
+        if task.kind == TaskKind.SYNC:
             source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
             sinks = [await self._tree(d["userSpaceID"], d["path"], opened) for d in spec["dests"]]
             extra = {
-                "mode": spec["mode"],
-                "compare": spec.get("compare", "sizeMtime"),
+                "mode": TaskMode(spec["mode"]),
+                "compare": Compare(spec.get("compare", Compare.SIZE_MTIME)),
                 "select": TransferFilter.parse(spec.get("filter")),
                 "delete_source": bool(spec.get("deleteSource")),
             }
-        elif task.kind == "import":
+        elif task.kind == TaskKind.IMPORT:
             source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
             sinks = [
                 PackageSink(
@@ -227,13 +227,20 @@ class TaskRunner:
         or a cancel; returns the task as stored afterwards."""
         try:
             trigger = (
-                Trigger.parse(task.spec.get("trigger")) if task.kind == "sync" else Trigger("once")
+                Trigger.parse(task.spec.get("trigger"))
+                if task.kind == TaskKind.SYNC
+                else Trigger("once")
             )
         except BadArgument as exc:
             # Stored before a bound it breaks existed (e.g. an interval beyond
             # a year): fail it visibly, once, instead of every lease period.
             await self._finish(
-                task, "failed", None, None, False, error=f"the task's trigger: {exc.message}"
+                task,
+                TaskState.FAILED,
+                None,
+                None,
+                False,
+                error=f"the task's trigger: {exc.message}",
             )
             return await self._reload(task)
         started = task.last_run_time or now()
@@ -241,7 +248,9 @@ class TaskRunner:
         if trigger.type == "window":
             window = trigger.window_at(now())
             if window is None:
-                await self._finish(task, "pending", None, trigger.next_window_start(now()), True)
+                await self._finish(
+                    task, TaskState.PENDING, None, trigger.next_window_start(now()), True
+                )
                 return await self._reload(task)
             window_end = window[1]
         self._cancel[task.task_id] = cancel = asyncio.Event()
@@ -263,13 +272,15 @@ class TaskRunner:
             if outcome == "lost":
                 return await self._reload(task)
             if outcome == "cancelled":
-                await self._finish(task, "cancelled", run, None, False)
+                await self._finish(task, TaskState.CANCELLED, run, None, False)
             elif outcome == "window":
-                await self._finish(task, "pending", run, trigger.next_window_start(now()), True)
+                await self._finish(
+                    task, TaskState.PENDING, run, trigger.next_window_start(now()), True
+                )
             else:
-                state = "failed" if run.progress.files_failed else "succeeded"
+                state = TaskState.FAILED if run.progress.files_failed else TaskState.SUCCEEDED
                 result = None
-                if task.kind != "sync" and state == "succeeded":
+                if task.kind != TaskKind.SYNC and state == TaskState.SUCCEEDED:
                     result = self._result(task, run)
                 await self._finish(
                     task, state, run, trigger.next_run(started, now()), False, result=result
@@ -277,13 +288,13 @@ class TaskRunner:
         except asyncio.CancelledError:
             # Shutting down: leave the run open with no lease, so the next
             # server (or this one, restarted) resumes it at once.
-            await asyncio.shield(self._finish(task, "running", run, now(), True))
+            await asyncio.shield(self._finish(task, TaskState.RUNNING, run, now(), True))
             raise
         except Exception as exc:
             log.warning("transfer task failed", task=task.task_id, error=describe(exc))
             await self._finish(
                 task,
-                "failed",
+                TaskState.FAILED,
                 run,
                 trigger.next_run(started, now()),
                 False,
@@ -308,7 +319,7 @@ class TaskRunner:
             "objectCount": len(run.selected),
             "totalSize": sum(i.size for i in run.selected),
         }
-        if task.kind == "import":
+        if task.kind == TaskKind.IMPORT:
             result["packageID"] = task.spec["packageID"]
         return result
 
@@ -329,7 +340,7 @@ class TaskRunner:
     async def _finish(
         self,
         task: TransferTask,
-        state: str,
+        state: TaskState,
         run: TransferRun | None,
         next_run: datetime | None,
         run_open: bool,
@@ -339,7 +350,11 @@ class TaskRunner:
     ) -> None:
         progress = run.progress if run is not None else task.progress
         last_error = error or self._summary(run)
-        if task.kind == "import" and state == "failed" and task.task_id not in self._inline:
+        if (
+            task.kind == TaskKind.IMPORT
+            and state == TaskState.FAILED
+            and task.task_id not in self._inline
+        ):
             last_error = (
                 f"package {task.spec['packageID']} keeps the {progress.files_done} object(s) "
                 f"imported; {last_error}"
@@ -376,7 +391,7 @@ class TaskRunner:
                 state = await repo.renew(
                     conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
                 )
-            if state == "cancelled":
+            if state == TaskState.CANCELLED:
                 stop.reason = "cancelled"
             elif state is None:
                 stop.reason = "lost"

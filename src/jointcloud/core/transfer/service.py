@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jointcloud.core.buckets import PackageService, optional_policy
-from jointcloud.core.models import Package, TransferTask, UserSpace
+from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.paths import entity_name
 from jointcloud.core.transfer.runner import TaskRunner
@@ -144,7 +144,7 @@ class TransferService:
         }
         ts = now()
         async with self.db.write() as conn:
-            task = await repo.create(conn, user_id, "sync", spec, ts, trigger.first_run(ts))
+            task = await repo.create(conn, user_id, TaskKind.SYNC, spec, ts, trigger.first_run(ts))
         self.runner.poke()
         return TaskView(task, [])
 
@@ -198,10 +198,10 @@ class TransferService:
         if select != TransferFilter():
             spec["filter"] = select.to_json()
         if background or not _small(items):
-            task = await self._create_task(user_id, "import", spec)
+            task = await self._create_task(user_id, TaskKind.IMPORT, spec)
             return ImportAnswer(package, task=TaskView(task, []))
-        done = await self.runner.run_inline(user_id, "import", spec, items)
-        if done.state != "succeeded":
+        done = await self.runner.run_inline(user_id, TaskKind.IMPORT, spec, items)
+        if done.state != TaskState.SUCCEEDED:
             await asyncio.shield(self.packages.delete(user_id, package.package_id))
             raise Conflict(f"import failed, the package was removed: {done.last_error}")
         return ImportAnswer(package, None, len(items), sum(i.size for i in items))
@@ -222,10 +222,10 @@ class TransferService:
             spec["filter"] = select.to_json()
             items = _selected(items, select, f"package {package_id}")
         if background or not _small(items):
-            task = await self._create_task(user_id, "export", spec)
+            task = await self._create_task(user_id, TaskKind.EXPORT, spec)
             return ExportAnswer(task=TaskView(task, []))
-        done = await self.runner.run_inline(user_id, "export", spec, items)
-        if done.state != "succeeded":
+        done = await self.runner.run_inline(user_id, TaskKind.EXPORT, spec, items)
+        if done.state != TaskState.SUCCEEDED:
             raise Conflict(f"export failed: {done.last_error}")
         return ExportAnswer(None, len(items), sum(i.size for i in items))
 
@@ -240,7 +240,9 @@ class TransferService:
         finally:
             await tree.close()
 
-    async def _create_task(self, user_id: int, kind: str, spec: dict[str, Any]) -> TransferTask:
+    async def _create_task(
+        self, user_id: int, kind: TaskKind, spec: dict[str, Any]
+    ) -> TransferTask:
         ts = now()
         async with self.db.write() as conn:
             task = await repo.create(conn, user_id, kind, spec, ts, ts)
@@ -272,8 +274,9 @@ class TransferService:
     async def cancel(self, user_id: int, task_id: object) -> None:
         view = await self.get(user_id, task_id)
         task = view.task
-        finished_once = task.state in ("succeeded", "failed") and task.next_run_time is None
-        if task.state == "cancelled" or finished_once:
+        finished = task.state in (TaskState.SUCCEEDED, TaskState.FAILED)
+        finished_once = finished and task.next_run_time is None
+        if task.state == TaskState.CANCELLED or finished_once:
             return  # nothing left to stop; the outcome stays visible
         async with self.db.write() as conn:
             if not await repo.cancel(conn, task.task_id, user_id):

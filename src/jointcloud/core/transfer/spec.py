@@ -14,14 +14,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jointcloud.core.models import Compare, TaskMode
 from jointcloud.core.paths import MAX_SEGMENT, check_chars, check_length, check_segments
 from jointcloud.errors import BadArgument
 
 INT64_MAX = 2**63 - 1  # IDs, sizes and counters are int64 in the database
 MAX_INTERVAL = 366 * 24 * 3600  # a year (a leap one): "every N seconds" beyond is a mistake
 MAX_LIST = 1000  # entries of one filter list
-MODES = ("full", "diff")
-COMPARES = ("sizeMtime", "hash")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _GLOB = re.compile(r"[*?\[]")
 
@@ -302,14 +301,14 @@ class Trigger:
         return None
 
 
-def parse_mode(body: dict[str, Any]) -> tuple[str, str]:
-    mode = body.get("mode", "full")
-    if mode not in MODES:
+def parse_mode(body: dict[str, Any]) -> tuple[TaskMode, Compare]:
+    mode = body.get("mode", TaskMode.FULL)
+    if mode not in tuple(TaskMode):  # by equality: an unhashable value is refused too
         raise BadArgument(f"mode must be 'full' or 'diff', got {_shown(mode)}")
-    compare = body.get("compare", "sizeMtime")
-    if compare not in COMPARES:
+    compare = body.get("compare", Compare.SIZE_MTIME)
+    if compare not in tuple(Compare):
         raise BadArgument(f"compare must be 'sizeMtime' or 'hash', got {_shown(compare)}")
-    return mode, compare
+    return TaskMode(mode), Compare(compare)
 
 
 def bool_field(body: dict[str, Any], key: str) -> bool:
