@@ -35,12 +35,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import structlog
 
 from jointcloud.core.blockstore import BlockStore
-from jointcloud.core.models import LayoutRecord, UserSpace
-from jointcloud.core.placement import candidates, describe, new_block_key, usable
+from jointcloud.core.models import LayoutRecord, SpaceState, UserSpace
+from jointcloud.core.placement import candidates, describe, new_block_key
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import (
     BlockCorrupt,
@@ -49,7 +50,7 @@ from jointcloud.errors import (
     NotEnoughBlocks,
     SpaceError,
 )
-from jointcloud.meta import accounts, layouts, repairs, sweeps
+from jointcloud.meta import accounts, layouts, repairs, spacestate, sweeps
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.policy import Redundancy
 from jointcloud.redundancy.rebuild import rebuild_blocks
@@ -57,18 +58,38 @@ from jointcloud.redundancy.stream import BlockRef, Layout, stored_block_size, ve
 
 log = structlog.get_logger(__name__)
 
-OK = "ok"
-MISSING = "missing"
-CORRUPT = "corrupt"
-UNREACHABLE = "unreachable"
 
-# Outcome statuses; the first three take the layout off the repair queue.
-REPAIRED = "repaired"
-HEALTHY = "healthy"
-GONE = "gone"
-NO_SPACES = "no_spaces"  # too few usable spaces for the new blocks
-UNRECOVERABLE = "unrecoverable"  # fewer intact blocks than the policy needs
-FAILED = "failed"  # anything else (a space failed mid-rebuild, a lost race)
+class BlockState(StrEnum):
+    """What ``inspect`` found of one block."""
+
+    OK = "ok"
+    MISSING = "missing"
+    CORRUPT = "corrupt"
+    UNREACHABLE = "unreachable"
+
+
+class RepairStatus(StrEnum):
+    """The outcome of one repair; the first three take the layout off the queue."""
+
+    REPAIRED = "repaired"
+    HEALTHY = "healthy"
+    GONE = "gone"
+    NO_SPACES = "no_spaces"  # too few usable spaces for the new blocks
+    UNRECOVERABLE = "unrecoverable"  # fewer intact blocks than the policy needs
+    FAILED = "failed"  # anything else (a space failed mid-rebuild, a lost race)
+
+
+# The members under their short names, as scrub, the repair job and tests use them.
+OK = BlockState.OK
+MISSING = BlockState.MISSING
+CORRUPT = BlockState.CORRUPT
+UNREACHABLE = BlockState.UNREACHABLE
+REPAIRED = RepairStatus.REPAIRED
+HEALTHY = RepairStatus.HEALTHY
+GONE = RepairStatus.GONE
+NO_SPACES = RepairStatus.NO_SPACES
+UNRECOVERABLE = RepairStatus.UNRECOVERABLE
+FAILED = RepairStatus.FAILED
 
 # A layout reported by a degraded read is not queued again for this long.
 REPORT_QUIET = 10.0
@@ -81,7 +102,7 @@ class BlockHealth:
     index: int
     space_id: int
     key: str
-    state: str  # ok | missing | corrupt | unreachable
+    state: BlockState
     detail: str = ""
 
 
@@ -130,7 +151,7 @@ class BlockMove:
 @dataclass(frozen=True)
 class RepairOutcome:
     layout_id: int
-    status: str
+    status: RepairStatus
     message: str
     repaired: tuple[int, ...] = ()  # block indexes rebuilt and swapped in
     moves: tuple[BlockMove, ...] = ()
@@ -150,7 +171,7 @@ class _Examined:
     spaces: dict[int, UserSpace] = field(default_factory=dict)  # the owner's, by id
 
 
-async def check_block(layout: Layout, ref: BlockRef) -> tuple[str, str]:
+async def check_block(layout: Layout, ref: BlockRef) -> tuple[BlockState, str]:
     """(state, detail) of one block: stat, then every chunk's tag."""
     try:
         await verify_block(layout, ref)
@@ -250,7 +271,7 @@ class RepairService:
         to_check: list[BlockRef] = []
         for b in rec.blocks:
             space = spaces.get(b.user_space_id)
-            if space is None or space.state == "Unavailable":
+            if space is None or space.state == SpaceState.UNAVAILABLE:
                 results[b.index] = BlockHealth(
                     b.index, b.user_space_id, b.key, UNREACHABLE, "user space is Unavailable"
                 )
@@ -359,7 +380,9 @@ class RepairService:
             own = ex.spaces.get(b.space_id)
             if free:
                 placed.append((b, free.pop(0)))
-            elif b.state in (MISSING, CORRUPT) and own is not None and own.state == "Normal":
+            elif (
+                b.state in (MISSING, CORRUPT) and own is not None and own.state == SpaceState.NORMAL
+            ):
                 placed.append((b, own))  # rewrite in place under a new key
             else:
                 unplaced.append(b)
@@ -368,7 +391,7 @@ class RepairService:
     @staticmethod
     def _no_spaces(ex: _Examined, unplaced: Sequence[BlockHealth]) -> str:
         assert ex.record is not None
-        normal = len(usable(ex.spaces.values()))
+        normal = len(candidates(ex.spaces.values()))
         return (
             f"cannot repair block{'s' if len(unplaced) != 1 else ''} "
             f"{', '.join(str(b.index) for b in unplaced)} of layout {ex.health.layout_id}: "
@@ -414,7 +437,7 @@ class RepairService:
             await self._delete(t.space_id, t.key)
         for m in moves:
             old = ex.spaces.get(m.old_space)
-            if old is not None and old.state != "Unavailable":
+            if old is not None and old.state != SpaceState.UNAVAILABLE:
                 await self._delete(m.old_space, m.old_key)
         return moves
 
@@ -438,7 +461,9 @@ class RepairService:
         """Queue every live layout with a block on an Unavailable space; returns
         how many were newly queued."""
         async with self.db.read() as conn:
-            ids = [s.user_space_id for s in await sweeps.spaces_in_state(conn, ["Unavailable"])]
+            ids = [
+                s.user_space_id for s in await spacestate.list_all(conn, [SpaceState.UNAVAILABLE])
+            ]
         added, after = 0, 0
         while ids:
             async with self.db.read() as conn:
