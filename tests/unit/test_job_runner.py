@@ -1,4 +1,5 @@
-"""Leases keep two runners on one database from running a job at once."""
+"""Leases keep two runners on one database from running a job at once; the
+job rows are reached through the core ``JobBoard``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from jointcloud.core.jobstate import JobBoard
 from jointcloud.errors import OperationFailed
 from jointcloud.jobs.base import JobResult, Progress
 from jointcloud.jobs.runner import JobRunner
-from jointcloud.meta import jobs as repo
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -53,20 +54,23 @@ async def db(tmp_path: Path) -> Database:
     await database.close()
 
 
-async def test_lease_excludes_second_runner_until_released(db: Database) -> None:
+@pytest.fixture
+def board(db: Database) -> JobBoard:
+    return JobBoard(db)
+
+
+async def test_lease_excludes_second_runner_until_released(board: JobBoard) -> None:
     job = Gate()
-    a, b = JobRunner(db, [job], owner="a"), JobRunner(db, [job], owner="b")
+    a, b = JobRunner(board, [job], owner="a"), JobRunner(board, [job], owner="b")
     first = asyncio.create_task(a.run_now("gate"))
     await job.entered.wait()
     with pytest.raises(OperationFailed, match="running in another process"):
         await b.run_now("gate")
-    async with db.read() as conn:
-        [state] = await repo.list_all(conn)
+    [state] = await board.states()
     assert state.state == "running" and state.lease_owner == "a"
     job.release.set()
     assert (await first).message == "done"
-    async with db.read() as conn:
-        [state] = await repo.list_all(conn)
+    [state] = await board.states()
     assert state.state == "idle" and state.runs == 1 and state.progress_done == 2
     assert state.next_run is not None and state.next_run > now() + timedelta(minutes=50)
     await b.run_now("gate")  # free again
@@ -76,7 +80,7 @@ async def test_lease_excludes_second_runner_until_released(db: Database) -> None
 async def test_expired_lease_is_taken_over(db: Database) -> None:
     job = Gate()
     job.release.set()
-    runner = JobRunner(db, [job], owner="b")
+    runner = JobRunner(JobBoard(db), [job], owner="b")
     await runner.register()
     async with db.write() as conn:  # a crashed process left its lease behind
         await conn.execute(
@@ -87,17 +91,47 @@ async def test_expired_lease_is_taken_over(db: Database) -> None:
     assert (await runner.run_now("gate")).message == "done"
 
 
-async def test_failure_is_recorded_and_retried_later(db: Database) -> None:
-    runner = JobRunner(db, [Boom()], owner="a")
+async def test_failure_is_recorded_and_retried_later(board: JobBoard) -> None:
+    runner = JobRunner(board, [Boom()], owner="a")
     with pytest.raises(RuntimeError):
         await runner.run_now("boom")
-    async with db.read() as conn:
-        [state] = await repo.list_all(conn)
+    [state] = await board.states()
     assert state.state == "idle" and state.lease_owner is None
     assert state.last_error == "RuntimeError: disk on fire"
     assert state.next_run is not None and state.next_run < now() + timedelta(minutes=5)
 
 
-async def test_unknown_job_is_named(db: Database) -> None:
+async def test_unknown_job_is_named(board: JobBoard) -> None:
     with pytest.raises(OperationFailed, match="unknown job 'nope'"):
-        await JobRunner(db, [Boom()]).run_now("nope")
+        await JobRunner(board, [Boom()]).run_now("nope")
+
+
+async def test_runner_given_a_database_uses_a_board_over_it(db: Database) -> None:
+    runner = JobRunner(db, [Boom()], owner="a")  # as callers that pass ctx.db
+    assert isinstance(runner.board, JobBoard) and runner.board.db is db
+    await runner.register()
+    assert [s.name for s in await JobBoard(db).states()] == ["boom"]
+
+
+async def test_board_cursor_wake_and_due(board: JobBoard) -> None:
+    await board.register(["a", "b"])
+    cursor = board.cursor("a")
+    assert await cursor.get() is None
+    await cursor.set('{"after": 7}')
+    assert await cursor.get() == '{"after": 7}' and await board.get_cursor("b") is None
+    await cursor.set(None)
+    assert await cursor.get() is None
+    assert await board.due("a") and await board.due("unknown")  # never run: due
+    assert await board.acquire("a", "me", timedelta(minutes=1))
+    assert not await board.acquire("a", "other", timedelta(minutes=1))
+    assert not await board.due("a")  # a live lease
+    assert await board.renew("a", "me", timedelta(minutes=1), 1, 2, "half")
+    assert not await board.renew("a", "other", timedelta(minutes=1), 0, 0, "")
+    await board.release(
+        "a", "me", next_in=timedelta(hours=1), message="ok", error=None, done=2, total=2
+    )
+    state = await board.state("a")
+    assert state is not None and state.lease_owner is None and state.runs == 1
+    assert not await board.due("a")  # next run in an hour
+    await board.wake("a")
+    assert await board.due("a")

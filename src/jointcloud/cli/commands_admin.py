@@ -20,7 +20,7 @@ from jointcloud.jobs.names import JOB_NAMES
 
 if TYPE_CHECKING:  # the server's modules load only when an admin command runs
     from jointcloud.context import Context
-    from jointcloud.meta import jobs as jobs_repo
+    from jointcloud.core.jobstate import JobState
 
 T = TypeVar("T")
 
@@ -61,14 +61,12 @@ DbUrl = Annotated[str | None, typer.Option("--database-url", help="metadata data
 def list_jobs(ctx: typer.Context, data_dir: DataDir = None, database_url: DbUrl = None) -> None:
     """Jobs, their state and progress."""
 
-    from jointcloud.jobs.registry import build_jobs
-    from jointcloud.jobs.runner import JobRunner
-    from jointcloud.meta import jobs as jobs_repo
+    from jointcloud.jobs.registry import build_runner
 
-    async def body(context: Context) -> list[jobs_repo.JobState]:
-        await JobRunner(context.db, build_jobs(context)).register()
-        async with context.db.read() as conn:
-            return await jobs_repo.list_all(conn)
+    async def body(context: Context) -> list[JobState]:
+        runner = build_runner(context)
+        await runner.register()
+        return await runner.board.states()
 
     states = _run(_settings(ctx, data_dir, database_url), body)
     table = Table("job", "state", "progress", "runs", "last finished", "next run", "message")
@@ -96,11 +94,10 @@ def _job_command(name: str) -> None:
         data_dir: DataDir = None,
         database_url: DbUrl = None,
     ) -> None:
-        from jointcloud.jobs.registry import build_jobs
-        from jointcloud.jobs.runner import JobRunner
+        from jointcloud.jobs.registry import build_runner
 
         async def body(context: Context) -> list[str]:
-            runner = JobRunner(context.db, build_jobs(context))
+            runner = build_runner(context)
             messages = []
             with Progress(
                 TextColumn(f"{name}"),

@@ -52,6 +52,7 @@ from jointcloud.errors import (
 )
 from jointcloud.meta import accounts, layouts, repairs, spacestate, sweeps
 from jointcloud.meta.db import Database
+from jointcloud.meta.repairs import RepairItem as RepairItem  # the queue's rows, for jobs/
 from jointcloud.redundancy.policy import Redundancy
 from jointcloud.redundancy.rebuild import rebuild_blocks
 from jointcloud.redundancy.stream import BlockRef, Layout, stored_block_size, verify_block
@@ -204,6 +205,21 @@ class RepairService:
     async def queued(self) -> int:
         async with self.db.read() as conn:
             return await repairs.count(conn)
+
+    async def due(self, limit: int) -> list[RepairItem]:
+        """Up to ``limit`` queued layouts whose next attempt has come, the
+        longest waiting first."""
+        async with self.db.read() as conn:
+            return await repairs.due(conn, limit)
+
+    async def settle(self, item: RepairItem, outcome: RepairOutcome) -> None:
+        """After an attempt: a finished layout leaves the queue; any other is
+        tried again after a back-off that grows with its attempts."""
+        async with self.db.write() as conn:
+            if outcome.finished:
+                await repairs.done(conn, item.layout_id)
+            else:
+                await repairs.failed(conn, item.layout_id, outcome.message, item.attempts)
 
     def note_bad_block(self, layout_id: int, index: int, error: Exception) -> None:
         """``BlockStore.on_bad_block``: called on the read path, never raises."""

@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
-from jointcloud.context import Context
-from jointcloud.core.gc import collect_garbage
+from jointcloud.core.gc import GcReport
 from jointcloud.jobs.base import JobResult, Progress
+
+
+class CollectGarbage(Protocol):
+    """One collection pass (``core.gc.collect_garbage`` bound to its store)."""
+
+    async def __call__(
+        self, delay: timedelta, progress: Progress, *, multipart_expiry: timedelta
+    ) -> GcReport: ...
 
 
 class GcJob:
     name = "gc"
 
     def __init__(
-        self, ctx: Context, interval: float, delay: timedelta, multipart_expiry: timedelta
+        self,
+        collect: CollectGarbage,
+        interval: float,
+        delay: timedelta,
+        multipart_expiry: timedelta,
     ) -> None:
-        self.ctx = ctx
+        self.collect = collect
         self.interval = interval
         self.delay = delay
         self.multipart_expiry = multipart_expiry
 
     async def run_once(self, progress: Progress) -> JobResult:
-        report = await collect_garbage(
-            self.ctx.db,
-            self.ctx.store,
-            self.delay,
-            progress,
-            multipart_expiry=self.multipart_expiry,
-        )
+        report = await self.collect(self.delay, progress, multipart_expiry=self.multipart_expiry)
         return JobResult(
             f"removed {report.blocks} blocks of {report.layouts} unreferenced layouts, "
             f"{report.uploads} abandoned multipart uploads, "

@@ -5,24 +5,37 @@ work left continues where it was, in this process or another."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from jointcloud.context import Context
+from jointcloud.core.jobstate import JobCursor
 from jointcloud.core.recode import Recoder
 from jointcloud.jobs.base import JobResult, Progress
-from jointcloud.meta import jobs as jobs_repo
+
+if TYPE_CHECKING:
+    from jointcloud.context import Context
+
+
+@dataclass(frozen=True)
+class RecodeServices:
+    recoder: Recoder
+    cursor: JobCursor  # this job's resume point
 
 
 class RecodeJob:
     name = "recode"
 
-    def __init__(self, ctx: Context, interval: float) -> None:
-        self.ctx = ctx
+    def __init__(self, services: RecodeServices | Context, interval: float) -> None:
+        if not isinstance(services, RecodeServices):  # transitional: a Context, from tests
+            from jointcloud.jobs.registry import recode_services
+
+            services = recode_services(services)
+        self.recoder = services.recoder
+        self.cursor = services.cursor
         self.interval = interval
-        self.recoder = Recoder(ctx.db, ctx.store)
 
     async def run_once(self, progress: Progress) -> JobResult:
-        async with self.ctx.db.read() as conn:
-            raw = await jobs_repo.get_cursor(conn, self.name)
+        raw = await self.cursor.get()
         after = 0
         if raw:
             try:
@@ -30,12 +43,7 @@ class RecodeJob:
             except (ValueError, AttributeError, TypeError):
                 after = 0
         report = await self.recoder.run_once(after, progress)
-        async with self.ctx.db.write() as conn:
-            await jobs_repo.set_cursor(
-                conn,
-                self.name,
-                json.dumps({"afterLayout": report.cursor}) if report.cursor else None,
-            )
+        await self.cursor.set(json.dumps({"afterLayout": report.cursor}) if report.cursor else None)
         return JobResult(
             report.summary(),
             done=report.layouts,

@@ -6,19 +6,22 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from jointcloud.context import Context
 from jointcloud.core.repair import (
     FAILED,
     GONE,
     HEALTHY,
     NO_SPACES,
     UNRECOVERABLE,
+    RepairItem,
     RepairOutcome,
+    RepairService,
 )
 from jointcloud.jobs.base import JobResult, Progress
-from jointcloud.meta import repairs
-from jointcloud.meta.repairs import RepairItem
+
+if TYPE_CHECKING:
+    from jointcloud.context import Context
 
 BATCH = 32  # layouts per pass
 CONCURRENCY = 4  # layouts rebuilt at once
@@ -37,14 +40,16 @@ class RepairJob:
 
     def __init__(
         self,
-        ctx: Context,
+        repair: RepairService | Context,
         interval: float,
         *,
         batch: int = BATCH,
         concurrency: int = CONCURRENCY,
         scan_every: float = SCAN_EVERY,
     ) -> None:
-        self.ctx = ctx
+        if not isinstance(repair, RepairService):  # transitional: a Context, from tests
+            repair = repair.repair
+        self.repair = repair
         self.interval = interval
         self.batch = batch
         self.concurrency = concurrency
@@ -52,15 +57,14 @@ class RepairJob:
         self._last_scan: float | None = None
 
     async def run_once(self, progress: Progress) -> RepairResult:
-        service = self.ctx.repair
+        service = self.repair
         await service.flush()  # what degraded reads of this process reported
         scanned = 0
         if self._last_scan is None or time.monotonic() - self._last_scan >= self.scan_every:
             progress(0, 0, "scanning for blocks on Unavailable user spaces")
             scanned = await service.scan_unavailable()
             self._last_scan = time.monotonic()
-        async with self.ctx.db.read() as conn:
-            items = await repairs.due(conn, self.batch)
+        items = await service.due(self.batch)
         outcomes: list[RepairOutcome] = []
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -74,20 +78,15 @@ class RepairJob:
                         FAILED,
                         f"repair of layout {item.layout_id} failed: {type(exc).__name__}: {exc}",
                     )
-                async with self.ctx.db.write() as conn:
-                    if outcome.finished:
-                        await repairs.done(conn, item.layout_id)
-                    else:
-                        await repairs.failed(conn, item.layout_id, outcome.message, item.attempts)
+                await service.settle(item, outcome)
             outcomes.append(outcome)
             progress(len(outcomes), len(items), outcome.message)
 
         async with asyncio.TaskGroup() as group:
             for item in items:
                 group.create_task(one(item))
-        async with self.ctx.db.read() as conn:
-            more = bool(await repairs.due(conn, 1))
-            left = await repairs.count(conn)
+        more = bool(await service.due(1))
+        left = await service.queued()
         outcomes.sort(key=lambda o: o.layout_id)
         return RepairResult(
             _message(outcomes, scanned, left),

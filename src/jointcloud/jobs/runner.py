@@ -2,7 +2,8 @@
 
 Several server processes may share one database: a job runs only in the
 process holding its lease, which is renewed while the pass runs and expires
-if that process dies, so another one takes over.
+if that process dies, so another one takes over. The job rows are reached
+through the core ``JobBoard`` service.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
-from jointcloud.core.leases import new_owner, owner_dead
+from jointcloud.core.jobstate import JobBoard
+from jointcloud.core.leases import new_owner
 from jointcloud.errors import OperationFailed
 from jointcloud.jobs.base import Job, JobResult, Progress
-from jointcloud.meta import jobs as repo
-from jointcloud.meta.db import Database
-from jointcloud.meta.rows import now
+
+if TYPE_CHECKING:  # transitional: callers that still hand over ``ctx.db``
+    from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
 
@@ -30,16 +33,18 @@ ERROR_BACKOFF = 30.0
 
 
 class JobRunner:
-    def __init__(self, db: Database, jobs: Sequence[Job], owner: str | None = None) -> None:
-        self.db = db
+    def __init__(
+        self, board: JobBoard | Database, jobs: Sequence[Job], owner: str | None = None
+    ) -> None:
+        # A bare Database (api/app.py and older tests pass ``ctx.db``) is
+        # wrapped at once: the runner itself never touches the database.
+        self.board = board if isinstance(board, JobBoard) else JobBoard(board)
         self.jobs = {j.name: j for j in jobs}
         self.owner = owner or new_owner()
         self._stop = asyncio.Event()
 
     async def register(self) -> None:
-        async with self.db.write() as conn:
-            for name in self.jobs:
-                await repo.ensure(conn, name)
+        await self.board.register(self.jobs)
 
     async def run_now(self, name: str, progress: Progress | None = None) -> JobResult:
         """One pass of ``name`` under its lease (``jcs admin <job> --once``)."""
@@ -53,12 +58,8 @@ class JobRunner:
         return result
 
     async def _pass(self, job: Job, progress: Progress | None) -> JobResult | None:
-        ts = now()
-        async with self.db.write() as conn:
-            holder = await repo.lease_owner(conn, job.name)
-            dead = holder if owner_dead(holder) else None  # a crashed server's lease
-            if not await repo.acquire(conn, job.name, self.owner, ts + LEASE, ts, dead):
-                return None
+        if not await self.board.acquire(job.name, self.owner, LEASE):
+            return None
         state = {"done": 0, "total": 0, "message": ""}
 
         def report(done: int, total: int, message: str) -> None:
@@ -80,34 +81,28 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             delay = ERROR_BACKOFF if error else (1.0 if result.more else job.interval)
-            async with self.db.write() as conn:
-                await repo.release(
-                    conn,
-                    job.name,
-                    self.owner,
-                    now=now(),
-                    next_run=now() + timedelta(seconds=delay),
-                    message=error or result.message,
-                    error=error,
-                    done=result.done or int(state["done"]),  # type: ignore[call-overload]
-                    total=result.total or int(state["total"]),  # type: ignore[call-overload]
-                )
+            await self.board.release(
+                job.name,
+                self.owner,
+                next_in=timedelta(seconds=delay),
+                message=error or result.message,
+                error=error,
+                done=result.done or int(state["done"]),  # type: ignore[call-overload]
+                total=result.total or int(state["total"]),  # type: ignore[call-overload]
+            )
         return result
 
     async def _keep_lease(self, name: str, state: dict[str, object]) -> None:
         while True:
             await asyncio.sleep(RENEW_EVERY)
-            ts = now()
-            async with self.db.write() as conn:
-                kept = await repo.renew(
-                    conn,
-                    name,
-                    self.owner,
-                    ts + LEASE,
-                    int(state["done"]),  # type: ignore[call-overload]
-                    int(state["total"]),  # type: ignore[call-overload]
-                    str(state["message"]),
-                )
+            kept = await self.board.renew(
+                name,
+                self.owner,
+                LEASE,
+                int(state["done"]),  # type: ignore[call-overload]
+                int(state["total"]),  # type: ignore[call-overload]
+                str(state["message"]),
+            )
             if not kept:
                 log.warning("job lease lost", job=name)
 
@@ -128,13 +123,7 @@ class JobRunner:
     async def _loop(self, job: Job) -> None:
         wake: asyncio.Event | None = getattr(job, "wake", None)
         while not self._stop.is_set():
-            async with self.db.read() as conn:
-                st = next((s for s in await repo.list_all(conn) if s.name == job.name), None)
-            ts = now()
-            due = st is None or (
-                (st.next_run is None or st.next_run <= ts)
-                and (st.lease_until is None or st.lease_until <= ts or owner_dead(st.lease_owner))
-            )
+            due = await self.board.due(job.name)
             woken = wake is not None and wake.is_set()
             if wake is not None:
                 wake.clear()

@@ -4,13 +4,16 @@ the resume point kept in the job's cursor (the work itself is ``core.scrub``).""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jointcloud.context import Context
+from jointcloud.core.jobstate import JobCursor
 from jointcloud.core.scrub import MB, BadBlock, Scrubber, ScrubReport
 from jointcloud.jobs.base import JobResult, Progress
-from jointcloud.meta import jobs as jobs_repo
+
+if TYPE_CHECKING:
+    from jointcloud.context import Context
 
 MAX_LAYOUTS = 1000  # per pass
 MAX_SECONDS = 60.0  # per pass
@@ -50,27 +53,36 @@ class _Sweep:
         )
 
 
+@dataclass(frozen=True)
+class ScrubServices:
+    scrubber: Callable[[float], Scrubber]  # a scrubber reading at most so many MB/s
+    cursor: JobCursor  # this job's resume point (the sweep in progress)
+
+
 class ScrubJob:
     name = "scrub"
 
     def __init__(
         self,
-        ctx: Context,
+        services: ScrubServices | Context,
         interval: float,
         mbps: float,
         *,
         max_layouts: int = MAX_LAYOUTS,
         max_seconds: float = MAX_SECONDS,
     ) -> None:
-        self.ctx = ctx
+        if not isinstance(services, ScrubServices):  # transitional: a Context, from tests
+            from jointcloud.jobs.registry import scrub_services
+
+            services = scrub_services(services)
         self.interval = interval
-        self.scrubber = Scrubber(ctx.db, ctx.repair, mbps)
+        self.scrubber = services.scrubber(mbps)
+        self.cursor = services.cursor
         self.max_layouts = max_layouts
         self.max_seconds = max_seconds
 
     async def run_once(self, progress: Progress) -> ScrubResult:
-        async with self.ctx.db.read() as conn:
-            sweep = _Sweep.parse(await jobs_repo.get_cursor(conn, self.name))
+        sweep = _Sweep.parse(await self.cursor.get())
         report = await self.scrubber.scrub(
             sweep.after,
             max_layouts=self.max_layouts,
@@ -81,8 +93,7 @@ class ScrubJob:
         sweep.layouts += report.layouts
         sweep.blocks += report.blocks
         sweep.bad += len(report.bad)
-        async with self.ctx.db.write() as conn:
-            await jobs_repo.set_cursor(conn, self.name, None if report.complete else sweep.dump())
+        await self.cursor.set(None if report.complete else sweep.dump())
         return ScrubResult(
             _message(report, sweep),
             done=report.layouts,
