@@ -1,4 +1,4 @@
-"""rebuild_blocks over dict-backed fake spaces: rebuilt blocks are byte-identical
+"""rebuild_blocks over memory spaces: rebuilt blocks are byte-identical
 to the lost ones, EC uses reconstruct (not decode + re-encode), failures leave
 nothing behind, and too few intact blocks say how many were found and needed."""
 
@@ -18,7 +18,7 @@ from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
 from jointcloud.redundancy.rebuild import REBUILD_AHEAD, rebuild_blocks
 from jointcloud.redundancy.stream import BlockRef, Layout, read_range, verify_block, write_blocks
-from unit.fakes import FakeSpace
+from jointcloud.spaces.memory import MemorySpace
 
 SMALL_SEG = 16384
 
@@ -28,8 +28,10 @@ async def chunked(data: bytes, size: int = 5000) -> AsyncIterator[bytes]:
         yield data[i : i + size]
 
 
-async def store(policy: Redundancy, data: bytes) -> tuple[list[FakeSpace], list[BlockRef], Layout]:
-    spaces = [FakeSpace(f"s{i}") for i in range(policy.width)]
+async def store(
+    policy: Redundancy, data: bytes
+) -> tuple[list[MemorySpace], list[BlockRef], Layout]:
+    spaces = [MemorySpace(f"s{i}") for i in range(policy.width)]
     blocks = [BlockRef(i, s, f"blocks/ab/x.{i}", 100 + i) for i, s in enumerate(spaces)]
     key = new_data_key()
     seg = None if isinstance(policy, EcPolicy) else SMALL_SEG
@@ -41,8 +43,8 @@ async def read_all(layout: Layout, blocks: list[BlockRef]) -> bytes:
     return b"".join([p async for p in read_range(layout, blocks, 0, None)])
 
 
-def new_target(index: int, space: FakeSpace | None = None) -> BlockRef:
-    return BlockRef(index, space or FakeSpace(f"new{index}"), f"blocks/cd/y.{index}", 200 + index)
+def new_target(index: int, space: MemorySpace | None = None) -> BlockRef:
+    return BlockRef(index, space or MemorySpace(f"new{index}"), f"blocks/cd/y.{index}", 200 + index)
 
 
 EC = EcPolicy(4, 6, 4096)
@@ -53,14 +55,14 @@ EC = EcPolicy(4, 6, 4096)
 async def test_ec_rebuild_is_byte_identical(size: int, lost: list[int]) -> None:
     data = os.urandom(size)
     spaces, blocks, layout = await store(EC, data)
-    original = {i: spaces[i].objects[blocks[i].key] for i in range(6)}
+    original = {i: spaces[i].contents()[blocks[i].key] for i in range(6)}
     for i in lost:
-        del spaces[i].objects[blocks[i].key]
+        await spaces[i].delete(blocks[i].key)
     sources = [b for b in blocks if b.index not in lost]
     targets = [new_target(i) for i in lost]
     await rebuild_blocks(layout, sources, targets)
     for t in targets:
-        assert t.space.objects[t.key] == original[t.index]  # type: ignore[attr-defined]
+        assert t.space.contents()[t.key] == original[t.index]  # type: ignore[attr-defined]
         await verify_block(layout, t)
     healed = [b for b in blocks if b.index not in lost] + targets
     assert await read_all(layout, sorted(healed, key=lambda b: b.index)) == data
@@ -70,14 +72,14 @@ async def test_ec_rebuild_is_byte_identical(size: int, lost: list[int]) -> None:
 async def test_replica_rebuild_copies_ciphertext(policy: Redundancy) -> None:
     data = os.urandom(3 * SMALL_SEG + 11)
     spaces, blocks, layout = await store(policy, data)
-    original = spaces[0].objects[blocks[0].key]
+    original = spaces[0].contents()[blocks[0].key]
     if policy.width > 1:
-        del spaces[0].objects[blocks[0].key]
+        await spaces[0].delete(blocks[0].key)
         sources, target = blocks[1:], new_target(0)
     else:  # none: a copy of the one block (a move)
         sources, target = blocks, new_target(0)
     await rebuild_blocks(layout, sources, [target])
-    assert target.space.objects[target.key] == original  # type: ignore[attr-defined]
+    assert target.space.contents()[target.key] == original  # type: ignore[attr-defined]
     assert await read_all(layout, [target]) == data
 
 
@@ -100,13 +102,13 @@ async def test_ec_reconstructs_only_missing_fragments(monkeypatch: pytest.Monkey
     monkeypatch.setattr(ErasureCodec, "reconstruct", spy)
     monkeypatch.setattr(ErasureCodec, "encode", no_encode)
     monkeypatch.setattr(ErasureCodec, "decode", no_encode)
-    del spaces[3].objects[blocks[3].key]
+    await spaces[3].delete(blocks[3].key)
     for s in spaces:
-        s.reset_counters()
+        s.stats.reset()
     await rebuild_blocks(layout, [b for b in blocks if b.index != 3], [new_target(3)])
     assert calls == [[3]] * 4
     # k fragments read per segment, each chunk once: the data fragments first
-    assert [len(s.reads) for s in spaces] == [4, 4, 4, 0, 4, 0]
+    assert [s.stats.reads for s in spaces] == [4, 4, 4, 0, 4, 0]
 
 
 async def test_corrupt_chunks_of_different_blocks_still_rebuild() -> None:
@@ -128,25 +130,25 @@ async def test_ec_corrupt_block_used_for_its_good_segments() -> None:
     data = os.urandom(3 * EC.segment_size)
     spaces, blocks, layout = await store(EC, data)
     # lose two fragments entirely and corrupt segment 0 of a third
-    del spaces[4].objects[blocks[4].key]
-    del spaces[5].objects[blocks[5].key]
+    await spaces[4].delete(blocks[4].key)
+    await spaces[5].delete(blocks[5].key)
     spaces[1].corrupt(blocks[1].key, at=3)
     targets = [new_target(1), new_target(4), new_target(5)]
     with pytest.raises(NotEnoughBlocks) as err:
         await rebuild_blocks(layout, blocks, targets)
     assert (err.value.found, err.value.needed) == (3, 4)
     assert "found 3 of 4 blocks needed" in err.value.message
-    assert all(not t.space.objects for t in targets)  # type: ignore[attr-defined]
+    assert all(not t.space.contents() for t in targets)  # type: ignore[attr-defined]
     # one lost and two with a bad chunk each (in different segments): every
     # segment still has k good fragments
     spaces, blocks, layout = await store(EC, data)
-    original = spaces[1].objects[blocks[1].key]
-    del spaces[5].objects[blocks[5].key]
+    original = spaces[1].contents()[blocks[1].key]
+    await spaces[5].delete(blocks[5].key)
     spaces[1].corrupt(blocks[1].key, at=3)
     spaces[2].corrupt(blocks[2].key, at=layout.chunk_len + 3)
     targets = [new_target(1), new_target(2), new_target(5)]
     await rebuild_blocks(layout, blocks, targets)
-    assert targets[0].space.objects[targets[0].key] == original  # type: ignore[attr-defined]
+    assert targets[0].space.contents()[targets[0].key] == original  # type: ignore[attr-defined]
     for t in targets:
         await verify_block(layout, t)
 
@@ -157,57 +159,63 @@ async def test_too_few_sources_leaves_nothing(policy: Redundancy) -> None:
     spaces, blocks, layout = await store(policy, data)
     keep = policy.needed - 1
     for b in blocks[keep:]:
-        del spaces[b.index].objects[b.key]
-    target_space = FakeSpace("t")
+        await spaces[b.index].delete(b.key)
+    target_space = MemorySpace("t")
     targets = [new_target(i, target_space) for i in range(keep, policy.width)]
     with pytest.raises(NotEnoughBlocks) as err:
         await rebuild_blocks(layout, blocks[:keep], targets)
     assert (err.value.found, err.value.needed) == (keep, policy.needed)
     assert f"found {keep} of {policy.needed} blocks needed" in err.value.message
-    assert target_space.objects == {}
-    assert all(w.state == "aborted" for w in target_space.writers)
+    assert target_space.contents() == {}
+    assert target_space.stats.aborts == target_space.stats.writers
 
 
 async def test_unreachable_source_is_skipped() -> None:
     data = os.urandom(3 * EC.segment_size)
     spaces, blocks, layout = await store(EC, data)
-    spaces[0].fail_reads = True
-    del spaces[1].objects[blocks[1].key]
+    spaces[0].faults.fail_reads = True
+    await spaces[1].delete(blocks[1].key)
     await rebuild_blocks(layout, [b for b in blocks if b.index != 1], [new_target(1)])
     # the failing space is not asked again once it failed (segments already in
     # flight may have asked it too)
-    assert len(spaces[0].reads) <= REBUILD_AHEAD < 3
+    assert spaces[0].stats.reads <= REBUILD_AHEAD < 3
 
 
 async def test_failed_commit_deletes_committed_targets() -> None:
     data = os.urandom(2 * EC.segment_size)
     _, blocks, layout = await store(EC, data)
-    ok_space, bad_space = FakeSpace("ok"), FakeSpace("bad")
-    bad_space.fail_commit = True
+    ok_space, bad_space = MemorySpace("ok"), MemorySpace("bad")
+    bad_space.faults.fail_commit = True
     targets = [new_target(4, ok_space), new_target(5, bad_space)]
     with pytest.raises(Exception, match="injected commit failure"):
         await rebuild_blocks(layout, blocks[:4], targets)
-    assert ok_space.objects == {} and bad_space.objects == {}
+    assert ok_space.contents() == {} and bad_space.contents() == {}
 
 
 async def test_failed_write_and_cancellation_leave_nothing() -> None:
     data = os.urandom(6 * EC.segment_size)
     _, blocks, layout = await store(EC, data)
-    target_space = FakeSpace("t")
-    target_space.fail_write_after = 2
+    target_space = MemorySpace("t")
+    target_space.faults.fail_writes_after = 2
     with pytest.raises(Exception, match="injected write failure"):
         await rebuild_blocks(layout, blocks[:4], [new_target(5, target_space)])
-    assert target_space.objects == {}
+    assert target_space.contents() == {}
 
-    slow = FakeSpace("slow")
-    slow.write_delay = 0.05
+    slow = MemorySpace("slow")
+    writing = asyncio.Event()
+
+    async def stall() -> None:  # the first write hangs until the cancel
+        writing.set()
+        await asyncio.Event().wait()
+
+    slow.faults.before_write = stall
     task = asyncio.ensure_future(rebuild_blocks(layout, blocks[:4], [new_target(5, slow)]))
-    await asyncio.sleep(0.02)
+    await writing.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert slow.objects == {}
-    assert all(w.state == "aborted" for w in slow.writers)
+    assert slow.contents() == {}
+    assert slow.stats.writers == slow.stats.aborts == 1
 
 
 async def test_bad_arguments() -> None:
@@ -223,13 +231,15 @@ async def test_memory_is_bounded_by_segments() -> None:
     """Sources are read at most a few segments ahead of the target writes."""
     data = os.urandom(30 * EC.segment_size)
     spaces, blocks, layout = await store(EC, data)
-    target = FakeSpace("t")
+    target = MemorySpace("t")
     written = 0
     ahead: list[int] = []
-    orig_read = FakeSpace.read
+    orig_read = MemorySpace.read
     max_read_seg = 0
 
-    async def read(self: FakeSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
+    async def read(
+        self: MemorySpace, key: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
         nonlocal max_read_seg
         max_read_seg = max(max_read_seg, offset // layout.chunk_len)
         return await orig_read(self, key, offset, length)
@@ -268,4 +278,4 @@ async def test_random_loss_patterns(seed: int) -> None:
         sources = [b for b in blocks if b.index not in lost]
         await rebuild_blocks(layout, sources, targets)
         for t in targets:
-            assert t.space.objects[t.key] == spaces[t.index].objects[blocks[t.index].key]  # type: ignore[attr-defined]
+            assert t.space.contents()[t.key] == spaces[t.index].contents()[blocks[t.index].key]  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""write_blocks / read_range / verify_block over dict-backed fake spaces."""
+"""write_blocks / read_range / verify_block over memory spaces (with injected faults)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from jointcloud.redundancy.stream import (
     verify_block,
     write_blocks,
 )
-from unit.fakes import FakeSpace
+from jointcloud.spaces.memory import MemorySpace
 
 SMALL_SEG = 16384  # none/rep segment size in these tests
 POLICIES: list[Redundancy] = [
@@ -43,8 +43,8 @@ def seg_size(policy: Redundancy) -> int:
     return policy.segment_size if isinstance(policy, EcPolicy) else SMALL_SEG
 
 
-def make_blocks(policy: Redundancy) -> tuple[list[FakeSpace], list[BlockRef]]:
-    spaces = [FakeSpace(f"s{i}") for i in range(policy.width)]
+def make_blocks(policy: Redundancy) -> tuple[list[MemorySpace], list[BlockRef]]:
+    spaces = [MemorySpace(f"s{i}") for i in range(policy.width)]
     return spaces, [BlockRef(i, s, f"objs/abc/{i}", 100 + i) for i, s in enumerate(spaces)]
 
 
@@ -59,7 +59,7 @@ async def chunked(data: bytes, seed: int = 0, max_chunk: int = 7000) -> AsyncIte
 
 async def store(
     policy: Redundancy, data: bytes, *, seed: int = 0, max_chunk: int = 7000
-) -> tuple[list[FakeSpace], list[BlockRef], Layout, WriteResult]:
+) -> tuple[list[MemorySpace], list[BlockRef], Layout, WriteResult]:
     spaces, blocks = make_blocks(policy)
     key = new_data_key()
     seg = None if isinstance(policy, EcPolicy) else SMALL_SEG
@@ -92,8 +92,8 @@ async def test_round_trip_sizes(policy: Redundancy) -> None:
         assert result.segment_size == seg_size(policy)
         nseg = -(-size // result.segment_size)
         for space, block, stored in zip(spaces, blocks, result.block_sizes, strict=True):
-            assert len(space.objects[block.key]) == stored
-            assert all(w.state == "committed" for w in space.writers)
+            assert len(space.contents()[block.key]) == stored
+            assert space.stats.commits == space.stats.writers
             if size % result.segment_size == 0:
                 assert stored == nseg * result.chunk_len
         assert await read_all(layout, blocks) == data
@@ -114,10 +114,10 @@ def test_chunk_len_geometry() -> None:
 async def test_empty_object_commits_empty_blocks() -> None:
     spaces, blocks, layout, result = await store(EcPolicy(4, 6, 4096), b"")
     assert result.block_sizes == [0] * 6
-    assert all(s.objects[b.key] == b"" for s, b in zip(spaces, blocks, strict=True))
+    assert all(s.contents()[b.key] == b"" for s, b in zip(spaces, blocks, strict=True))
     assert result.sha256 == hashlib.sha256(b"").hexdigest()
     assert await read_all(layout, blocks) == b""
-    assert sum(len(s.reads) for s in spaces) == 0
+    assert sum(s.stats.reads for s in spaces) == 0
 
 
 async def test_multi_mib_default_segments() -> None:
@@ -192,34 +192,36 @@ async def test_ranged_reads_fetch_only_needed_chunks() -> None:
     # rep: a range inside segment 2 reads one chunk of the first replica only
     data = os.urandom(5 * SMALL_SEG)
     spaces, blocks, layout, result = await store(RepPolicy(3), data)
+    spaces[0].stats.read_log = []
     await read_all(layout, blocks, 2 * SMALL_SEG + 10, 100)
-    assert spaces[0].reads == [(blocks[0].key, 2 * result.chunk_len, result.chunk_len)]
-    assert spaces[1].reads == spaces[2].reads == []
+    assert spaces[0].stats.read_log == [(blocks[0].key, 2 * result.chunk_len, result.chunk_len)]
+    assert spaces[1].stats.reads == spaces[2].stats.reads == 0
     # a range across segments 1..3 reads exactly those chunks
-    spaces[0].reset_counters()
+    spaces[0].stats.reset()
     await read_all(layout, blocks, SMALL_SEG + 5, 2 * SMALL_SEG)
-    assert [r[1] for r in spaces[0].reads] == [result.chunk_len * j for j in (1, 2, 3)]
-    assert spaces[0].bytes_read == 3 * result.chunk_len
+    assert [r[1] for r in spaces[0].stats.read_log] == [result.chunk_len * j for j in (1, 2, 3)]
+    assert spaces[0].stats.bytes_read == 3 * result.chunk_len
 
     # ec: a small range reads only the one data fragment holding it
     policy = EcPolicy(4, 6, 4096)
     data = os.urandom(5 * policy.segment_size)
     spaces, blocks, layout, result = await store(policy, data)
     off = 1 * policy.segment_size + 2 * 4096 + 100
+    spaces[2].stats.read_log = []
     assert await read_all(layout, blocks, off, 50) == data[off : off + 50]
-    assert [len(s.reads) for s in spaces] == [0, 0, 1, 0, 0, 0]
-    assert spaces[2].reads == [(blocks[2].key, result.chunk_len, result.chunk_len)]
+    assert [s.stats.reads for s in spaces] == [0, 0, 1, 0, 0, 0]
+    assert spaces[2].stats.read_log == [(blocks[2].key, result.chunk_len, result.chunk_len)]
     # a whole segment reads the k data fragments, no parity
     for s in spaces:
-        s.reset_counters()
+        s.stats.reset()
     await read_all(layout, blocks, 3 * policy.segment_size, policy.segment_size)
-    assert [len(s.reads) for s in spaces] == [1, 1, 1, 1, 0, 0]
+    assert [s.stats.reads for s in spaces] == [1, 1, 1, 1, 0, 0]
     # whole object: k chunks per segment
     for s in spaces:
-        s.reset_counters()
+        s.stats.reset()
     await read_all(layout, blocks)
-    assert [len(s.reads) for s in spaces] == [5, 5, 5, 5, 0, 0]
-    assert sum(s.bytes_read for s in spaces) == 5 * 4 * result.chunk_len
+    assert [s.stats.reads for s in spaces] == [5, 5, 5, 5, 0, 0]
+    assert sum(s.stats.bytes_read for s in spaces) == 5 * 4 * result.chunk_len
 
 
 def expected_reports(bad: set[int], k: int, n: int) -> set[int]:
@@ -241,22 +243,25 @@ def expected_reports(bad: set[int], k: int, n: int) -> set[int]:
 async def test_ec_survives_any_n_minus_k_bad_blocks(policy: EcPolicy, mode: str) -> None:
     data = os.urandom(3 * policy.segment_size + 999)
     spaces, blocks, layout, _ = await store(policy, data)
-    pristine = {s.name: dict(s.objects) for s in spaces}
+    pristine = {s.name: s.contents() for s in spaces}
     for count in range(1, policy.n - policy.k + 1):
         for bad in itertools.combinations(range(policy.n), count):
             for s in spaces:
-                s.objects = dict(pristine[s.name])
-                s.fail_reads = False
+                for key in s.contents():
+                    await s.delete(key)
+                for key, stored in pristine[s.name].items():
+                    await s.put(key, stored)
+                s.faults.fail_reads = False
             for i in bad:
                 key = blocks[i].key
                 if mode == "missing":
-                    del spaces[i].objects[key]
+                    await spaces[i].delete(key)
                 elif mode == "corrupt":
-                    spaces[i].corrupt(key, at=len(spaces[i].objects[key]) // 2)
+                    spaces[i].corrupt(key, at=len(spaces[i].contents()[key]) // 2)
                 elif mode == "unavailable":
-                    spaces[i].fail_reads = True
+                    spaces[i].faults.fail_reads = True
                 else:
-                    spaces[i].objects[key] = spaces[i].objects[key][:-1]
+                    await spaces[i].put(key, spaces[i].contents()[key][:-1])
             reports: list[tuple[int, Exception]] = []
 
             def report(
@@ -279,7 +284,7 @@ async def test_ec_too_many_missing_raises_not_enough_blocks() -> None:
     data = os.urandom(2 * policy.segment_size)
     spaces, blocks, layout, _ = await store(policy, data)
     for i in (0, 3, 5):
-        del spaces[i].objects[blocks[i].key]
+        await spaces[i].delete(blocks[i].key)
     reports: list[int] = []
     with pytest.raises(NotEnoughBlocks) as info:
         await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append(i))
@@ -301,18 +306,18 @@ async def test_rep_falls_over_to_next_replica() -> None:
     data = os.urandom(3 * SMALL_SEG + 1)
     spaces, blocks, layout, _ = await store(RepPolicy(3), data)
     spaces[0].corrupt(blocks[0].key, at=SMALL_SEG + OVERHEAD + 5)  # segment 1
-    del spaces[1].objects[blocks[1].key]
+    await spaces[1].delete(blocks[1].key)
     reports: list[tuple[int, Exception]] = []
     got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
     assert got == data
     assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt), (1, BlockNotFound)]
     # preference order is the caller's
     for s in spaces:
-        s.reset_counters()
+        s.stats.reset()
     assert await read_all(layout, [blocks[2], blocks[0]], 0, 10) == data[:10]
-    assert len(spaces[2].reads) == 1 and spaces[0].reads == []
+    assert spaces[2].stats.reads == 1 and spaces[0].stats.reads == 0
     # all replicas bad
-    spaces[2].fail_reads = True
+    spaces[2].faults.fail_reads = True
     with pytest.raises(NotEnoughBlocks) as info:
         await read_all(layout, blocks)
     assert (info.value.found, info.value.needed) == (0, 1)
@@ -325,25 +330,25 @@ async def test_blocks_are_ciphertext(policy: Redundancy) -> None:
     data = marker * (3 * seg_size(policy) // len(marker) + 7)
     spaces, blocks, _, _ = await store(policy, data)
     for s, b in zip(spaces, blocks, strict=True):
-        assert marker not in s.objects[b.key]
+        assert marker not in s.contents()[b.key]
 
 
 async def test_replicas_are_identical() -> None:
     spaces, blocks, _, _ = await store(RepPolicy(3), os.urandom(2 * SMALL_SEG + 9))
-    stored = [s.objects[b.key] for s, b in zip(spaces, blocks, strict=True)]
+    stored = [s.contents()[b.key] for s, b in zip(spaces, blocks, strict=True)]
     assert stored[0] == stored[1] == stored[2]
 
 
-def assert_nothing_left(spaces: list[FakeSpace]) -> None:
+def assert_nothing_left(spaces: list[MemorySpace]) -> None:
     for s in spaces:
-        assert s.objects == {}, s.name
-        assert all(w.state != "open" for w in s.writers)
+        assert s.contents() == {}, s.name
+        assert s.stats.open_writers == 0, s.name
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=IDS)
 async def test_space_failing_mid_write_leaves_nothing(policy: Redundancy) -> None:
     spaces, blocks = make_blocks(policy)
-    spaces[-1].fail_write_after = 2
+    spaces[-1].faults.fail_writes_after = 2
     data = os.urandom(6 * seg_size(policy))
     with pytest.raises(SpaceUnavailable):
         await write_blocks(chunked(data), policy, blocks, new_data_key(), segment_size=SMALL_SEG)
@@ -353,7 +358,7 @@ async def test_space_failing_mid_write_leaves_nothing(policy: Redundancy) -> Non
 async def test_commit_failure_deletes_committed_blocks() -> None:
     policy = EcPolicy(4, 6, 4096)
     spaces, blocks = make_blocks(policy)
-    spaces[3].fail_commit = True
+    spaces[3].faults.fail_commit = True
     with pytest.raises(SpaceUnavailable):
         await write_blocks(chunked(os.urandom(50_000)), policy, blocks, new_data_key())
     assert_nothing_left(spaces)
@@ -378,13 +383,19 @@ async def test_failing_source_leaves_nothing(policy: Redundancy) -> None:
 async def test_cancellation_leaves_nothing() -> None:
     policy = EcPolicy(4, 6, 4096)
     spaces, blocks = make_blocks(policy)
+    writing = asyncio.Event()
+
+    async def stall() -> None:  # every write hangs until the cancel
+        writing.set()
+        await asyncio.Event().wait()
+
     for s in spaces:
-        s.write_delay = 0.01
+        s.faults.before_write = stall
     task = asyncio.create_task(
         write_blocks(chunked(os.urandom(400_000)), policy, blocks, new_data_key())
     )
-    await asyncio.sleep(0.05)
-    assert any(s.write_calls for s in spaces)
+    await writing.wait()
+    assert any(s.stats.write_calls for s in spaces)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -448,20 +459,20 @@ async def test_verify_block_detects_damage() -> None:
     spaces, blocks, layout, _ = await store(policy, os.urandom(3 * policy.segment_size + 5))
     for b in blocks:
         await verify_block(layout, b)
-    spaces[1].corrupt(blocks[1].key, at=len(spaces[1].objects[blocks[1].key]) - 1)
+    spaces[1].corrupt(blocks[1].key, at=len(spaces[1].contents()[blocks[1].key]) - 1)
     with pytest.raises(BlockCorrupt):
         await verify_block(layout, blocks[1])
-    spaces[2].objects[blocks[2].key] += b"\0"
+    await spaces[2].put(blocks[2].key, spaces[2].contents()[blocks[2].key] + b"\0")
     with pytest.raises(BlockCorrupt):
         await verify_block(layout, blocks[2])
-    spaces[3].objects[blocks[3].key] = spaces[3].objects[blocks[3].key][:-20]
+    await spaces[3].put(blocks[3].key, spaces[3].contents()[blocks[3].key][:-20])
     with pytest.raises(BlockCorrupt):
         await verify_block(layout, blocks[3])
-    del spaces[4].objects[blocks[4].key]
+    await spaces[4].delete(blocks[4].key)
     with pytest.raises(BlockNotFound):
         await verify_block(layout, blocks[4])
     # a fragment stored under the wrong index does not authenticate
-    spaces[0].objects[blocks[0].key] = spaces[5].objects[blocks[5].key]
+    await spaces[0].put(blocks[0].key, spaces[5].contents()[blocks[5].key])
     with pytest.raises(BlockCorrupt):
         await verify_block(layout, blocks[0])
     # replicas verify with the shared nonce
@@ -477,8 +488,12 @@ async def test_abandoned_read_cancels_prefetch() -> None:
     first = await anext(gen)
     assert first == data[:SMALL_SEG]
     await gen.aclose()  # type: ignore[attr-defined]
-    await asyncio.sleep(0)
-    reads = len(spaces[0].reads)
+    # The prefetches it cancelled end (they are the loop's only other tasks).
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=5)
+    assert not any(not t.done() for t in others)
+    reads = spaces[0].stats.reads
     assert reads <= 1 + READ_AHEAD < 8  # the rest of the 8 segments is never read
 
 
@@ -486,18 +501,18 @@ async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:
     policy = EcPolicy(4, 6, 4096)
     data = os.urandom(3 * policy.segment_size)
     spaces, blocks, layout, _ = await store(policy, data)
-    del spaces[2].objects[blocks[2].key]
+    await spaces[2].delete(blocks[2].key)
     off = policy.segment_size + 2 * 4096 + 7  # inside fragment 2 of segment 1
     reports: list[int] = []
     got = await read_all(layout, blocks, off, 100, on_bad_block=lambda i, e: reports.append(i))
     assert got == data[off : off + 100]
     assert reports == [2]
-    assert [len(s.reads) for s in spaces] == [1, 1, 1, 1, 1, 0]
+    assert [s.stats.reads for s in spaces] == [1, 1, 1, 1, 1, 0]
     # a range held by an intact fragment does not notice the missing one
     for s in spaces:
-        s.reset_counters()
+        s.stats.reset()
     reports.clear()
     got = await read_all(layout, blocks, 10, 100, on_bad_block=lambda i, e: reports.append(i))
     assert got == data[10:110]
     assert reports == []
-    assert [len(s.reads) for s in spaces] == [1, 0, 0, 0, 0, 0]
+    assert [s.stats.reads for s in spaces] == [1, 0, 0, 0, 0, 0]

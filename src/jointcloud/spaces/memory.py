@@ -3,14 +3,19 @@
 Keys map to immutable ``bytes`` in a dict; a writer collects chunks and joins them
 once on ``commit``, so nothing is visible before then. ``sub(root)`` gives a view
 under a sub-directory sharing the same dict, like ``rootPath`` in a real bucket.
-``available`` is a fault switch for tests: when ``False`` every operation raises
-``SpaceUnavailable``.
+
+For tests and benchmarks (every view of one space shares them): ``available``
+is a fault switch (when ``False`` every operation raises ``SpaceUnavailable``),
+``faults`` injects narrower failures (reads, writes after a count, commits) and
+hooks before each write (a delay, a gate), ``stats`` counts what was asked of
+the space, and ``contents``/``corrupt`` look at and damage the stored bytes.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
 from jointcloud.errors import BadArgument, BlockNotFound, OperationFailed, SpaceUnavailable
 from jointcloud.spaces.base import Capabilities, Entry, check_key
@@ -23,12 +28,54 @@ def _check_range(offset: int, length: int | None) -> None:
         raise BadArgument(f"read length must be >= 0, got {length}")
 
 
+@dataclass
+class Faults:
+    """Failures to inject, for tests and benchmarks. Reads (``read``,
+    ``read_stream``) fail with ``fail_reads``; a writer's ``write`` fails once
+    the space has seen ``fail_writes_after`` of them; ``commit`` fails with
+    ``fail_commit``. ``before_write`` is awaited before every ``write`` of a
+    writer: a delay, or a gate a test opens when it wants."""
+
+    fail_reads: bool = False
+    fail_writes_after: int | None = None
+    fail_commit: bool = False
+    before_write: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass
+class Stats:
+    """What was asked of the space, for tests and benchmarks: counters, and a
+    log of every read's (key, offset, length) once ``read_log`` is a list."""
+
+    reads: int = 0  # read and read_stream calls, failed ones too
+    bytes_read: int = 0
+    write_calls: int = 0  # writes to a writer, failed ones too
+    writers: int = 0  # writers opened
+    commits: int = 0
+    aborts: int = 0  # writers aborted before a commit
+    read_log: list[tuple[str, int, int | None]] | None = None
+
+    @property
+    def open_writers(self) -> int:
+        """Writers neither committed nor aborted."""
+        return self.writers - self.commits - self.aborts
+
+    def reset(self) -> None:
+        """Back to zero (an enabled read log stays enabled, emptied)."""
+        self.reads = self.bytes_read = self.write_calls = 0
+        self.writers = self.commits = self.aborts = 0
+        if self.read_log is not None:
+            self.read_log = []
+
+
+@dataclass
 class _Store:
     """What every view of one named memory space shares."""
 
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[bytes, float]] = {}
-        self.available = True
+    data: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    available: bool = True
+    faults: Faults = field(default_factory=Faults)
+    stats: Stats = field(default_factory=Stats)
 
 
 class MemoryWriter:
@@ -39,20 +86,33 @@ class MemoryWriter:
         self._done = False
 
     async def write(self, data: bytes) -> None:
-        self._space._check(self._key)
+        space = self._space
+        space._check(self._key)
         if self._done:
             raise OperationFailed(f"writer for {self._key!r} is already finished")
+        space.stats.write_calls += 1
+        limit = space.faults.fail_writes_after
+        if limit is not None and space.stats.write_calls > limit:
+            raise SpaceUnavailable(f"injected write failure (key {self._key!r})")
+        if space.faults.before_write is not None:
+            await space.faults.before_write()
         self._chunks.append(bytes(data))
 
     async def commit(self) -> None:
-        self._space._check(self._key)
+        space = self._space
+        space._check(self._key)
         if self._done:
             raise OperationFailed(f"writer for {self._key!r} is already finished")
+        if space.faults.fail_commit:
+            raise SpaceUnavailable(f"injected commit failure (key {self._key!r})")
         self._done = True
-        self._space._store(self._key, b"".join(self._chunks))
+        space._store(self._key, b"".join(self._chunks))
+        space.stats.commits += 1
         self._chunks = []
 
     async def abort(self) -> None:
+        if not self._done:
+            self._space.stats.aborts += 1
         self._done = True
         self._chunks = []
 
@@ -76,6 +136,29 @@ class MemorySpace:
     @available.setter
     def available(self, value: bool) -> None:
         self._shared.available = value
+
+    @property
+    def faults(self) -> Faults:
+        """Failures to inject (see ``Faults``), shared by every view."""
+        return self._shared.faults
+
+    @property
+    def stats(self) -> Stats:
+        """What was asked of the space (see ``Stats``), shared by every view."""
+        return self._shared.stats
+
+    def contents(self) -> dict[str, bytes]:
+        """The committed keys of this view and their bytes (a copy), for tests."""
+        cut = len(self._prefix)
+        return {k[cut:]: data for k, (data, _) in self._data.items() if k.startswith(self._prefix)}
+
+    def corrupt(self, key: str, at: int = 0) -> None:
+        """Flip one bit of a stored key at byte ``at`` (bit rot), for tests."""
+        full = self._prefix + check_key(key)
+        data, mtime = self._data[full]
+        damaged = bytearray(data)
+        damaged[at] ^= 0x01
+        self._data[full] = (bytes(damaged), mtime)
 
     def __repr__(self) -> str:
         return f"MemorySpace(name={self.name!r}, root={self._prefix!r})"
@@ -104,9 +187,22 @@ class MemorySpace:
         except KeyError:
             raise BlockNotFound(f"key {key!r} not found in memory space {self.name!r}") from None
 
+    def _read(self, key: str, offset: int, length: int | None) -> bytes:
+        """The stored bytes of ``key``, counted (and failed, if asked to)."""
+        _check_range(offset, length)
+        stats = self.stats
+        stats.reads += 1
+        if stats.read_log is not None:
+            stats.read_log.append((key, offset, length))
+        if self.faults.fail_reads:
+            check_key(key)
+            raise SpaceUnavailable(f"injected read failure (key {key!r})")
+        return self._get(key)[0]
+
     async def open_writer(self, key: str) -> MemoryWriter:
         check_key(key)
         self._check(key)
+        self.stats.writers += 1
         return MemoryWriter(self, key)
 
     async def put(self, key: str, data: bytes) -> None:
@@ -115,21 +211,23 @@ class MemorySpace:
         self._store(key, bytes(data))
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        _check_range(offset, length)
-        data = self._get(key)[0]
+        data = self._read(key, offset, length)
         end = len(data) if length is None else offset + length
-        return data[offset:end]
+        out = data[offset:end]
+        self.stats.bytes_read += len(out)
+        return out
 
     async def read_stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
     ) -> AsyncIterator[bytes]:
-        _check_range(offset, length)
-        data = self._get(key)[0]
+        data = self._read(key, offset, length)
         end = len(data) if length is None else min(len(data), offset + length)
         view = memoryview(data)
         for pos in range(offset, end, chunk):
             self._check(key)
-            yield bytes(view[pos : min(pos + chunk, end)])
+            piece = bytes(view[pos : min(pos + chunk, end)])
+            self.stats.bytes_read += len(piece)
+            yield piece
 
     async def stat(self, key: str) -> Entry:
         data, mtime = self._get(key)
