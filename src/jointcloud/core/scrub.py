@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from jointcloud.core.repair import CORRUPT, MISSING, UNREACHABLE, RepairService, Throttle
@@ -23,21 +23,30 @@ MB = 1_000_000
 
 
 class RateLimiter:
-    """At most ``rate`` bytes per second on average; no burst allowance."""
+    """At most ``rate`` bytes per second on average; no burst allowance.
+    ``clock`` and ``sleep`` are injectable (a test drives a fake clock)."""
 
-    def __init__(self, bytes_per_second: float) -> None:
+    def __init__(
+        self,
+        bytes_per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = bytes_per_second
-        self._next = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
 
     async def take(self, amount: int) -> None:
         """Wait until ``amount`` bytes may be read."""
         if self.rate <= 0 or amount <= 0:
             return
-        now = time.monotonic()
+        now = self._clock()
         start = max(self._next, now)
         self._next = start + amount / self.rate
         if start > now:
-            await asyncio.sleep(start - now)
+            await self._sleep(start - now)
 
 
 @dataclass(frozen=True)
