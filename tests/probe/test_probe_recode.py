@@ -37,7 +37,8 @@ class Readers:
     stop: threading.Event = field(default_factory=threading.Event)
     reads: int = 0
     failures: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Guards the counters; notified after every read.
+    changed: threading.Condition = field(default_factory=threading.Condition)
 
     def run(self, seed: int) -> None:
         rng = random.Random(seed)
@@ -63,14 +64,22 @@ class Readers:
                         problem = f"{object_id} {params}: different bytes"
                 except httpx.HTTPError as exc:
                     problem = f"{object_id} {params}: {exc!r}"
-                with self.lock:
+                with self.changed:
                     self.reads += 1
                     if problem:
                         self.failures.append(problem)
+                    self.changed.notify_all()
 
     def count(self) -> int:
-        with self.lock:
+        with self.changed:
             return self.reads
+
+    def wait_for(self, reads: int, timeout: float = 60.0) -> None:
+        """Until ``reads`` reads are done in all, or one failed."""
+        with self.changed:
+            done = self.changed.wait_for(lambda: self.reads >= reads or self.failures, timeout)
+            assert done, f"the readers stalled at {self.reads} reads"
+            assert not self.failures, self.failures[:5]
 
 
 def test_policy_change_under_reads(tmp_path: Path) -> None:
@@ -101,6 +110,7 @@ def _scenario(server: ProbeServer, tmp_path: Path) -> None:
         t.start()
     try:
         for policy in (EC34, REP3):
+            readers.wait_for(readers.count() + READERS)  # the readers are at it
             before = readers.count()
             with server.client() as api:
                 ok(api.post("/v1/package/update", json={"packageID": pkg, "redundancy": policy}))
@@ -121,10 +131,7 @@ def _scenario(server: ProbeServer, tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, listed
                 time.sleep(0.1)
             assert readers.count() > before  # reads kept going while it was re-encoded
-            after = readers.count()
-            while readers.count() < after + 20:  # and go on from the new layouts
-                assert not readers.failures, readers.failures[:5]
-                time.sleep(0.05)
+            readers.wait_for(readers.count() + 20)  # and go on from the new layouts
     finally:
         readers.stop.set()
         for t in threads:
