@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from support.postgres import PostgresServer

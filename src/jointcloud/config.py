@@ -1,16 +1,33 @@
-"""Settings, loaded once at start-up from flags and ``JCS_*`` environment."""
+"""Settings, loaded once at start-up from flags and ``JCS_*`` environment.
+
+``Settings`` is the value every layer reads (a frozen dataclass: tests build
+it directly with keyword arguments). ``Environment`` is how it is loaded: a
+pydantic-settings model whose fields are the ``JCS_*`` variables, so a bad
+value is reported naming the variable (or the flag) instead of failing deep
+inside the server. Flags win over the environment, the environment over the
+defaults; an empty variable counts as unset.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from jointcloud.errors import BadArgument
 from jointcloud.spaces.rules import SpaceRules, resolve_local
 
 DEFAULT_LISTEN = "127.0.0.1:7890"
+# What one ``jcs serve`` process does: ``api`` serves the protocols on their
+# listeners, ``jobs`` runs the background jobs (repair, scrub, GC, sync, ...).
+ROLES = ("api", "jobs")
+# The listener every process has (``--listen``): the JCS v1 API, /metrics and
+# /healthz. Further listeners are named after the protocol they serve.
+MAIN_LISTENER = "main"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -18,6 +35,11 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise BadArgument(f"listen address must be HOST:PORT, got {value!r}")
     return host, int(port)
+
+
+class ConfigError(BadArgument):
+    """A flag or ``JCS_*`` variable with a value that cannot be used; the
+    message names it. ``jcs serve`` prints it and exits with status 2."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,8 @@ class Settings:
     scrub_mbps: float = 50.0  # scrub reads at most this many MB (10^6 bytes) per second
     scrub_interval: float = 86400.0  # pause between two full sweeps
     sync_parallel: int = 16  # files copied at once by one transfer task
+    # Files in one POST /v1/object/upload (JCS_MAX_UPLOAD_FILES); more is a BadArgument.
+    max_upload_files: int = 1000
     # Directories that may hold Local user spaces besides <data-dir>/spaces
     # (--local-root, JCS_LOCAL_ROOTS separated by ':'); see docs/security.md.
     local_roots: tuple[Path, ...] = ()
@@ -45,18 +69,30 @@ class Settings:
     endpoint_allow: tuple[str, ...] = ()
     # ``Memory`` user spaces (process memory, gone on restart): tests only.
     allow_memory_spaces: bool = False
+    # What this process does (--role, JCS_ROLES separated by ','): see ROLES.
+    roles: tuple[str, ...] = ROLES
+    # Listeners besides the main one (``listen``): (protocol, "HOST:PORT")
+    # pairs (JCS_LISTENERS="s3=127.0.0.1:7891,..."); the host knows which
+    # protocols exist.
+    listeners: tuple[tuple[str, str], ...] = ()
+    # Least level of the JSON logs (JCS_LOG_LEVEL); ``debug`` adds one
+    # "request" line per HTTP request.
+    log_level: str = "info"
+
+    def listen_addresses(self) -> tuple[tuple[str, str], ...]:
+        """Every listener of this process, the main one first: (name, HOST:PORT)."""
+        return ((MAIN_LISTENER, self.listen), *self.listeners)
 
     def space_rules(self) -> SpaceRules:
         """The confinement every user space is opened under."""
         data = resolve_local(self.data_dir)
         roots = (data / "spaces", *(resolve_local(r) for r in self.local_roots))
-        host, port = parse_listen(self.listen)
         return SpaceRules(
             local_roots=tuple(dict.fromkeys(roots)),
             data_dir=data,
             private_endpoints=self.allow_private_endpoints,
             endpoint_allow=self.endpoint_allow,
-            own_listeners=((host, port),),
+            own_listeners=tuple(parse_listen(a) for _, a in self.listen_addresses()),
             memory=self.allow_memory_spaces,
         )
 
@@ -73,35 +109,186 @@ class Settings:
         *,
         local_roots: list[str] | None = None,
         allow_private_endpoints: bool = False,
+        roles: list[str] | None = None,
     ) -> Settings:
-        env = os.environ
-        roots = local_roots or [r for r in env.get("JCS_LOCAL_ROOTS", "").split(":") if r]
-        allow = [a.strip() for a in env.get("JCS_ENDPOINT_ALLOW", "").split(",") if a.strip()]
-        return cls(
-            data_dir=Path(data_dir or env.get("JCS_DATA_DIR") or "./jcs-data").resolve(),
-            listen=listen or env.get("JCS_LISTEN") or DEFAULT_LISTEN,
-            database_url=database_url or env.get("JCS_DATABASE_URL") or None,
-            gc_delay=timedelta(seconds=float(env.get("JCS_GC_DELAY_SECONDS", "600"))),
-            gc_interval=float(env.get("JCS_GC_INTERVAL_SECONDS", "60")),
-            multipart_expiry=timedelta(
-                seconds=float(env.get("JCS_MULTIPART_EXPIRY_SECONDS", "86400"))
-            ),
-            health_interval=float(env.get("JCS_HEALTH_INTERVAL_SECONDS", "30")),
-            drain_interval=float(env.get("JCS_DRAIN_INTERVAL_SECONDS", "60")),
-            recode_interval=float(env.get("JCS_RECODE_INTERVAL_SECONDS", "60")),
-            repair_interval=float(env.get("JCS_REPAIR_INTERVAL_SECONDS", "30")),
-            scrub_mbps=float(env.get("JCS_SCRUB_MBPS", "50")),
-            scrub_interval=float(env.get("JCS_SCRUB_INTERVAL_SECONDS", "86400")),
-            sync_parallel=max(1, int(env.get("JCS_SYNC_PARALLEL", "16"))),
-            local_roots=tuple(_local_root(r) for r in roots),
-            allow_private_endpoints=allow_private_endpoints
-            or env.get("JCS_ALLOW_PRIVATE_ENDPOINTS", "").lower() in ("1", "true", "yes"),
-            endpoint_allow=tuple(allow),
+        """Flags (the arguments; ``None``/empty = not given) over ``JCS_*``
+        variables over defaults. Raises ``ConfigError`` naming the flag or
+        the variable whose value is bad."""
+        flags: dict[str, Any] = {
+            "data_dir": data_dir or None,
+            "listen": listen or None,
+            "database_url": database_url or None,
+            "local_roots": tuple(local_roots) if local_roots else None,
+            "allow_private_endpoints": True if allow_private_endpoints else None,
+            "roles": ",".join(roles) if roles else None,
+        }
+        given = {k: v for k, v in flags.items() if v is not None}
+        try:
+            env = Environment(**given)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, given)) from None
+        return env.settings()
+
+
+# Flag spelling of each field that also has a flag (for error messages).
+FLAGS = {
+    "data_dir": "--data-dir",
+    "listen": "--listen",
+    "database_url": "--database-url",
+    "local_roots": "--local-root",
+    "allow_private_endpoints": "--allow-private-endpoints",
+    "roles": "--role",
+}
+ENV_PREFIX = "JCS_"
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Interval = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _split(value: Any, sep: str) -> Any:
+    """A list variable: ``sep``-separated, blanks dropped."""
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(sep) if p.strip())
+    return value
+
+
+class Environment(BaseSettings):
+    """The ``JCS_*`` variables (and flags passed as keyword arguments), each
+    field being one variable: ``gc_delay_seconds`` is ``JCS_GC_DELAY_SECONDS``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Path("./jcs-data")
+    listen: str = DEFAULT_LISTEN
+    database_url: str | None = None
+    gc_delay_seconds: Seconds = 600.0
+    gc_interval_seconds: Interval = 60.0
+    multipart_expiry_seconds: Seconds = 86400.0
+    health_interval_seconds: Interval = 30.0
+    drain_interval_seconds: Interval = 60.0
+    recode_interval_seconds: Interval = 60.0
+    repair_interval_seconds: Interval = 30.0
+    scrub_mbps: Interval = 50.0
+    scrub_interval_seconds: Interval = 86400.0
+    sync_parallel: Annotated[int, Field(ge=1)] = 16
+    max_upload_files: Annotated[int, Field(ge=1)] = 1000
+    local_roots: Annotated[tuple[str, ...], NoDecode] = ()  # ':'-separated
+    allow_private_endpoints: bool = False
+    endpoint_allow: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
+    roles: Annotated[tuple[str, ...], NoDecode] = ROLES  # ','-separated
+    listeners: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()  # "name=HOST:PORT,..."
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        try:
+            parse_listen(value)
+        except BadArgument as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @field_validator("local_roots", mode="before")
+    @classmethod
+    def _roots(cls, value: Any) -> Any:
+        return _split(value, ":")
+
+    @field_validator("local_roots")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for raw in value:
+            if not Path(raw).is_absolute() or "\x00" in raw:
+                raise ValueError(f"a local root must be an absolute directory, got {raw!r}")
+        return value
+
+    @field_validator("endpoint_allow", mode="before")
+    @classmethod
+    def _allow(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [r for r in value if r not in ROLES]
+        if unknown or not value:
+            raise ValueError(f"roles are a ','-separated list of {', '.join(ROLES)}")
+        return tuple(r for r in ROLES if r in value)  # canonical order, no repeats
+
+    @field_validator("listeners", mode="before")
+    @classmethod
+    def _listeners(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs = []
+        for item in _split(value, ","):
+            name, sep, address = item.partition("=")
+            if not sep:
+                raise ValueError(f"a listener is NAME=HOST:PORT, got {item!r}")
+            pairs.append((name.strip(), address.strip()))
+        return tuple(pairs)
+
+    @field_validator("listeners")
+    @classmethod
+    def _check_listeners(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        names = [MAIN_LISTENER]
+        for name, address in value:
+            if not name.isidentifier() or name in names:
+                raise ValueError(f"listener names must be distinct words, got {name!r}")
+            names.append(name)
+            try:
+                parse_listen(address)
+            except BadArgument as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    def settings(self) -> Settings:
+        return Settings(
+            data_dir=self.data_dir.resolve(),
+            listen=self.listen,
+            database_url=self.database_url,
+            gc_delay=timedelta(seconds=self.gc_delay_seconds),
+            gc_interval=self.gc_interval_seconds,
+            multipart_expiry=timedelta(seconds=self.multipart_expiry_seconds),
+            health_interval=self.health_interval_seconds,
+            drain_interval=self.drain_interval_seconds,
+            recode_interval=self.recode_interval_seconds,
+            repair_interval=self.repair_interval_seconds,
+            scrub_mbps=self.scrub_mbps,
+            scrub_interval=self.scrub_interval_seconds,
+            sync_parallel=self.sync_parallel,
+            max_upload_files=self.max_upload_files,
+            local_roots=tuple(Path(r) for r in self.local_roots),
+            allow_private_endpoints=self.allow_private_endpoints,
+            endpoint_allow=self.endpoint_allow,
+            roles=self.roles,
+            listeners=self.listeners,
+            log_level=self.log_level,
         )
 
 
-def _local_root(raw: str) -> Path:
-    path = Path(raw)
-    if not path.is_absolute() or "\x00" in raw:
-        raise BadArgument(f"--local-root must be an absolute directory, got {raw!r}")
-    return path
+def _explain(exc: ValidationError, given: dict[str, Any]) -> str:
+    """One line per bad value, naming the flag or the variable it came from."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        name = FLAGS.get(field, field) if field in given else ENV_PREFIX + field.upper()
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        value = err.get("input")
+        if field != "database_url" and isinstance(value, str | int | float) and value != "":
+            shown = repr(value) if len(str(value)) <= 80 else repr(str(value)[:80]) + "..."
+            problems.append(f"{name}={shown}: {message}")
+        else:
+            problems.append(f"{name}: {message}")
+    return "; ".join(problems) or "invalid configuration"

@@ -2,19 +2,36 @@
 
 Tracebacks are rendered as plain text without local variables: structlog's
 default development renderer prints locals, which would put API keys and
-credentials into the log.
+credentials into the log. Values bound with ``structlog.contextvars`` (the
+``request_id`` of the HTTP request being served, see
+``api/common/observability.py``) appear on every line logged meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level)
+
+def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = None) -> None:
+    """JSON lines on ``stream`` (default stderr) from ``level`` up (a number
+    or one of ``LEVELS``' names)."""
+    if isinstance(level, str):
+        level = LEVELS[level.lower()]
+    out = stream if stream is not None else sys.stderr
+    # Libraries' own (stdlib) logs stay at INFO and up: at DEBUG, aiosqlite
+    # and others log every statement.
+    logging.basicConfig(format="%(message)s", stream=out, level=max(level, logging.INFO))
     logging.getLogger("alembic").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
@@ -25,7 +42,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
     )
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from jcs_helpers import Api, Other
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from jcs_helpers import Api, multipart, text_data
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core.fsck import FsckReport, fsck

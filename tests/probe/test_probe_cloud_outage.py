@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core.fsck import fsck

@@ -30,7 +30,7 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from support.trees import write_tree

@@ -90,19 +90,36 @@ def serve(
             "(else $JCS_ALLOW_PRIVATE_ENDPOINTS; $JCS_ENDPOINT_ALLOW lists single ones)",
         ),
     ] = False,
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--role",
+            help="what this process does: api (serve the listeners), jobs (run the "
+            "background jobs), or api,jobs (the default; else $JCS_ROLES); "
+            "without api only /healthz and /metrics are served",
+        ),
+    ] = None,
 ) -> None:
-    """Run the service (JCS v1 API) on the embedded defaults."""
-    from jointcloud.cli.serve import run_server
+    """Run the service (JCS v1 API, /metrics, background jobs) on the embedded defaults.
 
-    run_server(
-        Settings.load(
+    A bad flag or JCS_* value is reported naming it, with exit status 2.
+    """
+    from jointcloud.cli.serve import run_server
+    from jointcloud.config import ConfigError
+
+    try:
+        settings = Settings.load(
             data_dir,
             listen,
             database_url,
             local_roots=local_root,
             allow_private_endpoints=allow_private_endpoints,
+            roles=role,
         )
-    )
+        run_server(settings)
+    except ConfigError as exc:
+        print(f"error: configuration: {exc.message}", file=sys.stderr, flush=True)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

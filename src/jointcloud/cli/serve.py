@@ -1,4 +1,4 @@
-"""``jcs serve``: open the context, bootstrap on first start, run uvicorn."""
+"""``jcs serve``: the host (``api/host.py``): listeners on uvicorn, background jobs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import uvicorn
-
-from jointcloud.api.app import create_app
-from jointcloud.config import Settings, parse_listen
-from jointcloud.context import Context
+from jointcloud.api.host import Host, check_listeners
+from jointcloud.config import Settings
 from jointcloud.logs import configure_logging
 from jointcloud.redundancy.erasure import apply_malloc_tuning
 
@@ -38,37 +35,24 @@ async def serve(settings: Settings) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="jcs-io")
     )
-    host, port = parse_listen(settings.listen)
-    ctx = await Context.open(settings)
-    try:
-        key = await ctx.bootstrap()
-        if key is not None:
-            _announce_root_key(key, settings.data_dir / "root.key")
-        config = uvicorn.Config(
-            create_app(ctx),
-            host=host,
-            port=port,
-            http="httptools",
-            loop="none",
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-            timeout_keep_alive=30,
-        )
-        server = uvicorn.Server(config)
-        print(f"jcs serving on http://{host}:{port} (data dir {settings.data_dir})", flush=True)
-        await server.serve()
-    finally:
-        await ctx.close()
+    host = Host(
+        settings,
+        say=lambda line: print(line, flush=True),
+        on_root_key=lambda key: _announce_root_key(key, settings.data_dir / "root.key"),
+    )
+    await host.serve()
 
 
 def run_server(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT. A listener naming no known protocol is a
+    ``ConfigError`` raised before anything starts."""
+    check_listeners(settings)
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
-    configure_logging()
+    configure_logging(settings.log_level)
     try:
         import uvloop
-
-        uvloop.run(serve(settings))
     except ImportError:
         asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))

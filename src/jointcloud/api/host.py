@@ -1,0 +1,320 @@
+"""The host: one process serving protocol apps on listeners, and the owner of
+the context and of the background jobs (DESIGN §3).
+
+``jcs serve`` builds a ``Host`` from the settings. The host opens the
+``Context`` (and bootstraps a fresh store), starts the job runner when the
+process has the ``jobs`` role, runs one uvicorn server per listener in one
+event loop, and on SIGTERM/SIGINT stops the servers (in-flight requests
+finish), then the jobs, then closes the context.
+
+Listeners: the main one (``--listen``, default ``127.0.0.1:7890``) serves the
+JCS v1 API (``/v1/...``, ``/healthz``) and ``/metrics``; further listeners
+(``JCS_LISTENERS="name=HOST:PORT"``) serve the protocol registered under that
+name in ``PROTOCOLS`` (the S3 endpoint joins there). A process without the
+``api`` role serves only ``/healthz`` and ``/metrics`` on the main listener
+and no other listener: a job worker stays observable and health-checkable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+import uvicorn
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    Gauge,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from jointcloud.api.common.observability import HttpMetrics, Observability
+from jointcloud.api.jcs.app import create_app
+from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
+from jointcloud.context import Context
+from jointcloud.core import stats
+
+log = structlog.get_logger(__name__)
+
+# Protocols that may have a listener of their own: name → app over the
+# context with the host's HTTP instruments. The main listener's app is built
+# by ``main_app``.
+AppFactory = Callable[[Context, HttpMetrics], ASGIApp]
+PROTOCOLS: dict[str, AppFactory] = {}
+
+METRICS_PATH = "/metrics"
+HEALTH_PATH = "/healthz"
+
+
+class Background(Protocol):
+    """What the host runs beside the listeners (the job runner)."""
+
+    async def run_forever(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    address: str  # HOST:PORT
+    app: ASGIApp
+
+
+# --- /metrics ---------------------------------------------------------------
+
+
+class Metrics:
+    """Every instrument of one host on one registry: the HTTP ones (fed by
+    the observability middleware of each app) and gauges of the store (job
+    progress, user spaces by state) read from the metadata database at each
+    scrape, plus the process, platform and GC collectors."""
+
+    def __init__(self) -> None:
+        self.http = HttpMetrics()
+        reg = self.http.registry
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            # the library's default instances are already registered on its
+            # global registry; a collector may be registered on several.
+            reg.register(collector)
+        self.metadata_up = Gauge(
+            "jcs_metadata_up",
+            "1 if the last scrape could read the metadata database",
+            registry=reg,
+        )
+        self.spaces = Gauge(
+            "jcs_user_spaces", "User spaces of every user, by state", ["state"], registry=reg
+        )
+        job = ["job"]
+        self.job_running = Gauge(
+            "jcs_job_running", "1 while a process runs a pass of the job", job, registry=reg
+        )
+        self.job_done = Gauge(
+            "jcs_job_progress_done", "Units done by the running or last pass", job, registry=reg
+        )
+        self.job_total = Gauge(
+            "jcs_job_progress_total", "Units to do in the running or last pass", job, registry=reg
+        )
+        self.job_runs = Gauge(
+            "jcs_job_runs", "Passes finished since the job was registered", job, registry=reg
+        )
+        self.job_failed = Gauge(
+            "jcs_job_last_pass_failed", "1 if the last pass ended in an error", job, registry=reg
+        )
+        self.job_finished = Gauge(
+            "jcs_job_last_finished_timestamp_seconds",
+            "When the last pass ended (Unix time)",
+            job,
+            registry=reg,
+        )
+
+    async def refresh(self, ctx: Context) -> None:
+        try:
+            spaces = await stats.spaces_by_state(ctx.db)
+            jobs = await stats.job_progress(ctx.db)
+        except Exception as exc:  # the scrape still shows the HTTP figures
+            log.warning("metrics: metadata unreadable", error=f"{type(exc).__name__}: {exc}")
+            self.metadata_up.set(0)
+            return
+        self.metadata_up.set(1)
+        for state, count in spaces.items():
+            self.spaces.labels(state).set(count)
+        for j in jobs:
+            self.job_running.labels(j.name).set(1 if j.running else 0)
+            self.job_done.labels(j.name).set(j.done)
+            self.job_total.labels(j.name).set(j.total)
+            self.job_runs.labels(j.name).set(j.runs)
+            self.job_failed.labels(j.name).set(1 if j.failed else 0)
+            if j.last_finished is not None:
+                self.job_finished.labels(j.name).set(j.last_finished.timestamp())
+
+    async def render(self, ctx: Context) -> bytes:
+        """The Prometheus text exposition of every instrument, refreshed."""
+        await self.refresh(ctx)
+        return generate_latest(self.http.registry)
+
+
+# --- the apps of the main listener -------------------------------------------
+
+
+def host_app(ctx: Context, metrics: Metrics, roles: Sequence[str]) -> ASGIApp:
+    """The host's own endpoints: ``/metrics`` and ``/healthz``."""
+
+    async def metrics_endpoint(_: Request) -> Response:
+        return Response(await metrics.render(ctx), media_type=CONTENT_TYPE_LATEST)
+
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "roles": list(roles)})
+
+    app = Starlette(
+        routes=[
+            Route(METRICS_PATH, metrics_endpoint, methods=["GET"]),
+            Route(HEALTH_PATH, health, methods=["GET"]),
+        ]
+    )
+    return Observability(app, protocol="host", metrics=metrics.http)
+
+
+class _ByPath:
+    """Sends the host's own paths to the host app, the rest to the protocol app."""
+
+    def __init__(self, own: frozenset[str], host: ASGIApp, protocol: ASGIApp) -> None:
+        self.own = own
+        self.host = host
+        self.protocol = protocol
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.own:
+            await self.host(scope, receive, send)
+        else:
+            await self.protocol(scope, receive, send)
+
+
+def main_app(ctx: Context, metrics: Metrics, roles: Sequence[str] = ("api", "jobs")) -> ASGIApp:
+    """The app of the main listener: the JCS v1 API and ``/metrics`` with the
+    ``api`` role; only ``/metrics`` and ``/healthz`` without it."""
+    own = host_app(ctx, metrics, roles)
+    if "api" not in roles:
+        return own
+    return _ByPath(frozenset({METRICS_PATH}), own, create_app(ctx, metrics=metrics.http))
+
+
+def check_listeners(settings: Settings) -> None:
+    """Every extra listener names a protocol this host knows (ConfigError)."""
+    for name, _ in settings.listeners:
+        if name not in PROTOCOLS:
+            known = ", ".join(sorted(PROTOCOLS)) or "none yet"
+            raise ConfigError(
+                f"JCS_LISTENERS: no protocol {name!r} to serve (known: {known}); "
+                f"the main listener is --listen"
+            )
+
+
+def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[Listener]:
+    check_listeners(settings)
+    listeners = [Listener(MAIN_LISTENER, settings.listen, main_app(ctx, metrics, settings.roles))]
+    if "api" in settings.roles:
+        for name, address in settings.listeners:
+            listeners.append(Listener(name, address, PROTOCOLS[name](ctx, metrics.http)))
+    return listeners
+
+
+# --- serving ---------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to the host: with several servers
+    in one loop, each would otherwise take SIGTERM from the one before."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(listener: Listener) -> uvicorn.Config:
+    host, port = parse_listen(listener.address)
+    return uvicorn.Config(
+        listener.app,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="none",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+    )
+
+
+def job_runner(ctx: Context) -> Background:
+    """The runner of every background job (``jobs.registry``)."""
+    from jointcloud.jobs.registry import build_runner
+
+    return build_runner(ctx)
+
+
+class Host:
+    """Runs one process: context, listeners (role ``api``), jobs (role ``jobs``).
+    ``background`` builds what the ``jobs`` role runs (default: every job)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        background: Callable[[Context], Background] = job_runner,
+        say: Callable[[str], None] | None = None,
+        on_root_key: Callable[[str], None] | None = None,
+    ) -> None:
+        check_listeners(settings)
+        self.settings = settings
+        self.background = background
+        self.say = say or (lambda line: log.info(line))
+        self.on_root_key = on_root_key
+        self.servers: list[_Server] = []
+        self.runner: Background | None = None
+        self._signals = 0
+
+    async def serve(self) -> None:
+        settings = self.settings
+        ctx = await Context.open(settings)
+        runner_task: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            key = await ctx.bootstrap()
+            if key is not None and self.on_root_key is not None:
+                self.on_root_key(key)
+            listeners = build_listeners(ctx, settings, Metrics())
+            self.servers = [_Server(uvicorn_config(li)) for li in listeners]
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            if "jobs" in settings.roles:
+                self.runner = self.background(ctx)
+                runner_task = asyncio.create_task(self.runner.run_forever())
+            tasks = [asyncio.create_task(s.serve()) for s in self.servers]
+            for li in listeners:
+                self.say(
+                    f"jcs serving on http://{li.address} ({li.name} listener; "
+                    f"roles {','.join(settings.roles)}; data dir {settings.data_dir})"
+                )
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            self.stop()  # one server ended (a signal ends them all): end the rest
+            await asyncio.gather(*tasks)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            if self.runner is not None:
+                self.runner.stop()
+            if runner_task is not None:
+                try:
+                    await asyncio.wait_for(runner_task, timeout=10)
+                except (TimeoutError, asyncio.CancelledError):
+                    pass
+                except Exception as exc:
+                    log.warning("job runner ended with an error", error=repr(exc))
+            await ctx.close()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1 and sig == signal.SIGINT:
+            for s in self.servers:
+                s.force_exit = True  # a second Ctrl-C: do not wait for open connections
+        self.stop()
+
+    def stop(self) -> None:
+        """Graceful stop: servers finish their requests, jobs end their loops."""
+        for s in self.servers:
+            s.should_exit = True
+        if self.runner is not None:
+            self.runner.stop()

@@ -1,0 +1,54 @@
+"""The JCS v1 API as one ASGI application (``/v1/...`` and ``/healthz``).
+
+It only translates HTTP to core calls: the context it serves is opened and
+closed, and the background jobs are run, by the host (``api/host.py``).
+Every request passes the shared observability middleware (request id,
+metrics) before anything else, so even a 500 carries its ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
+
+from jointcloud.api.common.observability import HttpMetrics, Observability
+from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces, routes_transfers
+from jointcloud.api.jcs.envelope import HANDLERS
+from jointcloud.context import Context
+from jointcloud.logs import ensure_logging
+
+PROTOCOL = "jcs"
+
+
+class JcsApi(FastAPI):
+    """FastAPI with the observability middleware outside its whole stack
+    (outside the error handlers, which answer unexpected errors with 500)."""
+
+    metrics: HttpMetrics
+
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = super().build_middleware_stack()
+        return Observability(inner, protocol=PROTOCOL, metrics=self.metrics)
+
+
+def create_app(
+    ctx: Context, *, background: bool = False, metrics: HttpMetrics | None = None
+) -> JcsApi:
+    """The JCS v1 app over ``ctx``. ``metrics``: the host's instruments
+    (default: instruments of its own). ``background`` must be False: jobs
+    are the host's (``jcs serve --role jobs``), or a test's own runner."""
+    if background:
+        raise ValueError("the JCS app runs no jobs: the host does (api/host.py)")
+    ensure_logging()
+    app = JcsApi(title="JointCloud JCS v1 API", version="1", exception_handlers=HANDLERS)
+    app.metrics = metrics if metrics is not None else HttpMetrics()
+    app.state.ctx = ctx
+    for module in (routes_catalog, routes_objects, routes_spaces, routes_transfers):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return app
