@@ -186,7 +186,7 @@ async def test_health_probe_times_out(api: Api, monkeypatch: pytest.MonkeyPatch)
     import jointcloud.core.health as health
 
     async def stuck(space: Any) -> float:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never answers
         return 0.0
 
     monkeypatch.setattr(health, "probe", stuck)
@@ -377,24 +377,34 @@ async def test_reads_never_fail_while_recode_runs(api: Api) -> None:
 
     stop = asyncio.Event()
     reads = Counter[str]()
+    progressed = asyncio.Condition()  # notified after every read
 
     async def reader(o: dict[str, Any]) -> None:
         while not stop.is_set():
             got = await api.download(o["objectID"], offset=1000, length=300_000)
             assert got == bodies[o["path"]][1000:301_000]
             reads[o["path"]] += 1
-            await asyncio.sleep(0)
+            async with progressed:
+                progressed.notify_all()
+
+    async def every_object_read_after(counts: Counter[str]) -> None:
+        """Until each object was read once more than ``counts`` says."""
+        async with progressed:
+            await asyncio.wait_for(
+                progressed.wait_for(lambda: all(reads[p] > counts[p] for p in bodies)), 60
+            )
 
     readers = [asyncio.create_task(reader(o)) for o in objs for _ in range(2)]
     try:
-        await asyncio.sleep(0.05)
+        await every_object_read_after(Counter())  # the readers are at it
+        before = reads.copy()
         results = await run(api, RecodeJob(api.ctx, 60))
         assert sum(int(r.message.split()[1]) for r in results) == 6, results
-        await asyncio.sleep(0.05)
+        assert reads.total() > before.total()  # reads went on while it re-encoded
+        await every_object_read_after(reads.copy())  # and go on from the new layouts
     finally:
         stop.set()
         await asyncio.gather(*readers)  # raises if any read failed
-    assert all(reads[p] > 0 for p in bodies)
     for o in objs:
         assert (await layouts_of(api, o["objectID"])) and all(
             len(s) == 3 for s in await spaces_of(api, o["objectID"])
