@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,23 +55,35 @@ async def test_window_closes_mid_run_then_resumes_without_recopying(
     for name, data in files.items():
         (api.spaces[src] / "in" / name).write_bytes(data)
 
+    # The first three files copy at once; the fourth read hangs until the
+    # window has closed, so the run pauses with exactly three copied.
     reads: list[str] = []
+    hanging = threading.Event()  # the fourth read has begun
+    released = threading.Event()
+
+    def hold(key: str) -> bool:
+        reads.append(key)
+        if len(reads) <= 3:
+            return False
+        hanging.set()
+        return True
+
     real_read = LocalSpace.read
 
-    async def slow_read(self: LocalSpace, key: str, *args: Any, **kw: Any) -> bytes:
-        reads.append(key)
-        await asyncio.sleep(0.3)
+    async def held_read(self: LocalSpace, key: str, *args: Any, **kw: Any) -> bytes:
+        if hold(key):
+            await asyncio.to_thread(released.wait, 30)
         return await real_read(self, key, *args, **kw)
 
     real_read_blocking = LocalSpace.read_blocking
 
-    def slow_read_blocking(self: LocalSpace, key: str) -> bytes:
-        reads.append(key)
-        time.sleep(0.3)  # in the worker thread of a batch of small files
+    def held_read_blocking(self: LocalSpace, key: str) -> bytes:
+        if hold(key):  # in the worker thread of a batch of small files
+            released.wait(30)
         return real_read_blocking(self, key)
 
-    monkeypatch.setattr(LocalSpace, "read", slow_read)
-    monkeypatch.setattr(LocalSpace, "read_blocking", slow_read_blocking)
+    monkeypatch.setattr(LocalSpace, "read", held_read)
+    monkeypatch.setattr(LocalSpace, "read_blocking", held_read_blocking)
     ctx.tasks.parallel = 1
     body = {
         "srcUserSpaceID": src,
@@ -85,19 +97,18 @@ async def test_window_closes_mid_run_then_resumes_without_recopying(
 
     runner = asyncio.create_task(ctx.tasks.run_due())
     out = api.spaces[dst] / "out"
-    deadline = asyncio.get_running_loop().time() + 20
-    while len(list(out.glob("f*.bin"))) < 3:
-        assert asyncio.get_running_loop().time() < deadline, "nothing was copied"
-        assert not runner.done()
-        await asyncio.sleep(0.05)
-    clock.at = AFTER_END  # the window closes while files are still to copy
-    await asyncio.wait_for(runner, timeout=10)
+    try:
+        assert await asyncio.to_thread(hanging.wait, 20), "the fourth file was never read"
+        clock.at = AFTER_END  # the window closes while files are still to copy
+        await asyncio.wait_for(runner, timeout=10)
+    finally:
+        released.set()  # the held read ends; its run has stopped (nothing more is copied)
 
     paused = await task_json(api, task_id)
     assert paused["state"] == "pending", paused
     assert datetime.fromisoformat(paused["nextRunTime"]) == NEXT_START
     copied_first = {p.name: p.stat().st_mtime_ns for p in out.glob("f*.bin")}
-    assert 3 <= len(copied_first) < len(files)
+    assert len(copied_first) == 3
     assert paused["progress"]["filesDone"] == len(copied_first)
 
     # Outside the window nothing runs.
