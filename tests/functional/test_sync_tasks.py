@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -490,55 +492,53 @@ async def test_sync_to_storage_root_never_writes_into_block_area(api: Api, ctx: 
 # -- cancel --------------------------------------------------------------------
 
 
+@dataclass
+class Hangs:
+    half_written: asyncio.Event  # a streamed file is half written, its read hangs
+    batch_held: threading.Event  # a batch of small files hangs at its fourth read
+    release: threading.Event  # lets the batch go on (to see that it was cancelled)
+
+
 @pytest.fixture
-def slow_source(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Local files are read slowly (a pause before a whole-file read, also in
-    a batch of small files, and between the halves of every streamed chunk),
-    so that a cancel lands while files are in flight."""
-    read, read_stream = LocalSpace.read, LocalSpace.read_stream
+def hanging_reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hangs]:
+    """Streamed reads of local files deliver half of their first chunk, then
+    hang until cancelled (the reader asked for more: the first half is
+    written); the whole-file reads of a worker-thread batch of small files
+    hang from the fourth one on, until released."""
+    hangs = Hangs(asyncio.Event(), threading.Event(), threading.Event())
+    read_stream, read_blocking = LocalSpace.read_stream, LocalSpace.read_blocking
+    small_reads = 0
 
-    async def slow_read(self: LocalSpace, key: str, *args: Any, **kw: Any) -> bytes:
-        await asyncio.sleep(0.05)
-        return await read(self, key, *args, **kw)
-
-    async def slow_stream(
+    async def hanging_stream(
         self: LocalSpace, key: str, *args: Any, **kw: Any
     ) -> AsyncIterator[bytes]:
         async for chunk in read_stream(self, key, *args, **kw):
-            half = len(chunk) // 2
-            yield chunk[:half]
-            await asyncio.sleep(0.15)
-            yield chunk[half:]
+            yield chunk[: len(chunk) // 2]
+            hangs.half_written.set()
+            await asyncio.Event().wait()
 
-    read_blocking = LocalSpace.read_blocking
-
-    def slow_read_blocking(self: LocalSpace, key: str) -> bytes:
-        time.sleep(0.05)  # small files copied in a worker-thread batch
+    def hanging_read_blocking(self: LocalSpace, key: str) -> bytes:
+        nonlocal small_reads
+        small_reads += 1
+        if small_reads > 3:
+            hangs.batch_held.set()
+            hangs.release.wait(30)
         return read_blocking(self, key)
 
-    monkeypatch.setattr(LocalSpace, "read", slow_read)
-    monkeypatch.setattr(LocalSpace, "read_stream", slow_stream)
-    monkeypatch.setattr(LocalSpace, "read_blocking", slow_read_blocking)
+    monkeypatch.setattr(LocalSpace, "read_stream", hanging_stream)
+    monkeypatch.setattr(LocalSpace, "read_blocking", hanging_read_blocking)
+    try:
+        yield hangs
+    finally:
+        hangs.release.set()
 
 
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".jcs-tmp-*") if p.is_file()]
 
 
-def some_temp_file_has_data(root: Path) -> bool:
-    """A write in flight has bytes in its temporary file (which may be renamed
-    away while we look)."""
-    for p in temp_files(root):
-        try:
-            if p.stat().st_size:
-                return True
-        except FileNotFoundError:
-            continue
-    return False
-
-
 async def test_cancel_mid_run_leaves_no_partial_files(
-    api: Api, ctx: Context, slow_source: None
+    api: Api, ctx: Context, hanging_reads: Hangs
 ) -> None:
     ctx.tasks.parallel = 2
     src, dst = await api.add_spaces(2)
@@ -551,14 +551,11 @@ async def test_cancel_mid_run_leaves_no_partial_files(
     task = await create(api, src, "many", [(dst, "many")])
     runner = asyncio.create_task(ctx.tasks.run_due())
     try:
-        deadline = time.monotonic() + 15
-        # Cancel while a file is half written (or, failing that, mid-run).
-        while not some_temp_file_has_data(out):
-            if len(list(out.rglob("f*.bin"))) >= 3:
-                break
-            assert time.monotonic() < deadline, "the task copied nothing"
-            assert not runner.done(), runner
-            await asyncio.sleep(0.01)
+        # Cancel while a file is half written and a batch of small ones is
+        # in flight.
+        await asyncio.wait_for(hanging_reads.half_written.wait(), timeout=15)
+        assert await asyncio.to_thread(hanging_reads.batch_held.wait, 15)
+        assert temp_files(out)
         assert await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]}) is None
         cancelled_at = time.monotonic()
         await asyncio.wait_for(asyncio.shield(runner), timeout=5)
@@ -566,6 +563,7 @@ async def test_cancel_mid_run_leaves_no_partial_files(
     finally:
         if not runner.done():
             runner.cancel()
+        hanging_reads.release.set()  # the batch's thread sees the cancel and ends
 
     done = await get_task(api, task["taskID"])
     assert done["state"] == "cancelled", done
