@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import structlog
 
 from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout, UserSpace
-from jointcloud.core.placement import choose_spaces
+from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BlockNotFound, SpaceError
 from jointcloud.keys.master import MasterKey
@@ -24,11 +24,30 @@ from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import Redundancy
-from jointcloud.redundancy.stream import BlockRef, Layout, read_range, write_blocks
+from jointcloud.redundancy.stream import (
+    PUT_PARALLEL,
+    BlockRef,
+    Layout,
+    encode_many,
+    put_blocks,
+    read_range,
+    write_blocks,
+)
 from jointcloud.spaces.base import Space
 from jointcloud.spaces.unreachable import UnreachableSpace
 
 log = structlog.get_logger(__name__)
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+async def _finish(work: Awaitable[None]) -> None:
+    """Run clean-up to its end even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    await asyncio.shield(task)
 
 
 class _Tracked:
@@ -44,10 +63,6 @@ class _Tracked:
     async def __anext__(self) -> bytes:
         self.started = True
         return await anext(self.source)
-
-
-def _block_key(name: str, index: int) -> str:
-    return f"blocks/{name[:2]}/{name}.{index}"
 
 
 class BlockStore:
@@ -100,8 +115,8 @@ class BlockStore:
         self, chosen: Sequence[UserSpace], source: AsyncIterator[bytes], policy: Redundancy
     ) -> StagedLayout:
         data_key = new_data_key()
-        name = uuid.uuid4().hex
-        plan = [(i, s.user_space_id, _block_key(name, i)) for i, s in enumerate(chosen)]
+        name = new_name()
+        plan = [(i, s.user_space_id, block_key(name, i)) for i, s in enumerate(chosen)]
         async with self.db.write() as conn:
             layout_id = await layouts.create_pending(
                 conn, policy, self.master.wrap_data_key(data_key), plan
@@ -124,6 +139,110 @@ class BlockStore:
             segment_size=result.segment_size,
             chunk_len=result.chunk_len,
         )
+
+    async def stage_many(
+        self,
+        user_id: int,
+        datas: Sequence[bytes],
+        policy: Redundancy,
+        affinity: int | None = None,
+        candidates: Sequence[UserSpace] | None = None,
+    ) -> list[StagedLayout]:
+        """``stage`` for small objects already in memory, all at once: one
+        intent transaction, one encoding hop, one durable batch write per
+        space (``put_blocks``). All or nothing: on failure nothing of the
+        batch stays but rows GC can find. A space that fails is probed and,
+        if it is unreachable, the batch is placed again without it (the
+        bytes are still in memory)."""
+        if candidates is None:
+            candidates = await self.user_spaces(user_id)
+        spaces = list(candidates)
+        for rec in spaces:
+            self.pool.records[rec.user_space_id] = rec
+        while True:
+            chosen = choose_spaces(spaces, policy, affinity)
+            try:
+                return await self._stage_many_on(chosen, datas, policy)
+            except SpaceError:
+                dead = await self._unreachable(chosen)
+                if not dead:
+                    raise
+                await self._mark_unavailable(dead)
+                spaces = [
+                    dataclasses.replace(s, state="Unavailable") if s.user_space_id in dead else s
+                    for s in spaces
+                ]
+
+    async def _stage_many_on(
+        self, chosen: Sequence[UserSpace], datas: Sequence[bytes], policy: Redundancy
+    ) -> list[StagedLayout]:
+        keys = [new_data_key() for _ in datas]
+        # One block directory for the whole batch (the first two characters
+        # of the name pick it): a space checks, creates and syncs it once.
+        shared = secrets.token_hex(1)
+        names = [shared + new_name()[2:] for _ in datas]
+        plans = [
+            [(i, s.user_space_id, block_key(name, i)) for i, s in enumerate(chosen)]
+            for name in names
+        ]
+        intents = [
+            (self.master.wrap_data_key(k), plan) for k, plan in zip(keys, plans, strict=True)
+        ]
+        async with self.db.write() as conn:
+            layout_ids = await layouts.create_pending_many(conn, policy, intents)
+        writing: asyncio.Future[None] | None = None
+        targets: list[tuple[Space, str]] = []
+        try:
+            encoded = await encode_many(list(zip(datas, keys, strict=True)), policy)
+            opened = [await self.pool.get(s) for s in chosen]
+            items: list[tuple[Space, str, bytes]] = []
+            for (_, blocks), plan in zip(encoded, plans, strict=True):
+                for (i, _, key), block in zip(plan, blocks, strict=True):
+                    items.append((opened[i], key, block))
+            targets = [(space, key) for space, key, _ in items]
+            writing = asyncio.ensure_future(put_blocks(items))
+            await asyncio.shield(writing)
+        except BaseException:
+            await _finish(self._undo_many(writing, targets, layout_ids))
+            raise
+        return [
+            StagedLayout(
+                layout_id=layout_id,
+                size=result.size,
+                sha256=result.sha256,
+                md5=result.md5,
+                segment_size=result.segment_size,
+                chunk_len=result.chunk_len,
+            )
+            for layout_id, (result, _) in zip(layout_ids, encoded, strict=True)
+        ]
+
+    async def _undo_many(
+        self,
+        writing: asyncio.Future[None] | None,
+        targets: Sequence[tuple[Space, str]],
+        layout_ids: Sequence[int],
+    ) -> None:
+        """After a failed batch: wait until no put runs, delete every block it
+        may have written, then its rows (like ``stage``'s error path)."""
+        if writing is not None:
+            await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # retrieved: the caller re-raises its own error
+        gate = asyncio.Semaphore(PUT_PARALLEL)
+
+        async def delete(space: Space, key: str) -> None:
+            async with gate:
+                try:
+                    await space.delete(key)
+                except Exception as exc:
+                    log.warning(
+                        "could not delete block of a failed upload", key=key, error=str(exc)
+                    )
+
+        if writing is not None:
+            await asyncio.gather(*(delete(space, key) for space, key in targets))
+        await self._drop_rows(layout_ids)
 
     async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
         async def alive(rec: UserSpace) -> bool:
@@ -159,19 +278,26 @@ class BlockStore:
     async def discard(self, staged: Sequence[StagedLayout]) -> None:
         """Remove blocks and rows of staged layouts that will never be committed."""
         ids = [s.layout_id for s in staged]
+        if not ids:
+            return
         async with self.db.read() as conn:
             records = await layouts.load(conn, ids)
         await self.delete_blocks(records.values())
         await self._drop_rows(ids)
 
     async def delete_blocks(self, records: Iterable[LayoutRecord]) -> None:
-        for rec in records:
-            for block in rec.blocks:
+        """Delete the blocks of ``records``, several at once."""
+        gate = asyncio.Semaphore(PUT_PARALLEL)
+
+        async def one(space_id: int, key: str) -> None:
+            async with gate:
                 try:
-                    space = await self.pool.get_by_id(block.user_space_id)
-                    await space.delete(block.key)
+                    space = await self.pool.get_by_id(space_id)
+                    await space.delete(key)
                 except Exception as exc:  # GC retries later
-                    log.warning("block delete failed", key=block.key, error=str(exc))
+                    log.warning("block delete failed", key=key, error=str(exc))
+
+        await asyncio.gather(*(one(b.user_space_id, b.key) for r in records for b in r.blocks))
 
     async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
         refs = []

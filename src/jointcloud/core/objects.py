@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
-from jointcloud.core.models import ObjectContent, ObjectInfo, StagedLayout
+from jointcloud.core.models import ObjectContent, ObjectInfo, StagedLayout, UserSpace
 from jointcloud.core.paths import object_path, path_prefix
 from jointcloud.errors import AlreadyExists, BadArgument, NotFound
 from jointcloud.meta import accounts, catalog, layouts
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
+from jointcloud.redundancy.policy import Redundancy
 
 MAX_KEYS = 1000
 
@@ -57,6 +58,137 @@ def _decode_token(token: str) -> tuple[str, bool]:
     return after, inclusive
 
 
+# Batch uploads: files up to SMALL_FILE bytes are read whole and stored
+# BATCH_FILES at a time (one intent transaction, one encoding hop, one
+# durable write per space), several batches at once while the request body
+# is still arriving; at most BUFFERED_BYTES of them are held in memory.
+SMALL_FILE = 1 << 20
+BATCH_FILES = 256
+BATCH_BYTES = 8 << 20
+BATCHES_AT_ONCE = 2
+BUFFERED_BYTES = 64 << 20
+
+_background: set[asyncio.Future[None]] = set()
+
+
+async def _finish(work: Awaitable[None]) -> None:
+    """Run clean-up to its end even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    await asyncio.shield(task)
+
+
+async def _read_upto(stream: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """Chunks of ``stream`` until more than ``limit`` bytes or its end; and
+    whether it ended."""
+    chunks: list[bytes] = []
+    have = 0
+    async for chunk in stream:
+        chunks.append(chunk)
+        have += len(chunk)
+        if have > limit:
+            return chunks, False
+    return chunks, True
+
+
+async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
+
+
+class _Stager:
+    """Stages the files of one upload in order of arrival; ``finish`` gives
+    their staged layouts in that order, ``abandon`` removes everything."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        user_id: int,
+        policy: Redundancy,
+        affinity: int | None,
+        spaces: Sequence[UserSpace],
+    ) -> None:
+        self.store = store
+        self.user_id = user_id
+        self.policy = policy
+        self.affinity = affinity
+        self.spaces = spaces
+        self.slots: list[StagedLayout | None] = []
+        self.batch: list[tuple[int, bytes]] = []
+        self.batch_bytes = 0
+        self.buffered = 0  # small-file bytes read and not yet stored
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def add(self, stream: AsyncIterator[bytes]) -> None:
+        index = len(self.slots)
+        self.slots.append(None)
+        head, ended = await _read_upto(stream, SMALL_FILE)
+        if not ended:  # a large file streams on its own, right now
+            await self._submit()
+            self.slots[index] = await self.store.stage(
+                self.user_id, _chain(head, stream), self.policy, self.affinity, self.spaces
+            )
+            return
+        data = head[0] if len(head) == 1 else b"".join(head)
+        if self.buffered + len(data) > BUFFERED_BYTES:
+            await self._submit()
+            while self.running and self.buffered + len(data) > BUFFERED_BYTES:
+                await self._wait_one()
+        self.batch.append((index, data))
+        self.batch_bytes += len(data)
+        self.buffered += len(data)
+        if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
+            await self._submit()
+
+    async def _submit(self) -> None:
+        if not self.batch:
+            return
+        while len(self.running) >= BATCHES_AT_ONCE:
+            await self._wait_one()
+        batch, self.batch, self.batch_bytes = self.batch, [], 0
+        self.running.add(asyncio.ensure_future(self._store(batch)))
+
+    async def _store(self, batch: list[tuple[int, bytes]]) -> None:
+        try:
+            staged = await self.store.stage_many(
+                self.user_id, [d for _, d in batch], self.policy, self.affinity, self.spaces
+            )
+            for (index, _), st in zip(batch, staged, strict=True):
+                self.slots[index] = st
+        finally:
+            self.buffered -= sum(len(d) for _, d in batch)
+
+    async def _wait_one(self) -> None:
+        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
+        self.running -= done
+        errors = [t.exception() for t in done if not t.cancelled()]  # each one retrieved
+        for exc in errors:
+            if exc is not None:
+                raise exc  # a failed batch fails the upload now
+
+    async def finish(self) -> list[StagedLayout]:
+        await self._submit()
+        while self.running:
+            await self._wait_one()
+        staged = [s for s in self.slots if s is not None]
+        assert len(staged) == len(self.slots)
+        return staged
+
+    async def abandon(self) -> None:
+        """Let the batches still running end (they are bounded work; a batch
+        cancelled inside its database transaction could leave the connection
+        mid-statement), then discard everything staged."""
+        if self.running:
+            await asyncio.wait(self.running)
+        for task in self.running:
+            if not task.cancelled():
+                task.exception()  # retrieved: the upload re-raises its own error
+        await self.store.discard([s for s in self.slots if s is not None])
+
+
 class ObjectService:
     def __init__(self, db: Database, packages: PackageService, store: BlockStore) -> None:
         self.db = db
@@ -71,8 +203,15 @@ class ObjectService:
         *,
         affinity: int | None = None,
         redundancy: object = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> list[ObjectInfo]:
-        """Store every file, then commit all of them in one transaction."""
+        """Store every file, then commit all of them in one transaction.
+
+        Small files are read whole and stored in batches while the next ones
+        arrive (see ``_Stager``); larger ones stream. ``before_commit`` is
+        awaited inside the commit transaction, just before anything is
+        written: it raises to abandon the upload (e.g. the client went away).
+        On any failure every staged block is removed and nothing is visible."""
         override = optional_policy(redundancy)
         async with self.db.read() as conn:  # one snapshot for both look-ups
             found = await catalog.package_policy(conn, user_id, package_id)
@@ -81,41 +220,55 @@ class ObjectService:
             raise NotFound(f"package {package_id} not found")
         pkg, default = found
         policy = override or default
-        staged: list[tuple[str, StagedLayout]] = []
+        stager = _Stager(self.store, user_id, policy, affinity, spaces)
+        paths: list[str] = []
         try:
+            seen: set[str] = set()
             async for raw_path, stream in files:
                 path = object_path(raw_path, "files filename")
-                if any(p == path for p, _ in staged):
+                if path in seen:
                     raise BadArgument(f"path {path!r} appears twice in one upload")
-                staged.append(
-                    (path, await self.store.stage(user_id, stream, policy, affinity, spaces))
-                )
-            if not staged:
+                seen.add(path)
+                paths.append(path)
+                await stager.add(stream)
+            if not paths:
                 raise BadArgument("the upload has no 'files' part")
-            ts = now()
+            staged = await stager.finish()
+        except BaseException:
+            await _finish(stager.abandon())
+            raise
+        items = [
+            catalog.NewContent(path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)])
+            for path, st in zip(paths, staged, strict=True)
+        ]
+
+        async def commit() -> list[ObjectInfo]:
             async with self.db.write() as conn:
                 if not await catalog.lock_package_paths(conn, pkg.package_id):
                     raise NotFound(f"package {package_id} not found")
-                done = []
-                for path, st in staged:
-                    await layouts.activate(conn, st)
-                    done.append(
-                        await catalog.commit_object(
-                            conn,
-                            pkg.package_id,
-                            path,
-                            size=st.size,
-                            file_hash=full_hash(st.sha256),
-                            etag=st.md5,
-                            policy=policy,
-                            parts=[(0, st.layout_id)],
-                            ts=ts,
-                        )
-                    )
+                if before_commit is not None:
+                    await before_commit()
+                await layouts.activate_many(conn, staged)
+                return await catalog.commit_objects(
+                    conn, pkg.package_id, items, policy=policy, ts=now()
+                )
+
+        committing = asyncio.ensure_future(commit())
+        try:
+            # Shielded: once the transaction runs, its outcome decides the
+            # clean-up (a commit that went through keeps its blocks).
+            return await asyncio.shield(committing)
         except BaseException:
-            await asyncio.shield(self.store.discard([s for _, s in staged]))
+            await _finish(self._settle(committing, staged))
             raise
-        return done
+
+    async def _settle(
+        self, committing: asyncio.Future[list[ObjectInfo]], staged: Sequence[StagedLayout]
+    ) -> None:
+        await asyncio.wait([committing])
+        if not committing.cancelled() and committing.exception() is None:
+            return  # committed after all (the caller was cancelled meanwhile)
+        await self.store.discard(staged)
 
     async def get(self, user_id: int, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:

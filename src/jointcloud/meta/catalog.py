@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import (
@@ -360,6 +360,115 @@ async def commit_object(
         create_time=created,
         update_time=ts,
     )
+
+
+class NewContent(NamedTuple):
+    """What ``commit_objects`` points one path at."""
+
+    path: str
+    size: int
+    file_hash: str
+    etag: str
+    parts: Sequence[tuple[int, int]]  # (offset, layout id)
+
+
+async def commit_objects(
+    conn: AsyncConnection,
+    package_id: int,
+    items: Sequence[NewContent],
+    *,
+    policy: Redundancy,
+    ts: datetime,
+) -> list[ObjectInfo]:
+    """``commit_object`` for many distinct paths of one package in bulk
+    statements (a few per 500 paths instead of several per path), with the
+    same effect; results in the order of ``items``."""
+    existing: dict[str, tuple[int, datetime]] = {}
+    for part in layouts.chunks([it.path for it in items]):
+        q = select(t.objects.c.id, t.objects.c.path, t.objects.c.created_at).where(
+            t.objects.c.package_id == package_id, t.objects.c.path.in_(part)
+        )
+        for r in await conn.execute(q):
+            existing[r.path] = (int(r.id), aware(r.created_at))
+    redundancy = dump_policy(policy)
+    ids = {path: oid for path, (oid, _) in existing.items()}
+    fresh = [it for it in items if it.path not in existing]
+    if fresh:
+        # Matched back by path (unique in the package), not by RETURNING
+        # order: asking for the order makes SQLite insert one row at a time.
+        rows = await conn.execute(
+            insert(t.objects).returning(t.objects.c.id, t.objects.c.path),
+            [
+                {
+                    "package_id": package_id,
+                    "path": it.path,
+                    "size": it.size,
+                    "file_hash": it.file_hash,
+                    "etag": it.etag,
+                    "redundancy": redundancy,
+                    "committed": True,
+                    "created_at": ts,
+                    "updated_at": ts,
+                }
+                for it in fresh
+            ],
+        )
+        ids.update((r.path, int(r.id)) for r in rows)
+    released: list[int] = []
+    old = [it for it in items if it.path in existing]
+    if old:
+        old_ids = [ids[it.path] for it in old]
+        for part in layouts.chunks(old_ids):
+            released += [
+                int(r.layout_id)
+                for r in await conn.execute(
+                    select(t.object_parts.c.layout_id).where(t.object_parts.c.object_id.in_(part))
+                )
+            ]
+            await conn.execute(delete(t.object_parts).where(t.object_parts.c.object_id.in_(part)))
+        await conn.execute(
+            update(t.objects)
+            .where(t.objects.c.id == bindparam("b_id"))
+            .values(
+                size=bindparam("b_size"),
+                file_hash=bindparam("b_file_hash"),
+                etag=bindparam("b_etag"),
+                redundancy=redundancy,
+                committed=True,
+                updated_at=ts,
+            ),
+            [
+                {
+                    "b_id": ids[it.path],
+                    "b_size": it.size,
+                    "b_file_hash": it.file_hash,
+                    "b_etag": it.etag,
+                }
+                for it in old
+            ],
+        )
+    part_rows = [
+        {"object_id": ids[it.path], "seq": i, "offset": off, "layout_id": lid}
+        for it in items
+        for i, (off, lid) in enumerate(it.parts)
+    ]
+    if part_rows:
+        await conn.execute(insert(t.object_parts), part_rows)
+    await layouts.release_unreferenced(conn, released)
+    return [
+        ObjectInfo(
+            object_id=ids[it.path],
+            package_id=package_id,
+            path=it.path,
+            size=it.size,
+            file_hash=it.file_hash,
+            etag=it.etag,
+            redundancy=policy,
+            create_time=existing[it.path][1] if it.path in existing else ts,
+            update_time=ts,
+        )
+        for it in items
+    ]
 
 
 async def set_parts(

@@ -3,11 +3,11 @@ the reference bookkeeping that tells GC what may go."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
@@ -43,6 +43,83 @@ async def create_pending(
     return layout_id
 
 
+IN_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
+
+
+def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+async def create_pending_many(
+    conn: AsyncConnection,
+    policy: Redundancy,
+    intents: Sequence[tuple[bytes, Sequence[tuple[int, int, str]]]],
+) -> list[int]:
+    """``create_pending`` for many layouts of one policy, in bulk statements;
+    ``intents`` are (wrapped key, planned blocks). Layout ids in that order."""
+    if not intents:
+        return []
+    ts, dumped = now(), dump_policy(policy)
+    # Matched back by wrapped key (unique: a fresh random key, sealed with a
+    # random nonce), not by RETURNING order: asking SQLAlchemy for the order
+    # makes it insert one row per statement on SQLite.
+    rows = await conn.execute(
+        insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key),
+        [
+            {
+                "state": "pending",
+                "policy": dumped,
+                "size": 0,
+                "segment_size": 0,
+                "chunk_len": 0,
+                "wrapped_key": wrapped,
+                "created_at": ts,
+            }
+            for wrapped, _ in intents
+        ],
+    )
+    by_key = {bytes(r.wrapped_key): int(r.id) for r in rows}
+    if len(by_key) != len(intents):
+        raise ValueError("create_pending_many needs a distinct wrapped key per layout")
+    ids = [by_key[wrapped] for wrapped, _ in intents]
+    await conn.execute(
+        insert(t.blocks),
+        [
+            {"layout_id": layout_id, "idx": i, "user_space_id": s, "key": k}
+            for layout_id, (_, plan) in zip(ids, intents, strict=True)
+            for i, s, k in plan
+        ],
+    )
+    return ids
+
+
+async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -> None:
+    """``activate`` for many layouts in one executemany statement."""
+    if not staged:
+        return
+    await conn.execute(
+        update(t.layouts)
+        .where(t.layouts.c.id == bindparam("b_id"))
+        .values(
+            state="live",
+            size=bindparam("b_size"),
+            segment_size=bindparam("b_segment_size"),
+            chunk_len=bindparam("b_chunk_len"),
+            released_at=None,
+        ),
+        [
+            {
+                "b_id": s.layout_id,
+                "b_size": s.size,
+                "b_segment_size": s.segment_size,
+                "b_chunk_len": s.chunk_len,
+            }
+            for s in staged
+        ],
+    )
+
+
 async def activate(conn: AsyncConnection, staged: StagedLayout) -> None:
     await conn.execute(
         update(t.layouts)
@@ -60,9 +137,9 @@ async def activate(conn: AsyncConnection, staged: StagedLayout) -> None:
 
 async def delete_layouts(conn: AsyncConnection, layout_ids: Iterable[int]) -> None:
     ids = list(layout_ids)
-    if ids:
-        await conn.execute(delete(t.blocks).where(t.blocks.c.layout_id.in_(ids)))
-        await conn.execute(delete(t.layouts).where(t.layouts.c.id.in_(ids)))
+    for part in chunks(ids):
+        await conn.execute(delete(t.blocks).where(t.blocks.c.layout_id.in_(part)))
+        await conn.execute(delete(t.layouts).where(t.layouts.c.id.in_(part)))
 
 
 def _referenced(layout_col: Any) -> Any:
@@ -74,30 +151,31 @@ def _referenced(layout_col: Any) -> Any:
 
 async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int]) -> None:
     """Stamp layouts that nothing references any more; GC removes them later."""
-    ids = list(set(layout_ids))
-    if not ids:
-        return
-    await conn.execute(
-        update(t.layouts)
-        .where(
-            t.layouts.c.id.in_(ids),
-            t.layouts.c.state == "live",
-            ~_referenced(t.layouts.c.id),
+    ids = sorted(set(layout_ids))
+    ts = now()
+    for part in chunks(ids):
+        await conn.execute(
+            update(t.layouts)
+            .where(
+                t.layouts.c.id.in_(part),
+                t.layouts.c.state == "live",
+                ~_referenced(t.layouts.c.id),
+            )
+            .values(released_at=ts)
         )
-        .values(released_at=now())
-    )
 
 
 async def load(conn: AsyncConnection, layout_ids: Iterable[int]) -> dict[int, LayoutRecord]:
-    ids = list(set(layout_ids))
-    if not ids:
-        return {}
-    rows = (await conn.execute(select(t.layouts).where(t.layouts.c.id.in_(ids)))).all()
-    brows = (
-        await conn.execute(
-            select(t.blocks).where(t.blocks.c.layout_id.in_(ids)).order_by(t.blocks.c.idx)
-        )
-    ).all()
+    ids = sorted(set(layout_ids))
+    rows: list[Any] = []
+    brows: list[Any] = []
+    for part in chunks(ids):
+        rows += (await conn.execute(select(t.layouts).where(t.layouts.c.id.in_(part)))).all()
+        brows += (
+            await conn.execute(
+                select(t.blocks).where(t.blocks.c.layout_id.in_(part)).order_by(t.blocks.c.idx)
+            )
+        ).all()
     by_layout: dict[int, list[BlockRecord]] = {}
     for b in brows:
         by_layout.setdefault(b.layout_id, []).append(

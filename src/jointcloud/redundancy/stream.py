@@ -31,10 +31,17 @@ import collections
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.cipher import OVERHEAD, ChunkCipher
@@ -259,6 +266,103 @@ async def write_blocks(
         chunk_len=geometry.chunk_len,
         block_sizes=stored,
     )
+
+
+def encode_whole(
+    data: bytes, policy: Redundancy, data_key: bytes, *, segment_size: int | None = None
+) -> tuple[WriteResult, list[bytes]]:
+    """What ``write_blocks`` would store for ``data`` (a small object already in
+    memory), computed in one go: the result and every block's bytes, by block
+    index (replicas share one bytes object). CPU only; run it off the loop."""
+    seg_size = segment_size or segment_size_for(policy)
+    chunk_len = chunk_len_for(policy, seg_size)
+    codec = ErasureCodec(policy.k, policy.n) if isinstance(policy, EcPolicy) else None
+    cipher = ChunkCipher(data_key)
+    width = policy.width
+    pieces: list[list[bytes]] = [[] for _ in range(width if codec else 1)]
+    for j, start in enumerate(range(0, len(data), seg_size)):
+        seg = data[start : start + seg_size]
+        if codec is None:
+            pieces[0].append(cipher.seal(0, j, seg))
+        else:
+            for i, frag in enumerate(codec.encode(seg)):
+                pieces[i].append(cipher.seal(i, j, frag))
+    joined = [p[0] if len(p) == 1 else b"".join(p) for p in pieces]
+    blocks = joined if codec else joined * width
+    result = WriteResult(
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+        segment_size=seg_size,
+        chunk_len=chunk_len,
+        block_sizes=[len(b) for b in blocks],
+    )
+    return result, blocks
+
+
+async def encode_many(
+    items: Sequence[tuple[bytes, bytes]], policy: Redundancy
+) -> list[tuple[WriteResult, list[bytes]]]:
+    """``encode_whole`` of each (data, data key), in one hop to the CPU pool."""
+
+    def run() -> list[tuple[WriteResult, list[bytes]]]:
+        return [encode_whole(data, policy, key) for data, key in items]
+
+    return await _cpu(run)
+
+
+@runtime_checkable
+class BatchPut(Protocol):
+    """A space that stores many small keys in one call, durable together (one
+    durability point for the batch instead of one per key)."""
+
+    async def put_many(self, items: Sequence[tuple[str, bytes]]) -> None: ...
+
+
+PUT_PARALLEL = 16  # whole-block puts in flight at once to a space without ``put_many``
+
+
+async def put_blocks(items: Sequence[tuple[Space, str, bytes]]) -> None:
+    """Store whole blocks; every one is durable when this returns.
+
+    Keys of one space go in one ``put_many`` call where the space has it,
+    elsewhere up to ``PUT_PARALLEL`` plain puts at once. Nothing is left
+    running when this returns or raises (it waits for every started put, and
+    starts no new one after a failure); a failure leaves keys that the caller
+    deletes."""
+    by_space: dict[int, tuple[Space, list[tuple[str, bytes]]]] = {}
+    for space, key, data in items:
+        by_space.setdefault(id(space), (space, []))[1].append((key, data))
+    gate = asyncio.Semaphore(PUT_PARALLEL)
+    failed: list[BaseException] = []
+
+    async def one(space: Space, key: str, data: bytes) -> None:
+        async with gate:
+            if not failed:
+                await space.put(key, data)
+
+    async def guarded(aw: Awaitable[None]) -> None:
+        try:
+            await aw
+        except BaseException as exc:
+            failed.append(exc)
+
+    jobs: list[Awaitable[None]] = []
+    for space, group in by_space.values():
+        if isinstance(space, BatchPut):
+            jobs.append(guarded(space.put_many(group)))
+        else:
+            jobs.extend(guarded(one(space, k, d)) for k, d in group)
+    task = asyncio.ensure_future(asyncio.gather(*jobs))
+    # Shielded: a cancelled caller still waits here until no put is running,
+    # so its clean-up cannot race a put that lands afterwards.
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+    if failed:
+        raise failed[0]
 
 
 async def _open(blocks: list[BlockRef], writers: list[BlockWriter | None], i: int) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr
+from starlette.requests import ClientDisconnect
 
 from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
 from jointcloud.api.jcs import views
@@ -83,8 +84,14 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     affinity = _int_field(info, "affinity", required=False)
     assert package_id is not None
 
+    cap = ctx.settings.max_upload_files
+
     async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        count = 0
         async for part in parts:
+            count += 1
+            if count > cap:  # stored nothing of it; what came before is discarded
+                raise BadArgument(await _too_many(parts, count, cap))
             if part.name != "files":
                 raise BadArgument(f"unexpected form part {part.name!r}; expected 'files'")
             if not part.filename:
@@ -96,11 +103,45 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
                     f"files filename {part.filename!r} is not URL-encoded UTF-8"
                 ) from None
             yield path, part.chunks()
+        # The whole body is in. The server may have stopped reading the
+        # socket (flow control); this resumes it, so the check before the
+        # commit sees a client that closed the connection since.
+        await client_still_there()
 
-    uploaded = await ctx.objects.upload(
-        user.user_id, package_id, files(), affinity=affinity, redundancy=info.get("redundancy")
-    )
+    async def client_still_there() -> None:
+        if await request.is_disconnected():
+            raise ClientDisconnect()
+
+    try:
+        uploaded = await ctx.objects.upload(
+            user.user_id,
+            package_id,
+            files(),
+            affinity=affinity,
+            redundancy=info.get("redundancy"),
+            before_commit=client_still_there,
+        )
+    except ClientDisconnect:
+        # Nobody reads this answer; the upload was discarded (nothing committed).
+        raise BadArgument("the client disconnected before the upload completed") from None
     return ok({"uploadeds": [views.obj(o) for o in uploaded]})
+
+
+async def _too_many(parts: AsyncIterator[FormPart], count: int, cap: int) -> str:
+    """The message for an upload over the file cap; counts the remaining parts
+    (read and dropped, nothing stored) so it can say how many were sent."""
+    try:
+        async for _ in parts:
+            count += 1
+    except (BadArgument, ClientDisconnect):
+        return (
+            f"too many files in one upload: more than {cap} sent, at most {cap} "
+            "allowed per request (max_upload_files); split the upload"
+        )
+    return (
+        f"too many files in one upload: {count} sent, at most {cap} allowed per "
+        "request (max_upload_files); split the upload"
+    )
 
 
 # One decorator per method: a GET+HEAD route would give both one operationId.
