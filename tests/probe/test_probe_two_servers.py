@@ -52,6 +52,7 @@ class Watcher:
         self.url = url
         self.seen: dict[tuple[int, int], list[tuple[int, str]]] = {}
         self.samples = 0
+        self._sampled = threading.Condition()  # notified after every sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
@@ -65,10 +66,18 @@ class Watcher:
                     history = self.seen.setdefault((r.layout_id, r.idx), [])
                     if not history or history[-1] != (r.user_space_id, r.key):
                         history.append((r.user_space_id, r.key))
-                self.samples += 1
-                await asyncio.sleep(0.01)
+                with self._sampled:
+                    self.samples += 1
+                    self._sampled.notify_all()
+                await asyncio.sleep(0.01)  # the sampling period
         finally:
             await engine.dispose()
+
+    def wait_sample(self) -> None:
+        """Until one more sample is taken from now on."""
+        with self._sampled:
+            target = self.samples + 1
+            assert self._sampled.wait_for(lambda: self.samples >= target, 30), "no sample"
 
     def __enter__(self) -> Watcher:
         self._thread.start()
@@ -77,6 +86,12 @@ class Watcher:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def job_runs(url: str) -> dict[str, int]:
+    """Passes made so far of the repair and scrub jobs, by any process."""
+    rows = sql(url, "SELECT name, runs FROM jobs WHERE name IN ('repair', 'scrub')")
+    return {name: int(runs) for name, runs in rows}
 
 
 def test_two_servers_one_database_repair_once(tmp_path: Path, postgres: PostgresServer) -> None:
@@ -114,8 +129,7 @@ def _scenario(one: ProbeServer, two: ProbeServer, url: str, tmp_path: Path) -> N
     before = {(r.layout_id, r.idx): (r.user_space_id, r.key) for r in sql(url, LIVE_BLOCKS)}
 
     with Watcher(url) as watcher:
-        while not watcher.samples:
-            time.sleep(0.01)
+        watcher.wait_sample()
         # damage six objects: delete a block of three, flip a byte in three
         damaged: set[tuple[int, int]] = set()
         for n, object_id in enumerate(ids[:6]):
@@ -156,7 +170,15 @@ def _scenario(one: ProbeServer, two: ProbeServer, url: str, tmp_path: Path) -> N
             if time.monotonic() > deadline:
                 pytest.fail(f"not repaired in time: queue {queued}, {damaged}")
             time.sleep(0.2)
-        time.sleep(1.5)  # one more round of both runners: they must find nothing to do
+        # Two more passes of each job (by either server) must find nothing to
+        # do: the watcher sees no further change.
+        passes = job_runs(url)
+        assert set(passes) == {"repair", "scrub"}, passes
+        deadline = time.monotonic() + 60
+        while not all(job_runs(url)[j] >= passes[j] + 2 for j in passes):
+            assert time.monotonic() < deadline, (passes, job_runs(url))
+            time.sleep(0.1)
+        watcher.wait_sample()
     history = watcher.seen
 
     for block, locations in history.items():
