@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +25,8 @@ from probe_support import (
 )
 
 THREADS_PER_KIND = 3
-MIN_ACKS = 30  # acknowledged operations before the kill
-MIN_RUN = 1.5  # seconds of load before the kill
+MIN_ACKS = 30  # acknowledged operations before the kill ...
+MIN_ACKS_PER_KIND = 4  # ... and of each kind (multipart ones are slower)
 
 
 @dataclass
@@ -56,12 +55,32 @@ class Load:
     packages: list[int]
     stop: threading.Event = field(default_factory=threading.Event)
     ops: list[Op] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Guards ``ops``; notified when an operation is acknowledged or fails.
+    lock: threading.Condition = field(default_factory=threading.Condition)
     errors: list[str] = field(default_factory=list)
 
     def acked(self) -> int:
         with self.lock:
             return sum(o.state == "acked" for o in self.ops)
+
+    def _enough(self) -> bool:
+        acked = [o.kind for o in self.ops if o.state == "acked"]
+        kinds = ("new", "over", "mp")
+        return len(acked) >= MIN_ACKS and all(acked.count(k) >= MIN_ACKS_PER_KIND for k in kinds)
+
+    def wait_enough(self, timeout: float) -> None:
+        """Until enough operations of every kind are acknowledged (or one failed)."""
+        with self.lock:
+            done = self.lock.wait_for(lambda: self._enough() or self.errors, timeout)
+            assert not self.errors, self.errors
+            assert done, f"only {self.acked()} acks in {timeout} s"
+
+    def settle(self, op: Op, state: str, error: str | None = None) -> None:
+        with self.lock:
+            op.state = state
+            if error is not None:
+                self.errors.append(error)
+            self.lock.notify_all()
 
     def record(self, op: Op) -> Op:
         with self.lock:
@@ -86,11 +105,10 @@ class Load:
                 try:
                     self._send(api, op)
                 except httpx.TransportError:
-                    op.state = "lost"  # the server went away with the request in flight
+                    self.settle(op, "lost")  # the server went away with the request in flight
                     return
                 except Exception as exc:  # a bug in the test or the server
-                    op.state = "rejected"
-                    self.errors.append(f"{op.path}: {exc!r}")
+                    self.settle(op, "rejected", f"{op.path}: {exc!r}")
                     return
 
     def _send(self, api: httpx.Client, op: Op) -> None:
@@ -103,11 +121,10 @@ class Load:
                 },
             )
             if r.status_code != 200:
-                op.state = "rejected"
-                self.errors.append(f"{op.path}: {r.status_code} {r.text}")
+                self.settle(op, "rejected", f"{op.path}: {r.status_code} {r.text}")
                 return
             assert r.json()["data"]["uploadeds"][0]["fileHash"] == op.file_hash
-            op.state = "acked"
+            self.settle(op, "acked")
             return
         created = ok(
             api.post(
@@ -132,7 +149,7 @@ class Load:
             )
         )
         assert done["object"]["fileHash"] == op.file_hash
-        op.state = "acked"
+        self.settle(op, "acked")
 
 
 def _visible(api: httpx.Client, package_id: int) -> dict[str, dict[str, object]]:
@@ -168,15 +185,11 @@ def test_sigkill_during_uploads_loses_nothing_acknowledged(tmp_path: Path) -> No
             for kind in ("new", "over", "mp")
             for tid in range(THREADS_PER_KIND)
         ]
-        started = time.monotonic()
         for t in threads:
             t.start()
-        deadline = started + 60
-        while load.acked() < MIN_ACKS or time.monotonic() - started < MIN_RUN:
-            assert time.monotonic() < deadline, f"only {load.acked()} acks: {load.errors}"
-            assert not load.errors, load.errors
-            time.sleep(0.02)
-        in_flight = sum(o.state == "sending" for o in load.ops)
+        load.wait_enough(60)
+        with load.lock:
+            in_flight = sum(o.state == "sending" for o in load.ops)
         server.kill()  # SIGKILL by PID, with requests in flight
         load.stop.set()
         for t in threads:
