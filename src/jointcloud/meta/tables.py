@@ -91,6 +91,7 @@ packages = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # When the policy was last set: objects written before it are re-encoded.
     Column("policy_changed_at", DateTime(timezone=True), nullable=True),
+    Column("tags", Text, nullable=True),  # JSON object (migration 0006)
     UniqueConstraint("bucket_id", "name", name="uq_packages_bucket_name"),
     sqlite_autoincrement=True,
 )
@@ -109,6 +110,15 @@ objects = Table(
     Column("committed", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # What S3 and the gateway keep with an object (migration 0006); NULL: not set.
+    Column("content_type", String(255), nullable=True),
+    Column("content_encoding", String(255), nullable=True),
+    Column("cache_control", String(255), nullable=True),
+    Column("content_disposition", String(1024), nullable=True),
+    Column("expires", String(64), nullable=True),
+    Column("user_metadata", Text, nullable=True),  # JSON object
+    Column("tags", Text, nullable=True),  # JSON object
+    Column("checksums", Text, nullable=True),  # JSON object: algorithm -> base64
     UniqueConstraint("package_id", "path", name="uq_objects_package_path"),
     sqlite_autoincrement=True,
 )
