@@ -322,6 +322,14 @@ def test_cancel_mid_run_stops_and_leaves_nothing_partial(tmp_path: Path) -> None
             cancelled_at = time.monotonic()
             wait_until(lambda: get_task(api, task_id)["state"] == "cancelled", 5, "cancelled")
 
+            def ended() -> dict[str, Any] | None:
+                task = get_task(api, task_id)
+                return task if task["lastFinishTime"] else None
+
+            # The run ends: its last counters saved, its lease given up (no
+            # save can come after this).
+            first = wait_until(ended, 5, "the run to end")
+
             # The copy stops: the destination stops growing within 5 s of the cancel.
             counts: list[int] = []
 
@@ -331,8 +339,6 @@ def test_cancel_mid_run_stops_and_leaves_nothing_partial(tmp_path: Path) -> None
 
             wait_until(settled, 5, "the destination to stop growing")
             assert time.monotonic() - cancelled_at < 5.5
-            first = get_task(api, task_id)
-            time.sleep(1.5)  # counters are saved every second: make sure no more come
             last = get_task(api, task_id)
             assert last["state"] == "cancelled", last
             assert last["progress"] == first["progress"], (first, last)
