@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from jointcloud.core.authz import Operation, Principal, authorize
+from jointcloud.core.commands import PackageRef
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
-from jointcloud.errors import AlreadyExists, Conflict, DuplicateEntry, NotFound
+from jointcloud.errors import (
+    AlreadyExists,
+    BadArgument,
+    BucketNotFound,
+    Conflict,
+    DuplicateEntry,
+    NotFound,
+    PackageNotFound,
+)
 from jointcloud.meta import catalog, jobs
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -103,6 +113,42 @@ class PackageService:
             pkg = await catalog.get_package(conn, user_id, package_id)
         if pkg is None:
             raise NotFound(f"package {package_id} not found")
+        return pkg
+
+    async def resolve(
+        self, principal: Principal, ref: PackageRef, op: Operation, path: str | None = None
+    ) -> Package:
+        """The package ``ref`` names, if ``principal`` may do ``op`` on it (at
+        ``path``): the one place every protocol's address becomes a package.
+        A name is authorized before it is looked up, so a restricted key
+        learns nothing about packages outside its caveats."""
+        async with self.db.read() as conn:
+            if ref.package_id is not None:
+                pkg = await catalog.get_package(conn, principal.user_id, ref.package_id)
+                if pkg is None:
+                    raise PackageNotFound(f"package {ref.package_id} not found")
+                authorize(principal, op, project_id=pkg.bucket_id, package=pkg.name, path=path)
+                return pkg
+            if ref.name is None:
+                raise BadArgument("a package is named by its id or by its name")
+            name = entity_name(ref.name, "package name")
+            project_id = ref.project_id
+            if project_id is None and ref.project_name is not None:
+                bucket = await catalog.get_bucket_by_name(
+                    conn, principal.user_id, entity_name(ref.project_name, "bucket name")
+                )
+                if bucket is None:
+                    raise BucketNotFound(f"bucket {ref.project_name!r} not found")
+                project_id = bucket.bucket_id
+            project_id = project_id if project_id is not None else principal.project_id
+            if project_id is None:
+                raise BadArgument(f"package {name!r}: say which bucket (project) it is in")
+            authorize(principal, op, project_id=project_id, package=name, path=path)
+            if await catalog.get_bucket(conn, principal.user_id, project_id) is None:
+                raise BucketNotFound(f"bucket {project_id} not found")
+            pkg = await catalog.get_package_by_name(conn, project_id, name)
+        if pkg is None:
+            raise PackageNotFound(f"package {name!r} not found")
         return pkg
 
     async def get_by_full_name(self, user_id: int, bucket_name: str, package_name: str) -> Package:
