@@ -36,8 +36,8 @@ class JobRunner:
     def __init__(
         self, board: JobBoard | Database, jobs: Sequence[Job], owner: str | None = None
     ) -> None:
-        # A bare Database (api/app.py and older tests pass ``ctx.db``) is
-        # wrapped at once: the runner itself never touches the database.
+        # A bare Database (tests pass ``ctx.db``) is wrapped at once: the
+        # runner itself never touches the database.
         self.board = board if isinstance(board, JobBoard) else JobBoard(board)
         self.jobs = {j.name: j for j in jobs}
         self.owner = owner or new_owner()
