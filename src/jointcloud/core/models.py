@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
 from jointcloud.redundancy.policy import Redundancy
 
 
@@ -98,6 +100,11 @@ class ObjectInfo:
     redundancy: Redundancy
     create_time: datetime
     update_time: datetime
+    # What the client set with the object (content headers, user metadata,
+    # tags) and the additional checksums stored with it (base64, as S3).
+    # Left out of the hash: mappings are not hashable.
+    meta: ObjectMeta = field(default=ObjectMeta(), hash=False)
+    checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
 from jointcloud.core.models import (
     BlockRecord,
     Bucket,
@@ -21,8 +22,10 @@ from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import (
     aware,
+    checksum_values,
     dump_policy,
     load_policy,
+    meta_values,
     now,
     to_bucket,
     to_object,
@@ -315,12 +318,16 @@ async def commit_object(
     policy: Redundancy,
     parts: Sequence[tuple[int, int]],
     ts: datetime,
+    meta: ObjectMeta | None = None,
+    checksums: Mapping[ChecksumAlgorithm, str] | None = None,
 ) -> ObjectInfo:
     """Point ``package/path`` at new content in the caller's transaction, which
     must hold ``lock_package_paths``.
 
     Keeps the objectID and createTime of an existing object (overwrite);
-    releases the layouts the old content no longer needs."""
+    releases the layouts the old content no longer needs. ``meta`` and
+    ``checksums`` replace whatever the old object had (None: none), as an S3
+    PUT does; core has validated them."""
     existing = (
         await conn.execute(
             select(t.objects.c.id, t.objects.c.created_at).where(
@@ -335,6 +342,8 @@ async def commit_object(
         redundancy=dump_policy(policy),
         committed=True,
         updated_at=ts,
+        **meta_values(meta),
+        **checksum_values(checksums),
     )
     released: list[int] = []
     if existing is None:
@@ -359,6 +368,8 @@ async def commit_object(
         redundancy=policy,
         create_time=created,
         update_time=ts,
+        meta=meta or ObjectMeta(),
+        checksums=dict(checksums or {}),
     )
 
 

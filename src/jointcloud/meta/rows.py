@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
 
+from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
 from jointcloud.core.models import Bucket, ObjectInfo, Package, UserSpace
 from jointcloud.redundancy.policy import Redundancy, parse_redundancy
 
@@ -54,6 +56,49 @@ def to_package(r: Row[Any]) -> Package:
     )
 
 
+def dump_map(values: Mapping[str, str] | None) -> str | None:
+    """A string map as stored (JSON text; empty or absent: NULL)."""
+    return json.dumps(dict(values), ensure_ascii=False, sort_keys=True) if values else None
+
+
+def load_map(text: str | None) -> dict[str, str]:
+    return {} if not text else dict(json.loads(text))
+
+
+def meta_values(meta: ObjectMeta | None) -> dict[str, Any]:
+    """The object columns that hold ``meta`` (all NULL for None)."""
+    meta = meta or ObjectMeta()
+    return {
+        "content_type": meta.content_type,
+        "content_encoding": meta.content_encoding,
+        "cache_control": meta.cache_control,
+        "content_disposition": meta.content_disposition,
+        "expires": meta.expires,
+        "user_metadata": dump_map(meta.user_metadata),
+        "tags": dump_map(meta.tags),
+    }
+
+
+def checksum_values(checksums: Mapping[ChecksumAlgorithm, str] | None) -> dict[str, Any]:
+    return {"checksums": dump_map({str(a): v for a, v in (checksums or {}).items()})}
+
+
+def to_meta(r: Row[Any]) -> ObjectMeta:
+    return ObjectMeta(
+        content_type=r.content_type,
+        content_encoding=r.content_encoding,
+        cache_control=r.cache_control,
+        content_disposition=r.content_disposition,
+        expires=r.expires,
+        user_metadata=load_map(r.user_metadata),
+        tags=load_map(r.tags),
+    )
+
+
+def to_checksums(text: str | None) -> dict[ChecksumAlgorithm, str]:
+    return {ChecksumAlgorithm(a): v for a, v in load_map(text).items()}
+
+
 def to_object(r: Row[Any]) -> ObjectInfo:
     return ObjectInfo(
         object_id=r.id,
@@ -65,6 +110,8 @@ def to_object(r: Row[Any]) -> ObjectInfo:
         redundancy=load_policy_required(r.redundancy),
         create_time=aware(r.created_at),
         update_time=aware(r.updated_at),
+        meta=to_meta(r),
+        checksums=to_checksums(r.checksums),
     )
 
 
