@@ -15,6 +15,27 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Plain data the metadata layer stores too, so it lives in core.models (which
+# meta may import); re-exported here with the other commands.
+from jointcloud.core.models import NO_META, ChecksumAlgorithm, ObjectMeta
+
+__all__ = [
+    "NO_CONDITIONS",
+    "NO_META",
+    "ByteRange",
+    "ChecksumAlgorithm",
+    "Conditions",
+    "CopyObject",
+    "DeleteObject",
+    "GetObject",
+    "ListObjects",
+    "MetadataDirective",
+    "ObjectAddress",
+    "ObjectMeta",
+    "PackageRef",
+    "PutObject",
+]
+
 
 @dataclass(frozen=True)
 class PackageRef:
@@ -39,31 +60,6 @@ class PackageRef:
 class ObjectAddress:
     package: PackageRef
     path: str
-
-
-class ChecksumAlgorithm(enum.StrEnum):
-    """Additional checksums a client may supply and get back (S3 names)."""
-
-    CRC32 = "CRC32"
-    CRC32C = "CRC32C"
-    CRC64NVME = "CRC64NVME"
-    SHA1 = "SHA1"
-    SHA256 = "SHA256"
-
-
-@dataclass(frozen=True)
-class ObjectMeta:
-    """What a client sets with an object and gets back with it. ``None``: not
-    set. Limits (checked in core): user metadata 2 KiB (names + values, UTF-8,
-    as S3), at most 10 tags (keys ≤ 128, values ≤ 256 characters)."""
-
-    content_type: str | None = None
-    content_encoding: str | None = None
-    cache_control: str | None = None
-    content_disposition: str | None = None
-    expires: str | None = None
-    user_metadata: Mapping[str, str] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class ByteRange:
 class PutObject:
     address: ObjectAddress
     body: AsyncIterator[bytes]
-    meta: ObjectMeta = ObjectMeta()
+    meta: ObjectMeta = NO_META
     # Values the client sent (base64, as S3): verified against the bytes and
     # stored; a mismatch stores nothing.
     checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict)
@@ -138,7 +134,7 @@ class CopyObject:
     source_conditions: Conditions = NO_CONDITIONS
     conditions: Conditions = NO_CONDITIONS  # on the destination (If-None-Match: *)
     directive: MetadataDirective = MetadataDirective.COPY
-    meta: ObjectMeta = ObjectMeta()  # with REPLACE
+    meta: ObjectMeta = NO_META  # with REPLACE
     tags_directive: MetadataDirective = MetadataDirective.COPY
 
 

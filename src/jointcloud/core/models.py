@@ -8,7 +8,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
 from jointcloud.redundancy.policy import Redundancy
 
 
@@ -64,6 +63,34 @@ class FileState(StrEnum):
     FAILED = "failed"
 
 
+class ChecksumAlgorithm(StrEnum):
+    """Additional checksums a client may supply and get back (S3 names)."""
+
+    CRC32 = "CRC32"
+    CRC32C = "CRC32C"
+    CRC64NVME = "CRC64NVME"
+    SHA1 = "SHA1"
+    SHA256 = "SHA256"
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a client sets with an object and gets back with it. ``None``: not
+    set. Limits (checked in core): user metadata 2 KiB (names + values, UTF-8,
+    as S3), at most 10 tags (keys ≤ 128, values ≤ 256 characters)."""
+
+    content_type: str | None = None
+    content_encoding: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    expires: str | None = None
+    user_metadata: Mapping[str, str] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+NO_META = ObjectMeta()
+
+
 @dataclass(frozen=True)
 class User:
     user_id: int
@@ -103,7 +130,7 @@ class ObjectInfo:
     # What the client set with the object (content headers, user metadata,
     # tags) and the additional checksums stored with it (base64, as S3).
     # Left out of the hash: mappings are not hashable.
-    meta: ObjectMeta = field(default=ObjectMeta(), hash=False)
+    meta: ObjectMeta = field(default=NO_META, hash=False)
     checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
 
 

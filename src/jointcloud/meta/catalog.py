@@ -10,12 +10,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
 from jointcloud.core.models import (
     BlockRecord,
     Bucket,
+    ChecksumAlgorithm,
     ObjectContent,
     ObjectInfo,
+    ObjectMeta,
     Package,
 )
 from jointcloud.meta import layouts

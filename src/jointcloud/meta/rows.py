@@ -9,8 +9,14 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta
-from jointcloud.core.models import Bucket, ObjectInfo, Package, UserSpace
+from jointcloud.core.models import (
+    Bucket,
+    ChecksumAlgorithm,
+    ObjectInfo,
+    ObjectMeta,
+    Package,
+    UserSpace,
+)
 from jointcloud.redundancy.policy import Redundancy, parse_redundancy
 
 
