@@ -22,6 +22,7 @@ from jointcloud.jobs.base import Job, JobResult
 from jointcloud.jobs.drain import DrainJob
 from jointcloud.jobs.health import HealthJob
 from jointcloud.jobs.recode import RecodeJob
+from jointcloud.jobs.registry import drain_blocks, job_board, probe_spaces, recode_services
 from jointcloud.jobs.runner import JobRunner
 from jointcloud.meta import tables as t
 from jointcloud.redundancy.policy import NonePolicy, RepPolicy
@@ -35,7 +36,7 @@ EC23 = {"type": "ec", "k": 2, "n": 3, "chunkSize": 65536}
 async def run(api: Api, job: Job, *, until_done: bool = True) -> list[JobResult]:
     """Passes of ``job`` through the runner (leases and all), like
     ``jcs admin <job> --once [--until-done]``."""
-    runner = JobRunner(api.ctx.db, [job])
+    runner = JobRunner(job_board(api.ctx), [job])
     results = [await runner.run_now(job.name)]
     while until_done and results[-1].more:
         results.append(await runner.run_now(job.name))
@@ -126,7 +127,7 @@ async def test_health_marks_unusable_space_unavailable_and_back(api: Api) -> Non
     [extra] = await api.add_spaces(1)
     pkg = await api.package("p", REP2)
     before = await api.upload_one(pkg, "a.bin", b"a" * 5000)  # the backend is open and cached
-    job = HealthJob(api.ctx, 30)
+    job = HealthJob(probe_spaces(api.ctx), 30)
 
     [result] = await run(api, job)
     assert result.message == "probed 2 user spaces: 2 ok" and result.done == 2
@@ -173,12 +174,12 @@ async def test_health_never_touches_draining(api: Api) -> None:
     path = api.spaces[extra]
     shutil.rmtree(path, ignore_errors=True)
     path.write_bytes(b"gone")
-    [result] = await run(api, HealthJob(api.ctx, 30))
+    [result] = await run(api, HealthJob(probe_spaces(api.ctx), 30))
     assert "1 failing" in result.message and "->" not in result.message
     assert await state_of(api, extra) == "Draining"
     path.unlink()
     path.mkdir()
-    await run(api, HealthJob(api.ctx, 30))
+    await run(api, HealthJob(probe_spaces(api.ctx), 30))
     assert await state_of(api, extra) == "Draining"
 
 
@@ -190,7 +191,7 @@ async def test_health_probe_times_out(api: Api, monkeypatch: pytest.MonkeyPatch)
         return 0.0
 
     monkeypatch.setattr(health, "probe", stuck)
-    [result] = await run(api, HealthJob(api.ctx, 30, probe_timeout=0.05))
+    [result] = await run(api, HealthJob(probe_spaces(api.ctx), 30, probe_timeout=0.05))
     assert "Normal -> Unavailable" in result.message
     [sid] = list(api.spaces)
     assert await state_of(api, sid) == "Unavailable"
@@ -228,7 +229,7 @@ async def test_drain_moves_every_block_then_delete_succeeds(api: Api) -> None:
     late = await api.upload_one(pkg, "late.bin", b"late", redundancy=EC23, affinity=victim)
     assert victim not in (await spaces_of(api, late["objectID"]))[0]
 
-    results = await run(api, DrainJob(api.ctx, 60))
+    results = await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert results[0].message == "moved 4 blocks off 1 draining space, 0 left", results
     assert results[-1].more is False
     assert api.block_files()[victim] == []
@@ -239,14 +240,14 @@ async def test_drain_moves_every_block_then_delete_succeeds(api: Api) -> None:
         assert await api.download(o["objectID"]) == contents[path][0]
     await assert_disk_matches_db(api)
 
-    [again] = await run(api, DrainJob(api.ctx, 60))
+    [again] = await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert again.message == "moved 0 blocks off 1 draining space, 0 left"
 
     await api.post("/v1/userSpace/delete", {"userSpaceID": victim})
     shutil.rmtree(api.spaces.pop(victim))
     for path, o in objs.items():
         assert await api.download(o["objectID"]) == contents[path][0]
-    [idle] = await run(api, DrainJob(api.ctx, 60))
+    [idle] = await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert idle.message == "no user space is draining"
 
 
@@ -255,7 +256,7 @@ async def test_drain_without_room_reports_and_waits(api: Api) -> None:
     pkg = await api.package("r", REP2)
     o = await api.upload_one(pkg, "x", b"xyz" * 1000)
     await api.post("/v1/userSpace/drain", {"userSpaceID": other})
-    [result] = await run(api, DrainJob(api.ctx, 60))
+    [result] = await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert result.more is False
     assert "moved 0 blocks" in result.message and "1 left" in result.message
     assert "no Normal user space of its owner is free for it" in result.message
@@ -269,7 +270,7 @@ async def test_drain_without_room_reports_and_waits(api: Api) -> None:
     # With a new space there is room: the drain finishes.
     await api.post("/v1/userSpace/drain", {"userSpaceID": other})
     [third] = await api.add_spaces(1)
-    await run(api, DrainJob(api.ctx, 60))
+    await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert sorted((await spaces_of(api, o["objectID"]))[0]) == sorted(
         s for s in api.spaces if s != other
     )
@@ -334,7 +335,7 @@ async def test_policy_change_reencodes(
 
     got = await set_package(api, pkg, new)
     assert got["redundancy"] == new
-    results = await run(api, RecodeJob(api.ctx, 60))
+    results = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert results[0].message.startswith("re-encoded 7 layouts"), results
     assert results[-1].more is False
 
@@ -364,7 +365,7 @@ async def test_policy_change_reencodes(
     for path, body in bodies.items():
         assert await api.download(objs[path]["objectID"]) == body
 
-    [idle] = await run(api, RecodeJob(api.ctx, 60))
+    [idle] = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert idle.message.startswith("re-encoded 0 layouts")
 
 
@@ -398,7 +399,7 @@ async def test_reads_never_fail_while_recode_runs(api: Api) -> None:
     try:
         await every_object_read_after(Counter())  # the readers are at it
         before = reads.copy()
-        results = await run(api, RecodeJob(api.ctx, 60))
+        results = await run(api, RecodeJob(recode_services(api.ctx), 60))
         assert sum(int(r.message.split()[1]) for r in results) == 6, results
         assert reads.total() > before.total()  # reads went on while it re-encoded
         await every_object_read_after(reads.copy())  # and go on from the new layouts
@@ -432,7 +433,7 @@ async def test_clones_overrides_and_bucket_policy(api: Api) -> None:
     # Bucket change: only the inheriting package follows.
     got = await api.post("/v1/bucket/update", {"bucketID": bucket, "redundancy": EC23})
     assert got["bucket"]["redundancy"] == EC23
-    await run(api, RecodeJob(api.ctx, 60))
+    await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert (await api.objects(inherit))[0]["redundancy"] == EC23
     assert (await api.objects(own))[0]["redundancy"] == NONE
     assert await layouts_of(api, b["objectID"]) == shared
@@ -440,7 +441,7 @@ async def test_clones_overrides_and_bucket_policy(api: Api) -> None:
     # Package change: the clone (its own package, same policy as before) keeps
     # the shared layout; the source is re-encoded.
     await set_package(api, own, REP3)
-    [result] = await run(api, RecodeJob(api.ctx, 60))
+    [result] = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert result.message.startswith("re-encoded 1 layout (20000 bytes) of 1 object")
     assert await layouts_of(api, cb["objectID"]) == shared
     assert await layouts_of(api, b["objectID"]) != shared
@@ -450,7 +451,7 @@ async def test_clones_overrides_and_bucket_policy(api: Api) -> None:
 
     # An upload that overrides the policy after the change keeps its own.
     over = await api.upload_one(own, "over", b"override", redundancy=REP2)
-    [result] = await run(api, RecodeJob(api.ctx, 60))
+    [result] = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert result.message.startswith("re-encoded 0 layouts")
     assert (await api.objects(own))[1]["redundancy"] == REP2
     assert len((await spaces_of(api, over["objectID"]))[0]) == 2
@@ -459,7 +460,7 @@ async def test_clones_overrides_and_bucket_policy(api: Api) -> None:
     # in the package at that moment, overrides included.
     got = await set_package(api, own, None)
     assert "redundancy" not in got
-    await run(api, RecodeJob(api.ctx, 60))
+    await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert {o["redundancy"]["type"] for o in await api.objects(own)} == {"ec"}
     assert await api.download(over["objectID"]) == b"override"
     assert await api.download(a["objectID"]) == data(20_000, 1)
@@ -473,7 +474,7 @@ async def test_recode_without_enough_spaces_reports_and_keeps_data(api: Api) -> 
     o = await api.upload_one(pkg, "x", b"x" * 1000)
     before = await layouts_of(api, o["objectID"])
     await set_package(api, pkg, EC23)
-    [result] = await run(api, RecodeJob(api.ctx, 60))
+    [result] = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert result.more is False
     assert "1 failed" in result.message and "needs 3 usable user spaces" in result.message
     assert await layouts_of(api, o["objectID"]) == before
@@ -483,7 +484,7 @@ async def test_recode_without_enough_spaces_reports_and_keeps_data(api: Api) -> 
 
     # A space more, and the next pass finishes it.
     await api.add_spaces(1)
-    [result] = await run(api, RecodeJob(api.ctx, 60))
+    [result] = await run(api, RecodeJob(recode_services(api.ctx), 60))
     assert result.message.startswith("re-encoded 1 layout")
     assert (await api.objects(pkg))[0]["redundancy"] == EC23
 

@@ -17,7 +17,7 @@ from jcs_helpers import Api, expect_error
 from jointcloud.context import Context
 from jointcloud.core.models import LayoutRecord
 from jointcloud.core.repair import GONE, HEALTHY, NO_SPACES, OK, REPAIRED, UNRECOVERABLE
-from jointcloud.jobs.registry import build_jobs
+from jointcloud.jobs.registry import build_runner, job_board, scrub_services
 from jointcloud.jobs.repair import RepairJob, RepairResult
 from jointcloud.jobs.runner import JobRunner
 from jointcloud.jobs.scrub import ScrubJob, ScrubResult
@@ -75,7 +75,7 @@ def _far_future() -> datetime:
 
 
 async def run(ctx: Context, name: str) -> object:
-    return await JobRunner(ctx.db, build_jobs(ctx)).run_now(name)
+    return await build_runner(ctx).run_now(name)
 
 
 async def repair_once(ctx: Context) -> RepairResult:
@@ -284,7 +284,7 @@ async def test_unavailable_space_is_moved_by_the_scan(api: Api) -> None:
     # the Unavailable space was not touched
     assert {p: p.stat().st_mtime_ns for p in api.block_files()[down]} == untouched
     # a new scan finds nothing to do
-    job = RepairJob(api.ctx, 30.0)
+    job = RepairJob(api.ctx.repair, 30.0)
     assert (await job.run_once(lambda *a: None)).queued_by_scan == 0
 
 
@@ -352,8 +352,8 @@ async def test_scrub_resumes_from_its_cursor(api: Api) -> None:
     objs = [await put(api, pkg, f"o{i}", os.urandom(1000 + i)) for i in range(5)]
     bad = objs[3].layout.blocks[1]
     block_path(api, bad.user_space_id, bad.key).unlink()
-    job = ScrubJob(api.ctx, 3600.0, 50.0, max_layouts=2)
-    runner = JobRunner(api.ctx.db, [job])
+    job = ScrubJob(scrub_services(api.ctx), 3600.0, 50.0, max_layouts=2)
+    runner = JobRunner(job_board(api.ctx), [job])
     passes = []
     while True:
         result = await runner.run_now("scrub")

@@ -24,8 +24,7 @@ from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core.fsck import fsck
-from jointcloud.jobs.registry import build_jobs
-from jointcloud.jobs.runner import JobRunner
+from jointcloud.jobs.registry import build_runner
 from jointcloud.meta import layouts
 from support.s3server import S3Server
 
@@ -61,7 +60,7 @@ class Store:
         return r.content
 
     async def job(self, name: str) -> str:
-        result = await JobRunner(self.ctx.db, build_jobs(self.ctx)).run_now(name)
+        result = await build_runner(self.ctx).run_now(name)
         return result.message
 
 

@@ -106,13 +106,6 @@ async def test_unknown_job_is_named(board: JobBoard) -> None:
         await JobRunner(board, [Boom()]).run_now("nope")
 
 
-async def test_runner_given_a_database_uses_a_board_over_it(db: Database) -> None:
-    runner = JobRunner(db, [Boom()], owner="a")  # as callers that pass ctx.db
-    assert isinstance(runner.board, JobBoard) and runner.board.db is db
-    await runner.register()
-    assert [s.name for s in await JobBoard(db).states()] == ["boom"]
-
-
 async def test_board_cursor_wake_and_due(board: JobBoard) -> None:
     await board.register(["a", "b"])
     cursor = board.cursor("a")

@@ -1,4 +1,4 @@
-"""A synchronous httpx client of the JCS v1 API (``spec/jcs-v1.md``).
+"""A synchronous httpx client of the JCS v1 API (``docs/jcs-v1.md``).
 
 Every JSON answer is unwrapped from its envelope; a failure becomes a
 ``CliError`` carrying the server's code and message. Uploads stream file

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from jointcloud.core.drain import DRAIN_BATCH, DrainReport
 from jointcloud.jobs.base import JobResult, Progress
-
-if TYPE_CHECKING:
-    from jointcloud.context import Context
 
 # One pass moving up to so many blocks off Draining spaces: (batch, progress).
 DrainBlocks = Callable[[int, Progress], Awaitable[DrainReport]]
@@ -18,13 +14,7 @@ DrainBlocks = Callable[[int, Progress], Awaitable[DrainReport]]
 class DrainJob:
     name = "drain"
 
-    def __init__(
-        self, drain: DrainBlocks | Context, interval: float, batch: int = DRAIN_BATCH
-    ) -> None:
-        if not callable(drain):  # transitional: a Context, from tests that build jobs by hand
-            from jointcloud.jobs.registry import drain_blocks
-
-            drain = drain_blocks(drain)
+    def __init__(self, drain: DrainBlocks, interval: float, batch: int = DRAIN_BATCH) -> None:
         self.drain = drain
         self.interval = interval
         self.batch = batch

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from jointcloud.core.health import PROBE_TIMEOUT, HealthReport
 from jointcloud.jobs.base import JobResult, Progress
-
-if TYPE_CHECKING:
-    from jointcloud.context import Context
 
 # One probe of every user space: (time limit per probe in seconds, progress).
 ProbeSpaces = Callable[[float, Progress], Awaitable[HealthReport]]
@@ -19,12 +15,8 @@ class HealthJob:
     name = "health"
 
     def __init__(
-        self, probe: ProbeSpaces | Context, interval: float, probe_timeout: float = PROBE_TIMEOUT
+        self, probe: ProbeSpaces, interval: float, probe_timeout: float = PROBE_TIMEOUT
     ) -> None:
-        if not callable(probe):  # transitional: a Context, from tests that build jobs by hand
-            from jointcloud.jobs.registry import probe_spaces
-
-            probe = probe_spaces(probe)
         self.probe = probe
         self.interval = interval
         self.probe_timeout = probe_timeout

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from jointcloud.core.jobstate import JobCursor
 from jointcloud.core.recode import Recoder
 from jointcloud.jobs.base import JobResult, Progress
-
-if TYPE_CHECKING:
-    from jointcloud.context import Context
 
 
 @dataclass(frozen=True)
@@ -25,11 +21,7 @@ class RecodeServices:
 class RecodeJob:
     name = "recode"
 
-    def __init__(self, services: RecodeServices | Context, interval: float) -> None:
-        if not isinstance(services, RecodeServices):  # transitional: a Context, from tests
-            from jointcloud.jobs.registry import recode_services
-
-            services = recode_services(services)
+    def __init__(self, services: RecodeServices, interval: float) -> None:
         self.recoder = services.recoder
         self.cursor = services.cursor
         self.interval = interval

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from jointcloud.core.repair import (
     FAILED,
@@ -19,9 +18,6 @@ from jointcloud.core.repair import (
     RepairService,
 )
 from jointcloud.jobs.base import JobResult, Progress
-
-if TYPE_CHECKING:
-    from jointcloud.context import Context
 
 BATCH = 32  # layouts per pass
 CONCURRENCY = 4  # layouts rebuilt at once
@@ -40,15 +36,13 @@ class RepairJob:
 
     def __init__(
         self,
-        repair: RepairService | Context,
+        repair: RepairService,
         interval: float,
         *,
         batch: int = BATCH,
         concurrency: int = CONCURRENCY,
         scan_every: float = SCAN_EVERY,
     ) -> None:
-        if not isinstance(repair, RepairService):  # transitional: a Context, from tests
-            repair = repair.repair
         self.repair = repair
         self.interval = interval
         self.batch = batch

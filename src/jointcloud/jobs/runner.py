@@ -13,7 +13,6 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,9 +20,6 @@ from jointcloud.core.jobstate import JobBoard
 from jointcloud.core.leases import new_owner
 from jointcloud.errors import OperationFailed
 from jointcloud.jobs.base import Job, JobResult, Progress
-
-if TYPE_CHECKING:  # transitional: callers that still hand over ``ctx.db``
-    from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
 
@@ -33,12 +29,8 @@ ERROR_BACKOFF = 30.0
 
 
 class JobRunner:
-    def __init__(
-        self, board: JobBoard | Database, jobs: Sequence[Job], owner: str | None = None
-    ) -> None:
-        # A bare Database (tests pass ``ctx.db``) is wrapped at once: the
-        # runner itself never touches the database.
-        self.board = board if isinstance(board, JobBoard) else JobBoard(board)
+    def __init__(self, board: JobBoard, jobs: Sequence[Job], owner: str | None = None) -> None:
+        self.board = board
         self.jobs = {j.name: j for j in jobs}
         self.owner = owner or new_owner()
         self._stop = asyncio.Event()

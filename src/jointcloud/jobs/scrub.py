@@ -6,14 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jointcloud.core.jobstate import JobCursor
 from jointcloud.core.scrub import MB, BadBlock, Scrubber, ScrubReport
 from jointcloud.jobs.base import JobResult, Progress
-
-if TYPE_CHECKING:
-    from jointcloud.context import Context
 
 MAX_LAYOUTS = 1000  # per pass
 MAX_SECONDS = 60.0  # per pass
@@ -64,17 +61,13 @@ class ScrubJob:
 
     def __init__(
         self,
-        services: ScrubServices | Context,
+        services: ScrubServices,
         interval: float,
         mbps: float,
         *,
         max_layouts: int = MAX_LAYOUTS,
         max_seconds: float = MAX_SECONDS,
     ) -> None:
-        if not isinstance(services, ScrubServices):  # transitional: a Context, from tests
-            from jointcloud.jobs.registry import scrub_services
-
-            services = scrub_services(services)
         self.interval = interval
         self.scrubber = services.scrubber(mbps)
         self.cursor = services.cursor

@@ -1,1 +1,1 @@
-"""The JCS v1 REST API (``spec/jcs-v1.md``)."""
+"""The JCS v1 REST API (``docs/jcs-v1.md``)."""
