@@ -50,6 +50,9 @@ class Settings:
     gc_delay: timedelta = timedelta(minutes=10)
     gc_interval: float = 60.0
     multipart_expiry: timedelta = timedelta(days=1)  # unfinished uploads untouched this long go
+    # Least size of every part but the last of an S3 multipart upload
+    # (JCS_MULTIPART_MIN_PART_SIZE, bytes); S3's own is 5 MiB.
+    multipart_min_part_size: int = 5 * 1024 * 1024
     health_interval: float = 30.0  # seconds between two probes of every user space
     drain_interval: float = 60.0
     recode_interval: float = 60.0
@@ -166,6 +169,7 @@ class Environment(BaseSettings):
     gc_delay_seconds: Seconds = 600.0
     gc_interval_seconds: Interval = 60.0
     multipart_expiry_seconds: Seconds = 86400.0
+    multipart_min_part_size: Annotated[int, Field(ge=0)] = 5 * 1024 * 1024
     health_interval_seconds: Interval = 30.0
     drain_interval_seconds: Interval = 60.0
     recode_interval_seconds: Interval = 60.0
@@ -261,6 +265,7 @@ class Environment(BaseSettings):
             gc_delay=timedelta(seconds=self.gc_delay_seconds),
             gc_interval=self.gc_interval_seconds,
             multipart_expiry=timedelta(seconds=self.multipart_expiry_seconds),
+            multipart_min_part_size=self.multipart_min_part_size,
             health_interval=self.health_interval_seconds,
             drain_interval=self.drain_interval_seconds,
             recode_interval=self.recode_interval_seconds,

@@ -70,7 +70,9 @@ class Context:
             packages=packages,
             store=store,
             objects=objects,
-            multipart=MultipartService(db, packages, store),
+            multipart=MultipartService(
+                db, packages, store, min_part_size=settings.multipart_min_part_size
+            ),
             repair=repair,
             tasks=tasks,
             transfers=TransferService(db, pool, spaces, packages, objects, tasks),

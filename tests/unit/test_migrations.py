@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,23 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jointcloud.config import Settings
+from jointcloud.context import ADMIN, Context
+from jointcloud.core.accounts import AccountService
+from jointcloud.core.authz import Principal
+from jointcloud.core.blockstore import BlockStore
+from jointcloud.core.buckets import BucketService, PackageService
+from jointcloud.core.commands import ObjectAddress, PackageRef
+from jointcloud.core.gc import collect_garbage
+from jointcloud.core.userspaces import SpacePool, UserSpaceService
+from jointcloud.keys.master import MasterKey, private_dir
+from jointcloud.meta import catalog, layouts
 from jointcloud.meta.db import MIGRATIONS, Database
 from jointcloud.meta.tables import metadata
+from jointcloud.redundancy.policy import NonePolicy
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -272,3 +286,93 @@ def _alembic(conn: Connection, action: str, revision: str) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
     getattr(command, action)(cfg, revision)
+
+
+# -- 0007: multipart uploads become their own entity ---------------------------
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_0007_an_upload_in_flight_survives_and_completes(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A JCS three-step upload begun before 0007 (a placeholder object with
+    parts in ``upload_parts``) and one with no part yet both become uploads
+    linked to their objects: the first completes afterwards with the parts
+    staged before the upgrade plus one sent after it, the second takes parts."""
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=database_url, local_roots=(tmp_path,)
+    )
+    private_dir(settings.data_dir)
+    db = Database(settings.db_url)
+    parts = {0: b"zero " * 300, 1: b"one " * 500, 2: b"two " * 700}
+    try:
+        await db.migrate("0006")
+        master = MasterKey.load_or_create(settings.data_dir / "master.key")
+        pool = SpacePool(db, master, settings.space_rules())
+        user, _ = await AccountService(db).ensure_user(ADMIN)
+        await UserSpaceService(db, pool).create(
+            user.user_id, "local", {"type": "Local", "path": str(tmp_path / "space")}
+        )
+        buckets = BucketService(db)
+        bucket = await buckets.create(user.user_id, "b")
+        pkg = await PackageService(db, buckets).create(user.user_id, bucket.bucket_id, "p")
+        store = BlockStore(db, master, pool)
+        staged = {
+            i: await store.stage(user.user_id, _chunks(d), NonePolicy()) for i, d in parts.items()
+        }
+        async with db.write() as conn:
+            big = await catalog.create_placeholder(conn, pkg.package_id, "big.bin", NonePolicy())
+            bare = await catalog.create_placeholder(conn, pkg.package_id, "bare.bin", NonePolicy())
+            for i, st in staged.items():
+                await layouts.activate(conn, st)
+                await conn.execute(
+                    text(
+                        "INSERT INTO upload_parts (object_id, idx, layout_id, size, sha256, md5, "
+                        "created_at) VALUES (:o, :i, :l, :s, :sha, :md5, :t)"
+                    ),
+                    {
+                        "o": big,
+                        "i": i,
+                        "l": st.layout_id,
+                        "s": st.size,
+                        "sha": st.sha256,
+                        "md5": st.md5,
+                        "t": datetime.now(UTC),
+                    },
+                )
+        await pool.close()
+    finally:
+        await db.close()
+
+    ctx = await Context.open(settings)  # migrates to head
+    try:
+        async with ctx.db.read() as conn:
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert "upload_parts" not in tables
+        alice = Principal.user(user.user_id)
+        up = await ctx.multipart.linked(alice, big)
+        assert up is not None and up.path == "big.bin" and len(up.upload_id) >= 40
+        listed = await ctx.multipart.list_parts(
+            alice, up.upload_id, ObjectAddress(PackageRef.by_id(pkg.package_id), "big.bin")
+        )
+        assert [(p.part_number, p.size) for p in listed.parts] == [
+            (i, len(d)) for i, d in parts.items()
+        ]
+        assert await ctx.multipart.linked(alice, bare) is not None
+        # The staged parts are referenced: GC with no safety delay keeps them.
+        await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+        parts[3] = b"three, sent after the upgrade"
+        await ctx.multipart.upload_part_linked(alice, big, 3, _chunks(parts[3]))
+        done = await ctx.multipart.complete_linked(alice, big, [2, 0, 3, 1])
+        assert done.object_id == big
+        content = await ctx.objects.open(user.user_id, big)
+        got = b"".join([c async for c in ctx.objects.read(content).body])
+        assert got == parts[2] + parts[0] + parts[3] + parts[1]
+        await ctx.multipart.upload_part_linked(alice, bare, 0, _chunks(b"bare"))
+        bare_done = await ctx.multipart.complete_linked(alice, bare, [0])
+        assert bare_done.object_id == bare and bare_done.size == 4
+    finally:
+        await ctx.close()

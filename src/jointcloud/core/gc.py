@@ -20,7 +20,7 @@ import structlog
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.errors import JcsError
-from jointcloud.meta import catalog, layouts, sweeps
+from jointcloud.meta import catalog, layouts, sweeps, uploads
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 
@@ -39,12 +39,18 @@ BLOCK_AREAS = ("blocks", ".jcs-probe")
 
 
 async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
+    """Drop multipart uploads untouched since ``before`` (or left behind by a
+    deleted package); their parts become garbage like any layout."""
     dropped = 0
     async with db.read() as conn:
-        ids = await layouts.abandoned_uploads(conn, before)
-    for object_id in ids:
+        ids = await uploads.abandoned(conn, before)
+        bare = await uploads.bare_placeholders(conn, before)
+    for row_id in ids:
         async with db.write() as conn:
-            dropped += await catalog.abandon_upload(conn, object_id, before)
+            dropped += await catalog.abandon_upload(conn, before, upload=row_id)
+    for object_id in bare:
+        async with db.write() as conn:
+            dropped += await catalog.abandon_upload(conn, before, placeholder=object_id)
     return dropped
 
 

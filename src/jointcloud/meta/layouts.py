@@ -1,5 +1,5 @@
-"""Layouts (immutable stored byte runs), their blocks, multipart staging and
-the reference bookkeeping that tells GC what may go."""
+"""Layouts (immutable stored byte runs), their blocks and the reference
+bookkeeping that tells GC what may go (object contents and multipart parts)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
 from jointcloud.meta import tables as t
+from jointcloud.meta import uploads
 from jointcloud.meta.rows import dump_policy, load_policy_required, now
 from jointcloud.redundancy.policy import Redundancy
 
@@ -143,9 +144,10 @@ async def delete_layouts(conn: AsyncConnection, layout_ids: Iterable[int]) -> No
 
 
 def _referenced(layout_col: Any) -> Any:
+    # An object's content, or a part of a multipart upload in flight.
     return or_(
         exists().where(t.object_parts.c.layout_id == layout_col),
-        exists().where(t.upload_parts.c.layout_id == layout_col),
+        exists().where(t.multipart_parts.c.layout_id == layout_col),
     )
 
 
@@ -217,67 +219,13 @@ async def still_garbage(conn: AsyncConnection, layout_id: int) -> bool:
     return (await conn.execute(q)).first() is not None
 
 
-# --- multipart staging -----------------------------------------------------
-
-
-async def put_upload_part(
-    conn: AsyncConnection, object_id: int, index: int, staged: StagedLayout
-) -> int | None:
-    """Store part ``index``; returns the layout of the part it replaced, if any."""
-    old = (
-        await conn.execute(
-            select(t.upload_parts.c.layout_id).where(
-                t.upload_parts.c.object_id == object_id, t.upload_parts.c.idx == index
-            )
-        )
-    ).scalar_one_or_none()
-    if old is not None:
-        await conn.execute(
-            delete(t.upload_parts).where(
-                t.upload_parts.c.object_id == object_id, t.upload_parts.c.idx == index
-            )
-        )
-    await conn.execute(
-        insert(t.upload_parts).values(
-            object_id=object_id,
-            idx=index,
-            layout_id=staged.layout_id,
-            size=staged.size,
-            sha256=staged.sha256,
-            md5=staged.md5,
-            created_at=now(),
-        )
-    )
-    return None if old is None else int(old)
-
-
-async def upload_parts(conn: AsyncConnection, object_id: int) -> dict[int, StagedLayout]:
-    q = select(t.upload_parts, t.layouts.c.segment_size, t.layouts.c.chunk_len).join(
-        t.layouts, t.layouts.c.id == t.upload_parts.c.layout_id
-    )
-    rows = await conn.execute(q.where(t.upload_parts.c.object_id == object_id))
-    return {
-        r.idx: StagedLayout(
-            layout_id=r.layout_id,
-            size=r.size,
-            sha256=r.sha256,
-            md5=r.md5,
-            segment_size=r.segment_size,
-            chunk_len=r.chunk_len,
-        )
-        for r in rows
-    }
+# --- multipart ---------------------------------------------------------------
 
 
 async def clear_upload_parts(conn: AsyncConnection, object_id: int) -> list[int]:
-    ids = [
-        int(r.layout_id)
-        for r in await conn.execute(
-            select(t.upload_parts.c.layout_id).where(t.upload_parts.c.object_id == object_id)
-        )
-    ]
-    await conn.execute(delete(t.upload_parts).where(t.upload_parts.c.object_id == object_id))
-    return ids
+    """Drop the multipart upload linked to an object (a JCS upload), if any,
+    with its parts; returns their layouts, for release (``meta.uploads``)."""
+    return await uploads.drop_for_object(conn, object_id)
 
 
 async def replace_block(
@@ -324,22 +272,3 @@ async def blocks_in_spaces(
         (r.layout_id, BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
         for r in await conn.execute(q)
     ]
-
-
-async def abandoned_uploads(conn: AsyncConnection, before: datetime, limit: int = 500) -> list[int]:
-    """Objects with an unfinished multipart upload untouched since ``before``:
-    staged parts all older, or an invisible placeholder with no part at all."""
-    newest = (
-        select(t.upload_parts.c.object_id, func.max(t.upload_parts.c.created_at).label("last"))
-        .group_by(t.upload_parts.c.object_id)
-        .subquery()
-    )
-    stale_parts = select(newest.c.object_id).where(newest.c.last < before)
-    bare_placeholders = select(t.objects.c.id).where(
-        t.objects.c.committed.is_(False),
-        t.objects.c.updated_at < before,
-        ~exists().where(t.upload_parts.c.object_id == t.objects.c.id),
-    )
-    ids = {int(r[0]) for r in await conn.execute(stale_parts.limit(limit))}
-    ids |= {int(r[0]) for r in await conn.execute(bare_placeholders.limit(limit))}
-    return sorted(ids)[:limit]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -162,15 +163,47 @@ object_parts = Table(
     Column("offset", BigInteger, nullable=False),
 )
 
-upload_parts = Table(
-    "upload_parts",
+# Multipart uploads in flight (S3 and the JCS three-step upload): several may
+# target one path; each has an opaque random ``upload_id`` and keeps what the
+# object gets on completion (its policy, metadata and checksum algorithm).
+# ``package_id`` has no foreign key on purpose: deleting a package leaves its
+# uploads behind, and GC drops them (and releases their parts) as abandoned.
+# ``object_id``: the invisible placeholder (or existing) object of a JCS upload.
+uploads = Table(
+    "uploads",
     metadata,
-    Column("object_id", Id, ForeignKey("objects.id", ondelete="CASCADE"), primary_key=True),
-    Column("idx", Integer, primary_key=True),
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("upload_id", String(128), nullable=False, unique=True),
+    Column("package_id", Id, nullable=False),
+    Column("path", PathType, nullable=False),
+    Column("redundancy", Text, nullable=False),
+    Column("content_type", String(255), nullable=True),
+    Column("content_encoding", String(255), nullable=True),
+    Column("cache_control", String(255), nullable=True),
+    Column("content_disposition", String(1024), nullable=True),
+    Column("expires", String(64), nullable=True),
+    Column("user_metadata", Text, nullable=True),  # JSON object
+    Column("tags", Text, nullable=True),  # JSON object
+    Column("checksum_algorithm", String(16), nullable=True),
+    Column("object_id", Id, ForeignKey("objects.id"), nullable=True, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    Index("ix_uploads_package_path", "package_id", "path"),
+    sqlite_autoincrement=True,
+)
+
+# The parts of an upload; each part is its own layout, referenced from here
+# until the upload completes (then the object references it) or goes.
+multipart_parts = Table(
+    "multipart_parts",
+    metadata,
+    Column("upload_row_id", Id, ForeignKey("uploads.id"), primary_key=True),
+    Column("part_number", Integer, primary_key=True),
     Column("layout_id", Id, ForeignKey("layouts.id"), nullable=False, index=True),
     Column("size", BigInteger, nullable=False),
-    Column("sha256", String(64), nullable=False),
     Column("md5", String(32), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("checksums", Text, nullable=True),  # JSON object: algorithm -> base64
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

@@ -26,9 +26,11 @@ from jointcloud.api.jcs.deps import (
 )
 from jointcloud.api.jcs.download import send_object
 from jointcloud.api.jcs.envelope import ok
+from jointcloud.core.authz import Principal
+from jointcloud.core.commands import ObjectAddress, PackageRef
 from jointcloud.core.models import User
 from jointcloud.core.multipart import MAX_PART_INDEX
-from jointcloud.errors import BadArgument, Forbidden
+from jointcloud.errors import BadArgument, Forbidden, InvalidPart
 
 router = APIRouter()
 
@@ -287,7 +289,8 @@ async def clone(body: CloneBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 @router.post("/v1/object/newMultipartUpload")
 async def new_multipart(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     body.check_user(user)
-    info = await ctx.multipart.new(user.user_id, body.packageID, body.path)
+    address = ObjectAddress(PackageRef.by_id(body.packageID), body.path)
+    info = await ctx.multipart.new_linked(Principal.user(user.user_id), address)
     return ok({"object": views.obj(info)})
 
 
@@ -327,10 +330,13 @@ async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResp
     object_id = _int_field(info, "objectID")
     index = _int_field(info, "index", minimum=0)
     assert object_id is not None and index is not None
+    if index > MAX_PART_INDEX:
+        raise BadArgument(f"index must be between 0 and {MAX_PART_INDEX}")
     part = await anext(parts, None)
     if part is None or part.name != "file":
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
-    await ctx.multipart.upload_part(user.user_id, object_id, index, part.chunks())
+    principal = Principal.user(user.user_id)
+    await ctx.multipart.upload_part_linked(principal, object_id, index, part.chunks())
     return ok({})
 
 
@@ -346,5 +352,14 @@ class CompleteBody(Body):
 @router.post("/v1/object/completeMultipartUpload")
 async def complete_multipart(body: CompleteBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
     body.check_user(user)
-    info = await ctx.multipart.complete(user.user_id, body.objectID, body.indexes)
+    if not body.indexes:
+        raise BadArgument("indexes must list at least one part")
+    if len(set(body.indexes)) != len(body.indexes):
+        raise BadArgument("indexes must not repeat a part")
+    try:
+        info = await ctx.multipart.complete_linked(
+            Principal.user(user.user_id), body.objectID, body.indexes
+        )
+    except InvalidPart as exc:
+        raise BadArgument(f"indexes: {exc.message}") from exc
     return ok({"object": views.obj(info)})
