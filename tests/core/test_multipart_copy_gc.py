@@ -3,6 +3,7 @@ and the collection of abandoned uploads."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -25,6 +26,7 @@ from test_multipart_support import (
 )
 
 from jointcloud.core.commands import ByteRange, Conditions, PackageRef
+from jointcloud.core.fsck import fsck
 from jointcloud.core.models import ObjectContent, ObjectInfo, Package
 from jointcloud.core.multipart import MultipartService
 from jointcloud.errors import InvalidRange, ObjectNotFound, PreconditionFailed, UploadNotFound
@@ -167,3 +169,21 @@ async def test_gc_collects_the_uploads_of_a_deleted_package(world: World) -> Non
     await gc(ctx, timedelta(days=1))
     await gc(ctx, timedelta(days=1))
     assert block_files(ctx) == []
+
+
+async def test_fsck_counts_the_parts_of_uploads_in_flight(world: World) -> None:
+    """Parts are layouts in use: checked like objects', never orphans."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "p")
+    for path in ("a", "a", "b"):
+        up = await ctx.multipart.create(alice, at(pkg, path))
+        for n in (1, 2):
+            await ctx.multipart.upload_part(alice, up.upload_id, at(pkg, path), n, body(b"p" * n))
+    files = block_files(ctx)
+    assert len(files) == 6
+    # No safety delay: every key is old enough to be judged (and deleted if orphan).
+    ctx.settings = dataclasses.replace(ctx.settings, gc_delay=timedelta(seconds=0))
+    report = await fsck(ctx, deep=True, repair=True)
+    assert report.clean and report.findings == [], report.findings
+    assert report.layouts_checked == 6 and report.orphans_deleted == 0
+    assert block_files(ctx) == files

@@ -15,7 +15,8 @@ from jointcloud.meta.rows import to_space
 
 
 def _in_use() -> tuple[ColumnElement[bool], ...]:
-    # Live and referenced: released layouts wait for GC and are not checked.
+    # Live and referenced (by an object, or as a part of a multipart upload in
+    # flight): released layouts wait for GC and are not checked.
     return (t.layouts.c.state == "live", t.layouts.c.released_at.is_(None))
 
 
