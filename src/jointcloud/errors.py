@@ -90,6 +90,11 @@ class NotModified(DomainError):
     """A conditional read whose condition says the client's copy is current."""
 
 
+class BadDigest(BadArgument):
+    """A checksum or Content-MD5 the client supplied does not match the bytes
+    received (nothing was stored); the message names the algorithm."""
+
+
 class InvalidRange(BadArgument):
     """A byte range that does not overlap the object."""
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 
 import structlog
 
-from jointcloud.core.models import LayoutRecord, ObjectContent, StagedLayout, UserSpace
+from jointcloud.core.models import (
+    ChecksumAlgorithm,
+    LayoutRecord,
+    ObjectContent,
+    StagedLayout,
+    UserSpace,
+)
 from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BlockNotFound, SpaceError
@@ -28,6 +34,7 @@ from jointcloud.redundancy.stream import (
     PUT_PARALLEL,
     BlockRef,
     Layout,
+    WriteResult,
     encode_many,
     put_blocks,
     read_range,
@@ -48,6 +55,18 @@ async def _finish(work: Awaitable[None]) -> None:
     _background.add(task)
     task.add_done_callback(_background.discard)
     await asyncio.shield(task)
+
+
+def _staged(layout_id: int, result: WriteResult) -> StagedLayout:
+    return StagedLayout(
+        layout_id=layout_id,
+        size=result.size,
+        sha256=result.sha256,
+        md5=result.md5,
+        segment_size=result.segment_size,
+        chunk_len=result.chunk_len,
+        checksums={ChecksumAlgorithm(a): v for a, v in result.checksums.items()},
+    )
 
 
 class _Tracked:
@@ -81,9 +100,11 @@ class BlockStore:
         policy: Redundancy,
         affinity: int | None = None,
         candidates: Sequence[UserSpace] | None = None,
+        checksums: Collection[ChecksumAlgorithm] = (),
     ) -> StagedLayout:
         """Write ``source`` under ``policy``; ``candidates`` are the user's
-        spaces when the caller already loaded them (batch uploads).
+        spaces when the caller already loaded them (batch uploads);
+        ``checksums``: additional checksums computed as the bytes flow.
 
         A space that fails before any byte of the source was consumed (it
         cannot even open a block) is marked Unavailable and the placement is
@@ -98,7 +119,7 @@ class BlockStore:
         while True:
             chosen = choose_spaces(spaces, policy, affinity)
             try:
-                return await self._stage_on(chosen, tracked, policy)
+                return await self._stage_on(chosen, tracked, policy, checksums)
             except SpaceError:
                 if tracked.started:
                     raise
@@ -112,7 +133,11 @@ class BlockStore:
                 ]
 
     async def _stage_on(
-        self, chosen: Sequence[UserSpace], source: AsyncIterator[bytes], policy: Redundancy
+        self,
+        chosen: Sequence[UserSpace],
+        source: AsyncIterator[bytes],
+        policy: Redundancy,
+        checksums: Collection[ChecksumAlgorithm],
     ) -> StagedLayout:
         data_key = new_data_key()
         name = new_name()
@@ -126,19 +151,14 @@ class BlockStore:
                 BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=s.user_space_id)
                 for (i, _, k), s in zip(plan, chosen, strict=True)
             ]
-            result = await write_blocks(source, policy, refs, data_key)
+            result = await write_blocks(
+                source, policy, refs, data_key, checksums=[str(a) for a in checksums]
+            )
         except BaseException:
             # write_blocks already removed what it wrote; drop the intent rows.
             await asyncio.shield(self._drop_rows([layout_id]))
             raise
-        return StagedLayout(
-            layout_id=layout_id,
-            size=result.size,
-            sha256=result.sha256,
-            md5=result.md5,
-            segment_size=result.segment_size,
-            chunk_len=result.chunk_len,
-        )
+        return _staged(layout_id, result)
 
     async def stage_many(
         self,
@@ -147,6 +167,7 @@ class BlockStore:
         policy: Redundancy,
         affinity: int | None = None,
         candidates: Sequence[UserSpace] | None = None,
+        checksums: Collection[ChecksumAlgorithm] = (),
     ) -> list[StagedLayout]:
         """``stage`` for small objects already in memory, all at once: one
         intent transaction, one encoding hop, one durable batch write per
@@ -162,7 +183,7 @@ class BlockStore:
         while True:
             chosen = choose_spaces(spaces, policy, affinity)
             try:
-                return await self._stage_many_on(chosen, datas, policy)
+                return await self._stage_many_on(chosen, datas, policy, checksums)
             except SpaceError:
                 dead = await self._unreachable(chosen)
                 if not dead:
@@ -174,7 +195,11 @@ class BlockStore:
                 ]
 
     async def _stage_many_on(
-        self, chosen: Sequence[UserSpace], datas: Sequence[bytes], policy: Redundancy
+        self,
+        chosen: Sequence[UserSpace],
+        datas: Sequence[bytes],
+        policy: Redundancy,
+        checksums: Collection[ChecksumAlgorithm],
     ) -> list[StagedLayout]:
         keys = [new_data_key() for _ in datas]
         # One block directory for the whole batch (the first two characters
@@ -193,7 +218,9 @@ class BlockStore:
         writing: asyncio.Future[None] | None = None
         targets: list[tuple[Space, str]] = []
         try:
-            encoded = await encode_many(list(zip(datas, keys, strict=True)), policy)
+            encoded = await encode_many(
+                list(zip(datas, keys, strict=True)), policy, [str(a) for a in checksums]
+            )
             opened = [await self.pool.get(s) for s in chosen]
             items: list[tuple[Space, str, bytes]] = []
             for (_, blocks), plan in zip(encoded, plans, strict=True):
@@ -206,14 +233,7 @@ class BlockStore:
             await _finish(self._undo_many(writing, targets, layout_ids))
             raise
         return [
-            StagedLayout(
-                layout_id=layout_id,
-                size=result.size,
-                sha256=result.sha256,
-                md5=result.md5,
-                segment_size=result.segment_size,
-                chunk_len=result.chunk_len,
-            )
+            _staged(layout_id, result)
             for layout_id, (result, _) in zip(layout_ids, encoded, strict=True)
         ]
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from jointcloud.core.authz import Operation, Principal, authorize
-from jointcloud.core.commands import PackageRef
+from jointcloud.core.commands import PackageRef, check_tags
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
@@ -21,6 +22,8 @@ from jointcloud.meta import catalog, jobs
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy, parse_redundancy
+
+MAX_PACKAGE_TAGS = 50
 
 
 def optional_policy(raw: Any) -> Redundancy | None:
@@ -150,6 +153,26 @@ class PackageService:
         if pkg is None:
             raise PackageNotFound(f"package {name!r} not found")
         return pkg
+
+    async def get_tags(self, principal: Principal, ref: PackageRef) -> dict[str, str]:
+        """The package's tags (the S3 bucket's tag set)."""
+        pkg = await self.resolve(principal, ref, Operation.READ)
+        async with self.db.read() as conn:
+            return await catalog.get_package_tags(conn, pkg.package_id)
+
+    async def set_tags(
+        self, principal: Principal, ref: PackageRef, tags: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Replace the package's tags: at most ``MAX_PACKAGE_TAGS`` (S3's
+        limit for a bucket), keys and values as an object's."""
+        checked = check_tags(tags, MAX_PACKAGE_TAGS, "package")
+        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        async with self.db.write() as conn:
+            await catalog.set_package_tags(conn, pkg.package_id, checked)
+        return checked
+
+    async def delete_tags(self, principal: Principal, ref: PackageRef) -> None:
+        await self.set_tags(principal, ref, {})
 
     async def get_by_full_name(self, user_id: int, bucket_name: str, package_name: str) -> Package:
         bucket = await self.buckets.get_by_name(user_id, bucket_name, "bucketName")

@@ -189,6 +189,8 @@ class StagedLayout:
     md5: str
     segment_size: int
     chunk_len: int
+    # The additional checksums asked for when it was written (base64).
+    checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
 
 
 @dataclass

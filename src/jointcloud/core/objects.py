@@ -1,20 +1,72 @@
-"""Objects: batch upload, ranged download, listing, move, delete, clone."""
+"""Objects: the typed object service every protocol calls — put, head, get,
+delete, copy, list and tags, each with a ``Principal`` and authorized where
+the address becomes a package (``PackageService.resolve``) — and the JCS v1
+operations (batch upload, by-id reads, move, delete, clone) on the same
+implementation.
+
+One upload path: every write of bytes, one object (``put``) or a batch
+(``upload``), stages its files with ``_Stager`` (additional checksums
+computed as the bytes flow, in the data path's worker threads), then commits
+them in one transaction with ``_commit``, which locks the package's paths and
+evaluates the write's preconditions against the rows it is about to replace:
+two "create only if absent" writes of one path cannot both succeed, and the
+one that fails leaves no block (its staged layouts are discarded).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
-from sqlalchemy.exc import IntegrityError
-
+from jointcloud.core.authz import Operation, Principal, allows, visible
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
-from jointcloud.core.models import ObjectContent, ObjectInfo, StagedLayout, UserSpace
+from jointcloud.core.commands import (
+    NO_CONDITIONS,
+    ChecksumAlgorithm,
+    Conditions,
+    CopyObject,
+    DeleteObject,
+    GetObject,
+    ListObjects,
+    MetadataDirective,
+    ObjectAddress,
+    PackageRef,
+    PutObject,
+    check_checksum,
+    check_content_md5,
+    check_meta,
+    check_read_conditions,
+    check_source_conditions,
+    check_tags,
+    check_write_conditions,
+    resolve_range,
+)
+from jointcloud.core.models import (
+    ObjectContent,
+    ObjectInfo,
+    Package,
+    StagedLayout,
+    UserSpace,
+)
 from jointcloud.core.paths import object_path, path_prefix
-from jointcloud.errors import AlreadyExists, BadArgument, NotFound
+from jointcloud.errors import (
+    AlreadyExists,
+    BadArgument,
+    BadDigest,
+    Conflict,
+    DuplicateEntry,
+    NotFound,
+    ObjectNotFound,
+    PackageNotFound,
+    PreconditionFailed,
+)
 from jointcloud.meta import accounts, catalog, layouts
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -36,6 +88,7 @@ class Download:
     offset: int
     length: int
     body: AsyncIterator[bytes]
+    partial: bool = False  # a byte range was asked for (and is what ``body`` holds)
 
 
 def full_hash(sha256_hex: str) -> str:
@@ -47,15 +100,45 @@ def _encode_token(after: str, inclusive: bool) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_token(token: str) -> tuple[str, bool]:
+def _decode_token(token: str, field: str) -> tuple[str, bool]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, inclusive = data["a"], data["i"]
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
     except (ValueError, KeyError, TypeError) as exc:
-        raise BadArgument("continuationToken is not a token this service issued") from exc
+        raise BadArgument(f"{field} is not a token this service issued") from exc
     return after, inclusive
+
+
+def _past(common: str) -> tuple[str, bool]:
+    """Where a listing resumes after a common prefix: the least string above
+    every path that begins with it (its last character + 1, inclusive)."""
+    last = ord(common[-1])
+    if last >= 0x10FFFF:
+        return common + "\U0010ffff", False
+    return common[:-1] + chr(last + 1), True
+
+
+def _where(ref: PackageRef, pkg: Package, path: str) -> str:
+    """A path as the caller named its package (by id or by name)."""
+    named = pkg.package_id if ref.package_id is not None else repr(pkg.name)
+    return f"path {path!r} in package {named}"
+
+
+def _verify(
+    staged: StagedLayout, expect: Mapping[ChecksumAlgorithm, str], content_md5: str | None
+) -> None:
+    """The digests a client supplied against what the bytes gave."""
+    if content_md5 is not None and content_md5 != staged.md5:
+        raise BadDigest(
+            f"content MD5 {content_md5} does not match the {staged.size} bytes received"
+        )
+    for algorithm, value in expect.items():
+        if staged.checksums.get(algorithm) != value:
+            raise BadDigest(
+                f"checksum {algorithm} {value} does not match the {staged.size} bytes received"
+            )
 
 
 # Batch uploads: files up to SMALL_FILE bytes are read whole and stored
@@ -110,12 +193,14 @@ class _Stager:
         policy: Redundancy,
         affinity: int | None,
         spaces: Sequence[UserSpace],
+        checksums: Collection[ChecksumAlgorithm] = (),
     ) -> None:
         self.store = store
         self.user_id = user_id
         self.policy = policy
         self.affinity = affinity
         self.spaces = spaces
+        self.checksums = checksums
         self.slots: list[StagedLayout | None] = []
         self.batch: list[tuple[int, bytes]] = []
         self.batch_bytes = 0
@@ -129,7 +214,12 @@ class _Stager:
         if not ended:  # a large file streams on its own, right now
             await self._submit()
             self.slots[index] = await self.store.stage(
-                self.user_id, _chain(head, stream), self.policy, self.affinity, self.spaces
+                self.user_id,
+                _chain(head, stream),
+                self.policy,
+                self.affinity,
+                self.spaces,
+                checksums=self.checksums,
             )
             return
         data = head[0] if len(head) == 1 else b"".join(head)
@@ -154,7 +244,12 @@ class _Stager:
     async def _store(self, batch: list[tuple[int, bytes]]) -> None:
         try:
             staged = await self.store.stage_many(
-                self.user_id, [d for _, d in batch], self.policy, self.affinity, self.spaces
+                self.user_id,
+                [d for _, d in batch],
+                self.policy,
+                self.affinity,
+                self.spaces,
+                checksums=self.checksums,
             )
             for (index, _), st in zip(batch, staged, strict=True):
                 self.slots[index] = st
@@ -195,62 +290,71 @@ class ObjectService:
         self.packages = packages
         self.store = store
 
-    async def upload(
-        self,
-        user_id: int,
-        package_id: int,
-        files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
-        *,
-        affinity: int | None = None,
-        redundancy: object = None,
-        before_commit: Callable[[], Awaitable[None]] | None = None,
-    ) -> list[ObjectInfo]:
-        """Store every file, then commit all of them in one transaction.
+    # --- the one upload path --------------------------------------------------
 
-        Small files are read whole and stored in batches while the next ones
-        arrive (see ``_Stager``); larger ones stream. ``before_commit`` is
-        awaited inside the commit transaction, just before anything is
-        written: it raises to abandon the upload (e.g. the client went away).
-        On any failure every staged block is removed and nothing is visible."""
-        override = optional_policy(redundancy)
-        async with self.db.read() as conn:  # one snapshot for both look-ups
-            found = await catalog.package_policy(conn, user_id, package_id)
+    async def _target(self, user_id: int, pkg: Package) -> tuple[Redundancy, list[UserSpace]]:
+        """The policy uploads to ``pkg`` get (its own, else its bucket's) and
+        the user's spaces, in one snapshot."""
+        async with self.db.read() as conn:
+            found = await catalog.package_policy(conn, user_id, pkg.package_id)
             spaces = await accounts.list_spaces(conn, user_id)
         if found is None:
-            raise NotFound(f"package {package_id} not found")
-        pkg, default = found
-        policy = override or default
-        stager = _Stager(self.store, user_id, policy, affinity, spaces)
+            raise PackageNotFound(f"package {pkg.package_id} not found")
+        return found[1], spaces
+
+    async def _stage_files(
+        self,
+        user_id: int,
+        policy: Redundancy,
+        affinity: int | None,
+        spaces: Sequence[UserSpace],
+        files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
+        checksums: Collection[ChecksumAlgorithm] = (),
+    ) -> tuple[list[str], list[StagedLayout]]:
+        """Store every file's bytes (not yet visible): small ones in batches
+        while the next arrive, larger ones streamed (see ``_Stager``). On any
+        failure — of a file, of the source, a cancellation — everything staged
+        is removed before the error goes on."""
+        stager = _Stager(self.store, user_id, policy, affinity, spaces, checksums)
         paths: list[str] = []
         try:
-            seen: set[str] = set()
-            async for raw_path, stream in files:
-                path = object_path(raw_path, "files filename")
-                if path in seen:
-                    raise BadArgument(f"path {path!r} appears twice in one upload")
-                seen.add(path)
+            async for path, stream in files:
                 paths.append(path)
                 await stager.add(stream)
-            if not paths:
-                raise BadArgument("the upload has no 'files' part")
             staged = await stager.finish()
         except BaseException:
             await _finish(stager.abandon())
             raise
-        items = [
-            catalog.NewContent(path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)])
-            for path, st in zip(paths, staged, strict=True)
-        ]
+        return paths, staged
+
+    async def _commit(
+        self,
+        package_id: int,
+        policy: Redundancy,
+        staged: Sequence[StagedLayout],
+        items: Sequence[catalog.NewContent],
+        *,
+        conditions: Conditions = NO_CONDITIONS,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> builtins.list[ObjectInfo]:
+        """Make staged files visible in one transaction, under the package's
+        path lock; ``conditions`` are evaluated there against each path's
+        current object. If the transaction does not commit (a precondition,
+        ``before_commit`` raising, a cancellation...), the staged blocks go."""
 
         async def commit() -> list[ObjectInfo]:
             async with self.db.write() as conn:
-                if not await catalog.lock_package_paths(conn, pkg.package_id):
-                    raise NotFound(f"package {package_id} not found")
+                if not await catalog.lock_package_paths(conn, package_id):
+                    raise PackageNotFound(f"package {package_id} not found")
                 if before_commit is not None:
                     await before_commit()
+                if not conditions.empty:
+                    for it in items:
+                        current = await catalog.get_object_by_path(conn, package_id, it.path)
+                        check_write_conditions(current, conditions)
                 await layouts.activate_many(conn, staged)
                 return await catalog.commit_objects(
-                    conn, pkg.package_id, items, policy=policy, ts=now()
+                    conn, package_id, items, policy=policy, ts=now()
                 )
 
         committing = asyncio.ensure_future(commit())
@@ -263,46 +367,356 @@ class ObjectService:
             raise
 
     async def _settle(
-        self, committing: asyncio.Future[list[ObjectInfo]], staged: Sequence[StagedLayout]
+        self, committing: asyncio.Future[builtins.list[ObjectInfo]], staged: Sequence[StagedLayout]
     ) -> None:
         await asyncio.wait([committing])
         if not committing.cancelled() and committing.exception() is None:
             return  # committed after all (the caller was cancelled meanwhile)
         await self.store.discard(staged)
 
-    async def get(self, user_id: int, object_id: int) -> ObjectInfo:
+    # --- the typed service ----------------------------------------------------
+
+    async def _resolve(
+        self, principal: Principal, address: ObjectAddress, op: Operation
+    ) -> tuple[Package, str]:
+        path = object_path(address.path)
+        return await self.packages.resolve(principal, address.package, op, path), path
+
+    async def put(self, principal: Principal, cmd: PutObject) -> ObjectInfo:
+        """Store one object (replacing any at its path), with its metadata
+        and the checksums asked for. Supplied checksums and content MD5 are
+        verified against the bytes (``BadDigest``: nothing stored); the
+        preconditions are evaluated against the object at the path in the
+        committing transaction (``if_none_match=("*",)``: create only)."""
+        meta = check_meta(cmd.meta)
+        expect = {
+            ChecksumAlgorithm(a): check_checksum(ChecksumAlgorithm(a), v)
+            for a, v in cmd.checksums.items()
+        }
+        md5 = None if cmd.content_md5 is None else check_content_md5(cmd.content_md5)
+        override = optional_policy(cmd.redundancy)
+        pkg, path = await self._resolve(principal, cmd.address, Operation.WRITE)
+        default, spaces = await self._target(principal.user_id, pkg)
+        policy = override or default
+        if not cmd.conditions.empty:
+            # Refuse early, before any byte is read; the commit checks again.
+            async with self.db.read() as conn:
+                current = await catalog.get_object_by_path(conn, pkg.package_id, path)
+            check_write_conditions(current, cmd.conditions)
+        wanted = frozenset(expect) | frozenset(ChecksumAlgorithm(a) for a in cmd.compute)
+
+        async def one() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+            yield path, cmd.body
+
+        _, staged = await self._stage_files(
+            principal.user_id, policy, cmd.affinity, spaces, one(), wanted
+        )
+        (st,) = staged
+        try:
+            _verify(st, expect, md5)
+        except BadDigest:
+            await _finish(self.store.discard(staged))
+            raise
+        item = catalog.NewContent(
+            path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums
+        )
+        (info,) = await self._commit(
+            pkg.package_id, policy, staged, [item], conditions=cmd.conditions
+        )
+        return info
+
+    async def _open(
+        self, principal: Principal, address: ObjectAddress, conditions: Conditions
+    ) -> ObjectContent:
+        """An object and its layouts, read in one snapshot, if its
+        preconditions hold."""
+        pkg, path = await self._resolve(principal, address, Operation.READ)
+        async with self.db.read() as conn:
+            info = await catalog.get_object_by_path(conn, pkg.package_id, path)
+            if info is None:
+                raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+            check_read_conditions(info, conditions)
+            return await catalog.content(conn, info)
+
+    async def head(
+        self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
+    ) -> ObjectInfo:
+        """The object at ``address``; a failed If-None-Match/If-Modified-Since
+        is ``NotModified``, a failed If-Match/If-Unmodified-Since
+        ``PreconditionFailed``."""
+        pkg, path = await self._resolve(principal, address, Operation.READ)
+        async with self.db.read() as conn:
+            info = await catalog.get_object_by_path(conn, pkg.package_id, path)
+        if info is None:
+            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+        check_read_conditions(info, conditions)
+        return info
+
+    @overload
+    async def get(self, principal: Principal, cmd: GetObject) -> Download: ...
+    @overload
+    async def get(self, principal: int, cmd: int) -> ObjectInfo: ...
+    async def get(self, principal: Principal | int, cmd: GetObject | int) -> Download | ObjectInfo:
+        """The object's bytes, or the range asked for (``InvalidRange`` if it
+        selects nothing); preconditions as ``head``. (Transitional: with a
+        user id and an object id, ``get_by_id``.)"""
+        if isinstance(principal, int):
+            assert isinstance(cmd, int)
+            return await self.get_by_id(principal, cmd)
+        assert isinstance(cmd, GetObject)
+        content = await self._open(principal, cmd.address, cmd.conditions)
+        offset, length = resolve_range(cmd.range, content.info.size)
+        body = self.store.read(content, offset, length)
+        return Download(content.info, offset, length, body, partial=cmd.range is not None)
+
+    @overload
+    async def delete(self, principal: Principal, cmd: DeleteObject) -> bool: ...
+    @overload
+    async def delete(self, principal: int, cmd: Sequence[int]) -> None: ...
+    async def delete(
+        self, principal: Principal | int, cmd: DeleteObject | Sequence[int]
+    ) -> bool | None:
+        """Delete the object at the address; whether there was one (a missing
+        object is no error: deleting is idempotent, as in S3). Preconditions
+        (If-Match...) are evaluated in the deleting transaction; If-Match
+        with no object there fails. (Transitional: with a user id and object
+        ids, ``delete_by_ids``.)"""
+        if isinstance(principal, int):
+            assert not isinstance(cmd, DeleteObject)
+            await self.delete_by_ids(principal, cmd)
+            return None
+        assert isinstance(cmd, DeleteObject)
+        pkg, path = await self._resolve(principal, cmd.address, Operation.DELETE)
+        async with self.db.write() as conn:
+            if not await catalog.lock_package_paths(conn, pkg.package_id):
+                raise PackageNotFound(f"package {pkg.package_id} not found")
+            current = await catalog.get_object_by_path(conn, pkg.package_id, path)
+            check_write_conditions(current, cmd.conditions)
+            if current is None:
+                return False
+            await catalog.delete_objects(conn, [current.object_id])
+        return True
+
+    async def copy(self, principal: Principal, cmd: CopyObject) -> ObjectInfo:
+        """A server-side copy: the destination shares the source's immutable
+        layouts (no byte moves) and, with ``COPY``, its metadata; with
+        ``REPLACE``, ``cmd.meta`` instead (tags follow ``tags_directive``).
+        Reads the source, writes the destination (replacing any object
+        there); source preconditions fail as ``PreconditionFailed``."""
+        return await self._copy(principal, cmd)
+
+    async def _copy(
+        self, principal: Principal, cmd: CopyObject, *, path_free: bool = False
+    ) -> ObjectInfo:
+        """``copy``; ``path_free``: the destination path must not be taken
+        even by an unfinished upload's placeholder (the JCS clone rule)."""
+        src_pkg, src_path = await self._resolve(principal, cmd.source, Operation.READ)
+        dst_pkg, dst_path = await self._resolve(principal, cmd.dest, Operation.WRITE)
+        copy_meta = cmd.directive is MetadataDirective.COPY
+        copy_tags = cmd.tags_directive is MetadataDirective.COPY
+        given = None if copy_meta and copy_tags else check_meta(cmd.meta)
+        if (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path) and given is None:
+            raise BadArgument("copying an object onto itself must replace its metadata or its tags")
+        async with self.db.write() as conn:
+            # Both packages' paths, in id order: the source cannot change
+            # between reading its row and its parts.
+            for package_id in sorted({src_pkg.package_id, dst_pkg.package_id}):
+                if not await catalog.lock_package_paths(conn, package_id):
+                    raise PackageNotFound(f"package {package_id} not found")
+            src = await catalog.get_object_by_path(conn, src_pkg.package_id, src_path)
+            if src is None:
+                raise ObjectNotFound(
+                    f"no object at {_where(cmd.source.package, src_pkg, src_path)}"
+                )
+            check_source_conditions(src, cmd.source_conditions)
+            if path_free or not cmd.conditions.empty:
+                current = await catalog.get_object_by_path(
+                    conn, dst_pkg.package_id, dst_path, include_uncommitted=path_free
+                )
+                if path_free and current is not None:
+                    raise AlreadyExists(
+                        f"{_where(cmd.dest.package, dst_pkg, dst_path)} is already taken"
+                    )
+                check_write_conditions(current, cmd.conditions)
+            base = src.meta if copy_meta or given is None else given
+            tags = src.meta.tags if copy_tags or given is None else given.tags
+            return await catalog.commit_object(
+                conn,
+                dst_pkg.package_id,
+                dst_path,
+                size=src.size,
+                file_hash=src.file_hash,
+                etag=src.etag,
+                policy=src.redundancy,
+                parts=await catalog.part_refs(conn, src.object_id),
+                ts=now(),
+                meta=dataclasses.replace(base, tags=tags),
+                checksums=src.checksums,
+            )
+
+    async def list(self, principal: Principal, cmd: ListObjects) -> Listing:
+        """Objects under ``cmd.prefix`` in path order, those sharing a part up
+        to ``cmd.delimiter`` rolled up into common prefixes; a key restricted
+        to some paths sees only what its caveats reach."""
+        prefix = path_prefix(cmd.prefix, "prefix")
+        if cmd.max_keys < 0:
+            raise BadArgument("max_keys must not be negative")
+        pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix)
+        after: str | None = cmd.start_after
+        inclusive = False
+        if cmd.continuation:
+            after, inclusive = _decode_token(cmd.continuation, "continuation")
+        if cmd.max_keys == 0:
+            return Listing([], [], None)
+        async with self.db.read() as conn:
+            return await self._scan(
+                conn,
+                principal,
+                pkg,
+                prefix,
+                cmd.delimiter or None,
+                after,
+                inclusive,
+                min(cmd.max_keys, MAX_KEYS),
+            )
+
+    async def _scan(
+        self,
+        conn: Any,
+        principal: Principal | None,
+        pkg: Package,
+        prefix: str,
+        delimiter: str | None,
+        after: str | None,
+        inclusive: bool,
+        max_keys: int,
+    ) -> Listing:
+        """One page of a listing in the read snapshot ``conn``; ``principal``
+        with caveats filters what is shown (None: show everything)."""
+        restricted = principal if principal is not None and principal.caveats else None
+        objs: list[ObjectInfo] = []
+        prefixes: list[str] = []
+        while len(objs) + len(prefixes) < max_keys:
+            room = max_keys - len(objs) - len(prefixes)
+            batch = await catalog.list_objects(
+                conn, pkg.package_id, prefix, after, room, inclusive=inclusive
+            )
+            if not batch:
+                return Listing(prefixes, objs, None)
+            for obj in batch:
+                rest = obj.path[len(prefix) :]
+                if delimiter is not None and delimiter in rest:
+                    common = prefix + rest.split(delimiter, 1)[0] + delimiter
+                    if restricted is None or allows(
+                        restricted,
+                        Operation.LIST,
+                        project_id=pkg.bucket_id,
+                        package=pkg.name,
+                        path=common,
+                    ):
+                        prefixes.append(common)
+                    # Everything under ``common`` is skipped in one step.
+                    after, inclusive = _past(common)
+                    break
+                if restricted is None or visible(restricted, pkg.name, obj.path):
+                    objs.append(obj)
+                after, inclusive = obj.path, False
+        more = await catalog.list_objects(
+            conn, pkg.package_id, prefix, after, 1, inclusive=inclusive
+        )
+        next_token = _encode_token(after, inclusive) if more and after is not None else None
+        return Listing(prefixes, objs, next_token)
+
+    async def get_tags(self, principal: Principal, address: ObjectAddress) -> dict[str, str]:
+        return dict((await self.head(principal, address)).meta.tags)
+
+    async def set_tags(
+        self, principal: Principal, address: ObjectAddress, tags: Mapping[str, str]
+    ) -> ObjectInfo:
+        """Replace the object's tags (its content, ETag and update time stay)."""
+        checked = check_tags(tags)
+        pkg, path = await self._resolve(principal, address, Operation.WRITE)
+        async with self.db.write() as conn:
+            if not await catalog.lock_package_paths(conn, pkg.package_id):
+                raise PackageNotFound(f"package {pkg.package_id} not found")
+            info = await catalog.get_object_by_path(conn, pkg.package_id, path)
+            if info is None:
+                raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+            await catalog.set_object_tags(conn, info.object_id, checked)
+        return dataclasses.replace(info, meta=dataclasses.replace(info.meta, tags=checked))
+
+    async def delete_tags(self, principal: Principal, address: ObjectAddress) -> None:
+        await self.set_tags(principal, address, {})
+
+    # --- JCS v1 ---------------------------------------------------------------
+
+    async def upload(
+        self,
+        user_id: int,
+        package_id: int,
+        files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
+        *,
+        affinity: int | None = None,
+        redundancy: object = None,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> builtins.list[ObjectInfo]:
+        """Store every file, then commit all of them in one transaction.
+
+        Small files are read whole and stored in batches while the next ones
+        arrive (see ``_Stager``); larger ones stream. ``before_commit`` is
+        awaited inside the commit transaction, just before anything is
+        written: it raises to abandon the upload (e.g. the client went away).
+        On any failure every staged block is removed and nothing is visible."""
+        override = optional_policy(redundancy)
+        pkg = await self.packages.resolve(
+            Principal.user(user_id), PackageRef.by_id(package_id), Operation.WRITE
+        )
+        default, spaces = await self._target(user_id, pkg)
+        policy = override or default
+
+        async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+            seen: set[str] = set()
+            async for raw_path, stream in files:
+                path = object_path(raw_path, "files filename")
+                if path in seen:
+                    raise BadArgument(f"path {path!r} appears twice in one upload")
+                seen.add(path)
+                yield path, stream
+
+        paths, staged = await self._stage_files(user_id, policy, affinity, spaces, checked())
+        if not paths:
+            raise BadArgument("the upload has no 'files' part")
+        items = [
+            catalog.NewContent(path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)])
+            for path, st in zip(paths, staged, strict=True)
+        ]
+        return await self._commit(
+            pkg.package_id, policy, staged, items, before_commit=before_commit
+        )
+
+    async def get_by_id(self, user_id: int, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:
             info = await catalog.get_object(conn, user_id, object_id)
         if info is None:
-            raise NotFound(f"object {object_id} not found")
+            raise ObjectNotFound(f"object {object_id} not found")
         return info
 
     async def get_by_path(self, user_id: int, package_id: int, path: str) -> ObjectInfo:
-        await self.packages.get(user_id, package_id)
-        path = object_path(path)
-        async with self.db.read() as conn:
-            info = await catalog.get_object_by_path(conn, package_id, path)
-        if info is None:
-            raise NotFound(f"no object at path {path!r} in package {package_id}")
-        return info
+        return await self.head(
+            Principal.user(user_id), ObjectAddress(PackageRef.by_id(package_id), path)
+        )
 
     async def open(
         self, user_id: int, object_id: int | None = None, *, package_id: int = 0, path: str = ""
     ) -> ObjectContent:
         """An object and its layout, read in one snapshot (by id or by path)."""
         if object_id is None:
-            path = object_path(path)
+            address = ObjectAddress(PackageRef.by_id(package_id), path)
+            return await self._open(Principal.user(user_id), address, NO_CONDITIONS)
         async with self.db.read() as conn:
-            if object_id is not None:
-                info = await catalog.get_object(conn, user_id, object_id)
-                missing = f"object {object_id} not found"
-            else:
-                if await catalog.get_package(conn, user_id, package_id) is None:
-                    raise NotFound(f"package {package_id} not found")
-                info = await catalog.get_object_by_path(conn, package_id, path)
-                missing = f"no object at path {path!r} in package {package_id}"
+            info = await catalog.get_object(conn, user_id, object_id)
             if info is None:
-                raise NotFound(missing)
+                raise ObjectNotFound(f"object {object_id} not found")
             return await catalog.content(conn, info)
 
     def read(self, content: ObjectContent, offset: int = 0, length: int | None = None) -> Download:
@@ -332,7 +746,9 @@ class ObjectService:
         token: str | None = None,
         max_keys: int = MAX_KEYS,
     ) -> Listing:
-        await self.packages.get(user_id, package_id)
+        pkg = await self.packages.resolve(
+            Principal.user(user_id), PackageRef.by_id(package_id), Operation.LIST
+        )
         if not 1 <= max_keys <= MAX_KEYS:
             raise BadArgument(f"maxKeys must be between 1 and {MAX_KEYS}")
         if not is_prefix:
@@ -341,35 +757,12 @@ class ObjectService:
                 one = await catalog.get_object_by_path(conn, package_id, exact)
             return Listing([], [one] if one else [], None)
         prefix = path_prefix(path)
-        after, inclusive = _decode_token(token) if token else (None, False)
-        objs: list[ObjectInfo] = []
-        prefixes: list[str] = []
+        after, inclusive = _decode_token(token, "continuationToken") if token else (None, False)
+        delimiter = "/" if no_recursive else None
         async with self.db.read() as conn:
-            while len(objs) + len(prefixes) < max_keys:
-                room = max_keys - len(objs) - len(prefixes)
-                batch = await catalog.list_objects(
-                    conn, package_id, prefix, after, room, inclusive=inclusive
-                )
-                if not batch:
-                    return Listing(prefixes, objs, None)
-                for obj in batch:
-                    rest = obj.path[len(prefix) :]
-                    if no_recursive and "/" in rest:
-                        common = prefix + rest.split("/", 1)[0] + "/"
-                        prefixes.append(common)
-                        # Everything under common sorts before common[:-1] + "0"
-                        # ('/' + 1), so resume there.
-                        after, inclusive = common[:-1] + "0", True
-                        break
-                    objs.append(obj)
-                    after, inclusive = obj.path, False
-            more = await catalog.list_objects(
-                conn, package_id, prefix, after, 1, inclusive=inclusive
-            )
-        next_token = _encode_token(after, inclusive) if more and after is not None else None
-        return Listing(prefixes, objs, next_token)
+            return await self._scan(conn, None, pkg, prefix, delimiter, after, inclusive, max_keys)
 
-    async def package_objects(self, user_id: int, package_id: int) -> list[ObjectInfo]:
+    async def package_objects(self, user_id: int, package_id: int) -> builtins.list[ObjectInfo]:
         await self.packages.get(user_id, package_id)
         out: list[ObjectInfo] = []
         async with self.db.read() as conn:
@@ -379,14 +772,14 @@ class ObjectService:
                 after = batch[-1].path
         return out
 
-    async def by_ids(self, user_id: int, ids: Sequence[int]) -> list[ObjectInfo | None]:
+    async def by_ids(self, user_id: int, ids: Sequence[int]) -> builtins.list[ObjectInfo | None]:
         async with self.db.read() as conn:
             found = await catalog.objects_by_ids(conn, user_id, ids)
         return [found.get(i) for i in ids]
 
     async def move(
         self, user_id: int, movings: Sequence[tuple[int, int, str]]
-    ) -> tuple[list[int], list[tuple[int, str]]]:
+    ) -> tuple[builtins.list[int], builtins.list[tuple[int, str]]]:
         checked = [(oid, pid, object_path(p)) for oid, pid, p in movings]
         ok: list[int] = []
         failed: list[tuple[int, str]] = []
@@ -406,13 +799,13 @@ class ObjectService:
                         )
                     await catalog.move_object(conn, object_id, package_id, path)
                 ok.append(object_id)
+            except (DuplicateEntry, Conflict):  # a concurrent writer took the path
+                failed.append((object_id, f"path {path!r} is already taken"))
             except (NotFound, AlreadyExists) as exc:
                 failed.append((object_id, exc.message))
-            except IntegrityError:
-                failed.append((object_id, f"path {path!r} is already taken"))
         return ok, failed
 
-    async def delete(self, user_id: int, object_ids: Sequence[int]) -> None:
+    async def delete_by_ids(self, user_id: int, object_ids: Sequence[int]) -> None:
         async with self.db.write() as conn:
             found = await catalog.objects_by_ids(conn, user_id, object_ids)
             missing = [i for i in object_ids if i not in found]
@@ -421,27 +814,31 @@ class ObjectService:
             await catalog.delete_objects(conn, list(dict.fromkeys(object_ids)))
 
     async def delete_by_path(self, user_id: int, package_id: int, path: str) -> None:
-        info = await self.get_by_path(user_id, package_id, path)
-        await self.delete(user_id, [info.object_id])
+        """JCS: a missing object is an error here."""
+        address = ObjectAddress(PackageRef.by_id(package_id), path)
+        if not await self.delete(Principal.user(user_id), DeleteObject(address)):
+            raise ObjectNotFound(f"no object at path {object_path(path)!r} in package {package_id}")
 
     async def clone(
         self, user_id: int, clonings: Sequence[tuple[int, int, str]]
-    ) -> list[ObjectInfo | None]:
+    ) -> builtins.list[ObjectInfo | None]:
+        """JCS: server-side copies to paths that must be free; None for each
+        one that could not be made (no source, no package, path taken)."""
         checked = [(oid, pid, object_path(p, "newPath")) for oid, pid, p in clonings]
+        principal = Principal.user(user_id)
         out: list[ObjectInfo | None] = []
         for object_id, package_id, path in checked:
+            async with self.db.read() as conn:
+                src = await catalog.get_object(conn, user_id, object_id)
+            if src is None:
+                out.append(None)
+                continue
+            cmd = CopyObject(
+                source=ObjectAddress(PackageRef.by_id(src.package_id), src.path),
+                dest=ObjectAddress(PackageRef.by_id(package_id), path),
+            )
             try:
-                async with self.db.write() as conn:
-                    src = await catalog.get_object(conn, user_id, object_id)
-                    pkg = await catalog.get_package(conn, user_id, package_id)
-                    taken = await catalog.get_object_by_path(
-                        conn, package_id, path, include_uncommitted=True
-                    )
-                    if src is None or pkg is None or taken is not None:
-                        out.append(None)
-                        continue
-                    new_id = await catalog.clone_object(conn, src, package_id, path)
-                    out.append((await catalog.objects_by_ids(conn, user_id, [new_id]))[new_id])
-            except IntegrityError:
+                out.append(await self._copy(principal, cmd, path_free=True))
+            except (NotFound, AlreadyExists, Conflict, PreconditionFailed):
                 out.append(None)
         return out

@@ -19,12 +19,14 @@ from jointcloud.core.models import (
     ObjectMeta,
     Package,
 )
-from jointcloud.meta import layouts, uploads
+from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import (
     aware,
     checksum_values,
+    dump_map,
     dump_policy,
+    load_map,
     load_policy,
     meta_values,
     now,
@@ -262,11 +264,31 @@ async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, 
             committed=True,
             created_at=ts,
             updated_at=ts,
+            **meta_values(src.meta),
+            **checksum_values(src.checksums),
         )
     )
     object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
     await set_parts(conn, object_id, await part_refs(conn, src.object_id))
     return object_id
+
+
+async def set_object_tags(conn: AsyncConnection, object_id: int, tags: Mapping[str, str]) -> None:
+    """Replace an object's tags (its content and update time stay)."""
+    await conn.execute(
+        update(t.objects).where(t.objects.c.id == object_id).values(tags=dump_map(tags))
+    )
+
+
+async def get_package_tags(conn: AsyncConnection, package_id: int) -> dict[str, str]:
+    q = select(t.packages.c.tags).where(t.packages.c.id == package_id)
+    return load_map((await conn.execute(q)).scalar_one_or_none())
+
+
+async def set_package_tags(conn: AsyncConnection, package_id: int, tags: Mapping[str, str]) -> None:
+    await conn.execute(
+        update(t.packages).where(t.packages.c.id == package_id).values(tags=dump_map(tags))
+    )
 
 
 async def objects_by_ids(
@@ -382,6 +404,8 @@ class NewContent(NamedTuple):
     file_hash: str
     etag: str
     parts: Sequence[tuple[int, int]]  # (offset, layout id)
+    meta: ObjectMeta | None = None
+    checksums: Mapping[ChecksumAlgorithm, str] | None = None
 
 
 async def commit_objects(
@@ -421,6 +445,8 @@ async def commit_objects(
                     "committed": True,
                     "created_at": ts,
                     "updated_at": ts,
+                    **meta_values(it.meta),
+                    **checksum_values(it.checksums),
                 }
                 for it in fresh
             ],
@@ -438,6 +464,7 @@ async def commit_objects(
                 )
             ]
             await conn.execute(delete(t.object_parts).where(t.object_parts.c.object_id.in_(part)))
+        described = [*meta_values(None), *checksum_values(None)]
         await conn.execute(
             update(t.objects)
             .where(t.objects.c.id == bindparam("b_id"))
@@ -448,6 +475,7 @@ async def commit_objects(
                 redundancy=redundancy,
                 committed=True,
                 updated_at=ts,
+                **{col: bindparam(f"b_{col}") for col in described},
             ),
             [
                 {
@@ -455,6 +483,12 @@ async def commit_objects(
                     "b_size": it.size,
                     "b_file_hash": it.file_hash,
                     "b_etag": it.etag,
+                    **{
+                        f"b_{col}": value
+                        for col, value in (
+                            meta_values(it.meta) | checksum_values(it.checksums)
+                        ).items()
+                    },
                 }
                 for it in old
             ],
@@ -478,6 +512,8 @@ async def commit_objects(
             redundancy=policy,
             create_time=existing[it.path][1] if it.path in existing else ts,
             update_time=ts,
+            meta=it.meta or ObjectMeta(),
+            checksums=dict(it.checksums or {}),
         )
         for it in items
     ]
@@ -508,8 +544,7 @@ async def part_refs(conn: AsyncConnection, object_id: int) -> list[tuple[int, in
 async def create_placeholder(
     conn: AsyncConnection, package_id: int, path: str, policy: Redundancy
 ) -> int:
-    """An invisible object row that a JCS multipart upload (an upload linked
-    to it, ``meta.uploads``) completes later."""
+    """An invisible object row that a multipart upload completes later."""
     ts = now()
     res = await conn.execute(
         insert(t.objects).values(
@@ -559,51 +594,33 @@ async def package_object_count(conn: AsyncConnection, package_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
-async def abandon_upload(
-    conn: AsyncConnection,
-    before: datetime | None,
-    *,
-    upload: int | None = None,
-    placeholder: int | None = None,
-) -> bool:
-    """Drop the multipart upload with row id ``upload`` if it is still
-    abandoned at ``before`` (re-checked here, under the write transaction:
-    untouched since then, or of a deleted package; ``None``: drop it now, an
-    abort). Its parts are released for GC, and the placeholder object of a
-    JCS upload that never completed goes with it. ``placeholder``: an
-    invisible object untouched since ``before`` that no upload is linked to.
-    Returns whether anything was dropped."""
-    if upload is not None:
-        rec = await uploads.get_row(conn, upload, lock=True)
-        if rec is None:
-            return False
-        if before is not None and not await uploads.is_abandoned(conn, upload, before):
-            return False
-        released = await uploads.drop(conn, [rec.row_id])
-        if rec.object_id is not None:
-            obj = (
-                await conn.execute(
-                    select(t.objects.c.committed).where(t.objects.c.id == rec.object_id)
-                )
-            ).first()
-            if obj is not None and not obj.committed:
-                await delete_objects(conn, [rec.object_id])
-        await layouts.release_unreferenced(conn, released)
-        return True
-    if placeholder is None:
-        return False
+async def abandon_upload(conn: AsyncConnection, object_id: int, before: datetime) -> bool:
+    """Drop an unfinished multipart upload that is still untouched since
+    ``before`` (re-checked here, under the write transaction): its staged
+    parts are released for GC, and a placeholder object that never completed
+    goes with them. Returns whether anything was dropped."""
     row = (
         await conn.execute(
-            select(t.objects.c.committed, t.objects.c.updated_at).where(
-                t.objects.c.id == placeholder
-            )
+            select(t.objects.c.committed, t.objects.c.updated_at).where(t.objects.c.id == object_id)
         )
     ).first()
-    if row is None or row.committed:
+    if row is None:
         return False
-    if before is not None and aware(row.updated_at) >= before:
+    last = (
+        await conn.execute(
+            select(func.max(t.upload_parts.c.created_at)).where(
+                t.upload_parts.c.object_id == object_id
+            )
+        )
+    ).scalar_one_or_none()
+    if last is not None and aware(last) >= before:
         return False
-    if await uploads.for_object(conn, placeholder) is not None:
+    if not row.committed:
+        if last is None and aware(row.updated_at) >= before:
+            return False
+        await delete_objects(conn, [object_id])
+        return True
+    if last is None:
         return False
-    await delete_objects(conn, [placeholder])
+    await layouts.release_unreferenced(conn, await layouts.clear_upload_parts(conn, object_id))
     return True

@@ -1,7 +1,8 @@
 """Streaming between object bytes and stored blocks (DESIGN §5).
 
 Write: the body is cut into segments; each segment is hashed (SHA-256 for
-``fileHash``, MD5 for the S3 ETag), then sealed (none/rep: once, the same
+``fileHash``, MD5 for the S3 ETag, and the additional checksums a client asked
+for: CRC32, CRC32C, CRC64NVME, SHA-1 — see ``Checksums``), then sealed (none/rep: once, the same
 ciphertext goes to every replica, so replicas are byte-identical) or erasure coded
 into ``n`` fragments that are sealed one by one. Chunk ``j`` of every block starts at
 ``j * chunk_len``; only the last one is shorter. That fixed geometry is what lets a
@@ -27,6 +28,7 @@ fragments fetched to make up ``k`` and decode. Segment ``j+1`` is fetched while
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import hashlib
 import logging
@@ -36,12 +38,15 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from awscrt import checksums as crt  # type: ignore[import-untyped]
 
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.cipher import OVERHEAD, ChunkCipher
@@ -84,6 +89,49 @@ class Layout:
     data_key: bytes
 
 
+# The additional checksums, by their S3 names; each value is the base64 of
+# the big-endian digest, as S3 returns it (``x-amz-checksum-crc32`` ...).
+CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+_CRCS: dict[str, tuple[Callable[[Any, int], int], int]] = {
+    "CRC32": (crt.crc32, 4),
+    "CRC32C": (crt.crc32c, 4),
+    "CRC64NVME": (crt.crc64nvme, 8),
+}
+
+
+class Checksums:
+    """The additional checksums of one stream, updated segment by segment in
+    the worker thread that already hashes it (awscrt's CRCs and hashlib both
+    release the GIL). SHA-256 is not computed twice: it is the digest the
+    write path computes anyway for ``fileHash``, handed to ``result``."""
+
+    def __init__(self, names: Collection[str] = ()) -> None:
+        unknown = set(names) - set(CHECKSUMS)
+        if unknown:
+            raise ValueError(f"unknown checksum algorithms: {sorted(unknown)}")
+        self.names = frozenset(names)
+        self._crcs = [(n, *_CRCS[n]) for n in CHECKSUMS if n in self.names and n in _CRCS]
+        self._values = [0] * len(self._crcs)
+        self._sha1 = hashlib.sha1() if "SHA1" in self.names else None
+
+    def update(self, data: bytes | memoryview) -> None:
+        for i, (_, fn, _) in enumerate(self._crcs):
+            self._values[i] = fn(data, self._values[i])
+        if self._sha1 is not None:
+            self._sha1.update(data)
+
+    def result(self, sha256: bytes) -> dict[str, str]:
+        """Name → base64 digest; ``sha256`` is the stream's SHA-256 digest."""
+        out: dict[str, str] = {}
+        for (name, _, width), value in zip(self._crcs, self._values, strict=True):
+            out[name] = base64.b64encode(value.to_bytes(width, "big")).decode()
+        if self._sha1 is not None:
+            out["SHA1"] = base64.b64encode(self._sha1.digest()).decode()
+        if "SHA256" in self.names:
+            out["SHA256"] = base64.b64encode(sha256).decode()
+        return out
+
+
 @dataclass
 class WriteResult:
     size: int
@@ -92,6 +140,7 @@ class WriteResult:
     segment_size: int
     chunk_len: int
     block_sizes: list[int]  # by block index
+    checksums: dict[str, str] = field(default_factory=dict)  # see ``Checksums``
 
 
 def segment_size_for(policy: Redundancy) -> int:
@@ -233,17 +282,22 @@ async def write_blocks(
     data_key: bytes,
     *,
     segment_size: int | None = None,
+    checksums: Collection[str] = (),
 ) -> WriteResult:
-    """Stream ``source`` into ``blocks`` under ``policy``; see the module docstring."""
+    """Stream ``source`` into ``blocks`` under ``policy``; see the module
+    docstring. ``checksums``: additional checksums to compute (``CHECKSUMS``)."""
     ordered = _ordered_blocks(policy, blocks)
     seg_size = segment_size or segment_size_for(policy)
     geometry = _Geometry(policy, 0, seg_size, chunk_len_for(policy, seg_size))
     cipher = ChunkCipher(data_key)
     codec = geometry.codec
     md5, sha = hashlib.md5(), hashlib.sha256()
+    extra = Checksums(checksums) if checksums else None
 
     def encode(j: int, seg: bytes) -> list[bytes]:
         sha.update(seg)
+        if extra is not None:
+            extra.update(seg)
         if codec is None:
             return [cipher.seal(0, j, seg)]
         return [cipher.seal(i, j, frag) for i, frag in enumerate(codec.encode(seg))]
@@ -265,11 +319,17 @@ async def write_blocks(
         segment_size=seg_size,
         chunk_len=geometry.chunk_len,
         block_sizes=stored,
+        checksums={} if extra is None else extra.result(sha.digest()),
     )
 
 
 def encode_whole(
-    data: bytes, policy: Redundancy, data_key: bytes, *, segment_size: int | None = None
+    data: bytes,
+    policy: Redundancy,
+    data_key: bytes,
+    *,
+    segment_size: int | None = None,
+    checksums: Collection[str] = (),
 ) -> tuple[WriteResult, list[bytes]]:
     """What ``write_blocks`` would store for ``data`` (a small object already in
     memory), computed in one go: the result and every block's bytes, by block
@@ -289,24 +349,31 @@ def encode_whole(
                 pieces[i].append(cipher.seal(i, j, frag))
     joined = [p[0] if len(p) == 1 else b"".join(p) for p in pieces]
     blocks = joined if codec else joined * width
+    sha = hashlib.sha256(data)
+    extra: dict[str, str] = {}
+    if checksums:
+        summer = Checksums(checksums)
+        summer.update(data)
+        extra = summer.result(sha.digest())
     result = WriteResult(
         size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha.hexdigest(),
         md5=hashlib.md5(data).hexdigest(),
         segment_size=seg_size,
         chunk_len=chunk_len,
         block_sizes=[len(b) for b in blocks],
+        checksums=extra,
     )
     return result, blocks
 
 
 async def encode_many(
-    items: Sequence[tuple[bytes, bytes]], policy: Redundancy
+    items: Sequence[tuple[bytes, bytes]], policy: Redundancy, checksums: Collection[str] = ()
 ) -> list[tuple[WriteResult, list[bytes]]]:
     """``encode_whole`` of each (data, data key), in one hop to the CPU pool."""
 
     def run() -> list[tuple[WriteResult, list[bytes]]]:
-        return [encode_whole(data, policy, key) for data, key in items]
+        return [encode_whole(data, policy, key, checksums=checksums) for data, key in items]
 
     return await _cpu(run)
 

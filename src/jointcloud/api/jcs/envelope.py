@@ -16,6 +16,7 @@ log = structlog.get_logger(__name__)
 
 # Ordered: the first matching class wins (subclasses before their bases).
 ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
+    (errors.BadDigest, "BadArgument", 400),  # the bytes do not match a supplied checksum
     (errors.BadArgument, "BadArgument", 400),
     (errors.SpaceRefused, "BadArgument", 400),  # the operator's rules; retrying cannot help
     (errors.Unauthorized, "Unauthorized", 401),
