@@ -19,7 +19,7 @@ from jointcloud.core.models import (
     ObjectMeta,
     Package,
 )
-from jointcloud.meta import layouts
+from jointcloud.meta import layouts, uploads
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import (
     aware,
@@ -544,7 +544,8 @@ async def part_refs(conn: AsyncConnection, object_id: int) -> list[tuple[int, in
 async def create_placeholder(
     conn: AsyncConnection, package_id: int, path: str, policy: Redundancy
 ) -> int:
-    """An invisible object row that a multipart upload completes later."""
+    """An invisible object row that a JCS multipart upload (an upload linked
+    to it, ``meta.uploads``) completes later."""
     ts = now()
     res = await conn.execute(
         insert(t.objects).values(
@@ -594,33 +595,51 @@ async def package_object_count(conn: AsyncConnection, package_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
-async def abandon_upload(conn: AsyncConnection, object_id: int, before: datetime) -> bool:
-    """Drop an unfinished multipart upload that is still untouched since
-    ``before`` (re-checked here, under the write transaction): its staged
-    parts are released for GC, and a placeholder object that never completed
-    goes with them. Returns whether anything was dropped."""
+async def abandon_upload(
+    conn: AsyncConnection,
+    before: datetime | None,
+    *,
+    upload: int | None = None,
+    placeholder: int | None = None,
+) -> bool:
+    """Drop the multipart upload with row id ``upload`` if it is still
+    abandoned at ``before`` (re-checked here, under the write transaction:
+    untouched since then, or of a deleted package; ``None``: drop it now, an
+    abort). Its parts are released for GC, and the placeholder object of a
+    JCS upload that never completed goes with it. ``placeholder``: an
+    invisible object untouched since ``before`` that no upload is linked to.
+    Returns whether anything was dropped."""
+    if upload is not None:
+        rec = await uploads.get_row(conn, upload, lock=True)
+        if rec is None:
+            return False
+        if before is not None and not await uploads.is_abandoned(conn, upload, before):
+            return False
+        released = await uploads.drop(conn, [rec.row_id])
+        if rec.object_id is not None:
+            obj = (
+                await conn.execute(
+                    select(t.objects.c.committed).where(t.objects.c.id == rec.object_id)
+                )
+            ).first()
+            if obj is not None and not obj.committed:
+                await delete_objects(conn, [rec.object_id])
+        await layouts.release_unreferenced(conn, released)
+        return True
+    if placeholder is None:
+        return False
     row = (
         await conn.execute(
-            select(t.objects.c.committed, t.objects.c.updated_at).where(t.objects.c.id == object_id)
-        )
-    ).first()
-    if row is None:
-        return False
-    last = (
-        await conn.execute(
-            select(func.max(t.upload_parts.c.created_at)).where(
-                t.upload_parts.c.object_id == object_id
+            select(t.objects.c.committed, t.objects.c.updated_at).where(
+                t.objects.c.id == placeholder
             )
         )
-    ).scalar_one_or_none()
-    if last is not None and aware(last) >= before:
+    ).first()
+    if row is None or row.committed:
         return False
-    if not row.committed:
-        if last is None and aware(row.updated_at) >= before:
-            return False
-        await delete_objects(conn, [object_id])
-        return True
-    if last is None:
+    if before is not None and aware(row.updated_at) >= before:
         return False
-    await layouts.release_unreferenced(conn, await layouts.clear_upload_parts(conn, object_id))
+    if await uploads.for_object(conn, placeholder) is not None:
+        return False
+    await delete_objects(conn, [placeholder])
     return True
