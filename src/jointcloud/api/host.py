@@ -54,6 +54,7 @@ log = structlog.get_logger(__name__)
 AppFactory = Callable[[Context, HttpMetrics], ASGIApp]
 PROTOCOLS: dict[str, AppFactory] = {}
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 
@@ -277,8 +278,9 @@ class Host:
                 self.on_root_key(key)
             listeners = build_listeners(ctx, settings, Metrics())
             self.servers = [_Server(uvicorn_config(li)) for li in listeners]
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, self._on_signal, sig)
+            for sig in SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self._on_signal, sig)  # main thread only
             if "jobs" in settings.roles:
                 self.runner = self.background(ctx)
                 runner_task = asyncio.create_task(self.runner.run_forever())
@@ -292,8 +294,9 @@ class Host:
             self.stop()  # one server ended (a signal ends them all): end the rest
             await asyncio.gather(*tasks)
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            for sig in SIGNALS:
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
             if self.runner is not None:
                 self.runner.stop()
             if runner_task is not None:

@@ -67,11 +67,10 @@ def current_request_id() -> str | None:
 
 def sane_request_id(raw: bytes | None) -> str | None:
     """The client's id if it is 1–128 visible ASCII characters, else None."""
-    if not raw or len(raw) > MAX_REQUEST_ID:
+    if not raw or len(raw) > MAX_REQUEST_ID or not raw.isascii() or b" " in raw:
         return None
-    if all(0x21 <= c <= 0x7E for c in raw):
-        return raw.decode("ascii")
-    return None
+    text = raw.decode("ascii")
+    return text if text.isprintable() else None  # no control characters
 
 
 def new_request_id() -> str:
@@ -133,6 +132,9 @@ class Observability:
         self.protocol = protocol
         self.metrics = metrics
         self._in_flight = metrics.in_flight.labels(protocol)
+        # Labelled instruments by (method, operation, status): the label sets
+        # are few (routes x methods x statuses), looking them up is not free.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -192,20 +194,32 @@ class Observability:
         method = scope.get("method", "")
         method = method if method in METHODS else "other"
         operation = operation_of(scope)
-        m = self.metrics
-        labels: tuple[Any, ...] = (self.protocol, method, operation)
-        m.requests.labels(*labels, str(status or 500)).inc()
-        m.duration.labels(*labels).observe(seconds)
+        status = status or 500
+        key = (method, operation, status)
+        children = self._children.get(key)
+        if children is None:
+            m = self.metrics
+            labels = (self.protocol, method, operation)
+            children = (
+                m.requests.labels(*labels, str(status)),
+                m.duration.labels(*labels),
+                m.bytes_in.labels(*labels),
+                m.bytes_out.labels(*labels),
+            )
+            self._children[key] = children
+        requests, duration, counted_in, counted_out = children
+        requests.inc()
+        duration.observe(seconds)
         if bytes_in:
-            m.bytes_in.labels(*labels).inc(bytes_in)
+            counted_in.inc(bytes_in)
         if bytes_out:
-            m.bytes_out.labels(*labels).inc(bytes_out)
+            counted_out.inc(bytes_out)
         log.debug(
             "request",
             protocol=self.protocol,
             method=method,
             operation=operation,
-            status=status or 500,
+            status=status,
             seconds=round(seconds, 6),
             bytes_in=bytes_in,
             bytes_out=bytes_out,
