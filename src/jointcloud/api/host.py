@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -215,6 +216,35 @@ def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[
 # --- serving ---------------------------------------------------------------
 
 
+class ListenError(Exception):
+    """A listener's address cannot be bound (in use, not an address of this
+    machine, not permitted); raised before anything else starts."""
+
+
+def bind(address: str) -> list[socket.socket]:
+    """Listening sockets for ``HOST:PORT`` (every address the host name
+    resolves to), bound now so that a port in use fails the start at once."""
+    host, port = parse_listen(address)
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+    return sockets
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to the host: with several servers
     in one loop, each would otherwise take SIGTERM from the one before."""
@@ -268,6 +298,28 @@ class Host:
         self._signals = 0
 
     async def serve(self) -> None:
+        """Serve until stopped. Raises ``ListenError`` before opening anything
+        if a listener's address cannot be bound."""
+        settings = self.settings
+        wanted = settings.listen_addresses() if "api" in settings.roles else ()
+        wanted = wanted or ((MAIN_LISTENER, settings.listen),)
+        bound: dict[str, list[socket.socket]] = {}
+        try:
+            for name, address in wanted:
+                bound[name] = bind(address)
+        except ListenError:
+            for socks in bound.values():
+                for sock in socks:
+                    sock.close()
+            raise
+        try:
+            await self._serve(bound)
+        finally:
+            for socks in bound.values():
+                for sock in socks:
+                    sock.close()
+
+    async def _serve(self, bound: dict[str, list[socket.socket]]) -> None:
         settings = self.settings
         ctx = await Context.open(settings)
         runner_task: asyncio.Task[None] | None = None
@@ -284,7 +336,10 @@ class Host:
             if "jobs" in settings.roles:
                 self.runner = self.background(ctx)
                 runner_task = asyncio.create_task(self.runner.run_forever())
-            tasks = [asyncio.create_task(s.serve()) for s in self.servers]
+            tasks = [
+                asyncio.create_task(s.serve(sockets=bound[li.name]))
+                for s, li in zip(self.servers, listeners, strict=True)
+            ]
             for li in listeners:
                 self.say(
                     f"jcs serving on http://{li.address} ({li.name} listener; "

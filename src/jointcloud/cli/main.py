@@ -104,6 +104,7 @@ def serve(
 
     A bad flag or JCS_* value is reported naming it, with exit status 2.
     """
+    from jointcloud.api.host import ListenError
     from jointcloud.cli.serve import run_server
     from jointcloud.config import ConfigError
 
@@ -120,6 +121,9 @@ def serve(
     except ConfigError as exc:
         print(f"error: configuration: {exc.message}", file=sys.stderr, flush=True)
         raise typer.Exit(2) from None
+    except ListenError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(1) from None
 
 
 if __name__ == "__main__":
