@@ -6,6 +6,7 @@ request ids reach the JSON logs."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -141,4 +142,22 @@ def test_serve_refuses_bad_roles_and_unknown_listeners(tmp_path: Path) -> None:
         )
         assert r.returncode == 2 and says in r.stderr, (r.returncode, r.stderr)
         assert "Traceback" not in r.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        r = subprocess.run(
+            [str(JCS), "serve", "--data-dir", str(tmp_path / "data"), "--listen", address],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert f"error: cannot listen on {address}" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "data").exists()
