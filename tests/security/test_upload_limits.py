@@ -23,7 +23,7 @@ import pytest
 from jcs_helpers import Api, expect_error, file_parts, info_part, multipart
 from sqlalchemy import func, select
 
-from jointcloud.api.app import create_app
+from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core import objects as objects_module
