@@ -91,6 +91,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     size = src.stat().st_size
     want = hashlib.sha256(src.read_bytes()).hexdigest()
     port, data = free_port(), work / "data"
+    # Its spaces live in the work dir: allowed explicitly, for the server and
+    # the admin commands alike, as an operator would (docs/security.md).
+    os.environ["JCS_LOCAL_ROOTS"] = str(work)
     server = subprocess.Popen(
         [JCS, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"],
         env={**os.environ, **PARKED},

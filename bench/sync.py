@@ -350,6 +350,9 @@ class Jcs:
             pass
         env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
         env.update(PARKED)
+        # Its trees live in the work dir and its S3 server on loopback: both
+        # allowed explicitly, as an operator would (docs/security.md).
+        env.update(JCS_LOCAL_ROOTS=str(self.work), JCS_ENDPOINT_ALLOW="127.0.0.1")
         with self.log.open("wb") as fh:
             self.proc = subprocess.Popen(
                 [JCS, "serve", "--data-dir", str(self.data), "--listen", f"127.0.0.1:{port}"],

@@ -235,7 +235,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # --- the service ---
     port = free_port()
     data = work / "data"
-    env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
+    # The benchmark's spaces live in its work dir: allowed explicitly, as an
+    # operator would with --local-root (docs/security.md).
+    env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600", JCS_LOCAL_ROOTS=str(work))
     db_args = ["--database-url", args.database_url] if args.database_url else []
     server = subprocess.Popen(
         [
