@@ -13,6 +13,7 @@ import zlib
 import pytest
 from core_support import World
 from test_multipart_support import (
+    SMALL_PARTS,
     at,
     block_files,
     body,
@@ -31,6 +32,8 @@ from jointcloud.core.multipart import CompletedPart
 from jointcloud.errors import (
     AccessDenied,
     BadArgument,
+    BadDigest,
+    InvalidPart,
     PackageNotFound,
     UploadNotFound,
 )
@@ -263,11 +266,11 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
             checksums={ChecksumAlgorithm.SHA256: crc[0] * 2},
         )
     wrong = _b64(hashlib.sha256(b"other").digest())
-    with pytest.raises(BadArgument, match="SHA256"):
+    with pytest.raises(BadDigest, match="SHA256"):
         await ctx.multipart.upload_part(
             alice, up.upload_id, where, 1, body(one), checksums={ChecksumAlgorithm.SHA256: wrong}
         )
-    with pytest.raises(BadArgument, match=r"(?i)md5"):
+    with pytest.raises(BadDigest, match=r"(?i)md5"):
         await ctx.multipart.upload_part(
             alice, up.upload_id, where, 1, body(one), content_md5=md5(two)
         )
@@ -291,7 +294,7 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
 
     # A completion may repeat a part's checksum; a different one is refused.
     bad = {ChecksumAlgorithm.CRC32: crc[1]}
-    with pytest.raises(BadArgument, match="checksum CRC32"):
+    with pytest.raises(InvalidPart, match="checksum CRC32"):
         await ctx.multipart.complete(
             alice, up.upload_id, where, [(1, p1.etag, bad), (2, p2.etag, {})]
         )
@@ -340,3 +343,39 @@ async def test_a_jcs_upload_lives_beside_the_others(world: World) -> None:
     # Aborting the S3 upload leaves the completed object alone.
     await ctx.multipart.abort(alice, s3.upload_id, at(pkg, "f"))
     assert await object_at(ctx, pkg, "f") == done
+
+
+async def test_metadata_is_checked_when_the_upload_begins(world: World) -> None:
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "p")
+    too_many = ObjectMeta(tags={f"k{i}": "v" for i in range(11)})
+    with pytest.raises(BadArgument, match="tags"):
+        await ctx.multipart.create(alice, at(pkg, "f"), too_many)
+    with pytest.raises(BadArgument, match="user metadata"):
+        await ctx.multipart.create(alice, at(pkg, "f"), ObjectMeta(user_metadata={"a": "x" * 3000}))
+    assert (await ctx.multipart.list_uploads(alice, PackageRef.by_id(pkg.package_id))).uploads == []
+    up = await ctx.multipart.create(
+        alice, at(pkg, "f"), ObjectMeta(user_metadata={"Colour": "red"})
+    )
+    assert up.meta.user_metadata == {"colour": "red"}
+
+
+async def test_crc64nvme_of_parts_and_object(world: World) -> None:
+    crt = pytest.importorskip("awscrt.checksums")
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "p")
+    where = at(pkg, "f")
+    up = await ctx.multipart.create(alice, where, checksum_algorithm=ChecksumAlgorithm.CRC64NVME)
+    raw = [data(SMALL_PARTS, 1), data(10, 2)]
+    parts = [
+        await ctx.multipart.upload_part(alice, up.upload_id, where, n, body(r))
+        for n, r in enumerate(raw, 1)
+    ]
+    values = [_b64(crt.crc64nvme(r).to_bytes(8, "big")) for r in raw]
+    assert [p.checksums[ChecksumAlgorithm.CRC64NVME] for p in parts] == values
+    done = await ctx.multipart.complete(
+        alice, up.upload_id, where, [(p.part_number, p.etag, {}) for p in parts]
+    )
+    joined = b"".join(base64.b64decode(v) for v in values)
+    expected = _b64(crt.crc64nvme(joined).to_bytes(8, "big")) + "-2"
+    assert done.checksums == {ChecksumAlgorithm.CRC64NVME: expected}

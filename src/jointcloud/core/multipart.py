@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import itertools
 import secrets
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from jointcloud.core.authz import Operation, Principal, visible
 from jointcloud.core.blockstore import BlockStore
@@ -43,19 +41,24 @@ from jointcloud.core.commands import (
     ObjectAddress,
     ObjectMeta,
     PackageRef,
+    check_checksum,
+    check_content_md5,
+    check_meta,
+    check_source_conditions,
+    check_write_conditions,
+    resolve_range,
 )
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout
 from jointcloud.core.paths import object_path, path_prefix
 from jointcloud.errors import (
     BadArgument,
+    BadDigest,
     EntityTooLarge,
     EntityTooSmall,
     InvalidPart,
     InvalidPartOrder,
-    InvalidRange,
     ObjectNotFound,
     PackageNotFound,
-    PreconditionFailed,
     UploadNotFound,
 )
 from jointcloud.meta import catalog, layouts, uploads
@@ -63,6 +66,7 @@ from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.meta.uploads import PartRecord, UploadRecord
 from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.stream import Checksums
 
 MAX_PART_INDEX = 100_000  # JCS v1 part indexes are 0..MAX_PART_INDEX
 MAX_PART_NUMBER = 10_000  # S3 part numbers are 1..MAX_PART_NUMBER
@@ -157,124 +161,30 @@ def composite_etag(part_md5: Sequence[str]) -> str:
     return f"{digest}-{len(part_md5)}"
 
 
-# --- checksums -----------------------------------------------------------------
-
-
-class _Hasher(Protocol):
-    def update(self, data: bytes, /) -> None: ...
-    def digest(self) -> bytes: ...
-
-
-class _Crc32:
-    def __init__(self) -> None:
-        self.value = 0
-
-    def update(self, data: bytes) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def digest(self) -> bytes:
-        return self.value.to_bytes(4, "big")
-
-
-def _table(poly: int, bits: int) -> list[int]:
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        table.append(c & ((1 << bits) - 1))
-    return table
-
-
-_TABLES: dict[tuple[int, int], list[int]] = {}
-
-
-class _ReflectedCrc:
-    """A reflected CRC (CRC32C, CRC64NVME) by table, byte by byte."""
-
-    def __init__(self, poly: int, bits: int) -> None:
-        key = (poly, bits)
-        if key not in _TABLES:
-            _TABLES[key] = _table(poly, bits)
-        self.table = _TABLES[key]
-        self.bits = bits
-        self.mask = (1 << bits) - 1
-        self.value = self.mask
-
-    def update(self, data: bytes) -> None:
-        c, table = self.value, self.table
-        for b in data:
-            c = table[(c ^ b) & 0xFF] ^ (c >> 8)
-        self.value = c
-
-    def digest(self) -> bytes:
-        return (self.value ^ self.mask).to_bytes(self.bits // 8, "big")
-
-
-def _hasher(algorithm: ChecksumAlgorithm) -> _Hasher:
-    match algorithm:
-        case ChecksumAlgorithm.CRC32:
-            return _Crc32()
-        case ChecksumAlgorithm.CRC32C:
-            return _ReflectedCrc(0x82F63B78, 32)
-        case ChecksumAlgorithm.CRC64NVME:
-            return _ReflectedCrc(0x9A6C9329AC4BC9B5, 64)
-        case ChecksumAlgorithm.SHA1:
-            return hashlib.sha1()
-        case ChecksumAlgorithm.SHA256:
-            return hashlib.sha256()
-    raise AssertionError(algorithm)
-
-
-DIGEST_SIZE = {
-    ChecksumAlgorithm.CRC32: 4,
-    ChecksumAlgorithm.CRC32C: 4,
-    ChecksumAlgorithm.CRC64NVME: 8,
-    ChecksumAlgorithm.SHA1: 20,
-    ChecksumAlgorithm.SHA256: 32,
-}
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode()
-
-
-def _check_checksums(values: Mapping[ChecksumAlgorithm, str]) -> None:
-    for algorithm, value in values.items():
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError, TypeError):
-            raw = b""
-        if len(raw) != DIGEST_SIZE[ChecksumAlgorithm(algorithm)]:
-            raise BadArgument(
-                f"checksum {algorithm} must be the base64 of a "
-                f"{DIGEST_SIZE[ChecksumAlgorithm(algorithm)]}-byte value, got {value!r}"
-            )
-
-
-class _Digests:
-    """The additional checksums of a byte stream, computed as it flows."""
-
-    def __init__(self, algorithms: set[ChecksumAlgorithm]) -> None:
-        self.hashers = {a: _hasher(a) for a in sorted(algorithms)}
-
-    async def wrap(self, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in source:
-            for h in self.hashers.values():
-                h.update(chunk)
-            yield chunk
-
-    def values(self) -> dict[ChecksumAlgorithm, str]:
-        return {a: _b64(h.digest()) for a, h in self.hashers.items()}
+# --- checksums, sizes ------------------------------------------------------------
 
 
 def _composite(algorithm: ChecksumAlgorithm, part_values: Sequence[str]) -> str:
     """S3's checksum of a multipart object: the checksum of the concatenated
     part checksums, '-N'."""
-    h = _hasher(algorithm)
-    for value in part_values:
-        h.update(base64.b64decode(value))
-    return f"{_b64(h.digest())}-{len(part_values)}"
+    joined = b"".join(base64.b64decode(v) for v in part_values)
+    sums = Checksums([str(algorithm)])
+    sums.update(joined)
+    value = sums.result(hashlib.sha256(joined).digest())[str(algorithm)]
+    return f"{value}-{len(part_values)}"
+
+
+def _verify(
+    staged: StagedLayout, expect: Mapping[ChecksumAlgorithm, str], content_md5: str | None
+) -> None:
+    """The digests a client supplied against what the part's bytes gave."""
+    if content_md5 is not None and content_md5 != staged.md5:
+        raise BadDigest(f"content MD5 {content_md5} does not match the part's {staged.size} bytes")
+    for algorithm, value in expect.items():
+        if staged.checksums.get(algorithm) != value:
+            raise BadDigest(
+                f"checksum {algorithm} {value} does not match the part's {staged.size} bytes"
+            )
 
 
 async def _limited(source: AsyncIterator[bytes], limit: int | None) -> AsyncIterator[bytes]:
@@ -284,73 +194,6 @@ async def _limited(source: AsyncIterator[bytes], limit: int | None) -> AsyncIter
         if limit is not None and seen > limit:
             raise EntityTooLarge(f"a part may hold at most {limit} bytes")
         yield chunk
-
-
-# --- preconditions and ranges -------------------------------------------------
-
-
-def _etag_in(etag: str, candidates: tuple[str, ...]) -> bool:
-    return any(c == "*" or c.strip().strip('"') == etag for c in candidates)
-
-
-def _seconds(ts: datetime) -> datetime:
-    return ts.replace(microsecond=0)
-
-
-def check_write_conditions(current: ObjectInfo | None, cond: Conditions) -> None:
-    """Preconditions of a write on the object now at the destination
-    (``None``: none there), evaluated in the writing transaction."""
-    if cond.empty:
-        return
-    if cond.if_match is not None and (current is None or not _etag_in(current.etag, cond.if_match)):
-        raise PreconditionFailed("If-Match: the object is not there or has another ETag")
-    if current is None:
-        return
-    if cond.if_none_match is not None and _etag_in(current.etag, cond.if_none_match):
-        raise PreconditionFailed("If-None-Match: an object with that ETag is there")
-    changed = _seconds(current.update_time)
-    since = cond.if_unmodified_since
-    if cond.if_match is None and since is not None and changed > since:
-        raise PreconditionFailed("If-Unmodified-Since: the object changed since")
-    since = cond.if_modified_since
-    if cond.if_none_match is None and since is not None and changed <= since:
-        raise PreconditionFailed("If-Modified-Since: the object has not changed since")
-
-
-def check_source_conditions(source: ObjectInfo, cond: Conditions) -> None:
-    """Preconditions on the source of a copy (RFC 7232 precedence: If-Match
-    over If-Unmodified-Since, If-None-Match over If-Modified-Since)."""
-    if cond.empty:
-        return
-    changed = _seconds(source.update_time)
-    if cond.if_match is not None:
-        if not _etag_in(source.etag, cond.if_match):
-            raise PreconditionFailed("copy source If-Match: the source has another ETag")
-    elif cond.if_unmodified_since is not None and changed > cond.if_unmodified_since:
-        raise PreconditionFailed("copy source If-Unmodified-Since: the source changed since")
-    if cond.if_none_match is not None:
-        if _etag_in(source.etag, cond.if_none_match):
-            raise PreconditionFailed("copy source If-None-Match: the source has that ETag")
-    elif cond.if_modified_since is not None and changed <= cond.if_modified_since:
-        raise PreconditionFailed("copy source If-Modified-Since: the source has not changed")
-
-
-def resolve_range(rng: ByteRange | None, size: int) -> tuple[int, int]:
-    """(offset, length) of ``rng`` in an object of ``size`` bytes."""
-    if rng is None:
-        return 0, size
-    if rng.suffix is not None:
-        if rng.suffix <= 0 or size == 0:
-            raise InvalidRange(f"the range of the last {rng.suffix} bytes of {size} is empty")
-        length = min(rng.suffix, size)
-        return size - length, length
-    start = rng.start or 0
-    if start < 0 or (rng.end is not None and rng.end < start):
-        raise BadArgument(f"invalid byte range {start}-{rng.end}")
-    if start >= size:
-        raise InvalidRange(f"the range starts at {start}, beyond the source's {size} bytes")
-    end = size - 1 if rng.end is None else min(rng.end, size - 1)
-    return start, end - start + 1
 
 
 # --- the service ----------------------------------------------------------------
@@ -463,6 +306,7 @@ class MultipartService:
         (computed for every part, and for the object on completion) are kept
         for the object. ``conditions`` are checked against the object there
         now (completion checks its own)."""
+        meta = check_meta(meta)
         if checksum_algorithm is not None:
             checksum_algorithm = ChecksumAlgorithm(checksum_algorithm)
         pkg, path = await self._address(principal, address, Operation.WRITE)
@@ -500,7 +344,11 @@ class MultipartService:
         ``checksums`` (base64) and ``content_md5`` (hex) are verified against
         the bytes: a mismatch stores nothing."""
         self._check_number(part_number, rules)
-        _check_checksums(checksums)
+        expect = {
+            ChecksumAlgorithm(a): check_checksum(ChecksumAlgorithm(a), v)
+            for a, v in checksums.items()
+        }
+        md5 = None if content_md5 is None else check_content_md5(content_md5)
         pkg, path = await self._address(principal, address, Operation.WRITE)
         rec = await self._find(upload_id, pkg, path)
         return await self._store_part(
@@ -508,8 +356,8 @@ class MultipartService:
             rec,
             part_number,
             body,
-            expect=checksums,
-            content_md5=content_md5,
+            expect=expect,
+            content_md5=md5,
             limit=rules.max_part_size,
         )
 
@@ -560,17 +408,12 @@ class MultipartService:
         wanted = set(expect)
         if rec.checksum_algorithm is not None:
             wanted.add(rec.checksum_algorithm)
-        digests = _Digests(wanted)
         staged = await self.store.stage(
-            principal.user_id, _limited(digests.wrap(body), limit), rec.policy
+            principal.user_id, _limited(body, limit), rec.policy, checksums=wanted
         )
+        computed = dict(staged.checksums)
         try:
-            computed = digests.values()
-            if content_md5 is not None and content_md5.strip().lower() != staged.md5:
-                raise BadArgument("Content-MD5 does not match the part's bytes")
-            for algorithm, value in expect.items():
-                if computed[algorithm] != value:
-                    raise BadArgument(f"checksum {algorithm} does not match the part's bytes")
+            _verify(staged, expect, content_md5)
         except BaseException:
             await _finish(self.store.discard([staged]))
             raise
@@ -708,7 +551,8 @@ class MultipartService:
         elif len(set(numbers)) != len(numbers):
             raise BadArgument("the completion must not list a part twice")
         for p in listed:
-            _check_checksums(p.checksums)
+            for name, value in p.checksums.items():
+                check_checksum(ChecksumAlgorithm(name), value)
         pkg, path = await self._address(principal, address, Operation.WRITE)
         async with self.db.write() as conn:
             if not await catalog.lock_package_paths(conn, pkg.package_id):
