@@ -28,11 +28,12 @@ from test_multipart_support import (
 
 from jointcloud.core.authz import Caveat, Operation, PathGrant
 from jointcloud.core.commands import ChecksumAlgorithm, ObjectMeta, PackageRef
-from jointcloud.core.multipart import CompletedPart
+from jointcloud.core.multipart import CompletedPart, PartRules
 from jointcloud.errors import (
     AccessDenied,
     BadArgument,
     BadDigest,
+    EntityTooLarge,
     InvalidPart,
     PackageNotFound,
     UploadNotFound,
@@ -379,3 +380,16 @@ async def test_crc64nvme_of_parts_and_object(world: World) -> None:
     joined = b"".join(base64.b64decode(v) for v in values)
     expected = _b64(crt.crc64nvme(joined).to_bytes(8, "big")) + "-2"
     assert done.checksums == {ChecksumAlgorithm.CRC64NVME: expected}
+
+
+async def test_a_part_too_large_stores_nothing(world: World) -> None:
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "p")
+    up = await ctx.multipart.create(alice, at(pkg, "f"))
+    rules = PartRules(max_part_size=5000)
+    with pytest.raises(EntityTooLarge, match="at most 5000 bytes"):
+        await ctx.multipart.upload_part(
+            alice, up.upload_id, at(pkg, "f"), 1, body(data(3000), data(3000)), rules=rules
+        )
+    assert block_files(ctx) == []
+    assert (await ctx.multipart.list_parts(alice, up.upload_id, at(pkg, "f"))).parts == []
