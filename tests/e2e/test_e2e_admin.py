@@ -49,3 +49,16 @@ def test_gc_once_removes_overwritten_blocks_and_jobs_lists_it(tmp_path: Path) ->
 
         # the default delay protects in-flight readers: nothing more to remove now
         assert "removed 0 blocks" in admin(server, "gc", "--once")
+
+
+def test_bad_setting_is_named_without_a_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(JCS), "admin", "jobs", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean_env(), "JCS_GC_DELAY_SECONDS": "soon"},
+    )
+    assert proc.returncode == 1
+    assert "JCS_GC_DELAY_SECONDS" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()

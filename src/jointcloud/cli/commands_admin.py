@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jointcloud.cli.common import CliError, GlobalOptions, err, out
-from jointcloud.config import Settings
+from jointcloud.config import ConfigError, Settings
 from jointcloud.errors import JcsError
 from jointcloud.jobs.names import JOB_NAMES
 
@@ -30,7 +30,10 @@ app = typer.Typer(no_args_is_help=True, help="Operator commands (on the server m
 def _settings(ctx: typer.Context, data_dir: str | None, database_url: str | None) -> Settings:
     opts = ctx.find_root().obj
     given = data_dir or (opts.data_dir if isinstance(opts, GlobalOptions) else None)
-    return Settings.load(given, None, database_url)
+    try:
+        return Settings.load(given, None, database_url)
+    except ConfigError as exc:  # names the variable; no traceback
+        raise CliError("BadArgument", f"configuration: {exc.message}") from None
 
 
 def _run(settings: Settings, body: Callable[[Context], Awaitable[T]]) -> T:
