@@ -292,15 +292,21 @@ class ObjectService:
 
     # --- the one upload path --------------------------------------------------
 
-    async def _target(self, user_id: int, pkg: Package) -> tuple[Redundancy, list[UserSpace]]:
-        """The policy uploads to ``pkg`` get (its own, else its bucket's) and
-        the user's spaces, in one snapshot."""
+    async def _target(
+        self, user_id: int, pkg: Package, path: str | None = None
+    ) -> tuple[Redundancy, list[UserSpace], ObjectInfo | None]:
+        """The policy uploads to ``pkg`` get (its own, else its bucket's), the
+        user's spaces and the object now at ``path`` (if one is given), in
+        one snapshot."""
+        current = None
         async with self.db.read() as conn:
             found = await catalog.package_policy(conn, user_id, pkg.package_id)
             spaces = await accounts.list_spaces(conn, user_id)
+            if path is not None:
+                current = await catalog.get_object_by_path(conn, pkg.package_id, path)
         if found is None:
             raise PackageNotFound(f"package {pkg.package_id} not found")
-        return found[1], spaces
+        return found[1], spaces, current
 
     async def _stage_files(
         self,
@@ -396,12 +402,13 @@ class ObjectService:
         md5 = None if cmd.content_md5 is None else check_content_md5(cmd.content_md5)
         override = optional_policy(cmd.redundancy)
         pkg, path = await self._resolve(principal, cmd.address, Operation.WRITE)
-        default, spaces = await self._target(principal.user_id, pkg)
+        conditional = not cmd.conditions.empty
+        default, spaces, current = await self._target(
+            principal.user_id, pkg, path if conditional else None
+        )
         policy = override or default
-        if not cmd.conditions.empty:
+        if conditional:
             # Refuse early, before any byte is read; the commit checks again.
-            async with self.db.read() as conn:
-                current = await catalog.get_object_by_path(conn, pkg.package_id, path)
             check_write_conditions(current, cmd.conditions)
         wanted = frozenset(expect) | frozenset(ChecksumAlgorithm(a) for a in cmd.compute)
 
@@ -671,7 +678,7 @@ class ObjectService:
         pkg = await self.packages.resolve(
             Principal.user(user_id), PackageRef.by_id(package_id), Operation.WRITE
         )
-        default, spaces = await self._target(user_id, pkg)
+        default, spaces, _ = await self._target(user_id, pkg)
         policy = override or default
 
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
