@@ -29,6 +29,7 @@ from jointcloud.errors import (
     ObjectNotFound,
     PackageNotFound,
 )
+from jointcloud.meta import catalog
 
 CRC32 = ChecksumAlgorithm.CRC32
 SHA256 = ChecksumAlgorithm.SHA256
@@ -239,3 +240,33 @@ async def test_every_method_authorizes_its_operation(world: World) -> None:
     # Other users' packages do not exist for you.
     with pytest.raises(PackageNotFound):
         await ctx.objects.head(world.bob, at(pkg, "2024/a"))
+
+
+async def test_a_read_never_mixes_two_versions(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overwrite that commits between reading the object's row and its
+    layouts (PostgreSQL: each statement its own snapshot) makes the read look
+    the object up again instead of serving the old size over the new bytes."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world)
+    old, new = os.urandom(100), os.urandom(300)
+    await ctx.objects.put(alice, PutObject(at(pkg, "k"), body(old)))
+    real = catalog.content
+    calls = 0
+
+    async def overwritten_meanwhile(conn: object, info: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await ctx.objects.put(alice, PutObject(at(pkg, "k"), body(new)))
+        return await real(conn, info)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalog, "content", overwritten_meanwhile)
+    got = await ctx.objects.get(alice, GetObject(at(pkg, "k")))
+    data = await read_all(got.body)
+    assert (got.info.size, got.info.etag) == (len(data), md5(data))
+    # SQLite reads one snapshot (the old version); PostgreSQL sees the
+    # overwrite and reads again (the new one).
+    assert data == (old if ctx.db.is_sqlite else new)
+    assert calls == (1 if ctx.db.is_sqlite else 2)

@@ -73,6 +73,9 @@ from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
 
 MAX_KEYS = 1000
+# A read looks an object up again if it was overwritten while its layouts
+# were being read (``catalog.content_if_current``); this many times at most.
+OPEN_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -435,15 +438,19 @@ class ObjectService:
     async def _open(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions
     ) -> ObjectContent:
-        """An object and its layouts, read in one snapshot, if its
-        preconditions hold."""
+        """An object and its layouts, of one version, if its preconditions
+        hold."""
         pkg, path = await self._resolve(principal, address, Operation.READ)
         async with self.db.read() as conn:
-            info = await catalog.get_object_by_path(conn, pkg.package_id, path)
-            if info is None:
-                raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
-            check_read_conditions(info, conditions)
-            return await catalog.content(conn, info)
+            for _ in range(OPEN_ATTEMPTS):
+                info = await catalog.get_object_by_path(conn, pkg.package_id, path)
+                if info is None:
+                    raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+                check_read_conditions(info, conditions)
+                found = await catalog.content_if_current(conn, info)
+                if found is not None:
+                    return found
+        raise Conflict(f"{_where(address.package, pkg, path)} kept changing; try again")
 
     async def head(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
@@ -721,10 +728,14 @@ class ObjectService:
             address = ObjectAddress(PackageRef.by_id(package_id), path)
             return await self._open(Principal.user(user_id), address, NO_CONDITIONS)
         async with self.db.read() as conn:
-            info = await catalog.get_object(conn, user_id, object_id)
-            if info is None:
-                raise ObjectNotFound(f"object {object_id} not found")
-            return await catalog.content(conn, info)
+            for _ in range(OPEN_ATTEMPTS):
+                info = await catalog.get_object(conn, user_id, object_id)
+                if info is None:
+                    raise ObjectNotFound(f"object {object_id} not found")
+                found = await catalog.content_if_current(conn, info)
+                if found is not None:
+                    return found
+        raise Conflict(f"object {object_id} kept changing; try again")
 
     def read(self, content: ObjectContent, offset: int = 0, length: int | None = None) -> Download:
         info = content.info

@@ -229,6 +229,21 @@ async def content(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent:
     )
 
 
+async def content_if_current(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent | None:
+    """``content`` of ``info`` if the object is still that version once its
+    layouts are read; None if an overwrite or delete committed in between
+    (under READ COMMITTED each statement sees its own snapshot: the row and
+    its parts could otherwise come from two versions): look it up again."""
+    found = await content(conn, info)
+    q = select(t.objects.c.etag, t.objects.c.updated_at).where(
+        t.objects.c.id == info.object_id, _visible
+    )
+    row = (await conn.execute(q)).first()
+    if row is None or row.etag != info.etag or aware(row.updated_at) != info.update_time:
+        return None
+    return found
+
+
 async def list_objects(
     conn: AsyncConnection,
     package_id: int,
