@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from typing import TypeVar
 
 import structlog
 
@@ -19,6 +20,7 @@ from jointcloud.core.models import (
     ChecksumAlgorithm,
     LayoutRecord,
     ObjectContent,
+    SpaceState,
     StagedLayout,
     UserSpace,
 )
@@ -44,6 +46,8 @@ from jointcloud.spaces.base import Space
 from jointcloud.spaces.unreachable import UnreachableSpace
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 _background: set[asyncio.Future[None]] = set()
@@ -110,25 +114,49 @@ class BlockStore:
         cannot even open a block) is marked Unavailable and the placement is
         made again without it, so an upload does not wait for the health job
         to notice a cloud that went away."""
+        tracked = _Tracked(source)
+        return await self._placed(
+            user_id,
+            policy,
+            affinity,
+            candidates,
+            lambda chosen: self._stage_on(chosen, tracked, policy, checksums),
+            retry=lambda: not tracked.started,
+        )
+
+    async def _placed(
+        self,
+        user_id: int,
+        policy: Redundancy,
+        affinity: int | None,
+        candidates: Sequence[UserSpace] | None,
+        attempt: Callable[[Sequence[UserSpace]], Awaitable[T]],
+        retry: Callable[[], bool] = lambda: True,
+    ) -> T:
+        """Run ``attempt`` on the spaces placement chooses; a space that
+        turns out unreachable (and ``retry()`` still allows it: no byte of a
+        stream consumed yet) is marked Unavailable and placement is made
+        again without it."""
         if candidates is None:
             candidates = await self.user_spaces(user_id)
         spaces = list(candidates)
         for rec in spaces:
             self.pool.records[rec.user_space_id] = rec
-        tracked = _Tracked(source)
         while True:
             chosen = choose_spaces(spaces, policy, affinity)
             try:
-                return await self._stage_on(chosen, tracked, policy, checksums)
+                return await attempt(chosen)
             except SpaceError:
-                if tracked.started:
+                if not retry():
                     raise
                 dead = await self._unreachable(chosen)
                 if not dead:
                     raise
                 await self._mark_unavailable(dead)
                 spaces = [
-                    dataclasses.replace(s, state="Unavailable") if s.user_space_id in dead else s
+                    dataclasses.replace(s, state=SpaceState.UNAVAILABLE)
+                    if s.user_space_id in dead
+                    else s
                     for s in spaces
                 ]
 
@@ -175,24 +203,13 @@ class BlockStore:
         batch stays but rows GC can find. A space that fails is probed and,
         if it is unreachable, the batch is placed again without it (the
         bytes are still in memory)."""
-        if candidates is None:
-            candidates = await self.user_spaces(user_id)
-        spaces = list(candidates)
-        for rec in spaces:
-            self.pool.records[rec.user_space_id] = rec
-        while True:
-            chosen = choose_spaces(spaces, policy, affinity)
-            try:
-                return await self._stage_many_on(chosen, datas, policy, checksums)
-            except SpaceError:
-                dead = await self._unreachable(chosen)
-                if not dead:
-                    raise
-                await self._mark_unavailable(dead)
-                spaces = [
-                    dataclasses.replace(s, state="Unavailable") if s.user_space_id in dead else s
-                    for s in spaces
-                ]
+        return await self._placed(
+            user_id,
+            policy,
+            affinity,
+            candidates,
+            lambda chosen: self._stage_many_on(chosen, datas, policy, checksums),
+        )
 
     async def _stage_many_on(
         self,
@@ -280,12 +297,14 @@ class BlockStore:
     async def _mark_unavailable(self, space_ids: set[int]) -> None:
         async with self.db.write() as conn:
             for sid in sorted(space_ids):
-                if await spacestate.swap_state(conn, sid, ("Normal",), "Unavailable"):
+                if await spacestate.swap_state(
+                    conn, sid, (SpaceState.NORMAL,), SpaceState.UNAVAILABLE
+                ):
                     log.warning("user space unreachable during an upload", space=sid)
         for sid in space_ids:
             rec = self.pool.records.get(sid)
-            if rec is not None and rec.state == "Normal":
-                self.pool.records[sid] = dataclasses.replace(rec, state="Unavailable")
+            if rec is not None and rec.state == SpaceState.NORMAL:
+                self.pool.records[sid] = dataclasses.replace(rec, state=SpaceState.UNAVAILABLE)
 
     async def user_spaces(self, user_id: int) -> list[UserSpace]:
         async with self.db.read() as conn:
