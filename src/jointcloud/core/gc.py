@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 import structlog
 
 from jointcloud.core.blockstore import BlockStore
+from jointcloud.core.models import SpaceState
 from jointcloud.errors import JcsError
-from jointcloud.meta import catalog, layouts, sweeps, uploads
+from jointcloud.meta import catalog, layouts, spacestate, uploads
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 
@@ -56,7 +57,7 @@ async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
 
 async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> int:
     async with db.read() as conn:
-        spaces = await sweeps.spaces_in_state(conn, ("Normal", "Draining"))
+        spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
     removed = 0
     for record in spaces:
         try:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.models import User, UserSpace
+from jointcloud.core.models import SpaceState, User, UserSpace
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import now, to_space
 
@@ -59,7 +59,7 @@ async def create_space(
             storage=json.dumps(storage),
             credential=sealed_credential,
             root_path=root_path,
-            state="Normal",
+            state=SpaceState.NORMAL,
             created_at=now(),
         )
     )

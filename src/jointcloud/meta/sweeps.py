@@ -3,14 +3,10 @@ layout's lifecycle state, user spaces by state across all users."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.models import UserSpace
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import to_space
 
 
 async def live_layout_ids(conn: AsyncConnection, after: int, limit: int) -> list[int]:
@@ -41,8 +37,3 @@ async def layout_status(conn: AsyncConnection, layout_id: int) -> str | None:
         return "released"
     return str(row.state)
 
-
-async def spaces_in_state(conn: AsyncConnection, states: Sequence[str]) -> list[UserSpace]:
-    """User spaces of every user whose state is one of ``states``."""
-    q = select(t.user_spaces).where(t.user_spaces.c.state.in_(list(states)))
-    return [to_space(r) for r in await conn.execute(q.order_by(t.user_spaces.c.id))]
