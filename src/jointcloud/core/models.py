@@ -142,7 +142,7 @@ class UserSpace:
     storage: dict[str, Any]
     sealed_credential: bytes | None = field(repr=False)
     root_path: str
-    state: str  # a SpaceState (see __post_init__)
+    state: SpaceState  # the database's strings are converted in __post_init__
     create_time: datetime
     latency_ms: float | None = None
 
