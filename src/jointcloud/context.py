@@ -8,6 +8,7 @@ import structlog
 
 from jointcloud.config import Settings
 from jointcloud.core.accounts import AccountService
+from jointcloud.core.authz import Principal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.multipart import MultipartService
@@ -93,11 +94,12 @@ class Context:
         for space_dir in spaces.iterdir():  # Local spaces there, older ones too
             if not space_dir.is_symlink() and space_dir.is_dir():
                 private_dir(space_dir)
-        if not await self.spaces.list(user.user_id):
+        admin = Principal.user(user.user_id)
+        if not await self.spaces.list(admin):
             path = spaces / "local"
             private_dir(path)
             await self.spaces.create(
-                user.user_id, "local", {"type": "Local", "path": str(path)}, None, None
+                admin, "local", {"type": "Local", "path": str(path)}, None, None
             )
         return key
 

@@ -23,8 +23,8 @@ from jointcloud.core.authz import Principal
 async def world(ctx: Context) -> World:
     admin, _ = await ctx.accounts.ensure_user(ADMIN)
     other, _ = await ctx.accounts.ensure_user("bob")
-    project = await ctx.buckets.create(admin.user_id, "proj")
-    bob_project = await ctx.buckets.create(other.user_id, "bobs")
+    project = await ctx.buckets.create(Principal.user(admin.user_id), "proj")
+    bob_project = await ctx.buckets.create(Principal.user(other.user_id), "bobs")
     return World(
         ctx, Principal.user(admin.user_id), project, Principal.user(other.user_id), bob_project
     )

@@ -99,7 +99,7 @@ async def test_the_minimum_part_size_is_a_setting(
     assert Settings.load().multipart_min_part_size == 12345
     ctx, alice = world.ctx, world.alice
     # This context was built with the default: 5 MiB parts.
-    pkg = await ctx.packages.create(alice.user_id, world.project.bucket_id, "big")
+    pkg = await ctx.packages.create(alice, world.project.bucket_id, "big")
     assert ctx.multipart.min_part_size == DEFAULT_MIN_PART_SIZE
     where = at(pkg, "f")
     up = await ctx.multipart.create(alice, where)

@@ -164,7 +164,7 @@ async def test_gc_collects_the_uploads_of_a_deleted_package(world: World) -> Non
         await ctx.multipart.upload_part(alice, up.upload_id, at(pkg, path), 1, body(b"part"))
         ups.append(up)
     assert len(block_files(ctx)) == 3
-    await ctx.packages.delete(alice.user_id, pkg.package_id)
+    await ctx.packages.delete(alice, pkg.package_id)
     # Whatever its age, an upload of a package that is gone is collected.
     await gc(ctx, timedelta(days=1))
     await gc(ctx, timedelta(days=1))

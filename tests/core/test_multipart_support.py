@@ -44,9 +44,7 @@ def multipart_etag(*parts: bytes) -> str:
 
 async def package(world: World, name: str, redundancy: object = None) -> Package:
     world.ctx.multipart.min_part_size = SMALL_PARTS
-    return await world.ctx.packages.create(
-        world.alice.user_id, world.project.bucket_id, name, redundancy
-    )
+    return await world.ctx.packages.create(world.alice, world.project.bucket_id, name, redundancy)
 
 
 def at(pkg: Package, path: str) -> ObjectAddress:
@@ -58,9 +56,7 @@ async def add_spaces(world: World, count: int) -> None:
     ctx = world.ctx
     for i in range(count):
         path = ctx.settings.data_dir / "spaces" / f"extra{i}"
-        await ctx.spaces.create(
-            world.alice.user_id, f"extra{i}", {"type": "Local", "path": str(path)}
-        )
+        await ctx.spaces.create(world.alice, f"extra{i}", {"type": "Local", "path": str(path)})
 
 
 async def read_back(ctx: Context, info: ObjectInfo) -> bytes:

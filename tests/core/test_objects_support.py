@@ -30,7 +30,7 @@ def md5(data: bytes) -> str:
 
 
 async def package(world: World, name: str = "pkg") -> Package:
-    return await world.ctx.packages.create(world.alice.user_id, world.project.bucket_id, name)
+    return await world.ctx.packages.create(world.alice, world.project.bucket_id, name)
 
 
 def at(pkg: Package, path: str, *, by_name: bool = False) -> ObjectAddress:

@@ -13,7 +13,7 @@ from jointcloud.errors import AccessDenied, BadArgument, BucketNotFound, Package
 
 async def test_by_id_and_by_name(world: World) -> None:
     ctx, alice = world.ctx, world.alice
-    pkg = await ctx.packages.create(alice.user_id, world.project.bucket_id, "photos")
+    pkg = await ctx.packages.create(alice, world.project.bucket_id, "photos")
     read = Operation.READ
     assert (await ctx.packages.resolve(alice, PackageRef.by_id(pkg.package_id), read)) == pkg
     by_name = PackageRef.by_name("photos", world.project.bucket_id)
@@ -30,7 +30,7 @@ async def test_by_id_and_by_name(world: World) -> None:
 
 async def test_other_users_packages_do_not_exist_for_you(world: World) -> None:
     ctx = world.ctx
-    theirs = await ctx.packages.create(world.bob.user_id, world.bob_project.bucket_id, "p")
+    theirs = await ctx.packages.create(world.bob, world.bob_project.bucket_id, "p")
     with pytest.raises(PackageNotFound):
         await ctx.packages.resolve(world.alice, PackageRef.by_id(theirs.package_id), Operation.READ)
     with pytest.raises(BucketNotFound):
@@ -40,7 +40,7 @@ async def test_other_users_packages_do_not_exist_for_you(world: World) -> None:
 
 async def test_caveats_refuse_before_existence_shows(world: World) -> None:
     ctx, alice = world.ctx, world.alice
-    await ctx.packages.create(alice.user_id, world.project.bucket_id, "photos")
+    await ctx.packages.create(alice, world.project.bucket_id, "photos")
     key = alice.restricted(Caveat(paths=(PathGrant("photos", "2024/"),)))
     ref = PackageRef.by_name("photos", world.project.bucket_id)
     await ctx.packages.resolve(key, ref, Operation.READ, "2024/a.jpg")

@@ -13,13 +13,14 @@ from jcs_helpers import Api, Other
 
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
 
 
 @pytest.fixture
 async def api(client: httpx.AsyncClient, ctx: Context, tmp_path: Path) -> Api:
     a = Api(client, ctx, tmp_path)
     admin = await ctx.accounts.authenticate(client.headers["Authorization"].split()[1])
-    for s in await ctx.spaces.list(admin.user_id):
+    for s in await ctx.spaces.list(Principal.user(admin.user_id)):
         a.spaces[s.user_space_id] = Path(s.storage["path"])
     return a
 

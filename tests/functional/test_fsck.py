@@ -20,6 +20,7 @@ from jcs_helpers import Api, multipart, text_data
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
 from jointcloud.core.fsck import FsckReport, fsck
 from jointcloud.errors import SpaceRefused
 from jointcloud.meta import accounts, layouts, repairs
@@ -38,7 +39,7 @@ async def _admin_id(api: Api) -> int:
 
 async def _block_paths(api: Api, object_id: int) -> list[tuple[int, int, Path]]:
     """(layout id, block index, file) of every block of an object."""
-    content = await api.ctx.objects.open(await _admin_id(api), object_id)
+    content = await api.ctx.objects.open(Principal.user(await _admin_id(api)), object_id)
     return [
         (rec.layout_id, b.index, api.spaces[b.user_space_id] / "jcs" / b.key)
         for _, rec in content.parts
@@ -224,7 +225,7 @@ async def test_released_layout_blocks_are_not_orphans(api: Api) -> None:
     so not checked; after GC nothing is left over."""
     ids = await _store(api)
     old = await _block_paths(api, ids["rep"])
-    pkg = (await api.ctx.objects.get(await _admin_id(api), ids["rep"])).package_id
+    pkg = (await api.ctx.objects.get(Principal.user(await _admin_id(api)), ids["rep"])).package_id
     await api.upload_one(pkg, "rep.bin", b"new content")
     for _, _, path in old:
         _age(path)

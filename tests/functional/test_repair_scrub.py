@@ -15,6 +15,7 @@ from pathlib import Path
 from jcs_helpers import Api, expect_error
 
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
 from jointcloud.core.models import LayoutRecord
 from jointcloud.core.repair import GONE, HEALTHY, NO_SPACES, OK, REPAIRED, UNRECOVERABLE
 from jointcloud.jobs.registry import build_runner, job_board, scrub_services
@@ -43,7 +44,7 @@ async def user_id(api: Api) -> int:
 
 async def put(api: Api, package_id: int, path: str, data: bytes) -> Stored:
     obj = await api.upload_one(package_id, path, data)
-    content = await api.ctx.objects.open(await user_id(api), obj["objectID"])
+    content = await api.ctx.objects.open(Principal.user(await user_id(api)), obj["objectID"])
     [(_, rec)] = content.parts
     return Stored(obj["objectID"], data, rec)
 

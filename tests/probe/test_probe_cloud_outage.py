@@ -23,6 +23,7 @@ import pytest
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
 from jointcloud.core.fsck import fsck
 from jointcloud.jobs.registry import build_runner
 from jointcloud.meta import layouts
@@ -210,7 +211,7 @@ async def _scenario(s: Store, s3: S3Server) -> None:
     layout_ids = [
         rec.layout_id
         for oid in contents
-        for _, rec in (await s.ctx.objects.open(admin.user_id, oid)).parts
+        for _, rec in (await s.ctx.objects.open(Principal.user(admin.user_id), oid)).parts
     ]
     async with s.ctx.db.read() as conn:
         records = await layouts.load(conn, layout_ids)

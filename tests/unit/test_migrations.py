@@ -314,11 +314,15 @@ async def test_0007_an_upload_in_flight_survives_and_completes(
         pool = SpacePool(db, master, settings.space_rules())
         user, _ = await AccountService(db).ensure_user(ADMIN)
         await UserSpaceService(db, pool).create(
-            user.user_id, "local", {"type": "Local", "path": str(tmp_path / "space")}
+            Principal.user(user.user_id),
+            "local",
+            {"type": "Local", "path": str(tmp_path / "space")},
         )
         buckets = BucketService(db)
-        bucket = await buckets.create(user.user_id, "b")
-        pkg = await PackageService(db, buckets).create(user.user_id, bucket.bucket_id, "p")
+        bucket = await buckets.create(Principal.user(user.user_id), "b")
+        pkg = await PackageService(db, buckets).create(
+            Principal.user(user.user_id), bucket.bucket_id, "p"
+        )
         store = BlockStore(db, master, pool)
         staged = {
             i: await store.stage(user.user_id, _chunks(d), NonePolicy()) for i, d in parts.items()
@@ -368,7 +372,7 @@ async def test_0007_an_upload_in_flight_survives_and_completes(
         await ctx.multipart.upload_part_linked(alice, big, 3, _chunks(parts[3]))
         done = await ctx.multipart.complete_linked(alice, big, [2, 0, 3, 1])
         assert done.object_id == big
-        content = await ctx.objects.open(user.user_id, big)
+        content = await ctx.objects.open(Principal.user(user.user_id), big)
         got = b"".join([c async for c in ctx.objects.read(content).body])
         assert got == parts[2] + parts[0] + parts[3] + parts[1]
         await ctx.multipart.upload_part_linked(alice, bare, 0, _chunks(b"bare"))

@@ -160,3 +160,10 @@ def visible_packages(principal: Principal, names: Iterable[str]) -> list[str]:
         if all(not c.paths or any(g.package == name for g in c.paths) for c in principal.caveats):
             out.append(name)
     return out
+
+
+def require_account(principal: Principal) -> None:
+    """Account-level operations (user spaces, ...) need the whole account:
+    a key scoped to a project or carrying caveats is refused."""
+    if principal.project_id is not None or principal.caveats:
+        raise AccessDenied("this needs an account key, not a key restricted to a project")

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jointcloud.core.authz import Operation, Principal, authorize
+from jointcloud.core.authz import Operation, Principal, authorize, visible_packages
 from jointcloud.core.commands import PackageRef, check_tags
 from jointcloud.core.models import Bucket, Package
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
+    AccessDenied,
     AlreadyExists,
     BadArgument,
     BucketNotFound,
     Conflict,
     DuplicateEntry,
-    NotFound,
     PackageNotFound,
 )
 from jointcloud.meta import catalog, jobs
@@ -34,53 +34,69 @@ class BucketService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, user_id: int, name: object, redundancy: object = None) -> Bucket:
+    async def create(self, principal: Principal, name: object, redundancy: object = None) -> Bucket:
         name = entity_name(name, "name")
         policy = optional_policy(redundancy)
+        authorize(principal, Operation.WRITE)
+        if principal.project_id is not None or any(c.paths for c in principal.caveats):
+            raise AccessDenied("the key is limited to one bucket or to some packages")
         try:
             async with self.db.write() as conn:
-                if await catalog.get_bucket_by_name(conn, user_id, name) is not None:
+                if await catalog.get_bucket_by_name(conn, principal.user_id, name) is not None:
                     raise AlreadyExists(f"bucket {name!r} already exists")
-                return await catalog.create_bucket(conn, user_id, name, policy)
+                return await catalog.create_bucket(conn, principal.user_id, name, policy)
         except DuplicateEntry as exc:
             raise AlreadyExists(f"bucket {name!r} already exists") from exc
 
-    async def get(self, user_id: int, bucket_id: int) -> Bucket:
+    async def get(
+        self, principal: Principal, bucket_id: int, op: Operation = Operation.READ
+    ) -> Bucket:
+        authorize(principal, op, project_id=bucket_id)
         async with self.db.read() as conn:
-            bucket = await catalog.get_bucket(conn, user_id, bucket_id)
+            bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
         if bucket is None:
-            raise NotFound(f"bucket {bucket_id} not found")
+            raise BucketNotFound(f"bucket {bucket_id} not found")
         return bucket
 
-    async def get_by_name(self, user_id: int, name: str, field: str = "name") -> Bucket:
+    async def get_by_name(self, principal: Principal, name: str, field: str = "name") -> Bucket:
         name = entity_name(name, field)  # no such name can exist: say why
         async with self.db.read() as conn:
-            bucket = await catalog.get_bucket_by_name(conn, user_id, name)
+            bucket = await catalog.get_bucket_by_name(conn, principal.user_id, name)
         if bucket is None:
-            raise NotFound(f"bucket {name!r} not found")
+            raise BucketNotFound(f"bucket {name!r} not found")
+        authorize(principal, Operation.READ, project_id=bucket.bucket_id)
         return bucket
 
-    async def list(self, user_id: int) -> list[Bucket]:
+    async def list(self, principal: Principal) -> list[Bucket]:
+        """The user's buckets; a key scoped to a project sees only its own."""
+        authorize(principal, Operation.LIST)
         async with self.db.read() as conn:
-            return await catalog.list_buckets(conn, user_id)
+            buckets = await catalog.list_buckets(conn, principal.user_id)
+        if principal.project_id is not None:
+            buckets = [b for b in buckets if b.bucket_id == principal.project_id]
+        return buckets
 
-    async def set_redundancy(self, user_id: int, bucket_id: int, redundancy: object) -> Bucket:
+    async def set_redundancy(
+        self, principal: Principal, bucket_id: int, redundancy: object
+    ) -> Bucket:
         """Change the default policy (``None``: no default, i.e. none). The
         objects of packages that inherit it are re-encoded in the background."""
         policy = optional_policy(redundancy)
+        authorize(principal, Operation.WRITE, project_id=bucket_id)
         async with self.db.write() as conn:
-            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
-                raise NotFound(f"bucket {bucket_id} not found")
+            if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
+                raise BucketNotFound(f"bucket {bucket_id} not found")
             await catalog.set_bucket_policy(conn, bucket_id, policy)
             await jobs.wake(conn, "recode", now())
-            bucket = await catalog.get_bucket(conn, user_id, bucket_id)
+            bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
         assert bucket is not None
         return bucket
 
-    async def delete(self, user_id: int, bucket_id: int) -> None:
+    async def delete(self, principal: Principal, bucket_id: int) -> None:
+        authorize(principal, Operation.DELETE, project_id=bucket_id)
         async with self.db.write() as conn:
-            if await catalog.get_bucket(conn, user_id, bucket_id) is None:
-                raise NotFound(f"bucket {bucket_id} not found")
+            if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
+                raise BucketNotFound(f"bucket {bucket_id} not found")
             names = await catalog.package_names(conn, bucket_id)
             if names:
                 shown = ", ".join(repr(n) for n in names[:10])
@@ -97,26 +113,25 @@ class PackageService:
         self.buckets = buckets
 
     async def create(
-        self, user_id: int, bucket_id: int, name: object, redundancy: object = None
+        self, principal: Principal, bucket_id: int, name: object, redundancy: object = None
     ) -> Package:
         name = entity_name(name, "name")
         policy = optional_policy(redundancy)
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
         try:
             async with self.db.write() as conn:
-                if await catalog.get_bucket(conn, user_id, bucket_id) is None:
-                    raise NotFound(f"bucket {bucket_id} not found")
+                if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
+                    raise BucketNotFound(f"bucket {bucket_id} not found")
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
                 return await catalog.create_package(conn, bucket_id, name, policy)
         except DuplicateEntry as exc:
             raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc
 
-    async def get(self, user_id: int, package_id: int) -> Package:
-        async with self.db.read() as conn:
-            pkg = await catalog.get_package(conn, user_id, package_id)
-        if pkg is None:
-            raise NotFound(f"package {package_id} not found")
-        return pkg
+    async def get(
+        self, principal: Principal, package_id: int, op: Operation = Operation.READ
+    ) -> Package:
+        return await self.resolve(principal, PackageRef.by_id(package_id), op)
 
     async def resolve(
         self, principal: Principal, ref: PackageRef, op: Operation, path: str | None = None
@@ -174,54 +189,71 @@ class PackageService:
     async def delete_tags(self, principal: Principal, ref: PackageRef) -> None:
         await self.set_tags(principal, ref, {})
 
-    async def get_by_full_name(self, user_id: int, bucket_name: str, package_name: str) -> Package:
-        bucket = await self.buckets.get_by_name(user_id, bucket_name, "bucketName")
+    async def get_by_full_name(
+        self, principal: Principal, bucket_name: str, package_name: str
+    ) -> Package:
+        bucket = await self.buckets.get_by_name(principal, bucket_name, "bucketName")
         package_name = entity_name(package_name, "packageName")
+        authorize(principal, Operation.READ, project_id=bucket.bucket_id, package=package_name)
         async with self.db.read() as conn:
             pkg = await catalog.get_package_by_name(conn, bucket.bucket_id, package_name)
         if pkg is None:
-            raise NotFound(f"package {package_name!r} not found in bucket {bucket_name!r}")
+            raise PackageNotFound(f"package {package_name!r} not found in bucket {bucket_name!r}")
         return pkg
 
-    async def list(self, user_id: int, bucket_id: int) -> list[Package]:
-        await self.buckets.get(user_id, bucket_id)
+    async def list(self, principal: Principal, bucket_id: int) -> list[Package]:
+        """The bucket's packages that ``principal``'s caveats reach."""
+        await self.buckets.get(principal, bucket_id, Operation.LIST)
         async with self.db.read() as conn:
-            return await catalog.list_packages(conn, bucket_id)
+            pkgs = await catalog.list_packages(conn, bucket_id)
+        shown = set(visible_packages(principal, [p.name for p in pkgs]))
+        return [p for p in pkgs if p.name in shown]
 
-    async def delete(self, user_id: int, package_id: int) -> None:
+    async def delete(self, principal: Principal, package_id: int) -> None:
+        await self.resolve(principal, PackageRef.by_id(package_id), Operation.DELETE)
         async with self.db.write() as conn:
-            if await catalog.get_package(conn, user_id, package_id) is None:
-                raise NotFound(f"package {package_id} not found")
+            if await catalog.get_package(conn, principal.user_id, package_id) is None:
+                raise PackageNotFound(f"package {package_id} not found")
             await catalog.delete_package(conn, package_id)
 
-    async def set_redundancy(self, user_id: int, package_id: int, redundancy: object) -> Package:
+    async def set_redundancy(
+        self, principal: Principal, package_id: int, redundancy: object
+    ) -> Package:
         """Change the policy (``None``: inherit the bucket's). Its objects are
         re-encoded in the background."""
         policy = optional_policy(redundancy)
+        await self.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
         async with self.db.write() as conn:
-            if await catalog.get_package(conn, user_id, package_id) is None:
-                raise NotFound(f"package {package_id} not found")
+            if await catalog.get_package(conn, principal.user_id, package_id) is None:
+                raise PackageNotFound(f"package {package_id} not found")
             await catalog.set_package_policy(conn, package_id, policy)
             await jobs.wake(conn, "recode", now())
-            pkg = await catalog.get_package(conn, user_id, package_id)
+            pkg = await catalog.get_package(conn, principal.user_id, package_id)
         assert pkg is not None
         return pkg
 
-    async def effective_policy(self, user_id: int, package_id: int) -> tuple[Package, Redundancy]:
+    async def effective_policy(
+        self, principal: Principal, package_id: int
+    ) -> tuple[Package, Redundancy]:
+        """The package and the policy its uploads get (its own, else its
+        bucket's). Callers have authorized the operation on the package."""
         async with self.db.read() as conn:
-            found = await catalog.package_policy(conn, user_id, package_id)
+            found = await catalog.package_policy(conn, principal.user_id, package_id)
         if found is None:
-            raise NotFound(f"package {package_id} not found")
+            raise PackageNotFound(f"package {package_id} not found")
         return found
 
-    async def clone(self, user_id: int, package_id: int, bucket_id: int, name: object) -> Package:
+    async def clone(
+        self, principal: Principal, package_id: int, bucket_id: int, name: object
+    ) -> Package:
         """A new package whose objects share the source's immutable layouts."""
         name = entity_name(name, "name")
-        src = await self.get(user_id, package_id)
+        src = await self.get(principal, package_id)
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
         try:
             async with self.db.write() as conn:
-                if await catalog.get_bucket(conn, user_id, bucket_id) is None:
-                    raise NotFound(f"bucket {bucket_id} not found")
+                if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
+                    raise BucketNotFound(f"bucket {bucket_id} not found")
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
                 dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)

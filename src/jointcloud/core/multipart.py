@@ -310,7 +310,7 @@ class MultipartService:
         if checksum_algorithm is not None:
             checksum_algorithm = ChecksumAlgorithm(checksum_algorithm)
         pkg, path = await self._address(principal, address, Operation.WRITE)
-        _, policy = await self.packages.effective_policy(principal.user_id, pkg.package_id)
+        _, policy = await self.packages.effective_policy(principal, pkg.package_id)
         async with self.db.write() as conn:
             if not conditions.empty:
                 current = await catalog.get_object_by_path(conn, pkg.package_id, path)
@@ -629,7 +629,7 @@ class MultipartService:
         earlier linked upload of that object is discarded with its parts;
         other uploads of the path are not touched."""
         pkg, path = await self._address(principal, address, Operation.WRITE)
-        _, policy = await self.packages.effective_policy(principal.user_id, pkg.package_id)
+        _, policy = await self.packages.effective_policy(principal, pkg.package_id)
         async with self.db.write() as conn:
             if not await catalog.lock_package_paths(conn, pkg.package_id):
                 raise PackageNotFound(f"package {pkg.package_id} not found")
@@ -679,7 +679,7 @@ class MultipartService:
             return _to_upload(rec)
         if rec is None and not begin:
             return None
-        _, policy = await self.packages.effective_policy(principal.user_id, obj.package_id)
+        _, policy = await self.packages.effective_policy(principal, obj.package_id)
         async with self.db.write() as conn:
             if not await catalog.lock_package_paths(conn, obj.package_id):
                 raise ObjectNotFound(f"object {object_id} not found")

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import dataclass
 from typing import Any, overload
 
-from jointcloud.core.authz import Operation, Principal, allows, visible
+from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.commands import (
@@ -57,6 +57,7 @@ from jointcloud.core.models import (
 )
 from jointcloud.core.paths import object_path, path_prefix
 from jointcloud.errors import (
+    AccessDenied,
     AlreadyExists,
     BadArgument,
     BadDigest,
@@ -469,15 +470,13 @@ class ObjectService:
     @overload
     async def get(self, principal: Principal, cmd: GetObject) -> Download: ...
     @overload
-    async def get(self, principal: int, cmd: int) -> ObjectInfo: ...
-    async def get(self, principal: Principal | int, cmd: GetObject | int) -> Download | ObjectInfo:
+    async def get(self, principal: Principal, cmd: int) -> ObjectInfo: ...
+    async def get(self, principal: Principal, cmd: GetObject | int) -> Download | ObjectInfo:
         """The object's bytes, or the range asked for (``InvalidRange`` if it
-        selects nothing); preconditions as ``head``. (Transitional: with a
-        user id and an object id, ``get_by_id``.)"""
-        if isinstance(principal, int):
-            assert isinstance(cmd, int)
+        selects nothing); preconditions as ``head``. (Transitional: with an
+        object id, ``get_by_id``.)"""
+        if isinstance(cmd, int):
             return await self.get_by_id(principal, cmd)
-        assert isinstance(cmd, GetObject)
         content = await self._open(principal, cmd.address, cmd.conditions)
         offset, length = resolve_range(cmd.range, content.info.size)
         body = self.store.read(content, offset, length)
@@ -486,20 +485,16 @@ class ObjectService:
     @overload
     async def delete(self, principal: Principal, cmd: DeleteObject) -> bool: ...
     @overload
-    async def delete(self, principal: int, cmd: Sequence[int]) -> None: ...
-    async def delete(
-        self, principal: Principal | int, cmd: DeleteObject | Sequence[int]
-    ) -> bool | None:
+    async def delete(self, principal: Principal, cmd: Sequence[int]) -> None: ...
+    async def delete(self, principal: Principal, cmd: DeleteObject | Sequence[int]) -> bool | None:
         """Delete the object at the address; whether there was one (a missing
         object is no error: deleting is idempotent, as in S3). Preconditions
         (If-Match...) are evaluated in the deleting transaction; If-Match
-        with no object there fails. (Transitional: with a user id and object
-        ids, ``delete_by_ids``.)"""
-        if isinstance(principal, int):
-            assert not isinstance(cmd, DeleteObject)
+        with no object there fails. (Transitional: with object ids,
+        ``delete_by_ids``.)"""
+        if not isinstance(cmd, DeleteObject):
             await self.delete_by_ids(principal, cmd)
             return None
-        assert isinstance(cmd, DeleteObject)
         pkg, path = await self._resolve(principal, cmd.address, Operation.DELETE)
         async with self.db.write() as conn:
             if not await catalog.lock_package_paths(conn, pkg.package_id):
@@ -664,9 +659,23 @@ class ObjectService:
 
     # --- JCS v1 ---------------------------------------------------------------
 
+    async def _may(self, principal: Principal, info: ObjectInfo, op: Operation) -> None:
+        """Authorize ``op`` on an object found by id (a plain user key, which
+        reaches the whole account, needs no look-up of its package)."""
+        if principal.project_id is None and not principal.caveats:
+            return
+        await self.packages.resolve(principal, PackageRef.by_id(info.package_id), op, info.path)
+
+    async def _allowed(self, principal: Principal, info: ObjectInfo, op: Operation) -> bool:
+        try:
+            await self._may(principal, info, op)
+        except AccessDenied:
+            return False
+        return True
+
     async def upload(
         self,
-        user_id: int,
+        principal: Principal,
         package_id: int,
         files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
         *,
@@ -682,10 +691,8 @@ class ObjectService:
         written: it raises to abandon the upload (e.g. the client went away).
         On any failure every staged block is removed and nothing is visible."""
         override = optional_policy(redundancy)
-        pkg = await self.packages.resolve(
-            Principal.user(user_id), PackageRef.by_id(package_id), Operation.WRITE
-        )
-        default, spaces, _ = await self._target(user_id, pkg)
+        pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
+        default, spaces, _ = await self._target(principal.user_id, pkg)
         policy = override or default
 
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
@@ -695,9 +702,18 @@ class ObjectService:
                 if path in seen:
                     raise BadArgument(f"path {path!r} appears twice in one upload")
                 seen.add(path)
+                authorize(
+                    principal,
+                    Operation.WRITE,
+                    project_id=pkg.bucket_id,
+                    package=pkg.name,
+                    path=path,
+                )
                 yield path, stream
 
-        paths, staged = await self._stage_files(user_id, policy, affinity, spaces, checked())
+        paths, staged = await self._stage_files(
+            principal.user_id, policy, affinity, spaces, checked()
+        )
         if not paths:
             raise BadArgument("the upload has no 'files' part")
         items = [
@@ -708,30 +724,35 @@ class ObjectService:
             pkg.package_id, policy, staged, items, before_commit=before_commit
         )
 
-    async def get_by_id(self, user_id: int, object_id: int) -> ObjectInfo:
+    async def get_by_id(self, principal: Principal, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:
-            info = await catalog.get_object(conn, user_id, object_id)
+            info = await catalog.get_object(conn, principal.user_id, object_id)
         if info is None:
             raise ObjectNotFound(f"object {object_id} not found")
+        await self._may(principal, info, Operation.READ)
         return info
 
-    async def get_by_path(self, user_id: int, package_id: int, path: str) -> ObjectInfo:
-        return await self.head(
-            Principal.user(user_id), ObjectAddress(PackageRef.by_id(package_id), path)
-        )
+    async def get_by_path(self, principal: Principal, package_id: int, path: str) -> ObjectInfo:
+        return await self.head(principal, ObjectAddress(PackageRef.by_id(package_id), path))
 
     async def open(
-        self, user_id: int, object_id: int | None = None, *, package_id: int = 0, path: str = ""
+        self,
+        principal: Principal,
+        object_id: int | None = None,
+        *,
+        package_id: int = 0,
+        path: str = "",
     ) -> ObjectContent:
         """An object and its layout, read in one snapshot (by id or by path)."""
         if object_id is None:
             address = ObjectAddress(PackageRef.by_id(package_id), path)
-            return await self._open(Principal.user(user_id), address, NO_CONDITIONS)
+            return await self._open(principal, address, NO_CONDITIONS)
         async with self.db.read() as conn:
             for _ in range(OPEN_ATTEMPTS):
-                info = await catalog.get_object(conn, user_id, object_id)
+                info = await catalog.get_object(conn, principal.user_id, object_id)
                 if info is None:
                     raise ObjectNotFound(f"object {object_id} not found")
+                await self._may(principal, info, Operation.READ)
                 found = await catalog.content_if_current(conn, info)
                 if found is not None:
                     return found
@@ -749,13 +770,13 @@ class ObjectService:
         return Download(info, offset, length, self.store.read(content, offset, length))
 
     async def download(
-        self, user_id: int, object_id: int, offset: int = 0, length: int | None = None
+        self, principal: Principal, object_id: int, offset: int = 0, length: int | None = None
     ) -> Download:
-        return self.read(await self.open(user_id, object_id), offset, length)
+        return self.read(await self.open(principal, object_id), offset, length)
 
     async def list_by_path(
         self,
-        user_id: int,
+        principal: Principal,
         package_id: int,
         path: str,
         *,
@@ -764,50 +785,80 @@ class ObjectService:
         token: str | None = None,
         max_keys: int = MAX_KEYS,
     ) -> Listing:
-        pkg = await self.packages.resolve(
-            Principal.user(user_id), PackageRef.by_id(package_id), Operation.LIST
-        )
+        """JCS: one object (``is_prefix`` false) or a page of those under a
+        prefix; a key restricted to some paths sees only what they reach."""
+        pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.LIST)
         if not 1 <= max_keys <= MAX_KEYS:
             raise BadArgument(f"maxKeys must be between 1 and {MAX_KEYS}")
+
+        def may_list(at: str) -> None:
+            authorize(
+                principal, Operation.LIST, project_id=pkg.bucket_id, package=pkg.name, path=at
+            )
+
         if not is_prefix:
             exact = object_path(path)
+            may_list(exact)
             async with self.db.read() as conn:
                 one = await catalog.get_object_by_path(conn, package_id, exact)
-            return Listing([], [one] if one else [], None)
+            shown = one is not None and visible(principal, pkg.name, one.path)
+            return Listing([], [one] if one is not None and shown else [], None)
         prefix = path_prefix(path)
+        may_list(prefix)
         after, inclusive = _decode_token(token, "continuationToken") if token else (None, False)
         delimiter = "/" if no_recursive else None
         async with self.db.read() as conn:
-            return await self._scan(conn, None, pkg, prefix, delimiter, after, inclusive, max_keys)
+            return await self._scan(
+                conn, principal, pkg, prefix, delimiter, after, inclusive, max_keys
+            )
 
-    async def package_objects(self, user_id: int, package_id: int) -> builtins.list[ObjectInfo]:
-        await self.packages.get(user_id, package_id)
+    async def package_objects(
+        self, principal: Principal, package_id: int
+    ) -> builtins.list[ObjectInfo]:
+        pkg = await self.packages.get(principal, package_id, Operation.LIST)
         out: list[ObjectInfo] = []
         async with self.db.read() as conn:
             after: str | None = None
             while batch := await catalog.list_objects(conn, package_id, "", after, 1000):
-                out += batch
+                out += [o for o in batch if visible(principal, pkg.name, o.path)]
                 after = batch[-1].path
         return out
 
-    async def by_ids(self, user_id: int, ids: Sequence[int]) -> builtins.list[ObjectInfo | None]:
+    async def by_ids(
+        self, principal: Principal, ids: Sequence[int]
+    ) -> builtins.list[ObjectInfo | None]:
+        """The objects with these ids (None: none, or not for this key)."""
         async with self.db.read() as conn:
-            found = await catalog.objects_by_ids(conn, user_id, ids)
-        return [found.get(i) for i in ids]
+            found = await catalog.objects_by_ids(conn, principal.user_id, ids)
+        out: list[ObjectInfo | None] = []
+        for i in ids:
+            info = found.get(i)
+            ok = info is not None and await self._allowed(principal, info, Operation.READ)
+            out.append(info if ok else None)
+        return out
 
     async def move(
-        self, user_id: int, movings: Sequence[tuple[int, int, str]]
+        self, principal: Principal, movings: Sequence[tuple[int, int, str]]
     ) -> tuple[builtins.list[int], builtins.list[tuple[int, str]]]:
         checked = [(oid, pid, object_path(p)) for oid, pid, p in movings]
+        user_id = principal.user_id
         ok: list[int] = []
         failed: list[tuple[int, str]] = []
+        restricted = principal.project_id is not None or bool(principal.caveats)
         for object_id, package_id, path in checked:
             try:
+                if restricted:  # moving takes the object away and writes it anew
+                    await self._may(
+                        principal, await self.get_by_id(principal, object_id), Operation.DELETE
+                    )
+                    await self.packages.resolve(
+                        principal, PackageRef.by_id(package_id), Operation.WRITE, path
+                    )
                 async with self.db.write() as conn:
                     if await catalog.get_object(conn, user_id, object_id) is None:
-                        raise NotFound(f"object {object_id} not found")
+                        raise ObjectNotFound(f"object {object_id} not found")
                     if await catalog.get_package(conn, user_id, package_id) is None:
-                        raise NotFound(f"package {package_id} not found")
+                        raise PackageNotFound(f"package {package_id} not found")
                     other = await catalog.get_object_by_path(
                         conn, package_id, path, include_uncommitted=True
                     )
@@ -819,35 +870,40 @@ class ObjectService:
                 ok.append(object_id)
             except (DuplicateEntry, Conflict):  # a concurrent writer took the path
                 failed.append((object_id, f"path {path!r} is already taken"))
-            except (NotFound, AlreadyExists) as exc:
+            except (NotFound, AlreadyExists, AccessDenied) as exc:
                 failed.append((object_id, exc.message))
         return ok, failed
 
-    async def delete_by_ids(self, user_id: int, object_ids: Sequence[int]) -> None:
+    async def delete_by_ids(self, principal: Principal, object_ids: Sequence[int]) -> None:
+        if principal.project_id is not None or principal.caveats:
+            async with self.db.read() as conn:
+                seen = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
+            for info in seen.values():
+                await self._may(principal, info, Operation.DELETE)
         async with self.db.write() as conn:
-            found = await catalog.objects_by_ids(conn, user_id, object_ids)
+            found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
             missing = [i for i in object_ids if i not in found]
             if missing:
-                raise NotFound(f"objects not found: {', '.join(map(str, missing))}")
+                raise ObjectNotFound(f"objects not found: {', '.join(map(str, missing))}")
             await catalog.delete_objects(conn, list(dict.fromkeys(object_ids)))
 
-    async def delete_by_path(self, user_id: int, package_id: int, path: str) -> None:
+    async def delete_by_path(self, principal: Principal, package_id: int, path: str) -> None:
         """JCS: a missing object is an error here."""
         address = ObjectAddress(PackageRef.by_id(package_id), path)
-        if not await self.delete(Principal.user(user_id), DeleteObject(address)):
+        if not await self.delete(principal, DeleteObject(address)):
             raise ObjectNotFound(f"no object at path {object_path(path)!r} in package {package_id}")
 
     async def clone(
-        self, user_id: int, clonings: Sequence[tuple[int, int, str]]
+        self, principal: Principal, clonings: Sequence[tuple[int, int, str]]
     ) -> builtins.list[ObjectInfo | None]:
         """JCS: server-side copies to paths that must be free; None for each
-        one that could not be made (no source, no package, path taken)."""
+        one that could not be made (no source, no package, path taken, or
+        not reachable by the key)."""
         checked = [(oid, pid, object_path(p, "newPath")) for oid, pid, p in clonings]
-        principal = Principal.user(user_id)
         out: list[ObjectInfo | None] = []
         for object_id, package_id, path in checked:
             async with self.db.read() as conn:
-                src = await catalog.get_object(conn, user_id, object_id)
+                src = await catalog.get_object(conn, principal.user_id, object_id)
             if src is None:
                 out.append(None)
                 continue
@@ -857,6 +913,6 @@ class ObjectService:
             )
             try:
                 out.append(await self._copy(principal, cmd, path_free=True))
-            except (NotFound, AlreadyExists, Conflict, PreconditionFailed):
+            except (NotFound, AlreadyExists, Conflict, PreconditionFailed, AccessDenied):
                 out.append(None)
         return out

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
@@ -25,6 +26,7 @@ from jointcloud.errors import (
     NotFound,
     SpaceAuthError,
     SpaceError,
+    SpaceNotFound,
     SpaceRefused,
     SpaceTestFailed,
 )
@@ -202,25 +204,29 @@ class UserSpaceService:
     def masked_credential(self, space: UserSpace) -> dict[str, Any] | None:
         return mask_credential(self.pool.credential(space))
 
-    async def get(self, user_id: int, space_id: int) -> UserSpace:
+    async def get(self, principal: Principal, space_id: int) -> UserSpace:
+        require_account(principal)
         async with self.db.read() as conn:
             space = await accounts.get_space(conn, space_id)
-        if space is None or space.user_id != user_id:
-            raise NotFound(f"user space {space_id} not found")
+        if space is None or space.user_id != principal.user_id:
+            raise SpaceNotFound(f"user space {space_id} not found")
         return space
 
-    async def list(self, user_id: int) -> list[UserSpace]:
+    async def list(self, principal: Principal) -> list[UserSpace]:
+        require_account(principal)
         async with self.db.read() as conn:
-            return await accounts.list_spaces(conn, user_id)
+            return await accounts.list_spaces(conn, principal.user_id)
 
     async def create(
         self,
-        user_id: int,
+        principal: Principal,
         name: object,
         storage: object,
         credential: object = None,
         root_path: object = None,
     ) -> UserSpace:
+        require_account(principal)
+        user_id = principal.user_id
         name = entity_name(name, "name")
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
@@ -235,7 +241,7 @@ class UserSpaceService:
                     await accounts.update_space(conn, space.user_space_id, credential=sealed)
         except DuplicateEntry as exc:  # a concurrent create of the same name
             raise AlreadyExists(f"user space named {name!r} already exists") from exc
-        return await self.get(user_id, space.user_space_id)
+        return await self.get(principal, space.user_space_id)
 
     async def _admit(self, storage: dict[str, Any], space_id: int | None) -> None:
         """The operator's rules, checked before a space is recorded or tested:
@@ -261,8 +267,11 @@ class UserSpaceService:
         validate_storage(storage, credential)
         return storage, credential
 
-    async def update(self, user_id: int, space_id: int, changes: dict[str, Any]) -> UserSpace:
-        space = await self.get(user_id, space_id)
+    async def update(
+        self, principal: Principal, space_id: int, changes: dict[str, Any]
+    ) -> UserSpace:
+        space = await self.get(principal, space_id)
+        user_id = principal.user_id
         values: dict[str, Any] = {}
         if "name" in changes:
             values["name"] = entity_name(changes["name"], "name")
@@ -295,15 +304,15 @@ class UserSpaceService:
             if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
         await self.pool.forget(space_id)
-        return await self.get(user_id, space_id)
+        return await self.get(principal, space_id)
 
-    async def drain(self, user_id: int, space_id: int) -> UserSpace:
+    async def drain(self, principal: Principal, space_id: int) -> UserSpace:
         """Mark a space for removal: placement skips it and the drain job moves
         its blocks to the owner's other spaces; then it can be deleted."""
-        return await self.update(user_id, space_id, {"state": SpaceState.DRAINING})
+        return await self.update(principal, space_id, {"state": SpaceState.DRAINING})
 
-    async def delete(self, user_id: int, space_id: int) -> None:
-        await self.get(user_id, space_id)
+    async def delete(self, principal: Principal, space_id: int) -> None:
+        await self.get(principal, space_id)
         async with self.db.write() as conn:
             n = await accounts.count_blocks_in_space(conn, space_id)
             if n:
@@ -314,8 +323,8 @@ class UserSpaceService:
             await accounts.delete_space(conn, space_id)
         await self.pool.forget(space_id)
 
-    async def test_existing(self, user_id: int, space_id: int) -> float:
-        space = await self.get(user_id, space_id)
+    async def test_existing(self, principal: Principal, space_id: int) -> float:
+        space = await self.get(principal, space_id)
         try:
             try:
                 backend = await self.pool.get(space)
@@ -340,7 +349,10 @@ class UserSpaceService:
             await accounts.update_space(conn, space_id, state=state)
         await self.pool.forget(space_id)
 
-    async def test_config(self, storage: object, credential: object, root_path: object) -> float:
+    async def test_config(
+        self, principal: Principal, storage: object, credential: object, root_path: object
+    ) -> float:
+        require_account(principal)
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
         await self._admit(storage_d, None)

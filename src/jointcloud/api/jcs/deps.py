@@ -8,6 +8,7 @@ from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
 from jointcloud.core.models import User
 from jointcloud.errors import Forbidden, Unauthorized
 
@@ -22,13 +23,22 @@ async def get_ctx(request: Request) -> Context:
     return context_of(request)
 
 
-async def get_user(request: Request) -> User:
+def _bearer_key(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     key = key.strip() if scheme.lower() == "bearer" else ""
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    return await context_of(request).accounts.authenticate(key)
+    return key
+
+
+async def get_user(request: Request) -> User:
+    return await context_of(request).accounts.authenticate(_bearer_key(request))
+
+
+async def get_principal(request: Request) -> Principal:
+    """Who the request's key stands for; every core call is made with it."""
+    return await context_of(request).accounts.principal(_bearer_key(request))
 
 
 # IDs are positive int64 on the wire and in the database: a larger (or a
@@ -42,6 +52,7 @@ MAX_IDS = 1000
 
 Ctx = Annotated[Context, Depends(get_ctx)]
 CurrentUser = Annotated[User, Depends(get_user)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
 class Body(BaseModel):
@@ -51,11 +62,12 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
     userID: StrictInt | None = None
 
-    def check_user(self, user: User) -> None:
+    def check_user(self, user: User | Principal) -> None:
         check_user_id(self.userID, user)
 
 
-def check_user_id(user_id: object, user: User) -> None:
-    """A ``userID`` in a request body is accepted only if it is the caller's."""
+def check_user_id(user_id: object, user: User | Principal) -> None:
+    """A ``userID`` in a request body is accepted only if it is the caller's
+    (``user``: the principal, or the user, the request's key stands for)."""
     if user_id is not None and user_id != user.user_id:
         raise Forbidden(f"userID {user_id} is not the user of this API key")

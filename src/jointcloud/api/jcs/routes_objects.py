@@ -21,16 +21,16 @@ from jointcloud.api.jcs.deps import (
     MAX_IDS,
     Body,
     Ctx,
-    CurrentUser,
+    CurrentPrincipal,
     QueryID,
+    check_user_id,
 )
 from jointcloud.api.jcs.download import send_object
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef
-from jointcloud.core.models import User
 from jointcloud.core.multipart import MAX_PART_INDEX
-from jointcloud.errors import BadArgument, Forbidden, InvalidPart
+from jointcloud.errors import BadArgument, InvalidPart
 
 router = APIRouter()
 
@@ -56,7 +56,7 @@ def _int_field(
     return value
 
 
-async def _info_part(parts: AsyncIterator[FormPart], user: User) -> dict[str, Any]:
+async def _info_part(parts: AsyncIterator[FormPart], principal: Principal) -> dict[str, Any]:
     first = await anext(parts, None)
     if first is None or first.name != "info":
         raise BadArgument("the first form part must be named 'info'")
@@ -67,9 +67,7 @@ async def _info_part(parts: AsyncIterator[FormPart], user: User) -> dict[str, An
         raise BadArgument(f"the 'info' part is not valid JSON: {exc}") from exc
     if not isinstance(info, dict):
         raise BadArgument("the 'info' part must be a JSON object")
-    uid = info.get("userID")
-    if uid is not None and uid != user.user_id:
-        raise Forbidden(f"userID {uid} is not the user of this API key")
+    check_user_id(info.get("userID"), principal)
     return info
 
 
@@ -79,9 +77,9 @@ def _form(request: Request) -> AsyncIterator[FormPart]:
 
 
 @router.post("/v1/object/upload")
-async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
-    info = await _info_part(parts, user)
+    info = await _info_part(parts, principal)
     package_id = _int_field(info, "packageID")
     affinity = _int_field(info, "affinity", required=False)
     assert package_id is not None
@@ -116,7 +114,7 @@ async def upload(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 
     try:
         uploaded = await ctx.objects.upload(
-            user.user_id,
+            principal,
             package_id,
             files(),
             affinity=affinity,
@@ -154,12 +152,12 @@ async def _too_many(parts: AsyncIterator[FormPart], count: int, cap: int) -> str
 async def download(
     request: Request,
     objectID: QueryID,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     ctx: Ctx,
     offset: int | None = None,
     length: int | None = None,
 ) -> Response:
-    content = await ctx.objects.open(user.user_id, objectID)
+    content = await ctx.objects.open(principal, objectID)
     return await send_object(request, ctx, content, offset, length)
 
 
@@ -169,19 +167,19 @@ async def download_by_path(
     request: Request,
     packageID: QueryID,
     path: str,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     ctx: Ctx,
     offset: int | None = None,
     length: int | None = None,
 ) -> Response:
-    content = await ctx.objects.open(user.user_id, package_id=packageID, path=path)
+    content = await ctx.objects.open(principal, package_id=packageID, path=path)
     return await send_object(request, ctx, content, offset, length)
 
 
 @router.get("/v1/object/listByPath")
 async def list_by_path(
     packageID: QueryID,
-    user: CurrentUser,
+    principal: CurrentPrincipal,
     ctx: Ctx,
     path: str = "",
     isPrefix: bool = False,
@@ -190,7 +188,7 @@ async def list_by_path(
     maxKeys: int = 1000,
 ) -> JSONResponse:
     listing = await ctx.objects.list_by_path(
-        user.user_id,
+        principal,
         packageID,
         path,
         is_prefix=isPrefix,
@@ -208,8 +206,10 @@ async def list_by_path(
 
 
 @router.get("/v1/object/getPackageObjects")
-async def package_objects(packageID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    objs = await ctx.objects.package_objects(user.user_id, packageID)
+async def package_objects(
+    packageID: QueryID, principal: CurrentPrincipal, ctx: Ctx
+) -> JSONResponse:
+    objs = await ctx.objects.package_objects(principal, packageID)
     return ok({"objects": [views.obj(o) for o in objs]})
 
 
@@ -218,9 +218,9 @@ class ObjectIds(Body):
 
 
 @router.post("/v1/object/listByIDs")
-async def list_by_ids(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
-    found = await ctx.objects.by_ids(user.user_id, body.objectIDs)
+async def list_by_ids(body: ObjectIds, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    found = await ctx.objects.by_ids(principal, body.objectIDs)
     return ok({"object": [views.maybe_obj(o) for o in found]})
 
 
@@ -235,10 +235,10 @@ class MoveBody(Body):
 
 
 @router.post("/v1/object/move")
-async def move(body: MoveBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def move(body: MoveBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     done, failed = await ctx.objects.move(
-        user.user_id, [(m.objectID, m.packageID, m.path) for m in body.movings]
+        principal, [(m.objectID, m.packageID, m.path) for m in body.movings]
     )
     return ok(
         {
@@ -249,9 +249,9 @@ async def move(body: MoveBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
 
 
 @router.post("/v1/object/delete")
-async def delete(body: ObjectIds, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
-    await ctx.objects.delete(user.user_id, body.objectIDs)
+async def delete(body: ObjectIds, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    await ctx.objects.delete(principal, body.objectIDs)
     return ok(None)
 
 
@@ -261,9 +261,9 @@ class PathBody(Body):
 
 
 @router.post("/v1/object/deleteByPath")
-async def delete_by_path(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
-    await ctx.objects.delete_by_path(user.user_id, body.packageID, body.path)
+async def delete_by_path(body: PathBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    await ctx.objects.delete_by_path(principal, body.packageID, body.path)
     return ok(None)
 
 
@@ -278,19 +278,19 @@ class CloneBody(Body):
 
 
 @router.post("/v1/object/clone")
-async def clone(body: CloneBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def clone(body: CloneBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     made = await ctx.objects.clone(
-        user.user_id, [(c.objectID, c.newPackageID, c.newPath) for c in body.clonings]
+        principal, [(c.objectID, c.newPackageID, c.newPath) for c in body.clonings]
     )
     return ok({"objects": [views.maybe_obj(o) for o in made]})
 
 
 @router.post("/v1/object/newMultipartUpload")
-async def new_multipart(body: PathBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def new_multipart(body: PathBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     address = ObjectAddress(PackageRef.by_id(body.packageID), body.path)
-    info = await ctx.multipart.new_linked(Principal.user(user.user_id), address)
+    info = await ctx.multipart.new_linked(principal, address)
     return ok({"object": views.obj(info)})
 
 
@@ -324,9 +324,9 @@ PART_FORM: dict[str, Any] = {
 
 
 @router.post("/v1/object/uploadPart", openapi_extra=PART_FORM)
-async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def upload_part(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
-    info = await _info_part(parts, user)
+    info = await _info_part(parts, principal)
     object_id = _int_field(info, "objectID")
     index = _int_field(info, "index", minimum=0)
     assert object_id is not None and index is not None
@@ -335,7 +335,6 @@ async def upload_part(request: Request, user: CurrentUser, ctx: Ctx) -> JSONResp
     part = await anext(parts, None)
     if part is None or part.name != "file":
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
-    principal = Principal.user(user.user_id)
     await ctx.multipart.upload_part_linked(principal, object_id, index, part.chunks())
     return ok({})
 
@@ -350,16 +349,16 @@ class CompleteBody(Body):
 
 
 @router.post("/v1/object/completeMultipartUpload")
-async def complete_multipart(body: CompleteBody, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def complete_multipart(
+    body: CompleteBody, principal: CurrentPrincipal, ctx: Ctx
+) -> JSONResponse:
+    body.check_user(principal)
     if not body.indexes:
         raise BadArgument("indexes must list at least one part")
     if len(set(body.indexes)) != len(body.indexes):
         raise BadArgument("indexes must not repeat a part")
     try:
-        info = await ctx.multipart.complete_linked(
-            Principal.user(user.user_id), body.objectID, body.indexes
-        )
+        info = await ctx.multipart.complete_linked(principal, body.objectID, body.indexes)
     except InvalidPart as exc:
         raise BadArgument(f"indexes: {exc.message}") from exc
     return ok({"object": views.obj(info)})

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentUser, QueryID
+from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentPrincipal, QueryID
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.context import Context
 from jointcloud.core.models import UserSpace
@@ -71,59 +71,61 @@ class SpaceTest(Body):
 
 
 @router.post("/v1/userSpace/create")
-async def create(body: SpaceCreate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def create(body: SpaceCreate, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     _check_location(body.storage, body.rootPath)
     space = await ctx.spaces.create(
-        user.user_id, body.name, body.storage, body.credential, body.rootPath
+        principal, body.name, body.storage, body.credential, body.rootPath
     )
     return ok({"userSpace": _view(ctx, space)})
 
 
 @router.post("/v1/userSpace/update")
-async def update(body: SpaceUpdate, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def update(body: SpaceUpdate, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     changes = body.model_dump(
         include={"name", "storage", "credential", "rootPath", "state"}, exclude_unset=True
     )
     _check_location(changes.get("storage"), changes.get("rootPath"))
-    space = await ctx.spaces.update(user.user_id, body.userSpaceID, changes)
+    space = await ctx.spaces.update(principal, body.userSpaceID, changes)
     return ok({"userSpace": _view(ctx, space)})
 
 
 @router.post("/v1/userSpace/drain")
-async def drain(body: SpaceId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
+async def drain(body: SpaceId, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     """Mark the space Draining: its blocks move to the owner's other spaces
     in the background, after which it can be deleted."""
-    body.check_user(user)
-    space = await ctx.spaces.drain(user.user_id, body.userSpaceID)
+    body.check_user(principal)
+    space = await ctx.spaces.drain(principal, body.userSpaceID)
     return ok({"userSpace": _view(ctx, space)})
 
 
 @router.post("/v1/userSpace/delete")
-async def delete(body: SpaceId, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
-    await ctx.spaces.delete(user.user_id, body.userSpaceID)
+async def delete(body: SpaceId, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    await ctx.spaces.delete(principal, body.userSpaceID)
     return ok(None)
 
 
 @router.get("/v1/userSpace/get")
-async def get(userSpaceID: QueryID, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    return ok({"userSpace": _view(ctx, await ctx.spaces.get(user.user_id, userSpaceID))})
+async def get(userSpaceID: QueryID, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    return ok({"userSpace": _view(ctx, await ctx.spaces.get(principal, userSpaceID))})
 
 
 @router.get("/v1/userSpace/list")
-async def list_spaces(user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    spaces = await ctx.spaces.list(user.user_id)
+async def list_spaces(principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    spaces = await ctx.spaces.list(principal)
     return ok({"userSpaces": [_view(ctx, s) for s in spaces]})
 
 
 @router.post("/v1/userSpace/test")
-async def test(body: SpaceTest, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body.check_user(user)
+async def test(body: SpaceTest, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
     _check_location(body.storage, body.rootPath)
     if body.userSpaceID is not None:
-        latency = await ctx.spaces.test_existing(user.user_id, body.userSpaceID)
+        latency = await ctx.spaces.test_existing(principal, body.userSpaceID)
     else:
-        latency = await ctx.spaces.test_config(body.storage, body.credential, body.rootPath)
+        latency = await ctx.spaces.test_config(
+            principal, body.storage, body.credential, body.rootPath
+        )
     return ok({"ok": True, "latencyMs": round(latency, 2)})

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from jointcloud.core.authz import Principal
 from jointcloud.core.models import UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.spec import inside, join
@@ -80,7 +81,7 @@ async def sha256_of(stream: AsyncIterator[bytes]) -> str:
 
 
 async def object_digest(objects: ObjectService, user_id: int, package_id: int, rel: str) -> str:
-    content = await objects.open(user_id, package_id=package_id, path=rel)
+    content = await objects.open(Principal.user(user_id), package_id=package_id, path=rel)
     return await sha256_of(objects.read(content).body)
 
 
@@ -208,7 +209,7 @@ class PackageSink:
         self.affinity = affinity
 
     async def holdings(self) -> dict[str, Item]:
-        objs = await self.objects.package_objects(self.user_id, self.package_id)
+        objs = await self.objects.package_objects(Principal.user(self.user_id), self.package_id)
         return {o.path: Item(o.path, o.size, o.update_time.timestamp()) for o in objs}
 
     async def write(self, item: Item, stream: AsyncIterator[bytes]) -> int:
@@ -216,7 +217,7 @@ class PackageSink:
             yield item.rel, stream
 
         done = await self.objects.upload(
-            self.user_id,
+            Principal.user(self.user_id),
             self.package_id,
             one(),
             affinity=self.affinity,
@@ -249,11 +250,13 @@ class PackageSource:
         self.package_id = package_id
 
     async def items(self) -> AsyncIterator[Item]:
-        for o in await self.objects.package_objects(self.user_id, self.package_id):
+        for o in await self.objects.package_objects(Principal.user(self.user_id), self.package_id):
             yield Item(o.path, o.size, o.update_time.timestamp())
 
     async def open(self, item: Item) -> AsyncIterator[bytes]:
-        content = await self.objects.open(self.user_id, package_id=self.package_id, path=item.rel)
+        content = await self.objects.open(
+            Principal.user(self.user_id), package_id=self.package_id, path=item.rel
+        )
         async for chunk in self.objects.read(content).body:
             yield chunk
 
@@ -261,12 +264,12 @@ class PackageSource:
         return b"".join([chunk async for chunk in self.open(item)])
 
     async def stat(self, rel: str) -> Item | None:
-        objs = await self.objects.package_objects(self.user_id, self.package_id)
+        objs = await self.objects.package_objects(Principal.user(self.user_id), self.package_id)
         found = next((o for o in objs if o.path == rel), None)
         return None if found is None else Item(rel, found.size, found.update_time.timestamp())
 
     async def delete(self, rel: str) -> None:
-        await self.objects.delete_by_path(self.user_id, self.package_id, rel)
+        await self.objects.delete_by_path(Principal.user(self.user_id), self.package_id, rel)
 
     async def digest(self, rel: str) -> str:
         return await object_digest(self.objects, self.user_id, self.package_id, rel)
