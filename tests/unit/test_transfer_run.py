@@ -602,7 +602,7 @@ async def test_delete_source_only_verified_and_unchanged_files(db: Database, tas
         src,
         sink,
         delete_source=True,
-        select=TransferFilter.parse({"excludeExt": ["tmp"]}),
+        select=TransferFilter(exclude_ext=("tmp",)),
     )
     await run.run()
     assert src.deleted == ["good"]

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from jointcloud.api.jcs.transfers import parse_filter, parse_trigger
 from jointcloud.core.transfer.spec import TransferFilter, Trigger, inside, transfer_path
 from jointcloud.errors import BadArgument
 
@@ -99,7 +100,7 @@ def test_inside(path: str, parent: str, expected: bool) -> None:
 
 
 def test_filter_none_and_empty_select_everything() -> None:
-    for f in (TransferFilter.parse(None), TransferFilter.parse({})):
+    for f in (parse_filter(None), parse_filter({})):
         assert f == TransferFilter()
         assert f.to_json() == {}
         assert f.selects("a/b.txt", 0)
@@ -131,11 +132,11 @@ def test_filter_none_and_empty_select_everything() -> None:
 )
 def test_filter_parse_rejects(raw: object, message: str) -> None:
     with pytest.raises(BadArgument, match=message):
-        TransferFilter.parse(raw)
+        parse_filter(raw)
 
 
 def test_filter_parse_normalises_and_round_trips() -> None:
-    f = TransferFilter.parse(
+    f = parse_filter(
         {
             "minSize": 0,
             "maxSize": 0,
@@ -150,28 +151,29 @@ def test_filter_parse_normalises_and_round_trips() -> None:
     assert f.exclude_ext == ("tmp",)
     assert f.include_paths == ("docs", "*.md")
     assert f.exclude_paths == ("docs/old",)
-    assert TransferFilter.parse(f.to_json()) == f
+    assert parse_filter(f.to_json()) == f
+    assert TransferFilter.from_json(f.to_json()) == f  # the stored form
 
 
 def test_filter_size_bounds_are_inclusive() -> None:
-    f = TransferFilter.parse({"minSize": 10, "maxSize": 20})
+    f = parse_filter({"minSize": 10, "maxSize": 20})
     assert [s for s in (0, 9, 10, 11, 19, 20, 21) if f.selects("x", s)] == [10, 11, 19, 20]
-    only_min = TransferFilter.parse({"minSize": 10})
+    only_min = parse_filter({"minSize": 10})
     assert not only_min.selects("x", 9) and only_min.selects("x", 10**15)
-    only_max = TransferFilter.parse({"maxSize": 0})
+    only_max = parse_filter({"maxSize": 0})
     assert only_max.selects("x", 0) and not only_max.selects("x", 1)
 
 
 def test_filter_extensions_case_insensitive_with_or_without_dot() -> None:
     for spelled in (["txt"], [".txt"], ["TXT"], [".Txt"]):
-        f = TransferFilter.parse({"includeExt": spelled})
+        f = parse_filter({"includeExt": spelled})
         assert f.selects("a.txt", 1)
         assert f.selects("dir/B.TXT", 1)
         assert f.selects("x.y/c.tXt", 1)
         assert not f.selects("a.txt.gz", 1)
         assert not f.selects("atxt", 1)
         assert not f.selects("txt", 1)
-    ex = TransferFilter.parse({"excludeExt": [".LOG"]})
+    ex = parse_filter({"excludeExt": [".LOG"]})
     assert not ex.selects("a/b.log", 1)
     assert not ex.selects("a/b.Log", 1)
     assert ex.selects("a/b.logs", 1)
@@ -179,17 +181,17 @@ def test_filter_extensions_case_insensitive_with_or_without_dot() -> None:
 
 
 def test_filter_files_without_extension() -> None:
-    inc = TransferFilter.parse({"includeExt": ["txt"]})
+    inc = parse_filter({"includeExt": ["txt"]})
     assert not inc.selects("README", 1)
     assert not inc.selects("dir.d/README", 1)  # the dot is in the directory
-    exc = TransferFilter.parse({"excludeExt": ["d"]})
+    exc = parse_filter({"excludeExt": ["d"]})
     assert exc.selects("dir.d/README", 1)  # no extension: never excluded by extension
     assert exc.selects("Makefile", 1)
     assert not exc.selects("conf/x.d", 1)
 
 
 def test_filter_paths_are_directory_prefixes() -> None:
-    f = TransferFilter.parse({"includePaths": ["a"]})
+    f = parse_filter({"includePaths": ["a"]})
     assert f.selects("a", 1)  # the file itself
     assert f.selects("a/x", 1)
     assert f.selects("a/b/c/d.txt", 1)
@@ -197,11 +199,11 @@ def test_filter_paths_are_directory_prefixes() -> None:
     assert not f.selects("ab", 1)
     assert not f.selects("b/a", 1)
     assert not f.selects("a.txt", 1)
-    nested = TransferFilter.parse({"includePaths": ["/a/b/"]})
+    nested = parse_filter({"includePaths": ["/a/b/"]})
     assert nested.selects("a/b/c", 1)
     assert not nested.selects("a/bc/d", 1)
     assert not nested.selects("a/c", 1)
-    ex = TransferFilter.parse({"excludePaths": ["tmp"]})
+    ex = parse_filter({"excludePaths": ["tmp"]})
     assert not ex.selects("tmp/x", 1)
     assert not ex.selects("tmp", 1)
     assert ex.selects("tmpfile", 1)
@@ -210,18 +212,18 @@ def test_filter_paths_are_directory_prefixes() -> None:
 
 
 def test_filter_path_globs() -> None:
-    star = TransferFilter.parse({"includePaths": ["*.log"]})
+    star = parse_filter({"includePaths": ["*.log"]})
     assert star.selects("a.log", 1)
     assert star.selects("deep/dir/a.log", 1)  # '*' also matches '/'
     assert not star.selects("a.log.1", 1)
     assert not star.selects("a.txt", 1)
-    mid = TransferFilter.parse({"includePaths": ["data/*/raw/*"]})
+    mid = parse_filter({"includePaths": ["data/*/raw/*"]})
     assert mid.selects("data/2024/raw/x.bin", 1)
     assert mid.selects("data/2024/01/raw/x.bin", 1)
     assert not mid.selects("data/raw/x.bin", 1)
-    qmark = TransferFilter.parse({"includePaths": ["f?.txt"]})
+    qmark = parse_filter({"includePaths": ["f?.txt"]})
     assert qmark.selects("f1.txt", 1) and not qmark.selects("f10.txt", 1)
-    klass = TransferFilter.parse({"excludePaths": ["/[ab]/*"]})
+    klass = parse_filter({"excludePaths": ["/[ab]/*"]})
     assert klass.include_paths == () and klass.exclude_paths == ("[ab]/*",)
     assert not klass.selects("a/x", 1) and not klass.selects("b/y/z", 1)
     assert klass.selects("c/x", 1)
@@ -229,7 +231,7 @@ def test_filter_path_globs() -> None:
 
 
 def test_filter_every_rule_must_pass() -> None:
-    f = TransferFilter.parse(
+    f = parse_filter(
         {
             "minSize": 2,
             "includeExt": ["txt"],
@@ -250,34 +252,36 @@ def test_filter_every_rule_must_pass() -> None:
 
 
 def test_trigger_defaults_and_round_trip() -> None:
-    assert Trigger.parse(None) == Trigger("once")
-    assert Trigger.parse({"type": "once"}).to_json() == {"type": "once"}
-    iv = Trigger.parse({"type": "interval", "seconds": 1})
+    assert parse_trigger(None) == Trigger("once")
+    assert parse_trigger({"type": "once"}).to_json() == {"type": "once"}
+    iv = parse_trigger({"type": "interval", "seconds": 1})
     assert iv == Trigger("interval", seconds=1)
-    assert Trigger.parse(iv.to_json()) == iv
-    w = Trigger.parse({"type": "window", "start": "7:05", "end": " 23:59 "})
+    assert parse_trigger(iv.to_json()) == iv
+    w = parse_trigger({"type": "window", "start": "7:05", "end": " 23:59 "})
     assert w.start == time(7, 5) and w.end == time(23, 59) and w.timezone == "UTC"
     assert w.to_json() == {"type": "window", "start": "07:05", "end": "23:59", "timezone": "UTC"}
-    assert Trigger.parse(w.to_json()) == w
-    sh = Trigger.parse(
+    assert parse_trigger(w.to_json()) == w
+    sh = parse_trigger(
         {"type": "window", "start": "22:00", "end": "06:00", "timezone": "Asia/Shanghai"}
     )
-    assert Trigger.parse(sh.to_json()) == sh
+    assert parse_trigger(sh.to_json()) == sh
+    for t in (iv, w, sh, Trigger("once")):
+        assert Trigger.from_json(t.to_json()) == t  # the stored form
 
 
 @pytest.mark.parametrize("bad", ["24:00", "7:5", "aa", "07:60", "12", "12:00:00", "-1:00", "", 700])
 def test_trigger_window_rejects_bad_times(bad: object) -> None:
     with pytest.raises(BadArgument, match=r"trigger\.start must be a time of day 'HH:MM'"):
-        Trigger.parse({"type": "window", "start": bad, "end": "06:00"})
+        parse_trigger({"type": "window", "start": bad, "end": "06:00"})
     with pytest.raises(BadArgument, match=r"trigger\.end must be a time of day 'HH:MM'"):
-        Trigger.parse({"type": "window", "start": "06:00", "end": bad})
+        parse_trigger({"type": "window", "start": "06:00", "end": bad})
 
 
 def test_trigger_window_rejects_missing_times() -> None:
     with pytest.raises(BadArgument, match=r"trigger\.start"):
-        Trigger.parse({"type": "window", "end": "06:00"})
+        parse_trigger({"type": "window", "end": "06:00"})
     with pytest.raises(BadArgument, match=r"trigger\.end"):
-        Trigger.parse({"type": "window", "start": "06:00"})
+        parse_trigger({"type": "window", "start": "06:00"})
 
 
 @pytest.mark.parametrize(
@@ -285,48 +289,48 @@ def test_trigger_window_rejects_missing_times() -> None:
 )
 def test_trigger_window_rejects_empty_window(start: str, end: str) -> None:
     with pytest.raises(BadArgument, match="must differ"):
-        Trigger.parse({"type": "window", "start": start, "end": end})
+        parse_trigger({"type": "window", "start": start, "end": end})
 
 
 @pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "utc+8", "../../etc/passwd", "", 8, None])
 def test_trigger_window_rejects_unknown_timezone(tz: object) -> None:
     with pytest.raises(BadArgument, match=r"trigger\.timezone"):
-        Trigger.parse({"type": "window", "start": "01:00", "end": "02:00", "timezone": tz})
+        parse_trigger({"type": "window", "start": "01:00", "end": "02:00", "timezone": tz})
 
 
 @pytest.mark.parametrize("seconds", [0, -1, -3600, True, False, "60", 1.5, None])
 def test_trigger_interval_rejects_bad_seconds(seconds: object) -> None:
     with pytest.raises(BadArgument, match=r"trigger\.seconds"):
-        Trigger.parse({"type": "interval", "seconds": seconds})
+        parse_trigger({"type": "interval", "seconds": seconds})
 
 
 def test_trigger_interval_requires_seconds() -> None:
     with pytest.raises(BadArgument, match=r"trigger\.seconds is required"):
-        Trigger.parse({"type": "interval"})
+        parse_trigger({"type": "interval"})
 
 
 @pytest.mark.parametrize("raw", ["once", ["once"], {}, {"type": 1}, {"type": "cron"}])
 def test_trigger_rejects_bad_shape(raw: object) -> None:
     with pytest.raises(BadArgument, match="trigger"):
-        Trigger.parse(raw)
+        parse_trigger(raw)
 
 
 # -- triggers: schedule --------------------------------------------------------
 
 
 def window(start: str, end: str, tz: str = "UTC") -> Trigger:
-    return Trigger.parse({"type": "window", "start": start, "end": end, "timezone": tz})
+    return parse_trigger({"type": "window", "start": start, "end": end, "timezone": tz})
 
 
 def test_once_runs_now_and_never_again() -> None:
-    t = Trigger.parse(None)
+    t = parse_trigger(None)
     ts = utc(2026, 1, 1, 12)
     assert t.first_run(ts) == ts
     assert t.next_run(ts, ts + timedelta(hours=1)) is None
 
 
 def test_interval_first_and_next_run() -> None:
-    t = Trigger.parse({"type": "interval", "seconds": 3600})
+    t = parse_trigger({"type": "interval", "seconds": 3600})
     started = utc(2026, 1, 1, 10)
     assert t.first_run(started) == started
     quick = t.next_run(started, started + timedelta(minutes=30))

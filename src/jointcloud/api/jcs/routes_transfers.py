@@ -9,73 +9,73 @@ from fastapi import APIRouter
 from fastapi import Body as JsonBody
 from fastapi.responses import JSONResponse
 
-from jointcloud.api.jcs import views
-from jointcloud.api.jcs.deps import Ctx, CurrentUser, check_user_id
+from jointcloud.api.jcs import transfers, views
+from jointcloud.api.jcs.deps import Ctx, CurrentPrincipal, check_user_id
 from jointcloud.api.jcs.envelope import ok
-from jointcloud.core.models import User
-from jointcloud.core.transfer import TaskView
+from jointcloud.core.authz import Principal
 from jointcloud.errors import BadArgument
 
 router = APIRouter()
 _DIGITS = re.compile(r"[0-9]{1,30}")
 
-# The bodies are validated field by field in the core (messages name the
-# field, e.g. "dests[1].path"); here only "is it a JSON object".
+# The bodies are parsed field by field in api/jcs/transfers.py (messages
+# name the field, e.g. "dests[1].path"); here only "is it a JSON object".
 Payload = Annotated[Any, JsonBody()]
 
 
-def _object(payload: Any, user: User) -> dict[str, Any]:
+def _object(payload: Any, principal: Principal) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadArgument("the request body must be a JSON object")
-    check_user_id(payload.get("userID"), user)
+    check_user_id(payload.get("userID"), principal)
     return payload
 
 
-def _task(view: TaskView) -> dict[str, Any]:
-    return views.task(view.task, view.failures)
-
-
 @router.post("/v1/userSpace/createPackage")
-async def create_package(payload: Payload, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    answer = await ctx.transfers.create_import(user.user_id, _object(payload, user))
+async def create_package(payload: Payload, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    cmd = transfers.import_command(_object(payload, principal))
+    answer = await ctx.transfers.create_import(principal, cmd)
     data: dict[str, Any] = {"package": views.package(answer.package)}
     if answer.task is not None:
-        data["task"] = _task(answer.task)
+        data["task"] = transfers.task(answer.task)
     else:
         data.update(objectCount=answer.object_count, totalSize=answer.total_size)
     return ok(data)
 
 
 @router.post("/v1/userSpace/downloadPackage")
-async def download_package(payload: Payload, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    answer = await ctx.transfers.create_export(user.user_id, _object(payload, user))
+async def download_package(payload: Payload, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    cmd = transfers.export_command(_object(payload, principal))
+    answer = await ctx.transfers.create_export(principal, cmd)
     if answer.task is not None:
-        return ok({"task": _task(answer.task)})
+        return ok({"task": transfers.task(answer.task)})
     return ok({"objectCount": answer.object_count, "totalSize": answer.total_size})
 
 
 @router.post("/v1/spaceSync/createTask")
-async def create_task(payload: Payload, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    view = await ctx.transfers.create_sync(user.user_id, _object(payload, user))
-    return ok({"task": _task(view)})
+async def create_task(payload: Payload, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    cmd = transfers.sync_command(_object(payload, principal))
+    return ok({"task": transfers.task(await ctx.transfers.create_sync(principal, cmd))})
 
 
 @router.get("/v1/spaceSync/getTask")
-async def get_task(user: CurrentUser, ctx: Ctx, taskID: str | None = None) -> JSONResponse:
-    # A query parameter is text: digits become the integer the core checks
-    # (positive, int64); anything else is refused there, naming taskID.
-    task_id: object = int(taskID) if taskID is not None and _DIGITS.fullmatch(taskID) else taskID
-    return ok({"task": _task(await ctx.transfers.get(user.user_id, task_id))})
+async def get_task(
+    principal: CurrentPrincipal, ctx: Ctx, taskID: str | None = None
+) -> JSONResponse:
+    # A query parameter is text: digits become the integer that is checked
+    # (positive, int64); anything else is refused, naming taskID.
+    raw: object = int(taskID) if taskID is not None and _DIGITS.fullmatch(taskID) else taskID
+    view = await ctx.transfers.get(principal, transfers.task_id(raw))
+    return ok({"task": transfers.task(view)})
 
 
 @router.get("/v1/spaceSync/listTasks")
-async def list_tasks(user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    tasks = await ctx.transfers.list(user.user_id)
-    return ok({"tasks": [_task(t) for t in tasks]})
+async def list_tasks(principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    tasks = await ctx.transfers.list(principal)
+    return ok({"tasks": [transfers.task(t) for t in tasks]})
 
 
 @router.post("/v1/spaceSync/cancelTask")
-async def cancel_task(payload: Payload, user: CurrentUser, ctx: Ctx) -> JSONResponse:
-    body = _object(payload, user)
-    await ctx.transfers.cancel(user.user_id, body.get("taskID"))
+async def cancel_task(payload: Payload, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body = _object(payload, principal)
+    await ctx.transfers.cancel(principal, transfers.task_id(body.get("taskID")))
     return ok(None)

@@ -192,7 +192,7 @@ class TaskRunner:
             extra = {
                 "mode": TaskMode(spec["mode"]),
                 "compare": Compare(spec.get("compare", Compare.SIZE_MTIME)),
-                "select": TransferFilter.parse(spec.get("filter")),
+                "select": TransferFilter.from_json(spec.get("filter")),
                 "delete_source": bool(spec.get("deleteSource")),
             }
         elif task.kind == TaskKind.IMPORT:
@@ -202,11 +202,11 @@ class TaskRunner:
                     self.objects, task.user_id, spec["packageID"], affinity=spec.get("affinity")
                 )
             ]
-            extra = {"select": TransferFilter.parse(spec.get("filter"))}
+            extra = {"select": TransferFilter.from_json(spec.get("filter"))}
         else:
             source = PackageSource(self.objects, task.user_id, spec["packageID"])
             sinks = [await self._tree(spec["userSpaceID"], spec["rootPath"], opened)]
-            extra = {"select": TransferFilter.parse(spec.get("filter"))}
+            extra = {"select": TransferFilter.from_json(spec.get("filter"))}
         return TransferRun(
             self.db,
             task.task_id,
@@ -227,7 +227,7 @@ class TaskRunner:
         or a cancel; returns the task as stored afterwards."""
         try:
             trigger = (
-                Trigger.parse(task.spec.get("trigger"))
+                Trigger.from_json(task.spec.get("trigger"))
                 if task.kind == TaskKind.SYNC
                 else Trigger("once")
             )

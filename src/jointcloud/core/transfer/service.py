@@ -9,21 +9,13 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from jointcloud.core.buckets import PackageService, optional_policy
+from jointcloud.core.authz import Principal
+from jointcloud.core.buckets import PackageService
 from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
-from jointcloud.core.paths import entity_name
+from jointcloud.core.transfer.commands import CreateSyncTask, ExportPackage, ImportPackage
 from jointcloud.core.transfer.runner import TaskRunner
-from jointcloud.core.transfer.spec import (
-    TransferFilter,
-    Trigger,
-    bool_field,
-    id_field,
-    inside,
-    join,
-    parse_mode,
-    transfer_path,
-)
+from jointcloud.core.transfer.spec import TransferFilter, inside, join
 from jointcloud.core.transfer.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
@@ -99,52 +91,46 @@ class TransferService:
 
     # -- sync ------------------------------------------------------------------
 
-    async def create_sync(self, user_id: int, body: dict[str, Any]) -> TaskView:
-        src_id = id_field(body, "srcUserSpaceID")
-        src_path = transfer_path(body.get("srcPath"), "srcPath")
-        raw_dests = body.get("dests")
-        if not isinstance(raw_dests, list) or not raw_dests:
-            raise BadArgument("dests must list at least one destination {userSpaceID, path}")
-        if len(raw_dests) > MAX_DESTS:
-            raise BadArgument(f"dests lists {len(raw_dests)} destinations; at most {MAX_DESTS}")
-        checked: list[tuple[int, str]] = []
-        for i, raw in enumerate(raw_dests):
-            if not isinstance(raw, dict):
-                raise BadArgument(f"dests[{i}] must be an object {{userSpaceID, path}}")
-            dest_id = id_field(raw, "userSpaceID", f"dests[{i}].userSpaceID")
-            checked.append((dest_id, transfer_path(raw.get("path"), f"dests[{i}].path")))
-        mode, compare = parse_mode(body)
-        trigger = Trigger.parse(body.get("trigger"))
-        select = TransferFilter.parse(body.get("filter"))
-        delete_source = bool_field(body, "deleteSource")
-        src = await self.spaces.get(user_id, src_id)
-        check_not_reserved(src, src_path, "srcPath")
+    async def create_sync(self, principal: Principal, cmd: CreateSyncTask) -> TaskView:
+        label = cmd.label
+        if not cmd.dests:
+            raise BadArgument(f"{label('dests')} must list at least one destination")
+        if len(cmd.dests) > MAX_DESTS:
+            raise BadArgument(
+                f"{label('dests')} lists {len(cmd.dests)} destinations; at most {MAX_DESTS}"
+            )
+        src = await self.spaces.get(principal, cmd.src_space_id)
+        check_not_reserved(src, cmd.src_path, label("src_path"))
         dests: list[dict[str, Any]] = []
-        for i, (dest_id, path) in enumerate(checked):
-            space = await self.spaces.get(user_id, dest_id)
-            check_not_reserved(space, path, f"dests[{i}].path")
-            if dest_id == src_id and inside(path, src_path):
+        for i, dest in enumerate(cmd.dests):
+            space = await self.spaces.get(principal, dest.space_id)
+            where = label(f"dest[{i}].path")
+            check_not_reserved(space, dest.path, where)
+            if dest.space_id == cmd.src_space_id and inside(dest.path, cmd.src_path):
                 raise BadArgument(
-                    f"dests[{i}].path {path!r} is inside srcPath {src_path!r} of the same "
-                    "user space: the copy would copy itself"
+                    f"{where} {dest.path!r} is inside {label('src_path')} {cmd.src_path!r} of "
+                    "the same user space: the copy would copy itself"
                 )
-            dest = {"userSpaceID": dest_id, "path": path}
-            if dest in dests:
-                raise BadArgument(f"dests[{i}] repeats an earlier destination")
-            dests.append(dest)
+            stored = {"userSpaceID": dest.space_id, "path": dest.path}
+            if stored in dests:
+                raise BadArgument(f"{label(f'dest[{i}]')} repeats an earlier destination")
+            dests.append(stored)
+        # The stored spec keeps the format of existing rows (docs/sync.md).
         spec: dict[str, Any] = {
-            "srcUserSpaceID": src_id,
-            "srcPath": src_path,
+            "srcUserSpaceID": cmd.src_space_id,
+            "srcPath": cmd.src_path,
             "dests": dests,
-            "mode": mode,
-            "compare": compare,
-            "trigger": trigger.to_json(),
-            "filter": select.to_json(),
-            "deleteSource": delete_source,
+            "mode": cmd.mode,
+            "compare": cmd.compare,
+            "trigger": cmd.trigger.to_json(),
+            "filter": cmd.filter.to_json(),
+            "deleteSource": cmd.delete_source,
         }
         ts = now()
         async with self.db.write() as conn:
-            task = await repo.create(conn, user_id, TaskKind.SYNC, spec, ts, trigger.first_run(ts))
+            task = await repo.create(
+                conn, principal.user_id, TaskKind.SYNC, spec, ts, cmd.trigger.first_run(ts)
+            )
         self.runner.poke()
         return TaskView(task, [])
 
@@ -157,74 +143,66 @@ class TransferService:
         finally:
             await tree.close()
 
-    async def _affinity(self, user_id: int, body: dict[str, Any]) -> int | None:
-        """The optional ``affinity``: one of the caller's user spaces."""
-        if body.get("affinity") is None:
+    async def _affinity(self, principal: Principal, cmd: ImportPackage) -> int | None:
+        """The optional affinity: one of the caller's user spaces."""
+        if cmd.affinity is None:
             return None
-        affinity = id_field(body, "affinity")
         try:
-            await self.spaces.get(user_id, affinity)
+            await self.spaces.get(principal, cmd.affinity)
         except NotFound:
-            raise BadArgument(f"affinity: user space {affinity} does not exist") from None
-        return affinity
+            raise BadArgument(
+                f"{cmd.label('affinity')}: user space {cmd.affinity} does not exist"
+            ) from None
+        return cmd.affinity
 
-    async def create_import(self, user_id: int, body: dict[str, Any]) -> ImportAnswer:
+    async def create_import(self, principal: Principal, cmd: ImportPackage) -> ImportAnswer:
         # Everything is checked before the package is created: a refused
         # import leaves neither a package nor a task behind.
-        space_id = id_field(body, "userSpaceID")
-        path = transfer_path(body.get("path"), "path")
-        bucket_id = id_field(body, "bucketID")
-        name = entity_name(body.get("name"), "name")
-        optional_policy(body.get("redundancy"))
-        select = TransferFilter.parse(body.get("filter"))
-        background = bool_field(body, "async")
-        space = await self.spaces.get(user_id, space_id)
-        affinity = await self._affinity(user_id, body)
-        check_not_reserved(space, path, "path")
-        await self.packages.buckets.get(user_id, bucket_id)
+        space_id, path, where = cmd.space_id, cmd.path, cmd.label("path")
+        space = await self.spaces.get(principal, space_id)
+        affinity = await self._affinity(principal, cmd)
+        check_not_reserved(space, path, where)
+        await self.packages.buckets.get(principal, cmd.bucket_id)
         items = await self._list_tree(space, path)
         if not items:
-            raise BadArgument(f"path {path!r} of user space {space_id} holds no files")
-        items = _selected(items, select, f"path {path!r} of user space {space_id}")
-        package = await self.packages.create(user_id, bucket_id, name, body.get("redundancy"))
+            raise BadArgument(f"{where} {path!r} of user space {space_id} holds no files")
+        items = _selected(items, cmd.filter, f"{where} {path!r} of user space {space_id}")
+        redundancy = None if cmd.redundancy is None else cmd.redundancy.to_json()
+        package = await self.packages.create(principal, cmd.bucket_id, cmd.name, redundancy)
         spec: dict[str, Any] = {
             "srcUserSpaceID": space_id,
             "srcPath": path,
-            "bucketID": bucket_id,
+            "bucketID": cmd.bucket_id,
             "name": package.name,
             "packageID": package.package_id,
             "affinity": affinity,
         }
-        if select != TransferFilter():
-            spec["filter"] = select.to_json()
-        if background or not _small(items):
-            task = await self._create_task(user_id, TaskKind.IMPORT, spec)
+        if cmd.filter != TransferFilter():
+            spec["filter"] = cmd.filter.to_json()
+        if cmd.background or not _small(items):
+            task = await self._create_task(principal.user_id, TaskKind.IMPORT, spec)
             return ImportAnswer(package, task=TaskView(task, []))
-        done = await self.runner.run_inline(user_id, TaskKind.IMPORT, spec, items)
+        done = await self.runner.run_inline(principal.user_id, TaskKind.IMPORT, spec, items)
         if done.state != TaskState.SUCCEEDED:
-            await asyncio.shield(self.packages.delete(user_id, package.package_id))
+            await asyncio.shield(self.packages.delete(principal, package.package_id))
             raise Conflict(f"import failed, the package was removed: {done.last_error}")
         return ImportAnswer(package, None, len(items), sum(i.size for i in items))
 
-    async def create_export(self, user_id: int, body: dict[str, Any]) -> ExportAnswer:
-        package_id = id_field(body, "packageID")
-        space_id = id_field(body, "userSpaceID")
-        root = transfer_path(body.get("rootPath"), "rootPath")
-        select = TransferFilter.parse(body.get("filter"))
-        background = bool_field(body, "async")
-        space = await self.spaces.get(user_id, space_id)
-        check_not_reserved(space, root, "rootPath")
+    async def create_export(self, principal: Principal, cmd: ExportPackage) -> ExportAnswer:
+        package_id, space_id, root = cmd.package_id, cmd.space_id, cmd.root_path
+        space = await self.spaces.get(principal, space_id)
+        check_not_reserved(space, root, cmd.label("root_path"))
         await self._check_destination(space, root)
-        objs = await self.objects.package_objects(user_id, package_id)
+        objs = await self.objects.package_objects(principal, package_id)
         items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
         spec: dict[str, Any] = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
-        if select != TransferFilter():
-            spec["filter"] = select.to_json()
-            items = _selected(items, select, f"package {package_id}")
-        if background or not _small(items):
-            task = await self._create_task(user_id, TaskKind.EXPORT, spec)
+        if cmd.filter != TransferFilter():
+            spec["filter"] = cmd.filter.to_json()
+            items = _selected(items, cmd.filter, f"package {package_id}")
+        if cmd.background or not _small(items):
+            task = await self._create_task(principal.user_id, TaskKind.EXPORT, spec)
             return ExportAnswer(task=TaskView(task, []))
-        done = await self.runner.run_inline(user_id, TaskKind.EXPORT, spec, items)
+        done = await self.runner.run_inline(principal.user_id, TaskKind.EXPORT, spec, items)
         if done.state != TaskState.SUCCEEDED:
             raise Conflict(f"export failed: {done.last_error}")
         return ExportAnswer(None, len(items), sum(i.size for i in items))
@@ -251,19 +229,18 @@ class TransferService:
 
     # -- follow ----------------------------------------------------------------
 
-    async def get(self, user_id: int, raw_id: object) -> TaskView:
-        task_id = id_field({"taskID": raw_id}, "taskID")
+    async def get(self, principal: Principal, task_id: int) -> TaskView:
         async with self.db.read() as conn:
-            task = await repo.get(conn, task_id, user_id)
+            task = await repo.get(conn, task_id, principal.user_id)
             if task is None:
                 raise TaskNotFound(f"task {task_id} not found")
             failures = await repo.failures(conn, task_id, task.run_no)
         return TaskView(task, failures)
 
-    async def list(self, user_id: int) -> list[TaskView]:
+    async def list(self, principal: Principal) -> list[TaskView]:
         """The caller's tasks, each with the failures of its last run."""
         async with self.db.read() as conn:
-            tasks = await repo.list_for_user(conn, user_id)
+            tasks = await repo.list_for_user(conn, principal.user_id)
             views = []
             for task in tasks:
                 failed = task.progress.files_failed > 0
@@ -271,14 +248,14 @@ class TransferService:
                 views.append(TaskView(task, failures))
         return views
 
-    async def cancel(self, user_id: int, task_id: object) -> None:
-        view = await self.get(user_id, task_id)
+    async def cancel(self, principal: Principal, task_id: int) -> None:
+        view = await self.get(principal, task_id)
         task = view.task
         finished = task.state in (TaskState.SUCCEEDED, TaskState.FAILED)
         finished_once = finished and task.next_run_time is None
         if task.state == TaskState.CANCELLED or finished_once:
             return  # nothing left to stop; the outcome stays visible
         async with self.db.write() as conn:
-            if not await repo.cancel(conn, task.task_id, user_id):
+            if not await repo.cancel(conn, task.task_id, principal.user_id):
                 raise TaskNotFound(f"task {task.task_id} not found")
         self.runner.cancelled(task.task_id)

@@ -1,8 +1,16 @@
-"""Validation of transfer requests: paths, filters and triggers (docs/sync.md).
+"""Transfer tasks in the domain's terms: paths, filters and triggers (docs/sync.md).
 
-Everything a task needs later is normalised here into plain JSON, so that the
-stored task is exactly what was accepted and can be parsed again after a
-restart.
+The rules that are about the domain live here — a path stays inside its
+space and out of JointCloud's block area, an interval is at most a year, a
+window is not empty and its time zone is known, a filter list is bounded.
+Each check takes the *label* under which the caller's protocol sent the
+value (e.g. ``"dests[1].path"``), so messages name the field the client
+wrote; parsing a protocol's JSON into these types is the protocol's job
+(``api/jcs/transfers.py`` for the v1 API).
+
+``to_json``/``from_json`` are the *stored* form of a filter and a trigger in
+a task's ``spec`` column: existing rows must keep reading, so its keys never
+change.
 """
 
 from __future__ import annotations
@@ -14,13 +22,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jointcloud.core.models import Compare, TaskMode
 from jointcloud.core.paths import MAX_SEGMENT, check_chars, check_length, check_segments
 from jointcloud.errors import BadArgument
 
 INT64_MAX = 2**63 - 1  # IDs, sizes and counters are int64 in the database
 MAX_INTERVAL = 366 * 24 * 3600  # a year (a leap one): "every N seconds" beyond is a mistake
 MAX_LIST = 1000  # entries of one filter list
+MAX_TZ = 64  # characters of a time zone name
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _GLOB = re.compile(r"[*?\[]")
 
@@ -56,55 +64,49 @@ def join(base: str, rel: str) -> str:
     return f"{base}/{rel}" if base else rel
 
 
-def int_field(
-    body: dict[str, Any], key: str, field: str, minimum: int = 0, maximum: int = INT64_MAX
-) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BadArgument(f"{field} must be an integer ≥ {minimum}")
-    if value > maximum:
-        raise BadArgument(f"{field} must be at most {maximum}, got {value}")
-    return value
-
-
-def id_field(body: dict[str, Any], key: str, field: str | None = None) -> int:
-    """A positive int64 ID given as a JSON integer (not a string, as every
-    other endpoint), named ``field`` (default ``key``) in the message."""
-    name = field or key
-    value = body.get(key)
-    if value is None:
-        raise BadArgument(f"{name} is required and must be a positive integer")
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BadArgument(f"{name} must be a positive integer, got {_shown(value)}")
-    if value > INT64_MAX:
-        raise BadArgument(f"{name} must be at most {INT64_MAX} (int64), got {value}")
-    return value
-
-
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
+    """A value as quoted in a message, cut to 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _str_list(body: dict[str, Any], key: str) -> list[str]:
-    value = body.get(key)
-    if value is None:
-        return []
-    field = f"filter.{key}"
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise BadArgument(f"{field} must be a list of non-empty strings")
-    if len(value) > MAX_LIST:
-        raise BadArgument(f"{field} has {len(value)} entries; at most {MAX_LIST}")
-    for i, v in enumerate(value):
+# -- filters -------------------------------------------------------------------
+
+
+def check_list(values: list[str], field: str) -> list[str]:
+    """A filter list: at most MAX_LIST entries, each a clean bounded text."""
+    if len(values) > MAX_LIST:
+        raise BadArgument(f"{field} has {len(values)} entries; at most {MAX_LIST}")
+    for i, v in enumerate(values):
         check_chars(v, f"{field}[{i}]")
         check_length(v, f"{field}[{i}]")
-    return list(value)
+    return values
+
+
+def extensions(values: list[str], field: str) -> tuple[str, ...]:
+    """File name extensions, lower case without the dot (``".TXT"`` → ``"txt"``)."""
+    out = tuple(e.lower().lstrip(".") for e in check_list(values, field))
+    for i, e in enumerate(out):
+        if not e or "/" in e or "\\" in e or len(e.encode()) > MAX_SEGMENT:
+            raise BadArgument(
+                f"{field}[{i}] must be a file name extension (no '/', '\\', "
+                f"at most {MAX_SEGMENT} bytes)"
+            )
+    return out
+
+
+def path_patterns(values: list[str], field: str) -> tuple[str, ...]:
+    """Directories (normalised as paths) or glob patterns (``*``, ``?``, ``[``)."""
+    out = []
+    for p in check_list(values, field):
+        out.append(p.lstrip("/") if _GLOB.search(p) else transfer_path(p, field))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
 class TransferFilter:
+    """Which files a transfer takes; the empty filter takes every file."""
+
     min_size: int | None = None
     max_size: int | None = None
     include_ext: tuple[str, ...] = ()
@@ -112,48 +114,13 @@ class TransferFilter:
     include_paths: tuple[str, ...] = ()
     exclude_paths: tuple[str, ...] = ()
 
-    @classmethod
-    def parse(cls, raw: object) -> TransferFilter:
-        if raw is None:
-            return cls()
-        if not isinstance(raw, dict):
-            raise BadArgument("filter must be an object")
-        known = {"minSize", "maxSize", "includeExt", "excludeExt", "includePaths", "excludePaths"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise BadArgument(f"filter has unknown fields {unknown}; allowed: {sorted(known)}")
-        lo = int_field(raw, "minSize", "filter.minSize")
-        hi = int_field(raw, "maxSize", "filter.maxSize")
+    def check_sizes(self, min_field: str, max_field: str) -> None:
+        lo, hi = self.min_size, self.max_size
         if lo is not None and hi is not None and lo > hi:
-            raise BadArgument("filter.minSize must not be larger than filter.maxSize")
+            raise BadArgument(f"{min_field} must not be larger than {max_field}")
 
-        def exts(key: str) -> tuple[str, ...]:
-            out = tuple(e.lower().lstrip(".") for e in _str_list(raw, key))
-            for i, e in enumerate(out):
-                if not e or "/" in e or "\\" in e or len(e.encode()) > MAX_SEGMENT:
-                    raise BadArgument(
-                        f"filter.{key}[{i}] must be a file name extension (no '/', '\\', "
-                        f"at most {MAX_SEGMENT} bytes)"
-                    )
-            return out
-
-        def pats(key: str) -> tuple[str, ...]:
-            out = []
-            for p in _str_list(raw, key):
-                if _GLOB.search(p):
-                    out.append(p.lstrip("/"))
-                else:
-                    out.append(transfer_path(p, f"filter.{key}"))
-            return tuple(out)
-
-        return cls(
-            lo,
-            hi,
-            exts("includeExt"),
-            exts("excludeExt"),
-            pats("includePaths"),
-            pats("excludePaths"),
-        )
+    # The stored form (a task's spec column): keys fixed by existing rows.
+    _KEYS = ("minSize", "maxSize", "includeExt", "excludeExt", "includePaths", "excludePaths")
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -170,6 +137,20 @@ class TransferFilter:
             if value:
                 out[key] = list(value)
         return out
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any] | None) -> TransferFilter:
+        """A filter as stored by ``to_json`` (already checked when accepted)."""
+        if not stored:
+            return cls()
+        return cls(
+            stored.get("minSize"),
+            stored.get("maxSize"),
+            tuple(stored.get("includeExt", ())),
+            tuple(stored.get("excludeExt", ())),
+            tuple(stored.get("includePaths", ())),
+            tuple(stored.get("excludePaths", ())),
+        )
 
     @staticmethod
     def _path_match(rel: str, pattern: str) -> bool:
@@ -193,10 +174,35 @@ class TransferFilter:
         return not any(self._path_match(rel, p) for p in self.exclude_paths)
 
 
-def _hhmm(raw: object, field: str) -> time:
+# -- triggers ------------------------------------------------------------------
+
+
+def time_of_day(raw: object, field: str) -> time:
+    """``"HH:MM"`` (00:00–23:59; one-digit hours and surrounding blanks allowed)."""
     if not isinstance(raw, str) or not (m := _HHMM.match(raw.strip())):
-        raise BadArgument(f"{field} must be a time of day 'HH:MM' (00:00–23:59), got {_shown(raw)}")
+        raise BadArgument(f"{field} must be a time of day 'HH:MM' (00:00–23:59), got {shown(raw)}")
     return time(int(m.group(1)), int(m.group(2)))
+
+
+def time_zone(raw: object, field: str) -> str:
+    """An IANA time zone name this machine knows."""
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_TZ:
+        raise BadArgument(f"{field} must be an IANA time zone name")
+    check_chars(raw, field)
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadArgument(
+            f"{field} {shown(raw)} is not a known IANA time zone (e.g. 'Asia/Shanghai')"
+        ) from None
+    return raw
+
+
+def check_interval(seconds: int, field: str) -> int:
+    """At most a year between runs (``seconds`` ≥ 1 is the caller's type check)."""
+    if seconds > MAX_INTERVAL:
+        raise BadArgument(f"{field} must be at most {MAX_INTERVAL}, got {seconds}")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -210,39 +216,18 @@ class Trigger:
     timezone: str = "UTC"
 
     @classmethod
-    def parse(cls, raw: object) -> Trigger:
-        if raw is None:
-            return cls("once")
-        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-            raise BadArgument("trigger must be an object with a 'type': once, interval or window")
-        kind = raw["type"]
-        if kind == "once":
-            return cls("once")
-        if kind == "interval":
-            seconds = int_field(raw, "seconds", "trigger.seconds", minimum=1, maximum=MAX_INTERVAL)
-            if seconds is None:
-                raise BadArgument("trigger.seconds is required for an interval trigger")
-            return cls("interval", seconds=seconds)
-        if kind == "window":
-            start = _hhmm(raw.get("start"), "trigger.start")
-            end = _hhmm(raw.get("end"), "trigger.end")
-            if start == end:
-                raise BadArgument("trigger.start and trigger.end must differ (the window is empty)")
-            tz = raw.get("timezone", "UTC")
-            if not isinstance(tz, str) or not tz or len(tz) > 64:
-                raise BadArgument("trigger.timezone must be an IANA time zone name")
-            check_chars(tz, "trigger.timezone")
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                raise BadArgument(
-                    f"trigger.timezone {_shown(tz)} is not a known IANA time zone "
-                    "(e.g. 'Asia/Shanghai')"
-                ) from None
-            return cls("window", start=start, end=end, timezone=tz)
-        raise BadArgument(f"trigger.type must be once, interval or window, got {_shown(kind)}")
+    def window(
+        cls, start: time, end: time, timezone: object, fields: tuple[str, str, str]
+    ) -> Trigger:
+        """A daily window from ``start`` to ``end`` (past midnight if ``end``
+        is earlier) in ``timezone``; ``fields`` label the three values."""
+        start_field, end_field, tz_field = fields
+        if start == end:
+            raise BadArgument(f"{start_field} and {end_field} must differ (the window is empty)")
+        return cls("window", start=start, end=end, timezone=time_zone(timezone, tz_field))
 
     def to_json(self) -> dict[str, Any]:
+        """The stored form (a task's spec column): keys fixed by existing rows."""
         if self.type == "interval":
             return {"type": "interval", "seconds": self.seconds}
         if self.type == "window":
@@ -254,6 +239,26 @@ class Trigger:
                 "timezone": self.timezone,
             }
         return {"type": "once"}
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any] | None) -> Trigger:
+        """A trigger as stored by ``to_json``; a stored value that breaks a
+        bound added later (an interval beyond a year) is refused here,
+        naming the stored key (``trigger.seconds``)."""
+        if not stored or stored.get("type") == "once":
+            return cls("once")
+        if stored.get("type") == "interval":
+            seconds = stored.get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+                raise BadArgument(f"trigger.seconds must be an integer ≥ 1, got {shown(seconds)}")
+            return cls("interval", seconds=check_interval(seconds, "trigger.seconds"))
+        if stored.get("type") == "window":
+            start = time_of_day(stored.get("start"), "trigger.start")
+            end = time_of_day(stored.get("end"), "trigger.end")
+            fields = ("trigger.start", "trigger.end", "trigger.timezone")
+            return cls.window(start, end, stored.get("timezone", "UTC"), fields)
+        kind = shown(stored.get("type"))
+        raise BadArgument(f"trigger.type must be once, interval or window, got {kind}")
 
     # -- windows ---------------------------------------------------------------
 
@@ -299,20 +304,3 @@ class Trigger:
             current = self.window_at(finished)
             return self.next_window_start(current[0] if current else finished)
         return None
-
-
-def parse_mode(body: dict[str, Any]) -> tuple[TaskMode, Compare]:
-    mode = body.get("mode", TaskMode.FULL)
-    if mode not in tuple(TaskMode):  # by equality: an unhashable value is refused too
-        raise BadArgument(f"mode must be 'full' or 'diff', got {_shown(mode)}")
-    compare = body.get("compare", Compare.SIZE_MTIME)
-    if compare not in tuple(Compare):
-        raise BadArgument(f"compare must be 'sizeMtime' or 'hash', got {_shown(compare)}")
-    return TaskMode(mode), Compare(compare)
-
-
-def bool_field(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise BadArgument(f"{key} must be true or false")
-    return value
