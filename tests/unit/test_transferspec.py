@@ -439,3 +439,56 @@ def test_window_next_start_from_a_local_time_is_utc() -> None:
     nxt = t.first_run(after)
     assert nxt == utc(2026, 7, 2, 6)
     assert_utc(nxt)
+
+
+# -- the stored form of a task -------------------------------------------------
+
+
+def test_stored_specs_of_earlier_rows_read_and_round_trip() -> None:
+    from jointcloud.core.models import Compare, TaskKind, TaskMode
+    from jointcloud.core.transfer.commands import SyncDest
+    from jointcloud.core.transfer.tasks import (
+        ExportSpec,
+        ImportSpec,
+        SyncSpec,
+        spec_from_json,
+        spec_to_json,
+    )
+
+    # As the first release stored them (no "compare" yet on a sync row).
+    sync_row = {
+        "srcUserSpaceID": 1,
+        "srcPath": "data",
+        "dests": [{"userSpaceID": 2, "path": "out"}],
+        "mode": "diff",
+        "trigger": {"type": "interval", "seconds": 60},
+        "filter": {},
+        "deleteSource": False,
+    }
+    sync = spec_from_json(TaskKind.SYNC, sync_row)
+    assert sync == SyncSpec(
+        1, "data", (SyncDest(2, "out"),), TaskMode.DIFF, Compare.SIZE_MTIME, Trigger("interval", 60)
+    )
+    assert spec_to_json(sync) == {**sync_row, "compare": "sizeMtime"}
+    import_row = {
+        "srcUserSpaceID": 1,
+        "srcPath": "",
+        "bucketID": 3,
+        "name": "p",
+        "packageID": 4,
+        "affinity": None,
+        "filter": {"excludeExt": ["tmp"]},
+    }
+    imp = spec_from_json(TaskKind.IMPORT, import_row)
+    assert isinstance(imp, ImportSpec) and imp.filter == TransferFilter(exclude_ext=("tmp",))
+    assert spec_to_json(imp) == import_row
+    export_row = {"packageID": 4, "userSpaceID": 2, "rootPath": "x"}
+    assert spec_from_json(TaskKind.EXPORT, export_row) == ExportSpec(4, 2, "x")
+    assert spec_to_json(spec_from_json(TaskKind.EXPORT, export_row)) == export_row
+
+
+def test_stored_interval_beyond_a_year_is_shown_but_not_run() -> None:
+    stored = {"type": "interval", "seconds": 2**70}
+    assert Trigger.from_json(stored, strict=False).seconds == 2**70
+    with pytest.raises(BadArgument, match=r"trigger\.seconds must be at most"):
+        Trigger.from_json(stored)

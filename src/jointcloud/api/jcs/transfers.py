@@ -11,6 +11,7 @@ names the field as the client sent it.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from jointcloud.api.jcs import views
@@ -36,6 +37,7 @@ from jointcloud.core.transfer.spec import (
     time_of_day,
     transfer_path,
 )
+from jointcloud.core.transfer.tasks import ImportSpec, SyncSpec, TaskResult, TaskSpec
 from jointcloud.errors import BadArgument
 
 _NAMES = {"src_path": "srcPath", "root_path": "rootPath"}
@@ -234,5 +236,107 @@ def task_id(raw: object) -> int:
 # -- answers -------------------------------------------------------------------
 
 
+def _filter(select: TransferFilter) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if select.min_size is not None:
+        out["minSize"] = select.min_size
+    if select.max_size is not None:
+        out["maxSize"] = select.max_size
+    for key, value in (
+        ("includeExt", select.include_ext),
+        ("excludeExt", select.exclude_ext),
+        ("includePaths", select.include_paths),
+        ("excludePaths", select.exclude_paths),
+    ):
+        if value:
+            out[key] = list(value)
+    return out
+
+
+def _trigger(t: Trigger) -> dict[str, Any]:
+    if t.type == "interval":
+        return {"type": "interval", "seconds": t.seconds}
+    if t.type == "window" and t.start is not None and t.end is not None:
+        return {
+            "type": "window",
+            "start": t.start.strftime("%H:%M"),
+            "end": t.end.strftime("%H:%M"),
+            "timezone": t.timezone,
+        }
+    return {"type": "once"}
+
+
+def _spec(spec: TaskSpec) -> dict[str, Any]:
+    """A task's request fields, as the request that created it named them."""
+    out: dict[str, Any]
+    if isinstance(spec, SyncSpec):
+        return {
+            "srcUserSpaceID": spec.src_space_id,
+            "srcPath": spec.src_path,
+            "dests": [{"userSpaceID": d.space_id, "path": d.path} for d in spec.dests],
+            "mode": str(spec.mode),
+            "compare": str(spec.compare),
+            "trigger": _trigger(spec.trigger),
+            "filter": _filter(spec.filter),
+            "deleteSource": spec.delete_source,
+        }
+    if isinstance(spec, ImportSpec):
+        out = {
+            "srcUserSpaceID": spec.src_space_id,
+            "srcPath": spec.src_path,
+            "bucketID": spec.bucket_id,
+            "name": spec.name,
+            "packageID": spec.package_id,
+        }
+        if spec.affinity is not None:
+            out["affinity"] = spec.affinity
+    else:
+        out = {
+            "packageID": spec.package_id,
+            "userSpaceID": spec.space_id,
+            "rootPath": spec.root_path,
+        }
+    if spec.filter != TransferFilter():
+        out["filter"] = _filter(spec.filter)
+    return out
+
+
+def _result(result: TaskResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"objectCount": result.object_count, "totalSize": result.total_size}
+    if result.package_id is not None:
+        out["packageID"] = result.package_id
+    return out
+
+
+def _opt_ts(value: datetime | None) -> str | None:
+    return None if value is None else views.ts(value)
+
+
 def task(view: TaskView) -> dict[str, Any]:
-    return views.task(view.task, view.failures)
+    """A transfer task: its request fields, then state, progress and times."""
+    t, p = view.task, view.task.progress
+    out: dict[str, Any] = {"taskID": t.task_id, "type": str(t.kind)}
+    out.update(_spec(view.spec))
+    out.update(
+        {
+            "state": str(t.state),
+            "progress": {
+                "filesTotal": p.files_total,
+                "filesDone": p.files_done,
+                "bytesTotal": p.bytes_total,
+                "bytesDone": p.bytes_done,
+                "filesFailed": p.files_failed,
+                "filesSkipped": p.files_skipped,
+            },
+            "lastError": t.last_error,
+            "failures": [{"path": path, "error": err} for path, err in view.failures],
+            "createTime": views.ts(t.create_time),
+            "lastRunTime": _opt_ts(t.last_run_time),
+            "lastFinishTime": _opt_ts(t.last_finish_time),
+            "nextRunTime": _opt_ts(t.next_run_time),
+            "runs": t.run_no,
+        }
+    )
+    if (result := view.result) is not None:
+        out["result"] = _result(result)
+    return out

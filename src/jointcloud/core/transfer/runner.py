@@ -14,10 +14,18 @@ from typing import Any
 import structlog
 
 from jointcloud.core.leases import new_owner, owner_dead
-from jointcloud.core.models import Compare, TaskKind, TaskMode, TaskState, TransferTask, UserSpace
+from jointcloud.core.models import TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.engine import TransferRun, describe
-from jointcloud.core.transfer.spec import TransferFilter, Trigger
+from jointcloud.core.transfer.spec import Trigger
+from jointcloud.core.transfer.tasks import (
+    ExportSpec,
+    ImportSpec,
+    SyncSpec,
+    TaskResult,
+    result_to_json,
+    spec_from_json,
+)
 from jointcloud.core.transfer.trees import (
     Item,
     PackageSink,
@@ -57,6 +65,11 @@ def _held(task: TransferTask, ts: datetime) -> bool:
 @dataclass
 class _Stop:
     reason: str | None = None
+
+
+def _package_id(task: TransferTask) -> int | None:
+    spec = spec_from_json(task.kind, task.spec, strict=False)
+    return spec.package_id if isinstance(spec, (ImportSpec, ExportSpec)) else None
 
 
 class TaskRunner:
@@ -182,31 +195,23 @@ class TaskRunner:
     async def _build(
         self, task: TransferTask, prelisted: list[Item] | None, opened: list[Space]
     ) -> TransferRun:
-        spec = task.spec
+        # The trigger was checked (strictly) by ``execute``.
+        spec = spec_from_json(task.kind, task.spec, strict=False)
         source: Source
         sinks: list[Sink]
-        extra: dict[str, Any] = {}
-        if task.kind == TaskKind.SYNC:
-            source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
-            sinks = [await self._tree(d["userSpaceID"], d["path"], opened) for d in spec["dests"]]
-            extra = {
-                "mode": TaskMode(spec["mode"]),
-                "compare": Compare(spec.get("compare", Compare.SIZE_MTIME)),
-                "select": TransferFilter.from_json(spec.get("filter")),
-                "delete_source": bool(spec.get("deleteSource")),
-            }
-        elif task.kind == TaskKind.IMPORT:
-            source = await self._tree(spec["srcUserSpaceID"], spec["srcPath"], opened)
+        extra: dict[str, Any] = {"select": spec.filter}
+        if isinstance(spec, SyncSpec):
+            source = await self._tree(spec.src_space_id, spec.src_path, opened)
+            sinks = [await self._tree(d.space_id, d.path, opened) for d in spec.dests]
+            extra.update(mode=spec.mode, compare=spec.compare, delete_source=spec.delete_source)
+        elif isinstance(spec, ImportSpec):
+            source = await self._tree(spec.src_space_id, spec.src_path, opened)
             sinks = [
-                PackageSink(
-                    self.objects, task.user_id, spec["packageID"], affinity=spec.get("affinity")
-                )
+                PackageSink(self.objects, task.user_id, spec.package_id, affinity=spec.affinity)
             ]
-            extra = {"select": TransferFilter.from_json(spec.get("filter"))}
         else:
-            source = PackageSource(self.objects, task.user_id, spec["packageID"])
-            sinks = [await self._tree(spec["userSpaceID"], spec["rootPath"], opened)]
-            extra = {"select": TransferFilter.from_json(spec.get("filter"))}
+            source = PackageSource(self.objects, task.user_id, spec.package_id)
+            sinks = [await self._tree(spec.space_id, spec.root_path, opened)]
         return TransferRun(
             self.db,
             task.task_id,
@@ -315,13 +320,10 @@ class TaskRunner:
 
     @staticmethod
     def _result(task: TransferTask, run: TransferRun) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "objectCount": len(run.selected),
-            "totalSize": sum(i.size for i in run.selected),
-        }
-        if task.kind == TaskKind.IMPORT:
-            result["packageID"] = task.spec["packageID"]
-        return result
+        spec = spec_from_json(task.kind, task.spec, strict=False)
+        package_id = spec.package_id if isinstance(spec, ImportSpec) else None
+        selected = run.selected
+        return result_to_json(TaskResult(len(selected), sum(i.size for i in selected), package_id))
 
     async def _reload(self, task: TransferTask) -> TransferTask:
         async with self.db.read() as conn:
@@ -356,7 +358,7 @@ class TaskRunner:
             and task.task_id not in self._inline
         ):
             last_error = (
-                f"package {task.spec['packageID']} keeps the {progress.files_done} object(s) "
+                f"package {_package_id(task)} keeps the {progress.files_done} object(s) "
                 f"imported; {last_error}"
             )
         async with self.db.write() as conn:

@@ -16,6 +16,16 @@ from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.commands import CreateSyncTask, ExportPackage, ImportPackage
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.core.transfer.spec import TransferFilter, inside, join
+from jointcloud.core.transfer.tasks import (
+    ExportSpec,
+    ImportSpec,
+    SyncSpec,
+    TaskResult,
+    TaskSpec,
+    result_from_json,
+    spec_from_json,
+    spec_to_json,
+)
 from jointcloud.core.transfer.trees import Item, SpaceTree, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
@@ -40,8 +50,19 @@ def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
 
 @dataclass(frozen=True)
 class TaskView:
+    """A task as its owner sees it: the stored record, its request and
+    result as typed values, and the failures of its last run."""
+
     task: TransferTask
     failures: list[tuple[str, str]]
+
+    @property
+    def spec(self) -> TaskSpec:
+        return spec_from_json(self.task.kind, self.task.spec, strict=False)
+
+    @property
+    def result(self) -> TaskResult | None:
+        return result_from_json(self.task.result)
 
 
 @dataclass(frozen=True)
@@ -101,7 +122,6 @@ class TransferService:
             )
         src = await self.spaces.get(principal, cmd.src_space_id)
         check_not_reserved(src, cmd.src_path, label("src_path"))
-        dests: list[dict[str, Any]] = []
         for i, dest in enumerate(cmd.dests):
             space = await self.spaces.get(principal, dest.space_id)
             where = label(f"dest[{i}].path")
@@ -111,25 +131,27 @@ class TransferService:
                     f"{where} {dest.path!r} is inside {label('src_path')} {cmd.src_path!r} of "
                     "the same user space: the copy would copy itself"
                 )
-            stored = {"userSpaceID": dest.space_id, "path": dest.path}
-            if stored in dests:
+            if dest in cmd.dests[:i]:
                 raise BadArgument(f"{label(f'dest[{i}]')} repeats an earlier destination")
-            dests.append(stored)
-        # The stored spec keeps the format of existing rows (docs/sync.md).
-        spec: dict[str, Any] = {
-            "srcUserSpaceID": cmd.src_space_id,
-            "srcPath": cmd.src_path,
-            "dests": dests,
-            "mode": cmd.mode,
-            "compare": cmd.compare,
-            "trigger": cmd.trigger.to_json(),
-            "filter": cmd.filter.to_json(),
-            "deleteSource": cmd.delete_source,
-        }
+        spec = SyncSpec(
+            cmd.src_space_id,
+            cmd.src_path,
+            cmd.dests,
+            cmd.mode,
+            cmd.compare,
+            cmd.trigger,
+            cmd.filter,
+            cmd.delete_source,
+        )
         ts = now()
         async with self.db.write() as conn:
             task = await repo.create(
-                conn, principal.user_id, TaskKind.SYNC, spec, ts, cmd.trigger.first_run(ts)
+                conn,
+                principal.user_id,
+                TaskKind.SYNC,
+                spec_to_json(spec),
+                ts,
+                cmd.trigger.first_run(ts),
             )
         self.runner.poke()
         return TaskView(task, [])
@@ -169,16 +191,17 @@ class TransferService:
         items = _selected(items, cmd.filter, f"{where} {path!r} of user space {space_id}")
         redundancy = None if cmd.redundancy is None else cmd.redundancy.to_json()
         package = await self.packages.create(principal, cmd.bucket_id, cmd.name, redundancy)
-        spec: dict[str, Any] = {
-            "srcUserSpaceID": space_id,
-            "srcPath": path,
-            "bucketID": cmd.bucket_id,
-            "name": package.name,
-            "packageID": package.package_id,
-            "affinity": affinity,
-        }
-        if cmd.filter != TransferFilter():
-            spec["filter"] = cmd.filter.to_json()
+        spec = spec_to_json(
+            ImportSpec(
+                space_id,
+                path,
+                cmd.bucket_id,
+                package.name,
+                package.package_id,
+                affinity,
+                cmd.filter,
+            )
+        )
         if cmd.background or not _small(items):
             task = await self._create_task(principal.user_id, TaskKind.IMPORT, spec)
             return ImportAnswer(package, task=TaskView(task, []))
@@ -195,9 +218,8 @@ class TransferService:
         await self._check_destination(space, root)
         objs = await self.objects.package_objects(principal, package_id)
         items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
-        spec: dict[str, Any] = {"packageID": package_id, "userSpaceID": space_id, "rootPath": root}
+        spec = spec_to_json(ExportSpec(package_id, space_id, root, cmd.filter))
         if cmd.filter != TransferFilter():
-            spec["filter"] = cmd.filter.to_json()
             items = _selected(items, cmd.filter, f"package {package_id}")
         if cmd.background or not _small(items):
             task = await self._create_task(principal.user_id, TaskKind.EXPORT, spec)

@@ -241,17 +241,20 @@ class Trigger:
         return {"type": "once"}
 
     @classmethod
-    def from_json(cls, stored: dict[str, Any] | None) -> Trigger:
+    def from_json(cls, stored: dict[str, Any] | None, *, strict: bool = True) -> Trigger:
         """A trigger as stored by ``to_json``; a stored value that breaks a
         bound added later (an interval beyond a year) is refused here,
-        naming the stored key (``trigger.seconds``)."""
+        naming the stored key (``trigger.seconds``), unless not ``strict``
+        (to show the task as it was stored)."""
         if not stored or stored.get("type") == "once":
             return cls("once")
         if stored.get("type") == "interval":
             seconds = stored.get("seconds")
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
                 raise BadArgument(f"trigger.seconds must be an integer ≥ 1, got {shown(seconds)}")
-            return cls("interval", seconds=check_interval(seconds, "trigger.seconds"))
+            if strict:
+                check_interval(seconds, "trigger.seconds")
+            return cls("interval", seconds=seconds)
         if stored.get("type") == "window":
             start = time_of_day(stored.get("start"), "trigger.start")
             end = time_of_day(stored.get("end"), "trigger.end")
