@@ -178,7 +178,7 @@ async def test_path_caveat_filters_listings(world: World) -> None:
     ],
     ids=["project", "no-delete", "one-package"],
 )
-async def test_restricted_keys_cannot_manage_user_spaces(world: World, restrict: object) -> None:
+async def test_restricted_keys_cannot_manage_the_account(world: World, restrict: object) -> None:
     ctx, alice = world.ctx, world.alice
     key: Principal = restrict(alice, world)  # type: ignore[operator]
     (space,) = await ctx.spaces.list(alice)
@@ -201,3 +201,7 @@ async def test_restricted_keys_cannot_manage_user_spaces(world: World, restrict:
     with pytest.raises(AccessDenied, match=account_only):
         await ctx.spaces.test_config(key, storage, None, None)
     assert [s.name for s in await ctx.spaces.list(alice)] == [space.name]
+    # Nor mint a plain key of the account, which would lift its restrictions.
+    with pytest.raises(AccessDenied, match=account_only):
+        await ctx.accounts.new_key(key)
+    assert await ctx.accounts.principal(await ctx.accounts.new_key(alice)) == alice

@@ -13,6 +13,7 @@ from probe_support import ProbeServer
 
 from jointcloud.config import Settings
 from jointcloud.context import ADMIN, Context
+from jointcloud.core.authz import Principal
 from support.postgres import PostgresServer
 
 REVOCATION_BOUND = 5.0  # seconds (issue 9: a deleted key stops working within 5 s)
@@ -32,7 +33,7 @@ async def _in_third_process(url: str, data_dir: Path, action: str, key: str = ""
     try:
         admin, _ = await ctx.accounts.ensure_user(ADMIN)
         if action == "new":
-            return await ctx.accounts.new_key(admin.user_id)
+            return await ctx.accounts.new_key(Principal.user(admin.user_id))
         await ctx.accounts.delete_key(key)
         return key
     finally:

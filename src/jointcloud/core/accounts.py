@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from jointcloud.core.authz import Principal
+from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.models import User
 from jointcloud.errors import NotFound, Unauthorized
 from jointcloud.keys.apikeys import hash_api_key, new_api_key
@@ -65,10 +65,13 @@ class AccountService:
             await accounts.add_api_key(conn, user.user_id, hash_api_key(key))
             return user, key
 
-    async def new_key(self, user_id: int) -> str:
+    async def new_key(self, principal: Principal) -> str:
+        """A new plain key for the principal's whole account: a restricted key
+        cannot mint one (that would lift its own restrictions)."""
+        require_account(principal)
         key = new_api_key()
         async with self.db.write() as conn:
-            await accounts.add_api_key(conn, user_id, hash_api_key(key))
+            await accounts.add_api_key(conn, principal.user_id, hash_api_key(key))
         return key
 
     async def delete_key(self, key: str) -> None:

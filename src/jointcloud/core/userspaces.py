@@ -23,7 +23,6 @@ from jointcloud.errors import (
     Conflict,
     DuplicateEntry,
     JcsError,
-    NotFound,
     SpaceAuthError,
     SpaceError,
     SpaceNotFound,
@@ -146,7 +145,7 @@ class SpacePool:
             async with self._db.read() as conn:
                 record = await accounts.get_space(conn, space_id)
             if record is None:
-                raise NotFound(f"user space {space_id} no longer exists")
+                raise SpaceNotFound(f"user space {space_id} no longer exists")
         return await self.get(record)
 
     def preference(self, space_id: int) -> tuple[int, float]:
