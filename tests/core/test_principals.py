@@ -205,3 +205,19 @@ async def test_restricted_keys_cannot_manage_the_account(world: World, restrict:
     with pytest.raises(AccessDenied, match=account_only):
         await ctx.accounts.new_key(key)
     assert await ctx.accounts.principal(await ctx.accounts.new_key(alice)) == alice
+
+
+async def test_transfer_tasks_need_an_account_key(world: World) -> None:
+    """Tasks copy between user spaces (account-level): a key restricted to a
+    project, or with caveats, neither sees nor cancels them."""
+    ctx, alice = world.ctx, world.alice
+    scoped = Principal(alice.user_id, project_id=world.project.bucket_id)
+    read_only = alice.restricted(Caveat(disallow=frozenset({Operation.WRITE})))
+    assert await ctx.transfers.list(alice) == []
+    for key in (scoped, read_only):
+        with pytest.raises(AccessDenied, match="account key"):
+            await ctx.transfers.list(key)
+        with pytest.raises(AccessDenied, match="account key"):
+            await ctx.transfers.get(key, 1)
+        with pytest.raises(AccessDenied, match="account key"):
+            await ctx.transfers.cancel(key, 1)

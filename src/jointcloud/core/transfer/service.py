@@ -9,7 +9,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from jointcloud.core.authz import Principal
+from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.buckets import PackageService
 from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
@@ -252,6 +252,7 @@ class TransferService:
     # -- follow ----------------------------------------------------------------
 
     async def get(self, principal: Principal, task_id: int) -> TaskView:
+        require_account(principal)  # tasks work on user spaces: account-level
         async with self.db.read() as conn:
             task = await repo.get(conn, task_id, principal.user_id)
             if task is None:
@@ -261,6 +262,7 @@ class TransferService:
 
     async def list(self, principal: Principal) -> list[TaskView]:
         """The caller's tasks, each with the failures of its last run."""
+        require_account(principal)
         async with self.db.read() as conn:
             tasks = await repo.list_for_user(conn, principal.user_id)
             views = []
