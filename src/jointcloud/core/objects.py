@@ -747,16 +747,19 @@ class ObjectService:
         if object_id is None:
             address = ObjectAddress(PackageRef.by_id(package_id), path)
             return await self._open(principal, address, NO_CONDITIONS)
+        found = None
         async with self.db.read() as conn:
             for _ in range(OPEN_ATTEMPTS):
                 info = await catalog.get_object(conn, principal.user_id, object_id)
                 if info is None:
                     raise ObjectNotFound(f"object {object_id} not found")
-                await self._may(principal, info, Operation.READ)
                 found = await catalog.content_if_current(conn, info)
                 if found is not None:
-                    return found
-        raise Conflict(f"object {object_id} kept changing; try again")
+                    break
+        if found is None:
+            raise Conflict(f"object {object_id} kept changing; try again")
+        await self._may(principal, found.info, Operation.READ)  # outside the snapshot
+        return found
 
     def read(self, content: ObjectContent, offset: int = 0, length: int | None = None) -> Download:
         info = content.info
