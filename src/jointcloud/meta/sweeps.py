@@ -36,4 +36,3 @@ async def layout_status(conn: AsyncConnection, layout_id: int) -> str | None:
     if row.state == "live" and row.released_at is not None:
         return "released"
     return str(row.state)
-

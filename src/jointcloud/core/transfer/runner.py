@@ -36,7 +36,7 @@ from jointcloud.core.transfer.trees import (
     reserved,
 )
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import BadArgument, NotFound
+from jointcloud.errors import BadArgument, SpaceNotFound
 from jointcloud.meta import accounts
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
@@ -183,7 +183,7 @@ class TaskRunner:
         async with self.db.read() as conn:
             space = await accounts.get_space(conn, space_id)
         if space is None:
-            raise NotFound(f"user space {space_id} no longer exists")
+            raise SpaceNotFound(f"user space {space_id} no longer exists")
         return space
 
     async def _tree(self, space_id: int, path: str, opened: list[Space]) -> SpaceTree:
