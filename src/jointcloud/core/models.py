@@ -117,12 +117,23 @@ class Package:
 
 
 @dataclass(frozen=True)
+class ContentHash:
+    """SHA-256 of an object's content (lower-case hex), or for a multipart
+    object the SHA-256 of its parts' SHA-256 digests (``composite``). Empty
+    ``sha256``: not known yet (an upload's placeholder). How a protocol spells
+    it is the protocol's business (JCS: ``Full…``/``Comp…``)."""
+
+    sha256: str
+    composite: bool = False
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     object_id: int
     package_id: int
     path: str
     size: int
-    file_hash: str
+    file_hash: ContentHash
     etag: str
     redundancy: Redundancy
     create_time: datetime

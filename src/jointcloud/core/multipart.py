@@ -48,7 +48,7 @@ from jointcloud.core.commands import (
     check_write_conditions,
     resolve_range,
 )
-from jointcloud.core.models import ObjectInfo, Package, StagedLayout
+from jointcloud.core.models import ContentHash, ObjectInfo, Package, StagedLayout
 from jointcloud.core.paths import object_path, path_prefix
 from jointcloud.errors import (
     BadArgument,
@@ -150,9 +150,10 @@ class UploadsPage:
     next_upload_id_marker: str | None
 
 
-def composite_hash(part_sha256: Sequence[str]) -> str:
+def composite_hash(part_sha256: Sequence[str]) -> ContentHash:
+    """SHA-256 over the parts' SHA-256 digests, marked composite."""
     digest = hashlib.sha256(b"".join(bytes.fromhex(h) for h in part_sha256)).hexdigest()
-    return "Comp" + digest.upper()
+    return ContentHash(digest, composite=True)
 
 
 def composite_etag(part_md5: Sequence[str]) -> str:

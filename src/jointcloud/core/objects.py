@@ -49,6 +49,7 @@ from jointcloud.core.commands import (
     resolve_range,
 )
 from jointcloud.core.models import (
+    ContentHash,
     ObjectContent,
     ObjectInfo,
     Package,
@@ -93,10 +94,6 @@ class Download:
     length: int
     body: AsyncIterator[bytes]
     partial: bool = False  # a byte range was asked for (and is what ``body`` holds)
-
-
-def full_hash(sha256_hex: str) -> str:
-    return "Full" + sha256_hex.upper()
 
 
 def _encode_token(after: str, inclusive: bool) -> str:
@@ -429,7 +426,7 @@ class ObjectService:
             await _finish(self.store.discard(staged))
             raise
         item = catalog.NewContent(
-            path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums
+            path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums
         )
         (info,) = await self._commit(
             pkg.package_id, policy, staged, [item], conditions=cmd.conditions
@@ -717,7 +714,7 @@ class ObjectService:
         if not paths:
             raise BadArgument("the upload has no 'files' part")
         items = [
-            catalog.NewContent(path, st.size, full_hash(st.sha256), st.md5, [(0, st.layout_id)])
+            catalog.NewContent(path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)])
             for path, st in zip(paths, staged, strict=True)
         ]
         return await self._commit(

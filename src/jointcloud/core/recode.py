@@ -78,7 +78,9 @@ class _Group:
     user_id: int
     size: int
     object_ids: tuple[int, ...]
-    full_hashes: frozenset[str]  # "Full…" hashes of single-layout objects among them
+    # SHA-256 (hex) of the single-layout objects among them: what the
+    # re-encoded copy must hash to.
+    full_hashes: frozenset[str]
 
 
 def _groups(rows: list[repo.Candidate]) -> list[_Group]:
@@ -92,7 +94,9 @@ def _groups(rows: list[repo.Candidate]) -> list[_Group]:
             user_id=cs[0].user_id,
             size=cs[0].size,
             object_ids=tuple(dict.fromkeys(c.object_id for c in cs)),
-            full_hashes=frozenset(c.file_hash for c in cs if c.file_hash.startswith("Full")),
+            full_hashes=frozenset(
+                c.file_hash.sha256 for c in cs if c.file_hash.sha256 and not c.file_hash.composite
+            ),
         )
         for (lid, target), cs in by_key.items()
     ]
@@ -174,9 +178,7 @@ class Recoder:
     async def _swap(self, g: _Group, staged: StagedLayout, size: int) -> int:
         """Swap the objects over; returns how many moved (0: the copy is discarded)."""
         try:
-            if staged.size != size or any(
-                h != "Full" + staged.sha256.upper() for h in g.full_hashes
-            ):
+            if staged.size != size or any(h != staged.sha256 for h in g.full_hashes):
                 raise OperationFailed("the re-encoded bytes differ from the original")
             async with self.db.write() as conn:
                 await repo.lock_objects(conn, g.object_ids)

@@ -14,6 +14,7 @@ from jointcloud.core.models import (
     BlockRecord,
     Bucket,
     ChecksumAlgorithm,
+    ContentHash,
     ObjectContent,
     ObjectInfo,
     ObjectMeta,
@@ -24,6 +25,7 @@ from jointcloud.meta import tables as t
 from jointcloud.meta.rows import (
     aware,
     checksum_values,
+    dump_hash,
     dump_map,
     dump_policy,
     load_map,
@@ -273,7 +275,7 @@ async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, 
             package_id=package_id,
             path=path,
             size=src.size,
-            file_hash=src.file_hash,
+            file_hash=dump_hash(src.file_hash),
             etag=src.etag,
             redundancy=dump_policy(src.redundancy),
             committed=True,
@@ -351,7 +353,7 @@ async def commit_object(
     path: str,
     *,
     size: int,
-    file_hash: str,
+    file_hash: ContentHash,
     etag: str,
     policy: Redundancy,
     parts: Sequence[tuple[int, int]],
@@ -375,7 +377,7 @@ async def commit_object(
     ).first()
     values = dict(
         size=size,
-        file_hash=file_hash,
+        file_hash=dump_hash(file_hash),
         etag=etag,
         redundancy=dump_policy(policy),
         committed=True,
@@ -416,7 +418,7 @@ class NewContent(NamedTuple):
 
     path: str
     size: int
-    file_hash: str
+    file_hash: ContentHash
     etag: str
     parts: Sequence[tuple[int, int]]  # (offset, layout id)
     meta: ObjectMeta | None = None
@@ -454,7 +456,7 @@ async def commit_objects(
                     "package_id": package_id,
                     "path": it.path,
                     "size": it.size,
-                    "file_hash": it.file_hash,
+                    "file_hash": dump_hash(it.file_hash),
                     "etag": it.etag,
                     "redundancy": redundancy,
                     "committed": True,
@@ -496,7 +498,7 @@ async def commit_objects(
                 {
                     "b_id": ids[it.path],
                     "b_size": it.size,
-                    "b_file_hash": it.file_hash,
+                    "b_file_hash": dump_hash(it.file_hash),
                     "b_etag": it.etag,
                     **{
                         f"b_{col}": value

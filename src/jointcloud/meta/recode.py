@@ -19,8 +19,9 @@ from typing import Any
 from sqlalchemy import and_, exists, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jointcloud.core.models import ContentHash
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import dump_policy
+from jointcloud.meta.rows import dump_policy, load_hash
 from jointcloud.redundancy.policy import NonePolicy
 
 NONE_TEXT = dump_policy(NonePolicy())
@@ -33,7 +34,7 @@ class Candidate:
     target: str  # the policy to re-encode to, as stored JSON text
     user_id: int
     size: int  # of the layout
-    file_hash: str  # of the object
+    file_hash: ContentHash  # of the object
 
 
 def _effective() -> Any:
@@ -88,7 +89,7 @@ async def candidates(conn: AsyncConnection, after_layout: int, limit: int) -> li
             target=str(r.target),
             user_id=int(r.user_id),
             size=int(r.size),
-            file_hash=str(r.file_hash),
+            file_hash=load_hash(str(r.file_hash)),
         )
         for r in await conn.execute(q)
     ]

@@ -12,6 +12,7 @@ from sqlalchemy import Row
 from jointcloud.core.models import (
     Bucket,
     ChecksumAlgorithm,
+    ContentHash,
     ObjectInfo,
     ObjectMeta,
     Package,
@@ -105,13 +106,32 @@ def to_checksums(text: str | None) -> dict[ChecksumAlgorithm, str]:
     return {ChecksumAlgorithm(a): v for a, v in load_map(text).items()}
 
 
+# How ``objects.file_hash`` stores a ContentHash: the prefix the first
+# release stored (it was the JCS spelling then), kept so no row is rewritten.
+_FULL, _COMP = "Full", "Comp"
+
+
+def dump_hash(h: ContentHash) -> str:
+    if not h.sha256:
+        return ""
+    return (_COMP if h.composite else _FULL) + h.sha256.upper()
+
+
+def load_hash(text: str) -> ContentHash:
+    if text.startswith(_COMP):
+        return ContentHash(text[len(_COMP) :].lower(), composite=True)
+    if text.startswith(_FULL):
+        return ContentHash(text[len(_FULL) :].lower())
+    return ContentHash("")
+
+
 def to_object(r: Row[Any]) -> ObjectInfo:
     return ObjectInfo(
         object_id=r.id,
         package_id=r.package_id,
         path=r.path,
         size=r.size,
-        file_hash=r.file_hash,
+        file_hash=load_hash(r.file_hash),
         etag=r.etag,
         redundancy=load_policy_required(r.redundancy),
         create_time=aware(r.created_at),

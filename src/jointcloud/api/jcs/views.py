@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jointcloud.core.models import Bucket, ObjectInfo, Package, TransferTask, UserSpace
+from jointcloud.core.models import Bucket, ContentHash, ObjectInfo, Package, TransferTask, UserSpace
 
 
 def ts(value: datetime) -> str:
@@ -37,13 +37,21 @@ def package(p: Package) -> dict[str, Any]:
     return out
 
 
+def file_hash(h: ContentHash) -> str:
+    """The JCS spelling: ``Full`` + SHA-256 (upper-case hex), or ``Comp`` +
+    the SHA-256 of the parts' digests for a multipart object."""
+    if not h.sha256:
+        return ""
+    return ("Comp" if h.composite else "Full") + h.sha256.upper()
+
+
 def obj(o: ObjectInfo) -> dict[str, Any]:
     return {
         "objectID": o.object_id,
         "packageID": o.package_id,
         "path": o.path,
         "size": str(o.size),
-        "fileHash": o.file_hash,
+        "fileHash": file_hash(o.file_hash),
         "redundancy": o.redundancy.to_json(),
         "createTime": ts(o.create_time),
         "updateTime": ts(o.update_time),
