@@ -16,6 +16,7 @@ from typing import TypeVar
 
 import structlog
 
+from jointcloud.core.background import finish
 from jointcloud.core.models import (
     ChecksumAlgorithm,
     LayoutRecord,
@@ -48,17 +49,6 @@ from jointcloud.spaces.unreachable import UnreachableSpace
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-
-_background: set[asyncio.Future[None]] = set()
-
-
-async def _finish(work: Awaitable[None]) -> None:
-    """Run clean-up to its end even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    await asyncio.shield(task)
 
 
 def _staged(layout_id: int, result: WriteResult) -> StagedLayout:
@@ -247,7 +237,7 @@ class BlockStore:
             writing = asyncio.ensure_future(put_blocks(items))
             await asyncio.shield(writing)
         except BaseException:
-            await _finish(self._undo_many(writing, targets, layout_ids))
+            await finish(self._undo_many(writing, targets, layout_ids))
             raise
         return [
             _staged(layout_id, result)

@@ -23,13 +23,14 @@ import base64
 import hashlib
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import NamedTuple
 
 from jointcloud.core.authz import Operation, Principal, visible
+from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService
 from jointcloud.core.commands import (
@@ -198,16 +199,6 @@ async def _limited(source: AsyncIterator[bytes], limit: int | None) -> AsyncIter
 
 
 # --- the service ----------------------------------------------------------------
-
-_background: set[asyncio.Future[None]] = set()
-
-
-async def _finish(work: Awaitable[None]) -> None:
-    """Run clean-up to its end even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    await asyncio.shield(task)
 
 
 def new_upload_id() -> str:
@@ -416,7 +407,7 @@ class MultipartService:
         try:
             _verify(staged, expect, content_md5)
         except BaseException:
-            await _finish(self.store.discard([staged]))
+            await finish(self.store.discard([staged]))
             raise
 
         async def commit() -> Part:
@@ -447,7 +438,7 @@ class MultipartService:
             # clean-up (a part that was recorded keeps its blocks).
             return await asyncio.shield(committing)
         except BaseException:
-            await _finish(self._settle(committing, staged))
+            await finish(self._settle(committing, staged))
             raise
 
     async def _settle(self, committing: asyncio.Future[Part], staged: StagedLayout) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, overload
 
 from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
+from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.commands import (
@@ -151,16 +152,6 @@ BATCH_FILES = 256
 BATCH_BYTES = 8 << 20
 BATCHES_AT_ONCE = 2
 BUFFERED_BYTES = 64 << 20
-
-_background: set[asyncio.Future[None]] = set()
-
-
-async def _finish(work: Awaitable[None]) -> None:
-    """Run clean-up to its end even if the caller is cancelled meanwhile."""
-    task = asyncio.ensure_future(work)
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    await asyncio.shield(task)
 
 
 async def _read_upto(stream: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], bool]:
@@ -330,7 +321,7 @@ class ObjectService:
                 await stager.add(stream)
             staged = await stager.finish()
         except BaseException:
-            await _finish(stager.abandon())
+            await finish(stager.abandon())
             raise
         return paths, staged
 
@@ -370,7 +361,7 @@ class ObjectService:
             # clean-up (a commit that went through keeps its blocks).
             return await asyncio.shield(committing)
         except BaseException:
-            await _finish(self._settle(committing, staged))
+            await finish(self._settle(committing, staged))
             raise
 
     async def _settle(
@@ -423,7 +414,7 @@ class ObjectService:
         try:
             _verify(st, expect, md5)
         except BadDigest:
-            await _finish(self.store.discard(staged))
+            await finish(self.store.discard(staged))
             raise
         item = catalog.NewContent(
             path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums

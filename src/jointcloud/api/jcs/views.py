@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jointcloud.core.models import Bucket, ContentHash, ObjectInfo, Package, TransferTask, UserSpace
+from jointcloud.core.models import Bucket, ContentHash, ObjectInfo, Package, UserSpace
 
 
 def ts(value: datetime) -> str:
@@ -73,37 +73,3 @@ def space(s: UserSpace, masked_credential: dict[str, Any] | None) -> dict[str, A
         "latencyMs": s.latency_ms,
         "createTime": ts(s.create_time),
     }
-
-
-def _opt_ts(value: datetime | None) -> str | None:
-    return None if value is None else ts(value)
-
-
-def task(t: TransferTask, failures: list[tuple[str, str]] | None = None) -> dict[str, Any]:
-    """A transfer task: its request fields, then state, progress and times."""
-    p = t.progress
-    out: dict[str, Any] = {"taskID": t.task_id, "type": t.kind}
-    out.update({k: v for k, v in t.spec.items() if v is not None})
-    out.update(
-        {
-            "state": t.state,
-            "progress": {
-                "filesTotal": p.files_total,
-                "filesDone": p.files_done,
-                "bytesTotal": p.bytes_total,
-                "bytesDone": p.bytes_done,
-                "filesFailed": p.files_failed,
-                "filesSkipped": p.files_skipped,
-            },
-            "lastError": t.last_error,
-            "failures": [{"path": path, "error": err} for path, err in failures or []],
-            "createTime": ts(t.create_time),
-            "lastRunTime": _opt_ts(t.last_run_time),
-            "lastFinishTime": _opt_ts(t.last_finish_time),
-            "nextRunTime": _opt_ts(t.next_run_time),
-            "runs": t.run_no,
-        }
-    )
-    if t.result is not None:
-        out["result"] = t.result
-    return out

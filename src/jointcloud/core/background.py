@@ -1,0 +1,19 @@
+"""Clean-up that must run to its end even when the request that started it
+is cancelled (a client that went away must not leave blocks behind)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+
+# Strong references: a task only referenced by the event loop may be
+# collected before it finishes.
+_running: set[asyncio.Future[None]] = set()
+
+
+async def finish(work: Awaitable[None]) -> None:
+    """Run ``work`` to its end even if the caller is cancelled meanwhile."""
+    task = asyncio.ensure_future(work)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    await asyncio.shield(task)
