@@ -37,6 +37,7 @@ ID_TABLES = {
     "layouts",
     "blocks",
     "transfer_tasks",
+    "uploads",  # multipart uploads (migration 0007); their public ids are random
 }
 
 
