@@ -16,13 +16,28 @@ class DomainError(Exception):
         self.message = message
 
 
-# The old name, from when the JCS API was the only protocol; new code says
-# DomainError.
-JcsError = DomainError
-
-
 class BadArgument(DomainError):
-    """A missing or invalid input; the message names the field."""
+    """A missing or invalid input; the message names the field.
+
+    Core names a field in neutral words (``root path``, ``max keys``); raised
+    through :meth:`about`, the error keeps the field apart from the problem so
+    a protocol can say the field in its own spelling (``rootPath``,
+    ``max-keys``) in its one error table."""
+
+    def __init__(self, message: str, *, field: str | None = None, problem: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.problem = problem
+
+    @classmethod
+    def about(cls, field: str, problem: str) -> BadArgument:
+        return cls(f"{field} {problem}", field=field, problem=problem)
+
+    def renamed(self, names: dict[str, str]) -> str:
+        """The message with the field said as ``names`` spells it."""
+        if self.field is None or self.field not in names:
+            return self.message
+        return f"{names[self.field]} {self.problem}"
 
 
 class Unauthorized(DomainError):
@@ -96,7 +111,12 @@ class BadDigest(BadArgument):
 
 
 class InvalidRange(BadArgument):
-    """A byte range that does not overlap the object."""
+    """A byte range that does not overlap the object; ``size`` is the
+    object's, which HTTP protocols echo (``Content-Range: bytes */size``)."""
+
+    def __init__(self, message: str, *, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class EntityTooSmall(BadArgument):

@@ -9,6 +9,7 @@ import pytest
 from core_support import World
 
 from jointcloud.core.authz import Caveat, Operation, PathGrant, Principal
+from jointcloud.core.userspaces import SpaceChanges
 from jointcloud.errors import AccessDenied, BucketNotFound, PackageNotFound
 
 NO_WRITES = Caveat(disallow=frozenset({Operation.WRITE, Operation.DELETE}))
@@ -191,7 +192,7 @@ async def test_restricted_keys_cannot_manage_the_account(world: World, restrict:
     with pytest.raises(AccessDenied, match=account_only):
         await ctx.spaces.create(key, "x", storage)
     with pytest.raises(AccessDenied, match=account_only):
-        await ctx.spaces.update(key, space.user_space_id, {"name": "renamed"})
+        await ctx.spaces.update(key, space.user_space_id, SpaceChanges(name="renamed"))
     with pytest.raises(AccessDenied, match=account_only):
         await ctx.spaces.drain(key, space.user_space_id)
     with pytest.raises(AccessDenied, match=account_only):

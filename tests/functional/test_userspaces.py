@@ -76,6 +76,11 @@ async def test_create_get_list_update_delete(api: Api, tmp_path: Path) -> None:
         404,
         json={"userSpaceID": 987654, "name": "z"},
     )
+    # A bad field of an update is named as the v1 API spells it.
+    for bad, word in (({"rootPath": "a/../b"}, "rootPath"), ({"state": "Gone"}, "state")):
+        body = {"userSpaceID": sid, **bad}
+        msg = await api.fail("POST", "/v1/userSpace/update", "BadArgument", 400, json=body)
+        assert msg.startswith(word), msg
     # While it is empty, an update may move it.
     moved = tmp_path / "moved"
     data = await api.post(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jointcloud.errors import BadArgument, JcsError, SpaceError
+from jointcloud.errors import BadArgument, DomainError, SpaceError
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
@@ -123,8 +123,11 @@ def test_bad_credential_field_is_named(storage: Any, credential: Any, field: str
 
 @pytest.mark.parametrize("root", ["../up", "a/../../b", "a//b", "x\x00y", "./a"])
 def test_bad_root_path_is_named(root: str, tmp_path: Path) -> None:
-    with pytest.raises(BadArgument, match="rootPath"):
+    with pytest.raises(BadArgument, match="root path") as caught:
         open_space({"type": "Local", "path": str(tmp_path)}, None, root, rules=RULES)
+    # the field is kept apart, so the v1 API can say it as "rootPath"
+    assert caught.value.field == "root path"
+    assert caught.value.renamed({"root path": "rootPath"}).startswith("rootPath must")
 
 
 # -- what gets built -------------------------------------------------------------
@@ -196,7 +199,7 @@ async def test_errors_from_a_dead_endpoint_carry_no_credentials() -> None:
             with pytest.raises(SpaceError) as info:
                 await op
             exc = info.value
-            assert isinstance(exc, JcsError)
+            assert isinstance(exc, DomainError)
             assert_no_secret(str(exc))
             assert_no_secret(repr(exc))
             assert_no_secret("".join(traceback.format_exception(exc)))

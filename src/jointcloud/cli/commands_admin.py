@@ -15,7 +15,7 @@ from rich.text import Text
 
 from jointcloud.cli.common import CliError, GlobalOptions, err, out
 from jointcloud.config import ConfigError, Settings
-from jointcloud.errors import JcsError
+from jointcloud.errors import DomainError
 from jointcloud.jobs.names import JOB_NAMES
 
 if TYPE_CHECKING:  # the server's modules load only when an admin command runs
@@ -52,7 +52,7 @@ def _run(settings: Settings, body: Callable[[Context], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except JcsError as exc:
+    except DomainError as exc:
         raise CliError(type(exc).__name__, exc.message) from exc
 
 

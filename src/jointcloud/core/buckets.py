@@ -192,8 +192,8 @@ class PackageService:
     async def get_by_full_name(
         self, principal: Principal, bucket_name: str, package_name: str
     ) -> Package:
-        bucket = await self.buckets.get_by_name(principal, bucket_name, "bucketName")
-        package_name = entity_name(package_name, "packageName")
+        bucket = await self.buckets.get_by_name(principal, bucket_name, "bucket name")
+        package_name = entity_name(package_name, "package name")
         authorize(principal, Operation.READ, project_id=bucket.bucket_id, package=package_name)
         async with self.db.read() as conn:
             pkg = await catalog.get_package_by_name(conn, bucket.bucket_id, package_name)

@@ -22,7 +22,13 @@ from datetime import UTC, datetime
 # meta may import); re-exported here with the other commands.
 from jointcloud.core.models import NO_META, ChecksumAlgorithm, ObjectInfo, ObjectMeta
 from jointcloud.core.paths import check_chars
-from jointcloud.errors import BadArgument, InvalidRange, NotModified, PreconditionFailed
+from jointcloud.errors import (
+    BadArgument,
+    InvalidRange,
+    NotModified,
+    ObjectNotFound,
+    PreconditionFailed,
+)
 
 __all__ = [
     "NO_CONDITIONS",
@@ -334,7 +340,7 @@ def check_write_conditions(current: ObjectInfo | None, cond: Conditions) -> None
     """Preconditions of a write (put, the destination of a copy, a multipart
     completion) or a delete, on the object now at the path (``None``: none),
     evaluated in the transaction that writes. If-Match (``*`` too) needs an
-    object there with a matching ETag, else If-Unmodified-Since an object
+    object there (else ``ObjectNotFound``) with a matching ETag, else If-Unmodified-Since an object
     unchanged since; If-None-Match ``*`` needs the path free, a list of ETags
     an object without any of them. If-Modified-Since is ignored (RFC 7232
     §3.3: it applies to GET and HEAD only)."""
@@ -342,7 +348,8 @@ def check_write_conditions(current: ObjectInfo | None, cond: Conditions) -> None
         return
     if cond.if_match is not None:
         if current is None:
-            raise PreconditionFailed("if-match: there is no object at that path")
+            # S3 (conditional writes and deletes): a missing object is 404, not 412
+            raise ObjectNotFound("if-match: there is no object at that path")
         if not _etag_in(current.etag, cond.if_match):
             raise PreconditionFailed("if-match: the object there has another ETag")
     elif (
@@ -372,13 +379,15 @@ def resolve_range(rng: ByteRange | None, size: int) -> tuple[int, int]:
         if rng.suffix < 0:
             raise BadArgument(f"range suffix {rng.suffix} is negative")
         if rng.suffix == 0 or size == 0:
-            raise InvalidRange(f"the last {rng.suffix} bytes of {size} select nothing")
+            raise InvalidRange(f"the last {rng.suffix} bytes of {size} select nothing", size=size)
         length = min(rng.suffix, size)
         return size - length, length
     start = rng.start or 0
     if start < 0 or (rng.end is not None and rng.end < start):
         raise BadArgument(f"invalid byte range {start}-{'' if rng.end is None else rng.end}")
     if start >= size:
-        raise InvalidRange(f"the range starts at byte {start}, beyond the object's {size} bytes")
+        raise InvalidRange(
+            f"the range starts at byte {start}, beyond the object's {size} bytes", size=size
+        )
     end = size - 1 if rng.end is None else min(rng.end, size - 1)
     return start, end - start + 1

@@ -33,7 +33,7 @@ import structlog
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
-from jointcloud.errors import JcsError, SpaceError
+from jointcloud.errors import DomainError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.spaces.base import Space
@@ -149,7 +149,7 @@ class _Pass:
                 self.fail(rec, block, f"cannot read it: {exc}")
                 self.repair.add(rec.layout_id)
                 continue
-            except JcsError as exc:
+            except DomainError as exc:
                 self.fail(rec, block, exc.message)
                 continue
             except Exception as exc:

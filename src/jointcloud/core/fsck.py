@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
-from jointcloud.errors import BlockCorrupt, BlockNotFound, JcsError, NotFound
+from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, NotFound
 from jointcloud.meta import fsck as repo
 from jointcloud.meta import repairs
 from jointcloud.redundancy.stream import BlockRef, stored_block_size, verify_block
@@ -182,7 +182,7 @@ class _Checker:
             self._progress(i, len(groups), f"listing {members[0].name}")
             try:
                 await self._scan_location(members)
-            except JcsError as exc:
+            except DomainError as exc:
                 for s in members:
                     self.down[s.user_space_id] = exc.message
                     self.report.unreachable_spaces[s.name] = exc.message
@@ -245,7 +245,7 @@ class _Checker:
                 try:
                     await backend.delete(key)
                     deleted.add(key)
-                except JcsError as exc:
+                except DomainError as exc:
                     log.warning("fsck: orphan delete failed", key=key, error=exc.message)
         self.report.orphans_deleted += len(deleted)
         return deleted
@@ -272,7 +272,7 @@ class _Checker:
                 return _Status(block, "missing", exc.message)
             except BlockCorrupt as exc:
                 return _Status(block, "corrupt", exc.message)
-            except JcsError as exc:
+            except DomainError as exc:
                 return _Status(block, "unreachable", exc.message)
         return _Status(block, "ok")
 

@@ -20,7 +20,7 @@ import structlog
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import SpaceState
-from jointcloud.errors import JcsError
+from jointcloud.errors import DomainError
 from jointcloud.meta import catalog, layouts, spacestate, uploads
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -66,7 +66,7 @@ async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> in
             # the rest of a space's tree holds the user's own files.
             for area in BLOCK_AREAS:
                 removed += await space.sweep_incomplete(before.timestamp(), area)
-        except JcsError as exc:  # an unreachable space is swept on a later run
+        except DomainError as exc:  # an unreachable space is swept on a later run
             log.info("sweep skipped a space", space=record.user_space_id, error=exc.message)
     return removed
 

@@ -21,7 +21,7 @@ import structlog
 
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
-from jointcloud.errors import JcsError, SpaceError, SpaceRefused, SpaceTestFailed
+from jointcloud.errors import DomainError, SpaceError, SpaceRefused, SpaceTestFailed
 from jointcloud.meta import spacestate
 from jointcloud.meta.db import Database
 from jointcloud.spaces.registry import check_remote
@@ -88,7 +88,7 @@ async def probe_space(
                 ) from exc
             try:
                 return await probe(await pool.get(space)), None
-            except JcsError:
+            except DomainError:
                 # The open backend may be stale (a Local root directory that went
                 # away and is back, a dropped connection): a fresh one decides, and
                 # replaces it if it works. A failing one stays, so that reads keep
@@ -107,7 +107,7 @@ async def probe_space(
                 return latency, None
     except TimeoutError:
         return None, f"probe timed out after {limit_s:g} s"
-    except JcsError as exc:
+    except DomainError as exc:
         return None, exc.message
     except Exception as exc:  # a backend bug must not stop the other probes
         return None, f"{type(exc).__name__}: {exc}"

@@ -109,7 +109,7 @@ def _decode_token(token: str, field: str) -> tuple[str, bool]:
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
     except (ValueError, KeyError, TypeError) as exc:
-        raise BadArgument(f"{field} is not a token this service issued") from exc
+        raise BadArgument.about(field, "is not a token this service issued") from exc
     return after, inclusive
 
 
@@ -686,7 +686,7 @@ class ObjectService:
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
             seen: set[str] = set()
             async for raw_path, stream in files:
-                path = object_path(raw_path, "files filename")
+                path = object_path(raw_path, "file name")
                 if path in seen:
                     raise BadArgument(f"path {path!r} appears twice in one upload")
                 seen.add(path)
@@ -780,7 +780,7 @@ class ObjectService:
         prefix; a key restricted to some paths sees only what they reach."""
         pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.LIST)
         if not 1 <= max_keys <= MAX_KEYS:
-            raise BadArgument(f"maxKeys must be between 1 and {MAX_KEYS}")
+            raise BadArgument.about("max keys", f"must be between 1 and {MAX_KEYS}")
 
         def may_list(at: str) -> None:
             authorize(
@@ -796,7 +796,7 @@ class ObjectService:
             return Listing([], [one] if one is not None and shown else [], None)
         prefix = path_prefix(path)
         may_list(prefix)
-        after, inclusive = _decode_token(token, "continuationToken") if token else (None, False)
+        after, inclusive = _decode_token(token, "continuation token") if token else (None, False)
         delimiter = "/" if no_recursive else None
         async with self.db.read() as conn:
             return await self._scan(
@@ -890,7 +890,7 @@ class ObjectService:
         """JCS: server-side copies to paths that must be free; None for each
         one that could not be made (no source, no package, path taken, or
         not reachable by the key)."""
-        checked = [(oid, pid, object_path(p, "newPath")) for oid, pid, p in clonings]
+        checked = [(oid, pid, object_path(p, "new path")) for oid, pid, p in clonings]
         out: list[ObjectInfo | None] = []
         for object_id, package_id, path in checked:
             async with self.db.read() as conn:

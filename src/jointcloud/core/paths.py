@@ -25,9 +25,10 @@ def check_chars(raw: str, field: str) -> None:
     bad = _BAD_CHAR.search(raw)
     if bad is not None:
         what = "NUL" if bad.group() == "\x00" else f"U+{ord(bad.group()):04X}"
-        raise BadArgument(
-            f"{field} must not contain NUL, control characters or lone surrogates "
-            f"(found {what} at index {bad.start()})"
+        raise BadArgument.about(
+            field,
+            f"must not contain NUL, control characters or lone surrogates "
+            f"(found {what} at index {bad.start()})",
         )
 
 
@@ -35,9 +36,10 @@ def check_segments(segments: list[str], field: str) -> None:
     """Refuse a segment longer than ``MAX_SEGMENT`` bytes (after ``check_chars``)."""
     for s in segments:
         if len(s.encode()) > MAX_SEGMENT:
-            raise BadArgument(
-                f"{field} has a segment of {len(s.encode())} bytes; at most {MAX_SEGMENT} "
-                f"bytes per name: {s[:40]!r}..."
+            raise BadArgument.about(
+                field,
+                f"has a segment of {len(s.encode())} bytes; at most {MAX_SEGMENT} "
+                f"bytes per name: {s[:40]!r}...",
             )
 
 
@@ -45,7 +47,7 @@ def check_length(raw: str, field: str, limit: int = MAX_PATH) -> None:
     """Refuse more than ``limit`` bytes of UTF-8 (after ``check_chars``)."""
     size = len(raw.encode())
     if size > limit:
-        raise BadArgument(f"{field} is {size} bytes long; at most {limit} bytes")
+        raise BadArgument.about(field, f"is {size} bytes long; at most {limit} bytes")
 
 
 def object_path(raw: str, field: str = "path") -> str:
@@ -53,15 +55,15 @@ def object_path(raw: str, field: str = "path") -> str:
     segments, NUL and control characters, over-long segments and paths,
     naming the field."""
     if not isinstance(raw, str):
-        raise BadArgument(f"{field} must be a string")
+        raise BadArgument.about(field, "must be a string")
     check_chars(raw, field)
     path = raw.replace("\\", "/").lstrip("/")
     if not path:
-        raise BadArgument(f"{field} must not be empty")
+        raise BadArgument.about(field, "must not be empty")
     check_length(path, field)
     segments = path.split("/")
     if any(s in ("", ".", "..") for s in segments):
-        raise BadArgument(f"{field} must not contain empty, '.' or '..' segments: {raw!r}")
+        raise BadArgument.about(field, f"must not contain empty, '.' or '..' segments: {raw!r}")
     check_segments(segments, field)
     return path
 
@@ -70,7 +72,7 @@ def path_prefix(raw: str, field: str = "path") -> str:
     """A listing prefix: like a path, but may be empty or end with '/', and its
     last segment may be cut short ('.' and '..' begin names like '.git')."""
     if not isinstance(raw, str):
-        raise BadArgument(f"{field} must be a string")
+        raise BadArgument.about(field, "must be a string")
     check_chars(raw, field)
     if raw == "":
         return ""
@@ -93,7 +95,7 @@ def entity_name(raw: object, field: str) -> str:
         "spaces, and not '.' or '..'"
     )
     if not isinstance(raw, str):
-        raise BadArgument(f"{field} must be a string of {rule}")
+        raise BadArgument.about(field, f"must be a string of {rule}")
     check_chars(raw, field)
     if (
         not raw
@@ -103,5 +105,5 @@ def entity_name(raw: object, field: str) -> str:
         or raw.strip() != raw
         or raw in (".", "..")
     ):
-        raise BadArgument(f"{field} must be {rule}; got {raw[:40]!r}")
+        raise BadArgument.about(field, f"must be {rule}; got {raw[:40]!r}")
     return raw

@@ -33,7 +33,7 @@ import structlog
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import StagedLayout
 from jointcloud.core.placement import describe
-from jointcloud.errors import JcsError, OperationFailed
+from jointcloud.errors import DomainError, OperationFailed
 from jointcloud.meta import layouts
 from jointcloud.meta import recode as repo
 from jointcloud.meta.db import Database
@@ -164,7 +164,7 @@ class Recoder:
                 return  # collected meanwhile: its objects were overwritten or deleted
             staged = await self.store.stage(g.user_id, self.store.read_layout(rec), policy)
             swapped = await self._swap(g, staged, rec.size)
-        except JcsError as exc:
+        except DomainError as exc:
             self._fail(report, what, exc.message)
             return
         except Exception as exc:

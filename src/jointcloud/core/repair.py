@@ -46,7 +46,7 @@ from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import (
     BlockCorrupt,
     BlockNotFound,
-    JcsError,
+    DomainError,
     NotEnoughBlocks,
     SpaceError,
 )
@@ -355,7 +355,7 @@ class RepairService:
                 UNRECOVERABLE,
                 f"cannot repair layout {layout_id}: {exc.message} ({health.summary()})",
             )
-        except JcsError as exc:  # a space failed mid-rebuild
+        except DomainError as exc:  # a space failed mid-rebuild
             return RepairOutcome(
                 layout_id, FAILED, f"repair of layout {layout_id} failed: {exc.message}"
             )

@@ -10,6 +10,8 @@ import contextlib
 import json
 import secrets
 import time
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,8 @@ from jointcloud.errors import (
     BadArgument,
     BlockNotFound,
     Conflict,
+    DomainError,
     DuplicateEntry,
-    JcsError,
     SpaceAuthError,
     SpaceError,
     SpaceNotFound,
@@ -38,6 +40,30 @@ from jointcloud.spaces.registry import check_remote, open_checked, validate_stor
 from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
 
 DEFAULT_ROOT = "jcs"
+
+
+class Keep(Enum):
+    """A field of :class:`SpaceChanges` left as it is (``None`` is a value:
+    no credential, the default root path)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True)
+class SpaceChanges:
+    """What an update changes; every field not given is kept. Values are
+    still unchecked user input (a protocol only spells the fields)."""
+
+    name: object = KEEP
+    storage: object = KEEP
+    credential: object = KEEP
+    root_path: object = KEEP
+    state: object = KEEP
+
+
 _SECRET_FIELDS = {"secretAccessKey", "accountKey", "json"}
 
 
@@ -60,10 +86,10 @@ def _root_path(raw: object) -> str:
     if raw is None:
         return DEFAULT_ROOT
     if not isinstance(raw, str):
-        raise BadArgument("rootPath must be a string")
+        raise BadArgument.about("root path", "must be a string")
     root = raw.strip("/")
     if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or "\x00" in root:
-        raise BadArgument("rootPath must not contain '..', '.', empty segments or NUL")
+        raise BadArgument.about("root path", "must not contain '..', '.', empty segments or NUL")
     return root
 
 
@@ -190,7 +216,7 @@ async def probe(space: Space) -> float:
         await space.delete(key)
     except SpaceAuthError as exc:
         raise SpaceTestFailed(f"user space test failed at step 'auth': {exc.message}") from exc
-    except JcsError as exc:
+    except DomainError as exc:
         raise SpaceTestFailed(f"user space test failed at step '{step}': {exc.message}") from exc
     return (time.perf_counter() - started) * 1000
 
@@ -266,34 +292,35 @@ class UserSpaceService:
         validate_storage(storage, credential)
         return storage, credential
 
-    async def update(
-        self, principal: Principal, space_id: int, changes: dict[str, Any]
-    ) -> UserSpace:
+    async def update(self, principal: Principal, space_id: int, changes: SpaceChanges) -> UserSpace:
         space = await self.get(principal, space_id)
         user_id = principal.user_id
         values: dict[str, Any] = {}
-        if "name" in changes:
-            values["name"] = entity_name(changes["name"], "name")
-        storage = changes.get("storage", space.storage)
-        credential = changes.get("credential", self.pool.credential(space))
-        if "storage" in changes or "credential" in changes:
-            self._check(storage, credential)
+        if changes.name is not KEEP:
+            values["name"] = entity_name(changes.name, "name")
+        new_location = changes.storage is not KEEP or changes.credential is not KEEP
+        if new_location:
+            storage = space.storage if changes.storage is KEEP else changes.storage
+            credential = (
+                self.pool.credential(space) if changes.credential is KEEP else changes.credential
+            )
+            storage, credential = self._check(storage, credential)
             await self._admit(storage, space_id)
             values["storage"] = storage
             values["credential"] = self.pool.seal(space_id, credential)
-        if "rootPath" in changes:
-            values["root_path"] = _root_path(changes["rootPath"])
-        if "state" in changes:
-            if changes["state"] not in (SpaceState.NORMAL, SpaceState.DRAINING):
-                raise BadArgument(
-                    "state must be 'Normal' or 'Draining' (health checks set 'Unavailable')"
+        if changes.root_path is not KEEP:
+            values["root_path"] = _root_path(changes.root_path)
+        if changes.state is not KEEP:
+            if changes.state not in (SpaceState.NORMAL, SpaceState.DRAINING):
+                raise BadArgument.about(
+                    "state", "must be 'Normal' or 'Draining' (health checks set 'Unavailable')"
                 )
-            values["state"] = SpaceState(changes["state"])
+            values["state"] = SpaceState(str(changes.state))
         async with self.db.write() as conn:
-            moves_data = "storage" in changes or "rootPath" in changes
+            moves_data = changes.storage is not KEEP or changes.root_path is not KEEP
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
                 raise Conflict(
-                    f"user space {space_id} holds blocks: its storage and rootPath cannot change"
+                    f"user space {space_id} holds blocks: its storage and root path cannot change"
                 )
             if "name" in values:
                 other = await accounts.get_space_by_name(conn, user_id, values["name"])
@@ -308,7 +335,7 @@ class UserSpaceService:
     async def drain(self, principal: Principal, space_id: int) -> UserSpace:
         """Mark a space for removal: placement skips it and the drain job moves
         its blocks to the owner's other spaces; then it can be deleted."""
-        return await self.update(principal, space_id, {"state": SpaceState.DRAINING})
+        return await self.update(principal, space_id, SpaceChanges(state=SpaceState.DRAINING))
 
     async def delete(self, principal: Principal, space_id: int) -> None:
         await self.get(principal, space_id)
@@ -330,7 +357,7 @@ class UserSpaceService:
             except SpaceError as exc:
                 raise _connect_failed(exc) from exc
             latency = await probe(backend)
-        except JcsError:
+        except DomainError:
             # A space that fails its test leaves placement until a test passes.
             if space.state == SpaceState.NORMAL:
                 await self._set_state(space_id, SpaceState.UNAVAILABLE)

@@ -63,12 +63,14 @@ def _root_path(root_path: str | None) -> str:
     if root_path is None:
         return ""
     if not isinstance(root_path, str):
-        raise BadArgument("rootPath must be a string")
+        raise BadArgument.about("root path", "must be a string")
     root = root_path.strip("/")
     if root and (
         "\x00" in root or "\\" in root or any(p in ("", ".", "..") for p in root.split("/"))
     ):
-        raise BadArgument("rootPath must be a relative path without '.', '..' or empty segments")
+        raise BadArgument.about(
+            "root path", "must be a relative path without '.', '..' or empty segments"
+        )
     return root
 
 

@@ -15,7 +15,7 @@ from jointcloud import errors
 log = structlog.get_logger(__name__)
 
 # Ordered: the first matching class wins (subclasses before their bases).
-ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
+ERROR_TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.BadDigest, "BadArgument", 400),  # the bytes do not match a supplied checksum
     (errors.BadArgument, "BadArgument", 400),
     (errors.SpaceRefused, "BadArgument", 400),  # the operator's rules; retrying cannot help
@@ -35,6 +35,18 @@ ERROR_TABLE: list[tuple[type[errors.JcsError], str, int]] = [
 ]
 
 
+# How the v1 API spells the fields core names in neutral words.
+FIELD_NAMES = {
+    "root path": "rootPath",
+    "max keys": "maxKeys",
+    "continuation token": "continuationToken",
+    "new path": "newPath",
+    "file name": "files filename",
+    "bucket name": "bucketName",
+    "package name": "packageName",
+}
+
+
 def ok(data: Any = None) -> JSONResponse:
     return JSONResponse({"code": "OK", "message": "", "data": data})
 
@@ -43,15 +55,18 @@ def fail(code: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"code": code, "message": message, "data": None}, status_code=status)
 
 
-def error_response(exc: errors.JcsError) -> JSONResponse:
+def error_response(exc: errors.DomainError) -> JSONResponse:
     for cls, code, status in ERROR_TABLE:
         if isinstance(exc, cls):
-            return fail(code, exc.message, status)
+            message = (
+                exc.renamed(FIELD_NAMES) if isinstance(exc, errors.BadArgument) else exc.message
+            )
+            return fail(code, message, status)
     return fail("OperationFailed", exc.message, 500)
 
 
 async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, errors.JcsError)
+    assert isinstance(exc, errors.DomainError)
     return error_response(exc)
 
 
@@ -82,7 +97,7 @@ async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 
 HANDLERS: dict[Any, Any] = {
-    errors.JcsError: on_domain_error,
+    errors.DomainError: on_domain_error,
     RequestValidationError: on_validation_error,
     HTTPException: on_http_error,
     Exception: on_unexpected,

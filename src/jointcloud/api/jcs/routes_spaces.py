@@ -13,6 +13,7 @@ from jointcloud.api.jcs.envelope import ok
 from jointcloud.context import Context
 from jointcloud.core.models import UserSpace
 from jointcloud.core.paths import check_chars, check_length, check_segments
+from jointcloud.core.userspaces import SpaceChanges
 
 router = APIRouter()
 
@@ -59,6 +60,16 @@ class SpaceUpdate(Body):
     state: Any = None  # "Normal" | "Draining"
 
 
+# JCS field → SpaceChanges field; a field the body does not carry is kept.
+_UPDATABLE = {
+    "name": "name",
+    "storage": "storage",
+    "credential": "credential",
+    "rootPath": "root_path",
+    "state": "state",
+}
+
+
 class SpaceId(Body):
     userSpaceID: ID
 
@@ -83,10 +94,11 @@ async def create(body: SpaceCreate, principal: CurrentPrincipal, ctx: Ctx) -> JS
 @router.post("/v1/userSpace/update")
 async def update(body: SpaceUpdate, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     body.check_user(principal)
-    changes = body.model_dump(
-        include={"name", "storage", "credential", "rootPath", "state"}, exclude_unset=True
+    given = body.model_fields_set
+    changes = SpaceChanges(
+        **{field: getattr(body, name) for name, field in _UPDATABLE.items() if name in given}
     )
-    _check_location(changes.get("storage"), changes.get("rootPath"))
+    _check_location(body.storage if "storage" in given else None, body.rootPath)
     space = await ctx.spaces.update(principal, body.userSpaceID, changes)
     return ok({"userSpace": _view(ctx, space)})
 

@@ -31,7 +31,7 @@ from tenacity import (
 from jointcloud.core.models import Compare, FileRecord, FileState, TaskMode, TransferProgress
 from jointcloud.core.transfer.spec import TransferFilter
 from jointcloud.core.transfer.trees import SMALL, Item, Sink, Source
-from jointcloud.errors import BlockNotFound, JcsError, SpaceAuthError, SpaceError, SpaceRefused
+from jointcloud.errors import BlockNotFound, DomainError, SpaceAuthError, SpaceError, SpaceRefused
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 
@@ -49,7 +49,7 @@ BATCH_THREADS = 2
 MAX_FAILURES_KEPT = 100
 
 
-class TransferFailed(JcsError):
+class TransferFailed(DomainError):
     """A file could not be copied (after its retries, if it was worth retrying)."""
 
 
@@ -118,7 +118,7 @@ async def retried(fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, JcsError):
+    if isinstance(exc, DomainError):
         return exc.message
     return f"{type(exc).__name__}: {exc}"
 
