@@ -11,6 +11,7 @@ from jointcloud.core.accounts import AccountService
 from jointcloud.core.authz import Principal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import BucketService, PackageService
+from jointcloud.core.models import User
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.repair import RepairService
@@ -102,6 +103,17 @@ class Context:
                 admin, "local", {"type": "Local", "path": str(path)}, None, None
             )
         return key
+
+    async def add_user(self, name: str) -> tuple[User, str]:
+        """The operator adds a user: a first key (returned once) and a local
+        space of their own under the data dir, apart from everyone else's."""
+        user, key = await self.accounts.add_user(name)
+        path = self.settings.data_dir / "spaces" / f"user-{user.user_id}"
+        private_dir(path)
+        await self.spaces.create(
+            Principal.user(user.user_id), "local", {"type": "Local", "path": str(path)}, None, None
+        )
+        return user, key
 
     async def close(self) -> None:
         await self.repair.close()

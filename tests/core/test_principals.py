@@ -205,7 +205,7 @@ async def test_restricted_keys_cannot_manage_the_account(world: World, restrict:
     # Nor mint a plain key of the account, which would lift its restrictions.
     with pytest.raises(AccessDenied, match=account_only):
         await ctx.accounts.new_key(key)
-    assert await ctx.accounts.principal(await ctx.accounts.new_key(alice)) == alice
+    assert await ctx.accounts.principal((await ctx.accounts.new_key(alice))[1]) == alice
 
 
 async def test_transfer_tasks_need_an_account_key(world: World) -> None:

@@ -33,7 +33,7 @@ async def _in_third_process(url: str, data_dir: Path, action: str, key: str = ""
     try:
         admin, _ = await ctx.accounts.ensure_user(ADMIN)
         if action == "new":
-            return await ctx.accounts.new_key(Principal.user(admin.user_id))
+            return (await ctx.accounts.new_key(Principal.user(admin.user_id)))[1]
         await ctx.accounts.delete_key(key)
         return key
     finally:

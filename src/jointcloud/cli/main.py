@@ -13,6 +13,7 @@ from jointcloud.cli import (
     commands_objects,
     commands_spaces,
     commands_transfers,
+    commands_users,
 )
 from jointcloud.cli.common import CliError, GlobalOptions
 from jointcloud.config import Settings
@@ -60,6 +61,7 @@ def main(
 
 
 app.add_typer(commands_spaces.app, name="space")
+commands_admin.app.add_typer(commands_users.app, name="user")
 app.add_typer(commands_admin.app, name="admin")
 app.add_typer(commands_catalog.bucket_app, name="bucket")
 app.add_typer(commands_catalog.package_app, name="package")

@@ -98,6 +98,41 @@ class User:
 
 
 @dataclass(frozen=True)
+class UserRecord:
+    """A user as the operator sees it."""
+
+    user_id: int
+    name: str
+    disabled: bool
+    create_time: datetime
+    key_count: int
+
+
+@dataclass(frozen=True)
+class UserKey:
+    """A plain user key as listed: never the key itself, only its first
+    characters (``hint``) to tell keys apart."""
+
+    key_id: int
+    user_id: int
+    name: str
+    hint: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class ProjectKey:
+    """A macaroon API key of a project (a JCS bucket), as listed."""
+
+    key_id: int
+    user_id: int
+    bucket_id: int
+    name: str
+    head: bytes
+    create_time: datetime
+
+
+@dataclass(frozen=True)
 class Bucket:
     bucket_id: int
     user_id: int

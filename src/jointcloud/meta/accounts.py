@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jointcloud.core.models import SpaceState, User, UserSpace
+from jointcloud.core.models import SpaceState, User, UserKey, UserRecord, UserSpace
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import now, to_space
+from jointcloud.meta.rows import aware, now, to_space
 
 
 async def create_user(conn: AsyncConnection, name: str) -> User:
@@ -19,14 +19,52 @@ async def create_user(conn: AsyncConnection, name: str) -> User:
 
 
 async def get_user_by_name(conn: AsyncConnection, name: str) -> User | None:
-    row = (await conn.execute(select(t.users).where(t.users.c.name == name))).first()
+    q = select(t.users.c.id, t.users.c.name).where(t.users.c.name == name)
+    row = (await conn.execute(q)).first()
     return None if row is None else User(user_id=row.id, name=row.name)
 
 
-async def add_api_key(conn: AsyncConnection, user_id: int, key_hash: str) -> None:
-    await conn.execute(
-        insert(t.api_keys).values(user_id=user_id, key_hash=key_hash, created_at=now())
+async def list_users(conn: AsyncConnection) -> list[UserRecord]:
+    keys = (
+        select(func.count())
+        .select_from(t.api_keys)
+        .where(t.api_keys.c.user_id == t.users.c.id)
+        .scalar_subquery()
     )
+    q = select(t.users, keys.label("keys")).order_by(t.users.c.id)
+    return [
+        UserRecord(r.id, r.name, bool(r.disabled), aware(r.created_at), int(r.keys))
+        for r in await conn.execute(q)
+    ]
+
+
+async def set_user_disabled(conn: AsyncConnection, user_id: int, disabled: bool) -> None:
+    await conn.execute(update(t.users).where(t.users.c.id == user_id).values(disabled=disabled))
+
+
+async def user_disabled(conn: AsyncConnection, user_id: int) -> bool:
+    q = select(t.users.c.disabled).where(t.users.c.id == user_id)
+    return bool((await conn.execute(q)).scalar_one_or_none() or False)
+
+
+async def add_api_key(
+    conn: AsyncConnection, user_id: int, key_hash: str, name: str | None = None, hint: str = ""
+) -> int:
+    values: dict[str, Any] = {"user_id": user_id, "key_hash": key_hash, "created_at": now()}
+    if name:
+        values["name"] = name
+    if hint:
+        values["hint"] = hint
+    res = await conn.execute(insert(t.api_keys).values(**values))
+    return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def list_api_keys(conn: AsyncConnection, user_id: int) -> list[UserKey]:
+    q = select(t.api_keys).where(t.api_keys.c.user_id == user_id).order_by(t.api_keys.c.id)
+    return [
+        UserKey(r.id, r.user_id, r.name or "", r.hint or "", aware(r.created_at))
+        for r in await conn.execute(q)
+    ]
 
 
 async def delete_api_key(conn: AsyncConnection, key_hash: str) -> bool:
@@ -34,11 +72,19 @@ async def delete_api_key(conn: AsyncConnection, key_hash: str) -> bool:
     return bool(res.rowcount)
 
 
+async def delete_api_key_by_id(conn: AsyncConnection, user_id: int, key_id: int) -> bool:
+    res = await conn.execute(
+        delete(t.api_keys).where(t.api_keys.c.id == key_id, t.api_keys.c.user_id == user_id)
+    )
+    return bool(res.rowcount)
+
+
 async def user_for_key(conn: AsyncConnection, key_hash: str) -> User | None:
+    """The enabled user a plain key belongs to (a disabled user has none)."""
     q = (
         select(t.users.c.id, t.users.c.name)
         .join(t.api_keys, t.api_keys.c.user_id == t.users.c.id)
-        .where(t.api_keys.c.key_hash == key_hash)
+        .where(t.api_keys.c.key_hash == key_hash, t.users.c.disabled == false())
     )
     row = (await conn.execute(q)).first()
     return None if row is None else User(user_id=row.id, name=row.name)

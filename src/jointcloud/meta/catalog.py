@@ -41,6 +41,17 @@ from jointcloud.redundancy.policy import NonePolicy, Redundancy
 # --- buckets ---------------------------------------------------------------
 
 
+# The columns a Bucket shows (the passphrase verifier stays in meta.keys).
+_BUCKET_COLUMNS = (
+    t.buckets.c.id,
+    t.buckets.c.user_id,
+    t.buckets.c.name,
+    t.buckets.c.project_id,
+    t.buckets.c.redundancy,
+    t.buckets.c.created_at,
+)
+
+
 async def create_bucket(
     conn: AsyncConnection, user_id: int, name: str, policy: Redundancy | None
 ) -> Bucket:
@@ -59,19 +70,19 @@ async def create_bucket(
 
 
 async def get_bucket(conn: AsyncConnection, user_id: int, bucket_id: int) -> Bucket | None:
-    q = select(t.buckets).where(t.buckets.c.id == bucket_id, t.buckets.c.user_id == user_id)
+    q = select(*_BUCKET_COLUMNS).where(t.buckets.c.id == bucket_id, t.buckets.c.user_id == user_id)
     row = (await conn.execute(q)).first()
     return None if row is None else to_bucket(row)
 
 
 async def get_bucket_by_name(conn: AsyncConnection, user_id: int, name: str) -> Bucket | None:
-    q = select(t.buckets).where(t.buckets.c.name == name, t.buckets.c.user_id == user_id)
+    q = select(*_BUCKET_COLUMNS).where(t.buckets.c.name == name, t.buckets.c.user_id == user_id)
     row = (await conn.execute(q)).first()
     return None if row is None else to_bucket(row)
 
 
 async def list_buckets(conn: AsyncConnection, user_id: int) -> list[Bucket]:
-    q = select(t.buckets).where(t.buckets.c.user_id == user_id).order_by(t.buckets.c.id)
+    q = select(*_BUCKET_COLUMNS).where(t.buckets.c.user_id == user_id).order_by(t.buckets.c.id)
     return [to_bucket(r) for r in await conn.execute(q)]
 
 

@@ -42,7 +42,7 @@ def load_policy_required(text: str) -> Redundancy:
     return parse_redundancy(json.loads(text))
 
 
-def to_bucket(r: Row[Any]) -> Bucket:
+def to_bucket(r: Row[Any, Any, Any, Any, Any, Any]) -> Bucket:
     return Bucket(
         bucket_id=r.id,
         user_id=r.user_id,

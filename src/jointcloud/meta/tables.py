@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -37,6 +38,8 @@ users = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # A disabled user's keys, project keys and credentials stop working (0008).
+    Column("disabled", Boolean, nullable=False, server_default=false()),
     sqlite_autoincrement=True,
 )
 
@@ -47,7 +50,59 @@ api_keys = Table(
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("name", String(255), nullable=True),  # 0008
+    Column("hint", String(16), nullable=True),  # 0008: the key's first characters
     sqlite_autoincrement=True,
+)
+
+# Macaroon API keys of a project (0008): the head names the key, the secret
+# (sealed by the master key) roots its HMAC chain.
+project_keys = Table(
+    "project_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("bucket_id", Id, ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("head", LargeBinary, nullable=False, unique=True),
+    Column("secret", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# A revoked derived key is remembered by the tail of its chain: every key
+# restricted from it carries that tail in its own chain (0008).
+revoked_tails = Table(
+    "revoked_tails",
+    metadata,
+    Column("tail", LargeBinary, primary_key=True),
+    Column(
+        "project_key_id",
+        Id,
+        ForeignKey("project_keys.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+)
+
+# S3 credentials of the auth service (0008): found by SHA-256 of the access
+# key id; secret and grant sealed under a key derived from the id itself.
+auth_records = Table(
+    "auth_records",
+    metadata,
+    Column("key_hash", LargeBinary, primary_key=True),
+    Column(
+        "project_key_id",
+        Id,
+        ForeignKey("project_keys.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("public", Boolean, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 user_spaces = Table(
@@ -78,6 +133,8 @@ buckets = Table(
     # When the default policy was last set: objects written before it are
     # re-encoded to it (unless their package has its own policy).
     Column("policy_changed_at", DateTime(timezone=True), nullable=True),
+    # Fixed by the first access grant registered for the project (0008).
+    Column("passphrase_verifier", LargeBinary, nullable=True),
     UniqueConstraint("user_id", "name", name="uq_buckets_user_name"),
     sqlite_autoincrement=True,
 )

@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from jointcloud.api.common.observability import HttpMetrics, Observability
-from jointcloud.api.jcs import routes_catalog, routes_objects, routes_spaces, routes_transfers
+from jointcloud.api.jcs import (
+    routes_catalog,
+    routes_keys,
+    routes_objects,
+    routes_spaces,
+    routes_transfers,
+)
 from jointcloud.api.jcs.envelope import HANDLERS
 from jointcloud.context import Context
 from jointcloud.logs import ensure_logging
@@ -44,7 +50,7 @@ def create_app(
     app = JcsApi(title="JointCloud JCS v1 API", version="1", exception_handlers=HANDLERS)
     app.metrics = metrics if metrics is not None else HttpMetrics()
     app.state.ctx = ctx
-    for module in (routes_catalog, routes_objects, routes_spaces, routes_transfers):
+    for module in (routes_catalog, routes_keys, routes_objects, routes_spaces, routes_transfers):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)
