@@ -323,6 +323,21 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def _show(text: str) -> str:
+    """Text for people: bytes that were not UTF-8 (an encrypted prefix) as hex."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "<encrypted " + _raw(text).hex() + ">"
+    return text
+
+
+def _show_path(path: CaveatPath) -> str:
+    if not path.prefix:
+        return f"{_show(path.bucket)} (whole package)"
+    return f"{_show(path.bucket)}/{_show(path.prefix)}"
+
+
 class CaveatPath(NamedTuple):
     """One allowed path: ``bucket`` is the package (S3 bucket), ``prefix`` the
     object-key prefix in clear (null path cipher); ``""`` means the whole
@@ -433,13 +448,7 @@ class KeyCaveat:
         if other and not (self.disallow & BASIC_PERMISSIONS):
             parts.append("disallow " + ", ".join(other))
         if self.paths:
-            parts.append(
-                "only "
-                + ", ".join(
-                    f"{p.bucket}/{p.prefix}" if p.prefix else f"{p.bucket} (whole package)"
-                    for p in self.paths
-                )
-            )
+            parts.append("only " + ", ".join(_show_path(p) for p in self.paths))
         if self.not_before is not None:
             parts.append(f"not before {self.not_before.isoformat()}")
         if self.not_after is not None:
