@@ -14,6 +14,7 @@ from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.models import User
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer import TaskRunner, TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
@@ -32,6 +33,7 @@ class Context:
     master: MasterKey
     pool: SpacePool
     accounts: AccountService
+    project_keys: ProjectKeyService
     spaces: UserSpaceService
     buckets: BucketService
     packages: PackageService
@@ -53,6 +55,7 @@ class Context:
         master = MasterKey.load_or_create(settings.data_dir / "master.key")
         pool = SpacePool(db, master, settings.space_rules())
         buckets = BucketService(db)
+        project_keys = ProjectKeyService(db, master, buckets)
         packages = PackageService(db, buckets)
         store = BlockStore(db, master, pool)
         repair = RepairService(db, store, pool)
@@ -66,7 +69,8 @@ class Context:
             db=db,
             master=master,
             pool=pool,
-            accounts=AccountService(db),
+            accounts=AccountService(db, capability_keys=project_keys),
+            project_keys=project_keys,
             spaces=spaces,
             buckets=buckets,
             packages=packages,

@@ -31,6 +31,9 @@ class CapabilityKeys(Protocol):
 
     async def principal(self, key: str) -> Principal: ...
 
+    def forget(self) -> None:
+        """Drop this process's cached verifications (a user was disabled)."""
+
 
 class AccountService:
     def __init__(
@@ -148,6 +151,8 @@ class AccountService:
         async with self.db.write() as conn:
             await accounts.set_user_disabled(conn, user.user_id, disabled)
         self._cache.clear()
+        if self.capability_keys is not None:
+            self.capability_keys.forget()
         return user
 
     async def new_key_for(self, name: str) -> str:

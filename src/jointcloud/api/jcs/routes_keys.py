@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentPrincipal
+from jointcloud.api.jcs.deps import ID, Body, Ctx, CurrentPrincipal, QueryID
 from jointcloud.api.jcs.envelope import ok
 from jointcloud.api.jcs.views import ts
-from jointcloud.core.models import UserKey
+from jointcloud.core.models import ProjectKey, UserKey
+from jointcloud.errors import BadArgument
 
 router = APIRouter()
 
@@ -49,3 +50,54 @@ async def user_key_delete(body: UserKeyId, principal: CurrentPrincipal, ctx: Ctx
     body.check_user(principal)
     await ctx.accounts.delete_key_by_id(principal, body.userKeyID)
     return ok()
+
+
+class ApiKeyCreate(Body):
+    bucketID: ID
+    name: Any
+
+
+class ApiKeyId(Body):
+    apiKeyID: ID
+
+
+class ApiKeyRevoke(Body):
+    key: Any
+
+
+def _api_key(k: ProjectKey) -> dict[str, Any]:
+    return {
+        "apiKeyID": k.key_id,
+        "bucketID": k.bucket_id,
+        "name": k.name,
+        "createTime": ts(k.create_time),
+    }
+
+
+@router.post("/v1/apiKey/create")
+async def api_key_create(body: ApiKeyCreate, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    key, text = await ctx.project_keys.create(principal, body.bucketID, body.name)
+    return ok({"apiKey": {**_api_key(key), "key": text}})
+
+
+@router.get("/v1/apiKey/list")
+async def api_key_list(bucketID: QueryID, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    keys = await ctx.project_keys.list(principal, bucketID)
+    return ok({"apiKeys": [_api_key(k) for k in keys]})
+
+
+@router.post("/v1/apiKey/delete")
+async def api_key_delete(body: ApiKeyId, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    await ctx.project_keys.delete(principal, body.apiKeyID)
+    return ok()
+
+
+@router.post("/v1/apiKey/revoke")
+async def api_key_revoke(body: ApiKeyRevoke, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
+    body.check_user(principal)
+    if not isinstance(body.key, str) or not body.key:
+        raise BadArgument("key must be the text of the API key to revoke")
+    revoked = await ctx.project_keys.revoke(principal, body.key)
+    return ok({"apiKey": _api_key(revoked)})
