@@ -530,11 +530,15 @@ def _parse_v4_query(req: SignedRequest) -> V4Auth:
     signed_headers = _signed_header_list(_one_query(req, "X-Amz-SignedHeaders"), error)
     signature = _signature(_one_query(req, "X-Amz-Signature"), error)
 
-    # Presigned URLs sign UNSIGNED-PAYLOAD unless the URL names a hash itself.
+    # Presigned URLs sign UNSIGNED-PAYLOAD unless the URL names a hash itself
+    # (or signs the x-amz-content-sha256 header, as botocore does when one is set).
     payload_hash = UNSIGNED_PAYLOAD
     query_hash = req.query_values("X-Amz-Content-Sha256")
+    header_hash = req.header("x-amz-content-sha256")
     if query_hash:
         payload_hash = query_hash[0]
+    elif header_hash is not None and "x-amz-content-sha256" in signed_headers:
+        payload_hash = header_hash.strip()
     mode = payload_mode(payload_hash)
     if mode.streaming:
         raise InvalidRequest("a presigned request cannot have a streaming (aws-chunked) payload")
