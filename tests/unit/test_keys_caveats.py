@@ -184,9 +184,9 @@ def test_paths_and_allowed_buckets_like_go() -> None:
     key = new_api_key(new_secret())
     k = key.restrict(KeyCaveat(paths=(CaveatPath("test1"), CaveatPath("test2"))))
     k = k.restrict(KeyCaveat(paths=(CaveatPath("test1"), CaveatPath("test3"))))
-    assert k.allowed_buckets() == {"test1"}
+    assert k.allowed_buckets() == frozenset({"test1"})
     k = k.restrict(KeyCaveat(disallow=frozenset({Permission.WRITE})))
-    assert k.allowed_buckets() == {"test1"}
+    assert k.allowed_buckets() == frozenset({"test1"})
     assert key.allowed_buckets() is None
 
     p = key.restrict(KeyCaveat(paths=(CaveatPath("a-test-bucket", "a-test-path"),)))
