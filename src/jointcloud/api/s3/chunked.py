@@ -300,7 +300,12 @@ class ChunkedDecoder:
         budget = self._max_trailer
         lines: list[tuple[str, str]] = []
         while True:
-            line = await self._reader.readline(budget, "trailer")
+            try:
+                line = await self._reader.readline(max(budget, 0), "trailer")
+            except MalformedChunk:
+                raise MalformedTrailer(
+                    f"the trailers are longer than {self._max_trailer} bytes"
+                ) from None
             budget -= len(line) + 2
             if not line:
                 break
