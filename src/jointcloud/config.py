@@ -10,10 +10,11 @@ defaults; an empty variable counts as unset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -22,12 +23,19 @@ from jointcloud.errors import BadArgument
 from jointcloud.spaces.rules import SpaceRules, resolve_local
 
 DEFAULT_LISTEN = "127.0.0.1:7890"
+DEFAULT_S3_LISTEN = "127.0.0.1:7891"
 # What one ``jcs serve`` process does: ``api`` serves the protocols on their
 # listeners, ``jobs`` runs the background jobs (repair, scrub, GC, sync, ...).
 ROLES = ("api", "jobs")
 # The listener every process has (``--listen``): the JCS v1 API, /metrics and
 # /healthz. Further listeners are named after the protocol they serve.
 MAIN_LISTENER = "main"
+
+
+def _url(value: str) -> str:
+    """A public URL, given with or without its scheme (http:// assumed)."""
+    value = value.strip().rstrip("/")
+    return value if "://" in value else "http://" + value
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -81,6 +89,22 @@ class Settings:
     # Least level of the JSON logs (JCS_LOG_LEVEL); ``debug`` adds one
     # "request" line per HTTP request.
     log_level: str = "info"
+    # This server's public URL, which is also its satellite address in access
+    # grants (--public-url; default http:// + the --listen address).
+    public_url: str | None = None
+    # The S3 endpoint's address and public URL (--s3-listen, --s3-public-url):
+    # the ``endpoint`` the auth service answers with its credentials.
+    s3_listen: str = DEFAULT_S3_LISTEN
+    s3_public_url: str | None = None
+    # The operator token other services send to GET /v1/access/{id}
+    # (--auth-token, JCS_AUTH_TOKEN); None: that endpoint is closed.
+    auth_token: str | None = field(default=None, repr=False)
+
+    def satellite_url(self) -> str:
+        return _url(self.public_url or self.listen)
+
+    def s3_endpoint(self) -> str:
+        return _url(self.s3_public_url or self.s3_listen)
 
     def listen_addresses(self) -> tuple[tuple[str, str], ...]:
         """Every listener of this process, the main one first: (name, HOST:PORT)."""
@@ -113,6 +137,10 @@ class Settings:
         local_roots: list[str] | None = None,
         allow_private_endpoints: bool = False,
         roles: list[str] | None = None,
+        public_url: str | None = None,
+        s3_listen: str | None = None,
+        s3_public_url: str | None = None,
+        auth_token: str | None = None,
     ) -> Settings:
         """Flags (the arguments; ``None``/empty = not given) over ``JCS_*``
         variables over defaults. Raises ``ConfigError`` naming the flag or
@@ -124,6 +152,10 @@ class Settings:
             "local_roots": tuple(local_roots) if local_roots else None,
             "allow_private_endpoints": True if allow_private_endpoints else None,
             "roles": ",".join(roles) if roles else None,
+            "public_url": public_url or None,
+            "s3_listen": s3_listen or None,
+            "s3_public_url": s3_public_url or None,
+            "auth_token": auth_token or None,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         try:
@@ -141,6 +173,10 @@ FLAGS = {
     "local_roots": "--local-root",
     "allow_private_endpoints": "--allow-private-endpoints",
     "roles": "--role",
+    "public_url": "--public-url",
+    "s3_listen": "--s3-listen",
+    "s3_public_url": "--s3-public-url",
+    "auth_token": "--auth-token",
 }
 ENV_PREFIX = "JCS_"
 
@@ -184,13 +220,27 @@ class Environment(BaseSettings):
     roles: Annotated[tuple[str, ...], NoDecode] = ROLES  # ','-separated
     listeners: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()  # "name=HOST:PORT,..."
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    public_url: str | None = None
+    s3_listen: str = DEFAULT_S3_LISTEN
+    s3_public_url: str | None = None
+    auth_token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @field_validator("public_url", "s3_public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(_url(value))
+        if url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment:
+            raise ValueError(f"a public URL is http(s)://HOST[:PORT][/PATH], got {value!r}")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("listen")
+    @field_validator("listen", "s3_listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         try:
@@ -280,6 +330,10 @@ class Environment(BaseSettings):
             roles=self.roles,
             listeners=self.listeners,
             log_level=self.log_level,
+            public_url=self.public_url,
+            s3_listen=self.s3_listen,
+            s3_public_url=self.s3_public_url,
+            auth_token=self.auth_token,
         )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import structlog
 
 from jointcloud.config import Settings
+from jointcloud.core.access import AccessService
 from jointcloud.core.accounts import AccountService
 from jointcloud.core.authz import Principal
 from jointcloud.core.blockstore import BlockStore
@@ -34,6 +35,7 @@ class Context:
     pool: SpacePool
     accounts: AccountService
     project_keys: ProjectKeyService
+    access: AccessService
     spaces: UserSpaceService
     buckets: BucketService
     packages: PackageService
@@ -71,6 +73,13 @@ class Context:
             pool=pool,
             accounts=AccountService(db, capability_keys=project_keys),
             project_keys=project_keys,
+            access=AccessService(
+                db,
+                project_keys,
+                buckets,
+                satellite=settings.satellite_url(),
+                s3_endpoint=settings.s3_endpoint(),
+            ),
             spaces=spaces,
             buckets=buckets,
             packages=packages,

@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jointcloud.api.authsvc import app as authsvc
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
@@ -170,27 +171,47 @@ def host_app(ctx: Context, metrics: Metrics, roles: Sequence[str]) -> ASGIApp:
 
 
 class _ByPath:
-    """Sends the host's own paths to the host app, the rest to the protocol app."""
+    """Sends the host's own paths to the host app, paths under a mounted
+    prefix to that protocol's app, the rest to the main protocol app."""
 
-    def __init__(self, own: frozenset[str], host: ASGIApp, protocol: ASGIApp) -> None:
+    def __init__(
+        self,
+        own: frozenset[str],
+        host: ASGIApp,
+        protocol: ASGIApp,
+        mounts: Sequence[tuple[str, ASGIApp]] = (),
+    ) -> None:
         self.own = own
         self.host = host
         self.protocol = protocol
+        self.mounts = tuple(mounts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.own:
-            await self.host(scope, receive, send)
-        else:
-            await self.protocol(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path in self.own:
+                await self.host(scope, receive, send)
+                return
+            for prefix, app in self.mounts:
+                if path == prefix or path.startswith(prefix + "/"):
+                    await app(scope, receive, send)
+                    return
+        await self.protocol(scope, receive, send)
 
 
 def main_app(ctx: Context, metrics: Metrics, roles: Sequence[str] = ("api", "jobs")) -> ASGIApp:
-    """The app of the main listener: the JCS v1 API and ``/metrics`` with the
-    ``api`` role; only ``/metrics`` and ``/healthz`` without it."""
+    """The app of the main listener: the JCS v1 API, the auth service
+    (``/v1/access``) and ``/metrics`` with the ``api`` role; only
+    ``/metrics`` and ``/healthz`` without it."""
     own = host_app(ctx, metrics, roles)
     if "api" not in roles:
         return own
-    return _ByPath(frozenset({METRICS_PATH}), own, create_app(ctx, metrics=metrics.http))
+    return _ByPath(
+        frozenset({METRICS_PATH}),
+        own,
+        create_app(ctx, metrics=metrics.http),
+        [(authsvc.PREFIX, authsvc.create_app(ctx, metrics.http))],
+    )
 
 
 def check_listeners(settings: Settings) -> None:

@@ -101,6 +101,34 @@ def serve(
             "without api only /healthz and /metrics are served",
         ),
     ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="this server's public URL, the satellite address in access grants "
+            "(default http:// + --listen; else $JCS_PUBLIC_URL)",
+        ),
+    ] = None,
+    s3_listen: Annotated[
+        str | None,
+        typer.Option("--s3-listen", help="HOST:PORT of the S3 endpoint (default 127.0.0.1:7891)"),
+    ] = None,
+    s3_public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--s3-public-url",
+            help="the S3 endpoint's public URL handed out with credentials "
+            "(default http:// + --s3-listen)",
+        ),
+    ] = None,
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token",
+            help="operator token for GET /v1/access/{id} (other services); "
+            "prefer $JCS_AUTH_TOKEN, a flag shows in the process list",
+        ),
+    ] = None,
 ) -> None:
     """Run the service (JCS v1 API, /metrics, background jobs) on the embedded defaults.
 
@@ -118,6 +146,10 @@ def serve(
             local_roots=local_root,
             allow_private_endpoints=allow_private_endpoints,
             roles=role,
+            public_url=public_url,
+            s3_listen=s3_listen,
+            s3_public_url=s3_public_url,
+            auth_token=auth_token,
         )
         run_server(settings)
     except ConfigError as exc:

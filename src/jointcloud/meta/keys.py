@@ -29,7 +29,8 @@ class KeyRow:
 @dataclass(frozen=True)
 class AuthRecord:
     project_key_id: int
-    sealed: bytes
+    encrypted_secret_key: bytes
+    encrypted_access_grant: bytes
     public: bool
     expires_at: datetime | None
 
@@ -120,7 +121,8 @@ async def add_auth_record(
     conn: AsyncConnection,
     key_hash: bytes,
     project_key_id: int,
-    sealed: bytes,
+    encrypted_secret_key: bytes,
+    encrypted_access_grant: bytes,
     public: bool,
     expires_at: datetime | None,
 ) -> None:
@@ -128,7 +130,8 @@ async def add_auth_record(
         insert(t.auth_records).values(
             key_hash=key_hash,
             project_key_id=project_key_id,
-            sealed=sealed,
+            encrypted_secret_key=encrypted_secret_key,
+            encrypted_access_grant=encrypted_access_grant,
             public=public,
             expires_at=expires_at,
             created_at=now(),
@@ -142,7 +145,13 @@ async def get_auth_record(conn: AsyncConnection, key_hash: bytes) -> AuthRecord 
     if row is None:
         return None
     expires = None if row.expires_at is None else aware(row.expires_at)
-    return AuthRecord(row.project_key_id, bytes(row.sealed), bool(row.public), expires)
+    return AuthRecord(
+        row.project_key_id,
+        bytes(row.encrypted_secret_key),
+        bytes(row.encrypted_access_grant),
+        bool(row.public),
+        expires,
+    )
 
 
 async def delete_expired_auth_records(conn: AsyncConnection, before: datetime) -> int:

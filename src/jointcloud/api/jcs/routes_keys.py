@@ -101,3 +101,20 @@ async def api_key_revoke(body: ApiKeyRevoke, principal: CurrentPrincipal, ctx: C
         raise BadArgument("key must be the text of the API key to revoke")
     revoked = await ctx.project_keys.revoke(principal, body.key)
     return ok({"apiKey": _api_key(revoked)})
+
+
+@router.get("/v1/project/info")
+async def project_info(
+    principal: CurrentPrincipal, ctx: Ctx, bucketID: QueryID | None = None
+) -> JSONResponse:
+    """What a grant's maker needs: the project's UUID (the salt of the root
+    key) and this server's satellite address."""
+    info = await ctx.access.project_info(principal, bucketID)
+    return ok(
+        {
+            "projectID": info.project_uuid,
+            "bucketID": info.bucket_id,
+            "name": info.name,
+            "satellite": ctx.settings.satellite_url(),
+        }
+    )

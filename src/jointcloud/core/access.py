@@ -1,0 +1,209 @@
+"""The auth service's core: access grants in, S3 credentials out.
+
+A grant (satellite address + project API key + encryption access) is judged
+here wherever it is presented — registered for credentials, resolved behind
+an access key id by the S3 endpoint or link sharing, or sent whole:
+
+- it must name this satellite (its public URL, with or without scheme);
+- its API key must verify (record, signature, revocations, enabled owner);
+- its root key must match the project's passphrase verifier. The first grant
+  registered for a project fixes the verifier; a grant made with another
+  passphrase is refused with "wrong passphrase for project <name>" — never
+  shown an empty project;
+- its time window must be open.
+
+Credentials are stored as the published auth service stores them (edge's
+authdb): found by SHA-256 of the access key id, secret and grant sealed under
+a key derived from the id, so the table alone reveals nothing. A record
+expires with the grant's earliest ``not_after``. Resolutions are cached per
+process for ``KEY_CACHE_SECONDS``; the key behind them is re-verified after
+that, so revocation reaches credentials within the same bound.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from jointcloud.core.accounts import KEY_CACHE_ENTRIES, KEY_CACHE_SECONDS
+from jointcloud.core.authz import Principal
+from jointcloud.core.buckets import BucketService
+from jointcloud.core.models import ProjectKey
+from jointcloud.core.projectkeys import ProjectKeyService
+from jointcloud.errors import AccessDenied, BadArgument, Unauthorized
+from jointcloud.keys import credentials as cred
+from jointcloud.keys.grant import Grant, parse_grant
+from jointcloud.keys.kdf import passphrase_verifier, verify_passphrase
+from jointcloud.meta import keys as keyrepo
+from jointcloud.meta.db import Database
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What registering a grant returns, once."""
+
+    access_key_id: str
+    secret_key: str
+    endpoint: str
+    public: bool
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class ResolvedAccess:
+    """What an access key id stands for (for the S3 endpoint, link sharing
+    and other services)."""
+
+    access_key_id: str
+    secret_key: str
+    grant: str
+    public: bool
+    expires: datetime | None
+    principal: Principal
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """What a grant's maker needs of the project: its UUID (the salt)."""
+
+    project_uuid: str
+    bucket_id: int
+    name: str
+
+
+def satellite_key(address: str) -> str:
+    """An address compared without scheme, trailing '/' or letter case."""
+    text = address.strip()
+    split = urlsplit(text if "://" in text else "//" + text)
+    return (split.netloc + split.path.rstrip("/")).lower()
+
+
+def parse_grant_text(text: object) -> tuple[str, Grant]:
+    if not isinstance(text, str) or not text:
+        raise BadArgument("access grant must be the grant's text")
+    return text, parse_grant(text)  # BadArgument naming the problem
+
+
+class AccessService:
+    def __init__(
+        self,
+        db: Database,
+        keys: ProjectKeyService,
+        buckets: BucketService,
+        *,
+        satellite: str,
+        s3_endpoint: str,
+        cache_seconds: float = KEY_CACHE_SECONDS,
+    ) -> None:
+        self.db = db
+        self.keys = keys
+        self.buckets = buckets
+        self.satellite = satellite
+        self.s3_endpoint = s3_endpoint
+        self.cache_seconds = cache_seconds
+        self._cache: OrderedDict[str, tuple[float, ResolvedAccess]] = OrderedDict()
+
+    # -- grants ---------------------------------------------------------------
+
+    async def project_info(self, principal: Principal, bucket_id: int | None) -> ProjectInfo:
+        """The project a key is for (``bucket_id`` for an account key)."""
+        target = principal.project_id if principal.project_id is not None else bucket_id
+        if target is None:
+            raise BadArgument("bucketID is required with an account key")
+        bucket = await self.buckets.get(principal, target)
+        return ProjectInfo(bucket.project_id, bucket.bucket_id, bucket.name)
+
+    async def grant_principal(self, grant: Grant) -> Principal:
+        """The principal a grant stands for, after every check above."""
+        return (await self._judge(grant))[1]
+
+    async def _judge(self, grant: Grant) -> tuple[ProjectKey, Principal]:
+        if satellite_key(grant.satellite_address) != satellite_key(self.satellite):
+            raise AccessDenied(
+                f"the access grant is for satellite {grant.satellite_address!r}, "
+                f"not this one ({self.satellite})"
+            )
+        record, principal = await self.keys.verify(grant.api_key)
+        expires = grant.api_key.not_after()
+        if expires is not None and expires < datetime.now(UTC):
+            raise Unauthorized(f"the access grant expired at {expires.isoformat()}")
+        if grant.root_key is None:
+            raise BadArgument("the access grant carries no root key (made without a passphrase)")
+        bucket = await self.buckets.get(Principal.user(record.user_id), record.bucket_id)
+        verifier = passphrase_verifier(grant.root_key)
+        async with self.db.write() as conn:
+            stored = await keyrepo.passphrase_verifier(conn, record.bucket_id)
+            if stored is None and await keyrepo.set_passphrase_verifier(
+                conn, record.bucket_id, verifier
+            ):
+                stored = verifier
+            elif stored is None:  # another grant was first, just now
+                stored = await keyrepo.passphrase_verifier(conn, record.bucket_id)
+        if stored is None or not verify_passphrase(grant.root_key, stored):
+            raise AccessDenied(f"wrong passphrase for project {bucket.name}")
+        return record, principal
+
+    # -- credentials ----------------------------------------------------------
+
+    async def register(self, grant_text: object, *, public: bool = False) -> Credentials:
+        """Trade a grant for S3 credentials (shown once)."""
+        text, grant = parse_grant_text(grant_text)
+        record, _ = await self._judge(grant)
+        access_key_id = cred.new_access_key_id()
+        secret_key = cred.new_secret_key()
+        sealed = cred.seal_record(access_key_id, secret_key, text)
+        expires = grant.api_key.not_after()
+        async with self.db.write() as conn:
+            await keyrepo.add_auth_record(
+                conn,
+                cred.key_hash(access_key_id),
+                record.key_id,
+                sealed.encrypted_secret_key,
+                sealed.encrypted_access_grant,
+                public,
+                expires,
+            )
+        return Credentials(access_key_id, secret_key, self.s3_endpoint, public, expires)
+
+    async def resolve(self, access_key_id: str) -> ResolvedAccess:
+        """What an access key id stands for, re-judged at most every
+        ``cache_seconds``; ``Unauthorized`` naming why it does not work."""
+        now = time.monotonic()
+        hit = self._cache.get(access_key_id)
+        if hit is not None and hit[0] > now:
+            resolved = hit[1]
+            if resolved.expires is not None and resolved.expires < datetime.now(UTC):
+                raise Unauthorized(f"the credentials expired at {resolved.expires.isoformat()}")
+            return resolved
+        resolved = await self._resolve(access_key_id)
+        self._cache[access_key_id] = (now + self.cache_seconds, resolved)
+        self._cache.move_to_end(access_key_id)
+        while len(self._cache) > KEY_CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return resolved
+
+    async def _resolve(self, access_key_id: str) -> ResolvedAccess:
+        try:
+            cred.parse_access_key_id(access_key_id)
+        except BadArgument as exc:
+            raise Unauthorized(f"invalid access key id: {exc.message}") from None
+        async with self.db.read() as conn:
+            record = await keyrepo.get_auth_record(conn, cred.key_hash(access_key_id))
+        if record is None:
+            raise Unauthorized("unknown access key id")
+        if record.expires_at is not None and record.expires_at < datetime.now(UTC):
+            raise Unauthorized(f"the credentials expired at {record.expires_at.isoformat()}")
+        secret_key, grant_text = cred.open_record(
+            access_key_id,
+            cred.SealedRecord(record.encrypted_secret_key, record.encrypted_access_grant),
+        )
+        principal = await self.grant_principal(parse_grant(grant_text))
+        return ResolvedAccess(
+            access_key_id, secret_key, grant_text, record.public, record.expires_at, principal
+        )
+
+    def forget(self) -> None:
+        self._cache.clear()

@@ -1,0 +1,155 @@
+"""The auth service on the main listener: grants in, S3 credentials out, in
+the published formats; a grant is refused — saying why — for another
+satellite, another passphrase, after expiry or revocation."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from jcs_helpers import Api
+
+from jointcloud.api.host import Metrics, main_app
+from jointcloud.api.jcs.app import create_app
+from jointcloud.context import Context
+from jointcloud.errors import Unauthorized
+from jointcloud.keys.caveats import CaveatPath, KeyCaveat
+from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, SECRET_KEY_LENGTH
+from jointcloud.keys.grant import new_grant, parse_grant
+
+TOKEN = "operator-token-0123456789"
+
+
+@pytest.fixture
+async def main(ctx: Context) -> httpx.AsyncClient:
+    ctx.settings = dataclasses.replace(ctx.settings, auth_token=TOKEN)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=main_app(ctx, Metrics(), ("api",))),
+        base_url="http://jcs.test",
+    )
+
+
+async def _key(api: Api, name: str = "proj") -> tuple[str, str]:
+    bucket = await api.bucket(name)
+    await api.package("photos", bucket_id=bucket)
+    key = (await api.post("/v1/apiKey/create", {"bucketID": bucket, "name": "k"}))["apiKey"]["key"]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(api.ctx)),
+        base_url="http://jcs.test",
+        headers={"Authorization": f"Bearer {key}"},
+    ) as c:
+        info = (await c.get("/v1/project/info")).json()["data"]
+    assert info["bucketID"] == bucket and info["name"] == name
+    return key, info["projectID"]
+
+
+async def _grant(api: Api, passphrase: str = "correct horse", name: str = "proj") -> str:
+    key, project = await _key(api, name)
+    return new_grant(api.ctx.settings.satellite_url(), key, passphrase, project).serialize()
+
+
+async def test_register_and_resolve(api: Api, main: httpx.AsyncClient, ctx: Context) -> None:
+    grant = await _grant(api)
+    r = await main.post("/v1/access", json={"access_grant": grant})
+    assert r.status_code == 200, r.text
+    made = r.json()
+    assert set(made) == {"access_key_id", "secret_key", "endpoint"}
+    assert len(made["access_key_id"]) == ACCESS_KEY_ID_LENGTH
+    assert len(made["secret_key"]) == SECRET_KEY_LENGTH
+    assert made["endpoint"] == "http://127.0.0.1:7891"
+    assert r.headers["access-control-allow-origin"] == "*"
+    # Other services resolve it with the operator token only.
+    path = f"/v1/access/{made['access_key_id']}"
+    assert (await main.get(path)).status_code == 401
+    r = await main.get(path, headers={"Authorization": f"Bearer {TOKEN}x"})
+    assert r.status_code == 401
+    r = await main.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200
+    assert r.json() == {"access_grant": grant, "secret_key": made["secret_key"], "public": False}
+    # The table alone reveals nothing: no id, secret or grant in clear.
+    async with ctx.db.read() as conn:
+        from sqlalchemy import text
+
+        rows = (await conn.execute(text("SELECT * FROM auth_records"))).all()
+    dump = repr(rows).encode()
+    for secret in (made["access_key_id"], made["secret_key"], grant):
+        assert secret.encode() not in dump
+    resolved = await ctx.access.resolve(made["access_key_id"])
+    assert resolved.principal.project_id is not None and resolved.public is False
+
+
+async def test_closed_without_an_operator_token(api: Api, ctx: Context) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, auth_token=None)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=main_app(ctx, Metrics(), ("api",))),
+        base_url="http://jcs.test",
+    ) as c:
+        r = await c.get("/v1/access/jwaohtj3dhixxfpzhwj522x7z3pb")
+        assert r.status_code == 403 and "--auth-token" in r.text
+
+
+async def test_wrong_passphrase_is_refused_by_name(api: Api, main: httpx.AsyncClient) -> None:
+    key, project = await _key(api)
+    satellite = api.ctx.settings.satellite_url()
+    first = new_grant(satellite, key, "one passphrase", project).serialize()
+    assert (await main.post("/v1/access", json={"access_grant": first})).status_code == 200
+    other = new_grant(satellite, key, "another passphrase", project).serialize()
+    r = await main.post("/v1/access", json={"access_grant": other})
+    assert r.status_code == 403 and r.text.strip() == "wrong passphrase for project proj"
+    # The same passphrase again is fine (and restricted grants of it too).
+    narrowed = parse_grant(first).restrict(KeyCaveat.allowing({"read"})).serialize()
+    assert (await main.post("/v1/access", json={"access_grant": narrowed})).status_code == 200
+
+
+async def test_refusals_say_why(api: Api, main: httpx.AsyncClient, ctx: Context) -> None:
+    key, project = await _key(api)
+    elsewhere = new_grant("sat.example.com:7777", key, "p", project).serialize()
+    r = await main.post("/v1/access", json={"access_grant": elsewhere})
+    assert r.status_code == 403 and "sat.example.com:7777" in r.text
+    # Accepted with or without the scheme.
+    bare = ctx.settings.satellite_url().removeprefix("http://")
+    grant = new_grant(bare, key, "p", project)
+    assert (
+        await main.post("/v1/access", json={"access_grant": grant.serialize()})
+    ).status_code == 200
+    past = grant.restrict(KeyCaveat(not_after=datetime.now(UTC) - timedelta(seconds=5)))
+    r = await main.post("/v1/access", json={"access_grant": past.serialize()})
+    assert r.status_code == 401 and "expired" in r.text
+    for body, word in (
+        ({"access_grant": "not a grant!"}, "base58"),
+        ({"access_grant": 7}, "access grant"),
+        ({}, "access grant"),
+        ({"access_grant": grant.serialize(), "public": "yes"}, "public"),
+    ):
+        r = await main.post("/v1/access", json=body)
+        assert r.status_code == 400 and word in r.text, (body, r.text)
+    r = await main.post("/v1/access", content=b"[1,2")
+    assert r.status_code == 400 and "JSON" in r.text
+    r = await main.post("/v1/access", content=b"x" * (70 * 1024))
+    assert r.status_code == 400 and "larger" in r.text
+    r = await main.get("/v1/access/not-an-id", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 401 and "invalid access key id" in r.text
+
+
+async def test_credentials_follow_their_key(
+    api: Api, main: httpx.AsyncClient, ctx: Context
+) -> None:
+    grant = parse_grant(await _grant(api))
+    child = grant.restrict(KeyCaveat.allowing({"read", "list"}, paths=[CaveatPath("photos")]))
+    made = (await main.post("/v1/access", json={"access_grant": child.serialize()})).json()
+    resolved = await ctx.access.resolve(made["access_key_id"])
+    assert resolved.principal.caveats[-1].paths[0].package == "photos"
+    # Revoking the grant's key stops the credentials (here at once; elsewhere within the bound).
+    await api.post("/v1/apiKey/revoke", {"key": child.api_key.serialize()})
+    ctx.access.forget()
+    with pytest.raises(Unauthorized, match="revoked"):
+        await ctx.access.resolve(made["access_key_id"])
+    r = await main.get(
+        f"/v1/access/{made['access_key_id']}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert r.status_code == 401 and "revoked" in r.text
+    # The parent's credentials still work.
+    parent = (await main.post("/v1/access", json={"access_grant": grant.serialize()})).json()
+    assert (await ctx.access.resolve(parent["access_key_id"])).principal.caveats == ()
