@@ -162,7 +162,7 @@ def _expiration(document: dict[str, Any]) -> dt.datetime:
 def _length(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError
-    if isinstance(value, int):
+    if isinstance(value, int) and value >= 0:
         return value
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
