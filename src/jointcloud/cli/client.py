@@ -370,6 +370,70 @@ class JcsClient:
     def delete_by_path(self, package_id: int, path: str) -> None:
         self.post("/v1/object/deleteByPath", {"packageID": package_id, "path": path})
 
+    # -- keys and credentials ----------------------------------------------
+
+    def create_user_key(self, name: str = "") -> JsonObj:
+        return cast(JsonObj, self.post("/v1/userKey/create", {"name": name})["userKey"])
+
+    def list_user_keys(self) -> list[JsonObj]:
+        return cast(list[JsonObj], self.get("/v1/userKey/list")["userKeys"])
+
+    def delete_user_key(self, key_id: int) -> None:
+        self.post("/v1/userKey/delete", {"userKeyID": key_id})
+
+    def create_api_key(self, bucket_id: int, name: str) -> JsonObj:
+        body: JsonObj = {"bucketID": bucket_id, "name": name}
+        return cast(JsonObj, self.post("/v1/apiKey/create", body)["apiKey"])
+
+    def list_api_keys(self, bucket_id: int) -> list[JsonObj]:
+        return cast(list[JsonObj], self.get("/v1/apiKey/list", bucketID=bucket_id)["apiKeys"])
+
+    def delete_api_key(self, key_id: int) -> None:
+        self.post("/v1/apiKey/delete", {"apiKeyID": key_id})
+
+    def revoke_api_key(self, key: str) -> JsonObj:
+        """Revoke a derived key; answers the project key it came from."""
+        return cast(JsonObj, self.post("/v1/apiKey/revoke", {"key": key})["apiKey"])
+
+    def project_info(self, bucket_id: int | None = None) -> JsonObj:
+        """``projectID`` (UUID), ``bucketID``, ``name``, ``satellite``."""
+        return cast(JsonObj, self.get("/v1/project/info", bucketID=bucket_id))
+
+    def register_access(self, grant: str, *, public: bool = False) -> JsonObj:
+        """The auth service (``POST /v1/access``, no key needed): a grant in,
+        ``access_key_id``, ``secret_key``, ``endpoint`` out. Its errors are
+        plain text with the HTTP status."""
+        request = self.http.build_request(
+            "POST", "/v1/access", json={"access_grant": grant, "public": public}
+        )
+        del request.headers["Authorization"]  # the grant is the credential here
+        try:
+            resp = self.http.send(request)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if resp.status_code != 200:
+            code = _ACCESS_STATUS.get(resp.status_code, "AuthServiceError")
+            text = resp.text.strip()[:300] or f"HTTP {resp.status_code}"
+            raise CliError(code, f"auth service: {text}")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not all(
+            isinstance(body.get(k), str) for k in ("access_key_id", "secret_key", "endpoint")
+        ):
+            raise CliError("BadResponse", "auth service: the answer is not credentials")
+        return body
+
+
+_ACCESS_STATUS = {
+    400: "BadArgument",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "DataNotFound",
+    409: "DataExists",
+}
+
 
 def _param(value: Any) -> Any:
     if isinstance(value, bool):

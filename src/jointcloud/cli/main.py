@@ -10,6 +10,7 @@ import typer
 from jointcloud.cli import (
     commands_admin,
     commands_catalog,
+    commands_keys,
     commands_objects,
     commands_spaces,
     commands_transfers,
@@ -67,6 +68,7 @@ app.add_typer(commands_catalog.bucket_app, name="bucket")
 app.add_typer(commands_catalog.package_app, name="package")
 app.add_typer(commands_transfers.app, name="sync")
 commands_objects.register(app)
+commands_keys.register(app)
 
 
 @app.command()
