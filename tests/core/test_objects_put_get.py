@@ -7,6 +7,7 @@ import base64
 import hashlib
 import os
 import zlib
+from collections.abc import AsyncIterator
 
 import pytest
 from core_support import World
@@ -113,6 +114,41 @@ async def test_a_wrong_digest_stores_nothing(world: World, size: int) -> None:
     assert await stored(ctx) == before
     with pytest.raises(ObjectNotFound):
         await ctx.objects.head(alice, at(pkg, "a"))
+
+
+async def test_checksums_in_a_trailer_are_verified_after_the_body(world: World) -> None:
+    """S3's trailing checksums: the value arrives after the bytes; a wrong or
+    malformed one stores nothing."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world)
+    data = os.urandom(300_000)
+    read: list[bool] = []
+
+    async def sent() -> AsyncIterator[bytes]:
+        yield data
+        read.append(True)
+
+    def trailer() -> dict[ChecksumAlgorithm, str]:
+        assert read, "the trailer is asked for once the body is read"
+        return {CRC32: crc32_b64(data)}
+
+    info = await ctx.objects.put(
+        alice, PutObject(at(pkg, "t"), sent(), compute=frozenset({CRC32}), trailer=trailer)
+    )
+    assert info.checksums == {CRC32: crc32_b64(data)}
+    before = await stored(ctx)
+    for value, error in ((crc32_b64(b"other"), BadDigest), ("not base64!", BadArgument)):
+        with pytest.raises(error, match="CRC32"):
+            await ctx.objects.put(
+                alice,
+                PutObject(
+                    at(pkg, "u"),
+                    body(data),
+                    compute=frozenset({CRC32}),
+                    trailer=lambda v=value: {CRC32: v},  # type: ignore[misc]
+                ),
+            )
+    assert await stored(ctx) == before
 
 
 @pytest.mark.parametrize(

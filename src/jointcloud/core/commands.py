@@ -14,7 +14,7 @@ import base64
 import binascii
 import enum
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -45,6 +45,7 @@ __all__ = [
     "ObjectMeta",
     "PackageRef",
     "PutObject",
+    "Trailer",
     "check_checksum",
     "check_content_md5",
     "check_meta",
@@ -54,6 +55,7 @@ __all__ = [
     "check_write_conditions",
     "resolve_range",
     "tag_map",
+    "trailing_checksums",
 ]
 
 
@@ -117,6 +119,19 @@ class ByteRange:
     suffix: int | None = None
 
 
+# Checksums a client sends after the body (an HTTP trailer): asked for once
+# the body has been read, verified before anything is committed.
+Trailer = Callable[[], Mapping[ChecksumAlgorithm, str]]
+
+
+def trailing_checksums(trailer: Trailer | None) -> dict[ChecksumAlgorithm, str]:
+    if trailer is None:
+        return {}
+    return {
+        ChecksumAlgorithm(a): check_checksum(ChecksumAlgorithm(a), v) for a, v in trailer().items()
+    }
+
+
 @dataclass(frozen=True)
 class PutObject:
     address: ObjectAddress
@@ -128,6 +143,8 @@ class PutObject:
     # Algorithms to compute and store although the client sent no value.
     compute: frozenset[ChecksumAlgorithm] = frozenset()
     content_md5: str | None = None  # hex; verified like a checksum
+    # Checksums sent after the body (their algorithms belong in ``compute``).
+    trailer: Trailer | None = None
     conditions: Conditions = NO_CONDITIONS
     redundancy: object = None  # a policy override (JCS), None: the package's
     affinity: int | None = None  # the user space tried first (JCS)

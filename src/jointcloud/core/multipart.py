@@ -42,12 +42,14 @@ from jointcloud.core.commands import (
     ObjectAddress,
     ObjectMeta,
     PackageRef,
+    Trailer,
     check_checksum,
     check_content_md5,
     check_meta,
     check_source_conditions,
     check_write_conditions,
     resolve_range,
+    trailing_checksums,
 )
 from jointcloud.core.models import ContentHash, ObjectInfo, Package, StagedLayout
 from jointcloud.core.paths import object_path, path_prefix
@@ -331,10 +333,13 @@ class MultipartService:
         checksums: Mapping[ChecksumAlgorithm, str] = EMPTY,
         content_md5: str | None = None,
         rules: PartRules = S3_RULES,
+        trailer: Trailer | None = None,
+        compute: frozenset[ChecksumAlgorithm] = frozenset(),
     ) -> Part:
         """Store part ``part_number`` (replacing a part with that number).
-        ``checksums`` (base64) and ``content_md5`` (hex) are verified against
-        the bytes: a mismatch stores nothing."""
+        ``checksums`` (base64), those of ``trailer`` (sent after the body;
+        their algorithms in ``compute``) and ``content_md5`` (hex) are
+        verified against the bytes: a mismatch stores nothing."""
         self._check_number(part_number, rules)
         expect = {
             ChecksumAlgorithm(a): check_checksum(ChecksumAlgorithm(a), v)
@@ -351,6 +356,8 @@ class MultipartService:
             expect=expect,
             content_md5=md5,
             limit=rules.max_part_size,
+            trailer=trailer,
+            compute=compute,
         )
 
     async def upload_part_copy(
@@ -396,8 +403,10 @@ class MultipartService:
         expect: Mapping[ChecksumAlgorithm, str] = EMPTY,
         content_md5: str | None = None,
         limit: int | None = None,
+        trailer: Trailer | None = None,
+        compute: frozenset[ChecksumAlgorithm] = frozenset(),
     ) -> Part:
-        wanted = set(expect)
+        wanted = set(expect) | set(compute)
         if rec.checksum_algorithm is not None:
             wanted.add(rec.checksum_algorithm)
         staged = await self.store.stage(
@@ -405,7 +414,7 @@ class MultipartService:
         )
         computed = dict(staged.checksums)
         try:
-            _verify(staged, expect, content_md5)
+            _verify(staged, {**expect, **trailing_checksums(trailer)}, content_md5)
         except BaseException:
             await finish(self.store.discard([staged]))
             raise

@@ -48,6 +48,7 @@ from jointcloud.core.commands import (
     check_tags,
     check_write_conditions,
     resolve_range,
+    trailing_checksums,
 )
 from jointcloud.core.models import (
     ContentHash,
@@ -412,8 +413,8 @@ class ObjectService:
         )
         (st,) = staged
         try:
-            _verify(st, expect, md5)
-        except BadDigest:
+            _verify(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
+        except BadArgument:  # a digest that does not match (or a malformed trailer)
             await finish(self.store.discard(staged))
             raise
         item = catalog.NewContent(
