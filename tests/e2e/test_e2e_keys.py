@@ -16,6 +16,7 @@ import re
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -328,3 +329,30 @@ def test_bad_input_is_named_before_any_request(
     assert exited.value.code == 1
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: BadArgument: ") and message in stderr, stderr
+
+
+def test_times_are_iso_8601_or_from_now(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--not-before``/``--not-after``: ISO 8601 with a zone, or from now;
+    ``inspect`` shows them as the caveat carries them (in process: offline)."""
+    from jointcloud.cli.main import app
+    from jointcloud.keys.caveats import new_api_key, new_secret
+
+    key = new_api_key(new_secret()).serialize()
+    args = ["key", "restrict", key, "--not-before", "2030-01-01T00:00:00Z"]
+    with pytest.raises(SystemExit) as exited:
+        app([*args, "--not-after", "2030-01-01T08:00:00+08:00"], prog_name="jcs")
+    assert exited.value.code == 0
+    with pytest.raises(SystemExit):
+        app(["key", "inspect", capsys.readouterr().out.strip()], prog_name="jcs")
+    words = capsys.readouterr().out
+    assert "not before 2030-01-01T00:00:00+00:00; not after 2030-01-01T00:00:00+00:00" in words
+    assert re.search(r"valid from:\s+2030-01-01T00:00:00\+00:00", words)
+
+    with pytest.raises(SystemExit):
+        app(["key", "restrict", key, "--not-after", "+7d"], prog_name="jcs")
+    with pytest.raises(SystemExit):
+        app(["key", "inspect", capsys.readouterr().out.strip()], prog_name="jcs")
+    expires = re.search(r"expires:\s+(\S+)", capsys.readouterr().out)
+    assert expires is not None
+    left = datetime.fromisoformat(expires.group(1)) - datetime.now(UTC)
+    assert timedelta(days=6, hours=23) < left <= timedelta(days=7)
