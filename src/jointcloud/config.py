@@ -96,6 +96,9 @@ class Settings:
     # the ``endpoint`` the auth service answers with its credentials.
     s3_listen: str = DEFAULT_S3_LISTEN
     s3_public_url: str | None = None
+    # Domains of virtual-host addressing (--s3-domain, JCS_S3_DOMAINS
+    # separated by ','): bucket.<domain> names a bucket.
+    s3_domains: tuple[str, ...] = ()
     # The operator token other services send to GET /v1/access/{id}
     # (--auth-token, JCS_AUTH_TOKEN); None: that endpoint is closed.
     auth_token: str | None = field(default=None, repr=False)
@@ -141,6 +144,7 @@ class Settings:
         s3_listen: str | None = None,
         s3_public_url: str | None = None,
         auth_token: str | None = None,
+        s3_domains: list[str] | None = None,
     ) -> Settings:
         """Flags (the arguments; ``None``/empty = not given) over ``JCS_*``
         variables over defaults. Raises ``ConfigError`` naming the flag or
@@ -156,6 +160,7 @@ class Settings:
             "s3_listen": s3_listen or None,
             "s3_public_url": s3_public_url or None,
             "auth_token": auth_token or None,
+            "s3_domains": ",".join(s3_domains) if s3_domains else None,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         try:
@@ -177,6 +182,7 @@ FLAGS = {
     "s3_listen": "--s3-listen",
     "s3_public_url": "--s3-public-url",
     "auth_token": "--auth-token",
+    "s3_domains": "--s3-domain",
 }
 ENV_PREFIX = "JCS_"
 
@@ -223,7 +229,24 @@ class Environment(BaseSettings):
     public_url: str | None = None
     s3_listen: str = DEFAULT_S3_LISTEN
     s3_public_url: str | None = None
+    s3_domains: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
     auth_token: str | None = Field(default=None, min_length=16, repr=False)
+
+    @field_validator("s3_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        return _split(value, ",")
+
+    @field_validator("s3_domains")
+    @classmethod
+    def _check_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for domain in value:
+            labels = domain.split(".")
+            if not all(label and len(label) <= 63 for label in labels) or not all(
+                c.isalnum() or c in "-." for c in domain
+            ):
+                raise ValueError(f"an S3 domain is a DNS name like s3.example.com, got {domain!r}")
+        return tuple(d.lower() for d in value)
 
     @field_validator("public_url", "s3_public_url")
     @classmethod
@@ -333,6 +356,7 @@ class Environment(BaseSettings):
             public_url=self.public_url,
             s3_listen=self.s3_listen,
             s3_public_url=self.s3_public_url,
+            s3_domains=self.s3_domains,
             auth_token=self.auth_token,
         )
 

@@ -65,6 +65,11 @@ class TaskNotFound(NotFound):
     """Unknown task id."""
 
 
+class UnknownAccessKey(Unauthorized):
+    """An access key id (S3 credentials) that is malformed or was never
+    issued here (S3: InvalidAccessKeyId)."""
+
+
 class SignatureMismatch(Unauthorized):
     """A request signature (or presigned URL) does not verify."""
 

@@ -33,7 +33,7 @@ from jointcloud.core.authz import Principal
 from jointcloud.core.buckets import BucketService
 from jointcloud.core.models import ProjectKey
 from jointcloud.core.projectkeys import ProjectKeyService
-from jointcloud.errors import AccessDenied, BadArgument, Unauthorized
+from jointcloud.errors import AccessDenied, BadArgument, Unauthorized, UnknownAccessKey
 from jointcloud.keys import credentials as cred
 from jointcloud.keys.grant import Grant, parse_grant
 from jointcloud.keys.kdf import passphrase_verifier, verify_passphrase
@@ -189,11 +189,11 @@ class AccessService:
         try:
             cred.parse_access_key_id(access_key_id)
         except BadArgument as exc:
-            raise Unauthorized(f"invalid access key id: {exc.message}") from None
+            raise UnknownAccessKey(f"invalid access key id: {exc.message}") from None
         async with self.db.read() as conn:
             record = await keyrepo.get_auth_record(conn, cred.key_hash(access_key_id))
         if record is None:
-            raise Unauthorized("unknown access key id")
+            raise UnknownAccessKey("unknown access key id")
         if record.expires_at is not None and record.expires_at < datetime.now(UTC):
             raise Unauthorized(f"the credentials expired at {record.expires_at.isoformat()}")
         secret_key, grant_text = cred.open_record(

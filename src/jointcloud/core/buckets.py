@@ -16,6 +16,7 @@ from jointcloud.errors import (
     BucketNotFound,
     Conflict,
     DuplicateEntry,
+    NotEmpty,
     PackageNotFound,
 )
 from jointcloud.meta import catalog, jobs
@@ -209,11 +210,17 @@ class PackageService:
         shown = set(visible_packages(principal, [p.name for p in pkgs]))
         return [p for p in pkgs if p.name in shown]
 
-    async def delete(self, principal: Principal, package_id: int) -> None:
-        await self.resolve(principal, PackageRef.by_id(package_id), Operation.DELETE)
+    async def delete(
+        self, principal: Principal, package_id: int, *, only_if_empty: bool = False
+    ) -> None:
+        """Delete a package with its objects, or (``only_if_empty``, as S3
+        deletes a bucket) refuse with ``NotEmpty`` while it holds any."""
+        pkg = await self.resolve(principal, PackageRef.by_id(package_id), Operation.DELETE)
         async with self.db.write() as conn:
             if await catalog.get_package(conn, principal.user_id, package_id) is None:
                 raise PackageNotFound(f"package {package_id} not found")
+            if only_if_empty and await catalog.list_objects(conn, package_id, "", None, 1):
+                raise NotEmpty(f"package {pkg.name!r} is not empty")
             await catalog.delete_package(conn, package_id)
 
     async def set_redundancy(

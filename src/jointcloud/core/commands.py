@@ -188,6 +188,8 @@ class ListObjects:
     prefix: str = ""
     delimiter: str | None = None
     start_after: str | None = None  # exclusive
+    # ``start_after`` is a common prefix a page ended with: skip all under it.
+    after_prefix: bool = False
     # A ``Listing.next_token`` of an earlier page; wins over ``start_after``.
     continuation: str | None = None
     max_keys: int = 1000  # 0..1000; more is served as 1000 (as S3)

@@ -562,6 +562,8 @@ class ObjectService:
         pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix)
         after: str | None = cmd.start_after
         inclusive = False
+        if after is not None and cmd.after_prefix:
+            after, inclusive = _past(after)
         if cmd.continuation:
             after, inclusive = _decode_token(cmd.continuation, "continuation")
         if cmd.max_keys == 0:

@@ -117,8 +117,12 @@ class HttpMetrics:
 
 
 def operation_of(scope: Scope) -> str:
-    """The path template of the route that answered (set by the router in
-    the shared scope), or ``unmatched``."""
+    """The operation a protocol named (``jcs.operation``: S3's names), else
+    the path template of the route that answered (set by the router in the
+    shared scope), or ``unmatched``."""
+    named = scope.get("jcs.operation")
+    if isinstance(named, str):
+        return named
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED

@@ -9,24 +9,13 @@ from urllib.parse import quote
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
+from jointcloud.api.common.http import pieces
 from jointcloud.api.jcs.envelope import fail
 from jointcloud.context import Context
 from jointcloud.core.models import ObjectContent
 from jointcloud.errors import BadArgument
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-SEND_PIECE = 1048576
-
-
-def _pieces(chunk: bytes) -> list[bytes]:
-    """Hand the transport 1 MiB at a time: a whole 4 MiB segment overflows the
-    socket buffer and makes the server copy the rest into its own buffer."""
-    if len(chunk) <= SEND_PIECE:
-        return [chunk]
-    view = memoryview(chunk)
-    return [view[i : i + SEND_PIECE] for i in range(0, len(chunk), SEND_PIECE)]  # type: ignore[misc]
 
 
 class Unsatisfiable(Exception):
@@ -96,10 +85,10 @@ async def send_object(
 
     async def body() -> AsyncIterator[bytes]:
         if first:
-            for piece in _pieces(first):
+            for piece in pieces(first):
                 yield piece
         async for chunk in dl.body:
-            for piece in _pieces(chunk):
+            for piece in pieces(chunk):
                 yield piece
 
     headers = {

@@ -1,0 +1,95 @@
+"""HTTP pieces every protocol shares: byte ranges, conditional headers,
+HTTP dates, and handing large chunks to the transport in pieces."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
+
+from jointcloud.core.commands import ByteRange, Conditions
+
+SEND_PIECE = 1048576
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def pieces(chunk: bytes) -> list[bytes]:
+    """Hand the transport 1 MiB at a time: a whole 4 MiB segment overflows the
+    socket buffer and makes the server copy the rest into its own buffer."""
+    if len(chunk) <= SEND_PIECE:
+        return [chunk]
+    view = memoryview(chunk)
+    return [view[i : i + SEND_PIECE] for i in range(0, len(chunk), SEND_PIECE)]  # type: ignore[misc]
+
+
+def _position(digits: str) -> int:
+    """A byte position; thousands of digits (which int() refuses to convert)
+    mean "beyond any object" as much as twenty do."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else 2**64
+
+
+def parse_byte_range(header: str | None) -> ByteRange | None:
+    """One ``bytes=first-last`` range, a suffix ``bytes=-N`` or an open
+    ``bytes=N-``; ``None`` for no header or one that RFC 9110 lets a server
+    ignore (several ranges, other units, ``last < first``): the whole object."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if m is None:
+        return None
+    first, last = m.groups()
+    if not first and not last:
+        return None
+    if not first:
+        return ByteRange(suffix=_position(last))
+    start = _position(first)
+    end = _position(last) if last else None
+    if end is not None and end < start:
+        return None
+    return ByteRange(start, end)
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date (IMF-fixdate and the obsolete forms); ``None`` if absent
+    or invalid (RFC 9110: an invalid date in a precondition is ignored)."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def http_date(value: datetime) -> str:
+    return format_datetime(value.astimezone(UTC), usegmt=True)
+
+
+def etag_list(value: str | None) -> tuple[str, ...] | None:
+    """The entity tags of an If-Match / If-None-Match header, quotes and weak
+    prefixes off (``*`` stays ``*``)."""
+    if value is None:
+        return None
+    tags = []
+    for raw in value.split(","):
+        tag = raw.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        tag = tag.strip('"')
+        if tag:
+            tags.append(tag)
+    return tuple(tags)
+
+
+def parse_conditions(header: Callable[[str], str | None], prefix: str = "") -> Conditions:
+    """``If-Match``, ``If-None-Match``, ``If-Modified-Since`` and
+    ``If-Unmodified-Since`` (each name after ``prefix``, e.g.
+    ``x-amz-copy-source-``) read with ``header(name)``."""
+    return Conditions(
+        if_match=etag_list(header(prefix + "if-match")),
+        if_none_match=etag_list(header(prefix + "if-none-match")),
+        if_modified_since=parse_http_date(header(prefix + "if-modified-since")),
+        if_unmodified_since=parse_http_date(header(prefix + "if-unmodified-since")),
+    )

@@ -1,0 +1,217 @@
+"""The S3-compatible endpoint: one ASGI app on its own listener (it needs the
+whole URL space).
+
+A request is addressed (path or virtual-host style), named (the S3
+operation, from method, target and sub-resource), authenticated (SigV4,
+SigV2, presigned) and handed to the handler registered for that name in
+``OPS``. An operation without a handler answers ``501 NotImplemented``
+naming it. Every error is S3 XML from the one table in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from jointcloud import errors
+from jointcloud.api.common.observability import (
+    HttpMetrics,
+    Observability,
+    current_request_id,
+    new_request_id,
+)
+from jointcloud.api.s3.errors import MethodNotAllowed, NotImplementedOp, error_response
+from jointcloud.api.s3.request import S3Request, Target, authenticate, target_of
+from jointcloud.api.s3.sigv4 import SignedRequest, SigningContext
+from jointcloud.context import Context
+from jointcloud.core.authz import Principal
+
+log = structlog.get_logger(__name__)
+
+PROTOCOL = "s3"
+Handler = Callable[[S3Request], Awaitable[Response]]
+OPS: dict[str, Handler] = {}
+
+
+def op(name: str) -> Callable[[Handler], Handler]:
+    """Register the handler of an S3 operation."""
+
+    def register(handler: Handler) -> Handler:
+        OPS[name] = handler
+        return handler
+
+    return register
+
+
+# Sub-resources whose operations are not supported: the name in the 501.
+_BUCKET_UNSUPPORTED = {
+    "policy": "BucketPolicy",
+    "lifecycle": "BucketLifecycleConfiguration",
+    "website": "BucketWebsite",
+    "encryption": "BucketEncryption",
+    "logging": "BucketLogging",
+    "notification": "BucketNotificationConfiguration",
+    "replication": "BucketReplication",
+    "requestPayment": "BucketRequestPayment",
+    "object-lock": "ObjectLockConfiguration",
+    "ownershipControls": "BucketOwnershipControls",
+    "publicAccessBlock": "PublicAccessBlock",
+    "accelerate": "BucketAccelerateConfiguration",
+    "analytics": "BucketAnalyticsConfiguration",
+    "intelligent-tiering": "BucketIntelligentTieringConfiguration",
+    "inventory": "BucketInventoryConfiguration",
+    "metrics": "BucketMetricsConfiguration",
+    "metadataTable": "BucketMetadataTableConfiguration",
+}
+_OBJECT_UNSUPPORTED = {
+    "retention": "ObjectRetention",
+    "legal-hold": "ObjectLegalHold",
+    "torrent": "ObjectTorrent",
+    "restore": "RestoreObject",
+    "select": "SelectObjectContent",
+    "attributes": "ObjectAttributes",
+    "renameObject": "RenameObject",
+}
+_VERB = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Get", "POST": "Post"}
+
+
+def operation_name(method: str, target: Target, query: set[str], headers: Request) -> str:
+    """The S3 operation a request asks for (AWS's names)."""
+    if target.bucket is None:
+        if method in ("GET", "HEAD"):
+            return "ListBuckets"
+        raise MethodNotAllowed(f"{method} is not allowed on the service")
+    if method == "OPTIONS":
+        return "PreflightCors"
+    if target.key is None:
+        for sub, name in _BUCKET_UNSUPPORTED.items():
+            if sub in query:
+                return _VERB.get(method, method.title()) + name
+        if method == "GET":
+            for sub, name in (
+                ("location", "GetBucketLocation"),
+                ("versioning", "GetBucketVersioning"),
+                ("versions", "ListObjectVersions"),
+                ("tagging", "GetBucketTagging"),
+                ("cors", "GetBucketCors"),
+                ("uploads", "ListMultipartUploads"),
+                ("acl", "GetBucketAcl"),
+            ):
+                if sub in query:
+                    return name
+            return "ListObjectsV2" if "list-type" in query else "ListObjects"
+        if method == "HEAD":
+            return "HeadBucket"
+        if method == "PUT":
+            for sub, name in (
+                ("tagging", "PutBucketTagging"),
+                ("cors", "PutBucketCors"),
+                ("versioning", "PutBucketVersioning"),
+                ("acl", "PutBucketAcl"),
+            ):
+                if sub in query:
+                    return name
+            return "CreateBucket"
+        if method == "DELETE":
+            for sub, name in (("tagging", "DeleteBucketTagging"), ("cors", "DeleteBucketCors")):
+                if sub in query:
+                    return name
+            return "DeleteBucket"
+        if method == "POST":
+            return "DeleteObjects" if "delete" in query else "PostObject"
+        raise MethodNotAllowed(f"{method} is not allowed on a bucket")
+    for sub, name in _OBJECT_UNSUPPORTED.items():
+        if sub in query:
+            return _VERB.get(method, method.title()) + name if method != "POST" else name
+    if method == "GET":
+        if "uploadId" in query:
+            return "ListParts"
+        if "tagging" in query:
+            return "GetObjectTagging"
+        if "acl" in query:
+            return "GetObjectAcl"
+        return "GetObject"
+    if method == "HEAD":
+        return "HeadObject"
+    if method == "PUT":
+        if "partNumber" in query and "uploadId" in query:
+            copy = headers.headers.get("x-amz-copy-source")
+            return "UploadPartCopy" if copy else "UploadPart"
+        if "tagging" in query:
+            return "PutObjectTagging"
+        if "acl" in query:
+            return "PutObjectAcl"
+        return "CopyObject" if headers.headers.get("x-amz-copy-source") else "PutObject"
+    if method == "DELETE":
+        if "uploadId" in query:
+            return "AbortMultipartUpload"
+        if "tagging" in query:
+            return "DeleteObjectTagging"
+        return "DeleteObject"
+    if method == "POST":
+        if "uploads" in query:
+            return "CreateMultipartUpload"
+        if "uploadId" in query:
+            return "CompleteMultipartUpload"
+    raise MethodNotAllowed(f"{method} is not allowed on an object")
+
+
+# Operations answered before authentication (CORS preflight carries none).
+UNAUTHENTICATED = frozenset({"PreflightCors", "PostObject"})
+
+
+class S3App:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.domains = ctx.settings.s3_domains
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        request = Request(scope, receive)
+        request_id = current_request_id() or new_request_id()
+        target = target_of(
+            scope.get("raw_path") or scope["path"].encode(),
+            request.headers.get("host"),
+            self.domains,
+        )
+        head = request.method == "HEAD"
+        try:
+            query = set(request.query_params.keys())
+            name = operation_name(request.method, target, query, request)
+            scope["jcs.operation"] = name
+            handler = OPS.get(name)
+            if handler is None:
+                raise NotImplementedOp(f"the S3 operation {name} is not implemented here")
+            signed = SignedRequest.from_asgi(
+                request.method,
+                scope.get("raw_path") or scope["path"].encode(),
+                scope.get("query_string", b""),
+                scope["headers"],
+            )
+            principal: Principal | None = None
+            signing: SigningContext | None = None
+            if name not in UNAUTHENTICATED:
+                principal, signing = await authenticate(self.ctx, signed, target)
+            s3req = S3Request(self.ctx, request, signed, target, principal, request_id, signing)
+            response = await handler(s3req)
+        except errors.DomainError as exc:
+            response = error_response(
+                exc, resource=target.resource, request_id=request_id, head=head
+            )
+        except ClientDisconnect:
+            return  # the client went away mid-body: nothing was committed
+        response.headers.setdefault("x-amz-request-id", request_id)
+        await response(scope, receive, send)
+
+
+def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observability:
+    # The handlers register themselves in OPS when their modules load.
+    import jointcloud.api.s3.ops_bucket
+    import jointcloud.api.s3.ops_object  # noqa: F401
+
+    return Observability(S3App(ctx), protocol=PROTOCOL, metrics=metrics or HttpMetrics())

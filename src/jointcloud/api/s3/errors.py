@@ -1,0 +1,133 @@
+"""S3 errors: the ONE table from domain errors to AWS error codes and HTTP
+statuses, and the error XML (``Code``, ``Message``, ``Resource``,
+``RequestId`` and the extra elements AWS adds for some codes).
+
+Errors only S3 has (an unsupported operation, malformed XML, a bucket name
+AWS would refuse) are :class:`S3Error` with their code; authentication
+errors of ``sigv4``/``sigv2``/``chunked``/``postpolicy`` carry ``s3_code``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from starlette.responses import Response
+
+from jointcloud import errors
+from jointcloud.api.s3.sigv4 import S3AuthError, SignatureDoesNotMatch
+from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render
+
+# Status of each code the auth modules raise (sigv4.py's table).
+AUTH_STATUS = {
+    "AuthorizationHeaderMalformed": 400,
+    "AuthorizationQueryParametersError": 400,
+    "InvalidArgument": 400,
+    "InvalidRequest": 400,
+    "SignatureDoesNotMatch": 403,
+    "RequestTimeTooSkewed": 403,
+    "AccessDenied": 403,
+    "XAmzContentSHA256Mismatch": 400,
+    "IncompleteBody": 400,
+    "MalformedTrailerError": 400,
+    "InvalidPolicyDocument": 400,
+}
+
+
+class S3Error(errors.DomainError):
+    """An error only S3 has, with its code and status."""
+
+    code: ClassVar[str] = "InvalidRequest"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str, **extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
+def s3_error(code: str, status: int) -> type[S3Error]:
+    return type(code, (S3Error,), {"code": code, "status": status})
+
+
+NotImplementedOp = s3_error("NotImplemented", 501)
+MethodNotAllowed = s3_error("MethodNotAllowed", 405)
+MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError
+InvalidBucketName = s3_error("InvalidBucketName", 400)
+MissingContentLength = s3_error("MissingContentLength", 411)
+InvalidDigest = s3_error("InvalidDigest", 400)
+InvalidTag = s3_error("InvalidTag", 400)
+KeyTooLong = s3_error("KeyTooLongError", 400)
+InvalidArgumentS3 = s3_error("InvalidArgument", 400)
+NoSuchCORSConfiguration = s3_error("NoSuchCORSConfiguration", 404)
+NoSuchTagSet = s3_error("NoSuchTagSet", 404)
+EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
+InvalidRequestS3 = s3_error("InvalidRequest", 400)
+
+# Domain errors, most specific first: (class, code, status).
+TABLE: list[tuple[type[errors.DomainError], str, int]] = [
+    (errors.PackageNotFound, "NoSuchBucket", 404),
+    (errors.BucketNotFound, "NoSuchBucket", 404),
+    (errors.ObjectNotFound, "NoSuchKey", 404),
+    (errors.UploadNotFound, "NoSuchUpload", 404),
+    (errors.PartNotFound, "InvalidPart", 400),
+    (errors.NotEmpty, "BucketNotEmpty", 409),
+    (errors.AlreadyExists, "BucketAlreadyOwnedByYou", 409),
+    (errors.PreconditionFailed, "PreconditionFailed", 412),
+    (errors.InvalidRange, "InvalidRange", 416),
+    (errors.EntityTooSmall, "EntityTooSmall", 400),
+    (errors.EntityTooLarge, "EntityTooLarge", 400),
+    (errors.InvalidPartOrder, "InvalidPartOrder", 400),
+    (errors.InvalidPart, "InvalidPart", 400),
+    (errors.BadDigest, "BadDigest", 400),
+    (errors.BadArgument, "InvalidArgument", 400),
+    (errors.SignatureMismatch, "SignatureDoesNotMatch", 403),
+    (errors.UnknownAccessKey, "InvalidAccessKeyId", 403),
+    (errors.Unauthorized, "AccessDenied", 403),
+    (errors.QuotaExceeded, "QuotaExceeded", 403),
+    (errors.Forbidden, "AccessDenied", 403),
+    (errors.NotFound, "NoSuchKey", 404),
+    (errors.Conflict, "OperationAborted", 409),
+    (errors.SpaceTestFailed, "ServiceUnavailable", 503),
+    (errors.InsufficientSpaces, "ServiceUnavailable", 503),
+    (errors.NotEnoughBlocks, "ServiceUnavailable", 503),
+    (errors.SpaceError, "ServiceUnavailable", 503),
+    (errors.OperationFailed, "InternalError", 500),
+]
+
+
+def classify(exc: errors.DomainError) -> tuple[str, int]:
+    if isinstance(exc, MalformedXMLError):
+        return "MalformedXML", 400
+    if isinstance(exc, S3Error):
+        return exc.code, exc.status
+    if isinstance(exc, S3AuthError):
+        return exc.s3_code, AUTH_STATUS.get(exc.s3_code, 400)
+    for cls, code, status in TABLE:
+        if isinstance(exc, cls):
+            return code, status
+    return "InternalError", 500
+
+
+def error_response(
+    exc: errors.DomainError, *, resource: str, request_id: str, head: bool = False
+) -> Response:
+    """The XML error AWS would send (no body for HEAD, as AWS)."""
+    if isinstance(exc, errors.NotModified):
+        return Response(status_code=304, headers={"x-amz-request-id": request_id})
+    code, status = classify(exc)
+    fields: list[tuple[str, Value]] = [
+        ("Code", code),
+        ("Message", exc.message),
+        ("Resource", resource),
+        ("RequestId", request_id),
+    ]
+    if isinstance(exc, S3Error):
+        fields.extend(exc.extra.items())
+    if isinstance(exc, SignatureDoesNotMatch):
+        fields.append(("StringToSign", exc.string_to_sign))
+        fields.append(("CanonicalRequest", exc.canonical_request))
+    headers = {"x-amz-request-id": request_id}
+    if isinstance(exc, errors.InvalidRange):
+        fields.append(("ActualObjectSize", str(exc.size)))
+        headers["Content-Range"] = f"bytes */{exc.size}"
+    body = b"" if head else render("Error", fields, namespace=False)
+    return Response(body, status_code=status, media_type="application/xml", headers=headers)

@@ -1,0 +1,134 @@
+"""What S3 carries in headers: an object's metadata and checksums in, the
+same out (shared by PutObject, CopyObject, multipart and GetObject)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from jointcloud.api.common.http import http_date
+from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidDigest, InvalidTag
+from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
+from jointcloud.core.commands import tag_map
+from jointcloud.core.models import ChecksumAlgorithm, ObjectInfo, ObjectMeta
+from jointcloud.errors import BadArgument
+
+META_PREFIX = "x-amz-meta-"
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what AWS stores when none is sent
+
+
+def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
+    """Content headers, ``x-amz-meta-*`` and ``x-amz-tagging`` of a write."""
+    encoding = r.header("content-encoding")
+    if encoding is not None:
+        # aws-chunked describes the transfer, not the object (AWS drops it).
+        kept = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
+        encoding = ", ".join(kept) or None
+    user = {}
+    for name, value in r.request.headers.items():
+        if name.startswith(META_PREFIX):
+            user[name[len(META_PREFIX) :]] = value
+    return ObjectMeta(
+        content_type=r.header("content-type") or DEFAULT_CONTENT_TYPE,
+        content_encoding=encoding,
+        cache_control=r.header("cache-control"),
+        content_disposition=r.header("content-disposition"),
+        expires=r.header("expires"),
+        user_metadata=user,
+        tags=tagging_header(r.header("x-amz-tagging")) if tags else {},
+    )
+
+
+def tagging_header(value: str | None) -> dict[str, str]:
+    """``x-amz-tagging: k1=v1&k2=v2`` (URL-encoded)."""
+    if not value:
+        return {}
+    try:
+        return tag_map(parse_qsl(value, keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        raise InvalidTag("x-amz-tagging must be a URL-encoded query string of tags") from None
+    except BadArgument as exc:
+        raise InvalidTag(exc.message) from None
+
+
+def content_md5(r: S3Request) -> str | None:
+    """``Content-MD5`` (base64 of 16 bytes) as hex, for core to verify."""
+    value = r.header("content-md5")
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 16:
+        raise InvalidDigest("The Content-MD5 you specified is not valid.")
+    return raw.hex()
+
+
+def supplied_checksums(r: S3Request) -> dict[ChecksumAlgorithm, str]:
+    """``x-amz-checksum-<algorithm>`` values sent with the request."""
+    found = {
+        algorithm: value.strip()
+        for name, algorithm in CHECKSUM_HEADERS.items()
+        if (value := r.header(name)) is not None
+    }
+    if len(found) > 1:
+        raise InvalidArgumentS3("Expecting a single x-amz-checksum- header")
+    return found
+
+
+def announced_algorithm(r: S3Request) -> ChecksumAlgorithm | None:
+    """``x-amz-checksum-algorithm`` / ``x-amz-sdk-checksum-algorithm``."""
+    value = r.header("x-amz-checksum-algorithm") or r.header("x-amz-sdk-checksum-algorithm")
+    if value is None:
+        return None
+    try:
+        return ChecksumAlgorithm(value.strip().upper())
+    except ValueError:
+        raise InvalidArgumentS3(
+            f"Invalid checksum algorithm {value[:32]!r}; one of "
+            + ", ".join(a.value for a in ChecksumAlgorithm)
+        ) from None
+
+
+def checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, str]:
+    return {f"x-amz-checksum-{a.value.lower()}": v for a, v in checksums.items()}
+
+
+def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
+    """The headers GetObject and HeadObject answer with (without lengths)."""
+    meta = info.meta
+    out = {
+        "ETag": f'"{info.etag}"',
+        "Last-Modified": http_date(info.update_time),
+        "Accept-Ranges": "bytes",
+        "Content-Type": meta.content_type or DEFAULT_CONTENT_TYPE,
+    }
+    for header, value in (
+        ("Content-Encoding", meta.content_encoding),
+        ("Cache-Control", meta.cache_control),
+        ("Content-Disposition", meta.content_disposition),
+        ("Expires", meta.expires),
+    ):
+        if value is not None:
+            out[header] = value
+    for name, value in meta.user_metadata.items():
+        out[META_PREFIX + name] = value
+    if meta.tags:
+        out["x-amz-tagging-count"] = str(len(meta.tags))
+    if checksums:
+        out.update(checksum_headers(info.checksums))
+    return out
+
+
+# GetObject's response-* overrides (signed requests only, as AWS).
+OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}

@@ -1,0 +1,339 @@
+"""Service and bucket operations: ListBuckets, CreateBucket, HeadBucket,
+DeleteBucket, GetBucketLocation, ListObjects (v1 and v2), and the
+unversioned answers of GetBucketVersioning and ListObjectVersions.
+
+An S3 bucket is a package of the credentials' project (DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+from collections.abc import Callable
+from urllib.parse import quote
+
+from starlette.responses import Response
+
+from jointcloud.api.s3.app import op
+from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
+from jointcloud.api.s3.request import S3Request
+from jointcloud.api.s3.xmlio import Value, iso, parse, render
+from jointcloud.core.authz import Operation, Principal
+from jointcloud.core.commands import ListObjects
+from jointcloud.core.models import ObjectInfo
+from jointcloud.core.objects import Listing
+from jointcloud.errors import AccessDenied
+
+Encode = Callable[[str], str]
+REGION = "us-east-1"
+MAX_KEYS = 1000
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def xml(root: str, fields: list[tuple[str, Value]], status: int = 200) -> Response:
+    return Response(render(root, fields), status_code=status, media_type="application/xml")
+
+
+def owner(principal: Principal) -> list[tuple[str, Value]]:
+    """A stable canonical id for the account (AWS shows a 64-hex id)."""
+    user = f"jcs-user-{principal.user_id}"
+    return [("ID", hashlib.sha256(user.encode()).hexdigest()), ("DisplayName", user)]
+
+
+def project_of(r: S3Request) -> int:
+    project = r.principal.project_id
+    if project is None:
+        raise AccessDenied("S3 credentials are made for one project: use a project's grant")
+    return project
+
+
+def check_bucket_name(name: str) -> None:
+    """AWS's rules for a new bucket's name (existing packages are reachable
+    whatever their name)."""
+    problem = None
+    if not 3 <= len(name) <= 63:
+        problem = "must be 3 to 63 characters long"
+    elif not _BUCKET_NAME.match(name):
+        problem = (
+            "may hold lower-case letters, digits, '.' and '-', "
+            "and start and end with a letter or digit"
+        )
+    elif ".." in name or ".-" in name or "-." in name:
+        problem = "must not hold '..', '.-' or '-.'"
+    elif name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+        problem = "must not use a reserved prefix or suffix"
+    else:
+        try:
+            ipaddress.ip_address(name)
+            problem = "must not look like an IP address"
+        except ValueError:
+            pass
+    if problem is not None:
+        raise InvalidBucketName(
+            f"The specified bucket is not valid: {name!r} {problem}.", BucketName=name
+        )
+
+
+# --- the service and buckets --------------------------------------------------
+
+
+@op("ListBuckets")
+async def list_buckets(r: S3Request) -> Response:
+    packages = await r.ctx.packages.list(r.principal, project_of(r))
+    buckets: list[tuple[str, Value]] = [
+        ("Bucket", [("Name", p.name), ("CreationDate", iso(p.create_time))]) for p in packages
+    ]
+    return xml("ListAllMyBucketsResult", [("Owner", owner(r.principal)), ("Buckets", buckets)])
+
+
+@op("CreateBucket")
+async def create_bucket(r: S3Request) -> Response:
+    check_bucket_name(r.bucket)
+    body = await r.read_small(64 * 1024)
+    if body.strip():
+        parse(body, "CreateBucketConfiguration")  # the region is ours, whatever it says
+    await r.ctx.packages.create(r.principal, project_of(r), r.bucket)
+    return Response(status_code=200, headers={"Location": f"/{r.bucket}"})
+
+
+@op("HeadBucket")
+async def head_bucket(r: S3Request) -> Response:
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.READ)
+    return Response(status_code=200, headers={"x-amz-bucket-region": REGION})
+
+
+@op("DeleteBucket")
+async def delete_bucket(r: S3Request) -> Response:
+    pkg = await r.ctx.packages.resolve(r.principal, r.package, Operation.DELETE)
+    await r.ctx.packages.delete(r.principal, pkg.package_id, only_if_empty=True)
+    return Response(status_code=204)
+
+
+@op("GetBucketLocation")
+async def bucket_location(r: S3Request) -> Response:
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.READ)
+    # us-east-1 is answered as an empty LocationConstraint, as AWS does.
+    return xml("LocationConstraint", [])
+
+
+@op("GetBucketVersioning")
+async def bucket_versioning(r: S3Request) -> Response:
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.READ)
+    return xml("VersioningConfiguration", [])  # never enabled: no Status element
+
+
+# --- listings -------------------------------------------------------------------
+
+
+def _max_keys(r: S3Request) -> int:
+    raw = r.query("max-keys")
+    if raw is None:
+        return MAX_KEYS
+    if not raw.isdigit():
+        raise InvalidArgumentS3(
+            "Provided max-keys not an integer or within integer range",
+            ArgumentName="max-keys",
+            ArgumentValue=raw[:64],
+        )
+    return min(int(raw), MAX_KEYS)
+
+
+def _encoder(r: S3Request) -> tuple[bool, Encode]:
+    kind = r.query("encoding-type")
+    if kind is not None and kind != "url":
+        raise InvalidArgumentS3(
+            "Invalid Encoding Method specified in Request",
+            ArgumentName="encoding-type",
+            ArgumentValue=kind[:64],
+        )
+    if kind == "url":
+        return True, _url
+    return False, _same
+
+
+def _url(text: str) -> str:
+    return quote(text, safe="/")
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _contents(
+    items: list[ObjectInfo], enc: Encode, with_owner: Principal | None
+) -> list[tuple[str, Value]]:
+    out: list[tuple[str, Value]] = []
+    for o in items:
+        fields: list[tuple[str, Value]] = [
+            ("Key", enc(o.path)),
+            ("LastModified", iso(o.update_time)),
+            ("ETag", f'"{o.etag}"'),
+        ]
+        if o.checksums:
+            fields.extend(("ChecksumAlgorithm", a.value) for a in o.checksums)
+        fields.extend([("Size", o.size), ("StorageClass", "STANDARD")])
+        if with_owner is not None:
+            fields.append(("Owner", owner(with_owner)))
+        out.append(("Contents", fields))
+    return out
+
+
+def _prefixes(listing: Listing, enc: Encode) -> list[tuple[str, Value]]:
+    return [("CommonPrefixes", [("Prefix", enc(p))]) for p in listing.common_prefixes]
+
+
+async def _list(r: S3Request, cmd: ListObjects) -> Listing:
+    return await r.ctx.objects.list(r.principal, cmd)
+
+
+@op("ListObjectsV2")
+async def list_objects_v2(r: S3Request) -> Response:
+    if r.query("list-type") != "2":
+        raise InvalidArgumentS3("list-type must be 2", ArgumentName="list-type")
+    encoded, enc = _encoder(r)
+    prefix = r.query("prefix") or ""
+    delimiter = r.query("delimiter") or None
+    start_after = r.query("start-after") or None
+    token = r.query("continuation-token")
+    if token == "":
+        raise InvalidArgumentS3(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        )
+    max_keys = _max_keys(r)
+    listing = await _list(
+        r,
+        ListObjects(
+            r.package,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=start_after,
+            continuation=token,
+            max_keys=max_keys,
+        ),
+    )
+    fetch_owner = (r.query("fetch-owner") or "").lower() == "true"
+    fields: list[tuple[str, Value]] = [
+        ("Name", r.bucket),
+        ("Prefix", enc(prefix)),
+        ("KeyCount", len(listing.objects) + len(listing.common_prefixes)),
+        ("MaxKeys", max_keys),
+    ]
+    if delimiter is not None:
+        fields.append(("Delimiter", enc(delimiter)))
+    fields.append(("IsTruncated", listing.next_token is not None))
+    if token is not None:
+        fields.append(("ContinuationToken", token))
+    if listing.next_token is not None:
+        fields.append(("NextContinuationToken", listing.next_token))
+    if start_after is not None:
+        fields.append(("StartAfter", enc(start_after)))
+    if encoded:
+        fields.append(("EncodingType", "url"))
+    fields.extend(_contents(listing.objects, enc, r.principal if fetch_owner else None))
+    fields.extend(_prefixes(listing, enc))
+    return xml("ListBucketResult", fields)
+
+
+@op("ListObjects")
+async def list_objects(r: S3Request) -> Response:
+    encoded, enc = _encoder(r)
+    prefix = r.query("prefix") or ""
+    delimiter = r.query("delimiter") or None
+    marker = r.query("marker") or None
+    max_keys = _max_keys(r)
+    # A marker that is a common prefix of this listing (a NextMarker we gave)
+    # skips everything under it.
+    after_prefix = bool(marker and delimiter and marker.endswith(delimiter))
+    listing = await _list(
+        r,
+        ListObjects(
+            r.package,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=marker,
+            after_prefix=after_prefix,
+            max_keys=max_keys,
+        ),
+    )
+    truncated = listing.next_token is not None
+    fields: list[tuple[str, Value]] = [
+        ("Name", r.bucket),
+        ("Prefix", enc(prefix)),
+        ("Marker", enc(marker or "")),
+    ]
+    if truncated and delimiter is not None:
+        last = max(
+            [o.path for o in listing.objects[-1:]] + listing.common_prefixes[-1:], default=None
+        )
+        if last is not None:
+            fields.append(("NextMarker", enc(last)))
+    fields.append(("MaxKeys", max_keys))
+    if delimiter is not None:
+        fields.append(("Delimiter", enc(delimiter)))
+    fields.append(("IsTruncated", truncated))
+    if encoded:
+        fields.append(("EncodingType", "url"))
+    fields.extend(_contents(listing.objects, enc, r.principal))
+    fields.extend(_prefixes(listing, enc))
+    return xml("ListBucketResult", fields)
+
+
+@op("ListObjectVersions")
+async def list_object_versions(r: S3Request) -> Response:
+    """An unversioned bucket: every object is its one version, ``null``."""
+    encoded, enc = _encoder(r)
+    prefix = r.query("prefix") or ""
+    delimiter = r.query("delimiter") or None
+    marker = r.query("key-marker") or None
+    max_keys = _max_keys(r)
+    after_prefix = bool(marker and delimiter and marker.endswith(delimiter))
+    listing = await _list(
+        r,
+        ListObjects(
+            r.package,
+            prefix=prefix,
+            delimiter=delimiter,
+            start_after=marker,
+            after_prefix=after_prefix,
+            max_keys=max_keys,
+        ),
+    )
+    truncated = listing.next_token is not None
+    fields: list[tuple[str, Value]] = [
+        ("Name", r.bucket),
+        ("Prefix", enc(prefix)),
+        ("KeyMarker", enc(marker or "")),
+        ("VersionIdMarker", r.query("version-id-marker") or ""),
+    ]
+    if truncated:
+        last = max(
+            [o.path for o in listing.objects[-1:]] + listing.common_prefixes[-1:], default=None
+        )
+        if last is not None:
+            fields.append(("NextKeyMarker", enc(last)))
+            fields.append(("NextVersionIdMarker", "null"))
+    fields.append(("MaxKeys", max_keys))
+    if delimiter is not None:
+        fields.append(("Delimiter", enc(delimiter)))
+    fields.append(("IsTruncated", truncated))
+    if encoded:
+        fields.append(("EncodingType", "url"))
+    for o in listing.objects:
+        fields.append(
+            (
+                "Version",
+                [
+                    ("Key", enc(o.path)),
+                    ("VersionId", "null"),
+                    ("IsLatest", True),
+                    ("LastModified", iso(o.update_time)),
+                    ("ETag", f'"{o.etag}"'),
+                    ("Size", o.size),
+                    ("Owner", owner(r.principal)),
+                    ("StorageClass", "STANDARD"),
+                ],
+            )
+        )
+    fields.extend(_prefixes(listing, enc))
+    return xml("ListVersionsResult", fields)

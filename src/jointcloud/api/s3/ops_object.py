@@ -1,0 +1,166 @@
+"""Object operations: PutObject, GetObject, HeadObject, DeleteObject."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.responses import Response, StreamingResponse
+
+from jointcloud.api.common.http import parse_byte_range, parse_conditions, pieces
+from jointcloud.api.s3.app import op
+from jointcloud.api.s3.errors import EntityTooLargeS3, InvalidArgumentS3, KeyTooLong
+from jointcloud.api.s3.headers import (
+    OVERRIDES,
+    announced_algorithm,
+    checksum_headers,
+    content_md5,
+    object_headers,
+    object_meta,
+    supplied_checksums,
+)
+from jointcloud.api.s3.request import S3Request
+from jointcloud.core.commands import DeleteObject, GetObject, PutObject
+from jointcloud.core.paths import MAX_PATH
+
+MAX_PUT = 5 * 1024**3  # a single PUT; larger objects are uploaded in parts (AWS)
+
+
+def check_key(r: S3Request) -> None:
+    if len(r.key.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise KeyTooLong("Your key is too long", MaxSizeAllowed=str(MAX_PATH))
+
+
+def declared_size(r: S3Request) -> int | None:
+    raw = r.header("x-amz-decoded-content-length") or r.header("content-length")
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+@op("PutObject")
+async def put_object(r: S3Request) -> Response:
+    check_key(r)
+    size = declared_size(r)
+    if size is not None and size > MAX_PUT:
+        raise EntityTooLargeS3(
+            "Your proposed upload exceeds the maximum allowed size",
+            ProposedSize=str(size),
+            MaxSizeAllowed=str(MAX_PUT),
+        )
+    given = supplied_checksums(r)
+    trailing = r.trailer_algorithms()
+    announced = announced_algorithm(r)
+    compute = set(trailing)
+    if announced is not None and announced not in given:
+        compute.add(announced)
+    body = r.body()
+    info = await r.ctx.objects.put(
+        r.principal,
+        PutObject(
+            r.address,
+            body,
+            meta=object_meta(r),
+            checksums=given,
+            compute=frozenset(compute),
+            content_md5=content_md5(r),
+            trailer=r.trailing_checksums if trailing else None,
+            conditions=parse_conditions(r.header),
+        ),
+    )
+    headers = {"ETag": f'"{info.etag}"'}
+    headers.update(checksum_headers(info.checksums))
+    return Response(status_code=200, headers=headers)
+
+
+def _part_number(r: S3Request) -> int | None:
+    raw = r.query("partNumber")
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise InvalidArgumentS3(
+            "Part number must be an integer between 1 and 10000, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw[:16],
+        )
+    return int(raw)
+
+
+def _overrides(r: S3Request, headers: dict[str, str]) -> None:
+    for param, header in OVERRIDES.items():
+        value = r.query(param)
+        if value is not None:
+            headers[header] = value
+
+
+@op("GetObject")
+async def get_object(r: S3Request) -> Response:
+    check_key(r)
+    part = _part_number(r)
+    rng = parse_byte_range(r.header("range"))
+    if part is not None and rng is not None:
+        raise InvalidArgumentS3("Cannot specify both Range header and partNumber query parameter")
+    if part is not None and part != 1:
+        # Objects here keep no part boundaries an S3 client could ask for
+        # beyond the first (the whole object, as AWS answers for part 1 of a
+        # single-part object).
+        raise InvalidArgumentS3(
+            "partNumber beyond 1 is not supported for this object",
+            ArgumentName="partNumber",
+            ArgumentValue=str(part),
+        )
+    dl = await r.ctx.objects.get(
+        r.principal, GetObject(r.address, range=rng, conditions=parse_conditions(r.header))
+    )
+    checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
+    headers = object_headers(dl.info, checksums=checksum_mode and not dl.partial)
+    headers["Content-Length"] = str(dl.length)
+    if part is not None:
+        headers["x-amz-mp-parts-count"] = "1"
+    status = 200
+    if dl.partial:
+        status = 206
+        end = dl.offset + dl.length - 1
+        headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
+    _overrides(r, headers)
+    # The first piece before the headers: a read that cannot be served at all
+    # still answers with an S3 error, not a broken stream.
+    first = await anext(dl.body, b"")
+
+    async def send() -> AsyncIterator[bytes]:
+        try:
+            for piece in pieces(first):
+                yield piece
+            async for chunk in dl.body:
+                for piece in pieces(chunk):
+                    yield piece
+        finally:
+            await dl.body.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(send(), status_code=status, headers=headers)
+
+
+@op("HeadObject")
+async def head_object(r: S3Request) -> Response:
+    check_key(r)
+    part = _part_number(r)
+    info = await r.ctx.objects.head(r.principal, r.address, parse_conditions(r.header))
+    checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
+    headers = object_headers(info, checksums=checksum_mode)
+    headers["Content-Length"] = str(info.size)
+    if part is not None:
+        if part != 1:
+            raise InvalidArgumentS3(
+                "partNumber beyond 1 is not supported for this object",
+                ArgumentName="partNumber",
+                ArgumentValue=str(part),
+            )
+        headers["x-amz-mp-parts-count"] = "1"
+    _overrides(r, headers)
+    return Response(status_code=200, headers=headers)
+
+
+@op("DeleteObject")
+async def delete_object(r: S3Request) -> Response:
+    check_key(r)
+    await r.ctx.objects.delete(
+        r.principal, DeleteObject(r.address, conditions=parse_conditions(r.header))
+    )
+    return Response(status_code=204)

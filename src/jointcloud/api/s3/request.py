@@ -1,0 +1,225 @@
+"""One S3 request: where it points (bucket, key), who sent it (the principal
+behind the access key id, after its signature is checked) and its body
+(decoded from ``aws-chunked`` and checked against the signed payload hash
+while it streams).
+
+Addressing: path style (``/bucket/key``) always; virtual-host style
+(``bucket.<domain>``) for the domains given with ``--s3-domain``. An S3
+bucket is a package of the credentials' project, a key an object path
+(DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+from starlette.requests import Request
+
+from jointcloud.api.s3 import sigv2, sigv4
+from jointcloud.api.s3.chunked import ChunkedDecoder, streaming_headers
+from jointcloud.api.s3.errors import MissingContentLength
+from jointcloud.api.s3.xmlio import MalformedXMLError
+from jointcloud.context import Context
+from jointcloud.core.authz import Principal
+from jointcloud.core.commands import ObjectAddress, PackageRef
+from jointcloud.core.models import ChecksumAlgorithm
+from jointcloud.errors import AccessDenied
+
+CHECKSUM_HEADERS = {
+    f"x-amz-checksum-{algorithm.value.lower()}": algorithm for algorithm in ChecksumAlgorithm
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the URL names: nothing (the service), a bucket, or an object."""
+
+    bucket: str | None
+    key: str | None
+    virtual_host: bool = False
+
+    @property
+    def resource(self) -> str:
+        if self.bucket is None:
+            return "/"
+        return f"/{self.bucket}" + ("" if self.key is None else f"/{self.key}")
+
+
+def target_of(raw_path: bytes, host: str | None, domains: tuple[str, ...]) -> Target:
+    path = unquote(raw_path.decode("utf-8", "surrogateescape"), errors="surrogateescape")
+    hostname = (host or "").rsplit(":", 1)[0].lower() if host and not host.startswith("[") else ""
+    for domain in domains:
+        suffix = "." + domain.lower()
+        if hostname.endswith(suffix) and len(hostname) > len(suffix):
+            key = path[1:] if path.startswith("/") else path
+            return Target(hostname[: -len(suffix)], key or None, virtual_host=True)
+    trimmed = path[1:] if path.startswith("/") else path
+    if not trimmed:
+        return Target(None, None)
+    bucket, slash, key = trimmed.partition("/")
+    return Target(bucket, key if slash and key else None)
+
+
+@dataclass
+class S3Request:
+    """What a handler gets."""
+
+    ctx: Context
+    request: Request
+    signed: sigv4.SignedRequest
+    target: Target
+    caller: Principal | None  # None: not authenticated (CORS preflight, POST form)
+    request_id: str
+    signing: sigv4.SigningContext | None = None
+    _query: dict[str, str] = field(default_factory=dict)
+    _decoder: ChunkedDecoder | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in reversed(self.request.query_params.multi_items()):
+            self._query[name] = value
+
+    @property
+    def principal(self) -> Principal:
+        if self.caller is None:
+            raise AccessDenied("this request is not signed")
+        return self.caller
+
+    # -- addressing --------------------------------------------------------
+
+    @property
+    def bucket(self) -> str:
+        assert self.target.bucket is not None
+        return self.target.bucket
+
+    @property
+    def key(self) -> str:
+        assert self.target.key is not None
+        return self.target.key
+
+    @property
+    def package(self) -> PackageRef:
+        return PackageRef.by_name(self.bucket)
+
+    @property
+    def address(self) -> ObjectAddress:
+        return ObjectAddress(self.package, self.key)
+
+    # -- parameters --------------------------------------------------------
+
+    def query(self, name: str) -> str | None:
+        return self._query.get(name)
+
+    def has_query(self, name: str) -> bool:
+        return name in self._query
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name)
+
+    # -- body --------------------------------------------------------------
+
+    def body(self) -> AsyncIterator[bytes]:
+        """The payload as the client meant it: ``aws-chunked`` decoded and its
+        chunk signatures verified; a signed payload hash checked at the end
+        (a mismatch raises before the last piece is handed on, so nothing is
+        committed)."""
+        stream = self.request.stream()
+        signing = self.signing
+        if signing is not None and signing.payload.streaming:
+            self._decoder = ChunkedDecoder.for_request(stream, self.signed, signing)
+            return aiter(self._decoder)
+        encoding = (self.header("content-encoding") or "").lower()
+        if "aws-chunked" in encoding and self.header("x-amz-decoded-content-length"):
+            # Unsigned requests (SigV2, presigned) may still be chunked.
+            length, names = streaming_headers(self.signed)
+            self._decoder = ChunkedDecoder(
+                stream,
+                sigv4.PayloadMode.STREAMING_UNSIGNED_TRAILER,
+                trailer_names=names,
+                decoded_length=length,
+            )
+            return aiter(self._decoder)
+        chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
+        if self.header("content-length") is None and self.request.method == "PUT" and not chunked:
+            raise MissingContentLength("You must provide the Content-Length HTTP header.")
+        if signing is not None and signing.payload is sigv4.PayloadMode.SHA256:
+            return _hashed(stream, signing)
+        return _plain(stream)
+
+    def trailing_checksums(self) -> Mapping[ChecksumAlgorithm, str]:
+        """Checksums of the body's trailer (read once the body is)."""
+        if self._decoder is None:
+            return {}
+        return {
+            CHECKSUM_HEADERS[name]: value
+            for name, value in self._decoder.trailers.items()
+            if name in CHECKSUM_HEADERS
+        }
+
+    def trailer_algorithms(self) -> frozenset[ChecksumAlgorithm]:
+        _, names = streaming_headers(self.signed)
+        return frozenset(CHECKSUM_HEADERS[n] for n in names if n in CHECKSUM_HEADERS)
+
+    async def read_small(self, limit: int) -> bytes:
+        """A small body (XML documents), at most ``limit`` bytes."""
+        out = bytearray()
+        async for piece in self.body():
+            out += piece
+            if len(out) > limit:
+                raise MalformedXMLError(f"the request body is larger than {limit} bytes")
+        return bytes(out)
+
+
+async def _plain(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for piece in stream:
+        if piece:
+            yield piece
+
+
+async def _hashed(
+    stream: AsyncIterator[bytes], signing: sigv4.SigningContext
+) -> AsyncIterator[bytes]:
+    digest = hashlib.sha256()
+    held = b""
+    async for piece in stream:
+        if not piece:
+            continue
+        if held:
+            yield held
+        digest.update(piece)
+        held = piece
+    signing.check_payload_sha256(digest.hexdigest())
+    if held:
+        yield held
+
+
+# --- authentication -------------------------------------------------------------
+
+
+async def authenticate(
+    ctx: Context, signed: sigv4.SignedRequest, target: Target
+) -> tuple[Principal, sigv4.SigningContext | None]:
+    """The principal behind a signed request, after its signature is checked
+    with the secret of its access key id (the auth service's record)."""
+    kind = sigv4.detect_auth(signed)
+    now = datetime.now(UTC)
+    if kind is sigv4.AuthKind.ANONYMOUS:
+        raise AccessDenied("Anonymous access is not allowed: sign the request")
+    if kind in (sigv4.AuthKind.V4_HEADER, sigv4.AuthKind.V4_QUERY):
+        auth = sigv4.parse_v4(signed)
+        access = await ctx.access.resolve(auth.access_key_id)
+        signing = sigv4.verify_v4(signed, auth, access.secret_key, now)
+        return access.principal, signing
+    v2 = sigv2.parse_v2(signed)
+    access = await ctx.access.resolve(v2.access_key_id)
+    sigv2.verify_v2(
+        signed,
+        v2,
+        access.secret_key,
+        now,
+        virtual_host_bucket=target.bucket if target.virtual_host else None,
+    )
+    return access.principal, None

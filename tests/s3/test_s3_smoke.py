@@ -1,0 +1,57 @@
+"""The S3 endpoint with boto3's current defaults: buckets are packages of the
+credentials' project, objects round-trip, listings and errors are AWS's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from botocore.exceptions import ClientError
+from s3_support import S3
+
+
+async def test_bucket_and_object_round_trip(s3: S3) -> None:
+    c = s3.client()
+    data = os.urandom(3 * 1024 * 1024 + 5)
+
+    def work() -> None:
+        c.create_bucket(Bucket="photos")
+        assert [b["Name"] for b in c.list_buckets()["Buckets"]] == ["photos"]
+        c.put_object(
+            Bucket="photos",
+            Key="2024/a.jpg",
+            Body=data,
+            ContentType="image/jpeg",
+            Metadata={"colour": "blue"},
+        )
+        got = c.get_object(Bucket="photos", Key="2024/a.jpg")
+        assert got["Body"].read() == data
+        assert got["ContentType"] == "image/jpeg" and got["Metadata"] == {"colour": "blue"}
+        part = c.get_object(Bucket="photos", Key="2024/a.jpg", Range="bytes=10-19")
+        assert part["Body"].read() == data[10:20] and part["ContentRange"].endswith(f"/{len(data)}")
+        head = c.head_object(Bucket="photos", Key="2024/a.jpg")
+        assert head["ContentLength"] == len(data)
+        listed = c.list_objects_v2(Bucket="photos", Prefix="2024/")
+        assert [o["Key"] for o in listed["Contents"]] == ["2024/a.jpg"]
+        roll = c.list_objects_v2(Bucket="photos", Delimiter="/")
+        assert roll["CommonPrefixes"] == [{"Prefix": "2024/"}]
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="photos", Key="missing")
+        assert e.value.response["Error"]["Code"] == "NoSuchKey"
+        with pytest.raises(ClientError) as e:
+            c.delete_bucket(Bucket="photos")
+        assert e.value.response["Error"]["Code"] == "BucketNotEmpty"
+        c.delete_object(Bucket="photos", Key="2024/a.jpg")
+        c.delete_bucket(Bucket="photos")
+        assert c.list_buckets()["Buckets"] == []
+
+    await asyncio.to_thread(work)
+
+
+async def test_bad_secret_is_refused(s3: S3) -> None:
+    s3.secret_key = "x" * 53
+    c = s3.client()
+    with pytest.raises(ClientError) as e:
+        await asyncio.to_thread(c.list_buckets)
+    assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
