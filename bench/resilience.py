@@ -95,7 +95,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # the admin commands alike, as an operator would (docs/security.md).
     os.environ["JCS_LOCAL_ROOTS"] = str(work)
     server = subprocess.Popen(
-        [JCS, "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"],
+        [
+            JCS,
+            "serve",
+            "--s3-listen",
+            "off",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
         env={**os.environ, **PARKED},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -127,6 +127,8 @@ def start_server(args: argparse.Namespace, data: Path, port: int) -> subprocess.
         "-c",
         "import sys; sys.argv[0] = 'jcs'; from jointcloud.cli.main import app; app()",
         "serve",
+        "--s3-listen",
+        "off",
         "--data-dir",
         str(data),
         "--listen",

@@ -355,7 +355,16 @@ class Jcs:
         env.update(JCS_LOCAL_ROOTS=str(self.work), JCS_ENDPOINT_ALLOW="127.0.0.1")
         with self.log.open("wb") as fh:
             self.proc = subprocess.Popen(
-                [JCS, "serve", "--data-dir", str(self.data), "--listen", f"127.0.0.1:{port}"],
+                [
+                    JCS,
+                    "serve",
+                    "--s3-listen",
+                    "off",
+                    "--data-dir",
+                    str(self.data),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                ],
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -243,6 +243,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         [
             str(ROOT / ".venv/bin/jcs"),
             "serve",
+            "--s3-listen",
+            "off",
             "--data-dir",
             str(data),
             "--listen",

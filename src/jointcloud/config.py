@@ -24,6 +24,7 @@ from jointcloud.spaces.rules import SpaceRules, resolve_local
 
 DEFAULT_LISTEN = "127.0.0.1:7890"
 DEFAULT_S3_LISTEN = "127.0.0.1:7891"
+S3_OFF = "off"
 # What one ``jcs serve`` process does: ``api`` serves the protocols on their
 # listeners, ``jobs`` runs the background jobs (repair, scrub, GC, sync, ...).
 ROLES = ("api", "jobs")
@@ -110,8 +111,10 @@ class Settings:
         return _url(self.s3_public_url or self.s3_listen)
 
     def listen_addresses(self) -> tuple[tuple[str, str], ...]:
-        """Every listener of this process, the main one first: (name, HOST:PORT)."""
-        return ((MAIN_LISTENER, self.listen), *self.listeners)
+        """Every listener of this process, the main one first: (name, HOST:PORT).
+        The S3 endpoint has its own (``--s3-listen``, ``off``: none)."""
+        s3 = () if self.s3_listen == S3_OFF else (("s3", self.s3_listen),)
+        return ((MAIN_LISTENER, self.listen), *s3, *self.listeners)
 
     def space_rules(self) -> SpaceRules:
         """The confinement every user space is opened under."""
@@ -263,7 +266,17 @@ class Environment(BaseSettings):
     def _level(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("listen", "s3_listen")
+    @field_validator("s3_listen")
+    @classmethod
+    def _s3_listen(cls, value: str) -> str:
+        if value != S3_OFF:
+            try:
+                parse_listen(value)
+            except BadArgument as exc:
+                raise ValueError(exc.message + " (or off)") from None
+        return value
+
+    @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         try:
@@ -321,6 +334,8 @@ class Environment(BaseSettings):
     def _check_listeners(cls, value: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         names = [MAIN_LISTENER]
         for name, address in value:
+            if name == "s3":
+                raise ValueError("the S3 endpoint listens on --s3-listen (JCS_S3_LISTEN)")
             if not name.isidentifier() or name in names:
                 raise ValueError(f"listener names must be distinct words, got {name!r}")
             names.append(name)

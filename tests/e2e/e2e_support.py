@@ -36,6 +36,8 @@ def clean_env() -> dict[str, str]:
     # a test of the defaults overrides both with "".
     env["JCS_LOCAL_ROOTS"] = tempfile.gettempdir()
     env["JCS_ENDPOINT_ALLOW"] = "127.0.0.1"
+    # Never the default S3 port: several test servers run at once.
+    env["JCS_S3_LISTEN"] = f"127.0.0.1:{free_port()}"
     env["PYTHONIOENCODING"] = "utf-8"
     env["COLUMNS"] = "200"
     return env
@@ -49,6 +51,7 @@ class JcsServer:
     data_dir: Path
     log_dir: Path
     port: int = 0
+    s3_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # JCS_* settings of this server
@@ -73,6 +76,7 @@ class JcsServer:
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port = free_port()
+        self.s3_port = free_port()
         log = self.log_dir / f"serve-{len(self.logs) + 1}.log"
         self.logs.append(log)
         with log.open("wb") as fh:
@@ -84,6 +88,8 @@ class JcsServer:
                     str(self.data_dir),
                     "--listen",
                     f"127.0.0.1:{self.port}",
+                    "--s3-listen",
+                    f"127.0.0.1:{self.s3_port}",
                 ],
                 stdout=fh,
                 stderr=subprocess.STDOUT,

@@ -58,10 +58,11 @@ class ProbeServer(JcsServer):
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port = free_port()
+        self.s3_port = free_port()
         log = self.log_dir / f"serve-{self.port}-{len(self.logs) + 1}.log"
         self.logs.append(log)
         args = [str(JCS), "serve", "--data-dir", str(self.data_dir)]
-        args += ["--listen", f"127.0.0.1:{self.port}"]
+        args += ["--listen", f"127.0.0.1:{self.port}", "--s3-listen", f"127.0.0.1:{self.s3_port}"]
         if self.database_url:
             args += ["--database-url", self.database_url]
         with log.open("wb") as fh:

@@ -92,16 +92,26 @@ def test_flags_win_and_empty_variables_are_unset(
 
 
 def test_listeners_and_space_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JCS_LISTENERS", "s3=127.0.0.1:7891, share=0.0.0.0:8080")
+    monkeypatch.setenv("JCS_LISTENERS", "share=0.0.0.0:8080")
     s = Settings.load(str(tmp_path))
-    assert s.listeners == (("s3", "127.0.0.1:7891"), ("share", "0.0.0.0:8080"))
-    assert s.listen_addresses()[0] == ("main", "127.0.0.1:7890")
+    assert s.listeners == (("share", "0.0.0.0:8080"),)
+    # the main listener first, the S3 endpoint on its own by default
+    assert s.listen_addresses() == (
+        ("main", "127.0.0.1:7890"),
+        ("s3", "127.0.0.1:7891"),
+        ("share", "0.0.0.0:8080"),
+    )
     # no space may point at any listener of this server
     assert set(s.space_rules().own_listeners) == {
         ("127.0.0.1", 7890),
         ("127.0.0.1", 7891),
         ("0.0.0.0", 8080),
     }
+    off = Settings.load(str(tmp_path), s3_listen="off")
+    assert [name for name, _ in off.listen_addresses()] == ["main", "share"]
+    monkeypatch.setenv("JCS_LISTENERS", "s3=127.0.0.1:7999")
+    with pytest.raises(ConfigError, match="--s3-listen"):
+        Settings.load(str(tmp_path))
 
 
 def test_direct_construction_and_replace(tmp_path: Path) -> None:
@@ -129,7 +139,7 @@ def test_direct_construction_and_replace(tmp_path: Path) -> None:
         ("JCS_ROLES", "api,web", "api, jobs"),
         ("JCS_LISTENERS", "s3", "NAME=HOST:PORT"),
         ("JCS_LISTENERS", "main=127.0.0.1:1", "distinct"),
-        ("JCS_LISTENERS", "s3=nowhere", "HOST:PORT"),
+        ("JCS_LISTENERS", "share=nowhere", "HOST:PORT"),
         ("JCS_LOG_LEVEL", "loud", "debug"),
     ],
 )

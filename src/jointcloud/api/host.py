@@ -42,6 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jointcloud.api.authsvc import app as authsvc
+from jointcloud.api.s3 import app as s3
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
@@ -54,7 +55,7 @@ log = structlog.get_logger(__name__)
 # context with the host's HTTP instruments. The main listener's app is built
 # by ``main_app``.
 AppFactory = Callable[[Context, HttpMetrics], ASGIApp]
-PROTOCOLS: dict[str, AppFactory] = {}
+PROTOCOLS: dict[str, AppFactory] = {"s3": s3.create_app}
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 METRICS_PATH = "/metrics"
@@ -229,7 +230,7 @@ def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[
     check_listeners(settings)
     listeners = [Listener(MAIN_LISTENER, settings.listen, main_app(ctx, metrics, settings.roles))]
     if "api" in settings.roles:
-        for name, address in settings.listeners:
+        for name, address in settings.listen_addresses()[1:]:
             listeners.append(Listener(name, address, PROTOCOLS[name](ctx, metrics.http)))
     return listeners
 
