@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpx
-import pytest
 from jcs_helpers import Api, file_parts, info_part, multipart
 from matrix_support import (
+    BYTES,
     PUBLIC_ROUTES,
     World,
     app_routes,
@@ -110,9 +110,7 @@ ENDPOINTS: list[Endpoint] = [
         js(lambda w: {"name": "intruder-bucket"}),
         own=frozenset({"other_user"}),
     ),
-    Endpoint(
-        "GET", "/v1/bucket/getByName", "read", q(name=lambda w: w.p_name), own=IN_P
-    ),
+    Endpoint("GET", "/v1/bucket/getByName", "read", q(name=lambda w: w.p_name), own=IN_P),
     Endpoint("GET", "/v1/bucket/listAll", "list", q(), own=OWN_LISTINGS | IN_P),
     Endpoint(
         "POST", "/v1/bucket/update", "write", js(lambda w: {"bucketID": w.p, "redundancy": None})
@@ -126,7 +124,11 @@ ENDPOINTS: list[Endpoint] = [
         js(lambda w: {"bucketID": w.p, "name": "intruder-pkg"}),
     ),
     Endpoint(
-        "GET", "/v1/package/get", "read", q(packageID=lambda w: w.a), own=frozenset({"wrong_prefix"})
+        "GET",
+        "/v1/package/get",
+        "read",
+        q(packageID=lambda w: w.a),
+        own=frozenset({"wrong_prefix"}),
     ),
     Endpoint(
         "GET",
@@ -135,9 +137,7 @@ ENDPOINTS: list[Endpoint] = [
         q(bucketName=lambda w: w.p_name, packageName=lambda w: w.a_name),
         own=frozenset({"wrong_prefix"}),
     ),
-    Endpoint(
-        "GET", "/v1/package/listBucketPackages", "list", q(bucketID=lambda w: w.p), own=IN_P
-    ),
+    Endpoint("GET", "/v1/package/listBucketPackages", "list", q(bucketID=lambda w: w.p), own=IN_P),
     Endpoint(
         "POST",
         "/v1/package/update",
@@ -311,9 +311,7 @@ ENDPOINTS: list[Endpoint] = [
         own=frozenset({"other_user"}),
     ),
     Endpoint("GET", "/v1/userKey/list", "write", q(), own=frozenset({"other_user"})),
-    Endpoint(
-        "POST", "/v1/userKey/delete", "write", js(lambda w: {"userKeyID": w.user_key_id})
-    ),
+    Endpoint("POST", "/v1/userKey/delete", "write", js(lambda w: {"userKeyID": w.user_key_id})),
     Endpoint(
         "POST",
         "/v1/apiKey/create",
@@ -597,3 +595,141 @@ def test_every_route_is_in_the_matrix() -> None:
     assert len(covered) == len(ENDPOINTS)  # no route twice
 
 
+async def test_positive_controls(api: Api, ctx: Context, root_key: str) -> None:
+    """The properly scoped key succeeds on every endpoint (so the matrix
+    cannot pass by refusing everything): the narrowest key that should
+    work — the prefix key on its own objects, the project key on its
+    project, the user key on the account — and the public routes need none."""
+    w = await build_world(api, ctx, root_key)
+    narrow = wrong_prefix_key(w)  # everything under A/in/
+    covered: set[tuple[str, str]] = set()
+
+    async with client(ctx) as c:
+
+        async def call(key: str | None, method: str, path: str, **kw: Any) -> Any:
+            headers = {**kw.pop("headers", {}), **bearer(key)}
+            r = await c.request(method, path, headers=headers, **kw)
+            assert r.status_code == 200, (method, path, r.status_code, r.text)
+            covered.add((method, path))
+            if method == "HEAD" or path in PUBLIC_ROUTES:
+                return r
+            if r.headers["content-type"].startswith("application/json"):
+                body = r.json()
+                assert body["code"] == "OK", body
+                return body["data"]
+            return r.content
+
+        # The prefix key, within its prefix.
+        data = await call(narrow, "GET", "/v1/bucket/getByName", params={"name": w.p_name})
+        assert data["bucket"]["bucketID"] == w.p
+        data = await call(narrow, "GET", "/v1/bucket/listAll")
+        assert [b["bucketID"] for b in data["buckets"]] == [w.p]
+        data = await call(narrow, "GET", "/v1/project/info", params={"bucketID": w.p})
+        assert data["bucketID"] == w.p
+        data = await call(narrow, "GET", "/v1/package/get", params={"packageID": w.a})
+        assert data["package"]["name"] == w.a_name
+        params = {"bucketName": w.p_name, "packageName": w.a_name}
+        data = await call(narrow, "GET", "/v1/package/getByFullName", params=params)
+        assert data["package"]["packageID"] == w.a
+        data = await call(narrow, "GET", "/v1/package/listBucketPackages", params={"bucketID": w.p})
+        assert [p["packageID"] for p in data["packages"]] == [w.a]
+        data = await call(narrow, "GET", "/v1/object/getPackageObjects", params={"packageID": w.a})
+        assert [o["path"] for o in data["objects"]] == [w.path_in]
+        params = {"packageID": w.a, "path": "in/", "isPrefix": "true"}
+        data = await call(narrow, "GET", "/v1/object/listByPath", params=params)
+        assert [o["path"] for o in data["objects"]] == [w.path_in]
+        for path in ("/v1/object/download", "/v1/bucket/download"):
+            assert await call(narrow, "GET", path, params={"objectID": w.obj_in}) == BYTES["in"]
+            await call(narrow, "HEAD", path, params={"objectID": w.obj_in})
+        params = {"packageID": w.a, "path": w.path_in}
+        assert await call(narrow, "GET", "/v1/object/downloadByPath", params=params) == BYTES["in"]
+        await call(narrow, "HEAD", "/v1/object/downloadByPath", params=params)
+        data = await call(narrow, "POST", "/v1/object/listByIDs", json={"objectIDs": [w.obj_in]})
+        assert data["object"][0]["path"] == w.path_in
+        up = form([info_part({"packageID": w.a}), *file_parts([("in/up.txt", b"up")])])
+        data = await call(narrow, "POST", "/v1/object/upload", **up)
+        up_id = data["uploadeds"][0]["objectID"]
+        part = form([info_part({"objectID": w.pending_in, "index": 1}), ("file", "p", b"x")])
+        await call(narrow, "POST", "/v1/object/uploadPart", **part)
+        body = {"objectID": w.pending_in, "indexes": [0, 1]}
+        data = await call(narrow, "POST", "/v1/object/completeMultipartUpload", json=body)
+        assert data["object"]["fileHash"].startswith("Comp")
+        body = {"packageID": w.a, "path": "in/new-mp"}
+        await call(narrow, "POST", "/v1/object/newMultipartUpload", json=body)
+        cloning = {"objectID": w.obj_in, "newPackageID": w.a, "newPath": "in/cloned.txt"}
+        data = await call(narrow, "POST", "/v1/object/clone", json={"clonings": [cloning]})
+        cloned = data["objects"][0]["objectID"]
+        moving = {"objectID": up_id, "packageID": w.a, "path": "in/moved.txt"}
+        data = await call(narrow, "POST", "/v1/object/move", json={"movings": [moving]})
+        assert data["successes"] == [up_id]
+        body = {"packageID": w.a, "path": "in/moved.txt"}
+        await call(narrow, "POST", "/v1/object/deleteByPath", json=body)
+        await call(narrow, "POST", "/v1/object/delete", json={"objectIDs": [cloned]})
+
+        # The project key, on its project.
+        pkey = w.p_key
+        await call(pkey, "POST", "/v1/bucket/update", json={"bucketID": w.p, "redundancy": None})
+        body = {"bucketID": w.p, "name": "vic-scratch"}
+        scratch = (await call(pkey, "POST", "/v1/package/create", json=body))["package"]
+        sid = scratch["packageID"]
+        body = {"packageID": sid, "redundancy": {"type": "none"}}
+        await call(pkey, "POST", "/v1/package/update", json=body)
+        body = {"packageID": sid, "bucketID": w.p, "name": "vic-scratch2"}
+        copy = (await call(pkey, "POST", "/v1/package/clone", json=body))["package"]
+        await call(pkey, "POST", "/v1/package/delete", json={"packageID": copy["packageID"]})
+        child = restrict(pkey, allow={"read"})
+        data = await call(pkey, "POST", "/v1/apiKey/revoke", json={"key": child})
+        assert data["apiKey"]["apiKeyID"] == w.p_key_id
+        await call(w.e_key, "POST", "/v1/bucket/delete", json={"bucketID": w.e})
+
+        # The user key, on the account.
+        root = w.root_key
+        await call(root, "POST", "/v1/bucket/create", json={"name": "vic-new"})
+        body = {"bucketID": w.p, "name": "vic-new-key"}
+        made = (await call(root, "POST", "/v1/apiKey/create", json=body))["apiKey"]
+        listed = await call(root, "GET", "/v1/apiKey/list", params={"bucketID": w.p})
+        assert made["apiKeyID"] in [k["apiKeyID"] for k in listed["apiKeys"]]
+        await call(root, "POST", "/v1/apiKey/delete", json={"apiKeyID": made["apiKeyID"]})
+        made = (await call(root, "POST", "/v1/userKey/create", json={"name": "vic-k2"}))["userKey"]
+        listed = await call(root, "GET", "/v1/userKey/list")
+        assert made["userKeyID"] in [k["userKeyID"] for k in listed["userKeys"]]
+        await call(root, "POST", "/v1/userKey/delete", json={"userKeyID": made["userKeyID"]})
+        body = {"name": "vic-new-space", "storage": {"type": "Local", "path": str(w.tmp / "ns")}}
+        space = (await call(root, "POST", "/v1/userSpace/create", json=body))["userSpace"]
+        ns = {"userSpaceID": space["userSpaceID"]}
+        await call(root, "GET", "/v1/userSpace/get", params=ns)
+        await call(root, "POST", "/v1/userSpace/update", json={**ns, "name": "vic-renamed"})
+        await call(root, "POST", "/v1/userSpace/test", json=ns)
+        await call(root, "POST", "/v1/userSpace/drain", json=ns)
+        await call(root, "POST", "/v1/userSpace/delete", json=ns)
+        listed = await call(root, "GET", "/v1/userSpace/list")
+        assert w.space in [s["userSpaceID"] for s in listed["userSpaces"]]
+        body = {"userSpaceID": w.space, "path": "vic-syncsrc", "bucketID": w.p, "name": "vic-imp"}
+        data = await call(root, "POST", "/v1/userSpace/createPackage", json=body)
+        assert data["objectCount"] == 1
+        body = {"packageID": w.a, "userSpaceID": w.space, "rootPath": "vic-export"}
+        data = await call(root, "POST", "/v1/userSpace/downloadPackage", json=body)
+        assert data["objectCount"] >= 1
+        body = {
+            "srcUserSpaceID": w.space,
+            "srcPath": "vic-syncsrc",
+            "dests": [{"userSpaceID": w.space, "path": "vic-dst2"}],
+            "mode": "full",
+            "trigger": {"type": "interval", "seconds": 3600},
+        }
+        await call(root, "POST", "/v1/spaceSync/createTask", json=body)
+        data = await call(root, "GET", "/v1/spaceSync/getTask", params={"taskID": w.task})
+        assert data["task"]["taskID"] == w.task
+        data = await call(root, "GET", "/v1/spaceSync/listTasks")
+        assert w.task in [t["taskID"] for t in data["tasks"]]
+        await call(root, "POST", "/v1/spaceSync/cancelTask", json={"taskID": w.task})
+
+        # The public routes need no key and show nothing of anybody's.
+        for path in sorted(PUBLIC_ROUTES):
+            r = await call(None, "GET", path)
+            assert not leaks(w, frozenset(), r.request, r), path
+
+    routes = app_routes(create_app(ctx, background=False))
+    assert routes - {r for r in routes if r[1] in PUBLIC_ROUTES} <= covered, sorted(
+        routes - covered
+    )
