@@ -10,6 +10,8 @@ naming it. Every error is S3 XML from the one table in ``errors.py``.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -209,9 +211,16 @@ class S3App:
         await response(scope, receive, send)
 
 
-def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observability:
-    # The handlers register themselves in OPS when their modules load.
-    import jointcloud.api.s3.ops_bucket
-    import jointcloud.api.s3.ops_object  # noqa: F401
+def load_operations() -> None:
+    """Import every ``ops_*`` module of this package: each registers its
+    handlers in ``OPS`` (a new module needs no line here)."""
+    import jointcloud.api.s3 as package
 
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("ops_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observability:
+    load_operations()
     return Observability(S3App(ctx), protocol=PROTOCOL, metrics=metrics or HttpMetrics())
