@@ -216,14 +216,14 @@ async def build_world(api: Api, ctx: Context, root_key: str, gen: int = 0) -> Wo
         add(f"object {o['path']}", group, "object", o["objectID"], o["path"], o["fileHash"])
         add(f"bytes of {o['path']}", f"{group}-bytes", None, None, raw.decode())
     pending = {}
-    for group, path in (("in", f"in/{v}-pending"), ("out", f"out/{v}-pending")):
-        made = await api.post("/v1/object/newMultipartUpload", {"packageID": a, "path": path})
+    for group, mp_path in (("in", f"in/{v}-pending"), ("out", f"out/{v}-pending")):
+        made = await api.post("/v1/object/newMultipartUpload", {"packageID": a, "path": mp_path})
         oid = int(made["object"]["objectID"])
         r = await api.upload_part(oid, 0, b"VICTIM-BYTES-part-" + group.encode())
         assert r.status_code == 200, r.text
         pending[group] = oid
-        add(f"pending {path}", group, "object", oid, path)
-        add(f"part of {path}", f"{group}-bytes", None, None, "VICTIM-BYTES-part-" + group)
+        add(f"pending {mp_path}", group, "object", oid, mp_path)
+        add(f"part of {mp_path}", f"{group}-bytes", None, None, "VICTIM-BYTES-part-" + group)
 
     keys = {}
     for group, bucket in (("pkey", p), ("qkey", q), ("ekey", e)):

@@ -628,22 +628,23 @@ async def test_positive_controls(api: Api, ctx: Context, root_key: str) -> None:
         assert data["bucketID"] == w.p
         data = await call(narrow, "GET", "/v1/package/get", params={"packageID": w.a})
         assert data["package"]["name"] == w.a_name
-        params = {"bucketName": w.p_name, "packageName": w.a_name}
-        data = await call(narrow, "GET", "/v1/package/getByFullName", params=params)
+        names = {"bucketName": w.p_name, "packageName": w.a_name}
+        data = await call(narrow, "GET", "/v1/package/getByFullName", params=names)
         assert data["package"]["packageID"] == w.a
         data = await call(narrow, "GET", "/v1/package/listBucketPackages", params={"bucketID": w.p})
         assert [p["packageID"] for p in data["packages"]] == [w.a]
         data = await call(narrow, "GET", "/v1/object/getPackageObjects", params={"packageID": w.a})
         assert [o["path"] for o in data["objects"]] == [w.path_in]
-        params = {"packageID": w.a, "path": "in/", "isPrefix": "true"}
-        data = await call(narrow, "GET", "/v1/object/listByPath", params=params)
+        listing: dict[str, Any] = {"packageID": w.a, "path": "in/", "isPrefix": "true"}
+        data = await call(narrow, "GET", "/v1/object/listByPath", params=listing)
         assert [o["path"] for o in data["objects"]] == [w.path_in]
         for path in ("/v1/object/download", "/v1/bucket/download"):
             assert await call(narrow, "GET", path, params={"objectID": w.obj_in}) == BYTES["in"]
             await call(narrow, "HEAD", path, params={"objectID": w.obj_in})
-        params = {"packageID": w.a, "path": w.path_in}
-        assert await call(narrow, "GET", "/v1/object/downloadByPath", params=params) == BYTES["in"]
-        await call(narrow, "HEAD", "/v1/object/downloadByPath", params=params)
+        by_path: dict[str, Any] = {"packageID": w.a, "path": w.path_in}
+        got = await call(narrow, "GET", "/v1/object/downloadByPath", params=by_path)
+        assert got == BYTES["in"]
+        await call(narrow, "HEAD", "/v1/object/downloadByPath", params=by_path)
         data = await call(narrow, "POST", "/v1/object/listByIDs", json={"objectIDs": [w.obj_in]})
         assert data["object"][0]["path"] == w.path_in
         up = form([info_part({"packageID": w.a}), *file_parts([("in/up.txt", b"up")])])
