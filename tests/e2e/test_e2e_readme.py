@@ -66,6 +66,8 @@ def test_use_it_runs_as_written(workdir: Path, tmp_path: Path) -> None:
                 # Name the line that failed, as the README has it.
                 "trap 'echo \"README line failed: $BASH_COMMAND\" >&2' ERR",
                 readme_block("Use it").replace(DEFAULT_ENDPOINT, server.endpoint),
+                # It builds on "Use it", in the same shell.
+                readme_block("Keys, grants and S3 credentials"),
             ]
         )
         run = subprocess.run(
@@ -92,3 +94,10 @@ def test_use_it_runs_as_written(workdir: Path, tmp_path: Path) -> None:
     assert (workdir / "a.jpg").read_bytes() == (workdir / "holiday" / "a.jpg").read_bytes()
     for i in range(2, 8):
         assert f"added user space local{i} " in out
+    # Keys, grants and S3 credentials: the restricted key listed the holiday
+    # files, then was revoked; a grant and S3 credentials were printed.
+    assert "a.jpg" in out and "notes.txt" in out
+    assert f"--endpoint-url http://127.0.0.1:{server.s3_port}" in out or (
+        f"127.0.0.1:{server.s3_port}" in out
+    )
+    assert "secret_access_key" in out or "aws_secret_access_key" in out
