@@ -374,11 +374,18 @@ def botocore_request(path: str, method: str = "PUT", body: bytes | None = None) 
     )
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("signer", sorted(SIGNERS))
+# The generic SigV4Auth double-encodes and normalises the path, which S3 does
+# not: it is checked on the plain path only; the S3 signers on every path.
+@pytest.mark.parametrize(
+    ("signer", "path"),
+    [
+        (signer, path)
+        for signer in sorted(SIGNERS)
+        for path in PATHS
+        if signer != "SigV4Auth" or path == PATHS[0]
+    ],
+)
 def test_botocore_signed_requests_verify(signer: str, path: str) -> None:
-    if signer == "SigV4Auth" and path != PATHS[0]:
-        pytest.skip("generic SigV4 double-encodes and normalises the path; S3 does neither")
     request = botocore_request(path, body=None if "Query" in signer else b"hello")
     SIGNERS[signer](request)
     req = to_signed(request)
@@ -553,7 +560,15 @@ def capture(config: Config, call: Callable[[Any], object], endpoint: str) -> Any
     return caught.value.request
 
 
-@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:7891", "https://s3.example.test"])
+# Virtual-host addressing needs a host name: not with an IP endpoint.
+@pytest.mark.parametrize(
+    ("endpoint", "addressing"),
+    [
+        ("http://127.0.0.1:7891", "path"),
+        ("https://s3.example.test", "path"),
+        ("https://s3.example.test", "virtual"),
+    ],
+)
 @pytest.mark.parametrize(
     "call",
     [
@@ -566,12 +581,9 @@ def capture(config: Config, call: Callable[[Any], object], endpoint: str) -> Any
         lambda c: c.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": "k"}]}),
     ],
 )
-@pytest.mark.parametrize("addressing", ["path", "virtual"])
 def test_boto3_client_requests_verify(
     call: Callable[[Any], object], endpoint: str, addressing: str
 ) -> None:
-    if addressing == "virtual" and "127.0.0.1" in endpoint:
-        pytest.skip("virtual-host addressing needs a host name")
     config = Config(signature_version="s3v4", s3={"addressing_style": addressing})
     request = capture(config, call, endpoint)
     req = to_signed(request)
