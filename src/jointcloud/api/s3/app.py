@@ -207,6 +207,14 @@ class S3App:
             )
         except ClientDisconnect:
             return  # the client went away mid-body: nothing was committed
+        except Exception as exc:  # a bug: answer S3's InternalError, log no request data
+            log.exception("unhandled error", error_type=type(exc).__name__)
+            response = error_response(
+                errors.OperationFailed("We encountered an internal error. Please try again."),
+                resource=target.resource,
+                request_id=request_id,
+                head=head,
+            )
         response.headers.setdefault("x-amz-request-id", request_id)
         await response(scope, receive, send)
 
