@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from jointcloud.core.authz import Operation, Principal, authorize, visible_packages
 from jointcloud.core.commands import PackageRef, check_tags
-from jointcloud.core.models import Bucket, Package
+from jointcloud.core.models import Bucket, CorsRule, Package
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
     AccessDenied,
@@ -25,6 +25,63 @@ from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy, parse_redundancy
 
 MAX_PACKAGE_TAGS = 50
+MAX_CORS_RULES = 100
+CORS_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
+MAX_CORS_RULE_ID = 255
+
+
+def check_cors_rules(rules: Sequence[CorsRule]) -> list[CorsRule]:
+    """A package's CORS rules as given: 1 to ``MAX_CORS_RULES`` rules, each
+    with at least one origin and one method of ``CORS_METHODS``; origin and
+    header patterns with at most one ``*``; a non-negative cache age."""
+    if not rules:
+        raise BadArgument("a CORS configuration needs at least one rule")
+    if len(rules) > MAX_CORS_RULES:
+        raise BadArgument(f"CORS rules: {len(rules)} given; at most {MAX_CORS_RULES}")
+    for rule in rules:
+        if not rule.allowed_methods:
+            raise BadArgument("every CORS rule needs at least one allowed method")
+        if not rule.allowed_origins:
+            raise BadArgument("every CORS rule needs at least one allowed origin")
+        for method in rule.allowed_methods:
+            if method not in CORS_METHODS:
+                raise BadArgument(
+                    f"Found unsupported HTTP method in CORS config. Unsupported method is "
+                    f"{method[:32]}"
+                )
+        for kind, patterns in (
+            ("AllowedOrigin", rule.allowed_origins),
+            ("AllowedHeader", rule.allowed_headers),
+        ):
+            for pattern in patterns:
+                if pattern.count("*") > 1:
+                    raise BadArgument(
+                        f'{kind} "{pattern[:128]}" can not have more than one wildcard.'
+                    )
+                if not pattern or any(ord(c) < 0x20 or ord(c) == 0x7F for c in pattern):
+                    raise BadArgument(
+                        f"{kind} {pattern[:128]!r} is empty or holds control characters"
+                    )
+        for header in rule.expose_headers:
+            if not header or any(c.isspace() for c in header):
+                raise BadArgument(f"ExposeHeader {header[:128]!r} is empty or holds spaces")
+        if rule.max_age_seconds is not None and rule.max_age_seconds < 0:
+            raise BadArgument("MaxAgeSeconds must not be negative")
+        if rule.rule_id is not None and len(rule.rule_id) > MAX_CORS_RULE_ID:
+            raise BadArgument(f"a CORS rule ID is at most {MAX_CORS_RULE_ID} characters")
+    return list(rules)
+
+
+def first_cors_match(
+    configs: Iterable[Sequence[CorsRule]], origin: str, method: str, headers: Sequence[str] = ()
+) -> CorsRule | None:
+    """The first rule (of the first configuration that has one) allowing
+    ``origin`` to use ``method`` with ``headers``."""
+    for rules in configs:
+        for rule in rules:
+            if rule.matches(origin, method, headers):
+                return rule
+    return None
 
 
 def optional_policy(raw: Any) -> Redundancy | None:
@@ -189,6 +246,35 @@ class PackageService:
 
     async def delete_tags(self, principal: Principal, ref: PackageRef) -> None:
         await self.set_tags(principal, ref, {})
+
+    async def get_cors(self, principal: Principal, ref: PackageRef) -> list[CorsRule]:
+        """The package's CORS rules, in order (none set: an empty list)."""
+        pkg = await self.resolve(principal, ref, Operation.READ)
+        async with self.db.read() as conn:
+            return await catalog.get_package_cors(conn, pkg.package_id)
+
+    async def set_cors(
+        self, principal: Principal, ref: PackageRef, rules: Sequence[CorsRule]
+    ) -> list[CorsRule]:
+        """Replace the package's CORS rules (see ``check_cors_rules``)."""
+        checked = check_cors_rules(rules)
+        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        async with self.db.write() as conn:
+            await catalog.set_package_cors(conn, pkg.package_id, checked)
+        return checked
+
+    async def delete_cors(self, principal: Principal, ref: PackageRef) -> None:
+        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        async with self.db.write() as conn:
+            await catalog.set_package_cors(conn, pkg.package_id, [])
+
+    async def cors_configs(self, name: str, project_id: int | None = None) -> list[list[CorsRule]]:
+        """The CORS rules of the packages called ``name`` that have some (in
+        project ``project_id`` only, if given). No principal: a browser's
+        preflight carries no credentials, and what a rule allows is what
+        every cross-origin answer shows anyway."""
+        async with self.db.read() as conn:
+            return await catalog.cors_by_package_name(conn, name, project_id)
 
     async def get_by_full_name(
         self, principal: Principal, bucket_name: str, package_name: str

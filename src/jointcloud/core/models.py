@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -287,3 +287,45 @@ class FileRecord:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "state", FileState(self.state))
+
+
+def _wildcard_match(pattern: str, value: str) -> bool:
+    """``pattern`` with at most one ``*`` (any run of characters)."""
+    if "*" not in pattern:
+        return pattern == value
+    head, _, tail = pattern.partition("*")
+    return len(value) >= len(head) + len(tail) and value.startswith(head) and value.endswith(tail)
+
+
+@dataclass(frozen=True)
+class CorsRule:
+    """One cross-origin rule of a package: which origins may use which
+    methods with which request headers, what response headers they may read
+    and how long a browser may cache the answer. Origin and header patterns
+    hold at most one ``*``; methods are upper-case HTTP methods."""
+
+    allowed_methods: tuple[str, ...]
+    allowed_origins: tuple[str, ...]
+    allowed_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    max_age_seconds: int | None = None
+    rule_id: str | None = None
+
+    def allows_origin(self, origin: str) -> bool:
+        return any(_wildcard_match(p, origin) for p in self.allowed_origins)
+
+    def allows_headers(self, headers: Iterable[str]) -> bool:
+        """Every header named (case-insensitively) matches an allowed one."""
+        patterns = [p.lower() for p in self.allowed_headers]
+        return all(any(_wildcard_match(p, h.lower()) for p in patterns) for h in headers)
+
+    def matches(self, origin: str, method: str, headers: Iterable[str] = ()) -> bool:
+        return (
+            method in self.allowed_methods
+            and self.allows_origin(origin)
+            and self.allows_headers(headers)
+        )
+
+    @property
+    def any_origin(self) -> bool:
+        return "*" in self.allowed_origins

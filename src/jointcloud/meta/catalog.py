@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -15,6 +16,7 @@ from jointcloud.core.models import (
     Bucket,
     ChecksumAlgorithm,
     ContentHash,
+    CorsRule,
     ObjectContent,
     ObjectInfo,
     ObjectMeta,
@@ -49,6 +51,15 @@ _BUCKET_COLUMNS = (
     t.buckets.c.project_id,
     t.buckets.c.redundancy,
     t.buckets.c.created_at,
+)
+# The columns a Package is made of (not the cors column of migration 0009:
+# code reading packages also runs against a database not yet migrated).
+_PACKAGE_COLUMNS = (
+    t.packages.c.id,
+    t.packages.c.bucket_id,
+    t.packages.c.name,
+    t.packages.c.redundancy,
+    t.packages.c.created_at,
 )
 
 
@@ -115,7 +126,7 @@ async def create_package(
     )
     row = (
         await conn.execute(
-            select(t.packages).where(t.packages.c.id == res.inserted_primary_key[0])  # type: ignore[index]
+            select(*_PACKAGE_COLUMNS).where(t.packages.c.id == res.inserted_primary_key[0])  # type: ignore[index]
         )
     ).one()
     return to_package(row)
@@ -123,7 +134,7 @@ async def create_package(
 
 def _owned_packages(user_id: int):  # type: ignore[no-untyped-def]
     return (
-        select(t.packages)
+        select(*_PACKAGE_COLUMNS)
         .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
         .where(t.buckets.c.user_id == user_id)
     )
@@ -134,7 +145,7 @@ async def package_policy(
 ) -> tuple[Package, Redundancy] | None:
     """The package and the policy its uploads get: its own, else its bucket's."""
     q = (
-        select(t.packages, t.buckets.c.redundancy.label("bucket_redundancy"))
+        select(*_PACKAGE_COLUMNS, t.buckets.c.redundancy.label("bucket_redundancy"))
         .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
         .where(t.packages.c.id == package_id, t.buckets.c.user_id == user_id)
     )
@@ -164,13 +175,19 @@ async def set_package_policy(
 
 
 async def get_package_by_name(conn: AsyncConnection, bucket_id: int, name: str) -> Package | None:
-    q = select(t.packages).where(t.packages.c.bucket_id == bucket_id, t.packages.c.name == name)
+    q = select(*_PACKAGE_COLUMNS).where(
+        t.packages.c.bucket_id == bucket_id, t.packages.c.name == name
+    )
     row = (await conn.execute(q)).first()
     return None if row is None else to_package(row)
 
 
 async def list_packages(conn: AsyncConnection, bucket_id: int) -> list[Package]:
-    q = select(t.packages).where(t.packages.c.bucket_id == bucket_id).order_by(t.packages.c.id)
+    q = (
+        select(*_PACKAGE_COLUMNS)
+        .where(t.packages.c.bucket_id == bucket_id)
+        .order_by(t.packages.c.id)
+    )
     return [to_package(r) for r in await conn.execute(q)]
 
 
@@ -317,6 +334,68 @@ async def set_package_tags(conn: AsyncConnection, package_id: int, tags: Mapping
     await conn.execute(
         update(t.packages).where(t.packages.c.id == package_id).values(tags=dump_map(tags))
     )
+
+
+def _dump_cors(rules: Sequence[CorsRule]) -> str | None:
+    if not rules:
+        return None
+    return json.dumps(
+        [
+            {
+                "methods": list(r.allowed_methods),
+                "origins": list(r.allowed_origins),
+                "headers": list(r.allowed_headers),
+                "expose": list(r.expose_headers),
+                "max_age": r.max_age_seconds,
+                "id": r.rule_id,
+            }
+            for r in rules
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _load_cors(text: str | None) -> list[CorsRule]:
+    if not text:
+        return []
+    return [
+        CorsRule(
+            allowed_methods=tuple(d["methods"]),
+            allowed_origins=tuple(d["origins"]),
+            allowed_headers=tuple(d.get("headers") or ()),
+            expose_headers=tuple(d.get("expose") or ()),
+            max_age_seconds=d.get("max_age"),
+            rule_id=d.get("id"),
+        )
+        for d in json.loads(text)
+    ]
+
+
+async def get_package_cors(conn: AsyncConnection, package_id: int) -> list[CorsRule]:
+    """The package's CORS rules, in order (none: an empty list)."""
+    q = select(t.packages.c.cors).where(t.packages.c.id == package_id)
+    return _load_cors((await conn.execute(q)).scalar_one_or_none())
+
+
+async def set_package_cors(
+    conn: AsyncConnection, package_id: int, rules: Sequence[CorsRule]
+) -> None:
+    """Replace the package's CORS rules (empty: remove them)."""
+    await conn.execute(
+        update(t.packages).where(t.packages.c.id == package_id).values(cors=_dump_cors(rules))
+    )
+
+
+async def cors_by_package_name(
+    conn: AsyncConnection, name: str, bucket_id: int | None = None
+) -> list[list[CorsRule]]:
+    """The CORS rules of the packages called ``name`` that have some (of
+    bucket ``bucket_id`` only, if given), oldest package first."""
+    q = select(t.packages.c.cors).where(t.packages.c.name == name, t.packages.c.cors.is_not(None))
+    if bucket_id is not None:
+        q = q.where(t.packages.c.bucket_id == bucket_id)
+    q = q.order_by(t.packages.c.id)
+    return [_load_cors(text) for (text,) in await conn.execute(q)]
 
 
 async def objects_by_ids(

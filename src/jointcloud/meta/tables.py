@@ -151,7 +151,10 @@ packages = Table(
     # When the policy was last set: objects written before it are re-encoded.
     Column("policy_changed_at", DateTime(timezone=True), nullable=True),
     Column("tags", Text, nullable=True),  # JSON object (migration 0006)
+    Column("cors", Text, nullable=True),  # JSON list of CORS rules (migration 0009)
     UniqueConstraint("bucket_id", "name", name="uq_packages_bucket_name"),
+    # CORS preflights carry no credentials: packages are found by name alone.
+    Index("ix_packages_name", "name"),
     sqlite_autoincrement=True,
 )
 
