@@ -61,6 +61,7 @@ NoSuchCORSConfiguration = s3_error("NoSuchCORSConfiguration", 404)
 NoSuchTagSet = s3_error("NoSuchTagSet", 404)
 EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
 InvalidRequestS3 = s3_error("InvalidRequest", 400)
+NoSuchVersion = s3_error("NoSuchVersion", 404)
 
 # Domain errors, most specific first: (class, code, status).
 TABLE: list[tuple[type[errors.DomainError], str, int]] = [

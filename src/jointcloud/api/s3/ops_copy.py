@@ -1,0 +1,265 @@
+"""Copies and batch deletes: CopyObject and DeleteObjects, and the
+``x-amz-copy-source`` header they share with UploadPartCopy.
+
+A copy is server-side: the destination shares the source's immutable
+layouts (core), from any bucket (package) of the credentials' project the
+credentials may read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from urllib.parse import parse_qsl, unquote
+
+from awscrt import checksums as crt  # type: ignore[import-untyped]
+from starlette.responses import Response
+
+from jointcloud import errors
+from jointcloud.api.common.http import etag_list, parse_conditions
+from jointcloud.api.s3.app import op
+from jointcloud.api.s3.errors import (
+    InvalidArgumentS3,
+    InvalidRequestS3,
+    MalformedXML,
+    NoSuchVersion,
+    classify,
+)
+from jointcloud.api.s3.headers import content_md5, object_meta, supplied_checksums
+from jointcloud.api.s3.ops_object import check_key
+from jointcloud.api.s3.request import S3Request
+from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
+from jointcloud.core.commands import (
+    ChecksumAlgorithm,
+    Conditions,
+    CopyObject,
+    DeleteObject,
+    MetadataDirective,
+    ObjectAddress,
+    PackageRef,
+)
+from jointcloud.core.models import ObjectInfo
+from jointcloud.core.paths import MAX_PATH
+
+MAX_DELETE = 1000  # keys of one DeleteObjects (AWS)
+
+SELF_COPY = (
+    "This copy request is illegal because it is trying to copy an object to itself "
+    "without changing the object's metadata, storage class, website redirect location "
+    "or encryption attributes."
+)
+
+
+def xml(root: str, fields: list[tuple[str, Value]]) -> Response:
+    return Response(render(root, fields), status_code=200, media_type="application/xml")
+
+
+# --- x-amz-copy-source ----------------------------------------------------------
+
+
+def copy_source(r: S3Request) -> ObjectAddress:
+    """``x-amz-copy-source``: ``[/]bucket/key`` URL-encoded, optionally
+    ``?versionId=null`` (buckets here are unversioned: any other version id
+    is refused). The bucket is a package of the credentials' project."""
+    raw = r.header("x-amz-copy-source") or ""
+    path, _, query = raw.partition("?")
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "versionId" and value != "null":
+            raise InvalidArgumentS3(
+                "Invalid version id specified",
+                ArgumentName="x-amz-copy-source",
+                ArgumentValue=raw[:256],
+            )
+    text = unquote(path, errors="surrogateescape")
+    if text.startswith("/"):
+        text = text[1:]
+    bucket, slash, key = text.partition("/")
+    if not bucket or not slash or not key or bucket.startswith("arn:"):
+        raise InvalidArgumentS3(
+            "Copy Source must mention the source bucket and key: sourcebucket/sourcekey",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=raw[:256],
+        )
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise InvalidArgumentS3(
+            "The copy source key is too long",
+            ArgumentName="x-amz-copy-source",
+            ArgumentValue=raw[:256],
+        )
+    return ObjectAddress(PackageRef.by_name(bucket), key)
+
+
+def source_conditions(r: S3Request) -> Conditions:
+    """``x-amz-copy-source-if-*``: every failure is 412 PreconditionFailed."""
+    return parse_conditions(r.header, "x-amz-copy-source-")
+
+
+def write_conditions(r: S3Request) -> Conditions:
+    """``If-Match`` / ``If-None-Match`` of a write (conditional writes)."""
+    return Conditions(
+        if_match=etag_list(r.header("if-match")),
+        if_none_match=etag_list(r.header("if-none-match")),
+    )
+
+
+def checksum_fields(info_checksums: dict[ChecksumAlgorithm, str]) -> list[tuple[str, Value]]:
+    """``Checksum<ALGORITHM>`` elements (and their type) of a result."""
+    fields: list[tuple[str, Value]] = [
+        (f"Checksum{a.value}", v) for a, v in sorted(info_checksums.items())
+    ]
+    if fields:
+        composite = any("-" in v for v in info_checksums.values())
+        fields.append(("ChecksumType", "COMPOSITE" if composite else "FULL_OBJECT"))
+    return fields
+
+
+# --- CopyObject -----------------------------------------------------------------
+
+
+def _directive(r: S3Request, header: str, what: str) -> MetadataDirective:
+    value = r.header(header)
+    if value is None:
+        return MetadataDirective.COPY
+    try:
+        return MetadataDirective(value.strip().upper())
+    except ValueError:
+        raise InvalidArgumentS3(
+            f"Unknown {what} directive.", ArgumentName=header, ArgumentValue=value[:64]
+        ) from None
+
+
+def _copy_result(info: ObjectInfo) -> list[tuple[str, Value]]:
+    fields: list[tuple[str, Value]] = [
+        ("ETag", f'"{info.etag}"'),
+        ("LastModified", iso(info.update_time)),
+    ]
+    fields.extend(checksum_fields(dict(info.checksums)))
+    return fields
+
+
+@op("CopyObject")
+async def copy_object(r: S3Request) -> Response:
+    check_key(r)
+    source = copy_source(r)
+    directive = _directive(r, "x-amz-metadata-directive", "metadata")
+    tags_directive = _directive(r, "x-amz-tagging-directive", "tagging")
+    if (
+        source.package.name == r.bucket
+        and source.path == r.key
+        and directive is not MetadataDirective.REPLACE
+    ):
+        raise InvalidRequestS3(SELF_COPY)
+    meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
+    info = await r.ctx.objects.copy(
+        r.principal,
+        CopyObject(
+            source=source,
+            dest=r.address,
+            source_conditions=source_conditions(r),
+            conditions=write_conditions(r),
+            directive=directive,
+            meta=meta,
+            tags_directive=tags_directive,
+        ),
+    )
+    return xml("CopyObjectResult", _copy_result(info))
+
+
+# --- DeleteObjects --------------------------------------------------------------
+
+
+def _crc(fn: Callable[[bytes, int], int], width: int) -> Callable[[bytes], bytes]:
+    return lambda data: fn(data, 0).to_bytes(width, "big")
+
+
+_DIGESTS: dict[ChecksumAlgorithm, Callable[[bytes], bytes]] = {
+    ChecksumAlgorithm.CRC32: _crc(crt.crc32, 4),
+    ChecksumAlgorithm.CRC32C: _crc(crt.crc32c, 4),
+    ChecksumAlgorithm.CRC64NVME: _crc(crt.crc64nvme, 8),
+    ChecksumAlgorithm.SHA1: lambda data: hashlib.sha1(data).digest(),
+    ChecksumAlgorithm.SHA256: lambda data: hashlib.sha256(data).digest(),
+}
+
+
+def _check_body_digests(r: S3Request, body: bytes) -> None:
+    """AWS requires DeleteObjects to carry ``Content-MD5`` or an
+    ``x-amz-checksum-*`` (header or trailer), and checks it."""
+    md5 = content_md5(r)
+    given = supplied_checksums(r)
+    given.update(r.trailing_checksums())
+    if md5 is None and not given:
+        raise InvalidRequestS3(
+            "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
+        )
+    if md5 is not None and hashlib.md5(body).hexdigest() != md5:
+        raise errors.BadDigest("The Content-MD5 you specified did not match what we received.")
+    for algorithm, value in given.items():
+        if base64.b64encode(_DIGESTS[algorithm](body)).decode() != value:
+            raise errors.BadDigest(
+                f"The {algorithm.value} you specified did not match the calculated checksum."
+            )
+
+
+def _delete_list(body: bytes) -> tuple[bool, list[tuple[str, str | None, str | None]]]:
+    """(quiet, [(key, etag, version id)]) of a ``<Delete>`` document."""
+    root = parse(body, "Delete")
+    quiet_text = child_text(root, "Quiet")
+    quiet = (quiet_text or "").strip().lower() == "true"
+    if quiet_text is not None and quiet_text.strip().lower() not in ("true", "false"):
+        raise MalformedXML("<Quiet> must be true or false")
+    items: list[tuple[str, str | None, str | None]] = []
+    for node in root:
+        if not isinstance(node.tag, str) or node.tag == "Quiet":
+            continue
+        if node.tag != "Object":
+            raise MalformedXML(f"unexpected element <{node.tag}> in <Delete>")
+        key = child_text(node, "Key")
+        if key is None:
+            raise MalformedXML("every <Object> needs a <Key>")
+        items.append((key, child_text(node, "ETag"), child_text(node, "VersionId")))
+    if not items:
+        raise MalformedXML("<Delete> must list at least one <Object>")
+    if len(items) > MAX_DELETE:
+        raise MalformedXML(f"<Delete> lists {len(items)} objects; at most {MAX_DELETE}")
+    return quiet, items
+
+
+async def _delete_one(r: S3Request, key: str, etag: str | None, version: str | None) -> None:
+    if version not in (None, "null"):
+        raise NoSuchVersion("The specified version does not exist.")
+    if not key:
+        raise errors.BadArgument("the key is empty")
+    if len(key.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        raise errors.BadArgument(f"the key is longer than {MAX_PATH} bytes")
+    conditions = Conditions(if_match=etag_list(etag)) if etag is not None else Conditions()
+    await r.ctx.objects.delete(
+        r.principal, DeleteObject(ObjectAddress(r.package, key), conditions=conditions)
+    )
+
+
+@op("DeleteObjects")
+async def delete_objects(r: S3Request) -> Response:
+    body = await r.read_small(MAX_XML)
+    _check_body_digests(r, body)
+    quiet, items = _delete_list(body)
+    fields: list[tuple[str, Value]] = []
+    for key, etag, version in items:
+        try:
+            await _delete_one(r, key, etag, version)
+        except (errors.PackageNotFound, errors.BucketNotFound):
+            raise  # the bucket itself: the whole request fails (NoSuchBucket)
+        except errors.DomainError as exc:
+            code = classify(exc)[0]
+            entry: list[tuple[str, Value]] = [("Key", key)]
+            if version is not None:
+                entry.append(("VersionId", version))
+            entry.extend([("Code", code), ("Message", exc.message)])
+            fields.append(("Error", entry))
+            continue
+        if not quiet:
+            done: list[tuple[str, Value]] = [("Key", key)]
+            if version is not None:
+                done.append(("VersionId", version))
+            fields.append(("Deleted", done))
+    return xml("DeleteResult", fields)
