@@ -1,0 +1,197 @@
+"""/raw: the bytes of a shared object — types, ranges (one and several),
+conditional requests, attachments, and the headers that keep a shared file
+from running script in the service's origin."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import os
+
+from share_support import World
+
+RAW_HEADERS = ("x-content-type-options", "content-security-policy")
+
+
+def check_safe(response: object) -> None:
+    headers = response.headers  # type: ignore[attr-defined]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer"
+
+
+async def test_whole_object_with_type_from_extension(world: World) -> None:
+    data = os.urandom(300_000)
+    info = await world.put("photos/cat.png", data)
+    access = await world.public()
+    r = await world.client.get(f"/raw/{access}/docs/photos/cat.png")
+    assert r.status_code == 200
+    assert r.content == data
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["content-length"] == str(len(data))
+    assert r.headers["etag"] == f'"{info.etag}"'
+    assert r.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    assert r.headers["accept-ranges"] == "bytes"
+    assert "last-modified" in r.headers
+    assert r.headers["content-disposition"].startswith("inline;")
+    check_safe(r)
+
+
+async def test_type_from_metadata_wins(world: World) -> None:
+    await world.put("data.bin", b'{"a": 1}', content_type="application/json")
+    access = await world.public()
+    r = await world.client.get(f"/raw/{access}/docs/data.bin")
+    assert r.headers["content-type"] == "application/json"
+    await world.put("noext", b"\x00\x01")
+    r = await world.client.get(f"/raw/{access}/docs/noext")
+    assert r.headers["content-type"] == "application/octet-stream"
+
+
+async def test_active_types_are_served_as_plain_text(world: World) -> None:
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    access = await world.public()
+    cases = {
+        "evil.html": None,
+        "evil.svg": None,
+        "evil.xml": None,
+        "evil.xhtml": None,
+        "evil.js": None,
+        "disguised.png": "text/html; charset=utf-8",
+    }
+    for name, ctype in cases.items():
+        await world.put(name, page, content_type=ctype)
+        r = await world.client.get(f"/raw/{access}/docs/{name}")
+        assert r.status_code == 200, name
+        assert r.headers["content-type"] == "text/plain; charset=utf-8", name
+        assert r.content == page
+        check_safe(r)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src" not in csp
+
+
+async def test_download_is_an_attachment_with_rfc6266_names(world: World) -> None:
+    await world.put("reports/résumé 2024.pdf", b"%PDF-1.4 ...")
+    await world.put("plain.txt", b"hello")
+    access = await world.public()
+    r = await world.client.get(f"/raw/{access}/docs/reports/r%C3%A9sum%C3%A9%202024.pdf?download")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/pdf"
+    cd = r.headers["content-disposition"]
+    assert cd.startswith('attachment; filename="r_sum_ 2024.pdf"')
+    assert "filename*=UTF-8''r%C3%A9sum%C3%A9%202024.pdf" in cd
+    r = await world.client.get(f"/raw/{access}/docs/plain.txt?download")
+    assert r.headers["content-disposition"] == (
+        "attachment; filename=\"plain.txt\"; filename*=UTF-8''plain.txt"
+    )
+
+
+async def test_single_ranges(world: World) -> None:
+    data = bytes(range(256)) * 40  # 10240 bytes
+    await world.put("r.bin", data)
+    access = await world.public()
+    url = f"/raw/{access}/docs/r.bin"
+    for header, (start, end) in {
+        "bytes=0-99": (0, 99),
+        "bytes=100-": (100, 10239),
+        "bytes=-10": (10230, 10239),
+        "bytes=10000-99999": (10000, 10239),
+    }.items():
+        r = await world.client.get(url, headers={"Range": header})
+        assert r.status_code == 206, header
+        assert r.content == data[start : end + 1]
+        assert r.headers["content-range"] == f"bytes {start}-{end}/10240"
+        assert r.headers["content-length"] == str(end - start + 1)
+        check_safe(r)
+    r = await world.client.get(url, headers={"Range": "bytes=20000-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"] == "bytes */10240"
+    # other units and malformed headers are ignored: the whole object
+    for ignored in ("items=0-1", "bytes=5-2", "bytes=abc"):
+        r = await world.client.get(url, headers={"Range": ignored})
+        assert r.status_code == 200 and r.content == data
+
+
+async def test_multiple_ranges_are_multipart_byteranges(world: World) -> None:
+    data = os.urandom(5000)
+    await world.put("m.bin", data)
+    access = await world.public()
+    r = await world.client.get(
+        f"/raw/{access}/docs/m.bin", headers={"Range": "bytes=0-9, 100-199, -5, 9000-"}
+    )
+    assert r.status_code == 206
+    ctype = r.headers["content-type"]
+    assert ctype.startswith("multipart/byteranges; boundary=")
+    assert r.headers["content-length"] == str(len(r.content))
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"content-type: " + ctype.encode() + b"\r\n\r\n" + r.content
+    )
+    parts = list(message.iter_parts())
+    # the range past the end selects nothing and is left out
+    assert [p["content-range"] for p in parts] == [
+        "bytes 0-9/5000",
+        "bytes 100-199/5000",
+        "bytes 4995-4999/5000",
+    ]
+    assert [p.get_payload(decode=True) for p in parts] == [
+        data[0:10],
+        data[100:200],
+        data[4995:],
+    ]
+    assert all(p["content-type"] == "application/octet-stream" for p in parts)
+
+
+async def test_conditional_requests(world: World) -> None:
+    info = await world.put("c.txt", b"cached")
+    access = await world.public()
+    url = f"/raw/{access}/docs/c.txt"
+    r = await world.client.get(url)
+    etag, modified = r.headers["etag"], r.headers["last-modified"]
+    r = await world.client.get(url, headers={"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b""
+    assert r.headers["etag"] == etag
+    check_safe(r)
+    r = await world.client.get(url, headers={"If-Modified-Since": modified})
+    assert r.status_code == 304
+    r = await world.client.get(url, headers={"If-None-Match": '"other"'})
+    assert r.status_code == 200 and r.content == b"cached"
+    r = await world.client.get(url, headers={"If-Match": '"other"'})
+    assert r.status_code == 412
+    r = await world.client.get(url, headers={"If-Match": f'"{info.etag}"'})
+    assert r.status_code == 200
+    # If-Range: a stale validator gets the whole object, a current one the range
+    r = await world.client.get(url, headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
+    assert r.status_code == 200 and r.content == b"cached"
+    r = await world.client.get(url, headers={"Range": "bytes=0-1", "If-Range": etag})
+    assert r.status_code == 206 and r.content == b"ca"
+
+
+async def test_head_and_methods(world: World) -> None:
+    await world.put("h.txt", b"12345")
+    access = await world.public()
+    r = await world.client.head(f"/raw/{access}/docs/h.txt")
+    assert r.status_code == 200
+    assert r.headers["content-length"] == "5"
+    assert r.content == b""
+    r = await world.client.post(f"/raw/{access}/docs/h.txt")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "GET, HEAD"
+
+
+async def test_missing_object_and_bucket(world: World) -> None:
+    access = await world.public(world.grant)  # the whole project, public
+    r = await world.client.get(f"/raw/{access}/docs/nothing.txt")
+    assert r.status_code == 404
+    assert "text/html" in r.headers["content-type"]
+    check_safe(r)
+    r = await world.client.get(f"/raw/{access}/nobucket/a.txt")
+    assert r.status_code == 404
+
+
+async def test_large_object_streams_whole(world: World) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    await world.put("big.bin", data)
+    access = await world.public()
+    r = await world.client.get(f"/raw/{access}/docs/big.bin")
+    assert r.status_code == 200
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest()
