@@ -182,6 +182,7 @@ class S3App:
             self.domains,
         )
         head = request.method == "HEAD"
+        s3req: S3Request | None = None
         try:
             query = set(request.query_params.keys())
             name = operation_name(request.method, target, query, request)
@@ -215,6 +216,10 @@ class S3App:
                 request_id=request_id,
                 head=head,
             )
+        if s3req is not None and "origin" in request.headers:
+            from jointcloud.api.s3.ops_cors import cors_headers  # a request from a browser
+
+            await cors_headers(s3req, response.headers)
         response.headers.setdefault("x-amz-request-id", request_id)
         await response(scope, receive, send)
 

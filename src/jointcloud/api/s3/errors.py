@@ -61,6 +61,13 @@ NoSuchCORSConfiguration = s3_error("NoSuchCORSConfiguration", 404)
 NoSuchTagSet = s3_error("NoSuchTagSet", 404)
 EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
 InvalidRequestS3 = s3_error("InvalidRequest", 400)
+AccessForbidden = s3_error("AccessForbidden", 403)  # a CORS preflight refused
+BadRequest = s3_error("BadRequest", 400)
+MalformedACLError = s3_error("MalformedACLError", 400)
+UnexpectedContent = s3_error("UnexpectedContent", 400)
+MaxPostPreDataLengthExceeded = s3_error("MaxPostPreDataLengthExceeded", 400)
+EntityTooSmallS3 = s3_error("EntityTooSmall", 400)
+PreconditionFailedS3 = s3_error("PreconditionFailed", 412)
 NoSuchVersion = s3_error("NoSuchVersion", 404)
 
 # Domain errors, most specific first: (class, code, status).

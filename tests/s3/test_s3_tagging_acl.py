@@ -1,0 +1,204 @@
+"""Object and bucket tagging and ACLs through boto3: AWS's XML, status
+codes and error codes; only private ACLs are accepted."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+from s3_support import S3
+
+
+def _code(e: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    err = e.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _tags(pairs: dict[str, str]) -> dict[str, Any]:
+    return {"TagSet": [{"Key": k, "Value": v} for k, v in pairs.items()]}
+
+
+async def test_object_tagging(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="tags")
+        c.put_object(Bucket="tags", Key="a/b.txt", Body=b"x", Tagging="k1=v1&k2=")
+        got = c.get_object_tagging(Bucket="tags", Key="a/b.txt")["TagSet"]
+        assert sorted((t["Key"], t["Value"]) for t in got) == [("k1", "v1"), ("k2", "")]
+        put = c.put_object_tagging(
+            Bucket="tags", Key="a/b.txt", Tagging=_tags({"colour": "blue", "size": "L"})
+        )
+        assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
+        got = c.get_object_tagging(Bucket="tags", Key="a/b.txt")["TagSet"]
+        assert {t["Key"]: t["Value"] for t in got} == {"colour": "blue", "size": "L"}
+        assert c.head_object(Bucket="tags", Key="a/b.txt")["ResponseMetadata"]["HTTPHeaders"][
+            "x-amz-tagging-count"
+        ] == "2"
+        assert c.get_object(Bucket="tags", Key="a/b.txt")["Body"].read() == b"x"
+
+        with pytest.raises(ClientError) as e:
+            c.put_object_tagging(
+                Bucket="tags", Key="a/b.txt", Tagging=_tags({f"k{i}": "v" for i in range(11)})
+            )
+        assert _code(e) == ("InvalidTag", 400)
+        assert "10" in e.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as e:
+            c.put_object_tagging(
+                Bucket="tags",
+                Key="a/b.txt",
+                Tagging={"TagSet": [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]},
+            )
+        assert _code(e) == ("InvalidTag", 400)
+        with pytest.raises(ClientError) as e:
+            c.put_object_tagging(Bucket="tags", Key="a/b.txt", Tagging=_tags({"k" * 129: "v"}))
+        assert _code(e) == ("InvalidTag", 400)
+        with pytest.raises(ClientError) as e:
+            c.put_object_tagging(Bucket="tags", Key="a/b.txt", Tagging=_tags({"aws:x": "v"}))
+        assert _code(e) == ("InvalidTag", 400)
+        with pytest.raises(ClientError) as e:
+            c.put_object_tagging(Bucket="tags", Key="missing", Tagging=_tags({"a": "b"}))
+        assert _code(e) == ("NoSuchKey", 404)
+        with pytest.raises(ClientError) as e:
+            c.get_object_tagging(Bucket="nobucket", Key="x")
+        assert _code(e) == ("NoSuchBucket", 404)
+
+        deleted = c.delete_object_tagging(Bucket="tags", Key="a/b.txt")
+        assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert c.get_object_tagging(Bucket="tags", Key="a/b.txt")["TagSet"] == []
+
+    await asyncio.to_thread(work)
+
+
+def signed_put(s3: S3, path: str, body: bytes, **headers: str) -> requests.Response:
+    """A PUT signed with SigV4 by botocore, headers and body as given."""
+    request = AWSRequest(method="PUT", url=s3.endpoint + path, data=body, headers=headers)
+    request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+    S3SigV4Auth(Credentials(s3.access_key_id, s3.secret_key), "s3", "us-east-1").add_auth(request)
+    return requests.put(request.url, data=body, headers=dict(request.headers), timeout=10)
+
+
+async def test_tagging_document_is_checked(s3: S3) -> None:
+    c = s3.client()
+    await asyncio.to_thread(c.create_bucket, Bucket="docs")
+    await asyncio.to_thread(c.put_object, Bucket="docs", Key="k", Body=b"1")
+
+    def send(body: bytes, **headers: str) -> requests.Response:
+        return signed_put(s3, "/docs/k?tagging", body, **headers)
+
+    bad = await asyncio.to_thread(send, b"<Tagging><Nope/></Tagging>")
+    assert bad.status_code == 400 and b"<Code>MalformedXML</Code>" in bad.content
+    doc = b"<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>"
+    wrong = await asyncio.to_thread(send, doc, **{"Content-MD5": "1B2M2Y8AsgTpgAmY7PhCfg=="})
+    assert wrong.status_code == 400 and b"<Code>BadDigest</Code>" in wrong.content
+    crc = await asyncio.to_thread(send, doc, **{"x-amz-checksum-crc32": "AAAAAA=="})
+    assert crc.status_code == 400 and b"<Code>BadDigest</Code>" in crc.content
+    ok = await asyncio.to_thread(send, doc)
+    assert ok.status_code == 200
+    got = await asyncio.to_thread(c.get_object_tagging, Bucket="docs", Key="k")
+    assert got["TagSet"] == [{"Key": "a", "Value": "b"}]
+
+
+async def test_bucket_tagging(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="btags")
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_tagging(Bucket="btags")
+        assert _code(e) == ("NoSuchTagSet", 404)
+        put = c.put_bucket_tagging(Bucket="btags", Tagging=_tags({"team": "a", "env": "dev"}))
+        assert put["ResponseMetadata"]["HTTPStatusCode"] == 204
+        got = c.get_bucket_tagging(Bucket="btags")["TagSet"]
+        assert {t["Key"]: t["Value"] for t in got} == {"team": "a", "env": "dev"}
+        many = {f"k{i}": "v" for i in range(50)}
+        c.put_bucket_tagging(Bucket="btags", Tagging=_tags(many))
+        assert len(c.get_bucket_tagging(Bucket="btags")["TagSet"]) == 50
+        with pytest.raises(ClientError) as e:
+            c.put_bucket_tagging(Bucket="btags", Tagging=_tags({**many, "one": "more"}))
+        assert _code(e) == ("InvalidTag", 400)
+        deleted = c.delete_bucket_tagging(Bucket="btags")
+        assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_tagging(Bucket="btags")
+        assert _code(e) == ("NoSuchTagSet", 404)
+        with pytest.raises(ClientError) as e:
+            c.put_bucket_tagging(Bucket="nobucket", Tagging=_tags({"a": "b"}))
+        assert _code(e) == ("NoSuchBucket", 404)
+
+    await asyncio.to_thread(work)
+
+
+async def test_acls_are_private(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="acl", ACL="private")
+        c.put_object(Bucket="acl", Key="o", Body=b"data", ACL="private")
+        assert c.get_object(Bucket="acl", Key="o")["Body"].read() == b"data"
+        for got in (c.get_bucket_acl(Bucket="acl"), c.get_object_acl(Bucket="acl", Key="o")):
+            owner = got["Owner"]
+            assert len(owner["ID"]) == 64
+            assert got["Grants"] == [
+                {
+                    "Grantee": {**owner, "Type": "CanonicalUser"},
+                    "Permission": "FULL_CONTROL",
+                }
+            ]
+        owner = c.get_bucket_acl(Bucket="acl")["Owner"]
+        assert c.put_bucket_acl(Bucket="acl", ACL="private")["ResponseMetadata"][
+            "HTTPStatusCode"
+        ] == 200
+        c.put_object_acl(Bucket="acl", Key="o", ACL="private")
+        mine = {
+            "Owner": owner,
+            "Grants": [
+                {
+                    "Grantee": {"ID": owner["ID"], "Type": "CanonicalUser"},
+                    "Permission": "FULL_CONTROL",
+                }
+            ],
+        }
+        c.put_bucket_acl(Bucket="acl", AccessControlPolicy=mine)
+        c.put_object_acl(Bucket="acl", Key="o", AccessControlPolicy=mine)
+        c.put_object_acl(Bucket="acl", Key="o", GrantFullControl=f'id="{owner["ID"]}"')
+
+        for call in (
+            lambda: c.put_bucket_acl(Bucket="acl", ACL="public-read"),
+            lambda: c.put_object_acl(Bucket="acl", Key="o", ACL="public-read-write"),
+            lambda: c.put_object_acl(Bucket="acl", Key="o", GrantRead='id="someone"'),
+            lambda: c.put_bucket_acl(
+                Bucket="acl",
+                AccessControlPolicy={
+                    "Owner": owner,
+                    "Grants": [
+                        *mine["Grants"],
+                        {
+                            "Grantee": {
+                                "Type": "Group",
+                                "URI": "http://acs.amazonaws.com/groups/global/AllUsers",
+                            },
+                            "Permission": "READ",
+                        },
+                    ],
+                },
+            ),
+        ):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert _code(e) == ("NotImplemented", 501)
+            assert "link sharing" in e.value.response["Error"]["Message"]
+        with pytest.raises(ClientError) as e:
+            c.put_object_acl(Bucket="acl", Key="missing", ACL="private")
+        assert _code(e) == ("NoSuchKey", 404)
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_acl(Bucket="nobucket")
+        assert _code(e) == ("NoSuchBucket", 404)
+
+    await asyncio.to_thread(work)
