@@ -1,0 +1,401 @@
+"""The S3 endpoint of a real ``jcs serve`` driven by the real clients people
+use: the AWS CLI (``aws s3`` and ``aws s3api``, presigned URLs), rclone
+(copy, sync, check, lsf, server-side copy) and s3cmd (SigV4 and SigV2),
+with credentials made by ``jcs s3 credentials``. An S3 bucket is a package
+of the credentials' project (DESIGN §2): what one API writes the other
+reads. A restricted grant is refused outside its caveats."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_support import JcsServer, api_client
+from s3_clients import (
+    Aws,
+    Rclone,
+    S3cmd,
+    S3Creds,
+    boto3_client,
+    make_credentials,
+    requests_between,
+    s3_requests,
+)
+
+PROJECT = "s3clients"
+PASSPHRASE = "s3 clients e2e passphrase"
+MiB = 1 << 20
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("s3-clients")
+
+
+@pytest.fixture(scope="module")
+def s3_server(work: Path) -> Iterator[JcsServer]:
+    """A server of this module's own: the request counters of its S3
+    listener count only what these tests sent."""
+    server = JcsServer(
+        data_dir=work / "data",
+        log_dir=work,
+        env={"JCS_AUTH_TOKEN": "s3-clients-operator-token-0123456789"},
+    )
+    try:
+        server.start()
+        with api_client(server) as api:
+            r = api.post("/v1/bucket/create", json={"name": PROJECT})
+            assert r.status_code == 200, r.text
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def creds(s3_server: JcsServer, work: Path) -> S3Creds:
+    made = make_credentials(s3_server, PROJECT, PASSPHRASE, cwd=work)
+    # the endpoint printed is the S3 listener of this server
+    assert made.endpoint == f"http://127.0.0.1:{s3_server.s3_port}"
+    return made
+
+
+@pytest.fixture(scope="module")
+def aws(creds: S3Creds, work: Path) -> Aws:
+    return Aws(work / "home-aws", creds)
+
+
+def package_id(server: JcsServer, package: str) -> int:
+    with api_client(server) as api:
+        r = api.get(
+            "/v1/package/getByFullName", params={"bucketName": PROJECT, "packageName": package}
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["data"]["package"]["packageID"])
+
+
+def tree(root: Path, files: dict[str, bytes]) -> Path:
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+def test_aws_s3_commands(aws: Aws, work: Path) -> None:
+    local = work / "aws-s3"
+    big = os.urandom(9 * MiB)  # over the CLI's 8 MiB threshold: a multipart upload
+    src = tree(local / "src", {"a.txt": b"alpha\n", "d/b.txt": b"bravo\n", "big.bin": big})
+
+    assert "make_bucket: awsb" in aws.ok("s3", "mb", "s3://awsb")
+    aws.ok("s3", "cp", str(src / "big.bin"), "s3://awsb/one/big.bin")
+    aws.ok("s3", "sync", str(src), "s3://awsb/synced")
+
+    listing = aws.ok("s3", "ls", "--recursive", "s3://awsb")
+    keys = [line.split()[-1] for line in listing.splitlines()]
+    assert keys == ["one/big.bin", "synced/a.txt", "synced/big.bin", "synced/d/b.txt"]
+    assert re.search(rf"\s{len(big)} one/big.bin$", listing, re.MULTILINE)
+    top = aws.ok("s3", "ls", "s3://awsb/")
+    assert "PRE one/" in top and "PRE synced/" in top
+
+    # a second sync sends nothing: sizes and times match
+    assert aws.ok("s3", "sync", str(src), "s3://awsb/synced").strip() == ""
+
+    down = local / "down"
+    aws.ok("s3", "cp", "s3://awsb/one/big.bin", str(down / "big.bin"))
+    assert (down / "big.bin").read_bytes() == big
+    aws.ok("s3", "sync", "s3://awsb/synced", str(down / "synced"))
+    assert (down / "synced" / "d" / "b.txt").read_bytes() == b"bravo\n"
+    assert (down / "synced" / "big.bin").read_bytes() == big
+
+    # rb refuses a bucket with objects in it, rm empties it, then rb works
+    assert "BucketNotEmpty" in aws.fails("s3", "rb", "s3://awsb")
+    assert "delete: s3://awsb/one/big.bin" in aws.ok("s3", "rm", "s3://awsb/one/big.bin")
+    assert aws.ok("s3", "rm", "--recursive", "s3://awsb").count("delete: ") == 3
+    assert "remove_bucket: awsb" in aws.ok("s3", "rb", "s3://awsb")
+    assert "NoSuchBucket" in aws.fails("s3", "ls", "s3://awsb")
+
+
+def test_aws_s3api_objects_multipart_and_presign(aws: Aws, work: Path) -> None:
+    local = work / "aws-s3api"
+    local.mkdir()
+    aws.ok("s3api", "create-bucket", "--bucket", "apib")
+    body = local / "body.txt"
+    hello = b"hello s3api\n"
+    body.write_bytes(hello)
+    put = json.loads(
+        aws.ok(
+            "s3api",
+            "put-object",
+            "--bucket",
+            "apib",
+            "--key",
+            "hello.txt",
+            "--body",
+            str(body),
+            "--content-type",
+            "text/plain",
+            "--metadata",
+            "colour=blue,Owner=Ann",
+        )
+    )
+    assert put["ETag"] == f'"{md5(hello)}"'
+
+    head = json.loads(aws.ok("s3api", "head-object", "--bucket", "apib", "--key", "hello.txt"))
+    assert head["ContentLength"] == 12 and head["ContentType"] == "text/plain"
+    assert head["ETag"] == put["ETag"]
+    assert head["Metadata"] == {"colour": "blue", "owner": "Ann"}
+
+    out = local / "got.bin"
+    got = json.loads(
+        aws.ok(
+            "s3api",
+            "get-object",
+            "--bucket",
+            "apib",
+            "--key",
+            "hello.txt",
+            "--range",
+            "bytes=6-",
+            str(out),
+        )
+    )
+    assert out.read_bytes() == b"s3api\n"
+    assert got["ContentRange"] == "bytes 6-11/12" and got["ContentLength"] == 6
+
+    # multipart: two parts (the first of the 5 MiB minimum), then complete
+    parts = [os.urandom(5 * MiB), os.urandom(MiB + 17)]
+    created = json.loads(
+        aws.ok("s3api", "create-multipart-upload", "--bucket", "apib", "--key", "mp/big.bin")
+    )
+    upload_id = created["UploadId"]
+    assert created["Key"] == "mp/big.bin" and created["Bucket"] == "apib"
+    etags = []
+    for n, data in enumerate(parts, start=1):
+        f = local / f"part{n}"
+        f.write_bytes(data)
+        made = json.loads(
+            aws.ok(
+                "s3api",
+                "upload-part",
+                "--bucket",
+                "apib",
+                "--key",
+                "mp/big.bin",
+                "--upload-id",
+                upload_id,
+                "--part-number",
+                str(n),
+                "--body",
+                str(f),
+            )
+        )
+        assert made["ETag"] == f'"{md5(data)}"'
+        etags.append(made["ETag"])
+    # not visible before it is complete
+    missing = aws.fails("s3api", "head-object", "--bucket", "apib", "--key", "mp/big.bin")
+    assert "(404)" in missing and "Not Found" in missing, missing
+    layout = {"Parts": [{"ETag": e, "PartNumber": n} for n, e in enumerate(etags, start=1)]}
+    done = json.loads(
+        aws.ok(
+            "s3api",
+            "complete-multipart-upload",
+            "--bucket",
+            "apib",
+            "--key",
+            "mp/big.bin",
+            "--upload-id",
+            upload_id,
+            "--multipart-upload",
+            json.dumps(layout),
+        )
+    )
+    composite = hashlib.md5(b"".join(bytes.fromhex(e.strip('"')) for e in etags)).hexdigest()
+    assert done["ETag"] == f'"{composite}-2"' and done["Key"] == "mp/big.bin"
+    got = json.loads(
+        aws.ok("s3api", "get-object", "--bucket", "apib", "--key", "mp/big.bin", str(out))
+    )
+    assert out.read_bytes() == b"".join(parts)
+    assert got["ContentLength"] == sum(map(len, parts)) and got["ETag"] == done["ETag"]
+
+    listed = json.loads(
+        aws.ok("s3api", "list-objects-v2", "--bucket", "apib", "--delimiter", "/", "--no-paginate")
+    )
+    assert [(o["Key"], o["Size"]) for o in listed["Contents"]] == [("hello.txt", 12)]
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["mp/"]
+    assert listed["KeyCount"] == 2 and listed["IsTruncated"] is False
+
+    # a presigned URL works without any credential, and only as signed
+    url = aws.ok("s3", "presign", "s3://apib/hello.txt", "--expires-in", "300").strip()
+    r = httpx.get(url, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.content == hello
+    r = httpx.get(url.replace("hello.txt", "other.txt"), timeout=30)
+    assert r.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in r.text, r.text
+
+
+def test_rclone_copy_sync_check_lsf_and_server_side_copy(
+    s3_server: JcsServer, creds: S3Creds, work: Path
+) -> None:
+    rclone = Rclone(work / "home-rclone", creds)
+    local = work / "rclone"
+    src = tree(
+        local / "src",
+        {"a.txt": b"alpha\n", "d/b.txt": b"bravo\n", "d/e/c.bin": os.urandom(300_000)},
+    )
+    rclone.ok("mkdir", "jcs:rcl")
+    rclone.ok("copy", str(src), "jcs:rcl/copied")
+    assert sorted(rclone.ok("lsf", "-R", "--files-only", "jcs:rcl").split()) == [
+        "copied/a.txt",
+        "copied/d/b.txt",
+        "copied/d/e/c.bin",
+    ]
+    assert rclone.ok("lsf", "jcs:rcl/copied").split() == ["a.txt", "d/"]
+    check = rclone.run("check", str(src), "jcs:rcl/copied")
+    assert check.returncode == 0, check.stderr
+    assert "0 differences found" in check.stderr
+
+    # sync makes the remote equal to the source: a new file up, a gone one deleted
+    (src / "a.txt").unlink()
+    (src / "new.txt").write_bytes(b"new\n")
+    rclone.ok("sync", str(src), "jcs:rcl/copied")
+    assert sorted(rclone.ok("lsf", "-R", "--files-only", "jcs:rcl/copied").split()) == [
+        "d/b.txt",
+        "d/e/c.bin",
+        "new.txt",
+    ]
+    assert rclone.run("check", str(src), "jcs:rcl/copied").returncode == 0
+    # a changed remote object is a difference
+    rclone.ok("copyto", str(src / "d" / "b.txt"), "jcs:rcl/copied/new.txt")
+    changed = rclone.run("check", str(src), "jcs:rcl/copied")
+    assert changed.returncode != 0 and "1 differences found" in changed.stderr
+
+    # server-side copy: one CopyObject, the bytes never come down to rclone
+    before = s3_requests(s3_server)
+    out = rclone.ok("copyto", "-v", "jcs:rcl/copied/d/e/c.bin", "jcs:rcl/copy/c.bin")
+    counted = requests_between(before, s3_requests(s3_server))
+    assert counted.get(("CopyObject", 200)) == 1, (counted, out)
+    assert not any(op == "GetObject" for op, _ in counted), counted
+    check = rclone.run("check", str(src / "d" / "e"), "jcs:rcl/copy")
+    assert check.returncode == 0 and "1 matching files" in check.stderr, check.stderr
+    assert "rcl/" in rclone.ok("lsf", "jcs:").split()
+
+    rclone.ok("purge", "jcs:rcl")
+    assert "rcl/" not in rclone.ok("lsf", "jcs:").split()
+
+
+@pytest.mark.parametrize("signature_v2", [False, True], ids=["sigv4", "sigv2"])
+def test_s3cmd(creds: S3Creds, work: Path, signature_v2: bool) -> None:
+    name = "v2" if signature_v2 else "v4"
+    s3cmd = S3cmd(work / f"home-s3cmd-{name}", creds, signature_v2=signature_v2)
+    bucket = f"s3cmd-{name}"
+    local = work / f"s3cmd-{name}"
+    src = tree(local / "src", {"a.txt": b"alpha\n", "d/b.txt": b"bravo\n"})
+    payload = os.urandom(200_000)
+    (local / "blob.bin").write_bytes(payload)
+
+    assert f"Bucket 's3://{bucket}/' created" in s3cmd.ok("mb", f"s3://{bucket}")
+    assert f"s3://{bucket}" in s3cmd.ok("ls")
+    s3cmd.ok("put", str(local / "blob.bin"), f"s3://{bucket}/blobs/blob.bin")
+    s3cmd.ok("get", f"s3://{bucket}/blobs/blob.bin", str(local / "back.bin"))
+    assert (local / "back.bin").read_bytes() == payload
+    s3cmd.ok("sync", f"{src}/", f"s3://{bucket}/tree/")
+    listing = s3cmd.ok("ls", "-r", f"s3://{bucket}")
+    assert [line.split()[-1] for line in listing.splitlines()] == [
+        f"s3://{bucket}/blobs/blob.bin",
+        f"s3://{bucket}/tree/a.txt",
+        f"s3://{bucket}/tree/d/b.txt",
+    ]
+    assert re.search(rf"\s{len(payload)}\s+s3://{bucket}/blobs/blob.bin", listing)
+    top = s3cmd.ok("ls", f"s3://{bucket}")
+    assert "DIR" in top and f"s3://{bucket}/tree/" in top
+    # nothing changed: sync uploads nothing
+    assert "upload:" not in s3cmd.ok("sync", f"{src}/", f"s3://{bucket}/tree/")
+    s3cmd.ok("sync", f"s3://{bucket}/tree/", f"{local / 'down'}/")
+    assert (local / "down" / "d" / "b.txt").read_bytes() == b"bravo\n"
+    s3cmd.ok("del", f"s3://{bucket}/blobs/blob.bin")
+    assert "blob.bin" not in s3cmd.ok("ls", "-r", f"s3://{bucket}")
+    s3cmd.ok("del", "--recursive", "--force", f"s3://{bucket}/tree/")
+    s3cmd.ok("rb", f"s3://{bucket}")
+    assert f"s3://{bucket}" not in s3cmd.ok("ls")
+
+
+def test_s3_and_v1_api_see_the_same_objects(
+    s3_server: JcsServer, creds: S3Creds, aws: Aws, work: Path
+) -> None:
+    local = work / "interop"
+    local.mkdir()
+    data = os.urandom(123_457)
+    (local / "up.bin").write_bytes(data)
+    boto3_client(creds).create_bucket(Bucket="both")
+    aws.ok("s3", "cp", str(local / "up.bin"), "s3://both/from-s3/up.bin")
+
+    pkg = package_id(s3_server, "both")  # the S3 bucket is a package of the project
+    with api_client(s3_server) as api:
+        r = api.get("/v1/object/listByPath", params={"packageID": pkg, "path": "from-s3/up.bin"})
+        assert r.status_code == 200, r.text
+        [obj] = r.json()["data"]["objects"]
+        assert int(obj["size"]) == len(data)
+        r = api.get("/v1/object/download", params={"objectID": obj["objectID"]})
+        assert r.status_code == 200 and r.content == data
+
+        v1_data = os.urandom(70_001)
+        r = api.post(
+            "/v1/object/upload",
+            files={
+                "info": (None, json.dumps({"packageID": pkg})),
+                "files": ("from-v1/x.bin", v1_data, "application/octet-stream"),
+            },
+        )
+        assert r.status_code == 200, r.text
+
+    aws.ok("s3", "cp", "s3://both/from-v1/x.bin", str(local / "x.bin"))
+    assert (local / "x.bin").read_bytes() == v1_data
+
+
+def test_restricted_grant_is_refused_outside_its_caveats(
+    s3_server: JcsServer, creds: S3Creds, work: Path
+) -> None:
+    full = boto3_client(creds)
+    for bucket in ("photos", "private"):
+        full.create_bucket(Bucket=bucket)
+    full.put_object(Bucket="photos", Key="2024/pic.jpg", Body=b"a picture")
+    full.put_object(Bucket="private", Key="secret.jpg", Body=b"a secret")
+    (work / "pic.jpg").write_bytes(b"another picture")
+
+    narrow = make_credentials(
+        s3_server,
+        PROJECT,
+        PASSPHRASE,
+        "--packages",
+        "photos",
+        "--allow",
+        "read,list",
+        cwd=work,
+    )
+    ro = Aws(work / "home-aws-readonly", narrow)
+    # inside the caveats: list and read photos
+    assert "2024/pic.jpg" in ro.ok("s3", "ls", "--recursive", "s3://photos")
+    assert ro.ok("s3", "cp", "s3://photos/2024/pic.jpg", "-") == "a picture"
+    # outside: write, delete, another bucket, a new bucket
+    for args in (
+        ("s3", "cp", str(work / "pic.jpg"), "s3://photos/new.jpg"),
+        ("s3api", "delete-object", "--bucket", "photos", "--key", "2024/pic.jpg"),
+        ("s3api", "get-object", "--bucket", "private", "--key", "secret.jpg", str(work / "x")),
+        ("s3", "mb", "s3://other"),
+    ):
+        message = ro.fails(*args)
+        assert "AccessDenied" in message, (args, message)
+    # nothing changed
+    keys = [o["Key"] for o in full.list_objects_v2(Bucket="photos")["Contents"]]
+    assert keys == ["2024/pic.jpg"]
+    assert "other" not in [b["Name"] for b in full.list_buckets()["Buckets"]]
