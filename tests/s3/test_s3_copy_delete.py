@@ -1,0 +1,338 @@
+"""CopyObject and DeleteObjects through the S3 endpoint with boto3's
+current defaults: metadata and tagging directives, copy-source conditions,
+copies onto themselves, across buckets and outside a grant's caveats;
+batch deletes in quiet and verbose mode, conditional per key, and the
+refusals AWS answers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from s3_support import S3
+
+from jointcloud.keys.caveats import CaveatPath, KeyCaveat
+
+
+def code_of(call: Callable[[], Any]) -> tuple[str, int, str]:
+    with pytest.raises(ClientError) as e:
+        call()
+    err = e.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
+
+
+def rewrite(client: Any, operation: str, change: Callable[[Any], None]) -> None:
+    """Change the next ``operation`` request before it is signed."""
+
+    def hook(request: Any, **_: Any) -> None:
+        change(request)
+        client.meta.events.unregister(f"before-sign.s3.{operation}", hook)
+
+    client.meta.events.register(f"before-sign.s3.{operation}", hook)
+
+
+def drop_headers(*names: str) -> Callable[[Any], None]:
+    def change(request: Any) -> None:
+        for name in names:
+            if name in request.headers:
+                del request.headers[name]
+
+    return change
+
+
+async def test_copy_directives(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="src")
+        c.create_bucket(Bucket="dst")
+        put = c.put_object(
+            Bucket="src",
+            Key="a.txt",
+            Body=b"hello world",
+            ContentType="text/plain",
+            Metadata={"colour": "blue"},
+            Tagging="k=v",
+        )
+
+        def head(bucket: str, key: str) -> tuple[str, dict[str, str], dict[str, str], str]:
+            h = c.head_object(Bucket=bucket, Key=key)
+            tags = c.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
+            return (
+                h["ContentType"],
+                h["Metadata"],
+                {t["Key"]: t["Value"] for t in tags},
+                h["ETag"],
+            )
+
+        src = {"Bucket": "src", "Key": "a.txt"}
+        # COPY (the default): metadata and tags come along, the ETag too.
+        done = c.copy_object(Bucket="dst", Key="b.txt", CopySource=src)
+        assert done["CopyObjectResult"]["ETag"] == put["ETag"]
+        assert done["CopyObjectResult"]["LastModified"]
+        assert head("dst", "b.txt") == ("text/plain", {"colour": "blue"}, {"k": "v"}, put["ETag"])
+        assert c.get_object(Bucket="dst", Key="b.txt")["Body"].read() == b"hello world"
+        # REPLACE: the request's metadata; tags still copied.
+        c.copy_object(
+            Bucket="dst",
+            Key="c.txt",
+            CopySource=src,
+            MetadataDirective="REPLACE",
+            ContentType="application/json",
+            Metadata={"size": "small"},
+        )
+        assert head("dst", "c.txt")[:3] == ("application/json", {"size": "small"}, {"k": "v"})
+        # Tagging REPLACE with metadata COPY.
+        c.copy_object(
+            Bucket="dst",
+            Key="d.txt",
+            CopySource=src,
+            TaggingDirective="REPLACE",
+            Tagging="new=1&other=2",
+        )
+        assert head("dst", "d.txt")[:3] == (
+            "text/plain",
+            {"colour": "blue"},
+            {"new": "1", "other": "2"},
+        )
+        # Keys that need encoding, a source named as a string with versionId=null.
+        odd = "dir/ü ñ+%?&=.txt"
+        c.put_object(Bucket="src", Key=odd, Body=b"odd")
+        c.copy_object(Bucket="dst", Key=odd, CopySource={"Bucket": "src", "Key": odd})
+        c.copy_object(Bucket="dst", Key="e.txt", CopySource=f"src/{odd}?versionId=null")
+        assert c.get_object(Bucket="dst", Key=odd)["Body"].read() == b"odd"
+        assert c.get_object(Bucket="dst", Key="e.txt")["Body"].read() == b"odd"
+        # Refusals: unknown directives, a malformed source, a version id,
+        # a missing source object or bucket.
+        for extra in ({"MetadataDirective": "MOVE"}, {"TaggingDirective": "KEEP"}):
+            assert (
+                code_of(
+                    lambda e=extra: c.copy_object(  # type: ignore[misc]
+                        Bucket="dst", Key="x", CopySource=src, **e
+                    )
+                )[:2]
+                == ("InvalidArgument", 400)
+            )
+        for source in ("srconly", "/src/", "src/a.txt?versionId=3HL4kqtJlcpXroDTDmJ"):
+            assert (
+                code_of(
+                    lambda s=source: c.copy_object(  # type: ignore[misc]
+                        Bucket="dst", Key="x", CopySource=s
+                    )
+                )[:2]
+                == ("InvalidArgument", 400)
+            )
+        missing = c.copy_object
+        assert code_of(
+            lambda: missing(Bucket="dst", Key="x", CopySource={"Bucket": "src", "Key": "no"})
+        )[:2] == ("NoSuchKey", 404)
+        assert code_of(
+            lambda: missing(Bucket="dst", Key="x", CopySource={"Bucket": "nob", "Key": "a"})
+        )[:2] == ("NoSuchBucket", 404)
+        assert code_of(lambda: missing(Bucket="nob", Key="x", CopySource=src))[:2] == (
+            "NoSuchBucket",
+            404,
+        )
+        assert code_of(lambda: c.head_object(Bucket="dst", Key="x"))[1] == 404
+
+    await asyncio.to_thread(work)
+
+
+async def test_copy_onto_itself_and_conditions(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="bkt")
+        put = c.put_object(Bucket="bkt", Key="k", Body=b"data", Metadata={"a": "1"})
+        me = {"Bucket": "bkt", "Key": "k"}
+        code, status, message = code_of(lambda: c.copy_object(Bucket="bkt", Key="k", CopySource=me))
+        assert (code, status) == ("InvalidRequest", 400)
+        assert message.startswith("This copy request is illegal because it is trying to copy")
+        assert code_of(
+            lambda: c.copy_object(
+                Bucket="bkt", Key="k", CopySource=me, TaggingDirective="REPLACE", Tagging="a=b"
+            )
+        )[:2] == ("InvalidRequest", 400)
+        c.copy_object(
+            Bucket="bkt", Key="k", CopySource=me, MetadataDirective="REPLACE", Metadata={"a": "2"}
+        )
+        head = c.head_object(Bucket="bkt", Key="k")
+        assert head["Metadata"] == {"a": "2"} and head["ETag"] == put["ETag"]
+        assert c.get_object(Bucket="bkt", Key="k")["Body"].read() == b"data"
+
+        def copy(**extra: Any) -> Any:
+            return c.copy_object(Bucket="bkt", Key="dst", CopySource=me, **extra)
+
+        # Copy-source conditions: every failure is 412 PreconditionFailed.
+        for cond in (
+            {"CopySourceIfMatch": '"00000000000000000000000000000000"'},
+            {"CopySourceIfNoneMatch": put["ETag"]},
+            {"CopySourceIfUnmodifiedSince": "2000-01-01T00:00:00Z"},
+            {"CopySourceIfModifiedSince": "2999-01-01T00:00:00Z"},
+            # If-None-Match fails and If-Modified-Since holds: still 412 (AWS).
+            {"CopySourceIfNoneMatch": put["ETag"], "CopySourceIfModifiedSince": "2000-01-01"},
+        ):
+            assert code_of(lambda k=cond: copy(**k))[:2] == (  # type: ignore[misc]
+                "PreconditionFailed",
+                412,
+            )
+        assert code_of(lambda: c.head_object(Bucket="bkt", Key="dst"))[1] == 404
+        # If-Match holds and If-Unmodified-Since fails: the copy goes ahead (AWS).
+        copy(CopySourceIfMatch=put["ETag"], CopySourceIfUnmodifiedSince="2000-01-01T00:00:00Z")
+        copy(CopySourceIfNoneMatch='"other"', CopySourceIfModifiedSince="2000-01-01T00:00:00Z")
+        # The destination's own conditions.
+        assert code_of(lambda: copy(IfNoneMatch="*"))[:2] == ("PreconditionFailed", 412)
+        assert code_of(lambda: copy(IfMatch='"nope"'))[:2] == ("PreconditionFailed", 412)
+        copy(IfMatch=put["ETag"])
+        fresh = c.copy_object(Bucket="bkt", Key="new", CopySource=me, IfNoneMatch="*")
+        assert fresh["CopyObjectResult"]["ETag"] == put["ETag"]
+
+    await asyncio.to_thread(work)
+
+
+async def test_copy_outside_caveats_is_refused(s3: S3) -> None:
+    owner = s3.client()
+    await asyncio.to_thread(owner.create_bucket, Bucket="open")
+    await asyncio.to_thread(owner.create_bucket, Bucket="secret")
+    await asyncio.to_thread(owner.put_object, Bucket="secret", Key="s", Body=b"s")
+    await asyncio.to_thread(owner.put_object, Bucket="open", Key="o", Body=b"o")
+    key_id, secret = await s3.credentials(KeyCaveat(paths=(CaveatPath("open"),)))
+    s3.access_key_id, s3.secret_key = key_id, secret
+    c = s3.client()
+
+    def work() -> None:
+        c.copy_object(Bucket="open", Key="o2", CopySource={"Bucket": "open", "Key": "o"})
+        assert c.get_object(Bucket="open", Key="o2")["Body"].read() == b"o"
+        for call in (
+            lambda: c.copy_object(
+                Bucket="open", Key="x", CopySource={"Bucket": "secret", "Key": "s"}
+            ),
+            lambda: c.copy_object(
+                Bucket="secret", Key="x", CopySource={"Bucket": "open", "Key": "o"}
+            ),
+        ):
+            assert code_of(call)[:2] == ("AccessDenied", 403)
+        uid = c.create_multipart_upload(Bucket="open", Key="m")["UploadId"]
+        assert code_of(
+            lambda: c.upload_part_copy(
+                Bucket="open",
+                Key="m",
+                UploadId=uid,
+                PartNumber=1,
+                CopySource={"Bucket": "secret", "Key": "s"},
+                CopySourceRange="bytes=0-0",
+            )
+        )[:2] == ("AccessDenied", 403)
+        deleted = c.delete_objects(Bucket="open", Delete={"Objects": [{"Key": "o2"}]})
+        assert [d["Key"] for d in deleted["Deleted"]] == ["o2"]
+        # Per key, as AWS answers a delete the caller may not do.
+        refused = c.delete_objects(Bucket="secret", Delete={"Objects": [{"Key": "s"}]})
+        assert [(e["Key"], e["Code"]) for e in refused["Errors"]] == [("s", "AccessDenied")]
+
+    await asyncio.to_thread(work)
+    assert (await asyncio.to_thread(owner.get_object, Bucket="secret", Key="s"))["ContentLength"]
+
+
+async def test_delete_objects(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="del")
+        etags = {
+            k: c.put_object(Bucket="del", Key=k, Body=k.encode())["ETag"]
+            for k in ("a", "b", "c", "d", "e f")
+        }
+        verbose = c.delete_objects(
+            Bucket="del",
+            Delete={
+                "Objects": [
+                    {"Key": "a"},
+                    {"Key": "missing"},
+                    {"Key": "b", "ETag": etags["b"]},
+                    {"Key": "c", "ETag": '"0123456789abcdef0123456789abcdef"'},
+                    {"Key": "d", "VersionId": "3HL4kqtJlcpXroDTDmJ"},
+                    {"Key": "e f", "VersionId": "null"},
+                ]
+            },
+        )
+        assert sorted(d["Key"] for d in verbose["Deleted"]) == ["a", "b", "e f", "missing"]
+        errors = {e["Key"]: e["Code"] for e in verbose["Errors"]}
+        assert errors == {"c": "PreconditionFailed", "d": "NoSuchVersion"}
+        assert all(e["Message"] for e in verbose["Errors"])
+        left = [o["Key"] for o in c.list_objects_v2(Bucket="del")["Contents"]]
+        assert left == ["c", "d"]
+        quiet = c.delete_objects(
+            Bucket="del", Delete={"Objects": [{"Key": "c"}, {"Key": "d"}], "Quiet": True}
+        )
+        assert "Deleted" not in quiet and "Errors" not in quiet
+        assert c.list_objects_v2(Bucket="del").get("Contents") is None
+        assert code_of(
+            lambda: c.delete_objects(Bucket="nobucket", Delete={"Objects": [{"Key": "a"}]})
+        )[:2] == ("NoSuchBucket", 404)
+
+    await asyncio.to_thread(work)
+
+
+async def test_delete_objects_refusals(s3: S3) -> None:
+    c = s3.client()
+    one = {"Objects": [{"Key": "a"}]}
+
+    def delete() -> Any:
+        return c.delete_objects(Bucket="del", Delete=one)
+
+    def work() -> None:
+        c.create_bucket(Bucket="del")
+        c.put_object(Bucket="del", Key="a", Body=b"a")
+        # Neither Content-MD5 nor a checksum: InvalidRequest naming both.
+        rewrite(
+            c,
+            "DeleteObjects",
+            drop_headers("Content-MD5", "x-amz-checksum-crc32", "x-amz-sdk-checksum-algorithm"),
+        )
+        code, status, message = code_of(delete)
+        assert (code, status) == ("InvalidRequest", 400)
+        assert "Content-MD5" in message and "x-amz-checksum" in message
+
+        def body(data: bytes, digest: str | None = None) -> Callable[[Any], None]:
+            def change(request: Any) -> None:
+                request.data = data
+                drop_headers("Content-MD5", "x-amz-checksum-crc32")(request)
+                request.headers["Content-MD5"] = (
+                    digest or base64.b64encode(hashlib.md5(data).digest()).decode()
+                )
+
+            return change
+
+        # A Content-MD5 alone is accepted; a wrong one is BadDigest.
+        xml = b"<Delete><Object><Key>a</Key></Object></Delete>"
+        rewrite(c, "DeleteObjects", body(xml))
+        assert [d["Key"] for d in delete()["Deleted"]] == ["a"]
+        rewrite(c, "DeleteObjects", body(xml, base64.b64encode(b"0" * 16).decode()))
+        assert code_of(delete)[:2] == ("BadDigest", 400)
+        # A wrong checksum header is BadDigest too.
+
+        def wrong_crc(request: Any) -> None:
+            del request.headers["x-amz-checksum-crc32"]
+            request.headers["x-amz-checksum-crc32"] = "AAAAAA=="
+
+        rewrite(c, "DeleteObjects", wrong_crc)
+        assert code_of(delete)[:2] == ("BadDigest", 400)
+        # Malformed documents.
+        too_many = b"<Delete>" + b"<Object><Key>k</Key></Object>" * 1001 + b"</Delete>"
+        for bad in (
+            b"<Delete><Object><Key>a</Key></Object>",
+            b"<Delete></Delete>",
+            b"<Delete><Object><VersionId>x</VersionId></Object></Delete>",
+            b"<Remove><Object><Key>a</Key></Object></Remove>",
+            b'<!DOCTYPE d [<!ENTITY e "x">]><Delete><Object><Key>&e;</Key></Object></Delete>',
+            too_many,
+        ):
+            rewrite(c, "DeleteObjects", body(bad))
+            assert code_of(delete)[:2] == ("MalformedXML", 400), bad[:60]
+
+    await asyncio.to_thread(work)
