@@ -38,9 +38,12 @@ async def test_object_tagging(s3: S3) -> None:
         assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
         got = c.get_object_tagging(Bucket="tags", Key="a/b.txt")["TagSet"]
         assert {t["Key"]: t["Value"] for t in got} == {"colour": "blue", "size": "L"}
-        assert c.head_object(Bucket="tags", Key="a/b.txt")["ResponseMetadata"]["HTTPHeaders"][
-            "x-amz-tagging-count"
-        ] == "2"
+        assert (
+            c.head_object(Bucket="tags", Key="a/b.txt")["ResponseMetadata"]["HTTPHeaders"][
+                "x-amz-tagging-count"
+            ]
+            == "2"
+        )
         assert c.get_object(Bucket="tags", Key="a/b.txt")["Body"].read() == b"x"
 
         with pytest.raises(ClientError) as e:
@@ -152,9 +155,10 @@ async def test_acls_are_private(s3: S3) -> None:
                 }
             ]
         owner = c.get_bucket_acl(Bucket="acl")["Owner"]
-        assert c.put_bucket_acl(Bucket="acl", ACL="private")["ResponseMetadata"][
-            "HTTPStatusCode"
-        ] == 200
+        assert (
+            c.put_bucket_acl(Bucket="acl", ACL="private")["ResponseMetadata"]["HTTPStatusCode"]
+            == 200
+        )
         c.put_object_acl(Bucket="acl", Key="o", ACL="private")
         mine = {
             "Owner": owner,

@@ -1,0 +1,288 @@
+"""CORS configuration and preflight, CORS headers on ordinary responses,
+and browser-based POST uploads (boto3's generate_presigned_post)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from s3_support import S3
+
+from jointcloud.keys.caveats import CaveatPath, KeyCaveat
+
+RULES: dict[str, Any] = {
+    "CORSRules": [
+        {
+            "ID": "app",
+            "AllowedOrigins": ["https://app.example.com", "https://*.example.org"],
+            "AllowedMethods": ["GET", "PUT", "POST"],
+            "AllowedHeaders": ["x-amz-*", "Content-Type"],
+            "ExposeHeaders": ["ETag", "x-amz-request-id"],
+            "MaxAgeSeconds": 600,
+        },
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["HEAD"]},
+    ]
+}
+
+
+def _code(e: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    err = e.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def _options(url: str, **headers: str) -> requests.Response:
+    return requests.options(url, headers=headers, timeout=10)
+
+
+async def test_cors_configuration(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="web")
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_cors(Bucket="web")
+        assert _code(e) == ("NoSuchCORSConfiguration", 404)
+        c.put_bucket_cors(Bucket="web", CORSConfiguration=RULES)
+        assert c.get_bucket_cors(Bucket="web")["CORSRules"] == RULES["CORSRules"]
+        for bad in (
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]},
+            {"AllowedOrigins": ["https://*.*.example.com"], "AllowedMethods": ["GET"]},
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"], "AllowedHeaders": ["*a*"]},
+        ):
+            with pytest.raises(ClientError) as e:
+                c.put_bucket_cors(Bucket="web", CORSConfiguration={"CORSRules": [bad]})
+            assert _code(e) == ("InvalidRequest", 400)
+        too_many = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}] * 101}
+        with pytest.raises(ClientError) as e:
+            c.put_bucket_cors(Bucket="web", CORSConfiguration=too_many)
+        assert _code(e) == ("InvalidRequest", 400)
+        with pytest.raises(ClientError) as e:
+            c.put_bucket_cors(Bucket="web", CORSConfiguration={"CORSRules": []})
+        assert _code(e) == ("MalformedXML", 400)
+        with pytest.raises(ClientError) as e:
+            c.put_bucket_cors(Bucket="nobucket", CORSConfiguration=RULES)
+        assert _code(e) == ("NoSuchBucket", 404)
+        assert c.get_bucket_cors(Bucket="web")["CORSRules"] == RULES["CORSRules"]  # unchanged
+        deleted = c.delete_bucket_cors(Bucket="web")
+        assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_cors(Bucket="web")
+        assert _code(e) == ("NoSuchCORSConfiguration", 404)
+
+    await asyncio.to_thread(work)
+
+
+async def test_preflight_and_response_headers(s3: S3) -> None:
+    c = s3.client()
+    url = f"{s3.endpoint}/site/index.html"
+
+    def work() -> None:
+        c.create_bucket(Bucket="site")
+        c.put_object(Bucket="site", Key="index.html", Body=b"<p>hi</p>")
+        not_enabled = _options(
+            url, Origin="https://app.example.com", **{"Access-Control-Request-Method": "GET"}
+        )
+        assert not_enabled.status_code == 403
+        assert b"<Code>AccessForbidden</Code>" in not_enabled.content
+        c.put_bucket_cors(Bucket="site", CORSConfiguration=RULES)
+
+        ok = _options(
+            url,
+            Origin="https://app.example.com",
+            **{
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "Content-Type, X-Amz-Date",
+            },
+        )
+        assert ok.status_code == 200, ok.content
+        h = ok.headers
+        assert h["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert h["Access-Control-Allow-Methods"] == "GET, PUT, POST"
+        assert h["Access-Control-Allow-Headers"] == "content-type, x-amz-date"
+        assert h["Access-Control-Max-Age"] == "600"
+        assert h["Access-Control-Expose-Headers"] == "ETag, x-amz-request-id"
+        assert "Origin" in h["Vary"]
+
+        wild = _options(
+            f"{s3.endpoint}/site",
+            Origin="https://www.example.org",
+            **{"Access-Control-Request-Method": "GET"},
+        )
+        assert wild.status_code == 200
+        anyone = _options(
+            url, Origin="http://elsewhere.test", **{"Access-Control-Request-Method": "HEAD"}
+        )
+        assert anyone.headers["Access-Control-Allow-Origin"] == "*"
+
+        for headers in (
+            {"Origin": "https://evil.test", "Access-Control-Request-Method": "GET"},
+            {"Origin": "https://app.example.com", "Access-Control-Request-Method": "DELETE"},
+            {
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        ):
+            refused = _options(url, **headers)
+            assert refused.status_code == 403
+            assert b"<Code>AccessForbidden</Code>" in refused.content
+            assert b"This CORS request is not allowed" in refused.content
+            assert "Access-Control-Allow-Origin" not in refused.headers
+        assert _options(url, **{"Access-Control-Request-Method": "GET"}).status_code == 400
+        assert _options(url, Origin="https://app.example.com").status_code == 400
+        other = _options(
+            f"{s3.endpoint}/nobucket/x",
+            Origin="https://app.example.com",
+            **{"Access-Control-Request-Method": "GET"},
+        )
+        assert other.status_code == 403
+
+        # Ordinary (signed) requests with an Origin get the matching rule's headers.
+        presigned = c.generate_presigned_url(
+            "get_object", Params={"Bucket": "site", "Key": "index.html"}
+        )
+        got = requests.get(presigned, headers={"Origin": "https://app.example.com"}, timeout=10)
+        assert got.status_code == 200 and got.content == b"<p>hi</p>"
+        assert got.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        assert got.headers["Access-Control-Expose-Headers"] == "ETag, x-amz-request-id"
+        missing = c.generate_presigned_url("get_object", Params={"Bucket": "site", "Key": "no"})
+        gone = requests.get(missing, headers={"Origin": "https://app.example.com"}, timeout=10)
+        assert gone.status_code == 404
+        assert gone.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        plain = requests.get(presigned, headers={"Origin": "https://evil.test"}, timeout=10)
+        assert plain.status_code == 200 and "Access-Control-Allow-Origin" not in plain.headers
+        assert "Access-Control-Allow-Origin" not in requests.get(presigned, timeout=10).headers
+
+    await asyncio.to_thread(work)
+
+
+def _post(post: dict[str, Any], fields: dict[str, str], data: bytes, name: str = "f.txt") -> Any:
+    form = {**post["fields"], **fields}
+    return requests.post(post["url"], data=form, files={"file": (name, data)}, timeout=30)
+
+
+async def test_post_object(s3: S3) -> None:
+    c = s3.client()
+    data = os.urandom(300 * 1024 + 7)
+
+    def work() -> None:
+        c.create_bucket(Bucket="upl")
+        c.put_bucket_cors(Bucket="upl", CORSConfiguration=RULES)
+        # SigV4 fields here (boto3's default for a form is SigV2: the other forms).
+        post = s3.client(signature_version="s3v4").generate_presigned_post(
+            "upl",
+            "uploads/${filename}",
+            Fields={"Content-Type": "text/plain", "x-amz-meta-who": "me"},
+            Conditions=[
+                ["starts-with", "$key", "uploads/"],
+                {"Content-Type": "text/plain"},
+                {"x-amz-meta-who": "me"},
+                ["content-length-range", 1, 1024 * 1024],
+            ],
+            ExpiresIn=300,
+        )
+        sent = requests.post(
+            post["url"],
+            data=post["fields"],
+            files={"file": ("photo.bin", data)},
+            headers={"Origin": "https://app.example.com"},
+            timeout=30,
+        )
+        assert sent.status_code == 204, sent.content
+        assert sent.headers["ETag"].strip('"')
+        assert sent.headers["Location"].endswith("/upl/uploads/photo.bin")
+        assert sent.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        got = c.get_object(Bucket="upl", Key="uploads/photo.bin")
+        assert got["Body"].read() == data
+        assert got["ContentType"] == "text/plain" and got["Metadata"] == {"who": "me"}
+
+        # Too large and too small: refused while streaming, nothing stored.
+        small = c.generate_presigned_post(
+            "upl", "uploads/limited", Conditions=[["content-length-range", 10, 1000]]
+        )
+        big = _post(small, {}, b"x" * 1001)
+        assert big.status_code == 400 and b"<Code>EntityTooLarge</Code>" in big.content
+        tiny = _post(small, {}, b"x" * 9)
+        assert tiny.status_code == 400 and b"<Code>EntityTooSmall</Code>" in tiny.content
+        with pytest.raises(ClientError) as e:
+            c.head_object(Bucket="upl", Key="uploads/limited")
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+        assert _post(small, {}, b"x" * 10).status_code == 204
+
+        # success_action_status 201 and success_action_redirect.
+        created = c.generate_presigned_post(
+            "upl", "k201", Fields={"success_action_status": "201"},
+            Conditions=[{"success_action_status": "201"}],
+        )  # fmt: skip
+        answer = _post(created, {}, b"abc")
+        assert answer.status_code == 201
+        assert b"<PostResponse>" in answer.content and b"<Key>k201</Key>" in answer.content
+        back = "https://app.example.com/done?x=1"
+        redirected = c.generate_presigned_post(
+            "upl", "kredir", Fields={"success_action_redirect": back},
+            Conditions=[{"success_action_redirect": back}],
+        )  # fmt: skip
+        moved = requests.post(
+            redirected["url"],
+            data=redirected["fields"],
+            files={"file": ("a", b"abc")},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert moved.status_code == 303
+        assert moved.headers["Location"].startswith(back + "&bucket=upl&key=kredir&etag=")
+
+        # Policy and signature failures.
+        tampered = _post(post, {"x-amz-meta-who": "you"}, b"abc")
+        assert tampered.status_code == 403, tampered.content
+        assert b"<Code>AccessDenied</Code>" in tampered.content
+        extra = _post(post, {"x-amz-meta-extra": "1"}, b"abc")
+        assert extra.status_code == 403 and b"Extra input fields" in extra.content
+        outside = _post(post, {"key": "elsewhere/a"}, b"abc")
+        assert outside.status_code == 403
+        assert "x-amz-signature" in post["fields"]
+        forged = _post(post, {"x-amz-signature": "0" * 64}, b"abc")
+        assert forged.status_code == 403, forged.content
+        assert b"<Code>SignatureDoesNotMatch</Code>" in forged.content
+        assert "signature" in small["fields"]
+        forged = _post(small, {"signature": "AAAA" + small["fields"]["signature"][4:]}, b"a" * 10)
+        assert forged.status_code == 403, forged.content
+        assert b"<Code>SignatureDoesNotMatch</Code>" in forged.content
+        no_file = requests.post(
+            post["url"], data=post["fields"], files={"x-ignore-pad": (None, "1")}, timeout=30
+        )
+        assert no_file.status_code == 400 and b"<Code>InvalidArgument</Code>" in no_file.content
+        not_form = requests.post(post["url"], data=b"raw", timeout=30)
+        assert not_form.status_code == 412 and b"multipart/form-data" in not_form.content
+        public = c.generate_presigned_post(
+            "upl", "pub", Fields={"acl": "public-read"}, Conditions=[{"acl": "public-read"}]
+        )
+        assert _post(public, {}, b"abc").status_code == 501
+        private = c.generate_presigned_post(
+            "upl", "priv", Fields={"acl": "private"}, Conditions=[{"acl": "private"}]
+        )
+        assert _post(private, {}, b"abc").status_code == 204
+
+    await asyncio.to_thread(work)
+
+
+async def test_post_object_is_bound_by_the_grant(s3: S3) -> None:
+    c = s3.client()
+    await asyncio.to_thread(c.create_bucket, Bucket="shared")
+    key_id, secret = await s3.credentials(KeyCaveat(paths=(CaveatPath("shared", "ok/"),)))
+    s3.access_key_id, s3.secret_key = key_id, secret
+    limited = s3.client()
+
+    def work() -> None:
+        inside = limited.generate_presigned_post("shared", "ok/a")
+        assert _post(inside, {}, b"abc").status_code == 204
+        outside = limited.generate_presigned_post("shared", "no/a")
+        refused = _post(outside, {}, b"abc")
+        assert refused.status_code == 403 and b"<Code>AccessDenied</Code>" in refused.content
+        assert c.get_object(Bucket="shared", Key="ok/a")["Body"].read() == b"abc"
+
+    await asyncio.to_thread(work)
