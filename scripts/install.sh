@@ -12,7 +12,10 @@ if [ "${1:-}" = "--test" ]; then
   extra="[test]"
   need=()
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
-  command -v rclone >/dev/null 2>&1 || need+=(rclone)  # bench/sync.py compares against it
+  # Real S3 clients of the e2e tests (tests/e2e/s3_clients.py); rclone is
+  # also bench/sync.py's yardstick. The AWS CLI comes with pip (test extras).
+  command -v rclone >/dev/null 2>&1 || need+=(rclone)
+  command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
