@@ -1,0 +1,166 @@
+"""Keys, grants and credentials for the facade's callers (seed 003).
+
+* ``createRestrictKey`` narrows an API key offline: one caveat allowing the
+  chosen permissions on the given buckets within a time window.
+* ``createAccessGrant`` asks the satellite (``GET /v1/project/info`` with the
+  key as ``Bearer``) which project the key is for — which also checks the
+  key — and builds the grant: satellite, key, and the root key derived from
+  the password and the project's UUID. A wrong password is not detectable
+  here (the satellite keeps only a verifier): the grant is refused with
+  "wrong passphrase for project ..." when it is first registered or used.
+* ``createCredentials`` registers a grant at the auth service named by the
+  caller and answers what it answers.
+* ``shareUrl`` makes a read+list grant for one object, registers it as
+  public, and answers ``<base_url>/<access_key_id>/<bucket>%2F<key>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.errors import BadArgument
+from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat, Permission
+from jointcloud.keys.grant import new_grant
+
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+ACCESS_PATH = "/v1/access"
+INFO_PATH = "/v1/project/info"
+
+
+def _local(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def service_url(raw: str, what: str) -> str:
+    """A service's base URL. A bare ``host:port`` (or a satellite's
+    ``nodeid@host:port``) gets ``http://`` on loopback, ``https://`` elsewhere."""
+    text = raw.strip()
+    if "://" not in text:
+        text = text.rsplit("@", 1)[-1]
+        host = urlsplit("//" + text).hostname or ""
+        text = ("http://" if _local(host) else "https://") + text
+    split = urlsplit(text)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise GatewayError(f"invalid parameter {what}: must be an http(s) URL")
+    return text.rstrip("/")
+
+
+def parse_key(text: str, what: str) -> APIKey:
+    try:
+        return APIKey.parse(text.strip())
+    except BadArgument as exc:
+        raise GatewayError(f"invalid parameter {what}: {exc.message}") from None
+
+
+def restrict(
+    key: APIKey,
+    allow: Iterable[Permission],
+    paths: Iterable[CaveatPath],
+    not_before: datetime | None,
+    not_after: datetime | None,
+) -> APIKey:
+    try:
+        caveat = KeyCaveat.allowing(allow, paths=paths, not_before=not_before, not_after=not_after)
+        return key.restrict(caveat)
+    except BadArgument as exc:
+        raise GatewayError(exc.message) from None
+
+
+async def project_info(satellite: str, key: str) -> dict[str, Any]:
+    """``GET <satellite>/v1/project/info`` with ``key``: the key's project."""
+    url = satellite + INFO_PATH
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            response = await http.get(url, headers={"Authorization": f"Bearer {key}"})
+    except httpx.HTTPError as exc:
+        raise GatewayError(f"satellite {satellite}: {type(exc).__name__}: {exc}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip()[:500]
+        raise GatewayError(f"satellite {satellite}: HTTP {response.status_code}: {text}")
+    data = body.get("data")
+    if response.status_code != 200 or body.get("code") != "OK" or not isinstance(data, dict):
+        message = body.get("message") or body.get("code") or "no answer"
+        raise GatewayError(
+            f"satellite {satellite} refused the key: {message} (HTTP {response.status_code})"
+        )
+    return data
+
+
+def _same_project(given: str, info: dict[str, Any]) -> bool:
+    text = given.strip()
+    if text == str(info.get("bucketID")):
+        return True
+    try:
+        return uuid.UUID(text) == uuid.UUID(str(info.get("projectID")))
+    except ValueError:
+        return False
+
+
+async def access_grant(
+    satellite_url: str, key_text: str, password: str, project_id: str | None
+) -> str:
+    """The serialized grant for ``key_text`` (checked at the satellite)."""
+    satellite = service_url(satellite_url, "satellite_node_url")
+    key = parse_key(key_text, "restrict_key")
+    info = await project_info(satellite, key.serialize())
+    project_uuid = str(info.get("projectID") or "")
+    if project_id and not _same_project(project_id, info):
+        raise GatewayError(
+            f"invalid parameter project_id: the key is for project {project_uuid}, "
+            f"not {project_id.strip()}"
+        )
+    address = str(info.get("satellite") or satellite)
+
+    def build() -> str:
+        return new_grant(address, key, password, project_uuid).serialize()
+
+    try:
+        return await asyncio.to_thread(build)  # Argon2id: ~64 MiB, CPU-heavy
+    except BadArgument as exc:
+        raise GatewayError(exc.message) from None
+
+
+async def register(auth_service: str, grant: str, *, public: bool) -> dict[str, str]:
+    """``POST <auth_service>/v1/access``: the auth service's answer; its
+    plain-text error becomes the message."""
+    base = service_url(auth_service, "auth_service")
+    url = base if urlsplit(base).path.rstrip("/").endswith(ACCESS_PATH) else base + ACCESS_PATH
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            response = await http.post(url, json={"access_grant": grant, "public": public})
+    except httpx.HTTPError as exc:
+        raise GatewayError(f"auth service {base}: {type(exc).__name__}: {exc}") from None
+    if response.status_code != 200:
+        text = response.text.strip()[:500] or f"HTTP {response.status_code}"
+        raise GatewayError(text)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    fields = ("access_key_id", "secret_key", "endpoint")
+    if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in fields):
+        raise GatewayError(f"auth service {base}: unexpected answer")
+    return {f: body[f] for f in fields}
+
+
+def share_path(access_key_id: str, bucket: str, key: str) -> str:
+    """``<access_key_id>/<bucket>%2F<key>``, as the seed's share URLs read."""
+    return f"{quote(access_key_id, safe='')}/{quote(bucket + '/' + key, safe='')}"

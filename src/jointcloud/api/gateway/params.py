@@ -1,0 +1,291 @@
+"""Parameters of a facade call, read from the query string, a JSON body, a
+urlencoded form or a multipart form alike (the body wins over the query).
+
+A multipart form is read with the streaming reader (``api/formdata``): the
+fields before the ``file`` part are read into memory (small, capped), the
+file part is handed to the caller unread, so an upload streams. Fields must
+therefore come before the file (curl ``-F`` and browsers send them in the
+order given); fields after it are read once the file is consumed, and only
+there for calls that have no file (a completion sent to ``/uploadPart``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+
+from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
+from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.errors import BadArgument
+
+MAX_BODY = 4 * 1024 * 1024  # a JSON or urlencoded body (1000 keys of 1 KiB fit)
+MAX_FIELD = 1024 * 1024  # one field of a multipart form
+FILE_FIELD = "file"
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def _missing(name: str) -> GatewayError:
+    return GatewayError(f"missing required parameter {name}")
+
+
+def _invalid(name: str, what: str) -> GatewayError:
+    return GatewayError(f"invalid parameter {name}: {what}")
+
+
+@dataclass
+class Params:
+    """Every value given for each name, in order (the query's first, then the
+    body's, which replace them)."""
+
+    values: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add(self, name: str, value: Any) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def replace(self, name: str, value: Any) -> None:
+        self.values[name] = [value]
+
+    def has(self, name: str) -> bool:
+        return self.first(name) is not None
+
+    def first(self, name: str) -> Any:
+        for value in self.values.get(name, ()):
+            if value is not None:
+                return value
+        return None
+
+    def xml(self) -> bool:
+        value = self.first("data_format")
+        return isinstance(value, str) and value.strip().lower() == "xml"
+
+    # --- typed readers ----------------------------------------------------
+
+    def text(self, name: str) -> str:
+        value = self.optional_text(name)
+        if value is None or value == "":
+            raise _missing(name)
+        return value
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.first(name)
+        if value is None:
+            return None
+        if isinstance(value, bool | list | dict):
+            raise _invalid(name, "must be a string")
+        return str(value)
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        value = self.first(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+        raise _invalid(name, "must be true or false (or 1/0)")
+
+    def integer(
+        self,
+        name: str,
+        *,
+        default: int | None = None,
+        low: int | None = None,
+        high: int | None = None,
+    ) -> int:
+        value = self.first(name)
+        if value is None or value == "":
+            if default is None:
+                raise _missing(name)
+            return default
+        if isinstance(value, bool):
+            raise _invalid(name, "must be an integer")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            number = int(value.strip())
+        else:
+            raise _invalid(name, "must be an integer")
+        if low is not None and number < low:
+            raise _invalid(name, f"must be at least {low}")
+        if high is not None and number > high:
+            raise _invalid(name, f"must be at most {high}")
+        return number
+
+    def millis(self, name: str) -> datetime | None:
+        """A time in milliseconds since the epoch; absent, empty or 0: none."""
+        if self.first(name) in (None, ""):
+            return None
+        ms = self.integer(name, low=0)
+        if ms == 0:
+            return None
+        try:
+            return datetime.fromtimestamp(ms / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise _invalid(name, "is not a time in milliseconds since the epoch") from None
+
+    def texts(self, name: str) -> list[str]:
+        """A list of strings: a JSON array, repeated fields, a JSON-array text
+        or comma-separated text."""
+        found: list[str] = []
+        for value in self.values.get(name, ()):
+            if value is None:
+                continue
+            if isinstance(value, list):
+                for item in value:
+                    if not isinstance(item, str) or not item:
+                        raise _invalid(name, "must be an array of non-empty strings")
+                    found.append(item)
+            elif isinstance(value, str):
+                text = value.strip()
+                if text.startswith("["):
+                    try:
+                        decoded = json.loads(text)
+                    except ValueError:
+                        raise _invalid(name, "is not a JSON array") from None
+                    if not isinstance(decoded, list) or not all(
+                        isinstance(i, str) and i for i in decoded
+                    ):
+                        raise _invalid(name, "must be an array of non-empty strings")
+                    found.extend(decoded)
+                else:
+                    found.extend(p.strip() for p in text.split(",") if p.strip())
+            else:
+                raise _invalid(name, "must be an array of strings")
+        if not found:
+            raise _missing(name)
+        return found
+
+    def objects(self, name: str) -> list[Mapping[str, Any]]:
+        """A JSON array of objects (or its text in a form field)."""
+        found: list[Mapping[str, Any]] = []
+        for value in self.values.get(name, ()):
+            if value is None:
+                continue
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise _invalid(name, "is not a JSON array of objects") from None
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if not isinstance(item, dict):
+                    raise _invalid(name, "must be an array of objects")
+                found.append(item)
+        if not found:
+            raise _missing(name)
+        return found
+
+
+class Body:
+    """What a request carries: its parameters and, for a multipart form, the
+    unread ``file`` part and the rest of the form after it."""
+
+    def __init__(
+        self,
+        params: Params,
+        file: FormPart | None = None,
+        rest: AsyncIterator[FormPart] | None = None,
+    ) -> None:
+        self.params = params
+        self.file = file
+        self._rest = rest
+
+    async def finish(self) -> None:
+        """Read the form to its end (fields after the file join the params)."""
+        if self.file is not None:
+            await self.file.drain()
+        if self._rest is None:
+            return
+        async for part in self._rest:
+            await _field(self.params, part)
+        self._rest = None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(f"request body larger than {limit} bytes")
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > limit:
+            raise GatewayError(f"request body larger than {limit} bytes")
+    return bytes(raw)
+
+
+async def _field(params: Params, part: FormPart) -> None:
+    if part.filename is not None and part.name == FILE_FIELD:
+        await part.drain()  # a second file, or a file where none is taken
+        return
+    try:
+        raw = await part.read_all(MAX_FIELD)
+    except BadArgument as exc:
+        raise GatewayError(exc.message) from None
+    params.add(part.name, raw.decode("utf-8", "replace"))
+
+
+def query_params(request: Request) -> Params:
+    params = Params()
+    for name, value in request.query_params.multi_items():
+        params.add(name, value)
+    return params
+
+
+async def read_body(request: Request, *, takes_file: bool) -> Body:
+    """The parameters of ``request``; with ``takes_file``, a multipart form's
+    ``file`` part is left unread in ``Body.file``."""
+    params = query_params(request)
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "multipart/form-data":
+        try:
+            form = StreamingForm(
+                request.stream().__aiter__(), boundary_of(request.headers.get("content-type"))
+            )
+            parts = form.parts()
+            async for part in parts:
+                if takes_file and part.name == FILE_FIELD:
+                    return Body(params, part, parts)
+                await _field(params, part)
+        except BadArgument as exc:
+            raise GatewayError(exc.message) from None
+        return Body(params)
+    raw = await _read_limited(request, MAX_BODY)
+    if not raw.strip():
+        return Body(params)
+    if ctype == "application/x-www-form-urlencoded" or (
+        ctype not in ("application/json", "text/json") and not raw.lstrip().startswith(b"{")
+    ):
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            raise GatewayError("the form body is not UTF-8") from None
+        form_values: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            form_values.setdefault(name, []).append(value)
+        for name, values in form_values.items():
+            params.values[name] = values
+        return Body(params)
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise GatewayError("the request body is not valid JSON") from None
+    if not isinstance(decoded, dict):
+        raise GatewayError("the request body must be a JSON object")
+    for name, value in decoded.items():
+        params.replace(name, value)
+    return Body(params)

@@ -1,0 +1,205 @@
+"""The facade's S3 client: boto3 to the ``Endpoint`` a caller names, with the
+caller's key pair, so the facade works against any S3 service.
+
+botocore blocks: every call runs in a worker thread (``asyncio.to_thread``).
+Clients are cached per (endpoint, access key id, secret) — making one loads
+the service model — in a bounded LRU; a botocore client is thread-safe once
+made. Addressing is path-style, the region ``us-east-1``, and checksums are
+sent only where an operation requires them (any S3 service takes that).
+
+A failed call becomes the message the seed's facade (the Go SDK v2) prints::
+
+    operation error S3: CreateBucket, https response error StatusCode: 409,
+    RequestID: <id>, HostID: <host id>, BucketAlreadyExists:
+
+— ``<Code>: `` for the errors the Go SDK models as types (their message is
+empty there), ``api error <Code>: <Message>`` for every other code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+from jointcloud.api.gateway.envelope import GatewayError
+
+REGION = "us-east-1"
+MAX_CLIENTS = 64
+
+# Error codes the Go SDK v2 (the seed's client) models as types of their
+# own: it prints them as ``<Code>: <modeled message>``, and the modeled
+# message of each is empty. botocore's newer model adds AccessDenied,
+# InvalidRequest and others; those keep the ``api error`` form here so the
+# server's reason (e.g. which caveat refused) stays in the message.
+MODELED = frozenset(
+    {
+        "BucketAlreadyExists",
+        "BucketAlreadyOwnedByYou",
+        "InvalidObjectState",
+        "NoSuchBucket",
+        "NoSuchKey",
+        "NoSuchUpload",
+        "NotFound",
+        "ObjectAlreadyInActiveTierError",
+        "ObjectNotInActiveTierError",
+    }
+)
+
+ClientFactory = Callable[[str, str, str], Any]
+
+
+def _config() -> Any:
+    return Config(
+        region_name=REGION,
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=10,
+        read_timeout=300,
+        max_pool_connections=32,
+        tcp_keepalive=True,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+_session_lock = threading.Lock()
+_session: Any = None
+
+
+def _no_expect(params: dict[str, Any], **_: Any) -> None:
+    """Drop ``Expect: 100-continue`` (botocore adds it to every body it sends
+    as a stream). A server that refuses such a request at once, without
+    "100 Continue" and without closing the connection, leaves it waiting
+    for a body botocore never sends: the next request on that connection is
+    read as that body. Sending the body outright works with every server."""
+    params.get("headers", {}).pop("Expect", None)
+
+
+def new_client(endpoint: str, access_key_id: str, secret_key: str) -> Any:
+    """A boto3 S3 client (blocks; sessions are not thread-safe, hence the lock)."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        client = _session.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_key,
+            region_name=REGION,
+            config=_config(),
+        )
+    # after botocore's own handlers of the operations (more specific names first)
+    client.meta.events.register("before-call.s3", _no_expect)
+    return client
+
+
+def normalize_endpoint(raw: str) -> str:
+    """``Endpoint`` as a URL: ``https://`` when it has no scheme."""
+    text = raw.strip()
+    if "://" not in text:
+        text = "https://" + text
+    split = urlsplit(text)
+    if split.scheme not in ("http", "https") or not split.netloc:
+        raise GatewayError("header Endpoint must be an http(s) URL of an S3 service")
+    return text.rstrip("/")
+
+
+class ClientCache:
+    """Bounded LRU of clients by (endpoint, access key id, hash of secret)."""
+
+    def __init__(self, factory: ClientFactory = new_client, size: int = MAX_CLIENTS) -> None:
+        self.factory = factory
+        self.size = size
+        self._clients: OrderedDict[tuple[str, str, bytes], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _get(self, endpoint: str, access_key_id: str, secret_key: str) -> Any:
+        key = (endpoint, access_key_id, hashlib.sha256(secret_key.encode()).digest())
+        with self._lock:
+            client = self._clients.get(key)
+            if client is not None:
+                self._clients.move_to_end(key)
+                return client
+        client = self.factory(endpoint, access_key_id, secret_key)
+        with self._lock:
+            self._clients[key] = client
+            self._clients.move_to_end(key)
+            while len(self._clients) > self.size:
+                self._clients.popitem(last=False)
+        return client
+
+    async def get(self, endpoint: str, access_key_id: str, secret_key: str) -> S3:
+        client = await asyncio.to_thread(self._get, endpoint, access_key_id, secret_key)
+        return S3(client)
+
+
+def describe(exc: Exception, operation: str) -> str:
+    """The Go SDK's text of a failed S3 call."""
+    if isinstance(exc, ClientError):
+        response: dict[str, Any] = exc.response or {}
+        error = response.get("Error") or {}
+        meta = response.get("ResponseMetadata") or {}
+        status = int(meta.get("HTTPStatusCode") or 0)
+        code = str(error.get("Code") or "")
+        message = str(error.get("Message") or "")
+        if not code or code.isdigit():  # a HEAD's error has no body: the status says it
+            try:
+                phrase = HTTPStatus(status).phrase
+            except ValueError:
+                phrase = "UnknownError"
+            code = phrase.replace(" ", "")
+            message = message if message and not message.isdigit() else phrase
+        head = (
+            f"operation error S3: {operation}, https response error StatusCode: {status}, "
+            f"RequestID: {meta.get('RequestId') or ''}, HostID: {meta.get('HostId') or ''}, "
+        )
+        if code in MODELED:
+            return f"{head}{code}: "
+        return f"{head}api error {code}: {message}"
+    if isinstance(exc, BotoCoreError):
+        return f"operation error S3: {operation}, {exc}"
+    return f"operation error S3: {operation}, {type(exc).__name__}: {exc}"
+
+
+class S3:
+    """One client; ``call`` runs an operation in a thread and turns its
+    failure into a ``GatewayError`` with the Go SDK's message."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def operation(self, method: str) -> str:
+        mapping: dict[str, str] = self.client.meta.method_to_api_mapping
+        return mapping.get(method, method)
+
+    def call_sync(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, method)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise GatewayError(describe(exc, self.operation(method))) from None
+
+    async def call(self, method: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.call_sync, method, **kwargs)
+
+    async def pages(self, method: str, **kwargs: Any) -> list[Any]:
+        """Every page of a paginated listing, read in one thread."""
+
+        def run() -> list[Any]:
+            try:
+                return list(self.client.get_paginator(method).paginate(**kwargs))
+            except (ClientError, BotoCoreError) as exc:
+                raise GatewayError(describe(exc, self.operation(method))) from None
+
+        return await asyncio.to_thread(run)
