@@ -9,6 +9,7 @@ import email.policy
 import hashlib
 import os
 
+import pytest
 from share_support import World
 
 RAW_HEADERS = ("x-content-type-options", "content-security-policy")
@@ -112,6 +113,7 @@ async def test_single_ranges(world: World) -> None:
         assert r.status_code == 200 and r.content == data
 
 
+@pytest.mark.pg
 async def test_multiple_ranges_are_multipart_byteranges(world: World) -> None:
     data = os.urandom(5000)
     await world.put("m.bin", data)
@@ -141,6 +143,7 @@ async def test_multiple_ranges_are_multipart_byteranges(world: World) -> None:
     assert all(p["content-type"] == "application/octet-stream" for p in parts)
 
 
+@pytest.mark.pg
 async def test_conditional_requests(world: World) -> None:
     info = await world.put("c.txt", b"cached")
     access = await world.public()

@@ -168,6 +168,11 @@ def domain_reply(exc: errors.DomainError) -> Reply:
     if isinstance(exc, errors.NotFound):
         return error_reply(404, "Not found", exc.message)
     if isinstance(exc, errors.Forbidden):
+        # the access's window closed (or has not opened) since it was judged
+        if "expired" in exc.message:
+            return error_reply(410, "Expired", f"This link has expired ({exc.message}).")
+        if "not valid before" in exc.message:
+            return error_reply(403, "Not valid yet", f"This link is not valid yet ({exc.message}).")
         return error_reply(403, "Access denied", exc.message)
     if isinstance(exc, errors.Unauthorized):
         return error_reply(403, "Not valid", exc.message)
