@@ -12,7 +12,6 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-import botocore.handlers
 import pytest
 from botocore.exceptions import ClientError
 from s3_support import S3
@@ -39,17 +38,6 @@ def multipart_etag(parts: list[bytes]) -> str:
 
 def crc32(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-
-
-def without_expect(client: Any) -> Any:
-    """boto3 sends ``Expect: 100-continue`` with part bodies. When the server
-    refuses a part before reading its body (a bad part number, an unknown
-    upload), uvicorn keeps the connection open without the body, and the
-    client's next request on it is taken for that body: the endpoint must
-    answer such refusals with ``Connection: close`` (app.py). Until it
-    does, the clients of refusal tests do not ask for 100-continue."""
-    client.meta.events.unregister("before-call.s3", botocore.handlers.add_expect_header)
-    return client
 
 
 def replace_body(client: Any, operation: str, body: bytes) -> None:
@@ -180,7 +168,7 @@ async def test_complete_refusals_leave_nothing_visible(s3: S3) -> None:
 
 
 async def test_upload_part_refusals_and_abort(s3: S3) -> None:
-    c = without_expect(s3.client())
+    c = s3.client()  # boto3 sends its part bodies with Expect: 100-continue
 
     def work() -> None:
         c.create_bucket(Bucket="mpu")

@@ -18,6 +18,7 @@ from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
     InvalidRequestS3,
     MalformedXML,
+    error_response,
 )
 from jointcloud.api.s3.headers import (
     announced_algorithm,
@@ -45,6 +46,7 @@ from jointcloud.core.multipart import (
     Part,
     Upload,
 )
+from jointcloud.errors import DomainError
 
 STORAGE_CLASS = "STANDARD"
 _COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -142,6 +144,19 @@ async def create_upload(r: S3Request) -> Response:
 
 @op("UploadPart")
 async def upload_part(r: S3Request) -> Response:
+    """A refusal may come before the body is read (a bad part number, an
+    unknown upload) or in its middle: the connection is closed after it, or
+    a client that sent ``Expect: 100-continue`` and then no body would have
+    its next request read as this one's body."""
+    try:
+        return await _upload_part(r)
+    except DomainError as exc:
+        response = error_response(exc, resource=r.target.resource, request_id=r.request_id)
+        response.headers["Connection"] = "close"
+        return response
+
+
+async def _upload_part(r: S3Request) -> Response:
     check_key(r)
     number = _part_number(r)
     size = declared_size(r)
