@@ -20,9 +20,10 @@ import base64
 import builtins
 import dataclasses
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
 from jointcloud.core.background import finish
@@ -66,6 +67,7 @@ from jointcloud.errors import (
     BadDigest,
     Conflict,
     DuplicateEntry,
+    InvalidRange,
     NotFound,
     ObjectNotFound,
     PackageNotFound,
@@ -87,6 +89,17 @@ class Listing:
     common_prefixes: list[str]
     objects: list[ObjectInfo]
     next_token: str | None
+
+
+class PartRange(NamedTuple):
+    """Where one part of an object lies (S3's ``partNumber`` reads)."""
+
+    offset: int
+    length: int
+    parts_count: int
+
+
+_COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -647,6 +660,42 @@ class ObjectService:
 
     async def delete_tags(self, principal: Principal, address: ObjectAddress) -> None:
         await self.set_tags(principal, address, {})
+
+    async def part_range(
+        self,
+        principal: Principal,
+        address: ObjectAddress,
+        part_number: int,
+        conditions: Conditions = NO_CONDITIONS,
+    ) -> PartRange:
+        """Where part ``part_number`` (1-based) of the object lies, and how
+        many parts it has. An object completed from N uploaded parts (its
+        ETag ``<md5>-N``) keeps their boundaries: each part is one layout;
+        any other object is one part, the whole of it. ``InvalidRange`` for
+        a part beyond the last; preconditions as ``head``."""
+        if part_number < 1:
+            raise BadArgument("part numbers start at 1")
+        content = await self._open(principal, address, conditions)
+        info = content.info
+        found = _COMPOSITE_ETAG.match(info.etag)
+        parts = content.parts
+        if found is None or int(found.group(1)) != len(parts) or len(parts) < 2:
+            if part_number != 1:
+                raise InvalidRange(
+                    f"The requested partnumber is not satisfiable: part {part_number} of "
+                    "an object of 1 part",
+                    size=info.size,
+                )
+            return PartRange(0, info.size, 1)
+        if part_number > len(parts):
+            raise InvalidRange(
+                f"The requested partnumber is not satisfiable: part {part_number} of "
+                f"an object of {len(parts)} parts",
+                size=info.size,
+            )
+        offset = parts[part_number - 1][0]
+        end = parts[part_number][0] if part_number < len(parts) else info.size
+        return PartRange(offset, end - offset, len(parts))
 
     # --- JCS v1 ---------------------------------------------------------------
 
