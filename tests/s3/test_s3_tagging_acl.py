@@ -4,6 +4,7 @@ codes and error codes; only private ACLs are accepted."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from s3_support import S3
+
+from jointcloud.core.commands import ObjectAddress, PackageRef
+from jointcloud.errors import InvalidRange
 
 
 def _code(e: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
@@ -206,3 +210,39 @@ async def test_acls_are_private(s3: S3) -> None:
         assert _code(e) == ("NoSuchBucket", 404)
 
     await asyncio.to_thread(work)
+
+
+async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
+    """Core's part_range (for GetObject/HeadObject ?partNumber=N): a
+    multipart object keeps its parts' boundaries; a single PUT is one part."""
+    c = s3.client()
+    sizes = [5 * 1024 * 1024, 5 * 1024 * 1024 + 3, 1000]
+    data = [os.urandom(n) for n in sizes]
+
+    def work() -> None:
+        c.create_bucket(Bucket="parts")
+        up = c.create_multipart_upload(Bucket="parts", Key="mp")["UploadId"]
+        done = [
+            {"PartNumber": i, "ETag": c.upload_part(
+                Bucket="parts", Key="mp", UploadId=up, PartNumber=i, Body=d
+            )["ETag"]}
+            for i, d in enumerate(data, 1)
+        ]  # fmt: skip
+        c.complete_multipart_upload(
+            Bucket="parts", Key="mp", UploadId=up, MultipartUpload={"Parts": done}
+        )
+        c.put_object(Bucket="parts", Key="one", Body=b"single")
+
+    await asyncio.to_thread(work)
+    user = await s3.ctx.access.resolve(s3.access_key_id)
+    objects = s3.ctx.objects
+    mp = ObjectAddress(PackageRef.by_name("parts"), "mp")
+    assert await objects.part_range(user.principal, mp, 1) == (0, sizes[0], 3)
+    assert await objects.part_range(user.principal, mp, 2) == (sizes[0], sizes[1], 3)
+    assert await objects.part_range(user.principal, mp, 3) == (sum(sizes[:2]), 1000, 3)
+    with pytest.raises(InvalidRange):
+        await objects.part_range(user.principal, mp, 4)
+    one = ObjectAddress(PackageRef.by_name("parts"), "one")
+    assert await objects.part_range(user.principal, one, 1) == (0, 6, 1)
+    with pytest.raises(InvalidRange):
+        await objects.part_range(user.principal, one, 2)
