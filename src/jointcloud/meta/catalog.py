@@ -54,7 +54,7 @@ _BUCKET_COLUMNS = (
 )
 # The columns a Package is made of (not the cors column of migration 0009:
 # code reading packages also runs against a database not yet migrated).
-_PACKAGE_COLUMNS = (
+_PACKAGE_COLUMNS: tuple[Any, ...] = (
     t.packages.c.id,
     t.packages.c.bucket_id,
     t.packages.c.name,
@@ -144,8 +144,12 @@ async def package_policy(
     conn: AsyncConnection, user_id: int, package_id: int
 ) -> tuple[Package, Redundancy] | None:
     """The package and the policy its uploads get: its own, else its bucket's."""
+    columns: tuple[Any, ...] = (
+        *_PACKAGE_COLUMNS,
+        t.buckets.c.redundancy.label("bucket_redundancy"),
+    )
     q = (
-        select(*_PACKAGE_COLUMNS, t.buckets.c.redundancy.label("bucket_redundancy"))
+        select(*columns)
         .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
         .where(t.packages.c.id == package_id, t.buckets.c.user_id == user_id)
     )
