@@ -16,6 +16,9 @@ if [ "${1:-}" = "--test" ]; then
   # also bench/sync.py's yardstick. The AWS CLI comes with pip (test extras).
   command -v rclone >/dev/null 2>&1 || need+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
+  # The browser tests (tests/share/test_share_browser.py) drive Debian's
+  # Chromium through Playwright (test extras); never `playwright install`.
+  [ -x /usr/bin/chromium ] || need+=(chromium)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
