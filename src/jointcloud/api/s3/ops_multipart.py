@@ -309,14 +309,14 @@ async def abort_upload(r: S3Request) -> Response:
 @op("ListParts")
 async def list_parts(r: S3Request) -> Response:
     check_key(r)
-    max_parts = _count(r, "max-parts", MAX_PAGE)
+    max_parts = min(_count(r, "max-parts", MAX_PAGE), MAX_PAGE)
     marker = _count(r, "part-number-marker", 0)
     page = await r.ctx.multipart.list_parts(
         r.principal,
         _upload_id(r),
         r.address,
         marker=marker or None,
-        max_parts=min(max(max_parts, 1), MAX_PAGE),
+        max_parts=max(max_parts, 1),
     )
     parts = page.parts if max_parts else []
     truncated = page.next_marker is not None if max_parts else bool(page.parts)
