@@ -49,6 +49,7 @@ from jointcloud.api.share.access import Refused, Shared, is_access, open_access
 from jointcloud.api.share.ranges import (
     boundary,
     disposition,
+    header_safe,
     is_active,
     parse_ranges,
     preview_kind,
@@ -215,10 +216,11 @@ def _object_headers(info: ObjectInfo) -> list[tuple[str, str]]:
         ("etag", _etag(info)),
         ("last-modified", http_date(info.update_time)),
         ("accept-ranges", "bytes"),
-        ("cache-control", info.meta.cache_control or "private, no-cache"),
+        ("cache-control", header_safe(info.meta.cache_control) or "private, no-cache"),
     ]
-    if info.meta.content_encoding and info.meta.content_encoding != "identity":
-        headers.append(("content-encoding", info.meta.content_encoding))
+    encoding = header_safe(info.meta.content_encoding)
+    if encoding and encoding != "identity":
+        headers.append(("content-encoding", encoding))
     return headers
 
 

@@ -77,10 +77,19 @@ def resolve(rng: ByteRange, size: int) -> tuple[int, int] | None:
     return start, end - start + 1
 
 
+def header_safe(value: str | None) -> str | None:
+    """``value`` if it can stand in an HTTP header (visible ASCII and
+    spaces), else None."""
+    if value and value.isascii() and value.isprintable():
+        return value
+    return None
+
+
 def stored_type(info: ObjectInfo) -> str:
     """The object's type: as stored with it, else by its name's extension."""
-    if info.meta.content_type:
-        return info.meta.content_type
+    stored = header_safe(info.meta.content_type)
+    if stored:
+        return stored
     guessed, _ = mimetypes.guess_type(info.path, strict=False)
     return guessed or DEFAULT_TYPE
 
