@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import os
 import zlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from s3_support import S3
 
@@ -385,3 +387,29 @@ async def test_concurrent_uploads_to_one_key(s3: S3) -> None:
     assert data in bodies and got["ETag"] == multipart_etag([data])
     left = await asyncio.to_thread(c.list_multipart_uploads, Bucket="mpu")
     assert left.get("Uploads") is None
+
+
+async def test_transfer_manager_upload_and_copy(s3: S3) -> None:
+    """boto3's managed transfers as they come: upload_fileobj in parts (CRC32
+    asked for at creation, sent per part in trailers), then a managed copy,
+    which copies the parts with UploadPartCopy ranges."""
+    c = s3.client()
+    data = os.urandom(2 * PART + 7)
+    config = TransferConfig(multipart_threshold=PART, multipart_chunksize=PART, max_concurrency=3)
+
+    def work() -> None:
+        c.create_bucket(Bucket="xfer")
+        c.upload_fileobj(io.BytesIO(data), "xfer", "up.bin", Config=config)
+        head = c.head_object(Bucket="xfer", Key="up.bin", ChecksumMode="ENABLED")
+        assert head["ETag"] == multipart_etag(
+            [data[:PART], data[PART : 2 * PART], data[2 * PART :]]
+        )
+        assert head["ContentLength"] == len(data) and head["ChecksumCRC32"].endswith("-3")
+        c.copy({"Bucket": "xfer", "Key": "up.bin"}, "xfer", "copied.bin", Config=config)
+        out = io.BytesIO()
+        c.download_fileobj("xfer", "copied.bin", out)
+        assert out.getvalue() == data
+        copied = c.head_object(Bucket="xfer", Key="copied.bin")
+        assert copied["ETag"] == head["ETag"]  # the same part boundaries
+
+    await asyncio.to_thread(work)
