@@ -16,7 +16,6 @@ import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,10 @@ from moto.server import ThreadedMotoServer
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from gw_support import PASSPHRASE, Backend, Jcs
+from gw_support import PASSPHRASE, Backend, Jcs, Recorder
 
 from jointcloud.api.gateway.app import create_app
-from jointcloud.api.gateway.s3client import ClientCache, new_client
+from jointcloud.api.gateway.s3client import ClientCache
 from jointcloud.api.host import Metrics, main_app
 from jointcloud.api.s3.app import create_app as s3_app
 from jointcloud.context import Context
@@ -100,32 +99,11 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["jcs", "moto"])
-async def backend(request: pytest.FixtureRequest, moto_url: str) -> Backend:
+def backend(request: pytest.FixtureRequest, moto_url: str) -> Backend:
     if request.param == "moto":
         return Backend("moto", moto_url, "testing", "testing")  # moto takes any keys
     served: Jcs = request.getfixturevalue("jcs")
     return served.backend
-
-
-@dataclass
-class Recorder:
-    """Every S3 request the facade's clients make: (operation, body size)."""
-
-    calls: list[tuple[str, int | None]] = field(default_factory=list)
-
-    def factory(self, endpoint: str, access_key_id: str, secret_key: str) -> Any:
-        client = new_client(endpoint, access_key_id, secret_key)
-
-        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-            body = params.get("Body")
-            size = len(body) if isinstance(body, bytes | bytearray) else None
-            self.calls.append((model.name, size))
-
-        client.meta.events.register("provide-client-params.s3.*", record)
-        return client
-
-    def operations(self) -> list[str]:
-        return [name for name, _ in self.calls]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -56,6 +56,29 @@ class Jcs:
     project_uuid: str
     bucket_id: int
     backend: Backend
+
+
+@dataclass
+class Recorder:
+    """Every S3 request the facade's clients make: (operation, body size)."""
+
+    calls: list[tuple[str, int | None]] = field(default_factory=list)
+    clients: list[Any] = field(default_factory=list)
+
+    def factory(self, endpoint: str, access_key_id: str, secret_key: str) -> Any:
+        client = new_client(endpoint, access_key_id, secret_key)
+
+        def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+            body = params.get("Body")
+            size = len(body) if isinstance(body, bytes | bytearray) else None
+            self.calls.append((model.name, size))
+
+        client.meta.events.register("provide-client-params.s3.*", record)
+        self.clients.append(client)
+        return client
+
+    def operations(self) -> list[str]:
+        return [name for name, _ in self.calls]
 
 
 # The seed's XML element names of each JSON field.
