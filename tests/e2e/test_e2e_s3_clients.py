@@ -294,18 +294,27 @@ def test_rclone_copy_sync_check_lsf_and_server_side_copy(
 
 
 @pytest.mark.parametrize("signature_v2", [False, True], ids=["sigv4", "sigv2"])
-def test_s3cmd(creds: S3Creds, work: Path, signature_v2: bool) -> None:
+def test_s3cmd(s3_server: JcsServer, creds: S3Creds, work: Path, signature_v2: bool) -> None:
     name = "v2" if signature_v2 else "v4"
     s3cmd = S3cmd(work / f"home-s3cmd-{name}", creds, signature_v2=signature_v2)
     bucket = f"s3cmd-{name}"
     local = work / f"s3cmd-{name}"
     src = tree(local / "src", {"a.txt": b"alpha\n", "d/b.txt": b"bravo\n"})
-    payload = os.urandom(200_000)
+    payload = os.urandom(11 * MiB)  # three parts of a multipart upload (5 MiB chunks)
     (local / "blob.bin").write_bytes(payload)
 
     assert f"Bucket 's3://{bucket}/' created" in s3cmd.ok("mb", f"s3://{bucket}")
     assert f"s3://{bucket}" in s3cmd.ok("ls")
-    s3cmd.ok("put", str(local / "blob.bin"), f"s3://{bucket}/blobs/blob.bin")
+    before = s3_requests(s3_server)
+    s3cmd.ok(
+        "put",
+        "--multipart-chunk-size-mb=5",
+        str(local / "blob.bin"),
+        f"s3://{bucket}/blobs/blob.bin",
+    )
+    counted = requests_between(before, s3_requests(s3_server))
+    assert counted.get(("UploadPart", 200)) == 3, counted
+    assert counted.get(("CompleteMultipartUpload", 200)) == 1, counted
     s3cmd.ok("get", f"s3://{bucket}/blobs/blob.bin", str(local / "back.bin"))
     assert (local / "back.bin").read_bytes() == payload
     s3cmd.ok("sync", f"{src}/", f"s3://{bucket}/tree/")
@@ -399,3 +408,95 @@ def test_restricted_grant_is_refused_outside_its_caveats(
     keys = [o["Key"] for o in full.list_objects_v2(Bucket="photos")["Contents"]]
     assert keys == ["2024/pic.jpg"]
     assert "other" not in [b["Name"] for b in full.list_buckets()["Buckets"]]
+
+
+def test_aws_copy_tagging_cors_and_batch_delete(s3_server: JcsServer, aws: Aws, work: Path) -> None:
+    local = work / "aws-more"
+    local.mkdir()
+    (local / "src.txt").write_bytes(b"copy me\n")
+    aws.ok("s3", "mb", "s3://more")
+    aws.ok("s3", "cp", str(local / "src.txt"), "s3://more/src.txt", "--metadata", "k=v")
+
+    # aws s3 cp bucket to bucket: a server-side CopyObject keeping the metadata
+    before = s3_requests(s3_server)
+    aws.ok("s3", "cp", "s3://more/src.txt", "s3://more/copies/dst.txt")
+    counted = requests_between(before, s3_requests(s3_server))
+    assert counted.get(("CopyObject", 200)) == 1 and ("GetObject", 200) not in counted, counted
+    head = json.loads(aws.ok("s3api", "head-object", "--bucket", "more", "--key", "copies/dst.txt"))
+    assert head["ContentLength"] == 8 and head["Metadata"] == {"k": "v"}
+
+    # object tagging
+    tags = {"TagSet": [{"Key": "team", "Value": "blue"}, {"Key": "year", "Value": "2024"}]}
+    aws.ok(
+        "s3api",
+        "put-object-tagging",
+        "--bucket",
+        "more",
+        "--key",
+        "src.txt",
+        "--tagging",
+        json.dumps(tags),
+    )
+    got = json.loads(aws.ok("s3api", "get-object-tagging", "--bucket", "more", "--key", "src.txt"))
+    assert sorted(got["TagSet"], key=lambda t: t["Key"]) == tags["TagSet"]
+
+    # bucket CORS: stored and answered on a preflight
+    cors = {
+        "CORSRules": [
+            {
+                "AllowedOrigins": ["https://app.example"],
+                "AllowedMethods": ["GET", "PUT"],
+                "AllowedHeaders": ["*"],
+                "MaxAgeSeconds": 600,
+            }
+        ]
+    }
+    aws.ok("s3api", "put-bucket-cors", "--bucket", "more", "--cors-configuration", json.dumps(cors))
+    got = json.loads(aws.ok("s3api", "get-bucket-cors", "--bucket", "more"))
+    rule = got["CORSRules"][0]
+    assert rule["AllowedOrigins"] == ["https://app.example"]
+    assert sorted(rule["AllowedMethods"]) == ["GET", "PUT"]
+    r = httpx.options(
+        f"http://127.0.0.1:{s3_server.s3_port}/more/src.txt",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PUT"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+
+    # DeleteObjects: one request, per-key results
+    deleted = json.loads(
+        aws.ok(
+            "s3api",
+            "delete-objects",
+            "--bucket",
+            "more",
+            "--delete",
+            json.dumps({"Objects": [{"Key": "src.txt"}, {"Key": "copies/dst.txt"}]}),
+        )
+    )
+    assert sorted(d["Key"] for d in deleted["Deleted"]) == ["copies/dst.txt", "src.txt"]
+    assert aws.ok("s3", "ls", "--recursive", "s3://more").strip() == ""
+    aws.ok("s3", "rb", "s3://more")
+
+
+def test_s3cmd_copy_move_and_batch_delete(creds: S3Creds, work: Path) -> None:
+    s3cmd = S3cmd(work / "home-s3cmd-more", creds, signature_v2=False)
+    local = work / "s3cmd-more"
+    src = tree(local, {"a.txt": b"alpha\n", "b.txt": b"bravo\n"})
+    s3cmd.ok("mb", "s3://s3cmd-more")
+    s3cmd.ok("put", str(src / "a.txt"), str(src / "b.txt"), "s3://s3cmd-more/")
+    s3cmd.ok("cp", "s3://s3cmd-more/a.txt", "s3://s3cmd-more/c.txt")
+    s3cmd.ok("mv", "s3://s3cmd-more/b.txt", "s3://s3cmd-more/d.txt")
+    listing = s3cmd.ok("ls", "s3://s3cmd-more")
+    assert [line.split()[-1] for line in listing.splitlines()] == [
+        "s3://s3cmd-more/a.txt",
+        "s3://s3cmd-more/c.txt",
+        "s3://s3cmd-more/d.txt",
+    ]
+    s3cmd.ok("get", "s3://s3cmd-more/d.txt", str(local / "d.txt"))
+    assert (local / "d.txt").read_bytes() == b"bravo\n"
+    # a recursive delete is one multi-object delete
+    out = s3cmd.ok("del", "--recursive", "--force", "s3://s3cmd-more/")
+    assert out.count("delete: ") == 3, out
+    s3cmd.ok("rb", "s3://s3cmd-more")
