@@ -405,3 +405,25 @@ async def test_requests_and_methods(gw: httpx.AsyncClient, backend: Backend) -> 
     # the Endpoint must be a URL of an S3 service
     answer = await call("/listBuckets", headers={"Endpoint": "ftp://x"})
     assert answer.code == -1 and "Endpoint" in answer.msg
+
+
+async def test_upload_form_order(gw: httpx.AsyncClient, backend: Backend) -> None:
+    """The file streams, so the form's fields must come before it (or go in
+    the query string); a form with the file first is refused, saying so."""
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("order")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    body = (
+        b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nfile data\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="bucket"\r\n\r\n' + bucket.encode() + b"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n--B--\r\n'
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=B"}
+    answer = await call("/uploadObject", content=body, headers=headers)
+    assert answer.code == -1 and "fields come before the file part" in answer.msg
+    answer = await call.ok(
+        "/uploadObject", content=body, headers=headers, params={"bucket": bucket, "key": "k"}
+    )
+    assert (await download(call, bucket, "k")).content == b"file data"
+    answer = await call("/uploadObject", json={"bucket": bucket, "key": "k"})
+    assert answer.code == -1 and "file" in answer.msg

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -32,6 +33,8 @@ from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.errors import DomainError
 from jointcloud.keys.caveats import CaveatPath, Permission
+
+log = structlog.get_logger(__name__)
 
 PROTOCOL = "gateway"
 AUTH_HEADERS = ("AccessKeyId", "SecretKey", "Endpoint")
@@ -225,8 +228,19 @@ async def list_objects(c: Call, s3: S3 | None) -> Response:
 # --- objects -------------------------------------------------------------------
 
 
+def _before_file(c: Call, *names: str) -> None:
+    """Required fields of an upload, which must precede the file part."""
+    for name in names:
+        if not c.params.has(name) and c.body.file is not None:
+            raise GatewayError(
+                f"missing required parameter {name} (in a multipart form the fields "
+                "come before the file part, or go in the query string)"
+            )
+
+
 async def upload_object(c: Call, s3: S3 | None) -> Response:
     p = c.params
+    _before_file(c, "bucket", "key")
     bucket, key = p.text("bucket"), p.text("key")
     part = c.body.file
     if part is None:
@@ -410,6 +424,7 @@ async def upload_part(c: Call, s3: S3 | None) -> Response:
         if p.has("parts"):  # the seed prints /uploadPart for the completion
             return await complete_multipart_upload(c, s3)
         raise GatewayError("missing required parameter file (a multipart form file part)")
+    _before_file(c, "bucket", "key", "upload_id", "part_number")
     bucket, key, upload_id = p.text("bucket"), p.text("key"), p.text("upload_id")
     number = p.integer("part_number", low=1, high=up.MAX_PARTS)
     etag = await up.upload_part(
@@ -545,6 +560,9 @@ def create_app(
             return failure(exc.message, xml=xml)
         except DomainError as exc:
             return failure(exc.message, xml=xml)
+        except Exception as exc:  # no request data in the log: it may hold keys
+            log.error("gateway: unexpected error", path=request.url.path, error=type(exc).__name__)
+            return failure(f"internal error ({type(exc).__name__})", xml=xml)
 
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     app = Starlette(routes=[Route(path, serve, methods=methods) for path in ENDPOINTS])

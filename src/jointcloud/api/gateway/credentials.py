@@ -20,13 +20,13 @@ import asyncio
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.api.gateway.urls import service_url
 from jointcloud.errors import BadArgument
 from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat, Permission
 from jointcloud.keys.grant import new_grant
@@ -34,29 +34,6 @@ from jointcloud.keys.grant import new_grant
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 ACCESS_PATH = "/v1/access"
 INFO_PATH = "/v1/project/info"
-
-
-def _local(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def service_url(raw: str, what: str) -> str:
-    """A service's base URL. A bare ``host:port`` (or a satellite's
-    ``nodeid@host:port``) gets ``http://`` on loopback, ``https://`` elsewhere."""
-    text = raw.strip()
-    if "://" not in text:
-        text = text.rsplit("@", 1)[-1]
-        host = urlsplit("//" + text).hostname or ""
-        text = ("http://" if _local(host) else "https://") + text
-    split = urlsplit(text)
-    if split.scheme not in ("http", "https") or not split.netloc:
-        raise GatewayError(f"invalid parameter {what}: must be an http(s) URL")
-    return text.rstrip("/")
 
 
 def parse_key(text: str, what: str) -> APIKey:
@@ -118,7 +95,7 @@ async def access_grant(
     satellite_url: str, key_text: str, password: str, project_id: str | None
 ) -> str:
     """The serialized grant for ``key_text`` (checked at the satellite)."""
-    satellite = service_url(satellite_url, "satellite_node_url")
+    satellite = service_url(satellite_url, "parameter satellite_node_url")
     key = parse_key(key_text, "restrict_key")
     info = await project_info(satellite, key.serialize())
     project_uuid = str(info.get("projectID") or "")
@@ -141,7 +118,7 @@ async def access_grant(
 async def register(auth_service: str, grant: str, *, public: bool) -> dict[str, str]:
     """``POST <auth_service>/v1/access``: the auth service's answer; its
     plain-text error becomes the message."""
-    base = service_url(auth_service, "auth_service")
+    base = service_url(auth_service, "parameter auth_service")
     url = base if urlsplit(base).path.rstrip("/").endswith(ACCESS_PATH) else base + ACCESS_PATH
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:

@@ -25,13 +25,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
 from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.api.gateway.urls import service_url
 
 REGION = "us-east-1"
 MAX_CLIENTS = 64
@@ -106,14 +106,8 @@ def new_client(endpoint: str, access_key_id: str, secret_key: str) -> Any:
 
 
 def normalize_endpoint(raw: str) -> str:
-    """``Endpoint`` as a URL: ``https://`` when it has no scheme."""
-    text = raw.strip()
-    if "://" not in text:
-        text = "https://" + text
-    split = urlsplit(text)
-    if split.scheme not in ("http", "https") or not split.netloc:
-        raise GatewayError("header Endpoint must be an http(s) URL of an S3 service")
-    return text.rstrip("/")
+    """The ``Endpoint`` header as a URL (``urls.service_url``)."""
+    return service_url(raw, "header Endpoint")
 
 
 class ClientCache:
