@@ -108,7 +108,10 @@ class Settings:
         return _url(self.public_url or self.listen)
 
     def s3_endpoint(self) -> str:
-        return _url(self.s3_public_url or self.s3_listen)
+        """The S3 endpoint's public URL; empty when this server has none."""
+        if self.s3_public_url:
+            return _url(self.s3_public_url)
+        return "" if self.s3_listen == S3_OFF else _url(self.s3_listen)
 
     def listen_addresses(self) -> tuple[tuple[str, str], ...]:
         """Every listener of this process, the main one first: (name, HOST:PORT).

@@ -78,6 +78,12 @@ class AccessDenied(Forbidden):
     """A principal's scope or caveats refuse the operation; says which."""
 
 
+class OutOfScope(AccessDenied):
+    """The credentials' scope (project, packages, path prefixes) does not
+    reach the thing; where the thing was named by id, protocols say "not
+    found" instead, so an id tells nothing about what exists."""
+
+
 class BucketNotFound(NotFound):
     """No such JCS bucket (project) for this principal."""
 

@@ -10,14 +10,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from jcs_helpers import Api
+from sqlalchemy import update
 
 from jointcloud.api.host import Metrics, main_app
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
-from jointcloud.errors import Unauthorized
+from jointcloud.core.gc import collect_garbage
+from jointcloud.errors import Unauthorized, UnknownAccessKey
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, SECRET_KEY_LENGTH
 from jointcloud.keys.grant import new_grant, parse_grant
+from jointcloud.meta import tables as t
 
 TOKEN = "operator-token-0123456789"
 
@@ -153,3 +156,27 @@ async def test_credentials_follow_their_key(
     # The parent's credentials still work.
     parent = (await main.post("/v1/access", json={"access_grant": grant.serialize()})).json()
     assert (await ctx.access.resolve(parent["access_key_id"])).principal.caveats == ()
+
+
+async def test_gc_removes_expired_credentials(
+    api: Api, main: httpx.AsyncClient, ctx: Context
+) -> None:
+    grant = parse_grant(await _grant(api))
+    soon = grant.restrict(KeyCaveat(not_after=datetime.now(UTC) + timedelta(hours=1)))
+    made = (await main.post("/v1/access", json={"access_grant": soon.serialize()})).json()
+    kept = (await main.post("/v1/access", json={"access_grant": grant.serialize()})).json()
+    # An hour later (the record's time is moved, not waited for):
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            update(t.auth_records)
+            .where(t.auth_records.c.expires_at.is_not(None))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    ctx.access.forget()
+    with pytest.raises(Unauthorized, match="expired"):
+        await ctx.access.resolve(made["access_key_id"])
+    report = await collect_garbage(ctx.db, ctx.store, timedelta(0))
+    assert report.credentials == 1
+    with pytest.raises(UnknownAccessKey, match="unknown access key id"):
+        await ctx.access.resolve(made["access_key_id"])
+    assert (await ctx.access.resolve(kept["access_key_id"])).expires is None

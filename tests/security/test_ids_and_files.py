@@ -38,6 +38,7 @@ ID_TABLES = {
     "blocks",
     "transfer_tasks",
     "uploads",  # multipart uploads (migration 0007); their public ids are random
+    "project_keys",  # macaroon API keys of projects (migration 0008)
 }
 
 

@@ -42,9 +42,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jointcloud.api.authsvc import app as authsvc
-from jointcloud.api.s3 import app as s3
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.jcs.app import create_app
+from jointcloud.api.s3 import app as s3
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
 from jointcloud.context import Context
 from jointcloud.core import stats

@@ -134,14 +134,14 @@ class AccessService:
             raise BadArgument("the access grant carries no root key (made without a passphrase)")
         bucket = await self.buckets.get(Principal.user(record.user_id), record.bucket_id)
         verifier = passphrase_verifier(grant.root_key)
-        async with self.db.write() as conn:
+        async with self.db.read() as conn:
             stored = await keyrepo.passphrase_verifier(conn, record.bucket_id)
-            if stored is None and await keyrepo.set_passphrase_verifier(
-                conn, record.bucket_id, verifier
-            ):
-                stored = verifier
-            elif stored is None:  # another grant was first, just now
-                stored = await keyrepo.passphrase_verifier(conn, record.bucket_id)
+        if stored is None:  # the project's first grant: it fixes the passphrase
+            async with self.db.write() as conn:
+                if await keyrepo.set_passphrase_verifier(conn, record.bucket_id, verifier):
+                    stored = verifier
+                else:  # another grant was first, just now
+                    stored = await keyrepo.passphrase_verifier(conn, record.bucket_id)
         if stored is None or not verify_passphrase(grant.root_key, stored):
             raise AccessDenied(f"wrong passphrase for project {bucket.name}")
         return record, principal

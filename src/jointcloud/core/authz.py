@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from jointcloud.errors import AccessDenied
+from jointcloud.errors import AccessDenied, OutOfScope
 
 
 class Operation(enum.StrEnum):
@@ -93,20 +93,41 @@ def _path_allowed(grant: PathGrant, path: str | None, op: Operation) -> bool:
 
 
 def _caveat_refusal(
-    caveat: Caveat, op: Operation, package: str | None, path: str | None, at: datetime
-) -> str | None:
+    caveat: Caveat,
+    op: Operation,
+    package: str | None,
+    path: str | None,
+    at: datetime,
+    whole: bool,
+) -> AccessDenied | None:
     if op in caveat.disallow:
-        return f"the key's caveat forbids {op} operations ({caveat.describe()})"
+        return AccessDenied(f"the key's caveat forbids {op} operations ({caveat.describe()})")
     if caveat.not_before is not None and at < caveat.not_before:
-        return f"the key is not valid before {caveat.not_before.isoformat()}"
+        return AccessDenied(f"the key is not valid before {caveat.not_before.isoformat()}")
     if caveat.not_after is not None and at > caveat.not_after:
-        return f"the key expired at {caveat.not_after.isoformat()}"
+        return AccessDenied(f"the key expired at {caveat.not_after.isoformat()}")
+    if whole and caveat.paths:
+        # Acting on the whole bucket or package (delete it, change its policy)
+        # needs a caveat that reaches all of it, not a part.
+        if package is None:
+            return OutOfScope(
+                "the key's caveat reaches only some packages; this acts on the whole bucket"
+            )
+        if not any(g.package == package and not g.prefix for g in caveat.paths):
+            return OutOfScope(
+                f"the key's caveat reaches only part of package {package!r}; "
+                "this acts on the whole package"
+            )
     if caveat.paths and package is not None:
         grants = [g for g in caveat.paths if g.package == package]
         if not grants:
-            return f"the key's caveat does not reach package {package!r} ({caveat.describe()})"
+            return OutOfScope(
+                f"the key's caveat does not reach package {package!r} ({caveat.describe()})"
+            )
         if not any(_path_allowed(g, path, op) for g in grants):
-            return f"the key's caveat does not reach {package}/{path} ({caveat.describe()})"
+            return OutOfScope(
+                f"the key's caveat does not reach {package}/{path} ({caveat.describe()})"
+            )
     return None
 
 
@@ -118,20 +139,22 @@ def authorize(
     package: str | None = None,
     path: str | None = None,
     at: datetime | None = None,
+    whole: bool = False,
 ) -> None:
     """Raise ``AccessDenied`` saying which rule refused ``op`` on
-    ``project_id`` / ``package`` / ``path`` (None: not narrowed to one)."""
+    ``project_id`` / ``package`` / ``path`` (None: not narrowed to one);
+    ``whole``: the operation acts on all of the project or package named."""
     if (
         principal.project_id is not None
         and project_id is not None
         and project_id != principal.project_id
     ):
-        raise AccessDenied(f"the key is limited to another project than bucket {project_id}")
+        raise OutOfScope("the key is limited to another project")
     when = at or datetime.now(UTC)
     for caveat in principal.caveats:
-        why = _caveat_refusal(caveat, op, package, path, when)
-        if why is not None:
-            raise AccessDenied(why)
+        refusal = _caveat_refusal(caveat, op, package, path, when, whole)
+        if refusal is not None:
+            raise refusal
 
 
 def allows(principal: Principal, op: Operation, **where: object) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from jointcloud.core.authz import Operation, Principal, authorize, visible_packages
+from jointcloud.core.authz import Operation, Principal, allows, authorize, visible_packages
 from jointcloud.core.commands import PackageRef, check_tags
 from jointcloud.core.models import Bucket, CorsRule, Package
 from jointcloud.core.paths import entity_name
@@ -15,8 +15,10 @@ from jointcloud.errors import (
     BadArgument,
     BucketNotFound,
     Conflict,
+    DomainError,
     DuplicateEntry,
     NotEmpty,
+    OutOfScope,
     PackageNotFound,
 )
 from jointcloud.meta import catalog, jobs
@@ -109,6 +111,7 @@ class BucketService:
     async def get(
         self, principal: Principal, bucket_id: int, op: Operation = Operation.READ
     ) -> Bucket:
+        _scoped(principal, bucket_id, f"bucket {bucket_id} not found")
         authorize(principal, op, project_id=bucket_id)
         async with self.db.read() as conn:
             bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
@@ -122,6 +125,7 @@ class BucketService:
             bucket = await catalog.get_bucket_by_name(conn, principal.user_id, name)
         if bucket is None:
             raise BucketNotFound(f"bucket {name!r} not found")
+        _scoped(principal, bucket.bucket_id, f"bucket {name!r} not found")
         authorize(principal, Operation.READ, project_id=bucket.bucket_id)
         return bucket
 
@@ -140,7 +144,8 @@ class BucketService:
         """Change the default policy (``None``: no default, i.e. none). The
         objects of packages that inherit it are re-encoded in the background."""
         policy = optional_policy(redundancy)
-        authorize(principal, Operation.WRITE, project_id=bucket_id)
+        _scoped(principal, bucket_id, f"bucket {bucket_id} not found")
+        authorize(principal, Operation.WRITE, project_id=bucket_id, whole=True)
         async with self.db.write() as conn:
             if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
                 raise BucketNotFound(f"bucket {bucket_id} not found")
@@ -151,7 +156,8 @@ class BucketService:
         return bucket
 
     async def delete(self, principal: Principal, bucket_id: int) -> None:
-        authorize(principal, Operation.DELETE, project_id=bucket_id)
+        _scoped(principal, bucket_id, f"bucket {bucket_id} not found")
+        authorize(principal, Operation.DELETE, project_id=bucket_id, whole=True)
         async with self.db.write() as conn:
             if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
                 raise BucketNotFound(f"bucket {bucket_id} not found")
@@ -163,6 +169,34 @@ class BucketService:
                     f"bucket {bucket_id} still holds packages {shown}{more}; delete them first"
                 )
             await catalog.delete_bucket(conn, bucket_id)
+
+
+def _scoped(principal: Principal, bucket_id: int, missing: str) -> None:
+    """A key of one project asking for another (by id or name) is told the
+    bucket is not found: refusing would confirm it exists."""
+    if principal.project_id is not None and principal.project_id != bucket_id:
+        raise BucketNotFound(missing)
+
+
+def _unnamed_refusal(
+    principal: Principal, pkg: Package, op: Operation, path: str | None, whole: bool
+) -> DomainError:
+    """A scope refusal of a package named by id, saying nothing the caller
+    did not send (not its name, nor that something is there): a package the
+    key does not reach is not found, a path outside its prefixes is refused
+    by its path, and a whole-package act by a key of part of it
+    is refused."""
+    where = {"project_id": pkg.bucket_id, "package": pkg.name}
+    if whole and allows(principal, op, **where):
+        return OutOfScope(
+            f"the key's caveats reach only part of package {pkg.package_id}; "
+            "this acts on the whole package"
+        )
+    if path is not None and allows(principal, Operation.LIST, **where):
+        return OutOfScope(
+            f"the key's caveat does not reach path {path!r} of package {pkg.package_id}"
+        )
+    return PackageNotFound(f"package {pkg.package_id} not found")
 
 
 class PackageService:
@@ -192,7 +226,13 @@ class PackageService:
         return await self.resolve(principal, PackageRef.by_id(package_id), op)
 
     async def resolve(
-        self, principal: Principal, ref: PackageRef, op: Operation, path: str | None = None
+        self,
+        principal: Principal,
+        ref: PackageRef,
+        op: Operation,
+        path: str | None = None,
+        *,
+        whole: bool = False,
     ) -> Package:
         """The package ``ref`` names, if ``principal`` may do ``op`` on it (at
         ``path``): the one place every protocol's address becomes a package.
@@ -203,7 +243,17 @@ class PackageService:
                 pkg = await catalog.get_package(conn, principal.user_id, ref.package_id)
                 if pkg is None:
                     raise PackageNotFound(f"package {ref.package_id} not found")
-                authorize(principal, op, project_id=pkg.bucket_id, package=pkg.name, path=path)
+                try:
+                    authorize(
+                        principal,
+                        op,
+                        project_id=pkg.bucket_id,
+                        package=pkg.name,
+                        path=path,
+                        whole=whole,
+                    )
+                except OutOfScope:
+                    raise _unnamed_refusal(principal, pkg, op, path, whole) from None
                 return pkg
             if ref.name is None:
                 raise BadArgument("a package is named by its id or by its name")
@@ -219,7 +269,7 @@ class PackageService:
             project_id = project_id if project_id is not None else principal.project_id
             if project_id is None:
                 raise BadArgument(f"package {name!r}: say which bucket (project) it is in")
-            authorize(principal, op, project_id=project_id, package=name, path=path)
+            authorize(principal, op, project_id=project_id, package=name, path=path, whole=whole)
             if await catalog.get_bucket(conn, principal.user_id, project_id) is None:
                 raise BucketNotFound(f"bucket {project_id} not found")
             pkg = await catalog.get_package_by_name(conn, project_id, name)
@@ -239,7 +289,7 @@ class PackageService:
         """Replace the package's tags: at most ``MAX_PACKAGE_TAGS`` (S3's
         limit for a bucket), keys and values as an object's."""
         checked = check_tags(tags, MAX_PACKAGE_TAGS, "package")
-        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        pkg = await self.resolve(principal, ref, Operation.WRITE, whole=True)
         async with self.db.write() as conn:
             await catalog.set_package_tags(conn, pkg.package_id, checked)
         return checked
@@ -301,7 +351,9 @@ class PackageService:
     ) -> None:
         """Delete a package with its objects, or (``only_if_empty``, as S3
         deletes a bucket) refuse with ``NotEmpty`` while it holds any."""
-        pkg = await self.resolve(principal, PackageRef.by_id(package_id), Operation.DELETE)
+        pkg = await self.resolve(
+            principal, PackageRef.by_id(package_id), Operation.DELETE, whole=True
+        )
         async with self.db.write() as conn:
             if await catalog.get_package(conn, principal.user_id, package_id) is None:
                 raise PackageNotFound(f"package {package_id} not found")
@@ -315,7 +367,7 @@ class PackageService:
         """Change the policy (``None``: inherit the bucket's). Its objects are
         re-encoded in the background."""
         policy = optional_policy(redundancy)
-        await self.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
+        await self.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE, whole=True)
         async with self.db.write() as conn:
             if await catalog.get_package(conn, principal.user_id, package_id) is None:
                 raise PackageNotFound(f"package {package_id} not found")
@@ -341,7 +393,9 @@ class PackageService:
     ) -> Package:
         """A new package whose objects share the source's immutable layouts."""
         name = entity_name(name, "name")
-        src = await self.get(principal, package_id)
+        src = await self.resolve(
+            principal, PackageRef.by_id(package_id), Operation.READ, whole=True
+        )
         authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
         try:
             async with self.db.write() as conn:

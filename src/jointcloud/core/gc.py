@@ -22,6 +22,7 @@ from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import SpaceState
 from jointcloud.errors import DomainError
 from jointcloud.meta import catalog, layouts, spacestate, uploads
+from jointcloud.meta import keys as keyrepo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 
@@ -32,6 +33,7 @@ class GcReport:
     blocks: int = 0
     uploads: int = 0  # abandoned multipart uploads dropped
     temp_files: int = 0  # leftovers of crashed writes removed from spaces
+    credentials: int = 0  # expired S3 credentials (auth records) removed
 
 
 log = structlog.get_logger(__name__)
@@ -83,6 +85,8 @@ async def collect_garbage(
     if multipart_expiry is not None:
         report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
     report.temp_files = await _sweep_spaces(db, store, now() - delay)
+    async with db.write() as conn:
+        report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
     while True:
         async with db.read() as conn:
             ids = await layouts.garbage(conn, now() - delay)

@@ -60,7 +60,9 @@ from jointcloud.errors import (
     EntityTooSmall,
     InvalidPart,
     InvalidPartOrder,
+    NotFound,
     ObjectNotFound,
+    OutOfScope,
     PackageNotFound,
     UploadNotFound,
 )
@@ -675,7 +677,11 @@ class MultipartService:
         if obj is None:
             raise ObjectNotFound(f"object {object_id} not found")
         ref = PackageRef.by_id(obj.package_id)
-        await self.packages.resolve(principal, ref, Operation.WRITE, obj.path)
+        try:
+            await self.packages.resolve(principal, ref, Operation.WRITE, obj.path)
+        except (OutOfScope, NotFound):
+            # Named by id only: a refusal must not tell its path or package.
+            raise ObjectNotFound(f"object {object_id} not found") from None
         if rec is not None and (rec.package_id, rec.path) == (obj.package_id, obj.path):
             return _to_upload(rec)
         if rec is None and not begin:

@@ -70,6 +70,7 @@ from jointcloud.errors import (
     InvalidRange,
     NotFound,
     ObjectNotFound,
+    OutOfScope,
     PackageNotFound,
     PreconditionFailed,
 )
@@ -704,12 +705,16 @@ class ObjectService:
         reaches the whole account, needs no look-up of its package)."""
         if principal.project_id is None and not principal.caveats:
             return
-        await self.packages.resolve(principal, PackageRef.by_id(info.package_id), op, info.path)
+        try:
+            await self.packages.resolve(principal, PackageRef.by_id(info.package_id), op, info.path)
+        except (OutOfScope, NotFound):
+            # Named by id only: a refusal must not tell its path or package.
+            raise ObjectNotFound(f"object {info.object_id} not found") from None
 
     async def _allowed(self, principal: Principal, info: ObjectInfo, op: Operation) -> bool:
         try:
             await self._may(principal, info, op)
-        except AccessDenied:
+        except (AccessDenied, ObjectNotFound):
             return False
         return True
 

@@ -20,11 +20,18 @@ import time
 from collections import OrderedDict
 
 from jointcloud.core.accounts import KEY_CACHE_ENTRIES, KEY_CACHE_SECONDS
-from jointcloud.core.authz import Caveat, Operation, PathGrant, Principal, require_account
+from jointcloud.core.authz import (
+    Caveat,
+    Operation,
+    PathGrant,
+    Principal,
+    authorize,
+    require_account,
+)
 from jointcloud.core.buckets import BucketService
 from jointcloud.core.models import ProjectKey
 from jointcloud.core.paths import entity_name
-from jointcloud.errors import AccessDenied, BadArgument, NotFound, Unauthorized
+from jointcloud.errors import BadArgument, NotFound, Unauthorized
 from jointcloud.keys.caveats import BASIC_PERMISSIONS, APIKey, KeyCaveat, Permission, new_api_key
 from jointcloud.keys.macaroon import new_secret
 from jointcloud.keys.master import MasterKey
@@ -115,10 +122,15 @@ class ProjectKeyService:
         key = APIKey.parse(text)  # malformed: BadArgument naming the problem
         async with self.db.read() as conn:
             row = await keyrepo.key_by_head(conn, key.head)
-        if row is None or row.key.user_id != principal.user_id:
+        if (
+            row is None
+            or row.key.user_id != principal.user_id
+            or principal.project_id not in (None, row.key.bucket_id)
+        ):
             raise NotFound("no such API key")
-        if principal.project_id is not None and principal.project_id != row.key.bucket_id:
-            raise AccessDenied("the key is limited to another project")
+        # Revoking is a destructive act: the caller's own key must be valid
+        # now and may delete (a read-only or expired key revokes nothing).
+        authorize(principal, Operation.DELETE, project_id=row.key.bucket_id)
         valid, tails = key.verify_and_tails(self._secret(row.key.head, row.sealed_secret))
         if not valid:
             raise Unauthorized("invalid API key: its signature does not verify")
@@ -152,16 +164,15 @@ class ProjectKeyService:
     async def verify(self, key: APIKey) -> tuple[ProjectKey, Principal]:
         """Check a parsed key (a grant's) against the database: its record,
         owner, signature and revocations."""
-        async with self.db.read() as conn:
+        async with self.db.read() as conn:  # one snapshot: the key and its revocations
             row = await keyrepo.key_by_head(conn, key.head)
-        if row is None:
-            raise Unauthorized("unknown API key (deleted, or never issued here)")
-        if row.user_disabled:
-            raise Unauthorized("the API key's user is disabled")
-        valid, tails = key.verify_and_tails(self._secret(row.key.head, row.sealed_secret))
-        if not valid:
-            raise Unauthorized("invalid API key: its signature does not verify")
-        async with self.db.read() as conn:
+            if row is None:
+                raise Unauthorized("unknown API key (deleted, or never issued here)")
+            if row.user_disabled:
+                raise Unauthorized("the API key's user is disabled")
+            valid, tails = key.verify_and_tails(self._secret(row.key.head, row.sealed_secret))
+            if not valid:
+                raise Unauthorized("invalid API key: its signature does not verify")
             if await keyrepo.any_revoked(conn, tails):
                 raise Unauthorized("the API key was revoked")
         caveats = tuple(to_caveat(c) for c in key.caveats())

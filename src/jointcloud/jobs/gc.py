@@ -37,7 +37,8 @@ class GcJob:
         return JobResult(
             f"removed {report.blocks} blocks of {report.layouts} unreferenced layouts, "
             f"{report.uploads} abandoned multipart uploads, "
-            f"{report.temp_files} leftover temporary files",
+            f"{report.temp_files} leftover temporary files, "
+            f"{report.credentials} expired S3 credentials",
             done=report.layouts,
             total=report.layouts,
         )
