@@ -55,3 +55,20 @@ async def test_bad_secret_is_refused(s3: S3) -> None:
     with pytest.raises(ClientError) as e:
         await asyncio.to_thread(c.list_buckets)
     assert e.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+
+
+async def test_a_refused_upload_does_not_poison_the_connection(s3: S3) -> None:
+    """boto3 sends bodies with "Expect: 100-continue": a refusal before the
+    body is read closes the connection, so the client's next request on it
+    is not read as the unsent body."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="kept")
+        for _ in range(3):
+            with pytest.raises(ClientError) as e:
+                c.put_object(Bucket="missing", Key="k", Body=b"x" * 100_000)
+            assert e.value.response["Error"]["Code"] == "NoSuchBucket"
+            assert c.list_objects_v2(Bucket="kept")["KeyCount"] == 0
+
+    await asyncio.to_thread(work)

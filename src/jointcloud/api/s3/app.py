@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from jointcloud import errors
 from jointcloud.api.common.observability import (
@@ -166,6 +166,27 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
 UNAUTHENTICATED = frozenset({"PreflightCors", "PostObject"})
 
 
+class _BodyWatch:
+    """Whether the request body has been read to its end."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.finished = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self.finished = True
+        return message
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length != "0"
+    return "transfer-encoding" in request.headers
+
+
 class S3App:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -174,6 +195,8 @@ class S3App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return
+        body = _BodyWatch(receive)
+        receive = body.receive
         request = Request(scope, receive)
         request_id = current_request_id() or new_request_id()
         target = target_of(
@@ -221,6 +244,11 @@ class S3App:
 
             await cors_headers(s3req, response.headers)
         response.headers.setdefault("x-amz-request-id", request_id)
+        if not body.finished and _has_body(request):
+            # Answered before the body was read (a refusal): a client that
+            # sent "Expect: 100-continue" never sends it, and one that did
+            # would have its next request read as the rest of this body.
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
 
