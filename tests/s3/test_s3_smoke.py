@@ -72,3 +72,39 @@ async def test_a_refused_upload_does_not_poison_the_connection(s3: S3) -> None:
             assert c.list_objects_v2(Bucket="kept")["KeyCount"] == 0
 
     await asyncio.to_thread(work)
+
+
+async def test_part_number_reads_one_part_of_a_multipart_object(s3: S3) -> None:
+    c = s3.client()
+    one, two = os.urandom(5 * 1024 * 1024), os.urandom(1000)
+
+    def work() -> None:
+        c.create_bucket(Bucket="parts")
+        up = c.create_multipart_upload(Bucket="parts", Key="big")["UploadId"]
+        etags = [
+            c.upload_part(Bucket="parts", Key="big", UploadId=up, PartNumber=n, Body=b)["ETag"]
+            for n, b in ((1, one), (2, two))
+        ]
+        c.complete_multipart_upload(
+            Bucket="parts",
+            Key="big",
+            UploadId=up,
+            MultipartUpload={
+                "Parts": [{"PartNumber": n, "ETag": e} for n, e in zip((1, 2), etags, strict=True)]
+            },
+        )
+        got = c.get_object(Bucket="parts", Key="big", PartNumber=2)
+        assert got["Body"].read() == two and got["PartsCount"] == 2
+        assert (
+            got["ContentRange"]
+            == f"bytes {len(one)}-{len(one) + len(two) - 1}/{len(one) + len(two)}"
+        )
+        head = c.head_object(Bucket="parts", Key="big", PartNumber=1)
+        assert head["ContentLength"] == len(one) and head["PartsCount"] == 2
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="parts", Key="big", PartNumber=3)
+        assert e.value.response["Error"]["Code"] == "InvalidPartNumber"
+        c.put_object(Bucket="parts", Key="small", Body=b"abc")
+        assert c.get_object(Bucket="parts", Key="small", PartNumber=1)["Body"].read() == b"abc"
+
+    await asyncio.to_thread(work)

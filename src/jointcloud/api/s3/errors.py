@@ -61,6 +61,7 @@ NoSuchCORSConfiguration = s3_error("NoSuchCORSConfiguration", 404)
 NoSuchTagSet = s3_error("NoSuchTagSet", 404)
 EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
 InvalidRequestS3 = s3_error("InvalidRequest", 400)
+InvalidPartNumber = s3_error("InvalidPartNumber", 416)
 AccessForbidden = s3_error("AccessForbidden", 403)  # a CORS preflight refused
 BadRequest = s3_error("BadRequest", 400)
 MalformedACLError = s3_error("MalformedACLError", 400)

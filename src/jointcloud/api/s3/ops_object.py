@@ -8,7 +8,12 @@ from starlette.responses import Response, StreamingResponse
 
 from jointcloud.api.common.http import parse_byte_range, parse_conditions, pieces
 from jointcloud.api.s3.app import op
-from jointcloud.api.s3.errors import EntityTooLargeS3, InvalidArgumentS3, KeyTooLong
+from jointcloud.api.s3.errors import (
+    EntityTooLargeS3,
+    InvalidArgumentS3,
+    InvalidPartNumber,
+    KeyTooLong,
+)
 from jointcloud.api.s3.headers import (
     OVERRIDES,
     announced_algorithm,
@@ -19,8 +24,10 @@ from jointcloud.api.s3.headers import (
     supplied_checksums,
 )
 from jointcloud.api.s3.request import S3Request
-from jointcloud.core.commands import DeleteObject, GetObject, PutObject
+from jointcloud.core.commands import ByteRange, Conditions, DeleteObject, GetObject, PutObject
+from jointcloud.core.objects import PartRange
 from jointcloud.core.paths import MAX_PATH
+from jointcloud.errors import InvalidRange
 
 MAX_PUT = 5 * 1024**3  # a single PUT; larger objects are uploaded in parts (AWS)
 
@@ -83,6 +90,15 @@ def _part_number(r: S3Request) -> int | None:
     return int(raw)
 
 
+async def _part(r: S3Request, part: int, conditions: Conditions) -> PartRange:
+    """Where part ``part`` of the object lies; beyond its last part is S3's
+    InvalidPartNumber."""
+    try:
+        return await r.ctx.objects.part_range(r.principal, r.address, part, conditions)
+    except InvalidRange as exc:
+        raise InvalidPartNumber(exc.message) from None
+
+
 def _overrides(r: S3Request, headers: dict[str, str]) -> None:
     for param, header in OVERRIDES.items():
         value = r.query(param)
@@ -97,23 +113,21 @@ async def get_object(r: S3Request) -> Response:
     rng = parse_byte_range(r.header("range"))
     if part is not None and rng is not None:
         raise InvalidArgumentS3("Cannot specify both Range header and partNumber query parameter")
-    if part is not None and part != 1:
-        # Objects here keep no part boundaries an S3 client could ask for
-        # beyond the first (the whole object, as AWS answers for part 1 of a
-        # single-part object).
-        raise InvalidArgumentS3(
-            "partNumber beyond 1 is not supported for this object",
-            ArgumentName="partNumber",
-            ArgumentValue=str(part),
-        )
+    conditions = parse_conditions(r.header)
+    parts_count = None
+    if part is not None:
+        where = await _part(r, part, conditions)
+        parts_count = where.parts_count
+        if where.parts_count > 1:
+            rng = ByteRange(where.offset, where.offset + where.length - 1)
     dl = await r.ctx.objects.get(
-        r.principal, GetObject(r.address, range=rng, conditions=parse_conditions(r.header))
+        r.principal, GetObject(r.address, range=rng, conditions=conditions)
     )
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
     headers = object_headers(dl.info, checksums=checksum_mode and not dl.partial)
     headers["Content-Length"] = str(dl.length)
-    if part is not None:
-        headers["x-amz-mp-parts-count"] = "1"
+    if parts_count is not None and parts_count > 1:
+        headers["x-amz-mp-parts-count"] = str(parts_count)
     status = 200
     if dl.partial:
         status = 206
@@ -141,20 +155,22 @@ async def get_object(r: S3Request) -> Response:
 async def head_object(r: S3Request) -> Response:
     check_key(r)
     part = _part_number(r)
-    info = await r.ctx.objects.head(r.principal, r.address, parse_conditions(r.header))
+    conditions = parse_conditions(r.header)
+    info = await r.ctx.objects.head(r.principal, r.address, conditions)
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    headers = object_headers(info, checksums=checksum_mode)
+    headers = object_headers(info, checksums=checksum_mode and part is None)
     headers["Content-Length"] = str(info.size)
+    status = 200
     if part is not None:
-        if part != 1:
-            raise InvalidArgumentS3(
-                "partNumber beyond 1 is not supported for this object",
-                ArgumentName="partNumber",
-                ArgumentValue=str(part),
-            )
-        headers["x-amz-mp-parts-count"] = "1"
+        where = await _part(r, part, conditions)
+        if where.parts_count > 1:
+            status = 206
+            end = where.offset + where.length - 1
+            headers["Content-Length"] = str(where.length)
+            headers["Content-Range"] = f"bytes {where.offset}-{end}/{info.size}"
+            headers["x-amz-mp-parts-count"] = str(where.parts_count)
     _overrides(r, headers)
-    return Response(status_code=200, headers=headers)
+    return Response(status_code=status, headers=headers)
 
 
 @op("DeleteObject")
