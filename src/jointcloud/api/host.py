@@ -43,8 +43,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jointcloud.api.authsvc import app as authsvc
 from jointcloud.api.common.observability import HttpMetrics, Observability
+from jointcloud.api.gateway import app as gateway
 from jointcloud.api.jcs.app import create_app
 from jointcloud.api.s3 import app as s3
+from jointcloud.api.share import app as share
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
 from jointcloud.context import Context
 from jointcloud.core import stats
@@ -171,16 +173,24 @@ def host_app(ctx: Context, metrics: Metrics, roles: Sequence[str]) -> ASGIApp:
     return Observability(app, protocol="host", metrics=metrics.http)
 
 
+Mount = tuple[Callable[[str], bool], ASGIApp]
+
+
+def under(prefix: str) -> Callable[[str], bool]:
+    return lambda path: path == prefix or path.startswith(prefix + "/")
+
+
 class _ByPath:
-    """Sends the host's own paths to the host app, paths under a mounted
-    prefix to that protocol's app, the rest to the main protocol app."""
+    """Sends the host's own paths to the host app, a path a mounted
+    protocol claims to that protocol's app (first claim wins), the rest to
+    the main protocol app (the JCS v1 API)."""
 
     def __init__(
         self,
         own: frozenset[str],
         host: ASGIApp,
         protocol: ASGIApp,
-        mounts: Sequence[tuple[str, ASGIApp]] = (),
+        mounts: Sequence[Mount] = (),
     ) -> None:
         self.own = own
         self.host = host
@@ -193,8 +203,8 @@ class _ByPath:
             if path in self.own:
                 await self.host(scope, receive, send)
                 return
-            for prefix, app in self.mounts:
-                if path == prefix or path.startswith(prefix + "/"):
+            for claims, app in self.mounts:
+                if claims(path):
                     await app(scope, receive, send)
                     return
         await self.protocol(scope, receive, send)
@@ -202,8 +212,9 @@ class _ByPath:
 
 def main_app(ctx: Context, metrics: Metrics, roles: Sequence[str] = ("api", "jobs")) -> ASGIApp:
     """The app of the main listener: the JCS v1 API, the auth service
-    (``/v1/access``) and ``/metrics`` with the ``api`` role; only
-    ``/metrics`` and ``/healthz`` without it."""
+    (``/v1/access``), the gateway facade (the seed's root paths), link
+    sharing (``/s/``, ``/raw/`` and the legacy share form) and ``/metrics``
+    with the ``api`` role; only ``/metrics`` and ``/healthz`` without it."""
     own = host_app(ctx, metrics, roles)
     if "api" not in roles:
         return own
@@ -211,7 +222,11 @@ def main_app(ctx: Context, metrics: Metrics, roles: Sequence[str] = ("api", "job
         frozenset({METRICS_PATH}),
         own,
         create_app(ctx, metrics=metrics.http),
-        [(authsvc.PREFIX, authsvc.create_app(ctx, metrics.http))],
+        [
+            (under(authsvc.PREFIX), authsvc.create_app(ctx, metrics.http)),
+            (gateway.PATHS.__contains__, gateway.create_app(ctx, metrics.http)),
+            (share.handles, share.create_app(ctx, metrics.http)),
+        ],
     )
 
 
