@@ -3,6 +3,8 @@ local-directory spaces, and an in-process HTTP client for the v1 API."""
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
+from jointcloud.meta.db import Database
 from support.postgres import PostgresServer
 
 
@@ -26,12 +29,47 @@ def postgres() -> Iterator[PostgresServer]:
     server.stop()
 
 
+def _migrate(url: str) -> None:
+    async def run() -> None:
+        db = Database(url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head, made once: a test's database is a
+    copy of it (running every migration per test is the bulk of the setup)."""
+    path = tmp_path_factory.mktemp("migrated") / "meta.db"
+    _migrate(f"sqlite+aiosqlite:///{path}")
+    # Closing the last connection checkpointed the WAL into the main file:
+    # the file alone is the whole database.
+    assert not path.with_name("meta.db-wal").exists()
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of its own for the test: empty, or, when the test
+    uses ``ctx`` (whose ``Context.open`` migrates it to head before the
+    test sees it anyway), a copy of one already migrated to head. Context.open
+    still runs the migrations on it: at head they change nothing."""
+    migrated = "ctx" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+        path = tmp_path / "meta.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
     pg: PostgresServer = request.getfixturevalue("postgres")
-    return pg.new_database()
+    template = pg.template("head", _migrate) if migrated else None
+    url = pg.new_database(template)
+    yield url
+    pg.drop_database(url)
 
 
 @pytest.fixture

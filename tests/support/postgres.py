@@ -7,6 +7,8 @@ the cluster is owned by and started as the ``postgres`` system user.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -14,8 +16,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
 
 
 def _bindir() -> Path:
@@ -42,6 +51,13 @@ class PostgresServer:
         self.data = self.dir / "data"
         self._as_root = os.geteuid() == 0
         self._counter = 0
+        self._templates: dict[str, str] = {}
+        # Admin statements (CREATE/DROP DATABASE) go over one asyncpg
+        # connection owned by a loop in a thread of its own: tests run each
+        # on their own event loop, and a psql process per statement is slow.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._admin: Any = None
 
     def _run(self, *args: str) -> None:
         cmd = [str(self.bindir / args[0]), *args[1:]]
@@ -71,24 +87,62 @@ class PostgresServer:
                 time.sleep(0.2)
         raise RuntimeError("PostgreSQL did not start")
 
-    def new_database(self) -> str:
-        """A fresh, empty database; returns its async SQLAlchemy URL."""
-        self._counter += 1
-        name = f"jcs_{os.getpid()}_{self._counter}"
-        self._run(
-            "psql",
-            "-h",
-            str(self.dir),
-            "-p",
-            str(self.port),
-            "-U",
-            "postgres",
-            "-c",
-            f"CREATE DATABASE {name}",
-        )
+    def url(self, name: str) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{name}"
 
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=loop.run_forever, daemon=True)
+            self._thread.start()
+            self._loop = loop
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(120)
+
+    async def _execute(self, sql: str) -> None:
+        if self._admin is None:
+            self._admin = await asyncpg.connect(
+                host="127.0.0.1", port=self.port, user="postgres", database="postgres"
+            )
+        await self._admin.execute(sql)
+
+    def _new_name(self) -> str:
+        self._counter += 1
+        return f"jcs_{os.getpid()}_{self._counter}"
+
+    def new_database(self, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of ``template`` (a database no
+        one is connected to); returns its async SQLAlchemy URL."""
+        name = self._new_name()
+        clause = f" TEMPLATE {template}" if template else ""
+        self._call(self._execute(f"CREATE DATABASE {name}{clause}"))
+        return self.url(name)
+
+    def template(self, key: str, build: Any) -> str:
+        """The name of a template database made once per server by
+        ``build(url)`` (e.g. migrated to head); copies of it are cheap."""
+        if key not in self._templates:
+            name = f"jcs_template_{key}"
+            self._call(self._execute(f"CREATE DATABASE {name}"))
+            build(self.url(name))
+            self._templates[key] = name
+        return self._templates[key]
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by ``new_database`` (connections left open
+        by the test are ended)."""
+        name = url.rsplit("/", 1)[1]
+        self._call(self._execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
     def stop(self) -> None:
+        if self._loop is not None:
+            if self._admin is not None:
+                with contextlib.suppress(Exception):  # the server goes anyway
+                    self._call(self._admin.close(timeout=5))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(10)
+            self._loop.close()
+            self._loop = None
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
