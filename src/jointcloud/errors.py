@@ -121,6 +121,10 @@ class BadDigest(BadArgument):
     received (nothing was stored); the message names the algorithm."""
 
 
+class MetadataTooLarge(BadArgument):
+    """User metadata beyond its size limit (2 KiB, as S3)."""
+
+
 class InvalidRange(BadArgument):
     """A byte range that does not overlap the object; ``size`` is the
     object's, which HTTP protocols echo (``Content-Range: bytes */size``)."""

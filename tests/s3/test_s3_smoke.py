@@ -4,11 +4,18 @@ credentials' project, objects round-trip, listings and errors are AWS's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
+import httpx
 import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from s3_support import S3
+
+from jointcloud.api.s3.app import create_app
 
 
 async def test_bucket_and_object_round_trip(s3: S3) -> None:
@@ -108,3 +115,53 @@ async def test_part_number_reads_one_part_of_a_multipart_object(s3: S3) -> None:
         assert c.get_object(Bucket="parts", Key="small", PartNumber=1)["Body"].read() == b"abc"
 
     await asyncio.to_thread(work)
+
+
+async def test_public_acls_are_refused_not_ignored(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="acl", ACL="private")
+        c.put_object(Bucket="acl", Key="ok", Body=b"x", ACL="private")
+        for call in (
+            lambda: c.put_object(Bucket="acl", Key="pub", Body=b"x", ACL="public-read"),
+            lambda: c.create_bucket(Bucket="acl2", ACL="public-read"),
+        ):
+            with pytest.raises(ClientError) as e:
+                call()
+            assert e.value.response["Error"]["Code"] == "NotImplemented"
+            assert "link sharing" in e.value.response["Error"]["Message"]
+        assert [o["Key"] for o in c.list_objects_v2(Bucket="acl")["Contents"]] == ["ok"]
+        with pytest.raises(ClientError) as e:
+            c.put_object(Bucket="acl", Key="m", Body=b"x", Metadata={"k": "v" * 2100})
+        assert e.value.response["Error"]["Code"] == "MetadataTooLarge"
+        with pytest.raises(ClientError) as e:
+            c.get_bucket_policy_status(Bucket="acl")
+        assert e.value.response["Error"]["Code"] == "NotImplemented"
+        assert "GetBucketPolicyStatus" in e.value.response["Error"]["Message"]
+
+    await asyncio.to_thread(work)
+    # Who asks is checked before what is asked: unsigned gets AccessDenied.
+    async with httpx.AsyncClient() as anon:
+        r = await anon.get(f"{s3.endpoint}/acl?policyStatus")
+    assert r.status_code == 403 and b"<Code>AccessDenied</Code>" in r.content
+
+
+async def test_virtual_host_addressing(s3: S3) -> None:
+    """``bucket.<domain>`` names the bucket when the domain is configured."""
+    s3.ctx.settings = dataclasses.replace(s3.ctx.settings, s3_domains=("s3.test",))
+    app = create_app(s3.ctx)
+    await asyncio.to_thread(s3.client().create_bucket, Bucket="vhost")
+    await asyncio.to_thread(s3.client().put_object, Bucket="vhost", Key="a b.txt", Body=b"hi")
+    for path, want in (("/a%20b.txt", b"hi"), ("/?list-type=2", b"<Key>a b.txt</Key>")):
+        request = AWSRequest(method="GET", url=f"http://vhost.s3.test{path}", headers={})
+        request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        S3SigV4Auth(Credentials(s3.access_key_id, s3.secret_key), "s3", "us-east-1").add_auth(
+            request
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://vhost.s3.test"
+        ) as c:
+            r = await c.get(path, headers=dict(request.headers.items()))
+        assert r.status_code == 200, r.text
+        assert want in r.content

@@ -123,6 +123,14 @@ def serve(
             "(default http:// + --s3-listen)",
         ),
     ] = None,
+    s3_domain: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--s3-domain",
+            help="a domain of virtual-host addressing: BUCKET.DOMAIN names a bucket "
+            "(repeatable; else $JCS_S3_DOMAINS)",
+        ),
+    ] = None,
     auth_token: Annotated[
         str | None,
         typer.Option(
@@ -152,6 +160,7 @@ def serve(
             s3_listen=s3_listen,
             s3_public_url=s3_public_url,
             auth_token=auth_token,
+            s3_domains=s3_domain,
         )
         run_server(settings)
     except ConfigError as exc:

@@ -25,6 +25,7 @@ from jointcloud.core.paths import check_chars
 from jointcloud.errors import (
     BadArgument,
     InvalidRange,
+    MetadataTooLarge,
     NotModified,
     ObjectNotFound,
     PreconditionFailed,
@@ -249,7 +250,7 @@ def check_meta(meta: ObjectMeta) -> ObjectMeta:
         total += len(name.encode()) + len(value.encode())
         users[name] = value
     if total > MAX_USER_METADATA:
-        raise BadArgument(
+        raise MetadataTooLarge(
             f"user metadata is {total} bytes (names and values, UTF-8); at most {MAX_USER_METADATA}"
         )
     return replace(meta, user_metadata=users, tags=check_tags(meta.tags))

@@ -68,14 +68,18 @@ _BUCKET_UNSUPPORTED = {
     "inventory": "BucketInventoryConfiguration",
     "metrics": "BucketMetricsConfiguration",
     "metadataTable": "BucketMetadataTableConfiguration",
+    "policyStatus": "BucketPolicyStatus",
 }
 _OBJECT_UNSUPPORTED = {
     "retention": "ObjectRetention",
     "legal-hold": "ObjectLegalHold",
     "torrent": "ObjectTorrent",
+    "attributes": "ObjectAttributes",
+}
+# Operations whose name is not a verb and a resource.
+_OBJECT_ACTIONS = {
     "restore": "RestoreObject",
     "select": "SelectObjectContent",
-    "attributes": "ObjectAttributes",
     "renameObject": "RenameObject",
 }
 _VERB = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Get", "POST": "Post"}
@@ -126,9 +130,12 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
         if method == "POST":
             return "DeleteObjects" if "delete" in query else "PostObject"
         raise MethodNotAllowed(f"{method} is not allowed on a bucket")
+    for sub, name in _OBJECT_ACTIONS.items():
+        if sub in query:
+            return name
     for sub, name in _OBJECT_UNSUPPORTED.items():
         if sub in query:
-            return _VERB.get(method, method.title()) + name if method != "POST" else name
+            return _VERB.get(method, method.title()) + name
     if method == "GET":
         if "uploadId" in query:
             return "ListParts"
@@ -210,9 +217,6 @@ class S3App:
             query = set(request.query_params.keys())
             name = operation_name(request.method, target, query, request)
             scope["jcs.operation"] = name
-            handler = OPS.get(name)
-            if handler is None:
-                raise NotImplementedOp(f"the S3 operation {name} is not implemented here")
             signed = SignedRequest.from_asgi(
                 request.method,
                 scope.get("raw_path") or scope["path"].encode(),
@@ -222,7 +226,11 @@ class S3App:
             principal: Principal | None = None
             signing: SigningContext | None = None
             if name not in UNAUTHENTICATED:
+                # As AWS: who asks is checked before what is asked.
                 principal, signing = await authenticate(self.ctx, signed, target)
+            handler = OPS.get(name)
+            if handler is None:
+                raise NotImplementedOp(f"the S3 operation {name} is not implemented here")
             s3req = S3Request(self.ctx, request, signed, target, principal, request_id, signing)
             response = await handler(s3req)
         except errors.DomainError as exc:

@@ -87,6 +87,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.InvalidPartOrder, "InvalidPartOrder", 400),
     (errors.InvalidPart, "InvalidPart", 400),
     (errors.BadDigest, "BadDigest", 400),
+    (errors.MetadataTooLarge, "MetadataTooLarge", 400),
     (errors.BadArgument, "InvalidArgument", 400),
     (errors.SignatureMismatch, "SignatureDoesNotMatch", 403),
     (errors.UnknownAccessKey, "InvalidAccessKeyId", 403),

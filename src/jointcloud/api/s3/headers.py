@@ -9,18 +9,66 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from jointcloud.api.common.http import http_date
-from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidDigest, InvalidTag
+from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidDigest, InvalidTag, NotImplementedOp
 from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
 from jointcloud.core.commands import tag_map
 from jointcloud.core.models import ChecksumAlgorithm, ObjectInfo, ObjectMeta
 from jointcloud.errors import BadArgument
+
+CANNED = frozenset(
+    {
+        "private",
+        "public-read",
+        "public-read-write",
+        "authenticated-read",
+        "aws-exec-read",
+        "bucket-owner-read",
+        "bucket-owner-full-control",
+        "log-delivery-write",
+    }
+)
+GRANT_HEADERS = (
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-write",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+)
+PUBLISH = (
+    "public and shared ACLs are not supported: buckets and objects are private to their "
+    "project; publish an object with link sharing (/s/<access>/<bucket>/<key>)"
+)
+
+
+def check_canned(value: str, argument: str = "x-amz-acl") -> None:
+    """A canned ACL: ``private`` passes, another is ``NotImplemented``."""
+    canned = value.strip().lower()
+    if canned not in CANNED:
+        raise InvalidArgumentS3(
+            f"the canned ACL {value[:40]!r} is not one of S3's",
+            ArgumentName=argument,
+            ArgumentValue=value[:64],
+        )
+    if canned != "private":
+        raise NotImplementedOp(f"{argument}: {canned}: {PUBLISH}")
+
+
+def check_acl_header(r: S3Request) -> None:
+    """``x-amz-acl`` on a write (PutObject, CreateBucket, copies, uploads):
+    ``private`` or nothing; a public one is refused, not ignored."""
+    value = r.header("x-amz-acl")
+    if value is not None:
+        check_canned(value)
+
 
 META_PREFIX = "x-amz-meta-"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what AWS stores when none is sent
 
 
 def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
-    """Content headers, ``x-amz-meta-*`` and ``x-amz-tagging`` of a write."""
+    """Content headers, ``x-amz-meta-*`` and ``x-amz-tagging`` of a write
+    (whose ``x-amz-acl`` must be private)."""
+    check_acl_header(r)
     encoding = r.header("content-encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object (AWS drops it).

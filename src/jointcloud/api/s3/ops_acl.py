@@ -16,12 +16,12 @@ from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
-    InvalidArgumentS3,
     InvalidRequestS3,
     MalformedACLError,
     NotImplementedOp,
     UnexpectedContent,
 )
+from jointcloud.api.s3.headers import GRANT_HEADERS, PUBLISH, check_canned
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.ops_tagging import read_document
@@ -30,29 +30,6 @@ from jointcloud.api.s3.xmlio import NAMESPACE, MalformedXMLError, parse
 from jointcloud.core.authz import Operation, Principal
 
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-CANNED = frozenset(
-    {
-        "private",
-        "public-read",
-        "public-read-write",
-        "authenticated-read",
-        "aws-exec-read",
-        "bucket-owner-read",
-        "bucket-owner-full-control",
-        "log-delivery-write",
-    }
-)
-GRANT_HEADERS = (
-    "x-amz-grant-full-control",
-    "x-amz-grant-read",
-    "x-amz-grant-write",
-    "x-amz-grant-read-acp",
-    "x-amz-grant-write-acp",
-)
-PUBLISH = (
-    "public and shared ACLs are not supported: buckets and objects are private to their "
-    "project; publish an object with link sharing (/s/<access>/<bucket>/<key>)"
-)
 
 
 def acl_xml(principal: Principal) -> bytes:
@@ -73,19 +50,6 @@ def acl_xml(principal: Principal) -> bytes:
 
 def _owner_id(principal: Principal) -> str:
     return str(dict(owner(principal))["ID"])
-
-
-def check_canned(value: str, argument: str = "x-amz-acl") -> None:
-    """A canned ACL: ``private`` passes, another is ``NotImplemented``."""
-    canned = value.strip().lower()
-    if canned not in CANNED:
-        raise InvalidArgumentS3(
-            f"the canned ACL {value[:40]!r} is not one of S3's",
-            ArgumentName=argument,
-            ArgumentValue=value[:64],
-        )
-    if canned != "private":
-        raise NotImplementedOp(f"{argument}: {canned}: {PUBLISH}")
 
 
 _GRANTEE = re.compile(r'^\s*id\s*=\s*"?([0-9A-Za-z]+)"?\s*$')

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
+from jointcloud.api.s3.headers import check_acl_header
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
@@ -90,6 +91,7 @@ async def list_buckets(r: S3Request) -> Response:
 @op("CreateBucket")
 async def create_bucket(r: S3Request) -> Response:
     check_bucket_name(r.bucket)
+    check_acl_header(r)
     body = await r.read_small(64 * 1024)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # the region is ours, whatever it says

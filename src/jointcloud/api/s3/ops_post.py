@@ -31,8 +31,7 @@ from jointcloud.api.s3.errors import (
     MaxPostPreDataLengthExceeded,
     PreconditionFailedS3,
 )
-from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX
-from jointcloud.api.s3.ops_acl import check_canned
+from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX, check_canned
 from jointcloud.api.s3.ops_object import MAX_PUT
 from jointcloud.api.s3.ops_tagging import parse_tagging
 from jointcloud.api.s3.postpolicy import form_fields, parse_post_form, verify_post
