@@ -264,7 +264,7 @@ def test_s3_credentials_are_known_to_the_auth_service(server: JcsServer, api: ht
     endpoint = re.search(r"^endpoint:\s+(\S+)$", text, re.MULTILINE)
     assert access_key_id and secret and endpoint, text
     assert len(access_key_id.group(1)) == 28 and len(secret.group(1)) == 53
-    assert endpoint.group(1) == "http://127.0.0.1:7891"  # the default S3 listener
+    assert endpoint.group(1) == f"http://127.0.0.1:{server.s3_port}"  # its S3 listener
     assert f"aws configure set aws_access_key_id {access_key_id.group(1)}" in text
     assert f"endpoint_url {endpoint.group(1)}" in text
     assert (
