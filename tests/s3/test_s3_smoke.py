@@ -165,3 +165,37 @@ async def test_virtual_host_addressing(s3: S3) -> None:
             r = await c.get(path, headers=dict(request.headers.items()))
         assert r.status_code == 200, r.text
         assert want in r.content
+
+
+async def test_marker_paged_listings(s3: S3) -> None:
+    """ListObjects (v1) and ListObjectVersions page by marker; a NextMarker
+    that is a common prefix skips everything under it."""
+    c = s3.client()
+    keys = ["a/1", "a/2", "b", "c/1", "d"]
+
+    def work() -> None:
+        c.create_bucket(Bucket="paged")
+        for k in keys:
+            c.put_object(Bucket="paged", Key=k, Body=b"x")
+        seen: list[str] = []
+        marker = ""
+        while True:
+            page = c.list_objects(Bucket="paged", Delimiter="/", MaxKeys=2, Marker=marker)
+            seen += [o["Key"] for o in page.get("Contents", [])]
+            seen += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+            if not page["IsTruncated"]:
+                break
+            marker = page["NextMarker"]
+        assert sorted(seen) == ["a/", "b", "c/", "d"]
+        versions: list[str] = []
+        key_marker = ""
+        while True:
+            page = c.list_object_versions(Bucket="paged", MaxKeys=2, KeyMarker=key_marker)
+            versions += [v["Key"] for v in page.get("Versions", [])]
+            assert all(v["VersionId"] == "null" for v in page.get("Versions", []))
+            if not page["IsTruncated"]:
+                break
+            key_marker = page["NextKeyMarker"]
+        assert versions == keys
+
+    await asyncio.to_thread(work)

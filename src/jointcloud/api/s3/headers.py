@@ -6,10 +6,17 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from jointcloud.api.common.http import http_date
-from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidDigest, InvalidTag, NotImplementedOp
+from jointcloud.api.s3.errors import (
+    EntityTooLargeS3,
+    InvalidArgumentS3,
+    InvalidDigest,
+    InvalidTag,
+    NotImplementedOp,
+)
 from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
 from jointcloud.core.commands import tag_map
 from jointcloud.core.models import ChecksumAlgorithm, ObjectInfo, ObjectMeta
@@ -103,7 +110,11 @@ def tagging_header(value: str | None) -> dict[str, str]:
 
 def content_md5(r: S3Request) -> str | None:
     """``Content-MD5`` (base64 of 16 bytes) as hex, for core to verify."""
-    value = r.header("content-md5")
+    return md5_hex(r.header("content-md5"))
+
+
+def md5_hex(value: str | None) -> str | None:
+    """A ``Content-MD5`` value (base64 of 16 bytes) as hex."""
     if value is None:
         return None
     try:
@@ -139,6 +150,35 @@ def announced_algorithm(r: S3Request) -> ChecksumAlgorithm | None:
             f"Invalid checksum algorithm {value[:32]!r}; one of "
             + ", ".join(a.value for a in ChecksumAlgorithm)
         ) from None
+
+
+@dataclass(frozen=True)
+class BodyChecks:
+    """What a body upload (PutObject, UploadPart) verifies and computes."""
+
+    given: dict[ChecksumAlgorithm, str]  # values in headers
+    compute: frozenset[ChecksumAlgorithm]  # announced, or coming in the trailer
+    trailing: bool  # values come after the body
+
+
+def body_checks(r: S3Request, limit: int) -> BodyChecks:
+    """Refuse a body declared larger than ``limit`` (before reading it) and
+    say which checksums to verify and compute."""
+    raw = r.header("x-amz-decoded-content-length") or r.header("content-length")
+    size = int(raw) if raw is not None and raw.isdigit() else None
+    if size is not None and size > limit:
+        raise EntityTooLargeS3(
+            "Your proposed upload exceeds the maximum allowed size",
+            ProposedSize=str(size),
+            MaxSizeAllowed=str(limit),
+        )
+    given = supplied_checksums(r)
+    trailing = r.trailer_algorithms()
+    announced = announced_algorithm(r)
+    compute = set(trailing)
+    if announced is not None and announced not in given:
+        compute.add(announced)
+    return BodyChecks(given, frozenset(compute), bool(trailing))
 
 
 def checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, str]:

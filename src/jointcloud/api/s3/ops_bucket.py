@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.responses import Response
@@ -237,12 +238,44 @@ async def list_objects_v2(r: S3Request) -> Response:
     return xml("ListBucketResult", fields)
 
 
-@op("ListObjects")
-async def list_objects(r: S3Request) -> Response:
+@dataclass(frozen=True)
+class _Page:
+    """A page of a marker-paged listing (ListObjects v1, ListObjectVersions)."""
+
+    listing: Listing
+    prefix: str
+    delimiter: str | None
+    marker: str | None
+    max_keys: int
+    encoded: bool
+    enc: Encode
+
+    @property
+    def truncated(self) -> bool:
+        return self.listing.next_token is not None
+
+    @property
+    def last(self) -> str | None:
+        """The greatest key or common prefix shown: where the next page starts."""
+        shown = [o.path for o in self.listing.objects[-1:]] + self.listing.common_prefixes[-1:]
+        return max(shown, default=None)
+
+    def tail(self) -> list[tuple[str, Value]]:
+        """MaxKeys, Delimiter, IsTruncated and EncodingType, in AWS's order."""
+        fields: list[tuple[str, Value]] = [("MaxKeys", self.max_keys)]
+        if self.delimiter is not None:
+            fields.append(("Delimiter", self.enc(self.delimiter)))
+        fields.append(("IsTruncated", self.truncated))
+        if self.encoded:
+            fields.append(("EncodingType", "url"))
+        return fields
+
+
+async def _marker_page(r: S3Request, marker_param: str) -> _Page:
     encoded, enc = _encoder(r)
     prefix = r.query("prefix") or ""
     delimiter = r.query("delimiter") or None
-    marker = r.query("marker") or None
+    marker = r.query(marker_param) or None
     max_keys = _max_keys(r)
     # A marker that is a common prefix of this listing (a NextMarker we gave)
     # skips everything under it.
@@ -258,69 +291,41 @@ async def list_objects(r: S3Request) -> Response:
             max_keys=max_keys,
         ),
     )
-    truncated = listing.next_token is not None
+    return _Page(listing, prefix, delimiter, marker, max_keys, encoded, enc)
+
+
+@op("ListObjects")
+async def list_objects(r: S3Request) -> Response:
+    page = await _marker_page(r, "marker")
+    enc = page.enc
     fields: list[tuple[str, Value]] = [
         ("Name", r.bucket),
-        ("Prefix", enc(prefix)),
-        ("Marker", enc(marker or "")),
+        ("Prefix", enc(page.prefix)),
+        ("Marker", enc(page.marker or "")),
     ]
-    if truncated and delimiter is not None:
-        last = max(
-            [o.path for o in listing.objects[-1:]] + listing.common_prefixes[-1:], default=None
-        )
-        if last is not None:
-            fields.append(("NextMarker", enc(last)))
-    fields.append(("MaxKeys", max_keys))
-    if delimiter is not None:
-        fields.append(("Delimiter", enc(delimiter)))
-    fields.append(("IsTruncated", truncated))
-    if encoded:
-        fields.append(("EncodingType", "url"))
-    fields.extend(_contents(listing.objects, enc, r.principal))
-    fields.extend(_prefixes(listing, enc))
+    if page.truncated and page.delimiter is not None and page.last is not None:
+        fields.append(("NextMarker", enc(page.last)))
+    fields.extend(page.tail())
+    fields.extend(_contents(page.listing.objects, enc, r.principal))
+    fields.extend(_prefixes(page.listing, enc))
     return xml("ListBucketResult", fields)
 
 
 @op("ListObjectVersions")
 async def list_object_versions(r: S3Request) -> Response:
     """An unversioned bucket: every object is its one version, ``null``."""
-    encoded, enc = _encoder(r)
-    prefix = r.query("prefix") or ""
-    delimiter = r.query("delimiter") or None
-    marker = r.query("key-marker") or None
-    max_keys = _max_keys(r)
-    after_prefix = bool(marker and delimiter and marker.endswith(delimiter))
-    listing = await _list(
-        r,
-        ListObjects(
-            r.package,
-            prefix=prefix,
-            delimiter=delimiter,
-            start_after=marker,
-            after_prefix=after_prefix,
-            max_keys=max_keys,
-        ),
-    )
-    truncated = listing.next_token is not None
+    page = await _marker_page(r, "key-marker")
+    enc, listing = page.enc, page.listing
     fields: list[tuple[str, Value]] = [
         ("Name", r.bucket),
-        ("Prefix", enc(prefix)),
-        ("KeyMarker", enc(marker or "")),
+        ("Prefix", enc(page.prefix)),
+        ("KeyMarker", enc(page.marker or "")),
         ("VersionIdMarker", r.query("version-id-marker") or ""),
     ]
-    if truncated:
-        last = max(
-            [o.path for o in listing.objects[-1:]] + listing.common_prefixes[-1:], default=None
-        )
-        if last is not None:
-            fields.append(("NextKeyMarker", enc(last)))
-            fields.append(("NextVersionIdMarker", "null"))
-    fields.append(("MaxKeys", max_keys))
-    if delimiter is not None:
-        fields.append(("Delimiter", enc(delimiter)))
-    fields.append(("IsTruncated", truncated))
-    if encoded:
-        fields.append(("EncodingType", "url"))
+    if page.truncated and page.last is not None:
+        fields.append(("NextKeyMarker", enc(page.last)))
+        fields.append(("NextVersionIdMarker", "null"))
+    fields.extend(page.tail())
     for o in listing.objects:
         fields.append(
             (

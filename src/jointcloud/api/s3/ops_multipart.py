@@ -14,7 +14,6 @@ from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
-    EntityTooLargeS3,
     InvalidArgumentS3,
     InvalidRequestS3,
     MalformedXML,
@@ -22,10 +21,10 @@ from jointcloud.api.s3.errors import (
 )
 from jointcloud.api.s3.headers import (
     announced_algorithm,
+    body_checks,
     checksum_headers,
     content_md5,
     object_meta,
-    supplied_checksums,
 )
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_copy import (
@@ -34,7 +33,7 @@ from jointcloud.api.s3.ops_copy import (
     source_conditions,
     write_conditions,
 )
-from jointcloud.api.s3.ops_object import check_key, declared_size
+from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
 from jointcloud.core.commands import ByteRange, ChecksumAlgorithm
@@ -159,29 +158,17 @@ async def upload_part(r: S3Request) -> Response:
 async def _upload_part(r: S3Request) -> Response:
     check_key(r)
     number = _part_number(r)
-    size = declared_size(r)
-    if size is not None and size > MAX_PART_SIZE:
-        raise EntityTooLargeS3(
-            "Your proposed upload exceeds the maximum allowed size",
-            ProposedSize=str(size),
-            MaxSizeAllowed=str(MAX_PART_SIZE),
-        )
-    given = supplied_checksums(r)
-    trailing = r.trailer_algorithms()
-    announced = announced_algorithm(r)
-    compute = set(trailing)
-    if announced is not None and announced not in given:
-        compute.add(announced)
+    checks = body_checks(r, MAX_PART_SIZE)
     part = await r.ctx.multipart.upload_part(
         r.principal,
         _upload_id(r),
         r.address,
         number,
         r.body(),
-        checksums=given,
+        checksums=checks.given,
         content_md5=content_md5(r),
-        trailer=r.trailing_checksums if trailing else None,
-        compute=frozenset(compute),
+        trailer=r.trailing_checksums if checks.trailing else None,
+        compute=checks.compute,
     )
     headers = {"ETag": f'"{part.etag}"'}
     headers.update(checksum_headers(part.checksums))

@@ -9,19 +9,17 @@ from starlette.responses import Response, StreamingResponse
 from jointcloud.api.common.http import parse_byte_range, parse_conditions, pieces
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
-    EntityTooLargeS3,
     InvalidArgumentS3,
     InvalidPartNumber,
     KeyTooLong,
 )
 from jointcloud.api.s3.headers import (
     OVERRIDES,
-    announced_algorithm,
+    body_checks,
     checksum_headers,
     content_md5,
     object_headers,
     object_meta,
-    supplied_checksums,
 )
 from jointcloud.api.s3.request import S3Request
 from jointcloud.core.commands import ByteRange, Conditions, DeleteObject, GetObject, PutObject
@@ -37,27 +35,10 @@ def check_key(r: S3Request) -> None:
         raise KeyTooLong("Your key is too long", MaxSizeAllowed=str(MAX_PATH))
 
 
-def declared_size(r: S3Request) -> int | None:
-    raw = r.header("x-amz-decoded-content-length") or r.header("content-length")
-    return int(raw) if raw is not None and raw.isdigit() else None
-
-
 @op("PutObject")
 async def put_object(r: S3Request) -> Response:
     check_key(r)
-    size = declared_size(r)
-    if size is not None and size > MAX_PUT:
-        raise EntityTooLargeS3(
-            "Your proposed upload exceeds the maximum allowed size",
-            ProposedSize=str(size),
-            MaxSizeAllowed=str(MAX_PUT),
-        )
-    given = supplied_checksums(r)
-    trailing = r.trailer_algorithms()
-    announced = announced_algorithm(r)
-    compute = set(trailing)
-    if announced is not None and announced not in given:
-        compute.add(announced)
+    checks = body_checks(r, MAX_PUT)
     body = r.body()
     info = await r.ctx.objects.put(
         r.principal,
@@ -65,10 +46,10 @@ async def put_object(r: S3Request) -> Response:
             r.address,
             body,
             meta=object_meta(r),
-            checksums=given,
-            compute=frozenset(compute),
+            checksums=checks.given,
+            compute=checks.compute,
             content_md5=content_md5(r),
-            trailer=r.trailing_checksums if trailing else None,
+            trailer=r.trailing_checksums if checks.trailing else None,
             conditions=parse_conditions(r.header),
         ),
     )

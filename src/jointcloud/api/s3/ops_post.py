@@ -13,8 +13,6 @@ restricted grant is restricted here too.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode, urlsplit
@@ -27,11 +25,10 @@ from jointcloud.api.s3.errors import (
     EntityTooLargeS3,
     EntityTooSmallS3,
     InvalidArgumentS3,
-    InvalidDigest,
     MaxPostPreDataLengthExceeded,
     PreconditionFailedS3,
 )
-from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX, check_canned
+from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX, check_canned, md5_hex
 from jointcloud.api.s3.ops_object import MAX_PUT
 from jointcloud.api.s3.ops_tagging import parse_tagging
 from jointcloud.api.s3.postpolicy import form_fields, parse_post_form, verify_post
@@ -114,18 +111,6 @@ async def _bounded(
         yield held
 
 
-def _md5_hex(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        raw = base64.b64decode(value.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 16:
-        raise InvalidDigest("The Content-MD5 you specified is not valid.")
-    return raw.hex()
-
-
 def _meta(form: dict[str, str]) -> ObjectMeta:
     user = {
         name[len(META_PREFIX) :]: value
@@ -200,7 +185,7 @@ async def post_object(r: S3Request) -> Response:
             ObjectAddress(r.package, key),
             body,
             meta=_meta(by_name),
-            content_md5=_md5_hex(by_name.get("content-md5")),
+            content_md5=md5_hex(by_name.get("content-md5")),
         ),
     )
     etag = f'"{info.etag}"'
