@@ -295,7 +295,7 @@ class ChunkSigner:
 
 async def test_sigv2_header_round_trip(s3: S3) -> None:
     """Object operations signed with SigV2 in the header; the bucket is made
-    and listed with SigV4 (bucket-level SigV2: see the xfail below)."""
+    and listed with SigV4 (bucket-level SigV2 has a test of its own)."""
     c = s3.client(signature_version="s3")
     v4 = s3.client()
     seen: list[str] = []
@@ -345,13 +345,6 @@ async def test_sigv2_header_round_trip(s3: S3) -> None:
     assert (code, status) == ("SignatureDoesNotMatch", 403)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="endpoint bug: a SigV2 request on a bucket alone (path style, URL /bucket) is "
-    "refused with SignatureDoesNotMatch; botocore signs the resource /bucket/ (as AWS "
-    "expects, botocore/handlers.py 'the auth_path must be terminated with a /') and "
-    "sigv2.resource_candidates tries only /bucket",
-)
 async def test_sigv2_bucket_requests(s3: S3) -> None:
     c = s3.client(signature_version="s3")
 

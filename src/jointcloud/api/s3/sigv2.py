@@ -170,6 +170,10 @@ def resource_candidates(req: SignedRequest, virtual_host_bucket: str | None = No
     encoded = uri_encode(unquote_to_bytes(raw.encode("utf-8", "surrogateescape")), slash=True)
     if encoded != raw:
         paths.append(encoded)
+    if not prefix and raw.count("/") == 1 and raw != "/":
+        # A bucket alone, path style: AWS's resource is "/bucket/" (botocore
+        # signs it so), whatever the URL's path says.
+        paths.append(raw + "/")
     sub = _subresources(req)
     return [prefix + path + sub for path in paths]
 
