@@ -24,6 +24,7 @@ from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.s3client import S3
 
 MiB = 1024 * 1024
+IN_FLIGHT = 4  # parts sent at once by one upload
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 SPOOL_WRITE = 1 * MiB
@@ -96,25 +97,28 @@ async def upload_object(
         )
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
+    # Up to IN_FLIGHT parts on their way while the next is read: memory is
+    # at most (IN_FLIGHT + 1) parts, and the upload is not one round trip
+    # per part (a direct S3 client keeps several parts in flight too).
     parts: list[dict[str, Any]] = []
-    sending: asyncio.Task[dict[str, Any]] | None = None
+    sending: list[asyncio.Task[dict[str, Any]]] = []
     try:
         number = 1
-        sending = asyncio.create_task(asyncio.to_thread(send, number, first))
+        sending.append(asyncio.create_task(asyncio.to_thread(send, number, first)))
         del first
         following = second
         del second
-        while True:
-            parts.append(await sending)
-            sending = None
-            if not following:
-                break
+        while following:
             number += 1
             if number > MAX_PARTS:
                 raise GatewayError(f"the file needs more than {MAX_PARTS} parts")
-            sending = asyncio.create_task(asyncio.to_thread(send, number, following))
-            # read the next part while this one is on its way
+            if len(sending) >= IN_FLIGHT:
+                parts.append(await sending.pop(0))
+            sending.append(asyncio.create_task(asyncio.to_thread(send, number, following)))
             following = await reader.read(part_size)
+        for task in sending:
+            parts.append(await task)
+        sending = []
         await s3.call(
             "complete_multipart_upload",
             Bucket=bucket,
@@ -123,9 +127,9 @@ async def upload_object(
             MultipartUpload={"Parts": parts},
         )
     except BaseException:
-        if sending is not None:
+        for task in sending:
             with contextlib.suppress(BaseException):
-                await sending
+                await task
         with contextlib.suppress(Exception):
             await s3.call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
         raise
