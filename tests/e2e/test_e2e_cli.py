@@ -250,7 +250,13 @@ def test_big_file_rep_and_ec_across_spaces(cli: Cli, api: httpx.Client, tmp_path
         before = [dir_usage(d) for d in dirs]
         cli("put", str(big), dest, *args)
         grown = [dir_usage(d) - b for d, b in zip(dirs, before, strict=True)]
-        assert sum(1 for g in grown if g > 0) == width, (dest, grown)
+        written = sum(1 for g in grown if g > 0)
+        if "parts" in dest:
+            # Each part is placed on its own: a latency probe between two
+            # parts may pick another 3 of the spaces for the next one.
+            assert written >= width, (dest, grown)
+        else:
+            assert written == width, (dest, grown)
         assert sum(grown) >= stored, (dest, grown)
 
         _, package, path = dest.split("/", 2)
