@@ -1,0 +1,922 @@
+"""The S3 endpoint of ``jcs serve`` against moto and s3rver, in one run.
+
+    .venv/bin/python bench/s3.py [--quick] [--json FILE] [--profile-ours FILE]
+
+Same machine, same client, same run, everything on loopback:
+
+- ``ours``: ``jcs serve`` (fresh data dir, SQLite, default spaces) with
+  ``--s3-listen``; its S3 credentials are made as a user would (project key
+  → access grant → ``POST /v1/access``);
+- ``moto``: ``python -m moto.server`` (in memory, Python/werkzeug);
+- ``s3rver``: the npm package (Node, files in a temp dir), installed under
+  ``bench/.node`` (``npm install --prefix bench/.node s3rver``); left out, and
+  said so, when it is not installed;
+- ``sink``: an S3-shaped ASGI app on uvicorn + httptools + uvloop (the same
+  server stack as ours) that keeps only object sizes, answers every read with a
+  constant buffer and every list from memory. It is the ceiling of the client:
+  whatever the client reaches against it, the client can do against the
+  others.
+
+The client is boto3 (defaults kept: SigV4 with the payload's SHA-256, CRC32
+checksums), path-style, us-east-1, in several processes with one client each
+(forked once, reused for every server). Measured: one large object up and down
+with boto3's managed transfer (8 MiB parts, 8 threads); 200 × 1 MiB up and
+down (4 processes); 4 KiB PUT/s and GET/s with 16 processes; ListObjectsV2 of
+1,000 keys (page 1000) per second (4 processes); the server's peak RSS (its
+process tree, sampled every 20 ms) during the large upload. The per-request
+phases (1 MiB, 4 KiB, LIST) are run a second time with a "lean" client:
+botocore's own SigV4 signer over one ``http.client`` connection per process,
+no response parsing. boto3 spends more CPU per request than some servers on
+this 2-core machine (it tops out near 400 4 KiB PUT/s and 13 LISTs/s against
+the sink); the lean client reaches 1,200+ ops/s and hundreds of LISTs/s, so
+the 4 KiB and LIST targets are judged on its figures. For every phase
+the client's CPU (all worker processes) and the server's (its process tree)
+are recorded, so a client-bound figure shows. Prints the table, ratios of ours
+to the faster peer and the issue's targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = Path(__file__).resolve().parent / ".node"
+S3RVER_JS = NODE_DIR / "node_modules/s3rver/bin/s3rver.js"
+MiB = 1 << 20
+BUCKET = "bench"
+REGION = "us-east-1"
+PASSPHRASE = "bench s3 passphrase"
+
+# ----------------------------------------------------------------------------
+# The sink: an S3-shaped ASGI app (run as ``s3.py --sink PORT``)
+# ----------------------------------------------------------------------------
+
+_CHUNK = b"\xa5" * MiB
+_XMLNS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+_STAMP = "2026-01-01T00:00:00.000Z"
+_ETAG = '"0123456789abcdef0123456789abcdef"'
+
+
+def _sink_app() -> Any:
+    from urllib.parse import parse_qs, unquote
+
+    sizes: dict[str, int] = {}
+    uploads: dict[str, dict[int, int]] = {}
+
+    async def drain(receive: Any) -> int:
+        total, more = 0, True
+        while more:
+            msg = await receive()
+            total += len(msg.get("body", b""))
+            more = msg.get("more_body", False)
+        return total
+
+    async def reply(
+        send: Any, status: int, body: bytes = b"", headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
+        base = [(b"content-length", str(len(body)).encode()), (b"etag", _ETAG.encode())]
+        await send({"type": "http.response.start", "status": status, "headers": [*base, *headers]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        method = scope["method"]
+        path = unquote(scope["path"]).lstrip("/")
+        bucket, _, key = path.partition("/")
+        q = {k: v[0] for k, v in parse_qs(scope["query_string"].decode(), True).items()}
+        if method == "PUT":
+            n = await drain(receive)
+            if "uploadId" in q:
+                uploads[q["uploadId"]][int(q["partNumber"])] = n
+            elif key:
+                sizes[key] = n
+            await reply(send, 200)
+        elif method == "POST":
+            await drain(receive)
+            if "uploads" in q:
+                uid = f"u{len(uploads)}"
+                uploads[uid] = {}
+                xml = (
+                    f"<InitiateMultipartUploadResult {_XMLNS}><Bucket>{bucket}</Bucket>"
+                    f"<Key>{key}</Key><UploadId>{uid}</UploadId></InitiateMultipartUploadResult>"
+                )
+            else:
+                sizes[key] = sum(uploads.pop(q["uploadId"]).values())
+                xml = (
+                    f"<CompleteMultipartUploadResult {_XMLNS}><Bucket>{bucket}</Bucket>"
+                    f"<Key>{key}</Key><ETag>{_ETAG}</ETag></CompleteMultipartUploadResult>"
+                )
+            await reply(send, 200, xml.encode(), ((b"content-type", b"application/xml"),))
+        elif key == "" and method == "GET":  # ListObjectsV2
+            prefix, limit = q.get("prefix", ""), int(q.get("max-keys", "1000"))
+            keys = sorted(k for k in sizes if k.startswith(prefix))[:limit]
+            parts = [
+                f"<?xml version='1.0' encoding='UTF-8'?><ListBucketResult {_XMLNS}>"
+                f"<Name>{bucket}</Name><Prefix>{prefix}</Prefix><KeyCount>{len(keys)}</KeyCount>"
+                f"<MaxKeys>{limit}</MaxKeys><IsTruncated>false</IsTruncated>"
+            ]
+            parts += [
+                f"<Contents><Key>{k}</Key><LastModified>{_STAMP}</LastModified>"
+                f"<ETag>{_ETAG}</ETag><Size>{sizes[k]}</Size>"
+                "<StorageClass>STANDARD</StorageClass></Contents>"
+                for k in keys
+            ]
+            parts.append("</ListBucketResult>")
+            xml = "".join(parts).encode()
+            await reply(send, 200, xml, ((b"content-type", b"application/xml"),))
+        elif method in ("GET", "HEAD"):
+            size = sizes.get(key, 0)
+            start, end, status = 0, size - 1, 200
+            headers = dict(scope["headers"])
+            rng = headers.get(b"range", b"").decode()
+            if rng.startswith("bytes="):
+                a, _, b = rng[6:].partition("-")
+                start, end, status = int(a), min(int(b or size - 1), size - 1), 206
+            n = end - start + 1
+            hdrs = [
+                (b"content-length", str(n).encode()),
+                (b"etag", _ETAG.encode()),
+                (b"last-modified", b"Thu, 01 Jan 2026 00:00:00 GMT"),
+                (b"content-type", b"application/octet-stream"),
+                (b"accept-ranges", b"bytes"),
+            ]
+            if status == 206:
+                hdrs.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+            await send({"type": "http.response.start", "status": status, "headers": hdrs})
+            if method == "HEAD" or n == 0:
+                await send({"type": "http.response.body", "body": b""})
+                return
+            while n > 0:
+                piece = _CHUNK if n >= MiB else _CHUNK[:n]
+                n -= len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": n > 0})
+        else:
+            await drain(receive)
+            await reply(send, 204)
+
+    return app
+
+
+def run_sink(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        _sink_app(),
+        host="127.0.0.1",
+        port=port,
+        http="httptools",
+        loop="uvloop",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Client workers: forked once, one boto3 client per endpoint each
+# ----------------------------------------------------------------------------
+
+
+class CountingSink:
+    """A seekable file that only counts what boto3's downloader writes."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.pos = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def write(self, data: bytes) -> int:
+        self.n += len(data)
+        self.pos += len(data)
+        return len(data)
+
+
+def _client(endpoint: str, ak: str, sk: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ak,
+        aws_secret_access_key=sk,
+        region_name=REGION,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": 1},
+            max_pool_connections=16,
+            read_timeout=600,
+            connect_timeout=30,
+        ),
+    )
+
+
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=8
+    )
+
+
+def _body(size: int) -> bytes:
+    """The same pseudo-random bytes in every process (so GETs can be checked)."""
+    import random
+
+    return random.Random(size).randbytes(size)
+
+
+class Lean:
+    """boto3's SigV4 signer (botocore ``S3SigV4Auth``, payload SHA-256 signed
+    as boto3 does over http) over one keep-alive ``http.client`` connection,
+    with no response parsing beyond status, length and counting ``<Key>``: a
+    client with far less CPU per request than boto3's, for the per-request
+    phases."""
+
+    def __init__(self, endpoint: str, ak: str, sk: str) -> None:
+        import http.client
+
+        from botocore.auth import S3SigV4Auth
+        from botocore.credentials import Credentials
+
+        self.endpoint = endpoint
+        self.auth = S3SigV4Auth(Credentials(ak, sk), "s3", REGION)
+        host = endpoint.removeprefix("http://")
+        self.conn = http.client.HTTPConnection(host, timeout=600)
+
+    def call(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        import http.client
+
+        from botocore.awsrequest import AWSRequest
+
+        req = AWSRequest(method=method, url=self.endpoint + path, data=body)
+        self.auth.add_auth(req)
+        headers = dict(req.prepare().headers)
+        try:
+            self.conn.request(method, path, body=body or None, headers=headers)
+            resp = self.conn.getresponse()
+        except (ConnectionError, http.client.RemoteDisconnected):
+            # The server closed the idle keep-alive connection: once more on
+            # a new one, as every pooled HTTP client does.
+            self.conn.close()
+            self.conn.request(method, path, body=body or None, headers=headers)
+            resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.status >= 300:
+            raise RuntimeError(f"{method} {path}: {resp.status} {data[:200]!r}")
+        return resp.status, data
+
+
+def _lean(lean: Lean, op: str, a: dict[str, Any]) -> int:
+    if op == "put":
+        body = _body(a["size"])
+        for k in a["keys"]:
+            lean.call("PUT", f"/{BUCKET}/{k}", body)
+        return len(a["keys"])
+    if op == "get":
+        body = _body(a["size"])
+        for k in a["keys"]:
+            _, got = lean.call("GET", f"/{BUCKET}/{k}")
+            if len(got) != a["size"] or (a["check"] and got != body):
+                raise RuntimeError(f"GET {k}: {len(got)} bytes, not the ones put")
+        return len(a["keys"])
+    if op == "list":
+        n, deadline = 0, time.monotonic() + a["seconds"]
+        path = f"/{BUCKET}?list-type=2&max-keys=1000&prefix={a['prefix'].replace('/', '%2F')}"
+        while n == 0 or time.monotonic() < deadline:
+            _, xml = lean.call("GET", path)
+            if xml.count(b"<Key>") != a["expect"]:
+                raise RuntimeError(f"LIST: {xml.count(b'<Key>')} keys, not {a['expect']}")
+            n += 1
+        return n
+    raise ValueError(op)
+
+
+def _do(client: Any, op: str, a: dict[str, Any]) -> int:
+    """Run one task; returns how many operations were done."""
+    if op.startswith("lean_"):
+        return _lean(client[1], op[5:], a)
+    client = client[0]
+    if op == "put":
+        body = _body(a["size"])
+        for k in a["keys"]:
+            client.put_object(Bucket=BUCKET, Key=k, Body=body)
+        return len(a["keys"])
+    if op == "get":
+        body = _body(a["size"])
+        for k in a["keys"]:
+            got = client.get_object(Bucket=BUCKET, Key=k)["Body"].read()
+            if len(got) != a["size"] or (a["check"] and got != body):
+                raise RuntimeError(f"GET {k}: {len(got)} bytes, not the ones put")
+        return len(a["keys"])
+    if op == "list":
+        n, deadline = 0, time.monotonic() + a["seconds"]
+        while n == 0 or time.monotonic() < deadline:
+            r = client.list_objects_v2(Bucket=BUCKET, Prefix=a["prefix"], MaxKeys=1000)
+            if r["KeyCount"] != a["expect"]:
+                raise RuntimeError(f"LIST: {r['KeyCount']} keys, not {a['expect']}")
+            n += 1
+        return n
+    if op == "upload_file":
+        client.upload_file(a["path"], BUCKET, a["key"], Config=_transfer_config())
+        return 1
+    if op == "download":
+        sink = CountingSink()
+        client.download_fileobj(BUCKET, a["key"], sink, Config=_transfer_config())
+        if sink.n != a["size"]:
+            raise RuntimeError(f"download: {sink.n} bytes, not {a['size']}")
+        return 1
+    raise ValueError(op)
+
+
+def _worker(conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    clients: dict[tuple[str, str, str], Any] = {}
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        creds, op, args = msg
+        try:
+            if creds not in clients:
+                clients[creds] = (_client(*creds), Lean(*creds))
+            client = clients[creds]
+            conn.send("ready")
+            conn.recv()  # go
+            c0, t0 = time.process_time(), time.monotonic()
+            n = _do(client, op, args)
+            conn.send(("ok", time.monotonic(), time.process_time() - c0, n, t0))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"[:400]))
+
+
+class Pool:
+    def __init__(self, n: int) -> None:
+        ctx = mp.get_context("fork")
+        self.conns: list[Connection] = []
+        self.procs = []
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(child,), daemon=True)
+            p.start()
+            self.conns.append(parent)
+            self.procs.append(p)
+
+    def close(self) -> None:
+        for c in self.conns:
+            with contextlib.suppress(OSError):
+                c.send(None)
+        for p in self.procs:
+            p.join(5)
+            if p.is_alive():
+                p.kill()
+
+
+def tree(pid: int) -> list[Any]:
+    import psutil
+
+    p = psutil.Process(pid)
+    return [p, *p.children(recursive=True)]
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in tree(pid):
+        with contextlib.suppress(Exception):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+class PeakRss:
+    """Samples the RSS of a process tree every 20 ms in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for p in tree(self.pid):
+                with contextlib.suppress(Exception):
+                    total += p.memory_info().rss
+            self.peak = max(self.peak, total)
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+@dataclass
+class Phase:
+    wall: float
+    ops: int
+    client_cpu: float
+    server_cpu: float
+
+    @property
+    def client_cores(self) -> float:
+        return self.client_cpu / self.wall
+
+    @property
+    def server_cores(self) -> float:
+        return self.server_cpu / self.wall
+
+
+def run_phase(
+    pool: Pool, server_pid: int, creds: tuple[str, str, str], op: str, tasks: list[dict[str, Any]]
+) -> Phase:
+    conns = pool.conns[: len(tasks)]
+    for c, t in zip(conns, tasks, strict=True):
+        c.send((creds, op, t))
+    errors = []
+    for c in conns:
+        r = c.recv()
+        if r != "ready":
+            errors.append(r[1])
+    if errors:
+        raise RuntimeError(errors[0])
+    s0 = tree_cpu(server_pid)
+    t0 = time.monotonic()
+    for c in conns:
+        c.send("go")
+    results = [c.recv() for c in conns]
+    server_cpu = tree_cpu(server_pid) - s0
+    errors = [r[1] for r in results if r[0] != "ok"]
+    if errors:
+        raise RuntimeError(errors[0])
+    wall = max(r[1] for r in results) - t0
+    return Phase(wall, sum(r[3] for r in results), sum(r[2] for r in results), server_cpu)
+
+
+def split(items: list[str], n: int) -> list[list[str]]:
+    return [items[i::n] for i in range(n)]
+
+
+# ----------------------------------------------------------------------------
+# Servers
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+    ak: str
+    sk: str
+    check: bool = True  # GETs return what was put
+    log: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def creds(self) -> tuple[str, str, str]:
+        return (self.endpoint, self.ak, self.sk)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start listening on {port}")
+
+
+def start_sink() -> Server:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--sink", str(port)])
+    wait_port(port, proc, "sink")
+    return Server("sink", proc, f"http://127.0.0.1:{port}", "sink", "sinksecret", check=False)
+
+
+def start_moto(work: Path) -> Server:
+    port = free_port()
+    log = work / "moto.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(port, proc, "moto")
+    return Server("moto", proc, f"http://127.0.0.1:{port}", "moto", "motosecret", log=log)
+
+
+def start_s3rver(work: Path) -> Server | None:
+    if not S3RVER_JS.exists() or not shutil.which("node"):
+        return None
+    port = free_port()
+    data = work / "s3rver"
+    data.mkdir()
+    log = work / "s3rver.log"
+    proc = subprocess.Popen(
+        ["node", str(S3RVER_JS), "-d", str(data), "-a", "127.0.0.1", "-p", str(port), "--silent"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(port, proc, "s3rver")
+    return Server("s3rver", proc, f"http://127.0.0.1:{port}", "S3RVER", "S3RVER", log=log)
+
+
+def start_ours(work: Path, profile: str | None) -> Server:
+    import httpx
+
+    from jointcloud.keys.grant import new_grant
+
+    port, s3port = free_port(), free_port()
+    data = work / "jcs-data"
+    log = work / "jcs.log"
+    env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
+    pre = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+    proc = subprocess.Popen(
+        [
+            *pre,
+            str(ROOT / ".venv/bin/jcs"),
+            "serve",
+            "--data-dir",
+            str(data),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--public-url",
+            f"http://127.0.0.1:{port}",
+            "--s3-listen",
+            f"127.0.0.1:{s3port}",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(port, proc, "jcs serve")
+    wait_port(s3port, proc, "jcs serve (S3)")
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        if (data / "root.key").exists():
+            break
+        time.sleep(0.1)
+    root = (data / "root.key").read_text().strip()
+    with httpx.Client(base_url=base, timeout=120) as api:
+
+        def ok(r: httpx.Response) -> Any:
+            if r.status_code != 200:
+                raise RuntimeError(f"{r.request.url}: {r.status_code} {r.text[:300]}")
+            return r.json()
+
+        auth = {"Authorization": f"Bearer {root}"}
+        bucket = ok(api.post("/v1/bucket/create", json={"name": "s3bench"}, headers=auth))
+        bucket_id = bucket["data"]["bucket"]["bucketID"]
+        made = ok(
+            api.post(
+                "/v1/apiKey/create", json={"bucketID": bucket_id, "name": "bench"}, headers=auth
+            )
+        )
+        key = made["data"]["apiKey"]["key"]
+        info = ok(api.get("/v1/project/info", headers={"Authorization": f"Bearer {key}"}))["data"]
+        grant = new_grant(info["satellite"], key, PASSPHRASE, info["projectID"]).serialize()
+        creds = ok(api.post("/v1/access", json={"access_grant": grant}))
+    return Server(
+        "ours", proc, creds["endpoint"], creds["access_key_id"], creds["secret_key"], log=log
+    )
+
+
+# ----------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------
+
+METRICS = [
+    # key, label, unit, higher is better
+    ("big_put", "{big} object PUT", "MB/s"),
+    ("big_get", "{big} object GET", "MB/s"),
+    ("mib_put", "{n} x 1 MiB PUT", "MB/s"),
+    ("mib_get", "{n} x 1 MiB GET", "MB/s"),
+    ("small_put", "4 KiB PUT, 16 clients", "ops/s"),
+    ("small_get", "4 KiB GET, 16 clients", "ops/s"),
+    ("list", "LIST 1,000 keys", "lists/s"),
+    ("lean_mib_put", "lean: {n} x 1 MiB PUT", "MB/s"),
+    ("lean_mib_get", "lean: {n} x 1 MiB GET", "MB/s"),
+    ("lean_small_put", "lean: 4 KiB PUT", "ops/s"),
+    ("lean_small_get", "lean: 4 KiB GET", "ops/s"),
+    ("lean_list", "lean: LIST 1,000 keys", "lists/s"),
+    ("rss", "peak RSS, big PUT", "MB"),
+]
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def measure(
+    server: Server, pool: Pool, args: argparse.Namespace, big: Path
+) -> Generator[None, None, dict[str, Any]]:
+    """The phases against one server, pausing (``yield``) every phase or two
+    so that the servers take turns: load from elsewhere on the machine then
+    falls on all of them alike."""
+    pid = server.proc.pid
+    out: dict[str, Any] = {"load_before": loadavg(), "phases": {}}
+    print(f"== {server.name} ({server.endpoint}); load average {out['load_before']}", flush=True)
+    _client(*server.creds).create_bucket(Bucket=BUCKET)
+    big_size = big.stat().st_size
+
+    def record(name: str, ph: Phase, value: float) -> None:
+        out[name] = value
+        out["phases"][name] = {
+            "wall_s": round(ph.wall, 3),
+            "ops": ph.ops,
+            "client_cores": round(ph.client_cores, 2),
+            "server_cores": round(ph.server_cores, 2),
+            "load": loadavg(),
+        }
+        print(
+            f"   {server.name:<7}{name:<15}{value:10.1f}   client {ph.client_cores:.2f} cores, "
+            f"server {ph.server_cores:.2f} cores, {ph.wall:.2f} s",
+            flush=True,
+        )
+
+    def attempt(name: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            out[name] = None
+            out.setdefault("errors", {})[name] = str(exc)[:300]
+            print(f"   {server.name:<7}{name:<15} ERROR {str(exc)[:300]}", flush=True)
+
+    def big_put() -> None:
+        with PeakRss(pid) as rss:
+            ph = run_phase(
+                pool, pid, server.creds, "upload_file", [{"path": str(big), "key": "big"}]
+            )
+        out["rss"] = rss.peak / 1e6
+        record("big_put", ph, big_size / 1e6 / ph.wall)
+        print(f"   {server.name:<7}{'rss':<15}{out['rss']:10.1f}", flush=True)
+
+    def big_get() -> None:
+        ph = run_phase(pool, pid, server.creds, "download", [{"key": "big", "size": big_size}])
+        record("big_get", ph, big_size / 1e6 / ph.wall)
+
+    attempt("big_put", big_put)
+    yield
+    attempt("big_get", big_get)
+
+    mib_keys = [f"m/{i:04d}" for i in range(args.mib_count)]
+
+    def mib(op: str, name: str) -> None:
+        tasks = [
+            {"keys": ks, "size": MiB, "check": server.check} for ks in split(mib_keys, args.procs)
+        ]
+        ph = run_phase(pool, pid, server.creds, op, tasks)
+        record(name, ph, ph.ops * MiB / 1e6 / ph.wall)
+
+    attempt("mib_put", lambda: mib("put", "mib_put"))
+    yield
+    attempt("mib_get", lambda: mib("get", "mib_get"))
+
+    small_keys = [f"s/{i:05d}" for i in range(args.small_count)]
+
+    def small(op: str, name: str) -> None:
+        tasks = [{"keys": ks, "size": 4096, "check": server.check} for ks in split(small_keys, 16)]
+        ph = run_phase(pool, pid, server.creds, op, tasks)
+        record(name, ph, ph.ops / ph.wall)
+
+    attempt("small_put", lambda: small("put", "small_put"))
+    yield
+    attempt("small_get", lambda: small("get", "small_get"))
+
+    lean_mib = [f"n/{i:04d}" for i in range(args.mib_count)]
+    lean_small = [f"t/{i:05d}" for i in range(args.small_count)]
+
+    def lean(op: str, name: str, keys: list[str], size: int, procs: int) -> None:
+        tasks = [{"keys": ks, "size": size, "check": server.check} for ks in split(keys, procs)]
+        ph = run_phase(pool, pid, server.creds, "lean_" + op, tasks)
+        record(name, ph, ph.ops * size / 1e6 / ph.wall if size >= MiB else ph.ops / ph.wall)
+
+    attempt("lean_mib_put", lambda: lean("put", "lean_mib_put", lean_mib, MiB, args.procs))
+    yield
+    attempt("lean_mib_get", lambda: lean("get", "lean_mib_get", lean_mib, MiB, args.procs))
+    attempt("lean_small_put", lambda: lean("put", "lean_small_put", lean_small, 4096, 16))
+    yield
+    attempt("lean_small_get", lambda: lean("get", "lean_small_get", lean_small, 4096, 16))
+
+    def listing() -> None:
+        keys = [f"l/{i:04d}" for i in range(1000)]
+        run_phase(
+            pool, pid, server.creds, "put", [{"keys": ks, "size": 64} for ks in split(keys, 16)]
+        )
+        task = {"prefix": "l/", "expect": 1000, "seconds": args.list_seconds}
+        ph = run_phase(pool, pid, server.creds, "list", [task] * args.procs)
+        record("list", ph, ph.ops / ph.wall)
+        ph = run_phase(pool, pid, server.creds, "lean_list", [task] * args.procs)
+        record("lean_list", ph, ph.ops / ph.wall)
+
+    attempt("list", listing)
+    yield
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="jcs-s3bench-", dir=args.tmp))
+    pool = Pool(max(16, args.procs))
+    results: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores",
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "big_mib": args.big_mib,
+        "mib_count": args.mib_count,
+        "small_count": args.small_count,
+        "servers": {},
+    }
+    print(f"uptime: {results['uptime']}", flush=True)
+    big = work / "big.bin"
+    with big.open("wb") as f:
+        block = os.urandom(8 * MiB)
+        for _ in range(args.big_mib // 8):
+            f.write(block)
+    starters = {
+        "sink": start_sink,
+        "ours": lambda: start_ours(work, args.profile_ours),
+        "moto": lambda: start_moto(work),
+        "s3rver": lambda: start_s3rver(work),
+    }
+    servers: list[Server] = []
+    try:
+        runs = {}
+        for name in args.servers.split(","):
+            server = starters[name]()
+            if server is None:
+                print(f"== {name}: not installed (npm install --prefix bench/.node s3rver)")
+                results["servers"][name] = None
+                continue
+            servers.append(server)
+            runs[name] = measure(server, pool, args, big)
+        while runs:
+            for name, gen in list(runs.items()):
+                try:
+                    next(gen)
+                except StopIteration as done:
+                    results["servers"][name] = done.value
+                    del runs[name]
+    finally:
+        for server in servers:
+            server.stop()
+        pool.close()
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def report(r: dict[str, Any]) -> list[tuple[str, float | None, str, bool | None]]:
+    servers = {k: v for k, v in r["servers"].items() if v is not None}
+    peers = [n for n in ("moto", "s3rver") if n in servers]
+    names = [n for n in ("sink", "ours", "moto", "s3rver") if n in servers]
+    big = f"{r['big_mib'] // 1024} GiB" if r["big_mib"] >= 1024 else f"{r['big_mib']} MiB"
+
+    def val(server: str, key: str) -> float | None:
+        v = servers[server].get(key)
+        return None if v is None else float(v)
+
+    def faster_peer(key: str) -> float | None:
+        vals = [v for p in peers if (v := val(p, key)) is not None]
+        if not vals:
+            return None
+        return min(vals) if key == "rss" else max(vals)
+
+    print()
+    head = f"{'':<24}{'unit':>8}" + "".join(f"{n:>10}" for n in names) + f"{'ours/peer':>11}"
+    print(head)
+    for key, label, unit in METRICS:
+        row = f"{label.format(big=big, n=r['mib_count']):<24}{unit:>8}"
+        for n in names:
+            v = val(n, key)
+            row += f"{'ERR' if v is None else f'{v:.1f}':>10}"
+        ours, peer = val("ours", key) if "ours" in servers else None, faster_peer(key)
+        ratio = f"{ours / peer:.2f}" if ours and peer else "-"
+        print(row + f"{ratio:>11}")
+    print(
+        "(sink: S3-shaped bare ASGI app, the client's ceiling; peer = faster of moto/s3rver;\n"
+        " lean: botocore SigV4 signing over http.client, no boto3 parsing; 4 KiB and LIST\n"
+        " targets use the lean client, which has the most headroom against the sink)"
+    )
+
+    print(f"\n{'client / server CPU, cores':<24}" + "".join(f"{n:>14}" for n in names))
+    for key, label, _ in METRICS:
+        if key == "rss":
+            continue
+        row = f"{label.format(big=big, n=r['mib_count']):<24}"
+        for n in names:
+            ph = servers[n]["phases"].get(key)
+            cell = f"{ph['client_cores']:.2f}/{ph['server_cores']:.2f}" if ph else "-"
+            row += f"{cell:>14}"
+        print(row)
+    print(
+        "load average at each server's first phase: "
+        + ", ".join(f"{n} {servers[n]['load_before']}" for n in names)
+    )
+
+    targets: list[tuple[str, float | None, str, bool | None]] = []
+
+    def ratio_target(label: str, key: str, want: float) -> None:
+        ours, peer = val("ours", key) if "ours" in servers else None, faster_peer(key)
+        v = ours / peer if ours and peer else None
+        targets.append((label, v, f">= {want}x", None if v is None else v >= want))
+
+    ratio_target("large PUT vs faster peer", "big_put", 2.0)
+    ratio_target("large GET vs faster peer", "big_get", 1.5)
+    ratio_target("4 KiB PUT vs faster peer", "lean_small_put", 5.0)
+    ratio_target("4 KiB GET vs faster peer", "lean_small_get", 5.0)
+    ratio_target("LIST 1,000 vs faster peer", "lean_list", 10.0)
+    rss = val("ours", "rss") if "ours" in servers else None
+    targets.append(("peak RSS, big PUT (MB)", rss, "< 250", None if rss is None else rss < 250))
+    print("\ntargets:")
+    for label, v, want, ok in targets:
+        shown = "-" if v is None else f"{v:.2f}"
+        verdict = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        print(f"  {label:<28}{shown:>9}  {want:<9}{verdict}")
+    return targets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes")
+    ap.add_argument("--big-mib", type=int, default=None, help="large object (default 1024)")
+    ap.add_argument("--mib-count", type=int, default=None, help="1 MiB objects (default 200)")
+    ap.add_argument("--small-count", type=int, default=None, help="4 KiB objects (default 2000)")
+    ap.add_argument("--list-seconds", type=float, default=None, help="LIST phase (default 6)")
+    ap.add_argument("--procs", type=int, default=4, help="client processes (1 MiB, LIST)")
+    ap.add_argument("--servers", default="sink,ours,moto,s3rver")
+    ap.add_argument("--tmp", default=None)
+    ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--profile-ours", default=None, help="run jcs serve under cProfile into FILE")
+    ap.add_argument("--sink", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.sink is not None:
+        run_sink(args.sink)
+        return
+    quick = {"big_mib": 128, "mib_count": 50, "small_count": 400, "list_seconds": 2.0}
+    full = {"big_mib": 1024, "mib_count": 200, "small_count": 2000, "list_seconds": 6.0}
+    for k, v in (quick if args.quick else full).items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    results = run(args)
+    targets = report(results)
+    results["targets"] = [
+        {"target": t[0], "value": t[1], "want": t[2], "pass": t[3]} for t in targets
+    ]
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
