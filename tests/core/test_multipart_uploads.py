@@ -46,8 +46,10 @@ async def test_two_uploads_of_one_path_are_in_flight_at_once(world: World) -> No
     first = await ctx.multipart.create(alice, at(pkg, "dir/f.bin"))
     second = await ctx.multipart.create(alice, at(pkg, "dir/f.bin"))
     assert first.upload_id != second.upload_id
-    for up in (first, second):  # opaque: 32 random bytes, URL-safe
-        assert re.fullmatch(r"[A-Za-z0-9_-]{43,}", up.upload_id)
+    # Opaque: 32 random bytes in hex (never a leading '-', which a command
+    # line such as `aws s3api upload-part --upload-id ...` reads as an option).
+    for up in (first, second):
+        assert re.fullmatch(r"[0-9a-f]{64}", up.upload_id)
         assert up.path == "dir/f.bin" and up.package_id == pkg.package_id
     a, b = data(3000, 1), data(2000, 2)
     # Parts of both arrive at the same time.

@@ -206,7 +206,9 @@ async def _limited(source: AsyncIterator[bytes], limit: int | None) -> AsyncIter
 
 
 def new_upload_id() -> str:
-    return secrets.token_urlsafe(UPLOAD_ID_BYTES)
+    """Random and opaque, letters and digits only: an id beginning with '-'
+    reads as an option to command-line clients (aws s3api --upload-id)."""
+    return secrets.token_bytes(UPLOAD_ID_BYTES).hex()
 
 
 def _to_upload(rec: UploadRecord) -> Upload:
