@@ -24,7 +24,7 @@ from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.s3client import S3
 
 MiB = 1024 * 1024
-IN_FLIGHT = 4  # parts sent at once by one upload
+IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 SPOOL_WRITE = 1 * MiB
