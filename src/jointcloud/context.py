@@ -15,6 +15,7 @@ from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.models import User
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.outbound import OutboundGuard
 from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer import TaskRunner, TransferService
@@ -45,6 +46,7 @@ class Context:
     repair: RepairService
     tasks: TaskRunner
     transfers: TransferService
+    outbound: OutboundGuard
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -91,6 +93,7 @@ class Context:
             repair=repair,
             tasks=tasks,
             transfers=TransferService(db, pool, spaces, packages, objects, tasks),
+            outbound=OutboundGuard(settings.space_rules()),
         )
 
     async def bootstrap(self) -> str | None:

@@ -78,6 +78,11 @@ class AccessDenied(Forbidden):
     """A principal's scope or caveats refuse the operation; says which."""
 
 
+class OutboundRefused(Forbidden):
+    """A URL a caller chose for this server to call reaches a network the
+    operator has not opened (loopback, private, link-local, metadata)."""
+
+
 class OutOfScope(AccessDenied):
     """The credentials' scope (project, packages, path prefixes) does not
     reach the thing; where the thing was named by id, protocols say "not

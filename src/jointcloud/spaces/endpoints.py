@@ -287,7 +287,14 @@ async def _own_listener(rules: SpaceRules, addr: IPAddress, port: int) -> bool:
 
 
 async def _check_name(
-    url: str, ep: Endpoint, name: str, rules: SpaceRules, field: str, what: str
+    url: str,
+    ep: Endpoint,
+    name: str,
+    rules: SpaceRules,
+    field: str,
+    what: str,
+    *,
+    own_ok: bool = False,
 ) -> None:
     addrs = await _resolve(name, ep.port)
     if not addrs:
@@ -296,6 +303,8 @@ async def _check_name(
         raise SpaceRefused(f"{field} {_show(url)}: cannot resolve host {name!r}")
     for addr in addrs:
         if await _own_listener(rules, addr, ep.port):
+            if own_ok:
+                continue
             raise SpaceRefused(
                 f"{field} {_show(url)} {what} {addr} port {ep.port}, a listener of this "
                 "server itself; a user space can never point at this server"
@@ -314,15 +323,20 @@ async def check_endpoint(
     field: str = "storage.endpoint",
     *,
     bucket: str | None = None,
+    own_listeners: bool = False,
 ) -> None:
     """Raise ``SpaceRefused`` naming ``field`` and the rule if ``url`` may not be used.
+
+    ``own_listeners``: this server's own listeners are allowed (the gateway
+    facade calls its own satellite, auth service and S3 endpoint); a user
+    space never may point at them.
 
     ``bucket``: give it when the backend connects to ``<bucket>.<host>``
     (OSS, COS, S3 in virtual-hosted style); that name is then checked too, and
     the bucket must be made of host-name characters.
     """
     ep = parse_endpoint(url, field)
-    await _check_name(url, ep, ep.host, rules, field, "resolves to")
+    await _check_name(url, ep, ep.host, rules, field, "resolves to", own_ok=own_listeners)
     if bucket is None or _literal(ep.host) is not None:
         return  # the backend cannot put a bucket in front of an IP address
     if not _BUCKET_LABELS.fullmatch(bucket):

@@ -31,6 +31,7 @@ from jointcloud.api.gateway.envelope import GatewayError, answer, failure, succe
 from jointcloud.api.gateway.params import Body, Params, query_params, read_body
 from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
+from jointcloud.core.outbound import OutboundGuard
 from jointcloud.errors import DomainError
 from jointcloud.keys.caveats import CaveatPath, Permission
 
@@ -66,6 +67,7 @@ class Call:
     request: Request
     body: Body
     clients: ClientCache
+    outbound: OutboundGuard
 
     @property
     def params(self) -> Params:
@@ -84,6 +86,7 @@ class Call:
         if missing:
             raise GatewayError("missing request header(s): " + ", ".join(missing))
         endpoint = normalize_endpoint(headers["Endpoint"])
+        await self.outbound.check(endpoint, "header Endpoint")
         return await self.clients.get(
             endpoint, headers["AccessKeyId"].strip(), headers["SecretKey"].strip()
         )
@@ -128,6 +131,7 @@ async def create_restrict_key(c: Call, _: S3 | None) -> Response:
 async def create_access_grant(c: Call, _: S3 | None) -> Response:
     p = c.params
     grant = await cred.access_grant(
+        c.outbound,
         p.text("satellite_node_url"),
         p.text("restrict_key"),
         p.text("password"),
@@ -139,7 +143,7 @@ async def create_access_grant(c: Call, _: S3 | None) -> Response:
 async def create_credentials(c: Call, _: S3 | None) -> Response:
     p = c.params
     made = await cred.register(
-        p.text("auth_service"), p.text("access_grant"), public=p.boolean("public")
+        c.outbound, p.text("auth_service"), p.text("access_grant"), public=p.boolean("public")
     )
     return c.ok(MSG_OK, made)
 
@@ -158,8 +162,10 @@ async def share_url(c: Call, _: S3 | None) -> Response:
         p.millis("not_before"),
         p.millis("not_after"),
     )
-    grant = await cred.access_grant(satellite, restricted.serialize(), password, project_id)
-    made = await cred.register(auth_service, grant, public=True)
+    grant = await cred.access_grant(
+        c.outbound, satellite, restricted.serialize(), password, project_id
+    )
+    made = await cred.register(c.outbound, auth_service, grant, public=True)
     return c.ok(MSG_OK, f"{base_url}/{cred.share_path(made['access_key_id'], bucket, key)}")
 
 
@@ -532,11 +538,11 @@ PATHS: frozenset[str] = frozenset(ENDPOINTS)
 def create_app(
     ctx: Context, metrics: HttpMetrics | None = None, *, clients: ClientCache | None = None
 ) -> Observability:
-    """The facade's ASGI app. ``ctx`` is unused today (the facade is a client
-    of the services it is pointed at); ``clients`` replaces the client cache
-    (tests watch the calls through it)."""
-    del ctx
+    """The facade's ASGI app: a client of the services it is pointed at, which
+    ``ctx.outbound`` vets before each call; ``clients`` replaces the client
+    cache (tests watch the calls through it)."""
     cache = clients or ClientCache()
+    outbound = ctx.outbound
 
     async def serve(request: Request) -> Response:
         endpoint = ENDPOINTS[request.url.path]
@@ -552,7 +558,7 @@ def create_app(
             )
         try:
             body = await read_body(request, takes_file=endpoint.takes_file)
-            call = Call(request, body, cache)
+            call = Call(request, body, cache, outbound)
             xml = call.xml
             s3 = await call.s3() if endpoint.auth else None
             return await endpoint.handler(call, s3)

@@ -27,6 +27,7 @@ import httpx
 
 from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.urls import service_url
+from jointcloud.core.outbound import OutboundGuard
 from jointcloud.errors import BadArgument
 from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat, Permission
 from jointcloud.keys.grant import new_grant
@@ -92,10 +93,15 @@ def _same_project(given: str, info: dict[str, Any]) -> bool:
 
 
 async def access_grant(
-    satellite_url: str, key_text: str, password: str, project_id: str | None
+    outbound: OutboundGuard,
+    satellite_url: str,
+    key_text: str,
+    password: str,
+    project_id: str | None,
 ) -> str:
     """The serialized grant for ``key_text`` (checked at the satellite)."""
     satellite = service_url(satellite_url, "parameter satellite_node_url")
+    await outbound.check(satellite, "parameter satellite_node_url")
     key = parse_key(key_text, "restrict_key")
     info = await project_info(satellite, key.serialize())
     project_uuid = str(info.get("projectID") or "")
@@ -115,10 +121,13 @@ async def access_grant(
         raise GatewayError(exc.message) from None
 
 
-async def register(auth_service: str, grant: str, *, public: bool) -> dict[str, str]:
+async def register(
+    outbound: OutboundGuard, auth_service: str, grant: str, *, public: bool
+) -> dict[str, str]:
     """``POST <auth_service>/v1/access``: the auth service's answer; its
     plain-text error becomes the message."""
     base = service_url(auth_service, "parameter auth_service")
+    await outbound.check(base, "parameter auth_service")
     url = base if urlsplit(base).path.rstrip("/").endswith(ACCESS_PATH) else base + ACCESS_PATH
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
