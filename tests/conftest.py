@@ -73,7 +73,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-async def ctx(tmp_path: Path, database_url: str) -> AsyncIterator[Context]:
+def inline_max_bytes() -> int:
+    """Objects kept inline in the metadata database up to this size. Off
+    here: these tests exercise blocks in spaces (placement, repair, drain,
+    scrub...) with small payloads. ``tests/core`` and the inline tests
+    override it with the server's default."""
+    return 0
+
+
+@pytest.fixture
+async def ctx(tmp_path: Path, database_url: str, inline_max_bytes: int) -> AsyncIterator[Context]:
     # Tests keep their spaces in tmp_path and talk to S3 on loopback: both
     # allowed here explicitly (a server allows neither by default).
     settings = Settings(
@@ -81,6 +90,7 @@ async def ctx(tmp_path: Path, database_url: str) -> AsyncIterator[Context]:
         database_url=database_url,
         local_roots=(tmp_path,),
         endpoint_allow=("127.0.0.1",),
+        inline_max_bytes=inline_max_bytes,
     )
     context = await Context.open(settings)
     await context.bootstrap()

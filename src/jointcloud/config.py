@@ -62,6 +62,9 @@ class Settings:
     # Least size of every part but the last of an S3 multipart upload
     # (JCS_MULTIPART_MIN_PART_SIZE, bytes); S3's own is 5 MiB.
     multipart_min_part_size: int = 5 * 1024 * 1024
+    # Objects up to this many bytes live inline in the metadata database,
+    # sealed like blocks (JCS_INLINE_MAX_BYTES; 0: never). docs/durability.md.
+    inline_max_bytes: int = 4096
     health_interval: float = 30.0  # seconds between two probes of every user space
     drain_interval: float = 60.0
     recode_interval: float = 60.0
@@ -218,6 +221,7 @@ class Environment(BaseSettings):
     gc_interval_seconds: Interval = 60.0
     multipart_expiry_seconds: Seconds = 86400.0
     multipart_min_part_size: Annotated[int, Field(ge=0)] = 5 * 1024 * 1024
+    inline_max_bytes: Annotated[int, Field(ge=0, le=65536)] = 4096
     health_interval_seconds: Interval = 30.0
     drain_interval_seconds: Interval = 60.0
     recode_interval_seconds: Interval = 60.0
@@ -357,6 +361,7 @@ class Environment(BaseSettings):
             gc_interval=self.gc_interval_seconds,
             multipart_expiry=timedelta(seconds=self.multipart_expiry_seconds),
             multipart_min_part_size=self.multipart_min_part_size,
+            inline_max_bytes=self.inline_max_bytes,
             health_interval=self.health_interval_seconds,
             drain_interval=self.drain_interval_seconds,
             recode_interval=self.recode_interval_seconds,

@@ -15,8 +15,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from core_support import World
 
+from jointcloud.config import Settings
 from jointcloud.context import ADMIN, Context
 from jointcloud.core.authz import Principal
+
+
+@pytest.fixture
+def inline_max_bytes() -> int:
+    """The server's default: small objects inline, as a user gets them."""
+    return Settings(data_dir=Path("unused")).inline_max_bytes
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ async def add_spaces(world: World, count: int) -> None:
 async def read_back(ctx: Context, info: ObjectInfo) -> bytes:
     """The object's bytes, read from its blocks."""
     async with ctx.db.read() as conn:
-        content = await catalog.content(conn, info)
+        content = await catalog.open_by_path(conn, info.package_id, info.path)
+    assert content is not None and content.info.etag == info.etag
     return b"".join([chunk async for chunk in ctx.store.read(content, 0, info.size)])
 
 

@@ -28,7 +28,8 @@ def block_files(server: JcsServer) -> list[Path]:
 def test_gc_once_removes_overwritten_blocks_and_jobs_lists_it(tmp_path: Path) -> None:
     with running_server(tmp_path / "srv") as server, api_client(server) as api:
         pkg = make_package(api, "adm", "p")
-        for content in (b"first version", b"second version"):
+        # Above the inline threshold (4 KiB): each version is a block file.
+        for content in (b"first version" * 400, b"second version" * 400):
             r = api.post(
                 "/v1/object/upload",
                 files={"info": (None, f'{{"packageID": {pkg}}}'), "files": ("a.txt", content)},
@@ -41,7 +42,7 @@ def test_gc_once_removes_overwritten_blocks_and_jobs_lists_it(tmp_path: Path) ->
         assert "gc: removed 1 blocks of 1 unreferenced layouts" in text
         assert len(block_files(server)) == 1
         got = api.get("/v1/object/download", params={"objectID": object_id})
-        assert got.content == b"second version"
+        assert got.content == b"second version" * 400
 
         listing = admin(server, "jobs")
         row = next(line for line in listing.splitlines() if " gc " in f" {line} ")

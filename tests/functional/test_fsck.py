@@ -320,7 +320,8 @@ def test_cli_fsck_table_and_exit_status(tmp_path: Path) -> None:
                 body, ctype = multipart(
                     [
                         ("info", None, f'{{"packageID": {pkg}}}'.encode()),
-                        ("files", "a.txt", b"hello fsck"),
+                        # above the inline threshold: one block file
+                        ("files", "a.txt", b"hello fsck" * 1000),
                     ]
                 )
                 r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import TypeVar
@@ -32,13 +33,15 @@ from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.cipher import new_data_key
-from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.policy import NonePolicy, Redundancy
 from jointcloud.redundancy.stream import (
     PUT_PARALLEL,
     BlockRef,
     Layout,
     WriteResult,
+    decode_whole,
     encode_many,
+    encode_whole,
     put_blocks,
     read_range,
     write_blocks,
@@ -49,6 +52,13 @@ from jointcloud.spaces.unreachable import UnreachableSpace
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+# Stand-in ids of inline layouts until their commit inserts them (negative:
+# never a row's id).
+_standins = itertools.count(-1, -1)
+# Inline bytes of one batch sealed on the event loop rather than in the CPU
+# pool: for a few KiB the hop costs more than the work.
+ON_LOOP_BYTES = 64 * 1024
 
 
 def _staged(layout_id: int, result: WriteResult) -> StagedLayout:
@@ -79,10 +89,15 @@ class _Tracked:
 
 
 class BlockStore:
-    def __init__(self, db: Database, master: MasterKey, pool: SpacePool) -> None:
+    def __init__(
+        self, db: Database, master: MasterKey, pool: SpacePool, *, inline_max: int = 0
+    ) -> None:
         self.db = db
         self.master = master
         self.pool = pool
+        # Objects up to this size are kept inline in the metadata database
+        # (docs/durability.md); 0: never.
+        self.inline_max = inline_max
         # Called with (layout_id, block index, error) when a read skips a block;
         # the repair queue hooks in here.
         self.on_bad_block: Callable[[int, int, Exception], None] | None = None
@@ -192,14 +207,51 @@ class BlockStore:
         space (``put_blocks``). All or nothing: on failure nothing of the
         batch stays but rows GC can find. A space that fails is probed and,
         if it is unreachable, the batch is placed again without it (the
-        bytes are still in memory)."""
-        return await self._placed(
-            user_id,
-            policy,
-            affinity,
-            candidates,
-            lambda chosen: self._stage_many_on(chosen, datas, policy, checksums),
-        )
+        bytes are still in memory).
+
+        Objects up to ``inline_max`` bytes are not written to any space:
+        they are sealed here and their layout is inserted, with the sealed
+        block, by the commit (``layouts.activate_many``)."""
+        inline = self.inline_max > 0
+        small = [i for i, d in enumerate(datas) if inline and len(d) <= self.inline_max]
+        staged: list[StagedLayout | None] = [None] * len(datas)
+        if small:
+            sealed = await self._inline([datas[i] for i in small], checksums)
+            for i, st in zip(small, sealed, strict=True):
+                staged[i] = st
+        rest = [i for i, d in enumerate(datas) if not inline or len(d) > self.inline_max]
+        if rest:
+            stored = await self._placed(
+                user_id,
+                policy,
+                affinity,
+                candidates,
+                lambda chosen: self._stage_many_on(
+                    chosen, [datas[i] for i in rest], policy, checksums
+                ),
+            )
+            for i, st in zip(rest, stored, strict=True):
+                staged[i] = st
+        return [st for st in staged if st is not None]
+
+    async def _inline(
+        self, datas: Sequence[bytes], checksums: Collection[ChecksumAlgorithm]
+    ) -> list[StagedLayout]:
+        keys = [new_data_key() for _ in datas]
+        names = [str(a) for a in checksums]
+        items = list(zip(datas, keys, strict=True))
+        if sum(len(d) for d in datas) <= ON_LOOP_BYTES:
+            encoded = [encode_whole(d, NonePolicy(), k, checksums=names) for d, k in items]
+        else:
+            encoded = await encode_many(items, NonePolicy(), names)
+        return [
+            dataclasses.replace(
+                _staged(next(_standins), result),
+                inline=blocks[0],
+                wrapped_key=self.master.wrap_data_key(key),
+            )
+            for (result, blocks), key in zip(encoded, keys, strict=True)
+        ]
 
     async def _stage_many_on(
         self,
@@ -305,8 +357,9 @@ class BlockStore:
             await layouts.delete_layouts(conn, layout_ids)
 
     async def discard(self, staged: Sequence[StagedLayout]) -> None:
-        """Remove blocks and rows of staged layouts that will never be committed."""
-        ids = [s.layout_id for s in staged]
+        """Remove blocks and rows of staged layouts that will never be committed
+        (inline ones have neither)."""
+        ids = [s.layout_id for s in staged if s.inline is None]
         if not ids:
             return
         async with self.db.read() as conn:
@@ -358,6 +411,9 @@ class BlockStore:
                 continue
             lo = max(offset, part_offset) - part_offset
             hi = min(end, part_end) - part_offset
+            if rec.inline is not None:
+                yield decode_whole(rec.inline, self.layout(rec))[lo:hi]
+                continue
             refs = await self._refs(rec)
 
             def report(index: int, err: Exception, layout_id: int = rec.layout_id) -> None:
@@ -372,6 +428,9 @@ class BlockStore:
         """The whole plaintext of one layout (redundancy change streams a
         layout out through this); bad blocks are reported like on ``read``."""
         if rec.size == 0:
+            return
+        if rec.inline is not None:
+            yield decode_whole(rec.inline, self.layout(rec))
             return
         refs = await self._refs(rec)
 

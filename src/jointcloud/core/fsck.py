@@ -38,11 +38,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from jointcloud.core.models import BlockRecord, LayoutRecord, UserSpace
+from jointcloud.core.models import INLINE_KEY, BlockRecord, LayoutRecord, UserSpace
 from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, NotFound
 from jointcloud.meta import fsck as repo
 from jointcloud.meta import repairs
-from jointcloud.redundancy.stream import BlockRef, stored_block_size, verify_block
+from jointcloud.redundancy.stream import (
+    BlockRef,
+    decode_whole,
+    stored_block_size,
+    verify_block,
+)
 from jointcloud.spaces.base import Entry, Space
 
 if TYPE_CHECKING:
@@ -277,7 +282,21 @@ class _Checker:
         return _Status(block, "ok")
 
     async def _check_layout(self, rec: LayoutRecord) -> list[_Status]:
+        if rec.inline is not None:
+            return self._check_inline(rec)
         return list(await asyncio.gather(*(self._check_block(rec, b) for b in rec.blocks)))
+
+    def _check_inline(self, rec: LayoutRecord) -> list[_Status]:
+        """An inline layout has no block in any space; ``--deep``
+        authenticates its sealed bytes in the database."""
+        if not self.deep:
+            return []
+        block = BlockRecord(index=0, user_space_id=0, key=INLINE_KEY)
+        try:
+            decode_whole(rec.inline or b"", self.ctx.store.layout(rec))
+        except BlockCorrupt as exc:
+            return [_Status(block, "corrupt", exc.message)]
+        return [_Status(block, "ok")]
 
     async def check_layouts(self) -> list[int]:
         """Check every layout in use; returns the ids that want repair."""
@@ -339,6 +358,8 @@ class _Checker:
                         s.detail,
                     )
                 )
+        if rec.inline is not None:
+            return False  # no other copy: repair cannot help
         intact = len({s.block.index for s in statuses if s.state == "ok"})
         width, needed = rec.policy.width, rec.policy.needed
         if intact >= width:

@@ -204,6 +204,10 @@ class BlockRecord:
     key: str
 
 
+# How scrub and fsck name the one block of an inline layout (it has no space).
+INLINE_KEY = "(inline in the metadata database)"
+
+
 @dataclass(frozen=True)
 class LayoutRecord:
     """One stored, immutable run of bytes: the blocks of one upload or part."""
@@ -215,6 +219,9 @@ class LayoutRecord:
     chunk_len: int
     wrapped_key: bytes = field(repr=False)
     blocks: tuple[BlockRecord, ...]
+    # The one sealed block of a small object, kept in the metadata database
+    # (then ``blocks`` is empty and ``policy`` is none).
+    inline: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -237,6 +244,10 @@ class StagedLayout:
     chunk_len: int
     # The additional checksums asked for when it was written (base64).
     checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
+    # Inline (small) content: no row exists yet, ``layout_id`` is a negative
+    # stand-in until the commit inserts the layout with its sealed block.
+    inline: bytes | None = field(default=None, repr=False, hash=False)
+    wrapped_key: bytes = field(default=b"", repr=False, hash=False)
 
 
 @dataclass

@@ -385,10 +385,10 @@ class MultipartService:
         src_pkg = await self.packages.resolve(principal, source.package, Operation.READ, src_path)
         rec = await self._find(upload_id, pkg, path)
         async with self.db.read() as conn:
-            info = await catalog.get_object_by_path(conn, src_pkg.package_id, src_path)
-            if info is None:
-                raise ObjectNotFound(f"no object at path {src_path!r} in package {src_pkg.name!r}")
-            content = await catalog.content(conn, info)
+            content = await catalog.open_by_path(conn, src_pkg.package_id, src_path)
+        if content is None:
+            raise ObjectNotFound(f"no object at path {src_path!r} in package {src_pkg.name!r}")
+        info = content.info
         check_source_conditions(info, source_conditions)
         offset, length = resolve_range(range, info.size)
         if rules.max_part_size is not None and length > rules.max_part_size:

@@ -80,9 +80,6 @@ from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
 
 MAX_KEYS = 1000
-# A read looks an object up again if it was overwritten while its layouts
-# were being read (``catalog.content_if_current``); this many times at most.
-OPEN_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -365,9 +362,17 @@ class ObjectService:
                     for it in items:
                         current = await catalog.get_object_by_path(conn, package_id, it.path)
                         check_write_conditions(current, conditions)
-                await layouts.activate_many(conn, staged)
+                inline = await layouts.activate_many(conn, staged)
+                final = (
+                    [
+                        it._replace(parts=[(off, inline.get(lid, lid)) for off, lid in it.parts])
+                        for it in items
+                    ]
+                    if inline
+                    else items
+                )
                 return await catalog.commit_objects(
-                    conn, package_id, items, policy=policy, ts=now()
+                    conn, package_id, final, policy=policy, ts=now()
                 )
 
         committing = asyncio.ensure_future(commit())
@@ -446,15 +451,11 @@ class ObjectService:
         hold."""
         pkg, path = await self._resolve(principal, address, Operation.READ)
         async with self.db.read() as conn:
-            for _ in range(OPEN_ATTEMPTS):
-                info = await catalog.get_object_by_path(conn, pkg.package_id, path)
-                if info is None:
-                    raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
-                check_read_conditions(info, conditions)
-                found = await catalog.content_if_current(conn, info)
-                if found is not None:
-                    return found
-        raise Conflict(f"{_where(address.package, pkg, path)} kept changing; try again")
+            found = await catalog.open_by_path(conn, pkg.package_id, path)
+        if found is None:
+            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+        check_read_conditions(found.info, conditions)
+        return found
 
     async def head(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
@@ -792,17 +793,10 @@ class ObjectService:
         if object_id is None:
             address = ObjectAddress(PackageRef.by_id(package_id), path)
             return await self._open(principal, address, NO_CONDITIONS)
-        found = None
         async with self.db.read() as conn:
-            for _ in range(OPEN_ATTEMPTS):
-                info = await catalog.get_object(conn, principal.user_id, object_id)
-                if info is None:
-                    raise ObjectNotFound(f"object {object_id} not found")
-                found = await catalog.content_if_current(conn, info)
-                if found is not None:
-                    break
+            found = await catalog.open_by_id(conn, principal.user_id, object_id)
         if found is None:
-            raise Conflict(f"object {object_id} kept changing; try again")
+            raise ObjectNotFound(f"object {object_id} not found")
         await self._may(principal, found.info, Operation.READ)  # outside the snapshot
         return found
 

@@ -40,7 +40,7 @@ from enum import StrEnum
 import structlog
 
 from jointcloud.core.blockstore import BlockStore
-from jointcloud.core.models import LayoutRecord, SpaceState, UserSpace
+from jointcloud.core.models import INLINE_KEY, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, describe, new_block_key
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import (
@@ -55,7 +55,13 @@ from jointcloud.meta.db import Database
 from jointcloud.meta.repairs import RepairItem as RepairItem  # the queue's rows, for jobs/
 from jointcloud.redundancy.policy import Redundancy
 from jointcloud.redundancy.rebuild import rebuild_blocks
-from jointcloud.redundancy.stream import BlockRef, Layout, stored_block_size, verify_block
+from jointcloud.redundancy.stream import (
+    BlockRef,
+    Layout,
+    decode_whole,
+    stored_block_size,
+    verify_block,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -310,6 +316,11 @@ class RepairService:
         if throttle is not None and to_check:
             await throttle(stored_block_size(layout) * len(to_check))
         await asyncio.gather(*(check(ref) for ref in to_check))
+        if rec.inline is not None:  # a small object's one block, in the database
+            try:
+                decode_whole(rec.inline, layout)
+            except BlockCorrupt as exc:
+                results[0] = BlockHealth(0, 0, INLINE_KEY, CORRUPT, exc.message)
         health = LayoutHealth(
             layout_id,
             rec.policy,
@@ -332,6 +343,13 @@ class RepairService:
         if health.healthy:
             return RepairOutcome(
                 layout_id, HEALTHY, f"layout {layout_id}: every block is intact, nothing to do"
+            )
+        if ex.record.inline is not None:  # its only copy is the database's
+            return RepairOutcome(
+                layout_id,
+                UNRECOVERABLE,
+                f"cannot repair layout {layout_id}: its inline data in the metadata database "
+                f"is corrupt and there is no other copy ({health.summary()})",
             )
         policy = ex.record.policy
         bad = health.bad

@@ -17,6 +17,7 @@ from jointcloud.core.models import (
     ChecksumAlgorithm,
     ContentHash,
     CorsRule,
+    LayoutRecord,
     ObjectContent,
     ObjectInfo,
     ObjectMeta,
@@ -32,6 +33,7 @@ from jointcloud.meta.rows import (
     dump_policy,
     load_map,
     load_policy,
+    load_policy_required,
     meta_values,
     now,
     to_bucket,
@@ -236,46 +238,82 @@ async def get_object_by_path(
     return None if row is None else to_object(row)
 
 
-async def content(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent:
-    """The object's layouts and blocks, in one query (this is on every read)."""
-    q = (
+def _opening() -> Any:
+    """An object with its parts, layouts and blocks, one row per block (an
+    inline layout: one row, no block). One statement, so one snapshot on
+    every database: no re-check that parts and row are of one version."""
+    L = t.layouts
+    return (
         select(
-            t.object_parts.c.offset,
-            t.layouts,
-            t.blocks.c.idx,
-            t.blocks.c.user_space_id,
-            t.blocks.c.key,
+            t.objects,
+            t.object_parts.c.offset.label("p_offset"),
+            L.c.id.label("l_id"),
+            L.c.policy.label("l_policy"),
+            L.c.size.label("l_size"),
+            L.c.segment_size.label("l_segment_size"),
+            L.c.chunk_len.label("l_chunk_len"),
+            L.c.wrapped_key.label("l_wrapped_key"),
+            L.c.inline_data.label("l_inline"),
+            t.blocks.c.idx.label("b_idx"),
+            t.blocks.c.user_space_id.label("b_space"),
+            t.blocks.c.key.label("b_key"),
         )
-        .join(t.layouts, t.layouts.c.id == t.object_parts.c.layout_id)
-        .join(t.blocks, t.blocks.c.layout_id == t.layouts.c.id, isouter=True)
-        .where(t.object_parts.c.object_id == info.object_id)
+        .select_from(t.objects)
+        .join(t.object_parts, t.object_parts.c.object_id == t.objects.c.id, isouter=True)
+        .join(L, L.c.id == t.object_parts.c.layout_id, isouter=True)
+        .join(t.blocks, t.blocks.c.layout_id == L.c.id, isouter=True)
+        .where(_visible)
         .order_by(t.object_parts.c.seq, t.blocks.c.idx)
     )
-    parts: list[tuple[int, Any, list[BlockRecord]]] = []
-    for r in await conn.execute(q):
-        if not parts or parts[-1][1].id != r.id or parts[-1][0] != r.offset:
-            parts.append((r.offset, r, []))
-        if r.idx is not None:
-            parts[-1][2].append(BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
-    return ObjectContent(
-        info=info,
-        parts=tuple((off, layouts.record(row, tuple(blocks))) for off, row, blocks in parts),
-    )
 
 
-async def content_if_current(conn: AsyncConnection, info: ObjectInfo) -> ObjectContent | None:
-    """``content`` of ``info`` if the object is still that version once its
-    layouts are read; None if an overwrite or delete committed in between
-    (under READ COMMITTED each statement sees its own snapshot: the row and
-    its parts could otherwise come from two versions): look it up again."""
-    found = await content(conn, info)
-    q = select(t.objects.c.etag, t.objects.c.updated_at).where(
-        t.objects.c.id == info.object_id, _visible
-    )
-    row = (await conn.execute(q)).first()
-    if row is None or row.etag != info.etag or aware(row.updated_at) != info.update_time:
+def _opened(rows: Sequence[Any]) -> ObjectContent | None:
+    if not rows:
         return None
-    return found
+    parts: list[tuple[int, Any, list[BlockRecord]]] = []
+    for r in rows:
+        if r.l_id is None:
+            continue  # an object with no parts (empty)
+        if not parts or parts[-1][1].l_id != r.l_id or parts[-1][0] != r.p_offset:
+            parts.append((r.p_offset, r, []))
+        if r.b_idx is not None:
+            parts[-1][2].append(BlockRecord(index=r.b_idx, user_space_id=r.b_space, key=r.b_key))
+    return ObjectContent(
+        info=to_object(rows[0]),
+        parts=tuple(
+            (
+                off,
+                LayoutRecord(
+                    layout_id=r.l_id,
+                    policy=load_policy_required(r.l_policy),
+                    size=r.l_size,
+                    segment_size=r.l_segment_size,
+                    chunk_len=r.l_chunk_len,
+                    wrapped_key=r.l_wrapped_key,
+                    blocks=tuple(blocks),
+                    inline=r.l_inline,
+                ),
+            )
+            for off, r, blocks in parts
+        ),
+    )
+
+
+async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> ObjectContent | None:
+    """The visible object at ``path`` with everything needed to read it."""
+    q = _opening().where(t.objects.c.package_id == package_id, t.objects.c.path == path)
+    return _opened((await conn.execute(q)).all())
+
+
+async def open_by_id(conn: AsyncConnection, user_id: int, object_id: int) -> ObjectContent | None:
+    """``open_by_path`` by object id, among the objects of ``user_id``."""
+    q = (
+        _opening()
+        .join(t.packages, t.packages.c.id == t.objects.c.package_id)
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.objects.c.id == object_id, t.buckets.c.user_id == user_id)
+    )
+    return _opened((await conn.execute(q)).all())
 
 
 async def list_objects(

@@ -14,7 +14,7 @@ from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
 from jointcloud.meta import tables as t
 from jointcloud.meta import uploads
 from jointcloud.meta.rows import dump_policy, load_policy_required, now
-from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.policy import NonePolicy, Redundancy
 
 
 async def create_pending(
@@ -95,10 +95,37 @@ async def create_pending_many(
     return ids
 
 
-async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -> None:
-    """``activate`` for many layouts in one executemany statement."""
-    if not staged:
-        return
+async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -> dict[int, int]:
+    """``activate`` for many layouts in one executemany statement; inline
+    ones are inserted here, live, with their sealed block (no intent row was
+    needed: nothing of them lies outside this database). Returns the real
+    id of each inline layout by its stand-in id."""
+    inline = [s for s in staged if s.inline is not None]
+    stored = [s for s in staged if s.inline is None]
+    ids: dict[int, int] = {}
+    if inline:
+        ts, dumped = now(), dump_policy(NonePolicy())
+        # Matched back by wrapped key (unique), as in create_pending_many.
+        by_key = {s.wrapped_key: s.layout_id for s in inline}
+        rows = await conn.execute(
+            insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key),
+            [
+                {
+                    "state": "live",
+                    "policy": dumped,
+                    "size": s.size,
+                    "segment_size": s.segment_size,
+                    "chunk_len": s.chunk_len,
+                    "wrapped_key": s.wrapped_key,
+                    "created_at": ts,
+                    "inline_data": s.inline,
+                }
+                for s in inline
+            ],
+        )
+        ids = {by_key[r.wrapped_key]: int(r.id) for r in rows}
+    if not stored:
+        return ids
     await conn.execute(
         update(t.layouts)
         .where(t.layouts.c.id == bindparam("b_id"))
@@ -116,9 +143,10 @@ async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -
                 "b_segment_size": s.segment_size,
                 "b_chunk_len": s.chunk_len,
             }
-            for s in staged
+            for s in stored
         ],
     )
+    return ids
 
 
 async def activate(conn: AsyncConnection, staged: StagedLayout) -> None:
@@ -195,6 +223,7 @@ def record(r: Any, blocks: tuple[BlockRecord, ...]) -> LayoutRecord:
         chunk_len=r.chunk_len,
         wrapped_key=r.wrapped_key,
         blocks=blocks,
+        inline=r.inline_data,
     )
 
 

@@ -45,6 +45,9 @@ def _stale() -> Any:
     """Rows of objects ⋈ packages ⋈ buckets ⋈ object_parts ⋈ layouts that need work."""
     return and_(
         t.objects.c.committed.is_(True),
+        # Inline small objects keep their form: a policy governs what is
+        # stored in spaces, above the inline threshold.
+        t.layouts.c.inline_data.is_(None),
         t.layouts.c.policy != _effective(),
         or_(
             t.objects.c.updated_at < t.packages.c.policy_changed_at,

@@ -199,6 +199,9 @@ layouts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # Set when the last reference went away; GC deletes after a safety delay.
     Column("released_at", DateTime(timezone=True), nullable=True, index=True),
+    # A small object's one sealed block, kept here instead of in a space
+    # (0010); such a layout has no rows in ``blocks``.
+    Column("inline_data", LargeBinary, nullable=True),
     sqlite_autoincrement=True,
 )
 

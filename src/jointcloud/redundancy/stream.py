@@ -367,6 +367,19 @@ def encode_whole(
     return result, blocks
 
 
+def decode_whole(block: bytes, layout: Layout) -> bytes:
+    """The plaintext of a one-block (policy none) layout held in memory: an
+    inline small object. Every chunk is authenticated (``BlockCorrupt``)."""
+    cipher = ChunkCipher(layout.data_key)
+    out = []
+    for j, start in enumerate(range(0, len(block), layout.chunk_len)):
+        out.append(cipher.open(0, j, block[start : start + layout.chunk_len]))
+    data = out[0] if len(out) == 1 else b"".join(out)
+    if len(data) != layout.size:
+        raise BlockCorrupt(f"inline block holds {len(data)} bytes, its layout {layout.size}")
+    return data
+
+
 async def encode_many(
     items: Sequence[tuple[bytes, bytes]], policy: Redundancy, checksums: Collection[str] = ()
 ) -> list[tuple[WriteResult, list[bytes]]]:

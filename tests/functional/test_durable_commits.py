@@ -1,0 +1,144 @@
+"""Acknowledged writes are on disk (issue 10, item 1).
+
+On SQLite every write transaction joins a group that is committed and then
+synced (``Database.sync_wal``, an ``fdatasync`` of the write-ahead log)
+before any of its writers returns. These tests hold the sync at a fault hook
+and check that nothing is acknowledged while it is held, that one sync
+covers many concurrent writers, and that a sync that fails fails the write
+(``NotDurable``, never a success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from jointcloud.meta import tables as t
+from jointcloud.meta.db import Database, NotDurable
+from jointcloud.meta.rows import now
+
+
+@pytest.fixture
+async def db(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Database]:
+    path = tmp_path / "meta.db"
+    shutil.copyfile(migrated_sqlite, path)
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    yield database
+    await database.close()
+
+
+class HeldSync:
+    """Replaces ``fdatasync_path``: each sync blocks until released, and is
+    recorded with what was acknowledged before it started."""
+
+    def __init__(self, acks: list[str]) -> None:
+        self.acks = acks
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.seen: list[tuple[str, int]] = []  # (path, acks before the sync)
+        self.fail: OSError | None = None
+
+    def __call__(self, path: str) -> None:
+        self.seen.append((path, len(self.acks)))
+        self.started.set()
+        assert self.release.wait(30), "sync never released"
+        if self.fail is not None:
+            raise self.fail
+
+
+async def add_user(db: Database, name: str, acks: list[str]) -> None:
+    async with db.write() as conn:
+        await conn.execute(insert(t.users).values(name=name, created_at=now()))
+    acks.append(name)
+
+
+async def names(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return {r.name for r in await conn.execute(select(t.users.c.name))}
+
+
+async def test_no_write_returns_before_its_commit_is_synced(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acks: list[str] = []
+    hook = HeldSync(acks)
+    monkeypatch.setattr("jointcloud.meta.db.fdatasync_path", hook)
+    writers = [asyncio.ensure_future(add_user(db, f"u{i}", acks)) for i in range(20)]
+    assert await asyncio.to_thread(hook.started.wait, 30)
+    # The first group's commit is in SQLite and its sync is held: nobody has
+    # been told "done", whatever else ran meanwhile.
+    await asyncio.sleep(0)
+    assert acks == []
+    hook.release.set()
+    await asyncio.gather(*writers)
+    assert sorted(acks) == sorted(f"u{i}" for i in range(20))
+    assert all(before == 0 or path.endswith("-wal") for path, before in hook.seen)
+    assert hook.seen[0] == (str(Path(db.engine.url.database or "")) + "-wal", 0)
+    # Group commit: 20 concurrent writers needed fewer syncs than writers.
+    assert 1 <= db.syncs < 20, db.syncs
+    assert {f"u{i}" for i in range(20)} <= await names(db)
+
+
+async def test_every_acknowledged_write_was_followed_by_a_sync(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting: each sync records how many writes were acknowledged before
+    it; every acknowledgement comes after the sync of its own group, so the
+    last sync saw fewer acknowledgements than there are writes."""
+    acks: list[str] = []
+    hook = HeldSync(acks)
+    hook.release.set()
+    monkeypatch.setattr("jointcloud.meta.db.fdatasync_path", hook)
+    for i in range(5):  # one at a time: one group, one sync each
+        await add_user(db, f"seq{i}", acks)
+    assert [before for _, before in hook.seen] == [0, 1, 2, 3, 4]
+    assert db.syncs == 5
+
+
+async def test_a_failed_sync_fails_the_write(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    acks: list[str] = []
+    hook = HeldSync(acks)
+    hook.release.set()
+    hook.fail = OSError(5, "Input/output error")
+    monkeypatch.setattr("jointcloud.meta.db.fdatasync_path", hook)
+    with pytest.raises(NotDurable, match="could not be synced to disk"):
+        await add_user(db, "lost", acks)
+    assert acks == []
+    hook.fail = None
+    await add_user(db, "next", acks)  # the database goes on working
+    assert acks == ["next"]
+
+
+async def test_a_failing_writer_rolls_back_only_its_own_work(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers of one group are isolated by savepoints: one whose block
+    raises leaves the others' rows committed."""
+    acks: list[str] = []
+    hook = HeldSync(acks)
+    monkeypatch.setattr("jointcloud.meta.db.fdatasync_path", hook)
+
+    async def failing() -> None:
+        async with db.write() as conn:
+            await conn.execute(insert(t.users).values(name="bad", created_at=now()))
+            raise RuntimeError("refused after writing")
+
+    first = asyncio.ensure_future(add_user(db, "first", acks))
+    assert await asyncio.to_thread(hook.started.wait, 30)  # group 1 syncing
+    grouped = [
+        asyncio.ensure_future(add_user(db, "a", acks)),
+        asyncio.ensure_future(failing()),
+        asyncio.ensure_future(add_user(db, "b", acks)),
+    ]
+    hook.release.set()
+    results = await asyncio.gather(first, *grouped, return_exceptions=True)
+    assert isinstance(results[2], RuntimeError)
+    assert sorted(acks) == ["a", "b", "first"]
+    found = await names(db)
+    assert {"first", "a", "b"} <= found and "bad" not in found
