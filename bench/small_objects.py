@@ -25,7 +25,8 @@ Variants: ``new-sqlite`` and ``new-pg`` (this tree's src/), ``old-sqlite``
 and ``old-pg`` (the tree of ``--old-src`` or ``--old-rev``, run by the same
 interpreter with its src/ first on PYTHONPATH). PostgreSQL is a throwaway
 server started like the test suite's (tests/support/postgres.py: initdb in a
-temp dir, loopback port, fsync off), one fresh database per variant.
+temp dir, loopback port) with PostgreSQL's durable defaults (fsync and
+synchronous commit on), one fresh database per variant.
 
 Every answer is checked: statuses, one object per single upload and 1,000
 per batch, every 4 KiB download byte for byte, every 1 MiB download's size
@@ -611,7 +612,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         if any(v.endswith("-pg") for v in wanted):
             pg_mod = load_pg_support()
-            pg = pg_mod.PostgresServer()
+            pg = pg_mod.PostgresServer(durable=True)  # commits synced, as in production
             pg.start()
             print(f"PostgreSQL {pg.bindir} on 127.0.0.1:{pg.port}", flush=True)
         data = Data(work, args)
