@@ -31,10 +31,11 @@ import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
+from jointcloud.meta.sqlite import checkpoint, inline_creator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger(__name__)
@@ -107,11 +108,19 @@ class _Group:
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
-def _wal_file(url: str) -> str | None:
+def _sqlite_file(url: str) -> str | None:
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return database + "-wal"
+    return database
+
+
+# The write-ahead log is copied into the database (in a thread) once it
+# holds this much; SQLite's own automatic checkpoint would do it on the
+# loop's thread (sqlite.py).
+CHECKPOINT_BYTES = 4 << 20
+# How long a write waits in all for another process's write lock.
+LOCKED_FOR = 60.0
 
 
 def fdatasync_path(path: str) -> None:
@@ -135,6 +144,13 @@ class Database:
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+        self._file = _sqlite_file(url) if self.is_sqlite else None
+        if self._file is not None:
+            kwargs["async_creator"] = inline_creator(self._file)  # no thread hops
+            # Readers each hold a connection for a moment; keep enough open
+            # that concurrent requests do not open and close them (each open
+            # sets the pragmas again).
+            kwargs.update(pool_size=32, max_overflow=32)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         # SQLite group commit (see the module docstring).
         self._lock = asyncio.Lock()
@@ -142,7 +158,8 @@ class Database:
         self._group: _Group | None = None
         self._flushing = False
         self._flusher: asyncio.Future[None] | None = None
-        self._wal = _wal_file(url) if self.is_sqlite else None
+        self._wal = None if self._file is None else self._file + "-wal"
+        self._checkpointing: asyncio.Future[None] | None = None
         self.syncs = 0  # group syncs made (for the durability test and metrics)
         if self.is_sqlite:
             _private_sqlite_file(url)
@@ -219,14 +236,7 @@ class Database:
         try:
             group = self._group
             if group is None:
-                conn = await self.engine.connect()
-                try:
-                    conn = await conn.execution_options(jcs_write=True)
-                    await conn.begin()
-                except BaseException:
-                    await conn.close()
-                    raise
-                group = self._group = _Group(conn)
+                group = self._group = _Group(await self._begin_immediate())
             ok = False
             try:
                 async with group.conn.begin_nested():
@@ -250,6 +260,28 @@ class Database:
         finally:
             if not handed_off:
                 self._lock.release()
+
+    async def _begin_immediate(self) -> AsyncConnection:
+        """A connection in a write transaction. Another process holding the
+        write lock (SQLite's busy handler waits only briefly on the loop's
+        thread): wait here, without holding the loop, and try again."""
+        waited, pause = 0.0, 0.005
+        while True:
+            conn = await self.engine.connect()
+            try:
+                conn = await conn.execution_options(jcs_write=True)
+                await conn.begin()
+                return conn
+            except OperationalError as exc:
+                await conn.close()
+                if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
+                    raise
+            except BaseException:
+                await conn.close()
+                raise
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.2)
 
     def _schedule_flush(self) -> None:
         if not self._flushing:
@@ -294,6 +326,25 @@ class Database:
             )
             return
         group.done.set_result(None)
+        self._maybe_checkpoint()
+
+    def _maybe_checkpoint(self) -> None:
+        if self._file is None or self._wal is None or self._checkpointing is not None:
+            return
+        try:
+            size = os.stat(self._wal).st_size
+        except FileNotFoundError:
+            return
+        if size >= CHECKPOINT_BYTES:
+            self._checkpointing = asyncio.ensure_future(self._checkpoint(self._file))
+
+    async def _checkpoint(self, path: str) -> None:
+        try:
+            await asyncio.to_thread(checkpoint, path)
+        except Exception as exc:  # the next commit tries again
+            log.warning("database: checkpoint failed", error=repr(exc))
+        finally:
+            self._checkpointing = None
 
     async def sync_wal(self) -> None:
         """Make the last commit durable (SQLite's write-ahead log)."""
@@ -309,6 +360,8 @@ class Database:
             await tx.rollback()
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
         await self.engine.dispose()
 
 
