@@ -149,6 +149,9 @@ class Package:
     name: str
     redundancy: Redundancy | None
     create_time: datetime
+    # The policy uploads get (its own, else its bucket's, else none), when
+    # the lookup that made this record read the bucket too; else None.
+    upload_policy: Redundancy | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

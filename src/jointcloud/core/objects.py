@@ -74,7 +74,7 @@ from jointcloud.errors import (
     PackageNotFound,
     PreconditionFailed,
 )
-from jointcloud.meta import accounts, catalog, layouts
+from jointcloud.meta import catalog, layouts
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
@@ -196,7 +196,7 @@ class _Stager:
         user_id: int,
         policy: Redundancy,
         affinity: int | None,
-        spaces: Sequence[UserSpace],
+        spaces: Sequence[UserSpace] | None,
         checksums: Collection[ChecksumAlgorithm] = (),
     ) -> None:
         self.store = store
@@ -298,26 +298,30 @@ class ObjectService:
 
     async def _target(
         self, user_id: int, pkg: Package, path: str | None = None
-    ) -> tuple[Redundancy, list[UserSpace], ObjectInfo | None]:
-        """The policy uploads to ``pkg`` get (its own, else its bucket's), the
-        user's spaces and the object now at ``path`` (if one is given), in
-        one snapshot."""
+    ) -> tuple[Redundancy, ObjectInfo | None]:
+        """The policy uploads to ``pkg`` get (its own, else its bucket's) and
+        the object now at ``path`` (if one is given). No query when the
+        package record already knows its policy and no path is asked for;
+        the user's spaces are loaded by the store only if something goes to
+        them (not for inline objects). The commit checks again that the
+        package still exists."""
+        if pkg.upload_policy is not None and path is None:
+            return pkg.upload_policy, None
         current = None
         async with self.db.read() as conn:
             found = await catalog.package_policy(conn, user_id, pkg.package_id)
-            spaces = await accounts.list_spaces(conn, user_id)
             if path is not None:
                 current = await catalog.get_object_by_path(conn, pkg.package_id, path)
         if found is None:
             raise PackageNotFound(f"package {pkg.package_id} not found")
-        return found[1], spaces, current
+        return found[1], current
 
     async def _stage_files(
         self,
         user_id: int,
         policy: Redundancy,
         affinity: int | None,
-        spaces: Sequence[UserSpace],
+        spaces: Sequence[UserSpace] | None,
         files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
         checksums: Collection[ChecksumAlgorithm] = (),
     ) -> tuple[list[str], list[StagedLayout]]:
@@ -415,9 +419,7 @@ class ObjectService:
         override = optional_policy(cmd.redundancy)
         pkg, path = await self._resolve(principal, cmd.address, Operation.WRITE)
         conditional = not cmd.conditions.empty
-        default, spaces, current = await self._target(
-            principal.user_id, pkg, path if conditional else None
-        )
+        default, current = await self._target(principal.user_id, pkg, path if conditional else None)
         policy = override or default
         if conditional:
             # Refuse early, before any byte is read; the commit checks again.
@@ -428,7 +430,7 @@ class ObjectService:
             yield path, cmd.body
 
         _, staged = await self._stage_files(
-            principal.user_id, policy, cmd.affinity, spaces, one(), wanted
+            principal.user_id, policy, cmd.affinity, None, one(), wanted
         )
         (st,) = staged
         try:
@@ -738,7 +740,7 @@ class ObjectService:
         On any failure every staged block is removed and nothing is visible."""
         override = optional_policy(redundancy)
         pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
-        default, spaces, _ = await self._target(principal.user_id, pkg)
+        default, _ = await self._target(principal.user_id, pkg)
         policy = override or default
 
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
@@ -758,7 +760,7 @@ class ObjectService:
                 yield path, stream
 
         paths, staged = await self._stage_files(
-            principal.user_id, policy, affinity, spaces, checked()
+            principal.user_id, policy, affinity, None, checked()
         )
         if not paths:
             raise BadArgument("the upload has no 'files' part")

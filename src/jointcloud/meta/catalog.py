@@ -136,7 +136,7 @@ async def create_package(
 
 def _owned_packages(user_id: int):  # type: ignore[no-untyped-def]
     return (
-        select(*_PACKAGE_COLUMNS)
+        select(*_PACKAGE_COLUMNS, t.buckets.c.redundancy.label("bucket_redundancy"))
         .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
         .where(t.buckets.c.user_id == user_id)
     )
@@ -181,8 +181,10 @@ async def set_package_policy(
 
 
 async def get_package_by_name(conn: AsyncConnection, bucket_id: int, name: str) -> Package | None:
-    q = select(*_PACKAGE_COLUMNS).where(
-        t.packages.c.bucket_id == bucket_id, t.packages.c.name == name
+    q = (
+        select(*_PACKAGE_COLUMNS, t.buckets.c.redundancy.label("bucket_redundancy"))
+        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+        .where(t.packages.c.bucket_id == bucket_id, t.packages.c.name == name)
     )
     row = (await conn.execute(q)).first()
     return None if row is None else to_package(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from jointcloud.core.models import (
     Package,
     UserSpace,
 )
-from jointcloud.redundancy.policy import Redundancy, parse_redundancy
+from jointcloud.redundancy.policy import NonePolicy, Redundancy, parse_redundancy
 
 
 def now() -> datetime:
@@ -35,10 +36,13 @@ def dump_policy(policy: Redundancy | None) -> str | None:
 
 
 def load_policy(text: str | None) -> Redundancy | None:
-    return None if text is None else parse_redundancy(json.loads(text))
+    return None if text is None else load_policy_required(text)
 
 
+@functools.lru_cache(maxsize=512)
 def load_policy_required(text: str) -> Redundancy:
+    """A stored policy (a handful of distinct texts: parsed once each;
+    policies are frozen, so sharing them is safe)."""
     return parse_redundancy(json.loads(text))
 
 
@@ -53,13 +57,16 @@ def to_bucket(r: Row[Any, Any, Any, Any, Any, Any]) -> Bucket:
     )
 
 
-def to_package(r: Row[Any]) -> Package:
+def to_package(r: Row[Any, *tuple[Any, ...]]) -> Package:
+    own = load_policy(r.redundancy)
+    joined = "bucket_redundancy" in r._fields
     return Package(
         package_id=r.id,
         bucket_id=r.bucket_id,
         name=r.name,
-        redundancy=load_policy(r.redundancy),
+        redundancy=own,
         create_time=aware(r.created_at),
+        upload_policy=(own or load_policy(r.bucket_redundancy) or NonePolicy()) if joined else None,
     )
 
 

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import functools
+import time
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from jointcloud.core.models import Bucket, ContentHash, ObjectInfo, Package, UserSpace
+from jointcloud.redundancy.policy import Redundancy
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_zone(hour: int, zone: tuple[object, ...]) -> tzinfo | None:
+    """The server's local offset during one hour since the epoch (offsets
+    change on the hour: looked up once per hour a listing touches, not once
+    per timestamp). ``zone`` keys the cache on the process's time zone
+    setting, which ``time.tzset`` may change."""
+    del zone
+    return datetime.fromtimestamp(hour * 3600, UTC).astimezone().tzinfo
 
 
 def ts(value: datetime) -> str:
     """RFC 3339 with the server's local offset, as the seed shows."""
-    return value.astimezone().isoformat()
+    zone = (time.timezone, time.altzone, time.tzname)
+    return value.astimezone(_local_zone(int(value.timestamp()) // 3600, zone)).isoformat()
+
+
+@functools.lru_cache(maxsize=256)
+def _policy(p: Redundancy) -> dict[str, Any]:
+    return p.to_json()
 
 
 def bucket(b: Bucket) -> dict[str, Any]:
@@ -52,7 +71,7 @@ def obj(o: ObjectInfo) -> dict[str, Any]:
         "path": o.path,
         "size": str(o.size),
         "fileHash": file_hash(o.file_hash),
-        "redundancy": o.redundancy.to_json(),
+        "redundancy": _policy(o.redundancy),
         "createTime": ts(o.create_time),
         "updateTime": ts(o.update_time),
     }
