@@ -100,6 +100,11 @@ async def send_object(
     if status == 206:
         end = dl.offset + dl.length - 1
         headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
+    if len(first) == dl.length:  # all of it in hand (small objects): no stream to run
+        await dl.body.aclose()  # type: ignore[attr-defined]
+        return Response(
+            first, status_code=status, media_type="application/octet-stream", headers=headers
+        )
     return StreamingResponse(
         body(), status_code=status, media_type="application/octet-stream", headers=headers
     )

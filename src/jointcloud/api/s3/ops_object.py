@@ -118,6 +118,9 @@ async def get_object(r: S3Request) -> Response:
     # The first piece before the headers: a read that cannot be served at all
     # still answers with an S3 error, not a broken stream.
     first = await anext(dl.body, b"")
+    if len(first) == dl.length:  # all of it in hand (small objects): no stream to run
+        await dl.body.aclose()  # type: ignore[attr-defined]
+        return Response(first, status_code=status, headers=headers)
 
     async def send() -> AsyncIterator[bytes]:
         try:
