@@ -26,10 +26,6 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
-
 from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.urls import service_url
 
@@ -58,7 +54,21 @@ MODELED = frozenset(
 ClientFactory = Callable[[str, str, str], Any]
 
 
+def _errors() -> tuple[type[Exception], type[Exception]]:
+    """botocore's error types. boto3 and botocore are imported when the
+    facade first calls S3, not when the server starts: they hold some 30 MB
+    that a server nobody calls through the facade does not need."""
+    from botocore.exceptions import (  # type: ignore[import-untyped]
+        BotoCoreError,
+        ClientError,
+    )
+
+    return ClientError, BotoCoreError
+
+
 def _config() -> Any:
+    from botocore.config import Config  # type: ignore[import-untyped]
+
     return Config(
         region_name=REGION,
         signature_version="s3v4",
@@ -89,6 +99,8 @@ def _no_expect(params: dict[str, Any], **_: Any) -> None:
 def new_client(endpoint: str, access_key_id: str, secret_key: str) -> Any:
     """A boto3 S3 client (blocks; sessions are not thread-safe, hence the lock)."""
     global _session
+    import boto3  # type: ignore[import-untyped]
+
     with _session_lock:
         if _session is None:
             _session = boto3.session.Session()
@@ -141,8 +153,9 @@ class ClientCache:
 
 def describe(exc: Exception, operation: str) -> str:
     """The Go SDK's text of a failed S3 call."""
-    if isinstance(exc, ClientError):
-        response: dict[str, Any] = exc.response or {}
+    client_error, core_error = _errors()
+    if isinstance(exc, client_error):
+        response: dict[str, Any] = getattr(exc, "response", None) or {}
         error = response.get("Error") or {}
         meta = response.get("ResponseMetadata") or {}
         status = int(meta.get("HTTPStatusCode") or 0)
@@ -162,7 +175,7 @@ def describe(exc: Exception, operation: str) -> str:
         if code in MODELED:
             return f"{head}{code}: "
         return f"{head}api error {code}: {message}"
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, core_error):
         return f"operation error S3: {operation}, {exc}"
     return f"operation error S3: {operation}, {type(exc).__name__}: {exc}"
 
@@ -181,7 +194,7 @@ class S3:
     def call_sync(self, method: str, **kwargs: Any) -> Any:
         try:
             return getattr(self.client, method)(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except _errors() as exc:
             raise GatewayError(describe(exc, self.operation(method))) from None
 
     async def call(self, method: str, **kwargs: Any) -> Any:
@@ -193,7 +206,7 @@ class S3:
         def run() -> list[Any]:
             try:
                 return list(self.client.get_paginator(method).paginate(**kwargs))
-            except (ClientError, BotoCoreError) as exc:
+            except _errors() as exc:
                 raise GatewayError(describe(exc, self.operation(method))) from None
 
         return await asyncio.to_thread(run)
