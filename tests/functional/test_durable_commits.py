@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,3 +144,26 @@ async def test_a_failing_writer_rolls_back_only_its_own_work(
     assert sorted(acks) == ["a", "b", "first"]
     found = await names(db)
     assert {"first", "a", "b"} <= found and "bad" not in found
+
+
+async def test_a_write_waits_for_another_process_without_holding_the_loop(db: Database) -> None:
+    """Another process holding SQLite's write lock (a ``jcs admin`` command
+    while the server runs): the write waits and then goes through, and the
+    event loop keeps serving meanwhile (the busy handler on the loop's
+    thread waits only briefly; the retry sleeps asynchronously)."""
+    other = sqlite3.connect(str(db.engine.url.database), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the other process's write transaction
+    acks: list[str] = []
+    writer = asyncio.ensure_future(add_user(db, "waited", acks))
+    started = time.monotonic()
+    for _ in range(30):  # the loop doing other work: 0.3 s if nothing holds it
+        await asyncio.sleep(0.01)
+    # A busy handler waiting on the loop's thread would have held these
+    # sleeps for as long as it waits (SQLite's default here was a minute).
+    assert time.monotonic() - started < 3
+    assert not writer.done() and acks == []  # it cannot commit while the lock is held
+    other.execute("INSERT INTO users (name, created_at) VALUES ('other', '2026-01-01')")
+    other.execute("COMMIT")
+    other.close()
+    await writer
+    assert acks == ["waited"] and {"other", "waited"} <= await names(db)

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
-from jointcloud.meta.sqlite import checkpoint, inline_creator
+from jointcloud.meta.sqlite import BUSY_MS, checkpoint, inline_creator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger(__name__)
@@ -167,6 +167,7 @@ class Database:
 
     def _tune_sqlite(self) -> None:
         sync = self.engine.sync_engine
+        inline = self._file is not None
 
         @event.listens_for(sync, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:
@@ -176,7 +177,9 @@ class Database:
             # Commits are synced by ``sync_wal`` after each group; SQLite
             # syncs around checkpoints itself.
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=60000")
+            # On the loop's thread (sqlite.py) the busy handler may wait only
+            # briefly; writes are retried without holding the loop instead.
+            cur.execute(f"PRAGMA busy_timeout={BUSY_MS if inline else 60000}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
@@ -190,7 +193,23 @@ class Database:
 
         On SQLite the migrations run with foreign keys off: rebuilding a table
         (batch mode) drops the old one, and with foreign keys on that DROP
-        deletes every row referencing it through ON DELETE CASCADE."""
+        deletes every row referencing it through ON DELETE CASCADE.
+
+        Another process holding SQLite's write lock (a server while a
+        ``jcs admin`` command starts): wait and try again, as writes do."""
+        waited, pause = 0.0, 0.005
+        while True:
+            try:
+                await self._migrate(revision)
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
+                    raise
+            await asyncio.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 0.2)
+
+    async def _migrate(self, revision: str) -> None:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(jcs_write=True)
             if self.is_sqlite:
@@ -360,6 +379,8 @@ class Database:
             await tx.rollback()
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.wait([self._flusher])
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
         await self.engine.dispose()
