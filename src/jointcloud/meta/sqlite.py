@@ -10,8 +10,9 @@ cost of a greenlet switch.
 
 What could block the loop, and why it does not:
 
-* Disk syncs. Commits do not sync (``synchronous=NORMAL``); the group
-  commit's ``fdatasync`` runs in a thread (``Database.sync_wal``).
+* Disk writes and syncs. ``COMMIT`` (which writes the log) runs in a
+  worker thread; commits do not sync (``synchronous=NORMAL``), the group
+  commit's ``fdatasync`` runs in a thread too (``Database.sync_wal``).
   Automatic checkpoints (which sync) are off on these connections; the
   ``Database`` checkpoints in a thread of its own once the log has grown
   (``checkpoint``).
@@ -70,6 +71,13 @@ class InlineConnection(aiosqlite.Connection):
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         return fn(*args, **kwargs)
+
+    async def commit(self) -> None:
+        """COMMIT writes the transaction's pages to the write-ahead log: the
+        one call that writes to the disk, where it can wait behind other
+        files' syncs. It runs in a worker thread (nobody else uses this
+        connection meanwhile: the group holds it)."""
+        await asyncio.to_thread(self._conn.commit)
 
     def stop(self) -> asyncio.Future[Any] | None:
         self._running = False
