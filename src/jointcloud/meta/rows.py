@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from jointcloud.core.models import (
+    NO_META,
     Bucket,
     ChecksumAlgorithm,
     ContentHash,
@@ -98,6 +99,16 @@ def checksum_values(checksums: Mapping[ChecksumAlgorithm, str] | None) -> dict[s
 
 
 def to_meta(r: Row[Any]) -> ObjectMeta:
+    if (
+        r.content_type is None
+        and r.content_encoding is None
+        and r.cache_control is None
+        and r.content_disposition is None
+        and r.expires is None
+        and r.user_metadata is None
+        and r.tags is None
+    ):
+        return NO_META  # most objects (listings build thousands of these)
     return ObjectMeta(
         content_type=r.content_type,
         content_encoding=r.content_encoding,

@@ -1,7 +1,10 @@
 """S3 XML in and out.
 
-Out: ElementTree builds the document (it escapes every text), the S3
-namespace on the root. In: ``defusedxml`` parses request bodies with DTDs,
+Out: the document is written as text (``render``), byte for byte what
+ElementTree would write (a unit test compares the two on generated
+documents): building an element tree for a listing of 1,000 keys cost more
+than the listing's query. Every text is escaped (``&``, ``<``, ``>``).
+In: ``defusedxml`` parses request bodies with DTDs,
 entities and external references refused, after a size cap; element names
 are taken without their namespace (clients send it or not).
 """
@@ -38,22 +41,41 @@ def _text(value: str | int | bool) -> str:
     return str(value)
 
 
-def _fill(parent: ET.Element, fields: Iterable[tuple[str, Value]]) -> None:
+def _escape(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _emit(out: list[str], fields: Iterable[tuple[str, Value]]) -> None:
     for name, value in fields:
         if value is None:
             continue
-        child = ET.SubElement(parent, name)
         if isinstance(value, str | int | bool):
-            child.text = _text(value)
+            text = _text(value)
+            out.append(f"<{name}>{_escape(text)}</{name}>" if text else f"<{name} />")
+            continue
+        inner: list[str] = []
+        _emit(inner, value)
+        if inner:
+            out.append(f"<{name}>")
+            out.extend(inner)
+            out.append(f"</{name}>")
         else:
-            _fill(child, value)
+            out.append(f"<{name} />")
 
 
 def render(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool = True) -> bytes:
-    element = ET.Element(root, {"xmlns": NAMESPACE} if namespace else {})
-    _fill(element, fields)
-    text: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=False)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
+    attrs = f' xmlns="{NAMESPACE}"' if namespace else ""
+    inner: list[str] = []
+    _emit(inner, fields)
+    body = f"<{root}{attrs}>{''.join(inner)}</{root}>" if inner else f"<{root}{attrs} />"
+    # xmlcharrefreplace: what ElementTree does with what UTF-8 cannot carry
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + body.encode("utf-8", "xmlcharrefreplace")
 
 
 class MalformedXMLError(BadArgument):
