@@ -73,7 +73,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from rawhttp import Conn, multipart_parts
 from small_files import form_body
-from v1_api import Job, free_port, many, wait_ready
+from v1_api import Job, free_port, many, serve_command, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -236,20 +236,10 @@ def start_jcs(
         JCS_LOCAL_ROOTS=str(work),
         PYTHONPATH=os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p),
     )
-    cmd = [
-        str(ROOT / ".venv" / "bin" / "jcs"),
-        "serve",
-        "--s3-listen",
-        "off",
-        "--data-dir",
-        str(data),
-        "--listen",
-        f"127.0.0.1:{port}",
-    ]
-    if db_url:
-        cmd += ["--database-url", db_url]
     with log.open("wb") as f:
-        return subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            serve_command(data, port, db_url), env=env, stdout=f, stderr=subprocess.STDOUT
+        )
 
 
 def old_tree(args: argparse.Namespace, tmp_root: Path) -> tuple[Path | None, str, Path | None]:

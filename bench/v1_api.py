@@ -48,6 +48,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def serve_command(data: Path, port: int, database_url: str | None = None) -> list[str]:
+    """``jcs serve`` on loopback with ``data`` as its data dir, no S3 listener."""
+    cmd = [str(ROOT / ".venv/bin/jcs"), "serve", "--s3-listen", "off"]
+    cmd += ["--data-dir", str(data), "--listen", f"127.0.0.1:{port}"]
+    return cmd + (["--database-url", database_url] if database_url else [])
+
+
 def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
         if proc.poll() is not None:
@@ -238,21 +245,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # The benchmark's spaces live in its work dir: allowed explicitly, as an
     # operator would with --local-root (docs/security.md).
     env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600", JCS_LOCAL_ROOTS=str(work))
-    db_args = ["--database-url", args.database_url] if args.database_url else []
     server = subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/jcs"),
-            "serve",
-            "--s3-listen",
-            "off",
-            "--data-dir",
-            str(data),
-            "--listen",
-            f"127.0.0.1:{port}",
-            *db_args,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
+        serve_command(data, port, args.database_url), env=env, stdout=subprocess.DEVNULL
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}/healthz", server)

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from alembic import command
@@ -39,6 +39,7 @@ from jointcloud.meta.sqlite import BUSY_MS, checkpoint, inline_creator
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
 def _domain_conflict(exc: IntegrityError) -> DomainError:
@@ -197,17 +198,7 @@ class Database:
 
         Another process holding SQLite's write lock (a server while a
         ``jcs admin`` command starts): wait and try again, as writes do."""
-        waited, pause = 0.0, 0.005
-        while True:
-            try:
-                await self._migrate(revision)
-                return
-            except OperationalError as exc:
-                if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
-                    raise
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.2)
+        await _while_locked(lambda: self._migrate(revision))
 
     async def _migrate(self, revision: str) -> None:
         async with self.engine.connect() as conn:
@@ -284,23 +275,18 @@ class Database:
         """A connection in a write transaction. Another process holding the
         write lock (SQLite's busy handler waits only briefly on the loop's
         thread): wait here, without holding the loop, and try again."""
-        waited, pause = 0.0, 0.005
-        while True:
+
+        async def attempt() -> AsyncConnection:
             conn = await self.engine.connect()
             try:
                 conn = await conn.execution_options(jcs_write=True)
                 await conn.begin()
-                return conn
-            except OperationalError as exc:
-                await conn.close()
-                if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
-                    raise
             except BaseException:
                 await conn.close()
                 raise
-            await asyncio.sleep(pause)
-            waited += pause
-            pause = min(pause * 2, 0.2)
+            return conn
+
+        return await _while_locked(attempt)
 
     def _schedule_flush(self) -> None:
         if not self._flushing:
@@ -384,6 +370,22 @@ class Database:
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
         await self.engine.dispose()
+
+
+async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()``, again while another process holds SQLite's write lock
+    (with asyncio.sleep in between: the loop is never held), for up to
+    ``LOCKED_FOR`` seconds."""
+    waited, pause = 0.0, 0.005
+    while True:
+        try:
+            return await attempt()
+        except OperationalError as exc:
+            if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
+                raise
+        await asyncio.sleep(pause)
+        waited += pause
+        pause = min(pause * 2, 0.2)
 
 
 async def _uninterrupted(work: Awaitable[None]) -> None:
