@@ -7,6 +7,7 @@ from typing import Any
 
 from jointcloud.core.authz import Operation, Principal, allows, authorize, visible_packages
 from jointcloud.core.commands import PackageRef, check_tags
+from jointcloud.core.directory import PackageDirectory
 from jointcloud.core.models import Bucket, CorsRule, Package
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import (
@@ -91,8 +92,11 @@ def optional_policy(raw: Any) -> Redundancy | None:
 
 
 class BucketService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, directory: PackageDirectory | None = None) -> None:
         self.db = db
+        # Shared with PackageService: a bucket's policy is part of what a
+        # remembered package says (the policy its uploads get).
+        self.directory = directory or PackageDirectory()
 
     async def create(self, principal: Principal, name: object, redundancy: object = None) -> Bucket:
         name = entity_name(name, "name")
@@ -146,12 +150,15 @@ class BucketService:
         policy = optional_policy(redundancy)
         _scoped(principal, bucket_id, f"bucket {bucket_id} not found")
         authorize(principal, Operation.WRITE, project_id=bucket_id, whole=True)
-        async with self.db.write() as conn:
-            if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
-                raise BucketNotFound(f"bucket {bucket_id} not found")
-            await catalog.set_bucket_policy(conn, bucket_id, policy)
-            await jobs.wake(conn, "recode", now())
-            bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
+                    raise BucketNotFound(f"bucket {bucket_id} not found")
+                await catalog.set_bucket_policy(conn, bucket_id, policy)
+                await jobs.wake(conn, "recode", now())
+                bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
+        finally:
+            self.directory.changed()
         assert bucket is not None
         return bucket
 
@@ -169,6 +176,7 @@ class BucketService:
                     f"bucket {bucket_id} still holds packages {shown}{more}; delete them first"
                 )
             await catalog.delete_bucket(conn, bucket_id)
+        self.directory.changed()
 
 
 def _scoped(principal: Principal, bucket_id: int, missing: str) -> None:
@@ -203,6 +211,7 @@ class PackageService:
     def __init__(self, db: Database, buckets: BucketService) -> None:
         self.db = db
         self.buckets = buckets
+        self.directory = buckets.directory
 
     async def create(
         self, principal: Principal, bucket_id: int, name: object, redundancy: object = None
@@ -238,43 +247,63 @@ class PackageService:
         ``path``): the one place every protocol's address becomes a package.
         A name is authorized before it is looked up, so a restricted key
         learns nothing about packages outside its caveats."""
-        async with self.db.read() as conn:
-            if ref.package_id is not None:
-                pkg = await catalog.get_package(conn, principal.user_id, ref.package_id)
-                if pkg is None:
-                    raise PackageNotFound(f"package {ref.package_id} not found")
-                try:
-                    authorize(
-                        principal,
-                        op,
-                        project_id=pkg.bucket_id,
-                        package=pkg.name,
-                        path=path,
-                        whole=whole,
-                    )
-                except OutOfScope:
-                    raise _unnamed_refusal(principal, pkg, op, path, whole) from None
-                return pkg
-            if ref.name is None:
-                raise BadArgument("a package is named by its id or by its name")
-            name = entity_name(ref.name, "package name")
-            project_id = ref.project_id
-            if project_id is None and ref.project_name is not None:
+        if ref.package_id is not None:
+            pkg = await self._by_id(principal.user_id, ref.package_id)
+            try:
+                authorize(
+                    principal,
+                    op,
+                    project_id=pkg.bucket_id,
+                    package=pkg.name,
+                    path=path,
+                    whole=whole,
+                )
+            except OutOfScope:
+                raise _unnamed_refusal(principal, pkg, op, path, whole) from None
+            return pkg
+        if ref.name is None:
+            raise BadArgument("a package is named by its id or by its name")
+        name = entity_name(ref.name, "package name")
+        project_id = ref.project_id
+        if project_id is None and ref.project_name is not None:
+            async with self.db.read() as conn:
                 bucket = await catalog.get_bucket_by_name(
                     conn, principal.user_id, entity_name(ref.project_name, "bucket name")
                 )
-                if bucket is None:
-                    raise BucketNotFound(f"bucket {ref.project_name!r} not found")
-                project_id = bucket.bucket_id
-            project_id = project_id if project_id is not None else principal.project_id
-            if project_id is None:
-                raise BadArgument(f"package {name!r}: say which bucket (project) it is in")
-            authorize(principal, op, project_id=project_id, package=name, path=path, whole=whole)
-            if await catalog.get_bucket(conn, principal.user_id, project_id) is None:
-                raise BucketNotFound(f"bucket {project_id} not found")
-            pkg = await catalog.get_package_by_name(conn, project_id, name)
+            if bucket is None:
+                raise BucketNotFound(f"bucket {ref.project_name!r} not found")
+            project_id = bucket.bucket_id
+        project_id = project_id if project_id is not None else principal.project_id
+        if project_id is None:
+            raise BadArgument(f"package {name!r}: say which bucket (project) it is in")
+        authorize(principal, op, project_id=project_id, package=name, path=path, whole=whole)
+        return await self._by_name(principal.user_id, project_id, name)
+
+    async def _by_id(self, user_id: int, package_id: int) -> Package:
+        key = ("id", user_id, package_id)
+        pkg = self.directory.get(key)
         if pkg is None:
-            raise PackageNotFound(f"package {name!r} not found")
+            generation = self.directory.generation
+            async with self.db.read() as conn:
+                pkg = await catalog.get_package(conn, user_id, package_id)
+            if pkg is None:
+                raise PackageNotFound(f"package {package_id} not found")
+            self.directory.put(key, pkg, generation)
+        return pkg
+
+    async def _by_name(self, user_id: int, project_id: int, name: str) -> Package:
+        key = ("name", user_id, project_id, name)
+        pkg = self.directory.get(key)
+        if pkg is None:
+            generation = self.directory.generation
+            async with self.db.read() as conn:
+                found = await catalog.find_package(conn, user_id, project_id, name)
+            if not found.bucket_exists:
+                raise BucketNotFound(f"bucket {project_id} not found")
+            if found.package is None:
+                raise PackageNotFound(f"package {name!r} not found")
+            pkg = found.package
+            self.directory.put(key, pkg, generation)
         return pkg
 
     async def get_tags(self, principal: Principal, ref: PackageRef) -> dict[str, str]:
@@ -354,12 +383,15 @@ class PackageService:
         pkg = await self.resolve(
             principal, PackageRef.by_id(package_id), Operation.DELETE, whole=True
         )
-        async with self.db.write() as conn:
-            if await catalog.get_package(conn, principal.user_id, package_id) is None:
-                raise PackageNotFound(f"package {package_id} not found")
-            if only_if_empty and await catalog.list_objects(conn, package_id, "", None, 1):
-                raise NotEmpty(f"package {pkg.name!r} is not empty")
-            await catalog.delete_package(conn, package_id)
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_package(conn, principal.user_id, package_id) is None:
+                    raise PackageNotFound(f"package {package_id} not found")
+                if only_if_empty and await catalog.list_objects(conn, package_id, "", None, 1):
+                    raise NotEmpty(f"package {pkg.name!r} is not empty")
+                await catalog.delete_package(conn, package_id)
+        finally:
+            self.directory.changed()
 
     async def set_redundancy(
         self, principal: Principal, package_id: int, redundancy: object
@@ -368,12 +400,15 @@ class PackageService:
         re-encoded in the background."""
         policy = optional_policy(redundancy)
         await self.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE, whole=True)
-        async with self.db.write() as conn:
-            if await catalog.get_package(conn, principal.user_id, package_id) is None:
-                raise PackageNotFound(f"package {package_id} not found")
-            await catalog.set_package_policy(conn, package_id, policy)
-            await jobs.wake(conn, "recode", now())
-            pkg = await catalog.get_package(conn, principal.user_id, package_id)
+        try:
+            async with self.db.write() as conn:
+                if await catalog.get_package(conn, principal.user_id, package_id) is None:
+                    raise PackageNotFound(f"package {package_id} not found")
+                await catalog.set_package_policy(conn, package_id, policy)
+                await jobs.wake(conn, "recode", now())
+                pkg = await catalog.get_package(conn, principal.user_id, package_id)
+        finally:
+            self.directory.changed()
         assert pkg is not None
         return pkg
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -162,10 +163,50 @@ async def package_policy(
     return pkg, pkg.redundancy or load_policy(row.bucket_redundancy) or NonePolicy()
 
 
+# Statements run on every request are built once, with bound parameters:
+# building and cache-keying a SELECT costs more than SQLite running it.
+_PACKAGE_BY_ID = (
+    select(*_PACKAGE_COLUMNS, t.buckets.c.redundancy.label("bucket_redundancy"))
+    .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+    .where(t.buckets.c.user_id == bindparam("user_id"), t.packages.c.id == bindparam("package_id"))
+)
+_PACKAGE_BY_NAME = (
+    select(
+        t.buckets.c.id.label("owner_bucket"),
+        t.buckets.c.redundancy.label("bucket_redundancy"),
+        *_PACKAGE_COLUMNS,
+    )
+    .select_from(t.buckets)
+    .join(
+        t.packages,
+        (t.packages.c.bucket_id == t.buckets.c.id) & (t.packages.c.name == bindparam("name")),
+        isouter=True,
+    )
+    .where(t.buckets.c.id == bindparam("bucket_id"), t.buckets.c.user_id == bindparam("user_id"))
+)
+
+
 async def get_package(conn: AsyncConnection, user_id: int, package_id: int) -> Package | None:
-    q = _owned_packages(user_id).where(t.packages.c.id == package_id)
-    row = (await conn.execute(q)).first()
+    params = {"user_id": user_id, "package_id": package_id}
+    row = (await conn.execute(_PACKAGE_BY_ID, params)).first()
     return None if row is None else to_package(row)
+
+
+class FoundPackage(NamedTuple):
+    bucket_exists: bool
+    package: Package | None
+
+
+async def find_package(
+    conn: AsyncConnection, user_id: int, bucket_id: int, name: str
+) -> FoundPackage:
+    """The package ``name`` of ``user_id``'s bucket ``bucket_id``, and
+    whether that bucket exists, in one statement (the per-request lookup)."""
+    params = {"user_id": user_id, "bucket_id": bucket_id, "name": name}
+    row = (await conn.execute(_PACKAGE_BY_NAME, params)).first()
+    if row is None:
+        return FoundPackage(False, None)
+    return FoundPackage(True, None if row.id is None else to_package(row))
 
 
 async def set_package_policy(
@@ -233,11 +274,15 @@ async def get_object(
 async def get_object_by_path(
     conn: AsyncConnection, package_id: int, path: str, *, include_uncommitted: bool = False
 ) -> ObjectInfo | None:
-    q = select(t.objects).where(t.objects.c.package_id == package_id, t.objects.c.path == path)
-    if not include_uncommitted:
-        q = q.where(_visible)
-    row = (await conn.execute(q)).first()
+    q = _OBJECT_AT if include_uncommitted else _VISIBLE_OBJECT_AT
+    row = (await conn.execute(q, {"package_id": package_id, "path": path})).first()
     return None if row is None else to_object(row)
+
+
+_OBJECT_AT = select(t.objects).where(
+    t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+)
+_VISIBLE_OBJECT_AT = _OBJECT_AT.where(_visible)
 
 
 def _opening() -> Any:
@@ -301,10 +346,15 @@ def _opened(rows: Sequence[Any]) -> ObjectContent | None:
     )
 
 
+_OPEN_BY_PATH = _opening().where(
+    t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+)
+
+
 async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> ObjectContent | None:
     """The visible object at ``path`` with everything needed to read it."""
-    q = _opening().where(t.objects.c.package_id == package_id, t.objects.c.path == path)
-    return _opened((await conn.execute(q)).all())
+    params = {"package_id": package_id, "path": path}
+    return _opened((await conn.execute(_OPEN_BY_PATH, params)).all())
 
 
 async def open_by_id(conn: AsyncConnection, user_id: int, object_id: int) -> ObjectContent | None:
@@ -328,15 +378,32 @@ async def list_objects(
     inclusive: bool = False,
 ) -> list[ObjectInfo]:
     """Visible objects under ``prefix`` past ``after``, in byte order of path."""
-    path = t.objects.c.path
-    q = select(t.objects).where(_visible, t.objects.c.package_id == package_id)
+    mode: _After = None if after is None else ("from" if inclusive else "past")
+    q = _listing(bool(prefix), mode)
+    params: dict[str, Any] = {"package_id": package_id, "limit": limit}
     if prefix:
-        # A byte-wise range scan instead of LIKE: no escaping, uses the index.
-        q = q.where(path >= prefix, path < prefix + "\U0010ffff")
+        params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
-        q = q.where(path >= after if inclusive else path > after)
-    q = q.order_by(path).limit(limit)
-    return [to_object(r) for r in await conn.execute(q)]
+        params["after"] = after
+    return [to_object(r) for r in await conn.execute(q, params)]
+
+
+_After = Literal["from", "past"] | None
+
+
+@functools.cache
+def _listing(prefixed: bool, after: _After) -> Any:
+    """One listing statement per shape, built once."""
+    path = t.objects.c.path
+    q = select(t.objects).where(_visible, t.objects.c.package_id == bindparam("package_id"))
+    if prefixed:
+        # A byte-wise range scan instead of LIKE: no escaping, uses the index.
+        q = q.where(path >= bindparam("low"), path < bindparam("high"))
+    if after == "from":
+        q = q.where(path >= bindparam("after"))
+    elif after == "past":
+        q = q.where(path > bindparam("after"))
+    return q.order_by(path).limit(bindparam("limit"))
 
 
 async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str) -> int:
@@ -475,10 +542,15 @@ async def lock_package_paths(conn: AsyncConnection, package_id: int) -> bool:
     package row locked the second waits and then sees the first one's row.
     SQLite already runs one writer at a time and renders no FOR clause.
     Returns whether the package (still) exists."""
-    row = await conn.execute(
-        select(t.packages.c.id).where(t.packages.c.id == package_id).with_for_update(key_share=True)
-    )
+    row = await conn.execute(_LOCK_PACKAGE, {"package_id": package_id})
     return row.first() is not None
+
+
+_LOCK_PACKAGE = (
+    select(t.packages.c.id)
+    .where(t.packages.c.id == bindparam("package_id"))
+    .with_for_update(key_share=True)
+)
 
 
 async def commit_object(
@@ -559,6 +631,33 @@ class NewContent(NamedTuple):
     checksums: Mapping[ChecksumAlgorithm, str] | None = None
 
 
+_EXISTING_PATHS = select(t.objects.c.id, t.objects.c.path, t.objects.c.created_at).where(
+    t.objects.c.package_id == bindparam("package_id"),
+    t.objects.c.path.in_(bindparam("paths", expanding=True)),
+)
+_INSERT_OBJECTS = insert(t.objects).returning(t.objects.c.id, t.objects.c.path)
+_PARTS_OF = select(t.object_parts.c.layout_id).where(
+    t.object_parts.c.object_id.in_(bindparam("object_ids", expanding=True))
+)
+_DROP_PARTS_OF = delete(t.object_parts).where(
+    t.object_parts.c.object_id.in_(bindparam("object_ids", expanding=True))
+)
+_REPLACE_CONTENT = (
+    update(t.objects)
+    .where(t.objects.c.id == bindparam("b_id"))
+    .values(
+        size=bindparam("b_size"),
+        file_hash=bindparam("b_file_hash"),
+        etag=bindparam("b_etag"),
+        redundancy=bindparam("b_redundancy"),
+        committed=True,
+        updated_at=bindparam("b_ts"),
+        **{col: bindparam(f"b_{col}") for col in [*meta_values(None), *checksum_values(None)]},
+    )
+)
+_INSERT_PARTS = insert(t.object_parts)
+
+
 async def commit_objects(
     conn: AsyncConnection,
     package_id: int,
@@ -572,10 +671,8 @@ async def commit_objects(
     same effect; results in the order of ``items``."""
     existing: dict[str, tuple[int, datetime]] = {}
     for part in layouts.chunks([it.path for it in items]):
-        q = select(t.objects.c.id, t.objects.c.path, t.objects.c.created_at).where(
-            t.objects.c.package_id == package_id, t.objects.c.path.in_(part)
-        )
-        for r in await conn.execute(q):
+        params = {"package_id": package_id, "paths": part}
+        for r in await conn.execute(_EXISTING_PATHS, params):
             existing[r.path] = (int(r.id), aware(r.created_at))
     redundancy = dump_policy(policy)
     ids = {path: oid for path, (oid, _) in existing.items()}
@@ -584,7 +681,7 @@ async def commit_objects(
         # Matched back by path (unique in the package), not by RETURNING
         # order: asking for the order makes SQLite insert one row at a time.
         rows = await conn.execute(
-            insert(t.objects).returning(t.objects.c.id, t.objects.c.path),
+            _INSERT_OBJECTS,
             [
                 {
                     "package_id": package_id,
@@ -609,27 +706,15 @@ async def commit_objects(
         old_ids = [ids[it.path] for it in old]
         for part in layouts.chunks(old_ids):
             released += [
-                int(r.layout_id)
-                for r in await conn.execute(
-                    select(t.object_parts.c.layout_id).where(t.object_parts.c.object_id.in_(part))
-                )
+                int(r.layout_id) for r in await conn.execute(_PARTS_OF, {"object_ids": part})
             ]
-            await conn.execute(delete(t.object_parts).where(t.object_parts.c.object_id.in_(part)))
-        described = [*meta_values(None), *checksum_values(None)]
+            await conn.execute(_DROP_PARTS_OF, {"object_ids": part})
         await conn.execute(
-            update(t.objects)
-            .where(t.objects.c.id == bindparam("b_id"))
-            .values(
-                size=bindparam("b_size"),
-                file_hash=bindparam("b_file_hash"),
-                etag=bindparam("b_etag"),
-                redundancy=redundancy,
-                committed=True,
-                updated_at=ts,
-                **{col: bindparam(f"b_{col}") for col in described},
-            ),
+            _REPLACE_CONTENT,
             [
                 {
+                    "b_redundancy": redundancy,
+                    "b_ts": ts,
                     "b_id": ids[it.path],
                     "b_size": it.size,
                     "b_file_hash": dump_hash(it.file_hash),
@@ -650,7 +735,7 @@ async def commit_objects(
         for i, (off, lid) in enumerate(it.parts)
     ]
     if part_rows:
-        await conn.execute(insert(t.object_parts), part_rows)
+        await conn.execute(_INSERT_PARTS, part_rows)
     await layouts.release_unreferenced(conn, released)
     return [
         ObjectInfo(

@@ -52,6 +52,21 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]
         yield items[i : i + size]
 
 
+_INSERT_BLOCKS = insert(t.blocks)
+_INSERT_LAYOUTS = insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key)
+_ACTIVATE = (
+    update(t.layouts)
+    .where(t.layouts.c.id == bindparam("b_id"))
+    .values(
+        state="live",
+        size=bindparam("b_size"),
+        segment_size=bindparam("b_segment_size"),
+        chunk_len=bindparam("b_chunk_len"),
+        released_at=None,
+    )
+)
+
+
 async def create_pending_many(
     conn: AsyncConnection,
     policy: Redundancy,
@@ -66,7 +81,7 @@ async def create_pending_many(
     # random nonce), not by RETURNING order: asking SQLAlchemy for the order
     # makes it insert one row per statement on SQLite.
     rows = await conn.execute(
-        insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key),
+        _INSERT_LAYOUTS,  # the same statement: the state is a parameter
         [
             {
                 "state": "pending",
@@ -85,7 +100,7 @@ async def create_pending_many(
         raise ValueError("create_pending_many needs a distinct wrapped key per layout")
     ids = [by_key[wrapped] for wrapped, _ in intents]
     await conn.execute(
-        insert(t.blocks),
+        _INSERT_BLOCKS,
         [
             {"layout_id": layout_id, "idx": i, "user_space_id": s, "key": k}
             for layout_id, (_, plan) in zip(ids, intents, strict=True)
@@ -108,7 +123,7 @@ async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -
         # Matched back by wrapped key (unique), as in create_pending_many.
         by_key = {s.wrapped_key: s.layout_id for s in inline}
         rows = await conn.execute(
-            insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key),
+            _INSERT_LAYOUTS,
             [
                 {
                     "state": "live",
@@ -127,15 +142,7 @@ async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -
     if not stored:
         return ids
     await conn.execute(
-        update(t.layouts)
-        .where(t.layouts.c.id == bindparam("b_id"))
-        .values(
-            state="live",
-            size=bindparam("b_size"),
-            segment_size=bindparam("b_segment_size"),
-            chunk_len=bindparam("b_chunk_len"),
-            released_at=None,
-        ),
+        _ACTIVATE,
         [
             {
                 "b_id": s.layout_id,
@@ -184,15 +191,18 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
     ids = sorted(set(layout_ids))
     ts = now()
     for part in chunks(ids):
-        await conn.execute(
-            update(t.layouts)
-            .where(
-                t.layouts.c.id.in_(part),
-                t.layouts.c.state == "live",
-                ~_referenced(t.layouts.c.id),
-            )
-            .values(released_at=ts)
-        )
+        await conn.execute(_RELEASE_UNREFERENCED, {"ids": part, "ts": ts})
+
+
+_RELEASE_UNREFERENCED = (
+    update(t.layouts)
+    .where(
+        t.layouts.c.id.in_(bindparam("ids", expanding=True)),
+        t.layouts.c.state == "live",
+        ~_referenced(t.layouts.c.id),
+    )
+    .values(released_at=bindparam("ts"))
+)
 
 
 async def load(conn: AsyncConnection, layout_ids: Iterable[int]) -> dict[int, LayoutRecord]:
