@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jointcloud.api.s3 import ops_bucket
 from jointcloud.api.s3.xmlio import NAMESPACE, Value, render
+from jointcloud.core.models import ChecksumAlgorithm, ContentHash, ObjectInfo
+from jointcloud.redundancy.policy import NonePolicy
 
 
 def reference(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool = True) -> bytes:
@@ -64,3 +69,40 @@ def test_a_listing_document() -> None:
     out = render("ListBucketResult", fields)
     assert out == reference("ListBucketResult", fields)
     assert b"<Key>a&lt;&amp;&gt;b</Key>" in out and b"<Prefix />" in out
+
+
+objects = st.builds(
+    lambda path, size, etag, ms, algs: ObjectInfo(
+        object_id=1,
+        package_id=1,
+        path=path,
+        size=size,
+        file_hash=ContentHash(""),
+        etag=etag,
+        redundancy=NonePolicy(),
+        create_time=datetime(2026, 1, 1, tzinfo=UTC),
+        update_time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms),
+        checksums={a: "x" for a in algs},
+    ),
+    st.text(min_size=1, max_size=20),
+    st.integers(min_value=0, max_value=10**13),
+    st.sampled_from(["d41d8cd98f00b204e9800998ecf8427e", "abc-3", "a&<b>"]),
+    st.integers(min_value=0, max_value=10**10),
+    st.lists(st.sampled_from(list(ChecksumAlgorithm)), unique=True, max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(objects, max_size=5), st.booleans())
+def test_listing_entries_written_as_text_match_elementtree(
+    items: list[ObjectInfo], url: bool
+) -> None:
+    """A listing's entries are written straight to text (``Fragment``): the
+    bytes are ElementTree's for the same fields, plain or URL-encoded keys."""
+    enc = (lambda p: quote(p, safe="/")) if url else (lambda p: p)
+    fields: list[tuple[str, Value]] = [("Name", "b"), *ops_bucket._contents(items, enc, None)]
+    trees: list[tuple[str, Value]] = [
+        ("Name", "b"),
+        *(("Contents", ops_bucket._content_fields(o, enc, None)) for o in items),
+    ]
+    assert render("ListBucketResult", fields) == reference("ListBucketResult", trees)

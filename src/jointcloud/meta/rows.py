@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from jointcloud.core.models import (
     Package,
     UserSpace,
 )
+from jointcloud.meta import tables as t
 from jointcloud.redundancy.policy import NonePolicy, Redundancy, parse_redundancy
 
 
@@ -99,29 +101,77 @@ def checksum_values(checksums: Mapping[ChecksumAlgorithm, str] | None) -> dict[s
 
 
 def to_meta(r: Row[Any]) -> ObjectMeta:
-    if (
-        r.content_type is None
-        and r.content_encoding is None
-        and r.cache_control is None
-        and r.content_disposition is None
-        and r.expires is None
-        and r.user_metadata is None
-        and r.tags is None
-    ):
-        return NO_META  # most objects (listings build thousands of these)
-    return ObjectMeta(
-        content_type=r.content_type,
-        content_encoding=r.content_encoding,
-        cache_control=r.cache_control,
-        content_disposition=r.content_disposition,
-        expires=r.expires,
-        user_metadata=load_map(r.user_metadata),
-        tags=load_map(r.tags),
+    """The metadata columns of any row that has them (by name)."""
+    return _meta(
+        r.content_type,
+        r.content_encoding,
+        r.cache_control,
+        r.content_disposition,
+        r.expires,
+        r.user_metadata,
+        r.tags,
     )
 
 
+def _meta(
+    content_type: str | None,
+    content_encoding: str | None,
+    cache_control: str | None,
+    content_disposition: str | None,
+    expires: str | None,
+    user_metadata: str | None,
+    tags: str | None,
+) -> ObjectMeta:
+    if user_metadata is None and tags is None:
+        return _headers_only(
+            content_type, content_encoding, cache_control, content_disposition, expires
+        )
+    return ObjectMeta(
+        content_type=content_type,
+        content_encoding=content_encoding,
+        cache_control=cache_control,
+        content_disposition=content_disposition,
+        expires=expires,
+        user_metadata=load_map(user_metadata),
+        tags=load_map(tags),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _headers_only(
+    content_type: str | None,
+    content_encoding: str | None,
+    cache_control: str | None,
+    content_disposition: str | None,
+    expires: str | None,
+) -> ObjectMeta:
+    """Metadata of content headers only, shared (frozen, no mappings of its
+    own): objects mostly differ in content type at most, and a listing
+    should not build a thousand equal records."""
+    if (
+        content_type is None
+        and content_encoding is None
+        and cache_control is None
+        and content_disposition is None
+        and expires is None
+    ):
+        return NO_META
+    return ObjectMeta(
+        content_type=content_type,
+        content_encoding=content_encoding,
+        cache_control=cache_control,
+        content_disposition=content_disposition,
+        expires=expires,
+    )
+
+
+_ALGORITHMS = {a.value: a for a in ChecksumAlgorithm}
+
+
 def to_checksums(text: str | None) -> dict[ChecksumAlgorithm, str]:
-    return {ChecksumAlgorithm(a): v for a, v in load_map(text).items()}
+    if not text:
+        return {}
+    return {_ALGORITHMS[a]: v for a, v in json.loads(text).items()}
 
 
 # How ``objects.file_hash`` stores a ContentHash: the prefix the first
@@ -143,19 +193,58 @@ def load_hash(text: str) -> ContentHash:
     return ContentHash("")
 
 
+# Rows of ``objects`` are read by position (a listing converts thousands:
+# positions cost less than names). Every caller selects the whole table.
+_OBJECT_COLUMNS = [c.key for c in t.objects.columns]
+_META_COLUMNS = operator.itemgetter(
+    *(
+        _OBJECT_COLUMNS.index(c)
+        for c in (
+            "content_type",
+            "content_encoding",
+            "cache_control",
+            "content_disposition",
+            "expires",
+            "user_metadata",
+            "tags",
+        )
+    )
+)
+_CORE_COLUMNS = operator.itemgetter(
+    *(
+        _OBJECT_COLUMNS.index(c)
+        for c in (
+            "id",
+            "package_id",
+            "path",
+            "size",
+            "file_hash",
+            "etag",
+            "redundancy",
+            "created_at",
+            "updated_at",
+            "checksums",
+        )
+    )
+)
+
+
 def to_object(r: Row[Any]) -> ObjectInfo:
+    oid, package_id, path, size, file_hash, etag, redundancy, created, updated, checksums = (
+        _CORE_COLUMNS(r)
+    )
     return ObjectInfo(
-        object_id=r.id,
-        package_id=r.package_id,
-        path=r.path,
-        size=r.size,
-        file_hash=load_hash(r.file_hash),
-        etag=r.etag,
-        redundancy=load_policy_required(r.redundancy),
-        create_time=aware(r.created_at),
-        update_time=aware(r.updated_at),
-        meta=to_meta(r),
-        checksums=to_checksums(r.checksums),
+        object_id=oid,
+        package_id=package_id,
+        path=path,
+        size=size,
+        file_hash=load_hash(file_hash),
+        etag=etag,
+        redundancy=load_policy_required(redundancy),
+        create_time=created if created.tzinfo is not None else created.replace(tzinfo=UTC),
+        update_time=updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
+        meta=_meta(*_META_COLUMNS(r)),
+        checksums=to_checksums(checksums),
     )
 
 

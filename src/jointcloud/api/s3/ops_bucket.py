@@ -20,7 +20,7 @@ from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
 from jointcloud.api.s3.headers import check_acl_header
 from jointcloud.api.s3.request import S3Request
-from jointcloud.api.s3.xmlio import Value, iso, parse, render
+from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
 from jointcloud.core.commands import ListObjects
 from jointcloud.core.models import ObjectInfo
@@ -166,20 +166,43 @@ def _same(text: str) -> str:
 def _contents(
     items: list[ObjectInfo], enc: Encode, with_owner: Principal | None
 ) -> list[tuple[str, Value]]:
-    out: list[tuple[str, Value]] = []
-    for o in items:
-        fields: list[tuple[str, Value]] = [
-            ("Key", enc(o.path)),
-            ("LastModified", iso(o.update_time)),
-            ("ETag", f'"{o.etag}"'),
-        ]
-        if o.checksums:
-            fields.extend(("ChecksumAlgorithm", a.value) for a in o.checksums)
-        fields.extend([("Size", o.size), ("StorageClass", "STANDARD")])
-        if with_owner is not None:
-            fields.append(("Owner", owner(with_owner)))
-        out.append(("Contents", fields))
-    return out
+    if with_owner is None:
+        # The common case, written as text directly: the same elements, in
+        # the same order, as the field trees below.
+        text = "".join(
+            [
+                f"<Contents><Key>{escape(enc(o.path))}</Key>"
+                f"<LastModified>{iso(o.update_time)}</LastModified>"
+                f'<ETag>"{escape(o.etag)}"</ETag>'
+                + (
+                    "".join(
+                        f"<ChecksumAlgorithm>{a.value}</ChecksumAlgorithm>" for a in o.checksums
+                    )
+                    if o.checksums
+                    else ""
+                )
+                + f"<Size>{o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+                for o in items
+            ]
+        )
+        return [("Contents", Fragment(text))]
+    return [("Contents", _content_fields(o, enc, with_owner)) for o in items]
+
+
+def _content_fields(
+    o: ObjectInfo, enc: Encode, with_owner: Principal | None
+) -> list[tuple[str, Value]]:
+    fields: list[tuple[str, Value]] = [
+        ("Key", enc(o.path)),
+        ("LastModified", iso(o.update_time)),
+        ("ETag", f'"{o.etag}"'),
+    ]
+    if o.checksums:
+        fields.extend(("ChecksumAlgorithm", a.value) for a in o.checksums)
+    fields.extend([("Size", o.size), ("StorageClass", "STANDARD")])
+    if with_owner is not None:
+        fields.append(("Owner", owner(with_owner)))
+    return fields
 
 
 def _prefixes(listing: Listing, enc: Encode) -> list[tuple[str, Value]]:

@@ -28,11 +28,18 @@ MAX_XML = 1024 * 1024  # DeleteObjects of 1,000 keys of 1,024 bytes fits
 Value = Union[str, int, bool, None, "Sequence[tuple[str, Value]]"]
 
 
+class Fragment(str):
+    """Elements already written as XML text, emitted as they are in place of
+    a field (its name is not used): a listing writes its thousand entries
+    straight to text instead of as a thousand field trees."""
+
+
 def iso(value: datetime) -> str:
-    """S3's timestamp: UTC with milliseconds and ``Z``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{value.microsecond // 1000:03d}Z"
-    )
+    """S3's timestamp: UTC with milliseconds and ``Z`` (isoformat, not
+    strftime: a listing formats a thousand of these)."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _text(value: str | int | bool) -> str:
@@ -41,7 +48,7 @@ def _text(value: str | int | bool) -> str:
     return str(value)
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:
@@ -55,9 +62,12 @@ def _emit(out: list[str], fields: Iterable[tuple[str, Value]]) -> None:
     for name, value in fields:
         if value is None:
             continue
+        if isinstance(value, Fragment):
+            out.append(value)
+            continue
         if isinstance(value, str | int | bool):
             text = _text(value)
-            out.append(f"<{name}>{_escape(text)}</{name}>" if text else f"<{name} />")
+            out.append(f"<{name}>{escape(text)}</{name}>" if text else f"<{name} />")
             continue
         inner: list[str] = []
         _emit(inner, value)
