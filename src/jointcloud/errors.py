@@ -126,6 +126,11 @@ class BadDigest(BadArgument):
     received (nothing was stored); the message names the algorithm."""
 
 
+class PayloadMismatch(BadDigest):
+    """The SHA-256 the client declared for the whole payload (a signed
+    payload hash) does not match the bytes received (nothing was stored)."""
+
+
 class MetadataTooLarge(BadArgument):
     """User metadata beyond its size limit (2 KiB, as S3)."""
 

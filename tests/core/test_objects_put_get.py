@@ -30,6 +30,7 @@ from jointcloud.errors import (
     InvalidRange,
     ObjectNotFound,
     PackageNotFound,
+    PayloadMismatch,
 )
 from jointcloud.meta import catalog
 
@@ -116,7 +117,18 @@ async def test_a_wrong_digest_stores_nothing(world: World, size: int) -> None:
         await ctx.objects.put(alice, PutObject(at(pkg, "a"), body(data), checksums={CRC32: wrong}))
     with pytest.raises(BadDigest, match="MD5"):
         await ctx.objects.put(alice, PutObject(at(pkg, "a"), body(data), content_md5=md5(b"x")))
+    other = hashlib.sha256(data + b"x").hexdigest()
+    with pytest.raises(PayloadMismatch, match="declared SHA-256"):
+        await ctx.objects.put(alice, PutObject(at(pkg, "a"), body(data), payload_sha256=other))
     assert await stored(ctx) == before
+    # The declared digest of the very bytes (any case) is accepted, and not
+    # stored as a checksum the client asked for.
+    declared = hashlib.sha256(data).hexdigest().upper()
+    info = await ctx.objects.put(
+        alice, PutObject(at(pkg, "a"), body(data), payload_sha256=declared)
+    )
+    assert info.file_hash.sha256 == declared.lower() and info.checksums == {}
+    await ctx.objects.delete(alice, DeleteObject(at(pkg, "a")))
     with pytest.raises(ObjectNotFound):
         await ctx.objects.head(alice, at(pkg, "a"))
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 # Plain data the metadata layer stores too, so it lives in core.models (which
 # meta may import); re-exported here with the other commands.
-from jointcloud.core.models import NO_META, ChecksumAlgorithm, ObjectInfo, ObjectMeta
+from jointcloud.core.models import NO_META, ChecksumAlgorithm, ObjectInfo, ObjectMeta, StagedLayout
 from jointcloud.core.paths import check_chars
 from jointcloud.errors import (
     BadArgument,
@@ -28,6 +28,7 @@ from jointcloud.errors import (
     MetadataTooLarge,
     NotModified,
     ObjectNotFound,
+    PayloadMismatch,
     PreconditionFailed,
 )
 
@@ -50,6 +51,7 @@ __all__ = [
     "check_checksum",
     "check_content_md5",
     "check_meta",
+    "check_payload",
     "check_read_conditions",
     "check_source_conditions",
     "check_tags",
@@ -144,6 +146,10 @@ class PutObject:
     # Algorithms to compute and store although the client sent no value.
     compute: frozenset[ChecksumAlgorithm] = frozenset()
     content_md5: str | None = None  # hex; verified like a checksum
+    # The SHA-256 (hex) the client declared for the payload: checked against
+    # the digest the store computes anyway (PayloadMismatch), so a protocol
+    # that signs it need not hash the bytes a second time.
+    payload_sha256: str | None = None
     # Checksums sent after the body (their algorithms belong in ``compute``).
     trailer: Trailer | None = None
     conditions: Conditions = NO_CONDITIONS
@@ -307,6 +313,15 @@ def check_checksum(algorithm: ChecksumAlgorithm, value: str) -> str:
             f"{CHECKSUM_BYTES[algorithm]}-byte value"
         )
     return value
+
+
+def check_payload(staged: StagedLayout, payload_sha256: str | None) -> None:
+    """The payload's declared SHA-256 against the stored bytes' digest."""
+    if payload_sha256 is not None and payload_sha256.lower() != staged.sha256:
+        raise PayloadMismatch(
+            f"the payload's declared SHA-256 {payload_sha256[:64]} does not match "
+            f"the {staged.size} bytes received"
+        )
 
 
 def check_content_md5(value: str) -> str:

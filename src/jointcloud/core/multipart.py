@@ -46,6 +46,7 @@ from jointcloud.core.commands import (
     check_checksum,
     check_content_md5,
     check_meta,
+    check_payload,
     check_source_conditions,
     check_write_conditions,
     resolve_range,
@@ -339,11 +340,13 @@ class MultipartService:
         rules: PartRules = S3_RULES,
         trailer: Trailer | None = None,
         compute: frozenset[ChecksumAlgorithm] = frozenset(),
+        payload_sha256: str | None = None,
     ) -> Part:
         """Store part ``part_number`` (replacing a part with that number).
         ``checksums`` (base64), those of ``trailer`` (sent after the body;
         their algorithms in ``compute``) and ``content_md5`` (hex) are
-        verified against the bytes: a mismatch stores nothing."""
+        verified against the bytes, and ``payload_sha256`` as ``PutObject``'s:
+        a mismatch stores nothing."""
         self._check_number(part_number, rules)
         expect = {
             ChecksumAlgorithm(a): check_checksum(ChecksumAlgorithm(a), v)
@@ -362,6 +365,7 @@ class MultipartService:
             limit=rules.max_part_size,
             trailer=trailer,
             compute=compute,
+            payload_sha256=payload_sha256,
         )
 
     async def upload_part_copy(
@@ -409,6 +413,7 @@ class MultipartService:
         limit: int | None = None,
         trailer: Trailer | None = None,
         compute: frozenset[ChecksumAlgorithm] = frozenset(),
+        payload_sha256: str | None = None,
     ) -> Part:
         wanted = set(expect) | set(compute)
         if rec.checksum_algorithm is not None:
@@ -418,6 +423,7 @@ class MultipartService:
         )
         computed = dict(staged.checksums)
         try:
+            check_payload(staged, payload_sha256)
             _verify(staged, {**expect, **trailing_checksums(trailer)}, content_md5)
         except BaseException:
             await finish(self.store.discard([staged]))

@@ -44,6 +44,7 @@ from jointcloud.core.commands import (
     check_checksum,
     check_content_md5,
     check_meta,
+    check_payload,
     check_read_conditions,
     check_source_conditions,
     check_tags,
@@ -434,6 +435,7 @@ class ObjectService:
         )
         (st,) = staged
         try:
+            check_payload(st, cmd.payload_sha256)
             _verify(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
         except BadArgument:  # a digest that does not match (or a malformed trailer)
             await finish(self.store.discard(staged))

@@ -86,6 +86,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.EntityTooLarge, "EntityTooLarge", 400),
     (errors.InvalidPartOrder, "InvalidPartOrder", 400),
     (errors.InvalidPart, "InvalidPart", 400),
+    (errors.PayloadMismatch, "XAmzContentSHA256Mismatch", 400),
     (errors.BadDigest, "BadDigest", 400),
     (errors.MetadataTooLarge, "MetadataTooLarge", 400),
     (errors.BadArgument, "InvalidArgument", 400),

@@ -159,12 +159,14 @@ async def _upload_part(r: S3Request) -> Response:
     check_key(r)
     number = _part_number(r)
     checks = body_checks(r, MAX_PART_SIZE)
+    body, declared = r.stored_body()
     part = await r.ctx.multipart.upload_part(
         r.principal,
         _upload_id(r),
         r.address,
         number,
-        r.body(),
+        body,
+        payload_sha256=declared,
         checksums=checks.given,
         content_md5=content_md5(r),
         trailer=r.trailing_checksums if checks.trailing else None,

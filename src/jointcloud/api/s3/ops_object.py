@@ -39,12 +39,13 @@ def check_key(r: S3Request) -> None:
 async def put_object(r: S3Request) -> Response:
     check_key(r)
     checks = body_checks(r, MAX_PUT)
-    body = r.body()
+    body, declared = r.stored_body()
     info = await r.ctx.objects.put(
         r.principal,
         PutObject(
             r.address,
             body,
+            payload_sha256=declared,
             meta=object_meta(r),
             checksums=checks.given,
             compute=checks.compute,

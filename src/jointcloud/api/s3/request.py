@@ -126,11 +126,21 @@ class S3Request:
         chunk signatures verified; a signed payload hash checked at the end
         (a mismatch raises before the last piece is handed on, so nothing is
         committed)."""
+        stream, declared = self.stored_body()
+        if declared is not None:
+            assert self.signing is not None
+            return _hashed(stream, self.signing)
+        return stream
+
+    def stored_body(self) -> tuple[AsyncIterator[bytes], str | None]:
+        """``body`` for a body the store keeps, and the SHA-256 (hex) its
+        signature declares, if any, for the store to check: it hashes the
+        bytes anyway, so they are not hashed here a second time."""
         stream = self.request.stream()
         signing = self.signing
         if signing is not None and signing.payload.streaming:
             self._decoder = ChunkedDecoder.for_request(stream, self.signed, signing)
-            return aiter(self._decoder)
+            return aiter(self._decoder), None
         encoding = (self.header("content-encoding") or "").lower()
         if "aws-chunked" in encoding and self.header("x-amz-decoded-content-length"):
             # Unsigned requests (SigV2, presigned) may still be chunked.
@@ -141,13 +151,13 @@ class S3Request:
                 trailer_names=names,
                 decoded_length=length,
             )
-            return aiter(self._decoder)
+            return aiter(self._decoder), None
         chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
         if self.header("content-length") is None and self.request.method == "PUT" and not chunked:
             raise MissingContentLength("You must provide the Content-Length HTTP header.")
         if signing is not None and signing.payload is sigv4.PayloadMode.SHA256:
-            return _hashed(stream, signing)
-        return _plain(stream)
+            return _plain(stream), signing.payload_hash
+        return _plain(stream), None
 
     def trailing_checksums(self) -> Mapping[ChecksumAlgorithm, str]:
         """Checksums of the body's trailer (read once the body is)."""
