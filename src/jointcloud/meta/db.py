@@ -118,8 +118,12 @@ def _sqlite_file(url: str) -> str | None:
 
 # The write-ahead log is copied into the database (in a thread) once it
 # holds this much; SQLite's own automatic checkpoint would do it on the
-# loop's thread (sqlite.py).
-CHECKPOINT_BYTES = 4 << 20
+# loop's thread (sqlite.py). Large, because the same hot pages (the tables'
+# last leaves, the indexes' upper levels) are in nearly every commit: a
+# larger log copies each of them once for many commits (4 MiB: 685 4 KiB
+# PUT/s, 64 MiB: 757, none: 793 in one run). Recovery after a crash reads
+# at most this much log.
+CHECKPOINT_BYTES = 64 << 20
 # How long a write waits in all for another process's write lock.
 LOCKED_FOR = 60.0
 
