@@ -62,6 +62,12 @@ class InlineConnection(aiosqlite.Connection):
     def __await__(self) -> Any:  # no worker thread to start
         return self._connect().__await__()
 
+    @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The sqlite3 connection itself (used on the loop's thread only)."""
+        assert self._connection is not None
+        return self._connection
+
     async def _connect(self) -> InlineConnection:
         if self._connection is None:
             self._connection = self._connector()
