@@ -359,13 +359,16 @@ async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> Obj
 
 async def open_by_id(conn: AsyncConnection, user_id: int, object_id: int) -> ObjectContent | None:
     """``open_by_path`` by object id, among the objects of ``user_id``."""
-    q = (
-        _opening()
-        .join(t.packages, t.packages.c.id == t.objects.c.package_id)
-        .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
-        .where(t.objects.c.id == object_id, t.buckets.c.user_id == user_id)
-    )
-    return _opened((await conn.execute(q)).all())
+    params = {"object_id": object_id, "user_id": user_id}
+    return _opened((await conn.execute(_OPEN_BY_ID, params)).all())
+
+
+_OPEN_BY_ID = (
+    _opening()
+    .join(t.packages, t.packages.c.id == t.objects.c.package_id)
+    .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
+    .where(t.objects.c.id == bindparam("object_id"), t.buckets.c.user_id == bindparam("user_id"))
+)
 
 
 async def list_objects(
