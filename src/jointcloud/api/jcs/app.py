@@ -47,7 +47,14 @@ def create_app(
     if background:
         raise ValueError("the JCS app runs no jobs: the host does (api/host.py)")
     ensure_logging()
-    app = JcsApi(title="JointCloud JCS v1 API", version="1", exception_handlers=HANDLERS)
+    app = JcsApi(
+        title="JointCloud JCS v1 API",
+        version="1",
+        exception_handlers=HANDLERS,
+        # Requests are measured by Observability (/metrics); FastAPI's own
+        # OpenTelemetry hooks would look for a provider on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.metrics = metrics if metrics is not None else HttpMetrics()
     app.state.ctx = ctx
     for module in (routes_catalog, routes_keys, routes_objects, routes_spaces, routes_transfers):
