@@ -22,7 +22,7 @@ from jointcloud.core.commands import (
     PackageRef,
     PutObject,
 )
-from jointcloud.core.models import Package
+from jointcloud.core.models import ListedObject, Package
 from jointcloud.errors import AccessDenied, BadArgument, ObjectNotFound, PackageNotFound
 
 REPLACE = MetadataDirective.REPLACE
@@ -132,30 +132,41 @@ async def _tree(world: World) -> tuple[Package, list[str]]:
         "photos/2.jpg",
         "zz",
     ]
-    for p in paths:
-        await world.ctx.objects.put(world.alice, PutObject(at(pkg, p), body(p.encode())))
+    for i, p in enumerate(paths):
+        # Some with a checksum, which listings show the algorithm of.
+        crc = frozenset({ChecksumAlgorithm.CRC32}) if i % 2 else frozenset()
+        await world.ctx.objects.put(
+            world.alice, PutObject(at(pkg, p), body(p.encode()), compute=crc)
+        )
     return pkg, paths
 
 
 async def _all_pages(
     world: World, cmd: ListObjects, principal: Principal | None = None
 ) -> list[str]:
-    """Every object path and common prefix of a listing, page by page."""
+    """Every object path and common prefix of a listing, page by page; the
+    brief listing (S3's) of every page is the full one, field for field."""
     who = principal or world.alice
     seen: list[str] = []
     token = None
     while True:
-        page = await world.ctx.objects.list(
-            who,
-            ListObjects(
-                cmd.package,
-                prefix=cmd.prefix,
-                delimiter=cmd.delimiter,
-                start_after=cmd.start_after,
-                continuation=token,
-                max_keys=cmd.max_keys,
-            ),
+        page_cmd = ListObjects(
+            cmd.package,
+            prefix=cmd.prefix,
+            delimiter=cmd.delimiter,
+            start_after=cmd.start_after,
+            continuation=token,
+            max_keys=cmd.max_keys,
         )
+        page = await world.ctx.objects.list(who, page_cmd)
+        brief = await world.ctx.objects.list_brief(who, page_cmd)
+        assert (brief.common_prefixes, brief.next_token) == (
+            page.common_prefixes,
+            page.next_token,
+        )
+        assert brief.objects == [
+            ListedObject(o.path, o.size, o.etag, o.update_time, o.checksums) for o in page.objects
+        ]
         assert len(page.objects) + len(page.common_prefixes) <= cmd.max_keys
         seen += page.common_prefixes + [o.path for o in page.objects]
         token = page.next_token

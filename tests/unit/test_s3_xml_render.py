@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 
 from jointcloud.api.s3 import ops_bucket
 from jointcloud.api.s3.xmlio import NAMESPACE, Value, render
-from jointcloud.core.models import ChecksumAlgorithm, ContentHash, ObjectInfo
-from jointcloud.redundancy.policy import NonePolicy
+from jointcloud.core.models import ChecksumAlgorithm, ListedObject
 
 
 def reference(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool = True) -> bytes:
@@ -72,17 +71,12 @@ def test_a_listing_document() -> None:
 
 
 objects = st.builds(
-    lambda path, size, etag, ms, algs: ObjectInfo(
-        object_id=1,
-        package_id=1,
-        path=path,
-        size=size,
-        file_hash=ContentHash(""),
-        etag=etag,
-        redundancy=NonePolicy(),
-        create_time=datetime(2026, 1, 1, tzinfo=UTC),
-        update_time=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms),
-        checksums={a: "x" for a in algs},
+    lambda path, size, etag, ms, algs: ListedObject(
+        path,
+        size,
+        etag,
+        datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms),
+        {a: "x" for a in algs},
     ),
     st.text(min_size=1, max_size=20),
     st.integers(min_value=0, max_value=10**13),
@@ -95,7 +89,7 @@ objects = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(objects, max_size=5), st.booleans())
 def test_listing_entries_written_as_text_match_elementtree(
-    items: list[ObjectInfo], url: bool
+    items: list[ListedObject], url: bool
 ) -> None:
     """A listing's entries are written straight to text (``Fragment``): the
     bytes are ElementTree's for the same fields, plain or URL-encoded keys."""

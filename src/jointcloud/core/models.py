@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from jointcloud.redundancy.policy import Redundancy
 
@@ -181,6 +181,17 @@ class ObjectInfo:
     # Left out of the hash: mappings are not hashable.
     meta: ObjectMeta = field(default=NO_META, hash=False)
     checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
+
+
+class ListedObject(NamedTuple):
+    """An object as a listing shows it: no policy, metadata or hashes to
+    decode (a listing of 1,000 keys makes 1,000 of these)."""
+
+    path: str
+    size: int
+    etag: str
+    update_time: datetime
+    checksums: Mapping[ChecksumAlgorithm, str]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
 from jointcloud.core.background import finish
@@ -54,6 +54,7 @@ from jointcloud.core.commands import (
 )
 from jointcloud.core.models import (
     ContentHash,
+    ListedObject,
     ObjectContent,
     ObjectInfo,
     Package,
@@ -88,6 +89,32 @@ class Listing:
     common_prefixes: list[str]
     objects: list[ObjectInfo]
     next_token: str | None
+
+
+@dataclass(frozen=True)
+class BriefListing:
+    """A listing page with only what a listing shows of each object."""
+
+    common_prefixes: list[str]
+    objects: list[ListedObject]
+    next_token: str | None
+
+
+E = TypeVar("E", ObjectInfo, ListedObject)
+# (conn, package id, prefix, after, limit, inclusive) -> one batch, in path order
+Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
+
+
+async def _full(
+    conn: Any, package_id: int, prefix: str, after: str | None, limit: int, inclusive: bool
+) -> list[ObjectInfo]:
+    return await catalog.list_objects(conn, package_id, prefix, after, limit, inclusive=inclusive)
+
+
+async def _brief(
+    conn: Any, package_id: int, prefix: str, after: str | None, limit: int, inclusive: bool
+) -> list[ListedObject]:
+    return await catalog.list_listed(conn, package_id, prefix, after, limit, inclusive=inclusive)
 
 
 class PartRange(NamedTuple):
@@ -575,6 +602,16 @@ class ObjectService:
         """Objects under ``cmd.prefix`` in path order, those sharing a part up
         to ``cmd.delimiter`` rolled up into common prefixes; a key restricted
         to some paths sees only what its caveats reach."""
+        return Listing(*await self._list(principal, cmd, _full))
+
+    async def list_brief(self, principal: Principal, cmd: ListObjects) -> BriefListing:
+        """``list`` showing only path, size, ETag, update time and checksums
+        of each object (S3's listings): several times cheaper per object."""
+        return BriefListing(*await self._list(principal, cmd, _brief))
+
+    async def _list(
+        self, principal: Principal, cmd: ListObjects, fetch: Fetch[E]
+    ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
         prefix = path_prefix(cmd.prefix, "prefix")
         if cmd.max_keys < 0:
             raise BadArgument("max_keys must not be negative")
@@ -586,7 +623,7 @@ class ObjectService:
         if cmd.continuation:
             after, inclusive = _decode_token(cmd.continuation, "continuation")
         if cmd.max_keys == 0:
-            return Listing([], [], None)
+            return [], [], None
         async with self.db.read() as conn:
             return await self._scan(
                 conn,
@@ -597,6 +634,7 @@ class ObjectService:
                 after,
                 inclusive,
                 min(cmd.max_keys, MAX_KEYS),
+                fetch,
             )
 
     async def _scan(
@@ -609,19 +647,18 @@ class ObjectService:
         after: str | None,
         inclusive: bool,
         max_keys: int,
-    ) -> Listing:
+        fetch: Fetch[E],
+    ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
         """One page of a listing in the read snapshot ``conn``; ``principal``
         with caveats filters what is shown (None: show everything)."""
         restricted = principal if principal is not None and principal.caveats else None
-        objs: list[ObjectInfo] = []
-        prefixes: list[str] = []
+        objs: builtins.list[E] = []
+        prefixes: builtins.list[str] = []
         while len(objs) + len(prefixes) < max_keys:
             room = max_keys - len(objs) - len(prefixes)
-            batch = await catalog.list_objects(
-                conn, pkg.package_id, prefix, after, room, inclusive=inclusive
-            )
+            batch = await fetch(conn, pkg.package_id, prefix, after, room, inclusive)
             if not batch:
-                return Listing(prefixes, objs, None)
+                return prefixes, objs, None
             for obj in batch:
                 rest = obj.path[len(prefix) :]
                 if delimiter is not None and delimiter in rest:
@@ -640,11 +677,9 @@ class ObjectService:
                 if restricted is None or visible(restricted, pkg.name, obj.path):
                     objs.append(obj)
                 after, inclusive = obj.path, False
-        more = await catalog.list_objects(
-            conn, pkg.package_id, prefix, after, 1, inclusive=inclusive
-        )
+        more = await fetch(conn, pkg.package_id, prefix, after, 1, inclusive)
         next_token = _encode_token(after, inclusive) if more and after is not None else None
-        return Listing(prefixes, objs, next_token)
+        return prefixes, objs, next_token
 
     async def get_tags(self, principal: Principal, address: ObjectAddress) -> dict[str, str]:
         return dict((await self.head(principal, address)).meta.tags)
@@ -854,8 +889,10 @@ class ObjectService:
         after, inclusive = _decode_token(token, "continuation token") if token else (None, False)
         delimiter = "/" if no_recursive else None
         async with self.db.read() as conn:
-            return await self._scan(
-                conn, principal, pkg, prefix, delimiter, after, inclusive, max_keys
+            return Listing(
+                *await self._scan(
+                    conn, principal, pkg, prefix, delimiter, after, inclusive, max_keys, _full
+                )
             )
 
     async def package_objects(

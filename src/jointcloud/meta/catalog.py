@@ -19,6 +19,7 @@ from jointcloud.core.models import (
     ContentHash,
     CorsRule,
     LayoutRecord,
+    ListedObject,
     ObjectContent,
     ObjectInfo,
     ObjectMeta,
@@ -38,6 +39,7 @@ from jointcloud.meta.rows import (
     meta_values,
     now,
     to_bucket,
+    to_listed,
     to_object,
     to_package,
 )
@@ -381,24 +383,61 @@ async def list_objects(
     inclusive: bool = False,
 ) -> list[ObjectInfo]:
     """Visible objects under ``prefix`` past ``after``, in byte order of path."""
+    rows = await _list_rows(conn, package_id, prefix, after, limit, inclusive, brief=False)
+    return [to_object(r) for r in rows]
+
+
+async def list_listed(
+    conn: AsyncConnection,
+    package_id: int,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    *,
+    inclusive: bool = False,
+) -> list[ListedObject]:
+    """``list_objects`` with only what a listing shows (five columns)."""
+    rows = await _list_rows(conn, package_id, prefix, after, limit, inclusive, brief=True)
+    return [to_listed(r) for r in rows]
+
+
+async def _list_rows(
+    conn: AsyncConnection,
+    package_id: int,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    inclusive: bool,
+    *,
+    brief: bool,
+) -> Any:
     mode: _After = None if after is None else ("from" if inclusive else "past")
-    q = _listing(bool(prefix), mode)
+    q = _listing(bool(prefix), mode, brief)
     params: dict[str, Any] = {"package_id": package_id, "limit": limit}
     if prefix:
         params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
         params["after"] = after
-    return [to_object(r) for r in await conn.execute(q, params)]
+    return await conn.execute(q, params)
 
 
 _After = Literal["from", "past"] | None
+# What ``rows.to_listed`` reads, in its order.
+LISTED_COLUMNS = (
+    t.objects.c.path,
+    t.objects.c.size,
+    t.objects.c.etag,
+    t.objects.c.updated_at,
+    t.objects.c.checksums,
+)
 
 
 @functools.cache
-def _listing(prefixed: bool, after: _After) -> Any:
+def _listing(prefixed: bool, after: _After, brief: bool) -> Any:
     """One listing statement per shape, built once."""
     path = t.objects.c.path
-    q = select(t.objects).where(_visible, t.objects.c.package_id == bindparam("package_id"))
+    columns = LISTED_COLUMNS if brief else (t.objects,)
+    q = select(*columns).where(_visible, t.objects.c.package_id == bindparam("package_id"))
     if prefixed:
         # A byte-wise range scan instead of LIKE: no escaping, uses the index.
         q = q.where(path >= bindparam("low"), path < bindparam("high"))

@@ -16,6 +16,7 @@ from jointcloud.core.models import (
     Bucket,
     ChecksumAlgorithm,
     ContentHash,
+    ListedObject,
     ObjectInfo,
     ObjectMeta,
     Package,
@@ -245,6 +246,18 @@ def to_object(r: Row[Any]) -> ObjectInfo:
         update_time=updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
         meta=_meta(*_META_COLUMNS(r)),
         checksums=to_checksums(checksums),
+    )
+
+
+def to_listed(r: Row[Any, Any, Any, Any, Any]) -> ListedObject:
+    """A row of ``catalog.LISTED_COLUMNS``."""
+    path, size, etag, updated, checksums = r
+    return ListedObject(
+        path,
+        size,
+        etag,
+        updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
+        to_checksums(checksums),
     )
 
 

@@ -23,8 +23,8 @@ from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
 from jointcloud.core.commands import ListObjects
-from jointcloud.core.models import ObjectInfo
-from jointcloud.core.objects import Listing
+from jointcloud.core.models import ListedObject
+from jointcloud.core.objects import BriefListing
 from jointcloud.errors import AccessDenied
 
 Encode = Callable[[str], str]
@@ -164,7 +164,7 @@ def _same(text: str) -> str:
 
 
 def _contents(
-    items: list[ObjectInfo], enc: Encode, with_owner: Principal | None
+    items: list[ListedObject], enc: Encode, with_owner: Principal | None
 ) -> list[tuple[str, Value]]:
     if with_owner is None:
         # The common case, written as text directly: the same elements, in
@@ -190,7 +190,7 @@ def _contents(
 
 
 def _content_fields(
-    o: ObjectInfo, enc: Encode, with_owner: Principal | None
+    o: ListedObject, enc: Encode, with_owner: Principal | None
 ) -> list[tuple[str, Value]]:
     fields: list[tuple[str, Value]] = [
         ("Key", enc(o.path)),
@@ -205,12 +205,12 @@ def _content_fields(
     return fields
 
 
-def _prefixes(listing: Listing, enc: Encode) -> list[tuple[str, Value]]:
+def _prefixes(listing: BriefListing, enc: Encode) -> list[tuple[str, Value]]:
     return [("CommonPrefixes", [("Prefix", enc(p))]) for p in listing.common_prefixes]
 
 
-async def _list(r: S3Request, cmd: ListObjects) -> Listing:
-    return await r.ctx.objects.list(r.principal, cmd)
+async def _list(r: S3Request, cmd: ListObjects) -> BriefListing:
+    return await r.ctx.objects.list_brief(r.principal, cmd)
 
 
 @op("ListObjectsV2")
@@ -265,7 +265,7 @@ async def list_objects_v2(r: S3Request) -> Response:
 class _Page:
     """A page of a marker-paged listing (ListObjects v1, ListObjectVersions)."""
 
-    listing: Listing
+    listing: BriefListing
     prefix: str
     delimiter: str | None
     marker: str | None
