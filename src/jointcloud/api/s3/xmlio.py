@@ -39,7 +39,7 @@ def iso(value: datetime) -> str:
     strftime: a listing formats a thousand of these)."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def _text(value: str | int | bool) -> str:
