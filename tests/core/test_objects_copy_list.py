@@ -165,7 +165,8 @@ async def _all_pages(
             page.next_token,
         )
         assert brief.objects == [
-            ListedObject(o.path, o.size, o.etag, o.update_time, o.checksums) for o in page.objects
+            ListedObject(o.path, o.size, o.etag, o.update_time, tuple(o.checksums))
+            for o in page.objects
         ]
         assert len(page.objects) + len(page.common_prefixes) <= cmd.max_keys
         seen += page.common_prefixes + [o.path for o in page.objects]

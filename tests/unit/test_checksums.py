@@ -16,6 +16,8 @@ from botocore import httpchecksum as bc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jointcloud.core.models import ChecksumAlgorithm
+from jointcloud.meta.rows import checksum_algorithms, checksum_values, to_checksums
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
 from jointcloud.redundancy.stream import (
@@ -106,3 +108,19 @@ async def test_write_blocks_and_encode_whole(policy: Redundancy) -> None:
     )
     assert plain.checksums == {}
     assert plain.sha256 == result.sha256
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(list(ChecksumAlgorithm)),
+        st.binary(min_size=4, max_size=32).map(lambda b: base64.b64encode(b).decode()),
+    )
+)
+def test_listed_checksum_names_are_those_of_the_stored_map(
+    checksums: dict[ChecksumAlgorithm, str],
+) -> None:
+    """A listing reads the algorithm names of a stored checksum map without
+    decoding it: the same names, in the same order, as decoding it."""
+    stored = checksum_values(checksums)["checksums"]
+    assert checksum_algorithms(stored) == tuple(to_checksums(stored))

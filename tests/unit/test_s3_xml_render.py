@@ -76,7 +76,7 @@ objects = st.builds(
         size,
         etag,
         datetime(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms),
-        {a: "x" for a in algs},
+        tuple(algs),
     ),
     st.text(min_size=1, max_size=20),
     st.integers(min_value=0, max_value=10**13),

@@ -191,7 +191,7 @@ class ListedObject(NamedTuple):
     size: int
     etag: str
     update_time: datetime
-    checksums: Mapping[ChecksumAlgorithm, str]
+    checksum_algorithms: tuple[ChecksumAlgorithm, ...]  # those stored with it
 
 
 @dataclass(frozen=True)

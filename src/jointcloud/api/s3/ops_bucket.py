@@ -176,9 +176,10 @@ def _contents(
                 f'<ETag>"{escape(o.etag)}"</ETag>'
                 + (
                     "".join(
-                        f"<ChecksumAlgorithm>{a.value}</ChecksumAlgorithm>" for a in o.checksums
+                        f"<ChecksumAlgorithm>{a.value}</ChecksumAlgorithm>"
+                        for a in o.checksum_algorithms
                     )
-                    if o.checksums
+                    if o.checksum_algorithms
                     else ""
                 )
                 + f"<Size>{o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
@@ -197,8 +198,7 @@ def _content_fields(
         ("LastModified", iso(o.update_time)),
         ("ETag", f'"{o.etag}"'),
     ]
-    if o.checksums:
-        fields.extend(("ChecksumAlgorithm", a.value) for a in o.checksums)
+    fields.extend(("ChecksumAlgorithm", a.value) for a in o.checksum_algorithms)
     fields.extend([("Size", o.size), ("StorageClass", "STANDARD")])
     if with_owner is not None:
         fields.append(("Owner", owner(with_owner)))
