@@ -167,3 +167,23 @@ async def test_a_write_waits_for_another_process_without_holding_the_loop(db: Da
     other.close()
     await writer
     assert acks == ["waited"] and {"other", "waited"} <= await names(db)
+
+
+async def test_a_writer_that_ends_the_transaction_gets_its_own_error(db: Database) -> None:
+    """A writer whose work ended the group's transaction (SQLite does so on
+    some errors; here the writer rolls it back outright) is told its own
+    error, not the failed rollback of its savepoint; the next write works."""
+
+    async def breaking() -> None:
+        async with db.write() as conn:
+            await conn.execute(insert(t.users).values(name="gone", created_at=now()))
+            await conn.exec_driver_sql("ROLLBACK")
+            raise RuntimeError("the writer's own failure")
+
+    with pytest.raises(RuntimeError, match="the writer's own failure"):
+        await breaking()
+    acks: list[str] = []
+    await add_user(db, "after", acks)
+    assert acks == ["after"]
+    found = await names(db)
+    assert "after" in found and "gone" not in found

@@ -121,8 +121,11 @@ class _Group:
         try:
             yield
         except BaseException:
-            self.raw.execute("ROLLBACK TO jcs_writer")
-            self.raw.execute("RELEASE jcs_writer")
+            try:
+                self.raw.execute("ROLLBACK TO jcs_writer")
+                self.raw.execute("RELEASE jcs_writer")
+            except sqlite3.Error:
+                pass  # SQLite ended the transaction itself: the group's commit says so
             raise
         self.raw.execute("RELEASE jcs_writer")
 
