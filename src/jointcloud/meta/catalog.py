@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import (
@@ -677,7 +678,15 @@ _EXISTING_PATHS = select(t.objects.c.id, t.objects.c.path, t.objects.c.created_a
     t.objects.c.package_id == bindparam("package_id"),
     t.objects.c.path.in_(bindparam("paths", expanding=True)),
 )
-_INSERT_OBJECTS = insert(t.objects).returning(t.objects.c.id, t.objects.c.path)
+_INSERT_NEW_OBJECTS = {
+    dialect.name: dialect_insert(t.objects)
+    .on_conflict_do_nothing(index_elements=[t.objects.c.package_id, t.objects.c.path])
+    .returning(t.objects.c.id, t.objects.c.path)
+    for dialect, dialect_insert in (
+        (postgresql.dialect, postgresql.insert),
+        (sqlite.dialect, sqlite.insert),
+    )
+}
 _PARTS_OF = select(t.object_parts.c.layout_id).where(
     t.object_parts.c.object_id.in_(bindparam("object_ids", expanding=True))
 )
@@ -711,37 +720,39 @@ async def commit_objects(
     """``commit_object`` for many distinct paths of one package in bulk
     statements (a few per 500 paths instead of several per path), with the
     same effect; results in the order of ``items``."""
+    redundancy = dump_policy(policy)
+    # Every path is inserted; those already taken (an object, or an
+    # upload's placeholder) are skipped by the unique index and looked up
+    # after. New paths, the common case, cost one statement. Matched back by
+    # path (unique in the package), not by RETURNING order: asking for the
+    # order makes SQLite insert one row at a time.
+    rows = await conn.execute(
+        _INSERT_NEW_OBJECTS[conn.dialect.name],
+        [
+            {
+                "package_id": package_id,
+                "path": it.path,
+                "size": it.size,
+                "file_hash": dump_hash(it.file_hash),
+                "etag": it.etag,
+                "redundancy": redundancy,
+                "committed": True,
+                "created_at": ts,
+                "updated_at": ts,
+                **meta_values(it.meta),
+                **checksum_values(it.checksums),
+            }
+            for it in items
+        ],
+    )
+    ids = {r.path: int(r.id) for r in rows}
     existing: dict[str, tuple[int, datetime]] = {}
-    for part in layouts.chunks([it.path for it in items]):
+    taken = [it.path for it in items if it.path not in ids]
+    for part in layouts.chunks(taken):
         params = {"package_id": package_id, "paths": part}
         for r in await conn.execute(_EXISTING_PATHS, params):
             existing[r.path] = (int(r.id), aware(r.created_at))
-    redundancy = dump_policy(policy)
-    ids = {path: oid for path, (oid, _) in existing.items()}
-    fresh = [it for it in items if it.path not in existing]
-    if fresh:
-        # Matched back by path (unique in the package), not by RETURNING
-        # order: asking for the order makes SQLite insert one row at a time.
-        rows = await conn.execute(
-            _INSERT_OBJECTS,
-            [
-                {
-                    "package_id": package_id,
-                    "path": it.path,
-                    "size": it.size,
-                    "file_hash": dump_hash(it.file_hash),
-                    "etag": it.etag,
-                    "redundancy": redundancy,
-                    "committed": True,
-                    "created_at": ts,
-                    "updated_at": ts,
-                    **meta_values(it.meta),
-                    **checksum_values(it.checksums),
-                }
-                for it in fresh
-            ],
-        )
-        ids.update((r.path, int(r.id)) for r in rows)
+    ids.update((path, oid) for path, (oid, _) in existing.items())
     released: list[int] = []
     old = [it for it in items if it.path in existing]
     if old:
