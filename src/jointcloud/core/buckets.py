@@ -150,15 +150,13 @@ class BucketService:
         policy = optional_policy(redundancy)
         _scoped(principal, bucket_id, f"bucket {bucket_id} not found")
         authorize(principal, Operation.WRITE, project_id=bucket_id, whole=True)
-        try:
+        with self.directory.changing():
             async with self.db.write() as conn:
                 if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
                     raise BucketNotFound(f"bucket {bucket_id} not found")
                 await catalog.set_bucket_policy(conn, bucket_id, policy)
                 await jobs.wake(conn, "recode", now())
                 bucket = await catalog.get_bucket(conn, principal.user_id, bucket_id)
-        finally:
-            self.directory.changed()
         assert bucket is not None
         return bucket
 
@@ -383,15 +381,13 @@ class PackageService:
         pkg = await self.resolve(
             principal, PackageRef.by_id(package_id), Operation.DELETE, whole=True
         )
-        try:
+        with self.directory.changing():
             async with self.db.write() as conn:
                 if await catalog.get_package(conn, principal.user_id, package_id) is None:
                     raise PackageNotFound(f"package {package_id} not found")
                 if only_if_empty and await catalog.list_objects(conn, package_id, "", None, 1):
                     raise NotEmpty(f"package {pkg.name!r} is not empty")
                 await catalog.delete_package(conn, package_id)
-        finally:
-            self.directory.changed()
 
     async def set_redundancy(
         self, principal: Principal, package_id: int, redundancy: object
@@ -400,15 +396,13 @@ class PackageService:
         re-encoded in the background."""
         policy = optional_policy(redundancy)
         await self.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE, whole=True)
-        try:
+        with self.directory.changing():
             async with self.db.write() as conn:
                 if await catalog.get_package(conn, principal.user_id, package_id) is None:
                     raise PackageNotFound(f"package {package_id} not found")
                 await catalog.set_package_policy(conn, package_id, policy)
                 await jobs.wake(conn, "recode", now())
                 pkg = await catalog.get_package(conn, principal.user_id, package_id)
-        finally:
-            self.directory.changed()
         assert pkg is not None
         return pkg
 

@@ -20,9 +20,10 @@ Only packages that exist are remembered: creating one needs no forgetting.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 
 from jointcloud.core.accounts import KEY_CACHE_SECONDS
 from jointcloud.core.models import Package
@@ -57,6 +58,15 @@ class PackageDirectory:
         self._cache.move_to_end(key)
         while len(self._cache) > self.entries:
             self._cache.popitem(last=False)
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a change to buckets or packages: forget everything once
+        it is over (committed or not; forgetting too often is harmless)."""
+        try:
+            yield
+        finally:
+            self.changed()
 
     def changed(self) -> None:
         """A bucket or package changed (and committed): forget everything."""

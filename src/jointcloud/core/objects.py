@@ -105,18 +105,6 @@ E = TypeVar("E", ObjectInfo, ListedObject)
 Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
 
 
-async def _full(
-    conn: Any, package_id: int, prefix: str, after: str | None, limit: int, inclusive: bool
-) -> list[ObjectInfo]:
-    return await catalog.list_objects(conn, package_id, prefix, after, limit, inclusive=inclusive)
-
-
-async def _brief(
-    conn: Any, package_id: int, prefix: str, after: str | None, limit: int, inclusive: bool
-) -> list[ListedObject]:
-    return await catalog.list_listed(conn, package_id, prefix, after, limit, inclusive=inclusive)
-
-
 class PartRange(NamedTuple):
     """Where one part of an object lies (S3's ``partNumber`` reads)."""
 
@@ -602,12 +590,12 @@ class ObjectService:
         """Objects under ``cmd.prefix`` in path order, those sharing a part up
         to ``cmd.delimiter`` rolled up into common prefixes; a key restricted
         to some paths sees only what its caveats reach."""
-        return Listing(*await self._list(principal, cmd, _full))
+        return Listing(*await self._list(principal, cmd, catalog.list_objects))
 
     async def list_brief(self, principal: Principal, cmd: ListObjects) -> BriefListing:
         """``list`` showing only path, size, ETag, update time and checksums
         of each object (S3's listings): several times cheaper per object."""
-        return BriefListing(*await self._list(principal, cmd, _brief))
+        return BriefListing(*await self._list(principal, cmd, catalog.list_listed))
 
     async def _list(
         self, principal: Principal, cmd: ListObjects, fetch: Fetch[E]
@@ -891,7 +879,15 @@ class ObjectService:
         async with self.db.read() as conn:
             return Listing(
                 *await self._scan(
-                    conn, principal, pkg, prefix, delimiter, after, inclusive, max_keys, _full
+                    conn,
+                    principal,
+                    pkg,
+                    prefix,
+                    delimiter,
+                    after,
+                    inclusive,
+                    max_keys,
+                    catalog.list_objects,
                 )
             )
 

@@ -380,10 +380,10 @@ async def list_objects(
     prefix: str,
     after: str | None,
     limit: int,
-    *,
     inclusive: bool = False,
 ) -> list[ObjectInfo]:
-    """Visible objects under ``prefix`` past ``after``, in byte order of path."""
+    """Visible objects under ``prefix`` past ``after`` (or from it:
+    ``inclusive``), in byte order of path."""
     rows = await _list_rows(conn, package_id, prefix, after, limit, inclusive, brief=False)
     return [to_object(r) for r in rows]
 
@@ -394,7 +394,6 @@ async def list_listed(
     prefix: str,
     after: str | None,
     limit: int,
-    *,
     inclusive: bool = False,
 ) -> list[ListedObject]:
     """``list_objects`` with only what a listing shows (five columns)."""

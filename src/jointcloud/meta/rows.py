@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import operator
@@ -124,19 +125,12 @@ def _meta(
     user_metadata: str | None,
     tags: str | None,
 ) -> ObjectMeta:
-    if user_metadata is None and tags is None:
-        return _headers_only(
-            content_type, content_encoding, cache_control, content_disposition, expires
-        )
-    return ObjectMeta(
-        content_type=content_type,
-        content_encoding=content_encoding,
-        cache_control=cache_control,
-        content_disposition=content_disposition,
-        expires=expires,
-        user_metadata=load_map(user_metadata),
-        tags=load_map(tags),
+    headers = _headers_only(
+        content_type, content_encoding, cache_control, content_disposition, expires
     )
+    if user_metadata is None and tags is None:
+        return headers
+    return dataclasses.replace(headers, user_metadata=load_map(user_metadata), tags=load_map(tags))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -243,8 +237,8 @@ def to_object(r: Row[Any]) -> ObjectInfo:
         file_hash=load_hash(file_hash),
         etag=etag,
         redundancy=load_policy_required(redundancy),
-        create_time=created if created.tzinfo is not None else created.replace(tzinfo=UTC),
-        update_time=updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
+        create_time=aware(created),
+        update_time=aware(updated),
         meta=_meta(*_META_COLUMNS(r)),
         checksums=to_checksums(checksums),
     )
@@ -257,7 +251,7 @@ def to_listed(r: Row[Any, Any, Any, Any, Any]) -> ListedObject:
         path,
         size,
         etag,
-        updated if updated.tzinfo is not None else updated.replace(tzinfo=UTC),
+        aware(updated),
         checksum_algorithms(checksums),
     )
 
