@@ -642,12 +642,16 @@ class ObjectService:
         restricted = principal if principal is not None and principal.caveats else None
         objs: builtins.list[E] = []
         prefixes: builtins.list[str] = []
+        batch: Sequence[E] = ()
         while len(objs) + len(prefixes) < max_keys:
             room = max_keys - len(objs) - len(prefixes)
-            batch = await fetch(conn, pkg.package_id, prefix, after, room, inclusive)
+            # One row more than fits: it answers "is there more?" at the end.
+            batch = await fetch(conn, pkg.package_id, prefix, after, room + 1, inclusive)
             if not batch:
                 return prefixes, objs, None
             for obj in batch:
+                if len(objs) + len(prefixes) == max_keys:
+                    break
                 rest = obj.path[len(prefix) :]
                 if delimiter is not None and delimiter in rest:
                     common = prefix + rest.split(delimiter, 1)[0] + delimiter
@@ -665,7 +669,11 @@ class ObjectService:
                 if restricted is None or visible(restricted, pkg.name, obj.path):
                     objs.append(obj)
                 after, inclusive = obj.path, False
-        more = await fetch(conn, pkg.package_id, prefix, after, 1, inclusive)
+        last = batch[-1].path
+        if after is not None and (last > after or (inclusive and last == after)):
+            more: Sequence[E] = batch  # a fetched row lies past the page
+        else:
+            more = await fetch(conn, pkg.package_id, prefix, after, 1, inclusive)
         next_token = _encode_token(after, inclusive) if more and after is not None else None
         return prefixes, objs, next_token
 

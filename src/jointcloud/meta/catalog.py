@@ -28,6 +28,7 @@ from jointcloud.core.models import (
 )
 from jointcloud.meta import layouts, uploads
 from jointcloud.meta import tables as t
+from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import (
     aware,
     checksum_values,
@@ -383,8 +384,12 @@ async def list_objects(
     inclusive: bool = False,
 ) -> list[ObjectInfo]:
     """Visible objects under ``prefix`` past ``after`` (or from it:
-    ``inclusive``), in byte order of path."""
-    rows = await _list_rows(conn, package_id, prefix, after, limit, inclusive, brief=False)
+    ``inclusive``), in byte order of path (read on the driver's connection
+    where it can be, driver.py)."""
+    mode: _After = None if after is None else ("from" if inclusive else "past")
+    rows = await _driver_listing(bool(prefix), mode, False).rows(
+        conn, _listing_params(package_id, prefix, after, limit)
+    )
     return [to_object(r) for r in rows]
 
 
@@ -396,29 +401,22 @@ async def list_listed(
     limit: int,
     inclusive: bool = False,
 ) -> list[ListedObject]:
-    """``list_objects`` with only what a listing shows (five columns)."""
-    rows = await _list_rows(conn, package_id, prefix, after, limit, inclusive, brief=True)
+    """``list_objects`` with only what a listing shows (five columns), read
+    on the driver's connection (driver.py)."""
+    mode: _After = None if after is None else ("from" if inclusive else "past")
+    rows = await _driver_listing(bool(prefix), mode, True).rows(
+        conn, _listing_params(package_id, prefix, after, limit)
+    )
     return [to_listed(r) for r in rows]
 
 
-async def _list_rows(
-    conn: AsyncConnection,
-    package_id: int,
-    prefix: str,
-    after: str | None,
-    limit: int,
-    inclusive: bool,
-    *,
-    brief: bool,
-) -> Any:
-    mode: _After = None if after is None else ("from" if inclusive else "past")
-    q = _listing(bool(prefix), mode, brief)
+def _listing_params(package_id: int, prefix: str, after: str | None, limit: int) -> dict[str, Any]:
     params: dict[str, Any] = {"package_id": package_id, "limit": limit}
     if prefix:
         params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
         params["after"] = after
-    return await conn.execute(q, params)
+    return params
 
 
 _After = Literal["from", "past"] | None
@@ -446,6 +444,11 @@ def _listing(prefixed: bool, after: _After, brief: bool) -> Any:
     elif after == "past":
         q = q.where(path > bindparam("after"))
     return q.order_by(path).limit(bindparam("limit"))
+
+
+@functools.cache
+def _driver_listing(prefixed: bool, after: _After, brief: bool) -> DriverQuery:
+    return DriverQuery(_listing(prefixed, after, brief))
 
 
 async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str) -> int:

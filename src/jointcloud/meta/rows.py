@@ -7,7 +7,7 @@ import functools
 import json
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,17 @@ def now() -> datetime:
 def aware(ts: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def stamp(value: datetime | str) -> datetime:
+    """A timestamp column as a driver returns it (``driver.DriverQuery``):
+    SQLite's text as SQLAlchemy stored it, or PostgreSQL's datetime."""
+    if isinstance(value, str):
+        try:  # stored as UTC without an offset; parsing one is 6x cheaper than replace()
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # written with an offset of its own
+            return datetime.fromisoformat(value).astimezone(UTC)
+    return aware(value)
 
 
 def dump_policy(policy: Redundancy | None) -> str | None:
@@ -225,7 +236,8 @@ _CORE_COLUMNS = operator.itemgetter(
 )
 
 
-def to_object(r: Row[Any]) -> ObjectInfo:
+def to_object(r: Sequence[Any]) -> ObjectInfo:
+    """A whole row of ``objects``, from SQLAlchemy or the driver."""
     oid, package_id, path, size, file_hash, etag, redundancy, created, updated, checksums = (
         _CORE_COLUMNS(r)
     )
@@ -237,21 +249,21 @@ def to_object(r: Row[Any]) -> ObjectInfo:
         file_hash=load_hash(file_hash),
         etag=etag,
         redundancy=load_policy_required(redundancy),
-        create_time=aware(created),
-        update_time=aware(updated),
+        create_time=stamp(created),
+        update_time=stamp(updated),
         meta=_meta(*_META_COLUMNS(r)),
         checksums=to_checksums(checksums),
     )
 
 
-def to_listed(r: Row[Any, Any, Any, Any, Any]) -> ListedObject:
-    """A row of ``catalog.LISTED_COLUMNS``."""
+def to_listed(r: Sequence[Any]) -> ListedObject:
+    """A row of ``catalog.LISTED_COLUMNS``, as the driver returns it."""
     path, size, etag, updated, checksums = r
     return ListedObject(
         path,
         size,
         etag,
-        aware(updated),
+        stamp(updated),
         checksum_algorithms(checksums),
     )
 
@@ -262,12 +274,21 @@ def to_listed(r: Row[Any, Any, Any, Any, Any]) -> ListedObject:
 _CHECKSUM_NAMES = re.compile(r'"([A-Z0-9]+)":')
 
 
+# A map of one entry (what SDKs send by default) starts with one of these,
+# and holds no comma: the common case costs a slice and a lookup.
+_ONE_ENTRY = {f'{{"{a.value}": ': (a,) for a in ChecksumAlgorithm}
+
+
 def checksum_algorithms(text: str | None) -> tuple[ChecksumAlgorithm, ...]:
     """The algorithms of a stored checksum map, without decoding its values
-    (a listing needs only the names: a quarter of json.loads's cost)."""
+    (a listing needs only the names: a listing of 1,000 keys reads 1,000)."""
     if not text:
         return ()
-    return tuple(_ALGORITHMS[name] for name in _CHECKSUM_NAMES.findall(text))
+    if "," not in text:
+        one = _ONE_ENTRY.get(text[: text.find('"', 2) + 3])
+        if one is not None:
+            return one
+    return tuple([_ALGORITHMS[name] for name in _CHECKSUM_NAMES.findall(text)])
 
 
 def to_space(r: Row[Any]) -> UserSpace:

@@ -65,6 +65,7 @@ def file_hash(h: ContentHash) -> str:
 
 
 def obj(o: ObjectInfo) -> dict[str, Any]:
+    created = ts(o.create_time)
     return {
         "objectID": o.object_id,
         "packageID": o.package_id,
@@ -72,8 +73,9 @@ def obj(o: ObjectInfo) -> dict[str, Any]:
         "size": str(o.size),
         "fileHash": file_hash(o.file_hash),
         "redundancy": _policy(o.redundancy),
-        "createTime": ts(o.create_time),
-        "updateTime": ts(o.update_time),
+        "createTime": created,
+        # Mostly the same instant (never overwritten): formatted once.
+        "updateTime": created if o.update_time == o.create_time else ts(o.update_time),
     }
 
 

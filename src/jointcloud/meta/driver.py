@@ -1,0 +1,66 @@
+"""Hot reads run on the database driver's own connection.
+
+A listing of 1,000 keys spends more in SQLAlchemy's per-row machinery
+(fetch strategy, row objects, result processors) than in the database: 2.0
+ms against 0.9 ms for the same sqlite3 fetch, measured apart. A
+``DriverQuery`` keeps the statement written once in SQLAlchemy, compiles it
+once per dialect, and runs the compiled text on the connection the
+transaction already holds (so it reads the same snapshot): the sqlite3
+connection for SQLite, asyncpg's for a PostgreSQL read in autocommit
+(``db.read``). Rows come back as the
+driver gives them: a timestamp is a string on SQLite and a datetime on
+PostgreSQL (``rows.stamp`` reads either).
+
+Any other driver (an in-memory SQLite on aiosqlite's thread) goes through
+SQLAlchemy as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Executable
+
+from jointcloud.meta.sqlite import InlineConnection
+
+
+class DriverQuery:
+    """One prebuilt statement with named bound parameters."""
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+
+    def _args(self, conn: AsyncConnection, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The compiled text and its positional arguments (qmark for sqlite3,
+        numeric for asyncpg): ``params`` over the statement's own constants."""
+        dialect = conn.dialect
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+            found = (compiled.string, tuple(compiled.positiontup or ()), compiled.params)
+            self._compiled[dialect.name] = found
+        sql, names, constants = found
+        return sql, [params[n] if n in params else constants[n] for n in names]
+
+    async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
+        """The statement's rows as tuples (or tuple-like records)."""
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if isinstance(driver, InlineConnection):
+            sql, args = self._args(conn, params)
+            return driver.sqlite.execute(sql, args).fetchall()
+        if (
+            driver is not None
+            and conn.dialect.driver == "asyncpg"
+            # Only a read in autocommit (db.read): in a transaction,
+            # SQLAlchemy may not have sent its BEGIN to asyncpg yet.
+            and conn.sync_connection is not None
+            and conn.sync_connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+        ):
+            sql, args = self._args(conn, params)
+            rows: Sequence[Any] = await driver.fetch(sql, *args)
+            return rows
+        return (await conn.execute(self.statement, params)).all()
