@@ -318,31 +318,40 @@ def _opening() -> Any:
     )
 
 
+# Positions in a row of ``_opening()``: the objects columns, then these.
+_N = len(t.objects.columns)
+_P_OFFSET, _L_ID, _L_POLICY, _L_SIZE, _L_SEGMENT, _L_CHUNK, _L_KEY, _L_INLINE = range(_N, _N + 8)
+_B_IDX, _B_SPACE, _B_KEY = range(_N + 8, _N + 11)
+
+
 def _opened(rows: Sequence[Any]) -> ObjectContent | None:
+    """Rows of ``_opening()`` by position (SQLAlchemy's or the driver's)."""
     if not rows:
         return None
     parts: list[tuple[int, Any, list[BlockRecord]]] = []
     for r in rows:
-        if r.l_id is None:
+        if r[_L_ID] is None:
             continue  # an object with no parts (empty)
-        if not parts or parts[-1][1].l_id != r.l_id or parts[-1][0] != r.p_offset:
-            parts.append((r.p_offset, r, []))
-        if r.b_idx is not None:
-            parts[-1][2].append(BlockRecord(index=r.b_idx, user_space_id=r.b_space, key=r.b_key))
+        if not parts or parts[-1][1][_L_ID] != r[_L_ID] or parts[-1][0] != r[_P_OFFSET]:
+            parts.append((r[_P_OFFSET], r, []))
+        if r[_B_IDX] is not None:
+            parts[-1][2].append(
+                BlockRecord(index=r[_B_IDX], user_space_id=r[_B_SPACE], key=r[_B_KEY])
+            )
     return ObjectContent(
         info=to_object(rows[0]),
         parts=tuple(
             (
                 off,
                 LayoutRecord(
-                    layout_id=r.l_id,
-                    policy=load_policy_required(r.l_policy),
-                    size=r.l_size,
-                    segment_size=r.l_segment_size,
-                    chunk_len=r.l_chunk_len,
-                    wrapped_key=r.l_wrapped_key,
+                    layout_id=r[_L_ID],
+                    policy=load_policy_required(r[_L_POLICY]),
+                    size=r[_L_SIZE],
+                    segment_size=r[_L_SEGMENT],
+                    chunk_len=r[_L_CHUNK],
+                    wrapped_key=r[_L_KEY],
                     blocks=tuple(blocks),
-                    inline=r.l_inline,
+                    inline=r[_L_INLINE],
                 ),
             )
             for off, r, blocks in parts
@@ -350,24 +359,25 @@ def _opened(rows: Sequence[Any]) -> ObjectContent | None:
     )
 
 
-_OPEN_BY_PATH = _opening().where(
-    t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+_OPEN_BY_PATH = DriverQuery(
+    _opening().where(
+        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+    )
 )
 
 
 async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> ObjectContent | None:
     """The visible object at ``path`` with everything needed to read it."""
-    params = {"package_id": package_id, "path": path}
-    return _opened((await conn.execute(_OPEN_BY_PATH, params)).all())
+    return _opened(await _OPEN_BY_PATH.rows(conn, {"package_id": package_id, "path": path}))
 
 
 async def open_by_id(conn: AsyncConnection, user_id: int, object_id: int) -> ObjectContent | None:
     """``open_by_path`` by object id, among the objects of ``user_id``."""
     params = {"object_id": object_id, "user_id": user_id}
-    return _opened((await conn.execute(_OPEN_BY_ID, params)).all())
+    return _opened(await _OPEN_BY_ID.rows(conn, params))
 
 
-_OPEN_BY_ID = (
+_OPEN_BY_ID = DriverQuery(
     _opening()
     .join(t.packages, t.packages.c.id == t.objects.c.package_id)
     .join(t.buckets, t.buckets.c.id == t.packages.c.bucket_id)
