@@ -78,8 +78,11 @@ async def test_zip_holds_only_what_the_access_reads(world: World) -> None:
 
 
 def test_entry_names_are_relative_and_safe() -> None:
-    # core refuses such paths; the zip's names are made safe all the same
+    # S3 keys are opaque (core/paths.object_key): a zip's names are made safe
     assert zipstream.entry_name("a/b/c", "a/") == "b/c"
     assert zipstream.entry_name("a/", "a/") is None
     assert zipstream.entry_name("a/x/", "a/") is None
     assert zipstream.entry_name("a//./x", "a/") == "_/_/x"
+    assert zipstream.entry_name("a/../../etc/passwd", "a/") == "_/_/etc/passwd"
+    assert zipstream.entry_name("/etc/passwd", "") == "_/etc/passwd"
+    assert zipstream.entry_name("a\\..\\..\\x", "") == "a_.._.._x"

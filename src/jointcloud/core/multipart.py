@@ -53,7 +53,7 @@ from jointcloud.core.commands import (
     trailing_checksums,
 )
 from jointcloud.core.models import ContentHash, ObjectInfo, Package, StagedLayout
-from jointcloud.core.paths import object_path, path_prefix
+from jointcloud.core.paths import key_prefix, object_key
 from jointcloud.errors import (
     BadArgument,
     BadDigest,
@@ -260,7 +260,7 @@ class MultipartService:
     async def _address(
         self, principal: Principal, address: ObjectAddress, op: Operation
     ) -> tuple[Package, str]:
-        path = object_path(address.path)
+        path = object_key(address.path)
         return await self.packages.resolve(principal, address.package, op, path), path
 
     @staticmethod
@@ -385,7 +385,7 @@ class MultipartService:
         the upload's policy; nothing passes through the client."""
         self._check_number(part_number, rules)
         pkg, path = await self._address(principal, address, Operation.WRITE)
-        src_path = object_path(source.path, "copy source path")
+        src_path = object_key(source.path, "copy source path")
         src_pkg = await self.packages.resolve(principal, source.package, Operation.READ, src_path)
         rec = await self._find(upload_id, pkg, path)
         async with self.db.read() as conn:
@@ -505,8 +505,11 @@ class MultipartService:
         ``key_marker``: uploads of that path with a greater id come first)."""
         if not 1 <= max_uploads <= MAX_PAGE:
             raise BadArgument(f"max uploads must be between 1 and {MAX_PAGE}")
-        prefix = path_prefix(prefix, "prefix")
-        pkg = await self.packages.resolve(principal, package, Operation.LIST, prefix or None)
+        valid = key_prefix(prefix)
+        pkg = await self.packages.resolve(principal, package, Operation.LIST, valid or None)
+        if valid is None:
+            return UploadsPage([], None, None)  # no key begins with it
+        prefix = valid
         found: list[Upload] = []
         key, uid = key_marker, upload_id_marker if key_marker is not None else None
         truncated = False

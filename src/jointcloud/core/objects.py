@@ -61,7 +61,7 @@ from jointcloud.core.models import (
     StagedLayout,
     UserSpace,
 )
-from jointcloud.core.paths import object_path, path_prefix
+from jointcloud.core.paths import key_prefix, object_key, object_path, path_prefix
 from jointcloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -417,7 +417,7 @@ class ObjectService:
     async def _resolve(
         self, principal: Principal, address: ObjectAddress, op: Operation
     ) -> tuple[Package, str]:
-        path = object_path(address.path)
+        path = object_key(address.path)
         return await self.packages.resolve(principal, address.package, op, path), path
 
     async def put(self, principal: Principal, cmd: PutObject) -> ObjectInfo:
@@ -600,10 +600,12 @@ class ObjectService:
     async def _list(
         self, principal: Principal, cmd: ListObjects, fetch: Fetch[E]
     ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
-        prefix = path_prefix(cmd.prefix, "prefix")
+        prefix = key_prefix(cmd.prefix)
         if cmd.max_keys < 0:
             raise BadArgument("max_keys must not be negative")
-        pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix)
+        pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix or "")
+        if prefix is None:
+            return [], [], None  # no key begins with it
         after: str | None = cmd.start_after
         inclusive = False
         if after is not None and cmd.after_prefix:
@@ -978,7 +980,7 @@ class ObjectService:
         """JCS: a missing object is an error here."""
         address = ObjectAddress(PackageRef.by_id(package_id), path)
         if not await self.delete(principal, DeleteObject(address)):
-            raise ObjectNotFound(f"no object at path {object_path(path)!r} in package {package_id}")
+            raise ObjectNotFound(f"no object at path {path!r} in package {package_id}")
 
     async def clone(
         self, principal: Principal, clonings: Sequence[tuple[int, int, str]]

@@ -68,6 +68,32 @@ def object_path(raw: str, field: str = "path") -> str:
     return path
 
 
+def object_key(raw: str, field: str = "path") -> str:
+    """An object's name as S3 and the gateway give it: opaque, taken as it
+    is. Any characters but controls and lone surrogates (they cannot be
+    written in XML 1.0), 1 to 1,024 bytes; leading, trailing and repeated
+    ``/``, ``\\``, ``.`` and ``..`` are all part of the name (``a/`` and
+    ``a`` are two objects). Only the JCS file-name paths (``object_path``)
+    are normalised. A key that is not a relative file path is refused
+    where it would become one (``spaces.base.check_key``, zip entries, the
+    CLI's downloads)."""
+    if not isinstance(raw, str):
+        raise BadArgument.about(field, "must be a string")
+    check_chars(raw, field)
+    if not raw:
+        raise BadArgument.about(field, "must not be empty")
+    check_length(raw, field)
+    return raw
+
+
+def key_prefix(raw: str) -> str | None:
+    """A listing prefix of keys (``object_key``), as it is; None when no
+    key can begin with it (a control character), so the listing is empty."""
+    if _BAD_CHAR.search(raw) is not None or len(raw.encode()) > MAX_PATH:
+        return None
+    return raw
+
+
 def path_prefix(raw: str, field: str = "path") -> str:
     """A listing prefix: like a path, but may be empty or end with '/', and its
     last segment may be cut short ('.' and '..' begin names like '.git')."""

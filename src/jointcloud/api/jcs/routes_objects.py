@@ -30,6 +30,7 @@ from jointcloud.api.jcs.envelope import ok
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef
 from jointcloud.core.multipart import MAX_PART_INDEX
+from jointcloud.core.paths import object_path
 from jointcloud.errors import BadArgument, InvalidPart
 
 router = APIRouter()
@@ -172,7 +173,7 @@ async def download_by_path(
     offset: int | None = None,
     length: int | None = None,
 ) -> Response:
-    content = await ctx.objects.open(principal, package_id=packageID, path=path)
+    content = await ctx.objects.open(principal, package_id=packageID, path=object_path(path))
     return await send_object(request, ctx, content, offset, length)
 
 
@@ -263,7 +264,7 @@ class PathBody(Body):
 @router.post("/v1/object/deleteByPath")
 async def delete_by_path(body: PathBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     body.check_user(principal)
-    await ctx.objects.delete_by_path(principal, body.packageID, body.path)
+    await ctx.objects.delete_by_path(principal, body.packageID, object_path(body.path))
     return ok(None)
 
 
@@ -289,7 +290,7 @@ async def clone(body: CloneBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONR
 @router.post("/v1/object/newMultipartUpload")
 async def new_multipart(body: PathBody, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     body.check_user(principal)
-    address = ObjectAddress(PackageRef.by_id(body.packageID), body.path)
+    address = ObjectAddress(PackageRef.by_id(body.packageID), object_path(body.path))
     info = await ctx.multipart.new_linked(principal, address)
     return ok({"object": views.obj(info)})
 

@@ -55,12 +55,13 @@ class Plan:
 
 def entry_name(path: str, prefix: str) -> str | None:
     """The name of ``path`` inside a zip of ``prefix``: relative, with no
-    empty, ``.`` or ``..`` part (those become ``_``); None for folder markers
-    (paths ending in ``/``)."""
+    empty, ``.`` or ``..`` part (those become ``_``) and no ``\\`` (a
+    separator to Windows' extractors: ``_``); None for folder markers (paths
+    ending in ``/``)."""
     rest = path[len(prefix) :] if path.startswith(prefix) else path
     if not rest or rest.endswith("/"):
         return None
-    parts = [p if p not in ("", ".", "..") else "_" for p in rest.split("/")]
+    parts = [p if p not in ("", ".", "..") else "_" for p in rest.replace("\\", "_").split("/")]
     return "/".join(parts)
 
 
