@@ -7,6 +7,8 @@ never contain secrets.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class DomainError(Exception):
     """Base of every error the service reports to a user."""
@@ -118,7 +120,16 @@ class PreconditionFailed(DomainError):
 
 
 class NotModified(DomainError):
-    """A conditional read whose condition says the client's copy is current."""
+    """A conditional read whose condition says the client's copy is current.
+    ``etag`` and ``update_time`` are the object's: HTTP's 304 repeats its
+    validators (RFC 9110 §15.4.5)."""
+
+    def __init__(
+        self, message: str, *, etag: str | None = None, update_time: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.etag = etag
+        self.update_time = update_time
 
 
 class BadDigest(BadArgument):

@@ -237,12 +237,12 @@ async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
     user = await s3.ctx.access.resolve(s3.access_key_id)
     objects = s3.ctx.objects
     mp = ObjectAddress(PackageRef.by_name("parts"), "mp")
-    assert await objects.part_range(user.principal, mp, 1) == (0, sizes[0], 3)
-    assert await objects.part_range(user.principal, mp, 2) == (sizes[0], sizes[1], 3)
-    assert await objects.part_range(user.principal, mp, 3) == (sum(sizes[:2]), 1000, 3)
+    assert await objects.part_range(user.principal, mp, 1) == (0, sizes[0], 3, True)
+    assert await objects.part_range(user.principal, mp, 2) == (sizes[0], sizes[1], 3, True)
+    assert await objects.part_range(user.principal, mp, 3) == (sum(sizes[:2]), 1000, 3, True)
     with pytest.raises(InvalidRange):
         await objects.part_range(user.principal, mp, 4)
     one = ObjectAddress(PackageRef.by_name("parts"), "one")
-    assert await objects.part_range(user.principal, one, 1) == (0, 6, 1)
+    assert await objects.part_range(user.principal, one, 1) == (0, 6, 1, False)
     with pytest.raises(InvalidRange):
         await objects.part_range(user.principal, one, 2)

@@ -24,6 +24,7 @@ from jointcloud.core.models import NO_META, ChecksumAlgorithm, ObjectInfo, Objec
 from jointcloud.core.paths import check_chars
 from jointcloud.errors import (
     BadArgument,
+    BadDigest,
     InvalidRange,
     MetadataTooLarge,
     NotModified,
@@ -308,7 +309,8 @@ def check_checksum(algorithm: ChecksumAlgorithm, value: str) -> str:
     except (binascii.Error, ValueError, TypeError):
         raw = b""
     if len(raw) != CHECKSUM_BYTES[algorithm] or base64.b64encode(raw).decode() != value:
-        raise BadArgument(
+        # No content can match it: S3 answers BadDigest (ceph s3-tests).
+        raise BadDigest(
             f"checksum {algorithm}: {str(value)[:80]!r} is not the base64 of a "
             f"{CHECKSUM_BYTES[algorithm]}-byte value"
         )
@@ -358,12 +360,17 @@ def check_read_conditions(info: ObjectInfo, cond: Conditions, *, source: bool = 
             raise PreconditionFailed(f"if-match: {what} has another ETag")
     elif cond.if_unmodified_since is not None and _changed_since(info, cond.if_unmodified_since):
         raise PreconditionFailed(f"if-unmodified-since: {what} changed since")
-    unchanged = PreconditionFailed if source else NotModified
     if cond.if_none_match is not None:
         if _etag_in(info.etag, cond.if_none_match):
-            raise unchanged(f"if-none-match: {what} has that ETag")
+            _unchanged(info, f"if-none-match: {what} has that ETag", source)
     elif cond.if_modified_since is not None and not _changed_since(info, cond.if_modified_since):
-        raise unchanged(f"if-modified-since: {what} has not changed since")
+        _unchanged(info, f"if-modified-since: {what} has not changed since", source)
+
+
+def _unchanged(info: ObjectInfo, message: str, source: bool) -> None:
+    if source:
+        raise PreconditionFailed(message)
+    raise NotModified(message, etag=info.etag, update_time=info.update_time)
 
 
 def check_source_conditions(source: ObjectInfo, cond: Conditions) -> None:

@@ -111,6 +111,7 @@ class PartRange(NamedTuple):
     offset: int
     length: int
     parts_count: int
+    multipart: bool  # completed from uploaded parts (its ETag ``<md5>-N``)
 
 
 _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
@@ -725,7 +726,7 @@ class ObjectService:
                     "an object of 1 part",
                     size=info.size,
                 )
-            return PartRange(0, info.size, 1)
+            return PartRange(0, info.size, 1, found is not None)
         if part_number > len(parts):
             raise InvalidRange(
                 f"The requested partnumber is not satisfiable: part {part_number} of "
@@ -734,7 +735,7 @@ class ObjectService:
             )
         offset = parts[part_number - 1][0]
         end = parts[part_number][0] if part_number < len(parts) else info.size
-        return PartRange(offset, end - offset, len(parts))
+        return PartRange(offset, end - offset, len(parts), True)
 
     # --- JCS v1 ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 from starlette.responses import Response
 
 from jointcloud import errors
+from jointcloud.api.common.http import http_date
 from jointcloud.api.s3.sigv4 import S3AuthError, SignatureDoesNotMatch
 from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render
 
@@ -62,6 +63,7 @@ NoSuchTagSet = s3_error("NoSuchTagSet", 404)
 EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
 InvalidRequestS3 = s3_error("InvalidRequest", 400)
 InvalidPartNumber = s3_error("InvalidPartNumber", 416)
+InvalidPartS3 = s3_error("InvalidPart", 400)
 AccessForbidden = s3_error("AccessForbidden", 403)  # a CORS preflight refused
 BadRequest = s3_error("BadRequest", 400)
 MalformedACLError = s3_error("MalformedACLError", 400)
@@ -123,7 +125,12 @@ def error_response(
 ) -> Response:
     """The XML error AWS would send (no body for HEAD, as AWS)."""
     if isinstance(exc, errors.NotModified):
-        return Response(status_code=304, headers={"x-amz-request-id": request_id})
+        headers = {"x-amz-request-id": request_id}
+        if exc.etag is not None:
+            headers["ETag"] = f'"{exc.etag}"'
+        if exc.update_time is not None:
+            headers["Last-Modified"] = http_date(exc.update_time)
+        return Response(status_code=304, headers=headers)
     code, status = classify(exc)
     fields: list[tuple[str, Value]] = [
         ("Code", code),

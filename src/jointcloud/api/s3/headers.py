@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 from jointcloud.api.common.http import http_date
 from jointcloud.api.s3.errors import (
@@ -101,8 +101,13 @@ def tagging_header(value: str | None) -> dict[str, str]:
     if not value:
         return {}
     try:
-        return tag_map(parse_qsl(value, keep_blank_values=True, strict_parsing=True))
-    except ValueError:
+        # Lenient as AWS: a bare ``k`` is the tag k with an empty value.
+        pairs = [
+            (unquote_plus(k, errors="strict"), unquote_plus(v, errors="strict"))
+            for k, _, v in (item.partition("=") for item in value.split("&") if item)
+        ]
+        return tag_map(pairs)
+    except UnicodeDecodeError:
         raise InvalidTag("x-amz-tagging must be a URL-encoded query string of tags") from None
     except BadArgument as exc:
         raise InvalidTag(exc.message) from None
@@ -185,6 +190,16 @@ def checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, st
     return {f"x-amz-checksum-{a.value.lower()}": v for a, v in checksums.items()}
 
 
+def object_checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, str]:
+    """An object's checksums and their type (a part's have none): COMPOSITE
+    for a checksum of the parts' checksums (``…-N``), else FULL_OBJECT."""
+    out = checksum_headers(checksums)
+    if out:
+        composite = any("-" in v for v in checksums.values())
+        out["x-amz-checksum-type"] = "COMPOSITE" if composite else "FULL_OBJECT"
+    return out
+
+
 def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
     """The headers GetObject and HeadObject answer with (without lengths)."""
     meta = info.meta
@@ -207,7 +222,7 @@ def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
     if meta.tags:
         out["x-amz-tagging-count"] = str(len(meta.tags))
     if checksums:
-        out.update(checksum_headers(info.checksums))
+        out.update(object_checksum_headers(info.checksums))
     return out
 
 

@@ -7,6 +7,7 @@ An S3 bucket is a package of the credentials' project (DESIGN §2).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import re
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 from starlette.responses import Response
 
+from jointcloud import errors
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
 from jointcloud.api.s3.headers import check_acl_header
@@ -96,7 +98,10 @@ async def create_bucket(r: S3Request) -> Response:
     body = await r.read_small(64 * 1024)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # the region is ours, whatever it says
-    await r.ctx.packages.create(r.principal, project_of(r), r.bucket)
+    # Names are per project, so an existing one is the caller's own bucket:
+    # us-east-1 (what we answer as) says 200 and leaves it as it is.
+    with contextlib.suppress(errors.AlreadyExists):
+        await r.ctx.packages.create(r.principal, project_of(r), r.bucket)
     return Response(status_code=200, headers={"Location": f"/{r.bucket}"})
 
 

@@ -31,11 +31,16 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX, check_canned, md5_hex
 from jointcloud.api.s3.ops_object import MAX_PUT
 from jointcloud.api.s3.ops_tagging import parse_tagging
-from jointcloud.api.s3.postpolicy import form_fields, parse_post_form, verify_post
+from jointcloud.api.s3.postpolicy import (
+    CHECKSUM_FIELD,
+    form_fields,
+    parse_post_form,
+    verify_post,
+)
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import render
 from jointcloud.core.commands import MAX_TAGS, ObjectAddress, PutObject
-from jointcloud.core.models import ObjectMeta
+from jointcloud.core.models import ChecksumAlgorithm, ObjectMeta
 from jointcloud.core.paths import MAX_PATH
 from jointcloud.errors import AccessDenied, BadArgument
 
@@ -144,6 +149,22 @@ def _redirect(value: str | None) -> str | None:
     return value if parts.scheme in ("http", "https") and parts.netloc else None
 
 
+_ALGORITHMS = {f"{CHECKSUM_FIELD}{a.value.lower()}": a for a in ChecksumAlgorithm}
+
+
+def _checksums(by_name: dict[str, str]) -> dict[ChecksumAlgorithm, str]:
+    """``x-amz-checksum-<algorithm>`` fields: verified against the file."""
+    out: dict[ChecksumAlgorithm, str] = {}
+    for name, value in by_name.items():
+        if not name.startswith(CHECKSUM_FIELD) or name == CHECKSUM_FIELD + "algorithm":
+            continue
+        algorithm = _ALGORITHMS.get(name)
+        if algorithm is None:
+            raise InvalidArgumentS3(f"unknown checksum field {name!r}", ArgumentName=name)
+        out[algorithm] = value
+    return out
+
+
 @op("PostObject")
 async def post_object(r: S3Request) -> Response:
     try:
@@ -153,9 +174,9 @@ async def post_object(r: S3Request) -> Response:
     form = StreamingForm(aiter(r.body()), boundary)
     fields, file = await _fields_then_file(form)
     by_name = form_fields(fields)
+    if "key" not in by_name:
+        raise InvalidArgumentS3(NO_KEY, ArgumentName="key")
     if file is None:
-        if "key" not in by_name:
-            raise InvalidArgumentS3(NO_KEY, ArgumentName="key")
         raise InvalidArgumentS3(NO_FILE, ArgumentName="file", ArgumentValue="0")
     auth = parse_post_form(fields)
     if auth is None:
@@ -186,6 +207,7 @@ async def post_object(r: S3Request) -> Response:
             body,
             meta=_meta(by_name),
             content_md5=md5_hex(by_name.get("content-md5")),
+            checksums=_checksums(by_name),
         ),
     )
     etag = f'"{info.etag}"'

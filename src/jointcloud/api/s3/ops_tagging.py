@@ -95,7 +95,9 @@ def _text(tag: Element, name: str) -> str:
 
 def tagging_xml(tags: dict[str, str]) -> Response:
     tag_set: list[tuple[str, Value]] = [
-        ("Tag", [("Key", key), ("Value", value)]) for key, value in tags.items()
+        # In key order, as RGW (and ceph's s3-tests) show them.
+        ("Tag", [("Key", key), ("Value", tags[key])])
+        for key in sorted(tags)
     ]
     return xml("Tagging", [("TagSet", tag_set)])
 

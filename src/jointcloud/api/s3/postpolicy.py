@@ -34,6 +34,7 @@ import binascii
 import datetime as dt
 import hmac
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -56,6 +57,8 @@ from jointcloud.api.s3.sigv4 import (
 from jointcloud.errors import BadArgument
 
 MAX_POLICY_BYTES = 64 * 1024
+# Checksums of the file, verified against its bytes (AWS needs no condition).
+CHECKSUM_FIELD = "x-amz-checksum-"
 EXEMPT_FIELDS = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
 
 
@@ -146,17 +149,23 @@ def _decode_policy(policy_b64: str) -> dict[str, Any]:
     return document
 
 
+_EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+
 def _expiration(document: dict[str, Any]) -> dt.datetime:
     value = document.get("expiration")
     if not isinstance(value, str):
         raise InvalidPolicyDocument("Invalid Policy: Policy missing expiration.")
+    # ISO 8601 in UTC as AWS documents it (2007-12-01T12:00:00.000Z); other
+    # spellings fromisoformat would take are refused, as AWS does.
+    if _EXPIRATION.fullmatch(value) is None:
+        raise InvalidPolicyDocument(f"Invalid Policy: Invalid 'expiration' value: {value!r}")
     try:
-        when = dt.datetime.fromisoformat(value)
+        return dt.datetime.fromisoformat(value)
     except ValueError:
         raise InvalidPolicyDocument(
             f"Invalid Policy: Invalid 'expiration' value: {value!r}"
         ) from None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
 
 
 def _length(value: Any) -> int:
@@ -188,7 +197,7 @@ def check_policy(
 
     form = form_fields(fields)
     key = form.get("key", "")
-    if filename is not None:
+    if filename is not None and "key" in form:
         key = key.replace("${filename}", filename)
         form["key"] = key
     values = dict(form)
@@ -250,7 +259,9 @@ def check_policy(
     extra = sorted(
         name
         for name in form
-        if name not in covered and name not in EXEMPT_FIELDS and not name.startswith("x-ignore-")
+        if name not in covered
+        and name not in EXEMPT_FIELDS
+        and not name.startswith(("x-ignore-", CHECKSUM_FIELD))
     )
     if extra:
         raise PolicyConditionFailed(

@@ -1,0 +1,157 @@
+"""AWS behaviour that ceph's s3-tests check and our first reading missed:
+304s carry the validators, lenient x-amz-tagging, checksum types and
+malformed checksum values, re-creating one's own bucket, POST forms
+without a key, with a loose expiration, or with a checksum field."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import pytest
+import requests
+from botocore.exceptions import ClientError
+from s3_support import S3
+
+
+def _code(e: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
+    err = e.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+async def test_not_modified_repeats_the_validators(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="cond")
+        put = c.put_object(Bucket="cond", Key="k", Body=b"data")
+        head = c.head_object(Bucket="cond", Key="k")
+        for kwargs in (
+            {"IfNoneMatch": put["ETag"]},
+            {"IfModifiedSince": head["LastModified"] + dt.timedelta(seconds=1)},
+        ):
+            with pytest.raises(ClientError) as e:
+                c.get_object(Bucket="cond", Key="k", **kwargs)
+            assert _code(e)[1] == 304
+            headers = e.value.response["ResponseMetadata"]["HTTPHeaders"]
+            assert headers["etag"] == put["ETag"]
+            assert (
+                headers["last-modified"] == head["ResponseMetadata"]["HTTPHeaders"]["last-modified"]
+            )
+
+    await asyncio.to_thread(work)
+
+
+async def test_tagging_header_takes_a_bare_key_as_an_empty_value(s3: S3) -> None:
+    c = s3.client()
+
+    def add_header(params: dict[str, Any], **_: Any) -> None:
+        params["headers"]["x-amz-tagging"] = "foo=bar&bar"
+
+    def work() -> None:
+        c.create_bucket(Bucket="tags")
+        c.meta.events.register("before-call.s3.PutObject", add_header)
+        try:
+            c.put_object(Bucket="tags", Key="k", Body=b"x")
+        finally:
+            c.meta.events.unregister("before-call.s3.PutObject", add_header)
+        tags = c.get_object_tagging(Bucket="tags", Key="k")["TagSet"]
+        assert tags == [{"Key": "bar", "Value": ""}, {"Key": "foo", "Value": "bar"}]
+
+    await asyncio.to_thread(work)
+
+
+async def test_checksum_type_and_malformed_values(s3: S3) -> None:
+    c = s3.client()
+    body = b"A" * 1024
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+    def work() -> None:
+        c.create_bucket(Bucket="sums")
+        put = c.put_object(Bucket="sums", Key="k", Body=body, ChecksumSHA256=sha)
+        assert put["ChecksumSHA256"] == sha and put["ChecksumType"] == "FULL_OBJECT"
+        head = c.head_object(Bucket="sums", Key="k", ChecksumMode="ENABLED")
+        assert head["ChecksumSHA256"] == sha and head["ChecksumType"] == "FULL_OBJECT"
+        with pytest.raises(ClientError) as e:
+            c.put_object(Bucket="sums", Key="k", Body=body, ChecksumSHA256="bad")
+        assert _code(e) == ("BadDigest", 400)
+        assert c.get_object(Bucket="sums", Key="k")["Body"].read() == body
+
+    await asyncio.to_thread(work)
+
+
+async def test_creating_ones_own_bucket_again_keeps_it(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="again")
+        c.put_object(Bucket="again", Key="k", Body=b"kept")
+        c.create_bucket(Bucket="again")  # 200, as AWS in us-east-1
+        assert c.get_object(Bucket="again", Key="k")["Body"].read() == b"kept"
+
+    await asyncio.to_thread(work)
+
+
+def _signed_form(s3: S3, bucket: str, policy: dict[str, Any]) -> dict[str, str]:
+    """A SigV2 POST form, written by hand (as ceph's tests do) so that the
+    policy may say what boto3 would not."""
+    encoded = base64.b64encode(json.dumps(policy).encode())
+    signature = base64.b64encode(
+        hmac.new(s3.secret_key.encode(), encoded, hashlib.sha1).digest()
+    ).decode()
+    return {
+        "AWSAccessKeyId": s3.access_key_id,
+        "policy": encoded.decode(),
+        "signature": signature,
+    }
+
+
+def _expires(**delta: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(**delta)
+
+
+async def test_post_forms(s3: S3) -> None:
+    c = s3.client()
+    url = f"{s3.endpoint}/posts"
+    data = b"x" * 2048
+    good = base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+    def policy(expiration: str) -> dict[str, Any]:
+        return {
+            "expiration": expiration,
+            "conditions": [
+                {"bucket": "posts"},
+                ["starts-with", "$key", "up/"],
+                ["content-length-range", 0, 1 << 20],
+            ],
+        }
+
+    def post(form: dict[str, str]) -> requests.Response:
+        return requests.post(url, data=form, files={"file": ("f.bin", data)}, timeout=30)
+
+    def work() -> None:
+        c.create_bucket(Bucket="posts")
+        fine = _signed_form(s3, "posts", policy(_expires(minutes=5).strftime("%Y-%m-%dT%H:%M:%SZ")))
+        # A checksum field needs no condition; it is verified against the file.
+        sent = post({**fine, "key": "up/a", "x-amz-checksum-sha256": good})
+        assert sent.status_code == 204, sent.text
+        assert c.get_object(Bucket="posts", Key="up/a")["Body"].read() == data
+        sent = post({**fine, "key": "up/b", "x-amz-checksum-sha256": "sailorjerry"})
+        assert sent.status_code == 400 and "<Code>BadDigest</Code>" in sent.text, sent.text
+        # No key at all: 400 naming it, before the policy is looked at.
+        sent = post(fine)
+        assert sent.status_code == 400 and "<Code>InvalidArgument</Code>" in sent.text
+        assert "key" in sent.text
+        # An expiration not in AWS's ISO 8601 form is refused.
+        loose = _signed_form(s3, "posts", policy(str(_expires(minutes=5))))
+        sent = post({**loose, "key": "up/c"})
+        assert sent.status_code == 400 and "expiration" in sent.text, sent.text
+        listed = c.list_objects_v2(Bucket="posts")
+        assert [o["Key"] for o in listed.get("Contents", [])] == ["up/a"]
+
+    await asyncio.to_thread(work)
