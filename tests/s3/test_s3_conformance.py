@@ -155,3 +155,69 @@ async def test_post_forms(s3: S3) -> None:
         assert [o["Key"] for o in listed.get("Contents", [])] == ["up/a"]
 
     await asyncio.to_thread(work)
+
+
+async def test_complete_again_answers_the_same(s3: S3) -> None:
+    """An SDK retries a completion whose answer it lost: the second one
+    answers as the first; a completion of other parts is still refused."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="mpu")
+        up = c.create_multipart_upload(Bucket="mpu", Key="k")["UploadId"]
+        etag = c.upload_part(Bucket="mpu", Key="k", UploadId=up, PartNumber=1, Body=b"p" * 100)
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag["ETag"]}]}
+        first = c.complete_multipart_upload(
+            Bucket="mpu", Key="k", UploadId=up, MultipartUpload=parts
+        )
+        again = c.complete_multipart_upload(
+            Bucket="mpu", Key="k", UploadId=up, MultipartUpload=parts
+        )
+        assert again["ETag"] == first["ETag"]
+        other = {"Parts": [{"PartNumber": 1, "ETag": '"' + "0" * 32 + '"'}]}
+        with pytest.raises(ClientError) as e:
+            c.complete_multipart_upload(Bucket="mpu", Key="k", UploadId=up, MultipartUpload=other)
+        assert _code(e) == ("NoSuchUpload", 404)
+        assert c.get_object(Bucket="mpu", Key="k")["Body"].read() == b"p" * 100
+
+    await asyncio.to_thread(work)
+
+
+async def test_complete_checks_the_objects_checksum(s3: S3) -> None:
+    c = s3.client()
+    body = b"A" * 1024
+    digest = hashlib.sha256(body).digest()
+    part_sum = base64.b64encode(digest).decode()
+    whole = base64.b64encode(hashlib.sha256(digest).digest()).decode() + "-1"
+
+    def work() -> None:
+        c.create_bucket(Bucket="mpsum")
+        for value, good in (("bad", False), (("B" if whole[0] == "A" else "A") + whole[1:], False), (whole, True)):
+            up = c.create_multipart_upload(Bucket="mpsum", Key="k", ChecksumAlgorithm="SHA256")
+            part = c.upload_part(
+                Bucket="mpsum", Key="k", UploadId=up["UploadId"], PartNumber=1, Body=body,
+                ChecksumSHA256=part_sum,
+            )  # fmt: skip
+            assert part["ChecksumSHA256"] == part_sum
+            parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+            kwargs: dict[str, Any] = {
+                "Bucket": "mpsum",
+                "Key": "k",
+                "UploadId": up["UploadId"],
+                "MultipartUpload": parts,
+                "ChecksumSHA256": value,
+            }
+            if not good:
+                with pytest.raises(ClientError) as e:
+                    c.complete_multipart_upload(**kwargs)
+                assert _code(e) == ("BadDigest", 400)
+                with pytest.raises(ClientError):
+                    c.head_object(Bucket="mpsum", Key="k")
+                c.abort_multipart_upload(Bucket="mpsum", Key="k", UploadId=up["UploadId"])
+                continue
+            done = c.complete_multipart_upload(**kwargs)
+            assert done["ChecksumSHA256"] == whole
+            head = c.head_object(Bucket="mpsum", Key="k", ChecksumMode="ENABLED")
+            assert head["ChecksumSHA256"] == whole and head["ChecksumType"] == "COMPOSITE"
+
+    await asyncio.to_thread(work)

@@ -22,12 +22,13 @@ import asyncio
 import base64
 import hashlib
 import itertools
+import re
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from jointcloud.core.authz import Operation, Principal, visible
 from jointcloud.core.background import finish
@@ -166,6 +167,24 @@ def composite_etag(part_md5: Sequence[str]) -> str:
     """The S3 multipart ETag: MD5 of the concatenated part MD5s, '-N'."""
     digest = hashlib.md5(b"".join(bytes.fromhex(h) for h in part_md5)).hexdigest()
     return f"{digest}-{len(part_md5)}"
+
+
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
+
+
+async def _completed_before(
+    conn: Any, package_id: int, path: str, listed: Sequence[CompletedPart]
+) -> ObjectInfo | None:
+    """A completion sent again after its answer was lost (an SDK retries):
+    the upload is gone, but the object at ``path`` is the one these parts
+    made (its ETag is theirs), so the answer is the same, as AWS gives it."""
+    md5s = [(p.etag or "").strip().strip('"').lower() for p in listed]
+    if not all(_MD5_HEX.fullmatch(m) for m in md5s):
+        return None
+    current = await catalog.get_object_by_path(conn, package_id, path)
+    if current is None or current.etag != composite_etag(md5s):
+        return None
+    return current
 
 
 # --- checksums, sizes ------------------------------------------------------------
@@ -545,11 +564,15 @@ class MultipartService:
         conditions: Conditions = NO_CONDITIONS,
         *,
         rules: PartRules = S3_RULES,
+        expect: Mapping[ChecksumAlgorithm, str] | None = None,
     ) -> ObjectInfo:
         """Make the listed parts, in that order, the object at ``address``
         (the upload's metadata with it) and end the upload; parts not listed
         go. ``conditions`` are evaluated on the object there, in the commit
-        transaction (If-None-Match ``*``: only if there is none)."""
+        transaction (If-None-Match ``*``: only if there is none). ``expect``:
+        the object's checksums as the client computed them (the composite
+        value, with or without its ``-N``): ``BadDigest`` unless they are the
+        ones the parts make."""
         listed = [CompletedPart(*p) for p in parts]
         numbers = [p.part_number for p in listed]
         if not listed:
@@ -571,7 +594,12 @@ class MultipartService:
         async with self.db.write() as conn:
             if not await catalog.lock_package_paths(conn, pkg.package_id):
                 raise PackageNotFound(f"package {pkg.package_id} not found")
-            rec = self._match(await uploads.get(conn, upload_id, lock=True), upload_id, pkg, path)
+            found = await uploads.get(conn, upload_id, lock=True)
+            if found is None and rules.check_etags:
+                done_before = await _completed_before(conn, pkg.package_id, path, listed)
+                if done_before is not None:
+                    return done_before
+            rec = self._match(found, upload_id, pkg, path)
             stored = await uploads.parts(conn, rec.row_id)
             chosen = self._chosen(listed, stored, rules)
             check_write_conditions(
@@ -588,6 +616,13 @@ class MultipartService:
                 checksums[algorithm] = _composite(
                     algorithm, [p.checksums[algorithm] for p in chosen]
                 )
+            for wanted, value in (expect or {}).items():
+                made = checksums.get(wanted)
+                if made is None or value not in (made, made.rsplit("-", 1)[0]):
+                    raise BadDigest(
+                        f"checksum {wanted}: {value[:80]!r} is not the one of the parts "
+                        f"({made or 'none was computed for this upload'})"
+                    )
             done = await catalog.commit_object(
                 conn,
                 pkg.package_id,

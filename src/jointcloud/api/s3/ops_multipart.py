@@ -272,8 +272,18 @@ async def complete_upload(r: S3Request) -> Response:
     check_key(r)
     body = await r.read_small(MAX_XML)
     parts = _completion(body)
+    expect = {
+        a: value
+        for a in ChecksumAlgorithm
+        if (value := r.header(f"x-amz-checksum-{a.value.lower()}")) is not None
+    }
     info = await r.ctx.multipart.complete(
-        r.principal, _upload_id(r), r.address, parts, conditions=write_conditions(r)
+        r.principal,
+        _upload_id(r),
+        r.address,
+        parts,
+        conditions=write_conditions(r),
+        expect=expect,
     )
     fields: list[tuple[str, Value]] = [
         ("Location", _location(r)),
