@@ -85,9 +85,13 @@ async def test_every_check_of_the_part_list(world: World) -> None:
     assert await read_back(ctx, done) == raw[1] + raw[3] + raw[4]
     assert done.etag == multipart_etag(raw[1], raw[3], raw[4])
     assert done.size == len(raw[1]) + len(raw[3]) + 3
-    # The unlisted part went with the upload; the upload is finished.
+    # The unlisted part went with the upload; the upload is finished. The
+    # same completion again (a retry) answers the same object; any other
+    # finds no upload.
+    again = await ctx.multipart.complete(alice, upload_id, where, listed(1, 3, 4))
+    assert (again.object_id, again.etag) == (done.object_id, done.etag)
     with pytest.raises(UploadNotFound):
-        await ctx.multipart.complete(alice, upload_id, where, listed(1, 3, 4))
+        await ctx.multipart.complete(alice, upload_id, where, listed(1, 3))
 
 
 async def test_the_minimum_part_size_is_a_setting(

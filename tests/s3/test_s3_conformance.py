@@ -192,7 +192,8 @@ async def test_complete_checks_the_objects_checksum(s3: S3) -> None:
 
     def work() -> None:
         c.create_bucket(Bucket="mpsum")
-        for value, good in (("bad", False), (("B" if whole[0] == "A" else "A") + whole[1:], False), (whole, True)):
+        other = ("B" if whole[0] == "A" else "A") + whole[1:]
+        for value, good in (("bad", False), (other, False), (whole, True)):
             up = c.create_multipart_upload(Bucket="mpsum", Key="k", ChecksumAlgorithm="SHA256")
             part = c.upload_part(
                 Bucket="mpsum", Key="k", UploadId=up["UploadId"], PartNumber=1, Body=body,
