@@ -222,3 +222,26 @@ async def test_complete_checks_the_objects_checksum(s3: S3) -> None:
             assert head["ChecksumSHA256"] == whole and head["ChecksumType"] == "COMPOSITE"
 
     await asyncio.to_thread(work)
+
+
+async def test_bucket_pages_and_an_empty_continuation_token(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        assert c.list_buckets(MaxBuckets=1)["Buckets"] == []
+        for name in ("bkt-c", "bkt-a", "bkt-b", "other"):
+            c.create_bucket(Bucket=name)
+        seen: list[str] = []
+        kwargs: dict[str, Any] = {"MaxBuckets": 2, "Prefix": "bkt-"}
+        while True:
+            page = c.list_buckets(**kwargs)
+            seen += [b["Name"] for b in page["Buckets"]]
+            if "ContinuationToken" not in page:
+                break
+            kwargs["ContinuationToken"] = page["ContinuationToken"]
+        assert seen == ["bkt-a", "bkt-b", "bkt-c"]
+        c.put_object(Bucket="bkt-a", Key="k", Body=b"x")
+        listed = c.list_objects_v2(Bucket="bkt-a", ContinuationToken="")
+        assert listed["ContinuationToken"] == "" and [o["Key"] for o in listed["Contents"]] == ["k"]
+
+    await asyncio.to_thread(work)

@@ -7,6 +7,7 @@ An S3 bucket is a package of the credentials' project (DESIGN §2).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import ipaddress
@@ -82,13 +83,57 @@ def check_bucket_name(name: str) -> None:
 # --- the service and buckets --------------------------------------------------
 
 
+MAX_BUCKETS = 10_000
+
+
 @op("ListBuckets")
 async def list_buckets(r: S3Request) -> Response:
-    packages = await r.ctx.packages.list(r.principal, project_of(r))
+    """All the project's buckets, or pages of them (``max-buckets``,
+    ``continuation-token``: the last name shown, base64) under ``prefix``."""
+    limit = MAX_BUCKETS
+    raw_max = r.query("max-buckets")
+    if raw_max is not None:
+        if not raw_max.isdigit() or not 1 <= int(raw_max) <= MAX_BUCKETS:
+            raise InvalidArgumentS3(
+                f"max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+                ArgumentName="max-buckets",
+                ArgumentValue=raw_max[:16],
+            )
+        limit = int(raw_max)
+    prefix = r.query("prefix") or ""
+    token = r.query("continuation-token")
+    after = _bucket_token(token) if token else None
+    packages = sorted(
+        (
+            p
+            for p in await r.ctx.packages.list(r.principal, project_of(r))
+            if p.name.startswith(prefix)
+        ),
+        key=lambda p: p.name.encode(),
+    )
+    if after is not None:
+        packages = [p for p in packages if p.name.encode() > after.encode()]
+    page = packages[:limit]
     buckets: list[tuple[str, Value]] = [
-        ("Bucket", [("Name", p.name), ("CreationDate", iso(p.create_time))]) for p in packages
+        ("Bucket", [("Name", p.name), ("CreationDate", iso(p.create_time))]) for p in page
     ]
-    return xml("ListAllMyBucketsResult", [("Owner", owner(r.principal)), ("Buckets", buckets)])
+    fields: list[tuple[str, Value]] = [("Owner", owner(r.principal)), ("Buckets", buckets)]
+    if len(packages) > limit:
+        fields.append(
+            ("ContinuationToken", base64.urlsafe_b64encode(page[-1].name.encode()).decode())
+        )
+    if prefix:
+        fields.append(("Prefix", prefix))
+    return xml("ListAllMyBucketsResult", fields)
+
+
+def _bucket_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode()
+    except (ValueError, UnicodeError):
+        raise InvalidArgumentS3(
+            "The continuation token provided is incorrect", ArgumentName="continuation-token"
+        ) from None
 
 
 @op("CreateBucket")
@@ -226,11 +271,8 @@ async def list_objects_v2(r: S3Request) -> Response:
     prefix = r.query("prefix") or ""
     delimiter = r.query("delimiter") or None
     start_after = r.query("start-after") or None
+    # An empty token is no token (it is echoed back), as AWS and RGW do.
     token = r.query("continuation-token")
-    if token == "":
-        raise InvalidArgumentS3(
-            "The continuation token provided is incorrect", ArgumentName="continuation-token"
-        )
     max_keys = _max_keys(r)
     listing = await _list(
         r,
@@ -239,7 +281,7 @@ async def list_objects_v2(r: S3Request) -> Response:
             prefix=prefix,
             delimiter=delimiter,
             start_after=start_after,
-            continuation=token,
+            continuation=token or None,
             max_keys=max_keys,
         ),
     )
