@@ -245,3 +245,32 @@ async def test_bucket_pages_and_an_empty_continuation_token(s3: S3) -> None:
         assert listed["ContinuationToken"] == "" and [o["Key"] for o in listed["Contents"]] == ["k"]
 
     await asyncio.to_thread(work)
+
+
+async def test_encryption_and_grant_headers(s3: S3) -> None:
+    """Objects are encrypted at rest (SSE-S3, reported on every object);
+    customer keys, KMS and explicit grants are refused, not ignored."""
+    c = s3.client()
+    key = base64.b64encode(b"k" * 32).decode()
+    key_md5 = base64.b64encode(hashlib.md5(b"k" * 32).digest()).decode()
+
+    def work() -> None:
+        c.create_bucket(Bucket="sse")
+        put = c.put_object(Bucket="sse", Key="k", Body=b"x", ServerSideEncryption="AES256")
+        assert put["ServerSideEncryption"] == "AES256"
+        assert c.get_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+        assert c.head_object(Bucket="sse", Key="k")["ServerSideEncryption"] == "AES256"
+        refused: list[dict[str, Any]] = [
+            {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key, "SSECustomerKeyMD5": key_md5},
+            {"ServerSideEncryption": "aws:kms"},
+            {"GrantRead": 'uri="http://acs.amazonaws.com/groups/global/AllUsers"'},
+        ]
+        for extra in refused:
+            with pytest.raises(ClientError) as e:
+                c.put_object(Bucket="sse", Key="no", Body=b"x", **extra)
+            assert _code(e) == ("NotImplemented", 501), extra
+        with pytest.raises(ClientError) as e:
+            c.head_object(Bucket="sse", Key="no")
+        assert _code(e)[1] == 404
+
+    await asyncio.to_thread(work)

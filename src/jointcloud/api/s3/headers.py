@@ -60,12 +60,54 @@ def check_canned(value: str, argument: str = "x-amz-acl") -> None:
         raise NotImplementedOp(f"{argument}: {canned}: {PUBLISH}")
 
 
+GRANTS = (
+    "x-amz-grant-read",
+    "x-amz-grant-write",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write-acp",
+    "x-amz-grant-full-control",
+)
+
+
 def check_acl_header(r: S3Request) -> None:
     """``x-amz-acl`` on a write (PutObject, CreateBucket, copies, uploads):
-    ``private`` or nothing; a public one is refused, not ignored."""
+    ``private`` or nothing; a public one is refused, not ignored. Explicit
+    grants (``x-amz-grant-*``) are refused as Put*Acl refuses them."""
     value = r.header("x-amz-acl")
     if value is not None:
         check_canned(value)
+    for grant in GRANTS:
+        if r.header(grant) is not None:
+            raise NotImplementedOp(f"{grant}: grants are not supported: {PUBLISH}")
+
+
+# Every object is encrypted at rest with AES-256-GCM under keys the server
+# keeps (redundancy/cipher.py): S3's SSE-S3, which AWS applies by default
+# and reports on every object response.
+SSE = {"x-amz-server-side-encryption": "AES256"}
+_SSE_C = "x-amz-server-side-encryption-customer-algorithm"
+
+
+def check_encryption_headers(r: S3Request) -> None:
+    """SSE-S3 (``AES256``) is what every object gets; SSE-KMS and SSE-C
+    (customer keys) are refused, never ignored: a client would believe its
+    data needs a key it does not."""
+    sse = r.header("x-amz-server-side-encryption")
+    if sse is not None and sse != "AES256":
+        if sse.startswith("aws:kms"):
+            raise NotImplementedOp(
+                f"x-amz-server-side-encryption: {sse}: KMS keys are not supported"
+            )
+        raise InvalidArgumentS3(
+            "The encryption method specified is not supported",
+            ArgumentName="x-amz-server-side-encryption",
+            ArgumentValue=sse[:64],
+        )
+    if r.header(_SSE_C) is not None or r.header("x-amz-server-side-encryption-customer-key"):
+        raise NotImplementedOp(
+            "server-side encryption with customer keys (SSE-C) is not supported: "
+            "objects are encrypted with the server's keys"
+        )
 
 
 META_PREFIX = "x-amz-meta-"
@@ -76,6 +118,7 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
     """Content headers, ``x-amz-meta-*`` and ``x-amz-tagging`` of a write
     (whose ``x-amz-acl`` must be private)."""
     check_acl_header(r)
+    check_encryption_headers(r)
     encoding = r.header("content-encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object (AWS drops it).
@@ -208,6 +251,7 @@ def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
         "Last-Modified": http_date(info.update_time),
         "Accept-Ranges": "bytes",
         "Content-Type": meta.content_type or DEFAULT_CONTENT_TYPE,
+        **SSE,
     }
     for header, value in (
         ("Content-Encoding", meta.content_encoding),

@@ -22,6 +22,7 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import (
     announced_algorithm,
     body_checks,
+    check_encryption_headers,
     checksum_headers,
     content_md5,
     object_meta,
@@ -157,6 +158,7 @@ async def upload_part(r: S3Request) -> Response:
 
 async def _upload_part(r: S3Request) -> Response:
     check_key(r)
+    check_encryption_headers(r)  # a part with SSE-C keys: refused, not ignored
     number = _part_number(r)
     checks = body_checks(r, MAX_PART_SIZE)
     body, declared = r.stored_body()

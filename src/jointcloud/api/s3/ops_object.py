@@ -16,6 +16,7 @@ from jointcloud.api.s3.errors import (
 )
 from jointcloud.api.s3.headers import (
     OVERRIDES,
+    SSE,
     body_checks,
     content_md5,
     object_checksum_headers,
@@ -55,7 +56,7 @@ async def put_object(r: S3Request) -> Response:
             conditions=parse_conditions(r.header),
         ),
     )
-    headers = {"ETag": f'"{info.etag}"'}
+    headers = {"ETag": f'"{info.etag}"', **SSE}
     headers.update(object_checksum_headers(info.checksums))
     return Response(status_code=200, headers=headers)
 
