@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import zlib
 from typing import Any
 
 import pytest
@@ -272,5 +274,43 @@ async def test_encryption_and_grant_headers(s3: S3) -> None:
         with pytest.raises(ClientError) as e:
             c.head_object(Bucket="sse", Key="no")
         assert _code(e)[1] == 404
+
+    await asyncio.to_thread(work)
+
+
+async def test_full_object_checksum_of_a_multipart_upload(s3: S3) -> None:
+    """ChecksumType FULL_OBJECT: the object's CRC is of all its bytes (from
+    the parts' CRCs, not re-read), not a checksum of checksums."""
+    c = s3.client()
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(1234)]
+    whole = zlib.crc32(b"".join(parts)).to_bytes(4, "big")
+    expected = base64.b64encode(whole).decode()
+
+    def work() -> None:
+        c.create_bucket(Bucket="full")
+        up = c.create_multipart_upload(
+            Bucket="full", Key="k", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+        )
+        assert up["ChecksumType"] == "FULL_OBJECT"
+        done = [
+            {"PartNumber": i, "ETag": c.upload_part(
+                Bucket="full", Key="k", UploadId=up["UploadId"], PartNumber=i, Body=data,
+                ChecksumAlgorithm="CRC32",
+            )["ETag"]}
+            for i, data in enumerate(parts, 1)
+        ]  # fmt: skip
+        listed = c.list_parts(Bucket="full", Key="k", UploadId=up["UploadId"])
+        assert listed["ChecksumType"] == "FULL_OBJECT"
+        result = c.complete_multipart_upload(
+            Bucket="full", Key="k", UploadId=up["UploadId"], MultipartUpload={"Parts": done}
+        )
+        assert result["ChecksumCRC32"] == expected and result["ChecksumType"] == "FULL_OBJECT"
+        head = c.head_object(Bucket="full", Key="k", ChecksumMode="ENABLED")
+        assert head["ChecksumCRC32"] == expected and head["ChecksumType"] == "FULL_OBJECT"
+        with pytest.raises(ClientError) as e:
+            c.create_multipart_upload(
+                Bucket="full", Key="s", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT"
+            )
+        assert _code(e) == ("InvalidRequest", 400)
 
     await asyncio.to_thread(work)

@@ -73,7 +73,8 @@ from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.meta.uploads import PartRecord, UploadRecord
 from jointcloud.redundancy.policy import Redundancy
-from jointcloud.redundancy.stream import Checksums
+from jointcloud.redundancy.stream import FULL_OBJECT_CHECKSUMS as FULL_OBJECT_CHECKSUMS
+from jointcloud.redundancy.stream import Checksums, combine_checksums
 
 MAX_PART_INDEX = 100_000  # JCS v1 part indexes are 0..MAX_PART_INDEX
 MAX_PART_NUMBER = 10_000  # S3 part numbers are 1..MAX_PART_NUMBER
@@ -131,6 +132,9 @@ class Upload:
     object_id: int | None  # the object a JCS upload is linked to
     create_time: datetime
     update_time: datetime
+    # The object's checksum: a CRC of all its bytes (S3's FULL_OBJECT), not
+    # a checksum of the parts' checksums (COMPOSITE, ``…-N``).
+    full_object: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,7 @@ def _to_upload(rec: UploadRecord) -> Upload:
         object_id=rec.object_id,
         create_time=rec.create_time,
         update_time=rec.update_time,
+        full_object=rec.full_object,
     )
 
 
@@ -319,14 +324,22 @@ class MultipartService:
         meta: ObjectMeta = NO_META,
         checksum_algorithm: ChecksumAlgorithm | None = None,
         conditions: Conditions = NO_CONDITIONS,
+        *,
+        full_object: bool = False,
     ) -> Upload:
         """Begin an upload to ``address``; ``meta`` and the checksum algorithm
         (computed for every part, and for the object on completion) are kept
         for the object. ``conditions`` are checked against the object there
-        now (completion checks its own)."""
+        now (completion checks its own). ``full_object``: the object's
+        checksum is a CRC of all its bytes, combined from the parts' CRCs."""
         meta = check_meta(meta)
         if checksum_algorithm is not None:
             checksum_algorithm = ChecksumAlgorithm(checksum_algorithm)
+        if full_object and checksum_algorithm not in FULL_OBJECT_CHECKSUMS:
+            raise BadArgument(
+                f"a full-object checksum is a CRC ({', '.join(sorted(FULL_OBJECT_CHECKSUMS))}), "
+                f"not {checksum_algorithm or 'none'}"
+            )
         pkg, path = await self._address(principal, address, Operation.WRITE)
         _, policy = await self.packages.effective_policy(principal, pkg.package_id)
         async with self.db.write() as conn:
@@ -343,6 +356,7 @@ class MultipartService:
                 checksum_algorithm=checksum_algorithm,
                 object_id=None,
                 ts=now(),
+                full_object=full_object,
             )
         return _to_upload(rec)
 
@@ -613,9 +627,14 @@ class MultipartService:
             checksums: dict[ChecksumAlgorithm, str] = {}
             algorithm = rec.checksum_algorithm
             if algorithm is not None and all(algorithm in p.checksums for p in chosen):
-                checksums[algorithm] = _composite(
-                    algorithm, [p.checksums[algorithm] for p in chosen]
-                )
+                if rec.full_object:
+                    checksums[algorithm] = combine_checksums(
+                        algorithm, [(p.checksums[algorithm], p.size) for p in chosen]
+                    )
+                else:
+                    checksums[algorithm] = _composite(
+                        algorithm, [p.checksums[algorithm] for p in chosen]
+                    )
             for wanted, value in (expect or {}).items():
                 made = checksums.get(wanted)
                 if made is None or value not in (made, made.rsplit("-", 1)[0]):

@@ -252,6 +252,9 @@ uploads = Table(
     Column("object_id", Id, ForeignKey("objects.id"), nullable=True, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, index=True),
+    # "FULL_OBJECT": the object's CRC is of all its bytes (migration 0011);
+    # NULL: composite, a checksum of the parts' checksums.
+    Column("checksum_type", String(16), nullable=True),
     Index("ix_uploads_package_path", "package_id", "path"),
     sqlite_autoincrement=True,
 )

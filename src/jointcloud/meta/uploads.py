@@ -34,6 +34,9 @@ from jointcloud.redundancy.policy import Redundancy
 IN_CHUNK = 500
 
 
+FULL_OBJECT = "FULL_OBJECT"  # uploads.checksum_type
+
+
 @dataclass(frozen=True)
 class UploadRecord:
     row_id: int  # internal; parts refer to it
@@ -46,6 +49,7 @@ class UploadRecord:
     object_id: int | None  # the object a JCS upload is linked to
     create_time: datetime
     update_time: datetime
+    full_object: bool = False  # the checksum is a CRC of the whole object
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ def _upload(r: Any) -> UploadRecord:
         object_id=None if r.object_id is None else int(r.object_id),
         create_time=aware(r.created_at),
         update_time=aware(r.updated_at),
+        full_object=r.checksum_type == FULL_OBJECT,
     )
 
 
@@ -99,6 +104,7 @@ async def create(
     checksum_algorithm: ChecksumAlgorithm | None,
     object_id: int | None,
     ts: datetime,
+    full_object: bool = False,
 ) -> UploadRecord:
     res = await conn.execute(
         insert(t.uploads).values(
@@ -107,6 +113,7 @@ async def create(
             path=path,
             redundancy=dump_policy(policy),
             checksum_algorithm=None if checksum_algorithm is None else str(checksum_algorithm),
+            checksum_type=FULL_OBJECT if full_object else None,
             object_id=object_id,
             created_at=ts,
             updated_at=ts,

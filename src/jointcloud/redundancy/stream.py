@@ -99,6 +99,27 @@ _CRCS: dict[str, tuple[Callable[[Any, int], int], int]] = {
 }
 
 
+_COMBINE: dict[str, Callable[[int, int, int], int]] = {
+    "CRC32": crt.combine_crc32,
+    "CRC32C": crt.combine_crc32c,
+    "CRC64NVME": crt.combine_crc64nvme,
+}
+FULL_OBJECT_CHECKSUMS = frozenset(_COMBINE)  # a CRC of the whole from its parts'
+
+
+def combine_checksums(name: str, parts: Sequence[tuple[str, int]]) -> str:
+    """The CRC ``name`` of a whole stream from those of its pieces, in order:
+    (base64 value, byte length) each, as S3's FULL_OBJECT multipart checksum
+    (awscrt's combine: no byte is read again)."""
+    combine = _COMBINE[name]
+    width = _CRCS[name][1]
+    value = 0
+    for i, (text, length) in enumerate(parts):
+        crc = int.from_bytes(base64.b64decode(text), "big")
+        value = crc if i == 0 else combine(value, crc, length)
+    return base64.b64encode(value.to_bytes(width, "big")).decode()
+
+
 class Checksums:
     """The additional checksums of one stream, updated segment by segment in
     the worker thread that already hashes it (awscrt's CRCs and hashlib both

@@ -39,6 +39,7 @@ from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
 from jointcloud.core.commands import ByteRange, ChecksumAlgorithm
 from jointcloud.core.multipart import (
+    FULL_OBJECT_CHECKSUMS,
     MAX_PAGE,
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
@@ -86,8 +87,10 @@ def _count(r: S3Request, name: str, default: int) -> int:
     return int(raw)
 
 
-def _checksum_type(algorithm: ChecksumAlgorithm | None) -> str | None:
-    return None if algorithm is None else "COMPOSITE"
+def _checksum_type(upload: Upload) -> str | None:
+    if upload.checksum_algorithm is None:
+        return None
+    return "FULL_OBJECT" if upload.full_object else "COMPOSITE"
 
 
 def _part_fields(part: Part) -> list[tuple[str, Value]]:
@@ -109,11 +112,7 @@ async def create_upload(r: S3Request) -> Response:
     check_key(r)
     algorithm = announced_algorithm(r)
     kind = (r.header("x-amz-checksum-type") or "").strip().upper()
-    if kind not in ("", "COMPOSITE"):
-        if kind == "FULL_OBJECT":
-            raise InvalidRequestS3(
-                "The FULL_OBJECT checksum type is not supported here: use COMPOSITE"
-            )
+    if kind not in ("", "COMPOSITE", "FULL_OBJECT"):
         raise InvalidArgumentS3(
             "Value for x-amz-checksum-type header is invalid.",
             ArgumentName="x-amz-checksum-type",
@@ -124,17 +123,25 @@ async def create_upload(r: S3Request) -> Response:
             "The x-amz-checksum-type header can only be used with the "
             "x-amz-checksum-algorithm header."
         )
+    full_object = kind == "FULL_OBJECT"
+    if full_object and algorithm not in FULL_OBJECT_CHECKSUMS:
+        raise InvalidRequestS3(
+            f"The FULL_OBJECT checksum type cannot be used with the "
+            f"{algorithm.value.lower() if algorithm else 'missing'} checksum algorithm."
+        )
     upload = await r.ctx.multipart.create(
         r.principal,
         r.address,
         meta=object_meta(r),
         checksum_algorithm=algorithm,
         conditions=write_conditions(r),
+        full_object=full_object,
     )
     headers = {}
-    if algorithm is not None:
+    type_ = _checksum_type(upload)
+    if algorithm is not None and type_ is not None:
         headers["x-amz-checksum-algorithm"] = algorithm.value
-        headers["x-amz-checksum-type"] = "COMPOSITE"
+        headers["x-amz-checksum-type"] = type_
     body = render(
         "InitiateMultipartUploadResult",
         [("Bucket", r.bucket), ("Key", r.key), ("UploadId", upload.upload_id)],
@@ -339,7 +346,7 @@ async def list_parts(r: S3Request) -> Response:
             ("Owner", who),
             ("StorageClass", STORAGE_CLASS),
             ("ChecksumAlgorithm", None if algorithm is None else algorithm.value),
-            ("ChecksumType", _checksum_type(algorithm)),
+            ("ChecksumType", _checksum_type(page.upload)),
         ]
     )
     return xml("ListPartsResult", fields)
@@ -435,7 +442,7 @@ async def list_uploads(r: S3Request) -> Response:
                     ("StorageClass", STORAGE_CLASS),
                     ("Initiated", iso(entry.create_time)),
                     ("ChecksumAlgorithm", None if algorithm is None else algorithm.value),
-                    ("ChecksumType", _checksum_type(algorithm)),
+                    ("ChecksumType", _checksum_type(entry)),
                 ],
             )
         )
