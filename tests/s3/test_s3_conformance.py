@@ -271,9 +271,58 @@ async def test_encryption_and_grant_headers(s3: S3) -> None:
             with pytest.raises(ClientError) as e:
                 c.put_object(Bucket="sse", Key="no", Body=b"x", **extra)
             assert _code(e) == ("NotImplemented", 501), extra
+        malformed: list[dict[str, Any]] = [
+            # SSE-C with SSE-S3, without its algorithm, with a wrong key MD5
+            {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key,
+             "SSECustomerKeyMD5": key_md5, "ServerSideEncryption": "AES256"},
+            {"SSECustomerKey": key, "SSECustomerKeyMD5": key_md5},
+            {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": key,
+             "SSECustomerKeyMD5": base64.b64encode(b"0" * 16).decode()},
+            # a KMS key with SSE-S3, or with no encryption named
+            {"ServerSideEncryption": "AES256", "SSEKMSKeyId": "k1"},
+            {"SSEKMSKeyId": "k1"},
+        ]  # fmt: skip
+        for extra in malformed:
+            with pytest.raises(ClientError) as e:
+                c.put_object(Bucket="sse", Key="no", Body=b"x", **extra)
+            assert _code(e) == ("InvalidArgument", 400), extra
         with pytest.raises(ClientError) as e:
             c.head_object(Bucket="sse", Key="no")
         assert _code(e)[1] == 404
+        # A read names no encryption; a copy reports the copy's.
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="sse", Key="k", SSECustomerAlgorithm="AES256",
+                         SSECustomerKey=key, SSECustomerKeyMD5=key_md5)  # fmt: skip
+        assert _code(e) == ("InvalidRequest", 400)
+        copied = c.copy_object(Bucket="sse", Key="k2", CopySource={"Bucket": "sse", "Key": "k"})
+        assert copied["ServerSideEncryption"] == "AES256"
+
+    await asyncio.to_thread(work)
+
+
+async def test_undecodable_keys_and_expired_presigned_urls(s3: S3) -> None:
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="uri")
+        c.put_object(Bucket="uri", Key="k", Body=b"x")
+        # A control character (here U+008A) in a key: AWS's InvalidURI.
+        with pytest.raises(ClientError) as e:
+            c.get_object(Bucket="uri", Key="\xae\x8a-")
+        assert _code(e) == ("InvalidURI", 400)
+        assert e.value.response["Error"]["Message"] == "Couldn't parse the specified URI."
+        v4 = s3.client(signature_version="s3v4")
+        params = {"Bucket": "uri", "Key": "k"}
+        beyond = v4.generate_presigned_url("get_object", Params=params, ExpiresIn=609901)
+        answer = requests.get(beyond, timeout=10)
+        assert answer.status_code == 403 and "less than a week" in answer.text
+        # The SDK signs no expiry below 1 s: the URL is edited (refused as
+        # expired before its signature is looked at).
+        url = v4.generate_presigned_url("get_object", Params=params, ExpiresIn=60)
+        answer = requests.get(url.replace("X-Amz-Expires=60", "X-Amz-Expires=-7"), timeout=10)
+        assert answer.status_code == 403 and "non-negative" in answer.text
+        url = c.generate_presigned_url("get_object", Params={"Bucket": "uri", "Key": "k"})
+        assert requests.get(url, timeout=10).content == b"x"
 
     await asyncio.to_thread(work)
 

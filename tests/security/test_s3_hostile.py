@@ -71,8 +71,10 @@ async def _keys(s3: Signed) -> list[str]:
 @pytest.mark.parametrize(
     ("path", "want"),
     [
-        ("/bkt/a%00b", "InvalidArgument"),
-        ("/bkt/a%01b", "InvalidArgument"),
+        # Control characters (AWS: InvalidURI) and bytes that are not UTF-8.
+        ("/bkt/a%00b", "InvalidURI"),
+        ("/bkt/a%01b", "InvalidURI"),
+        ("/bkt/%AE%8A-", "InvalidURI"),
         ("/bkt/" + "k" * 1025, "KeyTooLongError"),
     ],
 )

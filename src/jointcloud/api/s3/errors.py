@@ -64,6 +64,8 @@ EntityTooLargeS3 = s3_error("EntityTooLarge", 400)
 InvalidRequestS3 = s3_error("InvalidRequest", 400)
 InvalidPartNumber = s3_error("InvalidPartNumber", 416)
 InvalidPartS3 = s3_error("InvalidPart", 400)
+InvalidRangeS3 = s3_error("InvalidRange", 416)  # a copy-source range past the source's end
+InvalidURI = s3_error("InvalidURI", 400)
 AccessForbidden = s3_error("AccessForbidden", 403)  # a CORS preflight refused
 BadRequest = s3_error("BadRequest", 400)
 MalformedACLError = s3_error("MalformedACLError", 400)
@@ -135,7 +137,8 @@ def error_response(
     fields: list[tuple[str, Value]] = [
         ("Code", code),
         ("Message", exc.message),
-        ("Resource", resource),
+        # A path that was not UTF-8 holds lone surrogates, which XML cannot carry.
+        ("Resource", resource.encode("utf-8", "surrogateescape").decode("utf-8", "replace")),
         ("RequestId", request_id),
     ]
     if isinstance(exc, S3Error):

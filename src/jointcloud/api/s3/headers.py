@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
@@ -14,8 +15,10 @@ from jointcloud.api.s3.errors import (
     EntityTooLargeS3,
     InvalidArgumentS3,
     InvalidDigest,
+    InvalidRequestS3,
     InvalidTag,
     NotImplementedOp,
+    S3Error,
 )
 from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
 from jointcloud.core.commands import tag_map
@@ -85,29 +88,79 @@ def check_acl_header(r: S3Request) -> None:
 # keeps (redundancy/cipher.py): S3's SSE-S3, which AWS applies by default
 # and reports on every object response.
 SSE = {"x-amz-server-side-encryption": "AES256"}
-_SSE_C = "x-amz-server-side-encryption-customer-algorithm"
+_SSE_C = "x-amz-server-side-encryption-customer-"
 
 
 def check_encryption_headers(r: S3Request) -> None:
     """SSE-S3 (``AES256``) is what every object gets; SSE-KMS and SSE-C
     (customer keys) are refused, never ignored: a client would believe its
-    data needs a key it does not."""
+    data needs a key it does not. Malformed or conflicting headers are
+    ``400 InvalidArgument`` first, as AWS answers them."""
     sse = r.header("x-amz-server-side-encryption")
+    kms_key = r.header("x-amz-server-side-encryption-aws-kms-key-id")
+    customer = [r.header(_SSE_C + suffix) for suffix in ("algorithm", "key", "key-md5")]
+    if any(v is not None for v in customer):
+        _check_customer_key(sse, *customer)
+        raise NotImplementedOp(
+            "server-side encryption with customer keys (SSE-C) is not supported: "
+            "objects are encrypted with the server's keys"
+        )
+    if kms_key is not None and not (sse or "").startswith("aws:kms"):
+        raise InvalidArgumentS3(
+            "x-amz-server-side-encryption-aws-kms-key-id needs "
+            "x-amz-server-side-encryption: aws:kms",
+            ArgumentName="x-amz-server-side-encryption",
+        )
     if sse is not None and sse != "AES256":
         if sse.startswith("aws:kms"):
             raise NotImplementedOp(
-                f"x-amz-server-side-encryption: {sse}: KMS keys are not supported"
+                f"x-amz-server-side-encryption: {sse[:40]}: KMS keys are not supported"
             )
         raise InvalidArgumentS3(
             "The encryption method specified is not supported",
             ArgumentName="x-amz-server-side-encryption",
             ArgumentValue=sse[:64],
         )
-    if r.header(_SSE_C) is not None or r.header("x-amz-server-side-encryption-customer-key"):
-        raise NotImplementedOp(
-            "server-side encryption with customer keys (SSE-C) is not supported: "
-            "objects are encrypted with the server's keys"
+
+
+def _check_customer_key(
+    sse: str | None, algorithm: str | None, key: str | None, key_md5: str | None
+) -> None:
+    def bad(message: str) -> S3Error:
+        return InvalidArgumentS3(message, ArgumentName=_SSE_C + "algorithm")
+
+    if sse is not None:
+        raise bad(
+            "Server Side Encryption with Customer provided key is incompatible with "
+            "the encryption method specified"
         )
+    if algorithm is None or key is None:
+        raise bad(
+            "Requests specifying Server Side Encryption with Customer provided keys "
+            "must provide an appropriate secret key and algorithm"
+        )
+    if algorithm != "AES256":
+        raise bad("The encryption algorithm specified is not supported")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise bad("The secret key was invalid for the specified algorithm")
+    if key_md5 is not None and base64.b64encode(hashlib.md5(raw).digest()).decode() != key_md5:
+        raise bad("The calculated MD5 hash of the key did not match the hash that was provided")
+
+
+def check_read_encryption_headers(r: S3Request) -> None:
+    """A read names no encryption: objects are SSE-S3, whose reads need no
+    header; SSE-C parameters do not apply to them (AWS: 400)."""
+    if r.header("x-amz-server-side-encryption") is not None:
+        raise InvalidArgumentS3(
+            "x-amz-server-side-encryption is not a header of reads",
+            ArgumentName="x-amz-server-side-encryption",
+        )
+    if r.header(_SSE_C + "algorithm") is not None or r.header(_SSE_C + "key") is not None:
+        raise InvalidRequestS3("The encryption parameters are not applicable to this object.")
 
 
 META_PREFIX = "x-amz-meta-"

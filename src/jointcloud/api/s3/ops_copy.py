@@ -26,7 +26,7 @@ from jointcloud.api.s3.errors import (
     NoSuchVersion,
     classify,
 )
-from jointcloud.api.s3.headers import content_md5, object_meta, supplied_checksums
+from jointcloud.api.s3.headers import SSE, content_md5, object_meta, supplied_checksums
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
@@ -163,7 +163,9 @@ async def copy_object(r: S3Request) -> Response:
             tags_directive=tags_directive,
         ),
     )
-    return xml("CopyObjectResult", _copy_result(info))
+    response = xml("CopyObjectResult", _copy_result(info))
+    response.headers.update(SSE)
+    return response
 
 
 # --- DeleteObjects --------------------------------------------------------------

@@ -15,11 +15,13 @@ from starlette.responses import Response
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
+    InvalidRangeS3,
     InvalidRequestS3,
     MalformedXML,
     error_response,
 )
 from jointcloud.api.s3.headers import (
+    SSE,
     announced_algorithm,
     body_checks,
     check_encryption_headers,
@@ -181,7 +183,7 @@ async def _upload_part(r: S3Request) -> Response:
         trailer=r.trailing_checksums if checks.trailing else None,
         compute=checks.compute,
     )
-    headers = {"ETag": f'"{part.etag}"'}
+    headers = {"ETag": f'"{part.etag}"', **SSE}
     headers.update(checksum_headers(part.checksums))
     return Response(status_code=200, headers=headers)
 
@@ -201,7 +203,7 @@ def _copy_range(r: S3Request, size: int) -> ByteRange | None:
         )
     first, last = int(m.group(1)), int(m.group(2))
     if last >= size:
-        raise InvalidArgumentS3(
+        raise InvalidRangeS3(
             f"Range specified is not valid for source object of size: {size}",
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=raw[:64],
@@ -233,7 +235,9 @@ async def upload_part_copy(r: S3Request) -> Response:
         ("LastModified", iso(part.update_time)),
     ]
     fields.extend((f"Checksum{a.value}", v) for a, v in part.checksums.items())
-    return xml("CopyPartResult", fields)
+    response = xml("CopyPartResult", fields)
+    response.headers.update(SSE)
+    return response
 
 
 # --- complete, abort ------------------------------------------------------------

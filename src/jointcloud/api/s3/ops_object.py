@@ -12,12 +12,14 @@ from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
     InvalidPartS3,
     InvalidRequestS3,
+    InvalidURI,
     KeyTooLong,
 )
 from jointcloud.api.s3.headers import (
     OVERRIDES,
     SSE,
     body_checks,
+    check_read_encryption_headers,
     content_md5,
     object_checksum_headers,
     object_headers,
@@ -26,14 +28,19 @@ from jointcloud.api.s3.headers import (
 from jointcloud.api.s3.request import S3Request
 from jointcloud.core.commands import ByteRange, Conditions, DeleteObject, GetObject, PutObject
 from jointcloud.core.objects import PartRange
-from jointcloud.core.paths import MAX_PATH
-from jointcloud.errors import InvalidRange
+from jointcloud.core.paths import MAX_PATH, check_chars
+from jointcloud.errors import BadArgument, InvalidRange
 
 MAX_PUT = 5 * 1024**3  # a single PUT; larger objects are uploaded in parts (AWS)
 
 
 def check_key(r: S3Request) -> None:
-    if len(r.key.encode("utf-8", "surrogateescape")) > MAX_PATH:
+    try:
+        raw = r.key.encode("utf-8")
+        check_chars(r.key, "key")
+    except (UnicodeEncodeError, BadArgument):  # not UTF-8, or a control character
+        raise InvalidURI("Couldn't parse the specified URI.") from None
+    if len(raw) > MAX_PATH:
         raise KeyTooLong("Your key is too long", MaxSizeAllowed=str(MAX_PATH))
 
 
@@ -93,6 +100,7 @@ def _overrides(r: S3Request, headers: dict[str, str]) -> None:
 @op("GetObject")
 async def get_object(r: S3Request) -> Response:
     check_key(r)
+    check_read_encryption_headers(r)
     part = _part_number(r)
     rng = parse_byte_range(r.header("range"))
     if part is not None and rng is not None:
@@ -142,6 +150,7 @@ async def get_object(r: S3Request) -> Response:
 @op("HeadObject")
 async def head_object(r: S3Request) -> Response:
     check_key(r)
+    check_read_encryption_headers(r)
     part = _part_number(r)
     conditions = parse_conditions(r.header)
     info = await r.ctx.objects.head(r.principal, r.address, conditions)
