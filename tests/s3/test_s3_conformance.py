@@ -363,3 +363,28 @@ async def test_full_object_checksum_of_a_multipart_upload(s3: S3) -> None:
         assert _code(e) == ("InvalidRequest", 400)
 
     await asyncio.to_thread(work)
+
+
+async def test_post_forms_refuse_customer_keys(s3: S3) -> None:
+    c = s3.client()
+    fields = {
+        "x-amz-server-side-encryption-customer-algorithm": "AES256",
+        "x-amz-server-side-encryption-customer-key": base64.b64encode(b"k" * 32).decode(),
+    }
+
+    def work() -> None:
+        c.create_bucket(Bucket="postsse")
+        post = c.generate_presigned_post(
+            "postsse",
+            "up/x",
+            Fields=fields,
+            Conditions=[{name: value} for name, value in fields.items()],
+        )
+        sent = requests.post(post["url"], data=post["fields"], files={"file": b"x"}, timeout=30)
+        assert sent.status_code == 501 and "<Code>NotImplemented</Code>" in sent.text, sent.text
+        assert "Contents" not in c.list_objects_v2(Bucket="postsse")
+        plain = c.generate_presigned_post("postsse", "up/y")
+        sent = requests.post(plain["url"], data=plain["fields"], files={"file": b"y"}, timeout=30)
+        assert sent.status_code == 204 and sent.headers["x-amz-server-side-encryption"] == "AES256"
+
+    await asyncio.to_thread(work)

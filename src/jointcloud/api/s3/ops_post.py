@@ -26,9 +26,16 @@ from jointcloud.api.s3.errors import (
     EntityTooSmallS3,
     InvalidArgumentS3,
     MaxPostPreDataLengthExceeded,
+    NotImplementedOp,
     PreconditionFailedS3,
 )
-from jointcloud.api.s3.headers import DEFAULT_CONTENT_TYPE, META_PREFIX, check_canned, md5_hex
+from jointcloud.api.s3.headers import (
+    DEFAULT_CONTENT_TYPE,
+    META_PREFIX,
+    SSE,
+    check_canned,
+    md5_hex,
+)
 from jointcloud.api.s3.ops_object import MAX_PUT
 from jointcloud.api.s3.ops_tagging import parse_tagging
 from jointcloud.api.s3.postpolicy import (
@@ -152,6 +159,19 @@ def _redirect(value: str | None) -> str | None:
 _ALGORITHMS = {f"{CHECKSUM_FIELD}{a.value.lower()}": a for a in ChecksumAlgorithm}
 
 
+def _check_encryption(by_name: dict[str, str]) -> None:
+    """As on the other writes (headers.check_encryption_headers): SSE-S3 is
+    what every object gets; customer keys and KMS are refused, not ignored."""
+    sse = by_name.get("x-amz-server-side-encryption")
+    if sse is not None and sse != "AES256":
+        raise NotImplementedOp(f"x-amz-server-side-encryption: {sse[:40]} is not supported")
+    if any(name.startswith("x-amz-server-side-encryption-") for name in by_name):
+        raise NotImplementedOp(
+            "server-side encryption with customer or KMS keys is not supported: "
+            "objects are encrypted with the server's keys"
+        )
+
+
 def _checksums(by_name: dict[str, str]) -> dict[ChecksumAlgorithm, str]:
     """``x-amz-checksum-<algorithm>`` fields: verified against the file."""
     out: dict[ChecksumAlgorithm, str] = {}
@@ -198,6 +218,7 @@ async def post_object(r: S3Request) -> Response:
         raise InvalidArgumentS3("Your key is too long", ArgumentName="key")
     if "acl" in by_name:
         check_canned(by_name["acl"], "acl")
+    _check_encryption(by_name)
     low, high = policy.content_length_range or (0, MAX_PUT)
     body = _bounded(file.chunks(), low, min(high, MAX_PUT), policy.content_length_range is not None)
     info = await r.ctx.objects.put(
@@ -217,7 +238,7 @@ async def post_object(r: S3Request) -> Response:
         query = urlencode({"bucket": r.bucket, "key": key, "etag": etag})
         target = redirect + ("&" if urlsplit(redirect).query else "?") + query
         return Response(status_code=303, headers={"Location": target, "ETag": etag})
-    headers = {"ETag": etag, "Location": location}
+    headers = {"ETag": etag, "Location": location, **SSE}
     status = by_name.get("success_action_status", "").strip()
     if status == "201":
         document = render(
