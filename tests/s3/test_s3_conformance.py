@@ -388,3 +388,45 @@ async def test_post_forms_refuse_customer_keys(s3: S3) -> None:
         assert sent.status_code == 204 and sent.headers["x-amz-server-side-encryption"] == "AES256"
 
     await asyncio.to_thread(work)
+
+
+async def test_get_object_attributes(s3: S3) -> None:
+    c = s3.client()
+    asked = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+    sizes = [5 * 1024 * 1024] * 3 + [1000]
+
+    def work() -> None:
+        c.create_bucket(Bucket="attrs")
+        put = c.put_object(Bucket="attrs", Key="one", Body=b"foo", ChecksumAlgorithm="SHA256")
+        one = c.get_object_attributes(Bucket="attrs", Key="one", ObjectAttributes=asked)
+        assert one["ETag"] == put["ETag"].strip('"') and one["ObjectSize"] == 3
+        assert one["StorageClass"] == "STANDARD" and "ObjectParts" not in one
+        assert one["Checksum"]["ChecksumSHA256"] == put["ChecksumSHA256"]
+        assert one["Checksum"]["ChecksumType"] == "FULL_OBJECT"
+
+        up = c.create_multipart_upload(Bucket="attrs", Key="mp")["UploadId"]
+        done = [
+            {"PartNumber": i, "ETag": c.upload_part(
+                Bucket="attrs", Key="mp", UploadId=up, PartNumber=i, Body=b"p" * n
+            )["ETag"]}
+            for i, n in enumerate(sizes, 1)
+        ]  # fmt: skip
+        result = c.complete_multipart_upload(
+            Bucket="attrs", Key="mp", UploadId=up, MultipartUpload={"Parts": done}
+        )
+        whole = c.get_object_attributes(Bucket="attrs", Key="mp", ObjectAttributes=asked)
+        assert whole["ETag"] == result["ETag"].strip('"') and whole["ObjectSize"] == sum(sizes)
+        parts = whole["ObjectParts"]
+        assert parts["TotalPartsCount"] == 4 and parts["IsTruncated"] is False
+        assert [(p["PartNumber"], p["Size"]) for p in parts["Parts"]] == list(enumerate(sizes, 1))
+        page = c.get_object_attributes(
+            Bucket="attrs", Key="mp", ObjectAttributes=["ObjectParts"],
+            MaxParts=2, PartNumberMarker=1,
+        )["ObjectParts"]  # fmt: skip
+        assert [p["PartNumber"] for p in page["Parts"]] == [2, 3]
+        assert page["IsTruncated"] is True and page["NextPartNumberMarker"] == 3
+        with pytest.raises(ClientError) as e:
+            c.get_object_attributes(Bucket="attrs", Key="nope", ObjectAttributes=asked)
+        assert _code(e) == ("NoSuchKey", 404)
+
+    await asyncio.to_thread(work)

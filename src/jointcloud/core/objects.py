@@ -105,6 +105,14 @@ E = TypeVar("E", ObjectInfo, ListedObject)
 Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
 
 
+class ObjectAttributes(NamedTuple):
+    """An object and, for one completed from uploaded parts, their sizes in
+    order (S3's GetObjectAttributes); None for an object of one piece."""
+
+    info: ObjectInfo
+    part_sizes: tuple[int, ...] | None
+
+
 class PartRange(NamedTuple):
     """Where one part of an object lies (S3's ``partNumber`` reads)."""
 
@@ -736,6 +744,23 @@ class ObjectService:
         offset = parts[part_number - 1][0]
         end = parts[part_number][0] if part_number < len(parts) else info.size
         return PartRange(offset, end - offset, len(parts), True)
+
+    async def attributes(
+        self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
+    ) -> ObjectAttributes:
+        """The object's record and the sizes of the parts it was completed
+        from (each part is one layout: see ``part_range``); preconditions as
+        ``head``."""
+        content = await self._open(principal, address, conditions)
+        info = content.info
+        found = _COMPOSITE_ETAG.match(info.etag)
+        parts = content.parts
+        if found is None or int(found.group(1)) != len(parts):
+            return ObjectAttributes(info, None)
+        ends = [off for off, _ in parts[1:]] + [info.size]
+        return ObjectAttributes(
+            info, tuple(end - off for (off, _), end in zip(parts, ends, strict=True))
+        )
 
     # --- JCS v1 ---------------------------------------------------------------
 

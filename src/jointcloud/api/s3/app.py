@@ -133,6 +133,8 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
     for sub, name in _OBJECT_ACTIONS.items():
         if sub in query:
             return name
+    if method in ("GET", "HEAD") and "attributes" in query:
+        return "GetObjectAttributes"
     for sub, name in _OBJECT_UNSUPPORTED.items():
         if sub in query:
             return _VERB.get(method, method.title()) + name

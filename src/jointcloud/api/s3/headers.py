@@ -21,6 +21,7 @@ from jointcloud.api.s3.errors import (
     S3Error,
 )
 from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
+from jointcloud.api.s3.xmlio import Value
 from jointcloud.core.commands import tag_map
 from jointcloud.core.models import ChecksumAlgorithm, ObjectInfo, ObjectMeta
 from jointcloud.errors import BadArgument
@@ -286,14 +287,28 @@ def checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, st
     return {f"x-amz-checksum-{a.value.lower()}": v for a, v in checksums.items()}
 
 
+def checksum_type(checksums: Mapping[ChecksumAlgorithm, str]) -> str:
+    """COMPOSITE for a checksum of the parts' checksums (``…-N``), else
+    FULL_OBJECT (of every byte)."""
+    return "COMPOSITE" if any("-" in v for v in checksums.values()) else "FULL_OBJECT"
+
+
 def object_checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[str, str]:
-    """An object's checksums and their type (a part's have none): COMPOSITE
-    for a checksum of the parts' checksums (``…-N``), else FULL_OBJECT."""
+    """An object's checksums and their type (a part's have none)."""
     out = checksum_headers(checksums)
     if out:
-        composite = any("-" in v for v in checksums.values())
-        out["x-amz-checksum-type"] = "COMPOSITE" if composite else "FULL_OBJECT"
+        out["x-amz-checksum-type"] = checksum_type(checksums)
     return out
+
+
+def checksum_fields(checksums: Mapping[ChecksumAlgorithm, str]) -> list[tuple[str, Value]]:
+    """``Checksum<ALGORITHM>`` elements (and their type) of a result."""
+    fields: list[tuple[str, Value]] = [
+        (f"Checksum{a.value}", v) for a, v in sorted(checksums.items())
+    ]
+    if fields:
+        fields.append(("ChecksumType", checksum_type(checksums)))
+    return fields
 
 
 def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:

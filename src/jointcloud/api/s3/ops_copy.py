@@ -26,7 +26,13 @@ from jointcloud.api.s3.errors import (
     NoSuchVersion,
     classify,
 )
-from jointcloud.api.s3.headers import SSE, content_md5, object_meta, supplied_checksums
+from jointcloud.api.s3.headers import (
+    SSE,
+    checksum_fields,
+    content_md5,
+    object_meta,
+    supplied_checksums,
+)
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
@@ -101,17 +107,6 @@ def write_conditions(r: S3Request) -> Conditions:
         if_match=etag_list(r.header("if-match")),
         if_none_match=etag_list(r.header("if-none-match")),
     )
-
-
-def checksum_fields(info_checksums: dict[ChecksumAlgorithm, str]) -> list[tuple[str, Value]]:
-    """``Checksum<ALGORITHM>`` elements (and their type) of a result."""
-    fields: list[tuple[str, Value]] = [
-        (f"Checksum{a.value}", v) for a, v in sorted(info_checksums.items())
-    ]
-    if fields:
-        composite = any("-" in v for v in info_checksums.values())
-        fields.append(("ChecksumType", "COMPOSITE" if composite else "FULL_OBJECT"))
-    return fields
 
 
 # --- CopyObject -----------------------------------------------------------------

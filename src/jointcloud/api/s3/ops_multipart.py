@@ -25,13 +25,13 @@ from jointcloud.api.s3.headers import (
     announced_algorithm,
     body_checks,
     check_encryption_headers,
+    checksum_fields,
     checksum_headers,
     content_md5,
     object_meta,
 )
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_copy import (
-    checksum_fields,
     copy_source,
     source_conditions,
     write_conditions,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from jointcloud.api.common.http import parse_byte_range, parse_conditions, pieces
+from jointcloud.api.common.http import http_date, parse_byte_range, parse_conditions, pieces
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
@@ -20,12 +20,14 @@ from jointcloud.api.s3.headers import (
     SSE,
     body_checks,
     check_read_encryption_headers,
+    checksum_fields,
     content_md5,
     object_checksum_headers,
     object_headers,
     object_meta,
 )
 from jointcloud.api.s3.request import S3Request
+from jointcloud.api.s3.xmlio import Value, render
 from jointcloud.core.commands import ByteRange, Conditions, DeleteObject, GetObject, PutObject
 from jointcloud.core.objects import PartRange
 from jointcloud.core.paths import MAX_PATH, check_chars
@@ -177,3 +179,67 @@ async def delete_object(r: S3Request) -> Response:
         r.principal, DeleteObject(r.address, conditions=parse_conditions(r.header))
     )
     return Response(status_code=204)
+
+
+# GetObjectAttributes: what ``x-amz-object-attributes`` may ask for.
+ATTRIBUTES = ("ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize")
+
+
+def _count_header(r: S3Request, name: str, default: int) -> int:
+    raw = r.header(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 10:
+        raise InvalidArgumentS3(
+            f"{name} must be a non-negative integer", ArgumentName=name, ArgumentValue=raw[:16]
+        )
+    return int(raw)
+
+
+@op("GetObjectAttributes")
+async def get_object_attributes(r: S3Request) -> Response:
+    """The object's ETag, checksum, parts (of a multipart object, paged by
+    ``x-amz-max-parts`` and ``x-amz-part-number-marker``), storage class and
+    size, as asked for; a part's own checksum is not kept after completion."""
+    check_key(r)
+    check_read_encryption_headers(r)
+    wanted = {a.strip() for a in (r.header("x-amz-object-attributes") or "").split(",")}
+    wanted.discard("")
+    if not wanted:
+        raise InvalidRequestS3("The x-amz-object-attributes header specifying the attributes "
+                               "to be retrieved is either missing or empty")  # fmt: skip
+    unknown = sorted(wanted - set(ATTRIBUTES))
+    if unknown:
+        raise InvalidArgumentS3(
+            f"Invalid attribute name specified: {unknown[0][:64]}",
+            ArgumentName="x-amz-object-attributes",
+        )
+    max_parts = min(_count_header(r, "x-amz-max-parts", 1000), 1000)
+    marker = _count_header(r, "x-amz-part-number-marker", 0)
+    info, sizes = await r.ctx.objects.attributes(r.principal, r.address, parse_conditions(r.header))
+    fields: list[tuple[str, Value]] = []
+    if "ETag" in wanted:
+        fields.append(("ETag", info.etag))
+    if "Checksum" in wanted and info.checksums:
+        fields.append(("Checksum", checksum_fields(dict(info.checksums))))
+    if "ObjectParts" in wanted and sizes is not None:
+        page = list(enumerate(sizes, 1))[marker : marker + max_parts]
+        truncated = marker + max_parts < len(sizes)
+        parts: list[tuple[str, Value]] = [
+            ("PartsCount", len(sizes)),
+            ("PartNumberMarker", marker),
+            ("NextPartNumberMarker", page[-1][0] if page else marker),
+            ("MaxParts", max_parts),
+            ("IsTruncated", truncated),
+        ]
+        parts.extend(("Part", [("PartNumber", n), ("Size", size)]) for n, size in page)
+        fields.append(("ObjectParts", parts))
+    if "StorageClass" in wanted:
+        fields.append(("StorageClass", "STANDARD"))
+    if "ObjectSize" in wanted:
+        fields.append(("ObjectSize", info.size))
+    return Response(
+        render("GetObjectAttributesOutput", fields),
+        media_type="application/xml",
+        headers={"Last-Modified": http_date(info.update_time)},
+    )
