@@ -4,6 +4,8 @@ service."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 
 import pytest
@@ -220,3 +222,23 @@ async def test_listing_shows_only_what_caveats_reach(world: World) -> None:
     no_list = world.alice.restricted(Caveat(disallow=frozenset({Operation.LIST})))
     with pytest.raises(AccessDenied, match="forbids list"):
         await world.ctx.objects.list(no_list, ListObjects(ref))
+
+
+async def test_listing_past_the_last_character_before_surrogates(world: World) -> None:
+    """A common prefix ending in U+D7FF resumes at U+E000 (no key holds a
+    surrogate); a token carrying a character no key can hold is refused."""
+    pkg = await package(world)
+    paths = ["a\ud7ffb", "a\ud7ffc", "a\ue000", "b"]
+    for p in paths:
+        await world.ctx.objects.put(world.alice, PutObject(at(pkg, p), body(b"x")))
+    ref = PackageRef.by_id(pkg.package_id)
+    seen = await _all_pages(world, ListObjects(ref, delimiter="\ud7ff", max_keys=1))
+    assert seen == ["a\ud7ff", "a\ue000", "b"]
+    with pytest.raises(BadArgument, match="token"):
+        await world.ctx.objects.list(
+            world.alice, ListObjects(ref, continuation=_token_of("a\x00"), max_keys=5)
+        )
+
+
+def _token_of(after: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"a": after, "i": False}).encode()).decode()

@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from jcs_helpers import Api, assert_time, get_task, s3_space
 
 from jointcloud.context import Context
+from jointcloud.core.authz import Principal
+from jointcloud.core.commands import ObjectAddress, PackageRef, PutObject
 from support.s3server import S3Server, s3_server_fixture
 from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
 
@@ -317,3 +320,27 @@ async def test_export_to_storage_root_never_writes_into_block_area(api: Api) -> 
     assert block.read_bytes() == block_bytes
     assert not (api.spaces[space] / "jcs" / "notes.txt").exists()
     assert await api.download(victim["objectID"]) == content
+
+
+async def test_export_takes_folder_markers_for_directories(api: Api) -> None:
+    """S3 keys are opaque: a package may hold the folder marker ``d/`` (what
+    consoles and rclone make) beside ``d/x`` and ``d``'s sibling file ``r``
+    beside ``r/``. An export writes files only; a marker never replaces or
+    blocks one."""
+    (dst,) = await api.add_spaces(1)
+    pid = await api.package("markers")
+    await api.upload(pid, [("d/x", b"x"), ("r", b"data")])
+    user = await api.ctx.accounts.authenticate(api.client.headers["Authorization"].split()[1])
+    who = Principal.user(user.user_id)
+    for marker in ("d/", "r/", "empty/"):
+        address = ObjectAddress(PackageRef.by_id(pid), marker)
+        await api.ctx.objects.put(who, PutObject(address, _empty()))
+    out = await api.post(
+        "/v1/userSpace/downloadPackage", {"packageID": pid, "userSpaceID": dst, "rootPath": "m"}
+    )
+    assert out == {"objectCount": 2, "totalSize": 5}
+    assert read_tree(api.spaces[dst] / "m") == {"d/x": b"x", "r": b"data"}
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    yield b""

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from s3_support import S3
 
@@ -430,3 +433,40 @@ async def test_get_object_attributes(s3: S3) -> None:
         assert _code(e) == ("NoSuchKey", 404)
 
     await asyncio.to_thread(work)
+
+
+async def test_review_edges(s3: S3) -> None:
+    """An empty one-part multipart object read by part; numbers that are
+    digits to str.isdigit but not to int(); a retried completion that
+    names another checksum."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="edges")
+        up = c.create_multipart_upload(Bucket="edges", Key="empty")["UploadId"]
+        etag = c.upload_part(Bucket="edges", Key="empty", UploadId=up, PartNumber=1, Body=b"")
+        parts = {"Parts": [{"PartNumber": 1, "ETag": etag["ETag"]}]}
+        c.complete_multipart_upload(Bucket="edges", Key="empty", UploadId=up, MultipartUpload=parts)
+        got = c.get_object(Bucket="edges", Key="empty", PartNumber=1)
+        assert got["Body"].read() == b"" and got["ResponseMetadata"]["HTTPStatusCode"] == 200
+        head = c.head_object(Bucket="edges", Key="empty", PartNumber=1)
+        assert head["ContentLength"] == 0 and "ContentRange" not in head
+        with pytest.raises(ClientError) as e:
+            c.complete_multipart_upload(
+                Bucket="edges", Key="empty", UploadId=up, MultipartUpload=parts,
+                ChecksumCRC32="AAAAAA==",
+            )  # fmt: skip
+        assert _code(e) == ("BadDigest", 400)
+
+    await asyncio.to_thread(work)
+    for query in ("max-buckets=%C2%B2", "max-buckets=" + "9" * 5000):
+        url = f"{s3.endpoint}/?{query}"
+        request = AWSRequest(method="GET", url=url, headers={})
+        request.headers["x-amz-content-sha256"] = "UNSIGNED-PAYLOAD"
+        S3SigV4Auth(Credentials(s3.access_key_id, s3.secret_key), "s3", "us-east-1").add_auth(
+            request
+        )
+        answer = await asyncio.to_thread(
+            requests.get, url, headers=dict(request.headers.items()), timeout=10
+        )
+        assert answer.status_code == 400 and "InvalidArgument" in answer.text, answer.text

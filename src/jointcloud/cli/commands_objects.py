@@ -182,7 +182,9 @@ def get(
             pairs = [(obj, target)]
         else:
             root = Path(local) if local else Path(remote.basename or remote.package)
-            pairs = [(o, local_target(root, str(o["path"])[len(prefix) :])) for o in objs]
+            # Folder markers (S3 keys ending in '/') are directories, not files.
+            files = [o for o in objs if not str(o["path"]).endswith("/")]
+            pairs = [(o, local_target(root, str(o["path"])[len(prefix) :])) for o in files]
         total = sum(int(o["size"]) for o, _ in pairs)
         label = str(pairs[0][1]) if len(pairs) == 1 else f"{len(pairs)} objects"
         with progress(g.quiet) as bar:

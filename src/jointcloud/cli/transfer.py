@@ -270,6 +270,8 @@ def local_target(root: Path, rel: str) -> Path:
     """``root/rel`` for an object path relative to the downloaded prefix,
     refusing anything that would land outside ``root``."""
     parts = rel.split("/")
-    if any(p in ("", ".", "..") or "\x00" in p for p in parts):
+    # On Windows '\\' separates and ':' names a drive: refused there too.
+    windows = ("\\", ":") if os.name == "nt" else ()
+    if any(p in ("", ".", "..") or "\x00" in p or any(c in p for c in windows) for p in parts):
         raise CliError("OperationFailed", f"refusing to write object path {rel!r} locally")
     return root.joinpath(*parts)

@@ -176,6 +176,20 @@ def composite_etag(part_md5: Sequence[str]) -> str:
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
+def _check_expected(
+    expect: Mapping[ChecksumAlgorithm, str] | None, made: Mapping[ChecksumAlgorithm, str]
+) -> None:
+    """The object's checksums as the client computed them (a composite one
+    with or without its ``-N``) against those the parts made."""
+    for wanted, value in (expect or {}).items():
+        ours = made.get(wanted)
+        if ours is None or value not in (ours, ours.rsplit("-", 1)[0]):
+            raise BadDigest(
+                f"checksum {wanted}: {value[:80]!r} is not the one of the parts "
+                f"({ours or 'none was computed for this upload'})"
+            )
+
+
 async def _completed_before(
     conn: Any, package_id: int, path: str, listed: Sequence[CompletedPart]
 ) -> ObjectInfo | None:
@@ -612,6 +626,7 @@ class MultipartService:
             if found is None and rules.check_etags:
                 done_before = await _completed_before(conn, pkg.package_id, path, listed)
                 if done_before is not None:
+                    _check_expected(expect, done_before.checksums)
                     return done_before
             rec = self._match(found, upload_id, pkg, path)
             stored = await uploads.parts(conn, rec.row_id)
@@ -635,13 +650,7 @@ class MultipartService:
                     checksums[algorithm] = _composite(
                         algorithm, [p.checksums[algorithm] for p in chosen]
                     )
-            for wanted, value in (expect or {}).items():
-                made = checksums.get(wanted)
-                if made is None or value not in (made, made.rsplit("-", 1)[0]):
-                    raise BadDigest(
-                        f"checksum {wanted}: {value[:80]!r} is not the one of the parts "
-                        f"({made or 'none was computed for this upload'})"
-                    )
+            _check_expected(expect, checksums)
             done = await catalog.commit_object(
                 conn,
                 pkg.package_id,

@@ -61,7 +61,7 @@ from jointcloud.core.models import (
     StagedLayout,
     UserSpace,
 )
-from jointcloud.core.paths import key_prefix, object_key, object_path, path_prefix
+from jointcloud.core.paths import check_chars, key_prefix, object_key, object_path, path_prefix
 from jointcloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -145,7 +145,8 @@ def _decode_token(token: str, field: str) -> tuple[str, bool]:
         after, inclusive = data["a"], data["i"]
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
-    except (ValueError, KeyError, TypeError) as exc:
+        check_chars(after, field)  # a crafted cursor no key could be
+    except (ValueError, KeyError, TypeError, BadArgument) as exc:
         raise BadArgument.about(field, "is not a token this service issued") from exc
     return after, inclusive
 
@@ -156,7 +157,9 @@ def _past(common: str) -> tuple[str, bool]:
     last = ord(common[-1])
     if last >= 0x10FFFF:
         return common + "\U0010ffff", False
-    return common[:-1] + chr(last + 1), True
+    # No key holds a surrogate (paths.check_chars): U+D7FF is followed by U+E000.
+    following = 0xE000 if last == 0xD7FF else last + 1
+    return common[:-1] + chr(following), True
 
 
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:

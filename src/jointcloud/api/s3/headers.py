@@ -97,6 +97,8 @@ def check_encryption_headers(r: S3Request) -> None:
     (customer keys) are refused, never ignored: a client would believe its
     data needs a key it does not. Malformed or conflicting headers are
     ``400 InvalidArgument`` first, as AWS answers them."""
+    if r.header("x-amz-copy-source-" + _SSE_C + "algorithm") is not None:
+        raise InvalidRequestS3("The encryption parameters are not applicable to this object.")
     sse = r.header("x-amz-server-side-encryption")
     kms_key = r.header("x-amz-server-side-encryption-aws-kms-key-id")
     customer = [r.header(_SSE_C + suffix) for suffix in ("algorithm", "key", "key-md5")]
@@ -267,7 +269,9 @@ def body_checks(r: S3Request, limit: int) -> BodyChecks:
     """Refuse a body declared larger than ``limit`` (before reading it) and
     say which checksums to verify and compute."""
     raw = r.header("x-amz-decoded-content-length") or r.header("content-length")
-    size = int(raw) if raw is not None and raw.isdigit() else None
+    size = (
+        int(raw) if raw is not None and raw.isascii() and raw.isdigit() and len(raw) < 20 else None
+    )
     if size is not None and size > limit:
         raise EntityTooLargeS3(
             "Your proposed upload exceeds the maximum allowed size",

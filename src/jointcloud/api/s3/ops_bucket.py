@@ -93,7 +93,11 @@ async def list_buckets(r: S3Request) -> Response:
     limit = MAX_BUCKETS
     raw_max = r.query("max-buckets")
     if raw_max is not None:
-        if not raw_max.isdigit() or not 1 <= int(raw_max) <= MAX_BUCKETS:
+        if (
+            not (raw_max.isascii() and raw_max.isdigit())
+            or len(raw_max) > 6
+            or not 1 <= int(raw_max) <= MAX_BUCKETS
+        ):
             raise InvalidArgumentS3(
                 f"max-buckets must be an integer between 1 and {MAX_BUCKETS}",
                 ArgumentName="max-buckets",
@@ -183,13 +187,14 @@ def _max_keys(r: S3Request) -> int:
     raw = r.query("max-keys")
     if raw is None:
         return MAX_KEYS
-    if not raw.isdigit():
+    # ASCII digits only: str.isdigit takes '²', which int() refuses.
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidArgumentS3(
             "Provided max-keys not an integer or within integer range",
             ArgumentName="max-keys",
             ArgumentValue=raw[:64],
         )
-    return min(int(raw), MAX_KEYS)
+    return MAX_KEYS if len(raw) > 9 else min(int(raw), MAX_KEYS)
 
 
 def _encoder(r: S3Request) -> tuple[bool, Encode]:

@@ -66,7 +66,11 @@ def _upload_id(r: S3Request) -> str:
 
 def _part_number(r: S3Request) -> int:
     raw = r.query("partNumber") or ""
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PART_NUMBER:
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > 6
+        or not 1 <= int(raw) <= MAX_PART_NUMBER
+    ):
         raise InvalidArgumentS3(
             f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
             ArgumentName="partNumber",
@@ -80,7 +84,7 @@ def _count(r: S3Request, name: str, default: int) -> int:
     raw = r.query(name)
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) > 2**31 - 1:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 2**31 - 1:
         raise InvalidArgumentS3(
             f"Provided {name} not an integer or within integer range",
             ArgumentName=name,
@@ -214,6 +218,7 @@ def _copy_range(r: S3Request, size: int) -> ByteRange | None:
 @op("UploadPartCopy")
 async def upload_part_copy(r: S3Request) -> Response:
     check_key(r)
+    check_encryption_headers(r)
     number = _part_number(r)
     source = copy_source(r)
     conditions = source_conditions(r)
@@ -254,7 +259,7 @@ def _completion(body: bytes) -> list[CompletedPart]:
         if node.tag != "Part":
             raise MalformedXML(f"unexpected element <{node.tag}> in <CompleteMultipartUpload>")
         number = (child_text(node, "PartNumber") or "").strip()
-        if not number.isdigit():
+        if not (number.isascii() and number.isdigit()) or len(number) > 10:
             raise MalformedXML("every <Part> needs a <PartNumber> (an integer)")
         etag = child_text(node, "ETag")
         sums = {}

@@ -74,7 +74,7 @@ def _part_number(r: S3Request) -> int | None:
     raw = r.query("partNumber")
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 10000:
         raise InvalidArgumentS3(
             "Part number must be an integer between 1 and 10000, inclusive",
             ArgumentName="partNumber",
@@ -111,7 +111,7 @@ async def get_object(r: S3Request) -> Response:
     where = None
     if part is not None:
         where = await _part(r, part, conditions)
-        if where.multipart:  # a part of a multipart object: a ranged read of it
+        if where.multipart and where.length:  # a part of a multipart object: a ranged read
             rng = ByteRange(where.offset, where.offset + where.length - 1)
     dl = await r.ctx.objects.get(
         r.principal, GetObject(r.address, range=rng, conditions=conditions)
@@ -124,7 +124,7 @@ async def get_object(r: S3Request) -> Response:
     if where is not None and where.multipart:
         headers["x-amz-mp-parts-count"] = str(where.parts_count)
     status = 200
-    if dl.partial or (where is not None and where.multipart):
+    if dl.partial or (where is not None and where.multipart and where.length):
         status = 206
         end = dl.offset + dl.length - 1
         headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
@@ -162,7 +162,7 @@ async def head_object(r: S3Request) -> Response:
     status = 200
     if part is not None:
         where = await _part(r, part, conditions)
-        if where.multipart:
+        if where.multipart and where.length:
             status = 206
             end = where.offset + where.length - 1
             headers["Content-Length"] = str(where.length)
@@ -189,7 +189,7 @@ def _count_header(r: S3Request, name: str, default: int) -> int:
     raw = r.header(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 10:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         raise InvalidArgumentS3(
             f"{name} must be a non-negative integer", ArgumentName=name, ArgumentValue=raw[:16]
         )
@@ -224,7 +224,7 @@ async def get_object_attributes(r: S3Request) -> Response:
         fields.append(("Checksum", checksum_fields(dict(info.checksums))))
     if "ObjectParts" in wanted and sizes is not None:
         page = list(enumerate(sizes, 1))[marker : marker + max_parts]
-        truncated = marker + max_parts < len(sizes)
+        truncated = bool(page) and page[-1][0] < len(sizes)
         parts: list[tuple[str, Value]] = [
             ("PartsCount", len(sizes)),
             ("PartNumberMarker", marker),

@@ -26,7 +26,7 @@ from jointcloud.core.transfer.tasks import (
     spec_from_json,
     spec_to_json,
 )
-from jointcloud.core.transfer.trees import Item, SpaceTree, reserved
+from jointcloud.core.transfer.trees import Item, SpaceTree, file_items, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
 from jointcloud.meta import transfers as repo
@@ -217,7 +217,7 @@ class TransferService:
         check_not_reserved(space, root, cmd.label("root_path"))
         await self._check_destination(space, root)
         objs = await self.objects.package_objects(principal, package_id)
-        items = [Item(o.path, o.size, o.update_time.timestamp()) for o in objs]
+        items = file_items(objs)
         spec = spec_to_json(ExportSpec(package_id, space_id, root, cmd.filter))
         if cmd.filter != TransferFilter():
             items = _selected(items, cmd.filter, f"package {package_id}")

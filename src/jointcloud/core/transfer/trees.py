@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from jointcloud.core.authz import Principal
-from jointcloud.core.models import UserSpace
+from jointcloud.core.models import ObjectInfo, UserSpace
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.paths import object_path
 from jointcloud.core.transfer.spec import inside, join
 from jointcloud.errors import BadArgument, BlockNotFound
 from jointcloud.spaces.base import BlockingSpace, Space
@@ -78,6 +79,15 @@ async def sha256_of(stream: AsyncIterator[bytes]) -> str:
     async for chunk in stream:
         h.update(chunk)
     return h.hexdigest()
+
+
+def file_items(objs: Sequence[ObjectInfo]) -> list[Item]:
+    """A package's objects as the files of a tree. A folder marker (an S3
+    key ending in '/', what consoles and rclone make) is a directory where
+    files land, not a file: it is left out."""
+    return [
+        Item(o.path, o.size, o.update_time.timestamp()) for o in objs if not o.path.endswith("/")
+    ]
 
 
 async def object_digest(objects: ObjectService, user_id: int, package_id: int, rel: str) -> str:
@@ -238,7 +248,9 @@ class PackageSink:
         return 0  # uncommitted blocks are the garbage collector's
 
     async def digest(self, rel: str) -> str:
-        return await object_digest(self.objects, self.user_id, self.package_id, rel)
+        # A file's name becomes its object's path by the file-name rules
+        # ('\\' is '/'), as ``write`` stored it.
+        return await object_digest(self.objects, self.user_id, self.package_id, object_path(rel))
 
 
 class PackageSource:
@@ -250,8 +262,9 @@ class PackageSource:
         self.package_id = package_id
 
     async def items(self) -> AsyncIterator[Item]:
-        for o in await self.objects.package_objects(Principal.user(self.user_id), self.package_id):
-            yield Item(o.path, o.size, o.update_time.timestamp())
+        objs = await self.objects.package_objects(Principal.user(self.user_id), self.package_id)
+        for item in file_items(objs):
+            yield item
 
     async def open(self, item: Item) -> AsyncIterator[bytes]:
         content = await self.objects.open(
