@@ -15,8 +15,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from s3_support import S3
 
-from jointcloud.core.commands import ObjectAddress, PackageRef
-from jointcloud.errors import InvalidRange
+from jointcloud.core.commands import ByteRange, GetObject, ObjectAddress, PackageRef
+from jointcloud.errors import BadArgument, InvalidRange
 
 
 def _code(e: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
@@ -242,7 +242,17 @@ async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
     assert await objects.part_range(user.principal, mp, 3) == (sum(sizes[:2]), 1000, 3, True)
     with pytest.raises(InvalidRange):
         await objects.part_range(user.principal, mp, 4)
+    # A read by part number locates and reads the part in one snapshot.
+    dl = await objects.get(user.principal, GetObject(mp, part_number=2))
+    assert dl.part == (sizes[0], sizes[1], 3, True) and dl.partial
+    assert b"".join([c async for c in dl.body]) == data[1]
+    with pytest.raises(InvalidRange):
+        await objects.get(user.principal, GetObject(mp, part_number=4))
+    with pytest.raises(BadArgument):
+        await objects.get(user.principal, GetObject(mp, range=ByteRange(0, 1), part_number=1))
     one = ObjectAddress(PackageRef.by_name("parts"), "one")
     assert await objects.part_range(user.principal, one, 1) == (0, 6, 1, False)
+    whole = await objects.get(user.principal, GetObject(one, part_number=1))
+    assert not whole.partial and b"".join([c async for c in whole.body]) == b"single"
     with pytest.raises(InvalidRange):
         await objects.part_range(user.principal, one, 2)

@@ -163,6 +163,9 @@ class GetObject:
     address: ObjectAddress
     range: ByteRange | None = None
     conditions: Conditions = NO_CONDITIONS
+    # One part of a multipart object (1-based), read from the same snapshot
+    # that says where it lies; not together with ``range``.
+    part_number: int | None = None
 
 
 class MetadataDirective(enum.StrEnum):

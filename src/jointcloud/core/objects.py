@@ -132,6 +132,7 @@ class Download:
     length: int
     body: AsyncIterator[bytes]
     partial: bool = False  # a byte range was asked for (and is what ``body`` holds)
+    part: PartRange | None = None  # where the part asked for lies (``part_number``)
 
 
 def _encode_token(after: str, inclusive: bool) -> str:
@@ -160,6 +161,33 @@ def _past(common: str) -> tuple[str, bool]:
     # No key holds a surrogate (paths.check_chars): U+D7FF is followed by U+E000.
     following = 0xE000 if last == 0xD7FF else last + 1
     return common[:-1] + chr(following), True
+
+
+def _part_of(content: ObjectContent, part_number: int) -> PartRange:
+    """Where part ``part_number`` (1-based) of the object lies, and how many
+    parts it has (``ObjectService.part_range``)."""
+    if part_number < 1:
+        raise BadArgument("part numbers start at 1")
+    info = content.info
+    found = _COMPOSITE_ETAG.match(info.etag)
+    parts = content.parts
+    if found is None or int(found.group(1)) != len(parts) or len(parts) < 2:
+        if part_number != 1:
+            raise InvalidRange(
+                f"The requested partnumber is not satisfiable: part {part_number} of "
+                "an object of 1 part",
+                size=info.size,
+            )
+        return PartRange(0, info.size, 1, found is not None)
+    if part_number > len(parts):
+        raise InvalidRange(
+            f"The requested partnumber is not satisfiable: part {part_number} of "
+            f"an object of {len(parts)} parts",
+            size=info.size,
+        )
+    offset = parts[part_number - 1][0]
+    end = parts[part_number][0] if part_number < len(parts) else info.size
+    return PartRange(offset, end - offset, len(parts), True)
 
 
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:
@@ -513,6 +541,14 @@ class ObjectService:
         if isinstance(cmd, int):
             return await self.get_by_id(principal, cmd)
         content = await self._open(principal, cmd.address, cmd.conditions)
+        if cmd.part_number is not None:
+            if cmd.range is not None:
+                raise BadArgument("a part number and a range cannot be asked for together")
+            part = _part_of(content, cmd.part_number)
+            ranged = part.multipart and part.length > 0
+            offset, length = (part.offset, part.length) if ranged else (0, content.info.size)
+            body = self.store.read(content, offset, length)
+            return Download(content.info, offset, length, body, partial=ranged, part=part)
         offset, length = resolve_range(cmd.range, content.info.size)
         body = self.store.read(content, offset, length)
         return Download(content.info, offset, length, body, partial=cmd.range is not None)
@@ -724,29 +760,8 @@ class ObjectService:
         ETag ``<md5>-N``) keeps their boundaries: each part is one layout;
         any other object is one part, the whole of it. ``InvalidRange`` for
         a part beyond the last; preconditions as ``head``."""
-        if part_number < 1:
-            raise BadArgument("part numbers start at 1")
         content = await self._open(principal, address, conditions)
-        info = content.info
-        found = _COMPOSITE_ETAG.match(info.etag)
-        parts = content.parts
-        if found is None or int(found.group(1)) != len(parts) or len(parts) < 2:
-            if part_number != 1:
-                raise InvalidRange(
-                    f"The requested partnumber is not satisfiable: part {part_number} of "
-                    "an object of 1 part",
-                    size=info.size,
-                )
-            return PartRange(0, info.size, 1, found is not None)
-        if part_number > len(parts):
-            raise InvalidRange(
-                f"The requested partnumber is not satisfiable: part {part_number} of "
-                f"an object of {len(parts)} parts",
-                size=info.size,
-            )
-        offset = parts[part_number - 1][0]
-        end = parts[part_number][0] if part_number < len(parts) else info.size
-        return PartRange(offset, end - offset, len(parts), True)
+        return _part_of(content, part_number)
 
     async def attributes(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS

@@ -28,7 +28,7 @@ from jointcloud.api.s3.headers import (
 )
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, render
-from jointcloud.core.commands import ByteRange, Conditions, DeleteObject, GetObject, PutObject
+from jointcloud.core.commands import Conditions, DeleteObject, GetObject, PutObject
 from jointcloud.core.objects import PartRange
 from jointcloud.core.paths import MAX_PATH, check_chars
 from jointcloud.errors import BadArgument, InvalidRange
@@ -108,14 +108,18 @@ async def get_object(r: S3Request) -> Response:
     if part is not None and rng is not None:
         raise InvalidRequestS3("Cannot specify both Range header and partNumber query parameter")
     conditions = parse_conditions(r.header)
-    where = None
-    if part is not None:
-        where = await _part(r, part, conditions)
-        if where.multipart and where.length:  # a part of a multipart object: a ranged read
-            rng = ByteRange(where.offset, where.offset + where.length - 1)
-    dl = await r.ctx.objects.get(
-        r.principal, GetObject(r.address, range=rng, conditions=conditions)
-    )
+    # A part is located and read in one snapshot: an overwrite in between
+    # cannot make it a range of another object.
+    try:
+        dl = await r.ctx.objects.get(
+            r.principal,
+            GetObject(r.address, range=rng, conditions=conditions, part_number=part),
+        )
+    except InvalidRange as exc:
+        if part is None:
+            raise
+        raise InvalidPartS3(exc.message) from None
+    where = dl.part
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
     # The object's checksums describe all of it: not sent for a part or range.
     whole = not dl.partial and part is None
@@ -124,7 +128,7 @@ async def get_object(r: S3Request) -> Response:
     if where is not None and where.multipart:
         headers["x-amz-mp-parts-count"] = str(where.parts_count)
     status = 200
-    if dl.partial or (where is not None and where.multipart and where.length):
+    if dl.partial:
         status = 206
         end = dl.offset + dl.length - 1
         headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
