@@ -163,31 +163,35 @@ def _past(common: str) -> tuple[str, bool]:
     return common[:-1] + chr(following), True
 
 
+def _part_sizes(content: ObjectContent) -> tuple[int, ...] | None:
+    """The sizes of the parts an object was completed from (its ETag
+    ``<md5>-N``, N layouts: each part is one), in order; None for an object
+    of one piece."""
+    info, parts = content.info, content.parts
+    found = _COMPOSITE_ETAG.match(info.etag)
+    if found is None or int(found.group(1)) != len(parts):
+        return None
+    ends = [off for off, _ in parts[1:]] + [info.size]
+    return tuple(end - off for (off, _), end in zip(parts, ends, strict=True))
+
+
 def _part_of(content: ObjectContent, part_number: int) -> PartRange:
     """Where part ``part_number`` (1-based) of the object lies, and how many
     parts it has (``ObjectService.part_range``)."""
     if part_number < 1:
         raise BadArgument("part numbers start at 1")
-    info = content.info
-    found = _COMPOSITE_ETAG.match(info.etag)
-    parts = content.parts
-    if found is None or int(found.group(1)) != len(parts) or len(parts) < 2:
-        if part_number != 1:
-            raise InvalidRange(
-                f"The requested partnumber is not satisfiable: part {part_number} of "
-                "an object of 1 part",
-                size=info.size,
-            )
-        return PartRange(0, info.size, 1, found is not None)
-    if part_number > len(parts):
+    size = content.info.size
+    sizes = _part_sizes(content)
+    count = 1 if sizes is None else len(sizes)
+    if part_number > count:
         raise InvalidRange(
             f"The requested partnumber is not satisfiable: part {part_number} of "
-            f"an object of {len(parts)} parts",
-            size=info.size,
+            f"an object of {count} part{'' if count == 1 else 's'}",
+            size=size,
         )
-    offset = parts[part_number - 1][0]
-    end = parts[part_number][0] if part_number < len(parts) else info.size
-    return PartRange(offset, end - offset, len(parts), True)
+    if sizes is None:
+        return PartRange(0, size, 1, False)
+    return PartRange(sum(sizes[: part_number - 1]), sizes[part_number - 1], count, True)
 
 
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:
@@ -770,15 +774,7 @@ class ObjectService:
         from (each part is one layout: see ``part_range``); preconditions as
         ``head``."""
         content = await self._open(principal, address, conditions)
-        info = content.info
-        found = _COMPOSITE_ETAG.match(info.etag)
-        parts = content.parts
-        if found is None or int(found.group(1)) != len(parts):
-            return ObjectAttributes(info, None)
-        ends = [off for off, _ in parts[1:]] + [info.size]
-        return ObjectAttributes(
-            info, tuple(end - off for (off, _), end in zip(parts, ends, strict=True))
-        )
+        return ObjectAttributes(content.info, _part_sizes(content))
 
     # --- JCS v1 ---------------------------------------------------------------
 

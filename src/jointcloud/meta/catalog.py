@@ -396,10 +396,7 @@ async def list_objects(
     """Visible objects under ``prefix`` past ``after`` (or from it:
     ``inclusive``), in byte order of path (read on the driver's connection
     where it can be, driver.py)."""
-    mode: _After = None if after is None else ("from" if inclusive else "past")
-    rows = await _driver_listing(bool(prefix), mode, False).rows(
-        conn, _listing_params(package_id, prefix, after, limit)
-    )
+    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, brief=False)
     return [to_object(r) for r in rows]
 
 
@@ -411,22 +408,28 @@ async def list_listed(
     limit: int,
     inclusive: bool = False,
 ) -> list[ListedObject]:
-    """``list_objects`` with only what a listing shows (five columns), read
-    on the driver's connection (driver.py)."""
-    mode: _After = None if after is None else ("from" if inclusive else "past")
-    rows = await _driver_listing(bool(prefix), mode, True).rows(
-        conn, _listing_params(package_id, prefix, after, limit)
-    )
+    """``list_objects`` with only what a listing shows (five columns)."""
+    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, brief=True)
     return [to_listed(r) for r in rows]
 
 
-def _listing_params(package_id: int, prefix: str, after: str | None, limit: int) -> dict[str, Any]:
+async def _listing_rows(
+    conn: AsyncConnection,
+    package_id: int,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    inclusive: bool,
+    *,
+    brief: bool,
+) -> Sequence[Any]:
+    mode: _After = None if after is None else ("from" if inclusive else "past")
     params: dict[str, Any] = {"package_id": package_id, "limit": limit}
     if prefix:
         params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
         params["after"] = after
-    return params
+    return await _listing(bool(prefix), mode, brief).rows(conn, params)
 
 
 _After = Literal["from", "past"] | None
@@ -441,7 +444,7 @@ LISTED_COLUMNS = (
 
 
 @functools.cache
-def _listing(prefixed: bool, after: _After, brief: bool) -> Any:
+def _listing(prefixed: bool, after: _After, brief: bool) -> DriverQuery:
     """One listing statement per shape, built once."""
     path = t.objects.c.path
     columns = LISTED_COLUMNS if brief else (t.objects,)
@@ -453,12 +456,7 @@ def _listing(prefixed: bool, after: _After, brief: bool) -> Any:
         q = q.where(path >= bindparam("after"))
     elif after == "past":
         q = q.where(path > bindparam("after"))
-    return q.order_by(path).limit(bindparam("limit"))
-
-
-@functools.cache
-def _driver_listing(prefixed: bool, after: _After, brief: bool) -> DriverQuery:
-    return DriverQuery(_listing(prefixed, after, brief))
+    return DriverQuery(q.order_by(path).limit(bindparam("limit")))
 
 
 async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str) -> int:

@@ -24,6 +24,7 @@ from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
 from jointcloud.api.s3.xmlio import Value
 from jointcloud.core.commands import tag_map
 from jointcloud.core.models import ChecksumAlgorithm, ObjectInfo, ObjectMeta
+from jointcloud.core.multipart import MAX_PART_NUMBER
 from jointcloud.errors import BadArgument
 
 CANNED = frozenset(
@@ -49,6 +50,27 @@ PUBLISH = (
     "public and shared ACLs are not supported: buckets and objects are private to their "
     "project; publish an object with link sharing (/s/<access>/<bucket>/<key>)"
 )
+
+
+def decimal(raw: str | None, digits: int) -> int | None:
+    """``raw`` as a non-negative integer of at most ``digits`` ASCII digits,
+    else None. ASCII only: ``str.isdigit`` takes '²', which ``int`` refuses;
+    bounded: ``int`` refuses over 4,300 digits."""
+    if raw is None or not (raw.isascii() and raw.isdigit()) or len(raw) > digits:
+        return None
+    return int(raw)
+
+
+def part_number(raw: str) -> int:
+    """A ``partNumber`` (1 to 10,000, as S3)."""
+    number = decimal(raw, 6)
+    if number is None or not 1 <= number <= MAX_PART_NUMBER:
+        raise InvalidArgumentS3(
+            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
+            ArgumentName="partNumber",
+            ArgumentValue=raw[:16],
+        )
+    return number
 
 
 def check_canned(value: str, argument: str = "x-amz-acl") -> None:
@@ -269,9 +291,7 @@ def body_checks(r: S3Request, limit: int) -> BodyChecks:
     """Refuse a body declared larger than ``limit`` (before reading it) and
     say which checksums to verify and compute."""
     raw = r.header("x-amz-decoded-content-length") or r.header("content-length")
-    size = (
-        int(raw) if raw is not None and raw.isascii() and raw.isdigit() and len(raw) < 20 else None
-    )
+    size = decimal(raw, 19)
     if size is not None and size > limit:
         raise EntityTooLargeS3(
             "Your proposed upload exceeds the maximum allowed size",

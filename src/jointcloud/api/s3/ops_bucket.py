@@ -21,7 +21,7 @@ from starlette.responses import Response
 from jointcloud import errors
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
-from jointcloud.api.s3.headers import check_acl_header
+from jointcloud.api.s3.headers import check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
@@ -93,17 +93,14 @@ async def list_buckets(r: S3Request) -> Response:
     limit = MAX_BUCKETS
     raw_max = r.query("max-buckets")
     if raw_max is not None:
-        if (
-            not (raw_max.isascii() and raw_max.isdigit())
-            or len(raw_max) > 6
-            or not 1 <= int(raw_max) <= MAX_BUCKETS
-        ):
+        asked = decimal(raw_max, 6)
+        if asked is None or not 1 <= asked <= MAX_BUCKETS:
             raise InvalidArgumentS3(
                 f"max-buckets must be an integer between 1 and {MAX_BUCKETS}",
                 ArgumentName="max-buckets",
                 ArgumentValue=raw_max[:16],
             )
-        limit = int(raw_max)
+        limit = asked
     prefix = r.query("prefix") or ""
     token = r.query("continuation-token")
     after = _bucket_token(token) if token else None
@@ -187,14 +184,14 @@ def _max_keys(r: S3Request) -> int:
     raw = r.query("max-keys")
     if raw is None:
         return MAX_KEYS
-    # ASCII digits only: str.isdigit takes '²', which int() refuses.
     if not (raw.isascii() and raw.isdigit()):
         raise InvalidArgumentS3(
             "Provided max-keys not an integer or within integer range",
             ArgumentName="max-keys",
             ArgumentValue=raw[:64],
         )
-    return MAX_KEYS if len(raw) > 9 else min(int(raw), MAX_KEYS)
+    value = decimal(raw, 9)  # any longer is more than a page holds
+    return MAX_KEYS if value is None else min(value, MAX_KEYS)
 
 
 def _encoder(r: S3Request) -> tuple[bool, Encode]:

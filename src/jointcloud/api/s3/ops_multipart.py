@@ -28,7 +28,9 @@ from jointcloud.api.s3.headers import (
     checksum_fields,
     checksum_headers,
     content_md5,
+    decimal,
     object_meta,
+    part_number,
 )
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_copy import (
@@ -43,7 +45,6 @@ from jointcloud.core.commands import ByteRange, ChecksumAlgorithm
 from jointcloud.core.multipart import (
     FULL_OBJECT_CHECKSUMS,
     MAX_PAGE,
-    MAX_PART_NUMBER,
     MAX_PART_SIZE,
     CompletedPart,
     Part,
@@ -65,18 +66,7 @@ def _upload_id(r: S3Request) -> str:
 
 
 def _part_number(r: S3Request) -> int:
-    raw = r.query("partNumber") or ""
-    if (
-        not (raw.isascii() and raw.isdigit())
-        or len(raw) > 6
-        or not 1 <= int(raw) <= MAX_PART_NUMBER
-    ):
-        raise InvalidArgumentS3(
-            f"Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=raw[:16],
-        )
-    return int(raw)
+    return part_number(r.query("partNumber") or "")
 
 
 def _count(r: S3Request, name: str, default: int) -> int:
@@ -84,13 +74,14 @@ def _count(r: S3Request, name: str, default: int) -> int:
     raw = r.query(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or int(raw) > 2**31 - 1:
+    value = decimal(raw, 10)
+    if value is None or value > 2**31 - 1:
         raise InvalidArgumentS3(
             f"Provided {name} not an integer or within integer range",
             ArgumentName=name,
             ArgumentValue=raw[:64],
         )
-    return int(raw)
+    return value
 
 
 def _checksum_type(upload: Upload) -> str | None:
@@ -258,8 +249,8 @@ def _completion(body: bytes) -> list[CompletedPart]:
             continue
         if node.tag != "Part":
             raise MalformedXML(f"unexpected element <{node.tag}> in <CompleteMultipartUpload>")
-        number = (child_text(node, "PartNumber") or "").strip()
-        if not (number.isascii() and number.isdigit()) or len(number) > 10:
+        number = decimal((child_text(node, "PartNumber") or "").strip(), 10)
+        if number is None:
             raise MalformedXML("every <Part> needs a <PartNumber> (an integer)")
         etag = child_text(node, "ETag")
         sums = {}
@@ -267,7 +258,7 @@ def _completion(body: bytes) -> list[CompletedPart]:
             algorithm = _CHECKSUM_ELEMENTS.get(child.tag) if isinstance(child.tag, str) else None
             if algorithm is not None and child.text:
                 sums[algorithm] = child.text.strip()
-        parts.append(CompletedPart(int(number), etag, sums))
+        parts.append(CompletedPart(number, etag, sums))
     if not parts:
         raise MalformedXML(
             "The XML you provided was not well-formed or did not validate against our "

@@ -22,9 +22,11 @@ from jointcloud.api.s3.headers import (
     check_read_encryption_headers,
     checksum_fields,
     content_md5,
+    decimal,
     object_checksum_headers,
     object_headers,
     object_meta,
+    part_number,
 )
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, render
@@ -72,15 +74,7 @@ async def put_object(r: S3Request) -> Response:
 
 def _part_number(r: S3Request) -> int | None:
     raw = r.query("partNumber")
-    if raw is None:
-        return None
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 10000:
-        raise InvalidArgumentS3(
-            "Part number must be an integer between 1 and 10000, inclusive",
-            ArgumentName="partNumber",
-            ArgumentValue=raw[:16],
-        )
-    return int(raw)
+    return None if raw is None else part_number(raw)
 
 
 async def _part(r: S3Request, part: int, conditions: Conditions) -> PartRange:
@@ -193,11 +187,12 @@ def _count_header(r: S3Request, name: str, default: int) -> int:
     raw = r.header(name)
     if raw is None:
         return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
+    value = decimal(raw, 10)
+    if value is None:
         raise InvalidArgumentS3(
             f"{name} must be a non-negative integer", ArgumentName=name, ArgumentValue=raw[:16]
         )
-    return int(raw)
+    return value
 
 
 @op("GetObjectAttributes")
