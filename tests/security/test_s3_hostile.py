@@ -9,7 +9,7 @@ import base64
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -155,3 +155,26 @@ async def test_copy_source_cannot_climb_out(s3: Signed) -> None:
         r = await s3.send("PUT", "/bkt/dst", headers={"x-amz-copy-source": source})
         assert r.status_code in (400, 404), (source, r.text)
     assert await _keys(s3) == ["src"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "want"),
+    [
+        ({}, "InvalidRequest"),  # no attributes asked for
+        ({"x-amz-object-attributes": "ETag,Evil"}, "InvalidArgument"),
+        ({"x-amz-object-attributes": "ETag", "x-amz-max-parts": "-1"}, "InvalidArgument"),
+        ({"x-amz-object-attributes": "ETag", "x-amz-max-parts": "0x10"}, "InvalidArgument"),
+        ({"x-amz-object-attributes": "ETag", "x-amz-part-number-marker": "9" * 5000},
+         "InvalidArgument"),
+    ],
+)  # fmt: skip
+async def test_object_attributes_headers(s3: Signed, headers: dict[str, str], want: str) -> None:
+    assert (await s3.send("PUT", "/bkt/k", b"data")).status_code == 200
+    r = await s3.send("GET", "/bkt/k?attributes", headers=headers)
+    assert r.status_code == 400 and code(r) == want, r.text
+
+
+@pytest.mark.parametrize("value", ["0", "10001", "-1", "²", "9" * 5000])
+async def test_list_buckets_page_sizes(s3: Signed, value: str) -> None:
+    r = await s3.send("GET", "/?max-buckets=" + quote(value))
+    assert r.status_code == 400 and code(r) == "InvalidArgument", r.text
