@@ -343,3 +343,24 @@ async def test_body_that_is_not_json_says_so(api: Api) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert "not valid JSON" in msg
+
+
+async def test_lone_surrogates_in_names_are_refused(api: Api) -> None:
+    """JSON may spell a lone surrogate (``\\ud800``), which is no UTF-8: the
+    name is refused in a JSON error that says why, and nothing changes."""
+    w = await world(api)
+    before = await snapshot(api)
+    for url, body in (
+        ("/v1/bucket/create", b'{"name": "a\\ud800b"}'),
+        ("/v1/package/create", b'{"bucketID": %d, "name": "\\udfff"}' % w["bid"]),
+        (
+            "/v1/object/move",
+            b'{"movings": [{"objectID": %d, "packageID": %d, "path": "\\ud800"}]}'
+            % (w["oid"], w["pid"]),
+        ),
+        ("/v1/object/deleteByPath", b'{"packageID": %d, "path": "x\\ud800"}' % w["pid"]),
+    ):
+        r = await api.client.post(url, content=body, headers={"Content-Type": "application/json"})
+        msg = expect_error(r, "BadArgument", 400)
+        assert "lone surrogates" in msg, (url, msg)
+    assert await snapshot(api) == before

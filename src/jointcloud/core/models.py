@@ -154,12 +154,13 @@ class Package:
     upload_policy: Redundancy | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
-class ContentHash:
+class ContentHash(NamedTuple):
     """SHA-256 of an object's content (lower-case hex), or for a multipart
     object the SHA-256 of its parts' SHA-256 digests (``composite``). Empty
     ``sha256``: not known yet (an upload's placeholder). How a protocol spells
-    it is the protocol's business (JCS: ``Full…``/``Comp…``)."""
+    it is the protocol's business (JCS: ``Full…``/``Comp…``). A tuple: a
+    listing makes one per object, and a tuple costs a third of a frozen
+    dataclass to make."""
 
     sha256: str
     composite: bool = False
@@ -181,6 +182,34 @@ class ObjectInfo:
     # Left out of the hash: mappings are not hashable.
     meta: ObjectMeta = field(default=NO_META, hash=False)
     checksums: Mapping[ChecksumAlgorithm, str] = field(default_factory=dict, hash=False)
+
+
+class ObjectEntry(NamedTuple):
+    """An object as a JCS listing shows it: identity, size, content hash,
+    policy and times; no metadata or checksums to decode (a listing of 1,000
+    keys makes 1,000 of these)."""
+
+    object_id: int
+    package_id: int
+    path: str
+    size: int
+    file_hash: ContentHash
+    redundancy: Redundancy
+    create_time: datetime
+    update_time: datetime
+
+    @classmethod
+    def of(cls, info: ObjectInfo) -> ObjectEntry:
+        return cls(
+            info.object_id,
+            info.package_id,
+            info.path,
+            info.size,
+            info.file_hash,
+            info.redundancy,
+            info.create_time,
+            info.update_time,
+        )
 
 
 class ListedObject(NamedTuple):

@@ -56,6 +56,7 @@ from jointcloud.core.models import (
     ContentHash,
     ListedObject,
     ObjectContent,
+    ObjectEntry,
     ObjectInfo,
     Package,
     StagedLayout,
@@ -92,6 +93,15 @@ class Listing:
 
 
 @dataclass(frozen=True)
+class EntryListing:
+    """A JCS listing page: each object as ``ObjectEntry``."""
+
+    common_prefixes: list[str]
+    objects: list[ObjectEntry]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
 class BriefListing:
     """A listing page with only what a listing shows of each object."""
 
@@ -100,7 +110,7 @@ class BriefListing:
     next_token: str | None
 
 
-E = TypeVar("E", ObjectInfo, ListedObject)
+E = TypeVar("E", ObjectInfo, ObjectEntry, ListedObject)
 # (conn, package id, prefix, after, limit, inclusive) -> one batch, in path order
 Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
 
@@ -903,7 +913,7 @@ class ObjectService:
         no_recursive: bool,
         token: str | None = None,
         max_keys: int = MAX_KEYS,
-    ) -> Listing:
+    ) -> EntryListing:
         """JCS: one object (``is_prefix`` false) or a page of those under a
         prefix; a key restricted to some paths sees only what they reach."""
         pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.LIST)
@@ -920,14 +930,15 @@ class ObjectService:
             may_list(exact)
             async with self.db.read() as conn:
                 one = await catalog.get_object_by_path(conn, package_id, exact)
-            shown = one is not None and visible(principal, pkg.name, one.path)
-            return Listing([], [one] if one is not None and shown else [], None)
+            if one is None or not visible(principal, pkg.name, one.path):
+                return EntryListing([], [], None)
+            return EntryListing([], [ObjectEntry.of(one)], None)
         prefix = path_prefix(path)
         may_list(prefix)
         after, inclusive = _decode_token(token, "continuation token") if token else (None, False)
         delimiter = "/" if no_recursive else None
         async with self.db.read() as conn:
-            return Listing(
+            return EntryListing(
                 *await self._scan(
                     conn,
                     principal,
@@ -937,7 +948,7 @@ class ObjectService:
                     after,
                     inclusive,
                     max_keys,
-                    catalog.list_objects,
+                    catalog.list_entries,
                 )
             )
 

@@ -22,6 +22,7 @@ from jointcloud.core.models import (
     LayoutRecord,
     ListedObject,
     ObjectContent,
+    ObjectEntry,
     ObjectInfo,
     ObjectMeta,
     Package,
@@ -41,6 +42,7 @@ from jointcloud.meta.rows import (
     meta_values,
     now,
     to_bucket,
+    to_entry,
     to_listed,
     to_object,
     to_package,
@@ -396,8 +398,21 @@ async def list_objects(
     """Visible objects under ``prefix`` past ``after`` (or from it:
     ``inclusive``), in byte order of path (read on the driver's connection
     where it can be, driver.py)."""
-    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, brief=False)
+    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "whole")
     return [to_object(r) for r in rows]
+
+
+async def list_entries(
+    conn: AsyncConnection,
+    package_id: int,
+    prefix: str,
+    after: str | None,
+    limit: int,
+    inclusive: bool = False,
+) -> list[ObjectEntry]:
+    """``list_objects`` with what a JCS listing shows (eight columns)."""
+    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "entry")
+    return [to_entry(r) for r in rows]
 
 
 async def list_listed(
@@ -409,7 +424,7 @@ async def list_listed(
     inclusive: bool = False,
 ) -> list[ListedObject]:
     """``list_objects`` with only what a listing shows (five columns)."""
-    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, brief=True)
+    rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "listed")
     return [to_listed(r) for r in rows]
 
 
@@ -420,8 +435,7 @@ async def _listing_rows(
     after: str | None,
     limit: int,
     inclusive: bool,
-    *,
-    brief: bool,
+    shape: _Shape,
 ) -> Sequence[Any]:
     mode: _After = None if after is None else ("from" if inclusive else "past")
     params: dict[str, Any] = {"package_id": package_id, "limit": limit}
@@ -429,11 +443,23 @@ async def _listing_rows(
         params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
         params["after"] = after
-    return await _listing(bool(prefix), mode, brief).rows(conn, params)
+    return await _listing(bool(prefix), mode, shape).rows(conn, params)
 
 
 _After = Literal["from", "past"] | None
-# What ``rows.to_listed`` reads, in its order.
+# What each listing reads of a row: all of it (``rows.to_object``), a JCS
+# entry (``rows.to_entry``) or an S3 listing's (``rows.to_listed``).
+_Shape = Literal["whole", "entry", "listed"]
+ENTRY_COLUMNS = (
+    t.objects.c.id,
+    t.objects.c.package_id,
+    t.objects.c.path,
+    t.objects.c.size,
+    t.objects.c.file_hash,
+    t.objects.c.redundancy,
+    t.objects.c.created_at,
+    t.objects.c.updated_at,
+)
 LISTED_COLUMNS = (
     t.objects.c.path,
     t.objects.c.size,
@@ -441,14 +467,18 @@ LISTED_COLUMNS = (
     t.objects.c.updated_at,
     t.objects.c.checksums,
 )
+_COLUMNS: dict[_Shape, Any] = {
+    "whole": (t.objects,),
+    "entry": ENTRY_COLUMNS,
+    "listed": LISTED_COLUMNS,
+}
 
 
 @functools.cache
-def _listing(prefixed: bool, after: _After, brief: bool) -> DriverQuery:
+def _listing(prefixed: bool, after: _After, shape: _Shape) -> DriverQuery:
     """One listing statement per shape, built once."""
     path = t.objects.c.path
-    columns = LISTED_COLUMNS if brief else (t.objects,)
-    q = select(*columns).where(_visible, t.objects.c.package_id == bindparam("package_id"))
+    q = select(*_COLUMNS[shape]).where(_visible, t.objects.c.package_id == bindparam("package_id"))
     if prefixed:
         # A byte-wise range scan instead of LIKE: no escaping, uses the index.
         q = q.where(path >= bindparam("low"), path < bindparam("high"))

@@ -19,6 +19,7 @@ from jointcloud.core.models import (
     ChecksumAlgorithm,
     ContentHash,
     ListedObject,
+    ObjectEntry,
     ObjectInfo,
     ObjectMeta,
     Package,
@@ -253,6 +254,23 @@ def to_object(r: Sequence[Any]) -> ObjectInfo:
         update_time=stamp(updated),
         meta=_meta(*_META_COLUMNS(r)),
         checksums=to_checksums(checksums),
+    )
+
+
+def to_entry(r: Sequence[Any]) -> ObjectEntry:
+    """A row of ``catalog.ENTRY_COLUMNS``, as the driver returns it."""
+    oid, package_id, path, size, file_hash, redundancy, created, updated = r
+    create_time = stamp(created)
+    return ObjectEntry(
+        oid,
+        package_id,
+        path,
+        size,
+        load_hash(file_hash),
+        load_policy_required(redundancy),
+        create_time,
+        # Mostly the same instant (never overwritten): parsed once.
+        create_time if updated == created else stamp(updated),
     )
 
 

@@ -7,7 +7,14 @@ import time
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from jointcloud.core.models import Bucket, ContentHash, ObjectInfo, Package, UserSpace
+from jointcloud.core.models import (
+    Bucket,
+    ContentHash,
+    ObjectEntry,
+    ObjectInfo,
+    Package,
+    UserSpace,
+)
 from jointcloud.redundancy.policy import Redundancy
 
 
@@ -23,6 +30,8 @@ def _local_zone(hour: int, zone: tuple[object, ...]) -> tzinfo | None:
 
 def ts(value: datetime) -> str:
     """RFC 3339 with the server's local offset, as the seed shows."""
+    if value.tzinfo is UTC and not time.timezone and not time.daylight:
+        return value.isoformat()  # a server on UTC: half the cost of a listing's times
     zone = (time.timezone, time.altzone, time.tzname)
     return value.astimezone(_local_zone(int(value.timestamp()) // 3600, zone)).isoformat()
 
@@ -64,7 +73,7 @@ def file_hash(h: ContentHash) -> str:
     return ("Comp" if h.composite else "Full") + h.sha256.upper()
 
 
-def obj(o: ObjectInfo) -> dict[str, Any]:
+def obj(o: ObjectInfo | ObjectEntry) -> dict[str, Any]:
     created = ts(o.create_time)
     return {
         "objectID": o.object_id,
