@@ -625,11 +625,10 @@ async def lock_package_paths(conn: AsyncConnection, package_id: int) -> bool:
     package row locked the second waits and then sees the first one's row.
     SQLite already runs one writer at a time and renders no FOR clause.
     Returns whether the package (still) exists."""
-    row = await conn.execute(_LOCK_PACKAGE, {"package_id": package_id})
-    return row.first() is not None
+    return bool(await _LOCK_PACKAGE.rows(conn, {"package_id": package_id}))
 
 
-_LOCK_PACKAGE = (
+_LOCK_PACKAGE = DriverQuery(
     select(t.packages.c.id)
     .where(t.packages.c.id == bindparam("package_id"))
     .with_for_update(key_share=True)
@@ -718,10 +717,14 @@ _EXISTING_PATHS = select(t.objects.c.id, t.objects.c.path, t.objects.c.created_a
     t.objects.c.package_id == bindparam("package_id"),
     t.objects.c.path.in_(bindparam("paths", expanding=True)),
 )
+# The written statements run on the driver's connection where they can be
+# (driver.DriverQuery.write): a small upload's whole commit.
 _INSERT_NEW_OBJECTS = {
-    dialect.name: dialect_insert(t.objects)
-    .on_conflict_do_nothing(index_elements=[t.objects.c.package_id, t.objects.c.path])
-    .returning(t.objects.c.id, t.objects.c.path)
+    dialect.name: DriverQuery(
+        dialect_insert(t.objects)
+        .on_conflict_do_nothing(index_elements=[t.objects.c.package_id, t.objects.c.path])
+        .returning(t.objects.c.id, t.objects.c.path)
+    )
     for dialect, dialect_insert in (
         (postgresql.dialect, postgresql.insert),
         (sqlite.dialect, sqlite.insert),
@@ -733,7 +736,7 @@ _PARTS_OF = select(t.object_parts.c.layout_id).where(
 _DROP_PARTS_OF = delete(t.object_parts).where(
     t.object_parts.c.object_id.in_(bindparam("object_ids", expanding=True))
 )
-_REPLACE_CONTENT = (
+_REPLACE_CONTENT = DriverQuery(
     update(t.objects)
     .where(t.objects.c.id == bindparam("b_id"))
     .values(
@@ -746,7 +749,7 @@ _REPLACE_CONTENT = (
         **{col: bindparam(f"b_{col}") for col in [*meta_values(None), *checksum_values(None)]},
     )
 )
-_INSERT_PARTS = insert(t.object_parts)
+_INSERT_PARTS = DriverQuery(insert(t.object_parts))
 
 
 async def commit_objects(
@@ -766,8 +769,8 @@ async def commit_objects(
     # after. New paths, the common case, cost one statement. Matched back by
     # path (unique in the package), not by RETURNING order: asking for the
     # order makes SQLite insert one row at a time.
-    rows = await conn.execute(
-        _INSERT_NEW_OBJECTS[conn.dialect.name],
+    rows = await _INSERT_NEW_OBJECTS[conn.dialect.name].write(
+        conn,
         [
             {
                 "package_id": package_id,
@@ -785,7 +788,7 @@ async def commit_objects(
             for it in items
         ],
     )
-    ids = {r.path: int(r.id) for r in rows}
+    ids = {path: int(object_id) for object_id, path in rows}
     existing: dict[str, tuple[int, datetime]] = {}
     taken = [it.path for it in items if it.path not in ids]
     for part in layouts.chunks(taken):
@@ -802,8 +805,8 @@ async def commit_objects(
                 int(r.layout_id) for r in await conn.execute(_PARTS_OF, {"object_ids": part})
             ]
             await conn.execute(_DROP_PARTS_OF, {"object_ids": part})
-        await conn.execute(
-            _REPLACE_CONTENT,
+        await _REPLACE_CONTENT.write(
+            conn,
             [
                 {
                     "b_redundancy": redundancy,
@@ -828,7 +831,7 @@ async def commit_objects(
         for i, (off, lid) in enumerate(it.parts)
     ]
     if part_rows:
-        await conn.execute(_INSERT_PARTS, part_rows)
+        await _INSERT_PARTS.write(conn, part_rows)
     await layouts.release_unreferenced(conn, released)
     return [
         ObjectInfo(

@@ -13,6 +13,13 @@ PostgreSQL (``rows.stamp`` reads either).
 
 Any other driver (an in-memory SQLite on aiosqlite's thread) goes through
 SQLAlchemy as usual.
+
+The hot written statements (a small upload's layout, object and part
+rows) run the same way on SQLite (``write``): compiled for the columns a
+call sets, with SQLAlchemy's own bind processors applied to the values
+(timestamps and booleans), on the sqlite3 connection of the write
+transaction. Their tables have no Python-side column defaults, which this
+path would not apply. PostgreSQL writes go through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from sqlalchemy.sql import Executable
 
 from jointcloud.meta.sqlite import InlineConnection
 
+_Compiled = tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]
+
 
 class DriverQuery:
     """One prebuilt statement with named bound parameters."""
@@ -32,6 +41,7 @@ class DriverQuery:
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         self._compiled: dict[str, tuple[str, tuple[str, ...], dict[str, Any]]] = {}
+        self._written: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
 
     def _args(self, conn: AsyncConnection, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
         """The compiled text and its positional arguments (qmark for sqlite3,
@@ -64,3 +74,45 @@ class DriverQuery:
             rows: Sequence[Any] = await driver.fetch(sql, *args)
             return rows
         return (await conn.execute(self.statement, params)).all()
+
+    def _for_columns(self, conn: AsyncConnection, keys: tuple[str, ...]) -> _Compiled:
+        """The statement compiled for the columns ``keys`` set, its parameter
+        order, constants and bind processors."""
+        found = self._written.get((conn.dialect.name, keys))
+        if found is None:
+            compiled = self.statement.compile(  # type: ignore[attr-defined]
+                dialect=conn.dialect, column_keys=list(keys)
+            )
+            found = (
+                compiled.string,
+                tuple(compiled.positiontup or ()),
+                compiled.params,
+                dict(compiled._bind_processors),
+            )
+            self._written[(conn.dialect.name, keys)] = found
+        return found
+
+    async def write(
+        self, conn: AsyncConnection, params: Sequence[Mapping[str, Any]]
+    ) -> list[Sequence[Any]]:
+        """Run a written statement once per mapping (every mapping sets the
+        same columns) in the caller's transaction; the rows it returns
+        (``RETURNING``), in order, as tuples."""
+        if not params:
+            return []
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if not isinstance(driver, InlineConnection):
+            result = await conn.execute(self.statement, list(params))
+            return [tuple(r) for r in result.all()] if result.returns_rows else []
+        sql, names, constants, processors = self._for_columns(conn, tuple(params[0]))
+        cursor = driver.sqlite.cursor()
+        out: list[Sequence[Any]] = []
+        for one in params:
+            args = []
+            for n in names:
+                value = one[n] if n in one else constants[n]
+                process = processors.get(n)
+                args.append(value if process is None or value is None else process(value))
+            out += cursor.execute(sql, args).fetchall()
+        return out

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
 from jointcloud.meta import tables as t
 from jointcloud.meta import uploads
+from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import dump_policy, load_policy_required, now
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 
@@ -52,9 +53,10 @@ def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]
         yield items[i : i + size]
 
 
-_INSERT_BLOCKS = insert(t.blocks)
-_INSERT_LAYOUTS = insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key)
-_ACTIVATE = (
+# Run on the driver's connection where it can be (driver.DriverQuery.write).
+_INSERT_BLOCKS = DriverQuery(insert(t.blocks))
+_INSERT_LAYOUTS = DriverQuery(insert(t.layouts).returning(t.layouts.c.id, t.layouts.c.wrapped_key))
+_ACTIVATE = DriverQuery(
     update(t.layouts)
     .where(t.layouts.c.id == bindparam("b_id"))
     .values(
@@ -80,8 +82,8 @@ async def create_pending_many(
     # Matched back by wrapped key (unique: a fresh random key, sealed with a
     # random nonce), not by RETURNING order: asking SQLAlchemy for the order
     # makes it insert one row per statement on SQLite.
-    rows = await conn.execute(
-        _INSERT_LAYOUTS,  # the same statement: the state is a parameter
+    rows = await _INSERT_LAYOUTS.write(
+        conn,  # the same statement: the state is a parameter
         [
             {
                 "state": "pending",
@@ -95,12 +97,12 @@ async def create_pending_many(
             for wrapped, _ in intents
         ],
     )
-    by_key = {bytes(r.wrapped_key): int(r.id) for r in rows}
+    by_key = {bytes(wrapped): int(layout_id) for layout_id, wrapped in rows}
     if len(by_key) != len(intents):
         raise ValueError("create_pending_many needs a distinct wrapped key per layout")
     ids = [by_key[wrapped] for wrapped, _ in intents]
-    await conn.execute(
-        _INSERT_BLOCKS,
+    await _INSERT_BLOCKS.write(
+        conn,
         [
             {"layout_id": layout_id, "idx": i, "user_space_id": s, "key": k}
             for layout_id, (_, plan) in zip(ids, intents, strict=True)
@@ -122,8 +124,8 @@ async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -
         ts, dumped = now(), dump_policy(NonePolicy())
         # Matched back by wrapped key (unique), as in create_pending_many.
         by_key = {s.wrapped_key: s.layout_id for s in inline}
-        rows = await conn.execute(
-            _INSERT_LAYOUTS,
+        rows = await _INSERT_LAYOUTS.write(
+            conn,
             [
                 {
                     "state": "live",
@@ -138,11 +140,11 @@ async def activate_many(conn: AsyncConnection, staged: Sequence[StagedLayout]) -
                 for s in inline
             ],
         )
-        ids = {by_key[r.wrapped_key]: int(r.id) for r in rows}
+        ids = {by_key[bytes(wrapped)]: int(layout_id) for layout_id, wrapped in rows}
     if not stored:
         return ids
-    await conn.execute(
-        _ACTIVATE,
+    await _ACTIVATE.write(
+        conn,
         [
             {
                 "b_id": s.layout_id,
