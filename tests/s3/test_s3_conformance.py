@@ -470,3 +470,81 @@ async def test_review_edges(s3: S3) -> None:
             requests.get, url, headers=dict(request.headers.items()), timeout=10
         )
         assert answer.status_code == 400 and "InvalidArgument" in answer.text, answer.text
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+async def test_parts_keep_their_own_checksums(s3: S3) -> None:
+    """A part read (``partNumber``) and GetObjectAttributes answer each
+    part's own checksum, with the object's checksum type; a copy keeps them."""
+    c = s3.client()
+    bodies = [b"A" * (5 * 1024 * 1024), b"B" * (5 * 1024 * 1024), b"C" * 777]
+    sums = [_b64(hashlib.sha256(b).digest()) for b in bodies]
+    composite = _b64(hashlib.sha256(b"".join(base64.b64decode(s) for s in sums)).digest())
+
+    def work() -> None:
+        c.create_bucket(Bucket="psums")
+        up = c.create_multipart_upload(
+            Bucket="psums", Key="mp", ChecksumAlgorithm="SHA256", ChecksumType="COMPOSITE"
+        )["UploadId"]
+        done = []
+        for i, (body, want) in enumerate(zip(bodies, sums, strict=True), 1):
+            got = c.upload_part(
+                Bucket="psums", Key="mp", UploadId=up, PartNumber=i, Body=body,
+                ChecksumAlgorithm="SHA256", ChecksumSHA256=want,
+            )  # fmt: skip
+            done.append({"PartNumber": i, "ETag": got["ETag"], "ChecksumSHA256": want})
+        result = c.complete_multipart_upload(
+            Bucket="psums", Key="mp", UploadId=up, MultipartUpload={"Parts": done}
+        )
+        assert result["ChecksumSHA256"] == f"{composite}-3"
+        c.copy_object(Bucket="psums", Key="copy", CopySource={"Bucket": "psums", "Key": "mp"})
+        for key in ("mp", "copy"):
+            for n, (body, want) in enumerate(zip(bodies, sums, strict=True), 1):
+                part = c.get_object(Bucket="psums", Key=key, PartNumber=n, ChecksumMode="ENABLED")
+                assert part["Body"].read() == body
+                assert part["ChecksumSHA256"] == want and part["ChecksumType"] == "COMPOSITE"
+                head = c.head_object(Bucket="psums", Key=key, PartNumber=n, ChecksumMode="ENABLED")
+                assert head["ChecksumSHA256"] == want and head["ChecksumType"] == "COMPOSITE"
+                assert head["ContentLength"] == len(body)
+            attrs = c.get_object_attributes(
+                Bucket="psums", Key=key, ObjectAttributes=["Checksum", "ObjectParts"]
+            )
+            assert attrs["Checksum"]["ChecksumSHA256"] == f"{composite}-3"
+            assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == sums
+            whole = c.head_object(Bucket="psums", Key=key, ChecksumMode="ENABLED")
+            assert whole["ChecksumSHA256"] == f"{composite}-3"
+
+    await asyncio.to_thread(work)
+
+
+async def test_a_part_of_a_full_object_crc_reads_with_its_own(s3: S3) -> None:
+    """A part of a FULL_OBJECT upload answers the part's CRC (the SDK checks
+    the part's bytes against it), not the whole object's."""
+    c = s3.client()
+    bodies = [os.urandom(5 * 1024 * 1024), os.urandom(4321)]
+
+    def work() -> None:
+        c.create_bucket(Bucket="fullparts")
+        up = c.create_multipart_upload(
+            Bucket="fullparts", Key="k", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+        )["UploadId"]
+        done = [
+            {"PartNumber": i, "ETag": c.upload_part(
+                Bucket="fullparts", Key="k", UploadId=up, PartNumber=i, Body=body,
+                ChecksumAlgorithm="CRC32",
+            )["ETag"]}
+            for i, body in enumerate(bodies, 1)
+        ]  # fmt: skip
+        c.complete_multipart_upload(
+            Bucket="fullparts", Key="k", UploadId=up, MultipartUpload={"Parts": done}
+        )
+        for n, body in enumerate(bodies, 1):
+            part = c.get_object(Bucket="fullparts", Key="k", PartNumber=n, ChecksumMode="ENABLED")
+            assert part["Body"].read() == body
+            assert part["ChecksumCRC32"] == _b64(zlib.crc32(body).to_bytes(4, "big"))
+            assert part["ChecksumType"] == "FULL_OBJECT"
+
+    await asyncio.to_thread(work)

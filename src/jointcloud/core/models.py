@@ -273,6 +273,9 @@ class ObjectContent:
 
     info: ObjectInfo
     parts: tuple[tuple[int, LayoutRecord], ...]  # (offset in object, layout)
+    # Each part's own checksums (an object completed from uploaded parts;
+    # empty where none were kept), in the order of ``parts``.
+    part_checksums: tuple[Mapping[ChecksumAlgorithm, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -640,8 +640,12 @@ class MultipartService:
                 refs.append((offset, part.layout_id))
                 offset += part.size
             checksums: dict[ChecksumAlgorithm, str] = {}
+            part_checksums: list[dict[ChecksumAlgorithm, str]] | None = None
             algorithm = rec.checksum_algorithm
             if algorithm is not None and all(algorithm in p.checksums for p in chosen):
+                # Each part keeps its own, of the upload's algorithm: S3 answers
+                # it for a part read and in GetObjectAttributes.
+                part_checksums = [{algorithm: p.checksums[algorithm]} for p in chosen]
                 if rec.full_object:
                     checksums[algorithm] = combine_checksums(
                         algorithm, [(p.checksums[algorithm], p.size) for p in chosen]
@@ -663,6 +667,7 @@ class MultipartService:
                 ts=now(),
                 meta=rec.meta,
                 checksums=checksums,
+                part_checksums=part_checksums,
             )
             # Parts not listed go with the upload.
             await layouts.release_unreferenced(conn, await uploads.drop(conn, [rec.row_id]))

@@ -117,10 +117,12 @@ Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
 
 class ObjectAttributes(NamedTuple):
     """An object and, for one completed from uploaded parts, their sizes in
-    order (S3's GetObjectAttributes); None for an object of one piece."""
+    order (S3's GetObjectAttributes) and each one's own checksums (empty
+    where none were kept); None for an object of one piece."""
 
     info: ObjectInfo
     part_sizes: tuple[int, ...] | None
+    part_checksums: tuple[Mapping[ChecksumAlgorithm, str], ...] | None = None
 
 
 class PartRange(NamedTuple):
@@ -130,6 +132,9 @@ class PartRange(NamedTuple):
     length: int
     parts_count: int
     multipart: bool  # completed from uploaded parts (its ETag ``<md5>-N``)
+    # The checksums of those bytes: the part's own as uploaded (none kept:
+    # empty), or the object's when the part is the whole object.
+    checksums: Mapping[ChecksumAlgorithm, str] = {}
 
 
 _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
@@ -200,8 +205,21 @@ def _part_of(content: ObjectContent, part_number: int) -> PartRange:
             size=size,
         )
     if sizes is None:
-        return PartRange(0, size, 1, False)
-    return PartRange(sum(sizes[: part_number - 1]), sizes[part_number - 1], count, True)
+        return PartRange(0, size, 1, False, content.info.checksums)
+    sums = _part_checksums(content)
+    return PartRange(
+        sum(sizes[: part_number - 1]),
+        sizes[part_number - 1],
+        count,
+        True,
+        {} if sums is None else sums[part_number - 1],
+    )
+
+
+def _part_checksums(content: ObjectContent) -> tuple[Mapping[ChecksumAlgorithm, str], ...] | None:
+    """Each part's own checksums, where they were kept (else None)."""
+    sums = content.part_checksums
+    return sums if len(sums) == len(content.parts) and any(sums) else None
 
 
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:
@@ -634,6 +652,7 @@ class ObjectService:
                 check_write_conditions(current, cmd.conditions)
             base = src.meta if copy_meta or given is None else given
             tags = src.meta.tags if copy_tags or given is None else given.tags
+            refs = await catalog.part_refs(conn, src.object_id)
             return await catalog.commit_object(
                 conn,
                 dst_pkg.package_id,
@@ -642,10 +661,11 @@ class ObjectService:
                 file_hash=src.file_hash,
                 etag=src.etag,
                 policy=src.redundancy,
-                parts=await catalog.part_refs(conn, src.object_id),
+                parts=[(r.offset, r.layout_id) for r in refs],
                 ts=now(),
                 meta=dataclasses.replace(base, tags=tags),
                 checksums=src.checksums,
+                part_checksums=[r.checksums for r in refs],
             )
 
     async def list(self, principal: Principal, cmd: ListObjects) -> Listing:
@@ -784,7 +804,10 @@ class ObjectService:
         from (each part is one layout: see ``part_range``); preconditions as
         ``head``."""
         content = await self._open(principal, address, conditions)
-        return ObjectAttributes(content.info, _part_sizes(content))
+        sizes = _part_sizes(content)
+        return ObjectAttributes(
+            content.info, sizes, None if sizes is None else _part_checksums(content)
+        )
 
     # --- JCS v1 ---------------------------------------------------------------
 

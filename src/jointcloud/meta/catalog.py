@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -42,6 +42,7 @@ from jointcloud.meta.rows import (
     meta_values,
     now,
     to_bucket,
+    to_checksums,
     to_entry,
     to_listed,
     to_object,
@@ -310,6 +311,7 @@ def _opening() -> Any:
             t.blocks.c.idx.label("b_idx"),
             t.blocks.c.user_space_id.label("b_space"),
             t.blocks.c.key.label("b_key"),
+            t.object_parts.c.checksums.label("p_checksums"),
         )
         .select_from(t.objects)
         .join(t.object_parts, t.object_parts.c.object_id == t.objects.c.id, isouter=True)
@@ -323,7 +325,7 @@ def _opening() -> Any:
 # Positions in a row of ``_opening()``: the objects columns, then these.
 _N = len(t.objects.columns)
 _P_OFFSET, _L_ID, _L_POLICY, _L_SIZE, _L_SEGMENT, _L_CHUNK, _L_KEY, _L_INLINE = range(_N, _N + 8)
-_B_IDX, _B_SPACE, _B_KEY = range(_N + 8, _N + 11)
+_B_IDX, _B_SPACE, _B_KEY, _P_CHECKSUMS = range(_N + 8, _N + 12)
 
 
 def _opened(rows: Sequence[Any]) -> ObjectContent | None:
@@ -358,6 +360,7 @@ def _opened(rows: Sequence[Any]) -> ObjectContent | None:
             )
             for off, r, blocks in parts
         ),
+        part_checksums=tuple(to_checksums(r[_P_CHECKSUMS]) for _, r, _ in parts),
     )
 
 
@@ -508,7 +511,15 @@ async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, 
         )
     )
     object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
-    await set_parts(conn, object_id, await part_refs(conn, src.object_id))
+    p = t.object_parts.c
+    await conn.execute(
+        insert(t.object_parts).from_select(
+            ["object_id", "seq", "layout_id", "offset", "checksums"],
+            select(literal(object_id), p.seq, p.layout_id, p.offset, p.checksums).where(
+                p.object_id == src.object_id
+            ),
+        )
+    )
     return object_id
 
 
@@ -648,9 +659,11 @@ async def commit_object(
     ts: datetime,
     meta: ObjectMeta | None = None,
     checksums: Mapping[ChecksumAlgorithm, str] | None = None,
+    part_checksums: Sequence[Mapping[ChecksumAlgorithm, str]] | None = None,
 ) -> ObjectInfo:
     """Point ``package/path`` at new content in the caller's transaction, which
-    must hold ``lock_package_paths``.
+    must hold ``lock_package_paths``. ``part_checksums``: each part's own
+    (an object completed from uploaded parts).
 
     Keeps the objectID and createTime of an existing object (overwrite);
     releases the layouts the old content no longer needs. ``meta`` and
@@ -684,7 +697,7 @@ async def commit_object(
         object_id, created = int(existing.id), aware(existing.created_at)
         released = await _drop_parts(conn, object_id)
         await conn.execute(update(t.objects).where(t.objects.c.id == object_id).values(**values))
-    await set_parts(conn, object_id, parts)
+    await set_parts(conn, object_id, parts, part_checksums)
     await layouts.release_unreferenced(conn, released)
     return ObjectInfo(
         object_id=object_id,
@@ -852,25 +865,44 @@ async def commit_objects(
 
 
 async def set_parts(
-    conn: AsyncConnection, object_id: int, parts: Sequence[tuple[int, int]]
+    conn: AsyncConnection,
+    object_id: int,
+    parts: Sequence[tuple[int, int]],
+    checksums: Sequence[Mapping[ChecksumAlgorithm, str]] | None = None,
 ) -> None:
+    """The object's parts, (offset, layout id) in order, each with its own
+    checksums if given (an object completed from uploaded parts)."""
     if parts:
+        sums = checksums or [{}] * len(parts)
         await conn.execute(
             insert(t.object_parts),
             [
-                {"object_id": object_id, "seq": i, "offset": off, "layout_id": lid}
-                for i, (off, lid) in enumerate(parts)
+                {
+                    "object_id": object_id,
+                    "seq": i,
+                    "offset": off,
+                    "layout_id": lid,
+                    **checksum_values(part_sums),
+                }
+                for i, ((off, lid), part_sums) in enumerate(zip(parts, sums, strict=True))
             ],
         )
 
 
-async def part_refs(conn: AsyncConnection, object_id: int) -> list[tuple[int, int]]:
+class PartRef(NamedTuple):
+    offset: int
+    layout_id: int
+    checksums: dict[ChecksumAlgorithm, str]
+
+
+async def part_refs(conn: AsyncConnection, object_id: int) -> list[PartRef]:
+    """The object's parts in order: where each begins, its layout, its own
+    checksums (none kept: empty)."""
+    p = t.object_parts.c
     rows = await conn.execute(
-        select(t.object_parts.c.offset, t.object_parts.c.layout_id)
-        .where(t.object_parts.c.object_id == object_id)
-        .order_by(t.object_parts.c.seq)
+        select(p.offset, p.layout_id, p.checksums).where(p.object_id == object_id).order_by(p.seq)
     )
-    return [(int(r.offset), int(r.layout_id)) for r in rows]
+    return [PartRef(int(r.offset), int(r.layout_id), to_checksums(r.checksums)) for r in rows]
 
 
 async def create_placeholder(

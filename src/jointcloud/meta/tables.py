@@ -225,6 +225,9 @@ object_parts = Table(
     Column("seq", Integer, primary_key=True),
     Column("layout_id", Id, ForeignKey("layouts.id"), nullable=False, index=True),
     Column("offset", BigInteger, nullable=False),
+    # The part's own checksums (JSON: algorithm -> base64) as uploaded, for
+    # an object completed from parts (0012); NULL: none kept.
+    Column("checksums", Text, nullable=True),
 )
 
 # Multipart uploads in flight (S3 and the JCS three-step upload): several may

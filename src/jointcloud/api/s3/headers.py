@@ -325,6 +325,17 @@ def object_checksum_headers(checksums: Mapping[ChecksumAlgorithm, str]) -> dict[
     return out
 
 
+def part_checksum_headers(
+    part: Mapping[ChecksumAlgorithm, str], whole: Mapping[ChecksumAlgorithm, str]
+) -> dict[str, str]:
+    """A part's own checksums, with the type of the object's (a part of a
+    COMPOSITE object is read as one)."""
+    out = checksum_headers(part)
+    if out and whole:
+        out["x-amz-checksum-type"] = checksum_type(whole)
+    return out
+
+
 def checksum_fields(checksums: Mapping[ChecksumAlgorithm, str]) -> list[tuple[str, Value]]:
     """``Checksum<ALGORITHM>`` elements (and their type) of a result."""
     fields: list[tuple[str, Value]] = [

@@ -26,6 +26,7 @@ from jointcloud.api.s3.headers import (
     object_checksum_headers,
     object_headers,
     object_meta,
+    part_checksum_headers,
     part_number,
 )
 from jointcloud.api.s3.request import S3Request
@@ -115,9 +116,12 @@ async def get_object(r: S3Request) -> Response:
         raise InvalidPartS3(exc.message) from None
     where = dl.part
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    # The object's checksums describe all of it: not sent for a part or range.
+    # The object's checksums describe all of it: not sent for a range; a
+    # part gets its own (where they were kept).
     whole = not dl.partial and part is None
     headers = object_headers(dl.info, checksums=checksum_mode and whole)
+    if checksum_mode and where is not None:
+        headers.update(part_checksum_headers(where.checksums, dl.info.checksums))
     headers["Content-Length"] = str(dl.length)
     if where is not None and where.multipart:
         headers["x-amz-mp-parts-count"] = str(where.parts_count)
@@ -160,6 +164,8 @@ async def head_object(r: S3Request) -> Response:
     status = 200
     if part is not None:
         where = await _part(r, part, conditions)
+        if checksum_mode:
+            headers.update(part_checksum_headers(where.checksums, info.checksums))
         if where.multipart and where.length:
             status = 206
             end = where.offset + where.length - 1
@@ -199,7 +205,8 @@ def _count_header(r: S3Request, name: str, default: int) -> int:
 async def get_object_attributes(r: S3Request) -> Response:
     """The object's ETag, checksum, parts (of a multipart object, paged by
     ``x-amz-max-parts`` and ``x-amz-part-number-marker``), storage class and
-    size, as asked for; a part's own checksum is not kept after completion."""
+    size, as asked for; each part with its own checksum where it was kept
+    (objects completed before migration 0012 have none)."""
     check_key(r)
     check_read_encryption_headers(r)
     wanted = {a.strip() for a in (r.header("x-amz-object-attributes") or "").split(",")}
@@ -215,7 +222,8 @@ async def get_object_attributes(r: S3Request) -> Response:
         )
     max_parts = min(_count_header(r, "x-amz-max-parts", 1000), 1000)
     marker = _count_header(r, "x-amz-part-number-marker", 0)
-    info, sizes = await r.ctx.objects.attributes(r.principal, r.address, parse_conditions(r.header))
+    attrs = await r.ctx.objects.attributes(r.principal, r.address, parse_conditions(r.header))
+    info, sizes, part_sums = attrs
     fields: list[tuple[str, Value]] = []
     if "ETag" in wanted:
         fields.append(("ETag", info.etag))
@@ -231,7 +239,11 @@ async def get_object_attributes(r: S3Request) -> Response:
             ("MaxParts", max_parts),
             ("IsTruncated", truncated),
         ]
-        parts.extend(("Part", [("PartNumber", n), ("Size", size)]) for n, size in page)
+        for n, size in page:
+            part: list[tuple[str, Value]] = [("PartNumber", n), ("Size", size)]
+            if part_sums is not None:
+                part += [(f"Checksum{a.value}", v) for a, v in sorted(part_sums[n - 1].items())]
+            parts.append(("Part", part))
         fields.append(("ObjectParts", parts))
     if "StorageClass" in wanted:
         fields.append(("StorageClass", "STANDARD"))
