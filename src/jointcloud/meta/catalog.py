@@ -874,8 +874,8 @@ async def set_parts(
     checksums if given (an object completed from uploaded parts)."""
     if parts:
         sums = checksums or [{}] * len(parts)
-        await conn.execute(
-            insert(t.object_parts),
+        await _INSERT_PARTS.write(
+            conn,
             [
                 {
                     "object_id": object_id,

@@ -32,7 +32,9 @@ from sqlalchemy.sql import Executable
 
 from jointcloud.meta.sqlite import InlineConnection
 
-_Compiled = tuple[str, tuple[str, ...], dict[str, Any], dict[str, Any]]
+# A written statement compiled for some columns: its text, and per positional
+# parameter its name and SQLAlchemy's bind processor (None: passed as is).
+_Compiled = tuple[str, tuple[tuple[str, Any], ...], dict[str, Any]]
 
 
 class DriverQuery:
@@ -76,18 +78,18 @@ class DriverQuery:
         return (await conn.execute(self.statement, params)).all()
 
     def _for_columns(self, conn: AsyncConnection, keys: tuple[str, ...]) -> _Compiled:
-        """The statement compiled for the columns ``keys`` set, its parameter
-        order, constants and bind processors."""
+        """The statement compiled for the columns ``keys`` set, its parameters
+        in order with their bind processors, and its constants."""
         found = self._written.get((conn.dialect.name, keys))
         if found is None:
             compiled = self.statement.compile(  # type: ignore[attr-defined]
                 dialect=conn.dialect, column_keys=list(keys)
             )
+            processors = compiled._bind_processors
             found = (
                 compiled.string,
-                tuple(compiled.positiontup or ()),
+                tuple((n, processors.get(n)) for n in compiled.positiontup or ()),
                 compiled.params,
-                dict(compiled._bind_processors),
             )
             self._written[(conn.dialect.name, keys)] = found
         return found
@@ -105,14 +107,13 @@ class DriverQuery:
         if not isinstance(driver, InlineConnection):
             result = await conn.execute(self.statement, list(params))
             return [tuple(r) for r in result.all()] if result.returns_rows else []
-        sql, names, constants, processors = self._for_columns(conn, tuple(params[0]))
+        sql, binds, constants = self._for_columns(conn, tuple(params[0]))
         cursor = driver.sqlite.cursor()
         out: list[Sequence[Any]] = []
         for one in params:
             args = []
-            for n in names:
+            for n, process in binds:
                 value = one[n] if n in one else constants[n]
-                process = processors.get(n)
                 args.append(value if process is None or value is None else process(value))
             out += cursor.execute(sql, args).fetchall()
         return out

@@ -222,8 +222,8 @@ async def get_object_attributes(r: S3Request) -> Response:
         )
     max_parts = min(_count_header(r, "x-amz-max-parts", 1000), 1000)
     marker = _count_header(r, "x-amz-part-number-marker", 0)
-    attrs = await r.ctx.objects.attributes(r.principal, r.address, parse_conditions(r.header))
-    info, sizes, part_sums = attrs
+    conditions = parse_conditions(r.header)
+    info, sizes, part_sums = await r.ctx.objects.attributes(r.principal, r.address, conditions)
     fields: list[tuple[str, Value]] = []
     if "ETag" in wanted:
         fields.append(("ETag", info.etag))
