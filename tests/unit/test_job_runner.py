@@ -1,11 +1,10 @@
 """Leases keep two runners on one database from running a job at once; the
-job rows are reached through the core ``JobBoard``."""
+job rows are reached through the core ``JobBoard`` (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -47,8 +46,8 @@ class Boom:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'm.db'}")
+async def db(database_url: str) -> Database:
+    database = Database(database_url)
     await database.migrate()
     yield database  # type: ignore[misc]
     await database.close()
@@ -128,3 +127,24 @@ async def test_board_cursor_wake_and_due(board: JobBoard) -> None:
     assert not await board.due("a")  # next run in an hour
     await board.wake("a")
     assert await board.due("a")
+
+
+async def test_a_wake_during_a_pass_brings_the_next_pass_right_after_it(board: JobBoard) -> None:
+    """``jcs package set-redundancy`` wakes recode while a pass it woke a moment
+    before still runs: that second change must not wait for the interval."""
+    job = Gate()
+    runner = JobRunner(board, [job], owner="a")
+    first = asyncio.create_task(runner.run_now("gate"))
+    await job.entered.wait()
+    await board.wake("gate")
+    job.release.set()
+    await first
+    state = await board.state("gate")
+    assert state is not None and state.state == "idle" and state.runs == 1
+    assert await board.due("gate")  # not in an hour (the interval)
+    job.release.clear()
+    second = asyncio.create_task(runner.run_now("gate"))
+    await job.entered.wait()
+    job.release.set()
+    await second
+    assert not await board.due("gate")  # no wake this time: the interval again

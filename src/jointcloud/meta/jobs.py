@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.meta import tables as t
@@ -71,6 +71,9 @@ async def acquire(
             lease_until=until,
             state="running",
             last_started=now,
+            # Cleared for the pass: a wake that comes while it runs sets it
+            # again, and ``release`` keeps that instead of the interval.
+            next_run=None,
             progress_done=0,
             progress_total=0,
             message="",
@@ -117,7 +120,7 @@ async def release(
             lease_until=None,
             state="idle",
             last_finished=now,
-            next_run=next_run,
+            next_run=func.coalesce(t.jobs.c.next_run, literal(next_run, t.jobs.c.next_run.type)),
             message=message,
             last_error=error,
             runs=t.jobs.c.runs + 1,
@@ -161,9 +164,12 @@ async def list_all(conn: AsyncConnection) -> list[JobState]:
 
 async def wake(conn: AsyncConnection, name: str, at: datetime) -> None:
     """Make a job due now (e.g. drain right after a space is marked for it);
-    a running pass is not disturbed, its next one just comes sooner."""
+    a running pass is not disturbed, its next one comes right after it (a
+    running pass has no next run until it ends, see ``acquire``)."""
     await conn.execute(
-        update(t.jobs).where(t.jobs.c.name == name, t.jobs.c.next_run > at).values(next_run=at)
+        update(t.jobs)
+        .where(t.jobs.c.name == name, or_(t.jobs.c.next_run.is_(None), t.jobs.c.next_run > at))
+        .values(next_run=at)
     )
 
 
