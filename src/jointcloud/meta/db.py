@@ -145,6 +145,8 @@ def _sqlite_file(url: str) -> str | None:
 # PUT/s, 64 MiB: 757, none: 793 in one run). Recovery after a crash reads
 # at most this much log.
 CHECKPOINT_BYTES = 64 << 20
+# SQLite read connections kept out of the pool between reads (``read``).
+IDLE_READERS = 8
 # How long a write waits in all for another process's write lock.
 LOCKED_FOR = 60.0
 
@@ -191,6 +193,7 @@ class Database:
         self._flusher: asyncio.Future[None] | None = None
         self._wal = None if self._file is None else self._file + "-wal"
         self._checkpointing: asyncio.Future[None] | None = None
+        self._readers: list[AsyncConnection] = []  # idle SQLite readers (``read``)
         self.syncs = 0  # group syncs made (for the durability test and metrics)
         if self.is_sqlite:
             _private_sqlite_file(url)
@@ -409,15 +412,37 @@ class Database:
         transaction gives each statement its own snapshot anyway, so it
         would only add a BEGIN and a ROLLBACK round trip; whatever must be
         read as one is read in one statement (``catalog.open_by_path``)."""
-        async with self._read_engine.connect() as conn, conn.begin() as tx:
-            yield conn
-            await tx.rollback()
+        if self._file is None:
+            async with self._read_engine.connect() as conn, conn.begin() as tx:
+                yield conn
+                await tx.rollback()
+            return
+        # SQLite file: a connection out of the pool and back costs more than
+        # the point lookup a download reads (checkout, checkin and its reset
+        # rollback, each through a greenlet), so a few stay out between reads.
+        conn = self._readers.pop() if self._readers else await self.engine.connect()
+        clean = False
+        try:
+            tx = await conn.begin()
+            try:
+                yield conn
+            finally:
+                await tx.rollback()
+                clean = True
+        finally:
+            if clean and not conn.invalidated and len(self._readers) < IDLE_READERS:
+                self._readers.append(conn)
+            else:
+                await conn.close()
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.wait([self._flusher])
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
+        readers, self._readers = self._readers, []
+        for conn in readers:
+            await conn.close()
         await self.engine.dispose()
 
 

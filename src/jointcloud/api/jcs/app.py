@@ -21,6 +21,7 @@ from jointcloud.api.jcs import (
     routes_transfers,
 )
 from jointcloud.api.jcs.envelope import HANDLERS
+from jointcloud.api.jcs.fastlane import FastLane
 from jointcloud.context import Context
 from jointcloud.logs import ensure_logging
 
@@ -29,21 +30,31 @@ PROTOCOL = "jcs"
 
 class JcsApi(FastAPI):
     """FastAPI with the observability middleware outside its whole stack
-    (outside the error handlers, which answer unexpected errors with 500)."""
+    (outside the error handlers, which answer unexpected errors with 500)
+    and the fast lane of the hot routes (``fastlane``) inside it."""
 
     metrics: HttpMetrics
+    fast_lane = True
 
     def build_middleware_stack(self) -> ASGIApp:
         inner = super().build_middleware_stack()
+        if self.fast_lane:
+            inner = FastLane(inner)
         return Observability(inner, protocol=PROTOCOL, metrics=self.metrics)
 
 
 def create_app(
-    ctx: Context, *, background: bool = False, metrics: HttpMetrics | None = None
+    ctx: Context,
+    *,
+    background: bool = False,
+    metrics: HttpMetrics | None = None,
+    fast_lane: bool = True,
 ) -> JcsApi:
     """The JCS v1 app over ``ctx``. ``metrics``: the host's instruments
     (default: instruments of its own). ``background`` must be False: jobs
-    are the host's (``jcs serve --role jobs``), or a test's own runner."""
+    are the host's (``jcs serve --role jobs``), or a test's own runner.
+    ``fast_lane=False`` sends every request through FastAPI (the tests
+    compare both ways)."""
     if background:
         raise ValueError("the JCS app runs no jobs: the host does (api/host.py)")
     ensure_logging()
@@ -56,6 +67,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.metrics = metrics if metrics is not None else HttpMetrics()
+    app.fast_lane = fast_lane
     app.state.ctx = ctx
     for module in (routes_catalog, routes_keys, routes_objects, routes_spaces, routes_transfers):
         app.include_router(module.router)
