@@ -1,10 +1,13 @@
 """HTTP pieces every protocol shares: byte ranges, conditional headers,
-HTTP dates, and handing large chunks to the transport in pieces."""
+HTTP dates, handing large chunks to the transport in pieces, and asking
+whether the client is still there."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
@@ -21,6 +24,19 @@ def pieces(chunk: bytes) -> list[bytes]:
         return [chunk]
     view = memoryview(chunk)
     return [view[i : i + SEND_PIECE] for i in range(0, len(chunk), SEND_PIECE)]  # type: ignore[misc]
+
+
+async def client_gone(receive: Callable[[], Awaitable[Any]]) -> bool:
+    """Whether the client has closed the connection, once the request's body
+    is all in, without waiting: one ``receive`` that is given no chance to
+    suspend. (Starlette's ``Request.is_disconnected`` does the same inside an
+    anyio cancel scope, which was a tenth of a small upload's CPU.)"""
+    try:
+        async with asyncio.timeout(0):
+            message = await receive()
+    except TimeoutError:
+        return False
+    return bool(message.get("type") == "http.disconnect")
 
 
 def _position(digits: str) -> int:

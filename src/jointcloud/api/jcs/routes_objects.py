@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.requests import ClientDisconnect
 
+from jointcloud.api.common.http import client_gone
 from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
 from jointcloud.api.jcs import views
 from jointcloud.api.jcs.deps import (
@@ -110,7 +111,7 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
         await client_still_there()
 
     async def client_still_there() -> None:
-        if await request.is_disconnected():
+        if await client_gone(request.receive):
             raise ClientDisconnect()
 
     try:
