@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,8 +146,9 @@ def _sqlite_file(url: str) -> str | None:
 # PUT/s, 64 MiB: 757, none: 793 in one run). Recovery after a crash reads
 # at most this much log.
 CHECKPOINT_BYTES = 64 << 20
-# SQLite read connections kept out of the pool between reads (``read``).
+# Read connections kept out of the pool between reads, and for how long (``read``).
 IDLE_READERS = 8
+READER_IDLE_SECONDS = 1.0
 # How long a write waits in all for another process's write lock.
 LOCKED_FOR = 60.0
 
@@ -193,7 +195,7 @@ class Database:
         self._flusher: asyncio.Future[None] | None = None
         self._wal = None if self._file is None else self._file + "-wal"
         self._checkpointing: asyncio.Future[None] | None = None
-        self._readers: list[AsyncConnection] = []  # idle SQLite readers (``read``)
+        self._readers: list[tuple[AsyncConnection, float]] = []  # idle readers, since (``read``)
         self.syncs = 0  # group syncs made (for the durability test and metrics)
         if self.is_sqlite:
             _private_sqlite_file(url)
@@ -412,15 +414,18 @@ class Database:
         transaction gives each statement its own snapshot anyway, so it
         would only add a BEGIN and a ROLLBACK round trip; whatever must be
         read as one is read in one statement (``catalog.open_by_path``)."""
-        if self._file is None:
+        if self.is_sqlite and self._file is None:  # in-memory, on aiosqlite's thread
             async with self._read_engine.connect() as conn, conn.begin() as tx:
                 yield conn
                 await tx.rollback()
             return
-        # SQLite file: a connection out of the pool and back costs more than
-        # the point lookup a download reads (checkout, checkin and its reset
-        # rollback, each through a greenlet), so a few stay out between reads.
-        conn = self._readers.pop() if self._readers else await self.engine.connect()
+        # Taking a connection out of the pool and giving it back costs more
+        # than the point lookup a download makes: checkout, checkin and its
+        # reset, each through a greenlet, and on PostgreSQL the pool's ping,
+        # a round trip. So a few readers stay out between reads, for a
+        # moment only: one that waited longer goes back, and the pool pings
+        # it before its next use.
+        conn = await self._reader()
         clean = False
         try:
             tx = await conn.begin()
@@ -431,9 +436,18 @@ class Database:
                 clean = True
         finally:
             if clean and not conn.invalidated and len(self._readers) < IDLE_READERS:
-                self._readers.append(conn)
+                self._readers.append((conn, time.monotonic()))
             else:
                 await conn.close()
+
+    async def _reader(self) -> AsyncConnection:
+        now = time.monotonic()
+        while self._readers:
+            conn, since = self._readers.pop()
+            if now - since <= READER_IDLE_SECONDS:
+                return conn
+            await conn.close()
+        return await self._read_engine.connect()
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -441,7 +455,7 @@ class Database:
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
         readers, self._readers = self._readers, []
-        for conn in readers:
+        for conn, _ in readers:
             await conn.close()
         await self.engine.dispose()
 

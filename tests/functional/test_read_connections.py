@@ -1,0 +1,97 @@
+"""Read connections kept out of the pool between reads (``Database.read``)
+must never serve an old snapshot, and must stay few (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from jointcloud.meta import db as dbmod
+from jointcloud.meta import tables as t
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()
+
+
+async def add_user(db: Database, name: str) -> None:
+    async with db.write() as conn:
+        await conn.execute(insert(t.users).values(name=name, created_at=now()))
+
+
+async def names(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return {r.name for r in await conn.execute(select(t.users.c.name))}
+
+
+async def test_reads_see_the_writes_committed_before_them(db: Database) -> None:
+    assert "ann" not in await names(db)
+    for name in ("ann", "bea", "cid"):
+        await add_user(db, name)
+        assert name in await names(db)  # on the connection the last read kept
+    with pytest.raises(RuntimeError):
+        async with db.read() as conn:
+            await conn.execute(select(t.users.c.name))
+            raise RuntimeError("a read that fails half way")
+    await add_user(db, "dan")
+    assert {"ann", "bea", "cid", "dan"} <= await names(db)
+
+
+async def test_a_read_in_progress_keeps_its_snapshot_on_sqlite(
+    tmp_path: Path, migrated_sqlite: Path
+) -> None:
+    """(PostgreSQL reads in autocommit: each statement has its own snapshot.)"""
+    path = tmp_path / "own.db"
+    shutil.copyfile(migrated_sqlite, path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await names(db)  # a reader is kept
+    async with db.read() as conn:
+        before = {r.name for r in await conn.execute(select(t.users.c.name))}
+        await add_user(db, "eve")
+        during = {r.name for r in await conn.execute(select(t.users.c.name))}
+        assert during == before
+    assert "eve" in await names(db)
+    await db.close()
+
+
+async def test_few_readers_stay_out_and_idle_ones_go_back(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await names(db)
+    pool = db.engine.pool
+    base = pool.checkedout()  # type: ignore[attr-defined]
+    gate, all_in = asyncio.Event(), asyncio.Event()
+    count = 3 * dbmod.IDLE_READERS
+    inside = 0
+
+    async def held() -> None:
+        nonlocal inside
+        async with db.read() as conn:
+            await conn.execute(select(t.users.c.name))
+            inside += 1
+            if inside == count:
+                all_in.set()
+            await gate.wait()
+
+    readers = [asyncio.ensure_future(held()) for _ in range(count)]
+    await all_in.wait()
+    assert pool.checkedout() >= len(readers)  # type: ignore[attr-defined]
+    gate.set()
+    await asyncio.gather(*readers)
+    kept = pool.checkedout()  # type: ignore[attr-defined]
+    assert kept <= max(base, dbmod.IDLE_READERS)
+
+    monkeypatch.setattr(dbmod, "READER_IDLE_SECONDS", 0.0)
+    await names(db)
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]  # the last read's only
