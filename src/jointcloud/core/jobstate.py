@@ -89,7 +89,9 @@ class JobBoard:
             return await repo.list_all(conn)
 
     async def state(self, name: str) -> JobState | None:
-        return next((s for s in await self.states() if s.name == name), None)
+        async with self.db.read() as conn:
+            found = await repo.list_all(conn, name)
+        return found[0] if found else None
 
     async def due(self, name: str, at: datetime | None = None) -> bool:
         """Whether a pass of ``name`` should start now: its next run has come

@@ -140,8 +140,13 @@ async def set_cursor(conn: AsyncConnection, name: str, cursor: str | None) -> No
     await conn.execute(update(t.jobs).where(t.jobs.c.name == name).values(cursor=cursor))
 
 
-async def list_all(conn: AsyncConnection) -> list[JobState]:
-    rows = await conn.execute(select(t.jobs).order_by(t.jobs.c.name))
+async def list_all(conn: AsyncConnection, name: str | None = None) -> list[JobState]:
+    """Every job's row by name, or only ``name``'s (the runner asks each
+    second for each job)."""
+    query = select(t.jobs).order_by(t.jobs.c.name)
+    if name is not None:
+        query = query.where(t.jobs.c.name == name)
+    rows = await conn.execute(query)
     return [
         JobState(
             name=r.name,
