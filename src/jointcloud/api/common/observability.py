@@ -117,9 +117,9 @@ class HttpMetrics:
 
 
 def operation_of(scope: Scope) -> str:
-    """The operation a protocol named (``jcs.operation``: S3's names), else
-    the path template of the route that answered (set by the router in the
-    shared scope), or ``unmatched``."""
+    """The operation a protocol named (``jcs.operation``: S3's names, the v1
+    fast lane's route paths), else the path template of the route that
+    answered (set by the router in the shared scope), or ``unmatched``."""
     named = scope.get("jcs.operation")
     if isinstance(named, str):
         return named
