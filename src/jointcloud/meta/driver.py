@@ -15,18 +15,24 @@ Any other driver (an in-memory SQLite on aiosqlite's thread) goes through
 SQLAlchemy as usual.
 
 The hot written statements (a small upload's layout, object and part
-rows) run the same way on SQLite (``write``): compiled for the columns a
-call sets, with SQLAlchemy's own bind processors applied to the values
-(timestamps and booleans), on the sqlite3 connection of the write
-transaction. Their tables have no Python-side column defaults, which this
-path would not apply. PostgreSQL writes go through SQLAlchemy.
+rows) run the same way (``write``): compiled for the columns a call sets,
+with SQLAlchemy's own bind processors applied to the values (timestamps,
+booleans, JSON), on the sqlite3 connection of the write transaction, or on
+asyncpg's once SQLAlchemy has begun the transaction there (its first
+statement does; before that they go through SQLAlchemy). Their tables have
+no Python-side column defaults, which this path would not apply. A
+constraint the database enforces is raised as SQLAlchemy's
+``IntegrityError``, as it would have been.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
@@ -104,16 +110,31 @@ class DriverQuery:
             return []
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
-        if not isinstance(driver, InlineConnection):
+        inline = isinstance(driver, InlineConnection)
+        on_asyncpg = (
+            isinstance(driver, asyncpg.Connection)
+            # SQLAlchemy sends BEGIN with the transaction's first statement:
+            # before it, asyncpg would run this outside the transaction.
+            and driver.is_in_transaction()
+        )
+        if not inline and not on_asyncpg:
             result = await conn.execute(self.statement, list(params))
             return [tuple(r) for r in result.all()] if result.returns_rows else []
         sql, binds, constants = self._for_columns(conn, tuple(params[0]))
-        cursor = driver.sqlite.cursor()
         out: list[Sequence[Any]] = []
         for one in params:
             args = []
             for n, process in binds:
                 value = one[n] if n in one else constants[n]
                 args.append(value if process is None or value is None else process(value))
-            out += cursor.execute(sql, args).fetchall()
+            try:
+                if inline:
+                    assert isinstance(driver, InlineConnection)
+                    out += driver.sqlite.execute(sql, args).fetchall()
+                else:
+                    assert driver is not None
+                    out += await driver.fetch(sql, *args)
+            except (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError) as exc:
+                # As SQLAlchemy would raise it: ``db.write`` makes it a domain error.
+                raise IntegrityError(sql, args, exc) from exc
         return out
