@@ -86,6 +86,10 @@ class Settings:
     allow_memory_spaces: bool = False
     # What this process does (--role, JCS_ROLES separated by ','): see ROLES.
     roles: tuple[str, ...] = ROLES
+    # Processes serving the listeners (--workers, JCS_WORKERS): this one and
+    # workers-1 more with the api role only, on the same ports (PostgreSQL
+    # only; docs/decisions.md, "Worker processes").
+    workers: int = 1
     # Listeners besides the main one (``listen``): (protocol, "HOST:PORT")
     # pairs (JCS_LISTENERS="s3=127.0.0.1:7891,..."); the host knows which
     # protocols exist.
@@ -154,6 +158,7 @@ class Settings:
         s3_public_url: str | None = None,
         auth_token: str | None = None,
         s3_domains: list[str] | None = None,
+        workers: int | None = None,
     ) -> Settings:
         """Flags (the arguments; ``None``/empty = not given) over ``JCS_*``
         variables over defaults. Raises ``ConfigError`` naming the flag or
@@ -170,6 +175,7 @@ class Settings:
             "s3_public_url": s3_public_url or None,
             "auth_token": auth_token or None,
             "s3_domains": ",".join(s3_domains) if s3_domains else None,
+            "workers": workers,
         }
         given = {k: v for k, v in flags.items() if v is not None}
         try:
@@ -192,8 +198,10 @@ FLAGS = {
     "s3_public_url": "--s3-public-url",
     "auth_token": "--auth-token",
     "s3_domains": "--s3-domain",
+    "workers": "--workers",
 }
 ENV_PREFIX = "JCS_"
+MAX_WORKERS = 64
 
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Interval = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -234,6 +242,7 @@ class Environment(BaseSettings):
     allow_private_endpoints: bool = False
     endpoint_allow: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
     roles: Annotated[tuple[str, ...], NoDecode] = ROLES  # ','-separated
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] = 1
     listeners: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()  # "name=HOST:PORT,..."
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     public_url: str | None = None
@@ -374,6 +383,7 @@ class Environment(BaseSettings):
             allow_private_endpoints=self.allow_private_endpoints,
             endpoint_allow=self.endpoint_allow,
             roles=self.roles,
+            workers=self.workers,
             listeners=self.listeners,
             log_level=self.log_level,
             public_url=self.public_url,

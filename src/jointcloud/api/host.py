@@ -258,9 +258,11 @@ class ListenError(Exception):
     machine, not permitted); raised before anything else starts."""
 
 
-def bind(address: str) -> list[socket.socket]:
+def bind(address: str, reuse_port: bool = False) -> list[socket.socket]:
     """Listening sockets for ``HOST:PORT`` (every address the host name
-    resolves to), bound now so that a port in use fails the start at once."""
+    resolves to), bound now so that a port in use fails the start at once.
+    ``reuse_port``: worker processes bind the same port, each its own
+    socket, and the kernel spreads new connections over them."""
     host, port = parse_listen(address)
     sockets: list[socket.socket] = []
     try:
@@ -271,6 +273,8 @@ def bind(address: str) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)
@@ -315,7 +319,10 @@ def job_runner(ctx: Context) -> Background:
 
 class Host:
     """Runs one process: context, listeners (role ``api``), jobs (role ``jobs``).
-    ``background`` builds what the ``jobs`` role runs (default: every job)."""
+    ``background`` builds what the ``jobs`` role runs (default: every job).
+    ``reuse_port``: the listeners share their ports with other processes
+    (``jcs serve --workers``); ``on_ready`` is called once this process
+    serves."""
 
     def __init__(
         self,
@@ -324,8 +331,12 @@ class Host:
         background: Callable[[Context], Background] = job_runner,
         say: Callable[[str], None] | None = None,
         on_root_key: Callable[[str], None] | None = None,
+        reuse_port: bool = False,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         check_listeners(settings)
+        self.reuse_port = reuse_port
+        self.on_ready = on_ready
         self.settings = settings
         self.background = background
         self.say = say or (lambda line: log.info(line))
@@ -343,7 +354,7 @@ class Host:
         bound: dict[str, list[socket.socket]] = {}
         try:
             for name, address in wanted:
-                bound[name] = bind(address)
+                bound[name] = bind(address, self.reuse_port)
         except ListenError:
             for socks in bound.values():
                 for sock in socks:
@@ -382,6 +393,8 @@ class Host:
                     f"jcs serving on http://{li.address} ({li.name} listener; "
                     f"roles {','.join(settings.roles)}; data dir {settings.data_dir})"
                 )
+            if self.on_ready is not None:
+                self.on_ready()
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             self.stop()  # one server ended (a signal ends them all): end the rest
             await asyncio.gather(*tasks)

@@ -139,6 +139,14 @@ def serve(
             "prefer $JCS_AUTH_TOKEN, a flag shows in the process list",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help="processes serving the listeners on the same ports: this one and "
+            "N-1 more (PostgreSQL only; default 1; else $JCS_WORKERS)",
+        ),
+    ] = None,
 ) -> None:
     """Run the service (JCS v1 API, /metrics, background jobs) on the embedded defaults.
 
@@ -161,6 +169,7 @@ def serve(
             s3_public_url=s3_public_url,
             auth_token=auth_token,
             s3_domains=s3_domain,
+            workers=workers,
         )
         run_server(settings)
     except ConfigError as exc:

@@ -6,10 +6,12 @@ import asyncio
 import gc
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from jointcloud.api.host import Host, check_listeners
-from jointcloud.config import Settings
+from jointcloud.cli.workers import Workers, die_with, worker_command, worker_of
+from jointcloud.config import ConfigError, Settings
 from jointcloud.logs import configure_logging
 from jointcloud.redundancy.erasure import apply_malloc_tuning
 
@@ -48,22 +50,48 @@ def _announce_root_key(key: str, key_file: Path) -> None:
         )
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, worker: bool = False) -> None:
+    """Serve until stopped; with ``settings.workers`` > 1, this process's
+    workers too (``cli/workers.py``). ``worker``: this is one of them."""
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(IO_THREADS, thread_name_prefix="jcs-io")
     )
+    workers = Workers(settings.workers - 1, worker_command()) if settings.workers > 1 else None
     host = Host(
         settings,
         say=lambda line: print(line, flush=True),
         on_root_key=lambda key: _announce_root_key(key, settings.data_dir / "root.key"),
+        reuse_port=worker or workers is not None,
+        on_ready=workers.start if workers is not None else None,
     )
-    await host.serve()
+    try:
+        await host.serve()
+    finally:
+        if workers is not None:
+            await workers.stop()
+
+
+def _check_workers(settings: Settings) -> None:
+    if settings.workers == 1:
+        return
+    if "api" not in settings.roles:
+        raise ConfigError("--workers: workers serve the listeners; add the api role (--role)")
+    if settings.db_url.startswith("sqlite"):
+        raise ConfigError(
+            "--workers: several processes need PostgreSQL (--database-url); SQLite "
+            "takes one writer at a time and they would wait on each other's locks"
+        )
 
 
 def run_server(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT. A listener naming no known protocol is a
-    ``ConfigError`` raised before anything starts."""
+    """Serve until SIGTERM/SIGINT. A listener naming no known protocol, or
+    workers on SQLite, is a ``ConfigError`` raised before anything starts."""
     check_listeners(settings)
+    _check_workers(settings)
+    parent = worker_of()
+    if parent is not None:  # one of the workers of ``parent``: the api role only
+        die_with(parent)
+        settings = replace(settings, roles=("api",), workers=1)
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
     configure_logging(settings.log_level)
@@ -71,6 +99,6 @@ def run_server(settings: Settings) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, worker=parent is not None))
     else:
-        uvloop.run(serve(settings))
+        uvloop.run(serve(settings, worker=parent is not None))
