@@ -21,6 +21,9 @@ client (bench/rawhttp.py) for everything:
   paths each round), and ``GET /v1/object/listByPath`` of a package holding
   exactly 1,000 objects (listings/s, 4 clients, ``--list-seconds``).
 
+``--pg-workers N`` adds ``new-pgw``: this tree on PostgreSQL with
+``jcs serve --workers N``.
+
 Variants: ``new-sqlite`` and ``new-pg`` (this tree's src/), ``old-sqlite``
 and ``old-pg`` (the tree of ``--old-src`` or ``--old-rev``, run by the same
 interpreter with its src/ first on PYTHONPATH). PostgreSQL is a throwaway
@@ -81,7 +84,7 @@ SMALL = 4096
 BOUNDARY = "jcsbenchboundary"  # the one rawhttp.multipart_parts and small_files.form_body use
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
 BARE_MIN_SMALL, BARE_MIN_MIB = 5000, 200  # requests in each phase of the ceiling, at least
-ALL_VARIANTS = ("new-sqlite", "new-pg", "old-sqlite", "old-pg")
+ALL_VARIANTS = ("new-sqlite", "new-pg", "new-pgw", "old-sqlite", "old-pg")
 
 # figure -> (label, unit, bare figure it is compared with or None)
 FIGURES = {
@@ -226,12 +229,14 @@ def postmaster_pid(pg: Any) -> int | None:
 
 
 def start_jcs(
-    src: Path, work: Path, data: Path, port: int, db_url: str | None, log: Path
+    src: Path, work: Path, data: Path, port: int, db_url: str | None, log: Path, workers: int = 1
 ) -> subprocess.Popen[bytes]:
     """``.venv/bin/jcs serve`` with ``src`` first on PYTHONPATH (so the same
-    launcher runs this tree or an older one)."""
+    launcher runs this tree or an older one); ``workers`` > 1: that many
+    processes (``--workers``, this tree on PostgreSQL only)."""
     env = dict(
         os.environ,
+        **({"JCS_WORKERS": str(workers)} if workers > 1 else {}),
         JCS_GC_INTERVAL_SECONDS="3600",
         JCS_LOCAL_ROOTS=str(work),
         PYTHONPATH=os.pathsep.join(p for p in (str(src), os.environ.get("PYTHONPATH")) if p),
@@ -384,7 +389,8 @@ async def measure_jcs(
     vdir.mkdir()
     port = free_port()
     log = vdir / "server.log"
-    server = start_jcs(src, work, vdir / "data", port, db_url, log)
+    workers = args.pg_workers if name == "new-pgw" else 1
+    server = start_jcs(src, work, vdir / "data", port, db_url, log, workers)
     try:
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", server)
@@ -589,8 +595,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.variants and any(v.startswith("old-") for v in wanted):
                 raise SystemExit("old-* variants need --old-src or --old-rev")
             wanted = [v for v in wanted if not v.startswith("old-")]
+        if args.pg_workers < 2:
+            wanted = [v for v in wanted if v != "new-pgw"]
         if args.no_postgres:
-            wanted = [v for v in wanted if not v.endswith("-pg")]
+            wanted = [v for v in wanted if not v.endswith(("-pg", "-pgw"))]
         srcs = {"new": ROOT / "src", "old": old_src}
         labels = {"new": f"this tree ({ROOT / 'src'})", "old": f"old tree {old_label}"}
         out["trees"] = {k: str(v) for k, v in srcs.items() if v}
@@ -600,7 +608,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"variants: {', '.join(wanted)}; work dir {work}",
             flush=True,
         )
-        if any(v.endswith("-pg") for v in wanted):
+        if any(v.endswith(("-pg", "-pgw")) for v in wanted):
             pg_mod = load_pg_support()
             pg = pg_mod.PostgresServer(durable=True)  # commits synced, as in production
             pg.start()
@@ -609,12 +617,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print("bare ASGI ceiling ...", flush=True)
         out["bare"] = await measure_bare(data, args, work)
         for v in wanted:
-            tree, db = v.split("-")
+            tree, kind = v.split("-")
+            db = "pg" if kind == "pgw" else kind
             src = srcs[tree]
             assert src is not None
             db_url = pg.new_database() if db == "pg" else None
             db_pid = postmaster_pid(pg) if db == "pg" else None
             desc = f"{labels[tree]}, {'PostgreSQL' if db == 'pg' else 'SQLite'}"
+            if kind == "pgw":
+                desc += f", --workers {args.pg_workers}"
             print(f"{v}: {desc} ...", flush=True)
             entry: dict[str, Any] = {"label": desc, "src": str(src), "db": db}
             try:
@@ -738,6 +749,12 @@ def main() -> None:
         "--variants", default=None, help=f"comma separated of {','.join(ALL_VARIANTS)} (all)"
     )
     ap.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL variants")
+    ap.add_argument(
+        "--pg-workers",
+        type=int,
+        default=1,
+        help="N > 1 adds new-pgw: this tree on PostgreSQL with jcs serve --workers N",
+    )
     ap.add_argument("--quick", action="store_true", help="smaller counts: a smoke run")
     ap.add_argument("--small-count", type=int, default=None, help="4 KiB objects (2000)")
     ap.add_argument("--mib-count", type=int, default=None, help="1 MiB objects (200)")
