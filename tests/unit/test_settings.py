@@ -60,6 +60,7 @@ def test_every_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         "JCS_ENDPOINT_ALLOW": "minio.lan:9000, 10.0.0.0/8",
         "JCS_ROLES": "jobs",
         "JCS_LOG_LEVEL": "DEBUG",
+        "JCS_WORKERS": "4",
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -75,6 +76,7 @@ def test_every_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert s.allow_private_endpoints
     assert s.endpoint_allow == ("minio.lan:9000", "10.0.0.0/8")
     assert s.roles == ("jobs",) and s.log_level == "debug"
+    assert s.workers == 4
 
 
 def test_flags_win_and_empty_variables_are_unset(
@@ -141,6 +143,8 @@ def test_direct_construction_and_replace(tmp_path: Path) -> None:
         ("JCS_LISTENERS", "main=127.0.0.1:1", "distinct"),
         ("JCS_LISTENERS", "share=nowhere", "HOST:PORT"),
         ("JCS_LOG_LEVEL", "loud", "debug"),
+        ("JCS_WORKERS", "0", "greater than or equal to 1"),
+        ("JCS_WORKERS", "65", "less than or equal to 64"),
     ],
 )
 def test_bad_variable_is_named(
@@ -188,3 +192,11 @@ def test_serve_reports_a_bad_variable_with_status_2(tmp_path: Path) -> None:
     assert "JCS_GC_DELAY_SECONDS='abc'" in r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "data").exists()  # nothing started
+
+
+def test_workers_flag_is_named(tmp_path: Path) -> None:
+    assert Settings.load(str(tmp_path)).workers == 1
+    assert Settings.load(str(tmp_path), workers=3).workers == 3
+    with pytest.raises(ConfigError) as info:
+        Settings.load(str(tmp_path), workers=0)
+    assert info.value.message.startswith("--workers=0:"), info.value.message
