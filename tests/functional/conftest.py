@@ -1,6 +1,7 @@
 """Fixtures of the functional tests: ``api`` wraps the admin ``client``;
 ``bob`` is a second user with his own client and one Local space; ``anon``
-sends no API key."""
+sends no API key; ``migrated_db`` is a bare ``Database`` at head (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from jcs_helpers import Api, Other
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
+from jointcloud.meta.db import Database
 
 
 @pytest.fixture
@@ -49,3 +51,11 @@ async def anon(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
         transport=httpx.ASGITransport(app=app), base_url="http://jcs.test", timeout=60
     ) as c:
         yield c
+
+
+@pytest.fixture
+async def migrated_db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    await database.migrate()
+    yield database
+    await database.close()

@@ -5,8 +5,6 @@ same domain error (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import insert, select
 
@@ -20,11 +18,8 @@ ADD_USER = DriverQuery(insert(t.users).returning(t.users.c.id, t.users.c.name))
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 async def names(db: Database) -> set[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,8 @@ from jointcloud.meta.rows import now
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url)
-    await database.migrate()
-    yield database
-    await database.close()
+def db(migrated_db: Database) -> Database:
+    return migrated_db
 
 
 async def add_user(db: Database, name: str) -> None:

@@ -22,7 +22,7 @@ so a client cannot tell which way its request went.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,62 +40,58 @@ Arguments = dict[str, Any]
 Endpoint = Callable[..., Awaitable[Response]]
 
 
-def _number(raw: str | None, minimum: int) -> int | None:
-    if raw is None or not (0 < len(raw) <= MAX_DIGITS) or not raw.isascii() or not raw.isdigit():
+def _number(raw: str, minimum: int) -> int | None:
+    if not (0 < len(raw) <= MAX_DIGITS) or not raw.isascii() or not raw.isdigit():
         return None
     value = int(raw)
     return value if value >= minimum else None
 
 
+# How a route reads one query parameter: a required ID (>= 1), a required
+# text (as given), an optional byte count (>= 0).
+Kind = Literal["id", "text", "count"]
+
+
 class _Plain:
     """One route's plain shape: which query parameters it reads and how."""
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        ids: tuple[str, ...] = (),
-        texts: tuple[str, ...] = (),
-        counts: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, endpoint: Endpoint, *params: tuple[str, Kind]) -> None:
         self.endpoint = endpoint
-        self.ids = ids  # required, >= 1
-        self.texts = texts  # required, any text
-        self.counts = counts  # optional, >= 0
-        self.names = ids + texts + counts
+        self.params = params
 
     def arguments(self, request: Request) -> Arguments | None:
         """The endpoint's query arguments, or None: leave it to FastAPI."""
-        if not self.names:
+        if not self.params:
             return {}
         query = request.query_params
         args: Arguments = {}
-        for name in self.names:
+        for name, kind in self.params:
             given = query.getlist(name)
             if len(given) > 1:
                 return None
-            raw = given[0] if given else None
-            if name in self.texts:
-                if raw is None:
+            if not given:
+                if kind != "count":
                     return None
-                args[name] = raw
-                continue
-            if raw is None and name in self.counts:
                 args[name] = None
-                continue
-            value = _number(raw, 1 if name in self.ids else 0)
-            if value is None:
-                return None
-            args[name] = value
+            elif kind == "text":
+                args[name] = given[0]
+            else:
+                value = _number(given[0], 1 if kind == "id" else 0)
+                if value is None:
+                    return None
+                args[name] = value
         return args
 
 
-_DOWNLOAD = _Plain(routes_objects.download, ids=("objectID",), counts=("offset", "length"))
+_DOWNLOAD = _Plain(
+    routes_objects.download, ("objectID", "id"), ("offset", "count"), ("length", "count")
+)
 _BY_PATH = _Plain(
     routes_objects.download_by_path,
-    ids=("packageID",),
-    texts=("path",),
-    counts=("offset", "length"),
+    ("packageID", "id"),
+    ("path", "text"),
+    ("offset", "count"),
+    ("length", "count"),
 )
 _UPLOAD = _Plain(routes_objects.upload)
 
