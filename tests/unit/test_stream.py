@@ -120,6 +120,23 @@ async def test_empty_object_commits_empty_blocks() -> None:
     assert sum(s.stats.reads for s in spaces) == 0
 
 
+async def test_replica_layouts_written_with_4_mib_segments_still_read() -> None:
+    # The default replica segment went from 4 MiB to 1 MiB; a layout keeps the
+    # segment size it was written with, and reads use that one.
+    assert REPLICA_SEGMENT == 1024 * 1024
+    data = os.urandom(9 * 1024 * 1024 + 77)
+    policy = RepPolicy(2)
+    _spaces, blocks = make_blocks(policy)
+    key = new_data_key()
+    old = 4 * 1024 * 1024
+    result = await write_blocks(chunked(data, 1, 1 << 20), policy, blocks, key, segment_size=old)
+    assert result.segment_size == old
+    layout = Layout(policy, result.size, result.segment_size, result.chunk_len, key)
+    assert await read_all(layout, blocks) == data
+    start = 4 * 1024 * 1024 - 3
+    assert await read_all(layout, blocks, start, 2 << 20) == data[start:][: 2 << 20]
+
+
 async def test_multi_mib_default_segments() -> None:
     data = os.urandom(9 * 1024 * 1024 + 123)
     for policy in (EcPolicy(4, 6), RepPolicy(2), NonePolicy()):

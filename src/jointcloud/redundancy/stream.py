@@ -58,7 +58,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-REPLICA_SEGMENT = 4 * 1024 * 1024
+# 1 MiB, not 4: an upload holds about four segments at once (received, being
+# sealed, being written, MD5 lagging one behind), so eight concurrent part uploads
+# peaked at 230-270 MB of RSS with 4 MiB and 175 MB with 1 MiB, at the same
+# throughput (bench/s3.py's big PUT; decisions.md, "Block format"). Layouts keep
+# their own segment size, so objects written with 4 MiB segments still read.
+REPLICA_SEGMENT = 1024 * 1024
 
 # CPU work (hashing, AES, EC) runs here, off the event loop and apart from the
 # default executor that spaces use for file I/O.
