@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointcloud.errors import BlockCorrupt, BlockNotFound, NotEnoughBlocks, SpaceUnavailable
+from jointcloud.redundancy import stream
 from jointcloud.redundancy.cipher import OVERHEAD, new_data_key
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
@@ -213,10 +214,10 @@ async def test_ranged_reads_fetch_only_needed_chunks() -> None:
     await read_all(layout, blocks, 2 * SMALL_SEG + 10, 100)
     assert spaces[0].stats.read_log == [(blocks[0].key, 2 * result.chunk_len, result.chunk_len)]
     assert spaces[1].stats.reads == spaces[2].stats.reads == 0
-    # a range across segments 1..3 reads exactly those chunks
+    # a range across segments 1..3 reads exactly those chunks, in one read
     spaces[0].stats.reset()
     await read_all(layout, blocks, SMALL_SEG + 5, 2 * SMALL_SEG)
-    assert [r[1] for r in spaces[0].stats.read_log] == [result.chunk_len * j for j in (1, 2, 3)]
+    assert spaces[0].stats.read_log == [(blocks[0].key, result.chunk_len, 3 * result.chunk_len)]
     assert spaces[0].stats.bytes_read == 3 * result.chunk_len
 
     # ec: a small range reads only the one data fragment holding it
@@ -317,6 +318,36 @@ async def test_ec_read_with_blocks_omitted_by_caller() -> None:
     assert await read_all(layout, [blocks[i] for i in (5, 1, 4, 2)]) == data
     with pytest.raises(NotEnoughBlocks):
         await read_all(layout, blocks[:3])
+
+
+async def test_replica_reads_go_in_runs_and_a_bad_run_comes_from_the_next_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "READ_RUN", 2 * SMALL_SEG)
+    data = os.urandom(5 * SMALL_SEG - 7)
+    spaces, blocks, layout, result = await store(RepPolicy(2), data)
+    c = result.chunk_len
+    for sp in spaces:
+        sp.stats.read_log = []
+    assert await read_all(layout, blocks) == data
+    # segments 0-1, 2-3 and 4 (the short last one), one read each
+    assert [(off, n) for _, off, n in spaces[0].stats.read_log] == [
+        (0, 2 * c),
+        (2 * c, 2 * c),
+        (4 * c, result.size - 4 * SMALL_SEG + OVERHEAD),
+    ]
+    for sp in spaces:
+        sp.stats.reset()
+        sp.stats.read_log = []
+    spaces[0].corrupt(blocks[0].key, at=3 * c + OVERHEAD + 5)  # segment 3
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
+    assert "chunk 3" in str(reports[0][1])
+    # the run holding segment 3 comes from replica 1, whole (runs ahead of it
+    # were already under way on replica 0)
+    assert [(off, n) for _, off, n in spaces[1].stats.read_log] == [(2 * c, 2 * c)]
 
 
 async def test_rep_falls_over_to_next_replica() -> None:

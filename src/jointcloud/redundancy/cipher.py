@@ -51,7 +51,7 @@ class ChunkCipher:
         """Ciphertext of ``plaintext`` followed by its 16-byte tag."""
         return self._aead.encrypt(self.nonce(block_index, segment_index), plaintext, None)
 
-    def open(self, block_index: int, segment_index: int, data: bytes) -> bytes:
+    def open(self, block_index: int, segment_index: int, data: bytes | memoryview) -> bytes:
         """Plaintext of a sealed chunk; ``BlockCorrupt`` if it does not authenticate."""
         try:
             return self._aead.decrypt(self.nonce(block_index, segment_index), data, None)
