@@ -336,3 +336,81 @@ async def test_delete_objects_refusals(s3: S3) -> None:
             assert code_of(delete)[:2] == ("MalformedXML", 400), bad[:60]
 
     await asyncio.to_thread(work)
+
+
+async def test_conditional_delete_object(s3: S3) -> None:
+    """DeleteObject's If-Match as AWS evaluates it in a general purpose bucket;
+    the directory-bucket conditions (size, last-modified time) are refused and
+    delete nothing."""
+    c = s3.client()
+
+    def exists(key: str) -> bool:
+        return any(o["Key"] == key for o in c.list_objects_v2(Bucket="cond").get("Contents", []))
+
+    def work() -> None:
+        c.create_bucket(Bucket="cond")
+        etag = c.put_object(Bucket="cond", Key="k", Body=b"data")["ETag"]
+        wrong = '"0123456789abcdef0123456789abcdef"'
+        assert code_of(lambda: c.delete_object(Bucket="cond", Key="k", IfMatch=wrong))[:2] == (
+            "PreconditionFailed",
+            412,
+        )
+        assert exists("k")
+        for size, when in ((4, None), (9999, None), (None, "2015-01-01T00:00:00Z")):
+            kwargs: dict[str, Any] = {"Bucket": "cond", "Key": "k"}
+            if size is not None:
+                kwargs["IfMatchSize"] = size
+            if when is not None:
+                kwargs["IfMatchLastModifiedTime"] = when
+            with pytest.raises(ClientError) as e:
+                c.delete_object(**kwargs)
+            err = e.value.response
+            assert (err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]) == (
+                "NotImplemented",
+                501,
+            )
+            header = (
+                "x-amz-if-match-size" if size is not None else "x-amz-if-match-last-modified-time"
+            )
+            assert err["Error"]["Header"] == header
+            assert exists("k")
+        done = c.delete_object(Bucket="cond", Key="k", IfMatch=etag)
+        assert done["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert not exists("k")
+        # No object: If-Match (an ETag or *) is 404, as AWS answers.
+        for value in (etag, "*"):
+            missing = code_of(lambda v=value: c.delete_object(Bucket="cond", Key="k", IfMatch=v))
+            assert missing[:2] == ("NoSuchKey", 404)
+        c.put_object(Bucket="cond", Key="k", Body=b"again")
+        c.delete_object(Bucket="cond", Key="k", IfMatch="*")
+        assert not exists("k")
+
+    await asyncio.to_thread(work)
+
+
+async def test_delete_objects_directory_bucket_conditions(s3: S3) -> None:
+    """<Size> and <LastModifiedTime> of an <Object> are directory-bucket
+    conditions: the whole document is refused and nothing is deleted."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="dconds")
+        for key in ("a", "b"):
+            c.put_object(Bucket="dconds", Key=key, Body=b"")
+        for extra in ({"Size": 0}, {"LastModifiedTime": "2015-01-01T00:00:00Z"}):
+            objects: list[dict[str, Any]] = [{"Key": "a"}, {"Key": "b", **extra}]
+            assert code_of(
+                lambda o=objects: c.delete_objects(Bucket="dconds", Delete={"Objects": o})
+            )[:2] == ("MalformedXML", 400)
+        left = [o["Key"] for o in c.list_objects_v2(Bucket="dconds")["Contents"]]
+        assert left == ["a", "b"]
+        # The ETag condition is evaluated per object.
+        etag = c.head_object(Bucket="dconds", Key="a")["ETag"]
+        result = c.delete_objects(
+            Bucket="dconds",
+            Delete={"Objects": [{"Key": "a", "ETag": etag}, {"Key": "b", "ETag": '"00"'}]},
+        )
+        assert [d["Key"] for d in result["Deleted"]] == ["a"]
+        assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [("b", "PreconditionFailed")]
+
+    await asyncio.to_thread(work)

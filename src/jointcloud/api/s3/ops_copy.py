@@ -49,6 +49,7 @@ from jointcloud.core.models import ObjectInfo
 from jointcloud.core.paths import MAX_PATH
 
 MAX_DELETE = 1000  # keys of one DeleteObjects (AWS)
+DIRECTORY_BUCKET_FIELDS = ("Size", "LastModifiedTime")  # conditions of an <Object>
 
 SELF_COPY = (
     "This copy request is illegal because it is trying to copy an object to itself "
@@ -214,6 +215,11 @@ def _delete_list(body: bytes) -> tuple[bool, list[tuple[str, str | None, str | N
         key = child_text(node, "Key")
         if key is None:
             raise MalformedXML("every <Object> needs a <Key>")
+        for field in DIRECTORY_BUCKET_FIELDS:
+            if child_text(node, field) is not None:
+                # AWS evaluates these in directory buckets only; a general
+                # purpose bucket refuses the document (MalformedXML).
+                raise MalformedXML(f"<{field}> in <Object> is for directory buckets only")
         items.append((key, child_text(node, "ETag"), child_text(node, "VersionId")))
     if not items:
         raise MalformedXML("<Delete> must list at least one <Object>")

@@ -14,6 +14,7 @@ from jointcloud.api.s3.errors import (
     InvalidRequestS3,
     InvalidURI,
     KeyTooLong,
+    NotImplementedOp,
 )
 from jointcloud.api.s3.headers import (
     OVERRIDES,
@@ -176,9 +177,21 @@ async def head_object(r: S3Request) -> Response:
     return Response(status_code=status, headers=headers)
 
 
+# Conditions of DeleteObject that AWS evaluates in directory buckets only; a
+# general purpose bucket refuses them instead of deleting unconditionally.
+DIRECTORY_BUCKET_CONDITIONS = ("x-amz-if-match-size", "x-amz-if-match-last-modified-time")
+NOT_IMPLEMENTED_HEADER = "A header you provided implies functionality that is not implemented"
+
+
 @op("DeleteObject")
 async def delete_object(r: S3Request) -> Response:
+    """``If-Match`` (an ETag or ``*``) is evaluated against the object:
+    412 when it differs, 404 when there is none (AWS, general purpose
+    buckets)."""
     check_key(r)
+    for name in DIRECTORY_BUCKET_CONDITIONS:
+        if r.header(name) is not None:
+            raise NotImplementedOp(NOT_IMPLEMENTED_HEADER, Header=name)
     await r.ctx.objects.delete(
         r.principal, DeleteObject(r.address, conditions=parse_conditions(r.header))
     )
