@@ -13,6 +13,7 @@ from sqlalchemy import insert, select
 from jointcloud.meta import db as dbmod
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
+from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import now
 
 
@@ -91,3 +92,37 @@ async def test_few_readers_stay_out_and_idle_ones_go_back(
     monkeypatch.setattr(dbmod, "READER_IDLE_SECONDS", 0.0)
     await names(db)
     assert pool.checkedout() == 1  # type: ignore[attr-defined]  # the last read's only
+
+
+_NAMES = DriverQuery(select(t.users.c.name))
+
+
+async def statement_names(db: Database) -> set[str]:
+    async with db.read_statement() as conn:
+        return {r[0] for r in await _NAMES.rows(conn, {})}
+
+
+async def test_a_statement_read_sees_the_writes_committed_before_it(db: Database) -> None:
+    assert "fay" not in await statement_names(db)
+    for name in ("fay", "gus"):
+        await add_user(db, name)
+        assert name in await statement_names(db)
+        assert name in await names(db)  # the snapshot reads share the kept connections
+
+
+async def test_a_statement_read_leaves_no_transaction_behind(db: Database) -> None:
+    """A caller that runs a SQLAlchemy statement inside ``read_statement``
+    opens a transaction (autobegin); it must not stay open on the kept
+    connection, or a later read would see that old snapshot (SQLite)."""
+    async with db.read_statement() as conn:
+        await conn.execute(select(t.users.c.name))
+        assert conn.in_transaction()
+    await add_user(db, "hal")
+    assert "hal" in await statement_names(db)
+    with pytest.raises(RuntimeError):
+        async with db.read_statement() as conn:
+            await conn.execute(select(t.users.c.name))
+            raise RuntimeError("a read that fails half way")
+    await add_user(db, "ida")
+    assert {"hal", "ida"} <= await statement_names(db)
+    assert {"hal", "ida"} <= await names(db)

@@ -541,7 +541,7 @@ class ObjectService:
         """An object and its layouts, of one version, if its preconditions
         hold."""
         pkg, path = await self._resolve(principal, address, Operation.READ)
-        async with self.db.read() as conn:
+        async with self.db.read_statement() as conn:
             found = await catalog.open_by_path(conn, pkg.package_id, path)
         if found is None:
             raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
