@@ -903,7 +903,7 @@ class ObjectService:
         if object_id is None:
             address = ObjectAddress(PackageRef.by_id(package_id), path)
             return await self._open(principal, address, NO_CONDITIONS)
-        async with self.db.read() as conn:
+        async with self.db.read_statement() as conn:
             found = await catalog.open_by_id(conn, principal.user_id, object_id)
         if found is None:
             raise ObjectNotFound(f"object {object_id} not found")
