@@ -20,6 +20,8 @@ from jcs_helpers import (
     text_data,
 )
 
+from jointcloud.redundancy.stream import REPLICA_SEGMENT
+
 REP2 = {"type": "rep", "repCount": 2}
 EC23 = {"type": "ec", "k": 2, "n": 3, "chunkSize": 4096}
 EC46 = {"type": "ec", "k": 4, "n": 6, "chunkSize": 4096}
@@ -60,7 +62,7 @@ def ranges_for(size: int, chunk: int, segment: int) -> list[tuple[int, int | Non
 
 async def test_upload_download_none_round_trip(api: Api) -> None:
     pid = await api.package("p")
-    big = text_data(4 * 1024 * 1024 + 12345)  # more than one 4 MiB replica segment
+    big = text_data(4 * 1024 * 1024 + 12345)  # several replica segments (1 MiB each)
     files = [
         ("empty", b""),
         ("one", b"x"),
@@ -166,7 +168,7 @@ async def test_redundant_round_trip_and_placement(
     assert stored >= big_size * width // needed  # n/k (or rep) copies' worth
     assert stored < big_size * width / needed * 1.05 + 4096
 
-    chunk = policy.get("chunkSize", 4 * 1024 * 1024)
+    chunk = policy.get("chunkSize", REPLICA_SEGMENT)  # rep: segment edges
     segment = chunk * needed if policy["type"] == "ec" else chunk
     oid = ups["big"]["objectID"]
     for offset, length in ranges_for(big_size, chunk, segment):

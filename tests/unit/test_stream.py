@@ -320,7 +320,7 @@ async def test_ec_read_with_blocks_omitted_by_caller() -> None:
         await read_all(layout, blocks[:3])
 
 
-async def test_replica_reads_go_in_runs_and_a_bad_run_comes_from_the_next_replica(
+async def test_replica_reads_go_in_runs_and_a_bad_chunk_comes_from_the_next_replica(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(stream, "READ_RUN", 2 * SMALL_SEG)
@@ -345,9 +345,41 @@ async def test_replica_reads_go_in_runs_and_a_bad_run_comes_from_the_next_replic
     assert got == data
     assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
     assert "chunk 3" in str(reports[0][1])
-    # the run holding segment 3 comes from replica 1, whole (runs ahead of it
-    # were already under way on replica 0)
-    assert [(off, n) for _, off, n in spaces[1].stats.read_log] == [(2 * c, 2 * c)]
+    # segment 3 alone comes from replica 1 (segment 2 of its run was good on
+    # replica 0, and the run ahead was already under way there)
+    assert [(off, n) for _, off, n in spaces[1].stats.read_log] == [(3 * c, c)]
+
+
+async def test_a_run_bad_half_way_takes_only_its_rest_from_the_next_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every segment has one good copy: replica 0 is bad in segment 3, replica
+    # 1 in segment 0, and runs are 4 segments long. Each chunk is
+    # authenticated on its own, so the chunks before a bad one are kept.
+    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)
+    data = os.urandom(8 * SMALL_SEG)
+    spaces, blocks, layout, result = await store(RepPolicy(2), data)
+    c = result.chunk_len
+    spaces[0].corrupt(blocks[0].key, at=3 * c + 5)
+    spaces[1].corrupt(blocks[1].key, at=5)
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
+    assert "chunk 3 " in str(reports[0][1])
+
+
+async def test_a_truncated_replica_names_the_first_missing_chunk() -> None:
+    data = os.urandom(5 * SMALL_SEG)
+    spaces, blocks, layout, result = await store(RepPolicy(2), data)
+    whole = spaces[0].contents()[blocks[0].key]
+    await spaces[0].put(blocks[0].key, whole[: 2 * result.chunk_len + 10])
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, str(e)) for i, e in reports] == [
+        (0, f"block {blocks[0].key} is truncated at chunk 2")
+    ]
 
 
 async def test_rep_falls_over_to_next_replica() -> None:

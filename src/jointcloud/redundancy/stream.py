@@ -630,26 +630,26 @@ async def _read_chunk(
 
 async def _read_run(
     ref: BlockRef, geometry: _Geometry, cipher: ChunkCipher, run: range
-) -> list[bytes]:
+) -> tuple[list[bytes], BlockCorrupt | None]:
     """Chunks ``run`` of a replica block (nonce index 0), read together,
-    authenticated and decrypted."""
+    authenticated and decrypted, up to the first that is missing or fails
+    its check; with that failure (None: all of them). Each chunk is
+    authenticated on its own, so the ones before a bad one are good."""
     lens = [geometry.stored_len(j) for j in run]
-    want = sum(lens)
-    data = await ref.space.read(ref.key, run[0] * geometry.chunk_len, want)
-    if len(data) != want:
-        raise BlockCorrupt(f"block {ref.key} is truncated at chunk {run[0]}")
+    data = await ref.space.read(ref.key, run.start * geometry.chunk_len, sum(lens))
 
-    def open_all() -> list[bytes]:
-        view, pos, out = memoryview(data), 0, []
+    def open_all() -> tuple[list[bytes], BlockCorrupt | None]:
+        view, pos = memoryview(data), 0
+        out: list[bytes] = []
         for j, n in zip(run, lens, strict=True):
+            if pos + n > len(data):
+                return out, BlockCorrupt(f"block {ref.key} is truncated at chunk {j}")
             try:
                 out.append(cipher.open(0, j, view[pos : pos + n]))
             except BlockCorrupt:
-                raise BlockCorrupt(
-                    f"block {ref.key} chunk {j} failed its integrity check"
-                ) from None
+                return out, BlockCorrupt(f"block {ref.key} chunk {j} failed its integrity check")
             pos += n
-        return out
+        return out, None
 
     return await _cpu(open_all)
 
@@ -735,7 +735,7 @@ class _Reader:
         codec = self.geometry.codec
         if codec is None:
             per = max(1, READ_RUN // size)
-            runs = [range(a, min(a + per, last + 1)) for a in range(first, last + 1, per)]
+            runs = (range(a, min(a + per, last + 1)) for a in range(first, last + 1, per))
             return _flattened(_prefetched(lambda run: self._replica_run(run, bounds), runs))
 
         def segment(j: int) -> Awaitable[bytes]:
@@ -759,22 +759,33 @@ class _Reader:
     async def _replica_run(
         self, run: range, bounds: Callable[[int], tuple[int, int]]
     ) -> list[bytes]:
-        """The plaintext of segments ``run`` from the first replica that serves
-        them all, each cut to ``bounds(j)``."""
+        """The plaintext of segments ``run``, each cut to ``bounds(j)``: from
+        the first replica that serves them, the rest of the run from the
+        next one from the first segment a replica failed on."""
+        plains: list[bytes] = []
+        todo = run
         for ref in self.blocks:
             if ref.index in self.bad:
                 continue
             try:
-                plains = await _read_run(ref, self.geometry, self.cipher, run)
+                opened, failure = await _read_run(ref, self.geometry, self.cipher, todo)
             except SpaceError as exc:
                 self._mark_bad(ref, exc)
                 continue
-            out = []
-            for j, plain in zip(run, plains, strict=True):
-                lo, hi = bounds(j)
-                out.append(plain if lo == 0 and hi == len(plain) else plain[lo:hi])
-            return out
-        raise NotEnoughBlocks(f"cannot read segment {run[0]}: found 0 of 1 blocks needed", 0, 1)
+            plains += opened
+            if failure is None:
+                break
+            self._mark_bad(ref, failure)
+            todo = range(todo.start + len(opened), todo.stop)
+        else:
+            raise NotEnoughBlocks(
+                f"cannot read segment {todo.start}: found 0 of 1 blocks needed", 0, 1
+            )
+        out = []
+        for j, plain in zip(run, plains, strict=True):
+            lo, hi = bounds(j)
+            out.append(plain if lo == 0 and hi == len(plain) else plain[lo:hi])
+        return out
 
     async def _ec_segment(self, codec: ErasureCodec, j: int, lo: int, hi: int) -> bytes:
         seg_len = self.geometry.seg_len(j)
