@@ -20,6 +20,7 @@ from jcs_helpers import (
     text_data,
 )
 
+from jointcloud.meta.catalog import FEW_OVERWRITES
 from jointcloud.redundancy.stream import REPLICA_SEGMENT
 
 REP2 = {"type": "rep", "repCount": 2}
@@ -332,6 +333,33 @@ async def test_overwrite_keeps_id_and_create_time(api: Api) -> None:
     assert len(api.all_block_files()) == 4
     await api.gc()
     assert len(api.all_block_files()) == 2
+
+
+@pytest.mark.parametrize("count", [3, FEW_OVERWRITES + 4])
+async def test_a_batch_overwrite_of_few_or_many_objects(api: Api, count: int) -> None:
+    # A few overwritten paths take one driver statement each, more take IN
+    # lists: both keep ids and create times, release the old content, and
+    # leave alone a layout a clone still shares.
+    pid = await api.package("p")
+    names = [f"f{i:02d}" for i in range(count)]
+    first = await api.upload(pid, [(n, text_data(5000, seed=i)) for i, n in enumerate(names)])
+    await api.post(
+        "/v1/object/clone",
+        {"clonings": [{"objectID": first[0]["objectID"], "newPackageID": pid, "newPath": "c"}]},
+    )
+    second = await api.upload(
+        pid, [(n, text_data(6000, seed=100 + i)) for i, n in enumerate(names)]
+    )
+    assert [o["objectID"] for o in second] == [o["objectID"] for o in first]
+    assert [o["createTime"] for o in second] == [o["createTime"] for o in first]
+    for i, o in enumerate(second):
+        assert await api.download(o["objectID"]) == text_data(6000, seed=100 + i)
+    assert len(api.all_block_files()) == 2 * count
+    report = await api.gc()
+    assert report.layouts == count - 1  # the clone keeps the first one's
+    assert len(api.all_block_files()) == count + 1
+    clone = next(o for o in await api.objects(pid) if o["path"] == "c")
+    assert await api.download(clone["objectID"]) == text_data(5000, seed=0)
 
 
 @pytest.mark.parametrize("bad_index", [0, 1, 2])

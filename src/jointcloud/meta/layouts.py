@@ -192,8 +192,23 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
     """Stamp layouts that nothing references any more; GC removes them later."""
     ids = sorted(set(layout_ids))
     ts = now()
+    if len(ids) <= FEW_RELEASES:  # on the driver's connection, one statement each
+        await _RELEASE_ONE.write(conn, [{"b_id": i, "b_ts": ts} for i in ids])
+        return
     for part in chunks(ids):
         await conn.execute(_RELEASE_UNREFERENCED, {"ids": part, "ts": ts})
+
+
+FEW_RELEASES = 16
+_RELEASE_ONE = DriverQuery(
+    update(t.layouts)
+    .where(
+        t.layouts.c.id == bindparam("b_id"),
+        t.layouts.c.state == "live",
+        ~_referenced(t.layouts.c.id),
+    )
+    .values(released_at=bindparam("b_ts"))
+)
 
 
 _RELEASE_UNREFERENCED = (
