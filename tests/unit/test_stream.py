@@ -534,6 +534,23 @@ async def test_memory_stays_bounded() -> None:
     assert ahead and max(ahead) <= 3 * seg + 1000
 
 
+@pytest.mark.parametrize("policy", [RepPolicy(2), EcPolicy(2, 3, 4096)], ids=["rep", "ec"])
+async def test_verify_block_reads_in_runs_and_names_the_bad_chunk(
+    policy: Redundancy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(7 * seg_size(policy) + 11)
+    spaces, blocks, layout, result = await store(policy, data)
+    c = result.chunk_len
+    monkeypatch.setattr(stream, "READ_RUN", 3 * c)
+    block = blocks[1]  # EC: a data fragment with its own nonce index
+    spaces[1].stats.read_log = []
+    await verify_block(layout, block)
+    assert [off for _, off, _ in spaces[1].stats.read_log] == [0, 3 * c, 6 * c]
+    spaces[1].corrupt(block.key, at=4 * c + 7)  # chunk 4, inside the second run
+    with pytest.raises(BlockCorrupt, match=f"block {block.key} chunk 4 failed"):
+        await verify_block(layout, block)
+
+
 async def test_verify_block_detects_damage() -> None:
     policy = EcPolicy(4, 6, 4096)
     spaces, blocks, layout, _ = await store(policy, os.urandom(3 * policy.segment_size + 5))
