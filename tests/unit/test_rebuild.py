@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jointcloud.errors import NotEnoughBlocks
+from jointcloud.redundancy import stream
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
@@ -279,3 +280,29 @@ async def test_random_loss_patterns(seed: int) -> None:
         await rebuild_blocks(layout, sources, targets)
         for t in targets:
             assert t.space.contents()[t.key] == spaces[t.index].contents()[blocks[t.index].key]  # type: ignore[attr-defined]
+
+
+async def test_replicas_are_copied_in_runs_and_a_bad_chunk_comes_from_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = os.urandom(9 * SMALL_SEG + 5)
+    spaces, blocks, layout = await store(RepPolicy(3), data)
+    original = spaces[0].contents()[blocks[0].key]
+    c = layout.chunk_len
+    monkeypatch.setattr(stream, "READ_RUN", 4 * c)
+    await spaces[0].delete(blocks[0].key)
+    spaces[1].corrupt(blocks[1].key, at=5 * c + 3)  # segment 5, in the second run
+    for sp in spaces:
+        sp.stats.read_log = []
+    target = new_target(0)
+    await rebuild_blocks(layout, [blocks[1], blocks[2]], [target])
+    assert target.space.contents()[target.key] == original  # type: ignore[attr-defined]
+    # source 1 in runs of four chunks (0-3, 4-7 good up to its bad chunk 5,
+    # then 6-7, and 8-9), read once each; source 2 only for chunk 5
+    assert sorted((off, n) for _, off, n in spaces[1].stats.read_log) == [
+        (0, 4 * c),
+        (4 * c, 4 * c),
+        (6 * c, 2 * c),
+        (8 * c, c + 5 + (c - SMALL_SEG)),  # the last chunk: 5 bytes and the overhead
+    ]
+    assert [(off, n) for _, off, n in spaces[2].stats.read_log] == [(5 * c, c)]

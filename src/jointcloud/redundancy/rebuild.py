@@ -4,7 +4,9 @@ The new blocks are byte-identical to the ones they replace, so a rebuilt block
 needs no metadata besides its new location:
 
 - none/rep: replicas are identical ciphertext, so chunk ``j`` of any source that
-  authenticates is copied as stored to every target;
+  authenticates is copied as stored to every target; chunks are read in runs of
+  up to ``READ_RUN`` bytes from the preferred source, and only a chunk it cannot
+  give is looked for elsewhere;
 - ec: per segment, ``k`` fragments that authenticate are decrypted and only the
   missing fragment indexes are computed (``ErasureCodec.reconstruct``, not a
   decode + re-encode of the whole segment), then sealed with their own fragment
@@ -25,8 +27,7 @@ only rules that source out for that segment.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Sequence
-from typing import cast
+from collections.abc import Sequence
 
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.cipher import ChunkCipher
@@ -37,10 +38,12 @@ from jointcloud.redundancy.stream import (
     _commit,
     _cpu,
     _discard,
+    _flattened,
     _Geometry,
     _open,
     _prefetched,
     _run_all,
+    _runs,
 )
 from jointcloud.spaces.base import BlockWriter
 
@@ -74,6 +77,38 @@ class _Sources:
             return None
         return data, plain
 
+    async def run(self, run: range) -> tuple[list[bytes], int | None]:
+        """Stored chunks of ``run`` from the first source that can be read,
+        up to its first chunk that is missing or fails its check (so possibly
+        none), and that source's position (None: no source could be read).
+        A replica's chunks are read together, as reads do."""
+        for pos in self.candidates(set()):
+            ref = self.sources[pos]
+            try:
+                data = await ref.space.read(
+                    ref.key, run.start * self.geometry.chunk_len, _stored(self.geometry, run)
+                )
+            except SpaceError:
+                self.dead.add(pos)
+                continue
+            return await _cpu(self._good_prefix, data, run), pos
+        return [], None
+
+    def _good_prefix(self, data: bytes, run: range) -> list[bytes]:
+        view, pos, out = memoryview(data), 0, []
+        for j in run:
+            n = self.geometry.stored_len(j)
+            piece = view[pos : pos + n]
+            if len(piece) != n:
+                break
+            try:
+                self.cipher.open(0, j, piece)
+            except BlockCorrupt:
+                break
+            out.append(bytes(piece))
+            pos += n
+        return out
+
     def candidates(self, skip: set[int]) -> list[int]:
         return [p for p in range(len(self.sources)) if p not in self.dead and p not in skip]
 
@@ -101,9 +136,11 @@ async def rebuild_blocks(
     src = _Sources(layout, geometry, ordered)
 
     async def segment(j: int) -> list[bytes]:
-        if codec is None:
-            return await _replica_segment(src, j, len(targets))
+        assert codec is not None
         return await _ec_segment(src, codec, j, indexes)
+
+    async def replica_run(run: range) -> list[list[bytes]]:
+        return await _replica_run(src, run, len(targets))
 
     writers: list[BlockWriter | None] = [None] * len(targets)
     commit_started = [False] * len(targets)
@@ -111,10 +148,11 @@ async def rebuild_blocks(
     try:
         await _run_all(_open(blocks, writers, i) for i in range(len(blocks)))
         opened = [w for w in writers if w is not None]
-        ahead = cast(
-            AsyncGenerator[list[bytes], None],
-            _prefetched(segment, range(geometry.count), REBUILD_AHEAD),
-        )
+        if codec is None:  # replicas: copied in runs of chunks, as reads go
+            runs = _runs(0, geometry.count - 1, geometry.chunk_len)
+            ahead = _flattened(_prefetched(replica_run, runs, REBUILD_AHEAD))
+        else:
+            ahead = _prefetched(segment, range(geometry.count), REBUILD_AHEAD)
         async with contextlib.aclosing(ahead):
             async for chunks in ahead:
                 await _run_all(w.write(c) for w, c in zip(opened, chunks, strict=True))
@@ -124,8 +162,31 @@ async def rebuild_blocks(
         raise
 
 
-async def _replica_segment(src: _Sources, j: int, copies: int) -> list[bytes]:
-    tried: set[int] = set()
+async def _replica_run(src: _Sources, run: range, copies: int) -> list[list[bytes]]:
+    """Every target's chunk for each segment of ``run``: read in one go
+    from the preferred source; a chunk it cannot give is taken, segment by
+    segment, from whichever source can, and the run goes on from there."""
+    stored: list[bytes] = []
+    j = run.start
+    while j < run.stop:
+        got, pos = await src.run(range(j, run.stop))
+        stored += got
+        j += len(got)
+        if j < run.stop:  # chunk j: not from the source that just failed on it
+            tried = set() if pos is None else {pos}
+            stored.append((await _replica_segment(src, j, 1, tried))[0])
+            j += 1
+    return [[chunk] * copies for chunk in stored]
+
+
+def _stored(geometry: _Geometry, run: range) -> int:
+    return sum(geometry.stored_len(j) for j in run)
+
+
+async def _replica_segment(
+    src: _Sources, j: int, copies: int, tried: set[int] | None = None
+) -> list[bytes]:
+    tried = set() if tried is None else tried
     while True:
         candidates = src.candidates(tried)
         if not candidates:

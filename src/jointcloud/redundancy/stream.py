@@ -666,7 +666,7 @@ async def _read_run(
     return await _cpu(open_all)
 
 
-async def _flattened(runs: AsyncGenerator[list[bytes], None]) -> AsyncIterator[bytes]:
+async def _flattened(runs: AsyncGenerator[list[T], None]) -> AsyncGenerator[T, None]:
     try:
         async for pieces in runs:
             for piece in pieces:
