@@ -289,7 +289,7 @@ async def test_replicas_are_copied_in_runs_and_a_bad_chunk_comes_from_another(
     spaces, blocks, layout = await store(RepPolicy(3), data)
     original = spaces[0].contents()[blocks[0].key]
     c = layout.chunk_len
-    monkeypatch.setattr(stream, "READ_RUN", 4 * c)
+    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)  # runs of 4 chunks
     await spaces[0].delete(blocks[0].key)
     spaces[1].corrupt(blocks[1].key, at=5 * c + 3)  # segment 5, in the second run
     for sp in spaces:
@@ -298,11 +298,32 @@ async def test_replicas_are_copied_in_runs_and_a_bad_chunk_comes_from_another(
     await rebuild_blocks(layout, [blocks[1], blocks[2]], [target])
     assert target.space.contents()[target.key] == original  # type: ignore[attr-defined]
     # source 1 in runs of four chunks (0-3, 4-7 good up to its bad chunk 5,
-    # then 6-7, and 8-9), read once each; source 2 only for chunk 5
+    # and 8-9), read once each; source 2 for chunk 5 and the rest of its run
     assert sorted((off, n) for _, off, n in spaces[1].stats.read_log) == [
         (0, 4 * c),
         (4 * c, 4 * c),
-        (6 * c, 2 * c),
         (8 * c, c + 5 + (c - SMALL_SEG)),  # the last chunk: 5 bytes and the overhead
     ]
-    assert [(off, n) for _, off, n in spaces[2].stats.read_log] == [(5 * c, c)]
+    assert sorted((off, n) for _, off, n in spaces[2].stats.read_log) == [
+        (5 * c, c),
+        (6 * c, 2 * c),
+    ]
+
+
+async def test_a_replica_bad_throughout_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After a source fails inside a run, the rest of that run comes from
+    # another: a source bad at every chunk costs one read of its bytes.
+    data = os.urandom(12 * SMALL_SEG + 9)
+    spaces, blocks, layout = await store(RepPolicy(3), data)
+    original = spaces[0].contents()[blocks[0].key]
+    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)
+    await spaces[0].delete(blocks[0].key)
+    for j in range(13):
+        spaces[1].corrupt(blocks[1].key, at=j * layout.chunk_len + 1)
+    for sp in spaces:
+        sp.stats.reset()
+    target = new_target(0)
+    await rebuild_blocks(layout, [blocks[1], blocks[2]], [target])
+    assert target.space.contents()[target.key] == original  # type: ignore[attr-defined]
+    assert spaces[1].stats.bytes_read == len(original)
+    assert spaces[2].stats.bytes_read == len(original)

@@ -12,11 +12,12 @@ needs no metadata besides its new location:
   decode + re-encode of the whole segment), then sealed with their own fragment
   index as the nonce's block index, exactly as ``write_blocks`` sealed them.
 
-It streams segment by segment with the read-ahead of ``stream.py`` (memory is a
-few segments whatever the object size) and does the CPU work in its worker
-threads. Every target writer commits only after the last segment; on any failure
-every writer is aborted and every committed target deleted before the error is
-re-raised, so a failed rebuild leaves nothing behind.
+It streams segment by segment (replicas: run by run) with the read-ahead of
+``stream.py`` (memory is a few segments whatever the object size) and does the
+CPU work in its worker threads. Every target writer commits only after the
+last segment; on any failure every writer is aborted and every committed
+target deleted before the error is re-raised, so a failed rebuild leaves
+nothing behind.
 
 A source may share its index with a target (a corrupt block being replaced):
 its chunks that still authenticate are used, the others are skipped. A source
@@ -41,14 +42,17 @@ from jointcloud.redundancy.stream import (
     _flattened,
     _Geometry,
     _open,
+    _payload,
     _prefetched,
     _run_all,
     _runs,
 )
 from jointcloud.spaces.base import BlockWriter
 
-# Segments read and rebuilt ahead of the one being written.
+# Segments read and rebuilt ahead of the one being written (EC); replicas
+# are copied in runs of up to ``READ_RUN`` bytes, one run ahead.
 REBUILD_AHEAD = 2
+RUNS_AHEAD = 1
 
 
 class _Sources:
@@ -77,17 +81,19 @@ class _Sources:
             return None
         return data, plain
 
-    async def run(self, run: range) -> tuple[list[bytes], int | None]:
+    async def run(self, run: range, skip: set[int]) -> tuple[list[bytes], int | None]:
         """Stored chunks of ``run`` from the first source that can be read,
         up to its first chunk that is missing or fails its check (so possibly
         none), and that source's position (None: no source could be read).
         A replica's chunks are read together, as reads do."""
-        for pos in self.candidates(set()):
+        for pos in self.candidates(skip):
             ref = self.sources[pos]
             try:
                 data = await ref.space.read(
                     ref.key, run.start * self.geometry.chunk_len, _stored(self.geometry, run)
                 )
+            except BlockCorrupt:  # as ``chunk`` takes it: this read only
+                return [], pos
             except SpaceError:
                 self.dead.add(pos)
                 continue
@@ -149,8 +155,8 @@ async def rebuild_blocks(
         await _run_all(_open(blocks, writers, i) for i in range(len(blocks)))
         opened = [w for w in writers if w is not None]
         if codec is None:  # replicas: copied in runs of chunks, as reads go
-            runs = _runs(0, geometry.count - 1, geometry.chunk_len)
-            ahead = _flattened(_prefetched(replica_run, runs, REBUILD_AHEAD))
+            runs = _runs(0, geometry.count - 1, _payload(geometry))
+            ahead = _flattened(_prefetched(replica_run, runs, RUNS_AHEAD))
         else:
             ahead = _prefetched(segment, range(geometry.count), REBUILD_AHEAD)
         async with contextlib.aclosing(ahead):
@@ -167,15 +173,18 @@ async def _replica_run(src: _Sources, run: range, copies: int) -> list[list[byte
     from the preferred source; a chunk it cannot give is taken, segment by
     segment, from whichever source can, and the run goes on from there."""
     stored: list[bytes] = []
+    failed: set[int] = set()  # sources that failed in this run: the rest comes from others
     j = run.start
     while j < run.stop:
-        got, pos = await src.run(range(j, run.stop))
+        got, pos = await src.run(range(j, run.stop), failed)
         stored += got
         j += len(got)
         if j < run.stop:  # chunk j: not from the source that just failed on it
             tried = set() if pos is None else {pos}
             stored.append((await _replica_segment(src, j, 1, tried))[0])
             j += 1
+            if pos is not None:
+                failed.add(pos)
     return [[chunk] * copies for chunk in stored]
 
 

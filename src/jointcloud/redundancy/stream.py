@@ -609,14 +609,20 @@ async def verify_block(layout: Layout, block: BlockRef) -> None:
         raise BlockCorrupt(f"block {block.key} has {entry.size} bytes, expected {expected}")
 
     async def check(run: range) -> None:
-        _, failure = await _read_run(block, geometry, cipher, run, nonce_index)
+        _, failure = await _read_run(block, geometry, cipher, run, nonce_index, keep=False)
         if failure is not None:
             raise failure
 
     # In runs, as reads go: a chunk per request would be four times the
     # requests to a cloud space since segments became 1 MiB.
-    async for _ in _prefetched(check, _runs(0, geometry.count - 1, geometry.chunk_len)):
+    async for _ in _prefetched(check, _runs(0, geometry.count - 1, _payload(geometry))):
         pass
+
+
+def _payload(geometry: _Geometry) -> int:
+    """Bytes a full chunk holds before sealing (so runs of chunks are the
+    size of runs of segments: ``READ_RUN`` // this chunks each)."""
+    return geometry.chunk_len - OVERHEAD
 
 
 def _runs(first: int, last: int, size: int) -> Iterator[range]:
@@ -641,12 +647,19 @@ async def _read_chunk(
 
 
 async def _read_run(
-    ref: BlockRef, geometry: _Geometry, cipher: ChunkCipher, run: range, nonce_index: int = 0
+    ref: BlockRef,
+    geometry: _Geometry,
+    cipher: ChunkCipher,
+    run: range,
+    nonce_index: int = 0,
+    *,
+    keep: bool = True,
 ) -> tuple[list[bytes], BlockCorrupt | None]:
     """Chunks ``run`` of a block (a replica's: nonce index 0), read together,
     authenticated and decrypted, up to the first that is missing or fails
     its check; with that failure (None: all of them). Each chunk is
-    authenticated on its own, so the ones before a bad one are good."""
+    authenticated on its own, so the ones before a bad one are good.
+    ``keep=False``: only check them (scrub), keeping no plaintext."""
     lens = [geometry.stored_len(j) for j in run]
     data = await ref.space.read(ref.key, run.start * geometry.chunk_len, sum(lens))
 
@@ -657,7 +670,9 @@ async def _read_run(
             if pos + n > len(data):
                 return out, BlockCorrupt(f"block {ref.key} is truncated at chunk {j}")
             try:
-                out.append(cipher.open(nonce_index, j, view[pos : pos + n]))
+                plain = cipher.open(nonce_index, j, view[pos : pos + n])
+                if keep:
+                    out.append(plain)
             except BlockCorrupt:
                 return out, BlockCorrupt(f"block {ref.key} chunk {j} failed its integrity check")
             pos += n
