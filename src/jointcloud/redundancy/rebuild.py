@@ -44,6 +44,7 @@ from jointcloud.redundancy.stream import (
     _open,
     _payload,
     _prefetched,
+    _read_run,
     _run_all,
     _runs,
 )
@@ -87,33 +88,17 @@ class _Sources:
         none), and that source's position (None: no source could be read).
         A replica's chunks are read together, as reads do."""
         for pos in self.candidates(skip):
-            ref = self.sources[pos]
             try:
-                data = await ref.space.read(
-                    ref.key, run.start * self.geometry.chunk_len, _stored(self.geometry, run)
+                stored, _ = await _read_run(
+                    self.sources[pos], self.geometry, self.cipher, run, keep="stored"
                 )
             except BlockCorrupt:  # as ``chunk`` takes it: this read only
                 return [], pos
             except SpaceError:
                 self.dead.add(pos)
                 continue
-            return await _cpu(self._good_prefix, data, run), pos
+            return stored, pos
         return [], None
-
-    def _good_prefix(self, data: bytes, run: range) -> list[bytes]:
-        view, pos, out = memoryview(data), 0, []
-        for j in run:
-            n = self.geometry.stored_len(j)
-            piece = view[pos : pos + n]
-            if len(piece) != n:
-                break
-            try:
-                self.cipher.open(0, j, piece)
-            except BlockCorrupt:
-                break
-            out.append(bytes(piece))
-            pos += n
-        return out
 
     def candidates(self, skip: set[int]) -> list[int]:
         return [p for p in range(len(self.sources)) if p not in self.dead and p not in skip]
@@ -141,13 +126,6 @@ async def rebuild_blocks(
     ordered = sorted(sources, key=lambda s: s.index in wanted)
     src = _Sources(layout, geometry, ordered)
 
-    async def segment(j: int) -> list[bytes]:
-        assert codec is not None
-        return await _ec_segment(src, codec, j, indexes)
-
-    async def replica_run(run: range) -> list[list[bytes]]:
-        return await _replica_run(src, run, len(targets))
-
     writers: list[BlockWriter | None] = [None] * len(targets)
     commit_started = [False] * len(targets)
     blocks = list(targets)
@@ -156,9 +134,15 @@ async def rebuild_blocks(
         opened = [w for w in writers if w is not None]
         if codec is None:  # replicas: copied in runs of chunks, as reads go
             runs = _runs(0, geometry.count - 1, _payload(geometry))
-            ahead = _flattened(_prefetched(replica_run, runs, RUNS_AHEAD))
+            copies = len(targets)
+            ahead = _flattened(
+                _prefetched(lambda run: _replica_run(src, run, copies), runs, RUNS_AHEAD)
+            )
         else:
-            ahead = _prefetched(segment, range(geometry.count), REBUILD_AHEAD)
+            ec = codec
+            ahead = _prefetched(
+                lambda j: _ec_segment(src, ec, j, indexes), range(geometry.count), REBUILD_AHEAD
+            )
         async with contextlib.aclosing(ahead):
             async for chunks in ahead:
                 await _run_all(w.write(c) for w, c in zip(opened, chunks, strict=True))
@@ -186,10 +170,6 @@ async def _replica_run(src: _Sources, run: range, copies: int) -> list[list[byte
             if pos is not None:
                 failed.add(pos)
     return [[chunk] * copies for chunk in stored]
-
-
-def _stored(geometry: _Geometry, run: range) -> int:
-    return sum(geometry.stored_len(j) for j in run)
 
 
 async def _replica_segment(

@@ -46,7 +46,7 @@ from collections.abc import (
 )
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from awscrt import checksums as crt  # type: ignore[import-untyped]
 
@@ -609,7 +609,7 @@ async def verify_block(layout: Layout, block: BlockRef) -> None:
         raise BlockCorrupt(f"block {block.key} has {entry.size} bytes, expected {expected}")
 
     async def check(run: range) -> None:
-        _, failure = await _read_run(block, geometry, cipher, run, nonce_index, keep=False)
+        _, failure = await _read_run(block, geometry, cipher, run, nonce_index, keep="none")
         if failure is not None:
             raise failure
 
@@ -646,6 +646,9 @@ async def _read_chunk(
         raise BlockCorrupt(f"block {ref.key} chunk {j} failed its integrity check") from None
 
 
+Keep = Literal["plain", "stored", "none"]
+
+
 async def _read_run(
     ref: BlockRef,
     geometry: _Geometry,
@@ -653,13 +656,14 @@ async def _read_run(
     run: range,
     nonce_index: int = 0,
     *,
-    keep: bool = True,
+    keep: Keep = "plain",
 ) -> tuple[list[bytes], BlockCorrupt | None]:
-    """Chunks ``run`` of a block (a replica's: nonce index 0), read together,
-    authenticated and decrypted, up to the first that is missing or fails
-    its check; with that failure (None: all of them). Each chunk is
-    authenticated on its own, so the ones before a bad one are good.
-    ``keep=False``: only check them (scrub), keeping no plaintext."""
+    """Chunks ``run`` of a block (a replica's: nonce index 0), read together
+    and authenticated, up to the first that is missing or fails its check;
+    with that failure (None: all of them). Each chunk is authenticated on
+    its own, so the ones before a bad one are good. ``keep``: what to
+    return of each good chunk: its plaintext (reads), its stored bytes
+    (rebuilds copy them) or nothing (scrub only checks)."""
     lens = [geometry.stored_len(j) for j in run]
     data = await ref.space.read(ref.key, run.start * geometry.chunk_len, sum(lens))
 
@@ -670,9 +674,12 @@ async def _read_run(
             if pos + n > len(data):
                 return out, BlockCorrupt(f"block {ref.key} is truncated at chunk {j}")
             try:
-                plain = cipher.open(nonce_index, j, view[pos : pos + n])
-                if keep:
+                piece = view[pos : pos + n]
+                plain = cipher.open(nonce_index, j, piece)
+                if keep == "plain":
                     out.append(plain)
+                elif keep == "stored":
+                    out.append(bytes(piece))
             except BlockCorrupt:
                 return out, BlockCorrupt(f"block {ref.key} chunk {j} failed its integrity check")
             pos += n
