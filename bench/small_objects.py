@@ -76,7 +76,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).parent))
 from rawhttp import Conn, multipart_parts
 from small_files import form_body
-from v1_api import Job, free_port, many, serve_command, wait_ready
+from v1_api import Job, free_port, many, serve_command, wait_listening, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
@@ -394,6 +394,7 @@ async def measure_jcs(
     try:
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz", server)
+            wait_listening(server.pid, port, workers)
         except RuntimeError as e:
             tail = log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{e}; server log ends:\n{tail}") from None

@@ -68,6 +68,27 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("server did not become ready")
 
 
+def wait_listening(pid: int, port: int, processes: int) -> None:
+    """Until ``processes`` processes of ``pid``'s tree listen on ``port``.
+    ``jcs serve --workers N`` answers as soon as its first process does; a
+    keep-alive connection opened before the others bind stays on the first
+    one, and a phase would then measure one process, not N."""
+    root = psutil.Process(pid)
+    for _ in range(600):
+        listening = 0
+        for p in [root, *root.children(recursive=True)]:
+            try:
+                conns = p.net_connections(kind="tcp")
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns):
+                listening += 1
+        if listening >= processes:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{processes} processes did not all listen on port {port}")
+
+
 class PeakRss:
     """Samples a process's RSS every 20 ms in a thread."""
 
