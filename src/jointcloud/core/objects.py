@@ -29,6 +29,7 @@ from jointcloud.core.authz import Operation, Principal, allows, authorize, visib
 from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
+from jointcloud.core.combiner import Combiner, write_contents
 from jointcloud.core.commands import (
     NO_CONDITIONS,
     ChecksumAlgorithm,
@@ -77,7 +78,7 @@ from jointcloud.errors import (
     PackageNotFound,
     PreconditionFailed,
 )
-from jointcloud.meta import catalog, layouts
+from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
@@ -381,6 +382,7 @@ class ObjectService:
         self.db = db
         self.packages = packages
         self.store = store
+        self.combiner = Combiner(db)
 
     # --- the one upload path --------------------------------------------------
 
@@ -450,24 +452,17 @@ class ObjectService:
                     raise PackageNotFound(f"package {package_id} not found")
                 if before_commit is not None:
                     await before_commit()
-                if not conditions.empty:
-                    for it in items:
-                        current = await catalog.get_object_by_path(conn, package_id, it.path)
-                        check_write_conditions(current, conditions)
-                inline = await layouts.activate_many(conn, staged)
-                final = (
-                    [
-                        it._replace(parts=[(off, inline.get(lid, lid)) for off, lid in it.parts])
-                        for it in items
-                    ]
-                    if inline
-                    else items
-                )
-                return await catalog.commit_objects(
-                    conn, package_id, final, policy=policy, ts=now()
-                )
+                for it in items:
+                    current = await catalog.get_object_by_path(conn, package_id, it.path)
+                    check_write_conditions(current, conditions)
+                return await write_contents(conn, package_id, policy, staged, items)
 
-        committing = asyncio.ensure_future(commit())
+        # Without conditions, uploads into one package commit together.
+        committing = (
+            self.combiner.submit(package_id, policy, staged, items, before_commit)
+            if conditions.empty
+            else asyncio.ensure_future(commit())
+        )
         try:
             # Shielded: once the transaction runs, its outcome decides the
             # clean-up (a commit that went through keeps its blocks).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import time
@@ -105,9 +106,10 @@ class NotDurable(OperationFailed):
 class _Group:
     """Writers sharing one transaction, committed and synced together."""
 
-    def __init__(self, conn: AsyncConnection, raw: sqlite3.Connection | None) -> None:
+    def __init__(self, conn: AsyncConnection, driver: InlineConnection | None) -> None:
         self.conn = conn
-        self.raw = raw  # its sqlite3 connection, for the writers' savepoints
+        self.driver = driver  # its connection on the loop's thread (sqlite.py)
+        self.raw = None if driver is None else driver.sqlite  # for the writers' savepoints
         self.members = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -151,6 +153,16 @@ IDLE_READERS = 8
 READER_IDLE_SECONDS = 1.0
 # How long a write waits in all for another process's write lock.
 LOCKED_FOR = 60.0
+
+
+def _sync_log(path: str, failed: list[OSError]) -> None:
+    """The group commit's sync of the log, run right after its COMMIT (in
+    the same worker thread); a failure is kept in ``failed``: the commit
+    itself went through, and the group is told it is not durable."""
+    try:
+        fdatasync_path(path)
+    except OSError as exc:
+        failed.append(exc)
 
 
 def fdatasync_path(path: str) -> None:
@@ -291,8 +303,8 @@ class Database:
             if group is None:
                 conn = await self._begin_immediate()
                 driver = (await conn.get_raw_connection()).driver_connection
-                raw = driver.sqlite if isinstance(driver, InlineConnection) else None
-                group = self._group = _Group(conn, raw)
+                inline = driver if isinstance(driver, InlineConnection) else None
+                group = self._group = _Group(conn, inline)
             ok = False
             try:
                 if group.raw is not None:
@@ -355,9 +367,18 @@ class Database:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
+        sync_failed: list[OSError] = []
+        synced = False
         try:
             if group.members:
-                await group.conn.commit()
+                if group.driver is not None and self._wal is not None:
+                    group.driver.after_commit = functools.partial(_sync_log, self._wal, sync_failed)
+                    synced = True
+                try:
+                    await group.conn.commit()
+                finally:
+                    if group.driver is not None:
+                        group.driver.after_commit = None  # never left for a later commit
             else:
                 await group.conn.rollback()
         except Exception as exc:
@@ -374,7 +395,12 @@ class Database:
             group.done.set_result(None)
             return
         try:
-            await self.sync_wal()
+            if synced:  # with the commit, in its thread
+                self.syncs += 1
+                if sync_failed:
+                    raise sync_failed[0]
+            else:
+                await self.sync_wal()
         except OSError as exc:
             group.done.set_exception(
                 NotDurable(f"the metadata commit could not be synced to disk ({exc.strerror})")

@@ -12,7 +12,8 @@ What could block the loop, and why it does not:
 
 * Disk writes and syncs. ``COMMIT`` (which writes the log) runs in a
   worker thread; commits do not sync (``synchronous=NORMAL``), the group
-  commit's ``fdatasync`` runs in a thread too (``Database.sync_wal``).
+  commit's ``fdatasync`` runs in that same thread call, after it
+  (``InlineConnection.after_commit``, set by ``Database._end_group``).
   Automatic checkpoints (which sync) are off on these connections; the
   ``Database`` checkpoints in a thread of its own once the log has grown
   (``checkpoint``).
@@ -58,6 +59,7 @@ class InlineConnection(aiosqlite.Connection):
     def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
         super().__init__(connector, iter_chunk_size=256)
         self._tx = _InlineQueue()  # type: ignore[assignment]
+        self.after_commit: Callable[[], None] | None = None
 
     def __await__(self) -> Any:  # no worker thread to start
         return self._connect().__await__()
@@ -82,8 +84,20 @@ class InlineConnection(aiosqlite.Connection):
         """COMMIT writes the transaction's pages to the write-ahead log: the
         one call that writes to the disk, where it can wait behind other
         files' syncs. It runs in a worker thread (nobody else uses this
-        connection meanwhile: the group holds it)."""
-        await asyncio.to_thread(self._conn.commit)
+        connection meanwhile: the group holds it), and so does
+        ``after_commit`` if one is set for this commit (the group commit's
+        sync of the log): one trip to a thread and back instead of two,
+        each a turn of a busy event loop that every upload of the group
+        waits for."""
+        after, self.after_commit = self.after_commit, None
+        conn = self._conn
+
+        def commit() -> None:
+            conn.commit()
+            if after is not None:
+                after()
+
+        await asyncio.to_thread(commit)
 
     def stop(self) -> asyncio.Future[Any] | None:
         self._running = False

@@ -1,0 +1,184 @@
+"""Uploads into one package committed together (flat combining).
+
+Why: the commit of a small upload is a handful of statements — the
+package's path lock, activating its layout, inserting the object — run in
+its own savepoint of the group commit. Sixteen clients uploading into one
+package made sixteen of each, one after the other, under that package's
+lock. Here an upload whose package has a commit running waits for it (it
+would have waited for the lock anyway), and everything that queued meanwhile
+is then committed in one transaction with the bulk statements of a
+multi-file upload: one lock, one activation, one insert for all of them. The
+first upload into an idle package commits at once, as before.
+
+Each upload still succeeds or fails on its own: a ``before_commit`` hook
+that refuses drops only its upload, and if the combined statements fail,
+each upload is committed again alone (nothing of the failed attempt was
+written: it ran in a savepoint or a transaction that was rolled back). A
+failure of the commit itself (the database, the sync to disk) reaches every
+upload in it, as it does in a group commit.
+
+Conditional writes (``If-Match``, ``If-None-Match``) are not combined: they
+are judged against the object at their path in their own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from jointcloud.core.models import ObjectInfo, StagedLayout
+from jointcloud.errors import PackageNotFound
+from jointcloud.meta import catalog, layouts
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+from jointcloud.redundancy.policy import Redundancy
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+# Uploads taken into one transaction at most; the rest wait for the next.
+MAX_COMBINED = 256
+
+BeforeCommit = Callable[[], Awaitable[None]]
+
+
+class _Upload(NamedTuple):
+    staged: Sequence[StagedLayout]
+    items: Sequence[catalog.NewContent]
+    before_commit: BeforeCommit | None
+    done: asyncio.Future[list[ObjectInfo]]
+
+
+async def write_contents(
+    conn: AsyncConnection,
+    package_id: int,
+    policy: Redundancy,
+    staged: Sequence[StagedLayout],
+    items: Sequence[catalog.NewContent],
+) -> list[ObjectInfo]:
+    """Activate ``staged`` and point the paths of ``items`` (distinct) at
+    them, in the caller's transaction, which holds the package's path lock."""
+    inline = await layouts.activate_many(conn, staged)
+    if inline:
+        items = [
+            it._replace(parts=[(off, inline.get(lid, lid)) for off, lid in it.parts])
+            for it in items
+        ]
+    return await catalog.commit_objects(conn, package_id, items, policy=policy, ts=now())
+
+
+def _rounds(uploads: Sequence[_Upload]) -> list[list[_Upload]]:
+    """``uploads`` in groups whose paths are distinct (what one bulk insert
+    takes), in arrival order per path: a later upload of a path goes in a
+    later group, so the last to arrive is the one left standing."""
+    rounds: list[list[_Upload]] = []
+    last: dict[str, int] = {}
+    for up in uploads:
+        index = max((last.get(it.path, -1) for it in up.items), default=-1) + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(up)
+        for it in up.items:
+            last[it.path] = index
+    return rounds
+
+
+class Combiner:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queued: dict[tuple[int, Redundancy], list[_Upload]] = {}
+        self._draining: dict[tuple[int, Redundancy], asyncio.Task[None]] = {}
+        self.transactions = 0  # commits run, for tests and benchmarks
+
+    def waiting(self) -> int:
+        """Uploads queued behind a running commit of their package."""
+        return sum(len(q) for q in self._queued.values())
+
+    def submit(
+        self,
+        package_id: int,
+        policy: Redundancy,
+        staged: Sequence[StagedLayout],
+        items: Sequence[catalog.NewContent],
+        before_commit: BeforeCommit | None = None,
+    ) -> asyncio.Future[list[ObjectInfo]]:
+        """Commit ``items`` (distinct paths) with their ``staged`` layouts;
+        the future ends when they are visible and durable, or with the
+        error that kept them out. It runs on whether or not anyone awaits
+        it."""
+        done: asyncio.Future[list[ObjectInfo]] = asyncio.get_running_loop().create_future()
+        key = (package_id, policy)
+        self._queued.setdefault(key, []).append(_Upload(staged, items, before_commit, done))
+        if key not in self._draining:
+            self._draining[key] = asyncio.ensure_future(self._drain(key))
+        return done
+
+    async def _drain(self, key: tuple[int, Redundancy]) -> None:
+        try:
+            while queue := self._queued.pop(key, None):
+                if len(queue) > MAX_COMBINED:
+                    self._queued[key] = queue[MAX_COMBINED:] + self._queued.get(key, [])
+                    queue = queue[:MAX_COMBINED]
+                await self._commit(key[0], key[1], queue, alone_on_failure=len(queue) > 1)
+        finally:
+            del self._draining[key]
+
+    async def _commit(
+        self,
+        package_id: int,
+        policy: Redundancy,
+        uploads: Sequence[_Upload],
+        *,
+        alone_on_failure: bool,
+    ) -> None:
+        taken: list[_Upload] = []
+        results: list[list[ObjectInfo]] = []
+        writing = written = False
+        self.transactions += 1
+        try:
+            async with self.db.write() as conn:
+                if not await catalog.lock_package_paths(conn, package_id):
+                    raise PackageNotFound(f"package {package_id} not found")
+                for up in uploads:
+                    if up.before_commit is not None:
+                        try:
+                            await up.before_commit()
+                        except Exception as exc:  # this upload is abandoned, not the others
+                            up.done.set_exception(exc)
+                            continue
+                    taken.append(up)
+                writing = True
+                by_upload: dict[int, list[ObjectInfo]] = {}
+                for group in _rounds(taken):
+                    infos = await write_contents(
+                        conn,
+                        package_id,
+                        policy,
+                        [s for up in group for s in up.staged],
+                        [it for up in group for it in up.items],
+                    )
+                    start = 0
+                    for up in group:
+                        by_upload[id(up)] = infos[start : start + len(up.items)]
+                        start += len(up.items)
+                results = [by_upload[id(up)] for up in taken]
+                written = True
+        except Exception as exc:
+            if writing and not written and alone_on_failure and len(taken) > 1:
+                # The combined statements failed and were rolled back: each
+                # upload on its own, so one that cannot commit does not fail
+                # the others.
+                for up in taken:
+                    await self._commit(package_id, policy, [up], alone_on_failure=False)
+                return
+            for up in uploads:
+                if not up.done.done():
+                    up.done.set_exception(exc)
+            return
+        except BaseException:  # cancelled (shutting down): the outcome is unknown
+            for up in uploads:
+                up.done.cancel()
+            raise
+        for up, infos in zip(taken, results, strict=True):
+            up.done.set_result(infos)

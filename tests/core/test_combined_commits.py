@@ -1,0 +1,222 @@
+"""Uploads into one package that queue behind a running commit are
+committed together (``core/combiner.py``), yet each succeeds or fails on
+its own. The first upload's commit is held open (its ``before_commit``
+waits) while the others queue, so what is combined is known, not left to
+timing. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from core_support import World
+from sqlalchemy.ext.asyncio import AsyncConnection
+from test_objects_support import at, body, md5, package, read_all, stored
+
+from jointcloud.core import combiner as combiner_module
+from jointcloud.core.commands import GetObject, PutObject
+from jointcloud.core.gc import collect_garbage
+from jointcloud.core.models import ObjectInfo, Package, StagedLayout
+from jointcloud.errors import BadArgument, Conflict
+from jointcloud.meta.catalog import NewContent
+from jointcloud.redundancy.policy import Redundancy
+
+
+async def files(*named: tuple[str, bytes]) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+    for path, data in named:
+        yield path, body(data)
+
+
+class Held:
+    """An upload whose commit transaction stays open until ``release``."""
+
+    def __init__(self, world: World, pkg: Package) -> None:
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+        async def hold() -> None:
+            self.entered.set()
+            await self.gate.wait()
+
+        self.task = asyncio.ensure_future(
+            world.ctx.objects.upload(
+                world.alice, pkg.package_id, files(("first", b"first")), before_commit=hold
+            )
+        )
+
+    async def __aenter__(self) -> Held:
+        await self.entered.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.gate.set()
+        await self.task
+
+
+Queued = Callable[[int], Awaitable[None]]
+
+
+@pytest.fixture
+def queued(world: World, monkeypatch: pytest.MonkeyPatch) -> Queued:
+    """``await queued(n)``: until ``n`` uploads wait behind the held commit
+    (each reaches the queue after its own staging)."""
+    combiner = world.ctx.objects.combiner
+    real = combiner.submit
+    wanted: dict[int, asyncio.Event] = {}
+
+    def submit(*args: Any, **kwargs: Any) -> asyncio.Future[list[ObjectInfo]]:
+        done = real(*args, **kwargs)
+        for n, event in wanted.items():
+            if combiner.waiting() >= n:
+                event.set()
+        return done
+
+    monkeypatch.setattr(combiner, "submit", submit)
+
+    async def wait(n: int) -> None:
+        event = wanted.setdefault(n, asyncio.Event())
+        if combiner.waiting() >= n:
+            event.set()
+        await event.wait()
+
+    return wait
+
+
+def put(world: World, pkg: Package, path: str, data: bytes) -> asyncio.Future[ObjectInfo]:
+    return asyncio.ensure_future(
+        world.ctx.objects.put(world.alice, PutObject(at(pkg, path), body(data)))
+    )
+
+
+async def read(world: World, pkg: Package, path: str) -> bytes:
+    got = await world.ctx.objects.get(world.alice, GetObject(at(pkg, path)))
+    return await read_all(got.body)
+
+
+async def test_uploads_queued_behind_a_commit_are_committed_in_one(
+    world: World, queued: Queued
+) -> None:
+    ctx = world.ctx
+    pkg = await package(world)
+    before = ctx.objects.combiner.transactions
+    datas = {f"k/{i:02d}": b"object %d " % i * (i + 1) for i in range(20)}
+    async with Held(world, pkg):
+        puts = {path: put(world, pkg, path, data) for path, data in datas.items()}
+        # A multi-file upload queues with them.
+        upload = asyncio.ensure_future(
+            ctx.objects.upload(world.alice, pkg.package_id, files(("m/a", b"a"), ("m/b", b"bb")))
+        )
+        await queued(21)
+    infos = {path: await task for path, task in puts.items()}
+    multi = await upload
+    # The held upload's commit, then one for the 21 that queued behind it.
+    assert ctx.objects.combiner.transactions - before == 2
+    for path, data in datas.items():
+        assert (infos[path].path, infos[path].size) == (path, len(data))
+        assert await read(world, pkg, path) == data
+    assert [(o.path, o.size) for o in multi] == [("m/a", 1), ("m/b", 2)]
+    assert len({i.object_id for i in [*infos.values(), *multi]}) == 22
+    listed = await ctx.objects.package_objects(world.alice, pkg.package_id)
+    assert sorted(o.path for o in listed) == sorted([*datas, "m/a", "m/b", "first"])
+
+
+async def test_one_path_written_twice_in_a_batch_keeps_the_last(
+    world: World, queued: Queued
+) -> None:
+    ctx = world.ctx
+    pkg = await package(world)
+    first = await ctx.objects.put(world.alice, PutObject(at(pkg, "same"), body(b"v0")))
+    before = ctx.objects.combiner.transactions
+    async with Held(world, pkg):
+        tasks = [put(world, pkg, "same", b"v%d" % i) for i in range(1, 5)]
+        tasks.append(put(world, pkg, "other", b"o"))
+        fresh = [b"f%d" % i * (i + 1) for i in range(3)]
+        tasks += [put(world, pkg, "fresh", data) for data in fresh]  # a new path
+        await queued(8)
+    infos = [await t for t in tasks]
+    # One transaction for the eight (writing each path in turn), none alone.
+    assert ctx.objects.combiner.transactions - before == 2
+    # Every writer of a path was told it wrote that path's one object.
+    assert {i.object_id for i in infos[:4]} == {first.object_id}
+    assert len({i.object_id for i in infos[5:]}) == 1
+    assert await read(world, pkg, "same") == b"v4"  # the last to arrive
+    assert await read(world, pkg, "fresh") == fresh[-1]
+    for path, data in (("same", b"v4"), ("fresh", fresh[-1])):
+        head = await ctx.objects.head(world.alice, at(pkg, path))
+        assert (head.size, head.etag) == (len(data), md5(data))
+    assert await read(world, pkg, "other") == b"o"
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    objects, layouts, _, _ = await stored(ctx)
+    # first, same, other, fresh: no replaced layout left
+    assert (objects, layouts) == (4, 4)
+
+
+async def test_an_upload_that_cannot_commit_fails_alone(
+    world: World, monkeypatch: pytest.MonkeyPatch, queued: Queued
+) -> None:
+    ctx = world.ctx
+    pkg = await package(world)
+    real = combiner_module.write_contents
+
+    async def refusing(
+        conn: AsyncConnection,
+        package_id: int,
+        policy: Redundancy,
+        staged: Sequence[StagedLayout],
+        items: Sequence[NewContent],
+    ) -> list[ObjectInfo]:
+        if any(it.path == "bad" for it in items):
+            raise Conflict("refused for the test")
+        return await real(conn, package_id, policy, staged, items)
+
+    monkeypatch.setattr(combiner_module, "write_contents", refusing)
+    empty = await stored(ctx)
+    before = ctx.objects.combiner.transactions
+    async with Held(world, pkg):
+        good = [put(world, pkg, f"g{i}", b"good %d" % i) for i in range(3)]
+        bad = put(world, pkg, "bad", b"bad")
+        await queued(4)
+    for i, task in enumerate(good):
+        assert (await task).path == f"g{i}"
+        assert await read(world, pkg, f"g{i}") == b"good %d" % i
+    with pytest.raises(Conflict, match="refused for the test"):
+        await bad
+    # Held, the combined attempt, then each of the four alone.
+    assert ctx.objects.combiner.transactions - before == 6
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    objects, layouts, _, _ = await stored(ctx)
+    assert (objects - empty[0], layouts - empty[1]) == (4, 4)  # first and g0..g2
+
+
+async def test_a_refusing_before_commit_drops_only_its_upload(world: World, queued: Queued) -> None:
+    ctx = world.ctx
+    pkg = await package(world)
+    empty = await stored(ctx)
+
+    def refuse() -> Callable[[], Awaitable[None]]:
+        async def gone() -> None:
+            raise BadArgument("the client went away")
+
+        return gone
+
+    before = ctx.objects.combiner.transactions
+    async with Held(world, pkg):
+        kept = put(world, pkg, "kept", b"kept")
+        dropped = asyncio.ensure_future(
+            ctx.objects.upload(
+                world.alice, pkg.package_id, files(("dropped", b"d")), before_commit=refuse()
+            )
+        )
+        await queued(2)
+    assert (await kept).path == "kept"
+    with pytest.raises(BadArgument, match="went away"):
+        await dropped
+    assert ctx.objects.combiner.transactions - before == 2
+    listed = await ctx.objects.package_objects(world.alice, pkg.package_id)
+    assert sorted(o.path for o in listed) == ["first", "kept"]
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    objects, layouts, _, _ = await stored(ctx)
+    assert (objects - empty[0], layouts - empty[1]) == (2, 2)
