@@ -191,14 +191,21 @@ async def test_an_upload_that_cannot_commit_fails_alone(
     assert (objects - empty[0], layouts - empty[1]) == (4, 4)  # first and g0..g2
 
 
-async def test_a_refusing_before_commit_drops_only_its_upload(world: World, queued: Queued) -> None:
+class Abandoned(BaseException):
+    """Not an ``Exception``: a hook may raise anything."""
+
+
+@pytest.mark.parametrize("refusal", [BadArgument, Abandoned])
+async def test_a_refusing_before_commit_drops_only_its_upload(
+    world: World, queued: Queued, refusal: type[BaseException]
+) -> None:
     ctx = world.ctx
     pkg = await package(world)
     empty = await stored(ctx)
 
     def refuse() -> Callable[[], Awaitable[None]]:
         async def gone() -> None:
-            raise BadArgument("the client went away")
+            raise refusal("the client went away")
 
         return gone
 
@@ -212,7 +219,7 @@ async def test_a_refusing_before_commit_drops_only_its_upload(world: World, queu
         )
         await queued(2)
     assert (await kept).path == "kept"
-    with pytest.raises(BadArgument, match="went away"):
+    with pytest.raises(refusal, match="went away"):
         await dropped
     assert ctx.objects.combiner.transactions - before == 2
     listed = await ctx.objects.package_objects(world.alice, pkg.package_id)
@@ -220,3 +227,55 @@ async def test_a_refusing_before_commit_drops_only_its_upload(world: World, queu
     await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
     objects, layouts, _, _ = await stored(ctx)
     assert (objects - empty[0], layouts - empty[1]) == (2, 2)
+
+
+async def test_a_cancelled_drain_leaves_no_upload_waiting(world: World, queued: Queued) -> None:
+    """The server stopping cancels the task that commits a package's queue:
+    the uploads it held and those queued behind are cancelled (their staged
+    blocks go), none waits forever, and the package still takes uploads."""
+    ctx = world.ctx
+    pkg = await package(world)
+    empty = await stored(ctx)
+    held = Held(world, pkg)
+    await held.entered.wait()
+    waiting = [put(world, pkg, f"w{i}", b"w") for i in range(3)]
+    await queued(3)
+    ((_, drain),) = ctx.objects.combiner._draining.items()
+    drain.cancel()
+    for task in [held.task, *waiting]:
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await stored(ctx) == empty  # nothing visible, no block left
+    # A cancelled drain that never ran does not wedge its package either.
+    lost = put(world, pkg, "x", b"x")
+    await queued(1)  # its drain is started, not yet running
+    ((_, drain),) = ctx.objects.combiner._draining.items()
+    drain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await lost
+    again = await ctx.objects.put(world.alice, PutObject(at(pkg, "y"), body(b"y")))
+    assert again.path == "y" and await read(world, pkg, "y") == b"y"
+
+
+async def test_a_transaction_takes_a_bounded_number_of_objects(
+    world: World, queued: Queued, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multi-file upload counts its files against the bound; the queue is
+    committed in arrival order, in as many transactions as the bound needs."""
+    monkeypatch.setattr(combiner_module, "MAX_ITEMS", 3)
+    ctx = world.ctx
+    pkg = await package(world)
+    before = ctx.objects.combiner.transactions
+    async with Held(world, pkg):
+        s1, s2 = put(world, pkg, "s1", b"1"), put(world, pkg, "s2", b"2")
+        await queued(2)
+        multi = asyncio.ensure_future(
+            ctx.objects.upload(world.alice, pkg.package_id, files(("m1", b"a"), ("m2", b"b")))
+        )
+        await queued(3)
+        s3 = put(world, pkg, "s3", b"3")
+        await queued(4)
+    # Held; then s1 and s2 (the upload of two would make four); then it and s3.
+    assert [o.path for o in await multi] == ["m1", "m2"]
+    assert [(await t).path for t in (s1, s2, s3)] == ["s1", "s2", "s3"]
+    assert ctx.objects.combiner.transactions - before == 3

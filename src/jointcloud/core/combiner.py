@@ -24,6 +24,7 @@ are judged against the object at their path in their own transaction.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -37,8 +38,11 @@ from jointcloud.redundancy.policy import Redundancy
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-# Uploads taken into one transaction at most; the rest wait for the next.
+# Uploads, and objects, taken into one transaction at most (a multi-file
+# upload counts its files; one larger than this goes alone); the rest wait
+# for the next.
 MAX_COMBINED = 256
+MAX_ITEMS = 2000
 
 BeforeCommit = Callable[[], Awaitable[None]]
 
@@ -106,23 +110,54 @@ class Combiner:
         """Commit ``items`` (distinct paths) with their ``staged`` layouts;
         the future ends when they are visible and durable, or with the
         error that kept them out. It runs on whether or not anyone awaits
-        it."""
+        it. ``before_commit`` runs in the committing transaction, and once
+        more if the upload is then committed alone (it must be a check)."""
         done: asyncio.Future[list[ObjectInfo]] = asyncio.get_running_loop().create_future()
         key = (package_id, policy)
         self._queued.setdefault(key, []).append(_Upload(staged, items, before_commit, done))
         if key not in self._draining:
-            self._draining[key] = asyncio.ensure_future(self._drain(key))
+            self._start(key)
         return done
 
+    def _start(self, key: tuple[int, Redundancy]) -> None:
+        task = asyncio.ensure_future(self._drain(key))
+        self._draining[key] = task
+        task.add_done_callback(functools.partial(self._drained, key))
+
     async def _drain(self, key: tuple[int, Redundancy]) -> None:
-        try:
-            while queue := self._queued.pop(key, None):
-                if len(queue) > MAX_COMBINED:
-                    self._queued[key] = queue[MAX_COMBINED:] + self._queued.get(key, [])
-                    queue = queue[:MAX_COMBINED]
+        while queue := self._queued.pop(key, None):
+            taken, items = 0, 0
+            for up in queue:  # always the first, however large
+                if taken and (taken == MAX_COMBINED or items + len(up.items) > MAX_ITEMS):
+                    break
+                taken, items = taken + 1, items + len(up.items)
+            if taken < len(queue):
+                self._queued[key] = queue[taken:] + self._queued.get(key, [])
+                queue = queue[:taken]
+            try:
                 await self._commit(key[0], key[1], queue, alone_on_failure=len(queue) > 1)
-        finally:
-            del self._draining[key]
+            except BaseException:  # cancelled: whoever is not answered yet never will be
+                for up in queue:
+                    up.done.cancel()
+                raise
+
+    def _drained(self, key: tuple[int, Redundancy], task: asyncio.Task[None]) -> None:
+        """A drain ended. Uploads queued since its last look (this runs a
+        loop turn after it) get a drain of their own; if it was cancelled
+        (the server stopping) or failed, before it even started perhaps,
+        they are cancelled or failed instead of waiting forever, and their
+        callers discard what they staged."""
+        del self._draining[key]
+        failure = None if task.cancelled() else task.exception()
+        if not task.cancelled() and failure is None:
+            if key in self._queued:
+                self._start(key)
+            return
+        for up in self._queued.pop(key, []):
+            if failure is None:
+                up.done.cancel()
+            elif not up.done.done():
+                up.done.set_exception(failure)
 
     async def _commit(
         self,
@@ -144,8 +179,16 @@ class Combiner:
                     if up.before_commit is not None:
                         try:
                             await up.before_commit()
-                        except Exception as exc:  # this upload is abandoned, not the others
-                            up.done.set_exception(exc)
+                        except (KeyboardInterrupt, SystemExit):
+                            raise
+                        except BaseException as exc:  # this upload is abandoned, not the others
+                            current = asyncio.current_task()
+                            if not isinstance(exc, asyncio.CancelledError):
+                                up.done.set_exception(exc)
+                            elif current is not None and current.cancelling():
+                                raise  # the drain itself is cancelled
+                            else:
+                                up.done.cancel()  # the hook's own cancellation
                             continue
                     taken.append(up)
                 writing = True
