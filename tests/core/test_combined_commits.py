@@ -7,6 +7,8 @@ timing. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -21,7 +23,9 @@ from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.gc import collect_garbage
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout
 from jointcloud.errors import BadArgument, Conflict
+from jointcloud.meta import db as db_module
 from jointcloud.meta.catalog import NewContent
+from jointcloud.meta.db import NotDurable
 from jointcloud.redundancy.policy import Redundancy
 
 
@@ -279,3 +283,42 @@ async def test_a_transaction_takes_a_bounded_number_of_objects(
     assert [o.path for o in await multi] == ["m1", "m2"]
     assert [(await t).path for t in (s1, s2, s3)] == ["s1", "s2", "s3"]
     assert ctx.objects.combiner.transactions - before == 3
+
+
+async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync of a commit fails: the upload is not acknowledged
+    (``NotDurable``), but the commit went through and the object is
+    visible, so its blocks must stay readable (they were discarded)."""
+    ctx = world.ctx
+    if not ctx.db.is_sqlite:
+        pytest.skip("PostgreSQL syncs its own commits: there is no sync of ours to fail")
+    pkg = await package(world)
+    data = os.urandom(300_000)  # blocks in spaces, not inline
+
+    real_sync, real_write = db_module.fdatasync_path, combiner_module.write_contents
+    committing = False
+
+    def failing(path: str) -> None:  # the commit's sync only, not the staging's
+        if committing:
+            raise OSError(errno.EIO, "Input/output error")
+        real_sync(path)
+
+    async def writing(
+        conn: AsyncConnection,
+        package_id: int,
+        policy: Redundancy,
+        staged: Sequence[StagedLayout],
+        items: Sequence[NewContent],
+    ) -> list[ObjectInfo]:
+        nonlocal committing
+        committing = True
+        return await real_write(conn, package_id, policy, staged, items)
+
+    monkeypatch.setattr(db_module, "fdatasync_path", failing)
+    monkeypatch.setattr(combiner_module, "write_contents", writing)
+    with pytest.raises(NotDurable):
+        await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(data)))
+    monkeypatch.undo()
+    assert await read(world, pkg, "big") == data

@@ -79,7 +79,7 @@ from jointcloud.errors import (
     PreconditionFailed,
 )
 from jointcloud.meta import catalog
-from jointcloud.meta.db import Database
+from jointcloud.meta.db import Database, NotDurable
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
 
@@ -477,6 +477,11 @@ class ObjectService:
         await asyncio.wait([committing])
         if not committing.cancelled() and committing.exception() is None:
             return  # committed after all (the caller was cancelled meanwhile)
+        if isinstance(committing.exception() if not committing.cancelled() else None, NotDurable):
+            # Committed, only not known to be on disk: the objects are
+            # visible and read these blocks. If a crash loses the commit,
+            # the blocks are orphans, and the collector takes them.
+            return
         await self.store.discard(staged)
 
     # --- the typed service ----------------------------------------------------
