@@ -89,6 +89,26 @@ def queued(world: World, monkeypatch: pytest.MonkeyPatch) -> Queued:
     return wait
 
 
+def before_statements(
+    monkeypatch: pytest.MonkeyPatch, check: Callable[[Sequence[NewContent]], None]
+) -> None:
+    """``check`` sees the items of each bulk write (and may raise) before
+    the statements run."""
+    real = combiner_module.write_contents
+
+    async def write(
+        conn: AsyncConnection,
+        package_id: int,
+        policy: Redundancy,
+        staged: Sequence[StagedLayout],
+        items: Sequence[NewContent],
+    ) -> list[ObjectInfo]:
+        check(items)
+        return await real(conn, package_id, policy, staged, items)
+
+    monkeypatch.setattr(combiner_module, "write_contents", write)
+
+
 def put(world: World, pkg: Package, path: str, data: bytes) -> asyncio.Future[ObjectInfo]:
     return asyncio.ensure_future(
         world.ctx.objects.put(world.alice, PutObject(at(pkg, path), body(data)))
@@ -163,20 +183,12 @@ async def test_an_upload_that_cannot_commit_fails_alone(
 ) -> None:
     ctx = world.ctx
     pkg = await package(world)
-    real = combiner_module.write_contents
 
-    async def refusing(
-        conn: AsyncConnection,
-        package_id: int,
-        policy: Redundancy,
-        staged: Sequence[StagedLayout],
-        items: Sequence[NewContent],
-    ) -> list[ObjectInfo]:
+    def refusing(items: Sequence[NewContent]) -> None:
         if any(it.path == "bad" for it in items):
             raise Conflict("refused for the test")
-        return await real(conn, package_id, policy, staged, items)
 
-    monkeypatch.setattr(combiner_module, "write_contents", refusing)
+    before_statements(monkeypatch, refusing)
     empty = await stored(ctx)
     before = ctx.objects.combiner.transactions
     async with Held(world, pkg):
@@ -246,7 +258,8 @@ async def test_a_cancelled_drain_leaves_no_upload_waiting(world: World, queued: 
     await queued(3)
     ((_, drain),) = ctx.objects.combiner._draining.items()
     drain.cancel()
-    for task in [held.task, *waiting]:
+    tasks: list[asyncio.Future[Any]] = [held.task, *waiting]
+    for task in tasks:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await stored(ctx) == empty  # nothing visible, no block left
@@ -297,7 +310,7 @@ async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
     pkg = await package(world)
     data = os.urandom(300_000)  # blocks in spaces, not inline
 
-    real_sync, real_write = db_module.fdatasync_path, combiner_module.write_contents
+    real_sync = db_module.fdatasync_path
     committing = False
 
     def failing(path: str) -> None:  # the commit's sync only, not the staging's
@@ -305,19 +318,12 @@ async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
             raise OSError(errno.EIO, "Input/output error")
         real_sync(path)
 
-    async def writing(
-        conn: AsyncConnection,
-        package_id: int,
-        policy: Redundancy,
-        staged: Sequence[StagedLayout],
-        items: Sequence[NewContent],
-    ) -> list[ObjectInfo]:
+    def commit_begins(items: Sequence[NewContent]) -> None:
         nonlocal committing
         committing = True
-        return await real_write(conn, package_id, policy, staged, items)
 
     monkeypatch.setattr(db_module, "fdatasync_path", failing)
-    monkeypatch.setattr(combiner_module, "write_contents", writing)
+    before_statements(monkeypatch, commit_begins)
     with pytest.raises(NotDurable):
         await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(data)))
     monkeypatch.undo()
