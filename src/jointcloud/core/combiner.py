@@ -168,31 +168,16 @@ class Combiner:
         alone_on_failure: bool,
     ) -> None:
         taken: list[_Upload] = []
-        results: list[list[ObjectInfo]] = []
-        writing = written = False
+        answers: list[tuple[_Upload, list[ObjectInfo]]] | None = None
+        writing = False
         self.transactions += 1
         try:
             async with self.db.write() as conn:
                 if not await catalog.lock_package_paths(conn, package_id):
                     raise PackageNotFound(f"package {package_id} not found")
-                for up in uploads:
-                    if up.before_commit is not None:
-                        try:
-                            await up.before_commit()
-                        except (KeyboardInterrupt, SystemExit):
-                            raise
-                        except BaseException as exc:  # this upload is abandoned, not the others
-                            current = asyncio.current_task()
-                            if not isinstance(exc, asyncio.CancelledError):
-                                up.done.set_exception(exc)
-                            elif current is not None and current.cancelling():
-                                raise  # the drain itself is cancelled
-                            else:
-                                up.done.cancel()  # the hook's own cancellation
-                            continue
-                    taken.append(up)
+                taken = await _checked(uploads)
                 writing = True
-                by_upload: dict[int, list[ObjectInfo]] = {}
+                written: list[tuple[_Upload, list[ObjectInfo]]] = []
                 for group in _rounds(taken):
                     infos = await write_contents(
                         conn,
@@ -201,14 +186,12 @@ class Combiner:
                         [s for up in group for s in up.staged],
                         [it for up in group for it in up.items],
                     )
-                    start = 0
                     for up in group:
-                        by_upload[id(up)] = infos[start : start + len(up.items)]
-                        start += len(up.items)
-                results = [by_upload[id(up)] for up in taken]
-                written = True
+                        written.append((up, infos[: len(up.items)]))
+                        infos = infos[len(up.items) :]
+                answers = written
         except Exception as exc:
-            if writing and not written and alone_on_failure and len(taken) > 1:
+            if writing and answers is None and alone_on_failure and len(taken) > 1:
                 # The combined statements failed and were rolled back: each
                 # upload on its own, so one that cannot commit does not fail
                 # the others.
@@ -219,9 +202,29 @@ class Combiner:
                 if not up.done.done():
                     up.done.set_exception(exc)
             return
-        except BaseException:  # cancelled (shutting down): the outcome is unknown
-            for up in uploads:
-                up.done.cancel()
-            raise
-        for up, infos in zip(taken, results, strict=True):
+        # (Cancelled, the server stopping: ``_drain`` cancels every upload.)
+        for up, infos in answers:
             up.done.set_result(infos)
+
+
+async def _checked(uploads: Sequence[_Upload]) -> list[_Upload]:
+    """The uploads whose ``before_commit`` (if any) lets them commit; one
+    that refuses, whatever it raises, ends with that and drops out alone."""
+    taken = []
+    for up in uploads:
+        if up.before_commit is not None:
+            try:
+                await up.before_commit()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                current = asyncio.current_task()
+                if not isinstance(exc, asyncio.CancelledError):
+                    up.done.set_exception(exc)
+                elif current is not None and current.cancelling():
+                    raise  # the drain itself is cancelled
+                else:
+                    up.done.cancel()  # the hook's own cancellation
+                continue
+        taken.append(up)
+    return taken

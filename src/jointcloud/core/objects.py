@@ -475,13 +475,15 @@ class ObjectService:
         self, committing: asyncio.Future[builtins.list[ObjectInfo]], staged: Sequence[StagedLayout]
     ) -> None:
         await asyncio.wait([committing])
-        if not committing.cancelled() and committing.exception() is None:
-            return  # committed after all (the caller was cancelled meanwhile)
-        if isinstance(committing.exception() if not committing.cancelled() else None, NotDurable):
-            # Committed, only not known to be on disk: the objects are
-            # visible and read these blocks. If a crash loses the commit,
-            # the blocks are orphans, and the collector takes them.
-            return
+        if not committing.cancelled():
+            failure = committing.exception()
+            if failure is None:
+                return  # committed after all (the caller was cancelled meanwhile)
+            if isinstance(failure, NotDurable):
+                # Committed, only not known to be on disk: the objects are
+                # visible and read these blocks. If a crash loses the
+                # commit, the blocks are orphans, and the collector takes them.
+                return
         await self.store.discard(staged)
 
     # --- the typed service ----------------------------------------------------
