@@ -328,3 +328,37 @@ async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
         await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(data)))
     monkeypatch.undo()
     assert await read(world, pkg, "big") == data
+
+
+async def test_a_drain_cancelled_while_its_commit_completes_keeps_the_blocks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stopping cancels a drain after its statements ran: the
+    transaction still ends (on SQLite the group commit is finished for its
+    members, and commits). The upload is answered with the cancellation,
+    yet either its object is visible with all its bytes or nothing of it
+    is left — never an object whose blocks were discarded."""
+    ctx = world.ctx
+    pkg = await package(world)
+    empty = await stored(ctx)
+    data = os.urandom(300_000)  # blocks in spaces, not inline
+
+    def cancel_the_drain(items: Sequence[NewContent]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # raised at the drain's next wait: the commit's end
+
+    before_statements(monkeypatch, cancel_the_drain)
+    with pytest.raises(asyncio.CancelledError):
+        await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(data)))
+    monkeypatch.undo()
+    listed = [o.path for o in await ctx.objects.package_objects(world.alice, pkg.package_id)]
+    if ctx.db.is_sqlite:
+        assert listed == ["big"]  # the group commit ran to its end
+    if listed:
+        assert await read(world, pkg, "big") == data
+    else:
+        assert await stored(ctx) == empty
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    if listed:
+        assert await read(world, pkg, "big") == data

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import re
 import zlib
+from typing import Any
 
 import pytest
 from core_support import World
@@ -38,6 +40,9 @@ from jointcloud.errors import (
     PackageNotFound,
     UploadNotFound,
 )
+from jointcloud.meta import db as db_module
+from jointcloud.meta import uploads as uploads_module
+from jointcloud.meta.db import NotDurable
 
 
 async def test_two_uploads_of_one_path_are_in_flight_at_once(world: World) -> None:
@@ -395,3 +400,37 @@ async def test_a_part_too_large_stores_nothing(world: World) -> None:
         )
     assert block_files(ctx) == []
     assert (await ctx.multipart.list_parts(alice, up.upload_id, at(pkg, "f"))).parts == []
+
+
+async def test_a_part_whose_commit_is_not_synced_keeps_its_blocks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sync of a part's commit fails: the part is not acknowledged
+    (``NotDurable``), but it was recorded, so its blocks stay and the
+    upload completes with it (they were discarded under the recorded part)."""
+    ctx, alice = world.ctx, world.alice
+    if not ctx.db.is_sqlite:
+        pytest.skip("PostgreSQL syncs its own commits: there is no sync of ours to fail")
+    pkg = await package(world, "p")
+    up = await ctx.multipart.create(alice, at(pkg, "f.bin"))
+    part = data(300_000, 3)  # blocks in spaces, not inline
+    real_sync, real_put_part = db_module.fdatasync_path, uploads_module.put_part
+    committing = False
+
+    def failing(path: str) -> None:  # the commit's sync only, not the staging's
+        if committing:
+            raise OSError(errno.EIO, "Input/output error")
+        real_sync(path)
+
+    async def put_part(*args: Any, **kwargs: Any) -> Any:
+        nonlocal committing
+        committing = True
+        return await real_put_part(*args, **kwargs)
+
+    monkeypatch.setattr(db_module, "fdatasync_path", failing)
+    monkeypatch.setattr(uploads_module, "put_part", put_part)
+    with pytest.raises(NotDurable):
+        await ctx.multipart.upload_part(alice, up.upload_id, at(pkg, "f.bin"), 1, body(part))
+    monkeypatch.undo()
+    done = await ctx.multipart.complete(alice, up.upload_id, at(pkg, "f.bin"), [(1, md5(part), {})])
+    assert await read_back(ctx, done) == part

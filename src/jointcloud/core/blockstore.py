@@ -358,14 +358,19 @@ class BlockStore:
 
     async def discard(self, staged: Sequence[StagedLayout]) -> None:
         """Remove blocks and rows of staged layouts that will never be committed
-        (inline ones have neither)."""
+        (inline ones have neither). A layout that a commit did activate
+        stays: a caller can be told of a failure — a cancellation while the
+        commit went on, a commit that was not synced — although the commit
+        went through and made it visible (GC takes it if a crash undoes it)."""
         ids = [s.layout_id for s in staged if s.inline is None]
         if not ids:
             return
-        async with self.db.read() as conn:
-            records = await layouts.load(conn, ids)
-        await self.delete_blocks(records.values())
-        await self._drop_rows(ids)
+        # A write transaction, so that a commit in flight has ended first.
+        async with self.db.write() as conn:
+            records = await layouts.load(conn, ids, pending_only=True)
+        if records:
+            await self.delete_blocks(records.values())
+            await self._drop_rows(list(records))
 
     async def delete_blocks(self, records: Iterable[LayoutRecord]) -> None:
         """Delete the blocks of ``records``, several at once."""

@@ -79,7 +79,7 @@ from jointcloud.errors import (
     PreconditionFailed,
 )
 from jointcloud.meta import catalog
-from jointcloud.meta.db import Database, NotDurable
+from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
 
@@ -475,15 +475,11 @@ class ObjectService:
         self, committing: asyncio.Future[builtins.list[ObjectInfo]], staged: Sequence[StagedLayout]
     ) -> None:
         await asyncio.wait([committing])
-        if not committing.cancelled():
-            failure = committing.exception()
-            if failure is None:
-                return  # committed after all (the caller was cancelled meanwhile)
-            if isinstance(failure, NotDurable):
-                # Committed, only not known to be on disk: the objects are
-                # visible and read these blocks. If a crash loses the
-                # commit, the blocks are orphans, and the collector takes them.
-                return
+        if not committing.cancelled() and committing.exception() is None:
+            return  # committed after all (the caller was cancelled meanwhile)
+        # Failed, or cancelled: the commit may still have gone through (a
+        # cancelled combined commit whose group commit ended; ``NotDurable``),
+        # and then its objects read these blocks, which ``discard`` keeps.
         await self.store.discard(staged)
 
     # --- the typed service ----------------------------------------------------

@@ -222,12 +222,20 @@ _RELEASE_UNREFERENCED = (
 )
 
 
-async def load(conn: AsyncConnection, layout_ids: Iterable[int]) -> dict[int, LayoutRecord]:
+async def load(
+    conn: AsyncConnection, layout_ids: Iterable[int], *, pending_only: bool = False
+) -> dict[int, LayoutRecord]:
+    """The layouts of ``layout_ids`` with their blocks. ``pending_only``:
+    those no commit has activated, locked (on PostgreSQL this waits for a
+    transaction that is activating one to end)."""
     ids = sorted(set(layout_ids))
     rows: list[Any] = []
     brows: list[Any] = []
     for part in chunks(ids):
-        rows += (await conn.execute(select(t.layouts).where(t.layouts.c.id.in_(part)))).all()
+        q = select(t.layouts).where(t.layouts.c.id.in_(part))
+        if pending_only:
+            q = q.where(t.layouts.c.state == "pending").with_for_update()
+        rows += (await conn.execute(q)).all()
         brows += (
             await conn.execute(
                 select(t.blocks).where(t.blocks.c.layout_id.in_(part)).order_by(t.blocks.c.idx)
