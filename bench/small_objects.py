@@ -22,7 +22,8 @@ client (bench/rawhttp.py) for everything:
   exactly 1,000 objects (listings/s, 4 clients, ``--list-seconds``).
 
 ``--pg-workers N`` adds ``new-pgw``: this tree on PostgreSQL with
-``jcs serve --workers N``.
+``jcs serve --workers N``; ``--sqlite-workers N`` adds ``new-sqlitew``, the
+same on SQLite.
 
 Variants: ``new-sqlite`` and ``new-pg`` (this tree's src/), ``old-sqlite``
 and ``old-pg`` (the tree of ``--old-src`` or ``--old-rev``, run by the same
@@ -84,7 +85,7 @@ SMALL = 4096
 BOUNDARY = "jcsbenchboundary"  # the one rawhttp.multipart_parts and small_files.form_body use
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
 BARE_MIN_SMALL, BARE_MIN_MIB = 5000, 200  # requests in each phase of the ceiling, at least
-ALL_VARIANTS = ("new-sqlite", "new-pg", "new-pgw", "old-sqlite", "old-pg")
+ALL_VARIANTS = ("new-sqlite", "new-sqlitew", "new-pg", "new-pgw", "old-sqlite", "old-pg")
 
 # figure -> (label, unit, bare figure it is compared with or None)
 FIGURES = {
@@ -233,7 +234,7 @@ def start_jcs(
 ) -> subprocess.Popen[bytes]:
     """``.venv/bin/jcs serve`` with ``src`` first on PYTHONPATH (so the same
     launcher runs this tree or an older one); ``workers`` > 1: that many
-    processes (``--workers``, this tree on PostgreSQL only)."""
+    processes (``--workers``, this tree only)."""
     env = dict(
         os.environ,
         **({"JCS_WORKERS": str(workers)} if workers > 1 else {}),
@@ -389,7 +390,7 @@ async def measure_jcs(
     vdir.mkdir()
     port = free_port()
     log = vdir / "server.log"
-    workers = args.pg_workers if name == "new-pgw" else 1
+    workers = {"new-pgw": args.pg_workers, "new-sqlitew": args.sqlite_workers}.get(name, 1)
     server = start_jcs(src, work, vdir / "data", port, db_url, log, workers)
     try:
         try:
@@ -598,6 +599,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             wanted = [v for v in wanted if not v.startswith("old-")]
         if args.pg_workers < 2:
             wanted = [v for v in wanted if v != "new-pgw"]
+        if args.sqlite_workers < 2:
+            wanted = [v for v in wanted if v != "new-sqlitew"]
         if args.no_postgres:
             wanted = [v for v in wanted if not v.endswith(("-pg", "-pgw"))]
         srcs = {"new": ROOT / "src", "old": old_src}
@@ -619,14 +622,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["bare"] = await measure_bare(data, args, work)
         for v in wanted:
             tree, kind = v.split("-")
-            db = "pg" if kind == "pgw" else kind
+            db = {"pgw": "pg", "sqlitew": "sqlite"}.get(kind, kind)
             src = srcs[tree]
             assert src is not None
             db_url = pg.new_database() if db == "pg" else None
             db_pid = postmaster_pid(pg) if db == "pg" else None
             desc = f"{labels[tree]}, {'PostgreSQL' if db == 'pg' else 'SQLite'}"
-            if kind == "pgw":
-                desc += f", --workers {args.pg_workers}"
+            if kind in ("pgw", "sqlitew"):
+                desc += f", --workers {args.pg_workers if kind == 'pgw' else args.sqlite_workers}"
             print(f"{v}: {desc} ...", flush=True)
             entry: dict[str, Any] = {"label": desc, "src": str(src), "db": db}
             try:
@@ -755,6 +758,12 @@ def main() -> None:
         type=int,
         default=1,
         help="N > 1 adds new-pgw: this tree on PostgreSQL with jcs serve --workers N",
+    )
+    ap.add_argument(
+        "--sqlite-workers",
+        type=int,
+        default=1,
+        help="N > 1 adds new-sqlitew: this tree on SQLite with jcs serve --workers N",
     )
     ap.add_argument("--quick", action="store_true", help="smaller counts: a smoke run")
     ap.add_argument("--small-count", type=int, default=None, help="4 KiB objects (2000)")

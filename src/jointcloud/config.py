@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy import make_url
 
 from jointcloud.errors import BadArgument
 from jointcloud.spaces.rules import SpaceRules, resolve_local
@@ -87,8 +88,8 @@ class Settings:
     # What this process does (--role, JCS_ROLES separated by ','): see ROLES.
     roles: tuple[str, ...] = ROLES
     # Processes serving the listeners (--workers, JCS_WORKERS): this one and
-    # workers-1 more with the api role only, on the same ports (PostgreSQL
-    # only; docs/decisions.md, "Worker processes").
+    # workers-1 more with the api role only, on the same ports (a database
+    # file or PostgreSQL; docs/decisions.md, "Worker processes").
     workers: int = 1
     # Listeners besides the main one (``listen``): (protocol, "HOST:PORT")
     # pairs (JCS_LISTENERS="s3=127.0.0.1:7891,..."); the host knows which
@@ -408,3 +409,11 @@ def _explain(exc: ValidationError, given: dict[str, Any]) -> str:
         else:
             problems.append(f"{name}: {message}")
     return "; ".join(problems) or "invalid configuration"
+
+
+def sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database

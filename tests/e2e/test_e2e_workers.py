@@ -1,7 +1,8 @@
-"""``jcs serve --workers N`` on PostgreSQL: N processes serve the same
-ports and the same data, a worker that dies is replaced, and stopping the
-first process stops them all. On SQLite it is refused before anything
-starts."""
+"""``jcs serve --workers N``, on PostgreSQL and on the SQLite file: N
+processes serve the same ports and the same data, a worker that dies is
+replaced, and stopping the first process stops them all; on SQLite they
+write the one file in turn, all at once. On an in-memory database it is
+refused before anything starts."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -48,21 +50,22 @@ def workers_listening(server: JcsServer, count: int, gone: int | None = None) ->
         time.sleep(0.1)
 
 
-@pytest.fixture
-def server(tmp_path: Path, postgres: PostgresServer) -> Iterator[JcsServer]:
-    url = postgres.new_database()
-    srv = JcsServer(
-        data_dir=tmp_path / "data",
-        log_dir=tmp_path,
-        env={"JCS_DATABASE_URL": url, "JCS_WORKERS": str(WORKERS)},
-    )
+@pytest.fixture(params=["postgresql", "sqlite"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[JcsServer]:
+    postgres: PostgresServer | None = None
+    env = {"JCS_WORKERS": str(WORKERS)}
+    if request.param == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        env["JCS_DATABASE_URL"] = url = postgres.new_database()
+    srv = JcsServer(data_dir=tmp_path / "data", log_dir=tmp_path, env=env)
     tmp_path.mkdir(exist_ok=True)
     try:
         srv.start()
         yield srv
     finally:
         srv.stop()
-        postgres.drop_database(url)
+        if postgres is not None:
+            postgres.drop_database(url)
 
 
 def test_workers_serve_one_store_and_stop_together(server: JcsServer) -> None:
@@ -126,14 +129,62 @@ def test_workers_serve_one_store_and_stop_together(server: JcsServer) -> None:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
-def test_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
+def test_workers_write_at_once(server: JcsServer) -> None:
+    """Eight clients upload at once, each on new connections, so that every
+    process writes while the others do (on SQLite they take the file's
+    writer lock in turn): every upload is acknowledged, and every object is
+    there with its bytes whatever process answers."""
+    workers_listening(server, WORKERS - 1)
+    auth = {"Authorization": f"Bearer {server.key}"}
+    with httpx.Client(base_url=server.endpoint, headers=auth) as c:
+        bucket = c.post("/v1/bucket/create", json={"name": "w"}).json()["data"]["bucket"]
+        package = c.post(
+            "/v1/package/create", json={"bucketID": bucket["bucketID"], "name": "p"}
+        ).json()["data"]["package"]["packageID"]
+    bodies = {f"c{c}/f{i}": os.urandom(500 + 97 * i + c) for c in range(8) for i in range(12)}
+
+    def client(c: int) -> list[tuple[str, int]]:
+        done = []
+        for i in range(12):
+            path = f"c{c}/f{i}"
+            with httpx.Client(base_url=server.endpoint, headers=auth, timeout=60) as h:
+                up = h.post(
+                    "/v1/object/upload",
+                    files={
+                        "info": (None, f'{{"packageID": {package}}}'),
+                        "files": (path, bodies[path]),
+                    },
+                )
+            assert up.status_code == 200, up.text
+            done.append((path, up.json()["data"]["uploadeds"][0]["objectID"]))
+        return done
+
+    with ThreadPoolExecutor(8) as pool:
+        uploaded = [item for done in pool.map(client, range(8)) for item in done]
+    assert sorted(path for path, _ in uploaded) == sorted(bodies)
+    for path, oid in uploaded:
+        with httpx.Client(base_url=server.endpoint, headers=auth) as h:
+            got = h.get("/v1/object/download", params={"objectID": oid})
+        assert got.status_code == 200 and got.content == bodies[path], path
+
+
+def test_workers_on_an_in_memory_database_are_refused(tmp_path: Path) -> None:
     r = subprocess.run(
-        [str(JCS), "serve", "--data-dir", str(tmp_path / "d"), "--workers", "2"],
+        [
+            str(JCS),
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--database-url",
+            "sqlite+aiosqlite://",
+            "--workers",
+            "2",
+        ],
         env=clean_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 2
-    assert "--workers" in r.stderr and "PostgreSQL" in r.stderr
+    assert "--workers" in r.stderr and "no file" in r.stderr
     assert not (tmp_path / "d" / "meta.db").exists()

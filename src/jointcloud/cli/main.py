@@ -144,7 +144,7 @@ def serve(
         typer.Option(
             "--workers",
             help="processes serving the listeners on the same ports: this one and "
-            "N-1 more (PostgreSQL only; default 1; else $JCS_WORKERS)",
+            "N-1 more (default 1; else $JCS_WORKERS)",
         ),
     ] = None,
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jointcloud.api.host import Host, check_listeners
 from jointcloud.cli.workers import Workers, die_with, worker_command, worker_of
-from jointcloud.config import ConfigError, Settings
+from jointcloud.config import ConfigError, Settings, sqlite_file
 from jointcloud.logs import configure_logging
 from jointcloud.redundancy.erasure import apply_malloc_tuning
 
@@ -76,16 +76,17 @@ def _check_workers(settings: Settings) -> None:
         return
     if "api" not in settings.roles:
         raise ConfigError("--workers: workers serve the listeners; add the api role (--role)")
-    if settings.db_url.startswith("sqlite"):
+    if settings.db_url.startswith("sqlite") and sqlite_file(settings.db_url) is None:
         raise ConfigError(
-            "--workers: several processes need PostgreSQL (--database-url); SQLite "
-            "takes one writer at a time and they would wait on each other's locks"
+            "--workers: several processes need a database file or PostgreSQL "
+            "(--database-url); this SQLite URL names no file they could share"
         )
 
 
 def run_server(settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT. A listener naming no known protocol, or
-    workers on SQLite, is a ``ConfigError`` raised before anything starts."""
+    workers on an in-memory database, is a ``ConfigError`` raised before
+    anything starts."""
     check_listeners(settings)
     _check_workers(settings)
     parent = worker_of()

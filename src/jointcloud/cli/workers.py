@@ -11,8 +11,10 @@ the listeners' ports with ``SO_REUSEPORT`` (its own socket), and the kernel
 spreads new connections over them. They share the database and nothing
 else, which is what several ``jcs serve`` processes behind a load balancer
 already do (caches are per process, with bounded staleness:
-``core/directory.py``, ``core/accounts.py``). PostgreSQL only: SQLite takes
-one writer at a time, and the processes would wait on each other's locks.
+``core/directory.py``, ``core/accounts.py``). On SQLite they write the one
+file in turn, each process's group commit under a lock among them
+(``meta/writerlock.py``); reads do not wait for it. An in-memory database
+is one process's own: there, more than one is refused.
 
 A worker that exits while the first process runs is started again (after
 ``RESTART_AFTER``, so that one that cannot start does not spin); when the

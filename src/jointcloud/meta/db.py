@@ -37,8 +37,10 @@ from sqlalchemy import Connection, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
+from jointcloud.meta.writerlock import WriterLock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger(__name__)
@@ -133,13 +135,6 @@ class _Group:
         self.raw.execute("RELEASE jcs_writer")
 
 
-def _sqlite_file(url: str) -> str | None:
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return database
-
-
 # The write-ahead log is copied into the database (in a thread) once it
 # holds this much; SQLite's own automatic checkpoint would do it on the
 # loop's thread (sqlite.py). Large, because the same hot pages (the tables'
@@ -155,10 +150,14 @@ READER_IDLE_SECONDS = 1.0
 LOCKED_FOR = 60.0
 
 
-def _sync_log(path: str, failed: list[OSError]) -> None:
+def _sync_log(path: str, failed: list[OSError], writer: WriterLock | None) -> None:
     """The group commit's sync of the log, run right after its COMMIT (in
     the same worker thread); a failure is kept in ``failed``: the commit
-    itself went through, and the group is told it is not durable."""
+    itself went through, and the group is told it is not durable. The
+    writer lock goes first: another process may write while this one
+    syncs (its own sync covers what this one wrote before it)."""
+    if writer is not None:
+        writer.release()
     try:
         fdatasync_path(path)
     except OSError as exc:
@@ -186,7 +185,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
             kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
-        self._file = _sqlite_file(url) if self.is_sqlite else None
+        self._file = sqlite_file(url) if self.is_sqlite else None
         if self._file is not None:
             kwargs["async_creator"] = inline_creator(self._file)  # no thread hops
             # Readers each hold a connection for a moment; keep enough open
@@ -209,6 +208,8 @@ class Database:
         self._checkpointing: asyncio.Future[None] | None = None
         self._readers: list[tuple[AsyncConnection, float]] = []  # idle readers, since (``read``)
         self.syncs = 0  # group syncs made (for the durability test and metrics)
+        # Among processes writing this file (``jcs serve --workers``).
+        self._writer = None if self._file is None else WriterLock(self._file + ".writer")
         if self.is_sqlite:
             _private_sqlite_file(url)
             self._tune_sqlite()
@@ -301,7 +302,7 @@ class Database:
         try:
             group = self._group
             if group is None:
-                conn = await self._begin_immediate()
+                conn = await self._begin_writing()
                 driver = (await conn.get_raw_connection()).driver_connection
                 inline = driver if isinstance(driver, InlineConnection) else None
                 group = self._group = _Group(conn, inline)
@@ -332,6 +333,18 @@ class Database:
         finally:
             if not handed_off:
                 self._lock.release()
+
+    async def _begin_writing(self) -> AsyncConnection:
+        """A group's connection, in a write transaction, with the writer
+        lock among processes (``writerlock.py``) held until ``_end_group``."""
+        if self._writer is None:
+            return await self._begin_immediate()
+        await self._writer.acquire()
+        try:
+            return await self._begin_immediate()
+        except BaseException:
+            self._writer.release()
+            raise
 
     async def _begin_immediate(self) -> AsyncConnection:
         """A connection in a write transaction. Another process holding the
@@ -370,17 +383,23 @@ class Database:
         sync_failed: list[OSError] = []
         synced = False
         try:
-            if group.members:
-                if group.driver is not None and self._wal is not None:
-                    group.driver.after_commit = functools.partial(_sync_log, self._wal, sync_failed)
-                    synced = True
-                try:
-                    await group.conn.commit()
-                finally:
-                    if group.driver is not None:
-                        group.driver.after_commit = None  # never left for a later commit
-            else:
-                await group.conn.rollback()
+            try:
+                if group.members:
+                    if group.driver is not None and self._wal is not None:
+                        group.driver.after_commit = functools.partial(
+                            _sync_log, self._wal, sync_failed, self._writer
+                        )
+                        synced = True
+                    try:
+                        await group.conn.commit()
+                    finally:
+                        if group.driver is not None:
+                            group.driver.after_commit = None  # never left for a later commit
+                else:
+                    await group.conn.rollback()
+            finally:
+                if self._writer is not None:
+                    self._writer.release()
         except Exception as exc:
             group.done.set_exception(
                 _domain_conflict(exc) if isinstance(exc, IntegrityError) else exc
@@ -513,6 +532,8 @@ class Database:
         for conn, _ in readers:
             await conn.close()
         await self.engine.dispose()
+        if self._writer is not None:
+            self._writer.close()
 
 
 async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:

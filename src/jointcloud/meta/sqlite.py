@@ -17,11 +17,14 @@ What could block the loop, and why it does not:
   Automatic checkpoints (which sync) are off on these connections; the
   ``Database`` checkpoints in a thread of its own once the log has grown
   (``checkpoint``).
-* Lock waits. Another *process* writing the same file (a ``jcs admin``
-  command while the server runs) would make ``BEGIN IMMEDIATE`` wait in the
-  busy handler. The busy timeout here is short (``BUSY_MS``) and the
-  ``Database`` retries a refused ``BEGIN IMMEDIATE`` with ``asyncio.sleep``
-  in between, so the loop is never held for long.
+* Lock waits. Processes writing the same file through ``Database`` (the
+  workers of ``jcs serve --workers``, a ``jcs admin`` command while the
+  server runs) take turns on a lock of their own first, waiting for it in a
+  worker thread (``writerlock.py``). A writer that does not take it would
+  make ``BEGIN IMMEDIATE`` wait in the busy handler: the busy timeout here
+  is short (``BUSY_MS``) and the ``Database`` retries a refused ``BEGIN
+  IMMEDIATE`` with ``asyncio.sleep`` in between, so the loop is never held
+  for long.
 * Long scans: the repositories page every scan (500 rows at most).
 """
 
