@@ -1,6 +1,6 @@
 """The S3 endpoint of ``jcs serve`` against moto and s3rver, in one run.
 
-    .venv/bin/python bench/s3.py [--quick] [--json FILE] [--profile-ours FILE]
+    .venv/bin/python bench/s3.py [--quick] [--json FILE] [--profile-ours FILE] [--workers N]
 
 Same machine, same client, same run, everything on loopback:
 
@@ -664,15 +664,18 @@ def start_s3rver(work: Path) -> Server | None:
     return Server("s3rver", proc, f"http://127.0.0.1:{port}", "S3RVER", "S3RVER", log=log)
 
 
-def start_ours(work: Path, profile: str | None) -> Server:
+def start_ours(work: Path, profile: str | None, workers: int = 1) -> Server:
+    """``jcs serve`` on SQLite; ``workers`` > 1: that many processes
+    (``--workers``), every one listening before the phases start."""
     import httpx
+    from v1_api import wait_listening
 
     from jointcloud.keys.grant import new_grant
 
     port, s3port = free_port(), free_port()
     data = work / "jcs-data"
     log = work / "jcs.log"
-    env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
+    env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600", JCS_WORKERS=str(workers))
     pre = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     proc = subprocess.Popen(
         [
@@ -694,6 +697,7 @@ def start_ours(work: Path, profile: str | None) -> Server:
     )
     wait_port(port, proc, "jcs serve")
     wait_port(s3port, proc, "jcs serve (S3)")
+    wait_listening(proc.pid, s3port, workers)
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         if (data / "root.key").exists():
@@ -876,7 +880,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f.write(block)
     starters = {
         "sink": start_sink,
-        "ours": lambda: start_ours(work, args.profile_ours),
+        "ours": lambda: start_ours(work, args.profile_ours, args.workers),
         "moto": lambda: start_moto(work),
         "s3rver": lambda: start_s3rver(work),
     }
@@ -988,6 +992,7 @@ def main() -> None:
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--profile-ours", default=None, help="run jcs serve under cProfile into FILE")
+    ap.add_argument("--workers", type=int, default=1, help="jcs serve --workers N (SQLite)")
     ap.add_argument("--sink", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.sink is not None:
