@@ -33,6 +33,15 @@ def listening(pid: int, port: int) -> bool:
     return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
 
 
+def listening_sockets(pid: int, port: int) -> set[str]:
+    """The listening sockets a process holds on ``port`` (``socket:[inode]``)."""
+    return {
+        os.readlink(f"/proc/{pid}/fd/{c.fd}")
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
+
+
 def workers_listening(server: JcsServer, count: int, gone: int | None = None) -> list[int]:
     """The pids of ``count`` workers of ``server`` listening on its port, not
     counting ``gone`` (waits for them: each starts as a new Python process,
@@ -73,6 +82,11 @@ def test_workers_serve_one_store_and_stop_together(server: JcsServer) -> None:
     assert listening(server.pid, server.port) and listening(server.pid, server.s3_port)
     for pid in pids:
         assert listening(pid, server.s3_port)
+        # Its own sockets, not the first process's inherited: one inherited
+        # showed a worker as listening while it was still starting, and
+        # every connection made meanwhile went to the first process.
+        for port in (server.port, server.s3_port):
+            assert not listening_sockets(pid, port) & listening_sockets(server.pid, port)
 
     auth = {"Authorization": f"Bearer {server.key}"}
 

@@ -277,8 +277,10 @@ def bind(address: str, reuse_port: bool = False) -> list[socket.socket]:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            # Not inheritable (Python's default): a worker process started
+            # later must not hold the first process's socket, which would
+            # count it as listening before it has bound its own.
             sock.bind(sockaddr)
-            sock.set_inheritable(True)
     except OSError as exc:
         for sock in sockets:
             sock.close()
