@@ -33,7 +33,15 @@ class WriterLock:
 
     def _descriptor(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Not inherited by the processes this one starts (they would share
+            # the lock), and private as the database, however it was left.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
 
     async def acquire(self) -> None:
