@@ -313,8 +313,10 @@ async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
     real_sync = db_module.fdatasync_path
     committing = False
 
-    def failing(path: str) -> None:  # the commit's sync only, not the staging's
+    def failing(path: str) -> None:  # the commit's sync only, once (not the clean-up's)
+        nonlocal committing
         if committing:
+            committing = False
             raise OSError(errno.EIO, "Input/output error")
         real_sync(path)
 

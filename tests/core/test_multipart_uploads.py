@@ -417,8 +417,10 @@ async def test_a_part_whose_commit_is_not_synced_keeps_its_blocks(
     real_sync, real_put_part = db_module.fdatasync_path, uploads_module.put_part
     committing = False
 
-    def failing(path: str) -> None:  # the commit's sync only, not the staging's
+    def failing(path: str) -> None:  # the commit's sync only, once (not the clean-up's)
+        nonlocal committing
         if committing:
+            committing = False
             raise OSError(errno.EIO, "Input/output error")
         real_sync(path)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jointcloud.errors import OperationFailed
 from jointcloud.meta.writerlock import WriterLock
 
 
@@ -35,26 +36,49 @@ def path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def locks(path: Path) -> Iterator[tuple[WriterLock, WriterLock]]:
-    a, b = WriterLock(str(path)), WriterLock(str(path))
+    database = path.with_suffix("")
+    database.touch()
+    a, b = (WriterLock(str(path), str(database), wait=60.0) for _ in range(2))
     yield a, b
     a.close()
     b.close()
+
+
+async def until_free(path: Path) -> None:
+    """Until no one holds the lock (a thread that got it hands it back)."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while held_elsewhere(path):
+        assert asyncio.get_running_loop().time() < deadline, "the lock was never given back"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_second_writer_waits_for_the_first(
     path: Path, locks: tuple[WriterLock, WriterLock]
 ) -> None:
     first, second = locks
-    await first.acquire()
+    taking = await first.acquire()
     assert os.stat(path).st_mode & 0o777 == 0o600  # as private as the database
     waiting = asyncio.ensure_future(second.acquire())
     await asyncio.sleep(0)  # one loop turn: it is now blocked in its thread
     assert not waiting.done() and held_elsewhere(path)
-    first.release()
-    first.release()  # a second release does nothing (the group commit may call it twice)
-    await waiting  # woken by the release, without polling
+    first.release(taking)
+    first.release(taking)  # a second release does nothing (the group commit may call it twice)
+    theirs = await waiting  # woken by the release, without polling
     assert held_elsewhere(path)
-    second.release()
+    second.release(theirs)
+    assert not held_elsewhere(path)
+
+
+async def test_a_late_release_never_ends_a_later_taking(
+    path: Path, locks: tuple[WriterLock, WriterLock]
+) -> None:
+    first, _ = locks
+    old = await first.acquire()
+    first.release(old)
+    new = await first.acquire()
+    first.release(old)  # a group's late release (its commit's thread), after the next began
+    assert held_elsewhere(path)
+    first.release(new)
     assert not held_elsewhere(path)
 
 
@@ -62,14 +86,32 @@ async def test_a_writer_cancelled_while_waiting_gives_the_lock_back(
     path: Path, locks: tuple[WriterLock, WriterLock]
 ) -> None:
     first, second = locks
-    await first.acquire()
+    taking = await first.acquire()
     waiting = asyncio.ensure_future(second.acquire())
     await asyncio.sleep(0)
     waiting.cancel()
-    first.release()  # the blocked flock gets the lock, then gives it back
     with pytest.raises(asyncio.CancelledError):
-        await waiting
-    assert not held_elsewhere(path)
-    await first.acquire()  # free for the next writer
+        await waiting  # at once: the thread is left blocked
+    first.release(taking)  # the blocked flock gets the lock, then gives it back
+    await until_free(path)
+    taking = await first.acquire()  # free for the next writer
     assert held_elsewhere(path)
-    first.release()
+    first.release(taking)
+
+
+async def test_a_holder_that_never_lets_go_fails_the_wait(path: Path) -> None:
+    """A stopped process holding the lock fails the writes behind it after
+    the bound (as SQLite's busy wait did) instead of hanging them."""
+    database = path.with_suffix("")
+    database.touch()
+    holder = WriterLock(str(path), str(database), wait=60.0)
+    impatient = WriterLock(str(path), str(database), wait=0.2)
+    try:
+        taking = await holder.acquire()
+        with pytest.raises(OperationFailed, match="locked by another process"):
+            await impatient.acquire()
+        holder.release(taking)
+        await until_free(path)  # the abandoned wait got it and gave it back
+    finally:
+        holder.close()
+        impatient.close()

@@ -150,18 +150,21 @@ READER_IDLE_SECONDS = 1.0
 LOCKED_FOR = 60.0
 
 
-def _sync_log(path: str, failed: list[OSError], writer: WriterLock | None) -> None:
+def _sync_log(path: str, failed: list[OSError], release_writer: Callable[[], None]) -> None:
     """The group commit's sync of the log, run right after its COMMIT (in
     the same worker thread); a failure is kept in ``failed``: the commit
     itself went through, and the group is told it is not durable. The
     writer lock goes first: another process may write while this one
     syncs (its own sync covers what this one wrote before it)."""
-    if writer is not None:
-        writer.release()
+    release_writer()
     try:
         fdatasync_path(path)
     except OSError as exc:
         failed.append(exc)
+
+
+def _nothing() -> None:
+    pass
 
 
 def fdatasync_path(path: str) -> None:
@@ -209,7 +212,12 @@ class Database:
         self._readers: list[tuple[AsyncConnection, float]] = []  # idle readers, since (``read``)
         self.syncs = 0  # group syncs made (for the durability test and metrics)
         # Among processes writing this file (``jcs serve --workers``).
-        self._writer = None if self._file is None else WriterLock(self._file + ".writer")
+        self._writer = (
+            None
+            if self._file is None
+            else WriterLock(self._file + ".writer", self._file, LOCKED_FOR)
+        )
+        self._taking = 0  # the writer lock's taking of the open group
         if self.is_sqlite:
             _private_sqlite_file(url)
             self._tune_sqlite()
@@ -254,7 +262,14 @@ class Database:
 
         Another process holding SQLite's write lock (a server while a
         ``jcs admin`` command starts): wait and try again, as writes do."""
-        await _while_locked(lambda: self._migrate(revision))
+        if self._writer is None:
+            await _while_locked(lambda: self._migrate(revision))
+            return
+        taking = await self._writer.acquire()
+        try:
+            await _while_locked(lambda: self._migrate(revision))
+        finally:
+            self._writer.release(taking)
 
     async def _migrate(self, revision: str) -> None:
         async with self.engine.connect() as conn:
@@ -334,17 +349,26 @@ class Database:
             if not handed_off:
                 self._lock.release()
 
+    def _release_writer(self) -> Callable[[], None]:
+        """Gives back the writer lock's taking of the open group (from any
+        thread, as often as called)."""
+        if self._writer is None:
+            return _nothing
+        return functools.partial(self._writer.release, self._taking)
+
     async def _begin_writing(self) -> AsyncConnection:
         """A group's connection, in a write transaction, with the writer
         lock among processes (``writerlock.py``) held until ``_end_group``."""
         if self._writer is None:
             return await self._begin_immediate()
-        await self._writer.acquire()
+        taking = await self._writer.acquire()
         try:
-            return await self._begin_immediate()
+            conn = await self._begin_immediate()
         except BaseException:
-            self._writer.release()
+            self._writer.release(taking)
             raise
+        self._taking = taking
+        return conn
 
     async def _begin_immediate(self) -> AsyncConnection:
         """A connection in a write transaction. Another process holding the
@@ -380,6 +404,7 @@ class Database:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
+        release_writer = self._release_writer()  # this group's taking, whatever comes next
         sync_failed: list[OSError] = []
         synced = False
         try:
@@ -387,7 +412,7 @@ class Database:
                 if group.members:
                     if group.driver is not None and self._wal is not None:
                         group.driver.after_commit = functools.partial(
-                            _sync_log, self._wal, sync_failed, self._writer
+                            _sync_log, self._wal, sync_failed, release_writer
                         )
                         synced = True
                     try:
@@ -398,8 +423,7 @@ class Database:
                 else:
                     await group.conn.rollback()
             finally:
-                if self._writer is not None:
-                    self._writer.release()
+                release_writer()
         except Exception as exc:
             group.done.set_exception(
                 _domain_conflict(exc) if isinstance(exc, IntegrityError) else exc

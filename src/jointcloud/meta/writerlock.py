@@ -7,12 +7,15 @@ keeps that wait short, and ``Database`` retries with ``asyncio.sleep``,
 doubling the pause). Between the processes of ``jcs serve --workers`` that
 would happen at nearly every group commit, and each lost poll is a pause
 nobody writes in. So a process takes an ``flock(2)`` on ``<db>.writer``
-before it begins a write group and gives it back once the group has
-committed: a process that must wait sleeps in the kernel, in a worker
-thread (the loop runs on, and its writers gather into the next group), and
-is woken as soon as the lock is free. Any program that writes the file
-through ``Database`` takes it; one that does not (the ``sqlite3`` shell)
-still meets SQLite's own lock, which stays the guarantee.
+before it begins a write group (or a migration) and gives it back once the
+group has committed: a process that must wait sleeps in the kernel, in a
+worker thread (the loop runs on, and its writers gather into the next
+group), and is woken as soon as the lock is free. Any program that writes
+the file through ``Database`` takes it; one that does not (the ``sqlite3``
+shell) still meets SQLite's own lock, which stays the guarantee.
+
+A wait is bounded, as SQLite's busy wait was: a holder that never lets go
+(a stopped process) fails the writes behind it instead of hanging them.
 """
 
 from __future__ import annotations
@@ -21,56 +24,101 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import threading
+
+from jointcloud.errors import OperationFailed
 
 
 class WriterLock:
-    """An exclusive ``flock`` on ``path`` (created 0600 beside the database)."""
+    """An exclusive ``flock`` on ``path``, created beside the database and
+    as private as it (0600, the database file's owner)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, database: str, wait: float) -> None:
         self.path = path
+        self.database = database
+        self.wait = wait
         self._fd: int | None = None
+        # Released from the commit's worker thread, taken on the loop's: a
+        # release names the taking it ends (a late one never ends the next).
+        self._state = threading.Lock()
+        self._taken = 0  # takings so far
         self._held = False
 
     def _descriptor(self) -> int:
         if self._fd is None:
-            # Not inherited by the processes this one starts (they would share
-            # the lock), and private as the database, however it was left.
+            # O_CLOEXEC: the processes this one starts must not share the lock.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
-                os.fchmod(fd, 0o600)
+                _make_private(fd, self.database)
             except OSError:
                 os.close(fd)
                 raise
             self._fd = fd
         return self._fd
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
         """Take the lock: at once if it is free (no thread hop), else in a
-        worker thread. Cancelled meanwhile, the lock is given back once the
-        thread has it (a blocked ``flock`` cannot be called off)."""
+        worker thread, for up to ``wait`` seconds. Returns the taking, for
+        ``release``. A wait given up (cancelled, timed out) leaves the
+        thread to finish: if it gets the lock, it gives it back."""
         fd = self._descriptor()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
             try:
-                await asyncio.shield(waiting)
-            except asyncio.CancelledError:
-                await asyncio.wait([waiting])
-                if not waiting.cancelled() and waiting.exception() is None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                await asyncio.wait_for(asyncio.shield(waiting), self.wait)
+            except BaseException as exc:
+                waiting.add_done_callback(self._abandoned)
+                if isinstance(exc, TimeoutError):
+                    raise OperationFailed(
+                        f"the metadata database stayed locked by another process for "
+                        f"{self.wait:.0f} s"
+                    ) from None
                 raise
-        self._held = True
+        with self._state:
+            self._taken += 1
+            self._held = True
+            return self._taken
 
-    def release(self) -> None:
-        """Give the lock back; a second call does nothing (the group commit
-        gives it back before its sync, and again, in case, at its end)."""
-        if self._held and self._fd is not None:
+    def release(self, taking: int) -> None:
+        """End ``taking``; a second call, or one for an older taking, does
+        nothing (the group commit gives the lock back before its sync, and
+        again, in case, at its end)."""
+        with self._state:
+            if not self._held or taking != self._taken or self._fd is None:
+                return
             self._held = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _abandoned(self, waiting: asyncio.Future[None]) -> None:
+        """A wait given up got the lock after all: give it back, unless a
+        later taking holds it now (on this same file, ``flock`` is then
+        already theirs)."""
+        if waiting.cancelled() or waiting.exception() is not None:
+            return
+        with self._state:
+            if not self._held and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _make_private(fd: int, database: str) -> None:
+    """0600, owned as the database: run as root (``sudo jcs admin ...``)
+    before the server ever wrote, the file would be root's and the server
+    could not open it (SQLite gives its own ``-wal`` and ``-shm`` files the
+    database's owner for the same reason)."""
+    if os.geteuid() == 0:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(database)
+            os.fchown(fd, st.st_uid, st.st_gid)
+    try:
+        os.fchmod(fd, 0o600)
+    except PermissionError:
+        if os.fstat(fd).st_mode & 0o077:  # not ours to tighten, and loose
+            raise
