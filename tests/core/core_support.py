@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
+
+import pytest
 
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.models import Bucket
+from jointcloud.meta import db as db_module
 
 
 @dataclass
@@ -18,3 +22,23 @@ class World:
     project: Bucket
     bob: Principal
     bob_project: Bucket
+
+
+class FailingSync:
+    """The next sync of the metadata log after ``arm()`` fails, once (EIO):
+    a commit's, not the staging's before it nor the clean-up's after."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed = False
+        real = db_module.fdatasync_path
+
+        def sync(path: str) -> None:
+            if self.armed:
+                self.armed = False
+                raise OSError(errno.EIO, "Input/output error")
+            real(path)
+
+        monkeypatch.setattr(db_module, "fdatasync_path", sync)
+
+    def arm(self) -> None:
+        self.armed = True

@@ -7,14 +7,13 @@ timing. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from core_support import World
+from core_support import FailingSync, World
 from sqlalchemy.ext.asyncio import AsyncConnection
 from test_objects_support import at, body, md5, package, read_all, stored
 
@@ -23,7 +22,6 @@ from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.gc import collect_garbage
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout
 from jointcloud.errors import BadArgument, Conflict
-from jointcloud.meta import db as db_module
 from jointcloud.meta.catalog import NewContent
 from jointcloud.meta.db import NotDurable
 from jointcloud.redundancy.policy import Redundancy
@@ -310,22 +308,8 @@ async def test_an_upload_whose_commit_is_not_synced_keeps_its_blocks(
     pkg = await package(world)
     data = os.urandom(300_000)  # blocks in spaces, not inline
 
-    real_sync = db_module.fdatasync_path
-    committing = False
-
-    def failing(path: str) -> None:  # the commit's sync only, once (not the clean-up's)
-        nonlocal committing
-        if committing:
-            committing = False
-            raise OSError(errno.EIO, "Input/output error")
-        real_sync(path)
-
-    def commit_begins(items: Sequence[NewContent]) -> None:
-        nonlocal committing
-        committing = True
-
-    monkeypatch.setattr(db_module, "fdatasync_path", failing)
-    before_statements(monkeypatch, commit_begins)
+    sync = FailingSync(monkeypatch)
+    before_statements(monkeypatch, lambda items: sync.arm())  # the upload's commit
     with pytest.raises(NotDurable):
         await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(data)))
     monkeypatch.undo()

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import hashlib
 import re
 import zlib
 from typing import Any
 
 import pytest
-from core_support import World
+from core_support import FailingSync, World
 from test_multipart_support import (
     SMALL_PARTS,
     at,
@@ -40,7 +39,6 @@ from jointcloud.errors import (
     PackageNotFound,
     UploadNotFound,
 )
-from jointcloud.meta import db as db_module
 from jointcloud.meta import uploads as uploads_module
 from jointcloud.meta.db import NotDurable
 
@@ -414,22 +412,12 @@ async def test_a_part_whose_commit_is_not_synced_keeps_its_blocks(
     pkg = await package(world, "p")
     up = await ctx.multipart.create(alice, at(pkg, "f.bin"))
     part = data(300_000, 3)  # blocks in spaces, not inline
-    real_sync, real_put_part = db_module.fdatasync_path, uploads_module.put_part
-    committing = False
-
-    def failing(path: str) -> None:  # the commit's sync only, once (not the clean-up's)
-        nonlocal committing
-        if committing:
-            committing = False
-            raise OSError(errno.EIO, "Input/output error")
-        real_sync(path)
+    sync, real_put_part = FailingSync(monkeypatch), uploads_module.put_part
 
     async def put_part(*args: Any, **kwargs: Any) -> Any:
-        nonlocal committing
-        committing = True
+        sync.arm()  # the part's commit
         return await real_put_part(*args, **kwargs)
 
-    monkeypatch.setattr(db_module, "fdatasync_path", failing)
     monkeypatch.setattr(uploads_module, "put_part", put_part)
     with pytest.raises(NotDurable):
         await ctx.multipart.upload_part(alice, up.upload_id, at(pkg, "f.bin"), 1, body(part))
