@@ -108,8 +108,16 @@ class NotDurable(OperationFailed):
 class _Group:
     """Writers sharing one transaction, committed and synced together."""
 
-    def __init__(self, conn: AsyncConnection, driver: InlineConnection | None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        driver: InlineConnection | None,
+        release_writer: Callable[[], None],
+    ) -> None:
         self.conn = conn
+        # Gives back the writer lock (writerlock.py) this group took: from
+        # any thread, as often as called.
+        self.release_writer = release_writer
         self.driver = driver  # its connection on the loop's thread (sqlite.py)
         self.raw = None if driver is None else driver.sqlite  # for the writers' savepoints
         self.members = 0
@@ -217,7 +225,6 @@ class Database:
             if self._file is None
             else WriterLock(self._file + ".writer", self._file, LOCKED_FOR)
         )
-        self._taking = 0  # the writer lock's taking of the open group
         if self.is_sqlite:
             _private_sqlite_file(url)
             self._tune_sqlite()
@@ -262,14 +269,10 @@ class Database:
 
         Another process holding SQLite's write lock (a server while a
         ``jcs admin`` command starts): wait and try again, as writes do."""
-        if self._writer is None:
+        with contextlib.ExitStack() as held:
+            if self._writer is not None:
+                held.enter_context(self._writer.holding(await self._writer.acquire()))
             await _while_locked(lambda: self._migrate(revision))
-            return
-        taking = await self._writer.acquire()
-        try:
-            await _while_locked(lambda: self._migrate(revision))
-        finally:
-            self._writer.release(taking)
 
     async def _migrate(self, revision: str) -> None:
         async with self.engine.connect() as conn:
@@ -317,10 +320,10 @@ class Database:
         try:
             group = self._group
             if group is None:
-                conn = await self._begin_writing()
+                conn, release_writer = await self._begin_writing()
                 driver = (await conn.get_raw_connection()).driver_connection
                 inline = driver if isinstance(driver, InlineConnection) else None
-                group = self._group = _Group(conn, inline)
+                group = self._group = _Group(conn, inline, release_writer)
             ok = False
             try:
                 if group.raw is not None:
@@ -349,26 +352,19 @@ class Database:
             if not handed_off:
                 self._lock.release()
 
-    def _release_writer(self) -> Callable[[], None]:
-        """Gives back the writer lock's taking of the open group (from any
-        thread, as often as called)."""
-        if self._writer is None:
-            return _nothing
-        return functools.partial(self._writer.release, self._taking)
-
-    async def _begin_writing(self) -> AsyncConnection:
+    async def _begin_writing(self) -> tuple[AsyncConnection, Callable[[], None]]:
         """A group's connection, in a write transaction, with the writer
-        lock among processes (``writerlock.py``) held until ``_end_group``."""
+        lock among processes (``writerlock.py``) held until ``_end_group``
+        calls the release returned."""
         if self._writer is None:
-            return await self._begin_immediate()
+            return await self._begin_immediate(), _nothing
         taking = await self._writer.acquire()
+        release = functools.partial(self._writer.release, taking)
         try:
-            conn = await self._begin_immediate()
+            return await self._begin_immediate(), release
         except BaseException:
-            self._writer.release(taking)
+            release()
             raise
-        self._taking = taking
-        return conn
 
     async def _begin_immediate(self) -> AsyncConnection:
         """A connection in a write transaction. Another process holding the
@@ -404,7 +400,6 @@ class Database:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
-        release_writer = self._release_writer()  # this group's taking, whatever comes next
         sync_failed: list[OSError] = []
         synced = False
         try:
@@ -412,7 +407,7 @@ class Database:
                 if group.members:
                     if group.driver is not None and self._wal is not None:
                         group.driver.after_commit = functools.partial(
-                            _sync_log, self._wal, sync_failed, release_writer
+                            _sync_log, self._wal, sync_failed, group.release_writer
                         )
                         synced = True
                     try:
@@ -423,7 +418,7 @@ class Database:
                 else:
                     await group.conn.rollback()
             finally:
-                release_writer()
+                group.release_writer()
         except Exception as exc:
             group.done.set_exception(
                 _domain_conflict(exc) if isinstance(exc, IntegrityError) else exc

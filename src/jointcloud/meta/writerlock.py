@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
 
 from jointcloud.errors import OperationFailed
 
@@ -90,6 +91,14 @@ class WriterLock:
                 return
             self._held = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def holding(self, taking: int) -> Iterator[None]:
+        """Releases ``taking`` when the block ends."""
+        try:
+            yield
+        finally:
+            self.release(taking)
 
     def _abandoned(self, waiting: asyncio.Future[None]) -> None:
         """A wait given up got the lock after all: give it back, unless a
