@@ -16,6 +16,7 @@ if [ "${1:-}" = "--test" ]; then
   # also bench/sync.py's yardstick. The AWS CLI comes with pip (test extras).
   command -v rclone >/dev/null 2>&1 || need+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
+  command -v restic >/dev/null 2>&1 || need+=(restic)
   # The browser tests (tests/share/test_share_browser.py) drive Debian's
   # Chromium through Playwright (test extras); never `playwright install`.
   [ -x /usr/bin/chromium ] || need+=(chromium)

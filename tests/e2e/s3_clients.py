@@ -1,6 +1,6 @@
 """The real S3 clients of the e2e tier, run as subprocesses against the S3
 listener of a ``jcs serve``: the AWS CLI (v1, pip ``awscli`` in the test
-extras), rclone and s3cmd (Debian packages, installed by
+extras), rclone, s3cmd and restic (Debian packages, installed by
 ``scripts/install.sh --test``), each with its own generated configuration
 and an environment holding nothing of the user's (no ``~/.aws``, no
 ``AWS_*`` variable of the machine, no rclone or s3cmd config).
@@ -205,6 +205,29 @@ class S3cmd(Client):
 
     def argv(self, args: tuple[str, ...]) -> list[str]:
         return [tool("s3cmd"), "-c", str(self.config), *args]
+
+
+class Restic(Client):
+    """restic (Debian; minio-go underneath, an S3 SDK of its own) with its
+    repository at ``s3:ENDPOINT/BUCKET[/PREFIX]``, keys and the repository
+    password in the environment, its cache under ``home``."""
+
+    name = "restic"
+
+    def __init__(self, home: Path, creds: S3Creds, repository: str, password: str) -> None:
+        super().__init__(home)
+        self.env.update(
+            {
+                "AWS_ACCESS_KEY_ID": creds.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+                "RESTIC_REPOSITORY": f"s3:{creds.endpoint}/{repository}",
+                "RESTIC_PASSWORD": password,
+                "RESTIC_CACHE_DIR": str(home / "cache"),
+            }
+        )
+
+    def argv(self, args: tuple[str, ...]) -> list[str]:
+        return [tool("restic"), *args]
 
 
 _SAMPLE = re.compile(r"^jcs_http_requests_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$", re.MULTILINE)

@@ -1,6 +1,7 @@
 """The S3 endpoint of a real ``jcs serve`` driven by the real clients people
 use: the AWS CLI (``aws s3`` and ``aws s3api``, presigned URLs), rclone
-(copy, sync, check, lsf, server-side copy) and s3cmd (SigV4 and SigV2),
+(copy, sync, check, lsf, server-side copy), s3cmd (SigV4 and SigV2) and
+restic (backup, check, restore, prune),
 with credentials made by ``jcs s3 credentials``. An S3 bucket is a package
 of the credentials' project (DESIGN §2): what one API writes the other
 reads. A restricted grant is refused outside its caveats."""
@@ -20,6 +21,7 @@ from e2e_support import JcsServer, api_client
 from s3_clients import (
     Aws,
     Rclone,
+    Restic,
     S3cmd,
     S3Creds,
     boto3_client,
@@ -500,3 +502,51 @@ def test_s3cmd_copy_move_and_batch_delete(creds: S3Creds, work: Path) -> None:
     out = s3cmd.ok("del", "--recursive", "--force", "s3://s3cmd-more/")
     assert out.count("delete: ") == 3, out
     s3cmd.ok("rb", "s3://s3cmd-more")
+
+
+def test_restic_backup_check_restore_and_prune(
+    s3_server: JcsServer, creds: S3Creds, work: Path
+) -> None:
+    """restic's whole cycle on its own S3 SDK (minio-go): ``init`` makes the
+    bucket, ``check --read-data`` reads every pack back and verifies its
+    hashes, a restore equals the source, ``forget --prune`` rewrites and
+    deletes packs."""
+    restic = Restic(work / "home-restic", creds, "restic-repo/host1", "restic e2e password")
+    files = {f"small/{i:02d}.txt": os.urandom(97 * i + 1) for i in range(40)}
+    files["big.bin"] = os.urandom(12 * MiB)  # several of restic's packs
+    src = tree(work / "restic-src", files)
+
+    before = s3_requests(s3_server)
+    restic.ok("init")
+    restic.ok("backup", "--host", "e2e", str(src))
+    restic.ok("check", "--read-data")
+    (src / "small" / "00.txt").write_bytes(b"changed\n")
+    (src / "big.bin").unlink()
+    restic.ok("backup", "--host", "e2e", str(src))
+    snapshots = json.loads(restic.ok("snapshots", "--json"))
+    assert len(snapshots) == 2
+
+    # the first snapshot, restored, is the source as it was
+    target = work / "restic-restore"
+    restic.ok("restore", snapshots[0]["short_id"], "--target", str(target))
+    restored = target / str(src).lstrip("/")
+    for rel, data in files.items():
+        assert (restored / rel).read_bytes() == data, rel
+
+    # forgetting it frees big.bin's packs: prune deletes them (and may
+    # repack the rest), and the repository still checks out against every
+    # byte it keeps
+    listed = boto3_client(creds).list_objects_v2(Bucket="restic-repo", Prefix="host1/data/")
+    packs_before = {o["Key"] for o in listed.get("Contents", [])}
+    restic.ok("forget", "--keep-last", "1", "--prune")
+    listed = boto3_client(creds).list_objects_v2(Bucket="restic-repo", Prefix="host1/data/")
+    packs_after = {o["Key"] for o in listed.get("Contents", [])}
+    assert packs_after and len(packs_after) < len(packs_before)
+    restic.ok("check", "--read-data")
+    assert [s["short_id"] for s in json.loads(restic.ok("snapshots", "--json"))] == [
+        snapshots[1]["short_id"]
+    ]
+    # no request restic sent was answered with a server error
+    counted = requests_between(before, s3_requests(s3_server))
+    assert not [k for k in counted if k[1] >= 500], counted
+    assert counted.get(("PutObject", 200)) and counted.get(("DeleteObject", 204)), counted
