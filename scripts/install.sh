@@ -17,6 +17,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v rclone >/dev/null 2>&1 || need+=(rclone)
   command -v s3cmd >/dev/null 2>&1 || need+=(s3cmd)
   command -v restic >/dev/null 2>&1 || need+=(restic)
+  # Node.js runs the AWS SDK for JavaScript of the e2e tests (tests/e2e/js).
+  command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
   # The browser tests (tests/share/test_share_browser.py) drive Debian's
   # Chromium through Playwright (test extras); never `playwright install`.
   [ -x /usr/bin/chromium ] || need+=(chromium)
@@ -28,3 +30,7 @@ if [ "${1:-}" = "--test" ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".${extra}"
+if [ "${1:-}" = "--test" ]; then
+  # The AWS SDK for JavaScript v3, pinned by tests/e2e/js/package-lock.json.
+  npm ci --prefix tests/e2e/js --silent --no-audit --no-fund
+fi

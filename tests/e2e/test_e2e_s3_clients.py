@@ -1,17 +1,20 @@
 """The S3 endpoint of a real ``jcs serve`` driven by the real clients people
 use: the AWS CLI (``aws s3`` and ``aws s3api``, presigned URLs), rclone
-(copy, sync, check, lsf, server-side copy), s3cmd (SigV4 and SigV2) and
-restic (backup, check, restore, prune),
+(copy, sync, check, lsf, server-side copy), s3cmd (SigV4 and SigV2),
+restic (backup, check, restore, prune) and the AWS SDK for JavaScript v3,
 with credentials made by ``jcs s3 credentials``. An S3 bucket is a package
 of the credentials' project (DESIGN §2): what one API writes the other
 reads. A restricted grant is refused outside its caveats."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import re
+import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,19 +22,23 @@ import httpx
 import pytest
 from e2e_support import JcsServer, api_client
 from s3_clients import (
+    TIMEOUT,
     Aws,
     Rclone,
     Restic,
     S3cmd,
     S3Creds,
     boto3_client,
+    client_env,
     make_credentials,
     requests_between,
     s3_requests,
+    tool,
 )
 
 PROJECT = "s3clients"
 PASSPHRASE = "s3 clients e2e passphrase"
+JS_SDK = Path(__file__).with_name("js") / "s3_sdk.mjs"
 MiB = 1 << 20
 
 
@@ -550,3 +557,64 @@ def test_restic_backup_check_restore_and_prune(
     counted = requests_between(before, s3_requests(s3_server))
     assert not [k for k in counted if k[1] >= 500], counted
     assert counted.get(("PutObject", 200)) and counted.get(("DeleteObject", 204)), counted
+
+
+def test_aws_sdk_for_javascript(s3_server: JcsServer, creds: S3Creds, work: Path) -> None:
+    """The AWS SDK for JavaScript v3 (``tests/e2e/js``), its default
+    checksums and streaming uploads on; what it wrote is read back through
+    the v1 API."""
+    local = work / "js-sdk"
+    local.mkdir()
+    data = os.urandom(12 * MiB + 12_345)  # three parts of 5 MiB and a tail
+    (local / "up.bin").write_bytes(data)
+    r = subprocess.run(
+        [
+            tool("node"),
+            str(JS_SDK),
+            creds.endpoint,
+            creds.access_key_id,
+            creds.secret_key,
+            "js-sdk",
+            str(local / "up.bin"),
+            str(local / "down.bin"),
+        ],
+        cwd=local,
+        env=client_env(local / "home"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert r.returncode == 0, f"node exited {r.returncode}\n{r.stdout}\n{r.stderr}"
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+
+    hello = b"hello from the js sdk"
+    crc32 = base64.b64encode(zlib.crc32(hello).to_bytes(4, "big")).decode()
+    assert out["put"] == {"etag": f'"{md5(hello)}"', "crc32": crc32}
+    assert out["get"] == {
+        "body": hello.decode(),
+        "metadata": {"colour": "blue"},
+        "contentType": "text/plain",
+        "crc32": crc32,
+    }
+    assert out["upload"]["etag"].endswith('-3"')
+    assert out["head"] == {"etag": out["upload"]["etag"], "length": len(data)}
+    assert (local / "down.bin").read_bytes() == data
+    assert out["range"] == {
+        "hex": data[100:200].hex(),
+        "contentRange": f"bytes 100-199/{len(data)}",
+    }
+    assert out["tags"] == [{"Key": "team", "Value": "blue"}]
+    assert out["list"] == {"keys": ["copy.txt", "hello.txt"], "prefixes": ["dir/"]}
+    assert out["presigned"] == {"status": 200, "body": hello.decode()}
+    assert out["missing"] == ["NoSuchKey", 404]
+    assert out["ifNoneMatch"] == ["PreconditionFailed", 412]
+    assert out["deleted"] == ["copy.txt"]
+
+    pkg = package_id(s3_server, "js-sdk")
+    with api_client(s3_server) as api:
+        r = api.get("/v1/object/listByPath", params={"packageID": pkg, "path": "dir/big.bin"})
+        assert r.status_code == 200, r.text
+        [obj] = r.json()["data"]["objects"]
+        r = api.get("/v1/object/download", params={"objectID": obj["objectID"]})
+        assert r.status_code == 200 and r.content == data
