@@ -299,6 +299,23 @@ async def test_encryption_and_grant_headers(s3: S3) -> None:
         assert _code(e) == ("InvalidRequest", 400)
         copied = c.copy_object(Bucket="sse", Key="k2", CopySource={"Bucket": "sse", "Key": "k"})
         assert copied["ServerSideEncryption"] == "AES256"
+        # every step of a multipart upload reports it too (ceph's test_copy_part_enc)
+        up = c.create_multipart_upload(Bucket="sse", Key="mp", ServerSideEncryption="AES256")
+        assert up["ServerSideEncryption"] == "AES256"
+        part = c.upload_part(
+            Bucket="sse", Key="mp", UploadId=up["UploadId"], PartNumber=1, Body=b"p" * (5 << 20)
+        )
+        copy = c.upload_part_copy(
+            Bucket="sse", Key="mp", UploadId=up["UploadId"], PartNumber=2, CopySource="sse/k"
+        )
+        assert part["ServerSideEncryption"] == copy["ServerSideEncryption"] == "AES256"
+        done = c.complete_multipart_upload(
+            Bucket="sse", Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": [
+                {"PartNumber": 1, "ETag": part["ETag"]},
+                {"PartNumber": 2, "ETag": copy["CopyPartResult"]["ETag"]},
+            ]},
+        )  # fmt: skip
+        assert done["ServerSideEncryption"] == "AES256"
 
     await asyncio.to_thread(work)
 

@@ -20,6 +20,7 @@ from jointcloud.api.s3.errors import (
     NotImplementedOp,
     S3Error,
 )
+from jointcloud.api.s3.metatext import metadata_header, plain_header, stored_text
 from jointcloud.api.s3.request import CHECKSUM_HEADERS, S3Request
 from jointcloud.api.s3.xmlio import Value
 from jointcloud.core.commands import tag_map
@@ -197,7 +198,12 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
     (whose ``x-amz-acl`` must be private)."""
     check_acl_header(r)
     check_encryption_headers(r)
-    encoding = r.header("content-encoding")
+
+    def text(name: str) -> str | None:
+        raw = r.header(name)
+        return None if raw is None else stored_text(raw)
+
+    encoding = text("content-encoding")
     if encoding is not None:
         # aws-chunked describes the transfer, not the object (AWS drops it).
         kept = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
@@ -205,13 +211,13 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
     user = {}
     for name, value in r.request.headers.items():
         if name.startswith(META_PREFIX):
-            user[name[len(META_PREFIX) :]] = value
+            user[name[len(META_PREFIX) :]] = stored_text(value)
     return ObjectMeta(
-        content_type=r.header("content-type") or DEFAULT_CONTENT_TYPE,
+        content_type=text("content-type") or DEFAULT_CONTENT_TYPE,
         content_encoding=encoding,
-        cache_control=r.header("cache-control"),
-        content_disposition=r.header("content-disposition"),
-        expires=r.header("expires"),
+        cache_control=text("cache-control"),
+        content_disposition=text("content-disposition"),
+        expires=text("expires"),
         user_metadata=user,
         tags=tagging_header(r.header("x-amz-tagging")) if tags else {},
     )
@@ -349,11 +355,12 @@ def checksum_fields(checksums: Mapping[ChecksumAlgorithm, str]) -> list[tuple[st
 def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
     """The headers GetObject and HeadObject answer with (without lengths)."""
     meta = info.meta
+    # what a POST form stored may be any text (metatext.py)
     out = {
         "ETag": f'"{info.etag}"',
         "Last-Modified": http_date(info.update_time),
         "Accept-Ranges": "bytes",
-        "Content-Type": meta.content_type or DEFAULT_CONTENT_TYPE,
+        "Content-Type": plain_header(meta.content_type or DEFAULT_CONTENT_TYPE),
         **SSE,
     }
     for header, value in (
@@ -363,9 +370,9 @@ def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
         ("Expires", meta.expires),
     ):
         if value is not None:
-            out[header] = value
+            out[header] = plain_header(value)
     for name, value in meta.user_metadata.items():
-        out[META_PREFIX + name] = value
+        out[META_PREFIX + name] = metadata_header(value)
     if meta.tags:
         out["x-amz-tagging-count"] = str(len(meta.tags))
     if checksums:

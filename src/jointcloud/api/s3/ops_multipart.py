@@ -134,7 +134,7 @@ async def create_upload(r: S3Request) -> Response:
         conditions=write_conditions(r),
         full_object=full_object,
     )
-    headers = {}
+    headers = dict(SSE)  # as AWS, whose uploads are all SSE-S3 now
     type_ = _checksum_type(upload)
     if algorithm is not None and type_ is not None:
         headers["x-amz-checksum-algorithm"] = algorithm.value
@@ -301,7 +301,9 @@ async def complete_upload(r: S3Request) -> Response:
         ("ETag", f'"{info.etag}"'),
     ]
     fields.extend(checksum_fields(dict(info.checksums)))
-    return xml("CompleteMultipartUploadResult", fields)
+    response = xml("CompleteMultipartUploadResult", fields)
+    response.headers.update(SSE)
+    return response
 
 
 @op("AbortMultipartUpload")

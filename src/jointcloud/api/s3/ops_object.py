@@ -30,6 +30,7 @@ from jointcloud.api.s3.headers import (
     part_checksum_headers,
     part_number,
 )
+from jointcloud.api.s3.metatext import has_control, plain_header
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, render
 from jointcloud.core.commands import Conditions, DeleteObject, GetObject, PutObject
@@ -92,7 +93,12 @@ def _overrides(r: S3Request, headers: dict[str, str]) -> None:
     for param, header in OVERRIDES.items():
         value = r.query(param)
         if value is not None:
-            headers[header] = value
+            if has_control(value):
+                raise InvalidArgumentS3(
+                    f"{param} holds a control character, which a header value cannot",
+                    ArgumentName=param,
+                )
+            headers[header] = plain_header(value)
 
 
 @op("GetObject")

@@ -36,6 +36,7 @@ from jointcloud.api.s3.headers import (
     check_canned,
     md5_hex,
 )
+from jointcloud.api.s3.metatext import form_text
 from jointcloud.api.s3.ops_object import MAX_PUT
 from jointcloud.api.s3.ops_tagging import parse_tagging
 from jointcloud.api.s3.postpolicy import (
@@ -125,17 +126,22 @@ async def _bounded(
 
 def _meta(form: dict[str, str]) -> ObjectMeta:
     user = {
-        name[len(META_PREFIX) :]: value
+        name[len(META_PREFIX) :]: form_text(value)
         for name, value in form.items()
         if name.startswith(META_PREFIX)
     }
+
+    def text(name: str) -> str | None:
+        value = form.get(name)
+        return None if value is None else form_text(value)
+
     tagging = form.get("tagging")
     return ObjectMeta(
-        content_type=form.get("content-type") or DEFAULT_CONTENT_TYPE,
-        content_encoding=form.get("content-encoding"),
-        cache_control=form.get("cache-control"),
-        content_disposition=form.get("content-disposition"),
-        expires=form.get("expires"),
+        content_type=text("content-type") or DEFAULT_CONTENT_TYPE,
+        content_encoding=text("content-encoding"),
+        cache_control=text("cache-control"),
+        content_disposition=text("content-disposition"),
+        expires=text("expires"),
         user_metadata=user,
         tags=parse_tagging(tagging.encode(), MAX_TAGS, "object") if tagging else {},
     )
@@ -153,7 +159,10 @@ def _redirect(value: str | None) -> str | None:
     if not value:
         return None
     parts = urlsplit(value)
-    return value if parts.scheme in ("http", "https") and parts.netloc else None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    # It becomes a Location header: non-ASCII and controls percent-encoded.
+    return quote(value, safe="!#$%&'()*+,/:;=?@[]~")
 
 
 _ALGORITHMS = {f"{CHECKSUM_FIELD}{a.value.lower()}": a for a in ChecksumAlgorithm}
