@@ -1,7 +1,8 @@
 """The S3 endpoint of a real ``jcs serve`` driven by the real clients people
 use: the AWS CLI (``aws s3`` and ``aws s3api``, presigned URLs), rclone
 (copy, sync, check, lsf, server-side copy), s3cmd (SigV4 and SigV2),
-restic (backup, check, restore, prune) and the AWS SDK for JavaScript v3,
+restic (backup, check, restore, prune), the AWS SDK for JavaScript v3 and
+the AWS SDK for C++ (pyarrow's S3FileSystem),
 with credentials made by ``jcs s3 credentials``. An S3 bucket is a package
 of the credentials' project (DESIGN §2): what one API writes the other
 reads. A restricted grant is refused outside its caveats."""
@@ -618,3 +619,58 @@ def test_aws_sdk_for_javascript(s3_server: JcsServer, creds: S3Creds, work: Path
         [obj] = r.json()["data"]["objects"]
         r = api.get("/v1/object/download", params={"objectID": obj["objectID"]})
         assert r.status_code == 200 and r.content == data
+
+
+def test_aws_sdk_for_cpp_through_pyarrow(s3_server: JcsServer, creds: S3Creds) -> None:
+    """pyarrow's S3FileSystem, the AWS SDK for C++ underneath, as a data
+    tool uses it: Parquet written and read back, a dataset of several
+    files listed and scanned, a streamed upload of several parts read at an
+    offset, a server-side copy, deletes."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs = pafs.S3FileSystem(
+        access_key=creds.access_key_id,
+        secret_key=creds.secret_key,
+        endpoint_override=creds.endpoint,
+        scheme="http",
+        region="us-east-1",
+        allow_bucket_creation=True,
+    )
+    fs.create_dir("arrow")
+    rows = 100_000
+    table = pa.table({"n": list(range(rows)), "text": [f"row {i}" for i in range(rows)]})
+    pq.write_table(table, "arrow/one.parquet", filesystem=fs)
+    assert pq.read_table("arrow/one.parquet", filesystem=fs).equals(table)
+
+    ds.write_dataset(
+        table, "arrow/ds", format="parquet", filesystem=fs,
+        max_rows_per_file=25_000, max_rows_per_group=25_000,
+    )  # fmt: skip
+    files = fs.get_file_info(pafs.FileSelector("arrow/ds", recursive=True))
+    assert sorted(f.base_name for f in files) == [f"part-{i}.parquet" for i in range(4)]
+    scanned = ds.dataset("arrow/ds", filesystem=fs, format="parquet").to_table()
+    assert sorted(scanned.column("n").to_pylist()) == list(range(rows))
+
+    data = os.urandom(12 * MiB)  # the SDK's output stream uploads it in parts
+    with fs.open_output_stream("arrow/big.bin") as out:
+        for i in range(0, len(data), MiB):
+            out.write(data[i : i + MiB])
+    assert fs.get_file_info("arrow/big.bin").size == len(data)
+    with fs.open_input_file("arrow/big.bin") as f:
+        f.seek(5 * MiB + 7)
+        assert f.read(1000) == data[5 * MiB + 7 : 5 * MiB + 1007]
+    etag = boto3_client(creds).head_object(Bucket="arrow", Key="big.bin")["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}-\d+"', etag), etag  # a multipart upload
+
+    fs.copy_file("arrow/one.parquet", "arrow/copy.parquet")
+    assert pq.read_table("arrow/copy.parquet", filesystem=fs).equals(table)
+    fs.delete_dir_contents("arrow/ds")
+    fs.delete_file("arrow/copy.parquet")
+    left = fs.get_file_info(pafs.FileSelector("arrow", recursive=True))
+    assert sorted(f.path for f in left if f.type == pafs.FileType.File) == [
+        "arrow/big.bin",
+        "arrow/one.parquet",
+    ]
