@@ -108,6 +108,10 @@ async def test_wrong_passphrase_is_refused_by_name(api: Api, main: httpx.AsyncCl
 
 async def test_refusals_say_why(api: Api, main: httpx.AsyncClient, ctx: Context) -> None:
     key, project = await _key(api)
+    # nested deeper than the JSON parser recurses (was a dropped connection)
+    deep = b'{"access_grant":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    r = await main.post("/v1/access", content=deep, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "JSON object" in r.text
     elsewhere = new_grant("sat.example.com:7777", key, "p", project).serialize()
     r = await main.post("/v1/access", json={"access_grant": elsewhere})
     assert r.status_code == 403 and "sat.example.com:7777" in r.text

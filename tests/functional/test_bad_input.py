@@ -271,6 +271,8 @@ BAD_FORMS: list[tuple[list[tuple[str, str | None, bytes]], str]] = [
     ([info_part(b"{not json"), *file_parts([("f", b"x")])], "info"),
     ([info_part(b"[1, 2]"), *file_parts([("f", b"x")])], "info"),
     ([info_part(b"\xff\xfe"), *file_parts([("f", b"x")])], "info"),
+    # nested deeper than the JSON parser recurses (was a RecursionError)
+    ([info_part(b"[" * 5000 + b"]" * 5000), *file_parts([("f", b"x")])], "info"),
     ([info_part({}), *file_parts([("f", b"x")])], "packageID"),
     ([info_part({"packageID": "1"}), *file_parts([("f", b"x")])], "packageID"),
     ([info_part({"packageID": True}), *file_parts([("f", b"x")])], "packageID"),

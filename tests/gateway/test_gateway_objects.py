@@ -427,3 +427,31 @@ async def test_upload_form_order(gw: httpx.AsyncClient, backend: Backend) -> Non
     assert (await download(call, bucket, "k")).content == b"file data"
     answer = await call("/uploadObject", json={"bucket": bucket, "key": "k"})
     assert answer.code == -1 and "file" in answer.msg
+
+
+async def test_hostile_bodies_answer_the_envelope(gw: httpx.AsyncClient, backend: Backend) -> None:
+    """Found by fuzzing: each of these once reached the "internal error"
+    branch, or crashed the answer itself (a lone surrogate echoed back)."""
+    for fmt in (False, True):
+        call = Gw(gw, fmt, backend.headers)
+        deep = b'{"bucket":' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+        answer = await call(
+            "/headBucket", content=deep, headers={"Content-Type": "application/json"}
+        )
+        assert answer.code == -1 and "JSON" in answer.msg
+        for value in ("²", "9" * 5000, "--5"):
+            answer = await call("/listObjects", json={"bucket": "b", "max_keys": value})
+            assert answer.code == -1 and "max_keys" in answer.msg, value
+        long_boundary = {"Content-Type": "multipart/form-data; boundary=" + "B" * 2000}
+        answer = await call("/listObjects", content=b"--" + b"B" * 2000, headers=long_boundary)
+        assert answer.code == -1 and "boundary" in answer.msg
+        raw = await call.raw(
+            "/createBucket",
+            content=b'{"bucket":"\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert raw.status_code < 500, raw.text
+        if fmt:
+            assert raw.text.startswith("<map><code>-1</code>")
+        else:
+            assert raw.json()["code"] == -1

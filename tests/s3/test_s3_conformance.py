@@ -583,7 +583,10 @@ async def test_list_objects_v1_answers_its_prefix_unencoded(s3: S3) -> None:
             keys = [o["Key"] for o in v1.get("Contents", [])]
             assert keys == [o["Key"] for o in v2.get("Contents", [])]
             assert keys == ([] if prefix == "\n" else ["a b+c/é 1"])
-        # one XML cannot carry stays encoded, so that the answer parses
-        assert c.list_objects(Bucket="prefixes", Prefix="\x01")["Prefix"] == "%01"
+        # one XML cannot carry is refused, naming it (no key can hold it)
+        with pytest.raises(ClientError) as e:
+            c.list_objects(Bucket="prefixes", Prefix="\x01")
+        assert _code(e) == ("InvalidArgument", 400)
+        assert "prefix holds U+0001" in e.value.response["Error"]["Message"]
 
     await asyncio.to_thread(work)

@@ -17,12 +17,18 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from jointcloud.errors import BadArgument
 
+MAX_BOUNDARY = 200
+
 
 def boundary_of(content_type: str | None) -> bytes:
     ctype, params = parse_options_header(content_type or "")
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
         raise BadArgument("request must be multipart/form-data with a boundary")
-    return params[b"boundary"]
+    boundary: bytes = params[b"boundary"]
+    if len(boundary) > MAX_BOUNDARY:
+        # RFC 2046 allows 70; the parser refuses over 256 with its own error
+        raise BadArgument(f"the multipart boundary is longer than {MAX_BOUNDARY} bytes")
+    return boundary
 
 
 class FormPart:

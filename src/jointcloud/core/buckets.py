@@ -66,8 +66,12 @@ def check_cors_rules(rules: Sequence[CorsRule]) -> list[CorsRule]:
                         f"{kind} {pattern[:128]!r} is empty or holds control characters"
                     )
         for header in rule.expose_headers:
-            if not header or any(c.isspace() for c in header):
-                raise BadArgument(f"ExposeHeader {header[:128]!r} is empty or holds spaces")
+            # It is sent back in Access-Control-Expose-Headers: a header name.
+            if not (header.isascii() and header.isprintable()) or " " in header:
+                raise BadArgument(
+                    f"ExposeHeader {header[:128]!r} is not a header name "
+                    "(printable ASCII without spaces)"
+                )
         if rule.max_age_seconds is not None and rule.max_age_seconds < 0:
             raise BadArgument("MaxAgeSeconds must not be negative")
         if rule.rule_id is not None and len(rule.rule_id) > MAX_CORS_RULE_ID:

@@ -15,9 +15,10 @@ from jointcloud.errors import BadArgument
 
 MAX_PATH = 1024  # bytes of UTF-8
 MAX_SEGMENT = 255  # bytes of UTF-8: a file name on every common file system
-# C0 controls (NUL included), DEL, C1 controls, and lone surrogates (which
-# JSON can carry but UTF-8 cannot).
-_BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# C0 controls (NUL included), DEL, C1 controls, lone surrogates (which
+# JSON can carry but UTF-8 cannot), and the noncharacters U+FFFE and U+FFFF
+# (which XML 1.0 cannot carry: a listing holding one would not parse).
+_BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def check_chars(raw: str, field: str) -> None:

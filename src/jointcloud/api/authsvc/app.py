@@ -65,7 +65,7 @@ async def _body(request: Request) -> dict[str, Any]:
             raise errors.BadArgument(f"request body larger than {MAX_BODY} bytes")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise errors.BadArgument("request body must be a JSON object") from None
     if not isinstance(body, dict):
         raise errors.BadArgument("request body must be a JSON object")

@@ -94,7 +94,9 @@ def render_json(code: int, msg: str, data: Any = None) -> bytes:
     if data is not None:
         body["data"] = data
     body["msg"] = msg
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # "replace": a lone surrogate (a client's own, echoed in a message) is
+    # not UTF-8; it must not turn an answer into a crash
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
 
 
 def answer(
@@ -108,7 +110,7 @@ def answer(
 ) -> Response:
     if xml:
         return Response(
-            render_xml(code, msg, data).encode("utf-8"),
+            render_xml(code, msg, data).encode("utf-8", "replace"),
             status_code=status,
             media_type=XML_TYPE,
             headers=headers,

@@ -12,6 +12,7 @@ there for calls that have no file (a completion sent to ``/uploadPart``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ MAX_FIELD = 1024 * 1024  # one field of a multipart form
 FILE_FIELD = "file"
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
+_DECIMAL = re.compile(r"-?[0-9]{1,19}")  # ASCII and bounded: int() takes '²' or 5,000 digits badly
 
 
 def _missing(name: str) -> GatewayError:
@@ -116,7 +118,7 @@ class Params:
             number = value
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
-        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
             number = int(value.strip())
         else:
             raise _invalid(name, "must be an integer")
@@ -155,7 +157,7 @@ class Params:
                 if text.startswith("["):
                     try:
                         decoded = json.loads(text)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         raise _invalid(name, "is not a JSON array") from None
                     if not isinstance(decoded, list) or not all(
                         isinstance(i, str) and i for i in decoded
@@ -179,7 +181,7 @@ class Params:
             if isinstance(value, str):
                 try:
                     value = json.loads(value)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise _invalid(name, "is not a JSON array of objects") from None
             items = value if isinstance(value, list) else [value]
             for item in items:
@@ -282,7 +284,7 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
         return Body(params)
     try:
         decoded = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise GatewayError("the request body is not valid JSON") from None
     if not isinstance(decoded, dict):
         raise GatewayError("the request body must be a JSON object")

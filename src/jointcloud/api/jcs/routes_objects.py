@@ -67,6 +67,8 @@ async def _info_part(parts: AsyncIterator[FormPart], principal: Principal) -> di
         info = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadArgument(f"the 'info' part is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BadArgument("the 'info' part is nested too deeply") from None
     if not isinstance(info, dict):
         raise BadArgument("the 'info' part must be a JSON object")
     check_user_id(info.get("userID"), principal)

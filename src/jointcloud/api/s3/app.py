@@ -252,7 +252,10 @@ class S3App:
         if s3req is not None and "origin" in request.headers:
             from jointcloud.api.s3.ops_cors import cors_headers  # a request from a browser
 
-            await cors_headers(s3req, response.headers)
+            try:
+                await cors_headers(s3req, response.headers)
+            except Exception as exc:  # a bug: the answer goes without CORS headers
+                log.exception("unhandled error in CORS headers", error_type=type(exc).__name__)
         response.headers.setdefault("x-amz-request-id", request_id)
         if not body.finished and _has_body(request):
             # Answered before the body was read (a refusal): a client that

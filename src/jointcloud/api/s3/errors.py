@@ -16,7 +16,7 @@ from starlette.responses import Response
 from jointcloud import errors
 from jointcloud.api.common.http import http_date
 from jointcloud.api.s3.sigv4 import S3AuthError, SignatureDoesNotMatch
-from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render
+from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render, xml_safe
 
 # Status of each code the auth modules raise (sigv4.py's table).
 AUTH_STATUS = {
@@ -136,13 +136,17 @@ def error_response(
     code, status = classify(exc)
     fields: list[tuple[str, Value]] = [
         ("Code", code),
-        ("Message", exc.message),
-        # A path that was not UTF-8 holds lone surrogates, which XML cannot carry.
-        ("Resource", resource.encode("utf-8", "surrogateescape").decode("utf-8", "replace")),
+        ("Message", xml_safe(exc.message)),
+        # A path that was not UTF-8 holds lone surrogates, and one may hold
+        # controls (refused, but echoed here): XML can carry neither.
+        (
+            "Resource",
+            xml_safe(resource.encode("utf-8", "surrogateescape").decode("utf-8", "replace")),
+        ),
         ("RequestId", request_id),
     ]
     if isinstance(exc, S3Error):
-        fields.extend(exc.extra.items())
+        fields.extend((name, xml_safe(value)) for name, value in exc.extra.items())
     if isinstance(exc, SignatureDoesNotMatch):
         fields.append(("StringToSign", exc.string_to_sign))
         fields.append(("CanonicalRequest", exc.canonical_request))

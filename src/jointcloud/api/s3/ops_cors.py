@@ -169,7 +169,7 @@ async def preflight(r: S3Request) -> Response:
         )
     headers = _header_list(r.header("access-control-request-headers"))
     project = r.caller.project_id if r.caller is not None else None
-    configs = await r.ctx.packages.cors_configs(r.bucket, project)
+    configs = await r.ctx.packages.cors_configs(r.bucket, project) if _named(r.bucket) else []
     if not configs:
         raise AccessForbidden(NOT_ENABLED, Method=method, ResourceType=kind)
     rule = first_cors_match(configs, origin, method, headers)
@@ -181,12 +181,22 @@ async def preflight(r: S3Request) -> Response:
     return Response(status_code=200, headers=out)
 
 
+def _named(bucket: str) -> bool:
+    """Whether ``bucket`` can name a package at all: a path that was not
+    UTF-8 decodes to lone surrogates, which no stored name holds."""
+    try:
+        bucket.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def cors_headers(r: S3Request, headers: MutableHeaders) -> None:
     """Add the CORS headers of the first rule of the request's package that
     allows its ``Origin`` and method (nothing when none does, as AWS).
     Called by the app for requests with an ``Origin`` header only."""
     origin = r.header("origin")
-    if not origin or r.target.bucket is None:
+    if not origin or r.target.bucket is None or not _named(r.target.bucket):
         return
     if r.request.scope.get("jcs.operation") == "PreflightCors":
         return

@@ -53,7 +53,7 @@ from jointcloud.core.multipart import (
 from jointcloud.errors import DomainError
 
 STORAGE_CLASS = "STANDARD"
-_COPY_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_COPY_RANGE = re.compile(r"^bytes=([0-9]{1,19})-([0-9]{1,19})$")  # ASCII, bounded: int()-safe
 _CHECKSUM_ELEMENTS = {f"Checksum{a.value}": a for a in ChecksumAlgorithm}
 
 

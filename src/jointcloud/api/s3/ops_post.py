@@ -158,7 +158,10 @@ def _redirect(value: str | None) -> str | None:
     """``success_action_redirect`` if it is a URL (else it is ignored)."""
     if not value:
         return None
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "http://[x": not a URL, so ignored as any other
+        return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
     # It becomes a Location header: non-ASCII and controls percent-encoded.

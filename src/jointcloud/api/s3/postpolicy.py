@@ -140,7 +140,7 @@ def _decode_policy(policy_b64: str) -> dict[str, Any]:
     try:
         raw = base64.b64decode(compact, validate=True)
         document = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: deep nesting
         raise InvalidPolicyDocument(
             "Invalid Policy: the policy is not base64-encoded JSON"
         ) from None

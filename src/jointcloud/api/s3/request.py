@@ -21,8 +21,8 @@ from starlette.requests import Request
 
 from jointcloud.api.s3 import sigv2, sigv4
 from jointcloud.api.s3.chunked import ChunkedDecoder, streaming_headers
-from jointcloud.api.s3.errors import MissingContentLength
-from jointcloud.api.s3.xmlio import MalformedXMLError
+from jointcloud.api.s3.errors import InvalidArgumentS3, MissingContentLength
+from jointcloud.api.s3.xmlio import NOT_XML, MalformedXMLError
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef
@@ -80,6 +80,15 @@ class S3Request:
 
     def __post_init__(self) -> None:
         for name, value in reversed(self.request.query_params.multi_items()):
+            bad = NOT_XML.search(value)
+            if bad is not None:
+                # Parameters are echoed in XML answers (Prefix, Marker, ...),
+                # which could not carry this; no key holds one (core/paths).
+                raise InvalidArgumentS3(
+                    f"the query parameter {name[:64]} holds U+{ord(bad.group()):04X}, "
+                    "which XML 1.0 cannot carry",
+                    ArgumentName=name[:64],
+                )
             self._query[name] = value
 
     @property

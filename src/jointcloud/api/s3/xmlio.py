@@ -11,6 +11,7 @@ are taken without their namespace (clients send it or not).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -46,6 +47,17 @@ def _text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# A character XML 1.0 cannot carry (outside its Char production), even as a
+# character reference.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with what XML cannot carry replaced by U+FFFD (for echoes
+    of a request in an error)."""
+    return NOT_XML.sub("\ufffd", text)
 
 
 def escape(text: str) -> str:
@@ -104,6 +116,10 @@ def parse(body: bytes, root: str) -> ET.Element:
         raise MalformedXMLError(f"the XML body is refused: {type(exc).__name__}") from None
     except ET.ParseError as exc:
         raise MalformedXMLError(f"the XML body is not well-formed: {exc}") from None
+    except (LookupError, ValueError, UnicodeError) as exc:
+        # the declaration names an encoding expat cannot read (unknown,
+        # multi-byte, or a codec that is not text at all)
+        raise MalformedXMLError(f"the XML body's encoding is not supported: {exc}") from None
     for node in element.iter():
         if isinstance(node.tag, str) and "}" in node.tag:
             node.tag = node.tag.split("}", 1)[1]
