@@ -140,3 +140,12 @@ def test_part_size_keeps_within_the_part_limit() -> None:
     big = 200 * 1024 * MiB  # 200 GiB
     size = part_size_for(big)
     assert size % MiB == 0 and size * MAX_PARTS >= big and size > PART_SIZE
+
+
+def test_xml_answers_replace_what_xml_cannot_carry() -> None:
+    """As Go's EscapeText: a control character a client sent, echoed in a
+    message, becomes U+FFFD, so the answer still parses (found by fuzzing)."""
+    text = render_xml(-1, 'bucket "a\x01b\ufffe" is not valid')
+    assert (
+        text == "<map><code>-1</code><msg>bucket &#34;a\ufffdb\ufffd&#34; is not valid</msg></map>"
+    )

@@ -64,6 +64,11 @@ async def test_active_types_are_served_as_plain_text(world: World) -> None:
         "evil.xhtml": None,
         "evil.js": None,
         "disguised.png": "text/html; charset=utf-8",
+        # found by fuzzing: a JavaScript type by WHATWG, styles, wildcards
+        "old.js": "text/livescript",
+        "style.txt": "text/css",
+        "any.bin": "*/*",
+        "anytext.bin": "text/*",
     }
     for name, ctype in cases.items():
         await world.put(name, page, content_type=ctype)

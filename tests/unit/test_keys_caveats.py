@@ -14,11 +14,13 @@ from hypothesis import strategies as st
 from jointcloud.errors import BadArgument
 from jointcloud.keys.caveats import (
     BASIC_PERMISSIONS,
+    MAX_BASE58,
     APIKey,
     CaveatPath,
     KeyCaveat,
     Permission,
     api_key_from_parts,
+    base58check_decode,
     base58check_encode,
     new_api_key,
     new_secret,
@@ -352,3 +354,11 @@ def test_fuzz_caveat_bytes_only_bad_argument(raw: bytes) -> None:
     mac = Macaroon.new_unrestricted(b"").add_first_party_caveat(raw)
     with contextlib.suppress(BadArgument):
         APIKey(mac)
+
+
+def test_base58_longer_than_any_key_is_refused_before_decoding() -> None:
+    """Decoding costs the square of the length (4 s at 60,000 characters,
+    on an event loop): anything past the bound is refused unread."""
+    with pytest.raises(BadArgument) as e:
+        base58check_decode("2" + "z" * MAX_BASE58, what="api key")
+    assert "longer than 8192 characters" in e.value.message

@@ -133,11 +133,21 @@ def parse_endpoint(url: str, field: str = "storage.endpoint") -> Endpoint:
                 "(write international names in their xn-- form)"
             )
         host = host.lower()
+        if _NUMERIC_HOST.fullmatch(host) and _literal(host) is None:
+            # "010.8.8.8", "0x7f.1", "2130706433": the resolver reads them
+            # as inet_aton does, HTTP clients refuse or read them otherwise;
+            # a guard and a client must never disagree on the address.
+            raise bad(f"{host!r} is not an IPv4 address in dotted decimal")
     if port_text is None:
         return Endpoint(scheme, host, _DEFAULT_PORTS[scheme], explicit_port=False)
     if not _PORT.fullmatch(port_text) or not 0 < int(port_text) < 65536:
         raise bad("the port must be a number from 1 to 65535")
     return Endpoint(scheme, host, int(port_text), explicit_port=True)
+
+
+# Hosts made of numbers only (decimal, octal or hex labels): meant as an
+# IPv4 address, so they must be one in the canonical form.
+_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*\.?")
 
 
 def _literal(host: str) -> IPAddress | None:

@@ -64,7 +64,7 @@ async def project_info(satellite: str, key: str) -> dict[str, Any]:
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             response = await http.get(url, headers={"Authorization": f"Bearer {key}"})
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
         raise GatewayError(f"satellite {satellite}: {type(exc).__name__}: {exc}") from None
     try:
         body = response.json()
@@ -132,7 +132,7 @@ async def register(
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             response = await http.post(url, json={"access_grant": grant, "public": public})
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
         raise GatewayError(f"auth service {base}: {type(exc).__name__}: {exc}") from None
     if response.status_code != 200:
         text = response.text.strip()[:500] or f"HTTP {response.status_code}"

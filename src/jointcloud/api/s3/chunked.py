@@ -49,6 +49,7 @@ from jointcloud.api.s3.sigv4 import (
     SignedRequest,
     SigningContext,
 )
+from jointcloud.core.models import ChecksumAlgorithm
 
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
 MAX_LINE = 4096
@@ -58,6 +59,8 @@ TRAILER_SIGNATURE = "x-amz-trailer-signature"
 _SIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,16});chunk-signature=([0-9a-f]{64})")
 _UNSIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,16})(?:;[\x21-\x7e \t]*)?")
 _TRAILER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_CHECKSUM_TRAILERS = frozenset(f"x-amz-checksum-{a.value.lower()}" for a in ChecksumAlgorithm)
+MAX_TRAILERS = 8  # SDKs send one (a checksum); AWS takes no more than a few
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -76,17 +79,21 @@ def streaming_headers(req: SignedRequest) -> tuple[int | None, tuple[str, ...]]:
         if not (text.isascii() and text.isdigit()) or len(text) > 19:
             raise InvalidArgument("x-amz-decoded-content-length must be a non-negative integer")
         length = int(text)
-    names: list[str] = []
+    names: dict[str, None] = {}  # ordered, and a set: a list made this quadratic
     for value in req.header_values("x-amz-trailer"):
         for name in value.split(","):
             name = name.strip().lower()
             if not name:
                 continue
             if not _TRAILER_NAME.fullmatch(name) or name == TRAILER_SIGNATURE:
-                raise InvalidArgument(f"x-amz-trailer names an invalid trailer {name!r}")
+                raise InvalidArgument(f"x-amz-trailer names an invalid trailer {name[:64]!r}")
+            if name.startswith("x-amz-checksum-") and name not in _CHECKSUM_TRAILERS:
+                raise InvalidArgument(f"x-amz-trailer names an unknown checksum {name[:64]}")
             if name in names:
-                raise InvalidArgument(f"x-amz-trailer names {name} twice")
-            names.append(name)
+                raise InvalidArgument(f"x-amz-trailer names {name[:64]} twice")
+            names[name] = None
+            if len(names) > MAX_TRAILERS:
+                raise InvalidArgument(f"x-amz-trailer names more than {MAX_TRAILERS} trailers")
     return length, tuple(names)
 
 

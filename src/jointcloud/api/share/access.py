@@ -24,6 +24,7 @@ from jointcloud.errors import (
     Unauthorized,
     UnknownAccessKey,
 )
+from jointcloud.keys.caveats import MAX_BASE58
 from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, parse_access_key_id
 from jointcloud.keys.grant import Grant, parse_grant
 
@@ -44,7 +45,7 @@ def is_access_key_id(text: str) -> bool:
 
 
 def looks_like_grant(text: str) -> bool:
-    return len(text) >= MIN_GRANT_LENGTH and all(c in BASE58 for c in text)
+    return MIN_GRANT_LENGTH <= len(text) <= MAX_BASE58 and all(c in BASE58 for c in text)
 
 
 def is_access(text: str) -> bool:

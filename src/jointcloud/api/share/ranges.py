@@ -21,8 +21,8 @@ _UNITS = re.compile(r"^\s*bytes\s*=(.*)$", re.IGNORECASE)
 # Types a browser would run script in, or that render as a document of
 # the share origin: never served as themselves (text/plain instead).
 ACTIVE = re.compile(
-    r"html|xml|svg|javascript|ecmascript|jscript|xsl|mathml|x-mixed-replace|cache-manifest|"
-    r"x-shockwave-flash|futuresplash|vnd\.wap|rdf|text/vtt|^text/x-",
+    r"html|xml|svg|javascript|ecmascript|jscript|livescript|xsl|mathml|x-mixed-replace|"
+    r"cache-manifest|x-shockwave-flash|futuresplash|vnd\.wap|rdf|text/vtt|^text/x-|css|\*",
     re.IGNORECASE,
 )
 TEXT_TYPES = frozenset(
