@@ -45,6 +45,7 @@ from jointcloud.api.authsvc import app as authsvc
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import app as gateway
 from jointcloud.api.jcs.app import create_app
+from jointcloud.api.memory import HeapTrimmer
 from jointcloud.api.s3 import app as s3
 from jointcloud.api.share import app as share
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
@@ -373,12 +374,17 @@ class Host:
         settings = self.settings
         ctx = await Context.open(settings)
         runner_task: asyncio.Task[None] | None = None
+        trimmer: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         try:
             key = await ctx.bootstrap()
             if key is not None and self.on_root_key is not None:
                 self.on_root_key(key)
-            listeners = build_listeners(ctx, settings, Metrics())
+            metrics = Metrics()
+            listeners = build_listeners(ctx, settings, metrics)
+            heap = HeapTrimmer(lambda: metrics.http.body_bytes, lambda: metrics.http.active)
+            metrics.http.on_idle = heap.idle
+            trimmer = asyncio.create_task(heap.run())
             self.servers = [_Server(uvicorn_config(li)) for li in listeners]
             for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -404,6 +410,8 @@ class Host:
             for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
+            if trimmer is not None:
+                trimmer.cancel()
             if self.runner is not None:
                 self.runner.stop()
             if runner_task is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -114,6 +115,13 @@ class HttpMetrics:
             ["protocol"],
             registry=self.registry,
         )
+        # Body bytes in and out of every request answered so far, and the
+        # requests being served, of every protocol: plain numbers the host
+        # polls (``api/memory.py``), where the instruments above would be a
+        # sum over all their labels.
+        self.body_bytes = 0
+        self.active = 0
+        self.on_idle: Callable[[], None] | None = None  # the last request being served ended
 
 
 def operation_of(scope: Scope) -> str:
@@ -180,6 +188,7 @@ class Observability:
         token = _request_id.set(rid)
         bound = structlog.contextvars.bind_contextvars(request_id=rid)
         self._in_flight.inc()
+        self.metrics.active += 1
         try:
             await self.app(scope, receive_counted, send_observed)
         except BaseException:
@@ -188,6 +197,9 @@ class Observability:
             raise
         finally:
             self._in_flight.dec()
+            self.metrics.active -= 1
+            if not self.metrics.active and self.metrics.on_idle is not None:
+                self.metrics.on_idle()
             self._record(scope, status, time.perf_counter() - started, bytes_in, bytes_out)
             structlog.contextvars.reset_contextvars(**bound)
             _request_id.reset(token)
@@ -214,6 +226,7 @@ class Observability:
         requests, duration, counted_in, counted_out = children
         requests.inc()
         duration.observe(seconds)
+        self.metrics.body_bytes += bytes_in + bytes_out
         if bytes_in:
             counted_in.inc(bytes_in)
         if bytes_out:
