@@ -205,3 +205,33 @@ def test_malformed() -> None:
     no_date = SignedRequest("GET", "/", [], [("Authorization", "AWS a:b")])
     with pytest.raises(S3AccessDenied, match="Date"):
         verify_v2(no_date, parse_v2(no_date), SECRET, dt.datetime.now(dt.UTC))
+
+
+@pytest.mark.parametrize(
+    ("amz_date", "refused"),
+    [
+        ("", S3AccessDenied),  # sent empty: not replaced by Date
+        ("Bad Date", S3AccessDenied),
+        ("Tue, 07 Jul 1950 21:53:04 GMT", S3AccessDenied),  # before 1970: invalid
+        ("Tue, 07 Jul 2010 21:53:04 GMT", RequestTimeTooSkewed),
+        ("Tue, 07 Jul 9999 21:53:04 GMT", RequestTimeTooSkewed),
+    ],
+)
+def test_bad_x_amz_date_beside_a_good_date(amz_date: str, refused: type[Exception]) -> None:
+    """ceph's s3-tests (test_headers.py, ``*_bad_date_*_aws2``): x-amz-date
+    is the request's date whenever it is sent, whatever Date says."""
+    now = dt.datetime(2026, 12, 4, 17, 0, tzinfo=dt.UTC)
+    date = now.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    sts = f"PUT\n\n\n\nx-amz-date:{amz_date}\n/bucket/key"
+    req = SignedRequest(
+        "PUT",
+        "/bucket/key",
+        [],
+        [
+            ("Date", date),
+            ("x-amz-date", amz_date),
+            ("Authorization", f"AWS {AKID}:{sign_v2(SECRET, sts)}"),
+        ],
+    )
+    with pytest.raises(refused):
+        verify_v2(req, parse_v2(req), SECRET, now)
