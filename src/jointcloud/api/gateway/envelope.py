@@ -11,11 +11,12 @@ a method the path does not take and 206 for a ranged download.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
+
+from jointcloud.api.common.xmltext import xml_safe
 
 OK = 0
 FAILED = -1
@@ -40,15 +41,11 @@ def xml_name(field: str) -> str:
     return _XML_NAMES.get(field) or "".join(p[:1].upper() + p[1:] for p in field.split("_"))
 
 
-# Outside XML 1.0's Char production (Go's isInCharacterRange).
-_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
 def escape(text: str) -> str:
     """XML character data escaped as Go's ``xml.EscapeText`` does it (the
     seed shows ``&#34;`` for the quotes of an ETag), what XML cannot carry
     as U+FFFD included."""
-    text = _NOT_XML.sub("\ufffd", text)
+    text = xml_safe(text)
     out = []
     for ch in text:
         if ch == "&":

@@ -15,8 +15,9 @@ from starlette.responses import Response
 
 from jointcloud import errors
 from jointcloud.api.common.http import http_date
+from jointcloud.api.common.xmltext import xml_safe
 from jointcloud.api.s3.sigv4 import S3AuthError, SignatureDoesNotMatch
-from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render, xml_safe
+from jointcloud.api.s3.xmlio import MalformedXMLError, Value, render
 
 # Status of each code the auth modules raise (sigv4.py's table).
 AUTH_STATUS = {

@@ -19,10 +19,11 @@ from urllib.parse import unquote
 
 from starlette.requests import Request
 
+from jointcloud.api.common.xmltext import NOT_XML
 from jointcloud.api.s3 import sigv2, sigv4
 from jointcloud.api.s3.chunked import ChunkedDecoder, streaming_headers
 from jointcloud.api.s3.errors import InvalidArgumentS3, MissingContentLength
-from jointcloud.api.s3.xmlio import NOT_XML, MalformedXMLError
+from jointcloud.api.s3.xmlio import MalformedXMLError
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef

@@ -11,7 +11,6 @@ are taken without their namespace (clients send it or not).
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -47,17 +46,6 @@ def _text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-# A character XML 1.0 cannot carry (outside its Char production), even as a
-# character reference.
-NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def xml_safe(text: str) -> str:
-    """``text`` with what XML cannot carry replaced by U+FFFD (for echoes
-    of a request in an error)."""
-    return NOT_XML.sub("\ufffd", text)
 
 
 def escape(text: str) -> str:
