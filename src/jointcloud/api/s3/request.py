@@ -53,8 +53,9 @@ class Target:
 def target_of(raw_path: bytes, host: str | None, domains: tuple[str, ...]) -> Target:
     path = unquote(raw_path.decode("utf-8", "surrogateescape"), errors="surrogateescape")
     hostname = (host or "").rsplit(":", 1)[0].lower() if host and not host.startswith("[") else ""
+    hostname = hostname.removesuffix(".")  # a fully qualified name: the same host
     for domain in domains:
-        suffix = "." + domain.lower()
+        suffix = "." + domain.lower().removesuffix(".")
         if hostname.endswith(suffix) and len(hostname) > len(suffix):
             key = path[1:] if path.startswith("/") else path
             return Target(hostname[: -len(suffix)], key or None, virtual_host=True)
