@@ -202,3 +202,29 @@ async def test_what_xml_cannot_carry_is_refused_or_replaced(s3: S3) -> None:
         assert "Contents" not in c.list_objects_v2(Bucket="xmlish")
 
     await asyncio.to_thread(work)
+
+
+async def test_create_bucket_body_digests_are_verified(s3: S3) -> None:
+    """CreateBucket's optional body is checked against the Content-MD5 and
+    x-amz-checksum-* it carries, like every other small document; nothing
+    is created when they do not match."""
+    body = b"<CreateBucketConfiguration><LocationConstraint/></CreateBucketConfiguration>"
+    wrong_md5 = _md5(b"something else")
+    wrong_crc = base64.b64encode(b"\0\0\0\0").decode()
+
+    def work() -> None:
+        for name, headers in (
+            ("digest-md5", {"Content-MD5": wrong_md5}),
+            ("digest-crc", {"x-amz-checksum-crc32": wrong_crc}),
+        ):
+            status, code, message = _error(
+                _signed(s3, "PUT", f"/{name}", headers=headers, body=body)
+            )
+            assert (status, code) == (400, "BadDigest"), message
+            with pytest.raises(ClientError) as e:
+                s3.client().head_bucket(Bucket=name)
+            assert e.value.response["Error"]["Code"] == "404"
+        answer = _signed(s3, "PUT", "/digest-ok", headers={"Content-MD5": _md5(body)}, body=body)
+        assert answer.status_code == 200, answer.text
+
+    await asyncio.to_thread(work)

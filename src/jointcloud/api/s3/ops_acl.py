@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
+from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import (
     InvalidRequestS3,
     MalformedACLError,
@@ -24,7 +25,6 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import GRANT_HEADERS, PUBLISH, check_canned
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_object import check_key
-from jointcloud.api.s3.ops_tagging import read_document
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import NAMESPACE, MalformedXMLError, parse
 from jointcloud.core.authz import Operation, Principal

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from jointcloud import errors
 from jointcloud.api.s3.app import op
+from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
 from jointcloud.api.s3.headers import check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
@@ -141,7 +142,7 @@ def _bucket_token(token: str) -> str:
 async def create_bucket(r: S3Request) -> Response:
     check_bucket_name(r.bucket)
     check_acl_header(r)
-    body = await r.read_small(64 * 1024)
+    body = await read_document(r, 64 * 1024)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # the region is ours, whatever it says
     # Names are per project, so an existing one is the caller's own bucket:

@@ -8,17 +8,14 @@ credentials may read.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote
 
-from awscrt import checksums as crt  # type: ignore[import-untyped]
 from starlette.responses import Response
 
 from jointcloud import errors
 from jointcloud.api.common.http import etag_list, parse_conditions
 from jointcloud.api.s3.app import op
+from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
     InvalidRequestS3,
@@ -29,15 +26,12 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import (
     SSE,
     checksum_fields,
-    content_md5,
     object_meta,
-    supplied_checksums,
 )
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
-from jointcloud.api.s3.xmlio import MAX_XML, Value, child_text, iso, parse, render
+from jointcloud.api.s3.xmlio import Value, child_text, iso, parse, render
 from jointcloud.core.commands import (
-    ChecksumAlgorithm,
     Conditions,
     CopyObject,
     DeleteObject,
@@ -167,38 +161,6 @@ async def copy_object(r: S3Request) -> Response:
 # --- DeleteObjects --------------------------------------------------------------
 
 
-def _crc(fn: Callable[[bytes, int], int], width: int) -> Callable[[bytes], bytes]:
-    return lambda data: fn(data, 0).to_bytes(width, "big")
-
-
-_DIGESTS: dict[ChecksumAlgorithm, Callable[[bytes], bytes]] = {
-    ChecksumAlgorithm.CRC32: _crc(crt.crc32, 4),
-    ChecksumAlgorithm.CRC32C: _crc(crt.crc32c, 4),
-    ChecksumAlgorithm.CRC64NVME: _crc(crt.crc64nvme, 8),
-    ChecksumAlgorithm.SHA1: lambda data: hashlib.sha1(data).digest(),
-    ChecksumAlgorithm.SHA256: lambda data: hashlib.sha256(data).digest(),
-}
-
-
-def _check_body_digests(r: S3Request, body: bytes) -> None:
-    """AWS requires DeleteObjects to carry ``Content-MD5`` or an
-    ``x-amz-checksum-*`` (header or trailer), and checks it."""
-    md5 = content_md5(r)
-    given = supplied_checksums(r)
-    given.update(r.trailing_checksums())
-    if md5 is None and not given:
-        raise InvalidRequestS3(
-            "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
-        )
-    if md5 is not None and hashlib.md5(body).hexdigest() != md5:
-        raise errors.BadDigest("The Content-MD5 you specified did not match what we received.")
-    for algorithm, value in given.items():
-        if base64.b64encode(_DIGESTS[algorithm](body)).decode() != value:
-            raise errors.BadDigest(
-                f"The {algorithm.value} you specified did not match the calculated checksum."
-            )
-
-
 def _delete_list(body: bytes) -> tuple[bool, list[tuple[str, str | None, str | None]]]:
     """(quiet, [(key, etag, version id)]) of a ``<Delete>`` document."""
     root = parse(body, "Delete")
@@ -243,8 +205,7 @@ async def _delete_one(r: S3Request, key: str, etag: str | None, version: str | N
 
 @op("DeleteObjects")
 async def delete_objects(r: S3Request) -> Response:
-    body = await r.read_small(MAX_XML)
-    _check_body_digests(r, body)
+    body = await read_document(r, required=True)
     quiet, items = _delete_list(body)
     fields: list[tuple[str, Value]] = []
     for key, etag, version in items:

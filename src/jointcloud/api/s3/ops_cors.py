@@ -18,6 +18,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
+from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import (
     AccessForbidden,
     BadRequest,
@@ -26,7 +27,6 @@ from jointcloud.api.s3.errors import (
     NoSuchCORSConfiguration,
 )
 from jointcloud.api.s3.ops_bucket import xml
-from jointcloud.api.s3.ops_tagging import read_document
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, parse
 from jointcloud.core.buckets import check_cors_rules, first_cors_match

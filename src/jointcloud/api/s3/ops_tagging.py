@@ -9,55 +9,20 @@ Small request documents are checked against ``Content-MD5`` and an
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable
 from xml.etree.ElementTree import Element
 
-from awscrt import checksums as crt  # type: ignore[import-untyped]
 from starlette.responses import Response
 
 from jointcloud.api.s3.app import op
+from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import InvalidTag, MalformedXML, NoSuchTagSet
-from jointcloud.api.s3.headers import content_md5, supplied_checksums
 from jointcloud.api.s3.ops_bucket import xml
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
-from jointcloud.api.s3.xmlio import MAX_XML, Value, parse
+from jointcloud.api.s3.xmlio import Value, parse
 from jointcloud.core.buckets import MAX_PACKAGE_TAGS
 from jointcloud.core.commands import MAX_TAGS, tag_map
-from jointcloud.core.models import ChecksumAlgorithm
-from jointcloud.errors import BadArgument, BadDigest
-
-_DIGESTS: dict[ChecksumAlgorithm, Callable[[bytes], bytes]] = {
-    ChecksumAlgorithm.CRC32: lambda b: crt.crc32(b).to_bytes(4, "big"),
-    ChecksumAlgorithm.CRC32C: lambda b: crt.crc32c(b).to_bytes(4, "big"),
-    ChecksumAlgorithm.CRC64NVME: lambda b: crt.crc64nvme(b).to_bytes(8, "big"),
-    ChecksumAlgorithm.SHA1: lambda b: hashlib.sha1(b).digest(),
-    ChecksumAlgorithm.SHA256: lambda b: hashlib.sha256(b).digest(),
-}
-
-
-async def read_document(r: S3Request, limit: int = MAX_XML) -> bytes:
-    """A small request body (an XML document), its ``Content-MD5`` and
-    ``x-amz-checksum-*`` header verified when sent."""
-    body = await r.read_small(limit)
-    md5 = content_md5(r)
-    if md5 is not None and hashlib.md5(body).hexdigest() != md5:
-        raise BadDigest("The Content-MD5 you specified did not match what we received.")
-    for algorithm, value in supplied_checksums(r).items():
-        digest = _DIGESTS.get(algorithm)
-        if digest is not None and base64.b64encode(digest(body)).decode() != value:
-            raise BadDigest(
-                f"The {algorithm.value} you specified did not match the calculated checksum."
-            )
-    for algorithm, value in r.trailing_checksums().items():
-        digest = _DIGESTS.get(algorithm)
-        if digest is not None and base64.b64encode(digest(body)).decode() != value:
-            raise BadDigest(
-                f"The {algorithm.value} you specified did not match the calculated checksum."
-            )
-    return body
+from jointcloud.errors import BadArgument
 
 
 def parse_tagging(body: bytes, limit: int, owner: str) -> dict[str, str]:
