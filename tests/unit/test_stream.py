@@ -594,6 +594,23 @@ async def test_abandoned_read_cancels_prefetch() -> None:
     assert reads <= 1 + READ_AHEAD < 8  # the rest of the 8 segments is never read
 
 
+async def test_read_ahead_bounds_reads_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reader that stores what it reads (part copy, recode) asks for one
+    read ahead: no more is held than that, and every byte still comes."""
+    monkeypatch.setattr(stream, "READ_RUN", SMALL_SEG)  # a read per segment
+    data = os.urandom(8 * SMALL_SEG)
+    spaces, blocks, layout, _ = await store(NonePolicy(), data)
+    for depth in (1, READ_AHEAD):
+        spaces[0].stats.reads = 0
+        gen = read_range(layout, blocks, 0, None, read_ahead=depth)
+        assert await anext(gen) == data[:SMALL_SEG]
+        for _ in range(3):  # let every read started run to its end
+            await asyncio.sleep(0)
+        assert spaces[0].stats.reads == 1 + depth
+        rest = b"".join([chunk async for chunk in gen])
+        assert data == data[:SMALL_SEG] + rest
+
+
 async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:
     policy = EcPolicy(4, 6, 4096)
     data = os.urandom(3 * policy.segment_size)

@@ -35,6 +35,7 @@ from jointcloud.meta.db import Database
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 from jointcloud.redundancy.stream import (
+    COPY_READ_AHEAD,
     PUT_PARALLEL,
     BlockRef,
     Layout,
@@ -412,8 +413,11 @@ class BlockStore:
             data_key=self.master.unwrap_data_key(rec.wrapped_key),
         )
 
-    async def read(self, content: ObjectContent, offset: int, length: int) -> AsyncIterator[bytes]:
-        """Plaintext of ``[offset, offset+length)`` across the object's parts."""
+    async def read(
+        self, content: ObjectContent, offset: int, length: int, *, read_ahead: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Plaintext of ``[offset, offset+length)`` across the object's parts;
+        ``read_ahead``: see ``read_range``."""
         end = offset + length
         for part_offset, rec in content.parts:
             part_end = part_offset + rec.size
@@ -431,7 +435,10 @@ class BlockStore:
                 if self.on_bad_block is not None:
                     self.on_bad_block(layout_id, index, err)
 
-            async for chunk in read_range(self.layout(rec), refs, lo, hi - lo, on_bad_block=report):
+            chunks = read_range(
+                self.layout(rec), refs, lo, hi - lo, on_bad_block=report, read_ahead=read_ahead
+            )
+            async for chunk in chunks:
                 yield chunk
 
     async def read_layout(self, rec: LayoutRecord) -> AsyncIterator[bytes]:
@@ -449,5 +456,9 @@ class BlockStore:
             if self.on_bad_block is not None:
                 self.on_bad_block(rec.layout_id, index, err)
 
-        async for chunk in read_range(self.layout(rec), refs, 0, rec.size, on_bad_block=report):
+        # Its reader is a writer (recode stores it again): one read ahead.
+        chunks = read_range(
+            self.layout(rec), refs, 0, rec.size, on_bad_block=report, read_ahead=COPY_READ_AHEAD
+        )
+        async for chunk in chunks:
             yield chunk

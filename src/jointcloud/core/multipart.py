@@ -73,8 +73,8 @@ from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.meta.uploads import PartRecord, UploadRecord
 from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.stream import COPY_READ_AHEAD, Checksums, combine_checksums
 from jointcloud.redundancy.stream import FULL_OBJECT_CHECKSUMS as FULL_OBJECT_CHECKSUMS
-from jointcloud.redundancy.stream import Checksums, combine_checksums
 
 MAX_PART_INDEX = 100_000  # JCS v1 part indexes are 0..MAX_PART_INDEX
 MAX_PART_NUMBER = 10_000  # S3 part numbers are 1..MAX_PART_NUMBER
@@ -445,7 +445,10 @@ class MultipartService:
         if rules.max_part_size is not None and length > rules.max_part_size:
             raise EntityTooLarge(f"a part may hold at most {rules.max_part_size} bytes")
         return await self._store_part(
-            principal, rec, part_number, self.store.read(content, offset, length)
+            principal,
+            rec,
+            part_number,
+            self.store.read(content, offset, length, read_ahead=COPY_READ_AHEAD),
         )
 
     async def _store_part(
