@@ -63,9 +63,11 @@ async def test_part_copy_of_a_range_of_an_ec_object(
     reads: list[tuple[int, int, int]] = []
     real_read = ctx.store.read
 
-    def counting_read(content: ObjectContent, offset: int, length: int) -> AsyncIterator[bytes]:
+    def counting_read(
+        content: ObjectContent, offset: int, length: int, *, read_ahead: int | None = None
+    ) -> AsyncIterator[bytes]:
         reads.append((content.info.object_id, offset, length))
-        return real_read(content, offset, length)
+        return real_read(content, offset, length, read_ahead=read_ahead)
 
     monkeypatch.setattr(ctx.store, "read", counting_read)
 

@@ -782,9 +782,7 @@ class _Reader:
         codec = self.geometry.codec
         if codec is None:
             runs = _runs(first, last, size)
-            return _flattened(
-                _prefetched(lambda run: self._replica_run(run, bounds), runs, depth)
-            )
+            return _flattened(_prefetched(lambda run: self._replica_run(run, bounds), runs, depth))
 
         def segment(j: int) -> Awaitable[bytes]:
             return self._ec_segment(codec, j, *bounds(j))
