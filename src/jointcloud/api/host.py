@@ -40,13 +40,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from jointcloud.api.authsvc import app as authsvc
-from jointcloud.api.common.observability import HttpMetrics, Observability
+from jointcloud.api.common.observability import HttpMetrics, Observability, new_request_id
 from jointcloud.api.gateway import app as gateway
+from jointcloud.api.jcs import envelope as jcs_envelope
 from jointcloud.api.jcs.app import create_app
 from jointcloud.api.memory import HeapTrimmer
 from jointcloud.api.s3 import app as s3
+from jointcloud.api.s3 import errors as s3_errors
 from jointcloud.api.share import app as share
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
 from jointcloud.context import Context
@@ -59,6 +62,13 @@ log = structlog.get_logger(__name__)
 # by ``main_app``.
 AppFactory = Callable[[Context, HttpMetrics], ASGIApp]
 PROTOCOLS: dict[str, AppFactory] = {"s3": s3.create_app}
+# The answer of each listener to a request its HTTP parser refuses, given a
+# request id: the protocol's own error format, not uvicorn's plain text.
+Malformed = Callable[[str], Response]
+MALFORMED: dict[str, Malformed] = {
+    MAIN_LISTENER: jcs_envelope.malformed_request,
+    "s3": s3_errors.malformed_request,
+}
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 METRICS_PATH = "/metrics"
@@ -78,6 +88,7 @@ class Listener:
     name: str
     address: str  # HOST:PORT
     app: ASGIApp
+    malformed: Malformed | None = None
 
 
 # --- /metrics ---------------------------------------------------------------
@@ -244,10 +255,12 @@ def check_listeners(settings: Settings) -> None:
 
 def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[Listener]:
     check_listeners(settings)
-    listeners = [Listener(MAIN_LISTENER, settings.listen, main_app(ctx, metrics, settings.roles))]
+    main = main_app(ctx, metrics, settings.roles)
+    listeners = [Listener(MAIN_LISTENER, settings.listen, main, MALFORMED[MAIN_LISTENER])]
     if "api" in settings.roles:
         for name, address in settings.listen_addresses()[1:]:
-            listeners.append(Listener(name, address, PROTOCOLS[name](ctx, metrics.http)))
+            app = PROTOCOLS[name](ctx, metrics.http)
+            listeners.append(Listener(name, address, app, MALFORMED.get(name)))
     return listeners
 
 
@@ -298,13 +311,34 @@ class _Server(uvicorn.Server):
         yield
 
 
+def http_protocol(malformed: Malformed) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol, answering a request its parser refuses with
+    ``malformed`` (the listener's own error format) where uvicorn writes
+    "Invalid HTTP request received." as plain text; still 400 and
+    ``Connection: close``, since the stream cannot be trusted after it."""
+
+    class Protocol(HttpToolsProtocol):
+        def send_400_response(self, msg: str) -> None:
+            request_id = new_request_id()
+            answer = malformed(request_id)
+            lines = [b"HTTP/1.1 %d Bad Request\r\n" % answer.status_code]
+            headers = [*self.server_state.default_headers, *answer.raw_headers]
+            headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+            lines += [name + b": " + value + b"\r\n" for name, value in headers]
+            self.transport.write(b"".join(lines) + b"\r\n" + answer.body)
+            self.transport.close()
+
+    return Protocol
+
+
 def uvicorn_config(listener: Listener) -> uvicorn.Config:
     host, port = parse_listen(listener.address)
+    http = http_protocol(listener.malformed) if listener.malformed is not None else "httptools"
     return uvicorn.Config(
         listener.app,
         host=host,
         port=port,
-        http="httptools",
+        http=http,
         loop="none",
         lifespan="on",
         access_log=False,

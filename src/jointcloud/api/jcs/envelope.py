@@ -71,6 +71,13 @@ def fail(code: str, message: str, status: int) -> JSONResponse:
     return Envelope({"code": code, "message": message, "data": None}, status_code=status)
 
 
+def malformed_request(request_id: str) -> JSONResponse:
+    """The envelope's answer to a request the HTTP parser refuses (the host
+    sends it instead of uvicorn's plain text)."""
+    del request_id  # the host sends it in X-Request-ID; the envelope has no field for it
+    return fail("BadArgument", "the HTTP request could not be parsed", 400)
+
+
 def error_response(exc: errors.DomainError) -> JSONResponse:
     for cls, code, status in ERROR_TABLE:
         if isinstance(exc, cls):

@@ -123,6 +123,14 @@ def classify(exc: errors.DomainError) -> tuple[str, int]:
     return "InternalError", 500
 
 
+def malformed_request(request_id: str) -> Response:
+    """What AWS answers a request its HTTP parser refuses (a body longer
+    than its Content-Length runs into the next request, a bad chunk size,
+    a bad header line): the host sends it instead of uvicorn's plain text."""
+    exc = BadRequest("An error occurred when parsing the HTTP request.")
+    return error_response(exc, resource="", request_id=request_id)
+
+
 def error_response(
     exc: errors.DomainError, *, resource: str, request_id: str, head: bool = False
 ) -> Response:
