@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
+
+import pytest
 
 from jointcloud.api.jcs import views
 from jointcloud.api.jcs.envelope import fail, ok
@@ -36,3 +39,29 @@ def test_listed_object_shape() -> None:
     assert out["redundancy"] == {"type": "none"}
     assert datetime.fromisoformat(out["createTime"]) == t
     assert datetime.fromisoformat(out["updateTime"]) == later
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata"])
+def test_object_times_are_spelled_as_ts_spells_them(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The envelope writes an object's times (datetimes, for speed) exactly
+    as ``views.ts`` spells every other time: RFC 3339 at the server's local
+    offset, microseconds only when there are some; also through the
+    fallback encoder that a lone surrogate elsewhere in the answer takes."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        times = [
+            datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC),
+            datetime(2026, 7, 2, 10, 0, 0, 123456, tzinfo=UTC),  # summer time where kept
+        ]
+        for t in times:
+            e = ObjectEntry(7, 3, "a", 1, ContentHash("ab" * 32), NonePolicy(), t, t)
+            for extra in ("", "\ud800"):
+                data = {**views.obj(e), "note": extra}
+                out = json.loads(bytes(ok(data).body))["data"]
+                assert out["createTime"] == out["updateTime"] == views.ts(t), (zone, extra)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -52,7 +53,8 @@ FIELD_NAMES = {
 class Envelope(JSONResponse):
     """A JSON answer written by orjson: a listing of 1,000 objects costs 5
     ms in the standard library's encoder here and 0.4 ms in orjson (same
-    compact, non-ASCII-preserving output)."""
+    compact, non-ASCII-preserving output). A ``datetime`` is written as
+    RFC 3339 (``views.local``)."""
 
     def render(self, content: Any) -> bytes:
         try:
@@ -60,7 +62,13 @@ class Envelope(JSONResponse):
         except orjson.JSONEncodeError:
             # A lone surrogate (say, echoed from a request) is not UTF-8:
             # escaped by the standard encoder rather than failing the answer.
-            return json.dumps(content, separators=(",", ":")).encode()
+            return json.dumps(content, separators=(",", ":"), default=_isoformat).encode()
+
+
+def _isoformat(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def ok(data: Any = None) -> JSONResponse:

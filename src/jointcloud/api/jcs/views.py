@@ -28,12 +28,19 @@ def _local_zone(hour: int, zone: tuple[object, ...]) -> tzinfo | None:
     return datetime.fromtimestamp(hour * 3600, UTC).astimezone().tzinfo
 
 
+def local(value: datetime) -> datetime:
+    """``value`` at the server's local offset. The envelope's orjson writes
+    it as RFC 3339, as ``ts`` spells it, in a tenth of the time: a listing's
+    1,000 ``isoformat`` calls were a sixth of its CPU (py-spy, 2026-12-04)."""
+    if value.tzinfo is UTC and not time.timezone and not time.daylight:
+        return value  # a server on UTC: half the cost of a listing's times
+    zone = (time.timezone, time.altzone, time.tzname)
+    return value.astimezone(_local_zone(int(value.timestamp()) // 3600, zone))
+
+
 def ts(value: datetime) -> str:
     """RFC 3339 with the server's local offset, as the seed shows."""
-    if value.tzinfo is UTC and not time.timezone and not time.daylight:
-        return value.isoformat()  # a server on UTC: half the cost of a listing's times
-    zone = (time.timezone, time.altzone, time.tzname)
-    return value.astimezone(_local_zone(int(value.timestamp()) // 3600, zone)).isoformat()
+    return local(value).isoformat()
 
 
 @functools.lru_cache(maxsize=256)
@@ -74,7 +81,9 @@ def file_hash(h: ContentHash) -> str:
 
 
 def obj(o: ObjectInfo | ObjectEntry) -> dict[str, Any]:
-    created = ts(o.create_time)
+    """An object as the v1 API shows it; its times are datetimes that the
+    envelope writes (``local``), so it is for the envelope only."""
+    created = local(o.create_time)
     return {
         "objectID": o.object_id,
         "packageID": o.package_id,
@@ -84,7 +93,7 @@ def obj(o: ObjectInfo | ObjectEntry) -> dict[str, Any]:
         "redundancy": _policy(o.redundancy),
         "createTime": created,
         # Mostly the same instant (never overwritten): formatted once.
-        "updateTime": created if o.update_time == o.create_time else ts(o.update_time),
+        "updateTime": created if o.update_time == o.create_time else local(o.update_time),
     }
 
 
