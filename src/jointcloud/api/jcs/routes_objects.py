@@ -182,6 +182,7 @@ async def download_by_path(
 
 @router.get("/v1/object/listByPath")
 async def list_by_path(
+    request: Request,  # unused: the fast lane calls every endpoint with it
     packageID: QueryID,
     principal: CurrentPrincipal,
     ctx: Ctx,
