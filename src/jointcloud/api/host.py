@@ -446,6 +446,9 @@ class Host:
                     loop.remove_signal_handler(sig)
             if trimmer is not None:
                 trimmer.cancel()
+                (ended,) = await asyncio.gather(trimmer, return_exceptions=True)
+                if isinstance(ended, Exception):  # not its cancellation
+                    log.warning("heap trimmer ended with an error", error=repr(ended))
             if self.runner is not None:
                 self.runner.stop()
             if runner_task is not None:
