@@ -103,3 +103,30 @@ async def test_the_last_request_of_a_burst_wakes_the_trimmer() -> None:
         assert calls == [8 * MiB]
     finally:
         runner.cancel()
+
+
+async def test_bytes_count_as_they_flow_so_a_long_transfer_is_no_pause() -> None:
+    """A response still being sent has its bytes counted already: the
+    trimmer's pause test sees a transfer in progress, not silence."""
+    metrics = HttpMetrics()
+    halfway, finish = asyncio.Event(), asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"x" * MiB, "more_body": True})
+        halfway.set()
+        await finish.wait()
+        await send({"type": "http.response.body", "body": b"x" * MiB})
+
+    wrapped = Observability(app, protocol="s3", metrics=metrics)
+    transport = httpx.ASGITransport(app=wrapped)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        answer = asyncio.create_task(client.get("/long"))
+        await halfway.wait()
+        assert metrics.active == 1
+        assert metrics.body_bytes == MiB  # before the request ends
+        policy = TrimPolicy(0)
+        assert not policy.due(metrics.body_bytes, metrics.active, now=1.0)
+        finish.set()
+        assert len((await answer).content) == 2 * MiB
+    assert metrics.body_bytes == 2 * MiB and metrics.active == 0

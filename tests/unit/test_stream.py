@@ -611,6 +611,13 @@ async def test_read_ahead_bounds_reads_in_flight(monkeypatch: pytest.MonkeyPatch
         assert data == data[:SMALL_SEG] + rest
 
 
+async def test_read_ahead_below_one_is_refused() -> None:
+    """No read ahead would read nothing at all: refused, not an empty body."""
+    _, blocks, layout, _ = await store(NonePolicy(), b"x" * 100)
+    with pytest.raises(ValueError, match="read_ahead"):
+        read_range(layout, blocks, 0, None, read_ahead=0)
+
+
 async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:
     policy = EcPolicy(4, 6, 4096)
     data = os.urandom(3 * policy.segment_size)

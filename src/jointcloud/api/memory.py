@@ -39,13 +39,19 @@ MIN_GAP = 0.2  # seconds between trims
 
 
 def malloc_trim() -> Callable[[], object] | None:
-    """The C library's ``malloc_trim(0)``, or None where there is none."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        fn = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+    """The C library's ``malloc_trim(0)``, or None where there is none.
+    ``find_library`` needs ldconfig or a compiler, which slim images lack:
+    glibc's own name is tried after it (as ``redundancy/erasure.py`` does)."""
+    fn = None
+    for name in (ctypes.util.find_library("c"), "libc.so.6"):
+        if name is None:
+            continue
+        try:
+            fn = ctypes.CDLL(name).malloc_trim
+            break
+        except (OSError, AttributeError):
+            continue
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int

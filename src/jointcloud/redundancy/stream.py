@@ -593,6 +593,8 @@ def read_range(
     if offset < 0 or (length is not None and length < 0):
         raise ValueError("offset and length must not be negative")
     end = layout.size if length is None else min(layout.size, offset + length)
+    if read_ahead is not None and read_ahead < 1:
+        raise ValueError("read_ahead must be at least 1: with none, nothing would be read")
     depth = READ_AHEAD if read_ahead is None else read_ahead
     return _Reader(layout, blocks, on_bad_block).iterate(offset, end, depth)
 

@@ -115,7 +115,7 @@ class HttpMetrics:
             ["protocol"],
             registry=self.registry,
         )
-        # Body bytes in and out of every request answered so far, and the
+        # Body bytes in and out so far (counted as they flow), and the
         # requests being served, of every protocol: plain numbers the host
         # polls (``api/memory.py``), where the instruments above would be a
         # sum over all their labels.
@@ -164,11 +164,15 @@ class Observability:
         bytes_in = 0
         bytes_out = 0
 
+        metrics = self.metrics
+
         async def receive_counted() -> Message:
             nonlocal bytes_in
             message = await receive()
             if message["type"] == "http.request":
-                bytes_in += len(message.get("body", b""))
+                n = len(message.get("body", b""))
+                bytes_in += n
+                metrics.body_bytes += n  # as it flows: a long transfer is no pause
             return message
 
         async def send_observed(message: Message) -> None:
@@ -182,7 +186,9 @@ class Observability:
                 headers.append(rid_header)
                 message = {**message, "headers": headers}
             elif kind == "http.response.body":
-                bytes_out += len(message.get("body", b""))
+                n = len(message.get("body", b""))
+                bytes_out += n
+                metrics.body_bytes += n
             await send(message)
 
         token = _request_id.set(rid)
@@ -226,7 +232,6 @@ class Observability:
         requests, duration, counted_in, counted_out = children
         requests.inc()
         duration.observe(seconds)
-        self.metrics.body_bytes += bytes_in + bytes_out
         if bytes_in:
             counted_in.inc(bytes_in)
         if bytes_out:

@@ -35,15 +35,15 @@ def verify_digests(r: S3Request, body: bytes, *, required: bool = False) -> None
     """``BadDigest`` naming the algorithm when a digest sent does not match
     ``body``; ``required``: one must be sent (AWS's rule for DeleteObjects)."""
     md5 = content_md5(r)
-    given = supplied_checksums(r)
-    given.update(r.trailing_checksums())
+    # A header and a trailer of one algorithm are both checked.
+    given = [*supplied_checksums(r).items(), *r.trailing_checksums().items()]
     if required and md5 is None and not given:
         raise InvalidRequestS3(
             "Missing required header for this request: Content-MD5 OR x-amz-checksum-*"
         )
     if md5 is not None and hashlib.md5(body).hexdigest() != md5:
         raise BadDigest("The Content-MD5 you specified did not match what we received.")
-    for algorithm, value in given.items():
+    for algorithm, value in given:
         if base64.b64encode(DIGESTS[algorithm](body)).decode() != value:
             raise BadDigest(
                 f"The {algorithm.value} you specified did not match the calculated checksum."
