@@ -16,8 +16,9 @@ while large GETs ran made them a third dearer in CPU per byte. So the heap
 is trimmed, in a worker thread, when no request has been served for
 ``SETTLE`` (the last one to end wakes the trimmer) after requests moved
 ``PAUSE_BYTES`` since the last trim; or, on a server that is never idle,
-in an ``INTERVAL`` in which the requests that ended moved less than
-``PAUSE_BYTES``, once ``TRIM_AFTER`` was moved since the last trim. At most
+in an ``INTERVAL`` in which less than ``PAUSE_BYTES`` of bodies moved
+(counted as they flow: one long transfer is no pause), once ``TRIM_AFTER``
+was moved since the last trim. At most
 once per ``MIN_GAP``. A small-object workload seldom pays for it. Where the
 C library has no ``malloc_trim`` (musl, macOS) nothing is done.
 """
