@@ -18,9 +18,9 @@ is trimmed, in a worker thread, when no request has been served for
 ``PAUSE_BYTES`` since the last trim; or, on a server that is never idle,
 in an ``INTERVAL`` in which less than ``PAUSE_BYTES`` of bodies moved
 (counted as they flow: one long transfer is no pause), once ``TRIM_AFTER``
-was moved since the last trim. At most
-once per ``MIN_GAP``. A small-object workload seldom pays for it. Where the
-C library has no ``malloc_trim`` (musl, macOS) nothing is done.
+was moved since the last trim. At most once per ``MIN_GAP``. A
+small-object workload seldom pays for it. Where the C library has no
+``malloc_trim`` (musl, macOS) nothing is done.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ class TrimPolicy:
         self._last: float | None = None
 
     def due(self, moved: int, active: int, now: float) -> bool:
-        """Whether to trim now: ``moved`` is the body bytes of the requests
-        answered so far, ``active`` the requests being served, ``now`` a
-        monotonic time. True also records the trim."""
+        """Whether to trim now: ``moved`` is the body bytes moved so far,
+        ``active`` the requests being served, ``now`` a monotonic time. True
+        also records the trim."""
         since = moved - self._trimmed
         ended = active == 0 and since >= PAUSE_BYTES
         paused = moved - self._seen < PAUSE_BYTES and since >= TRIM_AFTER
@@ -85,10 +85,10 @@ class TrimPolicy:
 
 class HeapTrimmer:
     """Trims the heap at the end of each burst of transfers. ``moved()`` is
-    the body bytes of the requests answered so far, ``active()`` the
-    requests being served; ``idle()`` is called when the last request being
-    served ends, so a burst's end is seen at once (the next upload may
-    start a few milliseconds later)."""
+    the body bytes moved so far, ``active()`` the requests being served;
+    ``idle()`` is called when the last request being served ends, so a
+    burst's end is seen at once (the next upload may start a few
+    milliseconds later)."""
 
     def __init__(
         self,

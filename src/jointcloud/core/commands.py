@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,7 @@ from jointcloud.errors import (
     PayloadMismatch,
     PreconditionFailed,
 )
+from jointcloud.redundancy.stream import Checksums
 
 __all__ = [
     "NO_CONDITIONS",
@@ -302,6 +304,15 @@ def tag_map(
             raise BadArgument(f"tag key {key!r} is given twice")
         out[key] = value
     return check_tags(out, limit, owner)
+
+
+def checksum_of(algorithm: ChecksumAlgorithm, data: bytes) -> str:
+    """The checksum of bytes held whole (a small request body, joined part
+    checksums), base64 as S3 sends it: by the write path's own ``Checksums``."""
+    sums = Checksums([str(algorithm)])
+    sums.update(data)
+    sha256 = hashlib.sha256(data).digest() if algorithm is ChecksumAlgorithm.SHA256 else b""
+    return sums.result(sha256)[str(algorithm)]
 
 
 def check_checksum(algorithm: ChecksumAlgorithm, value: str) -> str:

@@ -50,6 +50,7 @@ from jointcloud.core.commands import (
     check_payload,
     check_source_conditions,
     check_write_conditions,
+    checksum_of,
     resolve_range,
     trailing_checksums,
 )
@@ -73,7 +74,7 @@ from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.meta.uploads import PartRecord, UploadRecord
 from jointcloud.redundancy.policy import Redundancy
-from jointcloud.redundancy.stream import COPY_READ_AHEAD, Checksums, combine_checksums
+from jointcloud.redundancy.stream import COPY_READ_AHEAD, combine_checksums
 from jointcloud.redundancy.stream import FULL_OBJECT_CHECKSUMS as FULL_OBJECT_CHECKSUMS
 
 MAX_PART_INDEX = 100_000  # JCS v1 part indexes are 0..MAX_PART_INDEX
@@ -212,10 +213,7 @@ def _composite(algorithm: ChecksumAlgorithm, part_values: Sequence[str]) -> str:
     """S3's checksum of a multipart object: the checksum of the concatenated
     part checksums, '-N'."""
     joined = b"".join(base64.b64decode(v) for v in part_values)
-    sums = Checksums([str(algorithm)])
-    sums.update(joined)
-    value = sums.result(hashlib.sha256(joined).digest())[str(algorithm)]
-    return f"{value}-{len(part_values)}"
+    return f"{checksum_of(algorithm, joined)}-{len(part_values)}"
 
 
 def _verify(

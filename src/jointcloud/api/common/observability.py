@@ -194,7 +194,7 @@ class Observability:
         token = _request_id.set(rid)
         bound = structlog.contextvars.bind_contextvars(request_id=rid)
         self._in_flight.inc()
-        self.metrics.active += 1
+        metrics.active += 1
         try:
             await self.app(scope, receive_counted, send_observed)
         except BaseException:
@@ -203,9 +203,9 @@ class Observability:
             raise
         finally:
             self._in_flight.dec()
-            self.metrics.active -= 1
-            if not self.metrics.active and self.metrics.on_idle is not None:
-                self.metrics.on_idle()
+            metrics.active -= 1
+            if not metrics.active and metrics.on_idle is not None:
+                metrics.on_idle()
             self._record(scope, status, time.perf_counter() - started, bytes_in, bytes_out)
             structlog.contextvars.reset_contextvars(**bound)
             _request_id.reset(token)

@@ -4,31 +4,14 @@ CORS and CreateBucket), read whole, with the ``Content-MD5`` and
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from collections.abc import Callable
-
-from awscrt import checksums as crt  # type: ignore[import-untyped]
 
 from jointcloud.api.s3.errors import InvalidRequestS3
 from jointcloud.api.s3.headers import content_md5, supplied_checksums
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import MAX_XML
-from jointcloud.core.models import ChecksumAlgorithm
+from jointcloud.core.commands import checksum_of
 from jointcloud.errors import BadDigest
-
-
-def _crc(fn: Callable[[bytes, int], int], width: int) -> Callable[[bytes], bytes]:
-    return lambda data: fn(data, 0).to_bytes(width, "big")
-
-
-DIGESTS: dict[ChecksumAlgorithm, Callable[[bytes], bytes]] = {
-    ChecksumAlgorithm.CRC32: _crc(crt.crc32, 4),
-    ChecksumAlgorithm.CRC32C: _crc(crt.crc32c, 4),
-    ChecksumAlgorithm.CRC64NVME: _crc(crt.crc64nvme, 8),
-    ChecksumAlgorithm.SHA1: lambda data: hashlib.sha1(data).digest(),
-    ChecksumAlgorithm.SHA256: lambda data: hashlib.sha256(data).digest(),
-}
 
 
 def verify_digests(r: S3Request, body: bytes, *, required: bool = False) -> None:
@@ -44,7 +27,7 @@ def verify_digests(r: S3Request, body: bytes, *, required: bool = False) -> None
     if md5 is not None and hashlib.md5(body).hexdigest() != md5:
         raise BadDigest("The Content-MD5 you specified did not match what we received.")
     for algorithm, value in given:
-        if base64.b64encode(DIGESTS[algorithm](body)).decode() != value:
+        if checksum_of(algorithm, body) != value:
             raise BadDigest(
                 f"The {algorithm.value} you specified did not match the calculated checksum."
             )
