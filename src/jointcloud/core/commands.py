@@ -221,6 +221,8 @@ CONTENT_FIELDS = {
     "cache_control": 255,
     "content_disposition": 1024,
     "expires": 64,
+    "content_language": 255,
+    "website_redirect_location": 2048,
 }
 _METADATA_NAME = re.compile(r"[!-~]+")  # printable ASCII, no space
 # Bytes of each digest; the value is its base64 (S3).

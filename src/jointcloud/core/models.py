@@ -84,6 +84,10 @@ class ObjectMeta:
     cache_control: str | None = None
     content_disposition: str | None = None
     expires: str | None = None
+    content_language: str | None = None
+    # Where a website endpoint would redirect a read of the object (S3
+    # keeps it; nothing here serves websites, so it is only stored).
+    website_redirect_location: str | None = None
     user_metadata: Mapping[str, str] = field(default_factory=dict)
     tags: Mapping[str, str] = field(default_factory=dict)
 

@@ -624,9 +624,17 @@ class ObjectService:
         dst_pkg, dst_path = await self._resolve(principal, cmd.dest, Operation.WRITE)
         copy_meta = cmd.directive is MetadataDirective.COPY
         copy_tags = cmd.tags_directive is MetadataDirective.COPY
-        given = None if copy_meta and copy_tags else check_meta(cmd.meta)
-        if (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path) and given is None:
-            raise BadArgument("copying an object onto itself must replace its metadata or its tags")
+        checked = check_meta(cmd.meta)
+        given = None if copy_meta and copy_tags else checked
+        # A website redirect belongs to one object: a copy has only the one
+        # its command gives, whatever the directive (as S3).
+        redirect = checked.website_redirect_location
+        same = (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path)
+        if same and given is None and redirect is None:
+            raise BadArgument(
+                "copying an object onto itself must replace its metadata, its tags "
+                "or its website redirect location"
+            )
         async with self.db.write() as conn:
             # Both packages' paths, in id order: the source cannot change
             # between reading its row and its parts.
@@ -649,6 +657,7 @@ class ObjectService:
                     )
                 check_write_conditions(current, cmd.conditions)
             base = src.meta if copy_meta or given is None else given
+            base = dataclasses.replace(base, website_redirect_location=redirect)
             tags = src.meta.tags if copy_tags or given is None else given.tags
             refs = await catalog.part_refs(conn, src.object_id)
             return await catalog.commit_object(

@@ -106,6 +106,8 @@ def meta_values(meta: ObjectMeta | None) -> dict[str, Any]:
         "cache_control": meta.cache_control,
         "content_disposition": meta.content_disposition,
         "expires": meta.expires,
+        "content_language": meta.content_language,
+        "website_redirect_location": meta.website_redirect_location,
         "user_metadata": dump_map(meta.user_metadata),
         "tags": dump_map(meta.tags),
     }
@@ -123,6 +125,8 @@ def to_meta(r: Row[Any]) -> ObjectMeta:
         r.cache_control,
         r.content_disposition,
         r.expires,
+        r.content_language,
+        r.website_redirect_location,
         r.user_metadata,
         r.tags,
     )
@@ -134,11 +138,19 @@ def _meta(
     cache_control: str | None,
     content_disposition: str | None,
     expires: str | None,
+    content_language: str | None,
+    website_redirect_location: str | None,
     user_metadata: str | None,
     tags: str | None,
 ) -> ObjectMeta:
     headers = _headers_only(
-        content_type, content_encoding, cache_control, content_disposition, expires
+        content_type,
+        content_encoding,
+        cache_control,
+        content_disposition,
+        expires,
+        content_language,
+        website_redirect_location,
     )
     if user_metadata is None and tags is None:
         return headers
@@ -152,6 +164,8 @@ def _headers_only(
     cache_control: str | None,
     content_disposition: str | None,
     expires: str | None,
+    content_language: str | None,
+    website_redirect_location: str | None,
 ) -> ObjectMeta:
     """Metadata of content headers only, shared (frozen, no mappings of its
     own): objects mostly differ in content type at most, and a listing
@@ -162,6 +176,8 @@ def _headers_only(
         and cache_control is None
         and content_disposition is None
         and expires is None
+        and content_language is None
+        and website_redirect_location is None
     ):
         return NO_META
     return ObjectMeta(
@@ -170,6 +186,8 @@ def _headers_only(
         cache_control=cache_control,
         content_disposition=content_disposition,
         expires=expires,
+        content_language=content_language,
+        website_redirect_location=website_redirect_location,
     )
 
 
@@ -213,6 +231,8 @@ _META_COLUMNS = operator.itemgetter(
             "cache_control",
             "content_disposition",
             "expires",
+            "content_language",
+            "website_redirect_location",
             "user_metadata",
             "tags",
         )

@@ -181,6 +181,9 @@ objects = Table(
     Column("user_metadata", Text, nullable=True),  # JSON object
     Column("tags", Text, nullable=True),  # JSON object
     Column("checksums", Text, nullable=True),  # JSON object: algorithm -> base64
+    # Migration 0013: two more content fields S3 keeps; NULL: not set.
+    Column("content_language", String(255), nullable=True),
+    Column("website_redirect_location", String(2048), nullable=True),
     UniqueConstraint("package_id", "path", name="uq_objects_package_path"),
     sqlite_autoincrement=True,
 )
@@ -258,6 +261,8 @@ uploads = Table(
     # "FULL_OBJECT": the object's CRC is of all its bytes (migration 0011);
     # NULL: composite, a checksum of the parts' checksums.
     Column("checksum_type", String(16), nullable=True),
+    Column("content_language", String(255), nullable=True),  # migration 0013
+    Column("website_redirect_location", String(2048), nullable=True),
     Index("ix_uploads_package_path", "package_id", "path"),
     sqlite_autoincrement=True,
 )

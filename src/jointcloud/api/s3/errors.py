@@ -75,6 +75,7 @@ MaxPostPreDataLengthExceeded = s3_error("MaxPostPreDataLengthExceeded", 400)
 EntityTooSmallS3 = s3_error("EntityTooSmall", 400)
 PreconditionFailedS3 = s3_error("PreconditionFailed", 412)
 NoSuchVersion = s3_error("NoSuchVersion", 404)
+InvalidRedirectLocation = s3_error("InvalidRedirectLocation", 400)
 
 # Domain errors, most specific first: (class, code, status).
 TABLE: list[tuple[type[errors.DomainError], str, int]] = [

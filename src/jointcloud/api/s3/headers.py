@@ -15,6 +15,7 @@ from jointcloud.api.s3.errors import (
     EntityTooLargeS3,
     InvalidArgumentS3,
     InvalidDigest,
+    InvalidRedirectLocation,
     InvalidRequestS3,
     InvalidTag,
     NotImplementedOp,
@@ -218,9 +219,32 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
         cache_control=text("cache-control"),
         content_disposition=text("content-disposition"),
         expires=text("expires"),
+        content_language=text("content-language"),
+        website_redirect_location=website_redirect(r.header(REDIRECT)),
         user_metadata=user,
         tags=tagging_header(r.header("x-amz-tagging")) if tags else {},
     )
+
+
+REDIRECT = "x-amz-website-redirect-location"
+_REDIRECT_PREFIXES = ("/", "http://", "https://")
+
+
+def website_redirect(value: str | None) -> str | None:
+    """``x-amz-website-redirect-location``: kept with the object (S3 keeps
+    it whether or not the bucket is a website); AWS takes a path of the
+    bucket or an absolute http(s) URL, nothing else."""
+    if value is None:
+        return None
+    check_redirect(value)
+    return stored_text(value)
+
+
+def check_redirect(value: str) -> None:
+    if not value.startswith(_REDIRECT_PREFIXES):
+        raise InvalidRedirectLocation(
+            "The website redirect location must have a prefix of 'http://' or 'https://' or '/'."
+        )
 
 
 def tagging_header(value: str | None) -> dict[str, str]:
@@ -368,6 +392,8 @@ def object_headers(info: ObjectInfo, *, checksums: bool) -> dict[str, str]:
         ("Cache-Control", meta.cache_control),
         ("Content-Disposition", meta.content_disposition),
         ("Expires", meta.expires),
+        ("Content-Language", meta.content_language),
+        (REDIRECT, meta.website_redirect_location),
     ):
         if value is not None:
             out[header] = plain_header(value)

@@ -24,6 +24,7 @@ from jointcloud.api.s3.errors import (
     classify,
 )
 from jointcloud.api.s3.headers import (
+    REDIRECT,
     SSE,
     checksum_fields,
     object_meta,
@@ -138,6 +139,7 @@ async def copy_object(r: S3Request) -> Response:
         source.package.name == r.bucket
         and source.path == r.key
         and directive is not MetadataDirective.REPLACE
+        and r.header(REDIRECT) is None
     ):
         raise InvalidRequestS3(SELF_COPY)
     meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)

@@ -32,8 +32,10 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import (
     DEFAULT_CONTENT_TYPE,
     META_PREFIX,
+    REDIRECT,
     SSE,
     check_canned,
+    check_redirect,
     md5_hex,
 )
 from jointcloud.api.s3.metatext import form_text
@@ -136,12 +138,16 @@ def _meta(form: dict[str, str]) -> ObjectMeta:
         return None if value is None else form_text(value)
 
     tagging = form.get("tagging")
+    redirect = form.get(REDIRECT)
+    if redirect is not None:
+        check_redirect(redirect)
     return ObjectMeta(
         content_type=text("content-type") or DEFAULT_CONTENT_TYPE,
         content_encoding=text("content-encoding"),
         cache_control=text("cache-control"),
         content_disposition=text("content-disposition"),
         expires=text("expires"),
+        website_redirect_location=text(REDIRECT),
         user_metadata=user,
         tags=parse_tagging(tagging.encode(), MAX_TAGS, "object") if tagging else {},
     )
