@@ -51,7 +51,13 @@ class Forbidden(DomainError):
 
 
 class NotFound(DomainError):
-    """The named thing does not exist (or belongs to someone else)."""
+    """The named thing does not exist (or belongs to someone else).
+    ``name``: what the caller named it by (a package name, an object path,
+    an upload id), where a protocol says it in a field of its own."""
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class AlreadyExists(DomainError):

@@ -136,7 +136,9 @@ async def test_copy_keeps_language_but_not_the_redirect(s3: S3) -> None:
         itself = c.head_object(Bucket="cpy", Key="src")
         assert itself["WebsiteRedirectLocation"] == "/s" and itself["ContentLanguage"] == "en"
         # ...and with nothing changed it is still refused.
-        code, status, _ = error_of(lambda: c.copy_object(Bucket="cpy", Key="src", CopySource=source))
+        code, status, _ = error_of(
+            lambda: c.copy_object(Bucket="cpy", Key="src", CopySource=source)
+        )
         assert (code, status) == ("InvalidRequest", 400)
 
     await asyncio.to_thread(work)

@@ -303,7 +303,7 @@ class PackageService:
             if not found.bucket_exists:
                 raise BucketNotFound(f"bucket {project_id} not found")
             if found.package is None:
-                raise PackageNotFound(f"package {name!r} not found")
+                raise PackageNotFound(f"package {name!r} not found", name=name)
             pkg = found.package
             self.directory.put(key, pkg, generation)
         return pkg

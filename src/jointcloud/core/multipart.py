@@ -305,13 +305,14 @@ class MultipartService:
         if rec is None or rec.package_id != pkg.package_id or rec.path != path:
             raise UploadNotFound(
                 f"no multipart upload {upload_id!r} in progress for {path!r} "
-                "(finished, aborted or never begun)"
+                "(finished, aborted or never begun)",
+                name=upload_id,
             )
         return rec
 
     async def _find(self, upload_id: str, pkg: Package, path: str) -> UploadRecord:
         if not isinstance(upload_id, str) or not upload_id or len(upload_id) > 128:
-            raise UploadNotFound(f"no multipart upload {upload_id!r}")
+            raise UploadNotFound(f"no multipart upload {upload_id!r}", name=str(upload_id))
         async with self.db.read() as conn:
             return self._match(await uploads.get(conn, upload_id), upload_id, pkg, path)
 
@@ -436,7 +437,9 @@ class MultipartService:
         async with self.db.read() as conn:
             content = await catalog.open_by_path(conn, src_pkg.package_id, src_path)
         if content is None:
-            raise ObjectNotFound(f"no object at path {src_path!r} in package {src_pkg.name!r}")
+            raise ObjectNotFound(
+                f"no object at path {src_path!r} in package {src_pkg.name!r}", name=src_path
+            )
         info = content.info
         check_source_conditions(info, source_conditions)
         offset, length = resolve_range(range, info.size)

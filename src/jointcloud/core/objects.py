@@ -542,7 +542,7 @@ class ObjectService:
         async with self.db.read_statement() as conn:
             found = await catalog.open_by_path(conn, pkg.package_id, path)
         if found is None:
-            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}", name=path)
         check_read_conditions(found.info, conditions)
         return found
 
@@ -556,7 +556,7 @@ class ObjectService:
         async with self.db.read() as conn:
             info = await catalog.get_object_by_path(conn, pkg.package_id, path)
         if info is None:
-            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+            raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}", name=path)
         check_read_conditions(info, conditions)
         return info
 
@@ -644,7 +644,8 @@ class ObjectService:
             src = await catalog.get_object_by_path(conn, src_pkg.package_id, src_path)
             if src is None:
                 raise ObjectNotFound(
-                    f"no object at {_where(cmd.source.package, src_pkg, src_path)}"
+                    f"no object at {_where(cmd.source.package, src_pkg, src_path)}",
+                    name=src_path,
                 )
             check_source_conditions(src, cmd.source_conditions)
             if path_free or not cmd.conditions.empty:
@@ -782,7 +783,9 @@ class ObjectService:
                 raise PackageNotFound(f"package {pkg.package_id} not found")
             info = await catalog.get_object_by_path(conn, pkg.package_id, path)
             if info is None:
-                raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}")
+                raise ObjectNotFound(
+                    f"no object at {_where(address.package, pkg, path)}", name=path
+                )
             await catalog.set_object_tags(conn, info.object_id, checked)
         return dataclasses.replace(info, meta=dataclasses.replace(info.meta, tags=checked))
 

@@ -237,7 +237,11 @@ class S3App:
             response = await handler(s3req)
         except errors.DomainError as exc:
             response = error_response(
-                exc, resource=target.resource, request_id=request_id, head=head
+                exc,
+                resource=target.resource,
+                request_id=request_id,
+                head=head,
+                named=target.named(request.query_params.get("uploadId")),
             )
         except ClientDisconnect:
             return  # the client went away mid-body: nothing was committed

@@ -9,6 +9,7 @@ errors of ``sigv4``/``sigv2``/``chunked``/``postpolicy`` carry ``s3_code``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from starlette.responses import Response
@@ -111,6 +112,20 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
 ]
 
 
+# AWS's own words for what does not exist, and the element naming it.
+# Clients show the message (the AWS CLI prints it; its own tests match
+# it), so it is AWS's, not ours; the element says which one.
+MISSING = {
+    "NoSuchBucket": ("The specified bucket does not exist", "BucketName"),
+    "NoSuchKey": ("The specified key does not exist.", "Key"),
+    "NoSuchUpload": (
+        "The specified upload does not exist. The upload ID may be invalid, "
+        "or the upload may have been aborted or completed.",
+        "UploadId",
+    ),
+}
+
+
 def classify(exc: errors.DomainError) -> tuple[str, int]:
     if isinstance(exc, MalformedXMLError):
         return "MalformedXML", 400
@@ -124,6 +139,12 @@ def classify(exc: errors.DomainError) -> tuple[str, int]:
     return "InternalError", 500
 
 
+def _readable(text: str) -> str:
+    """``text`` as XML can carry it: a path that was not UTF-8 holds lone
+    surrogates, and one may hold controls (refused, but echoed)."""
+    return xml_safe(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
 def malformed_request(request_id: str) -> Response:
     """What AWS answers a request its HTTP parser refuses (a body longer
     than its Content-Length runs into the next request, a bad chunk size,
@@ -133,9 +154,16 @@ def malformed_request(request_id: str) -> Response:
 
 
 def error_response(
-    exc: errors.DomainError, *, resource: str, request_id: str, head: bool = False
+    exc: errors.DomainError,
+    *,
+    resource: str,
+    request_id: str,
+    head: bool = False,
+    named: Mapping[str, str | None] | None = None,
 ) -> Response:
-    """The XML error AWS would send (no body for HEAD, as AWS)."""
+    """The XML error AWS would send (no body for HEAD, as AWS). ``named``:
+    the request's bucket, key and upload id by AWS's element names, for a
+    "no such" error whose domain error does not say what it was named by."""
     if isinstance(exc, errors.NotModified):
         headers = {"x-amz-request-id": request_id}
         if exc.etag is not None:
@@ -144,19 +172,22 @@ def error_response(
             headers["Last-Modified"] = http_date(exc.update_time)
         return Response(status_code=304, headers=headers)
     code, status = classify(exc)
+    message, extra = exc.message, None
+    if code in MISSING and not isinstance(exc, S3Error):
+        message, element = MISSING[code]
+        name = exc.name if isinstance(exc, errors.NotFound) else None
+        name = name if name is not None else (named or {}).get(element)
+        extra = None if name is None else (element, name)
     fields: list[tuple[str, Value]] = [
         ("Code", code),
-        ("Message", xml_safe(exc.message)),
-        # A path that was not UTF-8 holds lone surrogates, and one may hold
-        # controls (refused, but echoed here): XML can carry neither.
-        (
-            "Resource",
-            xml_safe(resource.encode("utf-8", "surrogateescape").decode("utf-8", "replace")),
-        ),
+        ("Message", xml_safe(message)),
+        ("Resource", _readable(resource)),
         ("RequestId", request_id),
     ]
     if isinstance(exc, S3Error):
         fields.extend((name, xml_safe(value)) for name, value in exc.extra.items())
+    if extra is not None:
+        fields.append((extra[0], _readable(extra[1])))
     if isinstance(exc, SignatureDoesNotMatch):
         fields.append(("StringToSign", exc.string_to_sign))
         fields.append(("CanonicalRequest", exc.canonical_request))

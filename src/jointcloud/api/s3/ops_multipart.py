@@ -155,7 +155,12 @@ async def upload_part(r: S3Request) -> Response:
     try:
         return await _upload_part(r)
     except DomainError as exc:
-        response = error_response(exc, resource=r.target.resource, request_id=r.request_id)
+        response = error_response(
+            exc,
+            resource=r.target.resource,
+            request_id=r.request_id,
+            named=r.target.named(r.query("uploadId")),
+        )
         response.headers["Connection"] = "close"
         return response
 

@@ -49,6 +49,10 @@ class Target:
             return "/"
         return f"/{self.bucket}" + ("" if self.key is None else f"/{self.key}")
 
+    def named(self, upload_id: str | None = None) -> dict[str, str | None]:
+        """What the request names, by the elements of AWS's errors."""
+        return {"BucketName": self.bucket, "Key": self.key, "UploadId": upload_id}
+
 
 def target_of(raw_path: bytes, host: str | None, domains: tuple[str, ...]) -> Target:
     path = unquote(raw_path.decode("utf-8", "surrogateescape"), errors="surrogateescape")
