@@ -1,6 +1,8 @@
 """The S3 XML writer (``xmlio.render``) writes exactly what ElementTree
-writes for the same fields: names, nesting, escaping, empty elements,
-booleans and numbers, the namespace on the root."""
+writes for the same fields (names, nesting, escaping, empty elements,
+booleans and numbers, the namespace on the root), except that CR and LF in
+text are character references, as AWS writes them: a parser would read a
+raw CR as LF, so a key holding one would come back changed."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def reference(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool
     element = ET.Element(root, {"xmlns": NAMESPACE} if namespace else {})
     fill(element, fields)
     text: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=False)
+    text = text.replace(b"\r", b"&#13;").replace(b"\n", b"&#10;")
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
 
 
@@ -68,6 +71,16 @@ def test_a_listing_document() -> None:
     out = render("ListBucketResult", fields)
     assert out == reference("ListBucketResult", fields)
     assert b"<Key>a&lt;&amp;&gt;b</Key>" in out and b"<Prefix />" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab\t\r\n &<>\u00e9"), max_size=12))
+def test_text_with_line_breaks_parses_back_unchanged(key: str) -> None:
+    """What a client's parser reads is the key that was stored, CR and
+    CR LF included (ElementTree's own output would turn both into LF)."""
+    out = render("ListBucketResult", [("Contents", [("Key", key)])])
+    parsed = ET.fromstring(out).find(f"{{{NAMESPACE}}}Contents/{{{NAMESPACE}}}Key")
+    assert parsed is not None and (parsed.text or "") == key
 
 
 objects = st.builds(

@@ -162,7 +162,7 @@ def _decode_token(token: str, field: str) -> tuple[str, bool]:
         after, inclusive = data["a"], data["i"]
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
-        check_chars(after, field)  # a crafted cursor no key could be
+        check_chars(after, field, key=True)  # a crafted cursor no key could be
     except (ValueError, KeyError, TypeError, BadArgument) as exc:
         raise BadArgument.about(field, "is not a token this service issued") from exc
     return after, inclusive

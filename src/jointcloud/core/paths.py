@@ -19,11 +19,16 @@ MAX_SEGMENT = 255  # bytes of UTF-8: a file name on every common file system
 # JSON can carry but UTF-8 cannot), and the noncharacters U+FFFE and U+FFFF
 # (which XML 1.0 cannot carry: a listing holding one would not parse).
 _BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# An object key (S3, the gateway) may also hold tab, line feed and carriage
+# return: AWS takes them, and XML 1.0 carries them (a listing writes LF and
+# CR as character references, as AWS does). The other controls stay out.
+_BAD_KEY_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
-def check_chars(raw: str, field: str) -> None:
-    """Refuse NUL, control characters and lone surrogates in ``raw``."""
-    bad = _BAD_CHAR.search(raw)
+def check_chars(raw: str, field: str, *, key: bool = False) -> None:
+    """Refuse NUL, control characters and lone surrogates in ``raw``; a
+    ``key`` (``object_key``) may hold tab, line feed and carriage return."""
+    bad = (_BAD_KEY_CHAR if key else _BAD_CHAR).search(raw)
     if bad is not None:
         what = "NUL" if bad.group() == "\x00" else f"U+{ord(bad.group()):04X}"
         raise BadArgument.about(
@@ -71,8 +76,8 @@ def object_path(raw: str, field: str = "path") -> str:
 
 def object_key(raw: str, field: str = "path") -> str:
     """An object's name as S3 and the gateway give it: opaque, taken as it
-    is. Any characters but controls and lone surrogates (they cannot be
-    written in XML 1.0), 1 to 1,024 bytes; leading, trailing and repeated
+    is. Any characters but lone surrogates and controls other than tab, LF
+    and CR (XML 1.0 cannot carry them), 1 to 1,024 bytes; leading, trailing and repeated
     ``/``, ``\\``, ``.`` and ``..`` are all part of the name (``a/`` and
     ``a`` are two objects). Only the JCS file-name paths (``object_path``)
     are normalised. A key that is not a relative file path is refused
@@ -80,7 +85,7 @@ def object_key(raw: str, field: str = "path") -> str:
     CLI's downloads)."""
     if not isinstance(raw, str):
         raise BadArgument.about(field, "must be a string")
-    check_chars(raw, field)
+    check_chars(raw, field, key=True)
     if not raw:
         raise BadArgument.about(field, "must not be empty")
     check_length(raw, field)
@@ -90,7 +95,7 @@ def object_key(raw: str, field: str = "path") -> str:
 def key_prefix(raw: str) -> str | None:
     """A listing prefix of keys (``object_key``), as it is; None when no
     key can begin with it (a control character), so the listing is empty."""
-    if _BAD_CHAR.search(raw) is not None or len(raw.encode()) > MAX_PATH:
+    if _BAD_KEY_CHAR.search(raw) is not None or len(raw.encode()) > MAX_PATH:
         return None
     return raw
 

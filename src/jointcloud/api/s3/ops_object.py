@@ -44,7 +44,7 @@ MAX_PUT = 5 * 1024**3  # a single PUT; larger objects are uploaded in parts (AWS
 def check_key(r: S3Request) -> None:
     try:
         raw = r.key.encode("utf-8")
-        check_chars(r.key, "key")
+        check_chars(r.key, "key", key=True)
     except (UnicodeEncodeError, BadArgument):  # not UTF-8, or a control character
         raise InvalidURI("Couldn't parse the specified URI.") from None
     if len(raw) > MAX_PATH:

@@ -55,6 +55,12 @@ def escape(text: str) -> str:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
+    # A parser reads a raw CR (or CR LF) as LF: a key holding one would
+    # come back changed. AWS writes both as character references.
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if "\n" in text:
+        text = text.replace("\n", "&#10;")
     return text
 
 
