@@ -143,10 +143,50 @@ async def test_hostile_xml_is_refused(s3: Signed) -> None:
     assert await _keys(s3) == ["keep"]
 
 
-@pytest.mark.parametrize("name", ["%2E%2E", "a..b", "UPPER", "x" * 64, "a_b", "192.168.1.1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "%2E%2E",
+        "a..b",
+        "UPPER",
+        "x" * 64,
+        "a_b",
+        "192.168.1.1",
+        # AWS's reserved prefixes and suffixes; "--x-s3" is a directory
+        # bucket to the AWS SDKs, which could never reach it here.
+        "xn--abc",
+        "sthree-abc",
+        "amzn-s3-demo-bucket",
+        "abc-s3alias",
+        "abc--ol-s3",
+        "abc.mrap",
+        "abc--usw2-az1--x-s3",
+        "abc--table-s3",
+        "plain-an",
+    ],
+)
 async def test_bucket_names_aws_would_refuse(s3: Signed, name: str) -> None:
     r = await s3.send("PUT", f"/{name}")
     assert r.status_code == 400 and code(r) == "InvalidBucketName", r.text
+    assert (await s3.send("GET", "/")).text.count(f"<Name>{name}</Name>") == 0
+
+
+async def test_bucket_namespace_header(s3: Signed) -> None:
+    """``global`` is every bucket here; an account regional namespace (the
+    AWS CLI asks for one for ``mb s3://name-an``) is not supported, and any
+    other value is refused: neither is taken silently."""
+    ok = await s3.send("PUT", "/in-global", headers={"x-amz-bucket-namespace": "global"})
+    assert ok.status_code == 200, ok.text
+    regional = await s3.send(
+        "PUT",
+        "/pre-111122223333-us-east-1-an",
+        headers={"x-amz-bucket-namespace": "account-regional"},
+    )
+    assert regional.status_code == 501 and code(regional) == "NotImplemented", regional.text
+    bogus = await s3.send("PUT", "/bogus-ns", headers={"x-amz-bucket-namespace": "bogus"})
+    assert bogus.status_code == 400 and code(bogus) == "InvalidArgument", bogus.text
+    listed = (await s3.send("GET", "/")).text
+    assert "<Name>in-global</Name>" in listed and "bogus-ns" not in listed
 
 
 async def test_copy_source_cannot_climb_out(s3: Signed) -> None:

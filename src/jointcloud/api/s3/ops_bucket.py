@@ -21,7 +21,7 @@ from starlette.responses import Response
 from jointcloud import errors
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.documents import read_document
-from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName
+from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName, NotImplementedOp
 from jointcloud.api.s3.headers import check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
@@ -54,6 +54,16 @@ def project_of(r: S3Request) -> int:
     return project
 
 
+# Reserved by AWS for other kinds of names (access point and Object Lambda
+# aliases, Multi-Region Access Points, directory and table buckets, its
+# documentation's examples). A bucket named ``…--x-s3`` would also be
+# unreachable with the AWS SDKs, which take it for a directory bucket.
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+# Only a bucket of an account regional namespace may end so (AWS).
+_REGIONAL_SUFFIX = "-an"
+
+
 def check_bucket_name(name: str) -> None:
     """AWS's rules for a new bucket's name (existing packages are reachable
     whatever their name)."""
@@ -67,8 +77,10 @@ def check_bucket_name(name: str) -> None:
         )
     elif ".." in name or ".-" in name or "-." in name:
         problem = "must not hold '..', '.-' or '-.'"
-    elif name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+    elif name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
         problem = "must not use a reserved prefix or suffix"
+    elif name.endswith(_REGIONAL_SUFFIX):
+        problem = "must not end with '-an', which only account regional namespace buckets may"
     else:
         try:
             ipaddress.ip_address(name)
@@ -138,8 +150,27 @@ def _bucket_token(token: str) -> str:
         ) from None
 
 
+def check_namespace(value: str | None) -> None:
+    """``x-amz-bucket-namespace``: ``global`` is what every bucket here is
+    in (names are the project's own anyway); an account regional namespace
+    has no meaning without AWS account ids."""
+    if value is None or value == "global":
+        return
+    if value == "account-regional":
+        raise NotImplementedOp(
+            "account regional bucket namespaces are not supported here: bucket names "
+            "already belong to the credentials' project alone"
+        )
+    raise InvalidArgumentS3(
+        "x-amz-bucket-namespace must be global or account-regional",
+        ArgumentName="x-amz-bucket-namespace",
+        ArgumentValue=value[:64],
+    )
+
+
 @op("CreateBucket")
 async def create_bucket(r: S3Request) -> Response:
+    check_namespace(r.header("x-amz-bucket-namespace"))
     check_bucket_name(r.bucket)
     check_acl_header(r)
     body = await read_document(r, 64 * 1024)
