@@ -7,6 +7,7 @@ leave no leaked block and no temporary file behind."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
@@ -18,7 +19,16 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 from e2e_support import JCS, JcsServer, api_client, clean_env
-from s3_clients import S3Creds, boto3_client, make_credentials, sign_v4
+from s3_clients import (
+    S3Creds,
+    boto3_client,
+    make_credentials,
+    requests_between,
+    s3_requests,
+    sign_v4,
+)
+
+from jointcloud.api.common.observability import CLIENT_CLOSED
 
 PROJECT = "s3crash"
 BUCKET = "crashes"
@@ -197,3 +207,45 @@ def test_sigkill_during_streaming_put(crash_server: tuple[JcsServer, S3Creds]) -
     assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     server.stop()
     assert_gc_and_fsck_clean(server, before)
+
+
+def test_a_client_hanging_up_mid_upload_is_no_server_error(
+    crash_server: tuple[JcsServer, S3Creds],
+) -> None:
+    """A cancelled upload (s3transfer cancels this way) is counted as 499,
+    client closed request, not 500: alerts on server errors must not fire
+    for it. Nothing of it is visible or left behind."""
+    server, creds = crash_server
+    before_blocks = blocks(server)
+    before = s3_requests(server)
+    s3 = boto3_client(creds)
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="cut/part.bin")["UploadId"]
+    targets = {
+        "PutObject": f"{creds.endpoint}/{BUCKET}/cut/object.bin",
+        "UploadPart": f"{creds.endpoint}/{BUCKET}/cut/part.bin?partNumber=1&uploadId={upload_id}",
+    }
+    for url in targets.values():
+        headers = sign_v4(creds, "PUT", url, {"Content-Length": str(MiB)})
+        host, port = url.split("/")[2].split(":")
+        target = url.split("/", 3)[3]
+        fields = {"Host": f"{host}:{port}", **headers}
+        head = f"PUT /{target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(head.encode() + b"\r\n" + b"c" * (100 * 1024))
+    wait_for(
+        "both cut requests to be counted",
+        lambda: all(
+            requests_between(before, s3_requests(server)).get((op, CLIENT_CLOSED), 0) == 1
+            for op in targets
+        ),
+    )
+    counted = requests_between(before, s3_requests(server))
+    assert not [k for k in counted if k[1] >= 500], counted
+    assert_nothing_partial(s3, "cut/object.bin")
+    assert s3.list_parts(Bucket=BUCKET, Key="cut/part.bin", UploadId=upload_id).get("Parts") in (
+        None,
+        [],
+    )
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="cut/part.bin", UploadId=upload_id)
+    server.stop()
+    assert_gc_and_fsck_clean(server, before_blocks)

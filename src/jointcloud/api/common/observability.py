@@ -33,6 +33,9 @@ REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID = 128
 # Requests of unknown methods share one label value.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# What a request is counted as when its client hung up before any answer
+# (nginx's "client closed request"): nothing was sent, nothing failed here.
+CLIENT_CLOSED = 499
 UNMATCHED = "unmatched"  # no route answered (404s of unknown paths)
 # Latency buckets in seconds: API calls are milliseconds, object transfers
 # can take minutes.
@@ -163,16 +166,19 @@ class Observability:
         status = 0
         bytes_in = 0
         bytes_out = 0
+        gone = False  # the client hung up before an answer started
 
         metrics = self.metrics
 
         async def receive_counted() -> Message:
-            nonlocal bytes_in
+            nonlocal bytes_in, gone
             message = await receive()
             if message["type"] == "http.request":
                 n = len(message.get("body", b""))
                 bytes_in += n
                 metrics.body_bytes += n  # as it flows: a long transfer is no pause
+            elif message["type"] == "http.disconnect":
+                gone = True
             return message
 
         async def send_observed(message: Message) -> None:
@@ -197,6 +203,10 @@ class Observability:
         metrics.active += 1
         try:
             await self.app(scope, receive_counted, send_observed)
+            if not status and gone:
+                # Nothing to answer: the client closed the connection (a
+                # cancelled upload). Not a server error; nginx's 499.
+                status = CLIENT_CLOSED
         except BaseException:
             if not status:
                 status = 500  # nothing was sent: the server answers 500
