@@ -33,6 +33,7 @@ AUTH_STATUS = {
     "IncompleteBody": 400,
     "MalformedTrailerError": 400,
     "InvalidPolicyDocument": 400,
+    "InvalidToken": 400,
 }
 
 

@@ -48,6 +48,7 @@ from jointcloud.api.s3.postpolicy import (
     verify_post,
 )
 from jointcloud.api.s3.request import S3Request
+from jointcloud.api.s3.sigv4 import check_no_session_token
 from jointcloud.api.s3.xmlio import render
 from jointcloud.core.commands import MAX_TAGS, ObjectAddress, PutObject
 from jointcloud.core.models import ChecksumAlgorithm, ObjectMeta
@@ -219,6 +220,7 @@ async def post_object(r: S3Request) -> Response:
     auth = parse_post_form(fields)
     if auth is None:
         raise AccessDenied("Anonymous access is not allowed: sign the POST form with a policy")
+    check_no_session_token(auth.security_token)
     access = await r.ctx.access.resolve(auth.access_key_id)
     policy = verify_post(
         auth,

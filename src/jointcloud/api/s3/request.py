@@ -235,10 +235,12 @@ async def authenticate(
         raise AccessDenied("Anonymous access is not allowed: sign the request")
     if kind in (sigv4.AuthKind.V4_HEADER, sigv4.AuthKind.V4_QUERY):
         auth = sigv4.parse_v4(signed)
+        sigv4.check_no_session_token(auth.security_token)
         access = await ctx.access.resolve(auth.access_key_id)
         signing = sigv4.verify_v4(signed, auth, access.secret_key, now)
         return access.principal, signing
     v2 = sigv2.parse_v2(signed)
+    sigv4.check_no_session_token(v2.security_token)
     access = await ctx.access.resolve(v2.access_key_id)
     sigv2.verify_v2(
         signed,

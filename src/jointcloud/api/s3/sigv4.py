@@ -102,6 +102,21 @@ class S3AuthError(DomainError):
     s3_code: ClassVar[str] = "AccessDenied"
 
 
+class InvalidToken(S3AuthError, BadArgument):
+    s3_code = "InvalidToken"
+
+
+def check_no_session_token(token: str | None) -> None:
+    """This server gives out no session credentials, so a session token
+    (``x-amz-security-token``) can only be a stale or foreign one: AWS
+    refuses a token it cannot use rather than ignore it."""
+    if token:
+        raise InvalidToken(
+            "The provided token is malformed or otherwise invalid: these credentials "
+            "take no session token (x-amz-security-token)"
+        )
+
+
 class AuthorizationHeaderMalformed(S3AuthError, BadArgument):
     s3_code = "AuthorizationHeaderMalformed"
 
