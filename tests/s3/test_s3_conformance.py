@@ -297,6 +297,13 @@ async def test_encryption_and_grant_headers(s3: S3) -> None:
             c.get_object(Bucket="sse", Key="k", SSECustomerAlgorithm="AES256",
                          SSECustomerKey=key, SSECustomerKeyMD5=key_md5)  # fmt: skip
         assert _code(e) == ("InvalidRequest", 400)
+        # ...but where there is no object, that comes first (s3transfer's
+        # download waits on 404s with the SSE-C parameters of the object).
+        for read in (c.get_object, c.head_object):
+            with pytest.raises(ClientError) as e:
+                read(Bucket="sse", Key="absent", SSECustomerAlgorithm="AES256",
+                     SSECustomerKey=key, SSECustomerKeyMD5=key_md5)  # fmt: skip
+            assert _code(e)[1] == 404
         copied = c.copy_object(Bucket="sse", Key="k2", CopySource={"Bucket": "sse", "Key": "k"})
         assert copied["ServerSideEncryption"] == "AES256"
         # every step of a multipart upload reports it too (ceph's test_copy_part_enc)

@@ -178,16 +178,20 @@ def _check_customer_key(
         raise bad("The calculated MD5 hash of the key did not match the hash that was provided")
 
 
-def check_read_encryption_headers(r: S3Request) -> None:
+def check_read_encryption_headers(r: S3Request) -> bool:
     """A read names no encryption: objects are SSE-S3, whose reads need no
-    header; SSE-C parameters do not apply to them (AWS: 400)."""
+    header. True if it names SSE-C parameters, which do not apply to any
+    object here: the caller refuses them once the object is found (AWS: 400
+    for an object, but 404 where there is none)."""
     if r.header("x-amz-server-side-encryption") is not None:
         raise InvalidArgumentS3(
             "x-amz-server-side-encryption is not a header of reads",
             ArgumentName="x-amz-server-side-encryption",
         )
-    if r.header(_SSE_C + "algorithm") is not None or r.header(_SSE_C + "key") is not None:
-        raise InvalidRequestS3("The encryption parameters are not applicable to this object.")
+    return r.header(_SSE_C + "algorithm") is not None or r.header(_SSE_C + "key") is not None
+
+
+SSE_C_NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
 
 
 META_PREFIX = "x-amz-meta-"
