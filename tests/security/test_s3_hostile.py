@@ -71,9 +71,9 @@ async def _keys(s3: Signed) -> list[str]:
 @pytest.mark.parametrize(
     ("path", "want"),
     [
-        # Control characters (AWS: InvalidURI) and bytes that are not UTF-8.
+        # NUL and C1 controls (AWS: InvalidURI), bytes that are not UTF-8.
         ("/bkt/a%00b", "InvalidURI"),
-        ("/bkt/a%01b", "InvalidURI"),
+        ("/bkt/a%C2%85b", "InvalidURI"),
         ("/bkt/%AE%8A-", "InvalidURI"),
         ("/bkt/" + "k" * 1025, "KeyTooLongError"),
     ],

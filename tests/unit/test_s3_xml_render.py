@@ -1,8 +1,10 @@
 """The S3 XML writer (``xmlio.render``) writes exactly what ElementTree
 writes for the same fields (names, nesting, escaping, empty elements,
-booleans and numbers, the namespace on the root), except that CR and LF in
-text are character references, as AWS writes them: a parser would read a
-raw CR as LF, so a key holding one would come back changed."""
+booleans and numbers, the namespace on the root), except for controls in
+text: CR and LF are character references, as AWS writes them (a parser
+would read a raw CR as LF, so a key holding one would come back changed);
+the others, which XML 1.0 cannot carry at all, are U+FFFD (AWS writes
+references no parser reads; the SDKs ask for ``encoding-type=url``)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def reference(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool
     fill(element, fields)
     text: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=False)
     text = text.replace(b"\r", b"&#13;").replace(b"\n", b"&#10;")
+    for code in (*range(0, 9), *range(11, 13), *range(14, 32)):
+        text = text.replace(bytes([code]), "\ufffd".encode())
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
 
 

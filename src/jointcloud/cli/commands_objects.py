@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,15 @@ def _package_id(client: JcsClient, remote: RemotePath) -> int:
 
 def _echo(text: str) -> None:
     typer.echo(text)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(path: str) -> str:
+    """A path as a terminal may print it: an S3 key may hold controls (as on
+    AWS), and an escape sequence in a listing would drive the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", path)
 
 
 # -- put -------------------------------------------------------------------
@@ -212,9 +222,9 @@ def _print_entries(prefixes: list[str], objects: list[JsonObj]) -> int:
     entries.sort(key=lambda e: e[0])
     for path, obj in entries:
         if obj is None:
-            _echo(f"{'':19}  {'PRE':>14}  {path}")
+            _echo(f"{'':19}  {'PRE':>14}  {shown(path)}")
         else:
-            _echo(f"{_short_time(obj.get('updateTime'))}  {int(obj['size']):>14}  {path}")
+            _echo(f"{_short_time(obj.get('updateTime'))}  {int(obj['size']):>14}  {shown(path)}")
     return len(entries)
 
 

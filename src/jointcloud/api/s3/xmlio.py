@@ -11,6 +11,7 @@ are taken without their namespace (clients send it or not).
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -55,13 +56,27 @@ def escape(text: str) -> str:
         text = text.replace("<", "&lt;")
     if ">" in text:
         text = text.replace(">", "&gt;")
-    # A parser reads a raw CR (or CR LF) as LF: a key holding one would
-    # come back changed. AWS writes both as character references.
-    if "\r" in text:
-        text = text.replace("\r", "&#13;")
-    if "\n" in text:
-        text = text.replace("\n", "&#10;")
+    if not text.isprintable():  # rare: one C-level scan for the common case
+        text = _CONTROL.sub(_reference, text)
     return text
+
+
+# Controls in text (a key may hold any but NUL, as on AWS), tab apart. A
+# parser reads a raw CR (or CR LF) as LF: a key holding one would come back
+# changed, so CR and LF are written as character references, as AWS writes
+# them. The others XML 1.0 cannot carry at all, not even as references:
+# AWS writes ``&#x8;`` all the same, and then no parser reads the document
+# (the SDKs ask listings for ``encoding-type=url`` to get such keys, and
+# fail on other answers that echo one). Here they are written as U+FFFD,
+# as the gateway (and Go's encoder) does: one such key does not make a
+# whole listing or a batch delete's answer unreadable, and
+# ``encoding-type=url`` gives it exactly.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
+_REFERENCES = {"\r": "&#13;", "\n": "&#10;"}
+
+
+def _reference(match: re.Match[str]) -> str:
+    return _REFERENCES.get(match.group(), "\ufffd")
 
 
 def _emit(out: list[str], fields: Iterable[tuple[str, Value]]) -> None:
@@ -104,6 +119,7 @@ def parse(body: bytes, root: str) -> ET.Element:
         raise MalformedXMLError(f"the XML body is larger than {MAX_XML} bytes")
     if not body.strip():
         raise MalformedXMLError(f"the request needs an XML body with a <{root}> element")
+    body, stood_in = _stand_in(body)
     try:
         element = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
@@ -117,9 +133,51 @@ def parse(body: bytes, root: str) -> ET.Element:
     for node in element.iter():
         if isinstance(node.tag, str) and "}" in node.tag:
             node.tag = node.tag.split("}", 1)[1]
+        if stood_in:
+            node.text = node.text and node.text.translate(_FROM_STAND_IN)
+            node.tail = node.tail and node.tail.translate(_FROM_STAND_IN)
     if element.tag != root:
         raise MalformedXMLError(f"the XML root element is <{element.tag}>, expected <{root}>")
     return element
+
+
+# A key may hold controls XML 1.0 refuses (as on AWS), and clients send
+# them in request documents raw (botocore, through ElementTree) or as
+# references (``&#x8;``); expat refuses both. While a UTF-8 document is
+# parsed, each such control stands in as a noncharacter of U+FDD0-U+FDEF
+# (no key holds one: paths.object_key) and is put back in the text after.
+_RAW_CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_REFERENCE = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{1,2})|0*([0-9]{1,2}));")
+_STAND_IN = 0xFDD0
+_FROM_STAND_IN = {_STAND_IN + n: n for n in range(32)}
+_UTF8_DECLARATION = re.compile(rb"""^<\?xml[^>]*encoding=["'](utf-?8|us-ascii|ascii)["']""", re.I)
+
+
+def _stand_in(body: bytes) -> tuple[bytes, bool]:
+    declared = re.match(rb"^<\?xml[^>]*encoding=", body)
+    if declared is not None and _UTF8_DECLARATION.match(body) is None:
+        return body, False  # another encoding: its bytes are not UTF-8's
+    if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return body, False  # UTF-16 by its byte order mark
+    changed = False
+
+    def raw(match: re.Match[bytes]) -> bytes:
+        nonlocal changed
+        changed = True
+        return chr(_STAND_IN + match.group()[0]).encode()
+
+    def reference(match: re.Match[bytes]) -> bytes:
+        nonlocal changed
+        hexa, decimal = match.groups()
+        code = int(hexa, 16) if hexa is not None else int(decimal)
+        if code in (0, 9, 10, 13) or code > 31:
+            return match.group()  # expat's own (or its refusal of NUL)
+        changed = True
+        return chr(_STAND_IN + code).encode()
+
+    body = _RAW_CONTROL.sub(raw, body)
+    body = _CONTROL_REFERENCE.sub(reference, body)
+    return body, changed
 
 
 def child_text(element: ET.Element, name: str) -> str | None:
