@@ -81,7 +81,8 @@ def object_path(raw: str, field: str = "path") -> str:
 def object_key(raw: str, field: str = "path") -> str:
     """An object's name as S3 and the gateway give it: opaque, taken as it
     is. Any characters but NUL, the C1 controls, lone surrogates and a few
-    noncharacters, ASCII controls included (as AWS), 1 to 1,024 bytes; leading, trailing and repeated
+    noncharacters, ASCII controls included (as AWS), 1 to 1,024 bytes;
+    leading, trailing and repeated
     ``/``, ``\\``, ``.`` and ``..`` are all part of the name (``a/`` and
     ``a`` are two objects). Only the JCS file-name paths (``object_path``)
     are normalised. A key that is not a relative file path is refused
