@@ -183,6 +183,9 @@ async def test_bucket_namespace_header(s3: Signed) -> None:
         headers={"x-amz-bucket-namespace": "account-regional"},
     )
     assert regional.status_code == 501 and code(regional) == "NotImplemented", regional.text
+    # A name that cannot be one: AWS's refusal (the AWS CLI's own suite).
+    short = await s3.send("PUT", "/xyz-an", headers={"x-amz-bucket-namespace": "account-regional"})
+    assert short.status_code == 400 and code(short) == "InvalidBucketNamespace", short.text
     bogus = await s3.send("PUT", "/bogus-ns", headers={"x-amz-bucket-namespace": "bogus"})
     assert bogus.status_code == 400 and code(bogus) == "InvalidArgument", bogus.text
     listed = (await s3.send("GET", "/")).text

@@ -56,6 +56,7 @@ NotImplementedOp = s3_error("NotImplemented", 501)
 MethodNotAllowed = s3_error("MethodNotAllowed", 405)
 MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError
 InvalidBucketName = s3_error("InvalidBucketName", 400)
+InvalidBucketNamespace = s3_error("InvalidBucketNamespace", 400)
 MissingContentLength = s3_error("MissingContentLength", 411)
 InvalidDigest = s3_error("InvalidDigest", 400)
 InvalidTag = s3_error("InvalidTag", 400)

@@ -21,7 +21,12 @@ from starlette.responses import Response
 from jointcloud import errors
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.documents import read_document
-from jointcloud.api.s3.errors import InvalidArgumentS3, InvalidBucketName, NotImplementedOp
+from jointcloud.api.s3.errors import (
+    InvalidArgumentS3,
+    InvalidBucketName,
+    InvalidBucketNamespace,
+    NotImplementedOp,
+)
 from jointcloud.api.s3.headers import check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
@@ -150,13 +155,26 @@ def _bucket_token(token: str) -> str:
         ) from None
 
 
-def check_namespace(value: str | None) -> None:
+# A name of an account regional namespace (AWS): a prefix, the 12-digit
+# account id, the region and "-an".
+_REGIONAL_NAME = re.compile(r"^.+-[0-9]{12}-[a-z]{2}(-[a-z]+)+-[0-9]+-an$")
+
+
+def check_namespace(value: str | None, name: str) -> None:
     """``x-amz-bucket-namespace``: ``global`` is what every bucket here is
     in (names are the project's own anyway); an account regional namespace
-    has no meaning without AWS account ids."""
+    has no meaning without AWS account ids. A name that could not be one
+    is refused as AWS refuses it (the AWS CLI sends the header for any
+    ``mb s3://…-an``)."""
     if value is None or value == "global":
         return
     if value == "account-regional":
+        if not _REGIONAL_NAME.match(name):
+            raise InvalidBucketNamespace(
+                f"{name!r} is not a bucket name of an account regional namespace: "
+                "<prefix>-<12-digit account id>-<region>-an",
+                BucketName=name,
+            )
         raise NotImplementedOp(
             "account regional bucket namespaces are not supported here: bucket names "
             "already belong to the credentials' project alone"
@@ -170,7 +188,7 @@ def check_namespace(value: str | None) -> None:
 
 @op("CreateBucket")
 async def create_bucket(r: S3Request) -> Response:
-    check_namespace(r.header("x-amz-bucket-namespace"))
+    check_namespace(r.header("x-amz-bucket-namespace"), r.bucket)
     check_bucket_name(r.bucket)
     check_acl_header(r)
     body = await read_document(r, 64 * 1024)
