@@ -135,6 +135,9 @@ async def test_copy_keeps_language_but_not_the_redirect(s3: S3) -> None:
         c.copy_object(Bucket="cpy", Key="src", CopySource=source, WebsiteRedirectLocation="/s")
         itself = c.head_object(Bucket="cpy", Key="src")
         assert itself["WebsiteRedirectLocation"] == "/s" and itself["ContentLanguage"] == "en"
+        # Metadata a COPY directive ignores is not checked either (AWS).
+        c.copy_object(Bucket="cpy", Key="ignored", CopySource=source, Metadata={"big": "m" * 3000})
+        assert c.head_object(Bucket="cpy", Key="ignored")["ContentLanguage"] == "en"
         # ...and with nothing changed it is still refused.
         code, status, _ = error_of(
             lambda: c.copy_object(Bucket="cpy", Key="src", CopySource=source)

@@ -86,3 +86,5 @@ def test_entry_names_are_relative_and_safe() -> None:
     assert zipstream.entry_name("a/../../etc/passwd", "a/") == "_/_/etc/passwd"
     assert zipstream.entry_name("/etc/passwd", "") == "_/etc/passwd"
     assert zipstream.entry_name("a\\..\\..\\x", "") == "a_.._.._x"
+    # controls (an S3 key may hold them): no extractor takes them
+    assert zipstream.entry_name("d/clear\x1b[2J\r\n.txt", "d/") == "clear_[2J__.txt"

@@ -176,7 +176,8 @@ def test_download_checks_size_and_hash(tmp_path: Path) -> None:
 
 def test_local_target_stays_inside(tmp_path: Path) -> None:
     assert local_target(tmp_path, "a/b.txt") == tmp_path / "a" / "b.txt"
-    for bad in ("", "../x", "a/../../x", "/etc/passwd", "a//b"):
+    # controls (an S3 key may hold them) are no file name to leave on a disk
+    for bad in ("", "../x", "a/../../x", "/etc/passwd", "a//b", "esc\x1b[2J", "a\nb/c"):
         with pytest.raises(CliError):
             local_target(tmp_path, bad)
 

@@ -55,3 +55,17 @@ def test_stand_ins_sent_as_such_are_not_turned_into_controls() -> None:
 def test_any_key_round_trips_through_a_document(key: str) -> None:
     escaped = key.replace("&", "&amp;").replace("<", "&lt;")
     assert key_of(f"<Delete><Object><Key>{escaped}</Key></Object></Delete>".encode()) == key
+
+
+def test_own_noncharacters_beside_controls_are_refused() -> None:
+    """U+FDD0-U+FDEF stand in for controls while a document is parsed: a
+    document holding its own beside controls could not be read back
+    faithfully (another key could be named), so it is refused."""
+    body = "<Delete><Object><Key>x\ufddab</Key></Object><Object><Key>c&#x1;</Key></Object></Delete>"
+    with pytest.raises(MalformedXMLError):
+        parse(body.encode(), "Delete")
+
+
+def test_a_reference_in_cdata_stays_literal() -> None:
+    body = b"<Delete><Object><Key><![CDATA[a&#x8;b]]></Key></Object></Delete>"
+    assert key_of(body) == "a&#x8;b"

@@ -1,10 +1,10 @@
 """The S3 XML writer (``xmlio.render``) writes exactly what ElementTree
 writes for the same fields (names, nesting, escaping, empty elements,
-booleans and numbers, the namespace on the root), except for controls in
-text: CR and LF are character references, as AWS writes them (a parser
-would read a raw CR as LF, so a key holding one would come back changed);
-the others, which XML 1.0 cannot carry at all, are U+FFFD (AWS writes
-references no parser reads; the SDKs ask for ``encoding-type=url``)."""
+booleans and numbers, the namespace on the root), except that controls in
+text but tab are character references, as AWS writes them: a parser would
+read a raw CR as LF, so a key holding one would come back changed; the
+others XML 1.0 cannot carry at all, and a client that did not ask for
+``encoding-type=url`` must fail loudly, not read another key."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def reference(root: str, fields: Iterable[tuple[str, Value]], *, namespace: bool
     text: bytes = ET.tostring(element, encoding="utf-8", xml_declaration=False)
     text = text.replace(b"\r", b"&#13;").replace(b"\n", b"&#10;")
     for code in (*range(0, 9), *range(11, 13), *range(14, 32)):
-        text = text.replace(bytes([code]), "\ufffd".encode())
+        text = text.replace(bytes([code]), f"&#x{code:x};".encode())
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text
 
 

@@ -196,7 +196,7 @@ def get(
             files = [o for o in objs if not str(o["path"]).endswith("/")]
             pairs = [(o, local_target(root, str(o["path"])[len(prefix) :])) for o in files]
         total = sum(int(o["size"]) for o, _ in pairs)
-        label = str(pairs[0][1]) if len(pairs) == 1 else f"{len(pairs)} objects"
+        label = shown(str(pairs[0][1])) if len(pairs) == 1 else f"{len(pairs)} objects"
         with progress(g.quiet) as bar:
             task = bar.add_task(f"get {label}", total=total)
             advance: Callable[[int], None] = functools.partial(bar.advance, task)

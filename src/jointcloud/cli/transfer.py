@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -266,12 +267,19 @@ def download_to(
         raise
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def local_target(root: Path, rel: str) -> Path:
     """``root/rel`` for an object path relative to the downloaded prefix,
     refusing anything that would land outside ``root``."""
     parts = rel.split("/")
     # On Windows '\\' separates and ':' names a drive: refused there too.
     windows = ("\\", ":") if os.name == "nt" else ()
-    if any(p in ("", ".", "..") or "\x00" in p or any(c in p for c in windows) for p in parts):
+    # A control character (an S3 key may hold one) is no file name to leave
+    # on a disk: a later `ls` would print it to a terminal.
+    if any(
+        p in ("", ".", "..") or _CONTROL.search(p) or any(c in p for c in windows) for p in parts
+    ):
         raise CliError("OperationFailed", f"refusing to write object path {rel!r} locally")
     return root.joinpath(*parts)

@@ -59,11 +59,18 @@ from jointcloud.core.models import (
     ObjectContent,
     ObjectEntry,
     ObjectInfo,
+    ObjectMeta,
     Package,
     StagedLayout,
     UserSpace,
 )
-from jointcloud.core.paths import check_chars, key_prefix, object_key, object_path, path_prefix
+from jointcloud.core.paths import (
+    check_cursor,
+    key_prefix,
+    object_key,
+    object_path,
+    path_prefix,
+)
 from jointcloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -162,7 +169,7 @@ def _decode_token(token: str, field: str) -> tuple[str, bool]:
         after, inclusive = data["a"], data["i"]
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
-        check_chars(after, field, key=True)  # a crafted cursor no key could be
+        check_cursor(after, field)  # a crafted cursor no stored path could hold
     except (ValueError, KeyError, TypeError, BadArgument) as exc:
         raise BadArgument.about(field, "is not a token this service issued") from exc
     return after, inclusive
@@ -624,11 +631,13 @@ class ObjectService:
         dst_pkg, dst_path = await self._resolve(principal, cmd.dest, Operation.WRITE)
         copy_meta = cmd.directive is MetadataDirective.COPY
         copy_tags = cmd.tags_directive is MetadataDirective.COPY
-        checked = check_meta(cmd.meta)
-        given = None if copy_meta and copy_tags else checked
+        given = None if copy_meta and copy_tags else check_meta(cmd.meta)
         # A website redirect belongs to one object: a copy has only the one
-        # its command gives, whatever the directive (as S3).
-        redirect = checked.website_redirect_location
+        # its command gives, whatever the directive (as S3). Only it is
+        # checked when the rest of the command's metadata is not used.
+        redirect = check_meta(
+            ObjectMeta(website_redirect_location=cmd.meta.website_redirect_location)
+        ).website_redirect_location
         same = (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path)
         if same and given is None and redirect is None:
             raise BadArgument(

@@ -24,9 +24,18 @@ _BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # "foo\r.txt"). AWS refuses the C1 controls U+0080-U+009F ("Couldn't parse
 # the specified URI.", ceph's s3-tests), and so does this. NUL, lone
 # surrogates and the noncharacters U+FDD0-U+FDEF, U+FFFE and U+FFFF stay out
-# too (S3's request parser lets U+FDD0-U+FDEF stand in for controls while
-# it parses: xmlio.parse).
-_BAD_KEY_CHAR = re.compile(r"[\x00\x80-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# too.
+_BAD_KEY_CHAR = re.compile(r"[\x00\x80-\x9f\ud800-\udfff\ufffe\uffff]")
+# What no stored path can hold at all (a listing cursor is checked for it):
+# NUL and lone surrogates. A cursor may sit on any key or just past a
+# common prefix (``d\x7f`` is followed by ``d\x80``).
+_NOT_STORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def check_cursor(raw: str, field: str) -> None:
+    """A listing cursor holds nothing a stored path could not."""
+    if _NOT_STORABLE.search(raw) is not None:
+        raise BadArgument.about(field, "holds NUL or a lone surrogate")
 
 
 def check_chars(raw: str, field: str, *, key: bool = False) -> None:
@@ -80,8 +89,8 @@ def object_path(raw: str, field: str = "path") -> str:
 
 def object_key(raw: str, field: str = "path") -> str:
     """An object's name as S3 and the gateway give it: opaque, taken as it
-    is. Any characters but NUL, the C1 controls, lone surrogates and a few
-    noncharacters, ASCII controls included (as AWS), 1 to 1,024 bytes;
+    is. Any characters but NUL, the C1 controls, lone surrogates, U+FFFE
+    and U+FFFF, ASCII controls included (as AWS), 1 to 1,024 bytes;
     leading, trailing and repeated
     ``/``, ``\\``, ``.`` and ``..`` are all part of the name (``a/`` and
     ``a`` are two objects). Only the JCS file-name paths (``object_path``)

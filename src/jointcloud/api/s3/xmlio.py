@@ -61,22 +61,21 @@ def escape(text: str) -> str:
     return text
 
 
-# Controls in text (a key may hold any but NUL, as on AWS), tab apart. A
-# parser reads a raw CR (or CR LF) as LF: a key holding one would come back
-# changed, so CR and LF are written as character references, as AWS writes
-# them. The others XML 1.0 cannot carry at all, not even as references:
-# AWS writes ``&#x8;`` all the same, and then no parser reads the document
-# (the SDKs ask listings for ``encoding-type=url`` to get such keys, and
-# fail on other answers that echo one). Here they are written as U+FFFD,
-# as the gateway (and Go's encoder) does: one such key does not make a
-# whole listing or a batch delete's answer unreadable, and
-# ``encoding-type=url`` gives it exactly.
+# Controls in text (a key may hold the ASCII ones but NUL, as on AWS), tab
+# apart, are written as character references, as AWS writes them: CR and
+# LF because a parser would read a raw CR as LF (a key holding one would
+# come back changed); the others XML 1.0 cannot carry at all, and AWS
+# writes ``&#x8;`` all the same, so a client that did not ask for
+# ``encoding-type=url`` fails loudly instead of reading another key. (A
+# stand-in such as U+FFFD made paginated listings resume after a key that
+# does not exist and skip real ones, silently.)
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f]")
 _REFERENCES = {"\r": "&#13;", "\n": "&#10;"}
 
 
 def _reference(match: re.Match[str]) -> str:
-    return _REFERENCES.get(match.group(), "\ufffd")
+    char = match.group()
+    return _REFERENCES.get(char) or f"&#x{ord(char):x};"
 
 
 def _emit(out: list[str], fields: Iterable[tuple[str, Value]]) -> None:
@@ -153,12 +152,25 @@ _FROM_STAND_IN = {_STAND_IN + n: n for n in range(32)}
 _UTF8_DECLARATION = re.compile(rb"""^<\?xml[^>]*encoding=["'](utf-?8|us-ascii|ascii)["']""", re.I)
 
 
+_STAND_IN_BYTES = re.compile(b"\xef\xb7[\x90-\xaf]")  # U+FDD0-U+FDEF in UTF-8
+
+
 def _stand_in(body: bytes) -> tuple[bytes, bool]:
     declared = re.match(rb"^<\?xml[^>]*encoding=", body)
     if declared is not None and _UTF8_DECLARATION.match(body) is None:
         return body, False  # another encoding: its bytes are not UTF-8's
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
         return body, False  # UTF-16 by its byte order mark
+    if b"<![CDATA[" in body:
+        return body, False  # a reference there is literal text: left to expat
+    if _RAW_CONTROL.search(body) is None and _CONTROL_REFERENCE.search(body) is None:
+        return body, False
+    if _STAND_IN_BYTES.search(body) is not None:
+        # Its own U+FDD0-U+FDEF could not be told from stand-ins.
+        raise MalformedXMLError(
+            "the XML body holds both control characters and U+FDD0-U+FDEF, "
+            "which cannot be read together"
+        )
     changed = False
 
     def raw(match: re.Match[bytes]) -> bytes:

@@ -10,6 +10,7 @@ byte) and Zip64 where an entry or the archive needs it.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -53,15 +54,20 @@ class Plan:
     reason: str = ""
 
 
+_UNSAFE = re.compile("[\\\\\x00-\x1f\x7f]")
+
+
 def entry_name(path: str, prefix: str) -> str | None:
     """The name of ``path`` inside a zip of ``prefix``: relative, with no
-    empty, ``.`` or ``..`` part (those become ``_``) and no ``\\`` (a
-    separator to Windows' extractors: ``_``); None for folder markers (paths
-    ending in ``/``)."""
+    empty, ``.`` or ``..`` part (those become ``_``), no ``\\`` (a
+    separator to Windows' extractors: ``_``) and no control character (an
+    S3 key may hold one; extractors refuse it: ``_``); None for folder
+    markers (paths ending in ``/``)."""
     rest = path[len(prefix) :] if path.startswith(prefix) else path
     if not rest or rest.endswith("/"):
         return None
-    parts = [p if p not in ("", ".", "..") else "_" for p in rest.replace("\\", "_").split("/")]
+    rest = _UNSAFE.sub("_", rest)
+    parts = [p if p not in ("", ".", "..") else "_" for p in rest.split("/")]
     return "/".join(parts)
 
 
