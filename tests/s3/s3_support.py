@@ -5,17 +5,28 @@ through ``asyncio.to_thread``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from jointcloud.context import Context
 from jointcloud.keys.caveats import KeyCaveat
 from jointcloud.keys.grant import parse_grant
 
 PASSPHRASE = "s3 test passphrase"
+
+
+def code_of(call: Callable[[], Any]) -> tuple[str, int, str]:
+    """The S3 error code, HTTP status and message ``call`` fails with."""
+    with pytest.raises(ClientError) as e:
+        call()
+    err = e.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 @dataclass
@@ -27,12 +38,13 @@ class S3:
     project_id: int
     grant: str
 
-    def client(self, **config: Any) -> Any:
+    def client(self, *, session_token: str | None = None, **config: Any) -> Any:
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key_id,
             aws_secret_access_key=self.secret_key,
+            aws_session_token=session_token,
             region_name="us-east-1",
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
         )

@@ -8,23 +8,13 @@ their set-up."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
-import pytest
-from botocore.exceptions import ClientError
-from s3_support import S3
+from s3_support import S3, code_of
 
 from jointcloud.keys.caveats import KeyCaveat
 
 SSE_S3 = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
-
-
-def error_of(call: Callable[[], Any]) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    err = e.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 ROT13 = (
@@ -86,7 +76,7 @@ async def test_kms_and_nonsense_are_refused(s3: S3) -> None:
             config = {
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}}]
             }
-            code, status, message = error_of(
+            code, status, message = code_of(
                 lambda config=config: c.put_bucket_encryption(
                     Bucket="kms", ServerSideEncryptionConfiguration=config
                 )
@@ -95,7 +85,7 @@ async def test_kms_and_nonsense_are_refused(s3: S3) -> None:
         # Not a configuration botocore would build: its body replaced before signing.
         for body, named in ((ROT13, "ROT13"), (b"<ServerSideEncryptionConfiguration/>", "no Rule")):
             replace_body(c, body)
-            code, status, message = error_of(
+            code, status, message = code_of(
                 lambda: c.put_bucket_encryption(
                     Bucket="kms", ServerSideEncryptionConfiguration=SSE_S3
                 )
@@ -115,7 +105,7 @@ async def test_missing_bucket_and_read_only_credentials(s3: S3) -> None:
     reader = s3.client()
 
     def work() -> None:
-        code, status, _ = error_of(lambda: c.get_bucket_encryption(Bucket="nobucket"))
+        code, status, _ = code_of(lambda: c.get_bucket_encryption(Bucket="nobucket"))
         assert (code, status) == ("NoSuchBucket", 404)
         c.create_bucket(Bucket="rdo")
         assert default_rule(reader, "rdo")["ApplyServerSideEncryptionByDefault"]
@@ -126,7 +116,7 @@ async def test_missing_bucket_and_read_only_credentials(s3: S3) -> None:
             lambda: reader.delete_bucket_encryption(Bucket="rdo"),
             lambda: reader.delete_public_access_block(Bucket="rdo"),
         ):
-            assert error_of(call)[:2] == ("AccessDenied", 403)
+            assert code_of(call)[:2] == ("AccessDenied", 403)
 
     await asyncio.to_thread(work)
 
@@ -138,15 +128,15 @@ async def test_deleting_the_public_access_block_changes_nothing(s3: S3) -> None:
         c.create_bucket(Bucket="pab")
         c.delete_public_access_block(Bucket="pab")
         # Still nothing can be made public, and the block cannot be read.
-        code, status, _ = error_of(
+        code, status, _ = code_of(
             lambda: c.put_object(Bucket="pab", Key="k", Body=b"x", ACL="public-read")
         )
         assert (code, status) == ("NotImplemented", 501)
-        assert error_of(lambda: c.get_public_access_block(Bucket="pab"))[:2] == (
+        assert code_of(lambda: c.get_public_access_block(Bucket="pab"))[:2] == (
             "NotImplemented",
             501,
         )
-        code, status, _ = error_of(lambda: c.delete_public_access_block(Bucket="absent"))
+        code, status, _ = code_of(lambda: c.delete_public_access_block(Bucket="absent"))
         assert (code, status) == ("NoSuchBucket", 404)
 
     await asyncio.to_thread(work)

@@ -6,20 +6,9 @@ found both dropped (they were accepted and lost)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 import httpx
-import pytest
-from botocore.exceptions import ClientError
-from s3_support import S3
-
-
-def error_of(call: Callable[[], Any]) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    err = e.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
+from s3_support import S3, code_of
 
 
 async def test_put_head_get_keep_both(s3: S3) -> None:
@@ -61,7 +50,7 @@ async def test_redirect_must_be_a_path_or_an_http_url(s3: S3) -> None:
             c.put_object(Bucket="rdr", Key="k", Body=b"x", WebsiteRedirectLocation=good)
             assert c.head_object(Bucket="rdr", Key="k")["WebsiteRedirectLocation"] == good
         for bad in ("noslash", "ftp://example.com/", "example.com/a"):
-            code, status, message = error_of(
+            code, status, message = code_of(
                 lambda bad=bad: c.put_object(
                     Bucket="rdr", Key="k2", Body=b"x", WebsiteRedirectLocation=bad
                 )
@@ -69,8 +58,8 @@ async def test_redirect_must_be_a_path_or_an_http_url(s3: S3) -> None:
             assert (code, status) == ("InvalidRedirectLocation", 400)
             assert "prefix of 'http://' or 'https://' or '/'" in message
         # Nothing was stored by the refused writes.
-        assert error_of(lambda: c.head_object(Bucket="rdr", Key="k2"))[1] == 404
-        code, status, message = error_of(
+        assert code_of(lambda: c.head_object(Bucket="rdr", Key="k2"))[1] == 404
+        code, status, message = code_of(
             lambda: c.put_object(
                 Bucket="rdr", Key="k3", Body=b"x", WebsiteRedirectLocation="/" + "a" * 2048
             )
@@ -139,9 +128,7 @@ async def test_copy_keeps_language_but_not_the_redirect(s3: S3) -> None:
         c.copy_object(Bucket="cpy", Key="ignored", CopySource=source, Metadata={"big": "m" * 3000})
         assert c.head_object(Bucket="cpy", Key="ignored")["ContentLanguage"] == "en"
         # ...and with nothing changed it is still refused.
-        code, status, _ = error_of(
-            lambda: c.copy_object(Bucket="cpy", Key="src", CopySource=source)
-        )
+        code, status, _ = code_of(lambda: c.copy_object(Bucket="cpy", Key="src", CopySource=source))
         assert (code, status) == ("InvalidRequest", 400)
 
     await asyncio.to_thread(work)

@@ -14,16 +14,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from s3_support import S3
+from s3_support import S3, code_of
 
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
-
-
-def code_of(call: Callable[[], Any]) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    err = e.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 def rewrite(client: Any, operation: str, change: Callable[[Any], None]) -> None:

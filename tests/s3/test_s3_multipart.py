@@ -10,23 +10,13 @@ import hashlib
 import io
 import os
 import zlib
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
-from s3_support import S3
+from s3_support import S3, code_of
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's minimum size of every part but the last
-
-
-def code_of(call: Callable[[], Any]) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    err = e.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 def md5(data: bytes) -> str:

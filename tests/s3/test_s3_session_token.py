@@ -7,32 +7,17 @@ integration suite expects the 400 (``test_bad_request_on_invalid_credentials``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3_support import S3
-
-
-def with_token(s3: S3, token: str, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=s3.endpoint,
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_key,
-        aws_session_token=token,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, **config),
-    )
 
 
 @pytest.mark.parametrize("signature", ["s3v4", "s3"])
 async def test_a_session_token_is_refused(s3: S3, signature: str) -> None:
     owner = s3.client()
-    stale = with_token(s3, "bad-token-causes-400", signature_version=signature)
+    stale = s3.client(session_token="bad-token-causes-400", signature_version=signature)
 
     def work() -> None:
         owner.create_bucket(Bucket="tok")
@@ -57,7 +42,7 @@ async def test_a_session_token_is_refused(s3: S3, signature: str) -> None:
 
 
 async def test_a_post_form_with_a_session_token_is_refused(s3: S3) -> None:
-    stale = with_token(s3, "stale")
+    stale = s3.client(session_token="stale")
 
     def work() -> httpx.Response:
         s3.client().create_bucket(Bucket="tokpost")

@@ -29,8 +29,7 @@ import httpx
 import pytest
 from awscrt import auth as crt_auth
 from awscrt import http as crt_http
-from botocore.exceptions import ClientError
-from s3_support import S3
+from s3_support import S3, code_of
 
 PART = 256 * 1024  # every part but the last; the minimum is lowered to it (fixture s3)
 REGION = "us-east-1"
@@ -214,13 +213,6 @@ def s3(s3: S3) -> S3:
     5 MiB (``JCS_MULTIPART_MIN_PART_SIZE``): two-part uploads stay small."""
     s3.ctx.multipart.min_part_size = PART
     return s3
-
-
-def code_of(call: Any) -> tuple[str, int, str]:
-    with pytest.raises(ClientError) as e:
-        call()
-    err = e.value.response
-    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"], err["Error"]["Message"]
 
 
 def xml_code(r: httpx.Response) -> str:
