@@ -143,6 +143,31 @@ async def test_hostile_xml_is_refused(s3: Signed) -> None:
     assert await _keys(s3) == ["keep"]
 
 
+async def test_hostile_encryption_configurations_are_refused(s3: Signed) -> None:
+    """PutBucketEncryption parses a document like any other: capped,
+    entities refused, and nothing but AES256 taken."""
+    await s3.send("PUT", "/bkt/keep", b"x")
+    rule = (
+        b"<Rule><ApplyServerSideEncryptionByDefault><SSEAlgorithm>AES256</SSEAlgorithm>"
+        b"</ApplyServerSideEncryptionByDefault></Rule>"
+    )
+    huge = (
+        b"<ServerSideEncryptionConfiguration>"
+        + rule * 1000
+        + b"</ServerSideEncryptionConfiguration>"
+    )
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "AES256">]>'
+        b"<ServerSideEncryptionConfiguration><Rule><ApplyServerSideEncryptionByDefault>"
+        b"<SSEAlgorithm>&a;</SSEAlgorithm></ApplyServerSideEncryptionByDefault></Rule>"
+        b"</ServerSideEncryptionConfiguration>"
+    )
+    for body in (huge, laughs, b"<ServerSideEncryptionConfiguration>", b"\x00" * 10):
+        r = await s3.send("PUT", "/bkt?encryption", body, _md5(body))
+        assert r.status_code == 400 and code(r) == "MalformedXML", (body[:40], r.text)
+    assert await _keys(s3) == ["keep"]
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -23,8 +23,7 @@ _BAD_CHAR = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # ASCII ones but NUL (botocore's own suite puts "foo\x08", the AWS CLI's
 # "foo\r.txt"). AWS refuses the C1 controls U+0080-U+009F ("Couldn't parse
 # the specified URI.", ceph's s3-tests), and so does this. NUL, lone
-# surrogates and the noncharacters U+FDD0-U+FDEF, U+FFFE and U+FFFF stay out
-# too.
+# surrogates and the noncharacters U+FFFE and U+FFFF stay out too.
 _BAD_KEY_CHAR = re.compile(r"[\x00\x80-\x9f\ud800-\udfff\ufffe\uffff]")
 # What no stored path can hold at all (a listing cursor is checked for it):
 # NUL and lone surrogates. A cursor may sit on any key or just past a

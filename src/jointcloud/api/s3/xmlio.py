@@ -144,20 +144,20 @@ def parse(body: bytes, root: str) -> ET.Element:
 # them in request documents raw (botocore, through ElementTree) or as
 # references (``&#x8;``); expat refuses both. While a UTF-8 document is
 # parsed, each such control stands in as a noncharacter of U+FDD0-U+FDEF
-# (no key holds one: paths.object_key) and is put back in the text after.
+# and is put back in the text after (a document that holds its own
+# U+FDD0-U+FDEF beside controls is refused: they could not be told apart).
 _RAW_CONTROL = re.compile(rb"[\x01-\x08\x0b\x0c\x0e-\x1f]")
 _CONTROL_REFERENCE = re.compile(rb"&#(?:[xX]0*([0-9a-fA-F]{1,2})|0*([0-9]{1,2}));")
 _STAND_IN = 0xFDD0
 _FROM_STAND_IN = {_STAND_IN + n: n for n in range(32)}
+_STAND_IN_BYTES = re.compile(b"\xef\xb7[\x90-\xaf]")  # U+FDD0-U+FDEF in UTF-8
+_DECLARED_ENCODING = re.compile(rb"^<\?xml[^>]*encoding=")
 _UTF8_DECLARATION = re.compile(rb"""^<\?xml[^>]*encoding=["'](utf-?8|us-ascii|ascii)["']""", re.I)
 
 
-_STAND_IN_BYTES = re.compile(b"\xef\xb7[\x90-\xaf]")  # U+FDD0-U+FDEF in UTF-8
-
-
 def _stand_in(body: bytes) -> tuple[bytes, bool]:
-    declared = re.match(rb"^<\?xml[^>]*encoding=", body)
-    if declared is not None and _UTF8_DECLARATION.match(body) is None:
+    """``body`` with its controls stood in for, and whether any was."""
+    if _DECLARED_ENCODING.match(body) and not _UTF8_DECLARATION.match(body):
         return body, False  # another encoding: its bytes are not UTF-8's
     if body.startswith((b"\xff\xfe", b"\xfe\xff")):
         return body, False  # UTF-16 by its byte order mark
