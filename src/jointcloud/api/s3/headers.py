@@ -114,6 +114,7 @@ def check_acl_header(r: S3Request) -> None:
 # and reports on every object response.
 SSE = {"x-amz-server-side-encryption": "AES256"}
 _SSE_C = "x-amz-server-side-encryption-customer-"
+SSE_C_NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
 
 
 def check_encryption_headers(r: S3Request) -> None:
@@ -122,7 +123,7 @@ def check_encryption_headers(r: S3Request) -> None:
     data needs a key it does not. Malformed or conflicting headers are
     ``400 InvalidArgument`` first, as AWS answers them."""
     if r.header("x-amz-copy-source-" + _SSE_C + "algorithm") is not None:
-        raise InvalidRequestS3("The encryption parameters are not applicable to this object.")
+        raise InvalidRequestS3(SSE_C_NOT_APPLICABLE)
     sse = r.header("x-amz-server-side-encryption")
     kms_key = r.header("x-amz-server-side-encryption-aws-kms-key-id")
     customer = [r.header(_SSE_C + suffix) for suffix in ("algorithm", "key", "key-md5")]
@@ -189,9 +190,6 @@ def check_read_encryption_headers(r: S3Request) -> bool:
             ArgumentName="x-amz-server-side-encryption",
         )
     return r.header(_SSE_C + "algorithm") is not None or r.header(_SSE_C + "key") is not None
-
-
-SSE_C_NOT_APPLICABLE = "The encryption parameters are not applicable to this object."
 
 
 META_PREFIX = "x-amz-meta-"

@@ -76,12 +76,13 @@ async def put_object(r: S3Request) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-async def _refuse_sse_c(r: S3Request) -> None:
-    """SSE-C parameters on a read: the object is looked up first, so a
-    missing key is still ``NoSuchKey`` (and a bucket out of reach refused),
-    as AWS answers; an object that is there is not SSE-C."""
-    await r.ctx.objects.head(r.principal, r.address)
-    raise InvalidRequestS3(SSE_C_NOT_APPLICABLE)
+async def _check_read_encryption(r: S3Request) -> None:
+    """SSE-C parameters on a read are refused once the object is looked up,
+    so a missing key is still ``NoSuchKey`` (and a bucket out of reach
+    refused), as AWS answers; an object that is there is not SSE-C."""
+    if check_read_encryption_headers(r):
+        await r.ctx.objects.head(r.principal, r.address)
+        raise InvalidRequestS3(SSE_C_NOT_APPLICABLE)
 
 
 def _part_number(r: S3Request) -> int | None:
@@ -113,8 +114,7 @@ def _overrides(r: S3Request, headers: dict[str, str]) -> None:
 @op("GetObject")
 async def get_object(r: S3Request) -> Response:
     check_key(r)
-    if check_read_encryption_headers(r):
-        await _refuse_sse_c(r)
+    await _check_read_encryption(r)
     part = _part_number(r)
     rng = parse_byte_range(r.header("range"))
     if part is not None and rng is not None:
@@ -171,8 +171,7 @@ async def get_object(r: S3Request) -> Response:
 @op("HeadObject")
 async def head_object(r: S3Request) -> Response:
     check_key(r)
-    if check_read_encryption_headers(r):
-        await _refuse_sse_c(r)
+    await _check_read_encryption(r)
     part = _part_number(r)
     conditions = parse_conditions(r.header)
     info = await r.ctx.objects.head(r.principal, r.address, conditions)
@@ -238,8 +237,7 @@ async def get_object_attributes(r: S3Request) -> Response:
     size, as asked for; each part with its own checksum where it was kept
     (objects completed before migration 0012 have none)."""
     check_key(r)
-    if check_read_encryption_headers(r):
-        await _refuse_sse_c(r)
+    await _check_read_encryption(r)
     wanted = {a.strip() for a in (r.header("x-amz-object-attributes") or "").split(",")}
     wanted.discard("")
     if not wanted:
