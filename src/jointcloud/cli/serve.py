@@ -95,7 +95,7 @@ def run_server(settings: Settings) -> None:
         settings = replace(settings, roles=("api",), workers=1)
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, final=True)
     _tune_collector()
     try:
         import uvloop

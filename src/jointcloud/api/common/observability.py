@@ -18,8 +18,8 @@ streaming (no buffering, unlike Starlette's ``BaseHTTPMiddleware``).
 from __future__ import annotations
 
 import contextvars
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -78,7 +78,8 @@ def sane_request_id(raw: bytes | None) -> str | None:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    # 32 random hex digits, as uuid4().hex gave, without building a UUID.
+    return os.urandom(16).hex()
 
 
 class HttpMetrics:

@@ -82,9 +82,14 @@ class S3Request:
     request_id: str
     signing: sigv4.SigningContext | None = None
     _query: dict[str, str] = field(default_factory=dict)
+    _headers: dict[str, str] = field(default_factory=dict)
     _decoder: ChunkedDecoder | None = None
 
     def __post_init__(self) -> None:
+        # The first of each header, as Starlette's ``headers.get`` (latin-1),
+        # by name: handlers ask some twenty times per request.
+        for raw_name, raw_value in reversed(self.request.scope["headers"]):
+            self._headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
         for name, value in reversed(self.request.query_params.multi_items()):
             bad = NOT_XML.search(value)
             if bad is not None:
@@ -132,7 +137,7 @@ class S3Request:
         return name in self._query
 
     def header(self, name: str) -> str | None:
-        return self.request.headers.get(name)
+        return self._headers.get(name.lower())
 
     # -- body --------------------------------------------------------------
 

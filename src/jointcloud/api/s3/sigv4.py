@@ -227,6 +227,15 @@ class SignedRequest:
     path: str
     query: Sequence[tuple[str, str]] = ()
     headers: Sequence[tuple[str, str]] = ()
+    # Lower-case name -> values in order: a request is asked for a header
+    # a dozen times, and a scan of every line each time showed in profiles.
+    _index: dict[str, list[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[str]] = {}
+        for name, value in self.headers:
+            index.setdefault(name.lower(), []).append(value)
+        object.__setattr__(self, "_index", index)
 
     @classmethod
     def from_asgi(
@@ -244,12 +253,15 @@ class SignedRequest:
         )
 
     def header_values(self, name: str) -> list[str]:
-        lname = name.lower()
-        return [value for key, value in self.headers if key.lower() == lname]
+        return list(self._index.get(name.lower(), ()))
 
     def header(self, name: str) -> str | None:
-        values = self.header_values(name)
+        values = self._index.get(name.lower())
         return values[0] if values else None
+
+    def header_names(self) -> Iterable[str]:
+        """Every header's name, lower-case, once."""
+        return self._index.keys()
 
     def query_values(self, name: str) -> list[str]:
         """Decoded values of a query parameter (the name is case-sensitive)."""
@@ -744,11 +756,7 @@ class SigningContext:
 def _check_signed_amz_headers(req: SignedRequest, auth: V4Auth) -> None:
     signed = set(auth.signed_headers)
     unsigned = sorted(
-        {
-            name.lower()
-            for name, _ in req.headers
-            if name.lower().startswith("x-amz-") and name.lower() not in signed
-        }
+        {name for name in req.header_names() if name.startswith("x-amz-") and name not in signed}
         - ({"x-amz-content-sha256"} if auth.presigned else set())
     )
     if unsigned:
