@@ -32,6 +32,7 @@ from jointcloud.core.buckets import PackageService, optional_policy
 from jointcloud.core.combiner import Combiner, write_contents
 from jointcloud.core.commands import (
     NO_CONDITIONS,
+    ByteRange,
     ChecksumAlgorithm,
     Conditions,
     CopyObject,
@@ -541,13 +542,27 @@ class ObjectService:
         return info
 
     async def _open(
-        self, principal: Principal, address: ObjectAddress, conditions: Conditions
+        self,
+        principal: Principal,
+        address: ObjectAddress,
+        conditions: Conditions,
+        rng: ByteRange | None = None,
     ) -> ObjectContent:
         """An object and its layouts, of one version, if its preconditions
-        hold."""
+        hold; with ``rng``, only the layouts that hold bytes of it."""
         pkg, path = await self._resolve(principal, address, Operation.READ)
         async with self.db.read_statement() as conn:
-            found = await catalog.open_by_path(conn, pkg.package_id, path)
+            if rng is None:
+                found = await catalog.open_by_path(conn, pkg.package_id, path)
+            else:
+                found = await catalog.open_span(
+                    conn,
+                    pkg.package_id,
+                    path,
+                    first=rng.start or 0,
+                    last=rng.end,
+                    tail=rng.suffix,
+                )
         if found is None:
             raise ObjectNotFound(f"no object at {_where(address.package, pkg, path)}", name=path)
         check_read_conditions(found.info, conditions)
@@ -577,7 +592,9 @@ class ObjectService:
         object id, ``get_by_id``.)"""
         if isinstance(cmd, int):
             return await self.get_by_id(principal, cmd)
-        content = await self._open(principal, cmd.address, cmd.conditions)
+        # A part is located among all of them; a range needs only its own.
+        rng = cmd.range if cmd.part_number is None else None
+        content = await self._open(principal, cmd.address, cmd.conditions, rng)
         if cmd.part_number is not None:
             if cmd.range is not None:
                 raise BadArgument("a part number and a range cannot be asked for together")

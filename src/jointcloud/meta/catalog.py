@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -293,11 +293,16 @@ _OBJECT_AT = select(t.objects).where(
 _VISIBLE_OBJECT_AT = _OBJECT_AT.where(_visible)
 
 
-def _opening() -> Any:
+def _opening(part_filter: Any = None) -> Any:
     """An object with its parts, layouts and blocks, one row per block (an
     inline layout: one row, no block). One statement, so one snapshot on
-    every database: no re-check that parts and row are of one version."""
+    every database: no re-check that parts and row are of one version.
+    ``part_filter``: only the parts it holds for get their layout and blocks
+    (the others come as one row without them, which ``_opened`` skips)."""
     L = t.layouts
+    layout_of_part = L.c.id == t.object_parts.c.layout_id
+    if part_filter is not None:
+        layout_of_part = and_(layout_of_part, part_filter)
     return (
         select(
             t.objects,
@@ -316,7 +321,7 @@ def _opening() -> Any:
         )
         .select_from(t.objects)
         .join(t.object_parts, t.object_parts.c.object_id == t.objects.c.id, isouter=True)
-        .join(L, L.c.id == t.object_parts.c.layout_id, isouter=True)
+        .join(L, layout_of_part, isouter=True)
         .join(t.blocks, t.blocks.c.layout_id == L.c.id, isouter=True)
         .where(_visible)
         .order_by(t.object_parts.c.seq, t.blocks.c.idx)
@@ -375,6 +380,50 @@ _OPEN_BY_PATH = DriverQuery(
 async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> ObjectContent | None:
     """The visible object at ``path`` with everything needed to read it."""
     return _opened(await _OPEN_BY_PATH.rows(conn, {"package_id": package_id, "path": path}))
+
+
+# The parts that hold a byte at or past ``first`` and at or before ``last``;
+# or, for the last ``tail`` bytes, those that end past the object's size - tail.
+_part_end = t.object_parts.c.offset + t.layouts.c.size
+_OPEN_SPAN = DriverQuery(
+    _opening(
+        and_(_part_end > bindparam("first"), t.object_parts.c.offset <= bindparam("last"))
+    ).where(
+        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+    )
+)
+_OPEN_TAIL = DriverQuery(
+    _opening(_part_end > t.objects.c.size - bindparam("tail")).where(
+        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
+    )
+)
+# An open-ended range's last byte: past any object.
+_NO_END = 2**62
+
+
+async def open_span(
+    conn: AsyncConnection,
+    package_id: int,
+    path: str,
+    *,
+    first: int = 0,
+    last: int | None = None,
+    tail: int | None = None,
+) -> ObjectContent | None:
+    """``open_by_path`` for reading bytes ``[first, last]`` (``last`` None:
+    to the end) or the last ``tail`` bytes: its ``parts`` are only those
+    that hold some of them, each at its offset in the object. A ranged read
+    of an object of thousands of parts (parallel downloaders read 8 MiB at a
+    time) then fetches a few rows, not every block of the object."""
+
+    def bound(n: int) -> int:  # a 64-bit integer for the database
+        return min(max(n, 0), _NO_END)
+
+    key = {"package_id": package_id, "path": path}
+    if tail is not None:
+        return _opened(await _OPEN_TAIL.rows(conn, {**key, "tail": bound(tail)}))
+    span = {"first": bound(first), "last": _NO_END if last is None else bound(last)}
+    return _opened(await _OPEN_SPAN.rows(conn, {**key, **span}))
 
 
 async def open_by_id(conn: AsyncConnection, user_id: int, object_id: int) -> ObjectContent | None:
