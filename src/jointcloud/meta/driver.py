@@ -43,6 +43,19 @@ from jointcloud.meta.sqlite import InlineConnection
 _Compiled = tuple[str, tuple[tuple[str, Any], ...], dict[str, Any]]
 
 
+async def _driver_of(conn: AsyncConnection) -> Any:
+    """The driver's connection under ``conn``. ``get_raw_connection`` goes
+    through a greenlet in case it must connect again, which a small GET
+    measured at a tenth of its database time; a connection that holds a
+    valid DB-API connection already needs no I/O to reach it (SQLAlchemy's
+    own ``Connection.connection`` returns that attribute as is)."""
+    sync = conn.sync_connection
+    fairy = None if sync is None else sync._dbapi_connection
+    if fairy is not None and fairy.is_valid:
+        return fairy.driver_connection
+    return (await conn.get_raw_connection()).driver_connection
+
+
 class DriverQuery:
     """One prebuilt statement with named bound parameters."""
 
@@ -65,8 +78,7 @@ class DriverQuery:
 
     async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
         """The statement's rows as tuples (or tuple-like records)."""
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
+        driver = await _driver_of(conn)
         if isinstance(driver, InlineConnection):
             sql, args = self._args(conn, params)
             return driver.sqlite.execute(sql, args).fetchall()
@@ -108,8 +120,7 @@ class DriverQuery:
         (``RETURNING``), in order, as tuples."""
         if not params:
             return []
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
+        driver = await _driver_of(conn)
         inline = isinstance(driver, InlineConnection)
         on_asyncpg = (
             isinstance(driver, asyncpg.Connection)
