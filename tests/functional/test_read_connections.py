@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from jointcloud.meta import db as dbmod
 from jointcloud.meta import tables as t
@@ -126,3 +126,36 @@ async def test_a_statement_read_leaves_no_transaction_behind(db: Database) -> No
     await add_user(db, "ida")
     assert {"hal", "ida"} <= await statement_names(db)
     assert {"hal", "ida"} <= await names(db)
+
+
+HOT_READ = DriverQuery(select(t.users.c.name))
+
+
+async def test_a_reader_whose_server_went_away_is_not_kept(db: Database, database_url: str) -> None:
+    """A PostgreSQL restart, or a terminated backend, under steady reads: hot
+    reads run on asyncpg directly, so SQLAlchemy never learns the
+    connection died; a kept reader must not fail every read after it. The
+    first read may still meet it (the server's goodbye can be in flight
+    when the reader is taken): then that read fails, and no other."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a SQLite file has no server to lose")
+    await add_user(db, "fay")
+    async with db.read_statement() as conn:
+        assert "fay" in {r[0] for r in await HOT_READ.rows(conn, {})}
+        backend = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+    async with db.write() as other:
+        await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        # Until the backend has exited (its socket is closed by then, and the
+        # loop has run while these queries waited for their answers).
+        gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        while (await other.execute(gone, {"pid": backend})).scalar():
+            pass
+    outcomes = []
+    for _ in range(4):
+        try:
+            async with db.read_statement() as conn:
+                outcomes.append("fay" in {r[0] for r in await HOT_READ.rows(conn, {})})
+        except Exception as exc:
+            outcomes.append(type(exc).__name__)
+    assert outcomes[0] in (True, "InternalClientError", "InterfaceError")
+    assert outcomes[1:] == [True] * 3

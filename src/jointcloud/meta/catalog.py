@@ -414,7 +414,10 @@ async def open_span(
     to the end) or the last ``tail`` bytes: its ``parts`` are only those
     that hold some of them, each at its offset in the object. A ranged read
     of an object of thousands of parts (parallel downloaders read 8 MiB at a
-    time) then fetches a few rows, not every block of the object."""
+    time) then fetches the layout and blocks of a part or two, and of every
+    other part one short row, not every block of the object. (Joining parts
+    to layouts first, so that the others were no rows at all, made SQLite
+    materialise that join over every part of every object: a scan.)"""
 
     def bound(n: int) -> int:  # a 64-bit integer for the database
         return min(max(n, 0), _NO_END)

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
+from jointcloud.meta.driver import server_gone
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
 
@@ -528,18 +529,22 @@ class Database:
     async def _give_back(self, conn: AsyncConnection, clean: bool) -> None:
         """Keep a reader out of the pool if it is ``clean`` (no transaction
         left) and there is room; otherwise it goes back."""
-        if clean and not conn.invalidated and len(self._readers) < IDLE_READERS:
+        gone = server_gone(conn)
+        if clean and not gone and not conn.invalidated and len(self._readers) < IDLE_READERS:
             self._readers.append((conn, time.monotonic()))
         else:
-            await conn.close()
+            await _let_go(conn, gone)
 
     async def _reader(self) -> AsyncConnection:
+        """A kept reader (checked like the pool's pre-ping would not be:
+        one whose server went away is dropped), else one from the pool."""
         now = time.monotonic()
         while self._readers:
             conn, since = self._readers.pop()
-            if now - since <= READER_IDLE_SECONDS:
+            gone = server_gone(conn)
+            if now - since <= READER_IDLE_SECONDS and not gone:
                 return conn
-            await conn.close()
+            await _let_go(conn, gone)
         return await self._read_engine.connect()
 
     async def close(self) -> None:
@@ -553,6 +558,15 @@ class Database:
         await self.engine.dispose()
         if self._writer is not None:
             self._writer.close()
+
+
+async def _let_go(conn: AsyncConnection, gone: bool) -> None:
+    """Close a reader; one whose server went away is invalidated first, so
+    the pool discards it instead of resetting it over a dead socket."""
+    if gone:
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+    await conn.close()
 
 
 async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:

@@ -27,6 +27,7 @@ constraint the database enforces is raised as SQLAlchemy's
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -43,16 +44,39 @@ from jointcloud.meta.sqlite import InlineConnection
 _Compiled = tuple[str, tuple[tuple[str, Any], ...], dict[str, Any]]
 
 
+# What asyncpg raises when its connection is gone or left in an unknown state.
+_CONNECTION_BROKEN = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    OSError,
+)
+
+
+def established_driver(conn: AsyncConnection) -> Any:
+    """The driver's connection under ``conn`` if it holds a valid DB-API
+    connection already (reached without I/O: SQLAlchemy's own
+    ``Connection.connection`` returns that attribute as is), else None."""
+    sync = conn.sync_connection
+    fairy = None if sync is None else sync._dbapi_connection
+    return fairy.driver_connection if fairy is not None and fairy.is_valid else None
+
+
+def server_gone(conn: AsyncConnection) -> bool:
+    """Whether PostgreSQL closed ``conn``'s connection (a restart, a
+    terminated backend): asyncpg knows once the loop has seen the socket
+    close. SQLAlchemy does not, when the statement ran on asyncpg directly."""
+    driver = established_driver(conn)
+    return isinstance(driver, asyncpg.Connection) and driver.is_closed()
+
+
 async def _driver_of(conn: AsyncConnection) -> Any:
     """The driver's connection under ``conn``. ``get_raw_connection`` goes
     through a greenlet in case it must connect again, which a small GET
-    measured at a tenth of its database time; a connection that holds a
-    valid DB-API connection already needs no I/O to reach it (SQLAlchemy's
-    own ``Connection.connection`` returns that attribute as is)."""
-    sync = conn.sync_connection
-    fairy = None if sync is None else sync._dbapi_connection
-    if fairy is not None and fairy.is_valid:
-        return fairy.driver_connection
+    measured at a tenth of its database time: only when needed."""
+    driver = established_driver(conn)
+    if driver is not None:
+        return driver
     return (await conn.get_raw_connection()).driver_connection
 
 
@@ -91,7 +115,14 @@ class DriverQuery:
             and conn.sync_connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
         ):
             sql, args = self._args(conn, params)
-            rows: Sequence[Any] = await driver.fetch(sql, *args)
+            try:
+                rows: Sequence[Any] = await driver.fetch(sql, *args)
+            except _CONNECTION_BROKEN:
+                # SQLAlchemy never saw this statement, so it would keep the
+                # connection as good: one read fails, not every later one.
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+                raise
             return rows
         return (await conn.execute(self.statement, params)).all()
 
