@@ -148,8 +148,9 @@ async def test_a_reader_whose_server_went_away_is_not_kept(db: Database, databas
         # Until the backend has exited (its socket is closed by then, and the
         # loop has run while these queries waited for their answers).
         gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
-        while (await other.execute(gone, {"pid": backend})).scalar():
-            pass
+        async with asyncio.timeout(30):  # a backend that never exits fails the test
+            while (await other.execute(gone, {"pid": backend})).scalar():
+                pass
     outcomes = []
     for _ in range(4):
         try:
