@@ -370,11 +370,11 @@ def _opened(rows: Sequence[Any]) -> ObjectContent | None:
     )
 
 
-_OPEN_BY_PATH = DriverQuery(
-    _opening().where(
-        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
-    )
+_AT_PATH = (
+    t.objects.c.package_id == bindparam("package_id"),
+    t.objects.c.path == bindparam("path"),
 )
+_OPEN_BY_PATH = DriverQuery(_opening().where(*_AT_PATH))
 
 
 async def open_by_path(conn: AsyncConnection, package_id: int, path: str) -> ObjectContent | None:
@@ -388,14 +388,10 @@ _part_end = t.object_parts.c.offset + t.layouts.c.size
 _OPEN_SPAN = DriverQuery(
     _opening(
         and_(_part_end > bindparam("first"), t.object_parts.c.offset <= bindparam("last"))
-    ).where(
-        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
-    )
+    ).where(*_AT_PATH)
 )
 _OPEN_TAIL = DriverQuery(
-    _opening(_part_end > t.objects.c.size - bindparam("tail")).where(
-        t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
-    )
+    _opening(_part_end > t.objects.c.size - bindparam("tail")).where(*_AT_PATH)
 )
 # An open-ended range's last byte: past any object.
 _NO_END = 2**62

@@ -536,8 +536,8 @@ class Database:
             await _let_go(conn, gone)
 
     async def _reader(self) -> AsyncConnection:
-        """A kept reader (checked like the pool's pre-ping would not be:
-        one whose server went away is dropped), else one from the pool."""
+        """A kept reader, else one from the pool. Kept readers skip the
+        pool's pre-ping, so one whose server went away is dropped here."""
         now = time.monotonic()
         while self._readers:
             conn, since = self._readers.pop()
