@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
-from jointcloud.core import objects as objects_module
+from jointcloud.core import uploads as upload_path
 from jointcloud.meta import tables as t
 
 CAP = 5
@@ -107,7 +107,7 @@ async def test_over_cap_is_refused_and_leaves_nothing(api: Api, ctx: Context, se
     counting = _Counting(ctx)
     # A large file (streamed, not batched) among them: its blocks go as well.
     files = _files(sent)
-    files[2] = ("d/large.bin", os.urandom(objects_module.SMALL_FILE + 4096))
+    files[2] = ("d/large.bin", os.urandom(upload_path.SMALL_FILE + 4096))
     r = await api.upload_raw([info_part({"packageID": pkg}), *file_parts(files)])
     msg = expect_error(r, "BadArgument", 400)
     assert f"at most {CAP}" in msg and f"{sent} sent" in msg, msg
@@ -234,7 +234,7 @@ async def test_client_gone_leaves_nothing(
     blocks, rows = api.all_block_files(), await _rows(ctx)
     counting = _Counting(ctx)
     files = _files(600, seed=6)
-    files[300] = ("d/large.bin", os.urandom(objects_module.SMALL_FILE + 4096))
+    files[300] = ("d/large.bin", os.urandom(upload_path.SMALL_FILE + 4096))
     body, ctype = multipart([info_part({"packageID": pkg}), *file_parts(files)])
     cut = (len(body) * 3) // 4 if where == "mid-body" else None
     sent = await _drive(ctx, root_key, body, ctype, cut)

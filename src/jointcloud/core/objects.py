@@ -2,34 +2,23 @@
 delete, copy, list and tags, each with a ``Principal`` and authorized where
 the address becomes a package (``PackageService.resolve``) — and the JCS v1
 operations (batch upload, by-id reads, move, delete, clone) on the same
-implementation.
-
-One upload path: every write of bytes, one object (``put``) or a batch
-(``upload``), stages its files with ``_Stager`` (additional checksums
-computed as the bytes flow, in the data path's worker threads), then commits
-them in one transaction with ``_commit``, which locks the package's paths and
-evaluates the write's preconditions against the rows it is about to replace:
-two "create only if absent" writes of one path cannot both succeed, and the
-one that fails leaves no block (its staged layouts are discarded).
+implementation. Every write of bytes goes through the one upload path
+(``core/uploads.py``); listings page through ``core/listing.py``; where an
+object's parts lie is ``core/object_parts.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import builtins
 import dataclasses
-import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import overload
 
-from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
+from jointcloud.core.authz import Operation, Principal, authorize
 from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService, optional_policy
-from jointcloud.core.combiner import Combiner, write_contents
 from jointcloud.core.commands import (
     NO_CONDITIONS,
     ByteRange,
@@ -38,7 +27,6 @@ from jointcloud.core.commands import (
     CopyObject,
     DeleteObject,
     GetObject,
-    ListObjects,
     MetadataDirective,
     ObjectAddress,
     PackageRef,
@@ -54,32 +42,29 @@ from jointcloud.core.commands import (
     resolve_range,
     trailing_checksums,
 )
+from jointcloud.core.listing import (
+    MAX_KEYS,
+    BriefListing,
+    EntryListing,
+    Listing,
+    ObjectListings,
+)
 from jointcloud.core.models import (
     ContentHash,
-    ListedObject,
     ObjectContent,
-    ObjectEntry,
     ObjectInfo,
     ObjectMeta,
     Package,
-    StagedLayout,
-    UserSpace,
 )
-from jointcloud.core.paths import (
-    check_cursor,
-    key_prefix,
-    object_key,
-    object_path,
-    path_prefix,
-)
+from jointcloud.core.object_parts import ObjectAttributes, PartRange, attributes_of, part_of
+from jointcloud.core.paths import object_key, object_path
+from jointcloud.core.uploads import UploadPath, verify_digests
 from jointcloud.errors import (
     AccessDenied,
     AlreadyExists,
     BadArgument,
-    BadDigest,
     Conflict,
     DuplicateEntry,
-    InvalidRange,
     NotFound,
     ObjectNotFound,
     OutOfScope,
@@ -89,64 +74,17 @@ from jointcloud.errors import (
 from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
-from jointcloud.redundancy.policy import Redundancy
 
-MAX_KEYS = 1000
-
-
-@dataclass(frozen=True)
-class Listing:
-    common_prefixes: list[str]
-    objects: list[ObjectInfo]
-    next_token: str | None
-
-
-@dataclass(frozen=True)
-class EntryListing:
-    """A JCS listing page: each object as ``ObjectEntry``."""
-
-    common_prefixes: list[str]
-    objects: list[ObjectEntry]
-    next_token: str | None
-
-
-@dataclass(frozen=True)
-class BriefListing:
-    """A listing page with only what a listing shows of each object."""
-
-    common_prefixes: list[str]
-    objects: list[ListedObject]
-    next_token: str | None
-
-
-E = TypeVar("E", ObjectInfo, ObjectEntry, ListedObject)
-# (conn, package id, prefix, after, limit, inclusive) -> one batch, in path order
-Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
-
-
-class ObjectAttributes(NamedTuple):
-    """An object and, for one completed from uploaded parts, their sizes in
-    order (S3's GetObjectAttributes) and each one's own checksums (empty
-    where none were kept); None for an object of one piece."""
-
-    info: ObjectInfo
-    part_sizes: tuple[int, ...] | None
-    part_checksums: tuple[Mapping[ChecksumAlgorithm, str], ...] | None = None
-
-
-class PartRange(NamedTuple):
-    """Where one part of an object lies (S3's ``partNumber`` reads)."""
-
-    offset: int
-    length: int
-    parts_count: int
-    multipart: bool  # completed from uploaded parts (its ETag ``<md5>-N``)
-    # The checksums of those bytes: the part's own as uploaded (none kept:
-    # empty), or the object's when the part is the whole object.
-    checksums: Mapping[ChecksumAlgorithm, str] = {}
-
-
-_COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
+__all__ = [
+    "MAX_KEYS",
+    "BriefListing",
+    "Download",
+    "EntryListing",
+    "Listing",
+    "ObjectAttributes",
+    "ObjectService",
+    "PartRange",
+]
 
 
 @dataclass(frozen=True)
@@ -159,336 +97,18 @@ class Download:
     part: PartRange | None = None  # where the part asked for lies (``part_number``)
 
 
-def _encode_token(after: str, inclusive: bool) -> str:
-    raw = json.dumps({"a": after, "i": inclusive}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, field: str) -> tuple[str, bool]:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, inclusive = data["a"], data["i"]
-        if not isinstance(after, str) or not isinstance(inclusive, bool):
-            raise ValueError
-        check_cursor(after, field)  # a crafted cursor no stored path could hold
-    except (ValueError, KeyError, TypeError, BadArgument) as exc:
-        raise BadArgument.about(field, "is not a token this service issued") from exc
-    return after, inclusive
-
-
-def _past(common: str) -> tuple[str, bool]:
-    """Where a listing resumes after a common prefix: the least string above
-    every path that begins with it (its last character + 1, inclusive)."""
-    last = ord(common[-1])
-    if last >= 0x10FFFF:
-        return common + "\U0010ffff", False
-    # No key holds a surrogate (paths.check_chars): U+D7FF is followed by U+E000.
-    following = 0xE000 if last == 0xD7FF else last + 1
-    return common[:-1] + chr(following), True
-
-
-def _part_sizes(content: ObjectContent) -> tuple[int, ...] | None:
-    """The sizes of the parts an object was completed from (its ETag
-    ``<md5>-N``, N layouts: each part is one), in order; None for an object
-    of one piece."""
-    info, parts = content.info, content.parts
-    found = _COMPOSITE_ETAG.match(info.etag)
-    if found is None or int(found.group(1)) != len(parts):
-        return None
-    ends = [off for off, _ in parts[1:]] + [info.size]
-    return tuple(end - off for (off, _), end in zip(parts, ends, strict=True))
-
-
-def _part_of(content: ObjectContent, part_number: int) -> PartRange:
-    """Where part ``part_number`` (1-based) of the object lies, and how many
-    parts it has (``ObjectService.part_range``)."""
-    if part_number < 1:
-        raise BadArgument("part numbers start at 1")
-    size = content.info.size
-    sizes = _part_sizes(content)
-    count = 1 if sizes is None else len(sizes)
-    if part_number > count:
-        raise InvalidRange(
-            f"The requested partnumber is not satisfiable: part {part_number} of "
-            f"an object of {count} part{'' if count == 1 else 's'}",
-            size=size,
-        )
-    if sizes is None:
-        return PartRange(0, size, 1, False, content.info.checksums)
-    sums = _part_checksums(content)
-    return PartRange(
-        sum(sizes[: part_number - 1]),
-        sizes[part_number - 1],
-        count,
-        True,
-        {} if sums is None else sums[part_number - 1],
-    )
-
-
-def _part_checksums(content: ObjectContent) -> tuple[Mapping[ChecksumAlgorithm, str], ...] | None:
-    """Each part's own checksums, where they were kept (else None)."""
-    sums = content.part_checksums
-    return sums if len(sums) == len(content.parts) and any(sums) else None
-
-
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:
     """A path as the caller named its package (by id or by name)."""
     named = pkg.package_id if ref.package_id is not None else repr(pkg.name)
     return f"path {path!r} in package {named}"
 
 
-def _verify(
-    staged: StagedLayout, expect: Mapping[ChecksumAlgorithm, str], content_md5: str | None
-) -> None:
-    """The digests a client supplied against what the bytes gave."""
-    if content_md5 is not None and content_md5 != staged.md5:
-        raise BadDigest(
-            f"content MD5 {content_md5} does not match the {staged.size} bytes received"
-        )
-    for algorithm, value in expect.items():
-        if staged.checksums.get(algorithm) != value:
-            raise BadDigest(
-                f"checksum {algorithm} {value} does not match the {staged.size} bytes received"
-            )
-
-
-# Batch uploads: files up to SMALL_FILE bytes are read whole and stored
-# BATCH_FILES at a time (one intent transaction, one encoding hop, one
-# durable write per space), several batches at once while the request body
-# is still arriving; at most BUFFERED_BYTES of them are held in memory.
-SMALL_FILE = 1 << 20
-BATCH_FILES = 256
-BATCH_BYTES = 8 << 20
-BATCHES_AT_ONCE = 2
-BUFFERED_BYTES = 64 << 20
-
-
-async def _read_upto(stream: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], bool]:
-    """Chunks of ``stream`` until more than ``limit`` bytes or its end; and
-    whether it ended."""
-    chunks: list[bytes] = []
-    have = 0
-    async for chunk in stream:
-        chunks.append(chunk)
-        have += len(chunk)
-        if have > limit:
-            return chunks, False
-    return chunks, True
-
-
-async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    for chunk in head:
-        yield chunk
-    async for chunk in rest:
-        yield chunk
-
-
-class _Stager:
-    """Stages the files of one upload in order of arrival; ``finish`` gives
-    their staged layouts in that order, ``abandon`` removes everything."""
-
-    def __init__(
-        self,
-        store: BlockStore,
-        user_id: int,
-        policy: Redundancy,
-        affinity: int | None,
-        spaces: Sequence[UserSpace] | None,
-        checksums: Collection[ChecksumAlgorithm] = (),
-    ) -> None:
-        self.store = store
-        self.user_id = user_id
-        self.policy = policy
-        self.affinity = affinity
-        self.spaces = spaces
-        self.checksums = checksums
-        self.slots: list[StagedLayout | None] = []
-        self.batch: list[tuple[int, bytes]] = []
-        self.batch_bytes = 0
-        self.buffered = 0  # small-file bytes read and not yet stored
-        self.running: set[asyncio.Task[None]] = set()
-
-    async def add(self, stream: AsyncIterator[bytes]) -> None:
-        index = len(self.slots)
-        self.slots.append(None)
-        head, ended = await _read_upto(stream, SMALL_FILE)
-        if not ended:  # a large file streams on its own, right now
-            await self._submit()
-            self.slots[index] = await self.store.stage(
-                self.user_id,
-                _chain(head, stream),
-                self.policy,
-                self.affinity,
-                self.spaces,
-                checksums=self.checksums,
-            )
-            return
-        data = head[0] if len(head) == 1 else b"".join(head)
-        if self.buffered + len(data) > BUFFERED_BYTES:
-            await self._submit()
-            while self.running and self.buffered + len(data) > BUFFERED_BYTES:
-                await self._wait_one()
-        self.batch.append((index, data))
-        self.batch_bytes += len(data)
-        self.buffered += len(data)
-        if len(self.batch) >= BATCH_FILES or self.batch_bytes >= BATCH_BYTES:
-            await self._submit()
-
-    async def _submit(self) -> None:
-        if not self.batch:
-            return
-        while len(self.running) >= BATCHES_AT_ONCE:
-            await self._wait_one()
-        batch, self.batch, self.batch_bytes = self.batch, [], 0
-        self.running.add(asyncio.ensure_future(self._store(batch)))
-
-    async def _store(self, batch: list[tuple[int, bytes]]) -> None:
-        try:
-            staged = await self.store.stage_many(
-                self.user_id,
-                [d for _, d in batch],
-                self.policy,
-                self.affinity,
-                self.spaces,
-                checksums=self.checksums,
-            )
-            for (index, _), st in zip(batch, staged, strict=True):
-                self.slots[index] = st
-        finally:
-            self.buffered -= sum(len(d) for _, d in batch)
-
-    async def _wait_one(self) -> None:
-        done, _ = await asyncio.wait(self.running, return_when=asyncio.FIRST_COMPLETED)
-        self.running -= done
-        errors = [t.exception() for t in done if not t.cancelled()]  # each one retrieved
-        for exc in errors:
-            if exc is not None:
-                raise exc  # a failed batch fails the upload now
-
-    async def finish(self) -> list[StagedLayout]:
-        await self._submit()
-        while self.running:
-            await self._wait_one()
-        staged = [s for s in self.slots if s is not None]
-        assert len(staged) == len(self.slots)
-        return staged
-
-    async def abandon(self) -> None:
-        """Let the batches still running end (they are bounded work; a batch
-        cancelled inside its database transaction could leave the connection
-        mid-statement), then discard everything staged."""
-        if self.running:
-            await asyncio.wait(self.running)
-        for task in self.running:
-            if not task.cancelled():
-                task.exception()  # retrieved: the upload re-raises its own error
-        await self.store.discard([s for s in self.slots if s is not None])
-
-
-class ObjectService:
+class ObjectService(ObjectListings):
     def __init__(self, db: Database, packages: PackageService, store: BlockStore) -> None:
-        self.db = db
-        self.packages = packages
+        super().__init__(db, packages)
         self.store = store
-        self.combiner = Combiner(db)
-
-    # --- the one upload path --------------------------------------------------
-
-    async def _target(
-        self, user_id: int, pkg: Package, path: str | None = None
-    ) -> tuple[Redundancy, ObjectInfo | None]:
-        """The policy uploads to ``pkg`` get (its own, else its bucket's) and
-        the object now at ``path`` (if one is given). No query when the
-        package record already knows its policy and no path is asked for;
-        the user's spaces are loaded by the store only if something goes to
-        them (not for inline objects). The commit checks again that the
-        package still exists."""
-        if pkg.upload_policy is not None and path is None:
-            return pkg.upload_policy, None
-        current = None
-        async with self.db.read() as conn:
-            found = await catalog.package_policy(conn, user_id, pkg.package_id)
-            if path is not None:
-                current = await catalog.get_object_by_path(conn, pkg.package_id, path)
-        if found is None:
-            raise PackageNotFound(f"package {pkg.package_id} not found")
-        return found[1], current
-
-    async def _stage_files(
-        self,
-        user_id: int,
-        policy: Redundancy,
-        affinity: int | None,
-        spaces: Sequence[UserSpace] | None,
-        files: AsyncIterator[tuple[str, AsyncIterator[bytes]]],
-        checksums: Collection[ChecksumAlgorithm] = (),
-    ) -> tuple[list[str], list[StagedLayout]]:
-        """Store every file's bytes (not yet visible): small ones in batches
-        while the next arrive, larger ones streamed (see ``_Stager``). On any
-        failure — of a file, of the source, a cancellation — everything staged
-        is removed before the error goes on."""
-        stager = _Stager(self.store, user_id, policy, affinity, spaces, checksums)
-        paths: list[str] = []
-        try:
-            async for path, stream in files:
-                paths.append(path)
-                await stager.add(stream)
-            staged = await stager.finish()
-        except BaseException:
-            await finish(stager.abandon())
-            raise
-        return paths, staged
-
-    async def _commit(
-        self,
-        package_id: int,
-        policy: Redundancy,
-        staged: Sequence[StagedLayout],
-        items: Sequence[catalog.NewContent],
-        *,
-        conditions: Conditions = NO_CONDITIONS,
-        before_commit: Callable[[], Awaitable[None]] | None = None,
-    ) -> builtins.list[ObjectInfo]:
-        """Make staged files visible in one transaction, under the package's
-        path lock; ``conditions`` are evaluated there against each path's
-        current object. If the transaction does not commit (a precondition,
-        ``before_commit`` raising, a cancellation...), the staged blocks go."""
-
-        async def commit() -> list[ObjectInfo]:
-            async with self.db.write() as conn:
-                if not await catalog.lock_package_paths(conn, package_id):
-                    raise PackageNotFound(f"package {package_id} not found")
-                if before_commit is not None:
-                    await before_commit()
-                for it in items:
-                    current = await catalog.get_object_by_path(conn, package_id, it.path)
-                    check_write_conditions(current, conditions)
-                return await write_contents(conn, package_id, policy, staged, items)
-
-        # Without conditions, uploads into one package commit together.
-        committing = (
-            self.combiner.submit(package_id, policy, staged, items, before_commit)
-            if conditions.empty
-            else asyncio.ensure_future(commit())
-        )
-        try:
-            # Shielded: once the transaction runs, its outcome decides the
-            # clean-up (a commit that went through keeps its blocks).
-            return await asyncio.shield(committing)
-        except BaseException:
-            await finish(self._settle(committing, staged))
-            raise
-
-    async def _settle(
-        self, committing: asyncio.Future[builtins.list[ObjectInfo]], staged: Sequence[StagedLayout]
-    ) -> None:
-        await asyncio.wait([committing])
-        if not committing.cancelled() and committing.exception() is None:
-            return  # committed after all (the caller was cancelled meanwhile)
-        # Failed, or cancelled: the commit may still have gone through (a
-        # cancelled combined commit whose group commit ended; ``NotDurable``),
-        # and then its objects read these blocks, which ``discard`` keeps.
-        await self.store.discard(staged)
+        self.uploads = UploadPath(db, store)
+        self.combiner = self.uploads.combiner  # uploads into one package commit together
 
     # --- the typed service ----------------------------------------------------
 
@@ -513,7 +133,9 @@ class ObjectService:
         override = optional_policy(cmd.redundancy)
         pkg, path = await self._resolve(principal, cmd.address, Operation.WRITE)
         conditional = not cmd.conditions.empty
-        default, current = await self._target(principal.user_id, pkg, path if conditional else None)
+        default, current = await self.uploads.target(
+            principal.user_id, pkg, path if conditional else None
+        )
         policy = override or default
         if conditional:
             # Refuse early, before any byte is read; the commit checks again.
@@ -523,20 +145,20 @@ class ObjectService:
         async def one() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
             yield path, cmd.body
 
-        _, staged = await self._stage_files(
+        _, staged = await self.uploads.stage_files(
             principal.user_id, policy, cmd.affinity, None, one(), wanted
         )
         (st,) = staged
         try:
             check_payload(st, cmd.payload_sha256)
-            _verify(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
+            verify_digests(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
         except BadArgument:  # a digest that does not match (or a malformed trailer)
             await finish(self.store.discard(staged))
             raise
         item = catalog.NewContent(
             path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums
         )
-        (info,) = await self._commit(
+        (info,) = await self.uploads.commit(
             pkg.package_id, policy, staged, [item], conditions=cmd.conditions
         )
         return info
@@ -598,7 +220,7 @@ class ObjectService:
         if cmd.part_number is not None:
             if cmd.range is not None:
                 raise BadArgument("a part number and a range cannot be asked for together")
-            part = _part_of(content, cmd.part_number)
+            part = part_of(content, cmd.part_number)
             ranged = part.multipart and part.length > 0
             offset, length = (part.offset, part.length) if ranged else (0, content.info.size)
             body = self.store.read(content, offset, length)
@@ -702,99 +324,6 @@ class ObjectService:
                 part_checksums=[r.checksums for r in refs],
             )
 
-    async def list(self, principal: Principal, cmd: ListObjects) -> Listing:
-        """Objects under ``cmd.prefix`` in path order, those sharing a part up
-        to ``cmd.delimiter`` rolled up into common prefixes; a key restricted
-        to some paths sees only what its caveats reach."""
-        return Listing(*await self._list(principal, cmd, catalog.list_objects))
-
-    async def list_brief(self, principal: Principal, cmd: ListObjects) -> BriefListing:
-        """``list`` showing only path, size, ETag, update time and checksums
-        of each object (S3's listings): several times cheaper per object."""
-        return BriefListing(*await self._list(principal, cmd, catalog.list_listed))
-
-    async def _list(
-        self, principal: Principal, cmd: ListObjects, fetch: Fetch[E]
-    ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
-        prefix = key_prefix(cmd.prefix)
-        if cmd.max_keys < 0:
-            raise BadArgument("max_keys must not be negative")
-        pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix or "")
-        if prefix is None:
-            return [], [], None  # no key begins with it
-        after: str | None = cmd.start_after
-        inclusive = False
-        if after is not None and cmd.after_prefix:
-            after, inclusive = _past(after)
-        if cmd.continuation:
-            after, inclusive = _decode_token(cmd.continuation, "continuation")
-        if cmd.max_keys == 0:
-            return [], [], None
-        async with self.db.read() as conn:
-            return await self._scan(
-                conn,
-                principal,
-                pkg,
-                prefix,
-                cmd.delimiter or None,
-                after,
-                inclusive,
-                min(cmd.max_keys, MAX_KEYS),
-                fetch,
-            )
-
-    async def _scan(
-        self,
-        conn: Any,
-        principal: Principal | None,
-        pkg: Package,
-        prefix: str,
-        delimiter: str | None,
-        after: str | None,
-        inclusive: bool,
-        max_keys: int,
-        fetch: Fetch[E],
-    ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
-        """One page of a listing in the read snapshot ``conn``; ``principal``
-        with caveats filters what is shown (None: show everything)."""
-        restricted = principal if principal is not None and principal.caveats else None
-        objs: builtins.list[E] = []
-        prefixes: builtins.list[str] = []
-        batch: Sequence[E] = ()
-        while len(objs) + len(prefixes) < max_keys:
-            room = max_keys - len(objs) - len(prefixes)
-            # One row more than fits: it answers "is there more?" at the end.
-            batch = await fetch(conn, pkg.package_id, prefix, after, room + 1, inclusive)
-            if not batch:
-                return prefixes, objs, None
-            for obj in batch:
-                if len(objs) + len(prefixes) == max_keys:
-                    break
-                rest = obj.path[len(prefix) :]
-                if delimiter is not None and delimiter in rest:
-                    common = prefix + rest.split(delimiter, 1)[0] + delimiter
-                    if restricted is None or allows(
-                        restricted,
-                        Operation.LIST,
-                        project_id=pkg.bucket_id,
-                        package=pkg.name,
-                        path=common,
-                    ):
-                        prefixes.append(common)
-                    # Everything under ``common`` is skipped in one step.
-                    after, inclusive = _past(common)
-                    break
-                if restricted is None or visible(restricted, pkg.name, obj.path):
-                    objs.append(obj)
-                after, inclusive = obj.path, False
-        last = batch[-1].path
-        if after is not None and (last > after or (inclusive and last == after)):
-            more: Sequence[E] = batch  # a fetched row lies past the page
-        else:
-            more = await fetch(conn, pkg.package_id, prefix, after, 1, inclusive)
-        next_token = _encode_token(after, inclusive) if more and after is not None else None
-        return prefixes, objs, next_token
-
     async def get_tags(self, principal: Principal, address: ObjectAddress) -> dict[str, str]:
         return dict((await self.head(principal, address)).meta.tags)
 
@@ -831,7 +360,7 @@ class ObjectService:
         any other object is one part, the whole of it. ``InvalidRange`` for
         a part beyond the last; preconditions as ``head``."""
         content = await self._open(principal, address, conditions)
-        return _part_of(content, part_number)
+        return part_of(content, part_number)
 
     async def attributes(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
@@ -839,11 +368,7 @@ class ObjectService:
         """The object's record and the sizes of the parts it was completed
         from (each part is one layout: see ``part_range``); preconditions as
         ``head``."""
-        content = await self._open(principal, address, conditions)
-        sizes = _part_sizes(content)
-        return ObjectAttributes(
-            content.info, sizes, None if sizes is None else _part_checksums(content)
-        )
+        return attributes_of(await self._open(principal, address, conditions))
 
     # --- JCS v1 ---------------------------------------------------------------
 
@@ -884,7 +409,7 @@ class ObjectService:
         On any failure every staged block is removed and nothing is visible."""
         override = optional_policy(redundancy)
         pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
-        default, _ = await self._target(principal.user_id, pkg)
+        default, _ = await self.uploads.target(principal.user_id, pkg)
         policy = override or default
 
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
@@ -903,7 +428,7 @@ class ObjectService:
                 )
                 yield path, stream
 
-        paths, staged = await self._stage_files(
+        paths, staged = await self.uploads.stage_files(
             principal.user_id, policy, affinity, None, checked()
         )
         if not paths:
@@ -912,7 +437,7 @@ class ObjectService:
             catalog.NewContent(path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)])
             for path, st in zip(paths, staged, strict=True)
         ]
-        return await self._commit(
+        return await self.uploads.commit(
             pkg.package_id, policy, staged, items, before_commit=before_commit
         )
 
@@ -961,67 +486,6 @@ class ObjectService:
         self, principal: Principal, object_id: int, offset: int = 0, length: int | None = None
     ) -> Download:
         return self.read(await self.open(principal, object_id), offset, length)
-
-    async def list_by_path(
-        self,
-        principal: Principal,
-        package_id: int,
-        path: str,
-        *,
-        is_prefix: bool,
-        no_recursive: bool,
-        token: str | None = None,
-        max_keys: int = MAX_KEYS,
-    ) -> EntryListing:
-        """JCS: one object (``is_prefix`` false) or a page of those under a
-        prefix; a key restricted to some paths sees only what they reach."""
-        pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.LIST)
-        if not 1 <= max_keys <= MAX_KEYS:
-            raise BadArgument.about("max keys", f"must be between 1 and {MAX_KEYS}")
-
-        def may_list(at: str) -> None:
-            authorize(
-                principal, Operation.LIST, project_id=pkg.bucket_id, package=pkg.name, path=at
-            )
-
-        if not is_prefix:
-            exact = object_path(path)
-            may_list(exact)
-            async with self.db.read() as conn:
-                one = await catalog.get_object_by_path(conn, package_id, exact)
-            if one is None or not visible(principal, pkg.name, one.path):
-                return EntryListing([], [], None)
-            return EntryListing([], [ObjectEntry.of(one)], None)
-        prefix = path_prefix(path)
-        may_list(prefix)
-        after, inclusive = _decode_token(token, "continuation token") if token else (None, False)
-        delimiter = "/" if no_recursive else None
-        async with self.db.read() as conn:
-            return EntryListing(
-                *await self._scan(
-                    conn,
-                    principal,
-                    pkg,
-                    prefix,
-                    delimiter,
-                    after,
-                    inclusive,
-                    max_keys,
-                    catalog.list_entries,
-                )
-            )
-
-    async def package_objects(
-        self, principal: Principal, package_id: int
-    ) -> builtins.list[ObjectInfo]:
-        pkg = await self.packages.get(principal, package_id, Operation.LIST)
-        out: list[ObjectInfo] = []
-        async with self.db.read() as conn:
-            after: str | None = None
-            while batch := await catalog.list_objects(conn, package_id, "", after, 1000):
-                out += [o for o in batch if visible(principal, pkg.name, o.path)]
-                after = batch[-1].path
-        return out
 
     async def by_ids(
         self, principal: Principal, ids: Sequence[int]

@@ -38,9 +38,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, cast
 
 from jointcloud.errors import BadArgument
-from jointcloud.keys.caveats import (
-    APIKey,
-    KeyCaveat,
+from jointcloud.keys.caveats import APIKey, KeyCaveat
+from jointcloud.keys.kdf import KEY_SIZE, derive_root_key, project_salt
+from jointcloud.keys.wire import (
     base58check_decode,
     base58check_encode,
     build_messages,
@@ -48,7 +48,6 @@ from jointcloud.keys.caveats import (
     message_class,
     message_proto,
 )
-from jointcloud.keys.kdf import KEY_SIZE, derive_root_key, project_salt
 
 __all__ = [
     "CipherSuite",

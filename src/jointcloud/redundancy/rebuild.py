@@ -33,21 +33,18 @@ from collections.abc import Sequence
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.cipher import ChunkCipher
 from jointcloud.redundancy.erasure import ErasureCodec
+from jointcloud.redundancy.segments import BlockRef, Layout, _Geometry
 from jointcloud.redundancy.stream import (
-    BlockRef,
-    Layout,
     _commit,
-    _cpu,
     _discard,
     _flattened,
-    _Geometry,
     _open,
     _payload,
     _prefetched,
     _read_run,
-    _run_all,
     _runs,
 )
+from jointcloud.redundancy.tasks import _cpu, _run_all
 from jointcloud.spaces.base import BlockWriter
 
 # Segments read and rebuilt ahead of the one being written (EC); replicas

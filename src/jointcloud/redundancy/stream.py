@@ -23,280 +23,95 @@ of those segments. For EC the code is systematic, so a range is served from the
 data fragments that hold it; only when one of them is missing or corrupt are other
 fragments fetched to make up ``k`` and decode. Segment ``j+1`` is fetched while
 ``j`` is consumed.
+
+Beside it: layouts and segment geometry (``segments``), the additional
+checksums (``checksums``), small objects handled whole in memory (``whole``)
+and the thread pool and task helpers (``tasks``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import hashlib
 import logging
-import os
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Collection,
     Iterable,
     Iterator,
-    Sequence,
 )
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
-
-from awscrt import checksums as crt  # type: ignore[import-untyped]
-from isal import isal_zlib
+from typing import Any, Literal, TypeVar
 
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
+from jointcloud.redundancy.checksums import (
+    CHECKSUMS,
+    FULL_OBJECT_CHECKSUMS,
+    Checksums,
+    combine_checksums,
+)
 from jointcloud.redundancy.cipher import OVERHEAD, ChunkCipher
 from jointcloud.redundancy.erasure import ErasureCodec
-from jointcloud.redundancy.policy import EcPolicy, Redundancy
-from jointcloud.spaces.base import BlockWriter, Space
+from jointcloud.redundancy.policy import Redundancy
+from jointcloud.redundancy.segments import (
+    REPLICA_SEGMENT,
+    BlockRef,
+    Layout,
+    WriteResult,
+    _Geometry,
+    _Segmenter,
+    chunk_len_for,
+    segment_size_for,
+)
+from jointcloud.redundancy.tasks import _cpu, _forget, _run_all
+from jointcloud.redundancy.whole import (
+    PUT_PARALLEL,
+    BatchPut,
+    decode_whole,
+    encode_many,
+    encode_whole,
+    put_blocks,
+)
+from jointcloud.spaces.base import BlockWriter
+
+# The data path's public names, with those defined in ``checksums``,
+# ``segments`` and ``whole``: callers (``core``; ``api`` only through it)
+# import them all from here.
+__all__ = [
+    "CHECKSUMS",
+    "COPY_READ_AHEAD",
+    "FULL_OBJECT_CHECKSUMS",
+    "PUT_PARALLEL",
+    "READ_AHEAD",
+    "READ_RUN",
+    "REPLICA_SEGMENT",
+    "BatchPut",
+    "BlockRef",
+    "Checksums",
+    "Layout",
+    "WriteResult",
+    "chunk_len_for",
+    "combine_checksums",
+    "decode_whole",
+    "encode_many",
+    "encode_whole",
+    "put_blocks",
+    "read_range",
+    "segment_size_for",
+    "stored_block_size",
+    "verify_block",
+    "write_blocks",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 K = TypeVar("K")
 
-# 1 MiB, not 4: an upload holds about four segments at once (received, being
-# sealed, being written, MD5 lagging one behind), so eight concurrent part uploads
-# peaked at 230-270 MB of RSS with 4 MiB and 175 MB with 1 MiB, at the same
-# throughput (bench/s3.py's big PUT; decisions.md, "Block format"). Layouts keep
-# their own segment size, so objects written with 4 MiB segments still read.
-REPLICA_SEGMENT = 1024 * 1024
-
-# CPU work (hashing, AES, EC) runs here, off the event loop and apart from the
-# default executor that spaces use for file I/O.
-_CPU = ThreadPoolExecutor(
-    max_workers=min(32, 2 * (os.cpu_count() or 2)), thread_name_prefix="jcs-cpu"
-)
 _background: set[asyncio.Future[Any]] = set()
-
-
-@dataclass(frozen=True)
-class BlockRef:
-    """Where one block of a layout lives."""
-
-    index: int  # 0 for none; 0..rep-1 for rep; fragment index 0..n-1 for ec
-    space: Space
-    key: str
-    space_id: int
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Everything needed to read an object back from its blocks."""
-
-    policy: Redundancy
-    size: int  # plaintext bytes
-    segment_size: int  # plaintext bytes per full segment
-    chunk_len: int  # stored bytes per full segment in each block (incl. GCM tag)
-    data_key: bytes
-
-
-# The additional checksums, by their S3 names; each value is the base64 of
-# the big-endian digest, as S3 returns it (``x-amz-checksum-crc32`` ...).
-CHECKSUMS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
-_CRCS: dict[str, tuple[Callable[[Any, int], int], int]] = {
-    # ISA-L's CRC32 (carry-less multiply, ~50 GB/s here) rather than awscrt's
-    # table-driven one (~1.7 GB/s): CRC32 is what current AWS SDKs send with
-    # every upload, so awscrt's cost half a second of CPU per GB uploaded.
-    "CRC32": (isal_zlib.crc32, 4),
-    "CRC32C": (crt.crc32c, 4),
-    "CRC64NVME": (crt.crc64nvme, 8),
-}
-
-
-_COMBINE: dict[str, Callable[[int, int, int], int]] = {
-    "CRC32": crt.combine_crc32,
-    "CRC32C": crt.combine_crc32c,
-    "CRC64NVME": crt.combine_crc64nvme,
-}
-FULL_OBJECT_CHECKSUMS = frozenset(_COMBINE)  # a CRC of the whole from its parts'
-
-
-def combine_checksums(name: str, parts: Sequence[tuple[str, int]]) -> str:
-    """The CRC ``name`` of a whole stream from those of its pieces, in order:
-    (base64 value, byte length) each, as S3's FULL_OBJECT multipart checksum
-    (awscrt's combine: no byte is read again)."""
-    combine = _COMBINE[name]
-    width = _CRCS[name][1]
-    value = 0
-    for i, (text, length) in enumerate(parts):
-        crc = int.from_bytes(base64.b64decode(text), "big")
-        value = crc if i == 0 else combine(value, crc, length)
-    return base64.b64encode(value.to_bytes(width, "big")).decode()
-
-
-class Checksums:
-    """The additional checksums of one stream, updated segment by segment in
-    the worker thread that already hashes it (awscrt's CRCs and hashlib both
-    release the GIL). SHA-256 is not computed twice: it is the digest the
-    write path computes anyway for ``fileHash``, handed to ``result``."""
-
-    def __init__(self, names: Collection[str] = ()) -> None:
-        unknown = set(names) - set(CHECKSUMS)
-        if unknown:
-            raise ValueError(f"unknown checksum algorithms: {sorted(unknown)}")
-        self.names = frozenset(names)
-        self._crcs = [(n, *_CRCS[n]) for n in CHECKSUMS if n in self.names and n in _CRCS]
-        self._values = [0] * len(self._crcs)
-        self._sha1 = hashlib.sha1() if "SHA1" in self.names else None
-
-    def update(self, data: bytes | memoryview) -> None:
-        for i, (_, fn, _) in enumerate(self._crcs):
-            self._values[i] = fn(data, self._values[i])
-        if self._sha1 is not None:
-            self._sha1.update(data)
-
-    def result(self, sha256: bytes) -> dict[str, str]:
-        """Name → base64 digest; ``sha256`` is the stream's SHA-256 digest."""
-        out: dict[str, str] = {}
-        for (name, _, width), value in zip(self._crcs, self._values, strict=True):
-            out[name] = base64.b64encode(value.to_bytes(width, "big")).decode()
-        if self._sha1 is not None:
-            out["SHA1"] = base64.b64encode(self._sha1.digest()).decode()
-        if "SHA256" in self.names:
-            out["SHA256"] = base64.b64encode(sha256).decode()
-        return out
-
-
-@dataclass
-class WriteResult:
-    size: int
-    sha256: str  # lower hex
-    md5: str  # lower hex
-    segment_size: int
-    chunk_len: int
-    block_sizes: list[int]  # by block index
-    checksums: dict[str, str] = field(default_factory=dict)  # see ``Checksums``
-
-
-def segment_size_for(policy: Redundancy) -> int:
-    """Default segment size: ``k * chunkSize`` for ec, ``REPLICA_SEGMENT`` otherwise."""
-    return policy.segment_size if isinstance(policy, EcPolicy) else REPLICA_SEGMENT
-
-
-def chunk_len_for(policy: Redundancy, segment_size: int) -> int:
-    """Stored bytes per full segment in each block."""
-    if isinstance(policy, EcPolicy):
-        return ErasureCodec(policy.k, policy.n).fragment_len(segment_size) + OVERHEAD
-    return segment_size + OVERHEAD
-
-
-class _Geometry:
-    """Segment arithmetic of one layout."""
-
-    def __init__(self, policy: Redundancy, size: int, segment_size: int, chunk_len: int):
-        if segment_size <= 0:
-            raise ValueError("segment size must be positive")
-        self.size = size
-        self.segment_size = segment_size
-        self.chunk_len = chunk_len
-        self.codec = ErasureCodec(policy.k, policy.n) if isinstance(policy, EcPolicy) else None
-        self.count = -(-size // segment_size)
-
-    def seg_len(self, j: int) -> int:
-        return min(self.segment_size, self.size - j * self.segment_size)
-
-    def stored_len(self, j: int) -> int:
-        n = self.seg_len(j)
-        if n == self.segment_size:
-            return self.chunk_len
-        return (self.codec.fragment_len(n) if self.codec else n) + OVERHEAD
-
-    @classmethod
-    def of(cls, layout: Layout) -> _Geometry:
-        return cls(layout.policy, layout.size, layout.segment_size, layout.chunk_len)
-
-
-async def _cpu(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_CPU, fn, *args)
-
-
-async def _run_all(aws: Iterable[Awaitable[T]]) -> list[T]:
-    """Run concurrently; on the first failure (or cancellation) cancel the rest and
-    wait for them, then raise it. Unlike ``gather`` nothing keeps running behind."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    if not tasks:
-        return []
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:
-        pending = [t for t in tasks if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending)
-        errors = [t.exception() for t in tasks if not t.cancelled()]
-    for exc in errors:
-        if exc is not None:
-            raise exc
-    return [t.result() for t in tasks]
-
-
-def _forget(task: asyncio.Future[Any] | None) -> None:
-    """Cancel a task we no longer await, without an unretrieved-exception warning."""
-    if task is None:
-        return
-    if task.done():
-        if not task.cancelled():
-            task.exception()  # mark it retrieved
-        return
-    task.cancel()
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-
-
-class _Segmenter:
-    """Cuts a byte stream into ``size``-byte segments with at most one copy per byte."""
-
-    def __init__(self, source: AsyncIterable[bytes], size: int) -> None:
-        self._it = aiter(source)
-        self._size = size
-        self._parts: list[bytes | memoryview] = []
-        self._have = 0
-        self._eof = False
-
-    async def next(self) -> bytes | None:
-        while self._have < self._size and not self._eof:
-            try:
-                chunk = await anext(self._it)
-            except StopAsyncIteration:
-                self._eof = True
-                break
-            if chunk:
-                # A bytearray/memoryview may be reused by its producer: take a copy.
-                part = chunk if isinstance(chunk, bytes) else bytes(chunk)
-                self._parts.append(part)
-                self._have += len(part)
-        if not self._have:
-            return None
-        return self._cut(min(self._size, self._have))
-
-    def _cut(self, size: int) -> bytes:
-        parts = self._parts
-        out: list[bytes | memoryview] = []
-        need, i = size, 0
-        while need:
-            part = parts[i]
-            if len(part) <= need:
-                out.append(part)
-                need -= len(part)
-                i += 1
-            else:
-                view = memoryview(part)
-                out.append(view[:need])
-                parts[i] = view[need:]
-                need = 0
-        del parts[:i]
-        self._have -= size
-        if len(out) == 1 and type(out[0]) is bytes:
-            return out[0]  # a source chunk that is exactly one segment: no copy
-        return b"".join(out)
 
 
 def _ordered_blocks(policy: Redundancy, blocks: list[BlockRef]) -> list[BlockRef]:
@@ -354,128 +169,6 @@ async def write_blocks(
         block_sizes=stored,
         checksums={} if extra is None else extra.result(sha.digest()),
     )
-
-
-def encode_whole(
-    data: bytes,
-    policy: Redundancy,
-    data_key: bytes,
-    *,
-    segment_size: int | None = None,
-    checksums: Collection[str] = (),
-) -> tuple[WriteResult, list[bytes]]:
-    """What ``write_blocks`` would store for ``data`` (a small object already in
-    memory), computed in one go: the result and every block's bytes, by block
-    index (replicas share one bytes object). CPU only; run it off the loop."""
-    seg_size = segment_size or segment_size_for(policy)
-    chunk_len = chunk_len_for(policy, seg_size)
-    codec = ErasureCodec(policy.k, policy.n) if isinstance(policy, EcPolicy) else None
-    cipher = ChunkCipher(data_key)
-    width = policy.width
-    pieces: list[list[bytes]] = [[] for _ in range(width if codec else 1)]
-    for j, start in enumerate(range(0, len(data), seg_size)):
-        seg = data[start : start + seg_size]
-        if codec is None:
-            pieces[0].append(cipher.seal(0, j, seg))
-        else:
-            for i, frag in enumerate(codec.encode(seg)):
-                pieces[i].append(cipher.seal(i, j, frag))
-    joined = [p[0] if len(p) == 1 else b"".join(p) for p in pieces]
-    blocks = joined if codec else joined * width
-    sha = hashlib.sha256(data)
-    extra: dict[str, str] = {}
-    if checksums:
-        summer = Checksums(checksums)
-        summer.update(data)
-        extra = summer.result(sha.digest())
-    result = WriteResult(
-        size=len(data),
-        sha256=sha.hexdigest(),
-        md5=hashlib.md5(data).hexdigest(),
-        segment_size=seg_size,
-        chunk_len=chunk_len,
-        block_sizes=[len(b) for b in blocks],
-        checksums=extra,
-    )
-    return result, blocks
-
-
-def decode_whole(block: bytes, layout: Layout) -> bytes:
-    """The plaintext of a one-block (policy none) layout held in memory: an
-    inline small object. Every chunk is authenticated (``BlockCorrupt``)."""
-    cipher = ChunkCipher(layout.data_key)
-    out = []
-    for j, start in enumerate(range(0, len(block), layout.chunk_len)):
-        out.append(cipher.open(0, j, block[start : start + layout.chunk_len]))
-    data = out[0] if len(out) == 1 else b"".join(out)
-    if len(data) != layout.size:
-        raise BlockCorrupt(f"inline block holds {len(data)} bytes, its layout {layout.size}")
-    return data
-
-
-async def encode_many(
-    items: Sequence[tuple[bytes, bytes]], policy: Redundancy, checksums: Collection[str] = ()
-) -> list[tuple[WriteResult, list[bytes]]]:
-    """``encode_whole`` of each (data, data key), in one hop to the CPU pool."""
-
-    def run() -> list[tuple[WriteResult, list[bytes]]]:
-        return [encode_whole(data, policy, key, checksums=checksums) for data, key in items]
-
-    return await _cpu(run)
-
-
-@runtime_checkable
-class BatchPut(Protocol):
-    """A space that stores many small keys in one call, durable together (one
-    durability point for the batch instead of one per key)."""
-
-    async def put_many(self, items: Sequence[tuple[str, bytes]]) -> None: ...
-
-
-PUT_PARALLEL = 16  # whole-block puts in flight at once to a space without ``put_many``
-
-
-async def put_blocks(items: Sequence[tuple[Space, str, bytes]]) -> None:
-    """Store whole blocks; every one is durable when this returns.
-
-    Keys of one space go in one ``put_many`` call where the space has it,
-    elsewhere up to ``PUT_PARALLEL`` plain puts at once. Nothing is left
-    running when this returns or raises (it waits for every started put, and
-    starts no new one after a failure); a failure leaves keys that the caller
-    deletes."""
-    by_space: dict[int, tuple[Space, list[tuple[str, bytes]]]] = {}
-    for space, key, data in items:
-        by_space.setdefault(id(space), (space, []))[1].append((key, data))
-    gate = asyncio.Semaphore(PUT_PARALLEL)
-    failed: list[BaseException] = []
-
-    async def one(space: Space, key: str, data: bytes) -> None:
-        async with gate:
-            if not failed:
-                await space.put(key, data)
-
-    async def guarded(aw: Awaitable[None]) -> None:
-        try:
-            await aw
-        except BaseException as exc:
-            failed.append(exc)
-
-    jobs: list[Awaitable[None]] = []
-    for space, group in by_space.values():
-        if isinstance(space, BatchPut):
-            jobs.append(guarded(space.put_many(group)))
-        else:
-            jobs.extend(guarded(one(space, k, d)) for k, d in group)
-    task = asyncio.ensure_future(asyncio.gather(*jobs))
-    # Shielded: a cancelled caller still waits here until no put is running,
-    # so its clean-up cannot race a put that lands afterwards.
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
-    if failed:
-        raise failed[0]
 
 
 async def _open(blocks: list[BlockRef], writers: list[BlockWriter | None], i: int) -> None:

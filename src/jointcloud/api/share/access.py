@@ -24,9 +24,9 @@ from jointcloud.errors import (
     Unauthorized,
     UnknownAccessKey,
 )
-from jointcloud.keys.caveats import MAX_BASE58
 from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, parse_access_key_id
 from jointcloud.keys.grant import Grant, parse_grant
+from jointcloud.keys.wire import MAX_BASE58
 
 BASE58 = frozenset(string.digits + string.ascii_letters) - frozenset("0OIl")
 # A grant is a few hundred base58 characters (satellite, key, root key); an

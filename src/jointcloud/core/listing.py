@@ -1,0 +1,245 @@
+"""Listing pages: objects under a prefix in path order, those sharing a
+part up to a delimiter rolled up into common prefixes, and the opaque
+tokens that resume a listing where a page ended. Shared by every
+protocol's listing (``ObjectService.list``, ``list_brief``,
+``list_by_path``)."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
+from jointcloud.core.buckets import PackageService
+from jointcloud.core.commands import ListObjects, PackageRef
+from jointcloud.core.models import ListedObject, ObjectEntry, ObjectInfo, Package
+from jointcloud.core.paths import check_cursor, key_prefix, object_path, path_prefix
+from jointcloud.errors import BadArgument
+from jointcloud.meta import catalog
+from jointcloud.meta.db import Database
+
+MAX_KEYS = 1000
+
+
+@dataclass(frozen=True)
+class Listing:
+    common_prefixes: list[str]
+    objects: list[ObjectInfo]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class EntryListing:
+    """A JCS listing page: each object as ``ObjectEntry``."""
+
+    common_prefixes: list[str]
+    objects: list[ObjectEntry]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class BriefListing:
+    """A listing page with only what a listing shows of each object."""
+
+    common_prefixes: list[str]
+    objects: list[ListedObject]
+    next_token: str | None
+
+
+E = TypeVar("E", ObjectInfo, ObjectEntry, ListedObject)
+# (conn, package id, prefix, after, limit, inclusive) -> one batch, in path order
+Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
+
+
+def encode_token(after: str, inclusive: bool) -> str:
+    raw = json.dumps({"a": after, "i": inclusive}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str, field: str) -> tuple[str, bool]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, inclusive = data["a"], data["i"]
+        if not isinstance(after, str) or not isinstance(inclusive, bool):
+            raise ValueError
+        check_cursor(after, field)  # a crafted cursor no stored path could hold
+    except (ValueError, KeyError, TypeError, BadArgument) as exc:
+        raise BadArgument.about(field, "is not a token this service issued") from exc
+    return after, inclusive
+
+
+def past(common: str) -> tuple[str, bool]:
+    """Where a listing resumes after a common prefix: the least string above
+    every path that begins with it (its last character + 1, inclusive)."""
+    last = ord(common[-1])
+    if last >= 0x10FFFF:
+        return common + "\U0010ffff", False
+    # No key holds a surrogate (paths.check_chars): U+D7FF is followed by U+E000.
+    following = 0xE000 if last == 0xD7FF else last + 1
+    return common[:-1] + chr(following), True
+
+
+async def scan(
+    conn: Any,
+    principal: Principal | None,
+    pkg: Package,
+    prefix: str,
+    delimiter: str | None,
+    after: str | None,
+    inclusive: bool,
+    max_keys: int,
+    fetch: Fetch[E],
+) -> tuple[list[str], list[E], str | None]:
+    """One page of a listing in the read snapshot ``conn``; ``principal``
+    with caveats filters what is shown (None: show everything)."""
+    restricted = principal if principal is not None and principal.caveats else None
+    objs: list[E] = []
+    prefixes: list[str] = []
+    batch: Sequence[E] = ()
+    while len(objs) + len(prefixes) < max_keys:
+        room = max_keys - len(objs) - len(prefixes)
+        # One row more than fits: it answers "is there more?" at the end.
+        batch = await fetch(conn, pkg.package_id, prefix, after, room + 1, inclusive)
+        if not batch:
+            return prefixes, objs, None
+        for obj in batch:
+            if len(objs) + len(prefixes) == max_keys:
+                break
+            rest = obj.path[len(prefix) :]
+            if delimiter is not None and delimiter in rest:
+                common = prefix + rest.split(delimiter, 1)[0] + delimiter
+                if restricted is None or allows(
+                    restricted,
+                    Operation.LIST,
+                    project_id=pkg.bucket_id,
+                    package=pkg.name,
+                    path=common,
+                ):
+                    prefixes.append(common)
+                # Everything under ``common`` is skipped in one step.
+                after, inclusive = past(common)
+                break
+            if restricted is None or visible(restricted, pkg.name, obj.path):
+                objs.append(obj)
+            after, inclusive = obj.path, False
+    last = batch[-1].path
+    if after is not None and (last > after or (inclusive and last == after)):
+        more: Sequence[E] = batch  # a fetched row lies past the page
+    else:
+        more = await fetch(conn, pkg.package_id, prefix, after, 1, inclusive)
+    next_token = encode_token(after, inclusive) if more and after is not None else None
+    return prefixes, objs, next_token
+
+
+class ObjectListings:
+    """The listings of ``ObjectService``: S3's and the JCS ones."""
+
+    def __init__(self, db: Database, packages: PackageService) -> None:
+        self.db = db
+        self.packages = packages
+
+    async def list(self, principal: Principal, cmd: ListObjects) -> Listing:
+        """Objects under ``cmd.prefix`` in path order, those sharing a part up
+        to ``cmd.delimiter`` rolled up into common prefixes; a key restricted
+        to some paths sees only what its caveats reach."""
+        return Listing(*await self._page(principal, cmd, catalog.list_objects))
+
+    async def list_brief(self, principal: Principal, cmd: ListObjects) -> BriefListing:
+        """``list`` showing only path, size, ETag, update time and checksums
+        of each object (S3's listings): several times cheaper per object."""
+        return BriefListing(*await self._page(principal, cmd, catalog.list_listed))
+
+    async def _page(
+        self, principal: Principal, cmd: ListObjects, fetch: Fetch[E]
+    ) -> tuple[builtins.list[str], builtins.list[E], str | None]:
+        prefix = key_prefix(cmd.prefix)
+        if cmd.max_keys < 0:
+            raise BadArgument("max_keys must not be negative")
+        pkg = await self.packages.resolve(principal, cmd.package, Operation.LIST, prefix or "")
+        if prefix is None:
+            return [], [], None  # no key begins with it
+        after: str | None = cmd.start_after
+        inclusive = False
+        if after is not None and cmd.after_prefix:
+            after, inclusive = past(after)
+        if cmd.continuation:
+            after, inclusive = decode_token(cmd.continuation, "continuation")
+        if cmd.max_keys == 0:
+            return [], [], None
+        async with self.db.read() as conn:
+            return await scan(
+                conn,
+                principal,
+                pkg,
+                prefix,
+                cmd.delimiter or None,
+                after,
+                inclusive,
+                min(cmd.max_keys, MAX_KEYS),
+                fetch,
+            )
+
+    async def list_by_path(
+        self,
+        principal: Principal,
+        package_id: int,
+        path: str,
+        *,
+        is_prefix: bool,
+        no_recursive: bool,
+        token: str | None = None,
+        max_keys: int = MAX_KEYS,
+    ) -> EntryListing:
+        """JCS: one object (``is_prefix`` false) or a page of those under a
+        prefix; a key restricted to some paths sees only what they reach."""
+        pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.LIST)
+        if not 1 <= max_keys <= MAX_KEYS:
+            raise BadArgument.about("max keys", f"must be between 1 and {MAX_KEYS}")
+
+        def may_list(at: str) -> None:
+            authorize(
+                principal, Operation.LIST, project_id=pkg.bucket_id, package=pkg.name, path=at
+            )
+
+        if not is_prefix:
+            exact = object_path(path)
+            may_list(exact)
+            async with self.db.read() as conn:
+                one = await catalog.get_object_by_path(conn, package_id, exact)
+            if one is None or not visible(principal, pkg.name, one.path):
+                return EntryListing([], [], None)
+            return EntryListing([], [ObjectEntry.of(one)], None)
+        prefix = path_prefix(path)
+        may_list(prefix)
+        after, inclusive = decode_token(token, "continuation token") if token else (None, False)
+        delimiter = "/" if no_recursive else None
+        async with self.db.read() as conn:
+            return EntryListing(
+                *await scan(
+                    conn,
+                    principal,
+                    pkg,
+                    prefix,
+                    delimiter,
+                    after,
+                    inclusive,
+                    max_keys,
+                    catalog.list_entries,
+                )
+            )
+
+    async def package_objects(
+        self, principal: Principal, package_id: int
+    ) -> builtins.list[ObjectInfo]:
+        pkg = await self.packages.get(principal, package_id, Operation.LIST)
+        out: builtins.list[ObjectInfo] = []
+        async with self.db.read() as conn:
+            after: str | None = None
+            while batch := await catalog.list_objects(conn, package_id, "", after, 1000):
+                out += [o for o in batch if visible(principal, pkg.name, o.path)]
+                after = batch[-1].path
+        return out
