@@ -4,6 +4,7 @@ satellite, another passphrase, after expiry or revocation."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
@@ -160,6 +161,30 @@ async def test_credentials_follow_their_key(
     # The parent's credentials still work.
     parent = (await main.post("/v1/access", json={"access_grant": grant.serialize()})).json()
     assert (await ctx.access.resolve(parent["access_key_id"])).principal.caveats == ()
+
+
+async def test_a_burst_of_checks_judges_the_key_once(
+    api: Api, main: httpx.AsyncClient, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sixteen requests with one access key id arriving as its cache entry
+    expires (here: a cold cache) re-judge the grant once, not sixteen times;
+    every one of them is answered."""
+    grant = await _grant(api)
+    made = (await main.post("/v1/access", json={"access_grant": grant})).json()
+    judged = 0
+    judge = ctx.access.grant_principal
+
+    async def counted(g: object) -> object:
+        nonlocal judged
+        judged += 1
+        return await judge(g)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ctx.access, "grant_principal", counted)
+    ctx.access.forget()
+    burst = await asyncio.gather(*(ctx.access.resolve(made["access_key_id"]) for _ in range(16)))
+    assert judged == 1
+    assert {r.access_key_id for r in burst} == {made["access_key_id"]}
+    assert all(r.principal == burst[0].principal for r in burst)
 
 
 async def test_gc_removes_expired_credentials(

@@ -22,15 +22,13 @@ that, so revocation reaches credentials within the same bound.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from jointcloud.core.accounts import KEY_CACHE_ENTRIES, KEY_CACHE_SECONDS
 from jointcloud.core.authz import Principal
 from jointcloud.core.buckets import BucketService
+from jointcloud.core.keycache import KEY_CACHE_SECONDS, KeyCache
 from jointcloud.core.models import ProjectKey
 from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.errors import AccessDenied, BadArgument, Unauthorized, UnknownAccessKey
@@ -103,8 +101,7 @@ class AccessService:
         self.buckets = buckets
         self.satellite = satellite
         self.s3_endpoint = s3_endpoint
-        self.cache_seconds = cache_seconds
-        self._cache: OrderedDict[str, tuple[float, ResolvedAccess]] = OrderedDict()
+        self._cache: KeyCache[str, ResolvedAccess] = KeyCache(cache_seconds)
 
     # -- grants ---------------------------------------------------------------
 
@@ -171,18 +168,9 @@ class AccessService:
     async def resolve(self, access_key_id: str) -> ResolvedAccess:
         """What an access key id stands for, re-judged at most every
         ``cache_seconds``; ``Unauthorized`` naming why it does not work."""
-        now = time.monotonic()
-        hit = self._cache.get(access_key_id)
-        if hit is not None and hit[0] > now:
-            resolved = hit[1]
-            if resolved.expires is not None and resolved.expires < datetime.now(UTC):
-                raise Unauthorized(f"the credentials expired at {resolved.expires.isoformat()}")
-            return resolved
-        resolved = await self._resolve(access_key_id)
-        self._cache[access_key_id] = (now + self.cache_seconds, resolved)
-        self._cache.move_to_end(access_key_id)
-        while len(self._cache) > KEY_CACHE_ENTRIES:
-            self._cache.popitem(last=False)
+        resolved = await self._cache.get(access_key_id, lambda: self._resolve(access_key_id))
+        if resolved.expires is not None and resolved.expires < datetime.now(UTC):
+            raise Unauthorized(f"the credentials expired at {resolved.expires.isoformat()}")
         return resolved
 
     async def _resolve(self, access_key_id: str) -> ResolvedAccess:

@@ -4,25 +4,21 @@ Key look-ups are cached per process, but only for ``KEY_CACHE_SECONDS``: a
 key deleted in the database (by any server process sharing it) stops working
 everywhere within that time plus one request, which is the revocation bound
 (DESIGN §6: no unbounded key caches). Unknown keys are never cached, so a key
-created elsewhere works at once.
+created elsewhere works at once (``core/keycache.py``).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from typing import Protocol
 
 from jointcloud.core.authz import Principal, require_account
+from jointcloud.core.keycache import KEY_CACHE_SECONDS, KeyCache
 from jointcloud.core.models import User, UserKey, UserRecord
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import AlreadyExists, DuplicateEntry, NotFound, Unauthorized
 from jointcloud.keys.apikeys import PREFIX, hash_api_key, new_api_key
 from jointcloud.meta import accounts
 from jointcloud.meta.db import Database
-
-KEY_CACHE_SECONDS = 2.0  # revocation reaches every process within this (< 5 s)
-KEY_CACHE_ENTRIES = 10_000
 
 
 class CapabilityKeys(Protocol):
@@ -44,9 +40,8 @@ class AccountService:
         capability_keys: CapabilityKeys | None = None,
     ) -> None:
         self.db = db
-        self.cache_seconds = cache_seconds
         self.capability_keys = capability_keys
-        self._cache: OrderedDict[str, tuple[float, User]] = OrderedDict()
+        self._cache: KeyCache[str, User] = KeyCache(cache_seconds)
 
     async def authenticate(self, key: str | None) -> User:
         """The user a key belongs to; ``Unauthorized`` for a missing or unknown key.
@@ -54,20 +49,15 @@ class AccountService:
         if not key:
             raise Unauthorized("missing API key")
         digest = hash_api_key(key)
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        async with self.db.read() as conn:
-            user = await accounts.user_for_key(conn, digest)
-        if user is None:
-            self._cache.pop(digest, None)
-            raise Unauthorized("invalid API key")
-        self._cache[digest] = (now + self.cache_seconds, user)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > KEY_CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return user
+
+        async def load() -> User:
+            async with self.db.read() as conn:
+                user = await accounts.user_for_key(conn, digest)
+            if user is None:
+                raise Unauthorized("invalid API key")
+            return user
+
+        return await self._cache.get(digest, load)
 
     async def principal(self, key: str | None) -> Principal:
         """The principal a key stands for: a plain user key the whole account,
@@ -166,6 +156,6 @@ class AccountService:
         digest = hash_api_key(key)
         async with self.db.write() as conn:
             found = await accounts.delete_api_key(conn, digest)
-        self._cache.pop(digest, None)
+        self._cache.pop(digest)
         if not found:
             raise NotFound("no such API key")

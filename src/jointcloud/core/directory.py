@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 
-from jointcloud.core.accounts import KEY_CACHE_SECONDS
+from jointcloud.core.keycache import KEY_CACHE_SECONDS
 from jointcloud.core.models import Package
 
 DIRECTORY_ENTRIES = 4096

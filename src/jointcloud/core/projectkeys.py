@@ -16,10 +16,7 @@ working on every process sharing the database within that time.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import OrderedDict
 
-from jointcloud.core.accounts import KEY_CACHE_ENTRIES, KEY_CACHE_SECONDS
 from jointcloud.core.authz import (
     Caveat,
     Operation,
@@ -29,6 +26,7 @@ from jointcloud.core.authz import (
     require_account,
 )
 from jointcloud.core.buckets import BucketService
+from jointcloud.core.keycache import KEY_CACHE_SECONDS, KeyCache
 from jointcloud.core.models import ProjectKey
 from jointcloud.core.paths import entity_name
 from jointcloud.errors import BadArgument, NotFound, Unauthorized
@@ -78,8 +76,7 @@ class ProjectKeyService:
         self.db = db
         self.master = master
         self.buckets = buckets
-        self.cache_seconds = cache_seconds
-        self._cache: OrderedDict[bytes, tuple[float, Principal]] = OrderedDict()
+        self._cache: KeyCache[bytes, Principal] = KeyCache(cache_seconds)
 
     # -- management (an account key of the owner) -------------------------------
 
@@ -150,16 +147,7 @@ class ProjectKeyService:
     async def principal(self, text: str) -> Principal:
         """The principal a key stands for: its project, within its caveats."""
         digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
-        now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        principal = await self._verify(parse_key(text))
-        self._cache[digest] = (now + self.cache_seconds, principal)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > KEY_CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return principal
+        return await self._cache.get(digest, lambda: self._verify(parse_key(text)))
 
     async def verify(self, key: APIKey) -> tuple[ProjectKey, Principal]:
         """Check a parsed key (a grant's) against the database: its record,
