@@ -211,12 +211,19 @@ def dump_hash(h: ContentHash) -> str:
     return (_COMP if h.composite else _FULL) + h.sha256.upper()
 
 
+_EMPTY_HASH = ContentHash("")
+# A listing loads one hash and one entry per object: tuple.__new__ skips
+# the NamedTuple constructor's Python frame (a third of load_hash).
+_tuple = tuple.__new__
+
+
 def load_hash(text: str) -> ContentHash:
-    if text.startswith(_COMP):
-        return ContentHash(text[len(_COMP) :].lower(), composite=True)
-    if text.startswith(_FULL):
-        return ContentHash(text[len(_FULL) :].lower())
-    return ContentHash("")
+    kind = text[:4]
+    if kind == _FULL:
+        return _tuple(ContentHash, (text[4:].lower(), False))
+    if kind == _COMP:
+        return _tuple(ContentHash, (text[4:].lower(), True))
+    return _EMPTY_HASH
 
 
 # Rows of ``objects`` are read by position (a listing converts thousands:
@@ -281,16 +288,19 @@ def to_entry(r: Sequence[Any]) -> ObjectEntry:
     """A row of ``catalog.ENTRY_COLUMNS``, as the driver returns it."""
     oid, package_id, path, size, file_hash, redundancy, created, updated = r
     create_time = stamp(created)
-    return ObjectEntry(
-        oid,
-        package_id,
-        path,
-        size,
-        load_hash(file_hash),
-        load_policy_required(redundancy),
-        create_time,
-        # Mostly the same instant (never overwritten): parsed once.
-        create_time if updated == created else stamp(updated),
+    return _tuple(
+        ObjectEntry,
+        (
+            oid,
+            package_id,
+            path,
+            size,
+            load_hash(file_hash),
+            load_policy_required(redundancy),
+            create_time,
+            # Mostly the same instant (never overwritten): parsed once.
+            create_time if updated == created else stamp(updated),
+        ),
     )
 
 
