@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
-from jointcloud.meta.driver import server_gone
+from jointcloud.meta.driver import drop_if_closed, server_gone
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
 
@@ -196,7 +196,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
-            kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=20, max_overflow=20)
         self._file = sqlite_file(url) if self.is_sqlite else None
         if self._file is not None:
             kwargs["async_creator"] = inline_creator(self._file)  # no thread hops
@@ -205,6 +205,8 @@ class Database:
             # sets the pragmas again).
             kwargs.update(pool_size=32, max_overflow=32)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if not self.is_sqlite:
+            event.listen(self.engine.sync_engine, "checkout", drop_if_closed)
         self._read_engine = (
             self.engine
             if self.is_sqlite
@@ -537,7 +539,7 @@ class Database:
 
     async def _reader(self) -> AsyncConnection:
         """A kept reader, else one from the pool. Kept readers skip the
-        pool's pre-ping, so one whose server went away is dropped here."""
+        pool's checkout check, so one whose server went away is dropped here."""
         now = time.monotonic()
         while self._readers:
             conn, since = self._readers.pop()
