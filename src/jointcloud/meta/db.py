@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
-from jointcloud.meta.driver import drop_if_closed, server_gone
+from jointcloud.meta.driver import check_on_checkout, note_checkin, server_gone
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
 
@@ -206,7 +206,8 @@ class Database:
             kwargs.update(pool_size=32, max_overflow=32)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if not self.is_sqlite:
-            event.listen(self.engine.sync_engine, "checkout", drop_if_closed)
+            event.listen(self.engine.sync_engine, "checkout", check_on_checkout)
+            event.listen(self.engine.sync_engine, "checkin", note_checkin)
         self._read_engine = (
             self.engine
             if self.is_sqlite
@@ -488,10 +489,9 @@ class Database:
             return
         # Taking a connection out of the pool and giving it back costs more
         # than the point lookup a download makes: checkout, checkin and its
-        # reset, each through a greenlet, and on PostgreSQL the pool's ping,
-        # a round trip. So a few readers stay out between reads, for a
-        # moment only: one that waited longer goes back, and the pool pings
-        # it before its next use.
+        # reset, each through a greenlet (and on PostgreSQL the checks of
+        # driver.check_on_checkout). So a few readers stay out between
+        # reads, for a moment only: one that waited longer goes back.
         conn = await self._reader()
         clean = False
         try:

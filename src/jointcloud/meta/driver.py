@@ -27,8 +27,10 @@ constraint the database enforces is raised as SQLAlchemy's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,21 +72,45 @@ def server_gone(conn: AsyncConnection) -> bool:
     return isinstance(driver, asyncpg.Connection) and driver.is_closed()
 
 
-def drop_if_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+# A pooled PostgreSQL connection idle longer than this is pinged when taken.
+IDLE_PING_SECONDS = 10.0
+
+
+def note_checkin(dbapi_connection: Any, record: Any) -> None:
+    """The pool's ``checkin`` hook: when the connection went idle."""
+    record.info["idle_since"] = time.monotonic()
+
+
+def check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     """The pool's ``checkout`` check on PostgreSQL, instead of its pre-ping.
 
     SQLAlchemy's pre-ping on asyncpg is three round trips (BEGIN, an empty
     statement, ROLLBACK) before every write transaction and one before every
-    pooled read: a third of a small upload's statements. asyncpg knows
-    without I/O whether the server closed the connection (a restart, a
-    terminated backend), once the loop has seen the socket close; raising
-    ``DisconnectionError`` makes the pool drop it and hand out a fresh one.
-    The bound is the one kept readers already have: a statement can meet a
-    connection whose goodbye is still in flight and fail (as one could
-    between a ping and the statement after it)."""
+    pooled read: a third of a small upload's statements. Instead:
+
+    - asyncpg knows without I/O whether the server closed the connection
+      (a restart, a terminated backend) once the loop has seen the socket
+      close: such a connection is dropped at once;
+    - one that sat idle for ``IDLE_PING_SECONDS`` is pinged as before: the
+      other end may have gone away meanwhile without a word (a failover, a
+      NAT or load balancer that forgot the connection and answers the next
+      packet with a reset).
+
+    Raising ``DisconnectionError`` makes the pool drop the connection and
+    hand out a fresh one. What is given up: a busy connection whose server
+    vanished in the last seconds without closing it fails its next
+    statement (as one could between a ping and the statement after it)."""
     driver = record.driver_connection
-    if isinstance(driver, asyncpg.Connection) and driver.is_closed():
+    if not isinstance(driver, asyncpg.Connection):
+        return
+    if driver.is_closed():
         raise DisconnectionError("the database server closed this connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+        try:
+            dbapi_connection.ping()  # SQLAlchemy's own, run in the pool's greenlet
+        except Exception as exc:
+            raise DisconnectionError(f"the database server did not answer: {exc}") from exc
 
 
 async def _driver_of(conn: AsyncConnection) -> Any:
@@ -195,10 +221,31 @@ class DriverQuery:
                     out += driver.sqlite.execute(sql, args).fetchall()
                 return out
             assert driver is not None
-            # One round trip for the whole batch (asyncpg pipelines the
-            # executions): a combined commit of sixteen small uploads made
-            # three statements of sixteen round trips each, one at a time.
-            return list(await driver.fetchmany(sql, batch))
+            return await _pipelined(driver, sql, batch)
         except (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError) as exc:
             # As SQLAlchemy would raise it: ``db.write`` makes it a domain error.
-            raise IntegrityError(sql, batch, exc) from exc
+            raise IntegrityError(sql, batch, exc, ismulti=True) from exc
+
+
+async def _pipelined(
+    driver: asyncpg.Connection, sql: str, batch: list[list[Any]]
+) -> list[Sequence[Any]]:
+    """Every row of ``batch`` in one round trip (asyncpg pipelines the
+    executions; a statement not yet in its cache is prepared first): a
+    combined commit of sixteen small uploads sent three statements of
+    sixteen round trips each, one at a time.
+
+    Shielded: asyncpg (0.30-0.32) sends a batch over 128 KiB in pieces, and
+    a cancel that lands between two is swallowed there while it waits for
+    an answer that never comes (the batch's end was never sent): the
+    transaction and its locks would stay open for good. So a cancel lets
+    the batch end first (one round trip), then is raised."""
+    task = asyncio.ensure_future(driver.fetchmany(sql, batch))
+    try:
+        rows: list[Sequence[Any]] = await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the caller gets the cancel
+        raise
+    return rows
