@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import func, insert, select
+from sqlalchemy.exc import DBAPIError
 
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
@@ -32,9 +33,14 @@ async def count_users(db: Database) -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("victims", ["the write", "every task it started"])
 async def test_a_cancelled_bulk_write_ends_and_writes_nothing(
-    migrated_db: Database, monkeypatch: pytest.MonkeyPatch
+    migrated_db: Database, monkeypatch: pytest.MonkeyPatch, victims: str
 ) -> None:
+    """Cancelling every task the write started is what a server stopping
+    does: the batch itself is then cancelled too, and the write ends by
+    dropping its connection if the batch does not end in time (it then
+    fails with the rollback that could not be sent, not as cancelled)."""
     db = migrated_db
     sending = asyncio.Event()
     real = asyncpg.Connection.fetchmany
@@ -61,6 +67,7 @@ async def test_a_cancelled_bulk_write_ends_and_writes_nothing(
     landed = reached = 0
     for turns in range(40):
         sending.clear()
+        others = asyncio.all_tasks()
         task = asyncio.ensure_future(write(turns))
         async with asyncio.timeout(30):  # a write that never ends fails the test
             began = asyncio.ensure_future(sending.wait())
@@ -69,11 +76,17 @@ async def test_a_cancelled_bulk_write_ends_and_writes_nothing(
             reached += sending.is_set()
             for _ in range(turns):
                 await asyncio.sleep(0)
-            task.cancel()
+            started = asyncio.all_tasks() - others if victims != "the write" else {task}
+            for victim in started:
+                victim.cancel()
             await asyncio.wait([task])
-        if not task.cancelled():
-            task.result()  # an error, not a cancel, fails the test
-        landed += not task.cancelled()  # it had committed before the cancel
+        ended = "cancelled" if task.cancelled() else task.exception()
+        if isinstance(ended, DBAPIError) and victims != "the write":
+            # Its connection dropped: the rollback after it could not be sent.
+            assert "connection is closed" in str(ended)
+        elif ended is not None and ended != "cancelled":
+            raise ended  # any other error fails the test
+        landed += ended is None  # it had committed before the cancel
     assert reached == 40, "a batch never reached asyncpg's fetchmany"
     # A cancelled write was rolled back whole.
     assert await count_users(db) == before + ROWS * landed

@@ -239,13 +239,27 @@ async def _pipelined(
     a cancel that lands between two is swallowed there while it waits for
     an answer that never comes (the batch's end was never sent): the
     transaction and its locks would stay open for good. So a cancel lets
-    the batch end first (one round trip), then is raised."""
+    the batch end first (one round trip), then is raised. If it has not
+    ended within ``CANCEL_GRACE_SECONDS`` (the batch itself was cancelled
+    too, as every task is when the server stops, or a second cancel came),
+    the connection is dropped: the server then rolls the transaction back."""
     task = asyncio.ensure_future(driver.fetchmany(sql, batch))
     try:
         rows: list[Sequence[Any]] = await asyncio.shield(task)
     except asyncio.CancelledError:
-        await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller gets the cancel
+        try:
+            await asyncio.wait([task], timeout=CANCEL_GRACE_SECONDS)
+        finally:
+            if not task.done():
+                driver.terminate()
+            task.add_done_callback(_retrieved)  # the caller gets the cancel
         raise
     return rows
+
+
+CANCEL_GRACE_SECONDS = 5.0
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
