@@ -12,7 +12,9 @@ statements), BEGIN and COMMIT included."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -91,3 +93,48 @@ async def test_sixty_files_cost_the_round_trips_of_two(
     # objects, parts); a cached look-up that expires between the two
     # uploads may cost one more.
     assert sixty - two <= 1, f"2 files: {two} statements; 60 files: {sixty}"
+
+
+class Clock:
+    """The pool check's clock (``driver.time``), moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_steady_load_after_a_burst_is_not_pinged(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads some seconds apart, each within the idle threshold of the
+    one before, after a burst left several connections in the pool: the
+    pool hands back the connection just used, not one idle for longer,
+    so no upload pays the ping (three statements) on top of its own."""
+    pkg = await package(world)
+    clock = Clock()
+    monkeypatch.setattr(driver, "time", clock)
+    await world.ctx.objects.upload(world.alice, pkg.package_id, files("warm", 2))
+    entered = asyncio.Barrier(4)
+
+    async def hold() -> None:
+        async with world.ctx.db.write():
+            await entered.wait()  # four connections taken at once
+
+    await asyncio.gather(*(hold() for _ in range(4)))
+    sent = count_statements(monkeypatch)
+    costs = []
+    for step in range(6):
+        clock.now += driver.IDLE_PING_SECONDS * 0.6
+        before = sent.statements
+        await world.ctx.objects.upload(world.alice, pkg.package_id, files(f"step{step}", 2))
+        costs.append(sent.statements - before)
+    # The first may prepare the package lock on a connection new to it.
+    assert max(costs[1:]) <= 6, f"statements per upload: {costs}"
+    # Idle past the threshold, the connection is pinged (BEGIN, ";", ROLLBACK).
+    clock.now += driver.IDLE_PING_SECONDS * 1.5
+    before = sent.statements
+    await world.ctx.objects.upload(world.alice, pkg.package_id, files("late", 2))
+    assert sent.statements - before == costs[-1] + 3

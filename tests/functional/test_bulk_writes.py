@@ -1,12 +1,12 @@
 """A bulk write (``DriverQuery.write``) cancelled while asyncpg sends its
-rows ends, writes nothing, and leaves every connection usable. On
-PostgreSQL the rows go in one pipelined ``fetchmany``; asyncpg, cancelled
-while it sends a large batch in pieces, can swallow the cancel and wait
-forever (seen with asyncpg alone, 2 cancels in 40), which
+rows ends as cancelled, writes nothing, and leaves every connection
+usable. On PostgreSQL the rows go in one pipelined ``fetchmany``; asyncpg,
+cancelled while it sends a large batch in pieces, can swallow the cancel
+and wait forever (seen with asyncpg alone, 2 cancels in 40), which
 ``meta/driver.py`` (``_pipelined``) guards against by letting the batch
-end first. Through our stack this test has not caught that hang without
-the guard; it holds the guard's promise: the cancel still ends the write,
-and what was cancelled left no rows."""
+end first, for a few seconds at most. Without that guard a review saw
+this test catch the hang in 5 runs of 11, by its timeout (a hung write
+then also stalls pytest's teardown)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import DBAPIError
 
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
@@ -39,8 +38,9 @@ async def test_a_cancelled_bulk_write_ends_and_writes_nothing(
 ) -> None:
     """Cancelling every task the write started is what a server stopping
     does: the batch itself is then cancelled too, and the write ends by
-    dropping its connection if the batch does not end in time (it then
-    fails with the rollback that could not be sent, not as cancelled)."""
+    dropping its connection if the batch does not end in time. Either way
+    the caller sees the cancel (a combined commit tells a cancel from a
+    failed commit), not the rollback that could not be sent."""
     db = migrated_db
     sending = asyncio.Event()
     real = asyncpg.Connection.fetchmany
@@ -81,10 +81,7 @@ async def test_a_cancelled_bulk_write_ends_and_writes_nothing(
                 victim.cancel()
             await asyncio.wait([task])
         ended = "cancelled" if task.cancelled() else task.exception()
-        if isinstance(ended, DBAPIError) and victims != "the write":
-            # Its connection dropped: the rollback after it could not be sent.
-            assert "connection is closed" in str(ended)
-        elif ended is not None and ended != "cancelled":
+        if ended is not None and ended != "cancelled":
             raise ended  # any other error fails the test
         landed += ended is None  # it had committed before the cancel
     assert reached == 40, "a batch never reached asyncpg's fetchmany"
