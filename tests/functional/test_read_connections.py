@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, text
 
-from jointcloud.meta import db as dbmod
+from jointcloud.meta import readers as kept_readers
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
 from jointcloud.meta.driver import DriverQuery
@@ -69,7 +69,7 @@ async def test_few_readers_stay_out_and_idle_ones_go_back(
     pool = db.engine.pool
     base = pool.checkedout()  # type: ignore[attr-defined]
     gate, all_in = asyncio.Event(), asyncio.Event()
-    count = 3 * dbmod.IDLE_READERS
+    count = 3 * kept_readers.IDLE_READERS
     inside = 0
 
     async def held() -> None:
@@ -87,9 +87,9 @@ async def test_few_readers_stay_out_and_idle_ones_go_back(
     gate.set()
     await asyncio.gather(*readers)
     kept = pool.checkedout()  # type: ignore[attr-defined]
-    assert kept <= max(base, dbmod.IDLE_READERS)
+    assert kept <= max(base, kept_readers.IDLE_READERS)
 
-    monkeypatch.setattr(dbmod, "READER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(kept_readers, "READER_IDLE_SECONDS", 0.0)
     await names(db)
     assert pool.checkedout() == 1  # type: ignore[attr-defined]  # the last read's only
 

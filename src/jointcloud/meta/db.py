@@ -24,7 +24,6 @@ import contextlib
 import functools
 import os
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
-from jointcloud.meta.driver import check_on_checkout, note_checkin, server_gone
+from jointcloud.meta.driver import check_on_checkout, note_checkin
+from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
 
@@ -152,9 +152,6 @@ class _Group:
 # PUT/s, 64 MiB: 757, none: 793 in one run). Recovery after a crash reads
 # at most this much log.
 CHECKPOINT_BYTES = 64 << 20
-# Read connections kept out of the pool between reads, and for how long (``read``).
-IDLE_READERS = 8
-READER_IDLE_SECONDS = 1.0
 # How long a write waits in all for another process's write lock.
 LOCKED_FOR = 60.0
 
@@ -225,7 +222,7 @@ class Database:
         self._flusher: asyncio.Future[None] | None = None
         self._wal = None if self._file is None else self._file + "-wal"
         self._checkpointing: asyncio.Future[None] | None = None
-        self._readers: list[tuple[AsyncConnection, float]] = []  # idle readers, since (``read``)
+        self._readers = KeptReaders(self._read_engine)
         self.syncs = 0  # group syncs made (for the durability test and metrics)
         # Among processes writing this file (``jcs serve --workers``).
         self._writer = (
@@ -491,12 +488,7 @@ class Database:
                 yield conn
                 await tx.rollback()
             return
-        # Taking a connection out of the pool and giving it back costs more
-        # than the point lookup a download makes: checkout, checkin and its
-        # reset, each through a greenlet (and on PostgreSQL the checks of
-        # driver.check_on_checkout). So a few readers stay out between
-        # reads, for a moment only: one that waited longer goes back.
-        conn = await self._reader()
+        conn = await self._readers.take()  # kept out of the pool (meta/readers.py)
         clean = False
         try:
             tx = await conn.begin()
@@ -506,7 +498,7 @@ class Database:
                 await tx.rollback()
                 clean = True
         finally:
-            await self._give_back(conn, clean)
+            await self._readers.give_back(conn, clean)
 
     @asynccontextmanager
     async def read_statement(self) -> AsyncIterator[AsyncConnection]:
@@ -520,7 +512,7 @@ class Database:
             async with self.read() as conn:
                 yield conn
             return
-        conn = await self._reader()
+        conn = await self._readers.take()
         clean = False
         try:
             yield conn
@@ -530,49 +522,17 @@ class Database:
                     await conn.rollback()
                 clean = True
             finally:
-                await self._give_back(conn, clean)
-
-    async def _give_back(self, conn: AsyncConnection, clean: bool) -> None:
-        """Keep a reader out of the pool if it is ``clean`` (no transaction
-        left) and there is room; otherwise it goes back."""
-        gone = server_gone(conn)
-        if clean and not gone and not conn.invalidated and len(self._readers) < IDLE_READERS:
-            self._readers.append((conn, time.monotonic()))
-        else:
-            await _let_go(conn, gone)
-
-    async def _reader(self) -> AsyncConnection:
-        """A kept reader, else one from the pool. Kept readers skip the
-        pool's checkout check, so one whose server went away is dropped here."""
-        now = time.monotonic()
-        while self._readers:
-            conn, since = self._readers.pop()
-            gone = server_gone(conn)
-            if now - since <= READER_IDLE_SECONDS and not gone:
-                return conn
-            await _let_go(conn, gone)
-        return await self._read_engine.connect()
+                await self._readers.give_back(conn, clean)
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.wait([self._flusher])
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
-        readers, self._readers = self._readers, []
-        for conn, _ in readers:
-            await conn.close()
+        await self._readers.close()
         await self.engine.dispose()
         if self._writer is not None:
             self._writer.close()
-
-
-async def _let_go(conn: AsyncConnection, gone: bool) -> None:
-    """Close a reader; one whose server went away is invalidated first, so
-    the pool discards it instead of resetting it over a dead socket."""
-    if gone:
-        with contextlib.suppress(Exception):
-            await conn.invalidate()
-    await conn.close()
 
 
 async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
