@@ -109,10 +109,10 @@ class Clock:
 async def test_a_steady_load_after_a_burst_is_not_pinged(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Uploads some seconds apart, each within the idle threshold of the
-    one before, after a burst left several connections in the pool: the
-    pool hands back the connection just used, not one idle for longer,
-    so no upload pays the ping (three statements) on top of its own."""
+    """Uploads six seconds apart, after a burst left several connections
+    in the pool: the pool hands back the connection just used, not one
+    idle for longer, so no upload pays the ping (three statements) on top
+    of its own. After a minute without any, the next one is pinged."""
     pkg = await package(world)
     clock = Clock()
     monkeypatch.setattr(driver, "time", clock)
@@ -127,14 +127,14 @@ async def test_a_steady_load_after_a_burst_is_not_pinged(
     sent = count_statements(monkeypatch)
     costs = []
     for step in range(6):
-        clock.now += driver.IDLE_PING_SECONDS * 0.6
+        clock.now += 6.0
         before = sent.statements
         await world.ctx.objects.upload(world.alice, pkg.package_id, files(f"step{step}", 2))
         costs.append(sent.statements - before)
     # The first may prepare the package lock on a connection new to it.
     assert max(costs[1:]) <= 6, f"statements per upload: {costs}"
-    # Idle past the threshold, the connection is pinged (BEGIN, ";", ROLLBACK).
-    clock.now += driver.IDLE_PING_SECONDS * 1.5
+    # Idle for a minute, the connection is pinged (BEGIN, ";", ROLLBACK).
+    clock.now += 60.0
     before = sent.statements
     await world.ctx.objects.upload(world.alice, pkg.package_id, files("late", 2))
     assert sent.statements - before == costs[-1] + 3
