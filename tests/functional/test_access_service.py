@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -209,3 +210,41 @@ async def test_gc_removes_expired_credentials(
     with pytest.raises(UnknownAccessKey, match="unknown access key id"):
         await ctx.access.resolve(made["access_key_id"])
     assert (await ctx.access.resolve(kept["access_key_id"])).expires is None
+
+
+async def test_a_client_gone_mid_body_is_no_server_error(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by fuzzing: a body cut short by the client's disconnect raised
+    out of the handler (a 500 and a traceback in the log)."""
+    app = main_app(ctx, Metrics(), ("api",))
+    sent: list[dict[str, object]] = []
+    incoming = [
+        {"type": "http.request", "body": b'{"access_grant": "1', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/access",
+        "raw_path": b"/v1/access",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"jcs.test"), (b"content-length", b"100")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 7890),
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import Answer, Backend, Gw, Recorder, unique
+from gw_support import Answer, Backend, Gw, Jcs, Recorder, unique
 
 MiB = 1024 * 1024
 ERROR = re.compile(
@@ -455,3 +455,36 @@ async def test_hostile_bodies_answer_the_envelope(gw: httpx.AsyncClient, backend
             assert raw.text.startswith("<map><code>-1</code>")
         else:
             assert raw.json()["code"] == -1
+
+
+async def test_text_that_is_not_unicode_and_bad_urls_are_named(
+    gw: httpx.AsyncClient, jcs: Jcs
+) -> None:
+    """Found by fuzzing: a lone surrogate escape in any value that reached
+    botocore, protobuf or Argon2, and a URL with an unbalanced IPv6
+    bracket, answered "internal error (UnicodeEncodeError / ValueError)"."""
+    backend = jcs.backend
+    call = Gw(gw, False, backend.headers)
+    json_body = {"Content-Type": "application/json"}
+    for path, body, name in (
+        ("/headObject", b'{"bucket":"b","key":"a\\ud800"}', "key"),
+        ("/listObjects", b'{"bucket":"b","prefix":"\\udfff"}', "prefix"),
+        ("/listParts", b'{"bucket":"b","key":"k","upload_id":["\\ud800"]}', "upload_id"),
+        ("/createAccessGrant", b'{"password":"\\ud800"}', "password"),
+    ):
+        answer = await call(path, content=body, headers=json_body)
+        assert answer.code == -1, path
+        assert name in answer.msg and "surrogate" in answer.msg, answer.msg
+    for endpoint in ("http://[zz]", "http://[::1", "["):
+        answer = await Gw(gw, False, {**backend.headers, "Endpoint": endpoint})("/listBuckets")
+        assert answer.code == -1 and "Endpoint" in answer.msg, answer.msg
+        assert "not a valid URL" in answer.msg
+    answer = await call(
+        "/createCredentials", json={"auth_service": "http://[zz]", "access_grant": "x"}
+    )
+    assert answer.code == -1 and "not a valid URL" in answer.msg, answer.msg
+    answer = await call(
+        "/createAccessGrant",
+        json={"satellite_node_url": "[", "restrict_key": jcs.api_key, "password": "p"},
+    )
+    assert answer.code == -1 and "not a valid URL" in answer.msg, answer.msg

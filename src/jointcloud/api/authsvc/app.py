@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -82,6 +82,8 @@ def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observabilit
             made = await ctx.access.register(body.get("access_grant"), public=public)
         except errors.DomainError as exc:
             return _cors(error(exc))
+        except ClientDisconnect:  # gone mid-body: nobody reads an answer, nothing was made
+            return PlainTextResponse("the client disconnected\n", status_code=400)
         return _cors(
             JSONResponse(
                 {

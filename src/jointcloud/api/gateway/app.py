@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
@@ -566,6 +566,8 @@ def create_app(
             return failure(exc.message, xml=xml)
         except DomainError as exc:
             return failure(exc.message, xml=xml)
+        except ClientDisconnect:  # gone mid-body: nothing was stored, nobody reads this
+            return failure("the client disconnected before the request was read", xml=xml)
         except Exception as exc:  # no request data in the log: it may hold keys
             log.error("gateway: unexpected error", path=request.url.path, error=type(exc).__name__)
             return failure(f"internal error ({type(exc).__name__})", xml=xml)

@@ -41,6 +41,23 @@ def _invalid(name: str, what: str) -> GatewayError:
     return GatewayError(f"invalid parameter {name}: {what}")
 
 
+def _not_text(value: Any) -> bool:
+    """Whether a decoded JSON value holds a string that is not Unicode text:
+    JSON's escapes can spell a lone UTF-16 surrogate (``"\\ud800"``), which
+    nothing downstream can encode (botocore, protobuf, Argon2, HTTP)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_not_text(v) for v in value)
+    if isinstance(value, dict):
+        return any(_not_text(k) or _not_text(v) for k, v in value.items())
+    return False
+
+
 @dataclass
 class Params:
     """Every value given for each name, in order (the query's first, then the
@@ -289,5 +306,9 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
     if not isinstance(decoded, dict):
         raise GatewayError("the request body must be a JSON object")
     for name, value in decoded.items():
+        if _not_text(name):
+            raise GatewayError("the request body has a parameter name that is not Unicode text")
+        if _not_text(value):
+            raise _invalid(name, "holds a lone UTF-16 surrogate escape, which is not Unicode text")
         params.replace(name, value)
     return Body(params)

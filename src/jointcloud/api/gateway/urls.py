@@ -24,11 +24,14 @@ def service_url(raw: str, what: str) -> str:
     loopback and ``https://`` anywhere else: keys and secrets do not cross a
     network in clear unless the caller writes ``http://`` itself."""
     text = raw.strip()
-    if "://" not in text:
-        text = text.rsplit("@", 1)[-1]
-        host = urlsplit("//" + text).hostname or ""
-        text = ("http://" if _loopback(host) else "https://") + text
-    split = urlsplit(text)
+    try:
+        if "://" not in text:
+            text = text.rsplit("@", 1)[-1]
+            host = urlsplit("//" + text).hostname or ""
+            text = ("http://" if _loopback(host) else "https://") + text
+        split = urlsplit(text)
+    except ValueError as exc:  # an unbalanced "[", an invalid IPv6 address
+        raise GatewayError(f"{what} is not a valid URL: {exc}") from None
     if split.scheme not in ("http", "https") or not split.netloc:
         raise GatewayError(f"{what} must be an http(s) URL")
     return text.rstrip("/")
