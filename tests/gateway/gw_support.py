@@ -70,7 +70,8 @@ class Recorder:
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
             body = params.get("Body")
-            size = len(body) if isinstance(body, bytes | bytearray) else None
+            # A spooled body (a file) counts by the length sent with it.
+            size = len(body) if isinstance(body, bytes | bytearray) else params.get("ContentLength")
             self.calls.append((model.name, size))
 
         client.meta.events.register("provide-client-params.s3.*", record)

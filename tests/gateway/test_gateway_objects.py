@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gw_support import Answer, Backend, Gw, Jcs, Recorder, unique
+from gw_support import Answer, Backend, Gw, Jcs, Recorder, read, unique
 
 MiB = 1024 * 1024
 ERROR = re.compile(
@@ -345,6 +345,45 @@ async def test_large_upload_streams_in_parts(
     part = await download(call, bucket, "big.bin", headers={"Range": f"bytes={9 * MiB}-"})
     assert part.status_code == 206 and part.content == data[9 * MiB :]
 
+    # A length declared for a file of 100 GiB makes parts of 11 MiB (within
+    # 10,000 parts); those are spooled, not held, whatever the client sends.
+    form = httpx.Request(
+        "POST",
+        "http://gateway.test/uploadObject",
+        data={"bucket": bucket, "key": "declared.bin"},
+        files={"file": ("declared.bin", io.BytesIO(data))},
+    )
+    body = form.read()
+    headers = {**backend.headers, "Content-Type": form.headers["Content-Type"]}
+    recorder.calls.clear()
+    answer = read(
+        await gw.post(
+            "/uploadObject",
+            content=body,
+            headers={**headers, "Content-Length": str(100 * 1024 * MiB)},
+        ),
+        xml=False,
+    )
+    assert answer.code == 0, answer.msg
+    assert recorder.calls == [
+        ("CreateMultipartUpload", None),
+        ("UploadPart", 11 * MiB),
+        ("UploadPart", 9 * MiB),
+        ("CompleteMultipartUpload", None),
+    ]
+    got = await download(call, bucket, "declared.bin")
+    assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
+    # Declared larger than an object can be: refused before it is read.
+    recorder.calls.clear()
+    answer = read(
+        await gw.post(
+            "/uploadObject", content=body, headers={**headers, "Content-Length": str(2**63)}
+        ),
+        xml=False,
+    )
+    assert answer.code == -1 and "at most" in answer.msg and "5 TiB" in answer.msg
+    assert recorder.calls == []
+
     # exactly one part: one PutObject
     recorder.calls.clear()
     await call.ok(
@@ -377,7 +416,7 @@ async def test_large_upload_streams_in_parts(
     uploads = await call.ok("/listMultipartUploads", json={"bucket": bucket}, many=True)
     assert uploads.data in ([], None)
     listed = await call.ok("/listObjects", json={"bucket": bucket}, many=True)
-    assert [o["key"] for o in listed.data] == ["big.bin", "one.bin"]
+    assert [o["key"] for o in listed.data] == ["big.bin", "declared.bin", "one.bin"]
 
 
 async def test_requests_and_methods(gw: httpx.AsyncClient, backend: Backend) -> None:

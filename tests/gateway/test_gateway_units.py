@@ -3,6 +3,7 @@ URLs without a scheme, parameter types."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from jointcloud.api.gateway.envelope import GatewayError, render_json, render_xml, xml_name
 from jointcloud.api.gateway.params import Params
 from jointcloud.api.gateway.s3client import describe
-from jointcloud.api.gateway.upload import MAX_PARTS, PART_SIZE, MiB, part_size_for
+from jointcloud.api.gateway.upload import (
+    MAX_PARTS,
+    PART_SIZE,
+    MiB,
+    PartReader,
+    part_size_for,
+    read_part,
+)
 from jointcloud.api.gateway.urls import service_url
 
 
@@ -140,6 +148,30 @@ def test_part_size_keeps_within_the_part_limit() -> None:
     big = 200 * 1024 * MiB  # 200 GiB
     size = part_size_for(big)
     assert size % MiB == 0 and size * MAX_PARTS >= big and size > PART_SIZE
+    # The client declares the length: more than an object can hold is refused.
+    with pytest.raises(GatewayError, match=r"at most \d+ bytes \(5 TiB\)"):
+        part_size_for(2**63)
+
+
+async def test_a_part_over_the_memory_part_size_is_spooled_to_disk() -> None:
+    """Parts grow with the declared length (up to 525 MiB for 5 TiB); what
+    the facade holds in memory per part stays ``PART_SIZE``."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(20):
+            yield bytes([i]) * MiB
+
+    reader = PartReader(chunks())
+    big = await read_part(reader, 12 * MiB)
+    rest = await read_part(reader, 12 * MiB)
+    try:
+        assert (big.size, rest.size) == (12 * MiB, 8 * MiB)
+        assert not isinstance(big.body, bytes)
+        assert big.body._rolled  # type: ignore[union-attr]  # on disk, not in memory
+        assert big.body.read() == b"".join(bytes([i]) * MiB for i in range(12))
+    finally:
+        await big.close()
+        await rest.close()
 
 
 def test_xml_answers_replace_what_xml_cannot_carry() -> None:

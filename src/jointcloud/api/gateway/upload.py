@@ -4,8 +4,11 @@
 (8 MiB, more when the request is too large for 10 000 such parts): a file
 that fits in one part is sent with one ``PutObject``; a larger one with a
 multipart upload — create, one ``UploadPart`` per part, complete — where the
-next part is read from the client while the previous one is sent, so at most
-two parts are in memory. Any failure aborts the upload.
+next part is read from the client while up to ``IN_FLIGHT`` are sent. A part
+is held in memory up to ``PART_SIZE`` and spooled to a temporary file
+beyond, so memory stays bounded whatever length the request declares (the
+part size follows the declared length, which the client chooses). Any
+failure aborts the upload.
 
 ``/uploadPart`` sends one part of the caller's own multipart upload, whose
 size is not known before its end: it is spooled (in memory up to
@@ -27,6 +30,8 @@ MiB = 1024 * 1024
 IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
+MAX_OBJECT = 5 * 1024 * 1024 * MiB  # S3's largest object: 5 TiB
+FORM_SLACK = 1 * MiB  # a form's boundaries and fields around the file
 SPOOL_WRITE = 1 * MiB
 
 
@@ -62,10 +67,37 @@ class PartReader:
 
 def part_size_for(declared: int | None) -> int:
     """``PART_SIZE``, or a whole number of MiB that keeps an upload of
-    ``declared`` bytes within ``MAX_PARTS`` parts."""
+    ``declared`` bytes within ``MAX_PARTS`` parts. A request declared larger
+    than the largest object (and its form) is refused before it is read."""
     if declared is None or declared <= PART_SIZE * MAX_PARTS:
         return PART_SIZE
+    if declared > MAX_OBJECT + FORM_SLACK:
+        raise GatewayError(
+            f"the request declares {declared} bytes: an object holds at most "
+            f"{MAX_OBJECT} bytes (5 TiB)"
+        )
     return -(-declared // (MAX_PARTS * MiB)) * MiB
+
+
+class Part:
+    """One part's bytes: in memory up to ``PART_SIZE``, else in a spool file."""
+
+    def __init__(self, body: bytes | IO[bytes], size: int) -> None:
+        self.body = body
+        self.size = size
+
+    async def close(self) -> None:
+        if not isinstance(self.body, bytes):
+            await asyncio.to_thread(self.body.close)
+
+
+async def read_part(reader: PartReader, size: int) -> Part:
+    """The next ``size`` bytes of ``reader`` (fewer at its end)."""
+    if size <= PART_SIZE:
+        data = await reader.read(size)
+        return Part(data, len(data))
+    body, got = await spool(reader, size)
+    return Part(body, got)
 
 
 async def upload_object(
@@ -78,44 +110,65 @@ async def upload_object(
     part_size: int = PART_SIZE,
 ) -> None:
     extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
-    first = await reader.read(part_size)
-    second = await reader.read(part_size) if len(first) == part_size else b""
-    if not second:
-        await s3.call("put_object", Bucket=bucket, Key=key, Body=first, **extra)
+    first = await read_part(reader, part_size)
+    second = await read_part(reader, part_size) if first.size == part_size else Part(b"", 0)
+    if not second.size:
+        try:
+            await s3.call(
+                "put_object",
+                Bucket=bucket,
+                Key=key,
+                Body=first.body,
+                ContentLength=first.size,
+                **extra,
+            )
+        finally:
+            await first.close()
         return
-    made = await s3.call("create_multipart_upload", Bucket=bucket, Key=key, **extra)
+    try:
+        made = await s3.call("create_multipart_upload", Bucket=bucket, Key=key, **extra)
+    except BaseException:
+        await first.close()
+        await second.close()
+        raise
     upload_id = made["UploadId"]
 
-    def send(number: int, data: bytes) -> dict[str, Any]:
-        answer = s3.call_sync(
-            "upload_part",
-            Bucket=bucket,
-            Key=key,
-            UploadId=upload_id,
-            PartNumber=number,
-            Body=data,
-        )
+    def send(number: int, part: Part) -> dict[str, Any]:
+        try:
+            answer = s3.call_sync(
+                "upload_part",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=part.body,
+                ContentLength=part.size,
+            )
+        finally:
+            if not isinstance(part.body, bytes):
+                part.body.close()
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
-    # Up to IN_FLIGHT parts on their way while the next is read: memory is
-    # at most (IN_FLIGHT + 1) parts, and the upload is not one round trip
-    # per part (a direct S3 client keeps several parts in flight too).
+    # Up to IN_FLIGHT parts on their way while the next is read: at most
+    # (IN_FLIGHT + 1) parts are held (in memory up to PART_SIZE each, the
+    # rest spooled), and the upload is not one round trip per part (a
+    # direct S3 client keeps several parts in flight too).
     parts: list[dict[str, Any]] = []
     sending: list[asyncio.Task[dict[str, Any]]] = []
+    following: Part | None = None
     try:
         number = 1
         sending.append(asyncio.create_task(asyncio.to_thread(send, number, first)))
-        del first
         following = second
-        del second
-        while following:
+        while following.size:
             number += 1
             if number > MAX_PARTS:
                 raise GatewayError(f"the file needs more than {MAX_PARTS} parts")
             if len(sending) >= IN_FLIGHT:
                 parts.append(await sending.pop(0))
             sending.append(asyncio.create_task(asyncio.to_thread(send, number, following)))
-            following = await reader.read(part_size)
+            following = None
+            following = await read_part(reader, part_size)
         for task in sending:
             parts.append(await task)
         sending = []
@@ -130,18 +183,22 @@ async def upload_object(
         for task in sending:
             with contextlib.suppress(BaseException):
                 await task
+        if following is not None:
+            await following.close()
         with contextlib.suppress(Exception):
             await s3.call("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
         raise
 
 
-async def spool(reader: PartReader) -> tuple[IO[bytes], int]:
-    """The rest of the stream in a temporary file (memory up to ``PART_SIZE``)."""
+async def spool(reader: PartReader, limit: int | None = None) -> tuple[IO[bytes], int]:
+    """The rest of the stream, or its next ``limit`` bytes, in a temporary
+    file (memory up to ``PART_SIZE``)."""
     spooled: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=PART_SIZE)  # noqa: SIM115
     size = 0
     try:
-        while True:
-            data = await reader.read(SPOOL_WRITE)
+        while limit is None or size < limit:
+            step = SPOOL_WRITE if limit is None else min(SPOOL_WRITE, limit - size)
+            data = await reader.read(step)
             if not data:
                 break
             size += len(data)
