@@ -161,6 +161,14 @@ class S3Request:
         if signing is not None and signing.payload.streaming:
             self._decoder = ChunkedDecoder.for_request(stream, self.signed, signing)
             return aiter(self._decoder), None
+        # A payload hash the signature covers holds for what is stored,
+        # however the body is framed: an unsigned Content-Encoding must not
+        # switch the check off (a fuzzing pass stored a forged body so).
+        declared = (
+            signing.payload_hash
+            if signing is not None and signing.payload is sigv4.PayloadMode.SHA256
+            else None
+        )
         encoding = (self.header("content-encoding") or "").lower()
         if "aws-chunked" in encoding and self.header("x-amz-decoded-content-length"):
             # Unsigned requests (SigV2, presigned) may still be chunked.
@@ -171,13 +179,11 @@ class S3Request:
                 trailer_names=names,
                 decoded_length=length,
             )
-            return aiter(self._decoder), None
+            return aiter(self._decoder), declared
         chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
         if self.header("content-length") is None and self.request.method == "PUT" and not chunked:
             raise MissingContentLength("You must provide the Content-Length HTTP header.")
-        if signing is not None and signing.payload is sigv4.PayloadMode.SHA256:
-            return _plain(stream), signing.payload_hash
-        return _plain(stream), None
+        return _plain(stream), declared
 
     def trailing_checksums(self) -> Mapping[ChecksumAlgorithm, str]:
         """Checksums of the body's trailer (read once the body is)."""
