@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from jointcloud import errors
+from jointcloud.api.common.connection import Problem
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +80,15 @@ def fail(code: str, message: str, status: int) -> JSONResponse:
     return Envelope({"code": code, "message": message, "data": None}, status_code=status)
 
 
-def malformed_request(request_id: str) -> JSONResponse:
-    """The envelope's answer to a request the HTTP parser refuses (the host
-    sends it instead of uvicorn's plain text)."""
+def malformed_request(request_id: str, problem: Problem) -> JSONResponse:
+    """The envelope's answer to a request refused before it reached the app
+    (``api/common/connection.py``), instead of uvicorn's plain text."""
     del request_id  # the host sends it in X-Request-ID; the envelope has no field for it
-    return fail("BadArgument", "the HTTP request could not be parsed", 400)
+    message = {
+        "head_too_large": "the request's head (request line and headers) is too large",
+        "head_timeout": "the request's head did not arrive in time",
+    }.get(problem, "the HTTP request could not be parsed")
+    return fail("BadArgument", message, 400)
 
 
 def error_response(exc: errors.DomainError) -> JSONResponse:

@@ -15,6 +15,7 @@ from typing import ClassVar
 from starlette.responses import Response
 
 from jointcloud import errors
+from jointcloud.api.common.connection import Problem
 from jointcloud.api.common.http import http_date
 from jointcloud.api.common.xmltext import xml_safe
 from jointcloud.api.s3.sigv4 import S3AuthError, SignatureDoesNotMatch
@@ -58,6 +59,8 @@ MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError
 InvalidBucketName = s3_error("InvalidBucketName", 400)
 InvalidBucketNamespace = s3_error("InvalidBucketNamespace", 400)
 MissingContentLength = s3_error("MissingContentLength", 411)
+RequestHeaderSectionTooLarge = s3_error("RequestHeaderSectionTooLarge", 400)
+RequestTimeout = s3_error("RequestTimeout", 400)
 InvalidDigest = s3_error("InvalidDigest", 400)
 InvalidTag = s3_error("InvalidTag", 400)
 KeyTooLong = s3_error("KeyTooLongError", 400)
@@ -147,11 +150,23 @@ def _readable(text: str) -> str:
     return xml_safe(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
-def malformed_request(request_id: str) -> Response:
-    """What AWS answers a request its HTTP parser refuses (a body longer
-    than its Content-Length runs into the next request, a bad chunk size,
-    a bad header line): the host sends it instead of uvicorn's plain text."""
-    exc = BadRequest("An error occurred when parsing the HTTP request.")
+def malformed_request(request_id: str, problem: Problem) -> Response:
+    """What AWS answers a request refused before it reached the app
+    (``api/common/connection.py``): one its HTTP parser cannot read (a body longer
+    than its Content-Length runs into the next request, a bad chunk size, a
+    bad header line), a head too large, a head that did not arrive in time."""
+    exc: errors.DomainError
+    if problem == "head_too_large":
+        exc = RequestHeaderSectionTooLarge(
+            "Your request header section exceeds the maximum allowed size."
+        )
+    elif problem == "head_timeout":
+        exc = RequestTimeout(
+            "Your socket connection to the server was not read from or written to "
+            "within the timeout period: the request's head did not arrive in time."
+        )
+    else:
+        exc = BadRequest("An error occurred when parsing the HTTP request.")
     return error_response(exc, resource="", request_id=request_id)
 
 

@@ -1,0 +1,175 @@
+"""The limits of one HTTP connection, on uvicorn's httptools protocol.
+
+uvicorn (0.55) bounds neither the time a client takes to send a request nor
+the size of its head. A fuzzing pass against ``jcs serve`` kept connections
+with a partial head, or a body stalled half-way, open for 400 s and more,
+each holding its request's task (and the file descriptor: enough of them
+exhaust the process's limit); and it streamed one header of 200 MiB, which
+httptools buffers whole, growing the process by 300 MB and stalling the
+event loop for everyone while it re-joined the growing buffer. So, on every
+listener:
+
+- **The head** (request line and headers) must arrive within
+  ``head_seconds`` of the connection opening, or of its first byte after a
+  keep-alive pause (a deadline: trickling bytes does not extend it), and be
+  at most ``max_head`` bytes. Otherwise the listener answers in its own
+  error format and closes the connection.
+- **The body** may pause for at most ``body_idle_seconds`` while the app
+  waits for it; then the connection is dropped and the app's ``receive``
+  answers ``http.disconnect``: an upload is discarded as for any client
+  that goes away. Time the app itself takes is not the client's: a body
+  left unread in the buffer, reading paused by flow control, or a
+  ``100 Continue`` not yet sent each restart the wait.
+
+Between requests uvicorn's own keep-alive timeout applies. What a listener
+answers a refused request (and a request its parser cannot read) is its
+``Malformed`` function's: S3 XML for the S3 endpoint, the JCS envelope on
+the main listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.responses import Response
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from jointcloud.api.common.observability import new_request_id
+
+# What went wrong with a request before the app saw it.
+Problem = Literal["unparsable", "head_too_large", "head_timeout"]
+# A listener's answer to such a request, given its request id.
+Malformed = Callable[[str, Problem], Response]
+
+
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    head_seconds: float = 60.0
+    body_idle_seconds: float = 60.0
+    max_head: int = 64 * 1024  # AWS takes 8 KiB of headers on a PUT; URLs add some
+
+
+def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+    """uvicorn's HTTP protocol with ``limits``, answering what it refuses with
+    ``malformed`` (uvicorn writes plain text) or, without one, plain text."""
+
+    class Protocol(HttpToolsProtocol):
+        _watch: asyncio.TimerHandle | None = None
+        _reading_head = True
+        _head_deadline: float | None = None  # None: no request begun
+        _head_bytes = 0
+        _messages = 0  # requests read whole on this connection
+        _last_data = 0.0
+        _refused = False  # answered and closing: what still arrives is dropped
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._begin_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            self._last_data = self.loop.time()
+            if self._reading_head and self._head_deadline is None:
+                self._begin_head()  # the first bytes after a keep-alive pause
+            counting, messages = self._reading_head, self._messages
+            super().data_received(data)
+            if self._messages != messages:
+                self._head_bytes = 0  # a new head began inside this chunk
+            elif counting and self._reading_head and not self._refused:
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.max_head:
+                    self._refuse("head_too_large")
+
+        def on_headers_complete(self) -> None:
+            self._reading_head = False
+            self._head_deadline = None
+            super().on_headers_complete()
+            self._arm(limits.body_idle_seconds, anew=True)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._reading_head = True
+            self._head_bytes = 0
+            self._messages += 1
+
+        def send_400_response(self, msg: str) -> None:
+            self._refuse("unparsable")
+
+        def _begin_head(self) -> None:
+            self._head_deadline = self.loop.time() + limits.head_seconds
+            self._arm(limits.head_seconds, anew=True)
+
+        def _arm(self, delay: float, *, anew: bool = False) -> None:
+            if anew and self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+            if self._watch is None:
+                self._watch = self.loop.call_later(delay, self._check)
+
+        def _check(self) -> None:
+            self._watch = None
+            if self.transport.is_closing():
+                return
+            now = self.loop.time()
+            if self._reading_head:
+                if self._head_deadline is None:
+                    return  # between requests: uvicorn's keep-alive timeout
+                if now >= self._head_deadline:
+                    self._refuse("head_timeout")
+                else:
+                    self._arm(self._head_deadline - now)
+                return
+            cycle = self.cycle
+            if cycle is None or not cycle.more_body or cycle.response_complete:
+                return  # nothing more is awaited from the client
+            if self.flow.read_paused or cycle.body or cycle.waiting_for_100_continue:
+                self._last_data = now  # the app has not asked for more yet
+            idle = now - self._last_data
+            if idle >= limits.body_idle_seconds:
+                self.transport.abort()  # the app's receive() sees the client gone
+            else:
+                self._arm(limits.body_idle_seconds - idle)
+
+        def _refuse(self, problem: Problem) -> None:
+            """Answer in the listener's format, then close: the stream can no
+            longer be trusted."""
+            request_id = new_request_id()
+            if malformed is None:
+                body = b"the HTTP request was refused: " + problem.encode() + b"\n"
+                answer = Response(body, status_code=400, media_type="text/plain")
+            else:
+                answer = malformed(request_id, problem)
+            lines = [b"HTTP/1.1 %d Bad Request\r\n" % answer.status_code]
+            headers = [*self.server_state.default_headers, *answer.raw_headers]
+            headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+            lines += [name + b": " + value + b"\r\n" for name, value in headers]
+            self.transport.write(b"".join(lines) + b"\r\n" + answer.body)
+            # Closing with unread input makes the kernel reset the connection,
+            # which can destroy the answer before the client reads it (a
+            # client still sending its oversized head). So: end our side,
+            # drop what still arrives, and close once the client closes or
+            # after LINGER_SECONDS (nginx's "lingering close").
+            self._refused = True
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_SECONDS, self.transport.close)
+            else:
+                self.transport.close()
+
+    return Protocol

@@ -1,0 +1,73 @@
+"""A real ``jcs serve`` with short connection limits (JCS_HTTP_HEAD_SECONDS,
+JCS_HTTP_BODY_IDLE_SECONDS): a client that stops half-way through a
+request's head is answered in the listener's own error format and cut off,
+one that stops half-way through an upload's body is cut off and nothing of
+the upload appears; both listeners, over raw sockets. A fuzzing pass held
+such connections open for 400 s and more before these limits."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from e2e_support import JcsServer, api_client, make_package
+
+GIVE_UP = 20.0  # far above the limits: a connection still open then never closes
+
+
+def until_closed(sock: socket.socket) -> bytes:
+    sock.settimeout(GIVE_UP)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
+    server = JcsServer(
+        data_dir=tmp_path / "data",
+        log_dir=tmp_path,
+        env={"JCS_HTTP_HEAD_SECONDS": "1", "JCS_HTTP_BODY_IDLE_SECONDS": "1"},
+    )
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.s3_port)) as s3:
+            s3.sendall(b"GET /bucket/key HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Da")
+            answer = until_closed(s3)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b"<Code>RequestTimeout</Code>" in answer
+
+        with socket.create_connection(("127.0.0.1", server.port)) as main:
+            main.sendall(b"GET /v1/bucket/list HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = until_closed(main)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+        assert b'"code":"BadArgument"' in answer.replace(b" ", b"")
+        assert b"did not arrive in time" in answer
+
+        with api_client(server) as api:
+            pkg = make_package(api, "limits", "p")
+            boundary = b"jcsboundary"
+            form = (
+                b"--" + boundary + b'\r\nContent-Disposition: form-data; name="info"\r\n\r\n'
+                b'{"packageID": %d}\r\n'
+                % pkg
+                + b"--"
+                + boundary
+                + b'\r\nContent-Disposition: form-data; name="files"; filename="half.bin"\r\n'
+                b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 10_000
+            )
+            head = (
+                b"POST /v1/object/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+                b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+                b"Content-Length: 1000000\r\n\r\n"
+            )
+            with socket.create_connection(("127.0.0.1", server.port)) as upload:
+                upload.sendall(head + form)  # then nothing more
+                assert until_closed(upload) == b""  # cut off, no answer
+            listed = api.get("/v1/object/listByPath", params={"packageID": pkg, "path": "half.bin"})
+            assert listed.status_code == 200, listed.text
+            assert listed.json()["data"]["objects"] == []
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output()

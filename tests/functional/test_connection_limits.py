@@ -1,0 +1,214 @@
+"""The limits of one HTTP connection (``api/common/connection.py``), on a
+uvicorn server in this event loop with short limits, over raw sockets: a
+head that does not arrive in time or is too large is refused in the
+listener's format and the connection closed; a body that stalls drops the
+connection and the app sees the client gone; time the app itself takes is
+not held against the client. Found by fuzzing: partial heads and stalled
+bodies were held for 400 s and more, and a 200 MiB header was buffered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+
+from jointcloud.api.common.connection import ConnectionLimits, http_protocol
+from jointcloud.api.jcs.envelope import malformed_request as jcs_malformed
+from jointcloud.api.s3.errors import malformed_request as s3_malformed
+
+LIMITS = ConnectionLimits(head_seconds=0.5, body_idle_seconds=0.5, max_head=8192)
+# Far above the limits: a connection not closed by then never will be.
+GIVE_UP = 10.0
+
+
+@dataclass
+class App:
+    """Reads the whole body (after ``gate`` opens) and answers its length;
+    records a client that went away."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        await self.gate.wait()
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone.set()
+                return
+            size += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = str(size).encode()
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Served:
+    app: App
+    port: int
+
+
+async def _serve(app: App, malformed: Any) -> AsyncIterator[Served]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    config = uvicorn.Config(
+        app,
+        http=http_protocol(malformed, LIMITS),
+        loop="none",
+        lifespan="off",
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield Served(app, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def s3() -> AsyncIterator[Served]:
+    async for served in _serve(App(), s3_malformed):
+        yield served
+
+
+@pytest.fixture
+async def main() -> AsyncIterator[Served]:
+    async for served in _serve(App(), jcs_malformed):
+        yield served
+
+
+async def until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    async with asyncio.timeout(GIVE_UP):
+        chunks = []
+        while chunk := await reader.read(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def test_a_head_that_stalls_is_refused_in_time(s3: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(b"GET /bucket/key HTTP/1.1\r\nHost: x\r\nX-Amz-Date: 2026")
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"<Code>RequestTimeout</Code>" in answer
+    writer.close()
+
+
+async def test_a_trickled_head_does_not_extend_its_deadline(s3: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(b"GET /bucket/key HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+
+    async def trickle() -> None:
+        while True:  # one byte every 50 ms: far more often than the deadline
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        answer = await until_closed(reader)
+    finally:
+        trickling.cancel()
+        await asyncio.gather(trickling, return_exceptions=True)
+    assert b"<Code>RequestTimeout</Code>" in answer
+    writer.close()
+
+
+async def test_a_connection_that_sends_nothing_is_closed(main: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", main.port)
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"did not arrive in time" in answer  # the JCS envelope's message
+    writer.close()
+
+
+async def test_a_head_over_the_limit_is_refused(s3: Served, main: Served) -> None:
+    for served, expected in (
+        (s3, b"<Code>RequestHeaderSectionTooLarge</Code>"),
+        (main, b"is too large"),
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /b/k HTTP/1.1\r\nHost: x\r\nX-Junk: ")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(64):  # 64 × 1 KiB, no end of line
+                writer.write(b"a" * 1024)
+                await writer.drain()
+        answer = await until_closed(reader)
+        assert answer.startswith(b"HTTP/1.1 400 ") and expected in answer, answer[:300]
+        writer.close()
+
+
+async def test_heads_within_the_limit_pipelined_and_kept_alive(s3: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    big = b"X-Meta: " + b"m" * 6000 + b"\r\n"  # under the 8 KiB limit
+    one = b"PUT /b/k HTTP/1.1\r\nHost: x\r\n" + big + b"Content-Length: 5000\r\n\r\n" + b"d" * 5000
+    writer.write(one + one)  # two requests in one write
+    await writer.drain()
+    for _ in range(2):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert await reader.readexactly(4) == b"5000"
+    # The next request on the same connection, after a pause shorter than
+    # the keep-alive timeout, gets its own deadline.
+    await asyncio.sleep(0.3)
+    writer.write(b"GET /b/k HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    writer.close()
+
+
+async def test_a_body_that_stalls_drops_the_connection(s3: Served) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"d" * 10)
+    await writer.drain()
+    assert await until_closed(reader) == b""  # dropped, no answer
+    async with asyncio.timeout(GIVE_UP):
+        await s3.app.gone.wait()  # the app's receive() saw the client gone
+    writer.close()
+
+
+async def test_time_the_app_takes_is_not_the_clients(s3: Served) -> None:
+    """The app waits three times the idle limit before it reads: once with
+    the whole body sent (reading paused by flow control), once with
+    ``Expect: 100-continue`` (the client waits for the app)."""
+    app = s3.app
+    for expect in (b"", b"Expect: 100-continue\r\n"):
+        app.gate.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+        size = 1 << 20
+        writer.write(
+            b"PUT /b/k HTTP/1.1\r\nHost: x\r\n" + expect + b"Content-Length: %d\r\n\r\n" % size
+        )
+        if not expect:
+            writer.write(b"d" * size)
+        await writer.drain()
+        await asyncio.sleep(3 * LIMITS.body_idle_seconds)  # longer than the idle limit
+        app.gate.set()
+        if expect:
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(b"d" * size)
+            await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert await reader.readexactly(7) == b"1048576"
+        writer.close()
+    assert not app.gone.is_set()
