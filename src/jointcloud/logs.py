@@ -35,8 +35,21 @@ def configure_logging(
         level = LEVELS[level.lower()]
     out = stream if stream is not None else sys.stderr
     # Libraries' own (stdlib) logs stay at INFO and up: at DEBUG, aiosqlite
-    # and others log every statement.
-    logging.basicConfig(format="%(message)s", stream=out, level=max(level, logging.INFO))
+    # and others log every statement. They are JSON lines too (uvicorn's
+    # "Invalid HTTP request received.", python-multipart's parser errors
+    # came out as plain text in the middle of the JSON).
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=structlog.processors.JSONRenderer(),
+            foreign_pre_chain=[
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso"),
+                structlog.processors.format_exc_info,
+            ],
+        )
+    )
+    logging.basicConfig(handlers=[handler], level=max(level, logging.INFO))
     logging.getLogger("alembic").setLevel(logging.WARNING)
     structlog.configure(
         processors=[

@@ -328,6 +328,7 @@ def uvicorn_config(listener: Listener) -> uvicorn.Config:
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers go through ours (logs.py): JSON lines
         timeout_keep_alive=30,
         # A stop waits this long for requests in progress, then cancels them
         # (an upload cut off is discarded): a client that stalls cannot hold
