@@ -212,3 +212,37 @@ async def test_time_the_app_takes_is_not_the_clients(s3: Served) -> None:
         assert await reader.readexactly(7) == b"1048576"
         writer.close()
     assert not app.gone.is_set()
+
+
+async def test_a_body_the_parser_refuses_ends_the_request(s3: Served) -> None:
+    """A bad chunk size while the app reads the body: the listener's error,
+    the app sees the client gone, and nothing of the app follows it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n"
+    )
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"<Code>BadRequest</Code>" in answer
+    assert answer.count(b"HTTP/1.1") == 1, answer
+    async with asyncio.timeout(GIVE_UP):
+        await s3.app.gone.wait()
+    writer.close()
+
+
+async def test_a_head_pipelined_behind_a_slow_answer_waits_for_it(s3: Served) -> None:
+    """The client sends part of its next request while the first is still
+    being answered (after the head deadline): the first answer arrives
+    whole; only then does the partial head time out."""
+    app = s3.app
+    app.gate.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(b"GET /b/one HTTP/1.1\r\nHost: x\r\n\r\nGET /b/two HTTP/1.1\r\nHo")
+    await writer.drain()
+    await asyncio.sleep(3 * LIMITS.head_seconds)  # past the second head's deadline
+    app.gate.set()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert await reader.readexactly(1) == b"0"
+    rest = await until_closed(reader)
+    assert rest.startswith(b"HTTP/1.1 400 ") and b"<Code>RequestTimeout</Code>" in rest
+    writer.close()

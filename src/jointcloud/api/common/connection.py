@@ -82,8 +82,6 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             if self._refused:
                 return
             self._last_data = self.loop.time()
-            if self._reading_head and self._head_deadline is None:
-                self._begin_head()  # the first bytes after a keep-alive pause
             counting, messages = self._reading_head, self._messages
             super().data_received(data)
             if self._messages != messages:
@@ -92,6 +90,11 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_head:
                     self._refuse("head_too_large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._head_deadline is None:  # else: the connection's own, from its opening
+                self._begin_head()  # a request's first byte (after a keep-alive pause, too)
 
         def on_headers_complete(self) -> None:
             self._reading_head = False
@@ -127,7 +130,12 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             if self._reading_head:
                 if self._head_deadline is None:
                     return  # between requests: uvicorn's keep-alive timeout
-                if now >= self._head_deadline:
+                if self._in_flight():
+                    # A head pipelined behind a request still being answered:
+                    # its client may well wait for that answer first.
+                    self._head_deadline = now + limits.head_seconds
+                    self._arm(limits.head_seconds)
+                elif now >= self._head_deadline:
                     self._refuse("head_timeout")
                 else:
                     self._arm(self._head_deadline - now)
@@ -143,9 +151,24 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             else:
                 self._arm(limits.body_idle_seconds - idle)
 
+        def _in_flight(self) -> bool:
+            """A request on this connection is not answered yet."""
+            cycle = self.cycle
+            return cycle is not None and not cycle.response_complete
+
+        def _answering(self) -> bool:
+            """An answer is being written."""
+            cycle = self.cycle
+            return cycle is not None and cycle.response_started and not cycle.response_complete
+
         def _refuse(self, problem: Problem) -> None:
             """Answer in the listener's format, then close: the stream can no
-            longer be trusted."""
+            longer be trusted. While another answer is on its way, a second
+            one would corrupt it: the connection is dropped instead."""
+            if self._answering():
+                self._refused = True
+                self.transport.abort()
+                return
             request_id = new_request_id()
             if malformed is None:
                 body = b"the HTTP request was refused: " + problem.encode() + b"\n"
@@ -157,6 +180,13 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
             lines += [name + b": " + value + b"\r\n" for name, value in headers]
             self.transport.write(b"".join(lines) + b"\r\n" + answer.body)
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                # The request being read (its body unparsable) is over: the
+                # app's receive() sees the client gone and its answer is
+                # dropped, as when the connection is lost.
+                cycle.disconnected = True
+                cycle.message_event.set()
             # Closing with unread input makes the kernel reset the connection,
             # which can destroy the answer before the client reads it (a
             # client still sending its oversized head). So: end our side,
