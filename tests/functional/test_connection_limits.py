@@ -133,8 +133,14 @@ async def test_a_trickled_head_does_not_extend_its_deadline(s3: Served) -> None:
     writer.close()
 
 
-async def test_a_connection_that_sends_nothing_is_closed(main: Served) -> None:
+async def test_a_connection_that_sends_nothing_is_closed_silently(main: Served) -> None:
+    """No answer to a request never begun: a pooled client sending its
+    first request just then would read it as its own."""
     reader, writer = await asyncio.open_connection("127.0.0.1", main.port)
+    assert await until_closed(reader) == b""
+    writer.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", main.port)
+    writer.write(b"GET /v1/bucket/list HTTP/1.1\r\n")
     answer = await until_closed(reader)
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert b"did not arrive in time" in answer  # the JCS envelope's message
@@ -245,4 +251,71 @@ async def test_a_head_pipelined_behind_a_slow_answer_waits_for_it(s3: Served) ->
     assert await reader.readexactly(1) == b"0"
     rest = await until_closed(reader)
     assert rest.startswith(b"HTTP/1.1 400 ") and b"<Code>RequestTimeout</Code>" in rest
+    writer.close()
+
+
+async def test_a_head_sent_in_one_piece_is_held_to_the_limit(s3: Served) -> None:
+    """The chunk that ends a head counts too (one write of 100 KiB)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(b"GET /b/k HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 100_000 + b"\r\n\r\n")
+    answer = await until_closed(reader)
+    assert b"<Code>RequestHeaderSectionTooLarge</Code>" in answer, answer[:300]
+    writer.close()
+
+
+async def test_trailers_are_held_to_the_head_limit(s3: Served) -> None:
+    """A chunked body's trailer fields are parsed like headers: an endless
+    one is refused like an endless header."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n0\r\nX-Trailer: "
+    )
+    with contextlib.suppress(ConnectionError):
+        for _ in range(64):  # 64 KiB of one trailer, no end of line
+            writer.write(b"t" * 1024)
+            await writer.drain()
+    answer = await until_closed(reader)
+    assert b"<Code>RequestHeaderSectionTooLarge</Code>" in answer, answer[:300]
+    writer.close()
+
+
+async def test_a_body_that_stalls_after_an_early_answer_is_cut_off(s3: Served) -> None:
+    """The app answers without reading the body (an error, say); the client
+    sends a little more, then stalls: the connection does not stay."""
+
+    async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    async for served in _serve(refuse, s3_malformed):  # type: ignore[arg-type]
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 403 ")
+        writer.write(b"c")  # one more byte after the answer, then nothing
+        await writer.drain()
+        assert await until_closed(reader) == b"no"
+        writer.close()
+
+
+async def test_the_clients_wait_starts_when_the_app_asks(s3: Served) -> None:
+    """After ``100 Continue`` sent late (the app took twice the idle limit
+    before asking for the body), the client still has the whole limit."""
+    app = s3.app
+    app.gate.clear()
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
+    )
+    await writer.drain()
+    await asyncio.sleep(1.8 * LIMITS.body_idle_seconds)
+    app.gate.set()
+    assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await asyncio.sleep(0.6 * LIMITS.body_idle_seconds)  # a slow client, within the limit
+    writer.write(b"data")
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert await reader.readexactly(1) == b"4"
     writer.close()

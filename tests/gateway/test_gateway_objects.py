@@ -514,6 +514,10 @@ async def test_text_that_is_not_unicode_and_bad_urls_are_named(
         answer = await call(path, content=body, headers=json_body)
         assert answer.code == -1, path
         assert name in answer.msg and "surrogate" in answer.msg, answer.msg
+    # Nested deeper than Python recurses, still within what JSON takes.
+    deep = b'{"bucket": "b", "key": ' + b"[" * 900 + b"]" * 900 + b"}"
+    answer = await call("/headObject", content=deep, headers=json_body)
+    assert answer.code == -1 and "internal error" not in answer.msg, answer.msg
     for endpoint in ("http://[zz]", "http://[::1", "["):
         answer = await Gw(gw, False, {**backend.headers, "Endpoint": endpoint})("/listBuckets")
         assert answer.code == -1 and "Endpoint" in answer.msg, answer.msg

@@ -71,6 +71,7 @@ MALFORMED: dict[str, Malformed] = {
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE_SECONDS = 30
+CLEANUP_SECONDS = 10.0
 METRICS_PATH = "/metrics"
 HEALTH_PATH = "/healthz"
 
@@ -430,6 +431,12 @@ class Host:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             self.stop()  # one server ended (a signal ends them all): end the rest
             await asyncio.gather(*tasks)
+            # Requests past the grace period were cancelled but not awaited:
+            # let their clean-up (an upload's discard) end before the context
+            # closes under it.
+            left = [t for s in self.servers for t in s.server_state.tasks if not t.done()]
+            if left:
+                await asyncio.wait(left, timeout=CLEANUP_SECONDS)
         finally:
             for sig in SIGNALS:
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

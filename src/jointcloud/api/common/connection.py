@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -46,6 +46,10 @@ Malformed = Callable[[str, Problem], Response]
 
 
 LINGER_SECONDS = 2.0
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing a refused request."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,10 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _watch: asyncio.TimerHandle | None = None
         _reading_head = True
         _head_deadline: float | None = None  # None: no request begun
-        _head_bytes = 0
+        _head_bytes = 0  # of the head being read, in chunks that did not end it
+        _tail_bytes = 0  # since the last body byte: chunk sizes, trailers
+        _body_seen = False
+        _any_data = False
         _messages = 0  # requests read whole on this connection
         _last_data = 0.0
         _refused = False  # answered and closing: what still arrives is dropped
@@ -81,14 +88,24 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
+            self._any_data = True
             self._last_data = self.loop.time()
             counting, messages = self._reading_head, self._messages
+            self._body_seen = False
             super().data_received(data)
+            if self._refused:
+                return
             if self._messages != messages:
-                self._head_bytes = 0  # a new head began inside this chunk
-            elif counting and self._reading_head and not self._refused:
+                self._head_bytes = self._tail_bytes = 0  # a new head began inside this chunk
+            elif counting and self._reading_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_head:
+                    self._refuse("head_too_large")
+            elif not self._reading_head and not self._body_seen:
+                # A chunked body's trailer fields are parsed like headers (and
+                # buffered whole by httptools): bound them as a head.
+                self._tail_bytes += len(data)
+                if self._tail_bytes > limits.max_head:
                     self._refuse("head_too_large")
 
         def on_message_begin(self) -> None:
@@ -99,17 +116,42 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def on_headers_complete(self) -> None:
             self._reading_head = False
             self._head_deadline = None
+            # The chunk that ends a head is not counted in data_received.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.max_head:
+                self._refuse("head_too_large")
+                raise _Refused  # stops the parser: no request for the app
             super().on_headers_complete()
+            self._watch_receive()
             self._arm(limits.body_idle_seconds, anew=True)
+
+        def on_body(self, body: bytes) -> None:
+            self._body_seen = True
+            self._tail_bytes = 0
+            super().on_body(body)
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._reading_head = True
-            self._head_bytes = 0
+            self._head_bytes = self._tail_bytes = 0
             self._messages += 1
 
         def send_400_response(self, msg: str) -> None:
             self._refuse("unparsable")
+
+        def _watch_receive(self) -> None:
+            """The client's wait for a body starts when the app asks for it
+            (after a 100 Continue, or reading paused meanwhile)."""
+            cycle = self.cycle
+            if cycle is None:
+                return
+            receive = cycle.receive
+
+            async def asked() -> Any:
+                self._last_data = self.loop.time()
+                return await receive()
+
+            cycle.receive = asked  # type: ignore[method-assign]
 
         def _begin_head(self) -> None:
             self._head_deadline = self.loop.time() + limits.head_seconds
@@ -124,7 +166,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
 
         def _check(self) -> None:
             self._watch = None
-            if self.transport.is_closing():
+            if self.transport.is_closing() or self._refused:
                 return
             now = self.loop.time()
             if self._reading_head:
@@ -135,19 +177,25 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                     # its client may well wait for that answer first.
                     self._head_deadline = now + limits.head_seconds
                     self._arm(limits.head_seconds)
-                elif now >= self._head_deadline:
-                    self._refuse("head_timeout")
-                else:
+                elif now < self._head_deadline:
                     self._arm(self._head_deadline - now)
+                elif not self._any_data:
+                    self.transport.close()  # it never said a word: nothing to answer
+                else:
+                    self._refuse("head_timeout")
                 return
             cycle = self.cycle
-            if cycle is None or not cycle.more_body or cycle.response_complete:
+            if cycle is None or not cycle.more_body:
                 return  # nothing more is awaited from the client
-            if self.flow.read_paused or cycle.body or cycle.waiting_for_100_continue:
+            if not cycle.response_complete and (
+                self.flow.read_paused or cycle.body or cycle.waiting_for_100_continue
+            ):
                 self._last_data = now  # the app has not asked for more yet
             idle = now - self._last_data
             if idle >= limits.body_idle_seconds:
-                self.transport.abort()  # the app's receive() sees the client gone
+                # Also after an early answer (the rest of the body is only
+                # read to be dropped): the app's receive() sees the client gone.
+                self.transport.abort()
             else:
                 self._arm(limits.body_idle_seconds - idle)
 
@@ -165,8 +213,13 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             """Answer in the listener's format, then close: the stream can no
             longer be trusted. While another answer is on its way, a second
             one would corrupt it: the connection is dropped instead."""
+            if self._refused:
+                return
+            self._refused = True
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             if self._answering():
-                self._refused = True
                 self.transport.abort()
                 return
             request_id = new_request_id()
@@ -192,10 +245,6 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             # client still sending its oversized head). So: end our side,
             # drop what still arrives, and close once the client closes or
             # after LINGER_SECONDS (nginx's "lingering close").
-            self._refused = True
-            if self._watch is not None:
-                self._watch.cancel()
-                self._watch = None
             if self.transport.can_write_eof():
                 self.transport.write_eof()
                 self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -44,17 +44,21 @@ def _invalid(name: str, what: str) -> GatewayError:
 def _not_text(value: Any) -> bool:
     """Whether a decoded JSON value holds a string that is not Unicode text:
     JSON's escapes can spell a lone UTF-16 surrogate (``"\\ud800"``), which
-    nothing downstream can encode (botocore, protobuf, Argon2, HTTP)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, list):
-        return any(_not_text(v) for v in value)
-    if isinstance(value, dict):
-        return any(_not_text(k) or _not_text(v) for k, v in value.items())
+    nothing downstream can encode (botocore, protobuf, Argon2, HTTP). Walked
+    with a stack: JSON nests deeper than Python recurses."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
     return False
 
 

@@ -111,7 +111,11 @@ async def upload_object(
 ) -> None:
     extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
     first = await read_part(reader, part_size)
-    second = await read_part(reader, part_size) if first.size == part_size else Part(b"", 0)
+    try:
+        second = await read_part(reader, part_size) if first.size == part_size else Part(b"", 0)
+    except BaseException:
+        await first.close()
+        raise
     if not second.size:
         try:
             await s3.call(
