@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -73,6 +73,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _any_data = False
         _messages = 0  # requests read whole on this connection
         _last_data = 0.0
+        _feeding = 0  # size of the chunk being parsed
+        _app_was_busy = False  # at the last check
         _refused = False  # answered and closing: what still arrives is dropped
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -92,6 +94,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             self._last_data = self.loop.time()
             counting, messages = self._reading_head, self._messages
             self._body_seen = False
+            self._feeding = len(data)
             super().data_received(data)
             if self._refused:
                 return
@@ -116,14 +119,18 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def on_headers_complete(self) -> None:
             self._reading_head = False
             self._head_deadline = None
-            # The chunk that ends a head is not counted in data_received.
-            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
-            if size > limits.max_head:
-                self._refuse("head_too_large")
-                raise _Refused  # stops the parser: no request for the app
+            # The chunk that ends a head is not counted in data_received:
+            # measure the head when that chunk could take it over the limit.
+            if self._head_bytes + self._feeding > limits.max_head:
+                size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+                if size > limits.max_head:
+                    self._refuse("head_too_large")
+                    raise _Refused  # stops the parser: no request for the app
             super().on_headers_complete()
-            self._watch_receive()
-            self._arm(limits.body_idle_seconds, anew=True)
+            self._app_was_busy = False
+            # The watch armed for the head (at most a period away) checks
+            # the body when it fires; none is armed per request.
+            self._arm(limits.body_idle_seconds)
 
         def on_body(self, body: bytes) -> None:
             self._body_seen = True
@@ -139,28 +146,15 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def send_400_response(self, msg: str) -> None:
             self._refuse("unparsable")
 
-        def _watch_receive(self) -> None:
-            """The client's wait for a body starts when the app asks for it
-            (after a 100 Continue, or reading paused meanwhile)."""
-            cycle = self.cycle
-            if cycle is None:
-                return
-            receive = cycle.receive
-
-            async def asked() -> Any:
-                self._last_data = self.loop.time()
-                return await receive()
-
-            cycle.receive = asked  # type: ignore[method-assign]
-
         def _begin_head(self) -> None:
             self._head_deadline = self.loop.time() + limits.head_seconds
-            self._arm(limits.head_seconds, anew=True)
+            self._arm(limits.head_seconds)
 
-        def _arm(self, delay: float, *, anew: bool = False) -> None:
-            if anew and self._watch is not None:
-                self._watch.cancel()
-                self._watch = None
+        def _arm(self, delay: float) -> None:
+            """One watch per connection, armed at most a period ahead: it
+            re-checks whatever the connection is doing when it fires, so
+            requests arm no timer of their own (a timer armed and cancelled
+            per request cost a tenth of a bare request's rate)."""
             if self._watch is None:
                 self._watch = self.loop.call_later(delay, self._check)
 
@@ -187,10 +181,14 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             cycle = self.cycle
             if cycle is None or not cycle.more_body:
                 return  # nothing more is awaited from the client
-            if not cycle.response_complete and (
-                self.flow.read_paused or cycle.body or cycle.waiting_for_100_continue
-            ):
-                self._last_data = now  # the app has not asked for more yet
+            busy = not cycle.response_complete and (
+                self.flow.read_paused or bool(cycle.body) or cycle.waiting_for_100_continue
+            )
+            if busy or self._app_was_busy:
+                # The app has not asked for more yet, or asked only since
+                # the last check: the client's wait starts no earlier.
+                self._last_data = now
+            self._app_was_busy = busy
             idle = now - self._last_data
             if idle >= limits.body_idle_seconds:
                 # Also after an early answer (the rest of the body is only
