@@ -23,6 +23,7 @@ from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, SECRET_KEY_LENGTH
 from jointcloud.keys.grant import new_grant, parse_grant
 from jointcloud.meta import tables as t
+from support.asgi import http_scope
 
 TOKEN = "operator-token-0123456789"
 
@@ -230,20 +231,8 @@ async def test_a_client_gone_mid_body_is_no_server_error(
     async def send(message: dict[str, object]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/access",
-        "raw_path": b"/v1/access",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"jcs.test"), (b"content-length", b"100")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 7890),
-    }
+    headers = [(b"host", b"jcs.test"), (b"content-length", b"100")]
+    scope = http_scope("POST", "/v1/access", headers)
     await app(scope, receive, send)  # type: ignore[arg-type]
     start = next(m for m in sent if m["type"] == "http.response.start")
     assert start["status"] == 400

@@ -28,6 +28,7 @@ from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core import uploads as upload_path
 from jointcloud.meta import tables as t
+from support.asgi import http_scope
 
 CAP = 5
 
@@ -187,25 +188,16 @@ async def _drive(ctx: Context, key: str, body: bytes, ctype: str, cut: int | Non
     """POST ``body`` straight into the ASGI app; after ``cut`` bytes (None:
     after all of it) every further receive says the client disconnected."""
     app = create_app(ctx, background=False)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/v1/object/upload",
-        "raw_path": b"/v1/object/upload",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
+    scope = http_scope(
+        "POST",
+        "/v1/object/upload",
+        [
             (b"host", b"jcs.test"),
             (b"authorization", f"Bearer {key}".encode()),
             (b"content-type", ctype.encode()),
             (b"content-length", str(len(body)).encode()),
         ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("jcs.test", 80),
-    }
+    )
     end = len(body) if cut is None else cut
     chunks = [body[i : i + 4096] for i in range(0, end, 4096)]
     sent: list[Any] = []
