@@ -7,7 +7,9 @@ such connections open for 400 s and more before these limits."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import time
 from pathlib import Path
 
 from e2e_support import JcsServer, api_client, make_package
@@ -65,9 +67,20 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
             with socket.create_connection(("127.0.0.1", server.port)) as upload:
                 upload.sendall(head + form)  # then nothing more
                 assert until_closed(upload) == b""  # cut off, no answer
+            # A stop does not wait for a client that stalls mid-upload.
+            with socket.create_connection(("127.0.0.1", server.port)) as upload:
+                upload.sendall(head + form)
+                assert server.proc is not None
+                began = time.monotonic()
+                server.proc.send_signal(signal.SIGTERM)
+                assert server.proc.wait(GIVE_UP) == 0
+                assert time.monotonic() - began < GIVE_UP
+        server.start()  # on the same data: the cut-off uploads left nothing
+        with api_client(server) as api:
             listed = api.get("/v1/object/listByPath", params={"packageID": pkg, "path": "half.bin"})
             assert listed.status_code == 200, listed.text
             assert listed.json()["data"]["objects"] == []
     finally:
         server.stop()
-    assert "Traceback" not in server.output()
+    for start in range(len(server.logs)):
+        assert "Traceback" not in server.output(start)
