@@ -112,9 +112,9 @@ class Settings:
     # (--auth-token, JCS_AUTH_TOKEN); None: that endpoint is closed.
     auth_token: str | None = field(default=None, repr=False)
     # How long a client may take to send a request's head, and pause in its
-    # body (JCS_HTTP_HEAD_SECONDS, JCS_HTTP_BODY_IDLE_SECONDS; api/common/connection.py).
+    # body (JCS_HTTP_HEAD_SECONDS, JCS_HTTP_IDLE_SECONDS; api/common/connection.py).
     http_head_seconds: float = 60.0
-    http_body_idle_seconds: float = 60.0
+    http_idle_seconds: float = 60.0
 
     def satellite_url(self) -> str:
         return _url(self.public_url or self.listen)
@@ -256,7 +256,7 @@ class Environment(BaseSettings):
     s3_domains: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
     auth_token: str | None = Field(default=None, min_length=16, repr=False)
     http_head_seconds: Interval = 60.0
-    http_body_idle_seconds: Interval = 60.0
+    http_idle_seconds: Interval = 60.0
 
     @field_validator("s3_domains", mode="before")
     @classmethod
@@ -399,7 +399,7 @@ class Environment(BaseSettings):
             s3_domains=self.s3_domains,
             auth_token=self.auth_token,
             http_head_seconds=self.http_head_seconds,
-            http_body_idle_seconds=self.http_body_idle_seconds,
+            http_idle_seconds=self.http_idle_seconds,
         )
 
 

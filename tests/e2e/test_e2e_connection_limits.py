@@ -1,5 +1,5 @@
 """A real ``jcs serve`` with short connection limits (JCS_HTTP_HEAD_SECONDS,
-JCS_HTTP_BODY_IDLE_SECONDS): a client that stops half-way through a
+JCS_HTTP_IDLE_SECONDS): a client that stops half-way through a
 request's head is answered in the listener's own error format and cut off,
 one that stops half-way through an upload's body is cut off and nothing of
 the upload appears; both listeners, over raw sockets. A fuzzing pass held
@@ -29,7 +29,7 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
     server = JcsServer(
         data_dir=tmp_path / "data",
         log_dir=tmp_path,
-        env={"JCS_HTTP_HEAD_SECONDS": "1", "JCS_HTTP_BODY_IDLE_SECONDS": "1"},
+        env={"JCS_HTTP_HEAD_SECONDS": "1", "JCS_HTTP_IDLE_SECONDS": "1"},
     )
     server.start()
     try:

@@ -22,7 +22,7 @@ from jointcloud.api.common.connection import ConnectionLimits, http_protocol
 from jointcloud.api.jcs.envelope import malformed_request as jcs_malformed
 from jointcloud.api.s3.errors import malformed_request as s3_malformed
 
-LIMITS = ConnectionLimits(head_seconds=0.5, body_idle_seconds=0.5, max_head=8192)
+LIMITS = ConnectionLimits(head_seconds=0.5, idle_seconds=0.5, max_head=8192)
 # Far above the limits: a connection not closed by then never will be.
 GIVE_UP = 10.0
 
@@ -62,16 +62,19 @@ class Served:
     port: int
 
 
-async def _serve(app: App, malformed: Any) -> AsyncIterator[Served]:
+async def _serve(
+    app: Any, malformed: Any, limits: ConnectionLimits = LIMITS
+) -> AsyncIterator[Served]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
     config = uvicorn.Config(
         app,
-        http=http_protocol(malformed, LIMITS),
+        http=http_protocol(malformed, limits),
         loop="none",
         lifespan="off",
         log_level="warning",
+        timeout_keep_alive=1,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -207,7 +210,7 @@ async def test_time_the_app_takes_is_not_the_clients(s3: Served) -> None:
         if not expect:
             writer.write(b"d" * size)
         await writer.drain()
-        await asyncio.sleep(3 * LIMITS.body_idle_seconds)  # longer than the idle limit
+        await asyncio.sleep(3 * LIMITS.idle_seconds)  # longer than the idle limit
         app.gate.set()
         if expect:
             assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -310,12 +313,144 @@ async def test_the_clients_wait_starts_when_the_app_asks(s3: Served) -> None:
         b"PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"
     )
     await writer.drain()
-    await asyncio.sleep(1.8 * LIMITS.body_idle_seconds)
+    await asyncio.sleep(1.8 * LIMITS.idle_seconds)
     app.gate.set()
     assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
-    await asyncio.sleep(0.6 * LIMITS.body_idle_seconds)  # a slow client, within the limit
+    await asyncio.sleep(0.6 * LIMITS.idle_seconds)  # a slow client, within the limit
     writer.write(b"data")
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), head
     assert await reader.readexactly(1) == b"4"
     writer.close()
+
+
+@dataclass
+class Streamer:
+    """Answers ``size`` bytes in 64 KiB pieces, ``pause`` seconds apart,
+    listening meanwhile for the client to go (as Starlette's
+    StreamingResponse does: that receive() resumes reading); records a
+    send that failed."""
+
+    size: int
+    pause: float = 0.0
+    failed: list[BaseException] = field(default_factory=list)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", str(self.size).encode())]
+        listening = asyncio.ensure_future(receive())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            left = self.size
+            while left:
+                piece = min(left, 65536)
+                left -= piece
+                await send(
+                    {"type": "http.response.body", "body": b"s" * piece, "more_body": left > 0}
+                )
+                await asyncio.sleep(self.pause)
+        except BaseException as exc:  # what uvicorn would log as an app error
+            self.failed.append(exc)
+            raise
+        finally:
+            listening.cancel()
+            self.ended.set()
+
+
+async def test_bytes_that_begin_no_request_leave_the_keep_alive_timeout(main: Served) -> None:
+    """After an answer, a stray CRLF (which the parser skips) cancelled
+    uvicorn's keep-alive timer for good."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", main.port)
+    writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    assert await reader.readexactly(1) == b"0"
+    writer.write(b"\r\n")
+    await writer.drain()
+    assert await until_closed(reader) == b""  # closed by the keep-alive timeout
+    writer.close()
+
+
+async def test_the_rest_of_a_body_after_an_early_answer_leaves_keep_alive() -> None:
+    """The app answers before reading the body; the client finishes sending
+    it, then keeps the connection idle: the keep-alive timeout ends it."""
+
+    async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    async for served in _serve(refuse, s3_malformed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 403 ")
+        writer.write(b"cd")  # the body's end, after the answer
+        await writer.drain()
+        assert await until_closed(reader) == b"no"
+        writer.close()
+
+
+async def test_a_refusal_never_lands_inside_a_pipelined_answer() -> None:
+    """A slow answer is being written when a pipelined request after it
+    turns out unparsable: the connection is dropped, nothing is written
+    into the answer, and the app sees no error."""
+    app = Streamer(size=20 * 65536, pause=0.05)
+    async for served in _serve(app, s3_malformed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"\r\n\r\n")  # the answer has begun
+        writer.write(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
+        got = await until_closed(reader)
+        assert b"HTTP/1.1" not in got  # no other answer inside this one
+        assert set(got) <= {ord("s")} and len(got) < 20 * 65536  # cut, not completed
+        writer.close()
+        assert not app.failed, app.failed
+
+
+async def test_a_request_queued_behind_an_answer_is_not_timed(s3: Served) -> None:
+    """A PUT pipelined behind a slow answer: its client sends the body only
+    once the first answer is in; until then no app asks for it."""
+    app = Streamer(size=6 * 65536, pause=3 * LIMITS.idle_seconds / 6)
+    async for served in _serve(app, s3_malformed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(
+            b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert len(await reader.readexactly(6 * 65536)) == 6 * 65536  # whole
+        writer.write(b"data")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        writer.close()
+
+
+async def test_unequal_limits_are_each_kept(s3: Served) -> None:
+    """A long head deadline does not postpone a short body limit."""
+    limits = ConnectionLimits(head_seconds=20 * LIMITS.idle_seconds, idle_seconds=0.5)
+    app = App()
+    async for served in _serve(app, s3_malformed, limits):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab")
+        began = asyncio.get_running_loop().time()
+        assert await until_closed(reader) == b""
+        assert asyncio.get_running_loop().time() - began < 5 * limits.idle_seconds
+        writer.close()
+
+
+async def test_an_answer_nobody_reads_is_dropped() -> None:
+    """A client that reads nothing of a large answer: writing stays paused
+    past the idle limit, then the connection is dropped and the app's task
+    ends (its sends to a gone client return at once)."""
+    app = Streamer(size=64 << 20)
+    async for served in _serve(app, s3_malformed):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", served.port))
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+        try:
+            async with asyncio.timeout(GIVE_UP):  # without the limit: never
+                await app.ended.wait()
+        finally:
+            sock.close()
+        assert not app.failed, app.failed

@@ -260,7 +260,7 @@ def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[
     main = main_app(ctx, metrics, settings.roles)
     limits = ConnectionLimits(
         head_seconds=settings.http_head_seconds,
-        body_idle_seconds=settings.http_body_idle_seconds,
+        idle_seconds=settings.http_idle_seconds,
     )
     listeners = [Listener(MAIN_LISTENER, settings.listen, main, MALFORMED[MAIN_LISTENER], limits)]
     if "api" in settings.roles:

@@ -12,19 +12,23 @@ listener:
 - **The head** (request line and headers) must arrive within
   ``head_seconds`` of the connection opening, or of its first byte after a
   keep-alive pause (a deadline: trickling bytes does not extend it), and be
-  at most ``max_head`` bytes. Otherwise the listener answers in its own
-  error format and closes the connection.
-- **The body** may pause for at most ``body_idle_seconds`` while the app
-  waits for it; then the connection is dropped and the app's ``receive``
-  answers ``http.disconnect``: an upload is discarded as for any client
-  that goes away. Time the app itself takes is not the client's: a body
-  left unread in the buffer, reading paused by flow control, or a
-  ``100 Continue`` not yet sent each restart the wait.
+  at most ``max_head`` bytes; so must a chunked body's trailers. Otherwise
+  the listener answers in its own error format and closes the connection.
+- **The body** may pause for at most ``idle_seconds`` while the app waits
+  for it; then the connection is dropped and the app's ``receive`` answers
+  ``http.disconnect``: an upload is discarded as for any client that goes
+  away. Time the app itself takes is not the client's: a body left unread
+  in the buffer, reading paused by flow control, a ``100 Continue`` not yet
+  sent, or a request queued behind another each restart the wait.
+- **The answer** may wait at most ``idle_seconds`` for a client that reads
+  nothing (writing paused by the transport), as nginx's ``send_timeout``.
+- **Between requests** uvicorn's keep-alive timeout applies, also after
+  bytes that begin no request (which cancel uvicorn's timer).
 
-Between requests uvicorn's own keep-alive timeout applies. What a listener
-answers a refused request (and a request its parser cannot read) is its
-``Malformed`` function's: S3 XML for the S3 endpoint, the JCS envelope on
-the main listener.
+What a listener answers a refused request (and a request its parser cannot
+read) is its ``Malformed`` function's: S3 XML for the S3 endpoint, the JCS
+envelope on the main listener. A refusal never writes into another answer:
+while one is being written, the connection is dropped instead.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from starlette.responses import Response
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from jointcloud.api.common.observability import new_request_id
 
@@ -55,7 +60,7 @@ class _Refused(Exception):
 @dataclass(frozen=True)
 class ConnectionLimits:
     head_seconds: float = 60.0
-    body_idle_seconds: float = 60.0
+    idle_seconds: float = 60.0  # a body's pauses, and an answer's wait for a reader
     max_head: int = 64 * 1024  # AWS takes 8 KiB of headers on a PUT; URLs add some
 
 
@@ -75,6 +80,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _last_data = 0.0
         _feeding = 0  # size of the chunk being parsed
         _app_was_busy = False  # at the last check
+        _running: RequestResponseCycle | None = None  # whose app runs (self.cycle may queue)
+        _write_stalled_at: float | None = None
         _refused = False  # answered and closing: what still arrives is dropped
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -104,12 +111,27 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_head:
                     self._refuse("head_too_large")
+                    return
             elif not self._reading_head and not self._body_seen:
                 # A chunked body's trailer fields are parsed like headers (and
                 # buffered whole by httptools): bound them as a head.
                 self._tail_bytes += len(data)
                 if self._tail_bytes > limits.max_head:
                     self._refuse("head_too_large")
+                    return
+            if (
+                self._reading_head
+                and self._head_deadline is None
+                and self.timeout_keep_alive_task is None
+                and not self._in_flight()
+                and not self.transport.is_closing()
+            ):
+                # Bytes that begin no request (a stray CRLF, the rest of a
+                # body after an early answer) cancelled uvicorn's keep-alive
+                # timer, which only an answer arms again.
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -130,7 +152,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             self._app_was_busy = False
             # The watch armed for the head (at most a period away) checks
             # the body when it fires; none is armed per request.
-            self._arm(limits.body_idle_seconds)
+            self._arm(limits.idle_seconds)
 
         def on_body(self, body: bytes) -> None:
             self._body_seen = True
@@ -143,46 +165,76 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             self._head_bytes = self._tail_bytes = 0
             self._messages += 1
 
+        def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+            self._running = cycle
+            super()._start_asgi_task(cycle, app)
+
         def send_400_response(self, msg: str) -> None:
             self._refuse("unparsable")
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._write_stalled_at = self.loop.time()
+            self._arm(limits.idle_seconds)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._write_stalled_at = None
 
         def _begin_head(self) -> None:
             self._head_deadline = self.loop.time() + limits.head_seconds
             self._arm(limits.head_seconds)
 
         def _arm(self, delay: float) -> None:
-            """One watch per connection, armed at most a period ahead: it
-            re-checks whatever the connection is doing when it fires, so
-            requests arm no timer of their own (a timer armed and cancelled
-            per request cost a tenth of a bare request's rate)."""
+            """One watch per connection, at most ``delay`` ahead: it re-checks
+            whatever the connection is doing when it fires, so requests arm
+            no timer of their own (a timer armed and cancelled per request
+            cost a tenth of a bare request's rate). One due later than
+            ``delay`` (the two limits differ) is brought forward."""
+            due = self.loop.time() + delay
+            if self._watch is not None and self._watch.when() > due:
+                self._watch.cancel()
+                self._watch = None
             if self._watch is None:
-                self._watch = self.loop.call_later(delay, self._check)
+                self._watch = self.loop.call_at(due, self._check)
 
         def _check(self) -> None:
             self._watch = None
             if self.transport.is_closing() or self._refused:
                 return
             now = self.loop.time()
+            if self._write_stalled_at is not None:
+                if now - self._write_stalled_at >= limits.idle_seconds:
+                    self._drop()  # the client reads nothing of its answer
+                    return
+                self._arm(self._write_stalled_at + limits.idle_seconds - now)
             if self._reading_head:
-                if self._head_deadline is None:
-                    return  # between requests: uvicorn's keep-alive timeout
-                if self._in_flight():
-                    # A head pipelined behind a request still being answered:
-                    # its client may well wait for that answer first.
-                    self._head_deadline = now + limits.head_seconds
-                    self._arm(limits.head_seconds)
-                elif now < self._head_deadline:
-                    self._arm(self._head_deadline - now)
-                elif not self._any_data:
-                    self.transport.close()  # it never said a word: nothing to answer
-                else:
-                    self._refuse("head_timeout")
-                return
+                self._check_head(now)
+            else:
+                self._check_body(now)
+
+        def _check_head(self, now: float) -> None:
+            if self._head_deadline is None:
+                return  # between requests: uvicorn's keep-alive timeout
+            if self._in_flight():
+                # A head pipelined behind a request still being answered:
+                # its client may well wait for that answer first.
+                self._head_deadline = now + limits.head_seconds
+                self._arm(limits.head_seconds)
+            elif now < self._head_deadline:
+                self._arm(self._head_deadline - now)
+            elif not self._any_data:
+                self.transport.close()  # it never said a word: nothing to answer
+            else:
+                self._refuse("head_timeout")
+
+        def _check_body(self, now: float) -> None:
             cycle = self.cycle
             if cycle is None or not cycle.more_body:
                 return  # nothing more is awaited from the client
-            busy = not cycle.response_complete and (
-                self.flow.read_paused or bool(cycle.body) or cycle.waiting_for_100_continue
+            busy = cycle is not self._running or (  # queued: no app asks yet
+                not cycle.response_complete
+                and (self.flow.read_paused or bool(cycle.body) or cycle.waiting_for_100_continue)
             )
             if busy or self._app_was_busy:
                 # The app has not asked for more yet, or asked only since
@@ -190,22 +242,42 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self._last_data = now
             self._app_was_busy = busy
             idle = now - self._last_data
-            if idle >= limits.body_idle_seconds:
+            if idle >= limits.idle_seconds:
                 # Also after an early answer (the rest of the body is only
                 # read to be dropped): the app's receive() sees the client gone.
-                self.transport.abort()
+                self._drop()
             else:
-                self._arm(limits.body_idle_seconds - idle)
+                self._arm(limits.idle_seconds - idle)
 
         def _in_flight(self) -> bool:
             """A request on this connection is not answered yet."""
-            cycle = self.cycle
-            return cycle is not None and not cycle.response_complete
+            return any(not c.response_complete for c in self._cycles())
 
         def _answering(self) -> bool:
             """An answer is being written."""
-            cycle = self.cycle
-            return cycle is not None and cycle.response_started and not cycle.response_complete
+            running = self._running
+            return (
+                running is not None and running.response_started and not running.response_complete
+            )
+
+        def _cycles(self) -> list[RequestResponseCycle]:
+            """The running request's and those parsed after it."""
+            queued = [c for c, _ in self.pipeline]
+            return [c for c in (self._running, self.cycle, *queued) if c is not None]
+
+        def _end_requests(self) -> None:
+            """Every request not answered is over: its app's receive() sees
+            the client gone and its answer is dropped, as when the
+            connection is lost."""
+            for cycle in self._cycles():
+                if not cycle.response_complete:
+                    cycle.disconnected = True
+                    cycle.message_event.set()
+
+        def _drop(self) -> None:
+            self._refused = True
+            self._end_requests()
+            self.transport.abort()
 
         def _refuse(self, problem: Problem) -> None:
             """Answer in the listener's format, then close: the stream can no
@@ -213,13 +285,13 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             one would corrupt it: the connection is dropped instead."""
             if self._refused:
                 return
-            self._refused = True
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
             if self._answering():
-                self.transport.abort()
+                self._drop()
                 return
+            self._refused = True
             request_id = new_request_id()
             if malformed is None:
                 body = b"the HTTP request was refused: " + problem.encode() + b"\n"
@@ -230,22 +302,19 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             headers = [*self.server_state.default_headers, *answer.raw_headers]
             headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
             lines += [name + b": " + value + b"\r\n" for name, value in headers]
+            self._end_requests()
             self.transport.write(b"".join(lines) + b"\r\n" + answer.body)
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                # The request being read (its body unparsable) is over: the
-                # app's receive() sees the client gone and its answer is
-                # dropped, as when the connection is lost.
-                cycle.disconnected = True
-                cycle.message_event.set()
             # Closing with unread input makes the kernel reset the connection,
             # which can destroy the answer before the client reads it (a
             # client still sending its oversized head). So: end our side,
-            # drop what still arrives, and close once the client closes or
-            # after LINGER_SECONDS (nginx's "lingering close").
+            # drop what still arrives (reading resumed, in case flow control
+            # paused it), and close once the client closes; after
+            # LINGER_SECONDS, abort (a close would wait for a client that
+            # does not read). nginx's "lingering close".
             if self.transport.can_write_eof():
                 self.transport.write_eof()
-                self.loop.call_later(LINGER_SECONDS, self.transport.close)
+                self.flow.resume_reading()
+                self.loop.call_later(LINGER_SECONDS, self.transport.abort)
             else:
                 self.transport.close()
 
