@@ -68,6 +68,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
     """uvicorn's HTTP protocol with ``limits``, answering what it refuses with
     ``malformed`` (uvicorn writes plain text) or, without one, plain text."""
 
+    unequal = limits.head_seconds != limits.idle_seconds
+
     class Protocol(HttpToolsProtocol):
         _watch: asyncio.TimerHandle | None = None
         _reading_head = True
@@ -123,6 +125,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self._reading_head
                 and self._head_deadline is None
                 and self.timeout_keep_alive_task is None
+                and (self.cycle is None or self.cycle.response_complete)  # cheap first
                 and not self._in_flight()
                 and not self.transport.is_closing()
             ):
@@ -191,12 +194,15 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             no timer of their own (a timer armed and cancelled per request
             cost a tenth of a bare request's rate). One due later than
             ``delay`` (the two limits differ) is brought forward."""
+            watch = self._watch
+            if watch is not None and not unequal:
+                return  # due within one period anyway
             due = self.loop.time() + delay
-            if self._watch is not None and self._watch.when() > due:
-                self._watch.cancel()
-                self._watch = None
-            if self._watch is None:
-                self._watch = self.loop.call_at(due, self._check)
+            if watch is not None:
+                if watch.when() <= due:
+                    return
+                watch.cancel()
+            self._watch = self.loop.call_at(due, self._check)
 
         def _check(self) -> None:
             self._watch = None
