@@ -22,6 +22,12 @@ def server_logging() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved_handlers, saved_level = root.handlers[:], root.level
     saved_structlog = structlog.get_config()
+    # Other tests run uvicorn with its own logging set-up (its handlers, no
+    # propagation); jcs serve passes log_config=None, which leaves them be.
+    uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error")]
+    saved_uvicorn = [(lg.handlers[:], lg.propagate) for lg in uvicorn_loggers]
+    for lg in uvicorn_loggers:
+        lg.handlers, lg.propagate = [], True
     root.handlers = []
     out = io.StringIO()
     try:
@@ -31,6 +37,8 @@ def server_logging() -> Iterator[io.StringIO]:
         root.handlers = saved_handlers
         root.setLevel(saved_level)
         structlog.configure(**saved_structlog)
+        for lg, (handlers, propagate) in zip(uvicorn_loggers, saved_uvicorn, strict=True):
+            lg.handlers, lg.propagate = handlers, propagate
 
 
 def test_library_records_are_json_lines(server_logging: io.StringIO) -> None:
