@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.ports import PORT_ATTEMPTS, free_port, listens, port_was_taken
+
 JCS = Path(sys.executable).with_name("jcs")
 START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_env() -> dict[str, str]:
@@ -73,43 +68,65 @@ class JcsServer:
         """What the given start (default: the latest) printed."""
         return self.logs[start].read_text(errors="replace")
 
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.port = free_port()
-        self.s3_port = free_port()
-        log = self.log_dir / f"serve-{len(self.logs) + 1}.log"
-        self.logs.append(log)
-        with log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                [
-                    str(JCS),
-                    "serve",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--s3-listen",
-                    f"127.0.0.1:{self.s3_port}",
-                ],
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**clean_env(), **self.env},
-            )
-        self._wait_ready()
+    def command(self) -> list[str]:
+        """``jcs serve`` on this server's data and ports."""
+        return [
+            str(JCS),
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--s3-listen",
+            f"127.0.0.1:{self.s3_port}",
+        ]
 
-    def _wait_ready(self) -> None:
+    def process_env(self) -> dict[str, str]:
+        return {**clean_env(), **self.env}
+
+    def start(self) -> None:
+        """Start on fresh ports, ready when its listeners are this process's
+        (support/ports.py: a port found free may be taken before it binds)."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        for _ in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            self.s3_port = free_port()
+            log = self.log_dir / f"serve-{self.port}-{len(self.logs) + 1}.log"
+            self.logs.append(log)
+            with log.open("wb") as fh:
+                self.proc = subprocess.Popen(
+                    self.command(),
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.process_env(),
+                )
+            if self._wait_ready():
+                return
+            self.logs.pop()  # that start never ran: one log per start
+        pytest.fail(f"jcs serve found its ports taken {PORT_ATTEMPTS} times")
+
+    def _wait_ready(self) -> bool:
+        """True once healthy on its own listeners; False if a port was taken."""
         assert self.proc is not None
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if port_was_taken(self.output()):
+                    return False
                 pytest.fail(f"jcs serve exited with {self.proc.returncode}:\n{self.output()}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.endpoint + "/healthz", timeout=1.0).status_code == 200:
-                    return
+            # Every listener is bound before any serves (api/host.py: bind),
+            # so the main port being this process's vouches for the rest.
+            if listens(self.pid, self.port):
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(self.endpoint + "/healthz", timeout=1.0).status_code == 200:
+                        return True
             time.sleep(0.05)
         self.kill()
-        pytest.fail(f"jcs serve did not become healthy in {START_TIMEOUT}s:\n{self.output()}")
+        pytest.fail(
+            f"jcs serve did not become healthy on a port of its own in {START_TIMEOUT}s:\n"
+            + self.output()
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM by PID, then SIGKILL if it lingers."""

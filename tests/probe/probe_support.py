@@ -55,25 +55,9 @@ class ProbeServer(JcsServer):
     def process_env(self) -> dict[str, str]:
         return {**clean_env(), **QUIET_JOBS, **self.env}
 
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.port = free_port()
-        self.s3_port = free_port()
-        log = self.log_dir / f"serve-{self.port}-{len(self.logs) + 1}.log"
-        self.logs.append(log)
-        args = [str(JCS), "serve", "--data-dir", str(self.data_dir)]
-        args += ["--listen", f"127.0.0.1:{self.port}", "--s3-listen", f"127.0.0.1:{self.s3_port}"]
-        if self.database_url:
-            args += ["--database-url", self.database_url]
-        with log.open("wb") as fh:
-            self.proc = subprocess.Popen(
-                args,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.process_env(),
-            )
-        self._wait_ready()
+    def command(self) -> list[str]:
+        args = super().command()
+        return [*args, "--database-url", self.database_url] if self.database_url else args
 
     def admin(
         self, *args: str, env: dict[str, str] | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,15 +26,11 @@ from typing import Any
 
 import pytest
 
+from support.ports import PORT_ATTEMPTS, free_port, listens
+
 ACCESS_KEY = "testing-access-key"
 SECRET_KEY = "testing-secret-key"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _moto_executable() -> str:
@@ -48,6 +43,9 @@ class S3Server:
 
     def __init__(self, port: int | None = None, bucket: str = "jcs-test") -> None:
         self.port = port or free_port()
+        # A port we chose may be taken before moto binds it: then its first
+        # start tries another (support/ports.py). A given port is kept.
+        self._may_move = port is None
         self.bucket = bucket
         self.access_key = ACCESS_KEY
         self.secret_key = SECRET_KEY
@@ -67,20 +65,30 @@ class S3Server:
         if self.running:
             return
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
-        self._proc = subprocess.Popen(
-            [_moto_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self._proc.poll() is not None:
+        for _ in range(PORT_ATTEMPTS):
+            self._proc = subprocess.Popen(
+                [_moto_executable(), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            deadline = time.monotonic() + timeout
+            # Ready when moto answers on a listener of its own, not someone else's.
+            while not (listens(self._proc.pid, self.port) and self._answers()):
+                if self._proc.poll() is not None:
+                    break
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"moto_server did not answer on {self.endpoint}")
+                time.sleep(0.05)
+            else:
+                break
+            if not self._may_move:
                 raise RuntimeError(f"moto_server exited with {self._proc.returncode}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"moto_server did not answer on {self.endpoint}")
-            time.sleep(0.05)
+            self.port = free_port()
+        else:
+            raise RuntimeError(f"moto_server found its ports taken {PORT_ATTEMPTS} times")
+        self._may_move = False
         self.create_bucket(self.bucket)
 
     def stop(self) -> None:
