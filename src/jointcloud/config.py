@@ -115,6 +115,10 @@ class Settings:
     # body (JCS_HTTP_HEAD_SECONDS, JCS_HTTP_IDLE_SECONDS; api/common/connection.py).
     http_head_seconds: float = 60.0
     http_idle_seconds: float = 60.0
+    # How long PostgreSQL may take to answer one statement or a connection
+    # attempt before the request fails with 503 (JCS_DB_TIMEOUT_SECONDS;
+    # meta/outage.py). SQLite is in-process: no limit applies.
+    db_timeout_seconds: float = 30.0
 
     def satellite_url(self) -> str:
         return _url(self.public_url or self.listen)
@@ -257,6 +261,7 @@ class Environment(BaseSettings):
     auth_token: str | None = Field(default=None, min_length=16, repr=False)
     http_head_seconds: Interval = 60.0
     http_idle_seconds: Interval = 60.0
+    db_timeout_seconds: Interval = 30.0
 
     @field_validator("s3_domains", mode="before")
     @classmethod
@@ -400,6 +405,7 @@ class Environment(BaseSettings):
             auth_token=self.auth_token,
             http_head_seconds=self.http_head_seconds,
             http_idle_seconds=self.http_idle_seconds,
+            db_timeout_seconds=self.db_timeout_seconds,
         )
 
 

@@ -54,7 +54,7 @@ class Context:
         # 0700 directories, 0600 files, whatever the umask (and tightened if
         # an older start left them looser).
         private_dir(settings.data_dir)
-        db = Database(settings.db_url)
+        db = Database(settings.db_url, timeout=settings.db_timeout_seconds)
         await db.migrate()
         master = MasterKey.load_or_create(settings.data_dir / "master.key")
         pool = SpacePool(db, master, settings.space_rules())

@@ -185,6 +185,11 @@ class OperationFailed(DomainError):
     """Anything else, with a message a user can act on."""
 
 
+class MetadataUnavailable(OperationFailed):
+    """The metadata database cannot be reached or did not answer in time;
+    the request may be tried again later."""
+
+
 class Conflict(OperationFailed):
     """The request conflicts with the state of the user's data (a bucket that
     is not empty, a space that still holds blocks, a destination in the way);

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from jointcloud.core.jobstate import JobBoard
-from jointcloud.errors import OperationFailed
+from jointcloud.errors import MetadataUnavailable, OperationFailed
+from jointcloud.jobs import runner as runner_module
 from jointcloud.jobs.base import JobResult, Progress
 from jointcloud.jobs.runner import JobRunner
 from jointcloud.meta import tables as t
@@ -148,3 +149,32 @@ async def test_a_wake_during_a_pass_brings_the_next_pass_right_after_it(board: J
     job.release.set()
     await second
     assert not await board.due("gate")  # no wake this time: the interval again
+
+
+async def test_a_job_loop_outlives_an_unreadable_schedule(
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database out of reach for a while (its schedule cannot be read)
+    must not end a job's loop: the job runs once the database answers."""
+    monkeypatch.setattr(runner_module, "ERROR_BACKOFF", 0.01)
+    failures = 2
+    readable = board.due
+
+    async def due(name: str) -> bool:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise MetadataUnavailable("the metadata database did not answer within 30 s")
+        return await readable(name)
+
+    monkeypatch.setattr(board, "due", due)
+    job = Gate()
+    job.release.set()
+    runner = JobRunner(board, [job], owner="a")
+    running = asyncio.create_task(runner.run_forever())
+    try:
+        await asyncio.wait_for(job.entered.wait(), 30)
+    finally:
+        runner.stop()
+        await running
+    assert failures == 0 and job.passes == 1

@@ -115,7 +115,15 @@ class JobRunner:
     async def _loop(self, job: Job) -> None:
         wake: asyncio.Event | None = getattr(job, "wake", None)
         while not self._stop.is_set():
-            due = await self.board.due(job.name)
+            try:
+                due = await self.board.due(job.name)
+            except Exception as exc:
+                # The database out of reach (meta/outage.py): this job's loop
+                # must outlive it, or the job would not run again until a
+                # restart. Try again after the back-off.
+                log.warning("job schedule unreadable", job=job.name, error=repr(exc))
+                await self._sleep(ERROR_BACKOFF, None)
+                continue
             woken = wake is not None and wake.is_set()
             if wake is not None:
                 wake.clear()
@@ -128,12 +136,16 @@ class JobRunner:
                     await self._pass(job, None)
                 log.debug("job pass", job=job.name, seconds=round(time.monotonic() - started, 3))
                 continue
-            waits = [asyncio.create_task(self._stop.wait())]
-            if wake is not None:
-                waits.append(asyncio.create_task(wake.wait()))
-            await asyncio.wait(waits, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
+            await self._sleep(1.0, wake)
+
+    async def _sleep(self, seconds: float, wake: asyncio.Event | None) -> None:
+        """Wait ``seconds``, or less if stopped or woken."""
+        waits = [asyncio.create_task(self._stop.wait())]
+        if wake is not None:
+            waits.append(asyncio.create_task(wake.wait()))
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
 
     @staticmethod
     async def _has_work(job: Job) -> bool:

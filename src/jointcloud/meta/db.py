@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
 from jointcloud.meta.driver import check_on_checkout, note_checkin
+from jointcloud.meta.outage import Connections, connect_args, raise_if_outage
 from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
@@ -188,11 +189,13 @@ def fdatasync_path(path: str) -> None:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.timeout = timeout  # PostgreSQL's answers (meta/outage.py)
         kwargs: dict[str, Any] = {}
         if not self.is_sqlite:
+            kwargs["connect_args"] = connect_args(timeout)
             # Last in, first out: at a low steady load after a burst, the
             # connection just given back is taken again, and the others
             # stay idle (FIFO would hand out one idle past
@@ -206,9 +209,11 @@ class Database:
             # sets the pragmas again).
             kwargs.update(pool_size=32, max_overflow=32)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._connections: Connections | None = None
         if not self.is_sqlite:
             event.listen(self.engine.sync_engine, "checkout", check_on_checkout)
             event.listen(self.engine.sync_engine, "checkin", note_checkin)
+            self._connections = Connections(self.engine)
         self._read_engine = (
             self.engine
             if self.is_sqlite
@@ -300,13 +305,23 @@ class Database:
         """A read-write transaction, committed — and on disk — when the block
         exits cleanly; an exception rolls back this block's work only."""
         if not self.is_sqlite:
-            async with self.engine.connect() as conn:
+            conn = await self._connected(self.engine)
+            try:
                 conn = await conn.execution_options(jcs_write=True)
                 try:
                     async with conn.begin():
-                        yield conn
+                        try:
+                            yield conn
+                        except Exception as exc:  # no ROLLBACK over a dead link
+                            await self._unless_outage(conn, exc)
+                            raise
                 except IntegrityError as exc:
                     raise _domain_conflict(exc) from exc
+                except Exception as exc:  # BEGIN or COMMIT
+                    await self._unless_outage(conn, exc)
+                    raise
+            finally:
+                await conn.close()
             return
         async with self._grouped() as conn:
             yield conn
@@ -488,12 +503,15 @@ class Database:
                 yield conn
                 await tx.rollback()
             return
-        conn = await self._readers.take()  # kept out of the pool (meta/readers.py)
+        conn = await self._connected(self._readers)  # kept out of the pool (meta/readers.py)
         clean = False
         try:
             tx = await conn.begin()
             try:
                 yield conn
+            except Exception as exc:
+                await self._unless_outage(conn, exc)
+                raise
             finally:
                 await tx.rollback()
                 clean = True
@@ -512,10 +530,13 @@ class Database:
             async with self.read() as conn:
                 yield conn
             return
-        conn = await self._readers.take()
+        conn = await self._connected(self._readers)
         clean = False
         try:
             yield conn
+        except Exception as exc:
+            await self._unless_outage(conn, exc)
+            raise
         finally:
             try:
                 if conn.in_transaction():
@@ -524,13 +545,36 @@ class Database:
             finally:
                 await self._readers.give_back(conn, clean)
 
+    async def _connected(self, source: AsyncEngine | KeptReaders) -> AsyncConnection:
+        """A connection from the engine or the kept readers; failing to get
+        one because the server is out of reach is ``MetadataUnavailable``."""
+        try:
+            if isinstance(source, KeptReaders):
+                return await source.take()
+            return await source.connect()
+        except Exception as exc:
+            await self._unless_outage(None, exc)
+            raise
+
+    async def _unless_outage(self, conn: AsyncConnection | None, exc: BaseException) -> None:
+        """Raise ``exc`` as ``MetadataUnavailable`` if it says PostgreSQL is
+        out of reach or silent (meta/outage.py), dropping ``conn``."""
+        if not self.is_sqlite:
+            await raise_if_outage(conn, exc, self.timeout)
+
+    async def _dispose(self) -> None:
+        await self._readers.close()
+        await self.engine.dispose()
+
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.wait([self._flusher])
         if self._checkpointing is not None:
             await asyncio.wait([self._checkpointing])
-        await self._readers.close()
-        await self.engine.dispose()
+        if self._connections is None:
+            await self._dispose()
+        else:  # a server that stopped answering must not hold up the stop
+            await self._connections.close(self.engine, self._dispose)
         if self._writer is not None:
             self._writer.close()
 

@@ -95,7 +95,8 @@ def check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
       other end may have gone away meanwhile without a word (a failover, a
       NAT or load balancer that forgot the connection and answers the next
       packet with a reset). Like the pre-ping, the ping has no timeout of
-      its own. The pool is last in, first out (``db.Database``), so at a
+      its own; asyncpg's limit on every statement bounds it
+      (``meta/outage.py``). The pool is last in, first out (``db.Database``), so at a
       steady load the connections in use are not the idle ones.
 
     Raising ``DisconnectionError`` makes the pool drop the connection and

@@ -34,6 +34,7 @@ STATUS: list[tuple[type[errors.DomainError], int]] = [
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.AlreadyExists, 409),
+    (errors.MetadataUnavailable, 503),
 ]
 
 

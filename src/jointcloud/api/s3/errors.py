@@ -113,6 +113,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.InsufficientSpaces, "ServiceUnavailable", 503),
     (errors.NotEnoughBlocks, "ServiceUnavailable", 503),
     (errors.SpaceError, "ServiceUnavailable", 503),
+    (errors.MetadataUnavailable, "ServiceUnavailable", 503),
     (errors.OperationFailed, "InternalError", 500),
 ]
 

@@ -101,6 +101,7 @@ def domain_reply(exc: errors.DomainError) -> Reply:
         return error_reply(412, "Precondition failed", exc.message)
     if isinstance(exc, errors.BadArgument):
         return error_reply(400, "Bad request", exc.message)
-    if isinstance(exc, errors.NotEnoughBlocks | errors.SpaceUnavailable):
+    unavailable = errors.NotEnoughBlocks | errors.SpaceUnavailable | errors.MetadataUnavailable
+    if isinstance(exc, unavailable):
         return error_reply(503, "Unavailable", exc.message)
     return error_reply(500, "Error", exc.message)

@@ -1,0 +1,114 @@
+"""When PostgreSQL cannot be reached, or stops answering.
+
+Why: a database server on another machine can vanish without closing its
+connections (a network partition, a host that died, a firewall that drops
+packets). asyncpg then waits for an answer for as long as TCP keeps trying,
+about a quarter of an hour. Every request that needed the database waited
+with it (a client saw no answer at all), and a stop of the server waited
+too: closing each pooled connection sends a ROLLBACK and waits for its
+answer, one connection after another.
+
+What now holds:
+
+- every statement and every connection attempt is limited to
+  ``JCS_DB_TIMEOUT_SECONDS`` (asyncpg's ``command_timeout`` and connect
+  ``timeout``);
+- a connection whose statement timed out, or whose server went away, is
+  dropped at once (invalidated: asyncpg closes its socket without a word),
+  not rolled back over the dead link;
+- the request then fails with ``MetadataUnavailable``, which every
+  protocol answers with 503 and a message naming the problem (no URL: it
+  may hold the database password);
+- a stop closes connections politely for at most ``CLOSE_SECONDS``, then
+  drops the rest.
+
+SQLite is a file in this process: none of this applies to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import weakref
+from typing import Any
+
+import asyncpg
+import structlog
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from jointcloud.errors import MetadataUnavailable
+
+log = structlog.get_logger(__name__)
+
+CLOSE_SECONDS = 5.0
+
+# A connection that cannot be (or no longer is) talked to.
+_UNREACHABLE = (
+    ConnectionError,  # refused, reset, aborted
+    socket.gaierror,  # the host name does not resolve
+    asyncpg.PostgresConnectionError,  # the server closed it, or refused it
+)
+
+
+def connect_args(timeout: float) -> dict[str, Any]:
+    """asyncpg's limits for every statement and connection attempt."""
+    return {"command_timeout": timeout, "timeout": timeout}
+
+
+def outage(exc: BaseException, timeout: float) -> MetadataUnavailable | None:
+    """``exc`` as the database's unavailability, or None if it is not one."""
+    if isinstance(exc, TimeoutError):  # asyncpg's statement or connect limit
+        return MetadataUnavailable(f"the metadata database did not answer within {timeout:g} s")
+    if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection stayed in use
+        return MetadataUnavailable(
+            "no connection to the metadata database came free in time; try again later"
+        )
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return MetadataUnavailable("the connection to the metadata database was lost")
+    if isinstance(exc, _UNREACHABLE):
+        return MetadataUnavailable(f"cannot reach the metadata database ({type(exc).__name__})")
+    return None
+
+
+async def raise_if_outage(conn: AsyncConnection | None, exc: BaseException, limit: float) -> None:
+    """Return if ``exc`` is not the database's unavailability; else drop
+    ``conn`` (a ROLLBACK over it would wait as long again) and raise it as
+    ``MetadataUnavailable``."""
+    found = outage(exc, limit)
+    if found is None:
+        return
+    if conn is not None and not conn.invalidated:
+        with contextlib.suppress(Exception):
+            await conn.invalidate()
+    raise found from exc
+
+
+class Connections:
+    """Every asyncpg connection the engine opened (weakly), so that a stop
+    can drop those that do not close in time."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._raw: weakref.WeakSet[Any] = weakref.WeakSet()
+        event.listen(engine.sync_engine, "connect", self._opened)
+
+    def _opened(self, dbapi_connection: Any, _record: Any) -> None:
+        self._raw.add(dbapi_connection.driver_connection)
+
+    async def close(self, engine: AsyncEngine, polite: Any) -> None:
+        """Run ``polite()`` (closing every connection) for at most
+        ``CLOSE_SECONDS``; then drop whatever is still open."""
+        try:
+            await asyncio.wait_for(polite(), CLOSE_SECONDS)
+            return
+        except TimeoutError:
+            log.warning(
+                "database: the server did not answer while closing; connections dropped",
+                waited_seconds=CLOSE_SECONDS,
+            )
+        for raw in list(self._raw):
+            if not raw.is_closed():
+                raw.terminate()
+        await engine.dispose(close=False)
