@@ -108,3 +108,34 @@ async def test_a_database_that_refuses_connections_is_unavailable(
         assert str(closed) not in failed.message  # no URL: it may hold a password
     finally:
         await db.close()
+
+
+async def test_a_commit_without_an_answer_is_not_called_a_failure(
+    postgres: PostgresServer,
+) -> None:
+    """A COMMIT that gets no answer in time may have been carried out: the
+    error must not say (or let a client assume) that nothing was saved."""
+    db = Database(postgres.new_database(), timeout=LIMIT)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE probe (v text)"))
+            await conn.execute(
+                text(
+                    "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS "
+                    f"$$ BEGIN PERFORM pg_sleep({3 * LIMIT}); RETURN NULL; END $$"
+                )
+            )
+            await conn.execute(
+                text(  # runs at COMMIT: the statements before it answer at once
+                    "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON probe "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow()"
+                )
+            )
+        failed = await _fails_in_time(_insert(db, "slow"))
+        assert failed.message == (
+            f"the metadata database did not answer within {LIMIT:g} s, while committing: "
+            "the change may or may not have been saved"
+        )
+        assert await _select_one(db) == 1  # and the next request works
+    finally:
+        await db.close()

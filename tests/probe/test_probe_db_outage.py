@@ -6,6 +6,7 @@ link is back, and a stop with the database still silent ends in time."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 from xml.etree import ElementTree
@@ -15,7 +16,7 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from probe_support import ProbeServer
+from probe_support import JCS, ProbeServer, clean_env, free_port
 
 from jointcloud.keys.credentials import new_access_key_id
 from support.blackhole import Blackhole
@@ -93,3 +94,29 @@ def test_a_silent_database_is_answered_with_503_and_outlived(
         link.stop()
     log = server.output()
     assert '"status": 500' not in log
+
+
+def test_a_start_without_the_database_says_so_in_one_line(tmp_path: Path) -> None:
+    closed = free_port()  # nothing listens here
+    r = subprocess.run(
+        [
+            str(JCS),
+            "serve",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--s3-listen",
+            "off",
+            "--database-url",
+            f"postgresql+asyncpg://postgres:s3cretpw@127.0.0.1:{closed}/jcs",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+        check=False,
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip() == "error: cannot reach the metadata database (ConnectionRefusedError)"
+    assert "s3cretpw" not in r.stdout + r.stderr

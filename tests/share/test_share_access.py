@@ -12,6 +12,7 @@ import pytest
 from share_support import PASSPHRASE, READ_LIST, World
 
 from jointcloud.api.share.app import handles
+from jointcloud.errors import MetadataUnavailable
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import new_access_key_id
 from jointcloud.keys.grant import new_grant
@@ -181,3 +182,22 @@ def test_handles() -> None:
         "/" + "a" * 28 + "/x",  # 28 characters that are no access key id
     ):
         assert not handles(path), path
+
+
+@pytest.mark.pg
+async def test_an_unreachable_database_is_not_a_bad_link(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database out of reach (meta/outage.py) says 503, try again: the
+    link itself may be fine."""
+    await world.put("a.txt", b"hello")
+    access = await world.public()
+
+    async def unreachable(_: str) -> None:
+        raise MetadataUnavailable("the metadata database did not answer within 30 s")
+
+    monkeypatch.setattr(world.ctx.access, "resolve", unreachable)
+    for page in ("s", "raw"):
+        r = await world.client.get(f"/{page}/{access}/docs/a.txt")
+        refused(r, 503, "cannot be opened right now")
+        assert "did not answer within 30 s" in r.text

@@ -178,3 +178,31 @@ async def test_a_job_loop_outlives_an_unreadable_schedule(
         runner.stop()
         await running
     assert failures == 0 and job.passes == 1
+
+
+async def test_a_failed_lease_renewal_does_not_end_the_pass(
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewal that fails (the database out of reach for a moment) must
+    not end the renewals: the lease would lapse under a running pass, and
+    the failure would replace the pass's own result."""
+    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
+    job = Gate()
+    renewals = 0
+    renew = board.renew
+
+    async def flaky(*args: object) -> bool:
+        nonlocal renewals
+        renewals += 1
+        if renewals == 1:
+            raise MetadataUnavailable("the metadata database did not answer within 30 s")
+        if renewals == 3:  # renewals went on after the failure: let the pass end
+            job.release.set()
+        return await renew(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(board, "renew", flaky)
+    runner = JobRunner(board, [job], owner="a")
+    await asyncio.wait_for(runner.run_now("gate"), 30)
+    state = await board.state("gate")
+    assert state is not None and state.state == "idle" and state.runs == 1
+    assert state.last_error is None and state.message == "done"

@@ -155,6 +155,7 @@ def serve(
     from jointcloud.api.host import ListenError
     from jointcloud.cli.serve import run_server
     from jointcloud.config import ConfigError
+    from jointcloud.errors import MetadataUnavailable
 
     try:
         settings = Settings.load(
@@ -177,6 +178,9 @@ def serve(
         raise typer.Exit(2) from None
     except ListenError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(1) from None
+    except MetadataUnavailable as exc:  # at start-up: nothing to serve without it
+        print(f"error: {exc.message}", file=sys.stderr, flush=True)
         raise typer.Exit(1) from None
 
 

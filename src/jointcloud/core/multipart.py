@@ -87,6 +87,7 @@ from jointcloud.errors import (
     BadDigest,
     EntityTooLarge,
     InvalidPart,
+    MetadataUnavailable,
     NotFound,
     ObjectNotFound,
     OutOfScope,
@@ -367,6 +368,8 @@ class MultipartService:
         await asyncio.wait([committing])
         if not committing.cancelled() and committing.exception() is None:
             return
+        if not committing.cancelled() and isinstance(committing.exception(), MetadataUnavailable):
+            return  # the database is out of reach: GC takes the staged layout later
         await self.store.discard([staged])
 
     async def list_parts(

@@ -87,14 +87,21 @@ class JobRunner:
     async def _keep_lease(self, name: str, state: dict[str, object]) -> None:
         while True:
             await asyncio.sleep(RENEW_EVERY)
-            kept = await self.board.renew(
-                name,
-                self.owner,
-                LEASE,
-                int(state["done"]),  # type: ignore[call-overload]
-                int(state["total"]),  # type: ignore[call-overload]
-                str(state["message"]),
-            )
+            try:
+                kept = await self.board.renew(
+                    name,
+                    self.owner,
+                    LEASE,
+                    int(state["done"]),  # type: ignore[call-overload]
+                    int(state["total"]),  # type: ignore[call-overload]
+                    str(state["message"]),
+                )
+            except Exception as exc:
+                # The database out of reach for a moment: keep trying, or one
+                # failed renewal would end renewals for the whole pass (and
+                # its error would replace the pass's own result).
+                log.warning("job lease not renewed", job=name, error=repr(exc))
+                continue
             if not kept:
                 log.warning("job lease lost", job=name)
 

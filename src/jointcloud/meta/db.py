@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
 from jointcloud.meta.driver import check_on_checkout, note_checkin
-from jointcloud.meta.outage import Connections, connect_args, raise_if_outage
+from jointcloud.meta.outage import Connections, connect_args, migration_engine, raise_if_outage
 from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
@@ -285,20 +285,30 @@ class Database:
             await _while_locked(lambda: self._migrate(revision))
 
     async def _migrate(self, revision: str) -> None:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(jcs_write=True)
-            if self.is_sqlite:
-                await conn.run_sync(_foreign_keys, False)
+        # PostgreSQL: on an engine of its own without the statement limit
+        # (meta/outage.py), since a migration may rewrite a large table.
+        engine = self.engine if self.is_sqlite else migration_engine(self.url, self.timeout)
+        try:
+            conn = await self._connected(engine)
             try:
-                async with conn.begin():
-                    await conn.run_sync(_upgrade, revision)
-            finally:
+                conn = await conn.execution_options(jcs_write=True)
                 if self.is_sqlite:
-                    try:
-                        await conn.run_sync(_foreign_keys, True)
-                    except Exception:
-                        # Never back into the pool with foreign keys off.
-                        await conn.invalidate()
+                    await conn.run_sync(_foreign_keys, False)
+                try:
+                    async with conn.begin():
+                        await conn.run_sync(_upgrade, revision)
+                finally:
+                    if self.is_sqlite:
+                        try:
+                            await conn.run_sync(_foreign_keys, True)
+                        except Exception:
+                            # Never back into the pool with foreign keys off.
+                            await conn.invalidate()
+            finally:
+                await conn.close()
+        finally:
+            if engine is not self.engine:
+                await engine.dispose()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -306,6 +316,7 @@ class Database:
         exits cleanly; an exception rolls back this block's work only."""
         if not self.is_sqlite:
             conn = await self._connected(self.engine)
+            committing = False
             try:
                 conn = await conn.execution_options(jcs_write=True)
                 try:
@@ -315,10 +326,11 @@ class Database:
                         except Exception as exc:  # no ROLLBACK over a dead link
                             await self._unless_outage(conn, exc)
                             raise
+                        committing = True
                 except IntegrityError as exc:
                     raise _domain_conflict(exc) from exc
-                except Exception as exc:  # BEGIN or COMMIT
-                    await self._unless_outage(conn, exc)
+                except Exception as exc:
+                    await self._unless_outage(conn, exc, committing)
                     raise
             finally:
                 await conn.close()
@@ -556,11 +568,13 @@ class Database:
             await self._unless_outage(None, exc)
             raise
 
-    async def _unless_outage(self, conn: AsyncConnection | None, exc: BaseException) -> None:
+    async def _unless_outage(
+        self, conn: AsyncConnection | None, exc: BaseException, committing: bool = False
+    ) -> None:
         """Raise ``exc`` as ``MetadataUnavailable`` if it says PostgreSQL is
         out of reach or silent (meta/outage.py), dropping ``conn``."""
         if not self.is_sqlite:
-            await raise_if_outage(conn, exc, self.timeout)
+            await raise_if_outage(conn, exc, self.timeout, committing)
 
     async def _dispose(self) -> None:
         await self._readers.close()

@@ -12,7 +12,7 @@ What now holds:
 
 - every statement and every connection attempt is limited to
   ``JCS_DB_TIMEOUT_SECONDS`` (asyncpg's ``command_timeout`` and connect
-  ``timeout``);
+  ``timeout``), except a migration's statements (``migration_engine``);
 - a connection whose statement timed out, or whose server went away, is
   dropped at once (invalidated: asyncpg closes its socket without a word),
   not rolled back over the dead link;
@@ -37,7 +37,8 @@ import asyncpg
 import structlog
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from jointcloud.errors import MetadataUnavailable
 
@@ -58,8 +59,35 @@ def connect_args(timeout: float) -> dict[str, Any]:
     return {"command_timeout": timeout, "timeout": timeout}
 
 
+# SQLSTATEs of a server that is there but out of service: shutting down by
+# an operator or after a crash, starting up or in recovery, full. Class 08
+# (connection exceptions) is out of service too.
+_OUT_OF_SERVICE = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error, raw (asyncpg) or wrapped (SQLAlchemy)."""
+    for found in (exc, getattr(exc, "orig", None), exc.__cause__):
+        code = getattr(found, "sqlstate", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def migration_engine(url: str, timeout: float) -> AsyncEngine:
+    """An engine for migrations: the connect limit, but no statement limit
+    (a migration may rewrite a large table); one connection, not pooled."""
+    return create_async_engine(url, connect_args={"timeout": timeout}, poolclass=NullPool)
+
+
 def outage(exc: BaseException, timeout: float) -> MetadataUnavailable | None:
     """``exc`` as the database's unavailability, or None if it is not one."""
+    code = _sqlstate(exc)
+    if code is not None and (code.startswith("08") or code in _OUT_OF_SERVICE):
+        # The server's own words ("the database system is shutting down"):
+        # they never hold the connection's URL.
+        said = str(getattr(exc, "orig", None) or exc).rsplit(": ", 1)[-1].strip()
+        return MetadataUnavailable(f"the metadata database is out of service ({said})")
     if isinstance(exc, TimeoutError):  # asyncpg's statement or connect limit
         return MetadataUnavailable(f"the metadata database did not answer within {timeout:g} s")
     if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection stayed in use
@@ -73,13 +101,20 @@ def outage(exc: BaseException, timeout: float) -> MetadataUnavailable | None:
     return None
 
 
-async def raise_if_outage(conn: AsyncConnection | None, exc: BaseException, limit: float) -> None:
+async def raise_if_outage(
+    conn: AsyncConnection | None, exc: BaseException, limit: float, committing: bool = False
+) -> None:
     """Return if ``exc`` is not the database's unavailability; else drop
     ``conn`` (a ROLLBACK over it would wait as long again) and raise it as
-    ``MetadataUnavailable``."""
+    ``MetadataUnavailable``. ``committing``: it came while the COMMIT was
+    sent, which may have been carried out: the message says so."""
     found = outage(exc, limit)
     if found is None:
         return
+    if committing:
+        found = MetadataUnavailable(
+            f"{found.message}, while committing: the change may or may not have been saved"
+        )
     if conn is not None and not conn.invalidated:
         with contextlib.suppress(Exception):
             await conn.invalidate()

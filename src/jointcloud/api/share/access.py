@@ -21,6 +21,7 @@ from jointcloud.errors import (
     AccessDenied,
     BadArgument,
     DomainError,
+    MetadataUnavailable,
     Unauthorized,
     UnknownAccessKey,
 )
@@ -99,6 +100,8 @@ def _window(grant: Grant, now: datetime) -> tuple[datetime | None, datetime | No
 def _refusal(exc: DomainError) -> Refused:
     """The page for an error of the auth service's core."""
     message = exc.message
+    if isinstance(exc, MetadataUnavailable):  # not the link's fault: try again later
+        return Refused(503, "Unavailable", f"This link cannot be opened right now ({message}).")
     if isinstance(exc, UnknownAccessKey):
         return Refused(404, "Unknown link", "This link is unknown: no such access.")
     if isinstance(exc, Unauthorized):
