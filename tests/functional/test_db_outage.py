@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from jointcloud.errors import MetadataUnavailable
-from jointcloud.meta import outage
+from jointcloud.meta import driver, outage
 from jointcloud.meta.db import Database
 from support.blackhole import Blackhole
 from support.ports import free_port
@@ -138,4 +138,29 @@ async def test_a_commit_without_an_answer_is_not_called_a_failure(
         )
         assert await _select_one(db) == 1  # and the next request works
     finally:
+        await db.close()
+
+
+async def test_a_silent_ping_fails_the_request_without_a_new_connection(
+    postgres: PostgresServer, link: Blackhole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection idle past the ping threshold is pinged at
+    checkout. If the ping gets no answer, the server is silent, not gone:
+    asking for a new connection would wait out the limit a second time."""
+    db = Database(through(postgres.new_database(), link, postgres), timeout=LIMIT)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE probe (v text)"))
+        opened = link.accepted
+        monkeypatch.setattr(driver, "IDLE_PING_SECONDS", 0.0)  # every checkout pings
+        link.cut()
+        failed = await _fails_in_time(_insert(db, "during"))
+        assert f"did not answer within {LIMIT:g} s" in failed.message
+        # One more: asyncpg's cancel request for the ping that timed out (it
+        # goes on a connection of its own). None for another pool connection.
+        assert link.accepted <= opened + 1
+        link.mend()
+        await _insert(db, "after")  # a fresh connection replaces the dropped one
+    finally:
+        link.mend()
         await db.close()

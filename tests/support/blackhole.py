@@ -25,6 +25,7 @@ class Blackhole:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._server: asyncio.Server | None = None
+        self.accepted = 0  # connections relayed (or held) so far
 
     def start(self) -> None:
         self._thread.start()
@@ -79,6 +80,7 @@ class Blackhole:
         self._loop.run_forever()
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        self.accepted += 1
         try:
             server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -38,6 +38,7 @@ import asyncpg
 from sqlalchemy.exc import DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
+from sqlalchemy.util.concurrency import await_
 
 from jointcloud.meta.sqlite import InlineConnection
 
@@ -94,10 +95,12 @@ def check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     - one that sat idle for ``IDLE_PING_SECONDS`` is pinged as before: the
       other end may have gone away meanwhile without a word (a failover, a
       NAT or load balancer that forgot the connection and answers the next
-      packet with a reset). Like the pre-ping, the ping has no timeout of
-      its own; asyncpg's limit on every statement bounds it
-      (``meta/outage.py``). The pool is last in, first out (``db.Database``), so at a
-      steady load the connections in use are not the idle ones.
+      packet with a reset). The ping is bounded by asyncpg's limit on
+      every statement (``meta/outage.py``); one that gets no answer in time
+      fails the checkout (a new connection to a silent server would wait as
+      long again) instead of asking for another connection. The pool is
+      last in, first out (``db.Database``), so at a steady load the
+      connections in use are not the idle ones.
 
     Raising ``DisconnectionError`` makes the pool drop the connection and
     hand out a fresh one. What is given up: a busy connection whose server
@@ -111,7 +114,14 @@ def check_on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     idle_since = record.info.get("idle_since")
     if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
         try:
-            dbapi_connection.ping()  # SQLAlchemy's own, run in the pool's greenlet
+            # One round trip, in the pool's greenlet (SQLAlchemy's own ping
+            # is three, BEGIN, the ping and ROLLBACK, and on a silent server
+            # each waits out the statement limit).
+            await_(driver.fetchval("SELECT 1"))
+        except TimeoutError:
+            # Silent, not gone: a new connection would wait as long again.
+            # The pool drops this one; the request fails now (meta/outage.py).
+            raise
         except Exception as exc:
             raise DisconnectionError(f"the database server did not answer: {exc}") from exc
 
