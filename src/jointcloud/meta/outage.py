@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import socket
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -132,7 +133,7 @@ class Connections:
     def _opened(self, dbapi_connection: Any, _record: Any) -> None:
         self._raw.add(dbapi_connection.driver_connection)
 
-    async def close(self, engine: AsyncEngine, polite: Any) -> None:
+    async def close(self, engine: AsyncEngine, polite: Callable[[], Awaitable[None]]) -> None:
         """Run ``polite()`` (closing every connection) for at most
         ``CLOSE_SECONDS``; then drop whatever is still open."""
         try:
