@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -28,7 +28,7 @@ from jointcloud.core.models import (
 )
 from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import BlockNotFound, SpaceError
+from jointcloud.errors import BlockNotFound, MetadataUnavailable, SpaceError
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
@@ -356,6 +356,21 @@ class BlockStore:
     async def _drop_rows(self, layout_ids: Sequence[int]) -> None:
         async with self.db.write() as conn:
             await layouts.delete_layouts(conn, layout_ids)
+
+    async def settle(self, committing: asyncio.Future[Any], staged: Sequence[StagedLayout]) -> None:
+        """Once the commit of ``staged`` has ended: discard them unless it
+        went through. Failed or cancelled, it may still have gone through (a
+        cancelled combined commit whose group commit ended; ``NotDurable``),
+        and then its objects read these blocks, which ``discard`` keeps. With
+        the database out of reach, nothing is tried now: GC takes them."""
+        await asyncio.wait([committing])
+        if not committing.cancelled():
+            failure = committing.exception()
+            if failure is None:
+                return  # committed after all (the caller was cancelled meanwhile)
+            if isinstance(failure, MetadataUnavailable):
+                return
+        await self.discard(staged)
 
     async def discard(self, staged: Sequence[StagedLayout]) -> None:
         """Remove blocks and rows of staged layouts that will never be committed

@@ -87,7 +87,6 @@ from jointcloud.errors import (
     BadDigest,
     EntityTooLarge,
     InvalidPart,
-    MetadataUnavailable,
     NotFound,
     ObjectNotFound,
     OutOfScope,
@@ -361,16 +360,8 @@ class MultipartService:
             # clean-up (a part that was recorded keeps its blocks).
             return await asyncio.shield(committing)
         except BaseException:
-            await finish(self._settle(committing, staged))
+            await finish(self.store.settle(committing, [staged]))
             raise
-
-    async def _settle(self, committing: asyncio.Future[Part], staged: StagedLayout) -> None:
-        await asyncio.wait([committing])
-        if not committing.cancelled() and committing.exception() is None:
-            return
-        if not committing.cancelled() and isinstance(committing.exception(), MetadataUnavailable):
-            return  # the database is out of reach: GC takes the staged layout later
-        await self.store.discard([staged])
 
     async def list_parts(
         self,

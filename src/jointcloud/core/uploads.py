@@ -22,7 +22,7 @@ from jointcloud.core.commands import (
     check_write_conditions,
 )
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout, UserSpace
-from jointcloud.errors import BadDigest, MetadataUnavailable, PackageNotFound
+from jointcloud.errors import BadDigest, PackageNotFound
 from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.policy import Redundancy
@@ -266,18 +266,5 @@ class UploadPath:
             # clean-up (a commit that went through keeps its blocks).
             return await asyncio.shield(committing)
         except BaseException:
-            await finish(self._settle(committing, staged))
+            await finish(self.store.settle(committing, staged))
             raise
-
-    async def _settle(
-        self, committing: asyncio.Future[list[ObjectInfo]], staged: Sequence[StagedLayout]
-    ) -> None:
-        await asyncio.wait([committing])
-        if not committing.cancelled() and committing.exception() is None:
-            return  # committed after all (the caller was cancelled meanwhile)
-        if not committing.cancelled() and isinstance(committing.exception(), MetadataUnavailable):
-            return  # the database is out of reach: GC takes the staged layouts later
-        # Failed, or cancelled: the commit may still have gone through (a
-        # cancelled combined commit whose group commit ended; ``NotDurable``),
-        # and then its objects read these blocks, which ``discard`` keeps.
-        await self.store.discard(staged)

@@ -289,7 +289,7 @@ class Database:
         # (meta/outage.py), since a migration may rewrite a large table.
         engine = self.engine if self.is_sqlite else migration_engine(self.url, self.timeout)
         try:
-            conn = await self._connected(engine)
+            conn = await self._connected(engine.connect)
             try:
                 conn = await conn.execution_options(jcs_write=True)
                 if self.is_sqlite:
@@ -315,7 +315,7 @@ class Database:
         """A read-write transaction, committed — and on disk — when the block
         exits cleanly; an exception rolls back this block's work only."""
         if not self.is_sqlite:
-            conn = await self._connected(self.engine)
+            conn = await self._connected(self.engine.connect)
             committing = False
             try:
                 conn = await conn.execution_options(jcs_write=True)
@@ -515,7 +515,7 @@ class Database:
                 yield conn
                 await tx.rollback()
             return
-        conn = await self._connected(self._readers)  # kept out of the pool (meta/readers.py)
+        conn = await self._connected(self._readers.take)  # kept out of the pool (meta/readers.py)
         clean = False
         try:
             tx = await conn.begin()
@@ -542,7 +542,7 @@ class Database:
             async with self.read() as conn:
                 yield conn
             return
-        conn = await self._connected(self._readers)
+        conn = await self._connected(self._readers.take)
         clean = False
         try:
             yield conn
@@ -557,13 +557,12 @@ class Database:
             finally:
                 await self._readers.give_back(conn, clean)
 
-    async def _connected(self, source: AsyncEngine | KeptReaders) -> AsyncConnection:
-        """A connection from the engine or the kept readers; failing to get
-        one because the server is out of reach is ``MetadataUnavailable``."""
+    async def _connected(self, take: Callable[[], Awaitable[AsyncConnection]]) -> AsyncConnection:
+        """A connection from ``take`` (an engine's ``connect``, the kept
+        readers' ``take``); failing to get one because the server is out of
+        reach is ``MetadataUnavailable``."""
         try:
-            if isinstance(source, KeptReaders):
-                return await source.take()
-            return await source.connect()
+            return await take()
         except Exception as exc:
             await self._unless_outage(None, exc)
             raise
