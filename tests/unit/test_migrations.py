@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, inspect, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,7 +29,7 @@ from jointcloud.core.gc import collect_garbage
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import MasterKey, private_dir
 from jointcloud.meta import catalog, layouts
-from jointcloud.meta.db import MIGRATIONS, Database
+from jointcloud.meta.db import MIGRATIONS, Database, schema_head
 from jointcloud.meta.tables import metadata
 from jointcloud.redundancy.policy import NonePolicy
 
@@ -44,6 +47,56 @@ async def test_migrations_match_table_definitions(tmp_path: Path) -> None:
             assert await conn.run_sync(_diff) == []
     finally:
         await db.close()
+
+
+def test_schema_head_is_alembics_head() -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [schema_head()]
+
+
+_MIGRATE_AND_SAY = """
+import asyncio, sys
+from jointcloud.meta.db import Database
+async def main():
+    db = Database("sqlite+aiosqlite:///" + sys.argv[1])
+    try:
+        await db.migrate()
+    finally:
+        await db.close()
+asyncio.run(main())
+print("alembic" in sys.modules)
+"""
+
+
+def _start_imports_alembic(path: Path) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-c", _MIGRATE_AND_SAY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip() == "True"
+
+
+def test_a_start_on_an_up_to_date_schema_leaves_alembic_out(tmp_path: Path) -> None:
+    """Alembic is imported by a start that migrates, not by the others (a
+    server process keeps what it imported)."""
+    path = tmp_path / "m.db"
+    assert _start_imports_alembic(path)  # the first start builds the schema
+    assert not _start_imports_alembic(path)  # the next ones find it up to date
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        previous = f"{int(schema_head()) - 1:04d}"
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", previous)
+        assert _start_imports_alembic(path)  # one revision behind: migrated
+        with engine.connect() as conn:
+            version = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        assert version == schema_head()
+    finally:
+        engine.dispose()
 
 
 # -- 0005: AUTOINCREMENT on an existing SQLite database ------------------------
