@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from jointcloud.errors import BadArgument, BlockNotFound, SpaceUnavailable
-from jointcloud.spaces.base import BlockWriter, Entry, Space
+from jointcloud.errors import BadArgument, BlockNotFound, SpaceRefused, SpaceUnavailable
+from jointcloud.spaces.base import BlockingSpace, BlockWriter, Entry, Space
+from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
 from support.s3server import S3Server
@@ -134,6 +135,13 @@ async def test_ranged_reads(space: Space) -> None:
     assert await streamed(space, "r", offset=n) == []
     with pytest.raises(BadArgument):
         await space.read("r", -1, 5)
+    if isinstance(space, BlockingSpace):  # the same answers from the caller's thread
+        for offset, length in [(0, 10), (1000, 500), (7, None), (n - 5, 100), (n, 10), (3, 0)]:
+            expected = await space.read("r", offset, length)
+            assert space.read_blocking("r", offset, length) == expected
+        assert space.read_blocking("r") == data
+        with pytest.raises(BadArgument):
+            space.read_blocking("r", -1, 5)
 
 
 async def test_missing_key_is_block_not_found(space: Space) -> None:
@@ -141,6 +149,9 @@ async def test_missing_key_is_block_not_found(space: Space) -> None:
         await space.read("no/such/key")
     with pytest.raises(BlockNotFound):
         await space.read("no/such/key", 10, 10)
+    if isinstance(space, BlockingSpace):
+        with pytest.raises(BlockNotFound):
+            space.read_blocking("no/such/key", 10, 10)
     with pytest.raises(BlockNotFound):
         await space.stat("no/such/key")
     with pytest.raises(BlockNotFound):
@@ -370,3 +381,29 @@ async def test_local_sweep_stays_inside_prefix_and_out_of_skipped_dirs(tmp_path:
     assert leftovers == ["dest/jcs/blocks/ab", "other"]
     await block.commit()
     assert await space.read("dest/jcs/blocks/ab/block.0") == b"z" * 10
+
+
+async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
+    """Whether the key's file or one of its directories is the link, every
+    way of reading refuses it, naming the link; a link that stays inside
+    the root is read."""
+    outside = tmp_path / "outside"
+    (outside / "dir").mkdir(parents=True)
+    (outside / "secret").write_bytes(b"not yours")
+    (outside / "dir" / "secret").write_bytes(b"not yours either")
+    root = tmp_path / "space"
+    root.mkdir()
+    space = LocalSpace(root)
+    await space.put("blocks/aa/real", b"inside")
+    (root / "blocks" / "aa" / "file-link").symlink_to(outside / "secret")
+    (root / "blocks" / "dir-link").symlink_to(outside / "dir")
+    (root / "blocks" / "inner").symlink_to(root / "blocks" / "aa")
+    for key in ("blocks/aa/file-link", "blocks/dir-link/secret"):
+        with pytest.raises(SpaceRefused, match="symbolic link"):
+            await space.read(key)
+        with pytest.raises(SpaceRefused, match="symbolic link"):
+            space.read_blocking(key, 0, 4)
+        with pytest.raises(SpaceRefused, match="symbolic link"):
+            await streamed(space, key)
+    assert await space.read("blocks/inner/real") == b"inside"
+    assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"

@@ -44,7 +44,7 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeGuard, TypeVar
 
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.checksums import (
@@ -75,7 +75,7 @@ from jointcloud.redundancy.whole import (
     encode_whole,
     put_blocks,
 )
-from jointcloud.spaces.base import BlockWriter
+from jointcloud.spaces.base import BlockingSpace, BlockWriter
 
 # The data path's public names, with those defined in ``checksums``,
 # ``segments`` and ``whole``: callers (``core``; ``api`` only through it)
@@ -352,6 +352,19 @@ async def _read_chunk(
 Keep = Literal["plain", "stored", "none"]
 
 
+_BLOCKING: dict[type, bool] = {}
+
+
+def _reads_blocking(space: object) -> TypeGuard[BlockingSpace]:
+    """``isinstance(space, BlockingSpace)``, once per class (a protocol
+    check looks at every method each time)."""
+    kind = type(space)
+    found = _BLOCKING.get(kind)
+    if found is None:
+        found = _BLOCKING[kind] = isinstance(space, BlockingSpace)
+    return found
+
+
 async def _read_run(
     ref: BlockRef,
     geometry: _Geometry,
@@ -368,9 +381,9 @@ async def _read_run(
     return of each good chunk: its plaintext (reads), its stored bytes
     (rebuilds copy them) or nothing (scrub only checks)."""
     lens = [geometry.stored_len(j) for j in run]
-    data = await ref.space.read(ref.key, run.start * geometry.chunk_len, sum(lens))
+    offset, length = run.start * geometry.chunk_len, sum(lens)
 
-    def open_all() -> tuple[list[bytes], BlockCorrupt | None]:
+    def open_all(data: bytes) -> tuple[list[bytes], BlockCorrupt | None]:
         view, pos = memoryview(data), 0
         out: list[bytes] = []
         for j, n in zip(run, lens, strict=True):
@@ -388,7 +401,13 @@ async def _read_run(
             pos += n
         return out, None
 
-    return await _cpu(open_all)
+    space = ref.space
+    if _reads_blocking(space):
+        # Read and open in one worker thread: one hop instead of two, each
+        # waiting for a turn of the loop and for the GIL (bench/small_objects.py:
+        # 1 MiB downloads, docs/benchmarks.md).
+        return await _cpu(lambda: open_all(space.read_blocking(ref.key, offset, length)))
+    return await _cpu(open_all, await space.read(ref.key, offset, length))
 
 
 async def _flattened(runs: AsyncGenerator[list[T], None]) -> AsyncGenerator[T, None]:

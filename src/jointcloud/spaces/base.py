@@ -90,10 +90,12 @@ class Space(Protocol):
 class BlockingSpace(Protocol):
     """A space whose I/O is local system calls: it can also be driven from a
     worker thread directly, so a transfer copies a batch of small files in
-    one thread hop instead of two hops per file. Errors are the same space
+    one thread hop instead of two hops per file, and a read opens the
+    chunks it read in the thread that read them. Errors are the same space
     errors as the async methods raise."""
 
-    def read_blocking(self, key: str) -> bytes: ...
+    def read_blocking(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """What ``read`` returns, from the calling thread."""
 
     def put_blocking(self, key: str, data: bytes) -> None: ...
 

@@ -424,17 +424,35 @@ class LocalSpace:
         except OSError as exc:
             raise self._translate(exc, None, False) from exc
 
-    def read_blocking(self, key: str) -> bytes:
-        check_key(key)
-        try:
-            return self._read_sync(key, 0, None)
-        except OSError as exc:
-            raise self._translate(exc, key, False) from exc
-
     # -- reading -----------------------------------------------------------
 
+    def _open_inside(self, key: str) -> int:
+        """A descriptor for reading ``key``'s file, if the file opened lies
+        inside the root (checked on the open file: no window between check
+        and open). Two system calls where ``_path`` makes one per component:
+        each one lets go of the GIL and waits to take it back, which under
+        load took longer than the read itself."""
+        path = self.root / check_key(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._path(key)  # a link out of the space: refused as such
+            raise
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = os.path.realpath(path)  # no /proc: resolve by name
+        if real != str(path) and not real.startswith(self._root_prefix):
+            os.close(fd)
+            raise SpaceRefused(
+                f"key {key!r} resolves outside local space {str(self.root)!r} "
+                "(a symbolic link); it is not followed"
+            )
+        return fd
+
     def _read_sync(self, key: str, offset: int, length: int | None) -> bytes:
-        fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = self._open_inside(key)
         try:
             if length is None:
                 length = max(0, os.fstat(fd).st_size - offset)
@@ -447,6 +465,14 @@ class LocalSpace:
         _check_range(offset, length)
         return await self._run(key, self._read_sync, key, offset, length)
 
+    def read_blocking(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        check_key(key)
+        _check_range(offset, length)
+        try:
+            return self._read_sync(key, offset, length)
+        except OSError as exc:
+            raise self._translate(exc, key, False) from exc
+
     async def read_stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
     ) -> AsyncIterator[bytes]:
@@ -454,7 +480,7 @@ class LocalSpace:
         _check_range(offset, length)
 
         def open_sync() -> tuple[int, int]:
-            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = self._open_inside(key)
             try:
                 size = os.fstat(fd).st_size
             except BaseException:
