@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -326,28 +328,44 @@ async def test_the_clients_wait_starts_when_the_app_asks(s3: Served) -> None:
 
 @dataclass
 class Streamer:
-    """Answers ``size`` bytes in 64 KiB pieces, ``pause`` seconds apart,
+    """Answers ``size`` bytes in pieces of ``piece`` bytes (``s`` bytes, or
+    with ``numbered`` piece i made of byte i), ``pause`` seconds apart,
     listening meanwhile for the client to go (as Starlette's
     StreamingResponse does: that receive() resumes reading); records a
-    send that failed."""
+    send that failed. A request for ``/small`` gets ``ok``."""
 
     size: int
     pause: float = 0.0
+    piece: int = 65536
+    numbered: bool = False
     failed: list[BaseException] = field(default_factory=list)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def body(self) -> bytes:
+        """The whole answer, as the client should receive it."""
+        n, size = self.piece, self.size
+        return b"".join(self._piece(i, min(n, size - i * n)) for i in range(-(-size // n)))
+
+    def _piece(self, i: int, length: int) -> bytes:
+        return bytes([i % 256]) * length if self.numbered else b"s" * length
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/small":
+            small = [(b"content-length", b"2")]
+            await send({"type": "http.response.start", "status": 200, "headers": small})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
         headers = [(b"content-length", str(self.size).encode())]
         listening = asyncio.ensure_future(receive())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            left = self.size
+            left, i = self.size, 0
             while left:
-                piece = min(left, 65536)
+                piece = min(left, self.piece)
                 left -= piece
-                await send(
-                    {"type": "http.response.body", "body": b"s" * piece, "more_body": left > 0}
-                )
+                body = self._piece(i, piece)
+                i += 1
+                await send({"type": "http.response.body", "body": body, "more_body": left > 0})
                 await asyncio.sleep(self.pause)
         except BaseException as exc:  # what uvicorn would log as an app error
             self.failed.append(exc)
@@ -389,11 +407,16 @@ async def test_the_rest_of_a_body_after_an_early_answer_leaves_keep_alive() -> N
         writer.close()
 
 
-async def test_a_refusal_never_lands_inside_a_pipelined_answer() -> None:
+# Pieces below and above what a worker thread writes (api/common/bigwrites.py).
+PIECES = [65536, 1 << 20]
+
+
+@pytest.mark.parametrize("piece", PIECES)
+async def test_a_refusal_never_lands_inside_a_pipelined_answer(piece: int) -> None:
     """A slow answer is being written when a pipelined request after it
     turns out unparsable: the connection is dropped, nothing is written
     into the answer, and the app sees no error."""
-    app = Streamer(size=20 * 65536, pause=0.05)
+    app = Streamer(size=20 * piece, pause=0.05, piece=piece)
     async for served in _serve(app, s3_malformed):
         reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
         writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -401,7 +424,7 @@ async def test_a_refusal_never_lands_inside_a_pipelined_answer() -> None:
         writer.write(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\nNOT HTTP AT ALL\r\n\r\n")
         got = await until_closed(reader)
         assert b"HTTP/1.1" not in got  # no other answer inside this one
-        assert set(got) <= {ord("s")} and len(got) < 20 * 65536  # cut, not completed
+        assert set(got) <= {ord("s")} and len(got) < 20 * piece  # cut, not completed
         writer.close()
         assert not app.failed, app.failed
 
@@ -438,11 +461,12 @@ async def test_unequal_limits_are_each_kept(s3: Served) -> None:
         writer.close()
 
 
-async def test_an_answer_nobody_reads_is_dropped() -> None:
+@pytest.mark.parametrize("piece", PIECES)
+async def test_an_answer_nobody_reads_is_dropped(piece: int) -> None:
     """A client that reads nothing of a large answer: writing stays paused
     past the idle limit, then the connection is dropped and the app's task
     ends (its sends to a gone client return at once)."""
-    app = Streamer(size=64 << 20)
+    app = Streamer(size=64 << 20, piece=piece)
     async for served in _serve(app, s3_malformed):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -454,3 +478,87 @@ async def test_an_answer_nobody_reads_is_dropped() -> None:
         finally:
             sock.close()
         assert not app.failed, app.failed
+
+
+def _open_sockets() -> set[str]:
+    """The sockets this process holds open (their inodes)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:"):
+                found.add(target)
+    return found
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One answer with a Content-Length: its head and its body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return head, await reader.readexactly(length)
+
+
+async def test_large_pieces_arrive_whole_and_in_order() -> None:
+    """Answers of 1 MiB pieces (written by worker threads), each piece
+    different, pipelined with small answers on one connection: every byte
+    arrives, in order, each answer after the one before it."""
+    app = Streamer(size=8 * (1 << 20) + 12345, piece=1 << 20, numbered=True)
+    async for served in _serve(app, s3_malformed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        async with asyncio.timeout(GIVE_UP):
+            for _ in range(3):
+                writer.write(
+                    b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n"
+                )
+                head, body = await _answer(reader)
+                assert head.startswith(b"HTTP/1.1 200 ")
+                assert body == app.body()
+                head, body = await _answer(reader)
+                assert head.startswith(b"HTTP/1.1 200 ") and body == b"ok"
+        writer.close()
+        assert not app.failed, app.failed
+
+
+async def test_a_large_answer_then_close_arrives_whole() -> None:
+    """``Connection: close``: the close waits for the piece being written."""
+    app = Streamer(size=4 * (1 << 20), piece=1 << 20, numbered=True)
+    async for served in _serve(app, s3_malformed):
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = await until_closed(reader)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert body == app.body()
+        writer.close()
+
+
+async def test_a_client_gone_mid_answer_leaves_nothing_behind() -> None:
+    """Clients that hang up in the middle of large answers: the app's task
+    ends, the server goes on serving, and once it has stopped no descriptor
+    it opened is left (a worker thread's write holds one of its own)."""
+    app = Streamer(size=32 << 20, piece=1 << 20)
+    loop = asyncio.get_running_loop()
+    before = _open_sockets()
+    async for served in _serve(app, s3_malformed):
+        for _ in range(5):
+            app.ended.clear()
+            sock = socket.socket()
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", served.port))
+            await loop.sock_sendall(sock, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert await loop.sock_recv(sock, 65536)  # the answer has begun
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset, with most of the answer unsent
+            async with asyncio.timeout(GIVE_UP):
+                await app.ended.wait()
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        writer.write(b"GET /small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await until_closed(reader)).endswith(b"ok")
+        writer.close()
+        await writer.wait_closed()
+    assert not app.failed, app.failed
+    assert _open_sockets() <= before

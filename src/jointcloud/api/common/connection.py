@@ -25,6 +25,9 @@ listener:
 - **Between requests** uvicorn's keep-alive timeout applies, also after
   bytes that begin no request (which cancel uvicorn's timer).
 
+Every write goes through ``ThreadedWrites`` (``bigwrites.py``): large
+pieces of an answer are written to the socket by a worker thread.
+
 What a listener answers a refused request (and a request its parser cannot
 read) is its ``Malformed`` function's: S3 XML for the S3 endpoint, the JCS
 envelope on the main listener. A refusal never writes into another answer:
@@ -42,6 +45,7 @@ from starlette.responses import Response
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from jointcloud.api.common.bigwrites import ThreadedWrites
 from jointcloud.api.common.observability import new_request_id
 
 # What went wrong with a request before the app saw it.
@@ -85,12 +89,20 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _running: RequestResponseCycle | None = None  # whose app runs (self.cycle may queue)
         _write_stalled_at: float | None = None
         _refused = False  # answered and closing: what still arrives is dropped
+        _writes: ThreadedWrites
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            # uvicorn's flow control keeps the transport itself; every write,
+            # close and abort (ours, uvicorn's, each request's) goes here.
+            self._writes = ThreadedWrites(
+                transport, self.pause_writing, self.resume_writing, limits.idle_seconds
+            )
+            self.transport = self._writes  # type: ignore[assignment]
             self._begin_head()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._writes.connection_lost()
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
