@@ -95,10 +95,6 @@ def run_server(settings: Settings) -> None:
         settings = replace(settings, roles=("api",), workers=1)
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
-    import os as _os
-
-    if _os.environ.get("JCS_SWITCH"):
-        sys.setswitchinterval(float(_os.environ["JCS_SWITCH"]))
     configure_logging(settings.log_level, final=True)
     _tune_collector()
     try:

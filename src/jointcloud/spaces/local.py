@@ -255,13 +255,16 @@ class LocalSpace:
         """The file of ``key``, if every existing component of it resolves
         inside the root (a symlink out of the space is refused at every use)."""
         path = self.root / check_key(key)
-        real = os.path.realpath(path)
+        self._refuse_outside(key, path, os.path.realpath(path))
+        return path
+
+    def _refuse_outside(self, key: str, path: Path, real: str) -> None:
+        """``SpaceRefused`` if ``real`` (what ``path`` resolves to) leaves the root."""
         if real != str(path) and not real.startswith(self._root_prefix):
             raise SpaceRefused(
                 f"key {key!r} resolves outside local space {str(self.root)!r} "
                 "(a symbolic link); it is not followed"
             )
-        return path
 
     @property
     def _root_prefix(self) -> str:
@@ -440,15 +443,14 @@ class LocalSpace:
                 self._path(key)  # a link out of the space: refused as such
             raise
         try:
-            real = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            real = os.path.realpath(path)  # no /proc: resolve by name
-        if real != str(path) and not real.startswith(self._root_prefix):
+            try:
+                real = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                real = os.path.realpath(path)  # no /proc: resolve by name
+            self._refuse_outside(key, path, real)
+        except BaseException:
             os.close(fd)
-            raise SpaceRefused(
-                f"key {key!r} resolves outside local space {str(self.root)!r} "
-                "(a symbolic link); it is not followed"
-            )
+            raise
         return fd
 
     def _read_sync(self, key: str, offset: int, length: int | None) -> bytes:
