@@ -4,7 +4,6 @@ whether the client is still there."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -28,15 +27,19 @@ def pieces(chunk: bytes) -> list[bytes]:
 
 async def client_gone(receive: Callable[[], Awaitable[Any]]) -> bool:
     """Whether the client has closed the connection, once the request's body
-    is all in, without waiting: one ``receive`` that is given no chance to
-    suspend. (Starlette's ``Request.is_disconnected`` does the same inside an
-    anyio cancel scope, which was a tenth of a small upload's CPU.)"""
+    is all in, without waiting: ``receive`` runs up to its first suspension
+    and no further. (A zero timeout around it cost a turn of the loop and a
+    cancelled task, and Starlette's ``Request.is_disconnected`` an anyio
+    cancel scope besides: each a tenth of a small upload's CPU.) An ASGI
+    server's ``receive`` suspends only to wait for its next message, before
+    taking it, so closing it there loses nothing."""
+    step = receive().__await__()
     try:
-        async with asyncio.timeout(0):
-            message = await receive()
-    except TimeoutError:
-        return False
-    return bool(message.get("type") == "http.disconnect")
+        step.send(None)
+    except StopIteration as done:
+        return bool(done.value.get("type") == "http.disconnect")
+    step.close()
+    return False
 
 
 def _position(digits: str) -> int:
