@@ -5,16 +5,24 @@ kernel does the receiving side's work inside that call too. Serving 1 MiB
 downloads, that write was 43 % of the event loop's time with the GIL
 (py-spy), time in which no other thread could run Python either. A
 ``write`` of a piece of at least ``BIG_WRITE`` bytes, when the transport
-has nothing buffered, is therefore handed to a thread that writes it with
-``send``, which lets go of the GIL.
+has nothing buffered, is therefore handed to a thread that writes what the
+socket takes with ``write`` on a descriptor of its own (a ``dup``), which
+lets go of the GIL. The thread waits for the client at most ``PATIENCE``
+(50 ms) in all: what the socket has not taken by then (a slow reader, one
+that reads nothing) goes back to the loop, whose transport buffers it as
+it would have buffered the whole piece. So a worker is held by no client
+for longer than that, a slow or idle client's answer waits in the
+transport under the connection's idle limit, and a stopping server waits
+for no worker.
 
 The connection's order of bytes is kept: while a piece is being written,
 every other write waits in a queue, behind it; a close or end-of-file
 waits for it too. The protocol is told writing is paused meanwhile
 (``pause_writing``), so uvicorn's next ``send`` waits for the piece, as it
-would for a full transport buffer, and the connection's limit on a client
-that reads nothing applies as it does to any paused write. An abort shuts
-the socket down, which ends a write in progress at once.
+would for a full transport buffer. The descriptor is the thread's for one
+piece and closed by it, so none outlives a write (a closed connection's
+number can be reused at once by another). If the transport was closed
+under the piece (an abort, a client's half-close), nothing more is written.
 
 Only plain TCP: a TLS transport's bytes are not the socket's.
 """
@@ -23,35 +31,60 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import select
-import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 # Handing a piece to a thread costs a fixed few GIL hand-offs and two
 # wake-ups; it pays for pieces of this size and up (a download's 1 MiB).
 # A JCS listing of 1,000 keys (270 KB) is written by the loop as before.
 BIG_WRITE = 512 * 1024
+# How long a worker waits in all for a client to make room in the socket's
+# buffer: a client reading at loopback speed takes a whole piece within it
+# (not waiting at all, 1 MiB downloads ran 2-7 % slower, within this
+# machine's noise), while one that reads slowly or not at all holds a
+# worker no longer than this.
+PATIENCE = 0.05
 _SENDERS = ThreadPoolExecutor(8, thread_name_prefix="jcs-send")
 
 Buffer = bytes | bytearray | memoryview
 
 
-def _send_all(sock: socket.socket, data: Buffer, timeout: float) -> None:
-    """Write all of ``data`` to the non-blocking ``sock``, waiting (at most
-    ``timeout`` each time) while the socket buffer is full."""
+def _write_some(fd: int, data: Buffer) -> memoryview | None:
+    """Write ``data`` to the non-blocking socket ``fd``, waiting at most
+    ``PATIENCE`` in all for room in its buffer; what was not written, if
+    any. Closes ``fd``. (Whole, the piece is then let go of in this thread:
+    handed back to the loop to be freed there, it cost 1 MiB downloads a
+    fifth of their rate, in system time.)"""
     view = memoryview(data)
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
-    while view:
-        try:
-            sent = sock.send(view)
-        except BlockingIOError:
-            if not poller.poll(timeout * 1000):
-                raise TimeoutError("the client read nothing") from None
-            continue
-        view = view[sent:]
+    sent = 0
+    deadline: float | None = None
+    poller: select.poll | None = None
+    try:
+        while sent < len(view):
+            try:
+                sent += os.write(fd, view[sent:])
+                continue
+            except BlockingIOError:
+                pass
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + PATIENCE
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+            assert poller is not None
+            if now >= deadline or not poller.poll(1000 * (deadline - now)):
+                break
+    finally:
+        os.close(fd)
+    return None if sent == len(view) else view[sent:]
 
 
 class ThreadedWrites:
@@ -64,65 +97,95 @@ class ThreadedWrites:
         transport: asyncio.Transport,
         paused: Callable[[], None],
         resumed: Callable[[], None],
-        timeout: float,
     ) -> None:
         self._transport = transport
         self._paused = paused
         self._resumed = resumed
-        self._timeout = timeout
-        self._sock: socket.socket | None = None  # our own descriptor of the socket
         self._plain = transport.get_extra_info("sslcontext") is None
-        self._writing: Future[None] | None = None
+        self._writing: Future[memoryview | None] | None = None
         self._queued: list[Buffer] = []
         self._then: list[Callable[[], None]] = []  # close / write_eof, once written
-        self._lost = False
 
     def write(self, data: Buffer) -> None:
         if self._writing is not None:
             self._queued.append(data)
-        elif len(data) >= BIG_WRITE and self._may_thread():
-            self._start(data)
-        else:
+            return
+        fd = self._descriptor() if len(data) >= BIG_WRITE else None
+        if fd is None:
             self._transport.write(data)
+            return
+        try:
+            writing = _SENDERS.submit(_write_some, fd, data)
+        except RuntimeError:  # the interpreter is exiting: no more threads
+            os.close(fd)
+            self._transport.write(data)
+            return
+        self._writing = writing
+        self._paused()
+        loop = asyncio.get_running_loop()
 
-    def _may_thread(self) -> bool:
+        def done(_: Future[memoryview | None]) -> None:  # in the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left
+                loop.call_soon_threadsafe(self._done, writing)
+
+        writing.add_done_callback(done)
+
+    def _descriptor(self) -> int | None:
+        """A descriptor of the socket for a thread to write on, if the
+        transport is plain TCP with nothing buffered (else the transport's
+        buffer decides the order); None otherwise, and when the process is
+        out of descriptors (then the loop writes the piece as any other)."""
         transport = self._transport
         if not self._plain or transport.is_closing() or transport.get_write_buffer_size():
-            return False
-        if self._sock is None:
-            raw = transport.get_extra_info("socket")
-            if raw is None:
-                self._plain = False
-                return False
-            self._sock = socket.socket(fileno=socket.dup(raw.fileno()))
-        return True
+            return None
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            self._plain = False
+            return None
+        try:
+            return os.dup(raw.fileno())
+        except OSError:
+            return None
 
-    def _start(self, data: Buffer) -> None:
-        assert self._sock is not None
-        self._paused()
-        writing = _SENDERS.submit(_send_all, self._sock, data, self._timeout)
-        self._writing = writing
-        loop = asyncio.get_running_loop()
-        writing.add_done_callback(lambda _: loop.call_soon_threadsafe(self._done, writing))
-
-    def _done(self, writing: Future[None]) -> None:
+    def _done(self, writing: Future[memoryview | None]) -> None:
         self._writing = None
-        if writing.exception() is not None:  # the client went away, or read nothing
+        failure = writing.exception()
+        if failure is not None or self._transport.is_closing():
+            # The client went away (EPIPE, a reset), or the transport was
+            # closed under the piece: nothing more goes out. The protocol
+            # stays paused; losing the connection resumes it (uvicorn).
+            if failure is not None and not isinstance(failure, OSError):
+                log.error("writing a piece of an answer failed", error=repr(failure))
             self.abort()
-        else:
+            return
+        transport = self._transport
+        rest = writing.result()
+        if rest is not None:  # the socket took no more: the transport buffers the rest
+            transport.write(rest)
+        # Over its high-water mark the transport has paused the protocol
+        # itself (that call came while ours held) and resumes it once drained;
+        # resuming now would let the app add its next piece to a full buffer.
+        if transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]:
             self._resumed()
-            queued, self._queued = self._queued, []
-            for data in queued:
-                self.write(data)  # in order; another large one may start here
-            if self._writing is None:
-                then, self._then = self._then, []
-                for call in then:
-                    call()
-        if self._lost and self._writing is None:
-            self._close_sock()
+        queued, self._queued = self._queued, []
+        for piece in queued:
+            self.write(piece)  # in order; another large one may start here
+        if self._writing is None:
+            then, self._then = self._then, []
+            for call in then:
+                call()
 
     def close(self) -> None:
-        self._after_writes(self._transport.close)
+        self._after_writes(self._close)
+
+    def _close(self) -> None:
+        transport = self._transport
+        transport.close()
+        if transport.get_write_buffer_size():
+            # The transport closes once its buffer is out, which a client that
+            # reads nothing never lets happen: until then writing counts as
+            # paused, under the protocol's limit on a client that reads nothing.
+            self._paused()
 
     def write_eof(self) -> None:
         self._after_writes(self._transport.write_eof)
@@ -139,21 +202,7 @@ class ThreadedWrites:
     def abort(self) -> None:
         self._queued.clear()
         self._then.clear()
-        if self._sock is not None and self._writing is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)  # ends the thread's write now
         self._transport.abort()
-
-    def connection_lost(self) -> None:
-        """The transport is gone; our descriptor goes once no write uses it."""
-        self._lost = True
-        if self._writing is None:
-            self._close_sock()
-
-    def _close_sock(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

@@ -95,14 +95,11 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             super().connection_made(transport)
             # uvicorn's flow control keeps the transport itself; every write,
             # close and abort (ours, uvicorn's, each request's) goes here.
-            self._writes = ThreadedWrites(
-                transport, self.pause_writing, self.resume_writing, limits.idle_seconds
-            )
+            self._writes = ThreadedWrites(transport, self.pause_writing, self.resume_writing)
             self.transport = self._writes  # type: ignore[assignment]
             self._begin_head()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._writes.connection_lost()
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
@@ -218,14 +215,18 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
 
         def _check(self) -> None:
             self._watch = None
-            if self.transport.is_closing() or self._refused:
+            if self._refused:
                 return
             now = self.loop.time()
             if self._write_stalled_at is not None:
+                # Also once closing: the rest of an answer still to be
+                # written keeps a closed connection open (ThreadedWrites).
                 if now - self._write_stalled_at >= limits.idle_seconds:
                     self._drop()  # the client reads nothing of its answer
                     return
                 self._arm(self._write_stalled_at + limits.idle_seconds - now)
+            if self.transport.is_closing():
+                return
             if self._reading_head:
                 self._check_head(now)
             else:
