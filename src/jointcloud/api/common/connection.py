@@ -21,7 +21,9 @@ listener:
   in the buffer, reading paused by flow control, a ``100 Continue`` not yet
   sent, or a request queued behind another each restart the wait.
 - **The answer** may wait at most ``idle_seconds`` for a client that reads
-  nothing (writing paused by the transport), as nginx's ``send_timeout``.
+  nothing (writing paused by the transport), as nginx's ``send_timeout``;
+  also once the connection is closed with part of it still buffered
+  (uvloop closes only when its buffer is out).
 - **Between requests** uvicorn's keep-alive timeout applies, also after
   bytes that begin no request (which cancel uvicorn's timer).
 
