@@ -117,3 +117,36 @@ def test_a_request_the_parser_refuses_is_answered_in_the_protocol_s_format(
         answer = json.loads(body)
         assert answer["code"] == "BadArgument" and "could not be parsed" in answer["message"]
         assert headers["x-request-id"] and headers["connection"] == "close"
+
+
+UPGRADE = (
+    b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_an_upgrade_request_is_answered_as_http(server: JcsServer, api: httpx.Client) -> None:
+    """No listener speaks WebSocket: a request asking to switch is answered
+    as the plain request it also is, in the listener's format (the S3
+    listener once answered a 500 from a WebSocket scope its app refused),
+    and the connection closes after it (a request sent behind it is not
+    read)."""
+    behind = b"GET /v1/bucket/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    log_before = len(server.output())
+    answers = _raw(server.s3_port, UPGRADE % b"/" + behind)
+    assert len(answers) == 1, answers
+    status, headers, body = answers[0]
+    assert status == 403, body
+    root = ET.fromstring(body)
+    assert root.findtext("Code") == "AccessDenied"
+    assert root.findtext("RequestId") == headers["x-amz-request-id"]
+    assert headers["connection"] == "close"
+    plain = api.get("/v1/bucket/list", headers={"Authorization": ""})
+    answers = _raw(server.port, UPGRADE % b"/v1/bucket/list" + behind)
+    assert len(answers) == 1, answers
+    status, headers, body = answers[0]
+    assert status == plain.status_code and json.loads(body) == plain.json()
+    assert headers["connection"] == "close"
+    log = server.output()[log_before:]
+    assert "Traceback" not in log and '"level": "error"' not in log, log[-2000:]
+    assert "Unsupported upgrade" not in log, log[-2000:]

@@ -325,6 +325,10 @@ def uvicorn_config(listener: Listener) -> uvicorn.Config:
         host=host,
         port=port,
         http=http,
+        # No listener speaks WebSocket: an upgrade request is served as the
+        # plain HTTP request it also is (as S3 does), not handed to a
+        # WebSocket library that would pass a scope no app takes.
+        ws="none",
         loop="none",
         lifespan="on",
         access_log=False,

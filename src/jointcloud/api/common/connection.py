@@ -179,6 +179,14 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             self._head_bytes = self._tail_bytes = 0
             self._messages += 1
 
+        def _unsupported_upgrade_warning(self) -> None:
+            # An upgrade request (the server speaks no other protocol) is
+            # answered as HTTP; the parser reads nothing after it, so the
+            # connection closes with that answer. A client's choice: no
+            # warning (uvicorn's would also blame a missing library).
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
             self._running = cycle
             super()._start_asgi_task(cycle, app)
