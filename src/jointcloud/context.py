@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import secrets
 from dataclasses import dataclass
 
 import structlog
@@ -124,11 +127,24 @@ class Context:
         """The operator adds a user: a first key (returned once) and a local
         space of their own under the data dir, apart from everyone else's."""
         user, key = await self.accounts.add_user(name)
-        path = self.settings.data_dir / "spaces" / f"user-{user.user_id}"
-        private_dir(path)
-        await self.spaces.create(
-            Principal.user(user.user_id), "local", {"type": "Local", "path": str(path)}, None, None
-        )
+        # Not a name anyone can guess: any user may make a local space under
+        # the data dir, and one made at the next user's path in advance
+        # failed this (leaving a user with no space and an unseen key).
+        path = self.settings.data_dir / "spaces" / f"user-{user.user_id}-{secrets.token_hex(6)}"
+        try:
+            private_dir(path)
+            await self.spaces.create(
+                Principal.user(user.user_id),
+                "local",
+                {"type": "Local", "path": str(path)},
+                None,
+                None,
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.rmdir()  # ours, and still empty
+            await asyncio.shield(self.accounts.undo_add_user(user.user_id))
+            raise
         return user, key
 
     async def close(self) -> None:

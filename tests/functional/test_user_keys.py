@@ -5,10 +5,12 @@ this process; a second user sees nothing of the first."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from jcs_helpers import Api
 
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
+from jointcloud.errors import BadArgument
 
 
 def _client(ctx: Context, key: str) -> httpx.AsyncClient:
@@ -75,3 +77,46 @@ async def test_added_user_sees_nothing_of_another_and_disable_stops_them(
     names = [u.name for u in await ctx.accounts.list_users()]
     assert names == ["admin", "dave"]
     assert user.user_id != (await ctx.accounts.user_named("admin")).user_id
+
+
+async def test_a_space_made_where_the_next_user_s_would_go_does_not_stop_adding_users(
+    api: Api, ctx: Context
+) -> None:
+    """Any user may make a local space under the data dir. One made where
+    the operator's next user's own space used to go (``user-<id>``) made
+    adding that user fail half-way; the path is not guessable now."""
+    before = [u.name for u in await ctx.accounts.list_users()]
+    next_id = max(u.user_id for u in await ctx.accounts.list_users()) + 1
+    squat = ctx.settings.data_dir / "spaces" / f"user-{next_id}"
+    r = await api.client.post(
+        "/v1/userSpace/create",
+        json={"name": "squat", "storage": {"type": "Local", "path": str(squat)}},
+    )
+    assert r.status_code == 200, r.text
+    user, key = await ctx.add_user("erin")
+    assert user.user_id == next_id
+    async with _client(ctx, key) as erin:
+        spaces = (await erin.get("/v1/userSpace/list")).json()["data"]["userSpaces"]
+        assert [s["name"] for s in spaces] == ["local"]
+    assert [u.name for u in await ctx.accounts.list_users()] == [*before, "erin"]
+
+
+async def test_adding_a_user_that_fails_half_way_leaves_no_user(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the new user's space cannot be made, the user and its first key
+    are taken back: the operator sees the error and can add it again."""
+    before = await ctx.accounts.list_users()
+
+    async def refused(*args: object, **kwargs: object) -> None:
+        raise BadArgument("the space could not be made")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ctx.spaces, "create", refused)
+        with pytest.raises(BadArgument):
+            await ctx.add_user("frank")
+    assert await ctx.accounts.list_users() == before
+    user, key = await ctx.add_user("frank")
+    async with _client(ctx, key) as frank:
+        assert (await frank.get("/v1/userSpace/list")).status_code == 200
+    assert user.name == "frank"

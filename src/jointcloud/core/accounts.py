@@ -123,6 +123,14 @@ class AccountService:
         _, key = await self._add_key(user.user_id, "first key")
         return user, key
 
+    async def undo_add_user(self, user_id: int) -> None:
+        """Take back a user just added whose set-up failed after
+        ``add_user`` (it owns nothing but its first key), so the operator
+        can add it again."""
+        async with self.db.write() as conn:
+            await accounts.delete_new_user(conn, user_id)
+        self._cache.clear()
+
     async def list_users(self) -> list[UserRecord]:
         async with self.db.read() as conn:
             return await accounts.list_users(conn)

@@ -18,6 +18,12 @@ async def create_user(conn: AsyncConnection, name: str) -> User:
     return User(user_id=int(res.inserted_primary_key[0]), name=name)  # type: ignore[index]
 
 
+async def delete_new_user(conn: AsyncConnection, user_id: int) -> None:
+    """A user that owns nothing yet but keys (an ``add_user`` undone)."""
+    await conn.execute(delete(t.api_keys).where(t.api_keys.c.user_id == user_id))
+    await conn.execute(delete(t.users).where(t.users.c.id == user_id))
+
+
 async def get_user_by_name(conn: AsyncConnection, name: str) -> User | None:
     q = select(t.users.c.id, t.users.c.name).where(t.users.c.name == name)
     row = (await conn.execute(q)).first()

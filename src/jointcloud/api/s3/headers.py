@@ -192,6 +192,22 @@ def check_read_encryption_headers(r: S3Request) -> bool:
     return r.header(_SSE_C + "algorithm") is not None or r.header(_SSE_C + "key") is not None
 
 
+# Object Lock: no bucket has it (its configuration is answered 501).
+OBJECT_LOCK = (
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+)
+
+
+def check_object_lock_headers(r: S3Request) -> None:
+    """A write that asks to lock its object is refused as AWS refuses it on
+    a bucket without Object Lock, never stored unlocked: a client would
+    believe it cannot be deleted."""
+    if any(r.header(name) is not None for name in OBJECT_LOCK):
+        raise InvalidRequestS3("Bucket is missing ObjectLockConfiguration")
+
+
 META_PREFIX = "x-amz-meta-"
 DEFAULT_CONTENT_TYPE = "binary/octet-stream"  # what AWS stores when none is sent
 
@@ -201,6 +217,7 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
     (whose ``x-amz-acl`` must be private)."""
     check_acl_header(r)
     check_encryption_headers(r)
+    check_object_lock_headers(r)
 
     def text(name: str) -> str | None:
         raw = r.header(name)

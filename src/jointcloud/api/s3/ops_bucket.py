@@ -191,6 +191,9 @@ async def create_bucket(r: S3Request) -> Response:
     check_namespace(r.header("x-amz-bucket-namespace"), r.bucket)
     check_bucket_name(r.bucket)
     check_acl_header(r)
+    if (r.header("x-amz-bucket-object-lock-enabled") or "").strip().lower() == "true":
+        # Refused, not ignored: its objects would be stored unlocked.
+        raise NotImplementedOp("x-amz-bucket-object-lock-enabled: Object Lock is not supported")
     body = await read_document(r, 64 * 1024)
     if body.strip():
         parse(body, "CreateBucketConfiguration")  # the region is ours, whatever it says
