@@ -427,6 +427,15 @@ async def test_requests_and_methods(gw: httpx.AsyncClient, backend: Backend) -> 
         "code": -1,
         "msg": "method GET not allowed on /createBucket (use POST)",
     }
+    # Methods no endpoint takes get the same envelope and the endpoint's Allow
+    # (Starlette's plain text once, with an Allow of every route's methods).
+    for method in ("OPTIONS", "TRACE", "PROPFIND"):
+        wrong = await call.raw("/listObjects", method)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST", method
+        assert wrong.json() == {
+            "code": -1,
+            "msg": f"method {method} not allowed on /listObjects (use GET, POST)",
+        }
     xml = Gw(gw, True, backend.headers)
     wrong = await xml.raw("/deleteBucket", "PUT")
     assert wrong.status_code == 405

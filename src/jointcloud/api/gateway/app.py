@@ -548,14 +548,7 @@ def create_app(
         endpoint = ENDPOINTS[request.url.path]
         xml = query_params(request).xml()
         if request.method not in endpoint.methods:
-            allowed = ", ".join(sorted(endpoint.methods))
-            return answer(
-                -1,
-                f"method {request.method} not allowed on {request.url.path} (use {allowed})",
-                xml=xml,
-                status=405,
-                headers={"Allow": allowed},
-            )
+            return not_allowed(request)
         try:
             body = await read_body(request, takes_file=endpoint.takes_file)
             call = Call(request, body, cache, outbound)
@@ -572,6 +565,26 @@ def create_app(
             log.error("gateway: unexpected error", path=request.url.path, error=type(exc).__name__)
             return failure(f"internal error ({type(exc).__name__})", xml=xml)
 
+    async def refused_method(request: Request, exc: Exception) -> Response:
+        # Methods no route takes (OPTIONS, TRACE, made-up ones): Starlette's
+        # own answer was plain text, with an Allow of the routes' methods.
+        return not_allowed(request)
+
     methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
-    app = Starlette(routes=[Route(path, serve, methods=methods) for path in ENDPOINTS])
+    app = Starlette(
+        routes=[Route(path, serve, methods=methods) for path in ENDPOINTS],
+        exception_handlers={405: refused_method},
+    )
     return Observability(app, protocol=PROTOCOL, metrics=metrics or HttpMetrics())
+
+
+def not_allowed(request: Request) -> Response:
+    """``405`` in the envelope, with the endpoint's own methods in ``Allow``."""
+    allowed = ", ".join(sorted(ENDPOINTS[request.url.path].methods))
+    return answer(
+        -1,
+        f"method {request.method[:20]} not allowed on {request.url.path} (use {allowed})",
+        xml=query_params(request).xml(),
+        status=405,
+        headers={"Allow": allowed},
+    )
