@@ -228,3 +228,44 @@ async def test_create_bucket_body_digests_are_verified(s3: S3) -> None:
         assert answer.status_code == 200, answer.text
 
     await asyncio.to_thread(work)
+
+
+async def test_an_element_given_twice_is_malformed_not_half_read(s3: S3) -> None:
+    """Two <Key>s in one DeleteObjects <Object> deleted the first; two in
+    one <Tag> stored the first. Both are MalformedXML, as on AWS, and
+    nothing changes. A completed part with no <ETag> says so (its message
+    once read "ETag None")."""
+
+    def work() -> None:
+        c = s3.client()
+        c.create_bucket(Bucket="twice")
+        for key in ("a", "b"):
+            c.put_object(Bucket="twice", Key=key, Body=b"x")
+        body = b"<Delete><Object><Key>a</Key><Key>b</Key></Object></Delete>"
+        answer = _signed(
+            s3, "POST", "/twice?delete", headers={"Content-MD5": _md5(body)}, body=body
+        )
+        status, code, message = _error(answer)
+        assert (status, code) == (400, "MalformedXML") and "more than one <Key>" in message
+        keys = [o["Key"] for o in c.list_objects_v2(Bucket="twice")["Contents"]]
+        assert keys == ["a", "b"]
+        body = (
+            b"<Tagging><TagSet><Tag><Key>k</Key><Key>j</Key><Value>1</Value></Tag>"
+            b"</TagSet></Tagging>"
+        )
+        answer = _signed(
+            s3, "PUT", "/twice/a?tagging", headers={"Content-MD5": _md5(body)}, body=body
+        )
+        status, code, message = _error(answer)
+        assert (status, code) == (400, "MalformedXML") and "more than one Key" in message
+        assert c.get_object_tagging(Bucket="twice", Key="a")["TagSet"] == []
+        upload = c.create_multipart_upload(Bucket="twice", Key="m")["UploadId"]
+        c.upload_part(Bucket="twice", Key="m", UploadId=upload, PartNumber=1, Body=b"p")
+        body = b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber></Part>" + (
+            b"</CompleteMultipartUpload>"
+        )
+        answer = _signed(s3, "POST", f"/twice/m?uploadId={upload}", body=body)
+        status, code, message = _error(answer)
+        assert (status, code) == (400, "InvalidPart") and "part 1: no ETag given" in message
+
+    await asyncio.to_thread(work)

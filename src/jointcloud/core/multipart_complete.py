@@ -206,6 +206,8 @@ def choose_parts(
     for want, have in zip(listed, chosen, strict=True):
         if rules.check_etags:
             etag = (want.etag or "").strip().strip('"').lower()
+            if want.etag is None:
+                raise InvalidPart(f"part {have.part_number}: no ETag given")
             if etag != have.md5:
                 raise InvalidPart(
                     f"part {have.part_number}: ETag {want.etag!r} does not match "

@@ -52,10 +52,12 @@ def parse_tagging(body: bytes, limit: int, owner: str) -> dict[str, str]:
 
 
 def _text(tag: Element, name: str) -> str:
-    found = tag.find(name)
-    if found is None:
+    found = tag.findall(name)
+    if not found:
         raise MalformedXML(f"a Tag needs a {name} element")
-    return found.text or ""
+    if len(found) > 1:
+        raise MalformedXML(f"a Tag holds more than one {name} element")
+    return found[0].text or ""
 
 
 def tagging_xml(tags: dict[str, str]) -> Response:

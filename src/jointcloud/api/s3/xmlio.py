@@ -193,5 +193,9 @@ def _stand_in(body: bytes) -> tuple[bytes, bool]:
 
 
 def child_text(element: ET.Element, name: str) -> str | None:
-    found = element.find(name)
-    return None if found is None else (found.text or "")
+    """The text of ``element``'s one ``name`` child (None: no such child);
+    two of them are not one document's meaning (AWS: ``MalformedXML``)."""
+    found = element.findall(name)
+    if len(found) > 1:
+        raise MalformedXMLError(f"<{element.tag}> holds more than one <{name}>")
+    return (found[0].text or "") if found else None
