@@ -69,7 +69,7 @@ async def test_every_check_of_the_part_list(world: World) -> None:
         (listed(3, 1), InvalidPartOrder, "3"),
         (listed(1, 1), InvalidPartOrder, "ascending"),
         ([(1, parts[1].etag, {}), (3, parts[1].etag, {})], InvalidPart, "part 3: ETag"),
-        ([(1, None, {})], InvalidPart, "part 1: ETag"),
+        ([(1, None, {})], InvalidPart, "part 1: no ETag given"),
         (listed(2, 3), EntityTooSmall, f"part 2 is {SMALL_PARTS - 1} bytes"),
         (listed(1, 2, 4), EntityTooSmall, "part 2 is"),
         ([(0, "x", {})], BadArgument, "between 1 and 10000"),
