@@ -205,10 +205,9 @@ def choose_parts(
     chosen = [stored[p.part_number] for p in listed]
     for want, have in zip(listed, chosen, strict=True):
         if rules.check_etags:
-            etag = (want.etag or "").strip().strip('"').lower()
             if want.etag is None:
                 raise InvalidPart(f"part {have.part_number}: no ETag given")
-            if etag != have.md5:
+            if want.etag.strip().strip('"').lower() != have.md5:
                 raise InvalidPart(
                     f"part {have.part_number}: ETag {want.etag!r} does not match "
                     f"the uploaded part's {have.md5!r}"

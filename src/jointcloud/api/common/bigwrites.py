@@ -149,8 +149,9 @@ class ThreadedWrites:
 
     def _done(self, writing: Future[memoryview | None]) -> None:
         self._writing = None
+        transport = self._transport
         failure = writing.exception()
-        if failure is not None or self._transport.is_closing():
+        if failure is not None or transport.is_closing():
             # The client went away (EPIPE, a reset), or the transport was
             # closed under the piece: nothing more goes out. The protocol
             # stays paused; losing the connection resumes it (uvicorn).
@@ -158,7 +159,6 @@ class ThreadedWrites:
                 log.error("writing a piece of an answer failed", error=repr(failure))
             self.abort()
             return
-        transport = self._transport
         rest = writing.result()
         if rest is not None:  # the socket took no more: the transport buffers the rest
             transport.write(rest)
