@@ -354,3 +354,24 @@ def test_a_closed_answer_nobody_reads_is_dropped(size: int, piece: int, sndbuf: 
     finally:
         s.close()
         served.stop()
+
+
+def test_a_client_reading_slowly_is_waited_for_past_the_idle_limit(served: Served) -> None:
+    """One 8 MiB piece, most of it left buffered by the worker, read at
+    about 2 MiB/s: longer than the idle limit from pause to drain, but the
+    client makes progress all along, so it gets the whole answer (the
+    limit runs from the last progress, as nginx's send_timeout)."""
+    size = 8 * MiB
+    s = connect(served.port, rcvbuf=65536)
+    s.sendall(
+        f"GET /big?size={size}&piece={size} HTTP/1.1\r\nHost: x\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    began, got = time.monotonic(), 0
+    with contextlib.suppress(OSError):
+        while chunk := s.recv(65536):
+            got += len(chunk)
+            time.sleep(len(chunk) / (2 * MiB))  # the client's rate
+    s.close()
+    assert time.monotonic() - began > 1.5 * IDLE  # the test means what it says
+    assert got > size, f"{got} bytes of {size} and a head"

@@ -89,7 +89,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _feeding = 0  # size of the chunk being parsed
         _app_was_busy = False  # at the last check
         _running: RequestResponseCycle | None = None  # whose app runs (self.cycle may queue)
-        _write_stalled_at: float | None = None
+        _write_stalled_at: float | None = None  # since when the client took none of it
+        _stalled_buffer = 0  # the answer's bytes still buffered then
         _refused = False  # answered and closing: what still arrives is dropped
         _writes: ThreadedWrites
 
@@ -197,6 +198,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def pause_writing(self) -> None:
             super().pause_writing()
             self._write_stalled_at = self.loop.time()
+            self._stalled_buffer = self.transport.get_write_buffer_size()
             self._arm(limits.idle_seconds)
 
         def resume_writing(self) -> None:
@@ -229,8 +231,13 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 return
             now = self.loop.time()
             if self._write_stalled_at is not None:
-                # Also once closing: the rest of an answer still to be
-                # written keeps a closed connection open (ThreadedWrites).
+                # A client that reads, however slowly, is waited for (as
+                # nginx's send_timeout): the limit runs from the last
+                # progress. Also once closing: the rest of an answer still
+                # to be written keeps a closed connection open (ThreadedWrites).
+                buffered = self.transport.get_write_buffer_size()
+                if buffered < self._stalled_buffer:
+                    self._write_stalled_at, self._stalled_buffer = now, buffered
                 if now - self._write_stalled_at >= limits.idle_seconds:
                     self._drop()  # the client reads nothing of its answer
                     return
@@ -261,9 +268,18 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             cycle = self.cycle
             if cycle is None or not cycle.more_body:
                 return  # nothing more is awaited from the client
-            busy = cycle is not self._running or (  # queued: no app asks yet
-                not cycle.response_complete
-                and (self.flow.read_paused or bool(cycle.body) or cycle.waiting_for_100_continue)
+            busy = (
+                cycle is not self._running  # queued: no app asks yet
+                # Our own bytes are not out (an answer before it, or its
+                # 100 Continue, waits on the client's reading): the client
+                # may wait for them before it sends; that wait has its limit.
+                or self._write_stalled_at is not None
+                or (
+                    not cycle.response_complete
+                    and (
+                        self.flow.read_paused or bool(cycle.body) or cycle.waiting_for_100_continue
+                    )
+                )
             )
             if busy or self._app_was_busy:
                 # The app has not asked for more yet, or asked only since
