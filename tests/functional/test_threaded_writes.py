@@ -152,6 +152,12 @@ def read_answer(s: socket.socket, size: int) -> bytes:
     return bytes(got.partition(b"\r\n\r\n")[2])
 
 
+def recv_some(s: socket.socket) -> bytes:
+    chunk = s.recv(4096)
+    assert chunk, "the server closed the connection"  # else the caller's loop spins
+    return chunk
+
+
 def until_eof(s: socket.socket, timeout: float) -> bool:
     s.settimeout(timeout)
     try:
@@ -318,12 +324,12 @@ def test_a_100_continue_pipelined_behind_a_piece_comes_after_it(served: Served) 
     assert body[: 8 * MiB] == b"b" * (8 * MiB)
     rest = body[8 * MiB :]
     while len(rest) < 25:
-        rest += s.recv(4096)
+        rest += recv_some(s)
     assert rest.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), rest[:60]
     s.sendall(b"data")
     tail = b""
     while not tail.endswith(b"ok"):
-        tail += s.recv(4096)
+        tail += recv_some(s)
     assert b"HTTP/1.1 200 " in tail
     s.close()
 
