@@ -276,6 +276,11 @@ class Database:
             # briefly; writes are retried without holding the loop instead.
             cur.execute(f"PRAGMA busy_timeout={BUSY_MS if inline else 60000}")
             cur.execute("PRAGMA foreign_keys=ON")
+            # SQLite reuses the log's file after a checkpoint rather than
+            # shrinking it, so its size would go on saying "checkpoint due"
+            # after every commit (``_maybe_checkpoint``). Cut back to below
+            # the mark when the log restarts, the size says what it holds.
+            cur.execute(f"PRAGMA journal_size_limit={CHECKPOINT_BYTES // 2}")
             cur.close()
 
         @event.listens_for(sync, "begin")
