@@ -142,6 +142,23 @@ def read_head(s: socket.socket) -> bytes:
     return got
 
 
+def read_big_at(port: int, size: int, piece: int, *, rate: int) -> int:
+    """GET ``/big`` over a small receive buffer, read at ``rate`` bytes a
+    second until the server closes: the bytes received, head included."""
+    s = connect(port, rcvbuf=65536)
+    s.sendall(
+        f"GET /big?size={size}&piece={piece} HTTP/1.1\r\nHost: x\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    got = 0
+    with contextlib.suppress(OSError):
+        while chunk := s.recv(65536):
+            got += len(chunk)
+            time.sleep(len(chunk) / rate)
+    s.close()
+    return got
+
+
 def read_answer(s: socket.socket, size: int) -> bytes:
     got = bytearray()
     while len(got.partition(b"\r\n\r\n")[2]) < size:
@@ -253,19 +270,10 @@ def test_slow_readers_are_each_served_at_their_own_rate() -> None:
     sizes: list[int] = []
 
     def client() -> None:
-        s = connect(served.port, rcvbuf=65536)
-        s.sendall(
-            f"GET /big?size={size}&piece={MiB} HTTP/1.1\r\nHost: x\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        began, got = time.monotonic(), 0
-        with contextlib.suppress(OSError):
-            while chunk := s.recv(65536):
-                got += len(chunk)
-                time.sleep(len(chunk) / MiB)  # the client's rate: 1 MiB/s
+        began = time.monotonic()
+        got = read_big_at(served.port, size, MiB, rate=MiB)
         times.append(time.monotonic() - began)
         sizes.append(got)
-        s.close()
 
     try:
         clients = [threading.Thread(target=client) for _ in range(24)]
@@ -368,16 +376,7 @@ def test_a_client_reading_slowly_is_waited_for_past_the_idle_limit(served: Serve
     client makes progress all along, so it gets the whole answer (the
     limit runs from the last progress, as nginx's send_timeout)."""
     size = 8 * MiB
-    s = connect(served.port, rcvbuf=65536)
-    s.sendall(
-        f"GET /big?size={size}&piece={size} HTTP/1.1\r\nHost: x\r\n"
-        "Connection: close\r\n\r\n".encode()
-    )
-    began, got = time.monotonic(), 0
-    with contextlib.suppress(OSError):
-        while chunk := s.recv(65536):
-            got += len(chunk)
-            time.sleep(len(chunk) / (2 * MiB))  # the client's rate
-    s.close()
+    began = time.monotonic()
+    got = read_big_at(served.port, size, size, rate=2 * MiB)
     assert time.monotonic() - began > 1.5 * IDLE  # the test means what it says
     assert got > size, f"{got} bytes of {size} and a head"
