@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jointcloud.errors import BadArgument, BlockNotFound, SpaceRefused, SpaceUnavailable
-from jointcloud.spaces.base import BlockingSpace, BlockWriter, Entry, Space
+from jointcloud.spaces.base import BlockingSpace, BlockWriter, CachedReads, Entry, Space
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
@@ -142,6 +142,11 @@ async def test_ranged_reads(space: Space) -> None:
         assert space.read_blocking("r") == data
         with pytest.raises(BadArgument):
             space.read_blocking("r", -1, 5)
+    if isinstance(space, CachedReads):  # just written, so in memory: served whole or not at all
+        for offset, length in [(0, 10), (1000, 500), (n - 10, 10), (0, n)]:
+            assert space.read_cached("r", offset, length) == data[offset : offset + length]
+        assert space.read_cached("r", n - 5, 100) is None  # past the end: not all of it
+        assert space.read_cached("r", n + 100, 10) is None
 
 
 async def test_missing_key_is_block_not_found(space: Space) -> None:
@@ -152,6 +157,9 @@ async def test_missing_key_is_block_not_found(space: Space) -> None:
     if isinstance(space, BlockingSpace):
         with pytest.raises(BlockNotFound):
             space.read_blocking("no/such/key", 10, 10)
+    if isinstance(space, CachedReads):  # the read as usual then names the error
+        assert space.read_cached("no/such/key", 0, 10) is None
+        assert space.read_cached("../escape", 0, 10) is None
     with pytest.raises(BlockNotFound):
         await space.stat("no/such/key")
     with pytest.raises(BlockNotFound):
@@ -403,7 +411,9 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
             await space.read(key)
         with pytest.raises(SpaceRefused, match="symbolic link"):
             space.read_blocking(key, 0, 4)
+        assert space.read_cached(key, 0, 4) is None
         with pytest.raises(SpaceRefused, match="symbolic link"):
             await streamed(space, key)
     assert await space.read("blocks/inner/real") == b"inside"
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
+    assert space.read_cached("blocks/inner/real", 1, 3) == b"nsi"

@@ -1,4 +1,5 @@
-"""write_blocks / read_range / verify_block over memory spaces (with injected faults)."""
+"""write_blocks / read_range / verify_block over memory spaces (with injected faults),
+and over local ones where the page cache matters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import itertools
 import os
 import random
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +30,7 @@ from jointcloud.redundancy.stream import (
     verify_block,
     write_blocks,
 )
+from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 
 SMALL_SEG = 16384  # none/rep segment size in these tests
@@ -637,3 +640,69 @@ async def test_ec_ranged_read_falls_back_to_k_fragments() -> None:
     assert got == data[10:110]
     assert reports == []
     assert [s.stats.reads for s in spaces] == [1, 0, 0, 0, 0, 0]
+
+
+def _local_spaces(root: Path, tag: str) -> tuple[list[LocalSpace], list[BlockRef]]:
+    spaces = []
+    for i in range(2):
+        (root / f"s{i}").mkdir()
+        spaces.append(LocalSpace(root / f"s{i}"))
+    return spaces, [BlockRef(i, s, f"objs/{tag}/{i}", 100 + i) for i, s in enumerate(spaces)]
+
+
+def _evict(space: LocalSpace, key: str) -> None:
+    """Drop a block file's pages from the page cache (they are clean: the
+    block was synced when it was written)."""
+    fd = os.open(space.root / key, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A segment whose block is in the page cache is read and opened on the
+    loop; one that would wait for the disk goes to a worker thread."""
+    spaces, blocks = _local_spaces(tmp_path, "ab")
+    data = os.urandom(REPLICA_SEGMENT)  # one segment: one run of CACHED_RUN bytes
+    key = new_data_key()
+    result = await write_blocks(chunked(data), RepPolicy(2), blocks, key)
+    layout = Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
+    assert result.chunk_len <= stream.CACHED_RUN
+    threaded: list[str] = []
+    original = LocalSpace.read_blocking
+
+    def counted(self: LocalSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        threaded.append(key)
+        return original(self, key, offset, length)
+
+    monkeypatch.setattr(LocalSpace, "read_blocking", counted)
+    assert await read_all(layout, blocks) == data
+    assert threaded == []
+    _evict(spaces[0], blocks[0].key)
+    assert await read_all(layout, blocks) == data
+    assert threaded == [blocks[0].key]
+
+
+async def test_a_hot_corrupt_replica_is_reported_and_the_next_one_serves(
+    tmp_path: Path,
+) -> None:
+    spaces, blocks = _local_spaces(tmp_path, "cd")
+    data = os.urandom(300_000)
+    key = new_data_key()
+    result = await write_blocks(chunked(data), RepPolicy(2), blocks, key)
+    layout = Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
+    path = spaces[0].root / blocks[0].key
+    damaged = bytearray(path.read_bytes())
+    damaged[1000] ^= 1
+    path.write_bytes(damaged)  # through the page cache: the bad bytes are hot
+    assert spaces[0].read_cached(blocks[0].key, 0, len(damaged)) == damaged
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
+    path.write_bytes(bytes(damaged[:5000]))  # truncated: not served from memory either
+    assert spaces[0].read_cached(blocks[0].key, 0, len(damaged)) is None
+    assert await read_all(layout, blocks) == data

@@ -103,6 +103,19 @@ class BlockingSpace(Protocol):
         """Everything ``list(prefix)`` yields, in one call."""
 
 
+@runtime_checkable
+class CachedReads(Protocol):
+    """A space that can tell, without waiting, whether a read is in memory:
+    a short read of a hot block is then served on the event loop, without
+    the two thread hand-offs a worker's read costs (which on this 2-core VM
+    were a fifth of a 1 MiB download's CPU: docs/decisions.md, "Hot reads
+    on the loop")."""
+
+    def read_cached(self, key: str, offset: int, length: int) -> bytes | bytearray | None:
+        """``length`` bytes at ``offset`` if they are all in memory now; None
+        otherwise, and for anything ``read`` would refuse or fail on."""
+
+
 def check_key(key: str) -> str:
     """Reject keys that could escape the space's root or confuse backends."""
     if not key or key.startswith("/") or "\x00" in key or "\\" in key:

@@ -247,6 +247,9 @@ class LocalSpace:
         task reports success. Blocks always use ``durable=True``."""
         self.root = Path(os.path.realpath(root))
         self.durable = durable
+        # Reads that never wait for the disk (``read_cached``): Linux's
+        # preadv2 flag; off where the platform or the file system lacks it.
+        self._nowait = hasattr(os, "RWF_NOWAIT")
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
@@ -474,6 +477,29 @@ class LocalSpace:
             return self._read_sync(key, offset, length)
         except OSError as exc:
             raise self._translate(exc, key, False) from exc
+
+    def read_cached(self, key: str, offset: int, length: int) -> bytearray | None:
+        """``length`` bytes at ``offset`` if the page cache holds all of them
+        now, else None (also for anything ``read`` would fail on: the caller
+        then reads as usual and meets the error there). The read never waits
+        for the disk (``RWF_NOWAIT``); opening the file is a path lookup,
+        which for a file in the page cache is in the kernel's caches too."""
+        if not self._nowait:
+            return None
+        try:
+            fd = self._open_inside(check_key(key))
+        except (OSError, SpaceError, BadArgument):
+            return None
+        try:
+            buf = bytearray(length)
+            got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+        except OSError as exc:
+            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                self._nowait = False  # this file system cannot say: read as usual
+            return None
+        finally:
+            os.close(fd)
+        return buf if got == length else None
 
     async def read_stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
