@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -417,3 +418,24 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
     assert await space.read("blocks/inner/real") == b"inside"
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
     assert space.read_cached("blocks/inner/real", 1, 3) == b"nsi"
+
+
+def test_local_read_cached_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
+    """A FIFO where a block belongs is not opened for a writer to come (that
+    would hold the event loop, which calls ``read_cached``): nothing cached."""
+    space = LocalSpace(tmp_path)
+    (tmp_path / "blocks").mkdir()
+    fifo = tmp_path / "blocks" / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes | bytearray | None] = []
+    reader = threading.Thread(
+        target=lambda: got.append(space.read_cached("blocks/fifo", 0, 10)), daemon=True
+    )
+    reader.start()
+    reader.join(10)  # a bound on a hang, not a wait for something to happen
+    stuck = reader.is_alive()
+    if stuck:  # waiting in open() for a writer: be one, so it ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+    assert not stuck
+    assert got == [None]

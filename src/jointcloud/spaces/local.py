@@ -432,7 +432,7 @@ class LocalSpace:
 
     # -- reading -----------------------------------------------------------
 
-    def _open_inside(self, key: str) -> int:
+    def _open_inside(self, key: str, flags: int = 0) -> int:
         """A descriptor for reading ``key``'s file, if the file opened lies
         inside the root (checked on the open file: no window between check
         and open). Two system calls where ``_path`` makes one per component:
@@ -440,7 +440,7 @@ class LocalSpace:
         load took longer than the read itself."""
         path = self.root / check_key(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | flags)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._path(key)  # a link out of the space: refused as such
@@ -487,7 +487,9 @@ class LocalSpace:
         if not self._nowait:
             return None
         try:
-            fd = self._open_inside(check_key(key))
+            # O_NONBLOCK: a FIFO put where a block belongs opens at once (and
+            # then fails its positioned read) instead of waiting for a writer.
+            fd = self._open_inside(check_key(key), os.O_NONBLOCK)
         except (OSError, SpaceError, BadArgument):
             return None
         try:
