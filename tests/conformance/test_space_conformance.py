@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ import pytest
 
 from jointcloud.errors import BadArgument, BlockNotFound, SpaceRefused, SpaceUnavailable
 from jointcloud.spaces.base import BlockingSpace, BlockWriter, CachedReads, Entry, Space
+from jointcloud.spaces.hotreads import on_local_disk
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
@@ -143,11 +145,12 @@ async def test_ranged_reads(space: Space) -> None:
         assert space.read_blocking("r") == data
         with pytest.raises(BadArgument):
             space.read_blocking("r", -1, 5)
-    if isinstance(space, CachedReads):  # just written, so in memory: served whole or not at all
+    if isinstance(space, CachedReads):  # served exactly or not at all
         for offset, length in [(0, 10), (1000, 500), (n - 10, 10), (0, n)]:
-            assert space.read_cached("r", offset, length) == data[offset : offset + length]
+            assert space.read_cached("r", offset, length) in (None, data[offset : offset + length])
         assert space.read_cached("r", n - 5, 100) is None  # past the end: not all of it
         assert space.read_cached("r", n + 100, 10) is None
+        assert space.read_cached("r", -1, 10) is None
 
 
 async def test_missing_key_is_block_not_found(space: Space) -> None:
@@ -412,30 +415,77 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
             await space.read(key)
         with pytest.raises(SpaceRefused, match="symbolic link"):
             space.read_blocking(key, 0, 4)
-        assert space.read_cached(key, 0, 4) is None
         with pytest.raises(SpaceRefused, match="symbolic link"):
             await streamed(space, key)
     assert await space.read("blocks/inner/real") == b"inside"
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
-    assert space.read_cached("blocks/inner/real", 1, 3) == b"nsi"
 
 
-def test_local_read_cached_does_not_wait_on_a_fifo(tmp_path: Path) -> None:
-    """A FIFO where a block belongs is not opened for a writer to come (that
-    would hold the event loop, which calls ``read_cached``): nothing cached."""
-    space = LocalSpace(tmp_path)
-    (tmp_path / "blocks").mkdir()
-    fifo = tmp_path / "blocks" / "fifo"
-    os.mkfifo(fifo)
+local_disk = pytest.mark.skipif(
+    not on_local_disk(Path(tempfile.gettempdir()).resolve()),
+    reason="the temporary directory is not on a local disk file system, "
+    "where read_cached is off (spaces/hotreads.py)",
+)
+
+
+@local_disk
+async def test_local_read_cached_serves_recent_keys_and_refuses_what_read_refuses(
+    tmp_path: Path,
+) -> None:
+    """Keys written lately are served from memory, exactly; once a key's
+    file is swapped for a link out of the root, a directory or a FIFO,
+    nothing is served (and the FIFO's open does not wait for a writer,
+    which would hold the event loop)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"not yours")
+    root = tmp_path / "space"
+    root.mkdir()
+    space = LocalSpace(root)
+    data = os.urandom(10_000)
+    for key in ("blocks/aa/link", "blocks/aa/dir", "blocks/aa/fifo", "blocks/aa/real"):
+        await space.put(key, data)
+        assert space.read_cached(key, 0, len(data)) == data
+        assert space.read_cached(key, 100, 50) == data[100:150]
+    files = root / "blocks" / "aa"
+    (files / "link").unlink()
+    (files / "link").symlink_to(outside / "secret")
+    (files / "dir").unlink()
+    (files / "dir").mkdir()
+    (files / "fifo").unlink()
+    os.mkfifo(files / "fifo")
+    assert space.read_cached("blocks/aa/link", 0, 9) is None
+    with pytest.raises(SpaceRefused, match="symbolic link"):
+        space.read_blocking("blocks/aa/link", 0, 9)
+    assert space.read_cached("blocks/aa/dir", 0, 10) is None
     got: list[bytes | bytearray | None] = []
     reader = threading.Thread(
-        target=lambda: got.append(space.read_cached("blocks/fifo", 0, 10)), daemon=True
+        target=lambda: got.append(space.read_cached("blocks/aa/fifo", 0, 10)), daemon=True
     )
     reader.start()
     reader.join(10)  # a bound on a hang, not a wait for something to happen
     stuck = reader.is_alive()
     if stuck:  # waiting in open() for a writer: be one, so it ends, then fail
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        os.close(os.open(files / "fifo", os.O_WRONLY | os.O_NONBLOCK))
         reader.join()
     assert not stuck
     assert got == [None]
+    # None of these turned the fast path off for the space's other keys.
+    assert space.read_cached("blocks/aa/real", 0, len(data)) == data
+    await space.delete("blocks/aa/real")
+    await space.put("blocks/aa/real", data[:10])
+    assert space.read_cached("blocks/aa/real", 0, 10) == data[:10]
+
+
+@local_disk
+async def test_local_read_cached_tries_only_keys_touched_lately(tmp_path: Path) -> None:
+    """A space opened over blocks it did not write does not try them on the
+    caller's thread (they may be cold: even the open could wait) until it
+    has read them once."""
+    await LocalSpace(tmp_path).put("blocks/bb/k", b"x" * 4096)
+    fresh = LocalSpace(tmp_path)
+    assert fresh.read_cached("blocks/bb/k", 0, 4096) is None
+    assert await fresh.read("blocks/bb/k") == b"x" * 4096
+    assert fresh.read_cached("blocks/bb/k", 0, 4096) == b"x" * 4096
+    await fresh.delete("blocks/bb/k")
+    assert fresh.read_cached("blocks/bb/k", 0, 4096) is None

@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import os
 import random
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from jointcloud.redundancy.stream import (
     verify_block,
     write_blocks,
 )
+from jointcloud.spaces.hotreads import on_local_disk
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 
@@ -660,49 +662,81 @@ def _evict(space: LocalSpace, key: str) -> None:
         os.close(fd)
 
 
-async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A segment whose block is in the page cache is read and opened on the
-    loop; one that would wait for the disk goes to a worker thread."""
-    spaces, blocks = _local_spaces(tmp_path, "ab")
-    data = os.urandom(REPLICA_SEGMENT)  # one segment: one run of CACHED_RUN bytes
-    key = new_data_key()
-    result = await write_blocks(chunked(data), RepPolicy(2), blocks, key)
-    layout = Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
-    assert result.chunk_len <= stream.CACHED_RUN
-    threaded: list[str] = []
+@pytest.fixture
+def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys local spaces read in a worker thread (not on the loop)."""
+    keys: list[str] = []
     original = LocalSpace.read_blocking
 
     def counted(self: LocalSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        threaded.append(key)
+        keys.append(key)
         return original(self, key, offset, length)
 
     monkeypatch.setattr(LocalSpace, "read_blocking", counted)
+    return keys
+
+
+local_disk = pytest.mark.skipif(
+    not on_local_disk(Path(tempfile.gettempdir()).resolve()),
+    reason="the temporary directory is not on a local disk file system, "
+    "where hot reads stay in worker threads (spaces/hotreads.py)",
+)
+
+
+async def _stored(blocks: list[BlockRef], data: bytes, segment_size: int | None = None) -> Layout:
+    key = new_data_key()
+    result = await write_blocks(chunked(data), RepPolicy(2), blocks, key, segment_size=segment_size)
+    return Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
+
+
+@local_disk
+async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
+    tmp_path: Path, threaded: list[str]
+) -> None:
+    """A segment whose block is in the page cache is read and opened on the
+    loop; one that would wait for the disk goes to a worker thread, and so
+    do scrub's checks (background work)."""
+    spaces, blocks = _local_spaces(tmp_path, "ab")
+    data = os.urandom(REPLICA_SEGMENT)  # one segment: one run of CACHED_RUN bytes
+    layout = await _stored(blocks, data)
+    assert layout.chunk_len == stream.CACHED_RUN
     assert await read_all(layout, blocks) == data
     assert threaded == []
     _evict(spaces[0], blocks[0].key)
     assert await read_all(layout, blocks) == data
     assert threaded == [blocks[0].key]
+    threaded.clear()
+    assert await read_all(layout, blocks) == data  # the thread's read cached it again
+    assert threaded == []
+    await verify_block(layout, blocks[1])
+    assert threaded == [blocks[1].key]
 
 
-async def test_a_hot_corrupt_replica_is_reported_and_the_next_one_serves(
-    tmp_path: Path,
+@local_disk
+async def test_a_hot_corrupt_chunk_is_reported_and_the_next_replica_serves(
+    tmp_path: Path, threaded: list[str]
 ) -> None:
+    """Runs of several chunks, served from memory: the chunks before a bad
+    one are kept, the rest comes from the next replica, all on the loop; a
+    truncated replica (not all of the run in memory) goes to a thread,
+    which names the truncation."""
     spaces, blocks = _local_spaces(tmp_path, "cd")
     data = os.urandom(300_000)
-    key = new_data_key()
-    result = await write_blocks(chunked(data), RepPolicy(2), blocks, key)
-    layout = Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
+    layout = await _stored(blocks, data, segment_size=SMALL_SEG)  # 19 chunks, one run
     path = spaces[0].root / blocks[0].key
     damaged = bytearray(path.read_bytes())
-    damaged[1000] ^= 1
+    damaged[7 * layout.chunk_len + 100] ^= 1  # chunk 7
     path.write_bytes(damaged)  # through the page cache: the bad bytes are hot
-    assert spaces[0].read_cached(blocks[0].key, 0, len(damaged)) == damaged
     reports: list[tuple[int, Exception]] = []
     got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
     assert got == data
     assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
-    path.write_bytes(bytes(damaged[:5000]))  # truncated: not served from memory either
-    assert spaces[0].read_cached(blocks[0].key, 0, len(damaged)) is None
-    assert await read_all(layout, blocks) == data
+    assert "chunk 7 " in str(reports[0][1])
+    assert threaded == []
+    path.write_bytes(bytes(damaged[:5000]))
+    reports.clear()
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
+    assert "truncated" in str(reports[0][1])
+    assert threaded == [blocks[0].key]

@@ -414,7 +414,7 @@ async def _read_run(
         return out, None
 
     space = ref.space
-    if length <= CACHED_RUN and _reads_cached(space):
+    if keep == "plain" and length <= CACHED_RUN and _reads_cached(space):
         cached = space.read_cached(ref.key, offset, length)
         if cached is not None:
             return open_all(cached)
@@ -445,11 +445,12 @@ COPY_READ_AHEAD = 1
 # 1 MiB segments read one by one cost a thread hop, an open and a path check
 # each, which made large GETs about a fifth dearer per byte than 4 MiB ones.
 READ_RUN = 4 * 1024 * 1024
-# Runs up to one 1 MiB segment (sealed) are read and opened on the loop when
-# their bytes are in memory (``CachedReads``): about 0.1 ms of the loop's
-# time against two thread hand-offs. Longer runs (large objects) stay in
-# worker threads, where several are opened at once.
-CACHED_RUN = 1024 * 1024 + OVERHEAD
+# A read's runs of up to one sealed 1 MiB segment are read and opened on the
+# loop when their bytes are in memory (``CachedReads``): about 0.1 ms of the
+# loop's time against two thread hand-offs. Longer runs (large objects) stay
+# in worker threads, where several are opened at once; so do scrub's and
+# rebuild's (``keep`` other than "plain"), which are background work.
+CACHED_RUN = REPLICA_SEGMENT + OVERHEAD
 
 
 async def _prefetched(

@@ -39,6 +39,7 @@ from jointcloud.errors import (
     SpaceUnavailable,
 )
 from jointcloud.spaces.base import Capabilities, Entry, check_key
+from jointcloud.spaces.hotreads import RecentKeys, on_local_disk, read_nowait
 
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
@@ -220,6 +221,7 @@ class LocalWriter:
         if durable:
             for d in self._dirs:
                 _fsync_dir(d)
+        self._space._touch(self._key)
 
     async def abort(self) -> None:
         fd, self._fd = self._fd, None
@@ -247,12 +249,22 @@ class LocalSpace:
         task reports success. Blocks always use ``durable=True``."""
         self.root = Path(os.path.realpath(root))
         self.durable = durable
-        # Reads that never wait for the disk (``read_cached``): Linux's
-        # preadv2 flag; off where the platform or the file system lacks it.
-        self._nowait = hasattr(os, "RWF_NOWAIT")
+        # ``read_cached`` (spaces/hotreads.py): whether the root's file
+        # system allows it (None: not looked at yet; a worker thread looks
+        # the first time a key is touched), and the keys touched lately.
+        self._loop_reads: bool | None = None
+        self._recent = RecentKeys()
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
+
+    def _touch(self, key: str) -> None:
+        """``key`` was just written or read in a worker thread: its pages
+        are in memory, so ``read_cached`` may try it."""
+        if self._loop_reads is None:
+            self._loop_reads = on_local_disk(self.root)
+        if self._loop_reads:
+            self._recent.add(key)
 
     def _path(self, key: str) -> Path:
         """The file of ``key``, if every existing component of it resolves
@@ -392,6 +404,8 @@ class LocalSpace:
                     _fsync_dir(d)
             elif self.durable:
                 _sync_filesystems(dirs)
+            for key, _ in items:
+                self._touch(key)
         except BaseException:
             for left_fd, tmp, _ in pending:
                 if left_fd is not None:
@@ -461,9 +475,11 @@ class LocalSpace:
         try:
             if length is None:
                 length = max(0, os.fstat(fd).st_size - offset)
-            return _pread_all(fd, offset, length) if length else b""
+            data = _pread_all(fd, offset, length) if length else b""
         finally:
             os.close(fd)
+        self._touch(key)
+        return data
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         check_key(key)
@@ -479,12 +495,12 @@ class LocalSpace:
             raise self._translate(exc, key, False) from exc
 
     def read_cached(self, key: str, offset: int, length: int) -> bytearray | None:
-        """``length`` bytes at ``offset`` if the page cache holds all of them
-        now, else None (also for anything ``read`` would fail on: the caller
-        then reads as usual and meets the error there). The read never waits
-        for the disk (``RWF_NOWAIT``); opening the file is a path lookup,
-        which for a file in the page cache is in the kernel's caches too."""
-        if not self._nowait:
+        """``length`` bytes at ``offset`` if they are in the page cache now;
+        None otherwise, for a key not touched lately, on a file system that
+        is not a local disk's (spaces/hotreads.py), and for anything ``read``
+        would refuse or fail on (the caller then reads as usual and meets
+        the error there). Neither the open nor the read waits for a disk."""
+        if not self._loop_reads or key not in self._recent:
             return None
         try:
             # O_NONBLOCK: a FIFO put where a block belongs opens at once (and
@@ -493,15 +509,12 @@ class LocalSpace:
         except (OSError, SpaceError, BadArgument):
             return None
         try:
-            buf = bytearray(length)
-            got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
-        except OSError as exc:
-            if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                self._nowait = False  # this file system cannot say: read as usual
-            return None
+            data = read_nowait(fd, offset, length)
         finally:
             os.close(fd)
-        return buf if got == length else None
+        if data is not None:
+            self._recent.add(key)  # still in use: keep it among the recent
+        return data
 
     async def read_stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
@@ -544,6 +557,7 @@ class LocalSpace:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
+        self._recent.discard(key)
 
         def delete_sync() -> None:
             try:
