@@ -421,6 +421,33 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
 
 
+def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
+    """A FIFO where a block belongs fails its read instead of holding a
+    worker thread until some writer opens it."""
+    space = LocalSpace(tmp_path)
+    (tmp_path / "blocks").mkdir()
+    fifo = tmp_path / "blocks" / "fifo"
+    os.mkfifo(fifo)
+    got: list[BaseException | bytes] = []
+
+    def read() -> None:
+        try:
+            got.append(space.read_blocking("blocks/fifo", 0, 10))
+        except BaseException as exc:
+            got.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)  # a bound on a hang, not a wait for something to happen
+    stuck = reader.is_alive()
+    if stuck:  # waiting in open() for a writer: be one, so it ends, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join()
+    assert not stuck
+    assert len(got) == 1 and isinstance(got[0], SpaceUnavailable)
+    assert "blocks/fifo" in str(got[0])
+
+
 local_disk = pytest.mark.skipif(
     not on_local_disk(Path(tempfile.gettempdir()).resolve()),
     reason="the temporary directory is not on a local disk file system, "

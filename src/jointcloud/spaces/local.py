@@ -446,15 +446,18 @@ class LocalSpace:
 
     # -- reading -----------------------------------------------------------
 
-    def _open_inside(self, key: str, flags: int = 0) -> int:
+    def _open_inside(self, key: str) -> int:
         """A descriptor for reading ``key``'s file, if the file opened lies
         inside the root (checked on the open file: no window between check
         and open). Two system calls where ``_path`` makes one per component:
         each one lets go of the GIL and waits to take it back, which under
-        load took longer than the read itself."""
+        load took longer than the read itself. ``O_NONBLOCK``: a FIFO put
+        where a file belongs opens at once, and its positioned read then
+        fails (``ESPIPE``), instead of holding the thread (or the loop, for
+        ``read_cached``) until some writer comes; regular files ignore it."""
         path = self.root / check_key(key)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | flags)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 self._path(key)  # a link out of the space: refused as such
@@ -503,9 +506,7 @@ class LocalSpace:
         if not self._loop_reads or key not in self._recent:
             return None
         try:
-            # O_NONBLOCK: a FIFO put where a block belongs opens at once (and
-            # then fails its positioned read) instead of waiting for a writer.
-            fd = self._open_inside(check_key(key), os.O_NONBLOCK)
+            fd = self._open_inside(check_key(key))
         except (OSError, SpaceError, BadArgument):
             return None
         try:
