@@ -260,7 +260,10 @@ class LocalSpace:
 
     def _touch(self, key: str) -> None:
         """``key`` was just written or read in a worker thread: its pages
-        are in memory, so ``read_cached`` may try it."""
+        are in memory, so ``read_cached`` may try it. Only for spaces that
+        hold blocks (``durable``): user file trees are never read that way."""
+        if not self.durable:
+            return
         if self._loop_reads is None:
             self._loop_reads = on_local_disk(self.root)
         if self._loop_reads:
