@@ -19,7 +19,7 @@ import pytest
 from jointcloud.errors import BadArgument, BlockNotFound, SpaceRefused, SpaceUnavailable
 from jointcloud.spaces.base import BlockingSpace, BlockWriter, CachedReads, Entry, Space
 from jointcloud.spaces.hotreads import on_local_disk
-from jointcloud.spaces.local import LocalSpace
+from jointcloud.spaces.local import SYNCFS_AT, LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
 from support.s3server import S3Server
@@ -516,3 +516,14 @@ async def test_local_read_cached_tries_only_keys_touched_lately(tmp_path: Path) 
     assert fresh.read_cached("blocks/bb/k", 0, 4096) == b"x" * 4096
     await fresh.delete("blocks/bb/k")
     assert fresh.read_cached("blocks/bb/k", 0, 4096) is None
+    # a batch's keys (put_many) and a streamed write's are recent too
+    batch = [(f"blocks/cc/{i}", bytes([i]) * 100) for i in range(SYNCFS_AT + 2)]
+    await fresh.put_many(batch)
+    writer = await fresh.open_writer("blocks/dd/w")
+    await writer.write(b"w" * 5000)
+    await writer.commit()
+    for key, data in [*batch, ("blocks/dd/w", b"w" * 5000)]:
+        assert fresh.read_cached(key, 0, len(data)) == data
+    tree = LocalSpace(tmp_path, durable=False)  # a user file tree: never tried
+    await tree.put("files/t", b"t" * 10)
+    assert tree.read_cached("files/t", 0, 10) is None
