@@ -421,7 +421,7 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
 
 
-def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
+async def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
     """A FIFO where a block belongs fails its read instead of holding a
     worker thread until some writer opens it."""
     space = LocalSpace(tmp_path)
@@ -446,6 +446,8 @@ def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
     assert not stuck
     assert len(got) == 1 and isinstance(got[0], SpaceUnavailable)
     assert "blocks/fifo" in str(got[0])
+    with pytest.raises(BlockNotFound):  # as stat says: not a regular file
+        await streamed(space, "blocks/fifo")
 
 
 local_disk = pytest.mark.skipif(

@@ -529,11 +529,13 @@ class LocalSpace:
         def open_sync() -> tuple[int, int]:
             fd = self._open_inside(key)
             try:
-                size = os.fstat(fd).st_size
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would read as empty
+                    raise IsADirectoryError(errno.EISDIR, "not a regular file")
             except BaseException:
                 os.close(fd)
                 raise
-            return fd, size
+            return fd, st.st_size
 
         fd, size = await self._run(key, open_sync)
         try:
