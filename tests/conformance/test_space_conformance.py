@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -18,10 +17,10 @@ import pytest
 
 from jointcloud.errors import BadArgument, BlockNotFound, SpaceRefused, SpaceUnavailable
 from jointcloud.spaces.base import BlockingSpace, BlockWriter, CachedReads, Entry, Space
-from jointcloud.spaces.hotreads import on_local_disk
 from jointcloud.spaces.local import SYNCFS_AT, LocalSpace
 from jointcloud.spaces.registry import open_space
 from jointcloud.spaces.rules import SpaceRules
+from support.hotreads import require_loop_reads
 from support.s3server import S3Server
 
 RULES = SpaceRules.unrestricted()  # these tests exercise backends, not operator rules
@@ -450,14 +449,6 @@ async def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
         await streamed(space, "blocks/fifo")
 
 
-local_disk = pytest.mark.skipif(
-    not on_local_disk(Path(tempfile.gettempdir()).resolve()),
-    reason="the temporary directory is not on a local disk file system, "
-    "where read_cached is off (spaces/hotreads.py)",
-)
-
-
-@local_disk
 async def test_local_read_cached_serves_recent_keys_and_refuses_what_read_refuses(
     tmp_path: Path,
 ) -> None:
@@ -465,6 +456,7 @@ async def test_local_read_cached_serves_recent_keys_and_refuses_what_read_refuse
     file is swapped for a link out of the root, a directory or a FIFO,
     nothing is served (and the FIFO's open does not wait for a writer,
     which would hold the event loop)."""
+    require_loop_reads(tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"not yours")
@@ -506,17 +498,20 @@ async def test_local_read_cached_serves_recent_keys_and_refuses_what_read_refuse
     assert space.read_cached("blocks/aa/real", 0, 10) == data[:10]
 
 
-@local_disk
 async def test_local_read_cached_tries_only_keys_touched_lately(tmp_path: Path) -> None:
     """A space opened over blocks it did not write does not try them on the
     caller's thread (they may be cold: even the open could wait) until it
     has read them once."""
+    require_loop_reads(tmp_path)
     await LocalSpace(tmp_path).put("blocks/bb/k", b"x" * 4096)
     fresh = LocalSpace(tmp_path)
-    assert fresh.read_cached("blocks/bb/k", 0, 4096) is None
+    await fresh.put("blocks/bb/other", b"o")  # reads on the loop are on for this space now
+    assert fresh.read_cached("blocks/bb/other", 0, 1) == b"o"
+    assert fresh.read_cached("blocks/bb/k", 0, 4096) is None  # in memory, not touched lately
     assert await fresh.read("blocks/bb/k") == b"x" * 4096
     assert fresh.read_cached("blocks/bb/k", 0, 4096) == b"x" * 4096
     await fresh.delete("blocks/bb/k")
+    assert "blocks/bb/k" not in fresh._recent
     assert fresh.read_cached("blocks/bb/k", 0, 4096) is None
     # a batch's keys (put_many) and a streamed write's are recent too
     batch = [(f"blocks/cc/{i}", bytes([i]) * 100) for i in range(SYNCFS_AT + 2)]

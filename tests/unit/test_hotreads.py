@@ -1,34 +1,58 @@
-"""spaces/hotreads.py: which file system a space is on, and the recent keys."""
+"""spaces/hotreads.py: which roots allow reads on the loop, how files are
+opened there, and the recent keys."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from jointcloud.spaces.hotreads import RecentKeys, file_system_of, read_nowait
+import pytest
 
-MOUNTINFO = """\
-22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-30 22 0:26 / /proc rw,nosuid shared:12 - proc proc rw
-41 22 0:35 / /tmp/shm rw shared:20 - tmpfs tmpfs rw,size=1024k
-52 22 0:44 / /mnt/nas rw,relatime shared:30 - nfs4 nas:/export rw,vers=4.2
-53 52 254:16 / /mnt/nas/local\\040disk rw,relatime shared:31 - xfs /dev/vdb rw
-60 22 0:50 / /data rw - overlay overlay rw,lowerdir=/a
-61 22 254:32 / /data rw - btrfs /dev/vdc rw
-"""
+from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
 
 
-def test_the_longest_mount_point_decides() -> None:
-    assert file_system_of(Path("/srv/jcs/spaces"), MOUNTINFO) == "ext4"
-    assert file_system_of(Path("/"), MOUNTINFO) == "ext4"
-    assert file_system_of(Path("/tmp/shm/x"), MOUNTINFO) == "tmpfs"
-    assert file_system_of(Path("/tmp/shmem"), MOUNTINFO) == "ext4"  # not under /tmp/shm
-    assert file_system_of(Path("/mnt/nas/blocks"), MOUNTINFO) == "nfs4"
-    # octal escapes in mount points (a space here)
-    assert file_system_of(Path("/mnt/nas/local disk/blocks"), MOUNTINFO) == "xfs"
-    # a later mount over the same point hides the earlier one
-    assert file_system_of(Path("/data/spaces"), MOUNTINFO) == "btrfs"
-    assert file_system_of(Path("/x"), "garbage\n\n") is None
+def _hot_root(path: Path) -> HotRoot:
+    hot = HotRoot.open(path)
+    if hot is None:
+        pytest.skip(f"{path} is not on a local disk file system with openat2")
+    return hot
+
+
+def test_files_below_the_root_open_and_links_or_escapes_do_not(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "blocks").mkdir(parents=True)
+    (root / "blocks" / "k").write_bytes(b"inside")
+    (tmp_path / "outside").write_bytes(b"not yours")
+    (root / "blocks" / "out").symlink_to(tmp_path / "outside")
+    (root / "blocks" / "in").symlink_to(root / "blocks" / "k")  # even one that stays inside
+    (root / "linkdir").symlink_to(root / "blocks")
+    hot = _hot_root(root)
+    try:
+        fd = hot.open_file("blocks/k")
+        assert fd is not None
+        try:
+            assert os.pread(fd, 6, 0) == b"inside"
+        finally:
+            os.close(fd)
+        for key in (
+            "blocks/out",
+            "blocks/in",
+            "linkdir/k",
+            "../outside",
+            str(tmp_path / "outside"),
+        ):
+            assert hot.open_file(key) is None, key
+        assert hot.open_file("blocks/missing") is None
+    finally:
+        hot.close()
+    assert hot.open_file("blocks/k") is None  # closed: nothing more
+
+
+def test_a_root_on_tmpfs_is_not_read_on_the_loop() -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm here")
+    assert HotRoot.open(shm) is None
 
 
 def test_recent_keys_keep_the_last_ones_used() -> None:
@@ -44,13 +68,16 @@ def test_recent_keys_keep_the_last_ones_used() -> None:
 
 
 def test_read_nowait_returns_all_or_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "f"
-    path.write_bytes(b"0123456789")
-    fd = os.open(path, os.O_RDONLY)
+    _hot_root(tmp_path).close()  # a file system that honours RWF_NOWAIT
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     try:
-        assert read_nowait(fd, 2, 3) in (None, b"234")  # None where the flag is refused
+        os.write(fd, b"0123456789")
+        os.fsync(fd)  # clean pages, which the kernel may drop
+        assert read_nowait(fd, 2, 3) == b"234"  # just written: cached
         assert read_nowait(fd, 8, 5) is None  # past the end: short
         assert read_nowait(fd, -1, 3) is None
         assert read_nowait(fd, 0, -1) is None
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        assert read_nowait(fd, 2, 3) is None
     finally:
         os.close(fd)

@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import os
 import random
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,9 +30,9 @@ from jointcloud.redundancy.stream import (
     verify_block,
     write_blocks,
 )
-from jointcloud.spaces.hotreads import on_local_disk
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
+from support.hotreads import require_loop_reads
 
 SMALL_SEG = 16384  # none/rep segment size in these tests
 POLICIES: list[Redundancy] = [
@@ -676,26 +675,19 @@ def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return keys
 
 
-local_disk = pytest.mark.skipif(
-    not on_local_disk(Path(tempfile.gettempdir()).resolve()),
-    reason="the temporary directory is not on a local disk file system, "
-    "where hot reads stay in worker threads (spaces/hotreads.py)",
-)
-
-
 async def _stored(blocks: list[BlockRef], data: bytes, segment_size: int | None = None) -> Layout:
     key = new_data_key()
     result = await write_blocks(chunked(data), RepPolicy(2), blocks, key, segment_size=segment_size)
     return Layout(RepPolicy(2), result.size, result.segment_size, result.chunk_len, key)
 
 
-@local_disk
 async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
     tmp_path: Path, threaded: list[str]
 ) -> None:
     """A segment whose block is in the page cache is read and opened on the
     loop; one that would wait for the disk goes to a worker thread, and so
     do scrub's checks (background work)."""
+    require_loop_reads(tmp_path)
     spaces, blocks = _local_spaces(tmp_path, "ab")
     data = os.urandom(REPLICA_SEGMENT)  # one segment: one run of CACHED_RUN bytes
     layout = await _stored(blocks, data)
@@ -712,7 +704,6 @@ async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
     assert threaded == [blocks[1].key]
 
 
-@local_disk
 async def test_a_hot_corrupt_chunk_is_reported_and_the_next_replica_serves(
     tmp_path: Path, threaded: list[str]
 ) -> None:
@@ -720,6 +711,7 @@ async def test_a_hot_corrupt_chunk_is_reported_and_the_next_replica_serves(
     one are kept, the rest comes from the next replica, all on the loop; a
     truncated replica (not all of the run in memory) goes to a thread,
     which names the truncation."""
+    require_loop_reads(tmp_path)
     spaces, blocks = _local_spaces(tmp_path, "cd")
     data = os.urandom(300_000)
     layout = await _stored(blocks, data, segment_size=SMALL_SEG)  # 19 chunks, one run

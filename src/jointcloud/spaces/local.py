@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +40,7 @@ from jointcloud.errors import (
     SpaceUnavailable,
 )
 from jointcloud.spaces.base import Capabilities, Entry, check_key
-from jointcloud.spaces.hotreads import RecentKeys, on_local_disk, read_nowait
+from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
 
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
@@ -249,10 +250,12 @@ class LocalSpace:
         task reports success. Blocks always use ``durable=True``."""
         self.root = Path(os.path.realpath(root))
         self.durable = durable
-        # ``read_cached`` (spaces/hotreads.py): whether the root's file
-        # system allows it (None: not looked at yet; a worker thread looks
-        # the first time a key is touched), and the keys touched lately.
-        self._loop_reads: bool | None = None
+        # ``read_cached`` (spaces/hotreads.py): the root held open where its
+        # file system allows reads on the loop (a worker thread looks the
+        # first time a key is touched), and the keys touched lately.
+        self._hot: HotRoot | None = None
+        self._hot_known = False
+        self._hot_lock = threading.Lock()
         self._recent = RecentKeys()
 
     def __repr__(self) -> str:
@@ -264,9 +267,12 @@ class LocalSpace:
         hold blocks (``durable``): user file trees are never read that way."""
         if not self.durable:
             return
-        if self._loop_reads is None:
-            self._loop_reads = on_local_disk(self.root)
-        if self._loop_reads:
+        if not self._hot_known:
+            with self._hot_lock:
+                if not self._hot_known:
+                    self._hot = HotRoot.open(self.root)
+                    self._hot_known = True
+        if self._hot is not None:
             self._recent.add(key)
 
     def _path(self, key: str) -> Path:
@@ -502,15 +508,16 @@ class LocalSpace:
 
     def read_cached(self, key: str, offset: int, length: int) -> bytearray | None:
         """``length`` bytes at ``offset`` if they are in the page cache now;
-        None otherwise, for a key not touched lately, on a file system that
-        is not a local disk's (spaces/hotreads.py), and for anything ``read``
-        would refuse or fail on (the caller then reads as usual and meets
-        the error there). Neither the open nor the read waits for a disk."""
-        if not self._loop_reads or key not in self._recent:
+        None otherwise, for a key not touched lately, where the root's file
+        system is not a local disk's, for a file reached through a link or
+        another mount (spaces/hotreads.py), and for anything ``read`` would
+        refuse or fail on (the caller then reads as usual and meets the
+        error there). Neither the open nor the read waits for a disk."""
+        hot = self._hot
+        if hot is None or key not in self._recent:
             return None
-        try:
-            fd = self._open_inside(check_key(key))
-        except (OSError, SpaceError, BadArgument):
+        fd = hot.open_file(key)
+        if fd is None:
             return None
         try:
             data = read_nowait(fd, offset, length)
@@ -568,6 +575,7 @@ class LocalSpace:
         def delete_sync() -> None:
             try:
                 os.unlink(path)
+                self._recent.discard(key)  # a read may have touched it meanwhile
             except _MISSING:
                 if not self.root.is_dir():
                     raise
@@ -676,4 +684,5 @@ class LocalSpace:
         await self._run(None, flush_sync, writing=True)
 
     async def close(self) -> None:
-        return None
+        if self._hot is not None:
+            self._hot.close()
