@@ -35,6 +35,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import platform
 import threading
 from pathlib import Path
 
@@ -47,10 +48,17 @@ DISK_FILE_SYSTEMS = {
     0xF2F52010: "f2fs",
 }
 
-_SYS_OPENAT2 = 437  # the same number on every Linux architecture
+# openat2's number and statfs's layout (f_type a native word first) as on
+# these machines; elsewhere reads stay in the threads.
+_MACHINES = ("x86_64", "aarch64")
+_SYS_OPENAT2 = 437
 _RESOLVE_NO_XDEV = 0x01
 _RESOLVE_NO_SYMLINKS = 0x04
 _RESOLVE_BENEATH = 0x08
+# Refuse (EAGAIN) rather than wait for anything the kernel's caches do not
+# hold: a cold directory, an automount trigger (Linux 5.12; EINVAL before).
+_RESOLVE_CACHED = 0x20
+_HOT_RESOLVE = _RESOLVE_BENEATH | _RESOLVE_NO_XDEV | _RESOLVE_NO_SYMLINKS
 
 
 class _OpenHow(ctypes.Structure):
@@ -63,7 +71,7 @@ class _Libc:
     def __init__(self) -> None:
         self.syscall = None
         self.fstatfs = None
-        if not hasattr(os, "RWF_NOWAIT"):
+        if not hasattr(os, "RWF_NOWAIT") or platform.machine() not in _MACHINES:
             return
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -105,10 +113,12 @@ def file_system_type(fd: int) -> int | None:
 
 
 class HotRoot:
-    """A space root's directory descriptor, held for reads on the loop."""
+    """A space root's directory descriptor, held for reads on the loop.
+    ``open_file`` and ``close`` are called on the loop's thread only."""
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+        self._resolve = _HOT_RESOLVE | _RESOLVE_CACHED
 
     @classmethod
     def open(cls, root: Path) -> HotRoot | None:
@@ -122,7 +132,10 @@ class HotRoot:
         except OSError:
             return None
         hot = cls(fd)
-        probe = _openat2(fd, ".", os.O_PATH | os.O_CLOEXEC, _RESOLVE_BENEATH)
+        probe = _openat2(fd, ".", os.O_PATH | os.O_CLOEXEC, hot._resolve)
+        if probe == -errno.EINVAL:  # a kernel before RESOLVE_CACHED
+            hot._resolve = _HOT_RESOLVE
+            probe = _openat2(fd, ".", os.O_PATH | os.O_CLOEXEC, hot._resolve)
         if probe >= 0:
             os.close(probe)
         if file_system_type(fd) not in DISK_FILE_SYSTEMS or probe < 0:
@@ -130,19 +143,32 @@ class HotRoot:
             return None
         return hot
 
+    def same_as(self, root: Path) -> bool:
+        """Whether ``root``'s path still names the directory held (not so
+        once something is mounted over it, or it is renamed or replaced).
+        Blocking: from a worker thread."""
+        fd = self._fd
+        if fd is None:
+            return False
+        try:
+            held, now = os.fstat(fd), os.stat(root)
+        except OSError:
+            return False
+        return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
     def open_file(self, key: str) -> int | None:
         """A descriptor of ``key``'s file for reading, if it is reached below
         the root, on its file system, through no link at all, and is ours
         (``O_NOATIME`` is allowed to the file's owner only); None otherwise.
         Never waits on another file system."""
         fd = self._fd
-        if fd is None:
+        if fd is None or "\0" in key:  # (a C string would end at the NUL)
             return None
         opened = _openat2(
             fd,
             key,
             os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOATIME,
-            _RESOLVE_BENEATH | _RESOLVE_NO_XDEV | _RESOLVE_NO_SYMLINKS,
+            self._resolve,
         )
         if opened == -errno.ENOSYS:
             self.close()  # no openat2 after all: nothing more on the loop

@@ -49,6 +49,9 @@ _DIRECT_WRITE = 1 << 20  # writes at least this big skip the buffer
 _FLUSH_AT = 4 << 20  # buffered small writes are flushed in batches this big
 _LIST_BATCH = 1000
 SYNCFS_AT = 8  # ``put_many`` of this many keys ends with syncfs instead of fsyncs
+# Every this many keys touched, a block space checks that its root's path
+# still names the directory it holds for reads on the loop.
+RECHECK_ROOT_EVERY = 256
 
 T = TypeVar("T")
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -256,6 +259,7 @@ class LocalSpace:
         self._hot: HotRoot | None = None
         self._hot_known = False
         self._hot_lock = threading.Lock()
+        self._touched = 0
         self._recent = RecentKeys()
 
     def __repr__(self) -> str:
@@ -272,8 +276,16 @@ class LocalSpace:
                 if not self._hot_known:
                     self._hot = HotRoot.open(self.root)
                     self._hot_known = True
-        if self._hot is not None:
-            self._recent.add(key)
+        hot = self._hot
+        if hot is None:
+            return
+        self._touched += 1
+        if self._touched % RECHECK_ROOT_EVERY == 0 and not hot.same_as(self.root):
+            # Something was mounted over the root, or it was replaced: the
+            # held directory is no longer what reads by path see.
+            self._hot = None
+            return
+        self._recent.add(key)
 
     def _path(self, key: str) -> Path:
         """The file of ``key``, if every existing component of it resolves
@@ -684,5 +696,8 @@ class LocalSpace:
         await self._run(None, flush_sync, writing=True)
 
     async def close(self) -> None:
-        if self._hot is not None:
-            self._hot.close()
+        with self._hot_lock:
+            self._hot_known = True  # a read finishing now opens nothing more
+            hot, self._hot = self._hot, None
+        if hot is not None:
+            hot.close()
