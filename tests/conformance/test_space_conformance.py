@@ -420,22 +420,18 @@ async def test_local_reads_refuse_links_out_of_the_root(tmp_path: Path) -> None:
     assert space.read_blocking("blocks/inner/real", 1, 3) == b"nsi"
 
 
-async def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
-    """A FIFO where a block belongs fails its read instead of holding a
-    worker thread until some writer opens it."""
-    space = LocalSpace(tmp_path)
-    (tmp_path / "blocks").mkdir()
-    fifo = tmp_path / "blocks" / "fifo"
-    os.mkfifo(fifo)
-    got: list[BaseException | bytes] = []
+def _read_fifo(fifo: Path, read: Callable[[], object]) -> object:
+    """What ``read`` of the FIFO ``fifo`` returns or raises, failing the
+    test if it waits for a writer (after releasing it, by being one)."""
+    got: list[object] = []
 
-    def read() -> None:
+    def run() -> None:
         try:
-            got.append(space.read_blocking("blocks/fifo", 0, 10))
+            got.append(read())
         except BaseException as exc:
             got.append(exc)
 
-    reader = threading.Thread(target=read, daemon=True)
+    reader = threading.Thread(target=run, daemon=True)
     reader.start()
     reader.join(10)  # a bound on a hang, not a wait for something to happen
     stuck = reader.is_alive()
@@ -443,8 +439,20 @@ async def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join()
     assert not stuck
-    assert len(got) == 1 and isinstance(got[0], SpaceUnavailable)
-    assert "blocks/fifo" in str(got[0])
+    assert len(got) == 1
+    return got[0]
+
+
+async def test_local_read_of_a_fifo_fails_at_once(tmp_path: Path) -> None:
+    """A FIFO where a block belongs fails its read instead of holding a
+    worker thread until some writer opens it."""
+    space = LocalSpace(tmp_path)
+    (tmp_path / "blocks").mkdir()
+    fifo = tmp_path / "blocks" / "fifo"
+    os.mkfifo(fifo)
+    got = _read_fifo(fifo, lambda: space.read_blocking("blocks/fifo", 0, 10))
+    assert isinstance(got, SpaceUnavailable)
+    assert "blocks/fifo" in str(got)
     with pytest.raises(BlockNotFound):  # as stat says: not a regular file
         await streamed(space, "blocks/fifo")
 
@@ -479,18 +487,7 @@ async def test_local_read_cached_serves_recent_keys_and_refuses_what_read_refuse
     with pytest.raises(SpaceRefused, match="symbolic link"):
         space.read_blocking("blocks/aa/link", 0, 9)
     assert space.read_cached("blocks/aa/dir", 0, 10) is None
-    got: list[bytes | bytearray | None] = []
-    reader = threading.Thread(
-        target=lambda: got.append(space.read_cached("blocks/aa/fifo", 0, 10)), daemon=True
-    )
-    reader.start()
-    reader.join(10)  # a bound on a hang, not a wait for something to happen
-    stuck = reader.is_alive()
-    if stuck:  # waiting in open() for a writer: be one, so it ends, then fail
-        os.close(os.open(files / "fifo", os.O_WRONLY | os.O_NONBLOCK))
-        reader.join()
-    assert not stuck
-    assert got == [None]
+    assert _read_fifo(files / "fifo", lambda: space.read_cached("blocks/aa/fifo", 0, 10)) is None
     # None of these turned the fast path off for the space's other keys.
     assert space.read_cached("blocks/aa/real", 0, len(data)) == data
     await space.delete("blocks/aa/real")

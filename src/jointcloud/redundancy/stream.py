@@ -352,29 +352,25 @@ async def _read_chunk(
 Keep = Literal["plain", "stored", "none"]
 
 
-_BLOCKING: dict[type, bool] = {}
+_IMPLEMENTS: dict[tuple[type, type], bool] = {}
+
+
+def _implements(space: object, protocol: type) -> bool:
+    """``isinstance(space, protocol)`` (a runtime-checkable protocol), once
+    per class: a protocol check looks at every method each time."""
+    kind = (type(space), protocol)
+    found = _IMPLEMENTS.get(kind)
+    if found is None:
+        found = _IMPLEMENTS[kind] = isinstance(space, protocol)
+    return found
 
 
 def _reads_blocking(space: object) -> TypeGuard[BlockingSpace]:
-    """``isinstance(space, BlockingSpace)``, once per class (a protocol
-    check looks at every method each time)."""
-    kind = type(space)
-    found = _BLOCKING.get(kind)
-    if found is None:
-        found = _BLOCKING[kind] = isinstance(space, BlockingSpace)
-    return found
-
-
-_CACHED: dict[type, bool] = {}
+    return _implements(space, BlockingSpace)
 
 
 def _reads_cached(space: object) -> TypeGuard[CachedReads]:
-    """``isinstance(space, CachedReads)``, once per class."""
-    kind = type(space)
-    found = _CACHED.get(kind)
-    if found is None:
-        found = _CACHED[kind] = isinstance(space, CachedReads)
-    return found
+    return _implements(space, CachedReads)
 
 
 async def _read_run(

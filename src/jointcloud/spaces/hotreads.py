@@ -102,8 +102,9 @@ def _openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
 
 
 def file_system_type(fd: int) -> int | None:
-    """``f_type`` of the file system holding ``fd`` (its first field, a
-    native word, in every Linux ABI's ``struct statfs``); None if unknown."""
+    """``f_type`` of the file system holding ``fd`` (the first field of
+    ``struct statfs``, a native word, on the machines of ``_MACHINES``);
+    None if unknown."""
     if _LIBC.fstatfs is None:
         return None
     buf = ctypes.create_string_buffer(256)  # larger than struct statfs anywhere
