@@ -29,7 +29,8 @@ from jointcloud.core.gc import collect_garbage
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import MasterKey, private_dir
 from jointcloud.meta import catalog, layouts
-from jointcloud.meta.db import MIGRATIONS, Database, schema_head
+from jointcloud.meta.db import Database
+from jointcloud.meta.migrate import MIGRATIONS, schema_head
 from jointcloud.meta.tables import metadata
 from jointcloud.redundancy.policy import NonePolicy
 

@@ -26,23 +26,22 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, event, inspect, make_url
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jointcloud.config import sqlite_file
 from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
 from jointcloud.meta.driver import check_on_checkout, note_checkin
+from jointcloud.meta.migrate import foreign_keys, upgrade
 from jointcloud.meta.outage import Connections, connect_args, migration_engine, raise_if_outage
 from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -56,46 +55,6 @@ def _domain_conflict(exc: IntegrityError) -> DomainError:
     if unique:
         return DuplicateEntry("that name is already taken (a concurrent request created it)")
     return Conflict("a concurrent change removed something this request refers to; try again")
-
-
-def schema_head() -> str:
-    """The newest migration's revision. Revisions are their file's number
-    (``0013_….py`` is ``"0013"``), which ``test_migrations`` checks
-    against alembic's own view of the history."""
-    versions = (MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
-    return max(path.name[:4] for path in versions)
-
-
-def _at_head(sync_conn: Connection) -> bool:
-    if not inspect(sync_conn).has_table("alembic_version"):
-        return False
-    found = sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    return [row[0] for row in found] == [schema_head()]
-
-
-def _upgrade(sync_conn: Connection, revision: str) -> None:
-    # A start on a schema that is up to date (every start but the first and
-    # those after an upgrade) does not import alembic: its modules, and
-    # mako's, would stay in every server process for nothing (12 MB).
-    if revision == "head" and _at_head(sync_conn):
-        return
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, revision)
-
-
-def _foreign_keys(sync_conn: Connection, on: bool) -> None:
-    """Switch SQLite's foreign keys on this connection (outside any
-    transaction: inside one the pragma does nothing)."""
-    cur = sync_conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
-    finally:
-        cur.close()
 
 
 def _private_sqlite_file(url: str) -> None:
@@ -319,14 +278,14 @@ class Database:
             try:
                 conn = await conn.execution_options(jcs_write=True)
                 if self.is_sqlite:
-                    await conn.run_sync(_foreign_keys, False)
+                    await conn.run_sync(foreign_keys, False)
                 try:
                     async with conn.begin():
-                        await conn.run_sync(_upgrade, revision)
+                        await conn.run_sync(upgrade, revision)
                 finally:
                     if self.is_sqlite:
                         try:
-                            await conn.run_sync(_foreign_keys, True)
+                            await conn.run_sync(foreign_keys, True)
                         except Exception:
                             # Never back into the pool with foreign keys off.
                             await conn.invalidate()
