@@ -89,6 +89,15 @@ class _Tracked:
         return await anext(self.source)
 
 
+def _log_failed_write(chosen: Sequence[UserSpace], exc: SpaceError) -> None:
+    log.warning(
+        "block write failed",
+        spaces=[s.user_space_id for s in chosen],
+        error_type=type(exc).__name__,
+        error=exc.message,
+    )
+
+
 class BlockStore:
     def __init__(
         self, db: Database, master: MasterKey, pool: SpacePool, *, inline_max: int = 0
@@ -152,11 +161,16 @@ class BlockStore:
             chosen = choose_spaces(spaces, policy, affinity)
             try:
                 return await attempt(chosen)
-            except SpaceError:
+            except SpaceError as exc:
+                # A space that answers but fails writes (a full or failing
+                # disk, a cloud refusing) is the operator's to see: the
+                # client only gets the 503.
                 if not retry():
+                    _log_failed_write(chosen, exc)
                     raise
                 dead = await self._unreachable(chosen)
                 if not dead:
+                    _log_failed_write(chosen, exc)
                     raise
                 await self._mark_unavailable(dead)
                 spaces = [

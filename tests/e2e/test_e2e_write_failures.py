@@ -1,0 +1,232 @@
+"""A disk that refuses writes under a real ``jcs serve``: what a user and the
+operator see, and what is left behind.
+
+The server runs with a file size limit (``RLIMIT_FSIZE``, set before it
+starts): any write that would take one file past ``LIMIT`` fails in the
+kernel with ``EFBIG``, as a full disk fails with ``ENOSPC``, while small
+files (the metadata database, small objects' blocks, the log) keep working.
+Python ignores ``SIGXFSZ``, so the process is not killed by it. Objects of
+``BIG`` bytes need a block file past the limit.
+
+Checked: v1 uploads (one file, an overwrite, a multi-file upload) and S3
+(PutObject, UploadPart) answer 503 in their protocol's format, naming the
+failure; nothing of them is visible and the object overwritten keeps its
+bytes; the server logs the failed write at warning level; once the limit is
+lifted (the disk has room again) the same uploads succeed without a
+restart; GC and fsck then find no orphan, no missing block and no temporary
+file, and exactly the blocks of committed objects are on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+from e2e_support import JCS, JcsServer, api_client, clean_env, fetch, make_package
+from s3_clients import S3Creds, boto3_client, make_credentials
+
+LIMIT = 4 << 20
+BIG = 6 << 20
+SMALL = 100_000
+PROJECT = "fullproj"
+BUCKET = "fullbucket"
+GC_NOW = {"JCS_GC_DELAY_SECONDS": "0", "JCS_MULTIPART_EXPIRY_SECONDS": "0"}
+
+# Sets the limit (soft only: the test lifts it later with prlimit) and
+# becomes the server: the same PID, so the server's PID is the one limited.
+_LIMITED = (
+    "import os, resource, sys\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.RLIM_INFINITY))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+@dataclass
+class LimitedServer(JcsServer):
+    """``jcs serve`` whose files may not grow past ``LIMIT`` bytes."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", _LIMITED, str(LIMIT), *super().command()]
+
+    def lift_limit(self) -> None:
+        unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
+        resource.prlimit(self.pid, resource.RLIMIT_FSIZE, unlimited)
+
+
+@dataclass
+class Setup:
+    server: LimitedServer
+    api: httpx.Client
+    package_id: int
+    s3: Any
+    creds: S3Creds
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Setup]:
+    server = LimitedServer(data_dir=tmp_path / "data", log_dir=tmp_path)
+    server.start()
+    try:
+        with api_client(server) as api:
+            package_id = make_package(api, PROJECT, "files")
+            creds = make_credentials(server, PROJECT, "full passphrase", cwd=tmp_path)
+            s3 = boto3_client(creds)
+            s3.create_bucket(Bucket=BUCKET)
+            yield Setup(server, api, package_id, s3, creds)
+    finally:
+        server.stop()
+
+
+def upload(api: httpx.Client, package_id: int, *files: tuple[str, bytes]) -> httpx.Response:
+    return api.post(
+        "/v1/object/upload",
+        files=[
+            ("info", (None, json.dumps({"packageID": package_id}))),
+            *(("files", (path, data, "application/octet-stream")) for path, data in files),
+        ],
+    )
+
+
+def listed(api: httpx.Client, package_id: int) -> list[str]:
+    r = api.get("/v1/object/listByPath", params={"packageID": package_id, "isPrefix": "true"})
+    assert r.status_code == 200, r.text
+    return [o["path"] for o in r.json()["data"]["objects"]]
+
+
+def assert_refused_write(r: httpx.Response) -> str:
+    """503 in the v1 envelope, naming what failed: the kernel's reason.
+    Returns the request's id."""
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert body["code"] == "OperationFailed" and body["data"] is None
+    assert "File too large" in body["message"], body
+    assert "Traceback" not in r.text
+    return r.headers["x-request-id"]
+
+
+def assert_s3_refused(caught: pytest.ExceptionInfo[ClientError]) -> str:
+    """503 ServiceUnavailable in S3's XML, naming the kernel's reason;
+    returns the request's id."""
+    answer = caught.value.response
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert answer["Error"]["Code"] == "ServiceUnavailable"
+    assert "File too large" in answer["Error"]["Message"]
+    request_id: str = answer["ResponseMetadata"]["RequestId"]
+    assert request_id
+    return request_id
+
+
+def block_files(server: JcsServer) -> set[Path]:
+    return {
+        p
+        for p in (server.data_dir / "spaces").rglob("*")
+        if p.is_file() and not p.name.startswith(".jcs-tmp-")
+    }
+
+
+def temp_files(server: JcsServer) -> list[Path]:
+    return [p for p in (server.data_dir / "spaces").rglob(".jcs-tmp-*") if p.is_file()]
+
+
+def admin(server: JcsServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(JCS), "admin", *args, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean_env(), **GC_NOW},
+        check=False,
+    )
+
+
+def test_a_disk_refusing_writes_leaves_nothing_and_the_server_recovers(
+    full_disk: Setup,
+) -> None:
+    server, api, pkg, s3 = full_disk.server, full_disk.api, full_disk.package_id, full_disk.s3
+    kept, old, big = os.urandom(SMALL), os.urandom(SMALL), os.urandom(BIG)
+    assert upload(api, pkg, ("kept.bin", kept), ("over.bin", old)).status_code == 200
+    s3.put_object(Bucket=BUCKET, Key="s3-kept.bin", Body=kept)
+    before = block_files(server)
+    assert len(before) == 3  # small objects' blocks fit under the limit
+
+    # v1: a new object, an overwrite, a multi-file upload with one big file
+    refused = [
+        assert_refused_write(upload(api, pkg, ("big.bin", big))),
+        assert_refused_write(upload(api, pkg, ("over.bin", big))),
+        assert_refused_write(
+            upload(api, pkg, ("m/a.bin", kept), ("m/big.bin", big), ("m/c.bin", old))
+        ),
+    ]
+    assert sorted(listed(api, pkg)) == ["kept.bin", "over.bin"]
+    assert fetch(api, pkg, "over.bin") == old  # the overwrite left the old bytes
+
+    # S3: a PUT and one part of a multipart upload
+    with pytest.raises(ClientError) as put:
+        s3.put_object(Bucket=BUCKET, Key="s3-big.bin", Body=big)
+    refused.append(assert_s3_refused(put))
+    with pytest.raises(ClientError) as head:
+        s3.head_object(Bucket=BUCKET, Key="s3-big.bin")
+    assert head.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="mp.bin")["UploadId"]
+    with pytest.raises(ClientError) as part:
+        s3.upload_part(Bucket=BUCKET, Key="mp.bin", UploadId=upload_id, PartNumber=1, Body=big)
+    refused.append(assert_s3_refused(part))
+    parts = s3.list_parts(Bucket=BUCKET, Key="mp.bin", UploadId=upload_id)
+    assert parts.get("Parts", []) == []
+
+    # nothing of the refused writes is on disk, not even a temporary file
+    assert block_files(server) == before
+    assert temp_files(server) == []
+    # the operator is told of every refused write, with the kernel's reason
+    # (boto3 may have sent an S3 request twice: each attempt is logged)
+    failures = {
+        entry["request_id"]: entry
+        for entry in (json.loads(line) for line in server.output().splitlines() if line[:1] == "{")
+        if entry["event"] == "block write failed"
+    }
+    assert set(refused) <= set(failures), server.output()
+    assert all(
+        f["level"] == "warning" and "File too large" in f["error"] for f in failures.values()
+    )
+
+    # the disk has room again: the same writes succeed, no restart needed
+    server.lift_limit()
+    r = upload(api, pkg, ("over.bin", big))
+    assert r.status_code == 200, r.text
+    assert fetch(api, pkg, "over.bin") == big
+    s3.put_object(Bucket=BUCKET, Key="s3-big.bin", Body=big)
+    assert s3.get_object(Bucket=BUCKET, Key="s3-big.bin")["Body"].read() == big
+    etag = s3.upload_part(Bucket=BUCKET, Key="mp.bin", UploadId=upload_id, PartNumber=1, Body=big)[
+        "ETag"
+    ]
+    s3.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key="mp.bin",
+        UploadId=upload_id,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )
+    assert s3.get_object(Bucket=BUCKET, Key="mp.bin")["Body"].read() == big
+
+    # GC and fsck: no orphan, no missing block, nothing temporary left
+    gc = admin(server, "gc", "--once")
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    fsck = admin(server, "fsck")
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    summary = next(
+        line for line in fsck.stdout.splitlines() if line.startswith("fsck: ") and "checked" in line
+    )
+    assert " 0 missing," in summary and " 0 orphans," in summary, fsck.stdout
+    assert temp_files(server) == []
+    # kept.bin, s3-kept.bin, the new over.bin, s3-big.bin and mp.bin's part
+    # (the old over.bin's block went with GC)
+    assert len(block_files(server)) == 5
+    assert '"status": 500' not in server.output()
