@@ -9,6 +9,7 @@ credentials into the log. Values bound with ``structlog.contextvars`` (the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from typing import TextIO
@@ -21,6 +22,20 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+class _NeverFailing(structlog.PrintLogger):
+    """A log line that cannot be written (the disk holding the log is full,
+    the pipe is gone) is dropped: logging must not fail the request or job
+    that logs, least of all when it reports that same disk filling up. The
+    standard library's handlers do the same (``Handler.handleError``)."""
+
+    def msg(self, message: str) -> None:
+        with contextlib.suppress(OSError, ValueError):  # ValueError: the stream was closed
+            super().msg(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
 
 
 def configure_logging(
@@ -60,7 +75,7 @@ def configure_logging(
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=lambda *_: _NeverFailing(out),
         cache_logger_on_first_use=final,
     )
 

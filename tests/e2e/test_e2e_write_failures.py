@@ -8,13 +8,18 @@ files (the metadata database, small objects' blocks, the log) keep working.
 Python ignores ``SIGXFSZ``, so the process is not killed by it. Objects of
 ``BIG`` bytes need a block file past the limit.
 
-Checked: v1 uploads (one file, an overwrite, a multi-file upload) and S3
+Checked, with blocks past the limit: v1 uploads (one file, an overwrite, a multi-file upload) and S3
 (PutObject, UploadPart) answer 503 in their protocol's format, naming the
 failure; nothing of them is visible and the object overwritten keeps its
 bytes; the server logs the failed write at warning level; once the limit is
 lifted (the disk has room again) the same uploads succeed without a
 restart; GC and fsck then find no orphan, no missing block and no temporary
-file, and exactly the blocks of committed objects are on disk."""
+file, and exactly the blocks of committed objects are on disk.
+
+And with the metadata database's write-ahead log reaching the limit: v1
+and S3 writes answer 503 saying that the metadata database cannot use its
+file (never 500), the operator is told, every acknowledged object stays
+readable, and once the limit is lifted writes succeed again."""
 
 from __future__ import annotations
 
@@ -52,10 +57,12 @@ _LIMITED = (
 
 @dataclass
 class LimitedServer(JcsServer):
-    """``jcs serve`` whose files may not grow past ``LIMIT`` bytes."""
+    """``jcs serve`` whose files may not grow past ``limit`` bytes."""
+
+    limit: int = LIMIT
 
     def command(self) -> list[str]:
-        return [sys.executable, "-c", _LIMITED, str(LIMIT), *super().command()]
+        return [sys.executable, "-c", _LIMITED, str(self.limit), *super().command()]
 
     def lift_limit(self) -> None:
         unlimited = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
@@ -230,3 +237,62 @@ def test_a_disk_refusing_writes_leaves_nothing_and_the_server_recovers(
     # (the old over.bin's block went with GC)
     assert len(block_files(server)) == 5
     assert '"status": 500' not in server.output()
+
+
+META_LIMIT = 1_000_000  # the write-ahead log passes this after some dozens of uploads
+META_TRIES = 400
+
+
+def test_a_metadata_file_that_cannot_grow_answers_503_and_recovers(tmp_path: Path) -> None:
+    server = LimitedServer(data_dir=tmp_path / "data", log_dir=tmp_path, limit=META_LIMIT)
+    server.start()
+    try:
+        with api_client(server) as api:
+            pkg = make_package(api, PROJECT, "files")
+            creds = make_credentials(server, PROJECT, "full passphrase", cwd=tmp_path)
+            s3 = boto3_client(creds)
+            s3.create_bucket(Bucket=BUCKET)
+            acked: dict[str, bytes] = {}
+            refused: list[str] = []
+            for i in range(META_TRIES):
+                data = os.urandom(3000)  # inline: the bytes go into the database too
+                r = upload(api, pkg, (f"f/{i}.bin", data))
+                if r.status_code == 200:
+                    acked[f"f/{i}.bin"] = data
+                    continue
+                assert r.status_code == 503, r.text
+                assert r.json()["message"].startswith(
+                    "the metadata database cannot use its file ("
+                ), r.text
+                refused.append(f"f/{i}.bin")
+                if len(refused) == 3:
+                    break
+            assert len(refused) == 3, f"the log never reached the limit in {META_TRIES} uploads"
+            with pytest.raises(ClientError) as put:
+                s3.put_object(Bucket=BUCKET, Key="s3.bin", Body=b"small")
+            answer = put.value.response
+            assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503
+            assert answer["Error"]["Code"] == "ServiceUnavailable"
+            assert "metadata database cannot use its file" in answer["Error"]["Message"]
+
+            # reads go on: every acknowledged object, nothing refused
+            assert set(listed(api, pkg)) == set(acked)
+            for path, data in list(acked.items())[-5:]:
+                assert fetch(api, pkg, path) == data
+
+            server.lift_limit()
+            r = upload(api, pkg, ("after.bin", b"after"))
+            assert r.status_code == 200, r.text
+            s3.put_object(Bucket=BUCKET, Key="s3.bin", Body=b"small")
+            assert s3.get_object(Bucket=BUCKET, Key="s3.bin")["Body"].read() == b"small"
+            assert set(listed(api, pkg)) == {*acked, "after.bin"}
+            for path, data in acked.items():
+                assert fetch(api, pkg, path) == data
+    finally:
+        server.stop()
+    fsck = admin(server, "fsck")
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    entries = [json.loads(line) for line in server.output().splitlines() if line[:1] == "{"]
+    told = [e for e in entries if e["event"] == "database: SQLite cannot use its file"]
+    assert told and all(e["level"] == "warning" for e in told), server.output()
+    assert not [e for e in entries if e["level"] == "error"], server.output()

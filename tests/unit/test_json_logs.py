@@ -4,6 +4,7 @@ middle of the server's JSON log."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -15,8 +16,20 @@ import structlog
 from jointcloud.logs import configure_logging
 
 
+class FillingDisk(io.StringIO):
+    """A log file on a disk that fills up: writes fail with ENOSPC while
+    ``full`` is set."""
+
+    full = False
+
+    def write(self, text: str) -> int:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(text)
+
+
 @pytest.fixture
-def server_logging() -> Iterator[io.StringIO]:
+def server_logging() -> Iterator[FillingDisk]:
     """The process's logging as ``jcs serve`` sets it up (pytest's own
     handlers put aside), restored afterwards."""
     root = logging.getLogger()
@@ -29,7 +42,7 @@ def server_logging() -> Iterator[io.StringIO]:
     for lg in uvicorn_loggers:
         lg.handlers, lg.propagate = [], True
     root.handlers = []
-    out = io.StringIO()
+    out = FillingDisk()
     try:
         configure_logging("info", stream=out)
         yield out
@@ -41,7 +54,7 @@ def server_logging() -> Iterator[io.StringIO]:
             lg.handlers, lg.propagate = handlers, propagate
 
 
-def test_library_records_are_json_lines(server_logging: io.StringIO) -> None:
+def test_library_records_are_json_lines(server_logging: FillingDisk) -> None:
     logging.getLogger("uvicorn.error").warning("Invalid HTTP request received.")
     logging.getLogger("python_multipart.multipart").warning("Expected %s, got %d", "boundary", 88)
     try:
@@ -58,3 +71,23 @@ def test_library_records_are_json_lines(server_logging: io.StringIO) -> None:
     ]
     assert "ValueError: boom" in lines[2]["exception"]
     assert all("timestamp" in r for r in lines)
+
+
+def test_a_log_that_cannot_be_written_fails_nobody(server_logging: FillingDisk) -> None:
+    """A full disk under the log must not turn every logged event (a
+    request's failed write, reported on that same disk) into an exception
+    of the code that logs it. Lines logged meanwhile are lost; later ones
+    are written."""
+    log = structlog.get_logger("jointcloud.test")
+    server_logging.full = True
+    log.warning("block write failed", error="No space left on device")
+    log.error("lost too")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("and this")
+    logging.getLogger("uvicorn.error").warning("a library's line")
+    server_logging.full = False
+    log.info("written again")
+    lines = [json.loads(line) for line in server_logging.getvalue().splitlines()]
+    assert [r["event"] for r in lines] == ["written again"]

@@ -34,10 +34,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jointcloud.config import sqlite_file
-from jointcloud.errors import Conflict, DomainError, DuplicateEntry, OperationFailed
+from jointcloud.errors import Conflict, DomainError, DuplicateEntry, MetadataUnavailable
 from jointcloud.meta.driver import check_on_checkout, note_checkin
 from jointcloud.meta.migrate import foreign_keys, upgrade
-from jointcloud.meta.outage import Connections, connect_args, migration_engine, raise_if_outage
+from jointcloud.meta.outage import (
+    Connections,
+    connect_args,
+    migration_engine,
+    raise_if_outage,
+    sqlite_failure,
+)
 from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
 from jointcloud.meta.writerlock import WriterLock
@@ -78,11 +84,20 @@ def _private_sqlite_file(url: str) -> None:
             os.chmod(database + suffix, 0o600)
 
 
+def _file_failure(exc: BaseException) -> MetadataUnavailable | None:
+    """SQLite's file failing (meta/outage.py), logged: the client only
+    gets a 503, and the operator must learn that the disk is full."""
+    failed = sqlite_failure(exc)
+    if failed is not None:
+        log.warning("database: SQLite cannot use its file", error=failed.message)
+    return failed
+
+
 # Writers committed together at most (bounds a group's latency).
 GROUP_MAX = 64
 
 
-class NotDurable(OperationFailed):
+class NotDurable(MetadataUnavailable):
     """The commit went to SQLite but could not be synced to disk: the write
     is not acknowledged (after a crash it may or may not be there)."""
 
@@ -320,8 +335,14 @@ class Database:
             finally:
                 await conn.close()
             return
-        async with self._grouped() as conn:
-            yield conn
+        try:
+            async with self._grouped() as conn:
+                yield conn
+        except Exception as exc:
+            failed = _file_failure(exc)
+            if failed is None:
+                raise
+            raise failed from exc
 
     @asynccontextmanager
     async def _grouped(self) -> AsyncIterator[AsyncConnection]:
@@ -556,9 +577,12 @@ class Database:
         self, conn: AsyncConnection | None, exc: BaseException, committing: bool = False
     ) -> None:
         """Raise ``exc`` as ``MetadataUnavailable`` if it says PostgreSQL is
-        out of reach or silent (meta/outage.py), dropping ``conn``."""
+        out of reach or silent, dropping ``conn``, or that SQLite cannot use
+        its file (meta/outage.py)."""
         if not self.is_sqlite:
             await raise_if_outage(conn, exc, self.timeout, committing)
+        elif (failed := _file_failure(exc)) is not None:
+            raise failed from exc
 
     async def _dispose(self) -> None:
         await self._readers.close()

@@ -22,7 +22,10 @@ What now holds:
 - a stop closes connections politely for at most ``CLOSE_SECONDS``, then
   drops the rest.
 
-SQLite is a file in this process: none of this applies to it.
+SQLite is a file in this process: none of the above applies to it. Its
+file can fail, though (a full disk, an I/O error, a file made read-only or
+damaged): ``sqlite_failure`` names that as ``MetadataUnavailable`` too, so
+that every protocol answers 503 saying so, not 500.
 """
 
 from __future__ import annotations
@@ -99,6 +102,23 @@ def outage(exc: BaseException, timeout: float) -> MetadataUnavailable | None:
         return MetadataUnavailable("the connection to the metadata database was lost")
     if isinstance(exc, _UNREACHABLE):
         return MetadataUnavailable(f"cannot reach the metadata database ({type(exc).__name__})")
+    return None
+
+
+# SQLite's primary result codes for a database file it cannot use: read
+# only (8), an I/O error (10), damaged (11), the disk full (13), cannot be
+# opened (14), not a database (26). Busy and locked are waited out elsewhere.
+_SQLITE_FILE_FAILURES = frozenset({8, 10, 11, 13, 14, 26})
+
+
+def sqlite_failure(exc: BaseException) -> MetadataUnavailable | None:
+    """``exc`` as SQLite's file failing, or None if it is not that. The
+    message is SQLite's own ("disk I/O error", "database or disk is full"),
+    which never holds the file's path."""
+    for found in (exc, getattr(exc, "orig", None), exc.__cause__):
+        code = getattr(found, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in _SQLITE_FILE_FAILURES:
+            return MetadataUnavailable(f"the metadata database cannot use its file ({found})")
     return None
 
 
