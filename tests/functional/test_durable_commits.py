@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from jointcloud.errors import MetadataUnavailable
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database, NotDurable
 from jointcloud.meta.rows import now
@@ -187,3 +188,24 @@ async def test_a_writer_that_ends_the_transaction_gets_its_own_error(db: Databas
     assert acks == ["after"]
     found = await names(db)
     assert "after" in found and "gone" not in found
+
+
+async def test_a_lock_held_by_a_program_outside_jcs_fails_writes_with_503_words(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``sqlite3`` shell (which takes no ``.writer`` lock) holding a
+    write transaction: writes wait up to ``LOCKED_FOR``, then fail as the
+    database being unavailable (a 503 in every protocol), not as a raw
+    SQLite error (a 500); and work again once the shell lets go."""
+    monkeypatch.setattr("jointcloud.meta.db.LOCKED_FOR", 0.3)
+    shell = sqlite3.connect(tmp_path / "meta.db", isolation_level=None)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(MetadataUnavailable, match="stayed locked by another process"):
+            await add_user(db, "waited", [])
+    finally:
+        shell.execute("ROLLBACK")
+        shell.close()
+    acks: list[str] = []
+    await add_user(db, "after", acks)
+    assert acks == ["after"]

@@ -1,15 +1,21 @@
 """Which errors say the metadata database is out of reach (meta/outage.py):
 silence, refusals, a server shutting down, starting up or full, raw from
-asyncpg or wrapped by SQLAlchemy; and which do not."""
+asyncpg or wrapped by SQLAlchemy; and which do not. Which SQLite errors say
+its file cannot be used, made for real on files set up to fail."""
 
 from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
 
 import asyncpg
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from jointcloud.meta.outage import outage
+from jointcloud.meta.outage import outage, sqlite_failure
 
 
 def wrapped(error: Exception) -> sa_exc.DBAPIError:
@@ -38,6 +44,11 @@ def wrapped(error: Exception) -> sa_exc.DBAPIError:
         ),
         (asyncpg.AdminShutdownError("terminating connection"), "out of service"),
         (asyncpg.TooManyConnectionsError("sorry, too many clients already"), "out of service"),
+        (
+            asyncpg.DiskFullError('could not extend file "base/5/16384": No space left on device'),
+            "out of service (No space left on device)",
+        ),
+        (asyncpg.OutOfMemoryError("out of memory"), "out of service (out of memory)"),
     ],
 )
 def test_out_of_reach_raw_and_wrapped(error: Exception, says: str) -> None:
@@ -61,3 +72,58 @@ def test_other_errors_are_not_outages(error: Exception) -> None:
     assert outage(error, 30) is None
     if isinstance(error, asyncpg.PostgresError):
         assert outage(wrapped(error), 30) is None
+
+
+def _error_of(statement: str, path: Path, *, read_only: bool = False) -> sqlite3.Error:
+    conn = sqlite3.connect(f"file:{path}{'?mode=ro' if read_only else ''}", uri=True)
+    try:
+        conn.execute(statement)
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        conn.close()
+    raise AssertionError(f"{statement!r} did not fail")
+
+
+def test_sqlite_file_failures(tmp_path: Path) -> None:
+    ro = tmp_path / "ro.db"
+    sqlite3.connect(ro).execute("CREATE TABLE t (x)").connection.commit()
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(8192))
+    readonly = _error_of("INSERT INTO t VALUES (1)", ro, read_only=True)
+    damaged = _error_of("SELECT * FROM t", garbage)
+    for error, says in ((readonly, "readonly"), (damaged, "not a database")):
+        found = sqlite_failure(error)
+        assert found is not None, error
+        assert found.message.startswith("the metadata database cannot use its file (")
+        assert says in found.message and str(tmp_path) not in found.message
+
+
+async def test_sqlite_file_failure_wrapped_by_sqlalchemy(tmp_path: Path) -> None:
+    ro = tmp_path / "ro.db"
+    sqlite3.connect(ro).execute("CREATE TABLE t (x)").connection.commit()
+    engine = create_async_engine(f"sqlite+aiosqlite:///file:{ro}?mode=ro&uri=true")
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(sa_exc.OperationalError) as caught:
+                await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+    finally:
+        await engine.dispose()
+    found = sqlite_failure(caught.value)
+    assert found is not None and "readonly" in found.message
+
+
+def test_other_sqlite_errors_are_not_file_failures(tmp_path: Path) -> None:
+    db = tmp_path / "ok.db"
+    assert sqlite_failure(_error_of("SELECT * FROM missing", db)) is None  # no such table
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        other = sqlite3.connect(db, timeout=0)
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("SELECT 1 FROM sqlite_master")
+        other.close()
+    finally:
+        holder.close()
+    assert "locked" in str(locked.value)
+    assert sqlite_failure(locked.value) is None  # waited out elsewhere

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jointcloud.errors import OperationFailed
+from jointcloud.errors import MetadataUnavailable
 from jointcloud.meta.writerlock import WriterLock
 
 
@@ -108,7 +108,7 @@ async def test_a_holder_that_never_lets_go_fails_the_wait(path: Path) -> None:
     impatient = WriterLock(str(path), str(database), wait=0.2)
     try:
         taking = await holder.acquire()
-        with pytest.raises(OperationFailed, match="locked by another process"):
+        with pytest.raises(MetadataUnavailable, match="locked by another process"):
             await impatient.acquire()
         holder.release(taking)
         await until_free(path)  # the abandoned wait got it and gave it back

@@ -610,8 +610,13 @@ async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
         try:
             return await attempt()
         except OperationalError as exc:
-            if "locked" not in str(exc.orig) or waited >= LOCKED_FOR:
+            if "locked" not in str(exc.orig):
                 raise
+            if waited >= LOCKED_FOR:  # a holder that never lets go: not this request's fault
+                raise MetadataUnavailable(
+                    f"the metadata database stayed locked by another process for "
+                    f"{LOCKED_FOR:.0f} s"
+                ) from exc
         await asyncio.sleep(pause)
         waited += pause
         pause = min(pause * 2, 0.2)

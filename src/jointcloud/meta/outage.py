@@ -64,9 +64,10 @@ def connect_args(timeout: float) -> dict[str, Any]:
 
 
 # SQLSTATEs of a server that is there but out of service: shutting down by
-# an operator or after a crash, starting up or in recovery, full. Class 08
-# (connection exceptions) is out of service too.
-_OUT_OF_SERVICE = frozenset({"57P01", "57P02", "57P03", "53300"})
+# an operator or after a crash, starting up or in recovery, its connections
+# full, its disk full, out of memory. Class 08 (connection exceptions) is
+# out of service too.
+_OUT_OF_SERVICE = frozenset({"57P01", "57P02", "57P03", "53300", "53100", "53200"})
 
 
 def _sqlstate(exc: BaseException) -> str | None:
