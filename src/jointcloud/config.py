@@ -115,6 +115,9 @@ class Settings:
     # body (JCS_HTTP_HEAD_SECONDS, JCS_HTTP_IDLE_SECONDS; api/common/connection.py).
     http_head_seconds: float = 60.0
     http_idle_seconds: float = 60.0
+    # Open connections per process over all listeners (JCS_MAX_CONNECTIONS;
+    # api/common/admission.py); None: a quarter of its open-files limit.
+    max_connections: int | None = None
     # How long PostgreSQL may take to answer one statement or a connection
     # attempt before the request fails with 503 (JCS_DB_TIMEOUT_SECONDS;
     # meta/outage.py). SQLite is in-process: no limit applies.
@@ -261,6 +264,7 @@ class Environment(BaseSettings):
     auth_token: str | None = Field(default=None, min_length=16, repr=False)
     http_head_seconds: Interval = 60.0
     http_idle_seconds: Interval = 60.0
+    max_connections: Annotated[int, Field(ge=1)] | None = None
     db_timeout_seconds: Interval = 30.0
 
     @field_validator("s3_domains", mode="before")
@@ -405,6 +409,7 @@ class Environment(BaseSettings):
             auth_token=self.auth_token,
             http_head_seconds=self.http_head_seconds,
             http_idle_seconds=self.http_idle_seconds,
+            max_connections=self.max_connections,
             db_timeout_seconds=self.db_timeout_seconds,
         )
 

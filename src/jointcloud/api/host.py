@@ -42,6 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jointcloud.api.authsvc import app as authsvc
+from jointcloud.api.common.admission import Admission, default_max_connections
 from jointcloud.api.common.connection import ConnectionLimits, Malformed, http_protocol
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import app as gateway
@@ -139,6 +140,20 @@ class Metrics:
             job,
             registry=reg,
         )
+        self.connections_open = Gauge(
+            "jcs_http_connections_open",
+            "Connections this process holds open, over all its listeners",
+            registry=reg,
+        )
+        self.connections_limit = Gauge(
+            "jcs_http_connections_limit",
+            "Connections this process keeps open at most; more are answered 503",
+            registry=reg,
+        )
+
+    def watch(self, admission: Admission) -> None:
+        self.connections_open.set_function(lambda: admission.open)
+        self.connections_limit.set(admission.limit)
 
     async def refresh(self, ctx: Context) -> None:
         try:
@@ -258,9 +273,12 @@ def check_listeners(settings: Settings) -> None:
 def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[Listener]:
     check_listeners(settings)
     main = main_app(ctx, metrics, settings.roles)
+    admission = Admission(settings.max_connections or default_max_connections())
+    metrics.watch(admission)
     limits = ConnectionLimits(
         head_seconds=settings.http_head_seconds,
         idle_seconds=settings.http_idle_seconds,
+        admission=admission,
     )
     listeners = [Listener(MAIN_LISTENER, settings.listen, main, MALFORMED[MAIN_LISTENER], limits)]
     if "api" in settings.roles:

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+from jointcloud.api.common.admission import raise_open_files_limit
 from jointcloud.api.host import Host, check_listeners
 from jointcloud.cli.workers import Workers, die_with, worker_command, worker_of
 from jointcloud.config import ConfigError, Settings, sqlite_file
@@ -95,6 +96,7 @@ def run_server(settings: Settings) -> None:
         settings = replace(settings, roles=("api",), workers=1)
     # Multi-MiB segment buffers churn glibc's heap; see redundancy/erasure.py.
     apply_malloc_tuning()
+    raise_open_files_limit()  # before the connection limit is derived from it
     configure_logging(settings.log_level, final=True)
     _tune_collector()
     try:

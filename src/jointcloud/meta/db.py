@@ -614,8 +614,7 @@ async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
                 raise
             if waited >= LOCKED_FOR:  # a holder that never lets go: not this request's fault
                 raise MetadataUnavailable(
-                    f"the metadata database stayed locked by another process for "
-                    f"{LOCKED_FOR:.0f} s"
+                    f"the metadata database stayed locked by another process for {LOCKED_FOR:.0f} s"
                 ) from exc
         await asyncio.sleep(pause)
         waited += pause

@@ -40,18 +40,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Literal
 
 from starlette.responses import Response
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from jointcloud.api.common.admission import Admission
 from jointcloud.api.common.bigwrites import ThreadedWrites
 from jointcloud.api.common.observability import new_request_id
 
-# What went wrong with a request before the app saw it.
-Problem = Literal["unparsable", "head_too_large", "head_timeout"]
+# What went wrong with a request before the app saw it (or, with
+# too_many_connections, before any request: the process is at its limit).
+Problem = Literal["unparsable", "head_too_large", "head_timeout", "too_many_connections"]
 # A listener's answer to such a request, given its request id.
 Malformed = Callable[[str, Problem], Response]
 
@@ -68,6 +71,8 @@ class ConnectionLimits:
     head_seconds: float = 60.0
     idle_seconds: float = 60.0  # a body's pauses, and an answer's wait for a reader
     max_head: int = 64 * 1024  # AWS takes 8 KiB of headers on a PUT; URLs add some
+    # Open connections of the process, over all its listeners (admission.py).
+    admission: Admission | None = field(default=None, compare=False)
 
 
 def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type[HttpToolsProtocol]:
@@ -93,6 +98,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _stalled_buffer = 0  # the answer's bytes still buffered then
         _refused = False  # answered and closing: what still arrives is dropped
         _writes: ThreadedWrites
+        _admitted = False  # counted among the process's open connections
+        _lingering = False  # turned away, counted among those lingering
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -100,12 +107,36 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             # close and abort (ours, uvicorn's, each request's) goes here.
             self._writes = ThreadedWrites(transport, self.pause_writing, self.resume_writing)
             self.transport = self._writes  # type: ignore[assignment]
+            admission = limits.admission
+            if admission is not None and not admission.admit():
+                self._turn_away(admission)
+                return
+            self._admitted = admission is not None
             self._begin_head()
+
+        def _turn_away(self, admission: Admission) -> None:
+            """At the limit: answered at once, without waiting for a request,
+            and closed after a short linger (as ``_refuse``) while few linger."""
+            self._refused = True
+            self.transport.write(self._answer("too_many_connections"))
+            if self.transport.can_write_eof() and admission.may_linger():
+                self._lingering = True
+                self.transport.write_eof()
+                self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+            else:
+                self.transport.close()
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
+            if limits.admission is not None:
+                if self._admitted:
+                    self._admitted = False
+                    limits.admission.leave()
+                elif self._lingering:
+                    self._lingering = False
+                    limits.admission.lingered()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -337,18 +368,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self._drop()
                 return
             self._refused = True
-            request_id = new_request_id()
-            if malformed is None:
-                body = b"the HTTP request was refused: " + problem.encode() + b"\n"
-                answer = Response(body, status_code=400, media_type="text/plain")
-            else:
-                answer = malformed(request_id, problem)
-            lines = [b"HTTP/1.1 %d Bad Request\r\n" % answer.status_code]
-            headers = [*self.server_state.default_headers, *answer.raw_headers]
-            headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
-            lines += [name + b": " + value + b"\r\n" for name, value in headers]
             self._end_requests()
-            self.transport.write(b"".join(lines) + b"\r\n" + answer.body)
+            self.transport.write(self._answer(problem))
             # Closing with unread input makes the kernel reset the connection,
             # which can destroy the answer before the client reads it (a
             # client still sending its oversized head). So: end our side,
@@ -362,5 +383,22 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self.loop.call_later(LINGER_SECONDS, self.transport.abort)
             else:
                 self.transport.close()
+
+        def _answer(self, problem: Problem) -> bytes:
+            """The listener's answer to ``problem``, as bytes to send, with
+            ``Connection: close``."""
+            request_id = new_request_id()
+            if malformed is None:
+                status = 503 if problem == "too_many_connections" else 400
+                body = b"the HTTP request was refused: " + problem.encode() + b"\n"
+                answer = Response(body, status_code=status, media_type="text/plain")
+            else:
+                answer = malformed(request_id, problem)
+            phrase = HTTPStatus(answer.status_code).phrase.encode()
+            lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status_code, phrase)]
+            headers = [*self.server_state.default_headers, *answer.raw_headers]
+            headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+            lines += [name + b": " + value + b"\r\n" for name, value in headers]
+            return b"".join(lines) + b"\r\n" + answer.body
 
     return Protocol

@@ -85,6 +85,10 @@ def malformed_request(request_id: str, problem: Problem) -> JSONResponse:
     """The envelope's answer to a request refused before it reached the app
     (``api/common/connection.py``), instead of uvicorn's plain text."""
     del request_id  # the host sends it in X-Request-ID; the envelope has no field for it
+    if problem == "too_many_connections":
+        return fail(
+            "OperationFailed", "the server has too many open connections; try again later", 503
+        )
     message = {
         "head_too_large": "the request's head (request line and headers) is too large",
         "head_timeout": "the request's head did not arrive in time",

@@ -54,6 +54,7 @@ def s3_error(code: str, status: int) -> type[S3Error]:
 
 
 NotImplementedOp = s3_error("NotImplemented", 501)
+SlowDown = s3_error("SlowDown", 503)  # the process is at its limit of connections
 MethodNotAllowed = s3_error("MethodNotAllowed", 405)
 MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError
 InvalidBucketName = s3_error("InvalidBucketName", 400)
@@ -155,12 +156,15 @@ def malformed_request(request_id: str, problem: Problem) -> Response:
     """What AWS answers a request refused before it reached the app
     (``api/common/connection.py``): one its HTTP parser cannot read (a body longer
     than its Content-Length runs into the next request, a bad chunk size, a
-    bad header line), a head too large, a head that did not arrive in time."""
+    bad header line), a head too large, a head that did not arrive in time;
+    and a connection over the process's limit, which AWS's SDKs retry."""
     exc: errors.DomainError
     if problem == "head_too_large":
         exc = RequestHeaderSectionTooLarge(
             "Your request header section exceeds the maximum allowed size."
         )
+    elif problem == "too_many_connections":
+        exc = SlowDown("Please reduce your request rate.")
     elif problem == "head_timeout":
         exc = RequestTimeout(
             "Your socket connection to the server was not read from or written to "
