@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -240,3 +241,55 @@ def sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+# GC of everything unreferenced, and of unfinished multipart uploads, at once
+GC_NOW = {"JCS_GC_DELAY_SECONDS": "0", "JCS_MULTIPART_EXPIRY_SECONDS": "0"}
+
+
+def admin_now(server: JcsServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``jcs admin ARGS`` on the server's data dir, with GC taking
+    everything unreferenced at once."""
+    return subprocess.run(
+        [str(JCS), "admin", *args, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean_env(), **GC_NOW},
+        check=False,
+    )
+
+
+def gc_then_fsck(server: JcsServer) -> None:
+    """GC once, then fsck: no missing block, no orphan, no temporary file."""
+    gc = admin_now(server, "gc", "--once")
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    fsck = admin_now(server, "fsck")
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    summary = next(
+        line for line in fsck.stdout.splitlines() if line.startswith("fsck: ") and "checked" in line
+    )
+    assert " 0 missing," in summary and " 0 orphans," in summary, fsck.stdout
+    assert temp_files(server) == []
+
+
+def block_files(server: JcsServer) -> set[Path]:
+    """Block files in the server's spaces (temporary files apart)."""
+    return {
+        p
+        for p in (server.data_dir / "spaces").rglob("*")
+        if p.is_file() and not p.name.startswith(".jcs-tmp-")
+    }
+
+
+def temp_files(server: JcsServer) -> list[Path]:
+    return [p for p in (server.data_dir / "spaces").rglob(".jcs-tmp-*") if p.is_file()]
+
+
+def until_closed(sock: socket.socket, give_up: float) -> bytes:
+    """Everything the server sends until it closes (failing after ``give_up`` s)."""
+    sock.settimeout(give_up)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

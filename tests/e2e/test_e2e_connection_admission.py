@@ -19,19 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from e2e_support import JcsServer, api_client, fetch, make_package
+from e2e_support import JcsServer, api_client, fetch, make_package, until_closed
 
 LIMIT = 8
 IDLE = 20  # connections opened and left silent, half on each listener
 GIVE_UP = 30.0
-
-
-def until_closed(sock: socket.socket) -> bytes:
-    sock.settimeout(GIVE_UP)
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def gauge(api: httpx.Client, name: str) -> float:
@@ -85,7 +77,7 @@ def test_connections_past_the_limit_are_turned_away_and_uploads_go_on(tmp_path: 
 
             # those past the limit were answered at once; those admitted are
             # closed without a word when their head limit runs out
-            answers = [(which, until_closed(sock)) for which, sock in idle]
+            answers = [(which, until_closed(sock, GIVE_UP)) for which, sock in idle]
             turned_away = [(w, a) for w, a in answers if a]
             assert len(turned_away) == IDLE - (LIMIT - 1), answers
             for which, answer in turned_away:

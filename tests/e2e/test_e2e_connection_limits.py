@@ -12,17 +12,9 @@ import socket
 import time
 from pathlib import Path
 
-from e2e_support import JcsServer, api_client, make_package
+from e2e_support import JcsServer, api_client, make_package, until_closed
 
 GIVE_UP = 20.0  # far above the limits: a connection still open then never closes
-
-
-def until_closed(sock: socket.socket) -> bytes:
-    sock.settimeout(GIVE_UP)
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
@@ -35,13 +27,13 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
     try:
         with socket.create_connection(("127.0.0.1", server.s3_port)) as s3:
             s3.sendall(b"GET /bucket/key HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Da")
-            answer = until_closed(s3)
+            answer = until_closed(s3, GIVE_UP)
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
         assert b"<Code>RequestTimeout</Code>" in answer
 
         with socket.create_connection(("127.0.0.1", server.port)) as main:
             main.sendall(b"GET /v1/bucket/list HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            answer = until_closed(main)
+            answer = until_closed(main, GIVE_UP)
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
         assert b'"code":"BadArgument"' in answer.replace(b" ", b"")
         assert b"did not arrive in time" in answer
@@ -66,7 +58,7 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
             )
             with socket.create_connection(("127.0.0.1", server.port)) as upload:
                 upload.sendall(head + form)  # then nothing more
-                assert until_closed(upload) == b""  # cut off, no answer
+                assert until_closed(upload, GIVE_UP) == b""  # cut off, no answer
             # A stop does not wait for a client that stalls mid-upload.
             with socket.create_connection(("127.0.0.1", server.port)) as upload:
                 upload.sendall(head + form)

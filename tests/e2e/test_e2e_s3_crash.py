@@ -8,7 +8,6 @@ leave no leaked block and no temporary file behind."""
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from e2e_support import JCS, JcsServer, api_client, clean_env
+from e2e_support import JcsServer, api_client, block_files, gc_then_fsck, temp_files
 from s3_clients import (
     S3Creds,
     boto3_client,
@@ -33,32 +32,6 @@ from jointcloud.api.common.observability import CLIENT_CLOSED
 PROJECT = "s3crash"
 BUCKET = "crashes"
 MiB = 1 << 20
-# GC of everything unreferenced, and of unfinished multipart uploads, at once
-GC_NOW = {"JCS_GC_DELAY_SECONDS": "0", "JCS_MULTIPART_EXPIRY_SECONDS": "0"}
-
-
-def admin(server: JcsServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(JCS), "admin", *args, "--data-dir", str(server.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean_env(), **GC_NOW},
-        check=False,
-    )
-
-
-def blocks(server: JcsServer) -> set[Path]:
-    """Block files in the server's spaces (temporary files apart)."""
-    return {
-        p
-        for p in (server.data_dir / "spaces").rglob("*")
-        if p.is_file() and not p.name.startswith(".jcs-tmp-")
-    }
-
-
-def temp_files(server: JcsServer) -> list[Path]:
-    return [p for p in (server.data_dir / "spaces").rglob(".jcs-tmp-*") if p.is_file()]
 
 
 def wait_for(what: str, condition: Any, timeout: float = 60) -> None:
@@ -110,17 +83,9 @@ def assert_nothing_partial(s3: Any, key: str) -> None:
 
 
 def assert_gc_and_fsck_clean(server: JcsServer, before: set[Path]) -> None:
-    gc = admin(server, "gc", "--once")
-    assert gc.returncode == 0, gc.stdout + gc.stderr
-    fsck = admin(server, "fsck")
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    summary = next(
-        line for line in fsck.stdout.splitlines() if line.startswith("fsck: ") and "checked" in line
-    )
-    assert " 0 missing," in summary and " 0 orphans," in summary, fsck.stdout
+    gc_then_fsck(server)
     # exactly the blocks of the objects committed before the crash are left
-    assert blocks(server) == before
-    assert temp_files(server) == []
+    assert block_files(server) == before
 
 
 def test_sigkill_during_multipart_upload(
@@ -128,7 +93,7 @@ def test_sigkill_during_multipart_upload(
 ) -> None:
     server, creds = crash_server
     s3 = boto3_client(creds)
-    before = blocks(server)
+    before = block_files(server)
     uploads = {}
     for key in ("mp/aborted.bin", "mp/expired.bin"):
         upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
@@ -137,7 +102,7 @@ def test_sigkill_during_multipart_upload(
                 Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=n, Body=b"p" * size
             )
         uploads[key] = upload_id
-    assert len(blocks(server)) > len(before)  # the parts are stored
+    assert len(block_files(server)) > len(before)  # the parts are stored
     server.kill()  # parts in, complete never called
 
     creds, s3 = restart(server, creds)
@@ -165,7 +130,7 @@ def test_sigkill_during_multipart_upload(
 
 def test_sigkill_during_streaming_put(crash_server: tuple[JcsServer, S3Creds]) -> None:
     server, creds = crash_server
-    before = blocks(server)
+    before = block_files(server)
     total = 256 * MiB
     url = f"{creds.endpoint}/{BUCKET}/big/stream.bin"
     headers = sign_v4(creds, "PUT", url, {"Content-Length": str(total)})
@@ -216,7 +181,7 @@ def test_a_client_hanging_up_mid_upload_is_no_server_error(
     client closed request, not 500: alerts on server errors must not fire
     for it. Nothing of it is visible or left behind."""
     server, creds = crash_server
-    before_blocks = blocks(server)
+    before_blocks = block_files(server)
     before = s3_requests(server)
     s3 = boto3_client(creds)
     upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key="cut/part.bin")["UploadId"]

@@ -23,10 +23,10 @@ readable, and once the limit is lifted writes succeed again."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +36,15 @@ from typing import Any
 import httpx
 import pytest
 from botocore.exceptions import ClientError
-from e2e_support import JCS, JcsServer, api_client, clean_env, fetch, make_package
+from e2e_support import (
+    JcsServer,
+    api_client,
+    block_files,
+    fetch,
+    gc_then_fsck,
+    make_package,
+    temp_files,
+)
 from s3_clients import S3Creds, boto3_client, make_credentials
 
 LIMIT = 4 << 20
@@ -44,7 +52,6 @@ BIG = 6 << 20
 SMALL = 100_000
 PROJECT = "fullproj"
 BUCKET = "fullbucket"
-GC_NOW = {"JCS_GC_DELAY_SECONDS": "0", "JCS_MULTIPART_EXPIRY_SECONDS": "0"}
 
 # Sets the limit (soft only: the test lifts it later with prlimit) and
 # becomes the server: the same PID, so the server's PID is the one limited.
@@ -78,9 +85,11 @@ class Setup:
     creds: S3Creds
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Setup]:
-    server = LimitedServer(data_dir=tmp_path / "data", log_dir=tmp_path)
+@contextlib.contextmanager
+def limited(tmp_path: Path, limit: int) -> Iterator[Setup]:
+    """A server limited to files of ``limit`` bytes, with a package for v1
+    uploads and an S3 bucket in the same project."""
+    server = LimitedServer(data_dir=tmp_path / "data", log_dir=tmp_path, limit=limit)
     server.start()
     try:
         with api_client(server) as api:
@@ -91,6 +100,12 @@ def full_disk(tmp_path: Path) -> Iterator[Setup]:
             yield Setup(server, api, package_id, s3, creds)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Setup]:
+    with limited(tmp_path, LIMIT) as setup:
+        yield setup
 
 
 def upload(api: httpx.Client, package_id: int, *files: tuple[str, bytes]) -> httpx.Response:
@@ -130,29 +145,6 @@ def assert_s3_refused(caught: pytest.ExceptionInfo[ClientError]) -> str:
     request_id: str = answer["ResponseMetadata"]["RequestId"]
     assert request_id
     return request_id
-
-
-def block_files(server: JcsServer) -> set[Path]:
-    return {
-        p
-        for p in (server.data_dir / "spaces").rglob("*")
-        if p.is_file() and not p.name.startswith(".jcs-tmp-")
-    }
-
-
-def temp_files(server: JcsServer) -> list[Path]:
-    return [p for p in (server.data_dir / "spaces").rglob(".jcs-tmp-*") if p.is_file()]
-
-
-def admin(server: JcsServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(JCS), "admin", *args, "--data-dir", str(server.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean_env(), **GC_NOW},
-        check=False,
-    )
 
 
 def test_a_disk_refusing_writes_leaves_nothing_and_the_server_recovers(
@@ -224,15 +216,7 @@ def test_a_disk_refusing_writes_leaves_nothing_and_the_server_recovers(
     assert s3.get_object(Bucket=BUCKET, Key="mp.bin")["Body"].read() == big
 
     # GC and fsck: no orphan, no missing block, nothing temporary left
-    gc = admin(server, "gc", "--once")
-    assert gc.returncode == 0, gc.stdout + gc.stderr
-    fsck = admin(server, "fsck")
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    summary = next(
-        line for line in fsck.stdout.splitlines() if line.startswith("fsck: ") and "checked" in line
-    )
-    assert " 0 missing," in summary and " 0 orphans," in summary, fsck.stdout
-    assert temp_files(server) == []
+    gc_then_fsck(server)
     # kept.bin, s3-kept.bin, the new over.bin, s3-big.bin and mp.bin's part
     # (the old over.bin's block went with GC)
     assert len(block_files(server)) == 5
@@ -244,54 +228,45 @@ META_TRIES = 400
 
 
 def test_a_metadata_file_that_cannot_grow_answers_503_and_recovers(tmp_path: Path) -> None:
-    server = LimitedServer(data_dir=tmp_path / "data", log_dir=tmp_path, limit=META_LIMIT)
-    server.start()
-    try:
-        with api_client(server) as api:
-            pkg = make_package(api, PROJECT, "files")
-            creds = make_credentials(server, PROJECT, "full passphrase", cwd=tmp_path)
-            s3 = boto3_client(creds)
-            s3.create_bucket(Bucket=BUCKET)
-            acked: dict[str, bytes] = {}
-            refused: list[str] = []
-            for i in range(META_TRIES):
-                data = os.urandom(3000)  # inline: the bytes go into the database too
-                r = upload(api, pkg, (f"f/{i}.bin", data))
-                if r.status_code == 200:
-                    acked[f"f/{i}.bin"] = data
-                    continue
-                assert r.status_code == 503, r.text
-                assert r.json()["message"].startswith(
-                    "the metadata database cannot use its file ("
-                ), r.text
-                refused.append(f"f/{i}.bin")
-                if len(refused) == 3:
-                    break
-            assert len(refused) == 3, f"the log never reached the limit in {META_TRIES} uploads"
-            with pytest.raises(ClientError) as put:
-                s3.put_object(Bucket=BUCKET, Key="s3.bin", Body=b"small")
-            answer = put.value.response
-            assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503
-            assert answer["Error"]["Code"] == "ServiceUnavailable"
-            assert "metadata database cannot use its file" in answer["Error"]["Message"]
-
-            # reads go on: every acknowledged object, nothing refused
-            assert set(listed(api, pkg)) == set(acked)
-            for path, data in list(acked.items())[-5:]:
-                assert fetch(api, pkg, path) == data
-
-            server.lift_limit()
-            r = upload(api, pkg, ("after.bin", b"after"))
-            assert r.status_code == 200, r.text
+    with limited(tmp_path, META_LIMIT) as setup:
+        server, api, pkg, s3 = setup.server, setup.api, setup.package_id, setup.s3
+        acked: dict[str, bytes] = {}
+        refused: list[str] = []
+        for i in range(META_TRIES):
+            data = os.urandom(3000)  # inline: the bytes go into the database too
+            r = upload(api, pkg, (f"f/{i}.bin", data))
+            if r.status_code == 200:
+                acked[f"f/{i}.bin"] = data
+                continue
+            assert r.status_code == 503, r.text
+            assert r.json()["message"].startswith("the metadata database cannot use its file ("), (
+                r.text
+            )
+            refused.append(f"f/{i}.bin")
+            if len(refused) == 3:
+                break
+        assert len(refused) == 3, f"the log never reached the limit in {META_TRIES} uploads"
+        with pytest.raises(ClientError) as put:
             s3.put_object(Bucket=BUCKET, Key="s3.bin", Body=b"small")
-            assert s3.get_object(Bucket=BUCKET, Key="s3.bin")["Body"].read() == b"small"
-            assert set(listed(api, pkg)) == {*acked, "after.bin"}
-            for path, data in acked.items():
-                assert fetch(api, pkg, path) == data
-    finally:
-        server.stop()
-    fsck = admin(server, "fsck")
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+        answer = put.value.response
+        assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert answer["Error"]["Code"] == "ServiceUnavailable"
+        assert "metadata database cannot use its file" in answer["Error"]["Message"]
+
+        # reads go on: every acknowledged object, nothing refused
+        assert set(listed(api, pkg)) == set(acked)
+        for path, data in list(acked.items())[-5:]:
+            assert fetch(api, pkg, path) == data
+
+        server.lift_limit()
+        r = upload(api, pkg, ("after.bin", b"after"))
+        assert r.status_code == 200, r.text
+        s3.put_object(Bucket=BUCKET, Key="s3.bin", Body=b"small")
+        assert s3.get_object(Bucket=BUCKET, Key="s3.bin")["Body"].read() == b"small"
+        assert set(listed(api, pkg)) == {*acked, "after.bin"}
+        for path, data in acked.items():
+            assert fetch(api, pkg, path) == data
+    gc_then_fsck(server)
     entries = [json.loads(line) for line in server.output().splitlines() if line[:1] == "{"]
     told = [e for e in entries if e["event"] == "database: SQLite cannot use its file"]
     assert told and all(e["level"] == "warning" for e in told), server.output()
