@@ -11,8 +11,11 @@ covers many concurrent writers, and that a sync that fails fails the write
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -209,3 +212,81 @@ async def test_a_lock_held_by_a_program_outside_jcs_fails_writes_with_503_words(
     acks: list[str] = []
     await add_user(db, "after", acks)
     assert acks == ["after"]
+
+
+# Run in a process of its own: it limits its own files' size (RLIMIT_FSIZE)
+# so that the write-ahead log cannot grow, as on a full disk.
+_GROUP_LOST = """
+import asyncio, json, os, resource, sys
+from sqlalchemy import insert, select, text
+from jointcloud.meta import tables as t
+from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
+
+async def main(path):
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    await db.migrate()
+    async with db.write() as conn:
+        await conn.execute(insert(t.users).values(name="before", created_at=now()))
+    wal = os.stat(path + "-wal").st_size
+    resource.setrlimit(resource.RLIMIT_FSIZE, (wal + 64 * 1024, resource.RLIM_INFINITY))
+    b_queued = asyncio.Event()
+    results = {}
+
+    async def writer(name, body):
+        try:
+            async with db.write() as conn:
+                await body(conn)
+            results[name] = "acknowledged"
+        except Exception as exc:
+            results[name] = f"{type(exc).__name__}: {exc}"
+
+    async def small(conn):  # done before B's statements, in the same group
+        await conn.execute(insert(t.users).values(name="member A", created_at=now()))
+        await b_queued.wait()
+
+    async def large(conn):  # spills SQLite's cache into a log that cannot grow
+        await conn.execute(text("PRAGMA cache_size=10"))
+        for i in range(3000):
+            await conn.execute(insert(t.users).values(name=f"b{i}" + "x" * 900, created_at=now()))
+
+    async def b():
+        b_queued.set()  # runs on into db.write(), queued before A resumes
+        await writer("B", large)
+
+    await asyncio.gather(writer("A", small), b())
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    await writer("after", lambda conn: conn.execute(
+        insert(t.users).values(name="after", created_at=now())))
+    async with db.read() as conn:
+        results["names"] = sorted(
+            r.name for r in await conn.execute(select(t.users.c.name))
+            if not r.name.endswith("x"))
+    await db.close()
+    print(json.dumps(results))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_group_sqlite_rolled_back_acknowledges_none_of_its_writers(tmp_path: Path) -> None:
+    """Writer A's statement is done; B's, in the same group commit, fails
+    with an I/O error that makes SQLite roll back the whole transaction.
+    A must not be acknowledged (its row is gone with B's), nor may the
+    group's commit go on as if nothing happened; later writes work."""
+    child = subprocess.run(
+        [sys.executable, "-c", _GROUP_LOST, str(tmp_path / "meta.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stdout + child.stderr
+    results = json.loads(child.stdout.splitlines()[-1])
+    assert results["A"] == (
+        "MetadataUnavailable: the metadata database cannot use its file (disk I/O error); "
+        "the transaction was rolled back, nothing was saved"
+    ), results
+    assert results["B"].startswith("MetadataUnavailable: the metadata database cannot use its file")
+    assert results["after"] == "acknowledged"
+    assert results["names"] == ["after", "before"]

@@ -119,25 +119,48 @@ class _Group:
         self.raw = None if driver is None else driver.sqlite  # for the writers' savepoints
         self.members = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Why SQLite rolled back the group's whole transaction itself, if it
+        # did: every member's work is gone, not only the failing one's.
+        self.lost: BaseException | None = None
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
         """One writer's savepoint, on the sqlite3 connection directly (the
         statements run on the loop's thread either way, sqlite.py): through
         SQLAlchemy's nested transactions these two statements cost as much
-        as the rest of a small upload's."""
-        assert self.raw is not None
-        self.raw.execute("SAVEPOINT jcs_writer")
+        as the rest of a small upload's.
+
+        A statement that fails with an I/O error or a full disk (say, while
+        SQLite spills its cache into the log) can make SQLite roll back the
+        whole transaction, the other members' work with it. The group is
+        then ``lost``: it takes no more writers (a SAVEPOINT outside a
+        transaction would begin one of its own, committed by its RELEASE)
+        and ``_end_group`` fails every member instead of committing."""
+        raw = self.raw
+        assert raw is not None
+        if self.lost is None and not raw.in_transaction:
+            self.lost = RuntimeError("the group's transaction ended before this writer")
+        if self.lost is not None:
+            raise self.unavailable()
+        raw.execute("SAVEPOINT jcs_writer")
         try:
             yield
-        except BaseException:
-            try:
-                self.raw.execute("ROLLBACK TO jcs_writer")
-                self.raw.execute("RELEASE jcs_writer")
-            except sqlite3.Error:
-                pass  # SQLite ended the transaction itself: the group's commit says so
+            raw.execute("RELEASE jcs_writer")
+        except BaseException as exc:
+            if raw.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    raw.execute("ROLLBACK TO jcs_writer")
+                    raw.execute("RELEASE jcs_writer")
+            if not raw.in_transaction:
+                self.lost = exc
             raise
-        self.raw.execute("RELEASE jcs_writer")
+
+    def unavailable(self) -> MetadataUnavailable:
+        """What the members of a lost group are told."""
+        assert self.lost is not None
+        found = sqlite_failure(self.lost)
+        why = found.message if found is not None else f"the metadata database failed ({self.lost})"
+        return MetadataUnavailable(f"{why}; the transaction was rolled back, nothing was saved")
 
 
 # The write-ahead log is copied into the database (in a thread) once it
@@ -376,7 +399,7 @@ class Database:
             finally:
                 if ok:
                     group.members += 1
-                if self._queued and group.members < GROUP_MAX:
+                if self._queued and group.members < GROUP_MAX and group.lost is None:
                     self._schedule_flush()
                     self._lock.release()
                     handed_off = True
@@ -438,6 +461,16 @@ class Database:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
+        if group.lost is not None:  # nothing left to commit: SQLite rolled it all back
+            try:
+                group.release_writer()
+            finally:
+                if group.members:  # those that went before the failing one
+                    group.done.set_exception(group.unavailable())
+                else:
+                    group.done.set_result(None)  # nobody waits for it
+                await finish_close(group.conn)
+            return
         sync_failed: list[OSError] = []
         synced = False
         try:
