@@ -186,8 +186,14 @@ class OperationFailed(DomainError):
 
 
 class MetadataUnavailable(OperationFailed):
-    """The metadata database cannot be reached or did not answer in time;
-    the request may be tried again later."""
+    """The metadata database cannot be used now (out of reach, silent, its
+    disk full or failing); the request may be tried again later."""
+
+
+class MetadataOutOfReach(MetadataUnavailable):
+    """``MetadataUnavailable`` where trying again at once would wait as
+    long again: the server cannot be reached or did not answer in time,
+    another process holds the write lock past its bound."""
 
 
 class Conflict(OperationFailed):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from core_support import FailingSync, World
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,7 +23,7 @@ from jointcloud.core import combiner as combiner_module
 from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.gc import collect_garbage
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout
-from jointcloud.errors import BadArgument, Conflict
+from jointcloud.errors import BadArgument, Conflict, MetadataOutOfReach, MetadataUnavailable
 from jointcloud.meta.catalog import NewContent
 from jointcloud.meta.db import NotDurable
 from jointcloud.redundancy.policy import Redundancy
@@ -348,3 +350,56 @@ async def test_a_drain_cancelled_while_its_commit_completes_keeps_the_blocks(
     await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
     if listed:
         assert await read(world, pkg, "big") == data
+
+
+def _disk_full(sqlite: bool) -> Exception:
+    """What the database raises when its disk is full: SQLite (its extended
+    code set the way the sqlite3 module sets it) or PostgreSQL."""
+    if not sqlite:
+        return asyncpg.DiskFullError('could not extend file "base/5/1": No space left on device')
+    exc = sqlite3.OperationalError("database or disk is full")
+    exc.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL
+    return exc
+
+
+async def test_a_commit_failed_by_a_full_disk_discards_its_blocks(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metadata database answers but cannot write: the upload fails
+    with a 503's error, and its blocks go at once (on a full disk they are
+    what is needed most), not after GC's delay."""
+    ctx = world.ctx
+    pkg = await package(world)
+    empty = await stored(ctx)
+
+    def fail(items: Sequence[NewContent]) -> None:
+        raise _disk_full(ctx.db.is_sqlite)
+
+    before_statements(monkeypatch, fail)
+    said = "cannot use its file" if ctx.db.is_sqlite else r"out of service \(No space left"
+    with pytest.raises(MetadataUnavailable, match=said):
+        await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(os.urandom(300_000))))
+    monkeypatch.undo()
+    assert await stored(ctx) == empty
+
+
+async def test_a_commit_failed_by_a_database_out_of_reach_leaves_its_blocks_to_gc(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database out of reach: the discard is not tried (it would wait
+    as long again); the pending layout and its blocks stay for GC."""
+    ctx = world.ctx
+    pkg = await package(world)
+    empty = await stored(ctx)
+
+    def fail(items: Sequence[NewContent]) -> None:
+        raise MetadataOutOfReach("cannot reach the metadata database (test)")
+
+    before_statements(monkeypatch, fail)
+    with pytest.raises(MetadataOutOfReach):
+        await ctx.objects.put(world.alice, PutObject(at(pkg, "big"), body(os.urandom(300_000))))
+    monkeypatch.undo()
+    objects, layouts, blocks, files = await stored(ctx)
+    assert (objects, layouts, blocks, files) == (empty[0], empty[1] + 1, empty[2] + 1, empty[3] + 1)
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    assert await stored(ctx) == empty

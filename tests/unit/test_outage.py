@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from jointcloud.errors import MetadataOutOfReach
 from jointcloud.meta.outage import outage, sqlite_failure
 
 
@@ -127,3 +128,22 @@ def test_other_sqlite_errors_are_not_file_failures(tmp_path: Path) -> None:
         holder.close()
     assert "locked" in str(locked.value)
     assert sqlite_failure(locked.value) is None  # waited out elsewhere
+
+
+@pytest.mark.parametrize(
+    ("error", "out_of_reach"),
+    [
+        (TimeoutError(), True),  # silent: trying again at once would wait as long
+        (ConnectionRefusedError(111, "Connect call failed"), True),
+        (asyncpg.ConnectionDoesNotExistError("connection was closed"), True),
+        (asyncpg.DiskFullError("could not extend file: No space left on device"), False),
+        (asyncpg.CannotConnectNowError("the database system is shutting down"), False),
+    ],
+)
+def test_which_outages_are_out_of_reach(error: Exception, out_of_reach: bool) -> None:
+    """Out of reach: a failed upload's blocks are left to GC rather than
+    discarded now (core/blockstore.py, ``settle``); a server that answers
+    gets the discard tried."""
+    found = outage(error, 30)
+    assert found is not None
+    assert isinstance(found, MetadataOutOfReach) is out_of_reach

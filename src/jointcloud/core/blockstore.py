@@ -28,7 +28,7 @@ from jointcloud.core.models import (
 )
 from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import BlockNotFound, MetadataUnavailable, SpaceError
+from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
@@ -374,15 +374,18 @@ class BlockStore:
     async def settle(self, committing: asyncio.Future[Any], staged: Sequence[StagedLayout]) -> None:
         """Once the commit of ``staged`` has ended: discard them unless it
         went through. Failed or cancelled, it may still have gone through (a
-        cancelled combined commit whose group commit ended; ``NotDurable``),
-        and then its objects read these blocks, which ``discard`` keeps. With
-        the database out of reach, nothing is tried now: GC takes them."""
+        cancelled combined commit whose group commit ended; a commit that
+        was not synced), and then its objects read these blocks, which
+        ``discard`` keeps. With the database out of reach, nothing is tried
+        now (it would wait as long again): GC takes them. A database that
+        answers but cannot write (its disk full) is tried: the blocks go at
+        least, which is what a full disk needs most."""
         await asyncio.wait([committing])
         if not committing.cancelled():
             failure = committing.exception()
             if failure is None:
                 return  # committed after all (the caller was cancelled meanwhile)
-            if isinstance(failure, MetadataUnavailable):
+            if isinstance(failure, MetadataOutOfReach):
                 return
         await self.discard(staged)
 

@@ -34,7 +34,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from jointcloud.config import sqlite_file
-from jointcloud.errors import Conflict, DomainError, DuplicateEntry, MetadataUnavailable
+from jointcloud.errors import (
+    Conflict,
+    DomainError,
+    DuplicateEntry,
+    MetadataOutOfReach,
+    MetadataUnavailable,
+)
 from jointcloud.meta.driver import check_on_checkout, note_checkin
 from jointcloud.meta.migrate import foreign_keys, upgrade
 from jointcloud.meta.outage import (
@@ -646,7 +652,7 @@ async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
             if "locked" not in str(exc.orig):
                 raise
             if waited >= LOCKED_FOR:  # a holder that never lets go: not this request's fault
-                raise MetadataUnavailable(
+                raise MetadataOutOfReach(
                     f"the metadata database stayed locked by another process for {LOCKED_FOR:.0f} s"
                 ) from exc
         await asyncio.sleep(pause)

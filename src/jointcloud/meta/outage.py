@@ -44,7 +44,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jointcloud.errors import MetadataUnavailable
+from jointcloud.errors import MetadataOutOfReach, MetadataUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -86,23 +86,27 @@ def migration_engine(url: str, timeout: float) -> AsyncEngine:
 
 
 def outage(exc: BaseException, timeout: float) -> MetadataUnavailable | None:
-    """``exc`` as the database's unavailability, or None if it is not one."""
+    """``exc`` as the database's unavailability, or None if it is not one:
+    ``MetadataOutOfReach`` where the server could not be talked to (trying
+    again at once would wait as long), plain ``MetadataUnavailable`` where
+    it answered that it cannot serve (shutting down, its disk full)."""
     code = _sqlstate(exc)
     if code is not None and (code.startswith("08") or code in _OUT_OF_SERVICE):
         # The server's own words ("the database system is shutting down"):
         # they never hold the connection's URL.
         said = str(getattr(exc, "orig", None) or exc).rsplit(": ", 1)[-1].strip()
-        return MetadataUnavailable(f"the metadata database is out of service ({said})")
+        kind = MetadataOutOfReach if code.startswith("08") else MetadataUnavailable
+        return kind(f"the metadata database is out of service ({said})")
     if isinstance(exc, TimeoutError):  # asyncpg's statement or connect limit
-        return MetadataUnavailable(f"the metadata database did not answer within {timeout:g} s")
+        return MetadataOutOfReach(f"the metadata database did not answer within {timeout:g} s")
     if isinstance(exc, sa_exc.TimeoutError):  # the pool: every connection stayed in use
-        return MetadataUnavailable(
+        return MetadataOutOfReach(
             "no connection to the metadata database came free in time; try again later"
         )
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
-        return MetadataUnavailable("the connection to the metadata database was lost")
+        return MetadataOutOfReach("the connection to the metadata database was lost")
     if isinstance(exc, _UNREACHABLE):
-        return MetadataUnavailable(f"cannot reach the metadata database ({type(exc).__name__})")
+        return MetadataOutOfReach(f"cannot reach the metadata database ({type(exc).__name__})")
     return None
 
 
@@ -134,7 +138,7 @@ async def raise_if_outage(
     if found is None:
         return
     if committing:
-        found = MetadataUnavailable(
+        found = type(found)(
             f"{found.message}, while committing: the change may or may not have been saved"
         )
     if conn is not None and not conn.invalidated:

@@ -27,7 +27,7 @@ import os
 import threading
 from collections.abc import Iterator
 
-from jointcloud.errors import MetadataUnavailable
+from jointcloud.errors import MetadataOutOfReach
 
 
 class WriterLock:
@@ -72,7 +72,7 @@ class WriterLock:
             except BaseException as exc:
                 waiting.add_done_callback(self._abandoned)
                 if isinstance(exc, TimeoutError):
-                    raise MetadataUnavailable(
+                    raise MetadataOutOfReach(
                         f"the metadata database stayed locked by another process for "
                         f"{self.wait:.0f} s"
                     ) from None
