@@ -45,7 +45,7 @@ def test_connections_past_the_limit_are_turned_away_and_uploads_go_on(tmp_path: 
     server = JcsServer(
         data_dir=tmp_path / "data",
         log_dir=tmp_path,
-        env={"JCS_MAX_CONNECTIONS": str(LIMIT), "JCS_HTTP_HEAD_SECONDS": "3"},
+        env={"JCS_MAX_CONNECTIONS": str(LIMIT), "JCS_HTTP_HEAD_SECONDS": "5"},
     )
     server.start()
     idle: list[tuple[str, socket.socket]] = []
@@ -83,6 +83,7 @@ def test_connections_past_the_limit_are_turned_away_and_uploads_go_on(tmp_path: 
             for which, answer in turned_away:
                 assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), answer[:100]
                 assert b"\r\nconnection: close\r\n" in answer.lower()
+                assert b"\r\nretry-after: 1\r\n" in answer.lower()
                 if which == "main":
                     assert b"too many open connections" in answer
                     assert b'"code":"OperationFailed"' in answer

@@ -7,12 +7,14 @@ such connections open for 400 s and more before these limits."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import struct
 import time
 from pathlib import Path
 
-from e2e_support import JcsServer, api_client, make_package, until_closed
+from e2e_support import JcsServer, api_client, fetch, make_package, until_closed
 
 GIVE_UP = 20.0  # far above the limits: a connection still open then never closes
 
@@ -76,3 +78,43 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
         server.stop()
     for start in range(len(server.logs)):
         assert "Traceback" not in server.output(start)
+
+
+def test_pipelined_downloads_cut_off_by_the_client_log_no_error(tmp_path: Path) -> None:
+    """Two downloads pipelined on one connection, the client resetting it
+    during the first answer: uvicorn marked only the second request as
+    disconnected, the first went on writing into the closed transport, and
+    uvloop's RuntimeError was logged as an error of the app (17 times in
+    20). Now every request of the connection ends with it."""
+    server = JcsServer(data_dir=tmp_path / "data", log_dir=tmp_path)
+    server.start()
+    try:
+        with api_client(server) as api:
+            pkg = make_package(api, "pipelined", "p")
+            data = os.urandom(8 << 20)
+            r = api.post(
+                "/v1/object/upload",
+                files={
+                    "info": (None, f'{{"packageID": {pkg}}}'),
+                    "files": ("big.bin", data, "application/octet-stream"),
+                },
+            )
+            assert r.status_code == 200, r.text
+            get = (
+                f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"
+                f"Host: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n\r\n"
+            ).encode()
+            for _ in range(10):
+                with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                    sock.sendall(get * 2)
+                    got = 0
+                    while got < 65536:
+                        chunk = sock.recv(65536)
+                        assert chunk, "closed before the first answer began"
+                        got += len(chunk)
+                    # close with a reset, as a client that gives up does
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            assert fetch(api, pkg, "big.bin") == data  # and the server serves on
+    finally:
+        server.stop()
+    assert '"level": "error"' not in server.output(), server.output()

@@ -107,6 +107,8 @@ class ThreadedWrites:
         self._then: list[Callable[[], None]] = []  # close / write_eof, once written
 
     def write(self, data: Buffer) -> None:
+        if self._transport.is_closing() and self._writing is None:
+            return  # closed under the answer: as asyncio's transports, not uvloop's (an error)
         if self._writing is not None:
             self._queued.append(data)
             return

@@ -130,6 +130,11 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             if self._watch is not None:
                 self._watch.cancel()
                 self._watch = None
+            # uvicorn marks only the last request parsed as disconnected:
+            # one running before it (pipelined) went on writing its answer
+            # into the closed transport, which uvloop answers with a
+            # RuntimeError, logged as an error of the app's.
+            self._end_requests()
             if limits.admission is not None:
                 if self._admitted:
                     self._admitted = False
@@ -398,6 +403,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status_code, phrase)]
             headers = [*self.server_state.default_headers, *answer.raw_headers]
             headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+            if problem == "too_many_connections":
+                headers.append((b"retry-after", b"1"))
             lines += [name + b": " + value + b"\r\n" for name, value in headers]
             return b"".join(lines) + b"\r\n" + answer.body
 
