@@ -148,8 +148,16 @@ async def test_a_reader_whose_server_went_away_is_not_kept(db: Database, databas
         # Until the backend has exited (its socket is closed by then, and the
         # loop has run while these queries waited for their answers).
         gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        # Inside a transaction PostgreSQL answers from one snapshot of the
+        # backends' states, taken at the first look: cleared before each.
+        fresh = text("SELECT pg_stat_clear_snapshot()")
+
+        async def still_there() -> bool:
+            await other.execute(fresh)
+            return bool((await other.execute(gone, {"pid": backend})).scalar())
+
         async with asyncio.timeout(30):  # a backend that never exits fails the test
-            while (await other.execute(gone, {"pid": backend})).scalar():
+            while await still_there():
                 pass
     outcomes = []
     for _ in range(4):
