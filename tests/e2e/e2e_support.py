@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -219,6 +220,17 @@ def make_package(
     r = api.post("/v1/package/create", json=body)
     assert r.status_code == 200, r.text
     return int(r.json()["data"]["package"]["packageID"])
+
+
+def upload(api: httpx.Client, package_id: int, *files: tuple[str, bytes]) -> httpx.Response:
+    """One v1 upload of ``files`` (path, bytes) into the package."""
+    return api.post(
+        "/v1/object/upload",
+        files=[
+            ("info", (None, json.dumps({"packageID": package_id}))),
+            *(("files", (path, data, "application/octet-stream")) for path, data in files),
+        ],
+    )
 
 
 def fetch(api: httpx.Client, package_id: int, path: str) -> bytes:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from e2e_support import JcsServer, api_client, fetch, make_package, until_closed
+from e2e_support import JcsServer, api_client, fetch, make_package, until_closed, upload
 
 LIMIT = 8
 IDLE = 20  # connections opened and left silent, half on each listener
@@ -65,13 +65,7 @@ def test_connections_past_the_limit_are_turned_away_and_uploads_go_on(tmp_path: 
 
             # the connection already open is served as before, big writes too
             data = os.urandom(3 << 20)
-            r = api.post(
-                "/v1/object/upload",
-                files={
-                    "info": (None, f'{{"packageID": {pkg}}}'),
-                    "files": ("big.bin", data, "application/octet-stream"),
-                },
-            )
+            r = upload(api, pkg, ("big.bin", data))
             assert r.status_code == 200, r.text
             assert fetch(api, pkg, "big.bin") == data
 

@@ -14,7 +14,7 @@ import struct
 import time
 from pathlib import Path
 
-from e2e_support import JcsServer, api_client, fetch, make_package, until_closed
+from e2e_support import JcsServer, api_client, fetch, make_package, until_closed, upload
 
 GIVE_UP = 20.0  # far above the limits: a connection still open then never closes
 
@@ -92,13 +92,7 @@ def test_pipelined_downloads_cut_off_by_the_client_log_no_error(tmp_path: Path) 
         with api_client(server) as api:
             pkg = make_package(api, "pipelined", "p")
             data = os.urandom(8 << 20)
-            r = api.post(
-                "/v1/object/upload",
-                files={
-                    "info": (None, f'{{"packageID": {pkg}}}'),
-                    "files": ("big.bin", data, "application/octet-stream"),
-                },
-            )
+            r = upload(api, pkg, ("big.bin", data))
             assert r.status_code == 200, r.text
             get = (
                 f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"

@@ -44,6 +44,7 @@ from e2e_support import (
     gc_then_fsck,
     make_package,
     temp_files,
+    upload,
 )
 from s3_clients import S3Creds, boto3_client, make_credentials
 
@@ -106,16 +107,6 @@ def limited(tmp_path: Path, limit: int) -> Iterator[Setup]:
 def full_disk(tmp_path: Path) -> Iterator[Setup]:
     with limited(tmp_path, LIMIT) as setup:
         yield setup
-
-
-def upload(api: httpx.Client, package_id: int, *files: tuple[str, bytes]) -> httpx.Response:
-    return api.post(
-        "/v1/object/upload",
-        files=[
-            ("info", (None, json.dumps({"packageID": package_id}))),
-            *(("files", (path, data, "application/octet-stream")) for path, data in files),
-        ],
-    )
 
 
 def listed(api: httpx.Client, package_id: int) -> list[str]:

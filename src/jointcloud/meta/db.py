@@ -23,8 +23,7 @@ import asyncio
 import contextlib
 import functools
 import os
-import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -42,6 +41,7 @@ from jointcloud.errors import (
     MetadataUnavailable,
 )
 from jointcloud.meta.driver import check_on_checkout, note_checkin
+from jointcloud.meta.group import WriterGroup
 from jointcloud.meta.migrate import foreign_keys, upgrade
 from jointcloud.meta.outage import (
     Connections,
@@ -106,67 +106,6 @@ GROUP_MAX = 64
 class NotDurable(MetadataUnavailable):
     """The commit went to SQLite but could not be synced to disk: the write
     is not acknowledged (after a crash it may or may not be there)."""
-
-
-class _Group:
-    """Writers sharing one transaction, committed and synced together."""
-
-    def __init__(
-        self,
-        conn: AsyncConnection,
-        driver: InlineConnection | None,
-        release_writer: Callable[[], None],
-    ) -> None:
-        self.conn = conn
-        # Gives back the writer lock (writerlock.py) this group took: from
-        # any thread, as often as called.
-        self.release_writer = release_writer
-        self.driver = driver  # its connection on the loop's thread (sqlite.py)
-        self.raw = None if driver is None else driver.sqlite  # for the writers' savepoints
-        self.members = 0
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Why SQLite rolled back the group's whole transaction itself, if it
-        # did: every member's work is gone, not only the failing one's.
-        self.lost: BaseException | None = None
-
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        """One writer's savepoint, on the sqlite3 connection directly (the
-        statements run on the loop's thread either way, sqlite.py): through
-        SQLAlchemy's nested transactions these two statements cost as much
-        as the rest of a small upload's.
-
-        A statement that fails with an I/O error or a full disk (say, while
-        SQLite spills its cache into the log) can make SQLite roll back the
-        whole transaction, the other members' work with it. The group is
-        then ``lost``: it takes no more writers (a SAVEPOINT outside a
-        transaction would begin one of its own, committed by its RELEASE)
-        and ``_end_group`` fails every member instead of committing."""
-        raw = self.raw
-        assert raw is not None
-        if self.lost is None and not raw.in_transaction:
-            self.lost = RuntimeError("the group's transaction ended before this writer")
-        if self.lost is not None:
-            raise self.unavailable()
-        raw.execute("SAVEPOINT jcs_writer")
-        try:
-            yield
-            raw.execute("RELEASE jcs_writer")
-        except BaseException as exc:
-            if raw.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    raw.execute("ROLLBACK TO jcs_writer")
-                    raw.execute("RELEASE jcs_writer")
-            if not raw.in_transaction:
-                self.lost = exc
-            raise
-
-    def unavailable(self) -> MetadataUnavailable:
-        """What the members of a lost group are told."""
-        assert self.lost is not None
-        found = sqlite_failure(self.lost)
-        why = found.message if found is not None else f"the metadata database failed ({self.lost})"
-        return MetadataUnavailable(f"{why}; the transaction was rolled back, nothing was saved")
 
 
 # The write-ahead log is copied into the database (in a thread) once it
@@ -246,7 +185,7 @@ class Database:
         # SQLite group commit (see the module docstring).
         self._lock = asyncio.Lock()
         self._queued = 0  # writers waiting for the lock
-        self._group: _Group | None = None
+        self._group: WriterGroup | None = None
         self._flushing = False
         self._flusher: asyncio.Future[None] | None = None
         self._wal = None if self._file is None else self._file + "-wal"
@@ -390,7 +329,7 @@ class Database:
                 conn, release_writer = await self._begin_writing()
                 driver = (await conn.get_raw_connection()).driver_connection
                 inline = driver if isinstance(driver, InlineConnection) else None
-                group = self._group = _Group(conn, inline, release_writer)
+                group = self._group = WriterGroup(conn, inline, release_writer)
             ok = False
             try:
                 if group.raw is not None:
@@ -463,7 +402,7 @@ class Database:
             if self._group is not None:
                 await _uninterrupted(self._end_group(self._group))
 
-    async def _end_group(self, group: _Group) -> None:
+    async def _end_group(self, group: WriterGroup) -> None:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
