@@ -112,3 +112,48 @@ def test_pipelined_downloads_cut_off_by_the_client_log_no_error(tmp_path: Path) 
     finally:
         server.stop()
     assert '"level": "error"' not in server.output(), server.output()
+
+
+def test_a_client_that_half_closes_after_its_requests_gets_its_answers(tmp_path: Path) -> None:
+    """A client that shuts down its sending side once its requests are out
+    (``nc -N``, some proxies) gets every answer, then the server closes;
+    uvicorn closed at once and answered nothing. One that half-closes in
+    the middle of a body is cut off, and nothing of that upload appears."""
+    server = JcsServer(data_dir=tmp_path / "data", log_dir=tmp_path)
+    server.start()
+    try:
+        with api_client(server) as api:
+            pkg = make_package(api, "halfclose", "p")
+            data = os.urandom(3 << 20)
+            assert upload(api, pkg, ("big.bin", data)).status_code == 200
+            get = (
+                f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"
+                f"Host: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n\r\n"
+            ).encode()
+            for requests in (1, 2):
+                with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                    sock.sendall(get * requests)
+                    sock.shutdown(socket.SHUT_WR)
+                    answer = until_closed(sock, GIVE_UP)
+                assert answer.count(b"HTTP/1.1 200 OK\r\n") == requests, answer[:300]
+                assert answer.count(data) == requests
+
+            form_head = (
+                b'--jcsb\r\nContent-Disposition: form-data; name="info"\r\n\r\n'
+                b'{"packageID": %d}\r\n--jcsb\r\nContent-Disposition: form-data; '
+                b'name="files"; filename="cut.bin"\r\n\r\n' % pkg
+            )
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(
+                    b"POST /v1/object/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+                    b"Content-Type: multipart/form-data; boundary=jcsb\r\n"
+                    b"Content-Length: 100000\r\n\r\n" + form_head + b"x" * 1000
+                )
+                sock.shutdown(socket.SHUT_WR)
+                until_closed(sock, GIVE_UP)  # closed without waiting for the idle limit
+            listed = api.get("/v1/object/listByPath", params={"packageID": pkg, "path": "cut.bin"})
+            assert listed.status_code == 200 and listed.json()["data"]["objects"] == []
+    finally:
+        server.stop()
+    assert '"level": "error"' not in server.output(), server.output()

@@ -406,6 +406,10 @@ class Database:
         """Commit (or, with no member, roll back) the group, sync it, and
         tell its members. Called with the lock held."""
         self._group = None
+        if group.lost is None and group.raw is not None and not group.raw.in_transaction:
+            # Ended by a way no savepoint saw: a COMMIT now would do nothing
+            # and acknowledge every member.
+            group.lost = RuntimeError("the group's transaction ended before its commit")
         if group.lost is not None:  # nothing left to commit: SQLite rolled it all back
             try:
                 group.release_writer()

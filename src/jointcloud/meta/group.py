@@ -33,6 +33,9 @@ class WriterGroup:
         self.raw = None if driver is None else driver.sqlite  # for the writers' savepoints
         self.members = 0
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # A member cancelled while it waited leaves the outcome unread: read
+        # here, so that a failed group does not log "never retrieved".
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
         # Why SQLite rolled back the group's whole transaction itself, if it
         # did: every member's work is gone, not only the failing one's.
         self.lost: BaseException | None = None

@@ -98,6 +98,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _stalled_buffer = 0  # the answer's bytes still buffered then
         _refused = False  # answered and closing: what still arrives is dropped
         _writes: ThreadedWrites
+        _half_closed = False  # the client sent its EOF; answers still due
         _admitted = False  # counted among the process's open connections
         _lingering = False  # turned away, counted among those lingering
 
@@ -183,6 +184,25 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 self.timeout_keep_alive_task = self.loop.call_later(
                     self.timeout_keep_alive, self.timeout_keep_alive_handler
                 )
+
+        def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol's
+            """The client has sent all it will: a half-close, as ``nc -N``
+            and some proxies do once their request is out. Requests read
+            whole are still answered, then the connection closes (uvicorn
+            closed at once, and the answers were lost). A request whose head
+            or body is still due is cut off, as before."""
+            pending = [c for c in self._cycles() if not c.response_complete]
+            if self._refused or not pending or any(c.more_body for c in pending):
+                return None
+            if self._reading_head and self._head_bytes:
+                return None  # a head begun after them will never end
+            self._half_closed = True
+            return True  # the transport stays open for the answers
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._half_closed and not self._in_flight():
+                self.transport.close()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
