@@ -14,6 +14,7 @@ import struct
 import time
 from pathlib import Path
 
+import httpx
 from e2e_support import JcsServer, api_client, fetch, make_package, until_closed, upload
 
 GIVE_UP = 20.0  # far above the limits: a connection still open then never closes
@@ -80,6 +81,22 @@ def test_stalled_heads_and_bodies_are_cut_off(tmp_path: Path) -> None:
         assert "Traceback" not in server.output(start)
 
 
+def big_object(
+    server: JcsServer, api: httpx.Client, bucket: str, size: int
+) -> tuple[int, bytes, bytes]:
+    """A package holding ``big.bin`` of ``size`` random bytes: its id, the
+    bytes, and a raw request that downloads it."""
+    pkg = make_package(api, bucket, "p")
+    data = os.urandom(size)
+    r = upload(api, pkg, ("big.bin", data))
+    assert r.status_code == 200, r.text
+    get = (
+        f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n\r\n"
+    ).encode()
+    return pkg, data, get
+
+
 def test_pipelined_downloads_cut_off_by_the_client_log_no_error(tmp_path: Path) -> None:
     """Two downloads pipelined on one connection, the client resetting it
     during the first answer: uvicorn marked only the second request as
@@ -90,14 +107,7 @@ def test_pipelined_downloads_cut_off_by_the_client_log_no_error(tmp_path: Path) 
     server.start()
     try:
         with api_client(server) as api:
-            pkg = make_package(api, "pipelined", "p")
-            data = os.urandom(8 << 20)
-            r = upload(api, pkg, ("big.bin", data))
-            assert r.status_code == 200, r.text
-            get = (
-                f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"
-                f"Host: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n\r\n"
-            ).encode()
+            pkg, data, get = big_object(server, api, "pipelined", 8 << 20)
             for _ in range(10):
                 with socket.create_connection(("127.0.0.1", server.port)) as sock:
                     sock.sendall(get * 2)
@@ -123,13 +133,7 @@ def test_a_client_that_half_closes_after_its_requests_gets_its_answers(tmp_path:
     server.start()
     try:
         with api_client(server) as api:
-            pkg = make_package(api, "halfclose", "p")
-            data = os.urandom(3 << 20)
-            assert upload(api, pkg, ("big.bin", data)).status_code == 200
-            get = (
-                f"GET /v1/object/downloadByPath?packageID={pkg}&path=big.bin HTTP/1.1\r\n"
-                f"Host: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n\r\n"
-            ).encode()
+            pkg, data, get = big_object(server, api, "halfclose", 3 << 20)
             for requests in (1, 2):
                 with socket.create_connection(("127.0.0.1", server.port)) as sock:
                     sock.sendall(get * requests)
