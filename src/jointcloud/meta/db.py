@@ -37,7 +37,6 @@ from jointcloud.errors import (
     Conflict,
     DomainError,
     DuplicateEntry,
-    MetadataOutOfReach,
     MetadataUnavailable,
 )
 from jointcloud.meta.driver import check_on_checkout, note_checkin
@@ -52,7 +51,7 @@ from jointcloud.meta.outage import (
 )
 from jointcloud.meta.readers import KeptReaders
 from jointcloud.meta.sqlite import BUSY_MS, InlineConnection, checkpoint, inline_creator
-from jointcloud.meta.writerlock import WriterLock
+from jointcloud.meta.writerlock import WriterLock, locked_too_long
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -595,9 +594,7 @@ async def _while_locked(attempt: Callable[[], Awaitable[T]]) -> T:
             if "locked" not in str(exc.orig):
                 raise
             if waited >= LOCKED_FOR:  # a holder that never lets go: not this request's fault
-                raise MetadataOutOfReach(
-                    f"the metadata database stayed locked by another process for {LOCKED_FOR:.0f} s"
-                ) from exc
+                raise locked_too_long(LOCKED_FOR) from exc
         await asyncio.sleep(pause)
         waited += pause
         pause = min(pause * 2, 0.2)

@@ -30,6 +30,14 @@ from collections.abc import Iterator
 from jointcloud.errors import MetadataOutOfReach
 
 
+def locked_too_long(seconds: float) -> MetadataOutOfReach:
+    """A write that waited ``seconds`` for another process's lock, by this
+    one or by SQLite's own (a program not going through ``Database``)."""
+    return MetadataOutOfReach(
+        f"the metadata database stayed locked by another process for {seconds:.0f} s"
+    )
+
+
 class WriterLock:
     """An exclusive ``flock`` on ``path``, created beside the database and
     as private as it (0600, the database file's owner)."""
@@ -72,10 +80,7 @@ class WriterLock:
             except BaseException as exc:
                 waiting.add_done_callback(self._abandoned)
                 if isinstance(exc, TimeoutError):
-                    raise MetadataOutOfReach(
-                        f"the metadata database stayed locked by another process for "
-                        f"{self.wait:.0f} s"
-                    ) from None
+                    raise locked_too_long(self.wait) from None
                 raise
         with self._state:
             self._taken += 1

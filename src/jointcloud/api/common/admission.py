@@ -37,9 +37,9 @@ MIN_CONNECTIONS = 16
 _NR_OPEN = Path("/proc/sys/fs/nr_open")
 
 
-def raise_open_files_limit() -> int:
+def raise_open_files_limit() -> None:
     """Raise this process's soft limit of open files to its hard limit (or
-    the kernel's ceiling); the soft limit now in force."""
+    the kernel's ceiling)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard
     if hard == resource.RLIM_INFINITY:
@@ -50,7 +50,6 @@ def raise_open_files_limit() -> int:
     if soft != resource.RLIM_INFINITY and soft < target:
         with contextlib.suppress(ValueError, OSError):  # a container may forbid it
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return open_files_limit()
 
 
 def open_files_limit() -> int:
