@@ -106,13 +106,20 @@ async def test_one_object_grant_reaches_that_object_only(world: World) -> None:
     await world.put("a.txt", b"hello")
     await world.put("b.txt", b"secret")
     access = await world.public(world.restricted(paths=["a.txt"]))
+    # keys that merely begin with the shared one, written after the link
+    await world.put("a.txt.bak", b"secret backup")
+    await world.put("a.txt-old/draft", b"secret draft")
     assert (await world.client.get(f"/raw/{access}/docs/a.txt")).status_code == 200
-    refused(await world.client.get(f"/raw/{access}/docs/b.txt"), 403, "does not reach")
-    refused(await world.client.get(f"/s/{access}/docs/b.txt"), 403, "does not reach")
+    for other in ("b.txt", "a.txt.bak", "a.txt-old/draft"):
+        refused(await world.client.get(f"/raw/{access}/docs/{other}"), 403, "does not reach")
+        refused(await world.client.get(f"/s/{access}/docs/{other}"), 403, "does not reach")
     # the listing of the bucket shows the one object only
     r = await world.client.get(f"/s/{access}/docs/")
     assert r.status_code == 200
-    assert "a.txt" in r.text and "b.txt" not in r.text
+    assert "a.txt" in r.text
+    assert "b.txt" not in r.text and "a.txt.bak" not in r.text and "a.txt-old" not in r.text
+    zipped = await world.client.get(f"/raw/{access}/docs/?download-kind=zip")
+    assert b"secret" not in zipped.content and b"a.txt.bak" not in zipped.content
 
 
 @pytest.mark.pg

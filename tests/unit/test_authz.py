@@ -30,6 +30,7 @@ PHOTOS = Caveat(paths=(PathGrant("photos"),))
 PHOTOS_2024 = Caveat(paths=(PathGrant("photos", "2024/"),))
 EXPIRED = Caveat(not_after=NOW - timedelta(seconds=1))
 NOT_YET = Caveat(not_before=NOW + timedelta(hours=1))
+ONE = Caveat(paths=(PathGrant("docs", "a.txt"),))
 WINDOW = Caveat(not_before=NOW - timedelta(hours=1), not_after=NOW + timedelta(hours=1))
 
 # (caveats, operation, package, path, allowed?)
@@ -58,6 +59,17 @@ TABLE = [
     ((PHOTOS, PHOTOS_2024), R, "photos", "2023/a", False),  # AND, not OR
     ((Caveat(paths=(PathGrant("a"), PathGrant("b", "x/"))),), R, "b", "x/1", True),
     ((Caveat(paths=(PathGrant("a"), PathGrant("b", "x/"))),), R, "b", "y/1", False),
+    # A prefix without a final "/" reaches the key it names and what lies
+    # below it as a folder, never a longer name (a link to one object).
+    ((ONE,), R, "docs", "a.txt", True),
+    ((ONE,), R, "docs", "a.txt/inside", True),
+    ((ONE,), R, "docs", "a.txt.bak", False),
+    ((ONE,), R, "docs", "a.txt-old/draft", False),
+    ((ONE,), L, "docs", "a.txt-old/", False),
+    ((ONE,), L, "docs", "a.t", True),  # a wider listing, filtered by visible
+    ((ONE,), R, "docs", "a.tx", False),
+    ((Caveat(paths=(PathGrant("photos", "2024"),)),), W, "photos", "2024-12/a", False),
+    ((Caveat(paths=(PathGrant("photos", "2024"),)),), W, "photos", "2024/12/a", True),
 ]
 
 
@@ -96,6 +108,9 @@ def test_listing_filters() -> None:
     assert not visible(p, "docs", "2024/a")
     assert visible_packages(p, ["docs", "photos", "zeta"]) == ["photos"]
     assert visible_packages(ALICE, ["docs", "photos"]) == ["docs", "photos"]
+    one = ALICE.restricted(ONE)
+    assert visible(one, "docs", "a.txt") and visible(one, "docs", "a.txt/x")
+    assert not visible(one, "docs", "a.txt.bak") and not visible(one, "docs", "a.txt-old/x")
 
 
 # --- adding a caveat never widens access ----------------------------------

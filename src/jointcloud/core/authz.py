@@ -81,12 +81,28 @@ class Principal:
         return Principal(self.user_id, self.project_id, (*self.caveats, caveat))
 
 
+def reaches(prefix: str, path: str) -> bool:
+    """Whether a caveat's path prefix reaches ``path``: the key it names and
+    the keys below it as a folder (``photos/2024`` reaches ``photos/2024``
+    and ``photos/2024/a.jpg``, not ``photos/2024-old/a.jpg``); a prefix that
+    ends in ``/`` reaches the keys below it. This is what a grant of the
+    published store reaches: it compares encrypted paths, and each segment
+    encrypts whole, so a prefix cannot reach into a longer segment. Our
+    grants keep paths in clear (the null cipher), and a plain byte prefix
+    would let a link to one object read every key that merely begins with it.
+    """
+    if not path.startswith(prefix):
+        return False
+    n = len(prefix)
+    return n == 0 or n == len(path) or prefix[-1] == "/" or path[n] == "/"
+
+
 def _path_allowed(grant: PathGrant, path: str | None, op: Operation) -> bool:
     if path is None:
         # The package itself (head, list its contents): a grant inside it
         # reaches part of it; listings are filtered by ``visible``.
         return True
-    if path.startswith(grant.prefix):
+    if reaches(grant.prefix, path):
         return True
     # A listing prefix above the allowed prefix may look, and is filtered.
     return op is Operation.LIST and grant.prefix.startswith(path)
@@ -170,7 +186,7 @@ def visible(principal: Principal, package: str, path: str) -> bool:
     must reach it (a listing allowed over a wider prefix is filtered so)."""
     for caveat in principal.caveats:
         if caveat.paths and not any(
-            g.package == package and path.startswith(g.prefix) for g in caveat.paths
+            g.package == package and reaches(g.prefix, path) for g in caveat.paths
         ):
             return False
     return True
