@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from s3_support import S3
+from s3_support import S3, code_of
 
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 
@@ -284,5 +284,46 @@ async def test_post_object_is_bound_by_the_grant(s3: S3) -> None:
         refused = _post(outside, {}, b"abc")
         assert refused.status_code == 403 and b"<Code>AccessDenied</Code>" in refused.content
         assert c.get_object(Bucket="shared", Key="ok/a")["Body"].read() == b"abc"
+
+    await asyncio.to_thread(work)
+
+
+async def test_bucket_wide_settings_need_a_key_that_reaches_the_whole_bucket(s3: S3) -> None:
+    c = s3.client()
+    rules = {"CORSRules": [{"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["GET"]}]}
+
+    def prepare() -> None:
+        c.create_bucket(Bucket="wide")
+        c.put_bucket_cors(Bucket="wide", CORSConfiguration=rules)
+
+    await asyncio.to_thread(prepare)
+    s3.access_key_id, s3.secret_key = await s3.credentials(
+        KeyCaveat(paths=(CaveatPath("wide", "mine/"),))
+    )
+    limited = s3.client()
+    evil = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "DELETE"]}]}
+
+    def work() -> None:
+        attempts = {
+            "PutBucketCors": lambda: limited.put_bucket_cors(Bucket="wide", CORSConfiguration=evil),
+            "DeleteBucketCors": lambda: limited.delete_bucket_cors(Bucket="wide"),
+            "PutBucketAcl": lambda: limited.put_bucket_acl(Bucket="wide", ACL="private"),
+            "PutBucketEncryption": lambda: limited.put_bucket_encryption(
+                Bucket="wide",
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            ),
+            "DeleteBucketEncryption": lambda: limited.delete_bucket_encryption(Bucket="wide"),
+        }
+        for name, attempt in attempts.items():
+            code, status, message = code_of(attempt)
+            assert (code, status) == ("AccessDenied", 403), name
+            assert "this acts on the whole package" in message, (name, message)
+        # the owner's rules stand, and the key still writes where it reaches
+        assert c.get_bucket_cors(Bucket="wide")["CORSRules"][0]["AllowedOrigins"] == [
+            "https://app.example"
+        ]
+        limited.put_object(Bucket="wide", Key="mine/a", Body=b"a")
 
     await asyncio.to_thread(work)

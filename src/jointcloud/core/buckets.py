@@ -339,13 +339,13 @@ class PackageService:
     ) -> list[CorsRule]:
         """Replace the package's CORS rules (see ``check_cors_rules``)."""
         checked = check_cors_rules(rules)
-        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        pkg = await self.resolve(principal, ref, Operation.WRITE, whole=True)
         async with self.db.write() as conn:
             await catalog.set_package_cors(conn, pkg.package_id, checked)
         return checked
 
     async def delete_cors(self, principal: Principal, ref: PackageRef) -> None:
-        pkg = await self.resolve(principal, ref, Operation.WRITE)
+        pkg = await self.resolve(principal, ref, Operation.WRITE, whole=True)
         async with self.db.write() as conn:
             await catalog.set_package_cors(conn, pkg.package_id, [])
 

@@ -129,7 +129,7 @@ async def get_bucket_acl(r: S3Request) -> Response:
 
 @op("PutBucketAcl")
 async def put_bucket_acl(r: S3Request) -> Response:
-    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE)
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE, whole=True)
     await _put_acl(r)
     return Response(status_code=200)
 

@@ -67,7 +67,7 @@ async def get_bucket_encryption(r: S3Request) -> Response:
 
 @op("PutBucketEncryption")
 async def put_bucket_encryption(r: S3Request) -> Response:
-    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE)
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE, whole=True)
     for algorithm in parse_algorithms(await read_document(r, MAX_ENCRYPTION_XML)):
         if algorithm in KMS:
             raise NotImplementedOp(
@@ -83,11 +83,11 @@ async def put_bucket_encryption(r: S3Request) -> Response:
 
 @op("DeleteBucketEncryption")
 async def delete_bucket_encryption(r: S3Request) -> Response:
-    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE)
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE, whole=True)
     return Response(status_code=204)
 
 
 @op("DeletePublicAccessBlock")
 async def delete_public_access_block(r: S3Request) -> Response:
-    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE)
+    await r.ctx.packages.resolve(r.principal, r.package, Operation.WRITE, whole=True)
     return Response(status_code=204)
