@@ -64,7 +64,13 @@ class Context:
         buckets = BucketService(db)
         project_keys = ProjectKeyService(db, master, buckets)
         packages = PackageService(db, buckets)
-        store = BlockStore(db, master, pool, inline_max=settings.inline_max_bytes)
+        store = BlockStore(
+            db,
+            master,
+            pool,
+            inline_max=settings.inline_max_bytes,
+            renew_every=settings.gc_delay.total_seconds() / 4 or None,
+        )
         repair = RepairService(db, store, pool)
         store.on_bad_block = repair.note_bad_block  # degraded reads queue repair
         spaces = UserSpaceService(db, pool)

@@ -9,6 +9,7 @@ cleaned up here; a crash leaves a pending layout that GC removes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import secrets
@@ -19,6 +20,7 @@ import structlog
 
 from jointcloud.core.background import finish
 from jointcloud.core.models import (
+    BlockRecord,
     ChecksumAlgorithm,
     LayoutRecord,
     ObjectContent,
@@ -54,6 +56,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+# Strong references to renewers finishing after their upload (see _renewing).
+_renewers: set[asyncio.Future[None]] = set()
+
 # Stand-in ids of inline layouts until their commit inserts them (negative:
 # never a row's id).
 _standins = itertools.count(-1, -1)
@@ -62,7 +67,9 @@ _standins = itertools.count(-1, -1)
 ON_LOOP_BYTES = 64 * 1024
 
 
-def _staged(layout_id: int, result: WriteResult) -> StagedLayout:
+def _staged(
+    layout_id: int, result: WriteResult, plan: Sequence[tuple[int, int, str]] = ()
+) -> StagedLayout:
     return StagedLayout(
         layout_id=layout_id,
         size=result.size,
@@ -71,6 +78,7 @@ def _staged(layout_id: int, result: WriteResult) -> StagedLayout:
         segment_size=result.segment_size,
         chunk_len=result.chunk_len,
         checksums={ChecksumAlgorithm(a): v for a, v in result.checksums.items()},
+        blocks=tuple(BlockRecord(i, space_id, key) for i, space_id, key in plan),
     )
 
 
@@ -100,11 +108,21 @@ def _log_failed_write(chosen: Sequence[UserSpace], exc: SpaceError) -> None:
 
 class BlockStore:
     def __init__(
-        self, db: Database, master: MasterKey, pool: SpacePool, *, inline_max: int = 0
+        self,
+        db: Database,
+        master: MasterKey,
+        pool: SpacePool,
+        *,
+        inline_max: int = 0,
+        renew_every: float | None = None,
     ) -> None:
         self.db = db
         self.master = master
         self.pool = pool
+        # While a stream is written its pending layout is renewed this often
+        # (a quarter of GC's delay), so that GC takes only the layouts of
+        # writers that are gone, however long an upload lasts. None: never.
+        self.renew_every = renew_every
         # Objects up to this size are kept inline in the metadata database
         # (docs/durability.md); 0: never.
         self.inline_max = inline_max
@@ -199,14 +217,54 @@ class BlockStore:
                 BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=s.user_space_id)
                 for (i, _, k), s in zip(plan, chosen, strict=True)
             ]
-            result = await write_blocks(
-                source, policy, refs, data_key, checksums=[str(a) for a in checksums]
-            )
+            async with self._renewing(layout_id, refs):
+                result = await write_blocks(
+                    source, policy, refs, data_key, checksums=[str(a) for a in checksums]
+                )
         except BaseException:
             # write_blocks already removed what it wrote; drop the intent rows.
             await asyncio.shield(self._drop_rows([layout_id]))
             raise
-        return _staged(layout_id, result)
+        return _staged(layout_id, result, plan)
+
+    @contextlib.asynccontextmanager
+    async def _renewing(self, layout_id: int, refs: Sequence[BlockRef]) -> AsyncIterator[None]:
+        """Renew ``layout_id``'s pending lease, and keep its blocks' unfinished
+        writes from the sweep, while the body runs."""
+        if not self.renew_every:
+            yield
+            return
+        stop = asyncio.Event()
+        renewer = asyncio.ensure_future(self._renew(layout_id, refs, self.renew_every, stop))
+        try:
+            yield
+        finally:
+            # Not cancelled: a renewal in its transaction ends on its own.
+            stop.set()
+            _renewers.add(renewer)
+            renewer.add_done_callback(_renewers.discard)
+
+    async def _renew(
+        self, layout_id: int, refs: Sequence[BlockRef], every: float, stop: asyncio.Event
+    ) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            if stop.is_set():
+                return
+            try:
+                for ref in refs:
+                    await ref.space.keep_alive(ref.key)
+                async with self.db.write() as conn:
+                    kept = await layouts.renew_pending(conn, [layout_id])
+            except Exception as exc:  # tried again next time; GC's delay is 4 renewals
+                log.warning("renewing an upload's pending layout failed", error=repr(exc))
+                continue
+            if not kept:
+                # Taken by a GC run with a shorter delay: the commit will
+                # fail, and discard deletes what was written.
+                log.warning("an upload's pending layout was collected while it ran")
+                return
 
     async def stage_many(
         self,
@@ -307,8 +365,8 @@ class BlockStore:
             await finish(self._undo_many(writing, targets, layout_ids))
             raise
         return [
-            _staged(layout_id, result)
-            for layout_id, (result, _) in zip(layout_ids, encoded, strict=True)
+            _staged(layout_id, result, plan)
+            for layout_id, (result, _), plan in zip(layout_ids, encoded, plans, strict=True)
         ]
 
     async def _undo_many(
@@ -402,15 +460,22 @@ class BlockStore:
             # A write transaction, so that a commit in flight has ended first.
             async with self.db.write() as conn:
                 records = await layouts.load(conn, ids, pending_only=True)
+                rows = await layouts.existing(conn, ids)
+            # A layout without rows was taken by GC while it was written
+            # (GC deleted its blocks before the writer put them in place):
+            # what the writer put there is deleted from the staged plan.
+            gone = [s for s in staged if s.inline is None and s.layout_id not in rows]
+            if gone:
+                log.warning("discarding blocks of a layout GC took while it was written")
+            await self.delete_blocks([*records.values(), *gone])
             if records:
-                await self.delete_blocks(records.values())
                 await self._drop_rows(list(records))
         except Exception as exc:
             # Left pending: GC removes them after its delay. The error that
             # made the caller discard is the one it reports, not this one.
             log.warning("discarding staged layouts failed; GC will", error=repr(exc))
 
-    async def delete_blocks(self, records: Iterable[LayoutRecord]) -> None:
+    async def delete_blocks(self, records: Iterable[LayoutRecord | StagedLayout]) -> None:
         """Delete the blocks of ``records``, several at once."""
         gate = asyncio.Semaphore(PUT_PARALLEL)
 

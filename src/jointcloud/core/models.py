@@ -298,6 +298,9 @@ class StagedLayout:
     # stand-in until the commit inserts the layout with its sealed block.
     inline: bytes | None = field(default=None, repr=False, hash=False)
     wrapped_key: bytes = field(default=b"", repr=False, hash=False)
+    # Where its blocks were written: deleted by ``BlockStore.discard`` even
+    # when the rows are gone (GC took a layout whose writer lost its lease).
+    blocks: tuple[BlockRecord, ...] = field(default=(), repr=False, hash=False)
 
 
 @dataclass

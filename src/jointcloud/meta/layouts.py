@@ -277,6 +277,24 @@ async def garbage(conn: AsyncConnection, before: datetime, limit: int = 500) -> 
     return [r.id for r in await conn.execute(q)]
 
 
+async def renew_pending(conn: AsyncConnection, layout_ids: Sequence[int]) -> int:
+    """Move the time of pending layouts whose writer still runs to now, so
+    that ``garbage`` never takes an upload that lasts longer than GC's delay
+    (a pending layout's ``created_at`` is when its writer last said so)."""
+    res = await conn.execute(
+        update(t.layouts)
+        .where(t.layouts.c.id.in_(list(layout_ids)), t.layouts.c.state == "pending")
+        .values(created_at=now())
+    )
+    return int(res.rowcount)
+
+
+async def existing(conn: AsyncConnection, layout_ids: Sequence[int]) -> set[int]:
+    """Which of ``layout_ids`` still have a row."""
+    q = select(t.layouts.c.id).where(t.layouts.c.id.in_(list(layout_ids)))
+    return {r.id for r in await conn.execute(q)}
+
+
 async def still_garbage(conn: AsyncConnection, layout_id: int) -> bool:
     """Re-check under the delete transaction: nothing took a reference meanwhile."""
     q = select(t.layouts.c.id).where(t.layouts.c.id == layout_id, ~_referenced(t.layouts.c.id))

@@ -78,6 +78,12 @@ class Space(Protocol):
         ``skip``; returns how many. Backends whose writes leave nothing behind
         return 0."""
 
+    async def keep_alive(self, key: str) -> None:
+        """A write of ``key`` that is still open is still wanted: what it has
+        left so far must survive ``sweep_incomplete`` (its writer may wait on
+        a slow client for longer than the sweep's delay). Backends whose
+        unfinished writes leave nothing to sweep do nothing."""
+
     async def flush(self) -> None:
         """Make every write committed so far durable. Spaces opened for user
         file trees may skip the per-file fsync (see ``LocalSpace``); elsewhere

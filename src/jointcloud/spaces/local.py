@@ -91,6 +91,7 @@ class LocalWriter:
         self._dirs = dirs  # directories whose entries must be fsynced on commit
         self._buf = bytearray()
         self._written = 0
+        space._writing[key] = tmp
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -137,6 +138,7 @@ class LocalWriter:
             os.close(fd)
         final = self._space._path(self._key)
         os.replace(self._tmp, final)
+        self._space._writing.pop(self._key, None)
         if durable:
             for d in self._dirs:
                 fsync_dir(d)
@@ -149,6 +151,7 @@ class LocalWriter:
             await asyncio.to_thread(self._discard, fd)
 
     def _discard(self, fd: int | None) -> None:
+        self._space._writing.pop(self._key, None)
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -176,6 +179,8 @@ class LocalSpace:
         self._hot_lock = threading.Lock()
         self._touched = 0
         self._recent = RecentKeys()
+        # Temporary files of the writers still open, by key (``keep_alive``).
+        self._writing: dict[str, Path] = {}
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
@@ -585,6 +590,13 @@ class LocalSpace:
                         os.unlink(path)
                         removed += 1
         return removed
+
+    async def keep_alive(self, key: str) -> None:
+        # The sweep judges a temporary file by its time: set it to now.
+        tmp = self._writing.get(key)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(os.utime, tmp)
 
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()

@@ -250,6 +250,9 @@ class MemorySpace:
             if key.startswith(full):
                 yield Entry(key=key[cut:], size=len(data), mtime=mtime)
 
+    async def keep_alive(self, key: str) -> None:
+        return None  # an unfinished write leaves nothing to sweep here
+
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
     ) -> int:

@@ -434,6 +434,9 @@ class OpenDALSpace:
                 return  # the prefix does not exist (file-system-like services)
             raise self._translate(exc, "list", rel or "/", writing=True) from None
 
+    async def keep_alive(self, key: str) -> None:
+        return None  # an unfinished write leaves nothing to sweep here
+
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
     ) -> int:

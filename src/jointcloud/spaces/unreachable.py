@@ -48,6 +48,9 @@ class UnreachableSpace:
         self._fail()
         yield Entry("", 0, 0.0)  # pragma: no cover
 
+    async def keep_alive(self, key: str) -> None:
+        return None  # an unfinished write leaves nothing to sweep here
+
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
     ) -> int:

@@ -1,0 +1,109 @@
+"""An upload that lasts longer than GC's delay keeps its pending layout (its
+writer renews it), and one whose layout GC took anyway (a GC run with a
+shorter delay) fails without leaving a block behind. On SQLite and
+PostgreSQL; the upload's source waits on the test between its two halves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from core_support import World
+from sqlalchemy import select, update
+from test_objects_support import at, md5, package, read_all, stored
+
+from jointcloud.core.commands import GetObject, PutObject
+from jointcloud.core.fsck import fsck
+from jointcloud.core.gc import collect_garbage
+from jointcloud.errors import DomainError
+from jointcloud.meta import tables as t
+
+DELAY = timedelta(seconds=2)
+HALF = b"a" * (3 << 19)  # past the small-file size: it streams into a block at once
+
+
+class SlowBody:
+    """A source that sends one half, then waits until ``more`` is set."""
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Event()
+        self.more = asyncio.Event()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield HALF
+        self.sent.set()
+        await self.more.wait()
+        yield HALF
+
+
+async def pending(world: World) -> list[int]:
+    async with world.ctx.db.read() as conn:
+        q = select(t.layouts.c.id).where(t.layouts.c.state == "pending")
+        return [r.id for r in await conn.execute(q)]
+
+
+async def test_gc_leaves_an_upload_that_outlasts_its_delay(world: World) -> None:
+    ctx = world.ctx
+    ctx.store.renew_every = 0.1
+    pkg = await package(world, "slow")
+    before = await stored(ctx)
+    slow = SlowBody()
+    put = asyncio.ensure_future(
+        ctx.objects.put(world.alice, PutObject(at(pkg, "big"), slow.chunks()))
+    )
+    await slow.sent.wait()
+    [layout_id] = await pending(world)
+    # What is tested is time passing: past the delay since the upload
+    # began, its layout would be garbage without renewals.
+    await asyncio.sleep(DELAY.total_seconds() * 1.5)
+    report = await collect_garbage(ctx.db, ctx.store, DELAY)
+    assert report.layouts == 0 and report.temp_files == 0
+    assert await pending(world) == [layout_id]
+
+    slow.more.set()
+    info = await put
+    assert info.etag == md5(HALF + HALF)
+    got = await ctx.objects.get(world.alice, GetObject(at(pkg, "big")))
+    assert await read_all(got.body) == HALF + HALF
+    await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    report = await fsck(ctx)
+    assert report.clean and report.young_keys == 0, report.summary()
+    objects, layouts, blocks, files = await stored(ctx)
+    assert (objects, layouts, blocks, files) == (
+        before[0] + 1,
+        before[1] + 1,
+        before[2] + 1,
+        before[3] + 1,
+    )
+
+
+async def test_an_upload_whose_layout_gc_took_fails_and_leaves_no_block(world: World) -> None:
+    ctx = world.ctx
+    pkg = await package(world, "taken")
+    before = await stored(ctx)
+    slow = SlowBody()
+    put = asyncio.ensure_future(
+        ctx.objects.put(world.alice, PutObject(at(pkg, "big"), slow.chunks()))
+    )
+    await slow.sent.wait()
+    # Its renewals did not get through (the database out of reach for
+    # longer than the delay): GC takes the layout, and its blocks are not
+    # there yet to be deleted. The temporary file is fresh and stays.
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            update(t.layouts)
+            .where(t.layouts.c.state == "pending")
+            .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    report = await collect_garbage(ctx.db, ctx.store, DELAY)
+    assert (report.layouts, report.temp_files) == (1, 0)
+    slow.more.set()
+    with pytest.raises(DomainError) as failed:
+        await put
+    assert "concurrent change" in failed.value.message
+    # The writer put its block in place after GC had looked: it goes too.
+    assert await stored(ctx) == before
+    report = await fsck(ctx)
+    assert report.clean and report.young_keys == 0, report.summary()
