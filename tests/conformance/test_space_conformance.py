@@ -323,6 +323,26 @@ async def test_sweep_keeps_committed_keys_and_fresh_writes(space: Space) -> None
     assert await space.read("keep/b") == b"in flight"
 
 
+async def test_a_write_kept_alive_survives_the_sweep(space: Space) -> None:
+    """A writer that waits on a slow client longer than the sweep's delay
+    is kept by ``keep_alive``; one that is not is swept (where a backend
+    leaves anything to sweep)."""
+    slow = await space.open_writer("alive/slow")
+    await slow.write(b"a" * (2 * MiB))
+    gone = await space.open_writer("alive/gone")
+    await gone.write(b"b" * (2 * MiB))
+    cutoff = time.time()
+    await space.keep_alive("alive/slow")
+    await space.keep_alive("alive/never-opened")  # nothing to keep: no error
+    # "gone" where unfinished writes leave files (a local space's temporary
+    # files); remote backends leave nothing to sweep.
+    assert await space.sweep_incomplete(cutoff) == (1 if isinstance(space, LocalSpace) else 0)
+    await slow.write(b"a")
+    await slow.commit()
+    assert await space.read("alive/slow") == b"a" * (2 * MiB) + b"a"
+    await gone.abort()
+
+
 async def test_local_sweep_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:
     space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp", rules=RULES)
     await space.put("done", b"ok")

@@ -25,6 +25,7 @@ import re
 import secrets
 import stat
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -595,8 +596,9 @@ class LocalSpace:
         # The sweep judges a temporary file by its time: set it to now.
         tmp = self._writing.get(key)
         if tmp is not None:
+            at = time.time()  # not the kernel's coarser clock: never behind a caller's
             with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(os.utime, tmp)
+                await asyncio.to_thread(os.utime, tmp, (at, at))
 
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
