@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import uvicorn
@@ -153,3 +154,44 @@ async def test_share_pages_in_chromium(world: World, served: str, tmp_path: Path
     for shot in shots:
         assert shot.stat().st_size > 1000
         print(f"screenshot: {shot}")
+
+
+async def test_dot_segment_keys_in_chromium(world: World, served: str) -> None:
+    """Keys with ``..``, ``.`` and empty parts: the legacy redirect and the
+    listing's links reach them in a browser, which removes dot segments
+    (``%2E%2E`` too) from every URL it is given."""
+    bodies = {key: f"body of {key}".encode() for key in ("../x", "a/./b", "a//b")}
+    for key, body in bodies.items():
+        await world.put(key, body, "text/plain")
+    access = await world.public()
+
+    async with async_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            context = await browser.new_context(accept_downloads=True)
+            page = await context.new_page()
+
+            # the form /shareUrl returns, redirected
+            r = await page.goto(f"{served}/{access}/{quote('docs/../x', safe='')}")
+            assert r is not None and r.status == 200
+            assert await page.text_content("#name") == "x"
+            assert await page.text_content("pre#preview") == "body of ../x"
+
+            # the listing, into "../", then its file and its download
+            await page.goto(f"{served}/s/{access}/docs/")
+            await page.click("a.item:text-is('../')")
+            await page.wait_for_url(f"{served}/s/{access}/docs%2F../")
+            await page.click("a.item:text-is('x')")
+            assert await page.text_content("pre#preview") == "body of ../x"
+            async with page.expect_download() as info:
+                await page.click("#download")
+            assert await downloaded(await info.value) == bodies["../x"]
+
+            # "a/./b" and "a//b", both from the listing of "a/"
+            for label, key in (("./", "a/./b"), ("/", "a//b")):
+                await page.goto(f"{served}/s/{access}/docs/a/")
+                await page.click(f"a.item:text-is('{label}')")
+                await page.click("a.item:text-is('b')")
+                assert await page.text_content("pre#preview") == f"body of {key}"
+        finally:
+            await browser.close()

@@ -8,6 +8,7 @@ import email.parser
 import email.policy
 import hashlib
 import os
+import random
 
 import pytest
 from share_support import World
@@ -208,3 +209,117 @@ async def test_large_object_streams_whole(world: World) -> None:
     r = await world.client.get(f"/raw/{access}/docs/big.bin")
     assert r.status_code == 200
     assert hashlib.sha256(r.content).digest() == hashlib.sha256(data).digest()
+
+
+def byteranges(response: object) -> list[tuple[str, bytes]]:
+    """The parts of a multipart/byteranges answer: (Content-Range, payload)."""
+    ctype = response.headers["content-type"]  # type: ignore[attr-defined]
+    body = response.content  # type: ignore[attr-defined]
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"content-type: " + ctype.encode() + b"\r\n\r\n" + body
+    )
+    return [(str(p["content-range"]), p.get_payload(decode=True)) for p in message.iter_parts()]
+
+
+def count_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every read of the store the app makes from now on (its GetObject)."""
+    reads: list[object] = []
+    get = world.ctx.objects.get
+
+    async def counted(principal: object, command: object) -> object:
+        reads.append(command)
+        return await get(principal, command)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(world.ctx.objects, "get", counted)
+    return reads
+
+
+async def test_overlapping_ranges_are_served_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(300_000)
+    await world.put("big.bin", data)
+    access = await world.public()
+    url = f"/raw/{access}/docs/big.bin"
+    reads = count_reads(world, monkeypatch)
+    # 64 times the whole object: one range, read once
+    r = await world.client.get(url, headers={"Range": "bytes=" + ",".join(["0-"] * 64)})
+    assert r.status_code == 206
+    assert r.headers["content-range"] == "bytes 0-299999/300000"
+    assert r.headers["content-length"] == "300000" and r.content == data
+    assert len(reads) == 1
+    # overlapping and adjacent ranges merge, in order of offset
+    reads.clear()
+    r = await world.client.get(
+        url, headers={"Range": "bytes=500-999, 0-99, 50-149, 150-199, -100, 900-1000, 0-0"}
+    )
+    assert r.status_code == 206
+    assert r.headers["content-length"] == str(len(r.content))
+    assert byteranges(r) == [
+        ("bytes 0-199/300000", data[0:200]),
+        ("bytes 500-1000/300000", data[500:1001]),
+        ("bytes 299900-299999/300000", data[299900:]),
+    ]
+    assert len(reads) == 3
+    # ranges that merge into one answer a plain 206
+    r = await world.client.get(url, headers={"Range": "bytes=10-19, 0-9, 15-29"})
+    assert r.status_code == 206
+    assert r.headers["content-type"] == "application/octet-stream"
+    assert r.headers["content-range"] == "bytes 0-29/300000" and r.content == data[:30]
+
+
+async def test_more_parts_than_the_bound_get_the_whole_object(world: World) -> None:
+    data = os.urandom(10_000)
+    await world.put("parts.bin", data)
+    access = await world.public()
+    url = f"/raw/{access}/docs/parts.bin"
+    # 16 parts at most (docs/sharing.md)
+    sixteen = ",".join(f"{i * 100}-{i * 100 + 9}" for i in range(16))
+    r = await world.client.get(url, headers={"Range": "bytes=" + sixteen})
+    assert r.status_code == 206 and len(byteranges(r)) == 16
+    r = await world.client.get(url, headers={"Range": f"bytes={sixteen},5000-5009"})
+    assert r.status_code == 200 and r.content == data
+    # ... counted after merging: 17 ranges that make 16 parts are served
+    r = await world.client.get(url, headers={"Range": f"bytes={sixteen},5-15"})
+    assert r.status_code == 206 and len(byteranges(r)) == 16
+    # more than 64 ranges in the header are not even read
+    r = await world.client.get(url, headers={"Range": "bytes=" + ",".join(["0-0"] * 65)})
+    assert r.status_code == 200 and r.content == data
+
+
+async def test_ranges_never_send_more_than_the_object(world: World) -> None:
+    size = 2000
+    data = os.urandom(size)
+    await world.put("any.bin", data)
+    access = await world.public()
+    url = f"/raw/{access}/docs/any.bin"
+    rng = random.Random(20261205)
+    for _ in range(40):
+        specs = []
+        for _ in range(rng.randint(2, 40)):
+            a = rng.randrange(size + 50)
+            kind = rng.random()
+            if kind < 0.2:
+                specs.append(f"{a}-")
+            elif kind < 0.4:
+                specs.append(f"-{rng.randint(1, size + 10)}")
+            else:
+                specs.append(f"{a}-{a + rng.randrange(300)}")
+        header = "bytes=" + ",".join(specs)
+        r = await world.client.get(url, headers={"Range": header})
+        assert r.status_code in (200, 206, 416), header
+        if r.status_code == 200:
+            assert r.content == data
+        elif r.status_code == 206 and "content-range" in r.headers:
+            start, end = map(int, r.headers["content-range"][6:].split("/")[0].split("-"))
+            assert r.content == data[start : end + 1], header
+        elif r.status_code == 206:
+            parts = byteranges(r)
+            assert len(parts) > 1, header
+            previous_end = -2
+            for content_range, payload in parts:
+                start, end = map(int, content_range[6:].split("/")[0].split("-"))
+                assert start > previous_end + 1, header  # sorted, apart, no overlap
+                assert payload == data[start : end + 1], header
+                previous_end = end
+            assert sum(len(p) for _, p in parts) <= size

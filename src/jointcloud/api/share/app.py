@@ -4,9 +4,10 @@
   a preview (image, video, audio, PDF, text) and a download button (hidden
   when the access may not read);
 - ``/raw/<access>/<bucket>/<key>``: the bytes, with ``Range`` (one, or several
-  as ``multipart/byteranges``), ``If-None-Match``/``If-Modified-Since`` (304),
-  ``If-Match``/``If-Unmodified-Since`` (412), ``If-Range``, and ``?download``
-  for an attachment;
+  as ``multipart/byteranges``, overlapping ones merged),
+  ``If-None-Match``/``If-Modified-Since`` (304), ``If-Match``/
+  ``If-Unmodified-Since`` (412), ``If-Range``, and ``?download`` for an
+  attachment;
 - a key ending in ``/`` (or none) lists that prefix, with breadcrumbs, or
   shows its ``index.html`` (``?list`` lists anyway); ``?download-kind=zip``
   streams a zip of the prefix (capped: ``zipstream.MAX_FILES`` /
@@ -46,12 +47,12 @@ from jointcloud.api.share import pages, zipstream
 from jointcloud.api.share.access import Refused, Shared, is_access, open_access
 from jointcloud.api.share.ranges import (
     boundary,
+    coalesce,
     disposition,
     header_safe,
     is_active,
     parse_ranges,
     preview_kind,
-    resolve,
     served_type,
     stored_type,
 )
@@ -239,9 +240,11 @@ class ShareApp:
             headers.append(("content-disposition", disposition("attachment", name)))
         else:
             headers.append(("content-disposition", disposition("inline", name)))
-        if ranges is None or (len(ranges) > 1 and info.size == 0):
+        if ranges is not None and len(ranges) > 1 and info.size == 0:
+            ranges = None
+        spans = None if ranges is None else coalesce(ranges, info.size)
+        if spans is None:
             return await self._whole(shared, address, info, headers, content_type)
-        spans = [s for s in (resolve(r, info.size) for r in ranges) if s is not None]
         if not spans:
             return Reply(
                 416,

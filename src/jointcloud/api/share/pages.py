@@ -41,10 +41,23 @@ def esc(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 def url_path(*segments: str) -> str:
     """A URL path from segments (each may hold ``/``, kept as separators);
-    every other reserved character percent-encoded."""
-    return "/" + "/".join(quote(s, safe="/") for s in segments)
+    every other reserved character percent-encoded.
+
+    A key's ``.`` or ``..`` part is joined to the part before it by ``%2F``
+    instead of ``/``: standing alone, browsers (WHATWG URL) remove it, and
+    ``%2E``/``%2E%2E`` too, so the link would name another key. The
+    server decodes ``%2F`` before splitting the path, so it reads the same
+    key. Empty parts (``a//b``) are kept by browsers and stay as they are."""
+    out = ""
+    for part in "/".join(segments).split("/"):
+        glue = "%2F" if out and part in DOT_SEGMENTS else "/"
+        out += glue + quote(part, safe="")
+    return out
 
 
 def human_size(size: int) -> str:

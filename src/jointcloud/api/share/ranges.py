@@ -13,9 +13,13 @@ from jointcloud.api.common.http import parse_byte_range
 from jointcloud.core.commands import ByteRange
 from jointcloud.core.models import ObjectInfo
 
-# More ranges than this in one request are served as the whole object
-# (RFC 9110 §14.2 lets a server ignore a Range it finds excessive).
+# RFC 9110 §14.2 lets a server ignore a Range it finds excessive: past
+# MAX_RANGES specs in the header, or MAX_PARTS parts once overlapping and
+# adjacent ones are merged, the whole object is served (as Apache's
+# MaxRanges and nginx's max_ranges do). Each part is a read of its own,
+# its chunks fetched and decrypted again, hence the small bound on parts.
 MAX_RANGES = 64
+MAX_PARTS = 16
 _UNITS = re.compile(r"^\s*bytes\s*=(.*)$", re.IGNORECASE)
 
 # Types a browser would run script in, or that render as a document of
@@ -75,6 +79,22 @@ def resolve(rng: ByteRange, size: int) -> tuple[int, int] | None:
         return None
     end = size - 1 if rng.end is None else min(rng.end, size - 1)
     return start, end - start + 1
+
+
+def coalesce(ranges: list[ByteRange], size: int) -> list[tuple[int, int]] | None:
+    """The (offset, length) parts ``ranges`` select in ``size`` bytes, in
+    order, overlapping and adjacent ones merged (RFC 9110 §15.3.7.2), so no
+    byte is sent twice. Empty: none selects anything (416). None: more than
+    ``MAX_PARTS`` parts (serve the whole object)."""
+    spans = sorted(s for s in (resolve(r, size) for r in ranges) if s is not None)
+    parts: list[tuple[int, int]] = []
+    for offset, length in spans:
+        if parts and offset <= parts[-1][0] + parts[-1][1]:
+            start, before = parts[-1]
+            parts[-1] = (start, max(before, offset + length - start))
+        else:
+            parts.append((offset, length))
+    return None if len(parts) > MAX_PARTS else parts
 
 
 def header_safe(value: str | None) -> str | None:
