@@ -356,3 +356,32 @@ def test_times_are_iso_8601_or_from_now(capsys: pytest.CaptureFixture[str]) -> N
     assert expires is not None
     left = datetime.fromisoformat(expires.group(1)) - datetime.now(UTC)
     assert timedelta(days=6, hours=23) < left <= timedelta(days=7)
+
+
+def test_the_owner_sets_the_passphrase_a_restricted_key_fixed_first(
+    server: JcsServer, api: httpx.Client
+) -> None:
+    make_package(api, "squatted", "p")
+    made = api.post("/v1/apiKey/create", json={"bucketID": bucket_id(api, "squatted"), "name": "o"})
+    key = made.json()["data"]["apiKey"]["key"]
+    narrow = ok(jcs(server, "key", "restrict", key, "--allow", "read,write")).strip()
+    # the holder of the restricted key makes the project's first grant
+    squat = ok(
+        jcs(server, "grant", "create", "--key", narrow, "--passphrase-stdin", stdin="mine\n")
+    )
+    assert httpx.post(
+        f"{server.endpoint}/v1/access", json={"access_grant": squat.strip()}
+    ).is_success
+    owners = ok(
+        jcs(server, "grant", "create", "--key", key, "--passphrase-stdin", stdin=PASSPHRASE)
+    )
+    refused = httpx.post(f"{server.endpoint}/v1/access", json={"access_grant": owners.strip()})
+    assert refused.status_code == 403 and "wrong passphrase" in refused.text
+
+    denied = jcs(server, "grant", "passphrase", "--key", narrow, "--passphrase-stdin", stdin="x\n")
+    assert "only an unrestricted key of the project may set its passphrase" in failed(denied)
+    r = jcs(server, "grant", "passphrase", "--key", key, "--passphrase-stdin", stdin=PASSPHRASE)
+    assert ok(r).strip() == "the passphrase of project squatted is set"
+    assert PASSPHRASE not in r.stdout + r.stderr
+    taken = httpx.post(f"{server.endpoint}/v1/access", json={"access_grant": owners.strip()})
+    assert taken.status_code == 200, taken.text

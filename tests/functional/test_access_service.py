@@ -18,8 +18,8 @@ from jointcloud.api.host import Metrics, main_app
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
 from jointcloud.core.gc import collect_garbage
-from jointcloud.errors import Unauthorized, UnknownAccessKey
-from jointcloud.keys.caveats import CaveatPath, KeyCaveat
+from jointcloud.errors import AccessDenied, Unauthorized, UnknownAccessKey
+from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, SECRET_KEY_LENGTH
 from jointcloud.keys.grant import new_grant, parse_grant
 from jointcloud.meta import tables as t
@@ -237,3 +237,45 @@ async def test_a_client_gone_mid_body_is_no_server_error(
     start = next(m for m in sent if m["type"] == "http.response.start")
     assert start["status"] == 400
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_the_owner_takes_back_a_passphrase_a_delegate_fixed_first(
+    api: Api, main: httpx.AsyncClient, ctx: Context
+) -> None:
+    key, project = await _key(api)
+    satellite = ctx.settings.satellite_url()
+    # Given away before the owner made any grant: write-only, under one prefix.
+    narrow = (
+        APIKey.parse(key)
+        .restrict(KeyCaveat.allowing({"write"}, paths=[CaveatPath("photos", "p9/tmp/")]))
+        .serialize()
+    )
+    squat = new_grant(satellite, narrow, "the delegate's own", project).serialize()
+    squatted = await main.post("/v1/access", json={"access_grant": squat})
+    assert squatted.status_code == 200
+    owners = new_grant(satellite, key, "the owner's passphrase", project).serialize()
+    refused = await main.post("/v1/access", json={"access_grant": owners})
+    assert refused.status_code == 403 and "wrong passphrase for project proj" in refused.text
+
+    async def set_passphrase(caller: str, grant: str) -> httpx.Response:
+        return await main.post(
+            "/v1/project/passphrase",
+            json={"accessGrant": grant},
+            headers={"Authorization": f"Bearer {caller}"},
+        )
+
+    # Neither the restricted key nor a grant of it may set it.
+    for caller, grant in ((narrow, owners), (key, squat), (narrow, squat)):
+        r = await set_passphrase(caller, grant)
+        assert r.status_code == 403, r.text
+        assert "only an unrestricted key of the project may set its passphrase" in r.text
+    r = await set_passphrase(key, owners)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["name"] == "proj"
+
+    assert (await main.post("/v1/access", json={"access_grant": owners})).status_code == 200
+    refused = await main.post("/v1/access", json={"access_grant": squat})
+    assert refused.status_code == 403 and "wrong passphrase" in refused.text
+    # The delegate's credentials of the old passphrase stop working.
+    with pytest.raises(AccessDenied, match="wrong passphrase"):
+        await ctx.access.resolve(squatted.json()["access_key_id"])

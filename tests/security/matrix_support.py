@@ -34,6 +34,7 @@ from jcs_helpers import Api, snapshot
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
 from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat
+from jointcloud.keys.grant import new_grant
 
 # The routes documented as public (docs/jcs-v1.md: "None of the three needs a
 # key"), and FastAPI's other documentation pages beside /docs.
@@ -102,6 +103,7 @@ class World:
     task: int
     p_key: str
     p_key_id: int
+    p_grant: str  # an access grant of p_key (its passphrase: set_passphrase's target)
     q_key: str
     e_key: str
     user_key: str  # a second user key of the victim's
@@ -247,6 +249,10 @@ async def build_world(api: Api, ctx: Context, root_key: str, gen: int = 0) -> Wo
         mk = await _data(
             await c.post("/v1/apiKey/create", json={"bucketID": mbid, "name": "mal-k"}, headers=h)
         )
+        info = await _data(await c.get("/v1/project/info", headers=bearer(keys["pkey"]["key"])))
+    p_grant = new_grant(
+        info["satellite"], APIKey.parse(keys["pkey"]["key"]), "matrix passphrase", info["projectID"]
+    ).serialize()
     return World(
         tmp=tmp,
         p=p,
@@ -268,6 +274,7 @@ async def build_world(api: Api, ctx: Context, root_key: str, gen: int = 0) -> Wo
         task=int(task["taskID"]),
         p_key=keys["pkey"]["key"],
         p_key_id=int(keys["pkey"]["apiKeyID"]),
+        p_grant=p_grant,
         q_key=keys["qkey"]["key"],
         e_key=keys["ekey"]["key"],
         user_key=user_key["key"],

@@ -330,6 +330,9 @@ ENDPOINTS: list[Endpoint] = [
         lambda w, child: {"json": {"key": child}},
         own=PROJECT_KEYS_OF_P,
     ),
+    # Fixing a project's passphrase takes an unrestricted key of that project,
+    # as the caller and in the grant (the victim's own here).
+    Endpoint("POST", "/v1/project/passphrase", "write", js(lambda w: {"accessGrant": w.p_grant})),
     # A project key is answered about its own project, whatever bucketID says.
     Endpoint(
         "GET",
@@ -630,6 +633,8 @@ async def test_positive_controls(api: Api, ctx: Context, root_key: str) -> None:
         data = await call(pkey, "POST", "/v1/apiKey/revoke", json={"key": child})
         assert data["apiKey"]["apiKeyID"] == w.p_key_id
         await call(w.e_key, "POST", "/v1/bucket/delete", json={"bucketID": w.e})
+        data = await call(pkey, "POST", "/v1/project/passphrase", json={"accessGrant": w.p_grant})
+        assert data["bucketID"] == w.p
 
         # The user key, on the account.
         root = w.root_key

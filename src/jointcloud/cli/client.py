@@ -399,6 +399,10 @@ class JcsClient:
         """``projectID`` (UUID), ``bucketID``, ``name``, ``satellite``."""
         return cast(JsonObj, self.get("/v1/project/info", bucketID=bucket_id))
 
+    def set_passphrase(self, grant: str) -> JsonObj:
+        """Fix the project's passphrase to ``grant``'s (``POST /v1/project/passphrase``)."""
+        return cast(JsonObj, self.post("/v1/project/passphrase", {"accessGrant": grant}))
+
     def register_access(self, grant: str, *, public: bool = False) -> JsonObj:
         """The auth service (``POST /v1/access``, no key needed): a grant in,
         ``access_key_id``, ``secret_key``, ``endpoint`` out. Its errors are

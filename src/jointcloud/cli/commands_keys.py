@@ -480,6 +480,27 @@ def grant_create(
     print_secret(grant, "the grant is a bearer credential: keep it secret")
 
 
+@grant_app.command("passphrase")
+def grant_passphrase(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Option("--key", help="an unrestricted API key of the project")],
+    passphrase_stdin: Annotated[
+        bool, typer.Option("--passphrase-stdin", help="read the passphrase from stdin (one line)")
+    ] = False,
+) -> None:
+    """Fix the project's passphrase to this one, replacing the one its first
+    grant fixed (a restricted key's holder may have made that grant first).
+    Credentials of grants made with another passphrase stop working."""
+    api_key = parse_api_key(key, "--key")
+    passphrase = read_passphrase(passphrase_stdin)
+    endpoint = endpoint_of(options_of(ctx))
+    info = project_info(endpoint, api_key.serialize())
+    grant = make_grant(str(info["satellite"]), api_key, passphrase, str(info["projectID"]))
+    with JcsClient(CliConfig(endpoint=endpoint, api_key=api_key.serialize()), timeout=60.0) as sat:
+        done = sat.set_passphrase(grant)
+    print(f"the passphrase of project {done['name']} is set")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(userkey_app, name="userkey")
     app.add_typer(key_app, name="key")

@@ -31,7 +31,14 @@ from jointcloud.core.buckets import BucketService
 from jointcloud.core.keycache import KEY_CACHE_SECONDS, KeyCache
 from jointcloud.core.models import ProjectKey
 from jointcloud.core.projectkeys import ProjectKeyService
-from jointcloud.errors import AccessDenied, BadArgument, Unauthorized, UnknownAccessKey
+from jointcloud.errors import (
+    AccessDenied,
+    BadArgument,
+    BucketNotFound,
+    OutOfScope,
+    Unauthorized,
+    UnknownAccessKey,
+)
 from jointcloud.keys import credentials as cred
 from jointcloud.keys.grant import Grant, parse_grant
 from jointcloud.keys.kdf import passphrase_verifier, verify_passphrase
@@ -117,12 +124,46 @@ class AccessService:
         """The principal a grant stands for, after every check above."""
         return (await self._judge(grant))[1]
 
-    async def _judge(self, grant: Grant) -> tuple[ProjectKey, Principal]:
+    def _for_us(self, grant: Grant) -> None:
         if satellite_key(grant.satellite_address) != satellite_key(self.satellite):
             raise AccessDenied(
                 f"the access grant is for satellite {grant.satellite_address!r}, "
                 f"not this one ({self.satellite})"
             )
+
+    async def set_passphrase(self, principal: Principal, grant_text: object) -> ProjectInfo:
+        """Fix the project's passphrase to ``grant_text``'s, replacing the one
+        its first grant fixed: that may have been a grant of a restricted key
+        the owner gave away before making one. Both the caller and the grant
+        must hold an unrestricted key of the project (or the caller its
+        account key); credentials of grants of the old passphrase stop
+        working once their cached judgement runs out."""
+        _, grant = parse_grant_text(grant_text)
+        self._for_us(grant)
+        record, granted = await self.keys.verify(grant.api_key)
+        if granted.caveats or principal.caveats:
+            raise AccessDenied(
+                "only an unrestricted key of the project may set its passphrase "
+                "(the caller's and the grant's key)"
+            )
+        # Only the caller's own project; a refusal names none (the grant
+        # named it, the request did not).
+        if principal.user_id != record.user_id:
+            raise BucketNotFound("the access grant's project was not found")
+        if principal.project_id not in (None, record.bucket_id):
+            raise OutOfScope("the key is limited to another project than the access grant's")
+        bucket = await self.buckets.get(principal, record.bucket_id)
+        if grant.root_key is None:
+            raise BadArgument("the access grant carries no root key (made without a passphrase)")
+        async with self.db.write() as conn:
+            await keyrepo.replace_passphrase_verifier(
+                conn, record.bucket_id, passphrase_verifier(grant.root_key)
+            )
+        self.forget()
+        return ProjectInfo(bucket.project_id, bucket.bucket_id, bucket.name)
+
+    async def _judge(self, grant: Grant) -> tuple[ProjectKey, Principal]:
+        self._for_us(grant)
         record, principal = await self.keys.verify(grant.api_key)
         expires = grant.api_key.not_after()
         if expires is not None and expires < datetime.now(UTC):

@@ -117,6 +117,14 @@ async def set_passphrase_verifier(conn: AsyncConnection, bucket_id: int, verifie
     return bool(res.rowcount)
 
 
+async def replace_passphrase_verifier(
+    conn: AsyncConnection, bucket_id: int, verifier: bytes
+) -> None:
+    await conn.execute(
+        update(t.buckets).where(t.buckets.c.id == bucket_id).values(passphrase_verifier=verifier)
+    )
+
+
 async def add_auth_record(
     conn: AsyncConnection,
     key_hash: bytes,

@@ -118,3 +118,16 @@ async def project_info(
             "satellite": ctx.settings.satellite_url(),
         }
     )
+
+
+class ProjectPassphrase(Body):
+    accessGrant: Any = None
+
+
+@router.post("/v1/project/passphrase")
+async def project_passphrase(
+    body: ProjectPassphrase, principal: CurrentPrincipal, ctx: Ctx
+) -> JSONResponse:
+    """Fix the project's passphrase to the grant's (docs/auth-service.md)."""
+    info = await ctx.access.set_passphrase(principal, body.accessGrant)
+    return ok({"projectID": info.project_uuid, "bucketID": info.bucket_id, "name": info.name})
