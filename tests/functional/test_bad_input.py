@@ -7,6 +7,9 @@ from typing import Any
 
 from jcs_helpers import Api, expect_error, file_parts, info_part, multipart, snapshot
 
+from jointcloud.api.jcs.app import create_app
+from support.asgi import http_scope
+
 BIG = 2**63  # one past int64
 
 
@@ -366,3 +369,40 @@ async def test_lone_surrogates_in_names_are_refused(api: Api) -> None:
         msg = expect_error(r, "BadArgument", 400)
         assert "lone surrogates" in msg, (url, msg)
     assert await snapshot(api) == before
+
+
+async def test_an_upload_whose_client_goes_before_the_body_ends_leaves_nothing(
+    api: Api, root_key: str
+) -> None:
+    """Found by review: the form's closing boundary came, the body's last 2
+    bytes (its final CRLF) did not, and the client went away; the files
+    were committed although the request never ended."""
+    pkg = await api.package("cut")
+    body, ctype = multipart([info_part({"packageID": pkg}), *file_parts([("a", b"a" * 9000)])])
+    headers = [
+        (b"authorization", f"Bearer {root_key}".encode()),
+        (b"content-type", ctype.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    incoming = [
+        {"type": "http.request", "body": body[:-2], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = create_app(api.ctx, background=False)
+    await app(http_scope("POST", "/v1/object/upload", headers), receive, send)
+    assert not any(m.get("status") == 200 for m in sent)
+    listed = await api.get("/v1/object/listByPath", packageID=pkg, path="", isPrefix="true")
+    assert listed["objects"] == []
+    # the same body, whole, is an upload
+    whole = await api.client.post(
+        "/v1/object/upload", content=body, headers={"Content-Type": ctype}
+    )
+    assert whole.status_code == 200, whole.text

@@ -18,6 +18,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from jointcloud.errors import BadArgument
 
 MAX_BOUNDARY = 200
+MAX_EPILOGUE = 64 * 1024
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -107,6 +108,23 @@ class StreamingForm:
                 raise BadArgument(f"malformed multipart body: {exc}") from exc
         return self._events.popleft()
 
+    async def _rest(self) -> None:
+        """After the closing boundary the request body must still end: a
+        client that goes away short of its declared length has not sent its
+        form, so nothing of it may be committed. What follows the boundary
+        (an epilogue, RFC 2046) is ignored, up to a bound."""
+        if self._finished:
+            return
+        seen = 0
+        async for chunk in self._body:
+            seen += len(chunk)
+            if seen > MAX_EPILOGUE:
+                raise BadArgument(
+                    f"the multipart body goes on for more than {MAX_EPILOGUE} bytes "
+                    "after its closing boundary"
+                )
+        self._finished = True
+
     async def part_data(self) -> bytes | None:
         """Data of the current part queued so far (joined), or None at its end."""
         kind, data = await self._next()
@@ -126,6 +144,7 @@ class StreamingForm:
                 await current.drain()
             kind, _ = await self._next()
             if kind == "finish":
+                await self._rest()
                 return
             if kind != "begin":
                 raise BadArgument("malformed multipart body")
