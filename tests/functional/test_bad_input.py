@@ -219,6 +219,17 @@ async def test_bad_query_parameters(api: Api) -> None:
         r = await api.client.get(url, params=params)
         msg = expect_error(r, "BadArgument", 400)
         assert field in msg, (url, params, msg)
+    # A parameter given twice is refused, not read as its last value.
+    repeated = [
+        ("/v1/object/download", f"objectID={oid}&objectID={oid}"),
+        ("/v1/package/get", f"packageID={pid}&packageID=1"),
+        ("/v1/object/downloadByPath", f"packageID={pid}&path=dir/f.txt&path=x"),
+        ("/v1/object/listByPath", f"packageID={pid}&path=&isPrefix=true&isPrefix=false"),
+    ]
+    for url, query in repeated:
+        r = await api.client.get(f"{url}?{query}")
+        msg = expect_error(r, "BadArgument", 400)
+        assert "is given more than once" in msg, (url, query, msg)
     assert await snapshot(api) == before
 
 

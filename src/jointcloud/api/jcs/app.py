@@ -8,7 +8,7 @@ metrics) before anything else, so even a 500 carries its ``X-Request-ID``.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
@@ -20,6 +20,7 @@ from jointcloud.api.jcs import (
     routes_spaces,
     routes_transfers,
 )
+from jointcloud.api.jcs.deps import single_query_values
 from jointcloud.api.jcs.envelope import HANDLERS
 from jointcloud.api.jcs.fastlane import FastLane
 from jointcloud.context import Context
@@ -62,6 +63,7 @@ def create_app(
         title="JointCloud JCS v1 API",
         version="1",
         exception_handlers=HANDLERS,
+        dependencies=[Depends(single_query_values)],
         # Requests are measured by Observability (/metrics); FastAPI's own
         # OpenTelemetry hooks would look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},

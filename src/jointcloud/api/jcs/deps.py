@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.models import User
-from jointcloud.errors import Forbidden, Unauthorized
+from jointcloud.errors import BadArgument, Forbidden, Unauthorized
 
 
 def context_of(request: Request) -> Context:
@@ -71,3 +71,13 @@ def check_user_id(user_id: object, user: User | Principal) -> None:
     (``user``: the principal, or the user, the request's key stands for)."""
     if user_id is not None and user_id != user.user_id:
         raise Forbidden(f"userID {user_id} is not the user of this API key")
+
+
+def single_query_values(request: Request) -> None:
+    """Every v1 query parameter is one value: one given twice is refused
+    rather than read as its last (``objectID=36&objectID=2`` downloaded 2)."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise BadArgument(f"query parameter {name!r} is given more than once")
+        seen.add(name)
