@@ -33,7 +33,7 @@ from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.core.outbound import OutboundGuard
 from jointcloud.errors import DomainError
-from jointcloud.keys.caveats import CaveatPath, Permission
+from jointcloud.keys.caveats import Permission
 
 log = structlog.get_logger(__name__)
 
@@ -119,13 +119,9 @@ async def create_restrict_key(c: Call, _: S3 | None) -> Response:
     key = cred.parse_key(p.text("api_key"), "api_key")
     allow = [perm for name, perm in _ALLOW.items() if p.boolean(name)]
     restricted = cred.restrict(
-        key,
-        allow,
-        [CaveatPath(b) for b in dict.fromkeys(buckets)],
-        p.millis("not_before"),
-        p.millis("not_after"),
+        key, allow, cred.bucket_paths(buckets), p.millis("not_before"), p.millis("not_after")
     )
-    return c.ok(MSG_OK, restricted.serialize())
+    return c.ok(MSG_OK, cred.serialize(restricted))
 
 
 async def create_access_grant(c: Call, _: S3 | None) -> Response:
@@ -158,12 +154,12 @@ async def share_url(c: Call, _: S3 | None) -> Response:
     restricted = cred.restrict(
         api_key,
         (Permission.READ, Permission.LIST),
-        [CaveatPath(bucket, key)],
+        [cred.object_path(bucket, key)],
         p.millis("not_before"),
         p.millis("not_after"),
     )
     grant = await cred.access_grant(
-        c.outbound, satellite, restricted.serialize(), password, project_id
+        c.outbound, satellite, cred.serialize(restricted), password, project_id
     )
     made = await cred.register(c.outbound, auth_service, grant, public=True)
     return c.ok(MSG_OK, f"{base_url}/{cred.share_path(made['access_key_id'], bucket, key)}")

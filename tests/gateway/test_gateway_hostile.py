@@ -1,0 +1,69 @@
+"""Hostile input to the facade (review of 2026-12-05): each case once
+stalled the event loop, held an unbounded body, stored an object behind a
+failure, spooled a body before any credential check, refused a valid
+request, or read a different name than it was given."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+from gw_support import Gw
+
+from jointcloud.keys.caveats import MAX_BASE58, APIKey, new_api_key
+
+
+def offline_key() -> str:
+    """A syntactically valid key this server never issued: /createRestrictKey
+    works offline, so it takes any."""
+    return new_api_key(os.urandom(32)).serialize()
+
+
+async def test_restrict_key_names_and_length_are_bounded(gw: httpx.AsyncClient) -> None:
+    """A 20,000-character bucket name was base58-encoded on the event loop
+    (quadratic: 100,000 characters stalled it for minutes), and answered a
+    key longer than any reader takes; bad names went into the caveat."""
+    call = Gw(gw, False, None)
+    key = offline_key()
+
+    async def restrict(buckets: list[str]) -> tuple[int, str, str]:
+        body = {"buckets": buckets, "api_key": key, "allow_list": True}
+        answer = await call("/createRestrictKey", json=body)
+        return answer.code, answer.msg, answer.data or ""
+
+    code, msg, _ = await restrict(["a" * 20_000])
+    assert code == -1 and "buckets" in msg and "255 bytes" in msg, msg
+    for bad in ("x\x00y", "x/y", "..", "  ", " a"):
+        code, msg, _ = await restrict(["ok", bad])
+        assert code == -1 and msg.startswith("buckets "), (bad, msg)
+    code, msg, _ = await restrict([f"b{i}" for i in range(2000)])
+    assert code == -1 and "2000 buckets" in msg and "at most 1000" in msg, msg
+    # Each name fits, the key would not: refused before it is encoded.
+    code, msg, _ = await restrict([f"bucket-{i:05d}" for i in range(900)])
+    assert code == -1 and f"up to {MAX_BASE58} characters" in msg, msg
+    # Below the cap: made, and read back.
+    code, msg, text = await restrict([f"b{i:03d}" for i in range(500)])
+    assert code == 0, msg
+    assert len(text) <= MAX_BASE58
+    assert APIKey.parse(text).allowed_buckets() == {f"b{i:03d}" for i in range(500)}
+
+
+async def test_share_url_object_is_bounded(gw: httpx.AsyncClient) -> None:
+    """The share link's caveat path: a package name and a key of at most
+    1,024 bytes, checked before the key is restricted or encoded."""
+    call = Gw(gw, False, None)
+    body = {
+        "bucket": "b",
+        "key": "k",
+        "satellite_node_url": "http://127.0.0.1:9",
+        "api_key": offline_key(),
+        "password": "p",
+        "auth_service": "http://127.0.0.1:9",
+        "base_url": "https://share.example.net",
+    }
+    answer = await call("/shareUrl", json={**body, "key": "k" * 20_000})
+    assert answer.code == -1 and answer.msg.startswith("key is 20000 bytes long"), answer.msg
+    answer = await call("/shareUrl", json={**body, "bucket": "x/y"})
+    assert answer.code == -1 and answer.msg.startswith("bucket must be"), answer.msg
+    answer = await call("/shareUrl", json={**body, "key": "a\x00b"})
+    assert answer.code == -1 and "NUL" in answer.msg, answer.msg
