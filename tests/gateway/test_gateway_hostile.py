@@ -6,6 +6,7 @@ request, or read a different name than it was given."""
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 
 import httpx
 from gw_support import Gw
@@ -67,3 +68,47 @@ async def test_share_url_object_is_bounded(gw: httpx.AsyncClient) -> None:
     assert answer.code == -1 and answer.msg.startswith("bucket must be"), answer.msg
     answer = await call("/shareUrl", json={**body, "key": "a\x00b"})
     assert answer.code == -1 and "NUL" in answer.msg, answer.msg
+
+
+MiB = 1024 * 1024
+FORM = {"Content-Type": "multipart/form-data; boundary=B"}
+
+
+def field(name: str, value: bytes) -> bytes:
+    return b'--B\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (
+        name.encode(),
+        value,
+    )
+
+
+async def test_multipart_form_fields_are_bounded_in_all(gw: httpx.AsyncClient) -> None:
+    """600 fields of 1 MiB to an endpoint without auth were all held (RSS
+    grew by 670 MB): the fields of a form are capped at 4 MiB in all, and
+    the form is read no further than that."""
+    call = Gw(gw, False, None)
+    sent = [0]
+
+    async def many_fields() -> AsyncIterator[bytes]:
+        for i in range(600):
+            sent[0] += 1
+            yield field(f"f{i}", b"x" * (MiB - 100))
+        yield b"--B--\r\n"
+
+    answer = await call("/createRestrictKey", content=many_fields(), headers=FORM)
+    assert answer.code == -1
+    assert answer.msg == (
+        "the fields of the multipart form are larger than 4194304 bytes in all "
+        "(the file part aside)"
+    )
+    assert sent[0] <= 6  # stopped at the cap, not at the end of the body
+
+    tiny = b"".join(field("buckets", b"b") for _ in range(10_001)) + b"--B--\r\n"
+    answer = await call("/createRestrictKey", content=tiny, headers=FORM)
+    assert answer.code == -1 and answer.msg == "the multipart form has more than 10000 parts"
+
+    # Within both caps: read as before.
+    body = b"".join(field(f"pad{i}", b"x" * (MiB - 100)) for i in range(3))
+    body += field("buckets", b"b1") + field("api_key", offline_key().encode())
+    body += field("allow_list", b"true") + b"--B--\r\n"
+    answer = await call("/createRestrictKey", content=body, headers=FORM)
+    assert answer.code == 0, answer.msg
