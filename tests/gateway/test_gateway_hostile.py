@@ -9,7 +9,7 @@ import os
 from collections.abc import AsyncIterator
 
 import httpx
-from gw_support import Gw
+from gw_support import Backend, Gw, Recorder, unique
 
 from jointcloud.keys.caveats import MAX_BASE58, APIKey, new_api_key
 
@@ -112,3 +112,61 @@ async def test_multipart_form_fields_are_bounded_in_all(gw: httpx.AsyncClient) -
     body += field("allow_list", b"true") + b"--B--\r\n"
     answer = await call("/createRestrictKey", content=body, headers=FORM)
     assert answer.code == 0, answer.msg
+
+
+def upload_form(bucket: str, key: str, data: bytes, tail: bytes) -> bytes:
+    head = field("bucket", bucket.encode()) + field("key", key.encode())
+    return (
+        head
+        + b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+        + (data + tail)
+    )
+
+
+BAD_TAILS = {
+    "a field over 1 MiB": (
+        b"\r\n" + field("x", b"y" * (2 * MiB)) + b"--B--\r\n",
+        "form part 'x' is larger than 1048576 bytes",
+    ),
+    "no closing boundary": (
+        b"\r\n" + b'--B\r\nContent-Disposition: form-data; name="x"\r\n\r\nv',
+        "multipart body ended before its closing boundary",
+    ),
+}
+
+
+async def test_a_bad_form_tail_stores_no_object(
+    gw: httpx.AsyncClient, backend: Backend, recorder: Recorder
+) -> None:
+    """/uploadObject answered failure but had stored the object when the
+    form went wrong after the file part: the form is now read to its end
+    before PutObject or the completion, and a failed multipart upload is
+    aborted."""
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("tail")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    await call.ok(
+        "/uploadObject", data={"bucket": bucket, "key": "kept"}, files={"file": ("f", b"old")}
+    )
+    big = bytes(range(256)) * (9 * MiB // 256)  # two parts: a multipart upload
+    for what, (tail, message) in BAD_TAILS.items():
+        for key, data in (("small", b"PAYLOAD"), ("kept", b"PAYLOAD"), ("big", big)):
+            recorder.calls.clear()
+            body = upload_form(bucket, key, data, tail)
+            answer = await call("/uploadObject", content=body, headers=FORM)
+            assert answer.code == -1 and answer.msg == message, (what, key, answer.msg)
+            operations = recorder.operations()
+            assert "PutObject" not in operations and "CompleteMultipartUpload" not in operations
+            if key == "big":
+                assert operations[-1] == "AbortMultipartUpload", operations
+    listed = await call.ok("/listObjects", json={"bucket": bucket}, many=True)
+    assert [o["key"] for o in listed.data] == ["kept"]
+    got = await call.raw("/downloadObject", json={"bucket": bucket, "key": "kept"})
+    assert got.content == b"old"
+    uploads = await call.ok("/listMultipartUploads", json={"bucket": bucket}, many=True)
+    assert uploads.data in ([], None)
+    # A good tail after the file: stored as before.
+    body = upload_form(bucket, "after", b"PAYLOAD", b"\r\n" + field("x", b"v") + b"--B--\r\n")
+    await call.ok("/uploadObject", content=body, headers=FORM)
+    got = await call.raw("/downloadObject", json={"bucket": bucket, "key": "after"})
+    assert got.content == b"PAYLOAD"

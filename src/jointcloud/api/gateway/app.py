@@ -256,8 +256,10 @@ async def upload_object(c: Call, s3: S3 | None) -> Response:
         up.PartReader(part.chunks()),
         content_type=ctype,
         part_size=up.part_size_for(int(declared) if declared and declared.isdigit() else None),
+        # The rest of the form (small, capped) is read before the object is
+        # committed: a bad tail must not leave an object behind a failure.
+        before_commit=c.body.finish,
     )
-    await c.body.finish()
     return c.ok(MSG_UPLOADED)
 
 

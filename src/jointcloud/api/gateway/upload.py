@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 from jointcloud.api.gateway.envelope import GatewayError
@@ -108,7 +108,11 @@ async def upload_object(
     *,
     content_type: str | None = None,
     part_size: int = PART_SIZE,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Stream ``reader`` to ``bucket``/``key``. ``before_commit`` runs once the
+    file is read and before the object becomes visible (PutObject, or the
+    completion): a failure there leaves no object and replaces none."""
     extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
     first = await read_part(reader, part_size)
     try:
@@ -118,6 +122,8 @@ async def upload_object(
         raise
     if not second.size:
         try:
+            if before_commit is not None:
+                await before_commit()
             await s3.call(
                 "put_object",
                 Bucket=bucket,
@@ -176,6 +182,8 @@ async def upload_object(
         for task in sending:
             parts.append(await task)
         sending = []
+        if before_commit is not None:
+            await before_commit()
         await s3.call(
             "complete_multipart_upload",
             Bucket=bucket,
