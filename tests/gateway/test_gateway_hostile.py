@@ -9,9 +9,19 @@ import os
 from collections.abc import AsyncIterator
 
 import httpx
-from gw_support import Backend, Gw, Recorder, unique
+import pytest
+from gw_support import PASSPHRASE, Backend, Gw, Jcs, Recorder, unique
 
-from jointcloud.keys.caveats import MAX_BASE58, APIKey, new_api_key
+from jointcloud.api.gateway import upload as up
+from jointcloud.keys.caveats import (
+    MAX_BASE58,
+    APIKey,
+    CaveatPath,
+    KeyCaveat,
+    Permission,
+    new_api_key,
+)
+from jointcloud.keys.grant import new_grant
 
 
 def offline_key() -> str:
@@ -170,3 +180,101 @@ async def test_a_bad_form_tail_stores_no_object(
     await call.ok("/uploadObject", content=body, headers=FORM)
     got = await call.raw("/downloadObject", json={"bucket": bucket, "key": "after"})
     assert got.content == b"PAYLOAD"
+
+
+def counted(head: bytes, pieces: int, sent: list[int]) -> AsyncIterator[bytes]:
+    """A form's ``head`` then ``pieces`` MiB of file, counting what was read."""
+
+    async def body() -> AsyncIterator[bytes]:
+        sent[0] += 1
+        yield head
+        for _ in range(pieces):
+            sent[0] += 1
+            yield b"z" * MiB
+        yield b"\r\n--B--\r\n"
+
+    return body()
+
+
+def part_head(bucket: str, upload_id: str) -> bytes:
+    fields = {"bucket": bucket, "key": "k", "upload_id": upload_id, "part_number": "1"}
+    head = b"".join(field(name, value.encode()) for name, value in fields.items())
+    return head + b'--B\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\n'
+
+
+async def write_only(gw: httpx.AsyncClient, jcs: Jcs, bucket: str) -> Gw:
+    """The facade with S3 credentials of a key that may only write to
+    ``bucket`` (made directly: the satellite's project info takes a key
+    that may read)."""
+    caveat = KeyCaveat.allowing([Permission.WRITE], paths=[CaveatPath(bucket)])
+    key = APIKey.parse(jcs.api_key).restrict(caveat)
+    grant = new_grant(jcs.ctx.settings.satellite_url(), key, PASSPHRASE, jcs.project_uuid)
+    made = await jcs.ctx.access.register(grant.serialize())
+    backend = Backend("jcs", jcs.s3_url, made.access_key_id, made.secret_key)
+    return Gw(gw, False, backend.headers)
+
+
+async def test_uploads_check_credentials_before_reading_the_file(
+    gw: httpx.AsyncClient, jcs: Jcs
+) -> None:
+    """/uploadPart spooled a part of any size before any credential check:
+    a cheap GET (ListParts; GetBucketLocation for /uploadObject) now comes
+    first, and the file is not read when it says the credentials, bucket
+    or upload are no good. A key that may write but not read still uploads."""
+    owner = Gw(gw, False, jcs.backend.headers)
+    bucket = unique("vouch")
+    await owner.ok("/createBucket", json={"bucket": bucket})
+    made = await owner.ok("/createMultipartUpload", json={"bucket": bucket, "key": "k"})
+    upload_id = made.data["upload_id"]
+    bogus = Gw(gw, False, {**jcs.backend.headers, "AccessKeyId": "bogus", "SecretKey": "bogus"})
+
+    sent = [0]
+    body = counted(part_head(bucket, upload_id), 64, sent)
+    answer = await bogus("/uploadPart", content=body, headers=FORM)
+    assert answer.code == -1 and "ListParts" in answer.msg, answer.msg
+    assert "InvalidAccessKeyId" in answer.msg and sent[0] == 1
+    sent = [0]
+    body = counted(part_head(bucket, "no-such-upload"), 64, sent)
+    answer = await owner("/uploadPart", content=body, headers=FORM)
+    assert answer.code == -1 and "NoSuchUpload" in answer.msg and sent[0] == 1, answer.msg
+    sent = [0]
+    head = upload_form(bucket, "k", b"", b"")
+    answer = await bogus("/uploadObject", content=counted(head, 64, sent), headers=FORM)
+    assert answer.code == -1 and "GetBucketLocation" in answer.msg, answer.msg
+    assert "InvalidAccessKeyId" in answer.msg and sent[0] == 1
+
+    writer = await write_only(gw, jcs, bucket)
+    await writer.ok("/uploadObject", data={"bucket": bucket, "key": "w"}, files={"file": b"w"})
+    made = await writer.ok("/createMultipartUpload", json={"bucket": bucket, "key": "m"})
+    part = {"bucket": bucket, "key": "m", "upload_id": made.data["upload_id"], "part_number": "1"}
+    got = await writer.ok("/uploadPart", data=part, files={"file": b"m"})
+    assert got.data["etag"]
+    listed = await owner.ok("/listObjects", json={"bucket": bucket}, many=True)
+    assert [o["key"] for o in listed.data] == ["w"]
+
+
+async def test_an_upload_part_is_bounded(
+    gw: httpx.AsyncClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part is spooled up to S3's largest part (5 GiB; 1 MiB here) and no
+    further; a request declared larger is refused before it is read."""
+    monkeypatch.setattr(up, "MAX_PART", MiB, raising=False)  # absent before the fix
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("cap")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    made = await call.ok("/createMultipartUpload", json={"bucket": bucket, "key": "k"})
+    upload_id = made.data["upload_id"]
+    sent = [0]
+    answer = await call(
+        "/uploadPart", content=counted(part_head(bucket, upload_id), 4, sent), headers=FORM
+    )
+    assert answer.code == -1 and answer.msg == (
+        f"a part holds at most {MiB} bytes (S3's largest part)"
+    )
+    assert sent[0] <= 3  # read to one byte past the cap, not to the end
+    body = part_head(bucket, upload_id) + b"p" * MiB + b"\r\n--B--\r\n"
+    answer = await call("/uploadPart", content=body, headers=FORM)
+    assert answer.code == 0, answer.msg
+    declared = {**FORM, "Content-Length": str(3 * MiB)}
+    answer = await call("/uploadPart", content=body, headers=declared)
+    assert answer.code == -1 and answer.msg.startswith(f"the request declares {3 * MiB} bytes")

@@ -230,6 +230,11 @@ async def list_objects(c: Call, s3: S3 | None) -> Response:
 # --- objects -------------------------------------------------------------------
 
 
+def _declared(c: Call) -> int | None:
+    declared = c.request.headers.get("content-length")
+    return int(declared) if declared and declared.isdigit() else None
+
+
 def _before_file(c: Call, *names: str) -> None:
     """Required fields of an upload, which must precede the file part."""
     for name in names:
@@ -247,15 +252,17 @@ async def upload_object(c: Call, s3: S3 | None) -> Response:
     part = c.body.file
     if part is None:
         raise GatewayError("missing required parameter file (a multipart form file part)")
-    declared = c.request.headers.get("content-length")
+    part_size = up.part_size_for(_declared(c))
     ctype = part.content_type if part.content_type != "application/octet-stream" else None
+    # Before the file is read (up to 9 parts, spooled past 8 MiB each).
+    await _s3(s3).vouch("get_bucket_location", Bucket=bucket)
     await up.upload_object(
         _s3(s3),
         bucket,
         key,
         up.PartReader(part.chunks()),
         content_type=ctype,
-        part_size=up.part_size_for(int(declared) if declared and declared.isdigit() else None),
+        part_size=part_size,
         # The rest of the form (small, capped) is read before the object is
         # committed: a bad tail must not leave an object behind a failure.
         before_commit=c.body.finish,
@@ -431,6 +438,9 @@ async def upload_part(c: Call, s3: S3 | None) -> Response:
     _before_file(c, "bucket", "key", "upload_id", "part_number")
     bucket, key, upload_id = p.text("bucket"), p.text("key"), p.text("upload_id")
     number = p.integer("part_number", low=1, high=up.MAX_PARTS)
+    up.check_part_declared(_declared(c))
+    # Before the part is spooled: the credentials and the upload are good.
+    await _s3(s3).vouch("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
     etag = await up.upload_part(
         _s3(s3), bucket, key, upload_id, number, up.PartReader(part.chunks())
     )

@@ -12,7 +12,8 @@ failure aborts the upload.
 
 ``/uploadPart`` sends one part of the caller's own multipart upload, whose
 size is not known before its end: it is spooled (in memory up to
-``PART_SIZE``, on disk beyond) and sent with its length.
+``PART_SIZE``, on disk beyond, at most ``MAX_PART``) and sent with its
+length.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 MAX_OBJECT = 5 * 1024 * 1024 * MiB  # S3's largest object: 5 TiB
+MAX_PART = 5 * 1024 * MiB  # S3's largest part: 5 GiB
 FORM_SLACK = 1 * MiB  # a form's boundaries and fields around the file
 SPOOL_WRITE = 1 * MiB
 
@@ -225,10 +227,25 @@ async def spool(reader: PartReader, limit: int | None = None) -> tuple[IO[bytes]
     return spooled, size
 
 
+def check_part_declared(declared: int | None) -> None:
+    """A request declared larger than a part (and its form) is refused
+    before it is read."""
+    if declared is not None and declared > MAX_PART + FORM_SLACK:
+        raise GatewayError(_part_too_large(f"the request declares {declared} bytes: "))
+
+
+def _part_too_large(why: str = "") -> str:
+    return f"{why}a part holds at most {MAX_PART} bytes (S3's largest part)"
+
+
 async def upload_part(
     s3: S3, bucket: str, key: str, upload_id: str, number: int, reader: PartReader
 ) -> str:
-    body, size = await spool(reader)
+    # One byte past the cap tells a part over it: the spool stays bounded.
+    body, size = await spool(reader, MAX_PART + 1)
+    if size > MAX_PART:
+        await asyncio.to_thread(body.close)
+        raise GatewayError(_part_too_large())
     try:
         answer = await s3.call(
             "upload_part",
