@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from jointcloud.keys.caveats import (
     Permission,
     new_api_key,
 )
-from jointcloud.keys.grant import new_grant
+from jointcloud.keys.grant import new_grant, parse_grant
 
 
 def offline_key() -> str:
@@ -278,3 +279,34 @@ async def test_an_upload_part_is_bounded(
     declared = {**FORM, "Content-Length": str(3 * MiB)}
     answer = await call("/uploadPart", content=body, headers=declared)
     assert answer.code == -1 and answer.msg.startswith(f"the request declares {3 * MiB} bytes")
+
+
+async def test_share_url_valid_later_is_made_now(gw: httpx.AsyncClient, jcs: Jcs) -> None:
+    """A share link with a future not_before always failed: the project was
+    looked up with the restricted key, which the satellite refuses until
+    then. It is looked up with the caller's key now; the link says "not
+    valid yet" until not_before (docs/sharing.md)."""
+    owner = Gw(gw, False, jcs.backend.headers)
+    bucket = unique("later")
+    await owner.ok("/createBucket", json={"bucket": bucket})
+    await owner.ok("/uploadObject", data={"bucket": bucket, "key": "a.txt"}, files={"file": b"a"})
+    opens = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    body = {
+        "bucket": bucket,
+        "key": "a.txt",
+        "satellite_node_url": jcs.main_url,
+        "api_key": jcs.api_key,
+        "password": PASSPHRASE,
+        "project_id": jcs.project_uuid,
+        "auth_service": jcs.main_url,
+        "base_url": jcs.main_url,
+        "not_before": int(opens.timestamp() * 1000),
+    }
+    answer = await Gw(gw, False, None)("/shareUrl", json=body)
+    assert answer.code == 0, answer.msg
+    access_key_id = answer.data[len(jcs.main_url) + 1 :].split("/")[0]
+    resolved = await jcs.ctx.access.resolve(access_key_id)
+    assert parse_grant(resolved.grant).api_key.caveats()[-1].not_before == opens
+    async with httpx.AsyncClient(base_url=jcs.main_url) as http:
+        got = await http.get(f"/raw/{access_key_id}/{bucket}/a.txt")
+    assert got.status_code == 403 and "not valid yet" in got.text

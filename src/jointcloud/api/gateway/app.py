@@ -149,17 +149,20 @@ async def share_url(c: Call, _: S3 | None) -> Response:
     bucket, key = p.text("bucket"), p.text("key")
     satellite, auth_service = p.text("satellite_node_url"), p.text("auth_service")
     base_url = p.text("base_url").strip().rstrip("/")
-    api_key = cred.parse_key(p.text("api_key"), "api_key")
+    api_key = p.text("api_key").strip()
     password, project_id = p.text("password"), p.optional_text("project_id")
     restricted = cred.restrict(
-        api_key,
+        cred.parse_key(api_key, "api_key"),
         (Permission.READ, Permission.LIST),
         [cred.object_path(bucket, key)],
         p.millis("not_before"),
         p.millis("not_after"),
     )
+    restricted_text = cred.serialize(restricted)
+    # The project is looked up with the caller's own key: the restricted
+    # one is refused until its not_before, and the link is made now.
     grant = await cred.access_grant(
-        c.outbound, satellite, cred.serialize(restricted), password, project_id
+        c.outbound, satellite, restricted_text, password, project_id, info_key=api_key
     )
     made = await cred.register(c.outbound, auth_service, grant, public=True)
     return c.ok(MSG_OK, f"{base_url}/{cred.share_path(made['access_key_id'], bucket, key)}")

@@ -141,12 +141,16 @@ async def access_grant(
     key_text: str,
     password: str,
     project_id: str | None,
+    *,
+    info_key: str | None = None,
 ) -> str:
-    """The serialized grant for ``key_text`` (checked at the satellite)."""
+    """The serialized grant for ``key_text`` (checked at the satellite, with
+    ``info_key`` when given: the key it was restricted from, which the
+    satellite takes even when ``key_text`` is not valid yet)."""
     satellite = service_url(satellite_url, "parameter satellite_node_url")
     await outbound.check(satellite, "parameter satellite_node_url")
     key = parse_key(key_text, "restrict_key")
-    info = await project_info(satellite, key.serialize())
+    info = await project_info(satellite, info_key or key.serialize())
     project_uuid = str(info.get("projectID") or "")
     if project_id and not _same_project(project_id, info):
         raise GatewayError(
