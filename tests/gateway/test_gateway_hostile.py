@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from gw_support import PASSPHRASE, Backend, Gw, Jcs, Recorder, unique
+from gw_support import PASSPHRASE, Answer, Backend, Gw, Jcs, Recorder, read, unique
 
 from jointcloud.api.gateway import upload as up
 from jointcloud.keys.caveats import (
@@ -310,3 +310,45 @@ async def test_share_url_valid_later_is_made_now(gw: httpx.AsyncClient, jcs: Jcs
     async with httpx.AsyncClient(base_url=jcs.main_url) as http:
         got = await http.get(f"/raw/{access_key_id}/{bucket}/a.txt")
     assert got.status_code == 403 and "not valid yet" in got.text
+
+
+async def test_parameters_that_are_not_utf8_are_refused(
+    gw: httpx.AsyncClient, backend: Backend
+) -> None:
+    """``key=%FF`` became U+FFFD and read the object of that name; so did
+    ``%FF`` in a urlencoded body and a multipart field's raw ``\\xff``. Each
+    source now refuses text that is not UTF-8, naming the parameter."""
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("utf8")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    for key in ("\ufffd", "ключ"):
+        form = {"bucket": bucket, "key": key}
+        await call.ok("/uploadObject", data=form, files={"file": ("f", b"victim")})
+    message = "invalid parameter key: is not valid UTF-8"
+
+    async def get(url: str, *, xml: bool = False) -> Answer:
+        # httpx replaces a URL's query when given params (as Gw does)
+        return read(await gw.get(url, headers=backend.headers), xml=xml)
+
+    query = f"/headObject?bucket={bucket}&key=%FF"
+    answer = await get(query)
+    assert answer.code == -1 and answer.msg == message, answer.msg
+    answer = await get("/headObject?%FF=x")
+    assert answer.code == -1 and answer.msg == "a parameter name is not valid UTF-8"
+    urlencoded = {"Content-Type": "application/x-www-form-urlencoded"}
+    for body in (b"bucket=%s&key=%%FF" % bucket.encode(), b"bucket=%s&key=\xff" % bucket.encode()):
+        answer = await call("/headObject", content=body, headers=urlencoded)
+        assert answer.code == -1 and answer.msg == message, (body, answer.msg)
+    body = field("bucket", bucket.encode()) + field("key", b"\xff") + b"--B--\r\n"
+    answer = await call("/headObject", content=body, headers=FORM)
+    assert answer.code == -1 and answer.msg == message, answer.msg
+    # The answer's format is still read from the query string.
+    answer = await get(query + "&data_format=xml", xml=True)
+    assert answer.code == -1 and answer.msg == message
+    # UTF-8, in each source, reads as before.
+    head = await get(f"/headObject?bucket={bucket}&key=%D0%BA%D0%BB%D1%8E%D1%87")
+    assert head.code == 0 and head.data["content_length"] == 6, head.msg
+    body = "bucket={}&key={}".format(bucket, "%D0%BA%D0%BB%D1%8E%D1%87").encode()
+    await call.ok("/headObject", content=body, headers=urlencoded)
+    body = field("bucket", bucket.encode()) + field("key", "ключ".encode()) + b"--B--\r\n"
+    await call.ok("/headObject", content=body, headers=FORM)

@@ -28,7 +28,7 @@ from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import credentials as cred
 from jointcloud.api.gateway import upload as up
 from jointcloud.api.gateway.envelope import GatewayError, answer, failure, success
-from jointcloud.api.gateway.params import Body, Params, query_params, read_body
+from jointcloud.api.gateway.params import Body, Params, read_body, wants_xml
 from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.core.outbound import OutboundGuard
@@ -557,7 +557,7 @@ def create_app(
 
     async def serve(request: Request) -> Response:
         endpoint = ENDPOINTS[request.url.path]
-        xml = query_params(request).xml()
+        xml = wants_xml(request)
         if request.method not in endpoint.methods:
             return not_allowed(request)
         try:
@@ -595,7 +595,7 @@ def not_allowed(request: Request) -> Response:
     return answer(
         -1,
         f"method {request.method[:20]} not allowed on {request.url.path} (use {allowed})",
-        xml=query_params(request).xml(),
+        xml=wants_xml(request),
         status=405,
         headers={"Allow": allowed},
     )

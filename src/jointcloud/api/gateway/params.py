@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
@@ -244,7 +244,7 @@ class _Form:
                     "in all (the file part aside)"
                 )
         self.size += len(raw)
-        self.params.add(part.name, raw.decode("utf-8", "replace"))
+        self.params.add(part.name, _utf8(bytes(raw), part.name))
 
 
 class Body:
@@ -286,10 +286,38 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(raw)
 
 
+def _utf8(raw: bytes, name: str | None) -> str:
+    """``raw`` as UTF-8; text that is not is refused, never replaced (a key
+    of ``%FF`` read the object named U+FFFD)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if name is None:
+            raise GatewayError("a parameter name is not valid UTF-8") from None
+        raise _invalid(name, "is not valid UTF-8") from None
+
+
+def _pairs(raw: bytes, params: Params) -> None:
+    """The pairs of a query string or urlencoded form (decoded after the
+    percent escapes, so ``%FF`` is caught as a raw byte is)."""
+    for pair in raw.split(b"&"):  # as parse_qsl, on bytes: it takes str as latin-1
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _utf8(unquote_to_bytes(raw_name.replace(b"+", b" ")), None)
+        params.add(name, _utf8(unquote_to_bytes(raw_value.replace(b"+", b" ")), name))
+
+
+def wants_xml(request: Request) -> bool:
+    """``data_format=xml`` in the query string, read leniently: the answer's
+    format is chosen before the parameters are checked."""
+    values = request.query_params.getlist("data_format")
+    return bool(values) and values[0].strip().lower() == "xml"
+
+
 def query_params(request: Request) -> Params:
     params = Params()
-    for name, value in request.query_params.multi_items():
-        params.add(name, value)
+    _pairs(request.scope.get("query_string", b""), params)
     return params
 
 
@@ -318,15 +346,9 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
     if ctype == "application/x-www-form-urlencoded" or (
         ctype not in ("application/json", "text/json") and not raw.lstrip().startswith(b"{")
     ):
-        try:
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            raise GatewayError("the form body is not UTF-8") from None
-        form_values: dict[str, list[Any]] = {}
-        for name, value in pairs:
-            form_values.setdefault(name, []).append(value)
-        for name, values in form_values.items():
-            params.values[name] = values
+        posted = Params()
+        _pairs(raw, posted)
+        params.values.update(posted.values)  # the body's names replace the query's
         return Body(params)
     try:
         decoded = json.loads(raw)
