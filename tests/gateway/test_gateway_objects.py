@@ -332,6 +332,7 @@ async def test_large_upload_streams_in_parts(
     not_here(backend, answer)
     assert answer.code == 0, answer.msg
     assert recorder.calls == [
+        ("GetBucketLocation", None),  # the credentials, checked before the file is read
         ("CreateMultipartUpload", None),
         ("UploadPart", 8 * MiB),
         ("UploadPart", 8 * MiB),
@@ -366,6 +367,7 @@ async def test_large_upload_streams_in_parts(
     )
     assert answer.code == 0, answer.msg
     assert recorder.calls == [
+        ("GetBucketLocation", None),
         ("CreateMultipartUpload", None),
         ("UploadPart", 11 * MiB),
         ("UploadPart", 9 * MiB),
@@ -391,7 +393,7 @@ async def test_large_upload_streams_in_parts(
         data={"bucket": bucket, "key": "one.bin"},
         files={"file": ("one.bin", io.BytesIO(data[: 8 * MiB]))},
     )
-    assert recorder.calls == [("PutObject", 8 * MiB)]
+    assert recorder.calls == [("GetBucketLocation", None), ("PutObject", 8 * MiB)]
 
     # the second part fails: the upload is aborted, nothing is left
     from botocore.exceptions import ClientError

@@ -28,12 +28,12 @@ from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import credentials as cred
 from jointcloud.api.gateway import upload as up
 from jointcloud.api.gateway.envelope import GatewayError, answer, failure, success
-from jointcloud.api.gateway.params import Body, Params, query_params, read_body
+from jointcloud.api.gateway.params import Body, Params, read_body, wants_xml
 from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.core.outbound import OutboundGuard
 from jointcloud.errors import DomainError
-from jointcloud.keys.caveats import CaveatPath, Permission
+from jointcloud.keys.caveats import Permission
 
 log = structlog.get_logger(__name__)
 
@@ -119,13 +119,9 @@ async def create_restrict_key(c: Call, _: S3 | None) -> Response:
     key = cred.parse_key(p.text("api_key"), "api_key")
     allow = [perm for name, perm in _ALLOW.items() if p.boolean(name)]
     restricted = cred.restrict(
-        key,
-        allow,
-        [CaveatPath(b) for b in dict.fromkeys(buckets)],
-        p.millis("not_before"),
-        p.millis("not_after"),
+        key, allow, cred.bucket_paths(buckets), p.millis("not_before"), p.millis("not_after")
     )
-    return c.ok(MSG_OK, restricted.serialize())
+    return c.ok(MSG_OK, cred.serialize(restricted))
 
 
 async def create_access_grant(c: Call, _: S3 | None) -> Response:
@@ -153,17 +149,20 @@ async def share_url(c: Call, _: S3 | None) -> Response:
     bucket, key = p.text("bucket"), p.text("key")
     satellite, auth_service = p.text("satellite_node_url"), p.text("auth_service")
     base_url = p.text("base_url").strip().rstrip("/")
-    api_key = cred.parse_key(p.text("api_key"), "api_key")
+    api_key = p.text("api_key").strip()
     password, project_id = p.text("password"), p.optional_text("project_id")
     restricted = cred.restrict(
-        api_key,
+        cred.parse_key(api_key, "api_key"),
         (Permission.READ, Permission.LIST),
-        [CaveatPath(bucket, key)],
+        [cred.object_path(bucket, key)],
         p.millis("not_before"),
         p.millis("not_after"),
     )
+    restricted_text = cred.serialize(restricted)
+    # The project is looked up with the caller's own key: the restricted
+    # one is refused until its not_before, and the link is made now.
     grant = await cred.access_grant(
-        c.outbound, satellite, restricted.serialize(), password, project_id
+        c.outbound, satellite, restricted_text, password, project_id, info_key=api_key
     )
     made = await cred.register(c.outbound, auth_service, grant, public=True)
     return c.ok(MSG_OK, f"{base_url}/{cred.share_path(made['access_key_id'], bucket, key)}")
@@ -234,6 +233,11 @@ async def list_objects(c: Call, s3: S3 | None) -> Response:
 # --- objects -------------------------------------------------------------------
 
 
+def _declared(c: Call) -> int | None:
+    declared = c.request.headers.get("content-length")
+    return int(declared) if declared and declared.isdigit() else None
+
+
 def _before_file(c: Call, *names: str) -> None:
     """Required fields of an upload, which must precede the file part."""
     for name in names:
@@ -251,17 +255,21 @@ async def upload_object(c: Call, s3: S3 | None) -> Response:
     part = c.body.file
     if part is None:
         raise GatewayError("missing required parameter file (a multipart form file part)")
-    declared = c.request.headers.get("content-length")
+    part_size = up.part_size_for(_declared(c))
     ctype = part.content_type if part.content_type != "application/octet-stream" else None
+    # Before the file is read (up to 9 parts, spooled past 8 MiB each).
+    await _s3(s3).vouch("get_bucket_location", Bucket=bucket)
     await up.upload_object(
         _s3(s3),
         bucket,
         key,
         up.PartReader(part.chunks()),
         content_type=ctype,
-        part_size=up.part_size_for(int(declared) if declared and declared.isdigit() else None),
+        part_size=part_size,
+        # The rest of the form (small, capped) is read before the object is
+        # committed: a bad tail must not leave an object behind a failure.
+        before_commit=c.body.finish,
     )
-    await c.body.finish()
     return c.ok(MSG_UPLOADED)
 
 
@@ -433,6 +441,9 @@ async def upload_part(c: Call, s3: S3 | None) -> Response:
     _before_file(c, "bucket", "key", "upload_id", "part_number")
     bucket, key, upload_id = p.text("bucket"), p.text("key"), p.text("upload_id")
     number = p.integer("part_number", low=1, high=up.MAX_PARTS)
+    up.check_part_declared(_declared(c))
+    # Before the part is spooled: the credentials and the upload are good.
+    await _s3(s3).vouch("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
     etag = await up.upload_part(
         _s3(s3), bucket, key, upload_id, number, up.PartReader(part.chunks())
     )
@@ -546,7 +557,7 @@ def create_app(
 
     async def serve(request: Request) -> Response:
         endpoint = ENDPOINTS[request.url.path]
-        xml = query_params(request).xml()
+        xml = wants_xml(request)
         if request.method not in endpoint.methods:
             return not_allowed(request)
         try:
@@ -584,7 +595,7 @@ def not_allowed(request: Request) -> Response:
     return answer(
         -1,
         f"method {request.method[:20]} not allowed on {request.url.path} (use {allowed})",
-        xml=query_params(request).xml(),
+        xml=wants_xml(request),
         status=405,
         headers={"Allow": allowed},
     )

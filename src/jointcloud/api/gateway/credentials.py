@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -28,13 +29,19 @@ import httpx
 from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.urls import service_url
 from jointcloud.core.outbound import OutboundGuard
+from jointcloud.core.paths import entity_name, object_key
 from jointcloud.errors import BadArgument
-from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat, Permission
+from jointcloud.keys.caveats import MAX_BASE58, APIKey, CaveatPath, KeyCaveat, Permission
 from jointcloud.keys.grant import new_grant
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 ACCESS_PATH = "/v1/access"
 INFO_PATH = "/v1/project/info"
+# A caveat path is some 5 bytes besides its name, and a key is read back up
+# to MAX_BASE58 characters (about 6,000 bytes): more buckets never fit.
+MAX_BUCKETS = 1000
+_BASE58_PER_BYTE = math.log(256, 58)  # about 1.3658 characters per byte
+_BASE58CHECK_EXTRA = 5  # the version byte and the 4-byte checksum
 
 
 def parse_key(text: str, what: str) -> APIKey:
@@ -56,6 +63,42 @@ def restrict(
         return key.restrict(caveat)
     except BadArgument as exc:
         raise GatewayError(exc.message) from None
+
+
+def bucket_paths(names: Iterable[str]) -> list[CaveatPath]:
+    """One caveat path per bucket, each name checked as a package name is
+    (no NUL, '/', '..' or surrounding spaces; at most 255 bytes)."""
+    unique = list(dict.fromkeys(names))
+    if len(unique) > MAX_BUCKETS:
+        raise GatewayError(
+            f"invalid parameter buckets: {len(unique)} buckets; a key names at most {MAX_BUCKETS}"
+        )
+    return [CaveatPath(entity_name(name, "buckets")) for name in unique]
+
+
+def object_path(bucket: str, key: str) -> CaveatPath:
+    """The caveat path of one object: a package name and an S3 key (at most
+    1,024 bytes, as S3 takes)."""
+    return CaveatPath(entity_name(bucket, "bucket"), object_key(key, "key"))
+
+
+def serialize(key: APIKey) -> str:
+    """The key's text, refused before encoding when it would be longer than
+    every reader takes: base58 costs the square of its length, on the loop."""
+    estimate = math.ceil((len(key.to_bytes()) + _BASE58CHECK_EXTRA) * _BASE58_PER_BYTE)
+    if estimate > MAX_BASE58 + 1:  # the estimate may overshoot by one
+        raise GatewayError(_too_long(estimate))
+    text = key.serialize()
+    if len(text) > MAX_BASE58:
+        raise GatewayError(_too_long(len(text)))
+    return text
+
+
+def _too_long(length: int) -> str:
+    return (
+        f"the restricted key would be about {length} characters long; keys are read "
+        f"up to {MAX_BASE58} characters (name fewer or shorter buckets)"
+    )
 
 
 async def project_info(satellite: str, key: str) -> dict[str, Any]:
@@ -98,12 +141,16 @@ async def access_grant(
     key_text: str,
     password: str,
     project_id: str | None,
+    *,
+    info_key: str | None = None,
 ) -> str:
-    """The serialized grant for ``key_text`` (checked at the satellite)."""
+    """The serialized grant for ``key_text`` (checked at the satellite, with
+    ``info_key`` when given: the key it was restricted from, which the
+    satellite takes even when ``key_text`` is not valid yet)."""
     satellite = service_url(satellite_url, "parameter satellite_node_url")
     await outbound.check(satellite, "parameter satellite_node_url")
     key = parse_key(key_text, "restrict_key")
-    info = await project_info(satellite, key.serialize())
+    info = await project_info(satellite, info_key or key.serialize())
     project_uuid = str(info.get("projectID") or "")
     if project_id and not _same_project(project_id, info):
         raise GatewayError(

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 
@@ -27,6 +27,8 @@ from jointcloud.errors import BadArgument
 
 MAX_BODY = 4 * 1024 * 1024  # a JSON or urlencoded body (1000 keys of 1 KiB fit)
 MAX_FIELD = 1024 * 1024  # one field of a multipart form
+MAX_FORM = MAX_BODY  # every field of a multipart form, the file part aside
+MAX_FORM_PARTS = 10_000  # parts of a multipart form: each costs some bytes of its own
 FILE_FIELD = "file"
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -214,6 +216,37 @@ class Params:
         return found
 
 
+@dataclass
+class _Form:
+    """What a multipart form's fields have taken so far: each field is
+    capped, and so are their sum and the number of parts (the form is read
+    before any credential is checked)."""
+
+    params: Params
+    size: int = 0
+    parts: int = 0
+
+    async def field(self, part: FormPart) -> None:
+        self.parts += 1
+        if self.parts > MAX_FORM_PARTS:
+            raise GatewayError(f"the multipart form has more than {MAX_FORM_PARTS} parts")
+        if part.filename is not None and part.name == FILE_FIELD:
+            await part.drain()  # a second file, or a file where none is taken
+            return
+        raw = bytearray()
+        async for chunk in part.chunks():
+            raw += chunk
+            if len(raw) > MAX_FIELD:
+                raise GatewayError(f"form part {part.name!r} is larger than {MAX_FIELD} bytes")
+            if self.size + len(raw) > MAX_FORM:
+                raise GatewayError(
+                    f"the fields of the multipart form are larger than {MAX_FORM} bytes "
+                    "in all (the file part aside)"
+                )
+        self.size += len(raw)
+        self.params.add(part.name, _utf8(bytes(raw), part.name))
+
+
 class Body:
     """What a request carries: its parameters and, for a multipart form, the
     unread ``file`` part and the rest of the form after it."""
@@ -223,10 +256,12 @@ class Body:
         params: Params,
         file: FormPart | None = None,
         rest: AsyncIterator[FormPart] | None = None,
+        form: _Form | None = None,
     ) -> None:
         self.params = params
         self.file = file
         self._rest = rest
+        self._form = form or _Form(params)
 
     async def finish(self) -> None:
         """Read the form to its end (fields after the file join the params)."""
@@ -235,7 +270,7 @@ class Body:
         if self._rest is None:
             return
         async for part in self._rest:
-            await _field(self.params, part)
+            await self._form.field(part)
         self._rest = None
 
 
@@ -251,21 +286,38 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return bytes(raw)
 
 
-async def _field(params: Params, part: FormPart) -> None:
-    if part.filename is not None and part.name == FILE_FIELD:
-        await part.drain()  # a second file, or a file where none is taken
-        return
+def _utf8(raw: bytes, name: str | None) -> str:
+    """``raw`` as UTF-8; text that is not is refused, never replaced (a key
+    of ``%FF`` read the object named U+FFFD)."""
     try:
-        raw = await part.read_all(MAX_FIELD)
-    except BadArgument as exc:
-        raise GatewayError(exc.message) from None
-    params.add(part.name, raw.decode("utf-8", "replace"))
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if name is None:
+            raise GatewayError("a parameter name is not valid UTF-8") from None
+        raise _invalid(name, "is not valid UTF-8") from None
+
+
+def _pairs(raw: bytes, params: Params) -> None:
+    """The pairs of a query string or urlencoded form (decoded after the
+    percent escapes, so ``%FF`` is caught as a raw byte is)."""
+    for pair in raw.split(b"&"):  # as parse_qsl, on bytes: it takes str as latin-1
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name = _utf8(unquote_to_bytes(raw_name.replace(b"+", b" ")), None)
+        params.add(name, _utf8(unquote_to_bytes(raw_value.replace(b"+", b" ")), name))
+
+
+def wants_xml(request: Request) -> bool:
+    """``data_format=xml`` in the query string, read leniently: the answer's
+    format is chosen before the parameters are checked."""
+    values = request.query_params.getlist("data_format")
+    return bool(values) and values[0].strip().lower() == "xml"
 
 
 def query_params(request: Request) -> Params:
     params = Params()
-    for name, value in request.query_params.multi_items():
-        params.add(name, value)
+    _pairs(request.scope.get("query_string", b""), params)
     return params
 
 
@@ -280,10 +332,11 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
                 request.stream().__aiter__(), boundary_of(request.headers.get("content-type"))
             )
             parts = form.parts()
+            fields = _Form(params)
             async for part in parts:
                 if takes_file and part.name == FILE_FIELD:
-                    return Body(params, part, parts)
-                await _field(params, part)
+                    return Body(params, part, parts, fields)
+                await fields.field(part)
         except BadArgument as exc:
             raise GatewayError(exc.message) from None
         return Body(params)
@@ -293,15 +346,9 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
     if ctype == "application/x-www-form-urlencoded" or (
         ctype not in ("application/json", "text/json") and not raw.lstrip().startswith(b"{")
     ):
-        try:
-            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            raise GatewayError("the form body is not UTF-8") from None
-        form_values: dict[str, list[Any]] = {}
-        for name, value in pairs:
-            form_values.setdefault(name, []).append(value)
-        for name, values in form_values.items():
-            params.values[name] = values
+        posted = Params()
+        _pairs(raw, posted)
+        params.values.update(posted.values)  # the body's names replace the query's
         return Body(params)
     try:
         decoded = json.loads(raw)

@@ -51,6 +51,25 @@ MODELED = frozenset(
     }
 )
 
+# What a cheap call made before a body is read (``S3.vouch``) refuses on:
+# credentials the service does not take, or a bucket or upload that is not
+# there. Any other answer (AccessDenied to a key that may write but not
+# read, an operation the service lacks) is left for the real call to judge.
+REFUSED_EARLY = frozenset(
+    {
+        "AccountProblem",
+        "AuthorizationHeaderMalformed",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidSecurity",
+        "InvalidToken",
+        "NoSuchBucket",
+        "NoSuchUpload",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+
 ClientFactory = Callable[[str, str, str], Any]
 
 
@@ -199,6 +218,24 @@ class S3:
 
     async def call(self, method: str, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.call_sync, method, **kwargs)
+
+    async def vouch(self, method: str, **kwargs: Any) -> None:
+        """Make a cheap call (a GET: its error has a code) before reading a
+        body the service would refuse anyway: fails only on ``REFUSED_EARLY``
+        codes and on no answer at all."""
+
+        def run() -> None:
+            client_error, core_error = _errors()
+            try:
+                getattr(self.client, method)(**kwargs)
+            except client_error as exc:
+                code = ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code")
+                if code in REFUSED_EARLY:
+                    raise GatewayError(describe(exc, self.operation(method))) from None
+            except core_error as exc:
+                raise GatewayError(describe(exc, self.operation(method))) from None
+
+        await asyncio.to_thread(run)
 
     async def pages(self, method: str, **kwargs: Any) -> list[Any]:
         """Every page of a paginated listing, read in one thread."""

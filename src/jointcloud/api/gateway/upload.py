@@ -12,7 +12,8 @@ failure aborts the upload.
 
 ``/uploadPart`` sends one part of the caller's own multipart upload, whose
 size is not known before its end: it is spooled (in memory up to
-``PART_SIZE``, on disk beyond) and sent with its length.
+``PART_SIZE``, on disk beyond, at most ``MAX_PART``) and sent with its
+length.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 from jointcloud.api.gateway.envelope import GatewayError
@@ -31,6 +32,7 @@ IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 MAX_OBJECT = 5 * 1024 * 1024 * MiB  # S3's largest object: 5 TiB
+MAX_PART = 5 * 1024 * MiB  # S3's largest part: 5 GiB
 FORM_SLACK = 1 * MiB  # a form's boundaries and fields around the file
 SPOOL_WRITE = 1 * MiB
 
@@ -108,7 +110,11 @@ async def upload_object(
     *,
     content_type: str | None = None,
     part_size: int = PART_SIZE,
+    before_commit: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
+    """Stream ``reader`` to ``bucket``/``key``. ``before_commit`` runs once the
+    file is read and before the object becomes visible (PutObject, or the
+    completion): a failure there leaves no object and replaces none."""
     extra: dict[str, Any] = {"ContentType": content_type} if content_type else {}
     first = await read_part(reader, part_size)
     try:
@@ -118,6 +124,8 @@ async def upload_object(
         raise
     if not second.size:
         try:
+            if before_commit is not None:
+                await before_commit()
             await s3.call(
                 "put_object",
                 Bucket=bucket,
@@ -176,6 +184,8 @@ async def upload_object(
         for task in sending:
             parts.append(await task)
         sending = []
+        if before_commit is not None:
+            await before_commit()
         await s3.call(
             "complete_multipart_upload",
             Bucket=bucket,
@@ -217,10 +227,25 @@ async def spool(reader: PartReader, limit: int | None = None) -> tuple[IO[bytes]
     return spooled, size
 
 
+def check_part_declared(declared: int | None) -> None:
+    """A request declared larger than a part (and its form) is refused
+    before it is read."""
+    if declared is not None and declared > MAX_PART + FORM_SLACK:
+        raise GatewayError(_part_too_large(f"the request declares {declared} bytes: "))
+
+
+def _part_too_large(why: str = "") -> str:
+    return f"{why}a part holds at most {MAX_PART} bytes (S3's largest part)"
+
+
 async def upload_part(
     s3: S3, bucket: str, key: str, upload_id: str, number: int, reader: PartReader
 ) -> str:
-    body, size = await spool(reader)
+    # One byte past the cap tells a part over it: the spool stays bounded.
+    body, size = await spool(reader, MAX_PART + 1)
+    if size > MAX_PART:
+        await asyncio.to_thread(body.close)
+        raise GatewayError(_part_too_large())
     try:
         answer = await s3.call(
             "upload_part",
