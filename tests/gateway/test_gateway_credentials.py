@@ -141,6 +141,21 @@ async def test_grant_and_credentials(gw: httpx.AsyncClient, jcs: Jcs, fmt: str) 
     assert again.data["access_key_id"] != made.data["access_key_id"]
 
 
+async def test_a_key_that_may_only_upload_makes_a_grant(gw: httpx.AsyncClient, jcs: Jcs) -> None:
+    # The satellite answers project info to any key of the project, as the
+    # published one does (found by review: a write-only key was refused).
+    call = Gw(gw, False, None)
+    restricted = (
+        await call.ok(
+            "/createRestrictKey",
+            json={"buckets": ["buc1"], "api_key": jcs.api_key, "allow_upload": True},
+        )
+    ).data
+    body = {"satellite_node_url": jcs.main_url, "restrict_key": restricted, "password": PASSPHRASE}
+    answer = await call.ok("/createAccessGrant", json=body)
+    assert parse_grant(answer.data).api_key.serialize() == restricted
+
+
 async def test_grant_failures(gw: httpx.AsyncClient, jcs: Jcs) -> None:
     call = Gw(gw, False, None)
     base = {

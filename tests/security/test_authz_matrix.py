@@ -333,13 +333,15 @@ ENDPOINTS: list[Endpoint] = [
     # Fixing a project's passphrase takes an unrestricted key of that project,
     # as the caller and in the grant (the victim's own here).
     Endpoint("POST", "/v1/project/passphrase", "write", js(lambda w: {"accessGrant": w.p_grant})),
-    # A project key is answered about its own project, whatever bucketID says.
+    # A project key is answered about its own project, whatever bucketID says,
+    # and whatever its caveats forbid but their time (the published
+    # satellite's ActionProjectInfo): a key that may not read makes a grant.
     Endpoint(
         "GET",
         "/v1/project/info",
         "read",
         q(bucketID=lambda w: w.p),
-        own=frozenset({"other_user_project", "other_project"}) | IN_P,
+        own=frozenset({"other_user_project", "other_project", "missing_caveat"}) | IN_P,
     ),
 ]
 

@@ -22,6 +22,7 @@ that, so revocation reaches credentials within the same bound.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -117,7 +118,17 @@ class AccessService:
         target = principal.project_id if principal.project_id is not None else bucket_id
         if target is None:
             raise BadArgument("bucketID is required with an account key")
-        bucket = await self.buckets.get(principal, target)
+        # As the published satellite's ActionProjectInfo: whatever the key's
+        # caveats forbid or reach, only their time window applies (a
+        # write-only key makes a grant too).
+        timed = Principal(
+            principal.user_id,
+            principal.project_id,
+            tuple(
+                dataclasses.replace(c, disallow=frozenset(), paths=()) for c in principal.caveats
+            ),
+        )
+        bucket = await self.buckets.get(timed, target)
         return ProjectInfo(bucket.project_id, bucket.bucket_id, bucket.name)
 
     async def grant_principal(self, grant: Grant) -> Principal:
