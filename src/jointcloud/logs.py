@@ -66,6 +66,10 @@ def configure_logging(
     )
     logging.basicConfig(handlers=[handler], level=max(level, logging.INFO))
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # httpx logs every request's URL at info; the gateway's outbound calls
+    # go to URLs its callers chose, and no request data is logged.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

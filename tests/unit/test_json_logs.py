@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Iterator
 
+import httpx
 import pytest
 import structlog
 
@@ -91,3 +92,12 @@ def test_a_log_that_cannot_be_written_fails_nobody(server_logging: FillingDisk) 
     log.info("written again")
     lines = [json.loads(line) for line in server_logging.getvalue().splitlines()]
     assert [r["event"] for r in lines] == ["written again"]
+
+
+def test_outbound_requests_are_not_logged(server_logging: FillingDisk) -> None:
+    """The gateway calls URLs its callers name (satellite, auth service):
+    httpx's own info line with each URL is not in the server's log."""
+    with httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200))) as c:
+        assert c.get("http://satellite.example/v1/project/info?x=caller-data").is_success
+    assert "satellite.example" not in server_logging.getvalue()
+    assert "caller-data" not in server_logging.getvalue()
