@@ -538,16 +538,24 @@ class ObjectService(ObjectListings):
         return ok, failed
 
     async def delete_by_ids(self, principal: Principal, object_ids: Sequence[int]) -> None:
+        checked: dict[int, tuple[int, str]] | None = None
         if principal.project_id is not None or principal.caveats:
             async with self.db.read() as conn:
                 seen = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
             for info in seen.values():
                 await self._may(principal, info, Operation.DELETE)
+            checked = {i: (o.package_id, o.path) for i, o in seen.items()}
         async with self.db.write() as conn:
             found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
             missing = [i for i in object_ids if i not in found]
             if missing:
                 raise ObjectNotFound(f"objects not found: {', '.join(map(str, missing))}")
+            # The key's caveats were checked where the objects were; one
+            # moved (or made) since is not deleted unchecked.
+            if checked is not None and checked != {
+                i: (o.package_id, o.path) for i, o in found.items()
+            }:
+                raise Conflict("an object changed while it was being deleted; try again")
             await catalog.delete_objects(conn, list(dict.fromkeys(object_ids)))
 
     async def delete_by_path(self, principal: Principal, package_id: int, path: str) -> None:

@@ -1,0 +1,52 @@
+"""Deleting by IDs with a restricted key: the caveats are checked where the
+objects are, and an object moved out of the key's reach between that check
+and the delete is not deleted. The move is made for real between the two
+(inside the delete's first lookup), not left to timing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from core_support import World
+from test_objects_support import at, body, package
+
+from jointcloud.core.authz import Caveat, PathGrant
+from jointcloud.core.commands import PutObject
+from jointcloud.errors import Conflict
+from jointcloud.meta import catalog
+
+
+async def test_an_object_moved_out_of_reach_meanwhile_is_not_deleted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = world.ctx
+    pkg = await package(world, "race")
+    info = await ctx.objects.put(world.alice, PutObject(at(pkg, "tmp/a"), body(b"keep me")))
+    narrow = world.alice.restricted(Caveat(paths=(PathGrant("race", "tmp/"),)))
+    lookup = catalog.objects_by_ids
+    calls = 0
+
+    async def then_moved(conn: Any, user_id: int, ids: Sequence[int]) -> Any:
+        nonlocal calls
+        found = await lookup(conn, user_id, ids)
+        calls += 1
+        if calls == 1:  # the caveat check has its answer: the owner moves it away
+            moved, failed = await ctx.objects.move(
+                world.alice, [(info.object_id, pkg.package_id, "keep/a")]
+            )
+            assert moved == [info.object_id] and not failed
+        return found
+
+    monkeypatch.setattr(catalog, "objects_by_ids", then_moved)
+    with pytest.raises(Conflict, match="changed while it was being deleted"):
+        await ctx.objects.delete_by_ids(narrow, [info.object_id])
+    monkeypatch.setattr(catalog, "objects_by_ids", lookup)
+    kept = await catalog_object(world, info.object_id)
+    assert kept is not None and kept.path == "keep/a"
+
+
+async def catalog_object(world: World, object_id: int) -> Any:
+    async with world.ctx.db.read() as conn:
+        return (await catalog.objects_by_ids(conn, world.alice.user_id, [object_id])).get(object_id)
