@@ -120,6 +120,7 @@ async def test_downloads_answer_as_fastapi_does(
             {},
         ),
         ("POST", "/v1/object/download", {"objectID": oid}, {}),
+        ("GET", "/v1/object/download", [("objectID", oid), ("n", "1"), ("n", "1")], {}),
     ]
     for method, path, params, headers in plain + odd:
         what = f"{method} {path} {params} {headers}"
@@ -209,6 +210,8 @@ async def test_listings_answer_as_fastapi_does(
         {"packageID": pkg, "maxKeys": -1},
         {"packageID": pkg, "maxKeys": "ten"},
         [("packageID", pkg), ("path", "a"), ("path", "c")],
+        # a name the route does not read, given twice: refused either way
+        [("packageID", pkg), ("isPrefix", "true"), ("x", "1"), ("x", "2")],
     ]
     for params in plain + odd:
         a, b = await fast.get(listing, params=params), await slow.get(listing, params=params)

@@ -66,9 +66,11 @@ class _Plain:
 
     def arguments(self, request: Request) -> Arguments | None:
         """The endpoint's query arguments, or None: leave it to FastAPI."""
+        query = request.query_params
+        if len(query.multi_items()) != len(query):
+            return None  # a name given twice, read or not: refused there
         if not self.params:
             return {}
-        query = request.query_params
         args: Arguments = {}
         for name, kind in self.params:
             given = query.getlist(name)
