@@ -1,7 +1,8 @@
-"""An upload that lasts longer than GC's delay keeps its pending layout (its
-writer renews it), and one whose layout GC took anyway (a GC run with a
-shorter delay) fails without leaving a block behind. On SQLite and
-PostgreSQL; the upload's source waits on the test between its two halves."""
+"""An upload that lasts longer than GC's delay keeps its pending layouts
+(its request renews them, every file's until the commit of them all), and
+one whose layout GC took anyway (a GC run with a shorter delay) fails
+without leaving a block behind. On SQLite and PostgreSQL; the upload's
+source waits on the test between its two halves."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.fsck import fsck
 from jointcloud.core.gc import collect_garbage
 from jointcloud.errors import DomainError
+from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
+from jointcloud.redundancy.policy import NonePolicy
 
 DELAY = timedelta(seconds=2)
 HALF = b"a" * (3 << 19)  # past the small-file size: it streams into a block at once
@@ -46,7 +49,7 @@ async def pending(world: World) -> list[int]:
 
 async def test_gc_leaves_an_upload_that_outlasts_its_delay(world: World) -> None:
     ctx = world.ctx
-    ctx.store.renew_every = 0.1
+    ctx.store.renewals.every = 0.1
     pkg = await package(world, "slow")
     before = await stored(ctx)
     slow = SlowBody()
@@ -107,3 +110,56 @@ async def test_an_upload_whose_layout_gc_took_fails_and_leaves_no_block(world: W
     assert await stored(ctx) == before
     report = await fsck(ctx)
     assert report.clean and report.young_keys == 0, report.summary()
+
+
+async def once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+@pytest.mark.parametrize("first", ["streamed", "batched"])
+async def test_gc_leaves_the_first_files_of_an_upload_whose_last_is_slow(
+    world: World, first: str, inline_max_bytes: int
+) -> None:
+    """Found by review: only the file being written was renewed; the ones
+    staged before it waited for the commit unrenewed, and GC took them."""
+    ctx = world.ctx
+    ctx.store.renewals.every = 0.1
+    pkg = await package(world, "multi")
+    data = HALF if first == "streamed" else b"x" * (inline_max_bytes + 100)
+    slow = SlowBody()
+
+    async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        yield "first", once(data)
+        yield "second", slow.chunks()
+
+    up = asyncio.ensure_future(ctx.objects.upload(world.alice, pkg.package_id, files()))
+    await slow.sent.wait()
+    # What is tested is time passing: past the delay since "first" was staged.
+    await asyncio.sleep(DELAY.total_seconds() * 1.5)
+    report = await collect_garbage(ctx.db, ctx.store, DELAY)
+    assert report.layouts == 0 and report.temp_files == 0
+    slow.more.set()
+    infos = await up
+    assert [i.path for i in infos] == ["first", "second"]
+    got = await ctx.objects.get(world.alice, GetObject(at(pkg, "first")))
+    assert await read_all(got.body) == data
+
+
+async def test_gc_spares_a_layout_renewed_after_it_was_listed(world: World) -> None:
+    """GC lists garbage, then deletes it layout by layout; a writer whose
+    renewal comes in between keeps its layout (found by review)."""
+    ctx = world.ctx
+    async with ctx.db.write() as conn:
+        [layout_id] = await layouts.create_pending_many(conn, NonePolicy(), [(b"k", [])])
+        await conn.execute(
+            update(t.layouts)
+            .where(t.layouts.c.id == layout_id)
+            .values(created_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    before = datetime.now(UTC) - DELAY
+    async with ctx.db.read() as conn:
+        assert layout_id in await layouts.garbage(conn, before)
+    async with ctx.db.write() as conn:
+        assert await layouts.renew_pending(conn, [layout_id]) == 1
+    async with ctx.db.write() as conn:
+        assert not await layouts.still_garbage(conn, layout_id, before)

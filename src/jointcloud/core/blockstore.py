@@ -9,7 +9,6 @@ cleaned up here; a crash leaves a pending layout that GC removes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import secrets
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from jointcloud.core import renewal
 from jointcloud.core.background import finish
 from jointcloud.core.models import (
     BlockRecord,
@@ -29,6 +29,7 @@ from jointcloud.core.models import (
     UserSpace,
 )
 from jointcloud.core.placement import block_key, choose_spaces, new_name
+from jointcloud.core.renewal import Renewals
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError
 from jointcloud.keys.master import MasterKey
@@ -55,9 +56,6 @@ from jointcloud.spaces.unreachable import UnreachableSpace
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-# Strong references to renewers finishing after their upload (see _renewing).
-_renewers: set[asyncio.Future[None]] = set()
 
 # Stand-in ids of inline layouts until their commit inserts them (negative:
 # never a row's id).
@@ -119,10 +117,10 @@ class BlockStore:
         self.db = db
         self.master = master
         self.pool = pool
-        # While a stream is written its pending layout is renewed this often
-        # (a quarter of GC's delay), so that GC takes only the layouts of
+        # Staged layouts are renewed this often (a quarter of GC's delay)
+        # while their request runs, so that GC takes only the layouts of
         # writers that are gone, however long an upload lasts. None: never.
-        self.renew_every = renew_every
+        self.renewals = Renewals(db, renew_every)
         # Objects up to this size are kept inline in the metadata database
         # (docs/durability.md); 0: never.
         self.inline_max = inline_max
@@ -217,7 +215,8 @@ class BlockStore:
                 BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=s.user_space_id)
                 for (i, _, k), s in zip(plan, chosen, strict=True)
             ]
-            async with self._renewing(layout_id, refs):
+            async with self.renewals.held():
+                renewal.join([layout_id], [(ref.space, ref.key) for ref in refs])
                 result = await write_blocks(
                     source, policy, refs, data_key, checksums=[str(a) for a in checksums]
                 )
@@ -226,45 +225,6 @@ class BlockStore:
             await asyncio.shield(self._drop_rows([layout_id]))
             raise
         return _staged(layout_id, result, plan)
-
-    @contextlib.asynccontextmanager
-    async def _renewing(self, layout_id: int, refs: Sequence[BlockRef]) -> AsyncIterator[None]:
-        """Renew ``layout_id``'s pending lease, and keep its blocks' unfinished
-        writes from the sweep, while the body runs."""
-        if not self.renew_every:
-            yield
-            return
-        stop = asyncio.Event()
-        renewer = asyncio.ensure_future(self._renew(layout_id, refs, self.renew_every, stop))
-        try:
-            yield
-        finally:
-            # Not cancelled: a renewal in its transaction ends on its own.
-            stop.set()
-            _renewers.add(renewer)
-            renewer.add_done_callback(_renewers.discard)
-
-    async def _renew(
-        self, layout_id: int, refs: Sequence[BlockRef], every: float, stop: asyncio.Event
-    ) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-            if stop.is_set():
-                return
-            try:
-                for ref in refs:
-                    await ref.space.keep_alive(ref.key)
-                async with self.db.write() as conn:
-                    kept = await layouts.renew_pending(conn, [layout_id])
-            except Exception as exc:  # tried again next time; GC's delay is 4 renewals
-                log.warning("renewing an upload's pending layout failed", error=repr(exc))
-                continue
-            if not kept:
-                # Taken by a GC run with a shorter delay: the commit will
-                # fail, and discard deletes what was written.
-                log.warning("an upload's pending layout was collected while it ran")
-                return
 
     async def stage_many(
         self,
@@ -347,6 +307,7 @@ class BlockStore:
         ]
         async with self.db.write() as conn:
             layout_ids = await layouts.create_pending_many(conn, policy, intents)
+        renewal.join(layout_ids)
         writing: asyncio.Future[None] | None = None
         targets: list[tuple[Space, str]] = []
         try:

@@ -88,13 +88,14 @@ async def collect_garbage(
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
     while True:
+        before = now() - delay
         async with db.read() as conn:
-            ids = await layouts.garbage(conn, now() - delay)
+            ids = await layouts.garbage(conn, before)
         if not ids:
             return report
         for layout_id in ids:
             async with db.write() as conn:
-                if not await layouts.still_garbage(conn, layout_id):
+                if not await layouts.still_garbage(conn, layout_id, before):
                     continue
                 records = await layouts.load(conn, [layout_id])
                 # Blocks first, rows after: a crash in between leaves rows that

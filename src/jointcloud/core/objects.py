@@ -145,22 +145,29 @@ class ObjectService(ObjectListings):
         async def one() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
             yield path, cmd.body
 
-        _, staged = await self.uploads.stage_files(
-            principal.user_id, policy, cmd.affinity, None, one(), wanted
-        )
-        (st,) = staged
-        try:
-            check_payload(st, cmd.payload_sha256)
-            verify_digests(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
-        except BadArgument:  # a digest that does not match (or a malformed trailer)
-            await finish(self.store.discard(staged))
-            raise
-        item = catalog.NewContent(
-            path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)], meta, st.checksums
-        )
-        (info,) = await self.uploads.commit(
-            pkg.package_id, policy, staged, [item], conditions=cmd.conditions
-        )
+        async with self.store.renewals.held():  # from the intent to the commit
+            _, staged = await self.uploads.stage_files(
+                principal.user_id, policy, cmd.affinity, None, one(), wanted
+            )
+            (st,) = staged
+            try:
+                check_payload(st, cmd.payload_sha256)
+                verify_digests(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
+            except BadArgument:  # a digest that does not match (or a malformed trailer)
+                await finish(self.store.discard(staged))
+                raise
+            item = catalog.NewContent(
+                path,
+                st.size,
+                ContentHash(st.sha256),
+                st.md5,
+                [(0, st.layout_id)],
+                meta,
+                st.checksums,
+            )
+            (info,) = await self.uploads.commit(
+                pkg.package_id, policy, staged, [item], conditions=cmd.conditions
+            )
         return info
 
     async def _open(
@@ -428,18 +435,23 @@ class ObjectService(ObjectListings):
                 )
                 yield path, stream
 
-        paths, staged = await self.uploads.stage_files(
-            principal.user_id, policy, affinity, None, checked()
-        )
-        if not paths:
-            raise BadArgument("the upload has no 'files' part")
-        items = [
-            catalog.NewContent(path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)])
-            for path, st in zip(paths, staged, strict=True)
-        ]
-        return await self.uploads.commit(
-            pkg.package_id, policy, staged, items, before_commit=before_commit
-        )
+        # Every file's layout is renewed until the commit of them all: the
+        # first ones wait for the last, however long its client takes.
+        async with self.store.renewals.held():
+            paths, staged = await self.uploads.stage_files(
+                principal.user_id, policy, affinity, None, checked()
+            )
+            if not paths:
+                raise BadArgument("the upload has no 'files' part")
+            items = [
+                catalog.NewContent(
+                    path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)]
+                )
+                for path, st in zip(paths, staged, strict=True)
+            ]
+            return await self.uploads.commit(
+                pkg.package_id, policy, staged, items, before_commit=before_commit
+            )
 
     async def get_by_id(self, principal: Principal, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:

@@ -262,18 +262,16 @@ def record(r: Any, blocks: tuple[BlockRecord, ...]) -> LayoutRecord:
     )
 
 
+def _garbage_at(before: datetime) -> Any:
+    return or_(
+        and_(t.layouts.c.state == "live", t.layouts.c.released_at < before),
+        and_(t.layouts.c.state == "pending", t.layouts.c.created_at < before),
+    )
+
+
 async def garbage(conn: AsyncConnection, before: datetime, limit: int = 500) -> list[int]:
     """Layouts safe to delete: released, or pending (a crashed upload), before ``before``."""
-    q = (
-        select(t.layouts.c.id)
-        .where(
-            or_(
-                and_(t.layouts.c.state == "live", t.layouts.c.released_at < before),
-                and_(t.layouts.c.state == "pending", t.layouts.c.created_at < before),
-            )
-        )
-        .limit(limit)
-    )
+    q = select(t.layouts.c.id).where(_garbage_at(before)).limit(limit)
     return [r.id for r in await conn.execute(q)]
 
 
@@ -281,12 +279,15 @@ async def renew_pending(conn: AsyncConnection, layout_ids: Sequence[int]) -> int
     """Move the time of pending layouts whose writer still runs to now, so
     that ``garbage`` never takes an upload that lasts longer than GC's delay
     (a pending layout's ``created_at`` is when its writer last said so)."""
-    res = await conn.execute(
-        update(t.layouts)
-        .where(t.layouts.c.id.in_(list(layout_ids)), t.layouts.c.state == "pending")
-        .values(created_at=now())
-    )
-    return int(res.rowcount)
+    renewed = 0
+    for part in chunks(sorted(layout_ids)):
+        res = await conn.execute(
+            update(t.layouts)
+            .where(t.layouts.c.id.in_(list(part)), t.layouts.c.state == "pending")
+            .values(created_at=now())
+        )
+        renewed += int(res.rowcount)
+    return renewed
 
 
 async def existing(conn: AsyncConnection, layout_ids: Sequence[int]) -> set[int]:
@@ -295,9 +296,12 @@ async def existing(conn: AsyncConnection, layout_ids: Sequence[int]) -> set[int]
     return {r.id for r in await conn.execute(q)}
 
 
-async def still_garbage(conn: AsyncConnection, layout_id: int) -> bool:
-    """Re-check under the delete transaction: nothing took a reference meanwhile."""
-    q = select(t.layouts.c.id).where(t.layouts.c.id == layout_id, ~_referenced(t.layouts.c.id))
+async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime) -> bool:
+    """Re-check under the delete transaction: nothing took a reference, and
+    no writer renewed its pending layout, since ``garbage`` listed it."""
+    q = select(t.layouts.c.id).where(
+        t.layouts.c.id == layout_id, _garbage_at(before), ~_referenced(t.layouts.c.id)
+    )
     return (await conn.execute(q)).first() is not None
 
 
