@@ -1,4 +1,4 @@
-"""Deleting by IDs with a restricted key: the caveats are checked where the
+"""Deleting or moving by IDs with a restricted key: the caveats are checked where the
 objects are, and an object moved out of the key's reach between that check
 and the delete is not deleted. The move is made for real between the two
 (inside the delete's first lookup), not left to timing."""
@@ -50,3 +50,37 @@ async def test_an_object_moved_out_of_reach_meanwhile_is_not_deleted(
 async def catalog_object(world: World, object_id: int) -> Any:
     async with world.ctx.db.read() as conn:
         return (await catalog.objects_by_ids(conn, world.alice.user_id, [object_id])).get(object_id)
+
+
+async def test_a_move_of_an_object_moved_out_of_reach_meanwhile_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for a move by ID (found by review): the key's caveats
+    were checked at tmp/a, the owner moved it to private/a meanwhile, and
+    the key's move took it from there back into its reach."""
+    ctx = world.ctx
+    pkg = await package(world, "race2")
+    info = await ctx.objects.put(world.alice, PutObject(at(pkg, "tmp/a"), body(b"secret")))
+    narrow = world.alice.restricted(Caveat(paths=(PathGrant("race2", "tmp/"),)))
+    lookup = catalog.get_object
+    calls = 0
+
+    async def then_moved(conn: Any, user_id: int, object_id: int) -> Any:
+        nonlocal calls
+        found = await lookup(conn, user_id, object_id)
+        calls += 1
+        if calls == 1:  # the caveat check has its answer: the owner moves it away
+            monkeypatch.setattr(catalog, "get_object", lookup)
+            moved, failed = await ctx.objects.move(
+                world.alice, [(info.object_id, pkg.package_id, "private/a")]
+            )
+            assert moved == [info.object_id] and not failed
+            monkeypatch.setattr(catalog, "get_object", then_moved)
+        return found
+
+    monkeypatch.setattr(catalog, "get_object", then_moved)
+    moved, failed = await ctx.objects.move(narrow, [(info.object_id, pkg.package_id, "tmp/b")])
+    monkeypatch.setattr(catalog, "get_object", lookup)
+    assert moved == [] and failed == [(info.object_id, "the object moved meanwhile; try again")]
+    kept = await catalog_object(world, info.object_id)
+    assert kept is not None and kept.path == "private/a"

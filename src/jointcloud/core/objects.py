@@ -522,16 +522,22 @@ class ObjectService(ObjectListings):
         restricted = principal.project_id is not None or bool(principal.caveats)
         for object_id, package_id, path in checked:
             try:
+                was: tuple[int, str] | None = None
                 if restricted:  # moving takes the object away and writes it anew
-                    await self._may(
-                        principal, await self.get_by_id(principal, object_id), Operation.DELETE
-                    )
+                    source = await self.get_by_id(principal, object_id)
+                    await self._may(principal, source, Operation.DELETE)
                     await self.packages.resolve(
                         principal, PackageRef.by_id(package_id), Operation.WRITE, path
                     )
+                    was = (source.package_id, source.path)
                 async with self.db.write() as conn:
-                    if await catalog.get_object(conn, user_id, object_id) is None:
+                    now_at = await catalog.get_object(conn, user_id, object_id)
+                    if now_at is None:
                         raise ObjectNotFound(f"object {object_id} not found")
+                    if was is not None and was != (now_at.package_id, now_at.path):
+                        # The caveats were checked where it was (see delete_by_ids).
+                        failed.append((object_id, "the object moved meanwhile; try again"))
+                        continue
                     if await catalog.get_package(conn, user_id, package_id) is None:
                         raise PackageNotFound(f"package {package_id} not found")
                     other = await catalog.get_object_by_path(
