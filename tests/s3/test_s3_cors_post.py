@@ -12,7 +12,9 @@ import requests
 from botocore.exceptions import ClientError
 from s3_support import S3, code_of
 
+from jointcloud.api.s3.app import create_app
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
+from support.asgi import http_scope
 
 RULES: dict[str, Any] = {
     "CORSRules": [
@@ -327,3 +329,56 @@ async def test_bucket_wide_settings_need_a_key_that_reaches_the_whole_bucket(s3:
         limited.put_object(Bucket="wide", Key="mine/a", Body=b"a")
 
     await asyncio.to_thread(work)
+
+
+async def test_a_post_whose_body_never_ends_stores_nothing(s3: S3) -> None:
+    """Found by review: the object was committed when its file part ended,
+    though the rest of the body (a field after the file, the closing
+    boundary) never came and the client went away."""
+    c = s3.client()
+    await asyncio.to_thread(c.create_bucket, Bucket="cut")
+    post = c.generate_presigned_post("cut", "obj.txt")
+    boundary = "xYzB0undary"
+    head = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in post["fields"].items()
+    )
+    head += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="o.txt"\r\n'
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode() + b"hello world\r\n"
+    tail = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\nlater\r\n'.encode()
+    tail += f"--{boundary}--\r\n".encode()
+    incoming = [
+        # the file part has ended; the rest never comes
+        {"type": "http.request", "body": head + tail[:20], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [
+        (b"host", s3.endpoint.removeprefix("http://").encode()),
+        (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
+        (b"content-length", str(len(head) + len(tail)).encode()),
+    ]
+    await create_app(s3.ctx)(http_scope("POST", "/cut", headers), receive, send)
+    assert not any(m.get("status") in (200, 201, 204, 303) for m in sent), sent
+    _, status, _ = await asyncio.to_thread(
+        code_of, lambda: c.head_object(Bucket="cut", Key="obj.txt")
+    )
+    assert status == 404
+    # The whole body stores it.
+    whole = await asyncio.to_thread(
+        requests.post,
+        post["url"],
+        data=head + tail,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert whole.status_code == 204, whole.text

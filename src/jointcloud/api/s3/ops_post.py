@@ -13,7 +13,7 @@ restricted grant is restricted here too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -65,12 +65,13 @@ NO_FILE = "POST requires exactly one file upload per request."
 
 
 async def _fields_then_file(
-    form: StreamingForm,
+    parts: AsyncIterator[FormPart],
 ) -> tuple[list[tuple[str, str]], FormPart | None]:
-    """The form fields before ``file`` (names as sent) and the file part."""
+    """The form fields before ``file`` (names as sent) and the file part;
+    ``parts`` goes on after it (``_rest``)."""
     fields: list[tuple[str, str]] = []
     budget = MAX_PRE_DATA
-    async for part in form.parts():
+    async for part in parts:
         if part.name.lower() == "file":
             return fields, part
         raw = bytearray()
@@ -92,12 +93,24 @@ async def _fields_then_file(
     return fields, None
 
 
+async def _rest(parts: AsyncIterator[FormPart]) -> None:
+    """What follows the file: fields AWS ignores, then the form's end and
+    the request body's (``StreamingForm``)."""
+    async for part in parts:
+        await part.drain()
+
+
 async def _bounded(
-    chunks: AsyncIterator[bytes], low: int, high: int, limited: bool
+    chunks: AsyncIterator[bytes],
+    low: int,
+    high: int,
+    limited: bool,
+    rest: Callable[[], Awaitable[None]],
 ) -> AsyncIterator[bytes]:
     """The file's bytes, refused as soon as they pass ``high`` and at the end
-    when short of ``low`` (the last piece is held back until then, so core
-    never commits a file out of range)."""
+    when short of ``low``. The last piece is held back until then, and until
+    ``rest`` (the rest of the request body) has come: core never commits a
+    file out of range, nor one whose request did not end."""
     size = 0
     held = b""
     async for piece in chunks:
@@ -123,6 +136,7 @@ async def _bounded(
             ProposedSize=str(size),
             MinSizeAllowed=str(low),
         )
+    await rest()
     if held:
         yield held
 
@@ -210,8 +224,8 @@ async def post_object(r: S3Request) -> Response:
         boundary = boundary_of(r.header("content-type"))
     except BadArgument:
         raise PreconditionFailedS3(ENCLOSURE, Condition=ENCLOSURE) from None
-    form = StreamingForm(aiter(r.body()), boundary)
-    fields, file = await _fields_then_file(form)
+    parts = StreamingForm(aiter(r.body()), boundary).parts()
+    fields, file = await _fields_then_file(parts)
     by_name = form_fields(fields)
     if "key" not in by_name:
         raise InvalidArgumentS3(NO_KEY, ArgumentName="key")
@@ -240,7 +254,13 @@ async def post_object(r: S3Request) -> Response:
         check_canned(by_name["acl"], "acl")
     _check_encryption(by_name)
     low, high = policy.content_length_range or (0, MAX_PUT)
-    body = _bounded(file.chunks(), low, min(high, MAX_PUT), policy.content_length_range is not None)
+    body = _bounded(
+        file.chunks(),
+        low,
+        min(high, MAX_PUT),
+        policy.content_length_range is not None,
+        lambda: _rest(parts),
+    )
     info = await r.ctx.objects.put(
         access.principal,
         PutObject(
