@@ -40,9 +40,6 @@ class Lease:
 
 
 _current: ContextVar[Lease | None] = ContextVar("jcs_staging_lease", default=None)
-# Strong references to renewers finishing after their request (a renewal
-# in its transaction is let end rather than cancelled).
-_finishing: set[asyncio.Future[None]] = set()
 
 
 def join(layout_ids: Iterable[int], writes: Iterable[tuple[Space, str]] = ()) -> None:
@@ -54,9 +51,16 @@ def join(layout_ids: Iterable[int], writes: Iterable[tuple[Space, str]] = ()) ->
 
 
 class Renewals:
+    """One renewer per process for every lease held: a request only
+    registers its lease (no task of its own: small uploads are most of
+    them), and the renewer runs while any lease is held."""
+
     def __init__(self, db: Database, every: float | None) -> None:
         self.db = db
         self.every = every  # seconds; None or 0: never (GC without a delay)
+        self._held: set[Lease] = set()
+        self._idle = asyncio.Event()
+        self._renewer: asyncio.Future[None] | None = None
 
     @contextlib.asynccontextmanager
     async def held(self) -> AsyncIterator[None]:
@@ -67,28 +71,36 @@ class Renewals:
             return
         lease = Lease()
         token = _current.set(lease)
-        stop = asyncio.Event()
-        renewer = asyncio.ensure_future(self._run(lease, self.every, stop))
+        self._held.add(lease)
+        self._idle.clear()
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.ensure_future(self._run(self.every))
         try:
             yield
         finally:
             with contextlib.suppress(ValueError):  # exited in another context
                 _current.reset(token)
-            stop.set()
-            _finishing.add(renewer)
-            renewer.add_done_callback(_finishing.discard)
+            self._held.discard(lease)
+            if not self._held:
+                self._idle.set()  # the renewer ends now, not a period later
 
-    async def _run(self, lease: Lease, every: float, stop: asyncio.Event) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every)
-            if stop.is_set():
-                return
+    async def _run(self, every: float) -> None:
+        # Ends when no lease is held (woken by ``_idle``); one held again
+        # before this step ran keeps it going.
+        while self._held:
             try:
+                await asyncio.wait_for(self._idle.wait(), every)
+            except TimeoutError:
+                await self._renew(list(self._held))
+
+    async def _renew(self, leases: list[Lease]) -> None:
+        try:
+            for lease in leases:
                 for space, key in list(lease.writes):
                     await space.keep_alive(key)
-                if lease.layouts:
-                    async with self.db.write() as conn:
-                        await layouts.renew_pending(conn, sorted(lease.layouts))
-            except Exception as exc:  # tried again next time; GC's delay is 4 renewals
-                log.warning("renewing an upload's pending layouts failed", error=repr(exc))
+            ids = sorted({i for lease in leases for i in lease.layouts})
+            if ids:
+                async with self.db.write() as conn:
+                    await layouts.renew_pending(conn, ids)
+        except Exception as exc:  # tried again next time; GC's delay is 4 renewals
+            log.warning("renewing uploads' pending layouts failed", error=repr(exc))
