@@ -83,6 +83,9 @@ def past(common: str) -> tuple[str, bool]:
     return common[:-1] + chr(following), True
 
 
+HIDDEN_BATCH = 256
+
+
 async def scan(
     conn: Any,
     principal: Principal | None,
@@ -103,7 +106,11 @@ async def scan(
     while len(objs) + len(prefixes) < max_keys:
         room = max_keys - len(objs) - len(prefixes)
         # One row more than fits: it answers "is there more?" at the end.
-        batch = await fetch(conn, pkg.package_id, prefix, after, room + 1, inclusive)
+        # A key's caveats may hide most rows of a wide scan (a link to one
+        # object, a page asking for one row): read them in larger batches
+        # than the page has room for, or each query would pass two.
+        want = room + 1 if restricted is None else max(room + 1, HIDDEN_BATCH)
+        batch = await fetch(conn, pkg.package_id, prefix, after, want, inclusive)
         if not batch:
             return prefixes, objs, None
         for obj in batch:
