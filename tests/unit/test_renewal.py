@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,45 @@ async def test_outside_a_lease_nothing_is_kept(db: Db) -> None:
     async with r.held():  # renewal off (GC without a delay)
         renewal.join([6])
     assert r._renewer is None and db.renewed == []
+
+
+class FailingSpace:
+    async def keep_alive(self, key: str) -> None:
+        raise OSError(5, "Input/output error")
+
+
+async def test_a_space_failing_its_keep_alive_costs_no_other_upload_its_renewal(db: Db) -> None:
+    """Found by review: one failing ``keep_alive`` skipped the renewal of
+    every lease held."""
+    r = Renewals(db, 0.01)  # type: ignore[arg-type]
+    go = asyncio.Event()
+
+    async def upload(layout: int, writes: list[Any]) -> None:
+        async with r.held():  # each task its own lease
+            renewal.join([layout], writes)
+            await go.wait()
+
+    tasks = [
+        asyncio.ensure_future(upload(7, [])),
+        asyncio.ensure_future(upload(8, [(FailingSpace(), "blk")])),
+    ]
+    await asyncio.wait_for(db.ticked.wait(), 10)
+    assert db.renewed[-1] == [7, 8]
+    go.set()
+    await asyncio.gather(*tasks)
+
+
+def test_one_renewals_serves_one_event_loop_after_another(db: Db) -> None:
+    """Found by review: its event belonged to the first loop, and in the
+    second nothing was renewed again."""
+    r = Renewals(db, 0.01)  # type: ignore[arg-type]
+
+    async def one(layout: int) -> None:
+        db.ticked = asyncio.Event()
+        async with r.held():
+            renewal.join([layout])
+            await asyncio.wait_for(db.ticked.wait(), 10)
+
+    asyncio.run(one(1))
+    asyncio.run(one(2))
+    assert db.renewed[-1] == [2]

@@ -87,15 +87,17 @@ async def collect_garbage(
     report.temp_files = await _sweep_spaces(db, store, now() - delay)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
+    passed: set[int] = set()  # found not garbage after all, in this run
     while True:
         before = now() - delay
         async with db.read() as conn:
-            ids = await layouts.garbage(conn, before)
-        if not ids:
+            ids = [i for i in await layouts.garbage(conn, before) if i not in passed]
+        if not ids:  # nothing more, or only what this run looked at already
             return report
         for layout_id in ids:
             async with db.write() as conn:
                 if not await layouts.still_garbage(conn, layout_id, before):
+                    passed.add(layout_id)
                     continue
                 records = await layouts.load(conn, [layout_id])
                 # Blocks first, rows after: a crash in between leaves rows that

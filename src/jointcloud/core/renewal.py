@@ -59,6 +59,7 @@ class Renewals:
         self.db = db
         self.every = every  # seconds; None or 0: never (GC without a delay)
         self._held: set[Lease] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
         self._renewer: asyncio.Future[None] | None = None
 
@@ -69,6 +70,10 @@ class Renewals:
         if not self.every or _current.get() is not None:
             yield
             return
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an event and a task belong to one loop
+            self._loop, self._idle, self._renewer = loop, asyncio.Event(), None
+            self._held = set()
         lease = Lease()
         token = _current.set(lease)
         self._held.add(lease)
@@ -94,13 +99,20 @@ class Renewals:
                 await self._renew(list(self._held))
 
     async def _renew(self, leases: list[Lease]) -> None:
-        try:
-            for lease in leases:
-                for space, key in list(lease.writes):
+        # Each failure on its own: one space that cannot touch its files
+        # must not cost every other upload its renewal. Tried again next
+        # time; GC's delay is four renewals.
+        for lease in leases:
+            for space, key in list(lease.writes):
+                try:
                     await space.keep_alive(key)
-            ids = sorted({i for lease in leases for i in lease.layouts})
-            if ids:
-                async with self.db.write() as conn:
-                    await layouts.renew_pending(conn, ids)
-        except Exception as exc:  # tried again next time; GC's delay is 4 renewals
+                except Exception as exc:
+                    log.warning("keeping an upload's block write alive failed", error=repr(exc))
+        ids = sorted({i for lease in leases for i in lease.layouts})
+        if not ids:
+            return
+        try:
+            async with self.db.write() as conn:
+                await layouts.renew_pending(conn, ids)
+        except Exception as exc:
             log.warning("renewing uploads' pending layouts failed", error=repr(exc))

@@ -270,8 +270,11 @@ def _garbage_at(before: datetime) -> Any:
 
 
 async def garbage(conn: AsyncConnection, before: datetime, limit: int = 500) -> list[int]:
-    """Layouts safe to delete: released, or pending (a crashed upload), before ``before``."""
-    q = select(t.layouts.c.id).where(_garbage_at(before)).limit(limit)
+    """Layouts safe to delete: released, or pending (a crashed upload), before
+    ``before``, and referenced by nothing (a layout released while a copy
+    took a reference to it is not garbage; listing it would keep GC's loop
+    finding it, and skipping it, for ever)."""
+    q = select(t.layouts.c.id).where(_garbage_at(before), ~_referenced(t.layouts.c.id)).limit(limit)
     return [r.id for r in await conn.execute(q)]
 
 
