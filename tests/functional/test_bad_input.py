@@ -417,3 +417,49 @@ async def test_an_upload_whose_client_goes_before_the_body_ends_leaves_nothing(
         "/v1/object/upload", content=body, headers={"Content-Type": ctype}
     )
     assert whole.status_code == 200, whole.text
+
+
+async def test_a_part_whose_client_goes_before_the_body_ends_is_not_recorded(
+    api: Api, root_key: str
+) -> None:
+    """Found by review: the three-step upload's part was recorded when its
+    file part ended, though the rest of the body never came."""
+    pkg = await api.package("cutpart")
+    obj = (await api.post("/v1/object/newMultipartUpload", {"packageID": pkg, "path": "p.bin"}))[
+        "object"
+    ]
+    body, ctype = multipart(
+        [info_part({"objectID": obj["objectID"], "index": 0}), ("file", "p", b"p" * 9000)]
+    )
+    headers = [
+        (b"authorization", f"Bearer {root_key}".encode()),
+        (b"content-type", ctype.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    # Everything up to the closing boundary's start: the file part has ended.
+    cut = body.rindex(b"\r\n--") + 2
+    incoming = [
+        {"type": "http.request", "body": body[:cut], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = create_app(api.ctx, background=False)
+    await app(http_scope("POST", "/v1/object/uploadPart", headers), receive, send)
+    assert not any(m.get("status") == 200 for m in sent)
+    msg = await api.fail(
+        "POST",
+        "/v1/object/completeMultipartUpload",
+        "BadArgument",
+        400,
+        json={"objectID": obj["objectID"], "indexes": [0]},
+    )
+    assert "0" in msg
+    # the whole request records it
+    assert (await api.upload_part(obj["objectID"], 0, b"p" * 9000)).status_code == 200

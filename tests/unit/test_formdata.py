@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from jointcloud.api.formdata import MAX_EPILOGUE, StreamingForm
+from jointcloud.api.formdata import MAX_EPILOGUE, StreamingForm, then_end
 from jointcloud.errors import BadArgument
 
 BOUNDARY = b"b0undary"
@@ -53,3 +53,29 @@ async def test_an_endless_epilogue_is_refused() -> None:
     epilogue = b"x" * (MAX_EPILOGUE + 1)
     with pytest.raises(BadArgument, match="after its closing boundary"):
         await read(StreamingForm(body(FORM, b"\r\n", epilogue), BOUNDARY))
+
+
+# The file part, then a field "x" (its value to be added), then the end.
+THEN_X = FORM[: -len(b"--")] + b'\r\nContent-Disposition: form-data; name="x"\r\n\r\n'
+
+
+async def test_a_file_part_ends_only_with_its_request() -> None:
+    parts = StreamingForm(body(THEN_X, b"late\r\n--b0undary--\r\n"), BOUNDARY).parts()
+    file = await anext(parts)
+    got = [chunk async for chunk in then_end(file.chunks(), parts)]
+    assert b"".join(got) == b"hello"
+    # cut after the file part: its last piece never comes
+    parts = StreamingForm(body(THEN_X, b"la", then_gone=True), BOUNDARY).parts()
+    file = await anext(parts)
+    seen: list[bytes] = []
+    with pytest.raises(Gone):
+        async for chunk in then_end(file.chunks(), parts):
+            seen.append(chunk)
+    assert b"".join(seen) != b"hello"
+    # what follows the file is bounded
+    late = b"y" * (MAX_EPILOGUE + 1)
+    parts = StreamingForm(body(THEN_X, late, b"\r\n--b0undary--"), BOUNDARY).parts()
+    file = await anext(parts)
+    with pytest.raises(BadArgument, match="after its file part"):
+        async for _ in then_end(file.chunks(), parts):
+            pass

@@ -165,3 +165,33 @@ class StreamingForm:
                     break
             current = FormPart(self, headers)
             yield current
+
+
+async def drain(parts: AsyncIterator[FormPart], limit: int = MAX_EPILOGUE) -> None:
+    """Read and drop the parts that follow the one a request is for, to the
+    form's end and the request body's (``StreamingForm._rest``), up to
+    ``limit`` bytes of them."""
+    seen = 0
+    async for part in parts:
+        async for chunk in part.chunks():
+            seen += len(chunk)
+            if seen > limit:
+                raise BadArgument(
+                    f"the form goes on for more than {limit} bytes after its file part"
+                )
+
+
+async def then_end(
+    chunks: AsyncIterator[bytes], parts: AsyncIterator[FormPart]
+) -> AsyncIterator[bytes]:
+    """A file part's bytes, the last piece held back until the rest of the
+    form has come (``drain``): whoever commits at the end of the bytes
+    commits only a request that ended."""
+    held: bytes | None = None
+    async for piece in chunks:
+        if held is not None:
+            yield held
+        held = piece
+    await drain(parts)
+    if held is not None:
+        yield held

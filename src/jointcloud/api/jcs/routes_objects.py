@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 from starlette.requests import ClientDisconnect
 
 from jointcloud.api.common.http import client_gone
-from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
+from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of, then_end
 from jointcloud.api.jcs import views
 from jointcloud.api.jcs.deps import (
     ID,
@@ -340,7 +340,13 @@ async def upload_part(request: Request, principal: CurrentPrincipal, ctx: Ctx) -
     part = await anext(parts, None)
     if part is None or part.name != "file":
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
-    await ctx.multipart.upload_part_linked(principal, object_id, index, part.chunks())
+    # The part is recorded when its bytes end: only once the request did.
+    body = then_end(part.chunks(), parts)
+    try:
+        await ctx.multipart.upload_part_linked(principal, object_id, index, body)
+    except ClientDisconnect:
+        # Nobody reads this answer; the part was discarded (nothing recorded).
+        raise BadArgument("the client disconnected before the part was sent") from None
     return ok({})
 
 

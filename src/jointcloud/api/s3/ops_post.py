@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from starlette.responses import Response
 
-from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
+from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of, drain
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
     EntityTooLargeS3,
@@ -94,10 +94,9 @@ async def _fields_then_file(
 
 
 async def _rest(parts: AsyncIterator[FormPart]) -> None:
-    """What follows the file: fields AWS ignores, then the form's end and
-    the request body's (``StreamingForm``)."""
-    async for part in parts:
-        await part.drain()
+    """What follows the file: fields AWS ignores (up to 64 KiB), then the
+    form's end and the request body's (``StreamingForm``)."""
+    await drain(parts)
 
 
 async def _bounded(
