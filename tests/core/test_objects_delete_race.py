@@ -5,17 +5,18 @@ and the delete is not deleted. The move is made for real between the two
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from core_support import World
-from test_objects_support import at, body, package
+from test_objects_support import at, body, package, read_all
 
 from jointcloud.core.authz import Caveat, PathGrant
-from jointcloud.core.commands import PutObject
+from jointcloud.core.commands import CopyObject, GetObject, PutObject
 from jointcloud.errors import Conflict
-from jointcloud.meta import catalog
+from jointcloud.meta import catalog, sweeps
 
 
 async def test_an_object_moved_out_of_reach_meanwhile_is_not_deleted(
@@ -84,3 +85,41 @@ async def test_a_move_of_an_object_moved_out_of_reach_meanwhile_fails(
     assert moved == [] and failed == [(info.object_id, "the object moved meanwhile; try again")]
     kept = await catalog_object(world, info.object_id)
     assert kept is not None and kept.path == "private/a"
+
+
+async def test_a_copy_keeps_the_layouts_it_took_from_an_object_deleted_meanwhile(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: on PostgreSQL a delete by ID running while a copy
+    had read its source's layouts released them (it could not see the
+    copy's uncommitted references), and the copy's object then read
+    layouts marked for GC, skipped by repair, scrub and fsck. The delete
+    now waits for the copy (both lock the package's paths)."""
+    ctx = world.ctx
+    pkg = await package(world, "copyrace")
+    data = b"y" * 5000  # past the inline size: a block
+    src = await ctx.objects.put(world.alice, PutObject(at(pkg, "src"), body(data)))
+    refs = catalog.part_refs
+    deleting: list[asyncio.Future[None]] = []
+
+    async def racing(conn: Any, object_id: int) -> Any:
+        found = await refs(conn, object_id)
+        if not deleting:
+            deleting.append(
+                asyncio.ensure_future(ctx.objects.delete_by_ids(world.alice, [src.object_id]))
+            )
+            # Before the fix it ran to its end here; now it waits for the copy.
+            await asyncio.wait(deleting, timeout=2)
+        return found
+
+    monkeypatch.setattr(catalog, "part_refs", racing)
+    dst = await ctx.objects.copy(
+        world.alice, CopyObject(source=at(pkg, "src"), dest=at(pkg, "dst"))
+    )
+    monkeypatch.setattr(catalog, "part_refs", refs)
+    await deleting[0]
+    async with ctx.db.read() as conn:
+        [layout_id] = [r.layout_id for r in await catalog.part_refs(conn, dst.object_id)]
+        assert await sweeps.layout_status(conn, layout_id) == "live"
+    got = await ctx.objects.get(world.alice, GetObject(at(pkg, "dst")))
+    assert await read_all(got.body) == data

@@ -565,6 +565,14 @@ class ObjectService(ObjectListings):
             checked = {i: (o.package_id, o.path) for i, o in seen.items()}
         async with self.db.write() as conn:
             found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
+            # Their packages' paths, in id order, as every other writer of
+            # them: a copy that took an object's layouts commits first, so
+            # the release below sees its references (PostgreSQL's READ
+            # COMMITTED would not see them uncommitted, and would release a
+            # layout the copy reads).
+            for package_id in sorted({o.package_id for o in found.values()}):
+                await catalog.lock_package_paths(conn, package_id)
+            found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
             missing = [i for i in object_ids if i not in found]
             if missing:
                 raise ObjectNotFound(f"objects not found: {', '.join(map(str, missing))}")
