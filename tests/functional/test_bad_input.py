@@ -8,7 +8,7 @@ from typing import Any
 from jcs_helpers import Api, expect_error, file_parts, info_part, multipart, snapshot
 
 from jointcloud.api.jcs.app import create_app
-from support.asgi import http_scope
+from support.asgi import sent_then_gone
 
 BIG = 2**63  # one past int64
 
@@ -395,20 +395,8 @@ async def test_an_upload_whose_client_goes_before_the_body_ends_leaves_nothing(
         (b"content-type", ctype.encode()),
         (b"content-length", str(len(body)).encode()),
     ]
-    incoming = [
-        {"type": "http.request", "body": body[:-2], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = create_app(api.ctx, background=False)
-    await app(http_scope("POST", "/v1/object/upload", headers), receive, send)
+    sent = await sent_then_gone(app, "POST", "/v1/object/upload", headers, body[:-2])
     assert not any(m.get("status") == 200 for m in sent)
     listed = await api.get("/v1/object/listByPath", packageID=pkg, path="", isPrefix="true")
     assert listed["objects"] == []
@@ -438,20 +426,8 @@ async def test_a_part_whose_client_goes_before_the_body_ends_is_not_recorded(
     ]
     # Everything up to the closing boundary's start: the file part has ended.
     cut = body.rindex(b"\r\n--") + 2
-    incoming = [
-        {"type": "http.request", "body": body[:cut], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     app = create_app(api.ctx, background=False)
-    await app(http_scope("POST", "/v1/object/uploadPart", headers), receive, send)
+    sent = await sent_then_gone(app, "POST", "/v1/object/uploadPart", headers, body[:cut])
     assert not any(m.get("status") == 200 for m in sent)
     msg = await api.fail(
         "POST",

@@ -14,7 +14,7 @@ from s3_support import S3, code_of
 
 from jointcloud.api.s3.app import create_app
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
-from support.asgi import http_scope
+from support.asgi import sent_then_gone
 
 RULES: dict[str, Any] = {
     "CORSRules": [
@@ -349,25 +349,13 @@ async def test_a_post_whose_body_never_ends_stores_nothing(s3: S3) -> None:
     ).encode() + b"hello world\r\n"
     tail = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\nlater\r\n'.encode()
     tail += f"--{boundary}--\r\n".encode()
-    incoming = [
-        # the file part has ended; the rest never comes
-        {"type": "http.request", "body": head + tail[:20], "more_body": True},
-        {"type": "http.disconnect"},
-    ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     headers = [
         (b"host", s3.endpoint.removeprefix("http://").encode()),
         (b"content-type", f"multipart/form-data; boundary={boundary}".encode()),
         (b"content-length", str(len(head) + len(tail)).encode()),
     ]
-    await create_app(s3.ctx)(http_scope("POST", "/cut", headers), receive, send)
+    # the file part has ended; the rest never comes
+    sent = await sent_then_gone(create_app(s3.ctx), "POST", "/cut", headers, head + tail[:20])
     assert not any(m.get("status") in (200, 201, 204, 303) for m in sent), sent
     _, status, _ = await asyncio.to_thread(
         code_of, lambda: c.head_object(Bucket="cut", Key="obj.txt")

@@ -471,13 +471,21 @@ def grant_create(
 ) -> None:
     """Make an access grant for a project key. The satellite tells the
     project's UUID; the root key is derived here from the passphrase."""
+    grant, _ = _grant_for(ctx, key, passphrase_stdin, satellite)
+    print_secret(grant, "the grant is a bearer credential: keep it secret")
+
+
+def _grant_for(
+    ctx: typer.Context, key: str, passphrase_stdin: bool, satellite: str | None = None
+) -> tuple[str, str]:
+    """A grant of ``key`` with the passphrase read here, and the endpoint
+    asked for the project's UUID."""
     api_key = parse_api_key(key, "--key")
     passphrase = read_passphrase(passphrase_stdin)
     endpoint = endpoint_of(options_of(ctx), satellite)
     info = project_info(endpoint, api_key.serialize())
     address = satellite.strip() if satellite else str(info["satellite"])
-    grant = make_grant(address, api_key, passphrase, str(info["projectID"]))
-    print_secret(grant, "the grant is a bearer credential: keep it secret")
+    return make_grant(address, api_key, passphrase, str(info["projectID"])), endpoint
 
 
 @grant_app.command("passphrase")
@@ -491,12 +499,9 @@ def grant_passphrase(
     """Fix the project's passphrase to this one, replacing the one its first
     grant fixed (a restricted key's holder may have made that grant first).
     Credentials of grants made with another passphrase stop working."""
-    api_key = parse_api_key(key, "--key")
-    passphrase = read_passphrase(passphrase_stdin)
-    endpoint = endpoint_of(options_of(ctx))
-    info = project_info(endpoint, api_key.serialize())
-    grant = make_grant(str(info["satellite"]), api_key, passphrase, str(info["projectID"]))
-    with JcsClient(CliConfig(endpoint=endpoint, api_key=api_key.serialize()), timeout=60.0) as sat:
+    grant, endpoint = _grant_for(ctx, key, passphrase_stdin)
+    bearer = parse_api_key(key, "--key").serialize()
+    with JcsClient(CliConfig(endpoint=endpoint, api_key=bearer), timeout=60.0) as sat:
         done = sat.set_passphrase(grant)
     print(f"the passphrase of project {done['name']} is set")
 
