@@ -19,7 +19,7 @@ from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.fsck import fsck
 from jointcloud.core.gc import collect_garbage
 from jointcloud.errors import DomainError
-from jointcloud.meta import layouts
+from jointcloud.meta import layouts, sweeps
 from jointcloud.meta import tables as t
 from jointcloud.redundancy.policy import NonePolicy
 
@@ -182,3 +182,18 @@ async def test_gc_ends_with_a_released_layout_that_is_referenced(world: World) -
     assert report.layouts == 0
     got = await ctx.objects.get(world.alice, GetObject(at(pkg, "a")))
     assert await read_all(got.body) == data
+
+
+async def test_gc_makes_a_released_layout_that_is_referenced_live_again(world: World) -> None:
+    """Found by review: such a layout (a release that raced a copy) was
+    left released, and repair, scrub and fsck skip released layouts."""
+    ctx = world.ctx
+    pkg = await package(world, "heal")
+    await ctx.objects.put(world.alice, PutObject(at(pkg, "a"), body(b"x" * 5000)))
+    async with ctx.db.write() as conn:
+        await conn.execute(update(t.layouts).values(released_at=datetime.now(UTC)))
+    report = await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    assert (report.healed, report.layouts) == (1, 0)
+    async with ctx.db.read() as conn:
+        live = await sweeps.live_layout_ids(conn, 0, 10)
+    assert len(live) == 1

@@ -15,8 +15,9 @@ from test_objects_support import at, body, package, read_all
 
 from jointcloud.core.authz import Caveat, PathGrant
 from jointcloud.core.commands import CopyObject, GetObject, PutObject
-from jointcloud.errors import Conflict
+from jointcloud.errors import Conflict, ObjectNotFound
 from jointcloud.meta import catalog, sweeps
+from jointcloud.meta.catalog import buckets as catalog_buckets
 
 
 async def test_an_object_moved_out_of_reach_meanwhile_is_not_deleted(
@@ -123,3 +124,62 @@ async def test_a_copy_keeps_the_layouts_it_took_from_an_object_deleted_meanwhile
         assert await sweeps.layout_status(conn, layout_id) == "live"
     got = await ctx.objects.get(world.alice, GetObject(at(pkg, "dst")))
     assert await read_all(got.body) == data
+
+
+async def test_a_delete_by_ids_beside_a_package_delete_is_no_deadlock(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: a package delete took its objects' rows, then its
+    package row; a delete by IDs took the package row, then the objects'
+    rows. On PostgreSQL the two deadlocked. Both take the package first."""
+    ctx = world.ctx
+    pkg = await package(world, "gone")
+    info = await ctx.objects.put(world.alice, PutObject(at(pkg, "a"), body(b"x" * 5000)))
+    delete_objects = catalog_buckets.delete_objects
+    beside: list[asyncio.Future[None]] = []
+
+    async def then_by_ids(conn: Any, ids: Any) -> None:
+        await delete_objects(conn, ids)
+        beside.append(ensure(ctx.objects.delete_by_ids(world.alice, [info.object_id])))
+        await asyncio.wait(beside, timeout=2)  # before the fix: the deadlock came here
+
+    monkeypatch.setattr(catalog_buckets, "delete_objects", then_by_ids)
+    await ctx.packages.delete(world.alice, pkg.package_id)
+    with pytest.raises(ObjectNotFound):  # it waited for the package delete
+        await beside[0]
+
+
+async def test_a_delete_of_an_object_moved_before_its_lock_fails(
+    world: World, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Found by review: the delete locked the package its object was in at
+    its first read; moved since, the object was deleted in a package not
+    locked, and a copy from there could lose its layouts as above."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time: nothing moves inside a delete's write")
+    ctx = world.ctx
+    p1, p2 = await package(world, "m1"), await package(world, "m2")
+    info = await ctx.objects.put(world.alice, PutObject(at(p1, "a"), body(b"x" * 5000)))
+    lock = catalog.lock_package_paths
+    moves = 0
+
+    async def moved_first(conn: Any, package_id: int) -> Any:
+        nonlocal moves
+        if moves == 0:
+            moves += 1
+            monkeypatch.setattr(catalog, "lock_package_paths", lock)
+            done, failed = await ctx.objects.move(
+                world.alice, [(info.object_id, p2.package_id, "a")]
+            )
+            assert done == [info.object_id] and not failed
+        return await lock(conn, package_id)
+
+    monkeypatch.setattr(catalog, "lock_package_paths", moved_first)
+    with pytest.raises(Conflict, match="changed while it was being deleted"):
+        await ctx.objects.delete_by_ids(world.alice, [info.object_id])
+    kept = await catalog_object(world, info.object_id)
+    assert kept is not None and kept.package_id == p2.package_id
+
+
+def ensure(work: Any) -> asyncio.Future[None]:
+    return asyncio.ensure_future(work)

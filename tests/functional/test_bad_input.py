@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from jcs_helpers import Api, expect_error, file_parts, info_part, multipart, snapshot
 
 from jointcloud.api.jcs.app import create_app
@@ -439,3 +440,21 @@ async def test_a_part_whose_client_goes_before_the_body_ends_is_not_recorded(
     assert "0" in msg
     # the whole request records it
     assert (await api.upload_part(obj["objectID"], 0, b"p" * 9000)).status_code == 200
+
+
+@pytest.mark.parametrize("route", ["/v1/object/upload", "/v1/object/uploadPart"])
+async def test_a_client_gone_in_the_info_part_gets_a_400_not_an_error(
+    api: Api, root_key: str, route: str
+) -> None:
+    """Found by review: a disconnect before the file part (in 'info')
+    raised out of the route, a 500 and a traceback."""
+    body, ctype = multipart([info_part({"packageID": 1, "objectID": 1, "index": 0})])
+    headers = [
+        (b"authorization", f"Bearer {root_key}".encode()),
+        (b"content-type", ctype.encode()),
+        (b"content-length", str(len(body) + 100).encode()),
+    ]
+    cut = body.index(b"packageID") + 3
+    sent = await sent_then_gone(create_app(api.ctx), "POST", route, headers, body[:cut])
+    assert [m["status"] for m in sent if "status" in m] == [400]
+    assert b"the client disconnected before" in b"".join(m.get("body", b"") for m in sent)

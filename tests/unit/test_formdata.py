@@ -79,3 +79,15 @@ async def test_a_file_part_ends_only_with_its_request() -> None:
     with pytest.raises(BadArgument, match="after its file part"):
         async for _ in then_end(file.chunks(), parts):
             pass
+
+
+async def test_empty_parts_after_the_file_count_too() -> None:
+    """Found by review: only the data of what followed was counted, so
+    empty parts could go on without end."""
+    empty = b'--b0undary\r\nContent-Disposition: form-data; name="e"\r\n\r\n\r\n'
+    many = empty * (MAX_EPILOGUE // 256 + 10)
+    parts = StreamingForm(body(THEN_X, b"1\r\n", many, b"--b0undary--"), BOUNDARY).parts()
+    file = await anext(parts)
+    with pytest.raises(BadArgument, match="after its file part"):
+        async for _ in then_end(file.chunks(), parts):
+            pass

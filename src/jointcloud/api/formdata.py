@@ -19,6 +19,7 @@ from jointcloud.errors import BadArgument
 
 MAX_BOUNDARY = 200
 MAX_EPILOGUE = 64 * 1024
+PART_OVERHEAD = 256  # what ``drain`` counts for a part besides its data
 
 
 def boundary_of(content_type: str | None) -> bytes:
@@ -173,12 +174,13 @@ async def drain(parts: AsyncIterator[FormPart], limit: int = MAX_EPILOGUE) -> No
     ``limit`` bytes of them."""
     seen = 0
     async for part in parts:
+        seen += PART_OVERHEAD  # empty parts are not free: their headers came
         async for chunk in part.chunks():
             seen += len(chunk)
             if seen > limit:
-                raise BadArgument(
-                    f"the form goes on for more than {limit} bytes after its file part"
-                )
+                break
+        if seen > limit:
+            raise BadArgument(f"the form goes on for more than {limit} bytes after its file part")
 
 
 async def then_end(

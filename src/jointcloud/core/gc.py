@@ -34,6 +34,7 @@ class GcReport:
     uploads: int = 0  # abandoned multipart uploads dropped
     temp_files: int = 0  # leftovers of crashed writes removed from spaces
     credentials: int = 0  # expired S3 credentials (auth records) removed
+    healed: int = 0  # layouts released while still referenced, made live again
 
 
 log = structlog.get_logger(__name__)
@@ -87,6 +88,9 @@ async def collect_garbage(
     report.temp_files = await _sweep_spaces(db, store, now() - delay)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
+        report.healed = await layouts.heal_released(conn)
+    if report.healed:
+        log.warning("layouts released while referenced were made live again", count=report.healed)
     passed: set[int] = set()  # found not garbage after all, in this run
     while True:
         before = now() - delay

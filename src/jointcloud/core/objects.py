@@ -565,17 +565,21 @@ class ObjectService(ObjectListings):
             checked = {i: (o.package_id, o.path) for i, o in seen.items()}
         async with self.db.write() as conn:
             found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
-            # Their packages' paths, in id order, as every other writer of
-            # them: a copy that took an object's layouts commits first, so
+            # Their packages' paths, in id order, as copies, commits and
+            # package deletes take them: a copy that took an object's layouts commits first, so
             # the release below sees its references (PostgreSQL's READ
             # COMMITTED would not see them uncommitted, and would release a
             # layout the copy reads).
-            for package_id in sorted({o.package_id for o in found.values()}):
+            locked = sorted({o.package_id for o in found.values()})
+            for package_id in locked:
                 await catalog.lock_package_paths(conn, package_id)
             found = await catalog.objects_by_ids(conn, principal.user_id, object_ids)
             missing = [i for i in object_ids if i not in found]
             if missing:
                 raise ObjectNotFound(f"objects not found: {', '.join(map(str, missing))}")
+            if not {o.package_id for o in found.values()} <= set(locked):
+                # Moved to a package not locked here before the lock.
+                raise Conflict("an object changed while it was being deleted; try again")
             # The key's caveats were checked where the objects were; one
             # moved (or made) since is not deleted unchecked.
             if checked is not None and checked != {

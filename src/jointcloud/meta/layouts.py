@@ -299,6 +299,22 @@ async def existing(conn: AsyncConnection, layout_ids: Sequence[int]) -> set[int]
     return {r.id for r in await conn.execute(q)}
 
 
+async def heal_released(conn: AsyncConnection) -> int:
+    """Layouts stamped released although something references them again
+    (a release that raced a copy taking them) are live: repair, scrub and
+    fsck look only at layouts not released."""
+    res = await conn.execute(
+        update(t.layouts)
+        .where(
+            t.layouts.c.state == "live",
+            t.layouts.c.released_at.is_not(None),
+            _referenced(t.layouts.c.id),
+        )
+        .values(released_at=None)
+    )
+    return int(res.rowcount)
+
+
 async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime) -> bool:
     """Re-check under the delete transaction: nothing took a reference, and
     no writer renewed its pending layout, since ``garbage`` listed it."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar, cast
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request, Response
@@ -80,7 +81,28 @@ def _form(request: Request) -> AsyncIterator[FormPart]:
     return StreamingForm(request.stream(), boundary).parts()
 
 
+Route = TypeVar("Route", bound=Callable[..., Awaitable[JSONResponse]])
+
+
+def _gone(what: str) -> Callable[[Route], Route]:
+    """A client gone mid-body (at any part of the form) is answered as a bad
+    request nobody reads; whatever it sent was discarded, nothing kept."""
+
+    def wrap(route: Route) -> Route:
+        @functools.wraps(route)
+        async def guarded(*args: Any, **kwargs: Any) -> JSONResponse:
+            try:
+                return await route(*args, **kwargs)
+            except ClientDisconnect:
+                raise BadArgument(f"the client disconnected before the {what} was sent") from None
+
+        return cast(Route, guarded)
+
+    return wrap
+
+
 @router.post("/v1/object/upload")
+@_gone("upload")
 async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
     info = await _info_part(parts, principal)
@@ -116,18 +138,14 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
         if await client_gone(request.receive):
             raise ClientDisconnect()
 
-    try:
-        uploaded = await ctx.objects.upload(
-            principal,
-            package_id,
-            files(),
-            affinity=affinity,
-            redundancy=info.get("redundancy"),
-            before_commit=client_still_there,
-        )
-    except ClientDisconnect:
-        # Nobody reads this answer; the upload was discarded (nothing committed).
-        raise BadArgument("the client disconnected before the upload completed") from None
+    uploaded = await ctx.objects.upload(
+        principal,
+        package_id,
+        files(),
+        affinity=affinity,
+        redundancy=info.get("redundancy"),
+        before_commit=client_still_there,
+    )
     return ok({"uploadeds": [views.obj(o) for o in uploaded]})
 
 
@@ -329,6 +347,7 @@ PART_FORM: dict[str, Any] = {
 
 
 @router.post("/v1/object/uploadPart", openapi_extra=PART_FORM)
+@_gone("part")
 async def upload_part(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
     info = await _info_part(parts, principal)
@@ -342,11 +361,7 @@ async def upload_part(request: Request, principal: CurrentPrincipal, ctx: Ctx) -
         raise BadArgument("uploadPart needs a form part named 'file' after 'info'")
     # The part is recorded when its bytes end: only once the request did.
     body = then_end(part.chunks(), parts)
-    try:
-        await ctx.multipart.upload_part_linked(principal, object_id, index, body)
-    except ClientDisconnect:
-        # Nobody reads this answer; the part was discarded (nothing recorded).
-        raise BadArgument("the client disconnected before the part was sent") from None
+    await ctx.multipart.upload_part_linked(principal, object_id, index, body)
     return ok({})
 
 

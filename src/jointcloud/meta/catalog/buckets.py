@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import Bucket, CorsRule, Package
 from jointcloud.meta import tables as t
-from jointcloud.meta.catalog.writes import delete_objects
+from jointcloud.meta.catalog.writes import delete_objects, lock_package_paths
 from jointcloud.meta.rows import (
     dump_map,
     dump_policy,
@@ -223,6 +223,10 @@ async def list_packages(conn: AsyncConnection, bucket_id: int) -> list[Package]:
 
 
 async def delete_package(conn: AsyncConnection, package_id: int) -> None:
+    # The package's paths first, as every writer of its objects takes them
+    # (a delete by IDs holding them would otherwise wait on rows this
+    # deleted, while this waited on its package row: a deadlock).
+    await lock_package_paths(conn, package_id)
     ids = [
         r.id
         for r in await conn.execute(
