@@ -88,6 +88,7 @@ async def collect_garbage(
     report.temp_files = await _sweep_spaces(db, store, now() - delay)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
+    async with db.write() as conn:
         report.healed = await layouts.heal_released(conn)
     if report.healed:
         log.warning("layouts released while referenced were made live again", count=report.healed)

@@ -302,17 +302,37 @@ async def existing(conn: AsyncConnection, layout_ids: Sequence[int]) -> set[int]
 async def heal_released(conn: AsyncConnection) -> int:
     """Layouts stamped released although something references them again
     (a release that raced a copy taking them) are live: repair, scrub and
-    fsck look only at layouts not released."""
-    res = await conn.execute(
-        update(t.layouts)
+    fsck look only at layouts not released.
+
+    Two statements: the candidates are locked first, then re-checked by a
+    statement of its own. On PostgreSQL a writer dropping a candidate's
+    last reference holds its row; one statement would wait for it and then
+    judge "referenced" by its own earlier snapshot, and clear a release
+    that stands (the layout then leaks: GC takes only released ones)."""
+    candidates = (
+        select(t.layouts.c.id)
         .where(
             t.layouts.c.state == "live",
             t.layouts.c.released_at.is_not(None),
             _referenced(t.layouts.c.id),
         )
-        .values(released_at=None)
+        .order_by(t.layouts.c.id)
+        .with_for_update()
     )
-    return int(res.rowcount)
+    ids = [r.id for r in await conn.execute(candidates)]
+    healed = 0
+    for part in chunks(ids):
+        res = await conn.execute(
+            update(t.layouts)
+            .where(
+                t.layouts.c.id.in_(list(part)),
+                t.layouts.c.released_at.is_not(None),
+                _referenced(t.layouts.c.id),
+            )
+            .values(released_at=None)
+        )
+        healed += int(res.rowcount)
+    return healed
 
 
 async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime) -> bool:
