@@ -279,3 +279,18 @@ async def test_the_owner_takes_back_a_passphrase_a_delegate_fixed_first(
     # The delegate's credentials of the old passphrase stop working.
     with pytest.raises(AccessDenied, match="wrong passphrase"):
         await ctx.access.resolve(squatted.json()["access_key_id"])
+
+
+async def test_setting_a_passphrase_refuses_what_is_not_a_grant(
+    api: Api, main: httpx.AsyncClient
+) -> None:
+    key, _ = await _key(api)
+    for bad in (None, 5, "", "x" * 100_000, "1abc\x00def", "../../etc/passwd", ["a"]):
+        r = await main.post(
+            "/v1/project/passphrase",
+            json={"accessGrant": bad},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert r.status_code == 400, (bad if not isinstance(bad, str) else bad[:20], r.text)
+        assert r.json()["code"] == "BadArgument"
+        assert "access grant" in r.json()["message"]
