@@ -183,3 +183,44 @@ async def test_a_delete_of_an_object_moved_before_its_lock_fails(
 
 def ensure(work: Any) -> asyncio.Future[None]:
     return asyncio.ensure_future(work)
+
+
+async def test_a_move_waits_for_a_delete_by_ids_that_checked_the_object(
+    world: World, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Found by review: a move took no package lock, so on PostgreSQL it
+    could commit between a delete by IDs' last read (the object where the
+    key may delete it) and its DELETE, which then removed the object where
+    it had gone, outside the key's reach. The move now takes both
+    packages' paths and waits for the delete."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time: nothing moves inside a delete's write")
+    ctx = world.ctx
+    p1, p2 = await package(world, "mv1"), await package(world, "mv2")
+    info = await ctx.objects.put(world.alice, PutObject(at(p1, "tmp/a"), body(b"x" * 5000)))
+    narrow = world.alice.restricted(Caveat(paths=(PathGrant("mv1", "tmp/"),)))
+    lookup = catalog.objects_by_ids
+    calls = 0
+    moving: list[asyncio.Future[tuple[list[int], list[tuple[int, str]]]]] = []
+
+    async def then_moved(conn: Any, user_id: int, ids: Sequence[int]) -> Any:
+        nonlocal calls
+        found = await lookup(conn, user_id, ids)
+        calls += 1
+        if calls == 3:  # the delete's read under its lock: the owner moves it away
+            moving.append(
+                asyncio.ensure_future(
+                    ctx.objects.move(world.alice, [(info.object_id, p2.package_id, "kept/a")])
+                )
+            )
+            # Before the fix the move committed here; now it waits for the delete.
+            await asyncio.wait(moving, timeout=2)
+        return found
+
+    monkeypatch.setattr(catalog, "objects_by_ids", then_moved)
+    await ctx.objects.delete_by_ids(narrow, [info.object_id])
+    monkeypatch.setattr(catalog, "objects_by_ids", lookup)
+    moved, failed = await moving[0]
+    # The delete came first, where the key may delete: the move finds nothing.
+    assert moved == [] and failed == [(info.object_id, f"object {info.object_id} not found")]
+    assert await catalog_object(world, info.object_id) is None

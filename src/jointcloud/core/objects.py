@@ -531,15 +531,31 @@ class ObjectService(ObjectListings):
                     )
                     was = (source.package_id, source.path)
                 async with self.db.write() as conn:
+                    first = await catalog.get_object(conn, user_id, object_id)
+                    if first is None:
+                        raise ObjectNotFound(f"object {object_id} not found")
+                    if await catalog.get_package(conn, user_id, package_id) is None:
+                        raise PackageNotFound(f"package {package_id} not found")
+                    # Both packages' paths, in id order, as copies and deletes
+                    # take them: a delete by IDs that checked the object where
+                    # it is finishes before it moves (on PostgreSQL it would
+                    # otherwise delete it where it went, unchecked there).
+                    locked = sorted({first.package_id, package_id})
+                    for locking in locked:
+                        if not await catalog.lock_package_paths(conn, locking):
+                            if locking == package_id:
+                                raise PackageNotFound(f"package {package_id} not found")
+                            raise ObjectNotFound(f"object {object_id} not found")
                     now_at = await catalog.get_object(conn, user_id, object_id)
                     if now_at is None:
                         raise ObjectNotFound(f"object {object_id} not found")
-                    if was is not None and was != (now_at.package_id, now_at.path):
-                        # The caveats were checked where it was (see delete_by_ids).
+                    if now_at.package_id not in locked or (
+                        was is not None and was != (now_at.package_id, now_at.path)
+                    ):
+                        # Moved before the lock, or the caveats were checked
+                        # where it was (see delete_by_ids).
                         failed.append((object_id, "the object moved meanwhile; try again"))
                         continue
-                    if await catalog.get_package(conn, user_id, package_id) is None:
-                        raise PackageNotFound(f"package {package_id} not found")
                     other = await catalog.get_object_by_path(
                         conn, package_id, path, include_uncommitted=True
                     )
