@@ -7,19 +7,21 @@ source waits on the test between its two halves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from core_support import World
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from test_objects_support import at, body, md5, package, read_all, stored
 
+from jointcloud.context import Context
 from jointcloud.core.commands import GetObject, PutObject
 from jointcloud.core.fsck import fsck
 from jointcloud.core.gc import collect_garbage
 from jointcloud.errors import DomainError
-from jointcloud.meta import layouts, sweeps
+from jointcloud.meta import catalog, layouts, sweeps
 from jointcloud.meta import tables as t
 from jointcloud.redundancy.policy import NonePolicy
 
@@ -197,3 +199,56 @@ async def test_gc_makes_a_released_layout_that_is_referenced_live_again(world: W
     async with ctx.db.read() as conn:
         live = await sweeps.live_layout_ids(conn, 0, 10)
     assert len(live) == 1
+
+
+async def test_the_heal_leaves_a_release_that_a_concurrent_delete_made(
+    world: World, database_url: str
+) -> None:
+    """Found by review: the heal, one UPDATE, waited on PostgreSQL for a
+    delete that was dropping a released-but-referenced layout's last
+    reference, then judged "referenced" by its own earlier snapshot and
+    cleared a release that stood: the layout was live with nothing
+    referencing it, and no GC would ever take it. The heal locks its
+    candidates first and re-checks them in a statement of its own."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writer at a time: no heal runs inside a delete's write")
+    ctx = world.ctx
+    pkg = await package(world, "healrace")
+    info = await ctx.objects.put(world.alice, PutObject(at(pkg, "a"), body(b"x" * 5000)))
+    async with ctx.db.write() as conn:  # the state an old race left: released, yet referenced
+        await conn.execute(update(t.layouts).values(released_at=datetime.now(UTC)))
+        [layout_id] = [r.layout_id for r in await catalog.part_refs(conn, info.object_id)]
+
+    async def heal() -> int:
+        async with ctx.db.write() as conn:
+            return await layouts.heal_released(conn)
+
+    async with contextlib.AsyncExitStack() as deleting:
+        conn = await deleting.enter_async_context(ctx.db.write())
+        # The delete drops the last reference and stamps the layout again,
+        # holding its row until it commits.
+        await catalog.delete_objects(conn, [info.object_id])
+        healing = asyncio.ensure_future(heal())
+        await until_a_statement_waits_for_a_lock(ctx)
+    assert await healing == 0
+    async with ctx.db.read() as conn:
+        assert await sweeps.layout_status(conn, layout_id) == "released"
+    report = await collect_garbage(ctx.db, ctx.store, timedelta(seconds=-1))
+    assert report.layouts == 1
+    checked = await fsck(ctx)
+    assert checked.clean, checked.summary()
+
+
+async def until_a_statement_waits_for_a_lock(ctx: Context) -> None:
+    """Polls PostgreSQL until some backend waits for a lock (30 s at most)."""
+    db = ctx.db
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with db.read() as conn:
+            waiting = (
+                await conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+            ).scalar_one()
+        if waiting:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the heal never waited"
+        await asyncio.sleep(0.01)
