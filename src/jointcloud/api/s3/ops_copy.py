@@ -29,7 +29,7 @@ from jointcloud.api.s3.headers import (
     checksum_fields,
     object_meta,
 )
-from jointcloud.api.s3.ops_object import check_key
+from jointcloud.api.s3.ops_object import check_key, check_write_if_none_match
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, child_text, iso, parse, render
 from jointcloud.core.commands import (
@@ -99,6 +99,7 @@ def source_conditions(r: S3Request) -> Conditions:
 
 def write_conditions(r: S3Request) -> Conditions:
     """``If-Match`` / ``If-None-Match`` of a write (conditional writes)."""
+    check_write_if_none_match(r)
     return Conditions(
         if_match=etag_list(r.header("if-match")),
         if_none_match=etag_list(r.header("if-none-match")),

@@ -120,6 +120,14 @@ async def create_upload(r: S3Request) -> Response:
             "The x-amz-checksum-type header can only be used with the "
             "x-amz-checksum-algorithm header."
         )
+    if algorithm is ChecksumAlgorithm.CRC64NVME:
+        # AWS keeps CRC-64/NVME of whole objects only: an upload naming it is
+        # FULL_OBJECT by default, and COMPOSITE is refused.
+        if kind == "COMPOSITE":
+            raise InvalidRequestS3(
+                "The COMPOSITE checksum type cannot be used with the crc64nvme checksum algorithm."
+            )
+        kind = "FULL_OBJECT"
     full_object = kind == "FULL_OBJECT"
     if full_object and algorithm not in FULL_OBJECT_CHECKSUMS:
         raise InvalidRequestS3(
@@ -281,6 +289,26 @@ def _location(r: S3Request) -> str:
     return f"{url.scheme}://{host}/{quote(r.bucket, safe='')}/{key}"
 
 
+async def _check_completion_type(r: S3Request) -> None:
+    """``x-amz-checksum-type`` on a completion must be the upload's own, as
+    AWS checks (``InvalidRequest``, the upload left as it was). An upload
+    this request cannot list (ended, unknown, or credentials without list)
+    is left to the completion's own answer."""
+    kind = r.header("x-amz-checksum-type")
+    if kind is None:
+        return
+    try:
+        page = await r.ctx.multipart.list_parts(r.principal, _upload_id(r), r.address, max_parts=1)
+    except DomainError:
+        return
+    own = _checksum_type(page.upload)
+    if kind.strip().upper() != own:
+        raise InvalidRequestS3(
+            f"The upload was created using the {own or 'null'} checksum mode. "
+            "The complete request must use the same checksum mode."
+        )
+
+
 @op("CompleteMultipartUpload")
 async def complete_upload(r: S3Request) -> Response:
     check_key(r)
@@ -291,6 +319,7 @@ async def complete_upload(r: S3Request) -> Response:
         for a in ChecksumAlgorithm
         if (value := r.header(f"x-amz-checksum-{a.value.lower()}")) is not None
     }
+    await _check_completion_type(r)
     info = await r.ctx.multipart.complete(
         r.principal,
         _upload_id(r),

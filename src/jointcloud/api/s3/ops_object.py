@@ -6,7 +6,13 @@ from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
 
-from jointcloud.api.common.http import http_date, parse_byte_range, parse_conditions, pieces
+from jointcloud.api.common.http import (
+    etag_list,
+    http_date,
+    parse_byte_range,
+    parse_conditions,
+    pieces,
+)
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
@@ -34,11 +40,19 @@ from jointcloud.api.s3.headers import (
 from jointcloud.api.s3.metatext import has_control, plain_header
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Value, render
-from jointcloud.core.commands import Conditions, DeleteObject, GetObject, PutObject
+from jointcloud.core.commands import (
+    ByteRange,
+    Conditions,
+    DeleteObject,
+    GetObject,
+    PutObject,
+    resolve_range,
+)
 from jointcloud.core.objects import PartRange
 from jointcloud.core.paths import MAX_PATH, check_chars
 from jointcloud.errors import BadArgument, InvalidRange
 
+NOT_IMPLEMENTED_HEADER = "A header you provided implies functionality that is not implemented"
 MAX_PUT = 5 * 1024**3  # a single PUT; larger objects are uploaded in parts (AWS)
 
 
@@ -52,9 +66,19 @@ def check_key(r: S3Request) -> None:
         raise KeyTooLong("Your key is too long", MaxSizeAllowed=str(MAX_PATH))
 
 
+def check_write_if_none_match(r: S3Request) -> None:
+    """AWS's writes take ``If-None-Match: *`` only: an ETag there answers
+    ``501 NotImplemented``, so no write is made on a condition AWS would
+    not have evaluated."""
+    tags = etag_list(r.header("if-none-match"))
+    if tags and tags != ("*",):
+        raise NotImplementedOp(NOT_IMPLEMENTED_HEADER, Header="If-None-Match")
+
+
 @op("PutObject")
 async def put_object(r: S3Request) -> Response:
     check_key(r)
+    check_write_if_none_match(r)
     checks = body_checks(r, MAX_PUT)
     body, declared = r.stored_body()
     info = await r.ctx.objects.put(
@@ -99,6 +123,13 @@ async def _part(r: S3Request, part: int, conditions: Conditions) -> PartRange:
         raise InvalidPartS3(exc.message) from None
 
 
+def _empty_suffix(rng: ByteRange | None, exc: InvalidRange) -> bool:
+    """A suffix range (``bytes=-N``, N > 0) of an empty object: AWS answers
+    it with the whole, empty object, not 416 (any other range of an empty
+    object is 416, as RFC 9110 has it)."""
+    return rng is not None and bool(rng.suffix) and exc.size == 0
+
+
 def _overrides(r: S3Request, headers: dict[str, str]) -> None:
     for param, header in OVERRIDES.items():
         value = r.query(param)
@@ -128,14 +159,19 @@ async def get_object(r: S3Request) -> Response:
             GetObject(r.address, range=rng, conditions=conditions, part_number=part),
         )
     except InvalidRange as exc:
-        if part is None:
+        if part is not None:
+            raise InvalidPartS3(exc.message) from None
+        if not _empty_suffix(rng, exc):
             raise
-        raise InvalidPartS3(exc.message) from None
+        # AWS answers a suffix range of an empty object with all of it (200,
+        # no body), as tail readers (Trino, arrow's object_store) expect.
+        dl = await r.ctx.objects.get(r.principal, GetObject(r.address, conditions=conditions))
     where = dl.part
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    # The object's checksums describe all of it: not sent for a range; a
-    # part gets its own (where they were kept).
-    whole = not dl.partial and part is None
+    # The object's checksums describe all of it: sent for a range that is all
+    # of it too (as AWS), not for a smaller one; a part gets its own (where
+    # they were kept).
+    whole = part is None and dl.offset == 0 and dl.length == dl.info.size
     headers = object_headers(dl.info, checksums=checksum_mode and whole)
     if checksum_mode and where is not None:
         headers.update(part_checksum_headers(where.checksums, dl.info.checksums))
@@ -143,7 +179,9 @@ async def get_object(r: S3Request) -> Response:
     if where is not None and where.multipart:
         headers["x-amz-mp-parts-count"] = str(where.parts_count)
     status = 200
-    if dl.partial:
+    # A part number is a range even when it is all of an object uploaded in
+    # one piece: AWS answers part 1 of it 206 with its Content-Range.
+    if dl.partial or (where is not None and dl.info.size > 0):
         status = 206
         end = dl.offset + dl.length - 1
         headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
@@ -173,22 +211,40 @@ async def head_object(r: S3Request) -> Response:
     check_key(r)
     await _check_read_encryption(r)
     part = _part_number(r)
+    rng = parse_byte_range(r.header("range"))
+    if part is not None and rng is not None:
+        raise InvalidRequestS3("Cannot specify both Range header and partNumber query parameter")
     conditions = parse_conditions(r.header)
     info = await r.ctx.objects.head(r.principal, r.address, conditions)
+    # A Range is answered as GetObject would (AWS: "only the ContentLength
+    # is affected"; 206 with Content-Range, 416 when it selects nothing).
+    offset, length = 0, info.size
+    if rng is not None:
+        try:
+            offset, length = resolve_range(rng, info.size)
+        except InvalidRange as exc:
+            if not _empty_suffix(rng, exc):
+                raise
+            rng = None
     checksum_mode = (r.header("x-amz-checksum-mode") or "").upper() == "ENABLED"
-    headers = object_headers(info, checksums=checksum_mode and part is None)
-    headers["Content-Length"] = str(info.size)
+    whole = part is None and offset == 0 and length == info.size
+    headers = object_headers(info, checksums=checksum_mode and whole)
+    headers["Content-Length"] = str(length)
     status = 200
+    if rng is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
     if part is not None:
         where = await _part(r, part, conditions)
         if checksum_mode:
             headers.update(part_checksum_headers(where.checksums, info.checksums))
-        if where.multipart and where.length:
+        if where.multipart:
+            headers["x-amz-mp-parts-count"] = str(where.parts_count)
+        if where.length or (not where.multipart and info.size):
             status = 206
             end = where.offset + where.length - 1
             headers["Content-Length"] = str(where.length)
             headers["Content-Range"] = f"bytes {where.offset}-{end}/{info.size}"
-            headers["x-amz-mp-parts-count"] = str(where.parts_count)
     _overrides(r, headers)
     return Response(status_code=status, headers=headers)
 
@@ -196,7 +252,6 @@ async def head_object(r: S3Request) -> Response:
 # Conditions of DeleteObject that AWS evaluates in directory buckets only; a
 # general purpose bucket refuses them instead of deleting unconditionally.
 DIRECTORY_BUCKET_CONDITIONS = ("x-amz-if-match-size", "x-amz-if-match-last-modified-time")
-NOT_IMPLEMENTED_HEADER = "A header you provided implies functionality that is not implemented"
 
 
 @op("DeleteObject")
