@@ -148,6 +148,11 @@ class PayloadMismatch(BadDigest):
     payload hash) does not match the bytes received (nothing was stored)."""
 
 
+class ChecksumTypeMismatch(BadArgument):
+    """A part's checksum of another algorithm than its multipart upload's
+    (nothing was stored)."""
+
+
 class MetadataTooLarge(BadArgument):
     """User metadata beyond its size limit (2 KiB, as S3)."""
 

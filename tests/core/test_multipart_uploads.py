@@ -34,6 +34,7 @@ from jointcloud.errors import (
     AccessDenied,
     BadArgument,
     BadDigest,
+    ChecksumTypeMismatch,
     EntityTooLarge,
     InvalidPart,
     PackageNotFound,
@@ -262,23 +263,23 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
     sha = _b64(hashlib.sha256(one).digest())
 
     # Values the client sends are verified; a mismatch stores nothing.
-    with pytest.raises(BadArgument, match="SHA256"):
+    with pytest.raises(BadArgument, match="CRC32"):
         await ctx.multipart.upload_part(
-            alice,
-            up.upload_id,
-            where,
-            1,
-            body(one),
-            checksums={ChecksumAlgorithm.SHA256: crc[0] * 2},
+            alice, up.upload_id, where, 1, body(one), checksums={ChecksumAlgorithm.CRC32: sha}
         )
-    wrong = _b64(hashlib.sha256(b"other").digest())
-    with pytest.raises(BadDigest, match="SHA256"):
+    wrong = _b64(zlib.crc32(b"other").to_bytes(4, "big"))
+    with pytest.raises(BadDigest, match="CRC32"):
         await ctx.multipart.upload_part(
-            alice, up.upload_id, where, 1, body(one), checksums={ChecksumAlgorithm.SHA256: wrong}
+            alice, up.upload_id, where, 1, body(one), checksums={ChecksumAlgorithm.CRC32: wrong}
         )
     with pytest.raises(BadDigest, match=r"(?i)md5"):
         await ctx.multipart.upload_part(
             alice, up.upload_id, where, 1, body(one), content_md5=md5(two)
+        )
+    # A part is checked with its upload's algorithm, not another (as S3).
+    with pytest.raises(ChecksumTypeMismatch, match="expected checksum Type: crc32"):
+        await ctx.multipart.upload_part(
+            alice, up.upload_id, where, 1, body(one), checksums={ChecksumAlgorithm.SHA256: sha}
         )
     assert block_files(ctx) == []
 
@@ -288,11 +289,11 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
         where,
         1,
         body(one),
-        checksums={ChecksumAlgorithm.SHA256: sha},
+        checksums={ChecksumAlgorithm.CRC32: crc[0]},
         content_md5=md5(one),
     )
+    assert p1.checksums == {ChecksumAlgorithm.CRC32: crc[0]}
     # The upload's algorithm is computed for every part, asked or not.
-    assert p1.checksums == {ChecksumAlgorithm.CRC32: crc[0], ChecksumAlgorithm.SHA256: sha}
     p2 = await ctx.multipart.upload_part(alice, up.upload_id, where, 2, body(two))
     assert p2.checksums == {ChecksumAlgorithm.CRC32: crc[1]}
     listed = await ctx.multipart.list_parts(alice, up.upload_id, where)

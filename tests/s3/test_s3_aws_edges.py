@@ -198,3 +198,45 @@ async def test_if_none_match_with_an_etag_on_a_write_is_not_implemented(s3: S3) 
         assert (code, status) == ("NotImplemented", 501)
 
     await asyncio.to_thread(work)
+
+
+async def test_a_part_with_another_checksum_algorithm_is_refused(s3: S3) -> None:
+    """A part of a CRC32 upload sent with a SHA-256 checksum (given, or
+    computed by boto3) is refused as AWS refuses it (``InvalidRequest``,
+    nothing stored); it was stored with both checksums."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="ptype")
+        up = c.create_multipart_upload(Bucket="ptype", Key="k", ChecksumAlgorithm="CRC32")
+        for extra in ({"ChecksumSHA256": "N6aAEzvQk0L5NK+43Sx9nhtiTaXzXjo4rbED43wFXtE="}, {}):
+
+            def send(extra: dict[str, str] = extra) -> object:
+                return c.upload_part(
+                    Bucket="ptype",
+                    Key="k",
+                    UploadId=up["UploadId"],
+                    PartNumber=1,
+                    Body=b"part",
+                    ChecksumAlgorithm="SHA256",
+                    **extra,
+                )
+
+            code, status, message = code_of(send)
+            assert (code, status) == ("InvalidRequest", 400)
+            assert message == (
+                "Checksum Type mismatch occurred, expected checksum Type: crc32, "
+                "actual checksum Type: sha256"
+            )
+        assert c.list_parts(Bucket="ptype", Key="k", UploadId=up["UploadId"]).get("Parts", []) == []
+        p = c.upload_part(
+            Bucket="ptype",
+            Key="k",
+            UploadId=up["UploadId"],
+            PartNumber=1,
+            Body=b"part",
+            ChecksumAlgorithm="CRC32",
+        )
+        assert "ChecksumCRC32" in p and "ChecksumSHA256" not in p
+
+    await asyncio.to_thread(work)

@@ -85,6 +85,7 @@ from jointcloud.core.paths import key_prefix, object_key
 from jointcloud.errors import (
     BadArgument,
     BadDigest,
+    ChecksumTypeMismatch,
     EntityTooLarge,
     InvalidPart,
     NotFound,
@@ -253,6 +254,16 @@ class MultipartService:
         md5 = None if content_md5 is None else check_content_md5(content_md5)
         pkg, path = await self._address(principal, address, Operation.WRITE)
         rec = await self._find(upload_id, pkg, path)
+        own = rec.checksum_algorithm
+        sent = set(expect) | (set(compute) if trailer is not None else set())
+        if own is not None and sent - {own}:
+            # As S3: the parts of an upload are checked with its algorithm
+            # (its COMPOSITE or FULL_OBJECT value is made of theirs).
+            other = min(a.value.lower() for a in sent - {own})
+            raise ChecksumTypeMismatch(
+                "Checksum Type mismatch occurred, expected checksum Type: "
+                f"{own.value.lower()}, actual checksum Type: {other}"
+            )
         return await self._store_part(
             principal,
             rec,

@@ -101,6 +101,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.InvalidPart, "InvalidPart", 400),
     (errors.PayloadMismatch, "XAmzContentSHA256Mismatch", 400),
     (errors.BadDigest, "BadDigest", 400),
+    (errors.ChecksumTypeMismatch, "InvalidRequest", 400),
     (errors.MetadataTooLarge, "MetadataTooLarge", 400),
     (errors.BadArgument, "InvalidArgument", 400),
     (errors.SignatureMismatch, "SignatureDoesNotMatch", 403),
