@@ -362,6 +362,40 @@ async def test_body_that_is_not_json_says_so(api: Api) -> None:
     assert "not valid JSON" in msg
 
 
+async def test_json_body_without_a_json_content_type_says_what_to_send(api: Api) -> None:
+    """``curl -d '{...}'`` without ``-H 'Content-Type: application/json'``
+    (the seed's requests are "POST application/json"): the message says
+    so, rather than pydantic's "Input should be a valid dictionary"."""
+    before = await snapshot(api)
+    for ctype, shown in (
+        ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
+        ("text/plain", "'text/plain'"),
+        (None, "none"),
+    ):
+        headers = {} if ctype is None else {"Content-Type": ctype}
+        msg = await api.fail(
+            "POST",
+            "/v1/bucket/create",
+            "BadArgument",
+            400,
+            content=b'{"name":"b"}',
+            headers=headers,
+        )
+        assert msg == (
+            "the request body must be a JSON object sent with 'Content-Type: "
+            f"application/json' (Content-Type given: {shown})"
+        ), msg
+    assert await snapshot(api) == before
+    # With the header the same body works; a JSON body still has its fields named.
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    r = await api.client.post("/v1/bucket/create", content=b'{"name":"b"}', headers=headers)
+    assert r.status_code == 200, r.text
+    msg = await api.fail(
+        "POST", "/v1/package/create", "BadArgument", 400, content=b'{"name":"p"}', headers=headers
+    )
+    assert msg == "bucketID: Field required"
+
+
 async def test_lone_surrogates_in_names_are_refused(api: Api) -> None:
     """JSON may spell a lone surrogate (``\\ud800``), which is no UTF-8: the
     name is refused in a JSON error that says why, and nothing changes."""

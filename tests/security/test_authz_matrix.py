@@ -152,14 +152,17 @@ ENDPOINTS: list[Endpoint] = [
         js(lambda w: {"packageID": w.a, "bucketID": w.p, "name": "intruder-clone"}),
     ),
     # §3 objects
-    Endpoint(
-        "POST",
-        "/v1/object/upload",
-        "write",
-        lambda w, _: form(
-            [info_part({"packageID": w.a}), *file_parts([("out/intruder.txt", b"intruder")])]
-        ),
-    ),
+    *[
+        Endpoint(
+            "POST",
+            path,
+            "write",
+            lambda w, _: form(
+                [info_part({"packageID": w.a}), *file_parts([("out/intruder.txt", b"intruder")])]
+            ),
+        )
+        for path in ("/v1/object/upload", "/object/upload")  # the seed's example spelling
+    ],
     *_download("/v1/object/download"),
     *_download("/v1/bucket/download"),
     *[
@@ -603,6 +606,8 @@ async def test_positive_controls(api: Api, ctx: Context, root_key: str) -> None:
         up = form([info_part({"packageID": w.a}), *file_parts([("in/up.txt", b"up")])])
         data = await call(narrow, "POST", "/v1/object/upload", **up)
         up_id = data["uploadeds"][0]["objectID"]
+        up = form([info_part({"packageID": w.a}), *file_parts([("in/up2.txt", b"up")])])
+        await call(narrow, "POST", "/object/upload", **up)  # the seed's example spelling
         part = form([info_part({"objectID": w.pending_in, "index": 1}), ("file", "p", b"x")])
         await call(narrow, "POST", "/v1/object/uploadPart", **part)
         body = {"objectID": w.pending_in, "indexes": [0, 1]}

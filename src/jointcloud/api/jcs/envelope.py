@@ -111,8 +111,25 @@ async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc)
 
 
-async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+def _json_typed(content_type: str | None) -> bool:
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    ctype = request.headers.get("content-type")
+    if not _json_typed(ctype) and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors()):
+        # FastAPI reads a body as JSON only when it says so; otherwise the
+        # JSON object arrives as form fields or bytes and pydantic's "valid
+        # dictionary" complaint hides the cause (curl -d without -H).
+        given = f"{ctype[:80]!r}" if ctype else "none"
+        return fail(
+            "BadArgument",
+            "the request body must be a JSON object sent with "
+            f"'Content-Type: application/json' (Content-Type given: {given})",
+            400,
+        )
     problems = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":

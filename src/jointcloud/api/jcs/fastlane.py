@@ -127,6 +127,7 @@ ROUTES: dict[tuple[str, str], _Plain] = {
     ("GET", "/v1/object/downloadByPath"): _BY_PATH,
     ("HEAD", "/v1/object/downloadByPath"): _BY_PATH,
     ("POST", "/v1/object/upload"): _UPLOAD,
+    ("POST", "/object/upload"): _UPLOAD,
     ("GET", "/v1/object/listByPath"): _LIST,
 }
 

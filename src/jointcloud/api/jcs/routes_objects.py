@@ -101,7 +101,11 @@ def _gone(what: str) -> Callable[[Route], Route]:
     return wrap
 
 
+# Also at /object/upload: the path of the seed's own example request
+# ("POST /object/upload HTTP/1.1", Host localhost:7890), as
+# /v1/bucket/download is kept for the seed's spelling of §3.2.
 @router.post("/v1/object/upload")
+@router.post("/object/upload")
 @_gone("upload")
 async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
