@@ -20,7 +20,11 @@ from jointcloud.context import Context
 from jointcloud.core.gc import collect_garbage
 from jointcloud.errors import AccessDenied, Unauthorized, UnknownAccessKey
 from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat
-from jointcloud.keys.credentials import ACCESS_KEY_ID_LENGTH, SECRET_KEY_LENGTH
+from jointcloud.keys.credentials import (
+    ACCESS_KEY_ID_LENGTH,
+    SECRET_KEY_LENGTH,
+    new_access_key_id,
+)
 from jointcloud.keys.grant import new_grant, parse_grant
 from jointcloud.meta import tables as t
 from support.asgi import http_scope
@@ -114,7 +118,7 @@ async def test_refusals_say_why(api: Api, main: httpx.AsyncClient, ctx: Context)
     # nested deeper than the JSON parser recurses (was a dropped connection)
     deep = b'{"access_grant":' + b"[" * 5000 + b"]" * 5000 + b"}"
     r = await main.post("/v1/access", content=deep, headers={"Content-Type": "application/json"})
-    assert r.status_code == 400 and "JSON object" in r.text
+    assert r.status_code == 422 and "JSON object" in r.text
     elsewhere = new_grant("sat.example.com:7777", key, "p", project).serialize()
     r = await main.post("/v1/access", json={"access_grant": elsewhere})
     assert r.status_code == 403 and "sat.example.com:7777" in r.text
@@ -127,20 +131,34 @@ async def test_refusals_say_why(api: Api, main: httpx.AsyncClient, ctx: Context)
     past = grant.restrict(KeyCaveat(not_after=datetime.now(UTC) - timedelta(seconds=5)))
     r = await main.post("/v1/access", json={"access_grant": past.serialize()})
     assert r.status_code == 401 and "expired" in r.text
-    for body, word in (
-        ({"access_grant": "not a grant!"}, "base58"),
-        ({"access_grant": 7}, "access grant"),
-        ({}, "access grant"),
-        ({"access_grant": grant.serialize(), "public": "yes"}, "public"),
+    # Statuses as edge's newAccess gives them (pkg/auth/httpauth/resources.go):
+    # 400 for a grant that is no grant; 422 for what its JSON decoder refuses
+    # (a field of the wrong type, not an object); 413 past the size limit.
+    for body, status, word in (
+        ({"access_grant": "not a grant!"}, 400, "base58"),
+        ({}, 400, "access grant"),
+        ({"access_grant": None}, 400, "access grant"),
+        ({"access_grant": 7}, 422, "access_grant"),
+        ({"access_grant": grant.serialize(), "public": "yes"}, 422, "public"),
+        ([1], 422, "JSON object"),
     ):
         r = await main.post("/v1/access", json=body)
-        assert r.status_code == 400 and word in r.text, (body, r.text)
+        assert r.status_code == status and word in r.text, (body, r.text)
+    # null is Go's zero value: a record that is not public
+    r = await main.post("/v1/access", json={"access_grant": grant.serialize(), "public": None})
+    assert r.status_code == 200
     r = await main.post("/v1/access", content=b"[1,2")
-    assert r.status_code == 400 and "JSON" in r.text
+    assert r.status_code == 422 and "JSON" in r.text
     r = await main.post("/v1/access", content=b"x" * (70 * 1024))
-    assert r.status_code == 400 and "larger" in r.text
-    r = await main.get("/v1/access/not-an-id", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert r.status_code == 401 and "invalid access key id" in r.text
+    assert r.status_code == 413 and "larger" in r.text
+    # A malformed id is a bad request (edge: FromBase32 fails, 400); a
+    # well-formed one that names no record is unauthorized (NotFound, 401).
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for bad in ("not-an-id", "a" * 28, "j" + "1" * 27):
+        r = await main.get(f"/v1/access/{bad}", headers=auth)
+        assert r.status_code == 400 and "invalid access key id" in r.text, bad
+    r = await main.get(f"/v1/access/{new_access_key_id()}", headers=auth)
+    assert r.status_code == 401 and "unknown access key id" in r.text
 
 
 async def test_credentials_follow_their_key(

@@ -112,7 +112,7 @@ async def test_legacy_redirect_of_dot_keys(world: World) -> None:
     for key in DOT_KEYS:
         await world.put(key, f"body of {key}".encode(), "text/plain")
         r = await world.client.get(f"/{access}/{quote('docs/' + key, safe='')}?q=1")
-        assert r.status_code == 302
+        assert r.status_code == 308
         location = r.headers["location"]
         assert as_browser(location) == location, location
         assert location.endswith("?q=1")

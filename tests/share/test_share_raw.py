@@ -323,3 +323,55 @@ async def test_ranges_never_send_more_than_the_object(world: World) -> None:
                 assert payload == data[start : end + 1], header
                 previous_end = end
             assert sum(len(p) for _, p in parts) <= size
+
+
+async def test_query_flags_choose_bytes_or_page_as_edge_does(world: World) -> None:
+    """edge's linksharing reads ``download``, ``wrap`` and ``view`` on both
+    URL kinds (``present.go``; ``queryFlagLookup``): ``?download`` gives the
+    bytes as an attachment, ``?download=0|false|no|off`` does not, ``?wrap``
+    gives the page, ``?view`` or ``?wrap=no`` the bytes inline."""
+    await world.put("dir/a.txt", b"hello", content_type="text/plain")
+    access = await world.public()
+    s, raw = f"/s/{access}/docs/dir/a.txt", f"/raw/{access}/docs/dir/a.txt"
+
+    def is_page(r: object) -> bool:
+        return r.headers["content-type"].startswith("text/html")  # type: ignore[attr-defined]
+
+    for url, attachment in [
+        (f"{s}?download", True),
+        (f"{s}?download=1", True),
+        (f"{s}?download=yes", True),
+        (f"{s}?view", False),
+        (f"{s}?wrap=0", False),
+        (f"{s}?wrap=NO", False),
+        (f"{raw}?download", True),
+        (f"{raw}?download=0", False),
+        (f"{raw}?download=false", False),
+        (f"{raw}?download=Off", False),
+        (f"{raw}?download=no&download=1", False),  # the first value counts
+        (f"{raw}?wrap=false", False),
+        (raw, False),
+    ]:
+        r = await world.client.get(url)
+        assert r.status_code == 200 and r.content == b"hello", url
+        assert not is_page(r), url
+        kind = "attachment;" if attachment else "inline;"
+        assert r.headers["content-disposition"].startswith(kind), url
+        check_safe(r)
+    for url in (s, f"{s}?download=0", f"{s}?view=off", f"{raw}?wrap", f"{raw}?wrap=1"):
+        r = await world.client.get(url)
+        assert r.status_code == 200 and is_page(r), url
+        assert "a.txt" in r.text and "content-disposition" not in r.headers, url
+    # a folder: ?wrap on /raw lists it; /raw alone still names no file
+    r = await world.client.get(f"/raw/{access}/docs/dir/?wrap")
+    assert r.status_code == 200 and is_page(r) and "a.txt" in r.text
+    assert (await world.client.get(f"/raw/{access}/docs/dir/")).status_code == 404
+
+
+async def test_bytes_through_a_page_url_are_judged_as_raw(world: World) -> None:
+    """``/s/...?download`` of a list-only link is refused like ``/raw``."""
+    await world.put("a.txt", b"secret")
+    access = await world.public(world.restricted(allow=["list"]))
+    for url in (f"/s/{access}/docs/a.txt?download", f"/s/{access}/docs/a.txt?view"):
+        r = await world.client.get(url)
+        assert r.status_code == 403 and b"secret" not in r.content, url

@@ -205,6 +205,27 @@ def test_paths_and_allowed_buckets_like_go() -> None:
     assert why is not None and why.startswith("caveat 1 (allow read, list)") and "delete" in why
 
 
+def test_get_retention_follows_put_retention_like_go() -> None:
+    """``(*Caveat).Allows``, ActionGetObjectRetention: refused only when
+    both disallow_put_retention and disallow_get_retention are set (a key
+    that may set a retention may read it back)."""
+    key = new_api_key(new_secret())
+    get, put = Permission.GET_RETENTION, Permission.PUT_RETENTION
+    cases = [
+        (frozenset(), True),
+        (frozenset({get}), True),
+        (frozenset({put}), True),
+        (frozenset({get, put}), False),
+    ]
+    for disallow, allowed in cases:
+        k = key.restrict(KeyCaveat(disallow=disallow))
+        assert (k.refusal(get, "b", "k", NOW) is None) is allowed, disallow
+    # the other object-lock actions follow their own field alone
+    assert key.restrict(KeyCaveat(disallow=frozenset({put}))).refusal(put, "b", "k", NOW)
+    # grant.Restrict's caveat (KeyCaveat.allowing) disallows both unless asked
+    assert key.restrict(KeyCaveat.allowing(["read"])).refusal(get, "b", "k", NOW)
+
+
 def test_max_object_ttl_shortest_wins() -> None:
     key = new_api_key(new_secret())
     assert key.max_object_ttl() is None

@@ -292,8 +292,9 @@ class KeyCaveat:
     ) -> str | None:
         """Why this caveat refuses ``op`` on ``bucket``/``path`` at ``at``, or
         ``None`` if it allows it. Same rules as ``(*Caveat).Allows``,
-        including its exception: reading *bucket metadata* (``op`` READ, no
-        path) is allowed in every bucket the caveat names."""
+        including its exceptions: reading *bucket metadata* (``op`` READ, no
+        path) is allowed in every bucket the caveat names, and GET_RETENTION
+        is refused only when PUT_RETENTION is disallowed too."""
         if self.not_after is not None and at > self.not_after:
             return f"expired at {self.not_after.isoformat()}"
         if self.not_before is not None and self.not_before > at:
@@ -302,7 +303,11 @@ class KeyCaveat:
             if not self.paths or not bucket or any(p.bucket == bucket for p in self.paths):
                 return None
             return f"package {bucket!r} not allowed"
-        if op in self.disallow:
+        if op is Permission.GET_RETENTION:
+            # Go: a key that may put retention may also read it back
+            if {Permission.PUT_RETENTION, Permission.GET_RETENTION} <= self.disallow:
+                return f"{op.value} not allowed"
+        elif op in self.disallow:
             return f"{op.value} not allowed"
         if self.paths:
             target = path or ""

@@ -5,7 +5,8 @@
 answers ``{"access_grant", "secret_key", "public"}`` to other services that
 send the operator token (``--auth-token``) as ``Authorization: Bearer``, and
 is closed when the server has none. Errors are plain text with the status,
-as edge writes them; every domain error maps to its status in ``STATUS``.
+as edge writes them; every domain error maps to its status in ``STATUS``,
+and a body edge could not decode is 413 (too large) or 422 (``BadBody``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from starlette.routing import Route
 from jointcloud import errors
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.context import Context
+from jointcloud.keys.credentials import parse_access_key_id
 
 PROTOCOL = "authsvc"
 PREFIX = "/v1/access"
@@ -55,32 +57,58 @@ def _cors(response: Response) -> Response:
     return response
 
 
+class BadBody(Exception):
+    """A body edge's ``newAccess`` cannot decode: 413 past the size limit,
+    422 for what ``json.Decoder`` refuses (not JSON, not an object, a field
+    of the wrong type); a grant that decodes but is no grant stays 400."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _too_large() -> BadBody:
+    return BadBody(f"request body larger than {MAX_BODY} bytes", 413)
+
+
 async def _body(request: Request) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
-        raise errors.BadArgument(f"request body larger than {MAX_BODY} bytes")
+        raise _too_large()
     raw = bytearray()
     async for piece in request.stream():
         raw += piece
         if len(raw) > MAX_BODY:
-            raise errors.BadArgument(f"request body larger than {MAX_BODY} bytes")
+            raise _too_large()
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
-        raise errors.BadArgument("request body must be a JSON object") from None
+        raise BadBody("request body must be a JSON object", 422) from None
     if not isinstance(body, dict):
-        raise errors.BadArgument("request body must be a JSON object")
+        raise BadBody("request body must be a JSON object", 422)
     return body
+
+
+def _fields(body: dict[str, Any]) -> tuple[object, bool]:
+    """``access_grant`` and ``public`` as Go decodes them into a string and a
+    bool: null is the zero value, another type a 422."""
+    grant = body.get("access_grant")
+    if grant is not None and not isinstance(grant, str):
+        raise BadBody("access_grant must be a string", 422)
+    public = body.get("public")
+    if public is not None and not isinstance(public, bool):
+        raise BadBody("public must be true or false", 422)
+    return ("" if grant is None else grant), bool(public)
 
 
 def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observability:
     async def new_access(request: Request) -> Response:
         try:
-            body = await _body(request)
-            public = body.get("public", False)
-            if not isinstance(public, bool):
-                raise errors.BadArgument("public must be true or false")
-            made = await ctx.access.register(body.get("access_grant"), public=public)
+            grant, public = _fields(await _body(request))
+            made = await ctx.access.register(grant, public=public)
+        except BadBody as exc:
+            return _cors(PlainTextResponse(exc.message + "\n", status_code=exc.status))
         except errors.DomainError as exc:
             return _cors(error(exc))
         except ClientDisconnect:  # gone mid-body: nobody reads an answer, nothing was made
@@ -107,8 +135,12 @@ def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observabilit
         sent = request.headers.get("authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
             return PlainTextResponse("unauthorized\n", status_code=401)
+        try:  # a malformed id is a bad request, as edge's FromBase32 makes it
+            access_key_id = parse_access_key_id(request.path_params["access_key_id"])
+        except errors.BadArgument as exc:
+            return PlainTextResponse(f"invalid access key id: {exc.message}\n", status_code=400)
         try:
-            found = await ctx.access.resolve(request.path_params["access_key_id"])
+            found = await ctx.access.resolve(access_key_id)
         except errors.DomainError as exc:
             return error(exc)
         return JSONResponse(

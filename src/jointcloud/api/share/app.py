@@ -7,13 +7,14 @@
   as ``multipart/byteranges``, overlapping ones merged),
   ``If-None-Match``/``If-Modified-Since`` (304), ``If-Match``/
   ``If-Unmodified-Since`` (412), ``If-Range``, and ``?download`` for an
-  attachment;
+  attachment; edge's flags choose bytes or page on either kind
+  (``?download``, ``?wrap``, ``?view``: ``query_flag``);
 - a key ending in ``/`` (or none) lists that prefix, with breadcrumbs, or
   shows its ``index.html`` (``?list`` lists anyway); ``?download-kind=zip``
   streams a zip of the prefix (capped: ``zipstream.MAX_FILES`` /
   ``MAX_BYTES``);
 - ``/<access>/<bucket>%2F<key>``, the form the seed's ``/shareUrl`` returns,
-  redirects (302) to ``/s/...``;
+  redirects (308, as edge) to ``/s/...``;
 - ``/s/<access>/`` lists the buckets the access reaches.
 
 ``<access>`` is the access key id of a public auth-service record or a whole
@@ -120,6 +121,16 @@ def parse_target(path: str) -> Target | None:
     return Target(parts[1], parts[2], bucket, key)
 
 
+def query_flag(request: Request, name: str, default: bool) -> bool:
+    """edge's ``queryFlagLookup``: absent → ``default``; ``?flag`` or
+    ``?flag=`` → true; ``no``, ``false``, ``0``, ``off`` (any case) → false;
+    anything else → true. The first value counts."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return default
+    return values[0] == "" or values[0].lower() not in ("no", "false", "0", "off")
+
+
 def _etag(info: ObjectInfo) -> str:
     return f'"{info.etag}"'
 
@@ -186,12 +197,19 @@ class ShareApp:
         if query.get("download-kind") == "zip":
             scope["jcs.operation"] = "share.zip"
             return await self.zip(shared, target)
-        if target.kind == "raw":
-            scope["jcs.operation"] = "share.raw"
-            return await self.raw(shared, target, request)
+        # edge's flags: ?download gives the bytes as an attachment, ?wrap the
+        # page, ?view (or ?wrap=no) the bytes inline, whatever the URL's kind
+        download = query_flag(request, "download", False)
+        wrap = query_flag(request, "wrap", not query_flag(request, "view", target.kind == "raw"))
         if not target.key or target.key.endswith("/"):
+            if target.kind == "raw" and not wrap:
+                scope["jcs.operation"] = "share.raw"
+                return await self.raw(shared, target, request, attachment=download)
             scope["jcs.operation"] = "share.list"
             return await self.listing(shared, target, request)
+        if download or not wrap:
+            scope["jcs.operation"] = "share.raw"
+            return await self.raw(shared, target, request, attachment=download)
         scope["jcs.operation"] = "share.page"
         return await self.page(shared, target)
 
@@ -212,14 +230,17 @@ class ShareApp:
         query = request.scope.get("query_string", b"").decode("latin-1")
         if query:
             location += "?" + query
-        return Reply(302, [("location", location), ("cache-control", "no-store")], csp=PAGE_CSP)
+        # 308, as edge's linksharing answers its backwards-compatible links
+        return Reply(308, [("location", location), ("cache-control", "no-store")], csp=PAGE_CSP)
 
     # --- raw ------------------------------------------------------------------
 
     def _address(self, target: Target, key: str | None = None) -> ObjectAddress:
         return ObjectAddress(PackageRef.by_name(target.bucket), target.key if key is None else key)
 
-    async def raw(self, shared: Shared, target: Target, request: Request) -> Reply:
+    async def raw(
+        self, shared: Shared, target: Target, request: Request, *, attachment: bool
+    ) -> Reply:
         if not target.key or target.key.endswith("/"):
             return error_reply(404, "Not a file", "A raw link names a file; this names a folder.")
         principal = shared.principal
@@ -236,7 +257,7 @@ class ShareApp:
         stored = stored_type(info)
         content_type = served_type(stored)
         name = target.key.rsplit("/", 1)[-1]
-        if "download" in request.query_params:
+        if attachment:
             headers.append(("content-disposition", disposition("attachment", name)))
         else:
             headers.append(("content-disposition", disposition("inline", name)))
@@ -377,7 +398,7 @@ class ShareApp:
             # a folder named without its trailing slash
             if can_list and await self._has_children(shared, target, key + "/"):
                 return Reply(
-                    302,
+                    303,  # as edge (and S3 websites) send a prefix to its listing
                     [("location", pages.url_path("s", target.access, target.bucket, key) + "/")],
                     csp=PAGE_CSP,
                 )
