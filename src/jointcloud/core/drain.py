@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from jointcloud.core import renewal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
@@ -167,15 +168,32 @@ class _Pass:
             raise SourceUnreadable(exc.message) from exc
         target = await self.pool.get(dst)
         new_key = new_block_key(block.index)
+        # Renewed while the copy runs, as an upload's: a copy that outlasts
+        # GC's delay keeps its intent (and its file) to the swap.
+        async with self.store.renewals.held():
+            return await self._move(rec, block, dst, src, target, new_key)
+
+    async def _move(
+        self,
+        rec: LayoutRecord,
+        block: BlockRecord,
+        dst: UserSpace,
+        src: Space,
+        target: Space,
+        new_key: str,
+    ) -> bool:
         async with self.db.write() as conn:
             intent = await layouts.create_pending(
                 conn, rec.policy, rec.wrapped_key, [(block.index, dst.user_space_id, new_key)]
             )
+        renewal.join([intent], [(target, new_key)])
         try:
             await _copy(src, block.key, target, new_key)
             async with self.db.write() as conn:
                 old = (block.user_space_id, block.key)
-                swapped = await layouts.replace_block(
+                swapped = await layouts.hold_for_swap(
+                    conn, rec.layout_id, intent
+                ) and await layouts.replace_block(
                     conn, rec.layout_id, block.index, old, (dst.user_space_id, new_key)
                 )
                 if swapped:

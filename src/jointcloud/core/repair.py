@@ -39,6 +39,7 @@ from enum import StrEnum
 
 import structlog
 
+from jointcloud.core import renewal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import INLINE_KEY, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, describe, new_block_key
@@ -436,9 +437,20 @@ class RepairService:
     async def _rebuild_and_swap(
         self, ex: _Examined, placed: list[tuple[BlockHealth, UserSpace]]
     ) -> list[BlockMove]:
+        plan = [(b.index, s.user_space_id, new_block_key(b.index)) for b, s in placed]
+        # Renewed while the rebuild runs, as an upload's: one that outlasts
+        # GC's delay keeps its intent (and its files) to the swap.
+        async with self.store.renewals.held():
+            return await self._rebuild_held(ex, placed, plan)
+
+    async def _rebuild_held(
+        self,
+        ex: _Examined,
+        placed: list[tuple[BlockHealth, UserSpace]],
+        plan: list[tuple[int, int, str]],
+    ) -> list[BlockMove]:
         assert ex.record is not None and ex.layout is not None
         rec, layout = ex.record, ex.layout
-        plan = [(b.index, s.user_space_id, new_block_key(b.index)) for b, s in placed]
         async with self.db.write() as conn:
             intent = await layouts.create_pending(conn, rec.policy, rec.wrapped_key, plan)
         try:
@@ -446,6 +458,7 @@ class RepairService:
                 BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=sid)
                 for (i, sid, k), (_, s) in zip(plan, placed, strict=True)
             ]
+            renewal.join([intent], [(r.space, r.key) for r in targets])
             states = {b.index: b.state for b in ex.health.blocks}
             usable = [r for r in ex.refs.values() if states.get(r.index) in (OK, CORRUPT)]
             usable.sort(
@@ -458,8 +471,11 @@ class RepairService:
         moves: list[BlockMove] = []
         lost: list[BlockRef] = []
         async with self.db.write() as conn:
+            # GC took the intent (a rebuild that outlasted its delay): it
+            # deleted the new blocks too, so none may be swapped in.
+            held = await layouts.hold_for_swap(conn, rec.layout_id, intent)
             for (b, _), t in zip(placed, targets, strict=True):
-                swapped = await layouts.replace_block(
+                swapped = held and await layouts.replace_block(
                     conn, rec.layout_id, t.index, (b.space_id, b.key), (t.space_id, t.key)
                 )
                 if swapped:

@@ -174,10 +174,13 @@ async def activate(conn: AsyncConnection, staged: StagedLayout) -> None:
 
 
 async def delete_layouts(conn: AsyncConnection, layout_ids: Iterable[int]) -> None:
+    # The layout's row first: every writer takes a layout's row before its
+    # blocks' (GC's ``still_garbage``, ``hold_for_swap``), so two of them
+    # never wait for each other on PostgreSQL (no foreign key ties the two).
     ids = list(layout_ids)
     for part in chunks(ids):
-        await conn.execute(delete(t.blocks).where(t.blocks.c.layout_id.in_(part)))
         await conn.execute(delete(t.layouts).where(t.layouts.c.id.in_(part)))
+        await conn.execute(delete(t.blocks).where(t.blocks.c.layout_id.in_(part)))
 
 
 def _referenced(layout_col: Any) -> Any:
@@ -338,8 +341,14 @@ async def heal_released(conn: AsyncConnection) -> int:
 async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime) -> bool:
     """Re-check under the delete transaction: nothing took a reference, and
     no writer renewed its pending layout, since ``garbage`` listed it."""
-    q = select(t.layouts.c.id).where(
-        t.layouts.c.id == layout_id, _garbage_at(before), ~_referenced(t.layouts.c.id)
+    # Locked (PostgreSQL): a drain or repair swapping one of its blocks
+    # (``hold_for_swap``) waits until GC's delete ends, or GC waits for it
+    # and judges again. Without the lock GC deleted the block row that a
+    # swap had just pointed at a new file, and the file leaked.
+    q = (
+        select(t.layouts.c.id)
+        .where(t.layouts.c.id == layout_id, _garbage_at(before), ~_referenced(t.layouts.c.id))
+        .with_for_update()
     )
     return (await conn.execute(q)).first() is not None
 
@@ -351,6 +360,22 @@ async def clear_upload_parts(conn: AsyncConnection, object_id: int) -> list[int]
     """Drop the multipart upload linked to an object (a JCS upload), if any,
     with its parts; returns their layouts, for release (``meta.uploads``)."""
     return await uploads.drop_for_object(conn, object_id)
+
+
+async def hold_for_swap(conn: AsyncConnection, layout_id: int, intent: int) -> bool:
+    """Before ``replace_block`` moves a block of ``layout_id`` to a copy
+    recorded by the pending layout ``intent`` (drain, repair): lock both
+    rows, in id order, against GC's delete (``still_garbage`` locks them
+    too). Returns whether the intent is still there: when GC took it (a
+    copy that outlasted GC's delay), it deleted the copy with it, and the
+    block must not be pointed at it."""
+    q = (
+        select(t.layouts.c.id)
+        .where(t.layouts.c.id.in_([layout_id, intent]))
+        .order_by(t.layouts.c.id)
+        .with_for_update()
+    )
+    return intent in {r.id for r in await conn.execute(q)}
 
 
 async def replace_block(
