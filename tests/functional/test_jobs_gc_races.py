@@ -23,7 +23,12 @@ from jointcloud.core.drain import drain_once
 from jointcloud.core.fsck import fsck
 from jointcloud.core.gc import collect_garbage
 from jointcloud.core.models import LayoutRecord
+from jointcloud.core.recode import Recoder
 from jointcloud.core.repair import REPAIRED
+from jointcloud.jobs.base import JobResult
+from jointcloud.jobs.recode import RecodeJob
+from jointcloud.jobs.registry import job_board, recode_services
+from jointcloud.jobs.runner import JobRunner
 from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import now
@@ -157,6 +162,58 @@ async def test_a_rebuilt_block_gc_took_is_not_swapped_in(
     await assert_disk_matches_db(api)
     report = await fsck(api.ctx)
     assert report.clean, report.summary()
+
+
+async def test_a_recode_that_outlasts_gc_delay_keeps_its_intent(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-encoding renews its new layout's intent while it runs, as an
+    upload does; before, GC took the intent (and the new blocks) of every
+    re-encoding longer than its delay (a large object between clouds), and
+    the recode failed again on every pass."""
+    api.ctx.store.renewals.every = 0.05
+    await api.add_spaces(2)
+    pkg = await api.package("c", NONE)
+    o = await api.upload_one(pkg, "x", DATA)
+    await api.post("/v1/package/update", {"packageID": pkg, "redundancy": REP2})
+    renewed = asyncio.Event()
+    renew = layouts.renew_pending
+
+    async def renew_pending(conn: AsyncConnection, ids: Sequence[int]) -> int:
+        count = await renew(conn, ids)
+        renewed.set()
+        return count
+
+    monkeypatch.setattr(layouts, "renew_pending", renew_pending)
+    swap = Recoder._swap
+
+    async def an_hour_then_swap(self: Recoder, *args: Any) -> int:
+        async with api.ctx.db.write() as conn:  # the re-encoding began an hour ago
+            await conn.execute(
+                update(t.layouts)
+                .where(t.layouts.c.state == "pending")
+                .values(created_at=now() - timedelta(hours=1))
+            )
+        renewed.clear()
+        with contextlib.suppress(TimeoutError):  # nothing renews it: GC takes it
+            await asyncio.wait_for(renewed.wait(), 5)
+        await collect_garbage(api.ctx.db, api.ctx.store, timedelta(minutes=10))
+        return await swap(self, *args)
+
+    monkeypatch.setattr(Recoder, "_swap", an_hour_then_swap)
+    [result] = await run_recode(api)
+    assert result.message.startswith("re-encoded 1 layout "), result.message
+    assert await api.download(o["objectID"]) == DATA
+    await api.gc()
+    await assert_disk_matches_db(api)
+    report = await fsck(api.ctx)
+    assert report.clean, report.summary()
+
+
+async def run_recode(api: Api) -> list[JobResult]:
+    """One pass of the recode job through the runner, as ``jcs admin recode --once``."""
+    runner = JobRunner(job_board(api.ctx), [RecodeJob(recode_services(api.ctx), 60)])
+    return [await runner.run_now("recode")]
 
 
 async def lock_waiters(api: Api) -> int:

@@ -162,8 +162,11 @@ class Recoder:
                 rec = (await layouts.load(conn, [g.layout_id])).get(g.layout_id)
             if rec is None:
                 return  # collected meanwhile: its objects were overwritten or deleted
-            staged = await self.store.stage(g.user_id, self.store.read_layout(rec), policy)
-            swapped = await self._swap(g, staged, rec.size)
+            # Renewed while it runs, as an upload's: a re-encoding that
+            # outlasts GC's delay keeps its intent (and its blocks) to the swap.
+            async with self.store.renewals.held():
+                staged = await self.store.stage(g.user_id, self.store.read_layout(rec), policy)
+                swapped = await self._swap(g, staged, rec.size)
         except DomainError as exc:
             self._fail(report, what, exc.message)
             return
