@@ -88,8 +88,14 @@ def _root_path(raw: object) -> str:
     if not isinstance(raw, str):
         raise BadArgument.about("root path", "must be a string")
     root = raw.strip("/")
-    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or "\x00" in root:
-        raise BadArgument.about("root path", "must not contain '..', '.', empty segments or NUL")
+    # The rule every open applies (spaces/registry.py), so that no space is
+    # recorded that could never be opened: '\\' too.
+    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or any(
+        c in root for c in "\x00\\"
+    ):
+        raise BadArgument.about(
+            "root path", "must not contain '..', '.', empty segments, '\\' or NUL"
+        )
     return root
 
 
