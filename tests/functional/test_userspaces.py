@@ -77,7 +77,11 @@ async def test_create_get_list_update_delete(api: Api, tmp_path: Path) -> None:
         json={"userSpaceID": 987654, "name": "z"},
     )
     # A bad field of an update is named as the v1 API spells it.
-    for bad, word in (({"rootPath": "a/../b"}, "rootPath"), ({"state": "Gone"}, "state")):
+    for bad, word in (
+        ({"rootPath": "a/../b"}, "rootPath"),
+        ({"rootPath": "a\\b"}, "rootPath"),
+        ({"state": "Gone"}, "state"),
+    ):
         body = {"userSpaceID": sid, **bad}
         msg = await api.fail("POST", "/v1/userSpace/update", "BadArgument", 400, json=body)
         assert msg.startswith(word), msg
@@ -273,6 +277,8 @@ async def test_create_validation(api: Api, tmp_path: Path) -> None:
             "credential.type",
         ),
         ({"name": "a", "storage": good, "rootPath": "x/../y"}, "rootPath"),
+        # Found by review: recorded, and then refused at every open.
+        ({"name": "a", "storage": good, "rootPath": "x\\..\\y"}, "rootPath"),
         ({"name": "a/b", "storage": good}, "name"),
         ({"name": "", "storage": good}, "name"),
     ]

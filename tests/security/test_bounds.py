@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -319,6 +320,30 @@ async def test_absurd_interval_stored_earlier_fails_visibly_once(api: Api, ctx: 
     assert got["lastError"] and "trigger.seconds" in got["lastError"], got
     assert got["nextRunTime"] is None, got
     assert await ctx.tasks.run_due() == (0, 0)  # not claimed again
+
+
+async def test_tasks_always_due_do_not_starve_a_later_one(api: Api, ctx: Context) -> None:
+    """Found by review: due tasks were taken by ID, so a user's tasks of
+    interval 1 s, due again as soon as they ran, kept every later task
+    (another user's too) waiting for good: 1,000 of them held a once task
+    pending for 15 minutes. The task that has waited longest goes first."""
+    w = await make_world(api)
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": w.tid})
+    admin = await ctx.accounts.authenticate(api.client.headers["Authorization"].split()[1])
+    spec = sync(w.src, w.dst, trigger={"type": "interval", "seconds": 1})
+    spec.update(srcPath="data", mode="full", compare="sizeMtime", filter={}, deleteSource=False)
+    spec["dests"] = [{"userSpaceID": w.dst, "path": "out/copy"}]
+    ts = now()
+    waited = ts - timedelta(minutes=15)
+    async with ctx.db.write() as conn:
+        # Lower IDs, due again just now (they ran a second ago) ...
+        busy = [await task_repo.create(conn, admin.user_id, "sync", spec, ts, ts) for _ in range(4)]
+        # ... and a task due for fifteen minutes.
+        late = await task_repo.create(conn, admin.user_id, "sync", spec, waited, waited)
+    claimed = await ctx.tasks.claim_due(1)
+    assert [t.task_id for t in claimed] == [late.task_id]
+    for task in (*busy, late):
+        await api.post("/v1/spaceSync/cancelTask", {"taskID": task.task_id})
 
 
 # -- NUL and control characters in names and paths ----------------------------------

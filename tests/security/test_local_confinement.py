@@ -131,6 +131,31 @@ async def test_one_users_space_cannot_overlap_another_users(api: Api, bob: Other
     assert "spaces never share directories" in await _create_local(api, "again", admin_dir)
 
 
+async def test_an_older_space_cannot_be_moved_over_a_newer_users_space(
+    api: Api, bob: Other
+) -> None:
+    """Found by review: of two overlapping rows the older keeps working (rows
+    from before the rule), and an update was checked only against older
+    spaces. Moving one's first space onto the parent of a newer user's space
+    took that user's files (an import read them) and shut the user out."""
+    mine = min(api.spaces)
+    bob_id, bob_dir = next(iter(bob.api.spaces.items()))
+    assert mine < bob_id
+    bob_dir.mkdir(parents=True, exist_ok=True)
+    (bob_dir / "private.txt").write_bytes(b"bob's own")
+    for path in (bob_dir.parent, bob_dir, bob_dir / "inner"):
+        r = await api.request(
+            "POST",
+            "/v1/userSpace/update",
+            json={"userSpaceID": mine, "storage": {"type": "Local", "path": str(path)}},
+        )
+        assert "spaces never share directories" in expect_error(r, "BadArgument", 400)
+    space = await api.get("/v1/userSpace/get", userSpaceID=mine)
+    assert space["userSpace"]["storage"]["path"] == str(api.spaces[mine])
+    # Bob's space still works, and is still only his.
+    assert (await bob.api.post("/v1/userSpace/test", {"userSpaceID": bob_id}))["ok"] is True
+
+
 async def test_a_space_whose_directory_becomes_a_link_is_refused_at_use(api: Api) -> None:
     data = api.ctx.settings.data_dir
     [sid] = await api.add_spaces(1)

@@ -9,7 +9,9 @@ backend's error names the step and the HTTP status, never the remote text.
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import socket
 import threading
 import traceback
@@ -25,8 +27,10 @@ from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.core.health import check_health
-from jointcloud.errors import SpaceError
+from jointcloud.errors import BadArgument, SpaceError
 from jointcloud.spaces.opendal_space import OpenDALSpace
+from jointcloud.spaces.registry import open_space
+from jointcloud.spaces.rules import SpaceRules
 
 CANARY = "SSRF-CANARY-7c1e9f3a-internal-only"
 ACCESS_KEY = "AKIDSSRFTEST0001"
@@ -340,3 +344,89 @@ async def test_health_job_does_not_contact_a_refused_endpoint(
         space = (await client.get("/v1/userSpace/get", params={"userSpaceID": sid})).json()
         assert space["data"]["userSpace"]["state"] == "Unavailable"
     assert canary.requests == []
+
+
+def gcs_files(canary: CanaryServer, secret: Path) -> dict[str, dict[str, Any]]:
+    """Google credential files that make their reader fetch and post:
+    ``secret``'s text, or an internal URL's answer, to ``canary``."""
+    token = {"token_url": f"{canary.url}/token", "audience": "//iam.googleapis.com/x"}
+    text = {"type": "text"}
+    return {
+        "file": {
+            "type": "external_account",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "credential_source": {"file": str(secret), "format": text},
+            **token,
+        },
+        "url": {
+            "type": "external_account",
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            "credential_source": {
+                "url": f"{canary.url}/computeMetadata",
+                "headers": {"Metadata-Flavor": "Google"},
+                "format": text,
+            },
+            **token,
+        },
+        "impersonated": {
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url": f"{canary.url}/sa:generateAccessToken",
+            "source_credentials": {"client_id": "a", "client_secret": "b", "refresh_token": "c"},
+        },
+        "authorized_user": {
+            "type": "authorized_user",
+            "client_id": "a",
+            "client_secret": "b",
+            "refresh_token": "c",
+        },
+    }
+
+
+@pytest.mark.parametrize("kind", ["file", "url", "impersonated", "authorized_user"])
+async def test_gcs_credentials_that_fetch_or_read_are_refused(
+    tmp_path: Path, canary: CanaryServer, kind: str
+) -> None:
+    """Found by review: a GCS space's credential JSON of another kind than a
+    service-account key made the server read any file (``root.key``) or fetch
+    any URL and post it to a URL the user chose, past every path and endpoint
+    check. Refused at create and test, and at open for a row stored before."""
+    async with server(settings(tmp_path)) as (ctx, client):
+        secret = ctx.settings.data_dir / "root.key"
+        cred = {"type": "GCSServiceAccount", "json": gcs_files(canary, secret)[kind]}
+        storage = {"type": "GCS", "bucket": "b"}
+        for route, name in (("/v1/userSpace/test", None), ("/v1/userSpace/create", "g")):
+            body: dict[str, Any] = {"storage": storage, "credential": cred}
+            if name is not None:
+                body["name"] = name
+            msg = error(await client.post(route, json=body), "BadArgument", 400)
+            assert msg.startswith("credential.json must be a service-account key"), msg
+            assert secret.read_text().strip() not in msg
+        listed = (await client.get("/v1/userSpace/list")).json()["data"]["userSpaces"]
+        assert [s["name"] for s in listed] == ["local"]
+        # A row written before this check is refused when opened.
+        with pytest.raises(BadArgument, match="service-account key"):
+            open_space(storage, cred, "jcs", rules=ctx.pool.rules)
+    assert canary.requests == []
+
+
+def test_gcs_service_account_key_is_passed_on_without_other_fields() -> None:
+    """What reaches the Google signer is the key and the e-mail, nothing the
+    signer might one day read a URL or a file from."""
+    key = {
+        "type": "service_account",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        "client_email": "a@p.iam.gserviceaccount.com",
+        "token_uri": "http://169.254.169.254/token",
+        "universe_domain": "attacker.example",
+    }
+    space = open_space(
+        {"type": "GCS", "bucket": "b"},
+        {"type": "GCSServiceAccount", "json": key},
+        "jcs",
+        rules=SpaceRules(),
+    )
+    assert isinstance(space, OpenDALSpace)
+    (sent,) = space._secrets  # the one secret option: the credential
+    assert json.loads(base64.b64decode(sent)) == {
+        k: key[k] for k in ("type", "private_key", "client_email")
+    }

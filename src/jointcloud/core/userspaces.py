@@ -88,8 +88,14 @@ def _root_path(raw: object) -> str:
     if not isinstance(raw, str):
         raise BadArgument.about("root path", "must be a string")
     root = raw.strip("/")
-    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or "\x00" in root:
-        raise BadArgument.about("root path", "must not contain '..', '.', empty segments or NUL")
+    # The rule every open applies (spaces/registry.py), so that no space is
+    # recorded that could never be opened: '\\' too.
+    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or any(
+        c in root for c in "\x00\\"
+    ):
+        raise BadArgument.about(
+            "root path", "must not contain '..', '.', empty segments, '\\' or NUL"
+        )
     return root
 
 
@@ -138,21 +144,28 @@ class SpacePool:
         cached: the caller closes it."""
         return await self.open(space, "", durable=False)
 
-    async def check_disjoint(self, storage: dict[str, Any], space_id: int | None) -> None:
+    async def check_disjoint(
+        self, storage: dict[str, Any], space_id: int | None, *, admit: bool = False
+    ) -> None:
         """A Local space's directory may neither contain nor lie inside the
         directory of any other space, whoever owns it (checked again at every
-        open: rows written before this rule existed are refused too)."""
+        open: rows written before this rule existed are refused too).
+
+        ``admit``: the path is being recorded (create, update, test), so it
+        must keep clear of every usable space, newer ones included."""
         path = check_local(storage["path"], self.rules)
         async with self._db.read() as conn:
             every = await spacestate.list_all(conn)
-        # A new space must keep clear of every usable one; of two existing rows
-        # that overlap (written before this rule), the older one keeps working.
+        # A new or moved space must keep clear of every usable one; of two
+        # existing rows that overlap (written before this rule), the older one
+        # keeps working. An update is not "older": moving an old space over a
+        # newer one would take the newer one's files and shut it out.
         # Rows the rules refuse anyway cannot be opened and so cannot harm.
         others: dict[int, Path] = {}
         for s in every:
             if s.user_space_id == space_id or s.storage.get("type") != "Local":
                 continue
-            if space_id is not None and s.user_space_id > space_id:
+            if not admit and space_id is not None and s.user_space_id > space_id:
                 continue
             other = self._usable_path(s)
             if other is not None:
@@ -274,7 +287,7 @@ class UserSpaceService:
         try:
             kind = storage.get("type")
             if kind == "Local":
-                await self.pool.check_disjoint(storage, space_id)
+                await self.pool.check_disjoint(storage, space_id, admit=True)
             elif kind == "Memory" and not self.pool.rules.memory:
                 raise SpaceRefused(
                     "storage.type Memory is for tests; this server does not allow it"

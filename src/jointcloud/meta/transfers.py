@@ -117,12 +117,15 @@ async def list_for_user(conn: AsyncConnection, user_id: int) -> list[TransferTas
 
 async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
     """Tasks that may be due: a run is open (perhaps orphaned by a dead
-    process), or the next run time has come."""
+    process), or the next run time has come. Longest waiting first: by ID,
+    a few recurring tasks that are always due again (every second) kept
+    every later task, anyone's, from ever running."""
     q = select(T).where(
         T.c.state.not_in(FINAL),
         (T.c.run_open.is_(True) & (T.c.state == TaskState.RUNNING)) | (T.c.next_run_at <= ts),
     )
-    return [_task(r) for r in await conn.execute(q.order_by(T.c.id))]
+    order = (T.c.next_run_at.asc().nulls_first(), T.c.id)
+    return [_task(r) for r in await conn.execute(q.order_by(*order))]
 
 
 async def claim(

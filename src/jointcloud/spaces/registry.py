@@ -113,8 +113,24 @@ def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] |
         _string(credential, field, "credential")
 
 
+# The fields of a service-account key file the backend uses; nothing else of
+# the user's JSON is passed on.
+_GCS_KEY_FIELDS = ("type", "private_key", "client_email")
+
+
 def _gcs_credential(credential: Mapping[str, Any]) -> str:
-    """The service-account JSON, base64-encoded as OpenDAL's ``credential`` option wants."""
+    """The service-account key, base64-encoded as OpenDAL's ``credential`` option wants.
+
+    Only a ``service_account`` key is accepted, and only its key and e-mail
+    are passed on. OpenDAL's Google signer also takes the other kinds of
+    credential file (``external_account``, ``impersonated_service_account``,
+    ``authorized_user``), and those make the *server* read a file of its
+    choosing (``credential_source.file``), fetch a URL of its choosing with
+    headers of its choosing (``credential_source.url``, the cloud metadata
+    service included) and post what it got to a URL of its choosing
+    (``token_url``): a user could read ``root.key`` or ``master.key``, or
+    reach any internal service, with no endpoint or path check in the way.
+    """
     raw = credential.get("json")
     if isinstance(raw, Mapping):
         raw = json.dumps(raw)
@@ -122,11 +138,23 @@ def _gcs_credential(credential: Mapping[str, Any]) -> str:
         raise BadArgument("credential.json is required: the service-account key JSON")
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadArgument("credential.json is not valid JSON") from None
     if not isinstance(parsed, dict):
         raise BadArgument("credential.json must be a JSON object")
-    return base64.b64encode(raw.encode()).decode()
+    if parsed.get("type") != "service_account":
+        raise BadArgument(
+            'credential.json must be a service-account key ("type": "service_account"); '
+            "other kinds of Google credential file make the server fetch URLs and read "
+            "files they name, and are not accepted"
+        )
+    key = {f: parsed[f] for f in _GCS_KEY_FIELDS if f in parsed}
+    for field in ("private_key", "client_email"):
+        if field in key and not isinstance(key[field], str):
+            raise BadArgument(f"credential.json {field} must be a string")
+    if not key.get("private_key"):
+        raise BadArgument("credential.json private_key is required")
+    return base64.b64encode(json.dumps(key).encode()).decode()
 
 
 def storage_endpoint(storage: Mapping[str, Any]) -> str | None:
