@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from jointcloud.errors import BadArgument, DomainError, SpaceError
+from jointcloud.errors import BadArgument, DomainError, SpaceError, SpaceRefused
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
-from jointcloud.spaces.registry import open_space, validate_storage
+from jointcloud.spaces.registry import SIGNER_ENVIRONMENT, open_space, validate_storage
 from jointcloud.spaces.rules import SpaceRules
 
 RULES = SpaceRules.unrestricted()  # these tests exercise backends, not operator rules
@@ -203,3 +203,38 @@ async def test_errors_from_a_dead_endpoint_carry_no_credentials() -> None:
             assert_no_secret(str(exc))
             assert_no_secret(repr(exc))
             assert_no_secret("".join(traceback.format_exception(exc)))
+
+
+@pytest.mark.parametrize(
+    "storage",
+    [
+        {"type": "OBS", "endpoint": "obs.cn-north-4.myhuaweicloud.com", "bucket": "b"},
+        {"type": "OSS", "endpoint": "oss-cn-hangzhou.aliyuncs.com", "bucket": "b"},
+    ],
+    ids=["OBS", "OSS"],
+)
+def test_obs_and_oss_spaces_never_sign_with_the_servers_own_identity(
+    monkeypatch: pytest.MonkeyPatch, storage: dict[str, str]
+) -> None:
+    """OpenDAL's OBS and OSS signers fill what a space leaves unset from the
+    process environment, and cannot be told not to (found by review): an
+    OBS space without a credential would sign with the server's Huawei
+    Cloud keys, and one with a credential would carry the server's security
+    token to the user's endpoint. An OBS space needs a credential (an OSS
+    one without is sent unsigned), and both are refused while the
+    environment holds such settings (named, not shown)."""
+    kind = storage["type"]
+    names = SIGNER_ENVIRONMENT[kind]
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    if kind == "OBS":
+        with pytest.raises(BadArgument, match="credential is required for OBS storage"):
+            open_space(storage, None, "r", rules=RULES)
+    assert isinstance(open_space(storage, AK, "r", rules=RULES), OpenDALSpace)
+    for name in names:
+        with monkeypatch.context() as env:
+            env.setenv(name, "the-servers-own-secret")
+            with pytest.raises(SpaceRefused) as refused:
+                open_space(storage, AK, "r", rules=RULES)
+            assert name in refused.value.message
+            assert "the-servers-own-secret" not in refused.value.message

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -96,6 +97,13 @@ def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] |
     if kind == "AzureBlob" and not _ACCOUNT.fullmatch(storage["accountName"]):
         raise BadArgument("storage.accountName must be letters and digits only")
 
+    if kind == "OBS" and credential is None:
+        # Unsigned, OBS's signer would take the server's own Huawei Cloud
+        # identity from its environment (``SIGNER_ENVIRONMENT``).
+        raise BadArgument(
+            "credential is required for OBS storage (an access key pair): "
+            "anonymous OBS spaces are not supported"
+        )
     if credential is None or kind in _NO_CREDENTIAL:
         return
     if not isinstance(credential, Mapping):
@@ -111,6 +119,41 @@ def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] |
         return
     for field in cfields:
         _string(credential, field, "credential")
+
+
+# What the OBS and OSS signers (reqsign, under OpenDAL) read from the process
+# environment for whatever a space leaves unset; unlike the other backends
+# they have no option to stop that. The server's own cloud keys would then
+# sign a user's space, or its security token (or role) travel with a user's
+# key to the user's endpoint.
+SIGNER_ENVIRONMENT = {
+    "OBS": (
+        "HUAWEI_CLOUD_ACCESS_KEY_ID",
+        "HUAWEI_CLOUD_SECRET_ACCESS_KEY",
+        "HUAWEI_CLOUD_SECURITY_TOKEN",
+    ),
+    "OSS": (
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALIBABA_CLOUD_SECURITY_TOKEN",
+        "ALIBABA_CLOUD_ROLE_ARN",
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+        "ALIBABA_CLOUD_STS_ENDPOINT",
+    ),
+}
+
+
+def _signer_environment(kind: str) -> None:
+    """Refuse to build an OBS or OSS space while the server's environment
+    holds what its signer would take (names in the message, never values)."""
+    present = [name for name in SIGNER_ENVIRONMENT[kind] if os.environ.get(name)]
+    if present:
+        raise SpaceRefused(
+            f"{kind} spaces are disabled on this server: its environment sets "
+            f"{', '.join(present)}, which the {kind} signer would add to users' "
+            f"requests; unset them to allow {kind} spaces"
+        )
 
 
 # The fields of a service-account key file the backend uses; nothing else of
@@ -255,6 +298,7 @@ def open_space(
             opts["skip_signature"] = True
         scheme = "s3"
     elif kind == "OSS":
+        _signer_environment(kind)
         opts = {"endpoint": storage["endpoint"], "bucket": storage["bucket"]}
         if cred:
             opts["access_key_id"] = cred["accessKeyId"]
@@ -263,6 +307,7 @@ def open_space(
             opts["skip_signature"] = True
         scheme = "oss"
     elif kind == "OBS":
+        _signer_environment(kind)
         opts = {"endpoint": storage["endpoint"], "bucket": storage["bucket"]}
         if cred:
             opts["access_key_id"] = cred["accessKeyId"]
