@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from urllib.parse import unquote
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -39,10 +38,10 @@ class FormPart:
         disposition = headers.get("content-disposition", "")
         _, params = parse_options_header(disposition.encode("latin-1", "replace"))
         self.name = params.get(b"name", b"").decode("utf-8", "replace")
-        raw = params.get(b"filename*")
-        if raw is not None and b"''" in raw:  # RFC 5987: charset''percent-encoded
-            self.filename: str | None = unquote(raw.split(b"''", 1)[1].decode("latin-1"))
-        elif b"filename" in params:
+        # ``filename`` only: RFC 7578 (4.2) rules out RFC 5987's ``filename*``
+        # in forms, and the header parser drops it.
+        self.filename: str | None
+        if b"filename" in params:
             try:
                 self.filename = params[b"filename"].decode("utf-8")
             except UnicodeDecodeError:
