@@ -62,6 +62,7 @@ def make_space(storage: dict[str, Any]) -> MakeSpace:
             root,
             durable=storage.get("durable", True),
             rules=RULES,
+            create=True,  # a new space: a Local one's directory is made
         )
 
     return make

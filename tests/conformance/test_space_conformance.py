@@ -300,7 +300,8 @@ def files_under(root: Path) -> list[str]:
 
 
 async def test_local_abort_and_commit_leave_no_temp_files(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp", rules=RULES)
+    storage = {"type": "Local", "path": str(tmp_path)}
+    space = open_space(storage, None, "sp", rules=RULES, create=True)
     writer = await space.open_writer("x/y")
     await writer.write(b"a" * (2 * MiB))
     assert any(Path(f).name.startswith(".jcs-tmp-") for f in files_under(tmp_path))
@@ -344,7 +345,8 @@ async def test_a_write_kept_alive_survives_the_sweep(space: Space) -> None:
 
 
 async def test_local_sweep_removes_what_a_crashed_writer_left(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path)}, None, "sp", rules=RULES)
+    storage = {"type": "Local", "path": str(tmp_path)}
+    space = open_space(storage, None, "sp", rules=RULES, create=True)
     await space.put("done", b"ok")
     writer = await space.open_writer("x/lost")
     await writer.write(b"a" * (2 * MiB))  # the process "dies" here: no commit, no abort

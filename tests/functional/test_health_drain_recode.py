@@ -135,10 +135,14 @@ async def test_health_marks_unusable_space_unavailable_and_back(api: Api) -> Non
     assert {s["state"] for s in listed} == {"Normal"}
     assert all(isinstance(s["latencyMs"], float) and s["latencyMs"] > 0 for s in listed)
 
+    # Its disk goes away (renamed here; an unmount leaves an empty mount
+    # point): the probe fails and does not make the directory again, where
+    # blocks would have landed on the file system beneath.
     path = api.spaces[extra]
-    shutil.rmtree(path)
-    path.write_bytes(b"not a directory any more")
+    away = path.with_name(path.name + ".unmounted")
+    path.rename(away)
     [result] = await run(api, job)
+    assert not path.exists()
     assert "1 failing" in result.message
     assert f"(id {extra}) Normal -> Unavailable (user space test failed at step" in result.message
     assert await state_of(api, extra) == "Unavailable"
@@ -156,8 +160,7 @@ async def test_health_marks_unusable_space_unavailable_and_back(api: Api) -> Non
     # The rep(2) object still reads from its surviving copy.
     assert await api.download(before["objectID"]) == b"a" * 5000
 
-    path.unlink()
-    path.mkdir()
+    away.rename(path)  # the disk is back
     [result] = await run(api, job)
     assert "Unavailable -> Normal" in result.message
     assert await state_of(api, extra) == "Normal"

@@ -135,14 +135,15 @@ async def test_test_endpoint_names_the_failing_step(api: Api, tmp_path: Path) ->
     assert body["code"] == "OperationFailed" and body["data"] is None
     assert any(f"'{step}'" in body["message"] for step in ("connect", "write")), body
 
-    # The same configuration saved as a space (creation does not probe) fails its test too.
-    s = await api.post("/v1/userSpace/create", {"name": "broken", "storage": bad})
-    sid = s["userSpace"]["userSpaceID"]
-    r = await api.client.post("/v1/userSpace/test", json={"userSpaceID": sid})
-    assert r.status_code in (500, 503), r.text
+    # Saved as a space, it is refused as well: creation makes a Local
+    # space's directory (no later open makes it again), and it cannot.
+    r = await api.client.post("/v1/userSpace/create", json={"name": "broken", "storage": bad})
+    assert r.status_code == 503, r.text
     body = r.json()
     assert body["code"] == "OperationFailed"
-    assert any(f"'{step}'" in body["message"] for step in ("connect", "write")), body
+    assert "step 'connect'" in body["message"] and "Not a directory" in body["message"], body
+    listed = (await api.get("/v1/userSpace/list"))["userSpaces"]
+    assert "broken" not in {s["name"] for s in listed}
     assert blocker.read_bytes() == b"not a directory"
 
 

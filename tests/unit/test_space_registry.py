@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from jointcloud.errors import BadArgument, DomainError, SpaceError, SpaceRefused
+from jointcloud.errors import (
+    BadArgument,
+    DomainError,
+    SpaceError,
+    SpaceRefused,
+    SpaceUnavailable,
+)
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
@@ -134,10 +140,24 @@ def test_bad_root_path_is_named(root: str, tmp_path: Path) -> None:
 
 
 def test_local_space_is_created_under_root_path(tmp_path: Path) -> None:
-    space = open_space({"type": "Local", "path": str(tmp_path / "new")}, None, "/a/b/", rules=RULES)
+    storage = {"type": "Local", "path": str(tmp_path / "new")}
+    space = open_space(storage, None, "/a/b/", rules=RULES, create=True)
     assert isinstance(space, LocalSpace)
     assert space.root == tmp_path / "new" / "a" / "b"
     assert space.root.is_dir()
+
+
+def test_a_local_space_whose_directory_went_away_is_not_made_again(tmp_path: Path) -> None:
+    """Only a space being recorded gets its directory made: one that went
+    away later (a disk unmounted under its mount point, a directory
+    removed) is unavailable, or blocks would land on the file system
+    beneath and the space look healthy with its blocks gone."""
+    storage = {"type": "Local", "path": str(tmp_path / "disk")}
+    open_space(storage, None, "jcs", rules=RULES, create=True)
+    (tmp_path / "disk" / "jcs").rmdir()  # the disk unmounted: its mount point is left
+    with pytest.raises(SpaceUnavailable, match="is missing"):
+        open_space(storage, None, "jcs", rules=RULES)
+    assert not (tmp_path / "disk" / "jcs").exists()
 
 
 def test_memory_space_is_shared_per_name() -> None:

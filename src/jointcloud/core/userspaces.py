@@ -132,12 +132,24 @@ class SpacePool:
     async def open(self, space: UserSpace, root_path: str, *, durable: bool = True) -> Space:
         """A fresh backend for ``space`` under the operator's rules (its Local
         directory confined and shared with no other space, its endpoint not
-        internal); the caller closes it."""
+        internal); the caller closes it. A Local directory must exist: it is
+        made when the space is recorded (``prepare``), never again."""
         if space.storage.get("type") == "Local":
             await self.check_disjoint(space.storage, space.user_space_id)
         return await open_checked(
             space.storage, self.credential(space), root_path, rules=self.rules, durable=durable
         )
+
+    async def prepare(self, storage: dict[str, Any], root_path: str) -> None:
+        """Make a Local space's directory as it is recorded or moved (refused,
+        naming why, when it cannot be made); other kinds need nothing."""
+        if storage.get("type") != "Local":
+            return
+        try:
+            space = await open_checked(storage, None, root_path, rules=self.rules, create=True)
+        except SpaceError as exc:
+            raise _connect_failed(exc) from exc
+        await space.close()
 
     async def open_tree(self, space: UserSpace) -> Space:
         """The space at its storage root (for transfers of user files), not
@@ -269,6 +281,7 @@ class UserSpaceService:
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
         await self._admit(storage_d, None)
+        await self.pool.prepare(storage_d, root)
         try:
             async with self.db.write() as conn:
                 if await accounts.get_space_by_name(conn, user_id, name) is not None:
@@ -323,6 +336,11 @@ class UserSpaceService:
             values["credential"] = self.pool.seal(space_id, credential)
         if changes.root_path is not KEEP:
             values["root_path"] = _root_path(changes.root_path)
+        if changes.storage is not KEEP or changes.root_path is not KEEP:
+            # Moved (allowed only while it holds no block): its new directory.
+            await self.pool.prepare(
+                values.get("storage", space.storage), values.get("root_path", space.root_path)
+            )
         if changes.state is not KEEP:
             if changes.state not in (SpaceState.NORMAL, SpaceState.DRAINING):
                 raise BadArgument.about(
@@ -396,7 +414,7 @@ class UserSpaceService:
         root = _root_path(root_path)
         await self._admit(storage_d, None)
         try:
-            space = await open_checked(storage_d, cred_d, root, rules=self.pool.rules)
+            space = await open_checked(storage_d, cred_d, root, rules=self.pool.rules, create=True)
         except SpaceError as exc:
             raise _connect_failed(exc) from exc
         try:

@@ -232,13 +232,14 @@ async def open_checked(
     *,
     rules: SpaceRules,
     durable: bool = True,
+    create: bool = False,
 ) -> Space:
     """``open_space`` after the checks that need the network (the endpoint's
     addresses are resolved and checked against ``rules``): what every user
     space is opened with."""
     validate_storage(storage, credential)
     await check_remote(storage, rules)
-    return open_space(storage, credential, root_path, rules=rules, durable=durable)
+    return open_space(storage, credential, root_path, rules=rules, durable=durable, create=create)
 
 
 def open_space(
@@ -248,8 +249,16 @@ def open_space(
     *,
     rules: SpaceRules,
     durable: bool = True,
+    create: bool = False,
 ) -> Space:
     """The backend for one user space; keys live under ``root_path`` inside the storage.
+
+    ``create``: a Local space's directory is made if missing. Only when a
+    space is recorded, moved or tested before it is: a directory that went
+    away later (a disk unmounted, a directory removed) is not made again,
+    or blocks would land on whatever file system lies beneath and the space
+    would look healthy while its blocks are gone; it is ``SpaceUnavailable``
+    until the operator brings it back.
 
     No network I/O happens here: connectivity is checked by the first operation
     (and remote endpoints by ``open_checked``). A Local space is confined by
@@ -271,6 +280,14 @@ def open_space(
     if kind == "Local":
         check_local(storage["path"], rules)
         path = check_local(Path(storage["path"]) / root, rules)
+        if not create:
+            if not path.is_dir():
+                raise SpaceUnavailable(
+                    f"local space directory {str(path)!r} is missing (its disk unmounted, "
+                    "or the directory removed?); it is not made again: bring it back "
+                    "(or make it anew, empty, and repair restores its blocks)"
+                )
+            return LocalSpace(path, durable=durable)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
