@@ -28,7 +28,7 @@ async def test_failed_test_marks_space_unavailable_and_recovers(api: Api) -> Non
     assert "needs 2 usable user spaces" in r.json()["message"]
 
     path.unlink()
-    path.mkdir()
+    (path / "jcs").mkdir(parents=True)  # the operator makes its directory anew
     ok = await api.post("/v1/userSpace/test", {"userSpaceID": extra})
     assert ok["ok"] is True
     got = await api.get("/v1/userSpace/get", userSpaceID=extra)
