@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from dataclasses import dataclass
 
@@ -23,7 +24,13 @@ from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer import TaskRunner, TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.keys.master import MasterKey, make_private, private_dir, write_private
+from jointcloud.keys.master import (
+    PRIVATE_DIR,
+    MasterKey,
+    make_private,
+    private_dir,
+    write_private,
+)
 from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
@@ -120,6 +127,9 @@ class Context:
         for space_dir in spaces.iterdir():  # Local spaces there, older ones too
             if not space_dir.is_symlink() and space_dir.is_dir():
                 private_dir(space_dir)
+                for root in space_dir.iterdir():  # their root directories ("jcs")
+                    if not root.is_symlink() and root.is_dir():
+                        os.chmod(root, PRIVATE_DIR)
         admin = Principal.user(user.user_id)
         if not await self.spaces.list(admin):
             path = spaces / "local"

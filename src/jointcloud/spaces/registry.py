@@ -289,7 +289,9 @@ def open_space(
                 )
             return LocalSpace(path, durable=durable)
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # The server's own directory (0700, as under its data dir); the
+            # directories above it are the operator's.
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
             raise SpaceUnavailable(
