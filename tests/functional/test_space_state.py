@@ -3,9 +3,15 @@ HEAD on a download answers the size without a body."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from typing import Any
 
+import pytest
 from jcs_helpers import Api
+from sqlalchemy import update
+
+from jointcloud.meta import tables as t
 
 
 async def test_failed_test_marks_space_unavailable_and_recovers(api: Api) -> None:
@@ -85,3 +91,55 @@ async def test_upload_fails_clearly_when_too_few_spaces_are_left(api: Api) -> No
         "redundancy rep(2) needs 2 usable user spaces, but only 1 of your 2 are available"
     )
     assert await api.objects(pkg) == []
+
+
+# Rows that passed the checks when they were stored and that later rules
+# refuse at open (1b15532: an OBS space needs a credential; 0e7898d: a GCS
+# credential is a service-account key).
+REFUSED_ROWS: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
+    "OBS without credential": (
+        {"type": "OBS", "endpoint": "https://obs.example.com", "bucket": "b"},
+        None,
+    ),
+    "GCS authorized_user": (
+        {"type": "GCS", "bucket": "b"},
+        {
+            "type": "GCSServiceAccount",
+            "json": {"type": "authorized_user", "client_id": "a", "client_secret": "b"},
+        },
+    ),
+}
+
+
+async def refuse_stored_row(api: Api, space_id: int, row: str) -> None:
+    """Rewrite the space's row as one stored before a rule that now refuses it."""
+    storage, credential = REFUSED_ROWS[row]
+    async with api.ctx.db.write() as conn:
+        await conn.execute(
+            update(t.user_spaces)
+            .where(t.user_spaces.c.id == space_id)
+            .values(
+                storage=json.dumps(storage),
+                credential=api.ctx.pool.seal(space_id, credential),
+            )
+        )
+    await api.ctx.pool.forget(space_id)
+
+
+@pytest.mark.parametrize("row", sorted(REFUSED_ROWS))
+async def test_a_stored_space_a_new_rule_refuses_is_routed_around(api: Api, row: str) -> None:
+    """Found by review: a space row that a later rule refuses at open made
+    the open fail as the caller's bad argument (400), not as a refused
+    space, so reads and uploads did not route around it as around any space
+    that cannot be opened: an object with a good replica elsewhere could
+    not be read, and an upload that could use the other spaces failed."""
+    first, _ = await api.add_spaces(2)
+    pkg = await api.package("refused", {"type": "rep", "repCount": 2})
+    obj = await api.upload_one(pkg, "r.bin", b"survivor" * 1000, affinity=first)
+    assert api.block_files()[first]
+    await refuse_stored_row(api, first, row)
+    assert await api.download(obj["objectID"]) == b"survivor" * 1000
+    again = await api.upload_one(pkg, "b.bin", b"two copies elsewhere")
+    assert await api.download(again["objectID"]) == b"two copies elsewhere"
+    got = await api.get("/v1/userSpace/get", userSpaceID=first)
+    assert got["userSpace"]["state"] == "Unavailable"

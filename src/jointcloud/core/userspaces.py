@@ -136,9 +136,19 @@ class SpacePool:
         made when the space is recorded (``prepare``), never again."""
         if space.storage.get("type") == "Local":
             await self.check_disjoint(space.storage, space.user_space_id)
-        return await open_checked(
-            space.storage, self.credential(space), root_path, rules=self.rules, durable=durable
-        )
+        try:
+            return await open_checked(
+                space.storage, self.credential(space), root_path, rules=self.rules, durable=durable
+            )
+        except BadArgument as exc:
+            # A row stored before a rule that now refuses it (an OBS space
+            # without a credential, a GCS credential that is no
+            # service-account key...): a refused space, which reads, uploads
+            # and the health probe route around as any space that cannot be
+            # opened, not the caller's bad argument.
+            raise SpaceRefused(
+                f"user space {space.user_space_id} is refused: {exc.message}"
+            ) from None
 
     async def prepare(self, storage: dict[str, Any], root_path: str) -> None:
         """Make a Local space's directory as it is recorded or moved (refused,
