@@ -176,7 +176,9 @@ async def activate(conn: AsyncConnection, staged: StagedLayout) -> None:
 async def delete_layouts(conn: AsyncConnection, layout_ids: Iterable[int]) -> None:
     # The layout's row first: every writer takes a layout's row before its
     # blocks' (GC's ``still_garbage``, ``hold_for_swap``), so two of them
-    # never wait for each other on PostgreSQL (no foreign key ties the two).
+    # never wait for each other on PostgreSQL. (Its blocks go with it by the
+    # foreign key's ON DELETE CASCADE; the second statement is for a
+    # database without it enforced.)
     ids = list(layout_ids)
     for part in chunks(ids):
         await conn.execute(delete(t.layouts).where(t.layouts.c.id.in_(part)))
