@@ -175,6 +175,19 @@ async def test_completion_names_the_uploads_checksum_type(s3: S3) -> None:
             ChecksumType="COMPOSITE",
         )
         assert done["ChecksumType"] == "COMPOSITE"
+        # An upload made without an algorithm is not held to a type.
+        plain = c.create_multipart_upload(Bucket="ctype", Key="plain")
+        q = c.upload_part(
+            Bucket="ctype", Key="plain", UploadId=plain["UploadId"], PartNumber=1, Body=b"y"
+        )
+        c.complete_multipart_upload(
+            Bucket="ctype",
+            Key="plain",
+            UploadId=plain["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": q["ETag"]}]},
+            ChecksumType="FULL_OBJECT",
+        )
+        assert c.get_object(Bucket="ctype", Key="plain")["Body"].read() == b"y"
 
     await asyncio.to_thread(work)
 
