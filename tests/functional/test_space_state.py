@@ -143,3 +143,58 @@ async def test_a_stored_space_a_new_rule_refuses_is_routed_around(api: Api, row:
     assert await api.download(again["objectID"]) == b"two copies elsewhere"
     got = await api.get("/v1/userSpace/get", userSpaceID=first)
     assert got["userSpace"]["state"] == "Unavailable"
+
+
+async def test_a_refused_move_does_not_make_a_missing_directory_again(api: Api) -> None:
+    """Found by review: ``userSpace/update`` of a space's root path made its
+    directory before it found that the space holds blocks (a move it then
+    refused). A space whose disk was unmounted thus got its directory back
+    on the file system beneath from a refused request, and the next health
+    probe found it Normal again: blocks landed there, as before 216c5ec."""
+    [extra] = await api.add_spaces(1)
+    pkg = await api.package("held", {"type": "rep", "repCount": 2})
+    await api.upload_one(pkg, "held.bin", b"held" * 1000)
+    assert api.block_files()[extra]
+    root = api.spaces[extra] / "jcs"
+    root.rename(root.with_name("jcs.unmounted"))  # the mount point stays, empty
+    message = await api.fail(
+        "POST",
+        "/v1/userSpace/update",
+        "OperationFailed",
+        409,
+        json={"userSpaceID": extra, "rootPath": "jcs"},
+    )
+    assert "holds blocks" in message
+    assert not root.exists()
+    ok = await api.client.post("/v1/userSpace/test", json={"userSpaceID": extra})
+    assert ok.status_code == 503, ok.text
+
+
+async def test_transfers_refuse_a_space_whose_directory_went_away(api: Api) -> None:
+    """Found by review: transfers open a Local space at its storage root,
+    which an unmounted disk leaves behind as an empty mount point; with the
+    space's own directory gone (the space Unavailable), an export still
+    wrote the user's files onto the file system beneath it, and an import
+    found the space empty instead of unavailable."""
+    [extra] = await api.add_spaces(1)
+    pkg = await api.package("out")
+    await api.upload_one(pkg, "f.txt", b"exported")
+    mount = api.spaces[extra]
+    (mount / "in").mkdir()
+    (mount / "in" / "x.txt").write_bytes(b"x")
+    shutil.move(mount, mount.with_name("s.unmounted"))
+    mount.mkdir()  # the empty mount point
+    r = await api.client.post(
+        "/v1/userSpace/downloadPackage",
+        json={"packageID": pkg, "userSpaceID": extra, "rootPath": "out"},
+    )
+    assert r.status_code == 503, r.text
+    assert "is missing" in r.json()["message"]
+    assert list(mount.iterdir()) == []
+    bucket = await api.bucket("imports")
+    r = await api.client.post(
+        "/v1/userSpace/createPackage",
+        json={"userSpaceID": extra, "path": "/in/", "bucketID": bucket, "name": "in"},
+    )
+    assert r.status_code == 503, r.text
+    assert "is missing" in r.json()["message"]

@@ -163,7 +163,13 @@ class SpacePool:
 
     async def open_tree(self, space: UserSpace) -> Space:
         """The space at its storage root (for transfers of user files), not
-        cached: the caller closes it."""
+        cached: the caller closes it. A Local space's own directory (its
+        root path) must be there too: a disk unmounted from under its mount
+        point leaves the storage root behind, empty, on the file system
+        beneath, where transfers would read nothing and write the user's
+        files."""
+        if space.storage.get("type") == "Local" and space.root_path:
+            await (await self.open(space, space.root_path, durable=False)).close()
         return await self.open(space, "", durable=False)
 
     async def check_disjoint(
@@ -226,6 +232,10 @@ class SpacePool:
     async def close(self) -> None:
         for sid in list(self._open):
             await self.forget(sid)
+
+
+def _holds_blocks(space_id: int) -> Conflict:
+    return Conflict(f"user space {space_id} holds blocks: its storage and root path cannot change")
 
 
 def _connect_failed(exc: SpaceError) -> SpaceTestFailed:
@@ -346,8 +356,17 @@ class UserSpaceService:
             values["credential"] = self.pool.seal(space_id, credential)
         if changes.root_path is not KEEP:
             values["root_path"] = _root_path(changes.root_path)
-        if changes.storage is not KEEP or changes.root_path is not KEEP:
-            # Moved (allowed only while it holds no block): its new directory.
+        moves_data = changes.storage is not KEEP or changes.root_path is not KEEP
+        if moves_data:
+            # Moved (allowed only while it holds no block): its new directory,
+            # made only once the move is known to be allowed. Made before the
+            # refusal, a space whose disk was unmounted got its directory back
+            # on the file system beneath from a refused update (the same root
+            # path again), and the next probe found it Normal.
+            async with self.db.read() as conn:
+                held = await accounts.count_blocks_in_space(conn, space_id)
+            if held:
+                raise _holds_blocks(space_id)
             await self.pool.prepare(
                 values.get("storage", space.storage), values.get("root_path", space.root_path)
             )
@@ -358,11 +377,8 @@ class UserSpaceService:
                 )
             values["state"] = SpaceState(str(changes.state))
         async with self.db.write() as conn:
-            moves_data = changes.storage is not KEEP or changes.root_path is not KEEP
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
-                raise Conflict(
-                    f"user space {space_id} holds blocks: its storage and root path cannot change"
-                )
+                raise _holds_blocks(space_id)
             if "name" in values:
                 other = await accounts.get_space_by_name(conn, user_id, values["name"])
                 if other is not None and other.user_space_id != space_id:
