@@ -96,6 +96,23 @@ async def test_a_drain_copy_that_outlasts_gc_delay_keeps_its_intent(
     pkg = await api.package("l", NONE)
     o = await api.upload_one(pkg, "x", DATA, affinity=victim)
     await api.post("/v1/userSpace/drain", {"userSpaceID": victim})
+    renewed = watch_renewals(monkeypatch)
+    copy = drain_module._copy
+
+    async def copy_for_an_hour(*args: Any) -> int:
+        copied = await copy(*args)
+        await an_hour_later_gc(api, renewed)
+        return copied
+
+    monkeypatch.setattr(drain_module, "_copy", copy_for_an_hour)
+    report = await drain_once(api.ctx.db, api.ctx.store)
+    assert report.moved == 1 and report.remaining == 0, report.summary()
+    assert await api.download(o["objectID"]) == DATA
+    await assert_disk_matches_db(api)
+
+
+def watch_renewals(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """An event set each time pending layouts are renewed."""
     renewed = asyncio.Event()
     renew = layouts.renew_pending
 
@@ -105,27 +122,23 @@ async def test_a_drain_copy_that_outlasts_gc_delay_keeps_its_intent(
         return count
 
     monkeypatch.setattr(layouts, "renew_pending", renew_pending)
-    copy = drain_module._copy
+    return renewed
 
-    async def copy_for_an_hour(*args: Any) -> int:
-        copied = await copy(*args)
-        async with api.ctx.db.write() as conn:  # the copy began an hour ago
-            await conn.execute(
-                update(t.layouts)
-                .where(t.layouts.c.state == "pending")
-                .values(created_at=now() - timedelta(hours=1))
-            )
-        renewed.clear()
-        with contextlib.suppress(TimeoutError):  # nothing renews it: GC takes it
-            await asyncio.wait_for(renewed.wait(), 5)
-        await collect_garbage(api.ctx.db, api.ctx.store, timedelta(minutes=10))
-        return copied
 
-    monkeypatch.setattr(drain_module, "_copy", copy_for_an_hour)
-    report = await drain_once(api.ctx.db, api.ctx.store)
-    assert report.moved == 1 and report.remaining == 0, report.summary()
-    assert await api.download(o["objectID"]) == DATA
-    await assert_disk_matches_db(api)
+async def an_hour_later_gc(api: Api, renewed: asyncio.Event) -> None:
+    """As if the work in flight began an hour ago: its intents are aged, a
+    renewal is waited for (5 s at most: without one GC takes them), and
+    GC runs with a 10-minute delay."""
+    async with api.ctx.db.write() as conn:
+        await conn.execute(
+            update(t.layouts)
+            .where(t.layouts.c.state == "pending")
+            .values(created_at=now() - timedelta(hours=1))
+        )
+    renewed.clear()
+    with contextlib.suppress(TimeoutError):  # nothing renews it: GC takes it
+        await asyncio.wait_for(renewed.wait(), 5)
+    await collect_garbage(api.ctx.db, api.ctx.store, timedelta(minutes=10))
 
 
 async def test_a_rebuilt_block_gc_took_is_not_swapped_in(
@@ -176,28 +189,11 @@ async def test_a_recode_that_outlasts_gc_delay_keeps_its_intent(
     pkg = await api.package("c", NONE)
     o = await api.upload_one(pkg, "x", DATA)
     await api.post("/v1/package/update", {"packageID": pkg, "redundancy": REP2})
-    renewed = asyncio.Event()
-    renew = layouts.renew_pending
-
-    async def renew_pending(conn: AsyncConnection, ids: Sequence[int]) -> int:
-        count = await renew(conn, ids)
-        renewed.set()
-        return count
-
-    monkeypatch.setattr(layouts, "renew_pending", renew_pending)
+    renewed = watch_renewals(monkeypatch)
     swap = Recoder._swap
 
     async def an_hour_then_swap(self: Recoder, *args: Any) -> int:
-        async with api.ctx.db.write() as conn:  # the re-encoding began an hour ago
-            await conn.execute(
-                update(t.layouts)
-                .where(t.layouts.c.state == "pending")
-                .values(created_at=now() - timedelta(hours=1))
-            )
-        renewed.clear()
-        with contextlib.suppress(TimeoutError):  # nothing renews it: GC takes it
-            await asyncio.wait_for(renewed.wait(), 5)
-        await collect_garbage(api.ctx.db, api.ctx.store, timedelta(minutes=10))
+        await an_hour_later_gc(api, renewed)
         return await swap(self, *args)
 
     monkeypatch.setattr(Recoder, "_swap", an_hour_then_swap)
