@@ -15,6 +15,7 @@ import pytest
 from jcs_helpers import Api, expect_error, get_task, info_part, multipart, snapshot
 
 from jointcloud.context import Context
+from jointcloud.core.transfer import service as transfer_service
 from jointcloud.meta import transfers as task_repo
 from jointcloud.meta.rows import now
 from support.trees import write_tree
@@ -344,6 +345,30 @@ async def test_tasks_always_due_do_not_starve_a_later_one(api: Api, ctx: Context
     assert [t.task_id for t in claimed] == [late.task_id]
     for task in (*busy, late):
         await api.post("/v1/spaceSync/cancelTask", {"taskID": task.task_id})
+
+
+async def test_a_user_has_a_bounded_number_of_tasks_scheduled(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: a user could schedule any number of recurring tasks,
+    each looked at on every pass of the scheduler. At the limit a new sync
+    task or background import is refused (403, naming the limit) and
+    nothing is made; a cancelled one makes room again."""
+    monkeypatch.setattr(transfer_service, "MAX_SCHEDULED_TASKS", 3)
+    w = await make_world(api)  # its sync task is the first
+    hourly = sync(w.src, w.dst, trigger={"type": "interval", "seconds": 3600})
+    second = (await api.post(SYNC, hourly))["task"]["taskID"]
+    await api.post(SYNC, hourly)
+    before = await tasks(api)
+    for url, body in ((SYNC, hourly), (IMPORT, imp(w, **{"async": True}))):
+        msg = expect_error(await api.client.post(url, json=body), "Forbidden", 403)
+        assert "3 transfer tasks scheduled" in msg, msg
+    assert await tasks(api) == before
+    packages = (await api.get("/v1/package/listBucketPackages", bucketID=w.bid))["packages"]
+    assert [p["name"] for p in packages] == ["p"]  # the refused import made none
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": second})
+    made = await api.post(IMPORT, imp(w, **{"async": True}))
+    assert made["task"]["taskID"] not in {t["taskID"] for t in before}
 
 
 # -- NUL and control characters in names and paths ----------------------------------

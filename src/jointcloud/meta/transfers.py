@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -113,6 +113,21 @@ async def get(
 async def list_for_user(conn: AsyncConnection, user_id: int) -> list[TransferTask]:
     rows = await conn.execute(select(T).where(T.c.user_id == user_id).order_by(T.c.id))
     return [_task(r) for r in rows]
+
+
+async def count_scheduled(conn: AsyncConnection, user_id: int) -> int:
+    """The user's tasks the scheduler will still run: not cancelled, with a
+    run open or a next run set (a recurring task between its runs too)."""
+    q = (
+        select(func.count())
+        .select_from(T)
+        .where(
+            T.c.user_id == user_id,
+            T.c.state.not_in(FINAL),
+            T.c.run_open.is_(True) | T.c.next_run_at.is_not(None),
+        )
+    )
+    return int((await conn.execute(q)).scalar_one())
 
 
 async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:

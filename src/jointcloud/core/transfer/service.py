@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.buckets import PackageService
@@ -28,15 +28,29 @@ from jointcloud.core.transfer.tasks import (
 )
 from jointcloud.core.transfer.trees import Item, SpaceTree, file_items, reserved
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.errors import BadArgument, BlockNotFound, Conflict, NotFound, TaskNotFound
+from jointcloud.errors import (
+    BadArgument,
+    BlockNotFound,
+    Conflict,
+    NotFound,
+    QuotaExceeded,
+    TaskNotFound,
+)
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 # Import/export up to this much runs inside the request; above, it is a task.
 INLINE_MAX_FILES = 1000
 INLINE_MAX_BYTES = 64 << 20
 MAX_DESTS = 64  # destinations of one sync task
+# Tasks one user may have scheduled at once (pending, running or recurring):
+# each is a row the scheduler looks at on every pass, and a user with
+# thousands of them delayed everyone's by a round of them.
+MAX_SCHEDULED_TASKS = 100
 
 
 def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
@@ -87,6 +101,16 @@ def _selected(items: list[Item], select: TransferFilter, where: str) -> list[Ite
     if not chosen:
         raise BadArgument(f"filter selects none of the {len(items)} files of {where}")
     return chosen
+
+
+async def _room_for_a_task(conn: AsyncConnection, user_id: int) -> None:
+    """``QuotaExceeded`` when the user has ``MAX_SCHEDULED_TASKS`` scheduled
+    (counted in the creating transaction)."""
+    if await repo.count_scheduled(conn, user_id) >= MAX_SCHEDULED_TASKS:
+        raise QuotaExceeded(
+            f"you have {MAX_SCHEDULED_TASKS} transfer tasks scheduled (pending, running "
+            "or recurring), the most a user may have; cancel one to make another"
+        )
 
 
 def _small(items: list[Item]) -> bool:
@@ -145,6 +169,7 @@ class TransferService:
         )
         ts = now()
         async with self.db.write() as conn:
+            await _room_for_a_task(conn, principal.user_id)
             task = await repo.create(
                 conn,
                 principal.user_id,
@@ -190,6 +215,10 @@ class TransferService:
             raise BadArgument(f"{where} {path!r} of user space {space_id} holds no files")
         items = _selected(items, cmd.filter, f"{where} {path!r} of user space {space_id}")
         redundancy = None if cmd.redundancy is None else cmd.redundancy.to_json()
+        as_task = cmd.background or not _small(items)
+        if as_task:
+            async with self.db.read() as conn:
+                await _room_for_a_task(conn, principal.user_id)
         package = await self.packages.create(principal, cmd.bucket_id, cmd.name, redundancy)
         spec = spec_to_json(
             ImportSpec(
@@ -202,8 +231,12 @@ class TransferService:
                 cmd.filter,
             )
         )
-        if cmd.background or not _small(items):
-            task = await self._create_task(principal.user_id, TaskKind.IMPORT, spec)
+        if as_task:
+            try:
+                task = await self._create_task(principal.user_id, TaskKind.IMPORT, spec)
+            except QuotaExceeded:  # another request took the last room meanwhile
+                await asyncio.shield(self.packages.delete(principal, package.package_id))
+                raise
             return ImportAnswer(package, task=TaskView(task, []))
         done = await self.runner.run_inline(principal.user_id, TaskKind.IMPORT, spec, items)
         if done.state != TaskState.SUCCEEDED:
@@ -245,6 +278,7 @@ class TransferService:
     ) -> TransferTask:
         ts = now()
         async with self.db.write() as conn:
+            await _room_for_a_task(conn, user_id)
             task = await repo.create(conn, user_id, kind, spec, ts, ts)
         self.runner.poke()
         return task
