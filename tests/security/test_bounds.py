@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from jcs_helpers import Api, expect_error, get_task, info_part, multipart, snapshot
+from sqlalchemy import update
 
 from jointcloud.context import Context
 from jointcloud.core.transfer import service as transfer_service
@@ -369,6 +370,27 @@ async def test_a_user_has_a_bounded_number_of_tasks_scheduled(
     await api.post("/v1/spaceSync/cancelTask", {"taskID": second})
     made = await api.post(IMPORT, imp(w, **{"async": True}))
     assert made["task"]["taskID"] not in {t["taskID"] for t in before}
+
+
+async def test_finished_tasks_are_forgotten_after_a_week(api: Api, ctx: Context) -> None:
+    """Every inline import and export leaves a finished task: a user's list
+    (and the table) grew without end. GC forgets tasks finished more than
+    a week ago with nothing left to run; recurring and recent ones stay."""
+    w = await make_world(api)  # an hourly sync task
+    await api.post(IMPORT, imp(w))  # inline: a finished task
+    cancelled = (await api.post(SYNC, sync(w.src, w.dst)))["task"]["taskID"]
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": cancelled})
+    async with ctx.db.write() as conn:  # all of it a week and a day ago
+        long_ago = now() - timedelta(days=8)
+        await conn.execute(update(task_repo.T).values(created_at=long_ago, last_finish_at=long_ago))
+    recent = await api.post(IMPORT, imp(w, name="imp2"))
+    assert recent["objectCount"] == 3
+    assert len(await tasks(api)) == 4
+    report = await api.gc()
+    assert report.tasks == 2
+    kept = await tasks(api)
+    assert kept[0]["taskID"] == w.tid
+    assert [(t["type"], t["state"]) for t in kept] == [("sync", "pending"), ("import", "succeeded")]
 
 
 # -- NUL and control characters in names and paths ----------------------------------

@@ -6,8 +6,9 @@ a safety delay — long enough for in-flight reads of the old content to end —
 its blocks are deleted from the spaces and then its rows.
 
 The same pass drops multipart uploads abandoned for longer than the multipart
-expiry (their parts become garbage like any layout) and removes what crashed
-writers left in the spaces (temporary files older than the delay).
+expiry (their parts become garbage like any layout), removes what crashed
+writers left in the spaces (temporary files older than the delay), and
+forgets transfer tasks finished more than ``TASKS_KEPT`` ago.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import structlog
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import SpaceState
 from jointcloud.errors import DomainError
-from jointcloud.meta import catalog, layouts, spacestate, uploads
+from jointcloud.meta import catalog, layouts, spacestate, transfers, uploads
 from jointcloud.meta import keys as keyrepo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -34,12 +35,16 @@ class GcReport:
     uploads: int = 0  # abandoned multipart uploads dropped
     temp_files: int = 0  # leftovers of crashed writes removed from spaces
     credentials: int = 0  # expired S3 credentials (auth records) removed
+    tasks: int = 0  # transfer tasks finished more than TASKS_KEPT ago, removed
     healed: int = 0  # layouts released while still referenced, made live again
 
 
 log = structlog.get_logger(__name__)
 
 BLOCK_AREAS = ("blocks", ".jcs-probe")
+# How long a finished transfer task stays listed: every inline import and
+# export leaves one, and a user's list would grow without end.
+TASKS_KEPT = timedelta(days=7)
 
 
 async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
@@ -88,6 +93,8 @@ async def collect_garbage(
     report.temp_files = await _sweep_spaces(db, store, now() - delay)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
+    async with db.write() as conn:
+        report.tasks = await transfers.delete_finished(conn, now() - TASKS_KEPT)
     async with db.write() as conn:
         report.healed = await layouts.heal_released(conn)
     if report.healed:

@@ -38,7 +38,8 @@ class GcJob:
             f"removed {report.blocks} blocks of {report.layouts} unreferenced layouts, "
             f"{report.uploads} abandoned multipart uploads, "
             f"{report.temp_files} leftover temporary files, "
-            f"{report.credentials} expired S3 credentials",
+            f"{report.credentials} expired S3 credentials, "
+            f"{report.tasks} finished transfer tasks",
             done=report.layouts,
             total=report.layouts,
         )

@@ -130,6 +130,22 @@ async def count_scheduled(conn: AsyncConnection, user_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
+async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
+    """Remove tasks that finished before ``before`` with nothing left to
+    run (a one-shot task done or failed for good, or a cancelled one), with
+    their files' records; returns how many."""
+    ended = func.coalesce(T.c.last_finish_at, T.c.created_at)
+    res = await conn.execute(
+        delete(T).where(
+            T.c.run_open.is_(False),
+            (T.c.state == TaskState.CANCELLED)
+            | (T.c.state.in_((TaskState.SUCCEEDED, TaskState.FAILED)) & T.c.next_run_at.is_(None)),
+            ended < before,
+        )
+    )
+    return int(res.rowcount)
+
+
 async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
     """Tasks that may be due: a run is open (perhaps orphaned by a dead
     process), or the next run time has come. Longest waiting first: by ID,
