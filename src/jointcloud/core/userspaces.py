@@ -36,7 +36,12 @@ from jointcloud.meta import accounts, jobs, spacestate
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
-from jointcloud.spaces.registry import check_remote, open_checked, validate_storage
+from jointcloud.spaces.registry import (
+    check_remote,
+    check_root_path,
+    open_checked,
+    validate_storage,
+)
 from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
 
 DEFAULT_ROOT = "jcs"
@@ -83,20 +88,9 @@ def mask_credential(cred: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _root_path(raw: object) -> str:
-    if raw is None:
-        return DEFAULT_ROOT
-    if not isinstance(raw, str):
-        raise BadArgument.about("root path", "must be a string")
-    root = raw.strip("/")
-    # The rule every open applies (spaces/registry.py), so that no space is
-    # recorded that could never be opened: '\\' too.
-    if (any(p in ("", ".", "..") for p in root.split("/")) and root != "") or any(
-        c in root for c in "\x00\\"
-    ):
-        raise BadArgument.about(
-            "root path", "must not contain '..', '.', empty segments, '\\' or NUL"
-        )
-    return root
+    """The root path to record: the default when none is given, otherwise
+    what every open accepts (``check_root_path``)."""
+    return DEFAULT_ROOT if raw is None else check_root_path(raw)
 
 
 class SpacePool:
@@ -150,16 +144,22 @@ class SpacePool:
                 f"user space {space.user_space_id} is refused: {exc.message}"
             ) from None
 
+    async def open_new(
+        self, storage: dict[str, Any], credential: dict[str, Any] | None, root_path: str
+    ) -> Space:
+        """A backend for a space being recorded, moved or tested: a Local
+        directory is made here (and only here); a failure is the test's
+        'connect' step. The caller closes it."""
+        try:
+            return await open_checked(storage, credential, root_path, rules=self.rules, create=True)
+        except SpaceError as exc:
+            raise _connect_failed(exc) from exc
+
     async def prepare(self, storage: dict[str, Any], root_path: str) -> None:
         """Make a Local space's directory as it is recorded or moved (refused,
         naming why, when it cannot be made); other kinds need nothing."""
-        if storage.get("type") != "Local":
-            return
-        try:
-            space = await open_checked(storage, None, root_path, rules=self.rules, create=True)
-        except SpaceError as exc:
-            raise _connect_failed(exc) from exc
-        await space.close()
+        if storage.get("type") == "Local":
+            await (await self.open_new(storage, None, root_path)).close()
 
     async def open_tree(self, space: UserSpace) -> Space:
         """The space at its storage root (for transfers of user files), not
@@ -439,10 +439,7 @@ class UserSpaceService:
         storage_d, cred_d = self._check(storage, credential)
         root = _root_path(root_path)
         await self._admit(storage_d, None)
-        try:
-            space = await open_checked(storage_d, cred_d, root, rules=self.pool.rules, create=True)
-        except SpaceError as exc:
-            raise _connect_failed(exc) from exc
+        space = await self.pool.open_new(storage_d, cred_d, root)
         try:
             return await probe(space)
         finally:

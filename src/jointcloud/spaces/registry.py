@@ -60,7 +60,9 @@ def _string(obj: Mapping[str, Any], field: str, prefix: str) -> str:
     return value
 
 
-def _root_path(root_path: str | None) -> str:
+def check_root_path(root_path: object) -> str:
+    """A space's root path, normalised (no leading or trailing ``/``); the
+    rule every open applies, and every space is recorded under."""
     if root_path is None:
         return ""
     if not isinstance(root_path, str):
@@ -70,7 +72,7 @@ def _root_path(root_path: str | None) -> str:
         "\x00" in root or "\\" in root or any(p in ("", ".", "..") for p in root.split("/"))
     ):
         raise BadArgument.about(
-            "root path", "must be a relative path without '.', '..' or empty segments"
+            "root path", "must be a relative path without '.', '..', empty segments, '\\' or NUL"
         )
     return root
 
@@ -265,7 +267,7 @@ def open_space(
     ``rules`` here, before any directory is created.
     """
     validate_storage(storage, credential)
-    root = _root_path(root_path)
+    root = check_root_path(root_path)
     kind = storage["type"]
     cred: Mapping[str, Any] = credential or {}
 
