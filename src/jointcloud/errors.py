@@ -153,6 +153,11 @@ class ChecksumTypeMismatch(BadArgument):
     (nothing was stored)."""
 
 
+class PartChecksumMissing(BadArgument):
+    """A completion of an upload whose checksum is made of its parts'
+    (COMPOSITE) that does not list a part's checksum."""
+
+
 class MetadataTooLarge(BadArgument):
     """User metadata beyond its size limit (2 KiB, as S3)."""
 

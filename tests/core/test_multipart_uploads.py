@@ -38,6 +38,7 @@ from jointcloud.errors import (
     EntityTooLarge,
     InvalidPart,
     PackageNotFound,
+    PartChecksumMissing,
     UploadNotFound,
 )
 from jointcloud.meta import uploads as uploads_module
@@ -299,17 +300,23 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
     listed = await ctx.multipart.list_parts(alice, up.upload_id, where)
     assert [p.checksums for p in listed.parts] == [p1.checksums, p2.checksums]
 
-    # A completion may repeat a part's checksum; a different one is refused.
+    # A completion lists each part's checksum, as the client has it (the
+    # object's is made of them); a different one is refused, and so is a
+    # completion that leaves one out (as AWS).
     bad = {ChecksumAlgorithm.CRC32: crc[1]}
     with pytest.raises(InvalidPart, match="checksum CRC32"):
         await ctx.multipart.complete(
-            alice, up.upload_id, where, [(1, p1.etag, bad), (2, p2.etag, {})]
+            alice, up.upload_id, where, [(1, p1.etag, bad), (2, p2.etag, p2.checksums)]
+        )
+    with pytest.raises(PartChecksumMissing, match="It was missing for part 2 in the request"):
+        await ctx.multipart.complete(
+            alice, up.upload_id, where, [(1, p1.etag, p1.checksums), (2, p2.etag, {})]
         )
     done = await ctx.multipart.complete(
         alice,
         up.upload_id,
         where,
-        [(1, p1.etag, {ChecksumAlgorithm.CRC32: crc[0]}), (2, p2.etag, {})],
+        [(1, p1.etag, {ChecksumAlgorithm.CRC32: crc[0]}), (2, p2.etag, p2.checksums)],
     )
     composite = zlib.crc32(b"".join(base64.b64decode(c) for c in crc)).to_bytes(4, "big")
     assert done.checksums == {ChecksumAlgorithm.CRC32: f"{_b64(composite)}-2"}
@@ -381,7 +388,7 @@ async def test_crc64nvme_of_parts_and_object(world: World) -> None:
     values = [_b64(crt.crc64nvme(r).to_bytes(8, "big")) for r in raw]
     assert [p.checksums[ChecksumAlgorithm.CRC64NVME] for p in parts] == values
     done = await ctx.multipart.complete(
-        alice, up.upload_id, where, [(p.part_number, p.etag, {}) for p in parts]
+        alice, up.upload_id, where, [(p.part_number, p.etag, p.checksums) for p in parts]
     )
     joined = b"".join(base64.b64decode(v) for v in values)
     expected = _b64(crt.crc64nvme(joined).to_bytes(8, "big")) + "-2"

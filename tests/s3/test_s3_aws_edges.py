@@ -2,7 +2,8 @@
 against AWS's documented behaviour (and S3 servers' suites run against AWS):
 ranges of empty objects and ranged HEADs, ``partNumber=1`` of an object
 uploaded in one piece, checksums of a range that is all of the object,
-CRC-64/NVME multipart uploads, the checksum type of a completion, and
+CRC-64/NVME multipart uploads, the checksum type of a completion and its
+parts' checksums, and
 ``If-None-Match`` with an ETag on a write."""
 
 from __future__ import annotations
@@ -155,7 +156,9 @@ async def test_completion_names_the_uploads_checksum_type(s3: S3) -> None:
             Body=b"x",
             ChecksumAlgorithm="CRC32",
         )
-        parts = {"Parts": [{"PartNumber": 1, "ETag": p["ETag"]}]}
+        parts = {
+            "Parts": [{"PartNumber": 1, "ETag": p["ETag"], "ChecksumCRC32": p["ChecksumCRC32"]}]
+        }
         code, status, message = code_of(
             lambda: c.complete_multipart_upload(
                 Bucket="ctype",
@@ -188,6 +191,59 @@ async def test_completion_names_the_uploads_checksum_type(s3: S3) -> None:
             ChecksumType="FULL_OBJECT",
         )
         assert c.get_object(Bucket="ctype", Key="plain")["Body"].read() == b"y"
+
+    await asyncio.to_thread(work)
+
+
+async def test_a_composite_completion_lists_every_parts_checksum(s3: S3) -> None:
+    """An upload created with an algorithm, COMPOSITE (its value made of the
+    parts'), completes only with each part's checksum listed: AWS refuses
+    the completion otherwise with ``InvalidRequest`` naming the part (quoted
+    by OpenDAL's and the PHP SDK's fixes), and the upload stays. A
+    FULL_OBJECT upload, or one without an algorithm, needs none."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="listed")
+        up = c.create_multipart_upload(Bucket="listed", Key="k", ChecksumAlgorithm="SHA256")
+        uid = up["UploadId"]
+        sha = {"Bucket": "listed", "Key": "k", "UploadId": uid, "ChecksumAlgorithm": "SHA256"}
+        one = c.upload_part(**sha, PartNumber=1, Body=b"a" * PART)
+        two = c.upload_part(**sha, PartNumber=2, Body=b"b")
+        first = {"PartNumber": 1, "ETag": one["ETag"], "ChecksumSHA256": one["ChecksumSHA256"]}
+        bare = {"PartNumber": 2, "ETag": two["ETag"]}
+        code, status, message = code_of(
+            lambda: c.complete_multipart_upload(
+                Bucket="listed", Key="k", UploadId=uid, MultipartUpload={"Parts": [first, bare]}
+            )
+        )
+        assert (code, status) == ("InvalidRequest", 400)
+        assert message == (
+            "The upload was created using a sha256 checksum. The complete request must "
+            "include the checksum for each part. It was missing for part 2 in the request."
+        )
+        assert code_of(lambda: c.head_object(Bucket="listed", Key="k"))[:2] == ("404", 404)
+        listed = c.list_parts(Bucket="listed", Key="k", UploadId=uid)["Parts"]
+        assert [p["PartNumber"] for p in listed] == [1, 2]
+        second = {**bare, "ChecksumSHA256": two["ChecksumSHA256"]}
+        done = c.complete_multipart_upload(
+            Bucket="listed", Key="k", UploadId=uid, MultipartUpload={"Parts": [first, second]}
+        )
+        assert done["ChecksumSHA256"].endswith("-2") and done["ChecksumType"] == "COMPOSITE"
+
+        for key, extra in (("full", {"ChecksumAlgorithm": "CRC32", "ChecksumType": "FULL_OBJECT"}),
+                           ("plain", {})):  # fmt: skip
+            up = c.create_multipart_upload(Bucket="listed", Key=key, **extra)
+            part = c.upload_part(
+                Bucket="listed", Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"z"
+            )
+            c.complete_multipart_upload(
+                Bucket="listed",
+                Key=key,
+                UploadId=up["UploadId"],
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+            )
+            assert c.get_object(Bucket="listed", Key=key)["Body"].read() == b"z"
 
     await asyncio.to_thread(work)
 

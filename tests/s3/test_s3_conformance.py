@@ -205,7 +205,8 @@ async def test_complete_checks_the_objects_checksum(s3: S3) -> None:
                 ChecksumSHA256=part_sum,
             )  # fmt: skip
             assert part["ChecksumSHA256"] == part_sum
-            parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+            listed = {"PartNumber": 1, "ETag": part["ETag"], "ChecksumSHA256": part_sum}
+            parts = {"Parts": [listed]}
             kwargs: dict[str, Any] = {
                 "Bucket": "mpsum",
                 "Key": "k",

@@ -85,7 +85,11 @@ async def test_multipart_round_trip(s3: S3) -> None:
                 "Parts": [
                     {"PartNumber": 1, "ETag": p1["ETag"], "ChecksumCRC32": p1["ChecksumCRC32"]},
                     # ETags without quotes are accepted too.
-                    {"PartNumber": 2, "ETag": p2["ETag"].strip('"')},
+                    {
+                        "PartNumber": 2,
+                        "ETag": p2["ETag"].strip('"'),
+                        "ChecksumCRC32": p2["ChecksumCRC32"],
+                    },
                 ]
             },
         )

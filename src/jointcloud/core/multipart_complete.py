@@ -37,6 +37,7 @@ from jointcloud.errors import (
     InvalidPart,
     InvalidPartOrder,
     PackageNotFound,
+    PartChecksumMissing,
 )
 from jointcloud.meta import catalog, layouts, uploads
 from jointcloud.meta.db import Database
@@ -146,6 +147,8 @@ async def complete_upload(
                 _check_expected(expect, done_before.checksums)
                 return done_before
         rec = match_upload(found, upload_id, pkg, path)
+        if rules.list_checksums and rec.checksum_algorithm is not None and not rec.full_object:
+            _require_listed_checksums(listed, rec.checksum_algorithm)
         stored = await uploads.parts(conn, rec.row_id)
         chosen = choose_parts(listed, stored, rules, min_part_size)
         check_write_conditions(
@@ -189,6 +192,22 @@ async def complete_upload(
         # Parts not listed go with the upload.
         await layouts.release_unreferenced(conn, await uploads.drop(conn, [rec.row_id]))
     return done
+
+
+def _require_listed_checksums(
+    listed: Sequence[CompletedPart], algorithm: ChecksumAlgorithm
+) -> None:
+    """As AWS: a COMPOSITE upload's value is made of its parts', so the
+    completion must name each part's (the client's word for what it sent),
+    and one without them is refused rather than completed unchecked."""
+    for part in listed:
+        if algorithm not in part.checksums:
+            name = algorithm.value.lower()
+            raise PartChecksumMissing(
+                f"The upload was created using a {name} checksum. The complete request "
+                f"must include the checksum for each part. It was missing for part "
+                f"{part.part_number} in the request."
+            )
 
 
 def choose_parts(

@@ -42,6 +42,9 @@ class PartRules:
     # Every part but the last is at least the service's ``min_part_size``.
     min_size: bool = True
     max_part_size: int | None = MAX_PART_SIZE
+    # An upload whose algorithm was named and whose value is COMPOSITE (made
+    # of the parts' values) is completed only with each part's value listed.
+    list_checksums: bool = True
 
 
 S3_RULES = PartRules()
@@ -52,6 +55,7 @@ JCS_RULES = PartRules(
     check_etags=False,
     min_size=False,
     max_part_size=None,
+    list_checksums=False,
 )
 
 

@@ -102,6 +102,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.PayloadMismatch, "XAmzContentSHA256Mismatch", 400),
     (errors.BadDigest, "BadDigest", 400),
     (errors.ChecksumTypeMismatch, "InvalidRequest", 400),
+    (errors.PartChecksumMissing, "InvalidRequest", 400),
     (errors.MetadataTooLarge, "MetadataTooLarge", 400),
     (errors.BadArgument, "InvalidArgument", 400),
     (errors.SignatureMismatch, "SignatureDoesNotMatch", 403),
