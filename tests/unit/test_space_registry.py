@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import http.server
 import json
 import socket
+import threading
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -258,3 +262,100 @@ def test_obs_and_oss_spaces_never_sign_with_the_servers_own_identity(
                 open_space(storage, AK, "r", rules=RULES)
             assert name in refused.value.message
             assert "the-servers-own-secret" not in refused.value.message
+
+
+# -- the server's own cloud identity never signs a user's space -----------------
+
+# What an operator's environment may hold for its own cloud accounts, the
+# kinds whose signers (reqsign, under OpenDAL) could load it: each value is
+# looked for in every request a user's space sends.
+SERVER_IDENTITY = {
+    "AWS_ACCESS_KEY_ID": "SRVAWSKEYID",
+    "AWS_SECRET_ACCESS_KEY": "SRVAWSSECRET",
+    "AWS_SESSION_TOKEN": "SRVAWSTOKEN",
+    "AWS_ROLE_ARN": "arn:aws:iam::1:role/SRVROLE",
+    "AZURE_STORAGE_ACCOUNT_NAME": "srvazacct",
+    "AZURE_STORAGE_ACCOUNT_KEY": base64.b64encode(b"the-servers-azure-key").decode(),
+    "AZURE_STORAGE_SAS_TOKEN": "sv=SRVSASTOKEN",
+    "AZURE_CLIENT_ID": "SRVCLIENTID",
+    "AZURE_CLIENT_SECRET": "SRVCLIENTSECRET",
+    "AZURE_TENANT_ID": "SRVTENANT",
+}
+
+
+class _Capture(http.server.BaseHTTPRequestHandler):
+    """Records each request and answers 404: the space's read fails, as
+    reads of a missing object do."""
+
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+
+    def _record(self) -> None:
+        self.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = do_PUT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _azure_shared_key(key: bytes, method: str, path: str, headers: dict[str, str]) -> str:
+    """Azure's SharedKey signature of a request without content headers."""
+    canonical = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()) if k.startswith("x-ms-"))
+    to_sign = f"{method}\n" + "\n" * 11 + canonical + "/useracct" + path.split("?")[0]
+    return base64.b64encode(hmac.new(key, to_sign.encode(), hashlib.sha256).digest()).decode()
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["user-key", "anonymous"])
+@pytest.mark.parametrize("kind", ["S3", "AzureBlob"])
+async def test_remote_spaces_never_sign_with_the_servers_environment(
+    monkeypatch: pytest.MonkeyPatch, kind: str, signed: bool
+) -> None:
+    """With the server's own AWS and Azure identities in its environment, a
+    user's S3 or Azure space signs with the user's key or, without one, not
+    at all: no value of the server's reaches the user's endpoint (OBS and
+    OSS, whose signers cannot be kept from the environment, are refused
+    instead)."""
+    for name, value in SERVER_IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    _Capture.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    user_key = base64.b64encode(b"the-users-azure-key").decode()
+    try:
+        if kind == "S3":
+            space = open_space(
+                {**S3, "endpoint": endpoint}, AK if signed else None, "r", rules=RULES
+            )
+        else:
+            storage = {"type": "AzureBlob", "accountName": "useracct", "container": "c"}
+            credential = {"type": "AzureKey", "accountKey": user_key} if signed else None
+            space = open_space({**storage, "endpoint": endpoint}, credential, "r", rules=RULES)
+        with pytest.raises(SpaceError):
+            await space.read("k")
+        await space.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Capture.seen, "the space sent no request"
+    for method, path, headers in _Capture.seen:
+        sent = f"{method} {path} {headers}"
+        assert [n for n, v in SERVER_IDENTITY.items() if v in sent] == []
+        auth = headers.get("authorization")
+        if not signed:
+            assert auth is None and "x-amz-security-token" not in headers
+        elif kind == "S3":
+            assert auth is not None and f"Credential={ACCESS_KEY_ID}/" in auth
+        else:
+            want = _azure_shared_key(base64.b64decode(user_key), method, path, headers)
+            assert auth == f"SharedKey useracct:{want}"
+
+
+def test_cos_spaces_need_a_credential() -> None:
+    """OpenDAL's COS backend cannot send an unsigned request, so a COS
+    space without a credential would fail every operation."""
+    storage = {"type": "COS", "endpoint": "cos.ap-guangzhou.myqcloud.com", "bucket": "b-1"}
+    assert "credential is required for COS storage" in bad(storage)

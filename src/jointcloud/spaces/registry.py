@@ -106,6 +106,13 @@ def validate_storage(storage: Mapping[str, Any], credential: Mapping[str, Any] |
             "credential is required for OBS storage (an access key pair): "
             "anonymous OBS spaces are not supported"
         )
+    if kind == "COS" and credential is None:
+        # OpenDAL's COS backend cannot send an unsigned request: every
+        # operation of such a space would fail "cannot sign the request".
+        raise BadArgument(
+            "credential is required for COS storage (a SecretId and SecretKey as "
+            "accessKeyId and secretAccessKey): anonymous COS spaces are not supported"
+        )
     if credential is None or kind in _NO_CREDENTIAL:
         return
     if not isinstance(credential, Mapping):
