@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from jcs_helpers import Api, assert_time
+from jcs_helpers import Api, Other, assert_time, expect_error
 
 SPACE_KEYS = {"userSpaceID", "name", "storage", "credential", "rootPath", "state", "createTime"}
 
@@ -291,3 +292,34 @@ async def test_create_validation(api: Api, tmp_path: Path) -> None:
             assert word in msg, (body, msg)
     assert len((await api.get("/v1/userSpace/list"))["userSpaces"]) == 1
     assert not (tmp_path / "ok").exists()
+
+
+async def test_concurrent_creates_of_overlapping_directories_record_one(
+    api: Api, bob: Other
+) -> None:
+    """Two users create Local spaces on a directory and its child at the
+    same moment. Each create passed the overlap check before the other was
+    recorded, so both were (left open by an earlier review); now the check
+    is made again in the recording transaction, under a lock every such
+    transaction takes, and exactly one of them is recorded."""
+    for n in range(4):
+        outer = api.tmp_path / f"race{n}"
+        answers = await asyncio.gather(
+            api.request(
+                "POST",
+                "/v1/userSpace/create",
+                json={"name": f"outer{n}", "storage": {"type": "Local", "path": str(outer)}},
+            ),
+            bob.api.request(
+                "POST",
+                "/v1/userSpace/create",
+                json={"name": f"inner{n}", "storage": {"type": "Local", "path": f"{outer}/in"}},
+            ),
+        )
+        assert sorted(r.status_code for r in answers) == [200, 400], [r.text for r in answers]
+        [refused] = [r for r in answers if r.status_code == 400]
+        assert "spaces never share directories" in expect_error(refused, "BadArgument", 400)
+    mine = {s["name"] for s in (await api.get("/v1/userSpace/list"))["userSpaces"]}
+    bobs = {s["name"] for s in (await bob.api.get("/v1/userSpace/list"))["userSpaces"]}
+    for n in range(4):
+        assert (f"outer{n}" in mine) != (f"inner{n}" in bobs)

@@ -15,6 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.paths import entity_name
@@ -173,17 +175,26 @@ class SpacePool:
         return await self.open(space, "", durable=False)
 
     async def check_disjoint(
-        self, storage: dict[str, Any], space_id: int | None, *, admit: bool = False
+        self,
+        storage: dict[str, Any],
+        space_id: int | None,
+        *,
+        admit: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> None:
         """A Local space's directory may neither contain nor lie inside the
         directory of any other space, whoever owns it (checked again at every
         open: rows written before this rule existed are refused too).
 
         ``admit``: the path is being recorded (create, update, test), so it
-        must keep clear of every usable space, newer ones included."""
+        must keep clear of every usable space, newer ones included. ``conn``:
+        the recording transaction, which sees the spaces recorded before it."""
         path = check_local(storage["path"], self.rules)
-        async with self._db.read() as conn:
+        if conn is not None:
             every = await spacestate.list_all(conn)
+        else:
+            async with self._db.read() as reader:
+                every = await spacestate.list_all(reader)
         # A new or moved space must keep clear of every usable one; of two
         # existing rows that overlap (written before this rule), the older one
         # keeps working. An update is not "older": moving an old space over a
@@ -304,6 +315,7 @@ class UserSpaceService:
         await self.pool.prepare(storage_d, root)
         try:
             async with self.db.write() as conn:
+                await self._admit_again(storage_d, None, conn)
                 if await accounts.get_space_by_name(conn, user_id, name) is not None:
                     raise AlreadyExists(f"user space named {name!r} already exists")
                 space = await accounts.create_space(conn, user_id, name, storage_d, None, root)
@@ -326,6 +338,20 @@ class UserSpaceService:
                     "storage.type Memory is for tests; this server does not allow it"
                 )
             await check_remote(storage, self.pool.rules)
+        except SpaceRefused as exc:
+            raise BadArgument(exc.message) from None
+
+    async def _admit_again(
+        self, storage: dict[str, Any], space_id: int | None, conn: AsyncConnection
+    ) -> None:
+        """A Local directory checked once more in the transaction that records
+        it, under a lock all such transactions take: two concurrent creates
+        of overlapping directories could each pass ``_admit`` alone."""
+        if storage.get("type") != "Local":
+            return
+        await spacestate.lock_local_admissions(conn)
+        try:
+            await self.pool.check_disjoint(storage, space_id, admit=True, conn=conn)
         except SpaceRefused as exc:
             raise BadArgument(exc.message) from None
 
@@ -379,6 +405,8 @@ class UserSpaceService:
         async with self.db.write() as conn:
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
                 raise _holds_blocks(space_id)
+            if "storage" in values:
+                await self._admit_again(values["storage"], space_id, conn)
             if "name" in values:
                 other = await accounts.get_space_by_name(conn, user_id, values["name"])
                 if other is not None and other.user_space_id != space_id:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import UserSpace
@@ -20,6 +20,20 @@ async def list_all(conn: AsyncConnection, states: Sequence[str] | None = None) -
     if states is not None:
         q = q.where(t.user_spaces.c.state.in_(list(states)))
     return [to_space(r) for r in await conn.execute(q)]
+
+
+# The key of the transaction-level advisory lock that serialises admissions
+# of Local directories on PostgreSQL ("JCSL").
+_LOCAL_ADMISSIONS = 0x4A43534C
+
+
+async def lock_local_admissions(conn: AsyncConnection) -> None:
+    """Serialise "check a Local directory against every space, then record
+    it": under PostgreSQL's READ COMMITTED two overlapping creates could
+    each pass the check before the other committed. The lock is held to the
+    end of the transaction. SQLite already runs one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCAL_ADMISSIONS})
 
 
 async def record_latency(conn: AsyncConnection, space_id: int, latency_ms: float) -> None:
