@@ -216,7 +216,7 @@ async def test_transfer_tasks_need_an_account_key(world: World) -> None:
     ctx, alice = world.ctx, world.alice
     scoped = Principal(alice.user_id, project_id=world.project.bucket_id)
     read_only = alice.restricted(Caveat(disallow=frozenset({Operation.WRITE})))
-    assert await ctx.transfers.list(alice) == []
+    assert (await ctx.transfers.list(alice)).tasks == []
     for key in (scoped, read_only):
         with pytest.raises(AccessDenied, match="account key"):
             await ctx.transfers.list(key)

@@ -748,3 +748,48 @@ async def test_tasks_are_private_to_their_user(api: Api, ctx: Context, bob: Othe
     assert (await get_task(bob.api, his["taskID"]))["state"] == "succeeded"
     assert read_tree(api.spaces[dst] / "x") == {"f": b"admin"}
     assert read_tree(bob.api.spaces[bob_dst] / "y") == {"g": b"bob"}
+
+
+async def test_the_task_list_comes_in_pages(api: Api, bob: Other) -> None:
+    """Finished tasks are kept 7 days, so a user's list can be long: it is
+    paged as object listings are (``maxTasks``, at most and by default
+    1,000; ``nextContinuationToken`` while more remain), by id, and a
+    page never shows another user's task."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "t", {"f": b"x"})
+    made = [(await create(api, src, "t", [(dst, f"d{n}")]))["taskID"] for n in range(5)]
+    (bob_space,) = bob.api.spaces
+    write_tree(bob.api.spaces[bob_space] / "b", {"g": b"y"})
+    (bob_dst,) = await bob.api.add_spaces(1)
+    await create(bob.api, bob_space, "b", [(bob_dst, "z")])
+
+    whole = await api.get("/v1/spaceSync/listTasks")
+    assert [t["taskID"] for t in whole["tasks"]] == made and "nextContinuationToken" not in whole
+    seen: list[int] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"maxTasks": 2}
+        if token is not None:
+            params["continuationToken"] = token
+        page = await api.get("/v1/spaceSync/listTasks", **params)
+        pages += 1
+        assert len(page["tasks"]) <= 2
+        seen += [t["taskID"] for t in page["tasks"]]
+        token = page.get("nextContinuationToken")
+        if token is None:
+            break
+    assert seen == made and pages == 3
+    # Exactly a page's worth left: the last full page says no more.
+    last = await api.get("/v1/spaceSync/listTasks", maxTasks=5)
+    assert len(last["tasks"]) == 5 and "nextContinuationToken" not in last
+
+    for params, field in (
+        ({"maxTasks": 0}, "maxTasks"),
+        ({"maxTasks": 1001}, "maxTasks"),
+        ({"maxTasks": "two"}, "maxTasks"),
+        ({"continuationToken": "not-a-token"}, "continuationToken"),
+        ({"continuationToken": "eyJ0IjogLTF9"}, "continuationToken"),  # {"t": -1}
+    ):
+        r = await api.request("GET", "/v1/spaceSync/listTasks", params=params)
+        assert field in expect_error(r, "BadArgument", 400), params

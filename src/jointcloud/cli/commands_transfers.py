@@ -161,8 +161,15 @@ def create(
 @app.command("ls")
 def ls(ctx: typer.Context) -> None:
     """List transfer tasks (sync, import, export)."""
+    tasks: list[dict[str, Any]] = []
+    token = None
     with open_client(options_of(ctx)) as client:
-        tasks = client.get("/v1/spaceSync/listTasks")["tasks"]
+        while True:  # every page
+            page = client.get("/v1/spaceSync/listTasks", continuationToken=token)
+            tasks.extend(page["tasks"])
+            token = page.get("nextContinuationToken")
+            if not token:
+                break
     table = Table("id", "type", "state", "progress", "last run", "next run", "last error")
     for t in tasks:
         table.add_row(

@@ -110,9 +110,14 @@ async def get(
     return None if row is None else _task(row)
 
 
-async def list_for_user(conn: AsyncConnection, user_id: int) -> list[TransferTask]:
-    rows = await conn.execute(select(T).where(T.c.user_id == user_id).order_by(T.c.id))
-    return [_task(r) for r in rows]
+async def list_for_user(
+    conn: AsyncConnection, user_id: int, *, after: int = 0, limit: int | None = None
+) -> list[TransferTask]:
+    """The user's tasks with an id above ``after``, by id, at most ``limit``."""
+    q = select(T).where(T.c.user_id == user_id, T.c.id > after).order_by(T.c.id)
+    if limit is not None:
+        q = q.limit(limit)
+    return [_task(r) for r in await conn.execute(q)]
 
 
 async def count_scheduled(conn: AsyncConnection, user_id: int) -> int:

@@ -44,6 +44,7 @@ ERROR_TABLE: list[tuple[type[errors.DomainError], str, int]] = [
 FIELD_NAMES = {
     "root path": "rootPath",
     "max keys": "maxKeys",
+    "max tasks": "maxTasks",
     "continuation token": "continuationToken",
     "new path": "newPath",
     "file name": "files filename",

@@ -69,9 +69,17 @@ async def get_task(
 
 
 @router.get("/v1/spaceSync/listTasks")
-async def list_tasks(principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
-    tasks = await ctx.transfers.list(principal)
-    return ok({"tasks": [transfers.task(t) for t in tasks]})
+async def list_tasks(
+    principal: CurrentPrincipal,
+    ctx: Ctx,
+    continuationToken: str | None = None,
+    maxTasks: int = 1000,
+) -> JSONResponse:
+    page = await ctx.transfers.list(principal, token=continuationToken, max_tasks=maxTasks)
+    data: dict[str, Any] = {"tasks": [transfers.task(t) for t in page.tasks]}
+    if page.next_token:
+        data["nextContinuationToken"] = page.next_token
+    return ok(data)
 
 
 @router.post("/v1/spaceSync/cancelTask")

@@ -5,7 +5,9 @@ rules."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,8 @@ MAX_DESTS = 64  # destinations of one sync task
 # each is a row the scheduler looks at on every pass, and a user with
 # thousands of them delayed everyone's by a round of them.
 MAX_SCHEDULED_TASKS = 100
+# The most tasks one page of a user's task list holds (and its default size).
+MAX_LISTED_TASKS = 1000
 
 
 def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
@@ -111,6 +115,29 @@ async def _room_for_a_task(conn: AsyncConnection, user_id: int) -> None:
             f"you have {MAX_SCHEDULED_TASKS} transfer tasks scheduled (pending, running "
             "or recurring), the most a user may have; cancel one to make another"
         )
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a user's tasks; ``next_token`` continues it, if more remain."""
+
+    tasks: list[TaskView]
+    next_token: str | None
+
+
+def _encode_task_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"t": last_id}).encode()).decode().rstrip("=")
+
+
+def _decode_task_token(token: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        last_id = data["t"]
+        if type(last_id) is not int or not 0 < last_id < 2**63:
+            raise ValueError
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadArgument.about("continuation token", "is not a token this service issued") from exc
+    return last_id
 
 
 def _small(items: list[Item]) -> bool:
@@ -294,17 +321,28 @@ class TransferService:
             failures = await repo.failures(conn, task_id, task.run_no)
         return TaskView(task, failures)
 
-    async def list(self, principal: Principal) -> list[TaskView]:
-        """The caller's tasks, each with the failures of its last run."""
+    async def list(
+        self, principal: Principal, *, token: str | None = None, max_tasks: int = MAX_LISTED_TASKS
+    ) -> TaskPage:
+        """The caller's tasks by id, each with the failures of its last run:
+        at most ``max_tasks``, after those the ``token`` of an earlier page
+        covered (finished tasks are kept 7 days, so a list could grow long)."""
         require_account(principal)
+        if not 1 <= max_tasks <= MAX_LISTED_TASKS:
+            raise BadArgument.about("max tasks", f"must be between 1 and {MAX_LISTED_TASKS}")
+        after = _decode_task_token(token) if token else 0
         async with self.db.read() as conn:
-            tasks = await repo.list_for_user(conn, principal.user_id)
+            tasks = await repo.list_for_user(
+                conn, principal.user_id, after=after, limit=max_tasks + 1
+            )
+            more = len(tasks) > max_tasks
             views = []
-            for task in tasks:
+            for task in tasks[:max_tasks]:
                 failed = task.progress.files_failed > 0
                 failures = await repo.failures(conn, task.task_id, task.run_no) if failed else []
                 views.append(TaskView(task, failures))
-        return views
+        next_token = _encode_task_token(views[-1].task.task_id) if more else None
+        return TaskPage(views, next_token)
 
     async def cancel(self, principal: Principal, task_id: int) -> None:
         view = await self.get(principal, task_id)
