@@ -66,7 +66,8 @@ def test_use_it_runs_as_written(workdir: Path, tmp_path: Path) -> None:
                 # Name the line that failed, as the README has it.
                 "trap 'echo \"README line failed: $BASH_COMMAND\" >&2' ERR",
                 readme_block("Use it").replace(DEFAULT_ENDPOINT, server.endpoint),
-                # It builds on "Use it", in the same shell.
+                # They build on "Use it", in the same shell.
+                readme_block("Move data between your clouds"),
                 readme_block("Keys, grants and S3 credentials"),
             ]
         )

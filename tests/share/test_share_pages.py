@@ -170,3 +170,27 @@ async def test_buckets_page(world: World) -> None:
     one = await world.public()  # the "docs" bucket only
     r = await world.client.get(f"/s/{one}/")
     assert f"/s/{one}/docs/" in links(r.text) and "other" not in r.text
+
+
+async def test_a_level_above_the_shared_prefix_is_not_called_listing_only(world: World) -> None:
+    """A read and list link to ``a/`` shown at the bucket's root (the
+    breadcrumb above it) lists ``a/`` and nothing readable, but the link
+    does read: it once said "This link allows listing only", and the root's
+    breadcrumb had an empty item after the bucket's name."""
+    await world.put("a/one.txt", b"1")
+    await world.put("b/two.txt", b"2")
+    access = await world.public(world.restricted(paths=["a/"]))
+    r = await world.client.get(f"/s/{access}/docs/")
+    assert r.status_code == 200
+    assert f"/s/{access}/docs/a/" in links(r.text) and "b/" not in r.text
+    assert "listing only" not in r.text
+    crumbs = re.search(r'<nav class="crumbs">(.*?)</nav>', r.text)
+    assert crumbs is not None
+    assert re.findall(r"<strong>(.*?)</strong>", crumbs.group(1)) == ["docs"]
+    assert "<strong></strong>" not in r.text
+    r = await world.client.get(f"/s/{access}/docs/a/")
+    assert f"/raw/{access}/docs/a/one.txt?download" in links(r.text)
+    # A link that may only list still says so, at every level.
+    listing = await world.public(world.restricted(allow=["list"], paths=["a/"]))
+    for url in (f"/s/{listing}/docs/", f"/s/{listing}/docs/a/"):
+        assert "listing only" in (await world.client.get(url)).text

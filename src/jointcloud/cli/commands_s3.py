@@ -41,7 +41,7 @@ def config_text(access_key_id: str, secret_key: str, endpoint: str, profile: str
             f"secret key:     {secret_key}",
             f"endpoint:       {endpoint}",
             "",
-            f"# AWS CLI (v2.13+), profile {profile}:",
+            f"# AWS CLI (v1.29+ or v2.13+), profile {profile}:",
             f"aws configure set aws_access_key_id {access_key_id} --profile {profile}",
             f"aws configure set aws_secret_access_key {secret_key} --profile {profile}",
             f"aws configure set region us-east-1 --profile {profile}",
@@ -55,6 +55,7 @@ def config_text(access_key_id: str, secret_key: str, endpoint: str, profile: str
             f"access_key_id = {access_key_id}",
             f"secret_access_key = {secret_key}",
             f"endpoint = {endpoint}",
+            "region = us-east-1",
         ]
     )
 

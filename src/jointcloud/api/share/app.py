@@ -524,7 +524,10 @@ class ShareApp:
             entries,
             next_href,
             zip_href,
-            readable,
+            # "Listing only" is said of a link that forbids reads, not of a
+            # level above the prefix it may read (the package's root of a
+            # link to "2024/holiday/").
+            readable or shared.allows(Operation.READ, target.bucket, None),
             shared.not_after,
         )
         return html_reply(200, pages.listing_page(view))

@@ -110,6 +110,8 @@ def crumbs_html(crumbs: Sequence[Crumb]) -> str:
 def breadcrumbs(access: str, bucket: str, path: str) -> list[Crumb]:
     """Links to the bucket and every prefix above ``path`` (the last part,
     the current place, without a link)."""
+    if not path:
+        return [Crumb(bucket, None)]
     out = [Crumb(bucket, url_path("s", access, bucket) + "/")]
     parts = path.split("/")
     trailing = path.endswith("/")
@@ -124,9 +126,7 @@ def breadcrumbs(access: str, bucket: str, path: str) -> list[Crumb]:
         else:
             so_far += "/"
             out.append(Crumb(part + "/", url_path("s", access, bucket, so_far)))
-    if not path:
-        out[0] = Crumb(bucket, None)
-    elif trailing:
+    if trailing:
         out[-1] = Crumb(out[-1].label, None)
     return out
 
@@ -217,6 +217,7 @@ class ListingView:
     entries: Sequence[Entry]
     next_href: str | None
     zip_href: str | None
+    # False: the link forbids reading altogether (not merely here).
     can_read: bool
     expires: datetime | None = None
 
