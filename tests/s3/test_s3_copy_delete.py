@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -405,5 +406,75 @@ async def test_delete_objects_directory_bucket_conditions(s3: S3) -> None:
         )
         assert [d["Key"] for d in result["Deleted"]] == ["a"]
         assert [(e["Key"], e["Code"]) for e in result["Errors"]] == [("b", "PreconditionFailed")]
+
+    await asyncio.to_thread(work)
+
+
+async def test_copy_with_a_checksum_algorithm_computes_it(s3: S3) -> None:
+    """``x-amz-checksum-algorithm`` on CopyObject: the copy carries a
+    checksum of that algorithm — the source's own if it has one, else
+    computed by reading the source once (as AWS; the copy then has that
+    one alone, FULL_OBJECT). A copy onto itself may add one this way."""
+    c = s3.client()
+    body = os.urandom(70_000)
+    one, two = os.urandom(5 * 1024 * 1024), os.urandom(1234)
+
+    def b64(digest: bytes) -> str:
+        return base64.b64encode(digest).decode()
+
+    def work() -> None:
+        c.create_bucket(Bucket="sums")
+        put = c.put_object(Bucket="sums", Key="src", Body=body)  # CRC32 by default
+        copy = c.copy_object(
+            Bucket="sums", Key="sha", CopySource="sums/src", ChecksumAlgorithm="SHA256"
+        )["CopyObjectResult"]
+        assert copy["ChecksumSHA256"] == b64(hashlib.sha256(body).digest())
+        assert copy["ChecksumType"] == "FULL_OBJECT" and "ChecksumCRC32" not in copy
+        head = c.head_object(Bucket="sums", Key="sha", ChecksumMode="ENABLED")
+        assert head["ChecksumSHA256"] == copy["ChecksumSHA256"] and "ChecksumCRC32" not in head
+        assert head["ETag"] == put["ETag"]
+        assert c.get_object(Bucket="sums", Key="sha")["Body"].read() == body
+        # The source's own value of the algorithm is copied.
+        same = c.copy_object(
+            Bucket="sums", Key="crc", CopySource="sums/src", ChecksumAlgorithm="CRC32"
+        )["CopyObjectResult"]
+        assert same["ChecksumCRC32"] == put["ChecksumCRC32"]
+
+        # A multipart source: the copy's value is of the whole object.
+        up = c.create_multipart_upload(Bucket="sums", Key="mp", ChecksumAlgorithm="CRC32")
+        uid = up["UploadId"]
+        parts = [
+            c.upload_part(Bucket="sums", Key="mp", UploadId=uid, PartNumber=n, Body=data)
+            for n, data in ((1, one), (2, two))
+        ]
+        listed = [
+            {"PartNumber": n, "ETag": p["ETag"], "ChecksumCRC32": p["ChecksumCRC32"]}
+            for n, p in enumerate(parts, 1)
+        ]
+        c.complete_multipart_upload(
+            Bucket="sums", Key="mp", UploadId=uid, MultipartUpload={"Parts": listed}
+        )
+        whole = c.copy_object(
+            Bucket="sums", Key="mp-sha1", CopySource="sums/mp", ChecksumAlgorithm="SHA1"
+        )["CopyObjectResult"]
+        assert whole["ChecksumSHA1"] == b64(hashlib.sha1(one + two).digest())
+        assert c.get_object(Bucket="sums", Key="mp-sha1", PartNumber=2)["Body"].read() == two
+
+        # Onto itself, to add a checksum: content and metadata stay.
+        c.put_object(Bucket="sums", Key="self", Body=b"tiny", Metadata={"colour": "red"})
+        c.copy_object(Bucket="sums", Key="self", CopySource="sums/self", ChecksumAlgorithm="SHA1")
+        head = c.head_object(Bucket="sums", Key="self", ChecksumMode="ENABLED")
+        assert head["ChecksumSHA1"] == b64(hashlib.sha1(b"tiny").digest())
+        assert head["Metadata"] == {"colour": "red"}
+        assert c.get_object(Bucket="sums", Key="self")["Body"].read() == b"tiny"
+        # Without one, a copy onto itself that changes nothing is still refused.
+        code = code_of(lambda: c.copy_object(Bucket="sums", Key="self", CopySource="sums/self"))
+        assert code[:2] == ("InvalidRequest", 400)
+        bad = code_of(
+            lambda: c.copy_object(
+                Bucket="sums", Key="x", CopySource="sums/src", ChecksumAlgorithm="MD4"
+            )
+        )
+        assert bad[:2] == ("InvalidArgument", 400)
 
     await asyncio.to_thread(work)

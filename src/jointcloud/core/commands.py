@@ -187,6 +187,10 @@ class CopyObject:
     directive: MetadataDirective = MetadataDirective.COPY
     meta: ObjectMeta = NO_META  # with REPLACE
     tags_directive: MetadataDirective = MetadataDirective.COPY
+    # The copy's checksum is to be of this algorithm: the source's own if it
+    # has one, else computed by reading the source once (the copy then has
+    # that one alone).
+    checksum: ChecksumAlgorithm | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from jointcloud.core.commands import (
     resolve_range,
     trailing_checksums,
 )
+from jointcloud.core.copy_checksum import checksum_of_object, needs_checksum
 from jointcloud.core.listing import (
     MAX_KEYS,
     BriefListing,
@@ -285,11 +286,17 @@ class ObjectService(ObjectListings):
             ObjectMeta(website_redirect_location=cmd.meta.website_redirect_location)
         ).website_redirect_location
         same = (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path)
-        if same and given is None and redirect is None:
+        if same and given is None and redirect is None and cmd.checksum is None:
             raise BadArgument(
                 "copying an object onto itself must replace its metadata, its tags "
                 "or its website redirect location"
             )
+        computed = None
+        if cmd.checksum is not None:
+            content = await self._open(principal, cmd.source, NO_CONDITIONS)
+            check_source_conditions(content.info, cmd.source_conditions)  # before reading it
+            if needs_checksum(content.info, cmd.checksum):
+                computed = await checksum_of_object(self.store, content, cmd.checksum)
         async with self.db.write() as conn:
             # Both packages' paths, in id order: the source cannot change
             # between reading its row and its parts.
@@ -316,6 +323,20 @@ class ObjectService(ObjectListings):
             base = dataclasses.replace(base, website_redirect_location=redirect)
             tags = src.meta.tags if copy_tags or given is None else given.tags
             refs = await catalog.part_refs(conn, src.object_id)
+            checksums: Mapping[ChecksumAlgorithm, str] = src.checksums
+            part_checksums: list[Mapping[ChecksumAlgorithm, str]] | None = [
+                r.checksums for r in refs
+            ]
+            if needs_checksum(src, cmd.checksum):
+                if computed is None or not computed.of(src):
+                    raise Conflict(
+                        f"{_where(cmd.source.package, src_pkg, src_path)} was replaced "
+                        "while its checksum was computed for the copy; copy it again"
+                    )
+                # The whole object's value, of the asked algorithm alone (S3
+                # keeps one algorithm per object); its parts' are of another.
+                checksums = {computed.algorithm: computed.value}
+                part_checksums = None
             return await catalog.commit_object(
                 conn,
                 dst_pkg.package_id,
@@ -327,8 +348,8 @@ class ObjectService(ObjectListings):
                 parts=[(r.offset, r.layout_id) for r in refs],
                 ts=now(),
                 meta=dataclasses.replace(base, tags=tags),
-                checksums=src.checksums,
-                part_checksums=[r.checksums for r in refs],
+                checksums=checksums,
+                part_checksums=part_checksums,
             )
 
     async def get_tags(self, principal: Principal, address: ObjectAddress) -> dict[str, str]:

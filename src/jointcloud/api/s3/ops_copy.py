@@ -26,6 +26,7 @@ from jointcloud.api.s3.errors import (
 from jointcloud.api.s3.headers import (
     REDIRECT,
     SSE,
+    announced_algorithm,
     checksum_fields,
     object_meta,
 )
@@ -136,11 +137,15 @@ async def copy_object(r: S3Request) -> Response:
     source = copy_source(r)
     directive = _directive(r, "x-amz-metadata-directive", "metadata")
     tags_directive = _directive(r, "x-amz-tagging-directive", "tagging")
+    # A copy onto itself may give the object a checksum of another algorithm
+    # (how S3 adds one to an existing object).
+    algorithm = announced_algorithm(r)
     if (
         source.package.name == r.bucket
         and source.path == r.key
         and directive is not MetadataDirective.REPLACE
         and r.header(REDIRECT) is None
+        and algorithm is None
     ):
         raise InvalidRequestS3(SELF_COPY)
     meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
@@ -154,6 +159,7 @@ async def copy_object(r: S3Request) -> Response:
             directive=directive,
             meta=meta,
             tags_directive=tags_directive,
+            checksum=algorithm,
         ),
     )
     response = xml("CopyObjectResult", _copy_result(info))
