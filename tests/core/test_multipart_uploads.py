@@ -275,7 +275,13 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
         )
     with pytest.raises(BadDigest, match=r"(?i)md5"):
         await ctx.multipart.upload_part(
-            alice, up.upload_id, where, 1, body(one), content_md5=md5(two)
+            alice,
+            up.upload_id,
+            where,
+            1,
+            body(one),
+            checksums={ChecksumAlgorithm.CRC32: crc[0]},
+            content_md5=md5(two),
         )
     # A part is checked with its upload's algorithm, not another (as S3).
     with pytest.raises(ChecksumTypeMismatch, match="expected checksum Type: crc32"):
@@ -294,8 +300,13 @@ async def test_checksums_per_part_and_for_the_object(world: World) -> None:
         content_md5=md5(one),
     )
     assert p1.checksums == {ChecksumAlgorithm.CRC32: crc[0]}
-    # The upload's algorithm is computed for every part, asked or not.
-    p2 = await ctx.multipart.upload_part(alice, up.upload_id, where, 2, body(two))
+    # A part of a COMPOSITE upload comes with its value (as S3): the
+    # object's is made of the parts' values as their client computed them.
+    with pytest.raises(ChecksumTypeMismatch, match="actual checksum Type: null"):
+        await ctx.multipart.upload_part(alice, up.upload_id, where, 2, body(two))
+    p2 = await ctx.multipart.upload_part(
+        alice, up.upload_id, where, 2, body(two), checksums={ChecksumAlgorithm.CRC32: crc[1]}
+    )
     assert p2.checksums == {ChecksumAlgorithm.CRC32: crc[1]}
     listed = await ctx.multipart.list_parts(alice, up.upload_id, where)
     assert [p.checksums for p in listed.parts] == [p1.checksums, p2.checksums]
@@ -379,8 +390,11 @@ async def test_crc64nvme_of_parts_and_object(world: World) -> None:
     ctx, alice = world.ctx, world.alice
     pkg = await package(world, "p")
     where = at(pkg, "f")
-    up = await ctx.multipart.create(alice, where, checksum_algorithm=ChecksumAlgorithm.CRC64NVME)
+    up = await ctx.multipart.create(
+        alice, where, checksum_algorithm=ChecksumAlgorithm.CRC64NVME, full_object=True
+    )
     raw = [data(SMALL_PARTS, 1), data(10, 2)]
+    # A FULL_OBJECT upload computes a part's value when it comes without.
     parts = [
         await ctx.multipart.upload_part(alice, up.upload_id, where, n, body(r))
         for n, r in enumerate(raw, 1)
@@ -388,10 +402,9 @@ async def test_crc64nvme_of_parts_and_object(world: World) -> None:
     values = [_b64(crt.crc64nvme(r).to_bytes(8, "big")) for r in raw]
     assert [p.checksums[ChecksumAlgorithm.CRC64NVME] for p in parts] == values
     done = await ctx.multipart.complete(
-        alice, up.upload_id, where, [(p.part_number, p.etag, p.checksums) for p in parts]
+        alice, up.upload_id, where, [(p.part_number, p.etag, {}) for p in parts]
     )
-    joined = b"".join(base64.b64decode(v) for v in values)
-    expected = _b64(crt.crc64nvme(joined).to_bytes(8, "big")) + "-2"
+    expected = _b64(crt.crc64nvme(b"".join(raw)).to_bytes(8, "big"))
     assert done.checksums == {ChecksumAlgorithm.CRC64NVME: expected}
 
 

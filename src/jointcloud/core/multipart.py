@@ -256,6 +256,13 @@ class MultipartService:
         rec = await self._find(upload_id, pkg, path)
         own = rec.checksum_algorithm
         sent = set(expect) | (set(compute) if trailer is not None else set())
+        if own is not None and not sent and not rec.full_object and rules.composite_part_checksums:
+            # As S3: a COMPOSITE value is made of the parts' values as their
+            # clients computed them, so a part must come with its own.
+            raise ChecksumTypeMismatch(
+                "Checksum Type mismatch occurred, expected checksum Type: "
+                f"{own.value.lower()}, actual checksum Type: null"
+            )
         if own is not None and sent - {own}:
             # As S3: the parts of an upload are checked with its algorithm
             # (its COMPOSITE or FULL_OBJECT value is made of theirs).

@@ -147,7 +147,11 @@ async def complete_upload(
                 _check_expected(expect, done_before.checksums)
                 return done_before
         rec = match_upload(found, upload_id, pkg, path)
-        if rules.list_checksums and rec.checksum_algorithm is not None and not rec.full_object:
+        if (
+            rules.composite_part_checksums
+            and rec.checksum_algorithm is not None
+            and not rec.full_object
+        ):
             _require_listed_checksums(listed, rec.checksum_algorithm)
         stored = await uploads.parts(conn, rec.row_id)
         chosen = choose_parts(listed, stored, rules, min_part_size)

@@ -43,8 +43,9 @@ class PartRules:
     min_size: bool = True
     max_part_size: int | None = MAX_PART_SIZE
     # An upload whose algorithm was named and whose value is COMPOSITE (made
-    # of the parts' values) is completed only with each part's value listed.
-    list_checksums: bool = True
+    # of the parts' values) takes parts only with their value of it, and is
+    # completed only with each part's value listed (as S3).
+    composite_part_checksums: bool = True
 
 
 S3_RULES = PartRules()
@@ -55,7 +56,7 @@ JCS_RULES = PartRules(
     check_etags=False,
     min_size=False,
     max_part_size=None,
-    list_checksums=False,
+    composite_part_checksums=False,
 )
 
 
