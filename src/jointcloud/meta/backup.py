@@ -5,9 +5,15 @@ Why ``VACUUM INTO``: copying ``meta.db`` with ``cp`` while the server writes
 gives a file torn between transactions, and without its ``-wal`` file it
 lacks every commit not yet checkpointed. ``VACUUM INTO`` writes the database
 as one read transaction sees it (WAL mode lets the server go on writing
-meanwhile), complete and compacted, with no ``-wal`` of its own. The copy is
-written under a temporary name, synced, checked (``PRAGMA quick_check``)
-and only then given its name, so a backup that exists is whole.
+meanwhile), complete and compacted, with no ``-wal`` of its own.
+
+The copy is written in a private directory (0700, a random name) made
+beside the destination, into a file made there 0600 (``VACUUM INTO`` would
+make it with the umask's mode, readable by all, and follow a planted link
+at a guessable name), then checked (``PRAGMA quick_check``), synced, and
+only then linked to its name, never over an existing file: a backup that
+exists is whole and only its owner's. An interrupted backup leaves its
+private directory (``.jcs-backup-*``) beside the destination.
 
 PostgreSQL has its own tools (``pg_dump``, base backups with WAL archiving);
 nothing here replaces them.
@@ -16,14 +22,21 @@ nothing here replaces them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
 from jointcloud.errors import BadArgument
+
+# ``link`` refused by file systems without hard links (vfat, exFAT, some
+# network and FUSE mounts): the copy is renamed instead.
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 @dataclass(frozen=True)
@@ -50,36 +63,62 @@ def snapshot(database: Path, dest: Path) -> Backup:
         raise BadArgument(f"{dest} already exists; a backup never overwrites a file")
     if not dest.parent.is_dir():
         raise BadArgument(f"{dest.parent} is not a directory")
-    temp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
     try:
-        # Read-only: the backup never writes the live database (and never
-        # creates one that is missing).
-        source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            source.execute("PRAGMA busy_timeout = 30000")
-            source.execute("VACUUM INTO ?", (str(temp),))
-        finally:
-            source.close()
-        os.chmod(temp, 0o600)
-        copy = sqlite3.connect(temp)
-        try:
-            verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
-        finally:
-            copy.close()
-        if verdict != "ok":
-            raise BadArgument(f"the copy failed its integrity check: {verdict}")
-        with open(temp, "rb") as f:
+        work = Path(tempfile.mkdtemp(prefix=".jcs-backup-", dir=dest.parent))
+    except OSError as exc:
+        raise BadArgument(f"cannot write in {dest.parent}: {exc.strerror}") from None
+    try:
+        copy = work / "meta.db"
+        os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        _vacuum_into(database, copy)
+        with open(copy, "rb") as f:
             os.fsync(f.fileno())
-        os.link(temp, dest)  # fails rather than overwrite a file made meanwhile
+        _publish(copy, dest)
         _sync_dir(dest.parent)
     except sqlite3.Error as exc:
         raise BadArgument(f"cannot back up {database}: {exc}") from None
+    except OSError as exc:
+        raise BadArgument(f"cannot write the backup to {dest}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Backup(dest, dest.stat().st_size)
+
+
+def _vacuum_into(database: Path, copy: Path) -> None:
+    # Read-only: the backup never writes the live database (and never
+    # creates one that is missing).
+    source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        source.execute("PRAGMA busy_timeout = 30000")
+        source.execute("VACUUM INTO ?", (str(copy),))
+    finally:
+        source.close()
+    check = sqlite3.connect(copy)
+    try:
+        verdict = check.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        check.close()
+    if verdict != "ok":
+        raise BadArgument(f"the copy failed its integrity check: {verdict}")
+
+
+def _publish(copy: Path, dest: Path) -> None:
+    """Give the finished copy its name, never over a file made meanwhile."""
+    try:
+        os.link(copy, dest, follow_symlinks=False)
     except FileExistsError:
         raise BadArgument(f"{dest} already exists; a backup never overwrites a file") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    return Backup(dest, dest.stat().st_size)
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        # No hard links here: a rename, after a last look (a file made in
+        # between would be replaced; nothing else on such a file system
+        # makes a name exclusively).
+        if dest.exists() or dest.is_symlink():
+            raise BadArgument(f"{dest} already exists; a backup never overwrites a file") from None
+        os.rename(copy, dest)
+    with contextlib.suppress(FileNotFoundError):
+        copy.unlink()
 
 
 def _sync_dir(directory: Path) -> None:
