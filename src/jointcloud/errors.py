@@ -153,6 +153,11 @@ class ChecksumTypeMismatch(BadArgument):
     (nothing was stored)."""
 
 
+class CopyTooLarge(BadArgument):
+    """A copy that would have to read more than S3's CopyObject limit (to
+    compute a checksum its source does not have)."""
+
+
 class PartChecksumMissing(BadArgument):
     """A completion of an upload whose checksum is made of its parts'
     (COMPOSITE) that does not list a part's checksum."""

@@ -12,9 +12,16 @@ import pytest
 from core_support import World
 from test_objects_support import at, body, package, read_all
 
+from jointcloud.core import copy_checksum
 from jointcloud.core import objects as objects_module
-from jointcloud.core.commands import ChecksumAlgorithm, CopyObject, GetObject, PutObject
-from jointcloud.errors import Conflict, ObjectNotFound
+from jointcloud.core.commands import (
+    ChecksumAlgorithm,
+    Conditions,
+    CopyObject,
+    GetObject,
+    PutObject,
+)
+from jointcloud.errors import Conflict, CopyTooLarge, ObjectNotFound, PreconditionFailed
 
 SHA1 = ChecksumAlgorithm.SHA1
 
@@ -65,3 +72,38 @@ async def test_a_source_replaced_while_it_is_read_is_not_copied_with_a_stale_che
     monkeypatch.setattr(objects_module, "checksum_of_object", original)
     done = await ctx.objects.copy(alice, CopyObject(at(pkg, "src"), at(pkg, "dst"), checksum=SHA1))
     assert done.checksums == {SHA1: sha1(b"second version!")}
+
+
+async def test_a_copy_that_would_read_too_much_or_cannot_commit_reads_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source larger than S3's copy limit is refused before a byte is
+    read (each retry of a slow copy read it all again), and so is a copy
+    whose destination condition already fails."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world)
+    await ctx.objects.put(alice, PutObject(at(pkg, "src"), body(b"x" * 5000)))
+    await ctx.objects.put(alice, PutObject(at(pkg, "taken"), body(b"here")))
+    read: list[int] = []
+    original = ctx.store.read
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        read.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.store, "read", counting)
+    monkeypatch.setattr(copy_checksum, "MAX_READ_FOR_CHECKSUM", 4999)
+    with pytest.raises(CopyTooLarge, match="at most 4999 bytes"):
+        await ctx.objects.copy(alice, CopyObject(at(pkg, "src"), at(pkg, "dst"), checksum=SHA1))
+    create_only = Conditions(if_none_match=("*",))
+    with pytest.raises(PreconditionFailed):
+        await ctx.objects.copy(
+            alice,
+            CopyObject(at(pkg, "src"), at(pkg, "taken"), conditions=create_only, checksum=SHA1),
+        )
+    assert read == []
+    with pytest.raises(ObjectNotFound):
+        await ctx.objects.head(alice, at(pkg, "dst"))
+    monkeypatch.setattr(copy_checksum, "MAX_READ_FOR_CHECKSUM", 5000)
+    await ctx.objects.copy(alice, CopyObject(at(pkg, "src"), at(pkg, "dst"), checksum=SHA1))
+    assert read == [1]  # the count sees the reads the copy makes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 from typing import Any
 
@@ -179,6 +180,18 @@ async def test_paging_argument_errors(api: Api) -> None:
         params={**base, "continuationToken": "not-a-token"},
     )
     assert "continuationToken" in msg
+    # JSON nested deeper than the decoder goes (found by review: a 500),
+    # and a token longer than any issued.
+    deep = base64.urlsafe_b64encode(b"[" * 1100).decode()
+    for token in (deep, "A" * 20_000):
+        msg = await api.fail(
+            "GET",
+            "/v1/object/listByPath",
+            "BadArgument",
+            400,
+            params={**base, "continuationToken": token},
+        )
+        assert "continuationToken" in msg
     await api.fail(
         "GET",
         "/v1/object/listByPath",

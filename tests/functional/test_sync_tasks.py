@@ -6,6 +6,7 @@ through ``ctx.tasks.run_due()`` (what the ``sync`` job does), not a timer."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import secrets
 import threading
@@ -750,6 +751,9 @@ async def test_tasks_are_private_to_their_user(api: Api, ctx: Context, bob: Othe
     assert read_tree(bob.api.spaces[bob_dst] / "y") == {"g": b"bob"}
 
 
+DEEP_TOKEN = base64.urlsafe_b64encode(b"[" * 1100).decode()
+
+
 async def test_the_task_list_comes_in_pages(api: Api, bob: Other) -> None:
     """Finished tasks are kept 7 days, so a user's list can be long: it is
     paged as object listings are (``maxTasks``, at most and by default
@@ -790,6 +794,8 @@ async def test_the_task_list_comes_in_pages(api: Api, bob: Other) -> None:
         ({"maxTasks": "two"}, "maxTasks"),
         ({"continuationToken": "not-a-token"}, "continuationToken"),
         ({"continuationToken": "eyJ0IjogLTF9"}, "continuationToken"),  # {"t": -1}
+        # JSON nested deeper than the decoder goes (a 500, found by review)
+        ({"continuationToken": DEEP_TOKEN}, "continuationToken"),
     ):
         r = await api.request("GET", "/v1/spaceSync/listTasks", params=params)
         assert field in expect_error(r, "BadArgument", 400), params

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -412,9 +413,9 @@ async def test_delete_objects_directory_bucket_conditions(s3: S3) -> None:
 
 async def test_copy_with_a_checksum_algorithm_computes_it(s3: S3) -> None:
     """``x-amz-checksum-algorithm`` on CopyObject: the copy carries a
-    checksum of that algorithm — the source's own if it has one, else
-    computed by reading the source once (as AWS; the copy then has that
-    one alone, FULL_OBJECT). A copy onto itself may add one this way."""
+    checksum of that algorithm of the whole object — the source's own if it
+    is one, else made (as AWS; the copy then has that one alone,
+    FULL_OBJECT). A copy onto itself with REPLACE may add one this way."""
     c = s3.client()
     body = os.urandom(70_000)
     one, two = os.urandom(5 * 1024 * 1024), os.urandom(1234)
@@ -459,17 +460,35 @@ async def test_copy_with_a_checksum_algorithm_computes_it(s3: S3) -> None:
         )["CopyObjectResult"]
         assert whole["ChecksumSHA1"] == b64(hashlib.sha1(one + two).digest())
         assert c.get_object(Bucket="sums", Key="mp-sha1", PartNumber=2)["Body"].read() == two
+        # Its own algorithm asked for: the whole object's value, not the
+        # COMPOSITE one (a CRC made of the parts' CRCs, no byte read).
+        again = c.copy_object(
+            Bucket="sums", Key="mp-crc", CopySource="sums/mp", ChecksumAlgorithm="CRC32"
+        )["CopyObjectResult"]
+        assert again["ChecksumCRC32"] == b64(zlib.crc32(one + two).to_bytes(4, "big"))
+        assert again["ChecksumType"] == "FULL_OBJECT"
 
-        # Onto itself, to add a checksum: content and metadata stay.
+        # Onto itself with REPLACE, to add a checksum; without REPLACE a
+        # checksum alone is no change and is refused, as AWS does.
         c.put_object(Bucket="sums", Key="self", Body=b"tiny", Metadata={"colour": "red"})
-        c.copy_object(Bucket="sums", Key="self", CopySource="sums/self", ChecksumAlgorithm="SHA1")
+        code = code_of(
+            lambda: c.copy_object(
+                Bucket="sums", Key="self", CopySource="sums/self", ChecksumAlgorithm="SHA1"
+            )
+        )
+        assert code[:2] == ("InvalidRequest", 400)
+        c.copy_object(
+            Bucket="sums",
+            Key="self",
+            CopySource="sums/self",
+            ChecksumAlgorithm="SHA1",
+            MetadataDirective="REPLACE",
+            Metadata={"colour": "red"},
+        )
         head = c.head_object(Bucket="sums", Key="self", ChecksumMode="ENABLED")
         assert head["ChecksumSHA1"] == b64(hashlib.sha1(b"tiny").digest())
         assert head["Metadata"] == {"colour": "red"}
         assert c.get_object(Bucket="sums", Key="self")["Body"].read() == b"tiny"
-        # Without one, a copy onto itself that changes nothing is still refused.
-        code = code_of(lambda: c.copy_object(Bucket="sums", Key="self", CopySource="sums/self"))
-        assert code[:2] == ("InvalidRequest", 400)
         bad = code_of(
             lambda: c.copy_object(
                 Bucket="sums", Key="x", CopySource="sums/src", ChecksumAlgorithm="MD4"

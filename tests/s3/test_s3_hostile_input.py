@@ -269,3 +269,20 @@ async def test_an_element_given_twice_is_malformed_not_half_read(s3: S3) -> None
         assert (status, code) == (400, "InvalidPart") and "part 1: no ETag given" in message
 
     await asyncio.to_thread(work)
+
+
+async def test_a_continuation_token_nested_deeper_than_json_goes(s3: S3) -> None:
+    """A crafted ListObjectsV2 token of JSON nested past the decoder's
+    depth answered 500 InternalError (found by review); it is a bad
+    argument, as any token this service did not issue."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="tokens")
+        deep = base64.urlsafe_b64encode(b"[" * 1100).decode()
+        for token in (deep, "A" * 20_000):
+            with pytest.raises(ClientError) as e:
+                c.list_objects_v2(Bucket="tokens", ContinuationToken=token)
+            assert e.value.response["Error"]["Code"] == "InvalidArgument"
+
+    await asyncio.to_thread(work)

@@ -60,14 +60,22 @@ def encode_token(after: str, inclusive: bool) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Longer than any token this service issues (a 1,024-byte path, every byte
+# a JSON escape, in base64): refused before it is decoded.
+MAX_TOKEN = 16384
+
+
 def decode_token(token: str, field: str) -> tuple[str, bool]:
     try:
+        if len(token) > MAX_TOKEN:
+            raise ValueError
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, inclusive = data["a"], data["i"]
         if not isinstance(after, str) or not isinstance(inclusive, bool):
             raise ValueError
         check_cursor(after, field)  # a crafted cursor no stored path could hold
-    except (ValueError, KeyError, TypeError, BadArgument) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, BadArgument) as exc:
+        # RecursionError: JSON nested deeper than the decoder goes.
         raise BadArgument.about(field, "is not a token this service issued") from exc
     return after, inclusive
 

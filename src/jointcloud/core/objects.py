@@ -286,7 +286,7 @@ class ObjectService(ObjectListings):
             ObjectMeta(website_redirect_location=cmd.meta.website_redirect_location)
         ).website_redirect_location
         same = (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path)
-        if same and given is None and redirect is None and cmd.checksum is None:
+        if same and given is None and redirect is None:
             raise BadArgument(
                 "copying an object onto itself must replace its metadata, its tags "
                 "or its website redirect location"
@@ -294,8 +294,20 @@ class ObjectService(ObjectListings):
         computed = None
         if cmd.checksum is not None:
             content = await self._open(principal, cmd.source, NO_CONDITIONS)
-            check_source_conditions(content.info, cmd.source_conditions)  # before reading it
             if needs_checksum(content.info, cmd.checksum):
+                # Every condition once before the source is read (all are
+                # checked again where the copy commits).
+                check_source_conditions(content.info, cmd.source_conditions)
+                if path_free or not cmd.conditions.empty:
+                    async with self.db.read() as conn:
+                        current = await catalog.get_object_by_path(
+                            conn, dst_pkg.package_id, dst_path, include_uncommitted=path_free
+                        )
+                    if path_free and current is not None:
+                        raise AlreadyExists(
+                            f"{_where(cmd.dest.package, dst_pkg, dst_path)} is already taken"
+                        )
+                    check_write_conditions(current, cmd.conditions)
                 computed = await checksum_of_object(self.store, content, cmd.checksum)
         async with self.db.write() as conn:
             # Both packages' paths, in id order: the source cannot change

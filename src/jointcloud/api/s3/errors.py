@@ -103,6 +103,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.BadDigest, "BadDigest", 400),
     (errors.ChecksumTypeMismatch, "InvalidRequest", 400),
     (errors.PartChecksumMissing, "InvalidRequest", 400),
+    (errors.CopyTooLarge, "InvalidRequest", 400),
     (errors.MetadataTooLarge, "MetadataTooLarge", 400),
     (errors.BadArgument, "InvalidArgument", 400),
     (errors.SignatureMismatch, "SignatureDoesNotMatch", 403),

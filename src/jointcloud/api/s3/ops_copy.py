@@ -137,16 +137,14 @@ async def copy_object(r: S3Request) -> Response:
     source = copy_source(r)
     directive = _directive(r, "x-amz-metadata-directive", "metadata")
     tags_directive = _directive(r, "x-amz-tagging-directive", "tagging")
-    # A copy onto itself may give the object a checksum of another algorithm
-    # (how S3 adds one to an existing object).
     algorithm = announced_algorithm(r)
     if (
         source.package.name == r.bucket
         and source.path == r.key
         and directive is not MetadataDirective.REPLACE
         and r.header(REDIRECT) is None
-        and algorithm is None
     ):
+        # A checksum alone is no change either: AWS wants REPLACE for it.
         raise InvalidRequestS3(SELF_COPY)
     meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
     info = await r.ctx.objects.copy(

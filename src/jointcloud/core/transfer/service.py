@@ -131,11 +131,13 @@ def _encode_task_token(last_id: int) -> str:
 
 def _decode_task_token(token: str) -> int:
     try:
+        if len(token) > 64:  # those issued are about 20 characters
+            raise ValueError
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         last_id = data["t"]
         if type(last_id) is not int or not 0 < last_id < 2**63:
             raise ValueError
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise BadArgument.about("continuation token", "is not a token this service issued") from exc
     return last_id
 
