@@ -13,7 +13,7 @@ import builtins
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from jointcloud.core.authz import Operation, Principal, authorize
 from jointcloud.core.background import finish
@@ -76,6 +76,9 @@ from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 __all__ = [
     "MAX_KEYS",
     "BriefListing",
@@ -96,6 +99,19 @@ class Download:
     body: AsyncIterator[bytes]
     partial: bool = False  # a byte range was asked for (and is what ``body`` holds)
     part: PartRange | None = None  # where the part asked for lies (``part_number``)
+
+
+async def _check_destination(
+    conn: AsyncConnection, cmd: CopyObject, pkg: Package, path: str, path_free: bool
+) -> None:
+    """A copy's conditions on its destination (and, ``path_free``, that not
+    even an unfinished upload holds the path)."""
+    current = await catalog.get_object_by_path(
+        conn, pkg.package_id, path, include_uncommitted=path_free
+    )
+    if path_free and current is not None:
+        raise AlreadyExists(f"{_where(cmd.dest.package, pkg, path)} is already taken")
+    check_write_conditions(current, cmd.conditions)
 
 
 def _where(ref: PackageRef, pkg: Package, path: str) -> str:
@@ -300,14 +316,7 @@ class ObjectService(ObjectListings):
                 check_source_conditions(content.info, cmd.source_conditions)
                 if path_free or not cmd.conditions.empty:
                     async with self.db.read() as conn:
-                        current = await catalog.get_object_by_path(
-                            conn, dst_pkg.package_id, dst_path, include_uncommitted=path_free
-                        )
-                    if path_free and current is not None:
-                        raise AlreadyExists(
-                            f"{_where(cmd.dest.package, dst_pkg, dst_path)} is already taken"
-                        )
-                    check_write_conditions(current, cmd.conditions)
+                        await _check_destination(conn, cmd, dst_pkg, dst_path, path_free)
                 computed = await checksum_of_object(self.store, content, cmd.checksum)
         async with self.db.write() as conn:
             # Both packages' paths, in id order: the source cannot change
@@ -323,14 +332,7 @@ class ObjectService(ObjectListings):
                 )
             check_source_conditions(src, cmd.source_conditions)
             if path_free or not cmd.conditions.empty:
-                current = await catalog.get_object_by_path(
-                    conn, dst_pkg.package_id, dst_path, include_uncommitted=path_free
-                )
-                if path_free and current is not None:
-                    raise AlreadyExists(
-                        f"{_where(cmd.dest.package, dst_pkg, dst_path)} is already taken"
-                    )
-                check_write_conditions(current, cmd.conditions)
+                await _check_destination(conn, cmd, dst_pkg, dst_path, path_free)
             base = src.meta if copy_meta or given is None else given
             base = dataclasses.replace(base, website_redirect_location=redirect)
             tags = src.meta.tags if copy_tags or given is None else given.tags

@@ -33,6 +33,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from jointcloud.errors import BadArgument
+from jointcloud.spaces.fileio import fsync_dir
 
 # ``link`` refused by file systems without hard links (vfat, exFAT, some
 # network and FUSE mounts): the copy is renamed instead.
@@ -74,7 +75,7 @@ def snapshot(database: Path, dest: Path) -> Backup:
         with open(copy, "rb") as f:
             os.fsync(f.fileno())
         _publish(copy, dest)
-        _sync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except sqlite3.Error as exc:
         raise BadArgument(f"cannot back up {database}: {exc}") from None
     except OSError as exc:
@@ -119,11 +120,3 @@ def _publish(copy: Path, dest: Path) -> None:
         os.rename(copy, dest)
     with contextlib.suppress(FileNotFoundError):
         copy.unlink()
-
-
-def _sync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
