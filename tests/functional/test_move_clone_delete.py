@@ -154,12 +154,14 @@ async def test_clone_is_aligned_and_independent(api: Api) -> None:
                 {"objectID": b["objectID"], "newPackageID": 987654, "newPath": "x"},
                 {"objectID": 987654, "newPackageID": p2, "newPath": "y"},
                 {"objectID": b["objectID"], "newPackageID": p1, "newPath": "b2"},
+                # onto its own path: taken too (it failed the whole batch)
+                {"objectID": b["objectID"], "newPackageID": p1, "newPath": "b"},
             ]
         },
     )
     assert set(data) == {"objects"}
     made = data["objects"]
-    assert len(made) == 5 and made[1:4] == [None, None, None]
+    assert len(made) == 6 and made[1:4] == [None, None, None] and made[5] is None
     copy_a, copy_b = made[0], made[4]
     assert_object(copy_a, path="copy/a", data=data_a, package_id=p2)
     assert copy_a["redundancy"] == a["redundancy"]

@@ -497,3 +497,36 @@ async def test_copy_with_a_checksum_algorithm_computes_it(s3: S3) -> None:
         assert bad[:2] == ("InvalidArgument", 400)
 
     await asyncio.to_thread(work)
+
+
+async def test_a_copy_onto_itself_naming_a_storage_class_or_encryption_is_a_change(
+    s3: S3,
+) -> None:
+    """AWS's refusal of a copy onto itself names metadata, storage class,
+    website redirect and encryption: giving a storage class or an
+    encryption (what AWS's users do to add a checksum in place) makes it a
+    change, though neither can differ here. A checksum alone does not."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="inplace")
+        c.put_object(Bucket="inplace", Key="k", Body=b"data", Metadata={"a": "1"})
+        for extra in ({"StorageClass": "STANDARD"}, {"ServerSideEncryption": "AES256"}):
+            c.copy_object(
+                Bucket="inplace", Key="k", CopySource="inplace/k", ChecksumAlgorithm="SHA256",
+                **extra,
+            )  # fmt: skip
+            head = c.head_object(Bucket="inplace", Key="k", ChecksumMode="ENABLED")
+            assert (
+                head["ChecksumSHA256"]
+                == base64.b64encode(hashlib.sha256(b"data").digest()).decode()
+            )
+            assert head["Metadata"] == {"a": "1"}
+        code = code_of(
+            lambda: c.copy_object(
+                Bucket="inplace", Key="k", CopySource="inplace/k", ChecksumAlgorithm="CRC32"
+            )
+        )
+        assert code[:2] == ("InvalidRequest", 400)
+
+    await asyncio.to_thread(work)

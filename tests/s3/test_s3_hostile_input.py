@@ -286,3 +286,27 @@ async def test_a_continuation_token_nested_deeper_than_json_goes(s3: S3) -> None
             assert e.value.response["Error"]["Code"] == "InvalidArgument"
 
     await asyncio.to_thread(work)
+
+
+async def test_a_trailer_declared_on_a_plain_body_is_refused(s3: S3) -> None:
+    """``x-amz-trailer`` on a body that is not aws-chunked: no trailer can
+    come, so the checksum it names was never verified (and a part of a
+    COMPOSITE upload passed as if it carried one; found by review)."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="trailers")
+        trailer = {"x-amz-trailer": "x-amz-checksum-sha256"}
+        answer = _signed(s3, "PUT", "/trailers/k", headers=trailer, body=b"hello world")
+        status, code, message = _error(answer)
+        assert (status, code) == (400, "InvalidArgument") and "x-amz-trailer" in message
+        up = c.create_multipart_upload(Bucket="trailers", Key="mp", ChecksumAlgorithm="SHA256")
+        path = f"/trailers/mp?partNumber=1&uploadId={up['UploadId']}"
+        answer = _signed(s3, "PUT", path, headers=trailer, body=b"hello world")
+        assert _error(answer)[:2] == (400, "InvalidArgument")
+        assert (
+            c.list_parts(Bucket="trailers", Key="mp", UploadId=up["UploadId"]).get("Parts") is None
+        )
+        assert c.list_objects_v2(Bucket="trailers").get("Contents") is None
+
+    await asyncio.to_thread(work)

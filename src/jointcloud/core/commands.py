@@ -191,6 +191,10 @@ class CopyObject:
     # has one, else computed by reading the source once (the copy then has
     # that one alone).
     checksum: ChecksumAlgorithm | None = None
+    # The request names a storage class or an encryption for the copy: a
+    # copy onto itself is then allowed (as S3) though neither can differ
+    # here from what the object has.
+    restates: bool = False
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,9 @@ class ObjectService(ObjectListings):
             ObjectMeta(website_redirect_location=cmd.meta.website_redirect_location)
         ).website_redirect_location
         same = (src_pkg.package_id, src_path) == (dst_pkg.package_id, dst_path)
-        if same and given is None and redirect is None:
+        if same and path_free:  # a clone's path is taken, by its source
+            raise AlreadyExists(f"{_where(cmd.dest.package, dst_pkg, dst_path)} is already taken")
+        if same and given is None and redirect is None and not cmd.restates:
             raise BadArgument(
                 "copying an object onto itself must replace its metadata, its tags "
                 "or its website redirect location"

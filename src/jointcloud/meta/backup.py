@@ -36,8 +36,9 @@ from jointcloud.errors import BadArgument
 from jointcloud.spaces.fileio import fsync_dir
 
 # ``link`` refused by file systems without hard links (vfat, exFAT, some
-# network and FUSE mounts): the copy is renamed instead.
-_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+# network and FUSE mounts; FUSE answered ENOSYS on older kernels): the copy
+# is renamed instead.
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,16 @@ def snapshot(database: Path, dest: Path) -> Backup:
     """Write a consistent copy of ``database`` to ``dest`` (which must not
     exist), mode 0600: it holds every object's wrapped keys, and small
     objects' sealed bytes."""
-    if not database.is_file():
-        raise BadArgument(f"no metadata database at {database}")
-    if dest.exists() or dest.is_symlink():
-        raise BadArgument(f"{dest} already exists; a backup never overwrites a file")
-    if not dest.parent.is_dir():
-        raise BadArgument(f"{dest.parent} is not a directory")
     try:
+        if not database.is_file():
+            raise BadArgument(f"no metadata database at {database}")
+        if dest.exists() or dest.is_symlink():
+            raise BadArgument(f"{dest} already exists; a backup never overwrites a file")
+        if not dest.parent.is_dir():
+            raise BadArgument(f"{dest.parent} is not a directory")
         work = Path(tempfile.mkdtemp(prefix=".jcs-backup-", dir=dest.parent))
-    except OSError as exc:
-        raise BadArgument(f"cannot write in {dest.parent}: {exc.strerror}") from None
+    except OSError as exc:  # a directory on the way that may not be read
+        raise BadArgument(f"cannot back up {database} to {dest}: {exc.strerror}") from None
     try:
         copy = work / "meta.db"
         os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
@@ -75,7 +76,11 @@ def snapshot(database: Path, dest: Path) -> Backup:
         with open(copy, "rb") as f:
             os.fsync(f.fileno())
         _publish(copy, dest)
-        fsync_dir(dest.parent)
+        # The copy is whole and synced under its name; a file system that
+        # cannot sync a directory (some network mounts refuse) keeps the
+        # name by its own rules, and the backup is not called failed for it.
+        with contextlib.suppress(OSError):
+            fsync_dir(dest.parent)
     except sqlite3.Error as exc:
         raise BadArgument(f"cannot back up {database}: {exc}") from None
     except OSError as exc:

@@ -47,6 +47,7 @@ from jointcloud.core.paths import MAX_PATH
 MAX_DELETE = 1000  # keys of one DeleteObjects (AWS)
 DIRECTORY_BUCKET_FIELDS = ("Size", "LastModifiedTime")  # conditions of an <Object>
 
+RESTATED = ("x-amz-storage-class", "x-amz-server-side-encryption")
 SELF_COPY = (
     "This copy request is illegal because it is trying to copy an object to itself "
     "without changing the object's metadata, storage class, website redirect location "
@@ -138,13 +139,17 @@ async def copy_object(r: S3Request) -> Response:
     directive = _directive(r, "x-amz-metadata-directive", "metadata")
     tags_directive = _directive(r, "x-amz-tagging-directive", "tagging")
     algorithm = announced_algorithm(r)
+    # What AWS's refusal names besides metadata and the redirect: a storage
+    # class or an encryption given makes a copy onto itself a change (how
+    # AWS copies in place, e.g. to add a checksum); a checksum alone does not.
+    restates = any(r.header(h) is not None for h in RESTATED)
     if (
         source.package.name == r.bucket
         and source.path == r.key
         and directive is not MetadataDirective.REPLACE
         and r.header(REDIRECT) is None
+        and not restates
     ):
-        # A checksum alone is no change either: AWS wants REPLACE for it.
         raise InvalidRequestS3(SELF_COPY)
     meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
     info = await r.ctx.objects.copy(
@@ -158,6 +163,7 @@ async def copy_object(r: S3Request) -> Response:
             meta=meta,
             tags_directive=tags_directive,
             checksum=algorithm,
+            restates=restates,
         ),
     )
     response = xml("CopyObjectResult", _copy_result(info))

@@ -180,6 +180,14 @@ class S3Request:
                 decoded_length=length,
             )
             return aiter(self._decoder), declared
+        if streaming_headers(self.signed)[1]:
+            # A trailer comes only after aws-chunked framing: declared on a
+            # plain body, its checksum would never arrive nor be verified.
+            raise InvalidArgumentS3(
+                "x-amz-trailer is not allowed with a body that is not aws-chunked "
+                "(Content-Encoding: aws-chunked with x-amz-decoded-content-length, or a "
+                "STREAMING-*-TRAILER payload)"
+            )
         chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
         if self.header("content-length") is None and self.request.method == "PUT" and not chunked:
             raise MissingContentLength("You must provide the Content-Length HTTP header.")
