@@ -528,5 +528,15 @@ async def test_a_copy_onto_itself_naming_a_storage_class_or_encryption_is_a_chan
             )
         )
         assert code[:2] == ("InvalidRequest", 400)
+        # A storage class this store cannot give is no restatement: AWS moves
+        # the object to it, so a success that changed nothing would mislead
+        # (the third review caught a first version answering 200).
+        for other in ("GLACIER", "BOGUS"):
+            code = code_of(
+                lambda o=other: c.copy_object(
+                    Bucket="inplace", Key="k", CopySource="inplace/k", StorageClass=o
+                )
+            )
+            assert code[:2] == ("InvalidRequest", 400), other
 
     await asyncio.to_thread(work)

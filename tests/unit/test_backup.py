@@ -93,3 +93,25 @@ def test_a_missing_database_or_directory_is_named(database: Path, tmp_path: Path
         snapshot(tmp_path / "none.db", tmp_path / "b.db")
     with pytest.raises(BadArgument, match="is not a directory"):
         snapshot(database, tmp_path / "no" / "b.db")
+
+
+def test_a_directory_that_cannot_be_synced(
+    database: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network mounts refuse to sync a directory (EINVAL): the backup,
+    whole and synced under its name, is not called failed. A disk failing
+    (EIO) is reported, saying the backup exists but may not be durable."""
+
+    def refused(path: Path) -> None:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(backup, "fsync_dir", refused)
+    assert rows(snapshot(database, tmp_path / "a.db").path) == 1000
+
+    def failing(path: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(backup, "fsync_dir", failing)
+    with pytest.raises(BadArgument, match="was written, but its directory could not be synced"):
+        snapshot(database, tmp_path / "b.db")
+    assert rows(tmp_path / "b.db") == 1000

@@ -41,6 +41,19 @@ from jointcloud.spaces.fileio import fsync_dir
 _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 
 
+# A directory sync a file system does not offer, as opposed to one that
+# failed (EIO).
+_NO_DIR_SYNC = {
+    errno.EINVAL,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.ENOSYS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EBADF,
+}
+
+
 @dataclass(frozen=True)
 class Backup:
     path: Path
@@ -75,19 +88,26 @@ def snapshot(database: Path, dest: Path) -> Backup:
         _vacuum_into(database, copy)
         with open(copy, "rb") as f:
             os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
         _publish(copy, dest)
-        # The copy is whole and synced under its name; a file system that
-        # cannot sync a directory (some network mounts refuse) keeps the
-        # name by its own rules, and the backup is not called failed for it.
-        with contextlib.suppress(OSError):
+        try:
             fsync_dir(dest.parent)
+        except OSError as exc:
+            # The copy is whole and synced under its name; a file system
+            # that cannot sync a directory (some network mounts refuse)
+            # keeps the name by its own rules. A failing disk is reported.
+            if exc.errno not in _NO_DIR_SYNC:
+                raise BadArgument(
+                    f"{dest} was written, but its directory could not be synced "
+                    f"({exc.strerror}): the backup may not survive a crash"
+                ) from None
     except sqlite3.Error as exc:
         raise BadArgument(f"cannot back up {database}: {exc}") from None
     except OSError as exc:
         raise BadArgument(f"cannot write the backup to {dest}: {exc.strerror}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Backup(dest, dest.stat().st_size)
+    return Backup(dest, size)
 
 
 def _vacuum_into(database: Path, copy: Path) -> None:
@@ -123,5 +143,5 @@ def _publish(copy: Path, dest: Path) -> None:
         if dest.exists() or dest.is_symlink():
             raise BadArgument(f"{dest} already exists; a backup never overwrites a file") from None
         os.rename(copy, dest)
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(OSError):  # the work directory goes anyway
         copy.unlink()

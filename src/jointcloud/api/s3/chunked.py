@@ -60,7 +60,6 @@ _SIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,16});chunk-signature=([0-9a-f]{64}
 _UNSIGNED_HEADER = re.compile(rb"([0-9a-fA-F]{1,16})(?:;[\x21-\x7e \t]*)?")
 _TRAILER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _CHECKSUM_TRAILERS = frozenset(f"x-amz-checksum-{a.value.lower()}" for a in ChecksumAlgorithm)
-MAX_TRAILERS = 8  # SDKs send one (a checksum); AWS takes no more than a few
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -89,11 +88,21 @@ def streaming_headers(req: SignedRequest) -> tuple[int | None, tuple[str, ...]]:
                 raise InvalidArgument(f"x-amz-trailer names an invalid trailer {name[:64]!r}")
             if name.startswith("x-amz-checksum-") and name not in _CHECKSUM_TRAILERS:
                 raise InvalidArgument(f"x-amz-trailer names an unknown checksum {name[:64]}")
+            if name not in _CHECKSUM_TRAILERS:
+                # As AWS: a trailer carries a checksum, nothing else (another
+                # name would be taken and never checked).
+                raise InvalidRequest(
+                    "The value specified in the x-amz-trailer header is not supported "
+                    f"({name[:64]}: a trailer carries an x-amz-checksum-* value only)"
+                )
             if name in names:
                 raise InvalidArgument(f"x-amz-trailer names {name[:64]} twice")
             names[name] = None
-            if len(names) > MAX_TRAILERS:
-                raise InvalidArgument(f"x-amz-trailer names more than {MAX_TRAILERS} trailers")
+            if len(names) > 1:
+                raise InvalidRequest(
+                    "Expecting a single x-amz-checksum- header. Multiple checksum Types "
+                    "are not allowed."
+                )
     return length, tuple(names)
 
 

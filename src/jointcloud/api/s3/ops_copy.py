@@ -47,7 +47,6 @@ from jointcloud.core.paths import MAX_PATH
 MAX_DELETE = 1000  # keys of one DeleteObjects (AWS)
 DIRECTORY_BUCKET_FIELDS = ("Size", "LastModifiedTime")  # conditions of an <Object>
 
-RESTATED = ("x-amz-storage-class", "x-amz-server-side-encryption")
 SELF_COPY = (
     "This copy request is illegal because it is trying to copy an object to itself "
     "without changing the object's metadata, storage class, website redirect location "
@@ -139,10 +138,18 @@ async def copy_object(r: S3Request) -> Response:
     directive = _directive(r, "x-amz-metadata-directive", "metadata")
     tags_directive = _directive(r, "x-amz-tagging-directive", "tagging")
     algorithm = announced_algorithm(r)
+    # The request's metadata first: its encryption and lock refusals come
+    # before the copy-onto-itself one.
+    meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
     # What AWS's refusal names besides metadata and the redirect: a storage
     # class or an encryption given makes a copy onto itself a change (how
-    # AWS copies in place, e.g. to add a checksum); a checksum alone does not.
-    restates = any(r.header(h) is not None for h in RESTATED)
+    # AWS copies in place, e.g. to add a checksum); a checksum alone does
+    # not. Only what every object here has already counts (STANDARD, and
+    # SSE-S3, the one encryption object_meta lets through): any other
+    # storage class would be a change this store cannot make, so it keeps
+    # the refusal rather than answer a success that changed nothing.
+    storage_class = (r.header("x-amz-storage-class") or "").strip()
+    restates = storage_class == "STANDARD" or r.header("x-amz-server-side-encryption") is not None
     if (
         source.package.name == r.bucket
         and source.path == r.key
@@ -151,7 +158,6 @@ async def copy_object(r: S3Request) -> Response:
         and not restates
     ):
         raise InvalidRequestS3(SELF_COPY)
-    meta = object_meta(r, tags=tags_directive is MetadataDirective.REPLACE)
     info = await r.ctx.objects.copy(
         r.principal,
         CopyObject(

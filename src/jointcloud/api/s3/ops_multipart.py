@@ -315,6 +315,7 @@ async def _check_completion_type(r: S3Request) -> None:
 @op("CompleteMultipartUpload")
 async def complete_upload(r: S3Request) -> Response:
     check_key(r)
+    r.refuse_trailer("CompleteMultipartUpload")
     body = await r.read_small(MAX_XML)
     parts = _completion(body)
     expect = {

@@ -219,6 +219,7 @@ def _checksums(by_name: dict[str, str]) -> dict[ChecksumAlgorithm, str]:
 
 @op("PostObject")
 async def post_object(r: S3Request) -> Response:
+    r.refuse_trailer("PostObject")
     try:
         boundary = boundary_of(r.header("content-type"))
     except BadArgument:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from jointcloud.api.common.xmltext import NOT_XML
 from jointcloud.api.s3 import sigv2, sigv4
+from jointcloud.api.s3.auth_errors import InvalidRequest, MalformedTrailer
 from jointcloud.api.s3.chunked import ChunkedDecoder, streaming_headers
 from jointcloud.api.s3.errors import InvalidArgumentS3, MissingContentLength
 from jointcloud.api.s3.xmlio import MalformedXMLError
@@ -183,15 +184,24 @@ class S3Request:
         if streaming_headers(self.signed)[1]:
             # A trailer comes only after aws-chunked framing: declared on a
             # plain body, its checksum would never arrive nor be verified.
-            raise InvalidArgumentS3(
-                "x-amz-trailer is not allowed with a body that is not aws-chunked "
-                "(Content-Encoding: aws-chunked with x-amz-decoded-content-length, or a "
-                "STREAMING-*-TRAILER payload)"
+            raise MalformedTrailer(
+                "The request contained trailing data that was not well-formed or did not "
+                "conform to our published schema. (x-amz-trailer on a body that is not "
+                "aws-chunked: no trailer can follow it)"
             )
         chunked = "chunked" in (self.header("transfer-encoding") or "").lower()
         if self.header("content-length") is None and self.request.method == "PUT" and not chunked:
             raise MissingContentLength("You must provide the Content-Length HTTP header.")
         return _plain(stream), declared
+
+    def refuse_trailer(self, operation: str) -> None:
+        """For operations that read their body whole and check no trailer
+        (a declared trailer would be taken and never verified)."""
+        if self.header("x-amz-trailer") is not None:
+            raise InvalidRequest(
+                f"The value specified in the x-amz-trailer header is not supported "
+                f"({operation} takes no trailer)"
+            )
 
     def trailing_checksums(self) -> Mapping[ChecksumAlgorithm, str]:
         """Checksums of the body's trailer (read once the body is)."""
