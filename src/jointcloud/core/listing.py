@@ -55,28 +55,48 @@ E = TypeVar("E", ObjectInfo, ObjectEntry, ListedObject)
 Fetch = Callable[[Any, int, str, "str | None", int, bool], Awaitable[list[E]]]
 
 
-def encode_token(after: str, inclusive: bool) -> str:
-    raw = json.dumps({"a": after, "i": inclusive}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 # Longer than any token this service issues (a 1,024-byte path, every byte
 # a JSON escape, in base64): refused before it is decoded.
 MAX_TOKEN = 16384
 
 
-def decode_token(token: str, field: str) -> tuple[str, bool]:
+def encode_opaque(data: dict[str, object]) -> str:
+    """A continuation token: JSON in URL-safe base64, without padding."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def decode_opaque(token: str, field: str, max_length: int = MAX_TOKEN) -> dict[str, Any]:
+    """What ``encode_opaque`` made; anything else (too long, not base64, not
+    a JSON object, JSON nested past the decoder's depth) is ``field``'s bad
+    argument."""
     try:
-        if len(token) > MAX_TOKEN:
+        if len(token) > max_length:
             raise ValueError
         data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, inclusive = data["a"], data["i"]
-        if not isinstance(after, str) or not isinstance(inclusive, bool):
+        if not isinstance(data, dict):
             raise ValueError
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise not_issued(field) from exc
+    return data
+
+
+def not_issued(field: str) -> BadArgument:
+    return BadArgument.about(field, "is not a token this service issued")
+
+
+def encode_token(after: str, inclusive: bool) -> str:
+    return encode_opaque({"a": after, "i": inclusive})
+
+
+def decode_token(token: str, field: str) -> tuple[str, bool]:
+    data = decode_opaque(token, field)
+    after, inclusive = data.get("a"), data.get("i")
+    if not isinstance(after, str) or not isinstance(inclusive, bool):
+        raise not_issued(field)
+    try:
         check_cursor(after, field)  # a crafted cursor no stored path could hold
-    except (ValueError, KeyError, TypeError, RecursionError, BadArgument) as exc:
-        # RecursionError: JSON nested deeper than the decoder goes.
-        raise BadArgument.about(field, "is not a token this service issued") from exc
+    except BadArgument as exc:
+        raise not_issued(field) from exc
     return after, inclusive
 
 

@@ -75,6 +75,7 @@ from jointcloud.core.multipart_model import (
     Upload,
     UploadsPage,
     check_part_number,
+    composite_algorithm,
     match_upload,
     new_upload_id,
     parts_phrase,
@@ -256,12 +257,12 @@ class MultipartService:
         rec = await self._find(upload_id, pkg, path)
         own = rec.checksum_algorithm
         sent = set(expect) | (set(compute) if trailer is not None else set())
-        if own is not None and not sent and not rec.full_object and rules.composite_part_checksums:
+        if not sent and (composite := composite_algorithm(rec, rules)) is not None:
             # As S3: a COMPOSITE value is made of the parts' values as their
             # clients computed them, so a part must come with its own.
             raise ChecksumTypeMismatch(
                 "Checksum Type mismatch occurred, expected checksum Type: "
-                f"{own.value.lower()}, actual checksum Type: null"
+                f"{composite.value.lower()}, actual checksum Type: null"
             )
         if own is not None and sent - {own}:
             # As S3: the parts of an upload are checked with its algorithm

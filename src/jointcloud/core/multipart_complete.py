@@ -27,6 +27,7 @@ from jointcloud.core.multipart_model import (
     CompletedPart,
     PartRules,
     check_part_number,
+    composite_algorithm,
     match_upload,
     parts_phrase,
 )
@@ -147,12 +148,8 @@ async def complete_upload(
                 _check_expected(expect, done_before.checksums)
                 return done_before
         rec = match_upload(found, upload_id, pkg, path)
-        if (
-            rules.composite_part_checksums
-            and rec.checksum_algorithm is not None
-            and not rec.full_object
-        ):
-            _require_listed_checksums(listed, rec.checksum_algorithm)
+        if (composite := composite_algorithm(rec, rules)) is not None:
+            _require_listed_checksums(listed, composite)
         stored = await uploads.parts(conn, rec.row_id)
         chosen = choose_parts(listed, stored, rules, min_part_size)
         check_write_conditions(

@@ -145,6 +145,14 @@ def parts_phrase(numbers: Sequence[int]) -> str:
     return f"part {listed} was" if len(numbers) == 1 else f"parts {listed} were"
 
 
+def composite_algorithm(rec: UploadRecord, rules: PartRules) -> ChecksumAlgorithm | None:
+    """The algorithm whose part values ``rec``'s COMPOSITE value is made of,
+    when ``rules`` hold each part to carry and list its own (S3); else None."""
+    if rules.composite_part_checksums and not rec.full_object:
+        return rec.checksum_algorithm
+    return None
+
+
 def match_upload(rec: UploadRecord | None, upload_id: str, pkg: Package, path: str) -> UploadRecord:
     # An upload of another package or path does not exist here (S3: NoSuchUpload).
     if rec is None or rec.package_id != pkg.package_id or rec.path != path:

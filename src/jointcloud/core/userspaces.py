@@ -13,9 +13,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.models import SpaceState, UserSpace
@@ -45,6 +43,9 @@ from jointcloud.spaces.registry import (
     validate_storage,
 )
 from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 DEFAULT_ROOT = "jcs"
 

@@ -5,14 +5,13 @@ rules."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.buckets import PackageService
+from jointcloud.core.listing import decode_opaque, encode_opaque, not_issued
 from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.commands import CreateSyncTask, ExportPackage, ImportPackage
@@ -126,19 +125,14 @@ class TaskPage:
 
 
 def _encode_task_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"t": last_id}).encode()).decode().rstrip("=")
+    return encode_opaque({"t": last_id})
 
 
 def _decode_task_token(token: str) -> int:
-    try:
-        if len(token) > 64:  # those issued are about 20 characters
-            raise ValueError
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        last_id = data["t"]
-        if type(last_id) is not int or not 0 < last_id < 2**63:
-            raise ValueError
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise BadArgument.about("continuation token", "is not a token this service issued") from exc
+    field = "continuation token"
+    last_id = decode_opaque(token, field, max_length=64).get("t")  # issued: ~20 characters
+    if type(last_id) is not int or not 0 < last_id < 2**63:
+        raise not_issued(field)
     return last_id
 
 
