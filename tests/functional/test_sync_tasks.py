@@ -792,6 +792,10 @@ async def test_the_task_list_comes_in_pages(api: Api, bob: Other) -> None:
         ({"maxTasks": 0}, "maxTasks"),
         ({"maxTasks": 1001}, "maxTasks"),
         ({"maxTasks": "two"}, "maxTasks"),
+        ({"maxTasks": -1}, "maxTasks"),
+        ({"maxTasks": "9" * 30}, "maxTasks"),
+        ({"continuationToken": "A" * 20_000}, "continuationToken"),
+        ({"continuationToken": "eyJ0IjogIjEifQ"}, "continuationToken"),  # {"t": "1"}
         ({"continuationToken": "not-a-token"}, "continuationToken"),
         ({"continuationToken": "eyJ0IjogLTF9"}, "continuationToken"),  # {"t": -1}
         # JSON nested deeper than the decoder goes (a 500, found by review)
