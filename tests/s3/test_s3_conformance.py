@@ -503,7 +503,8 @@ def _b64(digest: bytes) -> str:
 
 async def test_parts_keep_their_own_checksums(s3: S3) -> None:
     """A part read (``partNumber``) and GetObjectAttributes answer each
-    part's own checksum, with the object's checksum type; a copy keeps them."""
+    part's own checksum, with the object's checksum type; a CopyObject is
+    one piece with a direct checksum of its bytes, as on AWS."""
     c = s3.client()
     bodies = [b"A" * (5 * 1024 * 1024), b"B" * (5 * 1024 * 1024), b"C" * 777]
     sums = [_b64(hashlib.sha256(b).digest()) for b in bodies]
@@ -525,22 +526,38 @@ async def test_parts_keep_their_own_checksums(s3: S3) -> None:
             Bucket="psums", Key="mp", UploadId=up, MultipartUpload={"Parts": done}
         )
         assert result["ChecksumSHA256"] == f"{composite}-3"
-        c.copy_object(Bucket="psums", Key="copy", CopySource={"Bucket": "psums", "Key": "mp"})
-        for key in ("mp", "copy"):
-            for n, (body, want) in enumerate(zip(bodies, sums, strict=True), 1):
-                part = c.get_object(Bucket="psums", Key=key, PartNumber=n, ChecksumMode="ENABLED")
-                assert part["Body"].read() == body
-                assert part["ChecksumSHA256"] == want and part["ChecksumType"] == "COMPOSITE"
-                head = c.head_object(Bucket="psums", Key=key, PartNumber=n, ChecksumMode="ENABLED")
-                assert head["ChecksumSHA256"] == want and head["ChecksumType"] == "COMPOSITE"
-                assert head["ContentLength"] == len(body)
-            attrs = c.get_object_attributes(
-                Bucket="psums", Key=key, ObjectAttributes=["Checksum", "ObjectParts"]
-            )
-            assert attrs["Checksum"]["ChecksumSHA256"] == f"{composite}-3"
-            assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == sums
-            whole = c.head_object(Bucket="psums", Key=key, ChecksumMode="ENABLED")
-            assert whole["ChecksumSHA256"] == f"{composite}-3"
+        for n, (body, want) in enumerate(zip(bodies, sums, strict=True), 1):
+            part = c.get_object(Bucket="psums", Key="mp", PartNumber=n, ChecksumMode="ENABLED")
+            assert part["Body"].read() == body
+            assert part["ChecksumSHA256"] == want and part["ChecksumType"] == "COMPOSITE"
+            head = c.head_object(Bucket="psums", Key="mp", PartNumber=n, ChecksumMode="ENABLED")
+            assert head["ChecksumSHA256"] == want and head["ChecksumType"] == "COMPOSITE"
+            assert head["ContentLength"] == len(body)
+        attrs = c.get_object_attributes(
+            Bucket="psums", Key="mp", ObjectAttributes=["Checksum", "ObjectParts"]
+        )
+        assert attrs["Checksum"]["ChecksumSHA256"] == f"{composite}-3"
+        assert [p["ChecksumSHA256"] for p in attrs["ObjectParts"]["Parts"]] == sums
+        whole = c.head_object(Bucket="psums", Key="mp", ChecksumMode="ENABLED")
+        assert whole["ChecksumSHA256"] == f"{composite}-3"
+
+        # A CopyObject is one piece (AWS: "with a copy command, the checksum
+        # of the object is a direct checksum of the full object"): the
+        # SHA-256 and MD5 of its bytes, one part.
+        everything = b"".join(bodies)
+        direct = _b64(hashlib.sha256(everything).digest())
+        copy = c.copy_object(
+            Bucket="psums", Key="copy", CopySource={"Bucket": "psums", "Key": "mp"}
+        )["CopyObjectResult"]
+        assert copy["ChecksumSHA256"] == direct and copy["ChecksumType"] == "FULL_OBJECT"
+        assert copy["ETag"] == f'"{hashlib.md5(everything).hexdigest()}"'
+        one = c.get_object(Bucket="psums", Key="copy", PartNumber=1, ChecksumMode="ENABLED")
+        assert one["Body"].read() == everything and one["ChecksumSHA256"] == direct
+        attrs = c.get_object_attributes(
+            Bucket="psums", Key="copy", ObjectAttributes=["Checksum", "ObjectParts"]
+        )
+        assert attrs["Checksum"] == {"ChecksumSHA256": direct, "ChecksumType": "FULL_OBJECT"}
+        assert "ObjectParts" not in attrs
 
     await asyncio.to_thread(work)
 

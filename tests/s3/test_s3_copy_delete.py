@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from s3_support import S3, code_of
 
+from jointcloud.core import copy_checksum
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 
 
@@ -459,7 +460,15 @@ async def test_copy_with_a_checksum_algorithm_computes_it(s3: S3) -> None:
             Bucket="sums", Key="mp-sha1", CopySource="sums/mp", ChecksumAlgorithm="SHA1"
         )["CopyObjectResult"]
         assert whole["ChecksumSHA1"] == b64(hashlib.sha1(one + two).digest())
-        assert c.get_object(Bucket="sums", Key="mp-sha1", PartNumber=2)["Body"].read() == two
+        # A CopyObject is a new object of one piece (AWS): the MD5 of its
+        # bytes as ETag, one part — read once, for the MD5 and the SHA-1.
+        assert whole["ETag"] == f'"{hashlib.md5(one + two).hexdigest()}"'
+        first = c.get_object(Bucket="sums", Key="mp-sha1", PartNumber=1)
+        assert first["Body"].read() == one + two and "PartsCount" not in first
+        code = code_of(lambda: c.get_object(Bucket="sums", Key="mp-sha1", PartNumber=2))
+        assert code[:2] == ("InvalidPart", 400)  # beyond the last part, as AWS
+        # The source keeps its parts.
+        assert c.get_object(Bucket="sums", Key="mp", PartNumber=2)["Body"].read() == two
         # Its own algorithm asked for: the whole object's value, not the
         # COMPOSITE one (a CRC made of the parts' CRCs, no byte read).
         again = c.copy_object(
@@ -538,5 +547,59 @@ async def test_a_copy_onto_itself_naming_a_storage_class_or_encryption_is_a_chan
                 )
             )
             assert code[:2] == ("InvalidRequest", 400), other
+
+    await asyncio.to_thread(work)
+
+
+async def test_copy_object_of_a_multipart_source_is_one_piece_as_aws(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS answers a CopyObject of an object uploaded in parts with a new
+    object of one piece: the MD5 of its bytes as ETag (rclone and others
+    take a 32-digit ETag for it), not the source's ``<md5>-N``. A source over
+    5 GiB is refused with AWS's message (it is copied in parts)."""
+    c = s3.client()
+    one, two = os.urandom(5 * 1024 * 1024), os.urandom(1000)
+
+    def work() -> None:
+        c.create_bucket(Bucket="mpc")
+        uid = c.create_multipart_upload(Bucket="mpc", Key="src")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": c.upload_part(
+                    Bucket="mpc", Key="src", UploadId=uid, PartNumber=n, Body=data
+                )["ETag"],
+            }
+            for n, data in ((1, one), (2, two))
+        ]
+        done = c.complete_multipart_upload(
+            Bucket="mpc", Key="src", UploadId=uid, MultipartUpload={"Parts": parts}
+        )
+        assert done["ETag"].endswith('-2"')
+        copy = c.copy_object(Bucket="mpc", Key="dst", CopySource="mpc/src")["CopyObjectResult"]
+        md5 = f'"{hashlib.md5(one + two).hexdigest()}"'
+        assert copy["ETag"] == md5
+        head = c.head_object(Bucket="mpc", Key="dst")
+        assert head["ETag"] == md5 and head["ContentLength"] == len(one + two)
+        assert c.get_object(Bucket="mpc", Key="dst")["Body"].read() == one + two
+        # Onto itself to replace its metadata: the same (a new object).
+        c.copy_object(
+            Bucket="mpc",
+            Key="src",
+            CopySource="mpc/src",
+            MetadataDirective="REPLACE",
+            Metadata={"k": "v"},
+        )
+        assert c.head_object(Bucket="mpc", Key="src")["ETag"] == md5
+        listed = c.list_objects_v2(Bucket="mpc")["Contents"]
+        assert [o["ETag"] for o in listed] == [md5, md5]
+        monkeypatch.setattr(copy_checksum, "MAX_READ_FOR_COPY", 1000)
+        code, status, message = code_of(
+            lambda: c.copy_object(Bucket="mpc", Key="big", CopySource="mpc/dst")
+        )
+        assert (code, status) == ("InvalidRequest", 400)
+        assert "larger than the maximum allowable size for a copy source: 1000" in message
+        assert "Contents" not in c.list_objects_v2(Bucket="mpc", Prefix="big")
 
     await asyncio.to_thread(work)

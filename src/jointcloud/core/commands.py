@@ -195,6 +195,11 @@ class CopyObject:
     # copy onto itself is then allowed (as S3) though neither can differ
     # here from what the object has.
     restates: bool = False
+    # The copy is a new object of one piece, as S3's CopyObject makes: a
+    # source over 5 GiB is refused, and a source completed from uploaded
+    # parts (ETag ``<md5>-N``) is read once for the MD5 the copy's ETag is
+    # and for a whole-object value in place of a COMPOSITE checksum.
+    one_piece: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,20 @@
-"""The checksum a copy is asked to carry (S3's CopyObject with
-``x-amz-checksum-algorithm``): a value of the whole object, of the asked
-algorithm.
+"""What a copy of one piece must read its source for (S3's CopyObject):
+the MD5 of a source completed from uploaded parts, and a checksum of an
+algorithm the source does not have whole (one asked for, or the algorithm
+of the source's COMPOSITE value, which a copy of one piece has whole).
 
-The source's own value is copied when it is of the whole object. Otherwise
-(none of that algorithm, or a COMPOSITE one made of a multipart upload's
-part values) it is made: a CRC of the whole from the parts' CRCs and sizes
-(no byte read), else by reading the object once, streamed (memory stays
-flat), with the hashing off the event loop. A copy shares its source's
-stored bytes, so this is the only copy that reads any; sources larger than
-S3's copy limit are refused rather than read. The value is of one version
-of the source; the copy commits it only if that version is still the
-source when it commits.
+A copy shares its source's stored bytes, and most copies read none. Two
+cases must: S3's CopyObject makes a new object of one piece, whose ETag is
+the MD5 of its bytes, not its multipart source's ``<md5>-N`` (AWS; clients
+such as rclone take a 32-digit ETag for the bytes' MD5); and a copy asked
+for a checksum (``x-amz-checksum-algorithm``) carries a value of the whole
+object of that algorithm. The source's own value is copied when it is of
+the whole object; a CRC of the whole is combined from the parts' CRCs and
+sizes (no byte read); otherwise the object is read once, streamed (memory
+stays flat), hashing off the event loop, and one read serves both. Sources
+larger than S3's copy limit are refused rather than read. What is read is
+of one version of the source; the copy commits it only if that version is
+still the source when it commits.
 """
 
 from __future__ import annotations
@@ -22,24 +26,25 @@ from datetime import datetime
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import ChecksumAlgorithm, ObjectContent, ObjectInfo
+from jointcloud.core.object_parts import multipart_etag
 from jointcloud.errors import CopyTooLarge
 from jointcloud.redundancy.checksums import FULL_OBJECT_CHECKSUMS, Checksums, combine_checksums
 
 # Pieces at least this large are hashed in a worker thread (CRCs and
 # hashlib release the GIL); smaller ones cost less than the hop.
 _THREAD_AT = 256 * 1024
-# S3 copies at most 5 GiB in one CopyObject; a checksum is read for no more.
-MAX_READ_FOR_CHECKSUM = 5 * 1024**3
+# S3 copies at most 5 GiB in one CopyObject; no copy reads more.
+MAX_READ_FOR_COPY = 5 * 1024**3
 
 
 @dataclass(frozen=True)
-class SourceChecksum:
-    """A checksum of one version of an object (the version's row, ETag and
-    update time: an overwrite changes at least one)."""
+class SourceDigest:
+    """What was read of one version of an object (the version's row, ETag
+    and update time: an overwrite changes at least one)."""
 
     version: tuple[int, str, datetime]
-    algorithm: ChecksumAlgorithm
-    value: str
+    checksum: tuple[ChecksumAlgorithm, str] | None  # (algorithm, S3's base64 value)
+    md5: str | None  # hex, for the ETag of a copy of one piece
 
     def of(self, info: ObjectInfo) -> bool:
         return self.version == version_of(info)
@@ -58,36 +63,75 @@ def needs_checksum(info: ObjectInfo, algorithm: ChecksumAlgorithm | None) -> boo
     return own is None or "-" in own
 
 
-async def checksum_of_object(
-    store: BlockStore, content: ObjectContent, algorithm: ChecksumAlgorithm
-) -> SourceChecksum:
-    """``content``'s whole-object ``algorithm`` checksum, as S3 gives it
-    (base64 of the big-endian digest)."""
-    version = version_of(content.info)
-    combined = _combined(content, algorithm)
-    if combined is not None:
-        return SourceChecksum(version, algorithm, combined)
-    if content.info.size > MAX_READ_FOR_CHECKSUM:
+def copy_algorithm(
+    info: ObjectInfo, asked: ChecksumAlgorithm | None, one_piece: bool
+) -> ChecksumAlgorithm | None:
+    """The algorithm whose whole-object value a copy of ``info`` carries:
+    the one asked for; else, for a copy of one piece, that of a COMPOSITE
+    value of the source ("with a copy command, the checksum of the object
+    is a direct checksum of the full object", AWS's user guide); else none
+    (the source's values are copied as they are)."""
+    if asked is not None or not one_piece:
+        return asked
+    composite = [algorithm for algorithm, value in info.checksums.items() if "-" in value]
+    return composite[0] if composite else None
+
+
+def needs_md5(info: ObjectInfo, one_piece: bool) -> bool:
+    """Whether a copy of one piece must read ``info``'s MD5 for its ETag."""
+    return one_piece and multipart_etag(info.etag)
+
+
+def refuse_too_large(info: ObjectInfo) -> None:
+    if info.size > MAX_READ_FOR_COPY:
         raise CopyTooLarge(
-            f"the copy source is {content.info.size} bytes: a checksum of another "
-            f"algorithm is computed for copies of at most {MAX_READ_FOR_CHECKSUM} bytes "
-            "(copy it in parts, with UploadPartCopy)"
+            "The specified copy source is larger than the maximum allowable size for a "
+            f"copy source: {MAX_READ_FOR_COPY} (it is {info.size} bytes; copy it in "
+            "parts, with UploadPartCopy)"
         )
-    sums = Checksums([str(algorithm)])
+
+
+async def read_digests(
+    store: BlockStore,
+    content: ObjectContent,
+    algorithm: ChecksumAlgorithm | None,
+    *,
+    md5: bool,
+) -> SourceDigest:
+    """``content``'s whole-object ``algorithm`` checksum, as S3 gives it
+    (base64 of the big-endian digest), and its MD5 if ``md5``: the source
+    is read at most once, for both."""
+    version = version_of(content.info)
+    checksum = None
+    if algorithm is not None:
+        combined = _combined(content, algorithm)
+        if combined is not None:
+            checksum, algorithm = (algorithm, combined), None
+    if algorithm is None and not md5:
+        return SourceDigest(version, checksum, None)
+    refuse_too_large(content.info)
+    sums = Checksums([] if algorithm is None else [str(algorithm)])
+    hashers = []
+    if md5:
+        hashers.append(hashlib.md5(usedforsecurity=False))
     sha256 = hashlib.sha256() if algorithm is ChecksumAlgorithm.SHA256 else None
+    if sha256 is not None:
+        hashers.append(sha256)
 
     def update(piece: bytes) -> None:
         sums.update(piece)
-        if sha256 is not None:
-            sha256.update(piece)
+        for hasher in hashers:
+            hasher.update(piece)
 
     async for piece in store.read(content, 0, content.info.size):
         if len(piece) >= _THREAD_AT:
             await asyncio.to_thread(update, piece)
         else:
             update(piece)
-    digest = sha256.digest() if sha256 is not None else b""
-    return SourceChecksum(version, algorithm, sums.result(digest)[str(algorithm)])
+    if algorithm is not None:
+        digest = sha256.digest() if sha256 is not None else b""
+        checksum = (algorithm, sums.result(digest)[str(algorithm)])
+    return SourceDigest(version, checksum, hashers[0].hexdigest() if md5 else None)
 
 
 def _combined(content: ObjectContent, algorithm: ChecksumAlgorithm) -> str | None:

@@ -39,6 +39,12 @@ class PartRange(NamedTuple):
 _COMPOSITE_ETAG = re.compile(r"^[0-9a-f]{32}-([0-9]+)$")
 
 
+def multipart_etag(etag: str) -> bool:
+    """Whether ``etag`` is that of an object completed from uploaded parts
+    (``<md5>-N``), not the MD5 of its bytes."""
+    return _COMPOSITE_ETAG.match(etag) is not None
+
+
 def part_sizes(content: ObjectContent) -> tuple[int, ...] | None:
     """The sizes of the parts an object was completed from (its ETag
     ``<md5>-N``, N layouts: each part is one), in order; None for an object

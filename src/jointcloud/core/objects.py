@@ -42,7 +42,13 @@ from jointcloud.core.commands import (
     resolve_range,
     trailing_checksums,
 )
-from jointcloud.core.copy_checksum import checksum_of_object, needs_checksum
+from jointcloud.core.copy_checksum import (
+    copy_algorithm,
+    needs_checksum,
+    needs_md5,
+    read_digests,
+    refuse_too_large,
+)
 from jointcloud.core.listing import (
     MAX_KEYS,
     BriefListing,
@@ -310,16 +316,21 @@ class ObjectService(ObjectListings):
                 "or its website redirect location"
             )
         computed = None
-        if cmd.checksum is not None:
+        if cmd.checksum is not None or cmd.one_piece:
             content = await self._open(principal, cmd.source, NO_CONDITIONS)
-            if needs_checksum(content.info, cmd.checksum):
+            if cmd.one_piece:
+                refuse_too_large(content.info)
+            algorithm = copy_algorithm(content.info, cmd.checksum, cmd.one_piece)
+            checksum = algorithm if needs_checksum(content.info, algorithm) else None
+            md5 = needs_md5(content.info, cmd.one_piece)
+            if checksum is not None or md5:
                 # Every condition once before the source is read (all are
                 # checked again where the copy commits).
                 check_source_conditions(content.info, cmd.source_conditions)
                 if path_free or not cmd.conditions.empty:
                     async with self.db.read() as conn:
                         await _check_destination(conn, cmd, dst_pkg, dst_path, path_free)
-                computed = await checksum_of_object(self.store, content, cmd.checksum)
+                computed = await read_digests(self.store, content, checksum, md5=md5)
         async with self.db.write() as conn:
             # Both packages' paths, in id order: the source cannot change
             # between reading its row and its parts.
@@ -333,6 +344,8 @@ class ObjectService(ObjectListings):
                     name=src_path,
                 )
             check_source_conditions(src, cmd.source_conditions)
+            if cmd.one_piece:
+                refuse_too_large(src)  # replaced by a larger one since
             if path_free or not cmd.conditions.empty:
                 await _check_destination(conn, cmd, dst_pkg, dst_path, path_free)
             base = src.meta if copy_meta or given is None else given
@@ -343,23 +356,30 @@ class ObjectService(ObjectListings):
             part_checksums: list[Mapping[ChecksumAlgorithm, str]] | None = [
                 r.checksums for r in refs
             ]
-            if needs_checksum(src, cmd.checksum):
-                if computed is None or not computed.of(src):
-                    raise Conflict(
-                        f"{_where(cmd.source.package, src_pkg, src_path)} was replaced "
-                        "while its checksum was computed for the copy; copy it again"
-                    )
+            etag = src.etag
+            wants_checksum = needs_checksum(src, copy_algorithm(src, cmd.checksum, cmd.one_piece))
+            wants_md5 = needs_md5(src, cmd.one_piece)
+            if (wants_checksum or wants_md5) and (computed is None or not computed.of(src)):
+                raise Conflict(
+                    f"{_where(cmd.source.package, src_pkg, src_path)} was replaced "
+                    "while it was read for the copy; copy it again"
+                )
+            if wants_checksum:
+                assert computed is not None and computed.checksum is not None
                 # The whole object's value, of the asked algorithm alone (S3
                 # keeps one algorithm per object); its parts' are of another.
-                checksums = {computed.algorithm: computed.value}
+                checksums = dict([computed.checksum])
                 part_checksums = None
+            if wants_md5:
+                assert computed is not None and computed.md5 is not None
+                etag = computed.md5  # one piece: its parts' bounds are not shown
             return await catalog.commit_object(
                 conn,
                 dst_pkg.package_id,
                 dst_path,
                 size=src.size,
                 file_hash=src.file_hash,
-                etag=src.etag,
+                etag=etag,
                 policy=src.redundancy,
                 parts=[(r.offset, r.layout_id) for r in refs],
                 ts=now(),

@@ -170,6 +170,7 @@ async def copy_object(r: S3Request) -> Response:
             tags_directive=tags_directive,
             checksum=algorithm,
             restates=restates,
+            one_piece=True,
         ),
     )
     response = xml("CopyObjectResult", _copy_result(info))
