@@ -12,8 +12,11 @@ import os
 import zlib
 from typing import Any
 
+import pytest
 from boto3.s3.transfer import TransferConfig
 from s3_support import S3, code_of
+
+from jointcloud.core.commands import CopyObject, ObjectAddress
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's minimum size of every part but the last
@@ -407,3 +410,53 @@ async def test_transfer_manager_upload_and_copy(s3: S3) -> None:
         assert copied["ETag"] == head["ETag"]  # the same part boundaries
 
     await asyncio.to_thread(work)
+
+
+async def test_head_of_a_part_describes_one_version_of_an_object_being_replaced(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HeadObject with ``partNumber`` read the object and then its part in
+    two snapshots: an overwrite in between answered one object's ETag with
+    another's Content-Range and parts count (a review reproduced it against
+    a real server). The object is replaced right after it is first read:
+    every header must still describe one version."""
+    c = s3.client()
+    first, second = os.urandom(5 * 1024 * 1024), b"tail"
+
+    def setup() -> None:
+        c.create_bucket(Bucket="headpart")
+        uid = c.create_multipart_upload(Bucket="headpart", Key="k")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": c.upload_part(
+                    Bucket="headpart", Key="k", UploadId=uid, PartNumber=n, Body=raw
+                )["ETag"],
+            }
+            for n, raw in ((1, first), (2, second))
+        ]
+        c.complete_multipart_upload(
+            Bucket="headpart", Key="k", UploadId=uid, MultipartUpload={"Parts": parts}
+        )
+        c.put_object(Bucket="headpart", Key="small", Body=b"small")
+
+    await asyncio.to_thread(setup)
+    objects = s3.ctx.objects
+    head, replaced = objects.head, []
+
+    async def head_then_replaced(principal: Any, address: Any, *args: Any) -> Any:
+        info = await head(principal, address, *args)
+        if not replaced:
+            replaced.append(1)
+            source = ObjectAddress(address.package, "small")
+            await objects.copy(principal, CopyObject(source=source, dest=address))
+        return info
+
+    monkeypatch.setattr(objects, "head", head_then_replaced)
+    got = await asyncio.to_thread(c.head_object, Bucket="headpart", Key="k", PartNumber=1)
+    size = int(got["ContentRange"].rsplit("/", 1)[1])
+    if got["ETag"].endswith('-2"'):
+        assert got["PartsCount"] == 2 and size == len(first + second)
+        assert got["ContentLength"] == len(first)
+    else:
+        assert "PartsCount" not in got and size == 5 and got["ContentLength"] == 5

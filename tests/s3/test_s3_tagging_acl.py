@@ -213,7 +213,7 @@ async def test_acls_are_private(s3: S3) -> None:
 
 
 async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
-    """Core's part_range (for GetObject/HeadObject ?partNumber=N): a
+    """Core's head_part (for GetObject/HeadObject ?partNumber=N): a
     multipart object keeps its parts' boundaries; a single PUT is one part."""
     c = s3.client()
     sizes = [5 * 1024 * 1024, 5 * 1024 * 1024 + 3, 1000]
@@ -237,11 +237,16 @@ async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
     user = await s3.ctx.access.resolve(s3.access_key_id)
     objects = s3.ctx.objects
     mp = ObjectAddress(PackageRef.by_name("parts"), "mp")
-    assert (await objects.part_range(user.principal, mp, 1))[:4] == (0, sizes[0], 3, True)
-    assert (await objects.part_range(user.principal, mp, 2))[:4] == (sizes[0], sizes[1], 3, True)
-    assert (await objects.part_range(user.principal, mp, 3))[:4] == (sum(sizes[:2]), 1000, 3, True)
+    assert (await objects.head_part(user.principal, mp, 1))[1][:4] == (0, sizes[0], 3, True)
+    assert (await objects.head_part(user.principal, mp, 2))[1][:4] == (sizes[0], sizes[1], 3, True)
+    assert (await objects.head_part(user.principal, mp, 3))[1][:4] == (
+        sum(sizes[:2]),
+        1000,
+        3,
+        True,
+    )
     with pytest.raises(InvalidRange):
-        await objects.part_range(user.principal, mp, 4)
+        await objects.head_part(user.principal, mp, 4)
     # A read by part number locates and reads the part in one snapshot.
     dl = await objects.get(user.principal, GetObject(mp, part_number=2))
     assert dl.part is not None and dl.part[:4] == (sizes[0], sizes[1], 3, True) and dl.partial
@@ -251,8 +256,8 @@ async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
     with pytest.raises(BadArgument):
         await objects.get(user.principal, GetObject(mp, range=ByteRange(0, 1), part_number=1))
     one = ObjectAddress(PackageRef.by_name("parts"), "one")
-    assert (await objects.part_range(user.principal, one, 1))[:4] == (0, 6, 1, False)
+    assert (await objects.head_part(user.principal, one, 1))[1][:4] == (0, 6, 1, False)
     whole = await objects.get(user.principal, GetObject(one, part_number=1))
     assert not whole.partial and b"".join([c async for c in whole.body]) == b"single"
     with pytest.raises(InvalidRange):
-        await objects.part_range(user.principal, one, 2)
+        await objects.head_part(user.principal, one, 2)

@@ -387,7 +387,14 @@ class PackageService:
         )
         with self.directory.changing():
             async with self.db.write() as conn:
-                if await catalog.get_package(conn, principal.user_id, package_id) is None:
+                # The package's paths before anything is looked at, as every
+                # writer of its objects takes them: under PostgreSQL's READ
+                # COMMITTED an object committed between an emptiness check
+                # and the delete was deleted with the package after its
+                # writer was answered, and two deletes both succeeded.
+                if not await catalog.lock_package_paths(conn, package_id) or (
+                    await catalog.get_package(conn, principal.user_id, package_id) is None
+                ):
                     raise PackageNotFound(f"package {package_id} not found")
                 if only_if_empty and await catalog.list_objects(conn, package_id, "", None, 1):
                     raise NotEmpty(f"package {pkg.name!r} is not empty")

@@ -399,6 +399,10 @@ class MultipartService:
         async with self.db.read() as conn:
             rec = match_upload(await uploads.get(conn, upload_id), upload_id, pkg, path)
             rows = await uploads.part_page(conn, rec.row_id, marker, max_parts + 1)
+            # PostgreSQL reads each statement in a snapshot of its own: an
+            # upload completed or aborted between the two reads had no parts
+            # left, and an empty list of a live upload was answered.
+            match_upload(await uploads.get(conn, upload_id), upload_id, pkg, path)
         more = len(rows) > max_parts
         rows = rows[:max_parts]
         return PartsPage(

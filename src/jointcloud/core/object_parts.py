@@ -59,7 +59,7 @@ def part_sizes(content: ObjectContent) -> tuple[int, ...] | None:
 
 def part_of(content: ObjectContent, part_number: int) -> PartRange:
     """Where part ``part_number`` (1-based) of the object lies, and how many
-    parts it has (``ObjectService.part_range``)."""
+    parts it has (``ObjectService.head_part``)."""
     if part_number < 1:
         raise BadArgument("part numbers start at 1")
     size = content.info.size

@@ -411,26 +411,28 @@ class ObjectService(ObjectListings):
     async def delete_tags(self, principal: Principal, address: ObjectAddress) -> None:
         await self.set_tags(principal, address, {})
 
-    async def part_range(
+    async def head_part(
         self,
         principal: Principal,
         address: ObjectAddress,
         part_number: int,
         conditions: Conditions = NO_CONDITIONS,
-    ) -> PartRange:
-        """Where part ``part_number`` (1-based) of the object lies, and how
-        many parts it has. An object completed from N uploaded parts (its
-        ETag ``<md5>-N``) keeps their boundaries: each part is one layout;
-        any other object is one part, the whole of it. ``InvalidRange`` for
-        a part beyond the last; preconditions as ``head``."""
+    ) -> tuple[ObjectInfo, PartRange]:
+        """The object and where its part ``part_number`` (1-based) lies, with
+        how many parts it has, read in one snapshot (two reads could describe
+        two versions of an object being overwritten). An object completed
+        from N uploaded parts (its ETag ``<md5>-N``) keeps their boundaries:
+        each part is one layout; any other object is one part, the whole of
+        it. ``InvalidRange`` for a part beyond the last; preconditions as
+        ``head``."""
         content = await self._open(principal, address, conditions)
-        return part_of(content, part_number)
+        return content.info, part_of(content, part_number)
 
     async def attributes(
         self, principal: Principal, address: ObjectAddress, conditions: Conditions = NO_CONDITIONS
     ) -> ObjectAttributes:
         """The object's record and the sizes of the parts it was completed
-        from (each part is one layout: see ``part_range``); preconditions as
+        from (each part is one layout: see ``head_part``); preconditions as
         ``head``."""
         return attributes_of(await self._open(principal, address, conditions))
 

@@ -48,6 +48,7 @@ from jointcloud.core.commands import (
     PutObject,
     resolve_range,
 )
+from jointcloud.core.models import ObjectInfo
 from jointcloud.core.objects import PartRange
 from jointcloud.core.paths import MAX_PATH, check_chars
 from jointcloud.errors import BadArgument, InvalidRange
@@ -114,11 +115,14 @@ def _part_number(r: S3Request) -> int | None:
     return None if raw is None else part_number(raw)
 
 
-async def _part(r: S3Request, part: int, conditions: Conditions) -> PartRange:
-    """Where part ``part`` of the object lies; beyond its last part is
-    ``400 InvalidPart``, as AWS answers (and ceph's s3-tests check)."""
+async def _head_part(
+    r: S3Request, part: int, conditions: Conditions
+) -> tuple[ObjectInfo, PartRange]:
+    """The object and where its part ``part`` lies, of one version; beyond
+    its last part is ``400 InvalidPart``, as AWS answers (and ceph's
+    s3-tests check)."""
     try:
-        return await r.ctx.objects.part_range(r.principal, r.address, part, conditions)
+        return await r.ctx.objects.head_part(r.principal, r.address, part, conditions)
     except InvalidRange as exc:
         raise InvalidPartS3(exc.message) from None
 
@@ -215,7 +219,11 @@ async def head_object(r: S3Request) -> Response:
     if part is not None and rng is not None:
         raise InvalidRequestS3("Cannot specify both Range header and partNumber query parameter")
     conditions = parse_conditions(r.header)
-    info = await r.ctx.objects.head(r.principal, r.address, conditions)
+    where = None
+    if part is not None:
+        info, where = await _head_part(r, part, conditions)
+    else:
+        info = await r.ctx.objects.head(r.principal, r.address, conditions)
     # A Range is answered as GetObject would (AWS: "only the ContentLength
     # is affected"; 206 with Content-Range, 416 when it selects nothing).
     offset, length = 0, info.size
@@ -234,8 +242,7 @@ async def head_object(r: S3Request) -> Response:
     if rng is not None:
         status = 206
         headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{info.size}"
-    if part is not None:
-        where = await _part(r, part, conditions)
+    if where is not None:
         if checksum_mode:
             headers.update(part_checksum_headers(where.checksums, info.checksums))
         if where.multipart:

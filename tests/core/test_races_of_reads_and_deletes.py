@@ -1,0 +1,129 @@
+"""Races a review reproduced against a real server on PostgreSQL (READ
+COMMITTED, where each statement of a read has its own snapshot and a check
+made before a lock can be stale by the time the lock is held), each
+interleaved here deterministically.
+
+- An S3 DeleteBucket (delete only if empty) racing a writer of the bucket:
+  an object committed between the emptiness check and the delete was
+  deleted with the package after its writer had been answered.
+- Two deletes of one package both succeeded.
+- ListParts racing a completion answered an empty list for a live upload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from core_support import World
+from sqlalchemy import text
+from test_multipart_support import SMALL_PARTS, at, body, data, package
+
+from jointcloud.core import multipart as multipart_module
+from jointcloud.core.commands import GetObject
+from jointcloud.errors import NotEmpty, PackageNotFound, UploadNotFound
+from jointcloud.meta import catalog
+
+
+async def lock_waiters(world: World) -> int:
+    async with world.ctx.db.read() as conn:
+        q = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        return int((await conn.execute(q)).scalar_one())
+
+
+async def until_blocked(world: World, tasks: list[asyncio.Task[Any]], count: int) -> None:
+    """Until ``count`` of the tasks wait for a row lock or all are done
+    (PostgreSQL says so; nothing wakes a waiter on that, so it is asked
+    again until then)."""
+    while not all(t.done() for t in tasks) and await lock_waiters(world) < count:
+        await asyncio.wait(tasks, timeout=0.01)
+
+
+def postgresql_only(world: World) -> None:
+    if world.ctx.db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: the delete cannot start inside a write")
+
+
+async def test_an_empty_bucket_delete_never_deletes_an_object_it_raced_with(
+    world: World,
+) -> None:
+    """The writer holds the package's paths when the delete starts; the
+    delete must wait for it, then find the object and refuse (BucketNotEmpty
+    in S3), and the acknowledged object stays."""
+    postgresql_only(world)
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "racing")
+    deletes: list[asyncio.Task[None]] = []
+
+    async def delete_meanwhile() -> None:
+        deletes.append(
+            asyncio.ensure_future(ctx.packages.delete(alice, pkg.package_id, only_if_empty=True))
+        )
+        await until_blocked(world, deletes, 1)
+
+    async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        yield "kept", body(b"acknowledged")
+
+    [info] = await ctx.objects.upload(
+        alice, pkg.package_id, files(), before_commit=delete_meanwhile
+    )
+    with pytest.raises(NotEmpty):
+        await deletes[0]
+    got = await ctx.objects.get(alice, GetObject(at(pkg, "kept")))
+    assert b"".join([c async for c in got.body]) == b"acknowledged"
+    assert got.info.object_id == info.object_id
+
+
+async def test_of_two_deletes_of_one_package_one_finds_it_gone(world: World) -> None:
+    postgresql_only(world)
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "twice")
+    async with ctx.db.write() as conn:
+        # A writer of the package holds its paths while both deletes start.
+        assert await catalog.lock_package_paths(conn, pkg.package_id)
+        deletes = [
+            asyncio.ensure_future(ctx.packages.delete(alice, pkg.package_id, only_if_empty=True))
+            for _ in range(2)
+        ]
+        await until_blocked(world, deletes, 2)
+    outcomes = await asyncio.gather(*deletes, return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes) == ["NoneType", "PackageNotFound"]
+    assert all(o is None or isinstance(o, PackageNotFound) for o in outcomes)
+
+
+@pytest.mark.parametrize("ending", ["complete", "abort"])
+async def test_list_parts_racing_the_end_of_an_upload_never_answers_an_empty_list(
+    world: World, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """The upload ends between the read of its row and of its parts: the
+    answer is its parts as they were, or NoSuchUpload; never a live upload
+    with no parts (a resuming client would upload everything again)."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await package(world, "parts")
+    where = at(pkg, "k")
+    up = await ctx.multipart.create(alice, where)
+    raws = [data(SMALL_PARTS, n) for n in (1, 2, 3)]
+    done = [
+        await ctx.multipart.upload_part(alice, up.upload_id, where, n, body(raw))
+        for n, raw in enumerate(raws, 1)
+    ]
+    part_page = multipart_module.uploads.part_page
+
+    async def ended_first(*args: Any) -> Any:
+        monkeypatch.setattr(multipart_module.uploads, "part_page", part_page)
+        if ending == "complete":
+            listed = [(n, p.etag, {}) for n, p in enumerate(done, 1)]
+            await ctx.multipart.complete(alice, up.upload_id, where, listed)
+        else:
+            await ctx.multipart.abort(alice, up.upload_id, where)
+        return await part_page(*args)
+
+    monkeypatch.setattr(multipart_module.uploads, "part_page", ended_first)
+    try:
+        page = await ctx.multipart.list_parts(alice, up.upload_id, where)
+    except UploadNotFound:
+        return
+    # SQLite reads in one snapshot: the upload as it was, whole.
+    assert ctx.db.is_sqlite
+    assert [p.part_number for p in page.parts] == [1, 2, 3]
