@@ -314,3 +314,50 @@ async def test_no_auth_headers_needed_only_where_the_seed_says(gw: httpx.AsyncCl
     answer = await xml("/createBucket", data={"bucket": "x"})
     assert answer.code == -1 and "AccessKeyId" in answer.msg
     assert json.dumps(answer.msg)  # plain text
+
+
+async def test_a_move_by_a_key_that_may_not_delete_says_the_copy_was_made(
+    gw: httpx.AsyncClient, jcs: Jcs
+) -> None:
+    """S3 has no move: the facade copies, then deletes the source. A key
+    that may write but not delete got "forbids delete operations" with the
+    copy already made; the answer now says the object was copied."""
+    owner = Gw(gw, False, jcs.backend.headers)
+    bucket = unique("mv")
+    await owner.ok("/createBucket", data={"bucket": bucket})
+    await owner.ok("/uploadObject", data={"bucket": bucket, "key": "src"}, files={"file": b"x"})
+    free = Gw(gw, False, None)
+    allow = {"allow_download": True, "allow_upload": True, "allow_list": True}
+    key = (
+        await free.ok(
+            "/createRestrictKey", json={"buckets": [bucket], "api_key": jcs.api_key, **allow}
+        )
+    ).data
+    grant = (
+        await free.ok(
+            "/createAccessGrant",
+            json={"satellite_node_url": jcs.main_url, "restrict_key": key, "password": PASSPHRASE},
+        )
+    ).data
+    made = (
+        await free.ok(
+            "/createCredentials", json={"access_grant": grant, "auth_service": jcs.main_url}
+        )
+    ).data
+    limited = Gw(
+        gw, False, Backend("jcs", jcs.s3_url, made["access_key_id"], made["secret_key"]).headers
+    )
+    move = {
+        "source_bucket": bucket,
+        "source_key": "src",
+        "destination_bucket": bucket,
+        "destination_key": "dst",
+    }
+    answer = await limited("/moveObject", json=move)
+    assert answer.code == -1
+    assert answer.msg.startswith(
+        f"the object was copied to {bucket}/dst, but the source {bucket}/src was not deleted: "
+        "operation error S3: DeleteObject"
+    ), answer.msg
+    listed = await owner.ok("/listObjects", json={"bucket": bucket}, many=True)
+    assert sorted(o["key"] for o in listed.data) == ["dst", "src"]

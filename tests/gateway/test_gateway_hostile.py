@@ -352,3 +352,35 @@ async def test_parameters_that_are_not_utf8_are_refused(
     await call.ok("/headObject", content=body, headers=urlencoded)
     body = field("bucket", bucket.encode()) + field("key", "ключ".encode()) + b"--B--\r\n"
     await call.ok("/headObject", content=body, headers=FORM)
+
+
+async def test_json_numbers_and_constants_are_not_names(
+    gw: httpx.AsyncClient, backend: Backend
+) -> None:
+    """Python's decoder takes NaN and Infinity, which JSON has not, and a
+    number became a name by ``str()``: ``{"bucket": 1e400}`` made bucket
+    ``inf``, ``1e2`` key ``100.0``, a tag value ``1e400`` "inf". Fractions
+    and constants are refused; a whole number is still its digits."""
+    call = Gw(gw, False, backend.headers)
+    json_body = {"Content-Type": "application/json"}
+    for raw, message in (
+        (b'{"bucket": NaN}', "the request body is not valid JSON: NaN is not a JSON value"),
+        (
+            b'{"bucket": -Infinity}',
+            "the request body is not valid JSON: -Infinity is not a JSON value",
+        ),
+        (b'{"bucket": 1e400}', "invalid parameter bucket: must be a string"),
+        (b'{"bucket": 1e2}', "invalid parameter bucket: must be a string"),
+    ):
+        answer = await call("/createBucket", content=raw, headers=json_body)
+        assert answer.code == -1 and answer.msg == message, (raw, answer.msg)
+    names = [b["bucket"] for b in (await call.ok("/listBuckets", many=True)).data]
+    assert not {"inf", "nan", "100.0", "-inf"} & set(names)
+    bucket = unique("num")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    await call.ok("/uploadObject", data={"bucket": bucket, "key": "7"}, files={"file": b"x"})
+    head = await call("/headObject", json={"bucket": bucket, "key": 7})
+    assert head.code == 0 and head.data["content_length"] == 1, head.msg
+    tags = {"bucket": bucket, "key": "7", "tags": [{"key": "n", "value": 1e300}]}
+    answer = await call("/putObjectTagging", json=tags)
+    assert answer.code == -1 and answer.msg == "invalid parameter tags: tags/value must be a string"

@@ -334,7 +334,15 @@ async def move_object(c: Call, s3: S3 | None) -> Response:
         await _s3(s3).call("head_object", Bucket=sb, Key=sk)
         return c.ok(MSG_MOVED)
     await _s3(s3).call("copy_object", Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
-    await _s3(s3).call("delete_object", Bucket=sb, Key=sk)
+    try:
+        await _s3(s3).call("delete_object", Bucket=sb, Key=sk)
+    except GatewayError as exc:
+        # S3 has no move: the copy stands, and the caller must be told so
+        # (a key that may write but not delete gets here).
+        raise GatewayError(
+            f"the object was copied to {db}/{dk}, but the source {sb}/{sk} was not "
+            f"deleted: {exc.message}"
+        ) from None
     return c.ok(MSG_MOVED)
 
 
@@ -384,7 +392,7 @@ def _tag_text(value: Any, what: str) -> str:
         return "true" if value else "false"
     if value is None:
         return ""
-    if isinstance(value, str | int | float):
+    if isinstance(value, str | int):  # not a float: 1e400 would be stored as "inf"
         return str(value)
     raise GatewayError(f"invalid parameter tags: {what} must be a string")
 

@@ -39,6 +39,15 @@ def _missing(name: str) -> GatewayError:
     return GatewayError(f"missing required parameter {name}")
 
 
+class _NotJSON(ValueError):
+    pass
+
+
+def _not_json(token: str) -> Any:
+    """Python's decoder takes NaN and Infinity, which JSON does not have."""
+    raise _NotJSON(f"{token} is not a JSON value")
+
+
 def _invalid(name: str, what: str) -> GatewayError:
     return GatewayError(f"invalid parameter {name}: {what}")
 
@@ -102,7 +111,10 @@ class Params:
         value = self.first(name)
         if value is None:
             return None
-        if isinstance(value, bool | list | dict):
+        # A whole number is taken as its digits (a project id sent as one);
+        # a fraction is not a name anyone typed: 1e2 would become "100.0",
+        # 1e400 "inf".
+        if isinstance(value, bool | float | list | dict):
             raise _invalid(name, "must be a string")
         return str(value)
 
@@ -351,7 +363,9 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
         params.values.update(posted.values)  # the body's names replace the query's
         return Body(params)
     try:
-        decoded = json.loads(raw)
+        decoded = json.loads(raw, parse_constant=_not_json)
+    except _NotJSON as exc:
+        raise GatewayError(f"the request body is not valid JSON: {exc}") from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise GatewayError("the request body is not valid JSON") from None
     if not isinstance(decoded, dict):
