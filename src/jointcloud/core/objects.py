@@ -49,6 +49,7 @@ from jointcloud.core.copy_checksum import (
     read_digests,
     refuse_too_large,
 )
+from jointcloud.core.deletes import BatchDeletes
 from jointcloud.core.listing import (
     MAX_KEYS,
     BriefListing,
@@ -126,7 +127,7 @@ def _where(ref: PackageRef, pkg: Package, path: str) -> str:
     return f"path {path!r} in package {named}"
 
 
-class ObjectService(ObjectListings):
+class ObjectService(ObjectListings, BatchDeletes):
     def __init__(self, db: Database, packages: PackageService, store: BlockStore) -> None:
         super().__init__(db, packages)
         self.store = store

@@ -36,7 +36,6 @@ from jointcloud.api.s3.xmlio import Value, child_text, iso, parse, render
 from jointcloud.core.commands import (
     Conditions,
     CopyObject,
-    DeleteObject,
     MetadataDirective,
     ObjectAddress,
     PackageRef,
@@ -210,40 +209,45 @@ def _delete_list(body: bytes) -> tuple[bool, list[tuple[str, str | None, str | N
     return quiet, items
 
 
-async def _delete_one(r: S3Request, key: str, etag: str | None, version: str | None) -> None:
+def _delete_item(key: str, etag: str | None, version: str | None) -> Conditions:
+    """What one entry of a DeleteObjects asks, checked as DeleteObject checks
+    its own request (a refusal is this entry's error alone)."""
     if version not in (None, "null"):
         raise NoSuchVersion("The specified version does not exist.")
     if not key:
         raise errors.BadArgument("the key is empty")
     if len(key.encode("utf-8", "surrogateescape")) > MAX_PATH:
         raise errors.BadArgument(f"the key is longer than {MAX_PATH} bytes")
-    conditions = Conditions(if_match=etag_list(etag)) if etag is not None else Conditions()
-    await r.ctx.objects.delete(
-        r.principal, DeleteObject(ObjectAddress(r.package, key), conditions=conditions)
-    )
+    return Conditions(if_match=etag_list(etag)) if etag is not None else Conditions()
 
 
 @op("DeleteObjects")
 async def delete_objects(r: S3Request) -> Response:
     body = await read_document(r, required=True)
     quiet, items = _delete_list(body)
-    fields: list[tuple[str, Value]] = []
-    for key, etag, version in items:
+    outcomes: list[errors.DomainError | None] = [None] * len(items)
+    batch: list[tuple[int, tuple[str, Conditions]]] = []
+    for i, (key, etag, version) in enumerate(items):
         try:
-            await _delete_one(r, key, etag, version)
-        except (errors.PackageNotFound, errors.BucketNotFound):
-            raise  # the bucket itself: the whole request fails (NoSuchBucket)
+            batch.append((i, (key, _delete_item(key, etag, version))))
         except errors.DomainError as exc:
-            code = classify(exc)[0]
+            outcomes[i] = exc
+    # One transaction for the batch; the bucket itself not being there fails
+    # the whole request (NoSuchBucket), anything else only its key.
+    done = await r.ctx.objects.delete_many(r.principal, r.package, [item for _, item in batch])
+    for (i, _), outcome in zip(batch, done, strict=True):
+        outcomes[i] = outcome
+    fields: list[tuple[str, Value]] = []
+    for (key, _, version), failure in zip(items, outcomes, strict=True):
+        if failure is not None:
             entry: list[tuple[str, Value]] = [("Key", key)]
             if version is not None:
                 entry.append(("VersionId", version))
-            entry.extend([("Code", code), ("Message", exc.message)])
+            entry.extend([("Code", classify(failure)[0]), ("Message", failure.message)])
             fields.append(("Error", entry))
-            continue
-        if not quiet:
-            done: list[tuple[str, Value]] = [("Key", key)]
+        elif not quiet:
+            deleted: list[tuple[str, Value]] = [("Key", key)]
             if version is not None:
-                done.append(("VersionId", version))
-            fields.append(("Deleted", done))
+                deleted.append(("VersionId", version))
+            fields.append(("Deleted", deleted))
     return xml("DeleteResult", fields)

@@ -45,10 +45,30 @@ async def get_object_by_path(
     return None if row is None else to_object(row)
 
 
+async def objects_at_paths(
+    conn: AsyncConnection, package_id: int, paths: Sequence[str]
+) -> dict[str, ObjectInfo]:
+    """The visible objects at ``paths`` of one package, by path, in one
+    statement per thousand paths (SQLite's bound parameters are limited)."""
+    found: dict[str, ObjectInfo] = {}
+    for start in range(0, len(paths), 1000):
+        q = _VISIBLE_OBJECT_AT_PATHS
+        params = {"package_id": package_id, "paths": list(paths[start : start + 1000])}
+        for row in await conn.execute(q, params):
+            info = to_object(row)
+            found[info.path] = info
+    return found
+
+
 _OBJECT_AT = select(t.objects).where(
     t.objects.c.package_id == bindparam("package_id"), t.objects.c.path == bindparam("path")
 )
 _VISIBLE_OBJECT_AT = _OBJECT_AT.where(visible)
+_VISIBLE_OBJECT_AT_PATHS = select(t.objects).where(
+    t.objects.c.package_id == bindparam("package_id"),
+    t.objects.c.path.in_(bindparam("paths", expanding=True)),
+    visible,
+)
 
 
 def _opening(part_filter: Any = None) -> Any:
