@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import BlockRecord, LayoutRecord, StagedLayout
 from jointcloud.meta import tables as t
-from jointcloud.meta import uploads
 from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import dump_policy, load_policy_required, now
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
@@ -356,12 +355,6 @@ async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime)
 
 
 # --- multipart ---------------------------------------------------------------
-
-
-async def clear_upload_parts(conn: AsyncConnection, object_id: int) -> list[int]:
-    """Drop the multipart upload linked to an object (a JCS upload), if any,
-    with its parts; returns their layouts, for release (``meta.uploads``)."""
-    return await uploads.drop_for_object(conn, object_id)
 
 
 async def hold_for_swap(conn: AsyncConnection, layout_id: int, intent: int) -> bool:

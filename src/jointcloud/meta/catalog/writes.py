@@ -398,12 +398,18 @@ async def move_object(conn: AsyncConnection, object_id: int, package_id: int, pa
 
 
 async def delete_objects(conn: AsyncConnection, object_ids: Sequence[int]) -> None:
+    """Delete the objects with their parts (and a JCS upload linked to one),
+    releasing the layouts nothing references any more. A few statements per
+    batch of ids, not per object: a batch delete of 1,000 keys ran 3,000."""
     released: list[int] = []
-    for oid in object_ids:
-        released += await _drop_parts(conn, oid)
-        released += await layouts.clear_upload_parts(conn, oid)
-    if object_ids:
-        await conn.execute(delete(t.objects).where(t.objects.c.id.in_(list(object_ids))))
+    for part in layouts.chunks(list(dict.fromkeys(object_ids))):
+        of_these = t.object_parts.c.object_id.in_(part)
+        found = await conn.execute(select(t.object_parts.c.layout_id).where(of_these))
+        released += [int(r.layout_id) for r in found]
+        await conn.execute(delete(t.object_parts).where(of_these))
+        linked = await conn.execute(select(t.uploads.c.id).where(t.uploads.c.object_id.in_(part)))
+        released += await uploads.drop(conn, [int(r.id) for r in linked])
+        await conn.execute(delete(t.objects).where(t.objects.c.id.in_(part)))
     await layouts.release_unreferenced(conn, released)
 
 
