@@ -7,7 +7,9 @@ interleaved here deterministically.
   an object committed between the emptiness check and the delete was
   deleted with the package after its writer had been answered.
 - Two deletes of one package both succeeded.
-- ListParts racing a completion answered an empty list for a live upload."""
+- ListParts racing a completion answered an empty list for a live upload.
+- An object and its copy deleted at once left their shared layout live
+  and unreferenced, never collected."""
 
 from __future__ import annotations
 
@@ -17,13 +19,15 @@ from typing import Any
 
 import pytest
 from core_support import World
-from sqlalchemy import text
+from sqlalchemy import select, text
 from test_multipart_support import SMALL_PARTS, at, body, data, package
 
+from jointcloud.core import deletes as deletes_module
 from jointcloud.core import multipart as multipart_module
-from jointcloud.core.commands import GetObject
+from jointcloud.core.commands import Conditions, CopyObject, GetObject, PackageRef, PutObject
 from jointcloud.errors import NotEmpty, PackageNotFound, UploadNotFound
 from jointcloud.meta import catalog
+from jointcloud.meta import tables as t
 
 
 async def lock_waiters(world: World) -> int:
@@ -127,3 +131,45 @@ async def test_list_parts_racing_the_end_of_an_upload_never_answers_an_empty_lis
     # SQLite reads in one snapshot: the upload as it was, whole.
     assert ctx.db.is_sqlite
     assert [p.part_number for p in page.parts] == [1, 2, 3]
+
+
+async def test_an_object_and_its_copy_deleted_at_once_release_their_layout(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy shares its source's layouts. Deleted at the same moment, each
+    delete saw the other's reference (deleted, not yet committed) under READ
+    COMMITTED, and neither released the layout: it stayed live with nothing
+    referencing it, and GC never took it (found by review)."""
+    postgresql_only(world)
+    ctx, alice = world.ctx, world.alice
+    a, b = await package(world, "src"), await package(world, "dst")
+    src = await ctx.objects.put(alice, PutObject(at(a, "k"), body(b"x" * 300_000)))
+    await ctx.objects.copy(alice, CopyObject(at(a, "k"), at(b, "k")))
+    async with ctx.db.read() as conn:
+        q = select(t.object_parts.c.layout_id).where(t.object_parts.c.object_id == src.object_id)
+        shared = [r.layout_id for r in await conn.execute(q)]
+    assert shared
+    real = deletes_module.catalog.delete_objects
+    first_in, go_on = asyncio.Event(), asyncio.Event()
+
+    async def first_stays_open(conn: Any, ids: Any) -> None:
+        await real(conn, ids)
+        if not first_in.is_set():
+            first_in.set()
+            await go_on.wait()  # the first delete's transaction is still open
+
+    monkeypatch.setattr(deletes_module.catalog, "delete_objects", first_stays_open)
+    first = asyncio.ensure_future(
+        ctx.objects.delete_many(alice, PackageRef.by_id(a.package_id), [("k", Conditions())])
+    )
+    await first_in.wait()
+    second = asyncio.ensure_future(
+        ctx.objects.delete_many(alice, PackageRef.by_id(b.package_id), [("k", Conditions())])
+    )
+    await until_blocked(world, [second], 1)
+    go_on.set()
+    assert await first == [None] and await second == [None]
+    async with ctx.db.read() as conn:
+        q = select(t.layouts.c.id, t.layouts.c.released_at).where(t.layouts.c.id.in_(shared))
+        rows = (await conn.execute(q)).all()
+    assert rows and all(r.released_at is not None for r in rows), rows

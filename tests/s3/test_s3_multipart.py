@@ -16,7 +16,9 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from s3_support import S3, code_of
 
-from jointcloud.core.commands import CopyObject, ObjectAddress
+from jointcloud.core.authz import Principal
+from jointcloud.core.commands import CopyObject, ObjectAddress, PackageRef
+from jointcloud.meta import catalog
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # S3's minimum size of every part but the last
@@ -418,8 +420,8 @@ async def test_head_of_a_part_describes_one_version_of_an_object_being_replaced(
     """HeadObject with ``partNumber`` read the object and then its part in
     two snapshots: an overwrite in between answered one object's ETag with
     another's Content-Range and parts count (a review reproduced it against
-    a real server). The object is replaced right after it is first read:
-    every header must still describe one version."""
+    a real server). The object is replaced right after its row is first
+    read, whichever read that is: every header must describe that version."""
     c = s3.client()
     first, second = os.urandom(5 * 1024 * 1024), b"tail"
 
@@ -441,22 +443,32 @@ async def test_head_of_a_part_describes_one_version_of_an_object_being_replaced(
         c.put_object(Bucket="headpart", Key="small", Body=b"small")
 
     await asyncio.to_thread(setup)
-    objects = s3.ctx.objects
-    head, replaced = objects.head, []
+    objects, replaced = s3.ctx.objects, []
+    owner = Principal.user((await s3.ctx.accounts.user_named("admin")).user_id)
 
-    async def head_then_replaced(principal: Any, address: Any, *args: Any) -> Any:
-        info = await head(principal, address, *args)
-        if not replaced:
-            replaced.append(1)
-            source = ObjectAddress(address.package, "small")
-            await objects.copy(principal, CopyObject(source=source, dest=address))
-        return info
+    def then_replaced(read: Any) -> Any:
+        """``read`` of the object's row, after which (once) the object is
+        replaced by the 5-byte one, as a concurrent CopyObject would."""
 
-    monkeypatch.setattr(objects, "head", head_then_replaced)
+        async def reading(conn: Any, package_id: int, path: str, *args: Any, **kw: Any) -> Any:
+            found = await read(conn, package_id, path, *args, **kw)
+            if path == "k" and not replaced:
+                replaced.append(path)
+                dest = ObjectAddress(PackageRef.by_id(package_id), "k")
+                source = ObjectAddress(PackageRef.by_id(package_id), "small")
+                await objects.copy(owner, CopyObject(source=source, dest=dest))
+            return found
+
+        return reading
+
+    for name in ("get_object_by_path", "open_by_path"):
+        monkeypatch.setattr(catalog, name, then_replaced(getattr(catalog, name)))
     got = await asyncio.to_thread(c.head_object, Bucket="headpart", Key="k", PartNumber=1)
-    size = int(got["ContentRange"].rsplit("/", 1)[1])
-    if got["ETag"].endswith('-2"'):
-        assert got["PartsCount"] == 2 and size == len(first + second)
-        assert got["ContentLength"] == len(first)
-    else:
-        assert "PartsCount" not in got and size == 5 and got["ContentLength"] == 5
+    assert replaced  # the object was replaced right after it was read
+    # Every header is of the version read: the multipart one.
+    assert got["ETag"].endswith('-2"') and got["PartsCount"] == 2
+    assert got["ContentRange"] == f"bytes 0-{len(first) - 1}/{len(first + second)}"
+    assert got["ContentLength"] == len(first)
+    # The replacement is there for the next request.
+    again = await asyncio.to_thread(c.head_object, Bucket="headpart", Key="k", PartNumber=1)
+    assert "PartsCount" not in again and again["ContentLength"] == 5

@@ -196,6 +196,22 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
     """Stamp layouts that nothing references any more; GC removes them later."""
     ids = sorted(set(layout_ids))
     ts = now()
+    if ids and conn.dialect.name != "sqlite":
+        # Under READ COMMITTED two transactions dropping the last two
+        # references to one layout (an object and its copy, deleted at once)
+        # each saw the other's reference, deleted but not committed, and
+        # neither released it: it stayed live, unreferenced, never collected
+        # (found by review). The rows are locked first, in id order; the
+        # checks below are statements of their own, whose snapshots see what
+        # a transaction that held the lock before committed. (SQLite has
+        # one writer at a time.)
+        for part in chunks(ids):
+            await conn.execute(
+                select(t.layouts.c.id)
+                .where(t.layouts.c.id.in_(part))
+                .order_by(t.layouts.c.id)
+                .with_for_update()
+            )
     if len(ids) <= FEW_RELEASES:  # on the driver's connection, one statement each
         await _RELEASE_ONE.write(conn, [{"b_id": i, "b_ts": ts} for i in ids])
         return
