@@ -5,6 +5,7 @@ restrictions enforced by the S3 endpoint, and the seed's share URL."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from gw_support import PASSPHRASE, Backend, Gw, Jcs, unique
 
+from jointcloud.core import copy_checksum
 from jointcloud.keys.caveats import APIKey, CaveatPath, Permission
 from jointcloud.keys.grant import parse_grant
 
@@ -361,3 +363,25 @@ async def test_a_move_by_a_key_that_may_not_delete_says_the_copy_was_made(
     ), answer.msg
     listed = await owner.ok("/listObjects", json={"bucket": bucket}, many=True)
     assert sorted(o["key"] for o in listed.data) == ["dst", "src"]
+
+
+async def test_a_copy_over_the_copy_limit_is_made_in_parts(
+    gw: httpx.AsyncClient, jcs: Jcs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3's CopyObject copies at most 5 GiB (as AWS); /copyObject and
+    /moveObject copy a larger object in parts (UploadPartCopy), as boto3's
+    managed copy does, instead of failing. The limit is lowered here."""
+    owner = Gw(gw, False, jcs.backend.headers)
+    bucket = unique("big")
+    await owner.ok("/createBucket", data={"bucket": bucket})
+    data = os.urandom(9 * 1024 * 1024)  # over boto3's 8 MiB threshold: copied in parts
+    await owner.ok("/uploadObject", data={"bucket": bucket, "key": "src"}, files={"file": data})
+    monkeypatch.setattr(copy_checksum, "MAX_READ_FOR_COPY", 1024 * 1024)
+    copy = {"source_bucket": bucket, "source_key": "src", "destination_bucket": bucket}
+    await owner.ok("/copyObject", json={**copy, "destination_key": "copied"})
+    await owner.ok("/moveObject", json={**copy, "destination_key": "moved"})
+    for key in ("copied", "moved"):
+        got = await owner.raw("/downloadObject", json={"bucket": bucket, "key": key})
+        assert got.status_code == 200 and got.content == data, key
+    listed = await owner.ok("/listObjects", json={"bucket": bucket}, many=True)
+    assert sorted(o["key"] for o in listed.data) == ["copied", "moved"]

@@ -18,9 +18,11 @@ import pytest
 from botocore.exceptions import ClientError
 from s3_support import S3, code_of
 
+from jointcloud.api.s3 import ops_copy
 from jointcloud.core import copy_checksum
+from jointcloud.core import objects as objects_module
 from jointcloud.core.authz import Operation, Principal
-from jointcloud.core.commands import PackageRef
+from jointcloud.core.commands import DeleteObject, ObjectAddress, PackageRef
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 
 
@@ -637,3 +639,71 @@ async def test_copy_object_of_a_multipart_source_is_one_piece_as_aws(
         assert "Contents" not in c.list_objects_v2(Bucket="mpc", Prefix="big")
 
     await asyncio.to_thread(work)
+
+
+async def test_a_long_copy_answers_200_at_once_then_its_result_or_error(
+    s3: S3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that reads its source (a multipart one, for its MD5) can take
+    minutes: as AWS, the 200 goes at once, spaces keep the connection alive,
+    then the result, or an <Error> inside the 200 that botocore raises."""
+    c = s3.client()
+    one, two = os.urandom(5 * 1024 * 1024), b"end"
+    spaces: list[bytes] = []
+    kept_alive = asyncio.Event()
+    patience = ops_copy._patience
+
+    async def observed(task: Any, every: float) -> AsyncIterator[bytes]:
+        async for space in patience(task, every):
+            spaces.append(space)
+            kept_alive.set()
+            yield space
+
+    real_read = objects_module.read_digests
+    delete_meanwhile: list[bool] = []
+
+    async def slow_read(*args: Any, **kwargs: Any) -> Any:
+        await kept_alive.wait()  # the read "takes long": spaces went out meanwhile
+        digest = await real_read(*args, **kwargs)
+        if delete_meanwhile:
+            principal = Principal.user((await s3.ctx.accounts.user_named("admin")).user_id)
+            src = ObjectAddress(PackageRef.by_name("slowcopy", s3.project_id), "src")
+            await s3.ctx.objects.delete(principal, DeleteObject(src))
+        return digest
+
+    def work() -> None:
+        c.create_bucket(Bucket="slowcopy")
+        uid = c.create_multipart_upload(Bucket="slowcopy", Key="src")["UploadId"]
+        parts = [
+            {
+                "PartNumber": n,
+                "ETag": c.upload_part(
+                    Bucket="slowcopy", Key="src", UploadId=uid, PartNumber=n, Body=raw
+                )["ETag"],
+            }
+            for n, raw in ((1, one), (2, two))
+        ]
+        c.complete_multipart_upload(
+            Bucket="slowcopy", Key="src", UploadId=uid, MultipartUpload={"Parts": parts}
+        )
+
+    await asyncio.to_thread(work)
+    monkeypatch.setattr(ops_copy, "PATIENCE", 0.0)
+    monkeypatch.setattr(ops_copy, "KEEPALIVE_EVERY", 0.001)
+    monkeypatch.setattr(ops_copy, "_patience", observed)
+    monkeypatch.setattr(objects_module, "read_digests", slow_read)
+    copy = await asyncio.to_thread(
+        c.copy_object, Bucket="slowcopy", Key="dst", CopySource="slowcopy/src"
+    )
+    assert spaces and copy["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert copy["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(one + two).hexdigest()}"'
+    # The source deleted while it was read: the error comes inside the 200.
+    kept_alive.clear()
+    spaces.clear()
+    delete_meanwhile.append(True)
+    code, _, message = await asyncio.to_thread(
+        code_of, lambda: c.copy_object(Bucket="slowcopy", Key="dst2", CopySource="slowcopy/src")
+    )
+    assert spaces and code == "NoSuchKey", (code, message)
+    listed = await asyncio.to_thread(c.list_objects_v2, Bucket="slowcopy")
+    assert [o["Key"] for o in listed["Contents"]] == ["dst"]

@@ -322,9 +322,24 @@ def _copy_args(p: Params) -> tuple[str, str, str, str]:
     )
 
 
+# S3 copies at most 5 GiB in one CopyObject; larger objects are copied in
+# parts (UploadPartCopy), which boto3's managed ``copy`` does.
+TOO_LARGE_TO_COPY = "larger than the maximum allowable size for a copy source"
+
+
+async def _copy(s3: S3, sb: str, sk: str, db: str, dk: str) -> None:
+    source = {"Bucket": sb, "Key": sk}
+    try:
+        await s3.call("copy_object", Bucket=db, Key=dk, CopySource=source)
+    except GatewayError as exc:
+        if TOO_LARGE_TO_COPY not in exc.message:
+            raise
+        await s3.call("copy", CopySource=source, Bucket=db, Key=dk)
+
+
 async def copy_object(c: Call, s3: S3 | None) -> Response:
     sb, sk, db, dk = _copy_args(c.params)
-    await _s3(s3).call("copy_object", Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
+    await _copy(_s3(s3), sb, sk, db, dk)
     return c.ok(MSG_COPIED)
 
 
@@ -333,7 +348,7 @@ async def move_object(c: Call, s3: S3 | None) -> Response:
     if (sb, sk) == (db, dk):  # S3 refuses a copy onto itself; the move is a no-op
         await _s3(s3).call("head_object", Bucket=sb, Key=sk)
         return c.ok(MSG_MOVED)
-    await _s3(s3).call("copy_object", Bucket=db, Key=dk, CopySource={"Bucket": sb, "Key": sk})
+    await _copy(_s3(s3), sb, sk, db, dk)
     try:
         await _s3(s3).call("delete_object", Bucket=sb, Key=sk)
     except GatewayError as exc:

@@ -8,9 +8,13 @@ credentials may read.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from starlette.responses import Response
+import structlog
+from starlette.responses import Response, StreamingResponse
 
 from jointcloud import errors
 from jointcloud.api.common.http import etag_list, parse_conditions
@@ -22,6 +26,7 @@ from jointcloud.api.s3.errors import (
     MalformedXML,
     NoSuchVersion,
     classify,
+    error_response,
 )
 from jointcloud.api.s3.headers import (
     REDIRECT,
@@ -51,6 +56,9 @@ SELF_COPY = (
     "without changing the object's metadata, storage class, website redirect location "
     "or encryption attributes."
 )
+
+
+log = structlog.get_logger(__name__)
 
 
 def xml(root: str, fields: list[tuple[str, Value]]) -> Response:
@@ -157,7 +165,7 @@ async def copy_object(r: S3Request) -> Response:
         and not restates
     ):
         raise InvalidRequestS3(SELF_COPY)
-    info = await r.ctx.objects.copy(
+    copying = r.ctx.objects.copy(
         r.principal,
         CopyObject(
             source=source,
@@ -172,9 +180,63 @@ async def copy_object(r: S3Request) -> Response:
             one_piece=True,
         ),
     )
-    response = xml("CopyObjectResult", _copy_result(info))
-    response.headers.update(SSE)
-    return response
+    return await _answer_copy(r, copying)
+
+
+# A copy that must read its source (a multipart one, for its MD5) can take
+# minutes. AWS answers such a copy 200 at once, sends whitespace now and
+# then, and puts the result, or an <Error> that botocore and the other SDKs
+# read as one, in that 200. Without it a client's read timeout (60 s in
+# boto3) fires and its retry reads the source all over again. A copy done
+# within PATIENCE answers as any other request.
+PATIENCE = 1.0
+KEEPALIVE_EVERY = 5.0
+_DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+async def _answer_copy(r: S3Request, copying: Coroutine[Any, Any, ObjectInfo]) -> Response:
+    task = asyncio.ensure_future(copying)
+    try:
+        done, _ = await asyncio.wait([task], timeout=PATIENCE)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        response = xml("CopyObjectResult", _copy_result(task.result()))
+        response.headers.update(SSE)
+        return response
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield _DECLARATION
+            async for space in _patience(task, KEEPALIVE_EVERY):
+                yield space
+            try:
+                document = render("CopyObjectResult", _copy_result(task.result()))
+            except errors.DomainError as exc:
+                failed = error_response(exc, resource=r.target.resource, request_id=r.request_id)
+                document = bytes(failed.body)
+            except Exception as exc:  # a bug: S3's InternalError, as the app answers one
+                log.exception("unhandled error in a copy", error_type=type(exc).__name__)
+                failed = error_response(
+                    errors.OperationFailed("We encountered an internal error. Please try again."),
+                    resource=r.target.resource,
+                    request_id=r.request_id,
+                )
+                document = bytes(failed.body)
+            yield document.removeprefix(_DECLARATION)
+        finally:
+            task.cancel()  # the client went away: the copy is not committed
+
+    return StreamingResponse(body(), media_type="application/xml", headers=dict(SSE))
+
+
+async def _patience(task: asyncio.Future[ObjectInfo], every: float) -> AsyncIterator[bytes]:
+    """A space every ``every`` seconds until ``task`` is done."""
+    while not task.done():
+        done, _ = await asyncio.wait([task], timeout=every)
+        if not done:
+            yield b" "
 
 
 # --- DeleteObjects --------------------------------------------------------------
