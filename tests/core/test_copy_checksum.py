@@ -155,6 +155,26 @@ async def test_a_copy_of_one_piece_of_a_multipart_source_has_the_md5_of_its_byte
     assert kept.etag == src.etag
 
 
+async def test_the_v1_clone_of_a_multipart_source_reads_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only S3's copy of one piece reads its source; the JCS clone shares the
+    source's data and keeps its ETag, at any size."""
+    ctx, alice = world.ctx, world.alice
+    pkg = await mp_package(world, "mp")
+    _, src = await _multipart_source(world, pkg, "src")
+    reads: list[int] = []
+    original = ctx.store.read
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.store, "read", counting)
+    [clone] = await ctx.objects.clone(alice, [(src.object_id, pkg.package_id, "clone")])
+    assert clone is not None and clone.etag == src.etag and reads == []
+
+
 async def test_the_md5_and_a_checksum_are_read_in_one_pass(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

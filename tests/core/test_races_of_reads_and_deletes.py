@@ -32,7 +32,10 @@ from jointcloud.meta import tables as t
 
 async def lock_waiters(world: World) -> int:
     async with world.ctx.db.read() as conn:
-        q = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        q = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
         return int((await conn.execute(q)).scalar_one())
 
 

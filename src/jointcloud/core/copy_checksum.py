@@ -19,7 +19,6 @@ still the source when it commits.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ from jointcloud.core.models import ChecksumAlgorithm, ObjectContent, ObjectInfo
 from jointcloud.core.object_parts import multipart_etag
 from jointcloud.errors import CopyTooLarge
 from jointcloud.redundancy.checksums import FULL_OBJECT_CHECKSUMS, Checksums, combine_checksums
+from jointcloud.redundancy.tasks import _cpu
 
 # Pieces at least this large are hashed in a worker thread (CRCs and
 # hashlib release the GIL); smaller ones cost less than the hop.
@@ -123,11 +123,17 @@ async def read_digests(
         for hasher in hashers:
             hasher.update(piece)
 
-    async for piece in store.read(content, 0, content.info.size):
-        if len(piece) >= _THREAD_AT:
-            await asyncio.to_thread(update, piece)
-        else:
-            update(piece)
+    # The data path's CPU pool, not the default executor the spaces' file
+    # I/O runs in (reads this waits on); the stream closed however it ends.
+    pieces = store.read(content, 0, content.info.size)
+    try:
+        async for piece in pieces:
+            if len(piece) >= _THREAD_AT:
+                await _cpu(update, piece)
+            else:
+                update(piece)
+    finally:
+        await pieces.aclose()  # type: ignore[attr-defined]  # an async generator
     if algorithm is not None:
         digest = sha256.digest() if sha256 is not None else b""
         checksum = (algorithm, sums.result(digest)[str(algorithm)])
