@@ -5,6 +5,7 @@ the field, and leaves nothing behind (no bucket, package, object or task)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 from jcs_helpers import Api, expect_error, get_task, info_part, multipart, snapshot
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from jointcloud.context import Context
 from jointcloud.core.transfer import service as transfer_service
@@ -686,3 +687,42 @@ async def test_range_positions_with_thousands_of_digits(api: Api) -> None:
     r = await api.request("GET", url, params=params, headers={"Range": f"bytes={nines}-"})
     expect_error(r, "BadArgument", 416)
     assert r.headers["Content-Range"] == "bytes */1"
+
+
+async def test_concurrent_creates_stop_at_the_task_limit(
+    api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL 40 creates at once each counted the tasks before any
+    was made and went past the limit (105 of 100, found by review). The
+    second create here starts while the first has counted and not yet
+    committed: it must wait for it, then count it."""
+    if ctx.db.is_sqlite:
+        pytest.skip("SQLite runs one writer at a time: the counts cannot overlap")
+    w = await make_world(api)  # its sync task is the first
+    monkeypatch.setattr(transfer_service, "MAX_SCHEDULED_TASKS", 2)
+    hourly = sync(w.src, w.dst, trigger={"type": "interval", "seconds": 3600})
+    create = task_repo.create
+    second: list[asyncio.Task[Any]] = []
+
+    async def another_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not second:
+            second.append(asyncio.ensure_future(api.client.post(SYNC, json=hourly)))
+            while not second[0].done() and not await lock_waiters(ctx):
+                await asyncio.wait(second, timeout=0.01)
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(task_repo, "create", another_meanwhile)
+    await api.post(SYNC, hourly)
+    late = await second[0]
+    msg = expect_error(late, "Forbidden", 403)
+    assert "2 transfer tasks scheduled" in msg, msg
+    assert len(await tasks(api)) == 2
+
+
+async def lock_waiters(ctx: Context) -> int:
+    async with ctx.db.read() as conn:
+        q = text(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return int((await conn.execute(q)).scalar_one())

@@ -444,6 +444,13 @@ class PackageService:
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
                 dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)
+                # The source's paths, as its writers take them: no object of
+                # it changes until the clone commits. Without it PostgreSQL's
+                # READ COMMITTED gave a clone the row of one version and the
+                # parts of the next (found by review: objects whose bytes did
+                # not match their size and hash, or had none).
+                if not await catalog.lock_package_paths(conn, src.package_id):
+                    raise PackageNotFound(f"package {package_id} not found")
                 after: str | None = None
                 while True:
                     batch = await catalog.list_objects(conn, src.package_id, "", after, 1000)

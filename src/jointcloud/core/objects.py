@@ -293,10 +293,18 @@ class ObjectService(ObjectListings, BatchDeletes):
         return await self._copy(principal, cmd)
 
     async def _copy(
-        self, principal: Principal, cmd: CopyObject, *, path_free: bool = False
+        self,
+        principal: Principal,
+        cmd: CopyObject,
+        *,
+        path_free: bool = False,
+        source_id: int | None = None,
     ) -> ObjectInfo:
         """``copy``; ``path_free``: the destination path must not be taken
-        even by an unfinished upload's placeholder (the JCS clone rule)."""
+        even by an unfinished upload's placeholder (the JCS clone rule);
+        ``source_id``: the object named by id, which must still be the one at
+        the source's path when the copy commits (a clone by id, whose object
+        may be moved away and another put at its path meanwhile)."""
         src_pkg, src_path = await self._resolve(principal, cmd.source, Operation.READ)
         dst_pkg, dst_path = await self._resolve(principal, cmd.dest, Operation.WRITE)
         copy_meta = cmd.directive is MetadataDirective.COPY
@@ -344,6 +352,8 @@ class ObjectService(ObjectListings, BatchDeletes):
                     f"no object at {_where(cmd.source.package, src_pkg, src_path)}",
                     name=src_path,
                 )
+            if source_id is not None and src.object_id != source_id:
+                raise Conflict(f"object {source_id} moved while it was copied; copy it again")
             check_source_conditions(src, cmd.source_conditions)
             if cmd.one_piece:
                 refuse_too_large(src)  # replaced by a larger one since
@@ -689,7 +699,7 @@ class ObjectService(ObjectListings, BatchDeletes):
                 dest=ObjectAddress(PackageRef.by_id(package_id), path),
             )
             try:
-                out.append(await self._copy(principal, cmd, path_free=True))
+                out.append(await self._copy(principal, cmd, path_free=True, source_id=object_id))
             except (NotFound, AlreadyExists, Conflict, PreconditionFailed, AccessDenied):
                 out.append(None)
         return out
