@@ -18,6 +18,7 @@ from test_multipart_support import body as mp_body
 from test_multipart_support import package as mp_package
 from test_objects_support import at, body, package, read_all
 
+from jointcloud.context import Context
 from jointcloud.core import copy_checksum
 from jointcloud.core import objects as objects_module
 from jointcloud.core.commands import (
@@ -35,6 +36,19 @@ SHA1 = ChecksumAlgorithm.SHA1
 
 def sha1(data: bytes) -> str:
     return base64.b64encode(hashlib.sha1(data).digest()).decode()
+
+
+def count_reads(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per read of an object's stored bytes from now on."""
+    reads: list[int] = []
+    original = ctx.store.read
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.store, "read", counting)
+    return reads
 
 
 @pytest.mark.parametrize("size", [100, 300_000], ids=["inline", "blocks"])
@@ -91,14 +105,7 @@ async def test_a_copy_that_would_read_too_much_or_cannot_commit_reads_nothing(
     pkg = await package(world)
     await ctx.objects.put(alice, PutObject(at(pkg, "src"), body(b"x" * 5000)))
     await ctx.objects.put(alice, PutObject(at(pkg, "taken"), body(b"here")))
-    read: list[int] = []
-    original = ctx.store.read
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        read.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ctx.store, "read", counting)
+    read = count_reads(ctx, monkeypatch)
     monkeypatch.setattr(copy_checksum, "MAX_READ_FOR_COPY", 4999)
     with pytest.raises(CopyTooLarge, match="maximum allowable size for a copy source: 4999"):
         await ctx.objects.copy(alice, CopyObject(at(pkg, "src"), at(pkg, "dst"), checksum=SHA1))
@@ -163,14 +170,7 @@ async def test_the_v1_clone_of_a_multipart_source_reads_nothing(
     ctx, alice = world.ctx, world.alice
     pkg = await mp_package(world, "mp")
     _, src = await _multipart_source(world, pkg, "src")
-    reads: list[int] = []
-    original = ctx.store.read
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ctx.store, "read", counting)
+    reads = count_reads(ctx, monkeypatch)
     [clone] = await ctx.objects.clone(alice, [(src.object_id, pkg.package_id, "clone")])
     assert clone is not None and clone.etag == src.etag and reads == []
 
@@ -181,14 +181,7 @@ async def test_the_md5_and_a_checksum_are_read_in_one_pass(
     ctx, alice = world.ctx, world.alice
     pkg = await mp_package(world, "mp")
     raw, _ = await _multipart_source(world, pkg, "src")
-    reads: list[int] = []
-    original = ctx.store.read
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        reads.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ctx.store, "read", counting)
+    reads = count_reads(ctx, monkeypatch)
     done = await ctx.objects.copy(
         alice,
         CopyObject(mp_at(pkg, "src"), mp_at(pkg, "dst"), checksum=SHA1, one_piece=True),

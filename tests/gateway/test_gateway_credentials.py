@@ -214,34 +214,7 @@ async def test_restrictions_are_enforced(gw: httpx.AsyncClient, jcs: Jcs) -> Non
             "/uploadObject", data={"bucket": bucket, "key": "a.txt"}, files={"file": b"hello"}
         )
 
-    free = Gw(gw, False, None)
-    key = (
-        await free.ok(
-            "/createRestrictKey",
-            json={"buckets": [allowed], "api_key": jcs.api_key, "allow_download": True},
-        )
-    ).data
-    grant = (
-        await free.ok(
-            "/createAccessGrant",
-            json={
-                "satellite_node_url": jcs.main_url,
-                "restrict_key": key,
-                "password": PASSPHRASE,
-                "project_id": jcs.project_uuid,
-            },
-        )
-    ).data
-    made = (
-        await free.ok(
-            "/createCredentials", json={"access_grant": grant, "auth_service": jcs.main_url}
-        )
-    ).data
-    limited = Gw(
-        gw,
-        False,
-        Backend("jcs", jcs.s3_url, made["access_key_id"], made["secret_key"]).headers,
-    )
+    limited = await restricted_caller(gw, jcs, [allowed], allow_download=True)
 
     got = await limited.raw("/downloadObject", json={"bucket": allowed, "key": "a.txt"})
     assert got.status_code == 200 and got.content == b"hello"
@@ -328,27 +301,8 @@ async def test_a_move_by_a_key_that_may_not_delete_says_the_copy_was_made(
     bucket = unique("mv")
     await owner.ok("/createBucket", data={"bucket": bucket})
     await owner.ok("/uploadObject", data={"bucket": bucket, "key": "src"}, files={"file": b"x"})
-    free = Gw(gw, False, None)
     allow = {"allow_download": True, "allow_upload": True, "allow_list": True}
-    key = (
-        await free.ok(
-            "/createRestrictKey", json={"buckets": [bucket], "api_key": jcs.api_key, **allow}
-        )
-    ).data
-    grant = (
-        await free.ok(
-            "/createAccessGrant",
-            json={"satellite_node_url": jcs.main_url, "restrict_key": key, "password": PASSPHRASE},
-        )
-    ).data
-    made = (
-        await free.ok(
-            "/createCredentials", json={"access_grant": grant, "auth_service": jcs.main_url}
-        )
-    ).data
-    limited = Gw(
-        gw, False, Backend("jcs", jcs.s3_url, made["access_key_id"], made["secret_key"]).headers
-    )
+    limited = await restricted_caller(gw, jcs, [bucket], **allow)
     move = {
         "source_bucket": bucket,
         "source_key": "src",
@@ -385,3 +339,30 @@ async def test_a_copy_over_the_copy_limit_is_made_in_parts(
         assert got.status_code == 200 and got.content == data, key
     listed = await owner.ok("/listObjects", json={"bucket": bucket}, many=True)
     assert sorted(o["key"] for o in listed.data) == ["copied", "moved"]
+
+
+async def restricted_caller(
+    gw: httpx.AsyncClient, jcs: Jcs, buckets: list[str], **allow: bool
+) -> Gw:
+    """A caller of the facade with S3 credentials of the project key
+    restricted to ``buckets`` and ``allow``, made as the seed makes them:
+    createRestrictKey → createAccessGrant → createCredentials."""
+    free = Gw(gw, False, None)
+    restriction = {"buckets": buckets, "api_key": jcs.api_key, **allow}
+    key = (await free.ok("/createRestrictKey", json=restriction)).data
+    grant = (
+        await free.ok(
+            "/createAccessGrant",
+            json={
+                "satellite_node_url": jcs.main_url,
+                "restrict_key": key,
+                "password": PASSPHRASE,
+                "project_id": jcs.project_uuid,
+            },
+        )
+    ).data
+    body = {"access_grant": grant, "auth_service": jcs.main_url}
+    made = (await free.ok("/createCredentials", json=body)).data
+    return Gw(
+        gw, False, Backend("jcs", jcs.s3_url, made["access_key_id"], made["secret_key"]).headers
+    )

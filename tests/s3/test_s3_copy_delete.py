@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from s3_support import S3, code_of
+from s3_support import S3, code_of, multipart_object
 
 from jointcloud.api.s3 import ops_copy
 from jointcloud.core import copy_checksum
@@ -599,19 +599,7 @@ async def test_copy_object_of_a_multipart_source_is_one_piece_as_aws(
 
     def work() -> None:
         c.create_bucket(Bucket="mpc")
-        uid = c.create_multipart_upload(Bucket="mpc", Key="src")["UploadId"]
-        parts = [
-            {
-                "PartNumber": n,
-                "ETag": c.upload_part(
-                    Bucket="mpc", Key="src", UploadId=uid, PartNumber=n, Body=data
-                )["ETag"],
-            }
-            for n, data in ((1, one), (2, two))
-        ]
-        done = c.complete_multipart_upload(
-            Bucket="mpc", Key="src", UploadId=uid, MultipartUpload={"Parts": parts}
-        )
+        done = multipart_object(c, "mpc", "src", one, two)
         assert done["ETag"].endswith('-2"')
         copy = c.copy_object(Bucket="mpc", Key="dst", CopySource="mpc/src")["CopyObjectResult"]
         md5 = f'"{hashlib.md5(one + two).hexdigest()}"'
@@ -673,19 +661,7 @@ async def test_a_long_copy_answers_200_at_once_then_its_result_or_error(
 
     def work() -> None:
         c.create_bucket(Bucket="slowcopy")
-        uid = c.create_multipart_upload(Bucket="slowcopy", Key="src")["UploadId"]
-        parts = [
-            {
-                "PartNumber": n,
-                "ETag": c.upload_part(
-                    Bucket="slowcopy", Key="src", UploadId=uid, PartNumber=n, Body=raw
-                )["ETag"],
-            }
-            for n, raw in ((1, one), (2, two))
-        ]
-        c.complete_multipart_upload(
-            Bucket="slowcopy", Key="src", UploadId=uid, MultipartUpload={"Parts": parts}
-        )
+        multipart_object(c, "slowcopy", "src", one, two)
 
     await asyncio.to_thread(work)
     monkeypatch.setattr(ops_copy, "PATIENCE", 0.0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
-from s3_support import S3, code_of
+from s3_support import S3, code_of, multipart_object
 
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import CopyObject, ObjectAddress, PackageRef
@@ -427,19 +427,7 @@ async def test_head_of_a_part_describes_one_version_of_an_object_being_replaced(
 
     def setup() -> None:
         c.create_bucket(Bucket="headpart")
-        uid = c.create_multipart_upload(Bucket="headpart", Key="k")["UploadId"]
-        parts = [
-            {
-                "PartNumber": n,
-                "ETag": c.upload_part(
-                    Bucket="headpart", Key="k", UploadId=uid, PartNumber=n, Body=raw
-                )["ETag"],
-            }
-            for n, raw in ((1, first), (2, second))
-        ]
-        c.complete_multipart_upload(
-            Bucket="headpart", Key="k", UploadId=uid, MultipartUpload={"Parts": parts}
-        )
+        multipart_object(c, "headpart", "k", first, second)
         c.put_object(Bucket="headpart", Key="small", Body=b"small")
 
     await asyncio.to_thread(setup)
