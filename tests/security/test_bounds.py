@@ -726,3 +726,29 @@ async def lock_waiters(ctx: Context) -> int:
             " WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         return int((await conn.execute(q)).scalar_one())
+
+
+async def test_a_cancel_keeps_the_outcome_of_a_task_that_finished_meanwhile(
+    api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cancelTask looked at the task, then set it cancelled whatever it had
+    become: a one-shot task that succeeded in between showed "cancelled"
+    (found by review, from the code). The task finishes right after the
+    cancel looked at it: its outcome stays."""
+    w = await make_world(api)
+    get = transfer_service.TransferService.get
+
+    async def finished_meanwhile(self: Any, principal: Any, task_id: int) -> Any:
+        view = await get(self, principal, task_id)
+        async with ctx.db.write() as conn:
+            await conn.execute(
+                update(task_repo.T)
+                .where(task_repo.T.c.id == task_id)
+                .values(state="succeeded", next_run_at=None, run_open=False)
+            )
+        return view
+
+    monkeypatch.setattr(transfer_service.TransferService, "get", finished_meanwhile)
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": w.tid})
+    [task] = [t for t in await tasks(api) if t["taskID"] == w.tid]
+    assert task["state"] == "succeeded"

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -261,12 +261,20 @@ async def finish(
 
 
 async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
-    res = await conn.execute(
-        update(T)
-        .where(T.c.id == task_id, T.c.user_id == user_id)
-        .values(state=TaskState.CANCELLED, next_run_at=None)
+    """Cancel the task unless nothing is left to stop (cancelled already, or
+    finished with no run to come: its outcome stays, though it finished
+    after the caller last looked; found by review). Whether it exists."""
+    nothing_left = or_(
+        T.c.state == TaskState.CANCELLED,
+        and_(T.c.state.in_([TaskState.SUCCEEDED, TaskState.FAILED]), T.c.next_run_at.is_(None)),
     )
-    return res.rowcount == 1
+    mine = and_(T.c.id == task_id, T.c.user_id == user_id)
+    res = await conn.execute(
+        update(T).where(mine, ~nothing_left).values(state=TaskState.CANCELLED, next_run_at=None)
+    )
+    if res.rowcount == 1:
+        return True
+    return (await conn.execute(select(T.c.id).where(mine))).first() is not None
 
 
 async def set_spec(conn: AsyncConnection, task_id: int, spec: dict[str, Any]) -> None:
