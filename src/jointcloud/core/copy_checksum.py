@@ -77,6 +77,16 @@ def copy_algorithm(
     return composite[0] if composite else None
 
 
+def to_read(
+    info: ObjectInfo, asked: ChecksumAlgorithm | None, one_piece: bool
+) -> tuple[ChecksumAlgorithm | None, bool]:
+    """What a copy of ``info`` must make by reading it: the algorithm of a
+    whole-object checksum it lacks (or None), and whether its MD5."""
+    algorithm = copy_algorithm(info, asked, one_piece)
+    checksum = algorithm if needs_checksum(info, algorithm) else None
+    return checksum, needs_md5(info, one_piece)
+
+
 def needs_md5(info: ObjectInfo, one_piece: bool) -> bool:
     """Whether a copy of one piece must read ``info``'s MD5 for its ETag."""
     return one_piece and multipart_etag(info.etag)

@@ -42,13 +42,7 @@ from jointcloud.core.commands import (
     resolve_range,
     trailing_checksums,
 )
-from jointcloud.core.copy_checksum import (
-    copy_algorithm,
-    needs_checksum,
-    needs_md5,
-    read_digests,
-    refuse_too_large,
-)
+from jointcloud.core.copy_checksum import read_digests, refuse_too_large, to_read
 from jointcloud.core.deletes import BatchDeletes
 from jointcloud.core.listing import (
     MAX_KEYS,
@@ -329,9 +323,7 @@ class ObjectService(ObjectListings, BatchDeletes):
             content = await self._open(principal, cmd.source, NO_CONDITIONS)
             if cmd.one_piece:
                 refuse_too_large(content.info)
-            algorithm = copy_algorithm(content.info, cmd.checksum, cmd.one_piece)
-            checksum = algorithm if needs_checksum(content.info, algorithm) else None
-            md5 = needs_md5(content.info, cmd.one_piece)
+            checksum, md5 = to_read(content.info, cmd.checksum, cmd.one_piece)
             if checksum is not None or md5:
                 # Every condition once before the source is read (all are
                 # checked again where the copy commits).
@@ -368,8 +360,8 @@ class ObjectService(ObjectListings, BatchDeletes):
                 r.checksums for r in refs
             ]
             etag = src.etag
-            wants_checksum = needs_checksum(src, copy_algorithm(src, cmd.checksum, cmd.one_piece))
-            wants_md5 = needs_md5(src, cmd.one_piece)
+            wanted, wants_md5 = to_read(src, cmd.checksum, cmd.one_piece)
+            wants_checksum = wanted is not None
             if (wants_checksum or wants_md5) and (computed is None or not computed.of(src)):
                 raise Conflict(
                     f"{_where(cmd.source.package, src_pkg, src_path)} was replaced "

@@ -206,12 +206,7 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
         # a transaction that held the lock before committed. (SQLite has
         # one writer at a time.)
         for part in chunks(ids):
-            await conn.execute(
-                select(t.layouts.c.id)
-                .where(t.layouts.c.id.in_(part))
-                .order_by(t.layouts.c.id)
-                .with_for_update()
-            )
+            await conn.execute(_LOCK_FOR_RELEASE, {"ids": part})
     if len(ids) <= FEW_RELEASES:  # on the driver's connection, one statement each
         await _RELEASE_ONE.write(conn, [{"b_id": i, "b_ts": ts} for i in ids])
         return
@@ -220,6 +215,12 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
 
 
 FEW_RELEASES = 16
+_LOCK_FOR_RELEASE = (
+    select(t.layouts.c.id)
+    .where(t.layouts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.layouts.c.id)
+    .with_for_update()
+)
 _RELEASE_ONE = DriverQuery(
     update(t.layouts)
     .where(
