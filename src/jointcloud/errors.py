@@ -246,6 +246,12 @@ class SpaceUnavailable(SpaceError):
     """The backend cannot be reached (network, permissions, outage)."""
 
 
+class SpaceMoved(SpaceError):
+    """A user space's storage or root path changed (or the space went)
+    after a writer read where it is: the writer places its blocks again,
+    on the space as it is now."""
+
+
 class SpaceRefused(SpaceError):
     """The operator's rules forbid this space (a local path outside the allowed
     roots, an endpoint on a private network...); the message names the rule."""

@@ -31,7 +31,7 @@ from jointcloud.core.models import (
 from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.renewal import Renewals
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError
+from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError, SpaceMoved
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts, spacestate
 from jointcloud.meta.db import Database
@@ -60,6 +60,9 @@ T = TypeVar("T")
 # Stand-in ids of inline layouts until their commit inserts them (negative:
 # never a row's id).
 _standins = itertools.count(-1, -1)
+# Placements made again when a chosen space moved under them, before the
+# upload gives up (an owner moving spaces in a loop).
+MOVES_SEEN = 3
 # Inline bytes of one batch sealed on the event loop rather than in the CPU
 # pool: for a few KiB the hop costs more than the work.
 ON_LOOP_BYTES = 64 * 1024
@@ -172,11 +175,19 @@ class BlockStore:
             candidates = await self.user_spaces(user_id)
         spaces = list(candidates)
         for rec in spaces:
-            self.pool.records[rec.user_space_id] = rec
+            self.pool.note(rec)
+        moves = 0
         while True:
             chosen = choose_spaces(spaces, policy, affinity)
             try:
                 return await attempt(chosen)
+            except SpaceMoved:
+                # Read before an owner moved a space (its intent is refused,
+                # nothing written): placed again on the spaces as they are.
+                moves += 1
+                if moves > MOVES_SEEN:
+                    raise
+                spaces = await self.user_spaces(user_id)
             except SpaceError as exc:
                 # A space that answers but fails writes (a full or failing
                 # disk, a cloud refusing) is the operator's to see: the
@@ -207,6 +218,7 @@ class BlockStore:
         name = new_name()
         plan = [(i, s.user_space_id, block_key(name, i)) for i, s in enumerate(chosen)]
         async with self.db.write() as conn:
+            await spacestate.hold_locations(conn, chosen)
             layout_id = await layouts.create_pending(
                 conn, policy, self.master.wrap_data_key(data_key), plan
             )
@@ -306,6 +318,7 @@ class BlockStore:
             (self.master.wrap_data_key(k), plan) for k, plan in zip(keys, plans, strict=True)
         ]
         async with self.db.write() as conn:
+            await spacestate.hold_locations(conn, chosen)
             layout_ids = await layouts.create_pending_many(conn, policy, intents)
         renewal.join(layout_ids)
         writing: asyncio.Future[None] | None = None

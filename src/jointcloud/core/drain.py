@@ -183,6 +183,7 @@ class _Pass:
         new_key: str,
     ) -> bool:
         async with self.db.write() as conn:
+            await spacestate.hold_locations(conn, [dst])
             intent = await layouts.create_pending(
                 conn, rec.policy, rec.wrapped_key, [(block.index, dst.user_space_id, new_key)]
             )

@@ -452,6 +452,7 @@ class RepairService:
         assert ex.record is not None and ex.layout is not None
         rec, layout = ex.record, ex.layout
         async with self.db.write() as conn:
+            await spacestate.hold_locations(conn, [s for _, s in placed])
             intent = await layouts.create_pending(conn, rec.policy, rec.wrapped_key, plan)
         try:
             targets = [

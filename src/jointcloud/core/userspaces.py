@@ -6,6 +6,7 @@ opened only to build a backend, and shown to users masked.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -96,14 +97,30 @@ def _root_path(raw: object) -> str:
     return DEFAULT_ROOT if raw is None else check_root_path(raw)
 
 
+def _location(space: UserSpace) -> str:
+    """Where a space keeps its blocks and how it is reached: what an update
+    of its storage, credential or root path changes."""
+    sealed = None if space.sealed_credential is None else space.sealed_credential.hex()
+    return json.dumps([space.storage, space.root_path, sealed], sort_keys=True)
+
+
 class SpacePool:
-    """Open backends by user-space id, cached; rebuilt after an update."""
+    """Open backends by user-space id, cached; rebuilt after an update.
+
+    Callers bring the records they read, and a record read before a move
+    names the old location. The pool knows where each space it opened is
+    (and where a move made here put it); a record naming another location
+    is settled by the database (one read, only then). So the cache is never
+    set back to an older location: a stale record arriving after a move
+    would send every later read and write of the space there."""
 
     def __init__(self, db: Database, master: MasterKey, rules: SpaceRules) -> None:
         self._db = db
         self._master = master
         self.rules = rules
         self._open: dict[int, Space] = {}
+        self._where: dict[int, str] = {}
+        self._opening: dict[int, asyncio.Lock] = {}
         self.records: dict[int, UserSpace] = {}
 
     def credential(self, space: UserSpace) -> dict[str, Any] | None:
@@ -119,12 +136,50 @@ class SpacePool:
         return self._master.seal_secret(json.dumps(credential).encode(), f"space:{space_id}")
 
     async def get(self, space: UserSpace) -> Space:
-        cached = self._open.get(space.user_space_id)
-        if cached is None:
-            cached = await self.open(space, space.root_path)
-            self._open[space.user_space_id] = cached
-        self.records[space.user_space_id] = space
-        return cached
+        """The backend of ``space`` where the database says it is now."""
+        sid, here = space.user_space_id, _location(space)
+        opened = self._open.get(sid)
+        if opened is not None and self._where.get(sid) == here:
+            self.records[sid] = space
+            return opened
+        async with self._opening.setdefault(sid, asyncio.Lock()):
+            known = self._where.get(sid)
+            if known is not None and known != here:
+                # One of the two was read before a move: the database decides.
+                async with self._db.read() as conn:
+                    current = await accounts.get_space(conn, sid)
+                if current is None:
+                    await self.forget(sid)
+                    raise SpaceNotFound(f"user space {sid} no longer exists")
+                space, here = current, _location(current)
+            opened = self._open.get(sid)
+            if opened is not None and known != here:
+                del self._open[sid]
+                await opened.close()
+                opened = None
+            if opened is None:
+                opened = await self.open(space, space.root_path)
+                self._open[sid] = opened
+            self._where[sid] = here
+            self.records[sid] = space
+            return opened
+
+    def note(self, space: UserSpace) -> None:
+        """Take a record's state and latency (read preference), unless it
+        names another location than the pool knows (``get`` settles that)."""
+        known = self._where.get(space.user_space_id)
+        if known is None or known == _location(space):
+            self.records[space.user_space_id] = space
+
+    async def moved(self, space: UserSpace) -> None:
+        """An update moved ``space`` or changed its credential (its record
+        as committed): that is known before the old backend goes, so no
+        record read before the update opens the old one again."""
+        self._where[space.user_space_id] = _location(space)
+        self.records.pop(space.user_space_id, None)
+        old = self._open.pop(space.user_space_id, None)
+        if old is not None:
+            await old.close()
 
     async def open(self, space: UserSpace, root_path: str, *, durable: bool = True) -> Space:
         """A fresh backend for ``space`` under the operator's rules (its Local
@@ -237,6 +292,7 @@ class SpacePool:
 
     async def forget(self, space_id: int) -> None:
         self.records.pop(space_id, None)
+        self._where.pop(space_id, None)
         old = self._open.pop(space_id, None)
         if old is not None:
             await old.close()
@@ -404,8 +460,12 @@ class UserSpaceService:
                 )
             values["state"] = SpaceState(str(changes.state))
         async with self.db.write() as conn:
-            if moves_data and await accounts.count_blocks_in_space(conn, space_id):
-                raise _holds_blocks(space_id)
+            if moves_data:
+                # After every intent placing blocks here has committed (it
+                # holds the location it checked): the count sees its blocks.
+                await spacestate.lock_space(conn, space_id)
+                if await accounts.count_blocks_in_space(conn, space_id):
+                    raise _holds_blocks(space_id)
             if "storage" in values:
                 await self._admit_again(values["storage"], space_id, conn)
             if "name" in values:
@@ -415,7 +475,11 @@ class UserSpaceService:
             await accounts.update_space(conn, space_id, **values)
             if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
-        await self.pool.forget(space_id)
+            updated = await accounts.get_space(conn, space_id)
+        if (new_location or moves_data) and updated is not None:
+            await self.pool.moved(updated)
+        else:
+            await self.pool.forget(space_id)
         return await self.get(principal, space_id)
 
     async def drain(self, principal: Principal, space_id: int) -> UserSpace:
@@ -426,6 +490,7 @@ class UserSpaceService:
     async def delete(self, principal: Principal, space_id: int) -> None:
         await self.get(principal, space_id)
         async with self.db.write() as conn:
+            await spacestate.lock_space(conn, space_id)
             n = await accounts.count_blocks_in_space(conn, space_id)
             if n:
                 raise Conflict(

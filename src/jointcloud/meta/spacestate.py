@@ -4,12 +4,14 @@ a health probe never overwrites a drain that an owner asked for meanwhile."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import UserSpace
+from jointcloud.errors import SpaceMoved
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import to_space
 
@@ -34,6 +36,42 @@ async def lock_local_admissions(conn: AsyncConnection) -> None:
     end of the transaction. SQLite already runs one writer at a time."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCAL_ADMISSIONS})
+
+
+async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> None:
+    """In the transaction that records blocks on ``spaces`` (an intent):
+    that each is still where the caller's record says (storage and root
+    path), held so until the intent commits. A space is moved only while it
+    holds no block (``lock_space`` then counting), so once the intent is in,
+    the location the writer uses stays right. Raises ``SpaceMoved``
+    otherwise: the record was read before a move and the writer must place
+    its blocks again, or they land where the space no longer looks.
+
+    On PostgreSQL the rows are locked FOR SHARE, in id order, against the
+    move's FOR UPDATE; SQLite runs one writer at a time."""
+    wanted = {s.user_space_id: s for s in spaces}
+    q = (
+        select(t.user_spaces.c.id, t.user_spaces.c.storage, t.user_spaces.c.root_path)
+        .where(t.user_spaces.c.id.in_(sorted(wanted)))
+        .order_by(t.user_spaces.c.id)
+        .with_for_update(read=True)
+    )
+    now_at = {r.id: (json.loads(r.storage), r.root_path) for r in await conn.execute(q)}
+    moved = sorted(sid for sid, s in wanted.items() if now_at.get(sid) != (s.storage, s.root_path))
+    if moved:
+        raise SpaceMoved(
+            f"user space{'s' if len(moved) > 1 else ''} {', '.join(map(str, moved))} "
+            "moved or went away while blocks were being placed on it; try again"
+        )
+
+
+async def lock_space(conn: AsyncConnection, space_id: int) -> None:
+    """Before a move or a delete counts a space's blocks: waits for every
+    intent that holds its location (``hold_locations``) to commit, so the
+    count sees their blocks (PostgreSQL; SQLite runs one writer at a time)."""
+    await conn.execute(
+        select(t.user_spaces.c.id).where(t.user_spaces.c.id == space_id).with_for_update()
+    )
 
 
 async def record_latency(conn: AsyncConnection, space_id: int, latency_ms: float) -> None:

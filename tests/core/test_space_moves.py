@@ -1,0 +1,161 @@
+"""A user space moved (its root path or storage changed) or deleted while a
+writer places blocks on it. A move is allowed only while the space holds no
+block, but a writer reads the space's record before it records its blocks:
+a review reproduced uploads that wrote their blocks under the old root and
+were answered, then could not be read once the server forgot its open
+backends (a restart), and fsck reported their layouts lost. The writer's
+intent now checks, in its own transaction, that each space is still where
+its record says; the move waits for such intents and then counts their
+blocks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from core_support import World
+from test_multipart_support import body
+from test_races_of_reads_and_deletes import postgresql_only, until_blocked
+
+from jointcloud.core.commands import GetObject, ObjectAddress, PackageRef
+from jointcloud.core.fsck import fsck
+from jointcloud.core.models import UserSpace
+from jointcloud.core.userspaces import SpaceChanges
+from jointcloud.errors import Conflict, InsufficientSpaces
+from jointcloud.meta import layouts
+from jointcloud.meta.rows import now
+
+
+async def bobs_space(world: World, tmp_path: Path) -> UserSpace:
+    """Bob's only user space, so that every block of his lands on it."""
+    where = tmp_path / "bobspace"
+    return await world.ctx.spaces.create(
+        world.bob, "only", {"type": "Local", "path": str(where)}, None, "first"
+    )
+
+
+def block_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def upload(world: World, key: str, raw: bytes) -> None:
+    async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+        yield key, body(raw)
+
+    ctx = world.ctx
+    pkg = await ctx.packages.create(world.bob, world.bob_project.bucket_id, "pkg")
+    await ctx.objects.upload(world.bob, pkg.package_id, files())
+
+
+async def read_back(world: World, key: str) -> bytes:
+    where = ObjectAddress(PackageRef.by_name("pkg", world.bob_project.bucket_id), key)
+    got = await world.ctx.objects.get(world.bob, GetObject(where))
+    return b"".join([c async for c in got.body])
+
+
+@pytest.mark.parametrize("size", [64 * 1024, 3 << 20], ids=["batched", "streamed"])
+async def test_an_upload_that_read_a_space_before_its_move_writes_where_it_moved(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    read_spaces = ctx.store.user_spaces
+    moves = 0
+
+    async def read_then_moved(user_id: int) -> list[UserSpace]:
+        nonlocal moves
+        records = await read_spaces(user_id)
+        if moves == 0:  # the owner moves it once, right after the writer read it
+            moves += 1
+            await ctx.spaces.update(
+                world.bob, space.user_space_id, SpaceChanges(root_path="second")
+            )
+        return records
+
+    monkeypatch.setattr(ctx.store, "user_spaces", read_then_moved)
+    raw = bytes(range(256)) * (size // 256)
+    await upload(world, "k", raw)
+    assert moves == 1
+    base = tmp_path / "bobspace"
+    assert block_files(base / "second") and not block_files(base / "first")
+    # As after a restart: nothing the process had open or cached.
+    await ctx.pool.close()
+    assert await read_back(world, "k") == raw
+    assert (await fsck(ctx)).clean
+
+
+async def test_a_record_read_before_a_move_never_reopens_the_old_location(
+    world: World, tmp_path: Path
+) -> None:
+    ctx = world.ctx
+    before = await bobs_space(world, tmp_path)
+    await ctx.pool.get(before)
+    after = await ctx.spaces.update(
+        world.bob, before.user_space_id, SpaceChanges(root_path="second")
+    )
+    # The stale record comes first after the move, the current one next.
+    backend = await ctx.pool.get(before)
+    assert await ctx.pool.get(after) is backend
+    await backend.put("probe-key", b"x")
+    base = tmp_path / "bobspace"
+    assert [p.name for p in block_files(base / "second")] == ["probe-key"]
+    assert not block_files(base / "first")
+    assert ctx.pool.records[before.user_space_id].root_path == "second"
+
+
+async def test_an_upload_whose_only_space_was_deleted_meanwhile_is_refused_cleanly(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    read_spaces = ctx.store.user_spaces
+
+    async def read_then_deleted(user_id: int) -> list[UserSpace]:
+        records = await read_spaces(user_id)
+        if records:
+            await ctx.spaces.delete(world.bob, space.user_space_id)
+        return records
+
+    monkeypatch.setattr(ctx.store, "user_spaces", read_then_deleted)
+    with pytest.raises(InsufficientSpaces):
+        await upload(world, "k", b"z" * (64 * 1024))
+    assert not block_files(tmp_path / "bobspace")
+    async with ctx.db.read() as conn:
+        assert not await layouts.garbage(conn, before=now())
+
+
+async def test_a_move_waits_for_an_intent_on_the_space_and_then_refuses(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: the move's count of blocks ran beside the intent's
+    uncommitted insert (READ COMMITTED) and saw none, so both committed."""
+    postgresql_only(world)
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    create_pending = layouts.create_pending_many
+    moving: list[asyncio.Task[UserSpace]] = []
+
+    async def then_a_move(*args: Any, **kwargs: Any) -> list[int]:
+        ids = await create_pending(*args, **kwargs)
+        if not moving:  # the intent is in, not committed: the owner moves the space
+            moving.append(
+                asyncio.ensure_future(
+                    ctx.spaces.update(
+                        world.bob, space.user_space_id, SpaceChanges(root_path="second")
+                    )
+                )
+            )
+            await until_blocked(world, list(moving), 1)
+        return ids
+
+    monkeypatch.setattr(layouts, "create_pending_many", then_a_move)
+    raw = b"y" * (64 * 1024)
+    await upload(world, "k", raw)
+    with pytest.raises(Conflict, match="holds blocks"):
+        await moving[0]
+    await ctx.pool.close()
+    assert await read_back(world, "k") == raw
+    assert (await fsck(ctx)).clean
