@@ -80,6 +80,7 @@ async def test_clean_store_is_clean(api: Api) -> None:
     report = await fsck(api.ctx)
     assert report.findings == [] and report.clean, report.findings
     assert report.layouts_checked == 4  # three objects + one staged part
+    assert report.objects_checked == 3  # the upload's placeholder is not an object yet
     assert report.blocks_checked == 1 + 2 + 3 + 2
     assert report.summary() == (
         "fsck: 8 blocks checked, 0 missing, 0 corrupt, 0 orphans, 0 under-replicated"

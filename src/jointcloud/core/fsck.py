@@ -15,7 +15,14 @@ reported. Spaces that share one physical location (the same directory or
 bucket and root) are listed once and a key is an orphan only if no space of
 that location references it: an orphan is something that may be deleted.
 
-A finding about a block is re-checked against the current metadata before it
+Every committed object is checked against its parts: they must follow
+one another from offset 0, each a layout in use, and add up to the object's
+size; otherwise the object is *inconsistent* (a read would break off or
+serve another object's bytes). With ``deep`` its bytes are read and their
+SHA-256 (or, for an object completed from parts, the SHA-256 of its parts'
+digests) compared with the one recorded.
+
+A finding about a block or an object is re-checked against the current metadata before it
 is reported, so a repair or drain that moved the block meanwhile is not
 reported as damage.
 
@@ -27,6 +34,7 @@ that nothing references them).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -41,7 +49,7 @@ import structlog
 from jointcloud.core.models import INLINE_KEY, BlockRecord, LayoutRecord, UserSpace
 from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, NotFound
 from jointcloud.meta import fsck as repo
-from jointcloud.meta import repairs
+from jointcloud.meta import layouts, repairs
 from jointcloud.redundancy.stream import (
     BlockRef,
     decode_whole,
@@ -61,7 +69,7 @@ KEYS_BATCH = 500  # listed keys looked up in the metadata at once
 CONCURRENCY = 16  # blocks checked at once
 
 # Finding kinds, in the order a report shows them.
-KINDS = ("lost", "under-replicated", "missing", "corrupt", "unreachable", "orphan")
+KINDS = ("lost", "inconsistent", "under-replicated", "missing", "corrupt", "unreachable", "orphan")
 _BLOCK_BAD = ("missing", "corrupt", "unreachable")
 
 
@@ -81,6 +89,7 @@ class FsckReport:
     findings: list[Finding] = field(default_factory=list)
     layouts_checked: int = 0
     blocks_checked: int = 0
+    objects_checked: int = 0
     keys_listed: int = 0
     young_keys: int = 0  # unreferenced but younger than the GC delay: not judged
     unreachable_spaces: dict[str, str] = field(default_factory=dict)  # name -> why not listed
@@ -109,6 +118,8 @@ class FsckReport:
         )
         if c["lost"]:
             line += f", {c['lost']} lost"
+        if c["inconsistent"]:
+            line += f", {c['inconsistent']} inconsistent objects"
         if c["unreachable"]:
             line += f", {c['unreachable']} unreachable"
         if self.unreachable_spaces:
@@ -369,11 +380,92 @@ class _Checker:
         self.report.findings.append(Finding(kind, rec.layout_id, None, None, "", "", detail))
         return kind == "under-replicated"
 
+    # -- objects -----------------------------------------------------------
+
+    async def check_objects(self) -> None:
+        after = 0
+        while True:
+            async with self.ctx.db.read() as conn:
+                page = await repo.object_page(conn, after, PAGE)
+            if not page:
+                return
+            after = page[-1].object_id
+            problems = {o.object_id: await self._object_problem(o) for o in page}
+            suspect = [o for o in page if problems[o.object_id]]
+            if suspect:
+                # Compared with the rows as they are now: an object
+                # overwritten or deleted meanwhile is not damage.
+                async with self.ctx.db.read() as conn:
+                    rows = await repo.object_page(conn, 0, 0, only=[o.object_id for o in suspect])
+                current = {o.object_id: o for o in rows}
+                for o in suspect:
+                    now_o = current.get(o.object_id)
+                    why = "" if now_o is None else problems[o.object_id]
+                    if now_o is not None and now_o != o:
+                        why = await self._object_problem(now_o)
+                    if why:
+                        self._inconsistent(now_o or o, why)
+            self.report.objects_checked += len(page)
+            self._progress(self.report.objects_checked, 0, "checking objects")
+
+    def _inconsistent(self, o: repo.ObjectParts, why: str) -> None:
+        first = o.parts[0].layout_id if o.parts else None
+        detail = f"object {o.object_id} of package {o.package_id}: {why}"
+        self.report.findings.append(Finding("inconsistent", first, None, None, "", o.path, detail))
+
+    async def _object_problem(self, o: repo.ObjectParts) -> str:
+        shape = _shape(o)
+        if shape or not self.deep or not o.file_hash.sha256:
+            return shape
+        return await self._hash_problem(o)
+
+    async def _hash_problem(self, o: repo.ObjectParts) -> str:
+        """Its bytes against its recorded hash (``deep``). A part that
+        cannot be read is the layout check's finding, not this one's."""
+        async with self.ctx.db.read() as conn:
+            records = await layouts.load(conn, [p.layout_id for p in o.parts])
+        whole = hashlib.sha256()
+        digests: list[bytes] = []
+        try:
+            for p in o.parts:
+                part = hashlib.sha256()
+                async for chunk in self.ctx.store.read_layout(records[p.layout_id]):
+                    part.update(chunk)
+                    if not o.file_hash.composite:
+                        whole.update(chunk)
+                digests.append(part.digest())
+        except (DomainError, KeyError):
+            return ""
+        if o.file_hash.composite:
+            got = hashlib.sha256(b"".join(digests)).hexdigest()
+        else:
+            got = whole.hexdigest()
+        if got == o.file_hash.sha256:
+            return ""
+        kind = "the SHA-256 of its parts' digests" if o.file_hash.composite else "its SHA-256"
+        return f"{kind} is {got}, recorded {o.file_hash.sha256}"
+
     async def enqueue(self, layout_ids: list[int]) -> None:
         if not layout_ids:
             return
         async with self.ctx.db.write() as conn:
             self.report.enqueued = await repairs.enqueue(conn, layout_ids, "fsck: under-replicated")
+
+
+def _shape(o: repo.ObjectParts) -> str:
+    """What is wrong with how an object's parts make it ("": nothing)."""
+    offset = 0
+    for p in o.parts:
+        if p.size is None:
+            return f"its part at byte {p.offset} names layout {p.layout_id}, which does not exist"
+        if not p.in_use:
+            return f"its part at byte {p.offset} is layout {p.layout_id}, which is not in use"
+        if p.offset != offset:
+            return f"its part of layout {p.layout_id} starts at byte {p.offset}, not {offset}"
+        offset += p.size
+    if offset != o.size:
+        return f"its parts hold {offset} bytes, its size is {o.size}"
+    return ""
 
 
 async def fsck(
@@ -383,6 +475,7 @@ async def fsck(
     checker = _Checker(ctx, deep, repair, progress)
     await checker.scan_spaces()
     to_repair = await checker.check_layouts()
+    await checker.check_objects()
     if repair:
         await checker.enqueue(to_repair)
     return checker.report
