@@ -206,3 +206,61 @@ async def test_a_failed_lease_renewal_does_not_end_the_pass(
     state = await board.state("gate")
     assert state is not None and state.state == "idle" and state.runs == 1
     assert state.last_error is None and state.message == "done"
+
+
+class Cancellable(Gate):
+    """A Gate that notes whether it was stopped mid-pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = False
+
+    async def run_once(self, progress: Progress) -> JobResult:
+        try:
+            return await super().run_once(progress)
+        except asyncio.CancelledError:
+            self.stopped = True
+            raise
+
+
+async def test_a_pass_whose_lease_another_process_took_stops(
+    db: Database, board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review ran two scrubs at once: a process took the lease (it
+    judged the holder dead), and the holder only logged "lease lost" and
+    went on to the end of its pass."""
+    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
+    job = Cancellable()
+    runner = JobRunner(board, [job], owner="a")
+    first = asyncio.create_task(runner.run_now("gate"))
+    await job.entered.wait()
+    async with db.write() as conn:  # another process takes the lease
+        await conn.execute(
+            update(t.jobs)
+            .where(t.jobs.c.name == "gate")
+            .values(lease_owner="b", lease_until=now() + timedelta(minutes=1))
+        )
+    with pytest.raises(OperationFailed, match="lost its lease to another process"):
+        await asyncio.wait_for(first, 30)
+    assert job.stopped and job.passes == 1
+    state = await board.state("gate")
+    assert state is not None and state.lease_owner == "b"  # the loser's release took nothing
+
+
+async def test_a_pass_that_cannot_renew_past_its_lease_stops(
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Renewals failing for as long as the lease: another process may hold
+    it by now, so the pass stops rather than run beside it."""
+    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
+    monkeypatch.setattr(runner_module, "LEASE", timedelta(seconds=0.2))
+    job = Cancellable()
+
+    async def unreachable(*args: object) -> bool:
+        raise MetadataUnavailable("the metadata database did not answer within 30 s")
+
+    monkeypatch.setattr(board, "renew", unreachable)
+    runner = JobRunner(board, [job], owner="a")
+    with pytest.raises(OperationFailed, match="lost its lease"):
+        await asyncio.wait_for(runner.run_now("gate"), 30)
+    assert job.stopped

@@ -59,13 +59,21 @@ class JobRunner:
             if progress is not None:
                 progress(done, total, message)
 
-        keeper = asyncio.create_task(self._keep_lease(job.name, state))
+        running = asyncio.ensure_future(job.run_once(report))
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(job.name, state, running, lost))
         error: str | None = None
         result = JobResult("failed")
         try:
-            result = await job.run_once(report)
+            try:
+                result = await running
+            except asyncio.CancelledError:
+                if not lost.is_set():
+                    raise  # this runner is stopping
+                error = f"job {job.name!r} lost its lease to another process; this pass stopped"
+                raise OperationFailed(error) from None
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = error or f"{type(exc).__name__}: {exc}"
             log.warning("job pass failed", job=job.name, error=error)
             raise
         finally:
@@ -84,7 +92,18 @@ class JobRunner:
             )
         return result
 
-    async def _keep_lease(self, name: str, state: dict[str, object]) -> None:
+    async def _keep_lease(
+        self,
+        name: str,
+        state: dict[str, object],
+        running: asyncio.Future[JobResult],
+        lost: asyncio.Event,
+    ) -> None:
+        """Renew the lease while the pass runs. A lease another process took
+        (it ran out, or a renewal found another owner) stops the pass: the
+        jobs are written to run alone, and two passes of one (two drains,
+        two recodes) would do each other's work at once."""
+        kept_at = time.monotonic()
         while True:
             await asyncio.sleep(RENEW_EVERY)
             try:
@@ -99,11 +118,19 @@ class JobRunner:
             except Exception as exc:
                 # The database out of reach for a moment: keep trying, or one
                 # failed renewal would end renewals for the whole pass (and
-                # its error would replace the pass's own result).
+                # its error would replace the pass's own result); but not
+                # past the lease, which another process may hold by then.
                 log.warning("job lease not renewed", job=name, error=repr(exc))
+                if time.monotonic() - kept_at < LEASE.total_seconds() - RENEW_EVERY:
+                    continue
+                kept = False
+            if kept:
+                kept_at = time.monotonic()
                 continue
-            if not kept:
-                log.warning("job lease lost", job=name)
+            log.warning("job lease lost; stopping the pass", job=name)
+            lost.set()
+            running.cancel()
+            return
 
     async def run_forever(self) -> None:
         """Run every job when it is due, until ``stop``; each job has its own

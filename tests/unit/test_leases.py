@@ -1,0 +1,36 @@
+"""Which lease owners are judged dead (their lease taken at once) and which
+must be waited for until their lease runs out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from jointcloud.core import leases
+
+
+def a_dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_process_of_this_host_and_namespace_that_ended_is_dead() -> None:
+    here, _, _ = leases.new_owner().partition(":")
+    assert leases.owner_dead(f"{here}:{a_dead_pid()}:feedf00d")
+    assert not leases.owner_dead(f"{here}:{os.getpid()}:feedf00d")  # ourselves
+    assert not leases.owner_dead(f"{here}:1:feedf00d")  # alive (init)
+
+
+def test_a_pid_of_another_pid_namespace_is_never_judged() -> None:
+    """Two containers on one host name: the other one's PID means nothing
+    here, and it is not dead because no process here has it."""
+    here, _, _ = leases.new_owner().partition(":")
+    host, _, namespace = here.partition("/")
+    assert namespace and namespace != "?"
+    pid = a_dead_pid()
+    assert not leases.owner_dead(f"{host}/{int(namespace) + 1}:{pid}:feedf00d")
+    assert not leases.owner_dead(f"{host}:{pid}:feedf00d")  # written before namespaces
+    assert not leases.owner_dead(f"elsewhere/{namespace}:{pid}:feedf00d")
+    assert not leases.owner_dead(None) and not leases.owner_dead("")
