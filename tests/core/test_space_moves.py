@@ -20,12 +20,14 @@ from core_support import World
 from test_multipart_support import body
 from test_races_of_reads_and_deletes import postgresql_only, until_blocked
 
+from jointcloud.core import health
+from jointcloud.core import userspaces as userspaces_module
 from jointcloud.core.commands import GetObject, ObjectAddress, PackageRef
 from jointcloud.core.fsck import fsck
-from jointcloud.core.models import UserSpace
+from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.userspaces import SpaceChanges
 from jointcloud.errors import Conflict, InsufficientSpaces
-from jointcloud.meta import layouts
+from jointcloud.meta import layouts, spacestate
 from jointcloud.meta.rows import now
 
 
@@ -159,3 +161,165 @@ async def test_a_move_waits_for_an_intent_on_the_space_and_then_refuses(
     await ctx.pool.close()
     assert await read_back(world, "k") == raw
     assert (await fsck(ctx)).clean
+
+
+# --- found by the review of the fix ----------------------------------------
+
+
+async def test_a_move_and_a_credential_update_of_one_space_at_once_both_succeed(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: a move locked the space's row, then the lock of Local
+    admissions; a credential update took them in the other order (it
+    re-admitted the unchanged storage): a deadlock, answered 500. The move
+    starts while the credential update holds the first of its locks."""
+    postgresql_only(world)
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    moving: list[asyncio.Task[UserSpace]] = []
+
+    def first_lock_starts_a_move(real: Any) -> Any:
+        async def hooked(conn: Any, *args: Any, **kwargs: Any) -> None:
+            await real(conn, *args, **kwargs)
+            if not moving:  # the credential update holds it
+                moving.append(
+                    asyncio.ensure_future(
+                        ctx.spaces.update(
+                            world.bob,
+                            space.user_space_id,
+                            SpaceChanges(storage={"type": "Local", "path": str(tmp_path / "to")}),
+                        )
+                    )
+                )
+                await until_blocked(world, list(moving), 1)
+
+        return hooked
+
+    for name in ("lock_space", "lock_local_admissions"):
+        monkeypatch.setattr(spacestate, name, first_lock_starts_a_move(getattr(spacestate, name)))
+    await ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(credential=None))
+    assert moving, "the credential update took neither lock"
+    moved = await moving[0]
+    assert moved.storage["path"] == str(tmp_path / "to")
+
+
+async def test_an_update_built_on_the_space_as_it_was_before_a_move_is_refused(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A credential update wrote back the storage it had read: between its
+    read and its write the owner moved the (empty) space and an upload put
+    its blocks at the new place; the update put the old storage back under
+    them, answered 200, and the object was lost."""
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    read = ctx.spaces.get
+    raw = b"x" * (256 * 1024)
+
+    async def read_then_moved_and_written(principal: Any, space_id: int) -> UserSpace:
+        record = await read(principal, space_id)
+        monkeypatch.setattr(ctx.spaces, "get", read)  # once
+        await ctx.spaces.update(
+            world.bob,
+            space_id,
+            SpaceChanges(storage={"type": "Local", "path": str(tmp_path / "to")}),
+        )
+        await upload(world, "k", raw)
+        return record
+
+    monkeypatch.setattr(ctx.spaces, "get", read_then_moved_and_written)
+    with pytest.raises(Conflict, match="changed by another request meanwhile"):
+        await ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(credential=None))
+    assert (await ctx.spaces.get(world.bob, space.user_space_id)).storage["path"] == str(
+        tmp_path / "to"
+    )
+    await ctx.pool.close()
+    assert await read_back(world, "k") == raw
+    assert (await fsck(ctx)).clean
+
+
+async def test_of_two_moves_at_once_the_later_one_is_refused(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rootPath move made its directory under the storage it had read; a
+    storage move committed meanwhile; both answered 200 and the space
+    pointed at a directory nobody made, which could not be opened."""
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    prepare = ctx.pool.prepare
+
+    async def prepared_then_storage_moved(storage: Any, root: str) -> None:
+        await prepare(storage, root)
+        monkeypatch.setattr(ctx.pool, "prepare", prepare)  # once
+        await ctx.spaces.update(
+            world.bob,
+            space.user_space_id,
+            SpaceChanges(storage={"type": "Local", "path": str(tmp_path / "to")}),
+        )
+
+    monkeypatch.setattr(ctx.pool, "prepare", prepared_then_storage_moved)
+    with pytest.raises(Conflict, match="changed by another request meanwhile"):
+        await ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(root_path="second"))
+    after = await ctx.spaces.get(world.bob, space.user_space_id)
+    assert (after.storage["path"], after.root_path) == (str(tmp_path / "to"), "first")
+    await ctx.pool.close()
+    await ctx.pool.get(after)  # its directory is there
+
+
+async def test_a_test_of_a_space_never_undoes_a_drain_asked_meanwhile(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """userSpace/test of an Unavailable space set it Normal once its probe
+    passed, whatever it had become: a drain asked while the probe ran
+    (answered 200) was undone."""
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    async with ctx.db.write() as conn:
+        await spacestate.swap_state(
+            conn, space.user_space_id, (SpaceState.NORMAL,), SpaceState.UNAVAILABLE
+        )
+    real_probe = userspaces_module.probe
+
+    async def drained_while_probed(backend: Any) -> float:
+        await ctx.spaces.drain(world.bob, space.user_space_id)
+        return await real_probe(backend)
+
+    monkeypatch.setattr(userspaces_module, "probe", drained_while_probed)
+    await ctx.spaces.test_existing(world.bob, space.user_space_id)
+    after = await ctx.spaces.get(world.bob, space.user_space_id)
+    assert after.state == SpaceState.DRAINING and after.latency_ms is not None
+
+
+async def test_a_health_pass_that_read_a_space_before_its_move_reads_where_it_is(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every update that was not a move (a rename, a state, a test) made
+    the pool forget where the space was; the health job's record, read
+    before a move, then opened the old root again, and reads of an object
+    written after the move failed until the pass ended."""
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    list_all = spacestate.list_all
+    raw = b"h" * (256 * 1024)
+    reads: list[bytes] = []
+
+    async def read_then_moved(conn: Any, states: Any = None) -> list[UserSpace]:
+        records = await list_all(conn, states)
+        monkeypatch.setattr(spacestate, "list_all", list_all)  # once
+        await ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(root_path="second"))
+        await upload(world, "k", raw)
+        await ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(name="renamed"))
+        return records
+
+    real_probe = health.probe
+
+    async def probe_then_read(backend: Any) -> float:
+        latency = await real_probe(backend)
+        reads.append(await read_back(world, "k"))
+        return latency
+
+    monkeypatch.setattr(spacestate, "list_all", read_then_moved)
+    monkeypatch.setattr(health, "probe", probe_then_read)
+    report = await health.check_health(ctx.db, ctx.pool)
+    assert len(reads) == len(report.results) and all(r == raw for r in reads)
+    assert all(r.error is None for r in report.results)
+    assert await read_back(world, "k") == raw

@@ -103,7 +103,7 @@ async def probe_space(
                     latency = await probe(fresh)
                 finally:
                     await fresh.close()
-                await pool.forget(space.user_space_id)
+                await pool.reopen(space.user_space_id)
                 return latency, None
     except TimeoutError:
         return None, f"probe timed out after {limit_s:g} s"
@@ -165,7 +165,7 @@ async def check_health(
                 error=r.error,
             )
         if sid in fresh:
-            pool.records[sid] = fresh[sid]
+            pool.note(fresh[sid])
         else:
             await pool.forget(sid)
     return report

@@ -175,11 +175,13 @@ class SpacePool:
         """An update moved ``space`` or changed its credential (its record
         as committed): that is known before the old backend goes, so no
         record read before the update opens the old one again."""
-        self._where[space.user_space_id] = _location(space)
-        self.records.pop(space.user_space_id, None)
-        old = self._open.pop(space.user_space_id, None)
-        if old is not None:
-            await old.close()
+        sid = space.user_space_id
+        # Under the space's lock: a ``get`` that read the database before the
+        # update committed must not set the old location back after this.
+        async with self._opening.setdefault(sid, asyncio.Lock()):
+            self._where[sid] = _location(space)
+            self.records[sid] = space
+            await self.reopen(sid)
 
     async def open(self, space: UserSpace, root_path: str, *, durable: bool = True) -> Space:
         """A fresh backend for ``space`` under the operator's rules (its Local
@@ -291,8 +293,14 @@ class SpacePool:
         return (0 if rec.state == SpaceState.NORMAL else 1, latency)
 
     async def forget(self, space_id: int) -> None:
+        """The space is gone (deleted): nothing of it is kept."""
         self.records.pop(space_id, None)
         self._where.pop(space_id, None)
+        await self.reopen(space_id)
+
+    async def reopen(self, space_id: int) -> None:
+        """Drop the open backend (a failed test, a stale connection): the
+        next ``get`` opens a new one. Where the space is stays known."""
         old = self._open.pop(space_id, None)
         if old is not None:
             await old.close()
@@ -434,8 +442,9 @@ class UserSpaceService:
                 self.pool.credential(space) if changes.credential is KEEP else changes.credential
             )
             storage, credential = self._check(storage, credential)
-            await self._admit(storage, space_id)
-            values["storage"] = storage
+            if changes.storage is not KEEP:
+                await self._admit(storage, space_id)
+                values["storage"] = storage
             values["credential"] = self.pool.seal(space_id, credential)
         if changes.root_path is not KEEP:
             values["root_path"] = _root_path(changes.root_path)
@@ -459,13 +468,25 @@ class UserSpaceService:
                     "state", "must be 'Normal' or 'Draining' (health checks set 'Unavailable')"
                 )
             values["state"] = SpaceState(str(changes.state))
+        relocates = new_location or moves_data
         async with self.db.write() as conn:
-            if moves_data:
-                # After every intent placing blocks here has committed (it
-                # holds the location it checked): the count sees its blocks.
-                await spacestate.lock_space(conn, space_id)
-                if await accounts.count_blocks_in_space(conn, space_id):
-                    raise _holds_blocks(space_id)
+            # The row first, in every update (then the admissions' lock):
+            # one order, or a move and a credential change deadlock. A move
+            # waits here for every intent placing blocks on the space (it
+            # holds the location it checked), so the count sees its blocks.
+            await spacestate.lock_space(conn, space_id, moving=moves_data)
+            current = await accounts.get_space(conn, space_id)
+            if current is None:
+                raise SpaceNotFound(f"user space {space_id} not found")
+            if relocates and _location(current) != _location(space):
+                # What was checked and prepared above was built on the space
+                # as read before another update: it would put that back.
+                raise Conflict(
+                    f"user space {space_id} was changed by another request meanwhile; "
+                    "read it again and retry"
+                )
+            if moves_data and await accounts.count_blocks_in_space(conn, space_id):
+                raise _holds_blocks(space_id)
             if "storage" in values:
                 await self._admit_again(values["storage"], space_id, conn)
             if "name" in values:
@@ -476,10 +497,11 @@ class UserSpaceService:
             if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
             updated = await accounts.get_space(conn, space_id)
-        if (new_location or moves_data) and updated is not None:
-            await self.pool.moved(updated)
-        else:
-            await self.pool.forget(space_id)
+        if updated is not None:
+            if relocates:
+                await self.pool.moved(updated)
+            else:
+                self.pool.note(updated)
         return await self.get(principal, space_id)
 
     async def drain(self, principal: Principal, space_id: int) -> UserSpace:
@@ -509,22 +531,24 @@ class UserSpaceService:
                 raise _connect_failed(exc) from exc
             latency = await probe(backend)
         except DomainError:
-            # A space that fails its test leaves placement until a test passes.
-            if space.state == SpaceState.NORMAL:
-                await self._set_state(space_id, SpaceState.UNAVAILABLE)
+            # A space that fails its test leaves placement until a test
+            # passes; its backend is opened afresh next time.
+            await self._swap_state(space_id, SpaceState.NORMAL, SpaceState.UNAVAILABLE)
+            await self.pool.reopen(space_id)
             raise
-        values: dict[str, Any] = {"latency_ms": latency}
-        if space.state == SpaceState.UNAVAILABLE:
-            values["state"] = SpaceState.NORMAL
         async with self.db.write() as conn:
-            await accounts.update_space(conn, space_id, **values)
-        await self.pool.forget(space_id)
+            await spacestate.record_latency(conn, space_id, latency)
+        await self._swap_state(space_id, SpaceState.UNAVAILABLE, SpaceState.NORMAL)
         return latency
 
-    async def _set_state(self, space_id: int, state: SpaceState) -> None:
+    async def _swap_state(self, space_id: int, expected: SpaceState, new: SpaceState) -> None:
+        """Only from the state the test judged: a drain the owner asked for
+        while the probe ran stays (as the health job does)."""
         async with self.db.write() as conn:
-            await accounts.update_space(conn, space_id, state=state)
-        await self.pool.forget(space_id)
+            await spacestate.swap_state(conn, space_id, (expected,), new)
+            updated = await accounts.get_space(conn, space_id)
+        if updated is not None:
+            self.pool.note(updated)
 
     async def test_config(
         self, principal: Principal, storage: object, credential: object, root_path: object

@@ -47,14 +47,16 @@ async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> 
     otherwise: the record was read before a move and the writer must place
     its blocks again, or they land where the space no longer looks.
 
-    On PostgreSQL the rows are locked FOR SHARE, in id order, against the
-    move's FOR UPDATE; SQLite runs one writer at a time."""
+    On PostgreSQL the rows are locked FOR KEY SHARE, in id order: that
+    waits for a move's FOR UPDATE (and a move waits for it), but not for
+    the updates of a space's state or latency. SQLite runs one writer at a
+    time."""
     wanted = {s.user_space_id: s for s in spaces}
     q = (
         select(t.user_spaces.c.id, t.user_spaces.c.storage, t.user_spaces.c.root_path)
         .where(t.user_spaces.c.id.in_(sorted(wanted)))
         .order_by(t.user_spaces.c.id)
-        .with_for_update(read=True)
+        .with_for_update(read=True, key_share=True)
     )
     now_at = {r.id: (json.loads(r.storage), r.root_path) for r in await conn.execute(q)}
     moved = sorted(sid for sid, s in wanted.items() if now_at.get(sid) != (s.storage, s.root_path))
@@ -65,12 +67,17 @@ async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> 
         )
 
 
-async def lock_space(conn: AsyncConnection, space_id: int) -> None:
-    """Before a move or a delete counts a space's blocks: waits for every
-    intent that holds its location (``hold_locations``) to commit, so the
-    count sees their blocks (PostgreSQL; SQLite runs one writer at a time)."""
+async def lock_space(conn: AsyncConnection, space_id: int, *, moving: bool = True) -> None:
+    """Before an update or a delete of a space (and before it counts the
+    space's blocks). ``moving`` (a move, a delete): FOR UPDATE, which waits
+    for every intent that holds the space's location (``hold_locations``)
+    to commit, so the count sees their blocks. Otherwise FOR NO KEY UPDATE,
+    which keeps concurrent updates of the row in turn without waiting for
+    uploads. PostgreSQL; SQLite runs one writer at a time."""
     await conn.execute(
-        select(t.user_spaces.c.id).where(t.user_spaces.c.id == space_id).with_for_update()
+        select(t.user_spaces.c.id)
+        .where(t.user_spaces.c.id == space_id)
+        .with_for_update(key_share=not moving)
     )
 
 
