@@ -26,6 +26,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from jointcloud.context import Context
 from jointcloud.core.transfer import engine as transfer
 from jointcloud.meta import tables as t
+from jointcloud.meta import transfers as transfer_rows
+from jointcloud.meta.rows import now
 from jointcloud.spaces.local import LocalSpace
 from support.s3server import S3Server, s3_server_fixture
 from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
@@ -803,3 +805,20 @@ async def test_the_task_list_comes_in_pages(api: Api, bob: Other) -> None:
     ):
         r = await api.request("GET", "/v1/spaceSync/listTasks", params=params)
         assert field in expect_error(r, "BadArgument", 400), params
+
+
+async def test_a_task_read_before_another_process_ran_it_is_not_claimed_again(
+    api: Api, ctx: Context
+) -> None:
+    """Two processes read the due tasks; one claims and finishes a run
+    before the other claims: the other's claim (the lease it saw, none, is
+    none again) must not start one more run of a task not due any more."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "twice", {"f.txt": b"once only"})
+    task = await create(api, src, "twice", [(dst, "twice")], trigger=HOURLY)
+    ts = now()
+    async with ctx.db.read() as conn:
+        [seen] = await transfer_rows.candidates(conn, ts)
+    await ctx.tasks.run_due()  # the other process's run, start to end
+    assert await ctx.tasks._claim(seen, ts) is None
+    assert (await get_task(api, task["taskID"]))["runs"] == 1

@@ -197,9 +197,17 @@ async def claim(
         if task.lease_owner is None
         else (T.c.lease_owner == task.lease_owner)
     )
+    # The run number too: another process may have claimed and finished a
+    # whole run since ``task`` was read (its lease is gone again); that run
+    # is done, and this claim would start one more at once.
     res = await conn.execute(
         update(T)
-        .where(T.c.id == task.task_id, T.c.state.not_in(FINAL), same_lease)
+        .where(
+            T.c.id == task.task_id,
+            T.c.state.not_in(FINAL),
+            T.c.run_no == task.run_no,
+            same_lease,
+        )
         .values(**values)
     )
     return res.rowcount == 1
