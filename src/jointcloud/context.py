@@ -22,7 +22,8 @@ from jointcloud.core.objects import ObjectService
 from jointcloud.core.outbound import OutboundGuard
 from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.core.repair import RepairService
-from jointcloud.core.transfer import TaskRunner, TransferService
+from jointcloud.core.transfer.runner import TaskRunner
+from jointcloud.core.transfer.service import TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.keys.master import (
     PRIVATE_DIR,

@@ -822,3 +822,98 @@ async def test_a_task_read_before_another_process_ran_it_is_not_claimed_again(
     await ctx.tasks.run_due()  # the other process's run, start to end
     assert await ctx.tasks._claim(seen, ts) is None
     assert (await get_task(api, task["taskID"]))["runs"] == 1
+
+
+async def test_a_source_inside_its_destination_is_refused(api: Api) -> None:
+    """A review lost a file this way: with d/z/a and d/z/z/a of one size, a
+    sync of d/z into d wrote z/a over d/z/a (the source file a, not read
+    yet), then read that as the source of a: the first file's bytes were
+    gone everywhere."""
+    (space,) = await api.add_spaces(1)
+    write_tree(api.spaces[space] / "d" / "z", {"a": b"XXXX-precious", "z/a": b"YYYY-other!!!"})
+    cases = [
+        ("d/z", [(space, "d")], "srcPath 'd/z' is inside dests[0].path 'd'"),
+        ("d", [(space, "d/z")], "dests[0].path 'd/z' is inside srcPath 'd'"),
+        ("d", [(space, "")], "srcPath 'd' is inside dests[0].path ''"),  # the root holds all
+        ("d/z", [(space, "e"), (space, "e/f")], "dests[1].path 'e/f' overlaps dests[0].path"),
+    ]
+    for src_path, dests, message in cases:
+        body = {
+            "srcUserSpaceID": space,
+            "srcPath": src_path,
+            "dests": [{"userSpaceID": s, "path": p} for s, p in dests],
+        }
+        r = await api.client.post("/v1/spaceSync/createTask", json=body)
+        assert message in expect_error(r, "BadArgument", 400), (src_path, dests)
+    assert read_tree(api.spaces[space] / "d") == {
+        "z/a": b"XXXX-precious",
+        "z/z/a": b"YYYY-other!!!",
+    }
+    # Side by side in one space is fine.
+    await create(api, space, "d/z", [(space, "d/y")])
+
+
+async def test_a_space_a_run_uses_cannot_be_deleted_or_moved_until_the_run_ends(
+    api: Api, ctx: Context, bob: Other, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review deleted a running sync's destination space (it held no
+    blocks), another user made a space of his own at its directory, and
+    the run went on writing into it, over his files."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"1.txt": b"admin-1", "2.txt": b"admin-2"})
+    ctx.tasks.parallel = 1
+    monkeypatch.setattr(transfer.TransferRun, "_batchable", lambda self, unit: False)
+    started, gate = asyncio.Event(), asyncio.Event()
+    copy_once = transfer.TransferRun._copy_once
+
+    async def paced(self: Any, item: Any, sink: Any, verify: Any) -> None:
+        started.set()
+        await gate.wait()
+        await copy_once(self, item, sink, verify)
+
+    monkeypatch.setattr(transfer.TransferRun, "_copy_once", paced)
+    task = await create(api, src, "data", [(dst, "copy")])
+    running = asyncio.create_task(ctx.tasks.run_due())
+    await asyncio.wait_for(started.wait(), 30)
+    for used in (src, dst):
+        r = await api.client.post("/v1/userSpace/delete", json={"userSpaceID": used})
+        message = expect_error(r, "OperationFailed", 409)
+        assert f"used by transfer task {task['taskID']}" in message
+        moved = {"type": "Local", "path": str(api.tmp_path / f"elsewhere{used}")}
+        r = await api.client.post(
+            "/v1/userSpace/update", json={"userSpaceID": used, "storage": moved}
+        )
+        assert "its storage cannot change" in expect_error(r, "OperationFailed", 409)
+    # What does not move its files stays allowed.
+    await api.post("/v1/userSpace/update", {"userSpaceID": dst, "name": "renamed"})
+    gate.set()
+    await asyncio.wait_for(running, 30)
+    assert (await get_task(api, task["taskID"]))["state"] == "succeeded"
+    assert read_tree(api.spaces[dst] / "copy") == {"1.txt": b"admin-1", "2.txt": b"admin-2"}
+    await api.post("/v1/userSpace/delete", {"userSpaceID": dst})  # the run is over
+
+
+async def test_a_task_cancelled_while_paused_is_forgotten_and_frees_its_spaces(
+    api: Api, ctx: Context
+) -> None:
+    """A window task whose run paused outside its window kept that run open
+    when cancelled: GC never forgot it, and (now) its spaces could not be
+    deleted."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "w", {"a": b"a"})
+    ts = datetime.now(UTC)
+    closed = _window(ts + timedelta(hours=3), ts + timedelta(hours=4), "UTC")
+    task = await create(api, src, "w", [(dst, "w")], trigger=closed)
+    async with ctx.db.write() as conn:  # due now, though its window is closed: it pauses
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task["taskID"])
+            .values(next_run_at=ts - timedelta(seconds=1))
+        )
+    await ctx.tasks.run_due()
+    r = await api.client.post("/v1/userSpace/delete", json={"userSpaceID": dst})
+    assert "whose run has not ended" in expect_error(r, "OperationFailed", 409)
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]})
+    await api.post("/v1/userSpace/delete", {"userSpaceID": dst})
+    async with ctx.db.write() as conn:
+        assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from jointcloud.core.authz import Principal, require_account
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.paths import entity_name
+from jointcloud.core.transfer.tasks import spaces_of
 from jointcloud.errors import (
     AlreadyExists,
     BadArgument,
@@ -33,7 +34,7 @@ from jointcloud.errors import (
     SpaceTestFailed,
 )
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts, jobs, spacestate
+from jointcloud.meta import accounts, jobs, spacestate, transfers
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
@@ -314,6 +315,19 @@ def _holds_blocks(space_id: int) -> Conflict:
     return Conflict(f"user space {space_id} holds blocks: its storage and root path cannot change")
 
 
+async def _no_open_transfer(conn: AsyncConnection, space: UserSpace, what: str) -> None:
+    """A transfer run reads or writes a space's files through the backend it
+    opened at its start, to its end: deleted (and its directory taken by
+    another space, anyone's) or moved, the run would go on writing where
+    the space was. Refused until the run ends or is cancelled."""
+    for task_id, spec in await transfers.open_run_specs(conn, space.user_id):
+        if space.user_space_id in spaces_of(spec):
+            raise Conflict(
+                f"user space {space.user_space_id} is used by transfer task {task_id}, "
+                f"whose run has not ended: {what} until it ends or is cancelled"
+            )
+
+
 def _connect_failed(exc: SpaceError) -> SpaceTestFailed:
     """Opening the backend (e.g. creating a Local directory) is the 'connect' step."""
     return SpaceTestFailed(f"user space test failed at step 'connect': {exc.message}")
@@ -488,6 +502,8 @@ class UserSpaceService:
             if moves_data and await accounts.count_blocks_in_space(conn, space_id):
                 raise _holds_blocks(space_id)
             if "storage" in values:
+                await _no_open_transfer(conn, current, "its storage cannot change")
+            if "storage" in values:
                 await self._admit_again(values["storage"], space_id, conn)
             if "name" in values:
                 other = await accounts.get_space_by_name(conn, user_id, values["name"])
@@ -510,7 +526,7 @@ class UserSpaceService:
         return await self.update(principal, space_id, SpaceChanges(state=SpaceState.DRAINING))
 
     async def delete(self, principal: Principal, space_id: int) -> None:
-        await self.get(principal, space_id)
+        space = await self.get(principal, space_id)
         async with self.db.write() as conn:
             await spacestate.lock_space(conn, space_id)
             n = await accounts.count_blocks_in_space(conn, space_id)
@@ -519,6 +535,7 @@ class UserSpaceService:
                     f"user space {space_id} still holds {n} block{'s' if n != 1 else ''}; "
                     "drain it before deleting"
                 )
+            await _no_open_transfer(conn, space, "it cannot be deleted")
             await accounts.delete_space(conn, space_id)
         await self.pool.forget(space_id)
 

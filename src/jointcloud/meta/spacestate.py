@@ -81,6 +81,18 @@ async def lock_space(conn: AsyncConnection, space_id: int, *, moving: bool = Tru
     )
 
 
+async def share_space(conn: AsyncConnection, space_id: int) -> None:
+    """Before a transfer run opens a space's tree: waits for a delete or a
+    move of the space that holds its row (PostgreSQL), which in turn sees
+    the run as open once this transaction ends (``lock_space`` then
+    ``transfers.open_run_specs``)."""
+    await conn.execute(
+        select(t.user_spaces.c.id)
+        .where(t.user_spaces.c.id == space_id)
+        .with_for_update(read=True, key_share=True)
+    )
+
+
 async def record_latency(conn: AsyncConnection, space_id: int, latency_ms: float) -> None:
     await conn.execute(
         update(t.user_spaces).where(t.user_spaces.c.id == space_id).values(latency_ms=latency_ms)

@@ -21,7 +21,7 @@ from jointcloud.core.models import (
     TransferTask,
 )
 from jointcloud.meta import tables as t
-from jointcloud.meta.rows import aware
+from jointcloud.meta.rows import aware, now
 
 T = t.transfer_tasks
 F = t.transfer_files
@@ -157,6 +157,13 @@ async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
     return int(res.rowcount)
 
 
+async def open_run_specs(conn: AsyncConnection, user_id: int) -> list[tuple[int, dict[str, Any]]]:
+    """(task id, stored spec) of the user's tasks whose run is open: running,
+    or paused until its window opens again."""
+    q = select(T.c.id, T.c.spec).where(T.c.user_id == user_id, T.c.run_open.is_(True))
+    return [(int(r.id), json.loads(r.spec)) for r in await conn.execute(q)]
+
+
 async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
     """Tasks that may be due: a run is open (perhaps orphaned by a dead
     process), or the next run time has come. Longest waiting first: by ID,
@@ -277,8 +284,14 @@ async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
         and_(T.c.state.in_([TaskState.SUCCEEDED, TaskState.FAILED]), T.c.next_run_at.is_(None)),
     )
     mine = and_(T.c.id == task_id, T.c.user_id == user_id)
+    # Its run ends here too: a run paused outside its window (or left open
+    # by a stopped server) has no runner to close it, and a task whose run
+    # is open is never forgotten (``delete_finished``). A runner that holds
+    # it closes it again when it stops.
     res = await conn.execute(
-        update(T).where(mine, ~nothing_left).values(state=TaskState.CANCELLED, next_run_at=None)
+        update(T)
+        .where(mine, ~nothing_left)
+        .values(state=TaskState.CANCELLED, next_run_at=None, run_open=False, last_finish_at=now())
     )
     if res.rowcount == 1:
         return True

@@ -18,14 +18,13 @@ from jointcloud.api.jcs import views
 from jointcloud.core.buckets import optional_policy
 from jointcloud.core.models import Compare, TaskMode
 from jointcloud.core.paths import entity_name
-from jointcloud.core.transfer import TaskView
 from jointcloud.core.transfer.commands import (
     CreateSyncTask,
     ExportPackage,
     ImportPackage,
     SyncDest,
 )
-from jointcloud.core.transfer.service import MAX_DESTS
+from jointcloud.core.transfer.service import MAX_DESTS, TaskView
 from jointcloud.core.transfer.spec import (
     INT64_MAX,
     TransferFilter,

@@ -6,9 +6,8 @@ packages (rules in docs/sync.md).
 - ``engine``: one run of a task (plan, copy in parallel with retries, record);
 - ``runner``: which tasks run when (leases, progress saving, windows, cancel);
 - ``service``: tasks as the user sees them (create, get, list, cancel).
+
+Import from the modules themselves: this package imports nothing, so that
+the user-space service can read a stored task's spaces (``tasks``) while
+the runner, above it, uses that service.
 """
-
-from jointcloud.core.transfer.runner import TaskRunner
-from jointcloud.core.transfer.service import TaskView, TransferService
-
-__all__ = ["TaskRunner", "TaskView", "TransferService"]

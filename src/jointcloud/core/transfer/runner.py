@@ -37,7 +37,7 @@ from jointcloud.core.transfer.trees import (
 )
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BadArgument, SpaceNotFound
-from jointcloud.meta import accounts
+from jointcloud.meta import accounts, spacestate
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -180,7 +180,11 @@ class TaskRunner:
     # -- one run ---------------------------------------------------------------
 
     async def _space(self, space_id: int) -> UserSpace:
-        async with self.db.read() as conn:
+        # The run is open (claimed) before this: a delete or storage move
+        # of the space either sees it and is refused, or ends before this
+        # read, which then finds the space gone or where it went.
+        async with self.db.write() as conn:
+            await spacestate.share_space(conn, space_id)
             space = await accounts.get_space(conn, space_id)
         if space is None:
             raise SpaceNotFound(f"user space {space_id} no longer exists")

@@ -16,7 +16,7 @@ from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, U
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.commands import CreateSyncTask, ExportPackage, ImportPackage
 from jointcloud.core.transfer.runner import TaskRunner
-from jointcloud.core.transfer.spec import TransferFilter, inside, join
+from jointcloud.core.transfer.spec import TransferFilter, inside, join, overlap, same_storage
 from jointcloud.core.transfer.tasks import (
     ExportSpec,
     ImportSpec,
@@ -169,17 +169,33 @@ class TransferService:
             )
         src = await self.spaces.get(principal, cmd.src_space_id)
         check_not_reserved(src, cmd.src_path, label("src_path"))
+        seen: list[tuple[UserSpace, str]] = []
         for i, dest in enumerate(cmd.dests):
             space = await self.spaces.get(principal, dest.space_id)
             where = label(f"dest[{i}].path")
             check_not_reserved(space, dest.path, where)
-            if dest.space_id == cmd.src_space_id and inside(dest.path, cmd.src_path):
-                raise BadArgument(
-                    f"{where} {dest.path!r} is inside {label('src_path')} {cmd.src_path!r} of "
-                    "the same user space: the copy would copy itself"
-                )
             if dest in cmd.dests[:i]:
                 raise BadArgument(f"{label(f'dest[{i}]')} repeats an earlier destination")
+            # Either way round: a destination inside the source copies the
+            # copy again; a source inside its destination is overwritten
+            # by the files it is being read for, before they are read.
+            if same_storage(space, src) and inside(dest.path, cmd.src_path):
+                raise BadArgument(
+                    f"{where} {dest.path!r} is inside {label('src_path')} {cmd.src_path!r} "
+                    "in the same storage: the copy would copy itself"
+                )
+            if same_storage(space, src) and inside(cmd.src_path, dest.path):
+                raise BadArgument(
+                    f"{label('src_path')} {cmd.src_path!r} is inside {where} {dest.path!r} "
+                    "in the same storage: the copy would write over its own source"
+                )
+            for j, (other, other_path) in enumerate(seen):
+                if same_storage(space, other) and overlap(dest.path, other_path):
+                    raise BadArgument(
+                        f"{where} {dest.path!r} overlaps {label(f'dest[{j}].path')} "
+                        f"{other_path!r} in the same storage"
+                    )
+            seen.append((space, dest.path))
         spec = SyncSpec(
             cmd.src_space_id,
             cmd.src_path,

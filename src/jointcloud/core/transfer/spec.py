@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jointcloud.core.models import UserSpace
 from jointcloud.core.paths import MAX_SEGMENT, check_chars, check_length, check_segments
 from jointcloud.errors import BadArgument
 
@@ -58,6 +59,18 @@ def transfer_path(raw: object, field: str) -> str:
 def inside(path: str, parent: str) -> bool:
     """Whether directory ``path`` is ``parent`` or below it (``""`` is the root)."""
     return parent == "" or path == parent or path.startswith(parent + "/")
+
+
+def overlap(a: str, b: str) -> bool:
+    """Whether one of two directories is the other or below it."""
+    return inside(a, b) or inside(b, a)
+
+
+def same_storage(a: UserSpace, b: UserSpace) -> bool:
+    """Whether two user spaces reach the same files at the same transfer
+    path: one space, or two recorded on one storage (two S3 spaces on one
+    bucket; Local spaces never share a directory)."""
+    return a.user_space_id == b.user_space_id or a.storage == b.storage
 
 
 def join(base: str, rel: str) -> str:

@@ -97,6 +97,14 @@ def spec_to_json(spec: TaskSpec) -> dict[str, Any]:
     return out
 
 
+def spaces_of(stored: dict[str, Any]) -> set[int]:
+    """The user spaces whose files a stored spec reads or writes (the
+    affinity of an import only places blocks, which guard themselves)."""
+    ids = {stored.get("srcUserSpaceID"), stored.get("userSpaceID")}
+    ids.update(d.get("userSpaceID") for d in stored.get("dests") or () if isinstance(d, dict))
+    return {i for i in ids if isinstance(i, int)}
+
+
 def spec_from_json(kind: TaskKind, stored: dict[str, Any], *, strict: bool = True) -> TaskSpec:
     """A spec as stored by ``spec_to_json`` (or by an earlier release: keys
     added since have their defaults). ``strict=False`` (to show a task)
