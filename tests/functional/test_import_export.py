@@ -8,14 +8,17 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
-from jcs_helpers import Api, assert_time, get_task, s3_space
+import pytest
+from jcs_helpers import Api, assert_time, expect_error, get_task, s3_space
 
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef, PutObject
+from jointcloud.core.transfer.spec import TransferFilter
 from support.s3server import S3Server, s3_server_fixture
 from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
 
@@ -344,3 +347,38 @@ async def test_export_takes_folder_markers_for_directories(api: Api) -> None:
 
 async def _empty() -> AsyncIterator[bytes]:
     yield b""
+
+
+async def test_filters_with_many_wildcards_are_refused_and_selection_runs_off_the_loop(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review sent 1,000 patterns of 500 '*' each (inside the list
+    bounds): translating them held the event loop, every client, 6.6 s a
+    request. A pattern now has at most 16 wildcards, and the matching of a
+    tree against a filter runs in a worker thread."""
+    (space,) = await api.add_spaces(1)
+    package = await api.package("globs")
+    await api.upload(package, [("a.txt", b"a"), ("b.bin", b"b")])
+    body = {"packageID": package, "userSpaceID": space, "rootPath": "out"}
+    greedy = ["*" + "a*" * 500 + f"{i}b" for i in range(1000)]
+    r = await api.client.post(
+        "/v1/userSpace/downloadPackage", json={**body, "filter": {"includePaths": greedy}}
+    )
+    message = expect_error(r, "BadArgument", 400)
+    assert "filter.includePaths[0] has 501 wildcards" in message and "at most 16" in message
+
+    threads: list[bool] = []
+    selects = TransferFilter.selects
+
+    def noted(self: TransferFilter, rel: str, size: int) -> bool:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return selects(self, rel, size)
+
+    monkeypatch.setattr(TransferFilter, "selects", noted)
+    r = await api.client.post(
+        "/v1/userSpace/downloadPackage",
+        json={**body, "filter": {"includePaths": ["*.txt", "*" + "?*" * 7]}},
+    )
+    assert r.status_code == 200, r.text
+    assert threads and not any(threads)  # every file matched away from the loop's thread
+    assert read_tree(api.spaces[space] / "out") == {"a.txt": b"a"}

@@ -25,6 +25,8 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from jointcloud.context import Context
 from jointcloud.core.transfer import engine as transfer
+from jointcloud.core.transfer import runner as taskrunner
+from jointcloud.errors import MetadataUnavailable
 from jointcloud.meta import tables as t
 from jointcloud.meta import transfers as transfer_rows
 from jointcloud.meta.rows import now
@@ -917,3 +919,100 @@ async def test_a_task_cancelled_while_paused_is_forgotten_and_frees_its_spaces(
     await api.post("/v1/userSpace/delete", {"userSpaceID": dst})
     async with ctx.db.write() as conn:
         assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1
+
+
+async def test_a_file_name_that_is_not_utf8_is_a_failure_of_that_file_alone(
+    api: Api, ctx: Context
+) -> None:
+    """A Latin-1 name (old archives, Samba shares) failed the whole run with
+    an encoding error and no failure listed, its batch's records lost."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"ok.txt": b"fine"})
+    (api.spaces[src] / "data" / os.fsdecode(b"caf\xe9.txt")).write_bytes(b"latin-1 name")
+    task = await create(api, src, "data", [(dst, "copy")], mode="diff", trigger=HOURLY)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "failed" and "Unicode" not in (done["lastError"] or "")
+    assert done["progress"]["filesDone"] == 1 and done["progress"]["filesFailed"] == 1
+    [failure] = done["failures"]
+    assert failure["path"] == "caf\\xe9.txt" and "not valid UTF-8" in failure["error"]
+    assert read_tree(api.spaces[dst] / "copy") == {"ok.txt": b"fine"}
+
+
+async def test_a_run_outlives_a_failed_save_of_its_progress_and_can_still_be_cancelled(
+    api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The keeper of a run (progress, lease, cancel) ended at its first
+    failed save, and the run went on with no lease and deaf to a cancel."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {f"{i}.txt": b"x" for i in range(3)})
+    ctx.tasks.parallel = 1
+    monkeypatch.setattr(transfer.TransferRun, "_batchable", lambda self, unit: False)
+    monkeypatch.setattr(taskrunner, "SAVE_EVERY", 0.01)
+    saves = 0
+    saved_after_failure = asyncio.Event()
+    renew = transfer_rows.renew
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal saves
+        saves += 1
+        if saves == 1:
+            raise MetadataUnavailable("the metadata database did not answer within 30 s")
+        saved_after_failure.set()
+        return await renew(*args, **kwargs)
+
+    monkeypatch.setattr(transfer_rows, "renew", flaky)
+    copying, gate = asyncio.Event(), asyncio.Event()
+    copy_once = transfer.TransferRun._copy_once
+
+    async def paced(self: Any, item: Any, sink: Any, verify: Any) -> None:
+        copying.set()
+        await gate.wait()
+        await copy_once(self, item, sink, verify)
+
+    monkeypatch.setattr(transfer.TransferRun, "_copy_once", paced)
+    task = await create(api, src, "data", [(dst, "copy")])
+    running = asyncio.create_task(ctx.tasks.run_due())
+    await asyncio.wait_for(copying.wait(), 30)
+    await asyncio.wait_for(saved_after_failure.wait(), 30)  # the keeper went on
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]})
+    await asyncio.wait_for(running, 30)
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "cancelled" and done["progress"]["filesDone"] == 0
+    gate.set()
+
+
+async def test_a_resumed_run_copies_again_a_file_changed_since_its_unrecorded_copy(
+    api: Api, ctx: Context
+) -> None:
+    """The state a kill -9 leaves: the run copied db.bin, its record did not
+    reach the database; while the server was down the file was edited (same
+    size). The resumed run took the old copy for done and recorded the new
+    source: no later diff run looked at it again."""
+    src, dst = await api.add_spaces(2)
+    source = api.spaces[src] / "data" / "db.bin"
+    copy = api.spaces[dst] / "copy" / "db.bin"
+    write_tree(api.spaces[src] / "data", {"db.bin": b"version-1"})
+    task = await create(api, src, "data", [(dst, "copy")], mode="diff", trigger=HOURLY)
+    ts = time.time()
+    async with ctx.db.write() as conn:  # run 1 open, its lease gone, started a minute ago
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task["taskID"])
+            .values(
+                run_no=1,
+                run_open=True,
+                state="running",
+                last_run_at=datetime.fromtimestamp(ts - 60, UTC),
+                lease_owner=None,
+                lease_until=None,
+                next_run_at=None,
+            )
+        )
+    write_tree(api.spaces[dst] / "copy", {"db.bin": b"version-1"})
+    os.utime(copy, (ts - 30, ts - 30))  # copied 30 s ago, then the crash
+    source.write_bytes(b"version-2")
+    os.utime(source, (ts - 10, ts - 10))  # edited 10 s ago, while the server was down
+    await ctx.tasks.run_due()  # the resumed run
+    assert copy.read_bytes() == b"version-2"
+    assert (await get_task(api, task["taskID"]))["state"] == "succeeded"

@@ -123,6 +123,24 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _utf8_named(items: list[Item]) -> tuple[list[Item], list[Item]]:
+    """Split a listing: files whose names are UTF-8, and those that are not
+    (a local disk hands those over with the odd bytes as surrogates)."""
+    good: list[Item] = []
+    bad: list[Item] = []
+    for item in items:
+        if item.rel.isascii():
+            good.append(item)
+            continue
+        try:
+            item.rel.encode("utf-8")
+        except UnicodeEncodeError:
+            bad.append(item)
+        else:
+            good.append(item)
+    return good, bad
+
+
 @dataclass
 class Unit:
     """One source file and the destinations it still has to reach."""
@@ -231,13 +249,13 @@ class TransferRun:
     async def plan(self) -> list[Unit]:
         # One after the other: two listing threads fight over the GIL at every
         # stat (measured: 0.09 s each alone, 0.3-0.4 s each side by side).
-        listed = await self._list_source()
+        listed, unnamed = _utf8_named(await self._list_source())
         async with self.db.read() as conn:
             records = await repo.load_records(conn, self.task_id)
         held = await self._holdings() if self.mode == TaskMode.DIFF or self.resumed else []
         items = listed
         if self.select != TransferFilter():
-            items = [i for i in listed if self.select.selects(i.rel, i.size)]
+            items = await self.select.chosen(listed)
         self.selected = items
         p = self.progress
         units: list[Unit] = []
@@ -300,6 +318,18 @@ class TransferRun:
             elif self.delete_source and done_here == len(self.sinks):
                 unit.delete_after = True  # copied and verified before a restart
                 units.append(unit)
+        for item in unnamed:
+            # Not copied: an object key, the records and every answer are
+            # UTF-8. Reported under its name with the odd bytes escaped.
+            shown = item.rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            message = "its name is not valid UTF-8: rename it to copy it"
+            for d in range(len(self.sinks)):
+                p.files_total += 1
+                p.files_failed += 1
+                if len(self.failures) < MAX_FAILURES_KEPT:
+                    self.failures.append((shown, message))
+                failed = FileRecord(item.size, item.mtime, self.run_no, FileState.FAILED, message)
+                unchanged.append((d, shown, failed))
         if unchanged:
             async with self.db.write() as conn:
                 await repo.save_records(conn, self.task_id, unchanged)
@@ -308,12 +338,16 @@ class TransferRun:
     def _copied_unrecorded(self, item: Item, there: Item | None) -> bool:
         """A resumed run: was this file copied before the crash, after the run
         started, without its record reaching the database? (2 s of slack for
-        coarse file-system and cloud clocks.)"""
+        coarse file-system and cloud clocks.) Not if the source changed after
+        that copy (while the server was down, say): a copy older than its
+        source is stale, and recorded as done, no later diff run would look
+        at it again."""
         return (
             self.resumed
             and there is not None
             and there.size == item.size
             and there.mtime >= self.run_started - 2.0
+            and there.mtime >= item.mtime
         )
 
     def _done(self, item: Item) -> FileRecord:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -388,15 +389,28 @@ class TaskRunner:
         cancel: asyncio.Event,
         window_end: datetime | None,
     ) -> None:
-        """Every second: save counters, extend the lease, look for a cancel."""
+        """Every second: save counters, extend the lease, look for a cancel.
+        A save that fails (the database out of reach for a moment) is tried
+        again next second; after as long as the lease without one, another
+        process may have taken the task, and the run stops."""
+        saved_at = time.monotonic()
         while not work.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(cancel.wait(), SAVE_EVERY)
             ts = now()
-            async with self.db.write() as conn:
-                state = await repo.renew(
-                    conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
-                )
+            state: TaskState | None
+            try:
+                async with self.db.write() as conn:
+                    state = await repo.renew(
+                        conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
+                    )
+            except Exception as exc:
+                log.warning("transfer task lease not renewed", task=task.task_id, error=repr(exc))
+                if time.monotonic() - saved_at < LEASE.total_seconds() - SAVE_EVERY:
+                    continue
+                state = None
+            else:
+                saved_at = time.monotonic()
             if state == TaskState.CANCELLED:
                 stop.reason = "cancelled"
             elif state is None:

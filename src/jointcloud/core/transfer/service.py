@@ -97,10 +97,10 @@ class ExportAnswer:
     total_size: int = 0
 
 
-def _selected(items: list[Item], select: TransferFilter, where: str) -> list[Item]:
+async def _selected(items: list[Item], select: TransferFilter, where: str) -> list[Item]:
     if select == TransferFilter():
         return items
-    chosen = [i for i in items if select.selects(i.rel, i.size)]
+    chosen = await select.chosen(items)
     if not chosen:
         raise BadArgument(f"filter selects none of the {len(items)} files of {where}")
     return chosen
@@ -252,7 +252,7 @@ class TransferService:
         items = await self._list_tree(space, path)
         if not items:
             raise BadArgument(f"{where} {path!r} of user space {space_id} holds no files")
-        items = _selected(items, cmd.filter, f"{where} {path!r} of user space {space_id}")
+        items = await _selected(items, cmd.filter, f"{where} {path!r} of user space {space_id}")
         redundancy = None if cmd.redundancy is None else cmd.redundancy.to_json()
         as_task = cmd.background or not _small(items)
         if as_task:
@@ -292,7 +292,7 @@ class TransferService:
         items = file_items(objs)
         spec = spec_to_json(ExportSpec(package_id, space_id, root, cmd.filter))
         if cmd.filter != TransferFilter():
-            items = _selected(items, cmd.filter, f"package {package_id}")
+            items = await _selected(items, cmd.filter, f"package {package_id}")
         if cmd.background or not _small(items):
             task = await self._create_task(principal.user_id, TaskKind.EXPORT, spec)
             return ExportAnswer(task=TaskView(task, []))
