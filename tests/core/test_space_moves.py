@@ -58,6 +58,14 @@ async def read_back(world: World, key: str) -> bytes:
     return b"".join([c async for c in got.body])
 
 
+async def readable_after_a_restart(world: World, key: str, raw: bytes) -> None:
+    """As after a restart (nothing the process had open or cached), the
+    object reads back whole and fsck finds nothing wrong."""
+    await world.ctx.pool.close()
+    assert await read_back(world, key) == raw
+    assert (await fsck(world.ctx)).clean
+
+
 @pytest.mark.parametrize("size", [64 * 1024, 3 << 20], ids=["batched", "streamed"])
 async def test_an_upload_that_read_a_space_before_its_move_writes_where_it_moved(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
@@ -83,10 +91,7 @@ async def test_an_upload_that_read_a_space_before_its_move_writes_where_it_moved
     assert moves == 1
     base = tmp_path / "bobspace"
     assert block_files(base / "second") and not block_files(base / "first")
-    # As after a restart: nothing the process had open or cached.
-    await ctx.pool.close()
-    assert await read_back(world, "k") == raw
-    assert (await fsck(ctx)).clean
+    await readable_after_a_restart(world, "k", raw)
 
 
 async def test_a_record_read_before_a_move_never_reopens_the_old_location(
@@ -158,9 +163,7 @@ async def test_a_move_waits_for_an_intent_on_the_space_and_then_refuses(
     await upload(world, "k", raw)
     with pytest.raises(Conflict, match="holds blocks"):
         await moving[0]
-    await ctx.pool.close()
-    assert await read_back(world, "k") == raw
-    assert (await fsck(ctx)).clean
+    await readable_after_a_restart(world, "k", raw)
 
 
 # --- found by the review of the fix ----------------------------------------
@@ -232,9 +235,7 @@ async def test_an_update_built_on_the_space_as_it_was_before_a_move_is_refused(
     assert (await ctx.spaces.get(world.bob, space.user_space_id)).storage["path"] == str(
         tmp_path / "to"
     )
-    await ctx.pool.close()
-    assert await read_back(world, "k") == raw
-    assert (await fsck(ctx)).clean
+    await readable_after_a_restart(world, "k", raw)
 
 
 async def test_of_two_moves_at_once_the_later_one_is_refused(

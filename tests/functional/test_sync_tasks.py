@@ -855,14 +855,11 @@ async def test_a_source_inside_its_destination_is_refused(api: Api) -> None:
     await create(api, space, "d/z", [(space, "d/y")])
 
 
-async def test_a_space_a_run_uses_cannot_be_deleted_or_moved_until_the_run_ends(
-    api: Api, ctx: Context, bob: Other, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A review deleted a running sync's destination space (it held no
-    blocks), another user made a space of his own at its directory, and
-    the run went on writing into it, over his files."""
-    src, dst = await api.add_spaces(2)
-    write_tree(api.spaces[src] / "data", {"1.txt": b"admin-1", "2.txt": b"admin-2"})
+def held_copies(
+    ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> tuple[asyncio.Event, asyncio.Event]:
+    """Copies one file at a time, each waiting for the second event; the
+    first is set when a copy has started."""
     ctx.tasks.parallel = 1
     monkeypatch.setattr(transfer.TransferRun, "_batchable", lambda self, unit: False)
     started, gate = asyncio.Event(), asyncio.Event()
@@ -874,6 +871,18 @@ async def test_a_space_a_run_uses_cannot_be_deleted_or_moved_until_the_run_ends(
         await copy_once(self, item, sink, verify)
 
     monkeypatch.setattr(transfer.TransferRun, "_copy_once", paced)
+    return started, gate
+
+
+async def test_a_space_a_run_uses_cannot_be_deleted_or_moved_until_the_run_ends(
+    api: Api, ctx: Context, bob: Other, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review deleted a running sync's destination space (it held no
+    blocks), another user made a space of his own at its directory, and
+    the run went on writing into it, over his files."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"1.txt": b"admin-1", "2.txt": b"admin-2"})
+    started, gate = held_copies(ctx, monkeypatch)
     task = await create(api, src, "data", [(dst, "copy")])
     running = asyncio.create_task(ctx.tasks.run_due())
     await asyncio.wait_for(started.wait(), 30)
@@ -946,8 +955,6 @@ async def test_a_run_outlives_a_failed_save_of_its_progress_and_can_still_be_can
     failed save, and the run went on with no lease and deaf to a cancel."""
     src, dst = await api.add_spaces(2)
     write_tree(api.spaces[src] / "data", {f"{i}.txt": b"x" for i in range(3)})
-    ctx.tasks.parallel = 1
-    monkeypatch.setattr(transfer.TransferRun, "_batchable", lambda self, unit: False)
     monkeypatch.setattr(taskrunner, "SAVE_EVERY", 0.01)
     saves = 0
     saved_after_failure = asyncio.Event()
@@ -962,15 +969,7 @@ async def test_a_run_outlives_a_failed_save_of_its_progress_and_can_still_be_can
         return await renew(*args, **kwargs)
 
     monkeypatch.setattr(transfer_rows, "renew", flaky)
-    copying, gate = asyncio.Event(), asyncio.Event()
-    copy_once = transfer.TransferRun._copy_once
-
-    async def paced(self: Any, item: Any, sink: Any, verify: Any) -> None:
-        copying.set()
-        await gate.wait()
-        await copy_once(self, item, sink, verify)
-
-    monkeypatch.setattr(transfer.TransferRun, "_copy_once", paced)
+    copying, gate = held_copies(ctx, monkeypatch)
     task = await create(api, src, "data", [(dst, "copy")])
     running = asyncio.create_task(ctx.tasks.run_due())
     await asyncio.wait_for(copying.wait(), 30)
