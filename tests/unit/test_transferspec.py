@@ -292,7 +292,10 @@ def test_trigger_window_rejects_empty_window(start: str, end: str) -> None:
         parse_trigger({"type": "window", "start": start, "end": end})
 
 
-@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "utc+8", "../../etc/passwd", "", 8, None])
+@pytest.mark.parametrize(
+    "tz",
+    ["Mars/Olympus_Mons", "utc+8", "../../etc/passwd", "", 8, None, "localtime", "Factory"],
+)
 def test_trigger_window_rejects_unknown_timezone(tz: object) -> None:
     with pytest.raises(BadArgument, match=r"trigger\.timezone"):
         parse_trigger({"type": "window", "start": "01:00", "end": "02:00", "timezone": tz})

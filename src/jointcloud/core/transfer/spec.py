@@ -253,12 +253,20 @@ def time_of_day(raw: object, field: str) -> time:
     return time(int(m.group(1)), int(m.group(2)))
 
 
+# Files of the system's zone database that name no zone: "localtime" is
+# whatever zone the server runs in (a review found it taken), "Factory" a
+# placeholder; IANA's own "posixrules" is not a zone either.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
 def time_zone(raw: object, field: str) -> str:
     """An IANA time zone name this machine knows."""
     if not isinstance(raw, str) or not raw or len(raw) > MAX_TZ:
         raise BadArgument(f"{field} must be an IANA time zone name")
     check_chars(raw, field)
     try:
+        if raw in _NOT_ZONES:
+            raise ZoneInfoNotFoundError(raw)
         ZoneInfo(raw)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise BadArgument(
