@@ -895,6 +895,7 @@ async def test_a_space_a_run_uses_cannot_be_deleted_or_moved_until_the_run_ends(
             "/v1/userSpace/update", json={"userSpaceID": used, "storage": moved}
         )
         assert "its storage cannot change" in expect_error(r, "OperationFailed", 409)
+        assert not (api.tmp_path / f"elsewhere{used}").exists()  # refused: nothing made
     # What does not move its files stays allowed.
     await api.post("/v1/userSpace/update", {"userSpaceID": dst, "name": "renamed"})
     gate.set()
@@ -1015,3 +1016,62 @@ async def test_a_resumed_run_copies_again_a_file_changed_since_its_unrecorded_co
     await ctx.tasks.run_due()  # the resumed run
     assert copy.read_bytes() == b"version-2"
     assert (await get_task(api, task["taskID"]))["state"] == "succeeded"
+
+
+async def test_a_task_cancelled_by_another_process_holds_its_spaces_until_its_run_stops(
+    api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancel cleared the run's open mark while the runner (which looks
+    for a cancel every second) was still copying: the space could be
+    deleted and taken, and the copies went into it. And a runner stopped
+    (a shutdown) after a cancel marked the run open again, for ever."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"1.txt": b"admin-1", "2.txt": b"admin-2"})
+    monkeypatch.setattr(taskrunner, "SAVE_EVERY", 3600.0)  # it does not look meanwhile
+    started, _gate = held_copies(ctx, monkeypatch)
+    task = await create(api, src, "data", [(dst, "copy")])
+    running = asyncio.create_task(ctx.tasks.run_due())
+    await asyncio.wait_for(started.wait(), 30)
+    async with ctx.db.write() as conn:  # cancelled through another process
+        row = await transfer_rows.get(conn, task["taskID"])
+        assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
+    r = await api.client.post("/v1/userSpace/delete", json={"userSpaceID": dst})
+    assert "whose run has not ended" in expect_error(r, "OperationFailed", 409)
+    running.cancel()  # this server stops before its runner saw the cancel
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert (await get_task(api, task["taskID"]))["state"] == "cancelled"
+    await api.post("/v1/userSpace/delete", {"userSpaceID": dst})  # the run has ended
+    async with ctx.db.write() as conn:
+        assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1
+
+
+async def test_a_file_the_filter_leaves_out_is_no_failure_whatever_its_name(
+    api: Api, ctx: Context
+) -> None:
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"keep/ok.txt": b"fine", "cache/x": b"x"})
+    (api.spaces[src] / "data" / "cache" / os.fsdecode(b"caf\xe9.tmp")).write_bytes(b"latin-1")
+    task = await create(
+        api, src, "data", [(dst, "copy")], mode="diff", filter={"excludePaths": ["cache"]}
+    )
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded" and done["failures"] == [], done
+    assert read_tree(api.spaces[dst] / "copy") == {"keep/ok.txt": b"fine"}
+
+
+async def test_a_cancelled_task_left_with_an_open_run_by_an_older_release_holds_nothing(
+    api: Api, ctx: Context
+) -> None:
+    src, dst = await api.add_spaces(2)
+    task = await create(api, src, "data", [(dst, "copy")], trigger=HOURLY)
+    async with ctx.db.write() as conn:  # as the release before this one left it
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task["taskID"])
+            .values(state="cancelled", run_open=True, lease_owner=None, lease_until=None)
+        )
+    await api.post("/v1/userSpace/delete", {"userSpaceID": dst})
+    async with ctx.db.write() as conn:
+        assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1

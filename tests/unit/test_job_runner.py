@@ -264,3 +264,51 @@ async def test_a_pass_that_cannot_renew_past_its_lease_stops(
     with pytest.raises(OperationFailed, match="lost its lease"):
         await asyncio.wait_for(runner.run_now("gate"), 30)
     assert job.stopped
+
+
+async def test_a_pass_whose_renewal_hangs_stops_when_its_lease_ends(
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal that neither answers nor fails (the database stalled) was
+    waited for past the lease's end, while another process could take it."""
+    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
+    monkeypatch.setattr(runner_module, "LEASE", timedelta(seconds=0.3))
+    job = Cancellable()
+    never = asyncio.Event()
+
+    async def stalled(*args: object) -> bool:
+        await never.wait()
+        return True
+
+    monkeypatch.setattr(board, "renew", stalled)
+    runner = JobRunner(board, [job], owner="a")
+    with pytest.raises(OperationFailed, match="lost its lease"):
+        await asyncio.wait_for(runner.run_now("gate"), 30)
+    assert job.stopped
+
+
+async def test_a_shutdown_as_the_lease_is_lost_stays_a_shutdown(
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops in the very instant the pass is stopped for its lost
+    lease: the pass must end as stopped (cancelled), not as a failure."""
+    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
+    passing: list[asyncio.Task[JobResult]] = []
+
+    class StoppedMeanwhile(Cancellable):
+        async def run_once(self, progress: Progress) -> JobResult:
+            try:
+                return await super().run_once(progress)
+            finally:
+                passing[0].cancel()  # the shutdown, as the lease is lost
+
+    async def taken(*args: object) -> bool:
+        return False  # another process holds the lease now
+
+    monkeypatch.setattr(board, "renew", taken)
+    job = StoppedMeanwhile()
+    runner = JobRunner(board, [job], owner="a")
+    passing.append(asyncio.create_task(runner.run_now("gate")))
+    with pytest.raises(asyncio.CancelledError):
+        await passing[0]
+    assert job.stopped

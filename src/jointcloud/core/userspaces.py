@@ -471,6 +471,8 @@ class UserSpaceService:
             # path again), and the next probe found it Normal.
             async with self.db.read() as conn:
                 held = await accounts.count_blocks_in_space(conn, space_id)
+                if "storage" in values:
+                    await _no_open_transfer(conn, space, "its storage cannot change")
             if held:
                 raise _holds_blocks(space_id)
             await self.pool.prepare(

@@ -28,6 +28,13 @@ RENEW_EVERY = 10.0
 ERROR_BACKOFF = 30.0
 
 
+def _retrieved(done: asyncio.Future[bool]) -> None:
+    """A renewal given up on may still fail later: its error was logged as
+    a timeout already."""
+    if not done.cancelled():
+        done.exception()
+
+
 class JobRunner:
     def __init__(self, board: JobBoard, jobs: Sequence[Job], owner: str | None = None) -> None:
         self.board = board
@@ -68,7 +75,8 @@ class JobRunner:
             try:
                 result = await running
             except asyncio.CancelledError:
-                if not lost.is_set():
+                current = asyncio.current_task()
+                if not lost.is_set() or (current is not None and current.cancelling()):
                     raise  # this runner is stopping
                 error = f"job {job.name!r} lost its lease to another process; this pass stopped"
                 raise OperationFailed(error) from None
@@ -100,14 +108,17 @@ class JobRunner:
         lost: asyncio.Event,
     ) -> None:
         """Renew the lease while the pass runs. A lease another process took
-        (it ran out, or a renewal found another owner) stops the pass: the
-        jobs are written to run alone, and two passes of one (two drains,
-        two recodes) would do each other's work at once."""
-        kept_at = time.monotonic()
+        (a renewal found another owner) or about to run out (renewals failing
+        or hanging, the database out of reach) stops the pass: the jobs are
+        written to run alone, and two passes of one (two drains, two
+        recodes) would do each other's work at once."""
+        # The lease runs from the start of the renewal that set it.
+        ends = time.monotonic() + LEASE.total_seconds()
         while True:
             await asyncio.sleep(RENEW_EVERY)
-            try:
-                kept = await self.board.renew(
+            started = time.monotonic()
+            renewal = asyncio.ensure_future(
+                self.board.renew(
                     name,
                     self.owner,
                     LEASE,
@@ -115,17 +126,23 @@ class JobRunner:
                     int(state["total"]),  # type: ignore[call-overload]
                     str(state["message"]),
                 )
+            )
+            renewal.add_done_callback(_retrieved)
+            try:
+                # Not past the lease's end: a renewal that hangs there has
+                # failed, whatever it answers later (it is left to finish).
+                kept = await asyncio.wait_for(asyncio.shield(renewal), ends - started)
             except Exception as exc:
                 # The database out of reach for a moment: keep trying, or one
                 # failed renewal would end renewals for the whole pass (and
                 # its error would replace the pass's own result); but not
                 # past the lease, which another process may hold by then.
                 log.warning("job lease not renewed", job=name, error=repr(exc))
-                if time.monotonic() - kept_at < LEASE.total_seconds() - RENEW_EVERY:
+                if time.monotonic() + RENEW_EVERY < ends:
                     continue
                 kept = False
             if kept:
-                kept_at = time.monotonic()
+                ends = started + LEASE.total_seconds()
                 continue
             log.warning("job lease lost; stopping the pass", job=name)
             lost.set()

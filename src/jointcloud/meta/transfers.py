@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -148,7 +148,10 @@ async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
     ended = func.coalesce(T.c.last_finish_at, T.c.created_at)
     res = await conn.execute(
         delete(T).where(
-            T.c.run_open.is_(False),
+            # A cancelled task's run left open by an older release counts
+            # as ended once no runner holds it.
+            T.c.run_open.is_(False)
+            | ((T.c.state == TaskState.CANCELLED) & ~_held_by_a_runner(now())),
             (T.c.state == TaskState.CANCELLED)
             | (T.c.state.in_((TaskState.SUCCEEDED, TaskState.FAILED)) & T.c.next_run_at.is_(None)),
             ended < before,
@@ -157,10 +160,20 @@ async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
     return int(res.rowcount)
 
 
+def _held_by_a_runner(ts: datetime) -> ColumnElement[bool]:
+    return and_(T.c.lease_owner.is_not(None), T.c.lease_until > ts)
+
+
 async def open_run_specs(conn: AsyncConnection, user_id: int) -> list[tuple[int, dict[str, Any]]]:
     """(task id, stored spec) of the user's tasks whose run is open: running,
-    or paused until its window opens again."""
-    q = select(T.c.id, T.c.spec).where(T.c.user_id == user_id, T.c.run_open.is_(True))
+    paused until its window opens again, or left by a dead server to be
+    resumed; a cancelled one only while a runner still holds it (it stops
+    within a second of the cancel, and closes the run then)."""
+    q = select(T.c.id, T.c.spec).where(
+        T.c.user_id == user_id,
+        T.c.run_open.is_(True),
+        (T.c.state != TaskState.CANCELLED) | _held_by_a_runner(now()),
+    )
     return [(int(r.id), json.loads(r.spec)) for r in await conn.execute(q)]
 
 
@@ -272,6 +285,10 @@ async def finish(
         values["result"] = json.dumps(result)
     base = and_(T.c.id == task_id, T.c.lease_owner == owner)
     await conn.execute(update(T).where(base, T.c.state.not_in(FINAL)).values(state=state, **values))
+    # Cancelled meanwhile: its run ends here whatever this runner meant (a
+    # pause, a shutdown), or the run would stay open on a task never run
+    # again, holding its spaces (``open_run_specs``) and kept from GC.
+    values.update(run_open=False, last_finish_at=ts)
     await conn.execute(update(T).where(base, T.c.state.in_(FINAL)).values(**values))
 
 
@@ -288,10 +305,18 @@ async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
     # by a stopped server) has no runner to close it, and a task whose run
     # is open is never forgotten (``delete_finished``). A runner that holds
     # it closes it again when it stops.
+    ts = now()
     res = await conn.execute(
         update(T)
         .where(mine, ~nothing_left)
-        .values(state=TaskState.CANCELLED, next_run_at=None, run_open=False, last_finish_at=now())
+        .values(
+            state=TaskState.CANCELLED,
+            next_run_at=None,
+            # A runner that holds the run closes it when it has stopped:
+            # until then its copies go on, and its spaces stay held.
+            run_open=case((_held_by_a_runner(ts), T.c.run_open), else_=False),
+            last_finish_at=ts,
+        )
     )
     if res.rowcount == 1:
         return True

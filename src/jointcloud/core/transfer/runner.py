@@ -53,6 +53,12 @@ MAX_TASKS = 4
 Progress = Callable[[int, int, str], None]
 
 
+def _retrieved(done: asyncio.Future[TaskState | None]) -> None:
+    """A save given up on may still fail later: logged as a timeout already."""
+    if not done.cancelled():
+        done.exception()
+
+
 def _held(task: TransferTask, ts: datetime) -> bool:
     """Leased by a live process (ours or another)."""
     return (
@@ -380,6 +386,12 @@ class TaskRunner:
                 run_open=run_open,
             )
 
+    async def _save(self, task: TransferTask, run: TransferRun, ts: datetime) -> TaskState | None:
+        async with self.db.write() as conn:
+            return await repo.renew(
+                conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
+            )
+
     async def _keep(
         self,
         task: TransferTask,
@@ -391,26 +403,27 @@ class TaskRunner:
     ) -> None:
         """Every second: save counters, extend the lease, look for a cancel.
         A save that fails (the database out of reach for a moment) is tried
-        again next second; after as long as the lease without one, another
-        process may have taken the task, and the run stops."""
-        saved_at = time.monotonic()
+        again next second, but not past the lease's end (a save that hangs
+        there has failed): another process may take the task then, and the
+        run stops."""
+        lease = LEASE.total_seconds()
+        ends = time.monotonic() + lease  # claimed just before this
         while not work.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(cancel.wait(), SAVE_EVERY)
-            ts = now()
+            ts, started = now(), time.monotonic()
+            saving = asyncio.ensure_future(self._save(task, run, ts))
+            saving.add_done_callback(_retrieved)
             state: TaskState | None
             try:
-                async with self.db.write() as conn:
-                    state = await repo.renew(
-                        conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
-                    )
+                state = await asyncio.wait_for(asyncio.shield(saving), ends - started)
             except Exception as exc:
                 log.warning("transfer task lease not renewed", task=task.task_id, error=repr(exc))
-                if time.monotonic() - saved_at < LEASE.total_seconds() - SAVE_EVERY:
+                if time.monotonic() + SAVE_EVERY < ends:
                     continue
                 state = None
             else:
-                saved_at = time.monotonic()
+                ends = started + lease
             if state == TaskState.CANCELLED:
                 stop.reason = "cancelled"
             elif state is None:
