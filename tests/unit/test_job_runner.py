@@ -247,40 +247,25 @@ async def test_a_pass_whose_lease_another_process_took_stops(
     assert state is not None and state.lease_owner == "b"  # the loser's release took nothing
 
 
+@pytest.mark.parametrize("renewals", ["fail", "hang"])
 async def test_a_pass_that_cannot_renew_past_its_lease_stops(
-    board: JobBoard, monkeypatch: pytest.MonkeyPatch
+    board: JobBoard, monkeypatch: pytest.MonkeyPatch, renewals: str
 ) -> None:
-    """Renewals failing for as long as the lease: another process may hold
-    it by now, so the pass stops rather than run beside it."""
-    monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
-    monkeypatch.setattr(runner_module, "LEASE", timedelta(seconds=0.2))
-    job = Cancellable()
-
-    async def unreachable(*args: object) -> bool:
-        raise MetadataUnavailable("the metadata database did not answer within 30 s")
-
-    monkeypatch.setattr(board, "renew", unreachable)
-    runner = JobRunner(board, [job], owner="a")
-    with pytest.raises(OperationFailed, match="lost its lease"):
-        await asyncio.wait_for(runner.run_now("gate"), 30)
-    assert job.stopped
-
-
-async def test_a_pass_whose_renewal_hangs_stops_when_its_lease_ends(
-    board: JobBoard, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A renewal that neither answers nor fails (the database stalled) was
-    waited for past the lease's end, while another process could take it."""
+    """Renewals failing for as long as the lease, or one that neither
+    answers nor fails (the database stalled; it was waited for past the
+    lease's end): another process may hold the lease by then, so the pass
+    stops rather than run beside it."""
     monkeypatch.setattr(runner_module, "RENEW_EVERY", 0.01)
     monkeypatch.setattr(runner_module, "LEASE", timedelta(seconds=0.3))
     job = Cancellable()
     never = asyncio.Event()
 
-    async def stalled(*args: object) -> bool:
-        await never.wait()
-        return True
+    async def unreachable(*args: object) -> bool:
+        if renewals == "hang":
+            await never.wait()
+        raise MetadataUnavailable("the metadata database did not answer within 30 s")
 
-    monkeypatch.setattr(board, "renew", stalled)
+    monkeypatch.setattr(board, "renew", unreachable)
     runner = JobRunner(board, [job], owner="a")
     with pytest.raises(OperationFailed, match="lost its lease"):
         await asyncio.wait_for(runner.run_now("gate"), 30)
