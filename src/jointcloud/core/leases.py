@@ -12,10 +12,16 @@ told, no owner is judged dead: its lease runs out first.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import socket
+import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -53,3 +59,19 @@ def owner_dead(owner: str | None) -> bool:
     except PermissionError:
         return False  # alive, someone else's
     return False
+
+
+async def renewed_by(renewal: Coroutine[Any, Any, T], deadline: float) -> T:
+    """The answer of a lease's renewal, if it comes before ``deadline`` (a
+    ``time.monotonic()`` value: when the lease runs out); ``TimeoutError``
+    otherwise. A renewal that hangs there (the database stalled) has failed,
+    whatever it answers later: it is left to finish on its own, its error
+    retrieved, since the caller logged the timeout already."""
+    task = asyncio.ensure_future(renewal)
+    task.add_done_callback(_retrieved)
+    return await asyncio.wait_for(asyncio.shield(task), deadline - time.monotonic())
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()

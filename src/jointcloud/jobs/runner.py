@@ -17,7 +17,7 @@ from datetime import timedelta
 import structlog
 
 from jointcloud.core.jobstate import JobBoard
-from jointcloud.core.leases import new_owner
+from jointcloud.core.leases import new_owner, renewed_by
 from jointcloud.errors import OperationFailed
 from jointcloud.jobs.base import Job, JobResult, Progress
 
@@ -26,13 +26,6 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=60)
 RENEW_EVERY = 10.0
 ERROR_BACKOFF = 30.0
-
-
-def _retrieved(done: asyncio.Future[bool]) -> None:
-    """A renewal given up on may still fail later: its error was logged as
-    a timeout already."""
-    if not done.cancelled():
-        done.exception()
 
 
 class JobRunner:
@@ -117,21 +110,18 @@ class JobRunner:
         while True:
             await asyncio.sleep(RENEW_EVERY)
             started = time.monotonic()
-            renewal = asyncio.ensure_future(
-                self.board.renew(
-                    name,
-                    self.owner,
-                    LEASE,
-                    int(state["done"]),  # type: ignore[call-overload]
-                    int(state["total"]),  # type: ignore[call-overload]
-                    str(state["message"]),
-                )
-            )
-            renewal.add_done_callback(_retrieved)
             try:
-                # Not past the lease's end: a renewal that hangs there has
-                # failed, whatever it answers later (it is left to finish).
-                kept = await asyncio.wait_for(asyncio.shield(renewal), ends - started)
+                kept = await renewed_by(
+                    self.board.renew(
+                        name,
+                        self.owner,
+                        LEASE,
+                        int(state["done"]),  # type: ignore[call-overload]
+                        int(state["total"]),  # type: ignore[call-overload]
+                        str(state["message"]),
+                    ),
+                    ends,
+                )
             except Exception as exc:
                 # The database out of reach for a moment: keep trying, or one
                 # failed renewal would end renewals for the whole pass (and

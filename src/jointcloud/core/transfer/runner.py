@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from jointcloud.core.leases import new_owner, owner_dead
+from jointcloud.core.leases import new_owner, owner_dead, renewed_by
 from jointcloud.core.models import TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
 from jointcloud.core.transfer.engine import TransferRun, describe
@@ -51,12 +51,6 @@ SAVE_EVERY = 1.0
 MAX_TASKS = 4
 
 Progress = Callable[[int, int, str], None]
-
-
-def _retrieved(done: asyncio.Future[TaskState | None]) -> None:
-    """A save given up on may still fail later: logged as a timeout already."""
-    if not done.cancelled():
-        done.exception()
 
 
 def _held(task: TransferTask, ts: datetime) -> bool:
@@ -412,11 +406,9 @@ class TaskRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(cancel.wait(), SAVE_EVERY)
             ts, started = now(), time.monotonic()
-            saving = asyncio.ensure_future(self._save(task, run, ts))
-            saving.add_done_callback(_retrieved)
             state: TaskState | None
             try:
-                state = await asyncio.wait_for(asyncio.shield(saving), ends - started)
+                state = await renewed_by(self._save(task, run, ts), ends)
             except Exception as exc:
                 log.warning("transfer task lease not renewed", task=task.task_id, error=repr(exc))
                 if time.monotonic() + SAVE_EVERY < ends:
