@@ -253,8 +253,7 @@ class TransferRun:
         async with self.db.read() as conn:
             records = await repo.load_records(conn, self.task_id)
         held = await self._holdings() if self.mode == TaskMode.DIFF or self.resumed else []
-        if self.select != TransferFilter():
-            listed = await self.select.chosen(listed)
+        listed = await self.select.chosen(listed)
         # After the filter: a file it leaves out is not this run's failure.
         items, unnamed = _utf8_named(listed)
         self.selected = items
