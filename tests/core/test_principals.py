@@ -172,6 +172,28 @@ async def test_path_caveat_filters_listings(world: World) -> None:
     assert paths(everything) == ["2023/a", "2024/b", "2024/c/d", "top"]
 
 
+async def test_a_key_that_reaches_part_of_a_package_cannot_make_it(world: World) -> None:
+    # As the published satellite: a write with no path (making the bucket)
+    # is allowed only by a caveat path whose prefix is empty.
+    ctx, alice = world.ctx, world.alice
+    bucket_id = world.project.bucket_id
+    part = alice.restricted(Caveat(paths=(PathGrant("new", "pub/"),)))
+    with pytest.raises(AccessDenied, match="only part of package 'new'"):
+        await ctx.packages.create(part, bucket_id, "new")
+    src = await ctx.packages.create(alice, bucket_id, "src")
+    with pytest.raises(AccessDenied, match="only part of package 'new'"):
+        await ctx.packages.clone(
+            alice.restricted(Caveat(paths=(PathGrant("src"), PathGrant("new", "pub/")))),
+            src.package_id,
+            bucket_id,
+            "new",
+        )
+    assert [p.name for p in await ctx.packages.list(alice, bucket_id)] == ["src"]
+    # A caveat naming the whole package may make it.
+    whole = alice.restricted(Caveat(paths=(PathGrant("new"),)))
+    assert (await ctx.packages.create(whole, bucket_id, "new")).name == "new"
+
+
 @pytest.mark.parametrize(
     "restrict",
     [

@@ -300,7 +300,7 @@ async def test_bucket_wide_settings_need_a_key_that_reaches_the_whole_bucket(s3:
 
     await asyncio.to_thread(prepare)
     s3.access_key_id, s3.secret_key = await s3.credentials(
-        KeyCaveat(paths=(CaveatPath("wide", "mine/"),))
+        KeyCaveat(paths=(CaveatPath("wide", "mine/"), CaveatPath("fresh", "mine/")))
     )
     limited = s3.client()
     evil = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "DELETE"]}]}
@@ -317,6 +317,8 @@ async def test_bucket_wide_settings_need_a_key_that_reaches_the_whole_bucket(s3:
                 },
             ),
             "DeleteBucketEncryption": lambda: limited.delete_bucket_encryption(Bucket="wide"),
+            # making a bucket is all of it, as on the published satellite
+            "CreateBucket": lambda: limited.create_bucket(Bucket="fresh"),
         }
         for name, attempt in attempts.items():
             code, status, message = code_of(attempt)
@@ -327,6 +329,7 @@ async def test_bucket_wide_settings_need_a_key_that_reaches_the_whole_bucket(s3:
             "https://app.example"
         ]
         limited.put_object(Bucket="wide", Key="mine/a", Body=b"a")
+        assert code_of(lambda: c.head_bucket(Bucket="fresh"))[1] == 404
 
     await asyncio.to_thread(work)
 

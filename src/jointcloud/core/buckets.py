@@ -220,7 +220,10 @@ class PackageService:
     ) -> Package:
         name = entity_name(name, "name")
         policy = optional_policy(redundancy)
-        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
+        # A new package is all of it: a key that reaches only a prefix of the
+        # name may not make it (as the published satellite refuses a bucket
+        # to a caveat whose path prefix is not empty).
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name, whole=True)
         try:
             async with self.db.write() as conn:
                 if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
@@ -436,7 +439,7 @@ class PackageService:
         src = await self.resolve(
             principal, PackageRef.by_id(package_id), Operation.READ, whole=True
         )
-        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name, whole=True)
         try:
             async with self.db.write() as conn:
                 if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
