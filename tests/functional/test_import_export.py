@@ -382,3 +382,38 @@ async def test_filters_with_many_wildcards_are_refused_and_selection_runs_off_th
     assert r.status_code == 200, r.text
     assert threads and not any(threads)  # every file matched away from the loop's thread
     assert read_tree(api.spaces[space] / "out") == {"a.txt": b"a"}
+
+
+async def test_only_the_exact_temporary_file_name_is_reserved(api: Api, ctx: Context) -> None:
+    """A Local space's temporary files are ``.jcs-tmp-`` and 16 hex digits:
+    only that exact name is JointCloud's. A user's ``.jcs-tmp-notes.txt``
+    is imported like any file; an object named like a temporary file is
+    not exported (it would be hidden from listings and swept), and the
+    export says which and why."""
+    src, dst = await api.add_spaces(2)
+    files = {
+        ".jcs-tmp-notes.txt": b"mine",
+        "d/.jcs-tmp-0123456789abcdefX": b"mine too",
+        ".jcs-tmp-0123456789ABCDEF": b"upper case: not ours",
+        "a.txt": b"a",
+    }
+    write_tree(api.spaces[src] / "imp", files)
+    bucket = await api.bucket("tmpnames")
+    data = await api.post(
+        "/v1/userSpace/createPackage",
+        {"userSpaceID": src, "path": "imp", "bucketID": bucket, "name": "t"},
+    )
+    pid = int(data["package"]["packageID"])
+    assert await package_contents(api, pid) == files
+
+    reserved = "r/.jcs-tmp-0123456789abcdef"
+    await api.upload(pid, [(reserved, b"named like ours")])
+    data = await api.post(
+        "/v1/userSpace/downloadPackage",
+        {"packageID": pid, "userSpaceID": dst, "rootPath": "out", "async": True},
+    )
+    await run_tasks(ctx)
+    done = await get_task(api, int(data["task"]["taskID"]))
+    assert [f["path"] for f in done["failures"]] == [reserved], done
+    assert "reserved for JointCloud's temporary files" in done["failures"][0]["error"]
+    assert read_tree(api.spaces[dst] / "out") == files

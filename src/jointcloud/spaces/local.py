@@ -53,6 +53,19 @@ from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
 _TMP_NAME = re.compile(r"\.jcs-tmp-[0-9a-f]{16}")
+
+
+def _refuse_reserved(key: str) -> None:
+    """A name of our temporary files' form is hidden from listings and swept
+    after the GC delay, so a user's file of that name (written by an export
+    or a sync) would vanish: it is refused. Any other name is the user's."""
+    if any(_TMP_NAME.fullmatch(part) for part in key.split("/")):
+        raise BadArgument(
+            f"storage key {key!r}: a name {TMP_PREFIX} and 16 hex digits "
+            "is reserved for JointCloud's temporary files"
+        )
+
+
 _DIRECT_WRITE = 1 << 20  # writes at least this big skip the buffer
 _FLUSH_AT = 4 << 20  # buffered small writes are flushed in batches this big
 _LIST_BATCH = 1000
@@ -250,6 +263,7 @@ class LocalSpace:
     # -- writing -----------------------------------------------------------
 
     def _open_tmp(self, key: str) -> tuple[int, Path, list[Path]]:
+        _refuse_reserved(key)
         parent, dirs = self._make_parent(key)
         tmp = parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -315,6 +329,7 @@ class LocalSpace:
         parents: dict[str, Path] = {}  # each directory is checked and made once
         try:
             for key, data in items:
+                _refuse_reserved(key)
                 head, _, name = key.rpartition("/")
                 parent = parents.get(head)
                 if parent is None:
@@ -536,7 +551,7 @@ class LocalSpace:
             prefix, items = stack[-1]
             for item in items:
                 name = item.name
-                if name.startswith(TMP_PREFIX):
+                if _TMP_NAME.fullmatch(name):
                     continue
                 key = f"{prefix}/{name}" if prefix else name
                 if item.is_dir(follow_symlinks=False):
