@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -145,3 +146,27 @@ def test_a_backup_made_while_serving_restores_the_objects_it_saw(tmp_path: Path)
         assert set(block_files(server)) < before_restore
     finally:
         server.stop()
+
+
+def test_a_server_announces_its_gc_delay_while_it_runs(tmp_path: Path) -> None:
+    """What GC of every process on the database waits for (``core/gcholds``):
+    the server's own delay, from before its first request until it stops."""
+
+    def announced(server: JcsServer) -> list[tuple[str, float]]:
+        db = sqlite3.connect(f"file:{server.data_dir / 'meta.db'}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT owner, delay_seconds FROM gc_holds").fetchall()
+        finally:
+            db.close()
+
+    tmp_path.mkdir(exist_ok=True)
+    server = JcsServer(
+        data_dir=tmp_path / "data", log_dir=tmp_path, env={"JCS_GC_DELAY_SECONDS": "1234"}
+    )
+    server.start()
+    try:
+        [(owner, delay)] = announced(server)
+        assert delay == 1234.0 and f":{server.pid}:" in owner
+    finally:
+        server.stop()
+    assert announced(server) == []

@@ -55,6 +55,7 @@ from jointcloud.api.share import app as share
 from jointcloud.config import MAIN_LISTENER, ConfigError, Settings, parse_listen
 from jointcloud.context import Context
 from jointcloud.core import stats
+from jointcloud.core.gcholds import DelayAnnouncement
 
 log = structlog.get_logger(__name__)
 
@@ -364,7 +365,7 @@ def job_runner(ctx: Context) -> Background:
     """The runner of every background job (``jobs.registry``)."""
     from jointcloud.jobs.registry import build_runner
 
-    return build_runner(ctx)
+    return build_runner(ctx, serving=True)
 
 
 class Host:
@@ -423,10 +424,16 @@ class Host:
         runner_task: asyncio.Task[None] | None = None
         trimmer: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
+        # What this process's readers and writers count on, for the GC of
+        # every process on this database (``core/gcholds``).
+        announcement = DelayAnnouncement(ctx.db, settings.gc_delay)
+        announced = False
         try:
             key = await ctx.bootstrap()
             if key is not None and self.on_root_key is not None:
                 self.on_root_key(key)
+            await announcement.start()
+            announced = True
             metrics = Metrics()
             listeners = build_listeners(ctx, settings, metrics)
             heap = HeapTrimmer(lambda: metrics.http.body_bytes, lambda: metrics.http.active)
@@ -477,6 +484,8 @@ class Host:
                     pass
                 except Exception as exc:
                     log.warning("job runner ended with an error", error=repr(exc))
+            if announced:
+                await announcement.stop()
             await ctx.close()
 
     def _on_signal(self, sig: int) -> None:

@@ -13,13 +13,14 @@ forgets transfer tasks finished more than ``TASKS_KEPT`` ago.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
 from jointcloud.core.blockstore import BlockStore
+from jointcloud.core.gcholds import forget_stale
 from jointcloud.core.models import SpaceState
 from jointcloud.errors import DomainError
 from jointcloud.meta import catalog, layouts, spacestate, transfers, uploads
@@ -86,11 +87,20 @@ async def collect_garbage(
     progress: Callable[[int, int, str], None] | None = None,
     *,
     multipart_expiry: timedelta | None = None,
+    longest: Callable[[timedelta], Awaitable[timedelta]] | None = None,
 ) -> GcReport:
+    """One pass. ``longest``: the delay to wait given this process's own
+    (``gcholds.longest_delay``: what every live server counts on); asked
+    again before each batch, so a process that starts meanwhile counts."""
+
+    async def cutoff() -> datetime:
+        return now() - (delay if longest is None else await longest(delay))
+
     report = GcReport()
     if multipart_expiry is not None:
         report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
-    report.temp_files = await _sweep_spaces(db, store, now() - delay)
+    report.temp_files = await _sweep_spaces(db, store, await cutoff())
+    await forget_stale(db)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
     async with db.write() as conn:
@@ -101,7 +111,7 @@ async def collect_garbage(
         log.warning("layouts released while referenced were made live again", count=report.healed)
     passed: set[int] = set()  # found not garbage after all, in this run
     while True:
-        before = now() - delay
+        before = await cutoff()
         async with db.read() as conn:
             ids = [i for i in await layouts.garbage(conn, before) if i not in passed]
         if not ids:  # nothing more, or only what this run looked at already

@@ -12,6 +12,7 @@ from functools import partial
 from jointcloud.context import Context
 from jointcloud.core.drain import drain_once
 from jointcloud.core.gc import collect_garbage
+from jointcloud.core.gcholds import longest_delay
 from jointcloud.core.health import check_health
 from jointcloud.core.jobstate import JobBoard
 from jointcloud.core.recode import Recoder
@@ -34,7 +35,11 @@ def job_board(ctx: Context) -> JobBoard:
     return JobBoard(ctx.db)
 
 
-def collect(ctx: Context) -> CollectGarbage:
+def collect(ctx: Context, *, serving: bool = False) -> CollectGarbage:
+    """GC bound to the store; in a server, waiting the longest delay a live
+    server process counts on (an operator's pass takes the one it is given)."""
+    if serving:
+        return partial(collect_garbage, ctx.db, ctx.store, longest=partial(longest_delay, ctx.db))
     return partial(collect_garbage, ctx.db, ctx.store)
 
 
@@ -56,10 +61,10 @@ def scrub_services(ctx: Context) -> ScrubServices:
     )
 
 
-def build_jobs(ctx: Context) -> list[Job]:
+def build_jobs(ctx: Context, *, serving: bool = False) -> list[Job]:
     s = ctx.settings
     return [
-        GcJob(collect(ctx), s.gc_interval, s.gc_delay, s.multipart_expiry),
+        GcJob(collect(ctx, serving=serving), s.gc_interval, s.gc_delay, s.multipart_expiry),
         RepairJob(ctx.repair, s.repair_interval),
         ScrubJob(scrub_services(ctx), s.scrub_interval, s.scrub_mbps),
         HealthJob(probe_spaces(ctx), s.health_interval),
@@ -69,6 +74,7 @@ def build_jobs(ctx: Context) -> list[Job]:
     ]
 
 
-def build_runner(ctx: Context, owner: str | None = None) -> JobRunner:
-    """A runner of every job, on the context's job board."""
-    return JobRunner(job_board(ctx), build_jobs(ctx), owner)
+def build_runner(ctx: Context, owner: str | None = None, *, serving: bool = False) -> JobRunner:
+    """A runner of every job, on the context's job board (``serving``: in
+    ``jcs serve``, not an operator's one pass)."""
+    return JobRunner(job_board(ctx), build_jobs(ctx, serving=serving), owner)

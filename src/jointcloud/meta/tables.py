@@ -302,6 +302,17 @@ jobs = Table(
     Column("next_run", DateTime(timezone=True), nullable=True),
 )
 
+# The GC delay each running server process counts on (0014): its readers
+# of released layouts and its writers of pending ones are safe from GC for
+# that long. GC in ``jcs serve`` waits the longest a live process announced.
+gc_holds = Table(
+    "gc_holds",
+    metadata,
+    Column("owner", String(128), primary_key=True),  # as a job lease's owner
+    Column("delay_seconds", Float, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+
 # Layouts that need their redundancy restored (missing, corrupt, or on a
 # draining space), fed by degraded reads, scrub, health and fsck.
 repair_queue = Table(
