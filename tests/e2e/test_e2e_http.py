@@ -90,6 +90,8 @@ MALFORMED = [
     # sends; AWS answers BadRequest). The parser refuses the stray byte as
     # it arrives, before the first request is answered: one answer.
     b"PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nbar",
+    # bytes a URL may not hold (a share link's path, found by review)
+    b"GET /s/\xff\xfe/b/k HTTP/1.1\r\nHost: x\r\n\r\n",
 ]
 
 
@@ -117,6 +119,10 @@ def test_a_request_the_parser_refuses_is_answered_in_the_protocol_s_format(
         answer = json.loads(body)
         assert answer["code"] == "BadArgument" and "could not be parsed" in answer["message"]
         assert headers["x-request-id"] and headers["connection"] == "close"
+        # the main listener serves share pages too: the same security headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert "sandbox" in headers["content-security-policy"]
+        assert headers["referrer-policy"] == "no-referrer"
 
 
 UPGRADE = (

@@ -17,7 +17,7 @@ from sqlalchemy import update
 from jointcloud.api.host import Metrics, main_app
 from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
-from jointcloud.core.gc import collect_garbage
+from jointcloud.core.gc import EXPIRED_CREDENTIALS_KEPT, collect_garbage
 from jointcloud.errors import AccessDenied, Unauthorized, UnknownAccessKey
 from jointcloud.keys.caveats import APIKey, CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import (
@@ -214,16 +214,25 @@ async def test_gc_removes_expired_credentials(
     soon = grant.restrict(KeyCaveat(not_after=datetime.now(UTC) + timedelta(hours=1)))
     made = (await main.post("/v1/access", json={"access_grant": soon.serialize()})).json()
     kept = (await main.post("/v1/access", json={"access_grant": grant.serialize()})).json()
-    # An hour later (the record's time is moved, not waited for):
-    async with ctx.db.write() as conn:
-        await conn.execute(
-            update(t.auth_records)
-            .where(t.auth_records.c.expires_at.is_not(None))
-            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
-    ctx.access.forget()
-    with pytest.raises(Unauthorized, match="expired"):
-        await ctx.access.resolve(made["access_key_id"])
+
+    async def expired_for(age: timedelta) -> None:
+        # the record's time is moved, not waited for
+        async with ctx.db.write() as conn:
+            await conn.execute(
+                update(t.auth_records)
+                .where(t.auth_records.c.expires_at.is_not(None))
+                .values(expires_at=datetime.now(UTC) - age)
+            )
+        ctx.access.forget()
+
+    # Just expired, and for days: the id says it expired (a share link
+    # answers "Expired", not "unknown link").
+    for age in (timedelta(seconds=1), EXPIRED_CREDENTIALS_KEPT - timedelta(minutes=1)):
+        await expired_for(age)
+        assert (await collect_garbage(ctx.db, ctx.store, timedelta(0))).credentials == 0
+        with pytest.raises(Unauthorized, match="expired"):
+            await ctx.access.resolve(made["access_key_id"])
+    await expired_for(EXPIRED_CREDENTIALS_KEPT + timedelta(seconds=1))
     report = await collect_garbage(ctx.db, ctx.store, timedelta(0))
     assert report.credentials == 1
     with pytest.raises(UnknownAccessKey, match="unknown access key id"):

@@ -5,7 +5,10 @@ hostile names escaped everywhere."""
 from __future__ import annotations
 
 import html
+import io
 import re
+import zipfile
+from urllib.parse import quote
 
 import pytest
 from share_support import World
@@ -194,3 +197,72 @@ async def test_a_level_above_the_shared_prefix_is_not_called_listing_only(world:
     listing = await world.public(world.restricted(allow=["list"], paths=["a/"]))
     for url in (f"/s/{listing}/docs/", f"/s/{listing}/docs/a/"):
         assert "listing only" in (await world.client.get(url)).text
+
+
+async def test_the_bucket_root_pages_and_zips_like_any_folder(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: at a bucket's root the next-page and zip links named
+    ``/s/<access>/<bucket>//…`` (the prefix "/"), so the rest of the root
+    could not be reached and its zip held nothing."""
+    monkeypatch.setattr(share_app, "PAGE_SIZE", 2)
+    names = [f"{i}.txt" for i in range(5)]
+    for name in names:
+        await world.put(name, name.encode())
+    access = await world.public()
+    seen: list[str] = []
+    url: str | None = f"/s/{access}/docs/"
+    while url is not None:
+        r = await world.client.get(url)
+        assert r.status_code == 200, url
+        seen += re.findall(r'class="item" href="[^"]*">([^<]*)</a>', r.text)
+        nxt = re.search(r'<a id="next" href="([^"]*)"', r.text)
+        url = html.unescape(nxt.group(1)) if nxt else None
+        assert url is None or url.startswith(f"/s/{access}/docs/?cursor="), url
+    assert seen == names
+    r = await world.client.get(f"/s/{access}/docs/")
+    zip_href = html.unescape(re.findall(r'<a class="button" id="zip" href="([^"]*)"', r.text)[0])
+    assert zip_href == f"/s/{access}/docs/?download-kind=zip"
+    r = await world.client.get(zip_href)
+    assert r.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        assert sorted(z.namelist()) == names
+        assert all(z.read(n) == n.encode() for n in names)
+
+
+async def test_what_is_not_there_is_not_found(world: World) -> None:
+    await world.put("a.txt", b"a")
+    await world.put("only-marker/", b"")
+    access = await world.public()
+    for url in (
+        f"/s/{access}/docs/nosuch/",
+        f"/s/{access}/docs/nosuch/?download-kind=zip",
+        f"/raw/{access}/docs/a.txt?download-kind=zip",  # a file is no folder to zip
+        f"/raw/{access}//docs/a.txt",  # an empty bucket name
+        f"/s/{access}//docs/",
+    ):
+        r = await world.client.get(url)
+        assert r.status_code == 404, url
+        assert "text/html" in r.headers["content-type"]
+    # a folder that holds only its marker exists, and the marker is the
+    # folder itself: no entry of it, no download link that would fail
+    r = await world.client.get(f"/s/{access}/docs/only-marker/")
+    assert r.status_code == 200
+    assert re.findall(r'class="item" href="[^"]*">([^<]*)</a>', r.text) == []
+    assert "/raw/" not in r.text
+
+
+async def test_names_that_reorder_themselves_are_shown_as_they_are(world: World) -> None:
+    """Found by review: ``rtl\\u202egnp.exe`` was shown as "rtlexe.png"."""
+    key = "rtl\u202egnp.exe"
+    await world.put(key, b"MZ")
+    access = await world.public()
+    listing = (await world.client.get(f"/s/{access}/docs/")).text
+    page = (await world.client.get(f"/s/{access}/docs/{quote(key)}")).text
+    for text in (listing, page):
+        assert "\u202e" not in text
+        assert "rtl\\u202egnp.exe" in text
+    # joiners are part of names (emoji, Persian) and stay
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467.jpg"
+    await world.put(family, b"x")
+    assert family in (await world.client.get(f"/s/{access}/docs/")).text

@@ -118,6 +118,9 @@ async def test_single_ranges(world: World) -> None:
     r = await world.client.get(url, headers={"Range": "bytes=20000-"})
     assert r.status_code == 416
     assert r.headers["content-range"] == "bytes */10240"
+    assert "text/html" in r.headers["content-type"]
+    assert "No range asked for starts inside this file of 10240 bytes" in r.text
+    check_safe(r)
     # other units and malformed headers are ignored: the whole object
     for ignored in ("items=0-1", "bytes=5-2", "bytes=abc"):
         r = await world.client.get(url, headers={"Range": ignored})

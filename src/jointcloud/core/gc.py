@@ -8,7 +8,8 @@ its blocks are deleted from the spaces and then its rows.
 The same pass drops multipart uploads abandoned for longer than the multipart
 expiry (their parts become garbage like any layout), removes what crashed
 writers left in the spaces (temporary files older than the delay), and
-forgets transfer tasks finished more than ``TASKS_KEPT`` ago.
+forgets transfer tasks finished more than ``TASKS_KEPT`` ago and S3
+credentials expired more than ``EXPIRED_CREDENTIALS_KEPT`` ago.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ BLOCK_AREAS = ("blocks", ".jcs-probe")
 # How long a finished transfer task stays listed: every inline import and
 # export leaves one, and a user's list would grow without end.
 TASKS_KEPT = timedelta(days=7)
+# How long expired S3 credentials stay: until then their id answers
+# "expired at …" (a share link says "Expired"), not "unknown".
+EXPIRED_CREDENTIALS_KEPT = timedelta(days=7)
 
 
 async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
@@ -102,7 +106,9 @@ async def collect_garbage(
     report.temp_files = await _sweep_spaces(db, store, await cutoff())
     await forget_stale(db)
     async with db.write() as conn:
-        report.credentials = await keyrepo.delete_expired_auth_records(conn, now())
+        report.credentials = await keyrepo.delete_expired_auth_records(
+            conn, now() - EXPIRED_CREDENTIALS_KEPT
+        )
     async with db.write() as conn:
         report.tasks = await transfers.delete_finished(conn, now() - TASKS_KEPT)
     async with db.write() as conn:

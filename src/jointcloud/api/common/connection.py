@@ -54,6 +54,11 @@ from jointcloud.api.common.observability import new_request_id
 
 # What went wrong with a request before the app saw it (or, with
 # too_many_connections, before any request: the process is at its limit).
+REFUSAL_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-security-policy", b"sandbox; default-src 'none'; frame-ancestors 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+)
 Problem = Literal["unparsable", "head_too_large", "head_timeout", "too_many_connections"]
 # A listener's answer to such a request, given its request id.
 Malformed = Callable[[str, Problem], Response]
@@ -423,6 +428,10 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status_code, phrase)]
             headers = [*self.server_state.default_headers, *answer.raw_headers]
             headers += [(b"x-request-id", request_id.encode()), (b"connection", b"close")]
+            # As every answer of link sharing, whose pages share these
+            # listeners: nothing in an error may be sniffed, framed or run.
+            names = {name.lower() for name, _ in headers}
+            headers += [(k, v) for k, v in REFUSAL_HEADERS if k not in names]
             if problem == "too_many_connections":
                 headers.append((b"retry-after", b"1"))
             lines += [name + b": " + value + b"\r\n" for name, value in headers]

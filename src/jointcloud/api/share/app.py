@@ -59,7 +59,6 @@ from jointcloud.api.share.ranges import (
 )
 from jointcloud.api.share.replies import (
     PAGE_CSP,
-    RAW_CSP,
     Reply,
     domain_reply,
     error_reply,
@@ -193,6 +192,8 @@ class ShareApp:
         query = request.query_params
         if not target.bucket:
             scope["jcs.operation"] = "share.buckets"
+            if target.key:  # "/s/<access>//a/b": an empty bucket name
+                return error_reply(404, "Not found", "The bucket's name in this address is empty.")
             return await self.buckets(shared, target)
         if query.get("download-kind") == "zip":
             scope["jcs.operation"] = "share.zip"
@@ -267,11 +268,13 @@ class ShareApp:
         if spans is None:
             return await self._whole(shared, address, info, headers, content_type)
         if not spans:
-            return Reply(
+            refused = error_reply(
                 416,
-                [*headers, ("content-range", f"bytes */{info.size}")],
-                csp=RAW_CSP,
+                "Range not satisfiable",
+                f"No range asked for starts inside this file of {info.size} bytes.",
             )
+            refused.headers += [*headers, ("content-range", f"bytes */{info.size}")]
+            return refused
         if len(spans) == 1:
             offset, length = spans[0]
             download = await self.ctx.objects.get(
@@ -482,6 +485,10 @@ class ShareApp:
                 max_keys=PAGE_SIZE,
             ),
         )
+        if prefix and "cursor" not in query and not (listing.objects or listing.common_prefixes):
+            return error_reply(
+                404, "Not found", f"There is no folder {target.bucket}/{prefix} behind this link."
+            )
         can_read = shared.allows(Operation.READ, target.bucket, prefix)
         entries: list[pages.Entry] = []
         for common in listing.common_prefixes:
@@ -493,10 +500,12 @@ class ShareApp:
                 )
             )
         for obj in listing.objects:
+            if obj.path == prefix:  # the folder's own marker (``a/``): the folder itself
+                continue
             readable = shared.allows(Operation.READ, target.bucket, obj.path)
             entries.append(
                 pages.Entry(
-                    obj.path[len(prefix) :] or obj.path,
+                    obj.path[len(prefix) :],
                     pages.url_path("s", target.access, target.bucket, obj.path),
                     obj.size,
                     obj.update_time,
@@ -505,9 +514,11 @@ class ShareApp:
                     else None,
                 )
             )
+        # "/s/<access>/<bucket>/" at the root: ``url_path`` of an empty
+        # prefix would end in "//" (an empty key segment)
         here = pages.url_path("s", target.access, target.bucket, prefix)
         if not prefix:
-            here += "/"
+            here = pages.url_path("s", target.access, target.bucket) + "/"
         next_href = (
             f"{here}?cursor={quote(listing.next_token, safe='')}" if listing.next_token else None
         )
@@ -576,6 +587,10 @@ class ShareApp:
             if len(found) > max_files:
                 more = True
                 break
+        if prefix and not found:
+            return error_reply(
+                404, "Not found", f"There is no file under {target.bucket}/{prefix} to download."
+            )
         plan = zipstream.plan(found, more=more, max_files=max_files, max_bytes=max_bytes)
         log.debug(
             "share zip",

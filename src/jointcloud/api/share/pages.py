@@ -37,8 +37,21 @@ word-break:break-word}
 """
 
 
+# The bidirectional embeddings, overrides and isolates reorder what a name
+# shows: ``rtl\u202egnp.exe`` reads as "rtlexe.png". In names and other
+# short values they are shown as their code points. (Joiners and the
+# LRM/RLM marks stay: names in Persian, Arabic or with emoji need them.)
+_REORDERING = {c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
 def esc(value: object) -> str:
-    return escape(str(value), quote=True)
+    """``value`` as HTML text, with bidirectional controls made visible."""
+    return escape(str(value).translate(_REORDERING), quote=True)
+
+
+def esc_text(value: str) -> str:
+    """A file's text as HTML, as it is (a preview shows the file)."""
+    return escape(value, quote=True)
 
 
 DOT_SEGMENTS = frozenset({".", ".."})
@@ -170,7 +183,7 @@ def object_page(view: ObjectView) -> str:
                 if view.truncated
                 else ""
             )
-            preview = f'<pre id="preview">{esc(view.text)}</pre>{note}'
+            preview = f'<pre id="preview">{esc_text(view.text)}</pre>{note}'
     if view.can_read:
         actions = (
             f'<p><a class="button" id="download" href="{esc(raw)}?download" '
