@@ -23,7 +23,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 import uvicorn
@@ -297,11 +297,26 @@ class ListenError(Exception):
     machine, not permitted); raised before anything else starts."""
 
 
-def bind(address: str, reuse_port: bool = False) -> list[socket.socket]:
+def _unclaimed(family: int, kind: int, proto: int, sockaddr: Any) -> None:
+    """Raise ``OSError`` (EADDRINUSE) if anything listens at ``sockaddr``:
+    a bind without ``SO_REUSEPORT`` fails where any socket is bound, with
+    the option or not. Another server started with ``--workers`` would
+    otherwise join this one's port, and the kernel would hand it part of
+    the connections (found by review: a quarter of the requests went to
+    the other server, whose keys refused them)."""
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind(sockaddr)
+
+
+def bind(address: str, reuse_port: bool = False, *, claim: bool = False) -> list[socket.socket]:
     """Listening sockets for ``HOST:PORT`` (every address the host name
     resolves to), bound now so that a port in use fails the start at once.
     ``reuse_port``: worker processes bind the same port, each its own
-    socket, and the kernel spreads new connections over them."""
+    socket, and the kernel spreads new connections over them. ``claim``:
+    this is the first of them, and nothing else may listen there yet."""
     host, port = parse_listen(address)
     sockets: list[socket.socket] = []
     try:
@@ -309,6 +324,8 @@ def bind(address: str, reuse_port: bool = False) -> list[socket.socket]:
             host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
         for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            if reuse_port and claim:
+                _unclaimed(family, kind, proto, sockaddr)
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -372,8 +389,9 @@ class Host:
     """Runs one process: context, listeners (role ``api``), jobs (role ``jobs``).
     ``background`` builds what the ``jobs`` role runs (default: every job).
     ``reuse_port``: the listeners share their ports with other processes
-    (``jcs serve --workers``); ``on_ready`` is called once this process
-    serves."""
+    (``jcs serve --workers``); ``claim``: this process is the first of
+    them (the ports must be free); ``on_ready`` is called once this
+    process serves."""
 
     def __init__(
         self,
@@ -383,10 +401,12 @@ class Host:
         say: Callable[[str], None] | None = None,
         on_root_key: Callable[[str], None] | None = None,
         reuse_port: bool = False,
+        claim: bool = True,
         on_ready: Callable[[], None] | None = None,
     ) -> None:
         check_listeners(settings)
         self.reuse_port = reuse_port
+        self.claim = claim
         self.on_ready = on_ready
         self.settings = settings
         self.background = background
@@ -405,7 +425,7 @@ class Host:
         bound: dict[str, list[socket.socket]] = {}
         try:
             for name, address in wanted:
-                bound[name] = bind(address, self.reuse_port)
+                bound[name] = bind(address, self.reuse_port, claim=self.claim)
         except ListenError:
             for socks in bound.values():
                 for sock in socks:

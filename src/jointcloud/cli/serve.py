@@ -63,6 +63,7 @@ async def serve(settings: Settings, *, worker: bool = False) -> None:
         say=lambda line: print(line, flush=True),
         on_root_key=lambda key: _announce_root_key(key, settings.data_dir / "root.key"),
         reuse_port=worker or workers is not None,
+        claim=not worker,  # the first process finds the ports free; its workers join it
         on_ready=workers.start if workers is not None else None,
     )
     try:
