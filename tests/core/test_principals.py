@@ -10,7 +10,13 @@ from core_support import World
 
 from jointcloud.core.authz import Caveat, Operation, PathGrant, Principal
 from jointcloud.core.userspaces import SpaceChanges
-from jointcloud.errors import AccessDenied, BucketNotFound, ObjectNotFound, PackageNotFound
+from jointcloud.errors import (
+    AccessDenied,
+    AlreadyExists,
+    BucketNotFound,
+    ObjectNotFound,
+    PackageNotFound,
+)
 
 NO_WRITES = Caveat(disallow=frozenset({Operation.WRITE, Operation.DELETE}))
 
@@ -189,9 +195,16 @@ async def test_a_key_that_reaches_part_of_a_package_cannot_make_it(world: World)
             "new",
         )
     assert [p.name for p in await ctx.packages.list(alice, bucket_id)] == ["src"]
+    # One that does not reach the package at all is told so (found by review).
+    with pytest.raises(AccessDenied, match="does not reach package 'other'"):
+        await ctx.packages.create(part, bucket_id, "other")
     # A caveat naming the whole package may make it.
     whole = alice.restricted(Caveat(paths=(PathGrant("new"),)))
     assert (await ctx.packages.create(whole, bucket_id, "new")).name == "new"
+    # Made, it "already exists" to the key that reaches into it (S3 clients
+    # such as rclone send CreateBucket before they upload).
+    with pytest.raises(AlreadyExists):
+        await ctx.packages.create(part, bucket_id, "new")
 
 
 @pytest.mark.parametrize(

@@ -123,6 +123,7 @@ def test_a_request_the_parser_refuses_is_answered_in_the_protocol_s_format(
         assert headers["x-content-type-options"] == "nosniff"
         assert "sandbox" in headers["content-security-policy"]
         assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cross-origin-resource-policy"] == "same-origin"
 
 
 UPGRADE = (

@@ -419,6 +419,26 @@ def test_restricted_grant_is_refused_outside_its_caveats(
     assert keys == ["2024/pic.jpg"]
     assert "other" not in [b["Name"] for b in full.list_buckets()["Buckets"]]
 
+    # A key that writes a prefix only: rclone sends CreateBucket before it
+    # uploads, which that key may not do for a new bucket; the bucket that
+    # exists answers as made (found by review: rclone failed there).
+    inbox = make_credentials(
+        s3_server, PROJECT, PASSPHRASE, "--packages", "photos", "--prefix", "inbox/", cwd=work
+    )
+    rclone = Rclone(work / "home-rclone-inbox", inbox)
+    rclone.ok("copy", str(work / "pic.jpg"), "jcs:photos/inbox/")
+    assert full.get_object(Bucket="photos", Key="inbox/pic.jpg")["Body"].read() == (
+        b"another picture"
+    )
+    for outside in ("jcs:photos/elsewhere/", "jcs:newbucket/inbox/"):
+        refused = rclone.run("copy", str(work / "pic.jpg"), outside)
+        assert refused.returncode != 0 and "status code: 403" in refused.stderr, refused.stderr
+    assert [o["Key"] for o in full.list_objects_v2(Bucket="photos")["Contents"]] == [
+        "2024/pic.jpg",
+        "inbox/pic.jpg",
+    ]
+    assert "newbucket" not in [b["Name"] for b in full.list_buckets()["Buckets"]]
+
 
 def test_aws_copy_tagging_cors_and_batch_delete(s3_server: JcsServer, aws: Aws, work: Path) -> None:
     local = work / "aws-more"

@@ -80,3 +80,13 @@ async def test_stale_and_dead_announcements_do_not_hold_gc(api: Api) -> None:
     async with api.ctx.db.read() as conn:
         left = await holds.announced(conn, now() - timedelta(days=1))
     assert left == [(dead_here, 7200.0)]  # the stale one was forgotten by the pass
+
+
+async def test_a_delay_of_never_holds_gc_without_stopping_it(api: Api) -> None:
+    """Found by review: a process configured never to collect (1e11 s)
+    made every other process's GC pass fail on a date out of range."""
+    await an_old_version(api)
+    async with api.ctx.db.write() as conn:
+        await holds.announce(conn, ELSEWHERE, 1e11, now())
+    assert await serving_gc(api) == 0
+    assert len(api.all_block_files()) == 2

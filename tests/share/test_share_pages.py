@@ -250,6 +250,8 @@ async def test_what_is_not_there_is_not_found(world: World) -> None:
     assert r.status_code == 200
     assert re.findall(r'class="item" href="[^"]*">([^<]*)</a>', r.text) == []
     assert "/raw/" not in r.text
+    r = await world.client.get(f"/s/{access}/docs/only-marker/?download-kind=zip")
+    assert r.status_code == 200  # as its listing: the folder is there, with nothing in it
 
 
 async def test_names_that_reorder_themselves_are_shown_as_they_are(world: World) -> None:

@@ -378,3 +378,25 @@ async def test_bytes_through_a_page_url_are_judged_as_raw(world: World) -> None:
     for url in (f"/s/{access}/docs/a.txt?download", f"/s/{access}/docs/a.txt?view"):
         r = await world.client.get(url)
         assert r.status_code == 403 and b"secret" not in r.content, url
+
+
+async def test_an_unsatisfiable_range_is_a_page_of_its_own(world: World) -> None:
+    """Found by review: the 416 page carried the object's own headers, so a
+    gzip-encoded object's page said ``Content-Encoding: gzip`` and browsers
+    could not show it (ERR_CONTENT_DECODING_FAILED)."""
+    from share_support import chunks
+
+    from jointcloud.core.commands import ObjectAddress, ObjectMeta, PackageRef, PutObject
+
+    address = ObjectAddress(PackageRef.by_name(world.bucket, world.project.bucket_id), "z.gz")
+    meta = ObjectMeta(content_encoding="gzip", cache_control="max-age=60")
+    await world.ctx.objects.put(world.owner, PutObject(address, chunks(b"x" * 100), meta=meta))
+    access = await world.public()
+    for url in (f"/raw/{access}/docs/z.gz", f"/raw/{access}/docs/z.gz?download"):
+        r = await world.client.get(url, headers={"Range": "bytes=500-"})
+        assert r.status_code == 416
+        assert r.headers["content-range"] == "bytes */100"
+        assert "content-encoding" not in r.headers and "content-disposition" not in r.headers
+        assert r.headers.get_list("cache-control") == ["no-store"]
+        assert "No range asked for starts inside this file of 100 bytes" in r.text
+        check_safe(r)

@@ -27,10 +27,24 @@ def test_a_pid_of_another_pid_namespace_is_never_judged() -> None:
     """Two containers on one host name: the other one's PID means nothing
     here, and it is not dead because no process here has it."""
     here, _, _ = leases.new_owner().partition(":")
-    host, _, namespace = here.partition("/")
-    assert namespace and namespace != "?"
+    host, _, machine = here.partition("/")
+    boot, _, namespace = machine.partition(".")
+    assert boot and namespace and machine != "?"
     pid = a_dead_pid()
-    assert not leases.owner_dead(f"{host}/{int(namespace) + 1}:{pid}:feedf00d")
+    assert not leases.owner_dead(f"{host}/{boot}.{int(namespace) + 1}:{pid}:feedf00d")
     assert not leases.owner_dead(f"{host}:{pid}:feedf00d")  # written before namespaces
-    assert not leases.owner_dead(f"elsewhere/{namespace}:{pid}:feedf00d")
+    assert not leases.owner_dead(f"{host}/{namespace}:{pid}:feedf00d")  # ...before boot ids
+    assert not leases.owner_dead(f"elsewhere/{machine}:{pid}:feedf00d")
+
+
+def test_a_pid_of_another_machine_with_this_host_name_is_never_judged() -> None:
+    """Found by review: cloned VMs share a host name, and every machine's
+    initial PID namespace has the same number: the other machine's PID was
+    judged here, and its live GC delay ignored."""
+    here, _, _ = leases.new_owner().partition(":")
+    host, _, machine = here.partition("/")
+    _, _, namespace = machine.partition(".")
+    other_boot = "0123456789ab"
+    assert other_boot != machine.partition(".")[0]
+    assert not leases.owner_dead(f"{host}/{other_boot}.{namespace}:{a_dead_pid()}:feedf00d")
     assert not leases.owner_dead(None) and not leases.owner_dead("")

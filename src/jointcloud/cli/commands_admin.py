@@ -98,9 +98,20 @@ def _job_command(name: str) -> None:
         data_dir: DataDir = None,
         database_url: DbUrl = None,
     ) -> None:
+        from jointcloud.core.gcholds import DelayAnnouncement
         from jointcloud.jobs.registry import build_runner
 
         async def body(context: Context) -> list[str]:
+            # A pass stages blocks (recode, repair, drain) and renews them for
+            # its own GC delay: the servers' GC must wait that long too.
+            announcement = DelayAnnouncement(context.db, context.settings.gc_delay)
+            await announcement.start()
+            try:
+                return await passes(context)
+            finally:
+                await announcement.stop()
+
+        async def passes(context: Context) -> list[str]:
             runner = build_runner(context)
             messages = []
             with Progress(

@@ -209,6 +209,16 @@ def _unnamed_refusal(
     return PackageNotFound(f"package {pkg.package_id} not found")
 
 
+def _may_make(principal: Principal, bucket_id: int, name: str) -> None:
+    """A new package is all of it: a key that reaches only a prefix inside
+    may not make it, as the published satellite refuses a bucket to a
+    caveat path with a prefix. Asked once the package is known not to
+    exist: one that exists is "already exists" to any key that reaches into
+    it (rclone sends CreateBucket before its first upload, and S3 answers
+    an existing bucket of one's own as made)."""
+    authorize(principal, Operation.WRITE, project_id=bucket_id, package=name, whole=True)
+
+
 class PackageService:
     def __init__(self, db: Database, buckets: BucketService) -> None:
         self.db = db
@@ -220,16 +230,14 @@ class PackageService:
     ) -> Package:
         name = entity_name(name, "name")
         policy = optional_policy(redundancy)
-        # A new package is all of it: a key that reaches only a prefix of the
-        # name may not make it (as the published satellite refuses a bucket
-        # to a caveat whose path prefix is not empty).
-        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name, whole=True)
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
         try:
             async with self.db.write() as conn:
                 if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
                     raise BucketNotFound(f"bucket {bucket_id} not found")
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
+                _may_make(principal, bucket_id, name)
                 return await catalog.create_package(conn, bucket_id, name, policy)
         except DuplicateEntry as exc:
             raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc
@@ -439,13 +447,14 @@ class PackageService:
         src = await self.resolve(
             principal, PackageRef.by_id(package_id), Operation.READ, whole=True
         )
-        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name, whole=True)
+        authorize(principal, Operation.WRITE, project_id=bucket_id, package=name)
         try:
             async with self.db.write() as conn:
                 if await catalog.get_bucket(conn, principal.user_id, bucket_id) is None:
                     raise BucketNotFound(f"bucket {bucket_id} not found")
                 if await catalog.get_package_by_name(conn, bucket_id, name) is not None:
                     raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}")
+                _may_make(principal, bucket_id, name)
                 dst = await catalog.create_package(conn, bucket_id, name, src.redundancy)
                 # The source's paths, as its writers take them: no object of
                 # it changes until the clone commits. Without it PostgreSQL's

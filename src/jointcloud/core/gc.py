@@ -47,6 +47,8 @@ BLOCK_AREAS = ("blocks", ".jcs-probe")
 # How long a finished transfer task stays listed: every inline import and
 # export leaves one, and a user's list would grow without end.
 TASKS_KEPT = timedelta(days=7)
+# The longest any GC waits, whatever delay is set or announced: a century.
+LONGEST_WAIT = timedelta(days=36_500)
 # How long expired S3 credentials stay: until then their id answers
 # "expired at …" (a share link says "Expired"), not "unknown".
 EXPIRED_CREDENTIALS_KEPT = timedelta(days=7)
@@ -98,7 +100,10 @@ async def collect_garbage(
     again before each batch, so a process that starts meanwhile counts."""
 
     async def cutoff() -> datetime:
-        return now() - (delay if longest is None else await longest(delay))
+        wait = delay if longest is None else await longest(delay)
+        # "never" (a delay of 1e11 s, announced by any process) must not
+        # overflow the date and stop every process's GC (found by review)
+        return now() - min(wait, LONGEST_WAIT)
 
     report = GcReport()
     if multipart_expiry is not None:

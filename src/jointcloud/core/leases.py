@@ -1,13 +1,18 @@
 """Who holds a lease, and whether that process is gone.
 
-A lease owner is ``host/pid-namespace:pid:nonce``. A lease of a process that
-died on this host, in this PID namespace (its PID no longer exists there),
-can be taken over at once instead of after the lease runs out, so a
-restarted server resumes its work straight away. A PID is only meaningful
-in its own namespace: two containers on one machine share its host name (a
-host network) but not their PIDs, and each would see the other's PID as
-dead and take its lease from a live process. Where the namespace cannot be
-told, no owner is judged dead: its lease runs out first.
+A lease owner is ``host/boot.pid-namespace:pid:nonce``. A lease of a
+process that died on this machine, in this PID namespace (its PID no longer
+exists there), can be taken over at once instead of after the lease runs
+out, so a restarted server resumes its work straight away. A PID is only
+meaningful in its own namespace on its own machine: two containers on one
+machine share its host name (a host network) but not their PIDs, and two
+machines may share a host name (cloned VMs, ``localhost``) and the initial
+PID namespace's number, which is the same on every Linux machine. So the
+machine is told by its boot id (new at every boot, so also distinct for
+clones of one image, where ``/etc/machine-id`` may not be). Where the
+machine or the namespace cannot be told, no owner is judged dead: its lease
+runs out first. The same identity tells whose GC delay still counts
+(``core/gcholds``).
 """
 
 from __future__ import annotations
@@ -26,12 +31,16 @@ T = TypeVar("T")
 
 @functools.cache
 def _here() -> str | None:
-    """This host and PID namespace, or None when the namespace is unknown."""
+    """This host, boot and PID namespace, or None when either is unknown."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip().replace("-", "")[:12]
     except OSError:
         return None
-    return f"{socket.gethostname()}/{namespace.removeprefix('pid:').strip('[]')}"
+    if not boot:
+        return None
+    return f"{socket.gethostname()}/{boot}.{namespace.removeprefix('pid:').strip('[]')}"
 
 
 def new_owner() -> str:

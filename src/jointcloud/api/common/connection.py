@@ -58,6 +58,7 @@ REFUSAL_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"content-security-policy", b"sandbox; default-src 'none'; frame-ancestors 'none'"),
     (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
 )
 Problem = Literal["unparsable", "head_too_large", "head_timeout", "too_many_connections"]
 # A listener's answer to such a request, given its request id.

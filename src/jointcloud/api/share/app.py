@@ -273,7 +273,8 @@ class ShareApp:
                 "Range not satisfiable",
                 f"No range asked for starts inside this file of {info.size} bytes.",
             )
-            refused.headers += [*headers, ("content-range", f"bytes */{info.size}")]
+            # the page's own headers: not the object's encoding or disposition
+            refused.headers.append(("content-range", f"bytes */{info.size}"))
             return refused
         if len(spans) == 1:
             offset, length = spans[0]
@@ -570,11 +571,13 @@ class ShareApp:
         token: str | None = None
         more = False
         started = time.monotonic()
+        listed = False  # anything under the prefix, its folder marker too
         while True:
             listing = await self.ctx.objects.list(
                 principal,
                 ListObjects(package, prefix=prefix, continuation=token, max_keys=PAGE_SIZE),
             )
+            listed = listed or bool(listing.objects)
             found.extend(
                 o
                 for o in listing.objects
@@ -587,7 +590,7 @@ class ShareApp:
             if len(found) > max_files:
                 more = True
                 break
-        if prefix and not found:
+        if prefix and not listed:
             return error_reply(
                 404, "Not found", f"There is no file under {target.bucket}/{prefix} to download."
             )
