@@ -3,6 +3,8 @@ HEAD on a download answers the size without a body."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import shutil
 from typing import Any
@@ -198,3 +200,65 @@ async def test_transfers_refuse_a_space_whose_directory_went_away(api: Api) -> N
     )
     assert r.status_code == 503, r.text
     assert "is missing" in r.json()["message"]
+
+
+async def test_a_space_that_hangs_is_unreachable_within_a_bound(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by review: after a write failed on a cloud that hung, the
+    check whether it was reachable waited as long as the cloud's client
+    library would (60 s), and counted it alive when the cloud came back,
+    so the upload failed instead of being placed elsewhere. Now a stat not
+    answered within the bound, or a space the health job marked Unavailable
+    meanwhile, is unreachable."""
+    from jointcloud.core import blockstore
+    from jointcloud.core.models import SpaceState
+
+    hung, fine = await api.add_spaces(2)
+    store = api.ctx.store
+    records = {s.user_space_id: s for s in await store.user_spaces(1)}
+    never = asyncio.Event()
+
+    class Hanging:
+        async def stat(self, key: str) -> object:
+            await never.wait()
+            raise AssertionError("unreachable")
+
+    real_get = api.ctx.pool.get
+
+    async def get(rec: Any) -> Any:
+        return Hanging() if rec.user_space_id == hung else await real_get(rec)
+
+    monkeypatch.setattr(api.ctx.pool, "get", get)
+    monkeypatch.setattr(blockstore, "REACH_SECONDS", 0.2)
+    async with asyncio.timeout(30):
+        dead = await store._unreachable([records[hung], records[fine]])
+    assert dead == {hung}
+
+    # marked Unavailable by the health job meanwhile: not asked at all
+    monkeypatch.setattr(blockstore, "REACH_SECONDS", 3600)
+    api.ctx.pool.note(dataclasses.replace(records[hung], state=SpaceState.UNAVAILABLE))
+    async with asyncio.timeout(30):
+        assert await store._unreachable([records[hung], records[fine]]) == {hung}
+
+
+async def test_a_health_pass_ends_even_if_recording_hangs(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that never ends holds the job's lease, so no later pass runs
+    and spaces stay as they were marked (seen once by review, for 40
+    minutes): recording its results is bounded, and the pass fails."""
+    from jointcloud.core import health
+    from jointcloud.errors import OperationFailed
+
+    await api.add_spaces(1)
+
+    async def hangs(*args: object) -> object:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(health, "_record", hangs)
+    monkeypatch.setattr(health, "RECORD_SECONDS", 0.2)
+    async with asyncio.timeout(30):
+        with pytest.raises(OperationFailed, match=r"could not record its results within 0\.2 s"):
+            await health.check_health(api.ctx.db, api.ctx.pool)

@@ -344,6 +344,9 @@ def bind(address: str, reuse_port: bool = False, *, claim: bool = False) -> list
     return sockets
 
 
+RUNNER_STOP_SECONDS = 10.0  # twice: to end its passes, then once cancelled
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to the host: with several servers
     in one loop, each would otherwise take SIGTERM from the one before."""
@@ -351,6 +354,22 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+async def _stopped(runner: asyncio.Task[None]) -> None:
+    """Wait for the job runner to end its passes, then cancel it; give up on
+    it after ``RUNNER_STOP_SECONDS`` more. ``wait_for`` would wait for the
+    cancelled task to finish: a pass stuck where cancelling does not reach
+    kept a server from stopping at all (found by review)."""
+    done, _ = await asyncio.wait({runner}, timeout=RUNNER_STOP_SECONDS)
+    if not done:
+        runner.cancel()
+        done, _ = await asyncio.wait({runner}, timeout=RUNNER_STOP_SECONDS)
+    if not done:
+        log.warning("job runner did not stop; the server stops without it")
+        return
+    if not runner.cancelled() and runner.exception() is not None:
+        log.warning("job runner ended with an error", error=repr(runner.exception()))
 
 
 def uvicorn_config(listener: Listener) -> uvicorn.Config:
@@ -498,12 +517,7 @@ class Host:
             if self.runner is not None:
                 self.runner.stop()
             if runner_task is not None:
-                try:
-                    await asyncio.wait_for(runner_task, timeout=10)
-                except (TimeoutError, asyncio.CancelledError):
-                    pass
-                except Exception as exc:
-                    log.warning("job runner ended with an error", error=repr(exc))
+                await _stopped(runner_task)
             if announced:
                 await announcement.stop()
             await ctx.close()

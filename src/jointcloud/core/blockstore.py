@@ -63,6 +63,9 @@ _standins = itertools.count(-1, -1)
 # Placements made again when a chosen space moved under them, before the
 # upload gives up (an owner moving spaces in a loop).
 MOVES_SEEN = 3
+# How long a space that failed a write has to answer a stat before it counts
+# as unreachable and the upload is placed again without it.
+REACH_SECONDS = 5.0
 # Inline bytes of one batch sealed on the event loop rather than in the CPU
 # pool: for a few KiB the hop costs more than the work.
 ON_LOOP_BYTES = 64 * 1024
@@ -371,12 +374,22 @@ class BlockStore:
         await self._drop_rows(layout_ids)
 
     async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
+        """Which of ``chosen`` cannot be reached now: marked Unavailable
+        meanwhile (the health job), or not answering a stat within
+        ``REACH_SECONDS``. A cloud that hangs is unreachable however long
+        its client library would wait (found by review: an upload waited a
+        further 40 s here, then failed because the cloud came back)."""
+
         async def alive(rec: UserSpace) -> bool:
+            now = self.pool.records.get(rec.user_space_id)
+            if now is not None and now.state == SpaceState.UNAVAILABLE:
+                return False
             try:
-                await (await self.pool.get(rec)).stat(".jcs-probe/alive")
+                async with asyncio.timeout(REACH_SECONDS):
+                    await (await self.pool.get(rec)).stat(".jcs-probe/alive")
             except BlockNotFound:
                 return True
-            except SpaceError:
+            except (SpaceError, TimeoutError):
                 return False
             return True
 

@@ -21,7 +21,13 @@ import structlog
 
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
-from jointcloud.errors import DomainError, SpaceError, SpaceRefused, SpaceTestFailed
+from jointcloud.errors import (
+    DomainError,
+    OperationFailed,
+    SpaceError,
+    SpaceRefused,
+    SpaceTestFailed,
+)
 from jointcloud.meta import spacestate
 from jointcloud.meta.db import Database
 from jointcloud.spaces.registry import check_remote
@@ -30,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 PROBE_TIMEOUT = 10.0
 PROBE_CONCURRENCY = 8
+RECORD_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,19 @@ async def probe_space(
         return None, f"{type(exc).__name__}: {exc}"
 
 
+async def _record(db: Database, report: HealthReport) -> dict[int, UserSpace]:
+    """Latencies and state changes; the spaces as they are now."""
+    async with db.write() as conn:
+        for i, r in enumerate(report.results):
+            sid = r.space.user_space_id
+            if r.latency_ms is not None:
+                await spacestate.record_latency(conn, sid, r.latency_ms)
+            if r.changed and not await spacestate.swap_state(conn, sid, [r.space.state], r.state):
+                # Changed meanwhile (drained, updated, deleted): theirs wins.
+                report.results[i] = dataclasses.replace(r, state=SpaceState(r.space.state))
+        return {s.user_space_id: s for s in await spacestate.list_all(conn)}
+
+
 def next_state(current: str, ok: bool) -> SpaceState:
     if current == SpaceState.DRAINING:
         return SpaceState.DRAINING
@@ -143,15 +163,16 @@ async def check_health(
 
     results = await asyncio.gather(*(one(s) for s in spaces))
     report = HealthReport(list(results))
-    async with db.write() as conn:
-        for i, r in enumerate(report.results):
-            sid = r.space.user_space_id
-            if r.latency_ms is not None:
-                await spacestate.record_latency(conn, sid, r.latency_ms)
-            if r.changed and not await spacestate.swap_state(conn, sid, [r.space.state], r.state):
-                # Changed meanwhile (drained, updated, deleted): theirs wins.
-                report.results[i] = dataclasses.replace(r, state=SpaceState(r.space.state))
-        fresh = {s.user_space_id: s for s in await spacestate.list_all(conn)}
+    try:
+        # A pass must end, or no later one runs and a space stays marked as
+        # it was (a review once saw a pass stuck after its probes, for 40
+        # minutes, cause not found): its results are recorded within a bound.
+        async with asyncio.timeout(RECORD_SECONDS):
+            fresh = await _record(db, report)
+    except TimeoutError:
+        raise OperationFailed(
+            f"the health pass could not record its results within {RECORD_SECONDS:g} s"
+        ) from None
     for r in report.results:
         sid = r.space.user_space_id
         if r.changed:

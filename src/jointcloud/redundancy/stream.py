@@ -251,13 +251,17 @@ async def _discard(
         try:
             if writer is not None:
                 await writer.abort()
+        except SpaceError as exc:  # the space's own failure: one line, no traceback
+            log.warning("could not abort block %s of a failed upload: %s", ref.key, exc.message)
         except Exception:
             log.warning("could not abort block %s of a failed upload", ref.key, exc_info=True)
         try:
             if commit_started[i]:
                 await ref.space.delete(ref.key)
-        except Exception:
+        except SpaceError as exc:
             # The GC job removes blocks that no committed layout references.
+            log.warning("could not delete block %s of a failed upload: %s", ref.key, exc.message)
+        except Exception:
             log.warning("could not delete block %s of a failed upload", ref.key, exc_info=True)
 
     task = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(len(blocks)))))
