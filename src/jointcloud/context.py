@@ -7,10 +7,11 @@ import contextlib
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
-from jointcloud.config import Settings
+from jointcloud.config import ConfigError, Settings
 from jointcloud.core.access import AccessService
 from jointcloud.core.accounts import AccountService
 from jointcloud.core.authz import Principal
@@ -25,6 +26,7 @@ from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.core.transfer.service import TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
+from jointcloud.errors import OperationFailed
 from jointcloud.keys.master import (
     PRIVATE_DIR,
     MasterKey,
@@ -32,11 +34,36 @@ from jointcloud.keys.master import (
     private_dir,
     write_private,
 )
+from jointcloud.meta import layouts
 from jointcloud.meta.db import Database
 
 log = structlog.get_logger(__name__)
 
 ADMIN = "admin"
+
+
+async def _master_key(path: Path, db: Database) -> MasterKey:
+    """The data dir's master key, made on the first start only: one made for
+    a database that holds sealed data (a restore into a new data dir) would
+    leave every object unreadable and seal new ones with another key (found
+    by review: they answered 500, old and new alike, depending on the key)."""
+    async with db.read() as conn:
+        sealed = await layouts.a_wrapped_key(conn)
+    if sealed is not None and not path.exists():  # noqa: ASYNC240 - once, at start-up
+        raise ConfigError(
+            f"{path} is missing, but the metadata database holds objects sealed with a "
+            "master key: restore master.key from the backup of this data dir"
+        )
+    master = MasterKey.load_or_create(path)
+    if sealed is not None:
+        try:
+            master.unwrap_data_key(sealed)
+        except OperationFailed:
+            raise ConfigError(
+                f"{path} is not the master key this metadata database was sealed with: "
+                "restore the data dir's own master.key"
+            ) from None
+    return master
 
 
 @dataclass
@@ -67,7 +94,7 @@ class Context:
         private_dir(settings.data_dir)
         db = Database(settings.db_url, timeout=settings.db_timeout_seconds)
         await db.migrate()
-        master = MasterKey.load_or_create(settings.data_dir / "master.key")
+        master = await _master_key(settings.data_dir / "master.key", db)
         pool = SpacePool(db, master, settings.space_rules())
         buckets = BucketService(db)
         project_keys = ProjectKeyService(db, master, buckets)
@@ -116,8 +143,18 @@ class Context:
     async def bootstrap(self) -> str | None:
         """First start: the admin user, its root key (returned once) and one
         local user space under the data dir."""
-        user, key = await self.accounts.ensure_user(ADMIN)
         key_file = self.settings.data_dir / "root.key"
+        if key_file.exists() and not await self.accounts.has_user(ADMIN):
+            # A data dir used before, on a database that holds nobody: an
+            # empty or wrong meta.db (a restore gone wrong). Starting afresh
+            # would replace the root key, and fsck would call every block of
+            # the old store an orphan.
+            raise ConfigError(
+                f"the metadata database holds no users, but this data dir was used before "
+                f"({key_file} exists): restore its meta.db (or point --database-url at its "
+                "database); to start a new store here, move root.key away"
+            )
+        user, key = await self.accounts.ensure_user(ADMIN)
         if key is not None:
             if key_file.exists():
                 key_file.unlink()

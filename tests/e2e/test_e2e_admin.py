@@ -23,6 +23,8 @@ from e2e_support import (
     upload,
 )
 
+from support.ports import free_port
+
 
 def admin(server: JcsServer, *args: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(
@@ -170,3 +172,48 @@ def test_a_server_announces_its_gc_delay_while_it_runs(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert announced(server) == []
+
+
+def test_a_restore_without_its_master_key_or_database_does_not_start(tmp_path: Path) -> None:
+    """Found by review: a backup restored into a new data dir started with
+    a new master key (every object then answered 500, and new ones were
+    sealed with the wrong key), and a data dir on an empty database started
+    a new store (a new root key; fsck then called every block an orphan)."""
+    dest = tmp_path / "meta.backup"
+    with running_server(tmp_path / "srv") as server, api_client(server) as api:
+        pkg = make_package(api, "bk", "p")
+        assert upload(api, pkg, ("big.bin", os.urandom(64 * 1024))).status_code == 200
+        admin(server, "backup", str(dest))
+    old = server.data_dir
+
+    def start(data: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(str(JCS), "serve", "--data-dir", str(data)),
+                *("--listen", f"127.0.0.1:{free_port()}"),
+                *("--s3-listen", f"127.0.0.1:{free_port()}"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=clean_env(),
+        )
+
+    fresh = tmp_path / "restored"
+    fresh.mkdir(mode=0o700)
+    shutil.copyfile(dest, fresh / "meta.db")
+    r = start(fresh)
+    assert r.returncode == 2 and "master.key is missing" in r.stderr, r.stderr
+    assert not (fresh / "master.key").exists() and not (fresh / "root.key").exists()
+    (fresh / "master.key").write_bytes(os.urandom(32))
+    r = start(fresh)
+    assert r.returncode == 2 and "is not the master key" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+    for name in ("meta.db", "meta.db-wal", "meta.db-shm"):
+        (old / name).unlink(missing_ok=True)
+    (old / "meta.db").write_bytes(b"")  # an empty file restored by mistake
+    root_key = (old / "root.key").read_bytes()
+    r = start(old)
+    assert r.returncode == 2 and "holds no users" in r.stderr, r.stderr
+    assert (old / "root.key").read_bytes() == root_key

@@ -101,3 +101,26 @@ def test_outbound_requests_are_not_logged(server_logging: FillingDisk) -> None:
         assert c.get("http://satellite.example/v1/project/info?x=caller-data").is_success
     assert "satellite.example" not in server_logging.getvalue()
     assert "caller-data" not in server_logging.getvalue()
+
+
+def test_an_answer_cut_short_by_a_named_failure_is_one_warning(
+    server_logging: FillingDisk,
+) -> None:
+    """Found by review: a download whose later blocks could not be read,
+    after its head went out, logged uvicorn's "Exception in ASGI
+    application" at error level with a traceback. A failure we name is one
+    warning line; any other exception stays an error with its traceback."""
+    from jointcloud.api.host import name_cut_short_answers
+    from jointcloud.errors import NotEnoughBlocks
+
+    name_cut_short_answers()  # as jcs serve does
+    errors = logging.getLogger("uvicorn.error")
+    cut = NotEnoughBlocks("cannot read segment 3: found 0 of 1 blocks needed", 0, 1)
+    errors.error("Exception in ASGI application\n", exc_info=cut)
+    errors.error("Exception in ASGI application\n", exc_info=RuntimeError("a bug"))
+    lines = [json.loads(line) for line in server_logging.getvalue().splitlines()]
+    assert [(r["event"], r["level"]) for r in lines] == [
+        ("an answer was cut short: cannot read segment 3: found 0 of 1 blocks needed", "warning"),
+        ("Exception in ASGI application\n", "error"),
+    ]
+    assert "exception" not in lines[0] and "RuntimeError: a bug" in lines[1]["exception"]

@@ -434,3 +434,30 @@ async def test_0007_an_upload_in_flight_survives_and_completes(
         assert bare_done.object_id == bare and bare_done.size == 4
     finally:
         await ctx.close()
+
+
+async def test_a_database_of_a_newer_release_is_refused_in_a_sentence(tmp_path: Path) -> None:
+    """Found by review: a backup from a newer release stopped ``jcs serve``
+    with alembic's 400-line traceback ("Can't locate revision")."""
+    from jointcloud.errors import MetadataUnavailable
+    from jointcloud.meta.migrate import schema_head
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'meta.db'}"
+    db = Database(url)
+    try:
+        await db.migrate()
+        async with db.write() as conn:
+            await conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    finally:
+        await db.close()
+    db = Database(url)
+    try:
+        with pytest.raises(MetadataUnavailable) as refused:
+            await db.migrate()
+    finally:
+        await db.close()
+    assert refused.value.message == (
+        "the metadata database was made by a newer release of JointCloud (schema revision "
+        f"9999; this one knows up to {schema_head()}): run that release, or restore a backup "
+        "made by this one"
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from jointcloud import errors
 from jointcloud.api.authsvc import app as authsvc
 from jointcloud.api.common.admission import Admission, default_max_connections
 from jointcloud.api.common.connection import ConnectionLimits, Malformed, http_protocol
@@ -344,6 +346,29 @@ def bind(address: str, reuse_port: bool = False, *, claim: bool = False) -> list
     return sockets
 
 
+class CutShort(logging.Filter):
+    """uvicorn logs any exception out of an app as "Exception in ASGI
+    application", at error level with its traceback. One that is a named
+    failure of ours (``DomainError``: blocks that cannot be read any more,
+    after the answer's head went out) is no server bug: it becomes one
+    warning line naming it; uvicorn closes the connection either way, so the
+    client sees a short body (found by review)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, errors.DomainError) and str(record.msg).startswith("Exception in ASGI"):
+            record.msg, record.args = "an answer was cut short: %s", (exc.message,)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def name_cut_short_answers() -> None:
+    found = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, CutShort) for f in found.filters):
+        found.addFilter(CutShort())
+
+
 RUNNER_STOP_SECONDS = 10.0  # twice: to end its passes, then once cancelled
 
 
@@ -459,6 +484,7 @@ class Host:
 
     async def _serve(self, bound: dict[str, list[socket.socket]]) -> None:
         settings = self.settings
+        name_cut_short_answers()
         ctx = await Context.open(settings)
         runner_task: asyncio.Task[None] | None = None
         trimmer: asyncio.Task[None] | None = None

@@ -135,6 +135,10 @@ class AccountService:
         async with self.db.read() as conn:
             return await accounts.list_users(conn)
 
+    async def has_user(self, name: str) -> bool:
+        async with self.db.read() as conn:
+            return await accounts.get_user_by_name(conn, name) is not None
+
     async def user_named(self, name: str) -> User:
         async with self.db.read() as conn:
             user = await accounts.get_user_by_name(conn, name)

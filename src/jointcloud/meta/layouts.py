@@ -434,3 +434,12 @@ async def blocks_in_spaces(
         (r.layout_id, BlockRecord(index=r.idx, user_space_id=r.user_space_id, key=r.key))
         for r in await conn.execute(q)
     ]
+
+
+async def a_wrapped_key(conn: AsyncConnection) -> bytes | None:
+    """One layout's wrapped data key (the lowest id), if any layout exists:
+    what tells whether a master key is the one the database was sealed with."""
+    row = (
+        await conn.execute(select(t.layouts.c.wrapped_key).order_by(t.layouts.c.id).limit(1))
+    ).first()
+    return None if row is None else bytes(row.wrapped_key)
