@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from e2e_support import JCS, JcsServer, api_client, clean_env, make_package
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -145,14 +146,21 @@ def test_serve_refuses_bad_roles_and_unknown_listeners(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-def test_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [None, "2"], ids=["one-process", "workers"])
+def test_serve_refuses_a_port_in_use(tmp_path: Path, workers: str | None) -> None:
+    """With ``--workers`` too: found by review, a second server started with
+    workers bound the first one's ports beside it (both with
+    ``SO_REUSEPORT``), and the kernel handed it part of the first one's
+    connections. The port here is held as such a server holds it."""
     with socket.socket() as taken:
+        if workers:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         r = subprocess.run(
             [str(JCS), "serve", "--data-dir", str(tmp_path / "data"), "--listen", address],
-            env=clean_env(),
+            env={**clean_env(), **({"JCS_WORKERS": workers} if workers else {})},
             capture_output=True,
             text=True,
             timeout=60,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -203,25 +202,3 @@ def test_workers_on_an_in_memory_database_are_refused(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "--workers" in r.stderr and "no file" in r.stderr
     assert not (tmp_path / "d" / "meta.db").exists()
-
-
-def test_workers_do_not_join_a_port_another_server_listens_on(tmp_path: Path) -> None:
-    """Found by review: a second server started with ``--workers`` bound the
-    first one's ports beside it (both with ``SO_REUSEPORT``), and the kernel
-    handed it part of the first one's connections. The first process of a
-    server now finds its ports free or refuses to start."""
-    with socket.socket() as other:  # another server's listener, shared with its workers
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        other.bind(("127.0.0.1", 0))
-        other.listen()
-        address = f"127.0.0.1:{other.getsockname()[1]}"
-        r = subprocess.run(
-            [str(JCS), "serve", "--data-dir", str(tmp_path / "data"), "--listen", address],
-            env={**clean_env(), "JCS_WORKERS": "2"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert r.returncode == 1, (r.stdout, r.stderr)
-    assert f"error: cannot listen on {address}" in r.stderr and "Traceback" not in r.stderr
