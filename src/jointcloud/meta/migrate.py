@@ -19,30 +19,22 @@ def schema_head() -> str:
     return max(path.name[:4] for path in versions)
 
 
-def _at_head(sync_conn: Connection) -> bool:
+def _revisions(sync_conn: Connection) -> list[str]:
+    """The revisions the database is at (none before the first migration)."""
     if not inspect(sync_conn).has_table("alembic_version"):
-        return False
+        return []
     found = sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    return [row[0] for row in found] == [schema_head()]
-
-
-def _newer(sync_conn: Connection) -> str | None:
-    """The database's revision, if a newer release than this one made it."""
-    if not inspect(sync_conn).has_table("alembic_version"):
-        return None
-    found = [row[0] for row in sync_conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
-    head = schema_head()
-    newer = [r for r in found if isinstance(r, str) and r.isdigit() and r > head]
-    return newer[0] if newer else None
+    return [str(row[0]) for row in found]
 
 
 def upgrade(sync_conn: Connection, revision: str) -> None:
     # A start on a schema that is up to date (every start but the first and
     # those after an upgrade) does not import alembic: its modules, and
     # mako's, would stay in every server process for nothing (12 MB).
-    if revision == "head" and _at_head(sync_conn):
+    at, head = _revisions(sync_conn), schema_head()
+    if revision == "head" and at == [head]:
         return
-    newer = _newer(sync_conn)
+    newer = next((r for r in at if r.isdigit() and r > head), None)
     if newer is not None:  # alembic's own answer is a 400-line traceback
         raise MetadataUnavailable(
             f"the metadata database was made by a newer release of JointCloud (schema "

@@ -59,7 +59,7 @@ def _refuse_reserved(key: str) -> None:
     """A name of our temporary files' form is hidden from listings and swept
     after the GC delay, so a user's file of that name (written by an export
     or a sync) would vanish: it is refused. Any other name is the user's."""
-    if any(_TMP_NAME.fullmatch(part) for part in key.split("/")):
+    if TMP_PREFIX in key and any(_TMP_NAME.fullmatch(part) for part in key.split("/")):
         raise BadArgument(
             f"storage key {key!r}: a name {TMP_PREFIX} and 16 hex digits "
             "is reserved for JointCloud's temporary files"

@@ -517,9 +517,11 @@ class ShareApp:
             )
         # "/s/<access>/<bucket>/" at the root: ``url_path`` of an empty
         # prefix would end in "//" (an empty key segment)
-        here = pages.url_path("s", target.access, target.bucket, prefix)
-        if not prefix:
-            here = pages.url_path("s", target.access, target.bucket) + "/"
+        here = (
+            pages.url_path("s", target.access, target.bucket, prefix)
+            if prefix
+            else pages.url_path("s", target.access, target.bucket) + "/"
+        )
         next_href = (
             f"{here}?cursor={quote(listing.next_token, safe='')}" if listing.next_token else None
         )
