@@ -239,15 +239,17 @@ async def test_gc_and_a_drain_of_the_same_released_layout_leak_nothing(
     await api.post("/v1/object/delete", {"objectIDs": [o["objectID"]]})  # released
     await api.post("/v1/userSpace/drain", {"userSpaceID": victim})
     store = api.ctx.store
-    delete_blocks: Callable[[Iterable[LayoutRecord]], Awaitable[None]] = store.delete_blocks
+    delete_blocks: Callable[[Iterable[LayoutRecord]], Awaitable[list[tuple[int, str]]]] = (
+        store.delete_blocks
+    )
     drains: list[asyncio.Task[Any]] = []
 
-    async def drain_meanwhile(records: Iterable[LayoutRecord]) -> None:
+    async def drain_meanwhile(records: Iterable[LayoutRecord]) -> list[tuple[int, str]]:
         records = list(records)
         if not drains:
             drains.append(asyncio.ensure_future(drain_once(api.ctx.db, store)))
             await blocked_or_done(api, drains[0])
-        await delete_blocks(records)
+        return await delete_blocks(records)
 
     monkeypatch.setattr(store, "delete_blocks", drain_meanwhile)
     report = await collect_garbage(api.ctx.db, store, PAST_ANY_DELAY)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 from typing import Any
 
 from jcs_helpers import Api, create_s3_space
 
+from support.blackhole import Blackhole
 from support.s3server import S3Server, s3_server_fixture
 
 s3_server = s3_server_fixture(scope="module", bucket="jcs-functional")
@@ -68,3 +71,40 @@ async def test_s3_space_unreachable_fails_upload_cleanly(api: Api, s3_server: S3
         s3_server.start()
     assert await api.objects(pkg) == []
     assert api.all_block_files() == before_local  # the local copy was removed too
+
+
+async def test_a_read_does_not_wait_on_a_cloud_that_hangs(api: Api, s3_server: S3Server) -> None:
+    """A cloud that stops answering (its packets dropped, nothing refused)
+    held a read of a block there for the S3 client's own limits (30 s
+    without a byte, 60 s in all) before the other copy was asked. Now the
+    read asks the other copy too once it has waited its patience (about 2
+    s plus the bytes' time at 2 MB/s) and takes the first answer."""
+    relay = Blackhole(s3_server.port)
+    relay.start()
+    try:
+        name = f"s3-hang-{os.getpid()}-{id(api)}"
+        storage = {**s3_server.storage(), "endpoint": f"http://127.0.0.1:{relay.port}"}
+        space = await api.post(
+            "/v1/userSpace/create",
+            {
+                "name": name,
+                "storage": storage,
+                "credential": s3_server.credential(),
+                "rootPath": name,
+            },
+        )
+        space_id = int(space["userSpace"]["userSpaceID"])
+        pkg = await api.package("hang", {"type": "rep", "repCount": 2})
+        content = os.urandom(3 * 1024 * 1024 + 5)
+        obj = await api.upload_one(pkg, "x.bin", content, affinity=space_id)
+        # The cloud's copy is the one a read asks first (lowest latency).
+        for rec in await api.ctx.store.user_spaces(1):
+            latency = 1.0 if rec.user_space_id == space_id else 500.0
+            api.ctx.pool.note(dataclasses.replace(rec, latency_ms=latency))
+        relay.cut()
+        async with asyncio.timeout(25):  # under the client's 30 s
+            assert await api.download(obj["objectID"]) == content
+            part = await api.download(obj["objectID"], offset=1_000_000, length=10)
+        assert part == content[1_000_000:1_000_010]
+    finally:
+        relay.stop()

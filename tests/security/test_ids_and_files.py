@@ -39,6 +39,7 @@ ID_TABLES = {
     "transfer_tasks",
     "uploads",  # multipart uploads (migration 0007); their public ids are random
     "project_keys",  # macaroon API keys of projects (migration 0008)
+    "stray_blocks",  # blocks owed a delete (migration 0015)
 }
 
 

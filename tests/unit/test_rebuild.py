@@ -8,36 +8,18 @@ import asyncio
 import itertools
 import os
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
 from jointcloud.errors import NotEnoughBlocks
-from jointcloud.redundancy import stream
-from jointcloud.redundancy.cipher import new_data_key
+from jointcloud.redundancy import reader
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
 from jointcloud.redundancy.rebuild import REBUILD_AHEAD, rebuild_blocks
-from jointcloud.redundancy.stream import BlockRef, Layout, read_range, verify_block, write_blocks
+from jointcloud.redundancy.stream import BlockRef, Layout, read_range, verify_block
 from jointcloud.spaces.memory import MemorySpace
-
-SMALL_SEG = 16384
-
-
-async def chunked(data: bytes, size: int = 5000) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
-async def store(
-    policy: Redundancy, data: bytes
-) -> tuple[list[MemorySpace], list[BlockRef], Layout]:
-    spaces = [MemorySpace(f"s{i}") for i in range(policy.width)]
-    blocks = [BlockRef(i, s, f"blocks/ab/x.{i}", 100 + i) for i, s in enumerate(spaces)]
-    key = new_data_key()
-    seg = None if isinstance(policy, EcPolicy) else SMALL_SEG
-    r = await write_blocks(chunked(data), policy, blocks, key, segment_size=seg)
-    return spaces, blocks, Layout(policy, r.size, r.segment_size, r.chunk_len, key)
+from support.memblocks import SMALL_SEG
+from support.memblocks import stored as store
 
 
 async def read_all(layout: Layout, blocks: list[BlockRef]) -> bytes:
@@ -289,7 +271,7 @@ async def test_replicas_are_copied_in_runs_and_a_bad_chunk_comes_from_another(
     spaces, blocks, layout = await store(RepPolicy(3), data)
     original = spaces[0].contents()[blocks[0].key]
     c = layout.chunk_len
-    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)  # runs of 4 chunks
+    monkeypatch.setattr(reader, "READ_RUN", 4 * SMALL_SEG)  # runs of 4 chunks
     await spaces[0].delete(blocks[0].key)
     spaces[1].corrupt(blocks[1].key, at=5 * c + 3)  # segment 5, in the second run
     for sp in spaces:
@@ -316,7 +298,7 @@ async def test_a_replica_bad_throughout_is_read_once(monkeypatch: pytest.MonkeyP
     data = os.urandom(12 * SMALL_SEG + 9)
     spaces, blocks, layout = await store(RepPolicy(3), data)
     original = spaces[0].contents()[blocks[0].key]
-    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)
+    monkeypatch.setattr(reader, "READ_RUN", 4 * SMALL_SEG)
     await spaces[0].delete(blocks[0].key)
     for j in range(13):
         spaces[1].corrupt(blocks[1].key, at=j * layout.chunk_len + 1)

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointcloud.errors import BlockCorrupt, BlockNotFound, NotEnoughBlocks, SpaceUnavailable
-from jointcloud.redundancy import stream
+from jointcloud.redundancy import reader
 from jointcloud.redundancy.cipher import OVERHEAD, new_data_key
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
@@ -327,7 +327,7 @@ async def test_ec_read_with_blocks_omitted_by_caller() -> None:
 async def test_replica_reads_go_in_runs_and_a_bad_chunk_comes_from_the_next_replica(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stream, "READ_RUN", 2 * SMALL_SEG)
+    monkeypatch.setattr(reader, "READ_RUN", 2 * SMALL_SEG)
     data = os.urandom(5 * SMALL_SEG - 7)
     spaces, blocks, layout, result = await store(RepPolicy(2), data)
     c = result.chunk_len
@@ -360,7 +360,7 @@ async def test_a_run_bad_half_way_takes_only_its_rest_from_the_next_replica(
     # Every segment has one good copy: replica 0 is bad in segment 3, replica
     # 1 in segment 0, and runs are 4 segments long. Each chunk is
     # authenticated on its own, so the chunks before a bad one are kept.
-    monkeypatch.setattr(stream, "READ_RUN", 4 * SMALL_SEG)
+    monkeypatch.setattr(reader, "READ_RUN", 4 * SMALL_SEG)
     data = os.urandom(8 * SMALL_SEG)
     spaces, blocks, layout, result = await store(RepPolicy(2), data)
     c = result.chunk_len
@@ -545,7 +545,7 @@ async def test_verify_block_reads_in_runs_and_names_the_bad_chunk(
     data = os.urandom(7 * seg_size(policy) + 11)
     spaces, blocks, layout, result = await store(policy, data)
     c = result.chunk_len
-    monkeypatch.setattr(stream, "READ_RUN", 3 * c)
+    monkeypatch.setattr(reader, "READ_RUN", 3 * c)
     block = blocks[1]  # EC: a data fragment with its own nonce index
     spaces[1].stats.read_log = []
     await verify_block(layout, block)
@@ -601,7 +601,7 @@ async def test_abandoned_read_cancels_prefetch() -> None:
 async def test_read_ahead_bounds_reads_in_flight(monkeypatch: pytest.MonkeyPatch) -> None:
     """A reader that stores what it reads (part copy, recode) asks for one
     read ahead: no more is held than that, and every byte still comes."""
-    monkeypatch.setattr(stream, "READ_RUN", SMALL_SEG)  # a read per segment
+    monkeypatch.setattr(reader, "READ_RUN", SMALL_SEG)  # a read per segment
     data = os.urandom(8 * SMALL_SEG)
     spaces, blocks, layout, _ = await store(NonePolicy(), data)
     for depth in (1, READ_AHEAD):
@@ -691,7 +691,7 @@ async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
     spaces, blocks = _local_spaces(tmp_path, "ab")
     data = os.urandom(REPLICA_SEGMENT)  # one segment: one run of CACHED_RUN bytes
     layout = await _stored(blocks, data)
-    assert layout.chunk_len == stream.CACHED_RUN
+    assert layout.chunk_len == reader.CACHED_RUN
     assert await read_all(layout, blocks) == data
     assert threaded == []
     _evict(spaces[0], blocks[0].key)

@@ -33,8 +33,9 @@ from jointcloud.core.renewal import Renewals
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError, SpaceMoved
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts, layouts, spacestate
+from jointcloud.meta import accounts, layouts, spacestate, strays
 from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
 from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 from jointcloud.redundancy.stream import (
@@ -225,6 +226,7 @@ class BlockStore:
             layout_id = await layouts.create_pending(
                 conn, policy, self.master.wrap_data_key(data_key), plan
             )
+        left: list[BlockRef] = []
         try:
             refs = [
                 BlockRef(index=i, space=await self.pool.get(s), key=k, space_id=s.user_space_id)
@@ -233,11 +235,18 @@ class BlockStore:
             async with self.renewals.held():
                 renewal.join([layout_id], [(ref.space, ref.key) for ref in refs])
                 result = await write_blocks(
-                    source, policy, refs, data_key, checksums=[str(a) for a in checksums]
+                    source,
+                    policy,
+                    refs,
+                    data_key,
+                    checksums=[str(a) for a in checksums],
+                    undeleted=left,
                 )
         except BaseException:
-            # write_blocks already removed what it wrote; drop the intent rows.
-            await asyncio.shield(self._drop_rows([layout_id]))
+            # write_blocks already removed what it wrote (``left``: what it
+            # could not); drop the intent rows.
+            owed = [(ref.space_id, ref.key) for ref in left]
+            await asyncio.shield(self._drop_rows([layout_id], owed=owed))
             raise
         return _staged(layout_id, result, plan)
 
@@ -325,7 +334,7 @@ class BlockStore:
             layout_ids = await layouts.create_pending_many(conn, policy, intents)
         renewal.join(layout_ids)
         writing: asyncio.Future[None] | None = None
-        targets: list[tuple[Space, str]] = []
+        targets: list[tuple[int, str]] = []
         try:
             encoded = await encode_many(
                 list(zip(datas, keys, strict=True)), policy, [str(a) for a in checksums]
@@ -335,7 +344,7 @@ class BlockStore:
             for (_, blocks), plan in zip(encoded, plans, strict=True):
                 for (i, _, key), block in zip(plan, blocks, strict=True):
                     items.append((opened[i], key, block))
-            targets = [(space, key) for space, key, _ in items]
+            targets = [(sid, key) for plan in plans for _, sid, key in plan]
             writing = asyncio.ensure_future(put_blocks(items))
             await asyncio.shield(writing)
         except BaseException:
@@ -349,29 +358,19 @@ class BlockStore:
     async def _undo_many(
         self,
         writing: asyncio.Future[None] | None,
-        targets: Sequence[tuple[Space, str]],
+        targets: Sequence[tuple[int, str]],
         layout_ids: Sequence[int],
     ) -> None:
         """After a failed batch: wait until no put runs, delete every block it
-        may have written, then its rows (like ``stage``'s error path)."""
+        may have written, then its rows (like ``stage``'s error path); the
+        blocks not deleted are owed with them."""
+        left: list[tuple[int, str]] = []
         if writing is not None:
             await asyncio.wait([writing])
             if not writing.cancelled():
                 writing.exception()  # retrieved: the caller re-raises its own error
-        gate = asyncio.Semaphore(PUT_PARALLEL)
-
-        async def delete(space: Space, key: str) -> None:
-            async with gate:
-                try:
-                    await space.delete(key)
-                except Exception as exc:
-                    log.warning(
-                        "could not delete block of a failed upload", key=key, error=str(exc)
-                    )
-
-        if writing is not None:
-            await asyncio.gather(*(delete(space, key) for space, key in targets))
-        await self._drop_rows(layout_ids)
+            left = await self.delete_keys(targets)
+        await self._drop_rows(layout_ids, owed=left)
 
     async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
         """Which of ``chosen`` cannot be reached now: marked Unavailable
@@ -412,9 +411,14 @@ class BlockStore:
         async with self.db.read() as conn:
             return await accounts.list_spaces(conn, user_id)
 
-    async def _drop_rows(self, layout_ids: Sequence[int]) -> None:
+    async def _drop_rows(
+        self, layout_ids: Sequence[int], owed: Sequence[tuple[int, str]] = ()
+    ) -> None:
+        """Drop layouts' rows; ``owed``: their blocks not deleted, remembered
+        in the same transaction (none is then forgotten nor owed twice)."""
         async with self.db.write() as conn:
             await layouts.delete_layouts(conn, layout_ids)
+            await strays.owe(conn, owed, now())
 
     async def settle(self, committing: asyncio.Future[Any], staged: Sequence[StagedLayout]) -> None:
         """Once the commit of ``staged`` has ended: discard them unless it
@@ -454,27 +458,58 @@ class BlockStore:
             gone = [s for s in staged if s.inline is None and s.layout_id not in rows]
             if gone:
                 log.warning("discarding blocks of a layout GC took while it was written")
-            await self.delete_blocks([*records.values(), *gone])
+            left = await self.delete_blocks(records.values())
+            left_gone = await self.delete_blocks(gone)
             if records:
-                await self._drop_rows(list(records))
+                await self._drop_rows(list(records), owed=left)
+            await self.owe(left_gone)
         except Exception as exc:
             # Left pending: GC removes them after its delay. The error that
             # made the caller discard is the one it reports, not this one.
             log.warning("discarding staged layouts failed; GC will", error=repr(exc))
 
-    async def delete_blocks(self, records: Iterable[LayoutRecord | StagedLayout]) -> None:
-        """Delete the blocks of ``records``, several at once."""
+    async def delete_blocks(
+        self, records: Iterable[LayoutRecord | StagedLayout]
+    ) -> list[tuple[int, str]]:
+        """Delete the blocks of ``records``, several at once; returns the
+        (space id, key) of those that could not be deleted, for the caller
+        to owe (``strays.owe``) in the transaction that drops their rows."""
+        return await self.delete_keys([(b.user_space_id, b.key) for r in records for b in r.blocks])
+
+    async def delete_keys(self, blocks: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Delete (space id, key) blocks, several at once; the ones that
+        could not be deleted (a space that is Unavailable is not asked)."""
         gate = asyncio.Semaphore(PUT_PARALLEL)
 
-        async def one(space_id: int, key: str) -> None:
+        async def one(space_id: int, key: str) -> bool:
+            rec = self.pool.records.get(space_id)
+            if rec is not None and rec.state == SpaceState.UNAVAILABLE:
+                return False
             async with gate:
                 try:
                     space = await self.pool.get_by_id(space_id)
                     await space.delete(key)
-                except Exception as exc:  # GC retries later
+                    return True
+                except Exception as exc:  # owed: GC deletes it when the space answers
                     log.warning("block delete failed", key=key, error=str(exc))
+                    return False
 
-        await asyncio.gather(*(one(b.user_space_id, b.key) for r in records for b in r.blocks))
+        done = await asyncio.gather(*(one(sid, key) for sid, key in blocks))
+        return [b for b, ok in zip(blocks, done, strict=True) if not ok]
+
+    async def owe(self, blocks: Sequence[tuple[int, str]]) -> None:
+        """Remember blocks let go of but not deleted, for GC to delete once
+        their space answers; in a transaction of its own, for blocks whose
+        rows are already gone or moved."""
+        if not blocks:
+            return
+        try:
+            async with self.db.write() as conn:
+                await strays.owe(conn, blocks, now())
+        except Exception as exc:  # then only fsck --repair finds them
+            log.warning(
+                "could not remember blocks to delete later", count=len(blocks), error=repr(exc)
+            )
 
     async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
         refs = []

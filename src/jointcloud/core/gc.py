@@ -5,6 +5,11 @@ abandoned multipart part) or when an upload crashed before committing. After
 a safety delay — long enough for in-flight reads of the old content to end —
 its blocks are deleted from the spaces and then its rows.
 
+A block that cannot be deleted then (its cloud unreachable or Unavailable)
+is owed (``meta.strays``) rather than forgotten with its rows, and every
+pass deletes the blocks owed on spaces that are Normal or Draining again,
+whoever let them go (GC, repair, drain, a failed upload).
+
 The same pass drops multipart uploads abandoned for longer than the multipart
 expiry (their parts become garbage like any layout), removes what crashed
 writers left in the spaces (temporary files older than the delay), and
@@ -24,7 +29,7 @@ from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.gcholds import forget_stale
 from jointcloud.core.models import SpaceState
 from jointcloud.errors import DomainError
-from jointcloud.meta import catalog, layouts, spacestate, transfers, uploads
+from jointcloud.meta import catalog, layouts, spacestate, strays, transfers, uploads
 from jointcloud.meta import keys as keyrepo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -39,6 +44,8 @@ class GcReport:
     credentials: int = 0  # expired S3 credentials (auth records) removed
     tasks: int = 0  # transfer tasks finished more than TASKS_KEPT ago, removed
     healed: int = 0  # layouts released while still referenced, made live again
+    owed: int = 0  # blocks let go of but not deleted (space unreachable): owed
+    strays: int = 0  # blocks owed by earlier passes (or repair, drain...), deleted now
 
 
 log = structlog.get_logger(__name__)
@@ -47,6 +54,8 @@ BLOCK_AREAS = ("blocks", ".jcs-probe")
 # How long a finished transfer task stays listed: every inline import and
 # export leaves one, and a user's list would grow without end.
 TASKS_KEPT = timedelta(days=7)
+# Owed blocks deleted per transaction that forgets them.
+STRAY_BATCH = 500
 # The longest any GC waits, whatever delay is set or announced: a century.
 LONGEST_WAIT = timedelta(days=36_500)
 # How long expired S3 credentials stay: until then their id answers
@@ -68,6 +77,25 @@ async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
         async with db.write() as conn:
             dropped += await catalog.abandon_upload(conn, before, placeholder=object_id)
     return dropped
+
+
+async def _pay_strays(db: Database, store: BlockStore) -> int:
+    """Delete blocks owed on spaces that answer again, ``STRAY_BATCH`` at a
+    time until none is left that can be deleted now; how many."""
+    paid = 0
+    while True:
+        async with db.read() as conn:
+            spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
+            rows = await strays.owed(conn, [s.user_space_id for s in spaces], STRAY_BATCH)
+        if not rows:
+            return paid
+        left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))
+        done = [row_id for row_id, sid, key in rows if (sid, key) not in left]
+        async with db.write() as conn:
+            await strays.settle(conn, done)
+        paid += len(done)
+        if left:  # a space that fails now: the next pass tries again
+            return paid
 
 
 async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> int:
@@ -109,6 +137,7 @@ async def collect_garbage(
     if multipart_expiry is not None:
         report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
     report.temp_files = await _sweep_spaces(db, store, await cutoff())
+    report.strays = await _pay_strays(db, store)
     await forget_stale(db)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(
@@ -135,9 +164,12 @@ async def collect_garbage(
                 records = await layouts.load(conn, [layout_id])
                 # Blocks first, rows after: a crash in between leaves rows that
                 # point at already-deleted blocks, which the next run finishes.
-                await store.delete_blocks(records.values())
+                # The blocks not deleted are owed in the same transaction.
+                left = await store.delete_blocks(records.values())
                 await layouts.delete_layouts(conn, [layout_id])
+                await strays.owe(conn, left, now())
             report.layouts += 1
-            report.blocks += sum(len(r.blocks) for r in records.values())
+            report.blocks += sum(len(r.blocks) for r in records.values()) - len(left)
+            report.owed += len(left)
             if progress is not None:
                 progress(report.layouts, 0, f"{report.blocks} blocks removed")

@@ -22,7 +22,9 @@ touched.
 4. one write transaction swaps each block row with a compare-and-swap on its
    old location (a concurrent repair, drain or GC wins: our new block is
    deleted) and drops the intent rows.
-5. the old block is deleted, best effort, unless its space is Unavailable.
+5. the old block is deleted; when its space is Unavailable, or the delete
+   fails, it is owed (``meta.strays``) and GC deletes it once the space
+   answers.
 
 Degraded reads report skipped blocks through ``note_bad_block`` (a sync hook
 on the read path): reports are coalesced and queued from a background task,
@@ -51,9 +53,10 @@ from jointcloud.errors import (
     NotEnoughBlocks,
     SpaceError,
 )
-from jointcloud.meta import accounts, layouts, repairs, spacestate, sweeps
+from jointcloud.meta import accounts, layouts, repairs, spacestate, strays, sweeps
 from jointcloud.meta.db import Database
 from jointcloud.meta.repairs import RepairItem as RepairItem  # the queue's rows, for jobs/
+from jointcloud.meta.rows import now
 from jointcloud.redundancy.policy import Redundancy
 from jointcloud.redundancy.rebuild import rebuild_blocks
 from jointcloud.redundancy.stream import (
@@ -484,12 +487,15 @@ class RepairService:
                 else:
                     lost.append(t)
             await layouts.delete_layouts(conn, [intent])
-        for t in lost:
-            await self._delete(t.space_id, t.key)
-        for m in moves:
-            old = ex.spaces.get(m.old_space)
-            if old is not None and old.state != SpaceState.UNAVAILABLE:
-                await self._delete(m.old_space, m.old_key)
+            # An old block on a space that is Unavailable cannot be deleted
+            # now: owed with the swap, GC deletes it when the space is back.
+            away = {m.old_space for m in moves if _unavailable(ex.spaces.get(m.old_space))}
+            await strays.owe(
+                conn, [(m.old_space, m.old_key) for m in moves if m.old_space in away], now()
+            )
+        unneeded = [(t.space_id, t.key) for t in lost]
+        unneeded += [(m.old_space, m.old_key) for m in moves if m.old_space not in away]
+        await self.store.owe(await self.store.delete_keys(unneeded))
         return moves
 
     async def _drop_intent(self, intent: int) -> None:
@@ -498,13 +504,6 @@ class RepairService:
                 await layouts.delete_layouts(conn, [intent])
         except Exception as exc:  # GC removes the pending rows after its delay
             log.warning("could not drop repair intent", intent=intent, error=str(exc))
-
-    async def _delete(self, space_id: int, key: str) -> None:
-        try:
-            space = await self.pool.get_by_id(space_id)
-            await space.delete(key)
-        except Exception as exc:  # fsck reports what is left as an orphan
-            log.warning("could not delete replaced block", key=key, error=str(exc))
 
     # --- periodic scan --------------------------------------------------------
 
@@ -527,3 +526,7 @@ class RepairService:
                 break
             after = found[-1]
         return added
+
+
+def _unavailable(space: UserSpace | None) -> bool:
+    return space is not None and space.state == SpaceState.UNAVAILABLE

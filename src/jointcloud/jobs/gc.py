@@ -35,7 +35,9 @@ class GcJob:
     async def run_once(self, progress: Progress) -> JobResult:
         report = await self.collect(self.delay, progress, multipart_expiry=self.multipart_expiry)
         return JobResult(
-            f"removed {report.blocks} blocks of {report.layouts} unreferenced layouts, "
+            f"removed {report.blocks} blocks of {report.layouts} unreferenced layouts "
+            f"({report.owed} owed until their space answers), "
+            f"{report.strays} blocks owed before, "
             f"{report.uploads} abandoned multipart uploads, "
             f"{report.temp_files} leftover temporary files, "
             f"{report.credentials} expired S3 credentials, "

@@ -153,4 +153,6 @@ async def count_blocks_in_space(conn: AsyncConnection, space_id: int) -> int:
 
 
 async def delete_space(conn: AsyncConnection, space_id: int) -> None:
+    # What it was owed goes with it (the foreign key cascades where enforced).
+    await conn.execute(delete(t.stray_blocks).where(t.stray_blocks.c.user_space_id == space_id))
     await conn.execute(delete(t.user_spaces).where(t.user_spaces.c.id == space_id))

@@ -313,6 +313,25 @@ gc_holds = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False),
 )
 
+# Blocks nothing references that could not be deleted when they were let go
+# (their cloud unreachable or Unavailable): GC deletes them once the space
+# answers (0015). Block keys are never reused, so a late delete is safe.
+stray_blocks = Table(
+    "stray_blocks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "user_space_id",
+        Id,
+        ForeignKey("user_spaces.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("key", String(1024), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,
+)
+
 # Layouts that need their redundancy restored (missing, corrupt, or on a
 # draining space), fed by degraded reads, scrub, health and fsck.
 repair_queue = Table(

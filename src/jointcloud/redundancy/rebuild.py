@@ -33,17 +33,9 @@ from collections.abc import Sequence
 from jointcloud.errors import BlockCorrupt, NotEnoughBlocks, SpaceError
 from jointcloud.redundancy.cipher import ChunkCipher
 from jointcloud.redundancy.erasure import ErasureCodec
+from jointcloud.redundancy.reader import _flattened, _payload, _prefetched, _read_run, _runs
 from jointcloud.redundancy.segments import BlockRef, Layout, _Geometry
-from jointcloud.redundancy.stream import (
-    _commit,
-    _discard,
-    _flattened,
-    _open,
-    _payload,
-    _prefetched,
-    _read_run,
-    _runs,
-)
+from jointcloud.redundancy.stream import _commit, _discard, _open
 from jointcloud.redundancy.tasks import _cpu, _run_all
 from jointcloud.spaces.base import BlockWriter
 

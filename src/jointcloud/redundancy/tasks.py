@@ -1,5 +1,6 @@
-"""How the data path runs its work: CPU work in its own thread pool, and
-concurrent awaits that leave nothing running behind when one fails.
+"""How the data path runs its work: CPU work in its own thread pool,
+concurrent awaits that leave nothing running behind when one fails, and
+attempts raced against each other (hedged reads).
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 # CPU work (hashing, AES, EC) runs here, off the event loop and apart from the
 # default executor that spaces use for file I/O.
@@ -54,3 +56,39 @@ def _forget(task: asyncio.Future[Any] | None) -> None:
         return
     task.cancel()
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+class Attempts(Generic[K, T]):
+    """Attempts at one thing, in flight together, keyed by whom they ask (a
+    block): a hedged read starts the next block's when the ones in flight
+    are slow, and takes the first answers. ``cancel`` forgets the rest."""
+
+    def __init__(self, attempt: Callable[[K], Awaitable[T]]) -> None:
+        self._attempt = attempt
+        self._pending: dict[asyncio.Future[T], K] = {}
+
+    def start(self, key: K) -> None:
+        self._pending[asyncio.ensure_future(self._attempt(key))] = key
+
+    @property
+    def in_flight(self) -> list[K]:
+        return list(self._pending.values())
+
+    async def ended(self, patience: float | None) -> list[tuple[K, asyncio.Future[T]]]:
+        """The attempts that have ended, in the order they were started,
+        waiting up to ``patience`` seconds (None: for as long as it takes)
+        for the first; ``[]`` when none ended in time."""
+        if not self._pending:
+            raise RuntimeError("no attempt in flight")
+        done, _ = await asyncio.wait(
+            self._pending, timeout=patience, return_when=asyncio.FIRST_COMPLETED
+        )
+        ended = [(key, fut) for fut, key in self._pending.items() if fut in done]
+        for _, fut in ended:
+            del self._pending[fut]
+        return ended
+
+    def cancel(self) -> None:
+        for fut in self._pending:
+            _forget(fut)
+        self._pending.clear()

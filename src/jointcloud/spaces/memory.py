@@ -7,7 +7,7 @@ under a sub-directory sharing the same dict, like ``rootPath`` in a real bucket.
 For tests and benchmarks (every view of one space shares them): ``available``
 is a fault switch (when ``False`` every operation raises ``SpaceUnavailable``),
 ``faults`` injects narrower failures (reads, writes after a count, commits) and
-hooks before each write (a delay, a gate), ``stats`` counts what was asked of
+hooks before each read and write (a delay, a gate), ``stats`` counts what was asked of
 the space, and ``contents``/``corrupt`` look at and damage the stored bytes.
 """
 
@@ -34,12 +34,14 @@ class Faults:
     ``read_stream``) fail with ``fail_reads``; a writer's ``write`` fails once
     the space has seen ``fail_writes_after`` of them; ``commit`` fails with
     ``fail_commit``. ``before_write`` is awaited before every ``write`` of a
-    writer: a delay, or a gate a test opens when it wants."""
+    writer, ``before_read`` before every ``read``: a delay, or a gate a test
+    opens when it wants (a cloud that hangs)."""
 
     fail_reads: bool = False
     fail_writes_after: int | None = None
     fail_commit: bool = False
     before_write: Callable[[], Awaitable[None]] | None = None
+    before_read: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -211,6 +213,8 @@ class MemorySpace:
         self._store(key, bytes(data))
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if self.faults.before_read is not None:
+            await self.faults.before_read()
         data = self._read(key, offset, length)
         end = len(data) if length is None else offset + length
         out = data[offset:end]

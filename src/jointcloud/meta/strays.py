@@ -1,0 +1,51 @@
+"""Blocks owed a delete (table ``stray_blocks``): let go of (nothing
+references them) while their space could not delete them. A row is written
+in the transaction that lets its block go (drops or moves its block row),
+and block keys are never reused, so a stray is never a live block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jointcloud.meta import tables as t
+from jointcloud.meta.layouts import chunks
+
+S = t.stray_blocks
+
+
+async def owe(conn: AsyncConnection, blocks: Iterable[tuple[int, str]], at: datetime) -> int:
+    """Remember ``(space id, key)`` pairs to delete later; how many."""
+    rows = [{"user_space_id": sid, "key": key, "since": at} for sid, key in blocks]
+    if rows:
+        await conn.execute(insert(S), rows)
+    return len(rows)
+
+
+async def owed(
+    conn: AsyncConnection, space_ids: Sequence[int], limit: int
+) -> list[tuple[int, int, str]]:
+    """Up to ``limit`` of the blocks owed on ``space_ids``, oldest first:
+    (row id, space id, key)."""
+    if not space_ids:
+        return []
+    q = (
+        select(S.c.id, S.c.user_space_id, S.c.key)
+        .where(S.c.user_space_id.in_(list(space_ids)))
+        .order_by(S.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), int(r.user_space_id), str(r.key)) for r in await conn.execute(q)]
+
+
+async def settle(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Forget blocks deleted."""
+    for part in chunks(list(ids)):
+        await conn.execute(delete(S).where(S.c.id.in_(list(part))))
+
+
+async def count(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.count()).select_from(S))).scalar_one())

@@ -1,0 +1,156 @@
+"""Reads that do not wait on a block whose cloud hangs (redundancy/reader.py):
+once a read has waited its patience, the next block is asked as well and
+the first answer is taken; the slow block is asked last for the rest of
+that read, and is not reported as bad."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from jointcloud.errors import SpaceUnavailable
+from jointcloud.redundancy import reader
+from jointcloud.redundancy.policy import EcPolicy, RepPolicy
+from jointcloud.redundancy.stream import BlockRef, Layout, read_range
+from support.memblocks import SMALL_SEG as SEG
+from support.memblocks import stored
+
+# Far longer than any read here takes when it is not kept waiting: a read
+# that waits on a hung block at all fails the test.
+BOUND = 20.0
+
+
+@pytest.fixture(autouse=True)
+def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "HEDGE_SECONDS", 0.05)
+    monkeypatch.setattr(reader, "HEDGE_RATE", 10**12)
+    monkeypatch.setattr(reader, "READ_RUN", SEG)  # a replica read per segment
+
+
+def hung(asked: list[int]) -> Callable[[], Awaitable[None]]:
+    """A cloud that takes the request and never answers."""
+
+    async def hang() -> None:
+        asked.append(1)
+        await asyncio.Event().wait()
+
+    return hang
+
+
+async def read_all(
+    layout: Layout, blocks: list[BlockRef], reports: list[tuple[int, Exception]], *args: int
+) -> bytes:
+    offset, length = (args[0], args[1]) if args else (0, None)
+    chunks = read_range(
+        layout, blocks, offset, length, on_bad_block=lambda i, e: reports.append((i, e))
+    )
+    async with asyncio.timeout(BOUND):
+        return b"".join([c async for c in chunks])
+
+
+async def nothing_left_running() -> None:
+    """The asks that lost were cancelled: no task of the read is left."""
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=5)
+    assert all(t.done() for t in others)
+
+
+async def test_a_hung_replica_is_outrun_and_asked_last_from_then_on() -> None:
+    data = os.urandom(8 * SEG)
+    spaces, blocks, layout = await stored(RepPolicy(3), data)
+    asked: list[int] = []
+    spaces[0].faults.before_read = hung(asked)
+    reports: list[tuple[int, Exception]] = []
+    assert await read_all(layout, blocks, reports) == data
+    assert reports == []  # slow is not bad: its bytes are not known to be wrong
+    # only the reads started before the first was outrun asked it
+    assert 1 <= len(asked) <= reader.READ_AHEAD
+    assert spaces[1].stats.reads == 8 and spaces[2].stats.reads == 0
+    await nothing_left_running()
+
+
+async def test_the_first_answer_wins_even_from_the_block_asked_first() -> None:
+    """A slow replica that answers before the one asked after it is taken."""
+    data = os.urandom(SEG)
+    spaces, blocks, layout = await stored(RepPolicy(2), data)
+    gate = asyncio.Event()
+
+    async def slow() -> None:
+        await gate.wait()
+
+    async def hang_but_release_the_first() -> None:
+        gate.set()
+        await asyncio.Event().wait()
+
+    spaces[0].faults.before_read = slow
+    spaces[1].faults.before_read = hang_but_release_the_first
+    reports: list[tuple[int, Exception]] = []
+    assert await read_all(layout, blocks, reports) == data
+    assert reports == []
+    assert spaces[0].stats.reads == 1
+    await nothing_left_running()
+
+
+async def test_a_failing_replica_is_reported_while_a_hung_one_is_outrun() -> None:
+    data = os.urandom(3 * SEG)
+    spaces, blocks, layout = await stored(RepPolicy(3), data)
+    spaces[0].faults.before_read = hung([])
+    spaces[1].faults.fail_reads = True
+    reports: list[tuple[int, Exception]] = []
+    assert await read_all(layout, blocks, reports) == data
+    assert [(i, type(e)) for i, e in reports] == [(1, SpaceUnavailable)]
+    await nothing_left_running()
+
+
+@pytest.mark.parametrize("hung_index", [0, 2, 4])  # data fragments 0 and 2, parity 4
+async def test_ec_reads_around_a_hung_fragment(hung_index: int) -> None:
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(3 * policy.segment_size + 100)
+    spaces, blocks, layout = await stored(policy, data)
+    asked: list[int] = []
+    spaces[hung_index].faults.before_read = hung(asked)
+    reports: list[tuple[int, Exception]] = []
+    assert await read_all(layout, blocks, reports) == data
+    # a range held by fragment 2 of segment 1 alone
+    off = policy.segment_size + 2 * 4096 + 7
+    assert await read_all(layout, blocks, reports, off, 100) == data[off : off + 100]
+    assert reports == []
+    if hung_index >= 4:
+        assert asked == []  # parity is not asked while the data fragments answer
+    await nothing_left_running()
+
+
+async def test_ec_with_fewer_than_k_answering_fragments_waits_for_the_slow_ones() -> None:
+    """Hedging never gives up on a slow fragment the read still needs: with
+    two of three fragments slow (k = 2), the read takes them when they
+    answer."""
+    policy = EcPolicy(2, 3, 4096)
+    data = os.urandom(2 * policy.segment_size)
+    spaces, blocks, layout = await stored(policy, data)
+    gate = asyncio.Event()
+
+    async def slow() -> None:
+        await gate.wait()
+
+    spaces[0].faults.before_read = slow
+    spaces[1].faults.before_read = slow
+    parity_asked = asyncio.Event()
+
+    async def ask_parity() -> None:
+        parity_asked.set()
+
+    spaces[2].faults.before_read = ask_parity  # asked when the others were slow
+    spaces[2].faults.fail_reads = True  # and it fails
+    reports: list[tuple[int, Exception]] = []
+    reading = asyncio.ensure_future(read_all(layout, blocks, reports))
+    async with asyncio.timeout(BOUND):
+        await parity_asked.wait()
+    assert not reading.done()
+    gate.set()
+    assert await reading == data
+    assert [i for i, _ in reports] == [2]
+    await nothing_left_running()
