@@ -288,6 +288,34 @@ async def test_unreachable_space(api: Api) -> None:
     assert (await fsck(api.ctx)).clean
 
 
+async def test_a_layout_on_a_space_that_does_not_answer_is_unreadable_not_lost(
+    api: Api,
+) -> None:
+    """Its only block is not known to be gone: fsck says so, rather than
+    "lost" (found by review: an operator running fsck while a cloud was
+    down was told its objects were lost)."""
+    ids = await _store(api)
+    layout_id, index, path = (await _block_paths(api, ids["none"]))[0]
+    space_root = next(root for root in api.spaces.values() if path.is_relative_to(root))
+    moved = space_root.with_name(space_root.name + "-away")
+    space_root.rename(moved)
+    space_root.write_bytes(b"not a directory any more")
+    try:
+        report = await fsck(api.ctx)
+    finally:
+        space_root.unlink()
+        moved.rename(space_root)
+    kinds = _kinds(report)
+    assert ("unreadable", layout_id, None) in kinds and ("unreachable", layout_id, index) in kinds
+    assert not any(kind == "lost" for kind, _, _ in kinds)
+    finding = next(f for f in report.findings if f.kind == "unreadable")
+    assert (
+        finding.detail == "0 of 1 blocks intact, 1 needed to read, 1 on spaces that did not answer"
+    )
+    assert "1 unreadable until their spaces answer" in report.summary()
+    assert (await fsck(api.ctx)).clean
+
+
 # --- the command line ------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import pytest
 from jcs_helpers import Api
 
 from jointcloud.core.authz import Principal
+from jointcloud.core.fsck import fsck
 from jointcloud.errors import SpaceUnavailable
 from jointcloud.jobs.registry import build_runner
 from jointcloud.jobs.repair import RepairResult
@@ -75,6 +76,11 @@ async def test_gc_owes_a_block_it_cannot_delete_and_deletes_it_later(
 
     report = await api.gc()  # the space still fails: still owed
     assert (report.strays, await owed(api)) == (0, 1)
+    # fsck sees an orphan (once older than the GC delay), and says GC will delete it
+    [left] = api.block_files()[other]
+    os.utime(left, (1, 1))
+    [orphan] = (await fsck(api.ctx)).findings
+    assert (orphan.kind, orphan.detail) == ("orphan", "owed: GC deletes it")
     monkeypatch.undo()
     report = await api.gc()
     assert report.strays == 1

@@ -164,9 +164,9 @@ def fsck_command(
     """Check the metadata against the blocks in every user space.
 
     Reports missing, corrupt, unreachable, orphan (no layout references them)
-    and under-replicated blocks, and objects inconsistent with their parts
-    (with --deep: with their recorded hash too), in a table and a summary
-    line.
+    and under-replicated blocks, layouts lost or unreadable until their
+    spaces answer, and objects inconsistent with their parts (with --deep:
+    with their recorded hash too), in a table and a summary line.
 
     Exit status: 0 when everything is clean, 1 when problems were found (or
     the check itself failed: then an error line is printed on stderr).

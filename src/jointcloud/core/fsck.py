@@ -5,7 +5,9 @@ absent is *missing*, a size other than the layout's geometry gives is
 *corrupt*, a space that errors makes it *unreachable*; with ``deep`` every
 chunk is read and authenticated as well (``verify_block``), so a flipped byte
 is *corrupt* too. A layout with fewer intact blocks than its policy's width is
-*under-replicated*; with fewer than it needs to be read it is *lost*.
+*under-replicated*; with fewer than it needs to be read it is *lost*, or
+*unreadable* when its unreachable blocks would make up the difference (a
+space that does not answer now has not lost them).
 
 Then every key under ``blocks/`` in every space is listed: a key no block row
 points at (of any layout: pending, live or released) is an *orphan*. Keys
@@ -49,7 +51,7 @@ import structlog
 from jointcloud.core.models import INLINE_KEY, BlockRecord, LayoutRecord, UserSpace
 from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, NotFound
 from jointcloud.meta import fsck as repo
-from jointcloud.meta import layouts, repairs
+from jointcloud.meta import layouts, repairs, strays
 from jointcloud.redundancy.stream import (
     BlockRef,
     decode_whole,
@@ -69,7 +71,16 @@ KEYS_BATCH = 500  # listed keys looked up in the metadata at once
 CONCURRENCY = 16  # blocks checked at once
 
 # Finding kinds, in the order a report shows them.
-KINDS = ("lost", "inconsistent", "under-replicated", "missing", "corrupt", "unreachable", "orphan")
+KINDS = (
+    "lost",
+    "unreadable",
+    "inconsistent",
+    "under-replicated",
+    "missing",
+    "corrupt",
+    "unreachable",
+    "orphan",
+)
 _BLOCK_BAD = ("missing", "corrupt", "unreachable")
 
 
@@ -118,6 +129,8 @@ class FsckReport:
         )
         if c["lost"]:
             line += f", {c['lost']} lost"
+        if c["unreadable"]:
+            line += f", {c['unreadable']} unreadable until their spaces answer"
         if c["inconsistent"]:
             line += f", {c['inconsistent']} inconsistent objects"
         if c["unreachable"]:
@@ -212,9 +225,12 @@ class _Checker:
         batch: list[Entry] = []
         orphans: list[str] = []
 
+        owed: set[str] = set()
+
         async def judge() -> None:
             async with self.ctx.db.read() as conn:
                 known = await repo.referenced_keys(conn, ids, [e.key for e in batch])
+                owed.update(await strays.owed_keys(conn, ids, [e.key for e in batch]))
             for e in batch:
                 if e.key in known:
                     continue
@@ -245,7 +261,7 @@ class _Checker:
                     owner.user_space_id,
                     owner.name,
                     key,
-                    "deleted" if key in deleted else "",
+                    "deleted" if key in deleted else "owed: GC deletes it" if key in owed else "",
                 )
             )
 
@@ -375,8 +391,15 @@ class _Checker:
         width, needed = rec.policy.width, rec.policy.needed
         if intact >= width:
             return False
+        away = len({s.block.index for s in statuses if s.state == "unreachable"})
         detail = f"{intact} of {width} blocks intact, {needed} needed to read"
-        kind = "lost" if intact < needed else "under-replicated"
+        kind = "under-replicated"
+        if intact < needed:
+            # Blocks on spaces that do not answer now are not known to be
+            # gone: with them the layout may read again.
+            kind = "unreadable" if intact + away >= needed else "lost"
+            if away:
+                detail += f", {away} on spaces that did not answer"
         self.report.findings.append(Finding(kind, rec.layout_id, None, None, "", "", detail))
         return kind == "under-replicated"
 

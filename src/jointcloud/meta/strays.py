@@ -41,6 +41,17 @@ async def owed(
     return [(int(r.id), int(r.user_space_id), str(r.key)) for r in await conn.execute(q)]
 
 
+async def owed_keys(
+    conn: AsyncConnection, space_ids: Sequence[int], keys: Sequence[str]
+) -> set[str]:
+    """Which of ``keys`` (listed in a location ``space_ids`` share) are owed."""
+    found: set[str] = set()
+    for part in chunks(list(keys)):
+        q = select(S.c.key).where(S.c.user_space_id.in_(list(space_ids)), S.c.key.in_(list(part)))
+        found.update(str(r.key) for r in await conn.execute(q))
+    return found
+
+
 async def settle(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Forget blocks deleted."""
     for part in chunks(list(ids)):
