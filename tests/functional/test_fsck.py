@@ -292,8 +292,8 @@ async def test_a_layout_on_a_space_that_does_not_answer_is_unreadable_not_lost(
     api: Api,
 ) -> None:
     """Its only block is not known to be gone: fsck says so, rather than
-    "lost" (found by review: an operator running fsck while a cloud was
-    down was told its objects were lost)."""
+    "lost" (an operator running fsck while a cloud was down, or without the
+    server's JCS_ALLOW_PRIVATE_ENDPOINTS, was told its objects were lost)."""
     ids = await _store(api)
     layout_id, index, path = (await _block_paths(api, ids["none"]))[0]
     space_root = next(root for root in api.spaces.values() if path.is_relative_to(root))
