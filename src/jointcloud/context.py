@@ -17,6 +17,8 @@ from jointcloud.core.accounts import AccountService
 from jointcloud.core.authz import Principal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import BucketService, PackageService
+from jointcloud.core.health import HealthWaker
+from jointcloud.core.jobstate import JobBoard
 from jointcloud.core.models import User
 from jointcloud.core.multipart import MultipartService
 from jointcloud.core.objects import ObjectService
@@ -85,6 +87,7 @@ class Context:
     tasks: TaskRunner
     transfers: TransferService
     outbound: OutboundGuard
+    health: HealthWaker
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -108,6 +111,8 @@ class Context:
         )
         repair = RepairService(db, store, pool)
         store.on_bad_block = repair.note_bad_block  # degraded reads queue repair
+        health = HealthWaker(JobBoard(db))
+        store.on_slow_space = health.note_slow_space  # hedged reads ask for a probe
         spaces = UserSpaceService(db, pool)
         objects = ObjectService(db, packages, store)
         tasks = TaskRunner(db, pool, objects)
@@ -138,6 +143,7 @@ class Context:
             tasks=tasks,
             transfers=TransferService(db, pool, spaces, packages, objects, tasks),
             outbound=OutboundGuard(settings.space_rules()),
+            health=health,
         )
 
     async def bootstrap(self) -> str | None:
@@ -202,6 +208,7 @@ class Context:
         return user, key
 
     async def close(self) -> None:
+        await self.health.close()
         await self.repair.close()
         await self.pool.close()
         await self.db.close()

@@ -106,5 +106,8 @@ async def test_a_read_does_not_wait_on_a_cloud_that_hangs(api: Api, s3_server: S
             assert await api.download(obj["objectID"]) == content
             part = await api.download(obj["objectID"], offset=1_000_000, length=10)
         assert part == content[1_000_000:1_000_010]
+        # The first read asked for a health probe now; the second did not ask again.
+        await api.ctx.health.close()
+        assert api.ctx.health.wakes == 1
     finally:
         relay.stop()

@@ -262,3 +262,21 @@ async def test_a_health_pass_ends_even_if_recording_hangs(
     async with asyncio.timeout(30):
         with pytest.raises(OperationFailed, match=r"could not record its results within 0\.2 s"):
             await health.check_health(api.ctx.db, api.ctx.pool)
+
+
+async def test_a_read_that_outran_a_space_makes_the_health_job_due_now(api: Api) -> None:
+    """A hedged read tells the health job (through the database, so the
+    process holding its lease sees it) to probe now rather than at its next
+    interval; once per WAKE_EVERY, however many reads outrun the space."""
+    from jointcloud.core.jobstate import JobBoard
+    from jointcloud.jobs.registry import build_runner
+
+    [sid] = await api.add_spaces(1)
+    board = JobBoard(api.ctx.db)
+    await build_runner(api.ctx).run_now("health")  # a pass just ran: the next is 30 s away
+    assert not await board.due("health")
+    for _ in range(5):
+        api.ctx.health.note_slow_space(sid)
+    await api.ctx.health.close()
+    assert await board.due("health")
+    assert api.ctx.health.wakes == 1

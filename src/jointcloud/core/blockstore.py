@@ -134,6 +134,9 @@ class BlockStore:
         # Called with (layout_id, block index, error) when a read skips a block;
         # the repair queue hooks in here.
         self.on_bad_block: Callable[[int, int, Exception], None] | None = None
+        # A read outran a block whose space did not answer in time (a hedged
+        # read): called with the space's id, on the read path; never raises.
+        self.on_slow_space: Callable[[int], None] | None = None
 
     async def stage(
         self,
@@ -523,6 +526,19 @@ class BlockStore:
         refs.sort(key=lambda r: self.pool.preference(r.space_id))
         return refs
 
+    def _slow_reporter(self, refs: Sequence[BlockRef]) -> Callable[[int], None] | None:
+        """``on_slow_block`` for a read of ``refs``: the block's space to
+        ``on_slow_space``."""
+        hook = self.on_slow_space
+        if hook is None:
+            return None
+        spaces = {ref.index: ref.space_id for ref in refs}
+
+        def slow(index: int) -> None:
+            hook(spaces[index])
+
+        return slow
+
     def layout(self, rec: LayoutRecord) -> Layout:
         return Layout(
             policy=rec.policy,
@@ -555,7 +571,13 @@ class BlockStore:
                     self.on_bad_block(layout_id, index, err)
 
             chunks = read_range(
-                self.layout(rec), refs, lo, hi - lo, on_bad_block=report, read_ahead=read_ahead
+                self.layout(rec),
+                refs,
+                lo,
+                hi - lo,
+                on_bad_block=report,
+                on_slow_block=self._slow_reporter(refs),
+                read_ahead=read_ahead,
             )
             async for chunk in chunks:
                 yield chunk
@@ -577,7 +599,13 @@ class BlockStore:
 
         # Its reader is a writer (recode stores it again): one read ahead.
         chunks = read_range(
-            self.layout(rec), refs, 0, rec.size, on_bad_block=report, read_ahead=COPY_READ_AHEAD
+            self.layout(rec),
+            refs,
+            0,
+            rec.size,
+            on_bad_block=report,
+            on_slow_block=self._slow_reporter(refs),
+            read_ahead=COPY_READ_AHEAD,
         )
         async for chunk in chunks:
             yield chunk

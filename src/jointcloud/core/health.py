@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
 
+from jointcloud.core.jobstate import JobBoard
 from jointcloud.core.models import SpaceState, UserSpace
 from jointcloud.core.userspaces import SpacePool, probe
 from jointcloud.errors import (
@@ -190,3 +192,41 @@ async def check_health(
         else:
             await pool.forget(sid)
     return report
+
+
+class HealthWaker:
+    """``BlockStore.on_slow_space``: a read that outran a block whose space
+    did not answer in time makes the health job due now (whichever process
+    holds its lease sees that within a second), so that a cloud that hangs
+    is probed and marked Unavailable in about ``PROBE_TIMEOUT`` rather than
+    up to a whole interval later; until then every read of a block there
+    waits its patience. At most one wake per ``WAKE_EVERY`` seconds."""
+
+    WAKE_EVERY = 10.0
+
+    def __init__(self, board: JobBoard) -> None:
+        self.board = board
+        self._quiet_until = 0.0
+        self._waking: asyncio.Task[None] | None = None
+        self.wakes = 0  # made so far, for tests and logs
+
+    def note_slow_space(self, space_id: int) -> None:
+        try:
+            if time.monotonic() < self._quiet_until:
+                return
+            self._quiet_until = time.monotonic() + self.WAKE_EVERY
+            log.info("a read outran a slow user space: health probe now", space=space_id)
+            self._waking = asyncio.get_running_loop().create_task(self._wake())
+        except Exception:  # the read must go on whatever happens here
+            log.warning("could not ask for a health probe", exc_info=True)
+
+    async def _wake(self) -> None:
+        try:
+            await self.board.wake("health")
+            self.wakes += 1
+        except Exception as exc:
+            log.warning("could not ask for a health probe", error=repr(exc))
+
+    async def close(self) -> None:
+        if self._waking is not None:
+            await asyncio.wait([self._waking])

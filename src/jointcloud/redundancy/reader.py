@@ -69,6 +69,7 @@ def read_range(
     length: int | None,
     *,
     on_bad_block: Callable[[int, Exception], None] | None = None,
+    on_slow_block: Callable[[int], None] | None = None,
     read_ahead: int | None = None,
 ) -> AsyncIterator[bytes]:
     """Plaintext of ``[offset, offset+length)`` (clamped to the object),
@@ -77,7 +78,9 @@ def read_range(
 
     ``blocks`` are in order of preference. A block that is missing, corrupt or fails
     is reported once through ``on_bad_block(index, error)`` and not used again by
-    this read; ``NotEnoughBlocks`` if a segment cannot be served at all.
+    this read; ``NotEnoughBlocks`` if a segment cannot be served at all. A
+    block outrun by a hedged ask is reported once through
+    ``on_slow_block(index)`` (its cloud may hang: worth a health probe).
     """
     if offset < 0 or (length is not None and length < 0):
         raise ValueError("offset and length must not be negative")
@@ -85,7 +88,7 @@ def read_range(
     if read_ahead is not None and read_ahead < 1:
         raise ValueError("read_ahead must be at least 1: with none, nothing would be read")
     depth = READ_AHEAD if read_ahead is None else read_ahead
-    return _Reader(layout, blocks, on_bad_block).iterate(offset, end, depth)
+    return _Reader(layout, blocks, on_bad_block, on_slow_block).iterate(offset, end, depth)
 
 
 async def verify_block(layout: Layout, block: BlockRef) -> None:
@@ -301,11 +304,13 @@ class _Reader:
         layout: Layout,
         blocks: list[BlockRef],
         on_bad_block: Callable[[int, Exception], None] | None,
+        on_slow_block: Callable[[int], None] | None = None,
     ) -> None:
         self.geometry = _Geometry.of(layout)
         self.cipher = ChunkCipher(layout.data_key)
         self.blocks = blocks
         self.on_bad_block = on_bad_block
+        self.on_slow_block = on_slow_block
         self.bad: set[int] = set()
         self.slow: set[int] = set()
         codec = self.geometry.codec
@@ -345,6 +350,13 @@ class _Reader:
         except SpaceError as exc:
             self._mark_bad(ref, exc)
             return None
+
+    def _mark_slow(self, indexes: Iterable[int]) -> None:
+        for index in indexes:
+            if index not in self.slow:
+                self.slow.add(index)
+                if self.on_slow_block is not None:
+                    self.on_slow_block(index)
 
     def _mark_bad(self, ref: BlockRef, exc: SpaceError) -> None:
         if ref.index not in self.bad:
@@ -412,7 +424,7 @@ class _Reader:
             while True:
                 ended = await attempts.ended(wait if queue else None)
                 if not ended:  # slow: ask the next one too
-                    self.slow.update(self.blocks[pos].index for pos in attempts.in_flight)
+                    self._mark_slow(self.blocks[pos].index for pos in attempts.in_flight)
                 for pos, fut in ended:
                     try:
                         opened, failure = fut.result()
@@ -474,7 +486,7 @@ class _Reader:
                     )
                 ended = await attempts.ended(wait if spare() else None)
                 if not ended:  # slow: make up k from the others
-                    self.slow.update(attempts.in_flight)
+                    self._mark_slow(attempts.in_flight)
                     direct = False
                 for i, fut in ended:
                     frag = fut.result()
