@@ -9,6 +9,8 @@ from typing import Any
 
 from jcs_helpers import Api, create_s3_space
 
+from jointcloud.core.authz import Principal
+from jointcloud.meta import strays
 from support.blackhole import Blackhole
 from support.s3server import S3Server, s3_server_fixture
 
@@ -73,6 +75,49 @@ async def test_s3_space_unreachable_fails_upload_cleanly(api: Api, s3_server: S3
     assert api.all_block_files() == before_local  # the local copy was removed too
 
 
+async def _relayed_space(api: Api, server: S3Server, relay: Blackhole, name: str) -> int:
+    """An S3 user space reaching ``server`` through ``relay``; its id."""
+    name = f"{name}-{os.getpid()}-{id(api)}"
+    storage = {**server.storage(), "endpoint": f"http://127.0.0.1:{relay.port}"}
+    space = await api.post(
+        "/v1/userSpace/create",
+        {"name": name, "storage": storage, "credential": server.credential(), "rootPath": name},
+    )
+    return int(space["userSpace"]["userSpaceID"])
+
+
+async def test_a_small_upload_is_placed_again_when_a_cloud_hangs(
+    api: Api, s3_server: S3Server
+) -> None:
+    """A batch of small blocks (in memory) put on a cloud that stopped
+    answering waited for the S3 client's limit (60 s) before the space was
+    found unreachable and the batch placed again. Now the puts wait their
+    patience, then the spaces are checked (5 s at most) while they go on:
+    the hung one is marked Unavailable and the batch goes elsewhere."""
+    await api.add_spaces(1)
+    relay = Blackhole(s3_server.port)
+    relay.start()
+    try:
+        hung = await _relayed_space(api, s3_server, relay, "s3-put-hang")
+        pkg = await api.package("put-hang", {"type": "rep", "repCount": 2})
+        relay.cut()
+        content = os.urandom(100_000)  # above the inline limit, below streaming
+        async with asyncio.timeout(25):  # under the client's 30 s
+            obj = await api.upload_one(pkg, "x.bin", content, affinity=hung)
+        assert await api.download(obj["objectID"]) == content
+        assert api.ctx.pool.records[hung].state == "Unavailable"
+        user = await api.ctx.accounts.authenticate(api.client.headers["Authorization"].split()[1])
+        placed = await api.ctx.objects.open(Principal.user(user.user_id), obj["objectID"])
+        [(_, rec)] = placed.parts
+        assert hung not in {b.user_space_id for b in rec.blocks}
+        # The abandoned batch's blocks are owed, none deleted under a put
+        # that may still land: GC deletes them after its delay.
+        async with api.ctx.db.read() as conn:
+            assert await strays.count(conn) == 2
+    finally:
+        relay.stop()
+
+
 async def test_a_read_does_not_wait_on_a_cloud_that_hangs(api: Api, s3_server: S3Server) -> None:
     """A cloud that stops answering (its packets dropped, nothing refused)
     held a read of a block there for the S3 client's own limits (30 s
@@ -82,18 +127,7 @@ async def test_a_read_does_not_wait_on_a_cloud_that_hangs(api: Api, s3_server: S
     relay = Blackhole(s3_server.port)
     relay.start()
     try:
-        name = f"s3-hang-{os.getpid()}-{id(api)}"
-        storage = {**s3_server.storage(), "endpoint": f"http://127.0.0.1:{relay.port}"}
-        space = await api.post(
-            "/v1/userSpace/create",
-            {
-                "name": name,
-                "storage": storage,
-                "credential": s3_server.credential(),
-                "rootPath": name,
-            },
-        )
-        space_id = int(space["userSpace"]["userSpaceID"])
+        space_id = await _relayed_space(api, s3_server, relay, "s3-hang")
         pkg = await api.package("hang", {"type": "rep", "repCount": 2})
         content = os.urandom(3 * 1024 * 1024 + 5)
         obj = await api.upload_one(pkg, "x.bin", content, affinity=space_id)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import structlog
 
 from jointcloud.core import renewal
-from jointcloud.core.background import finish
+from jointcloud.core.background import finish, leave
 from jointcloud.core.models import (
     BlockRecord,
     ChecksumAlgorithm,
@@ -31,7 +31,13 @@ from jointcloud.core.models import (
 from jointcloud.core.placement import block_key, choose_spaces, new_name
 from jointcloud.core.renewal import Renewals
 from jointcloud.core.userspaces import SpacePool
-from jointcloud.errors import BlockNotFound, MetadataOutOfReach, SpaceError, SpaceMoved
+from jointcloud.errors import (
+    BlockNotFound,
+    MetadataOutOfReach,
+    SpaceError,
+    SpaceMoved,
+    SpaceUnavailable,
+)
 from jointcloud.keys.master import MasterKey
 from jointcloud.meta import accounts, layouts, spacestate, strays
 from jointcloud.meta.db import Database
@@ -47,6 +53,7 @@ from jointcloud.redundancy.stream import (
     decode_whole,
     encode_many,
     encode_whole,
+    patience,
     put_blocks,
     read_range,
     write_blocks,
@@ -349,7 +356,17 @@ class BlockStore:
                     items.append((opened[i], key, block))
             targets = [(sid, key) for plan in plans for _, sid, key in plan]
             writing = asyncio.ensure_future(put_blocks(items))
-            await asyncio.shield(writing)
+            await self._written(writing, chosen, sum(len(data) for _, _, data in items))
+        except _Abandoned:
+            # Puts on a space that does not answer are left to end in the
+            # background (its client library's limits bound them); every
+            # block of the batch is owed, none deleted now: a delete could
+            # come before a put that lands later. GC deletes them after its
+            # delay, when no put of them can still be running.
+            assert writing is not None
+            leave(writing)
+            await finish(self._drop_rows(layout_ids, owed=targets))
+            raise
         except BaseException:
             await finish(self._undo_many(writing, targets, layout_ids))
             raise
@@ -374,6 +391,24 @@ class BlockStore:
                 writing.exception()  # retrieved: the caller re-raises its own error
             left = await self.delete_keys(targets)
         await self._drop_rows(layout_ids, owed=left)
+
+    async def _written(
+        self, writing: asyncio.Future[None], chosen: Sequence[UserSpace], nbytes: int
+    ) -> None:
+        """Wait for a batch's puts. When they have not ended within their
+        patience (``patience``: as a read's), the spaces are checked
+        (``_unreachable``, itself bounded) while the puts go on: one that
+        does not answer fails the batch at once, marked Unavailable so that
+        the batch is placed again without it, instead of waiting for its
+        client library's minute. A slow space that answers is waited for."""
+        done, _ = await asyncio.wait([writing], timeout=patience(nbytes))
+        if not done:
+            dead = await self._unreachable(chosen)
+            if dead and not writing.done():
+                await self._mark_unavailable(dead)
+                names = ", ".join(str(sid) for sid in sorted(dead))
+                raise _Abandoned(f"user space {names} did not answer a write in time")
+        await asyncio.shield(writing)
 
     async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
         """Which of ``chosen`` cannot be reached now: marked Unavailable
@@ -609,3 +644,7 @@ class BlockStore:
         )
         async for chunk in chunks:
             yield chunk
+
+
+class _Abandoned(SpaceUnavailable):
+    """A batch's puts left running on a space that does not answer."""

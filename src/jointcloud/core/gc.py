@@ -79,14 +79,17 @@ async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
     return dropped
 
 
-async def _pay_strays(db: Database, store: BlockStore) -> int:
-    """Delete blocks owed on spaces that answer again, ``STRAY_BATCH`` at a
-    time until none is left that can be deleted now; how many."""
+async def _pay_strays(db: Database, store: BlockStore, before: datetime) -> int:
+    """Delete blocks owed since before ``before`` (the GC delay: a put of an
+    abandoned batch may still be running until its client library gives
+    up) on spaces that answer again, ``STRAY_BATCH`` at a time until none
+    is left that can be deleted now; how many."""
     paid = 0
     while True:
         async with db.read() as conn:
             spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
-            rows = await strays.owed(conn, [s.user_space_id for s in spaces], STRAY_BATCH)
+            ids = [s.user_space_id for s in spaces]
+            rows = await strays.owed(conn, ids, STRAY_BATCH, before)
         if not rows:
             return paid
         left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))
@@ -137,7 +140,7 @@ async def collect_garbage(
     if multipart_expiry is not None:
         report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
     report.temp_files = await _sweep_spaces(db, store, await cutoff())
-    report.strays = await _pay_strays(db, store)
+    report.strays = await _pay_strays(db, store, await cutoff())
     await forget_stale(db)
     async with db.write() as conn:
         report.credentials = await keyrepo.delete_expired_auth_records(

@@ -26,15 +26,15 @@ async def owe(conn: AsyncConnection, blocks: Iterable[tuple[int, str]], at: date
 
 
 async def owed(
-    conn: AsyncConnection, space_ids: Sequence[int], limit: int
+    conn: AsyncConnection, space_ids: Sequence[int], limit: int, before: datetime
 ) -> list[tuple[int, int, str]]:
-    """Up to ``limit`` of the blocks owed on ``space_ids``, oldest first:
-    (row id, space id, key)."""
+    """Up to ``limit`` of the blocks owed on ``space_ids`` since before
+    ``before``, oldest first: (row id, space id, key)."""
     if not space_ids:
         return []
     q = (
         select(S.c.id, S.c.user_space_id, S.c.key)
-        .where(S.c.user_space_id.in_(list(space_ids)))
+        .where(S.c.user_space_id.in_(list(space_ids)), S.c.since < before)
         .order_by(S.c.id)
         .limit(limit)
     )

@@ -44,6 +44,7 @@ from jointcloud.redundancy.reader import (
     COPY_READ_AHEAD,
     READ_AHEAD,
     READ_RUN,
+    patience,
     read_range,
     verify_block,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "decode_whole",
     "encode_many",
     "encode_whole",
+    "patience",
     "put_blocks",
     "read_range",
     "segment_size_for",
