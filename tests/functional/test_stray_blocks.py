@@ -160,3 +160,59 @@ async def test_a_deleted_space_takes_its_debts_with_it(
     assert (await api.gc()).owed == 1
     await api.post("/v1/userSpace/delete", {"userSpaceID": other})
     assert await owed(api) == 0
+
+
+async def test_a_space_whose_deletes_hang_does_not_hold_gc(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GC deletes blocks inside its write transaction (on SQLite the one
+    writer lock): a cloud that hangs held it, and every upload, for the
+    client library's minute per block. A delete not answered in time is
+    owed, the space is not asked again for a while, and the health job is
+    asked to probe it."""
+    from jointcloud.core import blockstore
+
+    [other] = await api.add_spaces(1)
+    pkg = await api.package("rep", REP)
+    objs = [await api.upload_one(pkg, f"{i}.bin", os.urandom(50_000)) for i in range(4)]
+    root = under(other, api)
+    asked: list[str] = []
+    real = LocalSpace.delete
+
+    async def delete(self: LocalSpace, key: str) -> None:
+        if str(self.root).startswith(root):
+            asked.append(key)
+            await asyncio.Event().wait()  # a cloud that never answers
+        await real(self, key)
+
+    monkeypatch.setattr(LocalSpace, "delete", delete)
+    monkeypatch.setattr(blockstore, "DELETE_SECONDS", 0.2)
+    await api.post("/v1/object/delete", {"objectIDs": [o["objectID"] for o in objs]})
+    async with asyncio.timeout(20):
+        report = await api.gc()
+    assert (report.layouts, report.blocks, report.owed) == (4, 4, 4)
+    assert len(asked) == 1  # then the space was left alone
+    await api.ctx.health.close()
+    assert api.ctx.health.wakes == 1
+
+
+async def test_a_space_that_keeps_failing_holds_up_no_other_debts(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jointcloud.core import gc
+
+    [first, second] = await api.add_spaces(2)
+    pkg = await api.package("rep", {"type": "rep", "repCount": 3})
+    monkeypatch.setattr(gc, "STRAY_BATCH", 1)
+    failing_deletes_in(monkeypatch, under(first, api))
+    obj = await api.upload_one(pkg, "a.bin", os.urandom(100_000))
+    await api.post("/v1/object/delete", {"objectIDs": [obj["objectID"]]})
+    # second fails too for this pass: both are owed, first's debt the older
+    failing_deletes_in(monkeypatch, under(second, api))
+    assert (await api.gc()).owed == 2
+    monkeypatch.undo()
+    monkeypatch.setattr(gc, "STRAY_BATCH", 1)
+    failing_deletes_in(monkeypatch, under(first, api))  # first keeps failing
+    assert (await api.gc()).strays == 1
+    assert api.block_files()[second] == [] and len(api.block_files()[first]) == 1
+    assert await owed(api) == 1

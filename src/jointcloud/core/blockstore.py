@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import itertools
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -74,6 +75,10 @@ MOVES_SEEN = 3
 # How long a space that failed a write has to answer a stat before it counts
 # as unreachable and the upload is placed again without it.
 REACH_SECONDS = 5.0
+# A block delete not answered within this counts as failed (the block is
+# owed), and its space is not asked to delete again for SILENT_SECONDS.
+DELETE_SECONDS = 5.0
+SILENT_SECONDS = 60.0
 # Inline bytes of one batch sealed on the event loop rather than in the CPU
 # pool: for a few KiB the hop costs more than the work.
 ON_LOOP_BYTES = 64 * 1024
@@ -144,6 +149,7 @@ class BlockStore:
         # A read outran a block whose space did not answer in time (a hedged
         # read): called with the space's id, on the read path; never raises.
         self.on_slow_space: Callable[[int], None] | None = None
+        self._silent: dict[int, float] = {}  # space id -> until when deletes skip it
 
     async def stage(
         self,
@@ -516,18 +522,42 @@ class BlockStore:
 
     async def delete_keys(self, blocks: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
         """Delete (space id, key) blocks, several at once; the ones that
-        could not be deleted (a space that is Unavailable is not asked)."""
+        could not be deleted. A space that is Unavailable, or that let a
+        delete go unanswered for ``DELETE_SECONDS`` in the last
+        ``SILENT_SECONDS``, is not asked: callers may hold the database's
+        write lock (GC does), and a cloud that hangs would hold it for the
+        client library's minute per block. Deletes are idempotent, so one
+        that lands after its time is harmless: the block is owed anyway."""
         gate = asyncio.Semaphore(PUT_PARALLEL)
 
-        async def one(space_id: int, key: str) -> bool:
+        def asked(space_id: int) -> bool:
             rec = self.pool.records.get(space_id)
             if rec is not None and rec.state == SpaceState.UNAVAILABLE:
                 return False
+            return self._silent.get(space_id, 0.0) <= time.monotonic()
+
+        async def one(space_id: int, key: str) -> bool:
+            if not asked(space_id):
+                return False
             async with gate:
+                if not asked(space_id):
+                    return False
                 try:
-                    space = await self.pool.get_by_id(space_id)
-                    await space.delete(key)
+                    async with asyncio.timeout(DELETE_SECONDS):
+                        space = await self.pool.get_by_id(space_id)
+                        await space.delete(key)
                     return True
+                except TimeoutError:
+                    self._silent[space_id] = time.monotonic() + SILENT_SECONDS
+                    log.warning(
+                        "block delete not answered in time; its space is not asked again "
+                        "for a while",
+                        space=space_id,
+                        seconds=DELETE_SECONDS,
+                    )
+                    if self.on_slow_space is not None:
+                        self.on_slow_space(space_id)
+                    return False
                 except Exception as exc:  # owed: GC deletes it when the space answers
                     log.warning("block delete failed", key=key, error=str(exc))
                     return False

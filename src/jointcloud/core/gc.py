@@ -82,23 +82,27 @@ async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
 async def _pay_strays(db: Database, store: BlockStore, before: datetime) -> int:
     """Delete blocks owed since before ``before`` (the GC delay: a put of an
     abandoned batch may still be running until its client library gives
-    up) on spaces that answer again, ``STRAY_BATCH`` at a time until none
-    is left that can be deleted now; how many."""
+    up) on spaces that answer again, space by space and ``STRAY_BATCH`` at
+    a time; a space stops at its first batch that fails (the next pass
+    tries again), so a space that keeps failing holds up no other. Returns
+    how many were deleted."""
+    async with db.read() as conn:
+        spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
     paid = 0
-    while True:
-        async with db.read() as conn:
-            spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
-            ids = [s.user_space_id for s in spaces]
-            rows = await strays.owed(conn, ids, STRAY_BATCH, before)
-        if not rows:
-            return paid
-        left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))
-        done = [row_id for row_id, sid, key in rows if (sid, key) not in left]
-        async with db.write() as conn:
-            await strays.settle(conn, done)
-        paid += len(done)
-        if left:  # a space that fails now: the next pass tries again
-            return paid
+    for space in spaces:
+        while True:
+            async with db.read() as conn:
+                rows = await strays.owed(conn, [space.user_space_id], STRAY_BATCH, before)
+            if not rows:
+                break
+            left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))
+            done = [row_id for row_id, sid, key in rows if (sid, key) not in left]
+            async with db.write() as conn:
+                await strays.settle(conn, done)
+            paid += len(done)
+            if left:
+                break
+    return paid
 
 
 async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> int:
