@@ -147,9 +147,11 @@ async def test_a_failed_upload_owes_the_blocks_it_could_not_delete(
     assert await api.objects(pkg) == []
     left = api.block_files()[first]
     assert len(left) == 1  # committed, and its delete failed
-    assert await owed(api) == 1
+    # owed: that one, and the other copy, whose commit was cut short and
+    # might still land after its delete (a cloud holding the request)
+    assert await owed(api) == 2
     monkeypatch.undo()
-    assert (await api.gc()).strays == 1
+    assert (await api.gc()).strays == 2
     assert api.all_block_files() == []
 
 

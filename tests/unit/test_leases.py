@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from jointcloud.core import leases
 
 
@@ -48,3 +50,29 @@ def test_a_pid_of_another_machine_with_this_host_name_is_never_judged() -> None:
     assert other_boot != machine.partition(".")[0]
     assert not leases.owner_dead(f"{host}/{other_boot}.{namespace}:{a_dead_pid()}:feedf00d")
     assert not leases.owner_dead(None) and not leases.owner_dead("")
+
+
+async def test_a_cancel_that_comes_as_the_renewal_ends_is_not_lost() -> None:
+    """``wait_for(shield(...))`` on Python 3.11 returned the renewal's
+    answer to a cancelled caller (CPython gh-86296): the job runner's
+    ``keeper.cancel()`` was lost, the lease renewed for ever, and no pass of
+    that job ran again in any process (found by review)."""
+    import asyncio
+    import time
+
+    from jointcloud.core.leases import renewed_by
+
+    gate = asyncio.Event()
+
+    async def renewal() -> bool:
+        await gate.wait()
+        return True
+
+    waiter = asyncio.ensure_future(renewed_by(renewal(), time.monotonic() + 60))
+    await asyncio.sleep(0)  # waiting for the renewal
+    gate.set()  # the renewal ends ...
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    waiter.cancel()  # ... as the caller is cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await waiter

@@ -78,7 +78,14 @@ async def renewed_by(renewal: Coroutine[Any, Any, T], deadline: float) -> T:
     retrieved, since the caller logged the timeout already."""
     task = asyncio.ensure_future(renewal)
     task.add_done_callback(_retrieved)
-    return await asyncio.wait_for(asyncio.shield(task), deadline - time.monotonic())
+    # Not ``wait_for(shield(task))``: on Python 3.11 it swallows a
+    # cancellation that comes as the task ends (CPython gh-86296), and the
+    # job runner's ``keeper.cancel()`` was lost: the lease was renewed for
+    # ever and no pass of that job ran again (found by review).
+    done, _ = await asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic()))
+    if not done:
+        raise TimeoutError("the lease's renewal did not answer before the lease ran out")
+    return task.result()
 
 
 def _retrieved(done: asyncio.Future[Any]) -> None:

@@ -512,6 +512,11 @@ class UserSpaceService:
                 if other is not None and other.user_space_id != space_id:
                     raise AlreadyExists(f"user space named {values['name']!r} already exists")
             await accounts.update_space(conn, space_id, **values)
+            if moves_data:
+                # Blocks it owed a delete are at the old location, which is
+                # no longer reached through this space: forgotten, not
+                # "deleted" at the new one (found by review).
+                await accounts.forget_debts(conn, space_id)
             if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
             updated = await accounts.get_space(conn, space_id)

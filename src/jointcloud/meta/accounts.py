@@ -152,7 +152,16 @@ async def count_blocks_in_space(conn: AsyncConnection, space_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
+async def forget_debts(conn: AsyncConnection, space_id: int) -> int:
+    """Drop the blocks ``space_id`` owed a delete (its storage moved or is
+    deleted: they are no longer reached through it); how many."""
+    result = await conn.execute(
+        delete(t.stray_blocks).where(t.stray_blocks.c.user_space_id == space_id)
+    )
+    return int(result.rowcount or 0)
+
+
 async def delete_space(conn: AsyncConnection, space_id: int) -> None:
     # What it was owed goes with it (the foreign key cascades where enforced).
-    await conn.execute(delete(t.stray_blocks).where(t.stray_blocks.c.user_space_id == space_id))
+    await forget_debts(conn, space_id)
     await conn.execute(delete(t.user_spaces).where(t.user_spaces.c.id == space_id))

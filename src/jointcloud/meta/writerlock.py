@@ -76,11 +76,14 @@ class WriterLock:
         except BlockingIOError:
             waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
             try:
-                await asyncio.wait_for(asyncio.shield(waiting), self.wait)
-            except BaseException as exc:
+                # Not ``wait_for(shield(...))``: it can swallow a
+                # cancellation on Python 3.11 (CPython gh-86296).
+                done, _ = await asyncio.wait([waiting], timeout=self.wait)
+                if not done:
+                    raise locked_too_long(self.wait)
+                waiting.result()
+            except BaseException:
                 waiting.add_done_callback(self._abandoned)
-                if isinstance(exc, TimeoutError):
-                    raise locked_too_long(self.wait) from None
                 raise
         with self._state:
             self._taken += 1

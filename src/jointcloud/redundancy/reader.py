@@ -432,12 +432,12 @@ class _Reader:
                         self._mark_bad(self.blocks[pos], exc)
                         continue
                     return self.blocks[pos], opened, failure
-                if not ended or not attempts.in_flight:
-                    more = next_ref()
-                    if more is not None:
-                        attempts.start(more)
-                    elif not attempts.in_flight:
-                        raise _none_left(todo.start)
+                # Slow, or one failed: the next one is asked now.
+                more = next_ref()
+                if more is not None:
+                    attempts.start(more)
+                elif not attempts.in_flight:
+                    raise _none_left(todo.start)
         finally:
             attempts.cancel()
 
@@ -476,7 +476,7 @@ class _Reader:
                     return await _cpu(_decode_slice, codec, good, lo, hi)
                 if not direct:  # enough asked, not counting slow ones, to make up k
                     fresh = [i for i in attempts.in_flight if i not in self.slow]
-                    for i in spare()[: codec.k - len(good) - len(fresh)]:
+                    for i in spare()[: max(0, codec.k - len(good) - len(fresh))]:
                         ask(i)
                 if not attempts.in_flight:
                     raise NotEnoughBlocks(

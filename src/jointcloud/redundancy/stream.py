@@ -145,13 +145,14 @@ async def write_blocks(
 
     writers: list[BlockWriter | None] = [None] * len(ordered)
     commit_started = [False] * len(ordered)
+    confirmed = [False] * len(ordered)
     try:
         await _run_all(_open(ordered, writers, i) for i in range(len(ordered)))
         opened = [w for w in writers if w is not None]
         size, stored = await _pump(_Segmenter(source, seg_size), md5, encode, opened)
-        await _run_all(_commit(opened, commit_started, i) for i in range(len(opened)))
+        await _run_all(_commit(opened, commit_started, i, confirmed) for i in range(len(opened)))
     except BaseException:
-        await _discard(ordered, writers, commit_started, undeleted)
+        await _discard(ordered, writers, commit_started, undeleted, confirmed)
         raise
     return WriteResult(
         size=size,
@@ -168,9 +169,13 @@ async def _open(blocks: list[BlockRef], writers: list[BlockWriter | None], i: in
     writers[i] = await blocks[i].space.open_writer(blocks[i].key)
 
 
-async def _commit(writers: list[BlockWriter], started: list[bool], i: int) -> None:
+async def _commit(
+    writers: list[BlockWriter], started: list[bool], i: int, confirmed: list[bool] | None = None
+) -> None:
     started[i] = True
     await writers[i].commit()
+    if confirmed is not None:
+        confirmed[i] = True
 
 
 async def _chain_md5(prev: asyncio.Future[None] | None, md5: Any, seg: bytes) -> None:
@@ -238,9 +243,12 @@ async def _discard(
     writers: list[BlockWriter | None],
     commit_started: list[bool],
     undeleted: list[BlockRef] | None = None,
+    confirmed: list[bool] | None = None,
 ) -> None:
     """Abort every writer and delete every block whose commit started (the
-    ones that could not be deleted go to ``undeleted``). Shielded: it
+    ones that could not be deleted go to ``undeleted``, and so do the ones
+    whose commit was not ``confirmed``: a commit cut short here may still
+    land in the cloud after the delete, found by review). Shielded: it
     finishes even if the caller is cancelled again while it runs."""
 
     async def one(i: int) -> None:
@@ -255,6 +263,9 @@ async def _discard(
         try:
             if commit_started[i]:
                 await ref.space.delete(ref.key)
+                if confirmed is None or confirmed[i] or undeleted is None:
+                    return
+                undeleted.append(ref)  # deleted, but its commit may land later
             return
         except SpaceError as exc:
             log.warning("could not delete block %s of a failed upload: %s", ref.key, exc.message)
