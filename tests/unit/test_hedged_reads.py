@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
 from jointcloud.errors import SpaceUnavailable
 from jointcloud.redundancy import reader
+from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import EcPolicy, RepPolicy
-from jointcloud.redundancy.stream import BlockRef, Layout, read_range
+from jointcloud.redundancy.stream import BlockRef, Layout, read_range, write_blocks
+from jointcloud.spaces.local import LocalSpace
 from support.memblocks import SMALL_SEG as SEG
-from support.memblocks import stored
+from support.memblocks import chunked, stored
 
 # Far longer than any read here takes when it is not kept waiting: a read
 # that waits on a hung block at all fails the test.
@@ -165,3 +169,42 @@ async def test_ec_with_fewer_than_k_answering_fragments_waits_for_the_slow_ones(
     assert await reading == data
     assert [i for i, _ in reports] == [2]
     await nothing_left_running()
+
+
+async def test_a_local_mount_that_hangs_holds_only_its_own_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local reads ran in the CPU pool (4 threads here): reads hung on a
+    mount (NFS, FUSE) kept those threads, so the reads that outran them,
+    and every upload's hashing and sealing, waited for good (found by
+    review). A Local space's blocking calls run in its own threads now."""
+    roots = [tmp_path / "nas", tmp_path / "disk"]
+    for root in roots:
+        root.mkdir()
+    writing = [LocalSpace(root) for root in roots]
+    refs = [BlockRef(i, s, f"blocks/ab/x.{i}", 100 + i) for i, s in enumerate(writing)]
+    data = os.urandom(3 * SEG)
+    key = new_data_key()
+    r = await write_blocks(chunked(data), RepPolicy(2), refs, key, segment_size=SEG)
+    layout = Layout(RepPolicy(2), r.size, r.segment_size, r.chunk_len, key)
+    reading = [LocalSpace(root) for root in roots]  # nothing of them in memory yet
+    blocks = [BlockRef(b.index, s, b.key, b.space_id) for b, s in zip(refs, reading, strict=True)]
+    released = threading.Event()
+    real = LocalSpace.read_blocking
+
+    def read_blocking(
+        self: LocalSpace, key: str, offset: int = 0, length: int | None = None
+    ) -> bytes:
+        if self is reading[0]:
+            released.wait()  # the mount hangs
+        return real(self, key, offset, length)
+
+    monkeypatch.setattr(LocalSpace, "read_blocking", read_blocking)
+    try:
+        async with asyncio.timeout(BOUND):
+            reads = [read_all(layout, blocks, []) for _ in range(12)]
+            assert await asyncio.gather(*reads) == [data] * 12
+    finally:
+        released.set()
+        for space in (*writing, *reading):
+            await space.close()

@@ -236,8 +236,12 @@ async def _read_run(
     if _reads_blocking(space):
         # Read and open in one worker thread: one hop instead of two, each
         # waiting for a turn of the loop and for the GIL (bench/small_objects.py:
-        # 1 MiB downloads, docs/benchmarks.md).
-        return await _cpu(lambda: open_all(space.read_blocking(ref.key, offset, length)))
+        # 1 MiB downloads, docs/benchmarks.md). The space's own thread: a
+        # mount that hangs holds only its threads, not the CPU pool.
+        def read_and_open() -> _Opened:
+            return open_all(space.read_blocking(ref.key, offset, length))
+
+        return await space.in_thread(read_and_open)
     return await _cpu(open_all, await space.read(ref.key, offset, length))
 
 

@@ -8,11 +8,13 @@ boundary, so nothing above knows which cloud it talks to.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from jointcloud.errors import BadArgument
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class BlockingSpace(Protocol):
 
     def list_blocking(self, prefix: str = "") -> list[Entry]:
         """Everything ``list(prefix)`` yields, in one call."""
+
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in one of the space's own threads, where its blocking
+        calls belong: a mount that hangs holds only those."""
 
 
 @runtime_checkable

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
+import functools
 import os
 import re
 import secrets
@@ -27,6 +29,7 @@ import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -138,7 +141,7 @@ class LocalWriter:
         try:
             await self._space._run(self._key, self._commit_sync, fd, buf, writing=True)
         except BaseException:
-            await asyncio.to_thread(self._discard, None)
+            await self._space.in_thread(lambda: self._discard(None))
             raise
 
     def _commit_sync(self, fd: int, buf: bytes | bytearray) -> None:
@@ -162,7 +165,7 @@ class LocalWriter:
         fd, self._fd = self._fd, None
         self._buf = bytearray()
         if fd is not None:
-            await asyncio.to_thread(self._discard, fd)
+            await self._space.in_thread(lambda: self._discard(fd))
 
     def _discard(self, fd: int | None) -> None:
         self._space._writing.pop(self._key, None)
@@ -171,6 +174,10 @@ class LocalWriter:
                 os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(self._tmp)
+
+
+# Threads of one space's own pool (``LocalSpace.in_thread``).
+LOCAL_THREADS = 8
 
 
 class LocalSpace:
@@ -195,6 +202,11 @@ class LocalSpace:
         self._recent = RecentKeys()
         # Temporary files of the writers still open, by key (``keep_alive``).
         self._writing: dict[str, Path] = {}
+        # Its own threads for its blocking calls: a mount that hangs (NFS,
+        # FUSE) holds only these, not the CPU pool every read and upload
+        # decrypts and hashes in (found by review: four hung reads stopped
+        # the whole server). Made on first use; idle ones cost nothing.
+        self._threads: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
@@ -258,7 +270,14 @@ class LocalSpace:
             except OSError as exc:
                 raise self._translate(exc, key, writing) from exc
 
-        return await asyncio.to_thread(call)
+        return await self.in_thread(call)
+
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in one of this space's own threads (``BlockingSpace``)."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(LOCAL_THREADS, thread_name_prefix="jcs-local")
+        call = functools.partial(contextvars.copy_context().run, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     # -- writing -----------------------------------------------------------
 
@@ -613,7 +632,7 @@ class LocalSpace:
         if tmp is not None:
             at = time.time()  # not the kernel's coarser clock: never behind a caller's
             with contextlib.suppress(FileNotFoundError):
-                await asyncio.to_thread(os.utime, tmp, (at, at))
+                await self.in_thread(functools.partial(os.utime, tmp, (at, at)))
 
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()
@@ -624,7 +643,9 @@ class LocalSpace:
             check_key(prefix.rstrip("/"))
         if not self.root.is_dir():
             return 0
-        return await asyncio.to_thread(self._sweep_sync, older_than, prefix.rstrip("/"), skip)
+        return await self.in_thread(
+            functools.partial(self._sweep_sync, older_than, prefix.rstrip("/"), skip)
+        )
 
     async def flush(self) -> None:
         if self.durable:
@@ -640,6 +661,8 @@ class LocalSpace:
         await self._run(None, flush_sync, writing=True)
 
     async def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)  # a hung call keeps its thread
         with self._hot_lock:
             self._hot_known = True  # a read finishing now opens nothing more
             hot, self._hot = self._hot, None
