@@ -93,7 +93,7 @@ async def _pay_strays(db: Database, store: BlockStore, before: datetime) -> int:
         size = 1  # one first: a space that still fails costs one delete a pass
         while True:
             async with db.read() as conn:
-                rows = await strays.owed(conn, [space.user_space_id], size, before)
+                rows = await strays.owed(conn, space.user_space_id, size, before)
             if not rows:
                 break
             left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))

@@ -34,7 +34,7 @@ from jointcloud.errors import (
     SpaceTestFailed,
 )
 from jointcloud.keys.master import MasterKey
-from jointcloud.meta import accounts, jobs, spacestate, transfers
+from jointcloud.meta import accounts, jobs, spacestate, strays, transfers
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.spaces.base import Space
@@ -516,7 +516,7 @@ class UserSpaceService:
                 # Blocks it owed a delete are at the old location, which is
                 # no longer reached through this space: forgotten, not
                 # "deleted" at the new one (found by review).
-                await accounts.forget_debts(conn, space_id)
+                await strays.forget(conn, space_id)
             if values.get("state") == SpaceState.DRAINING:
                 await jobs.wake(conn, "drain", now())
             updated = await accounts.get_space(conn, space_id)

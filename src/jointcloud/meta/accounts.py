@@ -9,6 +9,7 @@ from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import SpaceState, User, UserKey, UserRecord, UserSpace
+from jointcloud.meta import strays
 from jointcloud.meta import tables as t
 from jointcloud.meta.rows import aware, now, to_space
 
@@ -152,16 +153,7 @@ async def count_blocks_in_space(conn: AsyncConnection, space_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
-async def forget_debts(conn: AsyncConnection, space_id: int) -> int:
-    """Drop the blocks ``space_id`` owed a delete (its storage moved or is
-    deleted: they are no longer reached through it); how many."""
-    result = await conn.execute(
-        delete(t.stray_blocks).where(t.stray_blocks.c.user_space_id == space_id)
-    )
-    return int(result.rowcount or 0)
-
-
 async def delete_space(conn: AsyncConnection, space_id: int) -> None:
     # What it was owed goes with it (the foreign key cascades where enforced).
-    await forget_debts(conn, space_id)
+    await strays.forget(conn, space_id)
     await conn.execute(delete(t.user_spaces).where(t.user_spaces.c.id == space_id))

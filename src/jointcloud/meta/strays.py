@@ -26,19 +26,24 @@ async def owe(conn: AsyncConnection, blocks: Iterable[tuple[int, str]], at: date
 
 
 async def owed(
-    conn: AsyncConnection, space_ids: Sequence[int], limit: int, before: datetime
+    conn: AsyncConnection, space_id: int, limit: int, before: datetime
 ) -> list[tuple[int, int, str]]:
-    """Up to ``limit`` of the blocks owed on ``space_ids`` since before
+    """Up to ``limit`` of the blocks ``space_id`` owes since before
     ``before``, oldest first: (row id, space id, key)."""
-    if not space_ids:
-        return []
     q = (
         select(S.c.id, S.c.user_space_id, S.c.key)
-        .where(S.c.user_space_id.in_(list(space_ids)), S.c.since < before)
+        .where(S.c.user_space_id == space_id, S.c.since < before)
         .order_by(S.c.id)
         .limit(limit)
     )
     return [(int(r.id), int(r.user_space_id), str(r.key)) for r in await conn.execute(q)]
+
+
+async def forget(conn: AsyncConnection, space_id: int) -> int:
+    """Drop the blocks ``space_id`` owed a delete (its storage moved or is
+    deleted: they are no longer reached through it); how many."""
+    result = await conn.execute(delete(S).where(S.c.user_space_id == space_id))
+    return int(result.rowcount or 0)
 
 
 async def owed_keys(
