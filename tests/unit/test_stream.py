@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jointcloud.errors import BlockCorrupt, BlockNotFound, NotEnoughBlocks, SpaceUnavailable
-from jointcloud.redundancy import reader
+from jointcloud.redundancy import reader, stream
 from jointcloud.redundancy.cipher import OVERHEAD, new_data_key
 from jointcloud.redundancy.erasure import ErasureCodec
 from jointcloud.redundancy.policy import EcPolicy, NonePolicy, Redundancy, RepPolicy
@@ -484,6 +484,72 @@ async def test_cancellation_leaves_nothing() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert_nothing_left(spaces)
+
+
+def committed_then_refused() -> tuple[list[MemorySpace], list[BlockRef]]:
+    """rep(2) whose second copy's commit fails: the first, committed, must
+    be deleted again."""
+    spaces, blocks = make_blocks(RepPolicy(2))
+    spaces[1].faults.fail_commit = True
+    return spaces, blocks
+
+
+async def test_a_delete_that_hangs_leaves_its_block_owed_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stream, "DELETE_SECONDS", 0.2)
+    spaces, blocks = committed_then_refused()
+
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    spaces[0].faults.before_delete = hang
+    undeleted: list[BlockRef] = []
+    async with asyncio.timeout(10):  # not the cloud's own minute
+        with pytest.raises(SpaceUnavailable):
+            await write_blocks(
+                chunked(os.urandom(50_000)),
+                RepPolicy(2),
+                blocks,
+                new_data_key(),
+                undeleted=undeleted,
+            )
+    assert blocks[0] in undeleted
+    assert list(spaces[0].contents()) == [blocks[0].key]  # still there, owed
+
+
+async def test_cancelled_again_while_deleting_owes_every_committed_block() -> None:
+    """The caller (a request's task) is cancelled again while the clean-up
+    deletes: the deletes go on, but the caller hears only of blocks owed,
+    so it owes every committed one rather than forget one whose delete then
+    fails."""
+    spaces, blocks = committed_then_refused()
+    deleting, release = asyncio.Event(), asyncio.Event()
+
+    async def gate() -> None:
+        deleting.set()
+        await release.wait()
+        raise SpaceUnavailable("injected delete failure")
+
+    spaces[0].faults.before_delete = gate
+    undeleted: list[BlockRef] = []
+    task = asyncio.create_task(
+        write_blocks(
+            chunked(os.urandom(50_000)),
+            RepPolicy(2),
+            blocks,
+            new_data_key(),
+            undeleted=undeleted,
+        )
+    )
+    await deleting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert blocks[0] in undeleted
+    release.set()  # the delete fails after all: the block stays, and is owed
+    await asyncio.wait(list(stream._background))
+    assert list(spaces[0].contents()) == [blocks[0].key]
 
 
 async def test_block_count_and_indexes_are_checked() -> None:

@@ -47,6 +47,7 @@ from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 from jointcloud.redundancy.stream import (
     COPY_READ_AHEAD,
+    DELETE_SECONDS,
     PUT_PARALLEL,
     BlockRef,
     Layout,
@@ -75,9 +76,8 @@ MOVES_SEEN = 3
 # How long a space that failed a write has to answer a stat before it counts
 # as unreachable and the upload is placed again without it.
 REACH_SECONDS = 5.0
-# A block delete not answered within this counts as failed (the block is
-# owed), and its space is not asked to delete again for SILENT_SECONDS.
-DELETE_SECONDS = 5.0
+# A space that let a block delete go unanswered for DELETE_SECONDS (the
+# block is owed) is not asked to delete again for this long.
 SILENT_SECONDS = 60.0
 # Inline bytes of one batch sealed on the event loop rather than in the CPU
 # pool: for a few KiB the hop costs more than the work.

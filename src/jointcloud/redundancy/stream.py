@@ -75,6 +75,7 @@ from jointcloud.spaces.base import BlockWriter
 __all__ = [
     "CHECKSUMS",
     "COPY_READ_AHEAD",
+    "DELETE_SECONDS",
     "FULL_OBJECT_CHECKSUMS",
     "PUT_PARALLEL",
     "READ_AHEAD",
@@ -102,6 +103,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _background: set[asyncio.Future[Any]] = set()
+# A block delete (or a writer's abort) of a failed upload not answered within
+# this counts as failed: the block is owed (GC deletes it once its space
+# answers) instead of the client's answer waiting for a cloud that hangs.
+DELETE_SECONDS = 5.0
 
 
 def _ordered_blocks(policy: Redundancy, blocks: list[BlockRef]) -> list[BlockRef]:
@@ -246,27 +251,35 @@ async def _discard(
     confirmed: list[bool] | None = None,
 ) -> None:
     """Abort every writer and delete every block whose commit started (the
-    ones that could not be deleted go to ``undeleted``, and so do the ones
-    whose commit was not ``confirmed``: a commit cut short here may still
-    land in the cloud after the delete, found by review). Shielded: it
-    finishes even if the caller is cancelled again while it runs."""
+    ones that could not be deleted, each within ``DELETE_SECONDS``, go to
+    ``undeleted``, and so do the ones whose commit was not ``confirmed``: a
+    commit cut short here may still land in the cloud after the delete,
+    found by review). Shielded: it finishes even if the caller is cancelled
+    again while it runs; the caller then owes every block whose commit
+    started, since what the deletes did comes too late for it."""
 
     async def one(i: int) -> None:
         writer, ref = writers[i], blocks[i]
         try:
             if writer is not None:
-                await writer.abort()
+                async with asyncio.timeout(DELETE_SECONDS):
+                    await writer.abort()
+        except TimeoutError:
+            log.warning("abort of block %s of a failed upload not answered in time", ref.key)
         except SpaceError as exc:  # the space's own failure: one line, no traceback
             log.warning("could not abort block %s of a failed upload: %s", ref.key, exc.message)
         except Exception:
             log.warning("could not abort block %s of a failed upload", ref.key, exc_info=True)
         try:
             if commit_started[i]:
-                await ref.space.delete(ref.key)
+                async with asyncio.timeout(DELETE_SECONDS):
+                    await ref.space.delete(ref.key)
                 if confirmed is None or confirmed[i] or undeleted is None:
                     return
                 undeleted.append(ref)  # deleted, but its commit may land later
             return
+        except TimeoutError:
+            log.warning("delete of block %s of a failed upload not answered in time", ref.key)
         except SpaceError as exc:
             log.warning("could not delete block %s of a failed upload: %s", ref.key, exc.message)
         except Exception:
@@ -277,7 +290,14 @@ async def _discard(
     task = asyncio.ensure_future(asyncio.gather(*(one(i) for i in range(len(blocks)))))
     _background.add(task)
     task.add_done_callback(_background.discard)
-    await asyncio.shield(task)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undeleted is not None and not task.done():
+            # A debt for a block the deletes then remove is paid by a
+            # delete that finds nothing; a block forgotten stays for ever.
+            undeleted[:] = [ref for ref, s in zip(blocks, commit_started, strict=True) if s]
+        raise
 
 
 def stored_block_size(layout: Layout) -> int:

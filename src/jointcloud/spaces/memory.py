@@ -34,14 +34,16 @@ class Faults:
     ``read_stream``) fail with ``fail_reads``; a writer's ``write`` fails once
     the space has seen ``fail_writes_after`` of them; ``commit`` fails with
     ``fail_commit``. ``before_write`` is awaited before every ``write`` of a
-    writer, ``before_read`` before every ``read``: a delay, or a gate a test
-    opens when it wants (a cloud that hangs)."""
+    writer, ``before_read`` before every ``read``, ``before_delete`` before
+    every ``delete``: a delay, or a gate a test opens when it wants (a cloud
+    that hangs)."""
 
     fail_reads: bool = False
     fail_writes_after: int | None = None
     fail_commit: bool = False
     before_write: Callable[[], Awaitable[None]] | None = None
     before_read: Callable[[], Awaitable[None]] | None = None
+    before_delete: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -240,6 +242,8 @@ class MemorySpace:
     async def delete(self, key: str) -> None:
         check_key(key)
         self._check(key)
+        if self.faults.before_delete is not None:
+            await self.faults.before_delete()
         self._data.pop(self._prefix + key, None)
 
     async def list(self, prefix: str = "") -> AsyncIterator[Entry]:
