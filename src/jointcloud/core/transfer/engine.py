@@ -454,7 +454,7 @@ class TransferRun:
         for unit in units:
             self.written.update(unit.dests)
         try:
-            await asyncio.to_thread(work)
+            await source.in_thread(work)
         except asyncio.CancelledError:
             stop.set()
             self._count_batch(units, list(results), recorder)  # what is already there

@@ -7,11 +7,10 @@ say what it already holds. Sync copies ``SpaceTree → SpaceTree``, import
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from jointcloud.core.authz import Principal
 from jointcloud.core.models import ObjectInfo, UserSpace
@@ -22,6 +21,8 @@ from jointcloud.errors import BadArgument, BlockNotFound
 from jointcloud.spaces.base import BlockingSpace, Space
 
 CHUNK = 4 << 20
+T = TypeVar("T")
+
 SMALL = 4 << 20  # files up to this size move in one read and one write
 
 
@@ -131,7 +132,7 @@ class SpaceTree:
                 if not (areas and e.key.startswith(areas))
             ]
 
-        return await asyncio.to_thread(walk)
+        return await space.in_thread(walk)
 
     def open(self, item: Item) -> AsyncIterator[bytes]:
         return self.space.read_stream(join(self.base, item.rel), chunk=CHUNK)
@@ -143,6 +144,13 @@ class SpaceTree:
     def blocking(self) -> bool:
         """Whether ``read_blocking``/``put_blocking`` may be used (local disks)."""
         return isinstance(self.space, BlockingSpace)
+
+    async def in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` (calls of ``read_blocking``/``put_blocking``) in one of
+        the space's own threads: a user tree on a mount that hangs holds
+        those, not the threads every other task shares."""
+        assert isinstance(self.space, BlockingSpace)
+        return await self.space.in_thread(fn)
 
     def read_blocking(self, item: Item) -> bytes:
         assert isinstance(self.space, BlockingSpace)
