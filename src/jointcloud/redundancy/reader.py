@@ -12,7 +12,9 @@ as the cloud's client library would (60 s for OpenDAL's): when a read has
 waited its patience (``HEDGE_SECONDS``, plus the time its bytes take at
 ``HEDGE_RATE``, so that a slow but working cloud is not asked twice for a
 large read), the next block that can serve it is asked as well, and the
-first answer is taken; the read asks the slow block last from then on.
+first answer is taken; the read asks the slow block last from then on
+(after the slow ones that did answer). Once every block left is slow, the
+next ask waits longer (``SLOW_HEDGE_FACTOR``).
 That is the hedged read of HDFS (``dfs.client.hedged.read.threshold.millis``)
 and of "The Tail at Scale"; a hung block is not reported as bad, since its
 bytes are not known to be wrong (the health job decides about its cloud).
@@ -57,9 +59,29 @@ HEDGE_SECONDS = 2.0
 HEDGE_RATE = 2_000_000  # bytes/s: a 4 MiB run waits about 4 s before a second ask
 
 
+# When every block left to ask is one the read already found slow, it waits
+# this many patiences before asking one of them too: every cloud slow is a
+# throttled link or a busy server, where asking more of them adds load and
+# wins little (a review measured EC reads asking all n fragments, 1.2-1.5
+# times the bytes, once all were slow); a hung cloud is still outrun.
+SLOW_HEDGE_FACTOR = 4
+
+
 def patience(nbytes: int) -> float:
     """Seconds a read of ``nbytes`` waits before the next block is asked too."""
     return HEDGE_SECONDS + nbytes / HEDGE_RATE
+
+
+def _hedge_after(wait: float, left: Iterable[int], slow: set[int]) -> float | None:
+    """How long to wait before asking one of the blocks ``left`` as well:
+    ``wait`` if one of them is not known slow, ``SLOW_HEDGE_FACTOR`` times
+    it if all are, and for ever (None) if none is left."""
+    indexes = list(left)
+    if not indexes:
+        return None
+    if any(i not in slow for i in indexes):
+        return wait
+    return wait * SLOW_HEDGE_FACTOR
 
 
 def read_range(
@@ -317,6 +339,7 @@ class _Reader:
         self.on_slow_block = on_slow_block
         self.bad: set[int] = set()
         self.slow: set[int] = set()
+        self.answered: set[int] = set()
         codec = self.geometry.codec
         if codec is not None:
             self.by_index: dict[int, BlockRef] = {}
@@ -354,6 +377,14 @@ class _Reader:
         except SpaceError as exc:
             self._mark_bad(ref, exc)
             return None
+
+    def _rank(self, index: int) -> int:
+        """Order in which blocks are asked: the ones not outrun yet first,
+        then slow ones that did answer (a throttled cloud), then slow ones
+        that never did (a hung one)."""
+        if index not in self.slow:
+            return 0
+        return 1 if index in self.answered else 2
 
     def _mark_slow(self, indexes: Iterable[int]) -> None:
         for index in indexes:
@@ -399,7 +430,7 @@ class _Reader:
         queue = collections.deque(
             sorted(
                 (pos for pos, ref in enumerate(self.blocks) if ref.index not in self.bad),
-                key=lambda pos: self.blocks[pos].index in self.slow,
+                key=lambda pos: self._rank(self.blocks[pos].index),
             )
         )
 
@@ -426,7 +457,8 @@ class _Reader:
         wait = patience(sum(self.geometry.stored_len(j) for j in todo))
         try:
             while True:
-                ended = await attempts.ended(wait if queue else None)
+                left = (self.blocks[pos].index for pos in queue)
+                ended = await attempts.ended(_hedge_after(wait, left, self.slow))
                 if not ended:  # slow: ask the next one too
                     self._mark_slow(self.blocks[pos].index for pos in attempts.in_flight)
                 for pos, fut in ended:
@@ -435,6 +467,7 @@ class _Reader:
                     except SpaceError as exc:
                         self._mark_bad(self.blocks[pos], exc)
                         continue
+                    self.answered.add(self.blocks[pos].index)
                     return self.blocks[pos], opened, failure
                 # Slow, or one failed: the next one is asked now.
                 more = next_ref()
@@ -462,7 +495,7 @@ class _Reader:
 
         def spare() -> list[int]:
             left = [i for i in self.ec_order if i not in asked and i not in self.bad]
-            return sorted(left, key=lambda i: i in self.slow)
+            return sorted(left, key=self._rank)
 
         covering = codec.data_fragments(seg_len, lo, hi)
         direct = all(
@@ -488,7 +521,7 @@ class _Reader:
                         len(good),
                         codec.k,
                     )
-                ended = await attempts.ended(wait if spare() else None)
+                ended = await attempts.ended(_hedge_after(wait, spare(), self.slow))
                 if not ended:  # slow: make up k from the others
                     self._mark_slow(attempts.in_flight)
                     direct = False
@@ -498,6 +531,7 @@ class _Reader:
                         direct = False
                     else:
                         good[i] = frag
+                        self.answered.add(i)
         finally:
             attempts.cancel()
 
