@@ -172,7 +172,7 @@ async def test_a_space_whose_deletes_hang_does_not_hold_gc(
     client library's minute per block. A delete not answered in time is
     owed, the space is not asked again for a while, and the health job is
     asked to probe it."""
-    from jointcloud.core import blockstore
+    from jointcloud.core import blockdeletes
 
     [other] = await api.add_spaces(1)
     pkg = await api.package("rep", REP)
@@ -188,7 +188,7 @@ async def test_a_space_whose_deletes_hang_does_not_hold_gc(
         await real(self, key)
 
     monkeypatch.setattr(LocalSpace, "delete", delete)
-    monkeypatch.setattr(blockstore, "DELETE_SECONDS", 0.2)
+    monkeypatch.setattr(blockdeletes, "DELETE_SECONDS", 0.2)
     await api.post("/v1/object/delete", {"objectIDs": [o["objectID"] for o in objs]})
     async with asyncio.timeout(20):
         report = await api.gc()

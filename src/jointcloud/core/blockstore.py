@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import itertools
 import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import structlog
 
 from jointcloud.core import renewal
 from jointcloud.core.background import finish, leave
+from jointcloud.core.blockdeletes import BlockDeletes
 from jointcloud.core.models import (
     BlockRecord,
     ChecksumAlgorithm,
@@ -47,8 +47,6 @@ from jointcloud.redundancy.cipher import new_data_key
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
 from jointcloud.redundancy.stream import (
     COPY_READ_AHEAD,
-    DELETE_SECONDS,
-    PUT_PARALLEL,
     BlockRef,
     Layout,
     WriteResult,
@@ -76,9 +74,6 @@ MOVES_SEEN = 3
 # How long a space that failed a write has to answer a stat before it counts
 # as unreachable and the upload is placed again without it.
 REACH_SECONDS = 5.0
-# A space that let a block delete go unanswered for DELETE_SECONDS (the
-# block is owed) is not asked to delete again for this long.
-SILENT_SECONDS = 60.0
 # Inline bytes of one batch sealed on the event loop rather than in the CPU
 # pool: for a few KiB the hop costs more than the work.
 ON_LOOP_BYTES = 64 * 1024
@@ -149,7 +144,7 @@ class BlockStore:
         # A read outran a block whose space did not answer in time (a hedged
         # read): called with the space's id, on the read path; never raises.
         self.on_slow_space: Callable[[int], None] | None = None
-        self._silent: dict[int, float] = {}  # space id -> until when deletes skip it
+        self.deletes = BlockDeletes(db, pool, self._slow_space)
 
     async def stage(
         self,
@@ -515,69 +510,16 @@ class BlockStore:
     async def delete_blocks(
         self, records: Iterable[LayoutRecord | StagedLayout]
     ) -> list[tuple[int, str]]:
-        """Delete the blocks of ``records``, several at once; returns the
-        (space id, key) of those that could not be deleted, for the caller
-        to owe (``strays.owe``) in the transaction that drops their rows."""
-        return await self.delete_keys([(b.user_space_id, b.key) for r in records for b in r.blocks])
+        """``BlockDeletes.delete_blocks``: the blocks not deleted, to owe."""
+        return await self.deletes.delete_blocks(records)
 
     async def delete_keys(self, blocks: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
-        """Delete (space id, key) blocks, several at once; the ones that
-        could not be deleted. A space that is Unavailable, or that let a
-        delete go unanswered for ``DELETE_SECONDS`` in the last
-        ``SILENT_SECONDS``, is not asked: callers may hold the database's
-        write lock (GC does), and a cloud that hangs would hold it for the
-        client library's minute per block. Deletes are idempotent, so one
-        that lands after its time is harmless: the block is owed anyway."""
-        gate = asyncio.Semaphore(PUT_PARALLEL)
-
-        def asked(space_id: int) -> bool:
-            rec = self.pool.records.get(space_id)
-            if rec is not None and rec.state == SpaceState.UNAVAILABLE:
-                return False
-            return self._silent.get(space_id, 0.0) <= time.monotonic()
-
-        async def one(space_id: int, key: str) -> bool:
-            if not asked(space_id):
-                return False
-            async with gate:
-                if not asked(space_id):
-                    return False
-                try:
-                    async with asyncio.timeout(DELETE_SECONDS):
-                        space = await self.pool.get_by_id(space_id)
-                        await space.delete(key)
-                    return True
-                except TimeoutError:
-                    self._silent[space_id] = time.monotonic() + SILENT_SECONDS
-                    log.warning(
-                        "block delete not answered in time; its space is not asked again "
-                        "for a while",
-                        space=space_id,
-                        seconds=DELETE_SECONDS,
-                    )
-                    if self.on_slow_space is not None:
-                        self.on_slow_space(space_id)
-                    return False
-                except Exception as exc:  # owed: GC deletes it when the space answers
-                    log.warning("block delete failed", key=key, error=str(exc))
-                    return False
-
-        done = await asyncio.gather(*(one(sid, key) for sid, key in blocks))
-        return [b for b, ok in zip(blocks, done, strict=True) if not ok]
+        """``BlockDeletes.delete_keys``: the blocks not deleted, to owe."""
+        return await self.deletes.delete_keys(blocks)
 
     async def owe(self, blocks: Sequence[tuple[int, str]]) -> None:
-        """Remember blocks let go of but not deleted, for GC to delete once
-        their space answers; in a transaction of its own, for blocks whose
-        rows are already gone or moved."""
-        if not blocks:
-            return
-        try:
-            async with self.db.write() as conn:
-                await strays.owe(conn, blocks, now())
-        except Exception as exc:  # then only fsck --repair finds them
-            log.warning(
-                "could not remember blocks to delete later", count=len(blocks), error=repr(exc)
-            )
+        """``BlockDeletes.owe``."""
+        await self.deletes.owe(blocks)
 
     async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
         refs = []
@@ -590,6 +532,10 @@ class BlockStore:
             refs.append(BlockRef(index=b.index, space=space, key=b.key, space_id=b.user_space_id))
         refs.sort(key=lambda r: self.pool.preference(r.space_id))
         return refs
+
+    def _slow_space(self, space_id: int) -> None:
+        if self.on_slow_space is not None:
+            self.on_slow_space(space_id)
 
     def _slow_reporter(self, refs: Sequence[BlockRef]) -> Callable[[int], None] | None:
         """``on_slow_block`` for a read of ``refs``: the block's space to
