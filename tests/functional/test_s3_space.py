@@ -118,6 +118,36 @@ async def test_a_small_upload_is_placed_again_when_a_cloud_hangs(
         relay.stop()
 
 
+async def test_a_streamed_upload_to_a_cloud_that_hangs_fails_in_seconds(
+    api: Api, s3_server: S3Server
+) -> None:
+    """A large upload (streamed: its bytes cannot be sent again) to a cloud
+    that stopped answering waited for the S3 client's limits (60 s and
+    more) before it failed. Now, once its writes have waited their
+    patience, its spaces are checked: the hung one is marked Unavailable
+    and the upload fails at once with a 503 that names it, so the client's
+    retry goes to the other spaces."""
+    await api.add_spaces(1)
+    relay = Blackhole(s3_server.port)
+    relay.start()
+    try:
+        hung = await _relayed_space(api, s3_server, relay, "s3-stream-hang")
+        pkg = await api.package("stream-hang", {"type": "rep", "repCount": 2})
+        relay.cut()
+        content = os.urandom(6 << 20)
+        info = b'{"packageID": %d, "affinity": %d}' % (pkg, hung)
+        async with asyncio.timeout(25):  # under the client's 30 s without a byte
+            r = await api.upload_raw([("info", None, info), ("files", "x.bin", content)])
+        assert r.status_code == 503, r.text
+        assert f"user space {hung} did not answer a write in time" in r.json()["message"]
+        assert api.ctx.pool.records[hung].state == "Unavailable"
+        assert await api.objects(pkg) == []
+        [obj] = await api.upload(pkg, [("x.bin", content)])  # the client's retry
+        assert await api.download(obj["objectID"]) == content
+    finally:
+        relay.stop()
+
+
 async def test_a_read_does_not_wait_on_a_cloud_that_hangs(api: Api, s3_server: S3Server) -> None:
     """A cloud that stops answering (its packets dropped, nothing refused)
     held a read of a block there for the S3 client's own limits (30 s

@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any, TypeVar
 
 from jointcloud.errors import SpaceError
 from jointcloud.redundancy.checksums import (
@@ -85,6 +85,7 @@ __all__ = [
     "BlockRef",
     "Checksums",
     "Layout",
+    "Stalled",
     "WriteResult",
     "chunk_len_for",
     "combine_checksums",
@@ -101,6 +102,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _background: set[asyncio.Future[Any]] = set()
 # A block delete (or a writer's abort) of a failed upload not answered within
@@ -127,11 +130,13 @@ async def write_blocks(
     segment_size: int | None = None,
     checksums: Collection[str] = (),
     undeleted: list[BlockRef] | None = None,
+    stalled: Stalled | None = None,
 ) -> WriteResult:
     """Stream ``source`` into ``blocks`` under ``policy``; see the module
     docstring. ``checksums``: additional checksums to compute (``CHECKSUMS``).
     ``undeleted``: on failure, the blocks committed that could not be
-    deleted again are added to it (the caller owes them)."""
+    deleted again are added to it (the caller owes them). ``stalled``: see
+    ``Stalled``."""
     ordered = _ordered_blocks(policy, blocks)
     seg_size = segment_size or segment_size_for(policy)
     geometry = _Geometry(policy, 0, seg_size, chunk_len_for(policy, seg_size))
@@ -152,10 +157,17 @@ async def write_blocks(
     commit_started = [False] * len(ordered)
     confirmed = [False] * len(ordered)
     try:
-        await _run_all(_open(ordered, writers, i) for i in range(len(ordered)))
+        chunk = geometry.chunk_len
+        await _patiently(
+            _run_all(_open(ordered, writers, i) for i in range(len(ordered))), chunk, stalled
+        )
         opened = [w for w in writers if w is not None]
-        size, stored = await _pump(_Segmenter(source, seg_size), md5, encode, opened)
-        await _run_all(_commit(opened, commit_started, i, confirmed) for i in range(len(opened)))
+        size, stored = await _pump(_Segmenter(source, seg_size), md5, encode, opened, stalled)
+        await _patiently(
+            _run_all(_commit(opened, commit_started, i, confirmed) for i in range(len(opened))),
+            chunk,
+            stalled,
+        )
     except BaseException:
         await _discard(ordered, writers, commit_started, undeleted, confirmed)
         raise
@@ -189,11 +201,38 @@ async def _chain_md5(prev: asyncio.Future[None] | None, md5: Any, seg: bytes) ->
     await _cpu(md5.update, seg)
 
 
+# Asked by an upload whose writes have waited their patience (``patience``,
+# as a read's): it probes the upload's spaces and raises when one of them
+# does not answer (the upload is then given up, its client told to try again,
+# instead of waiting for the cloud's client library's minute); it returns
+# when they all answer, and the writes are waited for again.
+Stalled = Callable[[], Awaitable[None]]
+
+
+async def _patiently(work: Awaitable[T], nbytes: int, stalled: Stalled | None) -> T:
+    """``await work``, asking ``stalled()`` each time it has waited the
+    patience of ``nbytes`` (it raises to give up; ``work`` is then
+    cancelled)."""
+    fut = asyncio.ensure_future(work)
+    if stalled is None:
+        return await fut
+    try:
+        while True:
+            done, _ = await asyncio.wait([fut], timeout=patience(nbytes))
+            if done:
+                return fut.result()
+            await stalled()
+    except BaseException:
+        _forget(fut)
+        raise
+
+
 async def _pump(
     segments: _Segmenter,
     md5: Any,
     encode: Callable[[int, bytes], list[bytes]],
     writers: list[BlockWriter],
+    stalled: Stalled | None = None,
 ) -> tuple[int, list[int]]:
     """The pipeline; returns (plaintext size, bytes stored per block).
 
@@ -217,7 +256,7 @@ async def _pump(
             receive = asyncio.ensure_future(segments.next())
             chunks = await work
             if write is not None:
-                await write
+                await _patiently(write, len(chunks[0]), stalled)
             if len(chunks) == 1:
                 chunks = chunks * len(writers)
             for i, chunk in enumerate(chunks):
@@ -230,7 +269,7 @@ async def _pump(
             seg = await receive
             j += 1
         if write is not None:
-            await write
+            await _patiently(write, stored[0], stalled)
         if digest is not None:
             await digest
     except BaseException:
