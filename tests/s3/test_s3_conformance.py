@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import os
+import urllib.request
 import zlib
 from typing import Any
 
@@ -608,10 +609,22 @@ async def test_list_objects_v1_answers_its_prefix_unencoded(s3: S3) -> None:
             keys = [o["Key"] for o in v1.get("Contents", [])]
             assert keys == [o["Key"] for o in v2.get("Contents", [])]
             assert keys == ([] if prefix == "\n" else ["a b+c/é 1"])
-        # one XML cannot carry is refused, naming it (no key can hold it)
+        # An ASCII control (a key may hold one) is answered as AWS writes
+        # it, a character reference (``&#x1;``) that XML 1.0 parsers refuse:
+        # V1 echoes its Prefix unencoded, so the client fails loudly, while
+        # V2 encodes it and lists the key.
+        c.put_object(Bucket="prefixes", Key="\x01ctl", Body=b"x")
+        v2 = c.list_objects_v2(Bucket="prefixes", Prefix="\x01")
+        assert [o["Key"] for o in v2["Contents"]] == ["\x01ctl"]
+        url = c.generate_presigned_url(
+            "list_objects", Params={"Bucket": "prefixes", "Prefix": "\x01"}
+        )
+        with urllib.request.urlopen(url) as answer:
+            assert b"<Prefix>&#x1;</Prefix>" in answer.read()
+        # one that not even a reference can carry is refused, naming it
         with pytest.raises(ClientError) as e:
-            c.list_objects(Bucket="prefixes", Prefix="\x01")
+            c.list_objects(Bucket="prefixes", Prefix="\ufffe")
         assert _code(e) == ("InvalidArgument", 400)
-        assert "prefix holds U+0001" in e.value.response["Error"]["Message"]
+        assert "prefix holds U+FFFE" in e.value.response["Error"]["Message"]
 
     await asyncio.to_thread(work)

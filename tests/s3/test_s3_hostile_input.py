@@ -188,10 +188,14 @@ async def test_what_xml_cannot_carry_is_refused_or_replaced(s3: S3) -> None:
 
     def work() -> None:
         c.create_bucket(Bucket="xmlish")
-        # a query parameter that would be echoed in the answer
-        answer = _signed(s3, "GET", "/xmlish?list-type=2&prefix=%01%02")
+        # a query parameter that would be echoed in the answer, holding what
+        # not even a character reference carries (ASCII controls are carried
+        # as references, as AWS writes them: a key may hold them)
+        answer = _signed(s3, "GET", "/xmlish?list-type=2&prefix=%00%02")
         status, code, message = _error(answer)
-        assert (status, code) == (400, "InvalidArgument") and "prefix holds U+0001" in message
+        assert (status, code) == (400, "InvalidArgument") and "prefix holds U+0000" in message
+        answer = _signed(s3, "GET", "/xmlish?list-type=2&prefix=%01%02")
+        assert answer.status_code == 200 and b"<Prefix>&#x1;&#x2;</Prefix>" in answer.content
         # a key with NUL: refused, and the error's Resource still parses
         answer = _signed(s3, "GET", "/xmlish/%00")
         status, code, _ = _error(answer)

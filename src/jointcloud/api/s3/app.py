@@ -26,7 +26,13 @@ from jointcloud.api.common.observability import (
     current_request_id,
     new_request_id,
 )
-from jointcloud.api.s3.errors import MethodNotAllowed, NotImplementedOp, error_response
+from jointcloud.api.common.xmltext import xml_safe
+from jointcloud.api.s3.errors import (
+    InvalidArgumentS3,
+    MethodNotAllowed,
+    NotImplementedOp,
+    error_response,
+)
 from jointcloud.api.s3.request import S3Request, Target, authenticate, target_of
 from jointcloud.api.s3.sigv4 import SignedRequest, SigningContext
 from jointcloud.context import Context
@@ -173,6 +179,35 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
 
 # Operations answered before authentication (CORS preflight carries none).
 UNAUTHENTICATED = frozenset({"PreflightCors", "PostObject"})
+# Operations on one version of an object (``versionId``). Buckets here are
+# unversioned: the only version is "null", and any other id is refused, not
+# ignored (a review found DeleteObject with an old version's id deleting the
+# live object, as a script pruning old versions would).
+VERSIONED = frozenset(
+    {
+        "GetObject",
+        "HeadObject",
+        "DeleteObject",
+        "GetObjectTagging",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+        "GetObjectAcl",
+        "PutObjectAcl",
+        "GetObjectAttributes",
+    }
+)
+
+
+def check_version(name: str, request: Request) -> None:
+    """AWS's answer to a version id an unversioned bucket never issued."""
+    if name in VERSIONED:
+        version = request.query_params.get("versionId")
+        if version is not None and version != "null":
+            raise InvalidArgumentS3(
+                "Invalid version id specified",
+                ArgumentName="versionId",
+                ArgumentValue=xml_safe(version[:256]),
+            )
 
 
 class _BodyWatch:
@@ -233,6 +268,7 @@ class S3App:
             handler = OPS.get(name)
             if handler is None:
                 raise NotImplementedOp(f"the S3 operation {name} is not implemented here")
+            check_version(name, request)
             s3req = S3Request(self.ctx, request, signed, target, principal, request_id, signing)
             response = await handler(s3req)
         except errors.DomainError as exc:

@@ -403,8 +403,14 @@ async def _marker_page(r: S3Request, marker_param: str) -> _Page:
     marker = r.query(marker_param) or None
     max_keys = _max_keys(r)
     # A marker that is a common prefix of this listing (a NextMarker we gave)
-    # skips everything under it.
-    after_prefix = bool(marker and delimiter and marker.endswith(delimiter))
+    # skips everything under it; one that only ends in the delimiter (a
+    # folder marker "dir/" listed under the prefix "dir/") does not.
+    after_prefix = bool(
+        marker
+        and delimiter
+        and marker.startswith(prefix)
+        and marker.find(delimiter, len(prefix)) == len(marker) - len(delimiter)
+    )
     listing = await _list(
         r,
         ListObjects(
