@@ -8,6 +8,7 @@ conditions a write does not take."""
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 
 from s3_support import S3, code_of
 
@@ -95,5 +96,48 @@ async def test_keys_with_control_characters_page_as_markers(s3: S3) -> None:
             assert [o["Key"] for p in pages for o in p.get("Contents", [])] == keys, op
         after = c.list_objects_v2(Bucket="controls", StartAfter="k2\x01")
         assert [o["Key"] for o in after["Contents"]] == ["k3\x1f", "k4"]
+
+    await asyncio.to_thread(work)
+
+
+async def test_listings_give_the_same_time_as_head(s3: S3) -> None:
+    """Listings gave milliseconds where ``Last-Modified`` has whole seconds
+    (AWS writes ``.000Z``): the AWS CLI stamps files with the listing's
+    time cut to the second, so ``aws s3 sync --exact-timestamps`` fetched
+    every file again, every run."""
+    c = s3.client()
+
+    def work() -> None:
+        c.create_bucket(Bucket="times")
+        for i in range(3):
+            c.put_object(Bucket="times", Key=f"k{i}", Body=b"x")
+        for entry in c.list_objects_v2(Bucket="times")["Contents"]:
+            head = c.head_object(Bucket="times", Key=entry["Key"])
+            assert entry["LastModified"] == head["LastModified"], entry["Key"]
+        [bucket] = [b for b in c.list_buckets()["Buckets"] if b["Name"] == "times"]
+        assert bucket["CreationDate"].microsecond == 0
+
+    await asyncio.to_thread(work)
+
+
+async def test_a_raw_plus_runs_as_it_was_signed(s3: S3) -> None:
+    """A URL signed for ``prefix=a%2Bb`` with the ``%2B`` written as a raw
+    ``+`` still verified (a raw ``+`` is read both ways), but ran as
+    ``prefix=a b``: a request other than the one signed."""
+    c = s3.client(signature_version="s3v4")  # SigV2 does not sign a prefix at all
+
+    def work() -> None:
+        c.create_bucket(Bucket="plus")
+        for key in ("a+b1", "a b1"):
+            c.put_object(Bucket="plus", Key=key, Body=b"x")
+        url = c.generate_presigned_url(
+            "list_objects_v2", Params={"Bucket": "plus", "Prefix": "a+b"}
+        )
+        assert "prefix=a%2Bb" in url
+        for sent in (url, url.replace("prefix=a%2Bb", "prefix=a+b")):
+            with urllib.request.urlopen(sent) as answer:
+                body = answer.read()
+            assert b"<Key>a%2Bb1</Key>" in body or b"<Key>a+b1</Key>" in body, body
+            assert b"a%20b1" not in body and b"a b1" not in body, body
 
     await asyncio.to_thread(work)

@@ -16,7 +16,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import Request
 
@@ -99,7 +99,7 @@ class S3Request:
         # by name: handlers ask some twenty times per request.
         for raw_name, raw_value in reversed(self.request.scope["headers"]):
             self._headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
-        for name, value in reversed(self.request.query_params.multi_items()):
+        for name, value in reversed(self._query_items()):
             bad = _UNECHOABLE.search(value)
             if bad is not None:
                 # Parameters are echoed in XML answers (Prefix, Marker, ...),
@@ -110,6 +110,16 @@ class S3Request:
                     ArgumentName=name[:64],
                 )
             self._query[name] = value
+
+    def _query_items(self) -> list[tuple[str, str]]:
+        """The query's parameters as the signature read them: a raw ``+``
+        is a space (Starlette's reading) unless what was signed read it as
+        a ``+``."""
+        raw: bytes = self.request.scope.get("query_string", b"")
+        if self.signing is None or self.signing.plus_is_space or b"+" not in raw:
+            return self.request.query_params.multi_items()
+        text = raw.decode("latin-1").replace("+", "%2B")
+        return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")
 
     @property
     def principal(self) -> Principal:

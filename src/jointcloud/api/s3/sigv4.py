@@ -262,19 +262,30 @@ def sign(signing_key: bytes, text: str) -> str:
 
 def canonical_requests(req: SignedRequest, auth: V4Auth) -> list[str]:
     """The canonical requests a client may have signed: the AWS form first."""
+    return [canonical for canonical, _ in _candidates(req, auth)]
+
+
+def _candidates(req: SignedRequest, auth: V4Auth) -> list[tuple[str, bool]]:
+    """``canonical_requests``, each with whether it read a raw ``+`` of the
+    query as a space (the request must then run with the reading that was
+    signed: a review turned a URL signed for ``a%2Bb`` into one for ``a b``
+    by writing the ``+`` raw)."""
     exclude = "X-Amz-Signature" if auth.presigned else None
-    queries = [canonical_query(req.query, exclude=exclude)]
+    queries = [(canonical_query(req.query, exclude=exclude), False)]
     if any("+" in key or "+" in value for key, value in req.query):
         spaced = canonical_query(req.query, exclude=exclude, plus_is_space=True)
-        if spaced != queries[0]:
-            queries.append(spaced)
+        if spaced != queries[0][0]:
+            queries.append((spaced, True))
     headers = canonical_headers(req, auth.signed_headers)
     return [
-        canonical_request(
-            req.method.upper(), uri, query, headers, auth.signed_headers, auth.payload_hash
+        (
+            canonical_request(
+                req.method.upper(), uri, query, headers, auth.signed_headers, auth.payload_hash
+            ),
+            plus_is_space,
         )
         for uri in canonical_uri_candidates(req.path)
-        for query in queries
+        for query, plus_is_space in queries
     ]
 
 
@@ -292,6 +303,8 @@ class SigningContext:
     payload: PayloadMode
     payload_hash: str
     signing_key: bytes = field(repr=False)
+    # Whether the signed query read a raw "+" as a space (else as a "+").
+    plus_is_space: bool = True
 
     def chunk_string_to_sign(self, previous_signature: str, chunk_sha256: str) -> str:
         return (
@@ -363,9 +376,9 @@ def verify_v4(
     _check_signed_amz_headers(req, auth)
 
     signing_key = derive_signing_key(secret, auth.scope)
-    candidates = canonical_requests(req, auth)
+    candidates = _candidates(req, auth)
     first_sts = ""
-    for canonical in candidates:
+    for canonical, plus_is_space in candidates:
         sts = string_to_sign(auth.amz_date, auth.scope, canonical)
         first_sts = first_sts or sts
         if hmac.compare_digest(sign(signing_key, sts), auth.signature):
@@ -377,10 +390,11 @@ def verify_v4(
                 payload=auth.payload,
                 payload_hash=auth.payload_hash,
                 signing_key=signing_key,
+                plus_is_space=plus_is_space,
             )
     raise SignatureDoesNotMatch(
         "The request signature we calculated does not match the signature you provided. "
         "Check your key and signing method.",
         string_to_sign=first_sts,
-        canonical_request=candidates[0],
+        canonical_request=candidates[0][0],
     )

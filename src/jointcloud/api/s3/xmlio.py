@@ -36,11 +36,15 @@ class Fragment(str):
 
 
 def iso(value: datetime) -> str:
-    """S3's timestamp: UTC with milliseconds and ``Z`` (isoformat, not
-    strftime: a listing formats a thousand of these)."""
+    """S3's timestamp: UTC, whole seconds written with ``.000`` and ``Z``,
+    as AWS writes them (isoformat, not strftime: a listing formats a
+    thousand of these). Not the milliseconds we keep: ``Last-Modified`` has
+    whole seconds, and the AWS CLI stamps downloaded files with a listing's
+    time cut to the second, so ``aws s3 sync --exact-timestamps`` found
+    every file changed (found by review)."""
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+    return value.isoformat(timespec="seconds")[:-6] + ".000Z"  # "+00:00" -> ".000Z"
 
 
 def _text(value: str | int | bool) -> str:
