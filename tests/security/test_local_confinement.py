@@ -156,6 +156,56 @@ async def test_an_older_space_cannot_be_moved_over_a_newer_users_space(
     assert (await bob.api.post("/v1/userSpace/test", {"userSpaceID": bob_id}))["ok"] is True
 
 
+async def test_an_older_space_whose_directory_becomes_a_link_reaches_no_newer_space(
+    api: Api, bob: Other
+) -> None:
+    """Found by review: a user with shell access to his own older space's
+    directory replaced it by a link to a newer space of another user. Of
+    two overlapping rows the older kept working, so his import read the
+    other user's files, his sync deleted them, and the other user's own
+    space was refused as overlapping his. A space's path is recorded
+    resolved, and one that no longer resolves to itself is refused."""
+    mine = min(api.spaces)
+    mine_dir = api.spaces[mine]
+    bob_id, bob_dir = next(iter(bob.api.spaces.items()))
+    assert mine < bob_id
+    bob_dir.mkdir(parents=True, exist_ok=True)
+    (bob_dir / "private").mkdir(exist_ok=True)
+    (bob_dir / "private" / "secret.txt").write_bytes(b"bob's own")
+    mine_dir.mkdir(parents=True, exist_ok=True)
+    os.rename(mine_dir, mine_dir.with_name("moved-away"))
+    mine_dir.symlink_to(bob_dir)
+    await api.ctx.pool.close()  # nothing cached: the next use opens it again
+    r = await api.request(
+        "POST",
+        "/v1/userSpace/createPackage",
+        json={
+            "userSpaceID": mine,
+            "path": "private",
+            "bucketID": await api.bucket("x"),
+            "name": "p",
+        },
+    )
+    assert "replaced by a link" in expect_error(r, "BadArgument", 400)
+    r = await api.request("POST", "/v1/userSpace/test", json={"userSpaceID": mine})
+    assert r.status_code != 200 or r.json()["ok"] is not True, r.text
+    assert (bob_dir / "private" / "secret.txt").read_bytes() == b"bob's own"
+    # Bob's space still works, and is still only his.
+    assert (await bob.api.post("/v1/userSpace/test", {"userSpaceID": bob_id}))["ok"] is True
+
+
+async def test_a_path_is_recorded_resolved(api: Api) -> None:
+    real = api.tmp_path / "real-dir"
+    real.mkdir()
+    link = api.tmp_path / "link-dir"
+    link.symlink_to(real)
+    made = await api.post(
+        "/v1/userSpace/create",
+        {"name": "linked", "storage": {"type": "Local", "path": str(link / "space")}},
+    )
+    assert made["userSpace"]["storage"]["path"] == str(real.resolve() / "space")
+
+
 async def test_a_space_whose_directory_becomes_a_link_is_refused_at_use(api: Api) -> None:
     data = api.ctx.settings.data_dir
     [sid] = await api.add_spaces(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -461,3 +462,38 @@ async def test_a_database_of_a_newer_release_is_refused_in_a_sentence(tmp_path: 
         f"9999; this one knows up to {schema_head()}): run that release, or restore a backup "
         "made by this one"
     )
+
+
+# -- 0016: Local paths recorded resolved ---------------------------------------
+
+
+def test_0016_records_local_paths_resolved(tmp_path: Path) -> None:
+    """A Local space's path becomes where it resolves (a space whose path
+    later resolves elsewhere is refused); other rows are left as they are."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    linked = json.dumps({"type": "Local", "path": str(tmp_path / "link" / "space")})
+    plain = json.dumps({"type": "Local", "path": str(real / "plain")})
+    remote = json.dumps({"type": "S3", "bucket": "b", "endpoint": "https://s3.example.com"})
+    engine = create_engine(f"sqlite:///{tmp_path / 'paths.db'}")
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0015")
+            conn.exec_driver_sql("INSERT INTO users (name, created_at) VALUES ('a', '2026-01-01')")
+            for name, storage in (("linked", linked), ("plain", plain), ("remote", remote)):
+                conn.execute(
+                    text(
+                        "INSERT INTO user_spaces (user_id, name, storage, root_path, state, "
+                        "created_at) VALUES (1, :name, :storage, 'jcs', 'Normal', '2026-01-01')"
+                    ),
+                    {"name": name, "storage": storage},
+                )
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+        with engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT name, storage FROM user_spaces")).all())
+        assert json.loads(rows["linked"])["path"] == str(real.resolve() / "space")
+        assert rows["plain"] == plain and rows["remote"] == remote
+    finally:
+        engine.dispose()

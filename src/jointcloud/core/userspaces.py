@@ -44,7 +44,7 @@ from jointcloud.spaces.registry import (
     open_checked,
     validate_storage,
 )
-from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local
+from jointcloud.spaces.rules import SpaceRules, check_disjoint, check_local, resolve_local
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -103,6 +103,22 @@ def _location(space: UserSpace) -> str:
     of its storage, credential or root path changes."""
     sealed = None if space.sealed_credential is None else space.sealed_credential.hex()
     return json.dumps([space.storage, space.root_path, sealed], sort_keys=True)
+
+
+def _pinned(recorded: str, rules: SpaceRules) -> Path:
+    """Where a Local space recorded at ``recorded`` (resolved when it was
+    recorded) is, if it is still there: a path that now resolves elsewhere
+    had part of it replaced by a link, and its space is refused. Else a
+    user who can replace his own older space's directory by a link to a
+    newer space's reached that space's files (found by review)."""
+    path = check_local(recorded, rules)
+    if str(path) != recorded:
+        raise SpaceRefused(
+            f"local space path {recorded!r} now leads to {str(path)!r}: part of it was "
+            "replaced by a link since the space was recorded, and a space never follows "
+            "its directory elsewhere"
+        )
+    return path
 
 
 class SpacePool:
@@ -248,7 +264,7 @@ class SpacePool:
         ``admit``: the path is being recorded (create, update, test), so it
         must keep clear of every usable space, newer ones included. ``conn``:
         the recording transaction, which sees the spaces recorded before it."""
-        path = check_local(storage["path"], self.rules)
+        path = _pinned(storage["path"], self.rules)
         if conn is not None:
             every = await spacestate.list_all(conn)
         else:
@@ -272,7 +288,7 @@ class SpacePool:
 
     def _usable_path(self, space: UserSpace) -> Path | None:
         try:
-            return check_local(space.storage["path"], self.rules)
+            return _pinned(space.storage["path"], self.rules)
         except (SpaceRefused, KeyError, TypeError):
             return None
 
@@ -441,6 +457,13 @@ class UserSpaceService:
         if credential is not None and not isinstance(credential, dict):
             raise BadArgument("credential must be an object with a 'type'")
         validate_storage(storage, credential)
+        if storage.get("type") == "Local":
+            # Recorded resolved: a space whose path then resolves elsewhere
+            # (a link put in place of part of it) is refused (check_disjoint).
+            try:
+                storage = {**storage, "path": str(resolve_local(storage["path"]))}
+            except SpaceRefused as exc:
+                raise BadArgument(exc.message) from None
         return storage, credential
 
     async def update(self, principal: Principal, space_id: int, changes: SpaceChanges) -> UserSpace:
