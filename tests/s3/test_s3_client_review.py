@@ -8,8 +8,16 @@ conditions a write does not take."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import http.client
+import urllib.parse
 import urllib.request
+from typing import Any
 
+import httpx
+from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from s3_support import S3, code_of
 
 
@@ -139,5 +147,102 @@ async def test_a_raw_plus_runs_as_it_was_signed(s3: S3) -> None:
                 body = answer.read()
             assert b"<Key>a%2Bb1</Key>" in body or b"<Key>a+b1</Key>" in body, body
             assert b"a%20b1" not in body and b"a b1" not in body, body
+
+    await asyncio.to_thread(work)
+
+
+def presign_v4(s3: S3, path: str) -> str:
+    """A presigned SigV4 PUT URL of ``path``, its query signed with it."""
+    request = AWSRequest(method="PUT", url=s3.endpoint + path)
+    creds = Credentials(s3.access_key_id, s3.secret_key)
+    S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=300).add_auth(request)
+    return str(request.url)
+
+
+async def test_a_presigned_urls_amz_parameters_are_headers(s3: S3) -> None:
+    """botocore's SigV2 presigner puts metadata and tagging in the query,
+    and the JavaScript SDK v3's moves every ``x-amz-*`` header there: the
+    signature covered them, but the object was stored without them, and a
+    wrong checksum or an ``x-amz-acl`` went through unchecked."""
+    v2 = s3.client(signature_version="s3")
+    v4 = s3.client(signature_version="s3v4")
+
+    def put(url: str, body: bytes) -> tuple[int, bytes]:
+        answer = httpx.put(url, content=body, timeout=30)  # no Content-Type: none was signed
+        return answer.status_code, answer.content
+
+    def work() -> None:
+        v4.create_bucket(Bucket="hoist")
+        url = v2.generate_presigned_url(
+            "put_object",
+            Params={
+                "Bucket": "hoist",
+                "Key": "m",
+                "Metadata": {"colour": "blue"},
+                "Tagging": "a=b",
+            },
+        )
+        assert "x-amz-meta-colour=blue" in url
+        assert put(url, b"data")[0] == 200
+        assert v4.head_object(Bucket="hoist", Key="m")["Metadata"] == {"colour": "blue"}
+        tags = v4.get_object_tagging(Bucket="hoist", Key="m")["TagSet"]
+        assert tags == [{"Key": "a", "Value": "b"}]
+        # SigV4 with the headers in the query, as the JavaScript SDK v3 signs them
+        status, body = put(presign_v4(s3, "/hoist/c?x-amz-checksum-crc32=AAAAAA%3D%3D"), b"data")
+        assert status == 400 and b"BadDigest" in body, body
+        status, body = put(presign_v4(s3, "/hoist/c?x-amz-acl=public-read"), b"data")
+        assert status == 501 and b"x-amz-acl" in body, body
+        assert code_of(lambda: v4.head_object(Bucket="hoist", Key="c"))[1] == 404
+
+    await asyncio.to_thread(work)
+
+
+async def test_repeated_metadata_headers_join_with_commas(s3: S3) -> None:
+    """Two ``x-amz-meta-test`` headers kept only the last value; AWS joins
+    them (``a,c``), as HTTP joins repeated fields."""
+    c = s3.client()
+    url = f"{s3.endpoint}/repeat/k"
+    request = AWSRequest(method="PUT", url=url, data=b"x")
+    request.headers["X-Amz-Content-SHA256"] = hashlib.sha256(b"x").hexdigest()
+    request.headers.add_header("x-amz-meta-test", "a")
+    request.headers.add_header("x-amz-meta-test", "c")
+    S3SigV4Auth(Credentials(s3.access_key_id, s3.secret_key), "s3", "us-east-1").add_auth(request)
+
+    def work() -> None:
+        c.create_bucket(Bucket="repeat")
+        parts = urllib.parse.urlsplit(url)
+        conn = http.client.HTTPConnection(parts.netloc, timeout=30)
+        conn.putrequest("PUT", parts.path, skip_accept_encoding=True)
+        for name, value in request.headers.items():  # both repeats, as signed
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", "1")
+        conn.endheaders(b"x")
+        answer = conn.getresponse()
+        assert answer.status == 200, answer.read()
+        conn.close()
+        assert c.head_object(Bucket="repeat", Key="k")["Metadata"] == {"test": "a,c"}
+
+    await asyncio.to_thread(work)
+
+
+async def test_a_write_ignores_the_date_conditions(s3: S3) -> None:
+    """PutObject and DeleteObject take If-Match and If-None-Match only; AWS
+    ignores If-Unmodified-Since there. It failed both with 412."""
+    c = s3.client()
+    long_ago = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["If-Unmodified-Since"] = long_ago
+
+    c.meta.events.register("before-sign.s3.PutObject", add_header)
+    c.meta.events.register("before-sign.s3.DeleteObject", add_header)
+
+    def work() -> None:
+        c.create_bucket(Bucket="dates")
+        c.put_object(Bucket="dates", Key="k", Body=b"one")
+        c.put_object(Bucket="dates", Key="k", Body=b"two")
+        assert c.get_object(Bucket="dates", Key="k")["Body"].read() == b"two"
+        c.delete_object(Bucket="dates", Key="k")
+        assert code_of(lambda: c.head_object(Bucket="dates", Key="k"))[1] == 404
 
     await asyncio.to_thread(work)

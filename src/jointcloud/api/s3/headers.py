@@ -228,10 +228,13 @@ def object_meta(r: S3Request, *, tags: bool = True) -> ObjectMeta:
         # aws-chunked describes the transfer, not the object (AWS drops it).
         kept = [e.strip() for e in encoding.split(",") if e.strip().lower() != "aws-chunked"]
         encoding = ", ".join(kept) or None
-    user = {}
-    for name, value in r.request.headers.items():
+    user: dict[str, str] = {}
+    for name, value in r.header_items():
         if name.startswith(META_PREFIX):
-            user[name[len(META_PREFIX) :]] = stored_text(value)
+            key, given = name[len(META_PREFIX) :], stored_text(value)
+            # Repeated, the values join with commas, as AWS (and HTTP) joins
+            # them; the last one alone was kept (found by review).
+            user[key] = f"{user[key]},{given}" if key in user else given
     return ObjectMeta(
         content_type=text("content-type") or DEFAULT_CONTENT_TYPE,
         content_encoding=encoding,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 from starlette.responses import Response, StreamingResponse
@@ -93,7 +94,7 @@ async def put_object(r: S3Request) -> Response:
             compute=checks.compute,
             content_md5=content_md5(r),
             trailer=r.trailing_checksums if checks.trailing else None,
-            conditions=parse_conditions(r.header),
+            conditions=write_conditions(r),
         ),
     )
     headers = {"ETag": f'"{info.etag}"', **SSE}
@@ -144,6 +145,15 @@ def _overrides(r: S3Request, headers: dict[str, str]) -> None:
                     ArgumentName=param,
                 )
             headers[header] = plain_header(value)
+
+
+def write_conditions(r: S3Request) -> Conditions:
+    """The conditions AWS's PutObject and DeleteObject take: ``If-Match``
+    and ``If-None-Match``. The date conditions are ignored there, as AWS
+    ignores them (they failed the write with 412 here; found by review)."""
+    return dataclasses.replace(
+        parse_conditions(r.header), if_modified_since=None, if_unmodified_since=None
+    )
 
 
 @op("GetObject")
@@ -270,9 +280,7 @@ async def delete_object(r: S3Request) -> Response:
     for name in DIRECTORY_BUCKET_CONDITIONS:
         if r.header(name) is not None:
             raise NotImplementedOp(NOT_IMPLEMENTED_HEADER, Header=name)
-    await r.ctx.objects.delete(
-        r.principal, DeleteObject(r.address, conditions=parse_conditions(r.header))
-    )
+    await r.ctx.objects.delete(r.principal, DeleteObject(r.address, conditions=write_conditions(r)))
     return Response(status_code=204)
 
 

@@ -44,6 +44,23 @@ CHECKSUM_HEADERS = {
 _UNECHOABLE = re.compile("[^\x01-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+# Parameters of a presigned URL that authenticate it or frame its body,
+# never taken as headers (``S3Request._hoist``).
+_NOT_HOISTED = frozenset(
+    {
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-expires",
+        "x-amz-signedheaders",
+        "x-amz-signature",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "x-amz-decoded-content-length",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Target:
     """What the URL names: nothing (the service), a bucket, or an object."""
@@ -92,6 +109,7 @@ class S3Request:
     signing: sigv4.SigningContext | None = None
     _query: dict[str, str] = field(default_factory=dict)
     _headers: dict[str, str] = field(default_factory=dict)
+    _hoisted: list[tuple[str, str]] = field(default_factory=list)
     _decoder: ChunkedDecoder | None = None
 
     def __post_init__(self) -> None:
@@ -99,7 +117,8 @@ class S3Request:
         # by name: handlers ask some twenty times per request.
         for raw_name, raw_value in reversed(self.request.scope["headers"]):
             self._headers[raw_name.decode("latin-1").lower()] = raw_value.decode("latin-1")
-        for name, value in reversed(self._query_items()):
+        items = self._query_items()
+        for name, value in reversed(items):
             bad = _UNECHOABLE.search(value)
             if bad is not None:
                 # Parameters are echoed in XML answers (Prefix, Marker, ...),
@@ -110,6 +129,27 @@ class S3Request:
                     ArgumentName=name[:64],
                 )
             self._query[name] = value
+        if "X-Amz-Signature" in self._query or "Signature" in self._query:
+            self._hoist(items)
+
+    def _hoist(self, items: list[tuple[str, str]]) -> None:
+        """A presigned URL's ``x-amz-*`` parameters are headers, as AWS takes
+        them: botocore's SigV2 presigner puts metadata and tagging there, and
+        the JavaScript SDK v3's moves every ``x-amz-*`` header there. The
+        signature covered them, but they were ignored: an object stored
+        without its metadata, an ``x-amz-acl`` or a wrong checksum let
+        through (found by review). A header of the same name wins."""
+        sent = set(self._headers)
+        for name, value in items:
+            low = name.lower()
+            if low.startswith("x-amz-") and low not in _NOT_HOISTED and low not in sent:
+                self._headers.setdefault(low, value)
+                self._hoisted.append((low, value))
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """Every header as sent (names lower-cased, repeats kept), then a
+        presigned URL's ``x-amz-*`` parameters (``_hoist``)."""
+        return [*self.request.headers.items(), *self._hoisted]
 
     def _query_items(self) -> list[tuple[str, str]]:
         """The query's parameters as the signature read them: a raw ``+``
