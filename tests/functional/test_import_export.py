@@ -5,6 +5,7 @@ bytes that went in."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
@@ -19,6 +20,7 @@ from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef, PutObject
 from jointcloud.core.transfer.spec import TransferFilter
+from jointcloud.spaces.local import LocalSpace
 from support.s3server import S3Server, s3_server_fixture
 from support.trees import read_tree, s3_put_tree, s3_read_tree, write_tree
 
@@ -417,3 +419,31 @@ async def test_only_the_exact_temporary_file_name_is_reserved(api: Api, ctx: Con
     assert [f["path"] for f in done["failures"]] == [reserved], done
     assert "reserved for JointCloud's temporary files" in done["failures"][0]["error"]
     assert read_tree(api.spaces[dst] / "out") == files
+
+
+async def test_an_inline_import_whose_task_is_cancelled_says_so(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inline import runs as a task too, which its owner may cancel: the
+    request answered "import failed, the package was removed: None"."""
+    (space,) = await api.add_spaces(1)
+    write_tree(api.spaces[space] / "in", {"a.txt": b"a", "b.txt": b"b"})
+    reading, release = asyncio.Event(), asyncio.Event()
+    real = LocalSpace.read
+
+    async def read(self: LocalSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.startswith("in/"):
+            reading.set()
+            await release.wait()
+        return await real(self, key, offset, length)
+
+    monkeypatch.setattr(LocalSpace, "read", read)
+    body = {"userSpaceID": space, "path": "/in/", "bucketID": await api.bucket("b"), "name": "p"}
+    answer = asyncio.ensure_future(api.client.post("/v1/userSpace/createPackage", json=body))
+    async with asyncio.timeout(30):
+        await reading.wait()
+    [task] = (await api.get("/v1/spaceSync/listTasks"))["tasks"]
+    await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]})
+    release.set()
+    message = expect_error(await answer, "OperationFailed", 409)
+    assert message == "import failed, the package was removed: its task was cancelled"

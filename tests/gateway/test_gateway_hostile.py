@@ -384,3 +384,26 @@ async def test_json_numbers_and_constants_are_not_names(
     tags = {"bucket": bucket, "key": "7", "tags": [{"key": "n", "value": 1e300}]}
     answer = await call("/putObjectTagging", json=tags)
     assert answer.code == -1 and answer.msg == "invalid parameter tags: tags/value must be a string"
+
+
+async def test_a_form_field_replaces_the_query_strings(
+    gw: httpx.AsyncClient, backend: Backend
+) -> None:
+    """A value in the body replaces one in the query string (gateway.md):
+    JSON and urlencoded bodies did, a multipart form's fields were added
+    after the query's, so the query's won and the object went to the
+    bucket the query named (found by review)."""
+    call = Gw(gw, False, backend.headers)
+    in_query, in_form = unique("q"), unique("f")
+    for bucket in (in_query, in_form):
+        await call.ok("/createBucket", json={"bucket": bucket})
+    await call.ok(
+        "/uploadObject",
+        params={"bucket": in_query, "key": "k1"},
+        data={"bucket": in_form, "key": "k1"},
+        files={"file": ("f", b"body")},
+    )
+    got = await call.raw("/downloadObject", json={"bucket": in_form, "key": "k1"})
+    assert got.content == b"body"
+    listed = await call.ok("/listObjects", json={"bucket": in_query}, many=True)
+    assert listed.data in ([], None)

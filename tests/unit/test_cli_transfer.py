@@ -203,3 +203,31 @@ def test_run_all_reports_the_root_cause_and_cancels_the_rest() -> None:
     with pytest.raises(CliError, match="boom"):
         run_all(2, [waits, boom, waits, waits], cancel)
     assert cancel.is_set()
+
+
+class _Spaces:
+    """A client that knows only its user's spaces."""
+
+    def __init__(self, *names: str) -> None:
+        self.spaces = [{"name": n, "userSpaceID": i + 1} for i, n in enumerate(names)]
+
+    def list_spaces(self) -> list[dict[str, Any]]:
+        return self.spaces
+
+
+def test_a_space_name_may_hold_a_colon() -> None:
+    """``a:b:x`` took space ``a``, path ``b:x``, when the user's space is
+    named ``a:b`` (found by review); a name that could be read two ways is
+    refused, naming both, and the id form settles it."""
+    from jointcloud.cli.commands_transfers import space_path
+
+    client = cast(JcsClient, _Spaces("la", "la:old"))
+    with pytest.raises(CliError, match="could name more than one space"):
+        space_path(client, "la:old:x")
+    assert space_path(client, "2:x") == (2, "x")
+    assert space_path(client, "la:old") == (1, "old")  # no second ":": space la, path old
+    only = cast(JcsClient, _Spaces("la:old"))
+    assert space_path(only, "la:old:x") == (1, "x")
+    assert space_path(only, "la:old:") == (1, "")
+    with pytest.raises(CliError, match="no user space named or numbered 'nope'"):
+        space_path(only, "nope:x")

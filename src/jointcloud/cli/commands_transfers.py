@@ -30,11 +30,36 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 
 def space_path(client: JcsClient, raw: str) -> tuple[int, str]:
-    """``SPACE:PATH`` (space by name or id; PATH may be empty) → (id, path)."""
-    name, sep, path = raw.partition(":")
-    if not sep or not name:
+    """``SPACE:PATH`` (space by name or id; PATH may be empty) → (id, path).
+    A space's name may hold ``:`` itself: the split is the one whose left
+    side names a space (the first ``:`` alone took ``a:b:x`` for space
+    ``a``, path ``b:x``, when the user meant space ``a:b``; found by
+    review); more than one is ambiguous, and the id form settles it."""
+    if ":" not in raw or raw.startswith(":"):
         raise CliError("BadArgument", f"expected SPACE:PATH (e.g. mydisk:photos/2024), got {raw!r}")
-    return int(client.find_space(name)["userSpaceID"]), path
+    spaces = client.list_spaces()
+    names = {str(s["name"]): int(s["userSpaceID"]) for s in spaces}
+    ids = {int(s["userSpaceID"]) for s in spaces}
+    found: list[tuple[str, int, str]] = []
+    at = raw.find(":")
+    while at > 0:
+        name, path = raw[:at], raw[at + 1 :]
+        if name in names:
+            found.append((name, names[name], path))
+        elif name.isdigit() and int(name) in ids:
+            found.append((name, int(name), path))
+        at = raw.find(":", at + 1)
+    if not found:
+        name = raw.partition(":")[0]
+        raise CliError("DataNotFound", f"no user space named or numbered {name!r}")
+    if len(found) > 1:
+        which = ", ".join(f"{n!r} (id {i})" for n, i, _ in found)
+        raise CliError(
+            "BadArgument",
+            f"{raw!r} could name more than one space: {which}; write the space's id, ID:PATH",
+        )
+    _, space_id, path = found[0]
+    return space_id, path
 
 
 def _progress_text(task: dict[str, Any]) -> str:

@@ -237,6 +237,10 @@ class _Form:
     params: Params
     size: int = 0
     parts: int = 0
+    # Names the form has given: the first of each replaces the query's values
+    # of that name, as a JSON or urlencoded body's do (they were added after
+    # them, so the query's won; found by review).
+    named: set[str] = field(default_factory=set)
 
     async def field(self, part: FormPart) -> None:
         self.parts += 1
@@ -256,6 +260,9 @@ class _Form:
                     "in all (the file part aside)"
                 )
         self.size += len(raw)
+        if part.name not in self.named:
+            self.named.add(part.name)
+            self.params.values.pop(part.name, None)
         self.params.add(part.name, _utf8(bytes(raw), part.name))
 
 

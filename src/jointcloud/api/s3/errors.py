@@ -134,6 +134,9 @@ MISSING = {
         "UploadId",
     ),
 }
+# AWS's words for a refusal whose domain message speaks of packages, which
+# an S3 client knows as buckets (the gateway's seed shows this text).
+AWS_WORDS = {"BucketNotEmpty": "The bucket you tried to delete is not empty"}
 
 
 def classify(exc: errors.DomainError) -> tuple[str, int]:
@@ -203,6 +206,8 @@ def error_response(
         name = exc.name if isinstance(exc, errors.NotFound) else None
         name = name if name is not None else (named or {}).get(element)
         extra = None if name is None else (element, name)
+    elif code in AWS_WORDS and not isinstance(exc, S3Error):
+        message = AWS_WORDS[code]
     fields: list[tuple[str, Value]] = [
         ("Code", code),
         ("Message", xml_safe(message)),

@@ -136,6 +136,14 @@ def _decode_task_token(token: str) -> int:
     return last_id
 
 
+def _why(done: TransferTask) -> str:
+    """Why an inline run did not succeed (a cancelled one has no error; it
+    answered "None", found by review)."""
+    if done.state == TaskState.CANCELLED:
+        return "its task was cancelled"
+    return done.last_error or f"its task ended {done.state}"
+
+
 def _small(items: list[Item]) -> bool:
     return len(items) <= INLINE_MAX_FILES and sum(i.size for i in items) <= INLINE_MAX_BYTES
 
@@ -280,7 +288,7 @@ class TransferService:
         done = await self.runner.run_inline(principal.user_id, TaskKind.IMPORT, spec, items)
         if done.state != TaskState.SUCCEEDED:
             await asyncio.shield(self.packages.delete(principal, package.package_id))
-            raise Conflict(f"import failed, the package was removed: {done.last_error}")
+            raise Conflict(f"import failed, the package was removed: {_why(done)}")
         return ImportAnswer(package, None, len(items), sum(i.size for i in items))
 
     async def create_export(self, principal: Principal, cmd: ExportPackage) -> ExportAnswer:
@@ -298,7 +306,7 @@ class TransferService:
             return ExportAnswer(task=TaskView(task, []))
         done = await self.runner.run_inline(principal.user_id, TaskKind.EXPORT, spec, items)
         if done.state != TaskState.SUCCEEDED:
-            raise Conflict(f"export failed: {done.last_error}")
+            raise Conflict(f"export failed: {_why(done)}")
         return ExportAnswer(None, len(items), sum(i.size for i in items))
 
     async def _check_destination(self, space: UserSpace, root: str) -> None:
