@@ -47,6 +47,12 @@ BATCH_BYTES = 8 << 20  # ... or this many bytes, so a cancel waits little
 # them only fight over the GIL (measured: 16 at once were 2-3x slower than 2).
 BATCH_THREADS = 2
 MAX_FAILURES_KEPT = 100
+# Files in a row that failed on one destination, each after its retries and
+# for a reason another try might fix, before the run stops: a cloud that is
+# gone failed every file after about 8 s of retries, so a sync of 2,000
+# files ran for 11 minutes and one of 100,000 for hours (found by review).
+# The next run (manual or scheduled) resumes where this one stopped.
+GIVE_UP_AFTER = 32
 
 
 class TransferFailed(DomainError):
@@ -227,6 +233,8 @@ class TransferRun:
     selected: list[Item] = field(default_factory=list)
     to_delete: list[Item] = field(default_factory=list)
     written: set[int] = field(default_factory=set)  # destinations this run wrote to
+    # destination -> files that failed there in a row (``GIVE_UP_AFTER``)
+    failing: dict[int, int] = field(default_factory=dict)
 
     # -- plan ----------------------------------------------------------------
 
@@ -384,9 +392,14 @@ class TransferRun:
                 await self._unit(single.pop(), recorder)
 
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(max(1, min(self.parallel, len(units)))):
-                    group.create_task(worker())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(max(1, min(self.parallel, len(units)))):
+                        group.create_task(worker())
+            except ExceptionGroup as failed:
+                # The first failure says why the run stopped ("ExceptionGroup:
+                # unhandled errors in a TaskGroup" said nothing; found by review).
+                raise failed.exceptions[0] from None
             # Success means durable: destinations that skipped per-file
             # fsyncs flush once (if this run wrote to them, or a crashed one
             # may have), and only then may sources be deleted.
@@ -496,7 +509,9 @@ class TransferRun:
                     self.failures.append((item.rel, message))
                 rec = FileRecord(item.size, item.mtime, self.run_no, FileState.FAILED, message)
                 recorder.note(d, item.rel, rec)
+                self._give_up_if_failing(d, exc, message)
                 continue
+            self.failing[d] = 0
             if copied:
                 self.progress.files_done += 1
             else:
@@ -506,6 +521,17 @@ class TransferRun:
             self.copied.append(item)
             if unit.delete_after:
                 self.to_delete.append(item)
+
+    def _give_up_if_failing(self, d: int, exc: Exception, message: str) -> None:
+        """Count a file that failed on destination ``d``; stop the run once
+        ``GIVE_UP_AFTER`` did in a row for reasons a retry might fix (a
+        source or destination that is gone), rather than retry every file."""
+        self.failing[d] = self.failing.get(d, 0) + 1 if transient(exc) else 0
+        if self.failing[d] >= GIVE_UP_AFTER:
+            raise TransferFailed(
+                f"{self.failing[d]} files in a row failed, the last with: {message}; "
+                "the run stopped, and the next one resumes where it ended"
+            )
 
     async def _to_dest(self, item: Item, d: int, hash_check: bool) -> bool:
         """Copy ``item`` to destination ``d``; False when a digest comparison
