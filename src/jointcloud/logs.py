@@ -58,6 +58,9 @@ def configure_logging(
         structlog.stdlib.ProcessorFormatter(
             processor=structlog.processors.JSONRenderer(),
             foreign_pre_chain=[
+                # the request's id on a library's line too (python-multipart's
+                # parser warnings had none; found by review)
+                structlog.contextvars.merge_contextvars,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso"),
                 structlog.processors.format_exc_info,

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from share_support import PASSPHRASE, READ_LIST, World
 
-from jointcloud.api.share.app import handles
+from jointcloud.api.common.observability import HttpMetrics
+from jointcloud.api.share.app import create_app, handles
 from jointcloud.errors import MetadataUnavailable
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from jointcloud.keys.credentials import new_access_key_id
@@ -208,3 +210,19 @@ async def test_an_unreachable_database_is_not_a_bad_link(
         r = await world.client.get(f"/{page}/{access}/docs/a.txt")
         refused(r, 503, "cannot be opened right now")
         assert "did not answer within 30 s" in r.text
+
+
+async def test_refused_links_are_counted_as_share_open(world: World) -> None:
+    """Refused links were counted with operation "unmatched" (the label of
+    paths no route takes), which sharing.md does not list."""
+    metrics = HttpMetrics()
+    app = create_app(world.ctx, metrics)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://share.test"
+    ) as client:
+        for _ in range(3):
+            refused(await client.get(f"/s/{new_access_key_id()}/docs/a.txt"), 404, "unknown")
+    labels = {"protocol": "share", "method": "GET", "status": "404"}
+    count = metrics.registry.get_sample_value
+    assert count("jcs_http_requests_total", {**labels, "operation": "share.open"}) == 3
+    assert count("jcs_http_requests_total", {**labels, "operation": "unmatched"}) is None

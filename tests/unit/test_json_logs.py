@@ -124,3 +124,14 @@ def test_an_answer_cut_short_by_a_named_failure_is_one_warning(
         ("Exception in ASGI application\n", "error"),
     ]
     assert "exception" not in lines[0] and "RuntimeError: a bug" in lines[1]["exception"]
+
+
+def test_library_records_carry_the_requests_id(server_logging: FillingDisk) -> None:
+    """Every line written while a request runs has its ``request_id``
+    (README), a library's too: python-multipart's warning about a
+    malformed form had none."""
+    with structlog.contextvars.bound_contextvars(request_id="abc123"):
+        logging.getLogger("python_multipart.multipart").warning("Expected boundary")
+    logging.getLogger("python_multipart.multipart").warning("outside a request")
+    lines = [json.loads(line) for line in server_logging.getvalue().splitlines()]
+    assert [r.get("request_id") for r in lines] == ["abc123", None]

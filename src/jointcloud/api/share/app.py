@@ -188,6 +188,9 @@ class ShareApp:
         if target is None:
             scope["jcs.operation"] = "share.legacy"
             return self.legacy(request)
+        # A link refused before its operation is known is counted as such
+        # (it was counted "unmatched", as a path no route takes; found by review).
+        scope["jcs.operation"] = "share.open"
         shared = await open_access(self.ctx, target.access)
         query = request.query_params
         if not target.bucket:
