@@ -192,6 +192,26 @@ def visible(principal: Principal, package: str, path: str) -> bool:
     return True
 
 
+def path_prefixes(principal: Principal, package: str) -> list[str] | None:
+    """Prefixes every path a listing of ``package`` may show begins with:
+    those of the caveat naming the fewest in it, sorted, none inside
+    another; None when no caveat names paths (or one reaches the whole
+    package). A listing skips the rows between them unread."""
+    best: list[str] | None = None
+    for caveat in principal.caveats:
+        if not caveat.paths:
+            continue
+        kept: list[str] = []
+        for prefix in sorted({g.prefix for g in caveat.paths if g.package == package}):
+            if not kept or not prefix.startswith(kept[-1]):
+                kept.append(prefix)
+        if kept == [""]:
+            continue
+        if best is None or len(kept) < len(best):
+            best = kept
+    return best
+
+
 def visible_packages(principal: Principal, names: Iterable[str]) -> list[str]:
     """The packages a listing of a project may show."""
     out = []

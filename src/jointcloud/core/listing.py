@@ -13,7 +13,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from jointcloud.core.authz import Operation, Principal, allows, authorize, visible
+from jointcloud.core.authz import (
+    Operation,
+    Principal,
+    allows,
+    authorize,
+    path_prefixes,
+    visible,
+)
 from jointcloud.core.buckets import PackageService
 from jointcloud.core.commands import ListObjects, PackageRef
 from jointcloud.core.models import ListedObject, ObjectEntry, ObjectInfo, Package
@@ -114,6 +121,25 @@ def past(common: str) -> tuple[str, bool]:
 HIDDEN_BATCH = 256
 
 
+def skip_to(
+    regions: list[str], after: str | None, inclusive: bool
+) -> tuple[str | None, bool] | None:
+    """Where a listing that may show only paths beginning with one of
+    ``regions`` (sorted, none inside another) goes on from ``after``: the
+    start of the next region when ``after`` lies before it, ``after``
+    itself when it lies in one, None when every region is behind it. Rows
+    in between would all be hidden: a link to one object made a listing
+    of its package read every row before it (found by review)."""
+    for region in regions:
+        end, _ = past(region)
+        if after is not None and end <= after:
+            continue  # behind the cursor
+        if after is None or after < region:
+            return region, True
+        return after, inclusive
+    return None
+
+
 async def scan(
     conn: Any,
     principal: Principal | None,
@@ -128,10 +154,16 @@ async def scan(
     """One page of a listing in the read snapshot ``conn``; ``principal``
     with caveats filters what is shown (None: show everything)."""
     restricted = principal if principal is not None and principal.caveats else None
+    regions = None if restricted is None else path_prefixes(restricted, pkg.name)
     objs: list[E] = []
     prefixes: list[str] = []
     batch: Sequence[E] = ()
     while len(objs) + len(prefixes) < max_keys:
+        if regions is not None:
+            ahead = skip_to(regions, after, inclusive)
+            if ahead is None:
+                return prefixes, objs, None  # nothing it may see lies ahead
+            after, inclusive = ahead
         room = max_keys - len(objs) - len(prefixes)
         # One row more than fits: it answers "is there more?" at the end.
         # A key's caveats may hide most rows of a wide scan (a link to one
