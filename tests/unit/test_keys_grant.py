@@ -167,6 +167,16 @@ def test_verifier(root_key: bytes) -> None:
     assert not verify_passphrase(b"short", verifier)
 
 
+def test_a_grant_given_as_an_api_key_is_named(root_key: bytes) -> None:
+    """Both are base58check text; a grant where a key goes was refused as
+    "unsupported macaroon version 10" (found by review)."""
+    key = new_api_key(new_secret())
+    grant = new_grant("127.0.0.1:7890", key.serialize(), "correct horse", PROJECT)
+    with pytest.raises(BadArgument, match="API key: this is an access grant"):
+        APIKey.parse(grant.serialize())
+    assert APIKey.parse(key.serialize()).serialize() == key.serialize()
+
+
 def test_kdf_bad_input() -> None:
     with pytest.raises(BadArgument, match="passphrase: empty"):
         derive_root_key("", b"salt")

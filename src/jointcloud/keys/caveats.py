@@ -409,6 +409,11 @@ def _time(ts: _SecondsNanos, what: str, name: str) -> datetime:
 # API keys
 
 
+# The first byte of a serialized access grant (protobuf field 1, a string):
+# a macaroon's is its version, 2.
+_GRANT_START = b"\x0a"
+
+
 class APIKey:
     """A macaroon API key (``storj.io/common/macaroon.APIKey``), immutable.
 
@@ -429,7 +434,15 @@ class APIKey:
     @classmethod
     def parse(cls, text: str) -> APIKey:
         """``ParseAPIKey``: base58check version 0 of the v2 macaroon."""
-        return cls.from_bytes(base58check_decode(text, what="API key"))
+        raw = base58check_decode(text, what="API key")
+        if raw[:1] == _GRANT_START:
+            # Both are base58check text: an access grant given where a key
+            # goes was refused as "unsupported macaroon version 10" (review).
+            raise BadArgument(
+                "API key: this is an access grant (a serialized grant, not a macaroon); "
+                "give the API key itself"
+            )
+        return cls.from_bytes(raw)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> APIKey:
