@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from tenacity import (
     wait_none,
 )
 
-from jointcloud.core.models import FileRecord
+from jointcloud.core.models import FileRecord, TransferProgress
 from jointcloud.core.transfer import engine as transfer_mod
 from jointcloud.core.transfer.engine import (
     ATTEMPTS,
@@ -749,3 +750,26 @@ async def test_failures_between_successes_do_not_stop_the_run(db: Database, task
     run = make_run(db, task_id, src, sink)
     await run.run()
     assert run.progress.files_failed == 180 and run.progress.files_done == 20
+
+
+async def test_a_lease_renewal_without_counters_keeps_the_saved_ones(
+    db: Database, task_id: int
+) -> None:
+    """A resumed run counts from zero while it plans; the runner renews its
+    lease then without counters (``TransferRun.planned``), and the saved
+    ones stay: an e2e run under load saw a resumed sync's progress go back
+    to zero for a while."""
+    async with db.write() as conn:
+        task = await repo.get(conn, task_id)
+        assert task is not None
+        assert await repo.claim(conn, task, "me", now() + timedelta(seconds=30), now())
+        saved = TransferProgress(files_total=10, files_done=4, bytes_total=100, bytes_done=40)
+        await repo.renew(conn, task_id, "me", now() + timedelta(seconds=30), saved, None)
+        state = await repo.renew(conn, task_id, "me", now() + timedelta(seconds=30), None, None)
+        assert state == "running"
+        again = await repo.get(conn, task_id)
+    assert again is not None and again.progress == saved
+    run = make_run(db, task_id, MemSource({"a": b"x"}), MemSink())
+    assert not run.planned
+    await run.plan()
+    assert run.planned

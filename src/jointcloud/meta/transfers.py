@@ -238,15 +238,17 @@ async def renew(
     task_id: int,
     owner: str,
     until: datetime,
-    progress: TransferProgress,
+    progress: TransferProgress | None,
     last_error: str | None,
 ) -> TaskState | None:
-    """Extend our lease and save the counters; the task's state afterwards
-    (``cancelled`` tells the runner to stop), or None if the lease is lost."""
+    """Extend our lease and save the counters (None: keep the saved ones);
+    the task's state afterwards (``cancelled`` tells the runner to stop), or
+    None if the lease is lost."""
+    counters = {} if progress is None else _counters(progress)
     await conn.execute(
         update(T)
         .where(T.c.id == task_id, T.c.lease_owner == owner, T.c.state == TaskState.RUNNING)
-        .values(lease_until=until, last_error=last_error, **_counters(progress))
+        .values(lease_until=until, last_error=last_error, **counters)
     )
     row = (await conn.execute(select(T.c.state, T.c.lease_owner).where(T.c.id == task_id))).first()
     if row is None:

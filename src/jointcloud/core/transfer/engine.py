@@ -235,6 +235,7 @@ class TransferRun:
     written: set[int] = field(default_factory=set)  # destinations this run wrote to
     # destination -> files that failed there in a row (``GIVE_UP_AFTER``)
     failing: dict[int, int] = field(default_factory=dict)
+    planned: bool = False  # the counters describe this run (``plan`` ended)
 
     # -- plan ----------------------------------------------------------------
 
@@ -341,6 +342,7 @@ class TransferRun:
         if unchanged:
             async with self.db.write() as conn:
                 await repo.save_records(conn, self.task_id, unchanged)
+        self.planned = True
         return units
 
     def _copied_unrecorded(self, item: Item, there: Item | None) -> bool:

@@ -382,8 +382,12 @@ class TaskRunner:
 
     async def _save(self, task: TransferTask, run: TransferRun, ts: datetime) -> TaskState | None:
         async with self.db.write() as conn:
+            # Counters of a run still planning are not saved: a resumed run
+            # counts again from zero while it plans, and the saved counters
+            # went back to zero for a while (found by an e2e test under load).
+            progress = run.progress if run.planned else None
             return await repo.renew(
-                conn, task.task_id, self.owner, ts + LEASE, run.progress, self._summary(run)
+                conn, task.task_id, self.owner, ts + LEASE, progress, self._summary(run)
             )
 
     async def _keep(
