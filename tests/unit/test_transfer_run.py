@@ -628,6 +628,33 @@ async def test_delete_source_needs_every_destination(db: Database, task_id: int)
     assert run.progress.files_failed == 1
 
 
+async def test_delete_source_a_failed_delete_is_that_files_failure(
+    db: Database, task_id: int
+) -> None:
+    """A source delete that raised something other than a SpaceError ended
+    the run's task group: the task failed with "ExceptionGroup: ..." and
+    the deletions after it were dropped (found by review, 2026-12-06)."""
+    src = MemSource({"a": b"aaaa", "b": b"bbbb", "c": b"cccc"})
+    real_delete = src.delete
+
+    async def delete(rel: str) -> None:
+        if rel == "b":
+            raise OSError(22, "Invalid argument")
+        if rel == "c":
+            raise SpaceUnavailable("the disk went away")
+        await real_delete(rel)
+
+    src.delete = delete  # type: ignore[method-assign]
+    run = make_run(db, task_id, src, MemSink(), delete_source=True)
+    await run.run()
+    assert src.deleted == ["a"]
+    assert run.progress.files_failed == 2
+    shown = dict(run.failures)
+    assert "not deleted" in shown["b"] and "Invalid argument" in shown["b"]
+    assert "not deleted" in shown["c"] and "the disk went away" in shown["c"]
+    assert sorted(p for p, _ in await failures(db, task_id)) == ["b", "c"]
+
+
 async def test_delete_source_source_gone_before_delete(db: Database, task_id: int) -> None:
     src = MemSource({"a": b"aaaa"})
     src.stat_override["a"] = None

@@ -52,6 +52,7 @@ from jointcloud.spaces.fileio import (
     write_behind,
 )
 from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
+from jointcloud.spaces.localdirs import is_link, open_parent, refuse_link
 
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
@@ -237,7 +238,14 @@ class LocalSpace:
         """The file of ``key``, if every existing component of it resolves
         inside the root (a symlink out of the space is refused at every use)."""
         path = self.root / check_key(key)
-        self._refuse_outside(key, path, os.path.realpath(path))
+        try:
+            real = os.path.realpath(path)
+        except OSError as exc:
+            # A component changing under realpath (lstat saw a link, readlink
+            # then EINVAL): a space error like any other, not a bare OSError
+            # (one ended a deleteSource run's TaskGroup; found by review).
+            raise self._translate(exc, key, False) from exc
+        self._refuse_outside(key, path, real)
         return path
 
     def _refuse_outside(self, key: str, path: Path, real: str) -> None:
@@ -525,10 +533,15 @@ class LocalSpace:
             os.close(fd)
 
     async def stat(self, key: str) -> Entry:
-        path = self._path(key)
+        check_key(key)
 
         def stat_sync() -> Entry:
-            st = os.lstat(path)
+            # By descriptor: a directory swapped for a link is not followed.
+            fd, name = open_parent(self.root, key)
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "not a regular file")
             return Entry(key=key, size=st.st_size, mtime=st.st_mtime)
@@ -536,19 +549,32 @@ class LocalSpace:
         return await self._run(key, stat_sync)
 
     async def delete(self, key: str) -> None:
-        path = self._path(key)
+        check_key(key)
         self._recent.discard(key)
 
         def delete_sync() -> None:
+            # The unlink happens in the directory opened here, each component
+            # without following links (spaces/localdirs.py): a checked path
+            # could be swapped for a link before the unlink.
             try:
-                os.unlink(path)
-                self._recent.discard(key)  # a read may have touched it meanwhile
+                fd, name = open_parent(self.root, key)
             except _MISSING:
                 if not self.root.is_dir():
                     raise
+                return
+            try:
+                if is_link(fd, name):
+                    raise refuse_link(self.root, key, key)
+                os.unlink(name, dir_fd=fd)
+                self._recent.discard(key)  # a read may have touched it meanwhile
+            except _MISSING:
+                pass
             except PermissionError:
-                if not path.is_dir():  # unlink(dir) is EPERM on some systems
+                # unlink(dir) is EPERM on some systems
+                if not stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     raise
+            finally:
+                os.close(fd)
 
         await self._run(key, delete_sync)
 

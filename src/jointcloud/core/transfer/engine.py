@@ -408,16 +408,16 @@ class TransferRun:
             for d, sink in enumerate(self.sinks):
                 if d in self.written or self.resumed:
                     await sink.flush()
-            await self._delete_sources()
+            await self._delete_sources(recorder)
         finally:
             await recorder.close()
 
-    async def _delete_sources(self) -> None:
+    async def _delete_sources(self, recorder: Recorder) -> None:
         pending = list(self.to_delete)
 
         async def worker() -> None:
             while pending:
-                await self._delete_source(pending.pop())
+                await self._delete_source(pending.pop(), recorder)
 
         async with asyncio.TaskGroup() as group:
             for _ in range(max(1, min(self.parallel, len(pending)))):
@@ -581,7 +581,7 @@ class TransferRun:
             self.progress.bytes_done -= counted  # this attempt's bytes start over
             raise
 
-    async def _delete_source(self, item: Item) -> None:
+    async def _delete_source(self, item: Item, recorder: Recorder) -> None:
         """Delete a verified file unless it changed since it was listed."""
         try:
             now = await self.source.stat(item.rel)
@@ -591,8 +591,18 @@ class TransferRun:
                 log.info("source changed after copy; kept", task=self.task_id, path=item.rel)
                 return
             await self.source.delete(item.rel)
-        except SpaceError as exc:
-            log.info("source delete failed", task=self.task_id, path=item.rel, error=exc.message)
+        except Exception as exc:
+            # A failure of this file alone, recorded: an error escaping here
+            # ended the TaskGroup and dropped every deletion after it.
+            message = f"copied, but the source was not deleted: {describe(exc)}"
+            log.info("source delete failed", task=self.task_id, path=item.rel, error=message)
+            self.progress.files_failed += 1
+            if len(self.failures) < MAX_FAILURES_KEPT:
+                self.failures.append((item.rel, message))
+            # Recorded failed: the next run looks at the file again.
+            rec = FileRecord(item.size, item.mtime, self.run_no, FileState.FAILED, message)
+            for d in range(len(self.sinks)):
+                recorder.note(d, item.rel, rec)
 
 
 def _tap(

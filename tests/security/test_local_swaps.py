@@ -1,0 +1,76 @@
+"""A Local space whose directory is changed under the server by a user with
+a shell there: a directory swapped for a symbolic link between the server's
+check and its use must not take a delete, a stat or a listing outside the
+space (found by review, 2026-12-06, seventh session; docs/security.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from jointcloud.errors import SpaceError, SpaceRefused
+from jointcloud.spaces.local import LocalSpace
+
+T = TypeVar("T")
+
+
+def _tree(tmp_path: Path) -> tuple[LocalSpace, Path, Path]:
+    """A space holding ``sub/victim``; outside it, ``outside/victim`` (the
+    server's file a link would reach)."""
+    root, outside = tmp_path / "space", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "sub" / "victim").write_bytes(b"mine")
+    (outside / "victim").write_bytes(b"the server's")
+    return LocalSpace(root, durable=False), root, outside
+
+
+def _swap_in_the_thread(space: LocalSpace, root: Path, outside: Path) -> None:
+    """Swap ``sub`` for a link to ``outside`` as the space's worker thread
+    starts its call: after anything the event loop checked, before the
+    system call the thread makes (the window a shell user races for)."""
+    run = space.in_thread
+
+    async def swapped(fn: Callable[[], T]) -> T:
+        os.rename(root / "sub", root / "sub.real")
+        os.symlink(outside, root / "sub")
+        return await run(fn)
+
+    space.in_thread = swapped  # type: ignore[method-assign]
+
+
+async def test_a_delete_never_unlinks_through_a_swapped_in_link(tmp_path: Path) -> None:
+    space, root, outside = _tree(tmp_path)
+    _swap_in_the_thread(space, root, outside)
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.delete("sub/victim")
+    assert (outside / "victim").read_bytes() == b"the server's"
+    await space.close()
+
+
+async def test_a_stat_never_reports_a_file_through_a_swapped_in_link(tmp_path: Path) -> None:
+    space, root, outside = _tree(tmp_path)
+    _swap_in_the_thread(space, root, outside)
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.stat("sub/victim")
+    await space.close()
+
+
+async def test_a_path_that_fails_to_resolve_is_a_space_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath racing a swap (lstat saw a link, readlink then EINVAL) raised
+    a bare OSError, which ended a deleteSource run's task group."""
+    space, _, _ = _tree(tmp_path)
+
+    def racing(path: object) -> str:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os.path, "realpath", racing)
+    with pytest.raises(SpaceError):
+        space._path("sub/victim")
+    await space.close()
