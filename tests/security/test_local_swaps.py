@@ -5,10 +5,11 @@ space (found by review, 2026-12-06, seventh session; docs/security.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -73,4 +74,33 @@ async def test_a_path_that_fails_to_resolve_is_a_space_error(
     monkeypatch.setattr(os.path, "realpath", racing)
     with pytest.raises(SpaceError):
         space._path("sub/victim")
+    await space.close()
+
+
+async def test_a_listing_never_enters_a_directory_swapped_for_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sub`` is listed as a directory, then swapped for a link before the
+    walk reads it: the listing (an import's, a sync's) skips it."""
+    space, root, outside = _tree(tmp_path)
+    (root / "top.txt").write_bytes(b"top")
+    (outside / "secret").write_bytes(b"the server's")
+    real = os.scandir
+    scanned: list[object] = []
+
+    @contextlib.contextmanager
+    def scandir_then_swap(path: Any) -> Iterator[Iterator[os.DirEntry[str]]]:
+        with real(path) as it:
+            entries = list(it)
+        if not scanned:  # the root has been read: now the swap
+            os.rename(root / "sub", root / "sub.real")
+            os.symlink(outside, root / "sub")
+        scanned.append(path)
+        yield iter(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir_then_swap)
+    keys = [e.key async for e in space.list()]
+    assert "sub/secret" not in keys and "sub/victim" not in keys
+    assert "top.txt" in keys
+    assert not any(e.key.startswith("sub/") for e in space.list_blocking())
     await space.close()

@@ -52,7 +52,7 @@ from jointcloud.spaces.fileio import (
     write_behind,
 )
 from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
-from jointcloud.spaces.localdirs import is_link, open_parent, refuse_link
+from jointcloud.spaces.localdirs import is_link, open_dir, open_parent, open_subdir, refuse_link
 
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
@@ -423,8 +423,7 @@ class LocalSpace:
         try:
             if not self.root.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "space root is not a directory")
-            base = self._path(rel) if rel else self.root
-            return list(self._walk(rel)) if base.is_dir() else []
+            return list(self._walk(rel))
         except OSError as exc:
             raise self._translate(exc, None, False) from exc
 
@@ -580,33 +579,51 @@ class LocalSpace:
 
     # -- listing -----------------------------------------------------------
 
-    def _entries(self, rel: str) -> Iterator[os.DirEntry[str]]:
-        try:
-            with os.scandir(self.root / rel if rel else self.root) as it:
-                return iter(sorted(it, key=lambda e: e.name))
-        except FileNotFoundError:
-            return iter(())  # removed while we were listing
+    @staticmethod
+    def _entries(fd: int) -> list[os.DirEntry[str]]:
+        with os.scandir(fd) as it:
+            return sorted(it, key=lambda e: e.name)
 
     def _walk(self, rel: str) -> Iterator[Entry]:
         """Depth first in name order, without recursion: every entry passing
         up through one generator per directory level cost as much as the
-        ``stat`` itself on deep trees."""
-        stack = [(rel, self._entries(rel))]
-        while stack:
-            prefix, items = stack[-1]
-            for item in items:
-                name = item.name
-                if _TMP_NAME.fullmatch(name):
-                    continue
-                key = f"{prefix}/{name}" if prefix else name
-                if item.is_dir(follow_symlinks=False):
-                    stack.append((key, self._entries(key)))
-                    break
-                if item.is_file(follow_symlinks=False):  # never a link out of the space
-                    st = item.stat(follow_symlinks=False)
-                    yield Entry(key, st.st_size, st.st_mtime)
-            else:
-                stack.pop()
+        ``stat`` itself on deep trees. By directory descriptor, each opened
+        from its parent with ``O_NOFOLLOW`` (spaces/localdirs.py): a
+        directory swapped for a link after it was listed is skipped, never
+        entered (found by review, 2026-12-06)."""
+        try:
+            top = open_dir(self.root, rel.split("/") if rel else [], rel or None)
+        except _MISSING:
+            return  # no such directory (or a file): nothing under it
+        stack = [(rel, top, iter(self._entries(top)))]
+        try:
+            while stack:
+                prefix, fd, items = stack[-1]
+                for item in items:
+                    name = item.name
+                    if _TMP_NAME.fullmatch(name):
+                        continue
+                    key = f"{prefix}/{name}" if prefix else name
+                    if item.is_dir(follow_symlinks=False):
+                        try:
+                            sub = open_subdir(fd, name)
+                        except OSError:
+                            continue  # a link now, or removed meanwhile
+                        stack.append((key, sub, iter(self._entries(sub))))
+                        break
+                    if item.is_file(follow_symlinks=False):  # never a link out of the space
+                        try:
+                            st = item.stat(follow_symlinks=False)  # relative to ``fd``
+                        except FileNotFoundError:
+                            continue  # removed while we were listing
+                        yield Entry(key, st.st_size, st.st_mtime)
+                else:
+                    stack.pop()
+                    os.close(fd)
+        finally:
+            for _, fd, _ in stack:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     async def list(self, prefix: str = "") -> AsyncIterator[Entry]:
         rel = prefix.rstrip("/")
@@ -616,8 +633,7 @@ class LocalSpace:
         def start() -> Iterator[Entry]:
             if not self.root.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, "space root is not a directory")
-            base = self._path(rel) if rel else self.root
-            return self._walk(rel) if base.is_dir() else iter(())
+            return self._walk(rel)
 
         def batch(it: Iterator[Entry]) -> list[Entry]:
             out: list[Entry] = []
@@ -639,16 +655,21 @@ class LocalSpace:
         removed = 0
         top = self._path(prefix) if prefix else self.root
         skipped = {str(self.root / s) for s in skip}
-        for dirpath, dirs, files in os.walk(top):
+        # fwalk: by directory descriptor, a directory swapped for a link is
+        # not entered, and each unlink happens in the directory looked at.
+        try:
+            os.stat(top, follow_symlinks=False)
+        except _MISSING:
+            return 0  # fwalk raises for a missing top; walk did not
+        for dirpath, dirs, files, dir_fd in os.fwalk(top):
             dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
             for name in files:
                 if not _TMP_NAME.fullmatch(name):
                     continue
-                path = os.path.join(dirpath, name)
                 with contextlib.suppress(FileNotFoundError):
-                    st = os.lstat(path)
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                     if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
-                        os.unlink(path)
+                        os.unlink(name, dir_fd=dir_fd)
                         removed += 1
         return removed
 
