@@ -211,6 +211,54 @@ async def test_sync_s3_to_local_diff(api: Api, ctx: Context, s3_server: S3Server
         assert now_ids[rel] == before[rel], rel
 
 
+async def test_keys_with_white_space_at_an_end_fail_instead_of_merging(
+    api: Api, ctx: Context, s3_server: S3Server
+) -> None:
+    """The cloud client library trims white space (Unicode's, U+3000 too)
+    from both ends of every path: ``report `` was written over ``report``
+    and deleteSource then deleted both sources, the task 'succeeded'
+    (found by review, 2026-12-06). Such a file now fails alone."""
+    (src,) = await api.add_spaces(1)
+    s3 = await s3_space(api, s3_server)
+    files = {
+        "report": b"first",
+        "report ": b"second",
+        "note\u3000": b"third",
+        "dir /inner": b"inner white space is kept",
+    }
+    write_tree(api.spaces[src] / "ws", files)
+    prefix = f"sync-{secrets.token_hex(4)}"
+    task = await create(api, src, "ws", [(s3, prefix)], deleteSource=True)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "failed", done
+    failed = {f["path"]: f["error"] for f in done["failures"]}
+    assert set(failed) == {"report ", "note\u3000"}, failed
+    assert "trims" in failed["report "]
+    assert s3_read_tree(s3_server, prefix) == {
+        "report": b"first",
+        "dir /inner": b"inner white space is kept",
+    }
+    assert read_tree(api.spaces[src] / "ws") == {"report ": b"second", "note\u3000": b"third"}
+
+
+async def test_an_s3_key_with_trailing_white_space_is_not_read_as_another(
+    api: Api, ctx: Context, s3_server: S3Server
+) -> None:
+    """An S3 source holding ``k`` and ``k ``: ``k `` was copied with the
+    bytes of ``k`` (found by review, 2026-12-06)."""
+    s3 = await s3_space(api, s3_server)
+    (dst,) = await api.add_spaces(1)
+    prefix = f"sync-{secrets.token_hex(4)}"
+    s3_put_tree(s3_server, prefix, {"k": b"plain", "k ": b"other"})  # one size
+    task = await create(api, s3, prefix, [(dst, "down")])
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "failed", done
+    assert [f["path"] for f in done["failures"]] == ["k "]
+    assert read_tree(api.spaces[dst] / "down") == {"k": b"plain"}
+
+
 # -- diff runs -----------------------------------------------------------------
 
 

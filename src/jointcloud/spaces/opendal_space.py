@@ -124,6 +124,30 @@ _HOST_LABELS = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?")
 _ACCOUNT = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
+# What OpenDAL trims from both ends of every path before it uses it: Rust's
+# ``str::trim``, the Unicode White_Space characters (not Python's isspace,
+# which adds U+001C-U+001F). Inner components keep theirs ("a /b" stays).
+_TRIMMED = frozenset(
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def check_cloud_key(key: str) -> str:
+    """``check_key``, and no white space at either end of the key: OpenDAL
+    would trim it and reach another key (``report `` written over
+    ``report``, ``k `` read as ``k``: found by review, 2026-12-06)."""
+    check_key(key)
+    if key[0] in _TRIMMED or key[-1] in _TRIMMED:
+        trimmed = key.strip("".join(_TRIMMED))
+        raise BadArgument(
+            f"storage key {key!r} begins or ends with white space, which the cloud "
+            f"client library trims from every path: it would reach the key "
+            f"{trimmed!r} instead; rename the file to copy it"
+        )
+    return key
+
+
 def _check_range(offset: int, length: int | None) -> None:
     if offset < 0:
         raise BadArgument(f"read offset must be >= 0, got {offset}")
@@ -309,7 +333,7 @@ class OpenDALSpace:
     # -- writing -----------------------------------------------------------
 
     async def open_writer(self, key: str) -> OpenDALWriter:
-        check_key(key)
+        check_cloud_key(key)
         try:
             file = await self._op.open(
                 key, "wb", chunk=self._write_chunk, concurrent=self._write_concurrency
@@ -319,7 +343,7 @@ class OpenDALSpace:
         return OpenDALWriter(self, key, file)
 
     async def put(self, key: str, data: bytes) -> None:
-        check_key(key)
+        check_cloud_key(key)
         try:
             await self._op.write(key, bytes(data))
         except Exception as exc:
@@ -328,7 +352,7 @@ class OpenDALSpace:
     # -- reading -----------------------------------------------------------
 
     async def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
-        check_key(key)
+        check_cloud_key(key)
         _check_range(offset, length)
         if length == 0:
             await self.stat(key)
@@ -362,7 +386,7 @@ class OpenDALSpace:
     async def read_stream(
         self, key: str, offset: int = 0, length: int | None = None, chunk: int = 4 << 20
     ) -> AsyncIterator[bytes]:
-        check_key(key)
+        check_cloud_key(key)
         _check_range(offset, length)
         size = (await self.stat(key)).size
         end = size if length is None else min(size, offset + length)
@@ -386,7 +410,7 @@ class OpenDALSpace:
                 await file.close()
 
     async def stat(self, key: str) -> Entry:
-        check_key(key)
+        check_cloud_key(key)
         try:
             meta = await self._op.stat(key)
         except Exception as exc:
@@ -401,7 +425,7 @@ class OpenDALSpace:
         )
 
     async def delete(self, key: str) -> None:
-        check_key(key)
+        check_cloud_key(key)
         try:
             await self._op.delete(key)
         except Exception as exc:
@@ -412,7 +436,7 @@ class OpenDALSpace:
     async def list(self, prefix: str = "") -> AsyncIterator[Entry]:
         rel = prefix.strip("/")
         if rel:
-            check_key(rel)
+            check_cloud_key(rel)
             rel += "/"
         try:
             lister = await self._op.list(rel, recursive=True)
