@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from jcs_helpers import Api, multipart, text_data
+from jcs_helpers import Api, create_s3_space, multipart, text_data
 
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
@@ -25,8 +25,10 @@ from jointcloud.core.fsck import FsckReport, fsck
 from jointcloud.errors import SpaceRefused
 from jointcloud.meta import accounts, layouts, repairs
 from jointcloud.redundancy.policy import RepPolicy
+from support.s3server import S3Server, s3_server_fixture
 
 JCS = Path(sys.executable).with_name("jcs")
+s3_server = s3_server_fixture(scope="module", bucket="jcs-fsck")
 EC = {"type": "ec", "k": 2, "n": 3, "chunkSize": 4096}
 REP = {"type": "rep", "repCount": 2}
 
@@ -265,6 +267,34 @@ async def test_overlapping_spaces_from_before_the_rule_delete_nothing(api: Api) 
     # The older space keeps working; the newer row is refused, naming the rule.
     with pytest.raises(SpaceRefused, match="spaces never share directories"):
         await api.ctx.pool.get(newer)
+
+
+async def test_an_alias_of_an_s3_space_is_scanned_with_it(api: Api, s3_server: S3Server) -> None:
+    """A second space on the same bucket and rootPath, its endpoint written
+    with a trailing '/': fsck scanned it apart, took the first space's
+    blocks for its orphans, and --repair deleted a live block (found by
+    review, 2026-12-06)."""
+    space = await create_s3_space(api, s3_server)
+    alias = {
+        "name": f"{space['name']}-alias",
+        "storage": {**s3_server.storage(), "endpoint": s3_server.endpoint + "/"},
+        "credential": s3_server.credential(),
+        "rootPath": space["name"],
+    }
+    await api.post("/v1/userSpace/create", alias)
+    pkg = await api.package("s3", REP)
+    content = text_data(50_000, seed=7)
+    obj = await api.upload_one(pkg, "x.bin", content, affinity=int(space["userSpaceID"]))
+    client = s3_server.client()
+    listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{space['name']}/blocks/")
+    before = sorted(o["Key"] for o in listed.get("Contents", []))
+    assert before
+    api.ctx.settings = dataclasses.replace(api.ctx.settings, gc_delay=timedelta(seconds=0))
+    report = await fsck(api.ctx, repair=True)
+    assert report.count("orphan") == 0 and report.orphans_deleted == 0, report.findings
+    listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=f"{space['name']}/blocks/")
+    assert sorted(o["Key"] for o in listed.get("Contents", [])) == before
+    assert await api.download(int(obj["objectID"])) == content
 
 
 async def test_unreachable_space(api: Api) -> None:

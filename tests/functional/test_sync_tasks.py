@@ -259,6 +259,78 @@ async def test_an_s3_key_with_trailing_white_space_is_not_read_as_another(
     assert read_tree(api.spaces[dst] / "down") == {"k": b"plain"}
 
 
+async def _s3_space_on(
+    api: Api, server: S3Server, bucket: str, root: str, endpoint: str | None = None
+) -> int:
+    """An S3 user space on ``bucket`` of ``server``, its endpoint written as given."""
+    storage = {**server.storage(), "bucket": bucket, "endpoint": endpoint or server.endpoint}
+    body = {
+        "name": f"s3-{secrets.token_hex(4)}",
+        "storage": storage,
+        "credential": server.credential(),
+        "rootPath": root,
+    }
+    return int((await api.post("/v1/userSpace/create", body))["userSpace"]["userSpaceID"])
+
+
+async def test_an_endpoint_written_otherwise_is_the_same_storage(
+    api: Api, s3_server: S3Server
+) -> None:
+    """Two S3 spaces on one bucket, one endpoint written with a trailing
+    '/': the same storage, so a sync from one onto an
+    overlapping path of the other is refused (it overwrote its own source,
+    and deleteSource deleted the only copy; found by review, 2026-12-06)."""
+    bucket = s3_server.bucket
+    first = await _s3_space_on(api, s3_server, bucket, f"a-{secrets.token_hex(4)}")
+    alias_endpoint = s3_server.endpoint + "/"
+    alias = await _s3_space_on(api, s3_server, bucket, f"b-{secrets.token_hex(4)}", alias_endpoint)
+    body = {
+        "srcUserSpaceID": first,
+        "srcPath": "data",
+        "dests": [{"userSpaceID": alias, "path": "data/copy"}],
+        "trigger": ONCE,
+    }
+    r = await api.request("POST", "/v1/spaceSync/createTask", json=body)
+    assert "in the same storage" in expect_error(r, "BadArgument", 400)
+    body["dests"] = [{"userSpaceID": alias, "path": ""}]
+    body["srcPath"] = "data/sub"
+    r = await api.request("POST", "/v1/spaceSync/createTask", json=body)
+    assert "write over its own source" in expect_error(r, "BadArgument", 400)
+
+
+async def test_a_sync_keeps_out_of_every_block_area_on_its_storage(
+    api: Api, ctx: Context, s3_server: S3Server
+) -> None:
+    """Another space's block area on the same bucket (another rootPath) is
+    no sync source, and a sync of the whole bucket with deleteSource leaves
+    it alone (it deleted the other space's blocks; found by review)."""
+    bucket = f"areas-{secrets.token_hex(4)}"
+    s3_server.create_bucket(bucket)
+    owner = await _s3_space_on(api, s3_server, bucket, "owner-blocks")
+    other = await _s3_space_on(api, s3_server, bucket, "other-blocks")
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="owner-blocks/blocks/ab/abcd.0", Body=b"a block")
+    client.put_object(Bucket=bucket, Key="user/file.txt", Body=b"user data")
+    (dst,) = await api.add_spaces(1)
+    body = {
+        "srcUserSpaceID": other,
+        "srcPath": "owner-blocks",
+        "dests": [{"userSpaceID": dst, "path": "stolen"}],
+        "trigger": ONCE,
+        "deleteSource": True,
+    }
+    r = await api.request("POST", "/v1/spaceSync/createTask", json=body)
+    message = expect_error(r, "BadArgument", 400)
+    assert f"block area 'owner-blocks' of user space {owner}" in message
+    task = await create(api, other, "", [(dst, "all")], deleteSource=True)
+    await ctx.tasks.run_due()
+    done = await get_task(api, task["taskID"])
+    assert done["state"] == "succeeded", done
+    assert read_tree(api.spaces[dst] / "all") == {"user/file.txt": b"user data"}
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["owner-blocks/blocks/ab/abcd.0"]
+
+
 # -- diff runs -----------------------------------------------------------------
 
 

@@ -8,7 +8,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from jointcloud.api.jcs.transfers import parse_filter, parse_trigger
-from jointcloud.core.transfer.spec import TransferFilter, Trigger, inside, transfer_path
+from jointcloud.core.models import SpaceState, UserSpace
+from jointcloud.core.transfer.spec import (
+    TransferFilter,
+    Trigger,
+    inside,
+    same_storage,
+    transfer_path,
+)
 from jointcloud.errors import BadArgument
 
 
@@ -495,3 +502,33 @@ def test_stored_interval_beyond_a_year_is_shown_but_not_run() -> None:
     assert Trigger.from_json(stored, strict=False).seconds == 2**70
     with pytest.raises(BadArgument, match=r"trigger\.seconds must be at most"):
         Trigger.from_json(stored)
+
+
+def _s3(space_id: int, endpoint: str, bucket: str = "b", **extra: object) -> UserSpace:
+    storage = {"type": "S3", "endpoint": endpoint, "bucket": bucket, **extra}
+    return UserSpace(
+        space_id, 1, f"s{space_id}", storage, None, "", SpaceState.NORMAL, datetime.now(UTC)
+    )
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        "https://s3.example.com/",  # a trailing '/'
+        "https://S3.Example.COM",  # the host in capitals
+        "https://s3.example.com:443",  # the default port written
+        "HTTPS://s3.example.com//",
+    ],
+)
+def test_one_bucket_reached_by_an_endpoint_written_otherwise_is_the_same_storage(
+    alias: str,
+) -> None:
+    """The raw settings were compared: the same bucket counted as another
+    storage, and a sync onto it overwrote its own source (found by review,
+    2026-12-06)."""
+    first = _s3(1, "https://s3.example.com", region="us-east-1", pathStyle=True)
+    assert same_storage(first, _s3(2, alias, region="eu-west-1", pathStyle=False))
+    # Another bucket, host, port or scheme is another storage.
+    for other in ("https://s3.example.org", "https://s3.example.com:8443", "http://s3.example.com"):
+        assert not same_storage(first, _s3(3, other))
+    assert not same_storage(first, _s3(4, alias, bucket="c"))

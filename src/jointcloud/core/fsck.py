@@ -59,6 +59,7 @@ from jointcloud.redundancy.stream import (
     verify_block,
 )
 from jointcloud.spaces.base import Entry, Space
+from jointcloud.spaces.registry import storage_identity
 
 if TYPE_CHECKING:
     from jointcloud.context import Context
@@ -169,7 +170,10 @@ def _location(space: UserSpace) -> str:
     path = storage.get("path")
     if storage.get("type") == "Local" and isinstance(path, str) and "\x00" not in path:
         return "Local:" + os.path.realpath(os.path.join(path, space.root_path))
-    return json.dumps({"storage": storage, "root": space.root_path.strip("/")}, sort_keys=True)
+    # The storage's identity, not its settings as written: an alias (the
+    # endpoint with a trailing '/') scanned apart saw the other's blocks as
+    # orphans, and --repair deleted a live one (found by review, 2026-12-06).
+    return json.dumps([storage_identity(storage), space.root_path.strip("/")])
 
 
 class _Checker:

@@ -20,7 +20,7 @@ from typing import Any
 
 from jointcloud.errors import BadArgument, SpaceRefused, SpaceUnavailable
 from jointcloud.spaces.base import Space
-from jointcloud.spaces.endpoints import check_endpoint
+from jointcloud.spaces.endpoints import check_endpoint, parse_endpoint
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
 from jointcloud.spaces.opendal_space import OpenDALSpace
@@ -213,6 +213,48 @@ def storage_endpoint(storage: Mapping[str, Any]) -> str | None:
     """The URL a remote space talks to, if its record names one."""
     endpoint = storage.get("endpoint")
     return endpoint if isinstance(endpoint, str) and storage.get("type") != "Local" else None
+
+
+def _endpoint_identity(url: str) -> str:
+    """An endpoint as a location: scheme and host lower case, the port
+    always written (the default one too), no trailing ``/``. A URL the
+    parser refuses (no space opens with it) stands for itself."""
+    scheme, sep, rest = url.partition("://")
+    try:
+        ep = parse_endpoint(scheme.lower() + sep + rest)
+    except SpaceRefused:
+        return url
+    host = f"[{ep.host}]" if ":" in ep.host else ep.host
+    path = rest.partition("/")[2].rstrip("/")
+    return f"{ep.scheme}://{host}:{ep.port}" + (f"/{path}" if path else "")
+
+
+def storage_identity(storage: Mapping[str, Any]) -> str:
+    """Where a storage's keys live, the same for every way of writing it:
+    two spaces with one identity reach the same files (a transfer between
+    them must not overlap itself, fsck scans them as one, each one's block
+    area is the other's too). Kind, normalised endpoint and bucket (or
+    container); region and path style change how a bucket is reached, not
+    which one; a Local path resolved. Found by review (2026-12-06): the
+    raw settings were compared, and an endpoint written with a trailing
+    ``/`` made the same bucket "another storage"."""
+    kind = storage.get("type")
+    if kind == "Local":
+        path = storage.get("path")
+        if isinstance(path, str) and "\x00" not in path:
+            return "Local:" + os.path.realpath(path)
+    elif kind in ("S3", "OSS", "OBS", "COS", "AzureBlob"):
+        endpoint = storage.get("endpoint")
+        if kind == "AzureBlob" and not endpoint:
+            endpoint = f"https://{storage.get('accountName')}.blob.core.windows.net"
+        place = storage.get("container") if kind == "AzureBlob" else storage.get("bucket")
+        if isinstance(endpoint, str):
+            endpoint = _endpoint_identity(endpoint)
+        account = storage.get("accountName") if kind == "AzureBlob" else None
+        return json.dumps([kind, endpoint, account, place])
+    elif kind == "GCS":
+        return json.dumps([kind, storage.get("bucket")])
+    return json.dumps(dict(storage), sort_keys=True, default=str)
 
 
 def _bucket_in_host(storage: Mapping[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ import structlog
 from jointcloud.core.leases import new_owner, owner_dead, renewed_by
 from jointcloud.core.models import TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.transfer.areas import block_areas, paths
 from jointcloud.core.transfer.engine import TransferRun, describe
 from jointcloud.core.transfer.spec import Trigger
 from jointcloud.core.transfer.tasks import (
@@ -34,7 +35,6 @@ from jointcloud.core.transfer.trees import (
     Sink,
     Source,
     SpaceTree,
-    reserved,
 )
 from jointcloud.core.userspaces import SpacePool
 from jointcloud.errors import BadArgument, SpaceNotFound
@@ -195,7 +195,8 @@ class TaskRunner:
         record = await self._space(space_id)
         backend = await self.pool.open_tree(record)
         opened.append(backend)
-        return SpaceTree(backend, path, reserved(record))
+        # Every block area on this storage, other spaces' too (transfer/areas.py).
+        return SpaceTree(backend, path, paths(await block_areas(self.db, record)))
 
     async def _build(
         self, task: TransferTask, prelisted: list[Item] | None, opened: list[Space]

@@ -14,6 +14,7 @@ from jointcloud.core.buckets import PackageService
 from jointcloud.core.listing import decode_opaque, encode_opaque, not_issued
 from jointcloud.core.models import Package, TaskKind, TaskState, TransferTask, UserSpace
 from jointcloud.core.objects import ObjectService
+from jointcloud.core.transfer.areas import Area, block_areas, paths
 from jointcloud.core.transfer.commands import CreateSyncTask, ExportPackage, ImportPackage
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.core.transfer.spec import TransferFilter, inside, join, overlap, same_storage
@@ -27,7 +28,7 @@ from jointcloud.core.transfer.tasks import (
     spec_from_json,
     spec_to_json,
 )
-from jointcloud.core.transfer.trees import Item, SpaceTree, file_items, reserved
+from jointcloud.core.transfer.trees import Item, SpaceTree, file_items
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import (
     BadArgument,
@@ -56,12 +57,12 @@ MAX_SCHEDULED_TASKS = 100
 MAX_LISTED_TASKS = 1000
 
 
-def check_not_reserved(space: UserSpace, path: str, field: str) -> None:
-    for area in reserved(space):
+def check_not_reserved(areas: list[Area], path: str, field: str) -> None:
+    """``path`` lies in no block area of any space on the same storage."""
+    for area, owner in areas:
         if inside(path, area):
             raise BadArgument(
-                f"{field} {path!r} is inside JointCloud's block area {area!r} of user space "
-                f"{space.user_space_id}"
+                f"{field} {path!r} is inside JointCloud's block area {area!r} of user space {owner}"
             )
 
 
@@ -176,12 +177,12 @@ class TransferService:
                 f"{label('dests')} lists {len(cmd.dests)} destinations; at most {MAX_DESTS}"
             )
         src = await self.spaces.get(principal, cmd.src_space_id)
-        check_not_reserved(src, cmd.src_path, label("src_path"))
+        check_not_reserved(await block_areas(self.db, src), cmd.src_path, label("src_path"))
         seen: list[tuple[UserSpace, str]] = []
         for i, dest in enumerate(cmd.dests):
             space = await self.spaces.get(principal, dest.space_id)
             where = label(f"dest[{i}].path")
-            check_not_reserved(space, dest.path, where)
+            check_not_reserved(await block_areas(self.db, space), dest.path, where)
             if dest in cmd.dests[:i]:
                 raise BadArgument(f"{label(f'dest[{i}]')} repeats an earlier destination")
             # Either way round: a destination inside the source copies the
@@ -233,7 +234,8 @@ class TransferService:
     async def _list_tree(self, space: UserSpace, path: str) -> list[Item]:
         tree = await self.pool.open_tree(space)
         try:
-            return [i async for i in SpaceTree(tree, path, reserved(space)).items()]
+            areas = paths(await block_areas(self.db, space))
+            return [i async for i in SpaceTree(tree, path, areas).items()]
         finally:
             await tree.close()
 
@@ -255,7 +257,7 @@ class TransferService:
         space_id, path, where = cmd.space_id, cmd.path, cmd.label("path")
         space = await self.spaces.get(principal, space_id)
         affinity = await self._affinity(principal, cmd)
-        check_not_reserved(space, path, where)
+        check_not_reserved(await block_areas(self.db, space), path, where)
         await self.packages.buckets.get(principal, cmd.bucket_id)
         items = await self._list_tree(space, path)
         if not items:
@@ -294,7 +296,7 @@ class TransferService:
     async def create_export(self, principal: Principal, cmd: ExportPackage) -> ExportAnswer:
         package_id, space_id, root = cmd.package_id, cmd.space_id, cmd.root_path
         space = await self.spaces.get(principal, space_id)
-        check_not_reserved(space, root, cmd.label("root_path"))
+        check_not_reserved(await block_areas(self.db, space), root, cmd.label("root_path"))
         await self._check_destination(space, root)
         objs = await self.objects.package_objects(principal, package_id)
         items = file_items(objs)

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jointcloud.core.models import UserSpace
 from jointcloud.core.paths import MAX_SEGMENT, check_chars, check_length, check_segments
 from jointcloud.errors import BadArgument
+from jointcloud.spaces.registry import storage_identity
 
 INT64_MAX = 2**63 - 1  # IDs, sizes and counters are int64 in the database
 MAX_INTERVAL = 366 * 24 * 3600  # a year (a leap one): "every N seconds" beyond is a mistake
@@ -74,9 +75,12 @@ def overlap(a: str, b: str) -> bool:
 
 def same_storage(a: UserSpace, b: UserSpace) -> bool:
     """Whether two user spaces reach the same files at the same transfer
-    path: one space, or two recorded on one storage (two S3 spaces on one
-    bucket; Local spaces never share a directory)."""
-    return a.user_space_id == b.user_space_id or a.storage == b.storage
+    path: one space, or two recorded on one storage however its settings
+    are written (two S3 spaces on one bucket, one endpoint with a trailing
+    '/'; Local spaces never share a directory)."""
+    return a.user_space_id == b.user_space_id or storage_identity(a.storage) == storage_identity(
+        b.storage
+    )
 
 
 def join(base: str, rel: str) -> str:
