@@ -414,6 +414,18 @@ class Environment(BaseSettings):
         )
 
 
+# Settings whose value is a secret or may hold one (a database URL carries
+# its password): an error names the setting and the rule, never the value.
+# Found by review (2026-12-06): a short JCS_AUTH_TOKEN was printed whole.
+SECRETS = frozenset({"auth_token", "database_url"})
+_SECRET_WORDS = ("token", "secret", "password", "passphrase", "credential", "key")
+
+
+def is_secret(field: str) -> bool:
+    """``SECRETS``, and any later setting named like one."""
+    return field in SECRETS or any(word in field for word in _SECRET_WORDS)
+
+
 def _explain(exc: ValidationError, given: dict[str, Any]) -> str:
     """One line per bad value, naming the flag or the variable it came from."""
     problems = []
@@ -422,7 +434,12 @@ def _explain(exc: ValidationError, given: dict[str, Any]) -> str:
         name = FLAGS.get(field, field) if field in given else ENV_PREFIX + field.upper()
         message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         value = err.get("input")
-        if field != "database_url" and isinstance(value, str | int | float) and value != "":
+        if is_secret(field):
+            # a validator's own words may quote the value: pydantic's rules do not
+            if isinstance(value, str) and value and value in message:
+                message = "invalid value"
+            problems.append(f"{name}: {message} (value not shown)")
+        elif isinstance(value, str | int | float) and value != "":
             shown = repr(value) if len(str(value)) <= 80 else repr(str(value)[:80]) + "..."
             problems.append(f"{name}={shown}: {message}")
         else:

@@ -175,6 +175,41 @@ def test_the_database_url_is_never_echoed(tmp_path: Path) -> None:
     assert "secret" not in info.value.message and "--database-url" in info.value.message
 
 
+def test_a_secret_setting_is_named_but_never_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by review (2026-12-06): a short token was printed whole.
+    secret = "s3cr3t-t0ken-15"
+    monkeypatch.setenv("JCS_AUTH_TOKEN", secret)
+    with pytest.raises(ConfigError) as info:
+        Settings.load(str(tmp_path))
+    message = info.value.message
+    assert message.startswith("JCS_AUTH_TOKEN: ") and "at least 16 characters" in message
+    assert "s3cr3t" not in message, message
+    with pytest.raises(ConfigError) as info:
+        Settings.load(str(tmp_path), auth_token=secret)
+    message = info.value.message
+    assert message.startswith("--auth-token: ") and "s3cr3t" not in message, message
+
+
+def test_serve_never_prints_a_short_auth_token(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
+    env["JCS_AUTH_TOKEN"] = "s3cr3t-t0ken-15"
+    r = subprocess.run(
+        [str(JCS), "serve", "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "JCS_AUTH_TOKEN" in r.stderr and "at least 16 characters" in r.stderr, r.stderr
+    assert "s3cr3t" not in r.stderr + r.stdout
+
+
 def test_serve_reports_a_bad_variable_with_status_2(tmp_path: Path) -> None:
     import os
 
