@@ -211,6 +211,12 @@ class MetadataOutOfReach(MetadataUnavailable):
     another process holds the write lock past its bound."""
 
 
+class ServerBusy(OperationFailed):
+    """This process is at its bound of one kind of concurrent work (the
+    gateway facade's outbound calls, its Argon2id runs); the request may be
+    tried again in a few seconds. The message names the work."""
+
+
 class Conflict(OperationFailed):
     """The request conflicts with the state of the user's data (a bucket that
     is not empty, a space that still holds blocks, a destination in the way);

@@ -37,6 +37,7 @@ STATUS: list[tuple[type[errors.DomainError], int]] = [
     (errors.NotFound, 404),
     (errors.AlreadyExists, 409),
     (errors.MetadataUnavailable, 503),
+    (errors.ServerBusy, 503),
 ]
 
 

@@ -4,13 +4,16 @@ whether the client is still there."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from jointcloud.core.commands import ByteRange, Conditions
+
+T = TypeVar("T")
 
 SEND_PIECE = 1048576
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -40,6 +43,33 @@ async def client_gone(receive: Callable[[], Awaitable[Any]]) -> bool:
         return bool(done.value.get("type") == "http.disconnect")
     step.close()
     return False
+
+
+async def unless_gone(receive: Callable[[], Awaitable[Any]], work: Awaitable[T]) -> T | None:
+    """``work``'s result, or ``None`` once the client has gone away first:
+    ``work`` is then cancelled, so what it waits on (a service that does not
+    answer, a long listing) is not waited on for nobody. Only for a request
+    whose body is read by now: what ``receive`` still brings is dropped."""
+    task = asyncio.ensure_future(work)
+
+    async def left() -> None:
+        while (await receive()).get("type") != "http.disconnect":
+            pass
+
+    watch = asyncio.ensure_future(left())
+    try:
+        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this request's own task cancelled: so is the work
+        task.cancel()
+        watch.cancel()
+        raise
+    watch.cancel()
+    await asyncio.gather(watch, return_exceptions=True)
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
 
 
 def _position(digits: str) -> int:

@@ -23,16 +23,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from jointcloud.api.common.http import http_date
+from jointcloud.api.common.http import http_date, unless_gone
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import credentials as cred
 from jointcloud.api.gateway import upload as up
-from jointcloud.api.gateway.envelope import GatewayError, answer, failure, success
+from jointcloud.api.gateway.envelope import FAILED, GatewayError, answer, failure, success
 from jointcloud.api.gateway.params import Body, Params, read_body, wants_xml
 from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.core.outbound import OutboundGuard
-from jointcloud.errors import DomainError
+from jointcloud.errors import DomainError, ServerBusy
 from jointcloud.keys.caveats import Permission
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,7 @@ AUTH_HEADERS = ("AccessKeyId", "SecretKey", "Endpoint")
 DOWNLOAD_PIECE = 1024 * 1024
 DELETE_BATCH = 1000  # keys per DeleteObjects request (S3's limit)
 MAX_LIST_KEYS = 100_000
+RETRY_AFTER = "2"  # seconds, with a "busy" answer
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The seed's messages of success.
@@ -301,7 +302,7 @@ async def download_object(c: Call, s3: S3 | None) -> Response:
     async def pieces() -> AsyncIterator[bytes]:
         try:
             while True:
-                piece = await asyncio.to_thread(stream.read, DOWNLOAD_PIECE)
+                piece = await _s3(s3).read(stream, DOWNLOAD_PIECE)
                 if not piece:
                     break
                 yield piece
@@ -588,9 +589,18 @@ def create_app(
             call = Call(request, body, cache, outbound)
             xml = call.xml
             s3 = await call.s3() if endpoint.auth else None
-            return await endpoint.handler(call, s3)
+            if endpoint.takes_file:  # the handler reads the body: it sees the client leave
+                return await endpoint.handler(call, s3)
+            # The body is in: a client that leaves ends the call (found by
+            # review, 2026-12-06: calls to a silent service ran on for nobody).
+            answered = await unless_gone(request.receive, endpoint.handler(call, s3))
+            if answered is None:  # nobody reads this: it is for the log and metrics
+                return failure("the client went away before the answer", xml=xml)
+            return answered
         except GatewayError as exc:
             return failure(exc.message, xml=xml)
+        except ServerBusy as exc:  # the envelope's 503: the caller may try again shortly
+            return answer(FAILED, exc.message, xml=xml, headers={"Retry-After": RETRY_AFTER})
         except DomainError as exc:
             return failure(exc.message, xml=xml)
         except ClientDisconnect:  # gone mid-body: nothing was stored, nobody reads this

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import uuid
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.api.gateway.pools import Pool
 from jointcloud.api.gateway.urls import service_url
 from jointcloud.core.outbound import OutboundGuard
 from jointcloud.core.paths import entity_name, object_key
@@ -35,6 +35,15 @@ from jointcloud.keys.caveats import MAX_BASE58, APIKey, CaveatPath, KeyCaveat, P
 from jointcloud.keys.grant import new_grant
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Argon2id takes 64 MiB and a core for a while: two at once, in threads of
+# their own (found by review, 2026-12-06: 16 grants at once on the default
+# pool added 1 GiB and delayed the server's writes). A grant waits up to
+# ARGON_PATIENCE for its turn, then is answered "busy".
+ARGON_THREADS = 2
+ARGON_PATIENCE = 10.0
+ARGON_POOL = Pool(
+    "jcs-gateway-argon2", threads=ARGON_THREADS, slots=ARGON_THREADS, what="access grants"
+)
 ACCESS_PATH = "/v1/access"
 INFO_PATH = "/v1/project/info"
 # A caveat path is some 5 bytes besides its name, and a key is read back up
@@ -163,7 +172,7 @@ async def access_grant(
         return new_grant(address, key, password, project_uuid).serialize()
 
     try:
-        return await asyncio.to_thread(build)  # Argon2id: ~64 MiB, CPU-heavy
+        return await ARGON_POOL.run(build, patience=ARGON_PATIENCE, deadline=None)
     except BadArgument as exc:
         raise GatewayError(exc.message) from None
 

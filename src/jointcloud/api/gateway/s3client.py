@@ -1,7 +1,9 @@
 """The facade's S3 client: boto3 to the ``Endpoint`` a caller names, with the
 caller's key pair, so the facade works against any S3 service.
 
-botocore blocks: every call runs in a worker thread (``asyncio.to_thread``).
+botocore blocks: every call runs in the facade's own pool of threads
+(``S3_POOL``, ``pools.py``), admitted within a short wait and bounded by a
+deadline, so a service that does not answer holds none of the server's threads.
 Clients are cached per (endpoint, access key id, secret) — making one loads
 the service model — in a bounded LRU; a botocore client is thread-safe once
 made. Addressing is path-style, the region ``us-east-1``, and checksums are
@@ -27,10 +29,34 @@ from http import HTTPStatus
 from typing import Any
 
 from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.api.gateway.pools import Deadline, Pool
 from jointcloud.api.gateway.urls import service_url
 
 REGION = "us-east-1"
 MAX_CLIENTS = 64
+
+# The facade's S3 calls (found by review, 2026-12-06: on the default pool,
+# 40 calls to a silent endpoint stopped every write of the server). An
+# upload keeps 8 parts in flight: 16 threads let two go at full pace.
+S3_THREADS = 16
+S3_SLOTS = 32  # admitted at once: running, or waiting for a thread
+PATIENCE = 2.0  # seconds a call waits for a slot before "busy"
+# A part already read from the client, or a piece of a download under way,
+# waits longer: failing it wastes what was sent.
+LONG_PATIENCE = 60.0
+S3_POOL = Pool("jcs-gateway-s3", threads=S3_THREADS, slots=S3_SLOTS, what="outbound S3 calls")
+# Per attempt: 5 s to connect, 30 s between two bytes of the answer; two
+# attempts. A call's deadline covers both and the back-off between them.
+CONNECT_SECONDS = 5
+READ_SECONDS = 30
+ATTEMPTS = 2
+CALL_SECONDS = 75.0
+# Calls whose time grows with an object: the service copies or assembles it
+# (sending whitespace meanwhile, as AWS does), or the body goes up at the
+# client's pace (at least 1 MiB/s is allowed for).
+SLOW_CALLS = frozenset({"copy", "copy_object", "upload_part_copy", "complete_multipart_upload"})
+SLOW_SECONDS = 3600.0
+BODY_RATE = 1024 * 1024
 
 # Error codes the Go SDK v2 (the seed's client) models as types of their
 # own: it prints them as ``<Code>: <modeled message>``, and the modeled
@@ -92,9 +118,9 @@ def _config() -> Any:
         region_name=REGION,
         signature_version="s3v4",
         s3={"addressing_style": "path"},
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=10,
-        read_timeout=300,
+        retries={"mode": "standard", "max_attempts": ATTEMPTS},
+        connect_timeout=CONNECT_SECONDS,
+        read_timeout=READ_SECONDS,
         max_pool_connections=32,
         tcp_keepalive=True,
         request_checksum_calculation="when_required",
@@ -199,9 +225,26 @@ def describe(exc: Exception, operation: str) -> str:
     return f"operation error S3: {operation}, {type(exc).__name__}: {exc}"
 
 
+def deadline_of(method: str, kwargs: dict[str, Any]) -> float:
+    """Seconds one call may take, all its attempts included."""
+    if method in SLOW_CALLS:
+        return SLOW_SECONDS
+    length = kwargs.get("ContentLength")
+    if isinstance(length, int) and length > 0:
+        return CALL_SECONDS + length / BODY_RATE
+    return CALL_SECONDS
+
+
+def _late(operation: str, deadline: float) -> GatewayError:
+    return GatewayError(
+        f"operation error S3: {operation}, no answer within {deadline:.0f} s "
+        "(the facade's bound on one S3 call)"
+    )
+
+
 class S3:
-    """One client; ``call`` runs an operation in a thread and turns its
-    failure into a ``GatewayError`` with the Go SDK's message."""
+    """One client; ``call`` runs an operation in the facade's pool and turns
+    its failure into a ``GatewayError`` with the Go SDK's message."""
 
     def __init__(self, client: Any) -> None:
         self.client = client
@@ -216,8 +259,16 @@ class S3:
         except _errors() as exc:
             raise GatewayError(describe(exc, self.operation(method))) from None
 
-    async def call(self, method: str, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(self.call_sync, method, **kwargs)
+    async def call(self, method: str, /, *, patience: float | None = None, **kwargs: Any) -> Any:
+        """``patience``: seconds to wait for a slot (``PATIENCE``)."""
+        deadline = deadline_of(method, kwargs)
+        wait = PATIENCE if patience is None else patience
+        try:
+            return await S3_POOL.run(
+                self.call_sync, method, patience=wait, deadline=deadline, **kwargs
+            )
+        except Deadline:
+            raise _late(self.operation(method), deadline) from None
 
     async def vouch(self, method: str, **kwargs: Any) -> None:
         """Make a cheap call (a GET: its error has a code) before reading a
@@ -235,7 +286,20 @@ class S3:
             except core_error as exc:
                 raise GatewayError(describe(exc, self.operation(method))) from None
 
-        await asyncio.to_thread(run)
+        try:
+            await S3_POOL.run(run, patience=PATIENCE, deadline=CALL_SECONDS)
+        except Deadline:
+            raise _late(self.operation(method), CALL_SECONDS) from None
+
+    async def read(self, stream: Any, size: int) -> bytes:
+        """The next piece of a ``GetObject`` body (in the pool, bounded)."""
+        try:
+            piece: bytes = await S3_POOL.run(
+                stream.read, size, patience=LONG_PATIENCE, deadline=CALL_SECONDS
+            )
+        except Deadline:
+            raise _late("GetObject", CALL_SECONDS) from None
+        return piece
 
     async def pages(self, method: str, **kwargs: Any) -> list[Any]:
         """Every page of a paginated listing, read in one thread."""
@@ -246,4 +310,7 @@ class S3:
             except _errors() as exc:
                 raise GatewayError(describe(exc, self.operation(method))) from None
 
-        return await asyncio.to_thread(run)
+        try:
+            return await S3_POOL.run(run, patience=PATIENCE, deadline=CALL_SECONDS)
+        except Deadline:
+            raise _late(self.operation(method), CALL_SECONDS) from None

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
 
 from jointcloud.api.gateway.envelope import GatewayError
-from jointcloud.api.gateway.s3client import S3
+from jointcloud.api.gateway.s3client import LONG_PATIENCE, S3
 
 MiB = 1024 * 1024
 IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
@@ -128,6 +128,7 @@ async def upload_object(
                 await before_commit()
             await s3.call(
                 "put_object",
+                patience=LONG_PATIENCE,
                 Bucket=bucket,
                 Key=key,
                 Body=first.body,
@@ -145,10 +146,11 @@ async def upload_object(
         raise
     upload_id = made["UploadId"]
 
-    def send(number: int, part: Part) -> dict[str, Any]:
+    async def send(number: int, part: Part) -> dict[str, Any]:
         try:
-            answer = s3.call_sync(
+            answer = await s3.call(
                 "upload_part",
+                patience=LONG_PATIENCE,  # the part is read already: wait for a slot
                 Bucket=bucket,
                 Key=key,
                 UploadId=upload_id,
@@ -157,8 +159,7 @@ async def upload_object(
                 ContentLength=part.size,
             )
         finally:
-            if not isinstance(part.body, bytes):
-                part.body.close()
+            await part.close()
         return {"PartNumber": number, "ETag": answer["ETag"]}
 
     # Up to IN_FLIGHT parts on their way while the next is read: at most
@@ -170,7 +171,7 @@ async def upload_object(
     following: Part | None = None
     try:
         number = 1
-        sending.append(asyncio.create_task(asyncio.to_thread(send, number, first)))
+        sending.append(asyncio.create_task(send(number, first)))
         following = second
         while following.size:
             number += 1
@@ -178,7 +179,7 @@ async def upload_object(
                 raise GatewayError(f"the file needs more than {MAX_PARTS} parts")
             if len(sending) >= IN_FLIGHT:
                 parts.append(await sending.pop(0))
-            sending.append(asyncio.create_task(asyncio.to_thread(send, number, following)))
+            sending.append(asyncio.create_task(send(number, following)))
             following = None
             following = await read_part(reader, part_size)
         for task in sending:
@@ -249,6 +250,7 @@ async def upload_part(
     try:
         answer = await s3.call(
             "upload_part",
+            patience=LONG_PATIENCE,
             Bucket=bucket,
             Key=key,
             UploadId=upload_id,

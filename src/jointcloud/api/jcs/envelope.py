@@ -36,6 +36,7 @@ ERROR_TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.NotEnoughBlocks, "OperationFailed", 503),
     (errors.SpaceError, "OperationFailed", 503),
     (errors.MetadataUnavailable, "OperationFailed", 503),
+    (errors.ServerBusy, "OperationFailed", 503),
     (errors.OperationFailed, "OperationFailed", 500),
 ]
 

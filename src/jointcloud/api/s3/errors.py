@@ -118,6 +118,7 @@ TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.NotEnoughBlocks, "ServiceUnavailable", 503),
     (errors.SpaceError, "ServiceUnavailable", 503),
     (errors.MetadataUnavailable, "ServiceUnavailable", 503),
+    (errors.ServerBusy, "SlowDown", 503),
     (errors.OperationFailed, "InternalError", 500),
 ]
 
