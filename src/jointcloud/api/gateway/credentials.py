@@ -23,9 +23,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from jointcloud.api.gateway.envelope import GatewayError
+from jointcloud.api.gateway.fetch import fetch
 from jointcloud.api.gateway.pools import Pool
 from jointcloud.api.gateway.urls import service_url
 from jointcloud.core.outbound import OutboundGuard
@@ -34,7 +33,6 @@ from jointcloud.errors import BadArgument
 from jointcloud.keys.caveats import MAX_BASE58, APIKey, CaveatPath, KeyCaveat, Permission
 from jointcloud.keys.grant import new_grant
 
-TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 # Argon2id takes 64 MiB and a core for a while: two at once, in threads of
 # their own (found by review, 2026-12-06: 16 grants at once on the default
 # pool added 1 GiB and delayed the server's writes). A grant waits up to
@@ -113,23 +111,18 @@ def _too_long(length: int) -> str:
 async def project_info(satellite: str, key: str) -> dict[str, Any]:
     """``GET <satellite>/v1/project/info`` with ``key``: the key's project."""
     url = satellite + INFO_PATH
-    try:
-        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-            response = await http.get(url, headers={"Authorization": f"Bearer {key}"})
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
-        raise GatewayError(f"satellite {satellite}: {type(exc).__name__}: {exc}") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    response = await fetch(
+        "GET", url, f"satellite {satellite}", headers={"Authorization": f"Bearer {key}"}
+    )
+    body = response.json()
     if not isinstance(body, dict):
         text = response.text.strip()[:500]
-        raise GatewayError(f"satellite {satellite}: HTTP {response.status_code}: {text}")
+        raise GatewayError(f"satellite {satellite}: HTTP {response.status}: {text}")
     data = body.get("data")
-    if response.status_code != 200 or body.get("code") != "OK" or not isinstance(data, dict):
+    if response.status != 200 or body.get("code") != "OK" or not isinstance(data, dict):
         message = body.get("message") or body.get("code") or "no answer"
         raise GatewayError(
-            f"satellite {satellite} refused the key: {message} (HTTP {response.status_code})"
+            f"satellite {satellite} refused the key: {message} (HTTP {response.status})"
         )
     return data
 
@@ -185,18 +178,13 @@ async def register(
     base = service_url(auth_service, "parameter auth_service")
     await outbound.check(base, "parameter auth_service")
     url = base if urlsplit(base).path.rstrip("/").endswith(ACCESS_PATH) else base + ACCESS_PATH
-    try:
-        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-            response = await http.post(url, json={"access_grant": grant, "public": public})
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
-        raise GatewayError(f"auth service {base}: {type(exc).__name__}: {exc}") from None
-    if response.status_code != 200:
-        text = response.text.strip()[:500] or f"HTTP {response.status_code}"
+    response = await fetch(
+        "POST", url, f"auth service {base}", json={"access_grant": grant, "public": public}
+    )
+    if response.status != 200:
+        text = response.text.strip()[:500] or f"HTTP {response.status}"
         raise GatewayError(text)
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = response.json()
     fields = ("access_key_id", "secret_key", "endpoint")
     if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in fields):
         raise GatewayError(f"auth service {base}: unexpected answer")
