@@ -26,6 +26,7 @@ from starlette.routing import Route
 from jointcloud.api.common.http import http_date, unless_gone
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import credentials as cred
+from jointcloud.api.gateway import listing
 from jointcloud.api.gateway import upload as up
 from jointcloud.api.gateway.envelope import FAILED, GatewayError, answer, failure, success
 from jointcloud.api.gateway.params import Body, Params, read_body, wants_xml
@@ -207,28 +208,25 @@ async def list_objects(c: Call, s3: S3 | None) -> Response:
     prefix = p.optional_text("prefix") or ""
     delimiter = p.optional_text("delimiter") or ""
     max_keys = p.integer("max_keys", default=1000, low=1, high=MAX_LIST_KEYS)
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while len(items) < max_keys:
-        args: dict[str, Any] = {"Bucket": bucket, "MaxKeys": min(1000, max_keys - len(items))}
-        if prefix:
-            args["Prefix"] = prefix
-        if delimiter:
-            args["Delimiter"] = delimiter
-        if token:
-            args["ContinuationToken"] = token
-        page = await _s3(s3).call("list_objects_v2", **args)
-        items.extend(
+    args: dict[str, Any] = {"Bucket": bucket}
+    if prefix:
+        args["Prefix"] = prefix
+    if delimiter:
+        args["Delimiter"] = delimiter
+
+    def take(page: Any) -> list[dict[str, Any]]:
+        prefixes = [
             {"key": cp["Prefix"], "size": 0, "kind": "PRE"} for cp in page.get("CommonPrefixes", [])
-        )
-        items.extend(
+        ]
+        objects = [
             {"key": o["Key"], "size": int(o.get("Size", 0)), "kind": "OBJ"}
             for o in page.get("Contents", [])
-        )
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            break
-    return c.ok(MSG_OK, items[:max_keys])
+        ]
+        return prefixes + objects
+
+    method = "list_objects_v2"
+    listed = await listing.pages(_s3(s3), method, take, limit=max_keys, **args)
+    return c.ok(MSG_OK, listing.answer_of(method, listed))
 
 
 # --- objects -------------------------------------------------------------------
@@ -507,30 +505,36 @@ async def abort_multipart_upload(c: Call, s3: S3 | None) -> Response:
 
 
 async def list_multipart_uploads(c: Call, s3: S3 | None) -> Response:
-    pages = await _s3(s3).pages("list_multipart_uploads", Bucket=c.params.text("bucket"))
-    data = [
-        {"initiated": millis(u.get("Initiated")), "key": u["Key"], "upload_id": u["UploadId"]}
-        for page in pages
-        for u in page.get("Uploads", [])
-    ]
-    return c.ok(MSG_OK, data)
+    def take(page: Any) -> list[dict[str, Any]]:
+        return [
+            {"initiated": millis(u.get("Initiated")), "key": u["Key"], "upload_id": u["UploadId"]}
+            for u in page.get("Uploads", [])
+        ]
+
+    method = "list_multipart_uploads"
+    listed = await listing.pages(
+        _s3(s3), method, take, limit=listing.MAX_ITEMS, Bucket=c.params.text("bucket")
+    )
+    return c.ok(MSG_OK, listing.answer_of(method, listed))
 
 
 async def list_parts(c: Call, s3: S3 | None) -> Response:
     p = c.params
-    pages = await _s3(s3).pages(
-        "list_parts", Bucket=p.text("bucket"), Key=p.text("key"), UploadId=p.text("upload_id")
-    )
-    data = [
-        {
-            "part_number": int(part["PartNumber"]),
-            "size": int(part.get("Size", 0)),
-            "etag": part.get("ETag", ""),
-        }
-        for page in pages
-        for part in page.get("Parts", [])
-    ]
-    return c.ok(MSG_OK, data)
+
+    def take(page: Any) -> list[dict[str, Any]]:
+        return [
+            {
+                "part_number": int(part["PartNumber"]),
+                "size": int(part.get("Size", 0)),
+                "etag": part.get("ETag", ""),
+            }
+            for part in page.get("Parts", [])
+        ]
+
+    method = "list_parts"
+    where = {"Bucket": p.text("bucket"), "Key": p.text("key"), "UploadId": p.text("upload_id")}
+    listed = await listing.pages(_s3(s3), method, take, limit=listing.MAX_ITEMS, **where)
+    return c.ok(MSG_OK, listing.answer_of(method, listed))
 
 
 # --- the table -----------------------------------------------------------------

@@ -300,17 +300,3 @@ class S3:
         except Deadline:
             raise _late("GetObject", CALL_SECONDS) from None
         return piece
-
-    async def pages(self, method: str, **kwargs: Any) -> list[Any]:
-        """Every page of a paginated listing, read in one thread."""
-
-        def run() -> list[Any]:
-            try:
-                return list(self.client.get_paginator(method).paginate(**kwargs))
-            except _errors() as exc:
-                raise GatewayError(describe(exc, self.operation(method))) from None
-
-        try:
-            return await S3_POOL.run(run, patience=PATIENCE, deadline=CALL_SECONDS)
-        except Deadline:
-            raise _late(self.operation(method), CALL_SECONDS) from None
