@@ -98,17 +98,24 @@ async def test_a_silent_endpoint_holds_none_of_the_servers_threads(
 
 
 class Watched(Pool):
-    """A pool that says when a call leaves it."""
+    """A pool that counts the calls that left it."""
 
     def __init__(self) -> None:
         super().__init__("jcs-test-s3", threads=2, slots=2, what="outbound S3 calls")
-        self.left = asyncio.Event()
+        self.left = 0
+        self.changed = asyncio.Condition()
 
     async def run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().run(*args, **kwargs)
         finally:
-            self.left.set()
+            async with self.changed:
+                self.left += 1
+                self.changed.notify_all()
+
+    async def emptied(self, count: int) -> None:
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.left >= count)
 
 
 async def test_a_client_that_leaves_ends_its_call_and_frees_its_slot(
@@ -138,7 +145,8 @@ async def test_a_client_that_leaves_ends_its_call_and_frees_its_slot(
         await asyncio.wait_for(silent.reached(1), 30)
         assert pool.free() == pool.slots - 1
         writer.close()  # the client leaves without its answer
-        await asyncio.wait_for(pool.left.wait(), 10)  # long before the call's 75 s
+        # the client was made (one run), then the call left: long before its 75 s
+        await asyncio.wait_for(pool.emptied(2), 10)
         assert pool.free() == pool.slots
     finally:
         await silent.close()  # a call still waiting on it ends

@@ -20,7 +20,6 @@ empty there), ``api error <Code>: <Message>`` for every other code.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
@@ -192,7 +191,11 @@ class ClientCache:
         return client
 
     async def get(self, endpoint: str, access_key_id: str, secret_key: str) -> S3:
-        client = await asyncio.to_thread(self._get, endpoint, access_key_id, secret_key)
+        # In the facade's pool too: a caller naming new keys on every
+        # request makes a client (the service model) each time.
+        client = await S3_POOL.run(
+            self._get, endpoint, access_key_id, secret_key, patience=PATIENCE, deadline=None
+        )
         return S3(client)
 
 
