@@ -192,7 +192,7 @@ async def test_when_every_cloud_is_slow_the_read_stops_asking_them_all(
     async def throttled() -> None:
         nonlocal asked
         asked += 1
-        await asyncio.sleep(0.15)  # the cloud's latency: three patiences
+        await asyncio.sleep(1.0)  # the cloud's latency: 20 patiences, a fifth of the long wait
 
     for space in spaces:
         space.faults.before_read = throttled
@@ -208,14 +208,16 @@ async def test_slow_replicas_that_answer_are_asked_before_a_hung_one(
     the longer wait of every-cloud-slow): once all three have been outrun,
     the slow ones that answered are asked before the hung one, so the hung
     one is asked only by the first reads, before it was known."""
-    monkeypatch.setattr(reader, "SLOW_HEDGE_FACTOR", 4)  # 0.2 s
-    data = os.urandom(12 * SEG)
+    monkeypatch.setattr(reader, "SLOW_HEDGE_FACTOR", 20)  # 1 s
+    data = os.urandom(9 * SEG)
     spaces, blocks, layout = await stored(RepPolicy(3), data)
     asked: list[int] = []
     spaces[0].faults.before_read = hung(asked)
 
     async def throttled() -> None:
-        await asyncio.sleep(0.3)  # between one and two of the longer waits
+        # between one and two of the longer waits, with half a second of
+        # margin either way on a loaded machine
+        await asyncio.sleep(1.5)
 
     spaces[1].faults.before_read = spaces[2].faults.before_read = throttled
     assert await read_all(layout, blocks, []) == data
