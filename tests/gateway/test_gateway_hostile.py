@@ -407,3 +407,22 @@ async def test_a_form_field_replaces_the_query_strings(
     assert got.content == b"body"
     listed = await call.ok("/listObjects", json={"bucket": in_query}, many=True)
     assert listed.data in ([], None)
+
+
+async def test_bodies_that_are_not_json_objects_say_what_they_are(
+    gw: httpx.AsyncClient, backend: Backend
+) -> None:
+    """Found by review: a 5,000-digit number got only "not valid JSON", and a
+    JSON array sent without a Content-Type was read as a form that lacked
+    every field ("missing required parameter ...")."""
+    call = Gw(gw, False, backend.headers)
+    answer = await call(
+        "/createBucket",
+        content=b'{"bucket": ' + b"1" * 5000 + b"}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert (
+        answer.msg == "the request body is not valid JSON here: a number has more than 4300 digits"
+    )
+    answer = await call("/createBucket", content=b'[{"bucket": "x"}]')
+    assert answer.code == -1 and answer.msg == "the request body must be a JSON object", answer.msg

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -362,8 +363,10 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
     raw = await _read_limited(request, MAX_BODY)
     if not raw.strip():
         return Body(params)
+    # A body that opens as JSON does (an object, or an array: refused below
+    # as "must be a JSON object", not read as a form missing every field).
     if ctype == "application/x-www-form-urlencoded" or (
-        ctype not in ("application/json", "text/json") and not raw.lstrip().startswith(b"{")
+        ctype not in ("application/json", "text/json") and not raw.lstrip().startswith((b"{", b"["))
     ):
         posted = Params()
         _pairs(raw, posted)
@@ -373,7 +376,13 @@ async def read_body(request: Request, *, takes_file: bool) -> Body:
         decoded = json.loads(raw, parse_constant=_not_json)
     except _NotJSON as exc:
         raise GatewayError(f"the request body is not valid JSON: {exc}") from None
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # Recursion: deep nesting
+        if isinstance(exc, ValueError) and "digits" in str(exc):
+            # Python's bound on integer text (CVE-2020-10735), named
+            raise GatewayError(
+                "the request body is not valid JSON here: a number has more than "
+                f"{sys.get_int_max_str_digits()} digits"
+            ) from None
         raise GatewayError("the request body is not valid JSON") from None
     if not isinstance(decoded, dict):
         raise GatewayError("the request body must be a JSON object")
