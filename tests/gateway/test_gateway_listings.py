@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from gw_support import read
+from gw_support import Backend, Gw, read, unique
 
 from jointcloud.api.gateway import listing
 
@@ -154,3 +154,25 @@ async def test_a_listing_cut_short_answers_what_it_gathered(
     assert answer.code == 0, answer.msg
     assert len(answer.data) == listing.MAX_PAGES  # one item per page
     assert endless.requests == listing.MAX_PAGES
+
+
+async def test_prefixes_come_first_over_every_page(
+    gw: httpx.AsyncClient, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gateway.md: prefixes come first. Each page's came before its own
+    objects only, so past one page a prefix stood between objects (found by
+    review with 1,100 keys; here pages of two)."""
+    monkeypatch.setattr(listing, "PAGE", 2)
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("order")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    for key in ("0dir/x", "a1", "a2", "a3", "zdir/x"):
+        await call.ok("/uploadObject", data={"bucket": bucket, "key": key}, files={"file": b"x"})
+    listed = await call.ok("/listObjects", json={"bucket": bucket, "delimiter": "/"}, many=True)
+    assert [(o["key"], o["kind"]) for o in listed.data] == [
+        ("0dir/", "PRE"),
+        ("zdir/", "PRE"),
+        ("a1", "OBJ"),
+        ("a2", "OBJ"),
+        ("a3", "OBJ"),
+    ]

@@ -226,7 +226,13 @@ async def list_objects(c: Call, s3: S3 | None) -> Response:
 
     method = "list_objects_v2"
     listed = await listing.pages(_s3(s3), method, take, limit=max_keys, **args)
-    return c.ok(MSG_OK, listing.answer_of(method, listed))
+    items = listing.answer_of(method, listed)
+    # Prefixes first over the whole answer, as documented: each page's were
+    # put before its own objects only, so past one page (1,000 entries) a
+    # prefix came between objects (found by review).
+    return c.ok(
+        MSG_OK, [i for i in items if i["kind"] == "PRE"] + [i for i in items if i["kind"] != "PRE"]
+    )
 
 
 # --- objects -------------------------------------------------------------------
