@@ -405,24 +405,27 @@ class BlockStore:
         client library's minute. A slow space that answers is waited for."""
         done, _ = await asyncio.wait([writing], timeout=patience(nbytes))
         if not done:
-            dead = await self._unreachable(chosen)
-            if dead and not writing.done():
-                await self._mark_unavailable(dead)
-                names = ", ".join(str(sid) for sid in sorted(dead))
-                raise _Abandoned(f"user space {names} did not answer a write in time")
+            await self._give_up_if_unreachable(chosen, _Abandoned, unless=writing.done)
         await asyncio.shield(writing)
 
-    async def _give_up_if_unreachable(self, chosen: Sequence[UserSpace]) -> None:
-        """``Stalled`` of a streamed upload: its bytes are consumed, so it
-        cannot be placed again, but a client told at once (503) retries,
-        and the retry is placed without the space marked Unavailable here,
-        instead of everything waiting for the cloud's client library (60 s
-        without a byte, and minutes in all)."""
+    async def _give_up_if_unreachable(
+        self,
+        chosen: Sequence[UserSpace],
+        error: type[SpaceUnavailable] = SpaceUnavailable,
+        unless: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Raise ``error`` when one of ``chosen`` does not answer now (and
+        the writes have not ended meanwhile: ``unless``), marking it
+        Unavailable. As ``Stalled`` of a streamed upload: its bytes are
+        consumed, so it cannot be placed again, but a client told at once
+        (503) retries, and the retry is placed without that space, instead
+        of everything waiting for the cloud's client library (60 s without a
+        byte, and minutes in all)."""
         dead = await self._unreachable(chosen)
-        if dead:
+        if dead and not unless():
             await self._mark_unavailable(dead)
             names = ", ".join(str(sid) for sid in sorted(dead))
-            raise SpaceUnavailable(f"user space {names} did not answer a write in time")
+            raise error(f"user space {names} did not answer a write in time")
 
     async def _unreachable(self, chosen: Sequence[UserSpace]) -> set[int]:
         """Which of ``chosen`` cannot be reached now: marked Unavailable
