@@ -1,12 +1,14 @@
 """A Local space whose directory is changed under the server by a user with
 a shell there: a directory swapped for a symbolic link between the server's
-check and its use must not take a delete, a stat or a listing outside the
-space (found by review, 2026-12-06, seventh session; docs/security.md)."""
+check and its use must not take a write, a delete, a stat, a listing or a
+sweep outside the space (found by review, 2026-12-06, seventh session;
+docs/security.md)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,4 +105,77 @@ async def test_a_listing_never_enters_a_directory_swapped_for_a_link(
     assert "sub/secret" not in keys and "sub/victim" not in keys
     assert "top.txt" in keys
     assert not any(e.key.startswith("sub/") for e in space.list_blocking())
+    await space.close()
+
+
+def _nothing_new_outside(outside: Path) -> None:
+    """``outside`` holds only what ``_tree`` put there: no file written, no
+    temporary file left, no directory made through a link."""
+    assert sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert (outside / "victim").read_bytes() == b"the server's"
+
+
+@pytest.mark.parametrize("key", ["sub/victim", "sub/new", "sub/made/new"])
+async def test_a_put_never_writes_through_a_swapped_in_link(tmp_path: Path, key: str) -> None:
+    """An existing file, a new one, and one in a directory still to be made:
+    each was written at the path the link pointed to (a checked path, then
+    an open, a mkdir and a rename by path)."""
+    space, root, outside = _tree(tmp_path)
+    _swap_in_the_thread(space, root, outside)
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.put(key, b"the user's")
+    _nothing_new_outside(outside)
+    await space.close()
+
+
+@pytest.mark.parametrize("count", [2, 9])  # fsyncs each file, or one syncfs (SYNCFS_AT)
+async def test_a_batch_put_never_writes_through_a_swapped_in_link(
+    tmp_path: Path, count: int
+) -> None:
+    space, root, outside = _tree(tmp_path)
+    _swap_in_the_thread(space, root, outside)
+    items = [(f"sub/k{i}", b"the user's") for i in range(count)]
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.put_many(items)
+    _nothing_new_outside(outside)
+    await space.close()
+
+
+async def test_a_streamed_write_never_opens_through_a_swapped_in_link(tmp_path: Path) -> None:
+    space, root, outside = _tree(tmp_path)
+    _swap_in_the_thread(space, root, outside)
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.open_writer("sub/new")
+    _nothing_new_outside(outside)
+    await space.close()
+
+
+async def test_a_streamed_write_lands_in_the_directory_it_opened(tmp_path: Path) -> None:
+    """The swap comes after the writer opened its directory, before the
+    commit's rename: the file lands in that directory (inside the space,
+    under its new name), never at the link's target."""
+    space, root, outside = _tree(tmp_path)
+    writer = await space.open_writer("sub/new")
+    await writer.write(b"the user's")
+    os.rename(root / "sub", root / "sub.real")
+    os.symlink(outside, root / "sub")
+    await space.keep_alive("sub/new")
+    await writer.commit()
+    _nothing_new_outside(outside)
+    assert (root / "sub.real" / "new").read_bytes() == b"the user's"
+    assert [p.name for p in (root / "sub.real").iterdir() if p.name.startswith(".jcs")] == []
+    await space.close()
+
+
+async def test_a_sweep_never_unlinks_through_a_swapped_in_link(tmp_path: Path) -> None:
+    """Old temporary files are swept by name: one at the link's target (a
+    server's file of that form) stays."""
+    space, root, outside = _tree(tmp_path)
+    stale = outside / ".jcs-tmp-0123456789abcdef"
+    stale.write_bytes(b"the server's")
+    os.utime(stale, (1, 1))
+    _swap_in_the_thread(space, root, outside)
+    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
+        await space.sweep_incomplete(time.time(), "sub")
+    assert stale.exists()
     await space.close()

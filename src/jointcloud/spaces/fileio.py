@@ -75,19 +75,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def sync_filesystems(dirs: Iterable[Path]) -> None:
-    """``syncfs`` once for each file system holding one of ``dirs``."""
+def sync_filesystems(dir_fds: Iterable[int]) -> None:
+    """``syncfs`` once for each file system holding one of the directories
+    open as ``dir_fds``."""
     seen: set[int] = set()
-    for d in dirs:
-        dev = os.stat(d).st_dev
-        if dev in seen:
-            continue
-        seen.add(dev)
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+    for fd in dir_fds:
+        dev = os.fstat(fd).st_dev
+        if dev not in seen:
+            seen.add(dev)
             syncfs_fd(fd)
-        finally:
-            os.close(fd)
 
 
 def pread_all(fd: int, offset: int, length: int) -> bytes:

@@ -8,11 +8,12 @@ batch of small keys with one durability point for all of them. Every blocking ca
 thread, batched so one hop moves ~1-8 MiB, and ``OSError`` is translated to
 domain errors inside that thread.
 
-Confinement: the root is resolved once; every key is resolved again at use
-(symlinks included) and must stay inside it, the last component is opened
-with ``O_NOFOLLOW``, and listings never follow a symlink. Users may not reach
-the server's files through a link planted in their directory
-(docs/security.md).
+Confinement: the root is resolved once. Writes, deletes, stats, listings and
+sweeps reach a key's directory by descriptor, each component opened from the
+one above with ``O_NOFOLLOW`` (spaces/localdirs.py), so a link is refused
+even if it is swapped in after any check; reads open the key's file with
+``O_NOFOLLOW`` and check where the open file lies. Users may not reach the
+server's files through a link planted in their directory (docs/security.md).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from jointcloud.errors import (
 )
 from jointcloud.spaces.base import Capabilities, Entry, check_key
 from jointcloud.spaces.fileio import (
-    fsync_dir,
     pread_all,
     start_writeback,
     sync_filesystems,
@@ -52,7 +52,14 @@ from jointcloud.spaces.fileio import (
     write_behind,
 )
 from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
-from jointcloud.spaces.localdirs import is_link, open_dir, open_parent, open_subdir, refuse_link
+from jointcloud.spaces.localdirs import (
+    is_link,
+    make_dirs,
+    open_dir,
+    open_parent,
+    open_subdir,
+    refuse_link,
+)
 
 TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
@@ -89,27 +96,93 @@ def _check_range(offset: int, length: int | None) -> None:
         raise BadArgument(f"read length must be >= 0, got {length}")
 
 
-def _drop_opened(opening: asyncio.Future[tuple[int, Path, list[Path]]]) -> None:
+def _drop_opened(opening: asyncio.Future[tuple[int, _Parent, str]]) -> None:
     """Close and remove a temporary file whose ``open_writer`` was cancelled."""
     if opening.cancelled() or opening.exception() is not None:
         return
-    fd, tmp, _ = opening.result()
+    fd, parent, tmp = opening.result()
     with contextlib.suppress(OSError):
         os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(tmp)
+    parent.unlink(tmp)
+    parent.close()
+
+
+class _Parent:
+    """The directory a key's file goes in, held by descriptor from the moment
+    it is opened (each component from the one above, never through a link,
+    created if missing: ``localdirs.make_dirs``) until the file is renamed
+    into place or removed. No path is resolved between the check and the
+    write: a directory swapped for a link meanwhile is either refused or,
+    if the swap comes later, not seen at all (the rename happens in the
+    directory opened). ``changed``: directories that gained an entry."""
+
+    __slots__ = ("_closed", "_lock", "changed", "fd")
+
+    def __init__(self, fd: int, changed: list[int]) -> None:
+        self.fd = fd
+        self.changed = changed
+        # ``touch`` (from ``keep_alive``, another thread) never uses a
+        # descriptor number after ``close`` gave it back.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, root: Path, key: str) -> _Parent:
+        try:
+            fd, changed = make_dirs(root, key.split("/")[:-1], key)
+        except _MISSING:
+            if not root.is_dir():
+                raise SpaceUnavailable(
+                    f"local space root {str(root)!r} is not a directory"
+                ) from None
+            raise
+        return cls(fd, changed)
+
+    def new_tmp(self) -> tuple[int, str]:
+        name = f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.open(name, flags, 0o644, dir_fd=self.fd), name
+
+    def rename(self, tmp: str, final: str) -> None:
+        # Onto a link, rename replaces the link itself: nothing is followed.
+        os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def sync(self) -> None:
+        for fd in (self.fd, *self.changed):
+            os.fsync(fd)
+
+    def unlink(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=self.fd)
+
+    def touch(self, name: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            at = time.time()  # not the kernel's coarser clock: never behind a caller's
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(name, (at, at), dir_fd=self.fd, follow_symlinks=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for fd in (self.fd, *self.changed):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 class LocalWriter:
-    def __init__(self, space: LocalSpace, key: str, fd: int, tmp: Path, dirs: list[Path]):
+    def __init__(self, space: LocalSpace, key: str, fd: int, parent: _Parent, tmp: str):
         self._space = space
         self._key = key
         self._fd: int | None = fd
+        self._parent = parent
         self._tmp = tmp
-        self._dirs = dirs  # directories whose entries must be fsynced on commit
         self._buf = bytearray()
         self._written = 0
-        space._writing[key] = tmp
+        space._writing[key] = self
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -154,13 +227,18 @@ class LocalWriter:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        final = self._space._path(self._key)
-        os.replace(self._tmp, final)
-        self._space._writing.pop(self._key, None)
-        if durable:
-            for d in self._dirs:
-                fsync_dir(d)
+        self._parent.rename(self._tmp, self._key.rpartition("/")[2])
+        if self._space._writing.get(self._key) is self:
+            del self._space._writing[self._key]
+        try:
+            if durable:
+                self._parent.sync()
+        finally:
+            self._parent.close()
         self._space._touch(self._key)
+
+    def touch(self) -> None:
+        self._parent.touch(self._tmp)
 
     async def abort(self) -> None:
         fd, self._fd = self._fd, None
@@ -169,12 +247,14 @@ class LocalWriter:
             await self._space.in_thread(lambda: self._discard(fd))
 
     def _discard(self, fd: int | None) -> None:
-        self._space._writing.pop(self._key, None)
+        """Remove the temporary file (gone already if the rename happened)."""
+        if self._space._writing.get(self._key) is self:
+            del self._space._writing[self._key]
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp)
+        self._parent.unlink(self._tmp)
+        self._parent.close()
 
 
 # Threads of one space's own pool (``LocalSpace.in_thread``).
@@ -201,8 +281,8 @@ class LocalSpace:
         self._hot_lock = threading.Lock()
         self._touched = 0
         self._recent = RecentKeys()
-        # Temporary files of the writers still open, by key (``keep_alive``).
-        self._writing: dict[str, Path] = {}
+        # The writers still open, by key (``keep_alive``).
+        self._writing: dict[str, LocalWriter] = {}
         # Its own threads for its blocking calls: a mount that hangs (NFS,
         # FUSE) holds only these, not the CPU pool every read and upload
         # decrypts and hashes in (found by review: four hung reads stopped
@@ -289,48 +369,31 @@ class LocalSpace:
 
     # -- writing -----------------------------------------------------------
 
-    def _open_tmp(self, key: str) -> tuple[int, Path, list[Path]]:
+    def _open_tmp(self, key: str) -> tuple[int, _Parent, str]:
         _refuse_reserved(key)
-        parent, dirs = self._make_parent(key)
-        tmp = parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        return fd, tmp, dirs
-
-    def _make_parent(self, key: str) -> tuple[Path, list[Path]]:
-        """The directory of ``key`` (checked by ``_path``), created if missing;
-        and the directories whose entries a new file there changes."""
-        if not self.root.is_dir():
-            raise SpaceUnavailable(f"local space root {str(self.root)!r} is not a directory")
-        parent = self._path(key).parent
-        created: list[Path] = []
-        missing: list[Path] = []
-        p = parent
-        while not p.is_dir():
-            missing.append(p)
-            p = p.parent
-        for d in reversed(missing):
-            try:
-                os.mkdir(d)
-                created.append(d)
-            except FileExistsError:
-                pass
-        return parent, [parent, *(d.parent for d in created)]
+        parent = _Parent.open(self.root, key)
+        try:
+            fd, tmp = parent.new_tmp()
+        except BaseException:
+            parent.close()
+            raise
+        return fd, parent, tmp
 
     async def open_writer(self, key: str) -> LocalWriter:
         check_key(key)
         opening = asyncio.ensure_future(self._run(key, self._open_tmp, key, writing=True))
         try:
-            fd, tmp, dirs = await asyncio.shield(opening)
+            fd, parent, tmp = await asyncio.shield(opening)
         except asyncio.CancelledError:
             # The worker thread cannot be stopped and may still create the
             # temporary file; nobody will own it, so remove it once it exists.
             opening.add_done_callback(_drop_opened)
             raise
-        return LocalWriter(self, key, fd, tmp, dirs)
+        return LocalWriter(self, key, fd, parent, tmp)
 
     def _put_sync(self, key: str, data: bytes) -> None:
-        fd, tmp, dirs = self._open_tmp(key)
-        writer = LocalWriter(self, key, fd, tmp, dirs)
+        fd, parent, tmp = self._open_tmp(key)
+        writer = LocalWriter(self, key, fd, parent, tmp)
         try:
             writer._commit_sync(fd, data)
         except BaseException:
@@ -351,53 +414,49 @@ class LocalSpace:
         On failure the temporary files are removed; keys already renamed
         into place are left to the caller."""
         each = self.durable and len(items) < SYNCFS_AT
-        pending: list[tuple[int | None, Path, Path]] = []  # (fd, tmp, final)
-        dirs: dict[Path, None] = {}
-        parents: dict[str, Path] = {}  # each directory is checked and made once
+        pending: list[tuple[int | None, _Parent, str, str]] = []  # (fd, parent, tmp, final)
+        parents: dict[str, _Parent] = {}  # each directory is opened (and made) once
         try:
             for key, data in items:
                 _refuse_reserved(key)
                 head, _, name = key.rpartition("/")
                 parent = parents.get(head)
                 if parent is None:
-                    parent, touched = self._make_parent(key)
-                    parents[head] = parent
-                    dirs.update(dict.fromkeys(touched))
-                tmp = parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-                # The final name is new in a checked directory: renaming onto
-                # it never follows a link.
-                pending.append((fd, tmp, parent / name))
+                    parent = parents[head] = _Parent.open(self.root, key)
+                fd, tmp = parent.new_tmp()
+                pending.append((fd, parent, tmp, name))
                 write_all(fd, data)
                 if each:
                     start_writeback(fd, 0, len(data))
-            for i, (open_fd, tmp, final) in enumerate(pending):
+            for i, (open_fd, parent, tmp, final) in enumerate(pending):
                 assert open_fd is not None
-                pending[i] = (None, tmp, final)
+                pending[i] = (None, parent, tmp, final)
                 try:
                     if each:
                         os.fsync(open_fd)
                 finally:
                     os.close(open_fd)
             while pending:
-                _, tmp, final = pending[-1]
-                os.replace(tmp, final)
+                _, parent, tmp, final = pending[-1]
+                parent.rename(tmp, final)
                 pending.pop()
             if each:
-                for d in dirs:
-                    fsync_dir(d)
+                for parent in parents.values():
+                    parent.sync()
             elif self.durable:
-                sync_filesystems(dirs)
+                sync_filesystems(fd for p in parents.values() for fd in (p.fd, *p.changed))
             for key, _ in items:
                 self._touch(key)
         except BaseException:
-            for left_fd, tmp, _ in pending:
+            for left_fd, parent, tmp, _ in pending:
                 if left_fd is not None:
                     with contextlib.suppress(OSError):
                         os.close(left_fd)
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                parent.unlink(tmp)
             raise
+        finally:
+            for parent in parents.values():
+                parent.close()
 
     async def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
         """``put`` of many small keys in one worker-thread call with one
@@ -653,33 +712,37 @@ class LocalSpace:
 
     def _sweep_sync(self, older_than: float, prefix: str, skip: tuple[str, ...]) -> int:
         removed = 0
-        top = self._path(prefix) if prefix else self.root
-        skipped = {str(self.root / s) for s in skip}
-        # fwalk: by directory descriptor, a directory swapped for a link is
-        # not entered, and each unlink happens in the directory looked at.
+        skipped = {os.path.normpath(s) for s in skip}
+        # fwalk from a descriptor of the top (each component opened without
+        # following links): a directory swapped for a link is not entered,
+        # and each unlink happens in the directory looked at.
         try:
-            os.stat(top, follow_symlinks=False)
+            top = open_dir(self.root, prefix.split("/") if prefix else [], prefix or None)
         except _MISSING:
-            return 0  # fwalk raises for a missing top; walk did not
-        for dirpath, dirs, files, dir_fd in os.fwalk(top):
-            dirs[:] = [d for d in dirs if os.path.join(dirpath, d) not in skipped]
-            for name in files:
-                if not _TMP_NAME.fullmatch(name):
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
-                        os.unlink(name, dir_fd=dir_fd)
-                        removed += 1
+            return 0
+        try:
+            for dirpath, dirs, files, dir_fd in os.fwalk(".", dir_fd=top):
+                here = os.path.normpath(os.path.join(prefix, dirpath))
+                dirs[:] = [
+                    d for d in dirs if os.path.normpath(os.path.join(here, d)) not in skipped
+                ]
+                for name in files:
+                    if not _TMP_NAME.fullmatch(name):
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
+                            os.unlink(name, dir_fd=dir_fd)
+                            removed += 1
+        finally:
+            os.close(top)
         return removed
 
     async def keep_alive(self, key: str) -> None:
         # The sweep judges a temporary file by its time: set it to now.
-        tmp = self._writing.get(key)
-        if tmp is not None:
-            at = time.time()  # not the kernel's coarser clock: never behind a caller's
-            with contextlib.suppress(FileNotFoundError):
-                await self.in_thread(functools.partial(os.utime, tmp, (at, at)))
+        writer = self._writing.get(key)
+        if writer is not None:
+            await self.in_thread(writer.touch)
 
     async def sweep_incomplete(
         self, older_than: float, prefix: str = "", skip: tuple[str, ...] = ()

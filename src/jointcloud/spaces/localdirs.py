@@ -75,3 +75,44 @@ def open_parent(root: Path, key: str) -> tuple[int, str]:
     """The directory holding ``key``'s last component, and that name."""
     parts = key.split("/")
     return open_dir(root, parts[:-1], key), parts[-1]
+
+
+def _enter(root: Path, fd: int, parts: Sequence[str], i: int, key: str | None) -> int:
+    try:
+        return open_subdir(fd, parts[i])
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise refuse_link(root, key, "/".join(parts[: i + 1])) from None
+        raise
+
+
+def make_dirs(root: Path, parts: Sequence[str], key: str | None) -> tuple[int, list[int]]:
+    """``open_dir`` that creates the components missing on the way. Also
+    returned: descriptors of the directories that gained an entry (the
+    parent of each directory made here), which the caller fsyncs before
+    calling a new file durable, and closes."""
+    fd = os.open(root, _DIR_FLAGS)
+    changed: list[int] = []
+    try:
+        for i, name in enumerate(parts):
+            made = False
+            try:
+                sub = _enter(root, fd, parts, i, key)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(name, dir_fd=fd)
+                    made = True
+                except FileExistsError:
+                    pass  # made meanwhile by another writer
+                sub = _enter(root, fd, parts, i, key)
+            if made:
+                changed.append(fd)
+            else:
+                os.close(fd)
+            fd = sub
+    except BaseException:
+        for left in (fd, *changed):
+            with contextlib.suppress(OSError):
+                os.close(left)
+        raise
+    return fd, changed
