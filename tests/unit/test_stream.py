@@ -373,6 +373,51 @@ async def test_a_run_bad_half_way_takes_only_its_rest_from_the_next_replica(
     assert "chunk 3 " in str(reports[0][1])
 
 
+@pytest.mark.parametrize("run_segments", [1, 4])
+async def test_replicas_bad_in_different_chunks_still_read(
+    monkeypatch: pytest.MonkeyPatch, run_segments: int
+) -> None:
+    # Replica 0 is bad in segment 0, replica 1 in segment 1 (and 3): every
+    # segment has a good copy. A replica that failed one chunk's check was
+    # not asked again by the read, so segment 1 found no replica at all.
+    monkeypatch.setattr(reader, "READ_RUN", run_segments * SMALL_SEG)
+    data = os.urandom(5 * SMALL_SEG + 3)
+    spaces, blocks, layout, result = await store(RepPolicy(2), data)
+    c = result.chunk_len
+    spaces[0].corrupt(blocks[0].key, at=5)
+    spaces[1].corrupt(blocks[1].key, at=c + 5)
+    spaces[1].corrupt(blocks[1].key, at=3 * c + 5)
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert sorted((i, type(e)) for i, e in reports) == [(0, BlockCorrupt), (1, BlockCorrupt)]
+    for off, n in ((c - 10, 30), (SMALL_SEG + 1, 2 * SMALL_SEG)):
+        assert await read_all(layout, blocks, off, n) == data[off : off + n]
+    # the same chunk bad in both: no copy of it, and the read says so
+    spaces[0].corrupt(blocks[0].key, at=3 * c + 9)
+    with pytest.raises(NotEnoughBlocks) as info:
+        await read_all(layout, blocks)
+    assert "segment 3" in info.value.message
+
+
+async def test_ec_fragments_bad_in_different_segments_still_read() -> None:
+    # ec(4,6): fragments 0, 1 and 2 are each bad in one segment of their
+    # own, so every segment has 5 good fragments of the 4 it needs; once
+    # ruled out for the whole read, three of six were left for segment 3.
+    policy = EcPolicy(4, 6, 4096)
+    data = os.urandom(4 * policy.segment_size + 5)
+    spaces, blocks, layout, result = await store(policy, data)
+    c = result.chunk_len
+    for i in range(3):
+        spaces[i].corrupt(blocks[i].key, at=i * c + 100)
+    reports: list[tuple[int, Exception]] = []
+    got = await read_all(layout, blocks, on_bad_block=lambda i, e: reports.append((i, e)))
+    assert got == data
+    assert sorted((i, type(e)) for i, e in reports) == [(i, BlockCorrupt) for i in range(3)]
+    seg = policy.segment_size
+    assert await read_all(layout, blocks, seg - 7, 2 * seg) == data[seg - 7 : 3 * seg - 7]
+
+
 async def test_a_truncated_replica_names_the_first_missing_chunk() -> None:
     data = os.urandom(5 * SMALL_SEG)
     spaces, blocks, layout, result = await store(RepPolicy(2), data)

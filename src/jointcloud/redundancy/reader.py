@@ -6,8 +6,12 @@ served from the data fragments that hold it; only when one of them is
 missing, corrupt or slow are other fragments fetched to make up ``k`` and
 decode. Reads run ahead of the consumer (``READ_AHEAD``).
 
-A block that is missing or corrupt is reported once and not used again by
-the read. A block whose cloud does not answer is not waited on for as long
+A block that is missing or fails is reported once and not used again by
+the read. One that fails an integrity check is reported once too, but only
+the chunk that failed is ruled out: the block is asked last for the other
+segments, since its other chunks are still good (every chunk is
+authenticated on its own), and a segment no other block can serve is read
+from it. A block whose cloud does not answer is not waited on for as long
 as the cloud's client library would (60 s for OpenDAL's): when a read has
 waited its patience (``HEDGE_SECONDS``, plus the time its bytes take at
 ``HEDGE_RATE``, so that a slow but working cloud is not asked twice for a
@@ -99,8 +103,9 @@ def read_range(
     fetched and decrypted ahead of the consumer.
 
     ``blocks`` are in order of preference. A block that is missing, corrupt or fails
-    is reported once through ``on_bad_block(index, error)`` and not used again by
-    this read; ``NotEnoughBlocks`` if a segment cannot be served at all. A
+    is reported once through ``on_bad_block(index, error)``; one that fails is not
+    used again by this read, one whose chunk failed its check is asked last (for
+    its other chunks); ``NotEnoughBlocks`` if a segment cannot be served at all. A
     block outrun by a hedged ask is reported once through
     ``on_slow_block(index)`` (its cloud may hang: worth a health probe).
     """
@@ -337,7 +342,9 @@ class _Reader:
         self.blocks = blocks
         self.on_bad_block = on_bad_block
         self.on_slow_block = on_slow_block
-        self.bad: set[int] = set()
+        self.bad: set[int] = set()  # missing or failing: not asked again
+        # Failed an integrity check in some chunk: still asked, last.
+        self.damaged: set[int] = set()
         self.slow: set[int] = set()
         self.answered: set[int] = set()
         codec = self.geometry.codec
@@ -379,12 +386,13 @@ class _Reader:
             return None
 
     def _rank(self, index: int) -> int:
-        """Order in which blocks are asked: the ones not outrun yet first,
-        then slow ones that did answer (a throttled cloud), then slow ones
-        that never did (a hung one)."""
+        """Order in which blocks are asked: the ones not outrun yet first
+        (those with a chunk that failed its check after the others), then
+        slow ones that did answer (a throttled cloud), then slow ones that
+        never did (a hung one)."""
         if index not in self.slow:
-            return 0
-        return 1 if index in self.answered else 2
+            return 1 if index in self.damaged else 0
+        return 2 if index in self.answered else 3
 
     def _mark_slow(self, indexes: Iterable[int]) -> None:
         for index in indexes:
@@ -394,10 +402,21 @@ class _Reader:
                     self.on_slow_block(index)
 
     def _mark_bad(self, ref: BlockRef, exc: SpaceError) -> None:
-        if ref.index not in self.bad:
-            self.bad.add(ref.index)
-            if self.on_bad_block is not None:
-                self.on_bad_block(ref.index, exc)
+        """A block that failed: reported once. One whose chunk failed its
+        check is ``damaged`` (its other chunks may still serve, found by
+        review: a rep(2) object bad in chunk 0 of one replica and chunk 1
+        of the other failed its reads although every byte was intact);
+        any other failure rules it out for the rest of the read."""
+        index = ref.index
+        if index in self.bad:
+            return
+        first = index not in self.damaged
+        if isinstance(exc, BlockCorrupt):
+            self.damaged.add(index)
+        else:
+            self.bad.add(index)
+        if first and self.on_bad_block is not None:
+            self.on_bad_block(index, exc)
 
     async def _replica_run(
         self, run: range, bounds: Callable[[int], tuple[int, int]]
@@ -407,13 +426,16 @@ class _Reader:
         next one from the first segment a replica failed on."""
         plains: list[bytes] = []
         todo = run
+        failed_at: dict[int, int] = {}  # replica index -> the chunk it failed on
         while True:
-            ref, opened, failure = await self._first_replica(todo)
+            skip = {i for i, j in failed_at.items() if j == todo.start}
+            ref, opened, failure = await self._first_replica(todo, skip)
             plains += opened
             if failure is None:
                 break
             self._mark_bad(ref, failure)
             todo = range(todo.start + len(opened), todo.stop)
+            failed_at[ref.index] = todo.start
         out = []
         for j, plain in zip(run, plains, strict=True):
             lo, hi = bounds(j)
@@ -421,15 +443,21 @@ class _Reader:
         return out
 
     async def _first_replica(
-        self, todo: range
+        self, todo: range, skip: set[int]
     ) -> tuple[BlockRef, list[bytes], BlockCorrupt | None]:
         """The first replica to answer for chunks ``todo`` (its good chunks,
         and the failure that cut them short), hedged: the next replica is
         asked at once when one fails, and as well when the ones asked have
-        not answered within the read's patience."""
+        not answered within the read's patience. Replicas ``skip`` failed
+        the check of chunk ``todo.start``: not asked."""
+
+        def usable(pos: int) -> bool:
+            index = self.blocks[pos].index
+            return index not in self.bad and index not in skip
+
         queue = collections.deque(
             sorted(
-                (pos for pos, ref in enumerate(self.blocks) if ref.index not in self.bad),
+                (pos for pos in range(len(self.blocks)) if usable(pos)),
                 key=lambda pos: self._rank(self.blocks[pos].index),
             )
         )
@@ -437,7 +465,7 @@ class _Reader:
         def next_ref() -> int | None:
             while queue:
                 pos = queue.popleft()
-                if self.blocks[pos].index not in self.bad:
+                if usable(pos):
                     return pos
             return None
 
@@ -499,7 +527,7 @@ class _Reader:
 
         covering = codec.data_fragments(seg_len, lo, hi)
         direct = all(
-            i in self.by_index and i not in self.bad and i not in self.slow for i in covering
+            i in self.by_index and i not in self.bad | self.damaged | self.slow for i in covering
         )
         if direct:
             for i in covering:
