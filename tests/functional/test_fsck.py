@@ -152,6 +152,45 @@ async def test_flipped_byte_is_corrupt_with_deep(api: Api) -> None:
     assert deep.summary().endswith("0 missing, 2 corrupt, 0 orphans, 2 under-replicated")
 
 
+async def test_corrupt_blocks_bad_in_different_chunks_are_not_lost(api: Api) -> None:
+    # ec(2,3), 7 segments: fragment 0 is bad in segment 0, fragment 1 in
+    # segment 3, so every segment has 2 good fragments of the 2 it needs.
+    # One block intact of the 2 needed, yet the object reads and repair
+    # rebuilds it: fsck called it lost and queued nothing.
+    ids = await _store(api)
+    blocks = await _block_paths(api, ids["ec"])
+    layout_id = blocks[0][0]
+    async with api.ctx.db.read() as conn:
+        chunk_len = (await layouts.load(conn, [layout_id]))[layout_id].chunk_len
+
+    def flip(index: int, segment: int) -> None:
+        path = blocks[index][2]
+        raw = bytearray(path.read_bytes())
+        raw[segment * chunk_len + 100] ^= 0x01
+        path.write_bytes(bytes(raw))
+
+    flip(0, 0)
+    flip(1, 3)
+    report = await fsck(api.ctx, deep=True, repair=True)
+    assert _kinds(report) == [
+        ("corrupt", layout_id, 0),
+        ("corrupt", layout_id, 1),
+        ("under-replicated", layout_id, None),
+    ]
+    await api.ctx.repair.flush()
+    async with api.ctx.db.read() as conn:
+        assert await repairs.count(conn) == 1  # queued (by fsck, or by its deep read)
+    assert (await api.ctx.repair.repair(layout_id)).status == "repaired"
+    assert (await fsck(api.ctx, deep=True)).clean
+
+    # the same segment bad in two of three fragments: that one is lost
+    blocks = await _block_paths(api, ids["ec"])
+    flip(0, 5)
+    flip(2, 5)
+    report = await fsck(api.ctx, deep=True, repair=True)
+    assert ("lost", layout_id, None) in _kinds(report)
+
+
 async def test_truncated_block_is_corrupt_without_deep(api: Api) -> None:
     ids = await _store(api)
     layout_id, index, path = (await _block_paths(api, ids["rep"]))[1]

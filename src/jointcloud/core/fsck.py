@@ -55,6 +55,7 @@ from jointcloud.meta import layouts, repairs, strays
 from jointcloud.redundancy.stream import (
     BlockRef,
     decode_whole,
+    read_range,
     stored_block_size,
     verify_block,
 )
@@ -350,7 +351,8 @@ class _Checker:
                     continue  # released or deleted meanwhile
                 self.report.layouts_checked += 1
                 self.report.blocks_checked += len(statuses)
-                if self._judge(rec, statuses):
+                readable = _maybe_readable(rec, statuses) and await self._readable(rec)
+                if self._judge(rec, statuses, readable):
                     to_repair.append(rec.layout_id)
             self._progress(self.report.blocks_checked, total, "checking blocks")
 
@@ -373,8 +375,29 @@ class _Checker:
             elif now_rec.blocks != rec.blocks:
                 checked[rec.layout_id] = await self._check_layout(now_rec)
 
-    def _judge(self, rec: LayoutRecord, statuses: list[_Status]) -> bool:
-        """Record the findings of one layout; True if repair can help it."""
+    async def _readable(self, rec: LayoutRecord) -> bool:
+        """Whether every segment of a layout can be read, the good chunks of
+        its corrupt blocks counting (as reads and repair use them)."""
+        refs: list[BlockRef] = []
+        for b in rec.blocks:
+            if b.user_space_id in self.down:
+                continue
+            try:
+                space = await self._backend(b.user_space_id)
+            except DomainError:
+                continue
+            refs.append(BlockRef(b.index, space, b.key, b.user_space_id))
+        try:
+            async for _ in read_range(self.ctx.store.layout(rec), refs, 0, None, read_ahead=1):
+                pass
+        except DomainError:
+            return False
+        return True
+
+    def _judge(self, rec: LayoutRecord, statuses: list[_Status], readable: bool = False) -> bool:
+        """Record the findings of one layout; True if repair can help it.
+        ``readable``: read whole although fewer blocks than it needs are
+        intact (corrupt ones in different chunks)."""
         for s in statuses:
             if s.state in _BLOCK_BAD:
                 b = s.block
@@ -398,7 +421,9 @@ class _Checker:
         away = len({s.block.index for s in statuses if s.state == "unreachable"})
         detail = f"{intact} of {width} blocks intact, {needed} needed to read"
         kind = "under-replicated"
-        if intact < needed:
+        if intact < needed and readable:
+            detail += "; the good chunks of its corrupt ones still read it whole"
+        elif intact < needed:
             # Blocks on spaces that do not answer now are not known to be
             # gone: with them the layout may read again.
             kind = "unreadable" if intact + away >= needed else "lost"
@@ -477,6 +502,17 @@ class _Checker:
             return
         async with self.ctx.db.write() as conn:
             self.report.enqueued = await repairs.enqueue(conn, layout_ids, "fsck: under-replicated")
+
+
+def _maybe_readable(rec: LayoutRecord, statuses: list[_Status]) -> bool:
+    """Too few intact blocks to read the layout, but enough with its
+    corrupt ones, whose other chunks may still be good: worth reading to
+    tell (a flipped byte in each of two replicas is no lost object)."""
+    if rec.inline is not None:
+        return False
+    intact = len({s.block.index for s in statuses if s.state == "ok"})
+    corrupt = len({s.block.index for s in statuses if s.state == "corrupt"})
+    return intact < rec.policy.needed <= intact + corrupt
 
 
 def _shape(o: repo.ObjectParts) -> str:
