@@ -22,7 +22,13 @@ from jointcloud.jobs.base import Job, JobResult
 from jointcloud.jobs.drain import DrainJob
 from jointcloud.jobs.health import HealthJob
 from jointcloud.jobs.recode import RecodeJob
-from jointcloud.jobs.registry import drain_blocks, job_board, probe_spaces, recode_services
+from jointcloud.jobs.registry import (
+    build_runner,
+    drain_blocks,
+    job_board,
+    probe_spaces,
+    recode_services,
+)
 from jointcloud.jobs.runner import JobRunner
 from jointcloud.meta import tables as t
 from jointcloud.redundancy.policy import NonePolicy, RepPolicy
@@ -252,6 +258,40 @@ async def test_drain_moves_every_block_then_delete_succeeds(api: Api) -> None:
         assert await api.download(o["objectID"]) == contents[path][0]
     [idle] = await run(api, DrainJob(drain_blocks(api.ctx), 60))
     assert idle.message == "no user space is draining"
+
+
+async def test_drain_does_not_move_a_corrupt_block_repair_rebuilds_it(api: Api) -> None:
+    # A flipped byte and a truncated block on the draining space: drain
+    # copied both as they were, said "moved", and deleted the originals.
+    spaces = await api.add_spaces(3)
+    victim = spaces[0]
+    pkg = await api.package("d")
+    contents = {"rep.bin": (data(300_000, 1), REP2), "ec.bin": (data(300_000, 2), EC23)}
+    objs = {
+        path: await api.upload_one(pkg, path, body, redundancy=policy, affinity=victim)
+        for path, (body, policy) in contents.items()
+    }
+    flipped, cut = api.block_files()[victim]
+    raw = bytearray(flipped.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    flipped.write_bytes(bytes(raw))
+    cut.write_bytes(cut.read_bytes()[:-100])
+
+    await api.post("/v1/userSpace/drain", {"userSpaceID": victim})
+    [result] = await run(api, DrainJob(drain_blocks(api.ctx), 60), until_done=False)
+    assert result.message.startswith("moved 0 blocks off 1 draining space, 2 left; 2 failed")
+    assert "(2 layouts queued for repair)" in result.message
+    assert "integrity check" in result.message and "truncated" in result.message
+    assert await pending_layouts(api) == 0
+    assert len(api.block_files()[victim]) == 2
+
+    await build_runner(api.ctx).run_now("repair")
+    assert api.block_files()[victim] == []
+    for path, o in objs.items():
+        assert await api.download(o["objectID"]) == contents[path][0]
+        for sids in await spaces_of(api, o["objectID"]):
+            assert victim not in sids and len(set(sids)) == len(sids)
+    await assert_disk_matches_db(api)
 
 
 async def test_drain_without_room_reports_and_waits(api: Api) -> None:

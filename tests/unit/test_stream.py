@@ -843,3 +843,28 @@ async def test_a_hot_corrupt_chunk_is_reported_and_the_next_replica_serves(
     assert [(i, type(e)) for i, e in reports] == [(0, BlockCorrupt)]
     assert "truncated" in str(reports[0][1])
     assert threaded == [blocks[0].key]
+
+
+@pytest.mark.parametrize("policy", [RepPolicy(2), EcPolicy(2, 3, 4096)], ids=["rep2", "ec2-3"])
+async def test_block_verifier_checks_a_block_fed_in_pieces(policy: Redundancy) -> None:
+    data = os.urandom(3 * seg_size(policy) + 11)
+    spaces, blocks, layout, _ = await store(policy, data)
+    index = 1
+    whole = spaces[index].contents()[blocks[index].key]
+
+    async def check(stored: bytes, piece: int = 1000) -> None:
+        verifier = stream.BlockVerifier(layout, index)
+        for at in range(0, len(stored), piece):
+            await verifier.feed(stored[at : at + piece])
+        verifier.close()
+
+    await check(whole)
+    await check(whole, piece=len(whole))
+    flipped = bytearray(whole)
+    flipped[len(whole) // 2] ^= 0x01
+    for bad in (bytes(flipped), whole[:-1], whole + b"x", b""):
+        with pytest.raises(BlockCorrupt):
+            await check(bad)
+    if isinstance(policy, EcPolicy):  # another fragment's bytes do not pass for this one
+        with pytest.raises(BlockCorrupt):
+            await check(spaces[0].contents()[blocks[0].key])

@@ -2,7 +2,8 @@
 
 A block's stored bytes do not depend on the space that holds them (chunks
 are sealed with the layout's key and the block index), so a move is a raw
-copy, streamed. Per block:
+copy, streamed, each chunk authenticated on its way (a corrupt block is not
+moved: repair rebuilds it). Per block:
 
 1. record the intent: a ``pending`` layout whose one block is the copy, so a
    crash mid-copy leaves rows GC finds (and removes after its delay) rather
@@ -16,8 +17,8 @@ copy, streamed. Per block:
    copy is deleted instead;
 4. delete the old key.
 
-A block that cannot be read from the draining space is queued for repair,
-which rebuilds it from the layout's other blocks. Once a draining space
+A block that cannot be read from the draining space, or fails its check, is
+queued for repair, which rebuilds it from the layout's other blocks. Once a draining space
 holds no block, ``userSpace/delete`` succeeds.
 """
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -34,9 +35,10 @@ from jointcloud.core import renewal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
-from jointcloud.errors import DomainError, SpaceError
+from jointcloud.errors import BlockCorrupt, DomainError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate
 from jointcloud.meta.db import Database
+from jointcloud.redundancy.stream import BlockVerifier
 from jointcloud.spaces.base import Space
 
 log = structlog.get_logger(__name__)
@@ -75,9 +77,13 @@ class DrainReport:
         return text
 
 
-async def _copy(src: Space, key: str, dst: Space, new_key: str) -> int:
+async def _copy(
+    src: Space, key: str, dst: Space, new_key: str, verifier: BlockVerifier | None = None
+) -> int:
     """Stream ``key`` of ``src`` into ``new_key`` of ``dst``; the copy is
-    committed only when every byte the source holds arrived."""
+    committed only when every byte the source holds arrived (and, with a
+    ``verifier``, authenticated: a corrupt block moved was one that looked
+    moved while the layout had lost a block, found by review)."""
     try:
         size = (await src.stat(key)).size
     except SpaceError as exc:
@@ -93,15 +99,30 @@ async def _copy(src: Space, key: str, dst: Space, new_key: str) -> int:
                 break
             except SpaceError as exc:
                 raise SourceUnreadable(exc.message) from exc
+            if verifier is not None:
+                await _checked(verifier.feed(chunk))
             await writer.write(chunk)
             copied += len(chunk)
         if copied != size:
             raise SourceUnreadable(f"read {copied} of its {size} bytes")
+        if verifier is not None:
+            await _checked(_closed(verifier))
         await writer.commit()
     except BaseException:
         await writer.abort()
         raise
     return copied
+
+
+async def _closed(verifier: BlockVerifier) -> None:
+    verifier.close()
+
+
+async def _checked(check: Awaitable[None]) -> None:
+    try:
+        await check
+    except BlockCorrupt as exc:
+        raise SourceUnreadable(exc.message) from exc
 
 
 class _Pass:
@@ -189,7 +210,8 @@ class _Pass:
             )
         renewal.join([intent], [(target, new_key)])
         try:
-            await _copy(src, block.key, target, new_key)
+            verifier = BlockVerifier(self.store.layout(rec), block.index)
+            await _copy(src, block.key, target, new_key, verifier)
             async with self.db.write() as conn:
                 old = (block.user_space_id, block.key)
                 swapped = await layouts.hold_for_swap(

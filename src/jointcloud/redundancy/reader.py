@@ -140,6 +140,43 @@ async def verify_block(layout: Layout, block: BlockRef) -> None:
         pass
 
 
+class BlockVerifier:
+    """Authenticates one block's stored bytes as they stream by, chunk by
+    chunk (a raw copy's: drain); ``BlockCorrupt`` from ``feed`` at the
+    first chunk that fails its check or bytes past the last one, and from
+    ``close`` when the block ended short."""
+
+    def __init__(self, layout: Layout, index: int) -> None:
+        self._geometry = _Geometry.of(layout)
+        self._cipher = ChunkCipher(layout.data_key)
+        self._nonce_index = index if self._geometry.codec else 0
+        self._pending = bytearray()
+        self._next = 0  # index of the next chunk to check
+
+    async def feed(self, data: bytes | memoryview) -> None:
+        self._pending += data
+        geometry, ready = self._geometry, []
+        pos, j = 0, self._next
+        while j < geometry.count and len(self._pending) - pos >= geometry.stored_len(j):
+            n = geometry.stored_len(j)
+            ready.append((j, bytes(self._pending[pos : pos + n])))
+            pos, j = pos + n, j + 1
+        del self._pending[:pos]
+        self._next = j
+        if ready:
+            await _cpu(self._open_all, ready)
+        if j >= geometry.count and self._pending:
+            raise BlockCorrupt(f"block has bytes past its last chunk ({geometry.count})")
+
+    def _open_all(self, chunks: list[tuple[int, bytes]]) -> None:
+        for j, chunk in chunks:
+            self._cipher.open(self._nonce_index, j, chunk)
+
+    def close(self) -> None:
+        if self._next < self._geometry.count:
+            raise BlockCorrupt(f"block is truncated at chunk {self._next}")
+
+
 def _payload(geometry: _Geometry) -> int:
     """Bytes a full chunk holds before sealing (so runs of chunks are the
     size of runs of segments: ``READ_RUN`` // this chunks each)."""
