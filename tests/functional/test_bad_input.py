@@ -234,6 +234,40 @@ async def test_bad_query_parameters(api: Api) -> None:
     assert await snapshot(api) == before
 
 
+async def test_query_values_that_are_not_utf8_are_refused(api: Api) -> None:
+    """A percent-encoded query value that is not UTF-8 is refused, naming
+    the parameter, never decoded with U+FFFD in place of its bytes (found by
+    a fuzzing pass, 2026-12-06: ``downloadByPath?path=%FF`` served the object
+    named "\ufffd", and the gateway and S3 refuse such text already)."""
+    bid = await api.bucket("b")
+    pid = await api.package("p", bucket_id=bid)
+    await api.upload_one(pid, "\ufffd", b"a different object")
+    before = await snapshot(api)
+    cases = [
+        ("GET", "/v1/object/downloadByPath", f"packageID={pid}&path=%FF", "path"),
+        ("HEAD", "/v1/object/downloadByPath", f"packageID={pid}&path=%FF", "path"),
+        ("GET", "/v1/object/downloadByPath", f"packageID={pid}&path=%ED%A0%80", "path"),
+        ("GET", "/v1/object/listByPath", f"packageID={pid}&path=%FF&isPrefix=true", "path"),
+        (
+            "GET",
+            "/v1/object/listByPath",
+            f"packageID={pid}&path=&isPrefix=true&continuationToken=%C3",
+            "continuationToken",
+        ),
+        ("GET", "/v1/bucket/getByName", "name=%FF", "name"),
+        ("GET", "/v1/package/getByFullName", "bucketName=b&packageName=b%E9", "packageName"),
+        ("GET", "/v1/object/download", "objectID=1&x%FF=1", "name"),
+    ]
+    for method, url, query, field in cases:
+        r = await api.client.request(method, f"{url}?{query}")
+        assert r.status_code == 400, (url, query, r.status_code)
+        if method == "HEAD":
+            continue
+        msg = expect_error(r, "BadArgument", 400)
+        assert field in msg and "UTF-8" in msg, (url, query, msg)
+    assert await snapshot(api) == before
+
+
 async def test_unknown_ids(api: Api) -> None:
     w = await world(api)
     bid, pid, oid, mp = w["bid"], w["pid"], w["oid"], w["mp"]

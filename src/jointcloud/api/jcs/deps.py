@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -73,9 +74,34 @@ def check_user_id(user_id: object, user: User | Principal) -> None:
         raise Forbidden(f"userID {user_id} is not the user of this API key")
 
 
+def query_not_utf8(query_string: bytes) -> str | None:
+    """What in a raw query string is not UTF-8 once percent-decoded (a
+    message naming the parameter), or None when all of it is. Starlette
+    decodes such bytes to U+FFFD, which names another object: the fuzzing
+    pass of 2026-12-06 had ``downloadByPath?path=%FF`` serve the object
+    named U+FFFD. The gateway and the S3 endpoint refuse such text too."""
+    if b"%" not in query_string and query_string.isascii():
+        return None  # the usual query: nothing to decode
+    for pair in query_string.split(b"&"):
+        raw_name, _, raw_value = pair.partition(b"=")
+        try:
+            name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return "a query parameter name is not valid UTF-8"
+        try:
+            unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"query parameter {name!r} is not valid UTF-8"
+    return None
+
+
 def single_query_values(request: Request) -> None:
     """Every v1 query parameter is one value: one given twice is refused
-    rather than read as its last (``objectID=36&objectID=2`` downloaded 2)."""
+    rather than read as its last (``objectID=36&objectID=2`` downloaded 2);
+    and it is UTF-8 text (``query_not_utf8``)."""
+    bad = query_not_utf8(request.scope.get("query_string", b""))
+    if bad is not None:
+        raise BadArgument(bad)
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name in seen:

@@ -9,11 +9,11 @@ shorter way in; so do listings by path, where FastAPI was a seventh of a
 
 What: a pure ASGI layer between ``Observability`` and FastAPI. A request
 in the plain shape of one of the routes below (its method and exact path,
-each query parameter the route reads given at most once, IDs and byte
-counts as plain decimal numbers in range) is answered by calling the
-route's own endpoint function with the values FastAPI would have passed.
-Anything else (a parameter missing, repeated or malformed, a root path,
-every other route) goes to FastAPI unchanged. FastAPI stays the definition
+each query parameter the route reads given at most once, the query UTF-8,
+IDs and byte counts as plain decimal numbers in range) is answered by
+calling the route's own endpoint function with the values FastAPI would
+have passed. Anything else (a parameter missing, repeated or malformed,
+a root path, every other route) goes to FastAPI unchanged. FastAPI stays the definition
 of these routes: its validation answers every malformed request, and its
 OpenAPI document describes them. An error raised by the key check or the
 endpoint is answered by the same exception handlers (``envelope.HANDLERS``),
@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jointcloud.api.jcs import routes_objects
-from jointcloud.api.jcs.deps import get_ctx, get_principal
+from jointcloud.api.jcs.deps import get_ctx, get_principal, query_not_utf8
 from jointcloud.api.jcs.envelope import HANDLERS
 
 # The longest decimal number taken here: every 18-digit number is below
@@ -69,6 +69,8 @@ class _Plain:
         query = request.query_params
         if len(query.multi_items()) != len(query):
             return None  # a name given twice, read or not: refused there
+        if query_not_utf8(request.scope.get("query_string", b"")) is not None:
+            return None  # text that is not UTF-8: refused there too
         if not self.params:
             return {}
         args: Arguments = {}
