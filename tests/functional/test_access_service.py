@@ -321,3 +321,30 @@ async def test_setting_a_passphrase_refuses_what_is_not_a_grant(
         assert r.status_code == 400, (bad if not isinstance(bad, str) else bad[:20], r.text)
         assert r.json()["code"] == "BadArgument"
         assert "access grant" in r.json()["message"]
+
+
+async def test_a_trailing_slash_is_not_redirected_to_the_host_header(
+    api: Api, main: httpx.AsyncClient
+) -> None:
+    """A path with one slash too many is not a route: it is answered in the
+    listener's error format, not with a 307 to a URL built from the
+    client's ``Host`` header (found by a fuzzing pass, 2026-12-06:
+    ``/v1/bucket/listAll/`` with ``Host: evil.example`` redirected to
+    ``http://evil.example/v1/bucket/listAll``, and ``/v1/access/x/`` alike)."""
+    key = api.client.headers["Authorization"]
+    evil = {"Host": "evil.example", "Authorization": key}
+    for method, path in (
+        ("GET", "/v1/bucket/listAll/"),
+        ("POST", "/v1/bucket/create/"),
+        ("GET", "/v1/object/listByPath/"),
+    ):
+        r = await main.request(method, path, headers=evil)
+        assert r.status_code == 404, (path, r.status_code, r.headers)
+        assert "location" not in r.headers
+        assert r.json()["code"] == "DataNotFound", r.text
+    for path in ("/v1/access/", "/v1/access/jwnghhfo354nakxlsndf25gbouda/"):
+        r = await main.get(
+            path, headers={"Host": "evil.example", "Authorization": f"Bearer {TOKEN}"}
+        )
+        assert r.status_code == 404, (path, r.status_code, r.headers)
+        assert "location" not in r.headers

@@ -155,4 +155,7 @@ def create_app(ctx: Context, metrics: HttpMetrics | None = None) -> Observabilit
             Route(PREFIX + "/{access_key_id}", get_access, methods=["GET"]),
         ]
     )
+    # A slash too many is a plain 404, not a 307 to a URL made from the
+    # client's Host header (fuzzing pass, 2026-12-06).
+    app.router.redirect_slashes = False
     return Observability(app, protocol=PROTOCOL, metrics=metrics or HttpMetrics())

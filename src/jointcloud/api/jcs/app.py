@@ -64,6 +64,9 @@ def create_app(
         version="1",
         exception_handlers=HANDLERS,
         dependencies=[Depends(single_query_values)],
+        # A path with a slash too many is a 404 in the envelope, not a 307 to
+        # a URL made from the client's Host header (fuzzing pass, 2026-12-06).
+        redirect_slashes=False,
         # Requests are measured by Observability (/metrics); FastAPI's own
         # OpenTelemetry hooks would look for a provider on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
