@@ -348,3 +348,22 @@ async def test_a_trailing_slash_is_not_redirected_to_the_host_header(
         )
         assert r.status_code == 404, (path, r.status_code, r.headers)
         assert "location" not in r.headers
+
+
+async def test_two_authorization_headers_are_refused_not_guessed_between(
+    api: Api, main: httpx.AsyncClient
+) -> None:
+    """The v1 API used the first of two ``Authorization`` headers (a valid
+    key first: 200; a bogus one first: 401), so a proxy checking the other
+    one and this server disagreed on who was asking (fuzzing, 2026-12-06)."""
+    key = api.client.headers["Authorization"]
+    for pair in ((key, "Bearer bogus"), ("Bearer bogus", key), (key, key)):
+        r = await main.get("/v1/bucket/listAll", headers=[("Authorization", v) for v in pair])
+        assert r.status_code == 400, (pair, r.text)
+        assert r.json()["message"] == "2 Authorization headers: send one", r.text
+    token = f"Bearer {TOKEN}"
+    r = await main.get(
+        "/v1/access/jwnghhfo354nakxlsndf25gbouda",
+        headers=[("Authorization", token), ("Authorization", token)],
+    )
+    assert (r.status_code, r.text) == (401, "unauthorized\n")  # not looked up at all

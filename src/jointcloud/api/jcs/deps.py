@@ -25,7 +25,12 @@ async def get_ctx(request: Request) -> Context:
 
 
 def _bearer_key(request: Request) -> str:
-    header = request.headers.get("authorization", "")
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:
+        # Which one counts is the sender's guess: a proxy in front may have
+        # checked the other (fuzzing, 2026-12-06: the first one was used).
+        raise BadArgument(f"{len(sent)} Authorization headers: send one")
+    header = sent[0] if sent else ""
     scheme, _, key = header.partition(" ")
     key = key.strip() if scheme.lower() == "bearer" else ""
     if not key:

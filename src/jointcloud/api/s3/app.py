@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -89,6 +90,24 @@ _OBJECT_ACTIONS = {
     "renameObject": "RenameObject",
 }
 _VERB = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "HEAD": "Get", "POST": "Post"}
+# Sub-resources a PUT or DELETE does not act on (beyond those it does): a
+# request naming one is refused (405), as Swift's s3api refuses a method its
+# sub-resource's controller lacks, not read as the plain operation (found by
+# fuzzing, 2026-12-06: ``DELETE /bucket?versioning`` deleted the bucket, and
+# ``PUT /key?uploadId=...`` without ``partNumber`` overwrote the object).
+_NOT_FOR = {
+    ("bucket", "PUT"): ("location", "versions", "uploads", "delete"),
+    ("bucket", "DELETE"): ("location", "versioning", "versions", "uploads", "acl", "delete"),
+    ("object", "PUT"): ("uploads",),
+    ("object", "DELETE"): ("uploads", "acl"),
+}
+
+
+def _refuse_sub_resource(level: Literal["bucket", "object"], method: str, query: set[str]) -> None:
+    for sub in _NOT_FOR.get((level, method), ()):
+        if sub in query:
+            where = "a bucket" if level == "bucket" else "an object"
+            raise MethodNotAllowed(f"{method} is not allowed on {where} with ?{sub}")
 
 
 def operation_name(method: str, target: Target, query: set[str], headers: Request) -> str:
@@ -103,6 +122,7 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
         for sub, name in _BUCKET_UNSUPPORTED.items():
             if sub in query:
                 return _VERB.get(method, method.title()) + name
+        _refuse_sub_resource("bucket", method, query)
         if method == "GET":
             for sub, name in (
                 ("location", "GetBucketLocation"),
@@ -144,6 +164,7 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
     for sub, name in _OBJECT_UNSUPPORTED.items():
         if sub in query:
             return _VERB.get(method, method.title()) + name
+    _refuse_sub_resource("object", method, query)
     if method == "GET":
         if "uploadId" in query:
             return "ListParts"
@@ -158,6 +179,8 @@ def operation_name(method: str, target: Target, query: set[str], headers: Reques
         if "partNumber" in query and "uploadId" in query:
             copy = headers.headers.get("x-amz-copy-source")
             return "UploadPartCopy" if copy else "UploadPart"
+        if "uploadId" in query:
+            raise MethodNotAllowed("PUT with ?uploadId needs ?partNumber (UploadPart)")
         if "tagging" in query:
             return "PutObjectTagging"
         if "acl" in query:
