@@ -114,29 +114,50 @@ class _Parent:
     into place or removed. No path is resolved between the check and the
     write: a directory swapped for a link meanwhile is either refused or,
     if the swap comes later, not seen at all (the rename happens in the
-    directory opened). ``changed``: directories that gained an entry."""
+    directory opened)."""
 
-    __slots__ = ("_closed", "_lock", "changed", "fd")
+    __slots__ = ("_closed", "_lock", "fd")
 
-    def __init__(self, fd: int, changed: list[int]) -> None:
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.changed = changed
         # ``touch`` (from ``keep_alive``, another thread) never uses a
         # descriptor number after ``close`` gave it back.
         self._lock = threading.Lock()
         self._closed = False
 
     @classmethod
-    def open(cls, root: Path, key: str) -> _Parent:
+    def open(cls, root: Path, key: str, sync_made: bool) -> _Parent:
+        """``sync_made``: fsync each directory that gained a directory made
+        here, now. Not at the commit: another writer may put a file in a
+        directory made here and call it durable before this one commits,
+        or this one may never commit (found by review: a put into
+        directories an open writer had made returned with them on no disk;
+        and each was held open until the commit, five descriptors for a
+        writer three new directories deep). Without it (no durability
+        asked, or a batch that ends with ``syncfs``, which covers them:
+        directories made lie on the file system of the one they were made
+        in, as the file's directory does) they are only closed."""
         try:
-            fd, changed = make_dirs(root, key.split("/")[:-1], key)
+            fd, made_in = make_dirs(root, key.split("/")[:-1], key)
         except _MISSING:
             if not root.is_dir():
                 raise SpaceUnavailable(
                     f"local space root {str(root)!r} is not a directory"
                 ) from None
             raise
-        return cls(fd, changed)
+        try:
+            if sync_made:
+                for d in made_in:
+                    os.fsync(d)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        finally:
+            for d in made_in:
+                with contextlib.suppress(OSError):
+                    os.close(d)
+        return cls(fd)
 
     def new_tmp(self) -> tuple[int, str]:
         name = f"{TMP_PREFIX}{secrets.token_hex(8)}"
@@ -148,8 +169,7 @@ class _Parent:
         os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
     def sync(self) -> None:
-        for fd in (self.fd, *self.changed):
-            os.fsync(fd)
+        os.fsync(self.fd)
 
     def unlink(self, name: str) -> None:
         with contextlib.suppress(OSError):
@@ -168,9 +188,8 @@ class _Parent:
             if self._closed:
                 return
             self._closed = True
-        for fd in (self.fd, *self.changed):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 class LocalWriter:
@@ -371,7 +390,7 @@ class LocalSpace:
 
     def _open_tmp(self, key: str) -> tuple[int, _Parent, str]:
         _refuse_reserved(key)
-        parent = _Parent.open(self.root, key)
+        parent = _Parent.open(self.root, key, self.durable)
         try:
             fd, tmp = parent.new_tmp()
         except BaseException:
@@ -422,7 +441,7 @@ class LocalSpace:
                 head, _, name = key.rpartition("/")
                 parent = parents.get(head)
                 if parent is None:
-                    parent = parents[head] = _Parent.open(self.root, key)
+                    parent = parents[head] = _Parent.open(self.root, key, each)
                 fd, tmp = parent.new_tmp()
                 pending.append((fd, parent, tmp, name))
                 write_all(fd, data)
@@ -444,7 +463,7 @@ class LocalSpace:
                 for parent in parents.values():
                     parent.sync()
             elif self.durable:
-                sync_filesystems(fd for p in parents.values() for fd in (p.fd, *p.changed))
+                sync_filesystems(p.fd for p in parents.values())
             for key, _ in items:
                 self._touch(key)
         except BaseException:
