@@ -53,6 +53,25 @@ async def test_a_put_into_directories_another_writer_made_is_durable(
     await space.close()
 
 
+async def test_a_directory_another_writer_just_made_is_fsynced_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers make ``a`` at once: the one whose mkdir found it made
+    (EEXIST) did not fsync the root, and returned before the other did."""
+    space = LocalSpace(tmp_path)
+    synced = _fsyncs(monkeypatch)
+    real = os.mkdir
+
+    def made_meanwhile(path: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real(path, mode, dir_fd=dir_fd)  # the other writer's mkdir
+        raise FileExistsError(17, "File exists", path)
+
+    monkeypatch.setattr(os, "mkdir", made_meanwhile)
+    await space.put("a/k", b"durable")
+    assert _ident(tmp_path) in synced
+    await space.close()
+
+
 async def test_an_open_writer_holds_its_file_and_its_directory_only(tmp_path: Path) -> None:
     """Each directory a writer made was held open until its commit, to be
     fsynced then: five descriptors for a key three new directories deep,

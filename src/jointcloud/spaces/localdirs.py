@@ -89,8 +89,9 @@ def _enter(root: Path, fd: int, parts: Sequence[str], i: int, key: str | None) -
 def make_dirs(root: Path, parts: Sequence[str], key: str | None) -> tuple[int, list[int]]:
     """``open_dir`` that creates the components missing on the way. Also
     returned: descriptors of the directories that gained an entry (the
-    parent of each directory made here), which the caller fsyncs before
-    calling a new file durable, and closes."""
+    parent of each directory made here, or found made meanwhile by
+    another writer), which the caller fsyncs before calling a new file
+    durable, and closes."""
     fd = os.open(root, _DIR_FLAGS)
     changed: list[int] = []
     try:
@@ -99,11 +100,11 @@ def make_dirs(root: Path, parts: Sequence[str], key: str | None) -> tuple[int, l
             try:
                 sub = _enter(root, fd, parts, i, key)
             except FileNotFoundError:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(name, dir_fd=fd)
-                    made = True
-                except FileExistsError:
-                    pass  # made meanwhile by another writer
+                # Made here, or meanwhile by another writer, which may not
+                # have fsynced its entry yet: this one's file hangs on it too.
+                made = True
                 sub = _enter(root, fd, parts, i, key)
             if made:
                 changed.append(fd)
