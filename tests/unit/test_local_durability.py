@@ -5,7 +5,11 @@ streamed writer holds no more descriptors than its file and its directory
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -110,4 +114,40 @@ async def test_a_small_batch_fsyncs_each_directory_that_gained_an_entry(
     await space.put_many([("x/y/z/k1", b"1"), ("x/w/k2", b"2")])
     for d in ("", "x", "x/y", "x/y/z", "x/w"):
         assert _ident(tmp_path / d) in synced, d
+    await space.close()
+
+
+class _Interleaved(dict[str, object]):
+    """The space's writers by key, where the two worker threads that look a
+    writer up (its commit, and the discard of that commit cancelled) both
+    look before either takes it out (with the fix, one waits for the other's
+    lock: the meeting times out and each goes on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meet: threading.Barrier | None = None
+
+    def get(self, key: str, default: object = None) -> object:
+        found = super().get(key, default)
+        if self.meet is not None and threading.current_thread().name.startswith("jcs-local"):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                if self.meet.wait() == 1:
+                    time.sleep(0.05)  # the other one takes it out first
+        return found
+
+
+async def test_a_commit_cancelled_as_it_ends_raises_the_cancellation(tmp_path: Path) -> None:
+    space = LocalSpace(tmp_path)
+    writing = _Interleaved()
+    space._writing = writing  # type: ignore[assignment]
+    writer = await space.open_writer("a/k")
+    await writer.write(b"x")
+    writing.meet = threading.Barrier(2, timeout=0.5)
+    commit = asyncio.ensure_future(writer.commit())
+    await asyncio.sleep(0.01)
+    commit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await commit
+    await asyncio.sleep(0.1)
+    assert not writing
     await space.close()

@@ -201,7 +201,8 @@ class LocalWriter:
         self._tmp = tmp
         self._buf = bytearray()
         self._written = 0
-        space._writing[key] = self
+        with space._writing_lock:
+            space._writing[key] = self
 
     def _open_fd(self) -> int:
         if self._fd is None:
@@ -247,8 +248,7 @@ class LocalWriter:
         finally:
             os.close(fd)
         self._parent.rename(self._tmp, self._key.rpartition("/")[2])
-        if self._space._writing.get(self._key) is self:
-            del self._space._writing[self._key]
+        self._space._done_writing(self._key, self)
         try:
             if durable:
                 self._parent.sync()
@@ -267,8 +267,7 @@ class LocalWriter:
 
     def _discard(self, fd: int | None) -> None:
         """Remove the temporary file (gone already if the rename happened)."""
-        if self._space._writing.get(self._key) is self:
-            del self._space._writing[self._key]
+        self._space._done_writing(self._key, self)
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -302,6 +301,10 @@ class LocalSpace:
         self._recent = RecentKeys()
         # The writers still open, by key (``keep_alive``).
         self._writing: dict[str, LocalWriter] = {}
+        # A commit's worker thread and the discard of a commit cancelled
+        # meanwhile both take their writer out: one saw it, then found it
+        # gone (KeyError instead of the cancellation; found by review).
+        self._writing_lock = threading.Lock()
         # Its own threads for its blocking calls: a mount that hangs (NFS,
         # FUSE) holds only these, not the CPU pool every read and upload
         # decrypts and hashes in (found by review: four hung reads stopped
@@ -310,6 +313,11 @@ class LocalSpace:
 
     def __repr__(self) -> str:
         return f"LocalSpace(root={str(self.root)!r})"
+
+    def _done_writing(self, key: str, writer: LocalWriter) -> None:
+        with self._writing_lock:
+            if self._writing.get(key) is writer:
+                del self._writing[key]
 
     def _touch(self, key: str) -> None:
         """``key`` was just written or read in a worker thread: its pages
