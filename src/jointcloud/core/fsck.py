@@ -351,7 +351,7 @@ class _Checker:
                     continue  # released or deleted meanwhile
                 self.report.layouts_checked += 1
                 self.report.blocks_checked += len(statuses)
-                readable = _maybe_readable(rec, statuses) and await self._readable(rec)
+                readable = _maybe_readable(rec, statuses) and await self._readable(rec, statuses)
                 if self._judge(rec, statuses, readable):
                     to_repair.append(rec.layout_id)
             self._progress(self.report.blocks_checked, total, "checking blocks")
@@ -375,12 +375,15 @@ class _Checker:
             elif now_rec.blocks != rec.blocks:
                 checked[rec.layout_id] = await self._check_layout(now_rec)
 
-    async def _readable(self, rec: LayoutRecord) -> bool:
+    async def _readable(self, rec: LayoutRecord, statuses: list[_Status]) -> bool:
         """Whether every segment of a layout can be read, the good chunks of
-        its corrupt blocks counting (as reads and repair use them)."""
+        its corrupt blocks counting (as reads and repair use them). Only
+        blocks found there are read: one on a space that did not answer is
+        not waited for again (found by review)."""
+        found = {(s.block.index, s.block.key) for s in statuses if s.state in ("ok", "corrupt")}
         refs: list[BlockRef] = []
         for b in rec.blocks:
-            if b.user_space_id in self.down:
+            if b.user_space_id in self.down or (b.index, b.key) not in found:
                 continue
             try:
                 space = await self._backend(b.user_space_id)
