@@ -365,6 +365,10 @@ async def test_a_jcs_upload_lives_beside_the_others(world: World) -> None:
         await ctx.multipart.upload_part_linked(alice, placeholder.object_id, n, body(raw))
     done = await ctx.multipart.complete_linked(alice, placeholder.object_id, [100_000, 0])
     assert done.object_id == placeholder.object_id and await read_back(ctx, done) == b"ba"
+    # A second completion (the loser of two racing) hears that there is no
+    # upload, not that its parts went missing.
+    with pytest.raises(BadArgument, match="no multipart upload in progress"):
+        await ctx.multipart.complete_linked(alice, placeholder.object_id, [100_000, 0])
     # Aborting the S3 upload leaves the completed object alone.
     await ctx.multipart.abort(alice, s3.upload_id, at(pkg, "f"))
     assert await object_at(ctx, pkg, "f") == done

@@ -78,7 +78,6 @@ from jointcloud.core.multipart_model import (
     composite_algorithm,
     match_upload,
     new_upload_id,
-    parts_phrase,
     to_part,
     to_upload,
 )
@@ -88,7 +87,6 @@ from jointcloud.errors import (
     BadDigest,
     ChecksumTypeMismatch,
     EntityTooLarge,
-    InvalidPart,
     NotFound,
     ObjectNotFound,
     OutOfScope,
@@ -602,8 +600,13 @@ class MultipartService:
             raise BadArgument("the completion must list at least one part")
         up = await self.linked(principal, object_id)
         if up is None:
-            missing = sorted(set(part_numbers))
-            raise InvalidPart(f"{parts_phrase(missing)} not uploaded")
+            # Also what the losers of two completions racing hear: say that
+            # there is no upload, not that their parts went missing (found
+            # by fuzzing, 2026-12-06).
+            raise BadArgument(
+                f"object {object_id} has no multipart upload in progress "
+                "(never begun, or already completed or aborted)"
+            )
         address = ObjectAddress(PackageRef.by_id(up.package_id), up.path)
         return await self.complete(
             principal,
