@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,21 +46,26 @@ def _swap_in_the_thread(space: LocalSpace, root: Path, outside: Path) -> None:
     space.in_thread = swapped  # type: ignore[method-assign]
 
 
-async def test_a_delete_never_unlinks_through_a_swapped_in_link(tmp_path: Path) -> None:
+async def _refused_through_a_swap(
+    tmp_path: Path, call: Callable[[LocalSpace], Awaitable[object]]
+) -> Path:
+    """``call`` on a space whose ``sub`` is swapped for a link as the worker
+    thread starts: refused, naming ``sub``. The directory outside."""
     space, root, outside = _tree(tmp_path)
     _swap_in_the_thread(space, root, outside)
     with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
-        await space.delete("sub/victim")
-    assert (outside / "victim").read_bytes() == b"the server's"
+        await call(space)
     await space.close()
+    return outside
+
+
+async def test_a_delete_never_unlinks_through_a_swapped_in_link(tmp_path: Path) -> None:
+    outside = await _refused_through_a_swap(tmp_path, lambda s: s.delete("sub/victim"))
+    assert (outside / "victim").read_bytes() == b"the server's"
 
 
 async def test_a_stat_never_reports_a_file_through_a_swapped_in_link(tmp_path: Path) -> None:
-    space, root, outside = _tree(tmp_path)
-    _swap_in_the_thread(space, root, outside)
-    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
-        await space.stat("sub/victim")
-    await space.close()
+    await _refused_through_a_swap(tmp_path, lambda s: s.stat("sub/victim"))
 
 
 async def test_a_path_that_fails_to_resolve_is_a_space_error(
@@ -120,34 +125,22 @@ async def test_a_put_never_writes_through_a_swapped_in_link(tmp_path: Path, key:
     """An existing file, a new one, and one in a directory still to be made:
     each was written at the path the link pointed to (a checked path, then
     an open, a mkdir and a rename by path)."""
-    space, root, outside = _tree(tmp_path)
-    _swap_in_the_thread(space, root, outside)
-    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
-        await space.put(key, b"the user's")
+    outside = await _refused_through_a_swap(tmp_path, lambda s: s.put(key, b"the user's"))
     _nothing_new_outside(outside)
-    await space.close()
 
 
 @pytest.mark.parametrize("count", [2, 9])  # fsyncs each file, or one syncfs (SYNCFS_AT)
 async def test_a_batch_put_never_writes_through_a_swapped_in_link(
     tmp_path: Path, count: int
 ) -> None:
-    space, root, outside = _tree(tmp_path)
-    _swap_in_the_thread(space, root, outside)
     items = [(f"sub/k{i}", b"the user's") for i in range(count)]
-    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
-        await space.put_many(items)
+    outside = await _refused_through_a_swap(tmp_path, lambda s: s.put_many(items))
     _nothing_new_outside(outside)
-    await space.close()
 
 
 async def test_a_streamed_write_never_opens_through_a_swapped_in_link(tmp_path: Path) -> None:
-    space, root, outside = _tree(tmp_path)
-    _swap_in_the_thread(space, root, outside)
-    with pytest.raises(SpaceRefused, match=r"'sub'.*\(a symbolic link\)"):
-        await space.open_writer("sub/new")
+    outside = await _refused_through_a_swap(tmp_path, lambda s: s.open_writer("sub/new"))
     _nothing_new_outside(outside)
-    await space.close()
 
 
 async def test_a_streamed_write_lands_in_the_directory_it_opened(tmp_path: Path) -> None:
