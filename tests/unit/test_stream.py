@@ -4,6 +4,7 @@ and over local ones where the page cache matters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import os
@@ -868,3 +869,74 @@ async def test_block_verifier_checks_a_block_fed_in_pieces(policy: Redundancy) -
     if isinstance(policy, EcPolicy):  # another fragment's bytes do not pass for this one
         with pytest.raises(BlockCorrupt):
             await check(spaces[0].contents()[blocks[0].key])
+
+
+async def test_writes_that_end_while_their_spaces_are_checked_are_not_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes past their patience make the upload check its spaces (the
+    ``stalled`` hook). When the writes end while the check is still out (a
+    cloud, or a proxy before it, that serves one request at a time answers
+    the check only after them), the cloud has answered: the upload goes on,
+    the check is dropped. Before, the upload waited for the check, which
+    then gave it up (here: it never answers)."""
+    monkeypatch.setattr(stream, "patience", lambda nbytes: 0.01)
+    policy = NonePolicy()
+    spaces, blocks = make_blocks(policy)
+    release = asyncio.Event()
+
+    async def held() -> None:
+        await release.wait()
+
+    spaces[0].faults.before_write = held
+    checks: list[asyncio.Task[None] | None] = []
+
+    async def stalled() -> None:
+        checks.append(asyncio.current_task())
+        release.set()  # the writes end while the check waits for its answer
+        await asyncio.Event().wait()
+
+    data = os.urandom(3 * SMALL_SEG)
+    async with asyncio.timeout(10):  # the code before waited for the check
+        r = await write_blocks(
+            chunked(data), policy, blocks, new_data_key(), segment_size=SMALL_SEG, stalled=stalled
+        )
+    assert r.size == len(data)
+    assert len(checks) == 1
+    task = checks[0]
+    assert task is not None
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    assert spaces[0].stats.commits == 1
+
+
+async def test_writes_still_waiting_when_the_check_fails_are_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cloud that hangs: the check fails while the writes still wait, and
+    the upload is given up at once with the check's error, nothing left."""
+    monkeypatch.setattr(stream, "patience", lambda nbytes: 0.01)
+    policy = RepPolicy(2)
+    spaces, blocks = make_blocks(policy)
+    hung = asyncio.Event()
+
+    async def held() -> None:
+        await hung.wait()
+
+    spaces[1].faults.before_write = held
+
+    async def stalled() -> None:
+        raise SpaceUnavailable("user space 101 did not answer a write in time")
+
+    with pytest.raises(SpaceUnavailable, match="did not answer a write in time"):
+        async with asyncio.timeout(10):
+            await write_blocks(
+                chunked(os.urandom(3 * SMALL_SEG)),
+                policy,
+                blocks,
+                new_data_key(),
+                segment_size=SMALL_SEG,
+                stalled=stalled,
+            )
+    assert_nothing_left(spaces)

@@ -207,24 +207,39 @@ async def _chain_md5(prev: asyncio.Future[None] | None, md5: Any, seg: bytes) ->
 # as a read's): it probes the upload's spaces and raises when one of them
 # does not answer (the upload is then given up, its client told to try again,
 # instead of waiting for the cloud's client library's minute); it returns
-# when they all answer, and the writes are waited for again.
+# when they all answer, and the writes are waited for again. Writes that end
+# while it runs show that the spaces answer: it is then cancelled.
 Stalled = Callable[[], Awaitable[None]]
 
 
 async def _patiently(work: Awaitable[T], nbytes: int, stalled: Stalled | None) -> T:
     """``await work``, asking ``stalled()`` each time it has waited the
     patience of ``nbytes`` (it raises to give up; ``work`` is then
-    cancelled)."""
+    cancelled). The work is waited for while ``stalled()`` runs, and when it
+    ends first its result is taken and the check dropped: a cloud that
+    finishes the writes has answered, however long the check waits (a cloud,
+    or a proxy before it, that serves one request at a time answers the
+    check only after the writes before it). Before, a check that was not
+    answered in time failed the upload and marked its space Unavailable even
+    when the writes had ended meanwhile."""
     fut = asyncio.ensure_future(work)
     if stalled is None:
         return await fut
+    check: asyncio.Future[None] | None = None
     try:
         while True:
             done, _ = await asyncio.wait([fut], timeout=patience(nbytes))
             if done:
                 return fut.result()
-            await stalled()
+            check = asyncio.ensure_future(stalled())
+            await asyncio.wait([fut, check], return_when=asyncio.FIRST_COMPLETED)
+            if fut.done():
+                _forget(check)
+                return fut.result()
+            check.result()  # raises when a space did not answer
+            check = None
     except BaseException:
+        _forget(check)
         _forget(fut)
         raise
 
