@@ -11,6 +11,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -940,3 +941,54 @@ async def test_writes_still_waiting_when_the_check_fails_are_given_up(
                 stalled=stalled,
             )
     assert_nothing_left(spaces)
+
+
+async def test_writes_and_commits_wait_for_the_bytes_their_writers_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A writer that holds bytes after its write returned (OpenDAL's: a part
+    being filled and two in flight, 24 MiB) sends them before a later write
+    or its commit ends; their patience counts them (at most what was written
+    so far). Before, each had the patience of its own chunk, and a cloud
+    sending parts at a steady 2 MB/s was checked while it did (a check
+    queued behind them then gave it up)."""
+    held = 4 * SMALL_SEG
+
+    class Holding(MemorySpace):
+        async def open_writer(self, key: str) -> Any:
+            w = await super().open_writer(key)
+            setattr(w, "held", held)  # noqa: B010 (MemoryWriter has none)
+            return w
+
+    asked: list[int] = []
+
+    def patience(nbytes: int) -> float:
+        asked.append(nbytes)
+        return 60.0
+
+    async def stalled() -> None:
+        raise AssertionError("no write here waits its patience")
+
+    monkeypatch.setattr(stream, "patience", patience)
+    policy = NonePolicy()
+    space = Holding("s0")
+    r = await write_blocks(
+        chunked(os.urandom(10 * SMALL_SEG)),
+        policy,
+        [BlockRef(0, space, "objs/abc/0", 100)],
+        new_data_key(),
+        segment_size=SMALL_SEG,
+        stalled=stalled,
+    )
+    chunk = r.chunk_len
+    opening, writes, commit = asked[0], asked[1:-1], asked[-1]
+    assert opening == chunk
+    assert writes == [min(i * chunk, chunk + held) for i in range(1, 11)]
+    assert commit == chunk + held
+
+
+def test_an_opendal_writer_holds_a_part_being_filled_and_those_in_flight() -> None:
+    from jointcloud.spaces.opendal_space import OpenDALSpace, OpenDALWriter
+
+    space = OpenDALSpace("memory", write_chunk=8 << 20, write_concurrency=2)
+    assert OpenDALWriter(space, "k", object()).held == 24 << 20

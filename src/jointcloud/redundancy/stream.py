@@ -165,9 +165,10 @@ async def write_blocks(
         )
         opened = [w for w in writers if w is not None]
         size, stored = await _pump(_Segmenter(source, seg_size), md5, encode, opened, stalled)
+        # A commit first sends what its writer holds (``_held``).
         await _patiently(
             _run_all(_commit(opened, commit_started, i, confirmed) for i in range(len(opened))),
-            chunk,
+            min(max(stored, default=0), chunk + _held(opened)),
             stalled,
         )
     except BaseException:
@@ -195,6 +196,18 @@ async def _commit(
     await writers[i].commit()
     if confirmed is not None:
         confirmed[i] = True
+
+
+def _held(writers: list[BlockWriter]) -> int:
+    """The most bytes one of ``writers`` may still hold unsent once a write
+    has returned (its optional ``held``: buffered, or sent and not yet
+    answered; none for Local and memory writers). A write or a commit may
+    wait until they are sent, so they count in its patience (found by
+    review: an OpenDAL writer holds up to three 8 MiB parts, and a write or
+    commit given the patience of its own 1 MiB chunk had its spaces checked
+    while a slow cloud was still sending parts; a check queued behind them
+    gave up a cloud that was moving bytes at 2 MB/s)."""
+    return max((int(getattr(w, "held", 0)) for w in writers), default=0)
 
 
 async def _chain_md5(prev: asyncio.Future[None] | None, md5: Any, seg: bytes) -> None:
@@ -258,6 +271,8 @@ async def _pump(
     not wait for it segment by segment (that lock-step left a core idle)."""
     size = 0
     stored = [0] * len(writers)
+    held = _held(writers)
+    last = 0  # bytes of the write in flight, per block
     write: asyncio.Future[list[None]] | None = None
     receive: asyncio.Future[bytes | None] | None = None
     work: asyncio.Future[list[bytes]] | None = None
@@ -273,11 +288,12 @@ async def _pump(
             receive = asyncio.ensure_future(segments.next())
             chunks = await work
             if write is not None:
-                await _patiently(write, len(chunks[0]), stalled)
+                await _patiently(write, min(stored[0], last + held), stalled)
             if len(chunks) == 1:
                 chunks = chunks * len(writers)
             for i, chunk in enumerate(chunks):
                 stored[i] += len(chunk)
+            last = len(chunks[0])
             write = asyncio.ensure_future(
                 _run_all(w.write(c) for w, c in zip(writers, chunks, strict=True))
             )
@@ -286,7 +302,7 @@ async def _pump(
             seg = await receive
             j += 1
         if write is not None:
-            await _patiently(write, stored[0], stalled)
+            await _patiently(write, min(stored[0], last + held), stalled)
         if digest is not None:
             await digest
     except BaseException:

@@ -36,7 +36,12 @@ class Entry:
 
 @runtime_checkable
 class BlockWriter(Protocol):
-    """A streaming write of one key; nothing is visible until ``commit``."""
+    """A streaming write of one key; nothing is visible until ``commit``.
+
+    A writer that keeps bytes after its ``write`` returned (a client
+    library's part buffer, parts in flight) says how many at most as an
+    ``int`` attribute ``held``; the upload waits for them longer before it
+    checks the space (``stream._held``). Without it, none are held."""
 
     async def write(self, data: bytes) -> None: ...
 

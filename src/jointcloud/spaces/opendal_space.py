@@ -221,6 +221,9 @@ class OpenDALWriter:
         self._space = space
         self._key = key
         self._file: Any = file
+        # Bytes it may hold unsent once a write returned (``BlockWriter``):
+        # a part being filled and ``concurrent`` parts in flight.
+        self.held = space._write_chunk * (space._write_concurrency + 1)
 
     def _open_file(self) -> Any:
         if self._file is None:
