@@ -192,12 +192,13 @@ def test_a_secret_setting_is_named_but_never_echoed(
     assert message.startswith("--auth-token: ") and "s3cr3t" not in message, message
 
 
-def test_serve_never_prints_a_short_auth_token(tmp_path: Path) -> None:
+def _serve_with(tmp_path: Path, name: str, value: str) -> subprocess.CompletedProcess[str]:
+    """``jcs serve`` with only the environment variable ``name`` of ours set."""
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
-    env["JCS_AUTH_TOKEN"] = "s3cr3t-t0ken-15"
-    r = subprocess.run(
+    env[name] = value
+    return subprocess.run(
         [str(JCS), "serve", "--data-dir", str(tmp_path / "data")],
         env=env,
         capture_output=True,
@@ -205,24 +206,17 @@ def test_serve_never_prints_a_short_auth_token(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_serve_never_prints_a_short_auth_token(tmp_path: Path) -> None:
+    r = _serve_with(tmp_path, "JCS_AUTH_TOKEN", "s3cr3t-t0ken-15")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "JCS_AUTH_TOKEN" in r.stderr and "at least 16 characters" in r.stderr, r.stderr
     assert "s3cr3t" not in r.stderr + r.stdout
 
 
 def test_serve_reports_a_bad_variable_with_status_2(tmp_path: Path) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JCS_")}
-    env["JCS_GC_DELAY_SECONDS"] = "abc"
-    r = subprocess.run(
-        [str(JCS), "serve", "--data-dir", str(tmp_path / "data")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    r = _serve_with(tmp_path, "JCS_GC_DELAY_SECONDS", "abc")
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "JCS_GC_DELAY_SECONDS='abc'" in r.stderr
     assert "Traceback" not in r.stderr

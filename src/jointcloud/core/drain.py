@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -77,13 +78,11 @@ class DrainReport:
         return text
 
 
-async def _copy(
-    src: Space, key: str, dst: Space, new_key: str, verifier: BlockVerifier | None = None
-) -> int:
+async def _copy(src: Space, key: str, dst: Space, new_key: str, verifier: BlockVerifier) -> int:
     """Stream ``key`` of ``src`` into ``new_key`` of ``dst``; the copy is
-    committed only when every byte the source holds arrived (and, with a
-    ``verifier``, authenticated: a corrupt block moved was one that looked
-    moved while the layout had lost a block, found by review)."""
+    committed only when every byte the source holds arrived, authenticated
+    by ``verifier`` (a corrupt block moved was one that looked moved while
+    the layout had lost a block, found by review)."""
     try:
         size = (await src.stat(key)).size
     except SpaceError as exc:
@@ -99,14 +98,14 @@ async def _copy(
                 break
             except SpaceError as exc:
                 raise SourceUnreadable(exc.message) from exc
-            if verifier is not None:
-                await _checked(verifier.feed(chunk))
+            with _corrupt_is_unreadable():
+                await verifier.feed(chunk)
             await writer.write(chunk)
             copied += len(chunk)
         if copied != size:
             raise SourceUnreadable(f"read {copied} of its {size} bytes")
-        if verifier is not None:
-            await _checked(_closed(verifier))
+        with _corrupt_is_unreadable():
+            verifier.close()
         await writer.commit()
     except BaseException:
         await writer.abort()
@@ -114,13 +113,10 @@ async def _copy(
     return copied
 
 
-async def _closed(verifier: BlockVerifier) -> None:
-    verifier.close()
-
-
-async def _checked(check: Awaitable[None]) -> None:
+@contextlib.contextmanager
+def _corrupt_is_unreadable() -> Iterator[None]:
     try:
-        await check
+        yield
     except BlockCorrupt as exc:
         raise SourceUnreadable(exc.message) from exc
 

@@ -564,7 +564,11 @@ class _Reader:
 
         covering = codec.data_fragments(seg_len, lo, hi)
         direct = all(
-            i in self.by_index and i not in self.bad | self.damaged | self.slow for i in covering
+            i in self.by_index
+            and i not in self.bad
+            and i not in self.damaged
+            and i not in self.slow
+            for i in covering
         )
         if direct:
             for i in covering:
