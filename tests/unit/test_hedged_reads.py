@@ -121,6 +121,69 @@ async def test_a_failing_replica_is_reported_while_a_hung_one_is_outrun() -> Non
     await nothing_left_running()
 
 
+async def test_a_replica_failing_its_check_does_not_cancel_a_slower_one_at_work() -> None:
+    """A slow replica is outrun by one whose first chunk fails its check:
+    the read waits for the slow one's answer rather than cancelling it and
+    asking it again from the start (found by review; the old code asked
+    the slow replica twice)."""
+    data = os.urandom(SEG)
+    spaces, blocks, layout = await stored(RepPolicy(2), data)
+    spaces[1].corrupt(blocks[1].key, at=10)  # chunk 0 of replica 1
+    reported = asyncio.Event()
+    asks = 0
+
+    async def slow_until_the_other_failed() -> None:
+        nonlocal asks
+        asks += 1
+        await reported.wait()
+
+    spaces[0].faults.before_read = slow_until_the_other_failed
+    reports: list[tuple[int, Exception]] = []
+
+    def on_bad_block(index: int, error: Exception) -> None:
+        reports.append((index, error))
+        reported.set()
+
+    chunks = read_range(layout, blocks, 0, None, on_bad_block=on_bad_block)
+    async with asyncio.timeout(BOUND):
+        assert b"".join([c async for c in chunks]) == data
+    assert [i for i, _ in reports] == [1]
+    assert asks == 1
+    await nothing_left_running()
+
+
+async def test_a_run_is_served_by_the_replica_that_failed_last_then_the_others() -> None:
+    """Three replicas each bad in a different chunk of one run, all asked
+    at once (the first two outrun), answering together: every chunk has a
+    good copy, and the read takes it, each replica's failure reported once
+    (the old code took the first answer of the batch and dropped the
+    others, so replica 1's bad chunk was never reported for repair)."""
+    data = os.urandom(4 * SEG)
+    spaces, blocks, layout = await stored(RepPolicy(3), data)
+    reader_run = 4 * SEG
+    chunk = layout.chunk_len
+    for i, bad in enumerate((0, 1, 3)):
+        spaces[i].corrupt(blocks[i].key, at=bad * chunk + 5)
+    gate = asyncio.Event()
+    waiting = 0
+
+    async def answer_together() -> None:
+        nonlocal waiting
+        waiting += 1
+        if waiting == 3:
+            gate.set()
+        await gate.wait()
+
+    for space in spaces:
+        space.faults.before_read = answer_together
+    reports: list[tuple[int, Exception]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader, "READ_RUN", reader_run)
+        assert await read_all(layout, blocks, reports) == data
+    assert sorted(i for i, _ in reports) == [0, 1, 2]
+    await nothing_left_running()
+
+
 @pytest.mark.parametrize("hung_index", [0, 2, 4])  # data fragments 0 and 2, parity 4
 async def test_ec_reads_around_a_hung_fragment(hung_index: int) -> None:
     policy = EcPolicy(4, 6, 4096)

@@ -465,8 +465,7 @@ class _Reader:
         todo = run
         failed_at: dict[int, int] = {}  # replica index -> the chunk it failed on
         while True:
-            skip = {i for i, j in failed_at.items() if j == todo.start}
-            ref, opened, failure = await self._first_replica(todo, skip)
+            ref, opened, failure = await self._first_replica(todo, failed_at)
             plains += opened
             if failure is None:
                 break
@@ -480,13 +479,16 @@ class _Reader:
         return out
 
     async def _first_replica(
-        self, todo: range, skip: set[int]
+        self, todo: range, failed_at: dict[int, int]
     ) -> tuple[BlockRef, list[bytes], BlockCorrupt | None]:
-        """The first replica to answer for chunks ``todo`` (its good chunks,
-        and the failure that cut them short), hedged: the next replica is
-        asked at once when one fails, and as well when the ones asked have
-        not answered within the read's patience. Replicas ``skip`` failed
-        the check of chunk ``todo.start``: not asked."""
+        """The first replica to serve all of chunks ``todo``, or else the
+        one that served most of them (its good chunks, and the failure that
+        cut them short), hedged: the next replica is asked at once when one
+        fails, and as well when the ones asked have not answered within the
+        read's patience. ``failed_at``: the chunk each replica failed the
+        check of (replicas that failed ``todo.start`` are not asked); the
+        failures met here are added."""
+        skip = {i for i, j in failed_at.items() if j == todo.start}
 
         def usable(pos: int) -> bool:
             index = self.blocks[pos].index
@@ -520,20 +522,36 @@ class _Reader:
         attempts = Attempts(attempt)
         attempts.start(first)
         wait = patience(sum(self.geometry.stored_len(j) for j in todo))
+        # An answer cut short by a bad chunk, kept while others are still
+        # asked: a slower replica that is working may serve the whole run
+        # (found by review: it was cancelled and asked again from the start).
+        partial: tuple[BlockRef, list[bytes], BlockCorrupt] | None = None
         try:
             while True:
                 left = (self.blocks[pos].index for pos in queue)
                 ended = await attempts.ended(_hedge_after(wait, left, self.slow))
                 if not ended:  # slow: ask the next one too
                     self._mark_slow(self.blocks[pos].index for pos in attempts.in_flight)
+                failed = False
                 for pos, fut in ended:
+                    ref = self.blocks[pos]
                     try:
                         opened, failure = fut.result()
                     except SpaceError as exc:
-                        self._mark_bad(self.blocks[pos], exc)
+                        self._mark_bad(ref, exc)
+                        failed = True
                         continue
-                    self.answered.add(self.blocks[pos].index)
-                    return self.blocks[pos], opened, failure
+                    self.answered.add(ref.index)
+                    if failure is None:
+                        return ref, opened, None
+                    self._mark_bad(ref, failure)
+                    failed_at[ref.index] = todo.start + len(opened)
+                    if partial is None or len(opened) > len(partial[1]):
+                        partial = ref, opened, failure
+                if partial is not None and not attempts.in_flight:
+                    return partial  # the next replica is asked for the rest only
+                if ended and not failed:
+                    continue  # cut short while others still work: wait for them
                 # Slow, or one failed: the next one is asked now.
                 more = next_ref()
                 if more is not None:
