@@ -20,11 +20,13 @@ from jcs_helpers import Api, create_s3_space, multipart, text_data
 from jointcloud.api.jcs.app import create_app
 from jointcloud.config import Settings
 from jointcloud.context import Context
+from jointcloud.core import fsck as fsck_module
 from jointcloud.core.authz import Principal
 from jointcloud.core.fsck import FsckReport, fsck
 from jointcloud.errors import SpaceRefused
 from jointcloud.meta import accounts, layouts, repairs
 from jointcloud.redundancy.policy import RepPolicy
+from jointcloud.spaces.local import LocalSpace
 from support.s3server import S3Server, s3_server_fixture
 
 JCS = Path(sys.executable).with_name("jcs")
@@ -383,6 +385,51 @@ async def test_a_layout_on_a_space_that_does_not_answer_is_unreadable_not_lost(
     )
     assert "1 unreadable until their spaces answer" in report.summary()
     assert (await fsck(api.ctx)).clean
+
+
+async def test_a_deciding_read_that_stalls_gives_up_and_says_unreadable(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ec(2,3) with fragments 0 and 1 truncated in different segments and
+    fragment 2 intact by its size, on a space whose reads hang (a mount
+    answering stat from its cache): the read that decides whether the
+    layout is lost waits on it with no other block left to ask. It now
+    gives up once no segment came for ``DECIDING_STALL_SECONDS`` and says
+    unreadable, not lost; the old code waited for ever."""
+    ids = await _store(api)
+    blocks = await _block_paths(api, ids["ec"])
+    layout_id = blocks[0][0]
+    async with api.ctx.db.read() as conn:
+        chunk_len = (await layouts.load(conn, [layout_id]))[layout_id].chunk_len
+    by_index = {index: path for _, index, path in blocks}
+    for index, segment in ((0, 3), (1, 5)):
+        path = by_index[index]
+        path.write_bytes(path.read_bytes()[: segment * chunk_len])
+    hung_key = by_index[2].name
+    asked = asyncio.Event()
+    release = asyncio.Event()
+    real_read = LocalSpace.read
+
+    async def read(self: LocalSpace, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.endswith(hung_key):
+            asked.set()
+            await release.wait()
+        return await real_read(self, key, offset, length)
+
+    monkeypatch.setattr(LocalSpace, "read", read)
+    monkeypatch.setattr(fsck_module, "DECIDING_STALL_SECONDS", 1.0)
+    try:
+        async with asyncio.timeout(30):
+            report = await fsck(api.ctx)
+    finally:
+        release.set()
+    assert asked.is_set()  # the hanging fragment was asked, and outwaited
+    kinds = _kinds(report)
+    assert ("corrupt", layout_id, 0) in kinds and ("corrupt", layout_id, 1) in kinds
+    assert ("unreadable", layout_id, None) in kinds
+    assert not any(kind == "lost" for kind, _, _ in kinds)
+    finding = next(f for f in report.findings if f.kind == "unreadable")
+    assert "sent nothing for 1 s" in finding.detail
 
 
 # --- the command line ------------------------------------------------------

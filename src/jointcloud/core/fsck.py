@@ -71,6 +71,11 @@ BLOCKS_PREFIX = "blocks/"
 PAGE = 100  # layouts per metadata page
 KEYS_BATCH = 500  # listed keys looked up in the metadata at once
 CONCURRENCY = 16  # blocks checked at once
+# A layout read to decide whether it is lost gives up when no segment came
+# for this long: its blocks were found, but a space whose reads hang (a
+# mount that answers stat from its cache) would otherwise hold fsck for
+# ever; OpenDAL's own clients give up on a first byte after 60 s.
+DECIDING_STALL_SECONDS = 60.0
 
 # Finding kinds, in the order a report shows them.
 KINDS = (
@@ -351,7 +356,9 @@ class _Checker:
                     continue  # released or deleted meanwhile
                 self.report.layouts_checked += 1
                 self.report.blocks_checked += len(statuses)
-                readable = _maybe_readable(rec, statuses) and await self._readable(rec, statuses)
+                readable = (
+                    await self._readable(rec, statuses) if _maybe_readable(rec, statuses) else False
+                )
                 if self._judge(rec, statuses, readable):
                     to_repair.append(rec.layout_id)
             self._progress(self.report.blocks_checked, total, "checking blocks")
@@ -375,11 +382,12 @@ class _Checker:
             elif now_rec.blocks != rec.blocks:
                 checked[rec.layout_id] = await self._check_layout(now_rec)
 
-    async def _readable(self, rec: LayoutRecord, statuses: list[_Status]) -> bool:
+    async def _readable(self, rec: LayoutRecord, statuses: list[_Status]) -> bool | None:
         """Whether every segment of a layout can be read, the good chunks of
-        its corrupt blocks counting (as reads and repair use them). Only
-        blocks found there are read: one on a space that did not answer is
-        not waited for again (found by review)."""
+        its corrupt blocks counting (as reads and repair use them); None when
+        the read stalled (``DECIDING_STALL_SECONDS`` without a segment).
+        Only blocks found there are read: one on a space that did not answer
+        is not waited for again (found by review)."""
         found = {(s.block.index, s.block.key) for s in statuses if s.state in ("ok", "corrupt")}
         refs: list[BlockRef] = []
         for b in rec.blocks:
@@ -390,17 +398,27 @@ class _Checker:
             except DomainError:
                 continue
             refs.append(BlockRef(b.index, space, b.key, b.user_space_id))
+        segments = read_range(self.ctx.store.layout(rec), refs, 0, None, read_ahead=1)
         try:
-            async for _ in read_range(self.ctx.store.layout(rec), refs, 0, None, read_ahead=1):
-                pass
+            while True:
+                async with asyncio.timeout(DECIDING_STALL_SECONDS):
+                    await anext(segments)
+        except StopAsyncIteration:
+            return True
         except DomainError:
             return False
-        return True
+        except TimeoutError:
+            log.warning("fsck: a layout's deciding read stalled", layout_id=rec.layout_id)
+            return None
+        finally:
+            await segments.aclose()  # type: ignore[attr-defined]
 
-    def _judge(self, rec: LayoutRecord, statuses: list[_Status], readable: bool = False) -> bool:
+    def _judge(
+        self, rec: LayoutRecord, statuses: list[_Status], readable: bool | None = False
+    ) -> bool:
         """Record the findings of one layout; True if repair can help it.
         ``readable``: read whole although fewer blocks than it needs are
-        intact (corrupt ones in different chunks)."""
+        intact (corrupt ones in different chunks); None: that read stalled."""
         for s in statuses:
             if s.state in _BLOCK_BAD:
                 b = s.block
@@ -426,6 +444,12 @@ class _Checker:
         kind = "under-replicated"
         if intact < needed and readable:
             detail += "; the good chunks of its corrupt ones still read it whole"
+        elif intact < needed and readable is None:
+            # Not known to be gone either: the read that would tell stalled.
+            kind = "unreadable"
+            detail += (
+                f"; reading it with its corrupt ones sent nothing for {DECIDING_STALL_SECONDS:g} s"
+            )
         elif intact < needed:
             # Blocks on spaces that do not answer now are not known to be
             # gone: with them the layout may read again.
