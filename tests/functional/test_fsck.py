@@ -512,3 +512,64 @@ def test_cli_fsck_table_and_exit_status(tmp_path: Path) -> None:
 
     nodir = _jcs("admin", "fsck", "--data-dir", str(tmp_path / "nothing"))
     assert nodir.returncode == 1 and "error:" in nodir.stderr
+
+
+def test_cli_admin_opens_loopback_spaces_with_the_servers_flag(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """An admin command is not the server process: a server started with
+    --allow-private-endpoints has a loopback S3 space that ``jcs admin
+    fsck`` refused to open (its block "unreachable"), with no way to say
+    otherwise but the environment. ``jcs admin --allow-private-endpoints``
+    opens it as the server does."""
+    data_dir = tmp_path / "data"
+
+    async def setup() -> None:
+        context = await Context.open(
+            Settings(data_dir=data_dir, local_roots=(tmp_path,), allow_private_endpoints=True)
+        )
+        try:
+            key = await context.bootstrap()
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=create_app(context, background=False)),
+                base_url="http://jcs.test",
+                headers={"Authorization": f"Bearer {key}"},
+            ) as c:
+                r = await c.post(
+                    "/v1/userSpace/create",
+                    json={
+                        "name": "s3-admin",
+                        "storage": s3_server.storage(),
+                        "credential": s3_server.credential(),
+                        "rootPath": f"admin-{tmp_path.name}",
+                    },
+                )
+                assert r.status_code == 200, r.text
+                r = await c.post("/v1/bucket/create", json={"name": "b"})
+                bucket = r.json()["data"]["bucket"]["bucketID"]
+                r = await c.post(
+                    "/v1/package/create",
+                    json={"bucketID": bucket, "name": "p", "redundancy": REP},
+                )
+                pkg = r.json()["data"]["package"]["packageID"]
+                body, ctype = multipart(
+                    [
+                        ("info", None, f'{{"packageID": {pkg}}}'.encode()),
+                        ("files", "a.txt", b"hello admin" * 1000),  # a block on each space
+                    ]
+                )
+                r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
+                assert r.status_code == 200, r.text
+        finally:
+            await context.close()
+
+    asyncio.run(setup())
+    refused = _jcs("admin", "fsck", "--data-dir", str(data_dir))
+    assert refused.returncode == 1, refused.stderr
+    assert "unreachable" in refused.stdout and "--allow-private-endpoints" in refused.stdout
+    opened = _jcs("admin", "--allow-private-endpoints", "fsck", "--data-dir", str(data_dir))
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert opened.stdout.strip() == (
+        "fsck: 2 blocks checked, 0 missing, 0 corrupt, 0 orphans, 0 under-replicated"
+    )
+    assert "--allow-private-endpoints" in _jcs("admin", "--help").stdout

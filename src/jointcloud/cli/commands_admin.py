@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -28,11 +29,60 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help="Operator commands (on the server machine).")
 
 
+@dataclass(frozen=True)
+class SpaceAccess:
+    """Which spaces an admin command may open: the server's own flags of
+    that name, given again (an admin command is not the server process, so
+    it cannot know them; without them fsck saw a loopback S3 space of a
+    server started with --allow-private-endpoints as unreachable)."""
+
+    local_roots: list[str] | None
+    allow_private_endpoints: bool
+
+
+_ACCESS = "jointcloud.admin.space_access"  # click's meta is shared by the subcommands
+
+
+@app.callback()
+def admin(
+    ctx: typer.Context,
+    local_root: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--local-root",
+            help="as jcs serve's: a directory that may hold Local user spaces "
+            "(repeatable; else $JCS_LOCAL_ROOTS)",
+        ),
+    ] = None,
+    allow_private_endpoints: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-endpoints",
+            help="as jcs serve's: open remote spaces on loopback/private endpoints "
+            "(else $JCS_ALLOW_PRIVATE_ENDPOINTS)",
+        ),
+    ] = False,
+) -> None:
+    """Operator commands (on the server machine). Give the server's
+    --local-root and --allow-private-endpoints here too, if it was started
+    with them."""
+    ctx.meta[_ACCESS] = SpaceAccess(local_root, allow_private_endpoints)
+
+
 def _settings(ctx: typer.Context, data_dir: str | None, database_url: str | None) -> Settings:
     opts = ctx.find_root().obj
     given = data_dir or (opts.data_dir if isinstance(opts, GlobalOptions) else None)
+    access = ctx.meta.get(_ACCESS)
+    if not isinstance(access, SpaceAccess):
+        access = SpaceAccess(None, False)
     try:
-        return Settings.load(given, None, database_url)
+        return Settings.load(
+            given,
+            None,
+            database_url,
+            local_roots=access.local_roots,
+            allow_private_endpoints=access.allow_private_endpoints,
+        )
     except ConfigError as exc:  # names the variable; no traceback
         raise CliError("BadArgument", f"configuration: {exc.message}") from None
 
