@@ -105,3 +105,22 @@ class BlockDeletes:
             log.warning(
                 "could not remember blocks to delete later", count=len(blocks), error=repr(exc)
             )
+
+    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> None:
+        """Delete blocks already owed (by the transaction that let them go)
+        and forget the debts of those deleted. A block not deleted, or whose
+        debt could not be forgotten, stays owed: GC deletes it (again: deletes
+        are idempotent) after its delay."""
+        if not blocks:
+            return
+        left = set(await self.delete_keys(blocks))
+        done = [b for b in blocks if b not in left]
+        if not done:
+            return
+        try:
+            async with self.db.write() as conn:
+                await strays.forgive(conn, done)
+        except Exception as exc:
+            log.warning(
+                "could not forget deleted blocks; GC will", count=len(done), error=repr(exc)
+            )

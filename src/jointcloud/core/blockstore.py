@@ -537,6 +537,10 @@ class BlockStore:
         """``BlockDeletes.owe``."""
         await self.deletes.owe(blocks)
 
+    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> None:
+        """``BlockDeletes.delete_owed``."""
+        await self.deletes.delete_owed(blocks)
+
     async def _refs(self, rec: LayoutRecord) -> list[BlockRef]:
         refs = []
         for b in rec.blocks:

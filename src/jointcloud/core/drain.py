@@ -15,7 +15,8 @@ moved: repair rebuilds it). Per block:
    location to the copy (``layouts.replace_block``) and drop the intent
    rows. If the block moved meanwhile (a repair or another drain won), the
    copy is deleted instead;
-4. delete the old key.
+4. delete the old key, owed (``meta.strays``) in the transaction of step 3
+   and forgotten once deleted, so a crash between the two leaves GC a debt.
 
 A block that cannot be read from the draining space, or fails its check, is
 queued for repair, which rebuilds it from the layout's other blocks. Once a draining space
@@ -37,8 +38,9 @@ from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
 from jointcloud.errors import BlockCorrupt, DomainError, SpaceError
-from jointcloud.meta import accounts, layouts, repairs, spacestate
+from jointcloud.meta import accounts, layouts, repairs, spacestate, strays
 from jointcloud.meta.db import Database
+from jointcloud.meta.rows import now
 from jointcloud.redundancy.stream import BlockVerifier
 from jointcloud.spaces.base import Space
 
@@ -217,18 +219,17 @@ class _Pass:
                 )
                 if swapped:
                     await layouts.delete_layouts(conn, [intent])
+                    # Owed with the swap that lets it go: a process that
+                    # dies (or a pass cancelled) before the delete below
+                    # leaves GC a debt, not an untracked file.
+                    await strays.owe(conn, [old], now())
         except BaseException:
             await asyncio.shield(self._drop(intent, target, new_key))
             raise
         if not swapped:  # moved or gone meanwhile: ours is not needed
             await self._drop(intent, target, new_key)
             return False
-        try:
-            await src.delete(block.key)
-        except Exception as exc:
-            # The layout no longer points at it: owed, GC deletes it later.
-            log.warning("drain: old block not deleted", key=block.key, error=str(exc))
-            await self.store.owe([(block.user_space_id, block.key)])
+        await self.store.delete_owed([old])
         return True
 
     async def _drop(self, intent: int, space: Space, key: str) -> None:

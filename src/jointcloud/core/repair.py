@@ -487,15 +487,16 @@ class RepairService:
                 else:
                     lost.append(t)
             await layouts.delete_layouts(conn, [intent])
-            # An old block on a space that is Unavailable cannot be deleted
-            # now: owed with the swap, GC deletes it when the space is back.
+            # Every block let go of here (the old ones swapped out, the new
+            # ones not swapped in, whose intent rows go now) is owed with
+            # the swap: a process that dies before the deletes below leaves
+            # GC a debt, not an untracked file. One on a space that is
+            # Unavailable is not asked now: GC deletes it when it is back.
             away = {m.old_space for m in moves if _unavailable(ex.spaces.get(m.old_space))}
-            await strays.owe(
-                conn, [(m.old_space, m.old_key) for m in moves if m.old_space in away], now()
-            )
-        unneeded = [(t.space_id, t.key) for t in lost]
-        unneeded += [(m.old_space, m.old_key) for m in moves if m.old_space not in away]
-        await self.store.owe(await self.store.delete_keys(unneeded))
+            unneeded = [(t.space_id, t.key) for t in lost]
+            unneeded += [(m.old_space, m.old_key) for m in moves]
+            await strays.owe(conn, unneeded, now())
+        await self.store.delete_owed([b for b in unneeded if b[0] not in away])
         return moves
 
     async def _drop_intent(self, intent: int) -> None:

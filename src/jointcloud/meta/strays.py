@@ -25,6 +25,13 @@ async def owe(conn: AsyncConnection, blocks: Iterable[tuple[int, str]], at: date
     return len(rows)
 
 
+async def forgive(conn: AsyncConnection, blocks: Sequence[tuple[int, str]]) -> None:
+    """Drop the debts of ``(space id, key)`` pairs whose blocks were deleted
+    (keys are never reused: a pair names one block)."""
+    for sid, key in blocks:
+        await conn.execute(delete(S).where(S.c.user_space_id == sid, S.c.key == key))
+
+
 async def owed(
     conn: AsyncConnection, space_id: int, limit: int, before: datetime
 ) -> list[tuple[int, int, str]]:
