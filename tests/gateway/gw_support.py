@@ -4,13 +4,19 @@ seed's CamelCase names on the way."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import socket
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import uvicorn
 
+from jointcloud.api import host
 from jointcloud.api.gateway.s3client import new_client
 from jointcloud.context import Context
 
@@ -172,3 +178,22 @@ class Gw:
         answer = await self(path, method, **kwargs)
         assert answer.code == 0, answer.msg
         return answer
+
+
+@contextlib.asynccontextmanager
+async def main_listener(ctx: Context) -> AsyncIterator[int]:
+    """The main listener as ``jcs serve`` builds it (its app, the facade
+    among its routes, and its connection protocol, ``api/common/connection.py``)
+    served by uvicorn on a loopback port in this event loop; yields the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    listener = host.build_listeners(ctx, ctx.settings, host.Metrics())[0]
+    server = uvicorn.Server(host.uvicorn_config(listener))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()

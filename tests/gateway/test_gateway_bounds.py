@@ -6,7 +6,9 @@ once ran in the loop's default pool, where every SQLite commit runs too."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import struct
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,8 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from gw_support import Jcs, read, unique
+from gw_support import Jcs, main_listener, read, unique
 
+from jointcloud.api.gateway import app as gateway
 from jointcloud.api.gateway import credentials, s3client
 from jointcloud.api.gateway.app import create_app
 from jointcloud.api.gateway.pools import Pool
@@ -100,8 +103,8 @@ async def test_a_silent_endpoint_holds_none_of_the_servers_threads(
 class Watched(Pool):
     """A pool that counts the calls that left it."""
 
-    def __init__(self) -> None:
-        super().__init__("jcs-test-s3", threads=2, slots=2, what="outbound S3 calls")
+    def __init__(self, threads: int = 2, slots: int = 2) -> None:
+        super().__init__("jcs-test-s3", threads=threads, slots=slots, what="outbound S3 calls")
         self.left = 0
         self.changed = asyncio.Condition()
 
@@ -153,6 +156,88 @@ async def test_a_client_that_leaves_ends_its_call_and_frees_its_slot(
         server.should_exit = True
         await serving
         sock.close()
+
+
+FORM = (
+    b'--gwb\r\nContent-Disposition: form-data; name="bucket"\r\n\r\nb\r\n'
+    b'--gwb\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n'
+    b'--gwb\r\nContent-Disposition: form-data; name="file"; filename="k"\r\n\r\n'
+    b"tiny\r\n--gwb--\r\n"
+)
+
+
+async def start_call(
+    port: int, path: str, endpoint: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw call of ``path`` naming ``endpoint``, sent whole, its answer
+    not read: ``/uploadObject`` of a tiny file, or ``/headBucket``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if path == "/uploadObject":
+        body, ctype = FORM, "multipart/form-data; boundary=gwb"
+    else:
+        body, ctype = b'{"bucket":"b"}', "application/json"
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers(endpoint).items())
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: gw\r\n{head}Content-Type: {ctype}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()
+    return reader, writer
+
+
+@pytest.mark.parametrize("path", ["/headBucket", "/uploadObject"])
+@pytest.mark.parametrize("leaving", ["close", "half-close", "reset"])
+async def test_a_client_that_ends_its_side_gives_its_slot_back_soon(
+    ctx: Context, silent: Silent, monkeypatch: pytest.MonkeyPatch, leaving: str, path: str
+) -> None:
+    """The server's listener keeps a connection open after the client's FIN
+    for its answer (``nc -N`` half-closes, then reads), and a client that
+    closed its socket sends the same FIN: each call of theirs held its slot
+    to its 75 s deadline, so 32 closed connections held every slot (found
+    by review). Now the call is given up ``HALF_CLOSED_GRACE`` after the
+    FIN, and one still reading is told why; on a reset at once (so it was
+    already, but for an upload's check of the credentials, made before its
+    body is read)."""
+    pool = Watched(threads=4, slots=2)  # threads to spare: those given up keep theirs
+    monkeypatch.setattr(s3client, "S3_POOL", pool, raising=False)
+    monkeypatch.setattr(gateway, "HALF_CLOSED_GRACE", 0.5)
+    async with main_listener(ctx) as port:
+        try:
+            clients = [await start_call(port, path, silent.url) for _ in range(2)]
+            await asyncio.wait_for(silent.reached(2), 30)
+            assert pool.free() == 0  # both calls wait on the silent service
+            for _, writer in clients:
+                if leaving == "half-close":
+                    writer.write_eof()
+                    continue
+                if leaving == "reset":
+                    linger = struct.pack("ii", 1, 0)
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, linger
+                    )
+                writer.close()
+            # Two clients made and two calls given up: long before the 75 s.
+            await asyncio.wait_for(pool.emptied(4), 10)
+            assert pool.free() == pool.slots
+            if leaving == "half-close":
+                for reader, writer in clients:
+                    answer = await asyncio.wait_for(reader.read(), 10)  # to the server's close
+                    writer.close()
+                    head, _, body = answer.partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200 "), answer
+                    assert json.loads(body) == {
+                        "code": -1,
+                        "msg": "the client closed its side of the connection before the answer; "
+                        "the call was given up after 0.5 s (the server cannot tell a "
+                        "half-closed client from one that left)",
+                    }
+            # The next call is admitted (not "busy") and goes out.
+            _, writer = await start_call(port, path, silent.url)
+            await asyncio.wait_for(silent.reached(3), 10)
+            writer.close()
+        finally:
+            await silent.close()  # the calls still waiting on it end
 
 
 async def test_access_grants_run_two_at_a_time_in_their_own_threads(

@@ -34,6 +34,12 @@ What a listener answers a refused request (and a request its parser cannot
 read) is its ``Malformed`` function's: S3 XML for the S3 endpoint, the JCS
 envelope on the main listener. A refusal never writes into another answer:
 while one is being written, the connection is dropped instead.
+
+A client's EOF after its request (a half-close: answers still due), and
+the connection's loss, are told to each request through the
+``CLIENT_ENDS`` extension of its scope (``api/common/http.py``): the EOF
+is the same from a client that closed and left, and a request waiting on
+someone else may give up; the loss reaches one whose body is not read yet.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 
 from jointcloud.api.common.admission import Admission
 from jointcloud.api.common.bigwrites import ThreadedWrites
+from jointcloud.api.common.http import CLIENT_ENDS, ClientEnds
 from jointcloud.api.common.observability import new_request_id
 
 # What went wrong with a request before the app saw it (or, with
@@ -107,6 +114,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _half_closed = False  # the client sent its EOF; answers still due
         _admitted = False  # counted among the process's open connections
         _lingering = False  # turned away, counted among those lingering
+        _ends: ClientEnds | None = None  # told to its requests (made with the first)
+        _extensions: dict[str, dict[object, object]] | None = None  # in each request's scope
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -203,6 +212,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             if self._reading_head and self._head_bytes:
                 return None  # a head begun after them will never end
             self._half_closed = True
+            if self._ends is not None:
+                self._ends.eof.set()
             return True  # the transport stays open for the answers
 
         def on_response_complete(self) -> None:
@@ -225,6 +236,10 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 if size > limits.max_head:
                     self._refuse("head_too_large")
                     raise _Refused  # stops the parser: no request for the app
+            if self._extensions is None:  # once per connection: requests share it
+                self._ends = ClientEnds()
+                self._extensions = {CLIENT_ENDS: {"ends": self._ends}}
+            self.scope["extensions"] = self._extensions
             super().on_headers_complete()
             self._app_was_busy = False
             # The watch armed for the head (at most a period away) checks
@@ -376,6 +391,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             """Every request not answered is over: its app's receive() sees
             the client gone and its answer is dropped, as when the
             connection is lost."""
+            if self._ends is not None:
+                self._ends.lost.set()
             for cycle in self._cycles():
                 if not cycle.response_complete:
                     cycle.disconnected = True

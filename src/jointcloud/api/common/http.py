@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -45,31 +46,83 @@ async def client_gone(receive: Callable[[], Awaitable[Any]]) -> bool:
     return False
 
 
-async def unless_gone(receive: Callable[[], Awaitable[Any]], work: Awaitable[T]) -> T | None:
-    """``work``'s result, or ``None`` once the client has gone away first:
+# The ASGI extension (``scope["extensions"]``) by which a listener of
+# ``api/common/connection.py`` tells a request how its client's connection
+# ends: ``{"ends": ClientEnds}``, one per connection.
+CLIENT_ENDS = "jointcloud.client_ends"
+
+
+@dataclass(frozen=True)
+class ClientEnds:
+    """Events of a client's connection, as a request of it sees them."""
+
+    # The client has ended its sending side: a half-close, or a close (the
+    # server cannot tell them apart before it writes); answers still due.
+    eof: asyncio.Event = field(default_factory=asyncio.Event)
+    # The connection is lost (``receive`` says ``http.disconnect`` too).
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def client_ends(scope: Mapping[str, Any]) -> ClientEnds | None:
+    """The ``ClientEnds`` of this request's connection; ``None`` where the
+    server does not say (another ASGI server, a test's transport)."""
+    extension = (scope.get("extensions") or {}).get(CLIENT_ENDS)
+    ends = extension.get("ends") if isinstance(extension, Mapping) else None
+    return ends if isinstance(ends, ClientEnds) else None
+
+
+class Gone(Exception):
+    """The client went away before the work it asked for was done."""
+
+
+async def unless_gone(
+    receive: Callable[[], Awaitable[Any]] | None,
+    work: Awaitable[T],
+    *,
+    ends: ClientEnds | None = None,
+    grace: float = 0.0,
+) -> T:
+    """``work``'s result, or ``Gone`` once the client has gone away first:
     ``work`` is then cancelled, so what it waits on (a service that does not
-    answer, a long listing) is not waited on for nobody. Only for a request
-    whose body is read by now: what ``receive`` still brings is dropped."""
+    answer, a long listing) is not waited on for nobody.
+
+    Gone is ``http.disconnect`` from ``receive`` (only for a request whose
+    body is read by now: what ``receive`` still brings is dropped; ``None``
+    where the body is yet to be read), or with ``ends``, the connection
+    lost, or ``grace`` seconds after the client's EOF: a client that closed
+    its socket sends the same FIN as one that only half-closed to read its
+    answer, so the second gets that long, not the work's own deadline."""
     task = asyncio.ensure_future(work)
 
-    async def left() -> None:
+    async def left(receive: Callable[[], Awaitable[Any]]) -> None:
         while (await receive()).get("type") != "http.disconnect":
             pass
 
-    watch = asyncio.ensure_future(left())
+    async def closed(eof: asyncio.Event) -> None:
+        await eof.wait()
+        await asyncio.sleep(grace)
+
+    watches: list[asyncio.Future[Any]] = []
+    if receive is not None:
+        watches.append(asyncio.ensure_future(left(receive)))
+    if ends is not None:
+        watches.append(asyncio.ensure_future(ends.lost.wait()))
+        watches.append(asyncio.ensure_future(closed(ends.eof)))
     try:
-        done, _ = await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait((task, *watches), return_when=asyncio.FIRST_COMPLETED)
     except BaseException:  # this request's own task cancelled: so is the work
         task.cancel()
-        watch.cancel()
+        for watch in watches:
+            watch.cancel()
         raise
-    watch.cancel()
-    await asyncio.gather(watch, return_exceptions=True)
+    for watch in watches:
+        watch.cancel()
+    await asyncio.gather(*watches, return_exceptions=True)
     if task in done:
         return task.result()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return None
+    raise Gone()
 
 
 def _position(digits: str) -> int:

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import structlog
@@ -23,7 +23,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from jointcloud.api.common.http import http_date, unless_gone
+from jointcloud.api.common.http import (
+    ClientEnds,
+    Gone,
+    client_ends,
+    http_date,
+    unless_gone,
+)
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import credentials as cred
 from jointcloud.api.gateway import listing
@@ -37,6 +43,7 @@ from jointcloud.errors import DomainError, ServerBusy
 from jointcloud.keys.caveats import Permission
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 PROTOCOL = "gateway"
 AUTH_HEADERS = ("AccessKeyId", "SecretKey", "Endpoint")
@@ -44,6 +51,9 @@ DOWNLOAD_PIECE = 1024 * 1024
 DELETE_BATCH = 1000  # keys per DeleteObjects request (S3's limit)
 MAX_LIST_KEYS = 100_000
 RETRY_AFTER = "2"  # seconds, with a "busy" answer
+# A client that sent its EOF may only have half-closed to read its answer,
+# or may be gone: its call gets this long, then gives its slot back.
+HALF_CLOSED_GRACE = 5.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The seed's messages of success.
@@ -53,6 +63,28 @@ MSG_DELETED = "删除成功"
 MSG_UPLOADED = "上传成功"
 MSG_COPIED = "复制成功"
 MSG_MOVED = "移动成功"
+
+
+def gone(ends: ClientEnds | None) -> str:
+    """The answer to a call whose client went away (``unless_gone``)."""
+    if ends is not None and ends.eof.is_set() and not ends.lost.is_set():
+        # Read if the client only half-closed.
+        return (
+            "the client closed its side of the connection before the answer; "
+            f"the call was given up after {HALF_CLOSED_GRACE:g} s (the server "
+            "cannot tell a half-closed client from one that left)"
+        )
+    return "the client went away before the answer"  # for the log and metrics
+
+
+async def watched(request: Request, work: Awaitable[T], *, body_read: bool = True) -> T:
+    """``work``, cancelled when its client is gone (``Gone``): at once when
+    the connection is lost, ``HALF_CLOSED_GRACE`` after the client's EOF.
+    Without ``body_read``, ``receive`` is the body's: only the listener's
+    ``ClientEnds`` tell."""
+    receive = request.receive if body_read else None
+    ends = client_ends(request.scope)
+    return await unless_gone(receive, work, ends=ends, grace=HALF_CLOSED_GRACE)
 
 
 def millis(value: Any) -> int:
@@ -263,7 +295,7 @@ async def upload_object(c: Call, s3: S3 | None) -> Response:
     part_size = up.part_size_for(_declared(c))
     ctype = part.content_type if part.content_type != "application/octet-stream" else None
     # Before the file is read (up to 9 parts, spooled past 8 MiB each).
-    await _s3(s3).vouch("get_bucket_location", Bucket=bucket)
+    await watched(c.request, _s3(s3).vouch("get_bucket_location", Bucket=bucket), body_read=False)
     await up.upload_object(
         _s3(s3),
         bucket,
@@ -471,7 +503,8 @@ async def upload_part(c: Call, s3: S3 | None) -> Response:
     number = p.integer("part_number", low=1, high=up.MAX_PARTS)
     up.check_part_declared(_declared(c))
     # Before the part is spooled: the credentials and the upload are good.
-    await _s3(s3).vouch("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
+    vouch = _s3(s3).vouch("list_parts", Bucket=bucket, Key=key, UploadId=upload_id, MaxParts=1)
+    await watched(c.request, vouch, body_read=False)
     etag = await up.upload_part(
         _s3(s3), bucket, key, upload_id, number, up.PartReader(part.chunks())
     )
@@ -602,17 +635,18 @@ def create_app(
             if endpoint.takes_file:  # the handler reads the body: it sees the client leave
                 return await endpoint.handler(call, s3)
             # The body is in: a client that leaves ends the call (found by
-            # review, 2026-12-06: calls to a silent service ran on for nobody).
-            answered = await unless_gone(request.receive, endpoint.handler(call, s3))
-            if answered is None:  # nobody reads this: it is for the log and metrics
-                return failure("the client went away before the answer", xml=xml)
-            return answered
+            # review, 2026-12-06: calls to a silent service ran on for nobody),
+            # and so does one that sent its EOF, after a grace (found by
+            # review: closed connections held every slot for 75 s).
+            return await watched(request, endpoint.handler(call, s3))
         except GatewayError as exc:
             return failure(exc.message, xml=xml)
         except ServerBusy as exc:  # the envelope's 503: the caller may try again shortly
             return answer(FAILED, exc.message, xml=xml, headers={"Retry-After": RETRY_AFTER})
         except DomainError as exc:
             return failure(exc.message, xml=xml)
+        except Gone:
+            return failure(gone(client_ends(request.scope)), xml=xml)
         except ClientDisconnect:  # gone mid-body: nothing was stored, nobody reads this
             return failure("the client disconnected before the request was read", xml=xml)
         except Exception as exc:  # no request data in the log: it may hold keys
