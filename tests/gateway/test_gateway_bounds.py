@@ -240,6 +240,42 @@ async def test_a_client_that_ends_its_side_gives_its_slot_back_soon(
             await silent.close()  # the calls still waiting on it end
 
 
+async def test_a_call_makes_two_attempts(silent: Silent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two attempts, as its 75 s deadline counts them: botocore's
+    ``max_attempts`` counts retries only, and made three (90 s in a thread
+    to a silent service, found measuring the threads of calls given up)."""
+    from botocore.exceptions import ReadTimeoutError  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(s3client, "READ_SECONDS", 0.5)
+    client = s3client.new_client(silent.url, "AKIDSILENT", "not-a-secret")
+    with pytest.raises(ReadTimeoutError):
+        await asyncio.to_thread(client.head_bucket, Bucket="b")
+    assert silent.accepted == s3client.ATTEMPTS == 2
+
+
+async def test_a_call_given_up_makes_no_more_attempts(
+    silent: Silent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose client left frees its slot at once, but its thread stays
+    in botocore (nothing stops a blocking read): it makes no retry, so the
+    thread is held for the attempt under way at most."""
+    monkeypatch.setattr(s3client, "READ_SECONDS", 2.0)
+    pool = Watched()
+    monkeypatch.setattr(s3client, "S3_POOL", pool, raising=False)
+    s3 = s3client.S3(s3client.new_client(silent.url, "AKIDSILENT", "not-a-secret"))
+    call = asyncio.create_task(s3.call("head_bucket", Bucket="b"))
+    await asyncio.wait_for(silent.reached(1), 30)
+    call.cancel()  # as when its client leaves
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert pool.free() == pool.slots
+    assert pool.abandoned == 1
+    # Its thread ends with the attempt's 2 s read timeout, with no retry.
+    await asyncio.wait_for(asyncio.to_thread(pool.executor.shutdown, wait=True), 20)
+    assert pool.abandoned == 0
+    assert silent.accepted == 1
+
+
 async def test_access_grants_run_two_at_a_time_in_their_own_threads(
     gw: httpx.AsyncClient, jcs: Jcs, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,21 +17,38 @@ never answers stopped every write on the server for some ten minutes, and
   deadline, a cancellation) the slot is free, and a call still queued for a
   thread is dropped. A thread already inside a blocking call cannot be
   stopped: it ends within the library's own timeouts, holding one of its
-  pool's threads, never the server's.
+  pool's threads, never the server's. Such a call is *given up*: it is
+  counted (``abandoned``), and ``given_up()`` tells the library's hooks
+  in its thread so that it begins nothing more (``s3client``: no retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import threading
 import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from jointcloud.errors import ServerBusy
 
 T = TypeVar("T")
+
+# Set in the thread of each call: its caller gave it up.
+_GIVEN_UP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "jcs_pool_given_up", default=None
+)
+
+
+def given_up() -> bool:
+    """Whether the call running in this thread was given up by its caller
+    (its client left, or its deadline passed): nobody awaits what it has not
+    begun yet."""
+    flag = _GIVEN_UP.get()
+    return flag is not None and flag.is_set()
 
 
 class Deadline(Exception):
@@ -45,6 +62,8 @@ class Pool:
         self.slots = slots
         self.what = what  # "outbound calls": said in the busy answer
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix=name)
+        self._abandoned = 0
+        self._lock = threading.Lock()  # _abandoned ends in the threads
         # An asyncio semaphore belongs to one event loop; tests run many.
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._gates = weakref.WeakKeyDictionary()
@@ -60,6 +79,20 @@ class Pool:
         """Slots free now (in this event loop)."""
         gate = self.gate()
         return gate._value  # asyncio has no public reading
+
+    @property
+    def abandoned(self) -> int:
+        """Threads still inside a call that was given up (they hold no slot)."""
+        return self._abandoned
+
+    def _abandon(self, job: Future[Any]) -> None:
+        with self._lock:
+            self._abandoned += 1
+        job.add_done_callback(self._ended)
+
+    def _ended(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._abandoned -= 1
 
     async def run(
         self,
@@ -83,17 +116,29 @@ class Pool:
                 "try again in a few seconds"
             ) from None
         try:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
-            if deadline is None:
-                return await future
-            bound = asyncio.timeout(deadline)
+            flag = threading.Event()
+            context = contextvars.copy_context()
+            context.run(_GIVEN_UP.set, flag)
+            job = self.executor.submit(context.run, functools.partial(fn, *args, **kwargs))
             try:
-                async with bound:
-                    return await future
-            except TimeoutError:
-                if bound.expired():
-                    raise Deadline() from None
+                return await self._outcome(asyncio.wrap_future(job), deadline)
+            except BaseException:
+                if not job.cancel() and not job.done():  # in its thread still
+                    flag.set()
+                    self._abandon(job)
                 raise
         finally:
             gate.release()
+
+    @staticmethod
+    async def _outcome(future: asyncio.Future[T], deadline: float | None) -> T:
+        if deadline is None:
+            return await future
+        bound = asyncio.timeout(deadline)
+        try:
+            async with bound:
+                return await future
+        except TimeoutError:
+            if bound.expired():
+                raise Deadline() from None
+            raise

@@ -28,7 +28,7 @@ from http import HTTPStatus
 from typing import Any
 
 from jointcloud.api.gateway.envelope import GatewayError
-from jointcloud.api.gateway.pools import Deadline, Pool
+from jointcloud.api.gateway.pools import Deadline, Pool, given_up
 from jointcloud.api.gateway.urls import service_url
 
 REGION = "us-east-1"
@@ -117,7 +117,8 @@ def _config() -> Any:
         region_name=REGION,
         signature_version="s3v4",
         s3={"addressing_style": "path"},
-        retries={"mode": "standard", "max_attempts": ATTEMPTS},
+        # total_: botocore's max_attempts counts the retries only (it made 3).
+        retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
         connect_timeout=CONNECT_SECONDS,
         read_timeout=READ_SECONDS,
         max_pool_connections=32,
@@ -140,6 +141,17 @@ def _no_expect(params: dict[str, Any], **_: Any) -> None:
     params.get("headers", {}).pop("Expect", None)
 
 
+class GivenUp(Exception):
+    """Ends a call its caller gave up, before its next attempt."""
+
+
+def _unless_given_up(**_: Any) -> None:
+    """Before each attempt (a retry too): a call given up makes no more,
+    so its thread is held for the attempt under way at most."""
+    if given_up():
+        raise GivenUp()
+
+
 def new_client(endpoint: str, access_key_id: str, secret_key: str) -> Any:
     """A boto3 S3 client (blocks; sessions are not thread-safe, hence the lock)."""
     global _session
@@ -158,6 +170,7 @@ def new_client(endpoint: str, access_key_id: str, secret_key: str) -> Any:
         )
     # after botocore's own handlers of the operations (more specific names first)
     client.meta.events.register("before-call.s3", _no_expect)
+    client.meta.events.register("before-send.s3", _unless_given_up)
     return client
 
 
