@@ -1,6 +1,6 @@
 """The gateway facade of a real ``jcs serve``, over raw sockets: what its
 listener does with a client that half-closes while its call waits on a
-service that never answers."""
+service that never answers, and with a method its HTTP parser does not know."""
 
 from __future__ import annotations
 
@@ -79,3 +79,25 @@ def test_a_half_closed_call_is_given_up_after_the_grace(server: JcsServer, silen
         "was given up after 5 s (the server cannot tell a half-closed client from one "
         "that left)",
     }
+
+
+def test_a_method_the_parser_does_not_know_gets_the_facades_405(server: JcsServer) -> None:
+    """Refused by the listener before any route: on a path of the facade in
+    its envelope (it was the v1 API's 400, found by review), elsewhere as before."""
+    tail = b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"BREW /listObjects" + tail)
+        answer = until_closed(sock, GIVE_UP)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n"), answer
+    assert b"\r\nallow: GET, POST\r\n" in head
+    assert json.loads(text) == {
+        "code": -1,
+        "msg": "method BREW not allowed on /listObjects (use GET, POST)",
+    }
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"BREW /v1/bucket/list" + tail)
+        answer = until_closed(sock, GIVE_UP)
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+    assert json.loads(text)["code"] == "BadArgument"

@@ -45,7 +45,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from jointcloud import errors
 from jointcloud.api.authsvc import app as authsvc
 from jointcloud.api.common.admission import Admission, default_max_connections
-from jointcloud.api.common.connection import ConnectionLimits, Malformed, http_protocol
+from jointcloud.api.common.connection import (
+    ConnectionLimits,
+    Malformed,
+    UnknownMethod,
+    http_protocol,
+)
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.gateway import app as gateway
 from jointcloud.api.jcs import envelope as jcs_envelope
@@ -95,6 +100,7 @@ class Listener:
     app: ASGIApp
     malformed: Malformed | None = None
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    unknown_method: UnknownMethod | None = None
 
 
 # --- /metrics ---------------------------------------------------------------
@@ -283,7 +289,12 @@ def build_listeners(ctx: Context, settings: Settings, metrics: Metrics) -> list[
         idle_seconds=settings.http_idle_seconds,
         admission=admission,
     )
-    listeners = [Listener(MAIN_LISTENER, settings.listen, main, MALFORMED[MAIN_LISTENER], limits)]
+    # A method the parser does not know, on a path of the gateway's: its
+    # own 405 (the v1 envelope's 400 answered it, found by review).
+    refused = gateway.unknown_method if "api" in settings.roles else None
+    listeners = [
+        Listener(MAIN_LISTENER, settings.listen, main, MALFORMED[MAIN_LISTENER], limits, refused)
+    ]
     if "api" in settings.roles:
         for name, address in settings.listen_addresses()[1:]:
             app = PROTOCOLS[name](ctx, metrics.http)
@@ -399,7 +410,7 @@ async def _stopped(runner: asyncio.Task[None]) -> None:
 
 def uvicorn_config(listener: Listener) -> uvicorn.Config:
     host, port = parse_listen(listener.address)
-    http = http_protocol(listener.malformed, listener.limits)
+    http = http_protocol(listener.malformed, listener.limits, listener.unknown_method)
     return uvicorn.Config(
         listener.app,
         host=host,

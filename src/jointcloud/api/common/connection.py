@@ -32,8 +32,11 @@ pieces of an answer are written to the socket by a worker thread.
 
 What a listener answers a refused request (and a request its parser cannot
 read) is its ``Malformed`` function's: S3 XML for the S3 endpoint, the JCS
-envelope on the main listener. A refusal never writes into another answer:
-while one is being written, the connection is dropped instead.
+envelope on the main listener. A method the parser does not know (``BREW``)
+may be answered by the listener's ``UnknownMethod`` instead, given the
+request line: the main listener answers the gateway's paths in the
+gateway's format. A refusal never writes into another answer: while one is
+being written, the connection is dropped instead.
 
 A client's EOF after its request (a half-close: answers still due), and
 the connection's loss, are told to each request through the
@@ -45,11 +48,15 @@ someone else may give up; the loss reaches one whose body is not read yet.
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Literal
 
+import httptools
 from starlette.responses import Response
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -72,6 +79,40 @@ Problem = Literal["unparsable", "head_too_large", "head_timeout", "too_many_conn
 Malformed = Callable[[str, Problem], Response]
 
 
+@dataclass(frozen=True)
+class RequestLine:
+    """What a request the parser refused said it was, read from its first line."""
+
+    method: str
+    path: str  # percent-decoded, as uvicorn's scope["path"]
+    query: bytes
+
+
+# A listener's answer to a request whose method the parser does not know;
+# None: its Malformed answer (a path it has no format of its own for).
+UnknownMethod = Callable[[RequestLine], Response | None]
+
+# method SP request-target SP HTTP-version CRLF (RFC 9112 §3), after the
+# empty lines a parser skips between requests.
+_REQUEST_LINE = re.compile(rb"(?:\r?\n)*([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^ \r\n]+) HTTP/\d\.\d\r?\n")
+
+
+def request_line(head: bytes) -> RequestLine | None:
+    """The request line at the start of ``head``, if whole and readable."""
+    found = _REQUEST_LINE.match(head)
+    if found is None:
+        return None
+    method, target = found.groups()
+    try:
+        url = httptools.parse_url(target)
+        path = url.path.decode("ascii")
+    except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+        return None
+    if "%" in path:  # as uvicorn routes it
+        path = urllib.parse.unquote(path)
+    return RequestLine(method.decode("ascii"), path, url.query or b"")
+
+
 LINGER_SECONDS = 2.0
 
 
@@ -88,9 +129,14 @@ class ConnectionLimits:
     admission: Admission | None = field(default=None, compare=False)
 
 
-def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type[HttpToolsProtocol]:
+def http_protocol(
+    malformed: Malformed | None,
+    limits: ConnectionLimits,
+    unknown_method: UnknownMethod | None = None,
+) -> type[HttpToolsProtocol]:
     """uvicorn's HTTP protocol with ``limits``, answering what it refuses with
-    ``malformed`` (uvicorn writes plain text) or, without one, plain text."""
+    ``malformed`` (uvicorn writes plain text) or, without one, plain text;
+    a method the parser does not know with ``unknown_method`` where it answers."""
 
     unequal = limits.head_seconds != limits.idle_seconds
 
@@ -116,6 +162,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         _lingering = False  # turned away, counted among those lingering
         _ends: ClientEnds | None = None  # told to its requests (made with the first)
         _extensions: dict[str, dict[object, object]] | None = None  # in each request's scope
+        _head_start = b""  # the chunk a head began with (a reference: no copy)
+        _head_start_at = -1  # _messages then: a head begun later is not in it
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -163,6 +211,8 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
+            if self._reading_head and not self._head_bytes:
+                self._head_start, self._head_start_at = data, self._messages
             self._any_data = True
             self._last_data = self.loop.time()
             counting, messages = self._reading_head, self._messages
@@ -270,7 +320,20 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             super()._start_asgi_task(cycle, app)
 
         def send_400_response(self, msg: str) -> None:
-            self._refuse("unparsable")
+            # Called while uvicorn handles the parser's error: it says which.
+            if isinstance(sys.exception(), httptools.HttpParserInvalidMethodError):
+                self._refuse("unparsable", self._unknown_method())
+            else:
+                self._refuse("unparsable")
+
+        def _unknown_method(self) -> Response | None:
+            """The listener's answer to a request whose method the parser
+            does not know, if its request line is whole in the chunk that
+            began it (and no other request began in that chunk after it)."""
+            if unknown_method is None or self._head_start_at != self._messages:
+                return None
+            line = request_line(self._head_start)
+            return unknown_method(line) if line is not None else None
 
         def pause_writing(self) -> None:
             super().pause_writing()
@@ -403,10 +466,11 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             self._end_requests()
             self.transport.abort()
 
-        def _refuse(self, problem: Problem) -> None:
-            """Answer in the listener's format, then close: the stream can no
-            longer be trusted. While another answer is on its way, a second
-            one would corrupt it: the connection is dropped instead."""
+        def _refuse(self, problem: Problem, answer: Response | None = None) -> None:
+            """Answer in the listener's format (or ``answer``), then close: the
+            stream can no longer be trusted. While another answer is on its
+            way, a second one would corrupt it: the connection is dropped
+            instead."""
             if self._refused:
                 return
             if self._watch is not None:
@@ -417,7 +481,7 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
                 return
             self._refused = True
             self._end_requests()
-            self.transport.write(self._answer(problem))
+            self.transport.write(self._answer(problem, answer))
             # Closing with unread input makes the kernel reset the connection,
             # which can destroy the answer before the client reads it (a
             # client still sending its oversized head). So: end our side,
@@ -432,16 +496,16 @@ def http_protocol(malformed: Malformed | None, limits: ConnectionLimits) -> type
             else:
                 self.transport.close()
 
-        def _answer(self, problem: Problem) -> bytes:
-            """The listener's answer to ``problem``, as bytes to send, with
-            ``Connection: close``."""
+        def _answer(self, problem: Problem, answer: Response | None = None) -> bytes:
+            """The listener's answer to ``problem`` (or ``answer``), as bytes
+            to send, with ``Connection: close``."""
             request_id = new_request_id()
-            if malformed is None:
+            if answer is None and malformed is not None:
+                answer = malformed(request_id, problem)
+            elif answer is None:
                 status = 503 if problem == "too_many_connections" else 400
                 body = b"the HTTP request was refused: " + problem.encode() + b"\n"
                 answer = Response(body, status_code=status, media_type="text/plain")
-            else:
-                answer = malformed(request_id, problem)
             phrase = HTTPStatus(answer.status_code).phrase.encode()
             lines = [b"HTTP/1.1 %d %s\r\n" % (answer.status_code, phrase)]
             headers = [*self.server_state.default_headers, *answer.raw_headers]

@@ -19,10 +19,12 @@ from urllib.parse import quote
 
 import structlog
 from starlette.applications import Starlette
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from jointcloud.api.common.connection import RequestLine
 from jointcloud.api.common.http import (
     ClientEnds,
     Gone,
@@ -35,7 +37,7 @@ from jointcloud.api.gateway import credentials as cred
 from jointcloud.api.gateway import listing
 from jointcloud.api.gateway import upload as up
 from jointcloud.api.gateway.envelope import FAILED, GatewayError, answer, failure, success
-from jointcloud.api.gateway.params import Body, Params, read_body, wants_xml
+from jointcloud.api.gateway.params import Body, Params, query_wants_xml, read_body, wants_xml
 from jointcloud.api.gateway.s3client import S3, ClientCache, normalize_endpoint
 from jointcloud.context import Context
 from jointcloud.core.outbound import OutboundGuard
@@ -668,11 +670,25 @@ def create_app(
 
 def not_allowed(request: Request) -> Response:
     """``405`` in the envelope, with the endpoint's own methods in ``Allow``."""
-    allowed = ", ".join(sorted(ENDPOINTS[request.url.path].methods))
+    return _not_allowed(request.method, request.url.path, xml=wants_xml(request))
+
+
+def unknown_method(line: RequestLine) -> Response | None:
+    """The main listener's answer to a request whose method its HTTP parser
+    does not know (``BREW``; ``api/common/connection.py``): on the facade's
+    paths the same ``405`` as for any method a path does not take; ``None``
+    on others."""
+    if line.path not in ENDPOINTS:
+        return None
+    return _not_allowed(line.method, line.path, xml=query_wants_xml(QueryParams(line.query)))
+
+
+def _not_allowed(method: str, path: str, *, xml: bool) -> Response:
+    allowed = ", ".join(sorted(ENDPOINTS[path].methods))
     return answer(
         -1,
-        f"method {request.method[:20]} not allowed on {request.url.path} (use {allowed})",
-        xml=wants_xml(request),
+        f"method {method[:20]} not allowed on {path} (use {allowed})",
+        xml=xml,
         status=405,
         headers={"Allow": allowed},
     )

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 
 from jointcloud.api.formdata import FormPart, StreamingForm, boundary_of
@@ -331,7 +332,11 @@ def _pairs(raw: bytes, params: Params) -> None:
 def wants_xml(request: Request) -> bool:
     """``data_format=xml`` in the query string, read leniently: the answer's
     format is chosen before the parameters are checked."""
-    values = request.query_params.getlist("data_format")
+    return query_wants_xml(request.query_params)
+
+
+def query_wants_xml(query: QueryParams) -> bool:
+    values = query.getlist("data_format")
     return bool(values) and values[0].strip().lower() == "xml"
 
 
