@@ -184,6 +184,26 @@ async def test_a_run_is_served_by_the_replica_that_failed_last_then_the_others()
     await nothing_left_running()
 
 
+async def test_a_partial_answer_is_not_held_for_a_hung_replica() -> None:
+    """A hung replica outrun by two that fail their checks in different
+    chunks of a run: the longer partial answer is taken once the hung one
+    has had its patience, and the rest comes from the replica that failed
+    earlier (found by review: the read waited on the hung replica for ever,
+    though every chunk had a good copy)."""
+    data = os.urandom(4 * SEG)
+    spaces, blocks, layout = await stored(RepPolicy(3), data)
+    chunk = layout.chunk_len
+    spaces[0].faults.before_read = hung([])
+    spaces[1].corrupt(blocks[1].key, at=2 * chunk + 5)
+    spaces[2].corrupt(blocks[2].key, at=chunk + 5)
+    reports: list[tuple[int, Exception]] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader, "READ_RUN", 4 * SEG)
+        assert await read_all(layout, blocks, reports) == data
+    assert sorted(i for i, _ in reports) == [1, 2]
+    await nothing_left_running()
+
+
 @pytest.mark.parametrize("hung_index", [0, 2, 4])  # data fragments 0 and 2, parity 4
 async def test_ec_reads_around_a_hung_fragment(hung_index: int) -> None:
     policy = EcPolicy(4, 6, 4096)

@@ -487,7 +487,9 @@ class _Reader:
         fails, and as well when the ones asked have not answered within the
         read's patience. ``failed_at``: the chunk each replica failed the
         check of (replicas that failed ``todo.start`` are not asked); the
-        failures met here are added."""
+        failures met here are added. An answer cut short waits for the
+        replicas at work for their patience, not for ever, once no other
+        is left to ask."""
         skip = {i for i, j in failed_at.items() if j == todo.start}
 
         def usable(pos: int) -> bool:
@@ -529,7 +531,13 @@ class _Reader:
         try:
             while True:
                 left = (self.blocks[pos].index for pos in queue)
-                ended = await attempts.ended(_hedge_after(wait, left, self.slow))
+                after = _hedge_after(wait, left, self.slow)
+                if after is None and partial is not None:
+                    # Nobody left to ask for the whole run, but a replica
+                    # that failed before the partial's end may serve the
+                    # rest: a hung one at work is not waited on for ever.
+                    after = wait
+                ended = await attempts.ended(after)
                 if not ended:  # slow: ask the next one too
                     self._mark_slow(self.blocks[pos].index for pos in attempts.in_flight)
                 failed = False
@@ -556,6 +564,8 @@ class _Reader:
                 more = next_ref()
                 if more is not None:
                     attempts.start(more)
+                elif partial is not None and not ended:
+                    return partial  # the ones at work are slow: the rest from the others
                 elif not attempts.in_flight:
                     raise _none_left(todo.start)
         finally:
