@@ -286,6 +286,11 @@ def http_protocol(
                 if size > limits.max_head:
                     self._refuse("head_too_large")
                     raise _Refused  # stops the parser: no request for the app
+            # The head is whole: its first chunk is not needed any more, and
+            # one that also began a body (up to a read's 256 KiB) would be
+            # held through the request and the keep-alive wait after it
+            # (found by review).
+            self._head_start = b""
             if self._extensions is None:  # once per connection: requests share it
                 self._ends = ClientEnds()
                 self._extensions = {CLIENT_ENDS: {"ends": self._ends}}
