@@ -510,6 +510,22 @@ async def test_methods_the_http_parser_does_not_know(ctx: Context) -> None:
         assert json.loads(answer)["code"] == "BadArgument"
 
 
+async def test_an_unknown_method_with_an_absolute_url_without_a_path(ctx: Context) -> None:
+    """``BREW http://host`` (an absolute form with no path): answered with
+    the listener's 400 as any request line it cannot read; the code that
+    reads the request line for the facade's 405 raised on it, and the
+    connection was dropped unanswered, with an error logged (found by
+    review)."""
+    tail = b" HTTP/1.1\r\nHost: gw\r\n\r\n"
+    async with main_listener(ctx) as port:
+        for target in (b"http://gw", b"http://gw?data_format=xml"):
+            status, _, answer = await refused(port, b"BREW " + target + tail)
+            assert status == "HTTP/1.1 400 Bad Request", (target, answer)
+            assert json.loads(answer)["code"] == "BadArgument"
+        status, _, _ = await refused(port, b"BREW http://gw/headBucket" + tail)
+        assert status == "HTTP/1.1 405 Method Not Allowed"
+
+
 async def test_upload_form_order(gw: httpx.AsyncClient, backend: Backend) -> None:
     """The file streams, so the form's fields must come before it (or go in
     the query string); a form with the file first is refused, saying so."""

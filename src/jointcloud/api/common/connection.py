@@ -57,6 +57,7 @@ from http import HTTPStatus
 from typing import Literal
 
 import httptools
+import structlog
 from starlette.responses import Response
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -65,6 +66,8 @@ from jointcloud.api.common.admission import Admission
 from jointcloud.api.common.bigwrites import ThreadedWrites
 from jointcloud.api.common.http import CLIENT_ENDS, ClientEnds
 from jointcloud.api.common.observability import new_request_id
+
+log = structlog.get_logger(__name__)
 
 # What went wrong with a request before the app saw it (or, with
 # too_many_connections, before any request: the process is at its limit).
@@ -105,8 +108,13 @@ def request_line(head: bytes) -> RequestLine | None:
     method, target = found.groups()
     try:
         url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        return None
+    if url.path is None:  # an absolute form without one (found by review)
+        return None
+    try:
         path = url.path.decode("ascii")
-    except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+    except UnicodeDecodeError:
         return None
     if "%" in path:  # as uvicorn routes it
         path = urllib.parse.unquote(path)
@@ -326,10 +334,13 @@ def http_protocol(
 
         def send_400_response(self, msg: str) -> None:
             # Called while uvicorn handles the parser's error: it says which.
+            answer = None
             if isinstance(sys.exception(), httptools.HttpParserInvalidMethodError):
-                self._refuse("unparsable", self._unknown_method())
-            else:
-                self._refuse("unparsable")
+                try:
+                    answer = self._unknown_method()
+                except Exception:  # the listener's Malformed answer, not a dropped connection
+                    log.exception("the answer to an unknown method failed")
+            self._refuse("unparsable", answer)
 
         def _unknown_method(self) -> Response | None:
             """The listener's answer to a request whose method the parser
