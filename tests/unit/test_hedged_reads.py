@@ -204,6 +204,28 @@ async def test_a_partial_answer_is_not_held_for_a_hung_replica() -> None:
     await nothing_left_running()
 
 
+async def test_a_partial_answer_waits_for_the_only_replica_that_can_serve_the_rest() -> None:
+    """A slow replica, still at work many patiences after the other's
+    answer was cut short by a bad first chunk, is the only one that can
+    serve the run: it is waited for, not cancelled and asked again."""
+    data = os.urandom(SEG)
+    spaces, blocks, layout = await stored(RepPolicy(2), data)
+    spaces[1].corrupt(blocks[1].key, at=10)
+    asks = 0
+
+    async def slow() -> None:
+        nonlocal asks
+        asks += 1
+        await asyncio.sleep(20 * reader.HEDGE_SECONDS)
+
+    spaces[0].faults.before_read = slow
+    reports: list[tuple[int, Exception]] = []
+    assert await read_all(layout, blocks, reports) == data
+    assert [i for i, _ in reports] == [1]
+    assert asks == 1
+    await nothing_left_running()
+
+
 @pytest.mark.parametrize("hung_index", [0, 2, 4])  # data fragments 0 and 2, parity 4
 async def test_ec_reads_around_a_hung_fragment(hung_index: int) -> None:
     policy = EcPolicy(4, 6, 4096)

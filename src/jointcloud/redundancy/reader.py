@@ -528,14 +528,27 @@ class _Reader:
         # asked: a slower replica that is working may serve the whole run
         # (found by review: it was cancelled and asked again from the start).
         partial: tuple[BlockRef, list[bytes], BlockCorrupt] | None = None
+
+        def rest_elsewhere() -> bool:
+            """Whether a replica not at work could serve the rest after
+            ``partial`` (one that failed before its end)."""
+            if partial is None:
+                return False
+            end = todo.start + len(partial[1])
+            busy = {self.blocks[pos].index for pos in attempts.in_flight}
+            return any(
+                b.index not in self.bad and b.index not in busy and failed_at.get(b.index) != end
+                for b in self.blocks
+            )
+
         try:
             while True:
                 left = (self.blocks[pos].index for pos in queue)
                 after = _hedge_after(wait, left, self.slow)
-                if after is None and partial is not None:
-                    # Nobody left to ask for the whole run, but a replica
-                    # that failed before the partial's end may serve the
-                    # rest: a hung one at work is not waited on for ever.
+                if after is None and rest_elsewhere():
+                    # Nobody left to ask for the whole run, but another
+                    # replica may serve the rest: a hung one at work is
+                    # not waited on for ever (found by review).
                     after = wait
                 ended = await attempts.ended(after)
                 if not ended:  # slow: ask the next one too
@@ -564,7 +577,7 @@ class _Reader:
                 more = next_ref()
                 if more is not None:
                     attempts.start(more)
-                elif partial is not None and not ended:
+                elif partial is not None and not ended and rest_elsewhere():
                     return partial  # the ones at work are slow: the rest from the others
                 elif not attempts.in_flight:
                     raise _none_left(todo.start)
