@@ -113,14 +113,19 @@ def test_signed_trailer_vector() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=66900), max_size=40), st.booleans())
-def test_any_split_decodes_the_same(cuts: list[int], trailer: bool) -> None:
+@given(
+    st.lists(st.integers(min_value=1, max_value=66900), max_size=40),
+    st.booleans(),
+    st.booleans(),
+)
+def test_any_split_decodes_the_same(cuts: list[int], trailer: bool, whole_chunks: bool) -> None:
     mode = PayloadMode.STREAMING_SIGNED_TRAILER if trailer else PayloadMode.STREAMING_SIGNED
     decoder = ChunkedDecoder(
         pieces(doc_body(trailer), cuts),
         mode,
         signing=context(mode),
         trailer_names=["first", "second", "third"] if trailer else (),
+        whole_chunks=whole_chunks,
     )
     assert decode(decoder) == PAYLOAD
 
@@ -313,6 +318,39 @@ def test_nothing_unverified_is_yielded() -> None:
     with pytest.raises(SignatureDoesNotMatch):
         asyncio.run(run())
     assert b"".join(got) == b"a" * 65536  # chunk 1 only
+
+
+def test_a_streamed_chunk_yields_its_last_piece_only_once_verified() -> None:
+    """``whole_chunks=False`` (the store's bodies): a chunk streams through
+    as it comes, but its last piece waits for its signature, so a bad one
+    raises before the chunk, and so the body, is complete."""
+
+    def streamed(body: bytes) -> bytes:
+        decoder = ChunkedDecoder(
+            pieces(body, range(0, len(body), 256)),
+            PayloadMode.STREAMING_SIGNED,
+            signing=context(),
+            whole_chunks=False,
+        )
+        got: list[bytes] = []
+
+        async def run() -> None:
+            async for part in decoder:
+                got.append(part)
+
+        with pytest.raises(SignatureDoesNotMatch):
+            asyncio.run(run())
+        assert not decoder.finished
+        return b"".join(got)
+
+    bad_second = doc_body().replace(CHUNK_SIGNATURES[1].encode(), b"0" * 64)
+    got = streamed(bad_second)
+    # Chunk 1 whole, then chunk 2 but for its last piece.
+    assert set(got) == {ord("a")} and 65536 < len(got) < 65536 + 1024
+    flipped = bytearray(doc_body())
+    flipped[200] ^= 1
+    got = streamed(bytes(flipped))
+    assert 0 < len(got) < 65536
 
 
 def test_chunks_reordered_or_dropped_fail() -> None:

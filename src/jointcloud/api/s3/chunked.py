@@ -14,9 +14,17 @@ Three framings, chosen by ``x-amz-content-sha256``
 Every chunk signature is chained from the request's seed signature
 (``AWS4-HMAC-SHA256-PAYLOAD`` string to sign) and the trailer signature from
 the last chunk's (``AWS4-HMAC-SHA256-TRAILER``, over the sorted
-``name:value\\n`` trailer lines). A signed chunk is held (at most
-``max_chunk_size`` bytes) until its signature verified, so every byte the
-decoder yields is authenticated; unsigned chunks stream through as they come.
+``name:value\\n`` trailer lines). By default a signed chunk is held (at
+most ``max_chunk_size`` bytes) until its signature verified, so every byte
+the decoder yields is authenticated. With ``whole_chunks=False`` a signed
+chunk streams through as it comes, hashed on the way, and its last piece is
+yielded only once its signature verified: a mismatch raises before the
+iteration ends. That is for a consumer that takes nothing before the end of
+the body (the store: its blocks are committed only once the body ended, and
+removed when it raises), and it holds no chunk in memory (a 16 MiB chunk
+held, the next one read and joined while the previous one was still
+referenced cost ~50 MiB per upload; decisions.md, "Upload memory").
+Unsigned chunks always stream through as they come.
 
 Input is any async iterable of byte pieces, split anywhere. Every line is
 bounded (chunk header ``max_line``, the whole trailer section
@@ -202,6 +210,7 @@ class ChunkedDecoder:
         max_chunk_size: int = MAX_CHUNK_SIZE,
         max_line: int = MAX_LINE,
         max_trailer_bytes: int = MAX_TRAILER_BYTES,
+        whole_chunks: bool = True,
     ) -> None:
         if not payload.streaming:
             raise ValueError(f"{payload} is not an aws-chunked payload")
@@ -217,6 +226,7 @@ class ChunkedDecoder:
         self._max_chunk = max_chunk_size
         self._max_line = max_line
         self._max_trailer = max_trailer_bytes
+        self._whole_chunks = whole_chunks
         self._started = False
         self.decoded_length = 0
         self.finished = False
@@ -224,7 +234,13 @@ class ChunkedDecoder:
 
     @classmethod
     def for_request(
-        cls, source: AsyncIterable[bytes], req: SignedRequest, ctx: SigningContext, **limits: int
+        cls,
+        source: AsyncIterable[bytes],
+        req: SignedRequest,
+        ctx: SigningContext,
+        *,
+        whole_chunks: bool = True,
+        **limits: int,
     ) -> ChunkedDecoder:
         """A decoder set up from a verified request's headers."""
         length, names = streaming_headers(req)
@@ -234,6 +250,7 @@ class ChunkedDecoder:
             signing=ctx,
             trailer_names=names,
             decoded_length=length,
+            whole_chunks=whole_chunks,
             **limits,
         )
 
@@ -264,6 +281,15 @@ class ChunkedDecoder:
             )
         return size, match.group(2).decode("ascii") if signed else None
 
+    def _verify(self, index: int, previous: str, signature: str, hexdigest: str) -> None:
+        assert self._signing is not None
+        expected = self._signing.chunk_signature(previous, hexdigest)
+        if not hmac.compare_digest(expected, signature):
+            raise SignatureDoesNotMatch(
+                f"the signature of chunk {index} does not match",
+                string_to_sign=self._signing.chunk_string_to_sign(previous, hexdigest),
+            )
+
     async def _crlf(self, index: int) -> None:
         if await self._reader.read_exactly(2, f"chunk {index}") != b"\r\n":
             raise MalformedChunk(f"chunk {index} data is not followed by CRLF")
@@ -276,20 +302,28 @@ class ChunkedDecoder:
             index += 1
             line = await reader.readline(self._max_line, f"chunk {index} header")
             size, signature = self._parse_size(line, index)
-            if signature is not None:
-                assert self._signing is not None
+            if signature is not None and self._whole_chunks:
                 data = await reader.read_exactly(size, f"chunk {index}")
-                digest = hashlib.sha256(data).hexdigest()
-                expected = self._signing.chunk_signature(previous, digest)
-                if not hmac.compare_digest(expected, signature):
-                    raise SignatureDoesNotMatch(
-                        f"the signature of chunk {index} does not match",
-                        string_to_sign=self._signing.chunk_string_to_sign(previous, digest),
-                    )
+                self._verify(index, previous, signature, hashlib.sha256(data).hexdigest())
                 previous = signature
                 if size:
                     self._count(size)
                     yield data
+                del data  # not kept while the next chunk is read
+            elif signature is not None:
+                digest = hashlib.sha256()
+                remaining = size
+                while remaining:
+                    piece = await reader.read_some(remaining, f"chunk {index}")
+                    remaining -= len(piece)
+                    digest.update(piece)
+                    self._count(len(piece))
+                    if remaining:
+                        yield piece
+                self._verify(index, previous, signature, digest.hexdigest())
+                previous = signature
+                if size:
+                    yield piece  # the chunk's last piece: only once it verified
             else:
                 remaining = size
                 while remaining:

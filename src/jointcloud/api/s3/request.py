@@ -205,7 +205,7 @@ class S3Request:
         chunk signatures verified; a signed payload hash checked at the end
         (a mismatch raises before the last piece is handed on, so nothing is
         committed)."""
-        stream, declared = self.stored_body()
+        stream, declared = self._decoded(whole_chunks=True)
         if declared is not None:
             assert self.signing is not None
             return _hashed(stream, self.signing)
@@ -214,11 +214,19 @@ class S3Request:
     def stored_body(self) -> tuple[AsyncIterator[bytes], str | None]:
         """``body`` for a body the store keeps, and the SHA-256 (hex) its
         signature declares, if any, for the store to check: it hashes the
-        bytes anyway, so they are not hashed here a second time."""
+        bytes anyway, so they are not hashed here a second time. Signed
+        chunks stream through before their signature is checked (at each
+        chunk's end, before the body ends): the store commits nothing
+        before the end of the body and removes its blocks when it raises."""
+        return self._decoded(whole_chunks=False)
+
+    def _decoded(self, *, whole_chunks: bool) -> tuple[AsyncIterator[bytes], str | None]:
         stream = self.request.stream()
         signing = self.signing
         if signing is not None and signing.payload.streaming:
-            self._decoder = ChunkedDecoder.for_request(stream, self.signed, signing)
+            self._decoder = ChunkedDecoder.for_request(
+                stream, self.signed, signing, whole_chunks=whole_chunks
+            )
             return aiter(self._decoder), None
         # A payload hash the signature covers holds for what is stored,
         # however the body is framed: an unsigned Content-Encoding must not
