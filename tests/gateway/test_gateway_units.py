@@ -3,15 +3,18 @@ URLs without a scheme, parameter types."""
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import tracemalloc
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from jointcloud.api.gateway.envelope import GatewayError, render_json, render_xml, xml_name
 from jointcloud.api.gateway.params import Params
-from jointcloud.api.gateway.s3client import describe
+from jointcloud.api.gateway.s3client import S3, describe
 from jointcloud.api.gateway.upload import (
     MAX_PARTS,
     PART_SIZE,
@@ -19,6 +22,7 @@ from jointcloud.api.gateway.upload import (
     PartReader,
     part_size_for,
     read_part,
+    upload_object,
 )
 from jointcloud.api.gateway.urls import service_url
 
@@ -172,6 +176,86 @@ async def test_a_part_over_the_memory_part_size_is_spooled_to_disk() -> None:
     finally:
         await big.close()
         await rest.close()
+
+
+async def test_parts_are_cut_anywhere_in_a_piece() -> None:
+    data = bytes(range(256)) * 100  # 25,600 bytes in pieces of 3,000
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for at in range(0, len(data), 3000):
+            yield data[at : at + 3000]
+
+    reader = PartReader(chunks())
+    got = [await reader.read(7000) for _ in range(5)]
+    assert [len(g) for g in got] == [7000, 7000, 7000, 4600, 0]
+    assert b"".join(got) == data and reader.total == len(data)
+    assert all(type(g) is bytes for g in got)  # botocore copies a bytearray body
+
+
+class _TakesAtOnce:
+    """An S3 that answers every call without waiting: a part sent is
+    taken only when the uploader waits (for its oldest part), so the parts
+    it holds then are exactly those it keeps in flight and the one it reads.
+    Bodies are read as botocore reads them, and their MD5 kept by part."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, str] = {}
+        self.completed: list[int] = []
+
+    async def call(self, method: str, /, *, patience: float | None = None, **kw: Any) -> Any:
+        if method == "create_multipart_upload":
+            return {"UploadId": "u"}
+        if method == "upload_part":
+            body, digest = kw["Body"], hashlib.md5()
+            if isinstance(body, bytes):
+                digest.update(body)
+            else:
+                while block := body.read(64 * 1024):
+                    digest.update(block)
+            self.parts[kw["PartNumber"]] = digest.hexdigest()
+            return {"ETag": digest.hexdigest()}
+        assert method == "complete_multipart_upload", method
+        self.completed = [p["PartNumber"] for p in kw["MultipartUpload"]["Parts"]]
+        return {}
+
+
+PIECE = 64 * 1024
+
+
+def _piece(i: int) -> bytes:
+    return bytes([i % 251]) * PIECE  # a new object each, as read from a socket
+
+
+async def _file_pieces(count: int) -> AsyncIterator[bytes]:
+    for i in range(count):
+        yield _piece(i)
+
+
+async def test_an_upload_holds_two_parts_in_flight_and_the_one_it_reads() -> None:
+    """The facade's fixed cost per upload (found by review: ~105 MiB of
+    ``jcs serve`` per /uploadObject, bench/upload_memory.py): eight parts
+    in flight, the first two kept for the whole upload, and each part read
+    joined and cut, copies of 8 MiB each. Now at most three parts."""
+    count = 8 * PART_SIZE // PIECE  # 64 MiB: 8 parts
+    expect: dict[int, Any] = {}
+    for i in range(count):
+        expect.setdefault(1 + i * PIECE // PART_SIZE, hashlib.md5()).update(_piece(i))
+    sink = _TakesAtOnce()
+    reader = PartReader(_file_pieces(count))
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        await upload_object(cast(S3, sink), "b", "k", reader)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert sink.parts == {n: md5.hexdigest() for n, md5 in expect.items()}
+    assert sink.completed == list(range(1, 9))
+    # Measured: 25 MiB (three parts and the first MiB of one); 72 MiB before.
+    assert peak < 4 * PART_SIZE, peak
 
 
 def test_xml_answers_replace_what_xml_cannot_carry() -> None:

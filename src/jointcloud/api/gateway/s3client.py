@@ -36,7 +36,7 @@ MAX_CLIENTS = 64
 
 # The facade's S3 calls (found by review, 2026-12-06: on the default pool,
 # 40 calls to a silent endpoint stopped every write of the server). An
-# upload keeps 8 parts in flight: 16 threads let two go at full pace.
+# upload keeps 2 parts in flight: 16 threads let eight go at full pace.
 S3_THREADS = 16
 S3_SLOTS = 32  # admitted at once: running, or waiting for a thread
 PATIENCE = 2.0  # seconds a call waits for a slot before "busy"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import IO, Any
@@ -28,7 +29,11 @@ from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.s3client import LONG_PATIENCE, S3
 
 MiB = 1024 * 1024
-IN_FLIGHT = 8  # parts sent at once by one upload (as boto3's managed transfer)
+# Parts sent at once by one upload. Two hide an UploadPart's round trip as
+# well as eight did (0.79-0.84 of direct S3 against 0.75-0.83; one part:
+# 0.62-0.63; bench/gateway_share.py) at a third of the memory
+# (decisions.md, "Upload memory").
+IN_FLIGHT = 2
 PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 MAX_OBJECT = 5 * 1024 * 1024 * MiB  # S3's largest object: 5 TiB
@@ -42,29 +47,35 @@ class PartReader:
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._chunks = chunks
-        self._left = b""
+        self._left: bytes = b""
         self._eof = False
         self.total = 0
 
-    async def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes; fewer only at the end of the stream."""
-        pieces = [self._left] if self._left else []
-        have = len(self._left)
-        self._left = b""
-        while have < size and not self._eof:
+    async def next(self, limit: int) -> bytes:
+        """The next piece, of at most ``limit`` bytes (the rest is kept
+        for the next call); empty at the end of the stream."""
+        chunk, self._left = self._left, b""
+        while not chunk:
+            if self._eof:
+                return b""
             try:
                 chunk = await anext(self._chunks)
             except StopAsyncIteration:
                 self._eof = True
-                break
-            pieces.append(chunk)
-            have += len(chunk)
-        data = b"".join(pieces)
-        if len(data) > size:
-            self._left = data[size:]
-            data = data[:size]
-        self.total += len(data)
-        return data
+                return b""
+        if len(chunk) > limit:
+            chunk, self._left = chunk[:limit], chunk[limit:]
+        self.total += len(chunk)
+        return chunk
+
+    async def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; fewer only at the end of the stream."""
+        pieces: list[bytes] = []
+        have = 0
+        while have < size and (piece := await self.next(size - have)):
+            pieces.append(piece)
+            have += len(piece)
+        return b"".join(pieces)
 
 
 def part_size_for(declared: int | None) -> int:
@@ -89,17 +100,44 @@ class Part:
         self.size = size
 
     async def close(self) -> None:
-        if not isinstance(self.body, bytes):
+        # The memory goes once the part is sent, whoever still holds it.
+        if isinstance(self.body, bytes):
+            self.body = b""
+        elif isinstance(self.body, io.BytesIO):
+            self.body.close()
+        else:
             await asyncio.to_thread(self.body.close)
 
 
 async def read_part(reader: PartReader, size: int) -> Part:
-    """The next ``size`` bytes of ``reader`` (fewer at its end)."""
-    if size <= PART_SIZE:
-        data = await reader.read(size)
-        return Part(data, len(data))
-    body, got = await spool(reader, size)
-    return Part(body, got)
+    """The next ``size`` bytes of ``reader`` (fewer at its end). Past
+    1 MiB, into a ``BytesIO`` sized once and filled in place, each piece
+    dropped once copied (joined, and cut after, a part was held two to three
+    times over). Not a ``bytearray``: botocore's CRT signer copies it whole;
+    nor a file in Python, which it reads 4 KiB a call (10 % slower)."""
+    if size > PART_SIZE:
+        body, got = await spool(reader, size)
+        return Part(body, got)
+    head = await reader.read(min(size, SPOOL_WRITE))
+    if len(head) < SPOOL_WRITE or len(head) == size:  # a small file: no part sized
+        return Part(head, len(head))
+    buf = io.BytesIO()
+    buf.seek(size - 1)
+    buf.write(b"\0")
+    buf.seek(0)
+    buf.write(head)
+    got = len(head)
+    del head
+    try:
+        while got < size and (piece := await reader.next(size - got)):
+            buf.write(piece)
+            got += len(piece)
+    except BaseException:
+        buf.close()
+        raise
+    buf.truncate(got)
+    buf.seek(0)
+    return Part(buf, got)
 
 
 async def upload_object(
