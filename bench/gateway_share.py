@@ -118,12 +118,16 @@ def client_cpu() -> float:
 class Server:
     """``jcs serve`` with both listeners on free loopback ports."""
 
-    def __init__(self, work: Path, profile: str | None) -> None:
+    def __init__(
+        self, work: Path, profile: str | None, *, launcher: list[str] | None = None
+    ) -> None:
+        """``launcher``: the command that stands for ``jcs`` (a wrapper that
+        profiles or traces it); else ``jcs``, profiled if ``profile``."""
         self.port, self.s3_port = free_port(), free_port()
         self.data = work / "jcs-data"
         self.log = work / "jcs.log"
         env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
-        pre = (
+        pre = launcher or (
             [sys.executable, "-c", PROFILED, profile] if profile else [str(ROOT / ".venv/bin/jcs")]
         )
         self.proc = subprocess.Popen(
@@ -145,7 +149,7 @@ class Server:
             stdin=subprocess.DEVNULL,
         )
         self.ps = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"jcs serve exited:\n{self.log.read_text()}")
@@ -155,6 +159,7 @@ class Server:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError("jcs serve did not become healthy")
             time.sleep(0.1)
 

@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -93,53 +92,13 @@ app()
 """
 
 
-class Server:
-    """``jcs serve`` on free loopback ports over a fresh data dir (stopped by PID)."""
+class Server(gw.Server):
+    """``jcs serve`` on free loopback ports over a fresh data dir (stopped by
+    PID), traced if asked; memory and CPU count its worker processes too."""
 
     def __init__(self, work: Path, trace: str | None = None) -> None:
-        self.port, self.s3_port = gw.free_port(), gw.free_port()
-        self.data = work / "jcs-data"
-        self.log = work / "jcs.log"
-        env = dict(os.environ, JCS_GC_INTERVAL_SECONDS="3600")
-        pre = [sys.executable, "-c", TRACED, trace] if trace else [str(JCS)]
-        self.proc = subprocess.Popen(
-            [
-                *pre,
-                "serve",
-                "--data-dir",
-                str(self.data),
-                "--listen",
-                f"127.0.0.1:{self.port}",
-                "--public-url",
-                self.endpoint,
-                "--s3-listen",
-                f"127.0.0.1:{self.s3_port}",
-            ],
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.ps = psutil.Process(self.proc.pid)
-        deadline = time.monotonic() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jcs serve exited:\n{self.log.read_text()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.endpoint + "/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("jcs serve did not become healthy")
-            time.sleep(0.1)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def root_key(self) -> str:
-        return (self.data / "root.key").read_text().strip()
+        launcher = [sys.executable, "-c", TRACED, trace] if trace else [str(JCS)]
+        super().__init__(work, None, launcher=launcher)
 
     def rss(self) -> int:
         total = 0
@@ -155,15 +114,6 @@ class Server:
                 t = p.cpu_times()
                 total += t.user + t.system
         return total
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Sampler:
