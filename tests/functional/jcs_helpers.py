@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy import select
 
 from jointcloud.context import Context
 from jointcloud.core.gc import GcReport, collect_garbage
+from jointcloud.meta import tables as t
 from support.s3server import S3Server
 
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?[+-]\d{2}:\d{2}$")
@@ -193,6 +195,12 @@ class Api:
         self, package_id: int, path: str, content: bytes, **info: Any
     ) -> dict[str, Any]:
         return (await self.upload(package_id, [(path, content)], **info))[0]
+
+    async def layout_of(self, object_id: int) -> int:
+        """The layout of an object of one part."""
+        async with self.ctx.db.read() as conn:
+            q = select(t.object_parts.c.layout_id).where(t.object_parts.c.object_id == object_id)
+            return int((await conn.execute(q)).scalar_one())
 
     async def download(self, object_id: int, **params: Any) -> bytes:
         r = await self.client.get("/v1/object/download", params={"objectID": object_id, **params})

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -444,40 +445,45 @@ def _jcs(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def _served_once(
+    settings: Settings, body: Callable[[httpx.AsyncClient], Awaitable[None]]
+) -> None:
+    """A data dir made as ``jcs serve`` would, ``body`` run against its v1
+    API in process with the first key (for the CLI's tests)."""
+    context = await Context.open(settings)
+    try:
+        key = await context.bootstrap()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(context, background=False)),
+            base_url="http://jcs.test",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+            await body(client)
+    finally:
+        await context.close()
+
+
 def test_cli_fsck_table_and_exit_status(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
-    async def setup() -> Path:
-        context = await Context.open(
-            Settings(data_dir=data_dir, local_roots=(tmp_path,), endpoint_allow=("127.0.0.1",))
+    async def setup(c: httpx.AsyncClient) -> None:
+        r = await c.post("/v1/bucket/create", json={"name": "b"})
+        bucket = r.json()["data"]["bucket"]["bucketID"]
+        r = await c.post("/v1/package/create", json={"bucketID": bucket, "name": "p"})
+        pkg = r.json()["data"]["package"]["packageID"]
+        body, ctype = multipart(
+            [
+                ("info", None, f'{{"packageID": {pkg}}}'.encode()),
+                # above the inline threshold: one block file
+                ("files", "a.txt", b"hello fsck" * 1000),
+            ]
         )
-        try:
-            key = await context.bootstrap()
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(context, background=False)),
-                base_url="http://jcs.test",
-                headers={"Authorization": f"Bearer {key}"},
-            ) as c:
-                r = await c.post("/v1/bucket/create", json={"name": "b"})
-                bucket = r.json()["data"]["bucket"]["bucketID"]
-                r = await c.post("/v1/package/create", json={"bucketID": bucket, "name": "p"})
-                pkg = r.json()["data"]["package"]["packageID"]
-                body, ctype = multipart(
-                    [
-                        ("info", None, f'{{"packageID": {pkg}}}'.encode()),
-                        # above the inline threshold: one block file
-                        ("files", "a.txt", b"hello fsck" * 1000),
-                    ]
-                )
-                r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
-                assert r.status_code == 200, r.text
-        finally:
-            await context.close()
-        files = [p for p in (data_dir / "spaces").rglob("*") if p.is_file()]
-        assert len(files) == 1
-        return files[0]
+        r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == 200, r.text
 
-    block = asyncio.run(setup())
+    settings = Settings(data_dir=data_dir, local_roots=(tmp_path,), endpoint_allow=("127.0.0.1",))
+    asyncio.run(_served_once(settings, setup))
+    [block] = [p for p in (data_dir / "spaces").rglob("*") if p.is_file()]
 
     help_text = _jcs("admin", "fsck", "--help").stdout
     assert "--deep" in help_text and "--repair" in help_text and "Exit status" in help_text
@@ -524,46 +530,35 @@ def test_cli_admin_opens_loopback_spaces_with_the_servers_flag(
     opens it as the server does."""
     data_dir = tmp_path / "data"
 
-    async def setup() -> None:
-        context = await Context.open(
-            Settings(data_dir=data_dir, local_roots=(tmp_path,), allow_private_endpoints=True)
+    async def setup(c: httpx.AsyncClient) -> None:
+        r = await c.post(
+            "/v1/userSpace/create",
+            json={
+                "name": "s3-admin",
+                "storage": s3_server.storage(),
+                "credential": s3_server.credential(),
+                "rootPath": f"admin-{tmp_path.name}",
+            },
         )
-        try:
-            key = await context.bootstrap()
-            async with httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=create_app(context, background=False)),
-                base_url="http://jcs.test",
-                headers={"Authorization": f"Bearer {key}"},
-            ) as c:
-                r = await c.post(
-                    "/v1/userSpace/create",
-                    json={
-                        "name": "s3-admin",
-                        "storage": s3_server.storage(),
-                        "credential": s3_server.credential(),
-                        "rootPath": f"admin-{tmp_path.name}",
-                    },
-                )
-                assert r.status_code == 200, r.text
-                r = await c.post("/v1/bucket/create", json={"name": "b"})
-                bucket = r.json()["data"]["bucket"]["bucketID"]
-                r = await c.post(
-                    "/v1/package/create",
-                    json={"bucketID": bucket, "name": "p", "redundancy": REP},
-                )
-                pkg = r.json()["data"]["package"]["packageID"]
-                body, ctype = multipart(
-                    [
-                        ("info", None, f'{{"packageID": {pkg}}}'.encode()),
-                        ("files", "a.txt", b"hello admin" * 1000),  # a block on each space
-                    ]
-                )
-                r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
-                assert r.status_code == 200, r.text
-        finally:
-            await context.close()
+        assert r.status_code == 200, r.text
+        r = await c.post("/v1/bucket/create", json={"name": "b"})
+        bucket = r.json()["data"]["bucket"]["bucketID"]
+        r = await c.post(
+            "/v1/package/create",
+            json={"bucketID": bucket, "name": "p", "redundancy": REP},
+        )
+        pkg = r.json()["data"]["package"]["packageID"]
+        body, ctype = multipart(
+            [
+                ("info", None, f'{{"packageID": {pkg}}}'.encode()),
+                ("files", "a.txt", b"hello admin" * 1000),  # a block on each space
+            ]
+        )
+        r = await c.post("/v1/object/upload", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == 200, r.text
 
-    asyncio.run(setup())
+    settings = Settings(data_dir=data_dir, local_roots=(tmp_path,), allow_private_endpoints=True)
+    asyncio.run(_served_once(settings, setup))
     refused = _jcs("admin", "fsck", "--data-dir", str(data_dir))
     assert refused.returncode == 1, refused.stderr
     assert "unreachable" in refused.stdout and "--allow-private-endpoints" in refused.stdout

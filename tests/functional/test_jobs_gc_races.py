@@ -148,15 +148,7 @@ async def test_a_rebuilt_block_gc_took_is_not_swapped_in(
     await api.add_spaces(2)
     pkg = await api.package("r", REP2)
     o = await api.upload_one(pkg, "x", DATA)
-    async with api.ctx.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(t.object_parts.c.layout_id).where(
-                    t.object_parts.c.object_id == o["objectID"]
-                )
-            )
-        ).one()
-    layout_id = int(row.layout_id)
+    layout_id = await api.layout_of(o["objectID"])
     [lost] = [p for p in api.all_block_files() if p.name.endswith(".0")]
     lost.unlink()
     rebuild = repair_module.rebuild_blocks

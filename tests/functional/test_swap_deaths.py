@@ -63,20 +63,13 @@ async def test_a_repair_that_dies_before_deleting_the_old_block_leaks_nothing(
     await api.add_spaces(2)
     pkg = await api.package("r", REP2)
     o = await api.upload_one(pkg, "x", DATA)
-    async with api.ctx.db.read() as conn:
-        row = (
-            await conn.execute(
-                select(t.object_parts.c.layout_id).where(
-                    t.object_parts.c.object_id == o["objectID"]
-                )
-            )
-        ).one()
+    layout_id = await api.layout_of(o["objectID"])
     [bad] = [p for p in api.all_block_files() if p.name.endswith(".0")]
     bad.write_bytes(b"\0" * bad.stat().st_size)  # corrupt: rebuilt, then deleted
     with monkeypatch.context() as m:
         m.setattr(LocalSpace, "delete", die)
         with pytest.raises(Died):
-            await api.ctx.repair.repair(int(row.layout_id))
+            await api.ctx.repair.repair(layout_id)
     assert bad in api.all_block_files()
     assert await api.download(o["objectID"]) == DATA
     await assert_gc_leaves_only_live_blocks(api)
