@@ -276,17 +276,22 @@ async def test_ec_with_fewer_than_k_answering_fragments_waits_for_the_slow_ones(
     await nothing_left_running()
 
 
+@pytest.mark.parametrize("stagger", [0.0, 0.1], ids=["together", "staggered"])
 @pytest.mark.parametrize(
     ("policy", "needed"), [(EcPolicy(4, 6, 4096), 4), (RepPolicy(3), 1)], ids=["ec4-6", "rep3"]
 )
 async def test_when_every_cloud_is_slow_the_read_stops_asking_them_all(
-    monkeypatch: pytest.MonkeyPatch, policy: EcPolicy | RepPolicy, needed: int
+    monkeypatch: pytest.MonkeyPatch, policy: EcPolicy | RepPolicy, needed: int, stagger: float
 ) -> None:
     """Every cloud answers, each after more than the read's patience (a
     throttled link): the first segments (those read ahead at once) ask
     them all, the later ones only as many as they need, since asking the
     others too would not be faster. The old code asked every block of
-    every segment (36 and 18 asks here, against 30 and 12)."""
+    every segment (36 and 18 asks here, against 30 and 12). ``staggered``:
+    the clouds answer one after the other, so a later segment hears from
+    the blocks it asked one at a time; an EC read then asked the others
+    at each answer (36 asks; under load, the clouds answering together
+    sometimes did the same: a flaky 31)."""
     monkeypatch.setattr(reader, "SLOW_HEDGE_FACTOR", 100)  # 5 s: never reached here
     size = policy.segment_size if isinstance(policy, EcPolicy) else SEG
     segments, ahead = 6, reader.READ_AHEAD
@@ -294,13 +299,16 @@ async def test_when_every_cloud_is_slow_the_read_stops_asking_them_all(
     spaces, blocks, layout = await stored(policy, data)
     asked = 0
 
-    async def throttled() -> None:
-        nonlocal asked
-        asked += 1
-        await asyncio.sleep(1.0)  # the cloud's latency: 20 patiences, a fifth of the long wait
+    def throttled(latency: float) -> Callable[[], Awaitable[None]]:
+        async def wait() -> None:
+            nonlocal asked
+            asked += 1
+            await asyncio.sleep(latency)  # 20 patiences or more, under a fifth of the long wait
 
-    for space in spaces:
-        space.faults.before_read = throttled
+        return wait
+
+    for i, space in enumerate(spaces):
+        space.faults.before_read = throttled(1.0 + stagger * i)
     assert await read_all(layout, blocks, []) == data
     assert asked <= ahead * policy.width + (segments - ahead) * needed
     await nothing_left_running()

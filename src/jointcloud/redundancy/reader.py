@@ -595,8 +595,16 @@ class _Reader:
             lambda i: self._try(self.by_index[i], i, j)
         )
 
+        # Asked while already known slow (nothing better was left): counted
+        # toward k until outwaited here too, else each answer of a read
+        # where every cloud is slow asked the other slow ones at once (a
+        # flaky bound in test_hedged_reads found it).
+        counted_slow: set[int] = set()
+
         def ask(i: int) -> None:
             asked.add(i)
+            if i in self.slow:
+                counted_slow.add(i)
             attempts.start(i)
 
         def spare() -> list[int]:
@@ -622,7 +630,9 @@ class _Reader:
                 if len(good) >= codec.k:
                     return await _cpu(_decode_slice, codec, good, lo, hi)
                 if not direct:  # enough asked, not counting slow ones, to make up k
-                    fresh = [i for i in attempts.in_flight if i not in self.slow]
+                    fresh = [
+                        i for i in attempts.in_flight if i not in self.slow or i in counted_slow
+                    ]
                     for i in spare()[: max(0, codec.k - len(good) - len(fresh))]:
                         ask(i)
                 if not attempts.in_flight:
@@ -634,6 +644,7 @@ class _Reader:
                 ended = await attempts.ended(_hedge_after(wait, spare(), self.slow))
                 if not ended:  # slow: make up k from the others
                     self._mark_slow(attempts.in_flight)
+                    counted_slow.clear()  # outwaited: hedged past now
                     direct = False
                 for i, fut in ended:
                     frag = fut.result()
