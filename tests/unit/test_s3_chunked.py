@@ -306,9 +306,8 @@ def test_bad_chunk_signature_mid_stream() -> None:
         run_signed(bytes(flipped))
 
 
-def test_nothing_unverified_is_yielded() -> None:
-    body = doc_body().replace(CHUNK_SIGNATURES[1].encode(), b"0" * 64)
-    decoder = ChunkedDecoder(pieces(body), PayloadMode.STREAMING_SIGNED, signing=context())
+def yielded_before_refusal(decoder: ChunkedDecoder) -> bytes:
+    """What ``decoder`` yielded before it raised ``SignatureDoesNotMatch``."""
     got: list[bytes] = []
 
     async def run() -> None:
@@ -317,7 +316,13 @@ def test_nothing_unverified_is_yielded() -> None:
 
     with pytest.raises(SignatureDoesNotMatch):
         asyncio.run(run())
-    assert b"".join(got) == b"a" * 65536  # chunk 1 only
+    return b"".join(got)
+
+
+def test_nothing_unverified_is_yielded() -> None:
+    body = doc_body().replace(CHUNK_SIGNATURES[1].encode(), b"0" * 64)
+    decoder = ChunkedDecoder(pieces(body), PayloadMode.STREAMING_SIGNED, signing=context())
+    assert yielded_before_refusal(decoder) == b"a" * 65536  # chunk 1 only
 
 
 def test_a_streamed_chunk_yields_its_last_piece_only_once_verified() -> None:
@@ -332,16 +337,9 @@ def test_a_streamed_chunk_yields_its_last_piece_only_once_verified() -> None:
             signing=context(),
             whole_chunks=False,
         )
-        got: list[bytes] = []
-
-        async def run() -> None:
-            async for part in decoder:
-                got.append(part)
-
-        with pytest.raises(SignatureDoesNotMatch):
-            asyncio.run(run())
+        got = yielded_before_refusal(decoder)
         assert not decoder.finished
-        return b"".join(got)
+        return got
 
     bad_second = doc_body().replace(CHUNK_SIGNATURES[1].encode(), b"0" * 64)
     got = streamed(bad_second)
