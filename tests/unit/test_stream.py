@@ -34,7 +34,7 @@ from jointcloud.redundancy.stream import (
 )
 from jointcloud.spaces.local import LocalSpace
 from jointcloud.spaces.memory import MemorySpace
-from support.hotreads import require_loop_reads
+from support.hotreads import evict, require_loop_reads
 
 SMALL_SEG = 16384  # none/rep segment size in these tests
 POLICIES: list[Redundancy] = [
@@ -764,16 +764,6 @@ def _local_spaces(root: Path, tag: str) -> tuple[list[LocalSpace], list[BlockRef
     return spaces, [BlockRef(i, s, f"objs/{tag}/{i}", 100 + i) for i, s in enumerate(spaces)]
 
 
-def _evict(space: LocalSpace, key: str) -> None:
-    """Drop a block file's pages from the page cache (they are clean: the
-    block was synced when it was written)."""
-    fd = os.open(space.root / key, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 @pytest.fixture
 def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The keys local spaces read in a worker thread (not on the loop)."""
@@ -807,7 +797,7 @@ async def test_hot_local_reads_skip_the_worker_thread_and_cold_ones_use_it(
     assert layout.chunk_len == reader.CACHED_RUN
     assert await read_all(layout, blocks) == data
     assert threaded == []
-    _evict(spaces[0], blocks[0].key)
+    evict(spaces[0].root / blocks[0].key)
     assert await read_all(layout, blocks) == data
     assert threaded == [blocks[0].key]
     threaded.clear()
