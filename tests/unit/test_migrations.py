@@ -497,3 +497,36 @@ def test_0016_records_local_paths_resolved(tmp_path: Path) -> None:
         assert rows["plain"] == plain and rows["remote"] == remote
     finally:
         engine.dispose()
+
+
+# -- 0017: debts found by (space, key) -----------------------------------------
+
+
+def _debt_plan(conn: Connection) -> str:
+    """SQLite's plan for forgiving one debt (``strays.forgive``)."""
+    rows = conn.exec_driver_sql(
+        "EXPLAIN QUERY PLAN DELETE FROM stray_blocks WHERE user_space_id = 1 AND key = 'k'"
+    ).all()
+    return " | ".join(str(r[-1]) for r in rows)
+
+
+def test_0017_a_debt_is_forgiven_through_an_index_on_its_key(tmp_path: Path) -> None:
+    """Every drained block owes a delete and forgives it: before 0017 each
+    forgiving searched all of its space's debts; the downgrade puts the
+    space-only index back."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'debts.db'}")
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+        with engine.connect() as conn:
+            plan = _debt_plan(conn)
+        assert "ix_stray_blocks_space_key (user_space_id=? AND key=?)" in plan, plan
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0016")
+        with engine.connect() as conn:
+            plan = _debt_plan(conn)
+            indexes = {i["name"] for i in inspect(conn).get_indexes("stray_blocks")}
+        assert indexes == {"ix_stray_blocks_user_space_id"}
+        assert "(user_space_id=?)" in plan, plan
+    finally:
+        engine.dispose()

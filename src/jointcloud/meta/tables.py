@@ -325,10 +325,12 @@ stray_blocks = Table(
         Id,
         ForeignKey("user_spaces.id", ondelete="CASCADE"),
         nullable=False,
-        index=True,
     ),
     Column("key", String(1024), nullable=False),
     Column("since", DateTime(timezone=True), nullable=False),
+    # A debt is forgiven by (space, key) once its delete succeeded: every
+    # drained or repaired block owes one in its swap's transaction (0017).
+    Index("ix_stray_blocks_space_key", "user_space_id", "key"),
     sqlite_autoincrement=True,
 )
 
