@@ -25,10 +25,8 @@ import errno
 import functools
 import os
 import re
-import secrets
 import stat
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +35,6 @@ from typing import TypeVar
 from jointcloud.errors import (
     BadArgument,
     BlockNotFound,
-    OperationFailed,
     SpaceError,
     SpaceRefused,
     SpaceUnavailable,
@@ -49,19 +46,20 @@ from jointcloud.spaces.fileio import (
     sync_filesystems,
     syncfs_fd,
     write_all,
-    write_behind,
 )
 from jointcloud.spaces.hotreads import HotRoot, RecentKeys, read_nowait
 from jointcloud.spaces.localdirs import (
+    MISSING,
+    TMP_PREFIX,
+    ParentDir,
     is_link,
-    make_dirs,
     open_dir,
     open_parent,
     open_subdir,
     refuse_link,
 )
+from jointcloud.spaces.localwriter import LocalWriter
 
-TMP_PREFIX = ".jcs-tmp-"
 # Exactly what ``_open_tmp`` creates: sweeps remove nothing else.
 _TMP_NAME = re.compile(r"\.jcs-tmp-[0-9a-f]{16}")
 
@@ -77,8 +75,6 @@ def _refuse_reserved(key: str) -> None:
         )
 
 
-_DIRECT_WRITE = 1 << 20  # writes at least this big skip the buffer
-_FLUSH_AT = 4 << 20  # buffered small writes are flushed in batches this big
 _LIST_BATCH = 1000
 SYNCFS_AT = 8  # ``put_many`` of this many keys ends with syncfs instead of fsyncs
 # Every this many keys touched, a block space checks that its root's path
@@ -86,7 +82,6 @@ SYNCFS_AT = 8  # ``put_many`` of this many keys ends with syncfs instead of fsyn
 RECHECK_ROOT_EVERY = 256
 
 T = TypeVar("T")
-_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 def _check_range(offset: int, length: int | None) -> None:
@@ -96,7 +91,7 @@ def _check_range(offset: int, length: int | None) -> None:
         raise BadArgument(f"read length must be >= 0, got {length}")
 
 
-def _drop_opened(opening: asyncio.Future[tuple[int, _Parent, str]]) -> None:
+def _drop_opened(opening: asyncio.Future[tuple[int, ParentDir, str]]) -> None:
     """Close and remove a temporary file whose ``open_writer`` was cancelled."""
     if opening.cancelled() or opening.exception() is not None:
         return
@@ -105,174 +100,6 @@ def _drop_opened(opening: asyncio.Future[tuple[int, _Parent, str]]) -> None:
         os.close(fd)
     parent.unlink(tmp)
     parent.close()
-
-
-class _Parent:
-    """The directory a key's file goes in, held by descriptor from the moment
-    it is opened (each component from the one above, never through a link,
-    created if missing: ``localdirs.make_dirs``) until the file is renamed
-    into place or removed. No path is resolved between the check and the
-    write: a directory swapped for a link meanwhile is either refused or,
-    if the swap comes later, not seen at all (the rename happens in the
-    directory opened)."""
-
-    __slots__ = ("_closed", "_lock", "fd")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        # ``touch`` (from ``keep_alive``, another thread) never uses a
-        # descriptor number after ``close`` gave it back.
-        self._lock = threading.Lock()
-        self._closed = False
-
-    @classmethod
-    def open(cls, root: Path, key: str, sync_made: bool) -> _Parent:
-        """``sync_made``: fsync each directory that gained a directory made
-        here, now. Not at the commit: another writer may put a file in a
-        directory made here and call it durable before this one commits,
-        or this one may never commit (found by review: a put into
-        directories an open writer had made returned with them on no disk;
-        and each was held open until the commit, five descriptors for a
-        writer three new directories deep). Without it (no durability
-        asked, or a batch that ends with ``syncfs``, which covers them:
-        directories made lie on the file system of the one they were made
-        in, as the file's directory does) they are only closed."""
-        try:
-            fd, made_in = make_dirs(root, key.split("/")[:-1], key)
-        except _MISSING:
-            if not root.is_dir():
-                raise SpaceUnavailable(
-                    f"local space root {str(root)!r} is not a directory"
-                ) from None
-            raise
-        try:
-            if sync_made:
-                for d in made_in:
-                    os.fsync(d)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            raise
-        finally:
-            for d in made_in:
-                with contextlib.suppress(OSError):
-                    os.close(d)
-        return cls(fd)
-
-    def new_tmp(self) -> tuple[int, str]:
-        name = f"{TMP_PREFIX}{secrets.token_hex(8)}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
-        return os.open(name, flags, 0o644, dir_fd=self.fd), name
-
-    def rename(self, tmp: str, final: str) -> None:
-        # Onto a link, rename replaces the link itself: nothing is followed.
-        os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-
-    def sync(self) -> None:
-        os.fsync(self.fd)
-
-    def unlink(self, name: str) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(name, dir_fd=self.fd)
-
-    def touch(self, name: str) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            at = time.time()  # not the kernel's coarser clock: never behind a caller's
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(name, (at, at), dir_fd=self.fd, follow_symlinks=False)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-
-
-class LocalWriter:
-    def __init__(self, space: LocalSpace, key: str, fd: int, parent: _Parent, tmp: str):
-        self._space = space
-        self._key = key
-        self._fd: int | None = fd
-        self._parent = parent
-        self._tmp = tmp
-        self._buf = bytearray()
-        self._written = 0
-        with space._writing_lock:
-            space._writing[key] = self
-
-    def _open_fd(self) -> int:
-        if self._fd is None:
-            raise OperationFailed(f"writer for {self._key!r} is already finished")
-        return self._fd
-
-    async def write(self, data: bytes) -> None:
-        fd = self._open_fd()
-        out: bytes | bytearray = data
-        if self._buf:
-            self._buf += data
-            if len(self._buf) < _FLUSH_AT:
-                return
-            out, self._buf = self._buf, bytearray()
-        elif len(data) < _DIRECT_WRITE:
-            self._buf += data
-            return
-        offset = self._written
-        self._written += len(out)
-        try:
-            await self._space._run(self._key, write_behind, fd, offset, out, writing=True)
-        except BaseException:
-            await self.abort()  # a failed write (e.g. disk full) leaves no temp file
-            raise
-
-    async def commit(self) -> None:
-        fd = self._open_fd()
-        self._fd = None
-        buf, self._buf = self._buf, bytearray()
-        try:
-            await self._space._run(self._key, self._commit_sync, fd, buf, writing=True)
-        except BaseException:
-            await self._space.in_thread(lambda: self._discard(None))
-            raise
-
-    def _commit_sync(self, fd: int, buf: bytes | bytearray) -> None:
-        durable = self._space.durable
-        try:
-            if buf:
-                write_all(fd, buf)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        self._parent.rename(self._tmp, self._key.rpartition("/")[2])
-        self._space._done_writing(self._key, self)
-        try:
-            if durable:
-                self._parent.sync()
-        finally:
-            self._parent.close()
-        self._space._touch(self._key)
-
-    def touch(self) -> None:
-        self._parent.touch(self._tmp)
-
-    async def abort(self) -> None:
-        fd, self._fd = self._fd, None
-        self._buf = bytearray()
-        if fd is not None:
-            await self._space.in_thread(lambda: self._discard(fd))
-
-    def _discard(self, fd: int | None) -> None:
-        """Remove the temporary file (gone already if the rename happened)."""
-        self._space._done_writing(self._key, self)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._parent.unlink(self._tmp)
-        self._parent.close()
 
 
 # Threads of one space's own pool (``LocalSpace.in_thread``).
@@ -369,7 +196,7 @@ class LocalSpace:
 
     def _translate(self, exc: OSError, key: str | None, writing: bool) -> SpaceError:
         what = f"key {key!r}" if key is not None else "listing"
-        if isinstance(exc, _MISSING) and not writing and self.root.is_dir():
+        if isinstance(exc, MISSING) and not writing and self.root.is_dir():
             return BlockNotFound(f"{what} not found in local space {str(self.root)!r}")
         reason = exc.strerror or type(exc).__name__
         return SpaceUnavailable(f"local space {str(self.root)!r} failed on {what}: {reason}")
@@ -396,9 +223,9 @@ class LocalSpace:
 
     # -- writing -----------------------------------------------------------
 
-    def _open_tmp(self, key: str) -> tuple[int, _Parent, str]:
+    def _open_tmp(self, key: str) -> tuple[int, ParentDir, str]:
         _refuse_reserved(key)
-        parent = _Parent.open(self.root, key, self.durable)
+        parent = ParentDir.open(self.root, key, self.durable)
         try:
             fd, tmp = parent.new_tmp()
         except BaseException:
@@ -441,15 +268,15 @@ class LocalSpace:
         On failure the temporary files are removed; keys already renamed
         into place are left to the caller."""
         each = self.durable and len(items) < SYNCFS_AT
-        pending: list[tuple[int | None, _Parent, str, str]] = []  # (fd, parent, tmp, final)
-        parents: dict[str, _Parent] = {}  # each directory is opened (and made) once
+        pending: list[tuple[int | None, ParentDir, str, str]] = []  # (fd, parent, tmp, final)
+        parents: dict[str, ParentDir] = {}  # each directory is opened (and made) once
         try:
             for key, data in items:
                 _refuse_reserved(key)
                 head, _, name = key.rpartition("/")
                 parent = parents.get(head)
                 if parent is None:
-                    parent = parents[head] = _Parent.open(self.root, key, each)
+                    parent = parents[head] = ParentDir.open(self.root, key, each)
                 fd, tmp = parent.new_tmp()
                 pending.append((fd, parent, tmp, name))
                 write_all(fd, data)
@@ -643,7 +470,7 @@ class LocalSpace:
             # could be swapped for a link before the unlink.
             try:
                 fd, name = open_parent(self.root, key)
-            except _MISSING:
+            except MISSING:
                 if not self.root.is_dir():
                     raise
                 return
@@ -652,7 +479,7 @@ class LocalSpace:
                     raise refuse_link(self.root, key, key)
                 os.unlink(name, dir_fd=fd)
                 self._recent.discard(key)  # a read may have touched it meanwhile
-            except _MISSING:
+            except MISSING:
                 pass
             except PermissionError:
                 # unlink(dir) is EPERM on some systems
@@ -679,7 +506,7 @@ class LocalSpace:
         entered (found by review, 2026-12-06)."""
         try:
             top = open_dir(self.root, rel.split("/") if rel else [], rel or None)
-        except _MISSING:
+        except MISSING:
             return  # no such directory (or a file): nothing under it
         stack = [(rel, top, iter(self._entries(top)))]
         try:
@@ -745,7 +572,7 @@ class LocalSpace:
         # and each unlink happens in the directory looked at.
         try:
             top = open_dir(self.root, prefix.split("/") if prefix else [], prefix or None)
-        except _MISSING:
+        except MISSING:
             return 0
         try:
             for dirpath, dirs, files, dir_fd in os.fwalk(".", dir_fd=top):

@@ -7,6 +7,8 @@ and the server (root) then deletes, stats or lists outside the space
 opened from the one above it with ``O_NOFOLLOW``: a component that is a
 link when it is used fails instead of being followed. Errors are
 ``SpaceRefused`` (a link, named) or ``OSError`` for the caller to translate.
+``ParentDir`` holds the directory a key's file is written in, from its
+temporary file to the rename.
 """
 
 from __future__ import annotations
@@ -14,11 +16,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jointcloud.errors import SpaceRefused
+from jointcloud.errors import SpaceRefused, SpaceUnavailable
+
+TMP_PREFIX = ".jcs-tmp-"  # a writer's file until its commit renames it
+MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -117,3 +125,88 @@ def make_dirs(root: Path, parts: Sequence[str], key: str | None) -> tuple[int, l
                 os.close(left)
         raise
     return fd, changed
+
+
+class ParentDir:
+    """The directory a key's file goes in, held by descriptor from the moment
+    it is opened (each component from the one above, never through a link,
+    created if missing: ``localdirs.make_dirs``) until the file is renamed
+    into place or removed. No path is resolved between the check and the
+    write: a directory swapped for a link meanwhile is either refused or,
+    if the swap comes later, not seen at all (the rename happens in the
+    directory opened)."""
+
+    __slots__ = ("_closed", "_lock", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        # ``touch`` (from ``keep_alive``, another thread) never uses a
+        # descriptor number after ``close`` gave it back.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, root: Path, key: str, sync_made: bool) -> ParentDir:
+        """``sync_made``: fsync each directory that gained a directory made
+        here, now. Not at the commit: another writer may put a file in a
+        directory made here and call it durable before this one commits,
+        or this one may never commit (found by review: a put into
+        directories an open writer had made returned with them on no disk;
+        and each was held open until the commit, five descriptors for a
+        writer three new directories deep). Without it (no durability
+        asked, or a batch that ends with ``syncfs``, which covers them:
+        directories made lie on the file system of the one they were made
+        in, as the file's directory does) they are only closed."""
+        try:
+            fd, made_in = make_dirs(root, key.split("/")[:-1], key)
+        except MISSING:
+            if not root.is_dir():
+                raise SpaceUnavailable(
+                    f"local space root {str(root)!r} is not a directory"
+                ) from None
+            raise
+        try:
+            if sync_made:
+                for d in made_in:
+                    os.fsync(d)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        finally:
+            for d in made_in:
+                with contextlib.suppress(OSError):
+                    os.close(d)
+        return cls(fd)
+
+    def new_tmp(self) -> tuple[int, str]:
+        name = f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.open(name, flags, 0o644, dir_fd=self.fd), name
+
+    def rename(self, tmp: str, final: str) -> None:
+        # Onto a link, rename replaces the link itself: nothing is followed.
+        os.replace(tmp, final, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def unlink(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=self.fd)
+
+    def touch(self, name: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            at = time.time()  # not the kernel's coarser clock: never behind a caller's
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(name, (at, at), dir_fd=self.fd, follow_symlinks=False)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
