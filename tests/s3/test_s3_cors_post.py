@@ -13,6 +13,8 @@ from botocore.exceptions import ClientError
 from s3_support import S3, code_of
 
 from jointcloud.api.s3.app import create_app
+from jointcloud.api.s3.ops_cors import MAX_PREFLIGHT_HEADERS
+from jointcloud.core import models
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from support.asgi import sent_then_gone
 
@@ -158,6 +160,62 @@ async def test_preflight_and_response_headers(s3: S3) -> None:
         plain = requests.get(presigned, headers={"Origin": "https://evil.test"}, timeout=10)
         assert plain.status_code == 200 and "Access-Control-Allow-Origin" not in plain.headers
         assert "Access-Control-Allow-Origin" not in requests.get(presigned, timeout=10).headers
+
+    await asyncio.to_thread(work)
+
+
+async def test_preflight_header_names_are_bounded(s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preflight's Access-Control-Request-Headers was matched name by name
+    against every allowed header of every rule: 30,000 names (60 KB, within
+    the head's limit) against a rule listing 1,800 took 5.5 s of the event
+    loop, for anyone, without credentials (found by review). Names count
+    once, plain names are looked up, and more than MAX_PREFLIGHT_HEADERS
+    distinct names are refused."""
+    c = s3.client()
+    url = f"{s3.endpoint}/many/x"
+    tried: list[str] = []
+    match = models._wildcard_match
+
+    def counted(pattern: str, value: str) -> bool:
+        tried.append(pattern)
+        return match(pattern, value)
+
+    monkeypatch.setattr(models, "_wildcard_match", counted)
+    allowed = [f"h{i}" for i in range(1000)] + ["x-amz-*"]
+    rules = {
+        "CORSRules": [
+            {"AllowedOrigins": ["*"], "AllowedMethods": ["PUT"], "AllowedHeaders": allowed}
+        ]
+    }
+
+    def preflight(names: list[str]) -> requests.Response:
+        return _options(
+            url,
+            Origin="https://app.example.com",
+            **{
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": ",".join(names),
+            },
+        )
+
+    def work() -> None:
+        c.create_bucket(Bucket="many")
+        c.put_bucket_cors(Bucket="many", CORSConfiguration=rules)
+        same = preflight(["H999", "h999"] * 1000)
+        assert same.status_code == 200, same.content
+        # Header patterns tried (the origin's "*" aside): 2,000,000 before.
+        assert [p for p in tried if p != "*"] == []
+        assert same.headers["Access-Control-Allow-Headers"] == "h999"
+        tried.clear()
+        most = [f"x-amz-meta-{i}" for i in range(MAX_PREFLIGHT_HEADERS)]
+        assert preflight(most).status_code == 200
+        assert [p for p in tried if p != "*"] == ["x-amz-*"] * MAX_PREFLIGHT_HEADERS
+        refused = preflight([*most, "h1"])
+        assert refused.status_code == 400
+        assert b"<Code>BadRequest</Code>" in refused.content
+        assert f"at most {MAX_PREFLIGHT_HEADERS}".encode() in refused.content
+        assert "Access-Control-Allow-Origin" not in refused.headers
+        assert preflight(["h1", "authorization"]).status_code == 403
 
     await asyncio.to_thread(work)
 

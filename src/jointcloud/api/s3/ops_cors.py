@@ -34,6 +34,12 @@ from jointcloud.core.models import CorsRule
 from jointcloud.errors import BadArgument, DomainError
 
 MAX_CORS_XML = 64 * 1024  # AWS: the document is limited to 64 KB
+# Header names a preflight may ask for. Each is matched against the rules
+# of every package of the bucket's name: 30,000 names against a rule of
+# 1,800 allowed headers took 5.5 s of the event loop (found by review).
+# A browser asks for the headers its request sets beyond the safelisted
+# ones, a few dozen at most.
+MAX_PREFLIGHT_HEADERS = 128
 NOT_ENABLED = "CORSResponse: CORS is not enabled for this bucket."
 NOT_ALLOWED = (  # AWS's wording, its typo included
     "CORSResponse: This CORS request is not allowed. This is usually because the evalution "
@@ -147,7 +153,7 @@ def _rule_headers(rule: CorsRule, origin: str) -> dict[str, str]:
 
 
 def _header_list(value: str | None) -> list[str]:
-    return [h.strip() for h in (value or "").split(",") if h.strip()]
+    return [h.strip().lower() for h in (value or "").split(",") if h.strip()]
 
 
 @op("PreflightCors")
@@ -167,7 +173,15 @@ async def preflight(r: S3Request) -> Response:
             Method=method[:32],
             ResourceType=kind,
         )
-    headers = _header_list(r.header("access-control-request-headers"))
+    # Case-insensitive names, each once (as browsers send them).
+    headers = list(dict.fromkeys(_header_list(r.header("access-control-request-headers"))))
+    if len(headers) > MAX_PREFLIGHT_HEADERS:
+        raise BadRequest(
+            f"Access-Control-Request-Headers names {len(headers)} headers; at most "
+            f"{MAX_PREFLIGHT_HEADERS} are taken",
+            Method=method,
+            ResourceType=kind,
+        )
     project = r.caller.project_id if r.caller is not None else None
     configs = await r.ctx.packages.cors_configs(r.bucket, project) if _named(r.bucket) else []
     if not configs:
