@@ -451,6 +451,10 @@ class MultipartService:
         the invisible placeholder object of a JCS upload."""
         pkg, path = await self._address(principal, address, Operation.WRITE)
         async with self.db.write() as conn:
+            # The package's paths before the upload's row, as a completion
+            # takes them (``abandon_upload`` needs the paths: the placeholder
+            # may be becoming an object).
+            await catalog.lock_package_paths(conn, pkg.package_id)
             rec = match_upload(await uploads.get(conn, upload_id, lock=True), upload_id, pkg, path)
             await catalog.abandon_upload(conn, None, upload=rec.row_id)
 

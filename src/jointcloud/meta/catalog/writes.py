@@ -426,34 +426,44 @@ async def abandon_upload(
     abort). Its parts are released for GC, and the placeholder object of a
     JCS upload that never completed goes with it. ``placeholder``: an
     invisible object untouched since ``before`` that no upload is linked to.
-    Returns whether anything was dropped."""
+    Returns whether anything was dropped.
+
+    The package's paths are locked first, as every writer of them takes
+    them (and before the upload's row, as a completion takes them): a PUT
+    of the path makes the placeholder's row the visible object, and on
+    PostgreSQL a placeholder read as invisible before that PUT committed
+    was deleted after it, with the acknowledged object (found by review)."""
     if upload is not None:
+        where = await uploads.get_row(conn, upload)
+        if where is None:
+            return False
+        await lock_package_paths(conn, where.package_id)
         rec = await uploads.get_row(conn, upload, lock=True)
         if rec is None:
             return False
         if before is not None and not await uploads.is_abandoned(conn, upload, before):
             return False
         released = await uploads.drop(conn, [rec.row_id])
-        if rec.object_id is not None:
-            obj = (
-                await conn.execute(
-                    select(t.objects.c.committed).where(t.objects.c.id == rec.object_id)
-                )
-            ).first()
-            if obj is not None and not obj.committed:
-                await delete_objects(conn, [rec.object_id])
+        if rec.object_id is not None and await _invisible_in(conn, rec.object_id, where.package_id):
+            await delete_objects(conn, [rec.object_id])
         await layouts.release_unreferenced(conn, released)
         return True
     if placeholder is None:
         return False
+    found = (
+        await conn.execute(select(t.objects.c.package_id).where(t.objects.c.id == placeholder))
+    ).first()
+    if found is None:
+        return False
+    await lock_package_paths(conn, int(found.package_id))
     row = (
         await conn.execute(
-            select(t.objects.c.committed, t.objects.c.updated_at).where(
+            select(t.objects.c.package_id, t.objects.c.committed, t.objects.c.updated_at).where(
                 t.objects.c.id == placeholder
             )
         )
     ).first()
-    if row is None or row.committed:
+    if row is None or row.committed or row.package_id != found.package_id:
         return False
     if before is not None and aware(row.updated_at) >= before:
         return False
@@ -461,3 +471,14 @@ async def abandon_upload(
         return False
     await delete_objects(conn, [placeholder])
     return True
+
+
+async def _invisible_in(conn: AsyncConnection, object_id: int, package_id: int) -> bool:
+    """Whether the object is a placeholder in the package whose paths the
+    caller locked (a placeholder never moves; an object made of it may)."""
+    row = (
+        await conn.execute(
+            select(t.objects.c.package_id, t.objects.c.committed).where(t.objects.c.id == object_id)
+        )
+    ).first()
+    return row is not None and not row.committed and int(row.package_id) == package_id
