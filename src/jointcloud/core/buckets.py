@@ -177,7 +177,11 @@ class BucketService:
                 raise Conflict(
                     f"bucket {bucket_id} still holds packages {shown}{more}; delete them first"
                 )
-            await catalog.delete_bucket(conn, bucket_id)
+            if not await catalog.delete_bucket(conn, bucket_id):
+                # On PostgreSQL a concurrent delete found it too, and its
+                # DELETE went first: this one waited for it, then deleted
+                # nothing (every delete of one bucket answered OK).
+                raise BucketNotFound(f"bucket {bucket_id} not found")
         self.directory.changed()
 
 

@@ -94,8 +94,10 @@ async def set_bucket_policy(
     )
 
 
-async def delete_bucket(conn: AsyncConnection, bucket_id: int) -> None:
-    await conn.execute(delete(t.buckets).where(t.buckets.c.id == bucket_id))
+async def delete_bucket(conn: AsyncConnection, bucket_id: int) -> bool:
+    """Whether there was one to delete (a concurrent delete may have been first)."""
+    res = await conn.execute(delete(t.buckets).where(t.buckets.c.id == bucket_id))
+    return bool(res.rowcount)
 
 
 # --- packages --------------------------------------------------------------

@@ -1,0 +1,35 @@
+"""Deletes of one JCS bucket (project) at once, on PostgreSQL (READ
+COMMITTED): each found the bucket, then its DELETE waited for the first
+one's and deleted nothing, and every one answered OK (found by review: four
+concurrent v1 ``/v1/bucket/delete`` of one bucket against two servers, all
+200 OK). Packages had the same fault and were fixed before
+(``test_races_of_reads_and_deletes``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core_support import World
+from sqlalchemy import select
+from test_races_of_reads_and_deletes import postgresql_only, until_blocked
+
+from jointcloud.errors import BucketNotFound
+from jointcloud.meta import tables as t
+
+
+async def test_of_two_deletes_of_one_project_one_finds_it_gone(world: World) -> None:
+    postgresql_only(world)
+    ctx, alice = world.ctx, world.alice
+    doomed = await ctx.buckets.create(alice, "doomed")
+    async with ctx.db.write() as conn:
+        # Something holds the bucket's row while both deletes start.
+        q = select(t.buckets.c.id).where(t.buckets.c.id == doomed.bucket_id).with_for_update()
+        assert (await conn.execute(q)).first() is not None
+        deletes = [
+            asyncio.ensure_future(ctx.buckets.delete(alice, doomed.bucket_id)) for _ in range(2)
+        ]
+        await until_blocked(world, deletes, 2)
+    outcomes = await asyncio.gather(*deletes, return_exceptions=True)
+    assert sorted(type(o).__name__ for o in outcomes) == ["BucketNotFound", "NoneType"]
+    assert all(o is None or isinstance(o, BucketNotFound) for o in outcomes)
+    assert doomed.bucket_id not in [b.bucket_id for b in await ctx.buckets.list(alice)]
