@@ -559,6 +559,10 @@ class UserSpaceService:
         space = await self.get(principal, space_id)
         async with self.db.write() as conn:
             await spacestate.lock_space(conn, space_id)
+            if await accounts.get_space(conn, space_id) is None:
+                # A concurrent delete was first (PostgreSQL): this one
+                # waited for it and would delete nothing, yet answer OK.
+                raise SpaceNotFound(f"user space {space_id} not found")
             n = await accounts.count_blocks_in_space(conn, space_id)
             if n:
                 raise Conflict(
