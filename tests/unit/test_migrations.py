@@ -530,3 +530,84 @@ def test_0017_a_debt_is_forgiven_through_an_index_on_its_key(tmp_path: Path) -> 
         assert "(user_space_id=?)" in plan, plan
     finally:
         engine.dispose()
+
+
+# -- 0018: auth_records of the first 0008 ---------------------------------------
+
+
+def test_0018_remakes_the_auth_records_of_the_first_0008(tmp_path: Path) -> None:
+    """0008 was changed after its first commit (f3209c2: one ``sealed``
+    column; 3b065ef: the two encrypted columns). A database migrated by a
+    release in between stayed at 0008 with the first shape, so every S3
+    credential the auth service made after an upgrade failed on the missing
+    columns; the upgrade now makes the table as 0008 does."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'first0008.db'}")
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0008")
+            # auth_records as f3209c2's 0008 made it
+            conn.exec_driver_sql("DROP INDEX ix_auth_records_project_key_id")
+            conn.exec_driver_sql("DROP TABLE auth_records")
+            conn.exec_driver_sql(
+                "CREATE TABLE auth_records (key_hash BLOB NOT NULL, "
+                "project_key_id INTEGER NOT NULL, sealed BLOB NOT NULL, "
+                "public BOOLEAN NOT NULL, expires_at DATETIME, created_at DATETIME NOT NULL, "
+                "PRIMARY KEY (key_hash), "
+                "FOREIGN KEY(project_key_id) REFERENCES project_keys (id) ON DELETE CASCADE)"
+            )
+            conn.exec_driver_sql(
+                "CREATE INDEX ix_auth_records_project_key_id ON auth_records (project_key_id)"
+            )
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+        with engine.connect() as conn:
+            assert _diff(conn) == []
+            columns = [c["name"] for c in inspect(conn).get_columns("auth_records")]
+        assert "sealed" not in columns
+        assert {"encrypted_secret_key", "encrypted_access_grant"} <= set(columns)
+    finally:
+        engine.dispose()
+
+
+async def test_0018_leaves_the_auth_records_of_the_final_0008(tmp_path: Path) -> None:
+    """A database made by any other release keeps its credentials."""
+    url = tmp_path / "final0008.db"
+    engine = create_engine(f"sqlite:///{url}")
+    row = {
+        "key_hash": b"h" * 32,
+        "project_key_id": 1,
+        "encrypted_secret_key": b"s",
+        "encrypted_access_grant": b"g",
+        "public": False,
+        "created_at": T0,
+    }
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0017")
+            conn.exec_driver_sql("INSERT INTO users (name, created_at) VALUES ('a', :t)", {"t": T0})
+            conn.exec_driver_sql(
+                "INSERT INTO buckets (user_id, name, project_id, created_at, policy_changed_at) "
+                "VALUES (1, 'b', 'p', :t, :t)",
+                {"t": T0},
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO project_keys (user_id, bucket_id, name, head, secret, created_at) "
+                "VALUES (1, 1, 'k', x'01', x'02', :t)",
+                {"t": T0},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO auth_records (key_hash, project_key_id, encrypted_secret_key, "
+                    "encrypted_access_grant, public, created_at) VALUES (:key_hash, "
+                    ":project_key_id, :encrypted_secret_key, :encrypted_access_grant, :public, "
+                    ":created_at)"
+                ),
+                row,
+            )
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+        with engine.connect() as conn:
+            kept = conn.execute(text("SELECT key_hash, encrypted_secret_key FROM auth_records"))
+            assert kept.all() == [(b"h" * 32, b"s")]
+    finally:
+        engine.dispose()
