@@ -246,10 +246,11 @@ class ObjectService(ObjectListings, BatchDeletes):
             if cmd.range is not None:
                 raise BadArgument("a part number and a range cannot be asked for together")
             part = part_of(content, cmd.part_number)
+            # An empty part (the last of an upload may be) is no bytes, not
+            # the whole object (it was answered with all of it).
             ranged = part.multipart and part.length > 0
-            offset, length = (part.offset, part.length) if ranged else (0, content.info.size)
-            body = self.store.read(content, offset, length)
-            return Download(content.info, offset, length, body, partial=ranged, part=part)
+            body = self.store.read(content, part.offset, part.length)
+            return Download(content.info, part.offset, part.length, body, partial=ranged, part=part)
         offset, length = resolve_range(cmd.range, content.info.size)
         body = self.store.read(content, offset, length)
         return Download(content.info, offset, length, body, partial=cmd.range is not None)

@@ -195,7 +195,7 @@ async def get_object(r: S3Request) -> Response:
     status = 200
     # A part number is a range even when it is all of an object uploaded in
     # one piece: AWS answers part 1 of it 206 with its Content-Range.
-    if dl.partial or (where is not None and dl.info.size > 0):
+    if dl.partial or (where is not None and where.length > 0):
         status = 206
         end = dl.offset + dl.length - 1
         headers["Content-Range"] = f"bytes {dl.offset}-{end}/{dl.info.size}"
@@ -257,10 +257,10 @@ async def head_object(r: S3Request) -> Response:
             headers.update(part_checksum_headers(where.checksums, info.checksums))
         if where.multipart:
             headers["x-amz-mp-parts-count"] = str(where.parts_count)
-        if where.length or (not where.multipart and info.size):
+        headers["Content-Length"] = str(where.length)
+        if where.length:
             status = 206
             end = where.offset + where.length - 1
-            headers["Content-Length"] = str(where.length)
             headers["Content-Range"] = f"bytes {where.offset}-{end}/{info.size}"
     _overrides(r, headers)
     return Response(status_code=status, headers=headers)
