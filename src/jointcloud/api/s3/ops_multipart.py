@@ -15,7 +15,6 @@ from starlette.responses import Response
 from jointcloud.api.s3.app import op
 from jointcloud.api.s3.errors import (
     InvalidArgumentS3,
-    InvalidRangeS3,
     InvalidRequestS3,
     MalformedXML,
     error_response,
@@ -211,7 +210,9 @@ def _copy_range(r: S3Request, size: int) -> ByteRange | None:
         )
     first, last = int(m.group(1)), int(m.group(2))
     if last >= size:
-        raise InvalidRangeS3(
+        # 400 InvalidArgument, as AWS answers it (its message; versitygw
+        # #610 quotes it from S3 itself): not 416 InvalidRange.
+        raise InvalidArgumentS3(
             f"Range specified is not valid for source object of size: {size}",
             ArgumentName="x-amz-copy-source-range",
             ArgumentValue=raw[:64],
