@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
 from jointcloud.core.models import Bucket
+from jointcloud.meta import catalog
 from jointcloud.meta import db as db_module
 
 
@@ -42,3 +45,18 @@ class FailingSync:
 
     def arm(self) -> None:
         self.armed = True
+
+
+def listed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The rows each query of a listing (``catalog.list_listed``) returns,
+    in order, from now on."""
+    rows: list[int] = []
+    fetch = catalog.list_listed
+
+    async def counted(conn: Any, package_id: int, *args: Any) -> Sequence[Any]:
+        found = await fetch(conn, package_id, *args)
+        rows.append(len(found))
+        return found
+
+    monkeypatch.setattr(catalog, "list_listed", counted)
+    return rows

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from core_support import World
+from core_support import World, listed_rows
 from test_objects_support import package
 
 from jointcloud.core import listing
@@ -79,15 +79,7 @@ async def test_rows_outside_a_keys_prefixes_are_not_read(
     await ctx.objects.upload(world.alice, pkg.package_id, files())
     grants = (PathGrant("deep", "big/zz/only.txt"), PathGrant("deep", "c/"))
     link = world.alice.restricted(Caveat(paths=grants))
-    rows: list[int] = []
-    fetch = catalog.list_listed
-
-    async def counted(conn: Any, package_id: int, *args: Any) -> Sequence[Any]:
-        found = await fetch(conn, package_id, *args)
-        rows.append(len(found))
-        return found
-
-    monkeypatch.setattr(catalog, "list_listed", counted)
+    rows = listed_rows(monkeypatch)
     ref = PackageRef.by_id(pkg.package_id)
     page = await ctx.objects.list_brief(link, ListObjects(ref))
     assert [o.path for o in page.objects] == ["big/zz/only.txt", "c/1", "c/2"]

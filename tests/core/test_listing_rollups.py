@@ -11,18 +11,16 @@ rows under a prefix reads a few.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from core_support import World
+from core_support import World, listed_rows
 from test_objects_support import package
 
 from jointcloud.core.authz import Caveat, PathGrant
 from jointcloud.core.commands import ListObjects, PackageRef
 from jointcloud.core.listing import MAX_KEYS, ROLLUP_BATCH
 from jointcloud.core.models import Package
-from jointcloud.meta import catalog
 
 
 async def _fill(world: World, pkg: Package, paths: list[str]) -> None:
@@ -36,25 +34,12 @@ async def _fill(world: World, pkg: Package, paths: list[str]) -> None:
     await world.ctx.objects.upload(world.alice, pkg.package_id, files())
 
 
-def _count_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    rows: list[int] = []
-    fetch = catalog.list_listed
-
-    async def counted(conn: Any, package_id: int, *args: Any) -> Sequence[Any]:
-        found = await fetch(conn, package_id, *args)
-        rows.append(len(found))
-        return found
-
-    monkeypatch.setattr(catalog, "list_listed", counted)
-    return rows
-
-
 async def test_a_page_of_common_prefixes_reads_a_page_of_rows(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pkg = await package(world, "dirs")
     await _fill(world, pkg, [f"d{i:04d}/x" for i in range(2 * MAX_KEYS)])
-    rows = _count_rows(monkeypatch)
+    rows = listed_rows(monkeypatch)
     ref = PackageRef.by_id(pkg.package_id)
     page = await world.ctx.objects.list_brief(world.alice, ListObjects(ref, delimiter="/"))
     assert page.common_prefixes == [f"d{i:04d}/" for i in range(MAX_KEYS)]
@@ -77,7 +62,7 @@ async def test_rows_under_a_common_prefix_are_passed_a_few_at_a_time(
     prefix a small batch. A key limited to some of them reads likewise."""
     pkg = await package(world, "deep")
     await _fill(world, pkg, [f"d{i:02d}/{j:03d}" for i in range(40) for j in range(100)])
-    rows = _count_rows(monkeypatch)
+    rows = listed_rows(monkeypatch)
     ref = PackageRef.by_id(pkg.package_id)
     page = await world.ctx.objects.list_brief(world.alice, ListObjects(ref, delimiter="/"))
     assert page.common_prefixes == [f"d{i:02d}/" for i in range(40)]
