@@ -8,6 +8,8 @@ metrics) before anything else, so even a 500 carries its ``X-Request-ID``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
@@ -21,7 +23,7 @@ from jointcloud.api.jcs import (
     routes_transfers,
 )
 from jointcloud.api.jcs.deps import single_query_values
-from jointcloud.api.jcs.envelope import HANDLERS
+from jointcloud.api.jcs.envelope import HANDLERS, RESPONSES
 from jointcloud.api.jcs.fastlane import FastLane
 from jointcloud.context import Context
 from jointcloud.logs import ensure_logging
@@ -43,6 +45,19 @@ class JcsApi(FastAPI):
             inner = FastLane(inner)
         return Observability(inner, protocol=PROTOCOL, metrics=self.metrics)
 
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the key every endpoint needs
+        (``deps.get_principal`` reads it without FastAPI's security classes,
+        so FastAPI does not know of it)."""
+        if self.openapi_schema:
+            return self.openapi_schema
+        doc = super().openapi()  # cached in self.openapi_schema: completed once, here
+        doc.setdefault("components", {})["securitySchemes"] = {
+            "APIKey": {"type": "http", "scheme": "bearer"}
+        }
+        doc["security"] = [{"APIKey": []}]
+        return doc
+
 
 def create_app(
     ctx: Context,
@@ -63,6 +78,8 @@ def create_app(
         title="JointCloud JCS v1 API",
         version="1",
         exception_handlers=HANDLERS,
+        # The envelopes every route answers, in /openapi.json (not FastAPI's 422).
+        responses=RESPONSES,
         dependencies=[Depends(single_query_values)],
         # A path with a slash too many is a 404 in the envelope, not a 307 to
         # a URL made from the client's Host header (fuzzing pass, 2026-12-06).

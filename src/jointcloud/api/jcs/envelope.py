@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import structlog
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from jointcloud import errors
@@ -39,6 +40,56 @@ ERROR_TABLE: list[tuple[type[errors.DomainError], str, int]] = [
     (errors.ServerBusy, "OperationFailed", 503),
     (errors.OperationFailed, "OperationFailed", 500),
 ]
+
+
+ErrorCode = Literal[
+    "BadArgument",
+    "Unauthorized",
+    "Forbidden",
+    "DataNotFound",
+    "DataExists",
+    "TaskNotFound",
+    "OperationFailed",
+]
+
+
+class OkEnvelope(BaseModel):
+    """What every successful JSON answer is (for /openapi.json)."""
+
+    code: Literal["OK"]
+    message: Literal[""]
+    data: Any
+
+
+class ErrorEnvelope(BaseModel):
+    """What every failure is (for /openapi.json): its code, a message that
+    names the field or the thing, no data."""
+
+    code: ErrorCode
+    message: str
+    data: None
+
+
+# The answers every route may give, as /openapi.json shows them. A
+# "default" here also keeps FastAPI from describing its own 422, which the
+# v1 API never sends: on_validation_error answers 400 BadArgument.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": OkEnvelope, "description": "OK: the envelope with the answer in data"},
+    400: {
+        "model": ErrorEnvelope,
+        "description": "BadArgument: a parameter or field is missing or invalid "
+        "(the message names it)",
+    },
+    401: {
+        "model": ErrorEnvelope,
+        "description": "Unauthorized: no key, or a key that does not work",
+    },
+    "default": {
+        "model": ErrorEnvelope,
+        "description": "Forbidden (403), DataNotFound or TaskNotFound (404), DataExists or "
+        "OperationFailed (409), OperationFailed (500, 503): see docs/jcs-v1.md",
+    },
+}
 
 
 # How the v1 API spells the fields core names in neutral words.

@@ -28,7 +28,7 @@ from jointcloud.api.jcs.deps import (
     check_user_id,
 )
 from jointcloud.api.jcs.download import send_object
-from jointcloud.api.jcs.envelope import ok
+from jointcloud.api.jcs.envelope import ErrorEnvelope, ok
 from jointcloud.core.authz import Principal
 from jointcloud.core.commands import ObjectAddress, PackageRef
 from jointcloud.core.multipart import MAX_PART_INDEX
@@ -101,11 +101,46 @@ def _gone(what: str) -> Callable[[Route], Route]:
     return wrap
 
 
+# The form is read as a stream (not by FastAPI), so its shape is declared
+# here for /openapi.json: 'info' (JSON) first, then one 'files' part per
+# object, its filename the URL-encoded path.
+UPLOAD_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "info": {
+                            "type": "object",
+                            "properties": {
+                                "packageID": {"type": "integer", "minimum": 1},
+                                "affinity": {"type": "integer", "minimum": 1},
+                                "redundancy": {"type": ["object", "null"]},
+                                "userID": {"type": "integer"},
+                            },
+                            "required": ["packageID"],
+                        },
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                    },
+                    "required": ["info", "files"],
+                },
+                "encoding": {"info": {"contentType": "application/json"}},
+            }
+        },
+    }
+}
+
+
 # Also at /object/upload: the path of the seed's own example request
 # ("POST /object/upload HTTP/1.1", Host localhost:7890), as
 # /v1/bucket/download is kept for the seed's spelling of §3.2.
-@router.post("/v1/object/upload")
-@router.post("/object/upload")
+@router.post("/v1/object/upload", openapi_extra=UPLOAD_FORM)
+@router.post("/object/upload", openapi_extra=UPLOAD_FORM)
 @_gone("upload")
 async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSONResponse:
     parts = _form(request)
@@ -170,11 +205,25 @@ async def _too_many(parts: AsyncIterator[FormPart], count: int, cap: int) -> str
     )
 
 
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+# A download answers bytes, not the envelope (for /openapi.json; the
+# errors are the envelopes of envelope.RESPONSES).
+DOWNLOAD: dict[str, Any] = {
+    "response_class": Response,
+    "responses": {
+        200: {"description": "the object's bytes (from offset, length of them)", "content": _BYTES},
+        206: {"description": "the bytes a Range header asked for", "content": _BYTES},
+        404: {"model": ErrorEnvelope, "description": "DataNotFound: no such object"},
+        416: {"model": ErrorEnvelope, "description": "BadArgument: a Range past the end"},
+    },
+}
+
+
 # One decorator per method: a GET+HEAD route would give both one operationId.
-@router.get("/v1/object/download")
-@router.head("/v1/object/download")
-@router.get("/v1/bucket/download")
-@router.head("/v1/bucket/download")
+@router.get("/v1/object/download", **DOWNLOAD)
+@router.head("/v1/object/download", **DOWNLOAD)
+@router.get("/v1/bucket/download", **DOWNLOAD)
+@router.head("/v1/bucket/download", **DOWNLOAD)
 async def download(
     request: Request,
     objectID: QueryID,
@@ -187,8 +236,8 @@ async def download(
     return await send_object(request, ctx, content, offset, length)
 
 
-@router.get("/v1/object/downloadByPath")
-@router.head("/v1/object/downloadByPath")
+@router.get("/v1/object/downloadByPath", **DOWNLOAD)
+@router.head("/v1/object/downloadByPath", **DOWNLOAD)
 async def download_by_path(
     request: Request,
     packageID: QueryID,
