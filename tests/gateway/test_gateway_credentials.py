@@ -50,6 +50,15 @@ async def test_create_restrict_key_seed_body(gw: httpx.AsyncClient, jcs: Jcs, fm
     assert caveat.allowed == {Permission.READ, Permission.WRITE, Permission.LIST, Permission.DELETE}
     assert caveat.paths == (CaveatPath("buc1"), CaveatPath("buc2"))
     assert key.allowed_buckets() == {"buc1", "buc2"}
+    # as ``curl -d`` sends it, labelled a urlencoded form: read as the JSON it
+    # is, not as a form with one field named by the whole body (it answered
+    # "missing required parameter buckets"; found by the seed-003 review)
+    answer = await call.ok(
+        "/createRestrictKey",
+        content=seed_restrict_body(jcs.api_key),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert APIKey.parse(answer.data).allowed_buckets() == {"buc1", "buc2"}
 
 
 async def test_create_restrict_key_form_window_and_defaults(

@@ -611,3 +611,54 @@ async def test_text_that_is_not_unicode_and_bad_urls_are_named(
         json={"satellite_node_url": "[", "restrict_key": jcs.api_key, "password": "p"},
     )
     assert answer.code == -1 and "not a valid URL" in answer.msg, answer.msg
+
+
+# What ``curl -d`` (and many HTTP clients' "data") label a body they are given.
+CURL_D = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def test_the_seeds_json_bodies_labelled_as_a_form_are_read_as_json(
+    gw: httpx.AsyncClient, backend: Backend
+) -> None:
+    """The seed shows JSON bodies for /deleteObjects, /putObjectTagging and
+    the completion sent to /uploadPart. Sent as ``curl -d`` sends them, with
+    a urlencoded Content-Type, they were read as a form of one field named
+    by the whole body: "missing required parameter bucket" (found by the
+    seed-003 review, 2026-12-07). No urlencoded form opens with a raw ``{``:
+    its serializer percent-encodes it."""
+    call = Gw(gw, False, backend.headers)
+    bucket = unique("curl")
+    await call.ok("/createBucket", json={"bucket": bucket})
+    await put(call, bucket, "a.txt", b"a")
+    tags = json.dumps({"bucket": bucket, "key": "a.txt", "tags": [{"key": "k1", "value": "v1"}]})
+    answer = await call("/putObjectTagging", content=tags.encode(), headers=CURL_D)
+    assert (answer.code, answer.msg) == (0, "success"), answer.msg
+    got = await call.ok("/getObjectTagging", json={"bucket": bucket, "key": "a.txt"})
+    assert got.data == [{"key": "k1", "value": "v1"}]
+
+    made = await call.ok("/createMultipartUpload", json={"bucket": bucket, "key": "m"})
+    upload_id = made.data["upload_id"]
+    part = await call.ok(
+        "/uploadPart",
+        data={"bucket": bucket, "key": "m", "upload_id": upload_id, "part_number": "1"},
+        files={"file": ("f", b"part")},
+    )
+    parts = [{"part_number": 1, "etag": part.data["etag"]}]
+    seed = json.dumps({"bucket": bucket, "key": "m", "upload_id": upload_id, "parts": parts})
+    answer = await call("/uploadPart", content=seed.encode(), headers=CURL_D)
+    assert (answer.code, answer.msg) == (0, "success"), answer.msg
+
+    body = b'{"bucket":"%s", "keys":["a.txt","m"]}' % bucket.encode()
+    answer = await call("/deleteObjects", "DELETE", content=body, headers=CURL_D)
+    assert (answer.code, answer.msg) == (0, "删除成功"), answer.msg
+    listed = await call.ok("/listObjects", json={"bucket": bucket}, many=True)
+    assert listed.data in ([], None)
+
+    # Not JSON after all: said so, not "missing required parameter ..."
+    answer = await call("/deleteObjects", "DELETE", content=b'{"bucket": x', headers=CURL_D)
+    assert (answer.code, answer.msg) == (-1, "the request body is not valid JSON")
+    # A form is still a form, its braces percent-encoded or not first.
+    answer = await call("/headBucket", content=b"bucket=" + bucket.encode(), headers=CURL_D)
+    assert answer.code == 0, answer.msg
+    answer = await call("/headBucket", content=b"%7Bbucket=x", headers=CURL_D)
+    assert (answer.code, answer.msg) == (-1, "missing required parameter bucket")
