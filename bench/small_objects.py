@@ -66,7 +66,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,7 @@ FIGURES = {
     "mib_down": ("1 MiB downloads, 4 clients", "MiB/s", "mib_down"),
     "multi": ("one upload of 1,000 x 4 KiB", "s", None),
     "list": ("list 1,000 objects, 4 clients", "lists/s", None),
+    "list_folders": ("list 1,000 folders of 3, 4 clients", "lists/s", None),
 }
 BARE = {
     "small_up": ("4 KiB POST, 16 conns", "req/s"),
@@ -113,6 +114,7 @@ TARGETS = {
     "mib_down": ("ratio", 0.40, ">= 0.40 x bare"),
     "multi": ("below", 1.0, "< 1 s"),
     "list": ("atleast", 200.0, ">= 200/s"),
+    "list_folders": ("none", 0.0, "(no target)"),
 }
 
 
@@ -555,30 +557,63 @@ async def measure_jcs(
         target = f"/v1/object/listByPath?packageID={pkg}&path=d/&isPrefix=true&maxKeys={nl}"
         first = ok(api.get(target))
         assert [o["path"] for o in first["objects"]] == [p for p, _ in files], "listing differs"
-        listed = 0
 
-        async def lister(deadline: float) -> None:
-            nonlocal listed
-            conn = Conn("127.0.0.1", port)
-            try:
-                while time.perf_counter() < deadline:
-                    r = await conn.request("GET", target, auth, keep_body=True)
-                    assert r.status == 200, (r.status, r.body[:300])
-                    got = r.body.count(b'"objectID"')
-                    assert got == nl, f"a listing held {got} objects, not {nl}"
-                    listed += 1
-            finally:
-                conn.close()
+        async def listings(target: str, check: Callable[[bytes], None]) -> tuple[int, Phase]:
+            """4 clients listing ``target`` for --list-seconds: how many, the phase."""
+            listed = 0
 
-        with meter.phase() as ph:
-            end = time.perf_counter() + args.list_seconds
-            await within(
-                asyncio.gather(*(lister(end) for _ in range(4))),
-                args,
-                "listing",
-            )
+            async def lister(deadline: float) -> None:
+                nonlocal listed
+                conn = Conn("127.0.0.1", port)
+                try:
+                    while time.perf_counter() < deadline:
+                        r = await conn.request("GET", target, auth, keep_body=True)
+                        assert r.status == 200, (r.status, r.body[:300])
+                        check(r.body)
+                        listed += 1
+                finally:
+                    conn.close()
+
+            with meter.phase() as ph:
+                end = time.perf_counter() + args.list_seconds
+                await within(asyncio.gather(*(lister(end) for _ in range(4))), args, "listing")
+            return listed, ph
+
+        def all_objects(body: bytes) -> None:
+            got = body.count(b'"objectID"')
+            assert got == nl, f"a listing held {got} objects, not {nl}"
+
+        listed, ph = await listings(target, all_objects)
         res["list"] = figure(listed / ph.wall, "lists/s", ph, count=listed, objects=nl)
-        print(f"  {name}: listing {nl} objects: {listed / ph.wall:.0f}/s", flush=True)
+        print(f"  {name}: listing {nl} objects: {res['list']['value']:.0f}/s", flush=True)
+
+        # listing 1,000 folders of 3 objects each, one level (a delimiter):
+        # each folder is one common prefix, the objects under it are passed
+        pkg = package("folders")
+        tree = [(f"f{i:04d}/{j}", b"x") for i in range(1000) for j in range(3)]
+        for start in range(0, len(tree), 1000):
+            part = tree[start : start + 1000]
+            r = httpx.post(
+                f"http://127.0.0.1:{port}/v1/object/upload",
+                headers=up_hdrs,
+                content=form_body(pkg, part),
+                timeout=600,
+            )
+            assert r.status_code == 200 and len(r.json()["data"]["uploadeds"]) == len(part)
+        target = (
+            f"/v1/object/listByPath?packageID={pkg}&path=&isPrefix=true"
+            "&noRecursive=true&maxKeys=1000"
+        )
+        first = ok(api.get(target))
+        assert first["commonPrefixes"] == [f"f{i:04d}/" for i in range(1000)], "folders differ"
+
+        def all_folders(body: bytes) -> None:
+            got = json.loads(body)["data"]["commonPrefixes"]
+            assert len(got) == 1000, f"a listing held {len(got)} folders, not 1000"
+
+        listed, ph = await listings(target, all_folders)
+        res["list_folders"] = figure(listed / ph.wall, "lists/s", ph, count=listed)
+        print(f"  {name}: listing 1,000 folders: {res['list_folders']['value']:.1f}/s", flush=True)
         api.close()
         return res
     finally:
@@ -677,6 +712,8 @@ def verdict(key: str, value: float, bare: dict[str, Any]) -> tuple[float | None,
         return ratio, ratio >= want
     if kind == "below":
         return None, value < want
+    if kind == "none":
+        return None, True
     return None, value >= want
 
 
