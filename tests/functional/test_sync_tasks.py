@@ -211,6 +211,40 @@ async def test_sync_s3_to_local_diff(api: Api, ctx: Context, s3_server: S3Server
         assert now_ids[rel] == before[rel], rel
 
 
+async def test_an_s3_file_rewritten_in_the_second_of_its_copy_is_synced_next_run(
+    api: Api, ctx: Context, s3_server: S3Server
+) -> None:
+    """S3 keeps modification times in whole seconds: a rewrite at the same
+    size in the second the diff run copied the file left size and time as
+    recorded, and every later run skipped it, the stale copy kept for good
+    (found by review, 2026-12-07). The next run now compares its bytes."""
+    s3 = await s3_space(api, s3_server)
+    (dst,) = await api.add_spaces(1)
+    client = s3_server.client()
+    for _ in range(3):
+        prefix = f"sync-{secrets.token_hex(4)}"
+        key = f"{prefix}/src/f.txt"
+        # The put, the run and the rewrite in one second: start at its beginning.
+        await asyncio.sleep(1 - time.time() % 1)
+        s3_put_tree(s3_server, f"{prefix}/src", {"f.txt": b"AAAA"})
+        first = client.head_object(Bucket=s3_server.bucket, Key=key)["LastModified"]
+        task = await create(api, s3, f"{prefix}/src", [(dst, prefix)], mode="diff", trigger=HOURLY)
+        await ctx.tasks.run_due()
+        assert read_tree(api.spaces[dst] / prefix) == {"f.txt": b"AAAA"}
+        s3_put_tree(s3_server, f"{prefix}/src", {"f.txt": b"BBBB"})
+        if client.head_object(Bucket=s3_server.bucket, Key=key)["LastModified"] == first:
+            break
+        await api.post("/v1/spaceSync/cancelTask", {"taskID": task["taskID"]})
+    else:
+        pytest.skip("could not rewrite the key within the second of its copy")
+    for _ in range(2):
+        await make_due(ctx, task["taskID"])
+        await ctx.tasks.run_due()
+        done = await get_task(api, task["taskID"])
+        assert done["state"] == "succeeded", done
+        assert read_tree(api.spaces[dst] / prefix) == {"f.txt": b"BBBB"}
+
+
 async def test_keys_with_white_space_at_an_end_fail_instead_of_merging(
     api: Api, ctx: Context, s3_server: S3Server
 ) -> None:
@@ -416,6 +450,9 @@ async def test_hash_compare_detects_same_size_same_mtime_change(api: Api, ctx: C
     root = api.spaces[src] / "h"
     files = {"a.txt": b"first", "b.txt": b"other", "c/d.txt": b"third"}
     write_tree(root, files)
+    hour_ago = time.time() - 3600  # not modified within a clock tick of the run
+    for rel in files:
+        os.utime(root / rel, (hour_ago, hour_ago))
     by_hash = await create(
         api, src, "h", [(dst, "hash")], mode="diff", compare="hash", trigger=HOURLY
     )

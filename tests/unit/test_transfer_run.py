@@ -443,6 +443,71 @@ async def test_diff_copies_when_destination_size_differs_despite_record(
     assert sink.writes == ["a"] and sink.data("a") == b"aaaa"
 
 
+async def test_diff_compares_bytes_of_a_file_copied_within_its_clock_tick(
+    db: Database, task_id: int
+) -> None:
+    """A source whose clock keeps whole seconds (S3's LastModified) gives a
+    rewrite made in the second of the copy the very time the copy recorded:
+    the record then said "unchanged" for good, and the stale copy stayed at
+    the destination through every later diff run (found by review,
+    2026-12-07). A copy of a file modified that close to the run's start is
+    recorded as such, and the next diff run compares its bytes."""
+    src = MemSource({"a": b"AAAA", "old": b"old!"})
+    src.mtimes["a"] = RUN_STARTED - 0.5  # written just before the run began
+    sink = MemSink()
+    await make_run(db, task_id, src, sink, mode="diff").run()
+    assert sink.data("a") == b"AAAA"
+    src.files["a"] = b"BBBB"  # rewritten in the same tick: same size, same mtime
+    sink.writes.clear()
+    second = make_run(db, task_id, src, sink, mode="diff", run_no=2, run_started=RUN_STARTED + 60)
+    await second.run()
+    assert sink.data("a") == b"BBBB"
+    assert sink.writes == ["a"]  # "old" is trusted by its record, as before
+    assert second.progress.files_done == 1 and second.progress.files_skipped == 1
+    # Now proven at a time well past its modification: trusted from here on.
+    assert (await records(db, task_id))[(0, "a")].state == "done"
+    sink.writes.clear()
+    third = make_run(db, task_id, src, sink, mode="diff", run_no=3, run_started=RUN_STARTED + 120)
+    await third.run()
+    assert sink.writes == [] and src.reads.get("a") == 2  # no digest read either
+
+
+async def test_diff_a_recent_copy_proven_equal_is_not_rewritten(db: Database, task_id: int) -> None:
+    src = MemSource({"a": b"AAAA"}, mtime=RUN_STARTED - 0.5)
+    sink = MemSink()
+    await make_run(db, task_id, src, sink, mode="diff").run()
+    sink.writes.clear()
+    second = make_run(db, task_id, src, sink, mode="diff", run_no=2, run_started=RUN_STARTED + 60)
+    await second.run()
+    assert sink.writes == []
+    assert second.progress.files_skipped == 1 and second.progress.files_done == 0
+
+
+async def test_delete_source_keeps_a_file_rewritten_within_its_clock_tick(
+    db: Database, task_id: int
+) -> None:
+    """deleteSource checked only the size and modification time before it
+    deleted: a rewrite after the copy, within the source clock's tick (a
+    whole second on S3), passed, and the new bytes were deleted with the
+    source, found nowhere else (found by review, 2026-12-07)."""
+    src = MemSource({"a": b"AAAA", "old": b"old!"})
+    src.mtimes["a"] = RUN_STARTED - 0.5
+
+    class Rewriting(MemSink):
+        async def flush(self) -> None:
+            await super().flush()
+            src.files["a"] = b"BBBB"  # after the copy, before the deletes
+            src.files["old"] = b"new!"  # a clock that keeps the old time: the rule's limit
+
+    sink = Rewriting()
+    run = make_run(db, task_id, src, sink, delete_source=True)
+    await run.run()
+    assert sink.data("a") == b"AAAA"
+    assert src.files.get("a") == b"BBBB"  # kept: the only copy of these bytes
+    assert src.deleted == ["old"]
+    assert run.failures == []
+
+
 async def test_diff_without_record_skips_by_destination_mtime(db: Database, task_id: int) -> None:
     src = MemSource({"same_newer": b"1111", "same_equal": b"2222", "older": b"3333", "size": b"44"})
     sink = MemSink()

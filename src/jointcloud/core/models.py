@@ -60,6 +60,10 @@ class FileState(StrEnum):
     """What a task last did with one file for one destination."""
 
     DONE = "done"
+    # Done, but the source's modification time lay too close to the run's
+    # start to prove it unchanged later (engine.RACY_SLACK): compared by
+    # bytes at the next diff run.
+    RECENT = "recent"
     FAILED = "failed"
 
 

@@ -393,6 +393,6 @@ transfer_files = Table(
     Column("src_size", BigInteger, nullable=False),
     Column("src_mtime", Float, nullable=False),
     Column("run_no", Integer, nullable=False),
-    Column("state", String(8), nullable=False),  # done | failed
+    Column("state", String(8), nullable=False),  # done | recent | failed
     Column("error", Text, nullable=True),
 )
