@@ -740,6 +740,27 @@ async def test_delete_source_diff_proves_unchanged_by_hash(db: Database, task_id
     assert run.progress.files_skipped == 1 and run.progress.files_done == 1
 
 
+async def test_delete_source_flushes_a_destination_it_only_compared(
+    db: Database, task_id: int
+) -> None:
+    """The destination is flushed before any source file goes (its files
+    are written without an fsync each). A diff run that proved every copy
+    equal by its bytes wrote nothing there, and skipped the flush: copies an
+    earlier run wrote and never flushed (it stopped after 32 failures in a
+    row, say) were read from the page cache, "proven", and their sources
+    deleted before they were on disk (found by review, 2026-12-07)."""
+    events: list[str] = []
+    src = MemSource({"a": b"aaaa"})
+    src.events = events
+    sink = MemSink()
+    sink.events = events
+    sink.hold("a", b"aaaa", SRC_MTIME + 10)  # left by an earlier run, not flushed
+    run = make_run(db, task_id, src, sink, mode="diff", delete_source=True, run_no=2)
+    await run.run()
+    assert sink.writes == [] and src.deleted == ["a"]
+    assert events == ["flush", "delete a"]
+
+
 async def test_delete_source_resumed_with_verified_record_of_this_run(
     db: Database, task_id: int
 ) -> None:

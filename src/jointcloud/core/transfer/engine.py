@@ -423,9 +423,12 @@ class TransferRun:
                 raise failed.exceptions[0] from None
             # Success means durable: destinations that skipped per-file
             # fsyncs flush once (if this run wrote to them, or a crashed one
-            # may have), and only then may sources be deleted.
+            # may have), and only then may sources be deleted. Before any
+            # deletion every destination flushes: a copy proven by its bytes
+            # may be one an earlier run wrote and never flushed (a run that
+            # stopped on failures ends without its flush).
             for d, sink in enumerate(self.sinks):
-                if d in self.written or self.resumed:
+                if d in self.written or self.resumed or self.to_delete:
                     await sink.flush()
             await self._delete_sources(recorder)
         finally:
