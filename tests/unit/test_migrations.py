@@ -611,3 +611,28 @@ async def test_0018_leaves_the_auth_records_of_the_final_0008(tmp_path: Path) ->
             assert kept.all() == [(b"h" * 32, b"s")]
     finally:
         engine.dispose()
+
+
+def test_0019_downgrade_records_recent_copies_as_done(tmp_path: Path) -> None:
+    """An older release knows only ``done`` and ``failed``: the downgrade
+    leaves it nothing else to read (SQLite does not enforce the task's
+    foreign key here, so the file rows stand alone)."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'files.db'}")
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "head")
+            for path, state in (("a", "recent"), ("b", "done"), ("c", "failed")):
+                conn.execute(
+                    text(
+                        "INSERT INTO transfer_files (task_id, dest, path, src_size, src_mtime, "
+                        "run_no, state) VALUES (1, 0, :path, 1, 0, 1, :state)"
+                    ),
+                    {"path": path, "state": state},
+                )
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0018")
+        with engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT path, state FROM transfer_files")).all())
+        assert rows == {"a": "done", "b": "done", "c": "failed"}
+    finally:
+        engine.dispose()
