@@ -32,6 +32,7 @@ from jointcloud.cli.common import (
     normalise_endpoint,
     options_of,
     out,
+    secret_from_stdin,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ grant_app = typer.Typer(
 )
 
 BASIC = ("read", "write", "list", "delete")
+KEY_OR_GRANT_HELP = "an API key or an access grant; - reads it from stdin"
 
 
 def short_time(value: Any) -> str:
@@ -404,11 +406,14 @@ def key_rm(
 @key_app.command("revoke")
 def key_revoke(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="KEY", help="a derived key (or a grant)")],
+    key: Annotated[
+        str,
+        typer.Argument(metavar="KEY", help="a derived key (or a grant); - reads it from stdin"),
+    ],
 ) -> None:
     """Revoke a restricted key (or a grant's key) and everything derived from
     it; the key it was derived from keeps working."""
-    text = key.strip()
+    text = secret_from_stdin(key, "KEY").strip()
     if not text.startswith("jcs_"):
         parsed = parse_key_or_grant(text)
         text = parsed.key.serialize()
@@ -424,7 +429,7 @@ def key_revoke(
 
 @key_app.command("restrict")
 def key_restrict(
-    key: Annotated[str, typer.Argument(metavar="KEY_OR_GRANT")],
+    key: Annotated[str, typer.Argument(metavar="KEY_OR_GRANT", help=KEY_OR_GRANT_HELP)],
     packages: PackagesOpt = None,
     prefix: PrefixOpt = None,
     allow: AllowOpt = None,
@@ -434,14 +439,17 @@ def key_restrict(
     """Print a narrower key (or grant), offline. Without options: a copy that
     can be revoked on its own."""
     restriction = parse_restriction(packages, prefix, allow, not_before, not_after)
-    out.print(restrict_text(key, restriction), soft_wrap=True, highlight=False, markup=False)
+    text = secret_from_stdin(key, "KEY_OR_GRANT")
+    out.print(restrict_text(text, restriction), soft_wrap=True, highlight=False, markup=False)
 
 
 @key_app.command("inspect")
-def key_inspect(key: Annotated[str, typer.Argument(metavar="KEY_OR_GRANT")]) -> None:
+def key_inspect(
+    key: Annotated[str, typer.Argument(metavar="KEY_OR_GRANT", help=KEY_OR_GRANT_HELP)],
+) -> None:
     """What a key or grant allows, offline: head, caveats in words, satellite,
     expiry. Never its secret parts."""
-    rows = describe(parse_key_or_grant(key))
+    rows = describe(parse_key_or_grant(secret_from_stdin(key, "KEY_OR_GRANT")))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         indent = label.startswith(" ")
@@ -460,7 +468,12 @@ def project_info(endpoint: str, key_text: str, bucket_id: int | None = None) -> 
 @grant_app.command("create")
 def grant_create(
     ctx: typer.Context,
-    key: Annotated[str, typer.Option("--key", help="the project API key")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key", help="the project API key; - reads it from stdin (before the passphrase)"
+        ),
+    ],
     passphrase_stdin: Annotated[
         bool, typer.Option("--passphrase-stdin", help="read the passphrase from stdin (one line)")
     ] = False,
@@ -471,6 +484,7 @@ def grant_create(
 ) -> None:
     """Make an access grant for a project key. The satellite tells the
     project's UUID; the root key is derived here from the passphrase."""
+    key = secret_from_stdin(key, "--key")
     grant, _ = _grant_for(ctx, key, passphrase_stdin, satellite)
     print_secret(grant, "the grant is a bearer credential: keep it secret")
 
@@ -491,7 +505,14 @@ def _grant_for(
 @grant_app.command("passphrase")
 def grant_passphrase(
     ctx: typer.Context,
-    key: Annotated[str, typer.Option("--key", help="an unrestricted API key of the project")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            help="an unrestricted API key of the project; - reads it from stdin "
+            "(before the passphrase)",
+        ),
+    ],
     passphrase_stdin: Annotated[
         bool, typer.Option("--passphrase-stdin", help="read the passphrase from stdin (one line)")
     ] = False,
@@ -499,6 +520,7 @@ def grant_passphrase(
     """Fix the project's passphrase to this one, replacing the one its first
     grant fixed (a restricted key's holder may have made that grant first).
     Credentials of grants made with another passphrase stop working."""
+    key = secret_from_stdin(key, "--key")
     grant, endpoint = _grant_for(ctx, key, passphrase_stdin)
     bearer = parse_api_key(key, "--key").serialize()
     with JcsClient(CliConfig(endpoint=endpoint, api_key=bearer), timeout=60.0) as sat:

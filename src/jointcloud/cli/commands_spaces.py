@@ -10,7 +10,13 @@ import typer
 from rich.text import Text
 
 from jointcloud.cli.client import JsonObj, open_client
-from jointcloud.cli.common import CliError, options_of, out, parse_json_object
+from jointcloud.cli.common import (
+    CliError,
+    options_of,
+    out,
+    parse_json_object,
+    secret_from_stdin,
+)
 
 app = typer.Typer(no_args_is_help=True, help="User spaces: the storage objects are spread over.")
 
@@ -111,9 +117,13 @@ def add(
     access_key_id: Annotated[str | None, typer.Option(help="AK credential: key id")] = None,
     secret_access_key: Annotated[
         str | None,
-        typer.Option(help="AK credential: secret (or env JCS_SECRET_ACCESS_KEY)"),
+        typer.Option(
+            help="AK credential: secret (- reads it from stdin; or env JCS_SECRET_ACCESS_KEY)"
+        ),
     ] = None,
-    account_key: Annotated[str | None, typer.Option(help="AzureBlob account key")] = None,
+    account_key: Annotated[
+        str | None, typer.Option(help="AzureBlob account key (- reads it from stdin)")
+    ] = None,
     service_account_file: Annotated[
         str | None, typer.Option(help="GCS: a service-account key JSON file")
     ] = None,
@@ -124,7 +134,10 @@ def add(
         str | None, typer.Option("--storage", help="the whole storage object as JSON")
     ] = None,
     credential_json: Annotated[
-        str | None, typer.Option("--credential", help="the whole credential object as JSON")
+        str | None,
+        typer.Option(
+            "--credential", help="the whole credential object as JSON (- reads it from stdin)"
+        ),
     ] = None,
 ) -> None:
     """Register a storage backend as a user space."""
@@ -143,8 +156,14 @@ def add(
         )
     if secret_access_key is None and access_key_id is not None:
         secret_access_key = os.environ.get("JCS_SECRET_ACCESS_KEY")
+    # A secret on the command line shows in the process list and the
+    # shell's history: each may be given as -, one line of stdin.
+    if secret_access_key is not None:
+        secret_access_key = secret_from_stdin(secret_access_key, "--secret-access-key")
+    if account_key is not None:
+        account_key = secret_from_stdin(account_key, "--account-key")
     credential = (
-        parse_json_object(credential_json, "--credential")
+        parse_json_object(secret_from_stdin(credential_json, "--credential"), "--credential")
         if credential_json is not None
         else build_credential(
             access_key_id=access_key_id,

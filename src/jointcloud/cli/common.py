@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,25 @@ class CliError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+# -- secrets given on stdin --------------------------------------------------
+
+STDIN = "-"
+
+
+def secret_from_stdin(value: str, name: str) -> str:
+    """``value``, or one line of stdin (without its line break) if it is
+    ``-``. A secret on the command line shows in the process list
+    (``/proc/PID/cmdline`` is readable by every user of the machine) and
+    lands in the shell's history; ``-`` keeps it in neither. Several secrets
+    of one command read one line each, in the order of its help."""
+    if value != STDIN:
+        return value
+    line = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not line.strip():
+        raise CliError("BadArgument", f"{name} is '-' but stdin has no line for it")
+    return line
 
 
 # -- configuration ---------------------------------------------------------
