@@ -113,14 +113,18 @@ def serve(
     ] = None,
     s3_listen: Annotated[
         str | None,
-        typer.Option("--s3-listen", help="HOST:PORT of the S3 endpoint (default 127.0.0.1:7891)"),
+        typer.Option(
+            "--s3-listen",
+            help="HOST:PORT of the S3 endpoint, or off for none "
+            "(default 127.0.0.1:7891; else $JCS_S3_LISTEN)",
+        ),
     ] = None,
     s3_public_url: Annotated[
         str | None,
         typer.Option(
             "--s3-public-url",
             help="the S3 endpoint's public URL handed out with credentials "
-            "(default http:// + --s3-listen)",
+            "(default http:// + --s3-listen; else $JCS_S3_PUBLIC_URL)",
         ),
     ] = None,
     s3_domain: Annotated[
