@@ -14,6 +14,11 @@ contract, so this adapter pins them down:
   (``<bucket>.<endpoint host>``) must be made of host-name characters, or the
   name could move the connection to another host (``x@127.0.0.1#``);
 * a read whose range runs past the end returns the short tail (OpenDAL raises);
+* a read the cloud answered with a body of another length than the range
+  asked (an HTML error page with status 200, a whole object for a range,
+  bytes added or missing) is ``BlockCorrupt``: those are not the key's
+  bytes, and no outage either (a body cut off mid-stream is, and stays
+  ``SpaceUnavailable``);
 * ``abort`` drops the writer *without* closing it, because closing publishes the
   object (and would clobber an older version of the key). Parts of an unfinished
   multipart upload are left to the bucket's lifecycle rule, as the binding
@@ -31,6 +36,7 @@ import opendal
 
 from jointcloud.errors import (
     BadArgument,
+    BlockCorrupt,
     BlockNotFound,
     OperationFailed,
     SpaceAuthError,
@@ -94,6 +100,13 @@ KNOWN_CODES = frozenset(
     }
 )
 _NO_BUCKET = frozenset({"NoSuchBucket", "ContainerNotFound"})
+# OpenDAL's own check of a ranged read's body against the range asked, on the
+# first line of its message (no remote text there), and its counts.
+_WRONG_LENGTH = re.compile(
+    r"^Unexpected \(permanent\) at\s*=> reader got too (much|little) data\s*$"
+)
+_EXPECT = re.compile(r"^\s*expect: ([0-9]{1,20})\s*$", re.MULTILINE)
+_ACTUAL = re.compile(r"^\s*actual: ([0-9]{1,20})\s*$", re.MULTILINE)
 # Why no response came (the OS, the HTTP client, OpenDAL itself), first match
 # wins; only the fixed phrase is shown. Every needle holds a space, so that a
 # URL or a key name in OpenDAL's context lines cannot match it.
@@ -185,6 +198,19 @@ def _cause(exc: BaseException) -> str | None:
         return None
     text = str(exc).lower()
     return next((phrase for needle, phrase in _CAUSES if needle in text), None)
+
+
+def _wrong_length(exc: BaseException) -> str | None:
+    """How the body of a ranged read differed from the range asked, if
+    OpenDAL found that it did (the cloud answered, with other bytes)."""
+    text = str(exc)
+    match = _WRONG_LENGTH.match(text.split("\n", 1)[0])
+    if match is None:
+        return None
+    expect, actual = _EXPECT.search(text), _ACTUAL.search(text)
+    if expect is None or actual is None:
+        return f"too {match.group(1)} data"
+    return f"{actual.group(1)} bytes for a range of {expect.group(1)}"
 
 
 def _no_bucket(exc: BaseException) -> bool:
@@ -329,6 +355,9 @@ class OpenDALSpace:
             detail = detail.replace(secret, "***")
         if kind == "NotFound" and not writing and not _no_bucket(exc):
             return BlockNotFound(f"key {key!r} not found in {where}")
+        wrong = None if writing else _wrong_length(exc)
+        if wrong is not None:
+            return BlockCorrupt(f"{where} answered {what} with a body of {wrong}")
         if kind in _AUTH_KINDS or signing:
             return SpaceAuthError(f"{where} rejected {what}: {detail}")
         return SpaceUnavailable(f"{where} failed on {what}: {detail}")
