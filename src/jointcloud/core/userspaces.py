@@ -349,6 +349,10 @@ def _connect_failed(exc: SpaceError) -> SpaceTestFailed:
     return SpaceTestFailed(f"user space test failed at step 'connect': {exc.message}")
 
 
+# (offset, length) of the probe object read back as a range.
+PROBE_RANGE = (100, 500)
+
+
 async def probe(space: Space) -> float:
     """Connect, write, read back and delete a probe object; name the failing step."""
     key = f".jcs-probe/{secrets.token_hex(8)}"
@@ -363,6 +367,13 @@ async def probe(space: Space) -> float:
         step = "read"
         if await space.read(key) != payload:
             raise SpaceTestFailed("probe object read back different bytes")
+        # And a range of it, as every block read is: a cloud that fails or
+        # mangles ranged GETs only would pass a whole read (found by review).
+        if (
+            await space.read(key, PROBE_RANGE[0], PROBE_RANGE[1])
+            != payload[PROBE_RANGE[0] : PROBE_RANGE[0] + PROBE_RANGE[1]]
+        ):
+            raise SpaceTestFailed("probe object read back different bytes in a range")
         step = "delete"
         await space.delete(key)
     except SpaceAuthError as exc:
