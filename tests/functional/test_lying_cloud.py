@@ -147,3 +147,83 @@ async def test_scrub_reports_blocks_a_cloud_answers_with_a_body_of_the_wrong_len
         assert liar not in {sid for sid, _ in states.values()}, (name, states)
         assert await api.download(oid) == data
         assert await api.download(oid, offset=12_345, length=100_000) == data[12_345:112_345]
+
+
+def ranged_gets_fail(ex: Exchange) -> None:
+    if ex.method == "GET" and "range" in ex.headers:
+        ex.status, ex.reason = 500, "Internal Server Error"
+        ex.set_header("Content-Range", None)
+        ex.set_header("Content-Type", "application/xml")
+        ex.resp_body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code>'
+            b"<Message>We encountered an internal error.</Message></Error>"
+        )
+
+
+async def test_a_cloud_that_fails_every_ranged_read_is_found_by_the_health_probe(
+    api: Api, s3_server: S3Server, relay: LyingRelay
+) -> None:
+    """Every block read is ranged; the health probe read its object whole.
+    A cloud that fails ranged GETs only (a gateway that mishandles Range)
+    stayed Normal: its blocks were "not reachable (skipped)" by every
+    scrub and never moved, and it kept receiving new blocks. Now the probe
+    reads a range too: the cloud is Unavailable, and the repair job's scan
+    moves its blocks off it."""
+    await api.add_spaces(5)
+    liar = await liar_space(api, s3_server, relay)
+    objs = await upload_all(api, liar, seed=7)
+    relay.after = ranged_gets_fail
+    for oid, data in objs.values():
+        assert await api.download(oid) == data
+        assert await api.download(oid, offset=99, length=50_000) == data[99:50_099]
+    await run(api, "health")
+    assert api.ctx.pool.records[liar].state == "Unavailable"
+    await run(api, "repair")
+    for name, (oid, data) in objs.items():
+        states = await block_states(api, await layout_of(api, oid))
+        assert liar not in {sid for sid, _ in states.values()}, (name, states)
+        assert all(s == OK for _, s in states.values()), (name, states)
+        assert await api.download(oid) == data
+
+
+def puts_not_stored(ex: Exchange) -> None:
+    """Block writes answered 200 and dropped (a single PUT, or a multipart
+    upload's parts and completion)."""
+    if ex.method in ("PUT", "POST") and "/blocks/" in ex.path and ex.query != "uploads":
+        ex.forward = False
+
+
+@pytest.mark.parametrize("policy", list(POLICIES))
+async def test_drain_keeps_a_block_its_target_cloud_did_not_store(
+    api: Api, s3_server: S3Server, relay: LyingRelay, policy: str
+) -> None:
+    """A drain copied each block to its target, swapped it in and deleted
+    the old one; a target cloud that acknowledged the write and stored
+    nothing cost the layout that block, silently (the old copy was the
+    only one of its index). Now the copy is checked (its size, as the
+    cloud reports it) before the old one is let go."""
+    width = {"rep2": 2, "rep3": 3, "ec23": 3, "ec35": 5}[policy]
+    spaces = await api.add_spaces(width - 1)  # the default one and these hold the blocks
+    pkg = await api.package(policy, POLICIES[policy])
+    data = random.Random(width).randbytes(300_000)
+    oid = int((await api.upload_one(pkg, "d.bin", data))["objectID"])
+    liar = await liar_space(api, s3_server, relay)  # the only space free for a copy
+    relay.before = puts_not_stored
+    victim = spaces[0]
+    await api.post("/v1/userSpace/drain", {"userSpaceID": victim})
+    result = await run(api, "drain")
+    layout_id = await layout_of(api, oid)
+    states = await block_states(api, layout_id)
+    message = result.message  # type: ignore[attr-defined]
+    assert all(s == OK for _, s in states.values()), (message, states)
+    assert victim in {sid for sid, _ in states.values()}, (message, states)
+    assert "1 failed" in message and "acknowledged the copy" in message, message
+    assert await api.download(oid) == data
+    relay.honest()  # once the cloud stores what it is sent, the block moves
+    again = await run(api, "drain")
+    states = await block_states(api, layout_id)
+    assert all(s == OK for _, s in states.values()), (again, states)
+    assert victim not in {sid for sid, _ in states.values()} and liar in {
+        sid for sid, _ in states.values()
+    }
+    assert await api.download(oid) == data

@@ -15,6 +15,9 @@ moved: repair rebuilds it). Per block:
    location to the copy (``layouts.replace_block``) and drop the intent
    rows. If the block moved meanwhile (a repair or another drain won), the
    copy is deleted instead;
+   Before that, the copy is looked up (``stat``): a target that acknowledged
+   the write but holds nothing, or fewer bytes, fails the move and the block
+   stays where it is;
 4. delete the old key, owed (``meta.strays``) in the transaction of step 3
    and forgotten once deleted, so a crash between the two leaves GC a debt.
 
@@ -37,7 +40,7 @@ from jointcloud.core import renewal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
-from jointcloud.errors import BlockCorrupt, DomainError, SpaceError
+from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate, strays
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
@@ -113,6 +116,24 @@ async def _copy(src: Space, key: str, dst: Space, new_key: str, verifier: BlockV
         await writer.abort()
         raise
     return copied
+
+
+async def _check_stored(space: Space, key: str, size: int, where: UserSpace) -> None:
+    """The copy is there, as long as the source was, before the old block
+    is let go: a cloud that acknowledged a write it did not store (or
+    stored short) would otherwise cost the layout that block, silently
+    (found by review). A stat, not a read back: a copy of other bytes of
+    the right size is still scrub's to find."""
+    try:
+        found = (await space.stat(key)).size
+    except BlockNotFound:
+        found = None
+    if found != size:
+        got = "nothing" if found is None else f"{found} bytes"
+        raise SpaceError(
+            f"user space {where.user_space_id} acknowledged the copy ({size} bytes) "
+            f"but holds {got} under its key: the block stays where it is"
+        )
 
 
 @contextlib.contextmanager
@@ -209,7 +230,8 @@ class _Pass:
         renewal.join([intent], [(target, new_key)])
         try:
             verifier = BlockVerifier(self.store.layout(rec), block.index)
-            await _copy(src, block.key, target, new_key, verifier)
+            copied = await _copy(src, block.key, target, new_key, verifier)
+            await _check_stored(target, new_key, copied, dst)
             async with self.db.write() as conn:
                 old = (block.user_space_id, block.key)
                 swapped = await layouts.hold_for_swap(
