@@ -42,7 +42,7 @@ def relay(s3_server: S3Server) -> Iterator[LyingRelay]:
 
 
 async def liar_space(api: Api, server: S3Server, relay: LyingRelay) -> int:
-    name = f"liar-{os.getpid()}-{id(api)}"
+    name = f"liar-{os.getpid()}-{id(api)}-{relay.port}"
     storage = {**server.storage(), "endpoint": relay.endpoint}
     space = await api.post(
         "/v1/userSpace/create",
@@ -227,3 +227,36 @@ async def test_drain_keeps_a_block_its_target_cloud_did_not_store(
         sid for sid, _ in states.values()
     }
     assert await api.download(oid) == data
+
+
+async def test_repair_does_not_let_go_of_a_block_for_a_copy_its_target_did_not_store(
+    api: Api, s3_server: S3Server, relay: LyingRelay
+) -> None:
+    """Repair rebuilds a block it could not read (here: a cloud whose
+    ranged reads fail, not yet found by the health probe) on another
+    space, swaps it in and deletes the old one. A target that acknowledged
+    the rebuilt block and stored nothing cost the layout a copy that was
+    good all along. Now the new blocks are looked up before the swap; one
+    that is not there is not swapped in, and the old block stays."""
+    flaky = await liar_space(api, s3_server, relay)
+    pkg = await api.package("r", POLICIES["rep2"])
+    data = random.Random(3).randbytes(300_000)
+    oid = int((await api.upload_one(pkg, "r.bin", data, affinity=flaky))["objectID"])
+    layout_id = await layout_of(api, oid)
+    target_relay = LyingRelay(s3_server.port)
+    target_relay.start()
+    try:
+        target = await liar_space(api, s3_server, target_relay)
+        relay.after = ranged_gets_fail
+        target_relay.before = puts_not_stored
+        assert await api.download(oid) == data  # queues the layout for repair
+        await api.ctx.repair.flush()
+        result = await run(api, "repair")
+        relay.honest()
+        target_relay.honest()
+        states = await block_states(api, layout_id)
+        assert all(s == OK for _, s in states.values()), (result, states)
+        assert target not in {sid for sid, _ in states.values()}, (result, states)
+        assert await api.download(oid) == data
+    finally:
+        target_relay.stop()

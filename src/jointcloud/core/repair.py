@@ -370,7 +370,7 @@ class RepairService:
         if not placed:
             return RepairOutcome(layout_id, NO_SPACES, self._no_spaces(ex, unplaced))
         try:
-            moves = await self._rebuild_and_swap(ex, placed)
+            moves, unstored = await self._rebuild_and_swap(ex, placed)
         except NotEnoughBlocks as exc:
             return RepairOutcome(
                 layout_id,
@@ -386,6 +386,14 @@ class RepairService:
         text = f"layout {layout_id}: rebuilt block{'s' if len(repaired) != 1 else ''} " + (
             ", ".join(f"{m.index} (space {m.old_space} -> {m.new_space})" for m in moves) or "none"
         )
+        if unstored:
+            return RepairOutcome(
+                layout_id,
+                FAILED,
+                f"{text}; " + "; ".join(unstored),
+                repaired,
+                tuple(moves),
+            )
         if lost:
             return RepairOutcome(
                 layout_id,
@@ -439,7 +447,7 @@ class RepairService:
 
     async def _rebuild_and_swap(
         self, ex: _Examined, placed: list[tuple[BlockHealth, UserSpace]]
-    ) -> list[BlockMove]:
+    ) -> tuple[list[BlockMove], list[str]]:
         plan = [(b.index, s.user_space_id, new_block_key(b.index)) for b, s in placed]
         # Renewed while the rebuild runs, as an upload's: one that outlasts
         # GC's delay keeps its intent (and its files) to the swap.
@@ -451,7 +459,9 @@ class RepairService:
         ex: _Examined,
         placed: list[tuple[BlockHealth, UserSpace]],
         plan: list[tuple[int, int, str]],
-    ) -> list[BlockMove]:
+    ) -> tuple[list[BlockMove], list[str]]:
+        """The blocks swapped in, and why each rebuilt block that was not
+        stored (its target acknowledged it but does not hold it) was not."""
         assert ex.record is not None and ex.layout is not None
         rec, layout = ex.record, ex.layout
         async with self.db.write() as conn:
@@ -469,6 +479,11 @@ class RepairService:
                 key=lambda r: (states[r.index] != OK, self.pool.preference(r.space_id), r.index)
             )
             await rebuild_blocks(layout, usable, targets)
+            # Looked up before the swap lets the old blocks go: a target that
+            # acknowledged a block it did not store would cost the layout one
+            # that may have been good all along (one only unreachable for a
+            # moment; found by review). A stat, not a read back.
+            unstored = await _unstored(targets, stored_block_size(layout))
         except BaseException:
             await asyncio.shield(self._drop_intent(intent))
             raise
@@ -479,8 +494,12 @@ class RepairService:
             # deleted the new blocks too, so none may be swapped in.
             held = await layouts.hold_for_swap(conn, rec.layout_id, intent)
             for (b, _), t in zip(placed, targets, strict=True):
-                swapped = held and await layouts.replace_block(
-                    conn, rec.layout_id, t.index, (b.space_id, b.key), (t.space_id, t.key)
+                swapped = (
+                    held
+                    and t.index not in unstored
+                    and await layouts.replace_block(
+                        conn, rec.layout_id, t.index, (b.space_id, b.key), (t.space_id, t.key)
+                    )
                 )
                 if swapped:
                     moves.append(BlockMove(t.index, b.space_id, b.key, t.space_id, t.key))
@@ -497,7 +516,7 @@ class RepairService:
             unneeded += [(m.old_space, m.old_key) for m in moves]
             await strays.owe(conn, unneeded, now())
         await self.store.delete_owed([b for b in unneeded if b[0] not in away])
-        return moves
+        return moves, list(unstored.values())
 
     async def _drop_intent(self, intent: int) -> None:
         try:
@@ -527,6 +546,36 @@ class RepairService:
                 break
             after = found[-1]
         return added
+
+
+async def _unstored(targets: Sequence[BlockRef], size: int) -> dict[int, str]:
+    """Rebuilt blocks their space does not hold as written (absent, or
+    another size), by index, with why; a space that does not answer the
+    stat counts as not holding it."""
+    out: dict[int, str] = {}
+
+    async def look(t: BlockRef) -> None:
+        try:
+            found = (await t.space.stat(t.key)).size
+        except BlockNotFound:
+            out[t.index] = (
+                f"user space {t.space_id} acknowledged block {t.index} but does not hold it: "
+                "not swapped in, the old block stays"
+            )
+            return
+        except SpaceError as exc:
+            out[t.index] = (
+                f"block {t.index} not found written to user space {t.space_id}: {exc.message}"
+            )
+            return
+        if found != size:
+            out[t.index] = (
+                f"user space {t.space_id} holds {found} bytes of block {t.index}, "
+                f"{size} were written: not swapped in, the old block stays"
+            )
+
+    await asyncio.gather(*(look(t) for t in targets))
+    return out
 
 
 def _unavailable(space: UserSpace | None) -> bool:
