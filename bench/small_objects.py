@@ -541,19 +541,23 @@ async def measure_jcs(
         )
         print(f"  {name}: {args.multi_files} files in one upload: {times} s", flush=True)
 
+        def put_files(pkg: int, files: list[tuple[str, bytes]]) -> None:
+            """``files`` into ``pkg``, 1,000 to an upload (untimed set-up)."""
+            for start in range(0, len(files), 1000):
+                part = files[start : start + 1000]
+                r = httpx.post(
+                    f"http://127.0.0.1:{port}/v1/object/upload",
+                    headers=up_hdrs,
+                    content=form_body(pkg, part),
+                    timeout=600,
+                )
+                assert r.status_code == 200 and len(r.json()["data"]["uploadeds"]) == len(part)
+
         # listing a package of exactly 1,000 objects
         pkg = package("list")
         nl = args.list_objects
         files = [(f"d/f{i:04d}", os.urandom(64)) for i in range(nl)]
-        for start in range(0, nl, 1000):
-            part = files[start : start + 1000]
-            r = httpx.post(
-                f"http://127.0.0.1:{port}/v1/object/upload",
-                headers=up_hdrs,
-                content=form_body(pkg, part),
-                timeout=600,
-            )
-            assert r.status_code == 200 and len(r.json()["data"]["uploadeds"]) == len(part)
+        put_files(pkg, files)
         target = f"/v1/object/listByPath?packageID={pkg}&path=d/&isPrefix=true&maxKeys={nl}"
         first = ok(api.get(target))
         assert [o["path"] for o in first["objects"]] == [p for p, _ in files], "listing differs"
@@ -591,15 +595,7 @@ async def measure_jcs(
         # each folder is one common prefix, the objects under it are passed
         pkg = package("folders")
         tree = [(f"f{i:04d}/{j}", b"x") for i in range(1000) for j in range(3)]
-        for start in range(0, len(tree), 1000):
-            part = tree[start : start + 1000]
-            r = httpx.post(
-                f"http://127.0.0.1:{port}/v1/object/upload",
-                headers=up_hdrs,
-                content=form_body(pkg, part),
-                timeout=600,
-            )
-            assert r.status_code == 200 and len(r.json()["data"]["uploadeds"]) == len(part)
+        put_files(pkg, tree)
         target = (
             f"/v1/object/listByPath?packageID={pkg}&path=&isPrefix=true"
             "&noRecursive=true&maxKeys=1000"

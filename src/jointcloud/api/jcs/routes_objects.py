@@ -101,39 +101,45 @@ def _gone(what: str) -> Callable[[Route], Route]:
     return wrap
 
 
-# The form is read as a stream (not by FastAPI), so its shape is declared
-# here for /openapi.json: 'info' (JSON) first, then one 'files' part per
-# object, its filename the URL-encoded path.
-UPLOAD_FORM: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "info": {
-                            "type": "object",
-                            "properties": {
-                                "packageID": {"type": "integer", "minimum": 1},
-                                "affinity": {"type": "integer", "minimum": 1},
-                                "redundancy": {"type": ["object", "null"]},
-                                "userID": {"type": "integer"},
-                            },
-                            "required": ["packageID"],
+def _openapi_form(
+    info: dict[str, Any], required: list[str], file: str, file_schema: dict[str, Any]
+) -> dict[str, Any]:
+    """A form route's body for /openapi.json: the form is read as a stream
+    (not by FastAPI), so FastAPI cannot describe it. 'info' (JSON) first,
+    then the file part(s)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "info": {"type": "object", "properties": info, "required": required},
+                            file: file_schema,
                         },
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                        },
+                        "required": ["info", file],
                     },
-                    "required": ["info", "files"],
-                },
-                "encoding": {"info": {"contentType": "application/json"}},
-            }
-        },
+                    "encoding": {"info": {"contentType": "application/json"}},
+                }
+            },
+        }
     }
-}
+
+
+_BINARY = {"type": "string", "format": "binary"}
+# One 'files' part per object, its filename the URL-encoded path.
+UPLOAD_FORM = _openapi_form(
+    {
+        "packageID": {"type": "integer", "minimum": 1},
+        "affinity": {"type": "integer", "minimum": 1},
+        "redundancy": {"type": ["object", "null"]},
+        "userID": {"type": "integer"},
+    },
+    ["packageID"],
+    "files",
+    {"type": "array", "items": _BINARY},
+)
 
 
 # Also at /object/upload: the path of the seed's own example request
@@ -370,33 +376,13 @@ async def new_multipart(body: PathBody, principal: CurrentPrincipal, ctx: Ctx) -
     return ok({"object": views.obj(info)})
 
 
-# The form is read as a stream (not by FastAPI), so its shape is declared
-# here for /openapi.json: 'info' (JSON) first, then the part's bytes.
-PART_FORM: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "info": {
-                            "type": "object",
-                            "properties": {
-                                "objectID": {"type": "integer"},
-                                "index": {"type": "integer", "minimum": 0},
-                            },
-                            "required": ["objectID", "index"],
-                        },
-                        "file": {"type": "string", "format": "binary"},
-                    },
-                    "required": ["info", "file"],
-                },
-                "encoding": {"info": {"contentType": "application/json"}},
-            }
-        },
-    }
-}
+# The part's bytes in one 'file' part.
+PART_FORM = _openapi_form(
+    {"objectID": {"type": "integer"}, "index": {"type": "integer", "minimum": 0}},
+    ["objectID", "index"],
+    "file",
+    _BINARY,
+)
 
 
 @router.post("/v1/object/uploadPart", openapi_extra=PART_FORM)
