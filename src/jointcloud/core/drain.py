@@ -40,12 +40,12 @@ from jointcloud.core import renewal
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.models import BlockRecord, LayoutRecord, SpaceState, UserSpace
 from jointcloud.core.placement import candidates, new_block_key
-from jointcloud.errors import BlockCorrupt, BlockNotFound, DomainError, SpaceError
+from jointcloud.errors import BlockCorrupt, DomainError, SpaceError
 from jointcloud.meta import accounts, layouts, repairs, spacestate, strays
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
 from jointcloud.redundancy.stream import BlockVerifier
-from jointcloud.spaces.base import Space
+from jointcloud.spaces.base import Space, unlike_written
 
 log = structlog.get_logger(__name__)
 
@@ -119,17 +119,11 @@ async def _copy(src: Space, key: str, dst: Space, new_key: str, verifier: BlockV
 
 
 async def _check_stored(space: Space, key: str, size: int, where: UserSpace) -> None:
-    """The copy is there, as long as the source was, before the old block
-    is let go: a cloud that acknowledged a write it did not store (or
-    stored short) would otherwise cost the layout that block, silently
-    (found by review). A stat, not a read back: a copy of other bytes of
-    the right size is still scrub's to find."""
-    try:
-        found = (await space.stat(key)).size
-    except BlockNotFound:
-        found = None
-    if found != size:
-        got = "nothing" if found is None else f"{found} bytes"
+    """The copy is there before the old block is let go: a cloud that
+    acknowledged a write it did not store (or stored short) would otherwise
+    cost the layout that block, silently (found by review)."""
+    got = await unlike_written(space, key, size)
+    if got is not None:
         raise SpaceError(
             f"user space {where.user_space_id} acknowledged the copy ({size} bytes) "
             f"but holds {got} under its key: the block stays where it is"

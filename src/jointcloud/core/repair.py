@@ -66,6 +66,7 @@ from jointcloud.redundancy.stream import (
     stored_block_size,
     verify_block,
 )
+from jointcloud.spaces.base import unlike_written
 
 log = structlog.get_logger(__name__)
 
@@ -556,22 +557,16 @@ async def _unstored(targets: Sequence[BlockRef], size: int) -> dict[int, str]:
 
     async def look(t: BlockRef) -> None:
         try:
-            found = (await t.space.stat(t.key)).size
-        except BlockNotFound:
-            out[t.index] = (
-                f"user space {t.space_id} acknowledged block {t.index} but does not hold it: "
-                "not swapped in, the old block stays"
-            )
-            return
+            got = await unlike_written(t.space, t.key, size)
         except SpaceError as exc:
             out[t.index] = (
                 f"block {t.index} not found written to user space {t.space_id}: {exc.message}"
             )
             return
-        if found != size:
+        if got is not None:
             out[t.index] = (
-                f"user space {t.space_id} holds {found} bytes of block {t.index}, "
-                f"{size} were written: not swapped in, the old block stays"
+                f"user space {t.space_id} acknowledged block {t.index} ({size} bytes) but "
+                f"holds {got}: not swapped in, the old block stays"
             )
 
     await asyncio.gather(*(look(t) for t in targets))

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
-from jointcloud.errors import BadArgument
+from jointcloud.errors import BadArgument, BlockNotFound
 
 T = TypeVar("T")
 
@@ -141,3 +141,16 @@ def check_key(key: str) -> str:
     if any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
         raise BadArgument(f"invalid storage key {key!r}")
     return key
+
+
+async def unlike_written(space: Space, key: str, size: int) -> str | None:
+    """What ``space`` holds under ``key`` when it is not the ``size`` bytes
+    just written there ("nothing", "N bytes"); None when it is. A cloud
+    may acknowledge a write it did not store: drain and repair look before
+    they let an old block go (a stat, not a read back: other bytes of the
+    right size are scrub's to find)."""
+    try:
+        found = (await space.stat(key)).size
+    except BlockNotFound:
+        return "nothing"
+    return None if found == size else f"{found} bytes"
