@@ -2,54 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from jointcloud.api.common.http import pieces
+from jointcloud.api.common.http import parse_byte_range, pieces
 from jointcloud.api.jcs.envelope import fail
 from jointcloud.context import Context
+from jointcloud.core.commands import resolve_range
 from jointcloud.core.models import ObjectContent
-from jointcloud.errors import BadArgument
-
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-class Unsatisfiable(Exception):
-    pass
-
-
-def _position(digits: str) -> int:
-    """A byte position of a Range header; thousands of digits (which int()
-    refuses to convert) mean "beyond any object" as much as twenty do."""
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 19 else 2**64
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One ``bytes=`` range → (offset, length); None means serve it all
-    (multiple ranges or a syntax we ignore, as RFC 9110 allows)."""
-    m = _RANGE.match(header.strip())
-    if m is None:
-        return None
-    first, last = m.groups()
-    if not first and not last:
-        return None
-    if not first:  # suffix: the last N bytes
-        n = _position(last)
-        if n == 0 or size == 0:  # RFC 9110 §14.1.3: no bytes to select
-            raise Unsatisfiable
-        return max(0, size - n), min(n, size)
-    start = _position(first)
-    if start >= size:
-        raise Unsatisfiable
-    end = min(_position(last), size - 1) if last else size - 1
-    if end < start:
-        return None
-    return start, end - start + 1
+from jointcloud.errors import BadArgument, InvalidRange
 
 
 async def send_object(
@@ -65,9 +29,12 @@ async def send_object(
     if header:
         if offset is not None or length is not None:
             raise BadArgument("use either offset/length or a Range header, not both")
+        # The one parser of every protocol: a header RFC 9110 lets a server
+        # ignore (several ranges, other units, ``last < first``) is None.
+        rng = parse_byte_range(header)
         try:
-            picked = parse_range(header, info.size)
-        except Unsatisfiable:
+            picked = None if rng is None else resolve_range(rng, info.size)
+        except InvalidRange:
             resp = fail(
                 "BadArgument",
                 f"range {header[:80]!r} is outside the object's {info.size} bytes",
