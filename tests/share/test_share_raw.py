@@ -82,6 +82,32 @@ async def test_active_types_are_served_as_plain_text(world: World) -> None:
         assert "default-src 'none'" in csp and "script-src" not in csp
 
 
+async def test_a_stored_list_of_types_is_served_as_plain_text(world: World) -> None:
+    """A header value with a comma is a list, and browsers take its last
+    type (Fetch, "extract a MIME type"): Chromium rendered the bytes of
+    ``application/pdf; x=1, text/html`` as an HTML page of the share
+    origin, while the first type (all the server looked at) was a PDF's
+    (found by review, 2026-12-07)."""
+    page = b"<h1>Sign in again</h1><form><input name=password></form>"
+    access = await world.public()
+    cases = {
+        "a.pdf": "application/pdf; x=1, text/html",
+        "b.png": "image/png; q=0, application/xhtml+xml",
+        "c.txt": "text/plain;charset=utf-8,image/svg+xml",
+    }
+    for name, ctype in cases.items():
+        await world.put(name, page, content_type=ctype)
+        r = await world.client.get(f"/raw/{access}/docs/{name}")
+        assert r.status_code == 200, name
+        assert r.headers["content-type"] == "text/plain; charset=utf-8", name
+        check_safe(r)
+        # the page previews such a file as escaped text, not in a frame
+        r = await world.client.get(f"/s/{access}/docs/{name}")
+        assert r.status_code == 200, name
+        assert "<iframe" not in r.text and "<img" not in r.text, name
+        assert "&lt;h1&gt;Sign in again" in r.text, name
+
+
 async def test_download_is_an_attachment_with_rfc6266_names(world: World) -> None:
     await world.put("reports/résumé 2024.pdf", b"%PDF-1.4 ...")
     await world.put("plain.txt", b"hello")

@@ -430,9 +430,9 @@ class ShareApp:
         self, shared: Shared, target: Target, info: ObjectInfo, can_read: bool
     ) -> Reply:
         content_type = stored_type(info)
-        kind = preview_kind(content_type)
-        if kind is None and is_active(content_type):
-            kind = "text"
+        # active types are previewed as escaped text, whatever else they
+        # claim to be (a list of types may start with an image's)
+        kind = "text" if is_active(content_type) else preview_kind(content_type)
         text = None
         truncated = False
         if can_read and kind == "text" and info.size > 0:

@@ -119,8 +119,12 @@ def media_type(content_type: str) -> str:
 
 
 def is_active(content_type: str) -> bool:
-    """Whether the type may run script or render as a page of the origin."""
-    return bool(ACTIVE.search(media_type(content_type)))
+    """Whether the type may run script or render as a page of the origin.
+    A value with a comma is a list, and browsers take its last type (Fetch,
+    "extract a MIME type"), which ``media_type`` does not look at: Chromium
+    rendered ``application/pdf; x=1, text/html`` as HTML. Such a value is
+    never served as itself."""
+    return "," in content_type or bool(ACTIVE.search(media_type(content_type)))
 
 
 def served_type(content_type: str) -> str:
