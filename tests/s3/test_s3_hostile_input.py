@@ -82,6 +82,21 @@ async def test_a_date_beyond_the_calendar_is_refused_not_a_crash(s3: S3) -> None
         )
         status, code, _ = _error(answer)
         assert status in (400, 403) and code != "InternalError", answer.text
+        # a year past a C long (found by review, 2026-12-07: 500, unsigned
+        # SigV2 and signed If-Modified-Since alike)
+        never = "Fri, 31 Dec 99999999999999999 23:59:59 GMT"
+        answer = requests.get(
+            s3.endpoint + "/hostile/a.txt",
+            headers={"Authorization": f"AWS {s3.access_key_id}:AAAA", "Date": never},
+            timeout=30,
+        )
+        status, code, _ = _error(answer)
+        assert status in (400, 403) and code != "InternalError", answer.text
+        c = s3.client()
+        c.create_bucket(Bucket="dated")
+        c.put_object(Bucket="dated", Key="a.txt", Body=b"dated")
+        answer = _signed(s3, "GET", "/dated/a.txt", headers={"If-Modified-Since": never})
+        assert answer.status_code == 200 and answer.content == b"dated", answer.text
 
     await asyncio.to_thread(work)
 

@@ -209,6 +209,22 @@ async def test_conditional_requests(world: World) -> None:
     assert r.status_code == 206 and r.content == b"ca"
 
 
+async def test_dates_past_the_calendar_are_ignored(world: World) -> None:
+    """RFC 9110: an invalid date in a precondition is ignored. A year past
+    what ``datetime`` holds made the parser raise ``OverflowError``: any
+    visitor of a link got a bare 500 without the share headers, and the log
+    a traceback at error level (found by review, 2026-12-07)."""
+    await world.put("d.txt", b"dated")
+    access = await world.public()
+    never = "Fri, 31 Dec 99999999999999999 23:59:59 GMT"
+    for name in ("If-Modified-Since", "If-Unmodified-Since", "If-Range"):
+        r = await world.client.get(
+            f"/raw/{access}/docs/d.txt", headers={name: never, "Range": "bytes=0-1"}
+        )
+        assert r.status_code in (200, 206), name
+        check_safe(r)
+
+
 async def test_head_and_methods(world: World) -> None:
     await world.put("h.txt", b"12345")
     access = await world.public()

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jointcloud.api.common.http import http_date, parse_http_date
+from jointcloud.api.s3 import sigv4_parse
 
 
 def test_the_rfc_7231_example() -> None:
@@ -38,3 +39,15 @@ def test_as_the_standard_library_writes_it(moment: datetime) -> None:
         assert parsed is not None
         # By timestamps: == between zones is False for a time in a DST fold.
         assert parsed.timestamp() == moment.replace(microsecond=0).timestamp()
+
+
+def test_a_year_past_the_calendar_is_no_date() -> None:
+    """``email.utils`` raises ``OverflowError`` (not ``ValueError``) for a
+    year past a C long: a request's 500 with a traceback (found by review,
+    2026-12-07)."""
+    for value in (
+        "Fri, 31 Dec 99999999999999999 23:59:59 GMT",
+        "Fri, 31 Dec 99999999999999999999999999 23:59:59 -0100",
+    ):
+        assert parse_http_date(value) is None
+        assert sigv4_parse.parse_http_date(value) is None

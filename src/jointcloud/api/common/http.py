@@ -160,7 +160,7 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past a C long
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 

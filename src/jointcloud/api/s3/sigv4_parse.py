@@ -304,7 +304,7 @@ def parse_http_date(value: str) -> dt.datetime | None:
         return _basic_date(value)
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # Overflow: a year past a C long
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
