@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
+from starlette.types import ASGIApp, Message
 
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
@@ -68,3 +70,46 @@ class World:
             (grant or self.restricted()).serialize(), public=public
         )
         return made.access_key_id
+
+
+async def sent_to_a_client_that_leaves(app: ASGIApp, path: str, query: str = "") -> int:
+    """Body bytes ``app`` hands the server for a GET whose client goes away
+    once the first piece of the answer has come: as uvicorn does for a
+    closed connection, ``send`` then takes everything without a word, and
+    ``receive`` says ``http.disconnect``."""
+    gone = asyncio.Event()
+    asked = False
+    sent = 0
+
+    async def receive() -> Message:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal sent
+        if message["type"] == "http.response.body" and message.get("body"):
+            sent += len(message["body"])
+            gone.set()
+            await asyncio.sleep(0)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"share.test")],
+        "server": ("share.test", 80),
+        "client": ("127.0.0.1", 50000),
+    }
+    async with asyncio.timeout(60):
+        await app(scope, receive, send)
+    return sent

@@ -9,9 +9,10 @@ import os
 import zipfile
 
 import pytest
-from share_support import World
+from share_support import World, sent_to_a_client_that_leaves
 
 from jointcloud.api.share import zipstream
+from jointcloud.api.share.app import create_app
 
 
 def unzip(data: bytes) -> dict[str, bytes]:
@@ -66,6 +67,23 @@ async def test_zip_caps_say_so(world: World, monkeypatch: pytest.MonkeyPatch) ->
     r = await world.client.get(f"/s/{access}/docs/many/?download-kind=zip")
     assert r.headers["x-share-zip-truncated"] == "more than 250 bytes; 2 files in this zip"
     assert sorted(unzip(r.content)) == ["0.txt", "1.txt", zipstream.NOTE_NAME]
+
+
+async def test_a_zip_stops_when_its_client_leaves(world: World) -> None:
+    """A zip of up to 10 GiB went on being read, decrypted and zipped after
+    its client had closed the connection (uvicorn drops such writes
+    silently): an anonymous visitor could start one and leave, again and
+    again, for nothing (found by review, 2026-12-07)."""
+    total = 0
+    for i in range(8):
+        data = os.urandom(1024 * 1024)
+        total += len(data)
+        await world.put(f"heavy/{i}.bin", data)
+    access = await world.public()
+    sent = await sent_to_a_client_that_leaves(
+        create_app(world.ctx), f"/s/{access}/docs/heavy/", "download-kind=zip"
+    )
+    assert 0 < sent < total
 
 
 async def test_zip_holds_only_what_the_access_reads(world: World) -> None:

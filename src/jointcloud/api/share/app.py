@@ -27,6 +27,7 @@ service's origin: HTML, SVG, XML and other active types are served as
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -38,10 +39,12 @@ from starlette.types import Receive, Scope, Send
 
 from jointcloud import errors
 from jointcloud.api.common.http import (
+    Gone,
     etag_list,
     http_date,
     parse_conditions,
     parse_http_date,
+    unless_gone,
 )
 from jointcloud.api.common.observability import HttpMetrics, Observability
 from jointcloud.api.share import pages, zipstream
@@ -180,7 +183,17 @@ class ShareApp:
                 reply = error_reply(exc.status, exc.title, exc.message)
             except errors.DomainError as exc:
                 reply = domain_reply(exc)
-        await reply.send(send, head_only=method == "HEAD")
+        head_only = method == "HEAD"
+        if reply.stream is None or head_only:
+            await reply.send(send, head_only=head_only)
+            return
+        # A stream goes on only while its client is there: uvicorn drops what
+        # is sent to a closed connection without a word, and the rest of a
+        # download or a zip (up to 10 GiB) was read and decrypted for nobody,
+        # as often as anyone cared to open a link and leave (found by review).
+        # ``receive`` says ``http.disconnect`` then; a half-close is no leaving.
+        with contextlib.suppress(Gone):
+            await unless_gone(receive, reply.send(send, head_only=False))
 
     async def dispatch(self, scope: Scope, request: Request) -> Reply:
         path: str = scope["path"]
