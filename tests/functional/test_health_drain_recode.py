@@ -321,6 +321,35 @@ async def test_drain_without_room_reports_and_waits(api: Api) -> None:
     assert third in api.spaces
 
 
+async def test_blocks_that_cannot_move_do_not_hold_up_the_rest(api: Api) -> None:
+    # A pass looks at a batch of blocks from the lowest layout on. Blocks
+    # that cannot move (an ec(2,4) layout on all four spaces has nowhere to
+    # go) filled every batch, and the rep(2) copy after them never moved.
+    spaces = await api.add_spaces(3)  # four in all
+    victim = spaces[0]
+    pkg = await api.package("d")
+    EC24 = {"type": "ec", "k": 2, "n": 4, "chunkSize": 4096}
+    stuck = [
+        await api.upload_one(pkg, f"ec{i}", data(20_000, i), redundancy=EC24) for i in range(2)
+    ]
+    body = data(20_000, 9)
+    movable = await api.upload_one(pkg, "rep", body, redundancy=REP2, affinity=victim)
+    assert victim in (await spaces_of(api, movable["objectID"]))[0]
+    await api.post("/v1/userSpace/drain", {"userSpaceID": victim})
+
+    job = DrainJob(drain_blocks(api.ctx), 60, batch=2)
+    for _ in range(3):  # what the runner does after each interval
+        await run(api, job)
+    assert victim not in (await spaces_of(api, movable["objectID"]))[0]
+    assert await api.download(movable["objectID"]) == body
+    for o in stuck:  # still there, still whole
+        assert victim in (await spaces_of(api, o["objectID"]))[0]
+    passes = await run(api, job)  # a sweep ends: the rest waits for the interval
+    assert passes[-1].more is False
+    assert "2 left" in passes[-1].message and "no Normal user space" in passes[-1].message
+    await assert_disk_matches_db(api)
+
+
 async def test_drain_api_errors(api: Api, tmp_path: Path) -> None:
     [sid] = await api.add_spaces(1)
     await api.fail("POST", "/v1/userSpace/drain", "BadArgument", 400, json={})

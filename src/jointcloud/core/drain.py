@@ -66,6 +66,8 @@ class DrainReport:
     remaining: int = 0
     repair_queued: int = 0
     problems: list[str] = field(default_factory=list)
+    # The next pass resumes after this layout (0: from the first one again).
+    cursor: int = 0
 
     def summary(self) -> str:
         if not self.spaces:
@@ -265,8 +267,15 @@ async def drain_once(
     store: BlockStore,
     limit: int = DRAIN_BATCH,
     progress: Callable[[int, int, str], None] | None = None,
+    *,
+    after_layout: int = 0,
 ) -> DrainReport:
-    """Move up to ``limit`` blocks off draining spaces."""
+    """Move up to ``limit`` blocks off draining spaces, of layouts after
+    ``after_layout`` (from the first one again when none is left there);
+    ``DrainReport.cursor`` is where the next pass resumes. Always starting
+    from the first layout, blocks that cannot move (nowhere to go, or
+    unreadable) filled every batch once there were ``limit`` of them, and
+    the blocks after them were never moved (found by review)."""
     report = DrainReport()
     async with db.read() as conn:
         draining = {
@@ -276,7 +285,16 @@ async def drain_once(
             return report
         report.spaces = len(draining)
         report.total = await spacestate.count_live_blocks(conn, list(draining))
-        batch = await layouts.blocks_in_spaces(conn, list(draining), limit)
+        batch = await layouts.blocks_in_spaces(conn, list(draining), limit, after_layout)
+        if not batch and after_layout:
+            batch = await layouts.blocks_in_spaces(conn, list(draining), limit)
+        if len(batch) == limit:
+            # A full batch may end inside a layout: that one is left whole
+            # to the next pass, unless it is the only one.
+            report.cursor = batch[-1][0]
+            if batch[0][0] != report.cursor:
+                batch = [(lid, b) for lid, b in batch if lid != report.cursor]
+                report.cursor = batch[-1][0]
         records = await layouts.load(conn, {lid for lid, _ in batch})
         work = _Pass(db, store, report)
         for owner in {s.user_id for s in draining.values()}:
