@@ -16,6 +16,7 @@ from jcs_helpers import Api, expect_error
 
 from jointcloud.context import Context
 from jointcloud.core.authz import Principal
+from jointcloud.core.fsck import fsck
 from jointcloud.core.models import LayoutRecord
 from jointcloud.core.repair import GONE, HEALTHY, NO_SPACES, OK, REPAIRED, UNRECOVERABLE
 from jointcloud.jobs.registry import build_runner, job_board, scrub_services
@@ -249,6 +250,27 @@ async def test_too_many_lost_blocks_fail_reads_and_repair(api: Api) -> None:
         assert item.attempts == 1  # stays queued, retried after a back-off
         assert await repairs.due(conn, 10) == []
     assert (await repair_once(api.ctx)).outcomes == ()
+
+
+async def test_an_empty_object_whose_blocks_are_all_gone_is_rebuilt(api: Api) -> None:
+    # Its blocks hold no byte, so it reads whole with none of them: repair
+    # called it unrecoverable ("found 0 of 2 blocks needed") and retried it
+    # for ever, and fsck reported it lost, with its reads answering 200.
+    pkg = await api.package("ec", EC)
+    await api.add_spaces(5)
+    empty = await put(api, pkg, "empty", b"")
+    for b in empty.layout.blocks:
+        block_path(api, b.user_space_id, b.key).unlink()
+    assert await api.download(empty.object_id) == b""
+
+    checked = await fsck(api.ctx)
+    assert checked.count("lost") == 0 and checked.count("under-replicated") == 1
+    assert (await scrub_once(api.ctx)).bad  # found missing, and queued
+    [outcome] = (await repair_once(api.ctx)).outcomes
+    assert (outcome.status, outcome.repaired) == (REPAIRED, tuple(range(6)))
+    await assert_whole(api.ctx, empty.layout.layout_id)
+    assert (await fsck(api.ctx, deep=True)).clean
+    assert await api.download(empty.object_id) == b""
 
 
 async def test_unavailable_space_is_moved_by_the_scan(api: Api) -> None:

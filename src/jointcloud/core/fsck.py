@@ -442,7 +442,11 @@ class _Checker:
         away = len({s.block.index for s in statuses if s.state == "unreachable"})
         detail = f"{intact} of {width} blocks intact, {needed} needed to read"
         kind = "under-replicated"
-        if intact < needed and readable:
+        if intact < needed and rec.size == 0:
+            # Its blocks hold no byte: it reads without them, and repair
+            # makes them again from none (it was reported lost).
+            detail += "; it holds no byte, so it reads whole without them"
+        elif intact < needed and readable:
             detail += "; the good chunks of its corrupt ones still read it whole"
         elif intact < needed and readable is None:
             # Not known to be gone either: the read that would tell stalled.

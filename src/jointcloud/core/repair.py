@@ -360,7 +360,9 @@ class RepairService:
         bad = health.bad
         # Corrupt blocks may still have good chunks; missing/unreachable ones do not.
         usable = health.intact + sum(1 for b in bad if b.state == CORRUPT)
-        if usable < policy.needed:
+        # An empty layout's blocks hold no byte: each is rebuilt from none
+        # (it was called unrecoverable and retried for ever, while it read).
+        if usable < policy.needed and ex.record.size > 0:
             return RepairOutcome(
                 layout_id,
                 UNRECOVERABLE,
