@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from jointcloud.cli.commands_keys import parse_time
 from jointcloud.cli.common import (
     DEFAULT_ENDPOINT,
     CliError,
@@ -229,3 +231,25 @@ def test_parse_redundancy_rejects() -> None:
         with pytest.raises(CliError) as info:
             parse_redundancy(bad)
         assert info.value.code == "BadArgument"
+
+
+# -- times of key restrictions -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", ["+99999999999999d", "+999999999w", "+100000000d", "0001-01-01T00:00:00+01:00"]
+)
+def test_parse_time_out_of_range_is_named(raw: str) -> None:
+    """Found by review (2026-12-07): `jcs key restrict KEY --not-after
+    +99999999999999d` (and `s3 credentials`) ended in a traceback."""
+    with pytest.raises(CliError) as caught:
+        parse_time(raw, "--not-after")
+    assert caught.value.code == "BadArgument" and "--not-after" in caught.value.message
+
+
+def test_parse_time_takes_relative_and_iso_times() -> None:
+    now = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
+    assert parse_time("+1h", "--not-after", now=now) == datetime(2025, 6, 30, 13, 0, tzinfo=UTC)
+    assert parse_time("9999-12-31T23:59:59Z", "--not-after") == datetime(
+        9999, 12, 31, 23, 59, 59, tzinfo=UTC
+    )

@@ -75,7 +75,10 @@ def parse_time(raw: str, option: str, *, now: datetime | None = None) -> datetim
     if m is not None:
         amount, unit = float(m.group(1)), m.group(2).lower()
         base = now if now is not None else datetime.now(UTC)
-        return (base + timedelta(**{_UNIT[unit]: amount})).replace(microsecond=0)
+        try:
+            return (base + timedelta(**{_UNIT[unit]: amount})).replace(microsecond=0)
+        except OverflowError:  # no datetime lies past 9999-12-31
+            raise CliError("BadArgument", f"{option} {raw!r} is past the year 9999") from None
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -84,9 +87,12 @@ def parse_time(raw: str, option: str, *, now: datetime | None = None) -> datetim
             f"{option} {raw!r} is not a time: use ISO 8601 (2025-06-30T18:00:00Z) "
             "or a time from now (+30m, +1h, +7d)",
         ) from None
-    if value.tzinfo is None:
-        value = value.astimezone()  # local time, made explicit
-    return value.astimezone(UTC)
+    try:
+        if value.tzinfo is None:
+            value = value.astimezone()  # local time, made explicit
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):  # 0001-01-01 or 9999-12-31 moved across the zones
+        raise CliError("BadArgument", f"{option} {raw!r} is out of range in UTC") from None
 
 
 def split_list(raw: str | None) -> list[str]:
