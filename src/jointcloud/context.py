@@ -56,7 +56,12 @@ async def _master_key(path: Path, db: Database) -> MasterKey:
             f"{path} is missing, but the metadata database holds objects sealed with a "
             "master key: restore master.key from the backup of this data dir"
         )
-    master = MasterKey.load_or_create(path)
+    try:
+        master = MasterKey.load_or_create(path)
+    except ValueError:  # a truncated copy, or another file put in its place
+        raise ConfigError(
+            f"{path} is not a master key (32 bytes): restore the data dir's own master.key"
+        ) from None
     if sealed is not None:
         try:
             master.unwrap_data_key(sealed)
@@ -94,10 +99,18 @@ class Context:
         # The data dir and everything the server writes there are its alone:
         # 0700 directories, 0600 files, whatever the umask (and tightened if
         # an older start left them looser).
-        private_dir(settings.data_dir)
+        try:
+            private_dir(settings.data_dir)
+        except OSError as exc:  # a file of that name, or a directory it may not make
+            why = "it is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+            raise ConfigError(f"the data dir {settings.data_dir} cannot be used: {why}") from None
         db = Database(settings.db_url, timeout=settings.db_timeout_seconds)
         await db.migrate()
-        master = await _master_key(settings.data_dir / "master.key", db)
+        try:
+            master = await _master_key(settings.data_dir / "master.key", db)
+        except BaseException:  # a start refused for its master key leaves nothing open
+            await db.close()
+            raise
         pool = SpacePool(db, master, settings.space_rules())
         buckets = BucketService(db)
         project_keys = ProjectKeyService(db, master, buckets)

@@ -21,7 +21,7 @@ from jcs_helpers import Api, get_task, text_data
 from sqlalchemy import delete, func, select, text
 
 from jointcloud.cli.serve import _announce_root_key
-from jointcloud.config import Settings
+from jointcloud.config import ConfigError, Settings
 from jointcloud.context import Context
 from jointcloud.meta import tables as t
 from support.trees import write_tree
@@ -257,3 +257,28 @@ def test_root_key_shown_only_on_a_terminal(
     _announce_root_key("secret-key-value", key_file)
     out = capsys.readouterr().out
     assert "secret-key-value" in out and str(key_file) in out, out
+
+
+# -- a data dir that cannot be used -------------------------------------------
+
+
+async def test_a_short_master_key_is_named(tmp_path: Path) -> None:
+    """Found by review (2026-12-07): a truncated master.key ended `jcs serve`
+    and every `jcs admin` command in a traceback (ValueError)."""
+    data = tmp_path / "data"
+    await _start(data)
+    key_file = data / "master.key"
+    key_file.write_bytes(key_file.read_bytes()[:16])
+    with pytest.raises(ConfigError) as caught:
+        await Context.open(Settings(data_dir=data))
+    assert str(key_file) in caught.value.message and "32 bytes" in caught.value.message
+
+
+async def test_a_data_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
+    """Found by review (2026-12-07): `jcs serve --data-dir FILE` ended in a
+    traceback (FileExistsError) instead of a line naming the data dir."""
+    data = tmp_path / "data"
+    data.write_text("not a directory")
+    with pytest.raises(ConfigError) as caught:
+        await Context.open(Settings(data_dir=data))
+    assert str(data) in caught.value.message and "cannot be used" in caught.value.message
