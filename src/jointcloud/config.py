@@ -293,6 +293,26 @@ class Environment(BaseSettings):
             raise ValueError(f"a public URL is http(s)://HOST[:PORT][/PATH], got {value!r}")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        # Checked here, not where the engine is made: a URL SQLAlchemy cannot
+        # parse, or one of a driver without asyncio (postgresql://,
+        # sqlite:///), ended jcs serve in a traceback.
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+            usable = url.get_backend_name() in ("sqlite", "postgresql")
+            usable = usable and bool(url.get_dialect().is_async)
+        except Exception:  # ArgumentError, NoSuchModuleError: SQLAlchemy's words for "not a URL"
+            usable = False
+        if not usable:
+            raise ValueError(
+                "a database URL is sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:

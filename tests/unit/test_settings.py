@@ -229,3 +229,22 @@ def test_workers_flag_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Settings.load(str(tmp_path), workers=0)
     assert info.value.message.startswith("--workers=0:"), info.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["nonsense", "postgresql://u:secret@h/db", "sqlite:///x.db", "mysql+aiomysql://u:secret@h/d"],
+)
+def test_a_database_url_serve_cannot_use_is_named(tmp_path: Path, url: str) -> None:
+    """Found by review (2026-12-07): `jcs serve --database-url nonsense` (or
+    a URL of a driver without asyncio) ended in a traceback, not exit 2."""
+    with pytest.raises(ConfigError) as info:
+        Settings.load(str(tmp_path), database_url=url)
+    message = info.value.message
+    assert message.startswith("--database-url: ") and "postgresql+asyncpg://" in message
+    assert "secret" not in message and "(value not shown)" in message
+
+
+def test_the_database_urls_of_the_docs_are_taken(tmp_path: Path) -> None:
+    for url in ("postgresql+asyncpg://user@host/db", f"sqlite+aiosqlite:///{tmp_path}/m.db"):
+        assert Settings.load(str(tmp_path), database_url=url).database_url == url
