@@ -356,3 +356,27 @@ def test_errors_exit_non_zero_with_the_server_message(cli: Cli, tmp_path: Path) 
     assert "Traceback" not in r.stderr
 
     assert cli.fails("put", str(tmp_path / "missing"), "b/p").startswith("error: BadArgument:")
+
+
+def test_names_that_are_not_utf8_are_refused_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    """Found by review (2026-12-07): a file name or an argument of bytes that
+    are not UTF-8 ended every command that sent it in a traceback (httpx's
+    UnicodeEncodeError), and `put` of a tree did so after some files had
+    gone up. Explicit object paths still take such a file."""
+    cli("bucket", "create", "utf8")
+    cli("package", "create", "utf8/p")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    odd = os.fsdecode(b"b\xff.txt")  # the bytes 'b', 0xff, '.txt'
+    (tree / odd).write_text("b")
+
+    err = cli.fails("put", str(tree), "utf8/p/tree/")
+    assert err.startswith("error: BadArgument: ") and "b\\xff.txt" in err, err
+    assert "not UTF-8" in err and "Traceback" not in err
+    assert cli("ls", "-r", "utf8/p").strip() == ""  # refused before anything went up
+
+    assert "uploaded 1 object" in cli("put", str(tree / odd), "utf8/p/named.txt")
+    for args in (("ls", "utf8/p/" + odd), ("rm", "utf8/p/" + odd), ("bucket", "create", odd)):
+        shown = args[-1].replace(odd, "b\\xff.txt")
+        assert cli.fails(*args) == f"error: BadArgument: not UTF-8 text: '{shown}'\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -30,6 +31,26 @@ class JcsTyper(typer.Typer):
         except CliError as exc:
             print(f"error: {exc.code}: {exc.message}", file=sys.stderr, flush=True)
             sys.exit(1)
+        except UnicodeEncodeError:
+            # An argument of bytes that are not UTF-8 (Python keeps them as
+            # surrogates) fails where it is first sent, deep in httpx: named
+            # here instead, as names and object paths are UTF-8 text.
+            odd = [a for a in sys.argv[1:] if not _is_utf8(a)]
+            if not odd:
+                raise
+            shown = ", ".join(
+                f"'{os.fsencode(a).decode('utf-8', 'backslashreplace')}'" for a in odd
+            )
+            print(f"error: BadArgument: not UTF-8 text: {shown}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 app = JcsTyper(no_args_is_help=True, add_completion=False, help="JointCloud storage")

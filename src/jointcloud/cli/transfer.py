@@ -70,16 +70,34 @@ def walk_tree(root: Path) -> Iterator[tuple[Path, str]]:
             yield full, PurePosixPath(*full.relative_to(root).parts).as_posix()
 
 
+def _named_in_utf8(path: Path, object_path: str) -> str:
+    """``object_path``, if it is UTF-8 text. A file name of other bytes
+    (Python keeps them as surrogates) is no object path, and it ended
+    ``jcs put`` in a traceback once some files had gone up; refused before
+    anything is sent, naming the file."""
+    try:
+        object_path.encode("utf-8")
+    except UnicodeEncodeError:
+        name = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise CliError(
+            "BadArgument",
+            f"{name}: the file name is not UTF-8, and object paths are: rename it "
+            "(or put the file alone, naming its object path)",
+        ) from None
+    return object_path
+
+
 def plan_put(local: Path, dest: RemotePath) -> list[LocalFile]:
     """A file goes to DEST's path (or DEST/<name> when DEST is a package or
     ends with '/'); a directory's files go to DEST/<relative path>."""
     if local.is_dir():
         return [
-            LocalFile(path, dest.join(rel), path.stat().st_size) for path, rel in walk_tree(local)
+            LocalFile(path, _named_in_utf8(path, dest.join(rel)), path.stat().st_size)
+            for path, rel in walk_tree(local)
         ]
     if local.is_file():
         target = dest.join(local.name) if dest.is_prefix else dest.path
-        return [LocalFile(local, target, local.stat().st_size)]
+        return [LocalFile(local, _named_in_utf8(local, target), local.stat().st_size)]
     if local.exists():
         raise CliError("BadArgument", f"{local} is neither a file nor a directory")
     raise CliError("BadArgument", f"{local}: no such file or directory")
