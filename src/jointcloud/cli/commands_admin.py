@@ -133,7 +133,8 @@ def list_jobs(ctx: typer.Context, data_dir: DataDir = None, database_url: DbUrl 
             str(s.runs),
             s.last_finished.astimezone().strftime("%Y-%m-%d %H:%M:%S") if s.last_finished else "-",
             s.next_run.astimezone().strftime("%Y-%m-%d %H:%M:%S") if s.next_run else "-",
-            (s.last_error or s.message)[:80],
+            # A message may quote names users chose ("space q[x] ..."): not markup.
+            Text((s.last_error or s.message)[:80]),
         )
     out.print(table)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from jointcloud.cli.commands_admin import DataDir, DbUrl, _run, _settings
 from jointcloud.cli.common import err, out
@@ -39,7 +40,7 @@ def add(
         return await context.add_user(name)
 
     user, key = _run(_settings(ctx, data_dir, database_url), body)
-    err.print(f"user {user.name!r} created (id {user.user_id})")
+    err.print(f"user {user.name!r} created (id {user.user_id})", markup=False)
     _print_key(key)
 
 
@@ -54,7 +55,7 @@ def list_users(ctx: typer.Context, data_dir: DataDir = None, database_url: DbUrl
     for u in _run(_settings(ctx, data_dir, database_url), body):
         table.add_row(
             str(u.user_id),
-            u.name,
+            Text(u.name),  # a name like "bob[ops]" is not markup
             "disabled" if u.disabled else "active",
             str(u.key_count),
             u.create_time.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
@@ -69,7 +70,7 @@ def _set_disabled(
         return await context.accounts.set_disabled(name, disabled)
 
     user = _run(_settings(ctx, data_dir, database_url), body)
-    err.print(f"user {user.name!r} {'disabled' if disabled else 'enabled'}")
+    err.print(f"user {user.name!r} {'disabled' if disabled else 'enabled'}", markup=False)
 
 
 @app.command("disable")
