@@ -1,4 +1,5 @@
-"""What ``jcs admin`` prints: names users chose are shown as they are."""
+"""What ``jcs admin`` prints (names users chose are shown as they are) and
+the exit status of a job run once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from jointcloud.cli.main import app
 from jointcloud.config import Settings
 from jointcloud.context import Context
 from jointcloud.jobs import registry
+from jointcloud.jobs.base import JobResult, Progress
+from jointcloud.jobs.sync import SyncJob
 from jointcloud.meta.jobs import JobState
 
 
@@ -74,3 +77,39 @@ def test_user_names_are_not_markup(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.exception
     assert "bob[ops]" in result.output, result.output
+
+
+@pytest.mark.parametrize(("failed", "status"), [(0, 0), (2, 1)])
+def test_a_pass_that_could_not_do_some_of_its_work_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failed: int, status: int
+) -> None:
+    """Found by review (2026-12-07): `jcs admin sync` said "1 task run(s), 1
+    failed" and `jcs admin repair` "1 cannot repair (retried later)", both
+    with exit status 0, so a script running them could not tell."""
+    data = _data_dir(tmp_path)
+
+    class Runner:
+        def __init__(self, ctx: Context) -> None:
+            pass
+
+        async def run_now(self, name: str, report: Any) -> JobResult:
+            return JobResult(f"2 task run(s), {failed} failed", done=2, total=2, failed=failed)
+
+    monkeypatch.setattr(registry, "build_runner", Runner)
+    result = CliRunner().invoke(app, ["admin", "sync", "--once", "--data-dir", str(data)])
+    assert result.exit_code == status, result.output
+    assert f"sync: 2 task run(s), {failed} failed" in result.output
+
+
+async def test_the_sync_job_counts_its_failed_runs() -> None:
+    class Due:
+        wake = asyncio.Event()
+
+        async def has_due(self) -> bool:
+            return True
+
+        async def run_due(self, progress: Progress | None = None) -> tuple[int, int]:
+            return 3, 1
+
+    result = await SyncJob(Due(), 60.0).run_once(lambda done, total, message: None)
+    assert result.failed == 1 and result.message == "3 task run(s), 1 failed"

@@ -244,6 +244,7 @@ async def test_too_many_lost_blocks_fail_reads_and_repair(api: Api) -> None:
     assert "cannot repair" in outcome.message
     assert "found 3 of 4 blocks needed" in outcome.message
     assert "1 cannot repair (retried later)" in result.message
+    assert result.failed == 1  # jcs admin repair exits 1
     assert sorted(api.all_block_files()) == before  # nothing written
     async with api.ctx.db.read() as conn:
         [item] = await repairs.due(conn, 10, at=_far_future())

@@ -23,6 +23,7 @@ from jointcloud.jobs.names import JOB_NAMES
 if TYPE_CHECKING:  # the server's modules load only when an admin command runs
     from jointcloud.context import Context
     from jointcloud.core.jobstate import JobState
+    from jointcloud.jobs.base import JobResult
 
 T = TypeVar("T")
 
@@ -152,7 +153,7 @@ def _job_command(name: str) -> None:
         from jointcloud.core.gcholds import DelayAnnouncement
         from jointcloud.jobs.registry import build_runner
 
-        async def body(context: Context) -> list[str]:
+        async def body(context: Context) -> list[JobResult]:
             # A pass stages blocks (recode, repair, drain) and renews them for
             # its own GC delay: the servers' GC must wait that long too.
             announcement = DelayAnnouncement(context.db, context.settings.gc_delay)
@@ -162,9 +163,9 @@ def _job_command(name: str) -> None:
             finally:
                 await announcement.stop()
 
-        async def passes(context: Context) -> list[str]:
+        async def passes(context: Context) -> list[JobResult]:
             runner = build_runner(context)
-            messages = []
+            results: list[JobResult] = []
             with Progress(
                 TextColumn(f"{name}"),
                 BarColumn(),
@@ -180,14 +181,21 @@ def _job_command(name: str) -> None:
 
                 while True:
                     result = await runner.run_now(name, report)
-                    messages.append(result.message)
+                    results.append(result)
                     if not (until_done and result.more):
-                        return messages
+                        return results
 
-        for line in _run(_settings(ctx, data_dir, database_url), body):
-            out.print(f"{name}: {line}", markup=False)
+        results = _run(_settings(ctx, data_dir, database_url), body)
+        for result in results:
+            out.print(f"{name}: {result.message}", markup=False)
+        if any(result.failed for result in results):
+            raise typer.Exit(1)
 
-    command.__doc__ = f"Run the {name} job (one pass with --once)."
+    command.__doc__ = (
+        f"Run the {name} job (one pass with --once).\n\n"
+        "Exit status: 0 when the pass did its work, 1 when it could not do some of it "
+        "(named in its line; the servers retry it later) or could not run."
+    )
     app.command(name)(command)
 
 

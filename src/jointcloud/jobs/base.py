@@ -23,6 +23,9 @@ class JobResult:
     done: int = 0
     total: int = 0
     more: bool = False  # work is left: run again soon rather than after the interval
+    # Items this pass tried and could not do (named in the message, retried
+    # later): `jcs admin <job>` exits 1 on them, so a script sees it.
+    failed: int = 0
 
 
 class Job(Protocol):

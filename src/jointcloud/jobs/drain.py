@@ -39,4 +39,5 @@ class DrainJob:
             # has layouts left to look at: a block that cannot move now waits
             # for the interval (or an owner's action), not the blocks after it.
             more=report.remaining > 0 and (report.moved > 0 or report.cursor > 0),
+            failed=report.failed,
         )

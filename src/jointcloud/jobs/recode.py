@@ -41,4 +41,5 @@ class RecodeJob:
             done=report.layouts,
             total=report.layouts + report.failed,
             more=report.more,
+            failed=report.failed,
         )

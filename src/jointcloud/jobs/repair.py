@@ -87,6 +87,7 @@ class RepairJob:
             done=len(outcomes),
             total=len(items),
             more=more,
+            failed=sum(1 for o in outcomes if not o.finished),
             outcomes=tuple(outcomes),
             queued_by_scan=scanned,
         )

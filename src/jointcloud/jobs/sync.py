@@ -39,4 +39,6 @@ class SyncJob:
         runs, failed = await self.tasks.run_due(progress)
         if not runs:
             return JobResult("no task due")
-        return JobResult(f"{runs} task run(s), {failed} failed", done=runs, total=runs)
+        return JobResult(
+            f"{runs} task run(s), {failed} failed", done=runs, total=runs, failed=failed
+        )
