@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from jointcloud.cli.commands_keys import parse_time
 from jointcloud.cli.common import (
@@ -21,6 +22,7 @@ from jointcloud.cli.common import (
     parse_size,
     resolve_config,
 )
+from jointcloud.cli.main import app
 
 # -- remote paths ------------------------------------------------------------
 
@@ -253,3 +255,13 @@ def test_parse_time_takes_relative_and_iso_times() -> None:
     assert parse_time("9999-12-31T23:59:59Z", "--not-after") == datetime(
         9999, 12, 31, 23, 59, 59, tzinfo=UTC
     )
+
+
+@pytest.mark.parametrize("command", ["bucket", "package"])
+def test_set_redundancy_names_its_policy_argument(command: str) -> None:
+    """Found by review (2026-12-07): `jcs package set-redundancy b/p bogus`
+    blamed --redundancy, an option the command does not have."""
+    target = "b" if command == "bucket" else "b/p"
+    result = CliRunner().invoke(app, [command, "set-redundancy", target, "bogus"])
+    assert isinstance(result.exception, CliError), result.output
+    assert result.exception.message.startswith("POLICY must be a JSON object"), result.exception

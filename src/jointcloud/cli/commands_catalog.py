@@ -78,7 +78,7 @@ def bucket_set_redundancy(
 ) -> None:
     """Change a bucket's default policy; the objects of its packages that
     inherit it are re-encoded in the background."""
-    redundancy = parse_redundancy(policy)
+    redundancy = parse_redundancy(policy, "POLICY")
     with open_client(options_of(ctx)) as client:
         b = client.bucket(name)
         got = client.set_bucket_redundancy(int(b["bucketID"]), redundancy)
@@ -151,7 +151,7 @@ def package_set_redundancy(
 ) -> None:
     """Change a package's policy; its objects are re-encoded in the background."""
     bucket, package = parse_package(name)
-    redundancy = None if policy.strip() == "inherit" else parse_redundancy(policy)
+    redundancy = None if policy.strip() == "inherit" else parse_redundancy(policy, "POLICY")
     with open_client(options_of(ctx)) as client:
         p = client.package(bucket, package)
         got = client.set_package_redundancy(int(p["packageID"]), redundancy)

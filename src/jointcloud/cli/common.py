@@ -191,10 +191,10 @@ def parse_package(raw: str) -> tuple[str, str]:
 _SHORT_POLICY = re.compile(r"^(rep|ec)[:(]\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)?$")
 
 
-def parse_redundancy(raw: str | None) -> dict[str, Any] | None:
-    """``--redundancy``: the JSON union of the API (``{"type":"rep","repCount":2}``),
-    or the shorthands ``none``, ``rep:2``/``rep(2)``, ``ec:2,3``/``ec(2,3)``.
-    The server validates the values."""
+def parse_redundancy(raw: str | None, option: str = "--redundancy") -> dict[str, Any] | None:
+    """``--redundancy`` (or the argument named ``option``): the JSON union of
+    the API (``{"type":"rep","repCount":2}``), or the shorthands ``none``,
+    ``rep:2``/``rep(2)``, ``ec:2,3``/``ec(2,3)``. The server validates the values."""
     if raw is None:
         return None
     text = raw.strip()
@@ -214,7 +214,7 @@ def parse_redundancy(raw: str | None) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise CliError(
             "BadArgument",
-            f'--redundancy must be a JSON object like {{"type":"rep","repCount":2}} '
+            f'{option} must be a JSON object like {{"type":"rep","repCount":2}} '
             f"or none, rep:N, ec:K,N; got {raw!r}",
         )
     return value
