@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from jointcloud.cli import commands_keys, commands_spaces
+from jointcloud.cli.common import CliError
 from jointcloud.cli.main import app
 from jointcloud.keys.caveats import APIKey, new_api_key
 from jointcloud.keys.grant import parse_grant
@@ -133,3 +135,15 @@ def test_space_add_reads_the_credential_from_stdin(
     added = run("space", "add", "s", *args, *option, stdin=stdin + "\n")
     assert added.exit_code == 0, added.output
     assert seen["credential"] == credential
+
+
+def test_a_service_account_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    """Found by review (2026-12-07): a binary file ended `jcs space add` in a
+    UnicodeDecodeError traceback."""
+    key_file = tmp_path / "key.p12"
+    key_file.write_bytes(b"\x83\x00\xff binary")
+    with pytest.raises(CliError) as caught:
+        commands_spaces.build_credential(service_account=str(key_file))
+    assert caught.value.message == (
+        f"--service-account-file {key_file}: not a JSON key file (not UTF-8 text)"
+    )

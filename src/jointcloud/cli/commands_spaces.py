@@ -77,6 +77,11 @@ def build_credential(
             raise CliError(
                 "BadArgument", f"--service-account-file {service_account}: {exc.strerror}"
             ) from exc
+        except UnicodeDecodeError:  # a binary file given by mistake: no traceback
+            raise CliError(
+                "BadArgument",
+                f"--service-account-file {service_account}: not a JSON key file (not UTF-8 text)",
+            ) from None
         return {"type": "GCSServiceAccount", "json": text}
     return None
 
