@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from jointcloud.cli import common
 from jointcloud.cli.main import app
 from jointcloud.config import Settings
 from jointcloud.context import Context
@@ -33,6 +34,13 @@ def _data_dir(tmp_path: Path, *users: str) -> Path:
 
     asyncio.run(prepare())
     return data
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's console took its width when it was made (from the COLUMNS
+    of that moment, or 80): wide enough here for whole table cells."""
+    monkeypatch.setattr(common.out, "_width", 300)
 
 
 def _state(message: str) -> JobState:
@@ -63,9 +71,7 @@ def test_jobs_shows_a_message_quoting_a_name_as_it_is(
             pass
 
     monkeypatch.setattr(registry, "build_runner", Runner)
-    result = CliRunner().invoke(
-        app, ["admin", "jobs", "--data-dir", str(data)], env={"COLUMNS": "300"}
-    )
+    result = CliRunner().invoke(app, ["admin", "jobs", "--data-dir", str(data)])
     assert result.exit_code == 0, result.exception
     assert f"; {name} (id 2)" in result.output, result.output
 
