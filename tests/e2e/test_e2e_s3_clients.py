@@ -303,6 +303,20 @@ def test_rclone_copy_sync_check_lsf_and_server_side_copy(
     assert "rcl/" not in rclone.ok("lsf", "jcs:").split()
 
 
+def test_rclone_uploads_as_presigned_requests(creds: S3Creds, work: Path) -> None:
+    """rclone before 1.59 (Ubuntu 22.04 and Debian 11 ship 1.53) uploads
+    every file under its cutoff as a presigned PUT, sending Content-Length
+    twice; ``--s3-use-presigned-request`` does the same today. The listener
+    refused each with 400 BadRequest."""
+    rclone = Rclone(work / "home-rclone-presigned", creds)
+    src = tree(work / "rclone-presigned", {"a.txt": b"alpha\n", "d/b.bin": os.urandom(70_000)})
+    rclone.ok("mkdir", "jcs:rclpre")
+    rclone.ok("copy", "--s3-use-presigned-request", str(src), "jcs:rclpre")
+    check = rclone.run("check", "--download", str(src), "jcs:rclpre")
+    assert check.returncode == 0 and "2 matching files" in check.stderr, check.stderr
+    rclone.ok("purge", "jcs:rclpre")
+
+
 @pytest.mark.parametrize("signature_v2", [False, True], ids=["sigv4", "sigv2"])
 def test_s3cmd(s3_server: JcsServer, creds: S3Creds, work: Path, signature_v2: bool) -> None:
     name = "v2" if signature_v2 else "v4"

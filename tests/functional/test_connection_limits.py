@@ -596,3 +596,28 @@ async def test_a_kept_alive_connection_holds_no_chunk_of_its_last_request(main: 
     ]
     assert held == [], held
     writer.close()
+
+
+async def test_a_content_length_sent_twice_with_one_value_is_taken_once(s3: Served) -> None:
+    """rclone before 1.59 sends every upload under its cutoff as a presigned
+    PUT whose signed headers it copies into the request, lower-cased, beside
+    the Content-Length Go writes itself: two ``Content-Length: 2`` lines
+    (``rclone copyto --s3-use-presigned-request`` still does). AWS takes
+    them (RFC 9110 §8.6 allows taking repeated equal values as one); the
+    parser refused them, so every small upload failed with 400. Lengths that
+    differ are still refused: which one frames the body is ambiguous."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    head = b"PUT /b/k HTTP/1.1\r\nHost: x\r\n"
+    twice = head + b"Content-Length: 2\r\ncontent-length:  2 \r\nX-A: b\r\n\r\nok"
+    for _ in range(2):  # and the connection goes on to the next request
+        writer.write(twice)
+        answer = await reader.readuntil(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert await reader.readexactly(1) == b"2"
+    writer.close()
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
+    writer.write(head + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\nok!")
+    answer = await until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"<Code>BadRequest</Code>" in answer
+    writer.close()

@@ -121,6 +121,37 @@ def request_line(head: bytes) -> RequestLine | None:
     return RequestLine(method.decode("ascii"), path, url.query or b"")
 
 
+# A Content-Length field after a head's first line (its value, without the
+# optional whitespace around it).
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)", re.IGNORECASE)
+
+
+def one_content_length(chunk: bytes) -> bytes:
+    """``chunk``, which begins a request's head, without the Content-Length
+    fields that repeat the first one's value, when the head is whole in it.
+
+    Go programs that copy a presigned request's signed headers into the
+    request send a lower-cased ``content-length`` beside the one Go writes
+    (rclone before 1.59 for every upload under its cutoff, and with
+    ``--s3-use-presigned-request`` since). httptools refuses any repetition;
+    AWS takes it, and RFC 9110 §8.6 allows a recipient to take equal values
+    as one. Values that differ stay, and are refused: which one frames the
+    body would be ambiguous. A head split over reads is left as it came
+    (refused): a client sends one this small in one write."""
+    end = chunk.find(b"\r\n\r\n")
+    if end < 0 or chunk.count(b"ength", 0, end) + chunk.count(b"ENGTH", 0, end) < 2:
+        return chunk  # the cheap test, for every head
+    fields = list(_CONTENT_LENGTH.finditer(chunk, 0, end + 2))
+    if len(fields) < 2 or any(f[1] != fields[0][1] for f in fields):
+        return chunk
+    kept, at = [], 0
+    for f in fields[1:]:
+        kept.append(chunk[at : f.start()])  # each up to a repeat's line break
+        at = f.end()
+    kept.append(chunk[at:])
+    return b"".join(kept)
+
+
 LINGER_SECONDS = 2.0
 
 
@@ -220,6 +251,7 @@ def http_protocol(
             if self._refused:
                 return
             if self._reading_head and not self._head_bytes:
+                data = one_content_length(data)
                 self._head_start, self._head_start_at = data, self._messages
             self._any_data = True
             self._last_data = self.loop.time()
