@@ -261,3 +261,32 @@ async def test_part_ranges_of_a_multipart_object(s3: S3) -> None:
     assert not whole.partial and b"".join([c async for c in whole.body]) == b"single"
     with pytest.raises(InvalidRange):
         await objects.head_part(user.principal, one, 2)
+
+
+async def test_bucket_owner_full_control_is_the_private_acl(s3: S3) -> None:
+    """``bucket-owner-full-control`` is what AWS takes on a bucket whose ACLs
+    are disabled (every new bucket since 2023, and every bucket here: the
+    writer is the owner), and what cross-account pipelines send on every
+    write (``aws s3 cp --acl``, ``rclone --s3-acl``, Hadoop's s3a). It was
+    answered 501, so each such upload failed. ``bucket-owner-read`` stays
+    refused, as AWS refuses it with ACLs disabled."""
+    c = s3.client()
+    acl = "bucket-owner-full-control"
+
+    def work() -> None:
+        c.create_bucket(Bucket="bofc")
+        c.put_object(Bucket="bofc", Key="o", Body=b"data", ACL=acl)
+        c.copy_object(Bucket="bofc", Key="copy", CopySource="bofc/o", ACL=acl)
+        upload = c.create_multipart_upload(Bucket="bofc", Key="mp", ACL=acl)["UploadId"]
+        c.abort_multipart_upload(Bucket="bofc", Key="mp", UploadId=upload)
+        c.put_object_acl(Bucket="bofc", Key="o", ACL=acl)
+        assert c.get_object(Bucket="bofc", Key="copy")["Body"].read() == b"data"
+        owner = c.get_object_acl(Bucket="bofc", Key="o")["Owner"]
+        assert c.get_object_acl(Bucket="bofc", Key="o")["Grants"] == [
+            {"Grantee": {**owner, "Type": "CanonicalUser"}, "Permission": "FULL_CONTROL"}
+        ]
+        with pytest.raises(ClientError) as e:
+            c.put_object(Bucket="bofc", Key="r", Body=b"x", ACL="bucket-owner-read")
+        assert _code(e) == ("NotImplemented", 501)
+
+    await asyncio.to_thread(work)

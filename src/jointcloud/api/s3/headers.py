@@ -75,8 +75,15 @@ def part_number(raw: str) -> int:
     return number
 
 
+# What leaves an object its owner's alone. The writer here is always the
+# owner, so ``bucket-owner-full-control`` grants nothing more than
+# ``private``: AWS takes it on buckets whose ACLs are disabled (every new
+# bucket since 2023), and cross-account pipelines send it on every write.
+PRIVATE_CANNED = frozenset({"private", "bucket-owner-full-control"})
+
+
 def check_canned(value: str, argument: str = "x-amz-acl") -> None:
-    """A canned ACL: ``private`` passes, another is ``NotImplemented``."""
+    """A canned ACL: a private one passes, another is ``NotImplemented``."""
     canned = value.strip().lower()
     if canned not in CANNED:
         raise InvalidArgumentS3(
@@ -84,7 +91,7 @@ def check_canned(value: str, argument: str = "x-amz-acl") -> None:
             ArgumentName=argument,
             ArgumentValue=value[:64],
         )
-    if canned != "private":
+    if canned not in PRIVATE_CANNED:
         raise NotImplementedOp(f"{argument}: {canned}: {PUBLISH}")
 
 
@@ -99,7 +106,7 @@ GRANTS = (
 
 def check_acl_header(r: S3Request) -> None:
     """``x-amz-acl`` on a write (PutObject, CreateBucket, copies, uploads):
-    ``private`` or nothing; a public one is refused, not ignored. Explicit
+    a private one or nothing; a public one is refused, not ignored. Explicit
     grants (``x-amz-grant-*``) are refused as Put*Acl refuses them."""
     value = r.header("x-amz-acl")
     if value is not None:

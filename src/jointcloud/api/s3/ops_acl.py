@@ -1,7 +1,8 @@
 """ACLs: every bucket and object is private to its project, so
 GetBucketAcl and GetObjectAcl answer the owner with ``FULL_CONTROL``, and
 PutBucketAcl / PutObjectAcl accept only what keeps it so: the canned ACL
-``private`` (``x-amz-acl``), an ``x-amz-grant-full-control`` naming the
+``private`` or ``bucket-owner-full-control`` (``x-amz-acl``; the writer is
+the owner), an ``x-amz-grant-full-control`` naming the
 owner alone, or a body granting only the owner ``FULL_CONTROL``. Anything
 else is ``501 NotImplemented``: public ACLs are not supported here, link
 sharing publishes an object.
