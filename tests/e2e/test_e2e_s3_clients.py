@@ -524,13 +524,24 @@ def test_aws_copy_tagging_cors_and_batch_delete(s3_server: JcsServer, aws: Aws, 
     aws.ok("s3", "rb", "s3://more")
 
 
-def test_s3cmd_copy_move_and_batch_delete(creds: S3Creds, work: Path) -> None:
+def test_s3cmd_copy_move_and_batch_delete(s3_server: JcsServer, creds: S3Creds, work: Path) -> None:
     s3cmd = S3cmd(work / "home-s3cmd-more", creds, signature_v2=False)
     local = work / "s3cmd-more"
     src = tree(local, {"a.txt": b"alpha\n", "b.txt": b"bravo\n"})
     s3cmd.ok("mb", "s3://s3cmd-more")
+    # A public ACL is refused once, with the message: s3cmd retries a 5xx,
+    # and the 501 answered until 2026-12-07 had it send the body six times
+    # over 45 s, then print "Too many failures" instead.
+    before = s3_requests(s3_server)
+    refused = s3cmd.fails("put", "--acl-public", str(src / "a.txt"), "s3://s3cmd-more/pub.txt")
+    assert "AccessControlListNotSupported" in refused and "link sharing" in refused, refused
+    assert requests_between(before, s3_requests(s3_server)) == {("PutObject", 400): 1}, refused
     s3cmd.ok("put", str(src / "a.txt"), str(src / "b.txt"), "s3://s3cmd-more/")
+    # cp reads the source's ACL and puts it on the copy: it read none while
+    # the xsi prefix was declared on the root (until 2026-12-07)
     s3cmd.ok("cp", "s3://s3cmd-more/a.txt", "s3://s3cmd-more/c.txt")
+    info = s3cmd.ok("info", "s3://s3cmd-more/c.txt")
+    assert re.search(r"ACL:\s+jcs-user-\d+: FULL_CONTROL", info), info
     s3cmd.ok("mv", "s3://s3cmd-more/b.txt", "s3://s3cmd-more/d.txt")
     listing = s3cmd.ok("ls", "s3://s3cmd-more")
     assert [line.split()[-1] for line in listing.splitlines()] == [

@@ -131,7 +131,7 @@ async def test_deleting_the_public_access_block_changes_nothing(s3: S3) -> None:
         code, status, _ = code_of(
             lambda: c.put_object(Bucket="pab", Key="k", Body=b"x", ACL="public-read")
         )
-        assert (code, status) == ("NotImplemented", 501)
+        assert (code, status) == ("AccessControlListNotSupported", 400)
         assert code_of(lambda: c.get_public_access_block(Bucket="pab"))[:2] == (
             "NotImplemented",
             501,

@@ -200,7 +200,7 @@ async def test_acls_are_private(s3: S3) -> None:
         ):
             with pytest.raises(ClientError) as e:
                 call()
-            assert _code(e) == ("NotImplemented", 501)
+            assert _code(e) == ("AccessControlListNotSupported", 400)
             assert "link sharing" in e.value.response["Error"]["Message"]
         with pytest.raises(ClientError) as e:
             c.put_object_acl(Bucket="acl", Key="missing", ACL="private")
@@ -287,6 +287,6 @@ async def test_bucket_owner_full_control_is_the_private_acl(s3: S3) -> None:
         ]
         with pytest.raises(ClientError) as e:
             c.put_object(Bucket="bofc", Key="r", Body=b"x", ACL="bucket-owner-read")
-        assert _code(e) == ("NotImplemented", 501)
+        assert _code(e) == ("AccessControlListNotSupported", 400)
 
     await asyncio.to_thread(work)

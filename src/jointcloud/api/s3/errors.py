@@ -54,6 +54,10 @@ def s3_error(code: str, status: int) -> type[S3Error]:
 
 
 NotImplementedOp = s3_error("NotImplemented", 501)
+# A public or shared ACL: AWS's answer on a bucket whose ACLs are disabled
+# (every new bucket since 2023). Not 501: clients retry a 5xx (s3cmd sent
+# the whole body five times over 45 s, then hid the message).
+AccessControlListNotSupported = s3_error("AccessControlListNotSupported", 400)
 SlowDown = s3_error("SlowDown", 503)  # the process is at its limit of connections
 MethodNotAllowed = s3_error("MethodNotAllowed", 405)
 MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError

@@ -12,6 +12,7 @@ from urllib.parse import unquote_plus
 
 from jointcloud.api.common.http import http_date
 from jointcloud.api.s3.errors import (
+    AccessControlListNotSupported,
     EntityTooLargeS3,
     InvalidArgumentS3,
     InvalidDigest,
@@ -54,6 +55,12 @@ PUBLISH = (
 )
 
 
+def acl_refused(what: str) -> S3Error:
+    """A public or shared ACL (``what`` names it), answered as AWS answers
+    it on a bucket whose ACLs are disabled, with where to go instead."""
+    return AccessControlListNotSupported(f"The bucket does not allow ACLs ({what}): {PUBLISH}")
+
+
 def decimal(raw: str | None, digits: int) -> int | None:
     """``raw`` as a non-negative integer of at most ``digits`` ASCII digits,
     else None. ASCII only: ``str.isdigit`` takes '²', which ``int`` refuses;
@@ -92,7 +99,7 @@ def check_canned(value: str, argument: str = "x-amz-acl") -> None:
             ArgumentValue=value[:64],
         )
     if canned not in PRIVATE_CANNED:
-        raise NotImplementedOp(f"{argument}: {canned}: {PUBLISH}")
+        raise acl_refused(f"{argument}: {canned}")
 
 
 GRANTS = (
@@ -113,7 +120,7 @@ def check_acl_header(r: S3Request) -> None:
         check_canned(value)
     for grant in GRANTS:
         if r.header(grant) is not None:
-            raise NotImplementedOp(f"{grant}: grants are not supported: {PUBLISH}")
+            raise acl_refused(f"{grant}: grants are not supported")
 
 
 # Every object is encrypted at rest with AES-256-GCM under keys the server

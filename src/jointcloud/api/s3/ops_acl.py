@@ -4,7 +4,8 @@ PutBucketAcl / PutObjectAcl accept only what keeps it so: the canned ACL
 ``private`` or ``bucket-owner-full-control`` (``x-amz-acl``; the writer is
 the owner), an ``x-amz-grant-full-control`` naming the
 owner alone, or a body granting only the owner ``FULL_CONTROL``. Anything
-else is ``501 NotImplemented``: public ACLs are not supported here, link
+else is ``400 AccessControlListNotSupported`` (AWS's answer on a bucket
+whose ACLs are disabled): public ACLs are not supported here, link
 sharing publishes an object.
 """
 
@@ -20,10 +21,9 @@ from jointcloud.api.s3.documents import read_document
 from jointcloud.api.s3.errors import (
     InvalidRequestS3,
     MalformedACLError,
-    NotImplementedOp,
     UnexpectedContent,
 )
-from jointcloud.api.s3.headers import GRANT_HEADERS, PUBLISH, check_canned
+from jointcloud.api.s3.headers import GRANT_HEADERS, acl_refused, check_canned
 from jointcloud.api.s3.ops_bucket import owner
 from jointcloud.api.s3.ops_object import check_key
 from jointcloud.api.s3.request import S3Request
@@ -34,13 +34,19 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 
 
 def acl_xml(principal: Principal) -> bytes:
-    """``AccessControlPolicy``: the owner, and the owner's ``FULL_CONTROL``."""
-    ET.register_namespace("xsi", XSI)
+    """``AccessControlPolicy``: the owner, and the owner's ``FULL_CONTROL``.
+
+    Shaped as AWS writes it: ``xmlns`` the root's only attribute, the ``xsi``
+    prefix declared on each ``Grantee`` (attributes spelt out, not qualified
+    names: ElementTree would move the declaration to the root). s3cmd finds
+    the namespace only as the root's first attribute; behind ``xmlns:xsi``
+    it read no owner and no grant, and ``s3cmd cp`` put that empty ACL back
+    on the copy (refused, found by review)."""
     root = ET.Element("AccessControlPolicy", {"xmlns": NAMESPACE})
     owner_el = ET.SubElement(root, "Owner")
     grants = ET.SubElement(root, "AccessControlList")
     grant = ET.SubElement(grants, "Grant")
-    grantee = ET.SubElement(grant, "Grantee", {f"{{{XSI}}}type": "CanonicalUser"})
+    grantee = ET.SubElement(grant, "Grantee", {"xmlns:xsi": XSI, "xsi:type": "CanonicalUser"})
     for parent in (owner_el, grantee):
         for name, value in owner(principal):
             ET.SubElement(parent, name).text = str(value)
@@ -66,11 +72,11 @@ def _check_grant_headers(r: S3Request) -> bool:
         sent = True
         grantees = [g for g in value.split(",") if g.strip()]
         if name != "x-amz-grant-full-control" or not grantees:
-            raise NotImplementedOp(f"{name}: {PUBLISH}")
+            raise acl_refused(name)
         for grantee in grantees:
             found = _GRANTEE.match(grantee)
             if found is None or found.group(1) != _owner_id(r.principal):
-                raise NotImplementedOp(f"{name} names someone else than the owner: {PUBLISH}")
+                raise acl_refused(f"{name} names someone else than the owner")
     return sent
 
 
@@ -85,7 +91,7 @@ def _check_policy(body: bytes, principal: Principal) -> None:
         ) from None
     grants = root.findall("AccessControlList/Grant")
     if not grants:
-        raise NotImplementedOp(f"an ACL that grants the owner nothing: {PUBLISH}")
+        raise acl_refused("an ACL that grants the owner nothing")
     mine = _owner_id(principal)
     for grant in grants:
         grantee = grant.find("Grantee")
@@ -93,9 +99,9 @@ def _check_policy(body: bytes, principal: Principal) -> None:
         kind = "" if grantee is None else grantee.get(f"{{{XSI}}}type", "")
         grantee_id = "" if grantee is None else (grantee.findtext("ID") or "").strip()
         if kind != "CanonicalUser" or grantee_id != mine or permission != "FULL_CONTROL":
-            raise NotImplementedOp(
-                f"only the owner's FULL_CONTROL can be granted ({kind or 'no'} grantee, "
-                f"{permission or 'no'} permission): {PUBLISH}"
+            raise acl_refused(
+                f"only the owner's FULL_CONTROL can be granted; {kind or 'no'} grantee, "
+                f"{permission or 'no'} permission"
             )
 
 
