@@ -55,3 +55,23 @@ async def test_abandoned_upload_over_an_existing_object_keeps_the_object(api: Ap
     await gc(api, EXPIRED)
     assert api.all_block_files() == before
     assert await api.download(obj["objectID"]) == b"old content"
+
+
+async def test_an_expiry_of_never_keeps_uploads_without_stopping_gc(api: Api) -> None:
+    """``JCS_MULTIPART_EXPIRY_SECONDS=1e11`` (uploads never expire, as a GC
+    delay of 1e11 s never collects): now minus that lies before the year 1,
+    so every GC pass failed on a date out of range and collected nothing at
+    all (found by the time review)."""
+    pkg = await api.package("never")
+    obj = (await api.post("/v1/object/newMultipartUpload", {"packageID": pkg, "path": "p.bin"}))[
+        "object"
+    ]
+    assert (await api.upload_part(obj["objectID"], 0, b"kept" * 1000)).status_code == 200
+    await api.upload_one(pkg, "a", b"x" * 10_000)
+    await api.upload_one(pkg, "a", b"y" * 10_000)  # the first version waits for GC
+    before = len(api.all_block_files())
+    report = await collect_garbage(
+        api.ctx.db, api.ctx.store, NOW, multipart_expiry=timedelta(seconds=1e11)
+    )
+    assert report.uploads == 0 and report.layouts == 1
+    assert len(api.all_block_files()) == before - 1  # the part's block is kept

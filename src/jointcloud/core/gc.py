@@ -144,7 +144,9 @@ async def collect_garbage(
 
     report = GcReport()
     if multipart_expiry is not None:
-        report.uploads = await _drop_abandoned_uploads(db, now() - multipart_expiry)
+        # An expiry of "never" (1e11 s) must not overflow the date either.
+        expiry = min(multipart_expiry, LONGEST_WAIT)
+        report.uploads = await _drop_abandoned_uploads(db, now() - expiry)
     report.temp_files = await _sweep_spaces(db, store, await cutoff())
     report.strays = await _pay_strays(db, store, await cutoff())
     await forget_stale(db)
