@@ -101,6 +101,27 @@ async def test_failure_is_recorded_and_retried_later(board: JobBoard) -> None:
     assert state.next_run is not None and state.next_run < now() + timedelta(minutes=5)
 
 
+class Rare:
+    """A job configured never to run again (``JCS_SCRUB_INTERVAL_SECONDS=1e12``)."""
+
+    name = "rare"
+    interval = 1e12
+
+    async def run_once(self, progress: Progress) -> JobResult:
+        return JobResult("done")
+
+
+async def test_an_interval_of_never_is_kept_without_overflowing(board: JobBoard) -> None:
+    """Found by the time review: now + 1e12 s is past the year 9999, so the
+    pass could not be released; the job kept its lease and ran again each
+    time the lease ran out (every minute) instead of never."""
+    assert (await JobRunner(board, [Rare()], owner="a").run_now("rare")).message == "done"
+    [state] = await board.states()
+    assert state.state == "idle" and state.lease_owner is None and state.last_error is None
+    assert state.next_run is not None and state.next_run > now() + timedelta(days=36_000)
+    assert not await board.due("rare")
+
+
 async def test_unknown_job_is_named(board: JobBoard) -> None:
     with pytest.raises(OperationFailed, match="unknown job 'nope'"):
         await JobRunner(board, [Boom()]).run_now("nope")

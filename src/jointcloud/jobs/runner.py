@@ -26,6 +26,10 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=60)
 RENEW_EVERY = 10.0
 ERROR_BACKOFF = 30.0
+# The longest pause between two passes, whatever interval is set: "never"
+# (1e12 s) would put the next run past the year 9999, the release would fail
+# and the job would run again each time its lease ran out.
+LONGEST_INTERVAL = timedelta(days=36_500).total_seconds()
 
 
 class JobRunner:
@@ -82,6 +86,7 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
             delay = ERROR_BACKOFF if error else (1.0 if result.more else job.interval)
+            delay = min(delay, LONGEST_INTERVAL)
             await self.board.release(
                 job.name,
                 self.owner,
