@@ -478,6 +478,24 @@ def test_presigned_tampering_and_expiry() -> None:
     verify_v4(req, auth, SECRET, auth.request_time + dt.timedelta(seconds=900))
 
 
+def test_presigned_dates_at_the_ends_of_the_calendar_are_refused() -> None:
+    """Found by the time review: an X-Amz-Date in the first 15 minutes of
+    the year 1 made "request time minus the skew" fall before any datetime:
+    500 and a traceback, not 403. The last second of 9999 plus the expiry
+    would overflow the same way."""
+    request = botocore_request("/bucket/key", method="GET")
+    SIGNERS["S3SigV4QueryAuth"](request)
+    req = to_signed(request)
+    for amz_date, why in (("00010101T000000Z", "expired"), ("99991231T235959Z", "not valid yet")):
+        bad = _replace_query(req, "X-Amz-Date", amz_date)
+        credential = req.query_values("X-Amz-Credential")[0].replace(
+            req.query_values("X-Amz-Date")[0][:8], amz_date[:8]
+        )
+        bad = _replace_query(bad, "X-Amz-Credential", credential)
+        with pytest.raises(ExpiredRequest, match=why):
+            verify_v4(bad, parse_v4(bad), SECRET, now())
+
+
 def test_presign_expiry_limit() -> None:
     def presigned(expires: int) -> SignedRequest:
         request = AWSRequest(method="GET", url="https://s3.example.test/b/k")

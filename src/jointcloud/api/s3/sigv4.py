@@ -365,9 +365,12 @@ def verify_v4(
         raise error(f"the region {auth.scope.region!r} is wrong; expecting {region!r}")
     if auth.presigned:
         assert auth.expires is not None
-        if now < auth.request_time - MAX_CLOCK_SKEW:
+        # The arithmetic is on ``now``: the request's time may be any date
+        # from the year 1 to 9999, and moving it by the skew or the expiry
+        # could fall off the calendar (500 instead of 403).
+        if now + MAX_CLOCK_SKEW < auth.request_time:
             raise ExpiredRequest("Request is not valid yet")
-        if now > auth.request_time + dt.timedelta(seconds=auth.expires):
+        if now - dt.timedelta(seconds=auth.expires) > auth.request_time:
             raise ExpiredRequest("Request has expired")
     elif abs(now - auth.request_time) > MAX_CLOCK_SKEW:
         raise RequestTimeTooSkewed(
