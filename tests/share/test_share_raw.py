@@ -9,10 +9,13 @@ import email.policy
 import hashlib
 import os
 import random
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 
 import pytest
 from share_support import World, sent_to_a_client_that_leaves
 
+from jointcloud.api.common.http import http_date
 from jointcloud.api.share.app import create_app
 
 RAW_HEADERS = ("x-content-type-options", "content-security-policy")
@@ -209,6 +212,27 @@ async def test_conditional_requests(world: World) -> None:
     assert r.status_code == 200 and r.content == b"cached"
     r = await world.client.get(url, headers={"Range": "bytes=0-1", "If-Range": etag})
     assert r.status_code == 206 and r.content == b"ca"
+
+
+async def test_if_range_date_must_be_the_last_modified_exactly(world: World) -> None:
+    """RFC 9110 §13.1.5: a date in If-Range holds only if it exactly matches
+    Last-Modified (Go's ``http.ServeContent``, behind edge's link sharing,
+    compares the seconds for equality). Any later date was taken as current:
+    a client holding a copy stamped later (the server's clock stepped back
+    between two writes, or a date from another source) got a range of other
+    bytes spliced into its copy (found by the time review)."""
+    await world.put("r.txt", b"ranged")
+    access = await world.public()
+    url = f"/raw/{access}/docs/r.txt"
+    modified = (await world.client.get(url)).headers["last-modified"]
+    r = await world.client.get(url, headers={"Range": "bytes=0-1", "If-Range": modified})
+    assert r.status_code == 206 and r.content == b"ra"
+    when = parsedate_to_datetime(modified)
+    for other in (when + timedelta(hours=1), when - timedelta(seconds=1)):
+        r = await world.client.get(
+            url, headers={"Range": "bytes=0-1", "If-Range": http_date(other)}
+        )
+        assert r.status_code == 200 and r.content == b"ranged", other
 
 
 async def test_dates_past_the_calendar_are_ignored(world: World) -> None:

@@ -159,8 +159,11 @@ def _range_applies(request: Request, info: ObjectInfo) -> bool:
     if value.startswith('"') or value.startswith("W/"):
         tags = etag_list(value) or ()
         return not value.startswith("W/") and info.etag in tags
+    # A date holds only if it is the Last-Modified exactly (RFC 9110
+    # §13.1.5; Go's ServeContent compares the seconds): a later one may be
+    # of another version whose stamp a clock step put after this one.
     date = parse_http_date(value)
-    return date is not None and info.update_time.replace(microsecond=0) <= date
+    return date is not None and info.update_time.replace(microsecond=0) == date
 
 
 class ShareApp:
