@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -62,6 +62,34 @@ def test_object_times_are_spelled_as_ts_spells_them(
                 data = {**views.obj(e), "note": extra}
                 out = json.loads(bytes(ok(data).body))["data"]
                 assert out["createTime"] == out["updateTime"] == views.ts(t), (zone, extra)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("zone", "transition"),
+    [
+        # Newfoundland springs forward at 02:00 NST (-03:30), 05:30 UTC
+        ("America/St_Johns", datetime(2025, 3, 9, 5, 30, tzinfo=UTC)),
+        # Lord Howe Island moves by half an hour at 02:00 local (+10:30), 15:30 UTC
+        ("Australia/Lord_Howe", datetime(2025, 10, 4, 15, 30, tzinfo=UTC)),
+    ],
+)
+def test_times_carry_the_offset_of_their_instant_across_a_half_hour_change(
+    zone: str, transition: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the time review: offsets were looked up once per hour since
+    the epoch, but these zones change theirs at half past a UTC hour; the
+    times of the following half hour carried the old offset, spelling local
+    times that never were (02:10-03:30 on the day St. John's skips 02:xx)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        for minutes in (-40, -10, 0, 10, 29, 31):
+            t = transition + timedelta(minutes=minutes)
+            expected = t.astimezone().isoformat()  # the system zone, at this instant
+            assert views.ts(t) == expected, (zone, minutes)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

@@ -20,12 +20,16 @@ from jointcloud.redundancy.policy import Redundancy
 
 @functools.lru_cache(maxsize=4096)
 def _local_zone(hour: int, zone: tuple[object, ...]) -> tzinfo | None:
-    """The server's local offset during one hour since the epoch (offsets
-    change on the hour: looked up once per hour a listing touches, not once
-    per timestamp). ``zone`` keys the cache on the process's time zone
+    """The server's local offset during one hour since the epoch (looked up
+    once per hour a listing touches, not once per timestamp), or ``None``
+    (``astimezone`` then looks it up per timestamp) if it changes within
+    that hour: most zones change on the hour, but Newfoundland and Lord Howe
+    Island at half past. ``zone`` keys the cache on the process's time zone
     setting, which ``time.tzset`` may change."""
     del zone
-    return datetime.fromtimestamp(hour * 3600, UTC).astimezone().tzinfo
+    first = datetime.fromtimestamp(hour * 3600, UTC).astimezone().tzinfo
+    last = datetime.fromtimestamp(hour * 3600 + 3599, UTC).astimezone().tzinfo
+    return first if first == last else None
 
 
 def local(value: datetime) -> datetime:
