@@ -215,7 +215,11 @@ FLAGS = {
 ENV_PREFIX = "JCS_"
 MAX_WORKERS = 64
 
-Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# A delay (GC, multipart expiry) becomes a timedelta, which holds at most
+# some 8.6e13 s: past it `jcs serve` ended in a traceback. 1e12 s (30,000
+# years) is still "never" for every use.
+MAX_SECONDS = 1e12
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Interval = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 

@@ -131,6 +131,9 @@ def test_direct_construction_and_replace(tmp_path: Path) -> None:
         ("JCS_GC_INTERVAL_SECONDS", "0", "greater than 0"),
         ("JCS_SCRUB_MBPS", "nan", "finite"),
         ("JCS_MULTIPART_EXPIRY_SECONDS", "1d", "valid number"),
+        # past what a timedelta holds: a traceback and exit 1 until the time review
+        ("JCS_GC_DELAY_SECONDS", "1e15", "less than or equal to 1000000000000"),
+        ("JCS_MULTIPART_EXPIRY_SECONDS", "1e300", "less than or equal to 1000000000000"),
         ("JCS_SYNC_PARALLEL", "1.5", "valid integer"),
         ("JCS_SYNC_PARALLEL", "0", "greater than or equal to 1"),
         ("JCS_MAX_UPLOAD_FILES", "many", "valid integer"),
