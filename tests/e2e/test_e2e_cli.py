@@ -9,7 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from e2e_support import Cli, JcsServer, fetch, free_port, make_package, object_at, sha256
+from e2e_support import (
+    Cli,
+    JcsServer,
+    fetch,
+    free_port,
+    make_package,
+    object_at,
+    sha256,
+    upload,
+)
 
 from support.trees import read_tree
 
@@ -333,6 +342,28 @@ def test_mv_cp_rm(cli: Cli, api: httpx.Client, tmp_path: Path) -> None:
     err = cli.fails("rm", "mv/b/two.txt")
     assert err.startswith("error: DataNotFound: no object at path 'two.txt'"), err
     assert cli.fails("rm", "mv/b/moved/").startswith("error: BadArgument:")
+
+
+def test_force_never_deletes_what_it_cannot_replace(cli: Cli, api: httpx.Client) -> None:
+    """Found by review: ``-f`` deleted each taken target, then retried. ``cp
+    -f`` of an object onto itself deleted it and failed; ``mv -r -f x/ ./``
+    deleted ``x/a``, the target of ``x/x/a`` and a source itself, so its
+    bytes were neither moved nor kept."""
+    pid = make_package(api, "force", "p")
+    for path in ("a", "x/a", "x/x/a"):
+        assert upload(api, pid, (path, path.encode())).status_code == 200
+
+    err = cli.fails("cp", "-f", "force/p/a", "force/p/a")
+    assert err.startswith("error: OperationFailed: a is the source itself"), err
+    assert fetch(api, pid, "a") == b"a"
+
+    assert "moved 2 objects" in cli("mv", "-r", "-f", "force/p/x/", "force/p/")
+    assert {p: fetch(api, pid, p) for p in ("a", "x/a")} == {"a": b"x/a", "x/a": b"x/x/a"}
+    listed = api.get("/v1/object/getPackageObjects", params={"packageID": pid})
+    assert sorted(o["path"] for o in listed.json()["data"]["objects"]) == ["a", "x/a"]
+
+    assert "copied 1 object" in cli("cp", "-f", "force/p/x/a", "force/p/a")
+    assert fetch(api, pid, "a") == b"x/x/a"
 
 
 # -- errors ------------------------------------------------------------------

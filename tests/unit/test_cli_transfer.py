@@ -231,3 +231,71 @@ def test_a_space_name_may_hold_a_colon() -> None:
     assert space_path(only, "la:old:") == (1, "")
     with pytest.raises(CliError, match="no user space named or numbered 'nope'"):
         space_path(only, "nope:x")
+
+
+class _Package:
+    """One package's paths -> object ids, moved and deleted as the server does."""
+
+    def __init__(self, objects: dict[str, int]) -> None:
+        self.objects = dict(objects)
+
+    def object_at(self, package_id: int, path: str) -> dict[str, Any] | None:
+        oid = self.objects.get(path)
+        return None if oid is None else {"objectID": oid, "path": path}
+
+    def move(self, movings: list[dict[str, Any]]) -> dict[str, Any]:
+        failures = []
+        for m in movings:
+            where = {oid: p for p, oid in self.objects.items()}
+            if m["objectID"] not in where:
+                failures.append({"objectID": m["objectID"], "reason": "object not found"})
+            elif m["path"] in self.objects:
+                failures.append({"objectID": m["objectID"], "reason": "path is already taken"})
+            else:
+                del self.objects[where[m["objectID"]]]
+                self.objects[m["path"]] = m["objectID"]
+        return {"failures": failures}
+
+    def delete_objects(self, object_ids: list[int]) -> None:
+        self.objects = {p: o for p, o in self.objects.items() if o not in object_ids}
+
+
+def test_force_keeps_the_target_when_its_replacement_fails() -> None:
+    """Found by review: ``mv -f``/``cp -f`` deleted the target, then retried;
+    a retry that failed (the source gone meanwhile) had lost the target. It
+    is set aside instead, and comes back."""
+    from jointcloud.cli.commands_objects import _replace
+
+    pkg = _Package({"t": 7, "u": 8})
+    client = cast(JcsClient, pkg)
+    seen: list[dict[str, int]] = []
+
+    def source_gone(indexes: list[int]) -> list[str | None]:
+        seen.append(dict(pkg.objects))  # the targets are free while it runs
+        return ["object 5 not found" for _ in indexes]
+
+    whys = _replace(client, 1, [(5, "t"), (6, "u")], {5, 6}, source_gone)
+    assert whys == ["object 5 not found", "object 5 not found"]
+    assert pkg.objects == {"t": 7, "u": 8}
+    assert "t" not in seen[0] and "u" not in seen[0]
+
+    def interrupted(indexes: list[int]) -> list[str | None]:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _replace(client, 1, [(5, "t")], {5}, interrupted)
+    assert pkg.objects == {"t": 7, "u": 8}
+
+    def replaced(indexes: list[int]) -> list[str | None]:
+        for i in indexes:
+            pkg.objects[["t", "u"][i]] = 50 + i
+        return [None for _ in indexes]
+
+    assert _replace(client, 1, [(5, "t"), (6, "u")], {5, 6}, replaced) == [None, None]
+    assert pkg.objects == {"t": 50, "u": 51}  # the old objects deleted once replaced
+    # Never onto itself, never over another source of the same command.
+    assert _replace(client, 1, [(50, "t"), (9, "u")], {50, 9, 51}, source_gone) == [
+        "t is the source itself",
+        "object 5 not found",
+    ]
+    assert pkg.objects == {"t": 50, "u": 51}

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import os
 import re
+import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -334,12 +335,125 @@ def _report(failures: list[tuple[str, str, str]], verb: str, total: int) -> None
     raise CliError("OperationFailed", f"{len(failures)} of {total} objects were not {verb}")
 
 
-def _clear_target(client: JcsClient, package_id: int, path: str) -> None:
+def _aside_path(path: str) -> str:
+    """A free-looking hidden name beside ``path`` (same directory, so a key
+    restricted to that prefix may write it) where the object being replaced
+    waits until its replacement is committed."""
+    parent, _, name = path.rpartition("/")
+    short = name.encode()[:100].decode(errors="ignore")  # within a 255-byte segment
+    hidden = f".{short}.jcs-replaced-{secrets.token_hex(4)}"
+    return f"{parent}/{hidden}" if parent else hidden
+
+
+def _replace(
+    client: JcsClient,
+    package_id: int,
+    targets: list[tuple[int, str]],
+    sources: set[int],
+    retry: Callable[[list[int]], list[str | None]],
+) -> list[str | None]:
+    """``-f``: redo the moves or copies that found their target taken, never
+    deleting the object there before its replacement is committed.
+
+    ``targets`` are (source object id, target path); ``retry`` redoes those
+    at the given indexes and says, aligned, why each one failed (None: done).
+    The object at a target is first moved aside (a rename: no bytes move),
+    then the retry runs, then what was set aside is deleted where the retry
+    succeeded and moved back where it failed. Deleting the target first lost
+    it whenever the retry then failed (its source gone meanwhile, the copy of
+    an object onto itself), and lost a source of the same command that sat
+    at another's target. Returns, aligned with ``targets``, why each failed.
+    """
+    why: list[str | None] = [None] * len(targets)
+    asides: dict[int, tuple[int, str]] = {}  # target index -> (object id, aside path)
+    for i, (source_id, path) in enumerate(targets):
+        there = client.object_at(package_id, path)
+        if there is None:
+            continue  # freed meanwhile (or an unfinished upload's): the retry says
+        there_id = int(there["objectID"])
+        if there_id == source_id:
+            why[i] = f"{path} is the source itself"
+        elif there_id not in sources:
+            # A source of this command is never replaced: it may move away in
+            # the retry itself, and nothing else holds its bytes.
+            asides[i] = (there_id, _aside_path(path))
+    if asides:
+        moved = client.move(
+            [{"objectID": o, "packageID": package_id, "path": a} for o, a in asides.values()]
+        )
+        stuck = {int(f["objectID"]): str(f.get("reason", "")) for f in moved.get("failures") or []}
+        for i, (object_id, _) in list(asides.items()):
+            if object_id in stuck:
+                del asides[i]
+                why[i] = f"the object at {targets[i][1]} could not be replaced: {stuck[object_id]}"
+    todo = [i for i, w in enumerate(why) if w is None]
     try:
-        client.delete_by_path(package_id, path)
-    except CliError as exc:
-        if exc.code != "DataNotFound":
-            raise
+        for i, reason in zip(todo, retry(todo), strict=True):
+            why[i] = reason
+    except BaseException:
+        # Interrupted or failed mid-retry: whatever was set aside goes back
+        # (a target the retry did fill refuses it, and the old object stays
+        # at its aside path, named).
+        _put_back(client, package_id, {i: (o, a, targets[i][1]) for i, (o, a) in asides.items()})
+        raise
+    done = [o for i, (o, _) in asides.items() if why[i] is None]
+    if done:
+        _delete_replaced(client, done)
+    failed = {i: (o, a, targets[i][1]) for i, (o, a) in asides.items() if why[i] is not None}
+    for i, kept in _put_back(client, package_id, failed).items():
+        why[i] = f"{why[i]}; the object it was to replace is kept at {kept}"
+    return why
+
+
+def _put_back(
+    client: JcsClient, package_id: int, asides: dict[int, tuple[int, str, str]]
+) -> dict[int, str]:
+    """Move set-aside objects (index -> (id, aside path, target)) back to
+    their targets; returns the aside paths of those that stayed there."""
+    if not asides:
+        return {}
+    movings = [{"objectID": o, "packageID": package_id, "path": t} for o, _, t in asides.values()]
+    try:
+        failed = {int(f["objectID"]) for f in client.move(movings).get("failures") or []}
+    except CliError:
+        failed = {o for o, _, _ in asides.values()}
+    kept = {i: a for i, (o, a, _) in asides.items() if o in failed}
+    for a in kept.values():
+        typer.echo(f"warning: a replaced object is kept at {shown(a)}", err=True)
+    return kept
+
+
+def _delete_replaced(client: JcsClient, object_ids: list[int]) -> None:
+    """Delete the objects that were replaced; one deleted meanwhile by
+    someone else is no failure (a delete by ids is all or nothing)."""
+    try:
+        client.delete_objects(object_ids)
+    except CliError:
+        for object_id in object_ids:
+            try:
+                client.delete_objects([object_id])
+            except CliError as exc:
+                if exc.code != "DataNotFound":
+                    typer.echo(f"warning: replaced object {object_id} not deleted: {exc}", err=True)
+
+
+def _move_again(client: JcsClient, movings: list[JsonObj], indexes: list[int]) -> list[str | None]:
+    """The moves at ``indexes`` once more: why each failed (None: moved)."""
+    redo = [movings[j] for j in indexes]
+    left = {
+        int(f["objectID"]): str(f.get("reason", ""))
+        for f in client.move(redo).get("failures") or []
+    }
+    return [left.get(int(m["objectID"])) for m in redo]
+
+
+def _clone_again(
+    client: JcsClient, clonings: list[JsonObj], indexes: list[int]
+) -> list[str | None]:
+    """The copies at ``indexes`` once more. A clone gives no reason: its
+    source went away, or its target was taken again, meanwhile."""
+    made = client.clone_objects([clonings[j] for j in indexes])
+    return [None if m is not None else "the copy failed again (source gone?)" for m in made]
 
 
 def mv(
@@ -353,27 +467,31 @@ def mv(
 
     A DST that is a package or ends with "/" receives SRC's base name; with -r
     (or SRC ending in "/") the tree's contents go to DST/<path under SRC>.
-    Existing targets are kept (and reported) unless -f.
+    Existing targets are kept (and reported) unless -f; a replaced object
+    is deleted only once its replacement is in place.
     """
     s, d = parse_remote(src, need_path=False), parse_remote(dst)
     with open_client(options_of(ctx)) as client:
         dst_pid, pairs = _plan_copy(client, s, d, recursive)
+        sources = {int(o["objectID"]) for o, _ in pairs}
         failures: list[tuple[str, str, str]] = []
         for i in range(0, len(pairs), BATCH):
             chunk = pairs[i : i + BATCH]
             by_id = {int(o["objectID"]): (o, new) for o, new in chunk}
-            movings = [
+            movings: list[JsonObj] = [
                 {"objectID": oid, "packageID": dst_pid, "path": n} for oid, (_, n) in by_id.items()
             ]
             failed = client.move(movings).get("failures") or []
-            if failed and force:
-                for f in failed:
-                    _clear_target(client, dst_pid, by_id[int(f["objectID"])][1])
-                retry = [m for m in movings if m["objectID"] in {f["objectID"] for f in failed}]
-                failed = client.move(retry).get("failures") or []
-            for f in failed:
-                obj, new = by_id[int(f["objectID"])]
-                why = str(f.get("reason", ""))
+            reasons = [(int(f["objectID"]), str(f.get("reason", ""))) for f in failed]
+            if reasons and force:
+                redo_ids = {oid for oid, _ in reasons}
+                again = [m for m in movings if int(m["objectID"]) in redo_ids]
+                targets = [(int(m["objectID"]), str(m["path"])) for m in again]
+                redo = functools.partial(_move_again, client, again)
+                whys = _replace(client, dst_pid, targets, sources, redo)
+                reasons = [(oid, w) for (oid, _), w in zip(targets, whys, strict=True) if w]
+            for oid, why in reasons:
+                obj, new = by_id[oid]
                 if "taken" in why and not force:
                     why += " (-f replaces it)"
                 failures.append((str(obj["path"]), new, why))
@@ -391,34 +509,35 @@ def cp(
 ) -> None:
     """Copy objects with the server's clone (stored data is shared).
 
-    DST is read as for mv. Existing targets are kept (and reported) unless -f.
+    DST is read as for mv. Existing targets are kept (and reported) unless
+    -f; a replaced object is deleted only once its replacement is in place.
     """
     s, d = parse_remote(src), parse_remote(dst)
     with open_client(options_of(ctx)) as client:
         dst_pid, pairs = _plan_copy(client, s, d, recursive)
+        sources = {int(o["objectID"]) for o, _ in pairs}
         failures: list[tuple[str, str, str]] = []
         for i in range(0, len(pairs), BATCH):
             chunk = pairs[i : i + BATCH]
-            clonings = [
+            clonings: list[JsonObj] = [
                 {"objectID": int(o["objectID"]), "newPackageID": dst_pid, "newPath": new}
                 for o, new in chunk
             ]
             made = client.clone_objects(clonings)
             missed = [j for j, m in enumerate(made) if m is None]
+            whys: list[str | None] = [
+                f"{d.bucket}/{d.package}/{chunk[j][1]} already exists (-f replaces it)"
+                for j in missed
+            ]
             if missed and force:
-                for j in missed:
-                    _clear_target(client, dst_pid, chunk[j][1])
-                again = client.clone_objects([clonings[j] for j in missed])
-                missed = [j for j, m in zip(missed, again, strict=True) if m is None]
-            for j in missed:
-                obj, new = chunk[j]
-                failures.append(
-                    (
-                        str(obj["path"]),
-                        new,
-                        f"{d.bucket}/{d.package}/{new} already exists (-f replaces it)",
-                    )
-                )
+                targets = [(int(chunk[j][0]["objectID"]), chunk[j][1]) for j in missed]
+                again = [clonings[j] for j in missed]
+                redo = functools.partial(_clone_again, client, again)
+                whys = _replace(client, dst_pid, targets, sources, redo)
+            for j, why in zip(missed, whys, strict=True):
+                if why is not None:
+                    obj, new = chunk[j]
+                    failures.append((str(obj["path"]), new, why))
         _report(failures, "copied", len(pairs))
     n = len(pairs)
     _echo(f"copied {n} object{'s' if n != 1 else ''} to {d}")
