@@ -358,6 +358,23 @@ def test_cancel_mid_run_stops_and_leaves_nothing_partial(tmp_path: Path) -> None
         server.stop()
 
 
+def test_watching_a_failed_run_exits_1(jcs: Cli, http: httpx.Client, tmp_path: Path) -> None:
+    """Found by review: ``sync show --watch`` exited 0 after following a run
+    that failed, where ``sync create --wait`` and ``package import`` exit 1."""
+    disk = tmp_path / "w-disk"
+    write_tree(disk / "src", {"x/y.txt": b"y"})
+    write_tree(disk / "dst", {"x": b"a file where the copy needs a directory"})
+    space_id = local_space(http, "w-disk", disk)
+    task_id = create_task(http, (space_id, "src"), (space_id, "dst"))
+    r = jcs.run("sync", "show", str(task_id), "--watch")
+    assert r.returncode == 1, r.stdout + r.stderr
+    last = r.stderr.splitlines()[-1]  # after the progress bar's last frame
+    assert last.startswith(f"error: OperationFailed: task {task_id} failed: x/y.txt"), r.stderr
+    assert "failed" in r.stdout  # the table is still shown
+    r = jcs.run("sync", "show", str(task_id))  # only showing it: no failure of its own
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 # -- 4 SIGKILL and resume ----------------------------------------------------------
 
 

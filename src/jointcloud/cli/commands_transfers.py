@@ -107,6 +107,13 @@ def report(task: dict[str, Any]) -> None:
     out.print(Text(f"task {task['taskID']} {task['state']}: {_progress_text(task)}"))
     if task.get("lastError"):
         out.print(Text(f"last error: {task['lastError']}"))
+    outcome(task)
+
+
+def outcome(task: dict[str, Any]) -> None:
+    """Exit status 1 for a followed run that failed: every command that
+    waits for a run (``--wait``, ``--watch``, import, export) ends as it did,
+    so ``... && rm -r source`` never runs after a failed copy."""
     if task["state"] == "failed":
         raise CliError("OperationFailed", f"task {task['taskID']} failed: {task.get('lastError')}")
 
@@ -213,7 +220,9 @@ def ls(ctx: typer.Context) -> None:
 def show(
     ctx: typer.Context,
     task_id: Annotated[int, typer.Argument(metavar="TASK_ID")],
-    watch: Annotated[bool, typer.Option(help="follow the current run")] = False,
+    watch: Annotated[
+        bool, typer.Option(help="follow the current run; exit 1 if it failed")
+    ] = False,
 ) -> None:
     """Show one task: state, counts, bytes, last error, next run."""
     opts = options_of(ctx)
@@ -231,6 +240,8 @@ def show(
     if task.get("result"):
         table.add_row("result", str(task["result"]))
     out.print(table)
+    if watch:  # it exited 0 after following a failed run (found by review)
+        outcome(task)
 
 
 @app.command("cancel")
