@@ -175,6 +175,25 @@ def test_normalise_endpoint_rejects(raw: str) -> None:
         normalise_endpoint(raw)
 
 
+@pytest.mark.parametrize(
+    "endpoint", ["http://alice:Pw-n3ver-shown@127.0.0.1:1", "alice:Pw-n3ver-shown@127.0.0.1:1"]
+)
+def test_an_endpoint_password_is_refused_never_printed(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review: ``user:pass@`` in the endpoint was printed by every
+    connection error (and httpx sent it in place of the API key)."""
+    with pytest.raises(SystemExit) as exited:
+        app(["--endpoint", endpoint, "--api-key", "k", "ls"], prog_name="jcs")
+    assert exited.value.code == 1
+    printed = capsys.readouterr()
+    assert "Pw-n3ver-shown" not in printed.out + printed.err
+    assert printed.err.startswith("error: BadArgument: the endpoint must not hold a user name")
+    with pytest.raises(CliError) as info:
+        normalise_endpoint("ftp://alice:Pw-n3ver-shown@host")
+    assert "Pw-n3ver-shown" not in info.value.message
+
+
 # -- option values -------------------------------------------------------------
 
 

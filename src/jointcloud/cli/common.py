@@ -78,10 +78,23 @@ class CliConfig:
     quiet: bool = False
 
 
+_USERINFO = re.compile(r"^([^/?#]*//)?[^/?#]*@")
+
+
 def normalise_endpoint(raw: str) -> str:
+    """An http(s) URL without ``user:pass@``: httpx would send those as Basic
+    credentials in place of the API key (so no command could work), and every
+    connection error printed the URL, password and all (found by review).
+    Neither is echoed back."""
     value = raw.strip()
     if not value:
         raise CliError("BadArgument", "the endpoint must not be empty")
+    if _USERINFO.match(value):
+        raise CliError(
+            "BadArgument",
+            "the endpoint must not hold a user name or password ('user:pass@'): "
+            "the API key is the credential (--api-key, JCS_API_KEY)",
+        )
     if "://" not in value:
         value = "http://" + value
     if not value.startswith(("http://", "https://")):
