@@ -299,3 +299,61 @@ def test_force_keeps_the_target_when_its_replacement_fails() -> None:
         "object 5 not found",
     ]
     assert pkg.objects == {"t": 50, "u": 51}
+
+
+class _Uploader:
+    """Reads every body as httpx's multipart encoder does, keeping what it read."""
+
+    def __init__(self) -> None:
+        self.read: dict[str, bytes] = {}
+
+    def _drain(self, body: FileWindow) -> bytes:
+        body.seek(0)
+        got = b""
+        while chunk := body.read(4096):
+            got += chunk
+        return got
+
+    def upload(self, package_id: int, files: list[tuple[str, FileWindow]], **_: Any) -> list[Any]:
+        for path, body in files:
+            self.read[path] = self._drain(body)
+        return [{"path": path} for path, _ in files]
+
+    def new_multipart(self, package_id: int, path: str) -> dict[str, Any]:
+        return {"objectID": 1}
+
+    def upload_part(self, object_id: int, index: int, body: FileWindow) -> None:
+        self.read[f"part{index}"] = self._drain(body)
+
+    def complete_multipart(self, object_id: int, indexes: list[int]) -> dict[str, Any]:
+        return {"objectID": object_id}
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_file_that_grows_while_it_is_read_is_not_stored(tmp_path: Path, multipart: bool) -> None:
+    """Found by review: a log appended to during ``jcs put`` was stored as its
+    first (planned) bytes, exit 0, nothing said; and a file that shrank in a
+    multipart upload ended in a traceback. Both fail in one line now."""
+    from jointcloud.cli.transfer import Batch, upload_batch
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"x" * 10_000)
+    (planned,) = plan_put(log, parse_remote("b/p/app.log"))
+    opts = UploadOptions(multipart_threshold=1000 if multipart else 1 << 20, part_size=4000)
+    client = _Uploader()
+
+    def send() -> None:
+        upload_batch(
+            cast(JcsClient, client), 1, Batch([planned], planned.size), opts, lambda n: None,
+            threading.Event(),
+        )  # fmt: skip
+
+    send()  # unchanged: read whole
+    with log.open("ab") as fh:
+        fh.write(b"appended")
+    with pytest.raises(CliError, match="changed size while it was being uploaded") as info:
+        send()
+    assert info.value.code == "OperationFailed"
+    log.write_bytes(b"x" * 100)
+    with pytest.raises(CliError, match="became shorter"):
+        send()

@@ -36,12 +36,14 @@ class FileWindow:
         on_read: Callable[[int], None],
         offset: int = 0,
         length: int | None = None,
+        whole_size: int | None = None,
     ) -> None:
         self.path = path
         self.name = path.name
         self._on_read = on_read
         self._start = offset
         self._len = path.stat().st_size - offset if length is None else length
+        self._whole_size = whole_size
         self._pos = 0
         self._file: IO[bytes] | None = None
 
@@ -54,6 +56,7 @@ class FileWindow:
     def read(self, n: int = -1) -> bytes:
         remaining = self._len - self._pos
         if remaining <= 0:
+            self._check_size()
             self.close()
             return b""
         want = remaining if n < 0 else min(n, remaining)
@@ -63,6 +66,20 @@ class FileWindow:
         self._pos += len(data)
         self._on_read(len(data))
         return data
+
+    def _check_size(self) -> None:
+        """A file that grew (a log appended to) while it was read was stored
+        as its first ``whole_size`` bytes, and the command said nothing
+        (found by review): the request fails instead, so nothing torn is
+        committed. A shrunk file fails in ``read``."""
+        if self._file is None or self._whole_size is None:
+            return
+        now = os.fstat(self._file.fileno()).st_size
+        if now != self._whole_size:
+            raise OSError(
+                f"{self.path} changed size while it was being uploaded "
+                f"({self._whole_size} bytes, now {now}): upload it again once it is still"
+            )
 
     def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._len}[whence]

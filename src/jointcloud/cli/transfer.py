@@ -189,10 +189,14 @@ def upload_batch(
     cancel: threading.Event,
 ) -> list[JsonObj]:
     on_read = _reader(advance, cancel)
-    if uses_multipart(batch, opts):
-        return [upload_multipart(client, package_id, batch.files[0], opts, on_read)]
-    bodies = [(f.object_path, FileWindow(f.path, on_read, length=f.size)) for f in batch.files]
     try:
+        if uses_multipart(batch, opts):
+            # Inside the try: a file that shrank mid-part ended in a traceback.
+            return [upload_multipart(client, package_id, batch.files[0], opts, on_read)]
+        bodies = [
+            (f.object_path, FileWindow(f.path, on_read, length=f.size, whole_size=f.size))
+            for f in batch.files
+        ]
         return client.upload(package_id, bodies, redundancy=opts.redundancy, affinity=opts.affinity)
     except OSError as exc:
         raise CliError("OperationFailed", str(exc)) from exc
@@ -214,7 +218,8 @@ def upload_multipart(
     index = 1
     while offset < f.size or not indexes:
         length = min(opts.part_size, f.size - offset)
-        client.upload_part(object_id, index, FileWindow(f.path, on_read, offset, length))
+        window = FileWindow(f.path, on_read, offset, length, whole_size=f.size)
+        client.upload_part(object_id, index, window)
         indexes.append(index)
         offset += length
         index += 1
