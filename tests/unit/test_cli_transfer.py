@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 
 from jointcloud.cli.client import FileWindow, JcsClient
+from jointcloud.cli.commands_transfers import report
 from jointcloud.cli.common import CliError, parse_remote
 from jointcloud.cli.transfer import (
     Cancelled,
@@ -357,3 +358,19 @@ def test_a_file_that_grows_while_it_is_read_is_not_stored(tmp_path: Path, multip
     log.write_bytes(b"x" * 100)
     with pytest.raises(CliError, match="became shorter"):
         send()
+
+
+@pytest.mark.parametrize(
+    ("state", "fails"), [("succeeded", False), ("failed", True), ("cancelled", True)]
+)
+def test_a_followed_run_that_did_not_finish_exits_1(state: str, fails: bool) -> None:
+    """``--wait``, ``--watch``, import and export end as the run they followed:
+    a script's ``jcs package import ... && rm -r source`` must not go on after
+    a cancelled copy (it exited 0 until 2026-12-07)."""
+    task = {"taskID": 7, "state": state, "lastError": "boom" if state == "failed" else None}
+    if fails:
+        with pytest.raises(CliError) as e:
+            report(task)
+        assert e.value.code == "OperationFailed" and "task 7" in e.value.message
+    else:
+        report(task)

@@ -111,11 +111,16 @@ def report(task: dict[str, Any]) -> None:
 
 
 def outcome(task: dict[str, Any]) -> None:
-    """Exit status 1 for a followed run that failed: every command that
-    waits for a run (``--wait``, ``--watch``, import, export) ends as it did,
-    so ``... && rm -r source`` never runs after a failed copy."""
+    """Exit status 1 for a followed run that failed or was cancelled: every
+    command that waits for a run (``--wait``, ``--watch``, import, export)
+    ends as it did, so ``... && rm -r source`` never runs after a copy that
+    did not finish (a cancelled one exited 0 until 2026-12-07)."""
     if task["state"] == "failed":
         raise CliError("OperationFailed", f"task {task['taskID']} failed: {task.get('lastError')}")
+    if task["state"] == "cancelled":
+        raise CliError(
+            "OperationFailed", f"task {task['taskID']} was cancelled before its run finished"
+        )
 
 
 @app.command("create")
