@@ -324,3 +324,29 @@ async def test_a_health_pass_that_read_a_space_before_its_move_reads_where_it_is
     assert len(reads) == len(report.results) and all(r == raw for r in reads)
     assert all(r.error is None for r in report.results)
     assert await read_back(world, "k") == raw
+
+
+async def test_a_deleted_space_leaves_nothing_behind_in_the_pool(
+    world: World, tmp_path: Path
+) -> None:
+    """Spaces made, used and deleted over and over (a soak's review of
+    2026-12-07) keep no entry in the process's pool: before, the lock each
+    one's first open made stayed, one per space ever used."""
+    ctx = world.ctx
+    pool = ctx.pool
+
+    def entries() -> tuple[int, int, int, int]:
+        return len(pool._open), len(pool._where), len(pool.records), len(pool._opening)
+
+    before = entries()
+    for i in range(5):
+        space = await ctx.spaces.create(
+            world.bob,
+            f"gone{i}",
+            {"type": "Local", "path": str(tmp_path / f"gone{i}")},
+            None,
+            "jcs",
+        )
+        await pool.get(space)
+        await ctx.spaces.delete(world.bob, space.user_space_id)
+    assert entries() == before

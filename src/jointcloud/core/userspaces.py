@@ -11,6 +11,7 @@ import contextlib
 import json
 import secrets
 import time
+import weakref
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -137,7 +138,14 @@ class SpacePool:
         self.rules = rules
         self._open: dict[int, Space] = {}
         self._where: dict[int, str] = {}
-        self._opening: dict[int, asyncio.Lock] = {}
+        # One lock per space while someone holds or awaits it, then gone:
+        # a plain dict kept the lock of every space ever opened, deleted
+        # ones too (found by a soak's review). Dropping a deleted space's
+        # lock by hand instead could let a ``get`` still waiting on it and
+        # a new one open the space at once, the first backend never closed.
+        self._opening: weakref.WeakValueDictionary[int, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self.records: dict[int, UserSpace] = {}
 
     def credential(self, space: UserSpace) -> dict[str, Any] | None:
