@@ -58,6 +58,8 @@ NotImplementedOp = s3_error("NotImplemented", 501)
 # (every new bucket since 2023). Not 501: clients retry a 5xx (s3cmd sent
 # the whole body five times over 45 s, then hid the message).
 AccessControlListNotSupported = s3_error("AccessControlListNotSupported", 400)
+# ... and on CreateBucket, where AWS names the bucket's ownership setting.
+InvalidBucketAclWithObjectOwnership = s3_error("InvalidBucketAclWithObjectOwnership", 400)
 SlowDown = s3_error("SlowDown", 503)  # the process is at its limit of connections
 MethodNotAllowed = s3_error("MethodNotAllowed", 405)
 MalformedXML = s3_error("MalformedXML", 400)  # see also xmlio.MalformedXMLError

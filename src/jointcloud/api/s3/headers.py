@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
@@ -15,6 +15,7 @@ from jointcloud.api.s3.errors import (
     AccessControlListNotSupported,
     EntityTooLargeS3,
     InvalidArgumentS3,
+    InvalidBucketAclWithObjectOwnership,
     InvalidDigest,
     InvalidRedirectLocation,
     InvalidRequestS3,
@@ -61,6 +62,15 @@ def acl_refused(what: str) -> S3Error:
     return AccessControlListNotSupported(f"The bucket does not allow ACLs ({what}): {PUBLISH}")
 
 
+def bucket_acl_refused(what: str) -> S3Error:
+    """``acl_refused`` for CreateBucket: AWS answers a new bucket's public
+    ACL with the code of its default ownership setting instead."""
+    return InvalidBucketAclWithObjectOwnership(
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting "
+        f"({what}): {PUBLISH}"
+    )
+
+
 def decimal(raw: str | None, digits: int) -> int | None:
     """``raw`` as a non-negative integer of at most ``digits`` ASCII digits,
     else None. ASCII only: ``str.isdigit`` takes '²', which ``int`` refuses;
@@ -89,7 +99,9 @@ def part_number(raw: str) -> int:
 PRIVATE_CANNED = frozenset({"private", "bucket-owner-full-control"})
 
 
-def check_canned(value: str, argument: str = "x-amz-acl") -> None:
+def check_canned(
+    value: str, argument: str = "x-amz-acl", refused: Callable[[str], S3Error] = acl_refused
+) -> None:
     """A canned ACL: a private one passes, another is ``NotImplemented``."""
     canned = value.strip().lower()
     if canned not in CANNED:
@@ -99,7 +111,7 @@ def check_canned(value: str, argument: str = "x-amz-acl") -> None:
             ArgumentValue=value[:64],
         )
     if canned not in PRIVATE_CANNED:
-        raise acl_refused(f"{argument}: {canned}")
+        raise refused(f"{argument}: {canned}")
 
 
 GRANTS = (
@@ -111,16 +123,16 @@ GRANTS = (
 )
 
 
-def check_acl_header(r: S3Request) -> None:
+def check_acl_header(r: S3Request, refused: Callable[[str], S3Error] = acl_refused) -> None:
     """``x-amz-acl`` on a write (PutObject, CreateBucket, copies, uploads):
     a private one or nothing; a public one is refused, not ignored. Explicit
     grants (``x-amz-grant-*``) are refused as Put*Acl refuses them."""
     value = r.header("x-amz-acl")
     if value is not None:
-        check_canned(value)
+        check_canned(value, refused=refused)
     for grant in GRANTS:
         if r.header(grant) is not None:
-            raise acl_refused(f"{grant}: grants are not supported")
+            raise refused(f"{grant}: grants are not supported")
 
 
 # Every object is encrypted at rest with AES-256-GCM under keys the server

@@ -27,7 +27,7 @@ from jointcloud.api.s3.errors import (
     InvalidBucketNamespace,
     NotImplementedOp,
 )
-from jointcloud.api.s3.headers import check_acl_header, decimal
+from jointcloud.api.s3.headers import bucket_acl_refused, check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
 from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
@@ -190,7 +190,7 @@ def check_namespace(value: str | None, name: str) -> None:
 async def create_bucket(r: S3Request) -> Response:
     check_namespace(r.header("x-amz-bucket-namespace"), r.bucket)
     check_bucket_name(r.bucket)
-    check_acl_header(r)
+    check_acl_header(r, refused=bucket_acl_refused)
     if (r.header("x-amz-bucket-object-lock-enabled") or "").strip().lower() == "true":
         # Refused, not ignored: its objects would be stored unlocked.
         raise NotImplementedOp("x-amz-bucket-object-lock-enabled: Object Lock is not supported")
