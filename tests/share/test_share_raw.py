@@ -12,6 +12,7 @@ import random
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
+import httpx
 import pytest
 from share_support import World, sent_to_a_client_that_leaves
 
@@ -60,6 +61,19 @@ async def test_type_from_metadata_wins(world: World) -> None:
     assert r.headers["content-type"] == "text/plain"
 
 
+async def _served_raw(
+    world: World, access: str, name: str, page: bytes, ctype: str | None
+) -> httpx.Response:
+    """Store ``page`` as ``name`` with ``ctype``; its ``/raw`` answer, checked
+    to be 200, plain text and safe."""
+    await world.put(name, page, content_type=ctype)
+    r = await world.client.get(f"/raw/{access}/docs/{name}")
+    assert r.status_code == 200, name
+    assert r.headers["content-type"] == "text/plain; charset=utf-8", name
+    check_safe(r)
+    return r
+
+
 async def test_active_types_are_served_as_plain_text(world: World) -> None:
     page = b"<html><script>alert(document.cookie)</script></html>"
     access = await world.public()
@@ -77,12 +91,8 @@ async def test_active_types_are_served_as_plain_text(world: World) -> None:
         "anytext.bin": "text/*",
     }
     for name, ctype in cases.items():
-        await world.put(name, page, content_type=ctype)
-        r = await world.client.get(f"/raw/{access}/docs/{name}")
-        assert r.status_code == 200, name
-        assert r.headers["content-type"] == "text/plain; charset=utf-8", name
+        r = await _served_raw(world, access, name, page, ctype)
         assert r.content == page
-        check_safe(r)
         csp = r.headers["content-security-policy"]
         assert "default-src 'none'" in csp and "script-src" not in csp
 
@@ -101,11 +111,7 @@ async def test_a_stored_list_of_types_is_served_as_plain_text(world: World) -> N
         "c.txt": "text/plain;charset=utf-8,image/svg+xml",
     }
     for name, ctype in cases.items():
-        await world.put(name, page, content_type=ctype)
-        r = await world.client.get(f"/raw/{access}/docs/{name}")
-        assert r.status_code == 200, name
-        assert r.headers["content-type"] == "text/plain; charset=utf-8", name
-        check_safe(r)
+        await _served_raw(world, access, name, page, ctype)
         # the page previews such a file as escaped text, not in a frame
         r = await world.client.get(f"/s/{access}/docs/{name}")
         assert r.status_code == 200, name
