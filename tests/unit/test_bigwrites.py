@@ -65,3 +65,102 @@ def test_a_slow_readers_piece_is_freed_without_the_cyclic_collector() -> None:
     # Once written, the piece is gone: nothing but a collection would free
     # it if a reference cycle held its rest.
     assert after < held - PIECE // 2, (held, after)
+
+
+class _Recording:
+    """A transport that records what it is given to write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+def _recording() -> tuple[_Recording, ThreadedWrites]:
+    transport = _Recording()
+    return transport, ThreadedWrites(transport, lambda: None, lambda: None)  # type: ignore[arg-type]
+
+
+def test_an_answers_head_and_body_go_out_in_one_write() -> None:
+    """uvicorn writes a head, then a body; written apart, each was a `send`
+    and a wake-up of the client (a fifth of a 4 KiB download's rate here)."""
+
+    async def main() -> tuple[list[bytes], list[bytes], int]:
+        transport, writes = _recording()
+        writes.write(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n")
+        body = bytearray(b"abcd")
+        writes.write(body)
+        body[:] = b"zzzz"  # the caller's buffer is its own again once write returns
+        during = list(transport.writes)
+        pending = writes.get_write_buffer_size()
+        await asyncio.sleep(0)
+        return during, transport.writes, pending
+
+    during, after, pending = asyncio.run(main())
+    assert during == [] and pending == 42
+    assert after == [b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabcd"]
+
+
+def test_small_pieces_held_back_stay_bounded() -> None:
+    """An app that writes many small pieces without yielding to the loop
+    reaches the transport (and its flow control) every 64 KiB."""
+
+    async def main() -> list[bytes]:
+        transport, writes = _recording()
+        for _ in range(40):
+            writes.write(b"x" * 4096)
+        return list(transport.writes)
+
+    written = asyncio.run(main())
+    assert [len(w) for w in written] == [65536, 65536]
+
+
+def test_a_close_sends_what_was_held_back_first() -> None:
+    async def main() -> tuple[list[bytes], bool]:
+        transport, writes = _recording()
+        writes.write(b"last words")
+        writes.close()
+        return list(transport.writes), transport.closed
+
+    assert asyncio.run(main()) == ([b"last words"], True)
+
+
+def test_small_and_large_pieces_keep_their_order() -> None:
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+        writes = ThreadedWrites(transport, lambda: None, lambda: None)
+        writes.write(b"head|")
+        writes.write(b"B" * PIECE)  # to a worker thread
+        writes.write(b"|tail")  # queued behind it
+        writes.close()
+        theirs.setblocking(False)
+        got = bytearray()
+        while True:
+            try:
+                chunk = theirs.recv(1 << 20)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+                continue
+            if not chunk:
+                break
+            got += chunk
+        theirs.close()
+        return bytes(got)
+
+    assert asyncio.run(main()) == b"head|" + b"B" * PIECE + b"|tail"
