@@ -28,12 +28,14 @@ from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.core.transfer.service import TransferService
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
-from jointcloud.errors import OperationFailed
+from jointcloud.errors import OperationFailed, Unauthorized
+from jointcloud.keys.apikeys import new_api_key
 from jointcloud.keys.master import (
     PRIVATE_DIR,
     MasterKey,
     make_private,
     private_dir,
+    sync_dir,
     write_private,
 )
 from jointcloud.meta import layouts
@@ -42,6 +44,9 @@ from jointcloud.meta.db import Database
 log = structlog.get_logger(__name__)
 
 ADMIN = "admin"
+# The first start's root key is written here (then renamed to root.key once
+# the database holds it), so that a start killed in between leaves the key.
+STAGED_ROOT_KEY = ".root.key-"
 
 
 async def _master_key(path: Path, db: Database) -> MasterKey:
@@ -163,6 +168,7 @@ class Context:
         """First start: the admin user, its root key (returned once) and one
         local user space under the data dir."""
         key_file = self.settings.data_dir / "root.key"
+        recovered = await self._name_staged_root_key(key_file)
         if key_file.exists() and not await self.accounts.has_user(ADMIN):
             # A data dir used before, on a database that holds nobody: an
             # empty or wrong meta.db (a restore gone wrong). Starting afresh
@@ -173,11 +179,24 @@ class Context:
                 f"({key_file} exists): restore its meta.db (or point --database-url at its "
                 "database); to start a new store here, move root.key away"
             )
-        user, key = await self.accounts.ensure_user(ADMIN)
-        if key is not None:
-            if key_file.exists():
-                key_file.unlink()
-            write_private(key_file, (key + "\n").encode())
+        # The key is on disk before the database holds it, and named
+        # root.key after: a first start killed in between (found by review)
+        # left a database with the admin's key and no root.key, and every
+        # later start served without one, silently.
+        staged: Path | None = None
+        fresh: str | None = None
+        if not await self.accounts.has_user(ADMIN):
+            staged = key_file.with_name(STAGED_ROOT_KEY + secrets.token_hex(8))
+            fresh = new_api_key()
+            write_private(staged, (fresh + "\n").encode())
+        try:
+            user, key = await self.accounts.ensure_user(ADMIN, fresh)
+            if key is not None and staged is not None:
+                os.replace(staged, key_file)
+                sync_dir(key_file.parent)
+        finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
         make_private(key_file)
         spaces = self.settings.data_dir / "spaces"
         private_dir(spaces)
@@ -194,7 +213,27 @@ class Context:
             await self.spaces.create(
                 admin, "local", {"type": "Local", "path": str(path)}, None, None
             )
-        return key
+        return key or recovered
+
+    async def _name_staged_root_key(self, key_file: Path) -> str | None:
+        """A first start killed after its commit left its root key staged:
+        it becomes root.key (and is returned) if the database holds it as
+        the admin's key; staged keys the database never took are deleted."""
+        recovered = None
+        for staged in sorted(key_file.parent.glob(STAGED_ROOT_KEY + "*")):
+            if not key_file.exists():  # noqa: ASYNC240 - once, at start-up
+                key = staged.read_text().strip()
+                try:
+                    owner = await self.accounts.authenticate(key)
+                except Unauthorized:
+                    owner = None
+                if owner is not None and owner.name == ADMIN:
+                    os.replace(staged, key_file)
+                    sync_dir(key_file.parent)
+                    recovered = key
+                    continue
+            staged.unlink(missing_ok=True)
+        return recovered
 
     async def add_user(self, name: str) -> tuple[User, str]:
         """The operator adds a user: a first key (returned once) and a local

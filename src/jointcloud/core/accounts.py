@@ -66,14 +66,15 @@ class AccountService:
             return await self.capability_keys.principal(key)
         return Principal.user((await self.authenticate(key)).user_id)
 
-    async def ensure_user(self, name: str) -> tuple[User, str | None]:
-        """Create ``name`` with a fresh API key if missing; the key is returned once."""
+    async def ensure_user(self, name: str, key: str | None = None) -> tuple[User, str | None]:
+        """Create ``name`` with an API key if missing (``key``, else a fresh
+        one); the key is returned once, only when the user was made."""
         async with self.db.write() as conn:
             user = await accounts.get_user_by_name(conn, name)
             if user is not None:
                 return user, None
             user = await accounts.create_user(conn, name)
-            key = new_api_key()
+            key = key or new_api_key()
             await accounts.add_api_key(conn, user.user_id, hash_api_key(key))
             return user, key
 

@@ -37,6 +37,15 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+def sync_dir(path: Path) -> None:
+    """Make the names in directory ``path`` durable (a file just renamed)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def make_private(path: Path) -> None:
     """Tighten an existing file to 0600 (one an older start left looser)."""
     if path.exists():

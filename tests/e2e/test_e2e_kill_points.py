@@ -1,0 +1,79 @@
+"""SIGKILL of ``jcs serve`` at exact points of its work, then a restart on
+the same data dir. The point is chosen with a ``sitecustomize`` module put
+on the server's ``PYTHONPATH``: it wraps one function of the running server
+so that the process sends itself SIGKILL there, the way an operator's
+``kill -9`` or an OOM kill would land at that moment, only every time."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e_support import JcsServer
+
+KILLER = """
+import os, signal
+
+def _die():
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def killed_at(tmp_path: Path, patch: str) -> dict[str, str]:
+    """The environment for a server that runs ``patch`` (Python, with
+    ``_die()`` at hand) at start-up, before it serves."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLER + textwrap.dedent(patch))
+    path = [str(hook), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {"PYTHONPATH": os.pathsep.join(path)}
+
+
+def test_a_first_start_killed_after_making_the_admin_keeps_its_root_key(
+    tmp_path: Path,
+) -> None:
+    """Killed once the database holds the admin and its key, before
+    ``root.key`` is written. The next start used to serve with no
+    ``root.key`` at all, and never wrote one: the key was lost."""
+    server = JcsServer(
+        data_dir=tmp_path / "data",
+        log_dir=tmp_path,
+        env=killed_at(
+            tmp_path,
+            """
+            from jointcloud.core.accounts import AccountService
+            _ensure = AccountService.ensure_user
+
+            async def ensure_user(self, *args, **kwargs):
+                user, key = await _ensure(self, *args, **kwargs)
+                if key is not None:
+                    _die()  # committed; root.key not named yet
+                return user, key
+
+            AccountService.ensure_user = ensure_user
+            """,
+        ),
+    )
+    with pytest.raises(pytest.fail.Exception, match="exited with -9"):
+        server.start()
+    assert server.proc is not None and server.proc.returncode == -9
+    assert not (server.data_dir / "root.key").exists()
+
+    server.env = {}
+    server.start()
+    try:
+        key_file = server.data_dir / "root.key"
+        assert key_file.exists(), "the restarted server has no root.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        r = httpx.get(
+            server.endpoint + "/v1/bucket/listAll",
+            headers={"Authorization": f"Bearer {server.key}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text  # the admin's key, the one in the database
+        assert [p.name for p in server.data_dir.iterdir() if p.name.startswith(".root.key")] == []
+    finally:
+        server.stop()
