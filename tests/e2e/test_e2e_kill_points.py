@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import JcsServer
+from e2e_support import JcsServer, api_client, fetch, make_package, upload
 
 KILLER = """
 import os, signal
@@ -20,6 +20,9 @@ import os, signal
 def _die():
     os.kill(os.getpid(), signal.SIGKILL)
 """
+
+
+DATA = bytes(range(256)) * 100  # 25 KiB: sealed in a block, not inline
 
 
 def killed_at(tmp_path: Path, patch: str) -> dict[str, str]:
@@ -75,5 +78,53 @@ def test_a_first_start_killed_after_making_the_admin_keeps_its_root_key(
         )
         assert r.status_code == 200, r.text  # the admin's key, the one in the database
         assert [p.name for p in server.data_dir.iterdir() if p.name.startswith(".root.key")] == []
+    finally:
+        server.stop()
+
+
+def test_a_first_start_killed_while_writing_the_master_key_starts_again(
+    tmp_path: Path,
+) -> None:
+    """Killed once the master key's file exists but before its 32 bytes
+    are in it. Every later start used to refuse the new data dir ("not a
+    master key (32 bytes): restore the data dir's own master.key")."""
+    server = JcsServer(
+        data_dir=tmp_path / "data",
+        log_dir=tmp_path,
+        env=killed_at(
+            tmp_path,
+            """
+            import jointcloud.keys.master as master
+            _write = master.write_private
+
+            def write_private(path, data):
+                if "master.key" in path.name:
+                    # the file made, as write_private makes it, and not written
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                    _die()
+                return _write(path, data)
+
+            master.write_private = write_private
+            """,
+        ),
+    )
+    with pytest.raises(pytest.fail.Exception, match="exited with -9"):
+        server.start()
+
+    server.env = {}
+    server.start()
+    try:
+        key = server.data_dir / "master.key"
+        assert key.stat().st_size == 32 and key.stat().st_mode & 0o777 == 0o600
+        assert sorted(p.name for p in server.data_dir.iterdir() if "master.key" in p.name) == [
+            "master.key"
+        ]
+        with api_client(server) as api:
+            package_id = make_package(api, "sealed", "p")
+            assert upload(api, package_id, ("a.bin", DATA)).status_code == 200
+        server.stop()
+        server.start()  # the key it made is the one it finds, and reads with
+        with api_client(server) as api:
+            assert fetch(api, package_id, "a.bin") == DATA
     finally:
         server.stop()

@@ -59,6 +59,28 @@ def private_dir(path: Path) -> None:
     os.chmod(path, PRIVATE_DIR)
 
 
+def _create_whole(path: Path, data: bytes) -> None:
+    """Make ``path`` with ``data``, whole or not at all: written and synced
+    under a name of its own beside it, then linked into place (never over
+    a file another start made meanwhile: that one counts) and the
+    directory synced. Written in place, a start killed between creating
+    the file and writing it left an empty master.key, and every later
+    start refused the data dir (found by review)."""
+    staged = path.with_name(f".{path.name}-{secrets.token_hex(8)}")
+    write_private(staged, data)
+    try:
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links here (vfat, some network mounts)
+            if not path.exists():
+                os.rename(staged, path)
+        sync_dir(path.parent)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 class MasterKey:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
@@ -73,8 +95,11 @@ class MasterKey:
     @classmethod
     def load_or_create(cls, path: Path) -> MasterKey:
         if not path.exists():
-            write_private(path, secrets.token_bytes(32))
+            _create_whole(path, secrets.token_bytes(32))
         make_private(path)
+        # What a start killed while making it left (a key never used).
+        for leftover in path.parent.glob(f".{path.name}-*"):
+            leftover.unlink(missing_ok=True)
         return cls(path.read_bytes())
 
     def __repr__(self) -> str:
