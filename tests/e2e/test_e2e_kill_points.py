@@ -6,13 +6,15 @@ so that the process sends itself SIGKILL there, the way an operator's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
 import pytest
-from e2e_support import JcsServer, api_client, fetch, make_package, upload
+from e2e_support import JcsServer, admin_now, api_client, fetch, make_package, upload
 
 KILLER = """
 import os, signal
@@ -128,3 +130,49 @@ def test_a_first_start_killed_while_writing_the_master_key_starts_again(
             assert fetch(api, package_id, "a.bin") == DATA
     finally:
         server.stop()
+
+
+def test_a_health_probe_killed_before_its_delete_leaves_nothing_after_gc(
+    tmp_path: Path,
+) -> None:
+    """Killed between the probe's write and its delete: the probe object
+    stayed in the space for ever (GC swept only temporary files there, and
+    fsck lists only blocks)."""
+    server = JcsServer(
+        data_dir=tmp_path / "data",
+        log_dir=tmp_path,
+        env={
+            "JCS_HEALTH_INTERVAL_SECONDS": "1",
+            **killed_at(
+                tmp_path,
+                """
+                from jointcloud.spaces.local import LocalSpace
+                _delete = LocalSpace.delete
+
+                async def delete(self, key):
+                    if key.startswith(".jcs-probe/"):
+                        _die()  # the probe object written and read back
+                    return await _delete(self, key)
+
+                LocalSpace.delete = delete
+                """,
+            ),
+        },
+    )
+    with contextlib.suppress(pytest.fail.Exception):  # killed before or after it was ready
+        server.start()
+    assert server.proc is not None
+    server.proc.wait(30)  # the first probe kills it
+    assert server.proc.returncode == -9
+    probes = server.data_dir / "spaces" / "local" / "jcs" / ".jcs-probe"
+    left = [p for p in probes.iterdir() if not p.name.startswith(".jcs-tmp-")]
+    assert len(left) == 1, left
+    young = admin_now(server, "gc", "--once")  # delay 0, but a probe may still read it
+    assert young.returncode == 0, young.stdout + young.stderr
+    assert left[0].exists()
+    long_ago = time.time() - 3600
+    os.utime(left[0], (long_ago, long_ago))  # as it is once GC's delay has passed
+
+    gc = admin_now(server, "gc", "--once")
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert list(probes.iterdir()) == []

@@ -12,13 +12,15 @@ whoever let them go (GC, repair, drain, a failed upload).
 
 The same pass drops multipart uploads abandoned for longer than the multipart
 expiry (their parts become garbage like any layout), removes what crashed
-writers left in the spaces (temporary files older than the delay), and
+writers left in the spaces (temporary files older than the delay, and health
+probe objects a process killed mid-probe never deleted), and
 forgets transfer tasks finished more than ``TASKS_KEPT`` ago and S3
 credentials expired more than ``EXPIRED_CREDENTIALS_KEPT`` ago.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +35,7 @@ from jointcloud.meta import catalog, layouts, spacestate, strays, transfers, upl
 from jointcloud.meta import keys as keyrepo
 from jointcloud.meta.db import Database
 from jointcloud.meta.rows import now
+from jointcloud.spaces.base import Space
 
 
 @dataclass
@@ -50,7 +53,11 @@ class GcReport:
 
 log = structlog.get_logger(__name__)
 
-BLOCK_AREAS = ("blocks", ".jcs-probe")
+PROBE_AREA = ".jcs-probe/"  # the health probe's objects (core.userspaces.probe)
+BLOCK_AREAS = ("blocks", PROBE_AREA.rstrip("/"))
+# A probe object younger than this may be one a probe still reads (a probe
+# gives up after core.health.PROBE_TIMEOUT, 10 s), even when GC's delay is 0.
+PROBE_KEPT = 60.0
 # How long a finished transfer task stays listed: every inline import and
 # export leaves one, and a user's list would grow without end.
 TASKS_KEPT = timedelta(days=7)
@@ -107,6 +114,18 @@ async def _pay_strays(db: Database, store: BlockStore, before: datetime) -> int:
     return paid
 
 
+async def _sweep_probes(space: Space, older_than: float) -> int:
+    """Probe objects older than the delay (and than a probe can last): a
+    probe deletes its object milliseconds after writing it, so one that
+    stays was left by a process killed in between (found by review:
+    nothing else ever removed it)."""
+    older_than = min(older_than, time.time() - PROBE_KEPT)
+    old = [e.key async for e in space.list(PROBE_AREA) if e.mtime < older_than]
+    for key in old:
+        await space.delete(key)
+    return len(old)
+
+
 async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> int:
     async with db.read() as conn:
         spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
@@ -118,6 +137,7 @@ async def _sweep_spaces(db: Database, store: BlockStore, before: datetime) -> in
             # the rest of a space's tree holds the user's own files.
             for area in BLOCK_AREAS:
                 removed += await space.sweep_incomplete(before.timestamp(), area)
+            removed += await _sweep_probes(space, before.timestamp())
         except DomainError as exc:  # an unreachable space is swept on a later run
             log.info("sweep skipped a space", space=record.user_space_id, error=exc.message)
     return removed
