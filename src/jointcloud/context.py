@@ -49,6 +49,17 @@ ADMIN = "admin"
 STAGED_ROOT_KEY = ".root.key-"
 
 
+def _name_root_key(staged: Path, key_file: Path) -> None:
+    """The admin's staged key becomes root.key; another start on the same
+    data dir may have named it first (then the staged file is gone)."""
+    try:
+        os.replace(staged, key_file)
+    except FileNotFoundError:
+        if not key_file.exists():
+            raise
+    sync_dir(key_file.parent)
+
+
 async def _master_key(path: Path, db: Database) -> MasterKey:
     """The data dir's master key, made on the first start only: one made for
     a database that holds sealed data (a restore into a new data dir) would
@@ -168,7 +179,6 @@ class Context:
         """First start: the admin user, its root key (returned once) and one
         local user space under the data dir."""
         key_file = self.settings.data_dir / "root.key"
-        recovered = await self._name_staged_root_key(key_file)
         if key_file.exists() and not await self.accounts.has_user(ADMIN):
             # A data dir used before, on a database that holds nobody: an
             # empty or wrong meta.db (a restore gone wrong). Starting afresh
@@ -192,11 +202,16 @@ class Context:
         try:
             user, key = await self.accounts.ensure_user(ADMIN, fresh)
             if key is not None and staged is not None:
-                os.replace(staged, key_file)
-                sync_dir(key_file.parent)
+                _name_root_key(staged, key_file)
         finally:
             if staged is not None:
                 staged.unlink(missing_ok=True)
+        # Only now, with the admin committed: a key staged by another start
+        # still running (two processes starting on one data dir) is then
+        # the admin's, to be named root.key, or one the database can never
+        # take, to be deleted (found by review: looked at before, a live
+        # start's key was renamed or deleted under it).
+        recovered = await self._name_staged_root_key(key_file)
         make_private(key_file)
         spaces = self.settings.data_dir / "spaces"
         private_dir(spaces)
@@ -218,18 +233,22 @@ class Context:
     async def _name_staged_root_key(self, key_file: Path) -> str | None:
         """A first start killed after its commit left its root key staged:
         it becomes root.key (and is returned) if the database holds it as
-        the admin's key; staged keys the database never took are deleted."""
+        the admin's key; staged keys the database never took are deleted.
+        Called once the admin exists: a staged key that is not its key can
+        never become it."""
         recovered = None
         for staged in sorted(key_file.parent.glob(STAGED_ROOT_KEY + "*")):
             if not key_file.exists():  # noqa: ASYNC240 - once, at start-up
-                key = staged.read_text().strip()
+                try:
+                    key = staged.read_text().strip()
+                except FileNotFoundError:
+                    continue  # named root.key meanwhile by the start that staged it
                 try:
                     owner = await self.accounts.authenticate(key)
                 except Unauthorized:
                     owner = None
                 if owner is not None and owner.name == ADMIN:
-                    os.replace(staged, key_file)
-                    sync_dir(key_file.parent)
+                    _name_root_key(staged, key_file)
                     recovered = key
                     continue
             staged.unlink(missing_ok=True)
