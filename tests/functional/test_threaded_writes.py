@@ -60,7 +60,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class Served:
-    def __init__(self, sndbuf: int | None = None, idle: float = IDLE) -> None:
+    def __init__(
+        self, sndbuf: int | None = None, idle: float = IDLE, application: Any = app
+    ) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
@@ -77,7 +79,7 @@ class Served:
 
             protocol = Wan
         config = uvicorn.Config(
-            app,
+            application,
             http=protocol,
             loop="none",
             lifespan="off",
@@ -391,3 +393,38 @@ def test_a_client_reading_slowly_is_waited_for_past_the_idle_limit(served: Serve
     got = read_big_at(served.port, size, size, rate=2 * MiB)
     assert time.monotonic() - began > 1.5 * IDLE  # the test means what it says
     assert got > size, f"{got} bytes of {size} and a head"
+
+
+def test_an_answer_finished_as_the_client_half_closes_arrives() -> None:
+    """The client ends its side (a half-close, as ``nc -N``) while the app
+    finishes its answer: the loop reads that end-of-file in the same turn
+    the answer's pieces were written in. With no request left to answer,
+    the transport closes itself on it; the pieces held back until the
+    turn's end were then dropped, and the client got no answer at all
+    (found by review)."""
+    running, ended = threading.Event(), threading.Event()
+
+    async def answer_once_the_client_ended(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        running.set()
+        assert ended.wait(10)  # on the loop's thread: it reads nothing meanwhile
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    served = Served(application=answer_once_the_client_ended)
+    s = connect(served.port)
+    try:
+        s.settimeout(10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert running.wait(10)
+        s.shutdown(socket.SHUT_WR)
+        ended.set()
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nok"), got
+    finally:
+        s.close()
+        served.stop()

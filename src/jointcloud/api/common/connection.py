@@ -296,6 +296,10 @@ def http_protocol(
             whole are still answered, then the connection closes (uvicorn
             closed at once, and the answers were lost). A request whose head
             or body is still due is cut off, as before."""
+            # Returning None lets the transport close itself: an answer
+            # finished in this turn of the loop, still held back by
+            # ThreadedWrites, goes out first (found by review: it was lost).
+            self._writes.flush()
             pending = [c for c in self._cycles() if not c.response_complete]
             if self._refused or not pending or any(c.more_body for c in pending):
                 return None
