@@ -191,7 +191,7 @@ async def test_a_package_clone_never_mixes_two_versions_of_an_object(
     first, second = b"1" * 300_000, b"2" * 200_000
     await ctx.objects.put(alice, PutObject(at(src, "k"), body(first)))
     writers: list[asyncio.Task[Any]] = []
-    clone_object = catalog.clone_object
+    clone_objects = catalog.clone_objects
 
     async def overwritten_meanwhile(*args: Any) -> Any:
         if not writers:
@@ -199,9 +199,9 @@ async def test_a_package_clone_never_mixes_two_versions_of_an_object(
                 asyncio.ensure_future(ctx.objects.put(alice, PutObject(at(src, "k"), body(second))))
             )
             await until_blocked(world, writers, 1)
-        return await clone_object(*args)
+        return await clone_objects(*args)
 
-    monkeypatch.setattr(catalog, "clone_object", overwritten_meanwhile)
+    monkeypatch.setattr(catalog, "clone_objects", overwritten_meanwhile)
     dst = await ctx.packages.clone(alice, src.package_id, world.project.bucket_id, "copy")
     await writers[0]
     got = await ctx.objects.get(alice, GetObject(at(dst, "k")))

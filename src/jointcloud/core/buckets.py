@@ -31,6 +31,8 @@ MAX_PACKAGE_TAGS = 50
 MAX_CORS_RULES = 100
 CORS_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 MAX_CORS_RULE_ID = 255
+# Objects a package clone copies per statement (catalog.clone_objects).
+CLONE_BATCH = 1000
 
 
 def check_cors_rules(rules: Sequence[CorsRule]) -> list[CorsRule]:
@@ -469,12 +471,10 @@ class PackageService:
                     raise PackageNotFound(f"package {package_id} not found")
                 after: str | None = None
                 while True:
-                    batch = await catalog.list_objects(conn, src.package_id, "", after, 1000)
-                    if not batch:
-                        break
-                    for obj in batch:
-                        await catalog.clone_object(conn, obj, dst.package_id, obj.path)
-                    after = batch[-1].path
-                return dst
+                    after = await catalog.clone_objects(
+                        conn, src.package_id, dst.package_id, after, CLONE_BATCH
+                    )
+                    if after is None:
+                        return dst
         except DuplicateEntry as exc:  # a concurrent create of the same name
             raise AlreadyExists(f"package {name!r} already exists in bucket {bucket_id}") from exc

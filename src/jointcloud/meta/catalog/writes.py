@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, insert, literal, select, update
+from sqlalchemy import and_, bindparam, delete, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import ColumnElement, FromClause
 
 from jointcloud.core.models import ChecksumAlgorithm, ContentHash, ObjectInfo, ObjectMeta
 from jointcloud.meta import layouts, uploads
 from jointcloud.meta import tables as t
+from jointcloud.meta.catalog._shared import visible
 from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import (
     aware,
@@ -59,6 +61,62 @@ async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, 
         )
     )
     return object_id
+
+
+# What a clone takes of its source's row as it is (all but these).
+_CLONE_SETS = ("id", "package_id", "committed", "created_at", "updated_at")
+
+
+async def clone_objects(
+    conn: AsyncConnection, src_package_id: int, package_id: int, after: str | None, limit: int
+) -> str | None:
+    """Clone the next ``limit`` visible objects of a package past ``after``
+    (path order) into ``package_id``, sharing their immutable layouts; the
+    last path cloned, or None when none was left. Three statements a batch,
+    however many objects it holds: cloned one by one, a package of 40,000
+    objects cost 80,000 statements (34 s) under the write lock (found by
+    review)."""
+    o = t.objects
+    q = select(o.c.path).where(visible, o.c.package_id == src_package_id)
+    if after is not None:
+        q = q.where(o.c.path > after)
+    paths: list[str] = [r.path for r in await conn.execute(q.order_by(o.c.path).limit(limit))]
+    if not paths:
+        return None
+    last = paths[-1]
+
+    def batch(of: FromClause) -> ColumnElement[bool]:
+        where = and_(of.c.committed.is_(True), of.c.package_id == src_package_id, of.c.path <= last)
+        return where if after is None else and_(where, of.c.path > after)
+
+    ts = now()
+    kept = [c for c in o.c if c.name not in _CLONE_SETS]
+    await conn.execute(
+        insert(o).from_select(
+            ["package_id", "committed", "created_at", "updated_at", *(c.name for c in kept)],
+            select(
+                literal(package_id, o.c.package_id.type),
+                literal(True, o.c.committed.type),
+                literal(ts, o.c.created_at.type),
+                literal(ts, o.c.updated_at.type),
+                *kept,
+            ).where(batch(o)),
+        )
+    )
+    src, dst, p = o.alias("src"), o.alias("dst"), t.object_parts
+    await conn.execute(
+        insert(p).from_select(
+            ["object_id", "seq", "layout_id", "offset", "checksums"],
+            select(dst.c.id, p.c.seq, p.c.layout_id, p.c.offset, p.c.checksums)
+            .select_from(
+                p.join(src, src.c.id == p.c.object_id).join(
+                    dst, and_(dst.c.package_id == package_id, dst.c.path == src.c.path)
+                )
+            )
+            .where(batch(src)),
+        )
+    )
+    return last
 
 
 async def set_object_tags(conn: AsyncConnection, object_id: int, tags: Mapping[str, str]) -> None:
