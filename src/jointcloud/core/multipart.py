@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 
-from jointcloud.core.authz import Operation, Principal, visible
+from jointcloud.core.authz import Operation, Principal, path_prefixes, visible
 from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import PackageService
@@ -51,6 +51,7 @@ from jointcloud.core.commands import (
     resolve_range,
     trailing_checksums,
 )
+from jointcloud.core.listing import in_region, skip_to
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout
 from jointcloud.core.multipart_complete import (
     check_completion,
@@ -430,21 +431,37 @@ class MultipartService:
         prefix = valid
         found: list[Upload] = []
         key, uid = key_marker, upload_id_marker if key_marker is not None else None
+        mark = key, uid  # the last upload passed: where a next page starts
+        # A key limited to some paths sees only the uploads there; the rows
+        # between its regions are skipped unread (as listings skip them): it
+        # read every upload of the package to find its few (found by review).
+        regions = path_prefixes(principal, pkg.name) if principal.caveats else None
         truncated = False
         async with self.db.read() as conn:
             while not truncated:
+                if regions is not None:
+                    ahead = skip_to(regions, key, uid is not None)
+                    if ahead is None:
+                        break  # every region it may see is behind
+                    if ahead[0] != key:
+                        key, uid = ahead[0], ""  # from the region's start on
                 batch = await uploads.page(conn, pkg.package_id, prefix, key, uid, MAX_PAGE)
+                left = False  # a row past the key's region: skip_to goes on
                 for rec in batch:
                     if len(found) == max_uploads:
                         truncated = True
                         break
-                    key, uid = rec.path, rec.upload_id
-                    # A key limited to some paths sees only the uploads there.
+                    if regions is not None and not in_region(regions, rec.path):
+                        ahead = skip_to(regions, rec.path, True)
+                        key, uid = (rec.path, rec.upload_id) if ahead is None else (ahead[0], "")
+                        left = ahead is not None
+                        break
+                    key, uid = mark = rec.path, rec.upload_id
                     if visible(principal, pkg.name, rec.path):
                         found.append(to_upload(rec))
-                if len(batch) < MAX_PAGE:
+                if not left and len(batch) < MAX_PAGE:
                     break
-        return UploadsPage(found, key if truncated else None, uid if truncated else None)
+        return UploadsPage(found, *(mark if truncated else (None, None)))
 
     async def abort(self, principal: Principal, upload_id: str, address: ObjectAddress) -> None:
         """End an upload: its parts go (GC removes their blocks), and so does
