@@ -63,6 +63,8 @@ PROBE_KEPT = 60.0
 TASKS_KEPT = timedelta(days=7)
 # Owed blocks deleted per transaction that forgets them.
 STRAY_BATCH = 500
+# Abandoned multipart uploads (and bare placeholders) listed at a time.
+ABANDONED_BATCH = 500
 # The longest any GC waits, whatever delay is set or announced: a century.
 LONGEST_WAIT = timedelta(days=36_500)
 # How long expired S3 credentials stay: until then their id answers
@@ -72,17 +74,33 @@ EXPIRED_CREDENTIALS_KEPT = timedelta(days=7)
 
 async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
     """Drop multipart uploads untouched since ``before`` (or left behind by a
-    deleted package); their parts become garbage like any layout."""
+    deleted package); their parts become garbage like any layout. All of
+    them, ``ABANDONED_BATCH`` listed at a time: a pass dropped the first
+    500 only and said nothing of the rest, so a store left with 20,000
+    took 40 passes (40 minutes of the server's GC, 40 ``jcs admin gc``
+    runs) and one that gained more than 30,000 an hour never caught up
+    (found by review)."""
     dropped = 0
-    async with db.read() as conn:
-        ids = await uploads.abandoned(conn, before)
-        bare = await uploads.bare_placeholders(conn, before)
-    for row_id in ids:
-        async with db.write() as conn:
-            dropped += await catalog.abandon_upload(conn, before, upload=row_id)
-    for object_id in bare:
-        async with db.write() as conn:
-            dropped += await catalog.abandon_upload(conn, before, placeholder=object_id)
+    while True:
+        async with db.read() as conn:
+            ids = await uploads.abandoned(conn, before, ABANDONED_BATCH)
+        done = 0
+        for row_id in ids:
+            async with db.write() as conn:
+                done += await catalog.abandon_upload(conn, before, upload=row_id)
+        dropped += done
+        if not done:  # none left (or none that can go now)
+            break
+    while True:
+        async with db.read() as conn:
+            bare = await uploads.bare_placeholders(conn, before, ABANDONED_BATCH)
+        done = 0
+        for object_id in bare:
+            async with db.write() as conn:
+                done += await catalog.abandon_upload(conn, before, placeholder=object_id)
+        dropped += done
+        if not done:
+            break
     return dropped
 
 
