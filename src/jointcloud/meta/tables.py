@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 metadata = MetaData()
@@ -205,6 +206,14 @@ layouts = Table(
     # A small object's one sealed block, kept here instead of in a space
     # (0010); such a layout has no rows in ``blocks``.
     Column("inline_data", LargeBinary, nullable=True),
+    # GC's pending layouts of crashed uploads (0020): without it each pass
+    # read the whole table, inline blocks included.
+    Index(
+        "ix_layouts_pending_created_at",
+        "created_at",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
     sqlite_autoincrement=True,
 )
 
