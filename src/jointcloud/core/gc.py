@@ -81,26 +81,20 @@ async def _drop_abandoned_uploads(db: Database, before: datetime) -> int:
     runs) and one that gained more than 30,000 an hour never caught up
     (found by review)."""
     dropped = 0
-    while True:
-        async with db.read() as conn:
-            ids = await uploads.abandoned(conn, before, ABANDONED_BATCH)
-        done = 0
-        for row_id in ids:
-            async with db.write() as conn:
-                done += await catalog.abandon_upload(conn, before, upload=row_id)
-        dropped += done
-        if not done:  # none left (or none that can go now)
-            break
-    while True:
-        async with db.read() as conn:
-            bare = await uploads.bare_placeholders(conn, before, ABANDONED_BATCH)
-        done = 0
-        for object_id in bare:
-            async with db.write() as conn:
-                done += await catalog.abandon_upload(conn, before, placeholder=object_id)
-        dropped += done
-        if not done:
-            break
+    for listing, kind in (
+        (uploads.abandoned, "upload"),
+        (uploads.bare_placeholders, "placeholder"),
+    ):
+        while True:
+            async with db.read() as conn:
+                ids = await listing(conn, before, ABANDONED_BATCH)
+            done = 0
+            for row_id in ids:
+                async with db.write() as conn:
+                    done += await catalog.abandon_upload(conn, before, **{kind: row_id})
+            dropped += done
+            if not done:  # none left (or none that can go now)
+                break
     return dropped
 
 
