@@ -48,7 +48,8 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # A user's keys (their list, ``jcs user ls``'s count): 0021.
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("name", String(255), nullable=True),  # 0008
@@ -63,7 +64,14 @@ project_keys = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("bucket_id", Id, ForeignKey("buckets.id", ondelete="CASCADE"), nullable=False),
+    # A project's keys (their list, the cascade of a bucket's delete): 0021.
+    Column(
+        "bucket_id",
+        Id,
+        ForeignKey("buckets.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("name", String(255), nullable=False),
     Column("head", LargeBinary, nullable=False, unique=True),
     Column("secret", LargeBinary, nullable=False),
@@ -103,7 +111,8 @@ auth_records = Table(
     Column("encrypted_secret_key", LargeBinary, nullable=False),
     Column("encrypted_access_grant", LargeBinary, nullable=False),
     Column("public", Boolean, nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
+    # GC drops expired credentials every pass (0021).
+    Column("expires_at", DateTime(timezone=True), nullable=True, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
