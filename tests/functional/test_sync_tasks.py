@@ -977,7 +977,7 @@ async def test_a_task_read_before_another_process_ran_it_is_not_claimed_again(
     task = await create(api, src, "twice", [(dst, "twice")], trigger=HOURLY)
     ts = now()
     async with ctx.db.read() as conn:
-        [seen] = await transfer_rows.candidates(conn, ts)
+        [seen] = await transfer_rows.due(conn, ts, 10)
     await ctx.tasks.run_due()  # the other process's run, start to end
     assert await ctx.tasks._claim(seen, ts) is None
     assert (await get_task(api, task["taskID"]))["runs"] == 1

@@ -374,7 +374,8 @@ transfer_tasks = Table(
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("kind", String(16), nullable=False),  # sync | import | export
     Column("spec", Text, nullable=False),  # the normalised request (JSON)
-    Column("state", String(16), nullable=False),
+    # Open runs are found by it, not among every task kept (0022).
+    Column("state", String(16), nullable=False, index=True),
     Column("run_no", Integer, nullable=False),
     Column("run_open", Boolean, nullable=False),  # a run started and not finished
     Column("files_total", BigInteger, nullable=False),

@@ -177,17 +177,33 @@ async def open_run_specs(conn: AsyncConnection, user_id: int) -> list[tuple[int,
     return [(int(r.id), json.loads(r.spec)) for r in await conn.execute(q)]
 
 
-async def candidates(conn: AsyncConnection, ts: datetime) -> list[TransferTask]:
-    """Tasks that may be due: a run is open (perhaps orphaned by a dead
-    process), or the next run time has come. Longest waiting first: by ID,
-    a few recurring tasks that are always due again (every second) kept
-    every later task, anyone's, from ever running."""
-    q = select(T).where(
-        T.c.state.not_in(FINAL),
-        (T.c.run_open.is_(True) & (T.c.state == TaskState.RUNNING)) | (T.c.next_run_at <= ts),
-    )
-    order = (T.c.next_run_at.asc().nulls_first(), T.c.id)
-    return [_task(r) for r in await conn.execute(q.order_by(*order))]
+async def open_runs(conn: AsyncConnection) -> list[TransferTask]:
+    """Tasks whose run is open and running: held by a runner, or orphaned by
+    a dead process (to be resumed). As many as runs are going on, found by
+    the index on ``state`` (0022), not among every task kept."""
+    q = select(T).where(T.c.state == TaskState.RUNNING, T.c.run_open.is_(True))
+    return [_task(r) for r in await conn.execute(q.order_by(T.c.id))]
+
+
+async def due(
+    conn: AsyncConnection,
+    ts: datetime,
+    limit: int,
+    after: tuple[datetime, int] | None = None,
+) -> list[TransferTask]:
+    """At most ``limit`` tasks whose next run time has come, past ``after``
+    (the next run time and id of the last one of the page before). Longest
+    waiting first, then by ID: a few recurring tasks that are always due
+    again (every second) kept every later task, anyone's, from ever
+    running. A page is read from the index on ``next_run_at``: a backlog of
+    due tasks, or the finished ones kept for a week, are not read each time
+    a runner looks for work (a scale review: every second)."""
+    q = select(T).where(T.c.next_run_at <= ts, T.c.state.not_in(FINAL))
+    if after is not None:
+        at, task_id = after
+        q = q.where(T.c.next_run_at >= at, or_(T.c.next_run_at > at, T.c.id > task_id))
+    q = q.order_by(T.c.next_run_at, T.c.id).limit(limit)
+    return [_task(r) for r in await conn.execute(q)]
 
 
 async def claim(

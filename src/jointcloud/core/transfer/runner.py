@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 LEASE = timedelta(seconds=60)
 SAVE_EVERY = 1.0
 MAX_TASKS = 4
+DUE_PAGE = 64  # due tasks read at a time while looking for work
 
 Progress = Callable[[int, int, str], None]
 
@@ -106,29 +107,60 @@ class TaskRunner:
                 self._resumed.add(task.task_id)
             return await repo.get(conn, task.task_id)
 
+    async def _candidates(self, ts: datetime) -> AsyncGenerator[TransferTask]:
+        """Tasks that may be due: open runs (held, or orphaned by a dead
+        process) first, then those whose next run time has come, a page at a
+        time, so that a caller stopping early reads what it used."""
+        async with self.db.read() as conn:
+            opened = await repo.open_runs(conn)
+        for task in opened:
+            yield task
+        seen = {task.task_id for task in opened}
+        after: tuple[datetime, int] | None = None
+        while True:
+            async with self.db.read() as conn:
+                page = await repo.due(conn, ts, DUE_PAGE, after)
+            for task in page:
+                if task.task_id not in seen:
+                    yield task
+            if len(page) < DUE_PAGE:
+                return
+            last = page[-1]
+            assert last.next_run_time is not None
+            after = (last.next_run_time, last.task_id)
+
     async def claim_due(self, limit: int) -> list[TransferTask]:
         ts = now()
-        async with self.db.read() as conn:
-            candidates = await repo.candidates(conn, ts)
         claimed: list[TransferTask] = []
-        for task in candidates:
-            if len(claimed) >= limit:
-                break
-            if task.task_id in self._cancel:
-                continue  # running here already
-            if _held(task, ts):
-                continue
-            got = await self._claim(task, ts)
-            if got is not None:
-                claimed.append(got)
+        if limit <= 0:
+            return claimed
+        candidates = self._candidates(ts)
+        try:
+            async for task in candidates:
+                if task.task_id in self._cancel:
+                    continue  # running here already
+                if _held(task, ts):
+                    continue
+                got = await self._claim(task, ts)
+                if got is not None:
+                    claimed.append(got)
+                    if len(claimed) >= limit:
+                        break
+        finally:
+            await candidates.aclose()
         return claimed
 
     async def has_due(self) -> bool:
         """Whether some task is due or orphaned (what ``claim_due`` would take)."""
         ts = now()
-        async with self.db.read() as conn:
-            candidates = await repo.candidates(conn, ts)
-        return any(t.task_id not in self._cancel and not _held(t, ts) for t in candidates)
+        candidates = self._candidates(ts)
+        try:
+            async for task in candidates:
+                if task.task_id not in self._cancel and not _held(task, ts):
+                    return True
+        finally:
+            await candidates.aclose()
+        return False
 
     async def run_due(self, progress: Progress | None = None) -> tuple[int, int]:
         """Run every due task, and those becoming due meanwhile, until none is
