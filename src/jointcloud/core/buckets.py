@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ CORS_METHODS = ("GET", "PUT", "POST", "DELETE", "HEAD")
 MAX_CORS_RULE_ID = 255
 # Objects a package clone copies per statement (catalog.clone_objects).
 CLONE_BATCH = 1000
+PAGE_BATCH = 1000  # packages read at a time for a page of them by name
 
 
 def check_cors_rules(rules: Sequence[CorsRule]) -> list[CorsRule]:
@@ -393,6 +395,30 @@ class PackageService:
             pkgs = await catalog.list_packages(conn, bucket_id)
         shown = set(visible_packages(principal, [p.name for p in pkgs]))
         return [p for p in pkgs if p.name in shown]
+
+    async def by_name(
+        self, principal: Principal, bucket_id: int, *, prefix: str, after: str | None, limit: int
+    ) -> builtins.list[Package]:
+        """At most ``limit`` of the bucket's packages that ``principal``'s
+        caveats reach, named with ``prefix``, past ``after``, by name in
+        byte order (S3's ListBuckets): read a batch at a time, so that a
+        page costs about a page, not every package of the bucket."""
+        await self.buckets.get(principal, bucket_id, Operation.LIST)
+        start, inclusive = (
+            (after, False) if after is not None and after >= prefix else (prefix, True)
+        )
+        batch_size = min(limit, PAGE_BATCH)
+        found: list[Package] = []
+        while len(found) < limit:
+            async with self.db.read() as conn:
+                batch = await catalog.packages_from(conn, bucket_id, start, inclusive, batch_size)
+            named = [p for p in batch if p.name.startswith(prefix)]
+            shown = set(visible_packages(principal, [p.name for p in named]))
+            found += [p for p in named if p.name in shown]
+            if len(named) < len(batch) or len(batch) < batch_size:
+                break  # past the prefix's names, or past the last package
+            start, inclusive = batch[-1].name, False
+        return found[:limit]
 
     async def delete(
         self, principal: Principal, package_id: int, *, only_if_empty: bool = False

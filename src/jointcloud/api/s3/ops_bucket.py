@@ -122,16 +122,10 @@ async def list_buckets(r: S3Request) -> Response:
     prefix = r.query("prefix") or ""
     token = r.query("continuation-token")
     after = _bucket_token(token) if token else None
-    packages = sorted(
-        (
-            p
-            for p in await r.ctx.packages.list(r.principal, project_of(r))
-            if p.name.startswith(prefix)
-        ),
-        key=lambda p: p.name.encode(),
+    # One more than shown: whether a continuation token is due.
+    packages = await r.ctx.packages.by_name(
+        r.principal, project_of(r), prefix=prefix, after=after, limit=limit + 1
     )
-    if after is not None:
-        packages = [p for p in packages if p.name.encode() > after.encode()]
     page = packages[:limit]
     buckets: list[tuple[str, Value]] = [
         ("Bucket", [("Name", p.name), ("CreationDate", iso(p.create_time))]) for p in page

@@ -224,6 +224,24 @@ async def list_packages(conn: AsyncConnection, bucket_id: int) -> list[Package]:
     return [to_package(r) for r in await conn.execute(q)]
 
 
+async def packages_from(
+    conn: AsyncConnection, bucket_id: int, start: str, inclusive: bool, limit: int
+) -> list[Package]:
+    """At most ``limit`` of the bucket's packages by name in byte order (as
+    S3 lists buckets), from ``start`` on, past it unless ``inclusive``: a
+    page read from the bucket's unique index, not every package."""
+    name: Any = t.packages.c.name
+    if conn.dialect.name == "postgresql":
+        name = name.collate("C")  # byte order, not the database's locale
+    q = (
+        select(*_PACKAGE_COLUMNS)
+        .where(t.packages.c.bucket_id == bucket_id, name >= start if inclusive else name > start)
+        .order_by(name)
+        .limit(limit)
+    )
+    return [to_package(r) for r in await conn.execute(q)]
+
+
 async def delete_package(conn: AsyncConnection, package_id: int) -> None:
     # The package's paths first, as every writer of its objects takes them
     # (a delete by IDs holding them would otherwise wait on rows this
