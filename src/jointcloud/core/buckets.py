@@ -145,10 +145,11 @@ class BucketService:
         """The user's buckets; a key scoped to a project sees only its own."""
         authorize(principal, Operation.LIST)
         async with self.db.read() as conn:
-            buckets = await catalog.list_buckets(conn, principal.user_id)
-        if principal.project_id is not None:
-            buckets = [b for b in buckets if b.bucket_id == principal.project_id]
-        return buckets
+            if principal.project_id is None:
+                return await catalog.list_buckets(conn, principal.user_id)
+            # Its one bucket, not every bucket of its owner (found by review).
+            bucket = await catalog.get_bucket(conn, principal.user_id, principal.project_id)
+        return [] if bucket is None else [bucket]
 
     async def set_redundancy(
         self, principal: Principal, bucket_id: int, redundancy: object
