@@ -9,14 +9,13 @@ the server's CPU for an answer of one (found by the scale review of
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from core_support import World
 
 from jointcloud.core.authz import Principal
 from jointcloud.meta import catalog
 from jointcloud.meta.catalog import buckets as catalog_buckets
+from support.counting import rows_built
 
 
 async def test_a_project_key_lists_its_bucket_alone(
@@ -26,14 +25,7 @@ async def test_a_project_key_lists_its_bucket_alone(
     async with world.ctx.db.write() as conn:
         for i in range(50):
             await catalog.create_bucket(conn, alice.user_id, f"more{i:02d}", None)
-    built: list[str] = []
-    to_bucket = catalog_buckets.to_bucket
-
-    def counted(row: Any) -> Any:
-        built.append(row.name)
-        return to_bucket(row)
-
-    monkeypatch.setattr(catalog_buckets, "to_bucket", counted)
+    built = rows_built(monkeypatch, catalog_buckets, "to_bucket", lambda row: row.name)
     scoped = Principal(alice.user_id, project_id=world.project.bucket_id)
     listed = await world.ctx.buckets.list(scoped)
     assert [b.bucket_id for b in listed] == [world.project.bucket_id]

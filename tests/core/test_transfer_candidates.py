@@ -22,6 +22,7 @@ from sqlalchemy import event, text
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.meta import transfers as repo
 from jointcloud.meta.db import Database
+from support.counting import rows_built
 
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
 FUTURE = datetime(2099, 1, 1, tzinfo=UTC)
@@ -85,14 +86,7 @@ async def test_a_runner_reads_open_runs_and_a_page_of_due_tasks(
         ]
         runner = TaskRunner(db, None, None)  # type: ignore[arg-type]
 
-        built: list[int] = []
-        to_task = repo._task
-
-        def counted(row: Any) -> Any:
-            built.append(row.id)
-            return to_task(row)
-
-        monkeypatch.setattr(repo, "_task", counted)
+        built = rows_built(monkeypatch, repo, "_task")
         statements: list[str] = []
 
         def note(conn: Any, cursor: Any, sql: str, *args: Any) -> None:

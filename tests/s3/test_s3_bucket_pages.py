@@ -22,6 +22,7 @@ from s3_support import S3
 from jointcloud.keys.caveats import CaveatPath, KeyCaveat
 from jointcloud.meta import catalog
 from jointcloud.meta.catalog import buckets as catalog_buckets
+from support.counting import rows_built
 
 NAMES = [f"b{i:03d}" for i in range(300)]
 
@@ -32,14 +33,7 @@ async def test_a_page_of_buckets_reads_a_page_of_packages(
     async with s3.ctx.db.write() as conn:
         for name in reversed(NAMES):
             await catalog.create_package(conn, s3.project_id, name, None)
-    built: list[str] = []
-    to_package = catalog_buckets.to_package
-
-    def counted(row: Any) -> Any:
-        built.append(row.name)
-        return to_package(row)
-
-    monkeypatch.setattr(catalog_buckets, "to_package", counted)
+    built = rows_built(monkeypatch, catalog_buckets, "to_package", lambda row: row.name)
     c = s3.client()
     narrow_id, narrow_secret = await s3.credentials(
         KeyCaveat(paths=(CaveatPath("b150"), CaveatPath("b299", "x/")))
