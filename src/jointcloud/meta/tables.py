@@ -234,8 +234,10 @@ blocks = Table(
         "layout_id", Id, ForeignKey("layouts.id", ondelete="CASCADE"), nullable=False, index=True
     ),
     Column("idx", Integer, nullable=False),
-    Column("user_space_id", Id, ForeignKey("user_spaces.id"), nullable=False, index=True),
+    Column("user_space_id", Id, ForeignKey("user_spaces.id"), nullable=False),
     Column("key", String(1024), nullable=False),
+    # A space's blocks in layout order (0023): a drain's pages past a cursor.
+    Index("ix_blocks_space_layout", "user_space_id", "layout_id", "idx"),
     sqlite_autoincrement=True,
 )
 
