@@ -57,4 +57,4 @@ def test_until_done_keeps_no_pass_result(tmp_path: Path, monkeypatch: pytest.Mon
     assert [line for line in result.output.splitlines() if line.startswith("repair:")] == [
         f"repair: pass {n}" for n in range(1, PASSES + 1)
     ]
-    assert kept == [False] * 3, kept  # passes 1, 1 and 2, checked by passes 3 and 4
+    assert kept == [False] * 3, kept  # pass 1 seen by passes 3 and 4, pass 2 by pass 4
