@@ -15,25 +15,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from jointcloud.meta import layouts
-from jointcloud.meta.db import Database
+from support.sqlplans import fresh_sqlite, plans, recorded
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_a_page_of_blocks_is_read_in_layout_order_from_the_index(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/meta.db")
-    await db.migrate()
-    statements: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        statements.append((sql, params))
-
-    try:
+    async with fresh_sqlite(tmp_path) as db:
         async with db.write() as conn:
             await conn.execute(
                 text("INSERT INTO users (id, name, created_at) VALUES (1, 'ann', :at)"), {"at": AT}
@@ -64,10 +56,9 @@ async def test_a_page_of_blocks_is_read_in_layout_order_from_the_index(tmp_path:
                 )
             )
 
-        event.listen(db.engine.sync_engine, "before_cursor_execute", note)
-        async with db.read() as conn:
-            page = await layouts.blocks_in_spaces(conn, [2, 1], 7, after_layout=100)
-        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
+        with recorded(db) as statements:
+            async with db.read() as conn:
+                page = await layouts.blocks_in_spaces(conn, [2, 1], 7, after_layout=100)
         assert [(lid, b.index, b.user_space_id) for lid, b in page] == [
             (101, 0, 1),
             (101, 1, 2),
@@ -78,20 +69,11 @@ async def test_a_page_of_blocks_is_read_in_layout_order_from_the_index(tmp_path:
             (104, 0, 1),
         ]
 
-        plans: list[str] = []
-        async with db.read() as conn:
-            raw = await conn.get_raw_connection()
-            for sql, params in statements:
-                cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                    "EXPLAIN QUERY PLAN " + sql, params
-                )
-                plans += [row[-1] for row in await cursor.fetchall()]
-        assert plans, statements
+        steps = await plans(db, statements)
+        assert steps, statements
         # No sort of every block past the cursor: each space's rows come in
         # order from the index, and the read stops at the page's size.
-        assert not any("TEMP B-TREE" in step for step in plans), plans
-        assert any("ix_blocks_space_layout" in step and "layout_id>?" in step for step in plans), (
-            plans
+        assert not any("TEMP B-TREE" in step for step in steps), steps
+        assert any("ix_blocks_space_layout" in step and "layout_id>?" in step for step in steps), (
+            steps
         )
-    finally:
-        await db.close()

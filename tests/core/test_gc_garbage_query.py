@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from jointcloud.meta import layouts
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database
+from support.sqlplans import fresh_sqlite, plans, recorded
 
 OLD = datetime(2026, 1, 1, tzinfo=UTC)
 DELAY_ENDS = OLD + timedelta(days=30)
@@ -42,9 +43,7 @@ async def _insert(db: Database, state: str, created: datetime, released: datetim
 
 
 async def test_garbage_is_found_by_index_not_by_reading_every_layout(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/meta.db")
-    await db.migrate()
-    try:
+    async with fresh_sqlite(tmp_path) as db:
         async with db.write() as conn:  # 2,000 live objects' layouts: not garbage
             await conn.execute(
                 text(
@@ -61,13 +60,12 @@ async def test_garbage_is_found_by_index_not_by_reading_every_layout(tmp_path: P
         released = await _insert(db, "live", OLD, OLD + timedelta(days=1))
         await _insert(db, "live", OLD, DELAY_ENDS + timedelta(days=1))  # inside the delay
 
-        async with db.read() as conn:
-            assert sorted(await layouts.garbage(conn, DELAY_ENDS)) == sorted([crashed, released])
-            query = select(t.layouts.c.id).where(layouts._garbage_at(DELAY_ENDS))
-            sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-            plan = [row[-1] for row in await conn.execute(text("EXPLAIN QUERY PLAN " + sql))]
-        assert not any(step.startswith("SCAN layouts") for step in plan), plan
-        assert any("ix_layouts_pending_created_at" in step for step in plan), plan
-        assert any("ix_layouts_released_at" in step for step in plan), plan
-    finally:
-        await db.close()
+        with recorded(db) as statements:
+            async with db.read() as conn:
+                found = await layouts.garbage(conn, DELAY_ENDS)
+        assert sorted(found) == sorted([crashed, released])
+        steps = await plans(db, statements)
+        assert steps, statements
+        assert not any(step.startswith("SCAN layouts") for step in steps), steps
+        assert any("ix_layouts_pending_created_at" in step for step in steps), steps
+        assert any("ix_layouts_released_at" in step for step in steps), steps

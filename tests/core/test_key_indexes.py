@@ -15,27 +15,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import event
 
 from jointcloud.meta import accounts, keys
 from jointcloud.meta import catalog as buckets
-from jointcloud.meta.db import Database
+from support.sqlplans import fresh_sqlite, plans, recorded
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_key_tables_are_read_by_index(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/meta.db")
-    await db.migrate()
-    statements: list[tuple[str, Any]] = []
-
-    def note(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        if not many:
-            statements.append((sql, params))
-
-    try:
+    async with fresh_sqlite(tmp_path) as db:
         async with db.write() as conn:
             ann = await accounts.create_user(conn, "ann")
             bob = await accounts.create_user(conn, "bob")
@@ -48,29 +37,20 @@ async def test_key_tables_are_read_by_index(tmp_path: Path) -> None:
             await keys.add_project_key(conn, bob.user_id, other.bucket_id, "k", b"h2", b"s")
             await keys.add_auth_record(conn, b"c1", key.key_id, b"s", b"g", False, WHEN)
 
-        event.listen(db.engine.sync_engine, "before_cursor_execute", note)
-        async with db.write() as conn:
-            users = await accounts.list_users(conn)
-            ann_keys = await accounts.list_api_keys(conn, ann.user_id)
-            project = await keys.list_project_keys(conn, bucket.bucket_id)
-            expired = await keys.delete_expired_auth_records(conn, datetime(2027, 1, 1, tzinfo=UTC))
-        event.remove(db.engine.sync_engine, "before_cursor_execute", note)
+        with recorded(db) as statements:
+            async with db.write() as conn:
+                users = await accounts.list_users(conn)
+                ann_keys = await accounts.list_api_keys(conn, ann.user_id)
+                project = await keys.list_project_keys(conn, bucket.bucket_id)
+                expired = await keys.delete_expired_auth_records(
+                    conn, datetime(2027, 1, 1, tzinfo=UTC)
+                )
         assert [(u.name, u.key_count) for u in users] == [("ann", 3), ("bob", 1)]
         assert len(ann_keys) == 3
         assert [k.key_id for k in project] == [key.key_id]
         assert expired == 1
 
-        plans: list[str] = []
-        async with db.read() as conn:
-            raw = await conn.get_raw_connection()
-            for sql, params in statements:
-                if sql.lstrip().upper().startswith(("SELECT", "DELETE")):
-                    cursor = await raw.driver_connection.execute(  # type: ignore[union-attr]
-                        "EXPLAIN QUERY PLAN " + sql, params
-                    )
-                    plans += [row[-1] for row in await cursor.fetchall()]
-        assert plans, statements
+        steps = await plans(db, statements)
+        assert steps, statements
         for table in ("api_keys", "project_keys", "auth_records"):
-            assert not any(step.startswith(f"SCAN {table}") for step in plans), plans
-    finally:
-        await db.close()
+            assert not any(step.startswith(f"SCAN {table}") for step in steps), steps

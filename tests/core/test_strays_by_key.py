@@ -14,18 +14,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from jointcloud.meta import strays
-from jointcloud.meta.db import Database
+from support.sqlplans import fresh_sqlite, plans, recorded
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 async def test_a_batch_of_debts_is_read_in_index_order(tmp_path: Path) -> None:
-    db = Database(f"sqlite+aiosqlite:///{tmp_path}/meta.db")
-    await db.migrate()
-    try:
+    async with fresh_sqlite(tmp_path) as db:
         async with db.write() as conn:
             await conn.execute(
                 text("INSERT INTO users (id, name, created_at) VALUES (1, 'u', :at)"),
@@ -40,25 +38,11 @@ async def test_a_batch_of_debts_is_read_in_index_order(tmp_path: Path) -> None:
             )
             owed = [(1, f"blocks/{i:05d}") for i in reversed(range(300))]
             await strays.owe(conn, owed, SINCE)
-        async with db.read() as conn:
-            batch = await strays.owed(conn, 1, 5, SINCE + timedelta(days=1))
-            assert [key for _, _, key in batch] == [f"blocks/{i:05d}" for i in range(5)]
-            statements: list[tuple[str, object]] = []
-
-            def seen(*args: object) -> None:
-                statements.append((str(args[2]), args[3]))
-
-            sync_engine = conn.sync_engine
-            event.listen(sync_engine, "before_cursor_execute", seen)
-            try:
-                await strays.owed(conn, 1, 5, SINCE + timedelta(days=1))
-            finally:
-                event.remove(sync_engine, "before_cursor_execute", seen)
-            ((sql, params),) = statements
-            plan = [
-                row[-1] for row in await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
-            ]
-        assert not any("TEMP B-TREE" in step for step in plan), plan
-        assert any("ix_stray_blocks_space_key" in step for step in plan), plan
-    finally:
-        await db.close()
+        with recorded(db) as statements:
+            async with db.read() as conn:
+                batch = await strays.owed(conn, 1, 5, SINCE + timedelta(days=1))
+        assert [key for _, _, key in batch] == [f"blocks/{i:05d}" for i in range(5)]
+        steps = await plans(db, statements)
+        assert steps, statements
+        assert not any("TEMP B-TREE" in step for step in steps), steps
+        assert any("ix_stray_blocks_space_key" in step for step in steps), steps
