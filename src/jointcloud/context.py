@@ -35,11 +35,11 @@ from jointcloud.keys.master import (
     MasterKey,
     make_private,
     private_dir,
-    sync_dir,
     write_private,
 )
 from jointcloud.meta import layouts
 from jointcloud.meta.db import Database
+from jointcloud.spaces.fileio import fsync_dir
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ def _name_root_key(staged: Path, key_file: Path) -> None:
     except FileNotFoundError:
         if not key_file.exists():
             raise
-    sync_dir(key_file.parent)
+    fsync_dir(key_file.parent)
 
 
 async def _master_key(path: Path, db: Database) -> MasterKey:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from jointcloud.errors import OperationFailed
+from jointcloud.spaces.fileio import fsync_dir
 
 _NONCE = 12
 
@@ -32,15 +33,6 @@ def write_private(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, PRIVATE_FILE)
         os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sync_dir(path: Path) -> None:
-    """Make the names in directory ``path`` durable (a file just renamed)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -76,7 +68,7 @@ def _create_whole(path: Path, data: bytes) -> None:
         except OSError:  # no hard links here (vfat, some network mounts)
             if not path.exists():
                 os.rename(staged, path)
-        sync_dir(path.parent)
+        fsync_dir(path.parent)
     finally:
         staged.unlink(missing_ok=True)
 
