@@ -134,8 +134,10 @@ def test_parameter_types() -> None:
     p.add("ms", 1665478773000)
     assert p.millis("ms") is not None and p.millis("ms").timestamp() == 1665478773  # type: ignore[union-attr]
     p.add("list", "a, b")
+    assert p.texts("list") == ["a", "b"]
+    # Repeated fields are one name each, as given (an S3 key may hold a comma)
     p.add("list", "c")
-    assert p.texts("list") == ["a", "b", "c"]
+    assert p.texts("list") == ["a, b", "c"]
     p.add("json_list", '["x", "y"]')
     assert p.texts("json_list") == ["x", "y"]
     with pytest.raises(GatewayError, match="missing required parameter nothing"):

@@ -178,12 +178,19 @@ class Params:
             raise _invalid(name, "is not a time in milliseconds since the epoch") from None
 
     def texts(self, name: str) -> list[str]:
-        """A list of strings: a JSON array, repeated fields, a JSON-array text
-        or comma-separated text."""
+        """A list of strings: a JSON array, repeated fields (each one string,
+        as given), or one field holding a JSON-array text, comma-separated
+        text, or one string as given. S3 keys may hold a comma or begin or
+        end with a space: a key in a field of its own is never split or
+        trimmed into the names of other objects (``/deleteObjects`` deleted
+        ``a`` and ``b`` for a field ``a,b``; cross-protocol review)."""
+        given = [value for value in self.values.get(name, ()) if value is not None]
+        if len(given) > 1 and all(isinstance(value, str) for value in given):
+            if "" in given:
+                raise _invalid(name, "must not hold an empty string")
+            return list(given)
         found: list[str] = []
-        for value in self.values.get(name, ()):
-            if value is None:
-                continue
+        for value in given:
             if isinstance(value, list):
                 for item in value:
                     if not isinstance(item, str) or not item:
@@ -201,8 +208,10 @@ class Params:
                     ):
                         raise _invalid(name, "must be an array of non-empty strings")
                     found.extend(decoded)
-                else:
+                elif "," in value:
                     found.extend(p.strip() for p in text.split(",") if p.strip())
+                elif value:
+                    found.append(value)
             else:
                 raise _invalid(name, "must be an array of strings")
         if not found:
