@@ -114,22 +114,18 @@ def key_prefix(raw: str) -> str | None:
 
 
 def path_prefix(raw: str, field: str = "path") -> str:
-    """A listing prefix: like a path, but may be empty or end with '/', and its
-    last segment may be cut short ('.' and '..' begin names like '.git')."""
+    """A JCS listing prefix: ``\\`` is ``/`` and a leading ``/`` is dropped,
+    as in a path; the rest is taken as it is, a prefix of keys, as S3's
+    ``Prefix``. Objects written through S3 may have empty, ``.`` and ``..``
+    segments (``b//y``, ``./d``) or long ones: each common prefix a listing
+    answers, given back, lists what is under it (``b//`` was read as ``b/``
+    and ``./`` refused until the cross-protocol review of 2026-12-07)."""
     if not isinstance(raw, str):
         raise BadArgument.about(field, "must be a string")
     check_chars(raw, field)
-    if raw == "":
-        return ""
-    trailing = raw.endswith("/")
-    body = raw.rstrip("/")
-    if not body:
-        return ""
-    if not trailing:
-        head, _, last = body.replace("\\", "/").rpartition("/")
-        if last in (".", ".."):
-            return (object_path(head, field) + "/" if head.strip("/") else "") + last
-    return object_path(body, field) + ("/" if trailing else "")
+    prefix = raw.replace("\\", "/").lstrip("/")
+    check_length(prefix, field)
+    return prefix
 
 
 def entity_name(raw: object, field: str) -> str:
