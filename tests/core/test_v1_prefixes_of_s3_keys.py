@@ -58,3 +58,24 @@ async def test_each_common_prefix_lists_what_is_under_it(world: World) -> None:
         under_b = await _listing(client, pkg.package_id, "\\b/")
         assert [o["path"] for o in under_b["objects"]] == ["b/", "b/x"]
         assert await _listing(client, pkg.package_id, "/b/") == under_b
+
+
+async def test_a_folder_marker_downloads_under_its_folders_name(world: World) -> None:
+    """``dir/`` (an S3 folder marker) was sent as ``filename=``, no name at
+    all; the gateway names it ``dir``, and so does v1 now."""
+    ctx = world.ctx
+    pkg = await package(world)
+    names = {"dir/": "dir", "a/b//": "b", "/": "download", "x": "x"}
+    made = {
+        key: await ctx.objects.put(world.alice, PutObject(at(pkg, key), body(b""))) for key in names
+    }
+    root_key = (ctx.settings.data_dir / "root.key").read_text().strip()
+    transport = httpx.ASGITransport(app=create_app(ctx, background=False))
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://jcs.test",
+        headers={"Authorization": f"Bearer {root_key}"},
+    ) as client:
+        for key, name in names.items():
+            got = await client.get("/v1/object/download", params={"objectID": made[key].object_id})
+            assert got.headers["content-disposition"] == f"attachment; filename={name}", key

@@ -60,7 +60,10 @@ async def send_object(
 
     headers = {
         "Content-Length": str(dl.length),
-        "Content-Disposition": "attachment; filename=" + quote(info.path.rsplit("/", 1)[-1]),
+        # The last named segment: an S3 folder marker (``dir/``) is named by
+        # its folder, as the gateway names it (it was ``filename=``, no name).
+        "Content-Disposition": "attachment; filename="
+        + quote(info.path.rstrip("/").rsplit("/", 1)[-1] or "download"),
         "Accept-Ranges": "bytes",
         "ETag": f'"{dl.info.etag}"',
     }
