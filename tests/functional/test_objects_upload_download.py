@@ -7,6 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from jcs_helpers import (
@@ -27,6 +28,18 @@ REP2 = {"type": "rep", "repCount": 2}
 EC23 = {"type": "ec", "k": 2, "n": 3, "chunkSize": 4096}
 EC46 = {"type": "ec", "k": 4, "n": 6, "chunkSize": 4096}
 EC23_BIG = {"type": "ec", "k": 2, "n": 3, "chunkSize": 65536}
+
+
+def saved_name(disposition: str) -> str:
+    """The file name a browser saves under (RFC 6266: ``filename*``, an RFC
+    8187 value, over ``filename`` when both are given)."""
+    params = dict(part.strip().partition("=")[::2] for part in disposition.split(";")[1:])
+    extended = params.get("filename*")
+    if extended is not None:
+        charset, _, rest = extended.partition("'")
+        assert charset.upper() == "UTF-8", extended
+        return unquote(rest.partition("'")[2], errors="strict")
+    return params["filename"]
 
 
 def blocks_by_layout(api: Api, before: set[Path]) -> dict[str, dict[int, Path]]:
@@ -91,10 +104,16 @@ async def test_upload_download_none_round_trip(api: Api) -> None:
             "/v1/object/downloadByPath", params={"packageID": pid, "path": path}
         )
         assert r.status_code == 200 and r.content == content
-    r = await api.client.get("/v1/object/download", params={"objectID": ups[4]["objectID"]})
-    assert r.headers["content-disposition"] == "attachment; filename=hello%20world.txt"
-    r = await api.client.get("/v1/object/download", params={"objectID": ups[5]["objectID"]})
-    assert r.headers["content-disposition"] == ("attachment; filename=%E6%96%87%E4%BB%B6.txt")
+    # ``filename`` URL-escaped as always; RFC 6266's ``filename*`` gives a
+    # browser (here the standard library's RFC 2231 reader) the real name.
+    for o, escaped, name in (
+        (ups[4], "hello%20world.txt", "hello world.txt"),
+        (ups[5], "%E6%96%87%E4%BB%B6.txt", "文件.txt"),
+    ):
+        r = await api.client.get("/v1/object/download", params={"objectID": o["objectID"]})
+        disposition = r.headers["content-disposition"]
+        assert disposition.startswith(f"attachment; filename={escaped}; filename*="), disposition
+        assert saved_name(disposition) == name
 
     # One block per object, all in the only space, none showing the plaintext.
     layouts = blocks_by_layout(api, before)

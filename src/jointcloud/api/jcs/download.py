@@ -16,6 +16,19 @@ from jointcloud.core.models import ObjectContent
 from jointcloud.errors import BadArgument, InvalidRange
 
 
+def _disposition(path: str) -> str:
+    """``attachment`` named by the last named segment (an S3 folder marker,
+    ``dir/``, is ``dir``, as the gateway names it). ``filename`` is the
+    URL-escaped name the v1 API has always sent; a name that escaping
+    changes also goes as RFC 6266's ``filename*``, so that a browser saves
+    ``café.txt``, not ``caf%C3%A9.txt`` (cross-protocol review, 2026-12-07)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1] or "download"
+    escaped = quote(name)
+    if escaped == name:
+        return f"attachment; filename={name}"
+    return f"attachment; filename={escaped}; filename*=UTF-8''{quote(name, safe='')}"
+
+
 async def send_object(
     request: Request,
     ctx: Context,
@@ -60,10 +73,7 @@ async def send_object(
 
     headers = {
         "Content-Length": str(dl.length),
-        # The last named segment: an S3 folder marker (``dir/``) is named by
-        # its folder, as the gateway names it (it was ``filename=``, no name).
-        "Content-Disposition": "attachment; filename="
-        + quote(info.path.rstrip("/").rsplit("/", 1)[-1] or "download"),
+        "Content-Disposition": _disposition(info.path),
         "Accept-Ranges": "bytes",
         "ETag": f'"{dl.info.etag}"',
     }
