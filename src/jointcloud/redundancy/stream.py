@@ -287,18 +287,22 @@ async def _pump(
             work = asyncio.ensure_future(_cpu(encode, j, seg))
             receive = asyncio.ensure_future(segments.next())
             chunks = await work
+            work = None  # its result is ``chunks``, let go below
             if write is not None:
                 await _patiently(write, min(stored[0], last + held), stalled)
             if len(chunks) == 1:
                 chunks = chunks * len(writers)
-            for i, chunk in enumerate(chunks):
-                stored[i] += len(chunk)
+            stored = [n + len(c) for n, c in zip(stored, chunks, strict=True)]
             last = len(chunks[0])
             write = asyncio.ensure_future(
                 _run_all(w.write(c) for w, c in zip(writers, chunks, strict=True))
             )
             if behind is not None:
                 await behind  # bounds memory: MD5 lags at most one segment
+            # A client that stalls keeps this upload waiting for the next
+            # segment: the segment and its sealed chunks are let go of first
+            # (the write and the digest hold them only until they are done).
+            del seg, chunks
             seg = await receive
             j += 1
         if write is not None:
