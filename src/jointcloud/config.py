@@ -75,6 +75,9 @@ class Settings:
     sync_parallel: int = 16  # files copied at once by one transfer task
     # Files in one POST /v1/object/upload (JCS_MAX_UPLOAD_FILES); more is a BadArgument.
     max_upload_files: int = 1000
+    # Uploads one user may have in progress at once in this process
+    # (JCS_MAX_UPLOADS_PER_USER): PUTs, parts, v1 uploads; more answer 503.
+    max_uploads_per_user: int = 64
     # Directories that may hold Local user spaces besides <data-dir>/spaces
     # (--local-root, JCS_LOCAL_ROOTS separated by ':'); see docs/security.md.
     local_roots: tuple[Path, ...] = ()
@@ -254,6 +257,7 @@ class Environment(BaseSettings):
     scrub_interval_seconds: Interval = 86400.0
     sync_parallel: Annotated[int, Field(ge=1)] = 16
     max_upload_files: Annotated[int, Field(ge=1)] = 1000
+    max_uploads_per_user: Annotated[int, Field(ge=1)] = 64
     local_roots: Annotated[tuple[str, ...], NoDecode] = ()  # ':'-separated
     allow_private_endpoints: bool = False
     endpoint_allow: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
@@ -419,6 +423,7 @@ class Environment(BaseSettings):
             scrub_interval=self.scrub_interval_seconds,
             sync_parallel=self.sync_parallel,
             max_upload_files=self.max_upload_files,
+            max_uploads_per_user=self.max_uploads_per_user,
             local_roots=tuple(Path(r) for r in self.local_roots),
             allow_private_endpoints=self.allow_private_endpoints,
             endpoint_allow=self.endpoint_allow,

@@ -27,6 +27,7 @@ from jointcloud.core.projectkeys import ProjectKeyService
 from jointcloud.core.repair import RepairService
 from jointcloud.core.transfer.runner import TaskRunner
 from jointcloud.core.transfer.service import TransferService
+from jointcloud.core.uploads import UploadSlots
 from jointcloud.core.userspaces import SpacePool, UserSpaceService
 from jointcloud.errors import OperationFailed, Unauthorized
 from jointcloud.keys.apikeys import new_api_key
@@ -143,7 +144,8 @@ class Context:
         health = HealthWaker(JobBoard(db))
         store.on_slow_space = health.note_slow_space  # hedged reads ask for a probe
         spaces = UserSpaceService(db, pool)
-        objects = ObjectService(db, packages, store)
+        slots = UploadSlots(settings.max_uploads_per_user)  # shared by PUTs and parts
+        objects = ObjectService(db, packages, store, slots)
         tasks = TaskRunner(db, pool, objects)
         tasks.parallel = settings.sync_parallel
         return cls(
@@ -166,7 +168,7 @@ class Context:
             store=store,
             objects=objects,
             multipart=MultipartService(
-                db, packages, store, min_part_size=settings.multipart_min_part_size
+                db, packages, store, min_part_size=settings.multipart_min_part_size, slots=slots
             ),
             repair=repair,
             tasks=tasks,

@@ -83,6 +83,7 @@ from jointcloud.core.multipart_model import (
     to_upload,
 )
 from jointcloud.core.paths import key_prefix, object_key
+from jointcloud.core.uploads import UploadSlots
 from jointcloud.errors import (
     BadArgument,
     BadDigest,
@@ -161,11 +162,15 @@ class MultipartService:
         store: BlockStore,
         *,
         min_part_size: int = DEFAULT_MIN_PART_SIZE,
+        slots: UploadSlots | None = None,
     ) -> None:
         self.db = db
         self.packages = packages
         self.store = store
         self.min_part_size = min_part_size
+        # A part being stored is an upload in progress of its user (shared
+        # with ObjectService's PUTs and uploads; UploadSlots).
+        self.slots = slots if slots is not None else UploadSlots()
 
     # -- addressing ---------------------------------------------------------
 
@@ -339,9 +344,10 @@ class MultipartService:
         wanted = set(expect) | set(compute)
         if rec.checksum_algorithm is not None:
             wanted.add(rec.checksum_algorithm)
-        staged = await self.store.stage(
-            principal.user_id, _limited(body, limit), rec.policy, checksums=wanted
-        )
+        with self.slots.take(principal.user_id):  # before any byte is read
+            staged = await self.store.stage(
+                principal.user_id, _limited(body, limit), rec.policy, checksums=wanted
+            )
         computed = dict(staged.checksums)
         try:
             check_payload(staged, payload_sha256)

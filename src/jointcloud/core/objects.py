@@ -10,6 +10,7 @@ object's parts lie is ``core/object_parts.py``.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ from jointcloud.core.models import (
 )
 from jointcloud.core.object_parts import ObjectAttributes, PartRange, attributes_of, part_of
 from jointcloud.core.paths import object_key, object_path
-from jointcloud.core.uploads import UploadPath, verify_digests
+from jointcloud.core.uploads import UploadPath, UploadSlots, verify_digests
 from jointcloud.errors import (
     AccessDenied,
     AlreadyExists,
@@ -122,9 +123,17 @@ def _where(ref: PackageRef, pkg: Package, path: str) -> str:
 
 
 class ObjectService(ObjectListings, BatchDeletes):
-    def __init__(self, db: Database, packages: PackageService, store: BlockStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        packages: PackageService,
+        store: BlockStore,
+        slots: UploadSlots | None = None,
+    ) -> None:
         super().__init__(db, packages)
         self.store = store
+        # Uploads a client sends, at most so many of one user's at once.
+        self.slots = slots if slots is not None else UploadSlots()
         self.uploads = UploadPath(db, store)
         self.combiner = self.uploads.combiner  # uploads into one package commit together
 
@@ -163,29 +172,30 @@ class ObjectService(ObjectListings, BatchDeletes):
         async def one() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
             yield path, cmd.body
 
-        async with self.store.renewals.held():  # from the intent to the commit
-            _, staged = await self.uploads.stage_files(
-                principal.user_id, policy, cmd.affinity, None, one(), wanted
-            )
-            (st,) = staged
-            try:
-                check_payload(st, cmd.payload_sha256)
-                verify_digests(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
-            except BadArgument:  # a digest that does not match (or a malformed trailer)
-                await finish(self.store.discard(staged))
-                raise
-            item = catalog.NewContent(
-                path,
-                st.size,
-                ContentHash(st.sha256),
-                st.md5,
-                [(0, st.layout_id)],
-                meta,
-                st.checksums,
-            )
-            (info,) = await self.uploads.commit(
-                pkg.package_id, policy, staged, [item], conditions=cmd.conditions
-            )
+        with self.slots.take(principal.user_id):  # before any byte is read
+            async with self.store.renewals.held():  # from the intent to the commit
+                _, staged = await self.uploads.stage_files(
+                    principal.user_id, policy, cmd.affinity, None, one(), wanted
+                )
+                (st,) = staged
+                try:
+                    check_payload(st, cmd.payload_sha256)
+                    verify_digests(st, {**expect, **trailing_checksums(cmd.trailer)}, md5)
+                except BadArgument:  # a digest that does not match (or a malformed trailer)
+                    await finish(self.store.discard(staged))
+                    raise
+                item = catalog.NewContent(
+                    path,
+                    st.size,
+                    ContentHash(st.sha256),
+                    st.md5,
+                    [(0, st.layout_id)],
+                    meta,
+                    st.checksums,
+                )
+                (info,) = await self.uploads.commit(
+                    pkg.package_id, policy, staged, [item], conditions=cmd.conditions
+                )
         return info
 
     async def _open(
@@ -469,6 +479,7 @@ class ObjectService(ObjectListings, BatchDeletes):
         affinity: int | None = None,
         redundancy: object = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        from_client: bool = True,
     ) -> builtins.list[ObjectInfo]:
         """Store every file, then commit all of them in one transaction.
 
@@ -476,7 +487,9 @@ class ObjectService(ObjectListings, BatchDeletes):
         arrive (see ``_Stager``); larger ones stream. ``before_commit`` is
         awaited inside the commit transaction, just before anything is
         written: it raises to abandon the upload (e.g. the client went away).
-        On any failure every staged block is removed and nothing is visible."""
+        On any failure every staged block is removed and nothing is visible.
+        ``from_client``: the bytes come from a client, and the upload takes
+        one of its user's slots (``UploadSlots``); a transfer task's do not."""
         override = optional_policy(redundancy)
         pkg = await self.packages.resolve(principal, PackageRef.by_id(package_id), Operation.WRITE)
         default, _ = await self.uploads.target(principal.user_id, pkg)
@@ -500,21 +513,23 @@ class ObjectService(ObjectListings, BatchDeletes):
 
         # Every file's layout is renewed until the commit of them all: the
         # first ones wait for the last, however long its client takes.
-        async with self.store.renewals.held():
-            paths, staged = await self.uploads.stage_files(
-                principal.user_id, policy, affinity, None, checked()
-            )
-            if not paths:
-                raise BadArgument("the upload has no 'files' part")
-            items = [
-                catalog.NewContent(
-                    path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)]
+        slot = self.slots.take(principal.user_id) if from_client else contextlib.nullcontext()
+        with slot:
+            async with self.store.renewals.held():
+                paths, staged = await self.uploads.stage_files(
+                    principal.user_id, policy, affinity, None, checked()
                 )
-                for path, st in zip(paths, staged, strict=True)
-            ]
-            return await self.uploads.commit(
-                pkg.package_id, policy, staged, items, before_commit=before_commit
-            )
+                if not paths:
+                    raise BadArgument("the upload has no 'files' part")
+                items = [
+                    catalog.NewContent(
+                        path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)]
+                    )
+                    for path, st in zip(paths, staged, strict=True)
+                ]
+                return await self.uploads.commit(
+                    pkg.package_id, policy, staged, items, before_commit=before_commit
+                )
 
     async def get_by_id(self, principal: Principal, object_id: int) -> ObjectInfo:
         async with self.db.read() as conn:

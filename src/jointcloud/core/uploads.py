@@ -10,7 +10,16 @@ staged layouts are discarded)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+import contextlib
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 
 from jointcloud.core.background import finish
 from jointcloud.core.blockstore import BlockStore
@@ -22,7 +31,7 @@ from jointcloud.core.commands import (
     check_write_conditions,
 )
 from jointcloud.core.models import ObjectInfo, Package, StagedLayout, UserSpace
-from jointcloud.errors import BadDigest, PackageNotFound
+from jointcloud.errors import BadDigest, PackageNotFound, ServerBusy
 from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
 from jointcloud.redundancy.policy import Redundancy
@@ -41,6 +50,46 @@ def verify_digests(
             raise BadDigest(
                 f"checksum {algorithm} {value} does not match the {staged.size} bytes received"
             )
+
+
+class UploadSlots:
+    """Uploads whose bytes a client is sending, counted per user in this
+    process, and at most ``per_user`` of them at once: each holds memory (the
+    segment it receives, up to a batch of small files), a temporary file per
+    block and its connection for as long as its client takes, so one user's
+    slow or stalled uploads would otherwise be bounded only by the process's
+    connection limit (thousands; a review held 3.8 MiB per stalled PUT).
+    Over the bound an upload is refused before any byte of it is read
+    (``ServerBusy``: S3's ``503 SlowDown``, which SDKs retry with back-off;
+    MinIO refuses over its ``requests_max`` the same way). Other users are
+    not affected. Work of the server's own (transfer tasks, recoding) does
+    not count: it is bounded where it runs."""
+
+    def __init__(self, per_user: int | None = None) -> None:
+        self.per_user = per_user
+        self._held: dict[int, int] = {}
+
+    def held(self, user_id: int) -> int:
+        return self._held.get(user_id, 0)
+
+    @contextlib.contextmanager
+    def take(self, user_id: int) -> Iterator[None]:
+        """One slot of ``user_id`` for the block, or ``ServerBusy`` at once."""
+        now = self._held.get(user_id, 0)
+        if self.per_user is not None and now >= self.per_user:
+            raise ServerBusy(
+                f"this user has {now} uploads in progress, the most one user may have "
+                f"at once (JCS_MAX_UPLOADS_PER_USER); try again when one has ended"
+            )
+        self._held[user_id] = now + 1
+        try:
+            yield
+        finally:
+            left = self._held[user_id] - 1
+            if left:
+                self._held[user_id] = left
+            else:
+                del self._held[user_id]
 
 
 # Batch uploads: files up to SMALL_FILE bytes are read whole and stored

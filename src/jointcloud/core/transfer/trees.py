@@ -240,6 +240,7 @@ class PackageSink:
             one(),
             affinity=self.affinity,
             redundancy=self.redundancy,
+            from_client=False,  # a task's own copies, bounded by its parallelism
         )
         return done[0].size
 
