@@ -164,7 +164,7 @@ async def test_gc_spares_a_layout_renewed_after_it_was_listed(world: World) -> N
     async with ctx.db.write() as conn:
         assert await layouts.renew_pending(conn, [layout_id]) == 1
     async with ctx.db.write() as conn:
-        assert not await layouts.still_garbage(conn, layout_id, before)
+        assert not await layouts.still_garbage(conn, [layout_id], before)
 
 
 async def test_gc_ends_with_a_released_layout_that_is_referenced(world: World) -> None:

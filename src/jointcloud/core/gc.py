@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.gcholds import forget_stale
-from jointcloud.core.models import SpaceState
+from jointcloud.core.models import LayoutRecord, SpaceState
 from jointcloud.errors import DomainError
 from jointcloud.meta import catalog, layouts, spacestate, strays, transfers, uploads
 from jointcloud.meta import keys as keyrepo
@@ -61,6 +62,15 @@ PROBE_KEPT = 60.0
 # How long a finished transfer task stays listed: every inline import and
 # export leaves one, and a user's list would grow without end.
 TASKS_KEPT = timedelta(days=7)
+# Garbage layouts deleted per write transaction, and the most blocks their
+# deletes may come to (deleted PUT_PARALLEL at a time while the transaction,
+# on SQLite the one writer lock, is held; a layout has up to 32). One
+# layout a transaction cost a commit (a sync of SQLite's log) each: 250
+# layouts a second, a package of a million objects over an hour of passes
+# that each competed with the users' writes (a review of jobs with a large
+# backlog).
+GC_BATCH = 64
+GC_BATCH_BLOCKS = 128
 # Owed blocks deleted per transaction that forgets them.
 STRAY_BATCH = 500
 # Abandoned multipart uploads (and bare placeholders) listed at a time.
@@ -199,20 +209,45 @@ async def collect_garbage(
             ids = [i for i in await layouts.garbage(conn, before) if i not in passed]
         if not ids:  # nothing more, or only what this run looked at already
             return report
-        for layout_id in ids:
+        todo = sorted(ids)
+        while todo:
             async with db.write() as conn:
-                if not await layouts.still_garbage(conn, layout_id, before):
-                    passed.add(layout_id)
-                    continue
-                records = await layouts.load(conn, [layout_id])
-                # Blocks first, rows after: a crash in between leaves rows that
-                # point at already-deleted blocks, which the next run finishes.
-                # The blocks not deleted are owed in the same transaction.
-                left = await store.delete_blocks(records.values())
-                await layouts.delete_layouts(conn, [layout_id])
-                await strays.owe(conn, left, now())
-            report.layouts += 1
-            report.blocks += sum(len(r.blocks) for r in records.values()) - len(left)
+                checked, taken, left = await _delete_batch(conn, store, todo[:GC_BATCH], before)
+            todo = todo[len(checked) :]
+            passed.update(set(checked) - {r.layout_id for r in taken})
+            report.layouts += len(taken)
+            report.blocks += sum(len(r.blocks) for r in taken) - len(left)
             report.owed += len(left)
             if progress is not None:
                 progress(report.layouts, 0, f"{report.blocks} blocks removed")
+
+
+async def _delete_batch(
+    conn: AsyncConnection, store: BlockStore, batch: list[int], before: datetime
+) -> tuple[list[int], list[LayoutRecord], list[tuple[int, str]]]:
+    """In the write transaction ``conn``: delete the layouts of ``batch`` (in
+    id order) that are still garbage, their blocks first, as many as come
+    to ``GC_BATCH_BLOCKS`` blocks (one at least). Returns the ids judged
+    (a prefix of ``batch``: the rest waits for the next transaction), the
+    layouts deleted and the blocks owed because their space did not
+    delete them."""
+    gone = await layouts.still_garbage(conn, batch, before)
+    records = await layouts.load(conn, gone)
+    taken: list[LayoutRecord] = []
+    blocks = 0
+    for layout_id in gone:
+        record = records.get(layout_id)
+        if record is None:
+            continue
+        if taken and blocks + len(record.blocks) > GC_BATCH_BLOCKS:
+            batch = [i for i in batch if i < layout_id]  # the rest: the next batch
+            break
+        taken.append(record)
+        blocks += len(record.blocks)
+    # Blocks first, rows after: a crash in between leaves rows that point at
+    # already-deleted blocks, which the next run finishes. The blocks not
+    # deleted are owed in the same transaction.
+    left = await store.delete_blocks(taken)
+    await layouts.delete_layouts(conn, [r.layout_id for r in taken])
+    await strays.owe(conn, left, now())
+    return batch, taken, left

@@ -356,19 +356,29 @@ async def heal_released(conn: AsyncConnection) -> int:
     return healed
 
 
-async def still_garbage(conn: AsyncConnection, layout_id: int, before: datetime) -> bool:
-    """Re-check under the delete transaction: nothing took a reference, and
-    no writer renewed its pending layout, since ``garbage`` listed it."""
-    # Locked (PostgreSQL): a drain or repair swapping one of its blocks
-    # (``hold_for_swap``) waits until GC's delete ends, or GC waits for it
-    # and judges again. Without the lock GC deleted the block row that a
-    # swap had just pointed at a new file, and the file leaked.
-    q = (
-        select(t.layouts.c.id)
-        .where(t.layouts.c.id == layout_id, _garbage_at(before), ~_referenced(t.layouts.c.id))
-        .with_for_update()
-    )
-    return (await conn.execute(q)).first() is not None
+async def still_garbage(
+    conn: AsyncConnection, layout_ids: Sequence[int], before: datetime
+) -> list[int]:
+    """Which of ``layout_ids`` are still garbage, in id order: re-checked
+    under the delete transaction (nothing took a reference, and no writer
+    renewed its pending layout, since ``garbage`` listed them)."""
+    # Locked (PostgreSQL), in id order as every writer locks layouts: a
+    # drain or repair swapping one of their blocks (``hold_for_swap``)
+    # waits until GC's delete ends, or GC waits for it and judges again.
+    # Without the lock GC deleted the block row that a swap had just
+    # pointed at a new file, and the file leaked.
+    found: list[int] = []
+    for part in chunks(sorted(set(layout_ids))):
+        q = (
+            select(t.layouts.c.id)
+            .where(
+                t.layouts.c.id.in_(list(part)), _garbage_at(before), ~_referenced(t.layouts.c.id)
+            )
+            .order_by(t.layouts.c.id)
+            .with_for_update()
+        )
+        found += [int(r.id) for r in await conn.execute(q)]
+    return found
 
 
 # --- multipart ---------------------------------------------------------------
