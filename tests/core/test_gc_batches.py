@@ -11,8 +11,7 @@ pass that fails between the two leaves rows that the next pass finishes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -26,24 +25,10 @@ from jointcloud.core.commands import PutObject
 from jointcloud.core.gc import collect_garbage
 from jointcloud.meta import layouts as layouts_module
 from jointcloud.meta import strays
+from support.counting import write_transactions
 
 OBJECTS = 20
 NOW = timedelta(seconds=-1)  # every released layout is past the delay
-
-
-def counted_writes(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """One entry per write transaction opened on ``ctx.db`` from now on."""
-    opened: list[int] = []
-    write = ctx.db.write
-
-    @asynccontextmanager
-    async def counting() -> AsyncIterator[Any]:
-        opened.append(1)
-        async with write() as conn:
-            yield conn
-
-    monkeypatch.setattr(ctx.db, "write", counting)
-    return opened
 
 
 async def garbage_package(world: World) -> None:
@@ -56,7 +41,7 @@ async def garbage_package(world: World) -> None:
 
 
 async def writes_of_gc(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> int:
-    opened = counted_writes(ctx, monkeypatch)
+    opened = write_transactions(ctx.db, monkeypatch)
     await collect_garbage(ctx.db, ctx.store, NOW)
     monkeypatch.undo()
     return len(opened)

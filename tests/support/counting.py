@@ -7,11 +7,14 @@ depend on the machine's speed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+from jointcloud.meta.db import Database
 
 
 def rows_built(
@@ -31,3 +34,19 @@ def rows_built(
 
     monkeypatch.setattr(module, builder, counted)
     return built
+
+
+def write_transactions(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per write transaction opened on ``db`` from now on (on
+    SQLite, per time the one writer lock is asked for)."""
+    opened: list[int] = []
+    write = db.write
+
+    @asynccontextmanager
+    async def counting() -> AsyncIterator[Any]:
+        opened.append(1)
+        async with write() as conn:
+            yield conn
+
+    monkeypatch.setattr(db, "write", counting)
+    return opened

@@ -339,6 +339,11 @@ def _holds_blocks(space_id: int) -> Conflict:
     return Conflict(f"user space {space_id} holds blocks: its storage and root path cannot change")
 
 
+def _still_holds(space_id: int, n: int | None) -> Conflict:
+    held = "blocks" if n is None else f"{n} block{'s' if n != 1 else ''}"
+    return Conflict(f"user space {space_id} still holds {held}; drain it before deleting")
+
+
 async def _no_open_transfer(conn: AsyncConnection, space: UserSpace, what: str) -> None:
     """A transfer run reads or writes a space's files through the backend it
     opened at its start, to its end: deleted (and its directory taken by
@@ -543,7 +548,7 @@ class UserSpaceService:
                     f"user space {space_id} was changed by another request meanwhile; "
                     "read it again and retry"
                 )
-            if moves_data and await accounts.count_blocks_in_space(conn, space_id):
+            if moves_data and await accounts.holds_blocks(conn, space_id):
                 raise _holds_blocks(space_id)
             if "storage" in values:
                 await _no_open_transfer(conn, current, "its storage cannot change")
@@ -576,18 +581,22 @@ class UserSpaceService:
 
     async def delete(self, principal: Principal, space_id: int) -> None:
         space = await self.get(principal, space_id)
+        # Counted in a snapshot, outside the write lock: a refused delete of
+        # a space of a million blocks counted them all under it, holding
+        # every writer (a review of jobs with a large backlog). Under the
+        # lock, whether one is left (blocks placed meanwhile) is enough.
+        async with self.db.read() as conn:
+            n = await accounts.count_blocks_in_space(conn, space_id)
+        if n:
+            raise _still_holds(space_id, n)
         async with self.db.write() as conn:
             await spacestate.lock_space(conn, space_id)
             if await accounts.get_space(conn, space_id) is None:
                 # A concurrent delete was first (PostgreSQL): this one
                 # waited for it and would delete nothing, yet answer OK.
                 raise SpaceNotFound(f"user space {space_id} not found")
-            n = await accounts.count_blocks_in_space(conn, space_id)
-            if n:
-                raise Conflict(
-                    f"user space {space_id} still holds {n} block{'s' if n != 1 else ''}; "
-                    "drain it before deleting"
-                )
+            if await accounts.holds_blocks(conn, space_id):
+                raise _still_holds(space_id, None)
             await _no_open_transfer(conn, space, "it cannot be deleted")
             await accounts.delete_space(conn, space_id)
         await self.pool.forget(space_id)

@@ -153,6 +153,14 @@ async def count_blocks_in_space(conn: AsyncConnection, space_id: int) -> int:
     return int((await conn.execute(q)).scalar_one())
 
 
+async def holds_blocks(conn: AsyncConnection, space_id: int) -> bool:
+    """Whether the space holds a block at all: the first index entry, not
+    a count of them all (taken under a write lock, a count of a space's
+    million blocks held every writer for it)."""
+    q = select(t.blocks.c.id).where(t.blocks.c.user_space_id == space_id).limit(1)
+    return (await conn.execute(q)).first() is not None
+
+
 async def delete_space(conn: AsyncConnection, space_id: int) -> None:
     # What it was owed goes with it (the foreign key cascades where enforced).
     await strays.forget(conn, space_id)
