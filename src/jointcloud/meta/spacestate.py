@@ -111,13 +111,19 @@ async def swap_state(
     return res.rowcount == 1
 
 
-async def count_live_blocks(conn: AsyncConnection, space_ids: Sequence[int]) -> int:
-    """Blocks of live layouts held by the spaces (what a drain still has to move)."""
+async def count_live_blocks(
+    conn: AsyncConnection, space_ids: Sequence[int], up_to: int | None = None
+) -> int:
+    """Blocks of live layouts held by the spaces (what a drain still has to
+    move); with ``up_to``, counted no further than that many."""
     if not space_ids:
         return 0
-    q = (
-        select(func.count())
+    held = (
+        select(t.blocks.c.id)
         .select_from(t.blocks.join(t.layouts, t.layouts.c.id == t.blocks.c.layout_id))
         .where(t.blocks.c.user_space_id.in_(list(space_ids)), t.layouts.c.state == "live")
     )
+    if up_to is not None:
+        held = held.limit(up_to)
+    q = select(func.count()).select_from(held.subquery())
     return int((await conn.execute(q)).scalar_one())
