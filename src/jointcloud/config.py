@@ -78,6 +78,10 @@ class Settings:
     # Uploads one user may have in progress at once in this process
     # (JCS_MAX_UPLOADS_PER_USER): PUTs, parts, v1 uploads; more answer 503.
     max_uploads_per_user: int = 64
+    # Uploads the gateway facade reads from its callers at once in this
+    # process (JCS_GATEWAY_MAX_UPLOADS), a quarter of them per access key;
+    # each may hold up to three 8 MiB parts. More answer "busy".
+    gateway_max_uploads: int = 64
     # Directories that may hold Local user spaces besides <data-dir>/spaces
     # (--local-root, JCS_LOCAL_ROOTS separated by ':'); see docs/security.md.
     local_roots: tuple[Path, ...] = ()
@@ -258,6 +262,7 @@ class Environment(BaseSettings):
     sync_parallel: Annotated[int, Field(ge=1)] = 16
     max_upload_files: Annotated[int, Field(ge=1)] = 1000
     max_uploads_per_user: Annotated[int, Field(ge=1)] = 64
+    gateway_max_uploads: Annotated[int, Field(ge=1)] = 64
     local_roots: Annotated[tuple[str, ...], NoDecode] = ()  # ':'-separated
     allow_private_endpoints: bool = False
     endpoint_allow: Annotated[tuple[str, ...], NoDecode] = ()  # ','-separated
@@ -424,6 +429,7 @@ class Environment(BaseSettings):
             sync_parallel=self.sync_parallel,
             max_upload_files=self.max_upload_files,
             max_uploads_per_user=self.max_uploads_per_user,
+            gateway_max_uploads=self.gateway_max_uploads,
             local_roots=tuple(Path(r) for r in self.local_roots),
             allow_private_endpoints=self.allow_private_endpoints,
             endpoint_allow=self.endpoint_allow,

@@ -16,6 +16,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
+    Hashable,
     Iterator,
     Mapping,
     Sequence,
@@ -53,43 +54,53 @@ def verify_digests(
 
 
 class UploadSlots:
-    """Uploads whose bytes a client is sending, counted per user in this
-    process, and at most ``per_user`` of them at once: each holds memory (the
-    segment it receives, up to a batch of small files), a temporary file per
-    block and its connection for as long as its client takes, so one user's
-    slow or stalled uploads would otherwise be bounded only by the process's
-    connection limit (thousands; a review held 3.8 MiB per stalled PUT).
-    Over the bound an upload is refused before any byte of it is read
-    (``ServerBusy``: S3's ``503 SlowDown``, which SDKs retry with back-off;
-    MinIO refuses over its ``requests_max`` the same way). Other users are
-    not affected. Work of the server's own (transfer tasks, recoding) does
-    not count: it is bounded where it runs."""
+    """Uploads whose bytes a client is sending, counted per holder (a user;
+    on the gateway facade an access key, or the whole process) in this
+    process, and at most ``per_user`` of them at once: each holds memory
+    (the segment it receives, up to a batch of small files), a temporary
+    file per block and its connection for as long as its client takes, so
+    one user's slow or stalled uploads would otherwise be bounded only by
+    the process's connection limit (thousands; a review held 3.8 MiB per
+    stalled PUT). Over the bound an upload is refused before any byte of it
+    is read (``ServerBusy``: S3's ``503 SlowDown``, which SDKs retry with
+    back-off; MinIO refuses over its ``requests_max`` the same way). Other
+    users are not affected. Work of the server's own (transfer tasks,
+    recoding) does not count: it is bounded where it runs. ``whose`` and
+    ``setting`` word the refusal."""
 
-    def __init__(self, per_user: int | None = None) -> None:
+    def __init__(
+        self,
+        per_user: int | None = None,
+        *,
+        whose: str = "this user",
+        setting: str = "JCS_MAX_UPLOADS_PER_USER",
+    ) -> None:
         self.per_user = per_user
-        self._held: dict[int, int] = {}
+        self.whose = whose
+        self.setting = setting
+        self._held: dict[Hashable, int] = {}
 
-    def held(self, user_id: int) -> int:
-        return self._held.get(user_id, 0)
+    def held(self, holder: Hashable) -> int:
+        return self._held.get(holder, 0)
 
     @contextlib.contextmanager
-    def take(self, user_id: int) -> Iterator[None]:
-        """One slot of ``user_id`` for the block, or ``ServerBusy`` at once."""
-        now = self._held.get(user_id, 0)
+    def take(self, holder: Hashable) -> Iterator[None]:
+        """One slot of ``holder`` for the block, or ``ServerBusy`` at once."""
+        now = self._held.get(holder, 0)
         if self.per_user is not None and now >= self.per_user:
             raise ServerBusy(
-                f"this user has {now} uploads in progress, the most one user may have "
-                f"at once (JCS_MAX_UPLOADS_PER_USER); try again when one has ended"
+                f"{self.whose} has {now} uploads in progress, the most allowed at once "
+                f"({self.setting}); try again when one has ended"
             )
-        self._held[user_id] = now + 1
+        self._held[holder] = now + 1
         try:
             yield
         finally:
-            left = self._held[user_id] - 1
+            left = self._held[holder] - 1
             if left:
-                self._held[user_id] = left
+                self._held[holder] = left
             else:
-                del self._held[user_id]
+                del self._held[holder]
 
 
 # Batch uploads: files up to SMALL_FILE bytes are read whole and stored

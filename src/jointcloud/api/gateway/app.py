@@ -128,6 +128,13 @@ class Call:
         )
 
 
+def caller_of(request: Request) -> tuple[str, str]:
+    """The endpoint and access key id of an authenticated call (``Call.s3``
+    checked them)."""
+    headers = request.headers
+    return normalize_endpoint(headers["Endpoint"]), headers["AccessKeyId"].strip()
+
+
 Handler = Callable[[Call, S3 | None], Awaitable[Response]]
 
 
@@ -623,6 +630,7 @@ def create_app(
     cache (tests watch the calls through it)."""
     cache = clients or ClientCache()
     outbound = ctx.outbound
+    uploads = up.Admission(ctx.settings.gateway_max_uploads)
 
     async def serve(request: Request) -> Response:
         endpoint = ENDPOINTS[request.url.path]
@@ -635,7 +643,8 @@ def create_app(
             xml = call.xml
             s3 = await call.s3() if endpoint.auth else None
             if endpoint.takes_file:  # the handler reads the body: it sees the client leave
-                return await endpoint.handler(call, s3)
+                with uploads.take(*caller_of(request)):  # before the file is read
+                    return await endpoint.handler(call, s3)
             # The body is in: a client that leaves ends the call (found by
             # review, 2026-12-06: calls to a silent service ran on for nobody),
             # and so does one that sent its EOF, after a grace (found by

@@ -14,6 +14,13 @@ failure aborts the upload.
 size is not known before its end: it is spooled (in memory up to
 ``PART_SIZE``, on disk beyond, at most ``MAX_PART``) and sent with its
 length.
+
+``Admission`` bounds how many uploads are read from callers at once. The
+facade relays to whatever public S3 endpoint its caller names, so a caller
+needs no account here; each upload may hold up to ``IN_FLIGHT`` + 1 parts
+in memory for as long as its client takes (a review of 2026-12-07: a
+stalled ``/uploadObject`` held 16 MiB, bounded before only by the
+connection limit).
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import asyncio
 import contextlib
 import io
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, Any
 
 from jointcloud.api.gateway.envelope import GatewayError
 from jointcloud.api.gateway.s3client import LONG_PATIENCE, S3
+from jointcloud.core.uploads import UploadSlots
 
 MiB = 1024 * 1024
 # Parts sent at once by one upload. Two hide an UploadPart's round trip as
@@ -40,6 +48,29 @@ MAX_OBJECT = 5 * 1024 * 1024 * MiB  # S3's largest object: 5 TiB
 MAX_PART = 5 * 1024 * MiB  # S3's largest part: 5 GiB
 FORM_SLACK = 1 * MiB  # a form's boundaries and fields around the file
 SPOOL_WRITE = 1 * MiB
+
+
+# Of the process's gateway uploads, the share one access key may hold: one
+# caller (or one app's key) cannot take them all by itself.
+KEY_SHARE = 4
+
+
+class Admission:
+    """At most ``total`` uploads read from callers at once in this process,
+    ``total // KEY_SHARE`` (one at least) of one access key at one endpoint;
+    one more is answered "busy" (``ServerBusy``) before its file is read."""
+
+    def __init__(self, total: int) -> None:
+        setting = "JCS_GATEWAY_MAX_UPLOADS"
+        self.all = UploadSlots(total, whose="the gateway facade", setting=setting)
+        self.per_key = UploadSlots(
+            max(1, total // KEY_SHARE), whose="this access key", setting=f"{setting} / 4"
+        )
+
+    @contextlib.contextmanager
+    def take(self, endpoint: str, access_key_id: str) -> Iterator[None]:
+        with self.per_key.take((endpoint, access_key_id)), self.all.take(None):
+            yield
 
 
 class PartReader:
