@@ -7,6 +7,8 @@ were refused."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from core_support import World
 from test_objects_support import at, body, package
 
 from jointcloud.api.jcs.app import create_app
+from jointcloud.context import Context
 from jointcloud.core.commands import PutObject
 
 KEYS = ["a", "a/../b", "a//c", "b/", "b/x", "b//y", "b///z", "./d", "../e", "x" * 300 + "/f"]
@@ -27,11 +30,9 @@ async def _listing(client: httpx.AsyncClient, pid: int, path: str) -> dict[str, 
     return data
 
 
-async def test_each_common_prefix_lists_what_is_under_it(world: World) -> None:
-    ctx = world.ctx
-    pkg = await package(world)
-    for key in KEYS:
-        await ctx.objects.put(world.alice, PutObject(at(pkg, key), body(key.encode())))
+@asynccontextmanager
+async def root_client(ctx: Context) -> AsyncIterator[httpx.AsyncClient]:
+    """The v1 API in process, as the root user."""
     root_key = (ctx.settings.data_dir / "root.key").read_text().strip()
     transport = httpx.ASGITransport(app=create_app(ctx, background=False))
     async with httpx.AsyncClient(
@@ -39,6 +40,15 @@ async def test_each_common_prefix_lists_what_is_under_it(world: World) -> None:
         base_url="http://jcs.test",
         headers={"Authorization": f"Bearer {root_key}"},
     ) as client:
+        yield client
+
+
+async def test_each_common_prefix_lists_what_is_under_it(world: World) -> None:
+    ctx = world.ctx
+    pkg = await package(world)
+    for key in KEYS:
+        await ctx.objects.put(world.alice, PutObject(at(pkg, key), body(key.encode())))
+    async with root_client(ctx) as client:
         # A walk of the tree, one level at a time, as a file browser does it
         seen: list[str] = []
         todo, visited = [""], set()
@@ -69,13 +79,7 @@ async def test_a_folder_marker_downloads_under_its_folders_name(world: World) ->
     made = {
         key: await ctx.objects.put(world.alice, PutObject(at(pkg, key), body(b""))) for key in names
     }
-    root_key = (ctx.settings.data_dir / "root.key").read_text().strip()
-    transport = httpx.ASGITransport(app=create_app(ctx, background=False))
-    async with httpx.AsyncClient(
-        transport=transport,
-        base_url="http://jcs.test",
-        headers={"Authorization": f"Bearer {root_key}"},
-    ) as client:
+    async with root_client(ctx) as client:
         for key, name in names.items():
             got = await client.get("/v1/object/download", params={"objectID": made[key].object_id})
             assert got.headers["content-disposition"] == f"attachment; filename={name}", key
