@@ -517,7 +517,7 @@ class UserSpaceService:
             # on the file system beneath from a refused update (the same root
             # path again), and the next probe found it Normal.
             async with self.db.read() as conn:
-                held = await accounts.count_blocks_in_space(conn, space_id)
+                held = await accounts.holds_blocks(conn, space_id)
                 if "storage" in values:
                     await _no_open_transfer(conn, space, "its storage cannot change")
             if held:

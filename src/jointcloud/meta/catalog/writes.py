@@ -31,38 +31,6 @@ from jointcloud.meta.rows import (
 )
 from jointcloud.redundancy.policy import Redundancy
 
-
-async def clone_object(conn: AsyncConnection, src: ObjectInfo, package_id: int, path: str) -> int:
-    """A new object sharing ``src``'s immutable layouts (no bytes copied)."""
-    ts = now()
-    res = await conn.execute(
-        insert(t.objects).values(
-            package_id=package_id,
-            path=path,
-            size=src.size,
-            file_hash=dump_hash(src.file_hash),
-            etag=src.etag,
-            redundancy=dump_policy(src.redundancy),
-            committed=True,
-            created_at=ts,
-            updated_at=ts,
-            **meta_values(src.meta),
-            **checksum_values(src.checksums),
-        )
-    )
-    object_id = int(res.inserted_primary_key[0])  # type: ignore[index]
-    p = t.object_parts.c
-    await conn.execute(
-        insert(t.object_parts).from_select(
-            ["object_id", "seq", "layout_id", "offset", "checksums"],
-            select(literal(object_id), p.seq, p.layout_id, p.offset, p.checksums).where(
-                p.object_id == src.object_id
-            ),
-        )
-    )
-    return object_id
-
-
 # What a clone takes of its source's row as it is (all but these).
 _CLONE_SETS = ("id", "package_id", "committed", "created_at", "updated_at")
 
