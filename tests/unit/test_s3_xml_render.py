@@ -8,6 +8,7 @@ others XML 1.0 cannot carry at all, and a client that did not ask for
 
 from __future__ import annotations
 
+import asyncio
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from jointcloud.api.s3 import ops_bucket
 from jointcloud.api.s3.xmlio import NAMESPACE, Value, render
+from jointcloud.core.authz import Principal
 from jointcloud.core.models import ChecksumAlgorithm, ListedObject
 
 
@@ -104,16 +106,19 @@ objects = st.builds(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(objects, max_size=5), st.booleans())
+@given(st.lists(objects, max_size=5), st.booleans(), st.booleans())
 def test_listing_entries_written_as_text_match_elementtree(
-    items: list[ListedObject], url: bool
+    items: list[ListedObject], url: bool, with_owner: bool
 ) -> None:
-    """A listing's entries are written straight to text (``Fragment``): the
-    bytes are ElementTree's for the same fields, plain or URL-encoded keys."""
+    """A listing's entries are written straight to text (``Fragment``, a
+    piece at a time): the bytes are ElementTree's for the same fields, plain
+    or URL-encoded keys, with or without each entry's owner."""
     enc = (lambda p: quote(p, safe="/")) if url else (lambda p: p)
-    fields: list[tuple[str, Value]] = [("Name", "b"), *ops_bucket._contents(items, enc, None)]
+    who = Principal(7) if with_owner else None
+    contents = asyncio.run(ops_bucket._contents(items, enc, who))
+    fields: list[tuple[str, Value]] = [("Name", "b"), *contents]
     trees: list[tuple[str, Value]] = [
         ("Name", "b"),
-        *(("Contents", ops_bucket._content_fields(o, enc, None)) for o in items),
+        *(("Contents", ops_bucket._content_fields(o, enc, who)) for o in items),
     ]
     assert render("ListBucketResult", fields) == reference("ListBucketResult", trees)

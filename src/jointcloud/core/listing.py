@@ -6,11 +6,13 @@ protocol's listing (``ObjectService.list``, ``list_brief``,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import builtins
+import contextlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -234,12 +236,45 @@ async def scan(
     return prefixes, objs, next_token
 
 
+# Listings of one user read at once in one process; the others wait their
+# turn. With listings suspending between pieces (``turns``), a turn of the
+# event loop holds a piece of each listing in progress: a cap per user keeps
+# one user's many clients from filling every turn (docs/decisions.md,
+# "Listings in pieces"). SQLite reads on the loop's thread, so a second
+# listing would only take turns with the first; PostgreSQL's reads wait on
+# its server, and a second listing fills that wait.
+LISTINGS_PER_USER = {"sqlite": 1, "postgresql": 2}
+
+
+class PerUserGate:
+    """At most ``per_user`` holders per user at once; the rest wait, in order."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._gates: dict[int, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, user_id: int) -> AsyncIterator[None]:
+        gate, users = self._gates.get(user_id) or (asyncio.Semaphore(self.per_user), 0)
+        self._gates[user_id] = (gate, users + 1)
+        try:
+            async with gate:
+                yield
+        finally:
+            gate, users = self._gates[user_id]
+            if users == 1:
+                del self._gates[user_id]
+            else:
+                self._gates[user_id] = (gate, users - 1)
+
+
 class ObjectListings:
     """The listings of ``ObjectService``: S3's and the JCS ones."""
 
     def __init__(self, db: Database, packages: PackageService) -> None:
         self.db = db
         self.packages = packages
+        self.gate = PerUserGate(LISTINGS_PER_USER["sqlite" if db.is_sqlite else "postgresql"])
 
     async def list(self, principal: Principal, cmd: ListObjects) -> Listing:
         """Objects under ``cmd.prefix`` in path order, those sharing a part up
@@ -269,7 +304,7 @@ class ObjectListings:
             after, inclusive = decode_token(cmd.continuation, "continuation")
         if cmd.max_keys == 0:
             return [], [], None
-        async with self.db.read() as conn:
+        async with self.gate.held(principal.user_id), self.db.read() as conn:
             return await scan(
                 conn,
                 principal,
@@ -316,7 +351,7 @@ class ObjectListings:
         may_list(prefix)
         after, inclusive = decode_token(token, "continuation token") if token else (None, False)
         delimiter = "/" if no_recursive else None
-        async with self.db.read() as conn:
+        async with self.gate.held(principal.user_id), self.db.read() as conn:
             return EntryListing(
                 *await scan(
                     conn,

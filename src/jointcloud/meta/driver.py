@@ -41,6 +41,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util.concurrency import await_
 
 from jointcloud.meta.sqlite import InlineConnection
+from jointcloud.turns import turn
 
 # A written statement compiled for some columns: its text, and per positional
 # parameter its name and SQLAlchemy's bind processor (None: passed as is).
@@ -156,12 +157,26 @@ class DriverQuery:
         sql, names, constants = found
         return sql, [params[n] if n in params else constants[n] for n in names]
 
-    async def rows(self, conn: AsyncConnection, params: Mapping[str, Any]) -> Sequence[Any]:
-        """The statement's rows as tuples (or tuple-like records)."""
+    async def rows(
+        self, conn: AsyncConnection, params: Mapping[str, Any], piece: int | None = None
+    ) -> Sequence[Any]:
+        """The statement's rows as tuples (or tuple-like records). With
+        ``piece``, SQLite's rows are read that many at a time with a turn of
+        the event loop between (``turns``): SQLite reads on the loop's
+        thread, and a long result read at once holds every other request."""
         driver = await _driver_of(conn)
         if isinstance(driver, InlineConnection):
             sql, args = self._args(conn, params)
-            return driver.sqlite.execute(sql, args).fetchall()
+            cursor = driver.sqlite.execute(sql, args)
+            if piece is None:
+                return cursor.fetchall()
+            out: list[Any] = []
+            while True:
+                got = cursor.fetchmany(piece)
+                out += got
+                if len(got) < piece:
+                    return out
+                await turn()
         if (
             driver is not None
             and conn.dialect.driver == "asyncpg"

@@ -34,6 +34,7 @@ from jointcloud.core.commands import ObjectAddress, PackageRef
 from jointcloud.core.multipart import MAX_PART_INDEX
 from jointcloud.core.paths import object_path
 from jointcloud.errors import BadArgument, InvalidPart
+from jointcloud.turns import map_in_turns
 
 router = APIRouter()
 
@@ -280,7 +281,7 @@ async def list_by_path(
     )
     data: dict[str, Any] = {
         "commonPrefixes": listing.common_prefixes,
-        "objects": [views.obj(o) for o in listing.objects],
+        "objects": await map_in_turns(views.obj, listing.objects),
     }
     if listing.next_token:
         data["nextContinuationToken"] = listing.next_token

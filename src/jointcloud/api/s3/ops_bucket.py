@@ -29,12 +29,13 @@ from jointcloud.api.s3.errors import (
 )
 from jointcloud.api.s3.headers import bucket_acl_refused, check_acl_header, decimal
 from jointcloud.api.s3.request import S3Request
-from jointcloud.api.s3.xmlio import Fragment, Value, escape, iso, parse, render
+from jointcloud.api.s3.xmlio import Fragment, Value, escape, fragment, iso, parse, render
 from jointcloud.core.authz import Operation, Principal
 from jointcloud.core.commands import ListObjects
 from jointcloud.core.models import ListedObject
 from jointcloud.core.objects import BriefListing
 from jointcloud.errors import AccessDenied
+from jointcloud.turns import map_in_turns
 
 Encode = Callable[[str], str]
 REGION = "us-east-1"
@@ -262,14 +263,15 @@ def _same(text: str) -> str:
     return text
 
 
-def _contents(
+async def _contents(
     items: list[ListedObject], enc: Encode, with_owner: Principal | None
 ) -> list[tuple[str, Value]]:
+    """The Contents elements, built a piece at a time (``turns``)."""
     if with_owner is None:
         # The common case, written as text directly: the same elements, in
         # the same order, as the field trees below.
-        text = "".join(
-            [
+        def text(o: ListedObject) -> str:
+            return (
                 f"<Contents><Key>{escape(enc(o.path))}</Key>"
                 f"<LastModified>{iso(o.update_time)}</LastModified>"
                 f'<ETag>"{escape(o.etag)}"</ETag>'
@@ -282,11 +284,14 @@ def _contents(
                     else ""
                 )
                 + f"<Size>{o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
-                for o in items
-            ]
-        )
-        return [("Contents", Fragment(text))]
-    return [("Contents", _content_fields(o, enc, with_owner)) for o in items]
+            )
+
+        return [("Contents", Fragment("".join(await map_in_turns(text, items))))]
+
+    def tree(o: ListedObject) -> str:
+        return fragment([("Contents", _content_fields(o, enc, with_owner))])
+
+    return [("Contents", Fragment("".join(await map_in_turns(tree, items))))]
 
 
 def _content_fields(
@@ -352,7 +357,7 @@ async def list_objects_v2(r: S3Request) -> Response:
         fields.append(("StartAfter", enc(start_after)))
     if encoded:
         fields.append(("EncodingType", "url"))
-    fields.extend(_contents(listing.objects, enc, r.principal if fetch_owner else None))
+    fields.extend(await _contents(listing.objects, enc, r.principal if fetch_owner else None))
     fields.extend(_prefixes(listing, enc))
     return xml("ListBucketResult", fields)
 
@@ -436,7 +441,7 @@ async def list_objects(r: S3Request) -> Response:
     if page.truncated and page.delimiter is not None and page.last is not None:
         fields.append(("NextMarker", enc(page.last)))
     fields.extend(page.tail())
-    fields.extend(_contents(page.listing.objects, enc, r.principal))
+    fields.extend(await _contents(page.listing.objects, enc, r.principal))
     fields.extend(_prefixes(page.listing, enc))
     return xml("ListBucketResult", fields)
 
@@ -456,21 +461,26 @@ async def list_object_versions(r: S3Request) -> Response:
         fields.append(("NextKeyMarker", enc(page.last)))
         fields.append(("NextVersionIdMarker", "null"))
     fields.extend(page.tail())
-    for o in listing.objects:
-        fields.append(
-            (
-                "Version",
-                [
-                    ("Key", enc(o.path)),
-                    ("VersionId", "null"),
-                    ("IsLatest", True),
-                    ("LastModified", iso(o.update_time)),
-                    ("ETag", f'"{o.etag}"'),
-                    ("Size", o.size),
-                    ("Owner", owner(r.principal)),
-                    ("StorageClass", "STANDARD"),
-                ],
-            )
+
+    def version(o: ListedObject) -> str:
+        return fragment(
+            [
+                (
+                    "Version",
+                    [
+                        ("Key", enc(o.path)),
+                        ("VersionId", "null"),
+                        ("IsLatest", True),
+                        ("LastModified", iso(o.update_time)),
+                        ("ETag", f'"{o.etag}"'),
+                        ("Size", o.size),
+                        ("Owner", owner(r.principal)),
+                        ("StorageClass", "STANDARD"),
+                    ],
+                )
+            ]
         )
+
+    fields.append(("Version", Fragment("".join(await map_in_turns(version, listing.objects)))))
     fields.extend(_prefixes(listing, enc))
     return xml("ListVersionsResult", fields)

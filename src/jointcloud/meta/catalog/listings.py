@@ -15,6 +15,7 @@ from jointcloud.meta import tables as t
 from jointcloud.meta.catalog._shared import visible
 from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import to_entry, to_listed, to_object
+from jointcloud.turns import PIECE, map_in_turns
 
 
 async def list_objects(
@@ -29,7 +30,7 @@ async def list_objects(
     ``inclusive``), in byte order of path (read on the driver's connection
     where it can be, driver.py)."""
     rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "whole")
-    return [to_object(r) for r in rows]
+    return await map_in_turns(to_object, rows)
 
 
 async def list_entries(
@@ -42,7 +43,7 @@ async def list_entries(
 ) -> list[ObjectEntry]:
     """``list_objects`` with what a JCS listing shows (eight columns)."""
     rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "entry")
-    return [to_entry(r) for r in rows]
+    return await map_in_turns(to_entry, rows)
 
 
 async def list_listed(
@@ -55,7 +56,7 @@ async def list_listed(
 ) -> list[ListedObject]:
     """``list_objects`` with only what a listing shows (five columns)."""
     rows = await _listing_rows(conn, package_id, prefix, after, limit, inclusive, "listed")
-    return [to_listed(r) for r in rows]
+    return await map_in_turns(to_listed, rows)
 
 
 async def _listing_rows(
@@ -73,7 +74,7 @@ async def _listing_rows(
         params.update(low=prefix, high=prefix + "\U0010ffff")
     if after is not None:
         params["after"] = after
-    return await _listing(bool(prefix), mode, shape).rows(conn, params)
+    return await _listing(bool(prefix), mode, shape).rows(conn, params, piece=PIECE)
 
 
 _After = Literal["from", "past"] | None
