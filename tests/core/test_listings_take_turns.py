@@ -21,10 +21,11 @@ from test_objects_support import package
 
 from jointcloud.core import listing
 from jointcloud.core.commands import ListObjects, PackageRef
-from jointcloud.core.listing import LISTINGS_PER_USER, PerUserGate
+from jointcloud.core.listing import LISTINGS_PER_USER, TURN_QUERIES, PerUserGate
 from jointcloud.turns import PIECE
 
 KEYS = 1000
+FOLDERS, IN_FOLDER = 100, 40
 
 
 async def _files(prefix: str) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
@@ -78,6 +79,40 @@ async def test_a_long_listing_lets_other_tasks_run_between_pieces(world: World) 
     whole = ctx.objects.package_objects(world.alice, pkg.package_id)
     turns = await _turns_during(whole)
     assert turns >= pieces, f"a package's 1,000 objects let others run {turns} times"
+
+    # A page of common prefixes with many objects under each: many small
+    # reads (listing.ROLLUP_BATCH rows each), not a few large ones.
+    reads = 0
+    real = listing.catalog.list_entries
+
+    async def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await real(*args)
+
+    await ctx.objects.upload(world.alice, pkg.package_id, _folders(), from_client=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(listing.catalog, "list_entries", counted)
+        folders = ctx.objects.list_by_path(
+            world.alice, pkg.package_id, "d/", is_prefix=True, no_recursive=True
+        )
+        turns = await _turns_during(folders)
+    assert reads > 4 * TURN_QUERIES
+    assert turns >= reads // TURN_QUERIES, f"{reads} reads let others run {turns} times"
+    page = await ctx.objects.list_by_path(
+        world.alice, pkg.package_id, "d/", is_prefix=True, no_recursive=True
+    )
+    assert page.common_prefixes == [f"d/{i:03d}/" for i in range(FOLDERS)]
+
+
+async def _folders() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+    for i in range(FOLDERS):
+        for j in range(IN_FOLDER):
+
+            async def one() -> AsyncIterator[bytes]:
+                yield b"x"
+
+            yield f"d/{i:03d}/{j:02d}", one()
 
 
 async def v1_page(world: World, package_id: int) -> listing.EntryListing:

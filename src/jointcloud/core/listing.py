@@ -31,6 +31,7 @@ from jointcloud.core.paths import check_cursor, key_prefix, object_path, path_pr
 from jointcloud.errors import BadArgument
 from jointcloud.meta import catalog
 from jointcloud.meta.db import Database
+from jointcloud.turns import turn
 
 MAX_KEYS = 1000
 
@@ -127,6 +128,10 @@ HIDDEN_BATCH = 256
 # common prefixes read a full page of rows for each of them, 500,000 rows
 # for one page of 1,000 (found by review): it now reads this many.
 ROLLUP_BATCH = 32
+# Reads of one page between turns of the event loop (``turns``): each read
+# of many rows takes turns within itself, but a page of 1,000 common
+# prefixes is some 1,000 reads of up to ROLLUP_BATCH rows.
+TURN_QUERIES = 8
 
 
 def skip_to(
@@ -175,6 +180,7 @@ async def scan(
     batch: Sequence[E] = ()
     rolled: str | None = None  # the common prefix whose rows are passed over
     small = False  # the last batch ended among the rows of a common prefix
+    queries = 0
     while len(objs) + len(prefixes) < max_keys:
         if regions is not None:
             ahead = skip_to(regions, after, inclusive)
@@ -191,6 +197,9 @@ async def scan(
             # Past a common prefix the next rows may all lie under it: a
             # small batch, so that each common prefix costs few rows read.
             want = min(want, ROLLUP_BATCH)
+        if queries and queries % TURN_QUERIES == 0:
+            await turn()  # a page of common prefixes is many small reads
+        queries += 1
         batch = await fetch(conn, pkg.package_id, prefix, after, want, inclusive)
         if not batch:
             return prefixes, objs, None
