@@ -192,7 +192,7 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
         redundancy=info.get("redundancy"),
         before_commit=client_still_there,
     )
-    return ok({"uploadeds": [views.obj(o) for o in uploaded]})
+    return ok({"uploadeds": await map_in_turns(views.obj, uploaded)})
 
 
 async def _too_many(parts: AsyncIterator[FormPart], count: int, cap: int) -> str:
@@ -293,7 +293,7 @@ async def package_objects(
     packageID: QueryID, principal: CurrentPrincipal, ctx: Ctx
 ) -> JSONResponse:
     objs = await ctx.objects.package_objects(principal, packageID)
-    return ok({"objects": [views.obj(o) for o in objs]})
+    return ok({"objects": await map_in_turns(views.obj, objs)})
 
 
 class ObjectIds(Body):
