@@ -480,8 +480,11 @@ class ObjectService(ObjectListings, BatchDeletes):
         redundancy: object = None,
         before_commit: Callable[[], Awaitable[None]] | None = None,
         from_client: bool = True,
+        content_types: Mapping[str, str] | None = None,
     ) -> builtins.list[ObjectInfo]:
         """Store every file, then commit all of them in one transaction.
+        ``content_types``: the content type a file was sent with, by its
+        path as given (read when the file comes up), kept as S3's would be.
 
         Small files are read whole and stored in batches while the next ones
         arrive (see ``_Stager``); larger ones stream. ``before_commit`` is
@@ -495,6 +498,8 @@ class ObjectService(ObjectListings, BatchDeletes):
         default, _ = await self.uploads.target(principal.user_id, pkg)
         policy = override or default
 
+        metas: builtins.list[ObjectMeta | None] = []  # each file's, in order
+
         async def checked() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
             seen: set[str] = set()
             async for raw_path, stream in files:
@@ -502,6 +507,12 @@ class ObjectService(ObjectListings, BatchDeletes):
                 if path in seen:
                     raise BadArgument(f"path {path!r} appears twice in one upload")
                 seen.add(path)
+                given = (content_types or {}).get(raw_path)
+                try:
+                    meta = None if given is None else check_meta(ObjectMeta(content_type=given))
+                except BadArgument as exc:
+                    raise BadArgument(f"file {path!r}: {exc}") from None
+                metas.append(meta)
                 authorize(
                     principal,
                     Operation.WRITE,
@@ -523,9 +534,9 @@ class ObjectService(ObjectListings, BatchDeletes):
                     raise BadArgument("the upload has no 'files' part")
                 items = [
                     catalog.NewContent(
-                        path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)]
+                        path, st.size, ContentHash(st.sha256), st.md5, [(0, st.layout_id)], meta
                     )
-                    for path, st in zip(paths, staged, strict=True)
+                    for path, st, meta in zip(paths, staged, metas, strict=True)
                 ]
                 return await self.uploads.commit(
                     pkg.package_id, policy, staged, items, before_commit=before_commit

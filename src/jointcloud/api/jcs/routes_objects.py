@@ -157,6 +157,7 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
     assert package_id is not None
 
     cap = ctx.settings.max_upload_files
+    content_types: dict[str, str] = {}  # as each file's part gave it
 
     async def files() -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
         count = 0
@@ -174,6 +175,8 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
                 raise BadArgument(
                     f"files filename {part.filename!r} is not URL-encoded UTF-8"
                 ) from None
+            if part.content_type:
+                content_types[path] = part.content_type
             yield path, part.chunks()
         # The whole body is in. The server may have stopped reading the
         # socket (flow control); this resumes it, so the check before the
@@ -191,6 +194,7 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
         affinity=affinity,
         redundancy=info.get("redundancy"),
         before_commit=client_still_there,
+        content_types=content_types,
     )
     return ok({"uploadeds": await map_in_turns(views.obj, uploaded)})
 
