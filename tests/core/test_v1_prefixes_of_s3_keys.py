@@ -19,7 +19,20 @@ from jointcloud.api.jcs.app import create_app
 from jointcloud.context import Context
 from jointcloud.core.commands import PutObject
 
-KEYS = ["a", "a/../b", "a//c", "b/", "b/x", "b//y", "b///z", "./d", "../e", "x" * 300 + "/f"]
+KEYS = [
+    "a",
+    "a/../b",
+    "a//c",
+    "b/",
+    "b/x",
+    "b//y",
+    "b///z",
+    "./d",
+    "../e",
+    "x" * 300 + "/f",
+    "c\x01/z",  # S3 keys may hold the ASCII controls but NUL
+    "c\n/\t/y",
+]
 
 
 async def _listing(client: httpx.AsyncClient, pid: int, path: str) -> dict[str, Any]:

@@ -119,10 +119,11 @@ def path_prefix(raw: str, field: str = "path") -> str:
     ``Prefix``. Objects written through S3 may have empty, ``.`` and ``..``
     segments (``b//y``, ``./d``) or long ones: each common prefix a listing
     answers, given back, lists what is under it (``b//`` was read as ``b/``
-    and ``./`` refused until the cross-protocol review of 2026-12-07)."""
+    and ``./`` refused until the cross-protocol review of 2026-12-07). It
+    may hold the ASCII controls but NUL, as keys may (``check_chars``)."""
     if not isinstance(raw, str):
         raise BadArgument.about(field, "must be a string")
-    check_chars(raw, field)
+    check_chars(raw, field, key=True)
     prefix = raw.replace("\\", "/").lstrip("/")
     check_length(prefix, field)
     return prefix
