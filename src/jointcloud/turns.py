@@ -13,7 +13,7 @@ request gets a turn after each piece, whoever's listing is running.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -38,3 +38,12 @@ async def map_in_turns(fn: Callable[[T], R], items: Sequence[T], piece: int = PI
             await turn()
         out += [fn(x) for x in items[start : start + piece]]
     return out
+
+
+async def in_turns(items: Iterable[T]) -> AsyncIterator[T]:
+    """``items``, with a turn of the event loop before each one but the
+    first (chunks of a long list of ids, each one statement)."""
+    for i, item in enumerate(items):
+        if i:
+            await turn()
+        yield item

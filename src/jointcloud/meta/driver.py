@@ -41,7 +41,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util.concurrency import await_
 
 from jointcloud.meta.sqlite import InlineConnection
-from jointcloud.turns import turn
+from jointcloud.turns import PIECE, turn
 
 # A written statement compiled for some columns: its text, and per positional
 # parameter its name and SQLAlchemy's bind processor (None: passed as is).
@@ -245,7 +245,12 @@ class DriverQuery:
             if inline:
                 assert isinstance(driver, InlineConnection)
                 out: list[Sequence[Any]] = []
-                for args in batch:
+                for i, args in enumerate(batch):
+                    if i and i % PIECE == 0:
+                        # A thousand-file upload's rows: other requests get
+                        # turns of the loop meanwhile (``turns``). Other
+                        # writers wait for the write lock this one holds.
+                        await turn()
                     out += driver.sqlite.execute(sql, args).fetchall()
                 return out
             assert driver is not None

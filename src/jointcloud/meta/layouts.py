@@ -15,6 +15,7 @@ from jointcloud.meta import tables as t
 from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import dump_policy, load_policy_required, now
 from jointcloud.redundancy.policy import NonePolicy, Redundancy
+from jointcloud.turns import in_turns
 
 
 async def create_pending(
@@ -179,7 +180,7 @@ async def delete_layouts(conn: AsyncConnection, layout_ids: Iterable[int]) -> No
     # foreign key's ON DELETE CASCADE; the second statement is for a
     # database without it enforced.)
     ids = list(layout_ids)
-    for part in chunks(ids):
+    async for part in in_turns(chunks(ids)):
         await conn.execute(delete(t.layouts).where(t.layouts.c.id.in_(part)))
         await conn.execute(delete(t.blocks).where(t.blocks.c.layout_id.in_(part)))
 
@@ -205,12 +206,12 @@ async def release_unreferenced(conn: AsyncConnection, layout_ids: Iterable[int])
         # checks below are statements of their own, whose snapshots see what
         # a transaction that held the lock before committed. (SQLite has
         # one writer at a time.)
-        for part in chunks(ids):
+        async for part in in_turns(chunks(ids)):
             await conn.execute(_LOCK_FOR_RELEASE, {"ids": part})
     if len(ids) <= FEW_RELEASES:  # on the driver's connection, one statement each
         await _RELEASE_ONE.write(conn, [{"b_id": i, "b_ts": ts} for i in ids])
         return
-    for part in chunks(ids):
+    async for part in in_turns(chunks(ids)):
         await conn.execute(_RELEASE_UNREFERENCED, {"ids": part, "ts": ts})
 
 
@@ -252,7 +253,7 @@ async def load(
     ids = sorted(set(layout_ids))
     rows: list[Any] = []
     brows: list[Any] = []
-    for part in chunks(ids):
+    async for part in in_turns(chunks(ids)):
         q = select(t.layouts).where(t.layouts.c.id.in_(part))
         if pending_only:
             q = q.where(t.layouts.c.state == "pending").with_for_update()
@@ -304,7 +305,7 @@ async def renew_pending(conn: AsyncConnection, layout_ids: Sequence[int]) -> int
     that ``garbage`` never takes an upload that lasts longer than GC's delay
     (a pending layout's ``created_at`` is when its writer last said so)."""
     renewed = 0
-    for part in chunks(sorted(layout_ids)):
+    async for part in in_turns(chunks(sorted(layout_ids))):
         res = await conn.execute(
             update(t.layouts)
             .where(t.layouts.c.id.in_(list(part)), t.layouts.c.state == "pending")
@@ -342,7 +343,7 @@ async def heal_released(conn: AsyncConnection) -> int:
     )
     ids = [r.id for r in await conn.execute(candidates)]
     healed = 0
-    for part in chunks(ids):
+    async for part in in_turns(chunks(ids)):
         res = await conn.execute(
             update(t.layouts)
             .where(
@@ -368,7 +369,7 @@ async def still_garbage(
     # Without the lock GC deleted the block row that a swap had just
     # pointed at a new file, and the file leaked.
     found: list[int] = []
-    for part in chunks(sorted(set(layout_ids))):
+    async for part in in_turns(chunks(sorted(set(layout_ids)))):
         q = (
             select(t.layouts.c.id)
             .where(

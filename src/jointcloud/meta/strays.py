@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.meta import tables as t
 from jointcloud.meta.layouts import chunks
+from jointcloud.turns import in_turns
 
 S = t.stray_blocks
 
@@ -61,7 +62,7 @@ async def owed_keys(
 ) -> set[str]:
     """Which of ``keys`` (listed in a location ``space_ids`` share) are owed."""
     found: set[str] = set()
-    for part in chunks(list(keys)):
+    async for part in in_turns(chunks(list(keys))):
         q = select(S.c.key).where(S.c.user_space_id.in_(list(space_ids)), S.c.key.in_(list(part)))
         found.update(str(r.key) for r in await conn.execute(q))
     return found
@@ -69,7 +70,7 @@ async def owed_keys(
 
 async def settle(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Forget blocks deleted."""
-    for part in chunks(list(ids)):
+    async for part in in_turns(chunks(list(ids))):
         await conn.execute(delete(S).where(S.c.id.in_(list(part))))
 
 

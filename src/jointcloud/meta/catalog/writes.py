@@ -30,6 +30,7 @@ from jointcloud.meta.rows import (
     stamp,
 )
 from jointcloud.redundancy.policy import Redundancy
+from jointcloud.turns import in_turns
 
 # What a clone takes of its source's row as it is (all but these).
 _CLONE_SETS = ("id", "package_id", "committed", "created_at", "updated_at")
@@ -303,7 +304,7 @@ async def commit_objects(
         for oid, path, created in found:
             existing[path] = (int(oid), stamp(created))
     else:
-        for part in layouts.chunks(taken):
+        async for part in in_turns(layouts.chunks(taken)):
             params = {"package_id": package_id, "paths": part}
             for r in await conn.execute(_EXISTING_PATHS, params):
                 existing[r.path] = (int(r.id), aware(r.created_at))
@@ -318,7 +319,7 @@ async def commit_objects(
             )
             released += [int(r[0]) for r in dropped]
         else:
-            for part in layouts.chunks(old_ids):
+            async for part in in_turns(layouts.chunks(old_ids)):
                 params = {"object_ids": part}
                 released += [int(r.layout_id) for r in await conn.execute(_PARTS_OF, params)]
                 await conn.execute(_DROP_PARTS_OF, params)
@@ -428,7 +429,7 @@ async def delete_objects(conn: AsyncConnection, object_ids: Sequence[int]) -> No
     releasing the layouts nothing references any more. A few statements per
     batch of ids, not per object: a batch delete of 1,000 keys ran 3,000."""
     released: list[int] = []
-    for part in layouts.chunks(list(dict.fromkeys(object_ids))):
+    async for part in in_turns(layouts.chunks(list(dict.fromkeys(object_ids)))):
         of_these = t.object_parts.c.object_id.in_(part)
         found = await conn.execute(select(t.object_parts.c.layout_id).where(of_these))
         released += [int(r.layout_id) for r in found]
