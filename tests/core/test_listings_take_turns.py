@@ -22,6 +22,7 @@ from test_objects_support import package
 from jointcloud.core import listing
 from jointcloud.core.commands import ListObjects, PackageRef
 from jointcloud.core.listing import LISTINGS_PER_USER, TURN_QUERIES, PerUserGate
+from jointcloud.meta import driver
 from jointcloud.turns import PIECE
 
 KEYS = 1000
@@ -204,3 +205,49 @@ async def test_a_cancelled_waiter_gives_its_place_back() -> None:
     async with asyncio.timeout(5):
         async with gate.held(1):
             pass
+
+
+async def test_a_listing_cancelled_between_pieces_leaves_its_reader_clean(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing cancelled while its rows are read (between two pieces) left
+    its statement running on the reader: ROLLBACK keeps the read snapshot of
+    a statement still running, and the reader went back as clean. While
+    anything held the cancelled task's exception (here its caller, as
+    ``gather(..., return_exceptions=True)`` does), the next read on that
+    reader saw the database as it was before, and once the reader went back
+    to the pool, a write that took it failed as locked (``BEGIN
+    IMMEDIATE`` on an old snapshot) after a minute of retries."""
+    ctx = world.ctx
+    if not ctx.db.is_sqlite:
+        pytest.skip("PostgreSQL's rows come in one answer: no read stops between pieces")
+    pkg = await package(world)
+    await ctx.objects.upload(world.alice, pkg.package_id, _files("k"), from_client=False)
+    between = asyncio.Event()
+    real_turn = driver.turn
+
+    async def stop_here() -> None:
+        between.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    monkeypatch.setattr(driver, "turn", stop_here)
+    listing_task = asyncio.ensure_future(v1_page(world, pkg.package_id))
+    await between.wait()
+    listing_task.cancel()
+    kept = await asyncio.gather(listing_task, return_exceptions=True)
+    assert isinstance(kept[0], asyncio.CancelledError)
+    monkeypatch.setattr(driver, "turn", real_turn)
+
+    await ctx.objects.upload(world.alice, pkg.package_id, _one("new/0"), from_client=False)
+    page = await ctx.objects.list_by_path(
+        world.alice, pkg.package_id, "new/", is_prefix=True, no_recursive=False
+    )
+    assert [o.path for o in page.objects] == ["new/0"]  # was [] (an old snapshot)
+    assert ctx.objects.gate._gates == {}
+
+
+async def _one(path: str) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    yield path, body()

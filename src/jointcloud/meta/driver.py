@@ -171,12 +171,18 @@ class DriverQuery:
             if piece is None:
                 return cursor.fetchall()
             out: list[Any] = []
-            while True:
-                got = cursor.fetchmany(piece)
-                out += got
-                if len(got) < piece:
-                    return out
-                await turn()
+            try:
+                while True:
+                    got = cursor.fetchmany(piece)
+                    out += got
+                    if len(got) < piece:
+                        return out
+                    await turn()
+            finally:
+                # Cancelled between pieces: the statement must not go on
+                # running on the reader, holding its snapshot past the
+                # ROLLBACK (until the cursor is freed, whenever that is).
+                cursor.close()
         if (
             driver is not None
             and conn.dialect.driver == "asyncpg"
