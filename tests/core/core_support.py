@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -60,3 +61,29 @@ def listed_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(catalog, "list_listed", counted)
     return rows
+
+
+T = TypeVar("T")
+
+
+async def turns_during(work: Awaitable[T]) -> tuple[T, int]:
+    """``work``'s result, and how many times another task got to run while
+    it ran (``jointcloud.turns``: long work suspends between pieces)."""
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)  # the ticker is running
+    start = ticks
+    try:
+        result = await work
+    finally:
+        done = True
+        await task
+    return result, ticks - start

@@ -9,12 +9,11 @@ PostgreSQL the statements wait on its socket and take turns anyway."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from core_support import World
+from core_support import World, turns_during
 from test_objects_support import package
 
 from jointcloud.core import combiner
@@ -36,23 +35,9 @@ def _counting(real: Callable[..., Awaitable[Any]], turns: list[int]) -> Callable
     """``real``, recording how many times another task ran during each call."""
 
     async def wrapped(*args: Any, **kwargs: Any) -> Any:
-        ticks, done = 0, False
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        start = ticks
-        try:
-            return await real(*args, **kwargs)
-        finally:
-            turns.append(ticks - start)
-            done = True
-            await task
+        result, turned = await turns_during(real(*args, **kwargs))
+        turns.append(turned)
+        return result
 
     return wrapped
 

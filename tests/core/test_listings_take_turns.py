@@ -12,11 +12,11 @@ turn holds little of them whoever lists."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from core_support import World
+from core_support import World, turns_during
 from test_objects_support import package
 
 from jointcloud.core import listing
@@ -38,28 +38,6 @@ async def _files(prefix: str) -> AsyncIterator[tuple[str, AsyncIterator[bytes]]]
         yield f"{prefix}/{i:04d}", one()
 
 
-async def _turns_during(work: Awaitable[Any]) -> int:
-    """How many times another task got to run while ``work`` ran."""
-    ticks = 0
-    done = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.ensure_future(ticker())
-    await asyncio.sleep(0)  # the ticker is running
-    start = ticks
-    try:
-        await work
-    finally:
-        done = True
-        await task
-    return ticks - start
-
-
 async def test_a_long_listing_lets_other_tasks_run_between_pieces(world: World) -> None:
     ctx = world.ctx
     pkg = await package(world)
@@ -69,16 +47,16 @@ async def test_a_long_listing_lets_other_tasks_run_between_pieces(world: World) 
     v1 = ctx.objects.list_by_path(
         world.alice, pkg.package_id, "k/", is_prefix=True, no_recursive=False
     )
-    turns = await _turns_during(v1)
+    _, turns = await turns_during(v1)
     assert turns >= pieces, f"a 1,000-key v1 listing let others run {turns} times"
     assert len((await v1_page(world, pkg.package_id)).objects) == KEYS
 
     s3 = ctx.objects.list_brief(world.alice, ListObjects(PackageRef.by_id(pkg.package_id)))
-    turns = await _turns_during(s3)
+    _, turns = await turns_during(s3)
     assert turns >= pieces, f"a 1,000-key S3 listing let others run {turns} times"
 
     whole = ctx.objects.package_objects(world.alice, pkg.package_id)
-    turns = await _turns_during(whole)
+    _, turns = await turns_during(whole)
     assert turns >= pieces, f"a package's 1,000 objects let others run {turns} times"
 
     # A page of common prefixes with many objects under each: many small
@@ -97,7 +75,7 @@ async def test_a_long_listing_lets_other_tasks_run_between_pieces(world: World) 
         folders = ctx.objects.list_by_path(
             world.alice, pkg.package_id, "d/", is_prefix=True, no_recursive=True
         )
-        turns = await _turns_during(folders)
+        _, turns = await turns_during(folders)
     assert reads > 4 * TURN_QUERIES
     assert turns >= reads // TURN_QUERIES, f"{reads} reads let others run {turns} times"
     page = await ctx.objects.list_by_path(
