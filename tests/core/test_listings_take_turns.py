@@ -113,19 +113,32 @@ async def test_one_users_listings_wait_their_turn_and_another_users_do_not(
     # Count the listings reading rows at once, per package (= per user here).
     reading: dict[int, int] = {pkg.package_id: 0, bob_pkg.package_id: 0}
     most: dict[int, int] = dict(reading)
-    real = listing.catalog.list_entries
 
-    async def counted(conn: Any, package_id: int, *args: Any) -> Any:
-        reading[package_id] += 1
-        most[package_id] = max(most[package_id], reading[package_id])
-        try:
-            return await real(conn, package_id, *args)
-        finally:
-            reading[package_id] -= 1
+    def counting(real: Any) -> Any:
+        async def counted(conn: Any, package_id: int, *args: Any) -> Any:
+            reading[package_id] += 1
+            most[package_id] = max(most[package_id], reading[package_id])
+            try:
+                return await real(conn, package_id, *args)
+            finally:
+                reading[package_id] -= 1
 
-    monkeypatch.setattr(listing.catalog, "list_entries", counted)
+        return counted
 
-    alices = [asyncio.ensure_future(v1_page(world, pkg.package_id)) for _ in range(6)]
+    # A JCS page reads entries; a whole package (getPackageObjects, a
+    # transfer's listing of its target) reads whole objects.
+    for name in ("list_entries", "list_objects"):
+        monkeypatch.setattr(listing.catalog, name, counting(getattr(listing.catalog, name)))
+
+    async def whole() -> Any:
+        return listing.EntryListing(
+            [], await ctx.objects.package_objects(world.alice, pkg.package_id), None
+        )
+
+    alices = [
+        asyncio.ensure_future(v1_page(world, pkg.package_id) if i % 2 else whole())
+        for i in range(6)
+    ]
     await asyncio.sleep(0)
     bobs = await ctx.objects.list_by_path(
         world.bob, bob_pkg.package_id, "k/", is_prefix=True, no_recursive=False

@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from jointcloud.core.authz import (
     Operation,
@@ -252,7 +252,8 @@ async def scan(
 # "Listings in pieces"). SQLite reads on the loop's thread, so a second
 # listing would only take turns with the first; PostgreSQL's reads wait on
 # its server, and a second listing fills that wait.
-LISTINGS_PER_USER = {"sqlite": 1, "postgresql": 2}
+DatabaseKind = Literal["sqlite", "postgresql"]
+LISTINGS_PER_USER: dict[DatabaseKind, int] = {"sqlite": 1, "postgresql": 2}
 
 
 class PerUserGate:
@@ -380,7 +381,7 @@ class ObjectListings:
     ) -> builtins.list[ObjectInfo]:
         pkg = await self.packages.get(principal, package_id, Operation.LIST)
         out: builtins.list[ObjectInfo] = []
-        async with self.db.read() as conn:
+        async with self.gate.held(principal.user_id), self.db.read() as conn:
             after: str | None = None
             while batch := await catalog.list_objects(conn, package_id, "", after, 1000):
                 out += [o for o in batch if visible(principal, pkg.name, o.path)]
