@@ -30,8 +30,6 @@ async def turn() -> None:
 
 async def map_in_turns(fn: Callable[[T], R], items: Sequence[T], piece: int = PIECE) -> list[R]:
     """``[fn(x) for x in items]``, suspending between pieces of ``piece`` items."""
-    if len(items) <= piece:
-        return [fn(x) for x in items]
     out: list[R] = []
     for start in range(0, len(items), piece):
         if start:
