@@ -143,7 +143,7 @@ class Context:
         store.on_bad_block = repair.note_bad_block  # degraded reads queue repair
         health = HealthWaker(JobBoard(db))
         store.on_slow_space = health.note_slow_space  # hedged reads ask for a probe
-        spaces = UserSpaceService(db, pool)
+        spaces = UserSpaceService(db, pool, store.deletes)
         slots = UploadSlots(settings.max_uploads_per_user)  # shared by PUTs and parts
         objects = ObjectService(db, packages, store, slots)
         tasks = TaskRunner(db, pool, objects)

@@ -164,6 +164,23 @@ async def test_a_deleted_space_takes_its_debts_with_it(
     assert await owed(api) == 0
 
 
+async def test_a_deleted_space_deletes_the_blocks_it_owes_first(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drain commits a block's move before it deletes the old copy; a
+    delete of the drained space in between forgot that debt, and the copy
+    stayed in the user's storage for good (found by a review of the e2e
+    drain test). Any debt the space can still pay goes before it does."""
+    other = await deleted_on_a_failing_space(api, monkeypatch)
+    assert (await api.gc()).owed == 1
+    [left] = api.block_files()[other]
+    monkeypatch.undo()  # the space answers again; GC has not been back
+    await api.post("/v1/userSpace/delete", {"userSpaceID": other})
+    assert await owed(api) == 0
+    assert not left.exists()
+    assert api.all_block_files() == []
+
+
 async def test_a_space_whose_deletes_hang_does_not_hold_gc(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

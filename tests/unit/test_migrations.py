@@ -23,6 +23,7 @@ from jointcloud.config import Settings
 from jointcloud.context import ADMIN, Context
 from jointcloud.core.accounts import AccountService
 from jointcloud.core.authz import Principal
+from jointcloud.core.blockdeletes import BlockDeletes
 from jointcloud.core.blockstore import BlockStore
 from jointcloud.core.buckets import BucketService, PackageService
 from jointcloud.core.commands import ObjectAddress, PackageRef
@@ -368,7 +369,7 @@ async def test_0007_an_upload_in_flight_survives_and_completes(
         master = MasterKey.load_or_create(settings.data_dir / "master.key")
         pool = SpacePool(db, master, settings.space_rules())
         user, _ = await AccountService(db).ensure_user(ADMIN)
-        await UserSpaceService(db, pool).create(
+        await UserSpaceService(db, pool, BlockDeletes(db, pool, lambda _: None)).create(
             Principal.user(user.user_id),
             "local",
             {"type": "Local", "path": str(tmp_path / "space")},
