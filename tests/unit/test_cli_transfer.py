@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from jointcloud.cli import commands_transfers
 from jointcloud.cli.client import FileWindow, JcsClient
 from jointcloud.cli.commands_transfers import report
 from jointcloud.cli.common import CliError, parse_remote
@@ -374,3 +375,51 @@ def test_a_followed_run_that_did_not_finish_exits_1(state: str, fails: bool) -> 
         assert e.value.code == "OperationFailed" and "task 7" in e.value.message
     else:
         report(task)
+
+
+class _Polled:
+    """A client whose ``getTask`` answers the given tasks in turn."""
+
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        assert path == "/v1/spaceSync/getTask" and params == {"taskID": 7}
+        self.asked += 1
+        return {"task": self.answers.pop(0)}
+
+
+def _task(state: str, done: int, finished: str | None) -> dict[str, Any]:
+    return {
+        "taskID": 7,
+        "type": "sync",
+        "state": state,
+        "runs": 1,
+        "progress": {"filesDone": done, "filesTotal": 100},
+        "lastRunTime": "2026-12-07T10:00:00+00:00",
+        "lastFinishTime": finished,
+        "nextRunTime": None,
+    }
+
+
+def test_following_a_cancelled_run_waits_for_its_last_counters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--watch`` and ``--wait`` stopped at the cancelled state, while the
+    run still copied and its counters were a second old; they stop when
+    the run says it has (its finish time, at or after its start)."""
+    monkeypatch.setattr(commands_transfers, "POLL", 0.0)
+    last = _task("cancelled", 60, "2026-12-07T10:00:03+00:00")
+    client = _Polled([_task("cancelled", 40, None), last])
+    seen = commands_transfers.follow(
+        cast(JcsClient, client), _task("running", 20, None), quiet=True
+    )
+    assert seen == last and client.asked == 2
+    # A finish time from an earlier run is not this run's end.
+    earlier = _task("cancelled", 40, "2026-12-07T09:00:00+00:00")
+    client = _Polled([last])
+    assert commands_transfers.follow(cast(JcsClient, client), earlier, quiet=True) == last
+    # A task cancelled before it ever ran has nothing to stop.
+    never = {**_task("cancelled", 0, "2026-12-07T10:00:00+00:00"), "lastRunTime": None}
+    assert commands_transfers.follow(cast(JcsClient, _Polled([])), never, quiet=True) == never

@@ -4,6 +4,7 @@ with a progress bar (docs/sync.md)."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -75,6 +76,19 @@ def _progress_text(task: dict[str, Any]) -> str:
     return text
 
 
+def run_stopped(task: dict[str, Any]) -> bool:
+    """Whether a cancelled task's run has stopped, its counters final: a
+    cancel is seen by the run within a second, which then saves its last
+    counters and its finish time (a run that never started has nothing
+    to stop)."""
+    started, finished = task.get("lastRunTime"), task.get("lastFinishTime")
+    if not started:
+        return True
+    if not finished:
+        return False
+    return datetime.fromisoformat(finished) >= datetime.fromisoformat(started)
+
+
 def follow(client: JcsClient, task: dict[str, Any], quiet: bool) -> dict[str, Any]:
     """Poll the task with a progress bar until its run ends."""
     task_id = task["taskID"]
@@ -91,8 +105,10 @@ def follow(client: JcsClient, task: dict[str, Any], quiet: bool) -> dict[str, An
                     completed=int(p.get("bytesDone", 0)),
                     description=f"{label}: {p.get('filesDone', 0)}/{p.get('filesTotal', 0)} files",
                 )
-                run_over = task["state"] in FINAL and task.get("runs", 0) > 0
-                if run_over or task["state"] == "cancelled":
+                if task["state"] == "cancelled":
+                    if run_stopped(task):
+                        return task
+                elif task["state"] in FINAL and task.get("runs", 0) > 0:
                     return task
                 if task["state"] == "pending" and task.get("runs", 0) > 0 and task["nextRunTime"]:
                     return task  # paused until its next window
