@@ -1256,6 +1256,36 @@ async def test_a_cancelled_run_whose_runner_died_ended_with_its_lease(
     assert abs(assert_time(done["lastFinishTime"]) - lease_end) < timedelta(seconds=1), done
 
 
+async def test_a_cancelled_run_whose_runner_died_is_kept_from_its_lease_end(
+    api: Api, ctx: Context
+) -> None:
+    """GC counted such a task's end from its last finish time (an earlier
+    run's, or none: its creation), while the API shows its lease's end: a
+    task created a week ago was forgotten the moment its lease ran out."""
+    src, dst = await api.add_spaces(2)
+    task = await create(api, src, "data", [(dst, "copy")])
+    lease_end = now() - timedelta(seconds=5)
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task["taskID"])
+            .values(
+                state="cancelled",
+                run_open=True,
+                created_at=lease_end - timedelta(days=8),
+                last_run_at=lease_end - timedelta(days=8),
+                lease_owner="a-dead-server",
+                lease_until=lease_end,
+                last_finish_at=None,
+            )
+        )
+    shown = await get_task(api, task["taskID"])
+    assert abs(assert_time(shown["lastFinishTime"]) - lease_end) < timedelta(seconds=1)
+    async with ctx.db.write() as conn:
+        assert await transfer_rows.delete_finished(conn, now() - timedelta(days=7)) == 0
+        assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1
+
+
 async def test_a_file_the_filter_leaves_out_is_no_failure_whatever_its_name(
     api: Api, ctx: Context
 ) -> None:

@@ -162,7 +162,12 @@ async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
     """Remove tasks that finished before ``before`` with nothing left to
     run (a one-shot task done or failed for good, or a cancelled one), with
     their files' records; returns how many."""
-    ended = func.coalesce(T.c.last_finish_at, T.c.created_at)
+    # A cancelled run left open (its runner died before it closed it) ended
+    # with its lease, as ``_finished`` shows it: its finish time is an
+    # earlier run's, or none (a task created a week ago went at once).
+    ended = func.coalesce(
+        case((T.c.run_open.is_(True), T.c.lease_until)), T.c.last_finish_at, T.c.created_at
+    )
     res = await conn.execute(
         delete(T).where(
             # A cancelled task's run left open by an older release counts
