@@ -24,6 +24,7 @@ from sqlalchemy import update
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_none
 
 from jointcloud.context import Context
+from jointcloud.core.models import TaskState
 from jointcloud.core.transfer import engine as transfer
 from jointcloud.core.transfer import runner as taskrunner
 from jointcloud.errors import MetadataUnavailable
@@ -1284,6 +1285,45 @@ async def test_a_cancelled_run_whose_runner_died_is_kept_from_its_lease_end(
     async with ctx.db.write() as conn:
         assert await transfer_rows.delete_finished(conn, now() - timedelta(days=7)) == 0
         assert await transfer_rows.delete_finished(conn, now() + timedelta(days=1)) == 1
+
+
+async def test_a_run_resumed_by_a_server_whose_clock_is_behind_ends_after_it_began(
+    api: Api, ctx: Context
+) -> None:
+    """A run's start is the clock of the server that began it, its end that
+    of the one that stopped it (it resumed the run): an end before the
+    start read as an earlier run's, and ``--watch`` waited for ever."""
+    src, dst = await api.add_spaces(2)
+    task = await create(api, src, "data", [(dst, "copy")])
+    began = now() + timedelta(minutes=5)  # the first server's clock is ahead
+    async with ctx.db.write() as conn:
+        await conn.execute(
+            update(t.transfer_tasks)
+            .where(t.transfer_tasks.c.id == task["taskID"])
+            .values(
+                state="running",
+                run_open=True,
+                run_no=1,
+                last_run_at=began,
+                lease_owner="this-one",
+                lease_until=now() + timedelta(seconds=60),
+            )
+        )
+        row = await transfer_rows.get(conn, task["taskID"])
+        assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
+        await transfer_rows.finish(
+            conn,
+            row.task_id,
+            "this-one",
+            state=TaskState.CANCELLED,
+            ts=now(),
+            progress=row.progress,
+            last_error=None,
+            next_run=None,
+        )
+    done = await get_task(api, task["taskID"])
+    assert done["lastFinishTime"] is not None, done
+    assert assert_time(done["lastFinishTime"]) >= assert_time(done["lastRunTime"]), done
 
 
 async def test_a_file_the_filter_leaves_out_is_no_failure_whatever_its_name(

@@ -182,6 +182,14 @@ async def delete_finished(conn: AsyncConnection, before: datetime) -> int:
     return int(res.rowcount)
 
 
+def _ended_at(ts: datetime) -> ColumnElement[Any]:
+    """A run's finish time: ``ts``, but not before the run's start, which
+    another server's clock may have set (one that began a run this one
+    resumed, or stopped by a cancel): a finish before the start reads as
+    an earlier run's (``_finished``, and ``follow`` waits for ever)."""
+    return case((T.c.last_run_at > ts, T.c.last_run_at), else_=ts)
+
+
 def _held_by_a_runner(ts: datetime) -> ColumnElement[bool]:
     return and_(T.c.lease_owner.is_not(None), T.c.lease_until > ts)
 
@@ -320,7 +328,7 @@ async def finish(
         **_counters(progress),
     }
     if not run_open:
-        values["last_finish_at"] = ts
+        values["last_finish_at"] = _ended_at(ts)
     if result is not None:
         values["result"] = json.dumps(result)
     base = and_(T.c.id == task_id, T.c.lease_owner == owner)
@@ -328,7 +336,7 @@ async def finish(
     # Cancelled meanwhile: its run ends here whatever this runner meant (a
     # pause, a shutdown), or the run would stay open on a task never run
     # again, holding its spaces (``open_run_specs``) and kept from GC.
-    values.update(run_open=False, last_finish_at=ts)
+    values.update(run_open=False, last_finish_at=_ended_at(ts))
     await conn.execute(update(T).where(base, T.c.state.in_(FINAL)).values(**values))
 
 
@@ -359,7 +367,7 @@ async def cancel(conn: AsyncConnection, task_id: int, user_id: int) -> bool:
             # a caller that sees the finish time reads the final counts
             # (they were the last second's, with copies still going on;
             # found by a CI run of the e2e cancel test).
-            last_finish_at=case((_held_by_a_runner(ts), T.c.last_finish_at), else_=ts),
+            last_finish_at=case((_held_by_a_runner(ts), T.c.last_finish_at), else_=_ended_at(ts)),
         )
     )
     if res.rowcount == 1:
