@@ -18,6 +18,7 @@ from jointcloud.errors import SpaceUnavailable
 from jointcloud.jobs.registry import build_runner
 from jointcloud.jobs.repair import RepairResult
 from jointcloud.meta import accounts, strays
+from jointcloud.meta.rows import now
 from jointcloud.spaces.local import LocalSpace, LocalWriter
 
 REP = {"type": "rep", "repCount": 2}
@@ -179,6 +180,31 @@ async def test_a_deleted_space_deletes_the_blocks_it_owes_first(
     assert await owed(api) == 0
     assert not left.exists()
     assert api.all_block_files() == []
+
+
+async def test_a_deleted_space_whose_cloud_errs_slowly_is_not_asked_its_every_debt(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A space that owes many blocks and whose deletes fail (after a while,
+    as a throttled cloud's): its delete, one request, sent them all, 16 at
+    a time (1,000 of 4 s each: over four minutes). It stops at its first
+    failure, as GC does."""
+    [other] = await api.add_spaces(1)
+    async with api.ctx.db.write() as conn:
+        await strays.owe(conn, [(other, f"gone/{i:04}") for i in range(200)], now())
+    root = under(other, api)
+    asked: list[str] = []
+
+    async def delete(self: LocalSpace, key: str) -> None:
+        assert str(self.root).startswith(root)
+        asked.append(key)
+        await asyncio.sleep(0.05)
+        raise SpaceUnavailable("throttled")
+
+    monkeypatch.setattr(LocalSpace, "delete", delete)
+    await api.post("/v1/userSpace/delete", {"userSpaceID": other})
+    assert len(asked) == 1
+    assert await owed(api) == 0
 
 
 async def test_a_space_whose_deletes_hang_does_not_hold_gc(

@@ -128,17 +128,18 @@ class BlockDeletes:
                 "could not remember blocks to delete later", count=len(blocks), error=repr(exc)
             )
 
-    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> None:
+    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
         """Delete blocks already owed (by the transaction that let them go)
-        and forget the debts of those deleted. A block not deleted, or whose
-        debt could not be forgotten, stays owed: GC deletes it (again: deletes
-        are idempotent) after its delay."""
+        and forget the debts of those deleted; those not deleted. A block
+        not deleted, or whose debt could not be forgotten, stays owed: GC
+        deletes it (again: deletes are idempotent) after its delay."""
         if not blocks:
-            return
-        left = set(await self.delete_keys(blocks))
+            return []
+        failed = await self.delete_keys(blocks)
+        left = set(failed)
         done = [b for b in blocks if b not in left]
         if not done:
-            return
+            return failed
         try:
             async with self.db.write() as conn:
                 await strays.forgive(conn, done)
@@ -146,3 +147,4 @@ class BlockDeletes:
             log.warning(
                 "could not forget deleted blocks; GC will", count=len(done), error=repr(exc)
             )
+        return failed
