@@ -317,7 +317,8 @@ async def test_a_body_that_stalls_after_an_early_answer_is_cut_off(s3: Served) -
 
 async def test_the_clients_wait_starts_when_the_app_asks(s3: Served) -> None:
     """After ``100 Continue`` sent late (the app took twice the idle limit
-    before asking for the body), the client still has the whole limit."""
+    before asking for the body), the client's limit runs from then, not
+    from its request: a pause of part of it after the ``100`` is waited for."""
     app = s3.app
     app.gate.clear()
     reader, writer = await asyncio.open_connection("127.0.0.1", s3.port)
