@@ -1176,6 +1176,26 @@ async def test_a_resumed_run_copies_again_a_file_changed_since_its_unrecorded_co
     assert (await get_task(api, task["taskID"]))["state"] == "succeeded"
 
 
+async def cancelled_behind_its_runner(
+    api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, Any], asyncio.Task[tuple[int, int]], asyncio.Event, int]:
+    """A sync of two files whose runner is held in its first copy and does
+    not look for a cancel, cancelled through another process (in the
+    database): the task, its runner, the gate that lets its copies go on,
+    and the destination space."""
+    src, dst = await api.add_spaces(2)
+    write_tree(api.spaces[src] / "data", {"1.txt": b"one", "2.txt": b"two"})
+    monkeypatch.setattr(taskrunner, "SAVE_EVERY", 3600.0)  # it does not look meanwhile
+    started, gate = held_copies(ctx, monkeypatch)
+    task = await create(api, src, "data", [(dst, "copy")])
+    running = asyncio.create_task(ctx.tasks.run_due())
+    await asyncio.wait_for(started.wait(), 30)
+    async with ctx.db.write() as conn:
+        row = await transfer_rows.get(conn, task["taskID"])
+        assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
+    return task, running, gate, dst
+
+
 async def test_a_task_cancelled_by_another_process_holds_its_spaces_until_its_run_stops(
     api: Api, ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1183,16 +1203,7 @@ async def test_a_task_cancelled_by_another_process_holds_its_spaces_until_its_ru
     for a cancel every second) was still copying: the space could be
     deleted and taken, and the copies went into it. And a runner stopped
     (a shutdown) after a cancel marked the run open again, for ever."""
-    src, dst = await api.add_spaces(2)
-    write_tree(api.spaces[src] / "data", {"1.txt": b"admin-1", "2.txt": b"admin-2"})
-    monkeypatch.setattr(taskrunner, "SAVE_EVERY", 3600.0)  # it does not look meanwhile
-    started, _gate = held_copies(ctx, monkeypatch)
-    task = await create(api, src, "data", [(dst, "copy")])
-    running = asyncio.create_task(ctx.tasks.run_due())
-    await asyncio.wait_for(started.wait(), 30)
-    async with ctx.db.write() as conn:  # cancelled through another process
-        row = await transfer_rows.get(conn, task["taskID"])
-        assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
+    task, running, _gate, dst = await cancelled_behind_its_runner(api, ctx, monkeypatch)
     r = await api.client.post("/v1/userSpace/delete", json={"userSpaceID": dst})
     assert "whose run has not ended" in expect_error(r, "OperationFailed", 409)
     running.cancel()  # this server stops before its runner saw the cancel
@@ -1211,16 +1222,7 @@ async def test_a_cancelled_run_shows_its_finish_time_only_once_its_counts_are_fi
     copying until it saw the cancel: a caller that waited for the finish
     time read counters a second old (a CI run of the e2e cancel test saw
     4,288 files counted and 9,723 copied)."""
-    src, dst = await api.add_spaces(2)
-    write_tree(api.spaces[src] / "data", {"1.txt": b"one", "2.txt": b"two"})
-    monkeypatch.setattr(taskrunner, "SAVE_EVERY", 3600.0)  # it does not look meanwhile
-    started, gate = held_copies(ctx, monkeypatch)
-    task = await create(api, src, "data", [(dst, "copy")])
-    running = asyncio.create_task(ctx.tasks.run_due())
-    await asyncio.wait_for(started.wait(), 30)
-    async with ctx.db.write() as conn:  # cancelled through another process
-        row = await transfer_rows.get(conn, task["taskID"])
-        assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
+    task, running, gate, dst = await cancelled_behind_its_runner(api, ctx, monkeypatch)
     seen = await get_task(api, task["taskID"])
     assert seen["state"] == "cancelled" and seen["lastFinishTime"] is None, seen
 
@@ -1233,36 +1235,14 @@ async def test_a_cancelled_run_shows_its_finish_time_only_once_its_counts_are_fi
     assert progress(done)["filesDone"] == len(copied) == 2, (done, copied)
 
 
-async def test_a_cancelled_run_whose_runner_died_ended_with_its_lease(
-    api: Api, ctx: Context
-) -> None:
-    src, dst = await api.add_spaces(2)
-    task = await create(api, src, "data", [(dst, "copy")])
-    lease_end = now() - timedelta(seconds=5)
-    async with ctx.db.write() as conn:  # cancelled; its runner killed before it stopped
-        await conn.execute(
-            update(t.transfer_tasks)
-            .where(t.transfer_tasks.c.id == task["taskID"])
-            .values(
-                state="cancelled",
-                run_open=True,
-                last_run_at=lease_end - timedelta(seconds=55),
-                lease_owner="a-dead-server",
-                lease_until=lease_end,
-                last_finish_at=None,
-            )
-        )
-    done = await get_task(api, task["taskID"])
-    assert done["state"] == "cancelled"
-    assert abs(assert_time(done["lastFinishTime"]) - lease_end) < timedelta(seconds=1), done
-
-
 async def test_a_cancelled_run_whose_runner_died_is_kept_from_its_lease_end(
     api: Api, ctx: Context
 ) -> None:
-    """GC counted such a task's end from its last finish time (an earlier
-    run's, or none: its creation), while the API shows its lease's end: a
-    task created a week ago was forgotten the moment its lease ran out."""
+    """A cancelled run whose runner was killed before it stopped ended at
+    the latest with the runner's lease: the API shows that as its finish,
+    and GC counts from it (it counted from the last finish time, an
+    earlier run's or none, its creation: a task created a week ago was
+    forgotten the moment its lease ran out)."""
     src, dst = await api.add_spaces(2)
     task = await create(api, src, "data", [(dst, "copy")])
     lease_end = now() - timedelta(seconds=5)
