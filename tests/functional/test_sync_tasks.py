@@ -73,14 +73,17 @@ async def create(
     return dict(task)
 
 
-async def make_due(ctx: Context, task_id: int) -> None:
-    """Bring a recurring task's next run forward to now (instead of waiting)."""
+async def set_task_row(ctx: Context, task_id: int, **values: Any) -> None:
+    """Set columns of a task's row, as a server (or an older release) left it."""
     async with ctx.db.write() as conn:
         await conn.execute(
-            update(t.transfer_tasks)
-            .where(t.transfer_tasks.c.id == task_id)
-            .values(next_run_at=datetime.now(UTC) - timedelta(seconds=1))
+            update(t.transfer_tasks).where(t.transfer_tasks.c.id == task_id).values(**values)
         )
+
+
+async def make_due(ctx: Context, task_id: int) -> None:
+    """Bring a recurring task's next run forward to now (instead of waiting)."""
+    await set_task_row(ctx, task_id, next_run_at=datetime.now(UTC) - timedelta(seconds=1))
 
 
 def progress(task: dict[str, Any]) -> dict[str, int]:
@@ -1246,20 +1249,17 @@ async def test_a_cancelled_run_whose_runner_died_is_kept_from_its_lease_end(
     src, dst = await api.add_spaces(2)
     task = await create(api, src, "data", [(dst, "copy")])
     lease_end = now() - timedelta(seconds=5)
-    async with ctx.db.write() as conn:
-        await conn.execute(
-            update(t.transfer_tasks)
-            .where(t.transfer_tasks.c.id == task["taskID"])
-            .values(
-                state="cancelled",
-                run_open=True,
-                created_at=lease_end - timedelta(days=8),
-                last_run_at=lease_end - timedelta(days=8),
-                lease_owner="a-dead-server",
-                lease_until=lease_end,
-                last_finish_at=None,
-            )
-        )
+    await set_task_row(
+        ctx,
+        task["taskID"],
+        state="cancelled",
+        run_open=True,
+        created_at=lease_end - timedelta(days=8),
+        last_run_at=lease_end - timedelta(days=8),
+        lease_owner="a-dead-server",
+        lease_until=lease_end,
+        last_finish_at=None,
+    )
     shown = await get_task(api, task["taskID"])
     assert abs(assert_time(shown["lastFinishTime"]) - lease_end) < timedelta(seconds=1)
     async with ctx.db.write() as conn:
@@ -1276,19 +1276,17 @@ async def test_a_run_resumed_by_a_server_whose_clock_is_behind_ends_after_it_beg
     src, dst = await api.add_spaces(2)
     task = await create(api, src, "data", [(dst, "copy")])
     began = now() + timedelta(minutes=5)  # the first server's clock is ahead
+    await set_task_row(
+        ctx,
+        task["taskID"],
+        state="running",
+        run_open=True,
+        run_no=1,
+        last_run_at=began,
+        lease_owner="this-one",
+        lease_until=now() + timedelta(seconds=60),
+    )
     async with ctx.db.write() as conn:
-        await conn.execute(
-            update(t.transfer_tasks)
-            .where(t.transfer_tasks.c.id == task["taskID"])
-            .values(
-                state="running",
-                run_open=True,
-                run_no=1,
-                last_run_at=began,
-                lease_owner="this-one",
-                lease_until=now() + timedelta(seconds=60),
-            )
-        )
         row = await transfer_rows.get(conn, task["taskID"])
         assert row is not None and await transfer_rows.cancel(conn, row.task_id, row.user_id)
         await transfer_rows.finish(
