@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 
 import structlog
 
@@ -128,18 +129,17 @@ class BlockDeletes:
                 "could not remember blocks to delete later", count=len(blocks), error=repr(exc)
             )
 
-    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> list[tuple[int, str]]:
+    async def delete_owed(self, blocks: Sequence[tuple[int, str]]) -> None:
         """Delete blocks already owed (by the transaction that let them go)
-        and forget the debts of those deleted; those not deleted. A block
-        not deleted, or whose debt could not be forgotten, stays owed: GC
-        deletes it (again: deletes are idempotent) after its delay."""
+        and forget the debts of those deleted. A block not deleted, or whose
+        debt could not be forgotten, stays owed: GC deletes it (again: deletes
+        are idempotent) after its delay."""
         if not blocks:
-            return []
-        failed = await self.delete_keys(blocks)
-        left = set(failed)
+            return
+        left = set(await self.delete_keys(blocks))
         done = [b for b in blocks if b not in left]
         if not done:
-            return failed
+            return
         try:
             async with self.db.write() as conn:
                 await strays.forgive(conn, done)
@@ -147,4 +147,28 @@ class BlockDeletes:
             log.warning(
                 "could not forget deleted blocks; GC will", count=len(done), error=repr(exc)
             )
-        return failed
+
+    async def pay(
+        self, space_id: int, before: datetime, batch: int, limit: int | None = None
+    ) -> int:
+        """Delete the blocks ``space_id`` owes since before ``before`` and
+        forget their debts: one first (a space that still fails costs one
+        delete), then ``batch`` at a time, until its first batch that fails
+        or ``limit`` are paid; how many were (GC, and a space's delete)."""
+        paid, size = 0, 1
+        while limit is None or paid < limit:
+            if limit is not None:
+                size = min(size, limit - paid)
+            async with self.db.read() as conn:
+                rows = await strays.owed(conn, space_id, size, before)
+            if not rows:
+                break
+            left = set(await self.delete_keys([(sid, key) for _, sid, key in rows]))
+            done = [row_id for row_id, sid, key in rows if (sid, key) not in left]
+            async with self.db.write() as conn:
+                await strays.settle(conn, done)
+            paid += len(done)
+            if left:
+                break
+            size = batch
+        return paid

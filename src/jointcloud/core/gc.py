@@ -121,20 +121,7 @@ async def _pay_strays(db: Database, store: BlockStore, before: datetime) -> int:
         spaces = await spacestate.list_all(conn, (SpaceState.NORMAL, SpaceState.DRAINING))
     paid = 0
     for space in spaces:
-        size = 1  # one first: a space that still fails costs one delete a pass
-        while True:
-            async with db.read() as conn:
-                rows = await strays.owed(conn, space.user_space_id, size, before)
-            if not rows:
-                break
-            left = set(await store.delete_keys([(sid, key) for _, sid, key in rows]))
-            done = [row_id for row_id, sid, key in rows if (sid, key) not in left]
-            async with db.write() as conn:
-                await strays.settle(conn, done)
-            paid += len(done)
-            if left:
-                break
-            size = STRAY_BATCH
+        paid += await store.deletes.pay(space.user_space_id, before, STRAY_BATCH)
     return paid
 
 

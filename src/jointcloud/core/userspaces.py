@@ -629,17 +629,10 @@ class UserSpaceService:
         slowly or not, is asked one; 1,000 of a throttled cloud's 4 s
         failures, 16 at a time, held the request over four minutes), and
         so does ``PAY_SECONDS``."""
-        async with self.db.read() as conn:
-            owed = await strays.owed(conn, space_id, PAID_AT_DELETE, now() + timedelta(days=1))
-        blocks = [(sid, key) for _, sid, key in owed]
-        size = 1
+        every = now() + timedelta(days=1)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(PAY_SECONDS):
-                while blocks:
-                    batch, blocks = blocks[:size], blocks[size:]
-                    if await self.deletes.delete_owed(batch):
-                        return
-                    size = PAID_BATCH
+                await self.deletes.pay(space_id, every, PAID_BATCH, limit=PAID_AT_DELETE)
 
     async def test_existing(self, principal: Principal, space_id: int) -> float:
         space = await self.get(principal, space_id)
