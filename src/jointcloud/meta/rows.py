@@ -339,15 +339,18 @@ def checksum_algorithms(text: str | None) -> tuple[ChecksumAlgorithm, ...]:
     return tuple([_ALGORITHMS[name] for name in _CHECKSUM_NAMES.findall(text)])
 
 
-def to_space(r: Row[Any]) -> UserSpace:
+def to_space(r: Sequence[Any]) -> UserSpace:
+    """A whole row of ``user_spaces``, from SQLAlchemy or the driver (by
+    position: a driver's row has no attributes, its time may be text)."""
+    sid, user_id, name, storage, credential, root_path, state, latency_ms, created = r
     return UserSpace(
-        user_space_id=r.id,
-        user_id=r.user_id,
-        name=r.name,
-        storage=json.loads(r.storage),
-        sealed_credential=r.credential,
-        root_path=r.root_path,
-        state=r.state,
-        create_time=aware(r.created_at),
-        latency_ms=r.latency_ms,
+        user_space_id=sid,
+        user_id=user_id,
+        name=name,
+        storage=json.loads(storage),
+        sealed_credential=credential,
+        root_path=root_path,
+        state=state,
+        create_time=stamp(created),
+        latency_ms=latency_ms,
     )

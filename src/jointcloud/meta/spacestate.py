@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jointcloud.core.models import UserSpace
 from jointcloud.errors import SpaceMoved
 from jointcloud.meta import tables as t
+from jointcloud.meta.driver import DriverQuery
 from jointcloud.meta.rows import to_space
 
 
@@ -38,6 +39,25 @@ async def lock_local_admissions(conn: AsyncConnection) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCAL_ADMISSIONS})
 
 
+# Every upload of blocks runs one in its intent, so each is built once, per
+# number of spaces (a policy's block count): building one was a 1 MiB
+# upload's largest cost of it (py-spy, 2026-12-07).
+_LOCATIONS: dict[int, DriverQuery] = {}
+
+
+def _locations_of(n: int) -> DriverQuery:
+    found = _LOCATIONS.get(n)
+    if found is None:
+        c = t.user_spaces.c
+        found = _LOCATIONS[n] = DriverQuery(
+            select(c.id, c.storage, c.root_path)
+            .where(c.id.in_([bindparam(f"id{i}") for i in range(n)]))
+            .order_by(c.id)
+            .with_for_update(read=True, key_share=True)
+        )
+    return found
+
+
 async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> None:
     """In the transaction that records blocks on ``spaces`` (an intent):
     that each is still where the caller's record says (storage and root
@@ -52,13 +72,9 @@ async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> 
     the updates of a space's state or latency. SQLite runs one writer at a
     time."""
     wanted = {s.user_space_id: s for s in spaces}
-    q = (
-        select(t.user_spaces.c.id, t.user_spaces.c.storage, t.user_spaces.c.root_path)
-        .where(t.user_spaces.c.id.in_(sorted(wanted)))
-        .order_by(t.user_spaces.c.id)
-        .with_for_update(read=True, key_share=True)
-    )
-    now_at = {r.id: (json.loads(r.storage), r.root_path) for r in await conn.execute(q)}
+    ids = sorted(wanted)
+    rows = await _locations_of(len(ids)).rows(conn, {f"id{i}": sid for i, sid in enumerate(ids)})
+    now_at = {sid: (json.loads(storage), root) for sid, storage, root in rows}
     moved = sorted(sid for sid, s in wanted.items() if now_at.get(sid) != (s.storage, s.root_path))
     if moved:
         raise SpaceMoved(

@@ -230,12 +230,12 @@ blocks = Table(
     "blocks",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
-    Column(
-        "layout_id", Id, ForeignKey("layouts.id", ondelete="CASCADE"), nullable=False, index=True
-    ),
+    Column("layout_id", Id, ForeignKey("layouts.id", ondelete="CASCADE"), nullable=False),
     Column("idx", Integer, nullable=False),
     Column("user_space_id", Id, ForeignKey("user_spaces.id"), nullable=False),
     Column("key", String(1024), nullable=False),
+    # A layout's blocks in order (0024): every read of an object, unsorted.
+    Index("ix_blocks_layout_idx", "layout_id", "idx"),
     # A space's blocks in layout order (0023): a drain's pages past a cursor.
     Index("ix_blocks_space_layout", "user_space_id", "layout_id", "idx"),
     sqlite_autoincrement=True,
