@@ -350,3 +350,35 @@ async def test_a_deleted_space_leaves_nothing_behind_in_the_pool(
         await pool.get(space)
         await ctx.spaces.delete(world.bob, space.user_space_id)
     assert entries() == before
+
+
+# --- found by the review of the prebuilt hold (8310bda) ----------------------
+
+
+async def test_holding_no_spaces_holds_nothing(world: World) -> None:
+    """The prebuilt statement for no spaces is an expanding IN, which the
+    driver's SQLite was handed as text and refused (a syntax error); the
+    statement built per call took an empty list."""
+    async with world.ctx.db.write() as conn:
+        await spacestate.hold_locations(conn, [])
+
+
+async def test_a_hold_keeps_a_move_waiting_until_its_intent_commits(
+    world: World, tmp_path: Path
+) -> None:
+    """PostgreSQL: the hold's FOR KEY SHARE, sent although the statement is
+    prebuilt (in a write it runs through SQLAlchemy), is what a move's FOR
+    UPDATE waits for between the hold and the intent's insert. Nothing else
+    in this file failed with the lock removed: the intent's own foreign key
+    locks the row only once its blocks are inserted."""
+    postgresql_only(world)
+    ctx = world.ctx
+    space = await bobs_space(world, tmp_path)
+    async with ctx.db.write() as conn:
+        await spacestate.hold_locations(conn, [space])
+        move = asyncio.ensure_future(
+            ctx.spaces.update(world.bob, space.user_space_id, SpaceChanges(root_path="second"))
+        )
+        await until_blocked(world, [move], 1)
+        assert not move.done()
+    assert (await move).root_path == "second"

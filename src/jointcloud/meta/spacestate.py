@@ -71,6 +71,11 @@ async def hold_locations(conn: AsyncConnection, spaces: Sequence[UserSpace]) -> 
     waits for a move's FOR UPDATE (and a move waits for it), but not for
     the updates of a space's state or latency. SQLite runs one writer at a
     time."""
+    if not spaces:
+        # Nothing to hold. The prebuilt statement of no ids is an expanding
+        # IN that only SQLAlchemy can run: the driver's SQLite got its
+        # placeholder text (``near "[POSTCOMPILE_id_1]": syntax error``).
+        return
     wanted = {s.user_space_id: s for s in spaces}
     ids = sorted(wanted)
     rows = await _locations_of(len(ids)).rows(conn, {f"id{i}": sid for i, sid in enumerate(ids)})
