@@ -38,6 +38,19 @@ async def map_in_turns(fn: Callable[[T], R], items: Sequence[T], piece: int = PI
     return out
 
 
+async def map_pieces_in_turns(
+    fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], piece: int = PIECE
+) -> list[R]:
+    """``map_in_turns`` for an ``fn`` that maps a whole piece at once (what
+    it looks up once per call is then looked up once per piece)."""
+    out: list[R] = []
+    for start in range(0, len(items), piece):
+        if start:
+            await turn()
+        out += fn(items[start : start + piece])
+    return out
+
+
 async def in_turns(items: Iterable[T]) -> AsyncIterator[T]:
     """``items``, with a turn of the event loop before each one but the
     first (chunks of a long list of ids, each one statement)."""

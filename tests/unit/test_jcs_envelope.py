@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from jointcloud.api.jcs import views
 from jointcloud.api.jcs.envelope import fail, ok
 from jointcloud.core.models import ContentHash, ObjectEntry
-from jointcloud.redundancy.policy import NonePolicy
+from jointcloud.redundancy.policy import EcPolicy, NonePolicy, RepPolicy
 
 
 def test_answer_is_compact_utf8_json() -> None:
@@ -90,6 +90,43 @@ def test_times_carry_the_offset_of_their_instant_across_a_half_hour_change(
             t = transition + timedelta(minutes=minutes)
             expected = t.astimezone().isoformat()  # the system zone, at this instant
             assert views.ts(t) == expected, (zone, minutes)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata"])
+def test_a_listing_shows_each_object_as_one_object_is_shown(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``views.objs`` (a listing's pieces, with its lookups hoisted) writes
+    exactly what ``views.obj`` writes for each object: overwritten or not,
+    whole or composite hash or none, times at UTC or at another offset,
+    policies shared or not, on a server at UTC and on one that is not."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        t = datetime(2026, 12, 2, 10, 0, 0, 123456, tzinfo=UTC)
+        later = datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)
+        east = timezone(timedelta(hours=8))
+        entries = [
+            ObjectEntry(1, 3, "a", 1, ContentHash("ab" * 32), NonePolicy(), t, t),
+            ObjectEntry(2, 3, "b", 0, ContentHash(""), RepPolicy(2), t, later),
+            ObjectEntry(3, 3, "c", 9, ContentHash("cd" * 32, True), EcPolicy(2, 3), t, t),
+            ObjectEntry(4, 3, "d", 5, ContentHash("ef" * 32), RepPolicy(2), t.astimezone(east), t),
+            ObjectEntry(
+                5, 3, "e", 5, ContentHash("01" * 32), NonePolicy(), t, later.astimezone(east)
+            ),
+        ]
+        expected = [views.obj(e) for e in entries]
+        assert views.objs(entries) == expected
+        rendered = json.loads(bytes(ok(views.objs(entries)).body))["data"]
+        assert rendered == json.loads(bytes(ok(expected).body))["data"]
+        assert [o["fileHash"] for o in rendered] == [
+            "Full" + "AB" * 32, "", "Comp" + "CD" * 32, "Full" + "EF" * 32, "Full" + "01" * 32
+        ]  # fmt: skip
+        assert rendered[1]["updateTime"] == views.ts(later)
+        assert rendered[3]["createTime"] == views.ts(t)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()

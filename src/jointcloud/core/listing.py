@@ -204,6 +204,15 @@ async def scan(
         if not batch:
             return prefixes, objs, None
         rolled = None
+        if delimiter is None and restricted is None:
+            # Every row is shown as it comes (no common prefix, no caveat):
+            # a listing of 1,000 keys spent 6 % of its CPU in the loop below.
+            taken = batch[: max_keys - len(objs) - len(prefixes)]
+            objs.extend(taken)
+            if taken:
+                after, inclusive = taken[-1].path, False
+            small = False
+            continue
         for obj in batch:
             if len(objs) + len(prefixes) == max_keys:
                 break

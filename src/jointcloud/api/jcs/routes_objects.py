@@ -34,7 +34,7 @@ from jointcloud.core.commands import ObjectAddress, PackageRef
 from jointcloud.core.multipart import MAX_PART_INDEX
 from jointcloud.core.paths import object_path
 from jointcloud.errors import BadArgument, InvalidPart
-from jointcloud.turns import map_in_turns
+from jointcloud.turns import map_pieces_in_turns
 
 router = APIRouter()
 
@@ -196,7 +196,7 @@ async def upload(request: Request, principal: CurrentPrincipal, ctx: Ctx) -> JSO
         before_commit=client_still_there,
         content_types=content_types,
     )
-    return ok({"uploadeds": await map_in_turns(views.obj, uploaded)})
+    return ok({"uploadeds": await map_pieces_in_turns(views.objs, uploaded)})
 
 
 async def _too_many(parts: AsyncIterator[FormPart], count: int, cap: int) -> str:
@@ -285,7 +285,7 @@ async def list_by_path(
     )
     data: dict[str, Any] = {
         "commonPrefixes": listing.common_prefixes,
-        "objects": await map_in_turns(views.obj, listing.objects),
+        "objects": await map_pieces_in_turns(views.objs, listing.objects),
     }
     if listing.next_token:
         data["nextContinuationToken"] = listing.next_token
@@ -297,7 +297,7 @@ async def package_objects(
     packageID: QueryID, principal: CurrentPrincipal, ctx: Ctx
 ) -> JSONResponse:
     objs = await ctx.objects.package_objects(principal, packageID)
-    return ok({"objects": await map_in_turns(views.obj, objs)})
+    return ok({"objects": await map_pieces_in_turns(views.objs, objs)})
 
 
 class ObjectIds(Body):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -99,6 +100,43 @@ def obj(o: ObjectInfo | ObjectEntry) -> dict[str, Any]:
         # Mostly the same instant (never overwritten): formatted once.
         "updateTime": created if o.update_time == o.create_time else local(o.update_time),
     }
+
+
+def objs(entries: Sequence[ObjectInfo | ObjectEntry]) -> list[dict[str, Any]]:
+    """``[obj(o) for o in entries]`` for listings, with what ``obj`` looks
+    up per object looked up once: a listing of 1,000 keys spent a fifth of
+    its CPU in ``obj`` (py-spy, 2026-12-07)."""
+    if time.timezone or time.daylight:  # times need the server's offset: ``local`` each
+        return [obj(o) for o in entries]
+    policies: dict[Redundancy, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    append = out.append
+    for o in entries:
+        created, updated = o.create_time, o.update_time
+        if created.tzinfo is not UTC:
+            created = local(created)
+        if updated == o.create_time:  # mostly: never overwritten
+            updated = created
+        elif updated.tzinfo is not UTC:
+            updated = local(updated)
+        policy = o.redundancy
+        shown = policies.get(policy)
+        if shown is None:
+            shown = policies[policy] = _policy(policy)
+        sha, composite = o.file_hash
+        append(
+            {
+                "objectID": o.object_id,
+                "packageID": o.package_id,
+                "path": o.path,
+                "size": str(o.size),
+                "fileHash": ("Comp" if composite else "Full") + sha.upper() if sha else "",
+                "redundancy": shown,
+                "createTime": created,
+                "updateTime": updated,
+            }
+        )
+    return out
 
 
 def maybe_obj(o: ObjectInfo | None) -> dict[str, Any] | None:
