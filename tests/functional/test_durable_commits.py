@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
@@ -28,6 +29,7 @@ from jointcloud.errors import MetadataUnavailable
 from jointcloud.meta import tables as t
 from jointcloud.meta.db import Database, NotDurable
 from jointcloud.meta.rows import now
+from jointcloud.meta.sqlite import InlineConnection
 
 
 @pytest.fixture
@@ -290,3 +292,46 @@ def test_a_group_sqlite_rolled_back_acknowledges_none_of_its_writers(tmp_path: P
     assert results["B"].startswith("MetadataUnavailable: the metadata database cannot use its file")
     assert results["after"] == "acknowledged"
     assert results["names"] == ["after", "before"]
+
+
+class _FailingBegin:
+    """A sqlite3 connection whose next ``BEGIN IMMEDIATE`` fails as a disk
+    that cannot be written does; everything else goes to the connection."""
+
+    def __init__(self, raw: sqlite3.Connection, failures: list[str]) -> None:
+        self.raw = raw
+        self.failures = failures
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql == "BEGIN IMMEDIATE" and self.failures:
+            error = sqlite3.OperationalError(self.failures.pop())
+            error.sqlite_errorcode = sqlite3.SQLITE_IOERR  # as SQLite sets it
+            raise error
+        return self.raw.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+
+async def test_a_disk_failing_at_a_writes_begin_answers_503_words_and_the_next_write_works(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's ``BEGIN IMMEDIATE`` runs on the sqlite3 connection itself
+    (``db._begin_inline``): SQLite's error there must still reach the
+    protocols as the database being unavailable (a 503 everywhere), not as
+    a raw SQLite error (a 500), and leave the connection usable."""
+    failures = ["disk I/O error"]
+    real = InlineConnection.sqlite
+    monkeypatch.setattr(
+        InlineConnection,
+        "sqlite",
+        property(lambda self: _FailingBegin(real.fget(self), failures)),  # type: ignore[attr-defined]
+    )
+    with pytest.raises(MetadataUnavailable, match=r"cannot use its file \(disk I/O error\)"):
+        await add_user(db, "failed", [])
+    assert failures == []  # the failure was met at the BEGIN
+    acks: list[str] = []
+    await add_user(db, "after", acks)
+    assert acks == ["after"]
+    found = await names(db)
+    assert "after" in found and "failed" not in found

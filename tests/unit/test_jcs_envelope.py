@@ -128,5 +128,5 @@ def test_a_listing_shows_each_object_as_one_object_is_shown(
         assert rendered[1]["updateTime"] == views.ts(later)
         assert rendered[3]["createTime"] == views.ts(t)
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()  # TZ as it was before the test, then read again
         time.tzset()
