@@ -30,7 +30,11 @@ and ``old-pg`` (the tree of ``--old-src`` or ``--old-rev``, run by the same
 interpreter with its src/ first on PYTHONPATH). PostgreSQL is a throwaway
 server started like the test suite's (tests/support/postgres.py: initdb in a
 temp dir, loopback port) with PostgreSQL's durable defaults (fsync and
-synchronous commit on), one fresh database per variant.
+synchronous commit on), one fresh database per variant. The variants
+take turns: each runs one group of phases (4 KiB, 1 MiB, the batch
+upload, each listing) and waits for the others, their order reversed at
+each turn, every server staying up until its last phase; so the machine's
+drift during a run weighs on old and new alike.
 
 Every answer is checked: statuses, one object per single upload and 1,000
 per batch, every 4 KiB download byte for byte, every 1 MiB download's size
@@ -66,7 +70,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -397,7 +401,12 @@ async def measure_jcs(
     data: Data,
     args: argparse.Namespace,
     work: Path,
-) -> dict[str, Any]:
+    res: dict[str, Any],
+) -> AsyncIterator[None]:
+    """The phases against one variant, its figures into ``res``; it pauses
+    (``yield``) after each group of phases so that the variants take turns
+    (``run``): a machine that slows down or speeds up during the run then
+    weighs on every variant alike, not on whichever ran last."""
     vdir = work / name
     vdir.mkdir()
     port = free_port()
@@ -416,7 +425,6 @@ async def measure_jcs(
         up_hdrs = {**auth, "Content-Type": FORM}
         api = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=auth, timeout=600)
         meter = Meter(server.pid, db_pid)
-        res: dict[str, Any] = {}
         rnd = random.Random(7)
 
         def ok(r: httpx.Response) -> Any:
@@ -461,6 +469,7 @@ async def measure_jcs(
             f"down {res['small_down']['value']:.0f}/s",
             flush=True,
         )
+        yield
 
         # 1 MiB objects, 4 clients
         pkg = package("mib")
@@ -504,6 +513,7 @@ async def measure_jcs(
             f"down {res['mib_down']['value']:.0f} MiB/s",
             flush=True,
         )
+        yield
 
         # one upload of many files
         async def batch(pkg: int, prefix: str) -> tuple[Phase, list[dict[str, Any]]]:
@@ -540,6 +550,7 @@ async def measure_jcs(
             statistics.median(times), "s", total, rounds=[round(t, 4) for t in times]
         )
         print(f"  {name}: {args.multi_files} files in one upload: {times} s", flush=True)
+        yield
 
         def put_files(pkg: int, files: list[tuple[str, bytes]]) -> None:
             """``files`` into ``pkg``, 1,000 to an upload (untimed set-up)."""
@@ -590,6 +601,7 @@ async def measure_jcs(
         listed, ph = await listings(target, all_objects)
         res["list"] = figure(listed / ph.wall, "lists/s", ph, count=listed, objects=nl)
         print(f"  {name}: listing {nl} objects: {res['list']['value']:.0f}/s", flush=True)
+        yield
 
         # listing 1,000 folders of 3 objects each, one level (a delimiter):
         # each folder is one common prefix, the objects under it are passed
@@ -611,7 +623,6 @@ async def measure_jcs(
         res["list_folders"] = figure(listed / ph.wall, "lists/s", ph, count=listed)
         print(f"  {name}: listing 1,000 folders: {res['list_folders']['value']:.1f}/s", flush=True)
         api.close()
-        return res
     finally:
         stop_proc(server)
 
@@ -661,6 +672,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         data = Data(work, args)
         print("bare ASGI ceiling ...", flush=True)
         out["bare"] = await measure_bare(data, args, work)
+        # Every variant's phases, taking turns group by group (the order
+        # reversed at each turn): within a run this machine drifted by as
+        # much as a fifth, which variants run one after the other took for
+        # a difference between trees (docs/benchmarks.md, 2026-12-07).
+        runs: dict[str, tuple[AsyncIterator[None], str | None]] = {}
         for v in wanted:
             tree, kind = v.split("-")
             db = {"pgw": "pg", "sqlitew": "sqlite"}.get(kind, kind)
@@ -671,18 +687,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             desc = f"{labels[tree]}, {'PostgreSQL' if db == 'pg' else 'SQLite'}"
             if kind in ("pgw", "sqlitew"):
                 desc += f", --workers {args.pg_workers if kind == 'pgw' else args.sqlite_workers}"
-            print(f"{v}: {desc} ...", flush=True)
-            entry: dict[str, Any] = {"label": desc, "src": str(src), "db": db}
-            try:
-                entry["figures"] = await measure_jcs(v, src, db_url, db_pid, data, args, work)
-            except Exception as e:
-                traceback.print_exc()
-                entry["error"] = f"{type(e).__name__}: {e}"
-                print(f"  {v} FAILED: {entry['error']}", flush=True)
+            print(f"{v}: {desc}", flush=True)
+            entry: dict[str, Any] = {"label": desc, "src": str(src), "db": db, "figures": {}}
             out["variants"][v] = entry
-            if db_url:
-                with contextlib.suppress(Exception):
-                    pg.drop_database(db_url)
+            runs[v] = (
+                measure_jcs(v, src, db_url, db_pid, data, args, work, entry["figures"]),
+                db_url,
+            )
+        turn = 0
+        while runs:
+            for v in list(runs) if turn % 2 == 0 else list(reversed(runs)):
+                gen, db_url = runs[v]
+                try:
+                    await anext(gen)
+                    continue
+                except StopAsyncIteration:
+                    pass
+                except Exception as e:
+                    traceback.print_exc()
+                    entry = out["variants"][v]
+                    entry["error"] = f"{type(e).__name__}: {e}"
+                    print(f"  {v} FAILED: {entry['error']}", flush=True)
+                del runs[v]
+                if db_url:
+                    with contextlib.suppress(Exception):
+                        pg.drop_database(db_url)
+            turn += 1
         out["loadavg_at_end"] = os.getloadavg()
     finally:
         if data is not None:
@@ -761,7 +791,7 @@ def report(r: dict[str, Any]) -> bool:
                 f"{cores_cols(f, entry['db'] == 'pg')}"
             )
             max_client = max(max_client, f["client_cores"])
-    ok = {v: e["figures"] for v, e in r["variants"].items() if "figures" in e}
+    ok = {v: e["figures"] for v, e in r["variants"].items() if "error" not in e}
     print("\n== summary (new/old: speed ratio, > 1 is faster; for seconds, old s / new s)")
     cols = list(ok)
     pairs = [db for db in ("sqlite", "pg") if f"new-{db}" in ok and f"old-{db}" in ok]
