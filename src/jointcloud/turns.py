@@ -30,19 +30,15 @@ async def turn() -> None:
 
 async def map_in_turns(fn: Callable[[T], R], items: Sequence[T], piece: int = PIECE) -> list[R]:
     """``[fn(x) for x in items]``, suspending between pieces of ``piece`` items."""
-    out: list[R] = []
-    for start in range(0, len(items), piece):
-        if start:
-            await turn()
-        out += [fn(x) for x in items[start : start + piece]]
-    return out
+    return await map_pieces_in_turns(lambda part: [fn(x) for x in part], items, piece)
 
 
 async def map_pieces_in_turns(
     fn: Callable[[Sequence[T]], list[R]], items: Sequence[T], piece: int = PIECE
 ) -> list[R]:
-    """``map_in_turns`` for an ``fn`` that maps a whole piece at once (what
-    it looks up once per call is then looked up once per piece)."""
+    """``fn`` of each piece of ``piece`` items, joined, suspending between
+    pieces (``fn`` maps a whole piece: what it looks up once is looked up
+    once per piece)."""
     out: list[R] = []
     for start in range(0, len(items), piece):
         if start:
