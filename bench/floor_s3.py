@@ -22,10 +22,10 @@ It has no metadata headers, checksums, grants or caveats, logs, metrics,
 conditional requests or error documents worth the name. What ``jcs serve``
 spends above it is what those cost, plus its layers.
 
-The servers are the floor as one process, and as two (uvicorn's workers,
-sharing its listening socket); ``jcs serve`` as one process, as ``bench/s3.py``
-runs it; and s3rver, if it is installed (``bench/s3.py`` says how). The
-client is ``bench/s3.py``'s lean client: 16 processes, every request signed
+The servers are the floor as one process, and as two (each with a
+socket of its own on the port, ``SO_REUSEPORT``, as ``jcs serve
+--workers``); ``jcs serve`` as one process, as ``bench/s3.py`` runs it;
+and s3rver, if it is installed (``bench/s3.py`` says how). The client is ``bench/s3.py``'s lean client: 16 processes, every request signed
 before the clock starts. The servers take turns round by round, in an
 order reversed each round. Each round PUTs ``--count`` new keys, then GETs
 them. The bench prints each round, then the medians and their ratios to
@@ -208,20 +208,37 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
 
 
 def serve(port: int, workers: int) -> None:
+    """Serve on ``port``; with ``workers`` > 1, as that many processes, each
+    with a listening socket of its own (``SO_REUSEPORT``), as ``jcs serve
+    --workers`` does: the kernel spreads connections evenly over them
+    (with uvicorn's own workers, sharing one socket, the process that wakes
+    first takes the connection)."""
+    import socket
+
     import uvicorn
 
-    uvicorn.run(
-        "floor_s3:app" if workers > 1 else app,
-        app_dir=str(Path(__file__).resolve().parent),
-        workers=workers,
-        host="127.0.0.1",
-        port=port,
+    children = [
+        subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=os.environ)
+        for _ in range(workers - 1)
+    ]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    config = uvicorn.Config(
+        app,
         loop="uvloop",
         http="httptools",
         lifespan="on",
         log_level="warning",
         access_log=False,
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for child in children:
+            child.terminate()
+            child.wait()
 
 
 # ----------------------------------------------------------------------------
@@ -243,8 +260,7 @@ def start_floor(work: Path, workers: int) -> Any:
         stderr=subprocess.STDOUT,
     )
     s3.wait_port(port, proc, "floor")
-    if workers > 1:  # uvicorn's supervisor binds; its workers answer once they have started
-        wait_listening(proc.pid, port, workers + 1)
+    wait_listening(proc.pid, port, workers)
     name = "floor" if workers == 1 else f"floor x{workers}"
     return s3.Server(name, proc, f"http://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY)
 
