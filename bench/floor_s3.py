@@ -25,7 +25,8 @@ spends above it is what those cost, plus its layers.
 The servers are the floor as one process, and as two (each with a
 socket of its own on the port, ``SO_REUSEPORT``, as ``jcs serve
 --workers``); ``jcs serve`` as one process, as ``bench/s3.py`` runs it;
-and s3rver, if it is installed (``bench/s3.py`` says how). The client is ``bench/s3.py``'s lean client: 16 processes, every request signed
+and s3rver, if it is installed (``bench/s3.py`` says how). The client
+is ``bench/s3.py``'s lean client: 16 processes, every request signed
 before the clock starts. The servers take turns round by round, in an
 order reversed each round. Each round PUTs ``--count`` new keys, then GETs
 them. The bench prints each round, then the medians and their ratios to
