@@ -36,56 +36,43 @@ s3rver's figure of the same round.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import json
 import os
 import shutil
-import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+import floors
+
 ACCESS_KEY, SECRET_KEY, REGION = "flooraccess", "floorsecret", "us-east-1"
 MAX_SKEW = 15 * 60
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-
 
 # ----------------------------------------------------------------------------
 # The floor server
 # ----------------------------------------------------------------------------
 
+PUT_ROW = "INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)"
+
 
 class Floor:
-    """One process's state: its connection, key, and the PUTs waiting for
-    the next commit."""
+    """One process's state: its database, cipher and signing keys."""
 
     def __init__(self, path: str) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        self.aes = AESGCM(hashlib.sha256(b"floor key").digest())  # one key for every process
-        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA busy_timeout=10000")
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute(
+        self.aes = AESGCM(floors.KEY)
+        self.rows = floors.GroupCommit(
+            path,
             "CREATE TABLE IF NOT EXISTS objects (bucket TEXT, key TEXT, nonce BLOB, data BLOB,"
-            " etag TEXT, size INTEGER, mtime REAL, PRIMARY KEY (bucket, key))"
+            " etag TEXT, size INTEGER, mtime REAL, PRIMARY KEY (bucket, key))",
         )
         self.signing_keys: dict[str, bytes] = {}
-        self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
-        self.committing = False
-        self.committer = ThreadPoolExecutor(1)
 
     def signing_key(self, day: str) -> bytes:
         key = self.signing_keys.get(day)
@@ -121,60 +108,26 @@ class Floor:
         mine = hmac.digest(self.signing_key(day), to_sign.encode(), "sha256").hex()
         return hmac.compare_digest(mine, fields["Signature"])
 
-    def _commit(self, rows: list[tuple[Any, ...]]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany("INSERT OR REPLACE INTO objects VALUES (?,?,?,?,?,?,?)", rows)
-        self.db.execute("COMMIT")
-
-    async def _commit_waiting(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.waiting:
-            batch, self.waiting = self.waiting, []
-            self.committing = True
-            try:
-                await loop.run_in_executor(self.committer, self._commit, [r for r, _ in batch])
-            finally:
-                self.committing = False
-            for _, done in batch:
-                done.set_result(None)
-
-    async def put(self, row: tuple[Any, ...]) -> None:
-        """Returns once ``row`` is committed and synced."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        self.waiting.append((row, done))
-        if len(self.waiting) == 1 and not self.committing:
-            loop.call_soon(lambda: asyncio.ensure_future(self._commit_waiting()))
-        await done
-
 
 _floor: Floor | None = None
 
 
-async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
-    """The floor's ASGI app: PUT and GET of ``/bucket/key``, nothing else."""
+def _start() -> None:
     global _floor
+    _floor = Floor(os.environ["FLOOR_DB"])
+
+
+async def app(scope: dict[str, Any], receive: floors.Receive, send: floors.Send) -> None:
+    """The floor's ASGI app: PUT and GET of ``/bucket/key``, nothing else."""
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                _floor = Floor(os.environ["FLOOR_DB"])
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return await floors.lifespan(receive, send, _start)
     floor = _floor
     assert floor is not None
     headers = dict(scope["headers"])
     method, path = scope["method"], scope["raw_path"].decode()
     request_id = (b"x-amz-request-id", os.urandom(8).hex().encode())
     if not floor.verify(method, path, scope["query_string"], headers):
-        return await _answer(send, 403, [request_id], b"SignatureDoesNotMatch")
+        return await floors.answer(send, 403, [request_id], b"SignatureDoesNotMatch")
     _, bucket, key = path.split("/", 2)
     if method == "PUT":
         body = b""
@@ -184,62 +137,30 @@ async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             body += msg.get("body", b"")
             more = msg.get("more_body", False)
         if hashlib.sha256(body).hexdigest() != headers[b"x-amz-content-sha256"].decode():
-            return await _answer(send, 400, [request_id], b"XAmzContentSHA256Mismatch")
+            return await floors.answer(send, 400, [request_id], b"XAmzContentSHA256Mismatch")
         etag = hashlib.md5(body).hexdigest()
         nonce = os.urandom(12)
         sealed = floor.aes.encrypt(nonce, body, None)
-        await floor.put((bucket, key, nonce, sealed, etag, len(body), time.time()))
+        await floor.rows.write(PUT_ROW, (bucket, key, nonce, sealed, etag, len(body), time.time()))
         etag_header = (b"etag", f'"{etag}"'.encode())
-        return await _answer(send, 200, [etag_header, request_id, (b"content-length", b"0")], b"")
-    row = floor.db.execute(
+        return await floors.answer(
+            send, 200, [etag_header, request_id, (b"content-length", b"0")], b""
+        )
+    row = floor.rows.db.execute(
         "SELECT nonce, data, etag, size, mtime FROM objects WHERE bucket=? AND key=?",
         (bucket, key),
     ).fetchone()
     if row is None:
-        return await _answer(send, 404, [request_id], b"NoSuchKey")
+        return await floors.answer(send, 404, [request_id], b"NoSuchKey")
     data = floor.aes.decrypt(row[0], row[1], None)
-    answer = [
+    headers_out = [
         (b"etag", f'"{row[2]}"'.encode()),
         (b"content-length", str(row[3]).encode()),
         (b"content-type", b"application/octet-stream"),
         (b"last-modified", formatdate(row[4], usegmt=True).encode()),
         request_id,
     ]
-    await _answer(send, 200, answer, data)
-
-
-def serve(port: int, workers: int) -> None:
-    """Serve on ``port``; with ``workers`` > 1, as that many processes, each
-    with a listening socket of its own (``SO_REUSEPORT``), as ``jcs serve
-    --workers`` does: the kernel spreads connections evenly over them
-    (with uvicorn's own workers, sharing one socket, the process that wakes
-    first takes the connection)."""
-    import socket
-
-    import uvicorn
-
-    children = [
-        subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=os.environ)
-        for _ in range(workers - 1)
-    ]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", port))
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-    )
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        for child in children:
-            child.terminate()
-            child.wait()
+    await floors.answer(send, 200, headers_out, data)
 
 
 # ----------------------------------------------------------------------------
@@ -248,20 +169,12 @@ def serve(port: int, workers: int) -> None:
 
 
 def start_floor(work: Path, workers: int) -> Any:
-    from v1_api import wait_listening
-
     import s3
 
     work.mkdir(parents=True, exist_ok=True)
     port = s3.free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(port), "--workers", str(workers)],
-        env=dict(os.environ, FLOOR_DB=str(work / "floor.db")),
-        stdout=(work / "floor.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    s3.wait_port(port, proc, "floor")
-    wait_listening(proc.pid, port, workers)
+    env = {"FLOOR_DB": str(work / "floor.db")}
+    proc = floors.start(__file__, port, workers, env, (work / "floor.log").open("wb"))
     name = "floor" if workers == 1 else f"floor x{workers}"
     return s3.Server(name, proc, f"http://127.0.0.1:{port}", ACCESS_KEY, SECRET_KEY)
 
@@ -354,9 +267,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve is not None:
-        serve(args.serve, args.workers)
+        floors.serve(app, __file__, args.serve, args.workers)
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     result = bench(args)
     summary(result)
     if args.json:
