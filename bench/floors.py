@@ -33,9 +33,15 @@ class GroupCommit:
     """A SQLite file in WAL with ``synchronous=FULL``; the writes that arrive
     while a commit runs wait for the next one, which takes them all (one
     sync for many writes, as ``jcs serve``'s write groups). ``before`` runs
-    in the committing thread ahead of each commit (a directory's sync)."""
+    in the committing thread ahead of each commit, given the group's
+    statements (a directory's sync)."""
 
-    def __init__(self, path: str, schema: str, before: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        schema: str,
+        before: Callable[[list[tuple[str, tuple[Any, ...]]]], None] | None = None,
+    ) -> None:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA busy_timeout=10000")  # the other processes of a floor
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -48,7 +54,7 @@ class GroupCommit:
 
     def _commit(self, batch: list[tuple[str, tuple[Any, ...]]]) -> list[int]:
         if self.before is not None:
-            self.before()
+            self.before(batch)
         self.db.execute("BEGIN IMMEDIATE")
         ids = []
         for sql, row in batch:

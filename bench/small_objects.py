@@ -393,6 +393,101 @@ async def measure_bare(data: Data, args: argparse.Namespace, work: Path) -> dict
         stop_proc(bare)
 
 
+async def object_phases(
+    name: str,
+    port: int,
+    auth: dict[str, str],
+    package: Callable[[str], int],
+    data: Data,
+    args: argparse.Namespace,
+    meter: Meter,
+    res: dict[str, Any],
+) -> AsyncIterator[None]:
+    """4 KiB objects (16 clients), then 1 MiB objects (4 clients), each
+    uploaded into a package of their own (``package``), then downloaded and
+    checked; figures into ``res``, a pause (``yield``) after each group.
+    Any server that speaks these two v1 routes can be measured with it."""
+    up_hdrs = {**auth, "Content-Type": FORM}
+
+    # 4 KiB objects, 16 clients
+    pkg = package("small")
+    bodies = [data.small_body(pkg, i) for i in range(data.n_small)]
+    sids = [0] * data.n_small
+
+    async def small_up(conn: Conn, i: int) -> None:
+        r = await conn.request("POST", "/v1/object/upload", up_hdrs, bodies[i], keep_body=True)
+        assert r.status == 200, (r.status, r.body[:300])
+        ups = json.loads(r.body)["data"]["uploadeds"]
+        assert len(ups) == 1 and ups[0]["path"] == f"s/{i:05d}", ups
+        sids[i] = ups[0]["objectID"]
+
+    async def small_down(conn: Conn, i: int) -> None:
+        r = await conn.request(
+            "GET", f"/v1/object/download?objectID={sids[i]}", auth, keep_body=True
+        )
+        assert r.status == 200 and r.size == SMALL, (r.status, r.size, r.body[:300])
+        assert r.body == data.small[i], f"object {sids[i]}: other bytes read back"
+
+    n = data.n_small
+    with meter.phase() as ph:
+        await within(many(n, 16, Job(port, small_up)), args, "4 KiB uploads")
+    res["small_up"] = figure(n / ph.wall, "obj/s", ph, count=n)
+    assert len(set(sids)) == n, "object IDs not distinct"
+    with meter.phase() as ph:
+        await within(many(n, 16, Job(port, small_down)), args, "4 KiB downloads")
+    res["small_down"] = figure(n / ph.wall, "obj/s", ph, count=n, bytes_checked=n)
+    print(
+        f"  {name}: 4 KiB up {res['small_up']['value']:.0f}/s, "
+        f"down {res['small_down']['value']:.0f}/s",
+        flush=True,
+    )
+    yield
+
+    # 1 MiB objects, 4 clients
+    pkg = package("mib")
+    mids = [0] * data.n_mib
+    checked = set(range(0, data.n_mib, max(1, data.n_mib // 8)))
+
+    async def mib_up(conn: Conn, i: int) -> None:
+        pre, post = multipart_parts(json.dumps({"packageID": pkg}), f"m/{i:04d}")
+        r = await conn.request(
+            "POST",
+            "/v1/object/upload",
+            up_hdrs,
+            pre,
+            body_file=(data.mib_fd, i * MiB, MiB),
+            tail=post,
+            keep_body=True,
+        )
+        assert r.status == 200, (r.status, r.body[:300])
+        ups = json.loads(r.body)["data"]["uploadeds"]
+        assert len(ups) == 1 and ups[0]["path"] == f"m/{i:04d}", ups
+        mids[i] = ups[0]["objectID"]
+
+    async def mib_down(conn: Conn, i: int) -> None:
+        keep = i in checked
+        r = await conn.request(
+            "GET", f"/v1/object/download?objectID={mids[i]}", auth, keep_body=keep
+        )
+        assert r.status == 200 and r.size == MiB, (r.status, r.size)
+        if keep:
+            assert r.body == data.mib_bytes(i), f"object {mids[i]}: other bytes read back"
+
+    n = data.n_mib
+    with meter.phase() as ph:
+        await within(many(n, 4, Job(port, mib_up)), args, "1 MiB uploads")
+    res["mib_up"] = figure(n / ph.wall, "MiB/s", ph, count=n)
+    with meter.phase() as ph:
+        await within(many(n, 4, Job(port, mib_down)), args, "1 MiB downloads")
+    res["mib_down"] = figure(n / ph.wall, "MiB/s", ph, count=n, bytes_checked=len(checked))
+    print(
+        f"  {name}: 1 MiB up {res['mib_up']['value']:.0f} MiB/s, "
+        f"down {res['mib_down']['value']:.0f} MiB/s",
+        flush=True,
+    )
+    yield
+
+
 async def measure_jcs(
     name: str,
     src: Path,
@@ -437,83 +532,8 @@ async def measure_jcs(
             body = {"bucketID": bucket, "name": pname}
             return int(ok(api.post("/v1/package/create", json=body))["package"]["packageID"])
 
-        # 4 KiB objects, 16 clients
-        pkg = package("small")
-        bodies = [data.small_body(pkg, i) for i in range(data.n_small)]
-        sids = [0] * data.n_small
-
-        async def small_up(conn: Conn, i: int) -> None:
-            r = await conn.request("POST", "/v1/object/upload", up_hdrs, bodies[i], keep_body=True)
-            assert r.status == 200, (r.status, r.body[:300])
-            ups = json.loads(r.body)["data"]["uploadeds"]
-            assert len(ups) == 1 and ups[0]["path"] == f"s/{i:05d}", ups
-            sids[i] = ups[0]["objectID"]
-
-        async def small_down(conn: Conn, i: int) -> None:
-            r = await conn.request(
-                "GET", f"/v1/object/download?objectID={sids[i]}", auth, keep_body=True
-            )
-            assert r.status == 200 and r.size == SMALL, (r.status, r.size, r.body[:300])
-            assert r.body == data.small[i], f"object {sids[i]}: other bytes read back"
-
-        n = data.n_small
-        with meter.phase() as ph:
-            await within(many(n, 16, Job(port, small_up)), args, "4 KiB uploads")
-        res["small_up"] = figure(n / ph.wall, "obj/s", ph, count=n)
-        assert len(set(sids)) == n, "object IDs not distinct"
-        with meter.phase() as ph:
-            await within(many(n, 16, Job(port, small_down)), args, "4 KiB downloads")
-        res["small_down"] = figure(n / ph.wall, "obj/s", ph, count=n, bytes_checked=n)
-        print(
-            f"  {name}: 4 KiB up {res['small_up']['value']:.0f}/s, "
-            f"down {res['small_down']['value']:.0f}/s",
-            flush=True,
-        )
-        yield
-
-        # 1 MiB objects, 4 clients
-        pkg = package("mib")
-        mids = [0] * data.n_mib
-        checked = set(range(0, data.n_mib, max(1, data.n_mib // 8)))
-
-        async def mib_up(conn: Conn, i: int) -> None:
-            pre, post = multipart_parts(json.dumps({"packageID": pkg}), f"m/{i:04d}")
-            r = await conn.request(
-                "POST",
-                "/v1/object/upload",
-                up_hdrs,
-                pre,
-                body_file=(data.mib_fd, i * MiB, MiB),
-                tail=post,
-                keep_body=True,
-            )
-            assert r.status == 200, (r.status, r.body[:300])
-            ups = json.loads(r.body)["data"]["uploadeds"]
-            assert len(ups) == 1 and ups[0]["path"] == f"m/{i:04d}", ups
-            mids[i] = ups[0]["objectID"]
-
-        async def mib_down(conn: Conn, i: int) -> None:
-            keep = i in checked
-            r = await conn.request(
-                "GET", f"/v1/object/download?objectID={mids[i]}", auth, keep_body=keep
-            )
-            assert r.status == 200 and r.size == MiB, (r.status, r.size)
-            if keep:
-                assert r.body == data.mib_bytes(i), f"object {mids[i]}: other bytes read back"
-
-        n = data.n_mib
-        with meter.phase() as ph:
-            await within(many(n, 4, Job(port, mib_up)), args, "1 MiB uploads")
-        res["mib_up"] = figure(n / ph.wall, "MiB/s", ph, count=n)
-        with meter.phase() as ph:
-            await within(many(n, 4, Job(port, mib_down)), args, "1 MiB downloads")
-        res["mib_down"] = figure(n / ph.wall, "MiB/s", ph, count=n, bytes_checked=len(checked))
-        print(
-            f"  {name}: 1 MiB up {res['mib_up']['value']:.0f} MiB/s, "
-            f"down {res['mib_down']['value']:.0f} MiB/s",
-            flush=True,
-        )
-        yield
+        async for _ in object_phases(name, port, auth, package, data, args, meter, res):
+            yield
 
         # one upload of many files
         async def batch(pkg: int, prefix: str) -> tuple[Phase, list[dict[str, Any]]]:
@@ -627,6 +647,29 @@ async def measure_jcs(
         stop_proc(server)
 
 
+async def take_turns(
+    runs: dict[str, AsyncIterator[None]], ended: Callable[[str, Exception | None], None]
+) -> None:
+    """Every run one group of phases at a time (to its next ``yield``), in
+    turns, the order reversed at each turn, until each has ended (``ended``:
+    its name, and what it failed with, if it did)."""
+    turn = 0
+    while runs:
+        for v in list(runs) if turn % 2 == 0 else list(reversed(runs)):
+            error: Exception | None = None
+            try:
+                await anext(runs[v])
+                continue
+            except StopAsyncIteration:
+                pass
+            except Exception as e:
+                traceback.print_exc()
+                error = e
+            del runs[v]
+            ended(v, error)
+        turn += 1
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp_root = Path(args.tmp) if args.tmp else None
     work = Path(tempfile.mkdtemp(prefix="jcs-bench-smallobj-", dir=tmp_root))
@@ -676,7 +719,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # reversed at each turn): within a run this machine drifted by as
         # much as a fifth, which variants run one after the other took for
         # a difference between trees (docs/benchmarks.md, 2026-12-07).
-        runs: dict[str, tuple[AsyncIterator[None], str | None]] = {}
+        runs: dict[str, AsyncIterator[None]] = {}
+        db_urls: dict[str, str | None] = {}
         for v in wanted:
             tree, kind = v.split("-")
             db = {"pgw": "pg", "sqlitew": "sqlite"}.get(kind, kind)
@@ -690,29 +734,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{v}: {desc}", flush=True)
             entry: dict[str, Any] = {"label": desc, "src": str(src), "db": db, "figures": {}}
             out["variants"][v] = entry
-            runs[v] = (
-                measure_jcs(v, src, db_url, db_pid, data, args, work, entry["figures"]),
-                db_url,
-            )
-        turn = 0
-        while runs:
-            for v in list(runs) if turn % 2 == 0 else list(reversed(runs)):
-                gen, db_url = runs[v]
-                try:
-                    await anext(gen)
-                    continue
-                except StopAsyncIteration:
-                    pass
-                except Exception as e:
-                    traceback.print_exc()
-                    entry = out["variants"][v]
-                    entry["error"] = f"{type(e).__name__}: {e}"
-                    print(f"  {v} FAILED: {entry['error']}", flush=True)
-                del runs[v]
-                if db_url:
-                    with contextlib.suppress(Exception):
-                        pg.drop_database(db_url)
-            turn += 1
+            runs[v] = measure_jcs(v, src, db_url, db_pid, data, args, work, entry["figures"])
+            db_urls[v] = db_url
+
+        def ended(v: str, error: Exception | None) -> None:
+            if error is not None:
+                entry = out["variants"][v]
+                entry["error"] = f"{type(error).__name__}: {error}"
+                print(f"  {v} FAILED: {entry['error']}", flush=True)
+            if db_urls[v]:
+                with contextlib.suppress(Exception):
+                    pg.drop_database(db_urls[v])
+
+        await take_turns(runs, ended)
         out["loadavg_at_end"] = os.getloadavg()
     finally:
         if data is not None:
