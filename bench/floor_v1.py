@@ -21,7 +21,9 @@ and does only the work that a durable, encrypted object needs:
 - one SQLite row per object (WAL, ``synchronous=FULL``). The rows of one
   turn of the loop are committed together in a thread, after one sync of
   the blocks' directory if the group holds a block file. Each upload is
-  answered only after its commit's sync;
+  answered only after its commit's sync. With ``--syncfs`` the block
+  files are not synced one by one: one ``syncfs`` of their file system
+  before each commit makes them and their names durable at once;
 - a download is one ``SELECT`` by id on the loop, and a block's read and
   opening in a worker thread.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import hashlib
 import hmac
 import json
@@ -55,6 +58,7 @@ from typing import Any
 import floors
 
 TOKEN = "floor-bench-key"
+SYNCFS = os.environ.get("FLOOR_SYNCFS") == "1"
 INLINE = 4096
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, package INTEGER, path TEXT,"
@@ -87,7 +91,11 @@ class Floor:
         if any(row[6] is not None for _, row in batch):
             fd = os.open(self.blocks, os.O_RDONLY)
             try:
-                os.fsync(fd)
+                if SYNCFS:  # the blocks' data and names with one call
+                    if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+                        raise OSError(ctypes.get_errno(), "syncfs")
+                else:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
 
@@ -104,7 +112,8 @@ class Floor:
             view = memoryview(sealed)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fdatasync(fd)
+            if not SYNCFS:
+                os.fdatasync(fd)
         finally:
             os.close(fd)
         return digest, nonce, name
@@ -198,7 +207,7 @@ async def measure_floor(
     vdir = work / name.replace(" ", "")
     vdir.mkdir()
     port = so.free_port()
-    env = {"FLOOR_DIR": str(vdir)}
+    env = {"FLOOR_DIR": str(vdir), "FLOOR_SYNCFS": "1" if args.syncfs else "0"}
     proc = floors.start(__file__, port, workers, env, (vdir / "floor.log").open("wb"))
     try:
         packages = iter(range(1, 100))
@@ -285,6 +294,7 @@ def main() -> None:
     ap.add_argument("--mib-count", type=int, default=400, help="1 MiB objects")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 300 and 40")
     ap.add_argument("--phase-timeout", type=float, default=300, help="seconds per phase at most")
+    ap.add_argument("--syncfs", action="store_true", help="the floor: one syncfs a commit")
     ap.add_argument("--json", default=None, help="also write every figure here")
     ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # the floor, on PORT
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
