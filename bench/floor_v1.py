@@ -48,7 +48,6 @@ import hmac
 import json
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -135,14 +134,6 @@ def form_parts(body: bytes, content_type: bytes) -> list[tuple[bytes, bytes]]:
     return parts
 
 
-_floor: Floor | None = None
-
-
-def _start() -> None:
-    global _floor
-    _floor = Floor(Path(os.environ["FLOOR_DIR"]))
-
-
 async def _upload(floor: Floor, receive: floors.Receive, content_type: bytes) -> bytes:
     pieces = []
     more = True
@@ -164,12 +155,10 @@ async def _upload(floor: Floor, receive: floors.Receive, content_type: bytes) ->
     return json.dumps({"uploadeds": [{"objectID": object_id, "path": path}]}).encode()
 
 
-async def app(scope: dict[str, Any], receive: floors.Receive, send: floors.Send) -> None:
-    """The floor's ASGI app: the two v1 routes, nothing else."""
-    if scope["type"] == "lifespan":
-        return await floors.lifespan(receive, send, _start)
-    floor = _floor
-    assert floor is not None
+async def handle(
+    floor: Floor, scope: dict[str, Any], receive: floors.Receive, send: floors.Send
+) -> None:
+    """The two v1 routes, nothing else."""
     headers = dict(scope["headers"])
     if not hmac.compare_digest(headers.get(b"authorization", b""), b"Bearer " + TOKEN.encode()):
         return await floors.answer(send, 401, [], b"unauthorized")
@@ -192,6 +181,9 @@ async def app(scope: dict[str, Any], receive: floors.Receive, send: floors.Send)
         content = await loop.run_in_executor(None, floor.load_block, block, nonce)
     kind = (b"content-type", b"application/octet-stream")
     await floors.answer(send, 200, [kind, (b"content-length", b"%d" % size)], content)
+
+
+app = floors.asgi(lambda: Floor(Path(os.environ["FLOOR_DIR"])), handle)
 
 
 # ----------------------------------------------------------------------------
@@ -296,20 +288,15 @@ def main() -> None:
     ap.add_argument("--phase-timeout", type=float, default=300, help="seconds per phase at most")
     ap.add_argument("--syncfs", action="store_true", help="the floor: one syncfs a commit")
     ap.add_argument("--json", default=None, help="also write every figure here")
-    ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # the floor, on PORT
-    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.serve is not None:
-        floors.serve(app, __file__, args.serve, args.workers)
+    args = floors.parse_or_serve(ap, app, __file__)
+    if args is None:
         return
     if args.quick:
         args.small_count, args.mib_count = 300, 40
     args.pg_workers = args.sqlite_workers = 1  # what small_objects.measure_jcs reads
+    import small_objects
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # so the finally blocks stop every process
-
-    signal.signal(signal.SIGTERM, on_term)
+    small_objects.stop_on_sigterm()
     out = asyncio.run(run(args))
     report(out)
     if args.json:

@@ -9,6 +9,7 @@ price of everything else: its checks, its records, its layers."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import os
@@ -18,11 +19,12 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+S = TypeVar("S")
 
 # One AES-256 key for every process of a floor (a store's key would come
 # from its master key; deriving it once costs nothing per request).
@@ -86,15 +88,26 @@ class GroupCommit:
         return await done
 
 
-async def lifespan(receive: Receive, send: Send, start: Callable[[], None]) -> None:
-    while True:
-        msg = await receive()
-        if msg["type"] == "lifespan.startup":
-            start()
-            await send({"type": "lifespan.startup.complete"})
-        elif msg["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def asgi(
+    make: Callable[[], S], handle: Callable[[S, dict[str, Any], Receive, Send], Awaitable[None]]
+) -> App:
+    """An ASGI app: ``make()`` at start-up (each process its own state),
+    then ``handle(state, scope, receive, send)`` for each request."""
+    state: list[S] = []
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            return await handle(state[0], scope, receive, send)
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                state.append(make())
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return app
 
 
 async def answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -127,6 +140,18 @@ def serve(app: App, script: str, port: int, workers: int) -> None:
         for child in children:
             child.terminate()
             child.wait()
+
+
+def parse_or_serve(ap: argparse.ArgumentParser, app: App, script: str) -> argparse.Namespace | None:
+    """The bench's arguments; or, run as ``script --serve PORT [--workers
+    N]`` (how ``start`` runs the floor), serve ``app`` and return None."""
+    ap.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve is None:
+        return args
+    serve(app, script, args.serve, args.workers)
+    return None
 
 
 def start(script: str, port: int, workers: int, env: dict[str, str], log: Any) -> Any:

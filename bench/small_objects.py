@@ -851,6 +851,16 @@ def report(r: dict[str, Any]) -> bool:
     return all_pass
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM ends the bench through its ``finally`` blocks, so that they
+    stop every process it started."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--old-src", default=None, help="an older checkout (or its src/) to compare")
@@ -893,11 +903,7 @@ def main() -> None:
         ap.error("--list-objects: 1 to 1000 (one page of listByPath)")
     if args.old_src and args.old_rev:
         ap.error("--old-src or --old-rev, not both")
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # so the finally blocks stop every process
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop_on_sigterm()
     results = asyncio.run(run(args))
     report(results)
     if args.json:
