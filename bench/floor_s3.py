@@ -29,8 +29,9 @@ and s3rver, if it is installed (``bench/s3.py`` says how). The client
 is ``bench/s3.py``'s lean client: 16 processes, every request signed
 before the clock starts. The servers take turns round by round, in an
 order reversed each round, after one untimed round of 1,000 objects each.
-Each round PUTs ``--count`` new keys, then GETs them. The bench prints each round, then the medians and their ratios to
-s3rver's figure of the same round.
+Each round PUTs ``--count`` new keys, then GETs them. The bench prints
+each round, then the medians and their ratios to s3rver's figure of the
+same round.
 """
 
 from __future__ import annotations
@@ -120,12 +121,7 @@ async def handle(
         return await floors.answer(send, 403, [request_id], b"SignatureDoesNotMatch")
     _, bucket, key = path.split("/", 2)
     if method == "PUT":
-        body = b""
-        more = True
-        while more:
-            msg = await receive()
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
+        body = await floors.read_body(receive)
         if hashlib.sha256(body).hexdigest() != headers[b"x-amz-content-sha256"].decode():
             return await floors.answer(send, 400, [request_id], b"XAmzContentSHA256Mismatch")
         etag = hashlib.md5(body).hexdigest()

@@ -58,6 +58,7 @@ import floors
 
 TOKEN = "floor-bench-key"
 SYNCFS = os.environ.get("FLOOR_SYNCFS") == "1"
+LIBC = ctypes.CDLL(None, use_errno=True)  # for syncfs, which os does not offer
 INLINE = 4096
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, package INTEGER, path TEXT,"
@@ -91,7 +92,7 @@ class Floor:
             fd = os.open(self.blocks, os.O_RDONLY)
             try:
                 if SYNCFS:  # the blocks' data and names with one call
-                    if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+                    if LIBC.syncfs(fd) != 0:
                         raise OSError(ctypes.get_errno(), "syncfs")
                 else:
                     os.fsync(fd)
@@ -135,13 +136,7 @@ def form_parts(body: bytes, content_type: bytes) -> list[tuple[bytes, bytes]]:
 
 
 async def _upload(floor: Floor, receive: floors.Receive, content_type: bytes) -> bytes:
-    pieces = []
-    more = True
-    while more:
-        msg = await receive()
-        pieces.append(msg.get("body", b""))
-        more = msg.get("more_body", False)
-    (_, info), (head, content) = form_parts(b"".join(pieces), content_type)
+    (_, info), (head, content) = form_parts(await floors.read_body(receive), content_type)
     package = int(json.loads(info)["packageID"])
     path = head.partition(b'filename="')[2].partition(b'"')[0].decode()
     if len(content) <= INLINE:

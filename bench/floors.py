@@ -58,10 +58,13 @@ class GroupCommit:
         if self.before is not None:
             self.before(batch)
         self.db.execute("BEGIN IMMEDIATE")
-        ids = []
-        for sql, row in batch:
-            ids.append(self.db.execute(sql, row).lastrowid or 0)
-        self.db.execute("COMMIT")
+        try:
+            ids = [self.db.execute(sql, row).lastrowid or 0 for sql, row in batch]
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
         return ids
 
     async def _commit_waiting(self) -> None:
@@ -73,6 +76,10 @@ class GroupCommit:
                 ids = await loop.run_in_executor(
                     self.committer, self._commit, [(sql, row) for sql, row, _ in batch]
                 )
+            except Exception as exc:  # every writer of the group hears of it, none hangs
+                for _, _, done in batch:
+                    done.set_exception(exc)
+                continue
             finally:
                 self.committing = False
             for (_, _, done), row_id in zip(batch, ids, strict=True):
@@ -108,6 +115,17 @@ def asgi(
                 return
 
     return app
+
+
+async def read_body(receive: Receive) -> bytes:
+    """A request's whole body."""
+    pieces = []
+    more = True
+    while more:
+        msg = await receive()
+        pieces.append(msg.get("body", b""))
+        more = msg.get("more_body", False)
+    return b"".join(pieces)
 
 
 async def answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
